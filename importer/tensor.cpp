@@ -1,0 +1,146 @@
+#include "importer/tensor.h"
+
+#include <cstring>
+#include <sstream>
+
+#include "importer/error.h"
+
+namespace tetra {
+
+int64_t num_elements(const Shape& shape, int64_t limit) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    check(d >= 0, ErrorKind::Invalid, "negative dimension in shape " + shape_str(shape));
+    if (d == 0) return 0;
+    check(n <= limit / d, ErrorKind::Invalid, "shape " + shape_str(shape) + " is absurdly large");
+    n *= d;
+  }
+  return n;
+}
+
+std::string shape_str(const Shape& shape) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? "," : "") << shape[i];
+  s << "]";
+  return s.str();
+}
+
+std::vector<int64_t> strides_of(const Shape& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * shape[i + 1];
+  return strides;
+}
+
+Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+  check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
+  size_ = num_elements(shape_);
+  bytes_ = std::make_shared<std::vector<uint8_t>>(storage_bytes(dtype, size_), 0);
+}
+
+Tensor::Tensor(DType dtype, Shape shape, std::vector<uint8_t> bytes) : dtype_(dtype), shape_(std::move(shape)) {
+  check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
+  size_ = num_elements(shape_);
+  check(static_cast<int64_t>(bytes.size()) == storage_bytes(dtype, size_), ErrorKind::Malformed,
+        "tensor of " + dtype_name(dtype) + shape_str(shape_) + " needs " + std::to_string(storage_bytes(dtype, size_)) +
+            " bytes, got " + std::to_string(bytes.size()));
+  bytes_ = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  check(num_elements(shape) == size_, ErrorKind::Invalid,
+        "cannot reshape " + shape_str(shape_) + " to " + shape_str(shape));
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+double Tensor::get(int64_t i) const {
+  const uint8_t* p = bytes_->data();
+  switch (dtype_) {
+    case DType::Float32: { float v; std::memcpy(&v, p + 4 * i, 4); return v; }
+    case DType::Float16: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); return half_to_float(v); }
+    case DType::Int4: return unpack_nibble(p, i, true);
+    case DType::UInt4: return unpack_nibble(p, i, false);
+    default: return static_cast<double>(get_int(i));
+  }
+}
+
+void Tensor::set(int64_t i, double value) {
+  uint8_t* p = bytes_->data();
+  switch (dtype_) {
+    case DType::Float32: { float v = static_cast<float>(value); std::memcpy(p + 4 * i, &v, 4); return; }
+    case DType::Float16: { uint16_t v = double_to_half(value); std::memcpy(p + 2 * i, &v, 2); return; }
+    case DType::Bool: p[i] = value != 0; return;
+    default: set_int(i, static_cast<int64_t>(value));
+  }
+}
+
+int64_t Tensor::get_int(int64_t i) const {
+  const uint8_t* p = bytes_->data();
+  switch (dtype_) {
+    case DType::Int4: return unpack_nibble(p, i, true);
+    case DType::UInt4: return unpack_nibble(p, i, false);
+    case DType::Int8: return static_cast<int8_t>(p[i]);
+    case DType::UInt8: case DType::Bool: return p[i];
+    case DType::Int16: { int16_t v; std::memcpy(&v, p + 2 * i, 2); return v; }
+    case DType::UInt16: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); return v; }
+    case DType::Int32: { int32_t v; std::memcpy(&v, p + 4 * i, 4); return v; }
+    case DType::Int64: { int64_t v; std::memcpy(&v, p + 8 * i, 8); return v; }
+    case DType::Float32: case DType::Float16: return static_cast<int64_t>(get(i));
+    default: fail(ErrorKind::Unsupported, "element type " + dtype_name(dtype_) + " is not supported");
+  }
+}
+
+void Tensor::set_int(int64_t i, int64_t value) {
+  uint8_t* p = bytes_->data();
+  switch (dtype_) {
+    case DType::Int4: case DType::UInt4: pack_nibble(p, i, static_cast<int>(value & 0xF)); return;
+    case DType::Int8: case DType::UInt8: p[i] = static_cast<uint8_t>(value); return;
+    case DType::Bool: p[i] = value != 0; return;
+    case DType::Int16: case DType::UInt16: { uint16_t v = static_cast<uint16_t>(value); std::memcpy(p + 2 * i, &v, 2); return; }
+    case DType::Int32: { int32_t v = static_cast<int32_t>(value); std::memcpy(p + 4 * i, &v, 4); return; }
+    case DType::Int64: std::memcpy(p + 8 * i, &value, 8); return;
+    case DType::Float32: case DType::Float16: set(i, static_cast<double>(value)); return;
+    default: fail(ErrorKind::Unsupported, "element type " + dtype_name(dtype_) + " is not supported");
+  }
+}
+
+std::vector<double> Tensor::to_doubles() const {
+  std::vector<double> out(size_);
+  if (dtype_ == DType::Float32) {
+    const float* d = data<float>();
+    for (int64_t i = 0; i < size_; ++i) out[i] = d[i];
+  } else {
+    for (int64_t i = 0; i < size_; ++i) out[i] = get(i);
+  }
+  return out;
+}
+
+std::vector<int64_t> Tensor::to_ints() const {
+  std::vector<int64_t> out(size_);
+  for (int64_t i = 0; i < size_; ++i) out[i] = get_int(i);
+  return out;
+}
+
+Tensor Tensor::from_doubles(DType dtype, Shape shape, const std::vector<double>& values) {
+  Tensor t(dtype, std::move(shape));
+  check(static_cast<int64_t>(values.size()) == t.size(), ErrorKind::Invalid, "value count does not match shape");
+  for (int64_t i = 0; i < t.size(); ++i) t.set(i, values[i]);
+  return t;
+}
+
+Tensor Tensor::from_ints(DType dtype, Shape shape, const std::vector<int64_t>& values) {
+  Tensor t(dtype, std::move(shape));
+  check(static_cast<int64_t>(values.size()) == t.size(), ErrorKind::Invalid, "value count does not match shape");
+  for (int64_t i = 0; i < t.size(); ++i) t.set_int(i, values[i]);
+  return t;
+}
+
+Tensor Tensor::scalar(DType dtype, double value) {
+  Tensor t(dtype, {});
+  t.set(0, value);
+  return t;
+}
+
+}  // namespace tetra

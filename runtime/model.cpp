@@ -1,0 +1,21 @@
+#include "runtime/model.h"
+
+#include "importer/error.h"
+#include "runtime/reference_evaluator.h"
+
+namespace tetra {
+
+Graph load_model(const std::string& path, const std::map<std::string, Shape>& input_shapes, const LoadOptions& options) {
+  Graph graph = load_onnx(path, options);
+  std::vector<std::string> unsupported = unsupported_nodes(graph);
+  if (!unsupported.empty()) {
+    std::string list;
+    for (const std::string& s : unsupported) list += "\n  " + s;
+    fail(ErrorKind::Unsupported, "'" + path + "' uses " + std::to_string(unsupported.size()) +
+                                     " unsupported operator node(s):" + list);
+  }
+  infer_shapes(graph, input_shapes);
+  return graph;
+}
+
+}  // namespace tetra

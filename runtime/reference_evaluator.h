@@ -1,0 +1,23 @@
+// The reference evaluator: plain per-node loops, the oracle every faster backend is checked against.
+#pragma once
+#include <map>
+#include <string>
+
+#include "importer/graph.h"
+
+namespace tetra {
+
+using TensorMap = std::map<std::string, Tensor>;
+
+// Infers every value's dtype and shape. `input_shapes` binds graph inputs (dynamic dims) to concrete
+// shapes; constants are folded where that makes shapes known. Fails naming the node at fault.
+void infer_shapes(Graph& graph, const std::map<std::string, Shape>& input_shapes = {});
+
+// Checks that the inputs match the graph (names, dtypes, ranks, known dims), then runs every node
+// with its reference kernel and returns the graph outputs by name.
+TensorMap run_reference(const Graph& graph, const TensorMap& inputs);
+
+// Ops in the graph that no kernel handles, as "Op 'name'" labels.
+std::vector<std::string> unsupported_nodes(const Graph& graph);
+
+}  // namespace tetra

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what tetra needs on Debian 12, skipping what is already there. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake ninja-build pkg-config git nodejs npm
+          libhalide14-0-dev libonnx-dev libprotobuf-dev protobuf-compiler
+          nlohmann-json3-dev catch2 libcli11-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# ONNX Runtime (node) is the independent oracle and speed peer; its CPU library is bundled.
+if [ ! -f node_modules/onnxruntime-node/package.json ]; then
+  echo "setup: installing onnxruntime-node 1.30.0"
+  npm install --no-audit --no-fund --ignore-scripts --no-save onnxruntime-node@1.30.0 >/dev/null
+fi
+echo "setup: ok"

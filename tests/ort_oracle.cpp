@@ -1,0 +1,83 @@
+#include "tests/ort_oracle.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+
+#include <catch2/catch.hpp>
+
+#include "importer/error.h"
+#include "importer/onnx_loader.h"
+#include "runtime/reference_evaluator.h"
+#include "runtime/tensor_io.h"
+#include "tests/test_support.h"
+
+namespace tetra::test {
+
+namespace fs = std::filesystem;
+
+static std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+bool ort_available() {
+  static const bool available =
+      fs::exists(fs::path(source_dir()) / "node_modules" / "onnxruntime-node" / "package.json") &&
+      run_command("node --version") == 0;
+  return available;
+}
+
+bool require_ort() {
+  if (ort_available()) return true;
+  const std::string why =
+      "ONNX Runtime oracle unavailable: needs node and 'npm install --ignore-scripts onnxruntime-node@1.30.0' in " +
+      source_dir();
+  if (std::getenv("CI")) FAIL(why + " (CI is set, so this is an error)");
+  WARN(why + "; skipping");
+  return false;
+}
+
+std::vector<Tensor> run_ort(const std::string& model_path, const std::vector<Tensor>& inputs, bool optimize) {
+  const std::string dir = temp_dir("ort");
+  const std::string in_dir = dir + "/in", out_dir = dir + "/out";
+  fs::create_directories(in_dir);
+  fs::create_directories(out_dir);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    write_tensor_pb(in_dir + "/input_" + std::to_string(i) + ".pb", inputs[i], "input_" + std::to_string(i));
+  }
+  std::string command = "node " + quoted(source_dir() + "/scripts/ort_run.js") + " " + quoted(model_path) + " " +
+                        quoted(in_dir) + " " + quoted(out_dir) + (optimize ? " --optimize" : "");
+  std::string output;
+  if (run_command(command, &output) != 0) throw std::runtime_error("ONNX Runtime failed on " + model_path + ":\n" + output);
+  std::vector<Tensor> outputs;
+  for (int i = 0;; ++i) {
+    std::string path = out_dir + "/output_" + std::to_string(i) + ".pb";
+    if (!fs::exists(path)) break;
+    outputs.push_back(read_tensor_pb(path).tensor);
+  }
+  fs::remove_all(dir);
+  return outputs;
+}
+
+std::vector<Tensor> run_tetra(const std::string& model_path, const std::vector<Tensor>& inputs,
+                              size_t* quantized_nodes) {
+  Graph graph = load_onnx(model_path);
+  if (quantized_nodes) *quantized_nodes = graph.quantized_nodes().size();
+  check(graph.inputs.size() == inputs.size(), ErrorKind::Invalid,
+        model_path + " takes " + std::to_string(graph.inputs.size()) + " inputs, got " + std::to_string(inputs.size()));
+  std::map<std::string, Shape> shapes;
+  TensorMap feeds;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    shapes[graph.inputs[i].name] = inputs[i].shape();
+    feeds[graph.inputs[i].name] = inputs[i];
+  }
+  infer_shapes(graph, shapes);
+  TensorMap results = run_reference(graph, feeds);
+  std::vector<Tensor> outputs;
+  for (const ValueInfo& out : graph.outputs) outputs.push_back(results.at(out.name));
+  return outputs;
+}
+
+}  // namespace tetra::test

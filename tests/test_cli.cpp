@@ -1,0 +1,91 @@
+// The tetra CLI end to end: inspect, run with every way of giving inputs, and its error paths
+// (exit status 2, one clear message, no partial output files).
+#include <filesystem>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/tensor_io.h"
+#include "tests/model_builder.h"
+#include "tests/test_support.h"
+
+namespace fs = std::filesystem;
+using namespace tetra;
+using namespace tetra::test;
+
+namespace {
+
+// y = DQ(int4 blocked weight) applied to x [B, 20], with a dynamic batch dim.
+std::string int4_model(const std::string& dir) {
+  ModelBuilder b(21);
+  b.input("x", DType::Float32, {-1, 20});
+  b.output("y", DType::Float32);
+  b.initializer("w", random_tensor(DType::Int4, {20, 6}, -8, 7));
+  b.initializer("s", random_tensor(DType::Float32, {2, 6}, 0.01, 0.1));
+  b.node("DequantizeLinear", {"w", "s"}, {"wf"}, {{"axis", 0}, {"block_size", 16}});
+  b.node("MatMul", {"x", "wf"}, {"y"});
+  return b.save(dir + "/int4.onnx");
+}
+
+}  // namespace
+
+TEST_CASE("tetra inspect lists int4 weights and unsupported ops", "[cli]") {
+  std::string dir = temp_dir("cli_inspect");
+  std::string model = int4_model(dir);
+  std::string out;
+  REQUIRE(run_command(tetra_cli() + " inspect " + model, &out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Catch::Contains("x: float32[x_d0,20]"));  // symbolic batch
+  CHECK_THAT(out, Catch::Contains("DequantizeLinear"));
+  CHECK_THAT(out, Catch::Contains("blocked(axis 0, 16)"));
+  CHECK_THAT(out, Catch::Contains("60 bytes packed + 48 bytes of scales"));  // 120 nibbles; 2x6 fp32 scales
+  CHECK_THAT(out, Catch::Contains("unsupported ops: none"));
+  REQUIRE(run_command(tetra_cli() + " inspect --json " + model, &out) == 0);
+  CHECK_THAT(out, Catch::Contains("\"int4_weights\""));
+}
+
+TEST_CASE("tetra run: test-data folders, --input files, random inputs, dynamic shapes", "[cli]") {
+  std::string dir = temp_dir("cli_run");
+  std::string model = int4_model(dir);
+  std::string data = dir + "/data";
+  fs::create_directories(data);
+  write_tensor_pb(data + "/input_0.pb", random_tensor(DType::Float32, {3, 20}), "not_the_model_name");
+  std::string out;
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --test-data " + data + " --output-dir " + dir + "/o1", &out) == 0);
+  Tensor y = read_tensor_pb(dir + "/o1/output_0.pb").tensor;
+  CHECK(y.shape() == Shape{3, 6});
+
+  // The written output becomes the expected output: the check passes, then fails when perturbed.
+  fs::copy_file(dir + "/o1/output_0.pb", data + "/output_0.pb");
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --test-data " + data, &out) == 0);
+  CHECK_THAT(out, Catch::Contains("max abs error 0"));
+  y.set(4, y.get(4) + 0.5);
+  write_tensor_pb(data + "/output_0.pb", y, "y");
+  CHECK(run_command(tetra_cli() + " run " + model + " --test-data " + data, &out) == 1);
+  CHECK_THAT(out, Catch::Contains("FAIL (1 of 18"));
+
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --input x=" + data + "/input_0.pb", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("float32[3,6]"));
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --random-inputs --shape x=5,20", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("float32[5,6]"));
+}
+
+TEST_CASE("tetra run errors exit 2 and write nothing", "[cli][errors]") {
+  std::string dir = temp_dir("cli_errors");
+  std::string model = int4_model(dir);
+  std::string out;
+  auto fails = [&](const std::string& args, const std::string& needle) {
+    std::string o = dir + "/never";
+    int rc = run_command(tetra_cli() + " run " + args + " --output-dir " + o, &out);
+    INFO(out);
+    CHECK(rc == 2);
+    CHECK_THAT(out, Catch::Contains(needle));
+    CHECK(!fs::exists(o));
+  };
+  fails(model + " --random-inputs", "--shape x=");                 // dynamic dim not bound
+  fails(model + " --random-inputs --shape x=5,21", "'x'");         // wrong shape
+  fails(model + " --input y=" + dir + "/none.pb", "no input 'y'");  // unknown input
+  fails(model + " --input x=" + dir + "/none.pb", "does not exist");
+  fails(model, "'x' was not given");
+  fails(dir + "/missing.onnx --random-inputs", "does not exist");
+  fails(model + " --random-inputs --shape x=5,20 --backend nope", "unknown backend");
+}

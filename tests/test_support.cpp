@@ -1,0 +1,79 @@
+#include "tests/test_support.h"
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace tetra::test {
+
+std::mt19937& rng() {
+  static std::mt19937 generator(0x7e7a);
+  return generator;
+}
+
+Tensor random_tensor(DType dtype, const Shape& shape, double lo, double hi) {
+  Tensor t(dtype, shape);
+  std::uniform_real_distribution<double> uni(lo, hi);
+  for (int64_t i = 0; i < t.size(); ++i) {
+    double v = uni(rng());
+    if (is_integer(dtype)) v = std::floor(v + 0.5);
+    t.set(i, v);
+  }
+  if (t.size() > 1 && t.get(0) == t.get(1)) t.set(0, is_integer(dtype) ? lo : (lo + hi) / 3.0 + 0.01);
+  return t;
+}
+
+std::string temp_dir(const std::string& tag) {
+  namespace fs = std::filesystem;
+  static int counter = 0;
+  fs::path root = fs::path(TETRA_BINARY_DIR) / "test_tmp";
+  fs::path dir = root / (tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+int run_command(const std::string& command, std::string* output) {
+  std::string full = command + " 2>&1";
+  FILE* pipe = popen(full.c_str(), "r");
+  if (!pipe) return -1;
+  std::array<char, 4096> buffer;
+  std::string text;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) text.append(buffer.data(), n);
+  int status = pclose(pipe);
+  if (output) *output = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string tetra_cli() { return std::string(TETRA_BINARY_DIR) + "/bin/tetra"; }
+std::string source_dir() { return TETRA_SOURCE_DIR; }
+
+std::string compare_tensors(const Tensor& got, const Tensor& expected, double atol, double rtol) {
+  std::ostringstream s;
+  if (got.shape() != expected.shape()) {
+    s << "shape " << shape_str(got.shape()) << " vs expected " << shape_str(expected.shape());
+    return s.str();
+  }
+  double worst = 0;
+  int64_t worst_i = -1;
+  for (int64_t i = 0; i < got.size(); ++i) {
+    double g = got.get(i), e = expected.get(i);
+    double excess = std::fabs(g - e) - (atol + rtol * std::fabs(e));
+    if (std::isnan(g) != std::isnan(e)) excess = INFINITY;
+    if (excess > worst) {
+      worst = excess;
+      worst_i = i;
+    }
+  }
+  if (worst_i < 0) return "";
+  s << "element " << worst_i << ": got " << got.get(worst_i) << ", expected " << expected.get(worst_i);
+  return s.str();
+}
+
+}  // namespace tetra::test

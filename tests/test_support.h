@@ -1,0 +1,25 @@
+// Helpers shared by the tests: random data (never zeros), temporary folders, running the CLI.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "importer/tensor.h"
+
+namespace tetra::test {
+
+// A deterministic generator per test; seeds differ between tests but not between runs.
+std::mt19937& rng();
+// Uniform values in [lo, hi], guaranteed not all equal.
+Tensor random_tensor(DType dtype, const Shape& shape, double lo = -1.0, double hi = 1.0);
+// A fresh empty folder under the build tree, removed at exit of the test binary.
+std::string temp_dir(const std::string& tag);
+// Runs a shell command, returns its exit code; stdout+stderr are captured into `output`.
+int run_command(const std::string& command, std::string* output = nullptr);
+// Path of the built CLI and of the source tree.
+std::string tetra_cli();
+std::string source_dir();
+// Max |a - b| > atol + rtol*|b| anywhere? Returns a description of the worst element, "" if close.
+std::string compare_tensors(const Tensor& got, const Tensor& expected, double atol, double rtol);
+
+}  // namespace tetra::test

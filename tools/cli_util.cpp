@@ -1,0 +1,34 @@
+#include "tools/cli_util.h"
+
+#include <sstream>
+
+#include "importer/error.h"
+
+namespace tetra::cli {
+
+std::pair<std::string, std::string> parse_file_binding(const std::string& text) {
+  size_t eq = text.find('=');
+  check(eq != std::string::npos && eq > 0 && eq + 1 < text.size(), ErrorKind::Invalid,
+        "expected NAME=VALUE, got '" + text + "'");
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+std::pair<std::string, Shape> parse_shape_binding(const std::string& text) {
+  auto [name, dims] = parse_file_binding(text);
+  Shape shape;
+  std::stringstream ss(dims);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    int64_t d = -1;
+    try {
+      d = std::stoll(item, &used);
+    } catch (const std::exception&) {
+    }
+    check(d >= 0 && used == item.size(), ErrorKind::Invalid, "bad dimension '" + item + "' in --shape " + text);
+    shape.push_back(d);
+  }
+  return {name, shape};
+}
+
+}  // namespace tetra::cli

@@ -1,0 +1,103 @@
+// tetra inspect: what a model contains, which int4 weights tetra recognised, and what it cannot run.
+#include <iomanip>
+#include <iostream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "importer/error.h"
+#include "importer/onnx_loader.h"
+#include "runtime/reference_evaluator.h"
+#include "tools/commands.h"
+
+namespace tetra::cli {
+namespace {
+
+struct InspectOptions {
+  std::string model;
+  bool json = false;
+};
+
+std::string value_line(const ValueInfo& v) {
+  return v.name + ": " + dtype_name(v.dtype) + (v.has_shape ? shape_str(v.shape) : std::string("[rank unknown]"));
+}
+
+nlohmann::json weight_json(const Node& n) {
+  const QuantizedWeight& w = *n.weight;
+  int64_t fp32_bytes = w.data.size() * 4;
+  int64_t params = w.scale.byte_size() + (w.zero_point.empty() ? 0 : w.zero_point.byte_size());
+  return {{"node", n.name},
+          {"consumer", n.attr_string("source_op", n.op_type)},
+          {"tensor", w.name},
+          {"pattern", w.pattern},
+          {"dtype", dtype_name(w.data.dtype())},
+          {"shape", w.shape()},
+          {"granularity", w.granularity()},
+          {"block_size", w.block_size},
+          {"zero_points", !w.zero_point.empty()},
+          {"packed_bytes", w.data.byte_size()},
+          {"param_bytes", params},
+          {"fp32_bytes", fp32_bytes}};
+}
+
+void inspect(const InspectOptions& opt) {
+  Graph original = load_onnx(opt.model, LoadOptions{false});
+  Graph graph = load_onnx(opt.model);
+  std::vector<std::string> unsupported = unsupported_nodes(graph);
+  if (unsupported.empty()) infer_shapes(graph);
+
+  std::map<std::string, int> histogram;
+  for (const Node& n : original.nodes) histogram[n.domain.empty() ? n.op_type : n.domain + "." + n.op_type]++;
+  nlohmann::json report;
+  report["model"] = opt.model;
+  report["ir_version"] = graph.ir_version;
+  for (const auto& [domain, version] : graph.opsets) report["opsets"][domain.empty() ? "ai.onnx" : domain] = version;
+  for (const ValueInfo& v : graph.inputs) report["inputs"].push_back(value_line(v));
+  for (const ValueInfo& v : graph.outputs) report["outputs"].push_back(value_line(v));
+  report["ops"] = histogram;
+  report["int4_weights"] = nlohmann::json::array();
+  for (const Node* n : graph.quantized_nodes()) report["int4_weights"].push_back(weight_json(*n));
+  report["unsupported"] = unsupported;
+
+  if (opt.json) {
+    std::cout << report.dump(2) << "\n";
+  } else {
+    std::cout << "model: " << opt.model << "  (IR " << graph.ir_version << ")\nopsets:";
+    for (const auto& [domain, version] : report["opsets"].items()) std::cout << " " << domain << "=" << version;
+    std::cout << "\ninputs:\n";
+    for (const ValueInfo& v : graph.inputs) std::cout << "  " << value_line(v) << "\n";
+    std::cout << "outputs:\n";
+    for (const ValueInfo& v : graph.outputs) std::cout << "  " << value_line(v) << "\n";
+    std::cout << "ops (" << original.nodes.size() << " nodes):\n";
+    for (const auto& [op, count] : histogram) std::cout << "  " << std::setw(5) << count << "  " << op << "\n";
+    std::cout << "int4 weights (" << report["int4_weights"].size() << ", kept packed):\n";
+    int64_t packed_total = 0, fp32_total = 0;
+    for (const auto& w : report["int4_weights"]) {
+      std::cout << "  " << w["node"].get<std::string>() << " (" << w["consumer"].get<std::string>() << "): "
+                << w["tensor"].get<std::string>() << " " << w["dtype"].get<std::string>()
+                << shape_str(w["shape"].get<Shape>()) << ", " << w["pattern"].get<std::string>() << ", "
+                << w["granularity"].get<std::string>() << (w["zero_points"].get<bool>() ? ", zero points" : ", symmetric")
+                << ", " << w["packed_bytes"].get<int64_t>() << " bytes packed + " << w["param_bytes"].get<int64_t>()
+                << " bytes of scales/zero points vs " << w["fp32_bytes"].get<int64_t>() << " fp32\n";
+      packed_total += w["packed_bytes"].get<int64_t>() + w["param_bytes"].get<int64_t>();
+      fp32_total += w["fp32_bytes"].get<int64_t>();
+    }
+    if (fp32_total)
+      std::cout << "  total: " << packed_total << " bytes in all vs " << fp32_total << " fp32 ("
+                << std::setprecision(3) << double(fp32_total) / packed_total << "x smaller)\n";
+    std::cout << "unsupported ops: " << (unsupported.empty() ? "none" : "") << "\n";
+    for (const std::string& u : unsupported) std::cout << "  " << u << "\n";
+  }
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app) {
+  auto opt = std::make_shared<InspectOptions>();
+  CLI::App* cmd = app.add_subcommand("inspect", "Describe a model: opsets, inputs, ops, int4 weights, unsupported ops");
+  cmd->add_option("model", opt->model, "ONNX model file")->required();
+  cmd->add_flag("--json", opt->json, "print a machine-readable report");
+  cmd->callback([opt] { inspect(*opt); });
+}
+
+}  // namespace tetra::cli

@@ -1,0 +1,16 @@
+// The tetra CLI's subcommands; each file adds one subcommand and its callback to the app.
+// Callbacks throw tetra::Error for user-facing failures; main() prints them and exits with 2.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace tetra::cli {
+
+void add_inspect_command(CLI::App& app);
+void add_run_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
+
+// Set by a subcommand whose work completed but whose result is a failure (e.g. outputs outside
+// tolerance): main() returns it.
+extern int exit_status;
+
+}  // namespace tetra::cli

@@ -1,0 +1,32 @@
+// tetra: compile, tune and run int4 weight-quantized ONNX models.
+#include <iostream>
+
+#include "importer/error.h"
+#include "tools/commands.h"
+
+namespace tetra::cli {
+int exit_status = 0;
+}
+
+int main(int argc, char** argv) {
+  CLI::App app{"tetra: a compiler and autotuner for int4 weight-quantized ONNX models"};
+  app.require_subcommand(1);
+  tetra::cli::add_inspect_command(app);
+  tetra::cli::add_run_command(app);
+  tetra::cli::add_quantize_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const tetra::Error& e) {
+    std::cerr << "tetra: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "tetra: error: out of memory\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "tetra: internal error: " << e.what() << "\n";
+    return 3;
+  }
+  return tetra::cli::exit_status;
+}
