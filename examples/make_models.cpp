@@ -7,7 +7,7 @@
 
 #include "importer/error.h"
 #include "runtime/tensor_io.h"
-#include "tests/model_builder.h"
+#include "tools/model_builder.h"
 
 using namespace tetra;
 namespace fs = std::filesystem;
@@ -29,7 +29,7 @@ Tensor weight(const Shape& shape, int64_t fan_in) {
   return uniform(shape, -a, a);
 }
 
-void add_batchnorm(test::ModelBuilder& b, const std::string& prefix, int64_t c) {
+void add_batchnorm(ModelBuilder& b, const std::string& prefix, int64_t c) {
   b.initializer(prefix + "_scale", uniform({c}, 0.5, 1.5));
   b.initializer(prefix + "_bias", uniform({c}, -0.2, 0.2));
   b.initializer(prefix + "_mean", uniform({c}, -0.1, 0.1));
@@ -37,7 +37,7 @@ void add_batchnorm(test::ModelBuilder& b, const std::string& prefix, int64_t c) 
 }
 
 std::string mlp(const std::string& dir) {
-  test::ModelBuilder b(17, "mlp");
+  ModelBuilder b(17, "mlp");
   b.input("x", DType::Float32, {-1, 64});
   b.output("logits", DType::Float32);
   b.initializer("w1", weight({64, 256}, 64));
@@ -62,7 +62,7 @@ std::string mlp(const std::string& dir) {
 }
 
 std::string cnn(const std::string& dir) {
-  test::ModelBuilder b(17, "cnn");
+  ModelBuilder b(17, "cnn");
   b.input("image", DType::Float32, {1, 3, 32, 32});
   b.output("probs", DType::Float32);
   b.initializer("c1_w", weight({32, 3, 3, 3}, 27));

@@ -5,7 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "runtime/tensor_io.h"
-#include "tests/model_builder.h"
+#include "tools/model_builder.h"
 #include "tests/test_support.h"
 
 namespace fs = std::filesystem;

@@ -11,7 +11,7 @@
 #include "importer/onnx_loader.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
-#include "tests/model_builder.h"
+#include "tools/model_builder.h"
 #include "tests/test_support.h"
 
 namespace fs = std::filesystem;

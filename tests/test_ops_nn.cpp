@@ -6,7 +6,7 @@
 #include "importer/error.h"
 #include "runtime/op_registry.h"
 #include "runtime/ops/conv_core.h"
-#include "tests/model_builder.h"
+#include "tools/model_builder.h"
 #include "tests/ort_oracle.h"
 #include "tests/test_support.h"
 
@@ -930,7 +930,7 @@ TEST_CASE("Shape, ConstantOfShape, Constant", "[tensor]") {
 
 namespace {
 
-// The tetra Attribute of a test::Attr (the kinds these tests use).
+// The tetra Attribute of a Attr (the kinds these tests use).
 Attribute from_proto(const onnx::AttributeProto& p) {
   switch (p.type()) {
     case onnx::AttributeProto::INT: return int_attr(p.i());
@@ -942,10 +942,10 @@ Attribute from_proto(const onnx::AttributeProto& p) {
 }
 
 // Input 0 is the graph input; the others become initializers ("" where empty).
-void check_vs_ort(const std::string& op_type, int64_t opset, const std::vector<test::Attr>& attrs,
+void check_vs_ort(const std::string& op_type, int64_t opset, const std::vector<Attr>& attrs,
                   const std::vector<Tensor>& in, const std::string& what) {
   INFO(op_type << " " << what);
-  test::ModelBuilder b(opset);
+  ModelBuilder b(opset);
   b.input("x", in[0].dtype(), in[0].shape());
   std::vector<std::string> names{"x"};
   for (size_t i = 1; i < in.size(); ++i) {
@@ -956,7 +956,7 @@ void check_vs_ort(const std::string& op_type, int64_t opset, const std::vector<t
   b.node(op_type, names, {"y"}, attrs);
   Node n = make_node(op_type, opset, 0);
   n.inputs = names;
-  for (const test::Attr& a : attrs) n.attrs[a.proto.name()] = from_proto(a.proto);
+  for (const Attr& a : attrs) n.attrs[a.proto.name()] = from_proto(a.proto);
   Tensor ours = run1(n, in);
   std::vector<Tensor> theirs = test::run_ort(b.save(test::temp_dir("nn_ort") + "/model.onnx"), {in[0]});
   REQUIRE(theirs.size() == 1);
@@ -974,7 +974,7 @@ TEST_CASE("Resize matches ONNX Runtime", "[nn][ort]") {
       for (const char* nearest : {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"}) {
         if (std::string(mode) == "linear" && std::string(nearest) != "round_prefer_floor") continue;
         if (std::string(mode) == "linear" && std::string(ctm) == "tf_half_pixel_for_nn") continue;
-        std::vector<test::Attr> attrs{{"mode", mode}, {"coordinate_transformation_mode", ctm}, {"nearest_mode", nearest}};
+        std::vector<Attr> attrs{{"mode", mode}, {"coordinate_transformation_mode", ctm}, {"nearest_mode", nearest}};
         for (const auto& s : scales) {
           Tensor st(DType::Float32, {4});
           for (int i = 0; i < 4; ++i) st.set(i, s[i]);
@@ -995,7 +995,7 @@ TEST_CASE("Pools match ONNX Runtime", "[nn][ort]") {
     const int64_t h = rand_int(k + 1, 9), w = rand_int(k, 8), ceil = iter % 2, dil = iter % 3 == 2 ? 2 : 1;
     if (dil == 2 && (h < 2 * k || w < 2 * k)) continue;
     Tensor x = random_tensor(DType::Float32, {1, 2, h, w});
-    std::vector<test::Attr> attrs{{"kernel_shape", std::vector<int64_t>{k, k}},
+    std::vector<Attr> attrs{{"kernel_shape", std::vector<int64_t>{k, k}},
                                   {"strides", std::vector<int64_t>{s, s}},
                                   {"pads", std::vector<int64_t>{pb, pe, pe, pb}},
                                   {"ceil_mode", ceil},
@@ -1009,7 +1009,7 @@ TEST_CASE("Pools match ONNX Runtime", "[nn][ort]") {
   }
   Tensor x = random_tensor(DType::Float32, {2, 3, 7, 6});
   for (const char* pad : {"SAME_UPPER", "SAME_LOWER", "VALID"}) {
-    std::vector<test::Attr> attrs{{"kernel_shape", std::vector<int64_t>{3, 2}}, {"strides", std::vector<int64_t>{2, 2}},
+    std::vector<Attr> attrs{{"kernel_shape", std::vector<int64_t>{3, 2}}, {"strides", std::vector<int64_t>{2, 2}},
                                   {"auto_pad", pad}};
     check_vs_ort("MaxPool", 12, attrs, {x}, pad);
     check_vs_ort("AveragePool", 11, attrs, {x}, pad);
@@ -1025,7 +1025,7 @@ TEST_CASE("ConvTranspose and Conv auto_pad match ONNX Runtime", "[nn][ort]") {
     const int64_t k = rand_int(1, 3), s = rand_int(1, 3), d = rand_int(1, 2), h = rand_int(2, 5), w = rand_int(2, 5);
     Tensor x = random_tensor(DType::Float32, {1, c, h, w}), wt = random_tensor(DType::Float32, {c, m / group, k, k + 1});
     Tensor b = random_tensor(DType::Float32, {m});
-    std::vector<test::Attr> attrs{{"group", group}, {"strides", std::vector<int64_t>{s, s}},
+    std::vector<Attr> attrs{{"group", group}, {"strides", std::vector<int64_t>{s, s}},
                                   {"dilations", std::vector<int64_t>{d, 1}}};
     std::string what = "iter " + std::to_string(iter);
     switch (iter % 4) {

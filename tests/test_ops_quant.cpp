@@ -11,7 +11,7 @@
 #include "runtime/op_registry.h"
 #include "runtime/ops/op_util.h"
 #include "runtime/reference_evaluator.h"
-#include "tests/model_builder.h"
+#include "tools/model_builder.h"
 #include "tests/ort_oracle.h"
 #include "tests/test_support.h"
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "tests/model_builder.h"
+#include "tools/model_builder.h"
 #include "tests/ort_oracle.h"
 #include "tests/test_support.h"
 

@@ -4,7 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <cstdlib>
+#include <map>
 #include <sstream>
+
+#include <catch2/catch.hpp>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,8 +16,13 @@
 namespace tetra::test {
 
 std::mt19937& rng() {
-  static std::mt19937 generator(0x7e7a);
-  return generator;
+  // One generator per test case, seeded from its name: a test's data does not depend on which
+  // tests ran before it in the same process.
+  static std::map<std::string, std::mt19937> generators;
+  std::string test = Catch::getResultCapture().getCurrentTestName();
+  auto it = generators.find(test);
+  if (it == generators.end()) it = generators.emplace(test, std::mt19937(std::hash<std::string>{}(test) ^ 0x7e7a)).first;
+  return it->second;
 }
 
 Tensor random_tensor(DType dtype, const Shape& shape, double lo, double hi) {
@@ -28,6 +37,16 @@ Tensor random_tensor(DType dtype, const Shape& shape, double lo, double hi) {
   return t;
 }
 
+// Removes the folders this process made when it exits, unless TETRA_KEEP_TEST_FILES is set.
+static void remove_temp_dirs_at_exit(const std::string& dir) {
+  static std::vector<std::string> made;
+  if (made.empty() && !std::getenv("TETRA_KEEP_TEST_FILES"))
+    std::atexit([] {
+      for (const std::string& d : made) std::filesystem::remove_all(d);
+    });
+  made.push_back(dir);
+}
+
 std::string temp_dir(const std::string& tag) {
   namespace fs = std::filesystem;
   static int counter = 0;
@@ -35,6 +54,7 @@ std::string temp_dir(const std::string& tag) {
   fs::path dir = root / (tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   fs::remove_all(dir);
   fs::create_directories(dir);
+  remove_temp_dirs_at_exit(dir.string());
   return dir.string();
 }
 

@@ -8,11 +8,12 @@
 
 namespace tetra::test {
 
-// A deterministic generator per test; seeds differ between tests but not between runs.
+// A deterministic generator per test case; seeds differ between tests but not between runs.
 std::mt19937& rng();
 // Uniform values in [lo, hi], guaranteed not all equal.
 Tensor random_tensor(DType dtype, const Shape& shape, double lo = -1.0, double hi = 1.0);
-// A fresh empty folder under the build tree, removed at exit of the test binary.
+// A fresh empty folder under the build tree, removed when the test binary exits
+// (kept when TETRA_KEEP_TEST_FILES is set, for debugging).
 std::string temp_dir(const std::string& tag);
 // Runs a shell command, returns its exit code; stdout+stderr are captured into `output`.
 int run_command(const std::string& command, std::string* output = nullptr);

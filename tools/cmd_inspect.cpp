@@ -24,7 +24,7 @@ std::string value_line(const ValueInfo& v) {
 
 nlohmann::json weight_json(const Node& n) {
   const QuantizedWeight& w = *n.weight;
-  int64_t fp32_bytes = w.data.size() * 4;
+  int64_t float_bytes = w.data.size() * dtype_bits(w.value_dtype()) / 8;
   int64_t params = w.scale.byte_size() + (w.zero_point.empty() ? 0 : w.zero_point.byte_size());
   return {{"node", n.name},
           {"consumer", n.attr_string("source_op", n.op_type)},
@@ -37,7 +37,8 @@ nlohmann::json weight_json(const Node& n) {
           {"zero_points", !w.zero_point.empty()},
           {"packed_bytes", w.data.byte_size()},
           {"param_bytes", params},
-          {"fp32_bytes", fp32_bytes}};
+          {"value_dtype", dtype_name(w.value_dtype())},
+          {"float_bytes", float_bytes}};
 }
 
 void inspect(const InspectOptions& opt) {
@@ -71,20 +72,21 @@ void inspect(const InspectOptions& opt) {
     std::cout << "ops (" << original.nodes.size() << " nodes):\n";
     for (const auto& [op, count] : histogram) std::cout << "  " << std::setw(5) << count << "  " << op << "\n";
     std::cout << "int4 weights (" << report["int4_weights"].size() << ", kept packed):\n";
-    int64_t packed_total = 0, fp32_total = 0;
+    int64_t packed_total = 0, float_total = 0;
     for (const auto& w : report["int4_weights"]) {
       std::cout << "  " << w["node"].get<std::string>() << " (" << w["consumer"].get<std::string>() << "): "
                 << w["tensor"].get<std::string>() << " " << w["dtype"].get<std::string>()
                 << shape_str(w["shape"].get<Shape>()) << ", " << w["pattern"].get<std::string>() << ", "
                 << w["granularity"].get<std::string>() << (w["zero_points"].get<bool>() ? ", zero points" : ", symmetric")
                 << ", " << w["packed_bytes"].get<int64_t>() << " bytes packed + " << w["param_bytes"].get<int64_t>()
-                << " bytes of scales/zero points vs " << w["fp32_bytes"].get<int64_t>() << " fp32\n";
+                << " bytes of scales/zero points vs " << w["float_bytes"].get<int64_t>() << " as "
+                << w["value_dtype"].get<std::string>() << "\n";
       packed_total += w["packed_bytes"].get<int64_t>() + w["param_bytes"].get<int64_t>();
-      fp32_total += w["fp32_bytes"].get<int64_t>();
+      float_total += w["float_bytes"].get<int64_t>();
     }
-    if (fp32_total)
-      std::cout << "  total: " << packed_total << " bytes in all vs " << fp32_total << " fp32 ("
-                << std::setprecision(3) << double(fp32_total) / packed_total << "x smaller)\n";
+    if (float_total)
+      std::cout << "  total: " << packed_total << " bytes in all vs " << float_total << " unquantized ("
+                << std::setprecision(3) << double(float_total) / packed_total << "x smaller)\n";
     std::cout << "unsupported ops: " << (unsupported.empty() ? "none" : "") << "\n";
     for (const std::string& u : unsupported) std::cout << "  " << u << "\n";
   }

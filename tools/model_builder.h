@@ -1,4 +1,4 @@
-// Builds small ONNX models in tests: value infos, initializers from tetra tensors, nodes with
+// Builds small ONNX models (tests, example models, benchmarks): value infos, initializers from tetra tensors, nodes with
 // attributes, opset imports. Models use IR version 10 (needed for int4) and opset 21 by default.
 #pragma once
 #include <cstdint>
@@ -9,7 +9,7 @@
 
 #include "importer/tensor.h"
 
-namespace tetra::test {
+namespace tetra {
 
 // One node attribute; the constructors pick the ONNX attribute type from the value's C++ type,
 // so nodes read naturally: b.node("Gemm", {"a", "w"}, {"y"}, {{"transB", 1}, {"alpha", 0.5f}}).
@@ -50,4 +50,4 @@ class ModelBuilder {
   int node_count_ = 0;
 };
 
-}  // namespace tetra::test
+}  // namespace tetra

@@ -1,11 +1,11 @@
-#include "tests/model_builder.h"
+#include "tools/model_builder.h"
 
 #include <fstream>
 #include <stdexcept>
 
 #include "importer/onnx_loader.h"
 
-namespace tetra::test {
+namespace tetra {
 
 Attr::Attr(const std::string& name, int64_t value) {
   proto.set_name(name);
@@ -102,4 +102,4 @@ std::string ModelBuilder::save(const std::string& path) const {
   return path;
 }
 
-}  // namespace tetra::test
+}  // namespace tetra
