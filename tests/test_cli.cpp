@@ -1,6 +1,7 @@
 // The tetra CLI end to end: inspect, run with every way of giving inputs, and its error paths
 // (exit status 2, one clear message, no partial output files).
 #include <filesystem>
+#include <fstream>
 
 #include <catch2/catch.hpp>
 
@@ -69,6 +70,30 @@ TEST_CASE("tetra run: test-data folders, --input files, random inputs, dynamic s
   CHECK_THAT(out, Catch::Contains("float32[5,6]"));
 }
 
+TEST_CASE("tetra run reads NumPy .npy inputs", "[cli]") {
+  std::string dir = temp_dir("cli_npy");
+  std::string model = int4_model(dir);
+  Tensor x = random_tensor(DType::Float32, {2, 20});
+  // A version 1.0 .npy file: magic, header length, a dict padded to 64 bytes, then the data.
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 20), }";
+  header.append(63 - (10 + header.size()) % 64, ' ');
+  header.push_back('\n');
+  {
+    std::ofstream f(dir + "/x.npy", std::ios::binary);
+    f << "\x93NUMPY" << char(1) << char(0) << char(header.size() & 0xFF) << char(header.size() >> 8) << header;
+    f.write(reinterpret_cast<const char*>(x.bytes()), x.byte_size());
+  }
+  write_tensor_pb(dir + "/x.pb", x, "x");
+  std::string out;
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --input x=" + dir + "/x.npy --output-dir " + dir + "/a", &out) == 0);
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --input x=" + dir + "/x.pb --output-dir " + dir + "/b", &out) == 0);
+  CHECK(compare_tensors(read_tensor_pb(dir + "/a/output_0.pb").tensor, read_tensor_pb(dir + "/b/output_0.pb").tensor, 0, 0) == "");
+  // A truncated .npy is refused.
+  std::filesystem::resize_file(dir + "/x.npy", 100);
+  CHECK(run_command(tetra_cli() + " run " + model + " --input x=" + dir + "/x.npy", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("x.npy"));
+}
+
 TEST_CASE("tetra run errors exit 2 and write nothing", "[cli][errors]") {
   std::string dir = temp_dir("cli_errors");
   std::string model = int4_model(dir);
@@ -88,4 +113,6 @@ TEST_CASE("tetra run errors exit 2 and write nothing", "[cli][errors]") {
   fails(model, "'x' was not given");
   fails(dir + "/missing.onnx --random-inputs", "does not exist");
   fails(model + " --random-inputs --shape x=5,20 --backend nope", "unknown backend");
+  fails(model + " --random-inputs --shape x=5,20 --shape q=1", "no input 'q'");
+  fails(model + " --random-inputs --shape x=5,a", "bad dimension 'a'");
 }

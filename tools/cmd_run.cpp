@@ -50,7 +50,15 @@ std::vector<std::string> numbered_files(const std::string& dir, const std::strin
   return files;
 }
 
+bool has_input(const Graph& graph, const std::string& name) {
+  for (const ValueInfo& in : graph.inputs)
+    if (in.name == name) return true;
+  return false;
+}
+
 TensorMap gather_inputs(const Graph& graph, const RunOptions& opt, const std::map<std::string, Shape>& shapes) {
+  for (const auto& [name, shape] : shapes)
+    check(has_input(graph, name), ErrorKind::Invalid, "--shape " + name + ": the model has no input '" + name + "'");
   TensorMap inputs;
   if (!opt.test_data.empty()) {
     check(fs::is_directory(opt.test_data), ErrorKind::Io, "test data folder '" + opt.test_data + "' does not exist");
@@ -63,9 +71,7 @@ TensorMap gather_inputs(const Graph& graph, const RunOptions& opt, const std::ma
   }
   for (const std::string& binding : opt.inputs) {
     auto [name, path] = parse_file_binding(binding);
-    bool known = false;
-    for (const ValueInfo& in : graph.inputs) known = known || in.name == name;
-    check(known, ErrorKind::Invalid, "--input " + name + ": the model has no input '" + name + "'");
+    check(has_input(graph, name), ErrorKind::Invalid, "--input " + name + ": the model has no input '" + name + "'");
     inputs[name] = read_tensor_file(path);
   }
   std::mt19937 rng(opt.seed);
