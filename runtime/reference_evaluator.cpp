@@ -3,6 +3,7 @@
 #include <set>
 
 #include "importer/error.h"
+#include "runtime/executor.h"
 #include "runtime/op_registry.h"
 
 namespace tetra {
@@ -12,11 +13,15 @@ namespace {
 // shape arithmetic (Shape -> Gather -> Concat -> Reshape) yields known shapes.
 constexpr int64_t kFoldLimit = 1 << 16;
 
+}  // namespace
+
 const OpDef& op_for(const Node& n) {
   const OpDef* def = OpRegistry::get().find(n.domain, n.op_type);
   check(def != nullptr, ErrorKind::Unsupported, n.label() + ": operator is not supported");
   return *def;
 }
+
+namespace {
 
 ValueInfo info_of(const std::string& name, const Tensor& t) {
   ValueInfo v;
@@ -113,7 +118,7 @@ std::vector<std::string> unsupported_nodes(const Graph& graph) {
   return out;
 }
 
-TensorMap run_reference(const Graph& graph, const TensorMap& inputs) {
+Graph bind_inputs(const Graph& graph, const TensorMap& inputs) {
   std::map<std::string, Shape> shapes;
   for (const ValueInfo& in : graph.inputs) {
     auto it = inputs.find(in.name);
@@ -123,40 +128,12 @@ TensorMap run_reference(const Graph& graph, const TensorMap& inputs) {
     shapes[in.name] = it->second.shape();
   }
   Graph bound = graph;
-  infer_shapes(bound, shapes);  // validates every shape before any kernel runs
+  infer_shapes(bound, shapes);
+  return bound;
+}
 
-  // Free each intermediate after its last reader.
-  std::map<std::string, size_t> last_use;
-  for (size_t k = 0; k < graph.nodes.size(); ++k)
-    for (const std::string& name : graph.nodes[k].inputs) last_use[name] = k;
-  std::set<std::string> keep;
-  for (const ValueInfo& out : graph.outputs) keep.insert(out.name);
-
-  TensorMap env = graph.initializers;
-  for (const ValueInfo& in : graph.inputs) env[in.name] = inputs.at(in.name);
-  for (size_t k = 0; k < graph.nodes.size(); ++k) {
-    const Node& n = graph.nodes[k];
-    std::vector<Tensor> args;
-    for (const std::string& name : n.inputs) args.push_back(name.empty() ? Tensor() : env.at(name));
-    std::vector<Tensor> results = op_for(n).compute(n, args);
-    for (size_t i = 0; i < n.outputs.size(); ++i) {
-      if (n.outputs[i].empty()) continue;
-      check(i < results.size(), ErrorKind::Invalid, n.label() + ": kernel produced no output " + std::to_string(i));
-      const ValueInfo& expected = bound.values.at(n.outputs[i]);
-      check(results[i].dtype() == expected.dtype &&
-                (!expected.has_shape || !fully_known(expected.shape) || to_shape(expected.shape) == results[i].shape()),
-            ErrorKind::Invalid,
-            n.label() + ": computed " + dtype_name(results[i].dtype()) + shape_str(results[i].shape()) +
-                " for output '" + n.outputs[i] + "' but inference said " + dtype_name(expected.dtype) +
-                shape_str(expected.shape));
-      env[n.outputs[i]] = std::move(results[i]);
-    }
-    for (const std::string& name : n.inputs)
-      if (!name.empty() && last_use[name] == k && !keep.count(name) && !graph.initializers.count(name)) env.erase(name);
-  }
-  TensorMap outputs;
-  for (const ValueInfo& out : graph.outputs) outputs[out.name] = env.at(out.name);
-  return outputs;
+TensorMap run_reference(const Graph& graph, const TensorMap& inputs) {
+  return Executor(graph, ExecutorOptions{Backend::Reference}).run(inputs);
 }
 
 }  // namespace tetra

@@ -17,6 +17,14 @@ void infer_shapes(Graph& graph, const std::map<std::string, Shape>& input_shapes
 // with its reference kernel and returns the graph outputs by name.
 TensorMap run_reference(const Graph& graph, const TensorMap& inputs);
 
+// Checks the inputs against the graph (every input given, dtypes, shapes) and returns the graph
+// with every shape inferred for them, so a mismatch is reported naming its node before anything runs.
+Graph bind_inputs(const Graph& graph, const TensorMap& inputs);
+
+// The operator table's entry for a node; fails naming the node when there is none.
+struct OpDef;
+const OpDef& op_for(const Node& node);
+
 // Ops in the graph that no kernel handles, as "Op 'name'" labels.
 std::vector<std::string> unsupported_nodes(const Graph& graph);
 

@@ -62,7 +62,7 @@ std::vector<Tensor> run_ort(const std::string& model_path, const std::vector<Ten
 }
 
 std::vector<Tensor> run_tetra(const std::string& model_path, const std::vector<Tensor>& inputs,
-                              size_t* quantized_nodes) {
+                              size_t* quantized_nodes, Backend backend) {
   Graph graph = load_onnx(model_path);
   if (quantized_nodes) *quantized_nodes = graph.quantized_nodes().size();
   check(graph.inputs.size() == inputs.size(), ErrorKind::Invalid,
@@ -74,7 +74,7 @@ std::vector<Tensor> run_tetra(const std::string& model_path, const std::vector<T
     feeds[graph.inputs[i].name] = inputs[i];
   }
   infer_shapes(graph, shapes);
-  TensorMap results = run_reference(graph, feeds);
+  TensorMap results = Executor(graph, ExecutorOptions{backend}).run(feeds);
   std::vector<Tensor> outputs;
   for (const ValueInfo& out : graph.outputs) outputs.push_back(results.at(out.name));
   return outputs;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "importer/tensor.h"
+#include "runtime/executor.h"
 
 namespace tetra::test {
 
@@ -15,9 +16,9 @@ bool require_ort();
 // Runs the model with ORT on `inputs` (bound by position) and returns its outputs in model order.
 // Graph optimisations are off unless `optimize`. Throws std::runtime_error with ORT's message.
 std::vector<Tensor> run_ort(const std::string& model_path, const std::vector<Tensor>& inputs, bool optimize = false);
-// The same through tetra: load_onnx -> infer_shapes -> run_reference, inputs bound by position.
-// `quantized_nodes`, when given, receives how many fused int4 nodes the loaded graph holds.
+// The same through tetra on `backend`, inputs bound by position. `quantized_nodes`, when given,
+// receives how many fused int4 nodes the loaded graph holds.
 std::vector<Tensor> run_tetra(const std::string& model_path, const std::vector<Tensor>& inputs,
-                              size_t* quantized_nodes = nullptr);
+                              size_t* quantized_nodes = nullptr, Backend backend = Backend::Reference);
 
 }  // namespace tetra::test

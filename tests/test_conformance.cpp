@@ -56,3 +56,7 @@ void check_cases(const std::string& backend) {
 TEST_CASE("ONNX node conformance cases pass on the reference backend", "[conformance]") {
   check_cases("reference");
 }
+
+TEST_CASE("ONNX node conformance cases pass on the Halide backend", "[conformance][halide]") {
+  check_cases("halide");
+}

@@ -27,20 +27,23 @@ Tolerance tolerance(DType dtype, int64_t reduction) {
   return {1e-4 * root, 1e-4};
 }
 
-// Saves the model, runs it through tetra's reference evaluator and through ORT, and compares
-// every output. The model must fuse into packed int4 nodes.
+// Saves the model, runs it through ORT and through tetra's reference and Halide backends, and
+// compares every output. The model must fuse into packed int4 nodes.
 void check_against_ort(const ModelBuilder& model, const std::vector<Tensor>& inputs, Tolerance tol,
                        const std::string& what) {
   INFO(what);
   std::string path = model.save(temp_dir("ort_oracle") + "/model.onnx");
-  size_t fused = 0;
-  std::vector<Tensor> ours = run_tetra(path, inputs, &fused);
-  REQUIRE(fused > 0);
   std::vector<Tensor> theirs = run_ort(path, inputs);
-  REQUIRE(theirs.size() == ours.size());
-  for (size_t i = 0; i < theirs.size(); ++i) {
-    CHECK(ours[i].dtype() == theirs[i].dtype());
-    CHECK(compare_tensors(ours[i], theirs[i], tol.atol, tol.rtol) == "");
+  for (Backend backend : {Backend::Reference, Backend::Halide}) {
+    INFO("tetra backend: " << backend_name(backend));
+    size_t fused = 0;
+    std::vector<Tensor> ours = run_tetra(path, inputs, &fused, backend);
+    REQUIRE(fused > 0);
+    REQUIRE(theirs.size() == ours.size());
+    for (size_t i = 0; i < theirs.size(); ++i) {
+      CHECK(ours[i].dtype() == theirs[i].dtype());
+      CHECK(compare_tensors(ours[i], theirs[i], tol.atol, tol.rtol) == "");
+    }
   }
 }
 

@@ -3,13 +3,13 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
-#include <random>
 
 #include "importer/error.h"
+#include "runtime/executor.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
 #include "runtime/tensor_io.h"
-#include "tools/cli_util.h"
+#include "tools/model_inputs.h"
 #include "tools/commands.h"
 
 namespace tetra::cli {
@@ -19,80 +19,17 @@ namespace {
 
 struct RunOptions {
   std::string model;
-  std::string test_data;
   std::string output_dir;
-  std::string backend = "reference";
-  std::vector<std::string> inputs;
-  std::vector<std::string> shapes;
-  bool random_inputs = false;
-  unsigned seed = 1;
+  std::string backend = "halide";
+  bool check_reference = false;
+  bool explain = false;
+  int threads = 0;
+  InputOptions inputs;
 };
 
 // ONNX backend test tolerance: |got - expected| <= atol + rtol * |expected|.
 constexpr double kAtol = 1e-7;
 constexpr double kRtol = 1e-3;
-
-Tensor random_input(const ValueInfo& info, const Shape& shape, std::mt19937& rng) {
-  Tensor t(info.dtype, shape);
-  std::uniform_real_distribution<double> uni(-1.0, 1.0);
-  std::uniform_int_distribution<int> small(0, 3);
-  for (int64_t i = 0; i < t.size(); ++i) t.set(i, is_float(info.dtype) ? uni(rng) : small(rng));
-  return t;
-}
-
-std::vector<std::string> numbered_files(const std::string& dir, const std::string& prefix) {
-  std::vector<std::string> files;
-  for (int i = 0;; ++i) {
-    fs::path p = fs::path(dir) / (prefix + std::to_string(i) + ".pb");
-    if (!fs::exists(p)) break;
-    files.push_back(p.string());
-  }
-  return files;
-}
-
-bool has_input(const Graph& graph, const std::string& name) {
-  for (const ValueInfo& in : graph.inputs)
-    if (in.name == name) return true;
-  return false;
-}
-
-TensorMap gather_inputs(const Graph& graph, const RunOptions& opt, const std::map<std::string, Shape>& shapes) {
-  for (const auto& [name, shape] : shapes)
-    check(has_input(graph, name), ErrorKind::Invalid, "--shape " + name + ": the model has no input '" + name + "'");
-  TensorMap inputs;
-  if (!opt.test_data.empty()) {
-    check(fs::is_directory(opt.test_data), ErrorKind::Io, "test data folder '" + opt.test_data + "' does not exist");
-    std::vector<std::string> files = numbered_files(opt.test_data, "input_");
-    check(files.size() <= graph.inputs.size(), ErrorKind::Invalid,
-          "'" + opt.test_data + "' holds " + std::to_string(files.size()) + " inputs but the model takes " +
-              std::to_string(graph.inputs.size()));
-    // Bound by position, as the ONNX backend runner does: the names inside the files may differ.
-    for (size_t i = 0; i < files.size(); ++i) inputs[graph.inputs[i].name] = read_tensor_pb(files[i]).tensor;
-  }
-  for (const std::string& binding : opt.inputs) {
-    auto [name, path] = parse_file_binding(binding);
-    check(has_input(graph, name), ErrorKind::Invalid, "--input " + name + ": the model has no input '" + name + "'");
-    inputs[name] = read_tensor_file(path);
-  }
-  std::mt19937 rng(opt.seed);
-  for (const ValueInfo& in : graph.inputs) {
-    if (inputs.count(in.name)) continue;
-    check(opt.random_inputs, ErrorKind::Invalid,
-          "input '" + in.name + "' was not given (use --test-data, --input " + in.name + "=FILE or --random-inputs)");
-    Shape shape;
-    auto bound = shapes.find(in.name);
-    if (bound != shapes.end()) {
-      shape = bound->second;
-    } else {
-      check(in.has_shape && fully_known(in.shape), ErrorKind::Invalid,
-            "input '" + in.name + "' has dynamic shape " + shape_str(in.shape) + ": give it with --shape " + in.name +
-                "=D0,D1,...");
-      shape = to_shape(in.shape);
-    }
-    inputs[in.name] = random_input(in, shape, rng);
-  }
-  return inputs;
-}
 
 // Prints the error of each output against the expected files; returns false when any is outside
 // the ONNX backend tolerance.
@@ -131,13 +68,39 @@ bool compare_outputs(const Graph& graph, const TensorMap& outputs, const std::ve
   return ok;
 }
 
+// --check: the backend's outputs against the reference evaluator's, with a tolerance for fp32
+// arithmetic in another order: max abs error <= 1e-4 (2e-3 for fp16) times (1 + the largest reference
+// magnitude). Integer outputs must match exactly.
+bool check_against_reference(const Graph& graph, const TensorMap& inputs, const TensorMap& outputs) {
+  TensorMap expected = run_reference(graph, inputs);
+  bool ok = true;
+  for (const ValueInfo& out : graph.outputs) {
+    const Tensor& got = outputs.at(out.name);
+    const Tensor& ref = expected.at(out.name);
+    double max_abs = 0, scale = 0;
+    for (int64_t k = 0; k < ref.size(); ++k) scale = std::max(scale, std::fabs(ref.get(k)));
+    for (int64_t k = 0; k < ref.size(); ++k) max_abs = std::max(max_abs, std::fabs(got.get(k) - ref.get(k)));
+    double tolerance = (is_float(ref.dtype()) ? (ref.dtype() == DType::Float16 ? 2e-3 : 1e-4) : 0) * (1 + scale);
+    bool pass = got.shape() == ref.shape() && max_abs <= tolerance;
+    std::cout << "check '" << out.name << "' against the reference: max abs error " << std::setprecision(3) << max_abs
+              << " (tolerance " << tolerance << ")" << (pass ? "" : "  FAIL") << "\n";
+    ok = ok && pass;
+  }
+  return ok;
+}
+
 void run(const RunOptions& opt) {
-  check(opt.backend == "reference", ErrorKind::Invalid, "unknown backend '" + opt.backend + "' (available: reference)");
-  std::map<std::string, Shape> shapes;
-  for (const std::string& s : opt.shapes) shapes.insert(parse_shape_binding(s));
+  Backend backend = parse_backend(opt.backend);
   Graph graph = load_model(opt.model);
-  TensorMap inputs = gather_inputs(graph, opt, shapes);
-  TensorMap outputs = run_reference(graph, inputs);
+  TensorMap inputs = gather_inputs(graph, opt.inputs);
+  Executor executor(graph, ExecutorOptions{backend, opt.threads});
+  TensorMap outputs = executor.run(inputs);
+  if (opt.explain) {
+    for (const KernelInfo& k : executor.kernels())
+      std::cout << "kernel " << k.node << ": " << k.backend << (k.detail.empty() ? "" : " (" + k.detail + ")") << "\n";
+  }
+  if (opt.check_reference && backend != Backend::Reference && !check_against_reference(graph, inputs, outputs))
+    exit_status = 1;
 
   if (!opt.output_dir.empty()) {
     std::error_code ec;
@@ -149,7 +112,7 @@ void run(const RunOptions& opt) {
     }
   }
   std::vector<std::string> expected =
-      opt.test_data.empty() ? std::vector<std::string>{} : numbered_files(opt.test_data, "output_");
+      opt.inputs.test_data.empty() ? std::vector<std::string>{} : numbered_files(opt.inputs.test_data, "output_");
   if (!expected.empty()) {
     if (!compare_outputs(graph, outputs, expected)) exit_status = 1;
   } else {
@@ -169,14 +132,12 @@ void add_run_command(CLI::App& app) {
   auto opt = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand("run", "Run a model on inputs and write or check its outputs");
   cmd->add_option("model", opt->model, "ONNX model file")->required();
-  cmd->add_option("--test-data", opt->test_data,
-                  "folder with input_<i>.pb (bound by position) and optionally output_<i>.pb to check against");
+  add_input_options(cmd, opt->inputs);
   cmd->add_option("--output-dir", opt->output_dir, "write output_<i>.pb here, in graph output order");
-  cmd->add_option("--backend", opt->backend, "reference (the plain evaluator)");
-  cmd->add_option("--input", opt->inputs, "NAME=FILE.pb|FILE.npy for one input (repeatable)");
-  cmd->add_option("--shape", opt->shapes, "NAME=D0,D1,... binds a dynamic input shape (repeatable)");
-  cmd->add_flag("--random-inputs", opt->random_inputs, "fill inputs not given otherwise with random data");
-  cmd->add_option("--seed", opt->seed, "seed for --random-inputs");
+  cmd->add_option("--backend", opt->backend, "halide (compiled kernels, the default) or reference (the plain evaluator)");
+  cmd->add_flag("--check", opt->check_reference, "also run the reference evaluator and compare (exit 1 when off)");
+  cmd->add_flag("--explain", opt->explain, "print which kernel ran each node, and its schedule or fallback reason");
+  cmd->add_option("--threads", opt->threads, "threads for compiled kernels (default: one per core)");
   cmd->callback([opt] { run(*opt); });
 }
 

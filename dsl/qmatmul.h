@@ -1,0 +1,57 @@
+// The compute definition of tetra.QMatMul with a packed int4 weight:
+//   Y[m, n] = act(alpha * sum_k A[m, k] * W(k, n) + beta * bias[n])
+// A is float32 [M, K] (Halide buffer A(k, m)), Y float32 [M, N] (Y(n, m)), bias float32 [N].
+// M, K and N are read from the buffers at run time, so one compiled kernel serves every shape of its
+// format. Leading batch dimensions of A are folded into M by the caller; trans_a is not handled.
+//
+// Algorithm (stage names in quotes, as schedules refer to them):
+//   "a"(k, m)      = A(k, clamp(m, 0, M - 1))       rows past M repeat row M-1, so any m tiling is legal
+//   "w"(j, k, p)   = W.panel(j, k, p)                the dequantized weight; inline unless staged
+//   "acc"(j, p, m) = sum_k "a"(k, m) * "w"(j, k, p)  fp32 accumulation, reduction axis "k"
+//   output(n, m)   = epilogue(acc(n % P, n / P, m))
+// Axes: n, m (output), j, p (panel column and panel of acc and w), k (w's pure k).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "dsl/compute.h"
+#include "dsl/int4.h"
+#include "dsl/result.h"
+#include "importer/graph.h"
+
+namespace tetra::dsl {
+
+enum class Activation { None, Relu };
+std::string activation_name(Activation act);
+
+// What a QMatMul kernel is compiled and tuned for. The shapes key the tuning database; the
+// generated code depends only on the format and the epilogue.
+struct QMatMulWorkload {
+  int64_t M = 1, K = 0, N = 0;
+  Int4Format format;
+  bool has_bias = false;
+  Activation activation = Activation::None;
+
+  // "qmatmul m1 k4096 n4096 int4 blocked(k,32) f32 bias": the database's workload key.
+  std::string key() const;
+};
+
+// The workload of a QMatMul node's weight for `M` rows.
+Result<QMatMulWorkload> qmatmul_workload(const QuantizedWeight& weight, bool trans_b, int64_t M, bool has_bias);
+
+struct QMatMulDef {
+  ComputeDef def;
+  Halide::ImageParam A{Halide::Float(32), 2, "A"};
+  PackedInt4 W;
+  Halide::ImageParam bias{Halide::Float(32), 1, "bias"};
+  Halide::Param<float> alpha{"alpha", 1.0f};
+  Halide::Param<float> beta{"beta", 1.0f};
+  int panel = 0;
+
+  QMatMulDef(const Int4Format& format, int panel_width) : W("W", format, panel_width), panel(panel_width) {}
+};
+
+// The algorithm for `workload` with the weight in panels of `panel` columns; no schedule applied.
+QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel);
+
+}  // namespace tetra::dsl

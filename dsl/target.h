@@ -1,0 +1,70 @@
+// Targets: what tetra compiles for, named the way the tuning database keys its records.
+//
+// Halide 14's get_host_target() must not be used for the CPU: it turns on avx512_sapphirerapids for
+// any CPU with AVX512-VNNI and AVX512-BF16, so on AMD Zen 4 (which lacks AVX512-FP16) LLVM is told
+// "sapphirerapids" and the JIT code dies with SIGILL on vmovsh. detect_cpu_features() reads CPUID and
+// XCR0 itself, and halide_target_for() only sets sapphirerapids when AVX512-FP16 is really there.
+//
+// Canonical names (database keys; they leave out the OS, which does not change a schedule):
+//   x86-64, x86-64-sse41, x86-64-avx, x86-64-avx2          (AVX2 implies FMA and F16C here)
+//   x86-64-avx512        F, CD, VL, BW, DQ                  (Skylake-SP)          Halide avx512_skylake
+//   x86-64-avx512-vnni   + IFMA, VBMI, VNNI                 (Ice Lake, Zen 4)     Halide avx512_cannonlake
+//   x86-64-avx512-fp16   + BF16, FP16                       (Sapphire Rapids)     Halide avx512_sapphirerapids
+//   arm-64[-dotprod][-fp16][-sve2]
+//   hip-gfx90a, hip-gfx1100, ...   (AMD GPUs; wavefront 64 on gfx9 CDNA/GCN, 32 on gfx10+ RDNA)
+//   cuda-sm80, ...
+// parse_target(name) gives back the same name for every canonical name.
+#pragma once
+#include <string>
+
+#include "Halide.h"
+#include "dsl/result.h"
+
+namespace tetra::dsl {
+
+enum class TargetFamily { Cpu, Hip, Cuda };
+std::string family_name(TargetFamily family);  // "cpu", "hip", "cuda"
+
+// The x86 features that change code generation, as CPUID and the OS (XCR0) report them.
+struct CpuFeatures {
+  bool sse41 = false, avx = false, avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512cd = false, avx512vl = false, avx512bw = false, avx512dq = false;
+  bool avx512ifma = false, avx512vbmi = false, avx512vnni = false, avx512bf16 = false, avx512fp16 = false;
+  std::string vendor;  // "GenuineIntel", "AuthenticAMD"; empty off x86
+
+  std::string describe() const;  // "avx avx2 fma ... avx512fp16"
+};
+
+// Reads CPUID; features the OS has not enabled in XCR0 (AVX, AVX-512 state) count as absent.
+// Returns all-false features on a non-x86 host.
+CpuFeatures detect_cpu_features();
+
+// The x86-64 Halide target for a CPU with these features, on `os`.
+Halide::Target halide_target_for(const CpuFeatures& features, Halide::Target::OS os = Halide::Target::Linux);
+
+struct TargetSpec {
+  TargetFamily family = TargetFamily::Cpu;
+  Halide::Target halide;  // the CPU code's target; for hip/cuda, the host side's
+  std::string name;       // canonical, the tuning database key: "x86-64-avx512-vnni", "hip-gfx90a"
+  std::string gpu_arch;   // "gfx90a", "sm_80"; empty for cpu
+  int wavefront = 0;      // threads per wavefront/warp on a GPU; 0 for cpu
+
+  bool is_cpu() const { return family == TargetFamily::Cpu; }
+  // SIMD lanes of `type` in one native vector (16 fp32 lanes with AVX-512); 1 for GPUs.
+  int natural_lanes(Halide::Type type = Halide::Float(32)) const;
+};
+
+// This machine, from CPUID (never from get_host_target on x86).
+const TargetSpec& host_target();
+
+// "host", a canonical name above, "hip:gfx90a" / "cuda:sm_80" (colon or dash), or a Halide target
+// string such as "x86-64-linux-avx2-fma" or "arm-64-linux" (named by its tier).
+Result<TargetSpec> parse_target(const std::string& text);
+
+// The canonical name of a CPU Halide target (its x86 tier or arm features).
+std::string canonical_cpu_name(const Halide::Target& target);
+
+// Identifies the code generator for the tuning database key: "halide-14.0.0".
+std::string toolchain_id();
+
+}  // namespace tetra::dsl

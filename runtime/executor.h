@@ -1,0 +1,65 @@
+// A model prepared for one backend: every node is bound to a kernel once, then the model runs many
+// times. The reference backend binds every node to its reference kernel; the Halide backend binds
+// the nodes it compiles (tetra.QMatMul, ...) to Halide kernels and the rest to the reference
+// kernels, and says so per node.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "importer/graph.h"
+#include "runtime/reference_evaluator.h"
+
+namespace tetra {
+
+enum class Backend { Reference, Halide };
+Backend parse_backend(const std::string& name);  // "reference" | "halide"; fails on others
+std::string backend_name(Backend backend);
+
+struct ExecutorOptions {
+  Backend backend = Backend::Halide;
+  int threads = 0;  // Halide's thread pool size; 0: one per core
+};
+
+// What ran a node, for `tetra inspect`, `run --explain` and `bench`.
+struct KernelInfo {
+  std::string node;     // node label
+  std::string backend;  // "halide" or "reference"
+  std::string detail;   // the schedule used, or why the node fell back to the reference kernel
+  double compile_ms = 0;
+};
+
+// One node's executable form.
+class NodeKernel {
+ public:
+  virtual ~NodeKernel() = default;
+  virtual std::vector<Tensor> run(const std::vector<Tensor>& inputs) = 0;
+  virtual KernelInfo info() const = 0;
+};
+
+class Executor {
+ public:
+  Executor(const Graph& graph, const ExecutorOptions& options);
+  ~Executor();
+
+  // Validates the inputs like run_reference and runs every node's kernel. When `node_ms` is given
+  // it receives each node's wall time in milliseconds, in graph order.
+  TensorMap run(const TensorMap& inputs, std::vector<double>* node_ms = nullptr);
+
+  const Graph& graph() const { return graph_; }
+  std::vector<KernelInfo> kernels() const;
+
+ private:
+  Graph graph_;
+  std::vector<std::unique_ptr<NodeKernel>> kernels_;
+};
+
+// The reference kernel of one node (every backend's fallback).
+std::unique_ptr<NodeKernel> make_reference_kernel(const Node& node, const std::string& why = "");
+
+// The Halide kernel for `node`, or nullptr with `why_not` set when the Halide backend does not
+// compile this node (it then falls back to the reference kernel).
+std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, std::string* why_not);
+void set_halide_threads(int threads);
+
+}  // namespace tetra

@@ -1,0 +1,159 @@
+// Grouped and depthwise 2-D tetra.QConv as direct Halide kernels (dsl/qconv.h, schedules/cpu_conv.h).
+// The weight is copied once, still 4-bit, into the kernel's buffers; a float16 X is converted to
+// float32 for the kernel and the result rounded back. Compiled kernels are shared process-wide.
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "importer/error.h"
+#include "runtime/halide_ops.h"
+#include "runtime/ops/conv_core.h"
+#include "schedules/cpu_conv.h"
+
+namespace tetra {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Compiled kernels by what their code depends on: the workload's code_key(), the schedule, the target.
+std::shared_ptr<const schedules::QConvKernel> cached_conv_kernel(const dsl::QConvWorkload& wl,
+                                                                 const dsl::Schedule& schedule,
+                                                                 const std::string& label, double* compile_ms) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const schedules::QConvKernel>> cache;
+  const dsl::TargetSpec& target = dsl::host_target();
+  std::string key = wl.code_key() + " " + schedule.to_string() + " " + target.name;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  auto start = Clock::now();
+  auto kernel = schedules::compile_qconv(wl, schedule, target);
+  check(kernel.ok(), ErrorKind::Invalid,
+        label + ": cannot compile schedule " + schedule.to_string() + ": " + (kernel.ok() ? "" : kernel.failure().describe()));
+  *compile_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  return cache.emplace(key, std::make_shared<schedules::QConvKernel>(std::move(kernel).value())).first->second;
+}
+
+// Float32 data of `t`: its own bytes when it is float32, else a converted copy kept in `storage`.
+const float* float_data(const Tensor& t, std::vector<float>& storage) {
+  if (t.dtype() == DType::Float32) return t.data<float>();
+  storage.resize(size_t(t.size()));
+  for (int64_t i = 0; i < t.size(); ++i) storage[size_t(i)] = static_cast<float>(t.get(i));
+  return storage.data();
+}
+
+class HalideDirectConv : public NodeKernel {
+ public:
+  HalideDirectConv(const Node& node, dsl::ConvInt4Buffers weight)
+      : node_(node), weight_(std::move(weight)), block_(node.weight->block_size) {}
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
+    const Tensor& x = inputs[0];
+    const Tensor* bias = inputs.size() > 1 && !inputs[1].empty() ? &inputs[1] : nullptr;
+    ConvParams p = conv_params(node_, x.shape(), node_.weight->shape());
+    check(!bias || bias->shape() == Shape{p.out_channels}, ErrorKind::Invalid,
+          node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must be [" +
+              std::to_string(p.out_channels) + "]");
+    dsl::QConvWorkload wl = workload_of(p, bias != nullptr);
+    const schedules::QConvKernel& kernel = kernel_for(wl);
+
+    std::vector<float> x_copy, bias_copy, y_copy;
+    Halide::Buffer<float> X(const_cast<float*>(float_data(x, x_copy)),
+                            {int(wl.W), int(wl.H), int(wl.C), int(wl.N)});
+    Halide::Buffer<float> B;
+    if (bias) B = Halide::Buffer<float>(const_cast<float*>(float_data(*bias, bias_copy)), int(wl.M));
+    Tensor y(x.dtype(), {wl.N, wl.M, wl.OH, wl.OW});
+    float* y_data = y.dtype() == DType::Float32 ? y.mutable_data<float>() : nullptr;
+    if (!y_data) {
+      y_copy.resize(size_t(y.size()));
+      y_data = y_copy.data();
+    }
+    Halide::Buffer<float> Y(y_data, {int(wl.OW), int(wl.OH), int(wl.M), int(wl.N)});
+    dsl::Status st = kernel.run(wl, X, weight_, Y, bias ? &B : nullptr);
+    check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+    if (y.dtype() != DType::Float32)
+      for (int64_t i = 0; i < y.size(); ++i) y.set(i, y_copy[size_t(i)]);  // rounds once, to float16
+    return {y};
+  }
+
+  KernelInfo info() const override {
+    std::string detail;
+    for (const auto& [key, kernel] : kernels_) detail += (detail.empty() ? "" : "; ") + kernel->schedule().to_string();
+    return {node_.label(), "halide", detail.empty() ? "direct conv, not compiled yet" : detail, compile_ms_};
+  }
+
+ private:
+  dsl::QConvWorkload workload_of(const ConvParams& p, bool has_bias) const {
+    dsl::QConvWorkload wl;
+    wl.N = p.batch;
+    wl.C = p.in_channels;
+    wl.H = p.in_spatial[0];
+    wl.W = p.in_spatial[1];
+    wl.M = p.out_channels;
+    wl.group = p.group;
+    wl.KH = p.kernel[0];
+    wl.KW = p.kernel[1];
+    wl.SH = p.strides[0];
+    wl.SW = p.strides[1];
+    wl.DH = p.dilations[0];
+    wl.DW = p.dilations[1];
+    wl.pad_top = p.pads_begin[0];
+    wl.pad_left = p.pads_begin[1];
+    wl.pad_bottom = p.pads_end[0];
+    wl.pad_right = p.pads_end[1];
+    wl.OH = p.out_spatial[0];
+    wl.OW = p.out_spatial[1];
+    wl.format = weight_.format;
+    wl.block = block_;
+    wl.has_bias = has_bias;
+    return wl;
+  }
+
+  // The default schedule for this shape, compiled (or found in the process-wide cache).
+  const schedules::QConvKernel& kernel_for(const dsl::QConvWorkload& wl) {
+    auto schedule = schedules::default_qconv_schedule(wl, dsl::host_target());
+    check(schedule.ok(), ErrorKind::Invalid,
+          node_.label() + ": no schedule: " + (schedule.ok() ? "" : schedule.failure().describe()));
+    std::string key = wl.code_key() + " " + schedule.value().to_string();
+    auto it = kernels_.find(key);
+    if (it == kernels_.end())
+      it = kernels_.emplace(key, cached_conv_kernel(wl, schedule.value(), node_.label(), &compile_ms_)).first;
+    return *it->second;
+  }
+
+  const Node& node_;
+  dsl::ConvInt4Buffers weight_;
+  int64_t block_;
+  std::map<std::string, std::shared_ptr<const schedules::QConvKernel>> kernels_;
+  double compile_ms_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, std::string* why_not) {
+  if (node.domain != "tetra" || node.op_type != "QConv" || !node.weight) {
+    *why_not = "not a tetra.QConv with a packed weight";
+    return nullptr;
+  }
+  const ValueInfo* x = node.inputs.empty() ? nullptr : graph.find_value(node.input(0));
+  const ValueInfo* b = node.has_input(1) ? graph.find_value(node.input(1)) : nullptr;
+  int64_t M = node.weight->shape()[0];
+  bool bias_ok = !node.has_input(1) || (b && is_float(b->dtype) && b->has_shape && fully_known(b->shape) &&
+                                        to_shape(b->shape) == Shape{M});
+  if (node.weight->shape().size() != 4) {
+    *why_not = "only 2-D grouped convs have a Halide kernel";
+  } else if (!x || (x->dtype != DType::Float32 && x->dtype != DType::Float16)) {
+    *why_not = "input is not float32 or float16";
+  } else if (x->has_shape && x->shape.size() != 4) {
+    *why_not = "input is not [N, C, H, W]";
+  } else if (!bias_ok) {
+    *why_not = "bias is not one float per output channel";
+  } else {
+    auto weight = dsl::pack_conv_weight(*node.weight);
+    if (weight.ok()) return std::make_unique<HalideDirectConv>(node, std::move(weight).value());
+    *why_not = weight.failure().describe();
+  }
+  return nullptr;
+}
+
+}  // namespace tetra

@@ -1,0 +1,326 @@
+// The Halide backend's node kernels. tetra.QMatMul runs as a Halide kernel over the packed int4
+// weight; tetra.QConv (group 1) runs as im2col + the same kernel over the conv weight laid out as
+// a [M, kh*kw*C] matrix. Other nodes fall back to their reference kernels, with the reason.
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "importer/error.h"
+#include "runtime/executor.h"
+#include "runtime/halide_ops.h"
+#include "runtime/ops/conv_core.h"
+#include "schedules/qmatmul_kernel.h"
+#include "schedules/qmatmul_templates.h"
+
+namespace tetra {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Compiled kernels, shared by every node and model in the process. A kernel's code depends on the
+// weight format, the epilogue, the schedule and the target, never on M, K or N.
+std::shared_ptr<const schedules::QMatMulKernel> cached_kernel(const dsl::QMatMulWorkload& workload,
+                                                              const dsl::Schedule& schedule, const std::string& label,
+                                                              double* compile_ms) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const schedules::QMatMulKernel>> cache;
+  const dsl::TargetSpec& target = dsl::host_target();
+  std::string key = workload.format.describe() + (workload.has_bias ? " bias " : " ") +
+                    dsl::activation_name(workload.activation) + " " + schedule.to_string() + " " + target.name;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  auto start = Clock::now();
+  auto kernel = schedules::compile_qmatmul(workload, schedule, target);
+  check(kernel.ok(), ErrorKind::Invalid,
+        label + ": cannot compile schedule " + schedule.to_string() + ": " + (kernel.ok() ? "" : kernel.failure().describe()));
+  *compile_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  return cache.emplace(key, std::make_shared<schedules::QMatMulKernel>(std::move(kernel).value())).first->second;
+}
+
+// A QMatMul weight bound to compiled kernels, one per schedule the row counts it sees ask for.
+class QMatMulRunner {
+ public:
+  QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias, std::string label)
+      : weight_(std::move(weight)), trans_b_(trans_b), has_bias_(has_bias), label_(std::move(label)) {
+    Shape s = weight_->shape();
+    K_ = trans_b_ ? s[1] : s[0];
+    N_ = trans_b_ ? s[0] : s[1];
+  }
+  int64_t K() const { return K_; }
+  int64_t N() const { return N_; }
+
+  // Y[M, N] = alpha * A[M, K] x W + beta * bias[N]
+  void run(const float* a, int64_t M, float* y, const float* bias, float alpha, float beta) {
+    Compiled& c = compiled_for(M);
+    Halide::Buffer<float> A(const_cast<float*>(a), static_cast<int>(K_), static_cast<int>(M));
+    Halide::Buffer<float> Y(y, static_cast<int>(N_), static_cast<int>(M));
+    Halide::Buffer<float> B;
+    schedules::QMatMulArgs args;
+    args.alpha = alpha;
+    args.beta = beta;
+    if (bias) {
+      B = Halide::Buffer<float>(const_cast<float*>(bias), static_cast<int>(N_));
+      args.bias = &B;
+    }
+    dsl::Status st = c.kernel->run(A, c.weight, Y, args);
+    check(st.ok(), ErrorKind::Invalid, label_ + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+  }
+
+  std::string describe() const {
+    std::string out;
+    for (const auto& [key, c] : compiled_) out += (out.empty() ? "" : "; ") + c.kernel->schedule().to_string();
+    return out.empty() ? "not compiled yet" : out;
+  }
+  double compile_ms() const { return compile_ms_; }
+
+ private:
+  struct Compiled {
+    std::shared_ptr<const schedules::QMatMulKernel> kernel;
+    dsl::PackedInt4Buffers weight;
+  };
+
+  Compiled& compiled_for(int64_t M) {
+    dsl::QMatMulWorkload workload = dsl::qmatmul_workload(*weight_, trans_b_, M, has_bias_).value();
+    dsl::Schedule schedule = schedules::default_qmatmul_schedule(workload, dsl::host_target()).value();
+    std::string key = schedule.to_string();
+    auto it = compiled_.find(key);
+    if (it != compiled_.end()) return it->second;
+    auto kernel = cached_kernel(workload, schedule, label_, &compile_ms_);
+    auto packed = kernel->pack(*weight_, trans_b_);
+    check(packed.ok(), ErrorKind::Invalid, label_ + ": cannot pack weight: " + (packed.ok() ? "" : packed.failure().describe()));
+    return compiled_.emplace(key, Compiled{kernel, std::move(packed).value()}).first->second;
+  }
+
+  std::shared_ptr<const QuantizedWeight> weight_;
+  bool trans_b_, has_bias_;
+  std::string label_;
+  int64_t K_ = 0, N_ = 0;
+  std::map<std::string, Compiled> compiled_;
+  double compile_ms_ = 0;
+};
+
+std::vector<float> to_floats(const Tensor& t) {
+  std::vector<float> out(t.size());
+  for (int64_t i = 0; i < t.size(); ++i) out[i] = static_cast<float>(t.get(i));
+  return out;
+}
+
+// Float32 data of `t`: its own bytes when it is float32, else a converted copy kept in `storage`.
+const float* float_data(const Tensor& t, std::vector<float>& storage) {
+  if (t.dtype() == DType::Float32) return t.data<float>();
+  storage = to_floats(t);
+  return storage.data();
+}
+
+Tensor output_like(DType dtype, const Shape& shape, const std::vector<float>& values) {
+  Tensor out(dtype, shape);
+  for (int64_t i = 0; i < out.size(); ++i) out.set(i, values[i]);
+  return out;
+}
+
+class HalideQMatMul : public NodeKernel {
+ public:
+  HalideQMatMul(const Node& node, bool has_bias)
+      : node_(node),
+        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, node.label()),
+        alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
+        beta_(static_cast<float>(node.attr_float("beta", 1.0))) {}
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
+    const Tensor& a = inputs[0];
+    int64_t K = runner_.K(), N = runner_.N();
+    Shape out_shape = a.shape();
+    out_shape.back() = N;
+    if (a.rank() == 1) out_shape = {N};
+    int64_t M = a.size() / K;
+    std::vector<float> a_copy, bias_copy;
+    const float* a_data = float_data(a, a_copy);
+    const float* bias = inputs.size() > 1 && !inputs[1].empty() ? float_data(inputs[1], bias_copy) : nullptr;
+    if (a.dtype() == DType::Float32) {
+      Tensor y(DType::Float32, out_shape);
+      runner_.run(a_data, M, y.mutable_data<float>(), bias, alpha_, beta_);
+      return {y};
+    }
+    std::vector<float> y(M * N);
+    runner_.run(a_data, M, y.data(), bias, alpha_, beta_);
+    return {output_like(a.dtype(), out_shape, y)};
+  }
+
+  KernelInfo info() const override {
+    return {node_.label(), "halide", runner_.describe(), runner_.compile_ms()};
+  }
+
+ private:
+  const Node& node_;
+  QMatMulRunner runner_;
+  float alpha_, beta_;
+};
+
+// The conv weight [M, C, kh, kw] as a QMatMul weight [M, kh*kw*C] (trans_b = 1), reordered so that
+// k = (kernel position, channel): blocks along C stay contiguous runs of k when C is a multiple of
+// the block size. Still 4-bit: the codes and scales are moved, never dequantized.
+std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& w) {
+  const Shape& s = w.shape();
+  int64_t M = s[0], C = s[1], R = 1;
+  for (size_t d = 2; d < s.size(); ++d) R *= s[d];
+  bool blocked_c = w.block_size > 0 && w.axis == 1;
+  if (w.block_size > 0 && !blocked_c) return std::nullopt;
+  if (w.block_size == 0 && w.scale.rank() > 0 && w.axis != 0) return std::nullopt;
+  if (blocked_c && C % w.block_size != 0) return std::nullopt;
+  QuantizedWeight m = w;
+  m.data = Tensor(w.data.dtype(), {M, R * C});
+  for (int64_t o = 0; o < M; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < R; ++r) m.data.set_int((o * R + r) * C + c, w.data.get_int((o * C + c) * R + r));
+  if (blocked_c) {
+    int64_t G = C / w.block_size;  // scale [M, G, kh, kw] -> [M, R*G]
+    auto relayout = [&](const Tensor& t) {
+      Tensor out(t.dtype(), {M, R * G});
+      for (int64_t o = 0; o < M; ++o)
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t r = 0; r < R; ++r) {
+            int64_t from = (o * G + g) * R + r, to = (o * R + r) * G + g;
+            if (is_float(t.dtype())) out.set(to, t.get(from));
+            else out.set_int(to, t.get_int(from));
+          }
+      return out;
+    };
+    m.scale = relayout(w.scale);
+    if (!w.zero_point.empty()) m.zero_point = relayout(w.zero_point);
+    m.axis = 1;
+  }
+  return m;
+}
+
+class HalideQConv : public NodeKernel {
+ public:
+  HalideQConv(const Node& node, QuantizedWeight matrix, bool has_bias)
+      : node_(node),
+        runner_(std::make_shared<QuantizedWeight>(std::move(matrix)), true, has_bias, node.label()) {}
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
+    const Tensor& x = inputs[0];
+    ConvParams p = conv_params(node_, x.shape(), node_.weight->shape());
+    int64_t C = p.in_channels, M = p.out_channels, R = 1, P = 1;
+    for (int64_t k : p.kernel) R *= k;
+    for (int64_t o : p.out_spatial) P *= o;
+    int64_t K = R * C;
+    std::vector<float> x_copy, bias_copy;
+    const float* xd = float_data(x, x_copy);
+    // im2col: row (n, output position), column (kernel position, channel).
+    std::vector<float> cols(p.batch * P * K);
+    im2col(p, xd, cols.data());
+    std::vector<float> y_rows(p.batch * P * M);
+    const float* bias = inputs.size() > 1 && !inputs[1].empty() ? float_data(inputs[1], bias_copy) : nullptr;
+    runner_.run(cols.data(), p.batch * P, y_rows.data(), bias, 1.0f, 1.0f);
+    // [n, position, m] -> [n, m, position]
+    Shape out_shape = {p.batch, M};
+    out_shape.insert(out_shape.end(), p.out_spatial.begin(), p.out_spatial.end());
+    Tensor y(x.dtype(), out_shape);
+    for (int64_t n = 0; n < p.batch; ++n)
+      for (int64_t m = 0; m < M; ++m) {
+        const float* src = y_rows.data() + n * P * M + m;
+        int64_t base = (n * M + m) * P;
+        if (x.dtype() == DType::Float32) {
+          float* dst = y.mutable_data<float>() + base;
+          for (int64_t q = 0; q < P; ++q) dst[q] = src[q * M];
+        } else {
+          for (int64_t q = 0; q < P; ++q) y.set(base + q, src[q * M]);
+        }
+      }
+    return {y};
+  }
+
+  KernelInfo info() const override {
+    return {node_.label(), "halide", "im2col + " + runner_.describe(), runner_.compile_ms()};
+  }
+
+ private:
+  // Spatial rank 1 or 2 (a 1-D conv is a 2-D conv of height 1).
+  static void im2col(const ConvParams& p, const float* x, float* cols) {
+    bool two_d = p.spatial_rank == 2;
+    int64_t H = two_d ? p.in_spatial[0] : 1, W = p.in_spatial.back();
+    int64_t KH = two_d ? p.kernel[0] : 1, KW = p.kernel.back();
+    int64_t OH = two_d ? p.out_spatial[0] : 1, OW = p.out_spatial.back();
+    int64_t SH = two_d ? p.strides[0] : 1, SW = p.strides.back();
+    int64_t DH = two_d ? p.dilations[0] : 1, DW = p.dilations.back();
+    int64_t PH = two_d ? p.pads_begin[0] : 0, PW = p.pads_begin.back();
+    int64_t C = p.in_channels, K = KH * KW * C;
+    for (int64_t n = 0; n < p.batch; ++n)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          float* row = cols + ((n * OH + oh) * OW + ow) * K;
+          for (int64_t i = 0; i < KH; ++i) {
+            int64_t ih = oh * SH - PH + i * DH;
+            for (int64_t j = 0; j < KW; ++j) {
+              int64_t iw = ow * SW - PW + j * DW;
+              float* dst = row + (i * KW + j) * C;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= W) {
+                std::fill(dst, dst + C, 0.0f);
+                continue;
+              }
+              const float* src = x + (n * C * H + ih) * W + iw;
+              for (int64_t c = 0; c < C; ++c) dst[c] = src[c * H * W];
+            }
+          }
+        }
+  }
+
+  const Node& node_;
+  QMatMulRunner runner_;
+};
+
+// A bias the kernels take: float, and one value per output column.
+bool per_column_bias(const Node& node, const Graph& graph, int64_t N) {
+  if (!node.has_input(1)) return true;
+  const ValueInfo* b = graph.find_value(node.input(1));
+  if (!b || !b->has_shape || !fully_known(b->shape) || !is_float(b->dtype)) return false;
+  Shape s = to_shape(b->shape);
+  return num_elements(s) == N && s.back() == N;
+}
+
+std::string format_problem(const QuantizedWeight& w, bool trans_b) {
+  auto format = dsl::int4_format_of(w, trans_b);
+  return format.ok() ? "" : format.failure().describe();
+}
+
+}  // namespace
+
+// Halide's JIT runtime sizes its thread pool from HL_NUM_THREADS when the pool first starts.
+void set_halide_threads(int threads) {
+  if (threads > 0) setenv("HL_NUM_THREADS", std::to_string(threads).c_str(), 1);
+}
+
+std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, std::string* why_not) {
+  const ValueInfo* x = node.inputs.empty() ? nullptr : graph.find_value(node.input(0));
+  bool float_input = x && (x->dtype == DType::Float32 || x->dtype == DType::Float16);
+  if (node.domain == "tetra" && node.op_type == "QMatMul") {
+    bool trans_b = node.attr_int("trans_b", 0) != 0;
+    int64_t N = node.weight->shape()[trans_b ? 0 : 1];
+    std::string problem = format_problem(*node.weight, trans_b);
+    if (node.attr_int("trans_a", 0) != 0) *why_not = "trans_a=1 has no Halide kernel";
+    else if (!float_input) *why_not = "input is not float";
+    else if (!per_column_bias(node, graph, N)) *why_not = "bias is not one value per output column";
+    else if (!problem.empty()) *why_not = problem;
+    else return std::make_unique<HalideQMatMul>(node, node.has_input(1));
+    return nullptr;
+  }
+  if (node.domain == "tetra" && node.op_type == "QConv") {
+    // Grouped and depthwise convs have their own direct kernels; the rest run as im2col + GEMM.
+    if (node.attr_int("group", 1) != 1) return make_halide_conv_kernel(node, graph, why_not);
+    std::optional<QuantizedWeight> matrix = conv_weight_as_matrix(*node.weight);
+    int64_t rank = node.weight->shape().size();
+    if (!per_column_bias(node, graph, node.weight->shape()[0])) *why_not = "bias is not one value per output channel";
+    else if (rank != 3 && rank != 4) *why_not = "only 1-D and 2-D convs have a Halide kernel";
+    else if (!float_input) *why_not = "input is not float";
+    else if (!matrix) *why_not = "weight quantization does not map onto a [M, kh*kw*C] matrix";
+    else if (std::string problem = format_problem(*matrix, true); !problem.empty()) *why_not = problem;
+    else return std::make_unique<HalideQConv>(node, std::move(*matrix), node.has_input(1));
+    return nullptr;
+  }
+  return make_halide_elementwise_kernel(node, graph, why_not);
+}
+
+}  // namespace tetra

@@ -1,0 +1,202 @@
+#include "schedules/cpu_conv.h"
+
+#include <algorithm>
+
+#include "schedules/cpu_common.h"
+
+namespace tetra::schedules {
+
+using namespace Halide;
+using dsl::Failure;
+using dsl::FailureKind;
+using dsl::KnobSpace;
+
+static const char* kDepthwise = "cpu_int4_depthwise_conv";
+static const char* kGrouped = "cpu_int4_grouped_conv";
+
+const std::vector<QConvTemplate>& qconv_templates() {
+  static const std::vector<QConvTemplate> templates = {
+      {kDepthwise, dsl::TargetFamily::Cpu, cpu_conv_space, cpu_conv_default, cpu_conv_check, apply_cpu_conv},
+      {kGrouped, dsl::TargetFamily::Cpu, cpu_conv_space, cpu_conv_default, cpu_conv_check, apply_cpu_conv},
+  };
+  return templates;
+}
+
+const QConvTemplate* find_qconv_template(const std::string& name) {
+  for (const QConvTemplate& t : qconv_templates())
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+dsl::Result<const QConvTemplate*> qconv_template_for(const QConvWorkload& w, const TargetSpec& target) {
+  if (!target.is_cpu()) return Failure{FailureKind::WrongTarget, target.name, "no QConv templates for GPUs yet"};
+  return find_qconv_template(w.depthwise() ? kDepthwise : kGrouped);
+}
+
+dsl::Result<Schedule> default_qconv_schedule(const QConvWorkload& w, const TargetSpec& target) {
+  dsl::Result<const QConvTemplate*> t = qconv_template_for(w, target);
+  if (!t) return t.failure();
+  return t.value()->default_schedule(w, target);
+}
+
+Status check_qconv_schedule(const QConvWorkload& w, const Schedule& schedule, const TargetSpec& target) {
+  const QConvTemplate* t = find_qconv_template(schedule.template_name);
+  if (!t) return Failure{FailureKind::UnknownTemplate, schedule.template_name, std::string("QConv templates are ") +
+                                                                                  kDepthwise + ", " + kGrouped};
+  if (t->family != target.family)
+    return Failure{FailureKind::WrongTarget, schedule.template_name,
+                   "is a " + dsl::family_name(t->family) + " template; the target " + target.name + " is " +
+                       dsl::family_name(target.family)};
+  if (w.N <= 0 || w.C <= 0 || w.M <= 0 || w.OH <= 0 || w.OW <= 0 || w.KH <= 0 || w.KW <= 0 || w.group <= 0 ||
+      w.C % w.group != 0 || w.M % w.group != 0)
+    return Failure{FailureKind::Unsupported, w.key(), "sizes must be positive and group must divide C and M"};
+  if (t->name == kDepthwise && !w.depthwise())
+    return Failure{FailureKind::Unsupported, w.key(), std::string(kDepthwise) + " needs one input channel per group"};
+  if (Status st = t->space(w, target).check(schedule); !st) return st;
+  return t->check_conflicts(w, schedule, target);
+}
+
+KnobSpace cpu_conv_space(const QConvWorkload& w, const TargetSpec& target) {
+  KnobSpace s;
+  s.template_name = w.depthwise() ? kDepthwise : kGrouped;
+  s.family = dsl::TargetFamily::Cpu;
+  std::vector<int64_t> rows = {1, 2, 4};
+  if (w.OH > 4) rows.push_back(8);
+  s.knobs = {
+      {"vector_width", dsl::int_values(vector_widths(target))},
+      {"tile_ow", dsl::int_values(panel_widths(w.OW, {8, 16, 32, 64}))},
+      {"tile_oh", dsl::int_values(rows)},
+      {"parallel", dsl::string_values({"m", "oh", "none"})},
+      {"w_stage", dsl::string_values({"inline", "channel"})},
+      {"x_stage", dsl::string_values({"inline", "plane", "tile"})},
+  };
+  return s;
+}
+
+Schedule cpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
+  int lanes = std::max(4, target.natural_lanes());
+  // One or two vectors across, rows stacked for 4-8 accumulators: the taps' input vectors are
+  // loaded once per tile row and the weights once per tile. Measured on the 2-core host
+  // (x86-64-avx512-vnni, 2 threads), depthwise 3x3 s1 p1 1x64x56x56 int4 per-channel: see the report
+  // in tests/halide/test_qconv_correctness.cpp's benchmark case.
+  int64_t tile_ow = largest_panel(w.OW, {32, 16, 8}, lanes);
+  int64_t tile_oh = w.OH >= 4 ? 4 : 1;
+  // Enough (n, m) planes for every thread: one plane per task; else split the rows.
+  bool planes = w.N * w.M >= 8;
+  Schedule s;
+  s.template_name = w.depthwise() ? kDepthwise : kGrouped;
+  s.knobs = {{"vector_width", int64_t(lanes)},
+             {"tile_ow", tile_ow},
+             {"tile_oh", tile_oh},
+             {"parallel", std::string(planes ? "m" : "oh")},
+             {"w_stage", std::string("channel")},
+             {"x_stage", std::string("inline")}};
+  return s;
+}
+
+Status cpu_conv_check(const QConvWorkload& w, const Schedule& s, const TargetSpec& target) {
+  int64_t tile = s.get_int("tile_ow"), v = s.get_int("vector_width");
+  if (tile % v != 0)
+    return Failure{FailureKind::KnobConflict, "tile_ow",
+                   std::to_string(tile) + " is not a multiple of vector_width " + std::to_string(v)};
+  return dsl::ok_status();
+}
+
+Status apply_cpu_conv(QConvDef& q, const Schedule& s, const TargetSpec& target) {
+  const int V = int(s.get_int("vector_width")), TW = int(s.get_int("tile_ow")), TH = int(s.get_int("tile_oh"));
+  const std::string& parallel = s.get_string("parallel");
+  const std::string& w_stage = s.get_string("w_stage");
+  const std::string& x_stage = s.get_string("x_stage");
+  const dsl::ComputeDef& d = q.def;
+  Func out = d.output, acc = d.stage("acc"), w = d.stage("w"), x = d.stage("x");
+  Var ow = d.var("ow"), oh = d.var("oh"), m = d.var("m"), n = d.var("n"), xv = d.var("x");
+  RVar rkw = q.taps.x, rkh = q.taps.y, rc = q.taps.z;
+
+  // Output tiles; the last ones in each direction are guarded, so any OH and OW work.
+  Var owo("owo"), owi("owi"), oho("oho"), ohi("ohi"), mn("mn");
+  out.split(ow, owo, owi, TW, TailStrategy::GuardWithIf)
+      .split(oh, oho, ohi, TH, TailStrategy::GuardWithIf)
+      .reorder(owi, ohi, owo, oho, m, n)
+      .fuse(m, n, mn)
+      .vectorize(owi, V);
+  if (parallel == "m") out.parallel(mn);
+  else if (parallel == "oh") out.parallel(oho);
+
+  // One tile of accumulators, a constant size so that LLVM keeps it in registers; every tap adds
+  // one broadcast weight times a vector of inputs to each of them.
+  Var owv("owv"), owl("owl");
+  acc.compute_at(out, owo).bound_extent(ow, TW).bound_extent(oh, TH);
+  acc.split(ow, owv, owl, V).vectorize(owl).unroll(owv).unroll(oh);
+  acc.update()
+      .split(ow, owv, owl, V)
+      .reorder(owl, owv, oh, rkw, rkh, rc, m, n)
+      .vectorize(owl)
+      .unroll(owv)
+      .unroll(oh)
+      .unroll(rkw)
+      .unroll(rkh);
+
+  if (w_stage == "channel") w.compute_at(out, mn);  // KH*KW*Cg dequantized values per output channel
+  if (x_stage == "plane") x.compute_at(out, mn).vectorize(xv, V);
+  else if (x_stage == "tile") x.compute_at(out, oho).vectorize(xv, V);
+  return dsl::ok_status();
+}
+
+dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Schedule& schedule,
+                                       const TargetSpec& target) {
+  if (Status st = check_qconv_schedule(workload, schedule, target); !st) return st.failure();
+  const QConvTemplate* t = find_qconv_template(schedule.template_name);
+  QConvKernel k;
+  k.workload_ = workload;
+  k.schedule_ = schedule;
+  k.target_ = target;
+  k.def_ = std::make_shared<QConvDef>(dsl::define_qconv(workload));
+  try {
+    if (Status st = t->apply(*k.def_, schedule, target); !st) return st.failure();
+    k.pipeline_ = Pipeline(k.def_->def.output);
+    k.pipeline_.compile_jit(target.halide);
+  } catch (const Halide::Error& e) {
+    return Failure{FailureKind::Compile, schedule.to_string(), e.what()};
+  }
+  return k;
+}
+
+Status QConvKernel::run(const QConvWorkload& wl, const Buffer<float>& X, const dsl::ConvInt4Buffers& weight,
+                        Buffer<float>& Y, const Buffer<float>* bias) const {
+  auto bad = [](const std::string& why) { return Failure{FailureKind::Run, "qconv", why}; };
+  if (wl.code_key() != workload_.code_key())
+    return bad("this kernel is compiled for " + workload_.code_key() + ", not " + wl.code_key());
+  auto dims = [](const Buffer<float>& b) {
+    std::vector<int64_t> e;
+    for (int i = 0; i < b.dimensions(); ++i) e.push_back(b.dim(i).extent());
+    return e;
+  };
+  if (dims(X) != std::vector<int64_t>{wl.W, wl.H, wl.C, wl.N}) return bad("X must be (W, H, C, N) of " + wl.key());
+  if (dims(Y) != std::vector<int64_t>{wl.OW, wl.OH, wl.M, wl.N}) return bad("Y must be (OW, OH, M, N) of " + wl.key());
+  // The output size must be the one the pads, strides and dilations give (the kernel reads no pad_end).
+  auto out_size = [](int64_t in, int64_t pb, int64_t pe, int64_t k, int64_t s, int64_t d) {
+    return (in + pb + pe - (k - 1) * d - 1) / s + 1;
+  };
+  if (out_size(wl.H, wl.pad_top, wl.pad_bottom, wl.KH, wl.SH, wl.DH) != wl.OH ||
+      out_size(wl.W, wl.pad_left, wl.pad_right, wl.KW, wl.SW, wl.DW) != wl.OW)
+    return bad("OH and OW do not follow from the pads, strides and dilations of " + wl.key());
+
+  const QConvDef& q = *def_;
+  ParamMap params;
+  params.set(q.X, X);
+  if (Status st = q.bind(params, wl, weight, bias); !st) return st;
+  try {
+    Pipeline pipeline = pipeline_;  // a handle: realize() is not const
+    pipeline.realize(Y, target_.halide, params);
+  } catch (const Halide::Error& e) {
+    return bad(e.what());
+  }
+  return dsl::ok_status();
+}
+
+void QConvKernel::write_lowered_stmt(const std::string& path) const {
+  Pipeline pipeline = pipeline_;
+  pipeline.compile_to_lowered_stmt(path, def_->def.arguments, Halide::Text, target_.halide);
+}
+
+}  // namespace tetra::schedules

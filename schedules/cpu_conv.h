@@ -1,0 +1,90 @@
+// CPU schedules of grouped and depthwise tetra.QConv (dsl/qconv.h), and the compiled kernel.
+//
+// Two templates, one code: cpu_int4_depthwise_conv (one input channel per group, Cg = 1) and
+// cpu_int4_grouped_conv (any Cg). Loop nest:
+//   parallel for (n, m) planes                     parallel = "m"  (or the row tiles: "oh")
+//     [w: the channel's dequantized KHxKWxCg taps]  w_stage = "channel"
+//     [x: the padded input planes of the group]     x_stage = "plane"
+//     for row tiles of tile_oh rows
+//       [x: the padded input rows of the tile]      x_stage = "tile"
+//       for column tiles of tile_ow columns
+//         acc[tile_oh][tile_ow] = bias             (tile_oh * tile_ow / vector_width registers)
+//         for c < Cg, kh, kw (kh, kw unrolled):   acc[r][col] += x[...] * w(kw, kh, c, m)
+//         Y[tile] = acc                            (the last tiles are guarded: any OH, OW)
+// With x_stage = "inline", loads check the borders themselves; Halide splits the tile loops so that
+// only the border tiles do.
+//
+//   auto wl = ...;                                              // a dsl::QConvWorkload
+//   auto schedule = schedules::default_qconv_schedule(wl, dsl::host_target()).value();
+//   auto kernel = schedules::compile_qconv(wl, schedule, dsl::host_target()).value();
+//   auto W = dsl::pack_conv_weight(*node.weight).value();        // once, at load time
+//   Halide::Buffer<float> X(x_ptr, W, H, C, N), Y(y_ptr, OW, OH, M, N);
+//   dsl::Status st = kernel.run(wl, X, W, Y);                    // any workload with the same code_key()
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dsl/qconv.h"
+#include "dsl/schedule.h"
+#include "dsl/target.h"
+
+namespace tetra::schedules {
+
+using dsl::QConvDef;
+using dsl::QConvWorkload;
+using dsl::Schedule;
+using dsl::Status;
+using dsl::TargetSpec;
+
+struct QConvTemplate {
+  std::string name;
+  dsl::TargetFamily family;
+  dsl::KnobSpace (*space)(const QConvWorkload&, const TargetSpec&);
+  Schedule (*default_schedule)(const QConvWorkload&, const TargetSpec&);
+  Status (*check_conflicts)(const QConvWorkload&, const Schedule&, const TargetSpec&);
+  Status (*apply)(QConvDef&, const Schedule&, const TargetSpec&);
+};
+
+const std::vector<QConvTemplate>& qconv_templates();
+const QConvTemplate* find_qconv_template(const std::string& name);
+
+// The template for a workload: cpu_int4_depthwise_conv when Cg = 1, else cpu_int4_grouped_conv.
+dsl::Result<const QConvTemplate*> qconv_template_for(const QConvWorkload& workload, const TargetSpec& target);
+dsl::Result<Schedule> default_qconv_schedule(const QConvWorkload& workload, const TargetSpec& target);
+
+// Everything that makes a schedule illegal for this workload and target, with the reason.
+Status check_qconv_schedule(const QConvWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+
+dsl::KnobSpace cpu_conv_space(const QConvWorkload& workload, const TargetSpec& target);
+Schedule cpu_conv_default(const QConvWorkload& workload, const TargetSpec& target);
+Status cpu_conv_check(const QConvWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+Status apply_cpu_conv(QConvDef& q, const Schedule& schedule, const TargetSpec& target);
+
+class QConvKernel {
+ public:
+  const QConvWorkload& workload() const { return workload_; }  // the one it was compiled for
+  const Schedule& schedule() const { return schedule_; }
+
+  // Y = conv(X, W) + bias for `workload`, which must have the compiled workload's code_key().
+  // X is (W, H, C, N), Y (OW, OH, M, N). Shape mismatches and Halide errors come back as a Failure.
+  Status run(const QConvWorkload& workload, const Halide::Buffer<float>& X, const dsl::ConvInt4Buffers& weight,
+             Halide::Buffer<float>& Y, const Halide::Buffer<float>* bias = nullptr) const;
+
+  // Halide's lowered statement, to inspect a schedule.
+  void write_lowered_stmt(const std::string& path) const;
+
+ private:
+  friend dsl::Result<QConvKernel> compile_qconv(const QConvWorkload&, const Schedule&, const TargetSpec&);
+  QConvWorkload workload_;
+  Schedule schedule_;
+  TargetSpec target_;
+  std::shared_ptr<QConvDef> def_;
+  Halide::Pipeline pipeline_;
+};
+
+// Checks the schedule, defines, schedules and JIT-compiles the kernel.
+dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Schedule& schedule,
+                                       const TargetSpec& target);
+
+}  // namespace tetra::schedules

@@ -1,0 +1,59 @@
+#include "schedules/qmatmul_templates.h"
+
+#include "schedules/cpu_int4_gemm.h"
+#include "schedules/cpu_int4_gemv.h"
+
+namespace tetra::schedules {
+
+using dsl::Failure;
+using dsl::FailureKind;
+
+const std::vector<QMatMulTemplate>& qmatmul_templates() {
+  static const std::vector<QMatMulTemplate> templates = {
+      {"cpu_int4_gemv", dsl::TargetFamily::Cpu, cpu_int4_gemv_space, cpu_int4_gemv_default, cpu_int4_gemv_check,
+       cpu_int4_gemv_layout, apply_cpu_int4_gemv},
+      {"cpu_int4_gemm", dsl::TargetFamily::Cpu, cpu_int4_gemm_space, cpu_int4_gemm_default, cpu_int4_gemm_check,
+       cpu_int4_gemm_layout, apply_cpu_int4_gemm},
+  };
+  return templates;
+}
+
+const QMatMulTemplate* find_qmatmul_template(const std::string& name) {
+  for (const QMatMulTemplate& t : qmatmul_templates())
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, const TargetSpec& target) {
+  if (!target.is_cpu())
+    return Failure{FailureKind::WrongTarget, target.name, "no QMatMul templates for GPUs yet"};
+  // GEMV while the weight stream dominates: each row costs a pass over the (cached) panel.
+  // TODO(measure the crossover): 4 rows is a guess.
+  const char* name = workload.M <= 4 ? "cpu_int4_gemv" : "cpu_int4_gemm";
+  return find_qmatmul_template(name)->default_schedule(workload, target);
+}
+
+Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target) {
+  const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
+  if (!t) {
+    std::string names;
+    for (const QMatMulTemplate& k : qmatmul_templates()) names += (names.empty() ? "" : ", ") + k.name;
+    return Failure{FailureKind::UnknownTemplate, schedule.template_name, "QMatMul templates are " + names};
+  }
+  if (t->family != target.family)
+    return Failure{FailureKind::WrongTarget, schedule.template_name,
+                   "is a " + dsl::family_name(t->family) + " template; the target " + target.name + " is " +
+                       dsl::family_name(target.family)};
+  if (workload.K <= 0 || workload.N <= 0 || workload.M <= 0)
+    return Failure{FailureKind::Unsupported, workload.key(), "M, K and N must be positive"};
+  if (Status st = t->space(workload, target).check(schedule); !st) return st;
+  return t->check_conflicts(workload, schedule, target);
+}
+
+dsl::Int4Layout layout_of(const Schedule& schedule) {
+  const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
+  check(t != nullptr, ErrorKind::Invalid, "unknown template " + schedule.template_name);
+  return t->layout(schedule);
+}
+
+}  // namespace tetra::schedules

@@ -1,0 +1,121 @@
+#include "qmatmul_reference.h"
+
+#include <cmath>
+#include <random>
+#include <sstream>
+
+namespace tetra::test {
+
+std::string WeightSpec::describe() const {
+  const char* g[] = {"per-tensor", "per-n", "per-k", "blocked-k", "blocked-n"};
+  std::string s = dtype_name(type) + " " + g[int(granularity)];
+  if (granularity == Granularity::BlockedK || granularity == Granularity::BlockedN) s += std::to_string(block);
+  if (zero_point) s += " zp";
+  if (trans_b) s += " trans_b";
+  if (f16_scale) s += " f16";
+  return s;
+}
+
+QuantizedWeight random_weight(int64_t K, int64_t N, const WeightSpec& spec, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  bool is_signed = spec.type == DType::Int4;
+  std::uniform_int_distribution<int> nibble(is_signed ? -8 : 0, is_signed ? 7 : 15);
+  std::uniform_real_distribution<double> mag(0.01, 0.1);
+  std::bernoulli_distribution negative(0.2);
+
+  QuantizedWeight w;
+  w.name = "w";
+  w.pattern = "DequantizeLinear";
+  Shape shape = spec.trans_b ? Shape{N, K} : Shape{K, N};
+  w.data = Tensor(spec.type, shape);
+  for (int64_t i = 0; i < K * N; ++i) w.data.set_int(i, nibble(rng));
+
+  // Axis of the data along k or n, as the importer would record it.
+  int64_t k_axis = spec.trans_b ? 1 : 0, n_axis = 1 - k_axis;
+  Shape scale_shape;
+  switch (spec.granularity) {
+    case Granularity::PerTensor: scale_shape = {}; break;
+    case Granularity::PerN: w.axis = n_axis; scale_shape = {N}; break;
+    case Granularity::PerK: w.axis = k_axis; scale_shape = {K}; break;
+    case Granularity::BlockedK:
+    case Granularity::BlockedN: {
+      w.axis = spec.granularity == Granularity::BlockedK ? k_axis : n_axis;
+      w.block_size = spec.block;
+      scale_shape = shape;
+      scale_shape[w.axis] = (shape[w.axis] + spec.block - 1) / spec.block;
+      break;
+    }
+  }
+  DType scale_type = spec.f16_scale ? DType::Float16 : DType::Float32;
+  w.scale = Tensor(scale_type, scale_shape);
+  for (int64_t i = 0; i < w.scale.size(); ++i) {
+    double v = mag(rng) * (negative(rng) ? -1 : 1);
+    if (spec.f16_scale) v = half_to_float(double_to_half(v));
+    w.scale.set(i, v);
+  }
+  if (spec.zero_point) {
+    w.zero_point = Tensor(spec.type, scale_shape);
+    for (int64_t i = 0; i < w.zero_point.size(); ++i) w.zero_point.set_int(i, nibble(rng));
+  }
+  return w;
+}
+
+Halide::Buffer<float> random_matrix(int K, int M, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  Halide::Buffer<float> a(K, M);
+  a.for_each_value([&](float& v) { v = u(rng); });
+  return a;
+}
+
+Reference reference_qmatmul(const Halide::Buffer<float>& A, const QuantizedWeight& W, bool trans_b,
+                            const std::vector<float>* bias, float alpha, float beta) {
+  int64_t K = A.dim(0).extent(), M = A.dim(1).extent();
+  int64_t N = W.data.size() / K;
+  std::vector<float> wv(size_t(K * N));  // logical [K, N]
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) wv[size_t(k * N + n)] = W.value(trans_b ? n * K + k : k * N + n);
+  Reference r;
+  r.y.assign(size_t(M * N), 0.0);
+  r.abs_sum.assign(size_t(M * N), 0.0);
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      double s = 0, a = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        double t = double(A(int(k), int(m))) * double(wv[size_t(k * N + n)]);
+        s += t;
+        a += std::fabs(t);
+      }
+      s *= alpha;
+      a *= std::fabs(alpha);
+      if (bias) {
+        s += double(beta) * (*bias)[size_t(n)];
+        a += std::fabs(double(beta) * (*bias)[size_t(n)]);
+      }
+      r.y[size_t(m * N + n)] = s;
+      r.abs_sum[size_t(m * N + n)] = a;
+    }
+  }
+  return r;
+}
+
+std::string compare(const Halide::Buffer<float>& Y, const Reference& ref, int64_t K) {
+  int64_t N = Y.dim(0).extent(), M = Y.dim(1).extent();
+  double factor = 8.0 * std::sqrt(double(K) + 1) * std::ldexp(1.0, -24);
+  std::ostringstream out;
+  int bad = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      double got = Y(int(n), int(m)), want = ref.y[size_t(m * N + n)];
+      double tol = factor * ref.abs_sum[size_t(m * N + n)] + 1e-30;
+      if (!(std::fabs(got - want) <= tol)) {  // NaN (an unwritten sentinel) fails too
+        if (bad < 5) out << "Y[m=" << m << ", n=" << n << "] = " << got << ", want " << want << " (tol " << tol << ")\n";
+        ++bad;
+      }
+    }
+  }
+  if (bad) out << bad << " of " << M * N << " outputs differ";
+  return out.str();
+}
+
+}  // namespace tetra::test

@@ -1,0 +1,44 @@
+// Test support: random int4 weights in every quantization form, and the plain-loop reference.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "Halide.h"
+#include "importer/graph.h"
+
+namespace tetra::test {
+
+enum class Granularity { PerTensor, PerN, PerK, BlockedK, BlockedN };
+
+struct WeightSpec {
+  DType type = DType::Int4;
+  bool zero_point = false;
+  Granularity granularity = Granularity::BlockedK;
+  int64_t block = 32;
+  bool trans_b = false;  // data stored [N, K] (MatMulNBits' form) instead of [K, N]
+  bool f16_scale = false;
+  std::string describe() const;
+};
+
+// Fresh random weight of logical shape [K, N]: every nibble value occurs, scales are nonzero and
+// zero points random. The same seed gives the same weight.
+QuantizedWeight random_weight(int64_t K, int64_t N, const WeightSpec& spec, uint64_t seed);
+
+// A(k, m) uniform in [-1, 1), never all zero.
+Halide::Buffer<float> random_matrix(int K, int M, uint64_t seed);
+
+struct Reference {
+  std::vector<double> y;        // [M * N], row-major
+  std::vector<double> abs_sum;  // sum_k |A W| per output: the scale of fp32 rounding error
+};
+
+// Y = alpha * A x W + beta * bias with double accumulation over QuantizedWeight::value().
+Reference reference_qmatmul(const Halide::Buffer<float>& A, const QuantizedWeight& W, bool trans_b,
+                            const std::vector<float>* bias = nullptr, float alpha = 1.0f, float beta = 1.0f);
+
+// Compares Y (N, M) with the reference; returns "" or a description of the first mismatches.
+// Tolerance: 8 * sqrt(K) * 2^-24 * abs_sum (fp32 accumulation in any order).
+std::string compare(const Halide::Buffer<float>& Y, const Reference& ref, int64_t K);
+
+}  // namespace tetra::test

@@ -1,0 +1,84 @@
+// The packed int4 access expression W(k, n) dequantizes exactly as QuantizedWeight::value() does,
+// for every quantization form, on odd shapes with ragged panels and blocks.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+
+#include "dsl/int4.h"
+#include "dsl/target.h"
+#include "qmatmul_reference.h"
+
+using namespace tetra;
+using namespace tetra::dsl;
+using tetra::test::Granularity;
+using tetra::test::WeightSpec;
+
+namespace {
+
+// Realizes W(k, n) over [0, K) x [0, N) through the packed panels, vectorised over the panel.
+Halide::Buffer<float> dequantize(const PackedInt4Buffers& packed) {
+  const int panel = packed.layout.panel;
+  PackedInt4 W("W", packed.format, panel);
+  Halide::Func f("f");
+  Halide::Var j("j"), k("k"), p("p");
+  f(j, k, p) = W.panel(j, k, p);
+  f.vectorize(j, std::min(panel, 16)).unroll(k, 2);
+  f.output_buffer().dim(0).set_bounds(0, panel);
+  Halide::ParamMap params;
+  REQUIRE(W.bind(params, packed).ok());
+  int panels = int((packed.N + panel - 1) / panel);
+  Halide::Buffer<float> out(panel, int(packed.K + 1) / 2 * 2, panels);
+  f.realize(out, host_target().halide, params);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("W(k, n) matches QuantizedWeight::value bit for bit", "[int4]") {
+  std::vector<WeightSpec> specs;
+  for (DType type : {DType::Int4, DType::UInt4})
+    for (bool zp : {false, true})
+      for (Granularity g : {Granularity::PerTensor, Granularity::PerN, Granularity::PerK, Granularity::BlockedK,
+                            Granularity::BlockedN})
+        specs.push_back(WeightSpec{type, zp, g, g == Granularity::BlockedN ? 4 : 16, false, false});
+  specs.push_back(WeightSpec{DType::UInt4, true, Granularity::BlockedK, 32, true, false});  // MatMulNBits' form
+  specs.push_back(WeightSpec{DType::Int4, false, Granularity::BlockedK, 16, true, true});   // float16 scales
+  specs.push_back(WeightSpec{DType::Int4, true, Granularity::PerN, 0, false, true});
+
+  uint64_t seed = 1;
+  for (const WeightSpec& spec : specs) {
+    for (auto [K, N, panel] : {std::tuple{37, 53, 16}, std::tuple{64, 8, 32}}) {
+      QuantizedWeight w = test::random_weight(K, N, spec, ++seed);
+      Result<PackedInt4Buffers> packed = pack_int4_weight(w, spec.trans_b, Int4Layout{panel, 2});
+      INFO(spec.describe() << " K=" << K << " N=" << N << " panel=" << panel);
+      REQUIRE(packed.ok());
+      CHECK(packed.value().K == K);
+      Halide::Buffer<float> got = dequantize(packed.value());
+      int mismatches = 0;
+      for (int k = 0; k < K; ++k)
+        for (int n = 0; n < N; ++n) {
+          float want = w.value(spec.trans_b ? int64_t(n) * K + k : int64_t(k) * N + n);
+          float have = got(n % panel, k, n / panel);
+          if (std::memcmp(&want, &have, sizeof(float)) != 0 && mismatches++ < 3)
+            FAIL_CHECK("W(" << k << ", " << n << ") = " << have << ", want " << want);
+        }
+      CHECK(mismatches == 0);
+    }
+  }
+}
+
+TEST_CASE("the format names the quantization", "[int4]") {
+  QuantizedWeight w = test::random_weight(64, 16, WeightSpec{DType::UInt4, true, Granularity::BlockedK, 32, true, false}, 3);
+  Int4Format f = int4_format_of(w, true).value();
+  CHECK(f.describe() == "uint4 blocked(k,32) zp f32");
+  CHECK(f.k_group == 32);
+  CHECK(f.per_n);
+  QuantizedWeight t = test::random_weight(64, 16, WeightSpec{DType::Int4, false, Granularity::PerTensor, 0, false, false}, 4);
+  CHECK(int4_format_of(t, false).value().describe() == "int4 per-tensor f32");
+
+  QuantizedWeight bad = t;
+  bad.data = Tensor(DType::Int8, {64, 16});
+  Result<Int4Format> r = int4_format_of(bad, false);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.failure().kind == FailureKind::Unsupported);
+}

@@ -1,0 +1,334 @@
+// Grouped and depthwise QConv kernels against conv_reference (runtime/ops/conv_core.h) with the
+// dequantized weight: odd H and W, strides 1 and 2, dilations, asymmetric pads, groups 2 and C,
+// depthwise multipliers, every quantization form, default and random schedules, fresh random data.
+// A kernel depends only on the kernel size, strides, weight format and bias, so each one is compiled
+// once (test-local cache) and run on many shapes.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "runtime/ops/conv_core.h"
+#include "schedules/cpu_conv.h"
+
+using namespace tetra;
+using namespace tetra::dsl;
+using namespace tetra::schedules;
+
+namespace {
+
+struct WeightSpec {
+  DType type = DType::Int4;
+  bool zero_point = false;
+  ConvInt4Format::Grid grid = ConvInt4Format::Grid::PerAxis;
+  int axis = 0;
+  int64_t block = 0;  // Blocked only
+  bool f16_scale = false;
+};
+
+// A fresh weight [M, Cg, KH, KW]: every code value possible, nonzero scales of both signs.
+QuantizedWeight random_weight(const Shape& shape, const WeightSpec& spec, std::mt19937_64& rng) {
+  bool is_signed = spec.type == DType::Int4;
+  std::uniform_int_distribution<int> code(is_signed ? -8 : 0, is_signed ? 7 : 15);
+  std::uniform_real_distribution<double> mag(0.01, 0.1);
+  std::bernoulli_distribution negative(0.2);
+  QuantizedWeight w;
+  w.name = "w";
+  w.pattern = "DequantizeLinear";
+  w.data = Tensor(spec.type, shape);
+  for (int64_t i = 0; i < w.data.size(); ++i) w.data.set_int(i, code(rng));
+  Shape grid;  // per tensor: a scalar
+  if (spec.grid == ConvInt4Format::Grid::PerAxis) grid = {shape[spec.axis]};
+  if (spec.grid == ConvInt4Format::Grid::Blocked) {
+    grid = shape;
+    grid[spec.axis] = (shape[spec.axis] + spec.block - 1) / spec.block;
+    w.block_size = spec.block;
+  }
+  w.axis = spec.axis;
+  w.scale = Tensor(spec.f16_scale ? DType::Float16 : DType::Float32, grid);
+  for (int64_t i = 0; i < w.scale.size(); ++i) {
+    double v = mag(rng) * (negative(rng) ? -1 : 1);
+    if (spec.f16_scale) v = half_to_float(double_to_half(v));
+    w.scale.set(i, v);
+  }
+  if (spec.zero_point) {
+    w.zero_point = Tensor(spec.type, grid);
+    for (int64_t i = 0; i < w.zero_point.size(); ++i) w.zero_point.set_int(i, code(rng));
+  }
+  return w;
+}
+
+Attribute ints(const std::vector<int64_t>& v) {
+  Attribute a;
+  a.kind = Attribute::Kind::Ints;
+  a.ints = v;
+  return a;
+}
+
+// One conv to run: the node's attributes and the input and weight shapes.
+struct Case {
+  int64_t N, C, H, W, M, group, KH, KW, SH, SW, DH, DW;
+  std::vector<int64_t> pads;  // top, left, bottom, right
+  bool bias;
+
+  Node node() const {
+    Node n;
+    n.name = "conv";
+    n.domain = "tetra";
+    n.op_type = "QConv";
+    n.attrs["group"].i = group;
+    n.attrs["strides"] = ints({SH, SW});
+    n.attrs["dilations"] = ints({DH, DW});
+    n.attrs["pads"] = ints(pads);
+    return n;
+  }
+  Shape weight_shape() const { return {M, C / group, KH, KW}; }
+  std::string describe() const {
+    std::ostringstream s;
+    s << "x [" << N << "," << C << "," << H << "," << W << "] m " << M << " group " << group << " k " << KH << "x"
+      << KW << " s " << SH << "x" << SW << " d " << DH << "x" << DW << " pads " << pads[0] << "," << pads[1] << ","
+      << pads[2] << "," << pads[3] << (bias ? " bias" : "");
+    return s.str();
+  }
+};
+
+// A random conv with this kernel and stride: depthwise (multiplier 1 or 2) or groups of 2-3 channels
+// (kind 1 or 0; -1: either), odd sizes, dilation 1 or 2, asymmetric pads.
+Case random_case(int64_t KH, int64_t KW, int64_t SH, int64_t SW, std::mt19937_64& rng, int kind = -1) {
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  Case c{};
+  c.KH = KH, c.KW = KW, c.SH = SH, c.SW = SW;
+  c.N = pick(1, 2);
+  c.DH = pick(1, 2), c.DW = pick(1, 2);
+  c.pads = {pick(0, 2), pick(0, 2), pick(0, 2), pick(0, 2)};
+  if (kind == -1) kind = pick(0, 2) > 0;
+  if (kind == 1) {
+    c.group = c.C = pick(2, 9);
+    c.M = c.C * pick(1, 2);
+  } else {
+    c.group = pick(2, 3);
+    c.C = c.group * pick(2, 3);
+    c.M = c.group * pick(1, 3);
+  }
+  // Odd sizes, at least the dilated kernel.
+  c.H = std::max<int64_t>((KH - 1) * c.DH + 1, pick(3, 12) * 2 + 1);
+  c.W = std::max<int64_t>((KW - 1) * c.DW + 1, pick(3, 20) * 2 + 1);
+  c.bias = pick(0, 1) == 1;
+  return c;
+}
+
+QConvWorkload workload_of(const Case& c, const QuantizedWeight& w) {
+  ConvParams p = conv_params(c.node(), {c.N, c.C, c.H, c.W}, w.shape());
+  QConvWorkload wl;
+  wl.N = c.N, wl.C = c.C, wl.H = c.H, wl.W = c.W, wl.M = c.M, wl.group = c.group;
+  wl.KH = c.KH, wl.KW = c.KW, wl.SH = c.SH, wl.SW = c.SW, wl.DH = c.DH, wl.DW = c.DW;
+  wl.pad_top = p.pads_begin[0], wl.pad_left = p.pads_begin[1];
+  wl.pad_bottom = p.pads_end[0], wl.pad_right = p.pads_end[1];
+  wl.OH = p.out_spatial[0], wl.OW = p.out_spatial[1];
+  wl.format = conv_int4_format_of(w).value();
+  wl.block = w.block_size;
+  wl.has_bias = c.bias;
+  return wl;
+}
+
+// Kernels compiled by this test binary, by code_key and schedule.
+const QConvKernel& compiled(const QConvWorkload& wl, const Schedule& s) {
+  static std::map<std::string, QConvKernel> cache;
+  std::string key = wl.code_key() + " " + s.to_string();
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  Result<QConvKernel> k = compile_qconv(wl, s, host_target());
+  INFO(wl.key() << " " << s.to_string() << "\n" << (k.ok() ? "" : k.failure().describe()));
+  REQUIRE(k.ok());
+  return cache.emplace(key, std::move(k).value()).first->second;
+}
+
+// Runs `c` with weight `spec` under schedule `s` (the default when empty) and compares with the reference.
+void check_case(const Case& c, const WeightSpec& spec, const Schedule* s, std::mt19937_64& rng) {
+  QuantizedWeight w = random_weight(c.weight_shape(), spec, rng);
+  QConvWorkload wl = workload_of(c, w);
+  Schedule schedule = s ? *s : default_qconv_schedule(wl, host_target()).value();
+  INFO(c.describe() << "\nweight " << wl.format.describe() << " block " << wl.block << "\nschedule "
+                    << schedule.to_string());
+  const QConvKernel& kernel = compiled(wl, schedule);
+
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  Halide::Buffer<float> X(int(c.W), int(c.H), int(c.C), int(c.N));
+  X.for_each_value([&](float& v) { v = uniform(rng); });
+  Halide::Buffer<float> B(int(c.M));
+  B.for_each_value([&](float& v) { v = uniform(rng); });
+  Halide::Buffer<float> Y(int(wl.OW), int(wl.OH), int(wl.M), int(wl.N));
+  Y.fill(std::numeric_limits<float>::quiet_NaN());  // unwritten outputs fail the comparison
+  Result<ConvInt4Buffers> packed = pack_conv_weight(w);
+  REQUIRE(packed.ok());
+  Status st = kernel.run(wl, X, packed.value(), Y, c.bias ? &B : nullptr);
+  INFO((st.ok() ? "" : st.failure().describe()));
+  REQUIRE(st.ok());
+
+  // X's flat NCHW index is Halide's (w, h, c, n) dense offset.
+  ConvParams p = conv_params(c.node(), {c.N, c.C, c.H, c.W}, w.shape());
+  std::vector<double> bias(size_t(c.M)), abs_bias(size_t(c.M));
+  for (int64_t m = 0; m < c.M; ++m) bias[size_t(m)] = B(int(m)), abs_bias[size_t(m)] = std::fabs(B(int(m)));
+  std::vector<double> ref = conv_reference(
+      p, [&](int64_t i) { return double(X.data()[i]); }, [&](int64_t i) { return double(w.value(i)); },
+      c.bias ? &bias : nullptr);
+  std::vector<double> mag = conv_reference(
+      p, [&](int64_t i) { return std::fabs(double(X.data()[i])); },
+      [&](int64_t i) { return std::fabs(double(w.value(i))); }, c.bias ? &abs_bias : nullptr);
+  REQUIRE(ref.size() == size_t(Y.number_of_elements()));
+  // fp32 accumulation in any order: error <= taps * 2^-24 * sum |x w|, with room.
+  double taps = double(c.C / c.group * c.KH * c.KW + 1);
+  int bad = 0;
+  std::ostringstream report;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double got = Y.data()[i], tol = 4 * taps * std::ldexp(mag[i], -24) + 1e-30;
+    if (!(std::fabs(got - ref[i]) <= tol) && bad++ < 5) report << "  y[" << i << "] = " << got << ", expected " << ref[i] << "\n";
+  }
+  INFO(bad << " outputs differ:\n" << report.str());
+  CHECK(bad == 0);
+}
+
+std::vector<WeightSpec> all_specs() {
+  using G = ConvInt4Format::Grid;
+  return {
+      {DType::Int4, false, G::PerAxis, 0, 0, false},   // the common form: one scale per output channel
+      {DType::UInt4, true, G::PerAxis, 0, 0, false},
+      {DType::Int4, true, G::PerTensor, 0, 0, true},
+      {DType::UInt4, false, G::Blocked, 1, 2, false},  // blocked along the input channels
+      {DType::Int4, true, G::Blocked, 0, 2, true},     // blocked along the output channels
+      {DType::Int4, false, G::PerAxis, 3, 0, false},   // per kernel column
+  };
+}
+
+}  // namespace
+
+TEST_CASE("QConv default schedules match the reference on many shapes", "[qconv][halide]") {
+  std::mt19937_64 rng(11);
+  std::vector<WeightSpec> specs = all_specs();
+  struct Kernel {
+    int64_t KH, KW, SH, SW;
+  };
+  // Each (kernel, stride) with two formats; each compiled kernel runs several random shapes.
+  std::vector<Kernel> kernels = {{3, 3, 1, 1}, {3, 3, 2, 2}, {5, 3, 1, 2}};
+  for (size_t k = 0; k < kernels.size(); ++k) {
+    for (size_t f = 0; f < 2; ++f) {
+      const WeightSpec& spec = specs[(2 * k + f) % specs.size()];
+      for (int i = 0; i < 4; ++i) {
+        Case c = random_case(kernels[k].KH, kernels[k].KW, kernels[k].SH, kernels[k].SW, rng);
+        check_case(c, spec, nullptr, rng);
+      }
+    }
+  }
+}
+
+TEST_CASE("QConv random schedules from the knob space match the reference", "[qconv][halide]") {
+  std::mt19937_64 rng(23);
+  std::vector<WeightSpec> specs = all_specs();
+  int compiled_count = 0;
+  for (int trial = 0; trial < 6; ++trial) {
+    const WeightSpec& spec = specs[size_t(trial) % specs.size()];
+    int64_t stride = trial % 2 + 1;
+    Case first = random_case(3, 3, stride, stride, rng);
+    QuantizedWeight w = random_weight(first.weight_shape(), spec, rng);
+    QConvWorkload wl = workload_of(first, w);
+    const QConvTemplate* t = qconv_template_for(wl, host_target()).value();
+    dsl::KnobSpace space = t->space(wl, host_target());
+    Schedule s = space.sample(rng);
+    while (!check_qconv_schedule(wl, s, host_target()).ok()) s = space.sample(rng);  // skip conflicts
+    ++compiled_count;
+    check_case(first, spec, &s, rng);
+    // The same kernel on other shapes of the same kernel size and stride.
+    for (int i = 0; i < 2; ++i) {
+      Case c = random_case(3, 3, stride, stride, rng, wl.depthwise());
+      check_case(c, spec, &s, rng);
+    }
+  }
+  CHECK(compiled_count == 6);
+}
+
+TEST_CASE("QConv schedules are checked with a reason", "[qconv][halide]") {
+  QConvWorkload wl;
+  wl.N = 1, wl.C = wl.M = wl.group = 64, wl.H = wl.W = 56, wl.KH = wl.KW = 3, wl.OH = wl.OW = 56;
+  wl.pad_top = wl.pad_left = wl.pad_bottom = wl.pad_right = 1;
+  wl.format.grid = ConvInt4Format::Grid::PerAxis;
+  const TargetSpec& target = parse_target("x86-64-avx512").value();
+  Schedule d = default_qconv_schedule(wl, target).value();
+  CHECK(d.template_name == "cpu_int4_depthwise_conv");
+  CHECK(check_qconv_schedule(wl, d, target).ok());
+  CHECK(Schedule::parse(d.to_string()).value() == d);
+  CHECK(cpu_conv_space(wl, target).size() > 50);
+
+  Schedule conflict = d;
+  conflict.knobs["tile_ow"] = int64_t(8);
+  conflict.knobs["vector_width"] = int64_t(16);
+  Status st = check_qconv_schedule(wl, conflict, target);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.failure().kind == FailureKind::KnobConflict);
+
+  Schedule unknown = d;
+  unknown.knobs["tile_n"] = int64_t(16);
+  CHECK(check_qconv_schedule(wl, unknown, target).failure().kind == FailureKind::UnknownKnob);
+
+  QConvWorkload grouped = wl;
+  grouped.group = 32;  // Cg = 2
+  st = check_qconv_schedule(grouped, d, target);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.failure().kind == FailureKind::Unsupported);
+  CHECK(default_qconv_schedule(grouped, target).value().template_name == "cpu_int4_grouped_conv");
+}
+
+TEST_CASE("QConv kernels refuse mismatched buffers without crashing", "[qconv][halide]") {
+  std::mt19937_64 rng(5);
+  Case c{1, 4, 9, 9, 4, 4, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, false};
+  QuantizedWeight w = random_weight(c.weight_shape(), all_specs()[0], rng);
+  QConvWorkload wl = workload_of(c, w);
+  const QConvKernel& kernel = compiled(wl, default_qconv_schedule(wl, host_target()).value());
+  ConvInt4Buffers packed = pack_conv_weight(w).value();
+  Halide::Buffer<float> X(9, 9, 4, 1), Y(9, 9, 4, 1), small(8, 9, 4, 1);
+  X.fill(0.5f);
+  CHECK(kernel.run(wl, X, packed, Y).ok());
+  CHECK_FALSE(kernel.run(wl, small, packed, Y).ok());  // X is not (W, H, C, N)
+  CHECK_FALSE(kernel.run(wl, X, packed, small).ok());  // nor Y (OW, OH, M, N)
+  QConvWorkload strided = wl;
+  strided.SH = 2;
+  CHECK_FALSE(kernel.run(strided, X, packed, Y).ok());  // compiled for stride 1
+  QConvWorkload with_bias = wl;
+  with_bias.has_bias = true;
+  CHECK_FALSE(kernel.run(with_bias, X, packed, Y).ok());
+}
+
+// Not run by default: tetra_halide_tests "[.bench]" prints times for depthwise 3x3 1x64x56x56.
+TEST_CASE("QConv depthwise 3x3 1x64x56x56 timings", "[.bench]") {
+  std::mt19937_64 rng(3);
+  Case c{1, 64, 56, 56, 64, 64, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, true};
+  QuantizedWeight w = random_weight(c.weight_shape(), all_specs()[0], rng);
+  QConvWorkload wl = workload_of(c, w);
+  ConvInt4Buffers packed = pack_conv_weight(w).value();
+  Halide::Buffer<float> X(56, 56, 64, 1), Y(56, 56, 64, 1), B(64);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  X.for_each_value([&](float& v) { v = uniform(rng); });
+  B.for_each_value([&](float& v) { v = uniform(rng); });
+
+  std::vector<Schedule> schedules = {default_qconv_schedule(wl, host_target()).value()};
+  if (const char* env = std::getenv("TETRA_QCONV_SCHEDULES")) {  // one JSON schedule per line
+    std::istringstream lines(env);
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty()) schedules.push_back(Schedule::parse(line).value());
+  }
+  for (const Schedule& s : schedules) {
+    const QConvKernel& kernel = compiled(wl, s);
+    REQUIRE(kernel.run(wl, X, packed, Y, &B).ok());
+    double best = 1e9;
+    for (int rep = 0; rep < 200; ++rep) {
+      auto start = std::chrono::steady_clock::now();
+      REQUIRE(kernel.run(wl, X, packed, Y, &B).ok());
+      best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+    WARN(s.to_string() << ": " << best << " ms");
+  }
+}

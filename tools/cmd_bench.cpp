@@ -1,0 +1,131 @@
+// tetra bench: whole-model and per-kernel latency on a backend, with the weight bandwidth and the
+// arithmetic rate of each int4 kernel.
+#include <algorithm>
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "importer/error.h"
+#include "runtime/executor.h"
+#include "runtime/model.h"
+#include "tools/commands.h"
+#include "tools/model_inputs.h"
+
+namespace tetra::cli {
+namespace {
+
+struct BenchOptions {
+  std::string model;
+  std::string backend = "halide";
+  int threads = 0;
+  int repeat = 20;
+  int warmup = 2;
+  bool json = false;
+  bool explain = false;
+  InputOptions inputs;
+};
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+};
+
+Stats stats_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.front(), v.back()};
+}
+
+// Multiply-adds x2 of an int4 node and the bytes of its weight; zero for other nodes.
+std::pair<double, double> work_of(const Node& n, const Graph& bound) {
+  if (!n.weight) return {0, 0};
+  const QuantizedWeight& w = *n.weight;
+  double weight_bytes = w.data.byte_size() + w.scale.byte_size() + (w.zero_point.empty() ? 0 : w.zero_point.byte_size());
+  Shape out = to_shape(bound.values.at(n.outputs[0]).shape);
+  double outputs = static_cast<double>(num_elements(out));
+  double reduction = 0;
+  if (n.op_type == "QMatMul") {
+    reduction = static_cast<double>(w.shape()[n.attr_int("trans_b", 0) ? 1 : 0]);
+  } else {  // QConv: C/group * kernel elements
+    reduction = static_cast<double>(w.data.size() / w.shape()[0]);
+  }
+  return {2.0 * outputs * reduction, weight_bytes};
+}
+
+void bench(const BenchOptions& opt) {
+  check(opt.repeat >= 1, ErrorKind::Invalid, "--repeat must be at least 1");
+  Graph graph = load_model(opt.model);
+  TensorMap inputs = gather_inputs(graph, opt.inputs);
+  Graph bound = bind_inputs(graph, inputs);
+  Executor executor(graph, ExecutorOptions{parse_backend(opt.backend), opt.threads});
+  for (int i = 0; i < std::max(1, opt.warmup); ++i) executor.run(inputs);  // compiles on first use
+
+  std::vector<double> total;
+  std::vector<std::vector<double>> per_node(graph.nodes.size());
+  for (int r = 0; r < opt.repeat; ++r) {
+    std::vector<double> node_ms;
+    auto start = std::chrono::steady_clock::now();
+    executor.run(inputs, &node_ms);
+    total.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    for (size_t k = 0; k < node_ms.size(); ++k) per_node[k].push_back(node_ms[k]);
+  }
+  Stats whole = stats_of(total);
+  std::vector<KernelInfo> kernels = executor.kernels();
+
+  nlohmann::json report = {{"model", opt.model},      {"backend", opt.backend}, {"threads", opt.threads},
+                           {"repeat", opt.repeat},    {"median_ms", whole.median}, {"min_ms", whole.min},
+                           {"max_ms", whole.max},     {"kernels", nlohmann::json::array()}};
+  for (size_t k = 0; k < graph.nodes.size(); ++k) {
+    Stats s = stats_of(per_node[k]);
+    auto [flops, bytes] = work_of(graph.nodes[k], bound);
+    nlohmann::json kernel = {{"node", kernels[k].node},         {"backend", kernels[k].backend},
+                             {"median_ms", s.median},           {"min_ms", s.min},
+                             {"max_ms", s.max},                 {"compile_ms", kernels[k].compile_ms},
+                             {"detail", kernels[k].detail}};
+    if (flops > 0) {
+      kernel["gflops"] = flops / (s.median * 1e6);
+      kernel["weight_gbps"] = bytes / (s.median * 1e6);
+    }
+    report["kernels"].push_back(kernel);
+  }
+  if (opt.json) {
+    std::cout << report.dump(2) << "\n";
+    return;
+  }
+  std::cout << std::fixed << std::setprecision(3) << opt.model << " on " << opt.backend << ", " << opt.repeat
+            << " runs: median " << whole.median << " ms (min " << whole.min << ", max " << whole.max << ")\n";
+  std::cout << std::left << std::setw(44) << "kernel" << std::setw(11) << "backend" << std::right << std::setw(10)
+            << "median ms" << std::setw(10) << "GFLOP/s" << std::setw(10) << "GB/s" << std::setw(12) << "compile ms"
+            << "\n";
+  for (const auto& k : report["kernels"]) {
+    std::cout << std::left << std::setw(44) << k["node"].get<std::string>() << std::setw(11)
+              << k["backend"].get<std::string>() << std::right << std::setw(10) << k["median_ms"].get<double>();
+    if (k.contains("gflops"))
+      std::cout << std::setw(10) << std::setprecision(1) << k["gflops"].get<double>() << std::setw(10)
+                << k["weight_gbps"].get<double>() << std::setprecision(3);
+    else
+      std::cout << std::setw(20) << "";
+    std::cout << std::setw(12) << std::setprecision(1) << k["compile_ms"].get<double>() << std::setprecision(3);
+    if (opt.explain && !k["detail"].get<std::string>().empty()) std::cout << "  " << k["detail"].get<std::string>();
+    std::cout << "\n";
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto opt = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand("bench", "Time a model: whole-model and per-kernel latency");
+  cmd->add_option("model", opt->model, "ONNX model file")->required();
+  cmd->add_option("--backend", opt->backend, "halide (default) or reference");
+  cmd->add_option("--threads", opt->threads, "threads for compiled kernels (default: one per core)");
+  cmd->add_option("--repeat", opt->repeat, "timed runs after the warm-up (default 20)");
+  cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2; the first compiles)");
+  cmd->add_flag("--json", opt->json, "print a machine-readable summary (median_ms, per-kernel figures)");
+  cmd->add_flag("--explain", opt->explain, "print each kernel's schedule or fallback reason");
+  add_input_options(cmd, opt->inputs);
+  opt->inputs.random_inputs = true;  // benchmarks default to random inputs
+  cmd->callback([opt] { bench(*opt); });
+}
+
+}  // namespace tetra::cli
