@@ -204,4 +204,6 @@ async function main() {
   });
 }
 
-main().catch((e) => die(e.stack || String(e)));
+if (require.main === module) main().catch((e) => die(e.stack || String(e)));
+
+module.exports = { decodeTensorProto, toOrtTensor, loadOrt };
