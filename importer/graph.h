@@ -57,6 +57,10 @@ struct Node {
   std::map<std::string, Attribute> attrs;
   // Set on nodes that consume an int4 weight kept packed (tetra.QMatMul, tetra.QConv).
   std::shared_ptr<const QuantizedWeight> weight;
+  // Elementwise steps fused after a tetra.QMatMul/QConv, applied in order to its result: each is the
+  // original node (an activation, or an Add of a residual). Step input 0 is the running value ("");
+  // other step inputs name values that the fused node also lists as inputs (from index 2 on).
+  std::vector<Node> epilogue;
 
   std::string label() const;  // "Conv 'conv1'" for messages
   bool has_attr(const std::string& key) const { return attrs.count(key) != 0; }

@@ -13,6 +13,7 @@ namespace tetra {
 
 struct LoadOptions {
   bool fuse_int4 = true;  // rewrite int4 weight patterns into packed tetra.QMatMul / tetra.QConv nodes
+  bool fuse_epilogues = true;  // fold BatchNormalization, bias, activation, residual into them (load_model)
 };
 
 // Loads, validates and fuses a model file. Shapes are inferred afterwards by infer_shapes().

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "importer/error.h"
+#include "runtime/epilogue.h"
 #include "runtime/executor.h"
 #include "runtime/halide_ops.h"
 #include "runtime/ops/conv_core.h"
@@ -42,8 +43,9 @@ std::shared_ptr<const schedules::QMatMulKernel> cached_kernel(const dsl::QMatMul
 // A QMatMul weight bound to compiled kernels, one per schedule the row counts it sees ask for.
 class QMatMulRunner {
  public:
-  QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias, std::string label)
-      : weight_(std::move(weight)), trans_b_(trans_b), has_bias_(has_bias), label_(std::move(label)) {
+  QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias,
+                dsl::Activation activation, std::string label)
+      : weight_(std::move(weight)), trans_b_(trans_b), has_bias_(has_bias), activation_(activation), label_(std::move(label)) {
     Shape s = weight_->shape();
     K_ = trans_b_ ? s[1] : s[0];
     N_ = trans_b_ ? s[0] : s[1];
@@ -83,6 +85,7 @@ class QMatMulRunner {
 
   Compiled& compiled_for(int64_t M) {
     dsl::QMatMulWorkload workload = dsl::qmatmul_workload(*weight_, trans_b_, M, has_bias_).value();
+    workload.activation = activation_;
     dsl::Schedule schedule = schedules::default_qmatmul_schedule(workload, dsl::host_target()).value();
     std::string key = schedule.to_string();
     auto it = compiled_.find(key);
@@ -95,6 +98,7 @@ class QMatMulRunner {
 
   std::shared_ptr<const QuantizedWeight> weight_;
   bool trans_b_, has_bias_;
+  dsl::Activation activation_;
   std::string label_;
   int64_t K_ = 0, N_ = 0;
   std::map<std::string, Compiled> compiled_;
@@ -120,11 +124,23 @@ Tensor output_like(DType dtype, const Shape& shape, const std::vector<float>& va
   return out;
 }
 
+// The epilogue's leading Relu runs inside the kernel; later steps run after it.
+dsl::Activation kernel_activation(const Node& node) {
+  return node.epilogue.size() == 1 && node.epilogue[0].op_type == "Relu" ? dsl::Activation::Relu
+                                                                         : dsl::Activation::None;
+}
+size_t steps_in_kernel(const Node& node) { return kernel_activation(node) == dsl::Activation::None ? 0 : 1; }
+
+std::string kernel_detail(const Node& node, const std::string& schedule) {
+  std::string epilogue = describe_epilogue(node);
+  return schedule + (epilogue.empty() ? "" : "; epilogue: " + epilogue);
+}
+
 class HalideQMatMul : public NodeKernel {
  public:
   HalideQMatMul(const Node& node, bool has_bias)
       : node_(node),
-        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, node.label()),
+        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node), node.label()),
         alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
         beta_(static_cast<float>(node.attr_float("beta", 1.0))) {}
 
@@ -138,18 +154,20 @@ class HalideQMatMul : public NodeKernel {
     std::vector<float> a_copy, bias_copy;
     const float* a_data = float_data(a, a_copy);
     const float* bias = inputs.size() > 1 && !inputs[1].empty() ? float_data(inputs[1], bias_copy) : nullptr;
+    Tensor y;
     if (a.dtype() == DType::Float32) {
-      Tensor y(DType::Float32, out_shape);
+      y = Tensor(DType::Float32, out_shape);
       runner_.run(a_data, M, y.mutable_data<float>(), bias, alpha_, beta_);
-      return {y};
+    } else {
+      std::vector<float> values(M * N);
+      runner_.run(a_data, M, values.data(), bias, alpha_, beta_);
+      y = output_like(a.dtype(), out_shape, values);
     }
-    std::vector<float> y(M * N);
-    runner_.run(a_data, M, y.data(), bias, alpha_, beta_);
-    return {output_like(a.dtype(), out_shape, y)};
+    return {apply_epilogue(node_, std::move(y), inputs, steps_in_kernel(node_))};
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide", runner_.describe(), runner_.compile_ms()};
+    return {node_.label(), "halide", kernel_detail(node_, runner_.describe()), runner_.compile_ms()};
   }
 
  private:
@@ -198,7 +216,8 @@ class HalideQConv : public NodeKernel {
  public:
   HalideQConv(const Node& node, QuantizedWeight matrix, bool has_bias)
       : node_(node),
-        runner_(std::make_shared<QuantizedWeight>(std::move(matrix)), true, has_bias, node.label()) {}
+        runner_(std::make_shared<QuantizedWeight>(std::move(matrix)), true, has_bias, kernel_activation(node),
+                node.label()) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
@@ -230,11 +249,11 @@ class HalideQConv : public NodeKernel {
           for (int64_t q = 0; q < P; ++q) y.set(base + q, src[q * M]);
         }
       }
-    return {y};
+    return {apply_epilogue(node_, std::move(y), inputs, steps_in_kernel(node_))};
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide", "im2col + " + runner_.describe(), runner_.compile_ms()};
+    return {node_.label(), "halide", kernel_detail(node_, "im2col + " + runner_.describe()), runner_.compile_ms()};
   }
 
  private:
@@ -270,6 +289,26 @@ class HalideQConv : public NodeKernel {
 
   const Node& node_;
   QMatMulRunner runner_;
+};
+
+// Runs a kernel that leaves the node's epilogue out, then the epilogue.
+class WithEpilogue : public NodeKernel {
+ public:
+  WithEpilogue(const Node& node, std::unique_ptr<NodeKernel> inner) : node_(node), inner_(std::move(inner)) {}
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
+    std::vector<Tensor> out = inner_->run(inputs);
+    out[0] = apply_epilogue(node_, std::move(out[0]), inputs);
+    return out;
+  }
+  KernelInfo info() const override {
+    KernelInfo info = inner_->info();
+    info.detail = kernel_detail(node_, info.detail);
+    return info;
+  }
+
+ private:
+  const Node& node_;
+  std::unique_ptr<NodeKernel> inner_;
 };
 
 // A bias the kernels take: float, and one value per output column.
@@ -309,7 +348,11 @@ std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& gr
   }
   if (node.domain == "tetra" && node.op_type == "QConv") {
     // Grouped and depthwise convs have their own direct kernels; the rest run as im2col + GEMM.
-    if (node.attr_int("group", 1) != 1) return make_halide_conv_kernel(node, graph, why_not);
+    if (node.attr_int("group", 1) != 1) {
+      std::unique_ptr<NodeKernel> direct = make_halide_conv_kernel(node, graph, why_not);
+      if (!direct || node.epilogue.empty()) return direct;
+      return std::make_unique<WithEpilogue>(node, std::move(direct));
+    }
     std::optional<QuantizedWeight> matrix = conv_weight_as_matrix(*node.weight);
     int64_t rank = node.weight->shape().size();
     if (!per_column_bias(node, graph, node.weight->shape()[0])) *why_not = "bias is not one value per output channel";

@@ -1,5 +1,6 @@
 #include "runtime/model.h"
 
+#include "importer/epilogue_fusion.h"
 #include "importer/error.h"
 #include "runtime/reference_evaluator.h"
 
@@ -15,6 +16,10 @@ Graph load_model(const std::string& path, const std::map<std::string, Shape>& in
                                      " unsupported operator node(s):" + list);
   }
   infer_shapes(graph, input_shapes);
+  if (options.fuse_epilogues) {
+    fuse_epilogues(graph);  // needs the shapes just inferred
+    infer_shapes(graph, input_shapes);
+  }
   return graph;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/epilogue.h"
 #include "runtime/ops/conv_core.h"
 #include "runtime/ops/op_util.h"
 
@@ -314,9 +315,10 @@ std::vector<ValueInfo> infer_qmatmul(const InferContext& ctx) {
 std::vector<Tensor> qmatmul(const Node& node, const std::vector<Tensor>& in) {
   const QuantizedWeight& w = fused_weight(node);
   op_check(w.shape().size() == 2, node, "weight " + shape_str(w.shape()) + " must be 2-D");
-  return {weight_matmul(node, required_input(node, in, 0, "A"), node.attr_int("trans_a", 0) != 0, dequantize_weight(w),
-                        w.shape(), node.attr_int("trans_b", 0) != 0, node.attr_float("alpha", 1.0),
-                        node.attr_float("beta", 1.0), optional_input(in, 1))};
+  Tensor y = weight_matmul(node, required_input(node, in, 0, "A"), node.attr_int("trans_a", 0) != 0,
+                           dequantize_weight(w), w.shape(), node.attr_int("trans_b", 0) != 0,
+                           node.attr_float("alpha", 1.0), node.attr_float("beta", 1.0), optional_input(in, 1));
+  return {apply_epilogue(node, std::move(y), in)};
 }
 
 std::vector<ValueInfo> infer_qconv(const InferContext& ctx) {
@@ -345,7 +347,7 @@ std::vector<Tensor> qconv(const Node& node, const std::vector<Tensor>& in) {
   std::vector<double> wv = dequantize_weight(w);
   std::vector<double> y = conv_reference(
       p, [&](int64_t i) { return x.get(i); }, [&](int64_t i) { return wv[i]; }, bias.empty() ? nullptr : &bias_v);
-  return {Tensor::from_doubles(x.dtype(), conv_output(p), y)};
+  return {apply_epilogue(node, Tensor::from_doubles(x.dtype(), conv_output(p), y), in)};
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,214 @@
+#include "importer/epilogue_fusion.h"
+
+#include <cmath>
+#include <set>
+
+namespace tetra {
+namespace {
+
+const std::set<std::string> kActivations = {"Relu",    "LeakyRelu",   "Clip",      "Sigmoid",
+                                            "Tanh",    "HardSigmoid", "HardSwish", "Gelu"};
+
+bool is_activation(const Node& n) { return n.domain.empty() && kActivations.count(n.op_type); }
+
+class EpilogueFuser {
+ public:
+  explicit EpilogueFuser(Graph& g) : g_(g) {
+    for (size_t k = 0; k < g_.nodes.size(); ++k)
+      for (const std::string& o : g_.nodes[k].outputs) producer_[o] = k;
+    for (const ValueInfo& o : g_.outputs) graph_outputs_.insert(o.name);
+  }
+
+  void run() {
+    for (size_t k = 0; k < g_.nodes.size(); ++k) {
+      Node& n = g_.nodes[k];
+      if (n.domain != "tetra" || !n.weight || dead_.count(k)) continue;
+      while (absorb_next(k)) {
+      }
+    }
+    std::vector<Node> kept;
+    for (size_t k = 0; k < g_.nodes.size(); ++k)
+      if (!dead_.count(k)) kept.push_back(std::move(g_.nodes[k]));
+    g_.nodes = std::move(kept);
+  }
+
+ private:
+  // The one node reading `value`, unless the value is a graph output or read more than once.
+  std::optional<size_t> only_consumer(const std::string& value) const {
+    if (graph_outputs_.count(value)) return std::nullopt;
+    std::optional<size_t> found;
+    for (size_t k = 0; k < g_.nodes.size(); ++k) {
+      if (dead_.count(k)) continue;
+      for (const std::string& in : g_.nodes[k].inputs) {
+        if (in != value) continue;
+        if (found && *found != k) return std::nullopt;
+        if (found) return std::nullopt;  // read twice by the same node
+        found = k;
+      }
+    }
+    return found;
+  }
+
+  const Tensor* constant(const std::string& name) const {
+    auto it = g_.initializers.find(name);
+    return it == g_.initializers.end() ? nullptr : &it->second;
+  }
+
+  std::optional<SymbolicShape> shape_of(const std::string& name) const {
+    const ValueInfo* v = g_.find_value(name);
+    if (!v || !v->has_shape) return std::nullopt;
+    return v->shape;
+  }
+
+  // Same shape for every input binding: equal known dims, or the same named dynamic dim.
+  static bool same_shape(const SymbolicShape& a, const SymbolicShape& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t d = 0; d < a.size(); ++d) {
+      bool equal = a[d].known() ? b[d].known() && a[d].value == b[d].value : !a[d].symbol.empty() && a[d].symbol == b[d].symbol;
+      if (!equal) return false;
+    }
+    return true;
+  }
+
+  // Available before node k runs: a graph input, an initializer, or an earlier node's output.
+  bool available_before(const std::string& name, size_t k) const {
+    auto it = producer_.find(name);
+    return it == producer_.end() || it->second < k;
+  }
+
+  int64_t out_channels(const Node& n) const {
+    const Shape& s = n.weight->shape();
+    if (n.op_type == "QConv") return s[0];
+    return n.attr_int("trans_b", 0) ? s[0] : s[1];
+  }
+
+  // A constant that adds one value per output column (QMatMul) or channel (QConv), as [C].
+  std::optional<Tensor> as_bias(const Node& n, const Tensor& c, const SymbolicShape& y) const {
+    int64_t C = out_channels(n);
+    if (c.size() != C || c.rank() > static_cast<int64_t>(y.size()) || !is_float(c.dtype())) return std::nullopt;
+    // The broadcast axis: the last for QMatMul, axis 1 for QConv; every other dim of c must be 1.
+    int64_t axis = n.op_type == "QConv" ? 1 : static_cast<int64_t>(y.size()) - 1;
+    int64_t offset = static_cast<int64_t>(y.size()) - c.rank();
+    for (int64_t d = 0; d < c.rank(); ++d)
+      if (c.shape()[d] != (d + offset == axis ? C : 1)) return std::nullopt;
+    if (C == 1 && y[axis].value != 1) return std::nullopt;
+    return c.reshaped({C});
+  }
+
+  bool absorb_next(size_t k) {
+    Node& n = g_.nodes[k];
+    std::optional<size_t> next = only_consumer(n.outputs[0]);
+    if (!next) return false;
+    Node& c = g_.nodes[*next];
+    std::optional<SymbolicShape> y = shape_of(n.outputs[0]);
+    if (!y || c.outputs.empty()) return false;
+    bool absorbed = false;
+    if (c.domain.empty() && c.op_type == "BatchNormalization") absorbed = fold_batchnorm(n, c);
+    else if (c.domain.empty() && c.op_type == "Add" && c.inputs.size() == 2) absorbed = absorb_add(n, c, *y, k);
+    else if (is_activation(c) && c.outputs.size() == 1) absorbed = absorb_activation(n, c, k);
+    if (!absorbed) return false;
+    n.outputs[0] = c.outputs[0];
+    dead_.insert(*next);
+    return true;
+  }
+
+  bool absorb_add(Node& n, const Node& add, const SymbolicShape& y, size_t k) {
+    const std::string& other = add.inputs[0] == n.outputs[0] ? add.inputs[1] : add.inputs[0];
+    if (other == n.outputs[0]) return false;
+    const Tensor* c = constant(other);
+    if (c && !n.has_input(1) && n.epilogue.empty()) {
+      std::optional<Tensor> bias = as_bias(n, *c, y);
+      if (!bias) return false;
+      std::string name = n.name + "_fused_bias";
+      g_.initializers[name] = *bias;
+      set_input(n, 1, name);
+      if (n.has_attr("beta")) n.attrs["beta"].f = 1.0;  // Gemm's beta scaled its own C, not this Add
+      return true;
+    }
+    std::optional<SymbolicShape> r = shape_of(other);
+    if (!r || !same_shape(*r, y) || !available_before(other, k)) return false;
+    for (const Node& step : n.epilogue)
+      if (step.op_type == "Add") return false;  // one residual per kernel
+    Node step = add;
+    step.inputs = {"", other};
+    append_step(n, std::move(step));
+    return true;
+  }
+
+  bool absorb_activation(Node& n, const Node& act, size_t k) {
+    for (const Node& step : n.epilogue)
+      if (step.op_type != "Add") return false;  // one activation, after any residual
+    for (size_t i = 1; i < act.inputs.size(); ++i)
+      if (!act.inputs[i].empty() && !available_before(act.inputs[i], k)) return false;
+    Node step = act;
+    step.inputs[0] = "";
+    append_step(n, std::move(step));
+    return true;
+  }
+
+  // y * a + b per output channel, with a = gamma / sqrt(var + eps), b = beta - mean * a, folded into
+  // the scales (float32 only) and the bias. Codes and zero points are untouched: still int4.
+  bool fold_batchnorm(Node& n, const Node& bn) {
+    if (n.op_type != "QConv" || !n.epilogue.empty() || bn.outputs.size() != 1 || bn.inputs.size() < 5) return false;
+    const Tensor *gamma = constant(bn.inputs[1]), *beta = constant(bn.inputs[2]);
+    const Tensor *mean = constant(bn.inputs[3]), *var = constant(bn.inputs[4]);
+    const QuantizedWeight& w = *n.weight;
+    int64_t M = w.shape()[0];
+    if (!gamma || !beta || !mean || !var || w.scale.dtype() != DType::Float32) return false;
+    for (const Tensor* t : {gamma, beta, mean, var})
+      if (t->size() != M || !is_float(t->dtype())) return false;
+    const Tensor* old_bias = n.has_input(1) ? constant(n.input(1)) : nullptr;
+    if (n.has_input(1) && !old_bias) return false;
+    bool per_tensor = w.scale.rank() == 0 || (w.scale.size() == 1 && w.block_size == 0);
+    if (!per_tensor && w.axis != 0 && !(w.block_size > 0 && w.axis == 1)) return false;
+
+    double eps = bn.attr_float("epsilon", 1e-5);
+    std::vector<double> a(M), b(M);
+    for (int64_t m = 0; m < M; ++m) {
+      a[m] = gamma->get(m) / std::sqrt(var->get(m) + eps);
+      b[m] = beta->get(m) - mean->get(m) * a[m] + (old_bias ? old_bias->get(m) * a[m] : 0.0);
+    }
+    auto folded = std::make_shared<QuantizedWeight>(w);
+    if (per_tensor) {
+      folded->scale = Tensor(DType::Float32, {M});
+      for (int64_t m = 0; m < M; ++m) folded->scale.set(m, w.scale.get(0) * a[m]);
+      folded->axis = 0;
+      if (!w.zero_point.empty()) {
+        folded->zero_point = Tensor(w.zero_point.dtype(), {M});
+        for (int64_t m = 0; m < M; ++m) folded->zero_point.set_int(m, w.zero_point.get_int(0));
+      }
+    } else {
+      folded->scale = Tensor(DType::Float32, w.scale.shape());
+      int64_t per_m = w.scale.size() / M;  // [M] or blocked [M, G, kh, kw]
+      for (int64_t i = 0; i < w.scale.size(); ++i) folded->scale.set(i, w.scale.get(i) * a[i / per_m]);
+    }
+    n.weight = folded;
+    std::string bias_name = n.name + "_folded_bias";
+    g_.initializers[bias_name] = Tensor::from_doubles(DType::Float32, {M}, b);
+    set_input(n, 1, bias_name);
+    return true;
+  }
+
+  static void set_input(Node& n, size_t i, const std::string& name) {
+    if (n.inputs.size() <= i) n.inputs.resize(i + 1);
+    n.inputs[i] = name;
+  }
+
+  static void append_step(Node& n, Node step) {
+    if (n.inputs.size() < 2) n.inputs.resize(2);  // index 1 stays the (possibly omitted) bias
+    for (size_t i = 1; i < step.inputs.size(); ++i)
+      if (!step.inputs[i].empty()) n.inputs.push_back(step.inputs[i]);
+    n.epilogue.push_back(std::move(step));
+  }
+
+  Graph& g_;
+  std::map<std::string, size_t> producer_;
+  std::set<std::string> graph_outputs_;
+  std::set<size_t> dead_;
+};
+
+}  // namespace
+
+void fuse_epilogues(Graph& graph) { EpilogueFuser(graph).run(); }
+
+}  // namespace tetra

@@ -1,0 +1,15 @@
+// Fuses the elementwise work after each int4 GEMM/conv into it, so that a backend can run it in the
+// kernel's epilogue instead of another pass over memory:
+//   tetra.QConv -> BatchNormalization   folded into the weight's scales and the bias (stays int4)
+//   -> Add(constant per output column/channel)   becomes the bias
+//   -> Add(residual of the output's shape)       an epilogue step
+//   -> Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Gelu   an epilogue step
+// Runs on a graph whose shapes are inferred (it checks residual shapes); re-infer afterwards.
+#pragma once
+#include "importer/graph.h"
+
+namespace tetra {
+
+void fuse_epilogues(Graph& graph);
+
+}  // namespace tetra

@@ -1,0 +1,16 @@
+// Applies a fused node's epilogue steps (Node::epilogue) to its result with the steps' own
+// reference kernels, so a fused node computes exactly what the unfused nodes did.
+#pragma once
+#include <vector>
+
+#include "importer/graph.h"
+
+namespace tetra {
+
+// `inputs` are the fused node's inputs; a step's extra inputs are found among them by name.
+Tensor apply_epilogue(const Node& node, Tensor y, const std::vector<Tensor>& inputs, size_t first_step = 0);
+
+// "+residual, Relu": the steps, for kernel descriptions and workload keys.
+std::string describe_epilogue(const Node& node);
+
+}  // namespace tetra

@@ -1,0 +1,128 @@
+// Epilogue fusion: BatchNormalization folded into int4 conv scales, constant Adds into biases,
+// residual Adds and activations into epilogue steps; each checked by running fused and unfused
+// graphs on both backends.
+#include <catch2/catch.hpp>
+
+#include "runtime/executor.h"
+#include "runtime/model.h"
+#include "tests/test_support.h"
+#include "tools/model_builder.h"
+
+using namespace tetra;
+using namespace tetra::test;
+
+namespace {
+
+LoadOptions without_epilogues() {
+  LoadOptions o;
+  o.fuse_epilogues = false;
+  return o;
+}
+
+const Node& only_fused_node(const Graph& g) {
+  REQUIRE(g.quantized_nodes().size() == 1);
+  return *g.quantized_nodes()[0];
+}
+
+void expect_same_results(const std::string& path, const TensorMap& inputs) {
+  Graph fused = load_model(path);
+  Graph plain = load_model(path, {}, without_epilogues());
+  TensorMap want = run_reference(plain, inputs);
+  for (Backend backend : {Backend::Reference, Backend::Halide}) {
+    TensorMap got = Executor(fused, ExecutorOptions{backend}).run(inputs);
+    for (const auto& [name, t] : want) {
+      INFO(backend_name(backend) << " output " << name);
+      CHECK(compare_tensors(got.at(name), t, 1e-5, 1e-5) == "");
+    }
+  }
+}
+
+void add_int4_conv_weight(ModelBuilder& b, int64_t M, int64_t C, bool per_tensor) {
+  b.initializer("w", random_tensor(DType::Int4, {M, C, 3, 3}, -8, 7));
+  b.initializer("s", random_tensor(DType::Float32, per_tensor ? Shape{} : Shape{M}, 0.02, 0.1));
+  b.node("DequantizeLinear", {"w", "s"}, {"wf"}, per_tensor ? std::vector<Attr>{} : std::vector<Attr>{{"axis", 0}});
+}
+
+}  // namespace
+
+TEST_CASE("Conv -> BatchNormalization -> Add(residual) -> Relu fuses into one int4 conv", "[fusion]") {
+  for (bool per_tensor : {true, false}) {
+    std::string dir = temp_dir("fuse_conv_bn");
+    ModelBuilder b(21);
+    b.input("x", DType::Float32, {1, 8, 10, 10});
+    b.output("y", DType::Float32);
+    add_int4_conv_weight(b, 8, 8, per_tensor);
+    b.initializer("g", random_tensor(DType::Float32, {8}, 0.5, 1.5));
+    b.initializer("beta", random_tensor(DType::Float32, {8}));
+    b.initializer("mean", random_tensor(DType::Float32, {8}));
+    b.initializer("var", random_tensor(DType::Float32, {8}, 0.5, 2));
+    b.node("Conv", {"x", "wf"}, {"c"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+    b.node("BatchNormalization", {"c", "g", "beta", "mean", "var"}, {"n"});
+    b.node("Add", {"n", "x"}, {"r"});
+    b.node("Relu", {"r"}, {"y"});
+    std::string path = b.save(dir + "/m.onnx");
+    Graph g = load_model(path);
+    CHECK(g.nodes.size() == 1);
+    const Node& conv = only_fused_node(g);
+    CHECK(conv.has_input(1));  // the folded bias
+    REQUIRE(conv.epilogue.size() == 2);
+    CHECK(conv.epilogue[0].op_type == "Add");
+    CHECK(conv.epilogue[1].op_type == "Relu");
+    CHECK(conv.weight->data.dtype() == DType::Int4);  // folding touched only the scales
+    expect_same_results(path, {{"x", random_tensor(DType::Float32, {1, 8, 10, 10})}});
+  }
+}
+
+TEST_CASE("MatMul -> Add(constant) -> Clip fuses bias and activation with a dynamic batch", "[fusion]") {
+  std::string dir = temp_dir("fuse_matmul");
+  ModelBuilder b(21);
+  b.input("a", DType::Float32, {-1, 40});
+  b.output("y", DType::Float32);
+  b.initializer("w", random_tensor(DType::Int4, {40, 24}, -8, 7));
+  b.initializer("s", random_tensor(DType::Float32, {2, 24}, 0.02, 0.1));
+  b.initializer("bias", random_tensor(DType::Float32, {1, 24}));
+  b.initializer("lo", Tensor::scalar(DType::Float32, -0.2));
+  b.initializer("hi", Tensor::scalar(DType::Float32, 0.3));
+  b.node("DequantizeLinear", {"w", "s"}, {"wf"}, {{"axis", 0}, {"block_size", 32}});
+  b.node("MatMul", {"a", "wf"}, {"m"});
+  b.node("Add", {"bias", "m"}, {"mb"});
+  b.node("Clip", {"mb", "lo", "hi"}, {"y"});
+  std::string path = b.save(dir + "/m.onnx");
+  Graph g = load_model(path);
+  const Node& mm = only_fused_node(g);
+  CHECK(g.nodes.size() == 1);
+  CHECK(mm.has_input(1));
+  REQUIRE(mm.epilogue.size() == 1);
+  CHECK(mm.epilogue[0].op_type == "Clip");
+  for (int64_t rows : {1, 5}) expect_same_results(path, {{"a", random_tensor(DType::Float32, {rows, 40})}});
+}
+
+TEST_CASE("epilogue fusion leaves alone what it cannot fuse", "[fusion]") {
+  std::string dir = temp_dir("fuse_not");
+  ModelBuilder b(21);
+  b.input("x", DType::Float32, {1, 4, 6, 6});
+  b.output("y", DType::Float32);
+  b.output("c", DType::Float32);  // the conv result is itself an output: nothing may be fused after it
+  add_int4_conv_weight(b, 4, 4, false);
+  b.node("Conv", {"x", "wf"}, {"c"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+  b.node("Relu", {"c"}, {"y"});
+  std::string path = b.save(dir + "/m.onnx");
+  Graph g = load_model(path);
+  CHECK(only_fused_node(g).epilogue.empty());
+  CHECK(g.nodes.size() == 2);
+
+  // A residual computed after the conv cannot run in its epilogue.
+  ModelBuilder late(21);
+  late.input("x", DType::Float32, {1, 4, 6, 6});
+  late.output("y", DType::Float32);
+  add_int4_conv_weight(late, 4, 4, false);
+  late.node("Conv", {"x", "wf"}, {"c"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+  late.node("Sigmoid", {"x"}, {"later"});
+  late.node("Add", {"c", "later"}, {"y"});
+  std::string late_path = late.save(dir + "/late.onnx");
+  Graph lg = load_model(late_path);
+  const Node& conv = only_fused_node(lg);
+  bool conv_first = &lg.nodes[0] == &conv;
+  CHECK((conv.epilogue.empty() || !conv_first));
+  expect_same_results(late_path, {{"x", random_tensor(DType::Float32, {1, 4, 6, 6})}});
+}
