@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include "runtime/tensor_io.h"
 #include "tools/model_builder.h"
@@ -115,4 +116,19 @@ TEST_CASE("tetra run errors exit 2 and write nothing", "[cli][errors]") {
   fails(model + " --random-inputs --shape x=5,20 --backend nope", "unknown backend");
   fails(model + " --random-inputs --shape x=5,20 --shape q=1", "no input 'q'");
   fails(model + " --random-inputs --shape x=5,a", "bad dimension 'a'");
+}
+
+TEST_CASE("tetra run --check --explain and tetra bench --json on the Halide backend", "[cli][halide]") {
+  std::string dir = temp_dir("cli_bench");
+  std::string model = int4_model(dir);
+  std::string out;
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --random-inputs --shape x=3,20 --check --explain", &out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Catch::Contains("halide (") && Catch::Contains("against the reference"));
+  REQUIRE(run_command(tetra_cli() + " bench " + model + " --shape x=2,20 --repeat 3 --json", &out) == 0);
+  auto report = nlohmann::json::parse(out);
+  CHECK(report["median_ms"].get<double>() > 0);
+  CHECK(report["kernels"].size() == 1);
+  CHECK(report["kernels"][0]["backend"] == "halide");
+  CHECK(run_command(tetra_cli() + " bench " + model + " --shape x=2,20 --repeat 0", &out) == 2);
 }
