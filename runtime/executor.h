@@ -16,9 +16,12 @@ enum class Backend { Reference, Halide };
 Backend parse_backend(const std::string& name);  // "reference" | "halide"; fails on others
 std::string backend_name(Backend backend);
 
+class ScheduleSource;  // runtime/schedule_source.h
+
 struct ExecutorOptions {
   Backend backend = Backend::Halide;
-  int threads = 0;  // Halide's thread pool size; 0: one per core
+  int threads = 0;                         // Halide's thread pool size; 0: one per core
+  const ScheduleSource* schedules = nullptr;  // tuned schedules; must outlive the executor
 };
 
 // What ran a node, for `tetra inspect`, `run --explain` and `bench`.
@@ -59,7 +62,8 @@ std::unique_ptr<NodeKernel> make_reference_kernel(const Node& node, const std::s
 
 // The Halide kernel for `node`, or nullptr with `why_not` set when the Halide backend does not
 // compile this node (it then falls back to the reference kernel).
-std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, std::string* why_not);
+std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, const ScheduleSource* schedules,
+                                               std::string* why_not);
 void set_halide_threads(int threads);
 
 }  // namespace tetra

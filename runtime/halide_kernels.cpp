@@ -10,6 +10,7 @@
 #include "runtime/epilogue.h"
 #include "runtime/executor.h"
 #include "runtime/halide_ops.h"
+#include "runtime/schedule_source.h"
 #include "runtime/ops/conv_core.h"
 #include "schedules/qmatmul_kernel.h"
 #include "schedules/qmatmul_templates.h"
@@ -44,8 +45,13 @@ std::shared_ptr<const schedules::QMatMulKernel> cached_kernel(const dsl::QMatMul
 class QMatMulRunner {
  public:
   QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias,
-                dsl::Activation activation, std::string label)
-      : weight_(std::move(weight)), trans_b_(trans_b), has_bias_(has_bias), activation_(activation), label_(std::move(label)) {
+                dsl::Activation activation, const ScheduleSource* schedules, std::string label)
+      : weight_(std::move(weight)),
+        trans_b_(trans_b),
+        has_bias_(has_bias),
+        activation_(activation),
+        schedules_(schedules),
+        label_(std::move(label)) {
     Shape s = weight_->shape();
     K_ = trans_b_ ? s[1] : s[0];
     N_ = trans_b_ ? s[0] : s[1];
@@ -72,36 +78,64 @@ class QMatMulRunner {
 
   std::string describe() const {
     std::string out;
-    for (const auto& [key, c] : compiled_) out += (out.empty() ? "" : "; ") + c.kernel->schedule().to_string();
+    for (const auto& [key, c] : compiled_)
+      out += (out.empty() ? "" : "; ") + c.source + ": " + c.kernel->schedule().to_string();
     return out.empty() ? "not compiled yet" : out;
   }
   double compile_ms() const { return compile_ms_; }
 
  private:
+  // Per row count; kernels of the same layout share one packed copy of the weight.
   struct Compiled {
     std::shared_ptr<const schedules::QMatMulKernel> kernel;
-    dsl::PackedInt4Buffers weight;
+    const dsl::PackedInt4Buffers& weight;
+    std::string source;  // where the schedule came from
   };
+
+  // A usable tuned schedule for the workload, else the template default (and the reason).
+  ScheduleChoice choose_schedule(const dsl::QMatMulWorkload& workload) const {
+    std::string why = "default schedule (no tuning database)";
+    if (schedules_) {
+      std::optional<ScheduleChoice> tuned = schedules_->for_qmatmul(workload);
+      if (tuned) {
+        dsl::Status st = schedules::check_qmatmul_schedule(workload, tuned->schedule, dsl::host_target());
+        if (st.ok()) return *tuned;
+        why = "default schedule (record rejected: " + st.failure().describe() + ")";
+      } else {
+        why = "default schedule (no database record)";
+      }
+    }
+    return {schedules::default_qmatmul_schedule(workload, dsl::host_target()).value(), why};
+  }
 
   Compiled& compiled_for(int64_t M) {
     dsl::QMatMulWorkload workload = dsl::qmatmul_workload(*weight_, trans_b_, M, has_bias_).value();
     workload.activation = activation_;
-    dsl::Schedule schedule = schedules::default_qmatmul_schedule(workload, dsl::host_target()).value();
-    std::string key = schedule.to_string();
+    std::string key = workload.key();
     auto it = compiled_.find(key);
     if (it != compiled_.end()) return it->second;
+    ScheduleChoice choice = choose_schedule(workload);
+    const dsl::Schedule& schedule = choice.schedule;
     auto kernel = cached_kernel(workload, schedule, label_, &compile_ms_);
-    auto packed = kernel->pack(*weight_, trans_b_);
-    check(packed.ok(), ErrorKind::Invalid, label_ + ": cannot pack weight: " + (packed.ok() ? "" : packed.failure().describe()));
-    return compiled_.emplace(key, Compiled{kernel, std::move(packed).value()}).first->second;
+    std::string layout = std::to_string(kernel->layout().panel) + "/" + std::to_string(kernel->layout().k_align) +
+                         " " + kernel->workload().format.describe();
+    auto packed = packed_.find(layout);
+    if (packed == packed_.end()) {
+      auto p = kernel->pack(*weight_, trans_b_);
+      check(p.ok(), ErrorKind::Invalid, label_ + ": cannot pack weight: " + (p.ok() ? "" : p.failure().describe()));
+      packed = packed_.emplace(layout, std::move(p).value()).first;
+    }
+    return compiled_.emplace(key, Compiled{kernel, packed->second, choice.source}).first->second;
   }
 
   std::shared_ptr<const QuantizedWeight> weight_;
   bool trans_b_, has_bias_;
   dsl::Activation activation_;
+  const ScheduleSource* schedules_;
   std::string label_;
   int64_t K_ = 0, N_ = 0;
-  std::map<std::string, Compiled> compiled_;
+  std::map<std::string, dsl::PackedInt4Buffers> packed_;  // by layout and format
+  std::map<std::string, Compiled> compiled_;       // by workload key (it holds M)
   double compile_ms_ = 0;
 };
 
@@ -138,9 +172,10 @@ std::string kernel_detail(const Node& node, const std::string& schedule) {
 
 class HalideQMatMul : public NodeKernel {
  public:
-  HalideQMatMul(const Node& node, bool has_bias)
+  HalideQMatMul(const Node& node, bool has_bias, const ScheduleSource* schedules)
       : node_(node),
-        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node), node.label()),
+        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node), schedules,
+                node.label()),
         alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
         beta_(static_cast<float>(node.attr_float("beta", 1.0))) {}
 
@@ -176,48 +211,11 @@ class HalideQMatMul : public NodeKernel {
   float alpha_, beta_;
 };
 
-// The conv weight [M, C, kh, kw] as a QMatMul weight [M, kh*kw*C] (trans_b = 1), reordered so that
-// k = (kernel position, channel): blocks along C stay contiguous runs of k when C is a multiple of
-// the block size. Still 4-bit: the codes and scales are moved, never dequantized.
-std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& w) {
-  const Shape& s = w.shape();
-  int64_t M = s[0], C = s[1], R = 1;
-  for (size_t d = 2; d < s.size(); ++d) R *= s[d];
-  bool blocked_c = w.block_size > 0 && w.axis == 1;
-  if (w.block_size > 0 && !blocked_c) return std::nullopt;
-  if (w.block_size == 0 && w.scale.rank() > 0 && w.axis != 0) return std::nullopt;
-  if (blocked_c && C % w.block_size != 0) return std::nullopt;
-  QuantizedWeight m = w;
-  m.data = Tensor(w.data.dtype(), {M, R * C});
-  for (int64_t o = 0; o < M; ++o)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t r = 0; r < R; ++r) m.data.set_int((o * R + r) * C + c, w.data.get_int((o * C + c) * R + r));
-  if (blocked_c) {
-    int64_t G = C / w.block_size;  // scale [M, G, kh, kw] -> [M, R*G]
-    auto relayout = [&](const Tensor& t) {
-      Tensor out(t.dtype(), {M, R * G});
-      for (int64_t o = 0; o < M; ++o)
-        for (int64_t g = 0; g < G; ++g)
-          for (int64_t r = 0; r < R; ++r) {
-            int64_t from = (o * G + g) * R + r, to = (o * R + r) * G + g;
-            if (is_float(t.dtype())) out.set(to, t.get(from));
-            else out.set_int(to, t.get_int(from));
-          }
-      return out;
-    };
-    m.scale = relayout(w.scale);
-    if (!w.zero_point.empty()) m.zero_point = relayout(w.zero_point);
-    m.axis = 1;
-  }
-  return m;
-}
-
 class HalideQConv : public NodeKernel {
  public:
-  HalideQConv(const Node& node, QuantizedWeight matrix, bool has_bias)
-      : node_(node),
-        runner_(std::make_shared<QuantizedWeight>(std::move(matrix)), true, has_bias, kernel_activation(node),
-                node.label()) {}
+  HalideQConv(const Node& node, std::shared_ptr<const QuantizedWeight> matrix, bool has_bias,
+              const ScheduleSource* schedules)
+      : node_(node), runner_(std::move(matrix), true, has_bias, kernel_activation(node), schedules, node.label()) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
@@ -332,36 +330,110 @@ void set_halide_threads(int threads) {
   if (threads > 0) setenv("HL_NUM_THREADS", std::to_string(threads).c_str(), 1);
 }
 
-std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, std::string* why_not) {
+namespace {
+
+// The weight of a node that runs as a Halide GEMM, as the GEMM sees it, or the reason it cannot.
+struct GemmWeight {
+  std::shared_ptr<const QuantizedWeight> matrix;
+  bool trans_b = false;
+  std::string problem;  // empty when the node runs as a GEMM
+};
+
+GemmWeight gemm_weight_of(const Node& node, const Graph& graph) {
   const ValueInfo* x = node.inputs.empty() ? nullptr : graph.find_value(node.input(0));
   bool float_input = x && (x->dtype == DType::Float32 || x->dtype == DType::Float16);
+  GemmWeight g;
   if (node.domain == "tetra" && node.op_type == "QMatMul") {
-    bool trans_b = node.attr_int("trans_b", 0) != 0;
-    int64_t N = node.weight->shape()[trans_b ? 0 : 1];
-    std::string problem = format_problem(*node.weight, trans_b);
-    if (node.attr_int("trans_a", 0) != 0) *why_not = "trans_a=1 has no Halide kernel";
-    else if (!float_input) *why_not = "input is not float";
-    else if (!per_column_bias(node, graph, N)) *why_not = "bias is not one value per output column";
-    else if (!problem.empty()) *why_not = problem;
-    else return std::make_unique<HalideQMatMul>(node, node.has_input(1));
-    return nullptr;
+    g.trans_b = node.attr_int("trans_b", 0) != 0;
+    g.matrix = node.weight;
+    int64_t N = node.weight->shape()[g.trans_b ? 0 : 1];
+    if (node.attr_int("trans_a", 0) != 0) g.problem = "trans_a=1 has no Halide kernel";
+    else if (!float_input) g.problem = "input is not float";
+    else if (!per_column_bias(node, graph, N)) g.problem = "bias is not one value per output column";
+    else g.problem = format_problem(*g.matrix, g.trans_b);
+    return g;
   }
-  if (node.domain == "tetra" && node.op_type == "QConv") {
-    // Grouped and depthwise convs have their own direct kernels; the rest run as im2col + GEMM.
-    if (node.attr_int("group", 1) != 1) {
-      std::unique_ptr<NodeKernel> direct = make_halide_conv_kernel(node, graph, why_not);
-      if (!direct || node.epilogue.empty()) return direct;
-      return std::make_unique<WithEpilogue>(node, std::move(direct));
-    }
+  if (node.domain == "tetra" && node.op_type == "QConv" && node.attr_int("group", 1) == 1) {
+    g.trans_b = true;
     std::optional<QuantizedWeight> matrix = conv_weight_as_matrix(*node.weight);
     int64_t rank = node.weight->shape().size();
-    if (!per_column_bias(node, graph, node.weight->shape()[0])) *why_not = "bias is not one value per output channel";
-    else if (rank != 3 && rank != 4) *why_not = "only 1-D and 2-D convs have a Halide kernel";
-    else if (!float_input) *why_not = "input is not float";
-    else if (!matrix) *why_not = "weight quantization does not map onto a [M, kh*kw*C] matrix";
-    else if (std::string problem = format_problem(*matrix, true); !problem.empty()) *why_not = problem;
-    else return std::make_unique<HalideQConv>(node, std::move(*matrix), node.has_input(1));
-    return nullptr;
+    if (!per_column_bias(node, graph, node.weight->shape()[0])) g.problem = "bias is not one value per output channel";
+    else if (rank != 3 && rank != 4) g.problem = "only 1-D and 2-D convs have a Halide kernel";
+    else if (!float_input) g.problem = "input is not float";
+    else if (!matrix) g.problem = "weight quantization does not map onto a [M, kh*kw*C] matrix";
+    else g.problem = format_problem(*matrix, true);
+    if (g.problem.empty()) g.matrix = std::make_shared<QuantizedWeight>(std::move(*matrix));
+    return g;
+  }
+  g.problem = "not an int4 GEMM";
+  return g;
+}
+
+}  // namespace
+
+// The GEMM order of a conv weight is k = (kernel position, channel): blocks along C stay contiguous runs of k when C is a multiple of
+// the block size. Still 4-bit: the codes and scales are moved, never dequantized.
+std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& w) {
+  const Shape& s = w.shape();
+  int64_t M = s[0], C = s[1], R = 1;
+  for (size_t d = 2; d < s.size(); ++d) R *= s[d];
+  bool blocked_c = w.block_size > 0 && w.axis == 1;
+  if (w.block_size > 0 && !blocked_c) return std::nullopt;
+  if (w.block_size == 0 && w.scale.rank() > 0 && w.axis != 0) return std::nullopt;
+  if (blocked_c && C % w.block_size != 0) return std::nullopt;
+  QuantizedWeight m = w;
+  m.data = Tensor(w.data.dtype(), {M, R * C});
+  for (int64_t o = 0; o < M; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < R; ++r) m.data.set_int((o * R + r) * C + c, w.data.get_int((o * C + c) * R + r));
+  if (blocked_c) {
+    int64_t G = C / w.block_size;  // scale [M, G, kh, kw] -> [M, R*G]
+    auto relayout = [&](const Tensor& t) {
+      Tensor out(t.dtype(), {M, R * G});
+      for (int64_t o = 0; o < M; ++o)
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t r = 0; r < R; ++r) {
+            int64_t from = (o * G + g) * R + r, to = (o * R + r) * G + g;
+            if (is_float(t.dtype())) out.set(to, t.get(from));
+            else out.set_int(to, t.get_int(from));
+          }
+      return out;
+    };
+    m.scale = relayout(w.scale);
+    if (!w.zero_point.empty()) m.zero_point = relayout(w.zero_point);
+    m.axis = 1;
+  }
+  return m;
+}
+
+std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
+  GemmWeight g = gemm_weight_of(node, graph);
+  const ValueInfo* y = graph.find_value(node.outputs[0]);
+  if (!g.problem.empty() || !y || !y->has_shape || !fully_known(y->shape)) return std::nullopt;
+  Shape out = to_shape(y->shape);
+  int64_t channels = g.matrix->shape()[g.trans_b ? 0 : 1];
+  int64_t rows = num_elements(out) / std::max<int64_t>(channels, 1);
+  auto workload = dsl::qmatmul_workload(*g.matrix, g.trans_b, rows, node.has_input(1));
+  if (!workload.ok()) return std::nullopt;
+  HalideGemm gemm{workload.value(), g.matrix, g.trans_b};
+  gemm.workload.activation = kernel_activation(node);
+  return gemm;
+}
+
+std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, const ScheduleSource* schedules,
+                                               std::string* why_not) {
+  // Grouped and depthwise convs have their own direct kernels; group-1 convs run as im2col + GEMM.
+  if (node.domain == "tetra" && node.op_type == "QConv" && node.attr_int("group", 1) != 1) {
+    std::unique_ptr<NodeKernel> direct = make_halide_conv_kernel(node, graph, why_not);
+    if (!direct || node.epilogue.empty()) return direct;
+    return std::make_unique<WithEpilogue>(node, std::move(direct));
+  }
+  if (node.domain == "tetra" && node.weight) {
+    GemmWeight g = gemm_weight_of(node, graph);
+    *why_not = g.problem;
+    if (!g.problem.empty()) return nullptr;
+    if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, node.has_input(1), schedules);
+    return std::make_unique<HalideQConv>(node, g.matrix, node.has_input(1), schedules);
   }
   return make_halide_elementwise_kernel(node, graph, why_not);
 }

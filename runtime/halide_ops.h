@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "dsl/qmatmul.h"
 #include "runtime/executor.h"
 
 namespace tetra {
@@ -13,5 +14,19 @@ std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, con
 // Direct and depthwise/grouped tetra.QConv (halide_conv.cpp); group-1 convs may also use im2col.
 // The kernel computes the conv and its bias only: make_halide_kernel() applies Node::epilogue after it.
 std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, std::string* why_not);
+
+// The GEMM a node runs as on the Halide backend (tetra.QMatMul, or a group-1 tetra.QConv through
+// im2col) for the shapes in `graph`, with its weight as the GEMM sees it. The runtime's kernels and
+// the tuner's tasks both come from here, so their workload keys agree. nullopt: not a Halide GEMM.
+struct HalideGemm {
+  dsl::QMatMulWorkload workload;
+  std::shared_ptr<const QuantizedWeight> weight;
+  bool trans_b = false;
+};
+std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph);
+
+// The conv weight [M, C, k...] as a GEMM weight [M, k...*C] (trans_b), still 4-bit; nullopt when its
+// quantization grid does not map onto that matrix.
+std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& weight);
 
 }  // namespace tetra
