@@ -7,20 +7,20 @@
 //   scale(j', g, p)   float32 or float16 (the model's precision): the scale grid
 //   zero(j', g, p)    int8     the zero-point grid, when there is one
 //
-// j in [0, P), kp in [0, Ka/2), p in [0, ceil(N/P)), K padded to Ka, a multiple of the layout's k_align. Nibbles pair along k, so a vector over j is
-// one dense byte load and the nibble is picked by k's parity (one shift for the whole vector).
-// Each panel is one contiguous stream, which a memory-bound GEMV reads front to back.
-// The grid index is g = k / k_group (0 when scales do not change along k) and j' = j (0 when they do
-// not change along n). Padding (k >= K, n >= N) holds zero nibbles, scales and zero points.
+// j in [0, P), kp in [0, Ka/2), p in [0, ceil(N/P)), with K padded to Ka, a multiple of the layout's
+// k_align. Nibbles pair along k, so a vector over j is one dense byte load and the nibble is picked
+// by k's parity (one shift for the whole vector). Each panel is one contiguous stream, which a
+// memory-bound GEMV reads front to back. The grid index is g = k / k_group (0 when scales do not
+// change along k) and j' = j (0 when they do not change along n). Padding (k >= K, n >= N) holds
+// zero nibbles, scales and zero points.
 //
 //   W(k, n) = float(q - zp) * scale        q sign-extended (int4) or zero-extended (uint4)
 //
-// except that a uint4 weight with zero points is stored as int4 nibbles u - 8 (u XOR 8) with zero
-// points zp - 8: sign-extending costs fewer instructions than masking plus a separate subtraction.
 // equals DequantizeLinear's (q - zp) * scale bit for bit: q - zp is a small integer, exact in fp32,
 // and the product is rounded once. Float16 scales also round that product to float16, as
-// QuantizedWeight::value() does. The fp32 weight is never materialised except in the small stages a
-// schedule asks for.
+// QuantizedWeight::value() does. A uint4 weight with zero points is stored as int4 nibbles u - 8
+// (u XOR 8) with zero points zp - 8: sign-extending costs fewer instructions than masking does.
+// The fp32 weight is never materialised except in the small stages a schedule asks for.
 #pragma once
 #include <cstdint>
 #include <string>

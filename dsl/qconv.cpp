@@ -156,6 +156,7 @@ Halide::Expr dequantize(const QConvDef& q, const ConvInt4Format& f, int KH, int 
 QConvDef define_qconv(const QConvWorkload& wl) {
   using namespace Halide;
   QConvDef q(wl.format);
+  q.workload = wl;
   ComputeDef& d = q.def;
   d.op = "qconv";
   const int KH = int(wl.KH), KW = int(wl.KW), SH = int(wl.SH), SW = int(wl.SW);

@@ -91,6 +91,7 @@ Result<ConvInt4Buffers> pack_conv_weight(const QuantizedWeight& weight);
 
 struct QConvDef {
   ComputeDef def;
+  QConvWorkload workload;  // the one it was defined for; its code_key() parts are compiled in
   Halide::ImageParam X{Halide::Float(32), 4, "X"};
   Halide::ImageParam packed{Halide::UInt(8), 1, "W_packed"};
   Halide::ImageParam scale, zero{Halide::Int(8), 4, "W_zero"};

@@ -73,6 +73,8 @@ class QConvKernel {
 
   // Halide's lowered statement, to inspect a schedule.
   void write_lowered_stmt(const std::string& path) const;
+  // The generated x86/arm assembly.
+  void write_assembly(const std::string& path) const;
 
  private:
   friend dsl::Result<QConvKernel> compile_qconv(const QConvWorkload&, const Schedule&, const TargetSpec&);

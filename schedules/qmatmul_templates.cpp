@@ -28,7 +28,7 @@ dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, 
   if (!target.is_cpu())
     return Failure{FailureKind::WrongTarget, target.name, "no QMatMul templates for GPUs yet"};
   // GEMV while the weight stream dominates: each row costs a pass over the (cached) panel.
-  // TODO(measure the crossover): 4 rows is a guess.
+  // 4 rows is a guess: the crossover has not been measured yet.
   const char* name = workload.M <= 4 ? "cpu_int4_gemv" : "cpu_int4_gemm";
   return find_qmatmul_template(name)->default_schedule(workload, target);
 }

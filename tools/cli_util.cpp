@@ -1,5 +1,7 @@
 #include "tools/cli_util.h"
 
+#include <filesystem>
+#include <iostream>
 #include <sstream>
 
 #include "importer/error.h"
@@ -29,6 +31,19 @@ std::pair<std::string, Shape> parse_shape_binding(const std::string& text) {
     shape.push_back(d);
   }
   return {name, shape};
+}
+
+std::optional<tuner::TuningDatabase> open_tuning_database(const std::string& db_dir, const std::string& model) {
+  namespace fs = std::filesystem;
+  std::string dir = db_dir;
+  if (dir.empty()) {
+    fs::path beside = fs::path(model).parent_path() / "tuning_db";
+    if (!fs::exists(beside / "records.json")) return std::nullopt;
+    dir = beside.string();
+  }
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir, dsl::host_target().name, dsl::toolchain_id());
+  if (!db.note().empty()) std::cerr << "tetra: " << db.note() << "\n";
+  return db;
 }
 
 }  // namespace tetra::cli

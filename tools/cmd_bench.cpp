@@ -10,7 +10,9 @@
 #include "importer/error.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
+#include "tools/cli_util.h"
 #include "tools/commands.h"
+#include "tuner/database_source.h"
 #include "tools/model_inputs.h"
 
 namespace tetra::cli {
@@ -20,6 +22,7 @@ struct BenchOptions {
   std::string model;
   std::string backend = "halide";
   int threads = 0;
+  std::string db;
   int repeat = 20;
   int warmup = 2;
   bool json = false;
@@ -57,7 +60,10 @@ void bench(const BenchOptions& opt) {
   Graph graph = load_model(opt.model);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
   Graph bound = bind_inputs(graph, inputs);
-  Executor executor(graph, ExecutorOptions{parse_backend(opt.backend), opt.threads});
+  std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model);
+  std::optional<tuner::DatabaseScheduleSource> tuned;
+  if (db) tuned.emplace(*db);
+  Executor executor(graph, ExecutorOptions{parse_backend(opt.backend), opt.threads, tuned ? &*tuned : nullptr});
   for (int i = 0; i < std::max(1, opt.warmup); ++i) executor.run(inputs);  // compiles on first use
 
   std::vector<double> total;
@@ -118,6 +124,7 @@ void add_bench_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("bench", "Time a model: whole-model and per-kernel latency");
   cmd->add_option("model", opt->model, "ONNX model file")->required();
   cmd->add_option("--backend", opt->backend, "halide (default) or reference");
+  cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
   cmd->add_option("--threads", opt->threads, "threads for compiled kernels (default: one per core)");
   cmd->add_option("--repeat", opt->repeat, "timed runs after the warm-up (default 20)");
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2; the first compiles)");

@@ -10,7 +10,9 @@
 #include "runtime/reference_evaluator.h"
 #include "runtime/tensor_io.h"
 #include "tools/model_inputs.h"
+#include "tools/cli_util.h"
 #include "tools/commands.h"
+#include "tuner/database_source.h"
 
 namespace tetra::cli {
 namespace fs = std::filesystem;
@@ -24,6 +26,7 @@ struct RunOptions {
   bool check_reference = false;
   bool explain = false;
   int threads = 0;
+  std::string db;
   InputOptions inputs;
 };
 
@@ -93,7 +96,10 @@ void run(const RunOptions& opt) {
   Backend backend = parse_backend(opt.backend);
   Graph graph = load_model(opt.model);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
-  Executor executor(graph, ExecutorOptions{backend, opt.threads});
+  std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model);
+  std::optional<tuner::DatabaseScheduleSource> tuned;
+  if (db) tuned.emplace(*db);
+  Executor executor(graph, ExecutorOptions{backend, opt.threads, tuned ? &*tuned : nullptr});
   TensorMap outputs = executor.run(inputs);
   if (opt.explain) {
     for (const KernelInfo& k : executor.kernels())
@@ -137,6 +143,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--backend", opt->backend, "halide (compiled kernels, the default) or reference (the plain evaluator)");
   cmd->add_flag("--check", opt->check_reference, "also run the reference evaluator and compare (exit 1 when off)");
   cmd->add_flag("--explain", opt->explain, "print which kernel ran each node, and its schedule or fallback reason");
+  cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
   cmd->add_option("--threads", opt->threads, "threads for compiled kernels (default: one per core)");
   cmd->callback([opt] { run(*opt); });
 }

@@ -9,6 +9,8 @@ void add_inspect_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_tune_command(CLI::App& app);
+void add_db_command(CLI::App& app);
 
 // Set by a subcommand whose work completed but whose result is a failure (e.g. outputs outside
 // tolerance): main() returns it.

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   tetra::cli::add_run_command(app);
   tetra::cli::add_quantize_command(app);
   tetra::cli::add_bench_command(app);
+  tetra::cli::add_tune_command(app);
+  tetra::cli::add_db_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

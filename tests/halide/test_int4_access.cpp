@@ -16,7 +16,7 @@ using tetra::test::WeightSpec;
 namespace {
 
 // Realizes W(k, n) over [0, K) x [0, N) through the packed panels, vectorised over the panel.
-Halide::Buffer<float> dequantize(const PackedInt4Buffers& packed) {
+Halide::Buffer<float> dequantize(const PackedInt4Buffers& packed, const Halide::Target& target = host_target().halide) {
   const int panel = packed.layout.panel;
   PackedInt4 W("W", packed.format, panel);
   Halide::Func f("f");
@@ -28,7 +28,7 @@ Halide::Buffer<float> dequantize(const PackedInt4Buffers& packed) {
   REQUIRE(W.bind(params, packed).ok());
   int panels = int((packed.N + panel - 1) / panel);
   Halide::Buffer<float> out(panel, int(packed.K + 1) / 2 * 2, panels);
-  f.realize(out, host_target().halide, params);
+  f.realize(out, target, params);
   return out;
 }
 
@@ -62,6 +62,29 @@ TEST_CASE("W(k, n) matches QuantizedWeight::value bit for bit", "[int4]") {
           if (std::memcmp(&want, &have, sizeof(float)) != 0 && mismatches++ < 3)
             FAIL_CHECK("W(" << k << ", " << n << ") = " << have << ", want " << want);
         }
+      CHECK(mismatches == 0);
+    }
+  }
+}
+
+TEST_CASE("W(k, n) is exact on older x86 tiers too", "[int4]") {
+  // Other instruction selections (no FMA, no AVX-512) must not change a single bit either.
+  for (const char* name : {"x86-64-sse41", "x86-64-avx2"}) {
+    TargetSpec target = parse_target(name).value();
+    for (const WeightSpec& spec : {WeightSpec{DType::Int4, false, Granularity::BlockedK, 16, false, false},
+                                   WeightSpec{DType::UInt4, true, Granularity::PerN, 0, true, false},
+                                   WeightSpec{DType::Int4, true, Granularity::PerK, 0, false, true}}) {
+      QuantizedWeight w = test::random_weight(33, 40, spec, 77);
+      PackedInt4Buffers packed = pack_int4_weight(w, spec.trans_b, Int4Layout{16, 2}).value();
+      Halide::Buffer<float> got = dequantize(packed, target.halide);
+      int mismatches = 0;
+      for (int k = 0; k < 33; ++k)
+        for (int n = 0; n < 40; ++n) {
+          float want = w.value(spec.trans_b ? int64_t(n) * 33 + k : int64_t(k) * 40 + n);
+          float have = got(n % 16, k, n / 16);
+          mismatches += std::memcmp(&want, &have, sizeof(float)) != 0;
+        }
+      INFO(name << " " << spec.describe());
       CHECK(mismatches == 0);
     }
   }

@@ -1,0 +1,159 @@
+// Grouped and depthwise int4 convs through Executor{Backend::Halide}: the fused tetra.QConv must run
+// on its direct Halide kernel (runtime/halide_conv.cpp), not the reference fallback, and match the
+// reference evaluator on fresh random data. Cases share kernel sizes and formats where they can:
+// one JIT compile per (kernel, stride, format, bias, schedule).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "runtime/executor.h"
+#include "runtime/model.h"
+#include "tests/test_support.h"
+#include "tools/model_builder.h"
+
+using namespace tetra;
+using namespace tetra::test;
+
+namespace {
+
+struct ConvModel {
+  DType x_type = DType::Float32, w_type = DType::Int4;
+  Shape x;  // [N, C, H, W]
+  int64_t M = 0, group = 1, KH = 3, KW = 3;
+  std::vector<int64_t> pads = {1, 1, 1, 1}, strides = {1, 1}, dilations = {1, 1};
+  bool per_channel = true, zero_point = false, bias = true, relu = false;
+};
+
+// DequantizeLinear(int4 weight) -> Conv (-> Relu): the importer fuses the pair into tetra.QConv.
+std::string save_model(const ConvModel& c, const std::string& path) {
+  ModelBuilder b(21);
+  b.input("x", c.x_type, c.x);
+  b.output("y", c.x_type);
+  int64_t lo = c.w_type == DType::Int4 ? -8 : 0, hi = c.w_type == DType::Int4 ? 7 : 15;
+  b.initializer("w", random_tensor(c.w_type, {c.M, c.x[1] / c.group, c.KH, c.KW}, lo, hi));
+  Shape scale_shape = c.per_channel ? Shape{c.M} : Shape{};
+  b.initializer("s", random_tensor(c.x_type, scale_shape, 0.01, 0.1));
+  std::vector<std::string> dq = {"w", "s"};
+  if (c.zero_point) {
+    b.initializer("zp", random_tensor(c.w_type, scale_shape, lo, hi));
+    dq.push_back("zp");
+  }
+  b.node("DequantizeLinear", dq, {"wf"}, c.per_channel ? std::vector<Attr>{{"axis", 0}} : std::vector<Attr>{});
+  std::vector<std::string> conv_in = {"x", "wf"};
+  if (c.bias) {
+    b.initializer("bias", random_tensor(c.x_type, {c.M}));
+    conv_in.push_back("bias");
+  }
+  b.node("Conv", conv_in, {c.relu ? "conv" : "y"},
+         {{"group", c.group}, {"pads", c.pads}, {"strides", c.strides}, {"dilations", c.dilations}});
+  if (c.relu) b.node("Relu", {"conv"}, {"y"});
+  return b.save(path);
+}
+
+// The QConv node's kernel info on the Halide backend, after checking the outputs against the reference.
+KernelInfo run_and_compare(const std::string& path, const Tensor& x, double tol) {
+  Graph graph = load_model(path);
+  Executor halide(graph, ExecutorOptions{Backend::Halide});
+  TensorMap inputs = {{"x", x}};
+  Tensor got = halide.run(inputs).at("y");
+  Tensor want = run_reference(graph, inputs).at("y");
+  double scale = 0;
+  for (int64_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(want.get(i)));
+  CHECK(compare_tensors(got, want, tol * (1 + scale), 0) == "");
+  for (size_t k = 0; k < graph.nodes.size(); ++k)
+    if (graph.nodes[k].op_type == "QConv") return halide.kernels()[k];
+  FAIL("the importer did not fuse the conv into tetra.QConv");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("Halide depthwise and grouped QConv match the reference", "[halide][conv]") {
+  std::string dir = temp_dir("halide_conv");
+  std::vector<ConvModel> cases;
+  ConvModel dw;  // MobileNet's depthwise 3x3, with the Relu after it
+  dw.x = {1, 16, 15, 13};
+  dw.M = dw.group = 16;
+  dw.relu = true;
+  cases.push_back(dw);
+  ConvModel dw2 = dw;  // the same kernel on other sizes: stride 2, asymmetric pads, dilation, batch 2
+  dw2.x = {2, 16, 17, 21};
+  dw2.M = 32;  // depth multiplier 2
+  dw2.strides = {2, 2};
+  dw2.pads = {0, 1, 2, 1};
+  dw2.dilations = {2, 1};
+  dw2.relu = false;
+  cases.push_back(dw2);
+  ConvModel grouped;  // group 2, uint4 with zero points, per-tensor scale, no bias
+  grouped.x = {1, 6, 11, 9};
+  grouped.M = 4;
+  grouped.group = 2;
+  grouped.w_type = DType::UInt4;
+  grouped.zero_point = true;
+  grouped.per_channel = false;
+  grouped.bias = false;
+  grouped.KH = grouped.KW = 5;
+  grouped.pads = {2, 2, 2, 2};
+  cases.push_back(grouped);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const ConvModel& c = cases[i];
+    INFO("case " << i);
+    std::string path = save_model(c, dir + "/c" + std::to_string(i) + ".onnx");
+    KernelInfo k = run_and_compare(path, random_tensor(DType::Float32, c.x), 1e-5);
+    INFO(k.node << ": " << k.backend << " (" << k.detail << ")");
+    CHECK(k.backend == "halide");
+    CHECK(k.detail.find(c.group == c.x[1] ? "cpu_int4_depthwise_conv" : "cpu_int4_grouped_conv") != std::string::npos);
+  }
+}
+
+TEST_CASE("Halide depthwise QConv runs float16 activations in fp32", "[halide][conv]") {
+  std::string dir = temp_dir("halide_conv_fp16");
+  ConvModel c;
+  c.x_type = DType::Float16;  // float16 input, scales and bias
+  c.x = {1, 8, 9, 11};
+  c.M = c.group = 8;
+  KernelInfo k = run_and_compare(save_model(c, dir + "/h.onnx"), random_tensor(DType::Float16, c.x), 2e-3);
+  INFO(k.detail);
+  CHECK(k.backend == "halide");
+}
+
+TEST_CASE("Halide grouped QConv falls back with a reason where it has no kernel", "[halide][conv]") {
+  std::string dir = temp_dir("halide_conv_fallback");
+  ModelBuilder b(21);  // a 1-D depthwise conv: the direct kernels are 2-D
+  b.input("x", DType::Float32, {1, 4, 9});
+  b.output("y", DType::Float32);
+  b.initializer("w", random_tensor(DType::Int4, {4, 1, 3}, -8, 7));
+  b.initializer("s", random_tensor(DType::Float32, {4}, 0.01, 0.1));
+  b.node("DequantizeLinear", {"w", "s"}, {"wf"}, {{"axis", 0}});
+  b.node("Conv", {"x", "wf"}, {"y"}, {{"group", 4}});
+  KernelInfo k = run_and_compare(b.save(dir + "/c1d.onnx"), random_tensor(DType::Float32, {1, 4, 9}), 1e-6);
+  CHECK(k.backend == "reference");
+  CHECK(k.detail.find("2-D") != std::string::npos);
+}
+
+// Not run by default: `tetra_tests "[.bench]"` prints the best of 300 runs through the Executor of
+// the depthwise 3x3 and the group-1 3x3 64->64 (im2col + GEMM) convs on 1x64x56x56, int4 per channel.
+TEST_CASE("Halide QConv 1x64x56x56 timings through the Executor", "[.bench]") {
+  std::string dir = temp_dir("halide_conv_bench");
+  for (int64_t group : {int64_t(64), int64_t(1)}) {
+    ConvModel c;
+    c.x = {1, 64, 56, 56};
+    c.M = 64;
+    c.group = group;
+    Graph graph = load_model(save_model(c, dir + "/g" + std::to_string(group) + ".onnx"));
+    Executor halide(graph, ExecutorOptions{Backend::Halide});
+    TensorMap inputs = {{"x", random_tensor(DType::Float32, c.x)}};
+    std::vector<double> node_ms;
+    double best = 1e9;
+    for (int rep = 0; rep < 300; ++rep) {
+      halide.run(inputs, &node_ms);
+      best = std::min(best, node_ms[0]);
+    }
+    KernelInfo k = halide.kernels()[0];
+    std::printf("group %lld: %.3f ms  %s (%s)\n", static_cast<long long>(group), best, k.backend.c_str(),
+                k.detail.c_str());
+  }
+}

@@ -1,0 +1,114 @@
+// The tuner end to end on a small int4 model: tasks, isolated measurement (crashing, hanging and
+// wrong candidates become failed records and tuning goes on), resumption, and the runtime using
+// what it found.
+#include <filesystem>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/executor.h"
+#include "runtime/model.h"
+#include "tests/test_support.h"
+#include "tools/model_builder.h"
+#include "tuner/database.h"
+#include "tuner/database_source.h"
+#include "tuner/task.h"
+#include "tuner/tune.h"
+
+using namespace tetra;
+using namespace tetra::test;
+
+namespace {
+
+// Two GEMMs of different shapes, one of them used twice.
+std::string two_task_model(const std::string& dir) {
+  ModelBuilder b(21);
+  b.input("a", DType::Float32, {-1, 64});
+  b.output("y", DType::Float32);
+  for (const char* w : {"w1", "w2"}) {
+    b.initializer(w, random_tensor(DType::Int4, {64, 64}, -8, 7));
+    b.initializer(std::string(w) + "_s", random_tensor(DType::Float32, {2, 64}, 0.01, 0.1));
+    b.node("DequantizeLinear", {w, std::string(w) + "_s"}, {std::string(w) + "_f"}, {{"axis", 0}, {"block_size", 32}});
+  }
+  b.initializer("w3", random_tensor(DType::Int4, {64, 24}, -8, 7));
+  b.initializer("w3_s", random_tensor(DType::Float32, {24}, 0.01, 0.1));
+  b.node("DequantizeLinear", {"w3", "w3_s"}, {"w3_f"}, {{"axis", 1}});
+  b.node("MatMul", {"a", "w1_f"}, {"h1"});
+  b.node("MatMul", {"h1", "w2_f"}, {"h2"});
+  b.node("MatMul", {"h2", "w3_f"}, {"y"});
+  return b.save(dir + "/m.onnx");
+}
+
+tuner::TuneOptions options(const std::string& model, const std::string& db, int trials) {
+  tuner::TuneOptions o;
+  o.model = model;
+  o.shapes = {{"a", {2, 64}}};
+  o.db_dir = db;
+  o.trials = trials;
+  o.strategy = tuner::Strategy::Random;
+  o.repeats = 3;
+  o.worker = tetra_cli();
+  o.timeout_s = 60;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("task extraction finds each distinct GEMM once, with its count", "[tuner]") {
+  std::string dir = temp_dir("tuner_tasks");
+  Graph g = load_model(two_task_model(dir), {{"a", {2, 64}}});
+  std::vector<tuner::TuningTask> tasks = tuner::extract_tasks(g);
+  REQUIRE(tasks.size() == 2);
+  CHECK(tasks[0].occurrences == 2);  // w1 and w2 share shape and format
+  CHECK(tasks[1].occurrences == 1);
+  CHECK(tasks[0].workload.M == 2);
+}
+
+TEST_CASE("tuning records every trial, survives failing candidates and resumes", "[tuner]") {
+  std::string dir = temp_dir("tuner_run");
+  std::string model = two_task_model(dir);
+  std::string db_dir = dir + "/db";
+  for (const std::string& fault : {std::string("crash"), std::string("wrong"), std::string("hang")}) {
+    INFO("fault " << fault);
+    std::string db_path = db_dir + "_" + fault;
+    tuner::TuneOptions o = options(model, db_path, 3);
+    o.inject_fault = fault;
+    o.timeout_s = fault == "hang" ? 5 : 60;
+    std::vector<tuner::TaskSummary> tasks = tuner::tune(o);
+    REQUIRE(tasks.size() == 2);
+    tuner::TuningDatabase db = tuner::TuningDatabase::open(db_path, dsl::host_target().name, dsl::toolchain_id());
+    std::vector<tuner::TuningRecord> records = db.records();
+    CHECK(records.size() == 6);
+    int failed = 0;
+    for (const tuner::TuningRecord& r : records) {
+      if (!r.failed()) continue;
+      ++failed;
+      if (fault == "crash") CHECK_THAT(r.error, Catch::Contains("crashed"));
+      if (fault == "wrong") CHECK_THAT(r.error, Catch::Contains("wrong result"));
+      if (fault == "hang") CHECK_THAT(r.error, Catch::Contains("timed out"));
+    }
+    CHECK(failed == 2);  // each task's second candidate
+    for (const tuner::TaskSummary& t : tasks) CHECK(t.best_ms > 0);
+  }
+
+  // Resumption: a second run measures only new candidates, and the database keeps them all.
+  tuner::tune(options(model, db_dir, 3));
+  tuner::tune(options(model, db_dir, 3));
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(db_dir, dsl::host_target().name, dsl::toolchain_id());
+  std::set<std::string> distinct;
+  for (const tuner::TuningRecord& r : db.records()) distinct.insert(r.workload.key + r.schedule.to_string());
+  CHECK(db.records().size() == 12);
+  CHECK(distinct.size() == 12);
+
+  // The runtime takes its schedules from the database, and says so.
+  Graph g = load_model(model);
+  tuner::DatabaseScheduleSource source(db);
+  Executor exec(g, ExecutorOptions{Backend::Halide, 0, &source});
+  TensorMap in = {{"a", random_tensor(DType::Float32, {2, 64})}};
+  TensorMap got = exec.run(in);
+  CHECK(compare_tensors(got.at("y"), run_reference(g, in).at("y"), 1e-4, 1e-4) == "");
+  for (const KernelInfo& k : exec.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("database exact"));
+  // Another row count finds the nearest tuned workload.
+  Executor other(g, ExecutorOptions{Backend::Halide, 0, &source});
+  other.run({{"a", random_tensor(DType::Float32, {3, 64})}});
+  for (const KernelInfo& k : other.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("database nearest"));
+}

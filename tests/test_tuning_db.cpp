@@ -1,0 +1,511 @@
+// The tuning database (tuner/database.h): the schema round trip, validation on load (a corrupt file
+// is an error and stays untouched), records of other targets and toolchains kept but never used,
+// atomic writes under concurrent writers and kills, lookups, and `tetra db`.
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "importer/error.h"
+#include "dsl/target.h"
+#include "tests/test_support.h"
+#include "tuner/database.h"
+
+namespace fs = std::filesystem;
+using namespace tetra;
+using namespace tetra::test;
+using tuner::TuningDatabase;
+using tuner::TuningRecord;
+using tuner::WorkloadDesc;
+
+namespace {
+
+const std::string kTarget = "x86-64-avx2";
+const std::string kToolchain = dsl::toolchain_id();  // what `tetra db` uses
+const std::string kOtherToolchain = "halide-0.0.0-other";
+
+WorkloadDesc qmatmul(int64_t M, int64_t K, int64_t N, const std::string& format = "int4 blocked(k,32) f32",
+                     const std::string& epilogue = "bias") {
+  WorkloadDesc w;
+  w.key = "qmatmul m" + std::to_string(M) + " k" + std::to_string(K) + " n" + std::to_string(N) + " " + format +
+          (epilogue.empty() ? "" : " " + epilogue);
+  w.op = "qmatmul";
+  w.dims = {{"M", M}, {"K", K}, {"N", N}};
+  w.format = format;
+  w.epilogue = epilogue;
+  return w;
+}
+
+TuningRecord record(const WorkloadDesc& w, int64_t tile_n, double median_ms, const std::string& target = kTarget) {
+  TuningRecord r;
+  r.workload = w;
+  r.target = target;
+  r.toolchain = kToolchain;
+  r.schedule.template_name = "cpu_int4_gemm";
+  r.schedule.knobs = {{"tile_n", tile_n}, {"w_stage", std::string("panel")}};
+  r.median_ms = median_ms;
+  r.min_ms = median_ms * 0.9;
+  r.max_ms = median_ms * 1.2;
+  r.runs = 10;
+  r.measured_on = "Test CPU";
+  r.threads = 4;
+  r.measured = true;
+  r.timestamp = "2025-01-31T12:00:00Z";
+  return r;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+// A database file from hand-written records (for the cases commit() would never write).
+void write_db(const std::string& dir, const nlohmann::json& records, int schema_version = tuner::kSchemaVersion) {
+  nlohmann::json j{{"format", "tetra-tuning-db"}, {"schema_version", schema_version}, {"records", records}};
+  write_text(dir + "/records.json", j.dump(2));
+}
+
+std::string open_error(const std::string& dir) {
+  try {
+    TuningDatabase::open(dir, kTarget, kToolchain);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("tuning db: records round-trip through the JSON schema", "[db]") {
+  std::string dir = temp_dir("db_roundtrip") + "/db";  // missing: an empty database, created on commit
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  CHECK(db.records().empty());
+  CHECK(db.note().empty());
+
+  TuningRecord working = record(qmatmul(1, 4096, 4096), 64, 0.4125);
+  TuningRecord estimated = record(qmatmul(8, 4096, 4096, "uint4 per-n zp f16", ""), 32, 1.5);
+  estimated.measured = false;
+  estimated.runs = 0;
+  estimated.threads = 0;
+  TuningRecord failed = record(qmatmul(1, 4096, 4096), 48, 0);
+  failed.error = "Compile: Halide refused the schedule";
+  db.commit({working, estimated, failed});
+  CHECK(fs::exists(dir + "/records.json"));
+  CHECK_FALSE(fs::exists(dir + "/records.json.tmp"));
+
+  TuningDatabase again = TuningDatabase::open(dir, kTarget, kToolchain);
+  std::vector<TuningRecord> got = again.records();
+  REQUIRE(got.size() == 3);
+  for (const TuningRecord& want : {working, estimated, failed}) {
+    auto it = std::find_if(got.begin(), got.end(), [&](const TuningRecord& r) {
+      return r.workload.key == want.workload.key && r.schedule == want.schedule;
+    });
+    REQUIRE(it != got.end());
+    CHECK(it->workload == want.workload);
+    CHECK(it->target == want.target);
+    CHECK(it->toolchain == want.toolchain);
+    CHECK(it->schema_version == tuner::kSchemaVersion);
+    CHECK(it->median_ms == want.median_ms);  // exact: shortest round-trip doubles
+    CHECK(it->min_ms == want.min_ms);
+    CHECK(it->max_ms == want.max_ms);
+    CHECK(it->runs == want.runs);
+    CHECK(it->measured_on == want.measured_on);
+    CHECK(it->threads == want.threads);
+    CHECK(it->measured == want.measured);
+    CHECK(it->timestamp == want.timestamp);
+    CHECK(it->error == want.error);
+  }
+
+  // The file is the documented shape: a versioned object with one record per line.
+  nlohmann::json file = nlohmann::json::parse(read_text(dir + "/records.json"));
+  CHECK(file["format"] == "tetra-tuning-db");
+  CHECK(file["schema_version"] == tuner::kSchemaVersion);
+  CHECK(file["records"].size() == 3);
+  CHECK(file["records"][0]["schedule"]["template"] == "cpu_int4_gemm");
+
+  // The workload of a QMatMul as the runtime describes it.
+  dsl::QMatMulWorkload wl;
+  wl.M = 1;
+  wl.K = 4096;
+  wl.N = 4096;
+  wl.format.k_group = 32;
+  wl.has_bias = true;
+  wl.activation = dsl::Activation::Relu;
+  WorkloadDesc desc = tuner::workload_desc(wl);
+  CHECK(desc.key == wl.key());
+  CHECK(desc.op == "qmatmul");
+  CHECK(desc.dims == std::map<std::string, int64_t>{{"M", 1}, {"K", 4096}, {"N", 4096}});
+  CHECK(desc.format == wl.format.describe());
+  CHECK(desc.epilogue == "bias relu");
+
+  // A depthwise conv's kernel and strides are part of its format: never the nearest of a grouped conv.
+  dsl::QConvWorkload conv;
+  conv.C = conv.M = conv.group = 64;
+  conv.H = conv.W = 56;
+  conv.KH = conv.KW = 3;
+  WorkloadDesc conv_desc = tuner::workload_desc(conv);
+  CHECK(conv_desc.key == conv.key());
+  CHECK(conv_desc.op == "qconv");
+  CHECK_THAT(conv_desc.format, Catch::StartsWith("k3x3 s1x1 depthwise "));
+  CHECK(conv_desc.dims.at("H") == 56);
+  conv.group = 1;
+  CHECK(std::isinf(tuner::workload_distance(conv_desc, tuner::workload_desc(conv))));
+
+  CHECK(tuner::utc_timestamp().size() == 20);
+  CHECK_FALSE(tuner::host_cpu_model().empty());
+}
+
+TEST_CASE("tuning db: a corrupt or invalid file is a clear error and is never overwritten", "[db]") {
+  std::string dir = temp_dir("db_corrupt");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);  // opened before the damage
+  nlohmann::json good = record(qmatmul(1, 64, 64), 16, 1.0).to_json();
+  nlohmann::json missing_target = good;
+  missing_target.erase("target");
+  nlohmann::json bad_schedule = good;
+  bad_schedule["schedule"]["knobs"]["tile_n"] = 1.5;
+  nlohmann::json misspelt = good;
+  misspelt["median"] = 1.0;
+
+  struct Case {
+    std::string name, text, message;
+  };
+  std::vector<Case> cases = {
+      {"truncated", R"({"format": "tetra-tuning-db", "schema_version": 1, "records": [{"sche)", "not valid JSON"},
+      {"not a database", R"({"records": []})", "not a tetra tuning database"},
+      {"newer schema", R"({"format": "tetra-tuning-db", "schema_version": 99, "records": []})", "newer than this tetra"},
+      {"records not an array", R"({"format": "tetra-tuning-db", "schema_version": 1, "records": {}})", "must be an array"},
+  };
+  auto db_text = [](const nlohmann::json& records) {
+    return nlohmann::json{{"format", "tetra-tuning-db"}, {"schema_version", 1}, {"records", records}}.dump();
+  };
+  cases.push_back({"record without target", db_text({good, missing_target}), "record 1: missing field \"target\""});
+  cases.push_back({"bad knob", db_text({good, good, bad_schedule}), "record 2: bad schedule"});
+  cases.push_back({"unknown field", db_text(nlohmann::json::array({misspelt})), "record 0: unknown field \"median\""});
+  cases.push_back({"record without version", db_text(nlohmann::json::array({nlohmann::json{{"target", kTarget}}})), "record 0"});
+
+  for (const Case& c : cases) {
+    SECTION(c.name) {
+      std::string path = dir + "/records.json";
+      write_text(path, c.text);
+      std::string message = open_error(dir);
+      INFO(message);
+      CHECK_THAT(message, Catch::Contains(path));
+      CHECK_THAT(message, Catch::Contains(c.message));
+      CHECK_THAT(message, Catch::Contains("left as it is"));
+      // A writer that opened the database earlier re-reads the file, fails, and writes nothing.
+      CHECK_THROWS_AS(db.commit({record(qmatmul(1, 64, 64), 32, 0.5)}), Error);
+      CHECK_THROWS_AS(db.prune({1, true}), Error);
+      CHECK(read_text(path) == c.text);
+      CHECK_FALSE(fs::exists(path + ".tmp"));
+    }
+  }
+}
+
+TEST_CASE("tuning db: other targets, toolchains and schema versions are skipped with a note and kept", "[db]") {
+  std::string dir = temp_dir("db_foreign");
+  WorkloadDesc w = qmatmul(1, 4096, 4096);
+  nlohmann::json mine = record(w, 64, 2.0).to_json();
+  nlohmann::json gpu = record(w, 128, 0.1, "hip-gfx90a").to_json();
+  TuningRecord other_halide = record(w, 32, 0.2);
+  other_halide.toolchain = kOtherToolchain;
+  // A record of an older layout: not read beyond its version, written back exactly as it was.
+  nlohmann::json old_layout = {{"schema_version", 0}, {"workload", w.key}, {"config", {{"tile", 8}}}, {"ms", 0.05}};
+  write_db(dir, {mine, gpu, other_halide.to_json(), old_layout});
+
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  REQUIRE(db.records().size() == 1);
+  CHECK(db.records()[0].schedule.get_int("tile_n") == 64);
+  CHECK(db.all_records().size() == 3);
+  CHECK(db.skipped() == 3);
+  INFO(db.note());
+  CHECK_THAT(db.note(), Catch::Contains("target hip-gfx90a"));
+  CHECK_THAT(db.note(), Catch::Contains("toolchain " + kOtherToolchain));
+  CHECK_THAT(db.note(), Catch::Contains("schema version 0"));
+  // The faster records of the other target and toolchain are never returned.
+  TuningDatabase::Lookup hit = db.best(w);
+  REQUIRE(hit.schedule);
+  CHECK(hit.schedule->get_int("tile_n") == 64);
+
+  db.commit({record(qmatmul(1, 1024, 1024), 16, 0.3)});
+  nlohmann::json file = nlohmann::json::parse(read_text(dir + "/records.json"));
+  REQUIRE(file["records"].size() == 5);
+  int gpu_seen = 0, other_halide_seen = 0, old_seen = 0;
+  for (const nlohmann::json& r : file["records"]) {
+    if (r == gpu) gpu_seen++;
+    if (r.value("toolchain", "") == kOtherToolchain) other_halide_seen++;
+    if (r == old_layout) old_seen++;
+  }
+  CHECK(gpu_seen == 1);
+  CHECK(other_halide_seen == 1);
+  CHECK(old_seen == 1);
+  CHECK(db.records().size() == 2);
+  CHECK(db.skipped() == 3);
+
+  // The same file opened for the GPU target sees the GPU record only.
+  TuningDatabase for_gpu = TuningDatabase::open(dir, "hip-gfx90a", kToolchain);
+  REQUIRE(for_gpu.records().size() == 1);
+  CHECK(for_gpu.best(w).schedule->get_int("tile_n") == 128);
+}
+
+TEST_CASE("tuning db: one record per workload, target, toolchain and schedule, the better kept", "[db]") {
+  std::string dir = temp_dir("db_dedupe");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  WorkloadDesc w = qmatmul(1, 512, 512);
+  db.commit({record(w, 16, 2.0)});
+  db.commit({record(w, 16, 1.0), record(w, 16, 3.0)});  // the same schedule measured again
+  TuningRecord failed_again = record(w, 16, 0);
+  failed_again.error = "Run: timed out";
+  db.commit({failed_again});  // a failure never replaces a working measurement
+  TuningRecord estimate = record(w, 16, 0.01);
+  estimate.measured = false;
+  db.commit({estimate});  // nor does an estimate
+  REQUIRE(db.records().size() == 1);
+  CHECK(db.records()[0].median_ms == 1.0);
+  CHECK(db.records()[0].measured);
+  db.commit({record(w, 32, 1.5), record(w, 16, 1.0, "x86-64-avx512")});  // another schedule, another target
+  CHECK(db.records().size() == 2);
+  CHECK(db.all_records().size() == 3);
+}
+
+TEST_CASE("tuning db: concurrent writers lose no records", "[db]") {
+  std::string dir = temp_dir("db_concurrent");
+  constexpr int kWriters = 4, kCommits = 25;
+  std::vector<pid_t> children;
+  for (int writer = 0; writer < kWriters; ++writer) {
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      // The child: no Catch macros, and _exit so that no atexit handler (temp folder cleanup) runs.
+      int status = 0;
+      try {
+        TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+        for (int i = 0; i < kCommits; ++i) db.commit({record(qmatmul(1 + writer, 256, 256), 8 + i, 1.0 + i)});
+      } catch (...) {
+        status = 1;
+      }
+      _exit(status);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  }
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  CHECK(db.records().size() == kWriters * kCommits);
+  CHECK_FALSE(fs::exists(dir + "/records.json.tmp"));
+}
+
+TEST_CASE("tuning db: a writer killed mid-write leaves the old file intact", "[db]") {
+  std::string dir = temp_dir("db_kill");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  db.commit({record(qmatmul(1, 128, 128), 16, 1.0)});
+  std::string before = read_text(dir + "/records.json");
+
+  SECTION("a partly written temp file is never read and is replaced by the next commit") {
+    std::string tmp = dir + "/records.json.tmp";
+    write_text(tmp, before.substr(0, before.size() / 2));  // what a killed writer leaves
+    TuningDatabase reopened = TuningDatabase::open(dir, kTarget, kToolchain);
+    CHECK(reopened.records().size() == 1);
+    CHECK(read_text(dir + "/records.json") == before);
+    reopened.commit({record(qmatmul(1, 256, 256), 16, 1.0)});
+    CHECK_FALSE(fs::exists(tmp));
+    CHECK(TuningDatabase::open(dir, kTarget, kToolchain).records().size() == 2);
+  }
+
+  SECTION("SIGKILL at random moments of a commit loop") {
+    for (int round = 0; round < 5; ++round) {
+      size_t had = TuningDatabase::open(dir, kTarget, kToolchain).records().size();
+      pid_t pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        try {
+          TuningDatabase child = TuningDatabase::open(dir, kTarget, kToolchain);
+          for (int i = 0;; ++i) child.commit({record(qmatmul(1, 64, 64), 1000 * (round + 1) + i, 1.0)});
+        } catch (...) {
+        }
+        _exit(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5 + 7 * round));
+      kill(pid, SIGKILL);
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      CHECK(WIFSIGNALED(status));
+      // Whatever it was doing, the file is whole: the old records and the commits that finished.
+      TuningDatabase after = TuningDatabase::open(dir, kTarget, kToolchain);
+      CHECK(after.records().size() >= had);
+    }
+    // The lock died with the writer: the next commit does not wait.
+    db.commit({record(qmatmul(1, 32, 32), 16, 1.0)});
+  }
+}
+
+TEST_CASE("tuning db: lookup is exact, then the nearest shape of this target, then the default", "[db]") {
+  std::string dir = temp_dir("db_lookup");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  TuningRecord failed_fast = record(qmatmul(1, 4096, 4096), 99, 0.001);
+  failed_fast.error = "Compile: refused";
+  TuningRecord estimated_fast = record(qmatmul(1, 4096, 4096), 77, 0.002);
+  estimated_fast.measured = false;
+  db.commit({
+      record(qmatmul(1, 4096, 4096), 64, 0.5),
+      record(qmatmul(1, 4096, 4096), 32, 0.4),  // the best working measurement
+      failed_fast,                              // failed: never returned
+      estimated_fast,                           // estimated: loses to a measurement
+      record(qmatmul(1, 4096, 11008), 128, 1.0),
+      record(qmatmul(16, 4096, 4096), 16, 2.0),
+      record(qmatmul(1, 2048, 2048), 8, 0.1, "x86-64-avx512"),             // another target
+      record(qmatmul(1, 2048, 2048, "int4 per-n f32", "bias"), 24, 0.1),  // another format
+      record(qmatmul(1, 2048, 2048, "int4 blocked(k,32) f32", ""), 40, 0.1),  // another epilogue
+  });
+
+  TuningDatabase::Lookup exact = db.best(qmatmul(1, 4096, 4096));
+  CHECK(exact.source == "exact");
+  REQUIRE(exact.schedule);
+  CHECK(exact.schedule->get_int("tile_n") == 32);
+  REQUIRE(exact.record);
+  CHECK(exact.record->median_ms == 0.4);
+
+  // m1 k4096 n8192: |log(8192/4096)| = 0.69 from n4096, |log(11008/8192)| = 0.30 from n11008.
+  TuningDatabase::Lookup nearest = db.best(qmatmul(1, 4096, 8192));
+  CHECK(nearest.source == "nearest: " + qmatmul(1, 4096, 11008).key);
+  CHECK(nearest.schedule->get_int("tile_n") == 128);
+  // m12: closer to m16 (0.29) than to m1 (2.48).
+  CHECK(db.best(qmatmul(12, 4096, 4096)).schedule->get_int("tile_n") == 16);
+  // Exact keys of another target, format or epilogue are never used: the nearest is of this target.
+  TuningDatabase::Lookup other = db.best(qmatmul(1, 2048, 2048));
+  CHECK(other.source == "nearest: " + qmatmul(1, 4096, 4096).key);
+  CHECK(other.schedule->get_int("tile_n") == 32);
+
+  // Nothing of the same op, format and epilogue: the template default.
+  for (const WorkloadDesc& w : {qmatmul(1, 4096, 4096, "uint4 blocked(k,64) zp f32", "bias"),
+                                qmatmul(1, 4096, 4096, "int4 blocked(k,32) f32", "relu")}) {
+    TuningDatabase::Lookup none = db.best(w);
+    CHECK(none.source == "default");
+    CHECK_FALSE(none.schedule);
+    CHECK(none.record == nullptr);
+  }
+  WorkloadDesc conv;
+  conv.key = "qconv n1 c64 h56 w56 m64 g64 k3x3 s1x1 d1x1 p1,1,1,1 int4 per-axis(0) f32 bias";
+  conv.op = "qconv";
+  conv.dims = {{"N", 1}, {"C", 64}, {"H", 56}, {"W", 56}, {"M", 64}};
+  conv.format = "int4 blocked(k,32) f32";
+  conv.epilogue = "bias";
+  CHECK(db.best(conv).source == "default");  // another op
+
+  // A database opened for the other target sees only its own record.
+  TuningDatabase avx512 = TuningDatabase::open(dir, "x86-64-avx512", kToolchain);
+  CHECK(avx512.best(qmatmul(1, 4096, 4096)).schedule->get_int("tile_n") == 8);
+  CHECK(TuningDatabase::open(dir, kTarget, kOtherToolchain).best(qmatmul(1, 4096, 4096)).source == "default");
+}
+
+TEST_CASE("tuning db: prune keeps the N best per workload and drops failed candidates", "[db]") {
+  std::string dir = temp_dir("db_prune");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  WorkloadDesc a = qmatmul(1, 512, 512), b = qmatmul(1, 1024, 1024);
+  TuningRecord failed = record(a, 99, 0);
+  failed.error = "Compile: refused";
+  db.commit({record(a, 8, 3.0), record(a, 16, 1.0), record(a, 32, 2.0), failed, record(b, 8, 5.0),
+             record(a, 8, 9.0, "x86-64-avx512"), record(a, 16, 8.0, "x86-64-avx512")});
+  CHECK(db.prune({2, false}) == 1);  // a: 8 goes; avx512 keeps both; the failed record stays
+  CHECK(db.records().size() == 4);
+  CHECK(db.prune({0, true}) == 1);
+  std::vector<TuningRecord> left = db.records();
+  REQUIRE(left.size() == 3);
+  for (const TuningRecord& r : left) {
+    CHECK_FALSE(r.failed());
+    if (r.workload.key == a.key) CHECK(r.schedule.get_int("tile_n") != 8);
+  }
+  CHECK(db.all_records().size() == 5);
+}
+
+TEST_CASE("tetra db: list, show, merge, prune, export and their errors", "[db][cli]") {
+  std::string root = temp_dir("db_cli");
+  std::string a = root + "/a", b = root + "/b";
+  TuningRecord failed = record(qmatmul(1, 512, 512), 99, 0);
+  failed.error = "Compile: refused";
+  TuningDatabase::open(a, kTarget, kToolchain)
+      .commit({record(qmatmul(1, 512, 512), 16, 1.0), failed, record(qmatmul(1, 512, 512), 8, 0.2, "hip-gfx90a")});
+  TuningDatabase::open(b, kTarget, kToolchain)
+      .commit({record(qmatmul(1, 512, 512), 32, 0.5), record(qmatmul(4, 512, 512), 16, 2.0)});
+  std::string cli = tetra_cli() + " db ";
+  std::string key = "'" + qmatmul(1, 512, 512).key + "'";
+  std::string out;
+
+  REQUIRE(run_command(cli + "list " + a + " --target " + kTarget, &out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Catch::Contains("2 records for x86-64-avx2, " + kToolchain));
+  CHECK_THAT(out, Catch::Contains("failed: Compile: refused"));
+  CHECK_THAT(out, Catch::Contains("note: "));  // the hip record was skipped
+  REQUIRE(run_command(cli + "list " + a + " --all-targets", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("3 records (all targets)"));
+  CHECK_THAT(out, Catch::Contains("[hip-gfx90a, " + kToolchain + "]"));
+  REQUIRE(run_command("(" + cli + "list " + a + " --all-targets --json 2>/dev/null)", &out) == 0);  // no note
+  CHECK(nlohmann::json::parse(out).size() == 3);
+
+  REQUIRE(run_command(cli + "show " + a + " " + key + " --target " + kTarget, &out) == 0);
+  CHECK_THAT(out, Catch::Contains("lookup for x86-64-avx2, " + kToolchain + ": exact"));
+  CHECK_THAT(out, Catch::Contains("\"tile_n\":16"));
+  CHECK_THAT(out, Catch::Contains("3 records (all targets)"));
+  REQUIRE(run_command(cli + "show " + a + " " + key + " --target hip:gfx90a", &out) == 0);  // either spelling
+  CHECK_THAT(out, Catch::Contains("lookup for hip-gfx90a"));
+  CHECK_THAT(out, Catch::Contains("\"tile_n\":8"));
+
+  REQUIRE(run_command(cli + "merge " + a + " " + b, &out) == 0);
+  CHECK_THAT(out, Catch::Contains("3 -> 5 records"));
+  REQUIRE(run_command(cli + "prune " + a + " --keep 1 --drop-failed", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("removed 2 records"));  // the failed one and tile_n 16 (slower than 32)
+  TuningDatabase merged = TuningDatabase::open(a, kTarget, kToolchain);
+  CHECK(merged.records().size() == 2);
+  CHECK(merged.best(qmatmul(1, 512, 512)).schedule->get_int("tile_n") == 32);
+
+  std::string exported = root + "/gpu.json";
+  REQUIRE(run_command(cli + "export " + a + " -o " + exported + " --target hip-gfx90a", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("wrote 1 records for hip-gfx90a"));
+  fs::create_directories(root + "/c");
+  fs::copy_file(exported, root + "/c/records.json");  // an exported file is a database
+  CHECK(TuningDatabase::open(root + "/c", "hip-gfx90a", kToolchain).records().size() == 1);
+  REQUIRE(run_command(cli + "export " + a + " -o " + root + "/all.json", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("wrote 3 records to"));
+
+  // Errors: exit 2 with one clear line, nothing written.
+  std::string corrupt = root + "/corrupt";
+  fs::create_directories(corrupt);
+  write_text(corrupt + "/records.json", "{\"format\": \"tetra-tuning-db\", \"schema_vers");
+  struct Bad {
+    std::string args, message;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"list " + root + "/missing", "no tuning database folder"},
+           {"list " + corrupt, "not valid JSON"},
+           {"show " + a + " 'qmatmul m3 k3 n3 int4 f32'", "no records for workload"},
+           {"merge " + a + " " + corrupt, "not valid JSON"},
+           {"merge " + corrupt + " " + b, "not valid JSON"},
+           {"prune " + a, "give --keep N and/or --drop-failed"},
+           {"prune " + a + " --keep -1", "--keep must be positive"},
+           {"export " + a + " -o " + root + "/no/such/dir/x.json", "cannot create"},
+           {"list " + a + " --target not-a-target", "bad target"},
+       }) {
+    int rc = run_command(cli + bad.args, &out);
+    INFO(bad.args << "\n" << out);
+    CHECK(rc == 2);
+    CHECK_THAT(out, Catch::Contains("tetra: error: "));
+    CHECK_THAT(out, Catch::Contains(bad.message));
+  }
+  CHECK(read_text(corrupt + "/records.json") == "{\"format\": \"tetra-tuning-db\", \"schema_vers");
+  CHECK(run_command(cli + "list", &out) != 0);  // usage error from the parser
+}

@@ -1,0 +1,95 @@
+// tetra tune: search schedules for a model's int4 kernels on this machine and keep the best in a
+// tuning database; `tune-worker` is the isolated process that builds and times one candidate.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "dsl/target.h"
+#include "importer/error.h"
+#include "tools/cli_util.h"
+#include "tools/commands.h"
+#include "tuner/measure.h"
+#include "tuner/tune.h"
+
+namespace tetra::cli {
+namespace {
+
+struct TuneCliOptions {
+  tuner::TuneOptions tune;
+  std::string target = "host";
+  std::string strategy = "evolution";
+  std::vector<std::string> shapes;
+};
+
+std::string this_executable() {
+  char path[4096];
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  check(n > 0, ErrorKind::Io, "cannot find the tetra executable for the tuning workers");
+  return std::string(path, n);
+}
+
+void tune(TuneCliOptions& opt) {
+  auto target = dsl::parse_target(opt.target);
+  check(target.ok(), ErrorKind::Invalid, "--target: " + (target.ok() ? "" : target.failure().describe()));
+  check(target.value().name == dsl::host_target().name, ErrorKind::Unsupported,
+        "tuning measures real runs, so it tunes for this machine (" + dsl::host_target().name + "), not " +
+            target.value().name);
+  for (const std::string& s : opt.shapes) opt.tune.shapes.insert(parse_shape_binding(s));
+  opt.tune.strategy = tuner::parse_strategy(opt.strategy);
+  opt.tune.worker = this_executable();
+  bool tty = isatty(STDERR_FILENO);
+  opt.tune.progress = [tty](const std::string& line) { std::cerr << line << (tty ? "\n" : "\n") << std::flush; };
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(opt.tune);
+  std::cout << "\n" << std::left << std::setw(60) << "task" << std::right << std::setw(8) << "trials" << std::setw(8)
+            << "failed" << std::setw(12) << "default ms" << std::setw(10) << "best ms" << std::setw(9) << "speedup"
+            << "\n";
+  for (const tuner::TaskSummary& t : tasks) {
+    std::cout << std::left << std::setw(60) << t.key.substr(0, 59) << std::right << std::setw(8) << t.trials
+              << std::setw(8) << t.failed << std::fixed << std::setprecision(3) << std::setw(12) << t.default_ms
+              << std::setw(10) << t.best_ms << std::setw(8) << std::setprecision(2)
+              << (t.default_ms > 0 && t.best_ms > 0 ? t.default_ms / t.best_ms : 1.0) << "x\n";
+  }
+  std::cout << "records in " << opt.tune.db_dir << "/records.json\n";
+}
+
+}  // namespace
+
+void add_tune_command(CLI::App& app) {
+  auto opt = std::make_shared<TuneCliOptions>();
+  CLI::App* cmd = app.add_subcommand("tune", "Search schedules for a model's int4 kernels and store the best");
+  cmd->add_option("model", opt->tune.model, "ONNX model file")->required();
+  cmd->add_option("--db", opt->tune.db_dir, "tuning database folder (created if missing)")->required();
+  cmd->add_option("--target", opt->target, "host (tuning measures real runs on this machine)");
+  cmd->add_option("--trials", opt->tune.trials, "trials per task, the default schedule included (default 64)");
+  cmd->add_option("--time-budget", opt->tune.time_budget_s, "stop after this many seconds (default: none)");
+  cmd->add_option("--strategy", opt->strategy, "random, exhaustive or evolution (default)");
+  cmd->add_option("--early-stop", opt->tune.early_stop, "stop a task after this many trials without improvement");
+  cmd->add_option("--repeats", opt->tune.repeats, "timed runs per candidate (default 10)");
+  cmd->add_option("--threads", opt->tune.threads, "threads for the kernels (default: one per core)");
+  cmd->add_option("--timeout", opt->tune.timeout_s, "seconds before a candidate is killed (default 120)");
+  cmd->add_option("--shape", opt->shapes, "NAME=D0,D1,... binds a dynamic input shape (repeatable)");
+  cmd->add_option("--log", opt->tune.log_path, "append one JSON line per trial to this file");
+  cmd->add_option("--report", opt->tune.report_path, "write an SVG of best-so-far against trials per task");
+  cmd->add_option("--seed", opt->tune.seed, "seed of the search");
+  cmd->add_option("--inject-fault", opt->tune.inject_fault, "for tests: crash, hang or wrong")->group("");
+  cmd->callback([opt] { tune(*opt); });
+
+  auto job = std::make_shared<std::string>();
+  CLI::App* worker = app.add_subcommand("tune-worker", "builds, checks and times one candidate (internal)");
+  worker->group("");
+  worker->add_option("job", *job, "the job as JSON")->required();
+  worker->callback([job] {
+    tuner::MeasureResult r;
+    try {
+      r = tuner::measure_here(tuner::MeasureJob::from_json(nlohmann::json::parse(*job)));
+    } catch (const std::exception& e) {
+      r.ok = false;
+      r.error = e.what();
+    }
+    std::cout << r.to_json().dump() << "\n";
+  });
+}
+
+}  // namespace tetra::cli

@@ -1,0 +1,156 @@
+// The tuning database: measured (or estimated) schedules per workload, target and toolchain, in one
+// versioned JSON file DIR/records.json (the schema is in docs/tuning_db.md).
+//
+// Unlike TVM MetaSchedule's database (apache/tvm issue 15549), every lookup is keyed by the target and
+// the toolchain as well as the workload: a database opened for x86-64-avx512-vnni never returns a
+// schedule tuned for x86-64-avx2 or hip-gfx90a. Records of other targets, toolchains and schema
+// versions stay in the file, untouched, so one database can serve several machines.
+//
+//   auto db = tuner::TuningDatabase::open("tuning_db", dsl::host_target().name, dsl::toolchain_id());
+//   auto hit = db.best(tuner::workload_desc(workload));   // exact, nearest shape, or default
+//   if (hit.schedule) ... else use the template default
+//   db.commit({record, ...});                             // atomic, safe with concurrent writers
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dsl/qconv.h"
+#include "dsl/qmatmul.h"
+#include "dsl/schedule.h"
+
+namespace tetra::tuner {
+
+// The record layout this tetra reads and writes. Bump it when a record's fields change meaning;
+// records of another version are kept in the file but not used.
+constexpr int kSchemaVersion = 1;
+
+// A workload as the database sees it. `key` is the workload's own key() (exact lookups); the rest
+// lets a lookup find the nearest shape: same op, format and epilogue, the same dim names, and the
+// smallest sum over dims of |log(a / b)|.
+struct WorkloadDesc {
+  std::string key;                      // "qmatmul m1 k4096 n4096 int4 blocked(k,32) f32 bias"
+  std::string op;                       // "qmatmul", "qconv"
+  std::map<std::string, int64_t> dims;  // {M, K, N}; {N, C, H, W, M, kh, kw, ...}
+  std::string format;                   // "int4 blocked(k,32) f32": what the generated code depends on
+  std::string epilogue;                 // "bias relu", "" for none
+
+  nlohmann::json to_json() const;
+  bool operator==(const WorkloadDesc& o) const {
+    return key == o.key && op == o.op && dims == o.dims && format == o.format && epilogue == o.epilogue;
+  }
+};
+
+WorkloadDesc workload_desc(const dsl::QMatMulWorkload& workload);
+// Conv: the kernel size, strides, dilations and group are compiled into the code, so they are part of
+// `format` (a nearest conv has the same ones); N, C, H, W, M and the pads are the dims.
+WorkloadDesc workload_desc(const dsl::QConvWorkload& workload);
+
+// The sum over dims of |log(a / b)| (|log((a + 1) / (b + 1))| where a dim is 0, a pad say);
+// infinity when the two are not comparable (another op, format, epilogue or set of dims).
+double workload_distance(const WorkloadDesc& a, const WorkloadDesc& b);
+
+// One tuning measurement (or cost-model estimate) of one schedule.
+struct TuningRecord {
+  WorkloadDesc workload;
+  std::string target;     // canonical TargetSpec::name: "x86-64-avx512-vnni", "hip-gfx90a"
+  std::string toolchain;  // dsl::toolchain_id(): "halide-14.0.0"
+  int schema_version = kSchemaVersion;
+  dsl::Schedule schedule;
+  double median_ms = 0, min_ms = 0, max_ms = 0;  // cost statistics over `runs` timed runs
+  int runs = 0;
+  std::string measured_on;  // CPU model, or GPU name and arch: "AMD EPYC 9R14", "MI250X gfx90a"
+  int threads = 0;          // CPU threads used for the measurement (0: unknown or a GPU)
+  bool measured = true;     // false: estimated by a cost model
+  std::string timestamp;    // UTC, ISO 8601: "2025-01-31T12:00:00Z"
+  std::string error;        // non-empty: the candidate failed (build or run); kept so resumption skips it
+
+  bool failed() const { return !error.empty(); }
+  nlohmann::json to_json() const;
+  // Throws tetra::Error (Malformed) naming `where` ("DIR/records.json: record 3") on a bad record.
+  static TuningRecord from_json(const nlohmann::json& j, const std::string& where);
+};
+
+// Is `a` a better record than `b` of the same workload? Working beats failed, measured beats
+// estimated, then the lower median time, then the newer timestamp.
+bool better_record(const TuningRecord& a, const TuningRecord& b);
+
+// "2025-01-31T12:00:00Z", now.
+std::string utc_timestamp();
+// This machine's CPU model from /proc/cpuinfo ("AMD EPYC 9R14"), or "unknown cpu".
+std::string host_cpu_model();
+
+// Writes a database file holding `records` to `path` (write PATH.tmp, fsync, rename): what
+// `tetra db export` writes; copied to DIR/records.json it is a database.
+void write_records_file(const std::string& path, const std::vector<TuningRecord>& records);
+
+struct PruneOptions {
+  int keep = 0;              // keep this many best working records per workload, target and toolchain; 0: all
+  bool drop_failed = false;  // drop failed candidates
+};
+
+class TuningDatabase {
+ public:
+  // Reads DIR/records.json. A missing folder or file is an empty database (created on commit).
+  // Throws tetra::Error naming the file (and the record index) when the file is not valid JSON, not
+  // a tetra tuning database, of a newer schema, or holds a malformed record; the file is left as it is.
+  // Records for another target or toolchain, or of another schema version, are skipped (see note()).
+  static TuningDatabase open(const std::string& dir, const std::string& target, const std::string& toolchain);
+
+  const std::string& dir() const { return dir_; }
+  std::string file() const;  // DIR/records.json
+  const std::string& target() const { return target_; }
+  const std::string& toolchain() const { return toolchain_; }
+
+  // The records of this target and toolchain, failed candidates included.
+  std::vector<TuningRecord> records() const;
+  // Every record of this schema version, of any target and toolchain (db list --all-targets, merge).
+  const std::vector<TuningRecord>& all_records() const { return all_; }
+  // Records of other schema versions, as they are in the file (kept there, never read).
+  const std::vector<nlohmann::json>& other_schema_records() const { return other_schema_; }
+  // How many records were skipped for another target, toolchain or schema version, and a sentence
+  // saying which ("" when none was).
+  int skipped() const { return skipped_; }
+  const std::string& note() const { return note_; }
+
+  // Adds records to the file: under an exclusive lock on DIR/.lock, re-reads the file, merges (one
+  // record per workload + target + toolchain + schedule, the better kept), writes DIR/records.json.tmp,
+  // fsyncs and renames it over records.json. Concurrent writers lose nothing; a writer killed
+  // mid-write leaves the old file intact. This object then holds the merged file's records.
+  void commit(const std::vector<TuningRecord>& new_records);
+  // Removes records as `options` says (from every target), the same way; returns how many went.
+  int prune(const PruneOptions& options);
+
+  struct Lookup {
+    std::optional<dsl::Schedule> schedule;  // empty: use the template default
+    std::string source;                     // "exact", "nearest: <key>", "default"
+    const TuningRecord* record = nullptr;   // the record used; valid until the next commit or prune
+  };
+  // The best working schedule of this target and toolchain for `workload`: the exact workload's, else
+  // the nearest workload's (same op, format and epilogue, closest shape), else none ("default").
+  // A nearest schedule was tuned for another shape: check it against the workload's knob space and
+  // fall back to the default when it does not fit.
+  Lookup best(const WorkloadDesc& workload) const;
+
+ private:
+  struct Contents {
+    std::vector<TuningRecord> records;         // this schema version, every target and toolchain
+    std::vector<nlohmann::json> other_schema;  // records of other schema versions, kept verbatim
+  };
+  static Contents read_file(const std::string& path);
+  template <class Edit>
+  void update(Edit edit);
+  void set_contents(Contents contents);
+
+  std::string dir_, target_, toolchain_;
+  std::vector<TuningRecord> all_;
+  std::vector<nlohmann::json> other_schema_;
+  int skipped_ = 0;
+  std::string note_;
+};
+
+}  // namespace tetra::tuner

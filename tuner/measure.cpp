@@ -1,0 +1,211 @@
+#include "tuner/measure.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <random>
+#include <thread>
+
+#include "runtime/halide_ops.h"
+#include "runtime/model.h"
+#include "schedules/qmatmul_kernel.h"
+
+extern char** environ;
+
+namespace tetra::tuner {
+
+using Clock = std::chrono::steady_clock;
+
+nlohmann::json MeasureJob::to_json() const {
+  return {{"model", model}, {"shapes", shapes}, {"node", node},       {"schedule", schedule.to_json()},
+          {"repeats", repeats}, {"warmup", warmup}, {"threads", threads}, {"fault", fault}};
+}
+
+MeasureJob MeasureJob::from_json(const nlohmann::json& j) {
+  MeasureJob job;
+  job.model = j.at("model").get<std::string>();
+  job.shapes = j.at("shapes").get<std::map<std::string, std::vector<int64_t>>>();
+  job.node = j.at("node").get<std::string>();
+  job.schedule = dsl::Schedule::from_json(j.at("schedule")).value();
+  job.repeats = j.value("repeats", 10);
+  job.warmup = j.value("warmup", 2);
+  job.threads = j.value("threads", 0);
+  job.fault = j.value("fault", "");
+  return job;
+}
+
+nlohmann::json MeasureResult::to_json() const {
+  return {{"ok", ok},         {"error", error},   {"median_ms", median_ms}, {"min_ms", min_ms},
+          {"max_ms", max_ms}, {"runs", runs},     {"compile_ms", compile_ms}};
+}
+
+MeasureResult MeasureResult::from_json(const nlohmann::json& j) {
+  MeasureResult r;
+  r.ok = j.at("ok").get<bool>();
+  r.error = j.value("error", "");
+  r.median_ms = j.value("median_ms", 0.0);
+  r.min_ms = j.value("min_ms", 0.0);
+  r.max_ms = j.value("max_ms", 0.0);
+  r.runs = j.value("runs", 0);
+  r.compile_ms = j.value("compile_ms", 0.0);
+  return r;
+}
+
+namespace {
+
+MeasureResult failed(const std::string& why) {
+  MeasureResult r;
+  r.error = why;
+  return r;
+}
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// Checks Y against double-precision dot products over the dequantized weight at up to 512 sampled
+// positions (all of them when Y is small). Y was filled with NaN first, so an unwritten element fails.
+std::string check_output(const HalideGemm& g, const std::vector<float>& a, const std::vector<float>& bias,
+                         const std::vector<float>& y, std::mt19937& rng) {
+  const int64_t M = g.workload.M, K = g.workload.K, N = g.workload.N;
+  const QuantizedWeight& w = *g.weight;
+  std::vector<int64_t> picks;
+  if (M * N <= 512) {
+    for (int64_t i = 0; i < M * N; ++i) picks.push_back(i);
+  } else {
+    std::uniform_int_distribution<int64_t> any(0, M * N - 1);
+    for (int i = 0; i < 512; ++i) picks.push_back(any(rng));
+  }
+  for (int64_t idx : picks) {
+    int64_t m = idx / N, n = idx % N;
+    double acc = 0, magnitude = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      double wv = w.value(g.trans_b ? n * K + k : k * N + n);
+      acc += a[m * K + k] * wv;
+      magnitude += std::fabs(a[m * K + k] * wv);
+    }
+    if (g.workload.has_bias) acc += bias[n];
+    if (g.workload.activation == dsl::Activation::Relu) acc = std::max(acc, 0.0);
+    double got = y[idx];
+    if (!(std::fabs(got - acc) <= 1e-5 * (1 + magnitude)))
+      return "wrong result at (" + std::to_string(m) + ", " + std::to_string(n) + "): " + std::to_string(got) +
+             " instead of " + std::to_string(acc);
+  }
+  return "";
+}
+
+}  // namespace
+
+MeasureResult measure_here(const MeasureJob& job) {
+  if (job.fault == "crash") std::raise(SIGSEGV);
+  if (job.fault == "hang") std::this_thread::sleep_for(std::chrono::hours(1));
+  set_halide_threads(job.threads);
+  std::map<std::string, Shape> shapes(job.shapes.begin(), job.shapes.end());
+  Graph graph = load_model(job.model, shapes);
+  const Node* node = nullptr;
+  for (const Node& n : graph.nodes)
+    if (n.name == job.node) node = &n;
+  if (!node) return failed("no node '" + job.node + "' in " + job.model);
+  std::optional<HalideGemm> gemm = halide_gemm_of(*node, graph);
+  if (!gemm) return failed(node->label() + " does not run as a Halide GEMM");
+  const dsl::QMatMulWorkload& wl = gemm->workload;
+
+  auto start = Clock::now();
+  auto kernel = schedules::compile_qmatmul(wl, job.schedule, dsl::host_target());
+  if (!kernel.ok()) return failed(kernel.failure().describe());
+  auto packed = kernel.value().pack(*gemm->weight, gemm->trans_b);
+  if (!packed.ok()) return failed(packed.failure().describe());
+  MeasureResult result;
+  result.compile_ms = ms_since(start);
+
+  // Fresh random inputs (never zeros), a sentinel-filled output.
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  std::vector<float> a(wl.M * wl.K), bias(wl.N), y(wl.M * wl.N, NAN);
+  for (float& v : a) v = uni(rng);
+  for (float& v : bias) v = uni(rng);
+  Halide::Buffer<float> A(a.data(), static_cast<int>(wl.K), static_cast<int>(wl.M));
+  Halide::Buffer<float> Y(y.data(), static_cast<int>(wl.N), static_cast<int>(wl.M));
+  Halide::Buffer<float> B(bias.data(), static_cast<int>(wl.N));
+  schedules::QMatMulArgs args;
+  if (wl.has_bias) args.bias = &B;
+  dsl::Status st = kernel.value().run(A, packed.value(), Y, args);
+  if (!st.ok()) return failed(st.failure().describe());
+  if (job.fault == "wrong") y[y.size() / 2] += 1.0f;
+  if (std::string wrong = check_output(*gemm, a, bias, y, rng); !wrong.empty()) return failed(wrong);
+
+  // Memory-bound kernels are timed over enough copies of the weight to fall out of the caches.
+  std::vector<dsl::PackedInt4Buffers> copies = {packed.value()};
+  int64_t bytes = packed.value().bytes();
+  while (bytes * static_cast<int64_t>(copies.size()) < (int64_t(96) << 20) && copies.size() < 16)
+    copies.push_back(kernel.value().pack(*gemm->weight, gemm->trans_b).value());
+  for (int i = 0; i < job.warmup; ++i) (void)kernel.value().run(A, copies[i % copies.size()], Y, args);
+  std::vector<double> times;
+  for (int i = 0; i < std::max(1, job.repeats); ++i) {
+    auto t = Clock::now();
+    (void)kernel.value().run(A, copies[i % copies.size()], Y, args);
+    times.push_back(ms_since(t));
+  }
+  std::sort(times.begin(), times.end());
+  result.ok = true;
+  result.median_ms = times[times.size() / 2];
+  result.min_ms = times.front();
+  result.max_ms = times.back();
+  result.runs = static_cast<int>(times.size());
+  return result;
+}
+
+MeasureResult measure_isolated(const MeasureJob& job, const std::string& worker, double timeout_s) {
+  int out[2];
+  if (pipe(out) != 0) return failed("cannot create a pipe");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  std::string job_text = job.to_json().dump();
+  std::vector<char*> argv = {const_cast<char*>(worker.c_str()), const_cast<char*>("tune-worker"),
+                             const_cast<char*>(job_text.c_str()), nullptr};
+  pid_t pid;
+  int rc = posix_spawn(&pid, worker.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  if (rc != 0) {
+    close(out[0]);
+    return failed("cannot start the worker '" + worker + "'");
+  }
+  std::string text;
+  auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  bool timed_out = false;
+  while (true) {
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{out[0], POLLIN, 0};
+    if (poll(&p, 1, left) <= 0) continue;
+    char buffer[4096];
+    ssize_t n = read(out[0], buffer, sizeof buffer);
+    if (n <= 0) break;
+    text.append(buffer, n);
+  }
+  close(out[0]);
+  if (timed_out) kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (timed_out) return failed("timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s");
+  if (WIFSIGNALED(status)) return failed("the worker crashed (signal " + std::to_string(WTERMSIG(status)) + ")");
+  try {
+    return MeasureResult::from_json(nlohmann::json::parse(text.substr(text.rfind('{'))));
+  } catch (const std::exception&) {
+    return failed("the worker exited with status " + std::to_string(WEXITSTATUS(status)) + " and no result");
+  }
+}
+
+}  // namespace tetra::tuner

@@ -1,0 +1,44 @@
+// Builder + runner: each candidate is compiled, checked against the reference and timed in a
+// separate process, so a candidate that crashes, hangs or runs out of memory is a failed record and
+// tuning goes on. What crosses the process boundary is a JSON job and a JSON result (failure is data).
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "dsl/schedule.h"
+
+namespace tetra::tuner {
+
+struct MeasureJob {
+  std::string model;                           // the model file
+  std::map<std::string, std::vector<int64_t>> shapes;  // bound input shapes
+  std::string node;                            // the node whose GEMM is measured
+  dsl::Schedule schedule;
+  int repeats = 10;
+  int warmup = 2;
+  int threads = 0;
+  std::string fault;  // tests only: "crash", "hang" or "wrong" makes the worker misbehave so
+
+  nlohmann::json to_json() const;
+  static MeasureJob from_json(const nlohmann::json& j);
+};
+
+struct MeasureResult {
+  bool ok = false;
+  std::string error;  // why it failed: compile error, wrong result, crash, timeout
+  double median_ms = 0, min_ms = 0, max_ms = 0, compile_ms = 0;
+  int runs = 0;
+
+  nlohmann::json to_json() const;
+  static MeasureResult from_json(const nlohmann::json& j);
+};
+
+// In this process (the worker's side): compile, check on fresh random data, time.
+MeasureResult measure_here(const MeasureJob& job);
+
+// In a child process `worker` (the tetra CLI: `tetra tune-worker JOB_JSON`), killed after
+// `timeout_s`; a crash, a hang or unreadable output becomes a failed result.
+MeasureResult measure_isolated(const MeasureJob& job, const std::string& worker, double timeout_s);
+
+}  // namespace tetra::tuner

@@ -1,0 +1,51 @@
+// Search strategies over a task's schedule space: random, exhaustive (small spaces) and
+// evolutionary (mutation and crossover of the best measured schedules). Each proposes schedules the
+// templates accept (conflicts checked) that have not been measured yet.
+#pragma once
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dsl/qmatmul.h"
+#include "dsl/schedule.h"
+#include "dsl/target.h"
+
+namespace tetra::tuner {
+
+enum class Strategy { Random, Exhaustive, Evolution };
+Strategy parse_strategy(const std::string& name);  // "random" | "exhaustive" | "evolution"
+std::string strategy_name(Strategy strategy);
+
+struct Measured {
+  dsl::Schedule schedule;
+  double median_ms;  // infinity for a failed candidate
+};
+
+// Every template of the workload's target family, with its knob space.
+class SearchSpace {
+ public:
+  SearchSpace(const dsl::QMatMulWorkload& workload, const dsl::TargetSpec& target);
+  double size() const;
+  std::optional<dsl::Schedule> random(std::mt19937_64& rng) const;
+  // All legal points when there are at most `limit`, else empty.
+  std::vector<dsl::Schedule> enumerate(size_t limit) const;
+  // One knob of `s` moved to another legal value.
+  std::optional<dsl::Schedule> mutate(const dsl::Schedule& s, std::mt19937_64& rng) const;
+  // Each knob from `a` or `b` (same template), when the result is legal.
+  std::optional<dsl::Schedule> crossover(const dsl::Schedule& a, const dsl::Schedule& b, std::mt19937_64& rng) const;
+  bool legal(const dsl::Schedule& s) const;
+
+ private:
+  const dsl::KnobSpace* space_of(const std::string& template_name) const;
+  dsl::QMatMulWorkload workload_;
+  dsl::TargetSpec target_;
+  std::vector<dsl::KnobSpace> spaces_;
+};
+
+// Proposes the next schedule to measure, or nullopt when the strategy has nothing new to offer.
+std::optional<dsl::Schedule> propose(Strategy strategy, const SearchSpace& space, const std::vector<Measured>& history,
+                                     const std::set<std::string>& seen, std::mt19937_64& rng);
+
+}  // namespace tetra::tuner

@@ -1,0 +1,216 @@
+#include "tuner/tune.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "dsl/target.h"
+#include "importer/error.h"
+#include "runtime/model.h"
+#include "schedules/qmatmul_templates.h"
+#include "tuner/database.h"
+#include "tuner/measure.h"
+#include "tuner/task.h"
+
+namespace tetra::tuner {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct TaskState {
+  TuningTask task;
+  TaskSummary summary;
+  SearchSpace space;
+  std::vector<Measured> history;
+  std::set<std::string> seen;
+  int since_improvement = 0;
+  bool done = false;
+};
+
+std::string format_ms(double ms) {
+  std::ostringstream s;
+  s.precision(3);
+  s << std::fixed << ms << " ms";
+  return s.str();
+}
+
+}  // namespace
+
+std::vector<TaskSummary> tune(const TuneOptions& opt) {
+  check(opt.trials >= 1, ErrorKind::Invalid, "--trials must be at least 1");
+  check(!opt.worker.empty(), ErrorKind::Invalid, "no tune worker given");
+  auto say = [&](const std::string& line) {
+    if (opt.progress) opt.progress(line);
+  };
+  Graph graph = load_model(opt.model, opt.shapes);
+  std::vector<TuningTask> tasks = extract_tasks(graph);
+  const dsl::TargetSpec& target = dsl::host_target();
+  TuningDatabase db = TuningDatabase::open(opt.db_dir, target.name, dsl::toolchain_id());
+  std::error_code ec;
+  std::filesystem::create_directories(opt.db_dir, ec);  // the log and the report often live beside it
+  if (!db.note().empty()) say(db.note());
+  std::ofstream log;
+  if (!opt.log_path.empty()) {
+    log.open(opt.log_path, std::ios::app);
+    check(log.good(), ErrorKind::Io, "cannot write the trial log '" + opt.log_path + "'");
+  }
+  std::map<std::string, std::vector<int64_t>> shapes(opt.shapes.begin(), opt.shapes.end());
+
+  std::vector<TaskState> states;
+  for (const TuningTask& t : tasks) {
+    TaskState s{t, {}, SearchSpace(t.workload, target), {}, {}, 0, false};
+    s.summary.key = t.workload.key();
+    s.summary.node = t.node;
+    s.summary.occurrences = t.occurrences;
+    // Resumption: what the database already holds for this workload is neither measured again nor lost.
+    for (const TuningRecord& r : db.records()) {
+      if (r.workload.key != s.summary.key) continue;
+      s.seen.insert(r.schedule.to_string());
+      s.history.push_back({r.schedule, r.failed() ? INFINITY : r.median_ms});
+      if (!r.failed() && (s.summary.best_ms == 0 || r.median_ms < s.summary.best_ms)) {
+        s.summary.best_ms = r.median_ms;
+        s.summary.best_schedule = r.schedule.to_string();
+      }
+    }
+    states.push_back(std::move(s));
+  }
+  say("tuning " + std::to_string(states.size()) + " task(s) of " + opt.model + " for " + target.name + ", " +
+      std::to_string(opt.trials) + " trials each, strategy " + strategy_name(opt.strategy));
+
+  std::mt19937_64 rng(opt.seed);
+  auto start = Clock::now();
+  auto elapsed_s = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  int total_trials = 0;
+
+  auto run_trial = [&](TaskState& s) {
+    TaskSummary& sum = s.summary;
+    // The template default first: the baseline every speed-up is measured against.
+    std::optional<dsl::Schedule> candidate;
+    dsl::Schedule fallback = schedules::default_qmatmul_schedule(s.task.workload, target).value();
+    if (!s.seen.count(fallback.to_string())) candidate = fallback;
+    else candidate = propose(opt.strategy, s.space, s.history, s.seen, rng);
+    if (!candidate) {
+      s.done = true;
+      say("  " + sum.key + ": search space exhausted");
+      return;
+    }
+    s.seen.insert(candidate->to_string());
+    MeasureJob job{opt.model, shapes, s.task.node, *candidate, opt.repeats, 2, opt.threads, ""};
+    if (sum.trials == 1) job.fault = opt.inject_fault;
+    MeasureResult r = measure_isolated(job, opt.worker, opt.timeout_s);
+
+    TuningRecord rec;
+    rec.workload = workload_desc(s.task.workload);
+    rec.target = target.name;
+    rec.toolchain = dsl::toolchain_id();
+    rec.schedule = *candidate;
+    rec.median_ms = r.median_ms;
+    rec.min_ms = r.min_ms;
+    rec.max_ms = r.max_ms;
+    rec.runs = r.runs;
+    rec.measured_on = host_cpu_model();
+    rec.threads = opt.threads;
+    rec.measured = true;
+    rec.timestamp = utc_timestamp();
+    rec.error = r.ok ? "" : r.error;
+    db.commit({rec});
+
+    ++sum.trials;
+    ++total_trials;
+    double time = r.ok ? r.median_ms : INFINITY;
+    s.history.push_back({*candidate, time});
+    if (!r.ok) ++sum.failed;
+    if (candidate->to_string() == fallback.to_string() && r.ok) sum.default_ms = r.median_ms;
+    bool improved = r.ok && (sum.best_ms == 0 || r.median_ms < sum.best_ms * 0.99);
+    if (r.ok && (sum.best_ms == 0 || r.median_ms < sum.best_ms)) {
+      sum.best_ms = r.median_ms;
+      sum.best_schedule = candidate->to_string();
+    }
+    s.since_improvement = improved ? 0 : s.since_improvement + 1;
+    sum.best_so_far.push_back(sum.best_ms);
+    if (log.is_open()) {
+      nlohmann::json line = {{"task", sum.key}, {"trial", sum.trials}, {"strategy", strategy_name(opt.strategy)},
+                             {"schedule", candidate->to_json()}, {"result", r.to_json()}, {"best_ms", sum.best_ms},
+                             {"elapsed_s", elapsed_s()}};
+      log << line.dump() << "\n" << std::flush;
+    }
+    std::string status = r.ok ? format_ms(r.median_ms) : "failed: " + r.error;
+    double per_trial = elapsed_s() / total_trials;
+    int left = 0;
+    for (const TaskState& t : states)
+      if (!t.done) left += opt.trials - t.summary.trials;
+    say("  [" + sum.key + "] trial " + std::to_string(sum.trials) + "/" + std::to_string(opt.trials) + ": " + status +
+        "; best " + format_ms(sum.best_ms) + "; ETA " + std::to_string(static_cast<int>(per_trial * left)) + " s");
+    if (sum.trials >= opt.trials || s.since_improvement >= opt.early_stop) s.done = true;
+  };
+
+  // Task scheduler: one warm-up round over every task, then the task with the most model time
+  // (occurrences x best time) that still improves, a batch at a time.
+  const int batch = 4;
+  for (TaskState& s : states)
+    for (int i = 0; i < std::min(batch, opt.trials) && !s.done; ++i) run_trial(s);
+  while (opt.time_budget_s <= 0 || elapsed_s() < opt.time_budget_s) {
+    TaskState* next = nullptr;
+    for (TaskState& s : states)
+      if (!s.done && (!next || s.summary.occurrences * s.summary.best_ms > next->summary.occurrences * next->summary.best_ms))
+        next = &s;
+    if (!next) break;
+    for (int i = 0; i < batch && !next->done; ++i) run_trial(*next);
+  }
+
+  std::vector<TaskSummary> out;
+  for (const TaskState& s : states) out.push_back(s.summary);
+  if (!opt.report_path.empty()) {
+    std::ofstream svg(opt.report_path);
+    check(svg.good(), ErrorKind::Io, "cannot write the report '" + opt.report_path + "'");
+    svg << convergence_svg(out, "tetra tune " + opt.model + " (" + strategy_name(opt.strategy) + ")");
+  }
+  return out;
+}
+
+std::string convergence_svg(const std::vector<TaskSummary>& tasks, const std::string& title) {
+  const int width = 720, height = 420, left = 60, right = 200, top = 40, bottom = 50;
+  size_t max_trials = 1;
+  for (const TaskSummary& t : tasks) max_trials = std::max(max_trials, t.best_so_far.size());
+  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << width << "' height='" << height
+    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n"
+    << "<text x='" << left << "' y='20' font-size='14'>" << title << "</text>\n";
+  int pw = width - left - right, ph = height - top - bottom;
+  s << "<line x1='" << left << "' y1='" << top + ph << "' x2='" << left + pw << "' y2='" << top + ph
+    << "' stroke='black'/>\n<line x1='" << left << "' y1='" << top << "' x2='" << left << "' y2='" << top + ph
+    << "' stroke='black'/>\n<text x='" << left + pw / 2 - 20 << "' y='" << height - 15 << "'>trials</text>\n"
+    << "<text x='10' y='" << top - 8 << "'>speed-up over first</text>\n";
+  // y: speed-up over the task's first measurement, 1.0 at the bottom, the best speed-up at the top.
+  double top_speedup = 1.1;
+  for (const TaskSummary& t : tasks)
+    for (double v : t.best_so_far)
+      if (v > 0 && std::isfinite(v) && t.best_so_far.front() > 0)
+        top_speedup = std::max(top_speedup, t.best_so_far.front() / v * 1.05);
+  for (int tick = 0; tick <= 4; ++tick) {
+    double v = 1 + (top_speedup - 1) * tick / 4;
+    int y = top + ph - static_cast<int>(ph * tick / 4.0);
+    s << "<text x='" << 20 << "' y='" << y + 4 << "'>" << std::fixed << std::setprecision(2) << v << "x</text>\n";
+  }
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const TaskSummary& t = tasks[i];
+    if (t.best_so_far.empty() || !(t.best_so_far.front() > 0)) continue;
+    s << "<polyline fill='none' stroke='" << colors[i % 8] << "' stroke-width='2' points='";
+    for (size_t k = 0; k < t.best_so_far.size(); ++k) {
+      double speedup = t.best_so_far[k] > 0 ? t.best_so_far.front() / t.best_so_far[k] : 1;
+      double x = left + pw * (max_trials == 1 ? 0.0 : static_cast<double>(k) / (max_trials - 1));
+      double y = top + ph - ph * (speedup - 1) / (top_speedup - 1);
+      s << x << "," << y << " ";
+    }
+    s << "'/>\n<text x='" << left + pw + 8 << "' y='" << top + 14 * (i + 1) << "' fill='" << colors[i % 8] << "'>"
+      << t.key.substr(0, 30) << "</text>\n";
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+}  // namespace tetra::tuner

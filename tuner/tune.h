@@ -1,0 +1,51 @@
+// The tuning loop: extracts a model's tasks, spends trials where they pay most, measures every
+// candidate in an isolated worker (checked against the reference before its time counts) and
+// commits each result to the tuning database at once, so a run can be stopped and resumed.
+#pragma once
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "importer/tensor.h"
+#include "tuner/search.h"
+
+namespace tetra::tuner {
+
+struct TuneOptions {
+  std::string model;
+  std::map<std::string, Shape> shapes;  // binds dynamic input dims
+  std::string db_dir;
+  int trials = 64;             // per task, the default schedule's measurement included
+  double time_budget_s = 0;    // 0: no limit
+  Strategy strategy = Strategy::Evolution;
+  int early_stop = 32;         // a task stops after this many trials without a 1% improvement
+  int repeats = 10;            // timed runs per candidate
+  int threads = 0;
+  double timeout_s = 120;      // per candidate, compile and check included
+  std::string worker;          // the tetra CLI, which has the `tune-worker` subcommand
+  std::string log_path;        // one JSON line per trial
+  std::string report_path;     // an SVG of best-so-far against trials, per task
+  unsigned seed = 1;
+  std::string inject_fault;    // tests: "crash", "hang" or "wrong" for each task's second candidate
+  std::function<void(const std::string&)> progress;  // status lines for a person
+};
+
+struct TaskSummary {
+  std::string key;   // workload key
+  std::string node;  // first node with this workload
+  int occurrences = 1;
+  int trials = 0;    // measured in this run
+  int failed = 0;
+  double default_ms = 0;  // the template default's time (0 when it was measured in an earlier run)
+  double best_ms = 0;     // best so far, earlier runs included
+  std::string best_schedule;
+  std::vector<double> best_so_far;  // after each trial of this run
+};
+
+std::vector<TaskSummary> tune(const TuneOptions& options);
+
+// An SVG line chart of best-so-far time (relative to each task's first measurement) against trials.
+std::string convergence_svg(const std::vector<TaskSummary>& tasks, const std::string& title);
+
+}  // namespace tetra::tuner
