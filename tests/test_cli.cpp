@@ -41,6 +41,7 @@ TEST_CASE("tetra inspect lists int4 weights and unsupported ops", "[cli]") {
   CHECK_THAT(out, Catch::Contains("blocked(axis 0, 16)"));
   CHECK_THAT(out, Catch::Contains("60 bytes packed + 48 bytes of scales"));  // 120 nibbles; 2x6 fp32 scales
   CHECK_THAT(out, Catch::Contains("unsupported ops: none"));
+  CHECK_THAT(out, Catch::Contains("halide backend: 1 of 1 nodes compiled"));
   REQUIRE(run_command(tetra_cli() + " inspect --json " + model, &out) == 0);
   CHECK_THAT(out, Catch::Contains("\"int4_weights\""));
 }

@@ -118,10 +118,13 @@ void check_quantize(const ModelBuilder& model, int weights, const Tensor& input,
       // Weight-only int4 stays near the fp32 network (loose: the error compounds over layers).
       CHECK(relative_l2(ours, reference) < 0.25);
       if (ort) {
-        // Tight: the same int4 model, differing only in summation order (and fp16 rounding points).
+        // Tight: the same int4 model, differing only in summation order (and fp16 rounding points),
+        // on the reference evaluator and on the Halide backend.
         Tensor theirs = run_ort(out, {input}).at(0);
+        Tensor compiled = run_tetra(out, {input}, nullptr, Backend::Halide).at(0);
         double tol = input.dtype() == DType::Float16 ? 4e-3 : 1e-5;
         CHECK(compare_tensors(ours, theirs, tol * (1 + max_abs(theirs)), 10 * tol) == "");
+        CHECK(compare_tensors(compiled, theirs, tol * (1 + max_abs(theirs)), 10 * tol) == "");
       }
     }
   }

@@ -7,6 +7,8 @@
 
 #include "importer/error.h"
 #include "importer/onnx_loader.h"
+#include "runtime/executor.h"
+#include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
 #include "tools/commands.h"
 
@@ -45,7 +47,7 @@ void inspect(const InspectOptions& opt) {
   Graph original = load_onnx(opt.model, LoadOptions{false});
   Graph graph = load_onnx(opt.model);
   std::vector<std::string> unsupported = unsupported_nodes(graph);
-  if (unsupported.empty()) infer_shapes(graph);
+  if (unsupported.empty()) graph = load_model(opt.model);  // as tetra run sees it: shapes, fused epilogues
 
   std::map<std::string, int> histogram;
   for (const Node& n : original.nodes) histogram[n.domain.empty() ? n.op_type : n.domain + "." + n.op_type]++;
@@ -59,6 +61,22 @@ void inspect(const InspectOptions& opt) {
   report["int4_weights"] = nlohmann::json::array();
   for (const Node* n : graph.quantized_nodes()) report["int4_weights"].push_back(weight_json(*n));
   report["unsupported"] = unsupported;
+  // Which nodes the Halide backend compiles, and why the others fall back to the reference kernels.
+  if (unsupported.empty()) {
+    Executor executor(graph, ExecutorOptions{Backend::Halide});
+    int compiled = 0;
+    std::map<std::string, int> fallbacks;
+    std::vector<KernelInfo> kernels = executor.kernels();
+    for (size_t k = 0; k < kernels.size(); ++k) {
+      if (kernels[k].backend == "halide") {
+        ++compiled;
+        continue;
+      }
+      const Node& n = graph.nodes[k];
+      fallbacks[(n.domain.empty() ? n.op_type : n.domain + "." + n.op_type) + ": " + kernels[k].detail]++;
+    }
+    report["halide_backend"] = {{"compiled", compiled}, {"reference_fallbacks", fallbacks}};
+  }
 
   if (opt.json) {
     std::cout << report.dump(2) << "\n";
@@ -87,6 +105,13 @@ void inspect(const InspectOptions& opt) {
     if (float_total)
       std::cout << "  total: " << packed_total << " bytes in all vs " << float_total << " unquantized ("
                 << std::setprecision(3) << double(float_total) / packed_total << "x smaller)\n";
+    if (report.contains("halide_backend")) {
+      const auto& hb = report["halide_backend"];
+      std::cout << "halide backend: " << hb["compiled"].get<int>() << " of " << graph.nodes.size()
+                << " nodes compiled; reference fallbacks:" << (hb["reference_fallbacks"].empty() ? " none" : "") << "\n";
+      for (const auto& [what, count] : hb["reference_fallbacks"].items())
+        std::cout << "  " << std::setw(5) << count.get<int>() << "  " << what << "\n";
+    }
     std::cout << "unsupported ops: " << (unsupported.empty() ? "none" : "") << "\n";
     for (const std::string& u : unsupported) std::cout << "  " << u << "\n";
   }
