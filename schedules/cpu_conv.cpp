@@ -78,8 +78,9 @@ Schedule cpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
   // (the smallest power of two covering OW), rows stacked for the rest. The input planes are staged
   // with their zero padding, so the inner loop has no border tests (inline borders gather: 7x slower
   // at 56x56). Measured on the 2-core host (x86-64-avx512-fp16, 1 thread), depthwise 3x3 s1 p1
-  // 1x64x56x56 int4 per channel, plane staging: vector 8, 2x64 tile 0.145 ms; 4x32 0.160 ms;
-  // vector 16, 4x32 0.200 ms; x_stage inline 1.2 ms (tests/halide "[.bench]").
+  // 1x64x56x56 int4 per channel, plane staging: vector 8, 2x64 tile 0.146 ms (0.080 ms on 2 threads);
+  // 4x32 0.160 ms; vector 16, 4x32 0.198 ms, and with x_stage inline 1.17 ms (tetra_halide_tests
+  // "[.bench]"; this shared machine has slow phases, so compare within one run).
   int64_t lanes = std::min<int64_t>(8, std::max(4, target.natural_lanes()));
   int64_t tile_ow = 8;
   while (tile_ow < w.OW && tile_ow < 64) tile_ow *= 2;

@@ -11,8 +11,8 @@
 //         acc[tile_oh][tile_ow] = bias             (tile_oh * tile_ow / vector_width registers)
 //         for c < Cg, kh, kw (kh, kw unrolled):   acc[r][col] += x[...] * w(kw, kh, c, m)
 //         Y[tile] = acc                            (the last tiles are guarded: any OH, OW)
-// With x_stage = "inline", loads check the borders themselves; Halide splits the tile loops so that
-// only the border tiles do.
+// With x_stage = "inline", loads check the borders themselves (Halide splits the tile loops so that
+// only border tiles do, but in a narrow image every tile is a border tile, and gathers: 7x slower).
 //
 //   auto wl = ...;                                              // a dsl::QConvWorkload
 //   auto schedule = schedules::default_qconv_schedule(wl, dsl::host_target()).value();
