@@ -9,10 +9,10 @@ namespace tetra {
 
 int64_t num_elements(const Shape& shape, int64_t limit) {
   int64_t n = 1;
-  for (int64_t d : shape) {
-    check(d >= 0, ErrorKind::Invalid, "negative dimension in shape " + shape_str(shape));
+  for (int64_t d : shape) {  // messages are built only on failure: this runs for every tensor
+    if (d < 0) fail(ErrorKind::Invalid, "negative dimension in shape " + shape_str(shape));
     if (d == 0) return 0;
-    check(n <= limit / d, ErrorKind::Invalid, "shape " + shape_str(shape) + " is absurdly large");
+    if (n > limit / d) fail(ErrorKind::Invalid, "shape " + shape_str(shape) + " is absurdly large");
     n *= d;
   }
   return n;

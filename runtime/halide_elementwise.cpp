@@ -59,10 +59,10 @@ int lanes() { return dsl::host_target().natural_lanes(Halide::Float(32)); }
 // A JIT-compiled pipeline and the parameters a call binds.
 struct Compiled {
   Halide::Pipeline pipeline;
-  std::vector<ImageParam> inputs;             // float32 buffers
-  std::vector<Halide::Param<float>> floats;   // float attributes (alpha, clip bounds, epsilon)
-  std::vector<Halide::Param<int>> ints;       // pool pads
-  std::mutex mutex;                           // one realize at a time per pipeline
+  std::vector<ImageParam> inputs;            // float32 buffers
+  std::vector<Halide::Param<float>> floats;  // float attributes (alpha, clip bounds, epsilon)
+  std::vector<Halide::Param<int>> ints;      // pool pads
+  std::mutex mutex;                          // one realize at a time per pipeline
 };
 
 // Defines `c.pipeline` over `c.inputs`, `c.floats` and `c.ints` (which it creates).
@@ -70,7 +70,7 @@ using PipelineBuilder = std::function<void(Compiled& c)>;
 
 // The compiled pipeline for `signature`, building and compiling it on first use. Adds the compile
 // time to `*compile_ms`.
-std::shared_ptr<Compiled> compiled(const std::string& signature, const PipelineBuilder& build, double* compile_ms) {
+std::shared_ptr<Compiled> compiled(const std::string& signature, double* compile_ms, const PipelineBuilder& build) {
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<Compiled>> cache;
   std::lock_guard<std::mutex> lock(mutex);
@@ -134,6 +134,12 @@ Tensor as_dtype(Tensor y, DType dtype) {
 
 bool is_fp(DType t) { return t == DType::Float32 || t == DType::Float16; }
 
+// No Halide kernel for this node: says why (the executor then binds the reference kernel).
+std::nullptr_t decline(std::string* why_not, std::string reason) {
+  *why_not = std::move(reason);
+  return nullptr;
+}
+
 DType dtype_of(const Graph& graph, const std::string& name) {
   const ValueInfo* v = graph.find_value(name);
   return v ? v->dtype : DType::Undefined;
@@ -154,7 +160,9 @@ class HalideKernel : public NodeKernel {
   KernelInfo info() const override { return {node_.label(), "halide", detail_, compile_ms_}; }
 
  protected:
-  std::vector<Tensor> reference(const std::vector<Tensor>& inputs) const { return op_for(node_).compute(node_, inputs); }
+  std::vector<Tensor> reference(const std::vector<Tensor>& inputs) const {
+    return op_for(node_).compute(node_, inputs);
+  }
 
   const Node& node_;
   std::string detail_ = "not compiled yet";
@@ -211,8 +219,8 @@ Expr tanh_accurate(const Expr& x) {
 Expr erfc_accurate(const Expr& x) {
   Expr z = abs(x);
   Expr t = 1.0f / (1.0f + 0.5f * z);
-  Expr p = horner(t, {-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398,
-                      1.48851587, -0.82215223, 0.17087277});
+  Expr p = horner(t, {-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587,
+                      -0.82215223, 0.17087277});
   Expr r = t * exp(p - z * z);
   return select(x >= 0, r, 2.0f - r);
 }
@@ -240,17 +248,18 @@ const std::map<std::string, ElementwiseOp>& op_table() {
       {"LeakyRelu", {1, 1, [](const Exprs& x, const Exprs& p) { return select(x[0] >= 0, x[0], p[0] * x[0]); }}},
       {"Sigmoid", {1, 0, [](const Exprs& x, const Exprs&) { return 1.0f / (1.0f + exp(-x[0])); }}},
       {"Tanh", {1, 0, [](const Exprs& x, const Exprs&) { return tanh_accurate(x[0]); }}},
-      {"HardSigmoid",
-       {1, 2, [](const Exprs& x, const Exprs& p) { return clamp(p[0] * x[0] + p[1], 0.0f, 1.0f); }}},
+      {"HardSigmoid", {1, 2, [](const Exprs& x, const Exprs& p) { return clamp(p[0] * x[0] + p[1], 0.0f, 1.0f); }}},
       {"HardSwish", {1, 0, [](const Exprs& x, const Exprs&) { return x[0] * clamp(x[0] / 6.0f + 0.5f, 0.0f, 1.0f); }}},
       // 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2), without the cancellation for x << 0.
       {"Gelu:none",
        {1, 0, [](const Exprs& x, const Exprs&) { return 0.5f * x[0] * erfc_accurate(x[0] * -0.70710678118654752f); }}},
       // 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), again without the cancellation.
-      {"Gelu:tanh", {1, 0, [](const Exprs& x, const Exprs&) {
-         Expr u = 0.79788456080286536f * (x[0] + 0.044715f * x[0] * x[0] * x[0]);
-         return x[0] / (1.0f + exp(-2.0f * u));
-       }}},
+      {"Gelu:tanh",
+       {1, 0,
+        [](const Exprs& x, const Exprs&) {
+          Expr u = 0.79788456080286536f * (x[0] + 0.044715f * x[0] * x[0] * x[0]);
+          return x[0] / (1.0f + exp(-2.0f * u));
+        }}},
       {"Erf", {1, 0, [](const Exprs& x, const Exprs&) { return erf(x[0]); }}},
       {"Sqrt", {1, 0, [](const Exprs& x, const Exprs&) { return sqrt(x[0]); }}},
       {"Exp", {1, 0, [](const Exprs& x, const Exprs&) { return exp(x[0]); }}},
@@ -292,7 +301,7 @@ struct BroadcastPlan {
     for (const Shape& s : shapes) p.out_shape = broadcast_shapes(node, p.out_shape, s);
     const size_t rank = p.out_shape.size(), n = shapes.size();
     p.extents.resize(n);
-    std::string last;  // the previous kept dim's pattern
+    std::string last;                  // the previous kept dim's pattern
     for (size_t d = rank; d-- > 0;) {  // innermost first
       int64_t extent = p.out_shape[d];
       if (extent == 1) continue;
@@ -352,8 +361,8 @@ using ArgsFn = std::function<ElementwiseArgs(const std::vector<Tensor>& inputs)>
 
 class ElementwiseKernel : public HalideKernel {
  public:
-  ElementwiseKernel(const Node& node, std::string key, ArgsFn args) : HalideKernel(node), key_(std::move(key)),
-        op_(op_table().at(key_)), args_(std::move(args)) {}
+  ElementwiseKernel(const Node& node, std::string key, ArgsFn args)
+      : HalideKernel(node), key_(std::move(key)), op_(op_table().at(key_)), args_(std::move(args)) {}
 
   // Compiles now when the operand shapes are known, so that the first run does not pay for it.
   void prepare(const std::vector<Shape>& shapes) { plan_for(shapes); }
@@ -385,7 +394,7 @@ class ElementwiseKernel : public HalideKernel {
     if (plan_.compiled && plan_.shapes == shapes) return plan_;
     BroadcastPlan b = BroadcastPlan::of(node_, shapes);
     std::string signature = "elementwise " + key_ + " [" + b.pattern + "]";
-    plan_ = {shapes, b, compiled(signature, [&](Compiled& c) { build_elementwise(c, op_, b); }, &compile_ms_)};
+    plan_ = {shapes, b, compiled(signature, &compile_ms_, [&](Compiled& c) { build_elementwise(c, op_, b); })};
     detail_ = key_ + " over " + std::to_string(b.rank()) + "-D [" + b.pattern + "] (dims innermost first; x: read, " +
               "1: broadcast), " + std::to_string(lanes()) + "-wide vectors, parallel";
     return plan_;
@@ -414,20 +423,21 @@ std::pair<Tensor, Tensor> fold_batch_norm(const std::vector<Tensor>& in, double 
 
 std::unique_ptr<NodeKernel> make_batch_norm(const Node& node, const Graph& graph, std::string* why_not) {
   for (size_t i = 1; i < node.outputs.size(); ++i)
-    if (!node.outputs[i].empty()) return *why_not = "training-mode outputs run on the reference kernel", nullptr;
+    if (!node.outputs[i].empty()) return decline(why_not, "training-mode outputs run on the reference kernel");
   if (node.attr_int("training_mode", 0) != 0 || node.attr_int("spatial", 1) != 1)
-    return *why_not = "training mode / spatial=0 run on the reference kernel", nullptr;
+    return decline(why_not, "training mode / spatial=0 run on the reference kernel");
   std::optional<Shape> x = static_shape(graph, node.input(0));
   const ValueInfo* xv = graph.find_value(node.input(0));
-  if (!xv || !xv->has_shape || xv->shape.size() < 2) return *why_not = "X's rank is unknown or below 2", nullptr;
+  if (!xv || !xv->has_shape || xv->shape.size() < 2) return decline(why_not, "X's rank is unknown or below 2");
   for (size_t i = 1; i <= 4; ++i)
-    if (!is_fp(dtype_of(graph, node.input(i)))) return *why_not = "parameters are not float", nullptr;
+    if (!is_fp(dtype_of(graph, node.input(i)))) return decline(why_not, "parameters are not float");
   // Parameters must be [C]; anything else runs on the reference kernel, which reports it.
   const Dim& c = xv->shape[1];
   for (size_t i = 1; i <= 4; ++i) {
     const ValueInfo* p = graph.find_value(node.input(i));
-    if (!p || !p->has_shape || p->shape.size() != 1 || (c.known() && p->shape[0].known() && p->shape[0].value != c.value))
-      return *why_not = "parameters are not of shape [C]", nullptr;
+    if (!p || !p->has_shape || p->shape.size() != 1 ||
+        (c.known() && p->shape[0].known() && p->shape[0].value != c.value))
+      return decline(why_not, "parameters are not of shape [C]");
   }
   int64_t rank = static_cast<int64_t>(xv->shape.size());
   double epsilon = node.attr_float("epsilon", 1e-5);
@@ -457,10 +467,11 @@ std::unique_ptr<NodeKernel> make_clip(const Node& node, const Graph& graph, std:
   bool from_attrs = node.opset < 11;
   bool has_min = from_attrs ? node.has_attr("min") : node.has_input(1);
   bool has_max = from_attrs ? node.has_attr("max") : node.has_input(2);
-  std::string key = std::string("Clip:") + (has_min ? "min" : "") + (has_min && has_max ? "," : "") + (has_max ? "max" : "");
+  std::string key =
+      std::string("Clip:") + (has_min ? "min" : "") + (has_min && has_max ? "," : "") + (has_max ? "max" : "");
   for (size_t i = 1; i <= 2 && !from_attrs; ++i)
     if (node.has_input(i) && dtype_of(graph, node.input(i)) != dtype_of(graph, node.input(0)))
-      return *why_not = "Clip bounds of another type run on the reference kernel", nullptr;
+      return decline(why_not, "Clip bounds of another type run on the reference kernel");
   auto kernel = std::make_unique<ElementwiseKernel>(node, key, [=, &node](const std::vector<Tensor>& in) {
     ElementwiseArgs a{{in[0]}, {}};
     auto bound = [&](size_t input, const char* attr) {
@@ -491,7 +502,7 @@ std::unique_ptr<NodeKernel> make_elementwise(const Node& node, const Graph& grap
   std::string key = op;
   if (op == "Gelu") key += ":" + node.attr_string("approximate", "none");
   if ((op == "Min" || op == "Max") && node.inputs.size() != 2)
-    return *why_not = op + " of " + std::to_string(node.inputs.size()) + " inputs runs on the reference kernel", nullptr;
+    return decline(why_not, op + " of " + std::to_string(node.inputs.size()) + " inputs runs on the reference kernel");
   if (op == "Pow" && graph.is_constant(node.input(1))) {
     // A scalar exponent of 2 (of a rank the output shape does not depend on).
     const Tensor& e = graph.initializers.at(node.input(1));
@@ -500,11 +511,11 @@ std::unique_ptr<NodeKernel> make_elementwise(const Node& node, const Graph& grap
     if (e.size() == 1 && keeps_shape && is_float(e.dtype()) && e.get(0) == 2.0) key = "Pow:square";
   }
   auto it = op_table().find(key);
-  if (it == op_table().end()) return *why_not = "no Halide kernel for " + key, nullptr;
+  if (it == op_table().end()) return decline(why_not, "no Halide kernel for " + key);
   const ElementwiseOp& def = it->second;
   for (int i = 0; i < def.operands; ++i)
     if (dtype_of(graph, node.input(i)) != dtype_of(graph, node.input(0)))
-      return *why_not = "operands of different types run on the reference kernel", nullptr;
+      return decline(why_not, "operands of different types run on the reference kernel");
 
   std::vector<float> floats;
   if (op == "LeakyRelu") floats = {static_cast<float>(node.attr_float("alpha", 0.01))};
@@ -658,11 +669,15 @@ class RowKernel : public HalideKernel {
     bool has_bias = kind == Kind::LayerNorm && node.has_input(2);
     const char* names[] = {"softmax", "layer norm", "global average pool", "global max pool"};
     std::string signature = std::string(names[int(kind)]) + (has_bias ? " bias" : "");
-    c_ = compiled(signature, [&](Compiled& c) {
-      if (kind == Kind::Softmax) build_softmax(c);
-      else if (kind == Kind::LayerNorm) build_layer_norm(c, has_bias);
-      else build_global_pool(c, kind == Kind::GlobalMax);
-    }, &compile_ms_);
+    c_ = compiled(signature, &compile_ms_, [&](Compiled& c) {
+      if (kind == Kind::Softmax) {
+        build_softmax(c);
+      } else if (kind == Kind::LayerNorm) {
+        build_layer_norm(c, has_bias);
+      } else {
+        build_global_pool(c, kind == Kind::GlobalMax);
+      }
+    });
     detail_ = std::string(names[int(kind)]) + " per row: " + std::to_string(lanes()) +
               "-lane vector reductions, rows in parallel";
   }
@@ -676,7 +691,8 @@ class RowKernel : public HalideKernel {
     Tensor y(DType::Float32, out_shape);
     if (x.size() == 0 || y.size() == 0) return reference(inputs);
     std::vector<float> x_copy;
-    std::vector<Halide::Buffer<float>> buffers{wrap(float_data(x, x_copy), {to_int(rows.n, node_), to_int(rows.count, node_)})};
+    std::vector<Halide::Buffer<float>> buffers{
+        wrap(float_data(x, x_copy), {to_int(rows.n, node_), to_int(rows.count, node_)})};
     std::vector<float> floats, param_storage[2];
     if (kind_ == Kind::LayerNorm) {
       // Scale and B broadcast onto the normalised dims, expanded to one value per row element.
@@ -698,8 +714,9 @@ class RowKernel : public HalideKernel {
       }
       floats.push_back(static_cast<float>(node_.attr_float("epsilon", 1e-5)));
     }
-    Halide::Buffer<float> out = global ? wrap(y.mutable_data<float>(), {to_int(rows.count, node_)})
-                                       : wrap(y.mutable_data<float>(), {to_int(rows.n, node_), to_int(rows.count, node_)});
+    Halide::Buffer<float> out = global
+                                    ? wrap(y.mutable_data<float>(), {to_int(rows.count, node_)})
+                                    : wrap(y.mutable_data<float>(), {to_int(rows.n, node_), to_int(rows.count, node_)});
     realize(node_, *c_, buffers, floats, {}, out);
     return {as_dtype(y, x.dtype())};
   }
@@ -731,7 +748,7 @@ class RowKernel : public HalideKernel {
 
 std::unique_ptr<NodeKernel> make_row_kernel(const Node& node, const Graph& graph, std::string* why_not) {
   const ValueInfo* x = graph.find_value(node.input(0));
-  if (!x || !x->has_shape) return *why_not = "the input's rank is unknown", nullptr;
+  if (!x || !x->has_shape) return decline(why_not, "the input's rank is unknown");
   int64_t rank = static_cast<int64_t>(x->shape.size());
   const std::string& op = node.op_type;
   RowKernel::Kind kind;
@@ -739,27 +756,27 @@ std::unique_ptr<NodeKernel> make_row_kernel(const Node& node, const Graph& graph
   if (op == "Softmax") {
     kind = RowKernel::Kind::Softmax;
     axis = node.attr_int("axis", node.opset < 13 ? 1 : -1);
-    if (axis < -rank || axis >= std::max<int64_t>(rank, 1)) return *why_not = "axis out of range", nullptr;
+    if (axis < -rank || axis >= std::max<int64_t>(rank, 1)) return decline(why_not, "axis out of range");
     if (axis < 0) axis += rank;
     // From opset 13 the softmax runs along `axis` alone; before, along all dims from `axis` on (the
     // rank-2 coercion), which is a last-axis softmax of the same memory.
     if (node.opset >= 13 && axis != rank - 1 && rank > 0)
-      return *why_not = "Softmax over a non-last axis runs on the reference kernel", nullptr;
+      return decline(why_not, "Softmax over a non-last axis runs on the reference kernel");
   } else if (op == "LayerNormalization") {
     kind = RowKernel::Kind::LayerNorm;
     for (size_t i = 1; i < node.outputs.size(); ++i)
-      if (!node.outputs[i].empty()) return *why_not = "the Mean / InvStdDev outputs run on the reference kernel", nullptr;
+      if (!node.outputs[i].empty()) return decline(why_not, "the Mean / InvStdDev outputs run on the reference kernel");
     if (dtype_from_onnx(static_cast<int32_t>(node.attr_int("stash_type", 1))) != DType::Float32)
-      return *why_not = "stash_type other than float32 runs on the reference kernel", nullptr;
+      return decline(why_not, "stash_type other than float32 runs on the reference kernel");
     axis = node.attr_int("axis", -1);
-    if (axis < -rank || axis >= rank) return *why_not = "axis out of range", nullptr;
+    if (axis < -rank || axis >= rank) return decline(why_not, "axis out of range");
     if (axis < 0) axis += rank;
     for (size_t i = 1; i <= 2; ++i)
       if (node.has_input(i) && dtype_of(graph, node.input(i)) != x->dtype)
-        return *why_not = "Scale / B of another type run on the reference kernel", nullptr;
+        return decline(why_not, "Scale / B of another type run on the reference kernel");
   } else {
     kind = op == "GlobalMaxPool" ? RowKernel::Kind::GlobalMax : RowKernel::Kind::GlobalAverage;
-    if (rank < 3) return *why_not = "input must be [N, C, spatial...]", nullptr;
+    if (rank < 3) return decline(why_not, "input must be [N, C, spatial...]");
   }
   return std::make_unique<RowKernel>(node, kind, axis);
 }
@@ -855,8 +872,9 @@ std::vector<float> window_counts(const ConvParams& g, int64_t d, bool count_pad)
 class PoolKernel : public HalideKernel {
  public:
   PoolKernel(const Node& node, const PoolWindow& window) : HalideKernel(node) {
-    c_ = compiled(window.signature(), [&](Compiled& c) { build_pool(c, window); }, &compile_ms_);
-    detail_ = window.signature() + ", unrolled, " + std::to_string(lanes()) + "-wide vectors along W, planes in parallel";
+    c_ = compiled(window.signature(), &compile_ms_, [&](Compiled& c) { build_pool(c, window); });
+    detail_ =
+        window.signature() + ", unrolled, " + std::to_string(lanes()) + "-wide vectors along W, planes in parallel";
   }
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
@@ -910,24 +928,27 @@ class PoolKernel : public HalideKernel {
 
 std::unique_ptr<NodeKernel> make_pool(const Node& node, const Graph& graph, std::string* why_not) {
   for (size_t i = 1; i < node.outputs.size(); ++i)
-    if (!node.outputs[i].empty()) return *why_not = "the Indices output runs on the reference kernel", nullptr;
+    if (!node.outputs[i].empty()) return decline(why_not, "the Indices output runs on the reference kernel");
   std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
   size_t rank = kernel.size();
-  if (rank != 1 && rank != 2) return *why_not = "only 1-D and 2-D pools have a Halide kernel", nullptr;
+  if (rank != 1 && rank != 2) return decline(why_not, "only 1-D and 2-D pools have a Halide kernel");
   const ValueInfo* x = graph.find_value(node.input(0));
   if (!x || !x->has_shape || x->shape.size() != rank + 2)
-    return *why_not = "the input's rank does not match kernel_shape", nullptr;
+    return decline(why_not, "the input's rank does not match kernel_shape");
   std::vector<int64_t> strides = node.attr_ints("strides", std::vector<int64_t>(rank, 1));
   std::vector<int64_t> dilations = node.attr_ints("dilations", std::vector<int64_t>(rank, 1));
-  if (strides.size() != rank || dilations.size() != rank) return *why_not = "strides / dilations do not match kernel_shape", nullptr;
+  if (strides.size() != rank || dilations.size() != rank)
+    return decline(why_not, "strides / dilations do not match kernel_shape");
   auto h = [&](const std::vector<int64_t>& v) { return rank == 2 ? int(v[0]) : 1; };
   auto w = [&](const std::vector<int64_t>& v) { return int(v.back()); };
   for (const auto* v : {&kernel, &strides, &dilations})
     for (int64_t e : *v)
-      if (e < 1 || e > 1024) return *why_not = "kernel_shape, strides and dilations must be in [1, 1024]", nullptr;
+      if (e < 1 || e > 1024) return decline(why_not, "kernel_shape, strides and dilations must be in [1, 1024]");
   if (h(kernel) * w(kernel) > kMaxPoolTaps)
-    return *why_not = "windows of more than " + std::to_string(kMaxPoolTaps) + " taps run on the reference kernel", nullptr;
-  PoolWindow window{node.op_type == "MaxPool", h(kernel), w(kernel), h(strides), w(strides), h(dilations), w(dilations)};
+    return decline(why_not,
+                   "windows of more than " + std::to_string(kMaxPoolTaps) + " taps run on the reference kernel");
+  PoolWindow window{
+      node.op_type == "MaxPool", h(kernel), w(kernel), h(strides), w(strides), h(dilations), w(dilations)};
   return std::make_unique<PoolKernel>(node, window);
 }
 
@@ -935,13 +956,13 @@ std::unique_ptr<NodeKernel> make_pool(const Node& node, const Graph& graph, std:
 
 std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, std::string* why_not) {
   static const std::set<std::string> data_movement = {
-      "Reshape", "Flatten", "Transpose", "Concat", "Slice", "Gather", "Squeeze", "Unsqueeze", "Expand", "Split",
-      "Shape", "Resize", "Cast", "CastLike", "Where", "Equal", "Constant", "Pad", "Tile"};
-  if (!node.domain.empty()) return *why_not = "no Halide kernel for " + node.domain + "." + node.op_type, nullptr;
+      "Reshape", "Flatten", "Transpose", "Concat",   "Slice", "Gather", "Squeeze",  "Unsqueeze", "Expand", "Split",
+      "Shape",   "Resize",  "Cast",      "CastLike", "Where", "Equal",  "Constant", "Pad",       "Tile"};
+  if (!node.domain.empty()) return decline(why_not, "no Halide kernel for " + node.domain + "." + node.op_type);
   const std::string& op = node.op_type;
-  if (data_movement.count(op)) return *why_not = "data movement runs on the reference kernel", nullptr;
+  if (data_movement.count(op)) return decline(why_not, "data movement runs on the reference kernel");
   DType t = node.inputs.empty() ? DType::Undefined : dtype_of(graph, node.input(0));
-  if (!is_fp(t)) return *why_not = "input is " + dtype_name(t) + ", not float32/float16", nullptr;
+  if (!is_fp(t)) return decline(why_not, "input is " + dtype_name(t) + ", not float32/float16");
   try {
     if (op == "MaxPool" || op == "AveragePool") return make_pool(node, graph, why_not);
     if (op == "Softmax" || op == "LayerNormalization" || op == "GlobalAveragePool" || op == "GlobalMaxPool")

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "importer/error.h"
 #include "runtime/epilogue.h"
@@ -227,9 +228,13 @@ class HalideQConv : public NodeKernel {
     std::vector<float> x_copy, bias_copy;
     const float* xd = float_data(x, x_copy);
     // im2col: row (n, output position), column (kernel position, channel).
-    std::vector<float> cols(p.batch * P * K);
-    im2col(p, xd, cols.data());
-    std::vector<float> y_rows(p.batch * P * M);
+    // Scratch buffers live with the kernel: fresh 7 MB allocations per call cost more in page faults
+    // than the copy itself. (An Executor runs one graph at a time, so they are never shared.)
+    cols_.resize(p.batch * P * K);
+    y_rows_.resize(p.batch * P * M);
+    std::vector<float>& cols = cols_;
+    std::vector<float>& y_rows = y_rows_;
+    im2col(p, xd, cols.data(), nhwc_);
     const float* bias = inputs.size() > 1 && !inputs[1].empty() ? float_data(inputs[1], bias_copy) : nullptr;
     runner_.run(cols.data(), p.batch * P, y_rows.data(), bias, 1.0f, 1.0f);
     // [n, position, m] -> [n, m, position]
@@ -255,8 +260,9 @@ class HalideQConv : public NodeKernel {
   }
 
  private:
-  // Spatial rank 1 or 2 (a 1-D conv is a 2-D conv of height 1).
-  static void im2col(const ConvParams& p, const float* x, float* cols) {
+  // Spatial rank 1 or 2 (a 1-D conv is a 2-D conv of height 1). The input is first laid out
+  // channels-last, so each (output position, kernel position) copies one contiguous run of C floats.
+  static void im2col(const ConvParams& p, const float* x, float* cols, std::vector<float>& nhwc) {
     bool two_d = p.spatial_rank == 2;
     int64_t H = two_d ? p.in_spatial[0] : 1, W = p.in_spatial.back();
     int64_t KH = two_d ? p.kernel[0] : 1, KW = p.kernel.back();
@@ -265,28 +271,39 @@ class HalideQConv : public NodeKernel {
     int64_t DH = two_d ? p.dilations[0] : 1, DW = p.dilations.back();
     int64_t PH = two_d ? p.pads_begin[0] : 0, PW = p.pads_begin.back();
     int64_t C = p.in_channels, K = KH * KW * C;
-    for (int64_t n = 0; n < p.batch; ++n)
-      for (int64_t oh = 0; oh < OH; ++oh)
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          float* row = cols + ((n * OH + oh) * OW + ow) * K;
-          for (int64_t i = 0; i < KH; ++i) {
-            int64_t ih = oh * SH - PH + i * DH;
-            for (int64_t j = 0; j < KW; ++j) {
-              int64_t iw = ow * SW - PW + j * DW;
-              float* dst = row + (i * KW + j) * C;
-              if (ih < 0 || ih >= H || iw < 0 || iw >= W) {
-                std::fill(dst, dst + C, 0.0f);
-                continue;
+    nhwc.resize(H * W * C);
+    for (int64_t n = 0; n < p.batch; ++n) {
+      const float* xn = x + n * C * H * W;
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t q = 0; q < H * W; ++q) nhwc[q * C + c] = xn[c * H * W + q];
+      // Output rows split over the hardware threads: the copy is memory-bound, and the GEMM that
+      // follows is parallel anyway.
+      auto rows = [&](int64_t first, int64_t last) {
+        for (int64_t oh = first; oh < last; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            float* row = cols + ((n * OH + oh) * OW + ow) * K;
+            for (int64_t i = 0; i < KH; ++i) {
+              int64_t ih = oh * SH - PH + i * DH;
+              for (int64_t j = 0; j < KW; ++j) {
+                int64_t iw = ow * SW - PW + j * DW;
+                float* dst = row + (i * KW + j) * C;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) std::fill(dst, dst + C, 0.0f);
+                else std::copy_n(nhwc.data() + (ih * W + iw) * C, C, dst);
               }
-              const float* src = x + (n * C * H + ih) * W + iw;
-              for (int64_t c = 0; c < C; ++c) dst[c] = src[c * H * W];
             }
           }
-        }
+      };
+      int64_t workers = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()), OH);
+      std::vector<std::thread> pool;
+      for (int64_t t = 1; t < workers; ++t) pool.emplace_back(rows, OH * t / workers, OH * (t + 1) / workers);
+      rows(0, OH / workers);
+      for (std::thread& t : pool) t.join();
+    }
   }
 
   const Node& node_;
   QMatMulRunner runner_;
+  std::vector<float> cols_, y_rows_, nhwc_;
 };
 
 // Runs a kernel that leaves the node's epilogue out, then the epilogue.

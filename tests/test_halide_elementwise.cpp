@@ -6,7 +6,6 @@
 // JIT compiles dominate the time (~0.2 s each), so cases reuse shapes: a pipeline is compiled once
 // per op and broadcast pattern, whatever the sizes.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <set>
 #include <string>
@@ -75,8 +74,7 @@ void check_halide(const Outcome& o, double atol, double rtol) {
   CHECK(mismatch.empty());
 }
 
-In input(const std::string& name, const Shape& shape, double lo = -2.0, double hi = 2.0,
-         DType dtype = DType::Float32) {
+In input(const std::string& name, const Shape& shape, double lo = -2.0, double hi = 2.0, DType dtype = DType::Float32) {
   return {name, random_tensor(dtype, shape, lo, hi)};
 }
 
@@ -200,11 +198,14 @@ TEST_CASE("Halide MaxPool and AveragePool match the reference", "[halide][elemen
   };
   const std::vector<Pool> pools = {
       {"2x2 stride 2", {2, 3, 8, 10}, {{"kernel_shape", V{2, 2}}, {"strides", V{2, 2}}}},
-      {"3x3 pads ceil_mode", {1, 3, 11, 13},
+      {"3x3 pads ceil_mode",
+       {1, 3, 11, 13},
        {{"kernel_shape", V{3, 3}}, {"strides", V{2, 2}}, {"pads", V{1, 1, 1, 1}}, {"ceil_mode", 1}}},
-      {"3x3 count_include_pad", {1, 3, 11, 13},
+      {"3x3 count_include_pad",
+       {1, 3, 11, 13},
        {{"kernel_shape", V{3, 3}}, {"strides", V{2, 2}}, {"pads", V{1, 0, 2, 1}}, {"count_include_pad", 1}}},
-      {"3x3 dilated, same_upper", {2, 2, 9, 17},
+      {"3x3 dilated, same_upper",
+       {2, 2, 9, 17},
        {{"kernel_shape", V{3, 3}}, {"dilations", V{2, 1}}, {"auto_pad", "SAME_UPPER"}}},
       {"1-D", {2, 3, 17}, {{"kernel_shape", V{3}}, {"strides", V{2}}, {"pads", V{1, 1}}}},
   };
@@ -248,9 +249,9 @@ TEST_CASE("Halide LayerNormalization normalises trailing axes", "[halide][elemen
                1e-5);
   check_halide(run_node("LayerNormalization", {input("x", x), param("g", {1, 33}, 0.5, 1.5)}, {{"axis", 1}}), 1e-5,
                1e-5);
-  check_halide(run_node("LayerNormalization", {input("x", x), input("g", {33}), input("b", {33})},
-                        {{"epsilon", 1e-2f}}),
-               1e-5, 1e-5);
+  check_halide(
+      run_node("LayerNormalization", {input("x", x), input("g", {33}), input("b", {33})}, {{"epsilon", 1e-2f}}), 1e-5,
+      1e-5);
 }
 
 TEST_CASE("Halide kernels follow runtime shapes of dynamic dims", "[halide][elementwise]") {
@@ -271,7 +272,8 @@ TEST_CASE("Halide kernels follow runtime shapes of dynamic dims", "[halide][elem
 }
 
 TEST_CASE("Halide backend leaves data movement and integers to the reference", "[halide][elementwise]") {
-  Outcome reshape = run_node("Reshape", {input("x", {4, 6}), {"s", Tensor::from_ints(DType::Int64, {2}, {6, 4}), true}});
+  Outcome reshape =
+      run_node("Reshape", {input("x", {4, 6}), {"s", Tensor::from_ints(DType::Int64, {2}, {6, 4}), true}});
   CHECK(reshape.kernel.backend == "reference");
   CHECK_THAT(reshape.kernel.detail, Catch::Contains("data movement"));
   Outcome ints = run_node("Add", {input("a", {4, 6}, -9, 9, DType::Int32), input("b", {6}, -9, 9, DType::Int32)});
@@ -373,8 +375,16 @@ void check_model(const std::string& path, const Shape& input_shape) {
     INFO(path << " output " << name << ": " << mismatch);
     CHECK(mismatch.empty());
   }
-  const std::set<std::string> ours = {"Add", "Mul", "Relu", "Sigmoid", "HardSwish", "BatchNormalization",
-                                      "LayerNormalization", "MaxPool", "GlobalAveragePool", "Softmax"};
+  const std::set<std::string> ours = {"Add",
+                                      "Mul",
+                                      "Relu",
+                                      "Sigmoid",
+                                      "HardSwish",
+                                      "BatchNormalization",
+                                      "LayerNormalization",
+                                      "MaxPool",
+                                      "GlobalAveragePool",
+                                      "Softmax"};
   std::vector<KernelInfo> kernels = halide.kernels();
   for (size_t k = 0; k < graph.nodes.size(); ++k) {
     if (!ours.count(graph.nodes[k].op_type)) continue;
