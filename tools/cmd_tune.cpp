@@ -64,7 +64,7 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--target", opt->target, "host (tuning measures real runs on this machine)");
   cmd->add_option("--trials", opt->tune.trials, "trials per task, the default schedule included (default 64)");
   cmd->add_option("--time-budget", opt->tune.time_budget_s, "stop after this many seconds (default: none)");
-  cmd->add_option("--strategy", opt->strategy, "random, exhaustive or evolution (default)");
+  cmd->add_option("--strategy", opt->strategy, "random, exhaustive, evolution (default) or xgb (XGBoost cost model)");
   cmd->add_option("--early-stop", opt->tune.early_stop, "stop a task after this many trials without improvement");
   cmd->add_option("--repeats", opt->tune.repeats, "timed runs per candidate (default 10)");
   cmd->add_option("--threads", opt->tune.threads, "threads for the kernels (default: one per core)");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "importer/error.h"
 #include "schedules/qmatmul_templates.h"
@@ -12,11 +13,18 @@ Strategy parse_strategy(const std::string& name) {
   if (name == "random") return Strategy::Random;
   if (name == "exhaustive") return Strategy::Exhaustive;
   if (name == "evolution") return Strategy::Evolution;
-  fail(ErrorKind::Invalid, "unknown search strategy '" + name + "' (random, exhaustive, evolution)");
+  if (name == "xgb") return Strategy::Xgb;
+  fail(ErrorKind::Invalid, "unknown search strategy '" + name + "' (random, exhaustive, evolution, xgb)");
 }
 
 std::string strategy_name(Strategy s) {
-  return s == Strategy::Random ? "random" : s == Strategy::Exhaustive ? "exhaustive" : "evolution";
+  switch (s) {
+    case Strategy::Random: return "random";
+    case Strategy::Exhaustive: return "exhaustive";
+    case Strategy::Evolution: return "evolution";
+    case Strategy::Xgb: return "xgb";
+  }
+  return "?";
 }
 
 SearchSpace::SearchSpace(const dsl::QMatMulWorkload& workload, const dsl::TargetSpec& target)
@@ -106,37 +114,140 @@ std::optional<dsl::Schedule> SearchSpace::crossover(const dsl::Schedule& a, cons
   return std::nullopt;
 }
 
-std::optional<dsl::Schedule> propose(Strategy strategy, const SearchSpace& space, const std::vector<Measured>& history,
-                                     const std::set<std::string>& seen, std::mt19937_64& rng) {
+namespace {
+
+// The xgb strategy: the model guides the search once this many working measurements (the task's own
+// and the similar workloads') exist; each proposal ranks this many fresh candidates; and this share of
+// proposals is a random schedule instead, so the model also learns about what it ranks low.
+constexpr size_t kModelMinRows = 8;
+constexpr size_t kCandidates = 256;
+constexpr double kExplore = 0.1;
+
+// The `count` fastest working measurements, fastest first.
+std::vector<Measured> fastest(const std::vector<Measured>& history, size_t count) {
+  std::vector<Measured> out;
+  for (const Measured& m : history)
+    if (std::isfinite(m.median_ms)) out.push_back(m);
+  std::sort(out.begin(), out.end(), [](const Measured& a, const Measured& b) { return a.median_ms < b.median_ms; });
+  if (out.size() > count) out.resize(count);
+  return out;
+}
+
+// A parent for mutation or crossover, weighted toward the fastest: index = floor(u^2 * count).
+const dsl::Schedule& pick_parent(const std::vector<Measured>& parents, std::mt19937_64& rng) {
+  double u = std::uniform_real_distribution<double>(0, 1)(rng);
+  return parents[static_cast<size_t>(u * u * parents.size())].schedule;
+}
+
+std::optional<dsl::Schedule> propose_evolution(bool evolve, const SearchSpace& space,
+                                               const std::vector<Measured>& history,
+                                               const std::set<std::string>& seen, std::mt19937_64& rng) {
   auto fresh = [&](const std::optional<dsl::Schedule>& s) { return s && !seen.count(s->to_string()); };
-  if (strategy == Strategy::Exhaustive) {
-    for (const dsl::Schedule& s : space.enumerate(100000))
-      if (!seen.count(s.to_string())) return s;
-    return std::nullopt;
-  }
   // Evolution: once a few points are measured, breed from the best eight; keep a share of random
   // proposals so the search does not collapse onto one template.
-  std::vector<Measured> parents;
-  for (const Measured& m : history)
-    if (std::isfinite(m.median_ms)) parents.push_back(m);
-  std::sort(parents.begin(), parents.end(), [](const Measured& a, const Measured& b) { return a.median_ms < b.median_ms; });
-  if (parents.size() > 8) parents.resize(8);
+  std::vector<Measured> parents = fastest(history, 8);
   for (int attempt = 0; attempt < 100; ++attempt) {
     std::optional<dsl::Schedule> s;
     double r = std::uniform_real_distribution<double>(0, 1)(rng);
-    if (strategy == Strategy::Evolution && parents.size() >= 2 && r < 0.8) {
-      // Parents weighted toward the fastest: index = floor(u^2 * count).
-      auto parent = [&] {
-        double u = std::uniform_real_distribution<double>(0, 1)(rng);
-        return parents[static_cast<size_t>(u * u * parents.size())].schedule;
-      };
-      s = r < 0.6 ? space.mutate(parent(), rng) : space.crossover(parent(), parent(), rng);
-    } else {
+    if (evolve && parents.size() >= 2 && r < 0.8)
+      s = r < 0.6 ? space.mutate(pick_parent(parents, rng), rng)
+                  : space.crossover(pick_parent(parents, rng), pick_parent(parents, rng), rng);
+    else
       s = space.random(rng);
-    }
     if (fresh(s)) return s;
   }
   return std::nullopt;
+}
+
+// Trains `state.model` on the prior measurements and the task's history. Times are divided by the best
+// time of their workload, so shapes of different sizes teach the same thing: which schedules are fast
+// relative to the others.
+void train_model(SearchState& state, const SearchSpace& space, const std::vector<Measured>& history) {
+  std::vector<FeatureRow> rows;
+  std::vector<double> times;
+  std::map<std::string, double> best;  // per workload key
+  std::vector<std::string> group;
+  auto add = [&](const dsl::QMatMulWorkload& w, const Measured& m) {
+    std::string key = w.key();
+    rows.push_back(state.features->extract(m.schedule, w));
+    times.push_back(m.median_ms);
+    group.push_back(key);
+    if (std::isfinite(m.median_ms) && m.median_ms > 0 && (!best.count(key) || m.median_ms < best[key]))
+      best[key] = m.median_ms;
+  };
+  for (const PriorMeasurement& p : state.prior) add(p.workload, p.measured);
+  for (const Measured& m : history) add(space.workload(), m);
+  for (size_t i = 0; i < times.size(); ++i)
+    if (std::isfinite(times[i]) && best.count(group[i])) times[i] /= best[group[i]];
+  if (!state.model) state.model = std::make_unique<XgbCostModel>();
+  state.model->update(rows, times);
+  state.trained_on = history.size();
+}
+
+// Up to kCandidates fresh legal schedules: half random, half mutations and crossovers of the best
+// measured ones.
+std::vector<dsl::Schedule> candidates(const SearchSpace& space, const std::vector<Measured>& history,
+                                      const std::set<std::string>& seen, std::mt19937_64& rng) {
+  std::vector<Measured> parents = fastest(history, 8);
+  std::vector<dsl::Schedule> out;
+  std::set<std::string> taken;
+  for (size_t attempt = 0; attempt < 4 * kCandidates && out.size() < kCandidates; ++attempt) {
+    std::optional<dsl::Schedule> s;
+    double r = std::uniform_real_distribution<double>(0, 1)(rng);
+    if (parents.empty() || r < 0.5)
+      s = space.random(rng);
+    else if (parents.size() < 2 || r < 0.8)
+      s = space.mutate(pick_parent(parents, rng), rng);
+    else
+      s = space.crossover(pick_parent(parents, rng), pick_parent(parents, rng), rng);
+    if (!s) continue;
+    std::string key = s->to_string();
+    if (seen.count(key) || !taken.insert(key).second) continue;
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
+std::optional<dsl::Schedule> propose_xgb(const SearchSpace& space, const std::vector<Measured>& history,
+                                         const std::set<std::string>& seen, std::mt19937_64& rng,
+                                         SearchState& state) {
+  auto working = [](const Measured& m) { return std::isfinite(m.median_ms); };
+  size_t rows = std::count_if(history.begin(), history.end(), working);
+  for (const PriorMeasurement& p : state.prior) rows += working(p.measured);
+  if (rows < kModelMinRows) return propose_evolution(true, space, history, seen, rng);
+  if (std::uniform_real_distribution<double>(0, 1)(rng) < kExplore)
+    return propose_evolution(false, space, history, seen, rng);
+
+  if (!state.features) state.features = std::make_unique<FeatureExtractor>(space.workload(), space.spaces());
+  if (!state.model || !state.model->trained() || state.trained_on != history.size())
+    train_model(state, space, history);
+  if (!state.model->trained()) return propose_evolution(true, space, history, seen, rng);
+
+  std::vector<dsl::Schedule> pool = candidates(space, history, seen, rng);
+  if (pool.empty()) return propose_evolution(true, space, history, seen, rng);
+  std::vector<float> scores = state.model->predict(state.features->extract_all(pool));
+  size_t best = std::max_element(scores.begin(), scores.end()) - scores.begin();
+  return pool[best];
+}
+
+}  // namespace
+
+std::optional<dsl::Schedule> propose(Strategy strategy, const SearchSpace& space, const std::vector<Measured>& history,
+                                     const std::set<std::string>& seen, std::mt19937_64& rng, SearchState* state) {
+  switch (strategy) {
+    case Strategy::Exhaustive:
+      for (const dsl::Schedule& s : space.enumerate(100000))
+        if (!seen.count(s.to_string())) return s;
+      return std::nullopt;
+    case Strategy::Xgb: {
+      SearchState local;  // without a caller's state: a model for this call only
+      return propose_xgb(space, history, seen, rng, state ? *state : local);
+    }
+    case Strategy::Random:
+    case Strategy::Evolution:
+      break;
+  }
+  return propose_evolution(strategy == Strategy::Evolution, space, history, seen, rng);
 }
 
 }  // namespace tetra::tuner

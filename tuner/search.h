@@ -1,7 +1,9 @@
-// Search strategies over a task's schedule space: random, exhaustive (small spaces) and
-// evolutionary (mutation and crossover of the best measured schedules). Each proposes schedules the
-// templates accept (conflicts checked) that have not been measured yet.
+// Search strategies over a task's schedule space: random, exhaustive (small spaces), evolutionary
+// (mutation and crossover of the best measured schedules) and xgb (evolution's candidates ranked by a
+// cost model learned from the measurements, tuner/cost_model.h). Each proposes schedules the templates
+// accept (conflicts checked) that have not been measured yet.
 #pragma once
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -11,11 +13,12 @@
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"
+#include "tuner/cost_model.h"
 
 namespace tetra::tuner {
 
-enum class Strategy { Random, Exhaustive, Evolution };
-Strategy parse_strategy(const std::string& name);  // "random" | "exhaustive" | "evolution"
+enum class Strategy { Random, Exhaustive, Evolution, Xgb };
+Strategy parse_strategy(const std::string& name);  // "random" | "exhaustive" | "evolution" | "xgb"
 std::string strategy_name(Strategy strategy);
 
 struct Measured {
@@ -36,6 +39,8 @@ class SearchSpace {
   // Each knob from `a` or `b` (same template), when the result is legal.
   std::optional<dsl::Schedule> crossover(const dsl::Schedule& a, const dsl::Schedule& b, std::mt19937_64& rng) const;
   bool legal(const dsl::Schedule& s) const;
+  const dsl::QMatMulWorkload& workload() const { return workload_; }
+  const std::vector<dsl::KnobSpace>& spaces() const { return spaces_; }
 
  private:
   const dsl::KnobSpace* space_of(const std::string& template_name) const;
@@ -44,8 +49,27 @@ class SearchSpace {
   std::vector<dsl::KnobSpace> spaces_;
 };
 
+// A measurement of a similar workload (same op, format and epilogue, another shape): the xgb strategy's
+// cost model learns from these before the task has measurements of its own.
+struct PriorMeasurement {
+  dsl::QMatMulWorkload workload;
+  Measured measured;
+};
+
+// What a strategy keeps for one task between proposals: the xgb strategy's cost model, retrained when
+// the history has grown. The tuning loop owns one per task and fills `prior`.
+struct SearchState {
+  std::vector<PriorMeasurement> prior;
+  std::unique_ptr<FeatureExtractor> features;
+  std::unique_ptr<CostModel> model;
+  size_t trained_on = 0;  // history.size() when the model was last trained
+};
+
 // Proposes the next schedule to measure, or nullopt when the strategy has nothing new to offer.
+// `state` carries the xgb strategy's model from one call to the next; without one, xgb trains a model
+// for this call only.
 std::optional<dsl::Schedule> propose(Strategy strategy, const SearchSpace& space, const std::vector<Measured>& history,
-                                     const std::set<std::string>& seen, std::mt19937_64& rng);
+                                     const std::set<std::string>& seen, std::mt19937_64& rng,
+                                     SearchState* state = nullptr);
 
 }  // namespace tetra::tuner

@@ -1,5 +1,6 @@
 #include "tuner/tune.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -28,6 +29,7 @@ struct TaskState {
   std::set<std::string> seen;
   int since_improvement = 0;
   bool done = false;
+  SearchState search;  // the strategy's memory between proposals (xgb: its cost model)
 };
 
 std::string format_ms(double ms) {
@@ -35,6 +37,34 @@ std::string format_ms(double ms) {
   s.precision(3);
   s << std::fixed << ms << " ms";
   return s.str();
+}
+
+// The database's measurements of the workloads most like `w` (same op, format and epilogue, another
+// shape; the nearest kPriorWorkloads of them), which warm-start the xgb strategy's cost model.
+std::vector<PriorMeasurement> prior_measurements(const TuningDatabase& db, const dsl::QMatMulWorkload& w) {
+  constexpr size_t kPriorWorkloads = 8;
+  const WorkloadDesc desc = workload_desc(w);
+  std::map<std::string, double> distance;  // workload key -> distance
+  for (const TuningRecord& r : db.records()) {
+    double d = workload_distance(desc, r.workload);
+    if (r.workload.key != desc.key && r.measured && std::isfinite(d)) distance[r.workload.key] = d;
+  }
+  std::vector<std::pair<double, std::string>> nearest;
+  for (const auto& [key, d] : distance) nearest.push_back({d, key});
+  std::sort(nearest.begin(), nearest.end());
+  if (nearest.size() > kPriorWorkloads) nearest.resize(kPriorWorkloads);
+  std::set<std::string> keep;
+  for (const auto& n : nearest) keep.insert(n.second);
+  std::vector<PriorMeasurement> out;
+  for (const TuningRecord& r : db.records()) {
+    if (!keep.count(r.workload.key) || !r.measured) continue;
+    dsl::QMatMulWorkload other = w;  // the same format and epilogue: only the shape differs
+    other.M = r.workload.dims.at("M");
+    other.K = r.workload.dims.at("K");
+    other.N = r.workload.dims.at("N");
+    out.push_back({other, {r.schedule, r.failed() ? INFINITY : r.median_ms}});
+  }
+  return out;
 }
 
 }  // namespace
@@ -61,7 +91,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
 
   std::vector<TaskState> states;
   for (const TuningTask& t : tasks) {
-    TaskState s{t, {}, SearchSpace(t.workload, target), {}, {}, 0, false};
+    TaskState s{t, {}, SearchSpace(t.workload, target), {}, {}, 0, false, {}};
     s.summary.key = t.workload.key();
     s.summary.node = t.node;
     s.summary.occurrences = t.occurrences;
@@ -75,6 +105,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
         s.summary.best_schedule = r.schedule.to_string();
       }
     }
+    if (opt.strategy == Strategy::Xgb) s.search.prior = prior_measurements(db, t.workload);
     states.push_back(std::move(s));
   }
   say("tuning " + std::to_string(states.size()) + " task(s) of " + opt.model + " for " + target.name + ", " +
@@ -91,7 +122,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     std::optional<dsl::Schedule> candidate;
     dsl::Schedule fallback = schedules::default_qmatmul_schedule(s.task.workload, target).value();
     if (!s.seen.count(fallback.to_string())) candidate = fallback;
-    else candidate = propose(opt.strategy, s.space, s.history, s.seen, rng);
+    else candidate = propose(opt.strategy, s.space, s.history, s.seen, rng, &s.search);
     if (!candidate) {
       s.done = true;
       say("  " + sum.key + ": search space exhausted");
