@@ -45,7 +45,7 @@ Executor::Executor(const Graph& graph, const ExecutorOptions& options) : graph_(
   for (const Node& n : graph_.nodes) {
     std::unique_ptr<NodeKernel> kernel;
     std::string why_not;
-    if (options.backend == Backend::Halide) kernel = make_halide_kernel(n, graph_, options.schedules, &why_not);
+    if (options.backend == Backend::Halide) kernel = make_halide_kernel(n, graph_, options, &why_not);
     kernels_.push_back(kernel ? std::move(kernel) : make_reference_kernel(n, why_not));
   }
 }

@@ -22,6 +22,7 @@ struct ExecutorOptions {
   Backend backend = Backend::Halide;
   int threads = 0;                         // Halide's thread pool size; 0: one per core
   const ScheduleSource* schedules = nullptr;  // tuned schedules; must outlive the executor
+  std::string kernel_cache;  // folder of compiled kernels reused across processes; "" compiles in memory
 };
 
 // What ran a node, for `tetra inspect`, `run --explain` and `bench`.
@@ -62,7 +63,7 @@ std::unique_ptr<NodeKernel> make_reference_kernel(const Node& node, const std::s
 
 // The Halide kernel for `node`, or nullptr with `why_not` set when the Halide backend does not
 // compile this node (it then falls back to the reference kernel).
-std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, const ScheduleSource* schedules,
+std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, const ExecutorOptions& options,
                                                std::string* why_not);
 void set_halide_threads(int threads);
 

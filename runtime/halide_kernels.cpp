@@ -25,7 +25,7 @@ using Clock = std::chrono::steady_clock;
 // weight format, the epilogue, the schedule and the target, never on M, K or N.
 std::shared_ptr<const schedules::QMatMulKernel> cached_kernel(const dsl::QMatMulWorkload& workload,
                                                               const dsl::Schedule& schedule, const std::string& label,
-                                                              double* compile_ms) {
+                                                              const std::string& disk_cache, double* compile_ms) {
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<const schedules::QMatMulKernel>> cache;
   const dsl::TargetSpec& target = dsl::host_target();
@@ -35,7 +35,7 @@ std::shared_ptr<const schedules::QMatMulKernel> cached_kernel(const dsl::QMatMul
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   auto start = Clock::now();
-  auto kernel = schedules::compile_qmatmul(workload, schedule, target);
+  auto kernel = schedules::compile_qmatmul(workload, schedule, target, disk_cache);
   check(kernel.ok(), ErrorKind::Invalid,
         label + ": cannot compile schedule " + schedule.to_string() + ": " + (kernel.ok() ? "" : kernel.failure().describe()));
   *compile_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -46,12 +46,13 @@ std::shared_ptr<const schedules::QMatMulKernel> cached_kernel(const dsl::QMatMul
 class QMatMulRunner {
  public:
   QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias,
-                dsl::Activation activation, const ScheduleSource* schedules, std::string label)
+                dsl::Activation activation, const ExecutorOptions& options, std::string label)
       : weight_(std::move(weight)),
         trans_b_(trans_b),
         has_bias_(has_bias),
         activation_(activation),
-        schedules_(schedules),
+        schedules_(options.schedules),
+        disk_cache_(options.kernel_cache),
         label_(std::move(label)) {
     Shape s = weight_->shape();
     K_ = trans_b_ ? s[1] : s[0];
@@ -117,7 +118,7 @@ class QMatMulRunner {
     if (it != compiled_.end()) return it->second;
     ScheduleChoice choice = choose_schedule(workload);
     const dsl::Schedule& schedule = choice.schedule;
-    auto kernel = cached_kernel(workload, schedule, label_, &compile_ms_);
+    auto kernel = cached_kernel(workload, schedule, label_, disk_cache_, &compile_ms_);
     std::string layout = std::to_string(kernel->layout().panel) + "/" + std::to_string(kernel->layout().k_align) +
                          " " + kernel->workload().format.describe();
     auto packed = packed_.find(layout);
@@ -126,13 +127,15 @@ class QMatMulRunner {
       check(p.ok(), ErrorKind::Invalid, label_ + ": cannot pack weight: " + (p.ok() ? "" : p.failure().describe()));
       packed = packed_.emplace(layout, std::move(p).value()).first;
     }
-    return compiled_.emplace(key, Compiled{kernel, packed->second, choice.source}).first->second;
+    std::string source = choice.source + (kernel->from_disk_cache() ? ", loaded from the kernel cache" : "");
+    return compiled_.emplace(key, Compiled{kernel, packed->second, source}).first->second;
   }
 
   std::shared_ptr<const QuantizedWeight> weight_;
   bool trans_b_, has_bias_;
   dsl::Activation activation_;
   const ScheduleSource* schedules_;
+  std::string disk_cache_;
   std::string label_;
   int64_t K_ = 0, N_ = 0;
   std::map<std::string, dsl::PackedInt4Buffers> packed_;  // by layout and format
@@ -173,9 +176,9 @@ std::string kernel_detail(const Node& node, const std::string& schedule) {
 
 class HalideQMatMul : public NodeKernel {
  public:
-  HalideQMatMul(const Node& node, bool has_bias, const ScheduleSource* schedules)
+  HalideQMatMul(const Node& node, bool has_bias, const ExecutorOptions& options)
       : node_(node),
-        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node), schedules,
+        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node), options,
                 node.label()),
         alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
         beta_(static_cast<float>(node.attr_float("beta", 1.0))) {}
@@ -215,8 +218,8 @@ class HalideQMatMul : public NodeKernel {
 class HalideQConv : public NodeKernel {
  public:
   HalideQConv(const Node& node, std::shared_ptr<const QuantizedWeight> matrix, bool has_bias,
-              const ScheduleSource* schedules)
-      : node_(node), runner_(std::move(matrix), true, has_bias, kernel_activation(node), schedules, node.label()) {}
+              const ExecutorOptions& options)
+      : node_(node), runner_(std::move(matrix), true, has_bias, kernel_activation(node), options, node.label()) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
@@ -437,7 +440,7 @@ std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
   return gemm;
 }
 
-std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, const ScheduleSource* schedules,
+std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, const ExecutorOptions& options,
                                                std::string* why_not) {
   // Grouped and depthwise convs have their own direct kernels; group-1 convs run as im2col + GEMM.
   if (node.domain == "tetra" && node.op_type == "QConv" && node.attr_int("group", 1) != 1) {
@@ -449,8 +452,8 @@ std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& gr
     GemmWeight g = gemm_weight_of(node, graph);
     *why_not = g.problem;
     if (!g.problem.empty()) return nullptr;
-    if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, node.has_input(1), schedules);
-    return std::make_unique<HalideQConv>(node, g.matrix, node.has_input(1), schedules);
+    if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, node.has_input(1), options);
+    return std::make_unique<HalideQConv>(node, g.matrix, node.has_input(1), options);
   }
   return make_halide_elementwise_kernel(node, graph, why_not);
 }

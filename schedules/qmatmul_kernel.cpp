@@ -8,7 +8,7 @@ using dsl::Failure;
 using dsl::FailureKind;
 
 dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
-                                           const dsl::TargetSpec& target) {
+                                           const dsl::TargetSpec& target, const std::string& cache_dir) {
   if (dsl::Status st = check_qmatmul_schedule(workload, schedule, target); !st) return st.failure();
   const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
 
@@ -21,9 +21,17 @@ dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload& workload,
   try {
     if (dsl::Status st = t->apply(*k.def_, schedule, target); !st) return st.failure();
     k.pipeline_ = Halide::Pipeline(k.def_->def.output);
-    k.pipeline_.compile_jit(target.halide);
+    if (cache_dir.empty()) k.pipeline_.compile_jit(target.halide);
   } catch (const Halide::Error& e) {
     return Failure{FailureKind::Compile, schedule.to_string(), e.what()};
+  }
+  if (!cache_dir.empty()) {
+    // The generated code depends on the format, the epilogue, the schedule and the target only.
+    std::string code = "qmatmul " + workload.format.describe() + (workload.has_bias ? " bias " : " ") +
+                       dsl::activation_name(workload.activation) + " " + schedule.to_string();
+    auto object = dsl::load_or_compile_object(cache_dir, code, k.pipeline_, k.def_->def.arguments, target.halide);
+    if (!object.ok()) return object.failure();
+    k.object_ = object.value();
   }
   return k;
 }
@@ -47,6 +55,22 @@ dsl::Status QMatMulKernel::run(const Halide::Buffer<float>& A, const dsl::Packed
     return bad("this kernel needs a bias of N = " + std::to_string(W.N) + " values");
 
   const dsl::QMatMulDef& q = *def_;
+  if (object_) {
+    // The ahead-of-time entry point takes the arguments in define_qmatmul's order, then Y.
+    std::vector<void*> argv = {const_cast<halide_buffer_t*>(A.raw_buffer()),
+                               const_cast<halide_buffer_t*>(W.packed.raw_buffer()),
+                               const_cast<halide_buffer_t*>(W.scale.raw_buffer())};
+    if (workload_.format.has_zero_point) argv.push_back(const_cast<halide_buffer_t*>(W.zero.raw_buffer()));
+    if (workload_.has_bias) argv.push_back(const_cast<halide_buffer_t*>(args.bias->raw_buffer()));
+    float alpha = args.alpha, beta = args.beta;
+    argv.push_back(&alpha);
+    argv.push_back(&beta);
+    argv.push_back(Y.raw_buffer());
+    if (argv.size() != def_->def.arguments.size() + 1) return bad("argument count does not match the pipeline");
+    int rc = object_->call(argv.data());
+    if (rc != 0) return bad("the kernel returned Halide error " + std::to_string(rc));
+    return dsl::ok_status();
+  }
   Halide::ParamMap params;
   params.set(q.A, A);
   if (dsl::Status st = q.W.bind(params, W); !st) return st;

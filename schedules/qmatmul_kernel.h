@@ -10,6 +10,7 @@
 #pragma once
 #include <memory>
 
+#include "dsl/object_cache.h"
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"
@@ -40,20 +41,25 @@ class QMatMulKernel {
   void write_lowered_stmt(const std::string& path) const;
   // Writes the generated x86/arm assembly to `path`.
   void write_assembly(const std::string& path) const;
+  // Whether the machine code came from the on-disk kernel cache rather than a compile.
+  bool from_disk_cache() const { return object_ && object_->from_cache(); }
 
  private:
   friend dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload&, const dsl::Schedule&,
-                                                    const dsl::TargetSpec&);
+                                                    const dsl::TargetSpec&, const std::string&);
   dsl::QMatMulWorkload workload_;
   dsl::Schedule schedule_;
   dsl::TargetSpec target_;
   dsl::Int4Layout layout_;
   std::shared_ptr<dsl::QMatMulDef> def_;
   Halide::Pipeline pipeline_;
+  std::shared_ptr<const dsl::CompiledObject> object_;  // set when compiled through the disk cache
 };
 
-// Checks the schedule (check_qmatmul_schedule), defines, schedules and JIT-compiles the kernel.
+// Checks the schedule (check_qmatmul_schedule), defines, schedules and compiles the kernel: JIT when
+// `cache_dir` is empty, else ahead of time into a shared object kept in `cache_dir` (loaded from there
+// when an earlier process compiled the same code).
 dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
-                                           const dsl::TargetSpec& target);
+                                           const dsl::TargetSpec& target, const std::string& cache_dir = "");
 
 }  // namespace tetra::schedules

@@ -133,3 +133,19 @@ TEST_CASE("tetra run --check --explain and tetra bench --json on the Halide back
   CHECK(report["kernels"][0]["backend"] == "halide");
   CHECK(run_command(tetra_cli() + " bench " + model + " --shape x=2,20 --repeat 0", &out) == 2);
 }
+
+TEST_CASE("compiled kernels are reused from the disk cache by the next process", "[cli][halide]") {
+  std::string dir = temp_dir("cli_kernel_cache");
+  std::string model = int4_model(dir);
+  std::string cache = dir + "/kernels";
+  std::string run = tetra_cli() + " run " + model + " --random-inputs --shape x=2,20 --explain --kernel-cache " + cache;
+  std::string first, second;
+  REQUIRE(run_command(run, &first) == 0);
+  CHECK_THAT(first, !Catch::Contains("loaded from the kernel cache"));
+  CHECK(!std::filesystem::is_empty(cache));
+  REQUIRE(run_command(run, &second) == 0);
+  INFO(second);
+  CHECK_THAT(second, Catch::Contains("loaded from the kernel cache"));
+  // Same inputs (same seed), same outputs, whichever way the kernel was obtained.
+  CHECK(first.substr(first.find("output")) == second.substr(second.find("output")));
+}

@@ -10,6 +10,7 @@
 #include "importer/error.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
+#include "dsl/object_cache.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
 #include "tuner/database_source.h"
@@ -23,6 +24,7 @@ struct BenchOptions {
   std::string backend = "halide";
   int threads = 0;
   std::string db;
+  std::string kernel_cache = dsl::default_kernel_cache_dir();
   int repeat = 20;
   int warmup = 2;
   bool json = false;
@@ -63,7 +65,7 @@ void bench(const BenchOptions& opt) {
   std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (db) tuned.emplace(*db);
-  Executor executor(graph, ExecutorOptions{parse_backend(opt.backend), opt.threads, tuned ? &*tuned : nullptr});
+  Executor executor(graph, ExecutorOptions{parse_backend(opt.backend), opt.threads, tuned ? &*tuned : nullptr, opt.kernel_cache});
   for (int i = 0; i < std::max(1, opt.warmup); ++i) executor.run(inputs);  // compiles on first use
 
   std::vector<double> total;
@@ -124,6 +126,8 @@ void add_bench_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("bench", "Time a model: whole-model and per-kernel latency");
   cmd->add_option("model", opt->model, "ONNX model file")->required();
   cmd->add_option("--backend", opt->backend, "halide (default) or reference");
+  cmd->add_option("--kernel-cache", opt->kernel_cache,
+                  "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
   cmd->add_option("--threads", opt->threads, "threads for compiled kernels (default: one per core)");
   cmd->add_option("--repeat", opt->repeat, "timed runs after the warm-up (default 20)");

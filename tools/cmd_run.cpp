@@ -10,6 +10,7 @@
 #include "runtime/reference_evaluator.h"
 #include "runtime/tensor_io.h"
 #include "tools/model_inputs.h"
+#include "dsl/object_cache.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
 #include "tuner/database_source.h"
@@ -27,6 +28,7 @@ struct RunOptions {
   bool explain = false;
   int threads = 0;
   std::string db;
+  std::string kernel_cache = dsl::default_kernel_cache_dir();
   InputOptions inputs;
 };
 
@@ -99,7 +101,7 @@ void run(const RunOptions& opt) {
   std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (db) tuned.emplace(*db);
-  Executor executor(graph, ExecutorOptions{backend, opt.threads, tuned ? &*tuned : nullptr});
+  Executor executor(graph, ExecutorOptions{backend, opt.threads, tuned ? &*tuned : nullptr, opt.kernel_cache});
   TensorMap outputs = executor.run(inputs);
   if (opt.explain) {
     for (const KernelInfo& k : executor.kernels())
@@ -143,6 +145,8 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--backend", opt->backend, "halide (compiled kernels, the default) or reference (the plain evaluator)");
   cmd->add_flag("--check", opt->check_reference, "also run the reference evaluator and compare (exit 1 when off)");
   cmd->add_flag("--explain", opt->explain, "print which kernel ran each node, and its schedule or fallback reason");
+  cmd->add_option("--kernel-cache", opt->kernel_cache,
+                  "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
   cmd->add_option("--threads", opt->threads, "threads for compiled kernels (default: one per core)");
   cmd->callback([opt] { run(*opt); });
