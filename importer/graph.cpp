@@ -6,6 +6,37 @@
 
 namespace tetra {
 
+Attribute int_attr(int64_t value) {
+  Attribute a;
+  a.kind = Attribute::Kind::Int;
+  a.i = value;
+  return a;
+}
+Attribute float_attr(double value) {
+  Attribute a;
+  a.kind = Attribute::Kind::Float;
+  a.f = value;
+  return a;
+}
+Attribute string_attr(std::string value) {
+  Attribute a;
+  a.kind = Attribute::Kind::String;
+  a.s = std::move(value);
+  return a;
+}
+Attribute ints_attr(std::vector<int64_t> values) {
+  Attribute a;
+  a.kind = Attribute::Kind::Ints;
+  a.ints = std::move(values);
+  return a;
+}
+Attribute tensor_attr(Tensor value) {
+  Attribute a;
+  a.kind = Attribute::Kind::Tensor;
+  a.t = std::move(value);
+  return a;
+}
+
 int64_t QuantizedWeight::param_index(int64_t i) const {
   if (scale.size() == 1 && block_size == 0) return 0;
   const Shape& s = data.shape();

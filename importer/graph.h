@@ -24,6 +24,13 @@ struct Attribute {
   tetra::Tensor t;
 };
 
+// Attribute values, for code that builds nodes.
+Attribute int_attr(int64_t value);
+Attribute float_attr(double value);
+Attribute string_attr(std::string value);
+Attribute ints_attr(std::vector<int64_t> values);
+Attribute tensor_attr(Tensor value);
+
 // An int4 weight kept packed, with the DequantizeLinear parameters that give its real values:
 // value(idx) = (q(idx) - zero_point(block of idx)) * scale(block of idx).
 // Every int4 pattern (DequantizeLinear, MatMulNBits, fake-quant) is normalised into this form.

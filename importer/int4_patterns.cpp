@@ -388,9 +388,6 @@ class Int4Fuser {
   }
   size_t index_of(const Node& n) const { return static_cast<size_t>(&n - g_.nodes.data()); }
 
-  static Attribute int_attr(int64_t v) { Attribute a; a.kind = Attribute::Kind::Int; a.i = v; return a; }
-  static Attribute float_attr(double v) { Attribute a; a.kind = Attribute::Kind::Float; a.f = v; return a; }
-  static Attribute string_attr(std::string v) { Attribute a; a.kind = Attribute::Kind::String; a.s = std::move(v); return a; }
 
   // Drops rewritten nodes and the initializers nothing reads any more.
   void finish() {

@@ -16,36 +16,6 @@ using tetra::test::random_tensor;
 
 namespace {
 
-Attribute ints_attr(std::vector<int64_t> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::Ints;
-  a.ints = std::move(v);
-  return a;
-}
-Attribute int_attr(int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::Int;
-  a.i = v;
-  return a;
-}
-Attribute float_attr(double v) {
-  Attribute a;
-  a.kind = Attribute::Kind::Float;
-  a.f = v;
-  return a;
-}
-Attribute string_attr(std::string v) {
-  Attribute a;
-  a.kind = Attribute::Kind::String;
-  a.s = std::move(v);
-  return a;
-}
-Attribute tensor_attr(Tensor t) {
-  Attribute a;
-  a.kind = Attribute::Kind::Tensor;
-  a.t = std::move(t);
-  return a;
-}
 
 Node make_node(const std::string& op, int64_t opset, size_t inputs, size_t outputs = 1) {
   Node n;

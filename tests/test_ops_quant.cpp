@@ -20,24 +20,6 @@ using namespace tetra::test;
 
 namespace {
 
-Attribute int_attr(int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::Int;
-  a.i = v;
-  return a;
-}
-Attribute float_attr(double v) {
-  Attribute a;
-  a.kind = Attribute::Kind::Float;
-  a.f = v;
-  return a;
-}
-Attribute ints_attr(const std::vector<int64_t>& v) {
-  Attribute a;
-  a.kind = Attribute::Kind::Ints;
-  a.ints = v;
-  return a;
-}
 
 Node make_node(const std::string& domain, const std::string& op_type, std::map<std::string, Attribute> attrs = {}) {
   Node n;

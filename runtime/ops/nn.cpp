@@ -12,15 +12,6 @@ namespace {
 
 // ---- shared helpers ------------------------------------------------------------------------------
 
-const Tensor* optional_input(const std::vector<Tensor>& in, size_t i) {
-  return i < in.size() && !in[i].empty() ? &in[i] : nullptr;
-}
-
-const Tensor& required_input(const Node& node, const std::vector<Tensor>& in, size_t i) {
-  const Tensor* t = optional_input(in, i);
-  op_check(t != nullptr, node, "input " + std::to_string(i) + " is required but missing");
-  return *t;
-}
 
 // These ops compute in floating point only; every float operand has the first input's type.
 DType check_float_inputs(const Node& node, const std::vector<DType>& types) {
@@ -93,7 +84,7 @@ void register_matmul_gemm(OpRegistry& r) {
                 return one(make_info(t, matmul_output_shape(ctx.node, a.shape, b.shape)));
               },
               [](const Node& node, const std::vector<Tensor>& in) {
-                const Tensor &a = required_input(node, in, 0), &b = required_input(node, in, 1);
+                const Tensor &a = input_required(node, in, 0), &b = input_required(node, in, 1);
                 DType t = check_float_inputs(node, {a.dtype(), b.dtype()});
                 MatMulResult res = matmul_reference(node, a.shape(), reader(a), b.shape(), reader(b));
                 return std::vector<Tensor>{Tensor::from_doubles(t, res.shape, res.values)};
@@ -107,8 +98,8 @@ void register_matmul_gemm(OpRegistry& r) {
                 return one(make_info(t, gemm_shape(ctx.node, a.shape, b.shape, c && c->has_shape ? &c->shape : nullptr)));
               },
               [](const Node& node, const std::vector<Tensor>& in) {
-                const Tensor &a = required_input(node, in, 0), &b = required_input(node, in, 1);
-                const Tensor* c = optional_input(in, 2);
+                const Tensor &a = input_required(node, in, 0), &b = input_required(node, in, 1);
+                const Tensor* c = input_if_given(in, 2);
                 DType t = check_float_inputs(node, input_types(in));
                 SymbolicShape cs = c ? to_symbolic(c->shape()) : SymbolicShape{};
                 Shape out_shape =
@@ -154,10 +145,10 @@ void register_conv(OpRegistry& r) {
                 return one(make_info(t, conv_output_shape(ctx.node, x.shape, w.shape)));
               },
               [](const Node& node, const std::vector<Tensor>& in) {
-                const Tensor &x = required_input(node, in, 0), &w = required_input(node, in, 1);
+                const Tensor &x = input_required(node, in, 0), &w = input_required(node, in, 1);
                 DType t = check_float_inputs(node, input_types(in));
                 ConvParams p = conv_params(node, x.shape(), w.shape());
-                std::vector<double> bias = bias_values(node, optional_input(in, 2), p.out_channels);
+                std::vector<double> bias = bias_values(node, input_if_given(in, 2), p.out_channels);
                 Shape y_shape{p.batch, p.out_channels};
                 y_shape.insert(y_shape.end(), p.out_spatial.begin(), p.out_spatial.end());
                 return std::vector<Tensor>{Tensor::from_doubles(t, y_shape, conv_reference(p, reader(x), reader(w), &bias))};
@@ -304,13 +295,13 @@ void register_conv_transpose(OpRegistry& r) {
                 return one(make_info(t, conv_transpose_shape(ctx.node, x.shape, w.shape)));
               },
               [](const Node& node, const std::vector<Tensor>& in) {
-                const Tensor &x = required_input(node, in, 0), &w = required_input(node, in, 1);
+                const Tensor &x = input_required(node, in, 0), &w = input_required(node, in, 1);
                 DType t = check_float_inputs(node, input_types(in));
                 ConvParams p = conv_transpose_params(node, x.shape(), w.shape());
                 const int64_t C = p.out_channels, M = p.in_channels, cg = C / p.group, mg = M / p.group;
                 const int64_t x_size = num_elements(p.out_spatial), y_size = num_elements(p.in_spatial),
                               k_size = num_elements(p.kernel);
-                std::vector<double> bias = bias_values(node, optional_input(in, 2), M);
+                std::vector<double> bias = bias_values(node, input_if_given(in, 2), M);
                 std::vector<double> xs = x.to_doubles(), ws = w.to_doubles(), y(p.batch * M * y_size);
                 for (int64_t n = 0; n < p.batch; ++n)
                   for (int64_t m = 0; m < M; ++m) std::fill_n(&y[(n * M + m) * y_size], y_size, bias[m]);
@@ -435,7 +426,7 @@ void register_pool(OpRegistry& r, const std::string& op, PoolKind kind, bool glo
                 return one(make_info(t, pool_shape(ctx.node, x.shape, global)));
               },
               [kind, global](const Node& node, const std::vector<Tensor>& in) {
-                const Tensor& x = required_input(node, in, 0);
+                const Tensor& x = input_required(node, in, 0);
                 check_float_inputs(node, {x.dtype()});
                 if (node.outputs.size() > 1 && !node.outputs[1].empty())
                   op_fail(node, "the Indices output is not supported", ErrorKind::Unsupported);
@@ -595,14 +586,14 @@ void register_resize(OpRegistry& r) {
                 return one(make_info(t, out));
               },
               [](const Node& node, const std::vector<Tensor>& in) {
-                const Tensor& x = required_input(node, in, 0);
+                const Tensor& x = input_required(node, in, 0);
                 check_float_inputs(node, {x.dtype()});
                 ResizeAttrs a = resize_attrs(node);
                 check_resize_rank(node, x.rank());
                 const Shape& s = x.shape();
                 int64_t dims[4] = {s[0], s[1], s[2], s[3]};
-                ResizeTarget target = resize_target(node, dims, optional_input(in, scales_input(node)),
-                                                    optional_input(in, sizes_input(node)));
+                ResizeTarget target = resize_target(node, dims, input_if_given(in, scales_input(node)),
+                                                    input_if_given(in, sizes_input(node)));
                 const int64_t H = s[2], W = s[3], OH = target.out[0], OW = target.out[1];
                 op_check((H > 0 && W > 0) || OH * OW == 0, node, "cannot resize the empty input " + shape_str(s));
                 std::vector<Sample> ys = resize_axis(a, H, OH, target.scale[0]),

@@ -9,6 +9,16 @@ void op_fail(const Node& node, const std::string& message, ErrorKind kind) {
   fail(kind, node.label() + ": " + message);
 }
 
+const Tensor* input_if_given(const std::vector<Tensor>& inputs, size_t i) {
+  return i < inputs.size() && !inputs[i].empty() ? &inputs[i] : nullptr;
+}
+
+const Tensor& input_required(const Node& node, const std::vector<Tensor>& inputs, size_t i) {
+  const Tensor* t = input_if_given(inputs, i);
+  op_check(t != nullptr, node, "input " + std::to_string(i) + " is required but missing");
+  return *t;
+}
+
 int64_t normalize_axis(const Node& node, int64_t axis, int64_t rank) {
   op_check(axis >= -rank && axis < std::max<int64_t>(rank, 1), node,
            "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));

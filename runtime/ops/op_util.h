@@ -14,6 +14,11 @@ inline void op_check(bool ok, const Node& node, const std::string& message, Erro
   if (!ok) op_fail(node, message, kind);
 }
 
+// Input i of a kernel: nullptr when omitted (an empty Tensor) or past the end.
+const Tensor* input_if_given(const std::vector<Tensor>& inputs, size_t i);
+// Input i, failing with the node's name when it is omitted.
+const Tensor& input_required(const Node& node, const std::vector<Tensor>& inputs, size_t i);
+
 // Normalises a possibly negative axis into [0, rank), failing with the node's name if out of range.
 int64_t normalize_axis(const Node& node, int64_t axis, int64_t rank);
 

@@ -15,15 +15,6 @@ namespace {
 
 // ---- shared helpers ------------------------------------------------------------------------------
 
-const Tensor* optional_input(const std::vector<Tensor>& in, size_t i) {
-  return i < in.size() && !in[i].empty() ? &in[i] : nullptr;
-}
-
-const Tensor& required_input(const Node& node, const std::vector<Tensor>& in, size_t i) {
-  const Tensor* t = optional_input(in, i);
-  op_check(t != nullptr, node, "input " + std::to_string(i) + " is required but missing");
-  return *t;
-}
 
 // Element copy that is exact for every type: integers (int64 included) never go through double.
 void copy_element(const Tensor& src, int64_t i, Tensor& dst, int64_t j) {
@@ -82,7 +73,7 @@ IntsArg ints_arg(const InferContext& ctx, size_t i, const std::string& attr, int
   return ints_arg(ctx.node, attr, since, ctx.has(i), ctx.constant(i));
 }
 IntsArg ints_arg(const Node& node, const std::vector<Tensor>& in, size_t i, const std::string& attr, int64_t since) {
-  const Tensor* t = optional_input(in, i);
+  const Tensor* t = input_if_given(in, i);
   return ints_arg(node, attr, since, t != nullptr, t);
 }
 
@@ -185,9 +176,9 @@ void register_reshape(OpRegistry& r) {
         return std::vector<ValueInfo>{rank >= 0 ? make_info(x.dtype, unknown_dims(rank)) : unknown_rank(x.dtype)};
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        const Tensor& x = required_input(node, in, 0);
+        const Tensor& x = input_required(node, in, 0);
         SymbolicShape xs = to_symbolic(x.shape());
-        SymbolicShape out = reshape_shape(node, &xs, required_input(node, in, 1).to_ints(), reshape_allowzero(node));
+        SymbolicShape out = reshape_shape(node, &xs, input_required(node, in, 1).to_ints(), reshape_allowzero(node));
         return std::vector<Tensor>{x.reshaped(to_shape(out))};
       });
 }
@@ -220,7 +211,7 @@ void register_transpose(OpRegistry& r) {
         return std::vector<ValueInfo>{make_info(x.dtype, out)};
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        const Tensor& x = required_input(node, in, 0);
+        const Tensor& x = input_required(node, in, 0);
         const Shape& s = x.shape();
         std::vector<int64_t> perm = transpose_perm(node, x.rank());
         Shape out_shape;
@@ -302,7 +293,7 @@ void register_reshape_like(OpRegistry& r) {
         return std::vector<ValueInfo>{make_info(x.dtype, flatten_shape(ctx.node, x.shape))};
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        const Tensor& x = required_input(node, in, 0);
+        const Tensor& x = input_required(node, in, 0);
         return std::vector<Tensor>{x.reshaped(to_shape(flatten_shape(node, to_symbolic(x.shape()))))};
       });
   add(r, "Squeeze",
@@ -317,7 +308,7 @@ void register_reshape_like(OpRegistry& r) {
         return std::vector<ValueInfo>{out ? make_info(x.dtype, *out) : unknown_rank(x.dtype)};
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        const Tensor& x = required_input(node, in, 0);
+        const Tensor& x = input_required(node, in, 0);
         auto out = squeeze_shape(node, to_symbolic(x.shape()), ints_arg(node, in, 1, "axes", 13));
         return std::vector<Tensor>{x.reshaped(to_shape(*out))};
       });
@@ -332,7 +323,7 @@ void register_reshape_like(OpRegistry& r) {
         return std::vector<ValueInfo>{make_info(x.dtype, unsqueeze_shape(ctx.node, x.shape, axes.values))};
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        const Tensor& x = required_input(node, in, 0);
+        const Tensor& x = input_required(node, in, 0);
         IntsArg axes = ints_arg(node, in, 1, "axes", 13);
         op_check(axes.present, node, "axes are required");
         return std::vector<Tensor>{x.reshaped(to_shape(unsqueeze_shape(node, to_symbolic(x.shape()), axes.values)))};
@@ -419,7 +410,7 @@ void register_concat_split(OpRegistry& r) {
       [](const Node& node, const std::vector<Tensor>& in) {
         std::vector<SymbolicShape> shapes;
         for (size_t j = 0; j < in.size(); ++j) {
-          const Tensor& t = required_input(node, in, j);
+          const Tensor& t = input_required(node, in, j);
           op_check(t.dtype() == in[0].dtype(), node,
                    "inputs mix " + dtype_name(in[0].dtype()) + " and " + dtype_name(t.dtype()));
           shapes.push_back(to_symbolic(t.shape()));
@@ -449,7 +440,7 @@ void register_concat_split(OpRegistry& r) {
         return out;
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        const Tensor& x = required_input(node, in, 0);
+        const Tensor& x = input_required(node, in, 0);
         int64_t axis = normalize_axis(node, node.attr_int("axis", 0), x.rank());
         std::vector<int64_t> sizes =
             split_sizes(node, ints_arg(node, in, 1, "split", 13), x.shape()[axis], node.outputs.size());
@@ -554,7 +545,7 @@ void register_slice(OpRegistry& r) {
         return std::vector<ValueInfo>{make_info(x.dtype, out)};
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        const Tensor& x = required_input(node, in, 0);
+        const Tensor& x = input_required(node, in, 0);
         auto arg = [&](size_t i, const std::string& name) { return ints_arg(node, in, i, name, 10); };
         std::vector<SliceRange> ranges = slice_ranges(slice_args(node, arg, x.rank()), to_symbolic(x.shape()));
         Shape out_shape;
@@ -595,7 +586,7 @@ void register_gather(OpRegistry& r) {
         return std::vector<ValueInfo>{make_info(x.dtype, gather_shape(x.shape, idx.shape, axis))};
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        const Tensor &x = required_input(node, in, 0), &indices = required_input(node, in, 1);
+        const Tensor &x = input_required(node, in, 0), &indices = input_required(node, in, 1);
         op_check(x.rank() >= 1, node, "data must have rank >= 1");
         int64_t axis = normalize_axis(node, node.attr_int("axis", 0), x.rank());
         const Shape& s = x.shape();
@@ -667,7 +658,7 @@ void register_shape_and_constants(OpRegistry& r) {
         return std::vector<ValueInfo>{make_info(DType::Int64, Shape{end - start})};
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        const Tensor& x = required_input(node, in, 0);
+        const Tensor& x = input_required(node, in, 0);
         auto [start, end] = shape_range(node, x.rank());
         std::vector<int64_t> dims(x.shape().begin() + start, x.shape().begin() + end);
         return std::vector<Tensor>{Tensor::from_ints(DType::Int64, {end - start}, dims)};
@@ -682,7 +673,7 @@ void register_shape_and_constants(OpRegistry& r) {
       },
       [](const Node& node, const std::vector<Tensor>& in) {
         Tensor value = constant_of_shape_value(node);
-        Tensor out(value.dtype(), constant_of_shape_dims(node, required_input(node, in, 0)));
+        Tensor out(value.dtype(), constant_of_shape_dims(node, input_required(node, in, 0)));
         for (int64_t j = 0; j < out.size(); ++j) copy_element(value, 0, out, j);
         return std::vector<Tensor>{out};
       });
