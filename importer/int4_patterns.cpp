@@ -275,18 +275,19 @@ class Int4Fuser {
       if (use.input != 1 || dead_.count(use.node)) continue;
       bool same = !transposed && w.data.shape() == base->data.shape();
       auto weight = same ? shared : std::make_shared<QuantizedWeight>(w);
-      bool ok = false;
-      if (is_op(consumer, "MatMul") && w.data.rank() == 2) ok = make_qmatmul(consumer, weight, transposed);
-      else if (is_op(consumer, "Gemm") && w.data.rank() == 2) ok = make_qmatmul(consumer, weight, transposed);
-      else if (is_op(consumer, "Conv") && !transposed && w.data.rank() >= 3) ok = make_qconv(consumer, weight);
-      if (!ok) continue;
+      if ((is_op(consumer, "MatMul") || is_op(consumer, "Gemm")) && w.data.rank() == 2)
+        make_qmatmul(consumer, weight, transposed);
+      else if (is_op(consumer, "Conv") && !transposed && w.data.rank() >= 3)
+        make_qconv(consumer, weight);
+      else
+        continue;
       for (size_t p : path) dead_.insert(p);
       ++fused;
     }
     if (fused == uses.of(dq.outputs[0]).size()) dead_.insert(dq_index);
   }
 
-  bool make_qmatmul(Node& n, std::shared_ptr<QuantizedWeight> w, bool transposed) {
+  void make_qmatmul(Node& n, std::shared_ptr<QuantizedWeight> w, bool transposed) {
     bool gemm = n.op_type == "Gemm";
     bool trans_b = transposed != (gemm && n.attr_int("transB", 0) != 0);
     Node fused;
@@ -306,10 +307,9 @@ class Int4Fuser {
     fused.attrs["source_op"] = string_attr(n.op_type);
     fused.weight = std::move(w);
     n = std::move(fused);
-    return true;
   }
 
-  bool make_qconv(Node& n, std::shared_ptr<QuantizedWeight> w) {
+  void make_qconv(Node& n, std::shared_ptr<QuantizedWeight> w) {
     Node fused = n;
     fused.op_type = "QConv";
     fused.domain = "tetra";
@@ -319,7 +319,6 @@ class Int4Fuser {
     fused.attrs["source_op"] = string_attr("Conv");
     fused.weight = std::move(w);
     n = std::move(fused);
-    return true;
   }
 
   // MatMulNBits with constant 4-bit B, scales and (packed uint8) zero points becomes tetra.QMatMul

@@ -39,8 +39,7 @@ void tune(TuneCliOptions& opt) {
   for (const std::string& s : opt.shapes) opt.tune.shapes.insert(parse_shape_binding(s));
   opt.tune.strategy = tuner::parse_strategy(opt.strategy);
   opt.tune.worker = this_executable();
-  bool tty = isatty(STDERR_FILENO);
-  opt.tune.progress = [tty](const std::string& line) { std::cerr << line << (tty ? "\n" : "\n") << std::flush; };
+  opt.tune.progress = [](const std::string& line) { std::cerr << line << "\n" << std::flush; };
   std::vector<tuner::TaskSummary> tasks = tuner::tune(opt.tune);
   std::cout << "\n" << std::left << std::setw(60) << "task" << std::right << std::setw(8) << "trials" << std::setw(8)
             << "failed" << std::setw(12) << "default ms" << std::setw(10) << "best ms" << std::setw(9) << "speedup"
