@@ -1,13 +1,13 @@
-// Writes the example models used by the quick start and the model-level tests: a small MLP and a
-// small CNN in fp32 (quantized to int4 by `tetra quantize`), each with a folder of random inputs
-// in the ONNX backend test layout. Deterministic: the same files on every run.
+// Writes the example models used by the quick start and the model-level tests (examples/
+// example_models.h) in fp32 (quantized to int4 by `tetra quantize`), each with a folder of random
+// inputs in the ONNX backend test layout. Deterministic: the same files on every run.
 #include <filesystem>
 #include <iostream>
 #include <random>
 
+#include "examples/example_models.h"
 #include "importer/error.h"
 #include "runtime/tensor_io.h"
-#include "tools/model_builder.h"
 
 using namespace tetra;
 namespace fs = std::filesystem;
@@ -16,89 +16,9 @@ namespace {
 
 std::mt19937 rng(2024);
 
-Tensor uniform(const Shape& shape, double lo, double hi) {
-  Tensor t(DType::Float32, shape);
-  std::uniform_real_distribution<double> u(lo, hi);
-  for (int64_t i = 0; i < t.size(); ++i) t.set(i, u(rng));
-  return t;
-}
-
-// He-style scale so activations stay O(1) through the layers.
-Tensor weight(const Shape& shape, int64_t fan_in) {
-  double a = std::sqrt(3.0 / static_cast<double>(fan_in));
-  return uniform(shape, -a, a);
-}
-
-void add_batchnorm(ModelBuilder& b, const std::string& prefix, int64_t c) {
-  b.initializer(prefix + "_scale", uniform({c}, 0.5, 1.5));
-  b.initializer(prefix + "_bias", uniform({c}, -0.2, 0.2));
-  b.initializer(prefix + "_mean", uniform({c}, -0.1, 0.1));
-  b.initializer(prefix + "_var", uniform({c}, 0.5, 1.5));
-}
-
-std::string mlp(const std::string& dir) {
-  ModelBuilder b(17, "mlp");
-  b.input("x", DType::Float32, {-1, 64});
-  b.output("logits", DType::Float32);
-  b.initializer("w1", weight({64, 256}, 64));
-  b.initializer("b1", uniform({256}, -0.1, 0.1));
-  b.initializer("w2", weight({256, 256}, 256));
-  b.initializer("b2", uniform({256}, -0.1, 0.1));
-  b.initializer("ln_g", uniform({256}, 0.8, 1.2));
-  b.initializer("ln_b", uniform({256}, -0.1, 0.1));
-  b.initializer("w3", weight({10, 256}, 256));
-  b.initializer("b3", uniform({10}, -0.1, 0.1));
-  b.node("MatMul", {"x", "w1"}, {"h1"});
-  b.node("Add", {"h1", "b1"}, {"h1b"});
-  b.node("Relu", {"h1b"}, {"a1"});
-  b.node("MatMul", {"a1", "w2"}, {"h2"});
-  b.node("Add", {"h2", "b2"}, {"h2b"});
-  b.node("Add", {"h2b", "a1"}, {"res"});  // residual
-  b.node("LayerNormalization", {"res", "ln_g", "ln_b"}, {"ln"}, {{"axis", -1}});
-  b.node("Sigmoid", {"ln"}, {"sig"});
-  b.node("Mul", {"ln", "sig"}, {"silu"});
-  b.node("Gemm", {"silu", "w3", "b3"}, {"logits"}, {{"transB", 1}});
-  return b.save(dir + "/mlp.onnx");
-}
-
-std::string cnn(const std::string& dir) {
-  ModelBuilder b(17, "cnn");
-  b.input("image", DType::Float32, {1, 3, 32, 32});
-  b.output("probs", DType::Float32);
-  b.initializer("c1_w", weight({32, 3, 3, 3}, 27));
-  add_batchnorm(b, "bn1", 32);
-  b.initializer("dw_w", weight({32, 1, 3, 3}, 9));
-  add_batchnorm(b, "bn2", 32);
-  b.initializer("pw_w", weight({32, 32, 1, 1}, 32));
-  b.initializer("pw_b", uniform({32}, -0.1, 0.1));
-  b.initializer("c3_w", weight({64, 32, 3, 3}, 288));
-  b.initializer("c3_b", uniform({64}, -0.1, 0.1));
-  b.initializer("up_scales", Tensor::from_doubles(DType::Float32, {4}, {1, 1, 2, 2}));
-  b.initializer("fc_w", weight({64, 10}, 64));
-  b.initializer("fc_b", uniform({10}, -0.1, 0.1));
-  b.node("Conv", {"image", "c1_w"}, {"c1"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
-  b.node("BatchNormalization", {"c1", "bn1_scale", "bn1_bias", "bn1_mean", "bn1_var"}, {"n1"});
-  b.node("Relu", {"n1"}, {"r1"});
-  b.node("Conv", {"r1", "dw_w"}, {"dw"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"group", 32}});
-  b.node("BatchNormalization", {"dw", "bn2_scale", "bn2_bias", "bn2_mean", "bn2_var"}, {"n2"});
-  b.node("HardSwish", {"n2"}, {"h2"});
-  b.node("Conv", {"h2", "pw_w", "pw_b"}, {"pw"});
-  b.node("Add", {"pw", "r1"}, {"res"});  // residual
-  b.node("MaxPool", {"res"}, {"pool"}, {{"kernel_shape", std::vector<int64_t>{2, 2}}, {"strides", std::vector<int64_t>{2, 2}}});
-  b.node("Resize", {"pool", "", "up_scales"}, {"up"}, {{"mode", "nearest"}});
-  b.node("Conv", {"up", "c3_w", "c3_b"}, {"c3"},
-         {{"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"strides", std::vector<int64_t>{2, 2}}});
-  b.node("Relu", {"c3"}, {"r3"});
-  b.node("GlobalAveragePool", {"r3"}, {"gap"});
-  b.node("Flatten", {"gap"}, {"flat"});
-  b.node("Gemm", {"flat", "fc_w", "fc_b"}, {"logits"});
-  b.node("Softmax", {"logits"}, {"probs"}, {{"axis", 1}});
-  return b.save(dir + "/cnn.onnx");
-}
-
 void write_inputs(const std::string& dir, const std::string& name, const Shape& shape) {
   fs::create_directories(dir);
-  write_tensor_pb(dir + "/input_0.pb", uniform(shape, -1, 1), name);
+  write_tensor_pb(dir + "/input_0.pb", example_uniform(rng, shape, -1, 1), name);
 }
 
 }  // namespace
@@ -111,9 +31,9 @@ int main(int argc, char** argv) {
   std::string dir = argv[1];
   try {
     fs::create_directories(dir);
-    std::cout << "wrote " << mlp(dir) << "\n";
+    std::cout << "wrote " << example_mlp(rng).save(dir + "/mlp.onnx") << "\n";
     write_inputs(dir + "/mlp_data", "x", {4, 64});
-    std::cout << "wrote " << cnn(dir) << "\n";
+    std::cout << "wrote " << example_cnn(rng).save(dir + "/cnn.onnx") << "\n";
     write_inputs(dir + "/cnn_data", "image", {1, 3, 32, 32});
   } catch (const Error& e) {
     std::cerr << "tetra_make_examples: " << e.what() << "\n";

@@ -35,9 +35,8 @@ KnobSpace cpu_int4_gemm_space(const QMatMulWorkload& w, const TargetSpec& target
 
 Schedule cpu_int4_gemm_default(const QMatMulWorkload& w, const TargetSpec& target) {
   int lanes = std::max(4, target.natural_lanes());
-  // A register tile of tile_m x tile_n fp32 accumulators: 2 vectors x 12 rows fills 24 of AVX-512's 32
-  // registers (24 of 16 would spill with AVX2: 2 x 6 there). Measured on the 2-core host
-  // (x86-64-avx512-fp16, 2 threads): 128x4096x4096 int4 b32 in 16.4 ms (262 GFLOP/s).
+  // A register tile of tile_m x tile_n fp32 accumulators: at most 12 rows of 2 vectors with AVX-512
+  // (24 of its 32 registers), 6 rows with AVX2's 16.
   int64_t tile_n = largest_panel(w.N, {std::max<int64_t>(8, 2 * lanes), std::max<int64_t>(8, lanes)}, lanes);
   // The row tile that pads M the least (the largest on a tie): 3136 and 128 rows take 8, which ran
   // 128x4096x4096 in 14.6 ms against 16.7 ms with 12 (quiet 2-core host, 2 threads).

@@ -16,6 +16,7 @@
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
 #include "tests/test_support.h"
+#include "examples/example_models.h"
 #include "tools/model_builder.h"
 
 using namespace tetra;
@@ -283,88 +284,15 @@ TEST_CASE("Halide backend leaves data movement and integers to the reference", "
 }
 
 // ---------------------------------------------------------------------------------------------
-// Whole models: the example CNN and MLP (examples/make_models.cpp), float32 and int4.
+// Whole models: the example CNN and MLP (examples/example_models.h), float32 and int4.
 
 namespace {
-
-Tensor uniform(const Shape& shape, double lo, double hi) { return random_tensor(DType::Float32, shape, lo, hi); }
-Tensor weight(const Shape& shape, int64_t fan_in) {
-  double bound = std::sqrt(3.0 / static_cast<double>(fan_in));
-  return uniform(shape, -bound, bound);
-}
-
-void add_batchnorm(ModelBuilder& b, const std::string& prefix, int64_t c) {
-  b.initializer(prefix + "_scale", uniform({c}, 0.5, 1.5));
-  b.initializer(prefix + "_bias", uniform({c}, -0.2, 0.2));
-  b.initializer(prefix + "_mean", uniform({c}, -0.1, 0.1));
-  b.initializer(prefix + "_var", uniform({c}, 0.5, 1.5));
-}
-
-ModelBuilder cnn() {
-  using V = std::vector<int64_t>;
-  ModelBuilder b(17, "cnn");
-  b.input("x", DType::Float32, {1, 3, 32, 32});
-  b.output("probs", DType::Float32);
-  b.initializer("c1_w", weight({32, 3, 3, 3}, 27));
-  add_batchnorm(b, "bn1", 32);
-  b.initializer("dw_w", weight({32, 1, 3, 3}, 9));
-  add_batchnorm(b, "bn2", 32);
-  b.initializer("pw_w", weight({32, 32, 1, 1}, 32));
-  b.initializer("pw_b", uniform({32}, -0.1, 0.1));
-  b.initializer("c3_w", weight({64, 32, 3, 3}, 288));
-  b.initializer("c3_b", uniform({64}, -0.1, 0.1));
-  b.initializer("up_scales", Tensor::from_doubles(DType::Float32, {4}, {1, 1, 2, 2}));
-  b.initializer("fc_w", weight({64, 10}, 64));
-  b.initializer("fc_b", uniform({10}, -0.1, 0.1));
-  b.node("Conv", {"x", "c1_w"}, {"c1"}, {{"pads", V{1, 1, 1, 1}}});
-  b.node("BatchNormalization", {"c1", "bn1_scale", "bn1_bias", "bn1_mean", "bn1_var"}, {"n1"});
-  b.node("Relu", {"n1"}, {"r1"});
-  b.node("Conv", {"r1", "dw_w"}, {"dw"}, {{"pads", V{1, 1, 1, 1}}, {"group", 32}});
-  b.node("BatchNormalization", {"dw", "bn2_scale", "bn2_bias", "bn2_mean", "bn2_var"}, {"n2"});
-  b.node("HardSwish", {"n2"}, {"h2"});
-  b.node("Conv", {"h2", "pw_w", "pw_b"}, {"pw"});
-  b.node("Add", {"pw", "r1"}, {"res"});
-  b.node("MaxPool", {"res"}, {"pool"}, {{"kernel_shape", V{2, 2}}, {"strides", V{2, 2}}});
-  b.node("Resize", {"pool", "", "up_scales"}, {"up"}, {{"mode", "nearest"}});
-  b.node("Conv", {"up", "c3_w", "c3_b"}, {"c3"}, {{"pads", V{1, 1, 1, 1}}, {"strides", V{2, 2}}});
-  b.node("Relu", {"c3"}, {"r3"});
-  b.node("GlobalAveragePool", {"r3"}, {"gap"});
-  b.node("Flatten", {"gap"}, {"flat"});
-  b.node("Gemm", {"flat", "fc_w", "fc_b"}, {"logits"});
-  b.node("Softmax", {"logits"}, {"probs"}, {{"axis", 1}});
-  return b;
-}
-
-ModelBuilder mlp() {
-  ModelBuilder b(17, "mlp");
-  b.input("x", DType::Float32, {-1, 64});  // a dynamic batch: kernels compile on first run
-  b.output("logits", DType::Float32);
-  b.initializer("w1", weight({64, 256}, 64));
-  b.initializer("b1", uniform({256}, -0.1, 0.1));
-  b.initializer("w2", weight({256, 256}, 256));
-  b.initializer("b2", uniform({256}, -0.1, 0.1));
-  b.initializer("ln_g", uniform({256}, 0.8, 1.2));
-  b.initializer("ln_b", uniform({256}, -0.1, 0.1));
-  b.initializer("w3", weight({10, 256}, 256));
-  b.initializer("b3", uniform({10}, -0.1, 0.1));
-  b.node("MatMul", {"x", "w1"}, {"h1"});
-  b.node("Add", {"h1", "b1"}, {"h1b"});
-  b.node("Relu", {"h1b"}, {"a1"});
-  b.node("MatMul", {"a1", "w2"}, {"h2"});
-  b.node("Add", {"h2", "b2"}, {"h2b"});
-  b.node("Add", {"h2b", "a1"}, {"res"});
-  b.node("LayerNormalization", {"res", "ln_g", "ln_b"}, {"ln"}, {{"axis", -1}});
-  b.node("Sigmoid", {"ln"}, {"sig"});
-  b.node("Mul", {"ln", "sig"}, {"silu"});
-  b.node("Gemm", {"silu", "w3", "b3"}, {"logits"}, {{"transB", 1}});
-  return b;
-}
 
 // Runs the model on both backends: the outputs agree within `tetra run --check`'s tolerance and
 // every node of an op this file compiles ran on Halide.
 void check_model(const std::string& path, const Shape& input_shape) {
   Graph graph = load_model(path);
-  TensorMap inputs{{"x", uniform(input_shape, -1, 1)}};
+  TensorMap inputs{{graph.inputs.at(0).name, random_tensor(DType::Float32, input_shape)}};
   Executor halide(graph, ExecutorOptions{Backend::Halide, 0});
   TensorMap got = halide.run(inputs);
   TensorMap expected = Executor(graph, ExecutorOptions{Backend::Reference, 0}).run(inputs);
@@ -398,7 +326,7 @@ void check_model(const std::string& path, const Shape& input_shape) {
 TEST_CASE("Halide backend runs the example CNN and MLP like the reference", "[halide][elementwise]") {
   std::string dir = temp_dir("halide_models");
   for (const auto& [name, builder, shape] :
-       {std::tuple{"cnn", cnn(), Shape{1, 3, 32, 32}}, std::tuple{"mlp", mlp(), Shape{4, 64}}}) {
+       {std::tuple{"cnn", example_cnn(rng()), Shape{1, 3, 32, 32}}, std::tuple{"mlp", example_mlp(rng()), Shape{4, 64}}}) {
     std::string path = builder.save(dir + "/" + name + ".onnx");
     check_model(path, shape);
     std::string int4 = dir + "/" + name + "_int4.onnx", log;
