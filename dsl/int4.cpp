@@ -1,152 +1,6 @@
 #include "dsl/int4.h"
 
-#include <algorithm>
-#include <cstring>
-
 namespace tetra::dsl {
-
-std::string Int4Format::describe() const {
-  std::string s = is_signed ? "int4" : "uint4";
-  if (k_group > 0 && per_n) s += " blocked(k," + std::to_string(k_group) + ")";
-  else if (k_group > 0) s += k_group == 1 ? " per-k" : " k-groups(" + std::to_string(k_group) + ")";
-  else s += per_n ? " per-n" : " per-tensor";
-  if (has_zero_point) s += " zp";
-  s += f16_scale ? " f16" : " f32";
-  return s;
-}
-
-namespace {
-
-Failure unsupported(const QuantizedWeight& w, const std::string& why) {
-  return Failure{FailureKind::Unsupported, w.name, why};
-}
-
-// Where the element (k, n) of the logical [K, N] weight sits in the QuantizedWeight's data.
-int64_t flat_index(int64_t k, int64_t n, int64_t K, int64_t N, bool trans_b) {
-  return trans_b ? n * K + k : k * N + n;
-}
-
-}  // namespace
-
-Result<Int4Format> int4_format_of(const QuantizedWeight& w, bool trans_b) {
-  if (w.data.dtype() != DType::Int4 && w.data.dtype() != DType::UInt4)
-    return unsupported(w, "the weight is " + dtype_name(w.data.dtype()) + ", not int4 or uint4");
-  if (w.data.rank() != 2) return unsupported(w, "a QMatMul weight must be 2-D, not " + shape_str(w.shape()));
-  if (w.scale.dtype() != DType::Float32 && w.scale.dtype() != DType::Float16)
-    return unsupported(w, "scales must be float32 or float16, not " + dtype_name(w.scale.dtype()));
-  if (!w.zero_point.empty() && w.zero_point.dtype() != w.data.dtype())
-    return unsupported(w, "the zero point's type must match the data's");
-  if (!w.zero_point.empty() && w.zero_point.size() != w.scale.size())
-    return unsupported(w, "the zero point's shape must match the scale's");
-
-  Int4Format f;
-  f.is_signed = w.data.dtype() == DType::Int4;
-  f.has_zero_point = !w.zero_point.empty();
-  f.f16_scale = w.scale.dtype() == DType::Float16;
-  if (w.per_tensor()) return f;
-  if (w.axis < 0 || w.axis > 1) return unsupported(w, "quantization axis out of range");
-  bool along_k = (w.axis == 0) != trans_b;
-  int64_t dim = w.shape()[w.axis];
-  if (w.block_size == 0) {
-    if (w.scale.size() != dim) return unsupported(w, "per-axis scale must have one value per index of the axis");
-    if (along_k) f.k_group = 1;
-    else f.per_n = true;
-    return f;
-  }
-  int64_t blocks = (dim + w.block_size - 1) / w.block_size;
-  int64_t other = w.shape()[1 - w.axis];
-  if (w.scale.size() != blocks * other) return unsupported(w, "blocked scale has the wrong number of values");
-  f.per_n = true;
-  f.k_group = along_k ? w.block_size : 1;  // blocks along n: one scale per (k, n)
-  return f;
-}
-
-int64_t PackedInt4Buffers::bytes() const {
-  int64_t b = packed.defined() ? int64_t(packed.size_in_bytes()) : 0;
-  if (scale.defined()) b += scale.size_in_bytes();
-  if (zero.defined()) b += zero.size_in_bytes();
-  return b;
-}
-
-Status check_packable(const Int4Format& weight, const Int4Format& kernel) {
-  auto no = [&](const std::string& why) {
-    return Failure{FailureKind::Unsupported, weight.describe(), "cannot be packed as " + kernel.describe() + ": " + why};
-  };
-  if (weight.is_signed != kernel.is_signed) return no("int4 and uint4 differ");
-  if (weight.f16_scale != kernel.f16_scale) return no("the scale precision differs");
-  if (weight.has_zero_point && !kernel.has_zero_point) return no("the kernel reads no zero points");
-  if (weight.per_n && !kernel.per_n) return no("the kernel's scales do not change with n");
-  if (weight.k_group > 0 && (kernel.k_group <= 0 || weight.k_group % kernel.k_group != 0))
-    return no("the kernel's k groups do not divide the weight's");
-  return ok_status();
-}
-
-Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout,
-                                           const Int4Format* as) {
-  Result<Int4Format> format = int4_format_of(w, trans_b);
-  if (!format) return format.failure();
-  if (layout.panel <= 0 || layout.k_align <= 0 || layout.k_align % 2 != 0)
-    return unsupported(w, "the panel width must be positive and k_align a positive even number");
-  if (as) {
-    if (Status st = check_packable(format.value(), *as); !st) return st.failure();
-  }
-  // Each cell of the (possibly finer) grid takes the one parameter its elements share.
-  const Int4Format& f = as ? *as : format.value();
-  bool weight_has_zp = format.value().has_zero_point;
-  int64_t K = trans_b ? w.shape()[1] : w.shape()[0];
-  int64_t N = trans_b ? w.shape()[0] : w.shape()[1];
-  int64_t P = layout.panel, panels = (N + P - 1) / P;
-  int64_t KP = (K + layout.k_align - 1) / layout.k_align * layout.k_align / 2;  // packed rows, padded
-
-  PackedInt4Buffers out;
-  out.K = K;
-  out.N = N;
-  out.layout = layout;
-  out.format = f;
-  out.packed = Halide::Buffer<uint8_t>(int(P), int(KP), int(panels));
-  out.packed.fill(0);
-  const uint8_t* src = w.data.bytes();
-  uint8_t* dst = out.packed.data();  // dense: j fastest, then kp, then p
-  int flip = !f.is_signed && f.signed_nibbles() ? 8 : 0;  // uint4 u stored as the int4 u - 8
-  auto put = [&](int64_t k, int64_t n) {
-    int q = unpack_nibble(src, flat_index(k, n, K, N, trans_b), false) ^ flip;  // 4 bits
-    dst[n % P + P * (k / 2 + KP * (n / P))] |= uint8_t(q << ((k & 1) * 4));
-  };
-  // Walk the source in its own order: the weights can be hundreds of MiB.
-  if (trans_b) {
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < K; ++k) put(k, n);
-  } else {
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t n = 0; n < N; ++n) put(k, n);
-  }
-
-  // The scale and zero-point grids: one entry per (j', g, p) that the format distinguishes.
-  int64_t gj = f.per_n ? P : 1, gp = f.per_n ? panels : 1;
-  int64_t groups = f.k_group > 0 ? (2 * KP + f.k_group - 1) / f.k_group : 1;  // covers the padded k too
-  out.scale = Halide::Buffer<>(f.f16_scale ? Halide::Float(16) : Halide::Float(32), int(gj), int(groups), int(gp));
-  std::memset(out.scale.data(), 0, out.scale.size_in_bytes());
-  if (f.has_zero_point) {
-    out.zero = Halide::Buffer<int8_t>(int(gj), int(groups), int(gp));
-    out.zero.fill(0);
-  }
-  size_t elem = f.f16_scale ? 2 : 4;
-  for (int64_t p = 0; p < gp; ++p) {
-    for (int64_t j = 0; j < gj && p * P + j < N; ++j) {
-      for (int64_t g = 0; g < groups; ++g) {
-        int64_t n = p * P + j, k = g * std::max<int64_t>(f.k_group, 1);
-        if (k >= K) continue;  // the padding row of an odd K
-        int64_t src_index = w.param_index(flat_index(k, n, K, N, trans_b));
-        int64_t dst_index = j + gj * (g + groups * p);  // the grid is dense, j fastest
-        std::memcpy(static_cast<uint8_t*>(out.scale.data()) + dst_index * elem, w.scale.bytes() + src_index * elem,
-                    elem);
-        if (f.has_zero_point)
-          out.zero.data()[dst_index] = int8_t((weight_has_zp ? w.zero_point.get_int(src_index) : 0) - flip);
-      }
-    }
-  }
-  return out;
-}
 
 PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int panel)
     : format_(format),
@@ -189,9 +43,15 @@ Halide::Expr PackedInt4::operator()(const Halide::Expr& k, const Halide::Expr& n
   return panel(n % panel_, k, n / panel_);
 }
 
+std::vector<Halide::ImageParam> PackedInt4::params() const {
+  std::vector<Halide::ImageParam> params = {packed_, scale_};
+  if (format_.has_zero_point) params.push_back(zero_);
+  return params;
+}
+
 std::vector<Halide::Argument> PackedInt4::arguments() const {
-  std::vector<Halide::Argument> args = {packed_, scale_};
-  if (format_.has_zero_point) args.push_back(zero_);
+  std::vector<Halide::Argument> args;
+  for (const Halide::ImageParam& p : params()) args.push_back(p);
   return args;
 }
 
@@ -203,9 +63,9 @@ Status PackedInt4::bind(Halide::ParamMap& params, const PackedInt4Buffers& b) co
   if (!(b.format == format_))
     return Failure{FailureKind::Run, packed_.name(),
                    "the weight is " + b.format.describe() + ", the kernel was compiled for " + format_.describe()};
-  params.set(packed_, b.packed);
-  params.set(scale_, b.scale);
-  if (format_.has_zero_point) params.set(zero_, b.zero);
+  params.set(packed_, Halide::Buffer<>(*b.packed.raw_buffer()));
+  params.set(scale_, Halide::Buffer<>(*b.scale.raw_buffer()));
+  if (format_.has_zero_point) params.set(zero_, Halide::Buffer<>(*b.zero.raw_buffer()));
   return ok_status();
 }
 

@@ -38,25 +38,35 @@ std::string default_kernel_cache_dir() {
   return (base / "tetra" / "kernels").string();
 }
 
-Result<std::shared_ptr<const CompiledObject>> load_or_compile_object(const std::string& cache_dir, const std::string& key,
-                                                                      Halide::Pipeline pipeline,
-                                                                      const std::vector<Halide::Argument>& args,
-                                                                      const Halide::Target& target) {
+namespace {
+
+// A loaded kernel library; the code stays mapped while the pipeline lives.
+class SharedObjectPipeline : public CompiledPipeline {
+ public:
+  SharedObjectPipeline(std::shared_ptr<void> library, ArgvFunction::Fn fn) : library_(std::move(library)), fn_(fn) {}
+  int call(void** argv) const override { return fn_(argv); }
+
+ private:
+  std::shared_ptr<void> library_;
+  ArgvFunction::Fn fn_;
+};
+
+}  // namespace
+
+Result<CachedObject> load_or_compile_object(const std::string& cache_dir, const std::string& key,
+                                            const ScheduledPipeline& pipeline, const Halide::Target& target) {
   std::string full_key = key + " | " + target.to_string() + " | " + toolchain_id();
   fs::path dir(cache_dir);
   fs::path library = dir / ("kernel_" + hash_hex(full_key) + ".so");
-  auto object = std::make_shared<CompiledObject>();
+  CachedObject out;
   std::error_code ec;
-  object->from_cache_ = fs::exists(library, ec);
-  if (!object->from_cache_) {
+  out.from_cache = fs::exists(library, ec);
+  if (!out.from_cache) {
     fs::create_directories(dir, ec);
     if (ec) return compile_failure(key, "cannot create the kernel cache '" + cache_dir + "': " + ec.message());
     std::string stem = (dir / ("tmp_" + std::to_string(getpid()) + "_" + hash_hex(full_key))).string();
-    try {
-      pipeline.compile_to_object(stem + ".o", args, kFunction, target);
-    } catch (const Halide::Error& e) {
-      return compile_failure(key, e.what());
-    }
+    if (Status st = compile_to_object(pipeline, stem + ".o", kFunction, target); !st)
+      return compile_failure(key, st.failure().message);
     // -Bsymbolic: each object's Halide runtime calls its own copy, never another loaded one's.
     std::string link = "cc -shared -o '" + stem + ".so' '" + stem + ".o' -Wl,-Bsymbolic -lpthread -ldl -lm 2>&1";
     int rc = std::system(link.c_str());
@@ -70,10 +80,11 @@ Result<std::shared_ptr<const CompiledObject>> load_or_compile_object(const std::
   }
   void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) return compile_failure(key, std::string("cannot load ") + library.string() + ": " + dlerror());
-  object->library_ = std::shared_ptr<void>(handle, [](void* h) { dlclose(h); });
-  object->fn_ = reinterpret_cast<int (*)(void**)>(dlsym(handle, (std::string(kFunction) + "_argv").c_str()));
-  if (!object->fn_) return compile_failure(key, library.string() + " has no " + kFunction + "_argv");
-  return std::shared_ptr<const CompiledObject>(object);
+  std::shared_ptr<void> owner(handle, [](void* h) { dlclose(h); });
+  auto fn = reinterpret_cast<ArgvFunction::Fn>(dlsym(handle, (std::string(kFunction) + "_argv").c_str()));
+  if (!fn) return compile_failure(key, library.string() + " has no " + kFunction + "_argv");
+  out.code = std::make_shared<SharedObjectPipeline>(owner, fn);
+  return out;
 }
 
 }  // namespace tetra::dsl

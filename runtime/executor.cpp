@@ -4,6 +4,7 @@
 #include <set>
 
 #include "importer/error.h"
+#include "runtime/kernel_source.h"
 #include "runtime/op_registry.h"
 
 namespace tetra {
@@ -40,12 +41,12 @@ std::unique_ptr<NodeKernel> make_reference_kernel(const Node& node, const std::s
   return std::make_unique<ReferenceKernel>(node, why);
 }
 
-Executor::Executor(const Graph& graph, const ExecutorOptions& options) : graph_(graph) {
-  if (options.backend == Backend::Halide) set_halide_threads(options.threads);
+Executor::Executor(const Graph& graph, std::shared_ptr<KernelSource> kernels)
+    : graph_(graph), source_(std::move(kernels)) {
   for (const Node& n : graph_.nodes) {
     std::unique_ptr<NodeKernel> kernel;
     std::string why_not;
-    if (options.backend == Backend::Halide) kernel = make_halide_kernel(n, graph_, options, &why_not);
+    if (source_) kernel = make_halide_kernel(n, graph_, *source_, &why_not);
     kernels_.push_back(kernel ? std::move(kernel) : make_reference_kernel(n, why_not));
   }
 }

@@ -17,6 +17,7 @@ Backend parse_backend(const std::string& name);  // "reference" | "halide"; fail
 std::string backend_name(Backend backend);
 
 class ScheduleSource;  // runtime/schedule_source.h
+class KernelSource;    // runtime/kernel_source.h
 
 struct ExecutorOptions {
   Backend backend = Backend::Halide;
@@ -43,7 +44,12 @@ class NodeKernel {
 
 class Executor {
  public:
+  // The reference backend, or the Halide backend compiling its kernels in this process
+  // (runtime/jit_kernel_source.cpp, which needs libHalide).
   Executor(const Graph& graph, const ExecutorOptions& options);
+  // The Halide backend's kernels with code from `kernels` (a model library's table, say), reference
+  // kernels for the nodes it has none for; nullptr: reference kernels only.
+  Executor(const Graph& graph, std::shared_ptr<KernelSource> kernels);
   ~Executor();
 
   // Validates the inputs like run_reference and runs every node's kernel. When `node_ms` is given
@@ -55,6 +61,7 @@ class Executor {
 
  private:
   Graph graph_;
+  std::shared_ptr<KernelSource> source_;  // outlives the kernels that hold references to it
   std::vector<std::unique_ptr<NodeKernel>> kernels_;
 };
 
@@ -63,8 +70,7 @@ std::unique_ptr<NodeKernel> make_reference_kernel(const Node& node, const std::s
 
 // The Halide kernel for `node`, or nullptr with `why_not` set when the Halide backend does not
 // compile this node (it then falls back to the reference kernel).
-std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, const ExecutorOptions& options,
+std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                std::string* why_not);
-void set_halide_threads(int threads);
 
 }  // namespace tetra

@@ -1,38 +1,16 @@
 // Grouped and depthwise 2-D tetra.QConv as direct Halide kernels (dsl/qconv.h, schedules/cpu_conv.h).
 // The weight is copied once, still 4-bit, into the kernel's buffers; a float16 X is converted to
-// float32 for the kernel and the result rounded back. Compiled kernels are shared process-wide.
-#include <chrono>
+// float32 for the kernel and the result rounded back. The code comes from a KernelSource.
 #include <map>
-#include <mutex>
 
+#include "HalideBuffer.h"
+#include "dsl/kernel_calls.h"
 #include "importer/error.h"
 #include "runtime/halide_ops.h"
 #include "runtime/ops/conv_core.h"
-#include "schedules/cpu_conv.h"
 
 namespace tetra {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// Compiled kernels by what their code depends on: the workload's code_key(), the schedule, the target.
-std::shared_ptr<const schedules::QConvKernel> cached_conv_kernel(const dsl::QConvWorkload& wl,
-                                                                 const dsl::Schedule& schedule,
-                                                                 const std::string& label, double* compile_ms) {
-  static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<const schedules::QConvKernel>> cache;
-  const dsl::TargetSpec& target = dsl::host_target();
-  std::string key = wl.code_key() + " " + schedule.to_string() + " " + target.name;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  auto start = Clock::now();
-  auto kernel = schedules::compile_qconv(wl, schedule, target);
-  check(kernel.ok(), ErrorKind::Invalid,
-        label + ": cannot compile schedule " + schedule.to_string() + ": " + (kernel.ok() ? "" : kernel.failure().describe()));
-  *compile_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  return cache.emplace(key, std::make_shared<schedules::QConvKernel>(std::move(kernel).value())).first->second;
-}
 
 // Float32 data of `t`: its own bytes when it is float32, else a converted copy kept in `storage`.
 const float* float_data(const Tensor& t, std::vector<float>& storage) {
@@ -44,8 +22,8 @@ const float* float_data(const Tensor& t, std::vector<float>& storage) {
 
 class HalideDirectConv : public NodeKernel {
  public:
-  HalideDirectConv(const Node& node, dsl::ConvInt4Buffers weight)
-      : node_(node), weight_(std::move(weight)), block_(node.weight->block_size) {}
+  HalideDirectConv(const Node& node, dsl::ConvInt4Buffers weight, KernelSource& source)
+      : node_(node), weight_(std::move(weight)), block_(node.weight->block_size), source_(source) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
@@ -55,21 +33,22 @@ class HalideDirectConv : public NodeKernel {
           node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must be [" +
               std::to_string(p.out_channels) + "]");
     dsl::QConvWorkload wl = workload_of(p, bias != nullptr);
-    const schedules::QConvKernel& kernel = kernel_for(wl);
+    const KernelCode& code = code_for(wl);
 
     std::vector<float> x_copy, bias_copy, y_copy;
-    Halide::Buffer<float> X(const_cast<float*>(float_data(x, x_copy)),
-                            {int(wl.W), int(wl.H), int(wl.C), int(wl.N)});
-    Halide::Buffer<float> B;
-    if (bias) B = Halide::Buffer<float>(const_cast<float*>(float_data(*bias, bias_copy)), int(wl.M));
+    Halide::Runtime::Buffer<float> X(const_cast<float*>(float_data(x, x_copy)),
+                                     {int(wl.W), int(wl.H), int(wl.C), int(wl.N)});
+    Halide::Runtime::Buffer<float> B;
+    if (bias) B = Halide::Runtime::Buffer<float>(const_cast<float*>(float_data(*bias, bias_copy)), int(wl.M));
     Tensor y(x.dtype(), {wl.N, wl.M, wl.OH, wl.OW});
     float* y_data = y.dtype() == DType::Float32 ? y.mutable_data<float>() : nullptr;
     if (!y_data) {
       y_copy.resize(size_t(y.size()));
       y_data = y_copy.data();
     }
-    Halide::Buffer<float> Y(y_data, {int(wl.OW), int(wl.OH), int(wl.M), int(wl.N)});
-    dsl::Status st = kernel.run(wl, X, weight_, Y, bias ? &B : nullptr);
+    Halide::Runtime::Buffer<float> Y(y_data, {int(wl.OW), int(wl.OH), int(wl.M), int(wl.N)});
+    dsl::QConvCall call{X.raw_buffer(), &weight_, Y.raw_buffer(), bias ? B.raw_buffer() : nullptr};
+    dsl::Status st = dsl::call_qconv(*code.pipeline, wl, wl, call);
     check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
     if (y.dtype() != DType::Float32)
       for (int64_t i = 0; i < y.size(); ++i) y.set(i, y_copy[size_t(i)]);  // rounds once, to float16
@@ -78,7 +57,7 @@ class HalideDirectConv : public NodeKernel {
 
   KernelInfo info() const override {
     std::string detail;
-    for (const auto& [key, kernel] : kernels_) detail += (detail.empty() ? "" : "; ") + kernel->schedule().to_string();
+    for (const auto& [key, code] : codes_) detail += (detail.empty() ? "" : "; ") + code.source + ": " + code.schedule;
     return {node_.label(), "halide", detail.empty() ? "direct conv, not compiled yet" : detail, compile_ms_};
   }
 
@@ -109,28 +88,32 @@ class HalideDirectConv : public NodeKernel {
     return wl;
   }
 
-  // The default schedule for this shape, compiled (or found in the process-wide cache).
-  const schedules::QConvKernel& kernel_for(const dsl::QConvWorkload& wl) {
-    auto schedule = schedules::default_qconv_schedule(wl, dsl::host_target());
-    check(schedule.ok(), ErrorKind::Invalid,
-          node_.label() + ": no schedule: " + (schedule.ok() ? "" : schedule.failure().describe()));
-    std::string key = wl.code_key() + " " + schedule.value().to_string();
-    auto it = kernels_.find(key);
-    if (it == kernels_.end())
-      it = kernels_.emplace(key, cached_conv_kernel(wl, schedule.value(), node_.label(), &compile_ms_)).first;
-    return *it->second;
+  // The code for this shape (its schedule is the source's choice).
+  const KernelCode& code_for(const dsl::QConvWorkload& wl) {
+    std::string key = wl.key();
+    auto it = codes_.find(key);
+    if (it != codes_.end()) return it->second;
+    KernelRequest request;
+    request.kind = KernelRequest::Kind::QConv;
+    request.node = node_.label();
+    request.qconv = wl;
+    KernelCode code = source_.get(request);
+    compile_ms_ += code.compile_ms;
+    return codes_.emplace(key, std::move(code)).first->second;
   }
 
   const Node& node_;
   dsl::ConvInt4Buffers weight_;
   int64_t block_;
-  std::map<std::string, std::shared_ptr<const schedules::QConvKernel>> kernels_;
+  KernelSource& source_;
+  std::map<std::string, KernelCode> codes_;  // by workload key
   double compile_ms_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, std::string* why_not) {
+std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                                    std::string* why_not) {
   if (node.domain != "tetra" || node.op_type != "QConv" || !node.weight) {
     *why_not = "not a tetra.QConv with a packed weight";
     return nullptr;
@@ -150,7 +133,7 @@ std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Grap
     *why_not = "bias is not one float per output channel";
   } else {
     auto weight = dsl::pack_conv_weight(*node.weight);
-    if (weight.ok()) return std::make_unique<HalideDirectConv>(node, std::move(weight).value());
+    if (weight.ok()) return std::make_unique<HalideDirectConv>(node, std::move(weight).value(), source);
     *why_not = weight.failure().describe();
   }
   return nullptr;

@@ -8,104 +8,50 @@
 //   rows          Softmax (last axis; before opset 13 the rank-2 coercion), LayerNormalization
 //
 // Every other node (data movement, integer types, ...) returns nullptr with the reason and runs on
-// its reference kernel. Pipelines are JIT-compiled once per process for a signature: the op, the
+// its reference kernel. A kernel asks its KernelSource for the code of a signature: the op, the
 // attributes that change the code (a pool's window and strides, Gelu's approximation, which Clip
 // bounds exist) and the broadcast pattern. Shapes, pads and float attributes are runtime
-// ImageParams / Params, so nodes of other sizes share the compiled code.
+// buffers / parameters, so nodes of other sizes share the compiled code. The pipelines themselves
+// are defined in elementwise_pipelines.cpp; this file needs no libHalide.
 //
 // Numerics: the target has strict_float (IEEE semantics; no reassociation or contraction behind our
 // back, so infinities and NaN behave as in the reference). exp, log and erf are Halide's vectorized
 // last-bit accurate versions; tanh is built on exp (libm's tanhf runs scalar, 12x slower); Pow calls
 // libm's powf (Halide's pow loses up to ~1e-6 relative).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 
-#include "Halide.h"
-#include "dsl/target.h"
+#include "HalideBuffer.h"
 #include "importer/error.h"
 #include "runtime/halide_ops.h"
 #include "runtime/op_registry.h"
 #include "runtime/ops/conv_core.h"
 
+
 namespace tetra {
 namespace {
 
-using Halide::Expr;
-using Halide::Func;
-using Halide::ImageParam;
-using Halide::RDom;
-using Halide::TailStrategy;
-using Halide::Var;
-
-using Clock = std::chrono::steady_clock;
-
-// ---------------------------------------------------------------------------------------------
-// Compiled pipelines, shared by every node and model in the process
-
-const Halide::Target& jit_target() {
-  static const Halide::Target target = dsl::host_target().halide.with_feature(Halide::Target::StrictFloat);
-  return target;
+// A dense float32 buffer over `data`, extents innermost first.
+Halide::Runtime::Buffer<float> wrap(const float* data, const std::vector<int>& extents) {
+  return Halide::Runtime::Buffer<float>(const_cast<float*>(data), extents);
 }
 
-// SIMD width for float32 (16 with AVX-512).
-int lanes() { return dsl::host_target().natural_lanes(Halide::Float(32)); }
-
-// A JIT-compiled pipeline and the parameters a call binds.
-struct Compiled {
-  Halide::Pipeline pipeline;
-  std::vector<ImageParam> inputs;            // float32 buffers
-  std::vector<Halide::Param<float>> floats;  // float attributes (alpha, clip bounds, epsilon)
-  std::vector<Halide::Param<int>> ints;      // pool pads
-  std::mutex mutex;                          // one realize at a time per pipeline
-};
-
-// Defines `c.pipeline` over `c.inputs`, `c.floats` and `c.ints` (which it creates).
-using PipelineBuilder = std::function<void(Compiled& c)>;
-
-// The compiled pipeline for `signature`, building and compiling it on first use. Adds the compile
-// time to `*compile_ms`.
-std::shared_ptr<Compiled> compiled(const std::string& signature, double* compile_ms, const PipelineBuilder& build) {
-  static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<Compiled>> cache;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = cache.find(signature);
-  if (it != cache.end()) return it->second;
-  auto start = Clock::now();
-  auto c = std::make_shared<Compiled>();
-  try {
-    build(*c);
-    c->pipeline.compile_jit(jit_target());
-  } catch (const Halide::Error& e) {
-    fail(ErrorKind::Invalid, "cannot compile Halide pipeline '" + signature + "': " + e.what());
-  }
-  *compile_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  return cache.emplace(signature, c).first->second;
-}
-
-// A dense float32 buffer over `data`, extents innermost first. (Named: an unnamed Buffer formats a
-// unique name through an ostringstream on every call.)
-Halide::Buffer<float> wrap(const float* data, const std::vector<int>& extents) {
-  return Halide::Buffer<float>(const_cast<float*>(data), extents, "tensor");
-}
-
-void realize(const Node& node, Compiled& c, std::vector<Halide::Buffer<float>>& inputs,
-             const std::vector<float>& floats, const std::vector<int>& ints, Halide::Buffer<float>& output) {
-  Halide::ParamMap params;
-  for (size_t i = 0; i < c.inputs.size(); ++i) params.set(c.inputs[i], inputs[i]);
-  for (size_t i = 0; i < c.floats.size(); ++i) params.set(c.floats[i], floats[i]);
-  for (size_t i = 0; i < c.ints.size(); ++i) params.set(c.ints[i], ints[i]);
-  std::lock_guard<std::mutex> lock(c.mutex);
-  try {
-    c.pipeline.realize(output, jit_target(), params);
-  } catch (const Halide::Error& e) {
-    fail(ErrorKind::Invalid, node.label() + ": Halide kernel failed: " + e.what());
-  }
+// Calls the code with the input buffers, then the float and int parameters, then the output.
+void call(const Node& node, const KernelCode& code, std::vector<Halide::Runtime::Buffer<float>>& inputs,
+          std::vector<float> floats, std::vector<int> ints, Halide::Runtime::Buffer<float>& output) {
+  std::vector<void*> argv;
+  for (auto& in : inputs) argv.push_back(in.raw_buffer());
+  for (float& f : floats) argv.push_back(&f);
+  for (int& i : ints) argv.push_back(&i);
+  argv.push_back(output.raw_buffer());
+  dsl::set_last_pipeline_error("");
+  int rc = code.pipeline->call(argv.data());
+  check(rc == 0, ErrorKind::Invalid,
+        node.label() + ": Halide kernel failed with error " + std::to_string(rc) + ": " + dsl::last_pipeline_error());
 }
 
 int to_int(int64_t v, const Node& node) {
@@ -156,7 +102,7 @@ std::optional<Shape> static_shape(const Graph& graph, const std::string& name) {
 // runtime inputs a kernel does not take (empty tensors, a LayerNorm Scale that varies along rows).
 class HalideKernel : public NodeKernel {
  public:
-  explicit HalideKernel(const Node& node) : node_(node) {}
+  HalideKernel(const Node& node, KernelSource& source) : node_(node), source_(source) {}
   KernelInfo info() const override { return {node_.label(), "halide", detail_, compile_ms_}; }
 
  protected:
@@ -164,128 +110,23 @@ class HalideKernel : public NodeKernel {
     return op_for(node_).compute(node_, inputs);
   }
 
+  // The code for `request` (asked once per signature by each kernel).
+  KernelCode code_for(KernelRequest request) {
+    request.node = node_.label();
+    KernelCode code = source_.get(request);
+    compile_ms_ += code.compile_ms;
+    return code;
+  }
+  int lanes() const { return source_.vector_lanes(); }
+
   const Node& node_;
+  KernelSource& source_;
   std::string detail_ = "not compiled yet";
   double compile_ms_ = 0;
 };
 
-// Elements per parallel task. On the 2-core host 1K and 8K floats ran a 1M-element Relu alike
-// (0.73 ms) and 64K was slower; grouping short rows by 8K took a 512x7x7 global pool from 0.044
-// to 0.024 ms and layer norm 512x768 from 0.54 to 0.22 ms.
-constexpr int kTaskFloats = 8192;
-
-// Vectors along the innermost dim (a guarded scalar tail for odd sizes); parallel over the fused
-// outer dims, or over chunks of the only dim.
-void schedule_pointwise(Func f, const std::vector<Var>& v) {
-  Var vo("vo"), vi("vi");
-  f.split(v[0], vo, vi, lanes(), TailStrategy::GuardWithIf).vectorize(vi);
-  if (v.size() == 1) {
-    f.parallel(vo, kTaskFloats / lanes(), TailStrategy::GuardWithIf);
-    return;
-  }
-  Var outer = v[1];
-  for (size_t d = 2; d < v.size(); ++d) {
-    Var fused("outer" + std::to_string(d));
-    f.fuse(outer, v[d], fused);
-    outer = fused;
-  }
-  f.parallel(outer);
-}
-
 // ---------------------------------------------------------------------------------------------
-// Elementwise ops: the op -> Halide Expr table
-
-using Exprs = std::vector<Expr>;
-
-Expr horner(const Expr& x, const std::vector<double>& coefficients) {  // c0 + c1 x + c2 x^2 + ...
-  Expr r = static_cast<float>(coefficients.back());
-  for (size_t k = coefficients.size() - 1; k-- > 0;) r = r * x + static_cast<float>(coefficients[k]);
-  return r;
-}
-
-// tanh from exp: 1 - 2 / (exp(2|x|) + 1) with the sign of x, and its Taylor series below 0.5 where
-// that cancels (terms through x^15; the next is < 1e-8 relative). Within 2e-7 relative of tanh.
-Expr tanh_accurate(const Expr& x) {
-  Expr a = abs(x), x2 = x * x;
-  Expr series = x + x * x2 *
-                        horner(x2, {-1.0 / 3, 2.0 / 15, -17.0 / 315, 62.0 / 2835, -1382.0 / 155925, 21844.0 / 6081075,
-                                    -929569.0 / 638512875});
-  Expr large = 1.0f - 2.0f / (exp(2.0f * min(a, 20.0f)) + 1.0f);  // tanh(20) is 1 in float
-  return select(a < 0.5f, series, select(x < 0, -large, large));
-}
-
-// erfc, Numerical Recipes' erfcc (Chebyshev fit): relative error below 1.2e-7 for every x, so
-// Gelu keeps its relative accuracy where 1 + erf(x) cancels.
-Expr erfc_accurate(const Expr& x) {
-  Expr z = abs(x);
-  Expr t = 1.0f / (1.0f + 0.5f * z);
-  Expr p = horner(t, {-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587,
-                      -0.82215223, 0.17087277});
-  Expr r = t * exp(p - z * z);
-  return select(x >= 0, r, 2.0f - r);
-}
-
-Expr powf_call(const Expr& a, const Expr& b) {
-  return Halide::Internal::Call::make(Halide::Float(32), "powf", {a, b}, Halide::Internal::Call::PureExtern);
-}
-
-// NaN wins in Min and Max, as in numpy (x86 min/max would return the second operand).
-Expr nan_propagating(const Expr& a, const Expr& b, const Expr& value) {
-  return select(is_nan(a) || is_nan(b), a + b, value);
-}
-
-struct ElementwiseOp {
-  int operands;  // tensors read elementwise (broadcast against each other)
-  int floats;    // float attributes, runtime Params
-  std::function<Expr(const Exprs& x, const Exprs& p)> expr;
-};
-
-// Keys are op types, with the attribute choices that change the code after a ':'.
-const std::map<std::string, ElementwiseOp>& op_table() {
-  static const std::map<std::string, ElementwiseOp> table = {
-      // `x < 0 ? 0 : x` keeps NaN, as the reference does.
-      {"Relu", {1, 0, [](const Exprs& x, const Exprs&) { return select(x[0] < 0, 0.0f, x[0]); }}},
-      {"LeakyRelu", {1, 1, [](const Exprs& x, const Exprs& p) { return select(x[0] >= 0, x[0], p[0] * x[0]); }}},
-      {"Sigmoid", {1, 0, [](const Exprs& x, const Exprs&) { return 1.0f / (1.0f + exp(-x[0])); }}},
-      {"Tanh", {1, 0, [](const Exprs& x, const Exprs&) { return tanh_accurate(x[0]); }}},
-      {"HardSigmoid", {1, 2, [](const Exprs& x, const Exprs& p) { return clamp(p[0] * x[0] + p[1], 0.0f, 1.0f); }}},
-      {"HardSwish", {1, 0, [](const Exprs& x, const Exprs&) { return x[0] * clamp(x[0] / 6.0f + 0.5f, 0.0f, 1.0f); }}},
-      // 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2), without the cancellation for x << 0.
-      {"Gelu:none",
-       {1, 0, [](const Exprs& x, const Exprs&) { return 0.5f * x[0] * erfc_accurate(x[0] * -0.70710678118654752f); }}},
-      // 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), again without the cancellation.
-      {"Gelu:tanh",
-       {1, 0,
-        [](const Exprs& x, const Exprs&) {
-          Expr u = 0.79788456080286536f * (x[0] + 0.044715f * x[0] * x[0] * x[0]);
-          return x[0] / (1.0f + exp(-2.0f * u));
-        }}},
-      {"Erf", {1, 0, [](const Exprs& x, const Exprs&) { return erf(x[0]); }}},
-      {"Sqrt", {1, 0, [](const Exprs& x, const Exprs&) { return sqrt(x[0]); }}},
-      {"Exp", {1, 0, [](const Exprs& x, const Exprs&) { return exp(x[0]); }}},
-      {"Log", {1, 0, [](const Exprs& x, const Exprs&) { return log(x[0]); }}},
-      {"Neg", {1, 0, [](const Exprs& x, const Exprs&) { return -x[0]; }}},
-      {"Abs", {1, 0, [](const Exprs& x, const Exprs&) { return abs(x[0]); }}},
-      {"Reciprocal", {1, 0, [](const Exprs& x, const Exprs&) { return 1.0f / x[0]; }}},
-      // min(max(x, lo), hi), as the reference; an absent bound is left out of the code.
-      {"Clip:", {1, 0, [](const Exprs& x, const Exprs&) { return x[0]; }}},
-      {"Clip:min", {1, 1, [](const Exprs& x, const Exprs& p) { return max(x[0], p[0]); }}},
-      {"Clip:max", {1, 1, [](const Exprs& x, const Exprs& p) { return min(x[0], p[0]); }}},
-      {"Clip:min,max", {1, 2, [](const Exprs& x, const Exprs& p) { return min(max(x[0], p[0]), p[1]); }}},
-      {"Add", {2, 0, [](const Exprs& x, const Exprs&) { return x[0] + x[1]; }}},
-      {"Sub", {2, 0, [](const Exprs& x, const Exprs&) { return x[0] - x[1]; }}},
-      {"Mul", {2, 0, [](const Exprs& x, const Exprs&) { return x[0] * x[1]; }}},
-      {"Div", {2, 0, [](const Exprs& x, const Exprs&) { return x[0] / x[1]; }}},
-      {"Pow", {2, 0, [](const Exprs& x, const Exprs&) { return powf_call(x[0], x[1]); }}},
-      // A constant exponent of 2: x * x is what the reference's double pow rounds to.
-      {"Pow:square", {1, 0, [](const Exprs& x, const Exprs&) { return x[0] * x[0]; }}},
-      {"Min", {2, 0, [](const Exprs& x, const Exprs&) { return nan_propagating(x[0], x[1], min(x[0], x[1])); }}},
-      {"Max", {2, 0, [](const Exprs& x, const Exprs&) { return nan_propagating(x[0], x[1], max(x[0], x[1])); }}},
-      // BatchNormalization with its parameters folded: x * s + b.
-      {"BatchNorm", {3, 0, [](const Exprs& x, const Exprs&) { return x[0] * x[1] + x[2]; }}},
-  };
-  return table;
-}
+// Elementwise ops
 
 // How the operands of a broadcast map onto the output, with adjacent dims that broadcast alike
 // merged and size-1 output dims dropped: [N, C, H, W] + [C, 1, 1] becomes a 2-D loop (H*W, C) with
@@ -331,27 +172,6 @@ struct BroadcastPlan {
   size_t rank() const { return out_extents.size(); }
 };
 
-void build_elementwise(Compiled& c, const ElementwiseOp& op, const BroadcastPlan& plan) {
-  const size_t rank = plan.rank(), n = op.operands;
-  std::vector<Var> v;
-  for (size_t d = 0; d < rank; ++d) v.emplace_back("d" + std::to_string(d));
-  Exprs x, p;
-  for (size_t k = 0; k < n; ++k) {
-    c.inputs.emplace_back(Halide::Float(32), static_cast<int>(rank), "in" + std::to_string(k));
-    std::vector<Expr> at;
-    for (size_t d = 0; d < rank; ++d) at.push_back(plan.pattern[d * (n + 1) + k] == 'x' ? Expr(v[d]) : Expr(0));
-    x.push_back(c.inputs.back()(at));
-  }
-  for (int k = 0; k < op.floats; ++k) {
-    c.floats.emplace_back("p" + std::to_string(k));
-    p.push_back(c.floats.back());
-  }
-  Func out("out");
-  out(v) = op.expr(x, p);
-  schedule_pointwise(out, v);
-  c.pipeline = Halide::Pipeline(out);
-}
-
 // The operands and float attributes of one call.
 struct ElementwiseArgs {
   std::vector<Tensor> operands;
@@ -361,8 +181,8 @@ using ArgsFn = std::function<ElementwiseArgs(const std::vector<Tensor>& inputs)>
 
 class ElementwiseKernel : public HalideKernel {
  public:
-  ElementwiseKernel(const Node& node, std::string key, ArgsFn args)
-      : HalideKernel(node), key_(std::move(key)), op_(op_table().at(key_)), args_(std::move(args)) {}
+  ElementwiseKernel(const Node& node, KernelSource& source, std::string key, ArgsFn args)
+      : HalideKernel(node, source), key_(std::move(key)), args_(std::move(args)) {}
 
   // Compiles now when the operand shapes are known, so that the first run does not pay for it.
   void prepare(const std::vector<Shape>& shapes) { plan_for(shapes); }
@@ -375,11 +195,11 @@ class ElementwiseKernel : public HalideKernel {
     Tensor y(DType::Float32, plan.broadcast.out_shape);
     if (y.size() == 0) return {as_dtype(y, a.operands[0].dtype())};
     std::vector<std::vector<float>> storage(a.operands.size());
-    std::vector<Halide::Buffer<float>> buffers;
+    std::vector<Halide::Runtime::Buffer<float>> buffers;
     for (size_t k = 0; k < a.operands.size(); ++k)
       buffers.push_back(wrap(float_data(a.operands[k], storage[k]), plan.broadcast.extents[k]));
-    Halide::Buffer<float> out = wrap(y.mutable_data<float>(), plan.broadcast.out_extents);
-    realize(node_, *plan.compiled, buffers, a.floats, {}, out);
+    Halide::Runtime::Buffer<float> out = wrap(y.mutable_data<float>(), plan.broadcast.out_extents);
+    call(node_, plan.code, buffers, a.floats, {}, out);
     return {as_dtype(y, a.operands[0].dtype())};
   }
 
@@ -387,21 +207,23 @@ class ElementwiseKernel : public HalideKernel {
   struct Plan {
     std::vector<Shape> shapes;
     BroadcastPlan broadcast;
-    std::shared_ptr<Compiled> compiled;
+    KernelCode code;
   };
 
   const Plan& plan_for(const std::vector<Shape>& shapes) {
-    if (plan_.compiled && plan_.shapes == shapes) return plan_;
+    if (plan_.code.pipeline && plan_.shapes == shapes) return plan_;
     BroadcastPlan b = BroadcastPlan::of(node_, shapes);
-    std::string signature = "elementwise " + key_ + " [" + b.pattern + "]";
-    plan_ = {shapes, b, compiled(signature, &compile_ms_, [&](Compiled& c) { build_elementwise(c, op_, b); })};
+    KernelRequest request;
+    request.kind = KernelRequest::Kind::Elementwise;
+    request.op = key_;
+    request.pattern = b.pattern;
+    plan_ = {shapes, b, code_for(request)};
     detail_ = key_ + " over " + std::to_string(b.rank()) + "-D [" + b.pattern + "] (dims innermost first; x: read, " +
               "1: broadcast), " + std::to_string(lanes()) + "-wide vectors, parallel";
     return plan_;
   }
 
   std::string key_;
-  const ElementwiseOp& op_;
   ArgsFn args_;
   Plan plan_;
 };
@@ -421,7 +243,8 @@ std::pair<Tensor, Tensor> fold_batch_norm(const std::vector<Tensor>& in, double 
   return {s, b};
 }
 
-std::unique_ptr<NodeKernel> make_batch_norm(const Node& node, const Graph& graph, std::string* why_not) {
+std::unique_ptr<NodeKernel> make_batch_norm(const Node& node, const Graph& graph, KernelSource& source,
+                                            std::string* why_not) {
   for (size_t i = 1; i < node.outputs.size(); ++i)
     if (!node.outputs[i].empty()) return decline(why_not, "training-mode outputs run on the reference kernel");
   if (node.attr_int("training_mode", 0) != 0 || node.attr_int("spatial", 1) != 1)
@@ -449,7 +272,7 @@ std::unique_ptr<NodeKernel> make_batch_norm(const Node& node, const Graph& graph
     for (size_t i = 1; i <= 4; ++i) in.push_back(graph.initializers.at(node.input(i)));
     folded = std::make_shared<std::pair<Tensor, Tensor>>(fold_batch_norm(in, epsilon, rank));
   }
-  auto kernel = std::make_unique<ElementwiseKernel>(node, "BatchNorm", [=, &node](const std::vector<Tensor>& in) {
+  auto kernel = std::make_unique<ElementwiseKernel>(node, source, "BatchNorm", [=, &node](const std::vector<Tensor>& in) {
     int64_t channels = in[0].rank() >= 2 ? in[0].shape()[1] : -1;
     for (size_t i = 1; i <= 4; ++i)
       check(in[i].shape() == Shape{channels}, ErrorKind::Invalid,
@@ -463,7 +286,7 @@ std::unique_ptr<NodeKernel> make_batch_norm(const Node& node, const Graph& graph
 
 // Clip with its bounds as runtime Params: the scalar inputs 1 and 2 (opset 11+) or the min/max
 // attributes; an absent bound is left out of the code.
-std::unique_ptr<NodeKernel> make_clip(const Node& node, const Graph& graph, std::string* why_not) {
+std::unique_ptr<NodeKernel> make_clip(const Node& node, const Graph& graph, KernelSource& source, std::string* why_not) {
   bool from_attrs = node.opset < 11;
   bool has_min = from_attrs ? node.has_attr("min") : node.has_input(1);
   bool has_max = from_attrs ? node.has_attr("max") : node.has_input(2);
@@ -472,7 +295,7 @@ std::unique_ptr<NodeKernel> make_clip(const Node& node, const Graph& graph, std:
   for (size_t i = 1; i <= 2 && !from_attrs; ++i)
     if (node.has_input(i) && dtype_of(graph, node.input(i)) != dtype_of(graph, node.input(0)))
       return decline(why_not, "Clip bounds of another type run on the reference kernel");
-  auto kernel = std::make_unique<ElementwiseKernel>(node, key, [=, &node](const std::vector<Tensor>& in) {
+  auto kernel = std::make_unique<ElementwiseKernel>(node, source, key, [=, &node](const std::vector<Tensor>& in) {
     ElementwiseArgs a{{in[0]}, {}};
     auto bound = [&](size_t input, const char* attr) {
       if (from_attrs) return static_cast<float>(node.attr_float(attr, 0));
@@ -490,15 +313,18 @@ std::unique_ptr<NodeKernel> make_clip(const Node& node, const Graph& graph, std:
 // Identity: the output shares the input's buffer, as the reference does; there is nothing to compile.
 class IdentityKernel : public HalideKernel {
  public:
-  explicit IdentityKernel(const Node& node) : HalideKernel(node) { detail_ = "no code: the output shares the input"; }
+  IdentityKernel(const Node& node, KernelSource& source) : HalideKernel(node, source) {
+    detail_ = "no code: the output shares the input";
+  }
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override { return {inputs[0]}; }
 };
 
-std::unique_ptr<NodeKernel> make_elementwise(const Node& node, const Graph& graph, std::string* why_not) {
+std::unique_ptr<NodeKernel> make_elementwise(const Node& node, const Graph& graph, KernelSource& source,
+                                             std::string* why_not) {
   const std::string& op = node.op_type;
-  if (op == "BatchNormalization") return make_batch_norm(node, graph, why_not);
-  if (op == "Clip") return make_clip(node, graph, why_not);
-  if (op == "Identity") return std::make_unique<IdentityKernel>(node);
+  if (op == "BatchNormalization") return make_batch_norm(node, graph, source, why_not);
+  if (op == "Clip") return make_clip(node, graph, source, why_not);
+  if (op == "Identity") return std::make_unique<IdentityKernel>(node, source);
   std::string key = op;
   if (op == "Gelu") key += ":" + node.attr_string("approximate", "none");
   if ((op == "Min" || op == "Max") && node.inputs.size() != 2)
@@ -510,9 +336,9 @@ std::unique_ptr<NodeKernel> make_elementwise(const Node& node, const Graph& grap
     bool keeps_shape = e.rank() == 0 || (e.rank() == 1 && base && base->has_shape && !base->shape.empty());
     if (e.size() == 1 && keeps_shape && is_float(e.dtype()) && e.get(0) == 2.0) key = "Pow:square";
   }
-  auto it = op_table().find(key);
-  if (it == op_table().end()) return decline(why_not, "no Halide kernel for " + key);
-  const ElementwiseOp& def = it->second;
+  auto it = elementwise_ops().find(key);
+  if (it == elementwise_ops().end()) return decline(why_not, "no Halide kernel for " + key);
+  const ElementwiseArity& def = it->second;
   for (int i = 0; i < def.operands; ++i)
     if (dtype_of(graph, node.input(i)) != dtype_of(graph, node.input(0)))
       return decline(why_not, "operands of different types run on the reference kernel");
@@ -522,7 +348,7 @@ std::unique_ptr<NodeKernel> make_elementwise(const Node& node, const Graph& grap
   if (op == "HardSigmoid")
     floats = {static_cast<float>(node.attr_float("alpha", 0.2)), static_cast<float>(node.attr_float("beta", 0.5))};
   int operands = def.operands;
-  auto kernel = std::make_unique<ElementwiseKernel>(node, key, [=](const std::vector<Tensor>& in) {
+  auto kernel = std::make_unique<ElementwiseKernel>(node, source, key, [=](const std::vector<Tensor>& in) {
     return ElementwiseArgs{std::vector<Tensor>(in.begin(), in.begin() + operands), floats};
   });
   std::vector<Shape> shapes;
@@ -532,129 +358,9 @@ std::unique_ptr<NodeKernel> make_elementwise(const Node& node, const Graph& grap
   return kernel;
 }
 
+
 // ---------------------------------------------------------------------------------------------
 // Row reductions: softmax and layer norm normalise rows; global pools reduce them.
-
-// The sum (or max) over i in [0, n) of f(i, row), as `lanes` independent vector accumulators that
-// read whole vectors of the row, then one value across the lanes. f must be defined beyond n (a
-// boundary condition giving the reduction's identity).
-struct RowReduction {
-  Func lanes, total;
-};
-
-RowReduction row_reduction(const std::string& name, const Func& f, const Expr& n, bool is_max) {
-  const int V = lanes();
-  Var l("l"), row("row");
-  RowReduction r{Func(name + "_lanes"), Func(name)};
-  Expr identity = is_max ? Expr(-INFINITY) : Expr(0.0f);
-  RDom j(0, (n + V - 1) / V, name + "_j");
-  r.lanes(l, row) = identity;
-  Expr v = f(j * V + l, row);
-  r.lanes(l, row) = is_max ? max(r.lanes(l, row), v) : r.lanes(l, row) + v;
-  // Across the lanes pairwise: log2(V) dependent steps instead of V.
-  std::vector<Expr> partial;
-  for (int k = 0; k < V; ++k) partial.push_back(r.lanes(k, row));
-  for (size_t width = partial.size(); width > 1; width /= 2)
-    for (size_t k = 0; k < width / 2; ++k)
-      partial[k] = is_max ? max(partial[2 * k], partial[2 * k + 1]) : partial[2 * k] + partial[2 * k + 1];
-  r.total(row) = partial[0];
-  return r;
-}
-
-// Rows in parallel, short rows grouped into tasks of about kTaskFloats elements.
-void parallel_rows(Func f, const Var& row, const Expr& n) {
-  Var task("task");
-  f.split(row, task, row, max(1, kTaskFloats / n), TailStrategy::GuardWithIf).parallel(task);
-}
-
-// Computes the reduction once per row of `consumer` (at its loop `row`), vectorized across lanes.
-void schedule_row_reduction(const RowReduction& r, const Func& consumer, const Var& row) {
-  Func lanes = r.lanes, total = r.total;
-  Var l = lanes.args()[0];
-  lanes.compute_at(consumer, row).vectorize(l);
-  lanes.update().vectorize(l);
-  total.compute_at(consumer, row);
-}
-
-// f with `value` outside [0, n) along its first dim.
-Func exterior(const Func& f, const Expr& value, const Expr& n) {
-  return Halide::BoundaryConditions::constant_exterior(f, value, {{0, n}, {Expr(), Expr()}});
-}
-
-// x (n, rows) -> exp(x - max) / sum(exp(x - max)) along each row.
-void build_softmax(Compiled& c) {
-  c.inputs.emplace_back(Halide::Float(32), 2, "x");
-  ImageParam x = c.inputs[0];
-  Expr n = x.dim(0).extent();
-  Var i("i"), row("row");
-  Func in("in");
-  in(i, row) = x(i, row);
-  RowReduction mx = row_reduction("max", exterior(in, -INFINITY, n), n, true);
-  Func e("e");
-  e(i, row) = exp(x(i, row) - mx.total(row));
-  RowReduction sum = row_reduction("sum", exterior(e, 0.0f, n), n, false);
-  Func out("softmax");
-  out(i, row) = e(i, row) / sum.total(row);
-
-  Var io("io"), ii("ii");
-  out.split(i, io, ii, lanes(), TailStrategy::GuardWithIf).vectorize(ii);
-  parallel_rows(out, row, n);
-  e.compute_at(out, row).vectorize(i, lanes(), TailStrategy::GuardWithIf);  // each exp once
-  schedule_row_reduction(mx, out, row);
-  schedule_row_reduction(sum, out, row);
-  c.pipeline = Halide::Pipeline(out);
-}
-
-// x (n, rows), scale and bias (n) -> (x - mean) / sqrt(var + eps) * scale + bias along each row.
-void build_layer_norm(Compiled& c, bool has_bias) {
-  c.inputs.emplace_back(Halide::Float(32), 2, "x");
-  c.inputs.emplace_back(Halide::Float(32), 1, "scale");
-  if (has_bias) c.inputs.emplace_back(Halide::Float(32), 1, "bias");
-  c.floats.emplace_back("epsilon");
-  ImageParam x = c.inputs[0], scale = c.inputs[1];
-  Expr n = x.dim(0).extent();
-  Var i("i"), row("row");
-  Func in("in");
-  in(i, row) = x(i, row);
-  RowReduction sum = row_reduction("sum", exterior(in, 0.0f, n), n, false);
-  Func mean("mean");
-  mean(row) = sum.total(row) / Halide::cast<float>(n);
-  Func centered("centered");
-  centered(i, row) = x(i, row) - mean(row);
-  Func square("square");
-  square(i, row) = centered(i, row) * centered(i, row);
-  RowReduction sq = row_reduction("sq", exterior(square, 0.0f, n), n, false);
-  Func inv_std("inv_std");
-  inv_std(row) = 1.0f / sqrt(sq.total(row) / Halide::cast<float>(n) + c.floats[0]);
-  Func out("layer_norm");
-  Expr y = centered(i, row) * inv_std(row) * scale(i);
-  out(i, row) = has_bias ? y + c.inputs[2](i) : y;
-
-  Var io("io"), ii("ii");
-  out.split(i, io, ii, lanes(), TailStrategy::GuardWithIf).vectorize(ii);
-  parallel_rows(out, row, n);
-  schedule_row_reduction(sum, out, row);
-  schedule_row_reduction(sq, out, row);
-  mean.compute_at(out, row);
-  inv_std.compute_at(out, row);
-  c.pipeline = Halide::Pipeline(out);
-}
-
-// x (n, rows) -> the mean (or max) of each row.
-void build_global_pool(Compiled& c, bool is_max) {
-  c.inputs.emplace_back(Halide::Float(32), 2, "x");
-  ImageParam x = c.inputs[0];
-  Expr n = x.dim(0).extent();
-  Var i("i"), row("row");
-  Func in("in");
-  in(i, row) = x(i, row);
-  RowReduction r = row_reduction("pool", exterior(in, is_max ? Expr(-INFINITY) : Expr(0.0f), n), n, is_max);
-  Func out("global_pool");
-  out(row) = is_max ? r.total(row) : r.total(row) / Halide::cast<float>(n);
-  parallel_rows(out, row, n);
-  schedule_row_reduction(r, out, row);
-  c.pipeline = Halide::Pipeline(out);
-}
 
 // The input seen as rows of `n` contiguous elements.
 struct Rows {
@@ -665,19 +371,15 @@ class RowKernel : public HalideKernel {
  public:
   enum class Kind { Softmax, LayerNorm, GlobalAverage, GlobalMax };
   // `axis`: the first normalised dim (softmax, layer norm).
-  RowKernel(const Node& node, Kind kind, int64_t axis) : HalideKernel(node), kind_(kind), axis_(axis) {
-    bool has_bias = kind == Kind::LayerNorm && node.has_input(2);
+  RowKernel(const Node& node, KernelSource& source, Kind kind, int64_t axis)
+      : HalideKernel(node, source), kind_(kind), axis_(axis) {
     const char* names[] = {"softmax", "layer norm", "global average pool", "global max pool"};
-    std::string signature = std::string(names[int(kind)]) + (has_bias ? " bias" : "");
-    c_ = compiled(signature, &compile_ms_, [&](Compiled& c) {
-      if (kind == Kind::Softmax) {
-        build_softmax(c);
-      } else if (kind == Kind::LayerNorm) {
-        build_layer_norm(c, has_bias);
-      } else {
-        build_global_pool(c, kind == Kind::GlobalMax);
-      }
-    });
+    KernelRequest request;
+    request.kind = kind == Kind::Softmax     ? KernelRequest::Kind::Softmax
+                   : kind == Kind::LayerNorm ? KernelRequest::Kind::LayerNorm
+                                             : KernelRequest::Kind::GlobalPool;
+    request.flag = kind == Kind::LayerNorm ? node.has_input(2) : kind == Kind::GlobalMax;
+    code_ = code_for(request);
     detail_ = std::string(names[int(kind)]) + " per row: " + std::to_string(lanes()) +
               "-lane vector reductions, rows in parallel";
   }
@@ -691,7 +393,7 @@ class RowKernel : public HalideKernel {
     Tensor y(DType::Float32, out_shape);
     if (x.size() == 0 || y.size() == 0) return reference(inputs);
     std::vector<float> x_copy;
-    std::vector<Halide::Buffer<float>> buffers{
+    std::vector<Halide::Runtime::Buffer<float>> buffers{
         wrap(float_data(x, x_copy), {to_int(rows.n, node_), to_int(rows.count, node_)})};
     std::vector<float> floats, param_storage[2];
     if (kind_ == Kind::LayerNorm) {
@@ -714,10 +416,10 @@ class RowKernel : public HalideKernel {
       }
       floats.push_back(static_cast<float>(node_.attr_float("epsilon", 1e-5)));
     }
-    Halide::Buffer<float> out = global
+    Halide::Runtime::Buffer<float> out = global
                                     ? wrap(y.mutable_data<float>(), {to_int(rows.count, node_)})
                                     : wrap(y.mutable_data<float>(), {to_int(rows.n, node_), to_int(rows.count, node_)});
-    realize(node_, *c_, buffers, floats, {}, out);
+    call(node_, code_, buffers, floats, {}, out);
     return {as_dtype(y, x.dtype())};
   }
 
@@ -743,10 +445,11 @@ class RowKernel : public HalideKernel {
 
   Kind kind_;
   int64_t axis_;
-  std::shared_ptr<Compiled> c_;
+  KernelCode code_;
 };
 
-std::unique_ptr<NodeKernel> make_row_kernel(const Node& node, const Graph& graph, std::string* why_not) {
+std::unique_ptr<NodeKernel> make_row_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                            std::string* why_not) {
   const ValueInfo* x = graph.find_value(node.input(0));
   if (!x || !x->has_shape) return decline(why_not, "the input's rank is unknown");
   int64_t rank = static_cast<int64_t>(x->shape.size());
@@ -778,8 +481,9 @@ std::unique_ptr<NodeKernel> make_row_kernel(const Node& node, const Graph& graph
     kind = op == "GlobalMaxPool" ? RowKernel::Kind::GlobalMax : RowKernel::Kind::GlobalAverage;
     if (rank < 3) return decline(why_not, "input must be [N, C, spatial...]");
   }
-  return std::make_unique<RowKernel>(node, kind, axis);
+  return std::make_unique<RowKernel>(node, source, kind, axis);
 }
+
 
 // ---------------------------------------------------------------------------------------------
 // MaxPool, AveragePool: 1-D and 2-D windows
@@ -809,50 +513,6 @@ ConvParams pool_geometry(const Node& node, const Shape& x) {
 // Up to this many taps a window is unrolled into one expression (larger windows fall back).
 constexpr int64_t kMaxPoolTaps = 64;
 
-// What a pool's code depends on: the window is unrolled, and constant strides let Halide turn the
-// strided reads into dense loads and shuffles and split off the borders (runtime strides gave
-// 16-lane gathers with clamped indices everywhere: 3x slower). Pads and sizes are runtime values.
-struct PoolWindow {
-  bool is_max;
-  int kh, kw, sh, sw, dh, dw;  // kernel, strides, dilations: H and W (1-D pools have H = 1)
-
-  std::string signature() const {
-    auto pair = [](int h, int w) { return std::to_string(h) + "x" + std::to_string(w); };
-    return std::string(is_max ? "max" : "average") + " pool " + pair(kh, kw) + " stride " + pair(sh, sw) +
-           " dilation " + pair(dh, dw);
-  }
-};
-
-// x (W, H, planes) -> y (OW, OH, planes). Padding reads -inf (max) or 0 (average); the average
-// divides by count_h(oh) * count_w(ow).
-void build_pool(Compiled& c, const PoolWindow& w) {
-  c.inputs.emplace_back(Halide::Float(32), 3, "x");
-  c.inputs.emplace_back(Halide::Float(32), 1, "count_h");
-  c.inputs.emplace_back(Halide::Float(32), 1, "count_w");
-  c.ints.emplace_back("pad_h");
-  c.ints.emplace_back("pad_w");
-  ImageParam x = c.inputs[0];
-  Expr ph = c.ints[0], pw = c.ints[1];
-  Func padded = Halide::BoundaryConditions::constant_exterior(
-      x, w.is_max ? Expr(-INFINITY) : Expr(0.0f), {{0, x.dim(0).extent()}, {0, x.dim(1).extent()}, {Expr(), Expr()}});
-  Var ow("ow"), oh("oh"), p("p");
-  Expr acc;
-  for (int i = 0; i < w.kh; ++i)
-    for (int j = 0; j < w.kw; ++j) {
-      Expr v = padded(ow * w.sw - pw + j * w.dw, oh * w.sh - ph + i * w.dh, p);
-      acc = !acc.defined() ? v : w.is_max ? max(acc, v) : acc + v;
-    }
-  Func out("pool");
-  out(ow, oh, p) = w.is_max ? acc : acc / (c.inputs[1](oh) * c.inputs[2](ow));
-
-  // Planes in parallel. Each plane is first copied with its padding (the boundary checks stay in
-  // that copy's border), so the window reads are plain (strided) vector loads.
-  Var owo("owo"), owi("owi");
-  out.split(ow, owo, owi, lanes(), TailStrategy::GuardWithIf).vectorize(owi).parallel(p);
-  padded.compute_at(out, p).vectorize(padded.args()[0], lanes(), TailStrategy::GuardWithIf);
-  c.pipeline = Halide::Pipeline(out);
-}
-
 // Taps of each output position along one axis that the average divides by: those inside the input,
 // plus those in the padding with count_include_pad (never those past it, from ceil_mode).
 std::vector<float> window_counts(const ConvParams& g, int64_t d, bool count_pad) {
@@ -871,8 +531,11 @@ std::vector<float> window_counts(const ConvParams& g, int64_t d, bool count_pad)
 
 class PoolKernel : public HalideKernel {
  public:
-  PoolKernel(const Node& node, const PoolWindow& window) : HalideKernel(node) {
-    c_ = compiled(window.signature(), &compile_ms_, [&](Compiled& c) { build_pool(c, window); });
+  PoolKernel(const Node& node, KernelSource& source, const PoolWindow& window) : HalideKernel(node, source) {
+    KernelRequest request;
+    request.kind = KernelRequest::Kind::Pool;
+    request.window = window;
+    code_ = code_for(request);
     detail_ =
         window.signature() + ", unrolled, " + std::to_string(lanes()) + "-wide vectors along W, planes in parallel";
   }
@@ -883,11 +546,11 @@ class PoolKernel : public HalideKernel {
     Tensor y(DType::Float32, g.out_shape);
     if (x.size() == 0 || y.size() == 0) return reference(inputs);
     std::vector<float> x_copy;
-    std::vector<Halide::Buffer<float>> buffers{wrap(float_data(x, x_copy), g.in_extents),
+    std::vector<Halide::Runtime::Buffer<float>> buffers{wrap(float_data(x, x_copy), g.in_extents),
                                                wrap(g.count_h.data(), {int(g.count_h.size())}),
                                                wrap(g.count_w.data(), {int(g.count_w.size())})};
-    Halide::Buffer<float> out = wrap(y.mutable_data<float>(), g.out_extents);
-    realize(node_, *c_, buffers, {}, g.pads, out);
+    Halide::Runtime::Buffer<float> out = wrap(y.mutable_data<float>(), g.out_extents);
+    call(node_, code_, buffers, {}, g.pads, out);
     return {as_dtype(y, x.dtype())};
   }
 
@@ -922,11 +585,11 @@ class PoolKernel : public HalideKernel {
     return r;
   }
 
-  std::shared_ptr<Compiled> c_;
+  KernelCode code_;
   Geometry geometry_;
 };
 
-std::unique_ptr<NodeKernel> make_pool(const Node& node, const Graph& graph, std::string* why_not) {
+std::unique_ptr<NodeKernel> make_pool(const Node& node, const Graph& graph, KernelSource& source, std::string* why_not) {
   for (size_t i = 1; i < node.outputs.size(); ++i)
     if (!node.outputs[i].empty()) return decline(why_not, "the Indices output runs on the reference kernel");
   std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
@@ -949,12 +612,29 @@ std::unique_ptr<NodeKernel> make_pool(const Node& node, const Graph& graph, std:
                    "windows of more than " + std::to_string(kMaxPoolTaps) + " taps run on the reference kernel");
   PoolWindow window{
       node.op_type == "MaxPool", h(kernel), w(kernel), h(strides), w(strides), h(dilations), w(dilations)};
-  return std::make_unique<PoolKernel>(node, window);
+  return std::make_unique<PoolKernel>(node, source, window);
 }
 
 }  // namespace
 
-std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, std::string* why_not) {
+const std::map<std::string, ElementwiseArity>& elementwise_ops() {
+  // Keys are op types, with the attribute choices that change the code after a ':'.
+  static const std::map<std::string, ElementwiseArity> table = {
+      {"Relu", {1, 0}},      {"LeakyRelu", {1, 1}}, {"Sigmoid", {1, 0}},   {"Tanh", {1, 0}},
+      {"HardSigmoid", {1, 2}}, {"HardSwish", {1, 0}}, {"Gelu:none", {1, 0}}, {"Gelu:tanh", {1, 0}},
+      {"Erf", {1, 0}},       {"Sqrt", {1, 0}},      {"Exp", {1, 0}},       {"Log", {1, 0}},
+      {"Neg", {1, 0}},       {"Abs", {1, 0}},       {"Reciprocal", {1, 0}}, {"Clip:", {1, 0}},
+      {"Clip:min", {1, 1}},  {"Clip:max", {1, 1}},  {"Clip:min,max", {1, 2}}, {"Add", {2, 0}},
+      {"Sub", {2, 0}},       {"Mul", {2, 0}},       {"Div", {2, 0}},       {"Pow", {2, 0}},
+      {"Pow:square", {1, 0}}, {"Min", {2, 0}},      {"Max", {2, 0}},
+      {"BatchNorm", {3, 0}},  // BatchNormalization with its parameters folded: x * s + b
+  };
+  return table;
+}
+
+
+std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                                           std::string* why_not) {
   static const std::set<std::string> data_movement = {
       "Reshape", "Flatten", "Transpose", "Concat",   "Slice", "Gather", "Squeeze",  "Unsqueeze", "Expand", "Split",
       "Shape",   "Resize",  "Cast",      "CastLike", "Where", "Equal",  "Constant", "Pad",       "Tile"};
@@ -964,10 +644,10 @@ std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, con
   DType t = node.inputs.empty() ? DType::Undefined : dtype_of(graph, node.input(0));
   if (!is_fp(t)) return decline(why_not, "input is " + dtype_name(t) + ", not float32/float16");
   try {
-    if (op == "MaxPool" || op == "AveragePool") return make_pool(node, graph, why_not);
+    if (op == "MaxPool" || op == "AveragePool") return make_pool(node, graph, source, why_not);
     if (op == "Softmax" || op == "LayerNormalization" || op == "GlobalAveragePool" || op == "GlobalMaxPool")
-      return make_row_kernel(node, graph, why_not);
-    return make_elementwise(node, graph, why_not);
+      return make_row_kernel(node, graph, source, why_not);
+    return make_elementwise(node, graph, source, why_not);
   } catch (const Error& e) {
     // Attributes the reference rejects: let it report them when the node runs.
     *why_not = std::string("not compiled: ") + e.what();

@@ -1,19 +1,33 @@
-// Entry points of the Halide backend's kernel families; make_halide_kernel() (halide_kernels.cpp)
+// Entry points of the Halide backend's kernel families; make_halide_kernel() (gemm_kernels.cpp)
 // asks each in turn. Each returns nullptr and sets `why_not` when it does not handle the node.
 #pragma once
 #include <memory>
 #include <string>
 
-#include "dsl/qmatmul.h"
+#include <map>
+#include <optional>
+
+#include "dsl/qmatmul_workload.h"
 #include "runtime/executor.h"
+#include "runtime/kernel_source.h"
 
 namespace tetra {
 
+// The elementwise ops with a Halide kernel, by key (op type, then after a ':' the attribute choices
+// that change the code): how many tensors each reads elementwise and how many float attributes it takes.
+struct ElementwiseArity {
+  int operands;  // tensors read elementwise (broadcast against each other)
+  int floats;    // float attributes, run-time parameters
+};
+const std::map<std::string, ElementwiseArity>& elementwise_ops();
+
 // Elementwise, normalization, pooling and reduction ops (halide_elementwise.cpp).
-std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, std::string* why_not);
+std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                                           std::string* why_not);
 // Direct and depthwise/grouped tetra.QConv (halide_conv.cpp); group-1 convs may also use im2col.
 // The kernel computes the conv and its bias only: make_halide_kernel() applies Node::epilogue after it.
-std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, std::string* why_not);
+std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                                    std::string* why_not);
 
 // The GEMM a node runs as on the Halide backend (tetra.QMatMul, or a group-1 tetra.QConv through
 // im2col) for the shapes in `graph`, with its weight as the GEMM sees it. The runtime's kernels and

@@ -161,66 +161,52 @@ Status apply_cpu_conv(QConvDef& q, const Schedule& s, const TargetSpec& target) 
   return dsl::ok_status();
 }
 
-dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Schedule& schedule,
-                                       const TargetSpec& target) {
+dsl::Result<dsl::ScheduledPipeline> schedule_qconv(const QConvWorkload& workload, const Schedule& schedule,
+                                                   const TargetSpec& target) {
   if (Status st = check_qconv_schedule(workload, schedule, target); !st) return st.failure();
   const QConvTemplate* t = find_qconv_template(schedule.template_name);
+  auto q = std::make_shared<QConvDef>(dsl::define_qconv(workload));
+  try {
+    if (Status st = t->apply(*q, schedule, target); !st) return st.failure();
+  } catch (const Halide::Error& e) {
+    return Failure{FailureKind::Compile, schedule.to_string(), e.what()};
+  }
+  dsl::ScheduledPipeline p{Pipeline(q->def.output), {q->X, q->packed, q->scale}};
+  if (workload.format.has_zero_point) p.params.push_back(q->zero);
+  if (workload.has_bias) p.params.push_back(q->bias);
+  for (const Param<int>* v : {&q->Cg, &q->Mg, &q->pad_top, &q->pad_left, &q->dil_h, &q->dil_w, &q->block})
+    p.params.push_back(*v);
+  return p;
+}
+
+dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Schedule& schedule,
+                                       const TargetSpec& target) {
+  auto scheduled = schedule_qconv(workload, schedule, target);
+  if (!scheduled) return scheduled.failure();
+  auto code = dsl::jit_compile(scheduled.value(), target.halide);
+  if (!code) return Failure{FailureKind::Compile, schedule.to_string(), code.failure().message};
   QConvKernel k;
   k.workload_ = workload;
   k.schedule_ = schedule;
   k.target_ = target;
-  k.def_ = std::make_shared<QConvDef>(dsl::define_qconv(workload));
-  try {
-    if (Status st = t->apply(*k.def_, schedule, target); !st) return st.failure();
-    k.pipeline_ = Pipeline(k.def_->def.output);
-    k.pipeline_.compile_jit(target.halide);
-  } catch (const Halide::Error& e) {
-    return Failure{FailureKind::Compile, schedule.to_string(), e.what()};
-  }
+  k.scheduled_ = scheduled.value();
+  k.code_ = code.value();
   return k;
 }
 
 Status QConvKernel::run(const QConvWorkload& wl, const Buffer<float>& X, const dsl::ConvInt4Buffers& weight,
                         Buffer<float>& Y, const Buffer<float>* bias) const {
-  auto bad = [](const std::string& why) { return Failure{FailureKind::Run, "qconv", why}; };
-  if (wl.code_key() != workload_.code_key())
-    return bad("this kernel is compiled for " + workload_.code_key() + ", not " + wl.code_key());
-  auto dims = [](const Buffer<float>& b) {
-    std::vector<int64_t> e;
-    for (int i = 0; i < b.dimensions(); ++i) e.push_back(b.dim(i).extent());
-    return e;
-  };
-  if (dims(X) != std::vector<int64_t>{wl.W, wl.H, wl.C, wl.N}) return bad("X must be (W, H, C, N) of " + wl.key());
-  if (dims(Y) != std::vector<int64_t>{wl.OW, wl.OH, wl.M, wl.N}) return bad("Y must be (OW, OH, M, N) of " + wl.key());
-  // The output size must be the one the pads, strides and dilations give (the kernel reads no pad_end).
-  auto out_size = [](int64_t in, int64_t pb, int64_t pe, int64_t k, int64_t s, int64_t d) {
-    return (in + pb + pe - (k - 1) * d - 1) / s + 1;
-  };
-  if (out_size(wl.H, wl.pad_top, wl.pad_bottom, wl.KH, wl.SH, wl.DH) != wl.OH ||
-      out_size(wl.W, wl.pad_left, wl.pad_right, wl.KW, wl.SW, wl.DW) != wl.OW)
-    return bad("OH and OW do not follow from the pads, strides and dilations of " + wl.key());
-
-  const QConvDef& q = *def_;
-  ParamMap params;
-  params.set(q.X, X);
-  if (Status st = q.bind(params, wl, weight, bias); !st) return st;
-  try {
-    Pipeline pipeline = pipeline_;  // a handle: realize() is not const
-    pipeline.realize(Y, target_.halide, params);
-  } catch (const Halide::Error& e) {
-    return bad(e.what());
-  }
-  return dsl::ok_status();
+  return dsl::call_qconv(*code_, workload_, wl, {X.raw_buffer(), &weight, Y.raw_buffer(), bias ? bias->raw_buffer() : nullptr});
 }
 
 void QConvKernel::write_lowered_stmt(const std::string& path) const {
-  Pipeline pipeline = pipeline_;
-  pipeline.compile_to_lowered_stmt(path, def_->def.arguments, Halide::Text, target_.halide);
+  Pipeline pipeline = scheduled_.pipeline;
+  pipeline.compile_to_lowered_stmt(path, scheduled_.arguments(), Halide::Text, target_.halide);
 }
 
 void QConvKernel::write_assembly(const std::string& path) const {
-  Pipeline pipeline = pipeline_;
-  pipeline.compile_to_assembly(path, def_->def.arguments, "qconv", target_.halide);
+  Pipeline pipeline = scheduled_.pipeline;
+  pipeline.compile_to_assembly(path, scheduled_.arguments(), "qconv", target_.halide);
 }
 
 }  // namespace tetra::schedules

@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "dsl/jit_pipeline.h"
+#include "dsl/kernel_calls.h"
 #include "dsl/qconv.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"
@@ -81,9 +83,13 @@ class QConvKernel {
   QConvWorkload workload_;
   Schedule schedule_;
   TargetSpec target_;
-  std::shared_ptr<QConvDef> def_;
-  Halide::Pipeline pipeline_;
+  dsl::ScheduledPipeline scheduled_;
+  std::shared_ptr<const dsl::CompiledPipeline> code_;
 };
+
+// Checks the schedule, then defines and schedules the pipeline (arguments in dsl::call_qconv's order).
+dsl::Result<dsl::ScheduledPipeline> schedule_qconv(const QConvWorkload& workload, const Schedule& schedule,
+                                                   const TargetSpec& target);
 
 // Checks the schedule, defines, schedules and JIT-compiles the kernel.
 dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Schedule& schedule,

@@ -10,7 +10,8 @@
 #pragma once
 #include <memory>
 
-#include "dsl/object_cache.h"
+#include "dsl/jit_pipeline.h"
+#include "dsl/kernel_calls.h"
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"
@@ -42,7 +43,9 @@ class QMatMulKernel {
   // Writes the generated x86/arm assembly to `path`.
   void write_assembly(const std::string& path) const;
   // Whether the machine code came from the on-disk kernel cache rather than a compile.
-  bool from_disk_cache() const { return object_ && object_->from_cache(); }
+  bool from_disk_cache() const { return from_disk_cache_; }
+  // The compiled code, to call through dsl::call_qmatmul.
+  const std::shared_ptr<const dsl::CompiledPipeline>& code() const { return code_; }
 
  private:
   friend dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload&, const dsl::Schedule&,
@@ -51,10 +54,23 @@ class QMatMulKernel {
   dsl::Schedule schedule_;
   dsl::TargetSpec target_;
   dsl::Int4Layout layout_;
-  std::shared_ptr<dsl::QMatMulDef> def_;
-  Halide::Pipeline pipeline_;
-  std::shared_ptr<const dsl::CompiledObject> object_;  // set when compiled through the disk cache
+  dsl::ScheduledPipeline scheduled_;
+  std::shared_ptr<const dsl::CompiledPipeline> code_;
+  bool from_disk_cache_ = false;
 };
+
+// A checked schedule applied to the QMatMul definition: the pipeline (arguments in
+// dsl::call_qmatmul's order) and the weight layout it reads.
+struct ScheduledQMatMul {
+  dsl::ScheduledPipeline pipeline;
+  dsl::Int4Layout layout;
+};
+dsl::Result<ScheduledQMatMul> schedule_qmatmul(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
+                                               const dsl::TargetSpec& target);
+
+// What the generated code of a QMatMul depends on (format, epilogue, schedule; not the shapes): the
+// key of compiled-kernel caches.
+std::string qmatmul_code_key(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule);
 
 // Checks the schedule (check_qmatmul_schedule), defines, schedules and compiles the kernel: JIT when
 // `cache_dir` is empty, else ahead of time into a shared object kept in `cache_dir` (loaded from there

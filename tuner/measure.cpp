@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "runtime/halide_ops.h"
+#include "runtime/jit_kernel_source.h"
 #include "runtime/model.h"
 #include "schedules/qmatmul_kernel.h"
 

@@ -1,58 +1,33 @@
-// The Halide backend's node kernels. tetra.QMatMul runs as a Halide kernel over the packed int4
-// weight; tetra.QConv (group 1) runs as im2col + the same kernel over the conv weight laid out as
-// a [M, kh*kw*C] matrix. Other nodes fall back to their reference kernels, with the reason.
-#include <chrono>
-#include <cstdlib>
+// The Halide backend's int4 GEMM node kernels, and the backend's entry point. tetra.QMatMul runs as
+// a compiled QMatMul over the packed int4 weight; tetra.QConv (group 1) runs as im2col + the same
+// kernel over the conv weight laid out as a [M, kh*kw*C] matrix. Other nodes go to the conv and
+// elementwise families, or fall back to their reference kernels, with the reason. No libHalide here:
+// the code comes from a KernelSource.
 #include <map>
-#include <mutex>
 #include <thread>
 
+#include "HalideBuffer.h"
+#include "dsl/kernel_calls.h"
 #include "importer/error.h"
 #include "runtime/epilogue.h"
 #include "runtime/executor.h"
 #include "runtime/halide_ops.h"
-#include "runtime/schedule_source.h"
+#include "runtime/kernel_source.h"
 #include "runtime/ops/conv_core.h"
-#include "schedules/qmatmul_kernel.h"
-#include "schedules/qmatmul_templates.h"
 
 namespace tetra {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Compiled kernels, shared by every node and model in the process. A kernel's code depends on the
-// weight format, the epilogue, the schedule and the target, never on M, K or N.
-std::shared_ptr<const schedules::QMatMulKernel> cached_kernel(const dsl::QMatMulWorkload& workload,
-                                                              const dsl::Schedule& schedule, const std::string& label,
-                                                              const std::string& disk_cache, double* compile_ms) {
-  static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<const schedules::QMatMulKernel>> cache;
-  const dsl::TargetSpec& target = dsl::host_target();
-  std::string key = workload.format.describe() + (workload.has_bias ? " bias " : " ") +
-                    dsl::activation_name(workload.activation) + " " + schedule.to_string() + " " + target.name;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  auto start = Clock::now();
-  auto kernel = schedules::compile_qmatmul(workload, schedule, target, disk_cache);
-  check(kernel.ok(), ErrorKind::Invalid,
-        label + ": cannot compile schedule " + schedule.to_string() + ": " + (kernel.ok() ? "" : kernel.failure().describe()));
-  *compile_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  return cache.emplace(key, std::make_shared<schedules::QMatMulKernel>(std::move(kernel).value())).first->second;
-}
-
-// A QMatMul weight bound to compiled kernels, one per schedule the row counts it sees ask for.
+// A QMatMul weight bound to compiled kernels, one per row count it sees (the schedule may differ).
 class QMatMulRunner {
  public:
   QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias,
-                dsl::Activation activation, const ExecutorOptions& options, std::string label)
+                dsl::Activation activation, KernelSource& source, std::string label)
       : weight_(std::move(weight)),
         trans_b_(trans_b),
         has_bias_(has_bias),
         activation_(activation),
-        schedules_(options.schedules),
-        disk_cache_(options.kernel_cache),
+        source_(source),
         label_(std::move(label)) {
     Shape s = weight_->shape();
     K_ = trans_b_ ? s[1] : s[0];
@@ -64,51 +39,32 @@ class QMatMulRunner {
   // Y[M, N] = alpha * A[M, K] x W + beta * bias[N]
   void run(const float* a, int64_t M, float* y, const float* bias, float alpha, float beta) {
     Compiled& c = compiled_for(M);
-    Halide::Buffer<float> A(const_cast<float*>(a), static_cast<int>(K_), static_cast<int>(M));
-    Halide::Buffer<float> Y(y, static_cast<int>(N_), static_cast<int>(M));
-    Halide::Buffer<float> B;
-    schedules::QMatMulArgs args;
-    args.alpha = alpha;
-    args.beta = beta;
-    if (bias) {
-      B = Halide::Buffer<float>(const_cast<float*>(bias), static_cast<int>(N_));
-      args.bias = &B;
-    }
-    dsl::Status st = c.kernel->run(A, c.weight, Y, args);
+    Halide::Runtime::Buffer<float> A(const_cast<float*>(a), static_cast<int>(K_), static_cast<int>(M));
+    Halide::Runtime::Buffer<float> Y(y, static_cast<int>(N_), static_cast<int>(M));
+    Halide::Runtime::Buffer<float> B;
+    if (bias) B = Halide::Runtime::Buffer<float>(const_cast<float*>(bias), static_cast<int>(N_));
+    dsl::QMatMulCall call{A.raw_buffer(), &c.weight, Y.raw_buffer(), bias ? B.raw_buffer() : nullptr, alpha, beta};
+    dsl::Status st = dsl::call_qmatmul(*c.code.pipeline, c.workload, c.code.layout, call);
     check(st.ok(), ErrorKind::Invalid, label_ + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
   }
 
   std::string describe() const {
     std::string out;
-    for (const auto& [key, c] : compiled_)
-      out += (out.empty() ? "" : "; ") + c.source + ": " + c.kernel->schedule().to_string();
+    for (const auto& [key, c] : compiled_) {
+      std::string source = c.code.source + (c.code.from_disk_cache ? ", loaded from the kernel cache" : "");
+      out += (out.empty() ? "" : "; ") + source + ": " + c.code.schedule;
+    }
     return out.empty() ? "not compiled yet" : out;
   }
   double compile_ms() const { return compile_ms_; }
 
  private:
-  // Per row count; kernels of the same layout share one packed copy of the weight.
+  // Per row count; kernels of the same layout and format share one packed copy of the weight.
   struct Compiled {
-    std::shared_ptr<const schedules::QMatMulKernel> kernel;
+    dsl::QMatMulWorkload workload;  // as compiled: the code's weight format
+    KernelCode code;
     const dsl::PackedInt4Buffers& weight;
-    std::string source;  // where the schedule came from
   };
-
-  // A usable tuned schedule for the workload, else the template default (and the reason).
-  ScheduleChoice choose_schedule(const dsl::QMatMulWorkload& workload) const {
-    std::string why = "default schedule (no tuning database)";
-    if (schedules_) {
-      std::optional<ScheduleChoice> tuned = schedules_->for_qmatmul(workload);
-      if (tuned) {
-        dsl::Status st = schedules::check_qmatmul_schedule(workload, tuned->schedule, dsl::host_target());
-        if (st.ok()) return *tuned;
-        why = "default schedule (record rejected: " + st.failure().describe() + ")";
-      } else {
-        why = "default schedule (no database record)";
-      }
-    }
-    return {schedules::default_qmatmul_schedule(workload, dsl::host_target()).value(), why};
-  }
 
   Compiled& compiled_for(int64_t M) {
     dsl::QMatMulWorkload workload = dsl::qmatmul_workload(*weight_, trans_b_, M, has_bias_).value();
@@ -116,30 +72,32 @@ class QMatMulRunner {
     std::string key = workload.key();
     auto it = compiled_.find(key);
     if (it != compiled_.end()) return it->second;
-    ScheduleChoice choice = choose_schedule(workload);
-    const dsl::Schedule& schedule = choice.schedule;
-    auto kernel = cached_kernel(workload, schedule, label_, disk_cache_, &compile_ms_);
-    std::string layout = std::to_string(kernel->layout().panel) + "/" + std::to_string(kernel->layout().k_align) +
-                         " " + kernel->workload().format.describe();
+    KernelRequest request;
+    request.kind = KernelRequest::Kind::QMatMul;
+    request.node = label_;
+    request.qmatmul = workload;
+    KernelCode code = source_.get(request);
+    compile_ms_ += code.compile_ms;
+    workload.format = code.format;
+    std::string layout = std::to_string(code.layout.panel) + "/" + std::to_string(code.layout.k_align) + " " +
+                         code.format.describe();
     auto packed = packed_.find(layout);
     if (packed == packed_.end()) {
-      auto p = kernel->pack(*weight_, trans_b_);
+      auto p = dsl::pack_int4_weight(*weight_, trans_b_, code.layout, &code.format);
       check(p.ok(), ErrorKind::Invalid, label_ + ": cannot pack weight: " + (p.ok() ? "" : p.failure().describe()));
       packed = packed_.emplace(layout, std::move(p).value()).first;
     }
-    std::string source = choice.source + (kernel->from_disk_cache() ? ", loaded from the kernel cache" : "");
-    return compiled_.emplace(key, Compiled{kernel, packed->second, source}).first->second;
+    return compiled_.emplace(key, Compiled{workload, std::move(code), packed->second}).first->second;
   }
 
   std::shared_ptr<const QuantizedWeight> weight_;
   bool trans_b_, has_bias_;
   dsl::Activation activation_;
-  const ScheduleSource* schedules_;
-  std::string disk_cache_;
+  KernelSource& source_;
   std::string label_;
   int64_t K_ = 0, N_ = 0;
   std::map<std::string, dsl::PackedInt4Buffers> packed_;  // by layout and format
-  std::map<std::string, Compiled> compiled_;       // by workload key (it holds M)
+  std::map<std::string, Compiled> compiled_;              // by workload key (it holds M)
   double compile_ms_ = 0;
 };
 
@@ -176,9 +134,9 @@ std::string kernel_detail(const Node& node, const std::string& schedule) {
 
 class HalideQMatMul : public NodeKernel {
  public:
-  HalideQMatMul(const Node& node, bool has_bias, const ExecutorOptions& options)
+  HalideQMatMul(const Node& node, bool has_bias, KernelSource& source)
       : node_(node),
-        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node), options,
+        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node), source,
                 node.label()),
         alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
         beta_(static_cast<float>(node.attr_float("beta", 1.0))) {}
@@ -217,9 +175,8 @@ class HalideQMatMul : public NodeKernel {
 
 class HalideQConv : public NodeKernel {
  public:
-  HalideQConv(const Node& node, std::shared_ptr<const QuantizedWeight> matrix, bool has_bias,
-              const ExecutorOptions& options)
-      : node_(node), runner_(std::move(matrix), true, has_bias, kernel_activation(node), options, node.label()) {}
+  HalideQConv(const Node& node, std::shared_ptr<const QuantizedWeight> matrix, bool has_bias, KernelSource& source)
+      : node_(node), runner_(std::move(matrix), true, has_bias, kernel_activation(node), source, node.label()) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
@@ -345,11 +302,6 @@ std::string format_problem(const QuantizedWeight& w, bool trans_b) {
 
 }  // namespace
 
-// Halide's JIT runtime sizes its thread pool from HL_NUM_THREADS when the pool first starts.
-void set_halide_threads(int threads) {
-  if (threads > 0) setenv("HL_NUM_THREADS", std::to_string(threads).c_str(), 1);
-}
-
 namespace {
 
 // The weight of a node that runs as a Halide GEMM, as the GEMM sees it, or the reason it cannot.
@@ -440,11 +392,11 @@ std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
   return gemm;
 }
 
-std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, const ExecutorOptions& options,
+std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                std::string* why_not) {
   // Grouped and depthwise convs have their own direct kernels; group-1 convs run as im2col + GEMM.
   if (node.domain == "tetra" && node.op_type == "QConv" && node.attr_int("group", 1) != 1) {
-    std::unique_ptr<NodeKernel> direct = make_halide_conv_kernel(node, graph, why_not);
+    std::unique_ptr<NodeKernel> direct = make_halide_conv_kernel(node, graph, source, why_not);
     if (!direct || node.epilogue.empty()) return direct;
     return std::make_unique<WithEpilogue>(node, std::move(direct));
   }
@@ -452,10 +404,10 @@ std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& gr
     GemmWeight g = gemm_weight_of(node, graph);
     *why_not = g.problem;
     if (!g.problem.empty()) return nullptr;
-    if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, node.has_input(1), options);
-    return std::make_unique<HalideQConv>(node, g.matrix, node.has_input(1), options);
+    if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, node.has_input(1), source);
+    return std::make_unique<HalideQConv>(node, g.matrix, node.has_input(1), source);
   }
-  return make_halide_elementwise_kernel(node, graph, why_not);
+  return make_halide_elementwise_kernel(node, graph, source, why_not);
 }
 
 }  // namespace tetra

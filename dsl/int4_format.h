@@ -1,0 +1,94 @@
+// Packed int4 weights in kernels: the formats and the load-time repacking (no libHalide needed:
+// model libraries built by `tetra compile` pack their weights with this code).
+//
+// A kernel sees the logical weight W[K, N] (k: the reduction axis, n: the output column) as panels
+// of `panel` (P) columns, still 4-bit, repacked once when the model is loaded:
+//
+//   packed(j, kp, p)  uint8    low nibble q(2kp, n), high nibble q(2kp+1, n), where n = p*P + j
+//   scale(j', g, p)   float32 or float16 (the model's precision): the scale grid
+//   zero(j', g, p)    int8     the zero-point grid, when there is one
+//
+// j in [0, P), kp in [0, Ka/2), p in [0, ceil(N/P)), with K padded to Ka, a multiple of the layout's
+// k_align. Nibbles pair along k, so a vector over j is one dense byte load and the nibble is picked
+// by k's parity (one shift for the whole vector). Each panel is one contiguous stream, which a
+// memory-bound GEMV reads front to back. The grid index is g = k / k_group (0 when scales do not
+// change along k) and j' = j (0 when they do not change along n). Padding (k >= K, n >= N) holds
+// zero nibbles, scales and zero points.
+//
+//   W(k, n) = float(q - zp) * scale        q sign-extended (int4) or zero-extended (uint4)
+//
+// equals DequantizeLinear's (q - zp) * scale bit for bit: q - zp is a small integer, exact in fp32,
+// and the product is rounded once. Float16 scales also round that product to float16, as
+// QuantizedWeight::value() does. A uint4 weight with zero points is stored as int4 nibbles u - 8
+// (u XOR 8) with zero points zp - 8: sign-extending costs fewer instructions than masking does.
+// The fp32 weight is never materialised except in the small stages a schedule asks for.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "HalideBuffer.h"
+#include "dsl/result.h"
+#include "importer/graph.h"
+
+namespace tetra::dsl {
+
+// Bytes held by a kernel input buffer (0 when it has none).
+template <class T>
+int64_t buffer_bytes(const Halide::Runtime::Buffer<T>& b) {
+  return b.data() ? int64_t(b.size_in_bytes()) : 0;
+}
+
+// What the generated code depends on (shapes do not: K and N are read from the buffers).
+struct Int4Format {
+  bool is_signed = true;        // int4 or uint4
+  bool has_zero_point = false;  // a zero-point grid is read; otherwise zp = 0
+  int64_t k_group = 0;          // scales change every k_group values of k; 0: they never do
+  bool per_n = false;           // scales change with n
+  bool f16_scale = false;       // scales are float16 and every dequantized value is rounded to float16
+
+  // Whether the packed nibbles are two's complement (int4, or uint4 with zero points; see above).
+  bool signed_nibbles() const { return is_signed || has_zero_point; }
+
+  // "int4 blocked(k,32) zp f32", "uint4 per-n f16": part of the tuning database's workload key.
+  std::string describe() const;
+  bool operator==(const Int4Format& o) const {
+    return is_signed == o.is_signed && has_zero_point == o.has_zero_point && k_group == o.k_group &&
+           per_n == o.per_n && f16_scale == o.f16_scale;
+  }
+};
+
+// The weight of a tetra.QMatMul: data [K, N] when trans_b is 0, [N, K] when it is 1.
+// Per-axis and blocked scales along k or n are all expressed as a (k_group, per_n) grid; a weight
+// blocked along n is expanded to one scale per (k, n) (correct, but large: such models are rare).
+Result<Int4Format> int4_format_of(const QuantizedWeight& weight, bool trans_b);
+
+// The shape of the packing a kernel needs: the panel width, and a multiple of k that the packed
+// rows are padded to (a schedule that stages k in blocks reads whole blocks).
+struct Int4Layout {
+  int panel = 16;
+  int k_align = 2;
+};
+
+// The weight repacked into panels, ready to bind to a kernel's inputs.
+struct PackedInt4Buffers {
+  int64_t K = 0, N = 0;
+  Int4Layout layout;
+  Int4Format format;
+  Halide::Runtime::Buffer<uint8_t> packed;  // (P, ceil(K/2), panels)
+  Halide::Runtime::Buffer<> scale;          // (P or 1, groups, panels or 1), float32 or float16
+  Halide::Runtime::Buffer<int8_t> zero;     // shaped as scale; undefined without zero points
+
+  int64_t bytes() const;  // what a kernel streams: packed + scale + zero
+};
+
+// Whether a weight of format `weight` can be packed as `kernel` (a finer grid, or zero points where the
+// weight has none): a kernel compiled for blocked scales also runs per-n or per-tensor weights.
+Status check_packable(const Int4Format& weight, const Int4Format& kernel);
+
+// Repacks `weight` (a QMatMul weight, see int4_format_of) into `layout`, in its own format or, when
+// `as` is given, in that (compatible) format.
+Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& weight, bool trans_b, const Int4Layout& layout,
+                                           const Int4Format* as = nullptr);
+
+}  // namespace tetra::dsl

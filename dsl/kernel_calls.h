@@ -1,0 +1,38 @@
+// Calling compiled QMatMul and QConv code: the argument order each pipeline was defined with
+// (dsl/qmatmul.h, dsl/qconv.h), and the checks that keep a call from reading out of bounds. The JIT
+// kernels, the kernel cache and model libraries compiled ahead of time all call through here. No
+// libHalide needed.
+#pragma once
+#include "dsl/compiled_pipeline.h"
+#include "dsl/qconv_format.h"
+#include "dsl/qmatmul_workload.h"
+
+namespace tetra::dsl {
+
+// Y(n, m) = act(alpha * sum_k A(k, m) W(k, n) + beta * bias(n)); A is (K, M), Y is (N, M), float32.
+struct QMatMulCall {
+  const halide_buffer_t* A = nullptr;
+  const PackedInt4Buffers* W = nullptr;  // packed in the code's layout and format
+  halide_buffer_t* Y = nullptr;
+  const halide_buffer_t* bias = nullptr;  // [N]; required when the code has a bias
+  float alpha = 1.0f, beta = 1.0f;
+};
+
+// `compiled` is the workload the code was compiled for (its format and epilogue; shapes may differ),
+// `layout` the weight layout it reads.
+Status call_qmatmul(const CompiledPipeline& code, const QMatMulWorkload& compiled, const Int4Layout& layout,
+                    const QMatMulCall& call);
+
+// Y = conv(X, W) + bias for `workload`, which must have the code_key() of `compiled`, the workload
+// the code was compiled for.
+// X is (W, H, C, N), Y (OW, OH, M, N), bias (M), float32.
+struct QConvCall {
+  const halide_buffer_t* X = nullptr;
+  const ConvInt4Buffers* weight = nullptr;
+  halide_buffer_t* Y = nullptr;
+  const halide_buffer_t* bias = nullptr;
+};
+Status call_qconv(const CompiledPipeline& code, const QConvWorkload& compiled, const QConvWorkload& workload,
+                  const QConvCall& call);
+
+}  // namespace tetra::dsl

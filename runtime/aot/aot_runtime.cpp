@@ -1,0 +1,253 @@
+// The runtime of model libraries compiled by `tetra compile`: the same Executor and node kernels as
+// the JIT runtime, with their code from the library's kernel table instead of the Halide compiler.
+// Every entry point catches everything: a bad argument or a failed kernel is a status code and a
+// message (tetra_aot_last_error, per thread), never an exception or an abort.
+//
+// Thread safety: instances are independent; one instance runs one call at a time (its calls are
+// serialised by a mutex). The deserialised graph is shared by the instances of a library.
+#include "runtime/aot/aot_abi.h"
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include "HalideRuntime.h"
+#include "importer/error.h"
+#include "runtime/executor.h"
+#include "runtime/graph_io.h"
+#include "runtime/kernel_source.h"
+
+namespace tetra {
+namespace {
+
+thread_local std::string last_error;
+
+int failed(int code, std::string message) {
+  last_error = std::move(message);
+  return code;
+}
+
+// Halide's runtime reports errors through this handler; the kernel call that failed reads it.
+void halide_error_to_message(void*, const char* message) { dsl::set_last_pipeline_error(message); }
+
+// The library's kernel table as a KernelSource.
+class TableKernelSource : public KernelSource {
+ public:
+  explicit TableKernelSource(const tetra_aot_model& model) : model_(model) {
+    for (size_t i = 0; i < model.num_kernels; ++i) by_key_[model.kernels[i].key] = &model.kernels[i];
+  }
+
+  KernelCode get(const KernelRequest& request) override {
+    std::string key = request.key();
+    auto it = by_key_.find(key);
+    check(it != by_key_.end(), ErrorKind::Invalid,
+          request.node + ": the library has no kernel for '" + key +
+              "' (it was compiled for other shapes; compile it again with --shape)");
+    const tetra_aot_kernel& k = *it->second;
+    KernelCode code;
+    code.pipeline = std::make_shared<dsl::ArgvFunction>(k.fn);
+    code.schedule = k.schedule;
+    code.source = std::string("compiled ahead of time, ") + k.source;
+    code.layout = {k.panel, k.k_align};
+    code.format.is_signed = k.is_signed != 0;
+    code.format.has_zero_point = k.has_zero_point != 0;
+    code.format.per_n = k.per_n != 0;
+    code.format.f16_scale = k.f16_scale != 0;
+    code.format.k_group = k.k_group;
+    return code;
+  }
+  int vector_lanes() const override { return model_.vector_lanes; }
+
+ private:
+  const tetra_aot_model& model_;
+  std::map<std::string, const tetra_aot_kernel*> by_key_;
+};
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  check(bool(in), ErrorKind::Io, "cannot open the weights file '" + path + "'");
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+// The graph of a library (from a weights file when given), deserialised once and shared.
+std::shared_ptr<const Graph> graph_of(const tetra_aot_model& model, const char* weights_path) {
+  static std::mutex mutex;
+  static std::map<std::pair<const tetra_aot_model*, std::string>, std::shared_ptr<const Graph>> graphs;
+  std::string path = weights_path ? weights_path : "";
+  std::lock_guard<std::mutex> lock(mutex);
+  auto key = std::make_pair(&model, path);
+  auto it = graphs.find(key);
+  if (it != graphs.end()) return it->second;
+  std::shared_ptr<const Graph> graph;
+  if (model.graph) {
+    check(path.empty(), ErrorKind::Invalid,
+          std::string("model '") + model.name + "' has its weights built in; create it without a weights file");
+    graph = std::make_shared<Graph>(deserialize_graph(model.graph, model.graph_size, model.name));
+  } else {
+    check(!path.empty(), ErrorKind::Invalid,
+          std::string("model '") + model.name + "' keeps its weights in a file: create it from that file");
+    std::vector<uint8_t> bytes = read_file(path);
+    check(fnv1a64(bytes.data(), bytes.size()) == model.weights_checksum, ErrorKind::Io,
+          "the weights file '" + path + "' does not match model '" + model.name + "' (checksum differs)");
+    graph = std::make_shared<Graph>(deserialize_graph(bytes.data(), bytes.size(), path));
+  }
+  graphs.emplace(key, graph);
+  return graph;
+}
+
+struct Binding {
+  void* data = nullptr;
+};
+
+}  // namespace
+}  // namespace tetra
+
+struct tetra_aot_instance {
+  std::mutex mutex;
+  std::shared_ptr<const tetra::Graph> graph;
+  std::unique_ptr<tetra::Executor> executor;
+  std::vector<tetra::Binding> inputs, outputs;
+  std::vector<std::vector<int64_t>> input_shapes, output_shapes;
+};
+
+using namespace tetra;
+
+namespace {
+
+const ValueInfo* value_of(const tetra_aot_instance* m, int outputs, int index) {
+  if (!m) return nullptr;
+  const std::vector<ValueInfo>& list = outputs ? m->graph->outputs : m->graph->inputs;
+  if (index < 0 || size_t(index) >= list.size()) return nullptr;
+  return &list[size_t(index)];
+}
+
+// Runs `body`, turning every exception into a status code and the thread's last error.
+template <class F>
+int guarded(F&& body) {
+  try {
+    last_error.clear();
+    return body();
+  } catch (const Error& e) {
+    return failed(e.kind() == ErrorKind::Io ? TETRA_AOT_BAD_WEIGHTS
+                  : e.kind() == ErrorKind::Malformed ? TETRA_AOT_BAD_WEIGHTS
+                                                     : TETRA_AOT_RUN_FAILED,
+                  e.what());
+  } catch (const std::bad_alloc&) {
+    return failed(TETRA_AOT_OUT_OF_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return failed(TETRA_AOT_RUN_FAILED, e.what());
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+int tetra_aot_create(const tetra_aot_model* model, const char* weights_path, tetra_aot_instance** out) {
+  if (!out) return failed(TETRA_AOT_INVALID_ARGUMENT, "create: the result pointer is NULL");
+  *out = nullptr;
+  if (!model || model->abi_version != TETRA_AOT_ABI_VERSION)
+    return failed(TETRA_AOT_INVALID_ARGUMENT, "create: the library's glue and runtime do not match");
+  return guarded([&] {
+    halide_set_error_handler(halide_error_to_message);
+    auto m = std::make_unique<tetra_aot_instance>();
+    m->graph = graph_of(*model, weights_path);
+    m->executor = std::make_unique<Executor>(*m->graph, std::make_shared<TableKernelSource>(*model));
+    m->inputs.resize(m->graph->inputs.size());
+    m->outputs.resize(m->graph->outputs.size());
+    for (const ValueInfo& v : m->graph->inputs) m->input_shapes.push_back(to_shape(v.shape));
+    for (const ValueInfo& v : m->graph->outputs) m->output_shapes.push_back(to_shape(v.shape));
+    *out = m.release();
+    return TETRA_AOT_OK;
+  });
+}
+
+void tetra_aot_destroy(tetra_aot_instance* instance) { delete instance; }
+
+const char* tetra_aot_last_error(void) { return last_error.c_str(); }
+
+int tetra_aot_set_num_threads(int threads) {
+  if (threads < 1) return failed(TETRA_AOT_INVALID_ARGUMENT, "set_num_threads: threads must be at least 1");
+  halide_set_num_threads(threads);
+  return TETRA_AOT_OK;
+}
+
+int tetra_aot_count(const tetra_aot_instance* m, int outputs) {
+  if (!m) return failed(TETRA_AOT_INVALID_ARGUMENT, "the model is NULL"), -1;
+  return int(outputs ? m->graph->outputs.size() : m->graph->inputs.size());
+}
+
+const char* tetra_aot_name(const tetra_aot_instance* m, int outputs, int index) {
+  const ValueInfo* v = value_of(m, outputs, index);
+  return v ? v->name.c_str() : nullptr;
+}
+
+int tetra_aot_dtype(const tetra_aot_instance* m, int outputs, int index) {
+  const ValueInfo* v = value_of(m, outputs, index);
+  return v ? int(v->dtype) : 0;
+}
+
+int tetra_aot_rank(const tetra_aot_instance* m, int outputs, int index) {
+  const ValueInfo* v = value_of(m, outputs, index);
+  return v ? int(v->shape.size()) : -1;
+}
+
+const int64_t* tetra_aot_shape(const tetra_aot_instance* m, int outputs, int index) {
+  if (!value_of(m, outputs, index)) return nullptr;
+  return (outputs ? m->output_shapes : m->input_shapes)[size_t(index)].data();
+}
+
+int tetra_aot_bind(tetra_aot_instance* m, int outputs, int index, int dtype, const int64_t* shape, int rank,
+                   void* data) {
+  const char* what = outputs ? "output" : "input";
+  const ValueInfo* v = value_of(m, outputs, index);
+  if (!v)
+    return failed(TETRA_AOT_INVALID_ARGUMENT,
+                  m ? std::string("bind: no ") + what + " " + std::to_string(index) : "bind: the model is NULL");
+  std::string label = std::string(what) + " '" + v->name + "'";
+  if (!data) return failed(TETRA_AOT_INVALID_ARGUMENT, "bind " + label + ": the data pointer is NULL");
+  if (dtype != int(v->dtype))
+    return failed(TETRA_AOT_INVALID_ARGUMENT, "bind " + label + ": it is " + dtype_name(v->dtype) + ", not " +
+                                                  dtype_name(dtype_from_onnx(dtype)) + " (code " +
+                                                  std::to_string(dtype) + ")");
+  const std::vector<int64_t>& expected = (outputs ? m->output_shapes : m->input_shapes)[size_t(index)];
+  if (rank < 0 || (rank > 0 && !shape) ||
+      std::vector<int64_t>(shape, shape + std::max(rank, 0)) != expected)
+    return failed(TETRA_AOT_INVALID_ARGUMENT,
+                  "bind " + label + ": its shape is " + shape_str(expected) + ", not " +
+                      (rank >= 0 && (shape || rank == 0) ? shape_str(std::vector<int64_t>(shape, shape + rank))
+                                                         : std::string("(no shape given)")));
+  std::lock_guard<std::mutex> lock(m->mutex);
+  (outputs ? m->outputs : m->inputs)[size_t(index)].data = data;
+  return TETRA_AOT_OK;
+}
+
+int tetra_aot_run(tetra_aot_instance* m) {
+  if (!m) return failed(TETRA_AOT_INVALID_ARGUMENT, "run: the model is NULL");
+  std::lock_guard<std::mutex> lock(m->mutex);
+  for (size_t i = 0; i < m->inputs.size(); ++i)
+    if (!m->inputs[i].data) return failed(TETRA_AOT_INVALID_ARGUMENT, "run: input '" + m->graph->inputs[i].name + "' is not bound");
+  for (size_t i = 0; i < m->outputs.size(); ++i)
+    if (!m->outputs[i].data)
+      return failed(TETRA_AOT_INVALID_ARGUMENT, "run: output '" + m->graph->outputs[i].name + "' is not bound");
+  return guarded([&] {
+    TensorMap inputs;
+    for (size_t i = 0; i < m->inputs.size(); ++i) {
+      const ValueInfo& v = m->graph->inputs[i];
+      Tensor t(v.dtype, m->input_shapes[i]);
+      std::memcpy(t.mutable_bytes(), m->inputs[i].data, size_t(t.byte_size()));
+      inputs[v.name] = std::move(t);
+    }
+    TensorMap results = m->executor->run(inputs);
+    for (size_t i = 0; i < m->outputs.size(); ++i) {
+      const Tensor& t = results.at(m->graph->outputs[i].name);
+      std::memcpy(m->outputs[i].data, t.bytes(), size_t(t.byte_size()));
+    }
+    return TETRA_AOT_OK;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,118 @@
+#include "runtime/jit_kernel_source.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "dsl/object_cache.h"
+#include "importer/error.h"
+#include "runtime/elementwise_pipelines.h"
+#include "schedules/cpu_conv.h"
+#include "schedules/qmatmul_kernel.h"
+#include "schedules/qmatmul_templates.h"
+
+namespace tetra {
+
+ScheduleChoice choose_qmatmul_schedule(const dsl::QMatMulWorkload& workload, const ScheduleSource* schedules,
+                                       const dsl::TargetSpec& target) {
+  std::string why = "default schedule (no tuning database)";
+  if (schedules) {
+    std::optional<ScheduleChoice> tuned = schedules->for_qmatmul(workload);
+    if (tuned) {
+      dsl::Status st = schedules::check_qmatmul_schedule(workload, tuned->schedule, target);
+      if (st.ok()) return *tuned;
+      why = "default schedule (record rejected: " + st.failure().describe() + ")";
+    } else {
+      why = "default schedule (no database record)";
+    }
+  }
+  return {schedules::default_qmatmul_schedule(workload, target).value(), why};
+}
+
+KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, const dsl::TargetSpec& target) {
+  KernelPlan plan;
+  plan.halide = target.halide;
+  auto fail_for = [&](const dsl::Failure& f) {
+    fail(ErrorKind::Invalid, r.node + ": no code for " + r.key() + ": " + f.describe());
+  };
+  switch (r.kind) {
+    case KernelRequest::Kind::QMatMul: {
+      ScheduleChoice choice = choose_qmatmul_schedule(r.qmatmul, schedules, target);
+      plan.code_key = schedules::qmatmul_code_key(r.qmatmul, choice.schedule);
+      plan.info.schedule = choice.schedule.to_string();
+      plan.info.source = choice.source;
+      plan.info.layout = schedules::layout_of(choice.schedule);
+      plan.info.format = r.qmatmul.format;
+      plan.define = [=]() -> dsl::Result<dsl::ScheduledPipeline> {
+        auto s = schedules::schedule_qmatmul(r.qmatmul, choice.schedule, target);
+        if (!s) return s.failure();
+        return s.value().pipeline;
+      };
+      break;
+    }
+    case KernelRequest::Kind::QConv: {
+      auto schedule = schedules::default_qconv_schedule(r.qconv, target);
+      if (!schedule) fail_for(schedule.failure());
+      plan.code_key = "qconv " + r.qconv.code_key() + " " + schedule.value().to_string();
+      plan.info.schedule = schedule.value().to_string();
+      plan.info.source = "default schedule";
+      plan.define = [=]() { return schedules::schedule_qconv(r.qconv, schedule.value(), target); };
+      break;
+    }
+    default:
+      plan.code_key = r.key();
+      plan.halide = elementwise_target(target);
+      plan.define = [=]() { return elementwise_pipeline(r, target); };
+  }
+  plan.code_key += " | " + plan.halide.to_string();
+  return plan;
+}
+
+KernelCode JitKernelSource::get(const KernelRequest& request) {
+  static std::mutex mutex;
+  static std::map<std::string, KernelCode> cache;  // by code key: shared by every node and model
+  KernelPlan plan = plan_kernel(request, schedules_, dsl::host_target());
+  KernelCode code = plan.info;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(plan.code_key);
+  if (it != cache.end()) {
+    code.pipeline = it->second.pipeline;
+    code.from_disk_cache = it->second.from_disk_cache;
+    return code;
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto scheduled = plan.define();
+  auto failed = [&](const dsl::Failure& f) {
+    fail(ErrorKind::Invalid, request.node + ": cannot compile " + (code.schedule.empty() ? request.key() : "schedule " + code.schedule) +
+                                 ": " + f.describe());
+  };
+  if (!scheduled) failed(scheduled.failure());
+  if (request.kind == KernelRequest::Kind::QMatMul && !disk_cache_.empty()) {
+    auto object = dsl::load_or_compile_object(disk_cache_, plan.code_key, scheduled.value(), plan.halide);
+    if (!object) failed(object.failure());
+    code.pipeline = object.value().code;
+    code.from_disk_cache = object.value().from_cache;
+  } else {
+    auto jit = dsl::jit_compile(scheduled.value(), plan.halide);
+    if (!jit) failed(jit.failure());
+    code.pipeline = jit.value();
+  }
+  code.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  cache.emplace(plan.code_key, code);
+  return code;
+}
+
+int JitKernelSource::vector_lanes() const { return dsl::host_target().natural_lanes(Halide::Float(32)); }
+
+void set_halide_threads(int threads) {
+  if (threads > 0) setenv("HL_NUM_THREADS", std::to_string(threads).c_str(), 1);
+}
+
+Executor::Executor(const Graph& graph, const ExecutorOptions& options)
+    : Executor(graph, options.backend == Backend::Halide
+                          ? (set_halide_threads(options.threads),
+                             std::make_shared<JitKernelSource>(options.schedules, options.kernel_cache))
+                          : nullptr) {}
+
+}  // namespace tetra

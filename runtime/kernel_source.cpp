@@ -1,0 +1,24 @@
+#include "runtime/kernel_source.h"
+
+namespace tetra {
+
+std::string PoolWindow::signature() const {
+  auto pair = [](int h, int w) { return std::to_string(h) + "x" + std::to_string(w); };
+  return std::string(is_max ? "max" : "average") + " pool " + pair(kh, kw) + " stride " + pair(sh, sw) +
+         " dilation " + pair(dh, dw);
+}
+
+std::string KernelRequest::key() const {
+  switch (kind) {
+    case Kind::QMatMul: return qmatmul.key();
+    case Kind::QConv: return qconv.key();
+    case Kind::Elementwise: return "elementwise " + op + " [" + pattern + "]";
+    case Kind::Softmax: return "softmax";
+    case Kind::LayerNorm: return flag ? "layer norm bias" : "layer norm";
+    case Kind::GlobalPool: return flag ? "global max pool" : "global average pool";
+    case Kind::Pool: return window.signature();
+  }
+  return "";
+}
+
+}  // namespace tetra

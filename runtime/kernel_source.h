@@ -1,0 +1,65 @@
+// Where the Halide backend's node kernels get their compiled code. A node kernel describes the code
+// it needs (a KernelRequest: plain data, whose key() names the code) and calls what comes back
+// through Halide's argv convention (dsl/compiled_pipeline.h). Two sources implement it:
+//   * the JIT source (runtime/jit_kernel_source.h) defines, schedules and compiles the pipeline in
+//     this process, picking QMatMul schedules from a tuning database;
+//   * a model library compiled ahead of time (runtime/aot/) looks the key up in the table of the
+//     functions `tetra compile` compiled into it.
+// The node kernels themselves (runtime/gemm_kernels.cpp, halide_conv.cpp, halide_elementwise.cpp)
+// need no libHalide, so the same code runs in the JIT runtime and in model libraries.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "dsl/compiled_pipeline.h"
+#include "dsl/int4_format.h"
+#include "dsl/qconv_format.h"
+#include "dsl/qmatmul_workload.h"
+
+namespace tetra {
+
+// A MaxPool/AveragePool window. The window is unrolled and the strides are constants in the code
+// (dense loads and shuffles instead of gathers); pads and sizes are run-time values.
+struct PoolWindow {
+  bool is_max = true;
+  int kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;  // kernel, strides, dilations: H and W (1-D: H = 1)
+
+  std::string signature() const;  // "max pool 3x3 stride 2x2 dilation 1x1"
+};
+
+struct KernelRequest {
+  enum class Kind { QMatMul, QConv, Elementwise, Softmax, LayerNorm, GlobalPool, Pool };
+  Kind kind = Kind::Elementwise;
+  std::string node;  // the asking node's label, for messages
+
+  dsl::QMatMulWorkload qmatmul;  // QMatMul: the workload (its shapes pick the schedule)
+  dsl::QConvWorkload qconv;      // QConv
+  std::string op;                // Elementwise: the op key ("Add", "Clip:min,max", "Gelu:tanh")
+  std::string pattern;           // Elementwise: the broadcast pattern, innermost dim first ("x1,xx")
+  bool flag = false;             // LayerNorm: has a bias; GlobalPool: max (else average)
+  PoolWindow window;             // Pool
+
+  // Names the code: equal keys get equal code. Model libraries look their functions up by it.
+  std::string key() const;
+};
+
+struct KernelCode {
+  std::shared_ptr<const dsl::CompiledPipeline> pipeline;
+  std::string schedule;     // QMatMul / QConv: the schedule as JSON; empty for fixed pipelines
+  std::string source;       // where the schedule came from ("database exact", "default schedule (...)")
+  dsl::Int4Layout layout;   // QMatMul: the weight layout the code reads
+  dsl::Int4Format format;   // QMatMul: the weight format compiled in (weights are packed as this)
+  double compile_ms = 0;    // spent compiling for this request; 0 when cached or ahead of time
+  bool from_disk_cache = false;
+};
+
+class KernelSource {
+ public:
+  virtual ~KernelSource() = default;
+  // The code for `request`; throws tetra::Error naming request.node when there is none.
+  virtual KernelCode get(const KernelRequest& request) = 0;
+  // Float32 lanes of one vector on the code's target, for descriptions.
+  virtual int vector_lanes() const = 0;
+};
+
+}  // namespace tetra
