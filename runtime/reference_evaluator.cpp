@@ -133,7 +133,7 @@ Graph bind_inputs(const Graph& graph, const TensorMap& inputs) {
 }
 
 TensorMap run_reference(const Graph& graph, const TensorMap& inputs) {
-  return Executor(graph, ExecutorOptions{Backend::Reference}).run(inputs);
+  return Executor(graph, std::shared_ptr<KernelSource>()).run(inputs);
 }
 
 }  // namespace tetra

@@ -33,7 +33,8 @@ std::pair<std::string, Shape> parse_shape_binding(const std::string& text) {
   return {name, shape};
 }
 
-std::optional<tuner::TuningDatabase> open_tuning_database(const std::string& db_dir, const std::string& model) {
+std::optional<tuner::TuningDatabase> open_tuning_database(const std::string& db_dir, const std::string& model,
+                                                          const std::string& target) {
   namespace fs = std::filesystem;
   std::string dir = db_dir;
   if (dir.empty()) {
@@ -41,7 +42,7 @@ std::optional<tuner::TuningDatabase> open_tuning_database(const std::string& db_
     if (!fs::exists(beside / "records.json")) return std::nullopt;
     dir = beside.string();
   }
-  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir, dsl::host_target().name, dsl::toolchain_id());
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir, target.empty() ? dsl::host_target().name : target, dsl::toolchain_id());
   if (!db.note().empty()) std::cerr << "tetra: " << db.note() << "\n";
   return db;
 }

@@ -11,6 +11,7 @@ void add_quantize_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_tune_command(CLI::App& app);
 void add_db_command(CLI::App& app);
+void add_compile_command(CLI::App& app);
 
 // Set by a subcommand whose work completed but whose result is a failure (e.g. outputs outside
 // tolerance): main() returns it.

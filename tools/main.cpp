@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   tetra::cli::add_bench_command(app);
   tetra::cli::add_tune_command(app);
   tetra::cli::add_db_command(app);
+  tetra::cli::add_compile_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

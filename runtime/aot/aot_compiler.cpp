@@ -1,0 +1,420 @@
+#include "runtime/aot/aot_compiler.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "Halide.h"
+#include "importer/error.h"
+#include "runtime/aot/aot_abi_text.h"
+#include "runtime/executor.h"
+#include "runtime/graph_io.h"
+#include "runtime/jit_kernel_source.h"
+
+namespace tetra {
+namespace fs = std::filesystem;
+
+namespace {
+
+// The JIT source, noting every request: the kernels the model needs for its shapes.
+class RecordingSource : public KernelSource {
+ public:
+  explicit RecordingSource(const std::string& kernel_cache) : jit_(nullptr, kernel_cache) {}
+  KernelCode get(const KernelRequest& request) override {
+    requests.emplace(request.key(), request);
+    return jit_.get(request);
+  }
+  int vector_lanes() const override { return jit_.vector_lanes(); }
+  std::map<std::string, KernelRequest> requests;  // by key: deterministic order
+
+ private:
+  JitKernelSource jit_;
+};
+
+// A kernel as the library table lists it.
+struct TableEntry {
+  std::string key, function, schedule, source;
+  KernelCode info;
+};
+
+std::string c_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+    text.replace(at, from.size(), to);
+  return text;
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  check(bool(out), ErrorKind::Io, "cannot write '" + path.string() + "'");
+}
+
+void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  check(bool(out), ErrorKind::Io, "cannot write '" + path.string() + "'");
+}
+
+std::string quoted(const fs::path& p) { return "'" + replace_all(p.string(), "'", "'\\''") + "'"; }
+
+// Runs a build tool; its output goes to `log` when it fails.
+void run_tool(const std::string& command, const std::string& what) {
+  std::string full = command + " 2>&1";
+  FILE* pipe = popen(full.c_str(), "r");
+  check(pipe != nullptr, ErrorKind::Io, what + ": cannot start: " + command);
+  std::string output;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) output.append(buf, n);
+  int rc = pclose(pipe);
+  check(rc == 0, ErrorKind::Io, what + " failed (" + command + "):\n" + output);
+}
+
+std::string tool(const char* env, const char* fallback) {
+  const char* v = std::getenv(env);
+  return v && *v ? v : fallback;
+}
+
+const char* kHeader = R"(/* @NAME@: the model '@MODEL@' compiled by tetra for @TARGET@.
+ *
+ * Use:
+ *   @NAME@_model* m;
+ *   if (@NAME@_create(&m) != @NAME@_OK) { fprintf(stderr, "%s\n", @NAME@_last_error()); ... }
+ *   @NAME@_bind_input(m, 0, @NAME@_FLOAT32, shape, rank, data);   (every input and output)
+ *   @NAME@_bind_output(m, 0, @NAME@_FLOAT32, shape, rank, result);
+ *   @NAME@_run(m);                                                 (as often as needed)
+ *   @NAME@_destroy(m);
+ *
+ * Every function returns a status (or NULL / -1 for the queries); on failure @NAME@_last_error()
+ * says what and where. Nothing aborts the process. Shapes are fixed: those the model was compiled for.
+ *
+ * Threads: instances are independent, and several may run at once from several threads. One
+ * instance runs one call at a time (calls on it from other threads wait). Instances share the
+ * model's read-only data; each holds its own working buffers and kernel weight layouts.
+ */
+#ifndef @NAME@_H
+#define @NAME@_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define @NAME@_TARGET "@TARGET@"
+@WEIGHTS_DEFINE@
+/* Status codes */
+#define @NAME@_OK 0
+#define @NAME@_INVALID_ARGUMENT 1 /* NULL pointer, index out of range, wrong element type or shape */
+#define @NAME@_BAD_WEIGHTS 2      /* the weights file is missing, unreadable or of another model */
+#define @NAME@_RUN_FAILED 3       /* a kernel failed; the message names the node */
+#define @NAME@_OUT_OF_MEMORY 4
+
+/* Element types (ONNX's TensorProto numbering) */
+#define @NAME@_FLOAT32 1
+#define @NAME@_UINT8 2
+#define @NAME@_INT8 3
+#define @NAME@_INT32 6
+#define @NAME@_INT64 7
+#define @NAME@_BOOL 9
+#define @NAME@_FLOAT16 10
+#define @NAME@_FLOAT64 11
+
+typedef struct @NAME@_model @NAME@_model;
+
+/* A new instance, with the weights built into the library. */
+int @NAME@_create(@NAME@_model** model);
+/* A new instance reading the weights file written beside the library (checksummed). */
+int @NAME@_create_from_file(const char* weights_path, @NAME@_model** model);
+void @NAME@_destroy(@NAME@_model* model);
+/* The calling thread's last error message ("" after a success). */
+const char* @NAME@_last_error(void);
+/* Threads for the kernels of every instance (default: one per core). */
+int @NAME@_set_num_threads(int threads);
+
+int @NAME@_num_inputs(const @NAME@_model* model);
+int @NAME@_num_outputs(const @NAME@_model* model);
+const char* @NAME@_input_name(const @NAME@_model* model, int index);
+const char* @NAME@_output_name(const @NAME@_model* model, int index);
+int @NAME@_input_dtype(const @NAME@_model* model, int index);
+int @NAME@_output_dtype(const @NAME@_model* model, int index);
+int @NAME@_input_rank(const @NAME@_model* model, int index);
+int @NAME@_output_rank(const @NAME@_model* model, int index);
+const int64_t* @NAME@_input_shape(const @NAME@_model* model, int index);
+const int64_t* @NAME@_output_shape(const @NAME@_model* model, int index);
+
+/* Binds caller-owned memory, dense and row-major, of the given element type and shape (both are
+ * checked). Bindings stay until bound again; outputs are written by @NAME@_run. */
+int @NAME@_bind_input(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank, const void* data);
+int @NAME@_bind_output(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank, void* data);
+int @NAME@_run(@NAME@_model* model);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
+)";
+
+const char* kGlueApi = R"(
+int @NAME@_create(@NAME@_model** model) { return tetra_aot_create(&model_info, NULL, (tetra_aot_instance**)model); }
+int @NAME@_create_from_file(const char* weights_path, @NAME@_model** model) {
+  return tetra_aot_create(&model_info, weights_path ? weights_path : "", (tetra_aot_instance**)model);
+}
+void @NAME@_destroy(@NAME@_model* model) { tetra_aot_destroy((tetra_aot_instance*)model); }
+const char* @NAME@_last_error(void) { return tetra_aot_last_error(); }
+int @NAME@_set_num_threads(int threads) { return tetra_aot_set_num_threads(threads); }
+int @NAME@_num_inputs(const @NAME@_model* m) { return tetra_aot_count((const tetra_aot_instance*)m, 0); }
+int @NAME@_num_outputs(const @NAME@_model* m) { return tetra_aot_count((const tetra_aot_instance*)m, 1); }
+const char* @NAME@_input_name(const @NAME@_model* m, int i) { return tetra_aot_name((const tetra_aot_instance*)m, 0, i); }
+const char* @NAME@_output_name(const @NAME@_model* m, int i) { return tetra_aot_name((const tetra_aot_instance*)m, 1, i); }
+int @NAME@_input_dtype(const @NAME@_model* m, int i) { return tetra_aot_dtype((const tetra_aot_instance*)m, 0, i); }
+int @NAME@_output_dtype(const @NAME@_model* m, int i) { return tetra_aot_dtype((const tetra_aot_instance*)m, 1, i); }
+int @NAME@_input_rank(const @NAME@_model* m, int i) { return tetra_aot_rank((const tetra_aot_instance*)m, 0, i); }
+int @NAME@_output_rank(const @NAME@_model* m, int i) { return tetra_aot_rank((const tetra_aot_instance*)m, 1, i); }
+const int64_t* @NAME@_input_shape(const @NAME@_model* m, int i) { return tetra_aot_shape((const tetra_aot_instance*)m, 0, i); }
+const int64_t* @NAME@_output_shape(const @NAME@_model* m, int i) { return tetra_aot_shape((const tetra_aot_instance*)m, 1, i); }
+int @NAME@_bind_input(@NAME@_model* m, int i, int dtype, const int64_t* shape, int rank, const void* data) {
+  return tetra_aot_bind((tetra_aot_instance*)m, 0, i, dtype, shape, rank, (void*)data);
+}
+int @NAME@_bind_output(@NAME@_model* m, int i, int dtype, const int64_t* shape, int rank, void* data) {
+  return tetra_aot_bind((tetra_aot_instance*)m, 1, i, dtype, shape, rank, data);
+}
+int @NAME@_run(@NAME@_model* m) { return tetra_aot_run((tetra_aot_instance*)m); }
+)";
+
+const char* kCMakeConfig = R"(# find_package(@NAME@): the model library compiled by tetra for @TARGET@. Target @NAME@::@NAME@ (static)@SHARED_NOTE@.
+get_filename_component(_@NAME@_prefix "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
+if(NOT TARGET @NAME@::@NAME@)
+  add_library(@NAME@::@NAME@ STATIC IMPORTED)
+  set_target_properties(@NAME@::@NAME@ PROPERTIES
+    IMPORTED_LOCATION "${_@NAME@_prefix}/lib/lib@NAME@.a"
+    INTERFACE_INCLUDE_DIRECTORIES "${_@NAME@_prefix}/include"
+    INTERFACE_LINK_LIBRARIES "stdc++;m;pthread;dl")
+@SHARED_TARGET@endif()
+set(@NAME@_WEIGHTS_FILE "@WEIGHTS_PATH@")
+unset(_@NAME@_prefix)
+)";
+
+const char* kSharedTarget = R"(  add_library(@NAME@::shared SHARED IMPORTED)
+  set_target_properties(@NAME@::shared PROPERTIES
+    IMPORTED_LOCATION "${_@NAME@_prefix}/lib/lib@NAME@.so"
+    INTERFACE_INCLUDE_DIRECTORIES "${_@NAME@_prefix}/include")
+)";
+
+const char* kPkgConfig = R"(prefix=${pcfiledir}/../..
+libdir=${prefix}/lib
+includedir=${prefix}/include
+
+Name: @NAME@
+Description: the model '@MODEL@' compiled by tetra for @TARGET@
+Version: 1.0
+Libs: -L${libdir} -l@NAME@ -lstdc++ -lm -lpthread -ldl
+Cflags: -I${includedir}
+)";
+
+const std::vector<std::string> kApiSuffixes = {
+    "create",      "create_from_file", "destroy",      "last_error",   "set_num_threads", "num_inputs",
+    "num_outputs", "input_name",       "output_name",  "input_dtype",  "output_dtype",    "input_rank",
+    "output_rank", "input_shape",      "output_shape", "bind_input",   "bind_output",     "run"};
+
+}  // namespace
+
+std::string default_runtime_lib_dir() {
+  if (const char* dir = std::getenv("TETRA_LIB_DIR"); dir && *dir) return dir;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "lib" : (exe.parent_path().parent_path() / "lib").string();
+}
+
+LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_inputs, const LibraryOptions& opt,
+                                    std::ostream& log) {
+  // The inputs and outputs with the shapes inference gave them (dynamic dims bound).
+  Graph graph = model;
+  for (auto* list : {&graph.inputs, &graph.outputs})
+    for (ValueInfo& v : *list)
+      if (const ValueInfo* inferred = graph.find_value(v.name)) v = *inferred;
+  const std::string& name = opt.name;
+  check(std::regex_match(name, std::regex("[A-Za-z_][A-Za-z0-9_]*")), ErrorKind::Invalid,
+        "--name '" + name + "' must be a C identifier: it prefixes the library's functions");
+  const Halide::Target& ht = opt.target.halide;
+  check(opt.target.is_cpu() && ht.arch == Halide::Target::X86 && ht.bits == 64, ErrorKind::Unsupported,
+        "model libraries are built for x86-64 CPU targets; '" + opt.target.name +
+            "' would need its runtime cross-compiled as well");
+  for (const ValueInfo& in : graph.inputs)
+    check(in.has_shape && fully_known(in.shape), ErrorKind::Invalid,
+          "input '" + in.name + "' has the shape " + shape_str(in.shape) +
+              ": a library is compiled for fixed shapes; bind its dims with --shape " + in.name + "=...");
+  for (const ValueInfo& o : graph.outputs)
+    check(o.has_shape && fully_known(o.shape), ErrorKind::Invalid,
+          "output '" + o.name + "' has the shape " + shape_str(o.shape) + " after inference: it must be fixed");
+  fs::path lib_dir(opt.runtime_lib_dir);
+  for (const char* archive : {"libtetra_core.a", "libtetra_aot_runtime.a"})
+    check(fs::exists(lib_dir / archive), ErrorKind::Io,
+          std::string("cannot find ") + archive + " in '" + lib_dir.string() + "' (set TETRA_LIB_DIR)");
+
+  // 1. The kernels the model asks for at these shapes.
+  auto recorder = std::make_shared<RecordingSource>(opt.kernel_cache);
+  Executor(graph, recorder).run(sample_inputs);
+
+  fs::path out(opt.out_dir);
+  fs::create_directories(out);
+  fs::path work = out / (".tetra-compile-" + std::to_string(getpid()));
+  fs::remove_all(work);
+  fs::create_directories(work);
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{work};
+
+  // 2. Each compiled ahead of time for the target, with the target's schedule; equal code once.
+  LibraryReport report;
+  std::vector<TableEntry> table;
+  std::map<std::string, std::string> function_of_code;
+  std::vector<fs::path> objects;
+  nlohmann::json manifest = nlohmann::json::array();
+  for (const auto& [key, request] : recorder->requests) {
+    KernelPlan plan = plan_kernel(request, opt.schedules, opt.target);
+    auto [it, fresh] = function_of_code.emplace(plan.code_key, name + "_k" + std::to_string(function_of_code.size()));
+    const std::string& function = it->second;
+    if (fresh) {
+      auto scheduled = plan.define();
+      check(scheduled.ok(), ErrorKind::Invalid,
+            request.node + ": cannot define " + key + ": " + (scheduled.ok() ? "" : scheduled.failure().describe()));
+      fs::path object = work / (function + ".o");
+      dsl::Status st = dsl::compile_to_object(scheduled.value(), object.string(), function,
+                                              plan.halide.with_feature(Halide::Target::NoRuntime));
+      check(st.ok(), ErrorKind::Invalid, request.node + ": cannot compile " + key + ": " + (st.ok() ? "" : st.failure().describe()));
+      objects.push_back(object);
+      ++report.kernels;
+      if (plan.info.source.rfind("database", 0) == 0) ++report.tuned;
+    }
+    std::string source = plan.info.schedule.empty() ? "fixed pipeline" : plan.info.source;
+    log << "kernel " << function << "  " << key << "\n    " << source
+        << (plan.info.schedule.empty() ? "" : ": " + plan.info.schedule) << "\n";
+    table.push_back({key, function, plan.info.schedule, source, plan.info});
+    manifest.push_back({{"key", key}, {"function", function}, {"schedule", plan.info.schedule}, {"source", source}});
+  }
+  fs::path runtime_object = work / "halide_runtime.o";
+  try {
+    Halide::compile_standalone_runtime(runtime_object.string(), ht);
+  } catch (const Halide::Error& e) {
+    fail(ErrorKind::Invalid, std::string("cannot compile the Halide runtime: ") + e.what());
+  }
+  objects.push_back(runtime_object);
+
+  // 3. The graph, built in or beside the library.
+  std::vector<uint8_t> blob = serialize_graph(graph);
+  fs::path blob_path = work / (name + (opt.weights_file ? ".weights" : ".graph"));
+  write_bytes(blob_path, blob);
+
+  // 4. The glue: kernel table, model data, the API.
+  auto fill = [&](std::string text) {
+    text = replace_all(text, "@NAME@", name);
+    text = replace_all(text, "@TARGET@", opt.target.name);
+    return replace_all(text, "@MODEL@", graph.name);
+  };
+  std::ostringstream glue;
+  glue << "/* Generated by tetra compile: the glue of model library " << name << ". */\n";
+  glue << kAotAbiText << "\n#include \"" << name << ".h\"\n\n";
+  for (const auto& [code, function] : function_of_code) glue << "extern int " << function << "_argv(void**);\n";
+  glue << "\nstatic const tetra_aot_kernel kernels[] = {\n";
+  for (const TableEntry& e : table) {
+    const dsl::Int4Format& f = e.info.format;
+    glue << "  {" << c_string(e.key) << ", " << e.function << "_argv, " << c_string(e.schedule) << ", "
+         << c_string(e.source) << ", " << e.info.layout.panel << ", " << e.info.layout.k_align << ", " << f.is_signed
+         << ", " << f.has_zero_point << ", " << f.per_n << ", " << f.f16_scale << ", " << f.k_group << "},\n";
+  }
+  glue << "};\n\n";
+  if (!opt.weights_file) {
+    // The graph bytes, read by the assembler straight from the file (weights can be hundreds of MiB).
+    glue << "extern const unsigned char " << name << "_graph[];\n";
+    glue << "__asm__(\".section .rodata\\n.balign 64\\n" << name << "_graph:\\n.incbin "
+         << replace_all(c_string(fs::absolute(blob_path).string()), "\"", "\\\"") << "\\n.previous\");\n\n";
+  }
+  glue << "static const tetra_aot_model model_info = {TETRA_AOT_ABI_VERSION, " << c_string(name) << ", "
+       << c_string(opt.target.name) << ", " << (opt.weights_file ? "NULL" : name + "_graph") << ", "
+       << blob.size() << "ull, " << fnv1a64(blob.data(), blob.size()) << "ull, kernels, "
+       << table.size() << ", " << opt.target.natural_lanes(Halide::Float(32)) << "};\n";
+  glue << fill(kGlueApi);
+  std::string weights_define =
+      opt.weights_file ? "#define " + name + "_WEIGHTS_FILE \"" + name + ".weights\" /* create it with _create_from_file */\n" : "";
+  write_text(work / "include" / (name + ".h"), replace_all(fill(kHeader), "@WEIGHTS_DEFINE@", weights_define));
+  fs::path glue_c = work / (name + "_glue.c"), glue_o = work / (name + "_glue.o");
+  write_text(glue_c, glue.str());
+  run_tool(tool("CC", "cc") + " -O2 -fPIC -c -I" + quoted(work / "include") + " " + quoted(glue_c) + " -o " + quoted(glue_o),
+           "compiling the library glue");
+  objects.push_back(glue_o);
+
+  // 5. The archive: the kernels, one Halide runtime, the glue and tetra's runtime.
+  fs::path archive = work / "lib" / ("lib" + name + ".a");
+  fs::create_directories(archive.parent_path());
+  std::ostringstream mri;
+  mri << "create " << archive.string() << "\n";
+  for (const char* lib : {"libtetra_aot_runtime.a", "libtetra_core.a"}) mri << "addlib " << (lib_dir / lib).string() << "\n";
+  for (const fs::path& o : objects) mri << "addmod " << o.string() << "\n";
+  mri << "save\nend\n";
+  fs::path mri_path = work / "archive.mri";
+  write_text(mri_path, mri.str());
+  run_tool(tool("AR", "ar") + " -M < " + quoted(mri_path), "building the static library");
+  report.files.push_back("lib/lib" + name + ".a");
+
+  if (opt.shared) {
+    std::ostringstream version;
+    version << "{\n  global:\n";
+    for (const std::string& s : kApiSuffixes) version << "    " << name << "_" << s << ";\n";
+    version << "  local: *;\n};\n";
+    fs::path script = work / "exports.map";
+    write_text(script, version.str());
+    run_tool(tool("CXX", "c++") + " -shared -o " + quoted(work / "lib" / ("lib" + name + ".so")) +
+                 " -Wl,--whole-archive " + quoted(archive) + " -Wl,--no-whole-archive -Wl,--version-script=" +
+                 quoted(script) + " -Wl,-Bsymbolic -lpthread -ldl -lm",
+             "building the shared library");
+    report.files.push_back("lib/lib" + name + ".so");
+  }
+  std::string cmake = replace_all(fill(kCMakeConfig), "@SHARED_TARGET@", opt.shared ? fill(kSharedTarget) : "");
+  cmake = replace_all(cmake, "@SHARED_NOTE@", opt.shared ? " and @NAME@::shared" : "");
+  cmake = replace_all(cmake, "@NAME@", name);
+  cmake = replace_all(cmake, "@WEIGHTS_PATH@", opt.weights_file ? "${_" + name + "_prefix}/" + name + ".weights" : "");
+  write_text(work / "lib" / "cmake" / name / (name + "Config.cmake"), cmake);
+  write_text(work / "lib" / "pkgconfig" / (name + ".pc"), fill(kPkgConfig));
+  write_text(work / (name + ".kernels.json"), manifest.dump(2) + "\n");
+  report.files.push_back("include/" + name + ".h");
+  report.files.push_back("lib/cmake/" + name + "/" + name + "Config.cmake");
+  report.files.push_back("lib/pkgconfig/" + name + ".pc");
+  report.files.push_back(name + ".kernels.json");
+  if (opt.weights_file) report.files.push_back(name + ".weights");
+
+  // 6. Into place, each file by a rename.
+  for (const std::string& file : report.files) {
+    fs::create_directories((out / file).parent_path());
+    fs::rename(work / file, out / file);
+  }
+  return report;
+}
+
+}  // namespace tetra
