@@ -124,17 +124,16 @@ const ValueInfo* value_of(const tetra_aot_instance* m, int outputs, int index) {
   return &list[size_t(index)];
 }
 
-// Runs `body`, turning every exception into a status code and the thread's last error.
+// Runs `body`, turning every exception into a status code and the thread's last error: unreadable or
+// foreign model data is BAD_WEIGHTS, other errors `invalid`.
 template <class F>
-int guarded(F&& body) {
+int guarded(int invalid, F&& body) {
   try {
     last_error.clear();
     return body();
   } catch (const Error& e) {
-    return failed(e.kind() == ErrorKind::Io ? TETRA_AOT_BAD_WEIGHTS
-                  : e.kind() == ErrorKind::Malformed ? TETRA_AOT_BAD_WEIGHTS
-                                                     : TETRA_AOT_RUN_FAILED,
-                  e.what());
+    bool data = e.kind() == ErrorKind::Io || e.kind() == ErrorKind::Malformed;
+    return failed(data ? TETRA_AOT_BAD_WEIGHTS : invalid, e.what());
   } catch (const std::bad_alloc&) {
     return failed(TETRA_AOT_OUT_OF_MEMORY, "out of memory");
   } catch (const std::exception& e) {
@@ -151,7 +150,7 @@ int tetra_aot_create(const tetra_aot_model* model, const char* weights_path, tet
   *out = nullptr;
   if (!model || model->abi_version != TETRA_AOT_ABI_VERSION)
     return failed(TETRA_AOT_INVALID_ARGUMENT, "create: the library's glue and runtime do not match");
-  return guarded([&] {
+  return guarded(TETRA_AOT_INVALID_ARGUMENT, [&] {
     halide_set_error_handler(halide_error_to_message);
     auto m = std::make_unique<tetra_aot_instance>();
     m->graph = graph_of(*model, weights_path);
@@ -228,12 +227,13 @@ int tetra_aot_bind(tetra_aot_instance* m, int outputs, int index, int dtype, con
 int tetra_aot_run(tetra_aot_instance* m) {
   if (!m) return failed(TETRA_AOT_INVALID_ARGUMENT, "run: the model is NULL");
   std::lock_guard<std::mutex> lock(m->mutex);
+  last_error.clear();
   for (size_t i = 0; i < m->inputs.size(); ++i)
     if (!m->inputs[i].data) return failed(TETRA_AOT_INVALID_ARGUMENT, "run: input '" + m->graph->inputs[i].name + "' is not bound");
   for (size_t i = 0; i < m->outputs.size(); ++i)
     if (!m->outputs[i].data)
       return failed(TETRA_AOT_INVALID_ARGUMENT, "run: output '" + m->graph->outputs[i].name + "' is not bound");
-  return guarded([&] {
+  return guarded(TETRA_AOT_RUN_FAILED, [&] {
     TensorMap inputs;
     for (size_t i = 0; i < m->inputs.size(); ++i) {
       const ValueInfo& v = m->graph->inputs[i];

@@ -1,0 +1,148 @@
+// Checks a model library's C API (one float32 input, one float32 output): every bad argument is a
+// status code with a message naming what is wrong, never a crash; instances run concurrently from
+// several threads and agree with one instance run alone; one instance shared by threads serialises.
+// Prints "api_check: N passed, 0 failed" or the failed checks (exit 1).
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include MODEL_HEADER
+
+#define JOIN(a, b) a##_##b
+#define CALL(a, b) JOIN(a, b)
+#define API(f) CALL(MODEL, f)
+
+namespace {
+
+int passed = 0, failed = 0;
+
+void expect(bool ok, const std::string& what) {
+  if (ok) {
+    ++passed;
+  } else {
+    ++failed;
+    std::printf("FAILED: %s (last error: %s)\n", what.c_str(), API(last_error)());
+  }
+}
+
+bool error_mentions(const char* text) { return std::strstr(API(last_error)(), text) != nullptr; }
+
+size_t count(const int64_t* shape, int rank) {
+  size_t n = 1;
+  for (int d = 0; d < rank; ++d) n *= size_t(shape[d]);
+  return n;
+}
+
+std::vector<float> random_values(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// Runs `m` on `input`; the output, or empty on failure.
+std::vector<float> run_once(API(model)* m, const std::vector<float>& input) {
+  std::vector<float> out(count(API(output_shape)(m, 0), API(output_rank)(m, 0)));
+  if (API(bind_input)(m, 0, API(FLOAT32), API(input_shape)(m, 0), API(input_rank)(m, 0), input.data()) != API(OK) ||
+      API(bind_output)(m, 0, API(FLOAT32), API(output_shape)(m, 0), API(output_rank)(m, 0), out.data()) != API(OK) ||
+      API(run)(m) != API(OK))
+    return {};
+  return out;
+}
+
+}  // namespace
+
+int main() {
+  // Creation and queries.
+  expect(API(create)(nullptr) == API(INVALID_ARGUMENT), "create(NULL) is an invalid argument");
+  API(model)* m = nullptr;
+  expect(API(create)(&m) == API(OK) && m, "create succeeds");
+  if (!m) return 1;
+  expect(API(create_from_file)("/nonexistent.weights", &m) != API(OK) && m == nullptr,
+         "create_from_file on a library with built-in weights fails and sets the result to NULL");
+  API(create)(&m);
+  expect(API(num_inputs)(m) == 1 && API(num_outputs)(m) == 1, "one input, one output");
+  expect(API(num_inputs)(nullptr) == -1, "num_inputs(NULL) is -1");
+  expect(API(input_name)(m, 1) == nullptr && API(input_name)(m, -1) == nullptr, "input_name out of range is NULL");
+  expect(API(output_shape)(m, 5) == nullptr && API(output_rank)(m, 5) == -1, "output queries out of range");
+  expect(API(input_dtype)(m, 0) == API(FLOAT32), "the input is float32");
+  expect(API(set_num_threads)(0) == API(INVALID_ARGUMENT), "set_num_threads(0) is an invalid argument");
+
+  const int64_t* in_shape = API(input_shape)(m, 0);
+  int in_rank = API(input_rank)(m, 0);
+  std::string in_name = API(input_name)(m, 0);
+  std::vector<float> input = random_values(count(in_shape, in_rank), 7);
+
+  // Bad bindings.
+  expect(API(run)(m) == API(INVALID_ARGUMENT) && error_mentions("not bound"), "run before binding names the input");
+  expect(API(bind_input)(m, 0, API(FLOAT16), in_shape, in_rank, input.data()) == API(INVALID_ARGUMENT) &&
+             error_mentions(in_name.c_str()) && error_mentions("float32"),
+         "a wrong element type names the input and its type");
+  std::vector<int64_t> wrong(in_shape, in_shape + in_rank);
+  wrong[0] += 1;
+  expect(API(bind_input)(m, 0, API(FLOAT32), wrong.data(), in_rank, input.data()) == API(INVALID_ARGUMENT) &&
+             error_mentions("shape"),
+         "a wrong shape is refused");
+  expect(API(bind_input)(m, 0, API(FLOAT32), in_shape, in_rank - 1, input.data()) == API(INVALID_ARGUMENT),
+         "a wrong rank is refused");
+  expect(API(bind_input)(m, 0, API(FLOAT32), nullptr, in_rank, input.data()) == API(INVALID_ARGUMENT),
+         "a NULL shape is refused");
+  expect(API(bind_input)(m, 0, API(FLOAT32), in_shape, in_rank, nullptr) == API(INVALID_ARGUMENT) &&
+             error_mentions("NULL"),
+         "NULL data is refused");
+  expect(API(bind_input)(m, 3, API(FLOAT32), in_shape, in_rank, input.data()) == API(INVALID_ARGUMENT),
+         "an input index out of range is refused");
+  expect(API(bind_input)(nullptr, 0, API(FLOAT32), in_shape, in_rank, input.data()) == API(INVALID_ARGUMENT),
+         "a NULL model is refused");
+  expect(API(run)(nullptr) == API(INVALID_ARGUMENT), "run(NULL) is refused");
+  API(destroy)(nullptr);  // allowed, like free(NULL)
+
+  // A good run after the bad calls, then the same from fresh instances on concurrent threads.
+  std::vector<float> alone = run_once(m, input);
+  expect(!alone.empty() && std::strlen(API(last_error)()) == 0, "a run after refused bindings succeeds");
+  bool finite = !alone.empty();
+  for (float v : alone) finite = finite && std::isfinite(v);
+  expect(finite, "the outputs are finite");
+
+  const int threads = 4, runs = 10;
+  std::vector<std::vector<float>> inputs, expected;
+  for (int t = 0; t < threads; ++t) {
+    inputs.push_back(random_values(input.size(), 100 + t));
+    expected.push_back(run_once(m, inputs.back()));
+  }
+  std::vector<int> agree(threads, 0);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      API(model)* own = nullptr;
+      if (API(create)(&own) != API(OK)) return;
+      for (int r = 0; r < runs; ++r) agree[t] += run_once(own, inputs[t]) == expected[t];
+      API(destroy)(own);
+    });
+  for (std::thread& t : pool) t.join();
+  for (int t = 0; t < threads; ++t)
+    expect(agree[t] == runs, "thread " + std::to_string(t) + ": its own instance agrees with one run alone");
+
+  // One instance shared by two threads: its calls serialise, and every run succeeds.
+  std::vector<float> shared_out(expected[0].size());
+  API(bind_input)(m, 0, API(FLOAT32), in_shape, in_rank, inputs[0].data());
+  API(bind_output)(m, 0, API(FLOAT32), API(output_shape)(m, 0), API(output_rank)(m, 0), shared_out.data());
+  pool.clear();
+  std::vector<int> ok(2, 0);
+  for (int t = 0; t < 2; ++t)
+    pool.emplace_back([&, t] {
+      for (int r = 0; r < runs; ++r) ok[t] += API(run)(m) == API(OK);
+    });
+  for (std::thread& t : pool) t.join();
+  expect(ok[0] == runs && ok[1] == runs && shared_out == expected[0],
+         "one instance shared by two threads runs every call, with the same result");
+
+  API(destroy)(m);
+  std::printf("api_check: %d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,248 @@
+// Model libraries compiled ahead of time (`tetra compile`, runtime/aot/): the round trip
+// compile -> link (C and C++, through CMake) -> run, checked against `tetra run` and the reference
+// evaluator; the C API's error codes and concurrency (tests/aot/api_check.cpp); no libHalide, libonnx
+// or protobuf at run time; a library for another x86 target; the compiler's own errors.
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <catch2/catch.hpp>
+
+#include "examples/example_models.h"
+#include "importer/error.h"
+#include "runtime/graph_io.h"
+#include "runtime/model.h"
+#include "runtime/reference_evaluator.h"
+#include "runtime/tensor_io.h"
+#include "tests/test_support.h"
+
+namespace fs = std::filesystem;
+using namespace tetra;
+using namespace tetra::test;
+
+namespace {
+
+// The example model `kind` ("mlp" or "cnn") quantized to int4 blocks of 16, in `dir`.
+std::string int4_example(const std::string& dir, const std::string& kind) {
+  std::string fp32 = (kind == "mlp" ? example_mlp(rng()) : example_cnn(rng())).save(dir + "/" + kind + ".onnx");
+  std::string int4 = dir + "/" + kind + "_int4.onnx";
+  REQUIRE(run_command(tetra_cli() + " quantize " + fp32 + " -o " + int4 + " --bits 4 --block-size 16") == 0);
+  return int4;
+}
+
+std::string compile(const std::string& model, const std::string& out, const std::string& args) {
+  std::string log;
+  int rc = run_command(tetra_cli() + " compile " + model + " -o " + out + " " + args, &log);
+  INFO(log);
+  REQUIRE(rc == 0);
+  return log;
+}
+
+// Configures and builds the CMake project in `project` against the library in `prefix`; the path of
+// its executable `target`.
+std::string build_program(const std::string& project, const std::string& prefix, const std::string& name,
+                          const std::string& build_dir, const std::string& target) {
+  std::string log;
+  int rc = run_command("cmake -S " + project + " -B " + build_dir + " -DCMAKE_PREFIX_PATH=" + prefix +
+                           " -DTETRA_MODEL=" + name + " -DCMAKE_BUILD_TYPE=Release && cmake --build " + build_dir,
+                       &log);
+  INFO(log);
+  REQUIRE(rc == 0);
+  return build_dir + "/" + target;
+}
+
+// A random input: its raw bytes for the programs, and a .pb for `tetra run`.
+struct Input {
+  Tensor tensor;
+  std::string raw, pb;
+};
+Input write_input(const std::string& dir, const std::string& name, const Shape& shape) {
+  Input in{random_tensor(DType::Float32, shape), dir + "/" + name + ".bin", dir + "/" + name + ".pb"};
+  std::ofstream(in.raw, std::ios::binary).write(reinterpret_cast<const char*>(in.tensor.bytes()), in.tensor.byte_size());
+  write_tensor_pb(in.pb, in.tensor, name);
+  return in;
+}
+
+// The values a program printed as "NAME INDEX VALUE" lines, as a tensor of `shape`.
+Tensor printed_output(const std::string& text, const Shape& shape) {
+  std::vector<double> values;
+  std::istringstream lines(text);
+  std::string name;
+  size_t index;
+  double value;
+  while (lines >> name >> index >> value) values.push_back(value);
+  REQUIRE(int64_t(values.size()) == num_elements(shape));
+  return Tensor::from_doubles(DType::Float32, shape, values);
+}
+
+// What `tetra run` (the JIT runtime) computes on the same input.
+Tensor jit_output(const std::string& model, const std::string& dir, const std::string& input, const std::string& pb) {
+  std::string log;
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --input " + input + "=" + pb + " --output-dir " + dir + "/jit",
+                      &log) == 0);
+  return read_tensor_pb(dir + "/jit/output_0.pb").tensor;
+}
+
+// The reference evaluator's result, and the tolerance of fp32 arithmetic in another order.
+void check_against_reference(const Tensor& got, const std::string& model, const std::string& input,
+                             const Tensor& value) {
+  Graph graph = load_model(model, {{input, value.shape()}});
+  Tensor ref = run_reference(graph, {{input, value}}).at(graph.outputs[0].name);
+  double scale = 0;
+  for (int64_t k = 0; k < ref.size(); ++k) scale = std::max(scale, std::fabs(ref.get(k)));
+  CHECK(compare_tensors(got, ref, 1e-4 * (1 + scale), 0) == "");
+}
+
+// The symbols an archive needs from elsewhere: undefined in some member and defined in none.
+std::string undefined_symbols(const std::string& archive) {
+  std::string undefined, defined;
+  REQUIRE(run_command("nm -C -u " + archive + " | grep ' U ' | sed 's/^ *U //' | sort -u", &undefined) == 0);
+  REQUIRE(run_command("nm -C --defined-only " + archive + " | grep -E '^[0-9a-f]+ ' | cut -d' ' -f3- | sort -u",
+                      &defined) == 0);
+  std::set<std::string> have;
+  std::istringstream d(defined), u(undefined);
+  for (std::string line; std::getline(d, line);) have.insert(line);
+  std::string out;
+  for (std::string line; std::getline(u, line);)
+    if (!have.count(line)) out += line + "\n";
+  return out;
+}
+
+bool mentions_any(const std::string& text, const std::vector<std::string>& words) {
+  for (const std::string& w : words)
+    if (text.find(w) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a compiled MLP links from C and C++ through CMake and matches tetra run and the reference", "[aot]") {
+  std::string dir = temp_dir("aot_mlp");
+  std::string model = int4_example(dir, "mlp");
+  std::string log = compile(model, dir + "/lib", "--name tmlp --shape x=3,64 --shared");
+  CHECK_THAT(log, Catch::Contains("default schedule (no tuning database)"));  // says where schedules came from
+  for (const char* f : {"include/tmlp.h", "lib/libtmlp.a", "lib/libtmlp.so", "lib/cmake/tmlp/tmlpConfig.cmake",
+                        "lib/pkgconfig/tmlp.pc", "tmlp.kernels.json"})
+    CHECK(fs::exists(dir + "/lib/" + f));
+
+  Input x = write_input(dir, "x", {3, 64});
+  Tensor jit = jit_output(model, dir, "x", x.pb);
+  std::string c_program = build_program(source_dir() + "/examples/aot_c", dir + "/lib", "tmlp", dir + "/c", "run_model");
+  std::string cpp_program =
+      build_program(source_dir() + "/examples/aot_cpp", dir + "/lib", "tmlp", dir + "/cpp", "run_model");
+  for (const std::string& command : {c_program + " " + x.raw, cpp_program + " --instances 3 " + x.raw}) {
+    std::string out;
+    REQUIRE(run_command(command, &out) == 0);
+    Tensor got = printed_output(out, {3, 10});
+    CHECK(compare_tensors(got, jit, 1e-6, 1e-5) == "");  // the same kernels and schedules as the JIT
+    check_against_reference(got, model, "x", x.tensor);
+  }
+
+  // No compiler at run time: neither the program nor the shared library loads libHalide, libonnx or
+  // protobuf, and the static library needs none of their symbols.
+  for (const std::string& binary : {c_program, dir + "/lib/lib/libtmlp.so"}) {
+    std::string deps;
+    REQUIRE(run_command("ldd " + binary, &deps) == 0);
+    INFO(deps);
+    CHECK_FALSE(mentions_any(deps, {"Halide", "onnx", "protobuf", "LLVM"}));
+  }
+  std::string undefined = undefined_symbols(dir + "/lib/lib/libtmlp.a");
+  INFO(undefined);
+  CHECK_FALSE(mentions_any(undefined, {"Halide::", "onnx::", "google::protobuf"}));
+  CHECK_THAT(undefined, !Catch::Contains("halide_"));  // the one Halide runtime is inside
+  CHECK_THAT(undefined, Catch::Contains("std::"));       // (the check sees C++ symbols)
+  // The shared library exports the API and nothing else.
+  std::string exported;
+  REQUIRE(run_command("nm -D --defined-only " + dir + "/lib/lib/libtmlp.so", &exported) == 0);
+  std::istringstream symbols(exported);
+  std::string address, type, symbol;
+  while (symbols >> address >> type >> symbol) CHECK(symbol.rfind("tmlp_", 0) == 0);
+
+  // The C API's error codes and concurrent instances.
+  std::string api_check =
+      build_program(source_dir() + "/tests/aot", dir + "/lib", "tmlp", dir + "/api", "api_check");
+  std::string out;
+  int rc = run_command(api_check, &out);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK_THAT(out, Catch::Contains(", 0 failed"));
+}
+
+TEST_CASE("a CNN compiled for AVX2 with a weights file runs here, and a damaged weights file is refused",
+          "[aot]") {
+  std::string dir = temp_dir("aot_cnn");
+  std::string model = int4_example(dir, "cnn");
+  compile(model, dir + "/lib", "--name tcnn --target x86-64-avx2 --weights-file");
+  std::string weights = dir + "/lib/tcnn.weights";
+  REQUIRE(fs::exists(weights));
+  // AVX2 code only: no AVX-512 registers anywhere in the library.
+  std::string zmm;
+  run_command("objdump -d " + dir + "/lib/lib/libtcnn.a | grep -c zmm", &zmm);
+  CHECK(std::stoi(zmm) == 0);
+
+  Input image = write_input(dir, "image", {1, 3, 32, 32});
+  Tensor jit = jit_output(model, dir, "image", image.pb);
+  std::string program =
+      build_program(source_dir() + "/examples/aot_cpp", dir + "/lib", "tcnn", dir + "/cpp", "run_model");
+  std::string out;
+  REQUIRE(run_command(program + " --weights " + weights + " " + image.raw, &out) == 0);
+  Tensor got = printed_output(out, {1, 10});
+  CHECK(compare_tensors(got, jit, 1e-5, 1e-4) == "");  // AVX2 vs AVX-512 code: fp32 sums in another order
+  check_against_reference(got, model, "image", image.tensor);
+
+  // Without the file, or with a file of other bytes: a clear error, no crash.
+  REQUIRE(run_command(program + " " + image.raw, &out) == 1);
+  CHECK_THAT(out, Catch::Contains("weights in a file"));
+  std::string damaged = dir + "/damaged.weights";
+  fs::copy_file(weights, damaged);
+  {
+    std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(int64_t(fs::file_size(damaged)) / 2);
+    f.put('\x5a');
+  }
+  REQUIRE(run_command(program + " --weights " + damaged + " " + image.raw, &out) == 1);
+  CHECK_THAT(out, Catch::Contains("checksum"));
+}
+
+TEST_CASE("tetra compile refuses what it cannot build, naming the cause, and writes nothing", "[aot][errors]") {
+  std::string dir = temp_dir("aot_errors");
+  std::string model = int4_example(dir, "mlp");
+  struct Case {
+    std::string args, message;
+  };
+  for (const Case& c : {Case{"--name m", "--shape x="},  // the batch dim is dynamic
+                        Case{"--name m --shape x=2,64 --target arm-64-linux", "x86-64"},
+                        Case{"--name 2bad --shape x=2,64", "C identifier"},
+                        Case{"--name m --shape x=2,64 --target sparc", "target"}}) {
+    std::string out;
+    CHECK(run_command(tetra_cli() + " compile " + model + " -o " + dir + "/out " + c.args, &out) == 2);
+    CHECK_THAT(out, Catch::Contains(c.message));
+    CHECK((!fs::exists(dir + "/out") || fs::is_empty(dir + "/out")));
+  }
+}
+
+TEST_CASE("the graph serialises losslessly, and damaged bytes are an error, never a crash", "[aot]") {
+  std::string dir = temp_dir("graph_io");
+  std::string model = int4_example(dir, "cnn");
+  Graph graph = load_model(model);
+  std::vector<uint8_t> bytes = serialize_graph(graph);
+  Graph back = deserialize_graph(bytes.data(), bytes.size(), "test");
+  CHECK(serialize_graph(back) == bytes);
+  Tensor image = random_tensor(DType::Float32, {1, 3, 32, 32});
+  Tensor a = run_reference(graph, {{"image", image}}).at("probs");
+  Tensor b = run_reference(back, {{"image", image}}).at("probs");
+  CHECK(compare_tensors(b, a, 0, 0) == "");
+
+  // Every truncation, and bytes flipped across the blob.
+  for (size_t cut = 0; cut < bytes.size(); cut += std::max<size_t>(1, bytes.size() / 2000))
+    CHECK_THROWS_AS(deserialize_graph(bytes.data(), cut, "test"), Error);
+  for (size_t at = 8; at < std::min<size_t>(bytes.size(), 4000); at += 7) {
+    std::vector<uint8_t> damaged = bytes;
+    damaged[at] ^= 0xA5;
+    try {
+      deserialize_graph(damaged.data(), damaged.size(), "test");  // may still parse: a value changed
+    } catch (const Error&) {
+    }
+  }
+}
