@@ -14,7 +14,9 @@ median() { python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["med
 echo "| workload | tetra ms | ORT ms | tetra / ORT |"
 echo "| --- | ---: | ---: | ---: |"
 for model in gemv_1x8192x16384 gemv_1x4096x4096 gemm_128x4096x4096 gemm_1024x1024x1024 conv3x3_64x64_56; do
-  t=$(build/bin/tetra bench "$dir/$model.onnx" --test-data "$dir/${model}_data" --threads "$threads" --repeat "$repeat" --json | median)
-  o=$(node bench/ort_bench.js "$dir/$model.onnx" "$dir/${model}_data" --threads "$threads" --repeat "$repeat" | median)
+  # Parsed after each run ends: a parser starting beside a benchmark would take one of the cores.
+  t=$(build/bin/tetra bench "$dir/$model.onnx" --test-data "$dir/${model}_data" --threads "$threads" --repeat "$repeat" --json)
+  o=$(node bench/ort_bench.js "$dir/$model.onnx" "$dir/${model}_data" --threads "$threads" --repeat "$repeat")
+  t=$(median <<<"$t") o=$(median <<<"$o")
   echo "| $model | $t | $o | $(python3 -c "print('%.2f' % ($t / $o))") |"
 done

@@ -10,6 +10,11 @@ namespace tetra {
 // `inputs` are the fused node's inputs; a step's extra inputs are found among them by name.
 Tensor apply_epilogue(const Node& node, Tensor y, const std::vector<Tensor>& inputs, size_t first_step = 0);
 
+// The arguments of epilogue step `step` of `node`: the running value `y`, then the step's other
+// inputs, found among the fused node's `inputs` by name.
+std::vector<Tensor> epilogue_step_args(const Node& node, const Node& step, const Tensor& y,
+                                       const std::vector<Tensor>& inputs);
+
 // "+residual, Relu": the steps, for kernel descriptions and workload keys.
 std::string describe_epilogue(const Node& node);
 

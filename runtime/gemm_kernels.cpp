@@ -132,12 +132,50 @@ std::string kernel_detail(const Node& node, const std::string& schedule) {
   return schedule + (epilogue.empty() ? "" : "; epilogue: " + epilogue);
 }
 
+// The epilogue steps of a fused node from `first_step` on (those its kernel does not apply itself),
+// each on a Halide elementwise kernel where there is one, else on the step's reference kernel.
+class Epilogue {
+ public:
+  Epilogue(const Node& node, const Graph& graph, KernelSource& source, size_t first_step)
+      : node_(node), first_step_(first_step) {
+    for (size_t s = first_step; s < node.epilogue.size(); ++s) {
+      // The running value takes the name of the fused node's output, which has its type and shape.
+      auto step = std::make_unique<Node>(node.epilogue[s]);
+      step->inputs[0] = node.outputs[0];
+      std::string why_not;
+      std::unique_ptr<NodeKernel> kernel = make_halide_elementwise_kernel(*step, graph, source, &why_not);
+      kernels_.push_back(kernel ? std::move(kernel) : make_reference_kernel(node.epilogue[s], why_not));
+      steps_.push_back(std::move(step));
+    }
+  }
+
+  // `inputs` are the fused node's.
+  Tensor apply(Tensor y, const std::vector<Tensor>& inputs) {
+    for (size_t k = 0; k < kernels_.size(); ++k)
+      y = kernels_[k]->run(epilogue_step_args(node_, node_.epilogue[first_step_ + k], y, inputs)).at(0);
+    return y;
+  }
+
+  double compile_ms() const {
+    double ms = 0;
+    for (const auto& k : kernels_) ms += k->info().compile_ms;
+    return ms;
+  }
+
+ private:
+  const Node& node_;
+  size_t first_step_;
+  std::vector<std::unique_ptr<Node>> steps_;  // the kernels hold references to them
+  std::vector<std::unique_ptr<NodeKernel>> kernels_;
+};
+
 class HalideQMatMul : public NodeKernel {
  public:
-  HalideQMatMul(const Node& node, bool has_bias, KernelSource& source)
+  HalideQMatMul(const Node& node, const Graph& graph, bool has_bias, KernelSource& source)
       : node_(node),
         runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node), source,
                 node.label()),
+        epilogue_(node, graph, source, steps_in_kernel(node)),
         alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
         beta_(static_cast<float>(node.attr_float("beta", 1.0))) {}
 
@@ -160,23 +198,28 @@ class HalideQMatMul : public NodeKernel {
       runner_.run(a_data, M, values.data(), bias, alpha_, beta_);
       y = output_like(a.dtype(), out_shape, values);
     }
-    return {apply_epilogue(node_, std::move(y), inputs, steps_in_kernel(node_))};
+    return {epilogue_.apply(std::move(y), inputs)};
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide", kernel_detail(node_, runner_.describe()), runner_.compile_ms()};
+    return {node_.label(), "halide", kernel_detail(node_, runner_.describe()),
+            runner_.compile_ms() + epilogue_.compile_ms()};
   }
 
  private:
   const Node& node_;
   QMatMulRunner runner_;
+  Epilogue epilogue_;
   float alpha_, beta_;
 };
 
 class HalideQConv : public NodeKernel {
  public:
-  HalideQConv(const Node& node, std::shared_ptr<const QuantizedWeight> matrix, bool has_bias, KernelSource& source)
-      : node_(node), runner_(std::move(matrix), true, has_bias, kernel_activation(node), source, node.label()) {}
+  HalideQConv(const Node& node, const Graph& graph, std::shared_ptr<const QuantizedWeight> matrix, bool has_bias,
+              KernelSource& source)
+      : node_(node),
+        runner_(std::move(matrix), true, has_bias, kernel_activation(node), source, node.label()),
+        epilogue_(node, graph, source, steps_in_kernel(node)) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
@@ -212,11 +255,12 @@ class HalideQConv : public NodeKernel {
           for (int64_t q = 0; q < P; ++q) y.set(base + q, src[q * M]);
         }
       }
-    return {apply_epilogue(node_, std::move(y), inputs, steps_in_kernel(node_))};
+    return {epilogue_.apply(std::move(y), inputs)};
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide", kernel_detail(node_, "im2col + " + runner_.describe()), runner_.compile_ms()};
+    return {node_.label(), "halide", kernel_detail(node_, "im2col + " + runner_.describe()),
+            runner_.compile_ms() + epilogue_.compile_ms()};
   }
 
  private:
@@ -263,27 +307,31 @@ class HalideQConv : public NodeKernel {
 
   const Node& node_;
   QMatMulRunner runner_;
+  Epilogue epilogue_;
   std::vector<float> cols_, y_rows_, nhwc_;
 };
 
 // Runs a kernel that leaves the node's epilogue out, then the epilogue.
 class WithEpilogue : public NodeKernel {
  public:
-  WithEpilogue(const Node& node, std::unique_ptr<NodeKernel> inner) : node_(node), inner_(std::move(inner)) {}
+  WithEpilogue(const Node& node, const Graph& graph, KernelSource& source, std::unique_ptr<NodeKernel> inner)
+      : node_(node), inner_(std::move(inner)), epilogue_(node, graph, source, 0) {}
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     std::vector<Tensor> out = inner_->run(inputs);
-    out[0] = apply_epilogue(node_, std::move(out[0]), inputs);
+    out[0] = epilogue_.apply(std::move(out[0]), inputs);
     return out;
   }
   KernelInfo info() const override {
     KernelInfo info = inner_->info();
     info.detail = kernel_detail(node_, info.detail);
+    info.compile_ms += epilogue_.compile_ms();
     return info;
   }
 
  private:
   const Node& node_;
   std::unique_ptr<NodeKernel> inner_;
+  Epilogue epilogue_;
 };
 
 // A bias the kernels take: float, and one value per output column.
@@ -398,14 +446,14 @@ std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& gr
   if (node.domain == "tetra" && node.op_type == "QConv" && node.attr_int("group", 1) != 1) {
     std::unique_ptr<NodeKernel> direct = make_halide_conv_kernel(node, graph, source, why_not);
     if (!direct || node.epilogue.empty()) return direct;
-    return std::make_unique<WithEpilogue>(node, std::move(direct));
+    return std::make_unique<WithEpilogue>(node, graph, source, std::move(direct));
   }
   if (node.domain == "tetra" && node.weight) {
     GemmWeight g = gemm_weight_of(node, graph);
     *why_not = g.problem;
     if (!g.problem.empty()) return nullptr;
-    if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, node.has_input(1), source);
-    return std::make_unique<HalideQConv>(node, g.matrix, node.has_input(1), source);
+    if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, graph, node.has_input(1), source);
+    return std::make_unique<HalideQConv>(node, graph, g.matrix, node.has_input(1), source);
   }
   return make_halide_elementwise_kernel(node, graph, source, why_not);
 }
