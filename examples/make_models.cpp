@@ -1,7 +1,9 @@
 // Writes the example models used by the quick start and the model-level tests (examples/
 // example_models.h) in fp32 (quantized to int4 by `tetra quantize`), each with a folder of random
-// inputs in the ONNX backend test layout. Deterministic: the same files on every run.
+// inputs in the ONNX backend test layout (and the same values as raw float32 bytes, input_0.bin, for
+// the programs in examples/aot_c and aot_cpp). Deterministic: the same files on every run.
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <random>
 
@@ -18,7 +20,11 @@ std::mt19937 rng(2024);
 
 void write_inputs(const std::string& dir, const std::string& name, const Shape& shape) {
   fs::create_directories(dir);
-  write_tensor_pb(dir + "/input_0.pb", example_uniform(rng, shape, -1, 1), name);
+  Tensor t = example_uniform(rng, shape, -1, 1);
+  write_tensor_pb(dir + "/input_0.pb", t, name);
+  std::ofstream raw(dir + "/input_0.bin", std::ios::binary);
+  raw.write(reinterpret_cast<const char*>(t.bytes()), t.byte_size());
+  check(bool(raw), ErrorKind::Io, "cannot write " + dir + "/input_0.bin");
 }
 
 }  // namespace
