@@ -51,6 +51,44 @@ class SharedObjectPipeline : public CompiledPipeline {
   ArgvFunction::Fn fn_;
 };
 
+// Links `object` into the shared library `library`, atomically (temporary name, then rename).
+Status link_shared(const std::string& object, const fs::path& library, const std::string& extra,
+                   const std::string& key) {
+  std::string tmp = library.string() + ".tmp" + std::to_string(getpid());
+  // -Bsymbolic: the runtime's functions call each other, never a same-named symbol loaded earlier.
+  std::string link = "cc -shared -o '" + tmp + "' '" + object + "' " + extra + " -Wl,-Bsymbolic -lpthread -ldl -lm 2>&1";
+  int rc = std::system(link.c_str());
+  std::error_code ec;
+  if (rc != 0) {
+    fs::remove(tmp, ec);
+    return compile_failure(key, "linking failed: " + link);
+  }
+  fs::rename(tmp, library, ec);  // readers see a whole library or none
+  if (ec) return compile_failure(key, "cannot store '" + library.string() + "': " + ec.message());
+  return ok_status();
+}
+
+// The Halide runtime that the cached kernels of `target` share: compiled once per cache folder (it
+// takes a second to compile, many times a kernel's own code), loaded once per process.
+Result<std::string> shared_runtime(const fs::path& dir, const Halide::Target& kernel_target) {
+  // strict_float changes kernels, not the runtime: one runtime (and one thread pool) serves both.
+  Halide::Target target = kernel_target.without_feature(Halide::Target::StrictFloat);
+  std::string key = "halide runtime | " + target.to_string() + " | " + toolchain_id();
+  fs::path library = dir / ("runtime_" + hash_hex(key) + ".so");
+  std::error_code ec;
+  if (fs::exists(library, ec)) return library.string();
+  std::string object = (dir / ("tmp_" + std::to_string(getpid()) + "_runtime.o")).string();
+  try {
+    Halide::compile_standalone_runtime(object, target);
+  } catch (const Halide::Error& e) {
+    return compile_failure(key, e.what());
+  }
+  Status st = link_shared(object, library, "", key);
+  fs::remove(object, ec);
+  if (!st) return st.failure();
+  return library.string();
+}
+
 }  // namespace
 
 Result<CachedObject> load_or_compile_object(const std::string& cache_dir, const std::string& key,
@@ -64,19 +102,15 @@ Result<CachedObject> load_or_compile_object(const std::string& cache_dir, const 
   if (!out.from_cache) {
     fs::create_directories(dir, ec);
     if (ec) return compile_failure(key, "cannot create the kernel cache '" + cache_dir + "': " + ec.message());
-    std::string stem = (dir / ("tmp_" + std::to_string(getpid()) + "_" + hash_hex(full_key))).string();
-    if (Status st = compile_to_object(pipeline, stem + ".o", kFunction, target); !st)
+    Result<std::string> runtime = shared_runtime(dir, target);
+    if (!runtime) return runtime.failure();
+    std::string object = (dir / ("tmp_" + std::to_string(getpid()) + "_" + hash_hex(full_key) + ".o")).string();
+    if (Status st = compile_to_object(pipeline, object, kFunction, target.with_feature(Halide::Target::NoRuntime)); !st)
       return compile_failure(key, st.failure().message);
-    // -Bsymbolic: each object's Halide runtime calls its own copy, never another loaded one's.
-    std::string link = "cc -shared -o '" + stem + ".so' '" + stem + ".o' -Wl,-Bsymbolic -lpthread -ldl -lm 2>&1";
-    int rc = std::system(link.c_str());
-    fs::remove(stem + ".o", ec);
-    if (rc != 0) {
-      fs::remove(stem + ".so", ec);
-      return compile_failure(key, "linking the kernel failed: " + link);
-    }
-    fs::rename(stem + ".so", library, ec);  // atomic: readers see a whole library or none
-    if (ec) return compile_failure(key, "cannot store the kernel in '" + cache_dir + "': " + ec.message());
+    // The runtime library is named by its absolute path, which the loader then finds it by.
+    Status st = link_shared(object, library, "'" + fs::absolute(runtime.value()).string() + "'", key);
+    fs::remove(object, ec);
+    if (!st) return st.failure();
   }
   void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) return compile_failure(key, std::string("cannot load ") + library.string() + ": " + dlerror());

@@ -2,7 +2,8 @@
 // process (or the next model with the same kernel) loads the machine code instead of compiling it.
 // An entry is keyed by the caller's description of the generated code (format, schedule, target)
 // plus the toolchain, and written atomically (temporary file + rename), so concurrent processes can
-// share one folder.
+// share one folder. Kernels carry no Halide runtime of their own: they link the folder's one runtime
+// library per target (compiled once; it costs far more to compile than a kernel does).
 #pragma once
 #include <memory>
 #include <string>

@@ -88,7 +88,7 @@ KernelCode JitKernelSource::get(const KernelRequest& request) {
                                  ": " + f.describe());
   };
   if (!scheduled) failed(scheduled.failure());
-  if (request.kind == KernelRequest::Kind::QMatMul && !disk_cache_.empty()) {
+  if (!disk_cache_.empty()) {
     auto object = dsl::load_or_compile_object(disk_cache_, plan.code_key, scheduled.value(), plan.halide);
     if (!object) failed(object.failure());
     code.pipeline = object.value().code;

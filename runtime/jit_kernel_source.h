@@ -29,8 +29,8 @@ struct KernelPlan {
 };
 KernelPlan plan_kernel(const KernelRequest& request, const ScheduleSource* schedules, const dsl::TargetSpec& target);
 
-// Compiles each plan once per process (pipelines are shared by every node and model), QMatMuls
-// through the on-disk kernel cache when one is given.
+// Compiles each plan once per process (pipelines are shared by every node and model), through the
+// on-disk kernel cache when one is given (the next process loads the code instead).
 class JitKernelSource : public KernelSource {
  public:
   JitKernelSource(const ScheduleSource* schedules, std::string disk_cache)

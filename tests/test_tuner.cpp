@@ -112,3 +112,37 @@ TEST_CASE("tuning records every trial, survives failing candidates and resumes",
   other.run({{"a", random_tensor(DType::Float32, {3, 64})}});
   for (const KernelInfo& k : other.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("database nearest"));
 }
+
+TEST_CASE("tuning with --jobs builds candidates in parallel workers, then times each alone", "[tuner]") {
+  std::string dir = temp_dir("tuner_jobs");
+  std::string model = two_task_model(dir);
+  tuner::TuneOptions o = options(model, dir + "/db", 6);
+  o.jobs = 2;
+  o.kernel_cache = dir + "/kernels";
+  o.inject_fault = "wrong";  // a wrong result is still caught: the check runs in the timing worker
+  std::vector<std::string> lines;
+  o.progress = [&](const std::string& line) { lines.push_back(line); };
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(o);
+  REQUIRE(tasks.size() == 2);
+  int builds = 0;
+  for (const std::string& l : lines) builds += l.find("candidates with 2 jobs") != std::string::npos;
+  CHECK(builds >= 2);
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", dsl::host_target().name, dsl::toolchain_id());
+  CHECK(db.records().size() == 12);
+  int failed = 0;
+  for (const tuner::TuningRecord& r : db.records()) failed += r.failed();
+  CHECK(failed == 2);
+  for (const tuner::TaskSummary& t : tasks) CHECK(t.best_ms > 0);
+  // The builds went into the kernel cache: one shared Halide runtime, and one library per distinct candidate.
+  int runtimes = 0, kernels = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/kernels")) {
+    std::string name = e.path().filename().string();
+    runtimes += name.rfind("runtime_", 0) == 0;
+    kernels += name.rfind("kernel_", 0) == 0;
+  }
+  CHECK(runtimes == 1);
+  CHECK(kernels >= 6);
+
+  o.kernel_cache = "";
+  CHECK_THROWS_WITH(tuner::tune(o), Catch::Contains("kernel cache"));
+}

@@ -6,6 +6,7 @@
 #include <iomanip>
 #include <iostream>
 
+#include "dsl/object_cache.h"
 #include "dsl/target.h"
 #include "importer/error.h"
 #include "tools/cli_util.h"
@@ -68,6 +69,10 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--repeats", opt->tune.repeats, "timed runs per candidate (default 10)");
   cmd->add_option("--threads", opt->tune.threads, "threads for the kernels (default: one per core)");
   cmd->add_option("--timeout", opt->tune.timeout_s, "seconds before a candidate is killed (default 120)");
+  cmd->add_option("--jobs", opt->tune.jobs,
+                  "candidates compiled at once in worker processes, before each is timed alone (default 1)");
+  opt->tune.kernel_cache = dsl::default_kernel_cache_dir();
+  cmd->add_option("--kernel-cache", opt->tune.kernel_cache, "where --jobs builds put compiled candidates");
   cmd->add_option("--shape", opt->shapes, "NAME=D0,D1,... binds a dynamic input shape (repeatable)");
   cmd->add_option("--log", opt->tune.log_path, "append one JSON line per trial to this file");
   cmd->add_option("--report", opt->tune.report_path, "write an SVG of best-so-far against trials per task");

@@ -27,7 +27,8 @@ using Clock = std::chrono::steady_clock;
 
 nlohmann::json MeasureJob::to_json() const {
   return {{"model", model}, {"shapes", shapes}, {"node", node},       {"schedule", schedule.to_json()},
-          {"repeats", repeats}, {"warmup", warmup}, {"threads", threads}, {"fault", fault}};
+          {"repeats", repeats}, {"warmup", warmup}, {"threads", threads}, {"kernel_cache", kernel_cache},
+          {"build_only", build_only}, {"fault", fault}};
 }
 
 MeasureJob MeasureJob::from_json(const nlohmann::json& j) {
@@ -39,6 +40,8 @@ MeasureJob MeasureJob::from_json(const nlohmann::json& j) {
   job.repeats = j.value("repeats", 10);
   job.warmup = j.value("warmup", 2);
   job.threads = j.value("threads", 0);
+  job.kernel_cache = j.value("kernel_cache", "");
+  job.build_only = j.value("build_only", false);
   job.fault = j.value("fault", "");
   return job;
 }
@@ -118,8 +121,14 @@ MeasureResult measure_here(const MeasureJob& job) {
   const dsl::QMatMulWorkload& wl = gemm->workload;
 
   auto start = Clock::now();
-  auto kernel = schedules::compile_qmatmul(wl, job.schedule, dsl::host_target());
+  auto kernel = schedules::compile_qmatmul(wl, job.schedule, dsl::host_target(), job.kernel_cache);
   if (!kernel.ok()) return failed(kernel.failure().describe());
+  if (job.build_only) {
+    MeasureResult built;
+    built.ok = true;
+    built.compile_ms = ms_since(start);
+    return built;
+  }
   auto packed = kernel.value().pack(*gemm->weight, gemm->trans_b);
   if (!packed.ok()) return failed(packed.failure().describe());
   MeasureResult result;

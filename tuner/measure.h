@@ -18,6 +18,8 @@ struct MeasureJob {
   int repeats = 10;
   int warmup = 2;
   int threads = 0;
+  std::string kernel_cache;  // compile through this on-disk kernel cache ("" : JIT in the worker)
+  bool build_only = false;   // compile into `kernel_cache` and stop: the parallel builds of --jobs
   std::string fault;  // tests only: "crash", "hang" or "wrong" makes the worker misbehave so
 
   nlohmann::json to_json() const;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <thread>
 
 #include "dsl/target.h"
 #include "importer/error.h"
@@ -71,6 +72,8 @@ std::vector<PriorMeasurement> prior_measurements(const TuningDatabase& db, const
 
 std::vector<TaskSummary> tune(const TuneOptions& opt) {
   check(opt.trials >= 1, ErrorKind::Invalid, "--trials must be at least 1");
+  check(opt.jobs >= 1, ErrorKind::Invalid, "--jobs must be at least 1");
+  check(opt.jobs == 1 || !opt.kernel_cache.empty(), ErrorKind::Invalid, "--jobs above 1 needs a kernel cache folder");
   check(!opt.worker.empty(), ErrorKind::Invalid, "no tune worker given");
   auto say = [&](const std::string& line) {
     if (opt.progress) opt.progress(line);
@@ -116,28 +119,24 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
   auto elapsed_s = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   int total_trials = 0;
 
-  auto run_trial = [&](TaskState& s) {
-    TaskSummary& sum = s.summary;
-    // The template default first: the baseline every speed-up is measured against.
-    std::optional<dsl::Schedule> candidate;
+  // A candidate for `s`: the template default first (the baseline every speed-up is measured
+  // against), then the strategy's proposals; nullopt when the space is exhausted.
+  auto next_candidate = [&](TaskState& s) -> std::optional<dsl::Schedule> {
     dsl::Schedule fallback = schedules::default_qmatmul_schedule(s.task.workload, target).value();
+    std::optional<dsl::Schedule> candidate;
     if (!s.seen.count(fallback.to_string())) candidate = fallback;
     else candidate = propose(opt.strategy, s.space, s.history, s.seen, rng, &s.search);
-    if (!candidate) {
-      s.done = true;
-      say("  " + sum.key + ": search space exhausted");
-      return;
-    }
-    s.seen.insert(candidate->to_string());
-    MeasureJob job{opt.model, shapes, s.task.node, *candidate, opt.repeats, 2, opt.threads, ""};
-    if (sum.trials == 1) job.fault = opt.inject_fault;
-    MeasureResult r = measure_isolated(job, opt.worker, opt.timeout_s);
+    if (candidate) s.seen.insert(candidate->to_string());
+    return candidate;
+  };
 
+  auto record = [&](TaskState& s, const dsl::Schedule& candidate, const MeasureResult& r) {
+    TaskSummary& sum = s.summary;
     TuningRecord rec;
     rec.workload = workload_desc(s.task.workload);
     rec.target = target.name;
     rec.toolchain = dsl::toolchain_id();
-    rec.schedule = *candidate;
+    rec.schedule = candidate;
     rec.median_ms = r.median_ms;
     rec.min_ms = r.min_ms;
     rec.max_ms = r.max_ms;
@@ -152,19 +151,20 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     ++sum.trials;
     ++total_trials;
     double time = r.ok ? r.median_ms : INFINITY;
-    s.history.push_back({*candidate, time});
+    s.history.push_back({candidate, time});
     if (!r.ok) ++sum.failed;
-    if (candidate->to_string() == fallback.to_string() && r.ok) sum.default_ms = r.median_ms;
+    dsl::Schedule fallback = schedules::default_qmatmul_schedule(s.task.workload, target).value();
+    if (candidate.to_string() == fallback.to_string() && r.ok) sum.default_ms = r.median_ms;
     bool improved = r.ok && (sum.best_ms == 0 || r.median_ms < sum.best_ms * 0.99);
     if (r.ok && (sum.best_ms == 0 || r.median_ms < sum.best_ms)) {
       sum.best_ms = r.median_ms;
-      sum.best_schedule = candidate->to_string();
+      sum.best_schedule = candidate.to_string();
     }
     s.since_improvement = improved ? 0 : s.since_improvement + 1;
     sum.best_so_far.push_back(sum.best_ms);
     if (log.is_open()) {
       nlohmann::json line = {{"task", sum.key}, {"trial", sum.trials}, {"strategy", strategy_name(opt.strategy)},
-                             {"schedule", candidate->to_json()}, {"result", r.to_json()}, {"best_ms", sum.best_ms},
+                             {"schedule", candidate.to_json()}, {"result", r.to_json()}, {"best_ms", sum.best_ms},
                              {"elapsed_s", elapsed_s()}};
       log << line.dump() << "\n" << std::flush;
     }
@@ -178,18 +178,65 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     if (sum.trials >= opt.trials || s.since_improvement >= opt.early_stop) s.done = true;
   };
 
+  // Up to `count` trials of one task. With jobs > 1 the candidates are first compiled in parallel
+  // worker processes into the kernel cache; then each is checked and timed alone, loading its code.
+  auto run_trials = [&](TaskState& s, int count) {
+    std::vector<dsl::Schedule> candidates;
+    while (int(candidates.size()) < std::min(count, opt.trials - s.summary.trials)) {
+      std::optional<dsl::Schedule> c = next_candidate(s);
+      if (!c) break;
+      candidates.push_back(*c);
+    }
+    if (candidates.empty()) {
+      s.done = true;
+      say("  " + s.summary.key + ": search space exhausted");
+      return;
+    }
+    auto job_for = [&](const dsl::Schedule& c) {
+      MeasureJob job{opt.model, shapes, s.task.node, c, opt.repeats, 2, opt.threads};
+      if (opt.jobs > 1) job.kernel_cache = opt.kernel_cache;
+      return job;
+    };
+    std::vector<MeasureResult> built(candidates.size());
+    if (opt.jobs > 1) {
+      auto t0 = Clock::now();
+      for (size_t first = 0; first < candidates.size(); first += size_t(opt.jobs)) {
+        std::vector<std::thread> builders;
+        for (size_t i = first; i < std::min(candidates.size(), first + size_t(opt.jobs)); ++i)
+          builders.emplace_back([&, i] {
+            MeasureJob job = job_for(candidates[i]);
+            job.build_only = true;
+            built[i] = measure_isolated(job, opt.worker, opt.timeout_s);
+          });
+        for (std::thread& t : builders) t.join();
+      }
+      say("  [" + s.summary.key + "] built " + std::to_string(candidates.size()) + " candidates with " +
+          std::to_string(opt.jobs) + " jobs in " +
+          format_ms(std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
+    }
+    for (size_t i = 0; i < candidates.size() && !s.done; ++i) {
+      if (opt.jobs > 1 && !built[i].ok) {
+        record(s, candidates[i], built[i]);
+        continue;
+      }
+      MeasureJob job = job_for(candidates[i]);
+      if (s.summary.trials == 1) job.fault = opt.inject_fault;  // each task's second candidate
+      record(s, candidates[i], measure_isolated(job, opt.worker, opt.timeout_s));
+    }
+  };
+
   // Task scheduler: one warm-up round over every task, then the task with the most model time
   // (occurrences x best time) that still improves, a batch at a time.
-  const int batch = 4;
+  const int batch = std::max(4, opt.jobs);
   for (TaskState& s : states)
-    for (int i = 0; i < std::min(batch, opt.trials) && !s.done; ++i) run_trial(s);
+    if (!s.done) run_trials(s, std::min(batch, opt.trials));
   while (opt.time_budget_s <= 0 || elapsed_s() < opt.time_budget_s) {
     TaskState* next = nullptr;
     for (TaskState& s : states)
       if (!s.done && (!next || s.summary.occurrences * s.summary.best_ms > next->summary.occurrences * next->summary.best_ms))
         next = &s;
     if (!next) break;
-    for (int i = 0; i < batch && !next->done; ++i) run_trial(*next);
+    run_trials(*next, batch);
   }
 
   std::vector<TaskSummary> out;

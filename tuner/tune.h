@@ -23,6 +23,8 @@ struct TuneOptions {
   int repeats = 10;            // timed runs per candidate
   int threads = 0;
   double timeout_s = 120;      // per candidate, compile and check included
+  int jobs = 1;                // candidates compiled at once (into kernel_cache), before they are timed one by one
+  std::string kernel_cache;    // the on-disk kernel cache the parallel builds fill (required with jobs > 1)
   std::string worker;          // the tetra CLI, which has the `tune-worker` subcommand
   std::string log_path;        // one JSON line per trial
   std::string report_path;     // an SVG of best-so-far against trials, per task
