@@ -16,7 +16,7 @@ PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int pa
   }
 }
 
-Halide::Expr PackedInt4::panel(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
+Halide::Expr PackedInt4::code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
   using namespace Halide;
   // k's parity picks the nibble; it is a constant once a schedule unrolls k by 2. Both nibbles come
   // from one zero-extended int32 vector: two shifts move a nibble to the top and back down, the
@@ -30,14 +30,24 @@ Halide::Expr PackedInt4::panel(const Halide::Expr& j, const Halide::Expr& k, con
   } else {
     q = select(odd, z >> 4, z & 15);
   }
-  Expr gj = format_.per_n ? j : Expr(0);
-  Expr gp = format_.per_n ? p : Expr(0);
   Expr g = format_.k_group > 0 ? k / int(format_.k_group) : Expr(0);
-  if (format_.has_zero_point) q -= cast<int32_t>(zero_(gj, g, gp));  // exact: |q - zp| <= 15
-  Expr v = cast<float>(q) * cast<float>(scale_(gj, g, gp));
-  if (format_.f16_scale) v = cast<float>(cast<float16_t>(v));
+  if (format_.has_zero_point) q -= cast<int32_t>(zero_(grid_j(j), g, grid_p(p)));  // exact: |q - zp| <= 15
+  return cast<float>(q);
+}
+
+Halide::Expr PackedInt4::scale(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const {
+  return Halide::cast<float>(scale_(grid_j(j), g, grid_p(p)));
+}
+
+Halide::Expr PackedInt4::panel(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
+  Halide::Expr g = format_.k_group > 0 ? k / int(format_.k_group) : Halide::Expr(0);
+  Halide::Expr v = code(j, k, p) * scale(j, g, p);
+  if (format_.f16_scale) v = Halide::cast<float>(Halide::cast<Halide::float16_t>(v));
   return v;
 }
+
+Halide::Expr PackedInt4::grid_j(const Halide::Expr& j) const { return format_.per_n ? j : Halide::Expr(0); }
+Halide::Expr PackedInt4::grid_p(const Halide::Expr& p) const { return format_.per_n ? p : Halide::Expr(0); }
 
 Halide::Expr PackedInt4::operator()(const Halide::Expr& k, const Halide::Expr& n) const {
   return panel(n % panel_, k, n / panel_);

@@ -18,6 +18,9 @@ class PackedInt4 {
   // zero point and multiplies the scale, in fp32. Meant to be inlined into a consumer's loop nest
   // (or into a small stage Func that a schedule places), so the weight stays 4-bit in memory.
   Halide::Expr panel(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
+  // The parts of panel(): float(q - zp), exact, and the scale of k-group g as float32.
+  Halide::Expr code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
+  Halide::Expr scale(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
   // W(k, n) by logical column; fine for simple consumers, but vectors over n gather (n % P, n / P).
   Halide::Expr operator()(const Halide::Expr& k, const Halide::Expr& n) const;
 
@@ -29,6 +32,8 @@ class PackedInt4 {
   Status bind(Halide::ParamMap& params, const PackedInt4Buffers& buffers) const;
 
  private:
+  Halide::Expr grid_j(const Halide::Expr& j) const;  // the scale grid's j and p: 0 unless per-n
+  Halide::Expr grid_p(const Halide::Expr& p) const;
   Int4Format format_;
   int panel_;
   Halide::ImageParam packed_, scale_, zero_;

@@ -143,6 +143,16 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
       }
     }
   }
+  // Padding rows (k >= K) of a group that starts before K hold its zero point, so that q - zp is 0
+  // there: kernels that sum whole k-groups (block sums) may read them.
+  if (f.has_zero_point && f.k_group > 0) {
+    for (int64_t k = K; k < 2 * KP; ++k)
+      for (int64_t n = 0; n < N; ++n) {
+        int64_t j = n % P, p = n / P, g = k / f.k_group;
+        int8_t zp = out.zero.data()[(f.per_n ? j : 0) + gj * (g + groups * (f.per_n ? p : 0))];
+        dst[j + P * (k / 2 + KP * p)] |= uint8_t((zp & 0xF) << ((k & 1) * 4));
+      }
+  }
   return out;
 }
 

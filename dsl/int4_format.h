@@ -13,7 +13,8 @@
 // by k's parity (one shift for the whole vector). Each panel is one contiguous stream, which a
 // memory-bound GEMV reads front to back. The grid index is g = k / k_group (0 when scales do not
 // change along k) and j' = j (0 when they do not change along n). Padding (k >= K, n >= N) holds
-// zero nibbles, scales and zero points.
+// zero nibbles, scales and zero points, except that padding rows of a k-group that starts before K
+// hold the group's zero point, so q - zp is 0 there too.
 //
 //   W(k, n) = float(q - zp) * scale        q sign-extended (int4) or zero-extended (uint4)
 //

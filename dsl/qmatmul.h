@@ -35,6 +35,13 @@ struct QMatMulDef {
 };
 
 // The algorithm for `workload` with the weight in panels of `panel` columns; no schedule applied.
-QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel);
+// With `block_sums` (for k-blocked scales of an even block size; see block_sums_apply; the weight must
+// be packed with k_align = the block size) the scale leaves the inner loop:
+//   "partial"(j, g, p, m) = sum over "r" < G of "a"(g*G + r, m) * "w"(j, g*G + r, p), w = q - zp
+//   "acc"(j, p, m)       = sum over the groups "k" of partial(j, k, p, m) * scale(j, k, p)
+// (one multiply per group instead of one per weight; fp32 sums in another order than DequantizeLinear
+// followed by MatMul, within the usual fp32 tolerance).
+QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, bool block_sums = false);
+bool block_sums_apply(const QMatMulWorkload& workload);
 
 }  // namespace tetra::dsl

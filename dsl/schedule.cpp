@@ -16,6 +16,10 @@ int64_t Schedule::get_int(const std::string& knob) const {
   return std::get<int64_t>(it->second);
 }
 
+int64_t Schedule::get_int(const std::string& knob, int64_t absent) const {
+  return knobs.count(knob) ? get_int(knob) : absent;
+}
+
 const std::string& Schedule::get_string(const std::string& knob) const {
   auto it = knobs.find(knob);
   check(it != knobs.end() && std::holds_alternative<std::string>(it->second), ErrorKind::Invalid,
@@ -66,6 +70,7 @@ const std::vector<KnobInfo>& knob_vocabulary() {
       {"vector_width", true, true, true, "fp32 lanes per vector (CPU) or per-thread vector loads (GPU)"},
       {"unroll_k", true, true, true, "reduction steps unrolled in the inner loop"},
       {"split_k", true, true, true, "reduction split into this many parallel parts, summed at the end (rfactor)"},
+      {"block_sums", true, true, true, "the k-block size: sum each block of a * (q - zp), then apply its scale once; 0: per weight"},
       {"w_stage", false, true, true, "where the dequantized weight is staged: inline, panel, kblock (conv: channel)"},
       {"a_stage", false, true, true, "how A reaches the inner loop: inline (in place), packed (transposed copy)"},
       // CPU only
@@ -130,7 +135,7 @@ Status KnobSpace::check(const Schedule& s) const {
     return Failure{FailureKind::UnknownKnob, name, template_name + " has no such knob"};
   }
   for (const KnobDecl& decl : knobs)
-    if (!s.knobs.count(decl.name))
+    if (!s.knobs.count(decl.name) && !decl.absent)
       return Failure{FailureKind::MissingKnob, decl.name, "the schedule for " + template_name + " must set it"};
   return ok_status();
 }

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <variant>
@@ -26,6 +27,7 @@ struct Schedule {
 
   // Knob accessors for templates, after KnobSpace::check has passed; throw tetra::Error otherwise.
   int64_t get_int(const std::string& knob) const;
+  int64_t get_int(const std::string& knob, int64_t absent) const;  // `absent` when the schedule lacks it
   const std::string& get_string(const std::string& knob) const;
 
   nlohmann::json to_json() const;
@@ -51,6 +53,9 @@ const KnobInfo* find_knob_info(const std::string& name);
 struct KnobDecl {
   std::string name;
   std::vector<KnobValue> values;  // non-empty
+  // For knobs added after schedules were stored: what a schedule without the knob means (it is then
+  // legal without it). Unset: the knob is required.
+  std::optional<KnobValue> absent;
 };
 
 // A template's knobs for one workload and target; conflicts between knobs are the template's to check.

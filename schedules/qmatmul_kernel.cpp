@@ -19,7 +19,9 @@ dsl::Result<ScheduledQMatMul> schedule_qmatmul(const dsl::QMatMulWorkload& workl
   const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
   ScheduledQMatMul out;
   out.layout = t->layout(schedule);
-  auto q = std::make_shared<dsl::QMatMulDef>(dsl::define_qmatmul(workload, out.layout.panel));
+  // The one knob that picks the algorithm rather than its schedule (dsl/qmatmul.h).
+  bool block_sums = schedule.get_int("block_sums", 0) > 0;
+  auto q = std::make_shared<dsl::QMatMulDef>(dsl::define_qmatmul(workload, out.layout.panel, block_sums));
   try {
     if (dsl::Status st = t->apply(*q, schedule, target); !st) return st.failure();
   } catch (const Halide::Error& e) {
