@@ -7,6 +7,7 @@
 #include <string>
 
 #include "HalideRuntime.h"
+#include "dsl/result.h"
 
 namespace tetra::dsl {
 
@@ -20,6 +21,9 @@ class CompiledPipeline {
 // The message of the last failed call on this thread (Halide's error text), for error reports.
 const std::string& last_pipeline_error();
 void set_last_pipeline_error(std::string message);
+
+// Calls `code`; a failure names `what` and carries Halide's message.
+Status call_pipeline(const CompiledPipeline& code, void** argv, const std::string& what);
 
 // Code compiled ahead of time: the `<name>_argv` entry point Halide writes next to each function.
 class ArgvFunction : public CompiledPipeline {

@@ -7,15 +7,6 @@ namespace {
 
 int64_t extent(const halide_buffer_t* b, int d) { return b->dim[d].extent; }
 
-Status run(const CompiledPipeline& code, std::vector<void*>& argv, const char* what) {
-  set_last_pipeline_error("");
-  int rc = code.call(argv.data());
-  if (rc == 0) return ok_status();
-  std::string why = last_pipeline_error();
-  return Failure{FailureKind::Run, what,
-                 "the kernel returned Halide error " + std::to_string(rc) + (why.empty() ? "" : ": " + why)};
-}
-
 }  // namespace
 
 Status call_qmatmul(const CompiledPipeline& code, const QMatMulWorkload& compiled, const Int4Layout& layout,
@@ -47,7 +38,7 @@ Status call_qmatmul(const CompiledPipeline& code, const QMatMulWorkload& compile
   argv.push_back(&alpha);
   argv.push_back(&beta);
   argv.push_back(c.Y);
-  return run(code, argv, "qmatmul");
+  return call_pipeline(code, argv.data(), "qmatmul");
 }
 
 Status call_qconv(const CompiledPipeline& code, const QConvWorkload& compiled, const QConvWorkload& wl,
@@ -87,7 +78,7 @@ Status call_qconv(const CompiledPipeline& code, const QConvWorkload& compiled, c
   if (wl.has_bias) argv.push_back(const_cast<halide_buffer_t*>(c.bias));
   for (int* v : {&Cg, &Mg, &pad_top, &pad_left, &dil_h, &dil_w, &block}) argv.push_back(v);
   argv.push_back(c.Y);
-  return run(code, argv, "qconv");
+  return call_pipeline(code, argv.data(), "qconv");
 }
 
 }  // namespace tetra::dsl

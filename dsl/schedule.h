@@ -55,7 +55,7 @@ struct KnobDecl {
   std::vector<KnobValue> values;  // non-empty
   // For knobs added after schedules were stored: what a schedule without the knob means (it is then
   // legal without it). Unset: the knob is required.
-  std::optional<KnobValue> absent;
+  std::optional<KnobValue> absent = std::nullopt;
 };
 
 // A template's knobs for one workload and target; conflicts between knobs are the template's to check.

@@ -101,19 +101,6 @@ class QMatMulRunner {
   double compile_ms_ = 0;
 };
 
-std::vector<float> to_floats(const Tensor& t) {
-  std::vector<float> out(t.size());
-  for (int64_t i = 0; i < t.size(); ++i) out[i] = static_cast<float>(t.get(i));
-  return out;
-}
-
-// Float32 data of `t`: its own bytes when it is float32, else a converted copy kept in `storage`.
-const float* float_data(const Tensor& t, std::vector<float>& storage) {
-  if (t.dtype() == DType::Float32) return t.data<float>();
-  storage = to_floats(t);
-  return storage.data();
-}
-
 Tensor output_like(DType dtype, const Shape& shape, const std::vector<float>& values) {
   Tensor out(dtype, shape);
   for (int64_t i = 0; i < out.size(); ++i) out.set(i, values[i]);
@@ -438,6 +425,13 @@ std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
   HalideGemm gemm{workload.value(), g.matrix, g.trans_b};
   gemm.workload.activation = kernel_activation(node);
   return gemm;
+}
+
+const float* float_data(const Tensor& t, std::vector<float>& storage) {
+  if (t.dtype() == DType::Float32) return t.data<float>();
+  storage.resize(size_t(t.size()));
+  for (int64_t i = 0; i < t.size(); ++i) storage[size_t(i)] = static_cast<float>(t.get(i));
+  return storage.data();
 }
 
 std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, KernelSource& source,

@@ -12,14 +12,6 @@
 namespace tetra {
 namespace {
 
-// Float32 data of `t`: its own bytes when it is float32, else a converted copy kept in `storage`.
-const float* float_data(const Tensor& t, std::vector<float>& storage) {
-  if (t.dtype() == DType::Float32) return t.data<float>();
-  storage.resize(size_t(t.size()));
-  for (int64_t i = 0; i < t.size(); ++i) storage[size_t(i)] = static_cast<float>(t.get(i));
-  return storage.data();
-}
-
 class HalideDirectConv : public NodeKernel {
  public:
   HalideDirectConv(const Node& node, dsl::ConvInt4Buffers weight, KernelSource& source)

@@ -48,10 +48,8 @@ void call(const Node& node, const KernelCode& code, std::vector<Halide::Runtime:
   for (float& f : floats) argv.push_back(&f);
   for (int& i : ints) argv.push_back(&i);
   argv.push_back(output.raw_buffer());
-  dsl::set_last_pipeline_error("");
-  int rc = code.pipeline->call(argv.data());
-  check(rc == 0, ErrorKind::Invalid,
-        node.label() + ": Halide kernel failed with error " + std::to_string(rc) + ": " + dsl::last_pipeline_error());
+  dsl::Status st = dsl::call_pipeline(*code.pipeline, argv.data(), node.op_type);
+  check(st.ok(), ErrorKind::Invalid, node.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
 }
 
 int to_int(int64_t v, const Node& node) {
@@ -59,14 +57,6 @@ int to_int(int64_t v, const Node& node) {
     fail(ErrorKind::Unsupported,
          node.label() + ": a dimension of " + std::to_string(v) + " elements is too large for a Halide kernel");
   return static_cast<int>(v);
-}
-
-// Float32 data of a float tensor: its own bytes, or a converted copy (float16) kept in `storage`.
-const float* float_data(const Tensor& t, std::vector<float>& storage) {
-  if (t.dtype() == DType::Float32) return t.data<float>();
-  storage.resize(t.size());
-  for (int64_t i = 0; i < t.size(); ++i) storage[i] = static_cast<float>(t.get(i));
-  return storage.data();
 }
 
 // The float32 result as a tensor of `dtype` (float16 results are rounded once from float32).

@@ -13,6 +13,10 @@
 
 namespace tetra {
 
+// Float32 data of a float tensor for a kernel: its own bytes when it is float32, else a converted copy
+// (of a float16 tensor) kept in `storage`.
+const float* float_data(const Tensor& t, std::vector<float>& storage);
+
 // The elementwise ops with a Halide kernel, by key (op type, then after a ':' the attribute choices
 // that change the code): how many tensors each reads elementwise and how many float attributes it takes.
 struct ElementwiseArity {

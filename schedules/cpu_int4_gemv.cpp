@@ -50,7 +50,7 @@ Schedule cpu_int4_gemv_default(const QMatMulWorkload& w, const TargetSpec& targe
              {"parallel", std::string("n")}};
   // One scale multiply per block instead of per weight: 1x8192x16384 b32 went from 5.5 to 3.0-3.6 ms
   // (2 threads, weights streamed from DRAM; `tetra tune-worker` on the bench model, Zen 4 VM).
-  if (split_k == 1 && dsl::block_sums_apply(w)) s.knobs["block_sums"] = w.format.k_group;
+  s.knobs["block_sums"] = split_k == 1 && dsl::block_sums_apply(w) ? w.format.k_group : 0;
   return s;
 }
 

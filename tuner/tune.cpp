@@ -193,7 +193,13 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
       return;
     }
     auto job_for = [&](const dsl::Schedule& c) {
-      MeasureJob job{opt.model, shapes, s.task.node, c, opt.repeats, 2, opt.threads};
+      MeasureJob job;
+      job.model = opt.model;
+      job.shapes = shapes;
+      job.node = s.task.node;
+      job.schedule = c;
+      job.repeats = opt.repeats;
+      job.threads = opt.threads;
       if (opt.jobs > 1) job.kernel_cache = opt.kernel_cache;
       return job;
     };

@@ -41,8 +41,8 @@ class RecordingSource : public KernelSource {
 
 // A kernel as the library table lists it.
 struct TableEntry {
-  std::string key, function, schedule, source;
-  KernelCode info;
+  std::string key, function, source;
+  KernelCode info;  // schedule, layout, format
 };
 
 std::string c_string(const std::string& s) {
@@ -316,7 +316,7 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
     std::string source = plan.info.schedule.empty() ? "fixed pipeline" : plan.info.source;
     log << "kernel " << function << "  " << key << "\n    " << source
         << (plan.info.schedule.empty() ? "" : ": " + plan.info.schedule) << "\n";
-    table.push_back({key, function, plan.info.schedule, source, plan.info});
+    table.push_back({key, function, source, plan.info});
     manifest.push_back({{"key", key}, {"function", function}, {"schedule", plan.info.schedule}, {"source", source}});
   }
   fs::path runtime_object = work / "halide_runtime.o";
@@ -345,7 +345,7 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   glue << "\nstatic const tetra_aot_kernel kernels[] = {\n";
   for (const TableEntry& e : table) {
     const dsl::Int4Format& f = e.info.format;
-    glue << "  {" << c_string(e.key) << ", " << e.function << "_argv, " << c_string(e.schedule) << ", "
+    glue << "  {" << c_string(e.key) << ", " << e.function << "_argv, " << c_string(e.info.schedule) << ", "
          << c_string(e.source) << ", " << e.info.layout.panel << ", " << e.info.layout.k_align << ", " << f.is_signed
          << ", " << f.has_zero_point << ", " << f.per_n << ", " << f.f16_scale << ", " << f.k_group << "},\n";
   }
