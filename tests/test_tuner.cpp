@@ -2,6 +2,7 @@
 // wrong candidates become failed records and tuning goes on), resumption, and the runtime using
 // what it found.
 #include <filesystem>
+#include <fstream>
 
 #include <catch2/catch.hpp>
 
@@ -145,4 +146,22 @@ TEST_CASE("tuning with --jobs builds candidates in parallel workers, then times 
 
   o.kernel_cache = "";
   CHECK_THROWS_WITH(tuner::tune(o), Catch::Contains("kernel cache"));
+}
+
+TEST_CASE("tuning reports: an SVG chart, or an HTML page with the tasks and the chart", "[tuner]") {
+  std::string dir = temp_dir("tuner_report");
+  tuner::TuneOptions o = options(two_task_model(dir), dir + "/db", 3);
+  o.report_path = dir + "/report.html";
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(o);
+  std::ifstream in(o.report_path);
+  std::string html((std::istreambuf_iterator<char>(in)), {});
+  for (const tuner::TaskSummary& t : tasks) {
+    CHECK_THAT(html, Catch::Contains("<td>" + t.key + "</td><td>3</td>"));  // each task's row: 3 trials
+    std::string schedule;  // as the page escapes it
+    for (char c : t.best_schedule) schedule += c == '"' ? std::string("&quot;") : std::string(1, c);
+    CHECK_THAT(html, Catch::Contains("<code>" + schedule + "</code>"));
+  }
+  CHECK_THAT(html, Catch::Contains("<svg") && Catch::Contains("<polyline"));
+  std::string svg = tuner::convergence_svg(tasks, "t");
+  CHECK_THAT(svg, Catch::StartsWith("<svg") && Catch::Contains("<polyline"));
 }

@@ -75,7 +75,8 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--kernel-cache", opt->tune.kernel_cache, "where --jobs builds put compiled candidates");
   cmd->add_option("--shape", opt->shapes, "NAME=D0,D1,... binds a dynamic input shape (repeatable)");
   cmd->add_option("--log", opt->tune.log_path, "append one JSON line per trial to this file");
-  cmd->add_option("--report", opt->tune.report_path, "write an SVG of best-so-far against trials per task");
+  cmd->add_option("--report", opt->tune.report_path,
+                  "write best-so-far against trials per task: an SVG, or for F.html a page with a table of the tasks too");
   cmd->add_option("--seed", opt->tune.seed, "seed of the search");
   cmd->add_option("--inject-fault", opt->tune.inject_fault, "for tests: crash, hang or wrong")->group("");
   cmd->callback([opt] { tune(*opt); });

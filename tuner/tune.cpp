@@ -248,11 +248,41 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
   std::vector<TaskSummary> out;
   for (const TaskState& s : states) out.push_back(s.summary);
   if (!opt.report_path.empty()) {
-    std::ofstream svg(opt.report_path);
-    check(svg.good(), ErrorKind::Io, "cannot write the report '" + opt.report_path + "'");
-    svg << convergence_svg(out, "tetra tune " + opt.model + " (" + strategy_name(opt.strategy) + ")");
+    std::ofstream report(opt.report_path);
+    check(report.good(), ErrorKind::Io, "cannot write the report '" + opt.report_path + "'");
+    std::string title = "tetra tune " + opt.model + " (" + strategy_name(opt.strategy) + ")";
+    const std::string& path = opt.report_path;
+    bool html = path.size() >= 5 && path.compare(path.size() - 5, 5, ".html") == 0;
+    report << (html ? tuning_report_html(out, title) : convergence_svg(out, title));
   }
   return out;
+}
+
+namespace {
+
+std::string html_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) out += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : c == '"' ? "&quot;" : std::string(1, c);
+  return out;
+}
+
+}  // namespace
+
+std::string tuning_report_html(const std::vector<TaskSummary>& tasks, const std::string& title) {
+  std::ostringstream h;
+  h << "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>" << html_escape(title) << "</title>\n"
+    << "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}td:first-child,"
+       "td:last-child{text-align:left}</style></head><body>\n<h1>"
+    << html_escape(title) << "</h1>\n<table>\n<tr><th>task</th><th>trials</th><th>failed</th><th>default ms</th>"
+    << "<th>best ms</th><th>speed-up</th><th>best schedule</th></tr>\n";
+  for (const TaskSummary& t : tasks) {
+    h << std::fixed << "<tr><td>" << html_escape(t.key) << "</td><td>" << t.trials << "</td><td>" << t.failed
+      << "</td><td>" << std::setprecision(4) << t.default_ms << "</td><td>" << t.best_ms << "</td><td>"
+      << std::setprecision(2) << (t.default_ms > 0 && t.best_ms > 0 ? t.default_ms / t.best_ms : 1.0)
+      << "x</td><td><code>" << html_escape(t.best_schedule) << "</code></td></tr>\n";
+  }
+  h << "</table>\n<h2>Best so far against trials</h2>\n" << convergence_svg(tasks, title) << "</body></html>\n";
+  return h.str();
 }
 
 std::string convergence_svg(const std::vector<TaskSummary>& tasks, const std::string& title) {

@@ -27,7 +27,7 @@ struct TuneOptions {
   std::string kernel_cache;    // the on-disk kernel cache the parallel builds fill (required with jobs > 1)
   std::string worker;          // the tetra CLI, which has the `tune-worker` subcommand
   std::string log_path;        // one JSON line per trial
-  std::string report_path;     // an SVG of best-so-far against trials, per task
+  std::string report_path;     // best-so-far against trials per task: SVG, or HTML with a table for *.html
   unsigned seed = 1;
   std::string inject_fault;    // tests: "crash", "hang" or "wrong" for each task's second candidate
   std::function<void(const std::string&)> progress;  // status lines for a person
@@ -49,5 +49,8 @@ std::vector<TaskSummary> tune(const TuneOptions& options);
 
 // An SVG line chart of best-so-far time (relative to each task's first measurement) against trials.
 std::string convergence_svg(const std::vector<TaskSummary>& tasks, const std::string& title);
+// An HTML page: a table of the tasks (trials, failures, default and best time, best schedule) and the
+// chart. `tetra tune --report F.html` writes it; any other name gets the SVG alone.
+std::string tuning_report_html(const std::vector<TaskSummary>& tasks, const std::string& title);
 
 }  // namespace tetra::tuner
