@@ -37,7 +37,7 @@ std::vector<int64_t> strides_of(const Shape& shape) {
 namespace {
 
 // The storage of large tensors is recycled. A model allocates the same sizes on every run, and fresh
-// memory costs page faults each time the allocator gives it back to the system (a 3x slower CNN in a
+// memory costs page faults each time the allocator gives it back to the system (a 2.5x slower CNN in a
 // small process) — more than the kernels that fill it. Freed buffers wait here by size, up to a cap.
 class StoragePool {
  public:
