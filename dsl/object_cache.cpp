@@ -8,18 +8,18 @@
 #include <filesystem>
 
 #include "dsl/target.h"
+#include "runtime/graph_io.h"
 
 namespace tetra::dsl {
 namespace fs = std::filesystem;
 
 namespace {
 
-// FNV-1a: a stable file name for a key, the same in every process and build.
+// A stable file name for a key, the same in every process and build.
 std::string hash_hex(const std::string& text) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(buf, sizeof buf, "%016llx",
+                static_cast<unsigned long long>(fnv1a64(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
   return buf;
 }
 
@@ -40,15 +40,13 @@ std::string default_kernel_cache_dir() {
 
 namespace {
 
-// A loaded kernel library; the code stays mapped while the pipeline lives.
-class SharedObjectPipeline : public CompiledPipeline {
+// A loaded kernel library's entry point; the code stays mapped while the pipeline lives.
+class SharedObjectPipeline : public ArgvFunction {
  public:
-  SharedObjectPipeline(std::shared_ptr<void> library, ArgvFunction::Fn fn) : library_(std::move(library)), fn_(fn) {}
-  int call(void** argv) const override { return fn_(argv); }
+  SharedObjectPipeline(std::shared_ptr<void> library, Fn fn) : ArgvFunction(fn), library_(std::move(library)) {}
 
  private:
   std::shared_ptr<void> library_;
-  ArgvFunction::Fn fn_;
 };
 
 // Links `object` into the shared library `library`, atomically (temporary name, then rename).

@@ -44,8 +44,6 @@ class QMatMulKernel {
   void write_assembly(const std::string& path) const;
   // Whether the machine code came from the on-disk kernel cache rather than a compile.
   bool from_disk_cache() const { return from_disk_cache_; }
-  // The compiled code, to call through dsl::call_qmatmul.
-  const std::shared_ptr<const dsl::CompiledPipeline>& code() const { return code_; }
 
  private:
   friend dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload&, const dsl::Schedule&,

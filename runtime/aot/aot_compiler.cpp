@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -64,19 +63,13 @@ std::string replace_all(std::string text, const std::string& from, const std::st
   return text;
 }
 
-void write_text(const fs::path& path, const std::string& text) {
+void write_file(const fs::path& path, const void* data, size_t size) {
   fs::create_directories(path.parent_path());
   std::ofstream out(path, std::ios::binary);
-  out << text;
+  out.write(static_cast<const char*>(data), std::streamsize(size));
   check(bool(out), ErrorKind::Io, "cannot write '" + path.string() + "'");
 }
-
-void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
-  fs::create_directories(path.parent_path());
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-  check(bool(out), ErrorKind::Io, "cannot write '" + path.string() + "'");
-}
+void write_text(const fs::path& path, const std::string& text) { write_file(path, text.data(), text.size()); }
 
 std::string quoted(const fs::path& p) { return "'" + replace_all(p.string(), "'", "'\\''") + "'"; }
 
@@ -330,7 +323,7 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   // 3. The graph, built in or beside the library.
   std::vector<uint8_t> blob = serialize_graph(graph);
   fs::path blob_path = work / (name + (opt.weights_file ? ".weights" : ".graph"));
-  write_bytes(blob_path, blob);
+  write_file(blob_path, blob.data(), blob.size());
 
   // 4. The glue: kernel table, model data, the API.
   auto fill = [&](std::string text) {

@@ -98,10 +98,6 @@ std::shared_ptr<const Graph> graph_of(const tetra_aot_model& model, const char* 
   return graph;
 }
 
-struct Binding {
-  void* data = nullptr;
-};
-
 }  // namespace
 }  // namespace tetra
 
@@ -109,7 +105,7 @@ struct tetra_aot_instance {
   std::mutex mutex;
   std::shared_ptr<const tetra::Graph> graph;
   std::unique_ptr<tetra::Executor> executor;
-  std::vector<tetra::Binding> inputs, outputs;
+  std::vector<void*> inputs, outputs;  // bound caller memory, nullptr until bound
   std::vector<std::vector<int64_t>> input_shapes, output_shapes;
 };
 
@@ -175,7 +171,10 @@ int tetra_aot_set_num_threads(int threads) {
 }
 
 int tetra_aot_count(const tetra_aot_instance* m, int outputs) {
-  if (!m) return failed(TETRA_AOT_INVALID_ARGUMENT, "the model is NULL"), -1;
+  if (!m) {
+    failed(TETRA_AOT_INVALID_ARGUMENT, "the model is NULL");
+    return -1;
+  }
   return int(outputs ? m->graph->outputs.size() : m->graph->inputs.size());
 }
 
@@ -213,14 +212,13 @@ int tetra_aot_bind(tetra_aot_instance* m, int outputs, int index, int dtype, con
                                                   dtype_name(dtype_from_onnx(dtype)) + " (code " +
                                                   std::to_string(dtype) + ")");
   const std::vector<int64_t>& expected = (outputs ? m->output_shapes : m->input_shapes)[size_t(index)];
-  if (rank < 0 || (rank > 0 && !shape) ||
-      std::vector<int64_t>(shape, shape + std::max(rank, 0)) != expected)
-    return failed(TETRA_AOT_INVALID_ARGUMENT,
-                  "bind " + label + ": its shape is " + shape_str(expected) + ", not " +
-                      (rank >= 0 && (shape || rank == 0) ? shape_str(std::vector<int64_t>(shape, shape + rank))
-                                                         : std::string("(no shape given)")));
+  bool shape_given = rank == 0 || (rank > 0 && shape);
+  std::vector<int64_t> got = shape_given ? std::vector<int64_t>(shape, shape + rank) : std::vector<int64_t>{};
+  if (!shape_given || got != expected)
+    return failed(TETRA_AOT_INVALID_ARGUMENT, "bind " + label + ": its shape is " + shape_str(expected) + ", not " +
+                                                  (shape_given ? shape_str(got) : std::string("(no shape given)")));
   std::lock_guard<std::mutex> lock(m->mutex);
-  (outputs ? m->outputs : m->inputs)[size_t(index)].data = data;
+  (outputs ? m->outputs : m->inputs)[size_t(index)] = data;
   return TETRA_AOT_OK;
 }
 
@@ -229,22 +227,22 @@ int tetra_aot_run(tetra_aot_instance* m) {
   std::lock_guard<std::mutex> lock(m->mutex);
   last_error.clear();
   for (size_t i = 0; i < m->inputs.size(); ++i)
-    if (!m->inputs[i].data) return failed(TETRA_AOT_INVALID_ARGUMENT, "run: input '" + m->graph->inputs[i].name + "' is not bound");
+    if (!m->inputs[i]) return failed(TETRA_AOT_INVALID_ARGUMENT, "run: input '" + m->graph->inputs[i].name + "' is not bound");
   for (size_t i = 0; i < m->outputs.size(); ++i)
-    if (!m->outputs[i].data)
+    if (!m->outputs[i])
       return failed(TETRA_AOT_INVALID_ARGUMENT, "run: output '" + m->graph->outputs[i].name + "' is not bound");
   return guarded(TETRA_AOT_RUN_FAILED, [&] {
     TensorMap inputs;
     for (size_t i = 0; i < m->inputs.size(); ++i) {
       const ValueInfo& v = m->graph->inputs[i];
       Tensor t(v.dtype, m->input_shapes[i]);
-      std::memcpy(t.mutable_bytes(), m->inputs[i].data, size_t(t.byte_size()));
+      std::memcpy(t.mutable_bytes(), m->inputs[i], size_t(t.byte_size()));
       inputs[v.name] = std::move(t);
     }
     TensorMap results = m->executor->run(inputs);
     for (size_t i = 0; i < m->outputs.size(); ++i) {
       const Tensor& t = results.at(m->graph->outputs[i].name);
-      std::memcpy(m->outputs[i].data, t.bytes(), size_t(t.byte_size()));
+      std::memcpy(m->outputs[i], t.bytes(), size_t(t.byte_size()));
     }
     return TETRA_AOT_OK;
   });
