@@ -2,14 +2,16 @@
 
 namespace tetra::dsl {
 
-PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int panel)
+PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni)
     : format_(format),
       panel_(panel),
+      vnni_(vnni),
       packed_(Halide::UInt(8), 3, name + "_packed"),
-      scale_(format.f16_scale ? Halide::Float(16) : Halide::Float(32), 3, name + "_scale"),
+      scale_(format.f16_scale && !vnni ? Halide::Float(16) : Halide::Float(32), 3, name + "_scale"),
       zero_(Halide::Int(8), 3, name + "_zero") {
   // Constant panel width and strides let LLVM fold the address arithmetic.
-  packed_.dim(0).set_bounds(0, panel).dim(1).set_min(0).set_stride(panel).dim(2).set_min(0);
+  int row = vnni ? 4 * panel : panel;
+  packed_.dim(0).set_bounds(0, row).dim(1).set_min(0).set_stride(row).dim(2).set_min(0);
   int gj = format.per_n ? panel : 1;
   for (Halide::ImageParam* grid : {&scale_, &zero_}) {
     grid->dim(0).set_bounds(0, gj).dim(1).set_min(0).set_stride(gj).dim(2).set_min(0);
@@ -46,6 +48,15 @@ Halide::Expr PackedInt4::panel(const Halide::Expr& j, const Halide::Expr& k, con
   return v;
 }
 
+Halide::Expr PackedInt4::byte(const Halide::Expr& jb, const Halide::Expr& kq, const Halide::Expr& p) const {
+  return packed_(jb, kq, p);
+}
+
+Halide::Expr PackedInt4::offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const {
+  if (format_.has_zero_point) return Halide::cast<int32_t>(zero_(grid_j(j), g, grid_p(p)));
+  return Halide::Expr(format_.is_signed ? 8 : 0);
+}
+
 Halide::Expr PackedInt4::grid_j(const Halide::Expr& j) const { return format_.per_n ? j : Halide::Expr(0); }
 Halide::Expr PackedInt4::grid_p(const Halide::Expr& p) const { return format_.per_n ? p : Halide::Expr(0); }
 
@@ -66,10 +77,10 @@ std::vector<Halide::Argument> PackedInt4::arguments() const {
 }
 
 Status PackedInt4::bind(Halide::ParamMap& params, const PackedInt4Buffers& b) const {
-  if (b.layout.panel != panel_)
+  if (b.layout.panel != panel_ || b.layout.vnni != vnni_)
     return Failure{FailureKind::Run, packed_.name(),
-                   "the weight is packed in panels of " + std::to_string(b.layout.panel) + ", the kernel expects " +
-                       std::to_string(panel_) + " (repack it for this kernel)"};
+                   "the weight is packed as " + b.layout.describe() + ", the kernel expects panels of " +
+                       std::to_string(panel_) + (vnni_ ? " vnni" : "") + " (repack it for this kernel)"};
   if (!(b.format == format_))
     return Failure{FailureKind::Run, packed_.name(),
                    "the weight is " + b.format.describe() + ", the kernel was compiled for " + format_.describe()};

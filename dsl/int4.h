@@ -12,7 +12,8 @@ namespace tetra::dsl {
 // The packed weight as Halide inputs, and the dequantizing access expression.
 class PackedInt4 {
  public:
-  PackedInt4(const std::string& name, const Int4Format& format, int panel);
+  // `vnni`: the int8-dot-product packing (dsl/int4_format.h); only byte(), offset() and scale() apply.
+  PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni = false);
 
   // W(k, n) at n = p*P + j: reads one packed byte, takes the nibble of k's parity, subtracts the
   // zero point and multiplies the scale, in fp32. Meant to be inlined into a consumer's loop nest
@@ -21,11 +22,16 @@ class PackedInt4 {
   // The parts of panel(): float(q - zp), exact, and the scale of k-group g as float32.
   Halide::Expr code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
   Halide::Expr scale(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
+  // The vnni packing: the byte at (4j + b, kq, p), and the offset that makes its unsigned codes
+  // q - zp (the zero-point grid at k-group g, or the constant 8 for int4, 0 for uint4), as int32.
+  Halide::Expr byte(const Halide::Expr& jb, const Halide::Expr& kq, const Halide::Expr& p) const;
+  Halide::Expr offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
   // W(k, n) by logical column; fine for simple consumers, but vectors over n gather (n % P, n / P).
   Halide::Expr operator()(const Halide::Expr& k, const Halide::Expr& n) const;
 
   const Int4Format& format() const { return format_; }
   int panel_width() const { return panel_; }
+  bool vnni() const { return vnni_; }
   std::vector<Halide::Argument> arguments() const;
   std::vector<Halide::ImageParam> params() const;  // the same, as the ImageParams
   // Binds `buffers` to this weight's ImageParams (they must have this format and panel).
@@ -36,6 +42,7 @@ class PackedInt4 {
   Halide::Expr grid_p(const Halide::Expr& p) const;
   Int4Format format_;
   int panel_;
+  bool vnni_;
   Halide::ImageParam packed_, scale_, zero_;
 };
 

@@ -15,6 +15,10 @@ std::string Int4Format::describe() const {
   return s;
 }
 
+std::string Int4Layout::describe() const {
+  return std::to_string(panel) + "/" + std::to_string(k_align) + (vnni ? " vnni" : "");
+}
+
 namespace {
 
 Failure unsupported(const QuantizedWeight& w, const std::string& why) {
@@ -78,20 +82,83 @@ Status check_packable(const Int4Format& weight, const Int4Format& kernel) {
   return ok_status();
 }
 
+namespace {
+
+// The int8-dot-product packing (the header's second table); `f` is the kernel's format.
+PackedInt4Buffers pack_vnni(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout, const Int4Format& f,
+                            int64_t K, int64_t N) {
+  int64_t P = layout.panel, panels = (N + P - 1) / P;
+  int64_t KQ = (K + layout.k_align - 1) / layout.k_align * layout.k_align / 8;  // 8 k per 32-bit lane
+  PackedInt4Buffers out;
+  out.K = K;
+  out.N = N;
+  out.layout = layout;
+  out.format = f;
+  out.packed = Halide::Runtime::Buffer<uint8_t>(int(4 * P), int(KQ), int(panels));
+  out.packed.fill(0);
+  const uint8_t* src = w.data.bytes();
+  uint8_t* dst = out.packed.data();
+  int to_unsigned = f.is_signed ? 8 : 0;  // int4 q (two's complement nibble) -> q + 8
+  auto put = [&](int64_t k, int64_t n) {
+    int u = unpack_nibble(src, flat_index(k, n, K, N, trans_b), false) ^ to_unsigned;
+    int64_t byte = 4 * (n % P) + (k % 8) / 2 + 4 * P * (k / 8 + KQ * (n / P));
+    dst[byte] |= uint8_t(u << ((k & 1) * 4));
+  };
+  if (trans_b) {
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) put(k, n);
+  } else {
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n) put(k, n);
+  }
+  int64_t gj = f.per_n ? P : 1, gp = f.per_n ? panels : 1;
+  int64_t groups = f.k_group > 0 ? 8 * KQ / f.k_group : 1;
+  out.scale = Halide::Runtime::Buffer<float>(int(gj), int(groups), int(gp));
+  std::memset(out.scale.data(), 0, out.scale.size_in_bytes());
+  if (f.has_zero_point) {
+    out.zero = Halide::Runtime::Buffer<int8_t>(int(gj), int(groups), int(gp));
+    out.zero.fill(0);
+  }
+  float* scale = static_cast<float*>(out.scale.data());
+  for (int64_t p = 0; p < gp; ++p)
+    for (int64_t j = 0; j < gj && p * P + j < N; ++j)
+      for (int64_t g = 0; g < groups; ++g) {
+        int64_t n = p * P + j, k = g * std::max<int64_t>(f.k_group, 1);
+        if (k >= K) continue;
+        int64_t src_index = w.param_index(flat_index(k, n, K, N, trans_b));
+        int64_t dst_index = j + gj * (g + groups * p);
+        scale[dst_index] = w.scale.get(src_index);  // float16 widens exactly
+        if (f.has_zero_point)
+          out.zero.data()[dst_index] = int8_t((w.zero_point.empty() ? 0 : w.zero_point.get_int(src_index)) + to_unsigned);
+      }
+  return out;
+}
+
+}  // namespace
+
 Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout,
                                            const Int4Format* as) {
   Result<Int4Format> format = int4_format_of(w, trans_b);
   if (!format) return format.failure();
-  if (layout.panel <= 0 || layout.k_align <= 0 || layout.k_align % 2 != 0)
-    return unsupported(w, "the panel width must be positive and k_align a positive even number");
+  if (layout.panel <= 0 || layout.k_align <= 0 || layout.k_align % (layout.vnni ? 8 : 2) != 0)
+    return unsupported(w, std::string("the panel width must be positive and k_align a positive multiple of ") +
+                              (layout.vnni ? "8" : "2"));
+  Int4Format weight_format = format.value();
+  if (layout.vnni) weight_format.f16_scale = false;  // the int8 kernels widen float16 scales
   if (as) {
-    if (Status st = check_packable(format.value(), *as); !st) return st.failure();
+    if (Status st = check_packable(weight_format, *as); !st) return st.failure();
   }
   // Each cell of the (possibly finer) grid takes the one parameter its elements share.
-  const Int4Format& f = as ? *as : format.value();
+  const Int4Format& f = as ? *as : weight_format;
   bool weight_has_zp = format.value().has_zero_point;
   int64_t K = trans_b ? w.shape()[1] : w.shape()[0];
   int64_t N = trans_b ? w.shape()[0] : w.shape()[1];
+  if (layout.vnni) {
+    if (f.k_group > 0 && layout.k_align % f.k_group != 0)
+      return unsupported(w, "the int8-dot-product packing pads K to whole k-groups: k_align " +
+                                std::to_string(layout.k_align) + " is not a multiple of " + std::to_string(f.k_group));
+    return pack_vnni(w, trans_b, layout, f, K, N);
+  }
   int64_t P = layout.panel, panels = (N + P - 1) / P;
   int64_t KP = (K + layout.k_align - 1) / layout.k_align * layout.k_align / 2;  // packed rows, padded
 

@@ -23,6 +23,19 @@
 // QuantizedWeight::value() does. A uint4 weight with zero points is stored as int4 nibbles u - 8
 // (u XOR 8) with zero points zp - 8: sign-extending costs fewer instructions than masking does.
 // The fp32 weight is never materialised except in the small stages a schedule asks for.
+//
+// The int8-activation kernels (Int4Layout::vnni) read another packing, made for 4-way u8 x s8 dot
+// products (x86 VNNI vpdpbusd; AMD's v_dot4 and NVIDIA's dp4a take the same shape):
+//
+//   packed(4j + b, kq, p)  uint8   low nibble u(8kq + 2b, n), high nibble u(8kq + 2b + 1, n)
+//   scale(j', g, p)        float32 always (float16 scales are widened)
+//   zero(j', g, p)         int8    zp + 8 for int4, zp for uint4
+//
+// b in [0, 4): one 32-bit lane per column holds 8 consecutive k, so the low nibbles of a 64-byte
+// vector are k = 0, 2, 4, 6 of 16 columns and the high nibbles k = 1, 3, 5, 7. The codes are
+// unsigned, u = q + 8 for int4 (q XOR 8) and u = q for uint4, so that q - zp = u - (zp + 8) or
+// u - zp: the offset is the zero-point grid, or the constant 8 (int4) or 0 (uint4) without one.
+// K is padded to a multiple of k_align (itself a multiple of 8); padding codes are 0.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -69,6 +82,9 @@ Result<Int4Format> int4_format_of(const QuantizedWeight& weight, bool trans_b);
 struct Int4Layout {
   int panel = 16;
   int k_align = 2;
+  bool vnni = false;  // the int8-dot-product packing above (k_align a multiple of 8)
+
+  std::string describe() const;  // "64/32", "64/32 vnni"
 };
 
 // The weight repacked into panels, ready to bind to a kernel's inputs.
@@ -76,7 +92,7 @@ struct PackedInt4Buffers {
   int64_t K = 0, N = 0;
   Int4Layout layout;
   Int4Format format;
-  Halide::Runtime::Buffer<uint8_t> packed;  // (P, ceil(K/2), panels)
+  Halide::Runtime::Buffer<uint8_t> packed;  // (P, ceil(K/2), panels); vnni: (4P, Ka/8, panels)
   Halide::Runtime::Buffer<> scale;          // (P or 1, groups, panels or 1), float32 or float16
   Halide::Runtime::Buffer<int8_t> zero;     // shaped as scale; undefined without zero points
 

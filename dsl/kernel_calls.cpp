@@ -19,9 +19,11 @@ Status call_qmatmul(const CompiledPipeline& code, const QMatMulWorkload& compile
     return bad("A has K = " + std::to_string(extent(c.A, 0)) + ", the weight " + std::to_string(W.K));
   if (extent(c.Y, 0) != W.N || extent(c.Y, 1) != extent(c.A, 1))
     return bad("Y must be (N = " + std::to_string(W.N) + ", M = " + std::to_string(extent(c.A, 1)) + ")");
-  if (W.layout.panel != layout.panel)
-    return bad("the weight is packed in panels of " + std::to_string(W.layout.panel) + ", the kernel reads " +
-               std::to_string(layout.panel) + " (repack it for this kernel)");
+  if (W.layout.panel != layout.panel || W.layout.vnni != layout.vnni)
+    return bad("the weight is packed as " + W.layout.describe() + ", the kernel reads " + layout.describe() +
+               " (repack it for this kernel)");
+  if (layout.vnni != compiled.int8_activations)
+    return bad("the kernel of " + compiled.key() + " cannot read the layout " + layout.describe());
   if (W.layout.k_align % layout.k_align != 0)
     return bad("the weight's rows are padded to a multiple of " + std::to_string(W.layout.k_align) +
                ", this kernel reads blocks of " + std::to_string(layout.k_align) + " (repack it for this kernel)");

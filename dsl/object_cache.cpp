@@ -70,7 +70,7 @@ Status link_shared(const std::string& object, const fs::path& library, const std
 // takes a second to compile, many times a kernel's own code), loaded once per process.
 Result<std::string> shared_runtime(const fs::path& dir, const Halide::Target& kernel_target) {
   // strict_float changes kernels, not the runtime: one runtime (and one thread pool) serves both.
-  Halide::Target target = kernel_target.without_feature(Halide::Target::StrictFloat);
+  Halide::Target target = strip_kernel_only_features(kernel_target.without_feature(Halide::Target::StrictFloat));
   std::string key = "halide runtime | " + target.to_string() + " | " + toolchain_id();
   fs::path library = dir / ("runtime_" + hash_hex(key) + ".so");
   std::error_code ec;

@@ -68,4 +68,69 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, bool block
   return q;
 }
 
+QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel) {
+  using namespace Halide;
+  check(workload.int8_activations && int8_activations_supported(workload).ok() && !workload.format.f16_scale,
+        ErrorKind::Invalid, "not an int8-activation workload: " + workload.key());
+  QMatMulDef q(workload.format, panel, /*vnni=*/true);
+  ComputeDef& d = q.def;
+  d.op = "qmatmul_int8";
+  Axis n = make_axis("n"), m = make_axis("m"), j = make_axis("j"), p = make_axis("p"), k = make_axis("k");
+  Axis g = make_axis("g"), b = make_axis("b"), h = make_axis("h"), kq = make_axis("kq");
+  d.axes = {n, m, j, p, k, g, b, h, kq};
+
+  const int B = int(workload.activation_block()), BQ = B / 8;
+  Expr K = q.A.dim(0).extent(), M = q.A.dim(1).extent();
+  Expr groups_count = (K + B - 1) / B;
+  Func output("qmatmul"), a("a"), a_max("a_max"), a_q("a_q"), a_pairs("a_pairs"), a_sum("a_sum");
+  Func dot("dot"), acc("acc");
+
+  // The activations, quantized per row and k-block (past K: zeros, which quantize to 0).
+  a(k.var, m.var) = select(k.var < K, q.A(min(k.var, K - 1), clamp(m.var, 0, M - 1)), 0.0f);
+  RDom in_block(0, B, "in_block");
+  a_max(g.var, m.var) = 0.0f;
+  a_max(g.var, m.var) = max(a_max(g.var, m.var), abs(a(g.var * B + in_block, m.var)));
+  Expr amax = a_max(k.var / B, m.var);
+  Expr inverse = select(amax > 0.0f, 127.0f / amax, 0.0f);
+  a_q(k.var, m.var) = cast<int8_t>(clamp(round(a(k.var, m.var) * inverse), -127.0f, 127.0f));
+  a_pairs(b.var, h.var, kq.var, m.var) = a_q(8 * kq.var + 2 * b.var + h.var, m.var);
+  a_sum(g.var, m.var) = 0;
+  a_sum(g.var, m.var) += cast<int32_t>(a_q(g.var * B + in_block, m.var));
+
+  // The block's integer dot products: low nibbles pair with even k, high nibbles with odd k.
+  RDom r(0, 4, 0, 2, 0, BQ, "r");
+  Expr row = g.var * BQ + r.z;
+  Expr packed = q.W.byte(4 * j.var + r.x, row, p.var);
+  Expr code = select(r.y == 0, packed & 15, packed >> 4);
+  dot(j.var, g.var, p.var, m.var) = 0;
+  dot(j.var, g.var, p.var, m.var) += cast<int32_t>(code) * cast<int32_t>(a_pairs(r.x, r.y, row, m.var));
+
+  RDom blocks(0, groups_count, "blocks");
+  Expr wg = workload.format.k_group > 0 ? Expr(blocks) : Expr(0);
+  Expr exact = dot(j.var, blocks, p.var, m.var) - q.W.offset(j.var, wg, p.var) * a_sum(blocks, m.var);
+  acc(j.var, p.var, m.var) = 0.0f;
+  acc(j.var, p.var, m.var) += cast<float>(exact) * (a_max(blocks, m.var) / 127.0f * q.W.scale(j.var, wg, p.var));
+
+  Expr y = q.alpha * acc(n.var % panel, n.var / panel, m.var);
+  if (workload.has_bias) y += q.beta * q.bias(n.var);
+  if (workload.activation == Activation::Relu) y = max(y, 0.0f);
+  output(n.var, m.var) = y;
+
+  d.reduce_axes = {ReduceAxis{"k", blocks, groups_count}, ReduceAxis{"r", r, B}, ReduceAxis{"in_block", in_block, B}};
+  d.extents = {{"M", M}, {"K", K}, {"N", output.output_buffer().dim(0).extent()}};
+  q.A.dim(0).set_min(0).dim(1).set_min(0);
+  q.bias.dim(0).set_min(0);
+  output.output_buffer().dim(0).set_min(0).dim(1).set_min(0);
+
+  d.output = output;
+  d.stages = {{"a", a}, {"a_max", a_max}, {"a_q", a_q}, {"a_pairs", a_pairs}, {"a_sum", a_sum}, {"dot", dot},
+              {"acc", acc}};
+  d.arguments = {q.A};
+  for (const Argument& arg : q.W.arguments()) d.arguments.push_back(arg);
+  if (workload.has_bias) d.arguments.push_back(q.bias);
+  d.arguments.push_back(q.alpha);
+  d.arguments.push_back(q.beta);
+  return q;
+}
+
 }  // namespace tetra::dsl

@@ -31,7 +31,8 @@ struct QMatMulDef {
   Halide::Param<float> beta{"beta", 1.0f};
   int panel = 0;
 
-  QMatMulDef(const Int4Format& format, int panel_width) : W("W", format, panel_width), panel(panel_width) {}
+  QMatMulDef(const Int4Format& format, int panel_width, bool vnni = false)
+      : W("W", format, panel_width, vnni), panel(panel_width) {}
 };
 
 // The algorithm for `workload` with the weight in panels of `panel` columns; no schedule applied.
@@ -43,5 +44,17 @@ struct QMatMulDef {
 // followed by MatMul, within the usual fp32 tolerance).
 QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, bool block_sums = false);
 bool block_sums_apply(const QMatMulWorkload& workload);
+
+// The int8-activation algorithm (workload.int8_activations; the weight in the vnni packing of
+// dsl/int4_format.h, k_align a multiple of the activation block B). Stages:
+//   "a"(k, m)          = A(k, clamp(m)) for k < K, else 0
+//   "a_max"(g, m)      = max over the block of |a|             a_scale = a_max / 127
+//   "a_q"(k, m)        = int8(round_even(a * 127 / a_max))       0 where a_max is 0
+//   "a_pairs"(b, h, kq, m) = a_q(8kq + 2b + h, m)             a_q in the order of the packed codes
+//   "a_sum"(g, m)      = sum over the block of a_q               (int32)
+//   "dot"(j, g, p, m)  = sum over "r" = (b, h, kq in the block) of u(...) * a_pairs(...)   (int32,
+//                        4-way u8 x s8 dot products once b is vectorized innermost)
+//   "acc"(j, p, m)     = sum over the blocks "k" of float(dot - offset * a_sum) * a_scale * w_scale
+QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel);
 
 }  // namespace tetra::dsl

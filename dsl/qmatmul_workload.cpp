@@ -1,5 +1,7 @@
 #include "dsl/qmatmul_workload.h"
 
+#include <cmath>
+
 namespace tetra::dsl {
 
 std::string activation_name(Activation act) { return act == Activation::Relu ? "relu" : "none"; }
@@ -9,7 +11,15 @@ std::string QMatMulWorkload::key() const {
                   format.describe();
   if (has_bias) s += " bias";
   if (activation != Activation::None) s += " " + activation_name(activation);
+  if (int8_activations) s += " a8";
   return s;
+}
+
+Status int8_activations_supported(const QMatMulWorkload& w) {
+  if (w.activation_block() % 8 != 0)
+    return Failure{FailureKind::Unsupported, w.key(),
+                   "int8 activations need k-blocks of a multiple of 8, not " + std::to_string(w.activation_block())};
+  return ok_status();
 }
 
 Result<QMatMulWorkload> qmatmul_workload(const QuantizedWeight& weight, bool trans_b, int64_t M, bool has_bias) {
@@ -22,6 +32,42 @@ Result<QMatMulWorkload> qmatmul_workload(const QuantizedWeight& weight, bool tra
   w.format = format.value();
   w.has_bias = has_bias;
   return w;
+}
+
+Int8ActivationReference::Int8ActivationReference(const float* a, int64_t M, int64_t K, int64_t block)
+    : K_(K), block_(block), groups_((K + block - 1) / block) {
+  q_.resize(size_t(M * K));
+  scale_.resize(size_t(M * groups_));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t g = 0; g < groups_; ++g) {
+      int64_t end = std::min(K, (g + 1) * block);
+      float amax = 0.0f;
+      for (int64_t k = g * block; k < end; ++k) amax = std::max(amax, std::fabs(a[m * K + k]));
+      float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+      for (int64_t k = g * block; k < end; ++k) {
+        float r = std::nearbyint(a[m * K + k] * inverse);  // round half to even, as the kernels do
+        q_[size_t(m * K + k)] = int8_t(std::min(127.0f, std::max(-127.0f, r)));
+      }
+      scale_[size_t(m * groups_ + g)] = amax / 127.0f;
+    }
+}
+
+double Int8ActivationReference::value(const QuantizedWeight& w, bool trans_b, int64_t m, int64_t n,
+                                      double* magnitude) const {
+  const int64_t N = trans_b ? w.shape()[0] : w.shape()[1];
+  bool is_signed = w.data.dtype() == DType::Int4;
+  double sum = 0, size = 0;
+  for (int64_t k = 0; k < K_; ++k) {
+    int64_t i = trans_b ? n * K_ + k : k * N + n;
+    int64_t p = w.param_index(i);
+    int code = unpack_nibble(w.data.bytes(), i, is_signed);
+    int zp = w.zero_point.empty() ? 0 : int(w.zero_point.get_int(p));
+    double term = double(scale(m, k / block_)) * q(m, k) * double(code - zp) * w.scale.get(p);
+    sum += term;
+    size += std::fabs(term);
+  }
+  if (magnitude) *magnitude = size;
+  return sum;
 }
 
 }  // namespace tetra::dsl

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dsl/int4_format.h"
 #include "dsl/result.h"
@@ -20,9 +21,44 @@ struct QMatMulWorkload {
   Int4Format format;
   bool has_bias = false;
   Activation activation = Activation::None;
+  // Opt-in int8 activations (ONNX Runtime's MatMulNBits accuracy_level 4): each row of A is quantized
+  // to int8 per k-block of activation_block() values (symmetric, scale = max|a| / 127, round to
+  // nearest even), the block's integer dot product with the int4 codes is exact in int32, and
+  //   Y[m, n] = sum over blocks g of a_scale(m, g) * w_scale(n, g) * sum_k a_q(m, k) * (q(k, n) - zp)
+  // Scales are float32 (float16 scales are widened). Key suffix " a8".
+  bool int8_activations = false;
+
+  // Switches to int8 activations; float16 scales are then read as float32.
+  void set_int8_activations() {
+    int8_activations = true;
+    format.f16_scale = false;
+  }
+  // The k-block A is quantized in: the weight's k_group when it has one, else 32.
+  int64_t activation_block() const { return format.k_group > 0 ? format.k_group : 32; }
 
   // "qmatmul m1 k4096 n4096 int4 blocked(k,32) f32 bias": the database's workload key.
   std::string key() const;
+};
+
+// Why `w` cannot take int8 activations, or ok: the activation block must be a multiple of 8 (the
+// kernels read the codes 8 k at a time).
+Status int8_activations_supported(const QMatMulWorkload& w);
+
+// The int8-activation arithmetic in plain C++, the reference the kernels are checked against: A
+// ([M, K] row-major) is quantized here exactly as the kernels quantize it (same float32 operations),
+// and value() sums the exact products in double.
+class Int8ActivationReference {
+ public:
+  Int8ActivationReference(const float* a, int64_t M, int64_t K, int64_t block);
+  // Y[m, n] before bias and activation; `magnitude` (when given) gets the sum of |terms|.
+  double value(const QuantizedWeight& w, bool trans_b, int64_t m, int64_t n, double* magnitude = nullptr) const;
+  int8_t q(int64_t m, int64_t k) const { return q_[size_t(m * K_ + k)]; }
+  float scale(int64_t m, int64_t g) const { return scale_[size_t(m * groups_ + g)]; }
+
+ private:
+  int64_t K_, block_, groups_;
+  std::vector<int8_t> q_;
+  std::vector<float> scale_;
 };
 
 // The workload of a QMatMul node's weight for `M` rows.

@@ -1,5 +1,7 @@
 #include "dsl/target.h"
 
+#include "importer/error.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -221,6 +223,20 @@ Halide::Target halide_target_for(const CpuFeatures& f, Halide::Target::OS os) {
   // Only a CPU with AVX512-FP16 may be called sapphirerapids: LLVM then emits vmovsh and friends.
   if (t >= int(X86Tier::Avx512Fp16)) features.push_back(T::AVX512_SapphireRapids);
   return T(os, T::X86, 64, features);
+}
+
+bool TargetSpec::has_int8_dot() const {
+  return is_cpu() && halide.arch == Halide::Target::X86 && int(tier_of(halide)) >= int(X86Tier::Avx512Vnni);
+}
+
+Halide::Target int8_dot_target(const TargetSpec& target) {
+  check(target.has_int8_dot(), ErrorKind::Unsupported, target.name + " has no int8 dot products");
+  return target.halide.with_feature(Halide::Target::AVX512_SapphireRapids);
+}
+
+// The runtime gains nothing from sapphirerapids code, so it never has it: one runtime serves both.
+Halide::Target strip_kernel_only_features(const Halide::Target& kernel_target) {
+  return kernel_target.without_feature(Halide::Target::AVX512_SapphireRapids);
 }
 
 std::string canonical_cpu_name(const Halide::Target& target) {

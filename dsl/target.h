@@ -52,7 +52,20 @@ struct TargetSpec {
   bool is_cpu() const { return family == TargetFamily::Cpu; }
   // SIMD lanes of `type` in one native vector (16 fp32 lanes with AVX-512); 1 for GPUs.
   int natural_lanes(Halide::Type type = Halide::Float(32)) const;
+  // 4-way u8 x s8 dot products into int32 (AVX512-VNNI): what the int8-activation kernels need.
+  bool has_int8_dot() const;
 };
+
+// The Halide target of the int8-activation kernels. Halide 14 emits vpdpbusd only for
+// avx512_sapphirerapids, so they are compiled with it even on a VNNI CPU without AVX512-FP16 (Zen 4,
+// Ice Lake). That is safe for these kernels alone: they hold no float16 values (their scales are
+// float32), so LLVM has no use for FP16 instructions, and their dot products are 512-bit, the EVEX
+// form every VNNI CPU has (not AVX-VNNI's VEX form). tests/halide/test_qmatmul_int8.cpp checks the
+// assembly. Runtimes compiled for kernels leave the feature out (strip_kernel_only_features).
+Halide::Target int8_dot_target(const TargetSpec& target);
+// The Halide runtime's target for kernels of `kernel_target`: without sapphirerapids, which only
+// int8-dot kernels may use on this CPU.
+Halide::Target strip_kernel_only_features(const Halide::Target& kernel_target);
 
 // This machine, from CPUID (never from get_host_target on x86).
 const TargetSpec& host_target();

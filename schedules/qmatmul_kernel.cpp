@@ -10,7 +10,7 @@ using dsl::FailureKind;
 
 std::string qmatmul_code_key(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule) {
   return "qmatmul " + workload.format.describe() + (workload.has_bias ? " bias " : " ") +
-         dsl::activation_name(workload.activation) + " " + schedule.to_string();
+         dsl::activation_name(workload.activation) + (workload.int8_activations ? " a8 " : " ") + schedule.to_string();
 }
 
 dsl::Result<ScheduledQMatMul> schedule_qmatmul(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
@@ -19,9 +19,14 @@ dsl::Result<ScheduledQMatMul> schedule_qmatmul(const dsl::QMatMulWorkload& workl
   const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
   ScheduledQMatMul out;
   out.layout = t->layout(schedule);
-  // The one knob that picks the algorithm rather than its schedule (dsl/qmatmul.h).
-  bool block_sums = schedule.get_int("block_sums", 0) > 0;
-  auto q = std::make_shared<dsl::QMatMulDef>(dsl::define_qmatmul(workload, out.layout.panel, block_sums));
+  std::shared_ptr<dsl::QMatMulDef> q;
+  if (workload.int8_activations) {
+    q = std::make_shared<dsl::QMatMulDef>(dsl::define_qmatmul_int8(workload, out.layout.panel));
+  } else {
+    // The one knob that picks the algorithm rather than its schedule (dsl/qmatmul.h).
+    bool block_sums = schedule.get_int("block_sums", 0) > 0;
+    q = std::make_shared<dsl::QMatMulDef>(dsl::define_qmatmul(workload, out.layout.panel, block_sums));
+  }
   try {
     if (dsl::Status st = t->apply(*q, schedule, target); !st) return st.failure();
   } catch (const Halide::Error& e) {
@@ -46,12 +51,13 @@ dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload& workload,
   k.target_ = target;
   k.layout_ = scheduled.value().layout;
   k.scheduled_ = scheduled.value().pipeline;
+  Halide::Target halide = qmatmul_halide_target(workload, target);
   if (cache_dir.empty()) {
-    auto code = dsl::jit_compile(k.scheduled_, target.halide);
+    auto code = dsl::jit_compile(k.scheduled_, halide);
     if (!code) return Failure{FailureKind::Compile, schedule.to_string(), code.failure().message};
     k.code_ = code.value();
   } else {
-    auto object = dsl::load_or_compile_object(cache_dir, qmatmul_code_key(workload, schedule), k.scheduled_, target.halide);
+    auto object = dsl::load_or_compile_object(cache_dir, qmatmul_code_key(workload, schedule), k.scheduled_, halide);
     if (!object.ok()) return object.failure();
     k.code_ = object.value().code;
     k.from_disk_cache_ = object.value().from_cache;
@@ -72,12 +78,12 @@ dsl::Status QMatMulKernel::run(const Halide::Buffer<float>& A, const dsl::Packed
 
 void QMatMulKernel::write_lowered_stmt(const std::string& path) const {
   Halide::Pipeline pipeline = scheduled_.pipeline;
-  pipeline.compile_to_lowered_stmt(path, scheduled_.arguments(), Halide::Text, target_.halide);
+  pipeline.compile_to_lowered_stmt(path, scheduled_.arguments(), Halide::Text, qmatmul_halide_target(workload_, target_));
 }
 
 void QMatMulKernel::write_assembly(const std::string& path) const {
   Halide::Pipeline pipeline = scheduled_.pipeline;
-  pipeline.compile_to_assembly(path, scheduled_.arguments(), "qmatmul", target_.halide);
+  pipeline.compile_to_assembly(path, scheduled_.arguments(), "qmatmul", qmatmul_halide_target(workload_, target_));
 }
 
 }  // namespace tetra::schedules

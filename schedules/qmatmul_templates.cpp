@@ -2,6 +2,7 @@
 
 #include "schedules/cpu_int4_gemm.h"
 #include "schedules/cpu_int4_gemv.h"
+#include "schedules/cpu_int4_vnni.h"
 
 namespace tetra::schedules {
 
@@ -10,10 +11,12 @@ using dsl::FailureKind;
 
 const std::vector<QMatMulTemplate>& qmatmul_templates() {
   static const std::vector<QMatMulTemplate> templates = {
-      {"cpu_int4_gemv", dsl::TargetFamily::Cpu, cpu_int4_gemv_space, cpu_int4_gemv_default, cpu_int4_gemv_check,
+      {"cpu_int4_gemv", dsl::TargetFamily::Cpu, false, cpu_int4_gemv_space, cpu_int4_gemv_default, cpu_int4_gemv_check,
        cpu_int4_gemv_layout, apply_cpu_int4_gemv},
-      {"cpu_int4_gemm", dsl::TargetFamily::Cpu, cpu_int4_gemm_space, cpu_int4_gemm_default, cpu_int4_gemm_check,
+      {"cpu_int4_gemm", dsl::TargetFamily::Cpu, false, cpu_int4_gemm_space, cpu_int4_gemm_default, cpu_int4_gemm_check,
        cpu_int4_gemm_layout, apply_cpu_int4_gemm},
+      {"cpu_int4_vnni", dsl::TargetFamily::Cpu, true, cpu_int4_vnni_space, cpu_int4_vnni_default, cpu_int4_vnni_check,
+       cpu_int4_vnni_layout, apply_cpu_int4_vnni},
   };
   return templates;
 }
@@ -27,9 +30,11 @@ const QMatMulTemplate* find_qmatmul_template(const std::string& name) {
 dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, const TargetSpec& target) {
   if (!target.is_cpu())
     return Failure{FailureKind::WrongTarget, target.name, "no QMatMul templates for GPUs yet"};
+  if (workload.int8_activations && !target.has_int8_dot())
+    return Failure{FailureKind::WrongTarget, target.name, "has no int8 dot products for int8 activations"};
   // GEMV while the weight stream dominates: each row costs a pass over the (cached) panel.
   // 4 rows is a guess: the crossover has not been measured yet.
-  const char* name = workload.M <= 4 ? "cpu_int4_gemv" : "cpu_int4_gemm";
+  const char* name = workload.int8_activations ? "cpu_int4_vnni" : workload.M <= 4 ? "cpu_int4_gemv" : "cpu_int4_gemm";
   return find_qmatmul_template(name)->default_schedule(workload, target);
 }
 
@@ -44,10 +49,33 @@ Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& s
     return Failure{FailureKind::WrongTarget, schedule.template_name,
                    "is a " + dsl::family_name(t->family) + " template; the target " + target.name + " is " +
                        dsl::family_name(target.family)};
+  if (t->int8_activations != workload.int8_activations)
+    return Failure{FailureKind::Unsupported, schedule.template_name,
+                   std::string(t->int8_activations ? "is for int8 activations; " : "is for float32 activations; ") +
+                       workload.key() + (workload.int8_activations ? " has int8 activations" : " has float32 ones")};
+  if (t->int8_activations && !target.has_int8_dot())
+    return Failure{FailureKind::WrongTarget, schedule.template_name,
+                   "needs int8 dot products (AVX512-VNNI), which " + target.name + " lacks"};
   if (workload.K <= 0 || workload.N <= 0 || workload.M <= 0)
     return Failure{FailureKind::Unsupported, workload.key(), "M, K and N must be positive"};
   if (Status st = t->space(workload, target).check(schedule); !st) return st;
   return t->check_conflicts(workload, schedule, target);
+}
+
+QMatMulWorkload workload_for_target(const QMatMulWorkload& requested, const TargetSpec& target, std::string* note) {
+  if (!requested.int8_activations) return requested;
+  std::string why;
+  if (!target.has_int8_dot()) why = target.name + " has no int8 dot products (AVX512-VNNI)";
+  else if (Status st = dsl::int8_activations_supported(requested); !st) why = st.failure().message;
+  if (why.empty()) return requested;
+  QMatMulWorkload fp32 = requested;
+  fp32.int8_activations = false;
+  if (note) *note = "float32 activations: " + why;
+  return fp32;
+}
+
+Halide::Target qmatmul_halide_target(const QMatMulWorkload& workload, const TargetSpec& target) {
+  return workload.int8_activations ? dsl::int8_dot_target(target) : target.halide;
 }
 
 dsl::Int4Layout layout_of(const Schedule& schedule) {

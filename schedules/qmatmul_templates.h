@@ -24,6 +24,7 @@ using dsl::TargetSpec;
 struct QMatMulTemplate {
   std::string name;
   dsl::TargetFamily family;
+  bool int8_activations;  // serves the int8-activation workloads (and only those)
   dsl::KnobSpace (*space)(const QMatMulWorkload&, const TargetSpec&);
   Schedule (*default_schedule)(const QMatMulWorkload&, const TargetSpec&);
   Status (*check_conflicts)(const QMatMulWorkload&, const Schedule&, const TargetSpec&);
@@ -34,12 +35,21 @@ struct QMatMulTemplate {
 const std::vector<QMatMulTemplate>& qmatmul_templates();
 const QMatMulTemplate* find_qmatmul_template(const std::string& name);
 
-// The default schedule for a workload: cpu_int4_gemv for few rows, cpu_int4_gemm otherwise.
+// The default schedule for a workload: cpu_int4_vnni for int8 activations, else cpu_int4_gemv for
+// few rows and cpu_int4_gemm otherwise.
 dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, const TargetSpec& target);
 
 // Everything that makes a schedule illegal for this workload and target, with the reason: an unknown
 // template, one for another target family, a knob outside the template's space, a knob conflict.
 Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+
+// The workload a target runs for `requested`: int8 activations only where the target has int8 dot
+// products and the format allows them; otherwise fp32, with the reason in `note` (when given).
+QMatMulWorkload workload_for_target(const QMatMulWorkload& requested, const TargetSpec& target,
+                                    std::string* note = nullptr);
+
+// The Halide target a QMatMul kernel of `workload` is compiled for.
+Halide::Target qmatmul_halide_target(const QMatMulWorkload& workload, const TargetSpec& target);
 
 // The weight layout a checked schedule needs.
 dsl::Int4Layout layout_of(const Schedule& schedule);

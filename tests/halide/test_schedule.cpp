@@ -40,8 +40,12 @@ Failure rejection(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&
 
 TEST_CASE("schedules round-trip through JSON", "[schedule]") {
   std::mt19937_64 rng(7);
+  static const TargetSpec vnni = parse_target("x86-64-avx512-vnni").value();
   for (const QMatMulTemplate& t : qmatmul_templates()) {
-    KnobSpace space = t.space(workload(8, 512, 768), avx512());
+    QMatMulWorkload wl = workload(8, 512, 768);
+    if (t.int8_activations) wl.set_int8_activations();
+    const TargetSpec& target = t.int8_activations ? vnni : avx512();
+    KnobSpace space = t.space(wl, target);
     CHECK(space.size() > 10);
     for (int i = 0; i < 20; ++i) {
       Schedule s = space.sample(rng);
@@ -50,9 +54,9 @@ TEST_CASE("schedules round-trip through JSON", "[schedule]") {
       CHECK(back.value() == s);
       CHECK(space.check(back.value()).ok());
     }
-    Schedule d = t.default_schedule(workload(8, 512, 768), avx512());
+    Schedule d = t.default_schedule(wl, target);
     CHECK(Schedule::from_json(d.to_json()).value() == d);
-    CHECK(check_qmatmul_schedule(workload(8, 512, 768), d, avx512()).ok());
+    CHECK(check_qmatmul_schedule(wl, d, target).ok());
   }
   Schedule s = Schedule::parse(R"({"template": "cpu_int4_gemv", "knobs": {"tile_n": 64, "parallel": "n"}})").value();
   CHECK(s.get_int("tile_n") == 64);
