@@ -1,6 +1,7 @@
 // Writes the benchmark workloads of bench/run.sh as int4 ONNX models that both tetra and ONNX
 // Runtime load, each with a folder holding one random input:
 //   MatMulNBits (block 32, no zero points, accuracy_level 0 = exact fp32) for the GEMV/GEMM shapes,
+//   and NAME_a4.onnx beside each, the same weights with accuracy_level 4 (ORT's int8 activations),
 //   DequantizeLinear (int4, per output channel) -> Conv for the 3x3 conv.
 #include <filesystem>
 #include <iostream>
@@ -44,9 +45,13 @@ void matmul_nbits(const std::string& dir, const std::string& name, int64_t M, in
   b.output("y", DType::Float32);
   b.initializer("B", random_bytes({N, blocks, block / 2}));
   b.initializer("scales", uniform(DType::Float32, {N * blocks}, 0.001, 0.01));
+  ModelBuilder int8 = b;
   b.node("MatMulNBits", {"a", "B", "scales"}, {"y"},
          {{"K", K}, {"N", N}, {"bits", 4}, {"block_size", block}, {"accuracy_level", 0}}, "com.microsoft");
   b.save(dir + "/" + name + ".onnx");
+  int8.node("MatMulNBits", {"a", "B", "scales"}, {"y"},
+            {{"K", K}, {"N", N}, {"bits", 4}, {"block_size", block}, {"accuracy_level", 4}}, "com.microsoft");
+  int8.save(dir + "/" + name + "_a4.onnx");
   write_input(dir + "/" + name + "_data", "a", {M, K});
 }
 

@@ -2,7 +2,8 @@
 // Times a model with ONNX Runtime (node), tetra's speed peer in bench/run.sh.
 //   node bench/ort_bench.js MODEL DATA_DIR [--threads 2] [--repeat 20]
 // Full graph optimisations (ORT's default), DATA_DIR/input_<i>.pb as inputs; prints one JSON line
-// with median_ms / min_ms / max_ms after two warm-up runs.
+// with median_ms / min_ms / max_ms after two warm-up runs, and, when DATA_DIR holds output_0.pb,
+// max_abs_error against it and expected_max_abs (as `tetra bench --json` does).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -29,7 +30,8 @@ async function main() {
     const file = path.join(dataDir, `input_${i}.pb`);
     feeds[name] = toOrtTensor(ort, decodeTensorProto(fs.readFileSync(file)), file);
   });
-  for (let i = 0; i < 2; ++i) await session.run(feeds);
+  let outputs;
+  for (let i = 0; i < 2; ++i) outputs = await session.run(feeds);
   const times = [];
   for (let i = 0; i < repeat; ++i) {
     const start = process.hrtime.bigint();
@@ -37,7 +39,20 @@ async function main() {
     times.push(Number(process.hrtime.bigint() - start) / 1e6);
   }
   times.sort((a, b) => a - b);
-  console.log(JSON.stringify({ median_ms: times[times.length >> 1], min_ms: times[0], max_ms: times[times.length - 1] }));
+  const report = { median_ms: times[times.length >> 1], min_ms: times[0], max_ms: times[times.length - 1] };
+  const expectedFile = path.join(dataDir, 'output_0.pb');
+  if (fs.existsSync(expectedFile)) {
+    const expected = toOrtTensor(ort, decodeTensorProto(fs.readFileSync(expectedFile)), expectedFile).data;
+    const got = outputs[session.outputNames[0]].data;
+    let maxError = 0, maxExpected = 0;
+    for (let i = 0; i < got.length; ++i) {
+      maxError = Math.max(maxError, Math.abs(got[i] - expected[i]));
+      maxExpected = Math.max(maxExpected, Math.abs(expected[i]));
+    }
+    report.max_abs_error = maxError;
+    report.expected_max_abs = maxExpected;
+  }
+  console.log(JSON.stringify(report));
 }
 
 main().catch((e) => {

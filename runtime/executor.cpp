@@ -99,4 +99,14 @@ TensorMap Executor::run(const TensorMap& inputs, std::vector<double>* node_ms) {
   return outputs;
 }
 
+int mark_int8_activations(Graph& graph) {
+  int marked = 0;
+  for (Node& node : graph.nodes) {
+    if (node.domain != "tetra" || node.op_type != "QMatMul") continue;
+    node.attrs[kInt8ActivationsAttr] = int_attr(1);
+    ++marked;
+  }
+  return marked;
+}
+
 }  // namespace tetra

@@ -26,6 +26,14 @@ struct ExecutorOptions {
   std::string kernel_cache;  // folder of compiled kernels reused across processes; "" compiles in memory
 };
 
+// The opt-in int8-activation mode (ONNX Runtime's MatMulNBits accuracy_level 4): the attribute
+// int8_activations = 1 on a tetra.QMatMul node makes its Halide kernel quantize A to int8 per k-block
+// (dsl::QMatMulWorkload::int8_activations) where the target has int8 dot products; elsewhere, and on
+// the reference backend, the node stays exact. mark_int8_activations() marks every tetra.QMatMul and
+// returns how many it marked. Convs stay float32.
+inline constexpr const char* kInt8ActivationsAttr = "int8_activations";
+int mark_int8_activations(Graph& graph);
+
 // What ran a node, for `tetra inspect`, `run --explain` and `bench`.
 struct KernelInfo {
   std::string node;     // node label

@@ -22,11 +22,12 @@ namespace {
 class QMatMulRunner {
  public:
   QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias,
-                dsl::Activation activation, KernelSource& source, std::string label)
+                dsl::Activation activation, bool int8_activations, KernelSource& source, std::string label)
       : weight_(std::move(weight)),
         trans_b_(trans_b),
         has_bias_(has_bias),
         activation_(activation),
+        int8_activations_(int8_activations),
         source_(source),
         label_(std::move(label)) {
     Shape s = weight_->shape();
@@ -69,6 +70,7 @@ class QMatMulRunner {
   Compiled& compiled_for(int64_t M) {
     dsl::QMatMulWorkload workload = dsl::qmatmul_workload(*weight_, trans_b_, M, has_bias_).value();
     workload.activation = activation_;
+    if (int8_activations_) workload.set_int8_activations();
     std::string key = workload.key();
     auto it = compiled_.find(key);
     if (it != compiled_.end()) return it->second;
@@ -78,9 +80,10 @@ class QMatMulRunner {
     request.qmatmul = workload;
     KernelCode code = source_.get(request);
     compile_ms_ += code.compile_ms;
+    // As compiled: the source may have fallen back to float32 activations (the vnni layout says).
     workload.format = code.format;
-    std::string layout = std::to_string(code.layout.panel) + "/" + std::to_string(code.layout.k_align) + " " +
-                         code.format.describe();
+    workload.int8_activations = code.layout.vnni;
+    std::string layout = code.layout.describe() + " " + code.format.describe();
     auto packed = packed_.find(layout);
     if (packed == packed_.end()) {
       auto p = dsl::pack_int4_weight(*weight_, trans_b_, code.layout, &code.format);
@@ -93,6 +96,7 @@ class QMatMulRunner {
   std::shared_ptr<const QuantizedWeight> weight_;
   bool trans_b_, has_bias_;
   dsl::Activation activation_;
+  bool int8_activations_;
   KernelSource& source_;
   std::string label_;
   int64_t K_ = 0, N_ = 0;
@@ -106,6 +110,8 @@ Tensor output_like(DType dtype, const Shape& shape, const std::vector<float>& va
   for (int64_t i = 0; i < out.size(); ++i) out.set(i, values[i]);
   return out;
 }
+
+bool wants_int8_activations(const Node& node) { return node.attr_int(kInt8ActivationsAttr, 0) != 0; }
 
 // The epilogue's leading Relu runs inside the kernel; later steps run after it.
 dsl::Activation kernel_activation(const Node& node) {
@@ -160,8 +166,8 @@ class HalideQMatMul : public NodeKernel {
  public:
   HalideQMatMul(const Node& node, const Graph& graph, bool has_bias, KernelSource& source)
       : node_(node),
-        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node), source,
-                node.label()),
+        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node),
+                wants_int8_activations(node), source, node.label()),
         epilogue_(node, graph, source, steps_in_kernel(node)),
         alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
         beta_(static_cast<float>(node.attr_float("beta", 1.0))) {}
@@ -205,7 +211,8 @@ class HalideQConv : public NodeKernel {
   HalideQConv(const Node& node, const Graph& graph, std::shared_ptr<const QuantizedWeight> matrix, bool has_bias,
               KernelSource& source)
       : node_(node),
-        runner_(std::move(matrix), true, has_bias, kernel_activation(node), source, node.label()),
+        runner_(std::move(matrix), true, has_bias, kernel_activation(node), wants_int8_activations(node), source,
+                node.label()),
         epilogue_(node, graph, source, steps_in_kernel(node)) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
@@ -424,6 +431,7 @@ std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
   if (!workload.ok()) return std::nullopt;
   HalideGemm gemm{workload.value(), g.matrix, g.trans_b};
   gemm.workload.activation = kernel_activation(node);
+  if (wants_int8_activations(node)) gemm.workload.set_int8_activations();
   return gemm;
 }
 

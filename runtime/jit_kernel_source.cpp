@@ -38,14 +38,18 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
   };
   switch (r.kind) {
     case KernelRequest::Kind::QMatMul: {
-      ScheduleChoice choice = choose_qmatmul_schedule(r.qmatmul, schedules, target);
-      plan.code_key = schedules::qmatmul_code_key(r.qmatmul, choice.schedule);
+      // int8 activations where the target and format allow them, else float32 and why.
+      std::string note;
+      dsl::QMatMulWorkload workload = schedules::workload_for_target(r.qmatmul, target, &note);
+      ScheduleChoice choice = choose_qmatmul_schedule(workload, schedules, target);
+      plan.halide = schedules::qmatmul_halide_target(workload, target);
+      plan.code_key = schedules::qmatmul_code_key(workload, choice.schedule);
       plan.info.schedule = choice.schedule.to_string();
-      plan.info.source = choice.source;
+      plan.info.source = choice.source + (note.empty() ? "" : "; " + note);
       plan.info.layout = schedules::layout_of(choice.schedule);
-      plan.info.format = r.qmatmul.format;
+      plan.info.format = workload.format;
       plan.define = [=]() -> dsl::Result<dsl::ScheduledPipeline> {
-        auto s = schedules::schedule_qmatmul(r.qmatmul, choice.schedule, target);
+        auto s = schedules::schedule_qmatmul(workload, choice.schedule, target);
         if (!s) return s.failure();
         return s.value().pipeline;
       };

@@ -11,6 +11,7 @@
 
 #include "examples/example_models.h"
 #include "importer/error.h"
+#include "dsl/target.h"
 #include "runtime/graph_io.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
@@ -77,9 +78,11 @@ Tensor printed_output(const std::string& text, const Shape& shape) {
 }
 
 // What `tetra run` (the JIT runtime) computes on the same input.
-Tensor jit_output(const std::string& model, const std::string& dir, const std::string& input, const std::string& pb) {
+Tensor jit_output(const std::string& model, const std::string& dir, const std::string& input, const std::string& pb,
+                  const std::string& args = "") {
   std::string log;
-  REQUIRE(run_command(tetra_cli() + " run " + model + " --input " + input + "=" + pb + " --output-dir " + dir + "/jit",
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --input " + input + "=" + pb + " --output-dir " + dir + "/jit " +
+                          args,
                       &log) == 0);
   return read_tensor_pb(dir + "/jit/output_0.pb").tensor;
 }
@@ -167,6 +170,34 @@ TEST_CASE("a compiled MLP links from C and C++ through CMake and matches tetra r
   INFO(out);
   CHECK(rc == 0);
   CHECK_THAT(out, Catch::Contains(", 0 failed"));
+}
+
+TEST_CASE("a library compiled with int8 activations runs the JIT's int8 kernels", "[aot][int8]") {
+  if (!dsl::host_target().has_int8_dot()) {
+    WARN("this CPU has no AVX512-VNNI: no int8-activation kernels to compile");
+    return;
+  }
+  std::string dir = temp_dir("aot_int8");
+  std::string model = int4_example(dir, "mlp");
+  std::string log = compile(model, dir + "/lib", "--name tmlp8 --shape x=3,64 --int8-activations");
+  CHECK_THAT(log, Catch::Contains("cpu_int4_vnni"));
+  Input x = write_input(dir, "x", {3, 64});
+  Tensor jit = jit_output(model, dir, "x", x.pb, "--int8-activations");
+  std::string program = build_program(source_dir() + "/examples/aot_c", dir + "/lib", "tmlp8", dir + "/c", "run_model");
+  std::string out;
+  REQUIRE(run_command(program + " " + x.raw, &out) == 0);
+  Tensor got = printed_output(out, {3, 10});
+  CHECK(compare_tensors(got, jit, 1e-6, 1e-5) == "");
+  // Not the float32 result: the activations really were quantized, within what int8 allows.
+  Graph graph = load_model(model, {{"x", {3, 64}}});
+  Tensor ref = run_reference(graph, {{"x", x.tensor}}).at(graph.outputs[0].name);
+  double scale = 0, error = 0;
+  for (int64_t k = 0; k < ref.size(); ++k) {
+    scale = std::max(scale, std::fabs(ref.get(k)));
+    error = std::max(error, std::fabs(got.get(k) - ref.get(k)));
+  }
+  CHECK(error > 1e-6 * scale);
+  CHECK(error < 5e-2 * (1 + scale));
 }
 
 TEST_CASE("a CNN compiled for AVX2 with a weights file runs here, and a damaged weights file is refused",

@@ -57,7 +57,7 @@ tuner::TuneOptions options(const std::string& model, const std::string& db, int 
 TEST_CASE("task extraction finds each distinct GEMM once, with its count", "[tuner]") {
   std::string dir = temp_dir("tuner_tasks");
   Graph g = load_model(two_task_model(dir), {{"a", {2, 64}}});
-  std::vector<tuner::TuningTask> tasks = tuner::extract_tasks(g);
+  std::vector<tuner::TuningTask> tasks = tuner::extract_tasks(g, dsl::host_target());
   REQUIRE(tasks.size() == 2);
   CHECK(tasks[0].occurrences == 2);  // w1 and w2 share shape and format
   CHECK(tasks[1].occurrences == 1);
@@ -164,4 +164,42 @@ TEST_CASE("tuning reports: an SVG chart, or an HTML page with the tasks and the 
   CHECK_THAT(html, Catch::Contains("<svg") && Catch::Contains("<polyline"));
   std::string svg = tuner::convergence_svg(tasks, "t");
   CHECK_THAT(svg, Catch::StartsWith("<svg") && Catch::Contains("<polyline"));
+}
+
+TEST_CASE("tuning int8 activations: their own records, checked against the int8 arithmetic", "[tuner][int8]") {
+  if (!dsl::host_target().has_int8_dot()) {
+    WARN("this CPU has no AVX512-VNNI: int8 activations stay float32 here");
+    return;
+  }
+  std::string dir = temp_dir("tuner_int8");
+  std::string model = two_task_model(dir);
+  tuner::TuneOptions o = options(model, dir + "/db", 3);
+  o.int8_activations = true;
+  o.inject_fault = "wrong";  // one output off by 1.0: the int8 reference must catch it too
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(o);
+  REQUIRE(tasks.size() == 2);
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", dsl::host_target().name, dsl::toolchain_id());
+  int failed = 0;
+  for (const tuner::TuningRecord& r : db.records()) {
+    CHECK_THAT(r.workload.key, Catch::EndsWith(" a8"));
+    CHECK(r.schedule.template_name == "cpu_int4_vnni");
+    if (r.failed()) {
+      ++failed;
+      CHECK_THAT(r.error, Catch::Contains("wrong result"));
+    }
+  }
+  CHECK(failed == 2);
+
+  // The int8 runtime takes these records; the float32 one finds none of them, not even as nearest.
+  tuner::DatabaseScheduleSource source(db);
+  TensorMap in = {{"a", random_tensor(DType::Float32, {2, 64})}};
+  Graph g = load_model(model);
+  Graph g8 = g;
+  REQUIRE(mark_int8_activations(g8) == 3);
+  Executor int8(g8, ExecutorOptions{Backend::Halide, 0, &source});
+  int8.run(in);
+  for (const KernelInfo& k : int8.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("database exact"));
+  Executor fp32(g, ExecutorOptions{Backend::Halide, 0, &source});
+  fp32.run(in);
+  for (const KernelInfo& k : fp32.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("default schedule"));
 }

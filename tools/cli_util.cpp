@@ -5,8 +5,16 @@
 #include <sstream>
 
 #include "importer/error.h"
+#include "runtime/executor.h"
 
 namespace tetra::cli {
+
+void apply_int8_activations(Graph& graph, bool on) {
+  if (!on) return;
+  int marked = mark_int8_activations(graph);
+  std::cerr << "int8 activations: " << marked << " int4 MatMul node" << (marked == 1 ? "" : "s")
+            << " quantize A to int8 per k-block\n";
+}
 
 std::pair<std::string, std::string> parse_file_binding(const std::string& text) {
   size_t eq = text.find('=');

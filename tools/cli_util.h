@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "importer/graph.h"
 #include "importer/tensor.h"
 #include "tuner/database.h"
 
@@ -13,6 +14,13 @@ namespace tetra::cli {
 std::pair<std::string, Shape> parse_shape_binding(const std::string& text);
 // "NAME=PATH" -> {NAME, PATH}.
 std::pair<std::string, std::string> parse_file_binding(const std::string& text);
+
+// --int8-activations, shared by run, bench, tune and compile.
+constexpr const char* kInt8ActivationsHelp =
+    "quantize the activations of every int4 MatMul to int8 per k-block (ONNX Runtime's accuracy_level 4; "
+    "needs AVX512-VNNI, else they stay float32): faster, less exact";
+// Marks the graph's int4 MatMuls for int8 activations when `on`; says how many on stderr.
+void apply_int8_activations(Graph& graph, bool on);
 
 // The tuning database for `model`: `db_dir` when given, else a tuning_db/ folder beside the model
 // when it holds records; nullopt when there is none. Records are those of `target` (default: this

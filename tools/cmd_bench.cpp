@@ -2,6 +2,7 @@
 // arithmetic rate of each int4 kernel.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 
@@ -10,6 +11,7 @@
 #include "importer/error.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
+#include "runtime/tensor_io.h"
 #include "dsl/object_cache.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
@@ -29,6 +31,7 @@ struct BenchOptions {
   int warmup = 2;
   bool json = false;
   bool explain = false;
+  bool int8_activations = false;
   InputOptions inputs;
 };
 
@@ -60,13 +63,15 @@ std::pair<double, double> work_of(const Node& n, const Graph& bound) {
 void bench(const BenchOptions& opt) {
   check(opt.repeat >= 1, ErrorKind::Invalid, "--repeat must be at least 1");
   Graph graph = load_model(opt.model);
+  apply_int8_activations(graph, opt.int8_activations);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
   Graph bound = bind_inputs(graph, inputs);
   std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (db) tuned.emplace(*db);
   Executor executor(graph, ExecutorOptions{parse_backend(opt.backend), opt.threads, tuned ? &*tuned : nullptr, opt.kernel_cache});
-  for (int i = 0; i < std::max(1, opt.warmup); ++i) executor.run(inputs);  // compiles on first use
+  TensorMap outputs;
+  for (int i = 0; i < std::max(1, opt.warmup); ++i) outputs = executor.run(inputs);  // compiles on first use
 
   std::vector<double> total;
   std::vector<std::vector<double>> per_node(graph.nodes.size());
@@ -83,6 +88,24 @@ void bench(const BenchOptions& opt) {
   nlohmann::json report = {{"model", opt.model},      {"backend", opt.backend}, {"threads", opt.threads},
                            {"repeat", opt.repeat},    {"median_ms", whole.median}, {"min_ms", whole.min},
                            {"max_ms", whole.max},     {"kernels", nlohmann::json::array()}};
+  // Accuracy, when the test data holds expected outputs: the largest error against them, and the
+  // largest expected magnitude it is measured against.
+  std::vector<std::string> expected =
+      opt.inputs.test_data.empty() ? std::vector<std::string>{} : numbered_files(opt.inputs.test_data, "output_");
+  if (!expected.empty()) {
+    double max_error = 0, max_expected = 0;
+    for (size_t i = 0; i < expected.size() && i < graph.outputs.size(); ++i) {
+      Tensor want = read_tensor_pb(expected[i]).tensor;
+      const Tensor& got = outputs.at(graph.outputs[i].name);
+      check(got.size() == want.size(), ErrorKind::Invalid, expected[i] + " does not have the output's shape");
+      for (int64_t k = 0; k < want.size(); ++k) {
+        max_error = std::max(max_error, std::fabs(got.get(k) - want.get(k)));
+        max_expected = std::max(max_expected, std::fabs(want.get(k)));
+      }
+    }
+    report["max_abs_error"] = max_error;
+    report["expected_max_abs"] = max_expected;
+  }
   for (size_t k = 0; k < graph.nodes.size(); ++k) {
     Stats s = stats_of(per_node[k]);
     auto [flops, bytes] = work_of(graph.nodes[k], bound);
@@ -102,6 +125,10 @@ void bench(const BenchOptions& opt) {
   }
   std::cout << std::fixed << std::setprecision(3) << opt.model << " on " << opt.backend << ", " << opt.repeat
             << " runs: median " << whole.median << " ms (min " << whole.min << ", max " << whole.max << ")\n";
+  if (report.contains("max_abs_error"))
+    std::cout << "max abs error against the test data's outputs " << std::setprecision(6)
+              << report["max_abs_error"].get<double>() << " (largest |expected| "
+              << report["expected_max_abs"].get<double>() << ")\n" << std::setprecision(3);
   std::cout << std::left << std::setw(44) << "kernel" << std::setw(11) << "backend" << std::right << std::setw(10)
             << "median ms" << std::setw(10) << "GFLOP/s" << std::setw(10) << "GB/s" << std::setw(12) << "compile ms"
             << "\n";
@@ -134,6 +161,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2; the first compiles)");
   cmd->add_flag("--json", opt->json, "print a machine-readable summary (median_ms, per-kernel figures)");
   cmd->add_flag("--explain", opt->explain, "print each kernel's schedule or fallback reason");
+  cmd->add_flag("--int8-activations", opt->int8_activations, kInt8ActivationsHelp);
   add_input_options(cmd, opt->inputs);
   opt->inputs.random_inputs = true;  // benchmarks default to random inputs
   cmd->callback([opt] { bench(*opt); });

@@ -78,6 +78,7 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--report", opt->tune.report_path,
                   "write best-so-far against trials per task: an SVG, or for F.html a page with a table of the tasks too");
   cmd->add_option("--seed", opt->tune.seed, "seed of the search");
+  cmd->add_flag("--int8-activations", opt->tune.int8_activations, kInt8ActivationsHelp);
   cmd->add_option("--inject-fault", opt->tune.inject_fault, "for tests: crash, hang or wrong")->group("");
   cmd->callback([opt] { tune(*opt); });
 

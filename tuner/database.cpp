@@ -220,7 +220,8 @@ WorkloadDesc workload_desc(const dsl::QMatMulWorkload& w) {
   d.key = w.key();
   d.op = "qmatmul";
   d.dims = {{"M", w.M}, {"K", w.K}, {"N", w.N}};
-  d.format = w.format.describe();
+  // int8-activation workloads have their own template: never the nearest of a float32 one.
+  d.format = w.format.describe() + (w.int8_activations ? " a8" : "");
   d.epilogue = join_words({w.has_bias ? "bias" : "",
                            w.activation == dsl::Activation::None ? "" : dsl::activation_name(w.activation)});
   return d;

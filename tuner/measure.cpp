@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "runtime/jit_kernel_source.h"
 #include "runtime/model.h"
 #include "schedules/qmatmul_kernel.h"
+#include "schedules/qmatmul_templates.h"
 
 extern char** environ;
 
@@ -28,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 nlohmann::json MeasureJob::to_json() const {
   return {{"model", model}, {"shapes", shapes}, {"node", node},       {"schedule", schedule.to_json()},
           {"repeats", repeats}, {"warmup", warmup}, {"threads", threads}, {"kernel_cache", kernel_cache},
-          {"build_only", build_only}, {"fault", fault}};
+          {"build_only", build_only}, {"fault", fault}, {"int8_activations", int8_activations}};
 }
 
 MeasureJob MeasureJob::from_json(const nlohmann::json& j) {
@@ -43,6 +45,7 @@ MeasureJob MeasureJob::from_json(const nlohmann::json& j) {
   job.kernel_cache = j.value("kernel_cache", "");
   job.build_only = j.value("build_only", false);
   job.fault = j.value("fault", "");
+  job.int8_activations = j.value("int8_activations", false);
   return job;
 }
 
@@ -86,13 +89,20 @@ std::string check_output(const HalideGemm& g, const std::vector<float>& a, const
     std::uniform_int_distribution<int64_t> any(0, M * N - 1);
     for (int i = 0; i < 512; ++i) picks.push_back(any(rng));
   }
+  // int8 activations: against the same quantization of A, so a wrong schedule still shows.
+  std::optional<dsl::Int8ActivationReference> int8;
+  if (g.workload.int8_activations) int8.emplace(a.data(), M, K, g.workload.activation_block());
   for (int64_t idx : picks) {
     int64_t m = idx / N, n = idx % N;
     double acc = 0, magnitude = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      double wv = w.value(g.trans_b ? n * K + k : k * N + n);
-      acc += a[m * K + k] * wv;
-      magnitude += std::fabs(a[m * K + k] * wv);
+    if (int8) {
+      acc = int8->value(w, g.trans_b, m, n, &magnitude);
+    } else {
+      for (int64_t k = 0; k < K; ++k) {
+        double wv = w.value(g.trans_b ? n * K + k : k * N + n);
+        acc += a[m * K + k] * wv;
+        magnitude += std::fabs(a[m * K + k] * wv);
+      }
     }
     if (g.workload.has_bias) acc += bias[n];
     if (g.workload.activation == dsl::Activation::Relu) acc = std::max(acc, 0.0);
@@ -112,12 +122,14 @@ MeasureResult measure_here(const MeasureJob& job) {
   set_halide_threads(job.threads);
   std::map<std::string, Shape> shapes(job.shapes.begin(), job.shapes.end());
   Graph graph = load_model(job.model, shapes);
+  if (job.int8_activations) mark_int8_activations(graph);
   const Node* node = nullptr;
   for (const Node& n : graph.nodes)
     if (n.name == job.node) node = &n;
   if (!node) return failed("no node '" + job.node + "' in " + job.model);
   std::optional<HalideGemm> gemm = halide_gemm_of(*node, graph);
   if (!gemm) return failed(node->label() + " does not run as a Halide GEMM");
+  gemm->workload = schedules::workload_for_target(gemm->workload, dsl::host_target());
   const dsl::QMatMulWorkload& wl = gemm->workload;
 
   auto start = Clock::now();

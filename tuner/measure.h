@@ -14,6 +14,7 @@ struct MeasureJob {
   std::string model;                           // the model file
   std::map<std::string, std::vector<int64_t>> shapes;  // bound input shapes
   std::string node;                            // the node whose GEMM is measured
+  bool int8_activations = false;               // the model runs with int8 activations (mark_int8_activations)
   dsl::Schedule schedule;
   int repeats = 10;
   int warmup = 2;

@@ -30,7 +30,8 @@ std::string strategy_name(Strategy s) {
 SearchSpace::SearchSpace(const dsl::QMatMulWorkload& workload, const dsl::TargetSpec& target)
     : workload_(workload), target_(target) {
   for (const schedules::QMatMulTemplate& t : schedules::qmatmul_templates())
-    if (t.family == target.family) spaces_.push_back(t.space(workload, target));
+    if (t.family == target.family && t.int8_activations == workload.int8_activations)
+      spaces_.push_back(t.space(workload, target));
 }
 
 double SearchSpace::size() const {

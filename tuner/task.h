@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "dsl/qmatmul.h"
+#include "dsl/target.h"
 #include "importer/graph.h"
 
 namespace tetra::tuner {
@@ -20,7 +21,8 @@ struct TuningTask {
   double flops() const { return 2.0 * workload.M * workload.K * workload.N; }
 };
 
-// `graph` must have concrete shapes (load_model with every dynamic input dim bound).
-std::vector<TuningTask> extract_tasks(const Graph& graph);
+// `graph` must have concrete shapes (load_model with every dynamic input dim bound). The workloads
+// are those `target` runs (int8 activations only where it can: schedules::workload_for_target).
+std::vector<TuningTask> extract_tasks(const Graph& graph, const dsl::TargetSpec& target);
 
 }  // namespace tetra::tuner

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "dsl/target.h"
+#include "runtime/executor.h"
 #include "importer/error.h"
 #include "runtime/model.h"
 #include "schedules/qmatmul_templates.h"
@@ -79,8 +80,9 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     if (opt.progress) opt.progress(line);
   };
   Graph graph = load_model(opt.model, opt.shapes);
-  std::vector<TuningTask> tasks = extract_tasks(graph);
+  if (opt.int8_activations) mark_int8_activations(graph);
   const dsl::TargetSpec& target = dsl::host_target();
+  std::vector<TuningTask> tasks = extract_tasks(graph, target);
   TuningDatabase db = TuningDatabase::open(opt.db_dir, target.name, dsl::toolchain_id());
   std::error_code ec;
   std::filesystem::create_directories(opt.db_dir, ec);  // the log and the report often live beside it
@@ -197,6 +199,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
       job.model = opt.model;
       job.shapes = shapes;
       job.node = s.task.node;
+      job.int8_activations = opt.int8_activations;
       job.schedule = c;
       job.repeats = opt.repeats;
       job.threads = opt.threads;

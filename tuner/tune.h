@@ -29,6 +29,7 @@ struct TuneOptions {
   std::string log_path;        // one JSON line per trial
   std::string report_path;     // best-so-far against trials per task: SVG, or HTML with a table for *.html
   unsigned seed = 1;
+  bool int8_activations = false;  // tune the int8-activation kernels (mark_int8_activations)
   std::string inject_fault;    // tests: "crash", "hang" or "wrong" for each task's second candidate
   std::function<void(const std::string&)> progress;  // status lines for a person
 };

@@ -340,7 +340,8 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
     const dsl::Int4Format& f = e.info.format;
     glue << "  {" << c_string(e.key) << ", " << e.function << "_argv, " << c_string(e.info.schedule) << ", "
          << c_string(e.source) << ", " << e.info.layout.panel << ", " << e.info.layout.k_align << ", " << f.is_signed
-         << ", " << f.has_zero_point << ", " << f.per_n << ", " << f.f16_scale << ", " << f.k_group << "},\n";
+         << ", " << f.has_zero_point << ", " << f.per_n << ", " << f.f16_scale << ", " << f.k_group << ", "
+         << e.info.layout.vnni << "},\n";
   }
   glue << "};\n\n";
   if (!opt.weights_file) {

@@ -51,7 +51,7 @@ class TableKernelSource : public KernelSource {
     code.pipeline = std::make_shared<dsl::ArgvFunction>(k.fn);
     code.schedule = k.schedule;
     code.source = std::string("compiled ahead of time, ") + k.source;
-    code.layout = {k.panel, k.k_align};
+    code.layout = {k.panel, k.k_align, k.vnni != 0};
     code.format.is_signed = k.is_signed != 0;
     code.format.has_zero_point = k.has_zero_point != 0;
     code.format.per_n = k.per_n != 0;
