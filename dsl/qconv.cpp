@@ -55,11 +55,15 @@ QConvDef define_qconv(const QConvWorkload& wl) {
   xs(x.var, y.var, ch.var, n.var) =
       BoundaryConditions::constant_exterior(q.X, 0.0f, {{0, W}, {0, H}})(x.var, y.var, ch.var, n.var);
   w(kw.var, kh.var, c.var, m.var) = dequantize(q, wl.format, KH, KW, kw.var, kh.var, c.var, m.var);
-  acc(ow.var, oh.var, m.var, n.var) = wl.has_bias ? q.bias(m.var) : Expr(0.0f);
+  // Channels past M (= Mg * C / Cg) read channel M - 1: a schedule may compute whole tiles of channels.
+  Expr mc = clamp(m.var, 0, q.Mg * (q.X.dim(2).extent() / q.Cg) - 1);
+  acc(ow.var, oh.var, m.var, n.var) = wl.has_bias ? q.bias(mc) : Expr(0.0f);
   Expr in_x = ow.var * SW - q.pad_left + rkw * q.dil_w;
   Expr in_y = oh.var * SH - q.pad_top + rkh * q.dil_h;
-  Expr in_c = (m.var / q.Mg) * q.Cg + rc;
-  acc(ow.var, oh.var, m.var, n.var) += xs(in_x, in_y, in_c, n.var) * w(rkw, rkh, rc, m.var);
+  // A dense conv (group 1, compiled in: code_key() says "dense") reads channel rc for every m, which
+  // lets a schedule that computes several output channels at once load each input vector once.
+  Expr in_c = wl.group == 1 ? Expr(rc) : (mc / q.Mg) * q.Cg + rc;
+  acc(ow.var, oh.var, m.var, n.var) += xs(in_x, in_y, in_c, n.var) * w(rkw, rkh, rc, mc);
   output(ow.var, oh.var, m.var, n.var) = acc(ow.var, oh.var, m.var, n.var);
 
   d.reduce_axes = {ReduceAxis{"taps", q.taps, q.Cg * KH * KW}};

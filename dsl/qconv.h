@@ -1,4 +1,4 @@
-// The compute definition of a grouped or depthwise 2-D tetra.QConv with a packed int4 weight, over
+// The compute definition of a dense, grouped or depthwise 2-D tetra.QConv with a packed int4 weight, over
 // NCHW float32 input:
 //
 //   Y[n, m, oh, ow] = bias[m] + sum_{c < Cg, i < KH, j < KW}

@@ -60,7 +60,8 @@ std::string QConvWorkload::key() const {
 
 std::string QConvWorkload::code_key() const {
   auto x = [](int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); };
-  return "k" + x(KH, KW) + " s" + x(SH, SW) + " " + format.describe() + (has_bias ? " bias" : "");
+  return "k" + x(KH, KW) + " s" + x(SH, SW) + " " + format.describe() + (has_bias ? " bias" : "") +
+         (group == 1 ? " dense" : "");
 }
 
 int64_t ConvInt4Buffers::bytes() const {

@@ -1,8 +1,9 @@
 // The Halide backend's int4 GEMM node kernels, and the backend's entry point. tetra.QMatMul runs as
-// a compiled QMatMul over the packed int4 weight; tetra.QConv (group 1) runs as im2col + the same
-// kernel over the conv weight laid out as a [M, kh*kw*C] matrix. Other nodes go to the conv and
+// a compiled QMatMul over the packed int4 weight; tetra.QConv (group 1, 1x1 or strided) runs as
+// im2col + the same kernel over the conv weight laid out as a [M, kh*kw*C] matrix. Other nodes go to the conv and
 // elementwise families, or fall back to their reference kernels, with the reason. No libHalide here:
 // the code comes from a KernelSource.
+#include <algorithm>
 #include <map>
 #include <thread>
 
@@ -367,6 +368,10 @@ GemmWeight gemm_weight_of(const Node& node, const Graph& graph) {
     else g.problem = format_problem(*g.matrix, g.trans_b);
     return g;
   }
+  if (conv_runs_direct(node)) {
+    g.problem = "runs as a direct conv";
+    return g;
+  }
   if (node.domain == "tetra" && node.op_type == "QConv" && node.attr_int("group", 1) == 1) {
     g.trans_b = true;
     std::optional<QuantizedWeight> matrix = conv_weight_as_matrix(*node.weight);
@@ -444,8 +449,8 @@ const float* float_data(const Tensor& t, std::vector<float>& storage) {
 
 std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                std::string* why_not) {
-  // Grouped and depthwise convs have their own direct kernels; group-1 convs run as im2col + GEMM.
-  if (node.domain == "tetra" && node.op_type == "QConv" && node.attr_int("group", 1) != 1) {
+  // 2-D convs and grouped ones have direct kernels; 1-D dense convs run as im2col + GEMM.
+  if (node.domain == "tetra" && node.op_type == "QConv" && (node.attr_int("group", 1) != 1 || conv_runs_direct(node))) {
     std::unique_ptr<NodeKernel> direct = make_halide_conv_kernel(node, graph, source, why_not);
     if (!direct || node.epilogue.empty()) return direct;
     return std::make_unique<WithEpilogue>(node, graph, source, std::move(direct));

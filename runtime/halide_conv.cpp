@@ -12,6 +12,33 @@
 namespace tetra {
 namespace {
 
+// A conv's workload from its resolved parameters and its weight's format.
+dsl::QConvWorkload conv_workload(const ConvParams& p, const dsl::ConvInt4Format& format, int64_t block, bool has_bias) {
+  dsl::QConvWorkload wl;
+  wl.N = p.batch;
+  wl.C = p.in_channels;
+  wl.H = p.in_spatial[0];
+  wl.W = p.in_spatial[1];
+  wl.M = p.out_channels;
+  wl.group = p.group;
+  wl.KH = p.kernel[0];
+  wl.KW = p.kernel[1];
+  wl.SH = p.strides[0];
+  wl.SW = p.strides[1];
+  wl.DH = p.dilations[0];
+  wl.DW = p.dilations[1];
+  wl.pad_top = p.pads_begin[0];
+  wl.pad_left = p.pads_begin[1];
+  wl.pad_bottom = p.pads_end[0];
+  wl.pad_right = p.pads_end[1];
+  wl.OH = p.out_spatial[0];
+  wl.OW = p.out_spatial[1];
+  wl.format = format;
+  wl.block = block;
+  wl.has_bias = has_bias;
+  return wl;
+}
+
 class HalideDirectConv : public NodeKernel {
  public:
   HalideDirectConv(const Node& node, dsl::ConvInt4Buffers weight, KernelSource& source)
@@ -55,29 +82,7 @@ class HalideDirectConv : public NodeKernel {
 
  private:
   dsl::QConvWorkload workload_of(const ConvParams& p, bool has_bias) const {
-    dsl::QConvWorkload wl;
-    wl.N = p.batch;
-    wl.C = p.in_channels;
-    wl.H = p.in_spatial[0];
-    wl.W = p.in_spatial[1];
-    wl.M = p.out_channels;
-    wl.group = p.group;
-    wl.KH = p.kernel[0];
-    wl.KW = p.kernel[1];
-    wl.SH = p.strides[0];
-    wl.SW = p.strides[1];
-    wl.DH = p.dilations[0];
-    wl.DW = p.dilations[1];
-    wl.pad_top = p.pads_begin[0];
-    wl.pad_left = p.pads_begin[1];
-    wl.pad_bottom = p.pads_end[0];
-    wl.pad_right = p.pads_end[1];
-    wl.OH = p.out_spatial[0];
-    wl.OW = p.out_spatial[1];
-    wl.format = weight_.format;
-    wl.block = block_;
-    wl.has_bias = has_bias;
-    return wl;
+    return conv_workload(p, weight_.format, block_, has_bias);
   }
 
   // The code for this shape (its schedule is the source's choice).
@@ -129,6 +134,24 @@ std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Grap
     *why_not = weight.failure().describe();
   }
   return nullptr;
+}
+
+bool conv_runs_direct(const Node& node) {
+  // Every 2-D conv: on the Zen 4 VM (default schedules, 2 threads) 3x3 64->64 56x56 int4 ran in 0.9 ms
+  // direct against 2.2-2.8 ms as im2col + GEMM, whose 7 MB im2col copy alone cost as much as the GEMM;
+  // in the example CNN a 1x1 32->32 conv at 32x32 in 0.07 against 0.19 ms, a stride-2 3x3 32->64 in
+  // 0.12 against 0.20 ms.
+  return node.domain == "tetra" && node.op_type == "QConv" && node.weight && node.weight->shape().size() == 4;
+}
+
+std::optional<HalideConv> halide_conv_of(const Node& node, const Graph& graph) {
+  if (!conv_runs_direct(node)) return std::nullopt;
+  const ValueInfo* x = node.inputs.empty() ? nullptr : graph.find_value(node.input(0));
+  if (!x || !x->has_shape || !fully_known(x->shape) || x->shape.size() != 4) return std::nullopt;
+  auto format = dsl::conv_int4_format_of(*node.weight);
+  if (!format) return std::nullopt;
+  ConvParams p = conv_params(node, to_shape(x->shape), node.weight->shape());
+  return HalideConv{conv_workload(p, format.value(), node.weight->block_size, node.has_input(1)), node.weight};
 }
 
 }  // namespace tetra

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 
+#include "dsl/qconv_format.h"
 #include "dsl/qmatmul_workload.h"
 #include "runtime/executor.h"
 #include "runtime/kernel_source.h"
@@ -28,7 +29,7 @@ const std::map<std::string, ElementwiseArity>& elementwise_ops();
 // Elementwise, normalization, pooling and reduction ops (halide_elementwise.cpp).
 std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                            std::string* why_not);
-// Direct and depthwise/grouped tetra.QConv (halide_conv.cpp); group-1 convs may also use im2col.
+// Direct 2-D tetra.QConv, dense, grouped or depthwise (halide_conv.cpp); 1-D dense convs use im2col.
 // The kernel computes the conv and its bias only: make_halide_kernel() applies Node::epilogue after it.
 std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                     std::string* why_not);
@@ -42,6 +43,17 @@ struct HalideGemm {
   bool trans_b = false;
 };
 std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph);
+
+// Whether a tetra.QConv runs on the direct conv kernel (every 2-D conv) rather than as im2col + GEMM.
+bool conv_runs_direct(const Node& node);
+
+// The direct conv a node runs as on the Halide backend, at the shapes in `graph`: like halide_gemm_of,
+// shared by the runtime and the tuner's tasks. nullopt: not a direct conv, or shapes not known.
+struct HalideConv {
+  dsl::QConvWorkload workload;
+  std::shared_ptr<const QuantizedWeight> weight;  // [M, C / group, KH, KW]
+};
+std::optional<HalideConv> halide_conv_of(const Node& node, const Graph& graph);
 
 // The conv weight [M, C, k...] as a GEMM weight [M, k...*C] (trans_b), still 4-bit; nullopt when its
 // quantization grid does not map onto that matrix.

@@ -30,12 +30,28 @@ ScheduleChoice choose_qmatmul_schedule(const dsl::QMatMulWorkload& workload, con
   return {schedules::default_qmatmul_schedule(workload, target).value(), why};
 }
 
+ScheduleChoice choose_qconv_schedule(const dsl::QConvWorkload& workload, const ScheduleSource* schedules,
+                                     const dsl::TargetSpec& target) {
+  std::string why = "default schedule (no tuning database)";
+  if (schedules) {
+    std::optional<ScheduleChoice> tuned = schedules->for_qconv(workload);
+    if (tuned) {
+      dsl::Status st = schedules::check_qconv_schedule(workload, tuned->schedule, target);
+      if (st.ok()) return *tuned;
+      why = "default schedule (record rejected: " + st.failure().describe() + ")";
+    } else {
+      why = "default schedule (no database record)";
+    }
+  }
+  auto fallback = schedules::default_qconv_schedule(workload, target);
+  check(fallback.ok(), ErrorKind::Invalid,
+        "no QConv schedule for " + workload.key() + ": " + (fallback.ok() ? "" : fallback.failure().describe()));
+  return {fallback.value(), why};
+}
+
 KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, const dsl::TargetSpec& target) {
   KernelPlan plan;
   plan.halide = target.halide;
-  auto fail_for = [&](const dsl::Failure& f) {
-    fail(ErrorKind::Invalid, r.node + ": no code for " + r.key() + ": " + f.describe());
-  };
   switch (r.kind) {
     case KernelRequest::Kind::QMatMul: {
       // int8 activations where the target and format allow them, else float32 and why.
@@ -56,12 +72,11 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
       break;
     }
     case KernelRequest::Kind::QConv: {
-      auto schedule = schedules::default_qconv_schedule(r.qconv, target);
-      if (!schedule) fail_for(schedule.failure());
-      plan.code_key = "qconv " + r.qconv.code_key() + " " + schedule.value().to_string();
-      plan.info.schedule = schedule.value().to_string();
-      plan.info.source = "default schedule";
-      plan.define = [=]() { return schedules::schedule_qconv(r.qconv, schedule.value(), target); };
+      ScheduleChoice choice = choose_qconv_schedule(r.qconv, schedules, target);
+      plan.code_key = schedules::qconv_code_key(r.qconv, choice.schedule);
+      plan.info.schedule = choice.schedule.to_string();
+      plan.info.source = choice.source;
+      plan.define = [=]() { return schedules::schedule_qconv(r.qconv, choice.schedule, target); };
       break;
     }
     default:

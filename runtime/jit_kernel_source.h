@@ -19,6 +19,10 @@ namespace tetra {
 ScheduleChoice choose_qmatmul_schedule(const dsl::QMatMulWorkload& workload, const ScheduleSource* schedules,
                                        const dsl::TargetSpec& target);
 
+// The same for a direct QConv workload.
+ScheduleChoice choose_qconv_schedule(const dsl::QConvWorkload& workload, const ScheduleSource* schedules,
+                                     const dsl::TargetSpec& target);
+
 // A request resolved for one target: its schedule and the key of the code (which the JIT shares
 // between requests), and how to define the pipeline.
 struct KernelPlan {

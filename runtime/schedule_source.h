@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "dsl/qconv_format.h"
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
 
@@ -18,6 +19,7 @@ class ScheduleSource {
  public:
   virtual ~ScheduleSource() = default;
   virtual std::optional<ScheduleChoice> for_qmatmul(const dsl::QMatMulWorkload& workload) const = 0;
+  virtual std::optional<ScheduleChoice> for_qconv(const dsl::QConvWorkload& workload) const = 0;
 };
 
 }  // namespace tetra

@@ -1,16 +1,17 @@
-// CPU schedules of grouped and depthwise tetra.QConv (dsl/qconv.h), and the compiled kernel.
+// CPU schedules of dense, grouped and depthwise tetra.QConv (dsl/qconv.h), and the compiled kernel.
 //
-// Two templates, one code: cpu_int4_depthwise_conv (one input channel per group, Cg = 1) and
-// cpu_int4_grouped_conv (any Cg). Loop nest:
-//   parallel for (n, m) planes                     parallel = "m"  (or the row tiles: "oh")
-//     [w: the channel's dequantized KHxKWxCg taps]  w_stage = "channel"
+// Three templates, one code: cpu_int4_depthwise_conv (one input channel per group, Cg = 1),
+// cpu_int4_grouped_conv (any Cg) and cpu_int4_dense_conv (group 1, with tile_m). Loop nest:
+//   [x: the whole padded input]                    x_stage = "root" (dense convs' default)
+//   parallel for (n, m tiles of tile_m channels)   parallel = "m"  (or the row tiles: "oh")
+//     [w: the tile's dequantized KHxKWxCg taps]     w_stage = "channel"
 //     [x: the padded input planes of the group]     x_stage = "plane"
 //     for row tiles of tile_oh rows
 //       [x: the padded input rows of the tile]      x_stage = "tile"
 //       for column tiles of tile_ow columns
-//         acc[tile_oh][tile_ow] = bias             (tile_oh * tile_ow / vector_width registers)
-//         for c < Cg, kh, kw (kh, kw unrolled):   acc[r][col] += x[...] * w(kw, kh, c, m)
-//         Y[tile] = acc                            (the last tiles are guarded: any OH, OW)
+//         acc[tile_m][tile_oh][tile_ow] = bias     (tile_m * tile_oh * tile_ow / vector_width registers)
+//         for c < Cg, kh, kw (kh, kw unrolled):   acc[m][r][col] += x[...] * w(kw, kh, c, m)
+//         Y[tile] = acc                            (the last tiles are guarded: any OH, OW, M)
 // With x_stage = "inline", loads check the borders themselves (Halide splits the tile loops so that
 // only border tiles do, but in a narrow image every tile is a border tile, and gathers: 7x slower).
 //
@@ -79,7 +80,8 @@ class QConvKernel {
   void write_assembly(const std::string& path) const;
 
  private:
-  friend dsl::Result<QConvKernel> compile_qconv(const QConvWorkload&, const Schedule&, const TargetSpec&);
+  friend dsl::Result<QConvKernel> compile_qconv(const QConvWorkload&, const Schedule&, const TargetSpec&,
+                                                const std::string&);
   QConvWorkload workload_;
   Schedule schedule_;
   TargetSpec target_;
@@ -91,8 +93,13 @@ class QConvKernel {
 dsl::Result<dsl::ScheduledPipeline> schedule_qconv(const QConvWorkload& workload, const Schedule& schedule,
                                                    const TargetSpec& target);
 
-// Checks the schedule, defines, schedules and JIT-compiles the kernel.
+// What the generated code of a QConv depends on (code_key() and the schedule; not the shapes): the key
+// of compiled-kernel caches.
+std::string qconv_code_key(const QConvWorkload& workload, const Schedule& schedule);
+
+// Checks the schedule, defines, schedules and compiles the kernel: JIT when `cache_dir` is empty, else
+// through the on-disk kernel cache in `cache_dir` (as compile_qmatmul).
 dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Schedule& schedule,
-                                       const TargetSpec& target);
+                                       const TargetSpec& target, const std::string& cache_dir = "");
 
 }  // namespace tetra::schedules

@@ -203,3 +203,46 @@ TEST_CASE("tuning int8 activations: their own records, checked against the int8 
   fp32.run(in);
   for (const KernelInfo& k : fp32.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("default schedule"));
 }
+
+TEST_CASE("convs are tuning tasks: direct conv schedules are searched, checked and used", "[tuner][conv]") {
+  std::string dir = temp_dir("tuner_conv");
+  ModelBuilder b(21);
+  b.input("x", DType::Float32, {1, 8, 12, 12});
+  b.output("y", DType::Float32);
+  b.initializer("w", random_tensor(DType::Int4, {16, 8, 3, 3}, -8, 7));
+  b.initializer("s", random_tensor(DType::Float32, {16}, 0.01, 0.1));
+  b.initializer("bias", random_tensor(DType::Float32, {16}, -0.1, 0.1));
+  b.node("DequantizeLinear", {"w", "s"}, {"wf"}, {{"axis", 0}});
+  b.node("Conv", {"x", "wf", "bias"}, {"c"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+  b.node("Relu", {"c"}, {"y"});
+  std::string model = b.save(dir + "/conv.onnx");
+
+  Graph g = load_model(model);
+  std::vector<tuner::TuningTask> tasks = tuner::extract_tasks(g, dsl::host_target());
+  REQUIRE(tasks.size() == 1);
+  REQUIRE(tasks[0].conv.has_value());
+  CHECK_THAT(tasks[0].key(), Catch::StartsWith("qconv n1 c8 h12 w12 m16"));
+
+  tuner::TuneOptions o = options(model, dir + "/db", 4);
+  o.shapes = {};
+  o.inject_fault = "wrong";  // the second candidate's output is off by 1.0 at one point
+  tuner::tune(o);
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", dsl::host_target().name, dsl::toolchain_id());
+  REQUIRE(db.records().size() == 4);
+  int failed = 0;
+  for (const tuner::TuningRecord& r : db.records()) {
+    CHECK(r.workload.op == "qconv");
+    CHECK(r.schedule.template_name == "cpu_int4_dense_conv");
+    if (r.failed()) {
+      ++failed;
+      CHECK_THAT(r.error, Catch::Contains("wrong result"));
+    }
+  }
+  CHECK(failed == 1);
+
+  tuner::DatabaseScheduleSource source(db);
+  Executor exec(g, ExecutorOptions{Backend::Halide, 0, &source});
+  TensorMap in = {{"x", random_tensor(DType::Float32, {1, 8, 12, 12})}};
+  CHECK(compare_tensors(exec.run(in).at("y"), run_reference(g, in).at("y"), 1e-4, 1e-4) == "");
+  CHECK_THAT(exec.kernels()[0].detail, Catch::StartsWith("database exact"));
+}

@@ -13,6 +13,11 @@ class DatabaseScheduleSource : public ScheduleSource {
     if (!hit.schedule) return std::nullopt;
     return ScheduleChoice{*hit.schedule, "database " + hit.source};
   }
+  std::optional<ScheduleChoice> for_qconv(const dsl::QConvWorkload& workload) const override {
+    TuningDatabase::Lookup hit = db_.best(workload_desc(workload));
+    if (!hit.schedule) return std::nullopt;
+    return ScheduleChoice{*hit.schedule, "database " + hit.source};
+  }
 
  private:
   const TuningDatabase& db_;

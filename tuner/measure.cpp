@@ -18,6 +18,7 @@
 #include "runtime/halide_ops.h"
 #include "runtime/jit_kernel_source.h"
 #include "runtime/model.h"
+#include "schedules/cpu_conv.h"
 #include "schedules/qmatmul_kernel.h"
 #include "schedules/qmatmul_templates.h"
 
@@ -114,6 +115,82 @@ std::string check_output(const HalideGemm& g, const std::vector<float>& a, const
   return "";
 }
 
+// Times `times` runs of `run` after `warmup` ones into `result`.
+template <class Run>
+void time_runs(const MeasureJob& job, const Run& run, MeasureResult& result) {
+  for (int i = 0; i < job.warmup; ++i) run(i);
+  std::vector<double> times;
+  for (int i = 0; i < std::max(1, job.repeats); ++i) {
+    auto t = Clock::now();
+    run(i);
+    times.push_back(ms_since(t));
+  }
+  std::sort(times.begin(), times.end());
+  result.ok = true;
+  result.median_ms = times[times.size() / 2];
+  result.min_ms = times.front();
+  result.max_ms = times.back();
+  result.runs = static_cast<int>(times.size());
+}
+
+// A direct conv candidate: compiled, checked against double-precision sums over the dequantized weight
+// on fresh random data (every output up to 65536 of them, else 4096 sampled), then timed (the weights
+// are small: no copies).
+MeasureResult measure_conv(const MeasureJob& job, const HalideConv& conv) {
+  const dsl::QConvWorkload& wl = conv.workload;
+  auto start = Clock::now();
+  auto kernel = schedules::compile_qconv(wl, job.schedule, dsl::host_target(), job.kernel_cache);
+  if (!kernel.ok()) return failed(kernel.failure().describe());
+  MeasureResult result;
+  if (job.build_only) {
+    result.ok = true;
+    result.compile_ms = ms_since(start);
+    return result;
+  }
+  auto weight = dsl::pack_conv_weight(*conv.weight);
+  if (!weight.ok()) return failed(weight.failure().describe());
+  result.compile_ms = ms_since(start);
+
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  Halide::Buffer<float> X(int(wl.W), int(wl.H), int(wl.C), int(wl.N)), B(int(wl.M));
+  Halide::Buffer<float> Y(int(wl.OW), int(wl.OH), int(wl.M), int(wl.N));
+  X.for_each_value([&](float& v) { v = uni(rng); });
+  B.for_each_value([&](float& v) { v = uni(rng); });
+  Y.fill(NAN);
+  const Halide::Buffer<float>* bias = wl.has_bias ? &B : nullptr;
+  dsl::Status st = kernel.value().run(wl, X, weight.value(), Y, bias);
+  if (!st.ok()) return failed(st.failure().describe());
+  if (job.fault == "wrong") Y(int(wl.OW) / 2, int(wl.OH) / 2, int(wl.M) / 2, 0) += 1.0f;
+
+  const QuantizedWeight& w = *conv.weight;
+  const int64_t Cg = wl.Cg(), Mg = wl.Mg(), outputs = wl.N * wl.M * wl.OH * wl.OW;
+  const bool every = outputs <= 65536;
+  std::uniform_int_distribution<int64_t> any(0, outputs - 1);
+  for (int64_t s = 0; s < (every ? outputs : 4096); ++s) {
+    int64_t idx = every ? s : any(rng);
+    int64_t ow = idx % wl.OW, oh = idx / wl.OW % wl.OH, m = idx / (wl.OW * wl.OH) % wl.M, n = idx / (wl.OW * wl.OH * wl.M);
+    double acc = bias ? B(int(m)) : 0.0, magnitude = std::fabs(acc);
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t i = 0; i < wl.KH; ++i)
+        for (int64_t j = 0; j < wl.KW; ++j) {
+          int64_t ih = oh * wl.SH - wl.pad_top + i * wl.DH, iw = ow * wl.SW - wl.pad_left + j * wl.DW;
+          if (ih < 0 || ih >= wl.H || iw < 0 || iw >= wl.W) continue;
+          double term = double(X(int(iw), int(ih), int((m / Mg) * Cg + c), int(n))) *
+                        w.value(((m * Cg + c) * wl.KH + i) * wl.KW + j);
+          acc += term;
+          magnitude += std::fabs(term);
+        }
+    double got = Y(int(ow), int(oh), int(m), int(n));
+    if (!(std::fabs(got - acc) <= 1e-5 * (1 + magnitude)))
+      return failed("wrong result at (n " + std::to_string(n) + ", m " + std::to_string(m) + ", oh " +
+                    std::to_string(oh) + ", ow " + std::to_string(ow) + "): " + std::to_string(got) + " instead of " +
+                    std::to_string(acc));
+  }
+  time_runs(job, [&](int) { (void)kernel.value().run(wl, X, weight.value(), Y, bias); }, result);
+  return result;
+}
+
 }  // namespace
 
 MeasureResult measure_here(const MeasureJob& job) {
@@ -128,7 +205,10 @@ MeasureResult measure_here(const MeasureJob& job) {
     if (n.name == job.node) node = &n;
   if (!node) return failed("no node '" + job.node + "' in " + job.model);
   std::optional<HalideGemm> gemm = halide_gemm_of(*node, graph);
-  if (!gemm) return failed(node->label() + " does not run as a Halide GEMM");
+  if (!gemm) {
+    if (std::optional<HalideConv> conv = halide_conv_of(*node, graph)) return measure_conv(job, *conv);
+    return failed(node->label() + " does not run as a Halide GEMM or direct conv");
+  }
   gemm->workload = schedules::workload_for_target(gemm->workload, dsl::host_target());
   const dsl::QMatMulWorkload& wl = gemm->workload;
 
@@ -167,19 +247,7 @@ MeasureResult measure_here(const MeasureJob& job) {
   int64_t bytes = packed.value().bytes();
   while (bytes * static_cast<int64_t>(copies.size()) < (int64_t(96) << 20) && copies.size() < 16)
     copies.push_back(kernel.value().pack(*gemm->weight, gemm->trans_b).value());
-  for (int i = 0; i < job.warmup; ++i) (void)kernel.value().run(A, copies[i % copies.size()], Y, args);
-  std::vector<double> times;
-  for (int i = 0; i < std::max(1, job.repeats); ++i) {
-    auto t = Clock::now();
-    (void)kernel.value().run(A, copies[i % copies.size()], Y, args);
-    times.push_back(ms_since(t));
-  }
-  std::sort(times.begin(), times.end());
-  result.ok = true;
-  result.median_ms = times[times.size() / 2];
-  result.min_ms = times.front();
-  result.max_ms = times.back();
-  result.runs = static_cast<int>(times.size());
+  time_runs(job, [&](int i) { (void)kernel.value().run(A, copies[i % copies.size()], Y, args); }, result);
   return result;
 }
 

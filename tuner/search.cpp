@@ -5,6 +5,7 @@
 #include <map>
 
 #include "importer/error.h"
+#include "schedules/cpu_conv.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra::tuner {
@@ -34,6 +35,13 @@ SearchSpace::SearchSpace(const dsl::QMatMulWorkload& workload, const dsl::Target
       spaces_.push_back(t.space(workload, target));
 }
 
+SearchSpace::SearchSpace(const dsl::QConvWorkload& conv, const dsl::QMatMulWorkload& gemm_view,
+                         const dsl::TargetSpec& target)
+    : workload_(gemm_view), conv_(conv), target_(target) {
+  auto t = schedules::qconv_template_for(conv, target);
+  if (t.ok()) spaces_.push_back(t.value()->space(conv, target));
+}
+
 double SearchSpace::size() const {
   double total = 0;
   for (const dsl::KnobSpace& s : spaces_) total += s.size();
@@ -41,6 +49,7 @@ double SearchSpace::size() const {
 }
 
 bool SearchSpace::legal(const dsl::Schedule& s) const {
+  if (conv_) return schedules::check_qconv_schedule(*conv_, s, target_).ok();
   return schedules::check_qmatmul_schedule(workload_, s, target_).ok();
 }
 

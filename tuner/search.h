@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dsl/qconv_format.h"
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"
@@ -26,10 +27,12 @@ struct Measured {
   double median_ms;  // infinity for a failed candidate
 };
 
-// Every template of the workload's target family, with its knob space.
+// Every template of the task's target family that serves its workload, with its knob space.
 class SearchSpace {
  public:
   SearchSpace(const dsl::QMatMulWorkload& workload, const dsl::TargetSpec& target);
+  // A direct conv: its template's space; `gemm_view` stands for it in the cost model's features.
+  SearchSpace(const dsl::QConvWorkload& conv, const dsl::QMatMulWorkload& gemm_view, const dsl::TargetSpec& target);
   double size() const;
   std::optional<dsl::Schedule> random(std::mt19937_64& rng) const;
   // All legal points when there are at most `limit`, else empty.
@@ -45,6 +48,7 @@ class SearchSpace {
  private:
   const dsl::KnobSpace* space_of(const std::string& template_name) const;
   dsl::QMatMulWorkload workload_;
+  std::optional<dsl::QConvWorkload> conv_;
   dsl::TargetSpec target_;
   std::vector<dsl::KnobSpace> spaces_;
 };

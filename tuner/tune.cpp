@@ -96,8 +96,9 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
 
   std::vector<TaskState> states;
   for (const TuningTask& t : tasks) {
-    TaskState s{t, {}, SearchSpace(t.workload, target), {}, {}, 0, false, {}};
-    s.summary.key = t.workload.key();
+    SearchSpace space = t.conv ? SearchSpace(*t.conv, t.workload, target) : SearchSpace(t.workload, target);
+    TaskState s{t, {}, std::move(space), {}, {}, 0, false, {}};
+    s.summary.key = t.key();
     s.summary.node = t.node;
     s.summary.occurrences = t.occurrences;
     // Resumption: what the database already holds for this workload is neither measured again nor lost.
@@ -110,7 +111,8 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
         s.summary.best_schedule = r.schedule.to_string();
       }
     }
-    if (opt.strategy == Strategy::Xgb) s.search.prior = prior_measurements(db, t.workload);
+    // (Conv tasks start cold: their records' dims are not a GEMM's.)
+    if (opt.strategy == Strategy::Xgb && !t.conv) s.search.prior = prior_measurements(db, t.workload);
     states.push_back(std::move(s));
   }
   say("tuning " + std::to_string(states.size()) + " task(s) of " + opt.model + " for " + target.name + ", " +
@@ -124,7 +126,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
   // A candidate for `s`: the template default first (the baseline every speed-up is measured
   // against), then the strategy's proposals; nullopt when the space is exhausted.
   auto next_candidate = [&](TaskState& s) -> std::optional<dsl::Schedule> {
-    dsl::Schedule fallback = schedules::default_qmatmul_schedule(s.task.workload, target).value();
+    dsl::Schedule fallback = default_schedule(s.task, target);
     std::optional<dsl::Schedule> candidate;
     if (!s.seen.count(fallback.to_string())) candidate = fallback;
     else candidate = propose(opt.strategy, s.space, s.history, s.seen, rng, &s.search);
@@ -135,7 +137,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
   auto record = [&](TaskState& s, const dsl::Schedule& candidate, const MeasureResult& r) {
     TaskSummary& sum = s.summary;
     TuningRecord rec;
-    rec.workload = workload_desc(s.task.workload);
+    rec.workload = s.task.desc();
     rec.target = target.name;
     rec.toolchain = dsl::toolchain_id();
     rec.schedule = candidate;
@@ -155,7 +157,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     double time = r.ok ? r.median_ms : INFINITY;
     s.history.push_back({candidate, time});
     if (!r.ok) ++sum.failed;
-    dsl::Schedule fallback = schedules::default_qmatmul_schedule(s.task.workload, target).value();
+    dsl::Schedule fallback = default_schedule(s.task, target);
     if (candidate.to_string() == fallback.to_string() && r.ok) sum.default_ms = r.median_ms;
     bool improved = r.ok && (sum.best_ms == 0 || r.median_ms < sum.best_ms * 0.99);
     if (r.ok && (sum.best_ms == 0 || r.median_ms < sum.best_ms)) {

@@ -98,8 +98,9 @@ struct Case {
   }
 };
 
-// A random conv with this kernel and stride: depthwise (multiplier 1 or 2) or groups of 2-3 channels
-// (kind 1 or 0; -1: either), odd sizes, dilation 1 or 2, asymmetric pads.
+// A random conv with this kernel and stride: depthwise (multiplier 1 or 2), groups of 2-3 channels or
+// dense, group 1 with output channels not a multiple of the schedules' channel tiles (kind 1, 0 or 2;
+// -1: depthwise or grouped), odd sizes, dilation 1 or 2, asymmetric pads.
 Case random_case(int64_t KH, int64_t KW, int64_t SH, int64_t SW, std::mt19937_64& rng, int kind = -1) {
   auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
   Case c{};
@@ -111,6 +112,10 @@ Case random_case(int64_t KH, int64_t KW, int64_t SH, int64_t SW, std::mt19937_64
   if (kind == 1) {
     c.group = c.C = pick(2, 9);
     c.M = c.C * pick(1, 2);
+  } else if (kind == 2) {
+    c.group = 1;
+    c.C = pick(1, 9);
+    c.M = pick(1, 13);
   } else {
     c.group = pick(2, 3);
     c.C = c.group * pick(2, 3);
@@ -218,14 +223,14 @@ TEST_CASE("QConv default schedules match the reference on many shapes", "[qconv]
   // shape is compiled and then runs other random shapes.
   std::vector<Kernel> kernels = {{3, 3, 1, 1}, {3, 3, 2, 2}, {5, 3, 1, 2}};
   for (size_t k = 0; k < kernels.size(); ++k) {
-    for (int depthwise = 0; depthwise < 2; ++depthwise) {
-      const WeightSpec& spec = specs[(2 * k + depthwise) % specs.size()];
+    for (int kind = 0; kind < 3; ++kind) {
+      const WeightSpec& spec = specs[(3 * k + size_t(kind)) % specs.size()];
       const Kernel& kn = kernels[k];
-      Case first = random_case(kn.KH, kn.KW, kn.SH, kn.SW, rng, depthwise);
+      Case first = random_case(kn.KH, kn.KW, kn.SH, kn.SW, rng, kind);
       QConvWorkload wl = workload_of(first, random_weight(first.weight_shape(), spec, rng));
       Schedule s = default_qconv_schedule(wl, host_target()).value();
       for (int i = 0; i < 4; ++i) {
-        Case c = i == 0 ? first : random_case(kn.KH, kn.KW, kn.SH, kn.SW, rng, depthwise);
+        Case c = i == 0 ? first : random_case(kn.KH, kn.KW, kn.SH, kn.SW, rng, kind);
         c.bias = first.bias;
         check_case(c, spec, &s, rng);
       }
@@ -236,10 +241,10 @@ TEST_CASE("QConv default schedules match the reference on many shapes", "[qconv]
 TEST_CASE("QConv random schedules from the knob space match the reference", "[qconv][halide]") {
   std::mt19937_64 rng(23);
   std::vector<WeightSpec> specs = all_specs();
-  for (int trial = 0; trial < 6; ++trial) {
+  for (int trial = 0; trial < 9; ++trial) {
     const WeightSpec& spec = specs[size_t(trial) % specs.size()];
     int64_t stride = trial % 2 + 1;
-    Case first = random_case(3, 3, stride, stride, rng);
+    Case first = random_case(3, 3, stride, stride, rng, trial % 3 == 2 ? 2 : -1);
     QConvWorkload wl = workload_of(first, random_weight(first.weight_shape(), spec, rng));
     const QConvTemplate* t = qconv_template_for(wl, host_target()).value();
     dsl::KnobSpace space = t->space(wl, host_target());
@@ -247,7 +252,7 @@ TEST_CASE("QConv random schedules from the knob space match the reference", "[qc
     while (!check_qconv_schedule(wl, s, host_target()).ok()) s = space.sample(rng);  // skip conflicts
     // The same kernel on other shapes of the same kernel size, stride, kind and bias.
     for (int i = 0; i < 3; ++i) {
-      Case c = i == 0 ? first : random_case(3, 3, stride, stride, rng, wl.depthwise());
+      Case c = i == 0 ? first : random_case(3, 3, stride, stride, rng, wl.group == 1 ? 2 : wl.depthwise());
       c.bias = first.bias;
       check_case(c, spec, &s, rng);
     }
@@ -283,6 +288,13 @@ TEST_CASE("QConv schedules are checked with a reason", "[qconv][halide]") {
   REQUIRE_FALSE(st.ok());
   CHECK(st.failure().kind == FailureKind::Unsupported);
   CHECK(default_qconv_schedule(grouped, target).value().template_name == "cpu_int4_grouped_conv");
+  QConvWorkload dense = wl;
+  dense.group = 1;
+  Schedule dense_default = default_qconv_schedule(dense, target).value();
+  CHECK(dense_default.template_name == "cpu_int4_dense_conv");
+  CHECK(dense_default.get_int("tile_m") == 4);
+  CHECK(check_qconv_schedule(dense, d, target).failure().kind == FailureKind::Unsupported);
+  CHECK(check_qconv_schedule(wl, dense_default, target).failure().kind == FailureKind::Unsupported);
 }
 
 TEST_CASE("QConv kernels refuse mismatched buffers without crashing", "[qconv][halide]") {
