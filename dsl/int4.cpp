@@ -37,6 +37,21 @@ Halide::Expr PackedInt4::code(const Halide::Expr& j, const Halide::Expr& k, cons
   return cast<float>(q);
 }
 
+Halide::Expr PackedInt4::offset_code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
+  using namespace Halide;
+  Expr b = packed_(j, k / 2, p);
+  if (format_.signed_nibbles()) b = b ^ cast<uint8_t>(0x88);  // two's complement q -> q + 8, both nibbles
+  return cast<float>(select(k % 2 == 1, b >> 4, b & cast<uint8_t>(15)));
+}
+
+Halide::Expr PackedInt4::code_offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const {
+  using namespace Halide;
+  if (!format_.signed_nibbles()) return Expr(0.0f);
+  Expr offset = Expr(8);
+  if (format_.has_zero_point) offset += cast<int32_t>(zero_(grid_j(j), g, grid_p(p)));
+  return cast<float>(offset);
+}
+
 Halide::Expr PackedInt4::scale(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const {
   return Halide::cast<float>(scale_(grid_j(j), g, grid_p(p)));
 }

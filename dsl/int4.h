@@ -22,6 +22,11 @@ class PackedInt4 {
   // The parts of panel(): float(q - zp), exact, and the scale of k-group g as float32.
   Halide::Expr code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
   Halide::Expr scale(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
+  // The unsigned code u = q - zp + offset in [0, 15] of the panel packing, one mask or shift per nibble
+  // (the stored nibble XOR 8 when nibbles are two's complement), and that offset as a float: 8 + the
+  // stored zero point, or 0 for uint4 without zero points. Exact: small integers.
+  Halide::Expr offset_code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
+  Halide::Expr code_offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
   // The vnni packing: the byte at (4j + b, kq, p), and the offset that makes its unsigned codes
   // q - zp (the zero-point grid at k-group g, or the constant 8 for int4, 0 for uint4), as int32.
   Halide::Expr byte(const Halide::Expr& jb, const Halide::Expr& kq, const Halide::Expr& p) const;

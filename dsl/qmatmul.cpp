@@ -6,7 +6,7 @@ bool block_sums_apply(const QMatMulWorkload& w) {
   return w.format.k_group > 1 && w.format.k_group % 2 == 0 && !w.format.f16_scale;
 }
 
-QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, bool block_sums) {
+QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, BlockSums block_sums) {
   using namespace Halide;
   QMatMulDef q(workload.format, panel);
   ComputeDef& d = q.def;
@@ -21,8 +21,8 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, bool block
   // Algorithm
   a(k.var, m.var) = q.A(k.var, clamp(m.var, 0, M - 1));
   acc(j.var, p.var, m.var) = 0.0f;
-  Func partial("partial");
-  if (block_sums) {
+  Func partial("partial"), a_sum("a_sum");
+  if (block_sums != BlockSums::Off) {
     // Each k-group's sum of a * (q - zp), then one multiply by the group's scale. The weight is
     // packed to whole groups, so the last group may be partial: past K the codes are padding whose
     // q - zp is 0 (dsl/int4_format.h), and A is read clamped, a finite value.
@@ -34,10 +34,21 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, bool block
     RDom in_group(0, G, "r");
     RDom groups(0, groups_count, "groups");
     Expr kk = g.var * G + in_group;
-    w(j.var, k.var, p.var) = q.W.code(j.var, k.var, p.var);
     partial(j.var, g.var, p.var, m.var) = 0.0f;
-    partial(j.var, g.var, p.var, m.var) += q.A(min(kk, K - 1), clamp(m.var, 0, M - 1)) * w(j.var, kk, p.var);
-    acc(j.var, p.var, m.var) += partial(j.var, groups, p.var, m.var) * q.W.scale(j.var, groups, p.var);
+    if (block_sums == BlockSums::ZeroPointPerWeight) {
+      w(j.var, k.var, p.var) = q.W.code(j.var, k.var, p.var);
+      partial(j.var, g.var, p.var, m.var) += q.A(min(kk, K - 1), clamp(m.var, 0, M - 1)) * w(j.var, kk, p.var);
+      acc(j.var, p.var, m.var) += partial(j.var, groups, p.var, m.var) * q.W.scale(j.var, groups, p.var);
+    } else {
+      // Past K the padding codes are not offset-free: A reads 0 there, in both sums.
+      Expr a_kk = select(kk < K, q.A(min(kk, K - 1), clamp(m.var, 0, M - 1)), 0.0f);
+      w(j.var, k.var, p.var) = q.W.offset_code(j.var, k.var, p.var);
+      partial(j.var, g.var, p.var, m.var) += a_kk * w(j.var, kk, p.var);
+      a_sum(g.var, m.var) = 0.0f;
+      a_sum(g.var, m.var) += a_kk;
+      Expr exact = partial(j.var, groups, p.var, m.var) - q.W.code_offset(j.var, groups, p.var) * a_sum(groups, m.var);
+      acc(j.var, p.var, m.var) += exact * q.W.scale(j.var, groups, p.var);
+    }
     r = ReduceAxis{"k", groups, groups_count};  // the reduction a schedule orders: over the groups
     d.reduce_axes = {ReduceAxis{"r", in_group, G}};
   } else {
@@ -59,7 +70,8 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, bool block
 
   d.output = output;
   d.stages = {{"a", a}, {"w", w}, {"acc", acc}};
-  if (block_sums) d.stages["partial"] = partial;
+  if (block_sums != BlockSums::Off) d.stages["partial"] = partial;
+  if (block_sums == BlockSums::ZeroPointPerBlock) d.stages["a_sum"] = a_sum;
   d.arguments = {q.A};
   for (const Argument& arg : q.W.arguments()) d.arguments.push_back(arg);
   if (workload.has_bias) d.arguments.push_back(q.bias);

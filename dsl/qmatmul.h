@@ -42,7 +42,13 @@ struct QMatMulDef {
 //   "acc"(j, p, m)       = sum over the groups "k" of partial(j, k, p, m) * scale(j, k, p)
 // (one multiply per group instead of one per weight; fp32 sums in another order than DequantizeLinear
 // followed by MatMul, within the usual fp32 tolerance).
-QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, bool block_sums = false);
+// BlockSums::ZeroPointPerBlock also takes the zero point out of the inner loop: with the unsigned
+// code u = q - zp + offset in [0, 15] (one mask or shift per nibble, PackedInt4::offset_code),
+//   "partial"(j, g, p, m) = sum over "r" of "a"(g*G + r, m) * u       (a is 0 past K)
+//   "a_sum"(g, m)         = sum over "r" of "a"(g*G + r, m)
+//   "acc"(j, p, m)       += (partial - offset(j, g, p) * a_sum) * scale(j, g, p)
+enum class BlockSums { Off, ZeroPointPerWeight, ZeroPointPerBlock };
+QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, BlockSums block_sums = BlockSums::Off);
 bool block_sums_apply(const QMatMulWorkload& workload);
 
 // The int8-activation algorithm (workload.int8_activations; the weight in the vnni packing of

@@ -27,6 +27,10 @@ const std::string& Schedule::get_string(const std::string& knob) const {
   return std::get<std::string>(it->second);
 }
 
+std::string Schedule::get_string(const std::string& knob, const std::string& absent) const {
+  return knobs.count(knob) ? get_string(knob) : absent;
+}
+
 nlohmann::json Schedule::to_json() const {
   nlohmann::json k = nlohmann::json::object();
   for (const auto& [name, value] : knobs) {
@@ -71,13 +75,15 @@ const std::vector<KnobInfo>& knob_vocabulary() {
       {"unroll_k", true, true, true, "reduction steps unrolled in the inner loop"},
       {"split_k", true, true, true, "reduction split into this many parallel parts, summed at the end (rfactor)"},
       {"block_sums", true, true, true, "the k-block size: sum each block of a * (q - zp), then apply its scale once; 0: per weight"},
+      {"zero_point", false, true, true, "with block sums, where q - zp is formed: per_weight, or per_block (sum a * u, u = q - zp + offset, minus offset * sum a)"},
+      {"block", true, true, true, "the k-block A is quantized in, for int8 activations (fixed by the workload)"},
       {"w_stage", false, true, true, "where the dequantized weight is staged: inline, panel, kblock (conv: channel)"},
       {"a_stage", false, true, true, "how A reaches the inner loop: inline (in place), packed (transposed copy)"},
       // CPU only
       {"parallel", false, true, false, "the loop spread over threads: n (panels), m (row tiles; conv: planes), oh, none"},
       {"tile_oh", true, true, false, "conv output rows per tile"},
       {"tile_ow", true, true, false, "conv output columns per tile"},
-      {"x_stage", false, true, false, "where a conv's zero-padded input is staged: inline, plane, tile"},
+      {"x_stage", false, true, false, "where a conv's zero-padded input is staged: inline, plane, tile, root (once, all channels)"},
       // GPU only (declared for the HIP/CUDA templates to come)
       {"gpu_blocks", false, false, true, "the loops mapped to GPU blocks: n, mn, mnk"},
       {"gpu_threads", true, false, true, "threads per block"},

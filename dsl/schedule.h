@@ -29,6 +29,7 @@ struct Schedule {
   int64_t get_int(const std::string& knob) const;
   int64_t get_int(const std::string& knob, int64_t absent) const;  // `absent` when the schedule lacks it
   const std::string& get_string(const std::string& knob) const;
+  std::string get_string(const std::string& knob, const std::string& absent) const;
 
   nlohmann::json to_json() const;
   static Result<Schedule> from_json(const nlohmann::json& j);

@@ -28,6 +28,9 @@ KnobSpace cpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target
       {"block_sums",
        dsl::int_values(dsl::block_sums_apply(w) ? std::vector<int64_t>{0, w.format.k_group} : std::vector<int64_t>{0}),
        int64_t(0)},
+      // With block sums: q - zp per weight, or an unsigned code per weight and the zero point once per
+      // block (dsl/qmatmul.h). Absent from older schedules (then per_weight).
+      {"zero_point", dsl::string_values({"per_weight", "per_block"}), std::string("per_weight")},
   };
   return s;
 }
@@ -51,12 +54,18 @@ Schedule cpu_int4_gemv_default(const QMatMulWorkload& w, const TargetSpec& targe
   // One scale multiply per block instead of per weight: 1x8192x16384 b32 went from 5.5 to 3.0-3.6 ms
   // (2 threads, weights streamed from DRAM; `tetra tune-worker` on the bench model, Zen 4 VM).
   s.knobs["block_sums"] = split_k == 1 && dsl::block_sums_apply(w) ? w.format.k_group : 0;
+  // And the zero point once per block, not per weight: 1x4096x4096 uint4 b32 with zero points, weights
+  // cache-resident, 0.26-0.27 ms against 0.34-0.40 (tetra_bench_kernels --case gemv --zero-points --hot,
+  // 2 threads, Zen 4 VM).
+  s.knobs["zero_point"] = std::string(s.get_int("block_sums") > 0 ? "per_block" : "per_weight");
   return s;
 }
 
 Status cpu_int4_gemv_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
   if (s.get_int("block_sums", 0) > 0 && s.get_int("split_k") != 1)
     return Failure{FailureKind::KnobConflict, "block_sums", "block sums are scheduled without split_k"};
+  if (s.get_int("block_sums", 0) == 0 && s.get_string("zero_point", "per_weight") != "per_weight")
+    return Failure{FailureKind::KnobConflict, "zero_point", "per_block needs block sums"};
   return check_tile_vector(s);
 }
 
@@ -87,6 +96,11 @@ Status apply_cpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec& t
     // multiply-add by the block's scales into the panel's accumulators.
     Func partial = d.stage("partial");
     RVar r = d.reduce("r").rvar();
+    if (d.stages.count("a_sum")) {
+      // Each row's block sums of A: once per call, shared by every panel.
+      Func a_sum = d.stage("a_sum");
+      a_sum.compute_root();
+    }
     acc.update().reorder(j, k, m, p).vectorize(j, V).unroll(j);
     partial.compute_at(acc, k).vectorize(j, V).unroll(j);
     partial.update().split(r, ko, ki, U, TailStrategy::GuardWithIf).reorder(j, ki, ko).vectorize(j, V).unroll(j).unroll(ki);

@@ -23,8 +23,11 @@ dsl::Result<ScheduledQMatMul> schedule_qmatmul(const dsl::QMatMulWorkload& workl
   if (workload.int8_activations) {
     q = std::make_shared<dsl::QMatMulDef>(dsl::define_qmatmul_int8(workload, out.layout.panel));
   } else {
-    // The one knob that picks the algorithm rather than its schedule (dsl/qmatmul.h).
-    bool block_sums = schedule.get_int("block_sums", 0) > 0;
+    // The knobs that pick the algorithm rather than its schedule (dsl/qmatmul.h).
+    dsl::BlockSums block_sums = schedule.get_int("block_sums", 0) == 0 ? dsl::BlockSums::Off
+                                : schedule.get_string("zero_point", "per_weight") == "per_block"
+                                    ? dsl::BlockSums::ZeroPointPerBlock
+                                    : dsl::BlockSums::ZeroPointPerWeight;
     q = std::make_shared<dsl::QMatMulDef>(dsl::define_qmatmul(workload, out.layout.panel, block_sums));
   }
   try {

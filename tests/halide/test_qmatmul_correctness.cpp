@@ -97,6 +97,27 @@ TEST_CASE("default GEMV and GEMM kernels for every quantization form", "[qmatmul
   }
 }
 
+TEST_CASE("GEMV block sums with the zero point per weight and per block, every signedness", "[qmatmul]") {
+  // per_block reads unsigned codes (two's complement nibbles XOR 8) and subtracts offset * sum(a) once
+  // per block; ragged K puts padding codes in the last block, where A must read 0.
+  const std::vector<WeightSpec> specs = {{DType::Int4, false, Granularity::BlockedK, 32, false, false},
+                                         {DType::UInt4, false, Granularity::BlockedK, 32, false, false},
+                                         {DType::UInt4, true, Granularity::BlockedK, 16, true, false},
+                                         {DType::Int4, true, Granularity::BlockedK, 64, false, false}};
+  uint64_t seed = 61000;
+  for (const WeightSpec& spec : specs) {
+    for (const char* zero_point : {"per_weight", "per_block"}) {
+      QMatMulWorkload wl = workload_for(spec, 1, 256, 64);
+      Schedule s = find_qmatmul_template("cpu_int4_gemv")->default_schedule(wl, host_target());
+      s.knobs["split_k"] = int64_t(1);
+      s.knobs["block_sums"] = wl.format.k_group;
+      s.knobs["zero_point"] = std::string(zero_point);
+      check_kernel(compile(wl, s), spec, {{1, 256, 64}, {2, 77, 45}, {1, 3, 17}}, seed);
+      seed += 100;
+    }
+  }
+}
+
 TEST_CASE("every row count from 1 to 65", "[qmatmul]") {
   WeightSpec spec{DType::Int4, true, Granularity::BlockedK, 32, false, false};
   for (int hint : {1, 128}) {
