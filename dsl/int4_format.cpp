@@ -30,6 +30,19 @@ int64_t flat_index(int64_t k, int64_t n, int64_t K, int64_t N, bool trans_b) {
   return trans_b ? n * K + k : k * N + n;
 }
 
+// Calls put(k, n) for every element of the logical [K, N] weight, in the source's own order: the
+// weights can be hundreds of MiB.
+template <class Put>
+void for_each_element(int64_t K, int64_t N, bool trans_b, const Put& put) {
+  if (trans_b) {
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) put(k, n);
+  } else {
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n) put(k, n);
+  }
+}
+
 }  // namespace
 
 Result<Int4Format> int4_format_of(const QuantizedWeight& w, bool trans_b) {
@@ -104,13 +117,7 @@ PackedInt4Buffers pack_vnni(const QuantizedWeight& w, bool trans_b, const Int4La
     int64_t byte = 4 * (n % P) + (k % 8) / 2 + 4 * P * (k / 8 + KQ * (n / P));
     dst[byte] |= uint8_t(u << ((k & 1) * 4));
   };
-  if (trans_b) {
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < K; ++k) put(k, n);
-  } else {
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t n = 0; n < N; ++n) put(k, n);
-  }
+  for_each_element(K, N, trans_b, put);
   int64_t gj = f.per_n ? P : 1, gp = f.per_n ? panels : 1;
   int64_t groups = f.k_group > 0 ? 8 * KQ / f.k_group : 1;
   out.scale = Halide::Runtime::Buffer<float>(int(gj), int(groups), int(gp));
@@ -176,14 +183,7 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
     int q = unpack_nibble(src, flat_index(k, n, K, N, trans_b), false) ^ flip;  // 4 bits
     dst[n % P + P * (k / 2 + KP * (n / P))] |= uint8_t(q << ((k & 1) * 4));
   };
-  // Walk the source in its own order: the weights can be hundreds of MiB.
-  if (trans_b) {
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < K; ++k) put(k, n);
-  } else {
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t n = 0; n < N; ++n) put(k, n);
-  }
+  for_each_element(K, N, trans_b, put);
 
   // The scale and zero-point grids: one entry per (j', g, p) that the format distinguishes.
   int64_t gj = f.per_n ? P : 1, gp = f.per_n ? panels : 1;

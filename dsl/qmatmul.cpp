@@ -2,6 +2,20 @@
 
 namespace tetra::dsl {
 
+namespace {
+
+// The runtime inputs of every QMatMul definition, in dsl::call_qmatmul's order.
+void set_arguments(QMatMulDef& q, const QMatMulWorkload& workload) {
+  std::vector<Halide::Argument>& args = q.def.arguments;
+  args = {q.A};
+  for (const Halide::Argument& arg : q.W.arguments()) args.push_back(arg);
+  if (workload.has_bias) args.push_back(q.bias);
+  args.push_back(q.alpha);
+  args.push_back(q.beta);
+}
+
+}  // namespace
+
 bool block_sums_apply(const QMatMulWorkload& w) {
   return w.format.k_group > 1 && w.format.k_group % 2 == 0 && !w.format.f16_scale;
 }
@@ -72,11 +86,7 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, BlockSums 
   d.stages = {{"a", a}, {"w", w}, {"acc", acc}};
   if (block_sums != BlockSums::Off) d.stages["partial"] = partial;
   if (block_sums == BlockSums::ZeroPointPerBlock) d.stages["a_sum"] = a_sum;
-  d.arguments = {q.A};
-  for (const Argument& arg : q.W.arguments()) d.arguments.push_back(arg);
-  if (workload.has_bias) d.arguments.push_back(q.bias);
-  d.arguments.push_back(q.alpha);
-  d.arguments.push_back(q.beta);
+  set_arguments(q, workload);
   return q;
 }
 
@@ -137,11 +147,7 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel) {
   d.output = output;
   d.stages = {{"a", a}, {"a_max", a_max}, {"a_q", a_q}, {"a_pairs", a_pairs}, {"a_sum", a_sum}, {"dot", dot},
               {"acc", acc}};
-  d.arguments = {q.A};
-  for (const Argument& arg : q.W.arguments()) d.arguments.push_back(arg);
-  if (workload.has_bias) d.arguments.push_back(q.bias);
-  d.arguments.push_back(q.alpha);
-  d.arguments.push_back(q.beta);
+  set_arguments(q, workload);
   return q;
 }
 

@@ -1,6 +1,6 @@
 // The Halide backend's int4 GEMM node kernels, and the backend's entry point. tetra.QMatMul runs as
-// a compiled QMatMul over the packed int4 weight; tetra.QConv (group 1, 1x1 or strided) runs as
-// im2col + the same kernel over the conv weight laid out as a [M, kh*kw*C] matrix. Other nodes go to the conv and
+// a compiled QMatMul over the packed int4 weight; a 1-D dense tetra.QConv runs as im2col + the same
+// kernel over the conv weight laid out as a [M, kh*kw*C] matrix. Other nodes go to the conv and
 // elementwise families, or fall back to their reference kernels, with the reason. No libHalide here:
 // the code comes from a KernelSource.
 #include <algorithm>

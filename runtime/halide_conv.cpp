@@ -1,4 +1,4 @@
-// Grouped and depthwise 2-D tetra.QConv as direct Halide kernels (dsl/qconv.h, schedules/cpu_conv.h).
+// Dense, grouped and depthwise 2-D tetra.QConv as direct Halide kernels (dsl/qconv.h, schedules/cpu_conv.h).
 // The weight is copied once, still 4-bit, into the kernel's buffers; a float16 X is converted to
 // float32 for the kernel and the result rounded back. The code comes from a KernelSource.
 #include <map>

@@ -14,39 +14,45 @@
 
 namespace tetra {
 
+namespace {
+
+// The database's record when there is one and `check` accepts it, else the template's default; the
+// source says which, and why a record was not used.
+ScheduleChoice record_or_default(const ScheduleSource* schedules, const std::optional<ScheduleChoice>& tuned,
+                                 const std::function<dsl::Status(const dsl::Schedule&)>& check,
+                                 const std::function<dsl::Schedule()>& fallback) {
+  std::string why = "default schedule (no tuning database)";
+  if (schedules && tuned) {
+    dsl::Status st = check(tuned->schedule);
+    if (st.ok()) return *tuned;
+    why = "default schedule (record rejected: " + st.failure().describe() + ")";
+  } else if (schedules) {
+    why = "default schedule (no database record)";
+  }
+  return {fallback(), why};
+}
+
+}  // namespace
+
 ScheduleChoice choose_qmatmul_schedule(const dsl::QMatMulWorkload& workload, const ScheduleSource* schedules,
                                        const dsl::TargetSpec& target) {
-  std::string why = "default schedule (no tuning database)";
-  if (schedules) {
-    std::optional<ScheduleChoice> tuned = schedules->for_qmatmul(workload);
-    if (tuned) {
-      dsl::Status st = schedules::check_qmatmul_schedule(workload, tuned->schedule, target);
-      if (st.ok()) return *tuned;
-      why = "default schedule (record rejected: " + st.failure().describe() + ")";
-    } else {
-      why = "default schedule (no database record)";
-    }
-  }
-  return {schedules::default_qmatmul_schedule(workload, target).value(), why};
+  return record_or_default(
+      schedules, schedules ? schedules->for_qmatmul(workload) : std::nullopt,
+      [&](const dsl::Schedule& s) { return schedules::check_qmatmul_schedule(workload, s, target); },
+      [&] { return schedules::default_qmatmul_schedule(workload, target).value(); });
 }
 
 ScheduleChoice choose_qconv_schedule(const dsl::QConvWorkload& workload, const ScheduleSource* schedules,
                                      const dsl::TargetSpec& target) {
-  std::string why = "default schedule (no tuning database)";
-  if (schedules) {
-    std::optional<ScheduleChoice> tuned = schedules->for_qconv(workload);
-    if (tuned) {
-      dsl::Status st = schedules::check_qconv_schedule(workload, tuned->schedule, target);
-      if (st.ok()) return *tuned;
-      why = "default schedule (record rejected: " + st.failure().describe() + ")";
-    } else {
-      why = "default schedule (no database record)";
-    }
-  }
-  auto fallback = schedules::default_qconv_schedule(workload, target);
-  check(fallback.ok(), ErrorKind::Invalid,
-        "no QConv schedule for " + workload.key() + ": " + (fallback.ok() ? "" : fallback.failure().describe()));
-  return {fallback.value(), why};
+  return record_or_default(
+      schedules, schedules ? schedules->for_qconv(workload) : std::nullopt,
+      [&](const dsl::Schedule& s) { return schedules::check_qconv_schedule(workload, s, target); },
+      [&] {
+        auto fallback = schedules::default_qconv_schedule(workload, target);
+        check(fallback.ok(), ErrorKind::Invalid,
+              "no QConv schedule for " + workload.key() + ": " + (fallback.ok() ? "" : fallback.failure().describe()));
+        return fallback.value();
+      });
 }
 
 KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, const dsl::TargetSpec& target) {
