@@ -36,7 +36,6 @@ class PackedInt4 {
 
   const Int4Format& format() const { return format_; }
   int panel_width() const { return panel_; }
-  bool vnni() const { return vnni_; }
   std::vector<Halide::Argument> arguments() const;
   std::vector<Halide::ImageParam> params() const;  // the same, as the ImageParams
   // Binds `buffers` to this weight's ImageParams (they must have this format and panel).

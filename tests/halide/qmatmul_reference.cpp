@@ -1,6 +1,7 @@
 #include "qmatmul_reference.h"
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -14,6 +15,34 @@ std::string WeightSpec::describe() const {
   if (trans_b) s += " trans_b";
   if (f16_scale) s += " f16";
   return s;
+}
+
+KernelRun run_on_random_data(const schedules::QMatMulKernel& kernel, const WeightSpec& spec, int M, int K, int N,
+                             uint64_t seed) {
+  const dsl::QMatMulWorkload& wl = kernel.workload();
+  KernelRun r;
+  r.w = random_weight(K, N, spec, seed);
+  dsl::Result<dsl::PackedInt4Buffers> packed = kernel.pack(r.w, spec.trans_b);
+  if (!packed.ok()) {
+    r.status = packed.failure();
+    return r;
+  }
+  r.A = random_matrix(K, M, seed + 1);
+  r.bias.resize(size_t(N));
+  for (int n = 0; n < N; ++n) r.bias[size_t(n)] = 0.5f - float((n * 7919) % 101) / 101.0f;
+  Halide::Buffer<float> bias_buf(r.bias.data(), N);
+  schedules::QMatMulArgs args;
+  if (wl.has_bias) {
+    r.alpha = 0.75f;
+    r.beta = 1.25f;
+    args.bias = &bias_buf;
+  }
+  args.alpha = r.alpha;
+  args.beta = r.beta;
+  r.Y = Halide::Buffer<float>(N, M);
+  r.Y.fill(std::numeric_limits<float>::quiet_NaN());
+  r.status = kernel.run(r.A, packed.value(), r.Y, args);
+  return r;
 }
 
 QuantizedWeight random_weight(int64_t K, int64_t N, const WeightSpec& spec, uint64_t seed) {

@@ -6,6 +6,7 @@
 
 #include "Halide.h"
 #include "importer/graph.h"
+#include "schedules/qmatmul_kernel.h"
 
 namespace tetra::test {
 
@@ -36,6 +37,19 @@ struct Reference {
 // Y = alpha * A x W + beta * bias with double accumulation over QuantizedWeight::value().
 Reference reference_qmatmul(const Halide::Buffer<float>& A, const QuantizedWeight& W, bool trans_b,
                             const std::vector<float>* bias = nullptr, float alpha = 1.0f, float beta = 1.0f);
+
+// One run of a compiled kernel on a fresh weight of `spec` (seed) and a fresh A (seed + 1) of shape M x K;
+// with a bias in the workload, a fixed bias, alpha 0.75 and beta 1.25. Y starts as NaN, so an unwritten
+// output fails any comparison. `status` says why the weight did not pack or the kernel did not run.
+struct KernelRun {
+  QuantizedWeight w;
+  Halide::Buffer<float> A, Y;
+  std::vector<float> bias;
+  float alpha = 1.0f, beta = 1.0f;
+  dsl::Status status = dsl::ok_status();
+};
+KernelRun run_on_random_data(const schedules::QMatMulKernel& kernel, const WeightSpec& spec, int M, int K, int N,
+                             uint64_t seed);
 
 // Compares Y (N, M) with the reference; returns "" or a description of the first mismatches.
 // Tolerance: 8 * sqrt(K) * 2^-24 * abs_sum (fp32 accumulation in any order).

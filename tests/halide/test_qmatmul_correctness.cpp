@@ -31,28 +31,15 @@ void check_kernel(const QMatMulKernel& kernel, const WeightSpec& spec, const std
   for (const Shape3& s : shapes) {
     INFO("kernel " << kernel.schedule().to_string() << "\nweight " << spec.describe() << " M=" << s.M
                     << " K=" << s.K << " N=" << s.N);
-    QuantizedWeight w = test::random_weight(s.K, s.N, spec, seed++);
-    Result<PackedInt4Buffers> packed = kernel.pack(w, spec.trans_b);
-    REQUIRE(packed.ok());
-    Halide::Buffer<float> A = test::random_matrix(s.K, s.M, seed++);
-    std::vector<float> bias(size_t(s.N));
-    for (int n = 0; n < s.N; ++n) bias[size_t(n)] = 0.5f - float((n * 7919) % 101) / 101.0f;
-    Halide::Buffer<float> bias_buf(bias.data(), s.N);
-    QMatMulArgs args;
-    args.alpha = wl.has_bias ? 0.75f : 1.0f;
-    args.beta = 1.25f;
-    if (wl.has_bias) args.bias = &bias_buf;
-
-    Halide::Buffer<float> Y(s.N, s.M);
-    Y.fill(std::numeric_limits<float>::quiet_NaN());  // unwritten outputs fail the comparison
-    Status st = kernel.run(A, packed.value(), Y, args);
-    INFO((st.ok() ? "" : st.failure().describe()));
-    REQUIRE(st.ok());
-    test::Reference ref =
-        test::reference_qmatmul(A, w, spec.trans_b, wl.has_bias ? &bias : nullptr, args.alpha, args.beta);
+    test::KernelRun run = test::run_on_random_data(kernel, spec, s.M, s.K, s.N, seed);
+    seed += 2;
+    INFO((run.status.ok() ? "" : run.status.failure().describe()));
+    REQUIRE(run.status.ok());
+    test::Reference ref = test::reference_qmatmul(run.A, run.w, spec.trans_b, wl.has_bias ? &run.bias : nullptr,
+                                                  run.alpha, run.beta);
     if (wl.activation == Activation::Relu)
       for (double& v : ref.y) v = std::max(v, 0.0);
-    std::string diff = test::compare(Y, ref, s.K);
+    std::string diff = test::compare(run.Y, ref, s.K);
     CHECK(diff == "");
   }
 }

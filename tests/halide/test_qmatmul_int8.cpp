@@ -54,33 +54,21 @@ void check_kernel(const QMatMulKernel& kernel, const WeightSpec& spec, const std
   for (const Shape3& s : shapes) {
     INFO("kernel " << kernel.schedule().to_string() << "\nweight " << spec.describe() << " M=" << s.M
                     << " K=" << s.K << " N=" << s.N);
-    QuantizedWeight w = test::random_weight(s.K, s.N, spec, seed++);
-    Result<PackedInt4Buffers> packed = kernel.pack(w, spec.trans_b);
-    REQUIRE(packed.ok());
-    Halide::Buffer<float> A = test::random_matrix(s.K, s.M, seed++);
-    std::vector<float> bias(size_t(s.N));
-    for (int n = 0; n < s.N; ++n) bias[size_t(n)] = 0.5f - float((n * 7919) % 101) / 101.0f;
-    Halide::Buffer<float> bias_buf(bias.data(), s.N);
-    QMatMulArgs args;
-    args.alpha = 0.75f;
-    args.beta = 1.25f;
-    if (wl.has_bias) args.bias = &bias_buf;
-    Halide::Buffer<float> Y(s.N, s.M);
-    Y.fill(std::numeric_limits<float>::quiet_NaN());
-    Status st = kernel.run(A, packed.value(), Y, args);
-    INFO((st.ok() ? "" : st.failure().describe()));
-    REQUIRE(st.ok());
+    test::KernelRun run = test::run_on_random_data(kernel, spec, s.M, s.K, s.N, seed);
+    seed += 2;
+    INFO((run.status.ok() ? "" : run.status.failure().describe()));
+    REQUIRE(run.status.ok());
 
-    Int8ActivationReference ref(A.data(), s.M, s.K, wl.activation_block());
+    Int8ActivationReference ref(run.A.data(), s.M, s.K, wl.activation_block());
     int bad = 0;
     std::ostringstream first;
     for (int m = 0; m < s.M; ++m)
       for (int n = 0; n < s.N; ++n) {
         double magnitude = 0;
-        double want = args.alpha * ref.value(w, spec.trans_b, m, n, &magnitude);
-        if (wl.has_bias) want += args.beta * bias[size_t(n)];
+        double want = run.alpha * ref.value(run.w, spec.trans_b, m, n, &magnitude);
+        if (wl.has_bias) want += run.beta * run.bias[size_t(n)];
         if (wl.activation == Activation::Relu) want = std::max(want, 0.0);
-        double got = Y(n, m);
+        double got = run.Y(n, m);
         if (!(std::fabs(got - want) <= 1e-5 * (1 + magnitude))) {
           if (bad++ == 0) first << "(" << m << ", " << n << "): " << got << " instead of " << want;
         }
