@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake pkg-config git
+# libpng-dev and libjpeg-dev: Halide's CMake package refuses to load without them.
+packages=(build-essential cmake pkg-config git libpng-dev libjpeg-dev
           libhalide14-0-dev libonnx-dev libprotobuf-dev protobuf-compiler
           nlohmann-json3-dev catch2 libcli11-dev libxgboost-dev xgboost)
 missing=()

@@ -1,4 +1,5 @@
-// Every ONNX node test case in ../shared/onnx-conformance runs through `tetra run` and must match
+// Every ONNX node test case in tests/data/onnx-conformance (ONNX's own node tests, Apache-2.0; see the
+// SOURCE.md of each suite) runs through `tetra run` and must match
 // its expected outputs within the ONNX backend tolerance.
 #include <filesystem>
 #include <map>
@@ -16,7 +17,7 @@ namespace {
 const std::map<std::string, std::string> kExceptions = {};
 
 std::vector<fs::path> conformance_cases() {
-  fs::path root = fs::path(source_dir()).parent_path() / "shared" / "onnx-conformance";
+  fs::path root = fs::path(source_dir()) / "tests" / "data" / "onnx-conformance";
   std::vector<fs::path> cases;
   if (!fs::is_directory(root)) return cases;
   for (const auto& suite : fs::directory_iterator(root))
@@ -29,7 +30,7 @@ std::vector<fs::path> conformance_cases() {
 
 void check_cases(const std::string& backend) {
   std::vector<fs::path> cases = conformance_cases();
-  REQUIRE(cases.size() >= 82);  // the shared set: 65 opset-25 era + 17 opset-21 cases
+  REQUIRE(cases.size() >= 82);  // the set: 65 opset-25 era + 17 opset-21 cases
   for (const fs::path& c : cases) {
     std::string id = c.parent_path().filename().string() + "/" + c.filename().string();
     DYNAMIC_SECTION(id) {
