@@ -6,7 +6,7 @@ PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int pa
     : format_(format),
       panel_(panel),
       vnni_(vnni),
-      packed_(Halide::UInt(8), 3, name + "_packed"),
+      packed_(format.is_float() ? Halide::Float(format.float_bits) : Halide::UInt(8), 3, name + "_packed"),
       scale_(format.f16_scale && !vnni ? Halide::Float(16) : Halide::Float(32), 3, name + "_scale"),
       zero_(Halide::Int(8), 3, name + "_zero") {
   // Constant panel width and strides let LLVM fold the address arithmetic.
@@ -57,6 +57,7 @@ Halide::Expr PackedInt4::scale(const Halide::Expr& j, const Halide::Expr& g, con
 }
 
 Halide::Expr PackedInt4::panel(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
+  if (format_.is_float()) return Halide::cast<float>(packed_(j, k, p));
   Halide::Expr g = format_.k_group > 0 ? k / int(format_.k_group) : Halide::Expr(0);
   Halide::Expr v = code(j, k, p) * scale(j, g, p);
   if (format_.f16_scale) v = Halide::cast<float>(Halide::cast<Halide::float16_t>(v));
@@ -80,6 +81,7 @@ Halide::Expr PackedInt4::operator()(const Halide::Expr& k, const Halide::Expr& n
 }
 
 std::vector<Halide::ImageParam> PackedInt4::params() const {
+  if (format_.is_float()) return {packed_};
   std::vector<Halide::ImageParam> params = {packed_, scale_};
   if (format_.has_zero_point) params.push_back(zero_);
   return params;
@@ -100,6 +102,7 @@ Status PackedInt4::bind(Halide::ParamMap& params, const PackedInt4Buffers& b) co
     return Failure{FailureKind::Run, packed_.name(),
                    "the weight is " + b.format.describe() + ", the kernel was compiled for " + format_.describe()};
   params.set(packed_, Halide::Buffer<>(*b.packed.raw_buffer()));
+  if (format_.is_float()) return ok_status();
   params.set(scale_, Halide::Buffer<>(*b.scale.raw_buffer()));
   if (format_.has_zero_point) params.set(zero_, Halide::Buffer<>(*b.zero.raw_buffer()));
   return ok_status();

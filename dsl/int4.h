@@ -16,10 +16,11 @@ class PackedInt4 {
   PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni = false);
 
   // W(k, n) at n = p*P + j: reads one packed byte, takes the nibble of k's parity, subtracts the
-  // zero point and multiplies the scale, in fp32. Meant to be inlined into a consumer's loop nest
+  // zero point and multiplies the scale, in fp32 (a float weight: the stored value, widened). Meant to be inlined into a consumer's loop nest
   // (or into a small stage Func that a schedule places), so the weight stays 4-bit in memory.
   Halide::Expr panel(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
-  // The parts of panel(): float(q - zp), exact, and the scale of k-group g as float32.
+  // The parts of panel(): float(q - zp), exact, and the scale of k-group g as float32. Int4 only, as are
+  // offset_code, code_offset, byte and offset.
   Halide::Expr code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
   Halide::Expr scale(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
   // The unsigned code u = q - zp + offset in [0, 15] of the panel packing, one mask or shift per nibble

@@ -6,6 +6,7 @@
 namespace tetra::dsl {
 
 std::string Int4Format::describe() const {
+  if (is_float()) return "f" + std::to_string(float_bits) + " weight";
   std::string s = is_signed ? "int4" : "uint4";
   if (k_group > 0 && per_n) s += " blocked(k," + std::to_string(k_group) + ")";
   else if (k_group > 0) s += k_group == 1 ? " per-k" : " k-groups(" + std::to_string(k_group) + ")";
@@ -46,6 +47,12 @@ void for_each_element(int64_t K, int64_t N, bool trans_b, const Put& put) {
 }  // namespace
 
 Result<Int4Format> int4_format_of(const QuantizedWeight& w, bool trans_b) {
+  if (w.is_float()) {
+    if (w.data.rank() != 2) return unsupported(w, "a QMatMul weight must be 2-D, not " + shape_str(w.shape()));
+    Int4Format f;
+    f.float_bits = w.data.dtype() == DType::Float32 ? 32 : 16;
+    return f;
+  }
   if (w.data.dtype() != DType::Int4 && w.data.dtype() != DType::UInt4)
     return unsupported(w, "the weight is " + dtype_name(w.data.dtype()) + ", not int4 or uint4");
   if (w.data.rank() != 2) return unsupported(w, "a QMatMul weight must be 2-D, not " + shape_str(w.shape()));
@@ -86,6 +93,8 @@ Status check_packable(const Int4Format& weight, const Int4Format& kernel) {
   auto no = [&](const std::string& why) {
     return Failure{FailureKind::Unsupported, weight.describe(), "cannot be packed as " + kernel.describe() + ": " + why};
   };
+  if (weight.float_bits != kernel.float_bits) return no("the weight types differ");
+  if (weight.is_float()) return ok_status();
   if (weight.is_signed != kernel.is_signed) return no("int4 and uint4 differ");
   if (weight.f16_scale != kernel.f16_scale) return no("the scale precision differs");
   if (weight.has_zero_point && !kernel.has_zero_point) return no("the kernel reads no zero points");
@@ -108,9 +117,9 @@ PackedInt4Buffers pack_vnni(const QuantizedWeight& w, bool trans_b, const Int4La
   out.layout = layout;
   out.format = f;
   out.packed = Halide::Runtime::Buffer<uint8_t>(int(4 * P), int(KQ), int(panels));
-  out.packed.fill(0);
+  std::memset(out.packed.data(), 0, out.packed.size_in_bytes());
   const uint8_t* src = w.data.bytes();
-  uint8_t* dst = out.packed.data();
+  uint8_t* dst = static_cast<uint8_t*>(out.packed.data());
   int to_unsigned = f.is_signed ? 8 : 0;  // int4 q (two's complement nibble) -> q + 8
   auto put = [&](int64_t k, int64_t n) {
     int u = unpack_nibble(src, flat_index(k, n, K, N, trans_b), false) ^ to_unsigned;
@@ -141,6 +150,28 @@ PackedInt4Buffers pack_vnni(const QuantizedWeight& w, bool trans_b, const Int4La
   return out;
 }
 
+// An unquantized float weight in panels of one element per k (the header's third table).
+PackedInt4Buffers pack_float(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout, const Int4Format& f,
+                             int64_t K, int64_t N) {
+  int64_t P = layout.panel, panels = (N + P - 1) / P;
+  int64_t Ka = (K + layout.k_align - 1) / layout.k_align * layout.k_align;
+  PackedInt4Buffers out;
+  out.K = K;
+  out.N = N;
+  out.layout = layout;
+  out.format = f;
+  size_t elem = f.float_bits / 8;
+  out.packed = Halide::Runtime::Buffer<>(halide_type_t(halide_type_float, uint8_t(f.float_bits)), int(P), int(Ka),
+                                         int(panels));
+  std::memset(out.packed.data(), 0, out.packed.size_in_bytes());
+  const uint8_t* src = w.data.bytes();
+  uint8_t* dst = static_cast<uint8_t*>(out.packed.data());
+  for_each_element(K, N, trans_b, [&](int64_t k, int64_t n) {
+    std::memcpy(dst + (n % P + P * (k + Ka * (n / P))) * elem, src + flat_index(k, n, K, N, trans_b) * elem, elem);
+  });
+  return out;
+}
+
 }  // namespace
 
 Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout,
@@ -160,6 +191,10 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
   bool weight_has_zp = format.value().has_zero_point;
   int64_t K = trans_b ? w.shape()[1] : w.shape()[0];
   int64_t N = trans_b ? w.shape()[0] : w.shape()[1];
+  if (f.is_float()) {
+    if (layout.vnni) return unsupported(w, "a float weight has no int8-dot-product packing");
+    return pack_float(w, trans_b, layout, f, K, N);
+  }
   if (layout.vnni) {
     if (f.k_group > 0 && layout.k_align % f.k_group != 0)
       return unsupported(w, "the int8-dot-product packing pads K to whole k-groups: k_align " +
@@ -175,9 +210,9 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
   out.layout = layout;
   out.format = f;
   out.packed = Halide::Runtime::Buffer<uint8_t>(int(P), int(KP), int(panels));
-  out.packed.fill(0);
+  std::memset(out.packed.data(), 0, out.packed.size_in_bytes());
   const uint8_t* src = w.data.bytes();
-  uint8_t* dst = out.packed.data();  // dense: j fastest, then kp, then p
+  uint8_t* dst = static_cast<uint8_t*>(out.packed.data());  // dense: j fastest, then kp, then p
   int flip = !f.is_signed && f.signed_nibbles() ? 8 : 0;  // uint4 u stored as the int4 u - 8
   auto put = [&](int64_t k, int64_t n) {
     int q = unpack_nibble(src, flat_index(k, n, K, N, trans_b), false) ^ flip;  // 4 bits

@@ -36,6 +36,10 @@
 // unsigned, u = q + 8 for int4 (q XOR 8) and u = q for uint4, so that q - zp = u - (zp + 8) or
 // u - zp: the offset is the zero-point grid, or the constant 8 (int4) or 0 (uint4) without one.
 // K is padded to a multiple of k_align (itself a multiple of 8); padding codes are 0.
+//
+// An unquantized float weight (Int4Format::is_float) takes the panel layout with one element per k:
+//
+//   packed(j, k, p)  float32 or float16   W(k, n), n = p*P + j; 0 past K and N; no scale or zero grid
 #pragma once
 #include <cstdint>
 #include <string>
@@ -60,6 +64,11 @@ struct Int4Format {
   int64_t k_group = 0;          // scales change every k_group values of k; 0: they never do
   bool per_n = false;           // scales change with n
   bool f16_scale = false;       // scales are float16 and every dequantized value is rounded to float16
+  // 32 or 16: an unquantized float32 / float16 weight (QuantizedWeight::is_float), read as it is; the
+  // fields above do not apply. 0: int4 / uint4 codes.
+  int float_bits = 0;
+
+  bool is_float() const { return float_bits != 0; }
 
   // Whether the packed nibbles are two's complement (int4, or uint4 with zero points; see above).
   bool signed_nibbles() const { return is_signed || has_zero_point; }
@@ -68,7 +77,7 @@ struct Int4Format {
   std::string describe() const;
   bool operator==(const Int4Format& o) const {
     return is_signed == o.is_signed && has_zero_point == o.has_zero_point && k_group == o.k_group &&
-           per_n == o.per_n && f16_scale == o.f16_scale;
+           per_n == o.per_n && f16_scale == o.f16_scale && float_bits == o.float_bits;
   }
 };
 
@@ -92,7 +101,7 @@ struct PackedInt4Buffers {
   int64_t K = 0, N = 0;
   Int4Layout layout;
   Int4Format format;
-  Halide::Runtime::Buffer<uint8_t> packed;  // (P, ceil(K/2), panels); vnni: (4P, Ka/8, panels)
+  Halide::Runtime::Buffer<> packed;  // uint8 (P, ceil(K/2), panels); vnni: (4P, Ka/8, panels); float: (P, Ka, panels)
   Halide::Runtime::Buffer<> scale;          // (P or 1, groups, panels or 1), float32 or float16
   Halide::Runtime::Buffer<int8_t> zero;     // shaped as scale; undefined without zero points
 

@@ -16,6 +16,8 @@ std::string QMatMulWorkload::key() const {
 }
 
 Status int8_activations_supported(const QMatMulWorkload& w) {
+  if (w.format.is_float())
+    return Failure{FailureKind::Unsupported, w.key(), "int8 activations pair with int4 weights, this one is float"};
   if (w.activation_block() % 8 != 0)
     return Failure{FailureKind::Unsupported, w.key(),
                    "int8 activations need k-blocks of a multiple of 8, not " + std::to_string(w.activation_block())};

@@ -147,14 +147,15 @@ class EpilogueFuser {
   }
 
   // y * a + b per output channel, with a = gamma / sqrt(var + eps), b = beta - mean * a, folded into
-  // the scales (float32 only) and the bias. Codes and zero points are untouched: still int4.
+  // the scales (float32 only) and the bias. Codes and zero points are untouched: still int4. A float
+  // weight takes a into its values (as float32).
   bool fold_batchnorm(Node& n, const Node& bn) {
     if (n.op_type != "QConv" || !n.epilogue.empty() || bn.outputs.size() != 1 || bn.inputs.size() < 5) return false;
     const Tensor *gamma = constant(bn.inputs[1]), *beta = constant(bn.inputs[2]);
     const Tensor *mean = constant(bn.inputs[3]), *var = constant(bn.inputs[4]);
     const QuantizedWeight& w = *n.weight;
     int64_t M = w.shape()[0];
-    if (!gamma || !beta || !mean || !var || w.scale.dtype() != DType::Float32) return false;
+    if (!gamma || !beta || !mean || !var || (!w.is_float() && w.scale.dtype() != DType::Float32)) return false;
     for (const Tensor* t : {gamma, beta, mean, var})
       if (t->size() != M || !is_float(t->dtype())) return false;
     const Tensor* old_bias = n.has_input(1) ? constant(n.input(1)) : nullptr;
@@ -169,7 +170,12 @@ class EpilogueFuser {
       b[m] = beta->get(m) - mean->get(m) * a[m] + (old_bias ? old_bias->get(m) * a[m] : 0.0);
     }
     auto folded = std::make_shared<QuantizedWeight>(w);
-    if (per_tensor) {
+    if (w.is_float()) {
+      folded->data = Tensor(DType::Float32, w.shape());
+      int64_t per_m = w.data.size() / M;
+      float* v = folded->data.mutable_data<float>();
+      for (int64_t i = 0; i < w.data.size(); ++i) v[i] = static_cast<float>(w.data.get(i) * a[i / per_m]);
+    } else if (per_tensor) {
       folded->scale = Tensor(DType::Float32, {M});
       for (int64_t m = 0; m < M; ++m) folded->scale.set(m, w.scale.get(0) * a[m]);
       folded->axis = 0;

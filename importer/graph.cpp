@@ -38,7 +38,7 @@ Attribute tensor_attr(Tensor value) {
 }
 
 int64_t QuantizedWeight::param_index(int64_t i) const {
-  if (scale.size() == 1 && block_size == 0) return 0;
+  if (is_float() || (scale.size() == 1 && block_size == 0)) return 0;
   const Shape& s = data.shape();
   int64_t inner = 1;
   for (size_t d = axis + 1; d < s.size(); ++d) inner *= s[d];
@@ -50,6 +50,7 @@ int64_t QuantizedWeight::param_index(int64_t i) const {
 }
 
 float QuantizedWeight::value(int64_t i) const {
+  if (is_float()) return static_cast<float>(data.get(i));
   int64_t p = param_index(i);
   float q = static_cast<float>(data.get_int(i));
   float zp = zero_point.empty() ? 0.0f : static_cast<float>(zero_point.get_int(p));
@@ -59,6 +60,7 @@ float QuantizedWeight::value(int64_t i) const {
 }
 
 std::string QuantizedWeight::granularity() const {
+  if (is_float()) return "unquantized";
   if (block_size > 0) return "blocked(axis " + std::to_string(axis) + ", " + std::to_string(block_size) + ")";
   if (scale.size() == 1 && scale.rank() <= 1) return "per-tensor";
   return "per-axis(" + std::to_string(axis) + ")";
@@ -140,7 +142,7 @@ const ValueInfo* Graph::find_value(const std::string& name) const {
 std::vector<const Node*> Graph::quantized_nodes() const {
   std::vector<const Node*> out;
   for (const Node& n : nodes)
-    if (n.weight) out.push_back(&n);
+    if (n.weight && !n.weight->is_float()) out.push_back(&n);
   return out;
 }
 

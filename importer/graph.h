@@ -31,21 +31,25 @@ Attribute string_attr(std::string value);
 Attribute ints_attr(std::vector<int64_t> values);
 Attribute tensor_attr(Tensor value);
 
-// An int4 weight kept packed, with the DequantizeLinear parameters that give its real values:
-// value(idx) = (q(idx) - zero_point(block of idx)) * scale(block of idx).
-// Every int4 pattern (DequantizeLinear, MatMulNBits, fake-quant) is normalised into this form.
+// The constant weight of a fused GEMM or conv (tetra.QMatMul, tetra.QConv), kept in its storage format.
+// An int4 weight stays packed, with the DequantizeLinear parameters that give its real values:
+//   value(idx) = (q(idx) - zero_point(block of idx)) * scale(block of idx).
+// Every int4 pattern (DequantizeLinear, MatMulNBits, fake-quant) is normalised into this form. A float
+// weight (is_float(): float32 or float16 data, pattern "Float") has no scale or zero point, and
+// value(idx) is the stored value: the weight format is one more axis of the same kernels.
 struct QuantizedWeight {
   std::string name;     // the model tensor it came from
-  std::string pattern;  // "DequantizeLinear", "MatMulNBits" or "FakeQuant"
-  Tensor data;          // Int4 or UInt4, packed, shape = quant shape
-  Tensor scale;         // float32 or float16; shape [] (per tensor), [dim(axis)] or blocked
+  std::string pattern;  // "DequantizeLinear", "MatMulNBits", "FakeQuant" or "Float"
+  Tensor data;          // Int4 or UInt4, packed, shape = quant shape; or Float32 / Float16
+  Tensor scale;         // float32 or float16; shape [] (per tensor), [dim(axis)] or blocked; empty if float
   Tensor zero_point;    // empty() when absent; same shape as scale otherwise
   int64_t axis = 0;     // meaningful when scale is not a scalar
   int64_t block_size = 0;  // 0: per-tensor or per-axis
 
   const Shape& shape() const { return data.shape(); }
-  DType value_dtype() const { return scale.dtype(); }
-  bool per_tensor() const { return scale.size() == 1 && scale.rank() <= 1 && block_size == 0; }
+  bool is_float() const { return data.dtype() == DType::Float32 || data.dtype() == DType::Float16; }
+  DType value_dtype() const { return is_float() ? data.dtype() : scale.dtype(); }
+  bool per_tensor() const { return is_float() || (scale.size() == 1 && scale.rank() <= 1 && block_size == 0); }
   // Index into scale/zero_point for the element at flat index `i` of `data`.
   int64_t param_index(int64_t i) const;
   // The dequantized value in the scale's precision (float32 arithmetic, as DequantizeLinear).
@@ -113,7 +117,7 @@ struct Graph {
 
   const ValueInfo* find_value(const std::string& name) const;
   bool is_constant(const std::string& name) const { return initializers.count(name) != 0; }
-  // The packed int4 weights held by fused nodes, for reporting.
+  // The fused nodes whose weight is int4 (kept packed), for reporting.
   std::vector<const Node*> quantized_nodes() const;
 };
 

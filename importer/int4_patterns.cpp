@@ -287,6 +287,29 @@ class Int4Fuser {
     if (fused == uses.of(dq.outputs[0]).size()) dead_.insert(dq_index);
   }
 
+ public:
+  void fuse_float_weights() {
+    std::map<std::string, std::shared_ptr<QuantizedWeight>> weights;  // shared by every consumer
+    for (Node& n : g_.nodes) {
+      bool matmul = is_op(n, "MatMul") || is_op(n, "Gemm");
+      if (!matmul && !is_op(n, "Conv")) continue;
+      const Tensor* w = constant(g_, n, 1);
+      if (!w || (w->dtype() != DType::Float32 && w->dtype() != DType::Float16) || constant(g_, n, 0)) continue;
+      if (matmul ? w->rank() != 2 : w->rank() < 3) continue;
+      std::shared_ptr<QuantizedWeight>& shared = weights[n.input(1)];
+      if (!shared) {
+        shared = std::make_shared<QuantizedWeight>();
+        shared->name = n.input(1);
+        shared->pattern = "Float";
+        shared->data = *w;
+      }
+      if (matmul) make_qmatmul(n, shared, false);
+      else make_qconv(n, shared);
+    }
+    finish();
+  }
+
+ private:
   void make_qmatmul(Node& n, std::shared_ptr<QuantizedWeight> w, bool transposed) {
     bool gemm = n.op_type == "Gemm";
     bool trans_b = transposed != (gemm && n.attr_int("transB", 0) != 0);
@@ -409,5 +432,6 @@ class Int4Fuser {
 }  // namespace
 
 void fuse_int4_weights(Graph& graph) { Int4Fuser(graph).run(); }
+void fuse_float_weights(Graph& graph) { Int4Fuser(graph).fuse_float_weights(); }
 
 }  // namespace tetra

@@ -11,4 +11,10 @@ namespace tetra {
 // Rewrites `graph` in place; nodes whose weights feed anything else are left as they are.
 void fuse_int4_weights(Graph& graph);
 
+// MatMul, Gemm and Conv whose weight (input 1) is a float32/float16 constant become tetra.QMatMul /
+// tetra.QConv with the weight unquantized (QuantizedWeight::is_float): float models run on the same
+// kernels and epilogue fusion as int4 ones, with the weight format compiled in. Run after
+// fuse_int4_weights, which claims the int4 patterns first.
+void fuse_float_weights(Graph& graph);
+
 }  // namespace tetra

@@ -288,6 +288,7 @@ Graph import_model(const onnx::ModelProto& model, const std::string& base_dir, c
     check(defined.count(out.name), ErrorKind::Invalid, "graph output '" + out.name + "' is produced by no node");
 
   if (options.fuse_int4) fuse_int4_weights(g);
+  if (options.fuse_float) fuse_float_weights(g);
   return g;
 }
 

@@ -13,6 +13,10 @@ namespace tetra {
 
 struct LoadOptions {
   bool fuse_int4 = true;  // rewrite int4 weight patterns into packed tetra.QMatMul / tetra.QConv nodes
+  // and MatMul/Gemm/Conv with a constant float32/float16 weight into the same nodes, unquantized
+  bool fuse_float = true;
+  // put back HardSwish, HardSigmoid, Gelu and LayerNormalization written out op by op (load_model)
+  bool recognise_decomposed = true;
   bool fuse_epilogues = true;  // fold BatchNormalization, bias, activation, residual into them (load_model)
 };
 

@@ -19,6 +19,7 @@ dsl::QMatMulWorkload gemm_view(const dsl::QConvWorkload& c) {
   w.format.is_signed = c.format.is_signed;
   w.format.has_zero_point = c.format.has_zero_point;
   w.format.f16_scale = c.format.f16_scale;
+  w.format.float_bits = c.format.float_bits;
   w.has_bias = c.has_bias;
   return w;
 }

@@ -57,6 +57,12 @@ QuantizedWeight random_weight(int64_t K, int64_t N, const WeightSpec& spec, uint
   w.pattern = "DequantizeLinear";
   Shape shape = spec.trans_b ? Shape{N, K} : Shape{K, N};
   w.data = Tensor(spec.type, shape);
+  if (w.is_float()) {  // an unquantized weight: random values, exact in its type
+    w.pattern = "Float";
+    std::normal_distribution<double> normal(0.0, 0.1);
+    for (int64_t i = 0; i < K * N; ++i) w.data.set(i, half_to_float(double_to_half(normal(rng))));
+    return w;
+  }
   for (int64_t i = 0; i < K * N; ++i) w.data.set_int(i, nibble(rng));
 
   // Axis of the data along k or n, as the importer would record it.

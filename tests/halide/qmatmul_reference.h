@@ -23,7 +23,8 @@ struct WeightSpec {
 };
 
 // Fresh random weight of logical shape [K, N]: every nibble value occurs, scales are nonzero and
-// zero points random. The same seed gives the same weight.
+// zero points random; a float32/float16 `type` gives an unquantized weight of random values (the
+// quantization fields are then unused). The same seed gives the same weight.
 QuantizedWeight random_weight(int64_t K, int64_t N, const WeightSpec& spec, uint64_t seed);
 
 // A(k, m) uniform in [-1, 1), never all zero.

@@ -66,6 +66,8 @@ std::vector<WeightSpec> all_specs() {
       {DType::Int4, false, Granularity::PerK, 0, true, false},
       {DType::UInt4, true, Granularity::BlockedN, 8, false, false},
       {DType::Int4, true, Granularity::BlockedK, 32, false, true},  // float16 scales
+      {DType::Float32, false, Granularity::PerTensor, 0, false, false},  // unquantized weights
+      {DType::Float16, false, Granularity::PerTensor, 0, true, false},
   };
 }
 
@@ -178,6 +180,27 @@ TEST_CASE("random schedules from each template's knob space", "[qmatmul]") {
     }
   }
   CHECK(compiled == 10);
+}
+
+TEST_CASE("random schedules of each template with float32 and float16 weights", "[qmatmul]") {
+  // Unquantized weights take the same templates: the format only changes what "w" reads.
+  std::mt19937_64 rng(77);
+  const std::vector<WeightSpec> specs = {{DType::Float32, false, Granularity::PerTensor, 0, false, false},
+                                         {DType::Float16, false, Granularity::PerTensor, 0, true, false}};
+  const std::vector<Shape3> shapes = {{1, 45, 50}, {9, 131, 33}, {20, 64, 100}};
+  int compiled = 0;
+  for (const QMatMulTemplate& t : qmatmul_templates()) {
+    if (t.int8_activations) continue;
+    for (const WeightSpec& spec : specs) {
+      QMatMulWorkload wl = workload_for(spec, 16, 128, 96);
+      KnobSpace space = t.space(wl, host_target());
+      Schedule s = space.sample(rng);
+      while (!check_qmatmul_schedule(wl, s, host_target()).ok()) s = space.sample(rng);
+      check_kernel(compile(wl, s), spec, shapes, 40000 + uint64_t(compiled) * 100);
+      ++compiled;
+    }
+  }
+  CHECK(compiled == 4);
 }
 
 TEST_CASE("running with a mismatched weight or shape fails as data", "[qmatmul]") {
