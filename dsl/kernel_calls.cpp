@@ -33,8 +33,8 @@ Status call_qmatmul(const CompiledPipeline& code, const QMatMulWorkload& compile
     return bad("this kernel needs a bias of N = " + std::to_string(W.N) + " values");
 
   float alpha = c.alpha, beta = c.beta;
-  std::vector<void*> argv = {const_cast<halide_buffer_t*>(c.A), const_cast<halide_buffer_t*>(W.packed.raw_buffer()),
-                             const_cast<halide_buffer_t*>(W.scale.raw_buffer())};
+  std::vector<void*> argv = {const_cast<halide_buffer_t*>(c.A), const_cast<halide_buffer_t*>(W.packed.raw_buffer())};
+  if (!compiled.format.is_float()) argv.push_back(const_cast<halide_buffer_t*>(W.scale.raw_buffer()));
   if (compiled.format.has_zero_point) argv.push_back(const_cast<halide_buffer_t*>(W.zero.raw_buffer()));
   if (compiled.has_bias) argv.push_back(const_cast<halide_buffer_t*>(c.bias));
   argv.push_back(&alpha);
@@ -71,13 +71,19 @@ Status call_qconv(const CompiledPipeline& code, const QConvWorkload& compiled, c
   if (c.Y->dimensions != 4 || extent(c.Y, 0) != wl.OW || extent(c.Y, 1) != wl.OH || extent(c.Y, 2) != wl.M ||
       extent(c.Y, 3) != wl.N)
     return bad("Y must be (OW, OH, M, N) of the workload " + wl.key());
+  if (wl.epilogue.residual) {
+    if (!c.residual || c.residual->dimensions != 4) return bad("this kernel adds a residual of the output's shape");
+    for (int d = 0; d < 4; ++d)
+      if (extent(c.residual, d) != extent(c.Y, d)) return bad("the residual must have the output's shape");
+  }
 
   int Cg = int(wl.Cg()), Mg = int(wl.Mg()), pad_top = int(wl.pad_top), pad_left = int(wl.pad_left);
   int dil_h = int(wl.DH), dil_w = int(wl.DW), block = int(w.block > 0 ? w.block : 1);
-  std::vector<void*> argv = {const_cast<halide_buffer_t*>(c.X), const_cast<halide_buffer_t*>(w.packed.raw_buffer()),
-                             const_cast<halide_buffer_t*>(w.scale.raw_buffer())};
+  std::vector<void*> argv = {const_cast<halide_buffer_t*>(c.X), const_cast<halide_buffer_t*>(w.packed.raw_buffer())};
+  if (!wl.format.is_float()) argv.push_back(const_cast<halide_buffer_t*>(w.scale.raw_buffer()));
   if (wl.format.has_zero_point) argv.push_back(const_cast<halide_buffer_t*>(w.zero.raw_buffer()));
   if (wl.has_bias) argv.push_back(const_cast<halide_buffer_t*>(c.bias));
+  if (wl.epilogue.residual) argv.push_back(const_cast<halide_buffer_t*>(c.residual));
   for (int* v : {&Cg, &Mg, &pad_top, &pad_left, &dil_h, &dil_w, &block}) argv.push_back(v);
   argv.push_back(c.Y);
   return call_pipeline(code, argv.data(), "qconv");

@@ -31,6 +31,7 @@ struct QConvCall {
   const ConvInt4Buffers* weight = nullptr;
   halide_buffer_t* Y = nullptr;
   const halide_buffer_t* bias = nullptr;
+  const halide_buffer_t* residual = nullptr;  // (OW, OH, M, N); required when the epilogue adds one
 };
 Status call_qconv(const CompiledPipeline& code, const QConvWorkload& compiled, const QConvWorkload& workload,
                   const QConvCall& call);

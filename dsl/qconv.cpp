@@ -1,6 +1,10 @@
 #include "dsl/qconv.h"
 
 #include <cstring>
+#include <variant>
+
+#include "dsl/elementwise_expr.h"
+#include "importer/error.h"
 
 namespace tetra::dsl {
 
@@ -11,6 +15,7 @@ Halide::Expr dequantize(const QConvDef& q, const ConvInt4Format& f, int KH, int 
                         const Halide::Expr& i, const Halide::Expr& c, const Halide::Expr& m) {
   using namespace Halide;
   Expr e = ((m * q.Cg + c) * KH + i) * KW + j;
+  if (f.is_float()) return cast<float>(q.packed(e));
   Expr byte = cast<int32_t>(q.packed(e / 2));
   Expr nibble = select(e % 2 == 1, byte >> 4, byte & 15);
   Expr code = f.is_signed ? (nibble ^ 8) - 8 : nibble;  // (v ^ 8) - 8 sign-extends 4 bits
@@ -31,6 +36,16 @@ Halide::Expr dequantize(const QConvDef& q, const ConvInt4Format& f, int KH, int 
 }
 
 }  // namespace
+
+std::vector<PipelineParam> QConvDef::params() const {
+  std::vector<PipelineParam> p = {X, packed};
+  if (!workload.format.is_float()) p.push_back(scale);
+  if (workload.format.has_zero_point) p.push_back(zero);
+  if (workload.has_bias) p.push_back(bias);
+  if (workload.epilogue.residual) p.push_back(residual);
+  for (const Halide::Param<int>* v : {&Cg, &Mg, &pad_top, &pad_left, &dil_h, &dil_w, &block}) p.push_back(*v);
+  return p;
+}
 
 QConvDef define_qconv(const QConvWorkload& wl) {
   using namespace Halide;
@@ -64,7 +79,15 @@ QConvDef define_qconv(const QConvWorkload& wl) {
   // lets a schedule that computes several output channels at once load each input vector once.
   Expr in_c = wl.group == 1 ? Expr(rc) : (mc / q.Mg) * q.Cg + rc;
   acc(ow.var, oh.var, m.var, n.var) += xs(in_x, in_y, in_c, n.var) * w(rkw, rkh, rc, mc);
-  output(ow.var, oh.var, m.var, n.var) = acc(ow.var, oh.var, m.var, n.var);
+  Expr result = acc(ow.var, oh.var, m.var, n.var);
+  if (wl.epilogue.residual) result += q.residual(ow.var, oh.var, m.var, n.var);
+  if (!wl.epilogue.activation.empty()) {
+    const ElementwiseExpr* act = find_elementwise_expr(wl.epilogue.activation);
+    check(act != nullptr, ErrorKind::Unsupported, "no expression for the epilogue activation " + wl.epilogue.activation);
+    Exprs params(wl.epilogue.params.begin(), wl.epilogue.params.end());
+    result = (*act)(Exprs{result}, params);
+  }
+  output(ow.var, oh.var, m.var, n.var) = result;
 
   d.reduce_axes = {ReduceAxis{"taps", q.taps, q.Cg * KH * KW}};
   d.extents = {{"OW", output.output_buffer().dim(0).extent()},
@@ -79,6 +102,7 @@ QConvDef define_qconv(const QConvWorkload& wl) {
     q.X.dim(i).set_min(0);
     q.scale.dim(i).set_min(0);
     q.zero.dim(i).set_min(0);
+    q.residual.dim(i).set_min(0);
     output.output_buffer().dim(i).set_min(0);
   }
   q.packed.dim(0).set_min(0);
@@ -86,11 +110,7 @@ QConvDef define_qconv(const QConvWorkload& wl) {
 
   d.output = output;
   d.stages = {{"x", xs}, {"w", w}, {"acc", acc}};
-  d.arguments = {q.X, q.packed, q.scale};
-  if (wl.format.has_zero_point) d.arguments.push_back(q.zero);
-  if (wl.has_bias) d.arguments.push_back(q.bias);
-  for (const Param<int>* p : {&q.Cg, &q.Mg, &q.pad_top, &q.pad_left, &q.dil_h, &q.dil_w, &q.block})
-    d.arguments.push_back(*p);
+  for (const PipelineParam& p : q.params()) std::visit([&](const auto& v) { d.arguments.push_back(v); }, p);
   return q;
 }
 

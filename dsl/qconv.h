@@ -10,6 +10,7 @@
 // The weight stays 4-bit: the kernel reads the model's own packed bytes (ONNX order, element
 // e = ((m*Cg + c)*KH + i)*KW + j in nibble e % 2 of byte e / 2) and dequantizes in the loop nest:
 //   W(m, c, i, j) = float(q - zp) * scale         (rounded to float16 for float16 scales)
+// An unquantized float weight (ConvInt4Format::is_float) is read as it is: W(m, c, i, j) = float(w[e]).
 // exactly as QuantizedWeight::value(). Scales and zero points sit in a 4-D grid scale(j', i', c', m')
 // shaped like DequantizeLinear's: all 1 (per tensor), the weight's extent on the quantized axis (per
 // axis), or the weight's shape with the blocked axis divided by the block size (blocked).
@@ -22,12 +23,13 @@
 //   "x"(x, y, ch, n)    = X with zeros outside [0, W) x [0, H)   (a boundary condition; inline or staged)
 //   "w"(kw, kh, c, m)   = W(m, c, kh, kw), dequantized            (inline or staged per channel)
 //   "acc"(ow, oh, m, n) = bias(m) + sum over the reduction "taps" (rkw, rkh, rc) of x * w
-//   output(ow, oh, m, n) = acc(ow, oh, m, n)
+//   output(ow, oh, m, n) = activation(acc(ow, oh, m, n) [+ residual(ow, oh, m, n)])   (the ConvEpilogue)
 #pragma once
 #include <cstdint>
 #include <string>
 
 #include "dsl/compute.h"
+#include "dsl/jit_pipeline.h"
 #include "dsl/qconv_format.h"
 #include "dsl/result.h"
 #include "importer/graph.h"
@@ -38,15 +40,21 @@ struct QConvDef {
   ComputeDef def;
   QConvWorkload workload;  // the one it was defined for; its code_key() parts are compiled in
   Halide::ImageParam X{Halide::Float(32), 4, "X"};
-  Halide::ImageParam packed{Halide::UInt(8), 1, "W_packed"};
+  Halide::ImageParam packed;  // the int4 bytes, or the float weight's values
   Halide::ImageParam scale, zero{Halide::Int(8), 4, "W_zero"};
   Halide::ImageParam bias{Halide::Float(32), 1, "bias"};
+  Halide::ImageParam residual{Halide::Float(32), 4, "residual"};  // (OW, OH, M, N), when the epilogue adds one
   Halide::Param<int> Cg{"Cg"}, Mg{"Mg"}, pad_top{"pad_top"}, pad_left{"pad_left"};
   Halide::Param<int> dil_h{"dil_h"}, dil_w{"dil_w"}, block{"block"};
   Halide::RDom taps;  // taps.x = kw, taps.y = kh, taps.z = c
 
   explicit QConvDef(const ConvInt4Format& format)
-      : scale(format.f16_scale ? Halide::Float(16) : Halide::Float(32), 4, "W_scale") {}
+      : packed(format.is_float() ? Halide::Float(format.float_bits) : Halide::UInt(8), 1, "W_packed"),
+        scale(format.f16_scale ? Halide::Float(16) : Halide::Float(32), 4, "W_scale") {}
+
+  // The pipeline's arguments in call order (dsl::call_qconv's): X, the weight's packed data (then scale
+  // and zero as its format has them), bias and residual where the workload has them, then the ints.
+  std::vector<PipelineParam> params() const;
 };
 
 // The algorithm for workloads with `workload`'s code_key(); no schedule applied.

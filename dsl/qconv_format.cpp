@@ -1,11 +1,13 @@
 #include "dsl/qconv_format.h"
 
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
 namespace tetra::dsl {
 
 std::string ConvInt4Format::describe() const {
+  if (is_float()) return "f" + std::to_string(float_bits) + " weight";
   std::string s = is_signed ? "int4" : "uint4";
   if (grid == Grid::PerTensor) s += " per-tensor";
   else s += (grid == Grid::PerAxis ? " per-axis(" : " blocked(") + std::to_string(axis) + ")";
@@ -16,16 +18,21 @@ std::string ConvInt4Format::describe() const {
 
 Result<ConvInt4Format> conv_int4_format_of(const QuantizedWeight& w) {
   auto no = [&](const std::string& why) { return Failure{FailureKind::Unsupported, w.name, why}; };
+  if (w.data.rank() != 4) return no("only 2-D convs (a 4-D weight) have a direct kernel, not " + shape_str(w.shape()));
+  if (w.data.size() >= (int64_t(1) << 31)) return no("the weight has 2^31 elements or more");
+  if (w.is_float()) {
+    ConvInt4Format f;
+    f.float_bits = w.data.dtype() == DType::Float32 ? 32 : 16;
+    return f;
+  }
   if (w.data.dtype() != DType::Int4 && w.data.dtype() != DType::UInt4)
     return no("the weight is " + dtype_name(w.data.dtype()) + ", not int4 or uint4");
-  if (w.data.rank() != 4) return no("only 2-D convs (a 4-D weight) have a direct kernel, not " + shape_str(w.shape()));
   if (w.scale.dtype() != DType::Float32 && w.scale.dtype() != DType::Float16)
     return no("scales must be float32 or float16, not " + dtype_name(w.scale.dtype()));
   if (!w.zero_point.empty() && w.zero_point.dtype() != w.data.dtype())
     return no("the zero point's type must match the data's");
   if (!w.zero_point.empty() && w.zero_point.size() != w.scale.size())
     return no("the zero point's shape must match the scale's");
-  if (w.data.size() >= (int64_t(1) << 31)) return no("the weight has 2^31 elements or more");
 
   ConvInt4Format f;
   f.is_signed = w.data.dtype() == DType::Int4;
@@ -58,10 +65,22 @@ std::string QConvWorkload::key() const {
   return s + (has_bias ? " bias" : "");
 }
 
+std::string ConvEpilogue::describe() const {
+  std::string s = residual ? "+residual" : "";
+  if (activation.empty()) return s;
+  s += (s.empty() ? "" : " ") + activation;
+  for (size_t i = 0; i < params.size(); ++i) {
+    char v[32];
+    std::snprintf(v, sizeof v, "%.9g", double(params[i]));  // round-trips a float
+    s += (i == 0 ? "(" : ",") + std::string(v) + (i + 1 == params.size() ? ")" : "");
+  }
+  return s;
+}
+
 std::string QConvWorkload::code_key() const {
   auto x = [](int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); };
   return "k" + x(KH, KW) + " s" + x(SH, SW) + " " + format.describe() + (has_bias ? " bias" : "") +
-         (group == 1 ? " dense" : "");
+         (group == 1 ? " dense" : "") + (epilogue.empty() ? "" : " " + epilogue.describe());
 }
 
 int64_t ConvInt4Buffers::bytes() const {
@@ -81,6 +100,11 @@ Result<ConvInt4Buffers> pack_conv_weight(const QuantizedWeight& w) {
   out.KW = s[3];
   out.block = f.grid == ConvInt4Format::Grid::Blocked ? w.block_size : 0;
 
+  if (f.is_float()) {
+    out.packed = Halide::Runtime::Buffer<>(halide_type_t(halide_type_float, uint8_t(f.float_bits)), int(w.data.size()));
+    std::memcpy(out.packed.data(), w.data.bytes(), out.packed.size_in_bytes());
+    return out;
+  }
   int64_t bytes = (w.data.size() + 1) / 2;
   out.packed = Halide::Runtime::Buffer<uint8_t>(int(bytes));
   std::memcpy(out.packed.data(), w.data.bytes(), size_t(bytes));

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "HalideBuffer.h"
 #include "dsl/int4_format.h"
@@ -20,17 +21,36 @@ struct ConvInt4Format {
   bool f16_scale = false;       // float16 scales; every dequantized value is rounded to float16
   Grid grid = Grid::PerTensor;
   int axis = 0;  // the weight axis of PerAxis / Blocked: 0 (m), 1 (c), 2 (kh), 3 (kw)
+  // 32 or 16: an unquantized float32 / float16 weight (QuantizedWeight::is_float), read as it is; the
+  // fields above do not apply. 0: int4 / uint4 codes.
+  int float_bits = 0;
+
+  bool is_float() const { return float_bits != 0; }
 
   // "int4 per-axis(0) f32", "uint4 blocked(1) zp f16": part of workload and cache keys.
   std::string describe() const;
   bool operator==(const ConvInt4Format& o) const {
     return is_signed == o.is_signed && has_zero_point == o.has_zero_point && f16_scale == o.f16_scale &&
-           grid == o.grid && axis == o.axis;
+           grid == o.grid && axis == o.axis && float_bits == o.float_bits;
   }
 };
 
 // The format of a tetra.QConv weight, or why it has none (not 4-D, not int4, odd scale types).
 Result<ConvInt4Format> conv_int4_format_of(const QuantizedWeight& weight);
+
+// The elementwise tail a conv kernel applies in its output stage, compiled in:
+//   y = activation(acc + bias [+ residual])
+// `activation` is an op key of dsl/elementwise_expr.h with one operand ("": none), `params` its float
+// attributes. It is part of the code key, not of the tuning key: the elementwise tail does not change
+// which tiling is best, so tuned records serve convs with any epilogue.
+struct ConvEpilogue {
+  bool residual = false;  // adds a float32 tensor shaped as the output (a skip connection)
+  std::string activation;
+  std::vector<float> params;
+
+  bool empty() const { return !residual && activation.empty(); }
+  std::string describe() const;  // "", "+residual", "Relu", "+residual Clip:min,max(0,6)"
+};
 
 // One conv's shapes and attributes, resolved (see runtime/ops/conv_core.h's conv_params).
 struct QConvWorkload {
@@ -43,6 +63,7 @@ struct QConvWorkload {
   ConvInt4Format format;
   int64_t block = 0;  // the block size of a Blocked format (a run-time value)
   bool has_bias = false;
+  ConvEpilogue epilogue;
 
   int64_t Cg() const { return C / group; }  // input channels per group (1: depthwise)
   int64_t Mg() const { return M / group; }  // output channels per group
@@ -51,7 +72,7 @@ struct QConvWorkload {
   // "qconv n1 c64 h56 w56 m64 g64 k3x3 s1x1 d1x1 p1,1,1,1 int4 per-axis(0) f32 bias": the tuning key.
   std::string key() const;
   // The part of the workload the generated code depends on: "k3x3 s1x1 int4 per-axis(0) f32 bias dense"
-  // ("dense": group 1).
+  // ("dense": group 1), then the epilogue's description.
   std::string code_key() const;
 };
 
@@ -59,9 +80,10 @@ struct QConvWorkload {
 struct ConvInt4Buffers {
   ConvInt4Format format;
   int64_t M = 0, Cg = 0, KH = 0, KW = 0, block = 0;
-  Halide::Runtime::Buffer<uint8_t> packed;  // ceil(M*Cg*KH*KW / 2) bytes, ONNX nibble order
-  Halide::Runtime::Buffer<> scale;          // (KW', KH', Cg', M'), float32 or float16
-  Halide::Runtime::Buffer<int8_t> zero;     // shaped as scale; undefined without zero points
+  Halide::Runtime::Buffer<> packed;      // uint8: ceil(M*Cg*KH*KW / 2) bytes, ONNX nibble order; a float
+                                         // weight: its M*Cg*KH*KW values in ONNX order
+  Halide::Runtime::Buffer<> scale;       // (KW', KH', Cg', M'), float32 or float16; undefined if float
+  Halide::Runtime::Buffer<int8_t> zero;  // shaped as scale; undefined without zero points
 
   int64_t bytes() const;
 };

@@ -34,4 +34,31 @@ std::string describe_epilogue(const Node& node) {
   return out;
 }
 
+std::optional<ActivationCall> activation_call(const Node& step, const Graph& graph) {
+  if (!step.domain.empty()) return std::nullopt;
+  const std::string& op = step.op_type;
+  auto f = [](double v) { return static_cast<float>(v); };
+  if (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "HardSwish") return ActivationCall{op, {}};
+  if (op == "LeakyRelu") return ActivationCall{op, {f(step.attr_float("alpha", 0.01))}};
+  if (op == "HardSigmoid") return ActivationCall{op, {f(step.attr_float("alpha", 0.2)), f(step.attr_float("beta", 0.5))}};
+  if (op == "Gelu") return ActivationCall{"Gelu:" + step.attr_string("approximate", "none"), {}};
+  if (op != "Clip") return std::nullopt;
+  // Bounds: attributes before opset 11, optional constant inputs after.
+  ActivationCall call{"Clip:", {}};
+  const char* names[2] = {"min", "max"};
+  for (size_t i = 1; i <= 2; ++i) {
+    if (step.opset < 11) {
+      if (!step.has_attr(names[i - 1])) continue;
+      call.params.push_back(f(step.attr_float(names[i - 1], 0)));
+    } else {
+      if (!step.has_input(i)) continue;
+      auto c = graph.initializers.find(step.input(i));
+      if (c == graph.initializers.end() || c->second.size() != 1 || !is_float(c->second.dtype())) return std::nullopt;
+      call.params.push_back(f(c->second.get(0)));
+    }
+    call.key += std::string(call.key.back() == ':' ? "" : ",") + names[i - 1];
+  }
+  return call;
+}
+
 }  // namespace tetra

@@ -1,6 +1,8 @@
 // Applies a fused node's epilogue steps (Node::epilogue) to its result with the steps' own
 // reference kernels, so a fused node computes exactly what the unfused nodes did.
 #pragma once
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "importer/graph.h"
@@ -17,5 +19,14 @@ std::vector<Tensor> epilogue_step_args(const Node& node, const Node& step, const
 
 // "+residual, Relu": the steps, for kernel descriptions and workload keys.
 std::string describe_epilogue(const Node& node);
+
+// An activation step as an op key of dsl/elementwise_expr.h ("Relu", "Clip:min,max", "Gelu:none") and
+// its float attributes, for kernels that apply it in their output stage. nullopt for other steps, and
+// for Clip bounds that are not constants of `graph`.
+struct ActivationCall {
+  std::string key;
+  std::vector<float> params;
+};
+std::optional<ActivationCall> activation_call(const Node& step, const Graph& graph);
 
 }  // namespace tetra

@@ -68,9 +68,17 @@ class Executor {
   std::vector<KernelInfo> kernels() const;
 
  private:
+  // Every value's type for these inputs' shapes: inferred at the first run and again only when the
+  // input shapes change (inference costs as much as a small kernel per node).
+  const std::map<std::string, ValueInfo>& values_for(const TensorMap& inputs);
+
   Graph graph_;
   std::shared_ptr<KernelSource> source_;  // outlives the kernels that hold references to it
   std::vector<std::unique_ptr<NodeKernel>> kernels_;
+  std::vector<std::vector<std::string>> free_after_;  // per node: the intermediates it reads last
+  bool bound_ = false;
+  std::vector<Shape> bound_shapes_;                   // the input shapes values_ was inferred for
+  std::map<std::string, ValueInfo> values_;
 };
 
 // The reference kernel of one node (every backend's fallback).

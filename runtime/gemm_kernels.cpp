@@ -15,96 +15,10 @@
 #include "runtime/halide_ops.h"
 #include "runtime/kernel_source.h"
 #include "runtime/ops/conv_core.h"
+#include "runtime/qmatmul_runner.h"
 
 namespace tetra {
 namespace {
-
-// A QMatMul weight bound to compiled kernels, one per row count it sees (the schedule may differ).
-class QMatMulRunner {
- public:
-  QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias,
-                dsl::Activation activation, bool int8_activations, KernelSource& source, std::string label)
-      : weight_(std::move(weight)),
-        trans_b_(trans_b),
-        has_bias_(has_bias),
-        activation_(activation),
-        int8_activations_(int8_activations),
-        source_(source),
-        label_(std::move(label)) {
-    Shape s = weight_->shape();
-    K_ = trans_b_ ? s[1] : s[0];
-    N_ = trans_b_ ? s[0] : s[1];
-  }
-  int64_t K() const { return K_; }
-  int64_t N() const { return N_; }
-
-  // Y[M, N] = alpha * A[M, K] x W + beta * bias[N]
-  void run(const float* a, int64_t M, float* y, const float* bias, float alpha, float beta) {
-    Compiled& c = compiled_for(M);
-    Halide::Runtime::Buffer<float> A(const_cast<float*>(a), static_cast<int>(K_), static_cast<int>(M));
-    Halide::Runtime::Buffer<float> Y(y, static_cast<int>(N_), static_cast<int>(M));
-    Halide::Runtime::Buffer<float> B;
-    if (bias) B = Halide::Runtime::Buffer<float>(const_cast<float*>(bias), static_cast<int>(N_));
-    dsl::QMatMulCall call{A.raw_buffer(), &c.weight, Y.raw_buffer(), bias ? B.raw_buffer() : nullptr, alpha, beta};
-    dsl::Status st = dsl::call_qmatmul(*c.code.pipeline, c.workload, c.code.layout, call);
-    check(st.ok(), ErrorKind::Invalid, label_ + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
-  }
-
-  std::string describe() const {
-    std::string out;
-    for (const auto& [key, c] : compiled_) {
-      std::string source = c.code.source + (c.code.from_disk_cache ? ", loaded from the kernel cache" : "");
-      out += (out.empty() ? "" : "; ") + source + ": " + c.code.schedule;
-    }
-    return out.empty() ? "not compiled yet" : out;
-  }
-  double compile_ms() const { return compile_ms_; }
-
- private:
-  // Per row count; kernels of the same layout and format share one packed copy of the weight.
-  struct Compiled {
-    dsl::QMatMulWorkload workload;  // as compiled: the code's weight format
-    KernelCode code;
-    const dsl::PackedInt4Buffers& weight;
-  };
-
-  Compiled& compiled_for(int64_t M) {
-    dsl::QMatMulWorkload workload = dsl::qmatmul_workload(*weight_, trans_b_, M, has_bias_).value();
-    workload.activation = activation_;
-    if (int8_activations_) workload.set_int8_activations();
-    std::string key = workload.key();
-    auto it = compiled_.find(key);
-    if (it != compiled_.end()) return it->second;
-    KernelRequest request;
-    request.kind = KernelRequest::Kind::QMatMul;
-    request.node = label_;
-    request.qmatmul = workload;
-    KernelCode code = source_.get(request);
-    compile_ms_ += code.compile_ms;
-    // As compiled: the source may have fallen back to float32 activations (the vnni layout says).
-    workload.format = code.format;
-    workload.int8_activations = code.layout.vnni;
-    std::string layout = code.layout.describe() + " " + code.format.describe();
-    auto packed = packed_.find(layout);
-    if (packed == packed_.end()) {
-      auto p = dsl::pack_int4_weight(*weight_, trans_b_, code.layout, &code.format);
-      check(p.ok(), ErrorKind::Invalid, label_ + ": cannot pack weight: " + (p.ok() ? "" : p.failure().describe()));
-      packed = packed_.emplace(layout, std::move(p).value()).first;
-    }
-    return compiled_.emplace(key, Compiled{workload, std::move(code), packed->second}).first->second;
-  }
-
-  std::shared_ptr<const QuantizedWeight> weight_;
-  bool trans_b_, has_bias_;
-  dsl::Activation activation_;
-  bool int8_activations_;
-  KernelSource& source_;
-  std::string label_;
-  int64_t K_ = 0, N_ = 0;
-  std::map<std::string, dsl::PackedInt4Buffers> packed_;  // by layout and format
-  std::map<std::string, Compiled> compiled_;              // by workload key (it holds M)
-  double compile_ms_ = 0;
-};
 
 Tensor output_like(DType dtype, const Shape& shape, const std::vector<float>& values) {
   Tensor out(dtype, shape);
@@ -306,11 +220,12 @@ class HalideQConv : public NodeKernel {
   std::vector<float> cols_, y_rows_, nhwc_;
 };
 
-// Runs a kernel that leaves the node's epilogue out, then the epilogue.
+// Runs a kernel that applies the node's epilogue steps before `first_step`, then the others.
 class WithEpilogue : public NodeKernel {
  public:
-  WithEpilogue(const Node& node, const Graph& graph, KernelSource& source, std::unique_ptr<NodeKernel> inner)
-      : node_(node), inner_(std::move(inner)), epilogue_(node, graph, source, 0) {}
+  WithEpilogue(const Node& node, const Graph& graph, KernelSource& source, std::unique_ptr<NodeKernel> inner,
+               size_t first_step)
+      : node_(node), inner_(std::move(inner)), epilogue_(node, graph, source, first_step) {}
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     std::vector<Tensor> out = inner_->run(inputs);
     out[0] = epilogue_.apply(std::move(out[0]), inputs);
@@ -404,7 +319,11 @@ std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& w) {
   m.data = Tensor(w.data.dtype(), {M, R * C});
   for (int64_t o = 0; o < M; ++o)
     for (int64_t c = 0; c < C; ++c)
-      for (int64_t r = 0; r < R; ++r) m.data.set_int((o * R + r) * C + c, w.data.get_int((o * C + c) * R + r));
+      for (int64_t r = 0; r < R; ++r) {
+        int64_t to = (o * R + r) * C + c, from = (o * C + c) * R + r;
+        if (w.is_float()) m.data.set(to, w.data.get(from));
+        else m.data.set_int(to, w.data.get_int(from));
+      }
   if (blocked_c) {
     int64_t G = C / w.block_size;  // scale [M, G, kh, kw] -> [M, R*G]
     auto relayout = [&](const Tensor& t) {
@@ -425,7 +344,24 @@ std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& w) {
   return m;
 }
 
+std::unique_ptr<NodeKernel> with_epilogue(const Node& node, const Graph& graph, KernelSource& source,
+                                          std::unique_ptr<NodeKernel> inner, size_t first_step) {
+  return std::make_unique<WithEpilogue>(node, graph, source, std::move(inner), first_step);
+}
+
 std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
+  if (node.domain.empty() && node.op_type == "ConvTranspose") {
+    std::string why_not;
+    std::shared_ptr<const QuantizedWeight> matrix = conv_transpose_gemm_weight(node, graph, &why_not);
+    const ValueInfo* x = graph.find_value(node.input(0));
+    if (!matrix || !x || !x->has_shape || !fully_known(x->shape)) return std::nullopt;
+    Shape xs = to_shape(x->shape);
+    int64_t rows = 1;  // one GEMM row per input position, per image
+    for (size_t d = 2; d < xs.size(); ++d) rows *= xs[d];
+    auto workload = dsl::qmatmul_workload(*matrix, false, rows, false);
+    if (!workload.ok()) return std::nullopt;
+    return HalideGemm{workload.value(), matrix, false};
+  }
   GemmWeight g = gemm_weight_of(node, graph);
   const ValueInfo* y = graph.find_value(node.outputs[0]);
   if (!g.problem.empty() || !y || !y->has_shape || !fully_known(y->shape)) return std::nullopt;
@@ -450,11 +386,8 @@ const float* float_data(const Tensor& t, std::vector<float>& storage) {
 std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                std::string* why_not) {
   // 2-D convs and grouped ones have direct kernels; 1-D dense convs run as im2col + GEMM.
-  if (node.domain == "tetra" && node.op_type == "QConv" && (node.attr_int("group", 1) != 1 || conv_runs_direct(node))) {
-    std::unique_ptr<NodeKernel> direct = make_halide_conv_kernel(node, graph, source, why_not);
-    if (!direct || node.epilogue.empty()) return direct;
-    return std::make_unique<WithEpilogue>(node, graph, source, std::move(direct));
-  }
+  if (node.domain == "tetra" && node.op_type == "QConv" && (node.attr_int("group", 1) != 1 || conv_runs_direct(node)))
+    return make_halide_conv_kernel(node, graph, source, why_not);
   if (node.domain == "tetra" && node.weight) {
     GemmWeight g = gemm_weight_of(node, graph);
     *why_not = g.problem;
@@ -462,6 +395,9 @@ std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& gr
     if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, graph, node.has_input(1), source);
     return std::make_unique<HalideQConv>(node, graph, g.matrix, node.has_input(1), source);
   }
+  if (node.domain.empty() && node.op_type == "MatMul") return make_halide_matmul_kernel(node, graph, source, why_not);
+  if (node.domain.empty() && node.op_type == "ConvTranspose")
+    return make_halide_conv_transpose_kernel(node, graph, source, why_not);
   return make_halide_elementwise_kernel(node, graph, source, why_not);
 }
 

@@ -1,4 +1,5 @@
-// Dense, grouped and depthwise 2-D tetra.QConv as direct Halide kernels (dsl/qconv.h, schedules/cpu_conv.h).
+// Dense, grouped and depthwise 2-D tetra.QConv as direct Halide kernels (dsl/qconv.h, schedules/cpu_conv.h),
+// with a residual Add and an activation of the node's epilogue applied in the kernel's output stage.
 // The weight is copied once, still 4-bit, into the kernel's buffers; a float16 X is converted to
 // float32 for the kernel and the result rounded back. The code comes from a KernelSource.
 #include <map>
@@ -6,6 +7,7 @@
 #include "HalideBuffer.h"
 #include "dsl/kernel_calls.h"
 #include "importer/error.h"
+#include "runtime/epilogue.h"
 #include "runtime/halide_ops.h"
 #include "runtime/ops/conv_core.h"
 
@@ -39,10 +41,48 @@ dsl::QConvWorkload conv_workload(const ConvParams& p, const dsl::ConvInt4Format&
   return wl;
 }
 
+// The node's epilogue steps (Node::epilogue) the conv kernel applies in its output stage: a leading
+// residual Add, then an activation with an expression (dsl/elementwise_expr.h). Later steps run after
+// the kernel. `residual_input` is the fused node's input that holds the residual.
+struct KernelEpilogue {
+  dsl::ConvEpilogue epilogue;
+  size_t steps = 0;
+  size_t residual_input = 0;
+};
+
+KernelEpilogue kernel_epilogue(const Node& node, const Graph& graph) {
+  KernelEpilogue k;
+  const ValueInfo* y = graph.find_value(node.outputs[0]);
+  if (!node.epilogue.empty() && node.epilogue[0].domain.empty() && node.epilogue[0].op_type == "Add" && y &&
+      y->has_shape && fully_known(y->shape)) {
+    const std::string& residual = node.epilogue[0].input(1);
+    const ValueInfo* r = graph.find_value(residual);
+    for (size_t j = 2; j < node.inputs.size() && r; ++j)
+      if (node.inputs[j] == residual && r->has_shape && fully_known(r->shape) && to_shape(r->shape) == to_shape(y->shape) &&
+          (r->dtype == DType::Float32 || r->dtype == DType::Float16)) {
+        k.epilogue.residual = true;
+        k.residual_input = j;
+        k.steps = 1;
+        break;
+      }
+  }
+  if (k.steps < node.epilogue.size())
+    if (std::optional<ActivationCall> act = activation_call(node.epilogue[k.steps], graph)) {
+      k.epilogue.activation = act->key;
+      k.epilogue.params = act->params;
+      ++k.steps;
+    }
+  return k;
+}
+
 class HalideDirectConv : public NodeKernel {
  public:
-  HalideDirectConv(const Node& node, dsl::ConvInt4Buffers weight, KernelSource& source)
-      : node_(node), weight_(std::move(weight)), block_(node.weight->block_size), source_(source) {}
+  HalideDirectConv(const Node& node, dsl::ConvInt4Buffers weight, KernelEpilogue epilogue, KernelSource& source)
+      : node_(node),
+        weight_(std::move(weight)),
+        block_(node.weight->block_size),
+        epilogue_(std::move(epilogue)),
+        source_(source) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
@@ -66,7 +106,17 @@ class HalideDirectConv : public NodeKernel {
       y_data = y_copy.data();
     }
     Halide::Runtime::Buffer<float> Y(y_data, {int(wl.OW), int(wl.OH), int(wl.M), int(wl.N)});
-    dsl::QConvCall call{X.raw_buffer(), &weight_, Y.raw_buffer(), bias ? B.raw_buffer() : nullptr};
+    std::vector<float> residual_copy;
+    Halide::Runtime::Buffer<float> R;
+    if (wl.epilogue.residual) {
+      const Tensor& r = inputs.at(epilogue_.residual_input);
+      check(r.shape() == y.shape(), ErrorKind::Invalid,
+            node_.label() + ": residual " + shape_str(r.shape()) + " must have the output's shape " + shape_str(y.shape()));
+      R = Halide::Runtime::Buffer<float>(const_cast<float*>(float_data(r, residual_copy)),
+                                         {int(wl.OW), int(wl.OH), int(wl.M), int(wl.N)});
+    }
+    dsl::QConvCall call{X.raw_buffer(), &weight_, Y.raw_buffer(), bias ? B.raw_buffer() : nullptr,
+                        wl.epilogue.residual ? R.raw_buffer() : nullptr};
     dsl::Status st = dsl::call_qconv(*code.pipeline, wl, wl, call);
     check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
     if (y.dtype() != DType::Float32)
@@ -77,12 +127,15 @@ class HalideDirectConv : public NodeKernel {
   KernelInfo info() const override {
     std::string detail;
     for (const auto& [key, code] : codes_) detail += (detail.empty() ? "" : "; ") + code.source + ": " + code.schedule;
+    if (!epilogue_.epilogue.empty()) detail += "; in the kernel: " + epilogue_.epilogue.describe();
     return {node_.label(), "halide", detail.empty() ? "direct conv, not compiled yet" : detail, compile_ms_};
   }
 
  private:
   dsl::QConvWorkload workload_of(const ConvParams& p, bool has_bias) const {
-    return conv_workload(p, weight_.format, block_, has_bias);
+    dsl::QConvWorkload wl = conv_workload(p, weight_.format, block_, has_bias);
+    wl.epilogue = epilogue_.epilogue;
+    return wl;
   }
 
   // The code for this shape (its schedule is the source's choice).
@@ -102,6 +155,7 @@ class HalideDirectConv : public NodeKernel {
   const Node& node_;
   dsl::ConvInt4Buffers weight_;
   int64_t block_;
+  KernelEpilogue epilogue_;
   KernelSource& source_;
   std::map<std::string, KernelCode> codes_;  // by workload key
   double compile_ms_ = 0;
@@ -130,7 +184,13 @@ std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Grap
     *why_not = "bias is not one float per output channel";
   } else {
     auto weight = dsl::pack_conv_weight(*node.weight);
-    if (weight.ok()) return std::make_unique<HalideDirectConv>(node, std::move(weight).value(), source);
+    if (weight.ok()) {
+      KernelEpilogue epilogue = kernel_epilogue(node, graph);
+      size_t steps = epilogue.steps;
+      auto kernel = std::make_unique<HalideDirectConv>(node, std::move(weight).value(), std::move(epilogue), source);
+      if (steps == node.epilogue.size()) return kernel;
+      return with_epilogue(node, graph, source, std::move(kernel), steps);
+    }
     *why_not = weight.failure().describe();
   }
   return nullptr;

@@ -29,13 +29,26 @@ const std::map<std::string, ElementwiseArity>& elementwise_ops();
 // Elementwise, normalization, pooling and reduction ops (halide_elementwise.cpp).
 std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                            std::string* why_not);
+// `inner`, which applies a fused node's epilogue steps before `first_step`, then the remaining ones (each
+// on a Halide elementwise kernel where there is one).
+std::unique_ptr<NodeKernel> with_epilogue(const Node& node, const Graph& graph, KernelSource& source,
+                                          std::unique_ptr<NodeKernel> inner, size_t first_step);
+// Activation x activation MatMul (neither input constant), batched and broadcast (halide_matmul.cpp).
+std::unique_ptr<NodeKernel> make_halide_matmul_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                                      std::string* why_not);
+// 1-D and 2-D ConvTranspose of group 1 with a constant float weight: GEMM + col2im (halide_conv_transpose.cpp).
+std::unique_ptr<NodeKernel> make_halide_conv_transpose_kernel(const Node& node, const Graph& graph,
+                                                              KernelSource& source, std::string* why_not);
+// The GEMM weight of such a ConvTranspose, [C, M*KH*KW] (its own weight, viewed), or nullptr and why not.
+std::shared_ptr<const QuantizedWeight> conv_transpose_gemm_weight(const Node& node, const Graph& graph,
+                                                                   std::string* why_not);
 // Direct 2-D tetra.QConv, dense, grouped or depthwise (halide_conv.cpp); 1-D dense convs use im2col.
-// The kernel computes the conv and its bias only: make_halide_kernel() applies Node::epilogue after it.
+// The kernel applies the leading residual Add and activation of Node::epilogue itself, the rest after.
 std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                     std::string* why_not);
 
-// The GEMM a node runs as on the Halide backend (tetra.QMatMul, or a group-1 tetra.QConv through
-// im2col) for the shapes in `graph`, with its weight as the GEMM sees it. The runtime's kernels and
+// The GEMM a node runs as on the Halide backend (tetra.QMatMul, a group-1 1-D tetra.QConv through
+// im2col, or a ConvTranspose before its col2im) for the shapes in `graph`, with its weight as the GEMM sees it. The runtime's kernels and
 // the tuner's tasks both come from here, so their workload keys agree. nullopt: not a Halide GEMM.
 struct HalideGemm {
   dsl::QMatMulWorkload workload;

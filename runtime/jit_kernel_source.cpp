@@ -8,6 +8,7 @@
 #include "dsl/object_cache.h"
 #include "importer/error.h"
 #include "runtime/elementwise_pipelines.h"
+#include "schedules/cpu_batch_matmul.h"
 #include "schedules/cpu_conv.h"
 #include "schedules/qmatmul_kernel.h"
 #include "schedules/qmatmul_templates.h"
@@ -85,6 +86,10 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
       plan.define = [=]() { return schedules::schedule_qconv(r.qconv, choice.schedule, target); };
       break;
     }
+    case KernelRequest::Kind::BatchMatMul:
+      plan.code_key = r.key();  // one code for every shape
+      plan.define = [=]() { return schedules::batch_matmul_pipeline(target); };
+      break;
     default:
       plan.code_key = r.key();
       plan.halide = elementwise_target(target);

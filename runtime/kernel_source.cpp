@@ -17,6 +17,7 @@ std::string KernelRequest::key() const {
     case Kind::LayerNorm: return flag ? "layer norm bias" : "layer norm";
     case Kind::GlobalPool: return flag ? "global max pool" : "global average pool";
     case Kind::Pool: return window.signature();
+    case Kind::BatchMatMul: return "batch matmul";
   }
   return "";
 }

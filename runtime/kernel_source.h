@@ -28,7 +28,7 @@ struct PoolWindow {
 };
 
 struct KernelRequest {
-  enum class Kind { QMatMul, QConv, Elementwise, Softmax, LayerNorm, GlobalPool, Pool };
+  enum class Kind { QMatMul, QConv, Elementwise, Softmax, LayerNorm, GlobalPool, Pool, BatchMatMul };
   Kind kind = Kind::Elementwise;
   std::string node;  // the asking node's label, for messages
 

@@ -1,5 +1,6 @@
 #include "runtime/model.h"
 
+#include "importer/decomposed_ops.h"
 #include "importer/epilogue_fusion.h"
 #include "importer/error.h"
 #include "runtime/reference_evaluator.h"
@@ -16,6 +17,8 @@ Graph load_model(const std::string& path, const std::map<std::string, Shape>& in
                                      " unsupported operator node(s):" + list);
   }
   infer_shapes(graph, input_shapes);
+  // Both passes need the shapes just inferred; the operators put back can join epilogues.
+  if (options.recognise_decomposed && recognise_decomposed_ops(graph) > 0) infer_shapes(graph, input_shapes);
   if (options.fuse_epilogues) {
     fuse_epilogues(graph);  // needs the shapes just inferred
     infer_shapes(graph, input_shapes);

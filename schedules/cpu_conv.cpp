@@ -207,12 +207,7 @@ dsl::Result<dsl::ScheduledPipeline> schedule_qconv(const QConvWorkload& workload
   } catch (const Halide::Error& e) {
     return Failure{FailureKind::Compile, schedule.to_string(), e.what()};
   }
-  dsl::ScheduledPipeline p{Pipeline(q->def.output), {q->X, q->packed, q->scale}};
-  if (workload.format.has_zero_point) p.params.push_back(q->zero);
-  if (workload.has_bias) p.params.push_back(q->bias);
-  for (const Param<int>* v : {&q->Cg, &q->Mg, &q->pad_top, &q->pad_left, &q->dil_h, &q->dil_w, &q->block})
-    p.params.push_back(*v);
-  return p;
+  return dsl::ScheduledPipeline{Pipeline(q->def.output), q->params()};
 }
 
 std::string qconv_code_key(const QConvWorkload& workload, const Schedule& schedule) {
@@ -241,8 +236,10 @@ dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Sche
 }
 
 Status QConvKernel::run(const QConvWorkload& wl, const Buffer<float>& X, const dsl::ConvInt4Buffers& weight,
-                        Buffer<float>& Y, const Buffer<float>* bias) const {
-  return dsl::call_qconv(*code_, workload_, wl, {X.raw_buffer(), &weight, Y.raw_buffer(), bias ? bias->raw_buffer() : nullptr});
+                        Buffer<float>& Y, const Buffer<float>* bias, const Buffer<float>* residual) const {
+  return dsl::call_qconv(*code_, workload_, wl,
+                         {X.raw_buffer(), &weight, Y.raw_buffer(), bias ? bias->raw_buffer() : nullptr,
+                          residual ? residual->raw_buffer() : nullptr});
 }
 
 void QConvKernel::write_lowered_stmt(const std::string& path) const {

@@ -71,8 +71,10 @@ class QConvKernel {
 
   // Y = conv(X, W) + bias for `workload`, which must have the compiled workload's code_key().
   // X is (W, H, C, N), Y (OW, OH, M, N). Shape mismatches and Halide errors come back as a Failure.
+  // `residual` (shaped as Y) is required when the workload's epilogue adds one.
   Status run(const QConvWorkload& workload, const Halide::Buffer<float>& X, const dsl::ConvInt4Buffers& weight,
-             Halide::Buffer<float>& Y, const Halide::Buffer<float>* bias = nullptr) const;
+             Halide::Buffer<float>& Y, const Halide::Buffer<float>* bias = nullptr,
+             const Halide::Buffer<float>* residual = nullptr) const;
 
   // Halide's lowered statement, to inspect a schedule.
   void write_lowered_stmt(const std::string& path) const;

@@ -108,3 +108,137 @@ TEST_CASE("fp16 activations run through the fp32 Halide kernels", "[halide][back
   b.node("MatMul", {"a", "wf"}, {"y"});
   expect_halide_matches_reference(b.save(dir + "/h.onnx"), {{"a", random_tensor(DType::Float16, {3, 40})}}, 2e-3);
 }
+
+TEST_CASE("float-weight MatMul, Gemm and Conv run on the Halide kernels", "[halide][backend][float]") {
+  // Constant float32/float16 weights become tetra.QMatMul / tetra.QConv with an unquantized weight: the
+  // same kernels, with BatchNormalization folded into the weight and the activation fused.
+  std::string dir = temp_dir("halide_float");
+  for (DType wt : {DType::Float32, DType::Float16}) {
+    DType at = wt;  // fp16 models have fp16 activations
+    double tol = wt == DType::Float32 ? 1e-5 : 3e-3;
+    ModelBuilder b(13);
+    b.input("x", at, {1, 6, 13, 11});
+    b.output("y", at);
+    b.output("z", at);
+    b.initializer("w1", random_tensor(wt, {16, 6, 3, 3}));
+    b.initializer("b1", random_tensor(wt, {16}));
+    b.node("Conv", {"x", "w1", "b1"}, {"c1"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"strides", std::vector<int64_t>{2, 1}}});
+    b.initializer("gamma", random_tensor(wt, {16}, 0.5, 1.5));
+    b.initializer("beta", random_tensor(wt, {16}));
+    b.initializer("mean", random_tensor(wt, {16}));
+    b.initializer("var", random_tensor(wt, {16}, 0.5, 2.0));
+    b.node("BatchNormalization", {"c1", "gamma", "beta", "mean", "var"}, {"bn"});
+    b.node("Relu", {"bn"}, {"r1"});
+    b.initializer("wd", random_tensor(wt, {16, 1, 3, 3}));
+    b.node("Conv", {"r1", "wd"}, {"d1"}, {{"group", 16}, {"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+    b.initializer("w2", random_tensor(wt, {8, 16, 1, 1}));
+    b.node("Conv", {"d1", "w2"}, {"y"});
+    b.node("Flatten", {"y"}, {"flat"});
+    b.initializer("g", random_tensor(wt, {8 * 7 * 11, 10}));
+    b.initializer("gb", random_tensor(wt, {10}));
+    b.node("Gemm", {"flat", "g", "gb"}, {"h"});
+    b.initializer("m", random_tensor(wt, {10, 12}));
+    b.node("MatMul", {"h", "m"}, {"z"});
+    INFO(dtype_name(wt));
+    std::string path = b.save(dir + "/f.onnx");
+    Graph graph = load_model(path);
+    int fused = 0;
+    for (const Node& n : graph.nodes)
+      if (n.weight) {
+        CHECK(n.weight->is_float());
+        ++fused;
+      }
+    CHECK(fused == 5);
+    CHECK(graph.quantized_nodes().empty());  // reported as int4 weights: none
+    Executor halide(graph, ExecutorOptions{Backend::Halide});
+    bool relu_in_kernel = false;
+    for (const KernelInfo& k : halide.kernels())
+      if (k.node.rfind("tetra.", 0) == 0) {
+        INFO(k.node << ": " << k.detail);
+        CHECK(k.backend == "halide");
+        relu_in_kernel |= k.detail.find("in the kernel: Relu") != std::string::npos;
+      }
+    CHECK(relu_in_kernel);  // Conv -> BatchNormalization -> Relu is one kernel
+    expect_halide_matches_reference(path, {{"x", random_tensor(at, {1, 6, 13, 11})}}, tol);
+  }
+}
+
+TEST_CASE("activation x activation MatMul runs on the batched Halide kernel", "[halide][backend][matmul]") {
+  // Both operands are inputs: batched, broadcast both ways, 1-D operands, odd sizes, float16.
+  std::string dir = temp_dir("halide_batch_matmul");
+  struct Case {
+    Shape a, b;
+    DType dtype;
+  };
+  std::vector<Case> cases = {{{1, 4, 33, 24}, {1, 4, 24, 33}, DType::Float32},  // attention, Q·Kᵀ
+                             {{2, 3, 5, 7}, {2, 3, 7, 41}, DType::Float32},
+                             {{3, 1, 5, 7}, {4, 7, 6}, DType::Float32},  // both sides broadcast
+                             {{2, 5, 7}, {7, 3}, DType::Float32},
+                             {{7}, {2, 7, 3}, DType::Float32},  // 1-D operands drop their dimension
+                             {{2, 5, 7}, {7}, DType::Float32},
+                             {{19, 37}, {37, 53}, DType::Float32},
+                             {{2, 9, 16}, {2, 16, 9}, DType::Float16}};
+  for (const Case& c : cases) {
+    INFO(shape_str(c.a) << " x " << shape_str(c.b) << " " << dtype_name(c.dtype));
+    ModelBuilder b(13);
+    b.input("a", c.dtype, c.a);
+    b.input("b", c.dtype, c.b);
+    b.output("y", c.dtype);
+    b.node("MatMul", {"a", "b"}, {"y"});
+    std::string path = b.save(dir + "/m.onnx");
+    Graph graph = load_model(path);
+    Executor halide(graph, ExecutorOptions{Backend::Halide});
+    REQUIRE(halide.kernels().size() == 1);
+    INFO(halide.kernels()[0].detail);
+    CHECK(halide.kernels()[0].backend == "halide");
+    TensorMap inputs = {{"a", random_tensor(c.dtype, c.a)}, {"b", random_tensor(c.dtype, c.b)}};
+    TensorMap got = halide.run(inputs);
+    TensorMap want = run_reference(graph, inputs);
+    double tol = c.dtype == DType::Float32 ? 1e-5 : 2e-3;
+    CHECK(compare_tensors(got.at("y"), want.at("y"), tol * c.a.back(), tol) == "");
+  }
+}
+
+TEST_CASE("ConvTranspose with a constant weight runs as GEMM + col2im", "[halide][backend][conv_transpose]") {
+  std::string dir = temp_dir("halide_conv_transpose");
+  struct Case {
+    Shape x, w;
+    std::vector<Attr> attrs;
+    bool bias;
+    DType dtype;
+  };
+  using V = std::vector<int64_t>;
+  std::vector<Case> cases = {
+      {{1, 8, 7, 9}, {8, 5, 2, 2}, {{"strides", V{2, 2}}}, true, DType::Float32},  // the usual x2 upsampling
+      {{2, 6, 5, 4}, {6, 3, 3, 3}, {{"strides", V{2, 2}}, {"pads", V{1, 1, 1, 1}}, {"output_padding", V{1, 1}}}, false,
+       DType::Float32},
+      {{1, 4, 6, 5}, {4, 7, 3, 2}, {{"strides", V{1, 3}}, {"dilations", V{2, 1}}, {"pads", V{0, 2, 1, 0}}}, true,
+       DType::Float32},
+      {{1, 5, 11}, {5, 3, 4}, {{"strides", V{3}}, {"auto_pad", "SAME_UPPER"}}, true, DType::Float32},  // 1-D
+      {{1, 8, 6, 6}, {8, 4, 2, 2}, {{"strides", V{2, 2}}}, true, DType::Float16},
+  };
+  for (const Case& c : cases) {
+    INFO(shape_str(c.x) << " weight " << shape_str(c.w) << " " << dtype_name(c.dtype));
+    ModelBuilder b(13);
+    b.input("x", c.dtype, c.x);
+    b.output("y", c.dtype);
+    b.initializer("w", random_tensor(c.dtype, c.w));
+    std::vector<std::string> in = {"x", "w"};
+    if (c.bias) {
+      b.initializer("b", random_tensor(c.dtype, {c.w[1]}));
+      in.push_back("b");
+    }
+    b.node("ConvTranspose", in, {"y"}, c.attrs);
+    std::string path = b.save(dir + "/t.onnx");
+    Graph graph = load_model(path);
+    Executor halide(graph, ExecutorOptions{Backend::Halide});
+    REQUIRE(halide.kernels().size() == 1);
+    INFO(halide.kernels()[0].detail);
+    CHECK(halide.kernels()[0].backend == "halide");
+    TensorMap inputs = {{"x", random_tensor(c.dtype, c.x)}};
+    TensorMap got = halide.run(inputs);
+    TensorMap want = run_reference(graph, inputs);
+    double tol = c.dtype == DType::Float32 ? 1e-5 : 3e-3;
+    CHECK(compare_tensors(got.at("y"), want.at("y"), tol * c.x[1], tol) == "");
+  }
+}

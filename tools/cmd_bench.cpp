@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <iomanip>
+#include <sys/resource.h>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -73,21 +74,36 @@ void bench(const BenchOptions& opt) {
   TensorMap outputs;
   for (int i = 0; i < std::max(1, opt.warmup); ++i) outputs = executor.run(inputs);  // compiles on first use
 
-  std::vector<double> total;
+  std::vector<double> total, outside;  // per run: the whole run, and its time outside the node kernels
   std::vector<std::vector<double>> per_node(graph.nodes.size());
   for (int r = 0; r < opt.repeat; ++r) {
     std::vector<double> node_ms;
     auto start = std::chrono::steady_clock::now();
     executor.run(inputs, &node_ms);
     total.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-    for (size_t k = 0; k < node_ms.size(); ++k) per_node[k].push_back(node_ms[k]);
+    double in_kernels = 0;
+    for (size_t k = 0; k < node_ms.size(); ++k) {
+      per_node[k].push_back(node_ms[k]);
+      in_kernels += node_ms[k];
+    }
+    outside.push_back(total.back() - in_kernels);
   }
   Stats whole = stats_of(total);
+  double kernel_sum = 0;
+  for (const std::vector<double>& v : per_node) kernel_sum += stats_of(v).median;
+  // The executor's own cost per node: input checks, bookkeeping, freeing (the run's time outside the kernels).
+  double overhead_us = graph.nodes.empty() ? 0 : 1000 * stats_of(outside).median / double(graph.nodes.size());
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  double peak_rss_mb = double(usage.ru_maxrss) / 1024;  // Linux reports KiB
   std::vector<KernelInfo> kernels = executor.kernels();
 
   nlohmann::json report = {{"model", opt.model},      {"backend", opt.backend}, {"threads", opt.threads},
                            {"repeat", opt.repeat},    {"median_ms", whole.median}, {"min_ms", whole.min},
-                           {"max_ms", whole.max},     {"kernels", nlohmann::json::array()}};
+                           {"max_ms", whole.max},     {"kernel_sum_ms", kernel_sum},
+                           {"overhead_us_per_node", overhead_us}, {"nodes", graph.nodes.size()},
+                           {"reference_nodes", 0},    {"peak_rss_mb", peak_rss_mb},
+                           {"kernels", nlohmann::json::array()}};
   // Accuracy, when the test data holds expected outputs: the largest error against them, and the
   // largest expected magnitude it is measured against.
   std::vector<std::string> expected =
@@ -118,13 +134,18 @@ void bench(const BenchOptions& opt) {
       kernel["weight_gbps"] = bytes / (s.median * 1e6);
     }
     report["kernels"].push_back(kernel);
+    if (kernels[k].backend == "reference") report["reference_nodes"] = report["reference_nodes"].get<int>() + 1;
   }
   if (opt.json) {
     std::cout << report.dump(2) << "\n";
     return;
   }
   std::cout << std::fixed << std::setprecision(3) << opt.model << " on " << opt.backend << ", " << opt.repeat
-            << " runs: median " << whole.median << " ms (min " << whole.min << ", max " << whole.max << ")\n";
+            << " runs: median " << whole.median << " ms (min " << whole.min << ", max " << whole.max << ")\n"
+            << "kernels " << kernel_sum << " ms in all; executor overhead " << std::setprecision(1) << overhead_us
+            << " us a node over " << graph.nodes.size() << " nodes (" << report["reference_nodes"].get<int>()
+            << " on reference kernels); peak RSS " << peak_rss_mb << " MB\n"
+            << std::setprecision(3);
   if (report.contains("max_abs_error"))
     std::cout << "max abs error against the test data's outputs " << std::setprecision(6)
               << report["max_abs_error"].get<double>() << " (largest |expected| "

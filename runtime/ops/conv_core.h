@@ -21,6 +21,11 @@ ConvParams conv_params(const Node& node, const Shape& x, const Shape& w);
 // The same for static inference with partially known shapes: returns the output shape.
 SymbolicShape conv_output_shape(const Node& node, const SymbolicShape& x, const SymbolicShape& w);
 
+// A ConvTranspose node's geometry as the Conv it is the adjoint of: x [N, C, ...] and w [C, M/group, k...]
+// give in_spatial = the ConvTranspose's output size, out_spatial = its input size, out_channels = C,
+// in_channels = M, and the pads (pads_end negative where output_shape extends the output).
+ConvParams conv_transpose_params(const Node& node, const Shape& x, const Shape& w);
+
 // y[n, m, o...] = sum_{c in group, k...} x(n, c, i...) * w(m, c, k...) (+ bias[m]), accumulated in double.
 // x and w are read through the accessors so that callers can subtract zero points or dequantize
 // int4 on the fly; padding positions contribute nothing. Returns y flat, shape [N, M, out_spatial...].

@@ -262,29 +262,6 @@ SymbolicShape conv_transpose_shape(const Node& node, const SymbolicShape& x, con
   return out;
 }
 
-// ConvTranspose is the adjoint of a Conv: this returns that Conv's geometry, which maps the
-// ConvTranspose output (in_spatial, `in_channels`) back onto its input (out_spatial, `out_channels`).
-ConvParams conv_transpose_params(const Node& node, const Shape& x, const Shape& w) {
-  ConvParams p;
-  p.group = node.attr_int("group", 1);
-  check_transpose_weight(node, to_symbolic(x), to_symbolic(w), p.group);
-  p.spatial_rank = int64_t(x.size()) - 2;
-  p.batch = x[0];
-  p.out_channels = x[1];
-  p.in_channels = w[1] * p.group;
-  p.out_spatial.assign(x.begin() + 2, x.end());
-  p.kernel.assign(w.begin() + 2, w.end());
-  p.strides = node.attr_ints("strides", std::vector<int64_t>(p.spatial_rank, 1));
-  p.dilations = node.attr_ints("dilations", std::vector<int64_t>(p.spatial_rank, 1));
-  for (int64_t i = 0; i < p.spatial_rank; ++i) {
-    TransposeAxis t = conv_transpose_axis(node, i, p.spatial_rank, x[2 + i], w[2 + i]);
-    p.in_spatial.push_back(t.out);
-    p.pads_begin.push_back(t.pad_begin);
-    p.pads_end.push_back(t.pad_end);
-  }
-  return p;
-}
-
 void register_conv_transpose(OpRegistry& r) {
   r.add(OpDef{"", "ConvTranspose",
               [](const InferContext& ctx) {
@@ -617,6 +594,29 @@ void register_resize(OpRegistry& r) {
 }
 
 }  // namespace
+
+// ConvTranspose is the adjoint of a Conv: this returns that Conv's geometry, which maps the
+// ConvTranspose output (in_spatial, `in_channels`) back onto its input (out_spatial, `out_channels`).
+ConvParams conv_transpose_params(const Node& node, const Shape& x, const Shape& w) {
+  ConvParams p;
+  p.group = node.attr_int("group", 1);
+  check_transpose_weight(node, to_symbolic(x), to_symbolic(w), p.group);
+  p.spatial_rank = int64_t(x.size()) - 2;
+  p.batch = x[0];
+  p.out_channels = x[1];
+  p.in_channels = w[1] * p.group;
+  p.out_spatial.assign(x.begin() + 2, x.end());
+  p.kernel.assign(w.begin() + 2, w.end());
+  p.strides = node.attr_ints("strides", std::vector<int64_t>(p.spatial_rank, 1));
+  p.dilations = node.attr_ints("dilations", std::vector<int64_t>(p.spatial_rank, 1));
+  for (int64_t i = 0; i < p.spatial_rank; ++i) {
+    TransposeAxis t = conv_transpose_axis(node, i, p.spatial_rank, x[2 + i], w[2 + i]);
+    p.in_spatial.push_back(t.out);
+    p.pads_begin.push_back(t.pad_begin);
+    p.pads_end.push_back(t.pad_end);
+  }
+  return p;
+}
 
 void register_nn_ops(OpRegistry& r) {
   register_matmul_gemm(r);

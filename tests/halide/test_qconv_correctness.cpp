@@ -1,6 +1,7 @@
 // Grouped and depthwise QConv kernels against conv_reference (runtime/ops/conv_core.h) with the
 // dequantized weight: odd H and W, strides 1 and 2, dilations, asymmetric pads, groups 2 and C,
-// depthwise multipliers, every quantization form, default and random schedules, fresh random data.
+// depthwise multipliers, every quantization form and float32/float16 weights, default and random
+// schedules, fresh random data.
 // A kernel depends only on the kernel size, strides, weight format and bias, so each one is compiled
 // once (test-local cache) and run on many shapes.
 #include <catch2/catch.hpp>
@@ -32,8 +33,18 @@ struct WeightSpec {
   bool f16_scale = false;
 };
 
-// A fresh weight [M, Cg, KH, KW]: every code value possible, nonzero scales of both signs.
+// A fresh weight [M, Cg, KH, KW]: every code value possible, nonzero scales of both signs. A float32 or
+// float16 `type` gives an unquantized weight of random values.
 QuantizedWeight random_weight(const Shape& shape, const WeightSpec& spec, std::mt19937_64& rng) {
+  if (spec.type == DType::Float32 || spec.type == DType::Float16) {
+    std::normal_distribution<double> normal(0.0, 0.1);
+    QuantizedWeight w;
+    w.name = "w";
+    w.pattern = "Float";
+    w.data = Tensor(spec.type, shape);
+    for (int64_t i = 0; i < w.data.size(); ++i) w.data.set(i, spec.type == DType::Float16 ? half_to_float(double_to_half(normal(rng))) : normal(rng));
+    return w;
+  }
   bool is_signed = spec.type == DType::Int4;
   std::uniform_int_distribution<int> code(is_signed ? -8 : 0, is_signed ? 7 : 15);
   std::uniform_real_distribution<double> mag(0.01, 0.1);
@@ -154,10 +165,28 @@ const QConvKernel& compiled(const QConvWorkload& wl, const Schedule& s) {
   return cache.emplace(key, std::move(k).value()).first->second;
 }
 
-// Runs `c` with weight `spec` under schedule `s` (the default when empty) and compares with the reference.
-void check_case(const Case& c, const WeightSpec& spec, const Schedule* s, std::mt19937_64& rng) {
+// The epilogue's activation in double, the reference for the kernels' output stage.
+double activate(const ConvEpilogue& e, double v) {
+  const std::string& a = e.activation;
+  if (a.empty()) return v;
+  if (a == "Relu") return v < 0 ? 0 : v;
+  if (a == "LeakyRelu") return v >= 0 ? v : e.params[0] * v;
+  if (a == "Clip:min,max") return std::min(std::max(v, double(e.params[0])), double(e.params[1]));
+  if (a == "HardSwish") return v * std::min(std::max(v / 6 + 0.5, 0.0), 1.0);
+  if (a == "HardSigmoid") return std::min(std::max(e.params[0] * v + e.params[1], 0.0), 1.0);
+  if (a == "Sigmoid") return 1 / (1 + std::exp(-v));
+  if (a == "Gelu:none") return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+  FAIL("no reference for " << a);
+  return 0;
+}
+
+// Runs `c` with weight `spec` under schedule `s` (the default when empty) and `epilogue`, and compares
+// with the reference.
+void check_case(const Case& c, const WeightSpec& spec, const Schedule* s, std::mt19937_64& rng,
+                const ConvEpilogue& epilogue = {}) {
   QuantizedWeight w = random_weight(c.weight_shape(), spec, rng);
   QConvWorkload wl = workload_of(c, w);
+  wl.epilogue = epilogue;
   Schedule schedule = s ? *s : default_qconv_schedule(wl, host_target()).value();
   INFO(c.describe() << "\nweight " << wl.format.describe() << " block " << wl.block << "\nschedule "
                     << schedule.to_string());
@@ -170,9 +199,11 @@ void check_case(const Case& c, const WeightSpec& spec, const Schedule* s, std::m
   B.for_each_value([&](float& v) { v = uniform(rng); });
   Halide::Buffer<float> Y(int(wl.OW), int(wl.OH), int(wl.M), int(wl.N));
   Y.fill(std::numeric_limits<float>::quiet_NaN());  // unwritten outputs fail the comparison
+  Halide::Buffer<float> R(int(wl.OW), int(wl.OH), int(wl.M), int(wl.N));
+  R.for_each_value([&](float& v) { v = uniform(rng); });
   Result<ConvInt4Buffers> packed = pack_conv_weight(w);
   REQUIRE(packed.ok());
-  Status st = kernel.run(wl, X, packed.value(), Y, c.bias ? &B : nullptr);
+  Status st = kernel.run(wl, X, packed.value(), Y, c.bias ? &B : nullptr, epilogue.residual ? &R : nullptr);
   INFO((st.ok() ? "" : st.failure().describe()));
   REQUIRE(st.ok());
 
@@ -192,8 +223,13 @@ void check_case(const Case& c, const WeightSpec& spec, const Schedule* s, std::m
   int bad = 0;
   std::ostringstream report;
   for (size_t i = 0; i < ref.size(); ++i) {
-    double got = Y.data()[i], tol = 4 * taps * std::ldexp(mag[i], -24) + 1e-30;
-    if (!(std::fabs(got - ref[i]) <= tol) && bad++ < 5) report << "  y[" << i << "] = " << got << ", expected " << ref[i] << "\n";
+    double residual = epilogue.residual ? R.data()[i] : 0.0;  // Y and R share the dense (w, h, m, n) order
+    double want = activate(epilogue, ref[i] + residual);
+    // The activations' slopes are at most ~1.13 (Gelu); their expressions are within 1e-6 relative.
+    double tol = 1.2 * (4 * taps * std::ldexp(mag[i] + std::fabs(residual), -24)) + 1e-6 * std::fabs(want) + 1e-30;
+    if (epilogue.empty()) tol = 4 * taps * std::ldexp(mag[i], -24) + 1e-30;
+    double got = Y.data()[i];
+    if (!(std::fabs(got - want) <= tol) && bad++ < 5) report << "  y[" << i << "] = " << got << ", expected " << want << "\n";
   }
   INFO(bad << " outputs differ:\n" << report.str());
   CHECK(bad == 0);
@@ -208,6 +244,8 @@ std::vector<WeightSpec> all_specs() {
       {DType::UInt4, false, G::Blocked, 1, 2, false},  // blocked along the input channels
       {DType::Int4, true, G::Blocked, 0, 2, true},     // blocked along the output channels
       {DType::Int4, false, G::PerAxis, 3, 0, false},   // per kernel column
+      {DType::Float32, false, G::PerTensor, 0, 0, false},  // unquantized weights
+      {DType::Float16, false, G::PerTensor, 0, 0, false},
   };
 }
 
@@ -256,6 +294,21 @@ TEST_CASE("QConv random schedules from the knob space match the reference", "[qc
       c.bias = first.bias;
       check_case(c, spec, &s, rng);
     }
+  }
+}
+
+TEST_CASE("QConv epilogues: a residual and an activation in the output stage", "[qconv][halide]") {
+  std::mt19937_64 rng(31);
+  std::vector<WeightSpec> specs = all_specs();
+  std::vector<ConvEpilogue> epilogues = {
+      {true, "", {}},          {false, "Relu", {}},          {true, "Clip:min,max", {0.0f, 6.0f}},
+      {false, "HardSwish", {}}, {false, "LeakyRelu", {0.1f}}, {true, "Sigmoid", {}},
+      {false, "Gelu:none", {}}, {true, "HardSigmoid", {0.2f, 0.5f}}};
+  for (size_t e = 0; e < epilogues.size(); ++e) {
+    INFO("epilogue " << epilogues[e].describe());
+    // Dense, depthwise and grouped in turn; default schedules of each.
+    Case c = random_case(3, 3, 1 + e % 2, 1 + e % 2, rng, int(e % 3) == 0 ? 2 : int(e % 3) == 1 ? 1 : 0);
+    check_case(c, specs[e % specs.size()], nullptr, rng, epilogues[e]);
   }
 }
 

@@ -1,0 +1,25 @@
+// The Halide expression of each elementwise op tetra compiles, by op key: the op type, then after a ':'
+// the attribute choices that change the code ("Relu", "Clip:min,max", "Gelu:tanh", "Pow:square"). One
+// table for the elementwise kernels (runtime/elementwise_pipelines.cpp) and for the epilogues that
+// conv kernels apply in their output stage (dsl/qconv.h). The arities are runtime/halide_ops.h's
+// elementwise_ops().
+//
+// Numerics: exp, log and erf are Halide's vectorized versions; tanh is built on exp (libm's tanhf
+// runs scalar, 12x slower); Pow calls libm's powf (Halide's pow loses up to ~1e-6 relative).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "Halide.h"
+
+namespace tetra::dsl {
+
+// x: the operands; p: the float attributes (alpha, clip bounds, ...).
+using Exprs = std::vector<Halide::Expr>;
+using ElementwiseExpr = std::function<Halide::Expr(const Exprs& x, const Exprs& p)>;
+
+// nullptr when there is no expression for `key`.
+const ElementwiseExpr* find_elementwise_expr(const std::string& key);
+
+}  // namespace tetra::dsl

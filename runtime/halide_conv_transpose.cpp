@@ -1,0 +1,141 @@
+// ConvTranspose (1-D and 2-D, group 1, a constant weight) as a GEMM on the QMatMul kernels plus col2im:
+//
+//   cols[(i, j), (m, kh, kw)] = sum_c X[n, c, i, j] * W[c, m, kh, kw]        GEMM, K = C, N = M*KH*KW
+//   Y[n, m, i*SH - PT + kh*DH, j*SW - PL + kw*DW] += cols[(i, j), (m, kh, kw)]   col2im, + bias[m]
+//
+// The ONNX weight [C, M, KH, KW] already is the GEMM's [K, N] weight, so it is used as it is: float32 /
+// float16, tuned like any GEMM (the tuner sees a QMatMul workload). The input is first laid out
+// channels-last (the GEMM's A). With kernel = stride (the usual upsampling) col2im writes each
+// output once.
+#include <algorithm>
+#include <thread>
+
+#include "importer/error.h"
+#include "runtime/halide_ops.h"
+#include "runtime/ops/conv_core.h"
+#include "runtime/qmatmul_runner.h"
+
+namespace tetra {
+namespace {
+
+class HalideConvTranspose : public NodeKernel {
+ public:
+  HalideConvTranspose(const Node& node, std::shared_ptr<const QuantizedWeight> matrix, Shape weight_shape,
+                      KernelSource& source)
+      : node_(node),
+        weight_shape_(std::move(weight_shape)),
+        runner_(std::move(matrix), false, false, dsl::Activation::None, false, source, node.label()) {}
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
+    const Tensor& x = inputs.at(0);
+    const Tensor* bias = inputs.size() > 2 && !inputs[2].empty() ? &inputs[2] : nullptr;
+    // The adjoint Conv's geometry: out_spatial is this node's input, in_spatial its output.
+    ConvParams p = conv_transpose_params(node_, x.shape(), weight_shape_);
+    bool two_d = p.spatial_rank == 2;
+    int64_t C = p.out_channels, M = p.in_channels;
+    int64_t H = two_d ? p.out_spatial[0] : 1, W = p.out_spatial.back();
+    int64_t OH = two_d ? p.in_spatial[0] : 1, OW = p.in_spatial.back();
+    int64_t KH = two_d ? p.kernel[0] : 1, KW = p.kernel.back();
+    int64_t SH = two_d ? p.strides[0] : 1, SW = p.strides.back();
+    int64_t DH = two_d ? p.dilations[0] : 1, DW = p.dilations.back();
+    int64_t PT = two_d ? p.pads_begin[0] : 0, PL = p.pads_begin.back();
+    check(!bias || bias->size() == M, ErrorKind::Invalid,
+          node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must have " + std::to_string(M) + " values");
+    std::vector<float> x_copy, bias_copy;
+    const float* xd = float_data(x, x_copy);
+    const float* bd = bias ? float_data(*bias, bias_copy) : nullptr;
+
+    Shape out_shape = {p.batch, M};
+    out_shape.insert(out_shape.end(), p.in_spatial.begin(), p.in_spatial.end());
+    Tensor y(DType::Float32, out_shape);
+    float* yd = y.mutable_data<float>();
+    const int64_t N = M * KH * KW;
+    a_.resize(size_t(H * W * C));
+    cols_.resize(size_t(H * W * N));
+    for (int64_t n = 0; n < p.batch; ++n) {
+      const float* xn = xd + n * C * H * W;
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t q = 0; q < H * W; ++q) a_[size_t(q * C + c)] = xn[c * H * W + q];
+      runner_.run(a_.data(), H * W, cols_.data(), nullptr, 1.0f, 1.0f);
+      float* yn = yd + n * M * OH * OW;
+      // col2im, output channels split over the hardware threads (each thread owns its channels).
+      auto channels = [&](int64_t first, int64_t last) {
+        for (int64_t m = first; m < last; ++m) {
+          float* ym = yn + m * OH * OW;
+          std::fill(ym, ym + OH * OW, bd ? bd[m] : 0.0f);
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t i = 0; i < H; ++i) {
+              int64_t oh = i * SH - PT + kh * DH;
+              if (oh < 0 || oh >= OH) continue;
+              for (int64_t kw = 0; kw < KW; ++kw) {
+                const float* col = cols_.data() + i * W * N + (m * KH + kh) * KW + kw;
+                float* row = ym + oh * OW;
+                for (int64_t j = 0; j < W; ++j) {
+                  int64_t ow = j * SW - PL + kw * DW;
+                  if (ow >= 0 && ow < OW) row[ow] += col[j * N];
+                }
+              }
+            }
+        }
+      };
+      int64_t workers = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()), M);
+      std::vector<std::thread> pool;
+      for (int64_t t = 1; t < workers; ++t) pool.emplace_back(channels, M * t / workers, M * (t + 1) / workers);
+      channels(0, M / workers);
+      for (std::thread& t : pool) t.join();
+    }
+    if (x.dtype() == DType::Float32) return {y};
+    Tensor out(x.dtype(), out_shape);
+    for (int64_t i = 0; i < y.size(); ++i) out.set(i, yd[i]);  // rounds once, to float16
+    return {out};
+  }
+
+  KernelInfo info() const override {
+    return {node_.label(), "halide", "GEMM + col2im: " + runner_.describe(), runner_.compile_ms()};
+  }
+
+ private:
+  const Node& node_;
+  Shape weight_shape_;
+  QMatMulRunner runner_;
+  std::vector<float> a_, cols_;  // scratch, kept: fresh large allocations cost page faults every run
+};
+
+}  // namespace
+
+std::shared_ptr<const QuantizedWeight> conv_transpose_gemm_weight(const Node& node, const Graph& graph,
+                                                                   std::string* why_not) {
+  auto decline = [&](const std::string& why) {
+    *why_not = why;
+    return nullptr;
+  };
+  if (!node.domain.empty() || node.op_type != "ConvTranspose") return decline("not a ConvTranspose");
+  const ValueInfo* x = graph.find_value(node.input(0));
+  auto w = graph.initializers.find(node.input(1));
+  if (w == graph.initializers.end()) return decline("the weight is not a constant");
+  const Tensor& weight = w->second;
+  if (weight.dtype() != DType::Float32 && weight.dtype() != DType::Float16) return decline("the weight is not float");
+  if (!x || (x->dtype != DType::Float32 && x->dtype != DType::Float16)) return decline("input is not float32 or float16");
+  if (weight.rank() != 3 && weight.rank() != 4) return decline("only 1-D and 2-D ConvTranspose have a Halide kernel");
+  if (node.attr_int("group", 1) != 1) return decline("grouped ConvTranspose has no Halide kernel");
+  if (node.has_input(2)) {
+    const ValueInfo* b = graph.find_value(node.input(2));
+    if (!b || !is_float(b->dtype)) return decline("bias is not float");
+  }
+  auto matrix = std::make_shared<QuantizedWeight>();
+  matrix->name = node.input(1);
+  matrix->pattern = "Float";
+  int64_t rest = weight.size() / weight.shape()[0];
+  matrix->data = weight.reshaped({weight.shape()[0], rest});  // [C, M*KH*KW]: the GEMM's [K, N]
+  return matrix;
+}
+
+std::unique_ptr<NodeKernel> make_halide_conv_transpose_kernel(const Node& node, const Graph& graph,
+                                                              KernelSource& source, std::string* why_not) {
+  std::shared_ptr<const QuantizedWeight> matrix = conv_transpose_gemm_weight(node, graph, why_not);
+  if (!matrix) return nullptr;
+  Shape weight_shape = graph.initializers.at(node.input(1)).shape();
+  return std::make_unique<HalideConvTranspose>(node, std::move(matrix), weight_shape, source);
+}
+
+}  // namespace tetra

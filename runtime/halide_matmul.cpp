@@ -1,0 +1,140 @@
+// Activation x activation MatMul (attention's Q·Kᵀ and P·V: both operands computed at run time) on the
+// batched Halide kernel (schedules/cpu_batch_matmul.h). ONNX's numpy-style batch broadcasting becomes
+// strides: a batch dimension of 1 against a larger one has stride 0. The innermost batch dimension is
+// the kernel's; any outer ones are looped over here. float16 operands are widened to float32 for the
+// kernel and the result rounded once.
+#include "HalideBuffer.h"
+#include "importer/error.h"
+#include "runtime/halide_ops.h"
+
+namespace tetra {
+namespace {
+
+class HalideBatchMatMul : public NodeKernel {
+ public:
+  HalideBatchMatMul(const Node& node, KernelSource& source) : node_(node), source_(source) {}
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
+    const Tensor& a = inputs.at(0);
+    const Tensor& b = inputs.at(1);
+    Shape as = a.shape(), bs = b.shape();
+    check(!as.empty() && !bs.empty(), ErrorKind::Invalid, node_.label() + ": MatMul of a scalar");
+    // 1-D operands: A [K] is [1, K] and B [K] is [K, 1]; their dimension is dropped from the result.
+    bool a_vector = as.size() == 1, b_vector = bs.size() == 1;
+    if (a_vector) as.insert(as.begin(), 1);
+    if (b_vector) bs.push_back(1);
+    int64_t M = as[as.size() - 2], K = as.back(), N = bs.back();
+    check(bs[bs.size() - 2] == K, ErrorKind::Invalid,
+          node_.label() + ": inner dimensions differ: " + shape_str(a.shape()) + " x " + shape_str(b.shape()));
+
+    // The broadcast batch shape, and each operand's stride (in elements) along it: 0 where it broadcasts.
+    Shape a_batch(as.begin(), as.end() - 2), b_batch(bs.begin(), bs.end() - 2);
+    size_t rank = std::max(a_batch.size(), b_batch.size());
+    Shape batch(rank, 1);
+    std::vector<int64_t> a_stride(rank, 0), b_stride(rank, 0);
+    int64_t a_step = M * K, b_step = K * N;
+    for (size_t i = 0; i < rank; ++i) {  // from the innermost batch dimension out
+      size_t d = rank - 1 - i;
+      int64_t ad = i < a_batch.size() ? a_batch[a_batch.size() - 1 - i] : 1;
+      int64_t bd = i < b_batch.size() ? b_batch[b_batch.size() - 1 - i] : 1;
+      check(ad == bd || ad == 1 || bd == 1, ErrorKind::Invalid,
+            node_.label() + ": batch dimensions do not broadcast: " + shape_str(a.shape()) + " x " + shape_str(b.shape()));
+      batch[d] = std::max(ad, bd);
+      a_stride[d] = ad == 1 ? 0 : a_step;
+      b_stride[d] = bd == 1 ? 0 : b_step;
+      a_step *= ad;
+      b_step *= bd;
+    }
+    int64_t inner = rank ? batch.back() : 1;
+    int64_t a_inner = rank ? a_stride.back() : 0, b_inner = rank ? b_stride.back() : 0;
+    size_t outer_rank = rank ? rank - 1 : 0;  // batch dimensions looped over here
+    int64_t outer = 1;
+    for (size_t d = 0; d < outer_rank; ++d) outer *= batch[d];
+
+    const KernelCode& code = this->code();
+    std::vector<float> a_copy, b_copy;
+    const float* ad = float_data(a, a_copy);
+    const float* bd = float_data(b, b_copy);
+    Tensor y(DType::Float32, [&] {
+      Shape s = batch;
+      if (!a_vector) s.push_back(M);
+      if (!b_vector) s.push_back(N);
+      return s;
+    }());
+    float* yd = y.mutable_data<float>();
+    for (int64_t o = 0; o < outer; ++o) {
+      // Offsets of this outer batch index in A, B and Y.
+      int64_t a_off = 0, b_off = 0, rest = o;
+      for (size_t d = outer_rank; d-- > 0;) {
+        int64_t i = rest % batch[d];
+        rest /= batch[d];
+        a_off += i * a_stride[d];
+        b_off += i * b_stride[d];
+      }
+      halide_dimension_t a_dims[3] = {{0, int32_t(K), 1, 0}, {0, int32_t(M), int32_t(K), 0}, {0, int32_t(inner), int32_t(a_inner), 0}};
+      halide_dimension_t b_dims[3] = {{0, int32_t(N), 1, 0}, {0, int32_t(K), int32_t(N), 0}, {0, int32_t(inner), int32_t(b_inner), 0}};
+      halide_dimension_t y_dims[3] = {{0, int32_t(N), 1, 0}, {0, int32_t(M), int32_t(N), 0}, {0, int32_t(inner), int32_t(M * N), 0}};
+      Halide::Runtime::Buffer<float> A(const_cast<float*>(ad + a_off), 3, a_dims);
+      Halide::Runtime::Buffer<float> B(const_cast<float*>(bd + b_off), 3, b_dims);
+      Halide::Runtime::Buffer<float> Y(yd + o * inner * M * N, 3, y_dims);
+      void* argv[] = {A.raw_buffer(), B.raw_buffer(), Y.raw_buffer()};
+      dsl::Status st = dsl::call_pipeline(*code.pipeline, argv, "batch matmul");
+      check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+    }
+    if (a.dtype() == DType::Float32) return {y};
+    Tensor out(a.dtype(), y.shape());
+    for (int64_t i = 0; i < y.size(); ++i) out.set(i, yd[i]);  // rounds once, to float16
+    return {out};
+  }
+
+  KernelInfo info() const override { return {node_.label(), "halide", "batched matmul", compile_ms_}; }
+
+ private:
+  const KernelCode& code() {
+    if (!code_.pipeline) {
+      KernelRequest request;
+      request.kind = KernelRequest::Kind::BatchMatMul;
+      request.node = node_.label();
+      code_ = source_.get(request);
+      compile_ms_ = code_.compile_ms;
+    }
+    return code_;
+  }
+
+  const Node& node_;
+  KernelSource& source_;
+  KernelCode code_;
+  double compile_ms_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<NodeKernel> make_halide_matmul_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                                      std::string* why_not) {
+  if (!node.domain.empty() || node.op_type != "MatMul") {
+    *why_not = "not a MatMul";
+    return nullptr;
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    const ValueInfo* v = graph.find_value(node.input(i));
+    if (!v || (v->dtype != DType::Float32 && v->dtype != DType::Float16)) {
+      *why_not = "input " + std::to_string(i) + " is not float32 or float16";
+      return nullptr;
+    }
+    if (v->has_shape)
+      for (const Dim& d : v->shape)
+        if (d.known() && d.value > INT32_MAX) {
+          *why_not = "a dimension is too large for a Halide kernel";
+          return nullptr;
+        }
+  }
+  const ValueInfo* a = graph.find_value(node.input(0));
+  const ValueInfo* b = graph.find_value(node.input(1));
+  if (a->dtype != b->dtype) {
+    *why_not = "the inputs' types differ";
+    return nullptr;
+  }
+  return std::make_unique<HalideBatchMatMul>(node, source);
+}
+
+}  // namespace tetra

@@ -1,0 +1,50 @@
+// A GEMM weight (int4, or unquantized float) bound to compiled QMatMul kernels: the node kernels of
+// tetra.QMatMul, of 1-D convs (im2col) and of ConvTranspose (GEMM + col2im) run their GEMMs through it.
+// The weight is packed once per layout and format its kernels read; a kernel is planned once per row
+// count (the schedule may differ), its code from a KernelSource. No libHalide needed.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "dsl/qmatmul_workload.h"
+#include "runtime/kernel_source.h"
+
+namespace tetra {
+
+class QMatMulRunner {
+ public:
+  // `weight` is [K, N], or [N, K] with trans_b.
+  QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias, dsl::Activation activation,
+                bool int8_activations, KernelSource& source, std::string label);
+  int64_t K() const { return K_; }
+  int64_t N() const { return N_; }
+
+  // Y[M, N] = alpha * A[M, K] x W + beta * bias[N], row-major float32.
+  void run(const float* a, int64_t M, float* y, const float* bias, float alpha, float beta);
+
+  std::string describe() const;  // the schedules used and where they came from
+  double compile_ms() const { return compile_ms_; }
+
+ private:
+  // Per row count; kernels of the same layout and format share one packed copy of the weight.
+  struct Compiled {
+    dsl::QMatMulWorkload workload;  // as compiled: the code's weight format
+    KernelCode code;
+    const dsl::PackedInt4Buffers& weight;
+  };
+  Compiled& compiled_for(int64_t M);
+
+  std::shared_ptr<const QuantizedWeight> weight_;
+  bool trans_b_, has_bias_;
+  dsl::Activation activation_;
+  bool int8_activations_;
+  KernelSource& source_;
+  std::string label_;
+  int64_t K_ = 0, N_ = 0;
+  std::map<std::string, dsl::PackedInt4Buffers> packed_;  // by layout and format
+  std::map<std::string, Compiled> compiled_;              // by workload key (it holds M)
+  double compile_ms_ = 0;
+};
+
+}  // namespace tetra
