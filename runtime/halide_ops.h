@@ -29,6 +29,11 @@ const std::map<std::string, ElementwiseArity>& elementwise_ops();
 // Elementwise, normalization, pooling and reduction ops (halide_elementwise.cpp).
 std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                            std::string* why_not);
+// Data movement (views, Transpose, Slice, Concat, Split, Gather, Where), Resize and ReduceSum /
+// ReduceMean (halide_data_movement.cpp); is_data_movement() names the ops it decides on.
+bool is_data_movement(const std::string& op_type);
+std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, const Graph& graph,
+                                                             KernelSource& source, std::string* why_not);
 // Direct 2-D tetra.QConv, dense, grouped or depthwise (halide_conv.cpp); 1-D dense convs use im2col.
 // The kernel computes the conv and its bias only: make_halide_kernel() applies Node::epilogue after it.
 std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, KernelSource& source,
