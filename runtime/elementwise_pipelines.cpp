@@ -256,7 +256,7 @@ dsl::Result<dsl::ScheduledPipeline> elementwise_pipeline(const KernelRequest& r,
       case KernelRequest::Kind::LayerNorm: build_layer_norm(c, r.flag, V); break;
       case KernelRequest::Kind::GlobalPool: build_global_pool(c, r.flag, V); break;
       case KernelRequest::Kind::Pool: build_pool(c, r.window, V); break;
-      default: return dsl::Failure{dsl::FailureKind::Unsupported, r.key(), "not an elementwise pipeline"};
+      default: return data_movement_pipeline(r, target);
     }
   } catch (const Halide::Error& e) {
     return dsl::Failure{dsl::FailureKind::Compile, r.key(), e.what()};

@@ -7,8 +7,8 @@
 //   pools         MaxPool / AveragePool (1-D and 2-D windows), GlobalAveragePool / GlobalMaxPool
 //   rows          Softmax (last axis; before opset 13 the rank-2 coercion), LayerNormalization
 //
-// Every other node (data movement, integer types, ...) returns nullptr with the reason and runs on
-// its reference kernel. A kernel asks its KernelSource for the code of a signature: the op, the
+// Data movement, Resize and the Reduce ops are in halide_data_movement.cpp. Every other node (integer
+// types, ...) returns nullptr with the reason and runs on its reference kernel. A kernel asks its KernelSource for the code of a signature: the op, the
 // attributes that change the code (a pool's window and strides, Gelu's approximation, which Clip
 // bounds exist) and the broadcast pattern. Shapes, pads and float attributes are runtime
 // buffers / parameters, so nodes of other sizes share the compiled code. The pipelines themselves
@@ -23,10 +23,10 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <set>
 
 #include "HalideBuffer.h"
 #include "importer/error.h"
+#include "runtime/halide_kernel.h"
 #include "runtime/halide_ops.h"
 #include "runtime/op_registry.h"
 #include "runtime/ops/conv_core.h"
@@ -51,69 +51,6 @@ void call(const Node& node, const KernelCode& code, std::vector<Halide::Runtime:
   dsl::Status st = dsl::call_pipeline(*code.pipeline, argv.data(), node.op_type);
   check(st.ok(), ErrorKind::Invalid, node.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
 }
-
-int to_int(int64_t v, const Node& node) {
-  if (v > INT32_MAX)
-    fail(ErrorKind::Unsupported,
-         node.label() + ": a dimension of " + std::to_string(v) + " elements is too large for a Halide kernel");
-  return static_cast<int>(v);
-}
-
-// The float32 result as a tensor of `dtype` (float16 results are rounded once from float32).
-Tensor as_dtype(Tensor y, DType dtype) {
-  if (dtype == DType::Float32) return y;
-  Tensor out(dtype, y.shape());
-  const float* v = y.data<float>();
-  for (int64_t i = 0; i < y.size(); ++i) out.set(i, v[i]);
-  return out;
-}
-
-bool is_fp(DType t) { return t == DType::Float32 || t == DType::Float16; }
-
-// No Halide kernel for this node: says why (the executor then binds the reference kernel).
-std::nullptr_t decline(std::string* why_not, std::string reason) {
-  *why_not = std::move(reason);
-  return nullptr;
-}
-
-DType dtype_of(const Graph& graph, const std::string& name) {
-  const ValueInfo* v = graph.find_value(name);
-  return v ? v->dtype : DType::Undefined;
-}
-
-// The value's shape when every dim is known statically.
-std::optional<Shape> static_shape(const Graph& graph, const std::string& name) {
-  const ValueInfo* v = graph.find_value(name);
-  if (!v || !v->has_shape || !fully_known(v->shape)) return std::nullopt;
-  return to_shape(v->shape);
-}
-
-// Base of the kernels here: the KernelInfo bookkeeping, and the reference kernel for the rare
-// runtime inputs a kernel does not take (empty tensors, a LayerNorm Scale that varies along rows).
-class HalideKernel : public NodeKernel {
- public:
-  HalideKernel(const Node& node, KernelSource& source) : node_(node), source_(source) {}
-  KernelInfo info() const override { return {node_.label(), "halide", detail_, compile_ms_}; }
-
- protected:
-  std::vector<Tensor> reference(const std::vector<Tensor>& inputs) const {
-    return op_for(node_).compute(node_, inputs);
-  }
-
-  // The code for `request` (asked once per signature by each kernel).
-  KernelCode code_for(KernelRequest request) {
-    request.node = node_.label();
-    KernelCode code = source_.get(request);
-    compile_ms_ += code.compile_ms;
-    return code;
-  }
-  int lanes() const { return source_.vector_lanes(); }
-
-  const Node& node_;
-  KernelSource& source_;
-  std::string detail_ = "not compiled yet";
-  double compile_ms_ = 0;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise ops
@@ -625,12 +562,9 @@ const std::map<std::string, ElementwiseArity>& elementwise_ops() {
 
 std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                            std::string* why_not) {
-  static const std::set<std::string> data_movement = {
-      "Reshape", "Flatten", "Transpose", "Concat",   "Slice", "Gather", "Squeeze",  "Unsqueeze", "Expand", "Split",
-      "Shape",   "Resize",  "Cast",      "CastLike", "Where", "Equal",  "Constant", "Pad",       "Tile"};
   if (!node.domain.empty()) return decline(why_not, "no Halide kernel for " + node.domain + "." + node.op_type);
   const std::string& op = node.op_type;
-  if (data_movement.count(op)) return decline(why_not, "data movement runs on the reference kernel");
+  if (is_data_movement(op)) return make_halide_data_movement_kernel(node, graph, source, why_not);
   DType t = node.inputs.empty() ? DType::Undefined : dtype_of(graph, node.input(0));
   if (!is_fp(t)) return decline(why_not, "input is " + dtype_name(t) + ", not float32/float16");
   try {

@@ -42,6 +42,11 @@ std::unique_ptr<NodeKernel> make_halide_conv_transpose_kernel(const Node& node, 
 // The GEMM weight of such a ConvTranspose, [C, M*KH*KW] (its own weight, viewed), or nullptr and why not.
 std::shared_ptr<const QuantizedWeight> conv_transpose_gemm_weight(const Node& node, const Graph& graph,
                                                                    std::string* why_not);
+// Data movement (views, Transpose, Slice, Concat, Split, Gather, Where), Resize and ReduceSum /
+// ReduceMean (halide_data_movement.cpp); is_data_movement() names the ops it decides on.
+bool is_data_movement(const std::string& op_type);
+std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, const Graph& graph,
+                                                             KernelSource& source, std::string* why_not);
 // Direct 2-D tetra.QConv, dense, grouped or depthwise (halide_conv.cpp); 1-D dense convs use im2col.
 // The kernel applies the leading residual Add and activation of Node::epilogue itself, the rest after.
 std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, KernelSource& source,

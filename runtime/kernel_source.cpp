@@ -18,6 +18,11 @@ std::string KernelRequest::key() const {
     case Kind::GlobalPool: return flag ? "global max pool" : "global average pool";
     case Kind::Pool: return window.signature();
     case Kind::BatchMatMul: return "batch matmul";
+    case Kind::Copy: return "strided copy " + std::to_string(element_bits) + "-bit";
+    case Kind::Where: return "where " + std::to_string(element_bits) + "-bit";
+    case Kind::Gather: return "gather " + std::to_string(element_bits) + "-bit";
+    case Kind::Resize: return "resize " + op;
+    case Kind::Reduce: return "reduce " + op;
   }
   return "";
 }

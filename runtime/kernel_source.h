@@ -27,17 +27,26 @@ struct PoolWindow {
   std::string signature() const;  // "max pool 3x3 stride 2x2 dilation 1x1"
 };
 
+// Dims of the strided kernels (Copy, Where): operands of higher rank run when their dims merge to this many.
+inline constexpr int kStridedRank = 6;
+
 struct KernelRequest {
-  enum class Kind { QMatMul, QConv, Elementwise, Softmax, LayerNorm, GlobalPool, Pool, BatchMatMul };
+  // Copy: a strided copy of up to kStridedRank dims (Transpose, Slice, Concat, Split); Where: a select
+  // over strided operands; Gather: rows picked by an index list; Resize: nearest or linear sampling
+  // of the last two dims; Reduce: a sum or mean over up to 3 merged dims; BatchMatMul: activation x activation.
+  enum class Kind { QMatMul, QConv, Elementwise, Softmax, LayerNorm, GlobalPool, Pool, Copy, Where, Gather, Resize, Reduce,
+              BatchMatMul };
   Kind kind = Kind::Elementwise;
   std::string node;  // the asking node's label, for messages
 
   dsl::QMatMulWorkload qmatmul;  // QMatMul: the workload (its shapes pick the schedule)
   dsl::QConvWorkload qconv;      // QConv
-  std::string op;                // Elementwise: the op key ("Add", "Clip:min,max", "Gelu:tanh")
+  std::string op;                // Elementwise: the op key ("Add", "Clip:min,max", "Gelu:tanh");
+                                 // Resize: "nearest" or "linear"; Reduce: "sum" or "mean"
   std::string pattern;           // Elementwise: the broadcast pattern, innermost dim first ("x1,xx")
   bool flag = false;             // LayerNorm: has a bias; GlobalPool: max (else average)
   PoolWindow window;             // Pool
+  int element_bits = 32;         // Copy, Where, Gather: the element size moved (any type of that size)
 
   // Names the code: equal keys get equal code. Model libraries look their functions up by it.
   std::string key() const;

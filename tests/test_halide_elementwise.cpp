@@ -272,11 +272,7 @@ TEST_CASE("Halide kernels follow runtime shapes of dynamic dims", "[halide][elem
   for (const KernelInfo& k : halide.kernels()) CHECK(k.backend == "halide");
 }
 
-TEST_CASE("Halide backend leaves data movement and integers to the reference", "[halide][elementwise]") {
-  Outcome reshape =
-      run_node("Reshape", {input("x", {4, 6}), {"s", Tensor::from_ints(DType::Int64, {2}, {6, 4}), true}});
-  CHECK(reshape.kernel.backend == "reference");
-  CHECK_THAT(reshape.kernel.detail, Catch::Contains("data movement"));
+TEST_CASE("Halide backend leaves integer arithmetic to the reference", "[halide][elementwise]") {
   Outcome ints = run_node("Add", {input("a", {4, 6}, -9, 9, DType::Int32), input("b", {6}, -9, 9, DType::Int32)});
   CHECK(ints.kernel.backend == "reference");
   CHECK_THAT(ints.kernel.detail, Catch::Contains("int32"));

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "runtime/ops/conv_core.h"
+#include "runtime/ops/resize.h"
 
 namespace tetra {
 
@@ -497,16 +498,10 @@ ResizeTarget resize_target(const Node& node, const int64_t in_nchw[4], const Ten
   return t;
 }
 
-// Where output index `o` of an axis samples the input: indices i0, i1 and the weight of i1.
-struct Sample {
-  int64_t i0, i1;
-  double w1;
-};
-
 // Coordinates are computed in float, as ONNX Runtime does: it decides which pixel nearest picks
 // when a coordinate lands within float rounding of a .5 boundary.
-std::vector<Sample> resize_axis(const ResizeAttrs& a, int64_t in, int64_t out, float scale) {
-  std::vector<Sample> samples;
+std::vector<ResizeSample> resize_axis(const ResizeAttrs& a, int64_t in, int64_t out, float scale) {
+  std::vector<ResizeSample> samples;
   for (int64_t o = 0; o < out; ++o) {
     const float of = float(o);
     float x;  // the output coordinate in input space
@@ -523,11 +518,11 @@ std::vector<Sample> resize_axis(const ResizeAttrs& a, int64_t in, int64_t out, f
       else if (x - f == 0.5f) i = int64_t(a.nearest == "round_prefer_ceil" ? f + 1 : f);
       else i = int64_t(std::round(x));
       i = std::clamp<int64_t>(i, 0, in - 1);
-      samples.push_back(Sample{i, i, 0.0});
+      samples.push_back(ResizeSample{i, i, 0.0});
     } else {
       x = std::clamp(x, 0.0f, float(in - 1));
       int64_t i0 = int64_t(std::floor(x));
-      samples.push_back(Sample{i0, std::min(i0 + 1, in - 1), double(x) - double(i0)});
+      samples.push_back(ResizeSample{i0, std::min(i0 + 1, in - 1), double(x) - double(i0)});
     }
   }
   return samples;
@@ -564,25 +559,18 @@ void register_resize(OpRegistry& r) {
               },
               [](const Node& node, const std::vector<Tensor>& in) {
                 const Tensor& x = input_required(node, in, 0);
-                check_float_inputs(node, {x.dtype()});
-                ResizeAttrs a = resize_attrs(node);
-                check_resize_rank(node, x.rank());
+                ResizePlan plan = resize_plan(node, in);
                 const Shape& s = x.shape();
-                int64_t dims[4] = {s[0], s[1], s[2], s[3]};
-                ResizeTarget target = resize_target(node, dims, input_if_given(in, scales_input(node)),
-                                                    input_if_given(in, sizes_input(node)));
-                const int64_t H = s[2], W = s[3], OH = target.out[0], OW = target.out[1];
-                op_check((H > 0 && W > 0) || OH * OW == 0, node, "cannot resize the empty input " + shape_str(s));
-                std::vector<Sample> ys = resize_axis(a, H, OH, target.scale[0]),
-                                    xs = resize_axis(a, W, OW, target.scale[1]);
-                Tensor y(x.dtype(), {s[0], s[1], OH, OW});
+                const int64_t H = s[2], W = s[3], OH = plan.out_shape[2], OW = plan.out_shape[3];
+                const std::vector<ResizeSample>& ys = plan.h, &xs = plan.w;
+                Tensor y(x.dtype(), plan.out_shape);
                 std::vector<double> v = x.to_doubles();
                 // Separable: interpolate along W on the two sampled rows, then along H.
                 for (int64_t plane = 0; plane < s[0] * s[1]; ++plane) {
                   const double* xp = &v[plane * H * W];
                   for (int64_t oy = 0; oy < OH; ++oy)
                     for (int64_t ox = 0; ox < OW; ++ox) {
-                      const Sample &sy = ys[oy], &sx = xs[ox];
+                      const ResizeSample &sy = ys[oy], &sx = xs[ox];
                       auto row = [&](int64_t iy) {
                         return (1 - sx.w1) * xp[iy * W + sx.i0] + sx.w1 * xp[iy * W + sx.i1];
                       };
@@ -616,6 +604,25 @@ ConvParams conv_transpose_params(const Node& node, const Shape& x, const Shape& 
     p.pads_end.push_back(t.pad_end);
   }
   return p;
+}
+
+ResizePlan resize_plan(const Node& node, const std::vector<Tensor>& in) {
+  const Tensor& x = input_required(node, in, 0);
+  check_float_inputs(node, {x.dtype()});
+  ResizeAttrs a = resize_attrs(node);
+  check_resize_rank(node, x.rank());
+  const Shape& s = x.shape();
+  int64_t dims[4] = {s[0], s[1], s[2], s[3]};
+  ResizeTarget target =
+      resize_target(node, dims, input_if_given(in, scales_input(node)), input_if_given(in, sizes_input(node)));
+  const int64_t H = s[2], W = s[3], OH = target.out[0], OW = target.out[1];
+  op_check((H > 0 && W > 0) || OH * OW == 0, node, "cannot resize the empty input " + shape_str(s));
+  ResizePlan plan;
+  plan.out_shape = {s[0], s[1], OH, OW};
+  plan.nearest = a.mode == "nearest";
+  plan.h = resize_axis(a, H, OH, target.scale[0]);
+  plan.w = resize_axis(a, W, OW, target.scale[1]);
+  return plan;
 }
 
 void register_nn_ops(OpRegistry& r) {

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "runtime/ops/op_util.h"
+#include "runtime/ops/reduce.h"
 
 namespace tetra {
 namespace {
@@ -106,7 +107,11 @@ Tensor reduce(const Node& node, const Tensor& x, const std::vector<bool>& reduce
   return keepdims ? y : y.reshaped(reduced_shape<int64_t>(x.shape(), reduced, false, 1));
 }
 
-void add_reduce(OpRegistry& r, const std::string& op, int64_t axes_input_opset, bool mean) {
+// From this opset on the axes are input 1 rather than an attribute.
+int64_t axes_input_since(const std::string& op) { return op == "ReduceSum" ? 13 : 18; }
+
+void add_reduce(OpRegistry& r, const std::string& op, bool mean) {
+  const int64_t axes_input_opset = axes_input_since(op);
   r.add({"", op,
          [=](const InferContext& ctx) {
            const ValueInfo& x = ctx.input(0);
@@ -123,11 +128,8 @@ void add_reduce(OpRegistry& r, const std::string& op, int64_t axes_input_opset, 
          },
          [=](const Node& node, const std::vector<Tensor>& in) {
            const Tensor& x = input(node, in, 0);
-           const Tensor* axes_value = optional_input(in, 1);
-           auto axes = requested_axes(node, axes_input_opset, axes_value != nullptr, axes_value);
-           auto reduced = reduced_axes(node, *axes, x.rank());
-           bool keepdims = node.attr_int("keepdims", 1) != 0;
-           return std::vector<Tensor>{reduce(node, x, reduced, keepdims, mean)};
+           ReduceAxes axes = reduce_axes(node, in, x.rank());
+           return std::vector<Tensor>{reduce(node, x, axes.reduced, axes.keepdims, mean)};
          }});
 }
 
@@ -304,9 +306,15 @@ std::vector<ValueInfo> batch_norm_infer(const InferContext& ctx) {
 
 }  // namespace
 
+ReduceAxes reduce_axes(const Node& node, const std::vector<Tensor>& in, int64_t rank) {
+  const Tensor* axes_value = optional_input(in, 1);
+  auto axes = requested_axes(node, axes_input_since(node.op_type), axes_value != nullptr, axes_value);
+  return {reduced_axes(node, *axes, rank), node.attr_int("keepdims", 1) != 0};
+}
+
 void register_reduce_ops(OpRegistry& r) {
-  add_reduce(r, "ReduceSum", 13, false);
-  add_reduce(r, "ReduceMean", 18, true);
+  add_reduce(r, "ReduceSum", false);
+  add_reduce(r, "ReduceMean", true);
   r.add({"", "Softmax", softmax_infer, softmax_compute});
   r.add({"", "LayerNormalization", layer_norm_infer, layer_norm_compute});
   r.add({"", "BatchNormalization", batch_norm_infer, batch_norm_compute});

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "runtime/ops/op_util.h"
+#include "runtime/ops/tensor_ops.h"
 
 namespace tetra {
 
@@ -408,15 +409,8 @@ void register_concat_split(OpRegistry& r) {
         return std::vector<ValueInfo>{make_info(dtype, concat_shape(ctx.node, shapes, &axis))};
       },
       [](const Node& node, const std::vector<Tensor>& in) {
-        std::vector<SymbolicShape> shapes;
-        for (size_t j = 0; j < in.size(); ++j) {
-          const Tensor& t = input_required(node, in, j);
-          op_check(t.dtype() == in[0].dtype(), node,
-                   "inputs mix " + dtype_name(in[0].dtype()) + " and " + dtype_name(t.dtype()));
-          shapes.push_back(to_symbolic(t.shape()));
-        }
         int64_t axis;
-        Tensor out(in[0].dtype(), to_shape(concat_shape(node, shapes, &axis)));
+        Tensor out(in[0].dtype(), concat_output_shape(node, in, &axis));
         int64_t offset = 0;
         for (const Tensor& t : in) {
           copy_along_axis(t, 0, out, offset, axis, t.shape()[axis]);
@@ -441,9 +435,8 @@ void register_concat_split(OpRegistry& r) {
       },
       [](const Node& node, const std::vector<Tensor>& in) {
         const Tensor& x = input_required(node, in, 0);
-        int64_t axis = normalize_axis(node, node.attr_int("axis", 0), x.rank());
-        std::vector<int64_t> sizes =
-            split_sizes(node, ints_arg(node, in, 1, "split", 13), x.shape()[axis], node.outputs.size());
+        int64_t axis;
+        std::vector<int64_t> sizes = split_output_sizes(node, in, &axis);
         std::vector<Tensor> out;
         int64_t offset = 0;
         for (int64_t s : sizes) {
@@ -459,10 +452,6 @@ void register_concat_split(OpRegistry& r) {
 }
 
 // ---- Slice ----------------------------------------------------------------------------------------
-
-struct SliceRange {
-  int64_t start = 0, step = 1, count = -1;  // count -1: unknown
-};
 
 // ONNX's clamping rules for one axis of size `dim`.
 SliceRange slice_range(int64_t dim, int64_t start, int64_t end, int64_t step) {
@@ -546,8 +535,7 @@ void register_slice(OpRegistry& r) {
       },
       [](const Node& node, const std::vector<Tensor>& in) {
         const Tensor& x = input_required(node, in, 0);
-        auto arg = [&](size_t i, const std::string& name) { return ints_arg(node, in, i, name, 10); };
-        std::vector<SliceRange> ranges = slice_ranges(slice_args(node, arg, x.rank()), to_symbolic(x.shape()));
+        std::vector<SliceRange> ranges = slice_ranges(node, in);
         Shape out_shape;
         for (const SliceRange& r : ranges) out_shape.push_back(r.count);
         // Odometer over the output; each output index maps to start + i * step on its axis.
@@ -686,6 +674,31 @@ void register_shape_and_constants(OpRegistry& r) {
 }
 
 }  // namespace
+
+std::vector<int64_t> transpose_permutation(const Node& node, int64_t rank) { return transpose_perm(node, rank); }
+
+Shape concat_output_shape(const Node& node, const std::vector<Tensor>& in, int64_t* axis) {
+  std::vector<SymbolicShape> shapes;
+  for (size_t j = 0; j < in.size(); ++j) {
+    const Tensor& t = input_required(node, in, j);
+    op_check(t.dtype() == in[0].dtype(), node,
+             "inputs mix " + dtype_name(in[0].dtype()) + " and " + dtype_name(t.dtype()));
+    shapes.push_back(to_symbolic(t.shape()));
+  }
+  return to_shape(concat_shape(node, shapes, axis));
+}
+
+std::vector<int64_t> split_output_sizes(const Node& node, const std::vector<Tensor>& in, int64_t* axis) {
+  const Tensor& x = input_required(node, in, 0);
+  *axis = normalize_axis(node, node.attr_int("axis", 0), x.rank());
+  return split_sizes(node, ints_arg(node, in, 1, "split", 13), x.shape()[*axis], node.outputs.size());
+}
+
+std::vector<SliceRange> slice_ranges(const Node& node, const std::vector<Tensor>& in) {
+  const Tensor& x = input_required(node, in, 0);
+  auto arg = [&](size_t i, const std::string& name) { return ints_arg(node, in, i, name, 10); };
+  return slice_ranges(slice_args(node, arg, x.rank()), to_symbolic(x.shape()));
+}
 
 void register_tensor_ops(OpRegistry& r) {
   register_reshape(r);

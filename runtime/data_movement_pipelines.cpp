@@ -1,0 +1,158 @@
+// The Halide definitions and schedules of the data-movement pipelines that the node kernels of
+// halide_data_movement.cpp call: strided copies, Where, Gather, Resize and reductions. Shapes,
+// strides, offsets and index tables are run-time buffers, so one compile serves every shape; the
+// code depends only on the element size (Copy, Where, Gather), the Resize mode and the reduction.
+#include <string>
+
+#include "runtime/elementwise_pipelines.h"
+
+namespace tetra {
+namespace {
+
+using Halide::Expr;
+using Halide::Func;
+using Halide::ImageParam;
+using Halide::RDom;
+using Halide::TailStrategy;
+using Halide::Var;
+
+// Elements per parallel task (the elementwise pipelines' figure: 8K floats per task).
+constexpr int kTaskBytes = 32768;
+
+std::vector<Var> vars(int rank) {
+  std::vector<Var> v;
+  for (int d = 0; d < rank; ++d) v.emplace_back("d" + std::to_string(d));
+  return v;
+}
+
+// An input whose innermost stride is a run-time value too (a transposed, sliced or broadcast read).
+ImageParam strided_input(Halide::Type type, int rank, const std::string& name) {
+  ImageParam p(type, rank, name);
+  p.dim(0).set_stride(Expr());
+  return p;
+}
+
+// Vectors along dim 0; the outer dims fused and cut into tasks of about kTaskBytes. Returns the loop
+// over the vectors of dim 0.
+Var schedule_strided(Func f, const std::vector<Var>& v, int lanes, int element_bytes, const Expr& inner_extent) {
+  Var vo("vo"), vi("vi"), outer("outer"), task("task");
+  f.split(v[0], vo, vi, lanes, TailStrategy::GuardWithIf).vectorize(vi);
+  Var fused = v[1];
+  for (size_t d = 2; d < v.size(); ++d) {
+    Var next("outer" + std::to_string(d));
+    f.fuse(fused, v[d], next);
+    fused = next;
+  }
+  Expr rows_per_task = max(1, kTaskBytes / element_bytes / max(1, inner_extent));
+  f.split(fused, task, outer, rows_per_task, TailStrategy::GuardWithIf).parallel(task);
+  return vo;
+}
+
+int lanes_for(const dsl::TargetSpec& target, int bits) {
+  return std::max(1, target.natural_lanes(Halide::Float(32)) * 32 / bits);
+}
+
+// in -> out, both kStridedRank dims of any strides (out may be a window of a larger tensor).
+dsl::ScheduledPipeline build_copy(int bits, const dsl::TargetSpec& target) {
+  ImageParam in = strided_input(Halide::UInt(bits), kStridedRank, "in");
+  std::vector<Var> v = vars(kStridedRank);
+  Func out("copy");
+  out(v) = in(v);
+  out.output_buffer().dim(0).set_stride(Expr());
+  schedule_strided(out, v, lanes_for(target, bits), bits / 8, out.output_buffer().dim(0).extent());
+  out.specialize(in.dim(0).stride() == 1 && out.output_buffer().dim(0).stride() == 1);  // dense rows: vector loads
+  return {Halide::Pipeline(out), {in}};
+}
+
+// cond (uint8), x, y (kStridedRank dims, any strides; stride 0 broadcasts) -> cond ? x : y.
+dsl::ScheduledPipeline build_where(int bits, const dsl::TargetSpec& target) {
+  ImageParam cond = strided_input(Halide::UInt(8), kStridedRank, "cond");
+  ImageParam x = strided_input(Halide::UInt(bits), kStridedRank, "x");
+  ImageParam y = strided_input(Halide::UInt(bits), kStridedRank, "y");
+  std::vector<Var> v = vars(kStridedRank);
+  Func out("where");
+  out(v) = select(cond(v) != 0, x(v), y(v));
+  schedule_strided(out, v, lanes_for(target, bits), bits / 8, out.output_buffer().dim(0).extent());
+  out.specialize(cond.dim(0).stride() == 1 && x.dim(0).stride() == 1 && y.dim(0).stride() == 1);
+  return {Halide::Pipeline(out), {cond, x, y}};
+}
+
+// data (inner, n, outer), indices (m, int32, already in [0, n)) -> out (inner, m, outer).
+dsl::ScheduledPipeline build_gather(int bits, const dsl::TargetSpec& target) {
+  ImageParam data(Halide::UInt(bits), 3, "data");
+  ImageParam indices(Halide::Int(32), 1, "indices");
+  Var i("i"), j("j"), o("o");
+  Func out("gather");
+  out(i, j, o) = data(i, clamp(indices(j), 0, data.dim(1).extent() - 1), o);
+  schedule_strided(out, {i, j, o}, lanes_for(target, bits), bits / 8, data.dim(0).extent());
+  return {Halide::Pipeline(out), {data, indices}};
+}
+
+// x (W, H, planes) float32 and per output column / row the samples (i0, i1, weight of i1) ->
+// (OW, OH, planes). Linear interpolates along W on the two sampled rows, then along H.
+dsl::ScheduledPipeline build_resize(bool nearest, const dsl::TargetSpec& target) {
+  ImageParam x(Halide::Float(32), 3, "x");
+  ImageParam w0(Halide::Int(32), 1, "w0"), w1(Halide::Int(32), 1, "w1"), ww(Halide::Float(32), 1, "w_weight");
+  ImageParam h0(Halide::Int(32), 1, "h0"), h1(Halide::Int(32), 1, "h1"), hw(Halide::Float(32), 1, "h_weight");
+  Var ox("ox"), oy("oy"), p("p");
+  auto col = [&](const ImageParam& t, const Expr& at) { return clamp(t(at), 0, x.dim(0).extent() - 1); };
+  auto row = [&](const ImageParam& t, const Expr& at) { return clamp(t(at), 0, x.dim(1).extent() - 1); };
+  Func out("resize");
+  if (nearest) {
+    out(ox, oy, p) = x(col(w0, ox), row(h0, oy), p);
+  } else {
+    auto along_w = [&](const Expr& iy) {
+      return (1.0f - ww(ox)) * x(col(w0, ox), iy, p) + ww(ox) * x(col(w1, ox), iy, p);
+    };
+    out(ox, oy, p) = (1.0f - hw(oy)) * along_w(row(h0, oy)) + hw(oy) * along_w(row(h1, oy));
+  }
+  schedule_strided(out, {ox, oy, p}, target.natural_lanes(Halide::Float(32)), 4, out.output_buffer().dim(0).extent());
+  std::vector<dsl::PipelineParam> params{x, w0, w1, ww, h0, h1, hw};
+  return {Halide::Pipeline(out), params};
+}
+
+// x float32 (kept dims 0..2, reduced dims 3..5, any strides) -> out (kept dims): the sum or the
+// mean over the reduced dims, accumulated in float32.
+dsl::ScheduledPipeline build_reduce(bool mean, const dsl::TargetSpec& target) {
+  ImageParam x = strided_input(Halide::Float(32), kStridedRank, "x");
+  Var k0("k0"), k1("k1"), k2("k2");
+  RDom r(0, x.dim(3).extent(), 0, x.dim(4).extent(), 0, x.dim(5).extent(), "r");
+  Func sum("sum");
+  sum(k0, k1, k2) = 0.0f;
+  sum(k0, k1, k2) += x(k0, k1, k2, r.x, r.y, r.z);
+  Func out("reduce");
+  Expr count = Halide::cast<float>(x.dim(3).extent() * x.dim(4).extent() * x.dim(5).extent());
+  out(k0, k1, k2) = mean ? sum(k0, k1, k2) / count : sum(k0, k1, k2);
+
+  const int V = target.natural_lanes(Halide::Float(32));
+  Var vo = schedule_strided(out, {k0, k1, k2}, V, 4, out.output_buffer().dim(0).extent());
+  // V outputs at a time, each over the whole reduction (vector loads when the kept dim is inner).
+  sum.compute_at(out, vo).vectorize(k0, V, TailStrategy::GuardWithIf);
+  sum.update().vectorize(k0, V, TailStrategy::GuardWithIf);
+  out.specialize(x.dim(0).stride() == 1);
+  return {Halide::Pipeline(out), {x}};
+}
+
+}  // namespace
+
+dsl::Result<dsl::ScheduledPipeline> data_movement_pipeline(const KernelRequest& r, const dsl::TargetSpec& target) {
+  const int bits = r.element_bits;
+  if ((r.kind == KernelRequest::Kind::Copy || r.kind == KernelRequest::Kind::Where ||
+       r.kind == KernelRequest::Kind::Gather) &&
+      bits != 8 && bits != 16 && bits != 32 && bits != 64)
+    return dsl::Failure{dsl::FailureKind::Unsupported, r.key(), "elements of 8, 16, 32 or 64 bits only"};
+  try {
+    switch (r.kind) {
+      case KernelRequest::Kind::Copy: return build_copy(bits, target);
+      case KernelRequest::Kind::Where: return build_where(bits, target);
+      case KernelRequest::Kind::Gather: return build_gather(bits, target);
+      case KernelRequest::Kind::Resize: return build_resize(r.op == "nearest", target);
+      case KernelRequest::Kind::Reduce: return build_reduce(r.op == "mean", target);
+      default: return dsl::Failure{dsl::FailureKind::Unsupported, r.key(), "not a data-movement pipeline"};
+    }
+  } catch (const Halide::Error& e) {
+    return dsl::Failure{dsl::FailureKind::Compile, r.key(), e.what()};
+  }
+}
+
+}  // namespace tetra
