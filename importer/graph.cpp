@@ -38,7 +38,7 @@ Attribute tensor_attr(Tensor value) {
 }
 
 int64_t QuantizedWeight::param_index(int64_t i) const {
-  if (is_float() || (scale.size() == 1 && block_size == 0)) return 0;
+  if (scale.size() == 1 && block_size == 0) return 0;
   const Shape& s = data.shape();
   int64_t inner = 1;
   for (size_t d = axis + 1; d < s.size(); ++d) inner *= s[d];

@@ -49,8 +49,9 @@ struct QuantizedWeight {
   const Shape& shape() const { return data.shape(); }
   bool is_float() const { return data.dtype() == DType::Float32 || data.dtype() == DType::Float16; }
   DType value_dtype() const { return is_float() ? data.dtype() : scale.dtype(); }
-  bool per_tensor() const { return is_float() || (scale.size() == 1 && scale.rank() <= 1 && block_size == 0); }
-  // Index into scale/zero_point for the element at flat index `i` of `data`.
+  bool per_tensor() const { return scale.size() == 1 && scale.rank() <= 1 && block_size == 0; }
+  // Index into scale/zero_point for the element at flat index `i` of `data` (quantized weights only;
+  // the ops also use it over float data as a view of a quantization grid).
   int64_t param_index(int64_t i) const;
   // The dequantized value in the scale's precision (float32 arithmetic, as DequantizeLinear).
   float value(int64_t i) const;
