@@ -36,7 +36,7 @@ TEST_CASE("clip-ratio search lowers the reconstruction error of every layout", "
         CHECK(eb < 0.99 * ea);
         for (int64_t i = 0; i < w.size(); ++i) {
           int64_t code = b.data.get_int(i);
-          CHECK((asymmetric ? code >= 0 && code <= 15 : code >= -7 && code <= 7));
+          CHECK((asymmetric ? code >= 0 && code <= 15 : code >= -8 && code <= 7));
         }
         CHECK(b.scale.dtype() == dtype);
       }

@@ -45,7 +45,7 @@ void run_quantize(Options opt) {
               "max abs err", "rel RMS", calibrated ? "  cosine alone" : "");
   print_layers(r.quantized);
   if (!r.kept_float.empty()) {
-    std::printf("kept in float (their int4 error cost the output most):\n");
+    std::printf("kept in float (their int4 error cost the output most for the bytes they save):\n");
     print_layers(r.kept_float);
   }
   for (const std::string& note : r.notes) std::printf("note: %s\n", note.c_str());

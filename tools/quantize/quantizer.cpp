@@ -279,9 +279,12 @@ class Quantizer {
     return out;
   }
 
-  // Keeps in float the weights whose int4 error hurts the output most: each weight's cost is the
-  // output cosine with it alone in int4; the most costly go back to float one at a time until the
-  // whole model meets opt_.min_cosine on the calibration data (each step measured, not assumed).
+  // Keeps in float the weights whose int4 error hurts the output most for the bytes they save: each
+  // weight's damage is 1 - the output cosine with it alone in int4; weights go back to float in
+  // order of damage per float byte (a small first conv or classifier head before a large hidden
+  // layer that hurts a little more) until the whole model meets opt_.min_cosine on the calibration
+  // data. Then each weight kept float, the largest first, is tried in int4 again: a step taken early
+  // may have been made unneeded by later ones. Every step is measured, not assumed.
   std::vector<bool> calibrate() {
     CalibrationRunner runner(read_calibration_data(opt_.calibration_data), opt_.calibration_backend, base_dir_);
     report_.calibration_sets = static_cast<int>(runner.sets());
@@ -289,20 +292,31 @@ class Quantizer {
     auto cosine_of = [&](const std::vector<bool>& chosen) { return worst_cosine(runner.run(apply(chosen)), reference); };
 
     std::vector<size_t> order(jobs_.size());
+    std::vector<double> damage_per_byte(jobs_.size());
     for (size_t j = 0; j < jobs_.size(); ++j) {
       std::vector<bool> alone(jobs_.size(), false);
       alone[j] = true;
       jobs_[j].report.cosine_alone = cosine_of(alone);
+      damage_per_byte[j] = (1.0 - *jobs_[j].report.cosine_alone) / std::max<int64_t>(1, jobs_[j].report.float_bytes);
       order[j] = j;
     }
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return *jobs_[a].report.cosine_alone < *jobs_[b].report.cosine_alone;
-    });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return damage_per_byte[a] > damage_per_byte[b]; });
     std::vector<bool> chosen(jobs_.size(), true);
+    std::vector<size_t> kept;
     double cosine = cosine_of(chosen);
     for (size_t next = 0; cosine < opt_.min_cosine && next < order.size(); ++next) {
       chosen[order[next]] = false;
+      kept.push_back(order[next]);
       cosine = cosine_of(chosen);
+    }
+    std::stable_sort(kept.begin(), kept.end(),
+                     [&](size_t a, size_t b) { return jobs_[a].report.float_bytes > jobs_[b].report.float_bytes; });
+    for (size_t j : kept) {
+      chosen[j] = true;
+      double with_j = cosine_of(chosen);
+      if (with_j >= opt_.min_cosine) cosine = with_j;
+      else chosen[j] = false;
     }
     report_.cosine = cosine;
     return chosen;

@@ -20,16 +20,18 @@ struct Grid {
 class BlockQuantizer {
  public:
   BlockQuantizer(DType scale_dtype, bool asymmetric)
-      : stored_(scale_dtype, {1}), asymmetric_(asymmetric), qmin_(asymmetric ? 0 : -7), qmax_(asymmetric ? 15 : 7) {}
+      : stored_(scale_dtype, {1}), asymmetric_(asymmetric), qmin_(asymmetric ? 0 : -8), qmax_(asymmetric ? 15 : 7) {}
 
   double code(double v, const Grid& g) const { return std::clamp(std::nearbyint(v / g.scale) + g.zero, qmin_, qmax_); }
 
-  // The grid for the range [lo, hi] (lo <= 0 <= hi) clipped by `ratio`. Scales are rounded to the
-  // stored type first (fp16 models), so the codes match what DequantizeLinear will compute.
-  Grid grid(double lo, double hi, double ratio) {
+  // The grid for the range [lo, hi] (lo <= 0 <= hi) clipped by `ratio`. Symmetric grids put the
+  // larger end at code 7, or with `low_at_minus_8` the low end at code -8 (one more level when the
+  // block's extreme is negative). Scales are rounded to the stored type first (fp16 models), so the
+  // codes match what DequantizeLinear will compute.
+  Grid grid(double lo, double hi, double ratio, bool low_at_minus_8 = false) {
     lo *= ratio;
     hi *= ratio;
-    stored_.set(0, asymmetric_ ? (hi - lo) / 15.0 : std::max(-lo, hi) / 7.0);
+    stored_.set(0, asymmetric_ ? (hi - lo) / 15.0 : low_at_minus_8 ? -lo / 8.0 : std::max(-lo, hi) / 7.0);
     Grid g;
     g.scale = stored_.get(0);
     if (!(g.scale > 0) || !std::isfinite(g.scale)) g.scale = 1.0;  // an all-zero block, or below fp16's range
@@ -55,12 +57,16 @@ class BlockQuantizer {
     Grid chosen = grid(lo, hi, 1.0);
     if (!search) return chosen;
     double best_error = error(values, chosen);
-    for (int step = 1; step < kClipSteps; ++step) {
-      Grid g = grid(lo, hi, clip_ratio(step));
-      double e = error(values, g);
-      if (e < best_error) {
-        best_error = e;
-        chosen = g;
+    const bool low_end_too = !asymmetric_ && -lo > hi;
+    for (int step = 0; step < kClipSteps; ++step) {
+      for (bool low_at_minus_8 : {false, true}) {
+        if ((step == 0 && !low_at_minus_8) || (low_at_minus_8 && !low_end_too)) continue;
+        Grid g = grid(lo, hi, clip_ratio(step), low_at_minus_8);
+        double e = error(values, g);
+        if (e < best_error) {
+          best_error = e;
+          chosen = g;
+        }
       }
     }
     return chosen;

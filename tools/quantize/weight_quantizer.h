@@ -1,8 +1,8 @@
 // Round-to-nearest int4 quantization of one weight tensor, and MatMulNBits' layout of the result.
 //
 // Ranges (round half to even):
-//   symmetric:  int4, scale = c * max|w| / 7, codes in [-7, 7]. -8 stays unused so the grid is
-//               symmetric.
+//   symmetric:  int4, scale = c * max|w| / 7, codes in [-8, 7]; with the search on, also
+//               scale = c * |min w| / 8 when the block's extreme is negative (16 levels, not 15).
 //   asymmetric: uint4 + zero point, scale = c * (max - min) / 15 over a range widened to include 0
 //               (so 0 is exact and the zero point fits in [0, 15]).
 // The clip ratio c is 1 (plain max-abs) or, with the search on, the one of kClipRatios that gives
