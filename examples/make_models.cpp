@@ -3,10 +3,13 @@
 // inputs in the ONNX backend test layout (and the same values as raw float32 bytes, input_0.bin, for
 // the programs in examples/aot_c and aot_cpp). Deterministic: the same files on every run.
 //   tetra_make_examples OUTDIR
-//   tetra_make_examples --exported OUTDIR [--size MODEL=HxW]...
+//   tetra_make_examples --exported OUTDIR [--size MODEL=HxW]... [--calibration-sets N]
 // The second form writes the exporter-style models (examples/exported_models.h) at their real input
-// size or the one given: NAME_fp32.onnx, NAME_int4.onnx (the same weights) and NAME_data/input_0.pb.
+// size or the one given: NAME_fp32.onnx, NAME_int4.onnx (the same weights) and NAME_data/input_0.pb;
+// with --calibration-sets, also N more random inputs for `tetra quantize --calibration-data` in
+// NAME_calibration/test_data_set_<i>/input_0.pb.
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -44,7 +47,7 @@ std::pair<int64_t, int64_t> parse_size(const std::string& text) {
   return {h, w};
 }
 
-void write_exported(const std::string& dir, const std::vector<std::string>& sizes) {
+void write_exported(const std::string& dir, const std::vector<std::string>& sizes, int calibration_sets) {
   std::map<std::string, ExportedModelOptions> options;
   for (const std::string& size : sizes) {
     size_t eq = size.find('=');
@@ -71,6 +74,12 @@ void write_exported(const std::string& dir, const std::vector<std::string>& size
     std::string data = dir + "/" + m.name + "_data";
     fs::create_directories(data);
     write_tensor_pb(data + "/input_0.pb", example_uniform(rng, shape, -1, 1), input.name());
+    std::mt19937 calibration_rng(seed + 1);  // leaves the other files as they are without it
+    for (int i = 0; i < calibration_sets; ++i) {
+      std::string set = dir + "/" + m.name + "_calibration/test_data_set_" + std::to_string(i);
+      fs::create_directories(set);
+      write_tensor_pb(set + "/input_0.pb", example_uniform(calibration_rng, shape, -1, 1), input.name());
+    }
   }
 }
 
@@ -80,15 +89,22 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   const bool exported = !args.empty() && args[0] == "--exported";
   std::vector<std::string> sizes;
-  for (size_t i = 2; exported && i + 1 < args.size() && args[i] == "--size"; i += 2) sizes.push_back(args[i + 1]);
-  if (exported ? args.size() != 2 + 2 * sizes.size() : args.size() != 1) {
+  int calibration_sets = 0;
+  bool usage_ok = exported ? args.size() >= 2 : args.size() == 1;
+  for (size_t i = 2; exported && i < args.size(); i += 2) {
+    if (i + 1 >= args.size()) usage_ok = false;
+    else if (args[i] == "--size") sizes.push_back(args[i + 1]);
+    else if (args[i] == "--calibration-sets") calibration_sets = std::atoi(args[i + 1].c_str());
+    else usage_ok = false;
+  }
+  if (!usage_ok || calibration_sets < 0) {
     std::cerr << "usage: tetra_make_examples OUTDIR\n"
-                 "       tetra_make_examples --exported OUTDIR [--size MODEL=HxW]...\n";
+                 "       tetra_make_examples --exported OUTDIR [--size MODEL=HxW]... [--calibration-sets N]\n";
     return 2;
   }
   try {
     if (exported) {
-      write_exported(args[1], sizes);
+      write_exported(args[1], sizes, calibration_sets);
       return 0;
     }
     std::string dir = args[0];

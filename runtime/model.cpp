@@ -7,13 +7,14 @@
 
 namespace tetra {
 
-Graph load_model(const std::string& path, const std::map<std::string, Shape>& input_shapes, const LoadOptions& options) {
-  Graph graph = load_onnx(path, options);
+namespace {
+Graph prepare(Graph graph, const std::string& what, const std::map<std::string, Shape>& input_shapes,
+              const LoadOptions& options) {
   std::vector<std::string> unsupported = unsupported_nodes(graph);
   if (!unsupported.empty()) {
     std::string list;
     for (const std::string& s : unsupported) list += "\n  " + s;
-    fail(ErrorKind::Unsupported, "'" + path + "' uses " + std::to_string(unsupported.size()) +
+    fail(ErrorKind::Unsupported, what + " uses " + std::to_string(unsupported.size()) +
                                      " unsupported operator node(s):" + list);
   }
   infer_shapes(graph, input_shapes);
@@ -24,6 +25,16 @@ Graph load_model(const std::string& path, const std::map<std::string, Shape>& in
     infer_shapes(graph, input_shapes);
   }
   return graph;
+}
+}  // namespace
+
+Graph load_model(const std::string& path, const std::map<std::string, Shape>& input_shapes, const LoadOptions& options) {
+  return prepare(load_onnx(path, options), "'" + path + "'", input_shapes, options);
+}
+
+Graph load_model(const onnx::ModelProto& model, const std::string& base_dir, const std::string& what,
+                 const std::map<std::string, Shape>& input_shapes, const LoadOptions& options) {
+  return prepare(import_model(model, base_dir, options), what, input_shapes, options);
 }
 
 }  // namespace tetra

@@ -12,5 +12,9 @@ namespace tetra {
 // shapes (binding `input_shapes` for dynamic dims when given).
 Graph load_model(const std::string& path, const std::map<std::string, Shape>& input_shapes = {},
                  const LoadOptions& options = {});
+// The same from an in-memory model; `base_dir` resolves external data ("" forbids it), `what` names
+// the model in messages.
+Graph load_model(const onnx::ModelProto& model, const std::string& base_dir, const std::string& what,
+                 const std::map<std::string, Shape>& input_shapes = {}, const LoadOptions& options = {});
 
 }  // namespace tetra
