@@ -17,8 +17,9 @@ Graph load_model(const std::string& path, const std::map<std::string, Shape>& in
   }
   infer_shapes(graph, input_shapes);
   if (options.fuse_epilogues) {
+    size_t nodes = graph.nodes.size();
     fuse_epilogues(graph);  // needs the shapes just inferred
-    infer_shapes(graph, input_shapes);
+    if (graph.nodes.size() != nodes) infer_shapes(graph, input_shapes);  // each fused step removed a node
   }
   return graph;
 }
