@@ -1,6 +1,8 @@
 // Every operator in the table, fed scalars, rank-1 tensors and axes at and past the boundary, on both
 // backends: each case either fails with a tetra::Error (exit status 2) or gives a result that the
 // executor checked against inference and on which the two backends agree. Never a crash.
+#include <set>
+
 #include <catch2/catch.hpp>
 
 #include "importer/epilogue_fusion.h"
@@ -103,16 +105,19 @@ Graph load_untyped(const std::string& path) {
   return g;
 }
 
-// Runs one case on both backends. Returns "" when it ends in a tetra::Error or in agreeing results.
-std::string run_edge_case(const ModelBuilder& b, const std::string& path, const TensorMap& inputs) {
+// Runs one case on both backends. Returns "" when it ends in a tetra::Error or in agreeing results;
+// `ran` says which.
+std::string run_edge_case(const ModelBuilder& b, const std::string& path, const TensorMap& inputs, bool* ran) {
   Graph g;
   TensorMap expected;
+  *ran = false;
   try {
     g = load_untyped(b.save(path));
     expected = run_reference(g, inputs);
   } catch (const Error&) {
     return "";
   }
+  *ran = true;
   TensorMap got;
   try {
     got = Executor(g, ExecutorOptions{Backend::Halide, 1, nullptr, ""}).run(inputs);
@@ -131,14 +136,22 @@ std::string run_edge_case(const ModelBuilder& b, const std::string& path, const 
 TEST_CASE("every operator meets scalars, rank-1 tensors and boundary axes with an error or a result", "[bad-input][ops]") {
   std::string dir = temp_dir("op_edges");
   std::vector<EdgeCase> cases = edge_cases();
-  CHECK(cases.size() > 500);
+  std::set<std::string> ops_that_ran;
+  int ran = 0;
   for (const EdgeCase& c : cases) {
     INFO(c.describe());
     ModelBuilder b = edge_model(c);
     TensorMap inputs;
     if (c.inputs > 0 && !int64_input(c.op, 0)) inputs["in0"] = random_tensor(c.dtype, c.shape, -3, 3);
-    CHECK(run_edge_case(b, dir + "/m.onnx", inputs) == "");
+    bool result = false;
+    CHECK(run_edge_case(b, dir + "/m.onnx", inputs, &result) == "");
+    ran += result;
+    if (result) ops_that_ran.insert(c.op);
   }
+  // Not a test of refusals alone: many cases run, on most operators.
+  INFO(cases.size() << " cases, " << ran << " ran, on " << ops_that_ran.size() << " operators");
+  CHECK(ran > int(cases.size()) / 10);
+  CHECK(ops_that_ran.size() > OpRegistry::get().names().size() / 2);
 }
 
 TEST_CASE("int4 MatMuls with scalar and rank-1 activations: an error or the reference's result", "[bad-input][ops]") {
@@ -152,6 +165,8 @@ TEST_CASE("int4 MatMuls with scalar and rank-1 activations: an error or the refe
     b.initializer("s", random_tensor(DType::Float32, {1, 4}, 0.01, 0.1));
     b.node("DequantizeLinear", {"w", "s"}, {"wf"}, {{"axis", 0}, {"block_size", 16}});
     b.node("MatMul", {"a", "wf"}, {"y"});
-    CHECK(run_edge_case(b, dir + "/m.onnx", {{"a", random_tensor(DType::Float32, a)}}) == "");
+    bool ran = false;
+    CHECK(run_edge_case(b, dir + "/m.onnx", {{"a", random_tensor(DType::Float32, a)}}, &ran) == "");
+    if (a.size() == 2) CHECK(ran);  // the ordinary case runs
   }
 }

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include <onnx/onnx_pb.h>
+
 #include "importer/epilogue_fusion.h"
 #include "importer/error.h"
 #include "importer/onnx_loader.h"
