@@ -14,15 +14,18 @@
 
 namespace {
 
-// One folder per fuzzing process, removed at exit.
+// One folder per fuzzing process, in memory where there is /dev/shm, removed at exit. Never destroyed:
+// the exit handler still needs its name.
 const std::string& fuzz_dir() {
-  static const std::string dir = [] {
-    std::string d = (std::filesystem::temp_directory_path() / ("tetra_db_fuzz_" + std::to_string(getpid()))).string();
-    std::filesystem::create_directories(d);
+  static const std::string* dir = [] {
+    std::filesystem::path base = std::filesystem::is_directory("/dev/shm") ? std::filesystem::path("/dev/shm")
+                                                                           : std::filesystem::temp_directory_path();
+    auto* d = new std::string((base / ("tetra_db_fuzz_" + std::to_string(getpid()))).string());
+    std::filesystem::create_directories(*d);
     std::atexit([] { std::filesystem::remove_all(fuzz_dir()); });
     return d;
   }();
-  return dir;
+  return *dir;
 }
 
 }  // namespace
