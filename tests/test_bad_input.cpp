@@ -229,11 +229,11 @@ TEST_CASE("the tuning database reader bounds what a file can ask of it", "[bad-i
     fs::create_symlink("/dev/zero", file);
     CHECK_THAT(error_of([&] { open_db(dir); }), Catch::Contains("not a regular file"));
   }
-  SECTION("a schema version beyond int is not read as another") {
+  SECTION("a schema version beyond int, or negative, is not read as another") {
     write_text(file, "{\"format\": \"tetra-tuning-db\", \"schema_version\": 4294967297, \"records\": []}");
     CHECK_THAT(error_of([&] { open_db(dir); }), Catch::Contains("schema version 4294967297"));
-    write_text(file, "{\"format\": \"tetra-tuning-db\", \"schema_version\": 0, \"records\": []}");
-    CHECK_THAT(error_of([&] { open_db(dir); }), Catch::Contains("must be a positive integer, not 0"));
+    write_text(file, "{\"format\": \"tetra-tuning-db\", \"schema_version\": -1, \"records\": []}");
+    CHECK_THAT(error_of([&] { open_db(dir); }), Catch::Contains("must be an integer from 0, not -1"));
     write_text(file, kDbHead + "{\"schema_version\": 4294967297}]}");
     CHECK_THAT(error_of([&] { open_db(dir); }), Catch::Contains("record 0"));
   }

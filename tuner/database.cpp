@@ -296,7 +296,7 @@ TuningRecord TuningRecord::from_json(const json& j, const std::string& where) {
   f.only({"schema_version", "workload", "target", "toolchain", "schedule", "cost", "measured", "measured_on",
           "timestamp", "error"});
   TuningRecord r;
-  r.schema_version = static_cast<int>(f.integer("schema_version", 1, std::numeric_limits<int>::max()));
+  r.schema_version = static_cast<int>(f.integer("schema_version", 0, std::numeric_limits<int>::max()));
   r.workload = workload_from_json(f.get("workload"), where + ", workload");
   r.target = f.str("target");
   r.toolchain = f.str("toolchain");
@@ -411,10 +411,10 @@ TuningDatabase::Contents TuningDatabase::read_file(const std::string& path) {
   }
   check(j.is_object() && j.contains("format") && j["format"] == kFormatName, ErrorKind::Malformed,
         path + ": not a tetra tuning database (expected an object with \"format\": \"" + kFormatName + "\")" + keep);
-  // 0 stands for a missing or non-integer version (and for one beyond int64_t): versions start at 1.
-  const int64_t version = (j.contains("schema_version") ? json_int64(j["schema_version"]) : std::nullopt).value_or(0);
-  check(version >= 1, ErrorKind::Malformed,
-        path + ": \"schema_version\" must be a positive integer, not " +
+  // -1 stands for a missing or non-integer version (and for one beyond int64_t).
+  const int64_t version = (j.contains("schema_version") ? json_int64(j["schema_version"]) : std::nullopt).value_or(-1);
+  check(version >= 0, ErrorKind::Malformed,
+        path + ": \"schema_version\" must be an integer from 0, not " +
             (j.contains("schema_version") ? j["schema_version"].dump() : std::string("missing")) + keep);
   check(version <= kSchemaVersion, ErrorKind::Malformed,
         path + ": written with schema version " + std::to_string(version) + ", newer than this tetra's (" +
@@ -426,10 +426,12 @@ TuningDatabase::Contents TuningDatabase::read_file(const std::string& path) {
   for (size_t i = 0; i < records.size(); ++i) {
     std::string where = path + ": record " + std::to_string(i);
     const json& r = records[i];
+    // Records of other versions are kept, but their version must still be an int: never read modulo 2^32.
     const int64_t record_version =
-        (r.is_object() && r.contains("schema_version") ? json_int64(r["schema_version"]) : std::nullopt).value_or(0);
-    check(record_version >= 1 && record_version <= std::numeric_limits<int>::max(), ErrorKind::Malformed,
-          where + ": not an object with a positive integer \"schema_version\"" + keep);
+        (r.is_object() && r.contains("schema_version") ? json_int64(r["schema_version"]) : std::nullopt).value_or(-1);
+    check(record_version >= 0 && record_version <= std::numeric_limits<int>::max(), ErrorKind::Malformed,
+          where + ": not an object with an integer \"schema_version\" from 0 to " +
+              std::to_string(std::numeric_limits<int>::max()) + keep);
     if (record_version != kSchemaVersion) {
       contents.other_schema.push_back(r);  // another layout: kept verbatim, not read
       continue;

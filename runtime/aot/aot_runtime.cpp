@@ -194,7 +194,9 @@ void tetra_aot_destroy(tetra_aot_instance* instance) {
     }
     instance->magic = 0;
   }
-  std::lock_guard<std::mutex> wait_for_run(instance->mutex);  // a call already running finishes first
+  {
+    std::lock_guard<std::mutex> wait_for_run(instance->mutex);  // a call already running finishes first
+  }
   delete instance;
 }
 
