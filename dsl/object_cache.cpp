@@ -5,8 +5,8 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <vector>
 #include <filesystem>
+#include <vector>
 
 #include "dsl/process.h"
 #include "dsl/target.h"

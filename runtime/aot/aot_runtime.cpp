@@ -11,8 +11,8 @@
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <set>
 #include <new>
+#include <set>
 #include <vector>
 
 #include "HalideRuntime.h"
