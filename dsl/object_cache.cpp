@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <vector>
 
+#include "dsl/process.h"
 #include "dsl/target.h"
 #include "runtime/graph_io.h"
 
@@ -49,17 +51,20 @@ class SharedObjectPipeline : public ArgvFunction {
   std::shared_ptr<void> library_;
 };
 
-// Links `object` into the shared library `library`, atomically (temporary name, then rename).
-Status link_shared(const std::string& object, const fs::path& library, const std::string& extra,
+// Links `object` (and `libraries`) into the shared library `library`, atomically (temporary name,
+// then rename).
+Status link_shared(const std::string& object, const fs::path& library, const std::vector<std::string>& libraries,
                    const std::string& key) {
   std::string tmp = library.string() + ".tmp" + std::to_string(getpid());
+  std::vector<std::string> link = {"cc", "-shared", "-o", tmp, object};
+  link.insert(link.end(), libraries.begin(), libraries.end());
   // -Bsymbolic: the runtime's functions call each other, never a same-named symbol loaded earlier.
-  std::string link = "cc -shared -o '" + tmp + "' '" + object + "' " + extra + " -Wl,-Bsymbolic -lpthread -ldl -lm 2>&1";
-  int rc = std::system(link.c_str());
+  link.insert(link.end(), {"-Wl,-Bsymbolic", "-lpthread", "-ldl", "-lm"});
+  ProgramRun run = run_program(link);
   std::error_code ec;
-  if (rc != 0) {
+  if (!run.ok()) {
     fs::remove(tmp, ec);
-    return compile_failure(key, "linking failed: " + link);
+    return compile_failure(key, "linking failed: " + describe_command(link) + "\n" + run.output);
   }
   fs::rename(tmp, library, ec);  // readers see a whole library or none
   if (ec) return compile_failure(key, "cannot store '" + library.string() + "': " + ec.message());
@@ -81,7 +86,7 @@ Result<std::string> shared_runtime(const fs::path& dir, const Halide::Target& ke
   } catch (const Halide::Error& e) {
     return compile_failure(key, e.what());
   }
-  Status st = link_shared(object, library, "", key);
+  Status st = link_shared(object, library, {}, key);
   fs::remove(object, ec);
   if (!st) return st.failure();
   return library.string();
@@ -106,7 +111,7 @@ Result<CachedObject> load_or_compile_object(const std::string& cache_dir, const 
     if (Status st = compile_to_object(pipeline, object, kFunction, target.with_feature(Halide::Target::NoRuntime)); !st)
       return compile_failure(key, st.failure().message);
     // The runtime library is named by its absolute path, which the loader then finds it by.
-    Status st = link_shared(object, library, "'" + fs::absolute(runtime.value()).string() + "'", key);
+    Status st = link_shared(object, library, {fs::absolute(runtime.value()).string()}, key);
     fs::remove(object, ec);
     if (!st) return st.failure();
   }

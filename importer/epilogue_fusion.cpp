@@ -27,6 +27,7 @@ class EpilogueFuser {
       }
     }
     std::vector<Node> kept;
+    kept.reserve(g_.nodes.size());
     for (size_t k = 0; k < g_.nodes.size(); ++k)
       if (!dead_.count(k)) kept.push_back(std::move(g_.nodes[k]));
     g_.nodes = std::move(kept);
@@ -79,7 +80,7 @@ class EpilogueFuser {
   int64_t out_channels(const Node& n) const {
     const Shape& s = n.weight->shape();
     if (n.op_type == "QConv") return s[0];
-    return n.attr_int("trans_b", 0) ? s[0] : s[1];
+    return n.attr_flag("trans_b", false) ? s[0] : s[1];
   }
 
   // A constant that adds one value per output column (QMatMul) or channel (QConv), as [C].
@@ -215,6 +216,9 @@ class EpilogueFuser {
 
 }  // namespace
 
-void fuse_epilogues(Graph& graph) { EpilogueFuser(graph).run(); }
+void fuse_epilogues(Graph& graph) {
+  if (graph.quantized_nodes().empty()) return;  // nothing to fuse into
+  EpilogueFuser(graph).run();
+}
 
 }  // namespace tetra

@@ -80,6 +80,12 @@ static const Attribute& expect_attr(const Node& n, const std::string& key, Attri
 int64_t Node::attr_int(const std::string& key, int64_t fallback) const {
   return has_attr(key) ? expect_attr(*this, key, Attribute::Kind::Int).i : fallback;
 }
+bool Node::attr_flag(const std::string& key, bool fallback) const {
+  int64_t v = attr_int(key, fallback ? 1 : 0);
+  if (v != 0 && v != 1)
+    fail(ErrorKind::Invalid, label() + ": attribute '" + key + "' must be 0 or 1, got " + std::to_string(v));
+  return v == 1;
+}
 double Node::attr_float(const std::string& key, double fallback) const {
   return has_attr(key) ? expect_attr(*this, key, Attribute::Kind::Float).f : fallback;
 }
@@ -122,7 +128,7 @@ bool fully_known(const SymbolicShape& shape) {
 Shape to_shape(const SymbolicShape& shape) {
   Shape out;
   for (const Dim& d : shape) {
-    check(d.known(), ErrorKind::Invalid, "shape " + shape_str(shape) + " has unbound dimensions");
+    if (!d.known()) fail(ErrorKind::Invalid, "shape " + shape_str(shape) + " has unbound dimensions");
     out.push_back(d.value);
   }
   return out;

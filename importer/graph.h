@@ -77,6 +77,8 @@ struct Node {
   std::string label() const;  // "Conv 'conv1'" for messages
   bool has_attr(const std::string& key) const { return attrs.count(key) != 0; }
   int64_t attr_int(const std::string& key, int64_t fallback) const;
+  // A 0/1 attribute (transB, keepdims, ...): any other value is an error naming the node.
+  bool attr_flag(const std::string& key, bool fallback) const;
   double attr_float(const std::string& key, double fallback) const;
   std::string attr_string(const std::string& key, const std::string& fallback) const;
   std::vector<int64_t> attr_ints(const std::string& key, const std::vector<int64_t>& fallback = {}) const;

@@ -117,7 +117,7 @@ std::optional<QuantizedWeight> reshape_weight(const QuantizedWeight& w, const Sh
 
 // The ONNX Reshape target shape with 0 (copy) and -1 (infer) resolved, or nullopt.
 std::optional<Shape> reshape_target(const Node& reshape, const Tensor& shape_input, const Shape& from) {
-  bool allow_zero = reshape.attr_int("allowzero", 0) != 0;
+  bool allow_zero = reshape.attr_flag("allowzero", false);
   Shape to;
   int64_t known = 1, infer_at = -1;
   std::vector<int64_t> dims = shape_input.to_ints();
@@ -312,7 +312,7 @@ class Int4Fuser {
  private:
   void make_qmatmul(Node& n, std::shared_ptr<QuantizedWeight> w, bool transposed) {
     bool gemm = n.op_type == "Gemm";
-    bool trans_b = transposed != (gemm && n.attr_int("transB", 0) != 0);
+    bool trans_b = transposed != (gemm && n.attr_flag("transB", false));
     Node fused;
     fused.name = n.name;
     fused.op_type = "QMatMul";
@@ -323,7 +323,7 @@ class Int4Fuser {
     fused.outputs = n.outputs;
     fused.attrs["trans_b"] = int_attr(trans_b);
     if (gemm) {
-      fused.attrs["trans_a"] = int_attr(n.attr_int("transA", 0));
+      fused.attrs["trans_a"] = int_attr(n.attr_flag("transA", false));
       fused.attrs["alpha"] = float_attr(n.attr_float("alpha", 1.0));
       fused.attrs["beta"] = float_attr(n.attr_float("beta", 1.0));
     }
@@ -414,6 +414,7 @@ class Int4Fuser {
   // Drops rewritten nodes and the initializers nothing reads any more.
   void finish() {
     std::vector<Node> kept;
+    kept.reserve(g_.nodes.size());
     for (size_t k = 0; k < g_.nodes.size(); ++k)
       if (!dead_.count(k)) kept.push_back(std::move(g_.nodes[k]));
     g_.nodes = std::move(kept);

@@ -2,13 +2,17 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <queue>
 #include <set>
+#include <unordered_map>
 #include <sstream>
 
 #include "importer/error.h"
 #include "importer/int4_patterns.h"
+#include "runtime/op_registry.h"
 
 namespace tetra {
 namespace fs = std::filesystem;
@@ -17,6 +21,8 @@ namespace {
 
 constexpr int64_t kMinOpset = 7;
 constexpr int64_t kMaxOpset = 25;
+// More nodes than any real model has: a bound on the work and memory a file can ask for.
+constexpr size_t kMaxNodes = 1'000'000;
 
 std::string read_file_bytes(const std::string& path, const std::string& what) {
   std::error_code ec;
@@ -33,25 +39,32 @@ std::string read_external(const onnx::TensorProto& proto, const std::string& bas
   const std::string& tname = proto.name();
   std::string location;
   int64_t offset = 0, length = -1;
+  // A whole decimal number: "0x10" or "16 bytes" is not 16 (nor 0).
+  auto number = [&](const std::string& key, const std::string& text) {
+    int64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    check(!text.empty() && ec == std::errc() && end == text.data() + text.size(), ErrorKind::Malformed,
+          "tensor '" + tname + "': external data field '" + key + "' is not a decimal number: '" + text + "'");
+    return value;
+  };
   for (const auto& entry : proto.external_data()) {
-    try {
-      if (entry.key() == "location") location = entry.value();
-      else if (entry.key() == "offset") offset = std::stoll(entry.value());
-      else if (entry.key() == "length") length = std::stoll(entry.value());
-    } catch (const std::exception&) {
-      fail(ErrorKind::Malformed, "tensor '" + tname + "': external data field '" + entry.key() + "' is not a number");
-    }
+    if (entry.key() == "location") location = entry.value();
+    else if (entry.key() == "offset") offset = number(entry.key(), entry.value());
+    else if (entry.key() == "length") length = number(entry.key(), entry.value());
   }
   check(!base_dir.empty(), ErrorKind::Invalid, "tensor '" + tname + "' uses external data, which is not allowed here");
   check(!location.empty(), ErrorKind::Malformed, "tensor '" + tname + "': external data has no location");
   check(fs::path(location).is_relative(), ErrorKind::Invalid,
         "tensor '" + tname + "': external data path '" + location + "' must be relative to the model's folder");
-  fs::path base = fs::weakly_canonical(fs::path(base_dir));
-  fs::path file = fs::weakly_canonical(base / location);
+  // A path the system cannot resolve (too long, a loop of links) is the model's fault, not ours.
+  std::error_code ec;
+  fs::path base = fs::weakly_canonical(fs::path(base_dir), ec);
+  fs::path file = ec ? fs::path() : fs::weakly_canonical(base / location, ec);
+  check(!ec, ErrorKind::Invalid,
+        "tensor '" + tname + "': external data path '" + location + "' cannot be resolved: " + ec.message());
   auto [b, f] = std::mismatch(base.begin(), base.end(), file.begin(), file.end());
   check(b == base.end(), ErrorKind::Invalid,
         "tensor '" + tname + "': external data path '" + location + "' escapes the model's folder");
-  std::error_code ec;
   check(fs::is_regular_file(file, ec), ErrorKind::Io,
         "tensor '" + tname + "': external data file '" + location + "' is missing");
   int64_t file_size = static_cast<int64_t>(fs::file_size(file, ec));
@@ -107,36 +120,59 @@ ValueInfo convert_value_info(const onnx::ValueInfoProto& v) {
   return info;
 }
 
-// Orders nodes so that every input is produced before use; fails naming the node whose input
-// nobody produces, or the cycle.
+// Orders nodes so that every input is produced before use: Kahn's algorithm, O((nodes + edges) log
+// nodes), the log from taking ready nodes in file order (a graph already in order keeps it). Fails
+// naming the node whose input nobody produces, the value produced twice, or a node on a cycle.
 std::vector<Node> topological_order(std::vector<Node> nodes, const std::set<std::string>& available_at_start) {
-  std::set<std::string> available = available_at_start;
-  std::vector<Node> ordered;
-  std::vector<bool> done(nodes.size(), false);
-  std::set<std::string> produced_somewhere;
-  for (const Node& n : nodes)
-    for (const auto& o : n.outputs)
-      if (!o.empty()) produced_somewhere.insert(o);
-  for (const Node& n : nodes)
-    for (const auto& i : n.inputs)
-      check(i.empty() || available.count(i) || produced_somewhere.count(i), ErrorKind::Invalid,
-            n.label() + ": input '" + i + "' is not a graph input, an initializer or any node's output");
-  bool progress = true;
-  while (ordered.size() < nodes.size() && progress) {
-    progress = false;
-    for (size_t k = 0; k < nodes.size(); ++k) {
-      if (done[k]) continue;
-      bool ready = true;
-      for (const auto& i : nodes[k].inputs) ready = ready && (i.empty() || available.count(i));
-      if (!ready) continue;
-      for (const auto& o : nodes[k].outputs) available.insert(o);
-      ordered.push_back(std::move(nodes[k]));
-      done[k] = true;
-      progress = true;
+  check(nodes.size() <= kMaxNodes, ErrorKind::Unsupported,
+        "the graph has " + std::to_string(nodes.size()) + " nodes; tetra loads at most " + std::to_string(kMaxNodes));
+  // Messages are built only on failure: these loops run for every edge.
+  std::unordered_map<std::string, size_t> producer;
+  producer.reserve(nodes.size());
+  for (size_t k = 0; k < nodes.size(); ++k)
+    for (const auto& o : nodes[k].outputs) {
+      if (o.empty()) continue;
+      if (available_at_start.count(o))
+        fail(ErrorKind::Invalid, nodes[k].label() + ": output '" + o + "' is already a graph input or an initializer");
+      auto [it, added] = producer.emplace(o, k);
+      if (!added)
+        fail(ErrorKind::Invalid, nodes[k].label() + ": output '" + o + "' is also produced by " + nodes[it->second].label());
     }
+  // Each edge as (producer, consumer), then the consumers of node p as consumers[first[p], first[p + 1]).
+  std::vector<std::pair<size_t, size_t>> edges;
+  std::vector<size_t> waiting(nodes.size(), 0);  // inputs not produced yet, per node
+  for (size_t k = 0; k < nodes.size(); ++k)
+    for (const auto& i : nodes[k].inputs) {
+      if (i.empty() || available_at_start.count(i)) continue;
+      auto p = producer.find(i);
+      if (p == producer.end())
+        fail(ErrorKind::Invalid,
+             nodes[k].label() + ": input '" + i + "' is not a graph input, an initializer or any node's output");
+      edges.emplace_back(p->second, k);
+      waiting[k]++;
+    }
+  std::vector<size_t> first(nodes.size() + 1, 0), consumers(edges.size());
+  for (const auto& [p, c] : edges) first[p + 1]++;
+  for (size_t k = 0; k < nodes.size(); ++k) first[k + 1] += first[k];
+  std::vector<size_t> fill(first.begin(), first.end() - 1);
+  for (const auto& [p, c] : edges) consumers[fill[p]++] = c;
+  // Ready nodes leave in their original order, so a graph already sorted keeps its order.
+  std::priority_queue<size_t, std::vector<size_t>, std::greater<size_t>> ready;
+  for (size_t k = 0; k < nodes.size(); ++k)
+    if (waiting[k] == 0) ready.push(k);
+  std::vector<size_t> order;
+  while (!ready.empty()) {
+    size_t k = ready.top();
+    ready.pop();
+    order.push_back(k);
+    for (size_t e = first[k]; e < first[k + 1]; ++e)
+      if (--waiting[consumers[e]] == 0) ready.push(consumers[e]);
   }
   for (size_t k = 0; k < nodes.size(); ++k)
-    check(done[k], ErrorKind::Invalid, nodes[k].label() + ": is part of a cycle in the graph");
+    if (waiting[k] != 0) fail(ErrorKind::Invalid, nodes[k].label() + ": is part of a cycle in the graph");
+  std::vector<Node> ordered;
+  ordered.reserve(nodes.size());
+  for (size_t k : order) ordered.push_back(std::move(nodes[k]));
   return ordered;
 }
 
@@ -164,9 +200,9 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base
   for (int64_t d : shape) check(d >= 0, ErrorKind::Malformed, label + " has a negative dimension");
   int64_t count = 0;
   try {
-    count = num_elements(shape, int64_t(1) << 36);
-  } catch (const Error&) {
-    fail(ErrorKind::Malformed, label + " claims an absurd shape " + shape_str(shape));
+    count = checked_element_count(dtype, shape);
+  } catch (const Error& e) {
+    fail(ErrorKind::Malformed, label + ": " + e.what());
   }
   const int64_t nbytes = storage_bytes(dtype, count);
   auto adopt = [&](const std::string& raw, const char* field) {
@@ -179,34 +215,35 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base
     return adopt(read_external(proto, base_dir, nbytes), "external data");
   if (proto.has_raw_data()) return adopt(proto.raw_data(), "raw_data");
 
-  // Typed fields: check the count before allocating anything.
+  // Typed fields: the entry count must match before the tensor is allocated.
   auto expect_count = [&](int64_t have, int64_t want, const char* field) {
     check(have == want, ErrorKind::Malformed,
           label + ": " + field + " holds " + std::to_string(have) + " entries but " + dtype_name(dtype) +
               shape_str(shape) + " needs " + std::to_string(want));
   };
+  switch (dtype) {
+    case DType::Float32: expect_count(proto.float_data_size(), count, "float_data"); break;
+    case DType::Int64: expect_count(proto.int64_data_size(), count, "int64_data"); break;
+    case DType::Int4: case DType::UInt4: expect_count(proto.int32_data_size(), nbytes, "int32_data"); break;
+    default: expect_count(proto.int32_data_size(), count, "int32_data"); break;
+  }
   Tensor t(dtype, shape);
   switch (dtype) {
     case DType::Float32:
-      expect_count(proto.float_data_size(), count, "float_data");
       for (int64_t i = 0; i < count; ++i) t.mutable_data<float>()[i] = proto.float_data(i);
       break;
     case DType::Int64:
-      expect_count(proto.int64_data_size(), count, "int64_data");
       for (int64_t i = 0; i < count; ++i) t.mutable_data<int64_t>()[i] = proto.int64_data(i);
       break;
     case DType::Int4: case DType::UInt4:
       // One packed byte per entry; writers may sign-extend it, so keep the low 8 bits.
-      expect_count(proto.int32_data_size(), nbytes, "int32_data");
       for (int64_t i = 0; i < nbytes; ++i) t.mutable_bytes()[i] = static_cast<uint8_t>(proto.int32_data(i) & 0xFF);
       if (count % 2) t.mutable_bytes()[nbytes - 1] &= 0x0F;  // clear the pad nibble
       break;
     case DType::Float16:
-      expect_count(proto.int32_data_size(), count, "int32_data");
       for (int64_t i = 0; i < count; ++i) t.mutable_data<uint16_t>()[i] = static_cast<uint16_t>(proto.int32_data(i));
       break;
     default:  // int8, uint8, int32, bool travel in int32_data one element per entry
-      expect_count(proto.int32_data_size(), count, "int32_data");
       for (int64_t i = 0; i < count; ++i) t.set_int(i, proto.int32_data(i));
       break;
   }
@@ -247,12 +284,18 @@ Graph import_model(const onnx::ModelProto& model, const std::string& base_dir, c
   for (const auto& in : graph.input()) {
     if (g.initializers.count(in.name())) continue;  // an initializer with a default value: a constant here
     ValueInfo info = convert_value_info(in);
+    check(!available.count(info.name), ErrorKind::Invalid, "graph input '" + info.name + "' is listed twice");
     g.inputs.push_back(info);
     available.insert(info.name);
   }
-  for (const auto& out : graph.output()) g.outputs.push_back(convert_value_info(out));
+  std::set<std::string> output_names;
+  for (const auto& out : graph.output()) {
+    check(output_names.insert(out.name()).second, ErrorKind::Invalid, "graph output '" + out.name() + "' is listed twice");
+    g.outputs.push_back(convert_value_info(out));
+  }
 
   std::vector<Node> nodes;
+  nodes.reserve(size_t(graph.node_size()));
   int unnamed = 0;
   for (const auto& np : graph.node()) {
     Node n;
@@ -264,14 +307,16 @@ Graph import_model(const onnx::ModelProto& model, const std::string& base_dir, c
     n.inputs.assign(np.input().begin(), np.input().end());
     n.outputs.assign(np.output().begin(), np.output().end());
     for (const auto& a : np.attribute()) n.attrs[a.name()] = convert_attribute(a, n.label());
-    check(opset != g.opsets.end(), ErrorKind::Invalid,
-          n.label() + ": its domain '" + n.domain + "' is not in the model's opset imports");
+    if (opset == g.opsets.end())
+      fail(ErrorKind::Invalid, n.label() + ": its domain '" + n.domain + "' is not in the model's opset imports");
+    check_arity(n);
     nodes.push_back(std::move(n));
   }
   g.nodes = topological_order(std::move(nodes), available);
 
   // A Constant node with a tensor `value` is an initializer by another name.
   std::vector<Node> kept;
+  kept.reserve(g.nodes.size());
   for (Node& n : g.nodes) {
     if (n.domain.empty() && n.op_type == "Constant" && n.has_attr("value") && n.outputs.size() == 1) {
       g.initializers[n.outputs[0]] = n.attr_tensor("value");
@@ -281,11 +326,13 @@ Graph import_model(const onnx::ModelProto& model, const std::string& base_dir, c
   }
   g.nodes = std::move(kept);
 
-  std::set<std::string> defined = available;
-  for (const Node& n : g.nodes) defined.insert(n.outputs.begin(), n.outputs.end());
-  for (const auto& [name, t] : g.initializers) defined.insert(name);
+  std::set<std::string> undefined;  // graph outputs nothing has defined yet (there are few)
   for (const ValueInfo& out : g.outputs)
-    check(defined.count(out.name), ErrorKind::Invalid, "graph output '" + out.name + "' is produced by no node");
+    if (!available.count(out.name) && !g.initializers.count(out.name)) undefined.insert(out.name);
+  for (const Node& n : g.nodes)
+    for (const std::string& o : n.outputs) undefined.erase(o);
+  check(undefined.empty(), ErrorKind::Invalid,
+        "graph output '" + (undefined.empty() ? "" : *undefined.begin()) + "' is produced by no node");
 
   if (options.fuse_int4) fuse_int4_weights(g);
   if (options.fuse_float) fuse_float_weights(g);

@@ -20,6 +20,16 @@ int64_t num_elements(const Shape& shape, int64_t limit) {
   return n;
 }
 
+int64_t checked_element_count(DType dtype, const Shape& shape) {
+  // Bits per element are at most 64, so this element limit keeps the byte count from overflowing.
+  int64_t count = num_elements(shape, int64_t(1) << 56);
+  if (storage_bytes(dtype, count) > kMaxTensorBytes)
+    fail(ErrorKind::Invalid, "a tensor of " + dtype_name(dtype) + shape_str(shape) + " would take " +
+                                 std::to_string(storage_bytes(dtype, count)) + " bytes, more than the " +
+                                 std::to_string(kMaxTensorBytes) + " tetra allows");
+  return count;
+}
+
 std::string shape_str(const Shape& shape) {
   std::ostringstream s;
   s << "[";
@@ -94,13 +104,13 @@ StoragePool& storage_pool() {
 
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
   check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
-  size_ = num_elements(shape_);
+  size_ = checked_element_count(dtype, shape_);
   bytes_ = storage_pool().take(size_t(storage_bytes(dtype, size_)));
 }
 
 Tensor::Tensor(DType dtype, Shape shape, std::vector<uint8_t> bytes) : dtype_(dtype), shape_(std::move(shape)) {
   check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
-  size_ = num_elements(shape_);
+  size_ = checked_element_count(dtype, shape_);
   check(static_cast<int64_t>(bytes.size()) == storage_bytes(dtype, size_), ErrorKind::Malformed,
         "tensor of " + dtype_name(dtype) + shape_str(shape_) + " needs " + std::to_string(storage_bytes(dtype, size_)) +
             " bytes, got " + std::to_string(bytes.size()));

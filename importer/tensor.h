@@ -15,6 +15,14 @@ using Shape = std::vector<int64_t>;
 // Product of the dims; throws on negative dims or overflow past `limit` elements.
 int64_t num_elements(const Shape& shape, int64_t limit = int64_t(1) << 40);
 std::string shape_str(const Shape& shape);
+
+// The largest tensor tetra allocates. Every tensor's size is checked against it before its storage
+// exists: initializers, typed fields, inferred intermediates, file and random inputs alike.
+constexpr int64_t kMaxTensorBytes = int64_t(1) << 32;  // 4 GiB
+// The element count of a tensor of `dtype` and `shape`; throws (Invalid) when a dim is negative or the
+// tensor would exceed kMaxTensorBytes.
+int64_t checked_element_count(DType dtype, const Shape& shape);
+
 // Row-major strides in elements.
 std::vector<int64_t> strides_of(const Shape& shape);
 

@@ -81,7 +81,7 @@ class HalideQMatMul : public NodeKernel {
  public:
   HalideQMatMul(const Node& node, const Graph& graph, bool has_bias, KernelSource& source)
       : node_(node),
-        runner_(node.weight, node.attr_int("trans_b", 0) != 0, has_bias, kernel_activation(node),
+        runner_(node.weight, node.attr_flag("trans_b", false), has_bias, kernel_activation(node),
                 wants_int8_activations(node), source, node.label()),
         epilogue_(node, graph, source, steps_in_kernel(node)),
         alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
@@ -274,10 +274,10 @@ GemmWeight gemm_weight_of(const Node& node, const Graph& graph) {
   bool float_input = x && (x->dtype == DType::Float32 || x->dtype == DType::Float16);
   GemmWeight g;
   if (node.domain == "tetra" && node.op_type == "QMatMul") {
-    g.trans_b = node.attr_int("trans_b", 0) != 0;
+    g.trans_b = node.attr_flag("trans_b", false);
     g.matrix = node.weight;
     int64_t N = node.weight->shape()[g.trans_b ? 0 : 1];
-    if (node.attr_int("trans_a", 0) != 0) g.problem = "trans_a=1 has no Halide kernel";
+    if (node.attr_flag("trans_a", false)) g.problem = "trans_a=1 has no Halide kernel";
     else if (!float_input) g.problem = "input is not float";
     else if (!per_column_bias(node, graph, N)) g.problem = "bias is not one value per output column";
     else g.problem = format_problem(*g.matrix, g.trans_b);

@@ -174,7 +174,7 @@ std::unique_ptr<NodeKernel> make_batch_norm(const Node& node, const Graph& graph
                                             std::string* why_not) {
   for (size_t i = 1; i < node.outputs.size(); ++i)
     if (!node.outputs[i].empty()) return decline(why_not, "training-mode outputs run on the reference kernel");
-  if (node.attr_int("training_mode", 0) != 0 || node.attr_int("spatial", 1) != 1)
+  if (node.attr_flag("training_mode", false) || !node.attr_flag("spatial", true))
     return decline(why_not, "training mode / spatial=0 run on the reference kernel");
   std::optional<Shape> x = static_shape(graph, node.input(0));
   const ValueInfo* xv = graph.find_value(node.input(0));
@@ -424,7 +424,7 @@ ConvParams pool_geometry(const Node& node, const Shape& x) {
   w.insert(w.end(), kernel.begin(), kernel.end());
   ConvParams p = conv_params(node, x1, w);
   p.in_channels = p.out_channels = x[1];
-  if (node.attr_int("ceil_mode", 0) != 0 && node.attr_string("auto_pad", "NOTSET") == "NOTSET") {
+  if (node.attr_flag("ceil_mode", false) && node.attr_string("auto_pad", "NOTSET") == "NOTSET") {
     for (int64_t d = 0; d < p.spatial_rank; ++d) {
       int64_t span = (p.kernel[d] - 1) * p.dilations[d] + 1;
       int64_t rest = p.in_spatial[d] + p.pads_begin[d] + p.pads_end[d] - span;
@@ -506,7 +506,7 @@ class PoolKernel : public HalideKernel {
     r.in_extents = {to_int(g.in_spatial[1], node_), to_int(g.in_spatial[0], node_), planes};
     r.out_extents = {to_int(g.out_spatial[1], node_), to_int(g.out_spatial[0], node_), planes};
     r.pads = {int(g.pads_begin[0]), int(g.pads_begin[1])};
-    bool count_pad = node_.attr_int("count_include_pad", 0) != 0;
+    bool count_pad = node_.attr_flag("count_include_pad", false);
     r.count_h = window_counts(g, 0, count_pad);
     r.count_w = window_counts(g, 1, count_pad);
     return r;

@@ -21,8 +21,9 @@ Graph prepare(Graph graph, const std::string& what, const std::map<std::string, 
   // Both passes need the shapes just inferred; the operators put back can join epilogues.
   if (options.recognise_decomposed && recognise_decomposed_ops(graph) > 0) infer_shapes(graph, input_shapes);
   if (options.fuse_epilogues) {
+    size_t nodes = graph.nodes.size();
     fuse_epilogues(graph);  // needs the shapes just inferred
-    infer_shapes(graph, input_shapes);
+    if (graph.nodes.size() != nodes) infer_shapes(graph, input_shapes);  // each fused step removed a node
   }
   return graph;
 }

@@ -45,6 +45,16 @@ class OpRegistry {
   std::map<std::pair<std::string, std::string>, OpDef> defs_;
 };
 
+// How many inputs and outputs an operator may have, as its ONNX (or contrib) schema says; nullptr for an
+// operator without an entry. Every operator in the table has one (a test checks).
+struct OpArity {
+  int max_inputs;
+  int max_outputs;
+};
+const OpArity* op_arity(const std::string& domain, const std::string& op_type);
+// Fails naming the node when it has more inputs or outputs than its schema allows (ONNX's checker's rule).
+void check_arity(const Node& node);
+
 // Each family registers itself here (runtime/ops/*.cpp).
 void register_elementwise_ops(OpRegistry& r);  // unary, binary, activations, Where, Clip, Cast...
 void register_tensor_ops(OpRegistry& r);       // Reshape, Transpose, Concat, Slice, Gather, Shape...

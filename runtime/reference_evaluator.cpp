@@ -17,7 +17,7 @@ constexpr int64_t kFoldLimit = 1 << 16;
 
 const OpDef& op_for(const Node& n) {
   const OpDef* def = OpRegistry::get().find(n.domain, n.op_type);
-  check(def != nullptr, ErrorKind::Unsupported, n.label() + ": operator is not supported");
+  if (!def) fail(ErrorKind::Unsupported, n.label() + ": operator is not supported");
   return *def;
 }
 
@@ -74,13 +74,21 @@ void infer_shapes(Graph& graph, const std::map<std::string, Shape>& input_shapes
         continue;
       }
       auto v = graph.values.find(name);
-      check(v != graph.values.end(), ErrorKind::Invalid, n.label() + ": input '" + name + "' is not defined");
+      if (v == graph.values.end()) fail(ErrorKind::Invalid, n.label() + ": input '" + name + "' is not defined");
       ctx.inputs.push_back(&v->second);
       auto c = constants.find(name);
       ctx.constants.push_back(c == constants.end() ? nullptr : &c->second);
       all_constant = all_constant && c != constants.end();
     }
     std::vector<ValueInfo> outs = def.infer(ctx);
+    for (const ValueInfo& o : outs) {  // refused here, before any run allocates it
+      if (!o.has_shape || !fully_known(o.shape)) continue;
+      try {
+        checked_element_count(o.dtype, to_shape(o.shape));
+      } catch (const Error& e) {
+        fail(e.kind(), n.label() + ": its output " + e.what());
+      }
+    }
     bool small = true;
     for (const ValueInfo& o : outs) small = small && o.has_shape && fully_known(o.shape) && num_elements(to_shape(o.shape)) <= kFoldLimit;
     if (all_constant && small && !n.weight) {
@@ -92,7 +100,7 @@ void infer_shapes(Graph& graph, const std::map<std::string, Shape>& input_shapes
     }
     for (size_t i = 0; i < n.outputs.size(); ++i) {
       if (n.outputs[i].empty()) continue;
-      check(i < outs.size(), ErrorKind::Invalid, n.label() + ": produces no output " + std::to_string(i));
+      if (i >= outs.size()) fail(ErrorKind::Invalid, n.label() + ": produces no output " + std::to_string(i));
       outs[i].name = n.outputs[i];
       graph.values[n.outputs[i]] = outs[i];
     }

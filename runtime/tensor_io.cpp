@@ -103,7 +103,7 @@ Tensor read_npy(const std::string& path) {
       {"<i4", DType::Int32},   {"<i8", DType::Int64},   {"|b1", DType::Bool}};
   auto kind = kinds.find(descr);
   check(kind != kinds.end(), ErrorKind::Unsupported, what + ": element type '" + descr + "' is not supported");
-  int64_t count = num_elements(shape, int64_t(1) << 36);
+  int64_t count = checked_element_count(kind->second, shape);
   size_t data_offset = offset + header_len;
   size_t need = static_cast<size_t>(storage_bytes(kind->second, count));
   check(bytes.size() - data_offset == need, ErrorKind::Malformed,

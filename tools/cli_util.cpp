@@ -9,6 +9,11 @@
 
 namespace tetra::cli {
 
+CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
+  return cmd->add_option("--threads", threads, "threads for compiled kernels (default: one per core)")
+      ->check(CLI::Range(1, kMaxThreads));
+}
+
 void apply_int8_activations(Graph& graph, bool on) {
   if (!on) return;
   int marked = mark_int8_activations(graph);
@@ -45,6 +50,8 @@ std::optional<tuner::TuningDatabase> open_tuning_database(const std::string& db_
                                                           const std::string& target) {
   namespace fs = std::filesystem;
   std::string dir = db_dir;
+  // A mistyped --db is an error, not an empty database.
+  check(dir.empty() || fs::is_directory(dir), ErrorKind::Io, "--db: no tuning database folder '" + dir + "'");
   if (dir.empty()) {
     fs::path beside = fs::path(model).parent_path() / "tuning_db";
     if (!fs::exists(beside / "records.json")) return std::nullopt;

@@ -1,5 +1,6 @@
 // Parsing helpers shared by the CLI subcommands.
 #pragma once
+#include <CLI/CLI.hpp>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,6 +16,10 @@ std::pair<std::string, Shape> parse_shape_binding(const std::string& text);
 // "NAME=PATH" -> {NAME, PATH}.
 std::pair<std::string, std::string> parse_file_binding(const std::string& text);
 
+// --threads N for compiled kernels, 1 to kMaxThreads; left out it stays 0 (one per core).
+constexpr int kMaxThreads = 1024;
+CLI::Option* add_threads_option(CLI::App* cmd, int& threads);
+
 // --int8-activations, shared by run, bench, tune and compile.
 constexpr const char* kInt8ActivationsHelp =
     "quantize the activations of every int4 MatMul to int8 per k-block (ONNX Runtime's accuracy_level 4; "
@@ -22,7 +27,7 @@ constexpr const char* kInt8ActivationsHelp =
 // Marks the graph's int4 MatMuls for int8 activations when `on`; says how many on stderr.
 void apply_int8_activations(Graph& graph, bool on);
 
-// The tuning database for `model`: `db_dir` when given, else a tuning_db/ folder beside the model
+// The tuning database for `model`: `db_dir` when given (it must be an existing folder), else a tuning_db/ folder beside the model
 // when it holds records; nullopt when there is none. Records are those of `target` (default: this
 // machine's). Notes about skipped records go to stderr.
 std::optional<tuner::TuningDatabase> open_tuning_database(const std::string& db_dir, const std::string& model,

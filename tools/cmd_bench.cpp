@@ -54,7 +54,7 @@ std::pair<double, double> work_of(const Node& n, const Graph& bound) {
   double outputs = static_cast<double>(num_elements(out));
   double reduction = 0;
   if (n.op_type == "QMatMul") {
-    reduction = static_cast<double>(w.shape()[n.attr_int("trans_b", 0) ? 1 : 0]);
+    reduction = static_cast<double>(w.shape()[n.attr_flag("trans_b", false) ? 1 : 0]);
   } else {  // QConv: C/group * kernel elements
     reduction = static_cast<double>(w.data.size() / w.shape()[0]);
   }
@@ -177,8 +177,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--kernel-cache", opt->kernel_cache,
                   "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
-  cmd->add_option("--threads", opt->threads, "threads for compiled kernels (default: one per core)");
-  cmd->add_option("--repeat", opt->repeat, "timed runs after the warm-up (default 20)");
+  add_threads_option(cmd, opt->threads);
+  cmd->add_option("--repeat", opt->repeat, "timed runs after the warm-up (default 20)")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2; the first compiles)");
   cmd->add_flag("--json", opt->json, "print a machine-readable summary (median_ms, per-kernel figures)");
   cmd->add_flag("--explain", opt->explain, "print each kernel's schedule or fallback reason");

@@ -155,7 +155,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--kernel-cache", opt->kernel_cache,
                   "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
-  cmd->add_option("--threads", opt->threads, "threads for compiled kernels (default: one per core)");
+  add_threads_option(cmd, opt->threads);
   cmd->callback([opt] { run(*opt); });
 }
 

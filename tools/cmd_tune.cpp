@@ -67,7 +67,7 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--strategy", opt->strategy, "random, exhaustive, evolution (default) or xgb (XGBoost cost model)");
   cmd->add_option("--early-stop", opt->tune.early_stop, "stop a task after this many trials without improvement");
   cmd->add_option("--repeats", opt->tune.repeats, "timed runs per candidate (default 10)");
-  cmd->add_option("--threads", opt->tune.threads, "threads for the kernels (default: one per core)");
+  add_threads_option(cmd, opt->tune.threads);
   cmd->add_option("--timeout", opt->tune.timeout_s, "seconds before a candidate is killed (default 120)");
   cmd->add_option("--jobs", opt->tune.jobs,
                   "candidates compiled at once in worker processes, before each is timed alone (default 1)");

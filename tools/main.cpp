@@ -1,4 +1,5 @@
 // tetra: compile, tune and run int4 weight-quantized ONNX models.
+#include <filesystem>
 #include <iostream>
 
 #include "importer/error.h"
@@ -21,8 +22,12 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; a bad argument is the user's error like any other: status 2.
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const tetra::Error& e) {
+    std::cerr << "tetra: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::filesystem::filesystem_error& e) {  // a path the user gave cannot be used; it is named
     std::cerr << "tetra: error: " << e.what() << "\n";
     return 2;
   } catch (const std::bad_alloc&) {

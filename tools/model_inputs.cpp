@@ -32,6 +32,11 @@ std::vector<std::string> numbered_files(const std::string& dir, const std::strin
 namespace {
 
 Tensor random_input(const ValueInfo& info, const Shape& shape, std::mt19937& rng) {
+  try {
+    checked_element_count(info.dtype, shape);
+  } catch (const Error& e) {
+    fail(e.kind(), "input '" + info.name + "': " + e.what());
+  }
   Tensor t(info.dtype, shape);
   std::uniform_real_distribution<double> uni(-1.0, 1.0);
   std::uniform_int_distribution<int> small(0, 3);

@@ -8,11 +8,13 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "importer/error.h"
@@ -25,6 +27,21 @@ namespace {
 
 constexpr const char* kFormatName = "tetra-tuning-db";
 constexpr const char* kRecordsFile = "records.json";
+// Bounds on what a database file may ask of the reader: far above any real database (the shipped one
+// is 60 KB, 5 levels deep), far below what would exhaust memory or the stack.
+constexpr int64_t kMaxFileBytes = int64_t(256) << 20;
+constexpr int kMaxJsonDepth = 32;
+
+// A JSON integer as int64_t; nullopt for a non-integer or one beyond int64_t.
+std::optional<int64_t> json_int64(const json& v) {
+  if (v.is_number_unsigned()) {
+    uint64_t u = v.get<uint64_t>();
+    if (u > uint64_t(std::numeric_limits<int64_t>::max())) return std::nullopt;
+    return int64_t(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  return std::nullopt;
+}
 
 // ---- workloads --------------------------------------------------------------------------------------
 
@@ -53,10 +70,14 @@ class Fields {
     if (!v.is_string()) bad("\"" + name + "\" must be a string, not " + v.dump());
     return v.get<std::string>();
   }
-  int64_t integer(const std::string& name) const {
+  int64_t integer(const std::string& name, int64_t lo = std::numeric_limits<int64_t>::min(),
+                  int64_t hi = std::numeric_limits<int64_t>::max()) const {
     const json& v = get(name);
-    if (!v.is_number_integer()) bad("\"" + name + "\" must be an integer, not " + v.dump());
-    return v.get<int64_t>();
+    std::optional<int64_t> i = json_int64(v);
+    if (!i || *i < lo || *i > hi)
+      bad("\"" + name + "\" must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + ", not " +
+          v.dump());
+    return *i;
   }
   double number(const std::string& name) const {
     const json& v = get(name);
@@ -132,19 +153,28 @@ void write_all(int fd, const std::string& text, const std::string& path) {
 // is simply overwritten; it is never read.
 void write_file_atomically(const std::string& path, const std::string& text) {
   std::string tmp = path + ".tmp";
+  std::error_code ec;
+  check(!fs::is_directory(path, ec), ErrorKind::Io, "cannot write " + path + ": it is a folder");
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   check(fd >= 0, ErrorKind::Io, "cannot create " + tmp + ": " + std::strerror(errno));
+  // errno is read right after the call that failed: a message built beside the call may see a later one.
+  auto give_up = [&](const std::string& what) {
+    std::string why = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    fail(ErrorKind::Io, what + ": " + why);
+  };
   try {
     write_all(fd, text, tmp);
-    check(::fsync(fd) == 0, ErrorKind::Io, "cannot sync " + tmp + ": " + std::strerror(errno));
   } catch (...) {
     ::close(fd);
     ::unlink(tmp.c_str());
     throw;
   }
+  if (::fsync(fd) != 0) give_up("cannot sync " + tmp);
   ::close(fd);
-  check(::rename(tmp.c_str(), path.c_str()) == 0, ErrorKind::Io,
-        "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  fd = -1;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) give_up("cannot rename " + tmp + " to " + path);
   std::string folder = fs::path(path).parent_path().string();
   int dir_fd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd >= 0) {  // makes the rename itself durable; a failure here loses nothing already written
@@ -266,7 +296,7 @@ TuningRecord TuningRecord::from_json(const json& j, const std::string& where) {
   f.only({"schema_version", "workload", "target", "toolchain", "schedule", "cost", "measured", "measured_on",
           "timestamp", "error"});
   TuningRecord r;
-  r.schema_version = static_cast<int>(f.integer("schema_version"));
+  r.schema_version = static_cast<int>(f.integer("schema_version", 0, std::numeric_limits<int>::max()));
   r.workload = workload_from_json(f.get("workload"), where + ", workload");
   r.target = f.str("target");
   r.toolchain = f.str("toolchain");
@@ -279,13 +309,13 @@ TuningRecord TuningRecord::from_json(const json& j, const std::string& where) {
   r.median_ms = cost.number("median_ms");
   r.min_ms = cost.number("min_ms");
   r.max_ms = cost.number("max_ms");
-  r.runs = static_cast<int>(cost.integer("runs"));
+  r.runs = static_cast<int>(cost.integer("runs", 0, std::numeric_limits<int>::max()));
 
   r.measured = f.boolean("measured");
   Fields on(f.get("measured_on"), where + ", measured_on");
   on.only({"device", "threads"});
   r.measured_on = on.str("device");
-  r.threads = static_cast<int>(on.integer("threads"));
+  r.threads = static_cast<int>(on.integer("threads", 0, std::numeric_limits<int>::max()));
   r.timestamp = f.str("timestamp");
   if (j.contains("error")) r.error = f.str("error");
   if (r.target.empty() || r.toolchain.empty()) f.bad("\"target\" and \"toolchain\" must not be empty");
@@ -329,28 +359,63 @@ void write_records_file(const std::string& path, const std::vector<TuningRecord>
 
 std::string TuningDatabase::file() const { return (fs::path(dir_) / kRecordsFile).string(); }
 
+namespace {
+
+// The whole file, which must be a regular file of at most kMaxFileBytes; "" with `exists` false when
+// there is none. Opened without blocking, so a FIFO is refused rather than waited on.
+std::string read_database_text(const std::string& path, bool* exists) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  *exists = fd >= 0 || errno != ENOENT;
+  if (!*exists) return "";
+  check(fd >= 0, ErrorKind::Io, "cannot read the tuning database " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  if (!regular || st.st_size > kMaxFileBytes) {
+    ::close(fd);
+    fail(ErrorKind::Io, path + (regular ? ": the tuning database is larger than " + std::to_string(kMaxFileBytes) +
+                                              " bytes"
+                                        : ": the tuning database is not a regular file"));
+  }
+  std::string text(size_t(st.st_size), '\0');
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::read(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the file shrank: parsing what was read reports it
+    done += size_t(n);
+  }
+  ::close(fd);
+  text.resize(done);
+  return text;
+}
+
+}  // namespace
+
 TuningDatabase::Contents TuningDatabase::read_file(const std::string& path) {
   Contents contents;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    if (!fs::exists(path, ec)) return contents;  // a new database
-    fail(ErrorKind::Io, "cannot read the tuning database " + path);
-  }
-  std::stringstream text;
-  text << in.rdbuf();
+  bool exists = false;
+  std::string text = read_database_text(path, &exists);
+  if (!exists) return contents;  // a new database
   const std::string keep = " (the file was left as it is; fix or move it away)";
+  // Nesting is bounded while parsing: copying or destroying a deeper value would recurse past the stack.
+  auto bounded_depth = [&](int depth, json::parse_event_t, json&) {
+    check(depth <= kMaxJsonDepth, ErrorKind::Malformed,
+          path + ": the tuning database nests deeper than " + std::to_string(kMaxJsonDepth) + " levels" + keep);
+    return true;
+  };
   json j;
   try {
-    j = json::parse(text.str());
-  } catch (const json::parse_error& e) {
+    j = json::parse(text, bounded_depth);
+  } catch (const json::exception& e) {  // a syntax error, or a number beyond double (1e400)
     fail(ErrorKind::Malformed, path + ": the tuning database is corrupt, not valid JSON: " + e.what() + keep);
   }
   check(j.is_object() && j.contains("format") && j["format"] == kFormatName, ErrorKind::Malformed,
         path + ": not a tetra tuning database (expected an object with \"format\": \"" + kFormatName + "\")" + keep);
-  check(j.contains("schema_version") && j["schema_version"].is_number_integer(), ErrorKind::Malformed,
-        path + ": missing the integer \"schema_version\"" + keep);
-  int version = j["schema_version"].get<int>();
+  // -1 stands for a missing or non-integer version (and for one beyond int64_t).
+  const int64_t version = (j.contains("schema_version") ? json_int64(j["schema_version"]) : std::nullopt).value_or(-1);
+  check(version >= 0, ErrorKind::Malformed,
+        path + ": \"schema_version\" must be an integer from 0, not " +
+            (j.contains("schema_version") ? j["schema_version"].dump() : std::string("missing")) + keep);
   check(version <= kSchemaVersion, ErrorKind::Malformed,
         path + ": written with schema version " + std::to_string(version) + ", newer than this tetra's (" +
             std::to_string(kSchemaVersion) + "); use a newer tetra" + keep);
@@ -361,9 +426,13 @@ TuningDatabase::Contents TuningDatabase::read_file(const std::string& path) {
   for (size_t i = 0; i < records.size(); ++i) {
     std::string where = path + ": record " + std::to_string(i);
     const json& r = records[i];
-    check(r.is_object() && r.contains("schema_version") && r["schema_version"].is_number_integer(),
-          ErrorKind::Malformed, where + ": not an object with an integer \"schema_version\"" + keep);
-    if (r["schema_version"].get<int>() != kSchemaVersion) {
+    // Records of other versions are kept, but their version must still be an int: never read modulo 2^32.
+    const int64_t record_version =
+        (r.is_object() && r.contains("schema_version") ? json_int64(r["schema_version"]) : std::nullopt).value_or(-1);
+    check(record_version >= 0 && record_version <= std::numeric_limits<int>::max(), ErrorKind::Malformed,
+          where + ": not an object with an integer \"schema_version\" from 0 to " +
+              std::to_string(std::numeric_limits<int>::max()) + keep);
+    if (record_version != kSchemaVersion) {
       contents.other_schema.push_back(r);  // another layout: kept verbatim, not read
       continue;
     }

@@ -74,6 +74,11 @@ std::vector<PriorMeasurement> prior_measurements(const TuningDatabase& db, const
 std::vector<TaskSummary> tune(const TuneOptions& opt) {
   check(opt.trials >= 1, ErrorKind::Invalid, "--trials must be at least 1");
   check(opt.jobs >= 1, ErrorKind::Invalid, "--jobs must be at least 1");
+  check(opt.repeats >= 1 && opt.repeats <= 100000, ErrorKind::Invalid,
+        "--repeats must be from 1 to 100000, got " + std::to_string(opt.repeats));
+  // A candidate is compiled, checked and timed within the timeout: under a second, every one would fail.
+  check(opt.timeout_s >= 1 && opt.timeout_s <= 86400, ErrorKind::Invalid,
+        "--timeout must be from 1 to 86400 seconds, got " + std::to_string(opt.timeout_s));
   check(opt.jobs == 1 || !opt.kernel_cache.empty(), ErrorKind::Invalid, "--jobs above 1 needs a kernel cache folder");
   check(!opt.worker.empty(), ErrorKind::Invalid, "no tune worker given");
   auto say = [&](const std::string& line) {

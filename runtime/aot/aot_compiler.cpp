@@ -13,6 +13,7 @@
 
 #include "Halide.h"
 #include "importer/error.h"
+#include "dsl/process.h"
 #include "runtime/aot/aot_abi_text.h"
 #include "runtime/executor.h"
 #include "runtime/graph_io.h"
@@ -71,23 +72,23 @@ void write_file(const fs::path& path, const void* data, size_t size) {
 }
 void write_text(const fs::path& path, const std::string& text) { write_file(path, text.data(), text.size()); }
 
-std::string quoted(const fs::path& p) { return "'" + replace_all(p.string(), "'", "'\\''") + "'"; }
-
-// Runs a build tool; its output goes to `log` when it fails.
-void run_tool(const std::string& command, const std::string& what) {
-  std::string full = command + " 2>&1";
-  FILE* pipe = popen(full.c_str(), "r");
-  check(pipe != nullptr, ErrorKind::Io, what + ": cannot start: " + command);
-  std::string output;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, pipe)) output.append(buf, n);
-  int rc = pclose(pipe);
-  check(rc == 0, ErrorKind::Io, what + " failed (" + command + "):\n" + output);
+// Runs a build tool (no shell); its output goes into the error when it fails.
+void run_tool(const std::vector<std::string>& argv, const std::string& what, const fs::path& stdin_path = {}) {
+  dsl::ProgramRun run = dsl::run_program(argv, stdin_path.string());
+  check(run.ok(), ErrorKind::Io, what + " failed (" + dsl::describe_command(argv) + "):\n" + run.output);
 }
 
-std::string tool(const char* env, const char* fallback) {
+// A build tool named by an environment variable (CC="ccache cc" is a command and its argument).
+std::vector<std::string> tool(const char* env, const char* fallback) {
   const char* v = std::getenv(env);
-  return v && *v ? v : fallback;
+  std::vector<std::string> command = dsl::split_command(v && *v ? v : fallback);
+  return command.empty() ? std::vector<std::string>{fallback} : command;
+}
+
+// `command` followed by `args`.
+std::vector<std::string> with_args(std::vector<std::string> command, std::initializer_list<std::string> args) {
+  command.insert(command.end(), args.begin(), args.end());
+  return command;
 }
 
 const char* kHeader = R"(/* @NAME@: the model '@MODEL@' compiled by tetra for @TARGET@.
@@ -106,6 +107,11 @@ const char* kHeader = R"(/* @NAME@: the model '@MODEL@' compiled by tetra for @T
  * Threads: instances are independent, and several may run at once from several threads. One
  * instance runs one call at a time (calls on it from other threads wait). Instances share the
  * model's read-only data; each holds its own working buffers and kernel weight layouts.
+ *
+ * Handles: a destroyed instance is no longer a handle. Passing it again (a second destroy, a run,
+ * a bind) returns @NAME@_INVALID_ARGUMENT (NULL / -1 for the queries); destroy sets the message.
+ * Still undefined: destroying an instance while another thread is inside a call on it, and a stale
+ * handle whose address a later create happens to reuse (it then names that new instance).
  */
 #ifndef @NAME@_H
 #define @NAME@_H
@@ -120,7 +126,7 @@ extern "C" {
 @WEIGHTS_DEFINE@
 /* Status codes */
 #define @NAME@_OK 0
-#define @NAME@_INVALID_ARGUMENT 1 /* NULL pointer, index out of range, wrong element type or shape */
+#define @NAME@_INVALID_ARGUMENT 1 /* NULL or destroyed model, index out of range, wrong element type or shape */
 #define @NAME@_BAD_WEIGHTS 2      /* the weights file is missing, unreadable or of another model */
 #define @NAME@_RUN_FAILED 3       /* a kernel failed; the message names the node */
 #define @NAME@_OUT_OF_MEMORY 4
@@ -267,12 +273,17 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
     check(fs::exists(lib_dir / archive), ErrorKind::Io,
           std::string("cannot find ") + archive + " in '" + lib_dir.string() + "' (set TETRA_LIB_DIR)");
 
+  fs::path out(opt.out_dir);
+  std::error_code ec;
+  check(!fs::exists(out, ec) || fs::is_directory(out, ec), ErrorKind::Invalid,
+        "the output '" + out.string() + "' exists and is not a folder");
+
   // 1. The kernels the model asks for at these shapes.
   auto recorder = std::make_shared<RecordingSource>(opt.kernel_cache);
   Executor(graph, recorder).run(sample_inputs);
 
-  fs::path out(opt.out_dir);
-  fs::create_directories(out);
+  fs::create_directories(out, ec);
+  check(!ec, ErrorKind::Io, "cannot create the output folder '" + out.string() + "': " + ec.message());
   fs::path work = out / (".tetra-compile-" + std::to_string(getpid()));
   fs::remove_all(work);
   fs::create_directories(work);
@@ -360,7 +371,8 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   write_text(work / "include" / (name + ".h"), replace_all(fill(kHeader), "@WEIGHTS_DEFINE@", weights_define));
   fs::path glue_c = work / (name + "_glue.c"), glue_o = work / (name + "_glue.o");
   write_text(glue_c, glue.str());
-  run_tool(tool("CC", "cc") + " -O2 -fPIC -c -I" + quoted(work / "include") + " " + quoted(glue_c) + " -o " + quoted(glue_o),
+  run_tool(with_args(tool("CC", "cc"), {"-O2", "-fPIC", "-c", "-I" + (work / "include").string(), glue_c.string(), "-o",
+                                         glue_o.string()}),
            "compiling the library glue");
   objects.push_back(glue_o);
 
@@ -374,7 +386,7 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   mri << "save\nend\n";
   fs::path mri_path = work / "archive.mri";
   write_text(mri_path, mri.str());
-  run_tool(tool("AR", "ar") + " -M < " + quoted(mri_path), "building the static library");
+  run_tool(with_args(tool("AR", "ar"), {"-M"}), "building the static library", mri_path);
   report.files.push_back("lib/lib" + name + ".a");
 
   if (opt.shared) {
@@ -384,9 +396,10 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
     version << "  local: *;\n};\n";
     fs::path script = work / "exports.map";
     write_text(script, version.str());
-    run_tool(tool("CXX", "c++") + " -shared -o " + quoted(work / "lib" / ("lib" + name + ".so")) +
-                 " -Wl,--whole-archive " + quoted(archive) + " -Wl,--no-whole-archive -Wl,--version-script=" +
-                 quoted(script) + " -Wl,-Bsymbolic -lpthread -ldl -lm",
+    run_tool(with_args(tool("CXX", "c++"), {"-shared", "-o", (work / "lib" / ("lib" + name + ".so")).string(),
+                                            "-Wl,--whole-archive", archive.string(), "-Wl,--no-whole-archive",
+                                            "-Wl,--version-script=" + script.string(), "-Wl,-Bsymbolic", "-lpthread",
+                                            "-ldl", "-lm"}),
              "building the shared library");
     report.files.push_back("lib/lib" + name + ".so");
   }

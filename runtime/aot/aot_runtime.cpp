@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <set>
 #include <vector>
 
 #include "HalideRuntime.h"
@@ -102,6 +103,8 @@ std::shared_ptr<const Graph> graph_of(const tetra_aot_model& model, const char* 
 }  // namespace tetra
 
 struct tetra_aot_instance {
+  static constexpr uint64_t kLive = 0x7465747261414f54ull;  // "tetraAOT"
+  uint64_t magic = kLive;                                    // cleared by destroy
   std::mutex mutex;
   std::shared_ptr<const tetra::Graph> graph;
   std::unique_ptr<tetra::Executor> executor;
@@ -113,8 +116,27 @@ using namespace tetra;
 
 namespace {
 
+// Every instance that create made and destroy has not yet freed. A handle is checked here before it
+// is read, so a destroyed or foreign pointer is an error code, never a read of freed memory.
+std::mutex live_mutex;
+std::set<const tetra_aot_instance*>& live_instances() {
+  static auto* live = new std::set<const tetra_aot_instance*>;  // never destroyed: handles may outlive statics
+  return *live;
+}
+
+bool is_live(const tetra_aot_instance* m) {
+  std::lock_guard<std::mutex> lock(live_mutex);
+  return m && live_instances().count(m) && m->magic == tetra_aot_instance::kLive;
+}
+
+// The message for a handle that fails is_live.
+std::string bad_handle(const char* call, const tetra_aot_instance* m) {
+  return std::string(call) + (m ? ": the model handle is not a live instance (destroyed, or never created)"
+                                : ": the model is NULL");
+}
+
 const ValueInfo* value_of(const tetra_aot_instance* m, int outputs, int index) {
-  if (!m) return nullptr;
+  if (!is_live(m)) return nullptr;
   const std::vector<ValueInfo>& list = outputs ? m->graph->outputs : m->graph->inputs;
   if (index < 0 || size_t(index) >= list.size()) return nullptr;
   return &list[size_t(index)];
@@ -155,12 +177,28 @@ int tetra_aot_create(const tetra_aot_model* model, const char* weights_path, tet
     m->outputs.resize(m->graph->outputs.size());
     for (const ValueInfo& v : m->graph->inputs) m->input_shapes.push_back(to_shape(v.shape));
     for (const ValueInfo& v : m->graph->outputs) m->output_shapes.push_back(to_shape(v.shape));
+    std::lock_guard<std::mutex> lock(live_mutex);
+    live_instances().insert(m.get());
     *out = m.release();
     return TETRA_AOT_OK;
   });
 }
 
-void tetra_aot_destroy(tetra_aot_instance* instance) { delete instance; }
+void tetra_aot_destroy(tetra_aot_instance* instance) {
+  if (!instance) return;
+  {
+    std::lock_guard<std::mutex> lock(live_mutex);
+    if (!live_instances().erase(instance)) {  // destroyed twice, or never created: nothing to free
+      failed(TETRA_AOT_INVALID_ARGUMENT, bad_handle("destroy", instance));
+      return;
+    }
+    instance->magic = 0;
+  }
+  {
+    std::lock_guard<std::mutex> wait_for_run(instance->mutex);  // a call already running finishes first
+  }
+  delete instance;
+}
 
 const char* tetra_aot_last_error(void) { return last_error.c_str(); }
 
@@ -171,8 +209,8 @@ int tetra_aot_set_num_threads(int threads) {
 }
 
 int tetra_aot_count(const tetra_aot_instance* m, int outputs) {
-  if (!m) {
-    failed(TETRA_AOT_INVALID_ARGUMENT, "the model is NULL");
+  if (!is_live(m)) {
+    failed(TETRA_AOT_INVALID_ARGUMENT, bad_handle("count", m));
     return -1;
   }
   return int(outputs ? m->graph->outputs.size() : m->graph->inputs.size());
@@ -204,7 +242,7 @@ int tetra_aot_bind(tetra_aot_instance* m, int outputs, int index, int dtype, con
   const ValueInfo* v = value_of(m, outputs, index);
   if (!v)
     return failed(TETRA_AOT_INVALID_ARGUMENT,
-                  m ? std::string("bind: no ") + what + " " + std::to_string(index) : "bind: the model is NULL");
+                  is_live(m) ? std::string("bind: no ") + what + " " + std::to_string(index) : bad_handle("bind", m));
   std::string label = std::string(what) + " '" + v->name + "'";
   if (!data) return failed(TETRA_AOT_INVALID_ARGUMENT, "bind " + label + ": the data pointer is NULL");
   if (dtype != int(v->dtype))
@@ -223,7 +261,7 @@ int tetra_aot_bind(tetra_aot_instance* m, int outputs, int index, int dtype, con
 }
 
 int tetra_aot_run(tetra_aot_instance* m) {
-  if (!m) return failed(TETRA_AOT_INVALID_ARGUMENT, "run: the model is NULL");
+  if (!is_live(m)) return failed(TETRA_AOT_INVALID_ARGUMENT, bad_handle("run", m));
   std::lock_guard<std::mutex> lock(m->mutex);
   last_error.clear();
   for (size_t i = 0; i < m->inputs.size(); ++i)

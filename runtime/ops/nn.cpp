@@ -58,7 +58,7 @@ std::string ints_str(const std::vector<int64_t>& v) { return shape_str(Shape(v))
 // Gemm's [M, N] from A, B (with transA/transB) and the unidirectional broadcast of C onto it.
 SymbolicShape gemm_shape(const Node& node, const SymbolicShape& a, const SymbolicShape& b, const SymbolicShape* c) {
   op_check(a.size() == 2 && b.size() == 2, node, "A " + shape_str(a) + " and B " + shape_str(b) + " must be 2-D");
-  bool ta = node.attr_int("transA", 0) != 0, tb = node.attr_int("transB", 0) != 0;
+  bool ta = node.attr_flag("transA", false), tb = node.attr_flag("transB", false);
   Dim m = a[ta ? 1 : 0], ka = a[ta ? 0 : 1], kb = b[tb ? 1 : 0], n = b[tb ? 0 : 1];
   op_check(!ka.known() || !kb.known() || ka.value == kb.value, node,
            "inner dimensions of A " + shape_str(a) + " and B " + shape_str(b) + " do not match (transA=" +
@@ -105,7 +105,7 @@ void register_matmul_gemm(OpRegistry& r) {
                 SymbolicShape cs = c ? to_symbolic(c->shape()) : SymbolicShape{};
                 Shape out_shape =
                     to_shape(gemm_shape(node, to_symbolic(a.shape()), to_symbolic(b.shape()), c ? &cs : nullptr));
-                const bool ta = node.attr_int("transA", 0) != 0, tb = node.attr_int("transB", 0) != 0;
+                const bool ta = node.attr_flag("transA", false), tb = node.attr_flag("transB", false);
                 const double alpha = node.attr_float("alpha", 1.0), beta = node.attr_float("beta", 1.0);
                 const int64_t M = out_shape[0], N = out_shape[1], K = a.shape()[ta ? 0 : 1];
                 std::vector<int64_t> c_map = c ? broadcast_index_map(c->shape(), out_shape) : std::vector<int64_t>{};
@@ -318,7 +318,7 @@ ConvParams pool_params(const Node& node, const Shape& x) {
   ConvParams p = conv_params(node, x1, w);
   p.in_channels = p.out_channels = x[1];
   bool explicit_pads = node.attr_string("auto_pad", "NOTSET") == "NOTSET";
-  if (node.attr_int("ceil_mode", 0) != 0 && explicit_pads) {
+  if (node.attr_flag("ceil_mode", false) && explicit_pads) {
     for (int64_t d = 0; d < p.spatial_rank; ++d) {
       int64_t span = (p.kernel[d] - 1) * p.dilations[d] + 1;
       int64_t rest = p.in_spatial[d] + p.pads_begin[d] + p.pads_end[d] - span;
@@ -352,7 +352,7 @@ ConvParams global_pool_params(const Node& node, const Shape& x) {
 enum class PoolKind { Max, Average };
 
 Tensor pool(const Node& node, const Tensor& x, const ConvParams& p, PoolKind kind) {
-  const bool count_pad = node.attr_int("count_include_pad", 0) != 0;
+  const bool count_pad = node.attr_flag("count_include_pad", false);
   const int64_t planes = p.batch * p.in_channels, in_size = num_elements(p.in_spatial),
                 out_size = num_elements(p.out_spatial);
   const std::vector<Tap> taps = window_taps(p);
@@ -438,7 +438,7 @@ ResizeAttrs resize_attrs(const Node& node) {
   op_check(a.nearest == "round_prefer_floor" || a.nearest == "round_prefer_ceil" || a.nearest == "floor" ||
                a.nearest == "ceil",
            node, "nearest_mode '" + a.nearest + "' is not supported", ErrorKind::Unsupported);
-  op_check(node.attr_int("antialias", 0) == 0, node, "antialias is not supported", ErrorKind::Unsupported);
+  op_check(!node.attr_flag("antialias", false), node, "antialias is not supported", ErrorKind::Unsupported);
   std::string policy = node.attr_string("keep_aspect_ratio_policy", "stretch");
   op_check(policy == "stretch", node, "keep_aspect_ratio_policy '" + policy + "' is not supported",
            ErrorKind::Unsupported);

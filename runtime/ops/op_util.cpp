@@ -20,7 +20,8 @@ const Tensor& input_required(const Node& node, const std::vector<Tensor>& inputs
 }
 
 int64_t normalize_axis(const Node& node, int64_t axis, int64_t rank) {
-  op_check(axis >= -rank && axis < std::max<int64_t>(rank, 1), node,
+  // A scalar has no axis at all: rank 0 accepts none, so callers never index an empty shape.
+  op_check(axis >= -rank && axis < rank, node,
            "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
   return axis < 0 ? axis + rank : axis;
 }

@@ -19,7 +19,8 @@ const Tensor* input_if_given(const std::vector<Tensor>& inputs, size_t i);
 // Input i, failing with the node's name when it is omitted.
 const Tensor& input_required(const Node& node, const std::vector<Tensor>& inputs, size_t i);
 
-// Normalises a possibly negative axis into [0, rank), failing with the node's name if out of range.
+// Normalises a possibly negative axis into [0, rank), failing with the node's name if out of range
+// (always at rank 0).
 int64_t normalize_axis(const Node& node, int64_t axis, int64_t rank);
 
 // Numpy-style multidirectional broadcast of concrete and symbolic shapes.

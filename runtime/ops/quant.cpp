@@ -303,20 +303,20 @@ std::vector<ValueInfo> infer_qmatmul(const InferContext& ctx) {
   const ValueInfo& a = ctx.input(0);
   if (!a.has_shape) return {unknown_rank(a.dtype)};
   SymbolicShape a_shape = a.shape;
-  if (node.attr_int("trans_a", 0)) {
+  if (node.attr_flag("trans_a", false)) {
     op_check(a_shape.size() == 2, node, "trans_a needs a 2-D input, got " + shape_str(a_shape));
     std::swap(a_shape[0], a_shape[1]);
   }
   Shape ws = w.shape();
-  Shape logical = node.attr_int("trans_b", 0) ? Shape{ws[1], ws[0]} : ws;
+  Shape logical = node.attr_flag("trans_b", false) ? Shape{ws[1], ws[0]} : ws;
   return {make_info(a.dtype, matmul_output_shape(node, a_shape, to_symbolic(logical)))};
 }
 
 std::vector<Tensor> qmatmul(const Node& node, const std::vector<Tensor>& in) {
   const QuantizedWeight& w = fused_weight(node);
   op_check(w.shape().size() == 2, node, "weight " + shape_str(w.shape()) + " must be 2-D");
-  Tensor y = weight_matmul(node, required_input(node, in, 0, "A"), node.attr_int("trans_a", 0) != 0,
-                           dequantize_weight(w), w.shape(), node.attr_int("trans_b", 0) != 0,
+  Tensor y = weight_matmul(node, required_input(node, in, 0, "A"), node.attr_flag("trans_a", false),
+                           dequantize_weight(w), w.shape(), node.attr_flag("trans_b", false),
                            node.attr_float("alpha", 1.0), node.attr_float("beta", 1.0), optional_input(in, 1));
   return {apply_epilogue(node, std::move(y), in)};
 }

@@ -60,7 +60,7 @@ std::optional<std::vector<int64_t>> requested_axes(const Node& node, int64_t axe
 // Which axes are reduced; all false for a no-op.
 std::vector<bool> reduced_axes(const Node& node, const std::vector<int64_t>& axes, int64_t rank) {
   bool empty = axes.empty();
-  std::vector<bool> reduced(rank, empty && node.attr_int("noop_with_empty_axes", 0) == 0);
+  std::vector<bool> reduced(rank, empty && !node.attr_flag("noop_with_empty_axes", false));
   for (int64_t a : axes) {
     int64_t axis = normalize_axis(node, a, rank);
     op_check(!reduced[axis], node, "axis " + std::to_string(a) + " is listed twice");
@@ -116,7 +116,7 @@ void add_reduce(OpRegistry& r, const std::string& op, bool mean) {
          [=](const InferContext& ctx) {
            const ValueInfo& x = ctx.input(0);
            op_check(x.dtype != DType::Bool, ctx.node, "cannot reduce a bool tensor");
-           bool keepdims = ctx.node.attr_int("keepdims", 1) != 0;
+           bool keepdims = ctx.node.attr_flag("keepdims", true);
            auto axes = requested_axes(ctx.node, axes_input_opset, ctx.has(1), ctx.constant(1));
            if (!x.has_shape) return std::vector<ValueInfo>{unknown_rank(x.dtype)};
            if (!axes) {  // which axes is unknown: with keepdims the rank stays, every dim may become 1
@@ -255,8 +255,8 @@ void check_inference_mode(const Node& node) {
   for (size_t i = 1; i < node.outputs.size(); ++i)
     op_check(node.outputs[i].empty(), node, "training-mode outputs (running mean/var) are not supported",
              ErrorKind::Unsupported);
-  op_check(node.attr_int("training_mode", 0) == 0, node, "training_mode=1 is not supported", ErrorKind::Unsupported);
-  op_check(node.attr_int("spatial", 1) == 1, node, "spatial=0 is not supported", ErrorKind::Unsupported);
+  op_check(!node.attr_flag("training_mode", false), node, "training_mode=1 is not supported", ErrorKind::Unsupported);
+  op_check(node.attr_flag("spatial", true), node, "spatial=0 is not supported", ErrorKind::Unsupported);
 }
 
 const char* const kBatchNormParams[] = {"scale", "B", "input_mean", "input_var"};
@@ -309,7 +309,7 @@ std::vector<ValueInfo> batch_norm_infer(const InferContext& ctx) {
 ReduceAxes reduce_axes(const Node& node, const std::vector<Tensor>& in, int64_t rank) {
   const Tensor* axes_value = optional_input(in, 1);
   auto axes = requested_axes(node, axes_input_since(node.op_type), axes_value != nullptr, axes_value);
-  return {reduced_axes(node, *axes, rank), node.attr_int("keepdims", 1) != 0};
+  return {reduced_axes(node, *axes, rank), node.attr_flag("keepdims", true)};
 }
 
 void register_reduce_ops(OpRegistry& r) {

@@ -164,7 +164,7 @@ SymbolicShape reshape_shape(const Node& node, const SymbolicShape* in, const std
   return out;
 }
 
-bool reshape_allowzero(const Node& node) { return node.opset >= 14 && node.attr_int("allowzero", 0) != 0; }
+bool reshape_allowzero(const Node& node) { return node.opset >= 14 && node.attr_flag("allowzero", false); }
 
 void register_reshape(OpRegistry& r) {
   add(r, "Reshape",

@@ -143,6 +143,14 @@ int main() {
          "one instance shared by two threads runs every call, with the same result");
 
   API(destroy)(m);
+
+  // A destroyed handle is an error code from every call, never a crash or a hang.
+  expect(API(run)(m) == API(INVALID_ARGUMENT) && error_mentions("not a live instance"), "run after destroy is refused");
+  expect(API(bind_input)(m, 0, API(FLOAT32), nullptr, 0, input.data()) == API(INVALID_ARGUMENT),
+         "bind after destroy is refused");
+  expect(API(num_inputs)(m) == -1 && API(input_name)(m, 0) == nullptr, "queries after destroy return -1 / NULL");
+  API(destroy)(m);
+  expect(error_mentions("not a live instance"), "a second destroy is refused, with a message");
   std::printf("api_check: %d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
