@@ -1,5 +1,6 @@
 #include "importer/epilogue_fusion.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -217,7 +218,8 @@ class EpilogueFuser {
 }  // namespace
 
 void fuse_epilogues(Graph& graph) {
-  if (graph.quantized_nodes().empty()) return;  // nothing to fuse into
+  // Nothing to fuse into without a fused GEMM or conv (int4 or float weight).
+  if (std::none_of(graph.nodes.begin(), graph.nodes.end(), [](const Node& n) { return n.weight != nullptr; })) return;
   EpilogueFuser(graph).run();
 }
 
