@@ -124,20 +124,32 @@ class Recogniser {
     n = std::move(out);
   }
 
+  // The product node k computes: its non-constant factors, the product of its constant ones, and the
+  // nodes passed (factors()); nullopt unless node k is a Mul or a Div.
+  struct Product {
+    std::vector<std::string> leaves;
+    double constant = 1;
+    std::vector<const Node*> chain;
+  };
+  std::optional<Product> product_at(size_t k) const {
+    const Node& z = g_.nodes[k];
+    if (!(is_op(z, "Mul") || is_op(z, "Div")) || z.outputs.size() != 1) return std::nullopt;
+    Product p;
+    std::vector<double> constants;
+    factors(z.outputs[0], true, p.leaves, constants, p.chain);
+    p.constant = product(constants);
+    return p;
+  }
+
   // x * relu6(x + 3) / 6.
   bool hard_swish(size_t k) {
-    const Node& z = g_.nodes[k];
-    if (!(is_op(z, "Mul") || is_op(z, "Div")) || z.outputs.size() != 1) return false;
-    std::vector<std::string> leaves;
-    std::vector<double> constants;
-    std::vector<const Node*> chain;
-    factors(z.outputs[0], true, leaves, constants, chain);
-    if (leaves.size() != 2 || !near(product(constants), 1.0 / 6)) return false;
+    std::optional<Product> p = product_at(k);
+    if (!p || p->leaves.size() != 2 || !near(p->constant, 1.0 / 6)) return false;
     for (int i = 0; i < 2; ++i) {
-      std::vector<const Node*> clip_chain = chain;
-      std::string x = relu6_of_plus3(leaves[i], clip_chain);
-      if (!x.empty() && x == leaves[1 - i]) {
-        rewrite(k, "HardSwish", {x}, clip_chain, {}, 14);
+      std::vector<const Node*> chain = p->chain;
+      std::string x = relu6_of_plus3(p->leaves[i], chain);
+      if (!x.empty() && x == p->leaves[1 - i]) {
+        rewrite(k, "HardSwish", {x}, chain, {}, 14);
         return true;
       }
     }
@@ -146,28 +158,21 @@ class Recogniser {
 
   // relu6(x + 3) / 6 = HardSigmoid(x) with alpha 1/6, beta 1/2.
   bool hard_sigmoid(size_t k) {
-    const Node& z = g_.nodes[k];
-    if (!(is_op(z, "Mul") || is_op(z, "Div")) || z.outputs.size() != 1) return false;
-    std::vector<std::string> leaves;
-    std::vector<double> constants;
-    std::vector<const Node*> chain;
-    factors(z.outputs[0], true, leaves, constants, chain);
-    if (leaves.size() != 1 || !near(product(constants), 1.0 / 6)) return false;
-    std::string x = relu6_of_plus3(leaves[0], chain);
+    std::optional<Product> p = product_at(k);
+    if (!p || p->leaves.size() != 1 || !near(p->constant, 1.0 / 6)) return false;
+    std::string x = relu6_of_plus3(p->leaves[0], p->chain);
     if (x.empty()) return false;
-    rewrite(k, "HardSigmoid", {x}, chain, {{"alpha", float_attr(1.0 / 6)}, {"beta", float_attr(0.5)}}, 6);
+    rewrite(k, "HardSigmoid", {x}, p->chain, {{"alpha", float_attr(1.0 / 6)}, {"beta", float_attr(0.5)}}, 6);
     return true;
   }
 
   // x * 0.5 * (1 + Erf(x / sqrt 2)) = Gelu(x).
   bool gelu(size_t k) {
-    const Node& z = g_.nodes[k];
-    if (!is_op(z, "Mul") || z.outputs.size() != 1) return false;
-    std::vector<std::string> leaves;
-    std::vector<double> constants;
-    std::vector<const Node*> chain;
-    factors(z.outputs[0], true, leaves, constants, chain);
-    if (leaves.size() != 2 || !near(product(constants), 0.5)) return false;
+    if (!is_op(g_.nodes[k], "Mul")) return false;
+    std::optional<Product> p = product_at(k);
+    if (!p || p->leaves.size() != 2 || !near(p->constant, 0.5)) return false;
+    const std::vector<std::string>& leaves = p->leaves;
+    std::vector<const Node*>& chain = p->chain;
     for (int i = 0; i < 2; ++i) {
       const Node* add = inner(leaves[i], "Add");
       const Node* erf = add ? inner(add_scalar(*add, 1.0), "Erf") : nullptr;
