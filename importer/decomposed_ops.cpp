@@ -56,20 +56,23 @@ class Recogniser {
 
   // The factors of a product: the leaves of the tree of Mul nodes under `value` (through single-reader
   // intermediates), with a Div by a constant c as the factor 1/c. `chain` collects the nodes passed.
+  // The patterns are a few levels deep: below kMaxDepth a value is a leaf, so a long chain of Muls
+  // costs no deep recursion.
+  static constexpr int kMaxDepth = 6;
   void factors(const std::string& value, bool top, std::vector<std::string>& leaves, std::vector<double>& constants,
-               std::vector<const Node*>& chain) const {
+               std::vector<const Node*>& chain, int depth = 0) const {
     auto p = producer_.find(value);
     const Node* n = p == producer_.end() || dead_.count(p->second) ? nullptr : &g_.nodes[p->second];
-    bool own = n && (top || readers(value) == 1) && n->inputs.size() == 2;
+    bool own = n && depth < kMaxDepth && (top || readers(value) == 1) && n->inputs.size() == 2;
     if (own && is_op(*n, "Mul")) {
       chain.push_back(n);
-      for (const std::string& in : n->inputs) factors(in, false, leaves, constants, chain);
+      for (const std::string& in : n->inputs) factors(in, false, leaves, constants, chain, depth + 1);
       return;
     }
     if (own && is_op(*n, "Div") && scalar(n->input(1)) && *scalar(n->input(1)) != 0) {
       chain.push_back(n);
       constants.push_back(1.0 / *scalar(n->input(1)));
-      factors(n->input(0), false, leaves, constants, chain);
+      factors(n->input(0), false, leaves, constants, chain, depth + 1);
       return;
     }
     if (std::optional<double> c = scalar(value)) constants.push_back(*c);

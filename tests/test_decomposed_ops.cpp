@@ -179,3 +179,15 @@ TEST_CASE("written-out LayerNorm becomes LayerNormalization", "[decomposed]") {
     }
   }
 }
+
+TEST_CASE("a long chain of Muls is no pattern and costs no deep recursion", "[decomposed]") {
+  std::string dir = temp_dir("decomposed_chain");
+  const int n = 50000;
+  ModelBuilder b(13);
+  b.input("v0", DType::Float32, {4});
+  b.output("v" + std::to_string(n), DType::Float32);
+  b.initializer("one", scalar_f32(1));
+  for (int i = 0; i < n; ++i) b.node("Mul", {"v" + std::to_string(i), "one"}, {"v" + std::to_string(i + 1)});
+  Graph g = load_model(b.save(dir + "/chain.onnx"));
+  CHECK(g.nodes.size() == size_t(n));
+}
