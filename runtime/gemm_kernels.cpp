@@ -176,13 +176,9 @@ class HalideQConv : public NodeKernel {
   // Spatial rank 1 or 2 (a 1-D conv is a 2-D conv of height 1). The input is first laid out
   // channels-last, so each (output position, kernel position) copies one contiguous run of C floats.
   static void im2col(const ConvParams& p, const float* x, float* cols, std::vector<float>& nhwc) {
-    bool two_d = p.spatial_rank == 2;
-    int64_t H = two_d ? p.in_spatial[0] : 1, W = p.in_spatial.back();
-    int64_t KH = two_d ? p.kernel[0] : 1, KW = p.kernel.back();
-    int64_t OH = two_d ? p.out_spatial[0] : 1, OW = p.out_spatial.back();
-    int64_t SH = two_d ? p.strides[0] : 1, SW = p.strides.back();
-    int64_t DH = two_d ? p.dilations[0] : 1, DW = p.dilations.back();
-    int64_t PH = two_d ? p.pads_begin[0] : 0, PW = p.pads_begin.back();
+    const Conv2d g = Conv2d::of(p);
+    const int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW, KH = g.KH, KW = g.KW;
+    const int64_t SH = g.SH, SW = g.SW, DH = g.DH, DW = g.DW, PH = g.PT, PW = g.PL;
     int64_t C = p.in_channels, K = KH * KW * C;
     nhwc.resize(H * W * C);
     for (int64_t n = 0; n < p.batch; ++n) {

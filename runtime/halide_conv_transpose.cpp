@@ -31,14 +31,11 @@ class HalideConvTranspose : public NodeKernel {
     const Tensor* bias = inputs.size() > 2 && !inputs[2].empty() ? &inputs[2] : nullptr;
     // The adjoint Conv's geometry: out_spatial is this node's input, in_spatial its output.
     ConvParams p = conv_transpose_params(node_, x.shape(), weight_shape_);
-    bool two_d = p.spatial_rank == 2;
+    // So the adjoint's output (OH, OW) is this node's input (H, W), and its input this node's output.
+    const Conv2d g = Conv2d::of(p);
+    const int64_t H = g.OH, W = g.OW, OH = g.H, OW = g.W, KH = g.KH, KW = g.KW;
+    const int64_t SH = g.SH, SW = g.SW, DH = g.DH, DW = g.DW, PT = g.PT, PL = g.PL;
     int64_t C = p.out_channels, M = p.in_channels;
-    int64_t H = two_d ? p.out_spatial[0] : 1, W = p.out_spatial.back();
-    int64_t OH = two_d ? p.in_spatial[0] : 1, OW = p.in_spatial.back();
-    int64_t KH = two_d ? p.kernel[0] : 1, KW = p.kernel.back();
-    int64_t SH = two_d ? p.strides[0] : 1, SW = p.strides.back();
-    int64_t DH = two_d ? p.dilations[0] : 1, DW = p.dilations.back();
-    int64_t PT = two_d ? p.pads_begin[0] : 0, PL = p.pads_begin.back();
     check(!bias || bias->size() == M, ErrorKind::Invalid,
           node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must have " + std::to_string(M) + " values");
     std::vector<float> x_copy, bias_copy;

@@ -71,6 +71,14 @@ AxisWindow resolve_axis(const Node& node, const WindowAttrs& a, int64_t axis, in
 
 }  // namespace
 
+Conv2d Conv2d::of(const ConvParams& p) {
+  bool two_d = p.spatial_rank == 2;
+  auto h = [&](const std::vector<int64_t>& v, int64_t height) { return two_d ? v[0] : height; };
+  return {h(p.in_spatial, 1),  p.in_spatial.back(),  h(p.out_spatial, 1), p.out_spatial.back(),
+          h(p.kernel, 1),      p.kernel.back(),      h(p.strides, 1),     p.strides.back(),
+          h(p.dilations, 1),   p.dilations.back(),   h(p.pads_begin, 0),  p.pads_begin.back()};
+}
+
 ConvParams conv_params(const Node& node, const Shape& x, const Shape& w) {
   op_check(x.size() >= 3, node, "input shape " + shape_str(x) + " must be [N, C, spatial...]");
   op_check(w.size() == x.size(), node, "weight shape " + shape_str(w) + " does not have the rank of input " + shape_str(x));

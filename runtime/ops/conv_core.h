@@ -15,6 +15,13 @@ struct ConvParams {
   std::vector<int64_t> strides, dilations, pads_begin, pads_end;
 };
 
+// A 1-D or 2-D conv's geometry as 2-D, for kernels written for 2-D: a 1-D conv is a 2-D conv of height 1.
+// H, W: the conv's input (in_spatial); OH, OW: its output (out_spatial); PT, PL: pads at the start.
+struct Conv2d {
+  int64_t H, W, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL;
+  static Conv2d of(const ConvParams& p);  // p.spatial_rank must be 1 or 2
+};
+
 // Resolves a Conv node's attributes against input shape x [N, C, ...] and weight shape
 // w [M, C/group, k...]; validates every constraint with an error naming the node.
 ConvParams conv_params(const Node& node, const Shape& x, const Shape& w);
