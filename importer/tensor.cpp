@@ -54,8 +54,8 @@ class StoragePool {
   static constexpr size_t kMinBytes = size_t(64) << 10;
   static constexpr size_t kMaxHeldBytes = size_t(256) << 20;
 
-  // Zero-filled storage of `n` bytes.
-  std::shared_ptr<std::vector<uint8_t>> take(size_t n) {
+  // Storage of `n` bytes, zero-filled unless the caller overwrites it all.
+  std::shared_ptr<std::vector<uint8_t>> take(size_t n, bool zero_fill) {
     std::vector<uint8_t>* v = nullptr;
     if (n >= kMinBytes) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -66,8 +66,8 @@ class StoragePool {
         free_.erase(it);
       }
     }
-    if (v) std::memset(v->data(), 0, n);
-    else v = new std::vector<uint8_t>(n, 0);
+    if (!v) v = new std::vector<uint8_t>(n, 0);
+    else if (zero_fill) std::memset(v->data(), 0, n);
     return adopt(v);
   }
 
@@ -105,7 +105,17 @@ StoragePool& storage_pool() {
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
   check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
   size_ = checked_element_count(dtype, shape_);
-  bytes_ = storage_pool().take(size_t(storage_bytes(dtype, size_)));
+  bytes_ = storage_pool().take(size_t(storage_bytes(dtype, size_)), true);
+}
+
+Tensor Tensor::for_overwrite(DType dtype, Shape shape) {
+  check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.size_ = checked_element_count(dtype, t.shape_);
+  t.bytes_ = storage_pool().take(size_t(storage_bytes(dtype, t.size_)), false);
+  return t;
 }
 
 Tensor::Tensor(DType dtype, Shape shape, std::vector<uint8_t> bytes) : dtype_(dtype), shape_(std::move(shape)) {

@@ -33,6 +33,9 @@ class Tensor {
   Tensor(DType dtype, Shape shape);
   // Adopts already-encoded bytes; their count must match the type and shape.
   Tensor(DType dtype, Shape shape, std::vector<uint8_t> bytes);
+  // A tensor whose every element the caller writes next (a compiled kernel's output): reused storage
+  // is not zero-filled first, which for the large activations of a model costs as much as the kernel.
+  static Tensor for_overwrite(DType dtype, Shape shape);
 
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }

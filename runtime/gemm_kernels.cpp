@@ -21,7 +21,7 @@ namespace tetra {
 namespace {
 
 Tensor output_like(DType dtype, const Shape& shape, const std::vector<float>& values) {
-  Tensor out(dtype, shape);
+  Tensor out = Tensor::for_overwrite(dtype, shape);
   for (int64_t i = 0; i < out.size(); ++i) out.set(i, values[i]);
   return out;
 }
@@ -99,7 +99,7 @@ class HalideQMatMul : public NodeKernel {
     const float* bias = inputs.size() > 1 && !inputs[1].empty() ? float_data(inputs[1], bias_copy) : nullptr;
     Tensor y;
     if (a.dtype() == DType::Float32) {
-      y = Tensor(DType::Float32, out_shape);
+      y = Tensor::for_overwrite(DType::Float32, out_shape);
       runner_.run(a_data, M, y.mutable_data<float>(), bias, alpha_, beta_);
     } else {
       std::vector<float> values(M * N);
@@ -152,7 +152,7 @@ class HalideQConv : public NodeKernel {
     // [n, position, m] -> [n, m, position]
     Shape out_shape = {p.batch, M};
     out_shape.insert(out_shape.end(), p.out_spatial.begin(), p.out_spatial.end());
-    Tensor y(x.dtype(), out_shape);
+    Tensor y = Tensor::for_overwrite(x.dtype(), out_shape);
     for (int64_t n = 0; n < p.batch; ++n)
       for (int64_t m = 0; m < M; ++m) {
         const float* src = y_rows.data() + n * P * M + m;

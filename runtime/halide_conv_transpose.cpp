@@ -44,7 +44,7 @@ class HalideConvTranspose : public NodeKernel {
 
     Shape out_shape = {p.batch, M};
     out_shape.insert(out_shape.end(), p.in_spatial.begin(), p.in_spatial.end());
-    Tensor y(DType::Float32, out_shape);
+    Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
     float* yd = y.mutable_data<float>();
     const int64_t N = M * KH * KW;
     a_.resize(size_t(H * W * C));
@@ -82,7 +82,7 @@ class HalideConvTranspose : public NodeKernel {
       for (std::thread& t : pool) t.join();
     }
     if (x.dtype() == DType::Float32) return {y};
-    Tensor out(x.dtype(), out_shape);
+    Tensor out = Tensor::for_overwrite(x.dtype(), out_shape);
     for (int64_t i = 0; i < y.size(); ++i) out.set(i, yd[i]);  // rounds once, to float16
     return {out};
   }

@@ -149,7 +149,7 @@ CopyPlan plan_transpose(const Node& node, const std::vector<Tensor>& in) {
     c.extents.push_back(x.shape()[p]);
     c.src_strides.push_back(in_strides[p]);
   }
-  CopyPlan plan{{Tensor(x.dtype(), c.extents)}, {}};
+  CopyPlan plan{{Tensor::for_overwrite(x.dtype(), c.extents)}, {}};
   c.dst = plan.outputs[0].mutable_bytes();
   c.dst_strides = strides_of(c.extents);
   plan.copies.push_back(c);
@@ -167,7 +167,7 @@ CopyPlan plan_slice(const Node& node, const std::vector<Tensor>& in) {
     c.src_strides.push_back(in_strides[d] * ranges[d].step);
     start += ranges[d].start * in_strides[d];
   }
-  CopyPlan plan{{Tensor(x.dtype(), c.extents)}, {}};
+  CopyPlan plan{{Tensor::for_overwrite(x.dtype(), c.extents)}, {}};
   if (plan.outputs[0].size() == 0) return plan;
   c.src += start * element_bytes(x);
   c.dst = plan.outputs[0].mutable_bytes();
@@ -178,7 +178,7 @@ CopyPlan plan_slice(const Node& node, const std::vector<Tensor>& in) {
 
 CopyPlan plan_concat(const Node& node, const std::vector<Tensor>& in) {
   int64_t axis;
-  CopyPlan plan{{Tensor(in.at(0).dtype(), concat_output_shape(node, in, &axis))}, {}};
+  CopyPlan plan{{Tensor::for_overwrite(in.at(0).dtype(), concat_output_shape(node, in, &axis))}, {}};
   Tensor& out = plan.outputs[0];
   std::vector<int64_t> out_strides = strides_of(out.shape());
   int64_t offset = 0;
@@ -261,7 +261,7 @@ class WhereKernel : public HalideKernel {
         dtype_bits(in[1].dtype()) < 8)
       return reference(in);  // it reports the bad types
     Shape out_shape = broadcast_shapes(node_, broadcast_shapes(node_, in[0].shape(), in[1].shape()), in[2].shape());
-    Tensor out(in[1].dtype(), out_shape);
+    Tensor out = Tensor::for_overwrite(in[1].dtype(), out_shape);
     if (out.size() == 0) return {out};
     StridedNest nest{out_shape, {}};
     for (size_t k = 0; k < 3; ++k) nest.strides.push_back(broadcast_strides(in[k].shape(), out_shape));
@@ -312,7 +312,7 @@ class GatherKernel : public HalideKernel {
     Shape out_shape(s.begin(), s.begin() + axis);
     out_shape.insert(out_shape.end(), indices.shape().begin(), indices.shape().end());
     out_shape.insert(out_shape.end(), s.begin() + axis + 1, s.end());
-    Tensor out(x.dtype(), out_shape);
+    Tensor out = Tensor::for_overwrite(x.dtype(), out_shape);
     if (out.size() == 0) return {out};
     halide_type_t type = moved_type(dtype_bits(x.dtype()));
     HalideBuffer data = dense_buffer(node_, type, x.bytes(), {inner, dim, outer});
@@ -343,7 +343,7 @@ class ResizeKernel : public HalideKernel {
   std::vector<Tensor> run(const std::vector<Tensor>& in) override {
     const Tensor& x = input_required(node_, in, 0);
     ResizePlan plan = resize_plan(node_, in);
-    Tensor y(DType::Float32, plan.out_shape);
+    Tensor y = Tensor::for_overwrite(DType::Float32, plan.out_shape);
     if (x.size() == 0 || y.size() == 0) return reference(in);
     std::vector<float> x_copy;
     const float* xd = float_data(x, x_copy);
@@ -420,7 +420,7 @@ class ReduceKernel : public HalideKernel {
     for (int64_t d = 0; d < x.rank(); ++d)
       if (!axes.reduced[d] || axes.keepdims) out_shape.push_back(axes.reduced[d] ? 1 : x.shape()[d]);
     if (kept.size() > 3 || reduced.size() > 3) return reference(in);
-    Tensor y(DType::Float32, out_shape);
+    Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
     std::vector<float> x_copy;
     const float* xd = float_data(x, x_copy);
     Shape extents = kept;

@@ -55,7 +55,7 @@ class HalideBatchMatMul : public NodeKernel {
     std::vector<float> a_copy, b_copy;
     const float* ad = float_data(a, a_copy);
     const float* bd = float_data(b, b_copy);
-    Tensor y(DType::Float32, [&] {
+    Tensor y = Tensor::for_overwrite(DType::Float32, [&] {
       Shape s = batch;
       if (!a_vector) s.push_back(M);
       if (!b_vector) s.push_back(N);
@@ -82,7 +82,7 @@ class HalideBatchMatMul : public NodeKernel {
       check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
     }
     if (a.dtype() == DType::Float32) return {y};
-    Tensor out(a.dtype(), y.shape());
+    Tensor out = Tensor::for_overwrite(a.dtype(), y.shape());
     for (int64_t i = 0; i < y.size(); ++i) out.set(i, yd[i]);  // rounds once, to float16
     return {out};
   }

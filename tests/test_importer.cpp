@@ -2,6 +2,7 @@
 // int4 pattern fusions, each checked by running the fused and unfused graphs on the reference.
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -72,6 +73,24 @@ TEST_CASE("int4 tensors pack two values a byte, low nibble first", "[importer]")
   t.set_int(2, -8);
   CHECK(t.bytes()[0] == 0x7F);  // -1 low, 7 high
   CHECK((t.bytes()[1] & 0x0F) == 0x08);
+}
+
+TEST_CASE("released storage is reused: zero-filled for Tensor(), as left for for_overwrite", "[importer]") {
+  const Shape shape = {1, 4096, 64};  // 1 MiB: large enough to be kept for reuse
+  const uint8_t* first;
+  {
+    Tensor t = Tensor::for_overwrite(DType::Float32, shape);
+    std::fill(t.mutable_data<float>(), t.mutable_data<float>() + t.size(), 3.0f);
+    first = t.bytes();
+  }
+  {
+    Tensor again = Tensor::for_overwrite(DType::Float32, shape);
+    CHECK(again.bytes() == first);  // the same buffer, not a new one each run
+    CHECK(again.data<float>()[again.size() - 1] == 3.0f);
+  }
+  Tensor zeroed(DType::Float32, shape);
+  CHECK(zeroed.bytes() == first);
+  CHECK(std::all_of(zeroed.data<float>(), zeroed.data<float>() + zeroed.size(), [](float v) { return v == 0.0f; }));
 }
 
 TEST_CASE("int4 in int32_data: one packed byte per entry, sign-extended or not", "[importer]") {
