@@ -1,5 +1,7 @@
 #include "dsl/object_cache.h"
 
+#include "kernel_definitions_id.h"
+
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -96,7 +98,8 @@ Result<std::string> shared_runtime(const fs::path& dir, const Halide::Target& ke
 
 Result<CachedObject> load_or_compile_object(const std::string& cache_dir, const std::string& key,
                                             const ScheduledPipeline& pipeline, const Halide::Target& target) {
-  std::string full_key = key + " | " + target.to_string() + " | " + toolchain_id();
+  // The definitions' id: a key names a template and its knobs, and the template's code can change.
+  std::string full_key = key + " | " + target.to_string() + " | " + toolchain_id() + " | " + TETRA_KERNEL_DEFINITIONS_ID;
   fs::path dir(cache_dir);
   fs::path library = dir / ("kernel_" + hash_hex(full_key) + ".so");
   CachedObject out;
