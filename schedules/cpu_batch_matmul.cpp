@@ -5,7 +5,7 @@ namespace tetra::schedules {
 dsl::Result<dsl::ScheduledPipeline> batch_matmul_pipeline(const dsl::TargetSpec& target) {
   using namespace Halide;
   ImageParam A(Float(32), 3, "A"), B(Float(32), 3, "B");
-  Var n("n"), m("m"), b("b"), no("no"), mo("mo"), ni("ni"), mi("mi"), tile("tile");
+  Var n("n"), m("m"), b("b"), no("no"), mo("mo"), ni("ni"), mi("mi"), task("task");
   RDom k(0, A.dim(0).extent(), "k");
 
   // Algorithm. The register tiles below cover whole tiles of n and m, past N and M at the edges (the
@@ -18,17 +18,24 @@ dsl::Result<dsl::ScheduledPipeline> batch_matmul_pipeline(const dsl::TargetSpec&
   acc(n, m, b) += a(k, m, b) * bt(n, k, b);
   Y(n, m, b) = acc(n, m, b);
 
-  // Schedule: register tiles of 2 vectors x 4 rows, k innermost over the tile (every A value feeds 2
-  // FMAs, every B vector 4); tiles of all batches are spread over the threads. Tails are guarded, since
-  // attention's head size and sequence length are often not multiples of the tile.
+  // Schedule: register tiles of 2 vectors x `rows` rows, k innermost over the tile (every A value feeds
+  // 2 FMAs, every B vector `rows`); tiles of all batches are spread over the threads. 14 rows keep 28 of
+  // AVX-512's 32 registers accumulating, which attention's shapes (hundreds of rows) fill; a few rows
+  // (decoding one token) take 4-row tiles instead of computing mostly clamped rows. Tails are guarded,
+  // since attention's head size and sequence length are often not multiples of the tile.
   const int V = target.halide.natural_vector_size<float>();
-  Y.tile(n, m, no, mo, ni, mi, 2 * V, 4, TailStrategy::GuardWithIf)
-      .fuse(mo, b, tile)
-      .reorder(ni, mi, no, tile)
-      .parallel(tile)
-      .vectorize(ni, V)
-      .unroll(ni)
-      .unroll(mi);
+  const int kTallRows = V >= 16 ? 14 : 6;  // AVX-512 has 32 vector registers, AVX2 16
+  auto tile = [&](Stage y, int rows) {
+    y.tile(n, m, no, mo, ni, mi, 2 * V, rows, TailStrategy::GuardWithIf)
+        .fuse(mo, b, task)
+        .reorder(ni, mi, no, task)
+        .parallel(task)
+        .vectorize(ni, V)
+        .unroll(ni)
+        .unroll(mi);
+  };
+  tile(Y.specialize(A.dim(1).extent() >= 8), kTallRows);
+  tile(Y, 4);
   acc.compute_at(Y, no).vectorize(n, V).unroll(n).unroll(m);
   acc.update().reorder(n, m, k).vectorize(n, V).unroll(n).unroll(m);
 

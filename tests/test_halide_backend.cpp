@@ -177,6 +177,7 @@ TEST_CASE("activation x activation MatMul runs on the batched Halide kernel", "[
                              {{7}, {2, 7, 3}, DType::Float32},  // 1-D operands drop their dimension
                              {{2, 5, 7}, {7}, DType::Float32},
                              {{19, 37}, {37, 53}, DType::Float32},
+                             {{1, 2, 8, 40}, {1, 2, 40, 70}, DType::Float32},  // the fewest rows of the tall tiles
                              {{2, 9, 16}, {2, 16, 9}, DType::Float16}};
   for (const Case& c : cases) {
     INFO(shape_str(c.a) << " x " << shape_str(c.b) << " " << dtype_name(c.dtype));
