@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <optional>
 #include <set>
 
 namespace tetra {
@@ -215,7 +217,76 @@ class EpilogueFuser {
   std::set<size_t> dead_;
 };
 
+// The number of elements of `name` when its shape is known.
+std::optional<int64_t> known_size(const Graph& g, const std::string& name) {
+  const ValueInfo* v = g.find_value(name);
+  if (!v || !v->has_shape) return std::nullopt;
+  int64_t n = 1;
+  for (const Dim& d : v->shape) {
+    if (!d.known()) return std::nullopt;
+    n *= d.value;
+  }
+  return n;
+}
+
 }  // namespace
+
+int hoist_matmul_scales(Graph& g) {
+  std::map<std::string, std::vector<size_t>> readers;
+  for (size_t k = 0; k < g.nodes.size(); ++k)
+    for (const std::string& in : g.nodes[k].inputs) readers[in].push_back(k);
+  std::set<std::string> graph_outputs;
+  for (const ValueInfo& o : g.outputs) graph_outputs.insert(o.name);
+  auto scalar_constant = [&](const std::string& name) {
+    auto it = g.initializers.find(name);
+    return it != g.initializers.end() && it->second.size() == 1 && is_float(it->second.dtype());
+  };
+
+  std::set<size_t> removed;
+  std::map<size_t, Node> inserted_before;  // the operand's scaling, placed before its MatMul
+  for (size_t k = 0; k < g.nodes.size(); ++k) {
+    const Node& mm = g.nodes[k];
+    if (!mm.domain.empty() || mm.op_type != "MatMul" || mm.inputs.size() != 2 || mm.outputs.size() != 1) continue;
+    if (g.initializers.count(mm.inputs[0]) || g.initializers.count(mm.inputs[1])) continue;  // a weight
+    const std::string& y = mm.outputs[0];
+    auto r = readers.find(y);
+    if (graph_outputs.count(y) || r == readers.end() || r->second.size() != 1) continue;
+    size_t s = r->second[0];
+    const Node& scale = g.nodes[s];
+    if (!scale.domain.empty() || scale.inputs.size() != 2 || scale.outputs.size() != 1 || removed.count(s)) continue;
+    bool is_mul = scale.op_type == "Mul", is_div = scale.op_type == "Div";
+    if (!(is_mul || is_div) || scale.inputs[0] == scale.inputs[1]) continue;
+    size_t y_slot = scale.inputs[0] == y ? 0 : 1;
+    const std::string& c = scale.inputs[1 - y_slot];
+    if ((is_div && y_slot != 0) || !scalar_constant(c)) continue;
+    // Only a scalar that cannot change the result's shape or type: a rank-0 or [1] constant of the
+    // operands' float type broadcasts to the MatMul's own shape.
+    const ValueInfo* yv = g.find_value(y);
+    const Tensor& ct = g.initializers.at(c);
+    if (!yv || !yv->has_shape || yv->shape.empty() || yv->dtype != ct.dtype() || ct.rank() > 1) continue;
+
+    std::optional<int64_t> n0 = known_size(g, mm.inputs[0]), n1 = known_size(g, mm.inputs[1]);
+    size_t operand = n0 && n1 && *n1 < *n0 ? 1 : 0;
+    Node step = scale;
+    step.name = scale.name + "_on_operand";
+    step.inputs = {mm.inputs[operand], c};
+    step.outputs = {mm.inputs[operand] + "_scaled_by_" + scale.name};
+    g.nodes[k].inputs[operand] = step.outputs[0];
+    g.nodes[k].outputs[0] = scale.outputs[0];
+    inserted_before[k] = std::move(step);
+    removed.insert(s);
+  }
+  if (removed.empty()) return 0;
+  std::vector<Node> nodes;
+  nodes.reserve(g.nodes.size() + inserted_before.size());
+  for (size_t k = 0; k < g.nodes.size(); ++k) {
+    auto it = inserted_before.find(k);
+    if (it != inserted_before.end()) nodes.push_back(std::move(it->second));
+    if (!removed.count(k)) nodes.push_back(std::move(g.nodes[k]));
+  }
+  g.nodes = std::move(nodes);
+  return static_cast<int>(removed.size());
+}
 
 void fuse_epilogues(Graph& graph) {
   // Nothing to fuse into without a fused GEMM or conv (int4 or float weight).

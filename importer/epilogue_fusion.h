@@ -12,4 +12,10 @@ namespace tetra {
 
 void fuse_epilogues(Graph& graph);
 
+// Attention's scores, MatMul(Q, Kᵀ) * c (or / c) with c a constant scalar, scale the smaller operand
+// instead: MatMul(Q * c, Kᵀ). The product is the same up to rounding and the scaling pass reads and
+// writes one operand (tokens x head size) instead of the scores (tokens x tokens). Returns the number
+// of MatMuls rewritten; re-infer shapes afterwards.
+int hoist_matmul_scales(Graph& graph);
+
 }  // namespace tetra

@@ -126,3 +126,54 @@ TEST_CASE("epilogue fusion leaves alone what it cannot fuse", "[fusion]") {
   CHECK((conv.epilogue.empty() || !conv_first));
   expect_same_results(late_path, {{"x", random_tensor(DType::Float32, {1, 4, 6, 6})}});
 }
+
+TEST_CASE("attention's scalar scale moves from the scores onto the smaller MatMul operand", "[fusion]") {
+  std::string dir = temp_dir("hoist_scale");
+  struct Case {
+    std::string op;      // Mul or Div
+    bool scale_first;    // Mul(c, scores)
+    Shape q, kt;         // the operands
+    size_t scaled;       // which operand is scaled after the rewrite
+  };
+  std::vector<Case> cases = {{"Mul", false, {1, 2, 40, 8}, {1, 2, 8, 40}, 0},
+                             {"Mul", true, {1, 2, 40, 8}, {1, 2, 8, 40}, 0},
+                             {"Div", false, {2, 40, 16}, {2, 16, 6}, 1}};  // Kᵀ is the smaller one
+  for (const Case& c : cases) {
+    INFO(c.op << " " << shape_str(c.q) << " x " << shape_str(c.kt));
+    ModelBuilder b(13);
+    b.input("q", DType::Float32, c.q);
+    b.input("kt", DType::Float32, c.kt);
+    b.output("y", DType::Float32);
+    b.initializer("c", Tensor::scalar(DType::Float32, 0.37));
+    b.node("MatMul", {"q", "kt"}, {"scores"});
+    b.node(c.op, c.scale_first ? std::vector<std::string>{"c", "scores"} : std::vector<std::string>{"scores", "c"}, {"scaled"});
+    b.node("Softmax", {"scaled"}, {"y"}, {{"axis", -1}});
+    std::string path = b.save(dir + "/m.onnx");
+    Graph g = load_model(path);
+    REQUIRE(g.nodes.size() == 3);
+    CHECK(g.nodes[0].op_type == c.op);
+    const Node& mm = g.nodes[1];
+    REQUIRE(mm.op_type == "MatMul");
+    CHECK(mm.inputs[c.scaled] == g.nodes[0].outputs[0]);
+    CHECK(mm.outputs[0] == "scaled");
+    expect_same_results(path, {{"q", random_tensor(DType::Float32, c.q)}, {"kt", random_tensor(DType::Float32, c.kt)}});
+  }
+
+  // Left alone: a scale that is not a scalar constant, and scores read by another node too.
+  ModelBuilder b(13);
+  b.input("q", DType::Float32, {3, 5});
+  b.input("k", DType::Float32, {5, 3});
+  b.output("y", DType::Float32);
+  b.output("z", DType::Float32);
+  b.output("r", DType::Float32);
+  b.initializer("c", random_tensor(DType::Float32, {3}));
+  b.node("MatMul", {"q", "k"}, {"s1"});
+  b.node("Mul", {"s1", "c"}, {"y"});
+  b.node("MatMul", {"q", "k"}, {"s2"});
+  b.node("Div", {"s2", "c"}, {"z"});
+  b.node("Relu", {"s2"}, {"r"});
+  Graph g = load_model(b.save(dir + "/not.onnx"));
+  CHECK(g.nodes.size() == 5);
+  CHECK(g.nodes[0].op_type == "MatMul");
+  CHECK(g.nodes[2].op_type == "MatMul");
+}
