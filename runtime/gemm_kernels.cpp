@@ -1,5 +1,5 @@
 // The Halide backend's int4 GEMM node kernels, and the backend's entry point. tetra.QMatMul runs as
-// a compiled QMatMul over the packed int4 weight; a 1-D dense tetra.QConv runs as im2col + the same
+// a compiled QMatMul over the packed int4 weight; a 1-D dense tetra.QConv, or one with a single output position, runs as im2col + the same
 // kernel over the conv weight laid out as a [M, kh*kw*C] matrix. Other nodes go to the conv and
 // elementwise families, or fall back to their reference kernels, with the reason. No libHalide here:
 // the code comes from a KernelSource.
@@ -279,7 +279,7 @@ GemmWeight gemm_weight_of(const Node& node, const Graph& graph) {
     else g.problem = format_problem(*g.matrix, g.trans_b);
     return g;
   }
-  if (conv_runs_direct(node)) {
+  if (conv_runs_direct(node, graph)) {
     g.problem = "runs as a direct conv";
     return g;
   }
@@ -350,7 +350,8 @@ std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
     std::string why_not;
     std::shared_ptr<const QuantizedWeight> matrix = conv_transpose_gemm_weight(node, graph, &why_not);
     const ValueInfo* x = graph.find_value(node.input(0));
-    if (!matrix || !x || !x->has_shape || !fully_known(x->shape)) return std::nullopt;
+    if (!matrix || conv_transpose_runs_direct(node, graph) || !x || !x->has_shape || !fully_known(x->shape))
+      return std::nullopt;
     Shape xs = to_shape(x->shape);
     int64_t rows = 1;  // one GEMM row per input position, per image
     for (size_t d = 2; d < xs.size(); ++d) rows *= xs[d];
@@ -381,8 +382,8 @@ const float* float_data(const Tensor& t, std::vector<float>& storage) {
 
 std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                std::string* why_not) {
-  // 2-D convs and grouped ones have direct kernels; 1-D dense convs run as im2col + GEMM.
-  if (node.domain == "tetra" && node.op_type == "QConv" && (node.attr_int("group", 1) != 1 || conv_runs_direct(node)))
+  // 2-D convs and grouped ones have direct kernels; 1-D dense convs and GEMV-like ones run as im2col + GEMM.
+  if (node.domain == "tetra" && node.op_type == "QConv" && (node.attr_int("group", 1) != 1 || conv_runs_direct(node, graph)))
     return make_halide_conv_kernel(node, graph, source, why_not);
   if (node.domain == "tetra" && node.weight) {
     GemmWeight g = gemm_weight_of(node, graph);

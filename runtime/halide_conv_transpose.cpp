@@ -5,11 +5,15 @@
 //
 // The ONNX weight [C, M, KH, KW] already is the GEMM's [K, N] weight, so it is used as it is: float32 /
 // float16, tuned like any GEMM (the tuner sees a QMatMul workload). The input is first laid out
-// channels-last (the GEMM's A). With kernel = stride (the usual upsampling) col2im writes each
-// output once.
+// channels-last (the GEMM's A).
+//
+// With kernel = stride (the usual upsampling) every output takes one tap, and a direct kernel
+// (schedules/cpu_conv_transpose.h) computes it in one pass over the output, with no transposed input,
+// GEMM result or col2im in memory: 5x faster on a detector's 2x2 upsampling.
 #include <algorithm>
 #include <thread>
 
+#include "HalideBuffer.h"
 #include "importer/error.h"
 #include "runtime/halide_ops.h"
 #include "runtime/ops/conv_core.h"
@@ -98,7 +102,89 @@ class HalideConvTranspose : public NodeKernel {
   std::vector<float> a_, cols_;  // scratch, kept: fresh large allocations cost page faults every run
 };
 
+class HalideConvTransposeDirect : public NodeKernel {
+ public:
+  HalideConvTransposeDirect(const Node& node, const Tensor& weight, KernelSource& source)
+      : node_(node), weight_shape_(weight.shape()) {
+    // [C, M, KH, KW] -> [M, KH, KW, C]: the kernel reads one channel run per tap, innermost.
+    const Shape& s = weight_shape_;
+    int64_t C = s[0], M = s[1], KH = s.size() == 4 ? s[2] : 1, KW = s.back();
+    weight_.resize(size_t(C * M * KH * KW));
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t r = 0; r < KH * KW; ++r)
+          weight_[size_t((m * KH * KW + r) * C + c)] = static_cast<float>(weight.get((c * M + m) * KH * KW + r));
+    KernelRequest request;
+    request.kind = KernelRequest::Kind::ConvTransposeDirect;
+    request.node = node.label();
+    request.kernel_h = int(KH);
+    request.kernel_w = int(KW);
+    code_ = source.get(request);
+  }
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
+    const Tensor& x = inputs.at(0);
+    const Tensor* bias = inputs.size() > 2 && !inputs[2].empty() ? &inputs[2] : nullptr;
+    ConvParams p = conv_transpose_params(node_, x.shape(), weight_shape_);
+    const Conv2d g = Conv2d::of(p);  // the adjoint conv: its output (OH, OW) is this node's input
+    const int64_t H = g.OH, W = g.OW, OH = g.H, OW = g.W, C = p.out_channels, M = p.in_channels;
+    check(OH == H * g.KH && OW == W * g.KW, ErrorKind::Invalid,
+          node_.label() + ": the output is not the input times the kernel; the direct kernel cannot take it");
+    check(!bias || bias->size() == M, ErrorKind::Invalid,
+          node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must have " + std::to_string(M) + " values");
+    for (int64_t v : {W, H, C, p.batch, OW, OH, M})
+      check(v <= INT32_MAX, ErrorKind::Invalid, node_.label() + ": a dimension is too large for a Halide kernel");
+    std::vector<float> x_copy, bias_values(size_t(M), 0.0f);
+    const float* xd = float_data(x, x_copy);
+    if (bias)
+      for (int64_t m = 0; m < M; ++m) bias_values[size_t(m)] = static_cast<float>(bias->get(m));
+
+    Shape out_shape = {p.batch, M};
+    out_shape.insert(out_shape.end(), p.in_spatial.begin(), p.in_spatial.end());
+    Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
+    Halide::Runtime::Buffer<float> X(const_cast<float*>(xd), {int(W), int(H), int(C), int(p.batch)});
+    Halide::Runtime::Buffer<float> Wt(weight_.data(), {int(C), int(g.KW), int(g.KH), int(M)});
+    Halide::Runtime::Buffer<float> B(bias_values.data(), int(M));
+    Halide::Runtime::Buffer<float> Y(y.mutable_data<float>(), {int(OW), int(OH), int(M), int(p.batch)});
+    void* argv[] = {X.raw_buffer(), Wt.raw_buffer(), B.raw_buffer(), Y.raw_buffer()};
+    dsl::Status st = dsl::call_pipeline(*code_.pipeline, argv, "conv transpose");
+    check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+    if (x.dtype() == DType::Float32) return {y};
+    Tensor out = Tensor::for_overwrite(x.dtype(), out_shape);
+    for (int64_t i = 0; i < y.size(); ++i) out.set(i, y.data<float>()[i]);  // rounds once, to float16
+    return {out};
+  }
+
+  KernelInfo info() const override {
+    return {node_.label(), "halide", "direct: one tap per output (kernel = stride), phases interleaved in vectors",
+            code_.compile_ms};
+  }
+
+ private:
+  const Node& node_;
+  Shape weight_shape_;
+  std::vector<float> weight_;  // [M, KH, KW, C]
+  KernelCode code_;
+};
+
 }  // namespace
+
+bool conv_transpose_runs_direct(const Node& node, const Graph& graph) {
+  std::string why_not;
+  if (!conv_transpose_gemm_weight(node, graph, &why_not)) return false;
+  const Shape& w = graph.initializers.at(node.input(1)).shape();
+  std::vector<int64_t> kernel(w.begin() + 2, w.end());
+  auto all = [](const std::vector<int64_t>& v, int64_t value) {
+    return std::all_of(v.begin(), v.end(), [&](int64_t e) { return e == value; });
+  };
+  std::string auto_pad = node.attr_string("auto_pad", "NOTSET");
+  return node.attr_ints("strides", std::vector<int64_t>(kernel.size(), 1)) == kernel &&
+         all(node.attr_ints("dilations"), 1) && all(node.attr_ints("pads"), 0) &&
+         all(node.attr_ints("output_padding"), 0) && !node.has_attr("output_shape") &&
+         (auto_pad == "NOTSET" || auto_pad == "VALID") && std::all_of(kernel.begin(), kernel.end(), [](int64_t k) {
+           return k >= 1 && k <= 8;
+         });
+}
 
 std::shared_ptr<const QuantizedWeight> conv_transpose_gemm_weight(const Node& node, const Graph& graph,
                                                                    std::string* why_not) {
@@ -131,6 +217,8 @@ std::unique_ptr<NodeKernel> make_halide_conv_transpose_kernel(const Node& node, 
                                                               KernelSource& source, std::string* why_not) {
   std::shared_ptr<const QuantizedWeight> matrix = conv_transpose_gemm_weight(node, graph, why_not);
   if (!matrix) return nullptr;
+  if (conv_transpose_runs_direct(node, graph))
+    return std::make_unique<HalideConvTransposeDirect>(node, graph.initializers.at(node.input(1)), source);
   Shape weight_shape = graph.initializers.at(node.input(1)).shape();
   return std::make_unique<HalideConvTranspose>(node, std::move(matrix), weight_shape, source);
 }

@@ -36,9 +36,13 @@ std::unique_ptr<NodeKernel> with_epilogue(const Node& node, const Graph& graph, 
 // Activation x activation MatMul (neither input constant), batched and broadcast (halide_matmul.cpp).
 std::unique_ptr<NodeKernel> make_halide_matmul_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                       std::string* why_not);
-// 1-D and 2-D ConvTranspose of group 1 with a constant float weight: GEMM + col2im (halide_conv_transpose.cpp).
+// 1-D and 2-D ConvTranspose of group 1 with a constant float weight: direct where the kernel equals the
+// stride, else GEMM + col2im (halide_conv_transpose.cpp).
 std::unique_ptr<NodeKernel> make_halide_conv_transpose_kernel(const Node& node, const Graph& graph,
                                                               KernelSource& source, std::string* why_not);
+// Whether such a ConvTranspose runs directly, one tap per output (kernel = stride, no pads, dilations
+// or output padding: schedules/cpu_conv_transpose.h) rather than as GEMM + col2im.
+bool conv_transpose_runs_direct(const Node& node, const Graph& graph);
 // The GEMM weight of such a ConvTranspose, [C, M*KH*KW] (its own weight, viewed), or nullptr and why not.
 std::shared_ptr<const QuantizedWeight> conv_transpose_gemm_weight(const Node& node, const Graph& graph,
                                                                    std::string* why_not);
@@ -62,8 +66,9 @@ struct HalideGemm {
 };
 std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph);
 
-// Whether a tetra.QConv runs on the direct conv kernel (every 2-D conv) rather than as im2col + GEMM.
-bool conv_runs_direct(const Node& node);
+// Whether a tetra.QConv runs on the direct conv kernel (every 2-D conv but one with a single output
+// position, a GEMV) rather than as im2col + GEMM, at the shapes in `graph`.
+bool conv_runs_direct(const Node& node, const Graph& graph);
 
 // The direct conv a node runs as on the Halide backend, at the shapes in `graph`: like halide_gemm_of,
 // shared by the runtime and the tuner's tasks. nullopt: not a direct conv, or shapes not known.

@@ -10,6 +10,7 @@
 #include "runtime/elementwise_pipelines.h"
 #include "schedules/cpu_batch_matmul.h"
 #include "schedules/cpu_conv.h"
+#include "schedules/cpu_conv_transpose.h"
 #include "schedules/qmatmul_kernel.h"
 #include "schedules/qmatmul_templates.h"
 
@@ -89,6 +90,10 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
     case KernelRequest::Kind::BatchMatMul:
       plan.code_key = r.key();  // one code for every shape
       plan.define = [=]() { return schedules::batch_matmul_pipeline(target); };
+      break;
+    case KernelRequest::Kind::ConvTransposeDirect:
+      plan.code_key = r.key();  // one code per kernel size, for every shape
+      plan.define = [=]() { return schedules::conv_transpose_phases_pipeline(target, r.kernel_h, r.kernel_w); };
       break;
     default:
       plan.code_key = r.key();

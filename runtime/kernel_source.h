@@ -33,9 +33,10 @@ inline constexpr int kStridedRank = 6;
 struct KernelRequest {
   // Copy: a strided copy of up to kStridedRank dims (Transpose, Slice, Concat, Split); Where: a select
   // over strided operands; Gather: rows picked by an index list; Resize: nearest or linear sampling
-  // of the last two dims; Reduce: a sum or mean over up to 3 merged dims; BatchMatMul: activation x activation.
+  // of the last two dims; Reduce: a sum or mean over up to 3 merged dims; BatchMatMul: activation x activation;
+  // ConvTransposeDirect: a ConvTranspose whose kernel equals its stride.
   enum class Kind { QMatMul, QConv, Elementwise, Softmax, LayerNorm, GlobalPool, Pool, Copy, Where, Gather, Resize, Reduce,
-              BatchMatMul };
+              BatchMatMul, ConvTransposeDirect };
   Kind kind = Kind::Elementwise;
   std::string node;  // the asking node's label, for messages
 
@@ -47,6 +48,7 @@ struct KernelRequest {
   bool flag = false;             // LayerNorm: has a bias; GlobalPool: max (else average)
   PoolWindow window;             // Pool
   int element_bits = 32;         // Copy, Where, Gather: the element size moved (any type of that size)
+  int kernel_h = 0, kernel_w = 0;  // ConvTransposeDirect: the kernel (= the stride)
 
   // Names the code: equal keys get equal code. Model libraries look their functions up by it.
   std::string key() const;

@@ -200,23 +200,28 @@ TEST_CASE("activation x activation MatMul runs on the batched Halide kernel", "[
   }
 }
 
-TEST_CASE("ConvTranspose with a constant weight runs as GEMM + col2im", "[halide][backend][conv_transpose]") {
+TEST_CASE("ConvTranspose with a constant weight runs directly (kernel = stride) or as GEMM + col2im", "[halide][backend][conv_transpose]") {
   std::string dir = temp_dir("halide_conv_transpose");
   struct Case {
     Shape x, w;
     std::vector<Attr> attrs;
     bool bias;
     DType dtype;
+    bool direct;  // one tap per output: the direct kernel
   };
   using V = std::vector<int64_t>;
   std::vector<Case> cases = {
-      {{1, 8, 7, 9}, {8, 5, 2, 2}, {{"strides", V{2, 2}}}, true, DType::Float32},  // the usual x2 upsampling
+      {{1, 8, 7, 9}, {8, 5, 2, 2}, {{"strides", V{2, 2}}}, true, DType::Float32, true},  // the usual x2 upsampling
+      {{2, 5, 33, 20}, {5, 7, 2, 2}, {{"strides", V{2, 2}}}, false, DType::Float32, true},
+      {{1, 16, 9, 37}, {16, 3, 3, 2}, {{"strides", V{3, 2}}, {"pads", V{0, 0, 0, 0}}}, true, DType::Float32, true},
+      {{2, 3, 40}, {3, 6, 4}, {{"strides", V{4}}}, true, DType::Float32, true},  // 1-D
       {{2, 6, 5, 4}, {6, 3, 3, 3}, {{"strides", V{2, 2}}, {"pads", V{1, 1, 1, 1}}, {"output_padding", V{1, 1}}}, false,
-       DType::Float32},
+       DType::Float32, false},
       {{1, 4, 6, 5}, {4, 7, 3, 2}, {{"strides", V{1, 3}}, {"dilations", V{2, 1}}, {"pads", V{0, 2, 1, 0}}}, true,
-       DType::Float32},
-      {{1, 5, 11}, {5, 3, 4}, {{"strides", V{3}}, {"auto_pad", "SAME_UPPER"}}, true, DType::Float32},  // 1-D
-      {{1, 8, 6, 6}, {8, 4, 2, 2}, {{"strides", V{2, 2}}}, true, DType::Float16},
+       DType::Float32, false},
+      {{1, 5, 11}, {5, 3, 4}, {{"strides", V{3}}, {"auto_pad", "SAME_UPPER"}}, true, DType::Float32, false},  // 1-D
+      {{1, 8, 6, 6}, {8, 4, 2, 2}, {{"strides", V{2, 2}}}, true, DType::Float16, true},
+      {{1, 8, 6, 6}, {8, 4, 2, 2}, {{"strides", V{2, 1}}}, true, DType::Float32, false},  // overlapping taps
   };
   for (const Case& c : cases) {
     INFO(shape_str(c.x) << " weight " << shape_str(c.w) << " " << dtype_name(c.dtype));
@@ -236,6 +241,7 @@ TEST_CASE("ConvTranspose with a constant weight runs as GEMM + col2im", "[halide
     REQUIRE(halide.kernels().size() == 1);
     INFO(halide.kernels()[0].detail);
     CHECK(halide.kernels()[0].backend == "halide");
+    CHECK((halide.kernels()[0].detail.rfind("direct", 0) == 0) == c.direct);
     TensorMap inputs = {{"x", random_tensor(c.dtype, c.x)}};
     TensorMap got = halide.run(inputs);
     TensorMap want = run_reference(graph, inputs);
