@@ -196,16 +196,28 @@ std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Grap
   return nullptr;
 }
 
-bool conv_runs_direct(const Node& node) {
+bool conv_runs_direct(const Node& node, const Graph& graph) {
   // Every 2-D conv: on the Zen 4 VM (default schedules, 2 threads) 3x3 64->64 56x56 int4 ran in 0.9 ms
   // direct against 2.2-2.8 ms as im2col + GEMM, whose 7 MB im2col copy alone cost as much as the GEMM;
   // in the example CNN a 1x1 32->32 conv at 32x32 in 0.07 against 0.19 ms, a stride-2 3x3 32->64 in
   // 0.12 against 0.20 ms.
-  return node.domain == "tetra" && node.op_type == "QConv" && node.weight && node.weight->shape().size() == 4;
+  if (node.domain != "tetra" || node.op_type != "QConv" || !node.weight || node.weight->shape().size() != 4)
+    return false;
+  // Except a dense conv with one output position per image (squeeze-excite's 1x1 convs after a global
+  // pool): that is a GEMV, whose im2col is a copy of the input, and the direct kernel's output tiles
+  // would compute dozens of positions for one (0.09 ms against a few microseconds).
+  const ValueInfo* x = node.inputs.empty() ? nullptr : graph.find_value(node.input(0));
+  if (node.attr_int("group", 1) == 1 && x && x->has_shape && fully_known(x->shape) && x->shape.size() == 4) {
+    ConvParams p = conv_params(node, to_shape(x->shape), node.weight->shape());
+    int64_t positions = 1;
+    for (int64_t o : p.out_spatial) positions *= o;
+    if (positions == 1) return false;
+  }
+  return true;
 }
 
 std::optional<HalideConv> halide_conv_of(const Node& node, const Graph& graph) {
-  if (!conv_runs_direct(node)) return std::nullopt;
+  if (!conv_runs_direct(node, graph)) return std::nullopt;
   const ValueInfo* x = node.inputs.empty() ? nullptr : graph.find_value(node.input(0));
   if (!x || !x->has_shape || !fully_known(x->shape) || x->shape.size() != 4) return std::nullopt;
   auto format = dsl::conv_int4_format_of(*node.weight);

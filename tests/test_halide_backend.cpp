@@ -249,3 +249,37 @@ TEST_CASE("ConvTranspose with a constant weight runs directly (kernel = stride) 
     CHECK(compare_tensors(got.at("y"), want.at("y"), tol * c.x[1], tol) == "");
   }
 }
+
+TEST_CASE("a conv with one output position per image runs as a GEMV, not on the direct conv tiles",
+          "[halide][backend][conv]") {
+  // Squeeze-excite's 1x1 convs after a global pool, and a conv whose kernel covers its input.
+  std::string dir = temp_dir("halide_conv_gemv");
+  struct Case {
+    Shape x, w;
+    bool gemv;
+  };
+  std::vector<Case> cases = {{{1, 72, 1, 1}, {24, 72, 1, 1}, true},
+                             {{2, 16, 3, 3}, {40, 16, 3, 3}, true},
+                             {{1, 16, 2, 2}, {8, 16, 1, 1}, false}};
+  for (const Case& c : cases) {
+    INFO(shape_str(c.x) << " weight " << shape_str(c.w));
+    ModelBuilder b(13);
+    b.input("x", DType::Float32, c.x);
+    b.output("y", DType::Float32);
+    b.initializer("w", random_tensor(DType::Float32, c.w));
+    b.initializer("b", random_tensor(DType::Float32, {c.w[0]}));
+    b.node("Conv", {"x", "w", "b"}, {"c"});
+    b.node("Relu", {"c"}, {"y"});
+    std::string path = b.save(dir + "/m.onnx");
+    Graph graph = load_model(path);
+    Executor halide(graph, ExecutorOptions{Backend::Halide});
+    REQUIRE(halide.kernels().size() == 1);
+    INFO(halide.kernels()[0].detail);
+    CHECK(halide.kernels()[0].backend == "halide");
+    CHECK((halide.kernels()[0].detail.find("im2col") != std::string::npos) == c.gemv);
+    TensorMap inputs = {{"x", random_tensor(DType::Float32, c.x)}};
+    TensorMap got = halide.run(inputs);
+    TensorMap want = run_reference(graph, inputs);
+    CHECK(compare_tensors(got.at("y"), want.at("y"), 1e-5 * c.w[1], 1e-5) == "");
+  }
+}
