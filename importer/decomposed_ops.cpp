@@ -25,8 +25,10 @@ class Recogniser {
 
   int run() {
     int found = 0;
-    // Larger patterns first: a HardSwish contains a HardSigmoid's chain.
-    for (size_t k = 0; k < g_.nodes.size(); ++k) found += !dead_.count(k) && (hard_swish(k) || gelu(k) || layer_norm(k));
+    // Larger patterns first: a HardSwish contains a HardSigmoid's chain. LayerNorms from their last
+    // node back, so that the chain ends at the bias Add, not at the Div before the scale and bias.
+    for (size_t k = g_.nodes.size(); k-- > 0;) found += !dead_.count(k) && layer_norm(k);
+    for (size_t k = 0; k < g_.nodes.size(); ++k) found += !dead_.count(k) && (hard_swish(k) || gelu(k));
     for (size_t k = 0; k < g_.nodes.size(); ++k) found += !dead_.count(k) && hard_sigmoid(k);
     std::vector<Node> kept;
     for (size_t k = 0; k < g_.nodes.size(); ++k)
