@@ -288,6 +288,68 @@ int hoist_matmul_scales(Graph& g) {
   return static_cast<int>(removed.size());
 }
 
+int fold_conv_transpose_batchnorms(Graph& g) {
+  std::map<std::string, int> readers;
+  for (const Node& n : g.nodes)
+    for (const std::string& in : n.inputs) ++readers[in];
+  std::set<std::string> graph_outputs;
+  for (const ValueInfo& o : g.outputs) graph_outputs.insert(o.name);
+  std::map<std::string, size_t> producer;
+  for (size_t k = 0; k < g.nodes.size(); ++k)
+    for (const std::string& o : g.nodes[k].outputs) producer[o] = k;
+  auto constant = [&](const std::string& name) -> const Tensor* {
+    auto it = g.initializers.find(name);
+    return it == g.initializers.end() ? nullptr : &it->second;
+  };
+
+  std::set<size_t> removed;
+  for (size_t k = 0; k < g.nodes.size(); ++k) {
+    const Node& bn = g.nodes[k];
+    if (!bn.domain.empty() || bn.op_type != "BatchNormalization" || bn.inputs.size() < 5 || bn.outputs.size() != 1 ||
+        bn.attr_int("training_mode", 0) != 0)
+      continue;
+    auto p = producer.find(bn.inputs[0]);
+    if (p == producer.end() || readers[bn.inputs[0]] != 1 || graph_outputs.count(bn.inputs[0])) continue;
+    Node& ct = g.nodes[p->second];
+    if (!ct.domain.empty() || ct.op_type != "ConvTranspose" || ct.attr_int("group", 1) != 1 || ct.outputs.size() != 1)
+      continue;
+    const Tensor* w = constant(ct.input(1));
+    const Tensor* old_bias = ct.has_input(2) ? constant(ct.input(2)) : nullptr;
+    if (!w || !is_float(w->dtype()) || w->rank() < 3 || (ct.has_input(2) && !old_bias)) continue;
+    int64_t M = w->shape()[1];
+    const Tensor *gamma = constant(bn.inputs[1]), *beta = constant(bn.inputs[2]);
+    const Tensor *mean = constant(bn.inputs[3]), *var = constant(bn.inputs[4]);
+    bool params_ok = gamma && beta && mean && var;
+    for (const Tensor* t : {gamma, beta, mean, var})
+      params_ok = params_ok && t->size() == M && is_float(t->dtype());
+    if (!params_ok) continue;
+
+    double eps = bn.attr_float("epsilon", 1e-5);
+    std::vector<double> a(M), b(M);
+    for (int64_t m = 0; m < M; ++m) {
+      a[m] = gamma->get(m) / std::sqrt(var->get(m) + eps);
+      b[m] = beta->get(m) - mean->get(m) * a[m] + (old_bias ? old_bias->get(m) * a[m] : 0.0);
+    }
+    Tensor folded(w->dtype(), w->shape());
+    int64_t taps = w->size() / (w->shape()[0] * M);  // [C, M, k...]: output channel m is (i / taps) % M
+    for (int64_t i = 0; i < w->size(); ++i) folded.set(i, w->get(i) * a[(i / taps) % M]);
+    std::string weight_name = ct.name + "_bn_folded_weight", bias_name = ct.name + "_bn_folded_bias";
+    g.initializers[weight_name] = folded;
+    g.initializers[bias_name] = Tensor::from_doubles(w->dtype(), {M}, b);
+    ct.inputs.resize(3);
+    ct.inputs[1] = weight_name;
+    ct.inputs[2] = bias_name;
+    ct.outputs[0] = bn.outputs[0];
+    removed.insert(k);
+  }
+  if (removed.empty()) return 0;
+  std::vector<Node> kept;
+  for (size_t k = 0; k < g.nodes.size(); ++k)
+    if (!removed.count(k)) kept.push_back(std::move(g.nodes[k]));
+  g.nodes = std::move(kept);
+  return static_cast<int>(removed.size());
+}
+
 void fuse_epilogues(Graph& graph) {
   // Nothing to fuse into without a fused GEMM or conv (int4 or float weight).
   if (std::none_of(graph.nodes.begin(), graph.nodes.end(), [](const Node& n) { return n.weight != nullptr; })) return;

@@ -18,4 +18,9 @@ void fuse_epilogues(Graph& graph);
 // of MatMuls rewritten; re-infer shapes afterwards.
 int hoist_matmul_scales(Graph& graph);
 
+// A BatchNormalization after a ConvTranspose (group 1, constant float weight and bias, a detector
+// head's upsampling) folds into that weight and bias: y * a + b per output channel, a = gamma /
+// sqrt(var + eps), b = beta - mean * a. Returns the number folded; re-infer shapes afterwards.
+int fold_conv_transpose_batchnorms(Graph& graph);
+
 }  // namespace tetra

@@ -22,9 +22,9 @@ Graph prepare(Graph graph, const std::string& what, const std::map<std::string, 
   if (options.recognise_decomposed && recognise_decomposed_ops(graph) > 0) infer_shapes(graph, input_shapes);
   if (options.fuse_epilogues) {
     size_t nodes = graph.nodes.size();
-    bool hoisted = hoist_matmul_scales(graph) > 0;
+    bool rewritten = hoist_matmul_scales(graph) + fold_conv_transpose_batchnorms(graph) > 0;
     fuse_epilogues(graph);  // needs the shapes just inferred
-    if (hoisted || graph.nodes.size() != nodes) infer_shapes(graph, input_shapes);  // each fused step removed a node
+    if (rewritten || graph.nodes.size() != nodes) infer_shapes(graph, input_shapes);  // each fused step removed a node
   }
   return graph;
 }

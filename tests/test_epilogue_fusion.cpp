@@ -177,3 +177,33 @@ TEST_CASE("attention's scalar scale moves from the scores onto the smaller MatMu
   CHECK(g.nodes[0].op_type == "MatMul");
   CHECK(g.nodes[2].op_type == "MatMul");
 }
+
+TEST_CASE("BatchNormalization after a ConvTranspose folds into its weight and bias", "[fusion]") {
+  std::string dir = temp_dir("fold_conv_transpose_bn");
+  for (bool bias : {true, false}) {
+    for (int64_t stride : {2, 1}) {  // the direct kernel (kernel = stride) and GEMM + col2im
+      INFO("bias " << bias << " stride " << stride);
+      ModelBuilder b(11);
+      b.input("x", DType::Float32, {1, 6, 9, 11});
+      b.output("y", DType::Float32);
+      b.initializer("w", random_tensor(DType::Float32, {6, 5, 2, 2}));
+      b.initializer("g", random_tensor(DType::Float32, {5}, 0.5, 1.5));
+      b.initializer("beta", random_tensor(DType::Float32, {5}));
+      b.initializer("mean", random_tensor(DType::Float32, {5}));
+      b.initializer("var", random_tensor(DType::Float32, {5}, 0.5, 2));
+      std::vector<std::string> in = {"x", "w"};
+      if (bias) {
+        b.initializer("b", random_tensor(DType::Float32, {5}));
+        in.push_back("b");
+      }
+      b.node("ConvTranspose", in, {"t"}, {{"strides", std::vector<int64_t>{stride, stride}}});
+      b.node("BatchNormalization", {"t", "g", "beta", "mean", "var"}, {"n"});
+      b.node("Relu", {"n"}, {"y"});
+      std::string path = b.save(dir + "/m.onnx");
+      Graph g = load_model(path);
+      REQUIRE(g.nodes.size() == 2);
+      CHECK(g.nodes[0].op_type == "ConvTranspose");
+      expect_same_results(path, {{"x", random_tensor(DType::Float32, {1, 6, 9, 11})}});
+    }
+  }
+}
