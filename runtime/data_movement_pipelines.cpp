@@ -111,15 +111,25 @@ dsl::ScheduledPipeline build_resize(bool nearest, const dsl::TargetSpec& target)
   return {Halide::Pipeline(out), params};
 }
 
-// x float32 (kept dims 0..2, reduced dims 3..5, any strides) -> out (kept dims): the sum or the
-// mean over the reduced dims, accumulated in float32.
-dsl::ScheduledPipeline build_reduce(bool mean, const dsl::TargetSpec& target) {
+// x float32 (kept dims 0..2, reduced dims 3..5, any strides) -> out (kept dims): the sum, the mean,
+// the max or the min ("sum", "mean", "max", "min") over the reduced dims, in float32. A max or min
+// over no elements is -inf or +inf; NaN propagates.
+dsl::ScheduledPipeline build_reduce(const std::string& op, const dsl::TargetSpec& target) {
   ImageParam x = strided_input(Halide::Float(32), kStridedRank, "x");
   Var k0("k0"), k1("k1"), k2("k2");
   RDom r(0, x.dim(3).extent(), 0, x.dim(4).extent(), 0, x.dim(5).extent(), "r");
   Func sum("sum");
-  sum(k0, k1, k2) = 0.0f;
-  sum(k0, k1, k2) += x(k0, k1, k2, r.x, r.y, r.z);
+  Expr v = x(k0, k1, k2, r.x, r.y, r.z);
+  const bool mean = op == "mean";
+  if (op == "max" || op == "min") {
+    bool is_max = op == "max";
+    sum(k0, k1, k2) = Expr(is_max ? -INFINITY : INFINITY);
+    Expr acc = sum(k0, k1, k2);
+    sum(k0, k1, k2) = select(Halide::is_nan(v) || (is_max ? v > acc : v < acc), v, acc);
+  } else {
+    sum(k0, k1, k2) = 0.0f;
+    sum(k0, k1, k2) += v;
+  }
   Func out("reduce");
   Expr count = Halide::cast<float>(x.dim(3).extent() * x.dim(4).extent() * x.dim(5).extent());
   out(k0, k1, k2) = mean ? sum(k0, k1, k2) / count : sum(k0, k1, k2);
@@ -147,7 +157,7 @@ dsl::Result<dsl::ScheduledPipeline> data_movement_pipeline(const KernelRequest& 
       case KernelRequest::Kind::Where: return build_where(bits, target);
       case KernelRequest::Kind::Gather: return build_gather(bits, target);
       case KernelRequest::Kind::Resize: return build_resize(r.op == "nearest", target);
-      case KernelRequest::Kind::Reduce: return build_reduce(r.op == "mean", target);
+      case KernelRequest::Kind::Reduce: return build_reduce(r.op, target);
       default: return dsl::Failure{dsl::FailureKind::Unsupported, r.key(), "not a data-movement pipeline"};
     }
   } catch (const Halide::Error& e) {

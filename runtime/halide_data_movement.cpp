@@ -1,14 +1,16 @@
 // The Halide backend's kernels for data movement, Where, Resize and reductions.
 //
 //   views       Reshape, Flatten, Squeeze, Unsqueeze: the output shares the input's bytes, no copy
-//   copies      Transpose, Slice, Concat, Split: each is one or more strided copies (a permutation of
+//   copies      Transpose, Slice, Concat, Split, Pad: each is one or more strided copies (a permutation of
 //               strides; a start offset and strides times steps; a copy per input into its window of
-//               the output; a copy per output from its window of the input), all on one pipeline
+//               the output; a copy per output from its window of the input; the input into its window
+//               of the constant-filled output), all on one pipeline
 //   Where       a select over the three operands with broadcasting as stride 0
 //   Gather      rows picked by an index list along any axis
 //   Resize      nearest (every nearest_mode and coordinate transform) or linear, of the last two dims,
 //               from sample tables computed by the reference's own rule (runtime/ops/resize.h)
-//   ReduceSum / ReduceMean   over any axes: the input seen as up to 3 kept and 3 reduced merged dims
+//   ReduceSum / ReduceMean / ReduceMax / ReduceMin
+//               over any axes: the input seen as up to 3 kept and 3 reduced merged dims
 //
 // Copies, Where and Gather move elements of any type by size (8 to 64 bits), so float16 and int64
 // take the same code as float32; Resize and the reductions compute in float32. Shapes, strides,
@@ -16,6 +18,7 @@
 // that every operand steps through alike are merged first, so a rank-8 transpose whose moves are
 // rank 6 or less runs too; the rest, empty tensors and 4-bit types run the reference kernel.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -25,6 +28,7 @@
 #include "runtime/halide_ops.h"
 #include "runtime/op_registry.h"
 #include "runtime/ops/op_util.h"
+#include "runtime/ops/pad.h"
 #include "runtime/ops/reduce.h"
 #include "runtime/ops/resize.h"
 #include "runtime/ops/tensor_ops.h"
@@ -210,6 +214,42 @@ CopyPlan plan_split(const Node& node, const std::vector<Tensor>& in) {
   return plan;
 }
 
+// Pad, constant mode: the output filled with the value, then one copy of the input (less any cropped
+// edges) into its window.
+CopyPlan plan_pad(const Node& node, const std::vector<Tensor>& in) {
+  const Tensor& x = input_required(node, in, 0);
+  auto given = [&](size_t i) { return i < in.size() && !in[i].empty() ? &in[i] : nullptr; };
+  std::optional<PadArgs> a = pad_args(node, x.rank(), given(1), given(2), given(3));
+  op_check(a && a->mode == "constant", node, "the Halide kernel pads with a constant only");
+  Shape out_shape = x.shape(), extents = x.shape();
+  std::vector<int64_t> in_strides = strides_of(x.shape());
+  int64_t src_offset = 0;
+  for (int64_t d = 0; d < x.rank(); ++d) {
+    out_shape[d] += a->begin[d] + a->end[d];
+    op_check(out_shape[d] >= 0, node, "pads crop dim " + std::to_string(d) + " below zero");
+    extents[d] -= std::max<int64_t>(0, -a->begin[d]) + std::max<int64_t>(0, -a->end[d]);
+    src_offset += std::max<int64_t>(0, -a->begin[d]) * in_strides[d];
+  }
+  // Zero is the pool's fill; any other value is written here (a copy then overwrites the window).
+  CopyPlan plan{{a->value == 0 ? Tensor(x.dtype(), out_shape) : Tensor::for_overwrite(x.dtype(), out_shape)}, {}};
+  Tensor& out = plan.outputs[0];
+  if (a->value != 0) {
+    if (out.dtype() == DType::Float32) std::fill(out.mutable_data<float>(), out.mutable_data<float>() + out.size(), float(a->value));
+    else
+      for (int64_t i = 0; i < out.size(); ++i) {
+        if (is_float(out.dtype())) out.set(i, a->value);
+        else out.set_int(i, static_cast<int64_t>(a->value));
+      }
+  }
+  if (std::any_of(extents.begin(), extents.end(), [](int64_t e) { return e <= 0; })) return plan;
+  std::vector<int64_t> out_strides = strides_of(out_shape);
+  int64_t dst_offset = 0;
+  for (int64_t d = 0; d < x.rank(); ++d) dst_offset += std::max<int64_t>(0, a->begin[d]) * out_strides[d];
+  plan.copies.push_back(Copy{x.bytes() + src_offset * element_bytes(x), out.mutable_bytes() + dst_offset * element_bytes(out),
+                             extents, in_strides, out_strides});
+  return plan;
+}
+
 class CopyKernel : public HalideKernel {
  public:
   CopyKernel(const Node& node, KernelSource& source, int bits, PlanFn plan)
@@ -382,16 +422,17 @@ class ResizeKernel : public HalideKernel {
 };
 
 // ---------------------------------------------------------------------------------------------
-// ReduceSum, ReduceMean
+// ReduceSum, ReduceMean, ReduceMax, ReduceMin
 
 class ReduceKernel : public HalideKernel {
  public:
-  ReduceKernel(const Node& node, KernelSource& source, bool mean) : HalideKernel(node, source) {
+  // `op`: "sum", "mean", "max" or "min".
+  ReduceKernel(const Node& node, KernelSource& source, const std::string& op) : HalideKernel(node, source) {
     KernelRequest request;
     request.kind = KernelRequest::Kind::Reduce;
-    request.op = mean ? "mean" : "sum";
+    request.op = op;
     code_ = code_for(request);
-    detail_ = "reduce " + request.op + " over up to 3 merged dims (axes and shapes at run time), float32 sums, " +
+    detail_ = "reduce " + request.op + " over up to 3 merged dims (axes and shapes at run time), in float32, " +
               std::to_string(lanes()) + " outputs per vector, parallel";
   }
 
@@ -458,7 +499,7 @@ bool tiny_integer(const Node& node, const Graph& graph, DType t) {
 bool is_data_movement(const std::string& op) {
   static const std::set<std::string> ops = {
       "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",     "Concat",    "Split",
-      "Gather",  "Where",   "Resize",  "ReduceSum", "ReduceMean", "Shape",    "Constant", "ConstantOfShape",
+      "Gather",  "Where",   "Resize",  "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "Pad", "Shape",    "Constant", "ConstantOfShape",
       "Cast",    "CastLike", "Equal"};
   return ops.count(op) > 0;
 }
@@ -480,7 +521,7 @@ std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, c
   if (tiny_integer(node, graph, t))
     return decline(why_not, dtype_name(t) + " shape arithmetic on at most " + std::to_string(kTinyIntegerElements) +
                                 " elements runs on the reference kernel (a compile would cost more than it saves)");
-  if (op == "Resize" || op == "ReduceSum" || op == "ReduceMean") {
+  if (op == "Resize" || op.rfind("Reduce", 0) == 0) {
     if (!is_fp(t)) return decline(why_not, "input is " + dtype_name(t) + ", not float32/float16");
     try {
       if (op == "Resize") {
@@ -488,7 +529,9 @@ std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, c
         if (mode != "nearest" && mode != "linear") return decline(why_not, "mode '" + mode + "' has no Halide kernel");
         return std::make_unique<ResizeKernel>(node, source, mode == "nearest");
       }
-      return std::make_unique<ReduceKernel>(node, source, op == "ReduceMean");
+      std::string how = op.substr(6);  // "Sum", "Mean", "Max", "Min"
+      for (char& ch : how) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+      return std::make_unique<ReduceKernel>(node, source, how);
     } catch (const Error& e) {
       *why_not = std::string("not compiled: ") + e.what();
       return nullptr;
@@ -500,6 +543,11 @@ std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, c
   if (op == "Slice") return std::make_unique<CopyKernel>(node, source, bits, plan_slice);
   if (op == "Concat") return std::make_unique<CopyKernel>(node, source, bits, plan_concat);
   if (op == "Split") return std::make_unique<CopyKernel>(node, source, bits, plan_split);
+  if (op == "Pad") {
+    if (node.attr_string("mode", "constant") != "constant")
+      return decline(why_not, "Pad mode '" + node.attr_string("mode", "constant") + "' runs on the reference kernel");
+    return std::make_unique<CopyKernel>(node, source, bits, plan_pad);
+  }
   if (op == "Gather") return std::make_unique<GatherKernel>(node, source, bits);
   if (op == "Where") return std::make_unique<WhereKernel>(node, source, bits);
   return decline(why_not, "no Halide kernel for " + op);

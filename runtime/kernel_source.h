@@ -33,7 +33,7 @@ inline constexpr int kStridedRank = 6;
 struct KernelRequest {
   // Copy: a strided copy of up to kStridedRank dims (Transpose, Slice, Concat, Split); Where: a select
   // over strided operands; Gather: rows picked by an index list; Resize: nearest or linear sampling
-  // of the last two dims; Reduce: a sum or mean over up to 3 merged dims; BatchMatMul: activation x activation;
+  // of the last two dims; Reduce: a sum, mean, max or min over up to 3 merged dims; BatchMatMul: activation x activation;
   // ConvTransposeDirect: a ConvTranspose whose kernel equals its stride.
   enum class Kind { QMatMul, QConv, Elementwise, Softmax, LayerNorm, GlobalPool, Pool, Copy, Where, Gather, Resize, Reduce,
               BatchMatMul, ConvTransposeDirect };
@@ -43,7 +43,7 @@ struct KernelRequest {
   dsl::QMatMulWorkload qmatmul;  // QMatMul: the workload (its shapes pick the schedule)
   dsl::QConvWorkload qconv;      // QConv
   std::string op;                // Elementwise: the op key ("Add", "Clip:min,max", "Gelu:tanh");
-                                 // Resize: "nearest" or "linear"; Reduce: "sum" or "mean"
+                                 // Resize: "nearest" or "linear"; Reduce: "sum", "mean", "max" or "min"
   std::string pattern;           // Elementwise: the broadcast pattern, innermost dim first ("x1,xx")
   bool flag = false;             // LayerNorm: has a bias; GlobalPool: max (else average)
   PoolWindow window;             // Pool

@@ -49,10 +49,10 @@ const ArityTable& arity_table() {
          "ConstantOfShape", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"},
         1, 1);
     set({"Add", "Sub", "Mul", "Div", "Pow", "Equal", "CastLike", "MatMul", "Reshape", "Squeeze", "Unsqueeze",
-         "Gather", "ReduceSum", "ReduceMean"},
+         "Gather", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin"},
         2, 1);
     set({"Where", "Clip", "Gemm", "Conv", "ConvTranspose", "QuantizeLinear", "DequantizeLinear"}, 3, 1);
-    set({"Resize", "MatMulInteger", "ConvInteger"}, 4, 1);
+    set({"Resize", "MatMulInteger", "ConvInteger", "Pad"}, 4, 1);
     set({"Slice"}, 5, 1);
     set({"QLinearMatMul"}, 8, 1);
     set({"QLinearConv"}, 9, 1);
@@ -93,6 +93,7 @@ const OpRegistry& OpRegistry::get() {
     OpRegistry r;
     register_elementwise_ops(r);
     register_tensor_ops(r);
+    register_pad(r);
     register_reduce_ops(r);
     register_nn_ops(r);
     register_quant_ops(r);

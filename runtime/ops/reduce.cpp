@@ -1,4 +1,4 @@
-// Reductions and normalisations of the reference evaluator: ReduceSum, ReduceMean, Softmax,
+// Reductions and normalisations of the reference evaluator: ReduceSum, ReduceMean, ReduceMax, ReduceMin, Softmax,
 // LayerNormalization and (inference-mode) BatchNormalization. Sums accumulate in double for float
 // inputs and in int64 for integer inputs; results are rounded once into the output type.
 #include <algorithm>
@@ -42,9 +42,9 @@ int64_t span(const Shape& shape, int64_t begin, int64_t end) {
 size_t output_count(const Node& node) { return std::max<size_t>(1, node.outputs.size()); }
 
 // ---------------------------------------------------------------------------------------------
-// ReduceSum, ReduceMean
+// ReduceSum, ReduceMean, ReduceMax, ReduceMin
 //
-// Axes are the 'axes' attribute before `axes_input_opset` (13 for ReduceSum, 18 for ReduceMean) and
+// Axes are the 'axes' attribute before `axes_input_opset` (13 for ReduceSum, 18 for the others) and
 // the optional input 1 from then on. No axes means every axis, unless noop_with_empty_axes is set.
 
 // The requested axes; nullopt when they come from an input whose value is not known yet.
@@ -82,8 +82,11 @@ std::vector<DimT> reduced_shape(const std::vector<DimT>& shape, const std::vecto
   return out;
 }
 
-Tensor reduce(const Node& node, const Tensor& x, const std::vector<bool>& reduced, bool keepdims, bool mean) {
+enum class Reduction { Sum, Mean, Max, Min };
+
+Tensor reduce(const Node& node, const Tensor& x, const std::vector<bool>& reduced, bool keepdims, Reduction how) {
   op_check(x.dtype() != DType::Bool, node, "cannot reduce a bool tensor");
+  bool mean = how == Reduction::Mean;
   Shape kept = reduced_shape<int64_t>(x.shape(), reduced, true, 1);
   int64_t count = 1;  // elements per output
   for (int64_t d = 0; d < x.rank(); ++d)
@@ -91,7 +94,28 @@ Tensor reduce(const Node& node, const Tensor& x, const std::vector<bool>& reduce
   // Each input element's slot in the output: the input shape broadcast from the kept shape.
   std::vector<int64_t> slot = broadcast_index_map(kept, x.shape());
   Tensor y(x.dtype(), kept);
-  if (is_float(x.dtype())) {
+  if (how == Reduction::Max || how == Reduction::Min) {
+    // Over no elements: the identity, -inf / +inf (the type's lowest / highest for integers).
+    bool is_max = how == Reduction::Max;
+    if (is_float(x.dtype())) {
+      std::vector<double> acc(y.size(), is_max ? -INFINITY : INFINITY);
+      for (int64_t i = 0; i < x.size(); ++i) {
+        double v = x.get(i);
+        if (std::isnan(v) || (is_max ? v > acc[slot[i]] : v < acc[slot[i]])) acc[slot[i]] = v;
+      }
+      for (int64_t k = 0; k < y.size(); ++k) y.set(k, acc[k]);
+    } else {
+      op_check(count > 0, node, "max or min over zero elements of an integer tensor");
+      std::vector<int64_t> acc(y.size());
+      std::vector<bool> seen(y.size(), false);
+      for (int64_t i = 0; i < x.size(); ++i) {
+        int64_t v = x.get_int(i);
+        if (!seen[slot[i]] || (is_max ? v > acc[slot[i]] : v < acc[slot[i]])) acc[slot[i]] = v;
+        seen[slot[i]] = true;
+      }
+      for (int64_t k = 0; k < y.size(); ++k) y.set_int(k, acc[k]);
+    }
+  } else if (is_float(x.dtype())) {
     std::vector<double> acc(y.size(), 0.0);
     for (int64_t i = 0; i < x.size(); ++i) acc[slot[i]] += x.get(i);
     for (int64_t k = 0; k < y.size(); ++k) y.set(k, mean ? acc[k] / static_cast<double>(count) : acc[k]);
@@ -110,7 +134,7 @@ Tensor reduce(const Node& node, const Tensor& x, const std::vector<bool>& reduce
 // From this opset on the axes are input 1 rather than an attribute.
 int64_t axes_input_since(const std::string& op) { return op == "ReduceSum" ? 13 : 18; }
 
-void add_reduce(OpRegistry& r, const std::string& op, bool mean) {
+void add_reduce(OpRegistry& r, const std::string& op, Reduction how) {
   const int64_t axes_input_opset = axes_input_since(op);
   r.add({"", op,
          [=](const InferContext& ctx) {
@@ -129,7 +153,7 @@ void add_reduce(OpRegistry& r, const std::string& op, bool mean) {
          [=](const Node& node, const std::vector<Tensor>& in) {
            const Tensor& x = input(node, in, 0);
            ReduceAxes axes = reduce_axes(node, in, x.rank());
-           return std::vector<Tensor>{reduce(node, x, axes.reduced, axes.keepdims, mean)};
+           return std::vector<Tensor>{reduce(node, x, axes.reduced, axes.keepdims, how)};
          }});
 }
 
@@ -313,8 +337,10 @@ ReduceAxes reduce_axes(const Node& node, const std::vector<Tensor>& in, int64_t 
 }
 
 void register_reduce_ops(OpRegistry& r) {
-  add_reduce(r, "ReduceSum", false);
-  add_reduce(r, "ReduceMean", true);
+  add_reduce(r, "ReduceSum", Reduction::Sum);
+  add_reduce(r, "ReduceMean", Reduction::Mean);
+  add_reduce(r, "ReduceMax", Reduction::Max);
+  add_reduce(r, "ReduceMin", Reduction::Min);
   r.add({"", "Softmax", softmax_infer, softmax_compute});
   r.add({"", "LayerNormalization", layer_norm_infer, layer_norm_compute});
   r.add({"", "BatchNormalization", batch_norm_infer, batch_norm_compute});
