@@ -6,6 +6,9 @@
 #include <optional>
 #include <set>
 
+#include "importer/error.h"
+#include "runtime/ops/pad.h"
+
 namespace tetra {
 namespace {
 
@@ -231,7 +234,15 @@ std::optional<int64_t> known_size(const Graph& g, const std::string& name) {
 
 }  // namespace
 
+namespace {
+// Whether any node is the ai.onnx `op`: the rewrites below index the graph only when it is worth it.
+bool has_op(const Graph& g, const char* op) {
+  return std::any_of(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.domain.empty() && n.op_type == op; });
+}
+}  // namespace
+
 int hoist_matmul_scales(Graph& g) {
+  if (!has_op(g, "MatMul")) return 0;
   std::map<std::string, std::vector<size_t>> readers;
   for (size_t k = 0; k < g.nodes.size(); ++k)
     for (const std::string& in : g.nodes[k].inputs) readers[in].push_back(k);
@@ -289,6 +300,7 @@ int hoist_matmul_scales(Graph& g) {
 }
 
 int fold_conv_transpose_batchnorms(Graph& g) {
+  if (!has_op(g, "ConvTranspose") || !has_op(g, "BatchNormalization")) return 0;
   std::map<std::string, int> readers;
   for (const Node& n : g.nodes)
     for (const std::string& in : n.inputs) ++readers[in];
@@ -341,6 +353,56 @@ int fold_conv_transpose_batchnorms(Graph& g) {
     ct.inputs[2] = bias_name;
     ct.outputs[0] = bn.outputs[0];
     removed.insert(k);
+  }
+  if (removed.empty()) return 0;
+  std::vector<Node> kept;
+  for (size_t k = 0; k < g.nodes.size(); ++k)
+    if (!removed.count(k)) kept.push_back(std::move(g.nodes[k]));
+  g.nodes = std::move(kept);
+  return static_cast<int>(removed.size());
+}
+
+int fold_pads_into_convs(Graph& g) {
+  if (!has_op(g, "Pad")) return 0;
+  std::map<std::string, int> readers;
+  for (const Node& n : g.nodes)
+    for (const std::string& in : n.inputs) ++readers[in];
+  std::set<std::string> graph_outputs;
+  for (const ValueInfo& o : g.outputs) graph_outputs.insert(o.name);
+  std::map<std::string, size_t> producer;
+  for (size_t k = 0; k < g.nodes.size(); ++k)
+    for (const std::string& o : g.nodes[k].outputs) producer[o] = k;
+
+  std::set<size_t> removed;
+  for (Node& conv : g.nodes) {
+    bool is_conv = (conv.domain.empty() && conv.op_type == "Conv") || (conv.domain == "tetra" && conv.op_type == "QConv");
+    if (!is_conv || conv.inputs.empty() || conv.attr_string("auto_pad", "NOTSET") != "NOTSET") continue;
+    const std::string& padded = conv.inputs[0];
+    auto p = producer.find(padded);
+    if (p == producer.end() || removed.count(p->second) || readers[padded] != 1 || graph_outputs.count(padded)) continue;
+    const Node& pad = g.nodes[p->second];
+    const ValueInfo* x = pad.inputs.empty() ? nullptr : g.find_value(pad.inputs[0]);
+    if (!pad.domain.empty() || pad.op_type != "Pad" || !x || !x->has_shape || x->shape.size() < 3) continue;
+    int64_t rank = static_cast<int64_t>(x->shape.size()), spatial = rank - 2;
+    std::optional<PadArgs> a;
+    try {
+      a = pad_args(pad, g, rank);
+    } catch (const Error&) {
+      continue;  // a malformed Pad stays, to fail with its own error when it runs
+    }
+    if (!a || a->mode != "constant" || a->value != 0) continue;
+    bool spatial_only = a->begin[0] == 0 && a->end[0] == 0 && a->begin[1] == 0 && a->end[1] == 0;
+    for (int64_t d = 2; d < rank; ++d) spatial_only = spatial_only && a->begin[d] >= 0 && a->end[d] >= 0;
+    if (!spatial_only) continue;
+    std::vector<int64_t> pads = conv.attr_ints("pads", std::vector<int64_t>(size_t(2 * spatial), 0));
+    if (static_cast<int64_t>(pads.size()) != 2 * spatial) continue;
+    for (int64_t d = 0; d < spatial; ++d) {
+      pads[size_t(d)] += a->begin[size_t(d + 2)];
+      pads[size_t(d + spatial)] += a->end[size_t(d + 2)];
+    }
+    conv.attrs["pads"] = ints_attr(pads);
+    conv.inputs[0] = pad.inputs[0];
+    removed.insert(p->second);
   }
   if (removed.empty()) return 0;
   std::vector<Node> kept;

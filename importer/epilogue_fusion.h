@@ -23,4 +23,8 @@ int hoist_matmul_scales(Graph& graph);
 // sqrt(var + eps), b = beta - mean * a. Returns the number folded; re-infer shapes afterwards.
 int fold_conv_transpose_batchnorms(Graph& graph);
 
+// A zero constant Pad of the spatial dims before a Conv (tf2onnx and paddle2onnx write SAME padding
+// so) becomes the conv's own pads: no padded copy of the activation. Returns the number folded.
+int fold_pads_into_convs(Graph& graph);
+
 }  // namespace tetra

@@ -22,7 +22,7 @@ Graph prepare(Graph graph, const std::string& what, const std::map<std::string, 
   if (options.recognise_decomposed && recognise_decomposed_ops(graph) > 0) infer_shapes(graph, input_shapes);
   if (options.fuse_epilogues) {
     size_t nodes = graph.nodes.size();
-    bool rewritten = hoist_matmul_scales(graph) + fold_conv_transpose_batchnorms(graph) > 0;
+    bool rewritten = hoist_matmul_scales(graph) + fold_conv_transpose_batchnorms(graph) + fold_pads_into_convs(graph) > 0;
     fuse_epilogues(graph);  // needs the shapes just inferred
     if (rewritten || graph.nodes.size() != nodes) infer_shapes(graph, input_shapes);  // each fused step removed a node
   }
