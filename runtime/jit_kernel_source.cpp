@@ -62,8 +62,9 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
   switch (r.kind) {
     case KernelRequest::Kind::QMatMul: {
       // int8 activations where the target and format allow them, else float32 and why.
-      std::string note;
-      dsl::QMatMulWorkload workload = schedules::workload_for_target(r.qmatmul, target, &note);
+      schedules::ResolvedQMatMul resolved = schedules::resolve_qmatmul(r.qmatmul, target);
+      const dsl::QMatMulWorkload& workload = resolved.workload;
+      const std::string& note = resolved.note;
       ScheduleChoice choice = choose_qmatmul_schedule(workload, schedules, target);
       plan.halide = schedules::qmatmul_halide_target(workload, target);
       plan.code_key = schedules::qmatmul_code_key(workload, choice.schedule);

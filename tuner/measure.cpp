@@ -209,7 +209,7 @@ MeasureResult measure_here(const MeasureJob& job) {
     if (std::optional<HalideConv> conv = halide_conv_of(*node, graph)) return measure_conv(job, *conv);
     return failed(node->label() + " does not run as a Halide GEMM or direct conv");
   }
-  gemm->workload = schedules::workload_for_target(gemm->workload, dsl::host_target());
+  gemm->workload = schedules::resolve_qmatmul(gemm->workload, dsl::host_target()).workload;
   const dsl::QMatMulWorkload& wl = gemm->workload;
 
   auto start = Clock::now();
