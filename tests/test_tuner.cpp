@@ -12,6 +12,7 @@
 #include "tools/model_builder.h"
 #include "tuner/database.h"
 #include "tuner/database_source.h"
+#include "tuner/measure.h"
 #include "tuner/task.h"
 #include "tuner/tune.h"
 
@@ -62,6 +63,30 @@ TEST_CASE("task extraction finds each distinct GEMM once, with its count", "[tun
   CHECK(tasks[0].occurrences == 2);  // w1 and w2 share shape and format
   CHECK(tasks[1].occurrences == 1);
   CHECK(tasks[0].workload.M == 2);
+}
+
+TEST_CASE("a worker's result is its delimited last line, whatever JSON its messages hold", "[tuner]") {
+  tuner::MeasureResult failure;
+  failure.error = "cannot compile schedule {\"template\": \"cpu_int4_gemv\", \"knobs\": {\"tile_n\": 16}}";
+  std::string output = "a log line {\"not\": \"a result\"}\n" + tuner::worker_result_line(failure);
+  std::optional<tuner::MeasureResult> read = tuner::parse_worker_output(output);
+  REQUIRE(read);
+  CHECK_FALSE(read->ok);
+  CHECK(read->error == failure.error);
+  CHECK_FALSE(tuner::parse_worker_output("{\"ok\": true, \"median_ms\": 1}\n"));  // JSON alone is no result
+
+  // End to end: the worker's failure names a node whose name is JSON.
+  std::string dir = temp_dir("tuner_worker_json");
+  std::string model = two_task_model(dir);
+  Graph g = load_model(model, {{"a", {2, 64}}});
+  tuner::MeasureJob job;
+  job.model = model;
+  job.shapes = {{"a", {2, 64}}};
+  job.node = "{\"tile_n\": 16}";
+  job.schedule = tuner::default_schedule(tuner::extract_tasks(g, dsl::host_target()).at(0), dsl::host_target());
+  tuner::MeasureResult r = tuner::measure_isolated(job, tetra_cli(), 60);
+  CHECK_FALSE(r.ok);
+  CHECK(r.error == "no node '{\"tile_n\": 16}' in " + model);
 }
 
 TEST_CASE("tuning records every trial, survives failing candidates and resumes", "[tuner]") {

@@ -94,7 +94,7 @@ void add_tune_command(CLI::App& app) {
       r.ok = false;
       r.error = e.what();
     }
-    std::cout << r.to_json().dump() << "\n";
+    std::cout << tuner::worker_result_line(r) << std::flush;
   });
 }
 

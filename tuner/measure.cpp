@@ -68,6 +68,28 @@ MeasureResult MeasureResult::from_json(const nlohmann::json& j) {
 }
 
 namespace {
+constexpr const char* kResultPrefix = "tetra-measure-result: ";
+}  // namespace
+
+std::string worker_result_line(const MeasureResult& result) {
+  return kResultPrefix + result.to_json().dump() + "\n";
+}
+
+std::optional<MeasureResult> parse_worker_output(const std::string& output) {
+  const std::string prefix = kResultPrefix;
+  // The start of the last line that begins with the prefix.
+  size_t at = output.rfind("\n" + prefix);
+  at = at == std::string::npos ? (output.compare(0, prefix.size(), prefix) == 0 ? 0 : at) : at + 1;
+  if (at == std::string::npos) return std::nullopt;
+  size_t begin = at + prefix.size(), end = output.find('\n', begin);
+  try {
+    return MeasureResult::from_json(nlohmann::json::parse(output.substr(begin, end == std::string::npos ? end : end - begin)));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+namespace {
 
 MeasureResult failed(const std::string& why) {
   MeasureResult r;
@@ -291,11 +313,8 @@ MeasureResult measure_isolated(const MeasureJob& job, const std::string& worker,
   waitpid(pid, &status, 0);
   if (timed_out) return failed("timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s");
   if (WIFSIGNALED(status)) return failed("the worker crashed (signal " + std::to_string(WTERMSIG(status)) + ")");
-  try {
-    return MeasureResult::from_json(nlohmann::json::parse(text.substr(text.rfind('{'))));
-  } catch (const std::exception&) {
-    return failed("the worker exited with status " + std::to_string(WEXITSTATUS(status)) + " and no result");
-  }
+  if (std::optional<MeasureResult> result = parse_worker_output(text)) return *result;
+  return failed("the worker exited with status " + std::to_string(WEXITSTATUS(status)) + " and no result");
 }
 
 }  // namespace tetra::tuner
