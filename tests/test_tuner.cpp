@@ -116,14 +116,22 @@ TEST_CASE("tuning records every trial, survives failing candidates and resumes",
     for (const tuner::TaskSummary& t : tasks) CHECK(t.best_ms > 0);
   }
 
-  // Resumption: a second run measures only new candidates, and the database keeps them all.
+  // Resumption: --trials counts the records already in the database, so a second run measures only
+  // the rest, all of them new candidates, and a third one has nothing left to do.
   tuner::tune(options(model, db_dir, 3));
-  tuner::tune(options(model, db_dir, 3));
+  for (const tuner::TaskSummary& t : tuner::tune(options(model, db_dir, 5))) {
+    CHECK(t.earlier_trials == 3);
+    CHECK(t.trials == 2);
+  }
+  for (const tuner::TaskSummary& t : tuner::tune(options(model, db_dir, 5))) {
+    CHECK(t.earlier_trials == 5);
+    CHECK(t.trials == 0);
+  }
   tuner::TuningDatabase db = tuner::TuningDatabase::open(db_dir, dsl::host_target().name, dsl::toolchain_id());
   std::set<std::string> distinct;
   for (const tuner::TuningRecord& r : db.records()) distinct.insert(r.workload.key + r.schedule.to_string());
-  CHECK(db.records().size() == 12);
-  CHECK(distinct.size() == 12);
+  CHECK(db.records().size() == 10);
+  CHECK(distinct.size() == 10);
 
   // The runtime takes its schedules from the database, and says so.
   Graph g = load_model(model);
@@ -189,6 +197,40 @@ TEST_CASE("tuning reports: an SVG chart, or an HTML page with the tasks and the 
   CHECK_THAT(html, Catch::Contains("<svg") && Catch::Contains("<polyline"));
   std::string svg = tuner::convergence_svg(tasks, "t");
   CHECK_THAT(svg, Catch::StartsWith("<svg") && Catch::Contains("<polyline"));
+}
+
+TEST_CASE("estimated records neither block a measurement nor count as one", "[tuner]") {
+  std::string dir = temp_dir("tuner_estimated");
+  std::string model = two_task_model(dir);
+  Graph g = load_model(model, {{"a", {2, 64}}});
+  const dsl::TargetSpec& host = dsl::host_target();
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", host.name, dsl::toolchain_id());
+  // A cost model's (wildly optimistic) estimate of each task's default schedule.
+  std::vector<tuner::TuningRecord> estimates;
+  for (const tuner::TuningTask& t : tuner::extract_tasks(g, host)) {
+    tuner::TuningRecord r;
+    r.workload = t.desc();
+    r.target = host.name;
+    r.toolchain = dsl::toolchain_id();
+    r.schedule = tuner::default_schedule(t, host);
+    r.median_ms = r.min_ms = r.max_ms = 1e-9;
+    r.measured = false;
+    r.measured_on = "cost model";
+    r.timestamp = tuner::utc_timestamp();
+    estimates.push_back(r);
+  }
+  db.commit(estimates);
+
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(options(model, dir + "/db", 1));
+  REQUIRE(tasks.size() == 2);
+  for (const tuner::TaskSummary& t : tasks) {
+    CHECK(t.earlier_trials == 0);  // an estimate is no trial
+    CHECK(t.trials == 1);          // and it does not keep the default schedule from being measured
+    CHECK(t.default_ms > 0);
+    CHECK(t.best_ms == t.default_ms);  // the estimate's 1e-9 ms never entered the best so far
+  }
+  db = tuner::TuningDatabase::open(dir + "/db", host.name, dsl::toolchain_id());
+  for (const tuner::TuningRecord& r : db.records()) CHECK(r.measured);  // the measurement replaced the estimate
 }
 
 TEST_CASE("tuning int8 activations: their own records, checked against the int8 arithmetic", "[tuner][int8]") {

@@ -62,7 +62,8 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("model", opt->tune.model, "ONNX model file")->required();
   cmd->add_option("--db", opt->tune.db_dir, "tuning database folder (created if missing)")->required();
   cmd->add_option("--target", opt->target, "host (tuning measures real runs on this machine)");
-  cmd->add_option("--trials", opt->tune.trials, "trials per task, the default schedule included (default 64)");
+  cmd->add_option("--trials", opt->tune.trials, "measured records per task in total, those already in the database and the default schedule's included "
+                  "(default 64; a resumed run measures the rest)");
   cmd->add_option("--time-budget", opt->tune.time_budget_s, "stop after this many seconds (default: none)");
   cmd->add_option("--strategy", opt->strategy, "random, exhaustive, evolution (default) or xgb (XGBoost cost model)");
   cmd->add_option("--early-stop", opt->tune.early_stop, "stop a task after this many trials without improvement");
