@@ -67,7 +67,7 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
       const std::string& note = resolved.note;
       ScheduleChoice choice = choose_qmatmul_schedule(workload, schedules, target);
       plan.halide = schedules::qmatmul_halide_target(workload, target);
-      plan.code_key = schedules::qmatmul_code_key(workload, choice.schedule);
+      plan.code_key = schedules::qmatmul_code_key(workload, choice.schedule, target);
       plan.info.schedule = choice.schedule.to_string();
       plan.info.source = choice.source + (note.empty() ? "" : "; " + note);
       plan.info.layout = schedules::layout_of(choice.schedule);
@@ -81,22 +81,21 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
     }
     case KernelRequest::Kind::QConv: {
       ScheduleChoice choice = choose_qconv_schedule(r.qconv, schedules, target);
-      plan.code_key = schedules::qconv_code_key(r.qconv, choice.schedule);
+      plan.code_key = schedules::qconv_code_key(r.qconv, choice.schedule, target);
       plan.info.schedule = choice.schedule.to_string();
       plan.info.source = choice.source;
       plan.define = [=]() { return schedules::schedule_qconv(r.qconv, choice.schedule, target); };
       break;
     }
     case KernelRequest::Kind::BatchMatMul:
-      plan.code_key = r.key();  // one code for every shape
+      plan.code_key = dsl::code_key(r.key(), plan.halide);  // one code for every shape
       plan.define = [=]() { return schedules::batch_matmul_pipeline(target); };
       break;
     default:
-      plan.code_key = r.key();
       plan.halide = elementwise_target(target);
+      plan.code_key = dsl::code_key(r.key(), plan.halide);
       plan.define = [=]() { return elementwise_pipeline(r, target); };
   }
-  plan.code_key += " | " + plan.halide.to_string();
   return plan;
 }
 

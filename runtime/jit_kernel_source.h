@@ -26,7 +26,7 @@ ScheduleChoice choose_qconv_schedule(const dsl::QConvWorkload& workload, const S
 // A request resolved for one target: its schedule and the key of the code (which the JIT shares
 // between requests), and how to define the pipeline.
 struct KernelPlan {
-  std::string code_key;    // what the generated code depends on, target included
+  std::string code_key;    // dsl::code_key: what the generated code depends on, target and toolchain included
   KernelCode info;         // schedule, source, layout, format; no pipeline yet
   Halide::Target halide;   // the target to compile for (strict_float for the elementwise family)
   std::function<dsl::Result<dsl::ScheduledPipeline>()> define;

@@ -199,6 +199,36 @@ TEST_CASE("tuning reports: an SVG chart, or an HTML page with the tasks and the 
   CHECK_THAT(svg, Catch::StartsWith("<svg") && Catch::Contains("<polyline"));
 }
 
+TEST_CASE("kernels built by tune --jobs are kernel-cache hits for run", "[tuner][cli]") {
+  std::string dir = temp_dir("tuner_cache_hits");
+  std::string model = two_task_model(dir);
+  std::string db = dir + "/db", cache = dir + "/kernels";
+  auto kernels_in_cache = [&] {
+    int n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(cache))
+      n += entry.path().filename().string().rfind("kernel_", 0) == 0;
+    return n;
+  };
+  std::string out;
+  REQUIRE(run_command(tetra_cli() + " tune " + model + " --db " + db + " --kernel-cache " + cache +
+                          " --shape a=2,64 --trials 2 --jobs 2 --repeats 2 --strategy random",
+                      &out) == 0);
+  int built = kernels_in_cache();
+  INFO(out);
+  CHECK(built >= 2);
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --random-inputs --shape a=2,64 --explain --db " + db +
+                          " --kernel-cache " + cache,
+                      &out) == 0);
+  INFO(out);
+  // Each of the three GEMMs runs a tuned schedule, loaded from what the tuner built: nothing new compiled.
+  size_t loaded = 0;
+  for (size_t at = out.find("database exact, loaded from the kernel cache"); at != std::string::npos;
+       at = out.find("database exact, loaded from the kernel cache", at + 1))
+    ++loaded;
+  CHECK(loaded == 3);
+  CHECK(kernels_in_cache() == built);
+}
+
 TEST_CASE("estimated records neither block a measurement nor count as one", "[tuner]") {
   std::string dir = temp_dir("tuner_estimated");
   std::string model = two_task_model(dir);
