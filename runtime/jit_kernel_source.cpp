@@ -99,10 +99,16 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
   return plan;
 }
 
+JitKernelSource::JitKernelSource(const ScheduleSource* schedules, std::string disk_cache, dsl::TargetSpec target)
+    : schedules_(schedules), disk_cache_(std::move(disk_cache)), target_(std::move(target)) {
+  dsl::Status st = dsl::runs_on_host(target_);
+  check(st.ok(), ErrorKind::Unsupported, st.ok() ? "" : st.failure().describe());
+}
+
 KernelCode JitKernelSource::get(const KernelRequest& request) {
   static std::mutex mutex;
   static std::map<std::string, KernelCode> cache;  // by code key: shared by every node and model
-  KernelPlan plan = plan_kernel(request, schedules_, dsl::host_target());
+  KernelPlan plan = plan_kernel(request, schedules_, target_);
   KernelCode code = plan.info;
   std::lock_guard<std::mutex> lock(mutex);
   auto it = cache.find(plan.code_key);
@@ -133,7 +139,14 @@ KernelCode JitKernelSource::get(const KernelRequest& request) {
   return code;
 }
 
-int JitKernelSource::vector_lanes() const { return dsl::host_target().natural_lanes(Halide::Float(32)); }
+int JitKernelSource::vector_lanes() const { return target_.natural_lanes(Halide::Float(32)); }
+
+dsl::TargetSpec kernel_target(const std::string& name) {
+  if (name.empty()) return dsl::host_target();
+  auto target = dsl::parse_runnable_target(name);
+  check(target.ok(), ErrorKind::Unsupported, target.ok() ? "" : target.failure().describe());
+  return target.value();
+}
 
 void set_halide_threads(int threads) {
   if (threads > 0) setenv("HL_NUM_THREADS", std::to_string(threads).c_str(), 1);
@@ -142,7 +155,8 @@ void set_halide_threads(int threads) {
 Executor::Executor(const Graph& graph, const ExecutorOptions& options)
     : Executor(graph, options.backend == Backend::Halide
                           ? (set_halide_threads(options.threads),
-                             std::make_shared<JitKernelSource>(options.schedules, options.kernel_cache))
+                             std::make_shared<JitKernelSource>(options.schedules, options.kernel_cache,
+                                                               kernel_target(options.target)))
                           : nullptr) {}
 
 }  // namespace tetra

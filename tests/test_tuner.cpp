@@ -229,6 +229,59 @@ TEST_CASE("kernels built by tune --jobs are kernel-cache hits for run", "[tuner]
   CHECK(kernels_in_cache() == built);
 }
 
+TEST_CASE("tune and run and compile take a target this machine runs and refuse one it cannot", "[tuner][cli][target]") {
+  if (!dsl::parse_runnable_target("x86-64-avx2").ok()) {
+    WARN("this machine does not run AVX2 code");
+    return;
+  }
+  std::string dir = temp_dir("tuner_target");
+  std::string model = two_task_model(dir);
+  std::string db = dir + "/db", cache = dir + "/kernels";
+  const std::string shape = " --shape a=2,64";
+  std::string out;
+  REQUIRE(run_command(tetra_cli() + " tune " + model + " --target x86-64-avx2 --db " + db + " --kernel-cache " + cache +
+                          shape + " --trials 2 --jobs 2 --repeats 2 --strategy random",
+                      &out) == 0);
+  INFO(out);
+  // The records are the target's, not this machine's.
+  tuner::TuningDatabase avx2 = tuner::TuningDatabase::open(db, "x86-64-avx2", dsl::toolchain_id());
+  CHECK(avx2.records().size() == 4);
+  if (dsl::host_target().name != "x86-64-avx2")
+    CHECK(tuner::TuningDatabase::open(db, dsl::host_target().name, dsl::toolchain_id()).records().empty());
+
+  // run --target: the target's records, on the very code the tuner's workers built for it.
+  auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --random-inputs" + shape + " --check --explain --target x86-64-avx2 --db " +
+                          db + " --kernel-cache " + cache,
+                      &out) == 0);
+  CHECK(count(out, "database exact, loaded from the kernel cache") == 3);
+  // On this machine's own target there are no records.
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --random-inputs" + shape + " --explain --db " + db +
+                          " --kernel-cache ''",
+                      &out) == 0);
+  if (dsl::host_target().name != "x86-64-avx2") CHECK(count(out, "default schedule (no database record)") == 3);
+
+  REQUIRE(run_command(tetra_cli() + " compile " + model + " -o " + dir + "/lib --target x86-64-avx2 --db " + db + shape,
+                      &out) == 0);
+  CHECK_THAT(out, Catch::Contains("2 with tuned schedules from the database"));
+
+  // Targets this machine cannot run are refused, naming what it lacks.
+  std::vector<std::string> foreign = {"arm-64"};
+  if (!dsl::host_target().halide.has_feature(Halide::Target::AVX512_SapphireRapids))
+    foreign.push_back("x86-64-avx512-fp16");
+  for (const std::string& target : foreign) {
+    INFO("target " << target);
+    CHECK(run_command(tetra_cli() + " tune " + model + " --target " + target + " --db " + dir + "/db2" + shape, &out) == 2);
+    CHECK_THAT(out, Catch::Contains("cannot run code for it"));
+    CHECK(run_command(tetra_cli() + " run " + model + " --random-inputs" + shape + " --target " + target, &out) == 2);
+    CHECK_THAT(out, Catch::Contains("cannot run code for it"));
+  }
+}
+
 TEST_CASE("estimated records neither block a measurement nor count as one", "[tuner]") {
   std::string dir = temp_dir("tuner_estimated");
   std::string model = two_task_model(dir);

@@ -15,6 +15,8 @@ struct MeasureJob {
   std::string model;                           // the model file
   std::map<std::string, std::vector<int64_t>> shapes;  // bound input shapes
   std::string node;                            // the node whose GEMM is measured
+  std::string target;                          // what the kernel is compiled for (a dsl::TargetSpec name
+                                               // this machine runs); "": this machine
   bool int8_activations = false;               // the model runs with int8 activations (mark_int8_activations)
   dsl::Schedule schedule;
   int repeats = 10;

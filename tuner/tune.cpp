@@ -86,7 +86,10 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
   };
   Graph graph = load_model(opt.model, opt.shapes);
   if (opt.int8_activations) mark_int8_activations(graph);
-  const dsl::TargetSpec& target = dsl::host_target();
+  // Tuning measures real runs: the target's code must run here.
+  const dsl::TargetSpec& target = opt.target;
+  dsl::Status runs = dsl::runs_on_host(target);
+  check(runs.ok(), ErrorKind::Unsupported, "cannot tune for " + target.name + ": " + (runs.ok() ? "" : runs.failure().describe()));
   std::vector<TuningTask> tasks = extract_tasks(graph, target);
   TuningDatabase db = TuningDatabase::open(opt.db_dir, target.name, dsl::toolchain_id());
   std::error_code ec;
@@ -213,6 +216,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
       job.model = opt.model;
       job.shapes = shapes;
       job.node = s.task.node;
+      job.target = target.name;
       job.int8_activations = opt.int8_activations;
       job.schedule = c;
       job.repeats = opt.repeats;

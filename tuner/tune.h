@@ -16,6 +16,7 @@ struct TuneOptions {
   std::string model;
   std::map<std::string, Shape> shapes;  // binds dynamic input dims
   std::string db_dir;
+  dsl::TargetSpec target = dsl::host_target();  // tuned for; this machine must run it (dsl::runs_on_host)
   int trials = 64;             // measured records per task in total: earlier runs' and the default's included
   double time_budget_s = 0;    // 0: no limit
   Strategy strategy = Strategy::Evolution;
