@@ -80,11 +80,13 @@ std::optional<MeasureResult> parse_worker_output(const std::string& output) {
   const std::string prefix = kResultPrefix;
   // The start of the last line that begins with the prefix.
   size_t at = output.rfind("\n" + prefix);
-  at = at == std::string::npos ? (output.compare(0, prefix.size(), prefix) == 0 ? 0 : at) : at + 1;
-  if (at == std::string::npos) return std::nullopt;
-  size_t begin = at + prefix.size(), end = output.find('\n', begin);
+  if (at != std::string::npos) at += 1;
+  else if (output.compare(0, prefix.size(), prefix) == 0) at = 0;
+  else return std::nullopt;
+  size_t begin = at + prefix.size();
+  std::string line = output.substr(begin, output.find('\n', begin) - begin);  // to the end without a newline
   try {
-    return MeasureResult::from_json(nlohmann::json::parse(output.substr(begin, end == std::string::npos ? end : end - begin)));
+    return MeasureResult::from_json(nlohmann::json::parse(line));
   } catch (const std::exception&) {
     return std::nullopt;
   }
