@@ -89,6 +89,11 @@ int64_t PackedInt4Buffers::bytes() const {
   return buffer_bytes(packed) + buffer_bytes(scale) + buffer_bytes(zero);
 }
 
+Int4Format int8_kernel_format(Int4Format weight) {
+  weight.f16_scale = false;
+  return weight;
+}
+
 Status check_packable(const Int4Format& weight, const Int4Format& kernel) {
   auto no = [&](const std::string& why) {
     return Failure{FailureKind::Unsupported, weight.describe(), "cannot be packed as " + kernel.describe() + ": " + why};
@@ -181,8 +186,7 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
   if (layout.panel <= 0 || layout.k_align <= 0 || layout.k_align % (layout.vnni ? 8 : 2) != 0)
     return unsupported(w, std::string("the panel width must be positive and k_align a positive multiple of ") +
                               (layout.vnni ? "8" : "2"));
-  Int4Format weight_format = format.value();
-  if (layout.vnni) weight_format.f16_scale = false;  // the int8 kernels widen float16 scales
+  Int4Format weight_format = layout.vnni ? int8_kernel_format(format.value()) : format.value();
   if (as) {
     if (Status st = check_packable(weight_format, *as); !st) return st.failure();
   }

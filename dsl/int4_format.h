@@ -108,6 +108,10 @@ struct PackedInt4Buffers {
   int64_t bytes() const;  // what a kernel streams: packed + scale + zero
 };
 
+// The format the int8-activation kernels (Int4Layout::vnni) read a weight of format `weight` in: its
+// float16 scales widened to float32 (the second table above).
+Int4Format int8_kernel_format(Int4Format weight);
+
 // Whether a weight of format `weight` can be packed as `kernel` (a finer grid, or zero points where the
 // weight has none): a kernel compiled for blocked scales also runs per-n or per-tensor weights.
 Status check_packable(const Int4Format& weight, const Int4Format& kernel);

@@ -2,7 +2,13 @@
 
 #include <mutex>
 
+#include "dsl/target.h"
+
 namespace tetra::dsl {
+
+std::string code_key(const std::string& code, const Halide::Target& target) {
+  return code + " | " + target.to_string() + " | " + toolchain_id();
+}
 
 std::vector<Halide::Argument> ScheduledPipeline::arguments() const {
   std::vector<Halide::Argument> args;

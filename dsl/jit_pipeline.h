@@ -22,6 +22,12 @@ struct ScheduledPipeline {
   std::vector<Halide::Argument> arguments() const;
 };
 
+// The key of compiled code in the kernel caches (the process-wide one and the one on disk): `code`,
+// what the generated code depends on (format, epilogue, schedule; never the shapes), then the Halide
+// target it is compiled for and the toolchain. Every path that compiles a kernel (run, compile, the
+// tuner's workers) keys it with this, so they share what any of them built.
+std::string code_key(const std::string& code, const Halide::Target& target);
+
 // JIT-compiles `p` for `target`; the result binds argv onto the params and realizes. Realizations of
 // one compiled pipeline are serialised (Halide's JIT parameters are shared state).
 Result<std::shared_ptr<const CompiledPipeline>> jit_compile(const ScheduledPipeline& p, const Halide::Target& target);

@@ -98,10 +98,9 @@ Result<std::string> shared_runtime(const fs::path& dir, const Halide::Target& ke
 
 Result<CachedObject> load_or_compile_object(const std::string& cache_dir, const std::string& key,
                                             const ScheduledPipeline& pipeline, const Halide::Target& target) {
-  // The definitions' id: a key names a template and its knobs, and the template's code can change.
-  std::string full_key = key + " | " + target.to_string() + " | " + toolchain_id() + " | " + TETRA_KERNEL_DEFINITIONS_ID;
+  // With the definitions' id: a key names a template and its knobs, and the template's code can change.
   fs::path dir(cache_dir);
-  fs::path library = dir / ("kernel_" + hash_hex(full_key) + ".so");
+  fs::path library = dir / ("kernel_" + hash_hex(key + " | " + TETRA_KERNEL_DEFINITIONS_ID) + ".so");
   CachedObject out;
   std::error_code ec;
   out.from_cache = fs::exists(library, ec);
@@ -110,7 +109,7 @@ Result<CachedObject> load_or_compile_object(const std::string& cache_dir, const 
     if (ec) return compile_failure(key, "cannot create the kernel cache '" + cache_dir + "': " + ec.message());
     Result<std::string> runtime = shared_runtime(dir, target);
     if (!runtime) return runtime.failure();
-    std::string object = (dir / ("tmp_" + std::to_string(getpid()) + "_" + hash_hex(full_key) + ".o")).string();
+    std::string object = (dir / ("tmp_" + std::to_string(getpid()) + "_" + hash_hex(key) + ".o")).string();
     if (Status st = compile_to_object(pipeline, object, kFunction, target.with_feature(Halide::Target::NoRuntime)); !st)
       return compile_failure(key, st.failure().message);
     // The runtime library is named by its absolute path, which the loader then finds it by.

@@ -1,7 +1,7 @@
 // Pipelines compiled ahead of time into shared objects and kept in a cache folder, so that the next
 // process (or the next model with the same kernel) loads the machine code instead of compiling it.
-// An entry is keyed by the caller's description of the generated code (format, schedule, target)
-// plus the toolchain, and written atomically (temporary file + rename), so concurrent processes can
+// An entry is keyed by the code's code_key() (format, schedule, target, toolchain) and the kernel
+// definitions' hash, and written atomically (temporary file + rename), so concurrent processes can
 // share one folder. Kernels carry no Halide runtime of their own: they link the folder's one runtime
 // library per target (compiled once; it costs far more to compile than a kernel does).
 #pragma once
@@ -18,7 +18,8 @@ struct CachedObject {
   bool from_cache = false;  // loaded, not compiled
 };
 
-// Loads `key`'s object from `cache_dir`, or compiles `pipeline` for `target` into it first.
+// Loads `key`'s object from `cache_dir`, or compiles `pipeline` for `target` into it first. `key` is
+// the code_key() of the pipeline's code and `target` (dsl/jit_pipeline.h).
 Result<CachedObject> load_or_compile_object(const std::string& cache_dir, const std::string& key,
                                             const ScheduledPipeline& pipeline, const Halide::Target& target);
 

@@ -25,14 +25,10 @@ struct QMatMulWorkload {
   // to int8 per k-block of activation_block() values (symmetric, scale = max|a| / 127, round to
   // nearest even), the block's integer dot product with the int4 codes is exact in int32, and
   //   Y[m, n] = sum over blocks g of a_scale(m, g) * w_scale(n, g) * sum_k a_q(m, k) * (q(k, n) - zp)
-  // Scales are float32 (float16 scales are widened). Key suffix " a8".
+  // Scales are float32 (float16 scales are widened: int8_kernel_format). Key suffix " a8".
+  // Set on a request, this asks for int8 activations; schedules::resolve_qmatmul decides what a
+  // target runs, and only a resolved workload is compiled, tuned or keyed in the database.
   bool int8_activations = false;
-
-  // Switches to int8 activations; float16 scales are then read as float32.
-  void set_int8_activations() {
-    int8_activations = true;
-    format.f16_scale = false;
-  }
   // The k-block A is quantized in: the weight's k_group when it has one, else 32.
   int64_t activation_block() const { return format.k_group > 0 ? format.k_group : 32; }
 

@@ -272,6 +272,26 @@ const TargetSpec& host_target() {
   return spec;
 }
 
+Status runs_on_host(const TargetSpec& target) {
+  const TargetSpec& host = host_target();
+  auto cannot = [&](const std::string& why) {
+    return Failure{FailureKind::WrongTarget, target.name,
+                   "this machine (" + host.name + ") cannot run code for it: " + why};
+  };
+  if (!target.is_cpu()) return cannot("it is a " + family_name(target.family) + " target");
+  const Halide::Target& t = target.halide;
+  if (t.arch != host.halide.arch || t.bits != host.halide.bits || t.os != host.halide.os)
+    return cannot("another architecture or OS (" + t.to_string() + ")");
+  std::string missing;
+  for (int f = 0; f < Halide::Target::FeatureEnd; ++f) {
+    auto feature = static_cast<Halide::Target::Feature>(f);
+    if (t.has_feature(feature) && !host.halide.has_feature(feature))
+      missing += (missing.empty() ? "" : " ") + Halide::Target::feature_to_name(feature);
+  }
+  if (!missing.empty()) return cannot("it lacks " + missing);
+  return ok_status();
+}
+
 Result<TargetSpec> parse_target(const std::string& raw) {
   std::string text = raw;
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char ch) { return std::tolower(ch); });
@@ -319,5 +339,12 @@ Result<TargetSpec> parse_target(const std::string& raw) {
 }
 
 std::string toolchain_id() { return std::string("halide-") + TETRA_HALIDE_VERSION; }
+
+Result<TargetSpec> parse_runnable_target(const std::string& text) {
+  Result<TargetSpec> target = parse_target(text);
+  if (!target) return target;
+  if (Status st = runs_on_host(target.value()); !st) return st.failure();
+  return target;
+}
 
 }  // namespace tetra::dsl

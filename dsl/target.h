@@ -70,6 +70,15 @@ Halide::Target strip_kernel_only_features(const Halide::Target& kernel_target);
 // This machine, from CPUID (never from get_host_target on x86).
 const TargetSpec& host_target();
 
+// Whether this machine can execute code compiled for `target`: a CPU target of the host's
+// architecture whose features the host has (x86-64-avx2 runs on an AVX-512 machine; arm-64, a GPU, or
+// x86-64-avx512-fp16 on a CPU without AVX512-FP16 do not), else why not. Tuning and running need it;
+// compiling a model library does not.
+Status runs_on_host(const TargetSpec& target);
+
+// parse_target(text), refused unless it runs_on_host: the targets `tune` and `run` take.
+Result<TargetSpec> parse_runnable_target(const std::string& text);
+
 // "host", a canonical name above, "hip:gfx90a" / "cuda:sm_80" (colon or dash), or a Halide target
 // string such as "x86-64-linux-avx2-fma" or "arm-64-linux" (named by its tier).
 Result<TargetSpec> parse_target(const std::string& text);

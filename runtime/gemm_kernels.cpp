@@ -369,7 +369,7 @@ std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
   if (!workload.ok()) return std::nullopt;
   HalideGemm gemm{workload.value(), g.matrix, g.trans_b};
   gemm.workload.activation = kernel_activation(node);
-  if (wants_int8_activations(node)) gemm.workload.set_int8_activations();
+  gemm.workload.int8_activations = wants_int8_activations(node);  // a request: the source resolves it
   return gemm;
 }
 

@@ -63,11 +63,12 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
   switch (r.kind) {
     case KernelRequest::Kind::QMatMul: {
       // int8 activations where the target and format allow them, else float32 and why.
-      std::string note;
-      dsl::QMatMulWorkload workload = schedules::workload_for_target(r.qmatmul, target, &note);
+      schedules::ResolvedQMatMul resolved = schedules::resolve_qmatmul(r.qmatmul, target);
+      const dsl::QMatMulWorkload& workload = resolved.workload;
+      const std::string& note = resolved.note;
       ScheduleChoice choice = choose_qmatmul_schedule(workload, schedules, target);
       plan.halide = schedules::qmatmul_halide_target(workload, target);
-      plan.code_key = schedules::qmatmul_code_key(workload, choice.schedule);
+      plan.code_key = schedules::qmatmul_code_key(workload, choice.schedule, target);
       plan.info.schedule = choice.schedule.to_string();
       plan.info.source = choice.source + (note.empty() ? "" : "; " + note);
       plan.info.layout = schedules::layout_of(choice.schedule);
@@ -81,33 +82,38 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
     }
     case KernelRequest::Kind::QConv: {
       ScheduleChoice choice = choose_qconv_schedule(r.qconv, schedules, target);
-      plan.code_key = schedules::qconv_code_key(r.qconv, choice.schedule);
+      plan.code_key = schedules::qconv_code_key(r.qconv, choice.schedule, target);
       plan.info.schedule = choice.schedule.to_string();
       plan.info.source = choice.source;
       plan.define = [=]() { return schedules::schedule_qconv(r.qconv, choice.schedule, target); };
       break;
     }
     case KernelRequest::Kind::BatchMatMul:
-      plan.code_key = r.key();  // one code for every shape
+      plan.code_key = dsl::code_key(r.key(), plan.halide);  // one code for every shape
       plan.define = [=]() { return schedules::batch_matmul_pipeline(target); };
       break;
     case KernelRequest::Kind::ConvTransposeDirect:
-      plan.code_key = r.key();  // one code per kernel size, for every shape
+      plan.code_key = dsl::code_key(r.key(), plan.halide);  // one code per kernel size, for every shape
       plan.define = [=]() { return schedules::conv_transpose_phases_pipeline(target, r.kernel_h, r.kernel_w); };
       break;
     default:
-      plan.code_key = r.key();
       plan.halide = elementwise_target(target);
+      plan.code_key = dsl::code_key(r.key(), plan.halide);
       plan.define = [=]() { return elementwise_pipeline(r, target); };
   }
-  plan.code_key += " | " + plan.halide.to_string();
   return plan;
+}
+
+JitKernelSource::JitKernelSource(const ScheduleSource* schedules, std::string disk_cache, dsl::TargetSpec target)
+    : schedules_(schedules), disk_cache_(std::move(disk_cache)), target_(std::move(target)) {
+  dsl::Status st = dsl::runs_on_host(target_);
+  check(st.ok(), ErrorKind::Unsupported, st.ok() ? "" : st.failure().describe());
 }
 
 KernelCode JitKernelSource::get(const KernelRequest& request) {
   static std::mutex mutex;
   static std::map<std::string, KernelCode> cache;  // by code key: shared by every node and model
-  KernelPlan plan = plan_kernel(request, schedules_, dsl::host_target());
+  KernelPlan plan = plan_kernel(request, schedules_, target_);
   KernelCode code = plan.info;
   std::lock_guard<std::mutex> lock(mutex);
   auto it = cache.find(plan.code_key);
@@ -138,7 +144,14 @@ KernelCode JitKernelSource::get(const KernelRequest& request) {
   return code;
 }
 
-int JitKernelSource::vector_lanes() const { return dsl::host_target().natural_lanes(Halide::Float(32)); }
+int JitKernelSource::vector_lanes() const { return target_.natural_lanes(Halide::Float(32)); }
+
+dsl::TargetSpec kernel_target(const std::string& name) {
+  if (name.empty()) return dsl::host_target();
+  auto target = dsl::parse_runnable_target(name);
+  check(target.ok(), ErrorKind::Unsupported, target.ok() ? "" : target.failure().describe());
+  return target.value();
+}
 
 void set_halide_threads(int threads) {
   if (threads > 0) setenv("HL_NUM_THREADS", std::to_string(threads).c_str(), 1);
@@ -147,7 +160,8 @@ void set_halide_threads(int threads) {
 Executor::Executor(const Graph& graph, const ExecutorOptions& options)
     : Executor(graph, options.backend == Backend::Halide
                           ? (set_halide_threads(options.threads),
-                             std::make_shared<JitKernelSource>(options.schedules, options.kernel_cache))
+                             std::make_shared<JitKernelSource>(options.schedules, options.kernel_cache,
+                                                               kernel_target(options.target)))
                           : nullptr) {}
 
 }  // namespace tetra

@@ -43,7 +43,7 @@ std::string QMatMulRunner::describe() const {
 QMatMulRunner::Compiled& QMatMulRunner::compiled_for(int64_t M) {
   dsl::QMatMulWorkload workload = dsl::qmatmul_workload(*weight_, trans_b_, M, has_bias_).value();
   workload.activation = activation_;
-  if (int8_activations_) workload.set_int8_activations();
+  workload.int8_activations = int8_activations_;  // a request: the source resolves it for its target
   std::string key = workload.key();
   auto it = compiled_.find(key);
   if (it != compiled_.end()) return it->second;

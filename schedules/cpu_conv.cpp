@@ -210,8 +210,8 @@ dsl::Result<dsl::ScheduledPipeline> schedule_qconv(const QConvWorkload& workload
   return dsl::ScheduledPipeline{Pipeline(q->def.output), q->params()};
 }
 
-std::string qconv_code_key(const QConvWorkload& workload, const Schedule& schedule) {
-  return "qconv " + workload.code_key() + " " + schedule.to_string();
+std::string qconv_code_key(const QConvWorkload& workload, const Schedule& schedule, const TargetSpec& target) {
+  return dsl::code_key("qconv " + workload.code_key() + " " + schedule.to_string(), target.halide);
 }
 
 dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Schedule& schedule,
@@ -228,7 +228,7 @@ dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Sche
     if (!code) return Failure{FailureKind::Compile, schedule.to_string(), code.failure().message};
     k.code_ = code.value();
   } else {
-    auto object = dsl::load_or_compile_object(cache_dir, qconv_code_key(workload, schedule), k.scheduled_, target.halide);
+    auto object = dsl::load_or_compile_object(cache_dir, qconv_code_key(workload, schedule, target), k.scheduled_, target.halide);
     if (!object.ok()) return object.failure();
     k.code_ = object.value().code;
   }

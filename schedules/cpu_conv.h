@@ -95,9 +95,9 @@ class QConvKernel {
 dsl::Result<dsl::ScheduledPipeline> schedule_qconv(const QConvWorkload& workload, const Schedule& schedule,
                                                    const TargetSpec& target);
 
-// What the generated code of a QConv depends on (code_key() and the schedule; not the shapes): the key
-// of compiled-kernel caches.
-std::string qconv_code_key(const QConvWorkload& workload, const Schedule& schedule);
+// The code key (dsl::code_key) of a QConv kernel: the workload's code_key() and the schedule (not the
+// shapes), and the target's Halide target.
+std::string qconv_code_key(const QConvWorkload& workload, const Schedule& schedule, const TargetSpec& target);
 
 // Checks the schedule, defines, schedules and compiles the kernel: JIT when `cache_dir` is empty, else
 // through the on-disk kernel cache in `cache_dir` (as compile_qmatmul).

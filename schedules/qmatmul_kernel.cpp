@@ -8,9 +8,12 @@ namespace tetra::schedules {
 using dsl::Failure;
 using dsl::FailureKind;
 
-std::string qmatmul_code_key(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule) {
-  return "qmatmul " + workload.format.describe() + (workload.has_bias ? " bias " : " ") +
-         dsl::activation_name(workload.activation) + (workload.int8_activations ? " a8 " : " ") + schedule.to_string();
+std::string qmatmul_code_key(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
+                             const dsl::TargetSpec& target) {
+  return dsl::code_key("qmatmul " + workload.format.describe() + (workload.has_bias ? " bias " : " ") +
+                           dsl::activation_name(workload.activation) + (workload.int8_activations ? " a8 " : " ") +
+                           schedule.to_string(),
+                       qmatmul_halide_target(workload, target));
 }
 
 dsl::Result<ScheduledQMatMul> schedule_qmatmul(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
@@ -60,7 +63,7 @@ dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload& workload,
     if (!code) return Failure{FailureKind::Compile, schedule.to_string(), code.failure().message};
     k.code_ = code.value();
   } else {
-    auto object = dsl::load_or_compile_object(cache_dir, qmatmul_code_key(workload, schedule), k.scheduled_, halide);
+    auto object = dsl::load_or_compile_object(cache_dir, qmatmul_code_key(workload, schedule, target), k.scheduled_, halide);
     if (!object.ok()) return object.failure();
     k.code_ = object.value().code;
     k.from_disk_cache_ = object.value().from_cache;

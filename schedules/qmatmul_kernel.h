@@ -66,9 +66,10 @@ struct ScheduledQMatMul {
 dsl::Result<ScheduledQMatMul> schedule_qmatmul(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
                                                const dsl::TargetSpec& target);
 
-// What the generated code of a QMatMul depends on (format, epilogue, schedule; not the shapes): the
-// key of compiled-kernel caches.
-std::string qmatmul_code_key(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule);
+// The code key (dsl::code_key) of a resolved QMatMul workload's kernel: its format, epilogue and
+// schedule (not the shapes) and the Halide target it is compiled for on `target`.
+std::string qmatmul_code_key(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
+                             const dsl::TargetSpec& target);
 
 // Checks the schedule (check_qmatmul_schedule), defines, schedules and compiles the kernel: JIT when
 // `cache_dir` is empty, else ahead of time into a shared object kept in `cache_dir` (loaded from there

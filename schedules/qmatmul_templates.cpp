@@ -62,16 +62,19 @@ Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& s
   return t->check_conflicts(workload, schedule, target);
 }
 
-QMatMulWorkload workload_for_target(const QMatMulWorkload& requested, const TargetSpec& target, std::string* note) {
-  if (!requested.int8_activations) return requested;
+ResolvedQMatMul resolve_qmatmul(const QMatMulWorkload& requested, const TargetSpec& target) {
+  ResolvedQMatMul resolved{requested, ""};
+  if (!requested.int8_activations) return resolved;
   std::string why;
   if (!target.has_int8_dot()) why = target.name + " has no int8 dot products (AVX512-VNNI)";
   else if (Status st = dsl::int8_activations_supported(requested); !st) why = st.failure().message;
-  if (why.empty()) return requested;
-  QMatMulWorkload fp32 = requested;
-  fp32.int8_activations = false;
-  if (note) *note = "float32 activations: " + why;
-  return fp32;
+  if (why.empty()) {
+    resolved.workload.format = dsl::int8_kernel_format(requested.format);
+  } else {
+    resolved.workload.int8_activations = false;  // the weight's own scales, float16 ones included
+    resolved.note = "float32 activations: " + why;
+  }
+  return resolved;
 }
 
 Halide::Target qmatmul_halide_target(const QMatMulWorkload& workload, const TargetSpec& target) {

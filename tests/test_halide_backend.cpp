@@ -3,6 +3,7 @@
 // pick different schedules (GEMV and GEMM), odd sizes and every weight granularity.
 #include <catch2/catch.hpp>
 
+#include "dsl/target.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
 #include "tests/test_support.h"
@@ -281,5 +282,39 @@ TEST_CASE("a conv with one output position per image runs as a GEMV, not on the 
     TensorMap got = halide.run(inputs);
     TensorMap want = run_reference(graph, inputs);
     CHECK(compare_tensors(got.at("y"), want.at("y"), 1e-5 * c.w[1], 1e-5) == "");
+  }
+}
+
+TEST_CASE("int8 activations fall back to float32 where the weight cannot take them, float16 scales kept",
+          "[halide][backend][int8]") {
+  // k-blocks of 4 are too short for the int8 kernels (they read 8 k at a time), so the MatMul stays
+  // float32 with its float16 scales; k-blocks of 32 take int8 activations on a VNNI CPU (float16 scales
+  // widened) and stay float32 elsewhere.
+  std::string dir = temp_dir("halide_int8_fallback");
+  for (int64_t block : {4, 32}) {
+    const int64_t K = 64, N = 24, M = 3;
+    ModelBuilder b(21);
+    b.input("a", DType::Float32, {M, K});
+    b.output("y", DType::Float32);
+    b.initializer("w", random_tensor(DType::Int4, {K, N}, -8, 7));
+    b.initializer("s", random_tensor(DType::Float16, {K / block, N}, 0.01, 0.1));
+    b.node("DequantizeLinear", {"w", "s"}, {"wf"}, {{"axis", 0}, {"block_size", block}});
+    b.node("MatMul", {"a", "wf"}, {"y"});
+    Graph graph = load_model(b.save(dir + "/m" + std::to_string(block) + ".onnx"));
+    REQUIRE(mark_int8_activations(graph) == 1);
+    TensorMap inputs = {{"a", random_tensor(DType::Float32, {M, K})}};
+    Executor halide(graph, ExecutorOptions{Backend::Halide});
+    Tensor got = halide.run(inputs).at("y");
+    Tensor want = run_reference(graph, inputs).at("y");
+    const KernelInfo& kernel = halide.kernels().at(0);
+    INFO("k-block " << block << ": " << kernel.detail);
+    CHECK(kernel.backend == "halide");
+    double scale = 0;
+    for (int64_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(want.get(i)));
+    bool int8 = block == 32 && dsl::host_target().has_int8_dot();
+    CHECK((kernel.detail.find("float32 activations") == std::string::npos) == int8);
+    // Float32 activations reproduce the reference's float16-rounded weights; int8 ones differ by what
+    // 8-bit activations allow.
+    CHECK(compare_tensors(got, want, (int8 ? 2e-2 : 1e-5) * (1 + scale), 0) == "");
   }
 }

@@ -12,6 +12,7 @@
 #include "tools/model_builder.h"
 #include "tuner/database.h"
 #include "tuner/database_source.h"
+#include "tuner/measure.h"
 #include "tuner/task.h"
 #include "tuner/tune.h"
 
@@ -64,6 +65,30 @@ TEST_CASE("task extraction finds each distinct GEMM once, with its count", "[tun
   CHECK(tasks[0].workload.M == 2);
 }
 
+TEST_CASE("a worker's result is its delimited last line, whatever JSON its messages hold", "[tuner]") {
+  tuner::MeasureResult failure;
+  failure.error = "cannot compile schedule {\"template\": \"cpu_int4_gemv\", \"knobs\": {\"tile_n\": 16}}";
+  std::string output = "a log line {\"not\": \"a result\"}\n" + tuner::worker_result_line(failure);
+  std::optional<tuner::MeasureResult> read = tuner::parse_worker_output(output);
+  REQUIRE(read);
+  CHECK_FALSE(read->ok);
+  CHECK(read->error == failure.error);
+  CHECK_FALSE(tuner::parse_worker_output("{\"ok\": true, \"median_ms\": 1}\n"));  // JSON alone is no result
+
+  // End to end: the worker's failure names a node whose name is JSON.
+  std::string dir = temp_dir("tuner_worker_json");
+  std::string model = two_task_model(dir);
+  Graph g = load_model(model, {{"a", {2, 64}}});
+  tuner::MeasureJob job;
+  job.model = model;
+  job.shapes = {{"a", {2, 64}}};
+  job.node = "{\"tile_n\": 16}";
+  job.schedule = tuner::default_schedule(tuner::extract_tasks(g, dsl::host_target()).at(0), dsl::host_target());
+  tuner::MeasureResult r = tuner::measure_isolated(job, tetra_cli(), 60);
+  CHECK_FALSE(r.ok);
+  CHECK(r.error == "no node '{\"tile_n\": 16}' in " + model);
+}
+
 TEST_CASE("tuning records every trial, survives failing candidates and resumes", "[tuner]") {
   std::string dir = temp_dir("tuner_run");
   std::string model = two_task_model(dir);
@@ -91,14 +116,22 @@ TEST_CASE("tuning records every trial, survives failing candidates and resumes",
     for (const tuner::TaskSummary& t : tasks) CHECK(t.best_ms > 0);
   }
 
-  // Resumption: a second run measures only new candidates, and the database keeps them all.
+  // Resumption: --trials counts the records already in the database, so a second run measures only
+  // the rest, all of them new candidates, and a third one has nothing left to do.
   tuner::tune(options(model, db_dir, 3));
-  tuner::tune(options(model, db_dir, 3));
+  for (const tuner::TaskSummary& t : tuner::tune(options(model, db_dir, 5))) {
+    CHECK(t.earlier_trials == 3);
+    CHECK(t.trials == 2);
+  }
+  for (const tuner::TaskSummary& t : tuner::tune(options(model, db_dir, 5))) {
+    CHECK(t.earlier_trials == 5);
+    CHECK(t.trials == 0);
+  }
   tuner::TuningDatabase db = tuner::TuningDatabase::open(db_dir, dsl::host_target().name, dsl::toolchain_id());
   std::set<std::string> distinct;
   for (const tuner::TuningRecord& r : db.records()) distinct.insert(r.workload.key + r.schedule.to_string());
-  CHECK(db.records().size() == 12);
-  CHECK(distinct.size() == 12);
+  CHECK(db.records().size() == 10);
+  CHECK(distinct.size() == 10);
 
   // The runtime takes its schedules from the database, and says so.
   Graph g = load_model(model);
@@ -164,6 +197,123 @@ TEST_CASE("tuning reports: an SVG chart, or an HTML page with the tasks and the 
   CHECK_THAT(html, Catch::Contains("<svg") && Catch::Contains("<polyline"));
   std::string svg = tuner::convergence_svg(tasks, "t");
   CHECK_THAT(svg, Catch::StartsWith("<svg") && Catch::Contains("<polyline"));
+}
+
+TEST_CASE("kernels built by tune --jobs are kernel-cache hits for run", "[tuner][cli]") {
+  std::string dir = temp_dir("tuner_cache_hits");
+  std::string model = two_task_model(dir);
+  std::string db = dir + "/db", cache = dir + "/kernels";
+  auto kernels_in_cache = [&] {
+    int n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(cache))
+      n += entry.path().filename().string().rfind("kernel_", 0) == 0;
+    return n;
+  };
+  std::string out;
+  REQUIRE(run_command(tetra_cli() + " tune " + model + " --db " + db + " --kernel-cache " + cache +
+                          " --shape a=2,64 --trials 2 --jobs 2 --repeats 2 --strategy random",
+                      &out) == 0);
+  int built = kernels_in_cache();
+  INFO(out);
+  CHECK(built >= 2);
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --random-inputs --shape a=2,64 --explain --db " + db +
+                          " --kernel-cache " + cache,
+                      &out) == 0);
+  INFO(out);
+  // Each of the three GEMMs runs a tuned schedule, loaded from what the tuner built: nothing new compiled.
+  size_t loaded = 0;
+  for (size_t at = out.find("database exact, loaded from the kernel cache"); at != std::string::npos;
+       at = out.find("database exact, loaded from the kernel cache", at + 1))
+    ++loaded;
+  CHECK(loaded == 3);
+  CHECK(kernels_in_cache() == built);
+}
+
+TEST_CASE("tune and run and compile take a target this machine runs and refuse one it cannot", "[tuner][cli][target]") {
+  if (!dsl::parse_runnable_target("x86-64-avx2").ok()) {
+    WARN("this machine does not run AVX2 code");
+    return;
+  }
+  std::string dir = temp_dir("tuner_target");
+  std::string model = two_task_model(dir);
+  std::string db = dir + "/db", cache = dir + "/kernels";
+  const std::string shape = " --shape a=2,64";
+  std::string out;
+  REQUIRE(run_command(tetra_cli() + " tune " + model + " --target x86-64-avx2 --db " + db + " --kernel-cache " + cache +
+                          shape + " --trials 2 --jobs 2 --repeats 2 --strategy random",
+                      &out) == 0);
+  INFO(out);
+  // The records are the target's, not this machine's.
+  tuner::TuningDatabase avx2 = tuner::TuningDatabase::open(db, "x86-64-avx2", dsl::toolchain_id());
+  CHECK(avx2.records().size() == 4);
+  if (dsl::host_target().name != "x86-64-avx2")
+    CHECK(tuner::TuningDatabase::open(db, dsl::host_target().name, dsl::toolchain_id()).records().empty());
+
+  // run --target: the target's records, on the very code the tuner's workers built for it.
+  auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --random-inputs" + shape + " --check --explain --target x86-64-avx2 --db " +
+                          db + " --kernel-cache " + cache,
+                      &out) == 0);
+  CHECK(count(out, "database exact, loaded from the kernel cache") == 3);
+  // On this machine's own target there are no records.
+  REQUIRE(run_command(tetra_cli() + " run " + model + " --random-inputs" + shape + " --explain --db " + db +
+                          " --kernel-cache ''",
+                      &out) == 0);
+  if (dsl::host_target().name != "x86-64-avx2") CHECK(count(out, "default schedule (no database record)") == 3);
+
+  REQUIRE(run_command(tetra_cli() + " compile " + model + " -o " + dir + "/lib --target x86-64-avx2 --db " + db + shape,
+                      &out) == 0);
+  CHECK_THAT(out, Catch::Contains("2 with tuned schedules from the database"));
+
+  // Targets this machine cannot run are refused, naming what it lacks.
+  std::vector<std::string> foreign = {"arm-64"};
+  if (!dsl::host_target().halide.has_feature(Halide::Target::AVX512_SapphireRapids))
+    foreign.push_back("x86-64-avx512-fp16");
+  for (const std::string& target : foreign) {
+    INFO("target " << target);
+    CHECK(run_command(tetra_cli() + " tune " + model + " --target " + target + " --db " + dir + "/db2" + shape, &out) == 2);
+    CHECK_THAT(out, Catch::Contains("cannot run code for it"));
+    CHECK(run_command(tetra_cli() + " run " + model + " --random-inputs" + shape + " --target " + target, &out) == 2);
+    CHECK_THAT(out, Catch::Contains("cannot run code for it"));
+  }
+}
+
+TEST_CASE("estimated records neither block a measurement nor count as one", "[tuner]") {
+  std::string dir = temp_dir("tuner_estimated");
+  std::string model = two_task_model(dir);
+  Graph g = load_model(model, {{"a", {2, 64}}});
+  const dsl::TargetSpec& host = dsl::host_target();
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", host.name, dsl::toolchain_id());
+  // A cost model's (wildly optimistic) estimate of each task's default schedule.
+  std::vector<tuner::TuningRecord> estimates;
+  for (const tuner::TuningTask& t : tuner::extract_tasks(g, host)) {
+    tuner::TuningRecord r;
+    r.workload = t.desc();
+    r.target = host.name;
+    r.toolchain = dsl::toolchain_id();
+    r.schedule = tuner::default_schedule(t, host);
+    r.median_ms = r.min_ms = r.max_ms = 1e-9;
+    r.measured = false;
+    r.measured_on = "cost model";
+    r.timestamp = tuner::utc_timestamp();
+    estimates.push_back(r);
+  }
+  db.commit(estimates);
+
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(options(model, dir + "/db", 1));
+  REQUIRE(tasks.size() == 2);
+  for (const tuner::TaskSummary& t : tasks) {
+    CHECK(t.earlier_trials == 0);  // an estimate is no trial
+    CHECK(t.trials == 1);          // and it does not keep the default schedule from being measured
+    CHECK(t.default_ms > 0);
+    CHECK(t.best_ms == t.default_ms);  // the estimate's 1e-9 ms never entered the best so far
+  }
+  db = tuner::TuningDatabase::open(dir + "/db", host.name, dsl::toolchain_id());
+  for (const tuner::TuningRecord& r : db.records()) CHECK(r.measured);  // the measurement replaced the estimate
 }
 
 TEST_CASE("tuning int8 activations: their own records, checked against the int8 arithmetic", "[tuner][int8]") {

@@ -413,6 +413,33 @@ TEST_CASE("tuning db: lookup is exact, then the nearest shape of this target, th
   CHECK(TuningDatabase::open(dir, kTarget, kOtherToolchain).best(qmatmul(1, 4096, 4096)).source == "default");
 }
 
+TEST_CASE("tuning db: an estimate never outranks a measurement, exact or nearest", "[db]") {
+  std::string dir = temp_dir("db_estimated");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  TuningRecord estimated_exact = record(qmatmul(1, 4096, 4096), 77, 0.001);
+  estimated_exact.measured = false;
+  db.commit({estimated_exact, record(qmatmul(1, 4096, 8192), 32, 0.9)});
+  // The measured nearest shape wins over the estimate of this very shape.
+  TuningDatabase::Lookup hit = db.best(qmatmul(1, 4096, 4096));
+  CHECK(hit.source == "nearest: " + qmatmul(1, 4096, 8192).key);
+  CHECK(hit.schedule->get_int("tile_n") == 32);
+  // With no measurement anywhere near, the estimate is better than the template default.
+  TuningRecord estimated_other = record(qmatmul(1, 4096, 4096, "int4 per-n f32"), 8, 0.001);
+  estimated_other.measured = false;
+  db.commit({estimated_other});
+  CHECK(db.best(qmatmul(1, 4096, 4096, "int4 per-n f32")).source == "exact");
+}
+
+TEST_CASE("tuning db: a record without \"measured\" reads as measured", "[db]") {
+  std::string dir = temp_dir("db_measured_field");
+  nlohmann::json old_record = record(qmatmul(1, 64, 64), 16, 0.5).to_json();
+  old_record.erase("measured");
+  write_db(dir, nlohmann::json::array({old_record}));
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  REQUIRE(db.records().size() == 1);
+  CHECK(db.records()[0].measured);
+}
+
 TEST_CASE("tuning db: prune keeps the N best per workload and drops failed candidates", "[db]") {
   std::string dir = temp_dir("db_prune");
   TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);

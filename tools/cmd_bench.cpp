@@ -11,6 +11,7 @@
 
 #include "importer/error.h"
 #include "runtime/executor.h"
+#include "runtime/jit_kernel_source.h"
 #include "runtime/model.h"
 #include "runtime/tensor_io.h"
 #include "dsl/object_cache.h"
@@ -27,6 +28,7 @@ struct BenchOptions {
   std::string backend = "halide";
   int threads = 0;
   std::string db;
+  std::string target;  // "": this machine
   std::string kernel_cache = dsl::default_kernel_cache_dir();
   int repeat = 20;
   int warmup = 2;
@@ -63,14 +65,16 @@ std::pair<double, double> work_of(const Node& n, const Graph& bound) {
 
 void bench(const BenchOptions& opt) {
   check(opt.repeat >= 1, ErrorKind::Invalid, "--repeat must be at least 1");
+  // The kernels' target, canonical: it keys the tuning records too. Refused unless this machine runs it.
+  const std::string target = opt.target.empty() ? "" : kernel_target(opt.target).name;
   Graph graph = load_model(opt.model);
   apply_int8_activations(graph, opt.int8_activations);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
   Graph bound = bind_inputs(graph, inputs);
-  std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model);
+  std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model, target);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (db) tuned.emplace(*db);
-  Executor executor(graph, ExecutorOptions{parse_backend(opt.backend), opt.threads, tuned ? &*tuned : nullptr, opt.kernel_cache});
+  Executor executor(graph, ExecutorOptions{parse_backend(opt.backend), opt.threads, tuned ? &*tuned : nullptr, opt.kernel_cache, target});
   TensorMap outputs;
   for (int i = 0; i < std::max(1, opt.warmup); ++i) outputs = executor.run(inputs);  // compiles on first use
 
@@ -177,6 +181,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--kernel-cache", opt->kernel_cache,
                   "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
+  cmd->add_option("--target", opt->target,
+                  "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
+                  "CPU), with its tuning records (default: host)");
   add_threads_option(cmd, opt->threads);
   cmd->add_option("--repeat", opt->repeat, "timed runs after the warm-up (default 20)")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2; the first compiles)");

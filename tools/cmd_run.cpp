@@ -6,6 +6,7 @@
 
 #include "importer/error.h"
 #include "runtime/executor.h"
+#include "runtime/jit_kernel_source.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
 #include "runtime/tensor_io.h"
@@ -29,6 +30,7 @@ struct RunOptions {
   bool int8_activations = false;
   int threads = 0;
   std::string db;
+  std::string target;  // "": this machine
   std::string kernel_cache = dsl::default_kernel_cache_dir();
   InputOptions inputs;
 };
@@ -100,13 +102,15 @@ bool check_against_reference(const Graph& graph, const TensorMap& inputs, const 
 
 void run(const RunOptions& opt) {
   Backend backend = parse_backend(opt.backend);
+  // The kernels' target, canonical: it keys the tuning records too. Refused unless this machine runs it.
+  const std::string target = opt.target.empty() ? "" : kernel_target(opt.target).name;
   Graph graph = load_model(opt.model);
   apply_int8_activations(graph, opt.int8_activations);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
-  std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model);
+  std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model, target);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (db) tuned.emplace(*db);
-  Executor executor(graph, ExecutorOptions{backend, opt.threads, tuned ? &*tuned : nullptr, opt.kernel_cache});
+  Executor executor(graph, ExecutorOptions{backend, opt.threads, tuned ? &*tuned : nullptr, opt.kernel_cache, target});
   TensorMap outputs = executor.run(inputs);
   if (opt.explain) {
     for (const KernelInfo& k : executor.kernels())
@@ -155,6 +159,9 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--kernel-cache", opt->kernel_cache,
                   "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
+  cmd->add_option("--target", opt->target,
+                  "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
+                  "CPU), with its tuning records (default: host)");
   add_threads_option(cmd, opt->threads);
   cmd->callback([opt] { run(*opt); });
 }

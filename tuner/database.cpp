@@ -311,7 +311,7 @@ TuningRecord TuningRecord::from_json(const json& j, const std::string& where) {
   r.max_ms = cost.number("max_ms");
   r.runs = static_cast<int>(cost.integer("runs", 0, std::numeric_limits<int>::max()));
 
-  r.measured = f.boolean("measured");
+  r.measured = j.contains("measured") ? f.boolean("measured") : true;  // records before the field were all measured
   Fields on(f.get("measured_on"), where + ", measured_on");
   on.only({"device", "threads"});
   r.measured_on = on.str("device");
@@ -531,11 +531,17 @@ int TuningDatabase::prune(const PruneOptions& options) {
 }
 
 TuningDatabase::Lookup TuningDatabase::best(const WorkloadDesc& workload) const {
+  // Measurements first, the nearest shape's included: an estimate is used only where none exists.
+  if (Lookup measured = best_of(workload, true); measured.record) return measured;
+  return best_of(workload, false);
+}
+
+TuningDatabase::Lookup TuningDatabase::best_of(const WorkloadDesc& workload, bool measured) const {
   const TuningRecord* exact = nullptr;
   const TuningRecord* nearest = nullptr;
   double nearest_distance = std::numeric_limits<double>::infinity();
   for (const TuningRecord& r : all_) {
-    if (r.target != target_ || r.toolchain != toolchain_ || r.failed()) continue;
+    if (r.target != target_ || r.toolchain != toolchain_ || r.failed() || r.measured != measured) continue;
     if (r.workload.key == workload.key) {
       if (!exact || better_record(r, *exact)) exact = &r;
       continue;

@@ -65,7 +65,7 @@ struct TuningRecord {
   int runs = 0;
   std::string measured_on;  // CPU model, or GPU name and arch: "AMD EPYC 9R14", "MI250X gfx90a"
   int threads = 0;          // CPU threads used for the measurement (0: unknown or a GPU)
-  bool measured = true;     // false: estimated by a cost model
+  bool measured = true;     // false: estimated by a cost model (never outranks a measurement); absent: true
   std::string timestamp;    // UTC, ISO 8601: "2025-01-31T12:00:00Z"
   std::string error;        // non-empty: the candidate failed (build or run); kept so resumption skips it
 
@@ -132,6 +132,8 @@ class TuningDatabase {
   };
   // The best working schedule of this target and toolchain for `workload`: the exact workload's, else
   // the nearest workload's (same op, format and epilogue, closest shape), else none ("default").
+  // Measured records come first: an estimate is returned only when no measurement, exact or nearest,
+  // exists.
   // A nearest schedule was tuned for another shape: check it against the workload's knob space and
   // fall back to the default when it does not fit.
   Lookup best(const WorkloadDesc& workload) const;
@@ -141,6 +143,7 @@ class TuningDatabase {
     std::vector<TuningRecord> records;         // this schema version, every target and toolchain
     std::vector<nlohmann::json> other_schema;  // records of other schema versions, kept verbatim
   };
+  Lookup best_of(const WorkloadDesc& workload, bool measured) const;  // among measured or estimated records
   static Contents read_file(const std::string& path);
   template <class Edit>
   void update(Edit edit);

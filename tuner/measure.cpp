@@ -29,7 +29,7 @@ namespace tetra::tuner {
 using Clock = std::chrono::steady_clock;
 
 nlohmann::json MeasureJob::to_json() const {
-  return {{"model", model}, {"shapes", shapes}, {"node", node},       {"schedule", schedule.to_json()},
+  return {{"model", model}, {"shapes", shapes}, {"node", node},       {"target", target}, {"schedule", schedule.to_json()},
           {"repeats", repeats}, {"warmup", warmup}, {"threads", threads}, {"kernel_cache", kernel_cache},
           {"build_only", build_only}, {"fault", fault}, {"int8_activations", int8_activations}};
 }
@@ -39,6 +39,7 @@ MeasureJob MeasureJob::from_json(const nlohmann::json& j) {
   job.model = j.at("model").get<std::string>();
   job.shapes = j.at("shapes").get<std::map<std::string, std::vector<int64_t>>>();
   job.node = j.at("node").get<std::string>();
+  job.target = j.value("target", "");
   job.schedule = dsl::Schedule::from_json(j.at("schedule")).value();
   job.repeats = j.value("repeats", 10);
   job.warmup = j.value("warmup", 2);
@@ -65,6 +66,30 @@ MeasureResult MeasureResult::from_json(const nlohmann::json& j) {
   r.runs = j.value("runs", 0);
   r.compile_ms = j.value("compile_ms", 0.0);
   return r;
+}
+
+namespace {
+constexpr const char* kResultPrefix = "tetra-measure-result: ";
+}  // namespace
+
+std::string worker_result_line(const MeasureResult& result) {
+  return kResultPrefix + result.to_json().dump() + "\n";
+}
+
+std::optional<MeasureResult> parse_worker_output(const std::string& output) {
+  const std::string prefix = kResultPrefix;
+  // The start of the last line that begins with the prefix.
+  size_t at = output.rfind("\n" + prefix);
+  if (at != std::string::npos) at += 1;
+  else if (output.compare(0, prefix.size(), prefix) == 0) at = 0;
+  else return std::nullopt;
+  size_t begin = at + prefix.size();
+  std::string line = output.substr(begin, output.find('\n', begin) - begin);  // to the end without a newline
+  try {
+    return MeasureResult::from_json(nlohmann::json::parse(line));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
 namespace {
@@ -136,10 +161,10 @@ void time_runs(const MeasureJob& job, const Run& run, MeasureResult& result) {
 // A direct conv candidate: compiled, checked against double-precision sums over the dequantized weight
 // on fresh random data (every output up to 65536 of them, else 4096 sampled), then timed (the weights
 // are small: no copies).
-MeasureResult measure_conv(const MeasureJob& job, const HalideConv& conv) {
+MeasureResult measure_conv(const MeasureJob& job, const HalideConv& conv, const dsl::TargetSpec& target) {
   const dsl::QConvWorkload& wl = conv.workload;
   auto start = Clock::now();
-  auto kernel = schedules::compile_qconv(wl, job.schedule, dsl::host_target(), job.kernel_cache);
+  auto kernel = schedules::compile_qconv(wl, job.schedule, target, job.kernel_cache);
   if (!kernel.ok()) return failed(kernel.failure().describe());
   MeasureResult result;
   if (job.build_only) {
@@ -197,6 +222,8 @@ MeasureResult measure_here(const MeasureJob& job) {
   if (job.fault == "crash") std::raise(SIGSEGV);
   if (job.fault == "hang") std::this_thread::sleep_for(std::chrono::hours(1));
   set_halide_threads(job.threads);
+  auto target = dsl::parse_runnable_target(job.target.empty() ? "host" : job.target);
+  if (!target) return failed(target.failure().describe());
   std::map<std::string, Shape> shapes(job.shapes.begin(), job.shapes.end());
   Graph graph = load_model(job.model, shapes);
   if (job.int8_activations) mark_int8_activations(graph);
@@ -206,14 +233,14 @@ MeasureResult measure_here(const MeasureJob& job) {
   if (!node) return failed("no node '" + job.node + "' in " + job.model);
   std::optional<HalideGemm> gemm = halide_gemm_of(*node, graph);
   if (!gemm) {
-    if (std::optional<HalideConv> conv = halide_conv_of(*node, graph)) return measure_conv(job, *conv);
+    if (std::optional<HalideConv> conv = halide_conv_of(*node, graph)) return measure_conv(job, *conv, target.value());
     return failed(node->label() + " does not run as a Halide GEMM or direct conv");
   }
-  gemm->workload = schedules::workload_for_target(gemm->workload, dsl::host_target());
+  gemm->workload = schedules::resolve_qmatmul(gemm->workload, target.value()).workload;
   const dsl::QMatMulWorkload& wl = gemm->workload;
 
   auto start = Clock::now();
-  auto kernel = schedules::compile_qmatmul(wl, job.schedule, dsl::host_target(), job.kernel_cache);
+  auto kernel = schedules::compile_qmatmul(wl, job.schedule, target.value(), job.kernel_cache);
   if (!kernel.ok()) return failed(kernel.failure().describe());
   if (job.build_only) {
     MeasureResult built;
@@ -291,11 +318,8 @@ MeasureResult measure_isolated(const MeasureJob& job, const std::string& worker,
   waitpid(pid, &status, 0);
   if (timed_out) return failed("timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s");
   if (WIFSIGNALED(status)) return failed("the worker crashed (signal " + std::to_string(WTERMSIG(status)) + ")");
-  try {
-    return MeasureResult::from_json(nlohmann::json::parse(text.substr(text.rfind('{'))));
-  } catch (const std::exception&) {
-    return failed("the worker exited with status " + std::to_string(WEXITSTATUS(status)) + " and no result");
-  }
+  if (std::optional<MeasureResult> result = parse_worker_output(text)) return *result;
+  return failed("the worker exited with status " + std::to_string(WEXITSTATUS(status)) + " and no result");
 }
 
 }  // namespace tetra::tuner

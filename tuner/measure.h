@@ -2,6 +2,7 @@
 // separate process, so a candidate that crashes, hangs or runs out of memory is a failed record and
 // tuning goes on. What crosses the process boundary is a JSON job and a JSON result (failure is data).
 #pragma once
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,8 @@ struct MeasureJob {
   std::string model;                           // the model file
   std::map<std::string, std::vector<int64_t>> shapes;  // bound input shapes
   std::string node;                            // the node whose GEMM is measured
+  std::string target;                          // what the kernel is compiled for (a dsl::TargetSpec name
+                                               // this machine runs); "": this machine
   bool int8_activations = false;               // the model runs with int8 activations (mark_int8_activations)
   dsl::Schedule schedule;
   int repeats = 10;
@@ -36,6 +39,13 @@ struct MeasureResult {
   nlohmann::json to_json() const;
   static MeasureResult from_json(const nlohmann::json& j);
 };
+
+// The worker's result as it writes it: one line "tetra-measure-result: {JSON}", the last of its
+// output. The reader takes the last such line only, so whatever else the worker prints (a message
+// that quotes a schedule's JSON included) never passes for a result.
+std::string worker_result_line(const MeasureResult& result);
+// The result in a worker's output, or nullopt when no line holds one.
+std::optional<MeasureResult> parse_worker_output(const std::string& output);
 
 // In this process (the worker's side): compile, check on fresh random data, time.
 MeasureResult measure_here(const MeasureJob& job);

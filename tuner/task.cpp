@@ -40,7 +40,7 @@ std::vector<TuningTask> extract_tasks(const Graph& graph, const dsl::TargetSpec&
   };
   for (const Node& n : graph.nodes) {
     if (std::optional<HalideGemm> gemm = halide_gemm_of(n, graph)) {
-      add({n.name, schedules::workload_for_target(gemm->workload, target), std::nullopt, gemm->weight,
+      add({n.name, schedules::resolve_qmatmul(gemm->workload, target).workload, std::nullopt, gemm->weight,
            gemm->trans_b, 1});
     } else if (std::optional<HalideConv> conv = halide_conv_of(n, graph)) {
       add({n.name, gemm_view(conv->workload), conv->workload, conv->weight, false, 1});

@@ -32,7 +32,7 @@ struct TuningTask {
 };
 
 // `graph` must have concrete shapes (load_model with every dynamic input dim bound). The workloads
-// are those `target` runs (int8 activations only where it can: schedules::workload_for_target).
+// are those `target` runs (int8 activations only where it can: schedules::resolve_qmatmul).
 std::vector<TuningTask> extract_tasks(const Graph& graph, const dsl::TargetSpec& target);
 
 // The template default of a task's workload: the baseline of its speed-ups.

@@ -86,7 +86,10 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
   };
   Graph graph = load_model(opt.model, opt.shapes);
   if (opt.int8_activations) mark_int8_activations(graph);
-  const dsl::TargetSpec& target = dsl::host_target();
+  // Tuning measures real runs: the target's code must run here.
+  const dsl::TargetSpec& target = opt.target;
+  dsl::Status runs = dsl::runs_on_host(target);
+  check(runs.ok(), ErrorKind::Unsupported, "cannot tune for " + target.name + ": " + (runs.ok() ? "" : runs.failure().describe()));
   std::vector<TuningTask> tasks = extract_tasks(graph, target);
   TuningDatabase db = TuningDatabase::open(opt.db_dir, target.name, dsl::toolchain_id());
   std::error_code ec;
@@ -106,9 +109,12 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     s.summary.key = t.key();
     s.summary.node = t.node;
     s.summary.occurrences = t.occurrences;
-    // Resumption: what the database already holds for this workload is neither measured again nor lost.
+    // Resumption: what the database already holds for this workload is neither measured again nor lost,
+    // and counts toward --trials. An estimate is not a measurement: it neither blocks measuring its
+    // schedule nor enters the best so far.
     for (const TuningRecord& r : db.records()) {
-      if (r.workload.key != s.summary.key) continue;
+      if (r.workload.key != s.summary.key || !r.measured) continue;
+      ++s.summary.earlier_trials;
       s.seen.insert(r.schedule.to_string());
       s.history.push_back({r.schedule, r.failed() ? INFINITY : r.median_ms});
       if (!r.failed() && (s.summary.best_ms == 0 || r.median_ms < s.summary.best_ms)) {
@@ -118,15 +124,18 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     }
     // (Conv tasks start cold: their records' dims are not a GEMM's.)
     if (opt.strategy == Strategy::Xgb && !t.conv) s.search.prior = prior_measurements(db, t.workload);
+    s.done = s.summary.earlier_trials >= opt.trials;
     states.push_back(std::move(s));
   }
   say("tuning " + std::to_string(states.size()) + " task(s) of " + opt.model + " for " + target.name + ", " +
-      std::to_string(opt.trials) + " trials each, strategy " + strategy_name(opt.strategy));
+      std::to_string(opt.trials) + " trials each (earlier ones in the database included), strategy " +
+      strategy_name(opt.strategy));
 
   std::mt19937_64 rng(opt.seed);
   auto start = Clock::now();
   auto elapsed_s = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   int total_trials = 0;
+  auto trials_left = [&](const TaskState& s) { return opt.trials - s.summary.earlier_trials - s.summary.trials; };
 
   // A candidate for `s`: the template default first (the baseline every speed-up is measured
   // against), then the strategy's proposals; nullopt when the space is exhausted.
@@ -181,17 +190,18 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     double per_trial = elapsed_s() / total_trials;
     int left = 0;
     for (const TaskState& t : states)
-      if (!t.done) left += opt.trials - t.summary.trials;
-    say("  [" + sum.key + "] trial " + std::to_string(sum.trials) + "/" + std::to_string(opt.trials) + ": " + status +
+      if (!t.done) left += trials_left(t);
+    say("  [" + sum.key + "] trial " + std::to_string(sum.earlier_trials + sum.trials) + "/" +
+        std::to_string(opt.trials) + ": " + status +
         "; best " + format_ms(sum.best_ms) + "; ETA " + std::to_string(static_cast<int>(per_trial * left)) + " s");
-    if (sum.trials >= opt.trials || s.since_improvement >= opt.early_stop) s.done = true;
+    if (trials_left(s) <= 0 || s.since_improvement >= opt.early_stop) s.done = true;
   };
 
   // Up to `count` trials of one task. With jobs > 1 the candidates are first compiled in parallel
   // worker processes into the kernel cache; then each is checked and timed alone, loading its code.
   auto run_trials = [&](TaskState& s, int count) {
     std::vector<dsl::Schedule> candidates;
-    while (int(candidates.size()) < std::min(count, opt.trials - s.summary.trials)) {
+    while (int(candidates.size()) < std::min(count, trials_left(s))) {
       std::optional<dsl::Schedule> c = next_candidate(s);
       if (!c) break;
       candidates.push_back(*c);
@@ -206,6 +216,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
       job.model = opt.model;
       job.shapes = shapes;
       job.node = s.task.node;
+      job.target = target.name;
       job.int8_activations = opt.int8_activations;
       job.schedule = c;
       job.repeats = opt.repeats;

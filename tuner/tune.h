@@ -16,7 +16,8 @@ struct TuneOptions {
   std::string model;
   std::map<std::string, Shape> shapes;  // binds dynamic input dims
   std::string db_dir;
-  int trials = 64;             // per task, the default schedule's measurement included
+  dsl::TargetSpec target = dsl::host_target();  // tuned for; this machine must run it (dsl::runs_on_host)
+  int trials = 64;             // measured records per task in total: earlier runs' and the default's included
   double time_budget_s = 0;    // 0: no limit
   Strategy strategy = Strategy::Evolution;
   int early_stop = 32;         // a task stops after this many trials without a 1% improvement
@@ -39,6 +40,7 @@ struct TaskSummary {
   std::string node;  // first node with this workload
   int occurrences = 1;
   int trials = 0;    // measured in this run
+  int earlier_trials = 0;  // measured records already in the database (they count toward --trials)
   int failed = 0;
   double default_ms = 0;  // the template default's time (0 when it was measured in an earlier run)
   double best_ms = 0;     // best so far, earlier runs included

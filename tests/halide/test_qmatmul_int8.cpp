@@ -32,11 +32,21 @@ bool host_has_int8_dot() {
   return false;
 }
 
-QMatMulWorkload int8_workload(const WeightSpec& spec, int M, int K, int N, bool bias = false) {
+// A QMatMul workload asking for int8 activations.
+QMatMulWorkload int8_request(const WeightSpec& spec, int M, int K, int N, bool bias = false) {
   QuantizedWeight w = test::random_weight(K, N, spec, 1);
   QMatMulWorkload wl = qmatmul_workload(w, spec.trans_b, M, bias).value();
-  wl.set_int8_activations();
+  wl.int8_activations = true;
   return wl;
+}
+
+// The same, resolved for a VNNI target (whether this host is one or not): the int8 kernel's workload.
+QMatMulWorkload int8_workload(const WeightSpec& spec, int M, int K, int N, bool bias = false) {
+  static const TargetSpec vnni = parse_target("x86-64-avx512-vnni").value();
+  ResolvedQMatMul resolved = resolve_qmatmul(int8_request(spec, M, K, N, bias), vnni);
+  INFO(resolved.note);
+  REQUIRE(resolved.workload.int8_activations);
+  return resolved.workload;
 }
 
 QMatMulKernel compile(const QMatMulWorkload& wl, const Schedule& s) {
@@ -152,19 +162,18 @@ TEST_CASE("int8 activations are less exact than float32, by what the quantizatio
 
 TEST_CASE("int8 activations fall back to float32 where they cannot run, saying why", "[qmatmul][int8]") {
   WeightSpec per_k{DType::Int4, false, Granularity::PerK, 0, true, false};
-  QMatMulWorkload wl = int8_workload(per_k, 1, 64, 32);
-  std::string note;
-  QMatMulWorkload runs = workload_for_target(wl, host_target(), &note);
-  CHECK_FALSE(runs.int8_activations);
-  CHECK(note.find("multiple of 8") != std::string::npos);
+  QMatMulWorkload wl = int8_request(per_k, 1, 64, 32);
+  ResolvedQMatMul runs = resolve_qmatmul(wl, parse_target("x86-64-avx512-vnni").value());
+  CHECK_FALSE(runs.workload.int8_activations);
+  CHECK(runs.note.find("multiple of 8") != std::string::npos);
 
   WeightSpec blocked{DType::Int4, false, Granularity::BlockedK, 32, false, false};
   QMatMulWorkload ok = int8_workload(blocked, 1, 64, 32);
   CHECK(ok.key() == "qmatmul m1 k64 n32 int4 blocked(k,32) f32 a8");
   TargetSpec avx2 = parse_target("x86-64-avx2").value();
-  note.clear();
-  CHECK_FALSE(workload_for_target(ok, avx2, &note).int8_activations);
-  CHECK(note.find("x86-64-avx2 has no int8 dot products") != std::string::npos);
+  ResolvedQMatMul on_avx2 = resolve_qmatmul(ok, avx2);
+  CHECK_FALSE(on_avx2.workload.int8_activations);
+  CHECK(on_avx2.note.find("x86-64-avx2 has no int8 dot products") != std::string::npos);
   // A float32 template cannot serve an int8 workload, nor the reverse.
   Schedule gemv = find_qmatmul_template("cpu_int4_gemv")->default_schedule(ok, host_target());
   CHECK_FALSE(check_qmatmul_schedule(ok, gemv, host_target()).ok());
@@ -172,6 +181,30 @@ TEST_CASE("int8 activations fall back to float32 where they cannot run, saying w
   fp32.int8_activations = false;
   Schedule vnni = find_qmatmul_template("cpu_int4_vnni")->default_schedule(ok, host_target());
   CHECK_FALSE(check_qmatmul_schedule(fp32, vnni, host_target()).ok());
+}
+
+TEST_CASE("resolving int8 activations decides the scale type with them", "[qmatmul][int8]") {
+  // float16 scales are widened only for the int8 kernels; a fall-back keeps them.
+  const TargetSpec vnni = parse_target("x86-64-avx512-vnni").value();
+  const TargetSpec avx2 = parse_target("x86-64-avx2").value();
+  WeightSpec short_blocks{DType::Int4, false, Granularity::BlockedK, 4, false, /*f16_scale=*/true};
+  ResolvedQMatMul short_on_vnni = resolve_qmatmul(int8_request(short_blocks, 1, 64, 32), vnni);
+  CHECK_FALSE(short_on_vnni.workload.int8_activations);
+  CHECK(short_on_vnni.workload.format.f16_scale);
+  CHECK(short_on_vnni.note.find("multiple of 8, not 4") != std::string::npos);
+
+  WeightSpec long_blocks{DType::Int4, false, Granularity::BlockedK, 32, false, /*f16_scale=*/true};
+  QMatMulWorkload request = int8_request(long_blocks, 1, 64, 32);
+  ResolvedQMatMul long_on_vnni = resolve_qmatmul(request, vnni);
+  CHECK(long_on_vnni.workload.int8_activations);
+  CHECK_FALSE(long_on_vnni.workload.format.f16_scale);
+  CHECK(long_on_vnni.note.empty());
+  ResolvedQMatMul long_on_avx2 = resolve_qmatmul(request, avx2);
+  CHECK_FALSE(long_on_avx2.workload.int8_activations);
+  CHECK(long_on_avx2.workload.format.f16_scale);
+  // A workload that asks for nothing is its own resolution.
+  request.int8_activations = false;
+  CHECK(resolve_qmatmul(request, vnni).workload.key() == request.key());
 }
 
 TEST_CASE("int8-activation kernels hold 512-bit VNNI and nothing this CPU might lack", "[qmatmul][int8]") {

@@ -43,7 +43,10 @@ TEST_CASE("schedules round-trip through JSON", "[schedule]") {
   static const TargetSpec vnni = parse_target("x86-64-avx512-vnni").value();
   for (const QMatMulTemplate& t : qmatmul_templates()) {
     QMatMulWorkload wl = workload(8, 512, 768);
-    if (t.int8_activations) wl.set_int8_activations();
+    if (t.int8_activations) {
+      wl.int8_activations = true;
+      wl = resolve_qmatmul(wl, vnni).workload;
+    }
     const TargetSpec& target = t.int8_activations ? vnni : avx512();
     KnobSpace space = t.space(wl, target);
     CHECK(space.size() > 10);

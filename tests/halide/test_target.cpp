@@ -53,6 +53,20 @@ TEST_CASE("the host target follows CPUID", "[target]") {
   CHECK(parse_target("host").value().name == host.name);
 }
 
+TEST_CASE("a target runs on this machine when the host has its architecture and features", "[target]") {
+  CpuFeatures f = detect_cpu_features();
+  CHECK(runs_on_host(host_target()).ok());
+  CHECK(runs_on_host(parse_target("x86-64-avx2").value()).ok() == f.avx2);
+  CHECK(runs_on_host(parse_target("x86-64-avx512-fp16").value()).ok() == f.avx512fp16);
+  for (const char* elsewhere : {"arm-64", "hip:gfx90a"}) {
+    Status st = runs_on_host(parse_target(elsewhere).value());
+    REQUIRE_FALSE(st.ok());
+    CHECK_THAT(st.failure().describe(), Catch::Contains("cannot run code for it"));
+  }
+  CHECK_FALSE(parse_runnable_target("arm-64").ok());
+  CHECK(parse_runnable_target("host").value().name == host_target().name);
+}
+
 TEST_CASE("a vectorised pipeline JIT-compiled for the host target runs", "[target]") {
   // With a target that claims instructions the CPU lacks, this dies with SIGILL.
   Halide::Func f("f");
