@@ -211,7 +211,7 @@ bool conv_runs_direct(const Node& node, const Graph& graph) {
     ConvParams p = conv_params(node, to_shape(x->shape), node.weight->shape());
     int64_t positions = 1;
     for (int64_t o : p.out_spatial) positions *= o;
-    if (positions == 1) return false;
+    if (positions == 1 && conv_weight_as_matrix(*node.weight)) return false;  // else blocks along C split a row
   }
   return true;
 }

@@ -259,15 +259,26 @@ TEST_CASE("a conv with one output position per image runs as a GEMV, not on the 
     Shape x, w;
     bool gemv;
   };
-  std::vector<Case> cases = {{{1, 72, 1, 1}, {24, 72, 1, 1}, true},
-                             {{2, 16, 3, 3}, {40, 16, 3, 3}, true},
-                             {{1, 16, 2, 2}, {8, 16, 1, 1}, false}};
-  for (const Case& c : cases) {
-    INFO(shape_str(c.x) << " weight " << shape_str(c.w));
-    ModelBuilder b(13);
+  std::vector<std::pair<Case, int64_t>> cases = {{{{1, 72, 1, 1}, {24, 72, 1, 1}, true}, 0},
+                                                 {{{2, 16, 3, 3}, {40, 16, 3, 3}, true}, 0},
+                                                 {{{1, 16, 2, 2}, {8, 16, 1, 1}, false}, 0},
+                                                 {{{1, 64, 1, 1}, {16, 64, 1, 1}, true}, 32},
+                                                 // blocks of 32 across C = 72 cannot be GEMM rows: direct
+                                                 {{{1, 72, 1, 1}, {24, 72, 1, 1}, false}, 32}};
+  for (const auto& [c, block] : cases) {
+    INFO(shape_str(c.x) << " weight " << shape_str(c.w) << " int4 block " << block);
+    ModelBuilder b(21);
     b.input("x", DType::Float32, c.x);
     b.output("y", DType::Float32);
-    b.initializer("w", random_tensor(DType::Float32, c.w));
+    if (block == 0) {
+      b.initializer("w", random_tensor(DType::Float32, c.w));
+    } else {
+      b.initializer("q", random_tensor(DType::Int4, c.w, -8, 7));
+      Shape scale_shape = c.w;
+      scale_shape[1] = (c.w[1] + block - 1) / block;
+      b.initializer("s", random_tensor(DType::Float32, scale_shape, 0.02, 0.1));
+      b.node("DequantizeLinear", {"q", "s"}, {"w"}, {{"axis", 1}, {"block_size", block}});
+    }
     b.initializer("b", random_tensor(DType::Float32, {c.w[0]}));
     b.node("Conv", {"x", "w", "b"}, {"c"});
     b.node("Relu", {"c"}, {"y"});
@@ -278,6 +289,7 @@ TEST_CASE("a conv with one output position per image runs as a GEMV, not on the 
     INFO(halide.kernels()[0].detail);
     CHECK(halide.kernels()[0].backend == "halide");
     CHECK((halide.kernels()[0].detail.find("im2col") != std::string::npos) == c.gemv);
+    if (block) CHECK(graph.quantized_nodes().size() == 1);  // the int4 Conv is fused
     TensorMap inputs = {{"x", random_tensor(DType::Float32, c.x)}};
     TensorMap got = halide.run(inputs);
     TensorMap want = run_reference(graph, inputs);
