@@ -412,6 +412,65 @@ int fold_pads_into_convs(Graph& g) {
   return static_cast<int>(removed.size());
 }
 
+int fuse_attention(Graph& g) {
+  if (!has_op(g, "Softmax") || !has_op(g, "MatMul")) return 0;
+  std::map<std::string, int> readers;
+  for (const Node& n : g.nodes)
+    for (const std::string& in : n.inputs) ++readers[in];
+  std::set<std::string> graph_outputs;
+  for (const ValueInfo& o : g.outputs) graph_outputs.insert(o.name);
+  std::map<std::string, size_t> producer;
+  for (size_t k = 0; k < g.nodes.size(); ++k)
+    for (const std::string& o : g.nodes[k].outputs) producer[o] = k;
+  // The node making `value` when it is an ai.onnx `op` read by one node only and not a graph output.
+  auto inner = [&](const std::string& value, const char* op) -> const Node* {
+    auto p = producer.find(value);
+    if (p == producer.end() || readers[value] != 1 || graph_outputs.count(value)) return nullptr;
+    const Node& n = g.nodes[p->second];
+    return n.domain.empty() && n.op_type == op && n.outputs.size() == 1 ? &n : nullptr;
+  };
+  auto float_shape = [&](const std::string& value) -> std::optional<Shape> {
+    const ValueInfo* v = g.find_value(value);
+    if (!v || v->dtype != DType::Float32 || !v->has_shape || !fully_known(v->shape)) return std::nullopt;
+    return to_shape(v->shape);
+  };
+
+  std::set<size_t> removed;
+  for (Node& pv : g.nodes) {
+    if (!pv.domain.empty() || pv.op_type != "MatMul" || pv.inputs.size() != 2 || pv.outputs.size() != 1) continue;
+    const Node* softmax = inner(pv.inputs[0], "Softmax");
+    const Node* scores = softmax ? inner(softmax->inputs[0], "MatMul") : nullptr;
+    if (!scores || scores->inputs.size() != 2) continue;
+    std::optional<Shape> a = float_shape(scores->inputs[0]), b = float_shape(scores->inputs[1]);
+    std::optional<Shape> v = float_shape(pv.inputs[1]);
+    if (!a || !b || !v || a->size() < 2 || b->size() != a->size() || v->size() != a->size()) continue;
+    size_t r = a->size();
+    // The softmax's rows are the scores' last axis: opset 13's axis, or the older 2-D coercion at
+    // the last axis.
+    int64_t axis = softmax->attr_int("axis", softmax->opset < 13 ? 1 : -1);
+    if (axis != -1 && axis != int64_t(r) - 1) continue;
+    if (!std::equal(a->begin(), a->end() - 2, b->begin()) || !std::equal(a->begin(), a->end() - 2, v->begin()) ||
+        (*a)[r - 1] != (*b)[r - 2] || (*b)[r - 1] != (*v)[r - 2])
+      continue;  // broadcast batch dims stay on the MatMul kernels
+    Node fused;
+    fused.name = pv.name + "_attention";
+    fused.op_type = "Attention";
+    fused.domain = "tetra";
+    fused.opset = 1;
+    fused.inputs = {scores->inputs[0], scores->inputs[1], pv.inputs[1]};
+    fused.outputs = pv.outputs;
+    removed.insert(producer.at(softmax->outputs[0]));
+    removed.insert(producer.at(scores->outputs[0]));
+    pv = std::move(fused);
+  }
+  if (removed.empty()) return 0;
+  std::vector<Node> kept;
+  for (size_t k = 0; k < g.nodes.size(); ++k)
+    if (!removed.count(k)) kept.push_back(std::move(g.nodes[k]));
+  g.nodes = std::move(kept);
+  return static_cast<int>(removed.size() / 2);
+}
+
 void fuse_epilogues(Graph& graph) {
   // Nothing to fuse into without a fused GEMM or conv (int4 or float weight).
   if (std::none_of(graph.nodes.begin(), graph.nodes.end(), [](const Node& n) { return n.weight != nullptr; })) return;

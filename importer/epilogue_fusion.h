@@ -27,4 +27,10 @@ int fold_conv_transpose_batchnorms(Graph& graph);
 // so) becomes the conv's own pads: no padded copy of the activation. Returns the number folded.
 int fold_pads_into_convs(Graph& graph);
 
+// Attention written out, MatMul(A, B) -> Softmax over the last axis -> MatMul(P, V), with float32
+// inputs whose batch dims are the same, becomes one tetra.Attention(A, B, V): a kernel that never
+// stores the scores (tokens x tokens per head) in memory. Run hoist_matmul_scales first, so that a
+// scale of the scores has moved onto A. Returns the number fused; re-infer shapes afterwards.
+int fuse_attention(Graph& graph);
+
 }  // namespace tetra

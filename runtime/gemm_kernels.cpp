@@ -393,6 +393,7 @@ std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& gr
     return std::make_unique<HalideQConv>(node, graph, g.matrix, node.has_input(1), source);
   }
   if (node.domain.empty() && node.op_type == "MatMul") return make_halide_matmul_kernel(node, graph, source, why_not);
+  if (node.domain == "tetra" && node.op_type == "Attention") return make_halide_attention_kernel(node, source);
   if (node.domain.empty() && node.op_type == "ConvTranspose")
     return make_halide_conv_transpose_kernel(node, graph, source, why_not);
   return make_halide_elementwise_kernel(node, graph, source, why_not);

@@ -3,6 +3,8 @@
 // strides: a batch dimension of 1 against a larger one has stride 0. The innermost batch dimension is
 // the kernel's; any outer ones are looped over here. float16 operands are widened to float32 for the
 // kernel and the result rounded once.
+#include <algorithm>
+
 #include "HalideBuffer.h"
 #include "importer/error.h"
 #include "runtime/halide_ops.h"
@@ -107,7 +109,65 @@ class HalideBatchMatMul : public NodeKernel {
   double compile_ms_ = 0;
 };
 
+// tetra.Attention on schedules/cpu_attention.h: the batch dims (the same in all three inputs) become
+// the kernel's one batch dim.
+class HalideAttention : public NodeKernel {
+ public:
+  HalideAttention(const Node& node, KernelSource& source) : node_(node) {
+    KernelRequest request;
+    request.kind = KernelRequest::Kind::Attention;
+    request.node = node.label();
+    code_ = source.get(request);
+  }
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
+    const Tensor &a = inputs.at(0), &b = inputs.at(1), &v = inputs.at(2);
+    const Shape &as = a.shape(), &bs = b.shape(), &vs = v.shape();
+    size_t r = as.size();
+    check(r >= 2 && bs.size() == r && vs.size() == r && a.dtype() == DType::Float32 && b.dtype() == DType::Float32 &&
+              v.dtype() == DType::Float32 && std::equal(as.begin(), as.end() - 2, bs.begin()) &&
+              std::equal(as.begin(), as.end() - 2, vs.begin()) && as[r - 1] == bs[r - 2] && bs[r - 1] == vs[r - 2],
+          ErrorKind::Invalid,
+          node_.label() + ": inputs " + shape_str(as) + ", " + shape_str(bs) + ", " + shape_str(vs) +
+              " are not float32 [..., M, K], [..., K, N], [..., N, D] with the same batch dims");
+    int64_t M = as[r - 2], K = as[r - 1], N = bs[r - 1], D = vs[r - 1], batch = 1;
+    for (size_t d = 0; d + 2 < r; ++d) batch *= as[d];
+    for (const Tensor* t : {&a, &b, &v})
+      check(t->size() <= INT32_MAX && M * D * batch <= INT32_MAX, ErrorKind::Invalid,
+            node_.label() + ": a tensor is too large for a Halide kernel's 32-bit strides");
+    Shape out_shape = as;
+    out_shape.back() = D;
+    Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
+    if (y.size() == 0) return {y};
+    check(N > 0, ErrorKind::Invalid, node_.label() + ": attention over no keys");
+    auto buffer = [](const float* data, int64_t inner, int64_t rows, int64_t batches) {
+      halide_dimension_t dims[3] = {{0, int32_t(inner), 1, 0}, {0, int32_t(rows), int32_t(inner), 0},
+                                    {0, int32_t(batches), int32_t(inner * rows), 0}};
+      return Halide::Runtime::Buffer<float>(const_cast<float*>(data), 3, dims);
+    };
+    Halide::Runtime::Buffer<float> A = buffer(a.data<float>(), K, M, batch), B = buffer(b.data<float>(), N, K, batch);
+    Halide::Runtime::Buffer<float> V = buffer(v.data<float>(), D, N, batch), Y = buffer(y.mutable_data<float>(), D, M, batch);
+    void* argv[] = {A.raw_buffer(), B.raw_buffer(), V.raw_buffer(), Y.raw_buffer()};
+    dsl::Status st = dsl::call_pipeline(*code_.pipeline, argv, "attention");
+    check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+    return {y};
+  }
+
+  KernelInfo info() const override {
+    return {node_.label(), "halide", "attention: scores, softmax and the weighted sum per 8-row tile, no scores in memory",
+            code_.compile_ms};
+  }
+
+ private:
+  const Node& node_;
+  KernelCode code_;
+};
+
 }  // namespace
+
+std::unique_ptr<NodeKernel> make_halide_attention_kernel(const Node& node, KernelSource& source) {
+  return std::make_unique<HalideAttention>(node, source);
+}
 
 std::unique_ptr<NodeKernel> make_halide_matmul_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                       std::string* why_not) {

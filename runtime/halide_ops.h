@@ -33,6 +33,8 @@ std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, con
 // on a Halide elementwise kernel where there is one).
 std::unique_ptr<NodeKernel> with_epilogue(const Node& node, const Graph& graph, KernelSource& source,
                                           std::unique_ptr<NodeKernel> inner, size_t first_step);
+// tetra.Attention: softmax(A·B)·V without the scores in memory (halide_matmul.cpp).
+std::unique_ptr<NodeKernel> make_halide_attention_kernel(const Node& node, KernelSource& source);
 // Activation x activation MatMul (neither input constant), batched and broadcast (halide_matmul.cpp).
 std::unique_ptr<NodeKernel> make_halide_matmul_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                       std::string* why_not);

@@ -8,6 +8,7 @@
 #include "dsl/object_cache.h"
 #include "importer/error.h"
 #include "runtime/elementwise_pipelines.h"
+#include "schedules/cpu_attention.h"
 #include "schedules/cpu_batch_matmul.h"
 #include "schedules/cpu_conv.h"
 #include "schedules/cpu_conv_transpose.h"
@@ -91,6 +92,10 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
     case KernelRequest::Kind::BatchMatMul:
       plan.code_key = dsl::code_key(r.key(), plan.halide);  // one code for every shape
       plan.define = [=]() { return schedules::batch_matmul_pipeline(target); };
+      break;
+    case KernelRequest::Kind::Attention:
+      plan.code_key = dsl::code_key(r.key(), plan.halide);  // one code for every shape
+      plan.define = [=]() { return schedules::attention_pipeline(target); };
       break;
     case KernelRequest::Kind::ConvTransposeDirect:
       plan.code_key = dsl::code_key(r.key(), plan.halide);  // one code per kernel size, for every shape

@@ -18,6 +18,7 @@ std::string KernelRequest::key() const {
     case Kind::GlobalPool: return flag ? "global max pool" : "global average pool";
     case Kind::Pool: return window.signature();
     case Kind::BatchMatMul: return "batch matmul";
+    case Kind::Attention: return "attention";
     case Kind::ConvTransposeDirect:
       return "conv transpose direct " + std::to_string(kernel_h) + "x" + std::to_string(kernel_w);
     case Kind::Copy: return "strided copy " + std::to_string(element_bits) + "-bit";

@@ -34,9 +34,9 @@ struct KernelRequest {
   // Copy: a strided copy of up to kStridedRank dims (Transpose, Slice, Concat, Split); Where: a select
   // over strided operands; Gather: rows picked by an index list; Resize: nearest or linear sampling
   // of the last two dims; Reduce: a sum, mean, max or min over up to 3 merged dims; BatchMatMul: activation x activation;
-  // ConvTransposeDirect: a ConvTranspose whose kernel equals its stride.
+  // ConvTransposeDirect: a ConvTranspose whose kernel equals its stride; Attention: softmax(A·B)·V.
   enum class Kind { QMatMul, QConv, Elementwise, Softmax, LayerNorm, GlobalPool, Pool, Copy, Where, Gather, Resize, Reduce,
-              BatchMatMul, ConvTransposeDirect };
+              BatchMatMul, ConvTransposeDirect, Attention };
   Kind kind = Kind::Elementwise;
   std::string node;  // the asking node's label, for messages
 

@@ -94,6 +94,7 @@ const OpRegistry& OpRegistry::get() {
     register_elementwise_ops(r);
     register_tensor_ops(r);
     register_pad(r);
+    register_attention(r);
     register_reduce_ops(r);
     register_nn_ops(r);
     register_quant_ops(r);

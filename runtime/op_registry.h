@@ -59,6 +59,7 @@ void check_arity(const Node& node);
 void register_elementwise_ops(OpRegistry& r);  // unary, binary, activations, Where, Clip, Cast...
 void register_tensor_ops(OpRegistry& r);       // Reshape, Transpose, Concat, Slice, Gather, Shape...
 void register_pad(OpRegistry& r);              // Pad, every mode and opset form (ops/pad.cpp)
+void register_attention(OpRegistry& r);        // tetra.Attention: softmax(A·B)·V (ops/attention.cpp)
 void register_reduce_ops(OpRegistry& r);       // ReduceMean/Sum/Max/Min, Softmax, LayerNorm, BatchNorm
 void register_nn_ops(OpRegistry& r);           // MatMul, Gemm, Conv, ConvTranspose, pools, Resize
 void register_quant_ops(OpRegistry& r);        // Q/DQ, MatMulNBits, integer & QLinear ops, tetra.Q*

@@ -207,3 +207,61 @@ TEST_CASE("BatchNormalization after a ConvTranspose folds into its weight and bi
     }
   }
 }
+
+TEST_CASE("MatMul -> Softmax -> MatMul becomes one attention kernel with no scores in memory", "[fusion][attention]") {
+  std::string dir = temp_dir("fuse_attention");
+  struct Case {
+    Shape q, kt, v;
+    int opset;
+    int64_t axis;  // the Softmax's
+    bool fuses;
+  };
+  std::vector<Case> cases = {
+      {{1, 2, 40, 8}, {1, 2, 8, 37}, {1, 2, 37, 12}, 13, -1, true},  // odd tokens and head sizes
+      {{3, 17, 16}, {3, 16, 70}, {3, 70, 33}, 11, 2, true},          // opset 11: rows of the last axis
+      {{1, 9, 32}, {1, 32, 9}, {1, 9, 32}, 13, 2, true},             // fewer rows than a task
+      {{2, 40, 8}, {2, 8, 37}, {2, 37, 12}, 13, 1, false},           // softmax over the queries
+      {{2, 40, 8}, {1, 8, 37}, {2, 37, 12}, 13, -1, false},          // broadcast batch: MatMul kernels
+  };
+  for (const Case& c : cases) {
+    INFO(shape_str(c.q) << " x " << shape_str(c.kt) << " x " << shape_str(c.v) << " opset " << c.opset << " axis " << c.axis);
+    ModelBuilder b(c.opset);
+    b.input("q", DType::Float32, c.q);
+    b.input("kt", DType::Float32, c.kt);
+    b.input("v", DType::Float32, c.v);
+    b.output("y", DType::Float32);
+    b.initializer("scale", Tensor::scalar(DType::Float32, 0.35));
+    b.node("MatMul", {"q", "kt"}, {"s"});
+    b.node("Mul", {"s", "scale"}, {"scaled"});
+    b.node("Softmax", {"scaled"}, {"p"}, {{"axis", c.axis}});
+    b.node("MatMul", {"p", "v"}, {"y"});
+    std::string path = b.save(dir + "/m.onnx");
+    Graph g = load_model(path);
+    int attention = 0;
+    for (const Node& n : g.nodes) attention += n.domain == "tetra" && n.op_type == "Attention";
+    CHECK(attention == (c.fuses ? 1 : 0));
+    if (c.fuses) {
+      Executor halide(g, ExecutorOptions{Backend::Halide});
+      bool compiled = false;
+      for (const KernelInfo& k : halide.kernels()) compiled |= k.detail.rfind("attention", 0) == 0;
+      CHECK(compiled);
+    }
+    // Scores of a few units, so that the softmax is neither flat nor one-hot.
+    expect_same_results(path, {{"q", random_tensor(DType::Float32, c.q, -2, 2)},
+                               {"kt", random_tensor(DType::Float32, c.kt, -2, 2)},
+                               {"v", random_tensor(DType::Float32, c.v)}});
+  }
+
+  // The probabilities are also an output: the pattern stays as it is.
+  ModelBuilder b(13);
+  b.input("q", DType::Float32, {2, 5, 4});
+  b.input("kt", DType::Float32, {2, 4, 6});
+  b.input("v", DType::Float32, {2, 6, 3});
+  b.output("y", DType::Float32);
+  b.output("p", DType::Float32);
+  b.node("MatMul", {"q", "kt"}, {"s"});
+  b.node("Softmax", {"s"}, {"p"}, {{"axis", -1}});
+  b.node("MatMul", {"p", "v"}, {"y"});
+  Graph g = load_model(b.save(dir + "/kept.onnx"));
+  CHECK(g.nodes.size() == 3);
+}

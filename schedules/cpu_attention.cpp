@@ -1,0 +1,80 @@
+#include "schedules/cpu_attention.h"
+
+namespace tetra::schedules {
+
+dsl::Result<dsl::ScheduledPipeline> attention_pipeline(const dsl::TargetSpec& target) {
+  using namespace Halide;
+  const int V = target.halide.natural_vector_size<float>();
+  ImageParam A(Float(32), 3, "A"), B(Float(32), 3, "B"), Vals(Float(32), 3, "V");
+  Var n("n"), m("m"), b("b"), d("d"), l("l");
+  Expr N = B.dim(0).extent(), K = A.dim(0).extent(), M = A.dim(1).extent(), D = Vals.dim(0).extent();
+  RDom k(0, K, "k"), rn(0, N, "rn"), rj(0, (N + V - 1) / V, "rj");
+
+  // Algorithm. Register tiles cover whole tiles past M, N and D at the edges (the stores there are
+  // guarded): the operands repeat their last row or column, so those reads stay in bounds; scores
+  // past N are duplicates (harmless to the max) and their exps are 0.
+  Func a = BoundaryConditions::repeat_edge(A, {Range(), Range(0, M), Range()});
+  Func bt = BoundaryConditions::repeat_edge(B, {Range(0, N), Range(), Range()});
+  Func v = BoundaryConditions::repeat_edge(Vals, {Range(0, D), Range(), Range()});
+  Func score_tile("score_tile"), scores("scores"), top_lanes("top_lanes"), top("top"), e("e");
+  Func sum_lanes("sum_lanes"), sum("sum"), weighted("weighted"), O("attention");
+  score_tile(n, m, b) = 0.0f;
+  score_tile(n, m, b) += a(k, m, b) * bt(n, k, b);
+  scores(n, m, b) = score_tile(n, m, b);
+  // Row max and row sum as V lanes each, then across the lanes: no loop-carried chain per element.
+  top_lanes(l, m, b) = -INFINITY;
+  top_lanes(l, m, b) = max(top_lanes(l, m, b), scores(rj * V + l, m, b));
+  Expr t = top_lanes(0, m, b);
+  for (int i = 1; i < V; ++i) t = max(t, top_lanes(i, m, b));
+  top(m, b) = t;
+  e(n, m, b) = select(n < N, exp(scores(n, m, b) - top(m, b)), 0.0f);
+  sum_lanes(l, m, b) = 0.0f;
+  sum_lanes(l, m, b) += e(rj * V + l, m, b);
+  Expr s = sum_lanes(0, m, b);
+  for (int i = 1; i < V; ++i) s = s + sum_lanes(i, m, b);
+  sum(m, b) = s;
+  weighted(d, m, b) = 0.0f;
+  weighted(d, m, b) += e(rn, m, b) * v(d, rn, b);
+  O(d, m, b) = weighted(d, m, b) / sum(m, b);
+
+  // Schedule: tasks of 8 rows of one batch index. Their scores are 2-vector x 8-row register tiles
+  // over k, then exps, sums and the weighted sum of V as 2-vector x 8-row tiles over n (16 of the
+  // registers accumulate). Measured on the Zen 4 VM, 2 threads, 4 heads of 640 tokens x 32: 0.78 ms,
+  // against 1.85-2.4 ms for the two MatMuls and the softmax as separate kernels in a model.
+  const int R = 8;
+  Var mo("mo"), mi("mi"), task("task"), no("no"), ni("ni"), dO("dO"), di("di");
+  O.split(m, mo, mi, R, TailStrategy::GuardWithIf)
+      .fuse(mo, b, task)
+      .parallel(task)
+      .split(d, dO, di, 2 * V, TailStrategy::GuardWithIf)
+      .reorder(di, mi, dO, task)
+      .vectorize(di, V)
+      .unroll(mi);
+  scores.compute_at(O, task)
+      .bound_extent(m, R)
+      .split(n, no, ni, 2 * V, TailStrategy::RoundUp)
+      .reorder(ni, m, no)
+      .vectorize(ni, V)
+      .unroll(m);
+  score_tile.compute_at(scores, no).bound_extent(n, 2 * V).bound_extent(m, R).vectorize(n, V).unroll(n).unroll(m);
+  score_tile.update().reorder(n, m, k).vectorize(n, V).unroll(n).unroll(m);
+  top_lanes.compute_at(O, task).vectorize(l).unroll(m);
+  top_lanes.update().reorder(l, m, rj).vectorize(l).unroll(m);
+  top.compute_at(O, task);
+  e.compute_at(O, task).bound_extent(m, R).vectorize(n, V, TailStrategy::RoundUp).unroll(m);
+  sum_lanes.compute_at(O, task).vectorize(l).unroll(m);
+  sum_lanes.update().reorder(l, m, rj).vectorize(l).unroll(m);
+  sum.compute_at(O, task);
+  weighted.compute_at(O, dO).bound_extent(d, 2 * V).bound_extent(m, R).vectorize(d, V).unroll(d).unroll(m);
+  weighted.update().reorder(d, m, rn).vectorize(d, V).unroll(d).unroll(m);
+
+  // Dense rows (Halide's default stride-1 innermost dim); every buffer starts at 0.
+  for (ImageParam* p : {&A, &B, &Vals})
+    for (int dim = 0; dim < 3; ++dim) p->dim(dim).set_min(0);
+  B.dim(1).set_extent(K);
+  Vals.dim(1).set_extent(N);
+  for (int dim = 0; dim < 3; ++dim) O.output_buffer().dim(dim).set_min(0);
+  return dsl::ScheduledPipeline{Pipeline(O), {A, B, Vals}};
+}
+
+}  // namespace tetra::schedules
