@@ -17,6 +17,27 @@ const std::set<std::string> kActivations = {"Relu",    "LeakyRelu",   "Clip",   
 
 bool is_activation(const Node& n) { return n.domain.empty() && kActivations.count(n.op_type); }
 
+// BatchNormalization `bn` (inference) as y * a + b per channel, a = gamma / sqrt(var + eps) and
+// b = beta - mean * a, with an earlier bias folded in (b += old_bias * a); nullopt unless its four
+// parameters are float constants of `channels` values.
+std::optional<std::pair<std::vector<double>, std::vector<double>>> batchnorm_affine(
+    const Graph& g, const Node& bn, int64_t channels, const Tensor* old_bias) {
+  if (bn.inputs.size() < 5) return std::nullopt;
+  std::vector<const Tensor*> p;
+  for (size_t i = 1; i <= 4; ++i) {
+    auto it = g.initializers.find(bn.inputs[i]);
+    if (it == g.initializers.end() || it->second.size() != channels || !is_float(it->second.dtype())) return std::nullopt;
+    p.push_back(&it->second);
+  }
+  double eps = bn.attr_float("epsilon", 1e-5);
+  std::vector<double> a(channels), b(channels);
+  for (int64_t m = 0; m < channels; ++m) {
+    a[m] = p[0]->get(m) / std::sqrt(p[3]->get(m) + eps);
+    b[m] = p[1]->get(m) - p[2]->get(m) * a[m] + (old_bias ? old_bias->get(m) * a[m] : 0.0);
+  }
+  return std::make_pair(std::move(a), std::move(b));
+}
+
 class EpilogueFuser {
  public:
   explicit EpilogueFuser(Graph& g) : g_(g) {
@@ -158,24 +179,17 @@ class EpilogueFuser {
   // weight takes a into its values (as float32).
   bool fold_batchnorm(Node& n, const Node& bn) {
     if (n.op_type != "QConv" || !n.epilogue.empty() || bn.outputs.size() != 1 || bn.inputs.size() < 5) return false;
-    const Tensor *gamma = constant(bn.inputs[1]), *beta = constant(bn.inputs[2]);
-    const Tensor *mean = constant(bn.inputs[3]), *var = constant(bn.inputs[4]);
     const QuantizedWeight& w = *n.weight;
     int64_t M = w.shape()[0];
-    if (!gamma || !beta || !mean || !var || (!w.is_float() && w.scale.dtype() != DType::Float32)) return false;
-    for (const Tensor* t : {gamma, beta, mean, var})
-      if (t->size() != M || !is_float(t->dtype())) return false;
+    if (!w.is_float() && w.scale.dtype() != DType::Float32) return false;
     const Tensor* old_bias = n.has_input(1) ? constant(n.input(1)) : nullptr;
     if (n.has_input(1) && !old_bias) return false;
     bool per_tensor = w.scale.rank() == 0 || (w.scale.size() == 1 && w.block_size == 0);
     if (!per_tensor && w.axis != 0 && !(w.block_size > 0 && w.axis == 1)) return false;
-
-    double eps = bn.attr_float("epsilon", 1e-5);
-    std::vector<double> a(M), b(M);
-    for (int64_t m = 0; m < M; ++m) {
-      a[m] = gamma->get(m) / std::sqrt(var->get(m) + eps);
-      b[m] = beta->get(m) - mean->get(m) * a[m] + (old_bias ? old_bias->get(m) * a[m] : 0.0);
-    }
+    auto affine = batchnorm_affine(g_, bn, M, old_bias);
+    if (!affine) return false;
+    const std::vector<double>& a = affine->first;
+    const std::vector<double>& b = affine->second;
     auto folded = std::make_shared<QuantizedWeight>(w);
     if (w.is_float()) {
       folded->data = Tensor(DType::Float32, w.shape());
@@ -239,15 +253,40 @@ namespace {
 bool has_op(const Graph& g, const char* op) {
   return std::any_of(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.domain.empty() && n.op_type == op; });
 }
+
+// Which nodes read and which node makes each value, for the rewrites below.
+struct ValueUses {
+  explicit ValueUses(const Graph& g) {
+    for (size_t k = 0; k < g.nodes.size(); ++k) {
+      for (const std::string& in : g.nodes[k].inputs) readers[in].push_back(k);
+      for (const std::string& out : g.nodes[k].outputs) producer[out] = k;
+    }
+    for (const ValueInfo& o : g.outputs) graph_outputs.insert(o.name);
+  }
+  // Read by one node and not a graph output: a rewrite may fold it away.
+  bool single_use(const std::string& value) const {
+    auto r = readers.find(value);
+    return !graph_outputs.count(value) && r != readers.end() && r->second.size() == 1;
+  }
+  std::map<std::string, std::vector<size_t>> readers;
+  std::map<std::string, size_t> producer;
+  std::set<std::string> graph_outputs;
+};
+
+// The graph without the nodes at `removed`, in order.
+void erase_nodes(Graph& g, const std::set<size_t>& removed) {
+  std::vector<Node> kept;
+  kept.reserve(g.nodes.size());
+  for (size_t k = 0; k < g.nodes.size(); ++k)
+    if (!removed.count(k)) kept.push_back(std::move(g.nodes[k]));
+  g.nodes = std::move(kept);
+}
+
 }  // namespace
 
 int hoist_matmul_scales(Graph& g) {
   if (!has_op(g, "MatMul")) return 0;
-  std::map<std::string, std::vector<size_t>> readers;
-  for (size_t k = 0; k < g.nodes.size(); ++k)
-    for (const std::string& in : g.nodes[k].inputs) readers[in].push_back(k);
-  std::set<std::string> graph_outputs;
-  for (const ValueInfo& o : g.outputs) graph_outputs.insert(o.name);
+  const ValueUses uses(g);
   auto scalar_constant = [&](const std::string& name) {
     auto it = g.initializers.find(name);
     return it != g.initializers.end() && it->second.size() == 1 && is_float(it->second.dtype());
@@ -260,9 +299,8 @@ int hoist_matmul_scales(Graph& g) {
     if (!mm.domain.empty() || mm.op_type != "MatMul" || mm.inputs.size() != 2 || mm.outputs.size() != 1) continue;
     if (g.initializers.count(mm.inputs[0]) || g.initializers.count(mm.inputs[1])) continue;  // a weight
     const std::string& y = mm.outputs[0];
-    auto r = readers.find(y);
-    if (graph_outputs.count(y) || r == readers.end() || r->second.size() != 1) continue;
-    size_t s = r->second[0];
+    if (!uses.single_use(y)) continue;
+    size_t s = uses.readers.at(y)[0];
     const Node& scale = g.nodes[s];
     if (!scale.domain.empty() || scale.inputs.size() != 2 || scale.outputs.size() != 1 || removed.count(s)) continue;
     bool is_mul = scale.op_type == "Mul", is_div = scale.op_type == "Div";
@@ -301,14 +339,7 @@ int hoist_matmul_scales(Graph& g) {
 
 int fold_conv_transpose_batchnorms(Graph& g) {
   if (!has_op(g, "ConvTranspose") || !has_op(g, "BatchNormalization")) return 0;
-  std::map<std::string, int> readers;
-  for (const Node& n : g.nodes)
-    for (const std::string& in : n.inputs) ++readers[in];
-  std::set<std::string> graph_outputs;
-  for (const ValueInfo& o : g.outputs) graph_outputs.insert(o.name);
-  std::map<std::string, size_t> producer;
-  for (size_t k = 0; k < g.nodes.size(); ++k)
-    for (const std::string& o : g.nodes[k].outputs) producer[o] = k;
+  const ValueUses uses(g);
   auto constant = [&](const std::string& name) -> const Tensor* {
     auto it = g.initializers.find(name);
     return it == g.initializers.end() ? nullptr : &it->second;
@@ -318,30 +349,18 @@ int fold_conv_transpose_batchnorms(Graph& g) {
   for (size_t k = 0; k < g.nodes.size(); ++k) {
     const Node& bn = g.nodes[k];
     if (!bn.domain.empty() || bn.op_type != "BatchNormalization" || bn.inputs.size() < 5 || bn.outputs.size() != 1 ||
-        bn.attr_int("training_mode", 0) != 0)
+        bn.attr_int("training_mode", 0) != 0 || !uses.single_use(bn.inputs[0]) || !uses.producer.count(bn.inputs[0]))
       continue;
-    auto p = producer.find(bn.inputs[0]);
-    if (p == producer.end() || readers[bn.inputs[0]] != 1 || graph_outputs.count(bn.inputs[0])) continue;
-    Node& ct = g.nodes[p->second];
+    Node& ct = g.nodes[uses.producer.at(bn.inputs[0])];
     if (!ct.domain.empty() || ct.op_type != "ConvTranspose" || ct.attr_int("group", 1) != 1 || ct.outputs.size() != 1)
       continue;
     const Tensor* w = constant(ct.input(1));
     const Tensor* old_bias = ct.has_input(2) ? constant(ct.input(2)) : nullptr;
     if (!w || !is_float(w->dtype()) || w->rank() < 3 || (ct.has_input(2) && !old_bias)) continue;
     int64_t M = w->shape()[1];
-    const Tensor *gamma = constant(bn.inputs[1]), *beta = constant(bn.inputs[2]);
-    const Tensor *mean = constant(bn.inputs[3]), *var = constant(bn.inputs[4]);
-    bool params_ok = gamma && beta && mean && var;
-    for (const Tensor* t : {gamma, beta, mean, var})
-      params_ok = params_ok && t->size() == M && is_float(t->dtype());
-    if (!params_ok) continue;
-
-    double eps = bn.attr_float("epsilon", 1e-5);
-    std::vector<double> a(M), b(M);
-    for (int64_t m = 0; m < M; ++m) {
-      a[m] = gamma->get(m) / std::sqrt(var->get(m) + eps);
-      b[m] = beta->get(m) - mean->get(m) * a[m] + (old_bias ? old_bias->get(m) * a[m] : 0.0);
-    }
+    auto affine = batchnorm_affine(g, bn, M, old_bias);
+    if (!affine) continue;
+    const auto& [a, b] = *affine;
     Tensor folded(w->dtype(), w->shape());
     int64_t taps = w->size() / (w->shape()[0] * M);  // [C, M, k...]: output channel m is (i / taps) % M
     for (int64_t i = 0; i < w->size(); ++i) folded.set(i, w->get(i) * a[(i / taps) % M]);
@@ -354,32 +373,21 @@ int fold_conv_transpose_batchnorms(Graph& g) {
     ct.outputs[0] = bn.outputs[0];
     removed.insert(k);
   }
-  if (removed.empty()) return 0;
-  std::vector<Node> kept;
-  for (size_t k = 0; k < g.nodes.size(); ++k)
-    if (!removed.count(k)) kept.push_back(std::move(g.nodes[k]));
-  g.nodes = std::move(kept);
+  erase_nodes(g, removed);
   return static_cast<int>(removed.size());
 }
 
 int fold_pads_into_convs(Graph& g) {
   if (!has_op(g, "Pad")) return 0;
-  std::map<std::string, int> readers;
-  for (const Node& n : g.nodes)
-    for (const std::string& in : n.inputs) ++readers[in];
-  std::set<std::string> graph_outputs;
-  for (const ValueInfo& o : g.outputs) graph_outputs.insert(o.name);
-  std::map<std::string, size_t> producer;
-  for (size_t k = 0; k < g.nodes.size(); ++k)
-    for (const std::string& o : g.nodes[k].outputs) producer[o] = k;
+  const ValueUses uses(g);
 
   std::set<size_t> removed;
   for (Node& conv : g.nodes) {
     bool is_conv = (conv.domain.empty() && conv.op_type == "Conv") || (conv.domain == "tetra" && conv.op_type == "QConv");
     if (!is_conv || conv.inputs.empty() || conv.attr_string("auto_pad", "NOTSET") != "NOTSET") continue;
     const std::string& padded = conv.inputs[0];
-    auto p = producer.find(padded);
-    if (p == producer.end() || removed.count(p->second) || readers[padded] != 1 || graph_outputs.count(padded)) continue;
+    auto p = uses.producer.find(padded);
+    if (p == uses.producer.end() || removed.count(p->second) || !uses.single_use(padded)) continue;
     const Node& pad = g.nodes[p->second];
     const ValueInfo* x = pad.inputs.empty() ? nullptr : g.find_value(pad.inputs[0]);
     if (!pad.domain.empty() || pad.op_type != "Pad" || !x || !x->has_shape || x->shape.size() < 3) continue;
@@ -404,28 +412,17 @@ int fold_pads_into_convs(Graph& g) {
     conv.inputs[0] = pad.inputs[0];
     removed.insert(p->second);
   }
-  if (removed.empty()) return 0;
-  std::vector<Node> kept;
-  for (size_t k = 0; k < g.nodes.size(); ++k)
-    if (!removed.count(k)) kept.push_back(std::move(g.nodes[k]));
-  g.nodes = std::move(kept);
+  erase_nodes(g, removed);
   return static_cast<int>(removed.size());
 }
 
 int fuse_attention(Graph& g) {
   if (!has_op(g, "Softmax") || !has_op(g, "MatMul")) return 0;
-  std::map<std::string, int> readers;
-  for (const Node& n : g.nodes)
-    for (const std::string& in : n.inputs) ++readers[in];
-  std::set<std::string> graph_outputs;
-  for (const ValueInfo& o : g.outputs) graph_outputs.insert(o.name);
-  std::map<std::string, size_t> producer;
-  for (size_t k = 0; k < g.nodes.size(); ++k)
-    for (const std::string& o : g.nodes[k].outputs) producer[o] = k;
+  const ValueUses uses(g);
   // The node making `value` when it is an ai.onnx `op` read by one node only and not a graph output.
   auto inner = [&](const std::string& value, const char* op) -> const Node* {
-    auto p = producer.find(value);
-    if (p == producer.end() || readers[value] != 1 || graph_outputs.count(value)) return nullptr;
+    auto p = uses.producer.find(value);
+    if (p == uses.producer.end() || !uses.single_use(value)) return nullptr;
     const Node& n = g.nodes[p->second];
     return n.domain.empty() && n.op_type == op && n.outputs.size() == 1 ? &n : nullptr;
   };
@@ -459,15 +456,11 @@ int fuse_attention(Graph& g) {
     fused.opset = 1;
     fused.inputs = {scores->inputs[0], scores->inputs[1], pv.inputs[1]};
     fused.outputs = pv.outputs;
-    removed.insert(producer.at(softmax->outputs[0]));
-    removed.insert(producer.at(scores->outputs[0]));
+    removed.insert(uses.producer.at(softmax->outputs[0]));
+    removed.insert(uses.producer.at(scores->outputs[0]));
     pv = std::move(fused);
   }
-  if (removed.empty()) return 0;
-  std::vector<Node> kept;
-  for (size_t k = 0; k < g.nodes.size(); ++k)
-    if (!removed.count(k)) kept.push_back(std::move(g.nodes[k]));
-  g.nodes = std::move(kept);
+  erase_nodes(g, removed);
   return static_cast<int>(removed.size() / 2);
 }
 
