@@ -136,13 +136,13 @@ TEST_CASE("tuning records every trial, survives failing candidates and resumes",
   // The runtime takes its schedules from the database, and says so.
   Graph g = load_model(model);
   tuner::DatabaseScheduleSource source(db);
-  Executor exec(g, ExecutorOptions{Backend::Halide, 0, &source, ""});
+  Executor exec(g, ExecutorOptions{Backend::Halide, 0, &source, "", ""});
   TensorMap in = {{"a", random_tensor(DType::Float32, {2, 64})}};
   TensorMap got = exec.run(in);
   CHECK(compare_tensors(got.at("y"), run_reference(g, in).at("y"), 1e-4, 1e-4) == "");
   for (const KernelInfo& k : exec.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("database exact"));
   // Another row count finds the nearest tuned workload.
-  Executor other(g, ExecutorOptions{Backend::Halide, 0, &source, ""});
+  Executor other(g, ExecutorOptions{Backend::Halide, 0, &source, "", ""});
   other.run({{"a", random_tensor(DType::Float32, {3, 64})}});
   for (const KernelInfo& k : other.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("database nearest"));
 }
@@ -346,10 +346,10 @@ TEST_CASE("tuning int8 activations: their own records, checked against the int8 
   Graph g = load_model(model);
   Graph g8 = g;
   REQUIRE(mark_int8_activations(g8) == 3);
-  Executor int8(g8, ExecutorOptions{Backend::Halide, 0, &source, ""});
+  Executor int8(g8, ExecutorOptions{Backend::Halide, 0, &source, "", ""});
   int8.run(in);
   for (const KernelInfo& k : int8.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("database exact"));
-  Executor fp32(g, ExecutorOptions{Backend::Halide, 0, &source, ""});
+  Executor fp32(g, ExecutorOptions{Backend::Halide, 0, &source, "", ""});
   fp32.run(in);
   for (const KernelInfo& k : fp32.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("default schedule"));
 }
@@ -391,7 +391,7 @@ TEST_CASE("convs are tuning tasks: direct conv schedules are searched, checked a
   CHECK(failed == 1);
 
   tuner::DatabaseScheduleSource source(db);
-  Executor exec(g, ExecutorOptions{Backend::Halide, 0, &source, ""});
+  Executor exec(g, ExecutorOptions{Backend::Halide, 0, &source, "", ""});
   TensorMap in = {{"x", random_tensor(DType::Float32, {1, 8, 12, 12})}};
   CHECK(compare_tensors(exec.run(in).at("y"), run_reference(g, in).at("y"), 1e-4, 1e-4) == "");
   CHECK_THAT(exec.kernels()[0].detail, Catch::StartsWith("database exact"));

@@ -63,7 +63,8 @@ void inspect(const InspectOptions& opt) {
   report["unsupported"] = unsupported;
   // Which nodes the Halide backend compiles, and why the others fall back to the reference kernels.
   if (unsupported.empty()) {
-    Executor executor(graph, ExecutorOptions{Backend::Halide});
+    ExecutorOptions options;  // the Halide backend
+    Executor executor(graph, options);
     int compiled = 0;
     std::map<std::string, int> fallbacks;
     std::vector<KernelInfo> kernels = executor.kernels();
