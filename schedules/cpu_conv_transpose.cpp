@@ -33,8 +33,9 @@ dsl::Result<dsl::ScheduledPipeline> conv_transpose_phases_pipeline(const dsl::Ta
   // Schedule: output rows in tiles of KW vectors (2 for KW = 1), each phase computed for the vector of
   // input columns they cover (the interleave is a shuffle, not a gather); output rows of all channels
   // spread over the threads.
-  // Measured on the Zen 4 VM, 2 threads, 2x2 16->16 channels 160x160: 1.35 ms, against 6.6 ms as
-  // GEMM + col2im; 16->1 at 320x320: 0.20 ms against 2.4.
+  // In the exported detector (`tetra bench --json`, Zen 4 VM, 2 threads, another build running): 2x2
+  // 16->16 channels from 160x160 in 3.1 ms, against 6.6 ms as GEMM + col2im; 16->1 from 320x320 in
+  // 0.83 ms against 2.4 (docs/benchmarks.md).
   const int V = target.halide.natural_vector_size<float>();
   const int T = V * std::max(kw, 2);
   Var io("io"), pi("pi"), owo("owo"), owi("owi"), task("task");

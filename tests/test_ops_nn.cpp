@@ -911,19 +911,13 @@ Attribute from_proto(const onnx::AttributeProto& p) {
   }
 }
 
-// Input 0 is the graph input; the others become initializers ("" where empty).
+// One node (add_single_node: input 0 the graph input, the others initializers) on the reference
+// kernel against ORT.
 void check_vs_ort(const std::string& op_type, int64_t opset, const std::vector<Attr>& attrs,
                   const std::vector<Tensor>& in, const std::string& what) {
   INFO(op_type << " " << what);
   ModelBuilder b(opset);
-  b.input("x", in[0].dtype(), in[0].shape());
-  std::vector<std::string> names{"x"};
-  for (size_t i = 1; i < in.size(); ++i) {
-    names.push_back(in[i].empty() ? "" : "c" + std::to_string(i));
-    if (!in[i].empty()) b.initializer(names.back(), in[i]);
-  }
-  b.output("y", in[0].dtype());
-  b.node(op_type, names, {"y"}, attrs);
+  std::vector<std::string> names = test::add_single_node(b, op_type, attrs, in);
   Node n = make_node(op_type, opset, 0);
   n.inputs = names;
   for (const Attr& a : attrs) n.attrs[a.proto.name()] = from_proto(a.proto);

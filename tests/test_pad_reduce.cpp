@@ -15,21 +15,14 @@ namespace {
 
 Tensor i64(std::vector<int64_t> v) { return Tensor::from_ints(DType::Int64, {int64_t(v.size())}, v); }
 
-// Input 0 is the graph input; the others become initializers ("" where empty). Runs the node on
-// ORT, on tetra's reference and on its Halide backend, and compares them; returns the Halide
-// backend's kernel description.
+// Runs one node (add_single_node: input 0 the graph input, the others initializers) on ORT, on
+// tetra's reference and on its Halide backend, and compares them; returns the Halide backend's
+// kernel description.
 std::string check_vs_ort(const std::string& op, int64_t opset, const std::vector<Attr>& attrs,
                          const std::vector<Tensor>& in, const std::string& what) {
   INFO(op << " opset " << opset << ": " << what);
   ModelBuilder b(opset);
-  b.input("x", in[0].dtype(), in[0].shape());
-  std::vector<std::string> names{"x"};
-  for (size_t i = 1; i < in.size(); ++i) {
-    names.push_back(in[i].empty() ? "" : "c" + std::to_string(i));
-    if (!in[i].empty()) b.initializer(names.back(), in[i]);
-  }
-  b.output("y", in[0].dtype());
-  b.node(op, names, {"y"}, attrs);
+  add_single_node(b, op, attrs, in);
   std::string path = b.save(temp_dir("pad_reduce_ort") + "/model.onnx");
   std::vector<Tensor> theirs = run_ort(path, {in[0]});
   REQUIRE(theirs.size() == 1);

@@ -96,4 +96,17 @@ std::string compare_tensors(const Tensor& got, const Tensor& expected, double at
   return s.str();
 }
 
+std::vector<std::string> add_single_node(ModelBuilder& b, const std::string& op, const std::vector<Attr>& attrs,
+                                         const std::vector<Tensor>& in) {
+  b.input("x", in.at(0).dtype(), in[0].shape());
+  std::vector<std::string> names{"x"};
+  for (size_t i = 1; i < in.size(); ++i) {
+    names.push_back(in[i].empty() ? "" : "c" + std::to_string(i));
+    if (!in[i].empty()) b.initializer(names.back(), in[i]);
+  }
+  b.output("y", in[0].dtype());
+  b.node(op, names, {"y"}, attrs);
+  return names;
+}
+
 }  // namespace tetra::test

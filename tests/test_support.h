@@ -3,8 +3,10 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "importer/tensor.h"
+#include "tools/model_builder.h"
 
 namespace tetra::test {
 
@@ -22,5 +24,9 @@ std::string tetra_cli();
 std::string source_dir();
 // Max |a - b| > atol + rtol*|b| anywhere? Returns a description of the worst element, "" if close.
 std::string compare_tensors(const Tensor& got, const Tensor& expected, double atol, double rtol);
+// Adds one `op` node to `b`: input 0 is the graph input "x", the others initializers ("" where
+// empty), the output "y" of input 0's type. Returns the node's input names.
+std::vector<std::string> add_single_node(ModelBuilder& b, const std::string& op, const std::vector<Attr>& attrs,
+                                         const std::vector<Tensor>& in);
 
 }  // namespace tetra::test
