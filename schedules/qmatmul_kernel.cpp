@@ -1,5 +1,6 @@
 #include "schedules/qmatmul_kernel.h"
 
+#include "dsl/kernel_spec.h"
 #include "dsl/object_cache.h"
 #include "schedules/qmatmul_templates.h"
 
@@ -10,9 +11,7 @@ using dsl::FailureKind;
 
 std::string qmatmul_code_key(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
                              const dsl::TargetSpec& target) {
-  return dsl::code_key("qmatmul " + workload.format.describe() + (workload.has_bias ? " bias " : " ") +
-                           dsl::activation_name(workload.activation) + (workload.int8_activations ? " a8 " : " ") +
-                           schedule.to_string(),
+  return dsl::code_key(dsl::kernel_spec(workload, target.name).key() + " " + schedule.to_string(),
                        qmatmul_halide_target(workload, target));
 }
 
