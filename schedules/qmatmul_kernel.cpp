@@ -56,17 +56,11 @@ dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload& workload,
   k.target_ = target;
   k.layout_ = scheduled.value().layout;
   k.scheduled_ = scheduled.value().pipeline;
-  Halide::Target halide = qmatmul_halide_target(workload, target);
-  if (cache_dir.empty()) {
-    auto code = dsl::jit_compile(k.scheduled_, halide);
-    if (!code) return Failure{FailureKind::Compile, schedule.to_string(), code.failure().message};
-    k.code_ = code.value();
-  } else {
-    auto object = dsl::load_or_compile_object(cache_dir, qmatmul_code_key(workload, schedule, target), k.scheduled_, halide);
-    if (!object.ok()) return object.failure();
-    k.code_ = object.value().code;
-    k.from_disk_cache_ = object.value().from_cache;
-  }
+  auto built = dsl::build_kernel(cache_dir, qmatmul_code_key(workload, schedule, target), k.scheduled_,
+                                 qmatmul_halide_target(workload, target));
+  if (!built) return built.failure();
+  k.code_ = built.value().code;
+  k.from_disk_cache_ = built.value().from_cache;
   return k;
 }
 

@@ -347,6 +347,11 @@ TEST_CASE("tune and run and compile take a target this machine runs and refuse o
     CHECK_THAT(out, Catch::Contains("cannot run code for it"));
     CHECK(run_command(tetra_cli() + " run " + model + " --random-inputs" + shape + " --target " + target, &out) == 2);
     CHECK_THAT(out, Catch::Contains("cannot run code for it"));
+    // compile too, writing nothing (another architecture is refused before the features are looked at).
+    std::string lib = dir + "/lib_" + target;
+    CHECK(run_command(tetra_cli() + " compile " + model + " -o " + lib + " --target " + target + shape, &out) == 2);
+    CHECK_THAT(out, Catch::Contains(target == "arm-64" ? "x86-64 CPU targets" : "cannot run code for it"));
+    CHECK_FALSE(std::filesystem::exists(lib));
   }
 }
 
