@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -42,7 +43,7 @@ class JsonReader {
     if (!v->is_string()) return wrong(key, "a string"), "";
     return v->get<std::string>();
   }
-  // A string field that must be one of `choices` (given as "a|b|c"); returns its index.
+  // A string field that must be one of `choices`; returns its index.
   int choice(const std::string& key, const std::vector<std::string>& choices) {
     std::string s = text(key);
     for (size_t i = 0; i < choices.size(); ++i)

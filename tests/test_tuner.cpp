@@ -86,6 +86,16 @@ TEST_CASE("a worker's result is its delimited last line, whatever JSON its messa
   tuner::MeasureResult r = tuner::measure_isolated(job, tetra_cli(), 60);
   CHECK_FALSE(r.ok);
   CHECK_THAT(r.error, Catch::StartsWith("unknown template '{\"tile_n\": 16}'"));
+
+  // A malformed job is a failed result naming the field at fault.
+  nlohmann::json malformed = job.to_json();
+  malformed["workload"].erase("K");
+  std::string out;
+  CHECK(run_command(tetra_cli() + " tune-worker '" + malformed.dump() + "'", &out) == 0);
+  std::optional<tuner::MeasureResult> refused = tuner::parse_worker_output(out);
+  REQUIRE(refused);
+  CHECK_FALSE(refused->ok);
+  CHECK_THAT(refused->error, Catch::StartsWith("malformed job:") && Catch::Contains("\"K\" is missing"));
 }
 
 TEST_CASE("workers build from the workload and schedule alone: the model is never read again", "[tuner]") {
