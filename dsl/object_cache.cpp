@@ -35,6 +35,14 @@ Failure compile_failure(const std::string& key, const std::string& why) {
 
 }  // namespace
 
+Result<CachedObject> build_kernel(const std::string& cache_dir, const std::string& key,
+                                  const ScheduledPipeline& pipeline, const Halide::Target& target) {
+  if (!cache_dir.empty()) return load_or_compile_object(cache_dir, key, pipeline, target);
+  auto code = jit_compile(pipeline, target);
+  if (!code) return code.failure();
+  return CachedObject{code.value(), false};
+}
+
 std::string default_kernel_cache_dir() {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");

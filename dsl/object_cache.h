@@ -23,6 +23,12 @@ struct CachedObject {
 Result<CachedObject> load_or_compile_object(const std::string& cache_dir, const std::string& key,
                                             const ScheduledPipeline& pipeline, const Halide::Target& target);
 
+// The one way a kernel's code is built, by the runtime's kernel source and the tuner's workers alike, so
+// that what one builds the other loads: through the on-disk cache `cache_dir` (load_or_compile_object)
+// when one is given, else JIT-compiled in this process.
+Result<CachedObject> build_kernel(const std::string& cache_dir, const std::string& key,
+                                  const ScheduledPipeline& pipeline, const Halide::Target& target);
+
 // ~/.cache/tetra/kernels (or $XDG_CACHE_HOME/tetra/kernels).
 std::string default_kernel_cache_dir();
 

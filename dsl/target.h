@@ -72,8 +72,8 @@ const TargetSpec& host_target();
 
 // Whether this machine can execute code compiled for `target`: a CPU target of the host's
 // architecture whose features the host has (x86-64-avx2 runs on an AVX-512 machine; arm-64, a GPU, or
-// x86-64-avx512-fp16 on a CPU without AVX512-FP16 do not), else why not. Tuning and running need it;
-// compiling a model library does not.
+// x86-64-avx512-fp16 on a CPU without AVX512-FP16 do not), else why not. Tuning, running and compiling a
+// model library need it.
 Status runs_on_host(const TargetSpec& target);
 
 // parse_target(text), refused unless it runs_on_host: the targets `tune` and `run` take.

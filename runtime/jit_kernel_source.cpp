@@ -134,16 +134,10 @@ KernelCode JitKernelSource::get(const KernelRequest& request) {
                                  ": " + f.describe());
   };
   if (!scheduled) failed(scheduled.failure());
-  if (!disk_cache_.empty()) {
-    auto object = dsl::load_or_compile_object(disk_cache_, plan.code_key, scheduled.value(), plan.halide);
-    if (!object) failed(object.failure());
-    code.pipeline = object.value().code;
-    code.from_disk_cache = object.value().from_cache;
-  } else {
-    auto jit = dsl::jit_compile(scheduled.value(), plan.halide);
-    if (!jit) failed(jit.failure());
-    code.pipeline = jit.value();
-  }
+  auto built = dsl::build_kernel(disk_cache_, plan.code_key, scheduled.value(), plan.halide);
+  if (!built) failed(built.failure());
+  code.pipeline = built.value().code;
+  code.from_disk_cache = built.value().from_cache;
   code.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   cache.emplace(plan.code_key, code);
   return code;

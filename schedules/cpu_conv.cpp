@@ -223,15 +223,9 @@ dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Sche
   k.schedule_ = schedule;
   k.target_ = target;
   k.scheduled_ = scheduled.value();
-  if (cache_dir.empty()) {
-    auto code = dsl::jit_compile(scheduled.value(), target.halide);
-    if (!code) return Failure{FailureKind::Compile, schedule.to_string(), code.failure().message};
-    k.code_ = code.value();
-  } else {
-    auto object = dsl::load_or_compile_object(cache_dir, qconv_code_key(workload, schedule, target), k.scheduled_, target.halide);
-    if (!object.ok()) return object.failure();
-    k.code_ = object.value().code;
-  }
+  auto built = dsl::build_kernel(cache_dir, qconv_code_key(workload, schedule, target), k.scheduled_, target.halide);
+  if (!built) return built.failure();
+  k.code_ = built.value().code;
   return k;
 }
 

@@ -1,5 +1,6 @@
 #include "schedules/qmatmul_kernel.h"
 
+#include "dsl/kernel_spec.h"
 #include "dsl/object_cache.h"
 #include "schedules/qmatmul_templates.h"
 
@@ -10,9 +11,7 @@ using dsl::FailureKind;
 
 std::string qmatmul_code_key(const dsl::QMatMulWorkload& workload, const dsl::Schedule& schedule,
                              const dsl::TargetSpec& target) {
-  return dsl::code_key("qmatmul " + workload.format.describe() + (workload.has_bias ? " bias " : " ") +
-                           dsl::activation_name(workload.activation) + (workload.int8_activations ? " a8 " : " ") +
-                           schedule.to_string(),
+  return dsl::code_key(dsl::kernel_spec(workload, target.name).key() + " " + schedule.to_string(),
                        qmatmul_halide_target(workload, target));
 }
 
@@ -57,17 +56,11 @@ dsl::Result<QMatMulKernel> compile_qmatmul(const dsl::QMatMulWorkload& workload,
   k.target_ = target;
   k.layout_ = scheduled.value().layout;
   k.scheduled_ = scheduled.value().pipeline;
-  Halide::Target halide = qmatmul_halide_target(workload, target);
-  if (cache_dir.empty()) {
-    auto code = dsl::jit_compile(k.scheduled_, halide);
-    if (!code) return Failure{FailureKind::Compile, schedule.to_string(), code.failure().message};
-    k.code_ = code.value();
-  } else {
-    auto object = dsl::load_or_compile_object(cache_dir, qmatmul_code_key(workload, schedule, target), k.scheduled_, halide);
-    if (!object.ok()) return object.failure();
-    k.code_ = object.value().code;
-    k.from_disk_cache_ = object.value().from_cache;
-  }
+  auto built = dsl::build_kernel(cache_dir, qmatmul_code_key(workload, schedule, target), k.scheduled_,
+                                 qmatmul_halide_target(workload, target));
+  if (!built) return built.failure();
+  k.code_ = built.value().code;
+  k.from_disk_cache_ = built.value().from_cache;
   return k;
 }
 

@@ -1,5 +1,6 @@
 #include "schedules/qmatmul_templates.h"
 
+#include "dsl/kernel_spec.h"
 #include "schedules/cpu_int4_gemm.h"
 #include "schedules/cpu_int4_gemv.h"
 #include "schedules/cpu_int4_vnni.h"
@@ -63,18 +64,11 @@ Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& s
 }
 
 ResolvedQMatMul resolve_qmatmul(const QMatMulWorkload& requested, const TargetSpec& target) {
-  ResolvedQMatMul resolved{requested, ""};
-  if (!requested.int8_activations) return resolved;
-  std::string why;
-  if (!target.has_int8_dot()) why = target.name + " has no int8 dot products (AVX512-VNNI)";
-  else if (Status st = dsl::int8_activations_supported(requested); !st) why = st.failure().message;
-  if (why.empty()) {
-    resolved.workload.format = dsl::int8_kernel_format(requested.format);
-  } else {
-    resolved.workload.int8_activations = false;  // the weight's own scales, float16 ones included
-    resolved.note = "float32 activations: " + why;
-  }
-  return resolved;
+  dsl::ResolvedSpec resolved = dsl::resolve(dsl::kernel_spec(requested, target.name), target);
+  QMatMulWorkload workload = requested;
+  workload.format = resolved.spec.weight;
+  workload.int8_activations = resolved.spec.activations == dsl::ActivationMode::Int8;
+  return {workload, resolved.note};
 }
 
 Halide::Target qmatmul_halide_target(const QMatMulWorkload& workload, const TargetSpec& target) {

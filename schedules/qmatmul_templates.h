@@ -43,10 +43,8 @@ dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, 
 // template, one for another target family, a knob outside the template's space, a knob conflict.
 Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
 
-// What a target runs for a requested QMatMul: the one place that decides the activation mode and the
-// scale type. int8 activations where they were asked for, the target has int8 dot products and the
-// weight's k-blocks allow them, the scales then in the int8 kernels' float32 (dsl::int8_kernel_format);
-// otherwise float32 activations over the weight's own scales, with the reason in `note`.
+// What a target runs for a requested QMatMul: dsl::resolve (dsl/kernel_spec.h) applied to the
+// workload's kernel spec, the shapes kept.
 struct ResolvedQMatMul {
   QMatMulWorkload workload;
   std::string note;  // "float32 activations: ..." when int8 ones were asked for and cannot run; else empty

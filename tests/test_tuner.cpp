@@ -8,6 +8,8 @@
 
 #include "runtime/executor.h"
 #include "runtime/model.h"
+#include "schedules/cpu_conv.h"
+#include "schedules/qmatmul_templates.h"
 #include "tests/test_support.h"
 #include "tools/model_builder.h"
 #include "tuner/database.h"
@@ -75,18 +77,94 @@ TEST_CASE("a worker's result is its delimited last line, whatever JSON its messa
   CHECK(read->error == failure.error);
   CHECK_FALSE(tuner::parse_worker_output("{\"ok\": true, \"median_ms\": 1}\n"));  // JSON alone is no result
 
-  // End to end: the worker's failure names a node whose name is JSON.
+  // End to end: the worker's failure names a template whose name is JSON.
   std::string dir = temp_dir("tuner_worker_json");
-  std::string model = two_task_model(dir);
-  Graph g = load_model(model, {{"a", {2, 64}}});
+  Graph g = load_model(two_task_model(dir), {{"a", {2, 64}}});
   tuner::MeasureJob job;
-  job.model = model;
-  job.shapes = {{"a", {2, 64}}};
-  job.node = "{\"tile_n\": 16}";
-  job.schedule = tuner::default_schedule(tuner::extract_tasks(g, dsl::host_target()).at(0), dsl::host_target());
+  job.qmatmul = tuner::extract_tasks(g, dsl::host_target()).at(0).workload;
+  job.schedule.template_name = "{\"tile_n\": 16}";
   tuner::MeasureResult r = tuner::measure_isolated(job, tetra_cli(), 60);
   CHECK_FALSE(r.ok);
-  CHECK(r.error == "no node '{\"tile_n\": 16}' in " + model);
+  CHECK_THAT(r.error, Catch::StartsWith("unknown template '{\"tile_n\": 16}'"));
+
+  // A malformed job is a failed result naming the field at fault.
+  nlohmann::json malformed = job.to_json();
+  malformed["workload"].erase("K");
+  std::string out;
+  CHECK(run_command(tetra_cli() + " tune-worker '" + malformed.dump() + "'", &out) == 0);
+  std::optional<tuner::MeasureResult> refused = tuner::parse_worker_output(out);
+  REQUIRE(refused);
+  CHECK_FALSE(refused->ok);
+  CHECK_THAT(refused->error, Catch::StartsWith("malformed job:") && Catch::Contains("\"K\" is missing"));
+}
+
+TEST_CASE("workers build from the workload and schedule alone: the model is never read again", "[tuner]") {
+  std::string dir = temp_dir("tuner_no_model");
+  std::string model = two_task_model(dir);
+  tuner::TuneOptions o = options(model, dir + "/db", 2);
+  o.jobs = 2;  // build-only workers, then timing workers
+  o.kernel_cache = dir + "/kernels";
+  // The model moves away once its tasks are extracted, before any worker starts.
+  o.progress = [&](const std::string& line) {
+    if (line.rfind("tuning ", 0) == 0) std::filesystem::rename(model, model + ".moved");
+  };
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(o);
+  REQUIRE_FALSE(std::filesystem::exists(model));
+  REQUIRE(tasks.size() == 2);
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", dsl::host_target().name, dsl::toolchain_id());
+  CHECK(db.records().size() == 4);
+  for (const tuner::TuningRecord& r : db.records()) CHECK(r.error == "");
+}
+
+TEST_CASE("a worker checks and times every weight format and a direct conv on random weights", "[tuner]") {
+  auto measure = [](tuner::MeasureJob job, const std::string& fault) {
+    job.repeats = 2;
+    job.fault = fault;
+    return tuner::measure_isolated(job, tetra_cli(), 120);
+  };
+  const dsl::TargetSpec& host = dsl::host_target();
+  std::vector<dsl::QMatMulWorkload> gemms;
+  dsl::QMatMulWorkload w;
+  w.M = 3, w.K = 72, w.N = 24, w.has_bias = true, w.activation = dsl::Activation::Relu;
+  w.format.k_group = 32, w.format.per_n = true, w.format.has_zero_point = true, w.format.f16_scale = true;
+  gemms.push_back(w);  // int4 blocked, zero points, float16 scales, a partial last block
+  w.format = {};
+  w.format.is_signed = false, w.format.per_n = true, w.M = 9;
+  gemms.push_back(w);  // uint4 per-n, the GEMM template
+  w.format = {};
+  w.format.float_bits = 16, w.M = 1;
+  gemms.push_back(w);  // a float16 weight
+  if (host.has_int8_dot()) {
+    w.format = {};
+    w.format.k_group = 32, w.format.per_n = true, w.format.f16_scale = true, w.int8_activations = true, w.K = 64;
+    gemms.push_back(schedules::resolve_qmatmul(w, host).workload);  // int8 activations, scales widened
+  }
+  for (const dsl::QMatMulWorkload& g : gemms) {
+    INFO(g.key());
+    tuner::MeasureJob job;
+    job.qmatmul = g;
+    job.schedule = schedules::default_qmatmul_schedule(g, host).value();
+    tuner::MeasureResult r = measure(job, "");
+    CHECK(r.error == "");
+    CHECK(r.median_ms > 0);
+  }
+  tuner::MeasureJob wrong;
+  wrong.qmatmul = gemms[0];
+  wrong.schedule = schedules::default_qmatmul_schedule(gemms[0], host).value();
+  CHECK_THAT(measure(wrong, "wrong").error, Catch::Contains("wrong result"));
+
+  dsl::QConvWorkload conv;  // depthwise 3x3, stride 2, int4 per output channel
+  conv.N = 1, conv.C = 8, conv.H = 9, conv.W = 7, conv.M = 8, conv.group = 8, conv.KH = 3, conv.KW = 3;
+  conv.SH = 2, conv.pad_top = 1, conv.pad_left = 1, conv.pad_bottom = 1, conv.pad_right = 1;
+  conv.OH = 5, conv.OW = 7, conv.has_bias = true;
+  conv.format.grid = dsl::ConvInt4Format::Grid::PerAxis;
+  tuner::MeasureJob job;
+  job.qconv = conv;
+  job.schedule = schedules::default_qconv_schedule(conv, host).value();
+  tuner::MeasureResult r = measure(job, "");
+  CHECK(r.error == "");
+  CHECK(r.median_ms > 0);
+  CHECK_THAT(measure(job, "wrong").error, Catch::Contains("wrong result"));
 }
 
 TEST_CASE("tuning records every trial, survives failing candidates and resumes", "[tuner]") {
@@ -279,6 +357,11 @@ TEST_CASE("tune and run and compile take a target this machine runs and refuse o
     CHECK_THAT(out, Catch::Contains("cannot run code for it"));
     CHECK(run_command(tetra_cli() + " run " + model + " --random-inputs" + shape + " --target " + target, &out) == 2);
     CHECK_THAT(out, Catch::Contains("cannot run code for it"));
+    // compile too, writing nothing (another architecture is refused before the features are looked at).
+    std::string lib = dir + "/lib_" + target;
+    CHECK(run_command(tetra_cli() + " compile " + model + " -o " + lib + " --target " + target + shape, &out) == 2);
+    CHECK_THAT(out, Catch::Contains(target == "arm-64" ? "x86-64 CPU targets" : "cannot run code for it"));
+    CHECK_FALSE(std::filesystem::exists(lib));
   }
 }
 

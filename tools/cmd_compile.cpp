@@ -70,7 +70,7 @@ void add_compile_command(CLI::App& app) {
   cmd->add_option("model", opt->model, "ONNX model file")->required();
   cmd->add_option("-o,--output", opt->out_dir, "output folder (include/, lib/, lib/cmake/, lib/pkgconfig/)")->required();
   cmd->add_option("--name", opt->name, "library and API prefix, a C identifier (default: model)");
-  cmd->add_option("--target", opt->target, "host (default) or an x86-64 target such as x86-64-avx2, x86-64-avx512-vnni");
+  cmd->add_option("--target", opt->target, "host (default) or an x86-64 target this machine runs, such as x86-64-avx2");
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
   cmd->add_option("--shape", opt->shapes, "NAME=D0,D1,... binds the dynamic dims of an input (libraries have fixed shapes)");
   cmd->add_flag("--shared", opt->shared, "also build libNAME.so");

@@ -91,7 +91,9 @@ void add_tune_command(CLI::App& app) {
   worker->callback([job] {
     tuner::MeasureResult r;
     try {
-      r = tuner::measure_here(tuner::MeasureJob::from_json(nlohmann::json::parse(*job)));
+      dsl::Result<tuner::MeasureJob> parsed = tuner::MeasureJob::from_json(nlohmann::json::parse(*job));
+      if (parsed) r = tuner::measure_here(parsed.value());
+      else r.error = "malformed job: " + parsed.failure().describe();
     } catch (const std::exception& e) {
       r.ok = false;
       r.error = e.what();

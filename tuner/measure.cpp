@@ -15,12 +15,13 @@
 #include <random>
 #include <thread>
 
-#include "runtime/halide_ops.h"
+#include "dsl/json_reader.h"
+#include "dsl/workload_json.h"
 #include "runtime/jit_kernel_source.h"
-#include "runtime/model.h"
 #include "schedules/cpu_conv.h"
 #include "schedules/qmatmul_kernel.h"
 #include "schedules/qmatmul_templates.h"
+#include "tuner/random_weights.h"
 
 extern char** environ;
 
@@ -29,25 +30,41 @@ namespace tetra::tuner {
 using Clock = std::chrono::steady_clock;
 
 nlohmann::json MeasureJob::to_json() const {
-  return {{"model", model}, {"shapes", shapes}, {"node", node},       {"target", target}, {"schedule", schedule.to_json()},
-          {"repeats", repeats}, {"warmup", warmup}, {"threads", threads}, {"kernel_cache", kernel_cache},
-          {"build_only", build_only}, {"fault", fault}, {"int8_activations", int8_activations}};
+  nlohmann::json workload = qmatmul ? dsl::qmatmul_workload_to_json(*qmatmul)
+                            : qconv ? dsl::qconv_workload_to_json(*qconv)
+                                    : nlohmann::json();
+  return {{"workload", workload},         {"target", target},   {"schedule", schedule.to_json()},
+          {"repeats", repeats},           {"warmup", warmup},   {"threads", threads},
+          {"kernel_cache", kernel_cache}, {"build_only", build_only}, {"fault", fault}};
 }
 
-MeasureJob MeasureJob::from_json(const nlohmann::json& j) {
+dsl::Result<MeasureJob> MeasureJob::from_json(const nlohmann::json& j) {
+  dsl::JsonReader r(j, "measure job");
   MeasureJob job;
-  job.model = j.at("model").get<std::string>();
-  job.shapes = j.at("shapes").get<std::map<std::string, std::vector<int64_t>>>();
-  job.node = j.at("node").get<std::string>();
-  job.target = j.value("target", "");
-  job.schedule = dsl::Schedule::from_json(j.at("schedule")).value();
-  job.repeats = j.value("repeats", 10);
-  job.warmup = j.value("warmup", 2);
-  job.threads = j.value("threads", 0);
-  job.kernel_cache = j.value("kernel_cache", "");
-  job.build_only = j.value("build_only", false);
-  job.fault = j.value("fault", "");
-  job.int8_activations = j.value("int8_activations", false);
+  const nlohmann::json* workload = r.field("workload");
+  const nlohmann::json* schedule = r.field("schedule");
+  job.target = r.text("target");
+  job.repeats = int(r.integer("repeats", 1, 1000000));
+  job.warmup = int(r.integer("warmup", 0, 1000000));
+  job.threads = int(r.integer("threads", 0, 4096));
+  job.kernel_cache = r.text("kernel_cache");
+  job.build_only = r.flag("build_only");
+  job.fault = r.text("fault");
+  if (!r.ok()) return r.failure();
+  dsl::JsonReader op(*workload, "workload");
+  if (op.choice("op", {"qmatmul", "qconv"}) == 1) {
+    dsl::Result<dsl::QConvWorkload> conv = dsl::qconv_workload_from_json(*workload);
+    if (!conv) return conv.failure();
+    job.qconv = conv.value();
+  } else {
+    if (!op.ok()) return op.failure();
+    dsl::Result<dsl::QMatMulWorkload> gemm = dsl::qmatmul_workload_from_json(*workload);
+    if (!gemm) return gemm.failure();
+    job.qmatmul = gemm.value();
+  }
+  dsl::Result<dsl::Schedule> parsed = dsl::Schedule::from_json(*schedule);
+  if (!parsed) return parsed.failure();
+  job.schedule = parsed.value();
   return job;
 }
 
@@ -104,10 +121,9 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
 
 // Checks Y against double-precision dot products over the dequantized weight at up to 512 sampled
 // positions (all of them when Y is small). Y was filled with NaN first, so an unwritten element fails.
-std::string check_output(const HalideGemm& g, const std::vector<float>& a, const std::vector<float>& bias,
-                         const std::vector<float>& y, std::mt19937& rng) {
-  const int64_t M = g.workload.M, K = g.workload.K, N = g.workload.N;
-  const QuantizedWeight& w = *g.weight;
+std::string check_output(const dsl::QMatMulWorkload& wl, const QuantizedWeight& w, const std::vector<float>& a,
+                         const std::vector<float>& bias, const std::vector<float>& y, std::mt19937& rng) {
+  const int64_t M = wl.M, K = wl.K, N = wl.N;
   std::vector<int64_t> picks;
   if (M * N <= 512) {
     for (int64_t i = 0; i < M * N; ++i) picks.push_back(i);
@@ -117,21 +133,21 @@ std::string check_output(const HalideGemm& g, const std::vector<float>& a, const
   }
   // int8 activations: against the same quantization of A, so a wrong schedule still shows.
   std::optional<dsl::Int8ActivationReference> int8;
-  if (g.workload.int8_activations) int8.emplace(a.data(), M, K, g.workload.activation_block());
+  if (wl.int8_activations) int8.emplace(a.data(), M, K, wl.activation_block());
   for (int64_t idx : picks) {
     int64_t m = idx / N, n = idx % N;
     double acc = 0, magnitude = 0;
     if (int8) {
-      acc = int8->value(w, g.trans_b, m, n, &magnitude);
+      acc = int8->value(w, /*trans_b=*/false, m, n, &magnitude);
     } else {
       for (int64_t k = 0; k < K; ++k) {
-        double wv = w.value(g.trans_b ? n * K + k : k * N + n);
+        double wv = w.value(k * N + n);  // the random weights are [K, N]
         acc += a[m * K + k] * wv;
         magnitude += std::fabs(a[m * K + k] * wv);
       }
     }
-    if (g.workload.has_bias) acc += bias[n];
-    if (g.workload.activation == dsl::Activation::Relu) acc = std::max(acc, 0.0);
+    if (wl.has_bias) acc += bias[n];
+    if (wl.activation == dsl::Activation::Relu) acc = std::max(acc, 0.0);
     double got = y[idx];
     if (!(std::fabs(got - acc) <= 1e-5 * (1 + magnitude)))
       return "wrong result at (" + std::to_string(m) + ", " + std::to_string(n) + "): " + std::to_string(got) +
@@ -161,8 +177,9 @@ void time_runs(const MeasureJob& job, const Run& run, MeasureResult& result) {
 // A direct conv candidate: compiled, checked against double-precision sums over the dequantized weight
 // on fresh random data (every output up to 65536 of them, else 4096 sampled), then timed (the weights
 // are small: no copies).
-MeasureResult measure_conv(const MeasureJob& job, const HalideConv& conv, const dsl::TargetSpec& target) {
-  const dsl::QConvWorkload& wl = conv.workload;
+MeasureResult measure_conv(const MeasureJob& job, const dsl::QConvWorkload& wl, const dsl::TargetSpec& target) {
+  // Tuning keys leave the epilogue out (it does not change the best tiling), so the check has none.
+  if (!wl.epilogue.empty()) return failed("a conv is measured without its epilogue, not with " + wl.epilogue.describe());
   auto start = Clock::now();
   auto kernel = schedules::compile_qconv(wl, job.schedule, target, job.kernel_cache);
   if (!kernel.ok()) return failed(kernel.failure().describe());
@@ -172,11 +189,14 @@ MeasureResult measure_conv(const MeasureJob& job, const HalideConv& conv, const 
     result.compile_ms = ms_since(start);
     return result;
   }
-  auto weight = dsl::pack_conv_weight(*conv.weight);
-  if (!weight.ok()) return failed(weight.failure().describe());
   result.compile_ms = ms_since(start);
 
   std::mt19937 rng(std::random_device{}());
+  dsl::Result<QuantizedWeight> random = random_qconv_weight(wl, rng);
+  if (!random) return failed(random.failure().describe());
+  const QuantizedWeight& w = random.value();
+  auto weight = dsl::pack_conv_weight(w);
+  if (!weight.ok()) return failed(weight.failure().describe());
   std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
   Halide::Buffer<float> X(int(wl.W), int(wl.H), int(wl.C), int(wl.N)), B(int(wl.M));
   Halide::Buffer<float> Y(int(wl.OW), int(wl.OH), int(wl.M), int(wl.N));
@@ -188,7 +208,6 @@ MeasureResult measure_conv(const MeasureJob& job, const HalideConv& conv, const 
   if (!st.ok()) return failed(st.failure().describe());
   if (job.fault == "wrong") Y(int(wl.OW) / 2, int(wl.OH) / 2, int(wl.M) / 2, 0) += 1.0f;
 
-  const QuantizedWeight& w = *conv.weight;
   const int64_t Cg = wl.Cg(), Mg = wl.Mg(), outputs = wl.N * wl.M * wl.OH * wl.OW;
   const bool every = outputs <= 65536;
   std::uniform_int_distribution<int64_t> any(0, outputs - 1);
@@ -224,20 +243,9 @@ MeasureResult measure_here(const MeasureJob& job) {
   set_halide_threads(job.threads);
   auto target = dsl::parse_runnable_target(job.target.empty() ? "host" : job.target);
   if (!target) return failed(target.failure().describe());
-  std::map<std::string, Shape> shapes(job.shapes.begin(), job.shapes.end());
-  Graph graph = load_model(job.model, shapes);
-  if (job.int8_activations) mark_int8_activations(graph);
-  const Node* node = nullptr;
-  for (const Node& n : graph.nodes)
-    if (n.name == job.node) node = &n;
-  if (!node) return failed("no node '" + job.node + "' in " + job.model);
-  std::optional<HalideGemm> gemm = halide_gemm_of(*node, graph);
-  if (!gemm) {
-    if (std::optional<HalideConv> conv = halide_conv_of(*node, graph)) return measure_conv(job, *conv, target.value());
-    return failed(node->label() + " does not run as a Halide GEMM or direct conv");
-  }
-  gemm->workload = schedules::resolve_qmatmul(gemm->workload, target.value()).workload;
-  const dsl::QMatMulWorkload& wl = gemm->workload;
+  if (job.qconv) return measure_conv(job, *job.qconv, target.value());
+  if (!job.qmatmul) return failed("the job holds no workload");
+  const dsl::QMatMulWorkload wl = schedules::resolve_qmatmul(*job.qmatmul, target.value()).workload;
 
   auto start = Clock::now();
   auto kernel = schedules::compile_qmatmul(wl, job.schedule, target.value(), job.kernel_cache);
@@ -248,13 +256,15 @@ MeasureResult measure_here(const MeasureJob& job) {
     built.compile_ms = ms_since(start);
     return built;
   }
-  auto packed = kernel.value().pack(*gemm->weight, gemm->trans_b);
-  if (!packed.ok()) return failed(packed.failure().describe());
   MeasureResult result;
   result.compile_ms = ms_since(start);
 
-  // Fresh random inputs (never zeros), a sentinel-filled output.
+  // Fresh random weights and inputs (never zeros), a sentinel-filled output.
   std::mt19937 rng(std::random_device{}());
+  dsl::Result<QuantizedWeight> weight = random_qmatmul_weight(wl, rng);
+  if (!weight) return failed(weight.failure().describe());
+  auto packed = kernel.value().pack(weight.value(), /*trans_b=*/false);
+  if (!packed.ok()) return failed(packed.failure().describe());
   std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
   std::vector<float> a(wl.M * wl.K), bias(wl.N), y(wl.M * wl.N, NAN);
   for (float& v : a) v = uni(rng);
@@ -267,13 +277,13 @@ MeasureResult measure_here(const MeasureJob& job) {
   dsl::Status st = kernel.value().run(A, packed.value(), Y, args);
   if (!st.ok()) return failed(st.failure().describe());
   if (job.fault == "wrong") y[y.size() / 2] += 1.0f;
-  if (std::string wrong = check_output(*gemm, a, bias, y, rng); !wrong.empty()) return failed(wrong);
+  if (std::string wrong = check_output(wl, weight.value(), a, bias, y, rng); !wrong.empty()) return failed(wrong);
 
   // Memory-bound kernels are timed over enough copies of the weight to fall out of the caches.
   std::vector<dsl::PackedInt4Buffers> copies = {packed.value()};
   int64_t bytes = packed.value().bytes();
   while (bytes * static_cast<int64_t>(copies.size()) < (int64_t(96) << 20) && copies.size() < 16)
-    copies.push_back(kernel.value().pack(*gemm->weight, gemm->trans_b).value());
+    copies.push_back(kernel.value().pack(weight.value(), /*trans_b=*/false).value());
   time_runs(job, [&](int i) { (void)kernel.value().run(A, copies[i % copies.size()], Y, args); }, result);
   return result;
 }

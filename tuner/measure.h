@@ -7,17 +7,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dsl/qconv_format.h"
+#include "dsl/qmatmul_workload.h"
 #include "dsl/schedule.h"
 
 namespace tetra::tuner {
 
+// One candidate: the kernel (a QMatMul or a direct QConv workload, resolved for `target`) and its
+// schedule. The worker builds it from these alone, with random weights in the workload's format: it
+// never reads the model.
 struct MeasureJob {
-  std::string model;                           // the model file
-  std::map<std::string, std::vector<int64_t>> shapes;  // bound input shapes
-  std::string node;                            // the node whose GEMM is measured
-  std::string target;                          // what the kernel is compiled for (a dsl::TargetSpec name
-                                               // this machine runs); "": this machine
-  bool int8_activations = false;               // the model runs with int8 activations (mark_int8_activations)
+  std::optional<dsl::QMatMulWorkload> qmatmul;  // exactly one of these two
+  std::optional<dsl::QConvWorkload> qconv;
+  std::string target;  // what the kernel is compiled for (a dsl::TargetSpec name this machine runs); "": this machine
   dsl::Schedule schedule;
   int repeats = 10;
   int warmup = 2;
@@ -26,8 +28,10 @@ struct MeasureJob {
   bool build_only = false;   // compile into `kernel_cache` and stop: the parallel builds of --jobs
   std::string fault;  // tests only: "crash", "hang" or "wrong" makes the worker misbehave so
 
+  // {"workload": dsl/workload_json.h, "target", "schedule", ...}
   nlohmann::json to_json() const;
-  static MeasureJob from_json(const nlohmann::json& j);
+  // A malformed job (a missing or mistyped field, shapes that disagree) is a Failure naming the field.
+  static dsl::Result<MeasureJob> from_json(const nlohmann::json& j);
 };
 
 struct MeasureResult {

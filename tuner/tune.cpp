@@ -100,7 +100,6 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     log.open(opt.log_path, std::ios::app);
     check(log.good(), ErrorKind::Io, "cannot write the trial log '" + opt.log_path + "'");
   }
-  std::map<std::string, std::vector<int64_t>> shapes(opt.shapes.begin(), opt.shapes.end());
 
   std::vector<TaskState> states;
   for (const TuningTask& t : tasks) {
@@ -213,11 +212,9 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     }
     auto job_for = [&](const dsl::Schedule& c) {
       MeasureJob job;
-      job.model = opt.model;
-      job.shapes = shapes;
-      job.node = s.task.node;
+      if (s.task.conv) job.qconv = s.task.conv;
+      else job.qmatmul = s.task.workload;  // resolved for the target by extract_tasks
       job.target = target.name;
-      job.int8_activations = opt.int8_activations;
       job.schedule = c;
       job.repeats = opt.repeats;
       job.threads = opt.threads;

@@ -261,6 +261,11 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   check(opt.target.is_cpu() && ht.arch == Halide::Target::X86 && ht.bits == 64, ErrorKind::Unsupported,
         "model libraries are built for x86-64 CPU targets; '" + opt.target.name +
             "' would need its runtime cross-compiled as well");
+  // As `run` and `tune`: a library holds only code this machine can execute, so its kernels are the ones
+  // tetra can check and time here.
+  dsl::Status runs = dsl::runs_on_host(opt.target);
+  check(runs.ok(), ErrorKind::Unsupported,
+        runs.ok() ? "" : "cannot build a library for " + opt.target.name + ": " + runs.failure().message);
   for (const ValueInfo& in : graph.inputs)
     check(in.has_shape && fully_known(in.shape), ErrorKind::Invalid,
           "input '" + in.name + "' has the shape " + shape_str(in.shape) +

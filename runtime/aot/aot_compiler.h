@@ -30,7 +30,7 @@ namespace tetra {
 
 struct LibraryOptions {
   std::string name;                             // a C identifier: prefixes every symbol of the API
-  dsl::TargetSpec target;                       // an x86-64 CPU target
+  dsl::TargetSpec target;                       // an x86-64 CPU target this machine runs (dsl::runs_on_host)
   const ScheduleSource* schedules = nullptr;    // tuned schedules for `target`
   std::string out_dir;
   bool shared = false;                          // also libNAME.so
