@@ -12,6 +12,7 @@
 #include "importer/error.h"
 #include "tools/commands.h"
 #include "tuner/database.h"
+#include "tuner/db_merge.h"
 
 namespace tetra::cli {
 namespace {
@@ -103,20 +104,11 @@ void db_show(const DbOptions& opt) {
 }
 
 void db_merge(const DbOptions& opt) {
-  std::vector<TuningRecord> incoming;
-  for (const std::string& other : opt.others) {
-    TuningDatabase src = open_existing(other, opt.target, false);
-    incoming.insert(incoming.end(), src.all_records().begin(), src.all_records().end());
-    if (!src.other_schema_records().empty())
-      std::cerr << "note: " << src.other_schema_records().size() << " records of other schema versions in "
-                << src.file() << " were not merged\n";
-  }
-  // The destination may be new; a corrupt one fails here, before anything is written.
-  TuningDatabase db = TuningDatabase::open(opt.dir, canonical_target(opt.target), dsl::toolchain_id());
-  size_t before = db.all_records().size();
-  db.commit(incoming);
-  std::cout << "merged " << incoming.size() << " records from " << opt.others.size() << " database(s) into "
-            << db.file() << ": " << before << " -> " << db.all_records().size() << " records\n";
+  tuner::MergeSummary merged = tuner::merge_databases(opt.dir, opt.others);
+  for (const std::string& note : merged.notes) std::cerr << "note: " << note << "\n";
+  std::cout << "merged " << merged.read << " records from " << opt.others.size() << " database(s) into "
+            << merged.file << ": " << merged.before << " -> " << merged.after
+            << " records\n";
 }
 
 void db_prune(const DbOptions& opt) {
@@ -162,7 +154,9 @@ void add_db_command(CLI::App& app) {
   target_option(show, "look up for this target (default: this machine's)");
   show->callback([opt] { db_show(*opt); });
 
-  CLI::App* merge = db->add_subcommand("merge", "Add the records of other databases (every target) to DIR");
+  CLI::App* merge = db->add_subcommand(
+      "merge", "Add the records of other databases (every target) to DIR; the same result in any order, "
+               "records of one schedule measured on different hardware all kept");
   merge->add_option("dir", opt->dir, "database folder to merge into (created if missing)")->required();
   merge->add_option("others", opt->others, "database folders to read")->required();
   merge->callback([opt] { db_merge(*opt); });
