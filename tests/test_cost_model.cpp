@@ -9,7 +9,8 @@
 #include "tools/model_builder.h"
 #include "tuner/cost_model.h"
 #include "tuner/database.h"
-#include "tuner/search.h"
+#include "tuner/search_strategy.h"
+#include "tuner/xgb_search.h"
 #include "tuner/tune.h"
 
 using namespace tetra;
@@ -129,11 +130,12 @@ TEST_CASE("xgb propose returns legal unseen schedules, better than random ones",
   for (const dsl::Schedule& s : distinct_schedules(space, 16, seen, rng)) history.push_back({s, synthetic_ms(s)});
   history.push_back({history[0].schedule, INFINITY});  // failures are data, not a crash
 
-  tuner::SearchState state;
+  std::unique_ptr<tuner::SearchStrategy> strategy = tuner::make_search_strategy(tuner::Strategy::Xgb);
+  auto& xgb = dynamic_cast<tuner::XgbSearch&>(*strategy);
   double xgb_cost = 0, random_cost = 0;
   const int proposals = 30;
   for (int i = 0; i < proposals; ++i) {
-    std::optional<dsl::Schedule> s = tuner::propose(tuner::Strategy::Xgb, space, history, seen, rng, &state);
+    std::optional<dsl::Schedule> s = xgb.propose(space, history, seen, rng);
     REQUIRE(s);
     CHECK(space.legal(*s));
     CHECK_FALSE(seen.count(s->to_string()));
@@ -141,29 +143,29 @@ TEST_CASE("xgb propose returns legal unseen schedules, better than random ones",
     history.push_back({*s, synthetic_ms(*s)});
     xgb_cost += synthetic_ms(*s);
   }
-  REQUIRE(state.model);  // kept between proposals, retrained as the history grows
-  CHECK(state.model->trained());
-  CHECK(state.trained_on > 17);
+  REQUIRE(xgb.model());  // kept between proposals, retrained as the history grows
+  CHECK(xgb.model()->trained());
+  CHECK(xgb.trained_on() > 17);
   std::set<std::string> none;
   for (const dsl::Schedule& s : distinct_schedules(space, proposals, none, rng)) random_cost += synthetic_ms(s);
   INFO("mean cost: xgb " << xgb_cost / proposals << ", random " << random_cost / proposals);
   CHECK(xgb_cost < 0.8 * random_cost);
 
   // Warm start: another shape's measurements let the model guide the search from the task's first one.
-  tuner::SearchState warm;
-  for (const tuner::Measured& m : history) warm.prior.push_back({gemm_workload(32, 1024, 1024), m});
+  std::vector<tuner::PriorMeasurement> prior;
+  for (const tuner::Measured& m : history) prior.push_back({gemm_workload(32, 1024, 1024), m});
+  tuner::XgbSearch warm(prior);
   std::vector<tuner::Measured> one = {history[1]};
-  for (int i = 0; i < 5 && !warm.model; ++i) {  // a proposal may be one of the random 10%
-    std::optional<dsl::Schedule> s = tuner::propose(tuner::Strategy::Xgb, space, one, seen, rng, &warm);
+  for (int i = 0; i < 5 && !warm.model(); ++i) {  // a proposal may be one of the random 10%
+    std::optional<dsl::Schedule> s = warm.propose(space, one, seen, rng);
     REQUIRE(s);
     CHECK(space.legal(*s));
   }
-  REQUIRE(warm.model);
-  CHECK(warm.model->trained());
+  REQUIRE(warm.model());
+  CHECK(warm.model()->trained());
 
-  // Without a state, and with too few measurements for a model, xgb still proposes (as evolution does).
-  std::optional<dsl::Schedule> early =
-      tuner::propose(tuner::Strategy::Xgb, space, {history.begin(), history.begin() + 3}, seen, rng);
+  // With too few measurements for a model, xgb still proposes (as evolution does).
+  std::optional<dsl::Schedule> early = tuner::XgbSearch().propose(space, {history.begin(), history.begin() + 3}, seen, rng);
   REQUIRE(early);
   CHECK(space.legal(*early));
   CHECK_FALSE(seen.count(early->to_string()));

@@ -1,8 +1,10 @@
 // The tuner end to end on a small int4 model: tasks, isolated measurement (crashing, hanging and
 // wrong candidates become failed records and tuning goes on), resumption, and the runtime using
 // what it found.
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <catch2/catch.hpp>
 
@@ -15,6 +17,10 @@
 #include "tuner/database.h"
 #include "tuner/database_source.h"
 #include "tuner/measure.h"
+#include "tuner/report.h"
+#include "tuner/runner.h"
+#include "tuner/search_strategy.h"
+#include "tuner/task_scheduler.h"
 #include "tuner/task.h"
 #include "tuner/tune.h"
 
@@ -55,6 +61,25 @@ tuner::TuneOptions options(const std::string& model, const std::string& db, int 
   return o;
 }
 
+// The real isolated runner, whose worker misbehaves ("crash", "hang" or "wrong") on each task's second
+// candidate: the fault reaches the worker process through its environment.
+class FaultyRunner : public tuner::Runner {
+ public:
+  FaultyRunner(std::string fault, double timeout_s) : fault_(std::move(fault)), real_(tetra_cli(), timeout_s) {}
+  tuner::MeasureResult run(const tuner::MeasureJob& job) override {
+    bool inject = ++runs_[job.node] == 2;
+    if (inject) ::setenv("TETRA_TEST_WORKER_FAULT", fault_.c_str(), 1);
+    tuner::MeasureResult result = real_.run(job);
+    if (inject) ::unsetenv("TETRA_TEST_WORKER_FAULT");
+    return result;
+  }
+
+ private:
+  std::string fault_;
+  tuner::IsolatedRunner real_;
+  std::map<std::string, int> runs_;  // per task, by its node
+};
+
 }  // namespace
 
 TEST_CASE("task extraction finds each distinct GEMM once, with its count", "[tuner]") {
@@ -65,6 +90,55 @@ TEST_CASE("task extraction finds each distinct GEMM once, with its count", "[tun
   CHECK(tasks[0].occurrences == 2);  // w1 and w2 share shape and format
   CHECK(tasks[1].occurrences == 1);
   CHECK(tasks[0].workload.M == 2);
+}
+
+TEST_CASE("the task scheduler warms up every task, then picks the most model time that still improves", "[tuner]") {
+  tuner::TaskScheduler scheduler;
+  // occurrences, best ms, done
+  std::vector<tuner::TaskProgress> tasks = {{1, 0, false}, {3, 0, true}, {1, 0, false}};
+  CHECK(scheduler.next_task(tasks) == 0u);
+  CHECK(scheduler.warming_up());
+  CHECK(scheduler.next_task(tasks) == 2u);  // task 1 is done before its turn
+  tasks = {{1, 2.0, false}, {3, 1.0, true}, {2, 0.5, false}};
+  CHECK(scheduler.next_task(tasks) == 0u);  // 2 ms of model time against 1 ms
+  CHECK_FALSE(scheduler.warming_up());
+  tasks[2].best_ms = 1.5;
+  CHECK(scheduler.next_task(tasks) == 2u);  // 3 ms
+  tasks[0].done = tasks[2].done = true;
+  CHECK_FALSE(scheduler.next_task(tasks));
+}
+
+TEST_CASE("every search strategy proposes legal schedules not measured yet", "[tuner]") {
+  dsl::QMatMulWorkload w;
+  w.M = 2;
+  w.K = 64;
+  w.N = 64;
+  w.format.k_group = 32;
+  tuner::SearchSpace space(w, dsl::host_target());
+  REQUIRE(space.size() > 0);
+  for (tuner::Strategy kind :
+       {tuner::Strategy::Random, tuner::Strategy::Exhaustive, tuner::Strategy::Evolution, tuner::Strategy::Xgb}) {
+    INFO(tuner::strategy_name(kind));
+    CHECK(tuner::parse_strategy(tuner::strategy_name(kind)) == kind);
+    std::unique_ptr<tuner::SearchStrategy> strategy = tuner::make_search_strategy(kind);
+    std::mt19937_64 rng(3);
+    std::vector<tuner::Measured> history;
+    std::set<std::string> seen;
+    for (int i = 0; i < 12; ++i) {
+      std::optional<dsl::Schedule> s = strategy->propose(space, history, seen, rng);
+      REQUIRE(s);
+      CHECK(space.legal(*s));
+      CHECK(seen.insert(s->to_string()).second);
+      history.push_back({*s, 1.0 + double(seen.size() % 5)});
+    }
+  }
+  // Exhaustive search proposes every point once, then nothing.
+  std::unique_ptr<tuner::SearchStrategy> exhaustive = tuner::make_search_strategy(tuner::Strategy::Exhaustive);
+  std::mt19937_64 rng(3);
+  std::set<std::string> seen;
+  while (std::optional<dsl::Schedule> s = exhaustive->propose(space, {}, seen, rng)) REQUIRE(seen.insert(s->to_string()).second);
+  CHECK(seen.size() == space.enumerate(100000).size());
+  CHECK_THROWS_WITH(tuner::parse_strategy("annealing"), Catch::Contains("unknown search strategy"));
 }
 
 TEST_CASE("a worker's result is its delimited last line, whatever JSON its messages hold", "[tuner]") {
@@ -175,9 +249,9 @@ TEST_CASE("tuning records every trial, survives failing candidates and resumes",
     INFO("fault " << fault);
     std::string db_path = db_dir + "_" + fault;
     tuner::TuneOptions o = options(model, db_path, 3);
-    o.inject_fault = fault;
     o.timeout_s = fault == "hang" ? 5 : 60;
-    std::vector<tuner::TaskSummary> tasks = tuner::tune(o);
+    FaultyRunner runner(fault, o.timeout_s);
+    std::vector<tuner::TaskSummary> tasks = tuner::tune(o, runner);
     REQUIRE(tasks.size() == 2);
     tuner::TuningDatabase db = tuner::TuningDatabase::open(db_path, dsl::host_target().name, dsl::toolchain_id());
     std::vector<tuner::TuningRecord> records = db.records();
@@ -231,10 +305,10 @@ TEST_CASE("tuning with --jobs builds candidates in parallel workers, then times 
   tuner::TuneOptions o = options(model, dir + "/db", 6);
   o.jobs = 2;
   o.kernel_cache = dir + "/kernels";
-  o.inject_fault = "wrong";  // a wrong result is still caught: the check runs in the timing worker
+  FaultyRunner wrong("wrong", o.timeout_s);  // a wrong result is still caught: the check runs in the timing worker
   std::vector<std::string> lines;
   o.progress = [&](const std::string& line) { lines.push_back(line); };
-  std::vector<tuner::TaskSummary> tasks = tuner::tune(o);
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(o, wrong);
   REQUIRE(tasks.size() == 2);
   int builds = 0;
   for (const std::string& l : lines) builds += l.find("candidates with 2 jobs") != std::string::npos;
@@ -408,8 +482,8 @@ TEST_CASE("tuning int8 activations: their own records, checked against the int8 
   std::string model = two_task_model(dir);
   tuner::TuneOptions o = options(model, dir + "/db", 3);
   o.int8_activations = true;
-  o.inject_fault = "wrong";  // one output off by 1.0: the int8 reference must catch it too
-  std::vector<tuner::TaskSummary> tasks = tuner::tune(o);
+  FaultyRunner wrong("wrong", o.timeout_s);  // one output off by 1.0: the int8 reference must catch it too
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(o, wrong);
   REQUIRE(tasks.size() == 2);
   tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", dsl::host_target().name, dsl::toolchain_id());
   int failed = 0;
@@ -458,8 +532,8 @@ TEST_CASE("convs are tuning tasks: direct conv schedules are searched, checked a
 
   tuner::TuneOptions o = options(model, dir + "/db", 4);
   o.shapes = {};
-  o.inject_fault = "wrong";  // the second candidate's output is off by 1.0 at one point
-  tuner::tune(o);
+  FaultyRunner wrong("wrong", o.timeout_s);  // the second candidate's output is off by 1.0 at one point
+  tuner::tune(o, wrong);
   tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", dsl::host_target().name, dsl::toolchain_id());
   REQUIRE(db.records().size() == 4);
   int failed = 0;

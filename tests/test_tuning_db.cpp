@@ -1,6 +1,7 @@
 // The tuning database (tuner/database.h): the schema round trip, validation on load (a corrupt file
 // is an error and stays untouched), records of other targets and toolchains kept but never used,
-// atomic writes under concurrent writers and kills, lookups, and `tetra db`.
+// the journal (appends, torn and malformed lines, compaction), writes under concurrent writers and kills,
+// lookups, and `tetra db`.
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -8,10 +9,12 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -103,30 +106,35 @@ TEST_CASE("tuning db: records round-trip through the JSON schema", "[db]") {
   TuningRecord failed = record(qmatmul(1, 4096, 4096), 48, 0);
   failed.error = "Compile: Halide refused the schedule";
   db.commit({working, estimated, failed});
-  CHECK(fs::exists(dir + "/records.json"));
-  CHECK_FALSE(fs::exists(dir + "/records.json.tmp"));
+  CHECK(fs::exists(dir + "/journal.jsonl"));
+  CHECK_FALSE(fs::exists(dir + "/records.json"));  // until a compaction
 
-  TuningDatabase again = TuningDatabase::open(dir, kTarget, kToolchain);
-  std::vector<TuningRecord> got = again.records();
-  REQUIRE(got.size() == 3);
-  for (const TuningRecord& want : {working, estimated, failed}) {
-    auto it = std::find_if(got.begin(), got.end(), [&](const TuningRecord& r) {
-      return r.workload.key == want.workload.key && r.schedule == want.schedule;
-    });
-    REQUIRE(it != got.end());
-    CHECK(it->workload == want.workload);
-    CHECK(it->target == want.target);
-    CHECK(it->toolchain == want.toolchain);
-    CHECK(it->schema_version == tuner::kSchemaVersion);
-    CHECK(it->median_ms == want.median_ms);  // exact: shortest round-trip doubles
-    CHECK(it->min_ms == want.min_ms);
-    CHECK(it->max_ms == want.max_ms);
-    CHECK(it->runs == want.runs);
-    CHECK(it->measured_on == want.measured_on);
-    CHECK(it->threads == want.threads);
-    CHECK(it->measured == want.measured);
-    CHECK(it->timestamp == want.timestamp);
-    CHECK(it->error == want.error);
+  // Read back from the journal, then from records.json after a compaction.
+  for (bool compacted : {false, true}) {
+    INFO("compacted " << compacted);
+    if (compacted) db.compact();
+    TuningDatabase again = TuningDatabase::open(dir, kTarget, kToolchain);
+    std::vector<TuningRecord> got = again.records();
+    REQUIRE(got.size() == 3);
+    for (const TuningRecord& want : {working, estimated, failed}) {
+      auto it = std::find_if(got.begin(), got.end(), [&](const TuningRecord& r) {
+        return r.workload.key == want.workload.key && r.schedule == want.schedule;
+      });
+      REQUIRE(it != got.end());
+      CHECK(it->workload == want.workload);
+      CHECK(it->target == want.target);
+      CHECK(it->toolchain == want.toolchain);
+      CHECK(it->schema_version == tuner::kSchemaVersion);
+      CHECK(it->median_ms == want.median_ms);  // exact: shortest round-trip doubles
+      CHECK(it->min_ms == want.min_ms);
+      CHECK(it->max_ms == want.max_ms);
+      CHECK(it->runs == want.runs);
+      CHECK(it->measured_on == want.measured_on);
+      CHECK(it->threads == want.threads);
+      CHECK(it->measured == want.measured);
+      CHECK(it->timestamp == want.timestamp);
+      CHECK(it->error == want.error);
+    }
   }
 
   // The file is the documented shape: a versioned object with one record per line.
@@ -240,6 +248,7 @@ TEST_CASE("tuning db: other targets, toolchains and schema versions are skipped 
   CHECK(hit.schedule->get_int("tile_n") == 64);
 
   db.commit({record(qmatmul(1, 1024, 1024), 16, 0.3)});
+  db.compact();  // the new record moves from the journal into records.json, beside the others
   nlohmann::json file = nlohmann::json::parse(read_text(dir + "/records.json"));
   REQUIRE(file["records"].size() == 5);
   int gpu_seen = 0, other_halide_seen = 0, old_seen = 0;
@@ -292,7 +301,10 @@ TEST_CASE("tuning db: concurrent writers lose no records", "[db]") {
       int status = 0;
       try {
         TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
-        for (int i = 0; i < kCommits; ++i) db.commit({record(qmatmul(1 + writer, 256, 256), 8 + i, 1.0 + i)});
+        for (int i = 0; i < kCommits; ++i) {
+          db.commit({record(qmatmul(1 + writer, 256, 256), 8 + i, 1.0 + i)});
+          if (writer == 0 && i % 5 == 4) db.compact();  // rewrites records.json while the others append
+        }
       } catch (...) {
         status = 1;
       }
@@ -308,6 +320,9 @@ TEST_CASE("tuning db: concurrent writers lose no records", "[db]") {
   TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
   CHECK(db.records().size() == kWriters * kCommits);
   CHECK_FALSE(fs::exists(dir + "/records.json.tmp"));
+  db.compact();
+  CHECK(read_text(dir + "/journal.jsonl").empty());
+  CHECK(TuningDatabase::open(dir, kTarget, kToolchain).records().size() == kWriters * kCommits);
 }
 
 TEST_CASE("tuning db: a writer killed mid-write leaves the old file intact", "[db]") {
@@ -323,6 +338,7 @@ TEST_CASE("tuning db: a writer killed mid-write leaves the old file intact", "[d
     CHECK(reopened.records().size() == 1);
     CHECK(read_text(dir + "/records.json") == before);
     reopened.commit({record(qmatmul(1, 256, 256), 16, 1.0)});
+    reopened.compact();  // the next rewrite of records.json replaces it
     CHECK_FALSE(fs::exists(tmp));
     CHECK(TuningDatabase::open(dir, kTarget, kToolchain).records().size() == 2);
   }
@@ -335,7 +351,10 @@ TEST_CASE("tuning db: a writer killed mid-write leaves the old file intact", "[d
       if (pid == 0) {
         try {
           TuningDatabase child = TuningDatabase::open(dir, kTarget, kToolchain);
-          for (int i = 0;; ++i) child.commit({record(qmatmul(1, 64, 64), 1000 * (round + 1) + i, 1.0)});
+          for (int i = 0;; ++i) {
+            child.commit({record(qmatmul(1, 64, 64), 1000 * (round + 1) + i, 1.0)});
+            if (i % 8 == 7) child.compact();  // killed mid-append or mid-compaction
+          }
         } catch (...) {
         }
         _exit(1);
@@ -352,6 +371,161 @@ TEST_CASE("tuning db: a writer killed mid-write leaves the old file intact", "[d
     // The lock died with the writer: the next commit does not wait.
     db.commit({record(qmatmul(1, 32, 32), 16, 1.0)});
   }
+}
+
+namespace {
+
+struct Stat {
+  ino_t inode = 0;
+  off_t size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const Stat& o) const { return inode == o.inode && size == o.size && mtime_ns == o.mtime_ns; }
+};
+
+Stat stat_of(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return {st.st_ino, st.st_size, int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+// The journal's lines; a last line without its newline comes back as it is.
+std::vector<std::string> journal_lines(const std::string& dir) {
+  std::vector<std::string> lines;
+  std::istringstream in(read_text(dir + "/journal.jsonl"));
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+void append_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::app) << text;
+}
+
+}  // namespace
+
+TEST_CASE("tuning db: a commit appends its records to the journal and leaves records.json alone", "[db]") {
+  std::string dir = temp_dir("db_journal");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  db.commit({record(qmatmul(1, 64, 64), 16, 1.0), record(qmatmul(1, 64, 64), 32, 2.0)});
+  CHECK_FALSE(fs::exists(dir + "/records.json"));
+  CHECK(journal_lines(dir).size() == 2);
+  db.compact();
+  REQUIRE(fs::exists(dir + "/records.json"));
+  CHECK(journal_lines(dir).empty());
+  const Stat before = stat_of(dir + "/records.json");
+  const std::string text = read_text(dir + "/records.json");
+
+  db.commit({record(qmatmul(1, 128, 128), 16, 1.0)});
+  CHECK(stat_of(dir + "/records.json") == before);
+  CHECK(read_text(dir + "/records.json") == text);
+  std::vector<std::string> lines = journal_lines(dir);
+  REQUIRE(lines.size() == 1);
+  CHECK(TuningRecord::from_json(nlohmann::json::parse(lines[0]), "line 1").workload.key == qmatmul(1, 128, 128).key);
+  CHECK(db.records().size() == 3);
+
+  // Another writer's commits reach this object at its next commit, and every reader sees them all.
+  TuningDatabase other = TuningDatabase::open(dir, kTarget, kToolchain);
+  other.commit({record(qmatmul(1, 256, 256), 16, 1.0)});
+  db.commit({record(qmatmul(1, 512, 512), 16, 1.0)});
+  CHECK(db.records().size() == 5);
+  CHECK(journal_lines(dir).size() == 3);
+  CHECK(TuningDatabase::open(dir, kTarget, kToolchain).records().size() == 5);
+  // And after the other writer compacts (records.json replaced), this one re-reads all of it.
+  other.compact();
+  db.commit({record(qmatmul(1, 1024, 1024), 16, 1.0)});
+  CHECK(db.records().size() == 6);
+  CHECK(journal_lines(dir).size() == 1);
+  CHECK(TuningDatabase::open(dir, kTarget, kToolchain).records().size() == 6);
+
+  // A record measured again with a better time is a second line; the better one is kept.
+  db.commit({record(qmatmul(1, 64, 64), 16, 0.5)});
+  TuningDatabase reopened = TuningDatabase::open(dir, kTarget, kToolchain);
+  CHECK(reopened.records().size() == 6);
+  CHECK(reopened.best(qmatmul(1, 64, 64)).record->median_ms == 0.5);
+}
+
+TEST_CASE("tuning db: a torn last line is skipped by readers and cut off by the next writer", "[db]") {
+  std::string dir = temp_dir("db_torn");
+  TuningDatabase::open(dir, kTarget, kToolchain).commit({record(qmatmul(1, 64, 64), 16, 1.0)});
+  std::string whole = record(qmatmul(1, 128, 128), 16, 1.0).to_json().dump();
+  append_text(dir + "/journal.jsonl", whole.substr(0, whole.size() / 2));  // a writer killed mid-append
+
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  CHECK(db.records().size() == 1);
+  db.commit({record(qmatmul(1, 256, 256), 16, 1.0)});
+  std::vector<std::string> lines = journal_lines(dir);
+  REQUIRE(lines.size() == 2);
+  for (const std::string& line : lines) CHECK_NOTHROW(nlohmann::json::parse(line));
+  CHECK(read_text(dir + "/journal.jsonl").back() == '\n');
+  CHECK(TuningDatabase::open(dir, kTarget, kToolchain).records().size() == 2);
+}
+
+TEST_CASE("tuning db: a malformed journal line is an error naming the file and line, and nothing changes", "[db]") {
+  std::string dir = temp_dir("db_bad_line");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  db.commit({record(qmatmul(1, 64, 64), 16, 1.0), record(qmatmul(1, 64, 64), 32, 1.0)});
+  nlohmann::json missing_target = record(qmatmul(1, 128, 128), 16, 1.0).to_json();
+  missing_target.erase("target");
+  for (const auto& [name, line, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"not JSON", "{\"schema_version\": 1, \"work", "not valid JSON"},
+           {"missing field", missing_target.dump(), "missing field \"target\""},
+           {"no version", "[1, 2]", "integer \"schema_version\""}}) {
+    SECTION(name) {
+      const std::string journal = dir + "/journal.jsonl";
+      append_text(journal, line + "\n");
+      const std::string before = read_text(journal);
+      std::string error = open_error(dir);
+      INFO(error);
+      CHECK_THAT(error, Catch::Contains(journal + ": line 3: "));
+      CHECK_THAT(error, Catch::Contains(message));
+      CHECK_THAT(error, Catch::Contains("left as it is"));
+      CHECK_THROWS_AS(db.commit({record(qmatmul(1, 256, 256), 16, 1.0)}), Error);
+      CHECK_THROWS_AS(db.compact(), Error);
+      CHECK(read_text(journal) == before);
+      CHECK_FALSE(fs::exists(dir + "/records.json"));
+    }
+  }
+}
+
+TEST_CASE("tuning db: compaction keeps every record, and replaying a compacted journal changes nothing", "[db]") {
+  std::string dir = temp_dir("db_compact");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  TuningRecord failed = record(qmatmul(1, 64, 64), 99, 0);
+  failed.error = "Run: timed out";
+  db.commit({record(qmatmul(1, 64, 64), 16, 1.0), failed, record(qmatmul(1, 64, 64), 8, 0.5, "hip-gfx90a")});
+  // A record of another schema version, as a newer tetra would append it: kept verbatim.
+  nlohmann::json newer = {{"schema_version", 2}, {"workload", "w"}, {"ms", 0.1}};
+  append_text(dir + "/journal.jsonl", newer.dump() + "\n");
+  db.commit({record(qmatmul(1, 128, 128), 16, 2.0)});
+  const std::string journal = read_text(dir + "/journal.jsonl");
+  REQUIRE(journal_lines(dir).size() == 5);
+
+  db.compact();
+  CHECK(read_text(dir + "/journal.jsonl").empty());
+  const std::string compacted = read_text(dir + "/records.json");
+  nlohmann::json file = nlohmann::json::parse(compacted);
+  CHECK(file["records"].size() == 5);
+  TuningDatabase after = TuningDatabase::open(dir, kTarget, kToolchain);
+  CHECK(after.all_records().size() == 4);
+  CHECK(after.records().size() == 3);
+  REQUIRE(after.other_schema_records().size() == 1);
+  CHECK(after.other_schema_records()[0] == newer);
+
+  // A compaction killed after its rename, before it emptied the journal: the lines replay onto
+  // records.json, which already holds them.
+  write_text(dir + "/journal.jsonl", journal);
+  TuningDatabase replayed = TuningDatabase::open(dir, kTarget, kToolchain);
+  CHECK(replayed.all_records().size() == 4);
+  CHECK(replayed.other_schema_records().size() == 1);
+  replayed.compact();
+  CHECK(read_text(dir + "/records.json") == compacted);
+
+  // A journal past kCompactJournalBytes is compacted by the commit that grows it there.
+  std::vector<TuningRecord> many;
+  for (int i = 0; int64_t(many.size()) * 300 < tuner::kCompactJournalBytes; ++i)
+    many.push_back(record(qmatmul(1, 2048, 2048), 1000 + i, 1.0));
+  replayed.commit(many);
+  CHECK(read_text(dir + "/journal.jsonl").empty());
+  CHECK(TuningDatabase::open(dir, kTarget, kToolchain).all_records().size() == 4 + many.size());
 }
 
 TEST_CASE("tuning db: lookup is exact, then the nearest shape of this target, then the default", "[db]") {
@@ -494,6 +668,9 @@ TEST_CASE("tetra db: list, show, merge, prune, export and their errors", "[db][c
 
   REQUIRE(run_command(cli + "merge " + a + " " + b, &out) == 0);
   CHECK_THAT(out, Catch::Contains("3 -> 5 records"));
+  REQUIRE(run_command(cli + "compact " + a, &out) == 0);
+  CHECK_THAT(out, Catch::Contains("compacted 5 records into " + a + "/records.json"));
+  CHECK(read_text(a + "/journal.jsonl").empty());
   REQUIRE(run_command(cli + "prune " + a + " --keep 1 --drop-failed", &out) == 0);
   CHECK_THAT(out, Catch::Contains("removed 2 records"));  // the failed one and tile_n 16 (slower than 32)
   TuningDatabase merged = TuningDatabase::open(a, kTarget, kToolchain);
@@ -526,6 +703,8 @@ TEST_CASE("tetra db: list, show, merge, prune, export and their errors", "[db][c
            {"prune " + a + " --keep -1", "--keep must be positive"},
            {"export " + a + " -o " + root + "/no/such/dir/x.json", "cannot create"},
            {"list " + a + " --target not-a-target", "bad target"},
+           {"compact " + corrupt, "not valid JSON"},
+           {"compact " + root + "/missing", "no tuning database folder"},
        }) {
     int rc = run_command(cli + bad.args, &out);
     INFO(bad.args << "\n" << out);

@@ -54,7 +54,7 @@ std::optional<tuner::TuningDatabase> open_tuning_database(const std::string& db_
   check(dir.empty() || fs::is_directory(dir), ErrorKind::Io, "--db: no tuning database folder '" + dir + "'");
   if (dir.empty()) {
     fs::path beside = fs::path(model).parent_path() / "tuning_db";
-    if (!fs::exists(beside / "records.json")) return std::nullopt;
+    if (!tuner::TuningDatabase::exists(beside.string())) return std::nullopt;
     dir = beside.string();
   }
   tuner::TuningDatabase db = tuner::TuningDatabase::open(dir, target.empty() ? dsl::host_target().name : target, dsl::toolchain_id());

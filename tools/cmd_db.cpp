@@ -1,6 +1,7 @@
 // tetra db: look at and maintain a tuning database folder (tuner/database.h, docs/tuning_db.md).
 //   db list DIR [--all-targets]      db show DIR WORKLOAD_KEY       db merge DIR OTHER_DIR...
 //   db prune DIR [--keep N] [--drop-failed]                        db export DIR -o FILE.json [--target T]
+//   db compact DIR
 // Lists and lookups are for this machine's target and toolchain unless --target says otherwise.
 #include <filesystem>
 #include <iomanip>
@@ -119,6 +120,12 @@ void db_prune(const DbOptions& opt) {
   std::cout << "removed " << removed << " records from " << db.file() << "; " << db.all_records().size() << " left\n";
 }
 
+void db_compact(const DbOptions& opt) {
+  TuningDatabase db = open_existing(opt.dir, opt.target, false);
+  db.compact();
+  std::cout << "compacted " << db.all_records().size() << " records into " << db.file() << "\n";
+}
+
 void db_export(const DbOptions& opt) {
   TuningDatabase db = open_existing(opt.dir, opt.target, false);
   std::vector<TuningRecord> records;
@@ -132,7 +139,7 @@ void db_export(const DbOptions& opt) {
 }  // namespace
 
 void add_db_command(CLI::App& app) {
-  CLI::App* db = app.add_subcommand("db", "Look at and maintain a tuning database folder (DIR/records.json)");
+  CLI::App* db = app.add_subcommand("db", "Look at and maintain a tuning database folder (DIR/records.json and its journal)");
   db->require_subcommand(1);
   auto opt = std::make_shared<DbOptions>();
   auto target_option = [&](CLI::App* cmd, const char* what) {
@@ -166,6 +173,10 @@ void add_db_command(CLI::App& app) {
   prune->add_option("--keep", opt->keep, "keep the N best working records per workload, target and toolchain");
   prune->add_flag("--drop-failed", opt->drop_failed, "remove the records of failed candidates");
   prune->callback([opt] { db_prune(*opt); });
+
+  CLI::App* compact = db->add_subcommand("compact", "Fold the journal into DIR/records.json");
+  compact->add_option("dir", opt->dir, "database folder")->required();
+  compact->callback([opt] { db_compact(*opt); });
 
   CLI::App* exp = db->add_subcommand("export", "Write the records (of one target) to a database file");
   exp->add_option("dir", opt->dir, "database folder")->required();

@@ -27,6 +27,7 @@ namespace {
 
 constexpr const char* kFormatName = "tetra-tuning-db";
 constexpr const char* kRecordsFile = "records.json";
+constexpr const char* kJournalFile = "journal.jsonl";
 // Bounds on what a database file may ask of the reader: far above any real database (the shipped one
 // is 60 KB, 5 levels deep), far below what would exhaust memory or the stack.
 constexpr int64_t kMaxFileBytes = int64_t(256) << 20;
@@ -148,6 +149,14 @@ void write_all(int fd, const std::string& text, const std::string& path) {
   }
 }
 
+void sync_folder(const std::string& folder) {
+  int dir_fd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {  // makes a new or renamed name durable; a failure here loses nothing already written
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+}
+
 // Writes `text` to `path` so that a reader (or a crash) sees either the old file or the whole new one:
 // write PATH.tmp, fsync it, rename it over PATH, fsync the folder. A PATH.tmp left by a killed writer
 // is simply overwritten; it is never read.
@@ -175,12 +184,7 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   ::close(fd);
   fd = -1;
   if (::rename(tmp.c_str(), path.c_str()) != 0) give_up("cannot rename " + tmp + " to " + path);
-  std::string folder = fs::path(path).parent_path().string();
-  int dir_fd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {  // makes the rename itself durable; a failure here loses nothing already written
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  sync_folder(fs::path(path).parent_path().string());  // makes the rename itself durable
 }
 
 nlohmann::ordered_json ordered_workload(const WorkloadDesc& w) {
@@ -358,95 +362,174 @@ void write_records_file(const std::string& path, const std::vector<TuningRecord>
 // ---- TuningDatabase -----------------------------------------------------------------------------------
 
 std::string TuningDatabase::file() const { return (fs::path(dir_) / kRecordsFile).string(); }
+std::string TuningDatabase::journal_file() const { return (fs::path(dir_) / kJournalFile).string(); }
+
+bool TuningDatabase::exists(const std::string& dir) {
+  std::error_code ec;
+  return fs::exists(fs::path(dir) / kRecordsFile, ec) || fs::exists(fs::path(dir) / kJournalFile, ec);
+}
 
 namespace {
 
-// The whole file, which must be a regular file of at most kMaxFileBytes; "" with `exists` false when
-// there is none. Opened without blocking, so a FIFO is refused rather than waited on.
-std::string read_database_text(const std::string& path, bool* exists) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  *exists = fd >= 0 || errno != ENOENT;
-  if (!*exists) return "";
-  check(fd >= 0, ErrorKind::Io, "cannot read the tuning database " + path + ": " + std::strerror(errno));
+const std::string kLeftAsItIs = " (the file was left as it is; fix or move it away)";
+
+struct FileRead {
+  bool exists = false;
   struct stat st {};
-  bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-  if (!regular || st.st_size > kMaxFileBytes) {
+  std::string text;  // from the offset asked for to the end
+};
+
+// `path` from `offset` to its end. It must be a regular file of at most kMaxFileBytes; a missing one
+// reads as not existing. Opened without blocking, so a FIFO is refused rather than waited on.
+FileRead read_database_file(const std::string& path, int64_t offset) {
+  FileRead out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  out.exists = fd >= 0 || errno != ENOENT;
+  if (!out.exists) return out;
+  check(fd >= 0, ErrorKind::Io, "cannot read the tuning database " + path + ": " + std::strerror(errno));
+  bool regular = ::fstat(fd, &out.st) == 0 && S_ISREG(out.st.st_mode);
+  if (!regular || out.st.st_size > kMaxFileBytes) {
     ::close(fd);
     fail(ErrorKind::Io, path + (regular ? ": the tuning database is larger than " + std::to_string(kMaxFileBytes) +
                                               " bytes"
                                         : ": the tuning database is not a regular file"));
   }
-  std::string text(size_t(st.st_size), '\0');
+  out.text.resize(size_t(std::max<int64_t>(0, out.st.st_size - offset)));
   size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::read(fd, text.data() + done, text.size() - done);
+  while (done < out.text.size()) {
+    ssize_t n = ::pread(fd, out.text.data() + done, out.text.size() - done, off_t(offset + int64_t(done)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the file shrank: parsing what was read reports it
     done += size_t(n);
   }
   ::close(fd);
-  text.resize(done);
-  return text;
+  out.text.resize(done);
+  return out;
+}
+
+FileIdentity identity_of(bool exists, const struct stat& st) {
+  FileIdentity id;
+  id.exists = exists;
+  if (!exists) return id;
+  id.device = uint64_t(st.st_dev);
+  id.inode = uint64_t(st.st_ino);
+  id.size = int64_t(st.st_size);
+  id.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  id.ctime_ns = int64_t(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+  return id;
+}
+
+FileIdentity identity_of(const FileRead& f) { return identity_of(f.exists, f.st); }
+
+FileIdentity identity_of(const std::string& path) {
+  struct stat st {};
+  return identity_of(::stat(path.c_str(), &st) == 0, st);
+}
+
+// Parses `text`, bounding its nesting: copying or destroying a deeper value would recurse past the stack.
+// `where` names the file (and line) in errors.
+json parse_bounded(const std::string& text, const std::string& where) {
+  auto bounded_depth = [&](int depth, json::parse_event_t, json&) {
+    check(depth <= kMaxJsonDepth, ErrorKind::Malformed,
+          where + ": the tuning database nests deeper than " + std::to_string(kMaxJsonDepth) + " levels" + kLeftAsItIs);
+    return true;
+  };
+  try {
+    return json::parse(text, bounded_depth);
+  } catch (const json::exception& e) {  // a syntax error, or a number beyond double (1e400)
+    fail(ErrorKind::Malformed, where + ": the tuning database is corrupt, not valid JSON: " + e.what() + kLeftAsItIs);
+  }
+}
+
+// The schema version of record `r`; other versions' records are kept, but their version must still be an
+// int: never read modulo 2^32.
+int record_version(const json& r, const std::string& where) {
+  const int64_t version =
+      (r.is_object() && r.contains("schema_version") ? json_int64(r["schema_version"]) : std::nullopt).value_or(-1);
+  check(version >= 0 && version <= std::numeric_limits<int>::max(), ErrorKind::Malformed,
+        where + ": not an object with an integer \"schema_version\" from 0 to " +
+            std::to_string(std::numeric_limits<int>::max()) + kLeftAsItIs);
+  return int(version);
+}
+
+TuningRecord read_record(const json& r, const std::string& where) {
+  try {
+    return TuningRecord::from_json(r, where);
+  } catch (const Error& e) {
+    fail(e.kind(), e.what() + kLeftAsItIs);
+  }
+}
+
+// Opens (creating) `path` for appending; the caller closes it.
+int open_for_append(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  check(fd >= 0, ErrorKind::Io, "cannot open " + path + " for writing: " + std::strerror(errno));
+  return fd;
 }
 
 }  // namespace
 
-TuningDatabase::Contents TuningDatabase::read_file(const std::string& path) {
+TuningDatabase::Contents TuningDatabase::read_file(const std::string& path, FileIdentity* identity) {
   Contents contents;
-  bool exists = false;
-  std::string text = read_database_text(path, &exists);
-  if (!exists) return contents;  // a new database
-  const std::string keep = " (the file was left as it is; fix or move it away)";
-  // Nesting is bounded while parsing: copying or destroying a deeper value would recurse past the stack.
-  auto bounded_depth = [&](int depth, json::parse_event_t, json&) {
-    check(depth <= kMaxJsonDepth, ErrorKind::Malformed,
-          path + ": the tuning database nests deeper than " + std::to_string(kMaxJsonDepth) + " levels" + keep);
-    return true;
-  };
-  json j;
-  try {
-    j = json::parse(text, bounded_depth);
-  } catch (const json::exception& e) {  // a syntax error, or a number beyond double (1e400)
-    fail(ErrorKind::Malformed, path + ": the tuning database is corrupt, not valid JSON: " + e.what() + keep);
-  }
+  FileRead f = read_database_file(path, 0);
+  *identity = identity_of(f);
+  if (!f.exists) return contents;  // a new database
+  json j = parse_bounded(f.text, path);
   check(j.is_object() && j.contains("format") && j["format"] == kFormatName, ErrorKind::Malformed,
-        path + ": not a tetra tuning database (expected an object with \"format\": \"" + kFormatName + "\")" + keep);
+        path + ": not a tetra tuning database (expected an object with \"format\": \"" + kFormatName + "\")" +
+            kLeftAsItIs);
   // -1 stands for a missing or non-integer version (and for one beyond int64_t).
   const int64_t version = (j.contains("schema_version") ? json_int64(j["schema_version"]) : std::nullopt).value_or(-1);
   check(version >= 0, ErrorKind::Malformed,
         path + ": \"schema_version\" must be an integer from 0, not " +
-            (j.contains("schema_version") ? j["schema_version"].dump() : std::string("missing")) + keep);
+            (j.contains("schema_version") ? j["schema_version"].dump() : std::string("missing")) + kLeftAsItIs);
   check(version <= kSchemaVersion, ErrorKind::Malformed,
         path + ": written with schema version " + std::to_string(version) + ", newer than this tetra's (" +
-            std::to_string(kSchemaVersion) + "); use a newer tetra" + keep);
+            std::to_string(kSchemaVersion) + "); use a newer tetra" + kLeftAsItIs);
   check(j.contains("records") && j["records"].is_array(), ErrorKind::Malformed,
-        path + ": \"records\" must be an array" + keep);
+        path + ": \"records\" must be an array" + kLeftAsItIs);
 
   const json& records = j["records"];
   for (size_t i = 0; i < records.size(); ++i) {
     std::string where = path + ": record " + std::to_string(i);
-    const json& r = records[i];
-    // Records of other versions are kept, but their version must still be an int: never read modulo 2^32.
-    const int64_t record_version =
-        (r.is_object() && r.contains("schema_version") ? json_int64(r["schema_version"]) : std::nullopt).value_or(-1);
-    check(record_version >= 0 && record_version <= std::numeric_limits<int>::max(), ErrorKind::Malformed,
-          where + ": not an object with an integer \"schema_version\" from 0 to " +
-              std::to_string(std::numeric_limits<int>::max()) + keep);
-    if (record_version != kSchemaVersion) {
-      contents.other_schema.push_back(r);  // another layout: kept verbatim, not read
+    if (record_version(records[i], where) != kSchemaVersion) {
+      contents.other_schema.push_back(records[i]);  // another layout: kept verbatim, not read
       continue;
     }
-    try {
-      contents.records.push_back(TuningRecord::from_json(r, where));
-    } catch (const Error& e) {
-      fail(e.kind(), e.what() + keep);
-    }
+    contents.records.push_back(read_record(records[i], where));
   }
   return contents;
 }
 
+void TuningDatabase::read_journal(const std::string& path, JournalPosition* position, Contents* contents,
+                                  int64_t* torn_bytes) {
+  FileRead f = read_database_file(path, position->offset);
+  position->file = identity_of(f);
+  *torn_bytes = 0;
+  if (!f.exists) return;
+  // A line replayed after a compaction that was cut short is in records.json already: merging changes
+  // nothing for records of this version, and other versions' records are kept once.
+  std::set<std::string> other_schema;
+  for (const json& r : contents->other_schema) other_schema.insert(r.dump());
+  size_t start = 0;
+  for (size_t end; (end = f.text.find('\n', start)) != std::string::npos; start = end + 1) {
+    std::string where = path + ": line " + std::to_string(++position->lines);
+    std::string line = f.text.substr(start, end - start);
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // a blank line holds no record
+    json r = parse_bounded(line, where);
+    if (record_version(r, where) != kSchemaVersion) {
+      if (other_schema.insert(r.dump()).second) contents->other_schema.push_back(r);
+      continue;
+    }
+    contents->records.push_back(read_record(r, where));
+  }
+  // What follows the last newline is a line a killed writer did not finish: never read.
+  position->offset += int64_t(start);
+  *torn_bytes = int64_t(f.text.size() - start);
+}
+
 void TuningDatabase::set_contents(Contents contents) {
-  all_ = std::move(contents.records);
+  all_ = merge_records(std::move(contents.records));
   other_schema_ = std::move(contents.other_schema);
 
   // Count what this target and toolchain cannot use, by reason, for note().
@@ -464,9 +547,9 @@ void TuningDatabase::set_contents(Contents contents) {
   }
   note_.clear();
   if (skipped_ > 0)
-    note_ = file() + ": skipped " + std::to_string(skipped_) + " of " + std::to_string(all_.size() + other_schema_.size()) +
+    note_ = dir_ + ": skipped " + std::to_string(skipped_) + " of " + std::to_string(all_.size() + other_schema_.size()) +
             " records (" + why + "); this tetra uses " + target_ + ", " + toolchain_ + ", schema version " +
-            std::to_string(kSchemaVersion) + ". They stay in the file.";
+            std::to_string(kSchemaVersion) + ". They stay in the database.";
 }
 
 TuningDatabase TuningDatabase::open(const std::string& dir, const std::string& target, const std::string& toolchain) {
@@ -474,9 +557,22 @@ TuningDatabase TuningDatabase::open(const std::string& dir, const std::string& t
   db.dir_ = dir;
   db.target_ = target;
   db.toolchain_ = toolchain;
-  // No lock: writers replace the file by rename, so a reader sees the old file or the new one.
-  db.set_contents(read_file(db.file()));
-  return db;
+  // No lock. The journal first: a compaction by another process between the two reads then moves
+  // lines this reader has already read into the records.json it reads next, and replaying them changes
+  // nothing. (In the other order, the lines folded in after records.json was read would be lost.)
+  Contents contents;
+  JournalPosition journal;
+  int64_t torn_bytes = 0;
+  read_journal(db.journal_file(), &journal, &contents, &torn_bytes);
+  FileIdentity records_file;
+  Contents snapshot = read_file(db.file(), &records_file);
+  contents.records.insert(contents.records.end(), snapshot.records.begin(), snapshot.records.end());
+  std::set<std::string> other_schema;
+  for (const json& r : contents.other_schema) other_schema.insert(r.dump());
+  for (const json& r : snapshot.other_schema)
+    if (!other_schema.count(r.dump())) contents.other_schema.push_back(r);
+  db.set_contents(std::move(contents));
+  return db;  // not synced: the two reads were not under the lock
 }
 
 std::vector<TuningRecord> TuningDatabase::records() const {
@@ -486,18 +582,42 @@ std::vector<TuningRecord> TuningDatabase::records() const {
   return out;
 }
 
-// Read-modify-write under the lock: `edit` changes the records of the file as it is now (not as it was
-// at open()), so writes by other processes since then are kept.
-template <class Edit>
-void TuningDatabase::update(Edit edit) {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  check(!ec, ErrorKind::Io, "cannot create the tuning database folder " + dir_ + ": " + ec.message());
-  FileLock lock((fs::path(dir_) / ".lock").string());
-  Contents contents = read_file(file());  // throws on a corrupt file, which is then never overwritten
-  contents.records = merge_records(edit(std::move(contents.records)));
-  write_file_atomically(file(), records_file_text(contents.records, contents.other_schema));
+namespace {
+
+// The database folder's lock, held for the lifetime of the object; the folder is created first.
+class DatabaseLock {
+ public:
+  explicit DatabaseLock(const std::string& dir) : lock_(lock_path(dir)) {}
+
+ private:
+  static std::string lock_path(const std::string& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    check(!ec, ErrorKind::Io, "cannot create the tuning database folder " + dir + ": " + ec.message());
+    return (fs::path(dir) / ".lock").string();
+  }
+  FileLock lock_;
+};
+
+}  // namespace
+
+void TuningDatabase::sync_locked(int64_t* torn_bytes) {
+  // Only the lines other writers appended since this object last read the journal, when that journal
+  // was neither replaced nor cut short and records.json was not replaced; else everything, in any order
+  // (no writer runs while the lock is held). A corrupt file throws here, and nothing is then written.
+  FileIdentity journal_now = identity_of(journal_file());
+  bool journal_kept = journal_now.exists && journal_.file.exists && journal_now.device == journal_.file.device &&
+                      journal_now.inode == journal_.file.inode && journal_now.size >= journal_.offset;
+  bool incremental = synced_ && journal_kept && identity_of(file()) == records_file_;
+  synced_ = false;  // until this read succeeds
+  FileIdentity records_file = records_file_;
+  JournalPosition journal = incremental ? journal_ : JournalPosition{};
+  Contents contents = incremental ? Contents{all_, other_schema_} : read_file(file(), &records_file);
+  read_journal(journal_file(), &journal, &contents, torn_bytes);
   set_contents(std::move(contents));
+  records_file_ = records_file;
+  journal_ = journal;
+  synced_ = true;
 }
 
 void TuningDatabase::commit(const std::vector<TuningRecord>& new_records) {
@@ -507,16 +627,84 @@ void TuningDatabase::commit(const std::vector<TuningRecord>& new_records) {
     check(r.schema_version == kSchemaVersion, ErrorKind::Invalid,
           "cannot commit a record of schema version " + std::to_string(r.schema_version));
   }
-  update([&](std::vector<TuningRecord> records) {
-    records.insert(records.end(), new_records.begin(), new_records.end());
-    return records;
-  });
+  DatabaseLock lock(dir_);
+  int64_t torn_bytes = 0;
+  sync_locked(&torn_bytes);
+  if (new_records.empty()) return;
+
+  std::string lines;
+  for (const TuningRecord& r : new_records) lines += ordered_record(r).dump() + "\n";
+  const std::string path = journal_file();
+  const bool created = !journal_.file.exists;
+  int fd = open_for_append(path);
+  // Whatever part of the lines went out is cut off again on a failure (a torn line would be too).
+  auto undo = [&] {
+    if (::ftruncate(fd, off_t(journal_.offset)) == 0) ::fsync(fd);
+    ::close(fd);
+  };
+  // errno is read right after the call that failed: a message built beside the call may see a later one.
+  auto give_up = [&](const std::string& what) {
+    std::string why = std::strerror(errno);
+    undo();
+    fail(ErrorKind::Io, what + ": " + why);
+  };
+  // A torn line left by a killed writer: cut it off so that the new lines start on a line of their own.
+  if (torn_bytes > 0 && ::ftruncate(fd, off_t(journal_.offset)) != 0) give_up("cannot truncate " + path);
+  try {
+    write_all(fd, lines, path);
+  } catch (...) {
+    undo();
+    throw;
+  }
+  if (::fsync(fd) != 0) give_up("cannot sync " + path);
+  ::close(fd);
+  if (created) sync_folder(dir_);
+
+  // The lines are durable: this object now holds them too, and the journal has been read past them.
+  Contents contents{all_, other_schema_};
+  contents.records.insert(contents.records.end(), new_records.begin(), new_records.end());
+  set_contents(std::move(contents));
+  journal_.file = identity_of(path);
+  journal_.offset += int64_t(lines.size());
+  journal_.lines += int64_t(new_records.size());
+  if (journal_.offset >= kCompactJournalBytes) compact_locked();
+}
+
+void TuningDatabase::compact_locked() {
+  write_file_atomically(file(), records_file_text(all_, other_schema_));
+  // records.json now holds every line: empty the journal. A crash before this point loses nothing, since
+  // the lines replay onto records.json without changing it.
+  int fd = ::open(journal_file().c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd >= 0 || errno != ENOENT) {  // no journal: nothing to empty
+    bool emptied = fd >= 0 && ::ftruncate(fd, 0) == 0 && ::fsync(fd) == 0;
+    std::string why = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    check(emptied, ErrorKind::Io,
+          "cannot empty " + journal_file() + " after compacting it into " + file() + ": " + why);
+  }
+  records_file_ = identity_of(file());
+  journal_ = {identity_of(journal_file()), 0, 0};
+}
+
+// Under the lock, from the files as they are now (not as they were at open()), so that writes by other
+// processes since then are kept: `edit` changes the records, and the result replaces records.json.
+template <class Edit>
+void TuningDatabase::rewrite(Edit edit) {
+  DatabaseLock lock(dir_);
+  int64_t torn_bytes = 0;
+  sync_locked(&torn_bytes);
+  set_contents({edit(all_), other_schema_});
+  compact_locked();
+}
+
+void TuningDatabase::compact() {
+  rewrite([](std::vector<TuningRecord> records) { return records; });
 }
 
 int TuningDatabase::prune(const PruneOptions& options) {
   int removed = 0;
-  update([&](std::vector<TuningRecord> records) {
-    records = merge_records(std::move(records));  // sorted: each workload's records together, best first
+  rewrite([&](std::vector<TuningRecord> records) {
+    // Sorted by merge_records: each workload's records together, best first.
     std::vector<TuningRecord> kept;
     std::map<std::string, int> working_kept;  // per workload + target + toolchain
     for (TuningRecord& r : records) {

@@ -1,5 +1,6 @@
-// The tuning database: measured (or estimated) schedules per workload, target and toolchain, in one
-// versioned JSON file DIR/records.json (the schema is in docs/tuning_db.md).
+// The tuning database: measured (or estimated) schedules per workload, target and toolchain, in a
+// folder: a versioned JSON file DIR/records.json and a journal DIR/journal.jsonl of the records
+// committed since it was last compacted, one per line (the schema is in docs/tuning_db.md).
 //
 // Unlike TVM MetaSchedule's database (apache/tvm issue 15549), every lookup is keyed by the target and
 // the toolchain as well as the workload: a database opened for x86-64-avx512-vnni never returns a
@@ -9,7 +10,7 @@
 //   auto db = tuner::TuningDatabase::open("tuning_db", dsl::host_target().name, dsl::toolchain_id());
 //   auto hit = db.best(tuner::workload_desc(workload));   // exact, nearest shape, or default
 //   if (hit.schedule) ... else use the template default
-//   db.commit({record, ...});                             // atomic, safe with concurrent writers
+//   db.commit({record, ...});                             // appended to the journal, safe with concurrent writers
 #pragma once
 #include <cstdint>
 #include <map>
@@ -93,16 +94,36 @@ struct PruneOptions {
   bool drop_failed = false;  // drop failed candidates
 };
 
+// A commit compacts once the journal is this long: about 2,500 records.
+constexpr int64_t kCompactJournalBytes = int64_t(1) << 20;
+
+// What a database file looked like when it was read: a writer notices that another one replaced it.
+struct FileIdentity {
+  bool exists = false;
+  uint64_t device = 0, inode = 0;
+  int64_t size = 0, mtime_ns = 0, ctime_ns = 0;
+  bool operator==(const FileIdentity& o) const {
+    return exists == o.exists && device == o.device && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns &&
+           ctime_ns == o.ctime_ns;
+  }
+};
+
 class TuningDatabase {
  public:
-  // Reads DIR/records.json. A missing folder or file is an empty database (created on commit).
-  // Throws tetra::Error naming the file (and the record index) when the file is not valid JSON, not
-  // a tetra tuning database, of a newer schema, or holds a malformed record; the file is left as it is.
-  // Records for another target or toolchain, or of another schema version, are skipped (see note()).
+  // Reads DIR/journal.jsonl, then DIR/records.json, and merges them (in that order, so that a compaction
+  // by another process in between loses nothing). A missing folder or file is an empty database (created
+  // on commit). Throws tetra::Error naming the file and the record index or journal line when a file is
+  // not valid JSON, not a tetra tuning database, of a newer schema, or holds a malformed record; the
+  // files are left as they are. A journal's last line without its newline (a writer killed mid-append)
+  // is not read. Records for another target or toolchain, or of another schema version, are skipped
+  // (see note()).
   static TuningDatabase open(const std::string& dir, const std::string& target, const std::string& toolchain);
+  // Does DIR hold a database (records.json or a journal)?
+  static bool exists(const std::string& dir);
 
   const std::string& dir() const { return dir_; }
-  std::string file() const;  // DIR/records.json
+  std::string file() const;          // DIR/records.json
+  std::string journal_file() const;  // DIR/journal.jsonl
   const std::string& target() const { return target_; }
   const std::string& toolchain() const { return toolchain_; }
 
@@ -117,12 +138,19 @@ class TuningDatabase {
   int skipped() const { return skipped_; }
   const std::string& note() const { return note_; }
 
-  // Adds records to the file: under an exclusive lock on DIR/.lock, re-reads the file, merges (one
-  // record per workload + target + toolchain + schedule, the better kept), writes DIR/records.json.tmp,
-  // fsyncs and renames it over records.json. Concurrent writers lose nothing; a writer killed
-  // mid-write leaves the old file intact. This object then holds the merged file's records.
+  // Adds records: under an exclusive lock on DIR/.lock, reads what other writers added since this
+  // object last looked (the journal's new lines; everything when records.json was replaced), cuts off a
+  // torn last line left by a killed writer, appends the records to the journal as JSON lines in one
+  // write and fsyncs it. records.json is not touched, unless the journal has grown past
+  // kCompactJournalBytes: then the commit compacts. Concurrent writers lose nothing; a writer killed
+  // mid-append leaves a torn line that readers skip. This object then holds the merged records (one per
+  // workload + target + toolchain + schedule, the better kept).
   void commit(const std::vector<TuningRecord>& new_records);
-  // Removes records as `options` says (from every target), the same way; returns how many went.
+  // Folds the journal into records.json (write DIR/records.json.tmp, fsync, rename) and then empties the
+  // journal, under the lock. A crash in between loses nothing: replaying a line already in records.json
+  // changes nothing.
+  void compact();
+  // Removes records as `options` says (from every target) and compacts; returns how many went.
   int prune(const PruneOptions& options);
 
   struct Lookup {
@@ -143,10 +171,25 @@ class TuningDatabase {
     std::vector<TuningRecord> records;         // this schema version, every target and toolchain
     std::vector<nlohmann::json> other_schema;  // records of other schema versions, kept verbatim
   };
+  // How far the journal has been read: the end of its last complete line, and that line's number.
+  struct JournalPosition {
+    FileIdentity file;  // only the device and inode are compared: appends change the rest
+    int64_t offset = 0;
+    int64_t lines = 0;
+  };
+
   Lookup best_of(const WorkloadDesc& workload, bool measured) const;  // among measured or estimated records
-  static Contents read_file(const std::string& path);
+  static Contents read_file(const std::string& path, FileIdentity* identity);
+  // Adds the journal's complete lines from `position` on to `contents`, and moves `position` past them;
+  // `torn_bytes`: how many bytes follow the last complete line.
+  static void read_journal(const std::string& path, JournalPosition* position, Contents* contents,
+                           int64_t* torn_bytes);
+  // Under the lock: brings this object up to date with the files. `torn_bytes` as in read_journal.
+  void sync_locked(int64_t* torn_bytes);
+  // Under the lock: writes all records to records.json and empties the journal.
+  void compact_locked();
   template <class Edit>
-  void update(Edit edit);
+  void rewrite(Edit edit);
   void set_contents(Contents contents);
 
   std::string dir_, target_, toolchain_;
@@ -154,6 +197,11 @@ class TuningDatabase {
   std::vector<nlohmann::json> other_schema_;
   int skipped_ = 0;
   std::string note_;
+  // What the records above were read from. `synced_` only after a read under the lock: a commit then
+  // reads only the journal's new lines while records.json is the file that was read.
+  bool synced_ = false;
+  FileIdentity records_file_;
+  JournalPosition journal_;
 };
 
 }  // namespace tetra::tuner

@@ -5,18 +5,19 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <iomanip>
 #include <sstream>
-#include <thread>
 
 #include "dsl/target.h"
 #include "runtime/executor.h"
 #include "importer/error.h"
 #include "runtime/model.h"
 #include "schedules/qmatmul_templates.h"
+#include "tuner/builder.h"
 #include "tuner/database.h"
 #include "tuner/measure.h"
+#include "tuner/report.h"
 #include "tuner/task.h"
+#include "tuner/task_scheduler.h"
 
 namespace tetra::tuner {
 namespace {
@@ -27,11 +28,11 @@ struct TaskState {
   TuningTask task;
   TaskSummary summary;
   SearchSpace space;
+  std::unique_ptr<SearchStrategy> strategy;  // this task's: it may learn between proposals
   std::vector<Measured> history;
   std::set<std::string> seen;
   int since_improvement = 0;
   bool done = false;
-  SearchState search;  // the strategy's memory between proposals (xgb: its cost model)
 };
 
 std::string format_ms(double ms) {
@@ -72,6 +73,11 @@ std::vector<PriorMeasurement> prior_measurements(const TuningDatabase& db, const
 }  // namespace
 
 std::vector<TaskSummary> tune(const TuneOptions& opt) {
+  IsolatedRunner runner(opt.worker, opt.timeout_s);
+  return tune(opt, runner);
+}
+
+std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
   check(opt.trials >= 1, ErrorKind::Invalid, "--trials must be at least 1");
   check(opt.jobs >= 1, ErrorKind::Invalid, "--jobs must be at least 1");
   check(opt.repeats >= 1 && opt.repeats <= 100000, ErrorKind::Invalid,
@@ -104,7 +110,11 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
   std::vector<TaskState> states;
   for (const TuningTask& t : tasks) {
     SearchSpace space = t.conv ? SearchSpace(*t.conv, t.workload, target) : SearchSpace(t.workload, target);
-    TaskState s{t, {}, std::move(space), {}, {}, 0, false, {}};
+    // The xgb strategy's cost model starts from similar workloads' records (conv tasks start cold:
+    // their records' dims are not a GEMM's).
+    std::vector<PriorMeasurement> prior;
+    if (opt.strategy == Strategy::Xgb && !t.conv) prior = prior_measurements(db, t.workload);
+    TaskState s{t, {}, std::move(space), make_search_strategy(opt.strategy, std::move(prior)), {}, {}, 0, false};
     s.summary.key = t.key();
     s.summary.node = t.node;
     s.summary.occurrences = t.occurrences;
@@ -121,8 +131,6 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
         s.summary.best_schedule = r.schedule.to_string();
       }
     }
-    // (Conv tasks start cold: their records' dims are not a GEMM's.)
-    if (opt.strategy == Strategy::Xgb && !t.conv) s.search.prior = prior_measurements(db, t.workload);
     s.done = s.summary.earlier_trials >= opt.trials;
     states.push_back(std::move(s));
   }
@@ -142,7 +150,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
     dsl::Schedule fallback = default_schedule(s.task, target);
     std::optional<dsl::Schedule> candidate;
     if (!s.seen.count(fallback.to_string())) candidate = fallback;
-    else candidate = propose(opt.strategy, s.space, s.history, s.seen, rng, &s.search);
+    else candidate = s.strategy->propose(s.space, s.history, s.seen, rng);
     if (candidate) s.seen.insert(candidate->to_string());
     return candidate;
   };
@@ -198,6 +206,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
 
   // Up to `count` trials of one task. With jobs > 1 the candidates are first compiled in parallel
   // worker processes into the kernel cache; then each is checked and timed alone, loading its code.
+  const Builder builder(opt.worker, opt.timeout_s, opt.jobs);
   auto run_trials = [&](TaskState& s, int count) {
     std::vector<dsl::Schedule> candidates;
     while (int(candidates.size()) < std::min(count, trials_left(s))) {
@@ -210,7 +219,8 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
       say("  " + s.summary.key + ": search space exhausted");
       return;
     }
-    auto job_for = [&](const dsl::Schedule& c) {
+    std::vector<MeasureJob> jobs;
+    for (const dsl::Schedule& c : candidates) {
       MeasureJob job;
       if (s.task.conv) job.qconv = s.task.conv;
       else job.qmatmul = s.task.workload;  // resolved for the target by extract_tasks
@@ -219,130 +229,47 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
       job.repeats = opt.repeats;
       job.threads = opt.threads;
       if (opt.jobs > 1) job.kernel_cache = opt.kernel_cache;
-      return job;
-    };
-    std::vector<MeasureResult> built(candidates.size());
+      jobs.push_back(job);
+    }
+    std::vector<BuildResult> built(jobs.size());
     if (opt.jobs > 1) {
       auto t0 = Clock::now();
-      for (size_t first = 0; first < candidates.size(); first += size_t(opt.jobs)) {
-        std::vector<std::thread> builders;
-        for (size_t i = first; i < std::min(candidates.size(), first + size_t(opt.jobs)); ++i)
-          builders.emplace_back([&, i] {
-            MeasureJob job = job_for(candidates[i]);
-            job.build_only = true;
-            built[i] = measure_isolated(job, opt.worker, opt.timeout_s);
-          });
-        for (std::thread& t : builders) t.join();
-      }
+      built = builder.build(jobs);
       say("  [" + s.summary.key + "] built " + std::to_string(candidates.size()) + " candidates with " +
           std::to_string(opt.jobs) + " jobs in " +
           format_ms(std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
     }
     for (size_t i = 0; i < candidates.size() && !s.done; ++i) {
-      if (opt.jobs > 1 && !built[i].ok) {
-        record(s, candidates[i], built[i]);
+      if (!built[i].ok()) {  // a failed build is a failed trial, not timed
+        MeasureResult failed;
+        failed.error = built[i].error;
+        record(s, candidates[i], failed);
         continue;
       }
-      MeasureJob job = job_for(candidates[i]);
-      if (s.summary.trials == 1) job.fault = opt.inject_fault;  // each task's second candidate
-      record(s, candidates[i], measure_isolated(job, opt.worker, opt.timeout_s));
+      record(s, candidates[i], runner.run(jobs[i]));
     }
   };
 
-  // Task scheduler: one warm-up round over every task, then the task with the most model time
-  // (occurrences x best time) that still improves, a batch at a time.
+  // The task scheduler picks where each batch goes; the time budget stops what follows the warm-up round.
   const int batch = std::max(4, opt.jobs);
-  for (TaskState& s : states)
-    if (!s.done) run_trials(s, std::min(batch, opt.trials));
-  while (opt.time_budget_s <= 0 || elapsed_s() < opt.time_budget_s) {
-    TaskState* next = nullptr;
-    for (TaskState& s : states)
-      if (!s.done && (!next || s.summary.occurrences * s.summary.best_ms > next->summary.occurrences * next->summary.best_ms))
-        next = &s;
-    if (!next) break;
-    run_trials(*next, batch);
+  TaskScheduler scheduler;
+  auto progress = [&] {
+    std::vector<TaskProgress> tasks;
+    for (const TaskState& s : states) tasks.push_back({s.summary.occurrences, s.summary.best_ms, s.done});
+    return tasks;
+  };
+  while (std::optional<size_t> next = scheduler.next_task(progress())) {
+    if (!scheduler.warming_up() && opt.time_budget_s > 0 && elapsed_s() >= opt.time_budget_s) break;
+    run_trials(states[*next], batch);
   }
+  // One rewrite of records.json per run, not per trial: the folder is left as one file for git and `db`.
+  if (total_trials > 0) db.compact();
 
   std::vector<TaskSummary> out;
   for (const TaskState& s : states) out.push_back(s.summary);
-  if (!opt.report_path.empty()) {
-    std::ofstream report(opt.report_path);
-    check(report.good(), ErrorKind::Io, "cannot write the report '" + opt.report_path + "'");
-    std::string title = "tetra tune " + opt.model + " (" + strategy_name(opt.strategy) + ")";
-    const std::string& path = opt.report_path;
-    bool html = path.size() >= 5 && path.compare(path.size() - 5, 5, ".html") == 0;
-    report << (html ? tuning_report_html(out, title) : convergence_svg(out, title));
-  }
+  if (!opt.report_path.empty())
+    write_tuning_report(opt.report_path, out, "tetra tune " + opt.model + " (" + strategy_name(opt.strategy) + ")");
   return out;
-}
-
-namespace {
-
-std::string html_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) out += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : c == '"' ? "&quot;" : std::string(1, c);
-  return out;
-}
-
-}  // namespace
-
-std::string tuning_report_html(const std::vector<TaskSummary>& tasks, const std::string& title) {
-  std::ostringstream h;
-  h << "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>" << html_escape(title) << "</title>\n"
-    << "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}td:first-child,"
-       "td:last-child{text-align:left}</style></head><body>\n<h1>"
-    << html_escape(title) << "</h1>\n<table>\n<tr><th>task</th><th>trials</th><th>failed</th><th>default ms</th>"
-    << "<th>best ms</th><th>speed-up</th><th>best schedule</th></tr>\n";
-  for (const TaskSummary& t : tasks) {
-    h << std::fixed << "<tr><td>" << html_escape(t.key) << "</td><td>" << t.trials << "</td><td>" << t.failed
-      << "</td><td>" << std::setprecision(4) << t.default_ms << "</td><td>" << t.best_ms << "</td><td>"
-      << std::setprecision(2) << (t.default_ms > 0 && t.best_ms > 0 ? t.default_ms / t.best_ms : 1.0)
-      << "x</td><td><code>" << html_escape(t.best_schedule) << "</code></td></tr>\n";
-  }
-  h << "</table>\n<h2>Best so far against trials</h2>\n" << convergence_svg(tasks, title) << "</body></html>\n";
-  return h.str();
-}
-
-std::string convergence_svg(const std::vector<TaskSummary>& tasks, const std::string& title) {
-  const int width = 720, height = 420, left = 60, right = 200, top = 40, bottom = 50;
-  size_t max_trials = 1;
-  for (const TaskSummary& t : tasks) max_trials = std::max(max_trials, t.best_so_far.size());
-  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
-  std::ostringstream s;
-  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << width << "' height='" << height
-    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n"
-    << "<text x='" << left << "' y='20' font-size='14'>" << title << "</text>\n";
-  int pw = width - left - right, ph = height - top - bottom;
-  s << "<line x1='" << left << "' y1='" << top + ph << "' x2='" << left + pw << "' y2='" << top + ph
-    << "' stroke='black'/>\n<line x1='" << left << "' y1='" << top << "' x2='" << left << "' y2='" << top + ph
-    << "' stroke='black'/>\n<text x='" << left + pw / 2 - 20 << "' y='" << height - 15 << "'>trials</text>\n"
-    << "<text x='10' y='" << top - 8 << "'>speed-up over first</text>\n";
-  // y: speed-up over the task's first measurement, 1.0 at the bottom, the best speed-up at the top.
-  double top_speedup = 1.1;
-  for (const TaskSummary& t : tasks)
-    for (double v : t.best_so_far)
-      if (v > 0 && std::isfinite(v) && t.best_so_far.front() > 0)
-        top_speedup = std::max(top_speedup, t.best_so_far.front() / v * 1.05);
-  for (int tick = 0; tick <= 4; ++tick) {
-    double v = 1 + (top_speedup - 1) * tick / 4;
-    int y = top + ph - static_cast<int>(ph * tick / 4.0);
-    s << "<text x='" << 20 << "' y='" << y + 4 << "'>" << std::fixed << std::setprecision(2) << v << "x</text>\n";
-  }
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    const TaskSummary& t = tasks[i];
-    if (t.best_so_far.empty() || !(t.best_so_far.front() > 0)) continue;
-    s << "<polyline fill='none' stroke='" << colors[i % 8] << "' stroke-width='2' points='";
-    for (size_t k = 0; k < t.best_so_far.size(); ++k) {
-      double speedup = t.best_so_far[k] > 0 ? t.best_so_far.front() / t.best_so_far[k] : 1;
-      double x = left + pw * (max_trials == 1 ? 0.0 : static_cast<double>(k) / (max_trials - 1));
-      double y = top + ph - ph * (speedup - 1) / (top_speedup - 1);
-      s << x << "," << y << " ";
-    }
-    s << "'/>\n<text x='" << left + pw + 8 << "' y='" << top + 14 * (i + 1) << "' fill='" << colors[i % 8] << "'>"
-      << t.key.substr(0, 30) << "</text>\n";
-  }
-  s << "</svg>\n";
-  return s.str();
 }
 
 }  // namespace tetra::tuner

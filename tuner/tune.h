@@ -1,6 +1,7 @@
-// The tuning loop: extracts a model's tasks, spends trials where they pay most, measures every
-// candidate in an isolated worker (checked against the reference before its time counts) and
-// commits each result to the tuning database at once, so a run can be stopped and resumed.
+// The tuning loop: extracts a model's tasks and ties the tuner's parts together. The TaskScheduler
+// picks a task, its SearchStrategy proposes candidates, the Builder compiles them ahead (--jobs), the
+// Runner checks and times each one in an isolated worker, and every result is committed to the tuning
+// database at once, so a run can be stopped and resumed. The reports are in tuner/report.h.
 #pragma once
 #include <functional>
 #include <map>
@@ -8,7 +9,8 @@
 #include <vector>
 
 #include "importer/tensor.h"
-#include "tuner/search.h"
+#include "tuner/runner.h"
+#include "tuner/search_strategy.h"
 
 namespace tetra::tuner {
 
@@ -31,7 +33,6 @@ struct TuneOptions {
   std::string report_path;     // best-so-far against trials per task: SVG, or HTML with a table for *.html
   unsigned seed = 1;
   bool int8_activations = false;  // tune the int8-activation kernels (mark_int8_activations)
-  std::string inject_fault;    // tests: "crash", "hang" or "wrong" for each task's second candidate
   std::function<void(const std::string&)> progress;  // status lines for a person
 };
 
@@ -48,12 +49,9 @@ struct TaskSummary {
   std::vector<double> best_so_far;  // after each trial of this run
 };
 
+// Candidates are checked and timed by an IsolatedRunner of `options.worker`.
 std::vector<TaskSummary> tune(const TuneOptions& options);
-
-// An SVG line chart of best-so-far time (relative to each task's first measurement) against trials.
-std::string convergence_svg(const std::vector<TaskSummary>& tasks, const std::string& title);
-// An HTML page: a table of the tasks (trials, failures, default and best time, best schedule) and the
-// chart. `tetra tune --report F.html` writes it; any other name gets the SVG alone.
-std::string tuning_report_html(const std::vector<TaskSummary>& tasks, const std::string& title);
+// The same with another runner (tests wrap the isolated one to make candidates fail).
+std::vector<TaskSummary> tune(const TuneOptions& options, Runner& runner);
 
 }  // namespace tetra::tuner

@@ -1,5 +1,6 @@
-// libFuzzer harness: bytes -> DIR/records.json -> TuningDatabase::open and a lookup, as every `tetra db`
-// command and `run --db` read a database. A tetra::Error is a refusal; anything else is a bug.
+// libFuzzer harness: bytes -> DIR/records.json, then the same bytes as the journal DIR/journal.jsonl ->
+// TuningDatabase::open and a lookup, as every `tetra db` command and `run --db` read a database. A
+// tetra::Error is a refusal; anything else is a bug.
 #include <unistd.h>
 
 #include <cstddef>
@@ -28,12 +29,14 @@ const std::string& fuzz_dir() {
   return *dir;
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+// Writes the bytes as `name` (and nothing else) in the folder, then reads the database.
+void read_as(const std::string& name, const uint8_t* data, size_t size) {
   const std::string& dir = fuzz_dir();
-  std::FILE* f = std::fopen((dir + "/records.json").c_str(), "wb");
-  if (!f) return 0;
+  std::error_code ec;
+  std::filesystem::remove(dir + "/records.json", ec);
+  std::filesystem::remove(dir + "/journal.jsonl", ec);
+  std::FILE* f = std::fopen((dir + "/" + name).c_str(), "wb");
+  if (!f) return;
   std::fwrite(data, 1, size, f);
   std::fclose(f);
   try {
@@ -42,5 +45,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)db.note();
   } catch (const tetra::Error&) {
   }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  read_as("records.json", data, size);
+  read_as("journal.jsonl", data, size);
   return 0;
 }
