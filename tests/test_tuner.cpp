@@ -67,7 +67,7 @@ class FaultyRunner : public tuner::Runner {
  public:
   FaultyRunner(std::string fault, double timeout_s) : fault_(std::move(fault)), real_(tetra_cli(), timeout_s) {}
   tuner::MeasureResult run(const tuner::MeasureJob& job) override {
-    bool inject = ++runs_[job.node] == 2;
+    bool inject = ++runs_[job.qmatmul ? job.qmatmul->key() : job.qconv->key()] == 2;
     if (inject) ::setenv("TETRA_TEST_WORKER_FAULT", fault_.c_str(), 1);
     tuner::MeasureResult result = real_.run(job);
     if (inject) ::unsetenv("TETRA_TEST_WORKER_FAULT");
@@ -77,7 +77,7 @@ class FaultyRunner : public tuner::Runner {
  private:
   std::string fault_;
   tuner::IsolatedRunner real_;
-  std::map<std::string, int> runs_;  // per task, by its node
+  std::map<std::string, int> runs_;  // per task, by its workload key
 };
 
 }  // namespace
@@ -193,8 +193,10 @@ TEST_CASE("workers build from the workload and schedule alone: the model is neve
 TEST_CASE("a worker checks and times every weight format and a direct conv on random weights", "[tuner]") {
   auto measure = [](tuner::MeasureJob job, const std::string& fault) {
     job.repeats = 2;
-    job.fault = fault;
-    return tuner::measure_isolated(job, tetra_cli(), 120);
+    if (!fault.empty()) ::setenv("TETRA_TEST_WORKER_FAULT", fault.c_str(), 1);
+    tuner::MeasureResult result = tuner::measure_isolated(job, tetra_cli(), 120);
+    ::unsetenv("TETRA_TEST_WORKER_FAULT");
+    return result;
   };
   const dsl::TargetSpec& host = dsl::host_target();
   std::vector<dsl::QMatMulWorkload> gemms;

@@ -95,11 +95,10 @@ void add_tune_command(CLI::App& app) {
     try {
       dsl::Result<tuner::MeasureJob> parsed = tuner::MeasureJob::from_json(nlohmann::json::parse(*job));
       if (parsed) {
-        tuner::MeasureJob measured = parsed.value();
-        // Tests make a worker crash, hang or compute a wrong result through its environment, so that the
-        // tuner's own options carry no test hooks.
-        if (const char* fault = std::getenv(kTestFaultVariable)) measured.fault = fault;
-        r = tuner::measure_here(measured);
+        // Tests make a worker crash, hang or compute a wrong result through its environment, so that
+        // neither the tuner's options nor its jobs carry test hooks.
+        const char* fault = std::getenv(kTestFaultVariable);
+        r = tuner::measure_here(parsed.value(), fault ? fault : "");
       } else {
         r.error = "malformed job: " + parsed.failure().describe();
       }

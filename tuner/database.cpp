@@ -220,30 +220,38 @@ std::string records_file_text(const std::vector<TuningRecord>& records, const st
   return text + (first ? "]\n}\n" : "\n  ]\n}\n");
 }
 
-std::string dedupe_key(const TuningRecord& r) {
-  return r.workload.key + "\n" + r.target + "\n" + r.toolchain + "\n" + r.schedule.to_string();
+// The measurement a record stands for: a schedule of a workload for a target and toolchain, timed on
+// one kind of hardware.
+std::string identity(const TuningRecord& r) {
+  return r.workload.key + "\n" + r.target + "\n" + r.toolchain + "\n" + r.schedule.to_string() + "\n" + r.measured_on;
 }
 
-// One record per workload + target + toolchain + schedule (the better kept), sorted so that the
-// file reads and diffs well: by target, toolchain, workload, then best first.
-std::vector<TuningRecord> merge_records(std::vector<TuningRecord> records) {
-  std::map<std::string, size_t> index;
-  std::vector<TuningRecord> out;
-  for (TuningRecord& r : records) {
-    auto [it, added] = index.emplace(dedupe_key(r), out.size());
-    if (added) out.push_back(std::move(r));
-    else if (better_record(r, out[it->second])) out[it->second] = std::move(r);
-  }
-  std::stable_sort(out.begin(), out.end(), [](const TuningRecord& a, const TuningRecord& b) {
-    auto ka = std::tie(a.target, a.toolchain, a.workload.key);
-    auto kb = std::tie(b.target, b.toolchain, b.workload.key);
-    if (ka != kb) return ka < kb;
-    return better_record(a, b);
-  });
-  return out;
+// better_record, with full ties decided by the record's JSON text: a total order, so the kept record
+// never depends on which came first.
+bool wins_over(const TuningRecord& a, const TuningRecord& b) {
+  if (better_record(a, b)) return true;
+  if (better_record(b, a)) return false;
+  return a.to_json().dump() < b.to_json().dump();
 }
 
 }  // namespace
+
+std::vector<TuningRecord> merge_record_sets(std::vector<TuningRecord> records) {
+  std::map<std::string, size_t> index;
+  std::vector<TuningRecord> out;
+  for (TuningRecord& r : records) {
+    auto [it, added] = index.emplace(identity(r), out.size());
+    if (added) out.push_back(std::move(r));
+    else if (wins_over(r, out[it->second])) out[it->second] = std::move(r);
+  }
+  std::sort(out.begin(), out.end(), [](const TuningRecord& a, const TuningRecord& b) {
+    auto ka = std::tie(a.target, a.toolchain, a.workload.key);
+    auto kb = std::tie(b.target, b.toolchain, b.workload.key);
+    if (ka != kb) return ka < kb;
+    return wins_over(a, b);
+  });
+  return out;
+}
 
 // ---- WorkloadDesc -------------------------------------------------------------------------------------
 
@@ -356,7 +364,7 @@ std::string host_cpu_model() {
 }
 
 void write_records_file(const std::string& path, const std::vector<TuningRecord>& records) {
-  write_file_atomically(path, records_file_text(merge_records(records), {}));
+  write_file_atomically(path, records_file_text(merge_record_sets(records), {}));
 }
 
 // ---- TuningDatabase -----------------------------------------------------------------------------------
@@ -529,7 +537,7 @@ void TuningDatabase::read_journal(const std::string& path, JournalPosition* posi
 }
 
 void TuningDatabase::set_contents(Contents contents) {
-  all_ = merge_records(std::move(contents.records));
+  all_ = merge_record_sets(std::move(contents.records));
   other_schema_ = std::move(contents.other_schema);
 
   // Count what this target and toolchain cannot use, by reason, for note().
@@ -704,7 +712,7 @@ void TuningDatabase::compact() {
 int TuningDatabase::prune(const PruneOptions& options) {
   int removed = 0;
   rewrite([&](std::vector<TuningRecord> records) {
-    // Sorted by merge_records: each workload's records together, best first.
+    // Sorted by merge_record_sets: each workload's records together, best first.
     std::vector<TuningRecord> kept;
     std::map<std::string, int> working_kept;  // per workload + target + toolchain
     for (TuningRecord& r : records) {

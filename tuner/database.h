@@ -80,6 +80,13 @@ struct TuningRecord {
 // estimated, then the lower median time, then the newer timestamp.
 bool better_record(const TuningRecord& a, const TuningRecord& b);
 
+// The rule a database keeps its records by (commit, reading, compaction, tetra db merge): one record
+// per measurement, whose identity is the workload key, target, toolchain, schedule and the hardware it
+// ran on (`measured_on`, so one schedule timed on two machines stays two records); of one identity the
+// better is kept (better_record, full ties by the record's JSON text). Sorted by target, toolchain and
+// workload, best first. The result depends only on the set of records, never on their order.
+std::vector<TuningRecord> merge_record_sets(std::vector<TuningRecord> records);
+
 // "2025-01-31T12:00:00Z", now.
 std::string utc_timestamp();
 // This machine's CPU model from /proc/cpuinfo ("AMD EPYC 9R14"), or "unknown cpu".
@@ -143,8 +150,8 @@ class TuningDatabase {
   // torn last line left by a killed writer, appends the records to the journal as JSON lines in one
   // write and fsyncs it. records.json is not touched, unless the journal has grown past
   // kCompactJournalBytes: then the commit compacts. Concurrent writers lose nothing; a writer killed
-  // mid-append leaves a torn line that readers skip. This object then holds the merged records (one per
-  // workload + target + toolchain + schedule, the better kept).
+  // mid-append leaves a torn line that readers skip. This object then holds the merged records
+  // (merge_record_sets).
   void commit(const std::vector<TuningRecord>& new_records);
   // Folds the journal into records.json (write DIR/records.json.tmp, fsync, rename) and then empties the
   // journal, under the lock. A crash in between loses nothing: replaying a line already in records.json

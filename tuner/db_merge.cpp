@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
 #include <set>
-#include <tuple>
 
 #include "importer/error.h"
 
@@ -13,39 +11,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using Identity = std::tuple<std::string, std::string, std::string, std::string, std::string>;
-
-// The measurement a record stands for: a schedule of a workload for a target and toolchain, timed on
-// one kind of hardware.
-Identity identity(const TuningRecord& r) {
-  return {r.target, r.toolchain, r.workload.key, r.schedule.to_string(), r.measured_on};
-}
-
-// better_record, with ties (equal failure, kind, median and timestamp) decided by the record's JSON
-// text, so that the winner never depends on which record came first.
-bool wins_over(const TuningRecord& a, const TuningRecord& b) {
-  if (better_record(a, b)) return true;
-  if (better_record(b, a)) return false;
-  return a.to_json().dump() < b.to_json().dump();
-}
-
 // Merge reads every target's records (all_records), so the target and toolchain the database is
 // opened for do not matter.
 TuningDatabase open_all_targets(const std::string& dir) { return TuningDatabase::open(dir, "", ""); }
 
 }  // namespace
-
-std::vector<TuningRecord> merge_record_sets(std::vector<TuningRecord> records) {
-  std::map<Identity, TuningRecord> kept;
-  for (TuningRecord& r : records) {
-    auto [it, added] = kept.try_emplace(identity(r), r);
-    if (!added && wins_over(r, it->second)) it->second = std::move(r);
-  }
-  std::vector<TuningRecord> out;
-  out.reserve(kept.size());
-  for (auto& [id, r] : kept) out.push_back(std::move(r));
-  return out;
-}
 
 MergeSummary merge_databases(const std::string& out, const std::vector<std::string>& inputs) {
   check(!inputs.empty(), ErrorKind::Invalid, "db merge: give at least one database to merge into " + out);
@@ -72,7 +42,10 @@ MergeSummary merge_databases(const std::string& out, const std::vector<std::stri
   std::vector<TuningRecord> added;
   for (TuningRecord& r : merge_record_sets(std::move(records)))
     if (!present.count(r.to_json().dump())) added.push_back(std::move(r));
-  if (!added.empty()) db.commit(added);
+  if (!added.empty()) {
+    db.commit(added);
+    db.compact();  // the merged database is one file, ready to ship
+  }
   summary.after = db.all_records().size();
   return summary;
 }

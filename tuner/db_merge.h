@@ -1,7 +1,7 @@
 // Joining tuning databases (`tetra db merge OUT IN...`): the shards of a distributed run, or databases
 // tuned on several machines, into one.
 //
-// The rules:
+// The rules (the database's own, merge_record_sets in tuner/database.h):
 //   - A record's identity is its workload, target, toolchain, schedule and the hardware it was measured
 //     on (`measured_on`). Records of one identity are one measurement repeated: the better one is kept
 //     (better_record, then the record's JSON text, so that every tie has one winner).
@@ -18,10 +18,6 @@
 #include "tuner/database.h"
 
 namespace tetra::tuner {
-
-// The merge rule alone: one record per identity (workload key, target, toolchain, schedule,
-// measured_on), the better kept, sorted by identity. The same for any order of `records`.
-std::vector<TuningRecord> merge_record_sets(std::vector<TuningRecord> records);
 
 struct MergeSummary {
   std::string file;   // OUT's database file

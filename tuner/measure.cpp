@@ -35,7 +35,7 @@ nlohmann::json MeasureJob::to_json() const {
                                     : nlohmann::json();
   return {{"workload", workload},         {"target", target},   {"schedule", schedule.to_json()},
           {"repeats", repeats},           {"warmup", warmup},   {"threads", threads},
-          {"kernel_cache", kernel_cache}, {"build_only", build_only}, {"fault", fault}};
+          {"kernel_cache", kernel_cache}, {"build_only", build_only}};
 }
 
 dsl::Result<MeasureJob> MeasureJob::from_json(const nlohmann::json& j) {
@@ -49,7 +49,6 @@ dsl::Result<MeasureJob> MeasureJob::from_json(const nlohmann::json& j) {
   job.threads = int(r.integer("threads", 0, 4096));
   job.kernel_cache = r.text("kernel_cache");
   job.build_only = r.flag("build_only");
-  job.fault = r.text("fault");
   if (!r.ok()) return r.failure();
   dsl::JsonReader op(*workload, "workload");
   if (op.choice("op", {"qmatmul", "qconv"}) == 1) {
@@ -177,7 +176,8 @@ void time_runs(const MeasureJob& job, const Run& run, MeasureResult& result) {
 // A direct conv candidate: compiled, checked against double-precision sums over the dequantized weight
 // on fresh random data (every output up to 65536 of them, else 4096 sampled), then timed (the weights
 // are small: no copies).
-MeasureResult measure_conv(const MeasureJob& job, const dsl::QConvWorkload& wl, const dsl::TargetSpec& target) {
+MeasureResult measure_conv(const MeasureJob& job, const dsl::QConvWorkload& wl, const dsl::TargetSpec& target,
+                           const std::string& fault) {
   // Tuning keys leave the epilogue out (it does not change the best tiling), so the check has none.
   if (!wl.epilogue.empty()) return failed("a conv is measured without its epilogue, not with " + wl.epilogue.describe());
   auto start = Clock::now();
@@ -206,7 +206,7 @@ MeasureResult measure_conv(const MeasureJob& job, const dsl::QConvWorkload& wl, 
   const Halide::Buffer<float>* bias = wl.has_bias ? &B : nullptr;
   dsl::Status st = kernel.value().run(wl, X, weight.value(), Y, bias);
   if (!st.ok()) return failed(st.failure().describe());
-  if (job.fault == "wrong") Y(int(wl.OW) / 2, int(wl.OH) / 2, int(wl.M) / 2, 0) += 1.0f;
+  if (fault == "wrong") Y(int(wl.OW) / 2, int(wl.OH) / 2, int(wl.M) / 2, 0) += 1.0f;
 
   const int64_t Cg = wl.Cg(), Mg = wl.Mg(), outputs = wl.N * wl.M * wl.OH * wl.OW;
   const bool every = outputs <= 65536;
@@ -237,13 +237,13 @@ MeasureResult measure_conv(const MeasureJob& job, const dsl::QConvWorkload& wl, 
 
 }  // namespace
 
-MeasureResult measure_here(const MeasureJob& job) {
-  if (job.fault == "crash") std::raise(SIGSEGV);
-  if (job.fault == "hang") std::this_thread::sleep_for(std::chrono::hours(1));
+MeasureResult measure_here(const MeasureJob& job, const std::string& fault) {
+  if (fault == "crash") std::raise(SIGSEGV);
+  if (fault == "hang") std::this_thread::sleep_for(std::chrono::hours(1));
   set_halide_threads(job.threads);
   auto target = dsl::parse_runnable_target(job.target.empty() ? "host" : job.target);
   if (!target) return failed(target.failure().describe());
-  if (job.qconv) return measure_conv(job, *job.qconv, target.value());
+  if (job.qconv) return measure_conv(job, *job.qconv, target.value(), fault);
   if (!job.qmatmul) return failed("the job holds no workload");
   const dsl::QMatMulWorkload wl = schedules::resolve_qmatmul(*job.qmatmul, target.value()).workload;
 
@@ -276,7 +276,7 @@ MeasureResult measure_here(const MeasureJob& job) {
   if (wl.has_bias) args.bias = &B;
   dsl::Status st = kernel.value().run(A, packed.value(), Y, args);
   if (!st.ok()) return failed(st.failure().describe());
-  if (job.fault == "wrong") y[y.size() / 2] += 1.0f;
+  if (fault == "wrong") y[y.size() / 2] += 1.0f;
   if (std::string wrong = check_output(wl, weight.value(), a, bias, y, rng); !wrong.empty()) return failed(wrong);
 
   // Memory-bound kernels are timed over enough copies of the weight to fall out of the caches.

@@ -26,7 +26,6 @@ struct MeasureJob {
   int threads = 0;
   std::string kernel_cache;  // compile through this on-disk kernel cache ("" : JIT in the worker)
   bool build_only = false;   // compile into `kernel_cache` and stop: the parallel builds of --jobs
-  std::string fault;  // tests only: "crash", "hang" or "wrong" makes the worker misbehave so
 
   // {"workload": dsl/workload_json.h, "target", "schedule", ...}
   nlohmann::json to_json() const;
@@ -51,8 +50,10 @@ std::string worker_result_line(const MeasureResult& result);
 // The result in a worker's output, or nullopt when no line holds one.
 std::optional<MeasureResult> parse_worker_output(const std::string& output);
 
-// In this process (the worker's side): compile, check on fresh random data, time.
-MeasureResult measure_here(const MeasureJob& job);
+// In this process (the worker's side): compile, check on fresh random data, time. `fault` is for tests
+// (tetra tune-worker reads it from TETRA_TEST_WORKER_FAULT): "crash", "hang" or "wrong" makes the
+// worker misbehave so, to show that isolation and the check catch it.
+MeasureResult measure_here(const MeasureJob& job, const std::string& fault = "");
 
 // In a child process `worker` (the tetra CLI: `tetra tune-worker JOB_JSON`), killed after
 // `timeout_s`; a crash, a hang or unreadable output becomes a failed result.
