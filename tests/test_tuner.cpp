@@ -1,6 +1,7 @@
 // The tuner end to end on a small int4 model: tasks, isolated measurement (crashing, hanging and
 // wrong candidates become failed records and tuning goes on), resumption, and the runtime using
 // what it found.
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -299,6 +300,51 @@ TEST_CASE("tuning records every trial, survives failing candidates and resumes",
   Executor other(g, ExecutorOptions{Backend::Halide, 0, &source, "", ""});
   other.run({{"a", random_tensor(DType::Float32, {3, 64})}});
   for (const KernelInfo& k : other.kernels()) CHECK_THAT(k.detail, Catch::StartsWith("database nearest"));
+}
+
+TEST_CASE("shards split a run: each candidate measured by one shard, a task's status per shard", "[tuner][shard]") {
+  std::string dir = temp_dir("tuner_shards");
+  std::string model = two_task_model(dir);
+  // Two tasks over three shards: fewer tasks than shards, so every shard takes both tasks and the
+  // exhaustive search's candidates are split by their index in the space's enumeration.
+  constexpr int kShards = 3, kTrials = 6;
+  std::map<std::string, std::set<std::string>> measured;  // task -> schedules, over every shard
+  size_t records = 0;
+  Graph g = load_model(model, {{"a", {2, 64}}});
+  std::vector<tuner::TuningTask> tasks = tuner::extract_tasks(g, dsl::host_target());
+  for (int i = 0; i < kShards; ++i) {
+    tuner::TuneOptions o = options(model, dir + "/shard_" + std::to_string(i), kTrials);
+    o.strategy = tuner::Strategy::Exhaustive;
+    o.shard = tuner::parse_shard(std::to_string(i) + "/" + std::to_string(kShards));
+    for (const tuner::TaskSummary& t : tuner::tuning_status(o)) {
+      CHECK(t.earlier_trials == 0);
+      CHECK(t.planned == kTrials / kShards);
+    }
+    std::vector<tuner::TaskSummary> summaries = tuner::tune(o);
+    REQUIRE(summaries.size() == 2);
+    tuner::TuningDatabase db = tuner::TuningDatabase::open(o.db_dir, dsl::host_target().name, dsl::toolchain_id());
+    CHECK(db.records().size() == 2 * kTrials / kShards);
+    for (const tuner::TuningRecord& r : db.records()) {
+      ++records;
+      CHECK(measured[r.workload.key].insert(r.schedule.to_string()).second);  // no other shard measured it
+      // ... and this shard owns it: its index in the enumeration is i mod N.
+      const tuner::TuningTask* task = nullptr;
+      for (const tuner::TuningTask& t : tasks)
+        if (t.key() == r.workload.key) task = &t;
+      REQUIRE(task);
+      std::vector<dsl::Schedule> points = tuner::SearchSpace(task->workload, dsl::host_target()).enumerate(tuner::kExhaustiveLimit);
+      auto at = std::find_if(points.begin(), points.end(), [&](const dsl::Schedule& p) { return p.to_string() == r.schedule.to_string(); });
+      REQUIRE(at != points.end());
+      CHECK((at - points.begin()) % kShards == i);
+    }
+    // A rerun of the shard (requeued) finds its share done; --status says so.
+    for (const tuner::TaskSummary& t : tuner::tuning_status(o)) {
+      CHECK(t.earlier_trials == kTrials / kShards);
+      CHECK(t.planned == kTrials / kShards);
+    }
+    for (const tuner::TaskSummary& t : tuner::tune(o)) CHECK(t.trials == 0);
+  }
+  CHECK(records == 2 * kTrials);  // the whole budget, once
 }
 
 TEST_CASE("tuning with --jobs builds candidates in parallel workers, then times each alone", "[tuner]") {

@@ -4,10 +4,13 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "dsl/object_cache.h"
+#include "dsl/process.h"
 #include "dsl/target.h"
 #include "importer/error.h"
 #include "tools/cli_util.h"
@@ -25,6 +28,11 @@ struct TuneCliOptions {
   std::string target = "host";
   std::string strategy = "evolution";
   std::vector<std::string> shapes;
+  std::string shard;        // --shard i/N
+  bool status = false;      // --status: where the run stands, measuring nothing
+  int shards = 0;           // --shards N: print (or with --slurm submit) the N shard commands and the merge
+  bool slurm = false;
+  std::string sbatch_args;  // extra sbatch arguments, split at spaces
 };
 
 std::string this_executable() {
@@ -32,6 +40,110 @@ std::string this_executable() {
   ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
   check(n > 0, ErrorKind::Io, "cannot find the tetra executable for the tuning workers");
   return std::string(path, n);
+}
+
+// The folder of shard i's database in a distributed run into DB: DB/shards/i.
+std::string shard_db(const std::string& db, const std::string& index) { return db + "/shards/" + index; }
+
+// `tetra tune` for shard INDEX (a number, or a shell variable such as $SLURM_ARRAY_TASK_ID) of
+// opt.shards, with this run's options, as a shell command line.
+std::string shard_command(const TuneCliOptions& opt, const std::string& index) {
+  const tuner::TuneOptions& t = opt.tune;
+  std::vector<std::string> argv = {this_executable(), "tune", t.model, "--target", opt.target, "--trials",
+                                   std::to_string(t.trials), "--strategy", opt.strategy, "--seed", std::to_string(t.seed),
+                                   "--early-stop", std::to_string(t.early_stop), "--repeats", std::to_string(t.repeats),
+                                   "--timeout", std::to_string(int(t.timeout_s)), "--jobs", std::to_string(t.jobs)};
+  if (t.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(t.threads)});
+  if (t.time_budget_s > 0) argv.insert(argv.end(), {"--time-budget", std::to_string(t.time_budget_s)});
+  for (const std::string& s : opt.shapes) argv.insert(argv.end(), {"--shape", s});
+  if (t.int8_activations) argv.push_back("--int8-activations");
+  // The shard's own folder and index stay outside the quoting, so that a shell variable expands.
+  return dsl::describe_command(argv) + " --db " + dsl::describe_command({shard_db(t.db_dir, "")}) + index +
+         " --shard " + index + "/" + std::to_string(opt.shards);
+}
+
+std::string merge_command(const TuneCliOptions& opt) {
+  std::vector<std::string> argv = {this_executable(), "db", "merge", opt.tune.db_dir};
+  for (int i = 0; i < opt.shards; ++i) argv.push_back(shard_db(opt.tune.db_dir, std::to_string(i)));
+  return dsl::describe_command(argv);
+}
+
+void write_script(const std::string& path, const std::string& what, const std::string& command) {
+  std::ofstream f(path);
+  f << "#!/bin/sh\n# " << what << "\nexec " << command << "\n";
+  check(f.good(), ErrorKind::Io, "cannot write " + path);
+  std::filesystem::permissions(path, std::filesystem::perms::owner_exec, std::filesystem::perm_options::add);
+}
+
+// Runs sbatch --parsable with `args` and returns the job id it prints.
+std::string submit(std::vector<std::string> args) {
+  args.insert(args.begin(), {"sbatch", "--parsable"});
+  dsl::ProgramRun run = dsl::run_program(args);
+  check(run.status != -1, ErrorKind::Unsupported,
+        "--slurm: cannot run sbatch (is Slurm installed here?); without --slurm, --shards prints the commands");
+  check(run.ok(), ErrorKind::Io, dsl::describe_command(args) + " failed: " + run.output);
+  // The id is the last line (`ID` or `ID;CLUSTER`); sbatch may warn before it.
+  std::string line, last;
+  for (std::istringstream lines(run.output); std::getline(lines, line);)
+    if (!line.empty()) last = line;
+  std::string id = last.substr(0, last.find(';'));
+  check(!id.empty() && id.find_first_not_of("0123456789") == std::string::npos, ErrorKind::Io,
+        "sbatch printed no job id: " + run.output);
+  return id;
+}
+
+// --shards N: the N shard commands and the merge, printed to paste into a batch script or GNU parallel,
+// or (--slurm) submitted as a job array and a merge job that runs when every shard succeeded.
+void distribute(const TuneCliOptions& opt) {
+  const std::string& db = opt.tune.db_dir;
+  const std::string n = std::to_string(opt.shards);
+  if (!opt.slurm) {
+    std::cout << "# the shards, each on any machine that can run them (one database folder each):\n";
+    for (int i = 0; i < opt.shards; ++i) std::cout << shard_command(opt, std::to_string(i)) << "\n";
+    std::cout << "# then, once every shard has finished:\n" << merge_command(opt) << "\n"
+              << "# or with GNU parallel over ssh (--retries reruns a failed shard, which resumes):\n"
+              << "parallel --retries 3 --joblog " << dsl::describe_command({db + "/shards.log"})
+              << " --sshloginfile HOSTS " << shard_command(opt, "{}") << " ::: $(seq 0 " << opt.shards - 1 << ") && "
+              << merge_command(opt) << "\n";
+    return;
+  }
+  std::string scripts = db + "/slurm";
+  std::filesystem::create_directories(scripts);
+  write_script(scripts + "/shard.sh", "One shard of `tetra tune`: Slurm array task i of " + n + ".",
+               shard_command(opt, "\"$SLURM_ARRAY_TASK_ID\""));
+  write_script(scripts + "/merge.sh", "Joins the shards' databases into " + db + ".", merge_command(opt));
+  std::vector<std::string> extra = dsl::split_command(opt.sbatch_args);
+  std::vector<std::string> array = {"--array=0-" + std::to_string(opt.shards - 1), "--requeue", "--job-name=tetra-tune",
+                                    "--output=" + scripts + "/shard-%a.log"};
+  array.insert(array.end(), extra.begin(), extra.end());
+  array.push_back(scripts + "/shard.sh");
+  std::string shards_job = submit(array);
+  std::vector<std::string> merge = {"--dependency=afterok:" + shards_job, "--job-name=tetra-merge",
+                                    "--output=" + scripts + "/merge.log"};
+  merge.insert(merge.end(), extra.begin(), extra.end());
+  merge.push_back(scripts + "/merge.sh");
+  std::string merge_job = submit(merge);
+  std::cout << "submitted " << n << " shards as job array " << shards_job << " and the merge into " << db
+            << " as job " << merge_job << "\n"
+            << "follow them:    squeue -j " << shards_job << "," << merge_job << "\n"
+            << "a shard's logs: " << scripts << "/shard-I.log\n"
+            << "a shard's state: " << shard_command(opt, "I") << " --status\n";
+}
+
+void print_status(const std::vector<tuner::TaskSummary>& tasks) {
+  std::cout << std::left << std::setw(60) << "task" << std::right << std::setw(8) << "done" << std::setw(9) << "planned"
+            << std::setw(8) << "left" << std::setw(10) << "best ms" << "\n";
+  int done = 0, left = 0;
+  for (const tuner::TaskSummary& t : tasks) {
+    int task_left = std::max(0, t.planned - t.earlier_trials);
+    done += t.earlier_trials;
+    left += task_left;
+    std::cout << std::left << std::setw(60) << t.key.substr(0, 59) << std::right << std::setw(8) << t.earlier_trials
+              << std::setw(9) << t.planned << std::setw(8) << task_left << std::fixed << std::setprecision(3)
+              << std::setw(10) << t.best_ms << "\n";
+  }
+  std::cout << tasks.size() << " task(s): " << done << " trials done, " << left
+            << " left (a task may stop early once it stops improving)\n";
 }
 
 void tune(TuneCliOptions& opt) {
@@ -42,6 +154,17 @@ void tune(TuneCliOptions& opt) {
   for (const std::string& s : opt.shapes) opt.tune.shapes.insert(parse_shape_binding(s));
   opt.tune.strategy = tuner::parse_strategy(opt.strategy);
   opt.tune.worker = this_executable();
+  check(opt.shards >= 0, ErrorKind::Invalid, "--shards must be at least 1");
+  check(!opt.slurm || opt.shards > 0, ErrorKind::Invalid, "--slurm needs --shards N");
+  check(opt.shards == 0 || opt.shard.empty(), ErrorKind::Invalid, "give --shards N (the whole run) or --shard i/N (one shard), not both");
+  if (!opt.shard.empty()) opt.tune.shard = tuner::parse_shard(opt.shard);
+  if (opt.shards > 0) {
+    // The shards may run in other folders, on other machines sharing the file system.
+    opt.tune.model = std::filesystem::absolute(opt.tune.model).lexically_normal().string();
+    opt.tune.db_dir = std::filesystem::absolute(opt.tune.db_dir).lexically_normal().string();
+    return distribute(opt);
+  }
+  if (opt.status) return print_status(tuner::tuning_status(opt.tune));
   opt.tune.progress = [](const std::string& line) { std::cerr << line << "\n" << std::flush; };
   std::vector<tuner::TaskSummary> tasks = tuner::tune(opt.tune);
   std::cout << "\n" << std::left << std::setw(60) << "task" << std::right << std::setw(8) << "trials" << std::setw(8)
@@ -84,6 +207,12 @@ void add_tune_command(CLI::App& app) {
                   "write best-so-far against trials per task: an SVG, or for F.html a page with a table of the tasks too");
   cmd->add_option("--seed", opt->tune.seed, "seed of the search");
   cmd->add_flag("--int8-activations", opt->tune.int8_activations, kInt8ActivationsHelp);
+  cmd->add_option("--shard", opt->shard, "tune only shard i/N of the run (docs/distributed_tuning.md); the shard's records go to --db");
+  cmd->add_flag("--status", opt->status, "print per task the trials done and planned, the best so far and what is left; measures nothing");
+  cmd->add_option("--shards", opt->shards,
+                  "split the run into N shards: print each shard's command and the merge into --db (or submit them with --slurm)");
+  cmd->add_flag("--slurm", opt->slurm, "with --shards: submit the shards as a Slurm job array (--requeue) and a merge job after them");
+  cmd->add_option("--sbatch-args", opt->sbatch_args, "extra sbatch arguments for --slurm, e.g. \"--partition gpu --gres=gpu:1\"");
   cmd->callback([opt] { tune(*opt); });
 
   auto job = std::make_shared<std::string>();

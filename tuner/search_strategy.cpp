@@ -67,7 +67,7 @@ std::optional<dsl::Schedule> RandomSearch::propose(const SearchSpace& space, con
 
 std::optional<dsl::Schedule> ExhaustiveSearch::propose(const SearchSpace& space, const std::vector<Measured>&,
                                                        const std::set<std::string>& seen, std::mt19937_64&) {
-  if (!points_) points_ = space.enumerate(100000);  // empty for a larger space
+  if (!points_) points_ = space.enumerate(kExhaustiveLimit);  // empty for a larger space
   while (next_ < points_->size()) {
     const dsl::Schedule& s = (*points_)[next_++];
     if (!seen.count(s.to_string())) return s;

@@ -48,6 +48,10 @@ class RandomSearch : public SearchStrategy {
                                        const std::set<std::string>& seen, std::mt19937_64& rng) override;
 };
 
+// Exhaustive search enumerates spaces of up to this many points (in SearchSpace::enumerate's order,
+// which a shard's candidate split also counts by); a larger space has nothing to offer it.
+constexpr size_t kExhaustiveLimit = 100000;
+
 class ExhaustiveSearch : public SearchStrategy {
  public:
   std::optional<dsl::Schedule> propose(const SearchSpace& space, const std::vector<Measured>& history,

@@ -33,6 +33,8 @@ struct TaskState {
   std::set<std::string> seen;
   int since_improvement = 0;
   bool done = false;
+  // The exhaustive candidate split of a shard: each point's index in the space's enumeration order.
+  std::map<std::string, int64_t> candidate_index;
 };
 
 std::string format_ms(double ms) {
@@ -70,14 +72,7 @@ std::vector<PriorMeasurement> prior_measurements(const TuningDatabase& db, const
   return out;
 }
 
-}  // namespace
-
-std::vector<TaskSummary> tune(const TuneOptions& opt) {
-  IsolatedRunner runner(opt.worker, opt.timeout_s);
-  return tune(opt, runner);
-}
-
-std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
+void check_options(const TuneOptions& opt) {
   check(opt.trials >= 1, ErrorKind::Invalid, "--trials must be at least 1");
   check(opt.jobs >= 1, ErrorKind::Invalid, "--jobs must be at least 1");
   check(opt.repeats >= 1 && opt.repeats <= 100000, ErrorKind::Invalid,
@@ -87,40 +82,44 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
         "--timeout must be from 1 to 86400 seconds, got " + std::to_string(opt.timeout_s));
   check(opt.jobs == 1 || !opt.kernel_cache.empty(), ErrorKind::Invalid, "--jobs above 1 needs a kernel cache folder");
   check(!opt.worker.empty(), ErrorKind::Invalid, "no tune worker given");
-  auto say = [&](const std::string& line) {
-    if (opt.progress) opt.progress(line);
-  };
+  // Tuning measures real runs: the target's code must run here.
+  dsl::Status runs = dsl::runs_on_host(opt.target);
+  check(runs.ok(), ErrorKind::Unsupported,
+        "cannot tune for " + opt.target.name + ": " + (runs.ok() ? "" : runs.failure().describe()));
+}
+
+// The model's tasks.
+std::vector<TuningTask> model_tasks(const TuneOptions& opt) {
   Graph graph = load_model(opt.model, opt.shapes);
   if (opt.int8_activations) mark_int8_activations(graph);
-  // Tuning measures real runs: the target's code must run here.
-  const dsl::TargetSpec& target = opt.target;
-  dsl::Status runs = dsl::runs_on_host(target);
-  check(runs.ok(), ErrorKind::Unsupported, "cannot tune for " + target.name + ": " + (runs.ok() ? "" : runs.failure().describe()));
-  std::vector<TuningTask> tasks = extract_tasks(graph, target);
-  TuningDatabase db = TuningDatabase::open(opt.db_dir, target.name, dsl::toolchain_id());
-  std::error_code ec;
-  std::filesystem::create_directories(opt.db_dir, ec);  // the log and the report often live beside it
-  if (!db.note().empty()) say(db.note());
-  std::ofstream log;
-  if (!opt.log_path.empty()) {
-    log.open(opt.log_path, std::ios::app);
-    check(log.good(), ErrorKind::Io, "cannot write the trial log '" + opt.log_path + "'");
-  }
+  return extract_tasks(graph, opt.target);
+}
 
+// The split of the run that every shard computes alike from the model's task list.
+ShardPlan shard_plan(const TuneOptions& opt, const std::vector<TuningTask>& tasks) {
+  std::vector<std::string> keys;
+  for (const TuningTask& t : tasks) keys.push_back(t.key());
+  return plan_shard(keys, opt.shard);
+}
+
+// The tasks this run (or shard) tunes, each with what the database already holds for it: that is
+// neither measured again nor lost, and counts toward the task's planned records. An estimate is not a
+// measurement: it neither blocks measuring its schedule nor enters the best so far.
+std::vector<TaskState> task_states(const TuneOptions& opt, const std::vector<TuningTask>& tasks,
+                                   const TuningDatabase& db, const ShardPlan& plan) {
   std::vector<TaskState> states;
   for (const TuningTask& t : tasks) {
-    SearchSpace space = t.conv ? SearchSpace(*t.conv, t.workload, target) : SearchSpace(t.workload, target);
+    if (!plan.owns_task(t.key())) continue;
+    SearchSpace space = t.conv ? SearchSpace(*t.conv, t.workload, opt.target) : SearchSpace(t.workload, opt.target);
     // The xgb strategy's cost model starts from similar workloads' records (conv tasks start cold:
     // their records' dims are not a GEMM's).
     std::vector<PriorMeasurement> prior;
     if (opt.strategy == Strategy::Xgb && !t.conv) prior = prior_measurements(db, t.workload);
-    TaskState s{t, {}, std::move(space), make_search_strategy(opt.strategy, std::move(prior)), {}, {}, 0, false};
+    TaskState s{t, {}, std::move(space), make_search_strategy(opt.strategy, std::move(prior)), {}, {}, 0, false, {}};
     s.summary.key = t.key();
     s.summary.node = t.node;
     s.summary.occurrences = t.occurrences;
-    // Resumption: what the database already holds for this workload is neither measured again nor lost,
-    // and counts toward --trials. An estimate is not a measurement: it neither blocks measuring its
-    // schedule nor enters the best so far.
+    s.summary.planned = plan.trial_share(opt.trials);
     for (const TuningRecord& r : db.records()) {
       if (r.workload.key != s.summary.key || !r.measured) continue;
       ++s.summary.earlier_trials;
@@ -131,28 +130,86 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
         s.summary.best_schedule = r.schedule.to_string();
       }
     }
-    s.done = s.summary.earlier_trials >= opt.trials;
+    s.done = s.summary.earlier_trials >= s.summary.planned;
     states.push_back(std::move(s));
   }
-  say("tuning " + std::to_string(states.size()) + " task(s) of " + opt.model + " for " + target.name + ", " +
-      std::to_string(opt.trials) + " trials each (earlier ones in the database included), strategy " +
-      strategy_name(opt.strategy));
+  return states;
+}
 
-  std::mt19937_64 rng(opt.seed);
+}  // namespace
+
+std::vector<TaskSummary> tuning_status(const TuneOptions& opt) {
+  std::vector<TuningTask> tasks = model_tasks(opt);
+  TuningDatabase db = TuningDatabase::open(opt.db_dir, opt.target.name, dsl::toolchain_id());
+  std::vector<TaskSummary> out;
+  for (const TaskState& s : task_states(opt, tasks, db, shard_plan(opt, tasks))) out.push_back(s.summary);
+  return out;
+}
+
+std::vector<TaskSummary> tune(const TuneOptions& opt) {
+  IsolatedRunner runner(opt.worker, opt.timeout_s);
+  return tune(opt, runner);
+}
+
+std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
+  check_options(opt);
+  auto say = [&](const std::string& line) {
+    if (opt.progress) opt.progress(line);
+  };
+  const dsl::TargetSpec& target = opt.target;
+  std::vector<TuningTask> tasks = model_tasks(opt);
+  const ShardPlan plan = shard_plan(opt, tasks);
+  TuningDatabase db = TuningDatabase::open(opt.db_dir, target.name, dsl::toolchain_id());
+  std::error_code ec;
+  std::filesystem::create_directories(opt.db_dir, ec);  // the log and the report often live beside it
+  if (!db.note().empty()) say(db.note());
+  std::ofstream log;
+  if (!opt.log_path.empty()) {
+    log.open(opt.log_path, std::ios::app);
+    check(log.good(), ErrorKind::Io, "cannot write the trial log '" + opt.log_path + "'");
+  }
+
+  std::vector<TaskState> states = task_states(opt, tasks, db, plan);
+  std::string shard_note;
+  if (opt.shard.count > 1)
+    shard_note = " (shard " + opt.shard.to_string() + " of the model's " + std::to_string(tasks.size()) + " task(s), " +
+                 (plan.split() == ShardSplit::Tasks ? "split by task" : "split by candidate") + ")";
+  say("tuning " + std::to_string(states.size()) + " task(s) of " + opt.model + shard_note + " for " + target.name +
+      ", " + std::to_string(plan.trial_share(opt.trials)) +
+      " trials each (earlier ones in the database included), strategy " + strategy_name(opt.strategy));
+
+  std::mt19937_64 rng(plan.seed(opt.seed));
   auto start = Clock::now();
   auto elapsed_s = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   int total_trials = 0;
-  auto trials_left = [&](const TaskState& s) { return opt.trials - s.summary.earlier_trials - s.summary.trials; };
+  auto trials_left = [&](const TaskState& s) { return s.summary.planned - s.summary.earlier_trials - s.summary.trials; };
+
+  // Exhaustive search split by candidate: this shard measures the points whose index in the space's
+  // enumeration it owns (the template default included: it is one of them). Sampled strategies search
+  // with the shard's own seed instead, each shard measuring its default as its baseline.
+  const bool split_candidates = plan.split() == ShardSplit::Candidates && opt.strategy == Strategy::Exhaustive;
+  auto owned = [&](TaskState& s, const dsl::Schedule& candidate) {
+    if (!split_candidates) return true;
+    if (s.candidate_index.empty()) {
+      std::vector<dsl::Schedule> points = s.space.enumerate(kExhaustiveLimit);
+      for (size_t i = 0; i < points.size(); ++i) s.candidate_index[points[i].to_string()] = int64_t(i);
+    }
+    auto it = s.candidate_index.find(candidate.to_string());
+    return it != s.candidate_index.end() && plan.owns_candidate(it->second);
+  };
 
   // A candidate for `s`: the template default first (the baseline every speed-up is measured
   // against), then the strategy's proposals; nullopt when the space is exhausted.
   auto next_candidate = [&](TaskState& s) -> std::optional<dsl::Schedule> {
-    dsl::Schedule fallback = default_schedule(s.task, target);
-    std::optional<dsl::Schedule> candidate;
-    if (!s.seen.count(fallback.to_string())) candidate = fallback;
-    else candidate = s.strategy->propose(s.space, s.history, s.seen, rng);
-    if (candidate) s.seen.insert(candidate->to_string());
-    return candidate;
+    while (true) {
+      dsl::Schedule fallback = default_schedule(s.task, target);
+      std::optional<dsl::Schedule> candidate;
+      if (!s.seen.count(fallback.to_string())) candidate = fallback;
+      else candidate = s.strategy->propose(s.space, s.history, s.seen, rng);
+      if (!candidate) return std::nullopt;
+      s.seen.insert(candidate->to_string());
+      if (owned(s, *candidate)) return candidate;
+    }
   };
 
   auto record = [&](TaskState& s, const dsl::Schedule& candidate, const MeasureResult& r) {
@@ -199,7 +256,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
     for (const TaskState& t : states)
       if (!t.done) left += trials_left(t);
     say("  [" + sum.key + "] trial " + std::to_string(sum.earlier_trials + sum.trials) + "/" +
-        std::to_string(opt.trials) + ": " + status +
+        std::to_string(sum.planned) + ": " + status +
         "; best " + format_ms(sum.best_ms) + "; ETA " + std::to_string(static_cast<int>(per_trial * left)) + " s");
     if (trials_left(s) <= 0 || s.since_improvement >= opt.early_stop) s.done = true;
   };

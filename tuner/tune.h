@@ -11,6 +11,7 @@
 #include "importer/tensor.h"
 #include "tuner/runner.h"
 #include "tuner/search_strategy.h"
+#include "tuner/shard.h"
 
 namespace tetra::tuner {
 
@@ -33,6 +34,7 @@ struct TuneOptions {
   std::string report_path;     // best-so-far against trials per task: SVG, or HTML with a table for *.html
   unsigned seed = 1;
   bool int8_activations = false;  // tune the int8-activation kernels (mark_int8_activations)
+  ShardSpec shard;             // this process tunes shard i of N (tuner/shard.h); 0/1: the whole run
   std::function<void(const std::string&)> progress;  // status lines for a person
 };
 
@@ -42,6 +44,7 @@ struct TaskSummary {
   int occurrences = 1;
   int trials = 0;    // measured in this run
   int earlier_trials = 0;  // measured records already in the database (they count toward --trials)
+  int planned = 0;   // records this run (or shard) wants in total: --trials, or the shard's share of them
   int failed = 0;
   double default_ms = 0;  // the template default's time (0 when it was measured in an earlier run)
   double best_ms = 0;     // best so far, earlier runs included
@@ -53,5 +56,9 @@ struct TaskSummary {
 std::vector<TaskSummary> tune(const TuneOptions& options);
 // The same with another runner (tests wrap the isolated one to make candidates fail).
 std::vector<TaskSummary> tune(const TuneOptions& options, Runner& runner);
+
+// Where a run (or shard) stands, measuring nothing: per task the records already in the database, the
+// records planned, and the best so far (`tetra tune --status`).
+std::vector<TaskSummary> tuning_status(const TuneOptions& options);
 
 }  // namespace tetra::tuner
