@@ -1,18 +1,18 @@
 // The packed weight as Halide inputs and the dequantizing access expression; the formats and the
-// packing itself are in dsl/int4_format.h.
+// packing itself are in dsl/core/int4_format.h.
 #pragma once
 #include <string>
 #include <vector>
 
 #include "Halide.h"
-#include "dsl/int4_format.h"
+#include "dsl/core/int4_format.h"
 
 namespace tetra::dsl {
 
 // The packed weight as Halide inputs, and the dequantizing access expression.
 class PackedInt4 {
  public:
-  // `vnni`: the int8-dot-product packing (dsl/int4_format.h); only byte(), offset() and scale() apply.
+  // `vnni`: the int8-dot-product packing (dsl/core/int4_format.h); only byte(), offset() and scale() apply.
   PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni = false);
 
   // W(k, n) at n = p*P + j: reads one packed byte, takes the nibble of k's parity, subtracts the

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "Halide.h"
-#include "dsl/compiled_pipeline.h"
-#include "dsl/result.h"
+#include "dsl/core/compiled_pipeline.h"
+#include "dsl/core/result.h"
 
 namespace tetra::dsl {
 

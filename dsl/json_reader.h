@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dsl/result.h"
+#include "dsl/core/result.h"
 
 namespace tetra::dsl {
 

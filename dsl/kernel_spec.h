@@ -1,20 +1,20 @@
 // The kernel spec: what the code of an int4 QMatMul kernel depends on, target included, as one value
 // with one key, one JSON form, and one place (resolve) that decides what a target runs for a request.
 // Shapes are not part of it: K and N are read from the buffers at run time, M only keys the tuning
-// database (dsl/qmatmul_workload.h holds them). No libHalide in this header.
+// database (dsl/core/qmatmul_workload.h holds them). No libHalide in this header.
 #pragma once
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "dsl/qmatmul_workload.h"
-#include "dsl/result.h"
+#include "dsl/core/qmatmul_workload.h"
+#include "dsl/core/result.h"
 
 namespace tetra::dsl {
 
 struct TargetSpec;  // dsl/target.h
 
-// How the kernel reads its packed weight (dsl/int4_format.h): a kind, so that device layouts come in
+// How the kernel reads its packed weight (dsl/core/int4_format.h): a kind, so that device layouts come in
 // as more kinds rather than as flags.
 enum class LayoutKind { Panel, Vnni };
 std::string layout_kind_name(LayoutKind kind);  // "panel", "vnni"

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "dsl/jit_pipeline.h"
-#include "dsl/result.h"
+#include "dsl/core/result.h"
 
 namespace tetra::dsl {
 

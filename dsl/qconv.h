@@ -30,8 +30,8 @@
 
 #include "dsl/compute.h"
 #include "dsl/jit_pipeline.h"
-#include "dsl/qconv_format.h"
-#include "dsl/result.h"
+#include "dsl/core/qconv_format.h"
+#include "dsl/core/result.h"
 #include "importer/graph.h"
 
 namespace tetra::dsl {

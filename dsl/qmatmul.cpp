@@ -39,7 +39,7 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, BlockSums 
   if (block_sums != BlockSums::Off) {
     // Each k-group's sum of a * (q - zp), then one multiply by the group's scale. The weight is
     // packed to whole groups, so the last group may be partial: past K the codes are padding whose
-    // q - zp is 0 (dsl/int4_format.h), and A is read clamped, a finite value.
+    // q - zp is 0 (dsl/core/int4_format.h), and A is read clamped, a finite value.
     check(block_sums_apply(workload), ErrorKind::Invalid, "block sums need even k-groups: " + workload.key());
     const int G = int(workload.format.k_group);
     Axis g = make_axis("g");

@@ -16,8 +16,8 @@
 
 #include "dsl/compute.h"
 #include "dsl/int4.h"
-#include "dsl/qmatmul_workload.h"
-#include "dsl/result.h"
+#include "dsl/core/qmatmul_workload.h"
+#include "dsl/core/result.h"
 #include "importer/graph.h"
 
 namespace tetra::dsl {
@@ -52,7 +52,7 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, BlockSums 
 bool block_sums_apply(const QMatMulWorkload& workload);
 
 // The int8-activation algorithm (workload.int8_activations; the weight in the vnni packing of
-// dsl/int4_format.h, k_align a multiple of the activation block B). Stages:
+// dsl/core/int4_format.h, k_align a multiple of the activation block B). Stages:
 //   "a"(k, m)          = A(k, clamp(m)) for k < K, else 0
 //   "a_max"(g, m)      = max over the block of |a|             a_scale = a_max / 127
 //   "a_q"(k, m)        = int8(round_even(a * 127 / a_max))       0 where a_max is 0

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dsl/result.h"
+#include "dsl/core/result.h"
 #include "dsl/target.h"
 
 namespace tetra::dsl {

@@ -18,7 +18,7 @@
 #include <string>
 
 #include "Halide.h"
-#include "dsl/result.h"
+#include "dsl/core/result.h"
 
 namespace tetra::dsl {
 

@@ -4,9 +4,9 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
-#include "dsl/qconv_format.h"
-#include "dsl/qmatmul_workload.h"
-#include "dsl/result.h"
+#include "dsl/core/qconv_format.h"
+#include "dsl/core/qmatmul_workload.h"
+#include "dsl/core/result.h"
 
 namespace tetra::dsl {
 

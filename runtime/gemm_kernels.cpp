@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "HalideBuffer.h"
-#include "dsl/kernel_calls.h"
+#include "dsl/core/kernel_calls.h"
 #include "importer/error.h"
 #include "runtime/epilogue.h"
 #include "runtime/executor.h"

@@ -1,11 +1,11 @@
-// Dense, grouped and depthwise 2-D tetra.QConv as direct Halide kernels (dsl/qconv.h, schedules/cpu_conv.h),
+// Dense, grouped and depthwise 2-D tetra.QConv as direct Halide kernels (dsl/qconv.h, schedules/cpu/conv.h),
 // with a residual Add and an activation of the node's epilogue applied in the kernel's output stage.
 // The weight is copied once, still 4-bit, into the kernel's buffers; a float16 X is converted to
 // float32 for the kernel and the result rounded back. The code comes from a KernelSource.
 #include <map>
 
 #include "HalideBuffer.h"
-#include "dsl/kernel_calls.h"
+#include "dsl/core/kernel_calls.h"
 #include "importer/error.h"
 #include "runtime/epilogue.h"
 #include "runtime/halide_ops.h"

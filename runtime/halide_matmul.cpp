@@ -1,5 +1,5 @@
 // Activation x activation MatMul (attention's Q·Kᵀ and P·V: both operands computed at run time) on the
-// batched Halide kernel (schedules/cpu_batch_matmul.h). ONNX's numpy-style batch broadcasting becomes
+// batched Halide kernel (schedules/cpu/batch_matmul.h). ONNX's numpy-style batch broadcasting becomes
 // strides: a batch dimension of 1 against a larger one has stride 0. The innermost batch dimension is
 // the kernel's; any outer ones are looped over here. float16 operands are widened to float32 for the
 // kernel and the result rounded once.
@@ -109,7 +109,7 @@ class HalideBatchMatMul : public NodeKernel {
   double compile_ms_ = 0;
 };
 
-// tetra.Attention on schedules/cpu_attention.h: the batch dims (the same in all three inputs) become
+// tetra.Attention on schedules/cpu/attention.h: the batch dims (the same in all three inputs) become
 // the kernel's one batch dim.
 class HalideAttention : public NodeKernel {
  public:

@@ -7,8 +7,8 @@
 #include <map>
 #include <optional>
 
-#include "dsl/qconv_format.h"
-#include "dsl/qmatmul_workload.h"
+#include "dsl/core/qconv_format.h"
+#include "dsl/core/qmatmul_workload.h"
 #include "runtime/executor.h"
 #include "runtime/kernel_source.h"
 
@@ -43,7 +43,7 @@ std::unique_ptr<NodeKernel> make_halide_matmul_kernel(const Node& node, const Gr
 std::unique_ptr<NodeKernel> make_halide_conv_transpose_kernel(const Node& node, const Graph& graph,
                                                               KernelSource& source, std::string* why_not);
 // Whether such a ConvTranspose runs directly, one tap per output (kernel = stride, no pads, dilations
-// or output padding: schedules/cpu_conv_transpose.h) rather than as GEMM + col2im.
+// or output padding: schedules/cpu/conv_transpose.h) rather than as GEMM + col2im.
 bool conv_transpose_runs_direct(const Node& node, const Graph& graph);
 // The GEMM weight of such a ConvTranspose, [C, M*KH*KW] (its own weight, viewed), or nullptr and why not.
 std::shared_ptr<const QuantizedWeight> conv_transpose_gemm_weight(const Node& node, const Graph& graph,

@@ -1,6 +1,6 @@
 // Where the Halide backend's node kernels get their compiled code. A node kernel describes the code
 // it needs (a KernelRequest: plain data, whose key() names the code) and calls what comes back
-// through Halide's argv convention (dsl/compiled_pipeline.h). Two sources implement it:
+// through Halide's argv convention (dsl/core/compiled_pipeline.h). Two sources implement it:
 //   * the JIT source (runtime/jit_kernel_source.h) defines, schedules and compiles the pipeline in
 //     this process, picking QMatMul schedules from a tuning database;
 //   * a model library compiled ahead of time (runtime/aot/) looks the key up in the table of the
@@ -11,10 +11,10 @@
 #include <memory>
 #include <string>
 
-#include "dsl/compiled_pipeline.h"
-#include "dsl/int4_format.h"
-#include "dsl/qconv_format.h"
-#include "dsl/qmatmul_workload.h"
+#include "dsl/core/compiled_pipeline.h"
+#include "dsl/core/int4_format.h"
+#include "dsl/core/qconv_format.h"
+#include "dsl/core/qmatmul_workload.h"
 
 namespace tetra {
 

@@ -1,7 +1,7 @@
 #include "runtime/qmatmul_runner.h"
 
 #include "HalideBuffer.h"
-#include "dsl/kernel_calls.h"
+#include "dsl/core/kernel_calls.h"
 #include "importer/error.h"
 
 namespace tetra {

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "dsl/qmatmul_workload.h"
+#include "dsl/core/qmatmul_workload.h"
 #include "runtime/kernel_source.h"
 
 namespace tetra {

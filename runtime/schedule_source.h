@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-#include "dsl/qconv_format.h"
+#include "dsl/core/qconv_format.h"
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
 

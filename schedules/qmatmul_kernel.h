@@ -11,7 +11,7 @@
 #include <memory>
 
 #include "dsl/jit_pipeline.h"
-#include "dsl/kernel_calls.h"
+#include "dsl/core/kernel_calls.h"
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"

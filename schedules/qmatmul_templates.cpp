@@ -1,9 +1,7 @@
 #include "schedules/qmatmul_templates.h"
 
 #include "dsl/kernel_spec.h"
-#include "schedules/cpu_int4_gemm.h"
-#include "schedules/cpu_int4_gemv.h"
-#include "schedules/cpu_int4_vnni.h"
+#include "schedules/cpu/templates.h"
 
 namespace tetra::schedules {
 
@@ -11,14 +9,13 @@ using dsl::Failure;
 using dsl::FailureKind;
 
 const std::vector<QMatMulTemplate>& qmatmul_templates() {
-  static const std::vector<QMatMulTemplate> templates = {
-      {"cpu_int4_gemv", dsl::TargetFamily::Cpu, false, cpu_int4_gemv_space, cpu_int4_gemv_default, cpu_int4_gemv_check,
-       cpu_int4_gemv_layout, apply_cpu_int4_gemv},
-      {"cpu_int4_gemm", dsl::TargetFamily::Cpu, false, cpu_int4_gemm_space, cpu_int4_gemm_default, cpu_int4_gemm_check,
-       cpu_int4_gemm_layout, apply_cpu_int4_gemm},
-      {"cpu_int4_vnni", dsl::TargetFamily::Cpu, true, cpu_int4_vnni_space, cpu_int4_vnni_default, cpu_int4_vnni_check,
-       cpu_int4_vnni_layout, apply_cpu_int4_vnni},
-  };
+  // Every family's table (schedules/<family>/templates.h), joined: template names are unique across them.
+  static const std::vector<QMatMulTemplate> templates = [] {
+    std::vector<QMatMulTemplate> all;
+    for (const std::vector<QMatMulTemplate>* family : {&cpu_qmatmul_templates()})
+      all.insert(all.end(), family->begin(), family->end());
+    return all;
+  }();
   return templates;
 }
 
@@ -33,10 +30,7 @@ dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, 
     return Failure{FailureKind::WrongTarget, target.name, "no QMatMul templates for GPUs yet"};
   if (workload.int8_activations && !target.has_int8_dot())
     return Failure{FailureKind::WrongTarget, target.name, "has no int8 dot products for int8 activations"};
-  // GEMV while the weight stream dominates: each row costs a pass over the (cached) panel.
-  // 4 rows is a guess: the crossover has not been measured yet.
-  const char* name = workload.int8_activations ? "cpu_int4_vnni" : workload.M <= 4 ? "cpu_int4_gemv" : "cpu_int4_gemm";
-  return find_qmatmul_template(name)->default_schedule(workload, target);
+  return find_qmatmul_template(cpu_default_qmatmul_template(workload))->default_schedule(workload, target);
 }
 
 Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target) {

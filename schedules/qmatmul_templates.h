@@ -35,8 +35,8 @@ struct QMatMulTemplate {
 const std::vector<QMatMulTemplate>& qmatmul_templates();
 const QMatMulTemplate* find_qmatmul_template(const std::string& name);
 
-// The default schedule for a workload: cpu_int4_vnni for int8 activations, else cpu_int4_gemv for
-// few rows and cpu_int4_gemm otherwise.
+// The default schedule for a workload: the target family's default template
+// (cpu_default_qmatmul_template in schedules/cpu/templates.h) at its default knobs.
 dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, const TargetSpec& target);
 
 // Everything that makes a schedule illegal for this workload and target, with the reason: an unknown

@@ -11,7 +11,7 @@
 
 #include "runtime/executor.h"
 #include "runtime/model.h"
-#include "schedules/cpu_conv.h"
+#include "schedules/cpu/conv.h"
 #include "schedules/qmatmul_templates.h"
 #include "tests/test_support.h"
 #include "tools/model_builder.h"

@@ -18,7 +18,7 @@
 #include "dsl/json_reader.h"
 #include "dsl/workload_json.h"
 #include "runtime/jit_kernel_source.h"
-#include "schedules/cpu_conv.h"
+#include "schedules/cpu/conv.h"
 #include "schedules/qmatmul_kernel.h"
 #include "schedules/qmatmul_templates.h"
 #include "tuner/random_weights.h"

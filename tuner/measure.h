@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dsl/qconv_format.h"
-#include "dsl/qmatmul_workload.h"
+#include "dsl/core/qconv_format.h"
+#include "dsl/core/qmatmul_workload.h"
 #include "dsl/schedule.h"
 
 namespace tetra::tuner {

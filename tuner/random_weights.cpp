@@ -1,6 +1,6 @@
 #include "tuner/random_weights.h"
 
-#include "dsl/int4_format.h"
+#include "dsl/core/int4_format.h"
 
 namespace tetra::tuner {
 

@@ -3,9 +3,9 @@
 #pragma once
 #include <random>
 
-#include "dsl/qconv_format.h"
-#include "dsl/qmatmul_workload.h"
-#include "dsl/result.h"
+#include "dsl/core/qconv_format.h"
+#include "dsl/core/qmatmul_workload.h"
+#include "dsl/core/result.h"
 #include "importer/graph.h"
 
 namespace tetra::tuner {

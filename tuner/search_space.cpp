@@ -1,6 +1,6 @@
 #include "tuner/search_space.h"
 
-#include "schedules/cpu_conv.h"
+#include "schedules/cpu/conv.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra::tuner {

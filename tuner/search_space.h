@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "dsl/qconv_format.h"
+#include "dsl/core/qconv_format.h"
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"

@@ -3,7 +3,7 @@
 #include <map>
 
 #include "runtime/halide_ops.h"
-#include "schedules/cpu_conv.h"
+#include "schedules/cpu/conv.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra::tuner {

@@ -16,7 +16,7 @@
 #include <sstream>
 
 #include "runtime/ops/conv_core.h"
-#include "schedules/cpu_conv.h"
+#include "schedules/cpu/conv.h"
 
 using namespace tetra;
 using namespace tetra::dsl;

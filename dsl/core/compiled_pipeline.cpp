@@ -1,4 +1,4 @@
-#include "dsl/compiled_pipeline.h"
+#include "dsl/core/compiled_pipeline.h"
 
 namespace tetra::dsl {
 namespace {

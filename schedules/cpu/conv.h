@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "dsl/jit_pipeline.h"
-#include "dsl/kernel_calls.h"
+#include "dsl/core/kernel_calls.h"
 #include "dsl/qconv.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"

@@ -1,4 +1,4 @@
-#include "schedules/cpu_conv_transpose.h"
+#include "schedules/cpu/conv_transpose.h"
 
 #include <algorithm>
 #include <vector>

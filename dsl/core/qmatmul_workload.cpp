@@ -1,4 +1,4 @@
-#include "dsl/qmatmul_workload.h"
+#include "dsl/core/qmatmul_workload.h"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "dsl/kernel_calls.h"
+#include "dsl/core/kernel_calls.h"
 
 #include <vector>
 

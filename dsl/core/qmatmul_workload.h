@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "dsl/int4_format.h"
-#include "dsl/result.h"
+#include "dsl/core/int4_format.h"
+#include "dsl/core/result.h"
 #include "importer/graph.h"
 
 namespace tetra::dsl {

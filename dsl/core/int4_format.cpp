@@ -1,4 +1,4 @@
-#include "dsl/int4_format.h"
+#include "dsl/core/int4_format.h"
 
 #include <algorithm>
 #include <cstring>

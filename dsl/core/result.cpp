@@ -1,4 +1,4 @@
-#include "dsl/result.h"
+#include "dsl/core/result.h"
 
 namespace tetra::dsl {
 

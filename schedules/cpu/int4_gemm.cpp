@@ -1,8 +1,8 @@
-#include "schedules/cpu_int4_gemm.h"
+#include "schedules/cpu/int4_gemm.h"
 
 #include <algorithm>
 
-#include "schedules/cpu_common.h"
+#include "schedules/cpu/common.h"
 
 namespace tetra::schedules {
 

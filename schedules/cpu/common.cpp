@@ -1,4 +1,4 @@
-#include "schedules/cpu_common.h"
+#include "schedules/cpu/common.h"
 
 #include <algorithm>
 

@@ -1,9 +1,9 @@
-#include "schedules/cpu_conv.h"
+#include "schedules/cpu/conv.h"
 
 #include <algorithm>
 
 #include "dsl/object_cache.h"
-#include "schedules/cpu_common.h"
+#include "schedules/cpu/common.h"
 
 namespace tetra::schedules {
 

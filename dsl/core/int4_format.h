@@ -46,7 +46,7 @@
 #include <vector>
 
 #include "HalideBuffer.h"
-#include "dsl/result.h"
+#include "dsl/core/result.h"
 #include "importer/graph.h"
 
 namespace tetra::dsl {

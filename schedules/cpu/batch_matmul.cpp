@@ -1,4 +1,4 @@
-#include "schedules/cpu_batch_matmul.h"
+#include "schedules/cpu/batch_matmul.h"
 
 namespace tetra::schedules {
 

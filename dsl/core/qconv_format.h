@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "HalideBuffer.h"
-#include "dsl/int4_format.h"
-#include "dsl/result.h"
+#include "dsl/core/int4_format.h"
+#include "dsl/core/result.h"
 #include "importer/graph.h"
 
 namespace tetra::dsl {

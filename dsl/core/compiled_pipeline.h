@@ -7,7 +7,7 @@
 #include <string>
 
 #include "HalideRuntime.h"
-#include "dsl/result.h"
+#include "dsl/core/result.h"
 
 namespace tetra::dsl {
 

@@ -3,9 +3,9 @@
 // kernels, the kernel cache and model libraries compiled ahead of time all call through here. No
 // libHalide needed.
 #pragma once
-#include "dsl/compiled_pipeline.h"
-#include "dsl/qconv_format.h"
-#include "dsl/qmatmul_workload.h"
+#include "dsl/core/compiled_pipeline.h"
+#include "dsl/core/qconv_format.h"
+#include "dsl/core/qmatmul_workload.h"
 
 namespace tetra::dsl {
 

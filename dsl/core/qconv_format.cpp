@@ -1,4 +1,4 @@
-#include "dsl/qconv_format.h"
+#include "dsl/core/qconv_format.h"
 
 #include <cstdio>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "schedules/cpu_attention.h"
+#include "schedules/cpu/attention.h"
 
 namespace tetra::schedules {
 
