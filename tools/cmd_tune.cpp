@@ -57,9 +57,11 @@ std::string shard_command(const TuneCliOptions& opt, const std::string& index) {
   if (t.time_budget_s > 0) argv.insert(argv.end(), {"--time-budget", std::to_string(t.time_budget_s)});
   for (const std::string& s : opt.shapes) argv.insert(argv.end(), {"--shape", s});
   if (t.int8_activations) argv.push_back("--int8-activations");
-  // The shard's own folder and index stay outside the quoting, so that a shell variable expands.
-  return dsl::describe_command(argv) + " --db " + dsl::describe_command({shard_db(t.db_dir, "")}) + index +
-         " --shard " + index + "/" + std::to_string(opt.shards);
+  // The shard's own folder and index stay outside the quoting, so that a shell variable expands. Each
+  // shard logs its trials beside its records, so a run's merged database can be checked against them.
+  std::string folder = dsl::describe_command({shard_db(t.db_dir, "")}) + index;
+  return dsl::describe_command(argv) + " --db " + folder + " --shard " + index + "/" + std::to_string(opt.shards) +
+         " --log " + folder + "/trials.jsonl";
 }
 
 std::string merge_command(const TuneCliOptions& opt) {
