@@ -220,11 +220,13 @@ std::string records_file_text(const std::vector<TuningRecord>& records, const st
   return text + (first ? "]\n}\n" : "\n  ]\n}\n");
 }
 
-// The measurement a record stands for: a schedule of a workload for a target and toolchain, timed on
-// one kind of hardware.
-std::string identity(const TuningRecord& r) {
-  return r.workload.key + "\n" + r.target + "\n" + r.toolchain + "\n" + r.schedule.to_string() + "\n" + r.measured_on;
+// A schedule of a workload for a target and toolchain.
+std::string candidate_of(const TuningRecord& r) {
+  return r.workload.key + "\n" + r.target + "\n" + r.toolchain + "\n" + r.schedule.to_string();
 }
+
+// The measurement a record stands for: the candidate, timed on one kind of hardware.
+std::string identity(const TuningRecord& r) { return candidate_of(r) + "\n" + r.measured_on; }
 
 // better_record, with full ties decided by the record's JSON text: a total order, so the kept record
 // never depends on which came first.
@@ -244,6 +246,13 @@ std::vector<TuningRecord> merge_record_sets(std::vector<TuningRecord> records) {
     if (added) out.push_back(std::move(r));
     else if (wins_over(r, out[it->second])) out[it->second] = std::move(r);
   }
+  // A measurement of a candidate replaces any estimate of it, whatever hardware it ran on.
+  std::set<std::string> measured;
+  for (const TuningRecord& r : out)
+    if (r.measured) measured.insert(candidate_of(r));
+  out.erase(std::remove_if(out.begin(), out.end(),
+                           [&](const TuningRecord& r) { return !r.measured && measured.count(candidate_of(r)); }),
+            out.end());
   std::sort(out.begin(), out.end(), [](const TuningRecord& a, const TuningRecord& b) {
     auto ka = std::tie(a.target, a.toolchain, a.workload.key);
     auto kb = std::tie(b.target, b.toolchain, b.workload.key);

@@ -83,7 +83,8 @@ bool better_record(const TuningRecord& a, const TuningRecord& b);
 // The rule a database keeps its records by (commit, reading, compaction, tetra db merge): one record
 // per measurement, whose identity is the workload key, target, toolchain, schedule and the hardware it
 // ran on (`measured_on`, so one schedule timed on two machines stays two records); of one identity the
-// better is kept (better_record, full ties by the record's JSON text). Sorted by target, toolchain and
+// better is kept (better_record, full ties by the record's JSON text), and a measurement of a schedule
+// replaces every estimate of it. Sorted by target, toolchain and
 // workload, best first. The result depends only on the set of records, never on their order.
 std::vector<TuningRecord> merge_record_sets(std::vector<TuningRecord> records);
 

@@ -138,6 +138,15 @@ std::vector<TaskState> task_states(const TuneOptions& opt, const std::vector<Tun
 
 }  // namespace
 
+std::vector<dsl::Schedule> exhaustive_order(const TuningTask& task, const SearchSpace& space,
+                                            const dsl::TargetSpec& target) {
+  dsl::Schedule first = default_schedule(task, target);
+  std::vector<dsl::Schedule> order = {first};
+  for (dsl::Schedule& s : space.enumerate(kExhaustiveLimit))
+    if (s.to_string() != first.to_string()) order.push_back(std::move(s));
+  return order;
+}
+
 std::vector<TaskSummary> tuning_status(const TuneOptions& opt) {
   std::vector<TuningTask> tasks = model_tasks(opt);
   TuningDatabase db = TuningDatabase::open(opt.db_dir, opt.target.name, dsl::toolchain_id());
@@ -184,15 +193,15 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
   int total_trials = 0;
   auto trials_left = [&](const TaskState& s) { return s.summary.planned - s.summary.earlier_trials - s.summary.trials; };
 
-  // Exhaustive search split by candidate: this shard measures the points whose index in the space's
-  // enumeration it owns (the template default included: it is one of them). Sampled strategies search
-  // with the shard's own seed instead, each shard measuring its default as its baseline.
+  // Exhaustive search split by candidate: this shard measures the candidates whose index in the order
+  // of an unsharded exhaustive run it owns, so N shards' first shares measure exactly what one process
+  // would. Sampled strategies search with the shard's own seed instead, each measuring its default.
   const bool split_candidates = plan.split() == ShardSplit::Candidates && opt.strategy == Strategy::Exhaustive;
   auto owned = [&](TaskState& s, const dsl::Schedule& candidate) {
     if (!split_candidates) return true;
     if (s.candidate_index.empty()) {
-      std::vector<dsl::Schedule> points = s.space.enumerate(kExhaustiveLimit);
-      for (size_t i = 0; i < points.size(); ++i) s.candidate_index[points[i].to_string()] = int64_t(i);
+      std::vector<dsl::Schedule> order = exhaustive_order(s.task, s.space, target);
+      for (size_t i = 0; i < order.size(); ++i) s.candidate_index[order[i].to_string()] = int64_t(i);
     }
     auto it = s.candidate_index.find(candidate.to_string());
     return it != s.candidate_index.end() && plan.owns_candidate(it->second);

@@ -12,6 +12,7 @@
 #include "tuner/runner.h"
 #include "tuner/search_strategy.h"
 #include "tuner/shard.h"
+#include "tuner/task.h"
 
 namespace tetra::tuner {
 
@@ -56,6 +57,12 @@ struct TaskSummary {
 std::vector<TaskSummary> tune(const TuneOptions& options);
 // The same with another runner (tests wrap the isolated one to make candidates fail).
 std::vector<TaskSummary> tune(const TuneOptions& options, Runner& runner);
+
+// The order an exhaustive run measures a task's candidates in: the template default (the baseline),
+// then the rest of the space in SearchSpace::enumerate's order. A shard of a candidate split owns the
+// indices of this order that are its own (tuner/shard.h).
+std::vector<dsl::Schedule> exhaustive_order(const TuningTask& task, const SearchSpace& space,
+                                            const dsl::TargetSpec& target);
 
 // Where a run (or shard) stands, measuring nothing: per task the records already in the database, the
 // records planned, and the best so far (`tetra tune --status`).
