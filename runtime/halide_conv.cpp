@@ -77,7 +77,8 @@ KernelEpilogue kernel_epilogue(const Node& node, const Graph& graph) {
 
 class HalideDirectConv : public NodeKernel {
  public:
-  HalideDirectConv(const Node& node, dsl::ConvInt4Buffers weight, KernelEpilogue epilogue, KernelSource& source)
+  HalideDirectConv(const Node& node, std::shared_ptr<const dsl::ConvInt4Buffers> weight, KernelEpilogue epilogue,
+                   KernelSource& source)
       : node_(node),
         weight_(std::move(weight)),
         block_(node.weight->block_size),
@@ -115,7 +116,7 @@ class HalideDirectConv : public NodeKernel {
       R = Halide::Runtime::Buffer<float>(const_cast<float*>(float_data(r, residual_copy)),
                                          {int(wl.OW), int(wl.OH), int(wl.M), int(wl.N)});
     }
-    dsl::QConvCall call{X.raw_buffer(), &weight_, Y.raw_buffer(), bias ? B.raw_buffer() : nullptr,
+    dsl::QConvCall call{X.raw_buffer(), weight_.get(), Y.raw_buffer(), bias ? B.raw_buffer() : nullptr,
                         wl.epilogue.residual ? R.raw_buffer() : nullptr};
     dsl::Status st = dsl::call_qconv(*code.pipeline, wl, wl, call);
     check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
@@ -133,7 +134,7 @@ class HalideDirectConv : public NodeKernel {
 
  private:
   dsl::QConvWorkload workload_of(const ConvParams& p, bool has_bias) const {
-    dsl::QConvWorkload wl = conv_workload(p, weight_.format, block_, has_bias);
+    dsl::QConvWorkload wl = conv_workload(p, weight_->format, block_, has_bias);
     wl.epilogue = epilogue_.epilogue;
     return wl;
   }
@@ -153,7 +154,7 @@ class HalideDirectConv : public NodeKernel {
   }
 
   const Node& node_;
-  dsl::ConvInt4Buffers weight_;
+  std::shared_ptr<const dsl::ConvInt4Buffers> weight_;  // from the source, in the code's memory
   int64_t block_;
   KernelEpilogue epilogue_;
   KernelSource& source_;
@@ -183,7 +184,7 @@ std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Grap
   } else if (!bias_ok) {
     *why_not = "bias is not one float per output channel";
   } else {
-    auto weight = dsl::pack_conv_weight(*node.weight);
+    auto weight = source.prepare_conv_weight(*node.weight);
     if (weight.ok()) {
       KernelEpilogue epilogue = kernel_epilogue(node, graph);
       size_t steps = epilogue.steps;

@@ -30,4 +30,17 @@ std::string KernelRequest::key() const {
   return "";
 }
 
+dsl::Result<std::shared_ptr<const dsl::PackedInt4Buffers>> KernelSource::prepare_qmatmul_weight(
+    const QuantizedWeight& weight, bool trans_b, const KernelCode& code) {
+  auto packed = dsl::pack_int4_weight(weight, trans_b, code.layout, &code.format);
+  if (!packed) return packed.failure();
+  return std::make_shared<const dsl::PackedInt4Buffers>(std::move(packed).value());
+}
+
+dsl::Result<std::shared_ptr<const dsl::ConvInt4Buffers>> KernelSource::prepare_conv_weight(const QuantizedWeight& weight) {
+  auto packed = dsl::pack_conv_weight(weight);
+  if (!packed) return packed.failure();
+  return std::make_shared<const dsl::ConvInt4Buffers>(std::move(packed).value());
+}
+
 }  // namespace tetra

@@ -69,6 +69,13 @@ class KernelSource {
   virtual ~KernelSource() = default;
   // The code for `request`; throws tetra::Error naming request.node when there is none.
   virtual KernelCode get(const KernelRequest& request) = 0;
+  // A weight as `code` (a QMatMul's) reads it: packed in its layout and format, in the memory that code
+  // runs on. Node kernels never pack weights themselves, so a device source hands them device buffers
+  // (uploaded once) through the same calls. These CPU sources pack into host memory.
+  virtual dsl::Result<std::shared_ptr<const dsl::PackedInt4Buffers>> prepare_qmatmul_weight(
+      const QuantizedWeight& weight, bool trans_b, const KernelCode& code);
+  // A direct conv's weight as its kernels read it (dsl::pack_conv_weight), likewise.
+  virtual dsl::Result<std::shared_ptr<const dsl::ConvInt4Buffers>> prepare_conv_weight(const QuantizedWeight& weight);
   // Float32 lanes of one vector on the code's target, for descriptions.
   virtual int vector_lanes() const = 0;
 };

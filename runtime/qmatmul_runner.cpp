@@ -26,7 +26,7 @@ void QMatMulRunner::run(const float* a, int64_t M, float* y, const float* bias, 
   Halide::Runtime::Buffer<float> Y(y, static_cast<int>(N_), static_cast<int>(M));
   Halide::Runtime::Buffer<float> B;
   if (bias) B = Halide::Runtime::Buffer<float>(const_cast<float*>(bias), static_cast<int>(N_));
-  dsl::QMatMulCall call{A.raw_buffer(), &c.weight, Y.raw_buffer(), bias ? B.raw_buffer() : nullptr, alpha, beta};
+  dsl::QMatMulCall call{A.raw_buffer(), c.weight.get(), Y.raw_buffer(), bias ? B.raw_buffer() : nullptr, alpha, beta};
   dsl::Status st = dsl::call_qmatmul(*c.code.pipeline, c.workload, c.code.layout, call);
   check(st.ok(), ErrorKind::Invalid, label_ + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
 }
@@ -59,7 +59,7 @@ QMatMulRunner::Compiled& QMatMulRunner::compiled_for(int64_t M) {
   std::string layout = code.layout.describe() + " " + code.format.describe();
   auto packed = packed_.find(layout);
   if (packed == packed_.end()) {
-    auto p = dsl::pack_int4_weight(*weight_, trans_b_, code.layout, &code.format);
+    auto p = source_.prepare_qmatmul_weight(*weight_, trans_b_, code);
     check(p.ok(), ErrorKind::Invalid, label_ + ": cannot pack weight: " + (p.ok() ? "" : p.failure().describe()));
     packed = packed_.emplace(layout, std::move(p).value()).first;
   }

@@ -1,6 +1,7 @@
 // A GEMM weight (int4, or unquantized float) bound to compiled QMatMul kernels: the node kernels of
 // tetra.QMatMul, of 1-D convs (im2col) and of ConvTranspose (GEMM + col2im) run their GEMMs through it.
-// The weight is packed once per layout and format its kernels read; a kernel is planned once per row
+// The weight is prepared (by the source: packed, and where the code runs) once per layout and format
+// its kernels read; a kernel is planned once per row
 // count (the schedule may differ), its code from a KernelSource. No libHalide needed.
 #pragma once
 #include <map>
@@ -31,7 +32,7 @@ class QMatMulRunner {
   struct Compiled {
     dsl::QMatMulWorkload workload;  // as compiled: the code's weight format
     KernelCode code;
-    const dsl::PackedInt4Buffers& weight;
+    std::shared_ptr<const dsl::PackedInt4Buffers> weight;  // from the source, in the code's memory
   };
   Compiled& compiled_for(int64_t M);
 
@@ -42,7 +43,7 @@ class QMatMulRunner {
   KernelSource& source_;
   std::string label_;
   int64_t K_ = 0, N_ = 0;
-  std::map<std::string, dsl::PackedInt4Buffers> packed_;  // by layout and format
+  std::map<std::string, std::shared_ptr<const dsl::PackedInt4Buffers>> packed_;  // by layout and format
   std::map<std::string, Compiled> compiled_;              // by workload key (it holds M)
   double compile_ms_ = 0;
 };

@@ -5,6 +5,7 @@
 
 #include "dsl/target.h"
 #include "runtime/executor.h"
+#include "runtime/jit_kernel_source.h"
 #include "runtime/model.h"
 #include "tests/test_support.h"
 #include "tools/model_builder.h"
@@ -162,6 +163,45 @@ TEST_CASE("float-weight MatMul, Gemm and Conv run on the Halide kernels", "[hali
     CHECK(relu_in_kernel);  // Conv -> BatchNormalization -> Relu is one kernel
     expect_halide_matches_reference(path, {{"x", random_tensor(at, {1, 6, 13, 11})}}, tol);
   }
+}
+
+// The JIT source, counting the weights node kernels ask it to prepare.
+class WeightCountingSource : public JitKernelSource {
+ public:
+  WeightCountingSource() : JitKernelSource(nullptr, "") {}
+  dsl::Result<std::shared_ptr<const dsl::PackedInt4Buffers>> prepare_qmatmul_weight(const QuantizedWeight& weight, bool trans_b,
+                                                                                   const KernelCode& code) override {
+    ++qmatmul_weights;
+    return JitKernelSource::prepare_qmatmul_weight(weight, trans_b, code);
+  }
+  dsl::Result<std::shared_ptr<const dsl::ConvInt4Buffers>> prepare_conv_weight(const QuantizedWeight& weight) override {
+    ++conv_weights;
+    return JitKernelSource::prepare_conv_weight(weight);
+  }
+  int qmatmul_weights = 0, conv_weights = 0;
+};
+
+TEST_CASE("node kernels get their weights from the kernel source, prepared where its code runs", "[halide][backend]") {
+  std::string dir = temp_dir("halide_weight_source");
+  ModelBuilder b(13);
+  b.input("x", DType::Float32, {1, 6, 9, 9});
+  b.output("z", DType::Float32);
+  b.initializer("w1", random_tensor(DType::Float32, {8, 6, 3, 3}));
+  b.node("Conv", {"x", "w1"}, {"c1"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+  b.node("Flatten", {"c1"}, {"flat"});
+  b.initializer("m", random_tensor(DType::Float32, {8 * 9 * 9, 10}));
+  b.node("MatMul", {"flat", "m"}, {"z"});
+  Graph graph = load_model(b.save(dir + "/m.onnx"));
+  auto source = std::make_shared<WeightCountingSource>();
+  Executor halide(graph, source);
+  TensorMap in = {{"x", random_tensor(DType::Float32, {1, 6, 9, 9})}};
+  TensorMap got = halide.run(in);
+  CHECK(source->conv_weights == 1);
+  CHECK(source->qmatmul_weights == 1);
+  CHECK(compare_tensors(got.at("z"), run_reference(graph, in).at("z"), 1e-4, 1e-4) == "");
+  halide.run(in);  // prepared once, not per run
+  CHECK(source->conv_weights == 1);
+  CHECK(source->qmatmul_weights == 1);
 }
 
 TEST_CASE("activation x activation MatMul runs on the batched Halide kernel", "[halide][backend][matmul]") {
