@@ -8,7 +8,8 @@ packages=(build-essential cmake pkg-config git libpng-dev libjpeg-dev
           libhalide14-0-dev libonnx-dev libprotobuf-dev protobuf-compiler
           nlohmann-json3-dev catch2 libcli11-dev libxgboost-dev xgboost
           clang libclang-rt-14-dev  # clang and its libFuzzer runtime: scripts/fuzz.sh
-          slurm-wlm munge)          # a local Slurm cluster for the distributed-tuning test (scripts/slurm-local.sh)
+          slurm-wlm munge           # a local Slurm cluster for the distributed-tuning tests (scripts/slurm-local.sh)
+          parallel)                 # GNU parallel: the other way to run a sharded tune (tests/slurm/tune_with_parallel.sh)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
