@@ -88,6 +88,7 @@ echo "injected: kill -9 of shard 1's tetra tune (pid $shard_1) after $(trials 1)
 # tasks running on it. Then slurmd starts again and the node returns to service. The tasks that Slurm
 # requeues are those still running when the node goes down (the last look before it is down).
 on_failed_node=$(running_tasks)
+killed_at=$SECONDS
 kill -9 "$(cat "$TETRA_SLURM_DIR/run/slurmd.pid")"
 echo "injected: kill -9 of slurmd while tasks $(echo $on_failed_node) run"
 for _ in $(seq 300); do
@@ -96,7 +97,7 @@ for _ in $(seq 300); do
   on_failed_node=$running
   sleep 0.2
 done
-echo "the node is $(node_state); tasks on it: $(echo $on_failed_node)"
+echo "the node is $(node_state) $((SECONDS - killed_at)) s later; tasks on it: $(echo $on_failed_node)"
 "$slurm_local" slurmd
 for _ in $(seq 120); do
   case $(node_state) in idle | mixed | allocated) break ;; esac
