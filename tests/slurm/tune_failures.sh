@@ -48,12 +48,12 @@ fi
 eval "$started"  # export SLURM_CONF=...
 
 # The example MLP has 3 tasks, fewer than 4 shards: every shard takes every task and the exhaustive
-# search's candidates are split by index, so no two shards measure one candidate. 72 trials a task
-# are 54 a shard, about a minute each on 2 CPUs: long enough to fail them while they run (slurmd's
+# search's candidates are split by index, so no two shards measure one candidate. 80 trials a task
+# are 60 a shard, 40 to 70 s each on 2 CPUs: long enough to fail them while they run (slurmd's
 # failure takes about 30 s to bring the node down). No early stop: every planned trial is measured.
 "$make_examples" "$work/models" >/dev/null
 shards=4
-tune=("$tetra" tune "$work/models/mlp.onnx" --shape x=4,64 --strategy exhaustive --trials 72 --early-stop 1000 --repeats 3)
+tune=("$tetra" tune "$work/models/mlp.onnx" --shape x=4,64 --strategy exhaustive --trials 80 --early-stop 1000 --repeats 3)
 db=$work/db
 submitted=$("${tune[@]}" --db "$db" --shards $shards --slurm)
 echo "$submitted"
@@ -74,15 +74,15 @@ running_tasks() { squeue -h -j "$array" -t running -o %i | sort; }
 node_state() { sinfo -h -n tetra-node -o %T 2>/dev/null || true; }
 
 # 1. Slurm requeues a running task: it is stopped, waits (cred_expire) and runs again.
-wait_for_trials 0 2
+wait_for_trials 0 1
 scontrol requeue "${array}_0"
-echo "injected: scontrol requeue ${array}_0 after $(trials 0) trials"
+echo "injected: scontrol requeue ${array}_0 (trials logged by shard 0: $(trials 0))"
 
 # 2. The shard's tetra process (not its measuring worker) dies; the array script runs it again.
-wait_for_trials 1 4
+wait_for_trials 1 2
 shard_1=$(pgrep -f -- " tune .* --shard 1/$shards ")
 kill -9 $shard_1
-echo "injected: kill -9 of shard 1's tetra tune (pid $shard_1) after $(trials 1) trials"
+echo "injected: kill -9 of shard 1's tetra tune, pid $shard_1 (trials logged by shard 1: $(trials 1))"
 
 # 3. slurmd dies, and stays dead until the node is declared down (SlurmdTimeout): Slurm requeues the
 # tasks running on it. Then slurmd starts again and the node returns to service. The tasks that Slurm
@@ -97,7 +97,8 @@ for _ in $(seq 300); do
   on_failed_node=$running
   sleep 0.2
 done
-echo "the node is $(node_state) $((SECONDS - killed_at)) s later; tasks on it: $(echo $on_failed_node)"
+echo "the node is $(node_state) $((SECONDS - killed_at)) s later; tasks on it: $(echo $on_failed_node)" \
+  "(trials logged by shard 0-3: $(for i in $(seq 0 $((shards - 1))); do printf '%s ' "$(trials $i)"; done))"
 "$slurm_local" slurmd
 for _ in $(seq 120); do
   case $(node_state) in idle | mixed | allocated) break ;; esac
