@@ -83,14 +83,14 @@ constexpr int kShardAttempts = 3;
 // The body of a Slurm array task's script. Slurm requeues a task (--requeue) when its node fails, but a
 // task whose program a signal killed (kill -9, the OOM killer, a crash) is FAILED, and the merge would
 // never run: so the script runs a killed shard again, which resumes where it stopped. Any other
-// failure (a bad option, a model it cannot read) fails the task at once. A signal to the whole job
-// (scancel, a requeue, the time limit) ends the script too.
+// failure (a bad option, a model it cannot read) fails the task at once, and so does SIGTERM (status
+// 143): it is how Slurm ends a task (scancel, a requeue, the time limit), the script with it.
 std::string shard_script(const TuneCliOptions& opt) {
   const std::string attempts = std::to_string(kShardAttempts);
   return "for attempt in $(seq " + attempts + "); do\n"
          "  " + shard_command(opt, "\"$SLURM_ARRAY_TASK_ID\"") + " && exit 0\n"
          "  status=$?\n"
-         "  [ $status -gt 128 ] || exit $status\n"
+         "  [ $status -gt 128 ] && [ $status != 143 ] || exit $status\n"
          "  echo \"tetra: shard $SLURM_ARRAY_TASK_ID was killed (status $status) in attempt $attempt of " + attempts + "\" >&2\n"
          "done\n"
          "exit $status\n";
