@@ -5,6 +5,7 @@
 #   scripts/slurm-local.sh start [DIR]    # prints the SLURM_CONF line to export for sbatch, squeue, ...
 #   scripts/slurm-local.sh status [DIR]
 #   scripts/slurm-local.sh stop [DIR]     # stops the three daemons; DIR stays (logs) until removed
+#   scripts/slurm-local.sh slurmd [DIR]   # starts slurmd again after it died (the node returns to service)
 #
 # DIR defaults to $TETRA_SLURM_DIR, else /tmp/tetra-slurm. The daemons listen on TCP ports
 # $TETRA_SLURM_PORT (slurmctld) and the one after it (slurmd), 16817 by default. Needs Debian's slurm-wlm
@@ -20,7 +21,7 @@ port=${TETRA_SLURM_PORT:-16817}
 node=tetra-node
 
 usage() {
-  echo "usage: $0 start|stop|status [DIR]" >&2
+  echo "usage: $0 start|stop|status|slurmd [DIR]" >&2
   exit 1
 }
 
@@ -62,7 +63,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge/munge.socket
+# cred_expire: a requeued job waits this long before it starts again (Slurm's default is 120 s).
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/run/slurmctld.pid
@@ -81,7 +83,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 # A node that went down (slurmd killed) comes back as soon as it registers again.
 ReturnToService=2
-SlurmdTimeout=30
+# A node whose slurmd stopped answering is down after 10 s, and its jobs requeued (--requeue), so that
+# a test of that failure need not wait long.
+SlurmdTimeout=10
 InactiveLimit=0
 KillWait=5
 MinJobAge=300
@@ -93,6 +97,8 @@ CgroupPlugin=autodetect
 IgnoreSystemd=yes
 EOF
 }
+
+start_slurmd() { slurmd -N "$node" -f "$dir/etc/slurm.conf"; }
 
 start() {
   installed || { echo "slurm-local: slurm-wlm and munge are not installed (scripts/setup.sh installs them)" >&2; exit 3; }
@@ -112,7 +118,7 @@ start() {
     --pid-file="$dir/run/munged.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/munged.seed"
   # -i: a fresh cluster each start (no jobs kept from an earlier one).
   slurmctld -i -f "$SLURM_CONF"
-  slurmd -N "$node" -f "$SLURM_CONF"
+  start_slurmd
 
   # Ready when the node is idle (it is "unknown" until slurmd registers).
   for _ in $(seq 150); do
@@ -162,8 +168,16 @@ status() {
   return 1
 }
 
+# slurmd alone, again, beside the running slurmctld (its jobs' processes outlive it).
+restart_slurmd() {
+  pid_alive "$dir/run/slurmctld.pid" || { echo "slurm-local: not running under $dir" >&2; exit 1; }
+  pid_alive "$dir/run/slurmd.pid" && { echo "slurm-local: slurmd is running" >&2; return 0; }
+  start_slurmd
+}
+
 case "$action" in
   start) start ;;
+  slurmd) restart_slurmd ;;
   stop) stop ;;
   status) status ;;
   *) usage ;;

@@ -70,11 +70,30 @@ std::string merge_command(const TuneCliOptions& opt) {
   return dsl::describe_command(argv);
 }
 
-void write_script(const std::string& path, const std::string& what, const std::string& command) {
+void write_script(const std::string& path, const std::string& what, const std::string& body) {
   std::ofstream f(path);
-  f << "#!/bin/sh\n# " << what << "\nexec " << command << "\n";
+  f << "#!/bin/sh\n# " << what << "\n" << body;
   check(f.good(), ErrorKind::Io, "cannot write " + path);
   std::filesystem::permissions(path, std::filesystem::perms::owner_exec, std::filesystem::perm_options::add);
+}
+
+// How many times an array task runs its shard when the shard is killed.
+constexpr int kShardAttempts = 3;
+
+// The body of a Slurm array task's script. Slurm requeues a task (--requeue) when its node fails, but a
+// task whose program a signal killed (kill -9, the OOM killer, a crash) is FAILED, and the merge would
+// never run: so the script runs a killed shard again, which resumes where it stopped. Any other
+// failure (a bad option, a model it cannot read) fails the task at once, and so does SIGTERM (status
+// 143): it is how Slurm ends a task (scancel, a requeue, the time limit), the script with it.
+std::string shard_script(const TuneCliOptions& opt) {
+  const std::string attempts = std::to_string(kShardAttempts);
+  return "for attempt in $(seq " + attempts + "); do\n"
+         "  " + shard_command(opt, "\"$SLURM_ARRAY_TASK_ID\"") + " && exit 0\n"
+         "  status=$?\n"
+         "  [ $status -gt 128 ] && [ $status != 143 ] || exit $status\n"
+         "  echo \"tetra: shard $SLURM_ARRAY_TASK_ID was killed (status $status) in attempt $attempt of " + attempts + "\" >&2\n"
+         "done\n"
+         "exit $status\n";
 }
 
 // Runs sbatch --parsable with `args` and returns the job id it prints.
@@ -111,12 +130,12 @@ void distribute(const TuneCliOptions& opt) {
   }
   std::string scripts = db + "/slurm";
   std::filesystem::create_directories(scripts);
-  write_script(scripts + "/shard.sh", "One shard of `tetra tune`: Slurm array task i of " + n + ".",
-               shard_command(opt, "\"$SLURM_ARRAY_TASK_ID\""));
-  write_script(scripts + "/merge.sh", "Joins the shards' databases into " + db + ".", merge_command(opt));
+  write_script(scripts + "/shard.sh", "One shard of `tetra tune`: Slurm array task i of " + n + ".", shard_script(opt));
+  write_script(scripts + "/merge.sh", "Joins the shards' databases into " + db + ".", "exec " + merge_command(opt) + "\n");
   std::vector<std::string> extra = dsl::split_command(opt.sbatch_args);
+  // --open-mode=append: a requeued shard's log keeps what its earlier runs printed.
   std::vector<std::string> array = {"--array=0-" + std::to_string(opt.shards - 1), "--requeue", "--job-name=tetra-tune",
-                                    "--output=" + scripts + "/shard-%a.log"};
+                                    "--output=" + scripts + "/shard-%a.log", "--open-mode=append"};
   array.insert(array.end(), extra.begin(), extra.end());
   array.push_back(scripts + "/shard.sh");
   std::string shards_job = submit(array);
