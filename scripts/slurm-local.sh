@@ -102,6 +102,12 @@ start_slurmd() { slurmd -N "$node" -f "$dir/etc/slurm.conf"; }
 
 start() {
   installed || { echo "slurm-local: slurm-wlm and munge are not installed (scripts/setup.sh installs them)" >&2; exit 3; }
+  # slurmd 22.05 initialises its cgroup plugin even with linuxproc and task/none, and fails without one.
+  if ! mountpoint -q /sys/fs/cgroup 2>/dev/null && [ ! -d /sys/fs/cgroup/cpu ]; then
+    echo "slurm-local: no cgroup filesystem is mounted at /sys/fs/cgroup (a chroot or a container without /sys?);" \
+      "slurmd cannot start without one" >&2
+    exit 1
+  fi
   [ "$(id -u)" = 0 ] || { echo "slurm-local: must run as root (the daemons run as root)" >&2; exit 1; }
   if pid_alive "$dir/run/slurmctld.pid"; then
     echo "slurm-local: already running under $dir" >&2
