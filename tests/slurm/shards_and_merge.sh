@@ -7,31 +7,9 @@
 # Exit 77 (a ctest skip) only where Slurm is not installed, this is not root, or Slurm cannot start here.
 set -euo pipefail
 tetra=$1
-source_dir=$(cd "$(dirname "$0")/../.." && pwd)
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-
-command -v slurmctld >/dev/null && command -v munged >/dev/null ||
-  skip "Slurm is not installed (apt-get install slurm-wlm munge, or scripts/setup.sh)"
-[ "$(id -u)" = 0 ] || skip "the local Slurm cluster runs its daemons as root"
-
-work=$(mktemp -d /tmp/tetra-slurm-test.XXXXXX)
-export TETRA_SLURM_DIR=$work/slurm
-# A port of its own, so that two builds' tests do not meet on one port.
-export TETRA_SLURM_PORT=$((20000 + ($$ % 10000) * 2))
-finish() {
-  "$source_dir/scripts/slurm-local.sh" stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap finish EXIT
-if ! started=$("$source_dir/scripts/slurm-local.sh" start 2>"$work/start.log"); then
-  cat "$work/start.log"
-  tail -n 5 "$TETRA_SLURM_DIR"/log/*.log 2>/dev/null || true
-  skip "the local Slurm cluster could not start on this machine"
-fi
-eval "$started"  # export SLURM_CONF=...
+source "$(dirname "$0")/common.sh"
+work_folder slurm-test
+start_local_slurm
 
 # One record: workload M, tile_n knob, median ms, device; a median of 0 with an error is a failed candidate.
 record() {
@@ -67,12 +45,6 @@ for _ in $(seq 120); do
   [ -z "$queue" ] || grep -q DependencyNeverSatisfied <<<"$queue" && break
   sleep 0.5
 done
-status=0
-expect() {  # expect DESCRIPTION COMMAND...: runs the check, reports it
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; status=1; fi
-}
 job_state() { scontrol show job "$1" | grep -o 'JobState=[A-Z_]*' | sort -u; }
 for i in 0 1 2; do expect "shard job ${array}_$i completed" [ "$(job_state "${array}_$i")" = JobState=COMPLETED ]; done
 expect "merge job $merge completed" [ "$(job_state "$merge")" = JobState=COMPLETED ]

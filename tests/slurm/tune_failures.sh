@@ -15,37 +15,10 @@
 set -euo pipefail
 tetra=$1
 make_examples=$2
-source_dir=$(cd "$(dirname "$0")/../.." && pwd)
-slurm_local=$source_dir/scripts/slurm-local.sh
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-status=0
-expect() {  # expect DESCRIPTION COMMAND...: runs the check, reports it
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; status=1; fi
-}
-
-command -v slurmctld >/dev/null && command -v munged >/dev/null ||
-  skip "Slurm is not installed (apt-get install slurm-wlm munge, or scripts/setup.sh)"
-[ "$(id -u)" = 0 ] || skip "the local Slurm cluster runs its daemons as root"
+source "$(dirname "$0")/common.sh"
 command -v python3 >/dev/null || skip "python3 checks the databases against the trial logs"
-
-work=$(mktemp -d /tmp/tetra-tune-failures.XXXXXX)
-export TETRA_SLURM_DIR=$work/slurm
-export TETRA_SLURM_PORT=$((20000 + ($$ % 10000) * 2))
-finish() {
-  "$slurm_local" stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap finish EXIT
-if ! started=$("$slurm_local" start 2>"$work/start.log"); then
-  cat "$work/start.log"
-  skip "the local Slurm cluster could not start on this machine"
-fi
-eval "$started"  # export SLURM_CONF=...
+work_folder tune-failures
+start_local_slurm
 
 # The example MLP has 3 tasks, fewer than 4 shards: every shard takes every task and the exhaustive
 # search's candidates are split by index, so no two shards measure one candidate. 80 trials a task

@@ -8,26 +8,8 @@
 set -euo pipefail
 tetra=$1
 make_examples=$2
-source_dir=$(cd "$(dirname "$0")/../.." && pwd)
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-status=0
-expect() {  # expect DESCRIPTION COMMAND...: runs the check, reports it
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; status=1; fi
-}
-
-work=$(mktemp -d /tmp/tetra-tune-slurm.XXXXXX)
-export TETRA_SLURM_DIR=$work/slurm
-export TETRA_SLURM_PORT=$((20000 + ($$ % 10000) * 2))
-finish() {
-  "$source_dir/scripts/slurm-local.sh" stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap finish EXIT
+source "$(dirname "$0")/common.sh"
+work_folder tune-slurm
 "$make_examples" "$work/models" >/dev/null
 model=$work/models/mlp.onnx
 tune=("$tetra" tune "$model" --shape x=4,64 --strategy random --repeats 3)
@@ -49,14 +31,7 @@ expect "its rerun completed the budget: 18 records, no candidate twice" grep -q 
 left=$("${tune[@]}" --db "$work/killed" --trials 6 --shard 0/1 --status)
 expect "--status: nothing left" grep -q "18 trials done, 0 left" <<<"$left"
 
-command -v slurmctld >/dev/null && command -v munged >/dev/null ||
-  skip "Slurm is not installed (apt-get install slurm-wlm munge, or scripts/setup.sh)"
-[ "$(id -u)" = 0 ] || skip "the local Slurm cluster runs its daemons as root"
-if ! started=$("$source_dir/scripts/slurm-local.sh" start 2>"$work/start.log"); then
-  cat "$work/start.log"
-  skip "the local Slurm cluster could not start on this machine"
-fi
-eval "$started"  # export SLURM_CONF=...
+start_local_slurm
 
 submitted=$("${tune[@]}" --db "$work/db" --trials 4 --shards 3 --slurm)
 echo "$submitted"

@@ -8,9 +8,9 @@
 set -euo pipefail
 tetra=$1
 make_examples=$2
-command -v parallel >/dev/null || { echo "SKIP: GNU parallel is not installed (apt-get install parallel)"; exit 77; }
-work=$(mktemp -d /tmp/tetra-tune-parallel.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
+command -v parallel >/dev/null || skip "GNU parallel is not installed (apt-get install parallel)"
+work_folder tune-parallel
 "$make_examples" "$work/models" >/dev/null
 printed=$("$tetra" tune "$work/models/mlp.onnx" --db "$work/db" --shape x=4,64 --strategy random --repeats 3 \
   --trials 3 --shards 2)
@@ -30,13 +30,7 @@ FLAKY
 chmod +x "$work/flaky"
 line=${line/--sshloginfile $work\/hosts /--sshloginfile $work/hosts $work/flaky }
 echo "running: $line"
-status=0
 bash -c "$line" || status=$?
-expect() {
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; status=1; fi
-}
 expect "the parallel run and the merge succeeded" [ $status = 0 ]
 expect "shard 1 ran twice, shard 0 once" [ "$(grep -c -- '--shard 1/2' "$work/attempts")" = 2 -a "$(grep -c -- '--shard 0/2' "$work/attempts")" = 1 ]
 expect "the job log has both shards' final runs, exit 0" [ "$(awk -F'\t' 'NR > 1 && $7 == 0' "$work/db/shards.log" | wc -l)" = 2 ]
