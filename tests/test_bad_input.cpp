@@ -121,12 +121,13 @@ TEST_CASE("a tensor is checked against the size cap before anything is allocated
   CHECK_THAT(message, Catch::Contains("ConstantOfShape") && Catch::Contains("more than the"));
 }
 
-// The bound guards against a quadratic sort (over a minute), not against instrumentation: a sanitized
-// build runs everything about 3x slower.
+// The bound guards against a quadratic sort (over a minute), not against instrumentation (a sanitized
+// build runs everything about 3x slower) or a busy machine: beside the Slurm tests' tuning jobs the
+// CPU time here reached 1.09 and 1.37 s, over a bound of 1 s.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr double kChainLoadSeconds = 5.0;
 #else
-constexpr double kChainLoadSeconds = 1.0;
+constexpr double kChainLoadSeconds = 3.0;
 #endif
 
 TEST_CASE("a 100k-node chain in reverse order loads in linear time", "[bad-input]") {
