@@ -8,8 +8,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
+#include "dsl/par_for_chunks.h"
 #include "dsl/process.h"
 #include "dsl/target.h"
 #include "runtime/graph_io.h"
@@ -86,18 +88,32 @@ Status link_shared(const std::string& object, const fs::path& library, const std
 Result<std::string> shared_runtime(const fs::path& dir, const Halide::Target& kernel_target) {
   // strict_float changes kernels, not the runtime: one runtime (and one thread pool) serves both.
   Halide::Target target = strip_kernel_only_features(kernel_target.without_feature(Halide::Target::StrictFloat));
-  std::string key = "halide runtime | " + target.to_string() + " | " + toolchain_id();
+  std::string key = "halide runtime | " + target.to_string() + " | " + toolchain_id() + " | " +
+                    hash_hex(kParForChunksSource);
   fs::path library = dir / ("runtime_" + hash_hex(key) + ".so");
   std::error_code ec;
   if (fs::exists(library, ec)) return library.string();
-  std::string object = (dir / ("tmp_" + std::to_string(getpid()) + "_runtime.o")).string();
+  std::string tmp = (dir / ("tmp_" + std::to_string(getpid()) + "_runtime")).string();
+  std::string object = tmp + ".o", chunks_source = tmp + "_par_for.c", chunks_object = tmp + "_par_for.o";
+  auto remove_temporaries = [&] {
+    for (const std::string& f : {object, chunks_source, chunks_object}) fs::remove(f, ec);
+  };
   try {
     Halide::compile_standalone_runtime(object, target);
   } catch (const Halide::Error& e) {
+    remove_temporaries();
     return compile_failure(key, e.what());
   }
-  Status st = link_shared(object, library, {}, key);
-  fs::remove(object, ec);
+  std::ofstream(chunks_source) << kParForChunksSource;
+  std::vector<std::string> compile = {"cc", "-O2", "-fPIC", "-c", chunks_source, "-o", chunks_object};
+  ProgramRun compiled = run_program(compile);
+  if (!compiled.ok()) {
+    remove_temporaries();
+    return compile_failure(key, "compiling the thread pool's task handler failed: " + describe_command(compile) +
+                                    "\n" + compiled.output);
+  }
+  Status st = link_shared(object, library, {chunks_object}, key);
+  remove_temporaries();
   if (!st) return st.failure();
   return library.string();
 }

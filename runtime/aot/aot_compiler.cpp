@@ -14,6 +14,7 @@
 #include "Halide.h"
 #include "importer/error.h"
 #include "dsl/process.h"
+#include "dsl/par_for_chunks.h"
 #include "runtime/aot/aot_abi_text.h"
 #include "runtime/executor.h"
 #include "runtime/graph_io.h"
@@ -371,6 +372,7 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
        << blob.size() << "ull, " << fnv1a64(blob.data(), blob.size()) << "ull, kernels, "
        << table.size() << ", " << opt.target.natural_lanes(Halide::Float(32)) << "};\n";
   glue << fill(kGlueApi);
+  glue << dsl::kParForChunksSource;
   std::string weights_define =
       opt.weights_file ? "#define " + name + "_WEIGHTS_FILE \"" + name + ".weights\" /* create it with _create_from_file */\n" : "";
   write_text(work / "include" / (name + ".h"), replace_all(fill(kHeader), "@WEIGHTS_DEFINE@", weights_define));
