@@ -2,6 +2,7 @@
 #pragma once
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace tetra {
 
@@ -26,6 +27,12 @@ class Error : public std::runtime_error {
 // Checks an internal or user-facing condition and throws an Error naming the context.
 inline void check(bool condition, ErrorKind kind, const std::string& message) {
   if (!condition) fail(kind, message);
+}
+// The same with the message built only on failure, for checks that run on every inference: building
+// a message of labels and shapes for each node of each run costs microseconds a node.
+template <typename MakeMessage, typename = std::enable_if_t<std::is_invocable_r_v<std::string, MakeMessage>>>
+inline void check(bool condition, ErrorKind kind, MakeMessage&& make_message) {
+  if (!condition) fail(kind, make_message());
 }
 
 }  // namespace tetra

@@ -14,7 +14,7 @@ std::vector<Tensor> epilogue_step_args(const Node& node, const Node& step, const
     for (size_t j = 2; j < node.inputs.size() && j < inputs.size(); ++j)
       if (!step.inputs[i].empty() && node.inputs[j] == step.inputs[i]) arg = inputs[j];
     check(step.inputs[i].empty() || !arg.empty(), ErrorKind::Invalid,
-          node.label() + ": epilogue step " + step.label() + " lacks input '" + step.inputs[i] + "'");
+          [&] { return node.label() + ": epilogue step " + step.label() + " lacks input '" + step.inputs[i] + "'"; });
     args.push_back(arg);
   }
   return args;

@@ -104,14 +104,16 @@ TensorMap Executor::run(const TensorMap& inputs, std::vector<double>* node_ms) {
     if (node_ms) (*node_ms)[k] = ms_since(start);
     for (size_t i = 0; i < n.outputs.size(); ++i) {
       if (n.outputs[i].empty()) continue;
-      check(i < results.size(), ErrorKind::Invalid, n.label() + ": kernel produced no output " + std::to_string(i));
+      check(i < results.size(), ErrorKind::Invalid,
+            [&] { return n.label() + ": kernel produced no output " + std::to_string(i); });
       const ValueInfo& expected = values.at(n.outputs[i]);
       check(results[i].dtype() == expected.dtype &&
                 (!expected.has_shape || !fully_known(expected.shape) || to_shape(expected.shape) == results[i].shape()),
-            ErrorKind::Invalid,
-            n.label() + ": computed " + dtype_name(results[i].dtype()) + shape_str(results[i].shape()) +
-                " for output '" + n.outputs[i] + "' but inference said " + dtype_name(expected.dtype) +
-                shape_str(expected.shape));
+            ErrorKind::Invalid, [&] {
+              return n.label() + ": computed " + dtype_name(results[i].dtype()) + shape_str(results[i].shape()) +
+                     " for output '" + n.outputs[i] + "' but inference said " + dtype_name(expected.dtype) +
+                     shape_str(expected.shape);
+            });
       env[n.outputs[i]] = std::move(results[i]);
     }
     for (const std::string& name : free_after_[k]) env.erase(name);

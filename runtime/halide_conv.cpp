@@ -89,9 +89,10 @@ class HalideDirectConv : public NodeKernel {
     const Tensor& x = inputs[0];
     const Tensor* bias = inputs.size() > 1 && !inputs[1].empty() ? &inputs[1] : nullptr;
     ConvParams p = conv_params(node_, x.shape(), node_.weight->shape());
-    check(!bias || bias->shape() == Shape{p.out_channels}, ErrorKind::Invalid,
-          node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must be [" +
-              std::to_string(p.out_channels) + "]");
+    check(!bias || bias->shape() == Shape{p.out_channels}, ErrorKind::Invalid, [&] {
+      return node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must be [" +
+             std::to_string(p.out_channels) + "]";
+    });
     dsl::QConvWorkload wl = workload_of(p, bias != nullptr);
     const KernelCode& code = code_for(wl);
 
@@ -111,15 +112,18 @@ class HalideDirectConv : public NodeKernel {
     Halide::Runtime::Buffer<float> R;
     if (wl.epilogue.residual) {
       const Tensor& r = inputs.at(epilogue_.residual_input);
-      check(r.shape() == y.shape(), ErrorKind::Invalid,
-            node_.label() + ": residual " + shape_str(r.shape()) + " must have the output's shape " + shape_str(y.shape()));
+      check(r.shape() == y.shape(), ErrorKind::Invalid, [&] {
+        return node_.label() + ": residual " + shape_str(r.shape()) + " must have the output's shape " +
+               shape_str(y.shape());
+      });
       R = Halide::Runtime::Buffer<float>(const_cast<float*>(float_data(r, residual_copy)),
                                          {int(wl.OW), int(wl.OH), int(wl.M), int(wl.N)});
     }
     dsl::QConvCall call{X.raw_buffer(), weight_.get(), Y.raw_buffer(), bias ? B.raw_buffer() : nullptr,
                         wl.epilogue.residual ? R.raw_buffer() : nullptr};
     dsl::Status st = dsl::call_qconv(*code.pipeline, wl, wl, call);
-    check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+    check(st.ok(), ErrorKind::Invalid,
+          [&] { return node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
     if (y.dtype() != DType::Float32)
       for (int64_t i = 0; i < y.size(); ++i) y.set(i, y_copy[size_t(i)]);  // rounds once, to float16
     return {y};

@@ -40,8 +40,10 @@ class HalideConvTranspose : public NodeKernel {
     const int64_t H = g.OH, W = g.OW, OH = g.H, OW = g.W, KH = g.KH, KW = g.KW;
     const int64_t SH = g.SH, SW = g.SW, DH = g.DH, DW = g.DW, PT = g.PT, PL = g.PL;
     int64_t C = p.out_channels, M = p.in_channels;
-    check(!bias || bias->size() == M, ErrorKind::Invalid,
-          node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must have " + std::to_string(M) + " values");
+    check(!bias || bias->size() == M, ErrorKind::Invalid, [&] {
+      return node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must have " + std::to_string(M) +
+             " values";
+    });
     std::vector<float> x_copy, bias_copy;
     const float* xd = float_data(x, x_copy);
     const float* bd = bias ? float_data(*bias, bias_copy) : nullptr;
@@ -128,12 +130,16 @@ class HalideConvTransposeDirect : public NodeKernel {
     ConvParams p = conv_transpose_params(node_, x.shape(), weight_shape_);
     const Conv2d g = Conv2d::of(p);  // the adjoint conv: its output (OH, OW) is this node's input
     const int64_t H = g.OH, W = g.OW, OH = g.H, OW = g.W, C = p.out_channels, M = p.in_channels;
-    check(OH == H * g.KH && OW == W * g.KW, ErrorKind::Invalid,
-          node_.label() + ": the output is not the input times the kernel; the direct kernel cannot take it");
-    check(!bias || bias->size() == M, ErrorKind::Invalid,
-          node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must have " + std::to_string(M) + " values");
+    check(OH == H * g.KH && OW == W * g.KW, ErrorKind::Invalid, [&] {
+      return node_.label() + ": the output is not the input times the kernel; the direct kernel cannot take it";
+    });
+    check(!bias || bias->size() == M, ErrorKind::Invalid, [&] {
+      return node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must have " + std::to_string(M) +
+             " values";
+    });
     for (int64_t v : {W, H, C, p.batch, OW, OH, M})
-      check(v <= INT32_MAX, ErrorKind::Invalid, node_.label() + ": a dimension is too large for a Halide kernel");
+      check(v <= INT32_MAX, ErrorKind::Invalid,
+            [&] { return node_.label() + ": a dimension is too large for a Halide kernel"; });
     std::vector<float> x_copy, bias_values(size_t(M), 0.0f);
     const float* xd = float_data(x, x_copy);
     if (bias)
@@ -148,7 +154,8 @@ class HalideConvTransposeDirect : public NodeKernel {
     Halide::Runtime::Buffer<float> Y(y.mutable_data<float>(), {int(OW), int(OH), int(M), int(p.batch)});
     void* argv[] = {X.raw_buffer(), Wt.raw_buffer(), B.raw_buffer(), Y.raw_buffer()};
     dsl::Status st = dsl::call_pipeline(*code_.pipeline, argv, "conv transpose");
-    check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+    check(st.ok(), ErrorKind::Invalid,
+          [&] { return node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
     if (x.dtype() == DType::Float32) return {y};
     Tensor out = Tensor::for_overwrite(x.dtype(), out_shape);
     for (int64_t i = 0; i < y.size(); ++i) out.set(i, y.data<float>()[i]);  // rounds once, to float16

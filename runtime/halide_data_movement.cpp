@@ -77,8 +77,10 @@ HalideBuffer strided_buffer(const Node& node, halide_type_t type, const void* da
                             const std::vector<int64_t>& strides, int rank) {
   std::vector<halide_dimension_t> dims(rank, halide_dimension_t(0, 1, 1));
   for (size_t d = 0; d < extents.size(); ++d) {
-    check(std::abs(strides[d]) <= INT32_MAX, ErrorKind::Unsupported,
-          node.label() + ": a stride of " + std::to_string(strides[d]) + " elements is too large for a Halide kernel");
+    check(std::abs(strides[d]) <= INT32_MAX, ErrorKind::Unsupported, [&] {
+      return node.label() + ": a stride of " + std::to_string(strides[d]) +
+             " elements is too large for a Halide kernel";
+    });
     dims[d] = halide_dimension_t(0, to_int(extents[d], node), static_cast<int32_t>(strides[d]));
   }
   return HalideBuffer(type, const_cast<void*>(data), rank, dims.data());
@@ -102,7 +104,8 @@ void call(const Node& node, const KernelCode& code, std::vector<HalideBuffer*> b
   std::vector<void*> argv;
   for (HalideBuffer* b : buffers) argv.push_back(b->raw_buffer());
   dsl::Status st = dsl::call_pipeline(*code.pipeline, argv.data(), node.op_type);
-  check(st.ok(), ErrorKind::Invalid, node.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+  check(st.ok(), ErrorKind::Invalid,
+        [&] { return node.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
 }
 
 int64_t element_bytes(const Tensor& t) { return dtype_bits(t.dtype()) / 8; }

@@ -49,7 +49,8 @@ void call(const Node& node, const KernelCode& code, std::vector<Halide::Runtime:
   for (int& i : ints) argv.push_back(&i);
   argv.push_back(output.raw_buffer());
   dsl::Status st = dsl::call_pipeline(*code.pipeline, argv.data(), node.op_type);
-  check(st.ok(), ErrorKind::Invalid, node.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+  check(st.ok(), ErrorKind::Invalid,
+        [&] { return node.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,8 +203,9 @@ std::unique_ptr<NodeKernel> make_batch_norm(const Node& node, const Graph& graph
   auto kernel = std::make_unique<ElementwiseKernel>(node, source, "BatchNorm", [=, &node](const std::vector<Tensor>& in) {
     int64_t channels = in[0].rank() >= 2 ? in[0].shape()[1] : -1;
     for (size_t i = 1; i <= 4; ++i)
-      check(in[i].shape() == Shape{channels}, ErrorKind::Invalid,
-            node.label() + ": BatchNormalization parameters must have shape [C] of X " + shape_str(in[0].shape()));
+      check(in[i].shape() == Shape{channels}, ErrorKind::Invalid, [&] {
+        return node.label() + ": BatchNormalization parameters must have shape [C] of X " + shape_str(in[0].shape());
+      });
     std::pair<Tensor, Tensor> sb = folded ? *folded : fold_batch_norm(in, epsilon, in[0].rank());
     return ElementwiseArgs{{in[0], sb.first, sb.second}, {}};
   });
@@ -226,7 +228,7 @@ std::unique_ptr<NodeKernel> make_clip(const Node& node, const Graph& graph, Kern
     ElementwiseArgs a{{in[0]}, {}};
     auto bound = [&](size_t input, const char* attr) {
       if (from_attrs) return static_cast<float>(node.attr_float(attr, 0));
-      check(in[input].size() == 1, ErrorKind::Invalid, node.label() + ": min and max must be scalars");
+      check(in[input].size() == 1, ErrorKind::Invalid, [&] { return node.label() + ": min and max must be scalars"; });
       return static_cast<float>(in[input].get(0));
     };
     if (has_min) a.floats.push_back(bound(1, "min"));

@@ -20,14 +20,15 @@ class HalideBatchMatMul : public NodeKernel {
     const Tensor& a = inputs.at(0);
     const Tensor& b = inputs.at(1);
     Shape as = a.shape(), bs = b.shape();
-    check(!as.empty() && !bs.empty(), ErrorKind::Invalid, node_.label() + ": MatMul of a scalar");
+    check(!as.empty() && !bs.empty(), ErrorKind::Invalid, [&] { return node_.label() + ": MatMul of a scalar"; });
     // 1-D operands: A [K] is [1, K] and B [K] is [K, 1]; their dimension is dropped from the result.
     bool a_vector = as.size() == 1, b_vector = bs.size() == 1;
     if (a_vector) as.insert(as.begin(), 1);
     if (b_vector) bs.push_back(1);
     int64_t M = as[as.size() - 2], K = as.back(), N = bs.back();
-    check(bs[bs.size() - 2] == K, ErrorKind::Invalid,
-          node_.label() + ": inner dimensions differ: " + shape_str(a.shape()) + " x " + shape_str(b.shape()));
+    check(bs[bs.size() - 2] == K, ErrorKind::Invalid, [&] {
+      return node_.label() + ": inner dimensions differ: " + shape_str(a.shape()) + " x " + shape_str(b.shape());
+    });
 
     // The broadcast batch shape, and each operand's stride (in elements) along it: 0 where it broadcasts.
     Shape a_batch(as.begin(), as.end() - 2), b_batch(bs.begin(), bs.end() - 2);
@@ -39,8 +40,10 @@ class HalideBatchMatMul : public NodeKernel {
       size_t d = rank - 1 - i;
       int64_t ad = i < a_batch.size() ? a_batch[a_batch.size() - 1 - i] : 1;
       int64_t bd = i < b_batch.size() ? b_batch[b_batch.size() - 1 - i] : 1;
-      check(ad == bd || ad == 1 || bd == 1, ErrorKind::Invalid,
-            node_.label() + ": batch dimensions do not broadcast: " + shape_str(a.shape()) + " x " + shape_str(b.shape()));
+      check(ad == bd || ad == 1 || bd == 1, ErrorKind::Invalid, [&] {
+        return node_.label() + ": batch dimensions do not broadcast: " + shape_str(a.shape()) + " x " +
+               shape_str(b.shape());
+      });
       batch[d] = std::max(ad, bd);
       a_stride[d] = ad == 1 ? 0 : a_step;
       b_stride[d] = bd == 1 ? 0 : b_step;
@@ -81,7 +84,8 @@ class HalideBatchMatMul : public NodeKernel {
       Halide::Runtime::Buffer<float> Y(yd + o * inner * M * N, 3, y_dims);
       void* argv[] = {A.raw_buffer(), B.raw_buffer(), Y.raw_buffer()};
       dsl::Status st = dsl::call_pipeline(*code.pipeline, argv, "batch matmul");
-      check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+      check(st.ok(), ErrorKind::Invalid,
+            [&] { return node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
     }
     if (a.dtype() == DType::Float32) return {y};
     Tensor out = Tensor::for_overwrite(a.dtype(), y.shape());
@@ -127,19 +131,20 @@ class HalideAttention : public NodeKernel {
     check(r >= 2 && bs.size() == r && vs.size() == r && a.dtype() == DType::Float32 && b.dtype() == DType::Float32 &&
               v.dtype() == DType::Float32 && std::equal(as.begin(), as.end() - 2, bs.begin()) &&
               std::equal(as.begin(), as.end() - 2, vs.begin()) && as[r - 1] == bs[r - 2] && bs[r - 1] == vs[r - 2],
-          ErrorKind::Invalid,
-          node_.label() + ": inputs " + shape_str(as) + ", " + shape_str(bs) + ", " + shape_str(vs) +
-              " are not float32 [..., M, K], [..., K, N], [..., N, D] with the same batch dims");
+          ErrorKind::Invalid, [&] {
+            return node_.label() + ": inputs " + shape_str(as) + ", " + shape_str(bs) + ", " + shape_str(vs) +
+                   " are not float32 [..., M, K], [..., K, N], [..., N, D] with the same batch dims";
+          });
     int64_t M = as[r - 2], K = as[r - 1], N = bs[r - 1], D = vs[r - 1], batch = 1;
     for (size_t d = 0; d + 2 < r; ++d) batch *= as[d];
     for (const Tensor* t : {&a, &b, &v})
       check(t->size() <= INT32_MAX && M * D * batch <= INT32_MAX, ErrorKind::Invalid,
-            node_.label() + ": a tensor is too large for a Halide kernel's 32-bit strides");
+            [&] { return node_.label() + ": a tensor is too large for a Halide kernel's 32-bit strides"; });
     Shape out_shape = as;
     out_shape.back() = D;
     Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
     if (y.size() == 0) return {y};
-    check(N > 0, ErrorKind::Invalid, node_.label() + ": attention over no keys");
+    check(N > 0, ErrorKind::Invalid, [&] { return node_.label() + ": attention over no keys"; });
     auto buffer = [](const float* data, int64_t inner, int64_t rows, int64_t batches) {
       halide_dimension_t dims[3] = {{0, int32_t(inner), 1, 0}, {0, int32_t(rows), int32_t(inner), 0},
                                     {0, int32_t(batches), int32_t(inner * rows), 0}};
@@ -149,7 +154,8 @@ class HalideAttention : public NodeKernel {
     Halide::Runtime::Buffer<float> V = buffer(v.data<float>(), D, N, batch), Y = buffer(y.mutable_data<float>(), D, M, batch);
     void* argv[] = {A.raw_buffer(), B.raw_buffer(), V.raw_buffer(), Y.raw_buffer()};
     dsl::Status st = dsl::call_pipeline(*code_.pipeline, argv, "attention");
-    check(st.ok(), ErrorKind::Invalid, node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+    check(st.ok(), ErrorKind::Invalid,
+          [&] { return node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
     return {y};
   }
 

@@ -28,7 +28,8 @@ void QMatMulRunner::run(const float* a, int64_t M, float* y, const float* bias, 
   if (bias) B = Halide::Runtime::Buffer<float>(const_cast<float*>(bias), static_cast<int>(N_));
   dsl::QMatMulCall call{A.raw_buffer(), c.weight.get(), Y.raw_buffer(), bias ? B.raw_buffer() : nullptr, alpha, beta};
   dsl::Status st = dsl::call_qmatmul(*c.code.pipeline, c.workload, c.code.layout, call);
-  check(st.ok(), ErrorKind::Invalid, label_ + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()));
+  check(st.ok(), ErrorKind::Invalid,
+        [&] { return label_ + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
 }
 
 std::string QMatMulRunner::describe() const {
