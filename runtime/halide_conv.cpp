@@ -35,6 +35,13 @@ dsl::QConvWorkload conv_workload(const ConvParams& p, const dsl::ConvInt4Format&
   wl.pad_right = p.pads_end[1];
   wl.OH = p.out_spatial[0];
   wl.OW = p.out_spatial[1];
+  // A pointwise conv (1x1, stride 1, no padding) reads and writes each plane in order, so the plane is
+  // one row of H*W: full vectors and long tiles where a 7x7 or 14x14 map would leave lanes idle.
+  if (wl.KH == 1 && wl.KW == 1 && wl.SH == 1 && wl.SW == 1 && wl.pad_top == 0 && wl.pad_left == 0 &&
+      wl.pad_bottom == 0 && wl.pad_right == 0) {
+    wl.W = wl.OW = wl.H * wl.W;
+    wl.H = wl.OH = 1;
+  }
   wl.format = format;
   wl.block = block;
   wl.has_bias = has_bias;
@@ -101,7 +108,7 @@ class HalideDirectConv : public NodeKernel {
                                      {int(wl.W), int(wl.H), int(wl.C), int(wl.N)});
     Halide::Runtime::Buffer<float> B;
     if (bias) B = Halide::Runtime::Buffer<float>(const_cast<float*>(float_data(*bias, bias_copy)), int(wl.M));
-    Tensor y = Tensor::for_overwrite(x.dtype(), {wl.N, wl.M, wl.OH, wl.OW});
+    Tensor y = Tensor::for_overwrite(x.dtype(), {wl.N, wl.M, p.out_spatial[0], p.out_spatial[1]});
     float* y_data = y.dtype() == DType::Float32 ? y.mutable_data<float>() : nullptr;
     if (!y_data) {
       y_copy.resize(size_t(y.size()));

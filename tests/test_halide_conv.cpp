@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include "runtime/executor.h"
+#include "runtime/halide_ops.h"
 #include "runtime/model.h"
 #include "tests/test_support.h"
 #include "tools/model_builder.h"
@@ -107,6 +108,36 @@ TEST_CASE("Halide depthwise and grouped QConv match the reference", "[halide][co
     CHECK(k.backend == "halide");
     CHECK(k.detail.find(c.group == c.x[1] ? "cpu_int4_depthwise_conv" : "cpu_int4_grouped_conv") != std::string::npos);
   }
+}
+
+TEST_CASE("a pointwise QConv runs each plane as one row and matches the reference", "[halide][conv]") {
+  std::string dir = temp_dir("halide_conv_pointwise");
+  ConvModel pw;  // MobileNet's 1x1 expansion at an odd map size, batch 2, with the Relu after it
+  pw.x = {2, 24, 7, 9};
+  pw.M = 40;
+  pw.KH = pw.KW = 1;
+  pw.pads = {0, 0, 0, 0};
+  pw.relu = true;
+  std::string path = save_model(pw, dir + "/pointwise.onnx");
+  Graph graph = load_model(path);
+  for (const Node& node : graph.nodes)
+    if (node.op_type == "QConv") {
+      std::optional<HalideConv> conv = halide_conv_of(node, graph);
+      REQUIRE(conv);
+      CHECK(conv->workload.H == 1);
+      CHECK(conv->workload.W == 63);
+      CHECK(conv->workload.OH == 1);
+      CHECK(conv->workload.OW == 63);
+    }
+  KernelInfo k = run_and_compare(path, random_tensor(DType::Float32, pw.x), 1e-5);
+  CHECK(k.backend == "halide");
+  CHECK(k.detail.find("cpu_int4_dense_conv") != std::string::npos);
+
+  ConvModel padded = pw;  // with padding the planes are not contiguous rows: the workload keeps its shape
+  padded.pads = {1, 0, 0, 1};
+  Graph padded_graph = load_model(save_model(padded, dir + "/padded.onnx"));
+  for (const Node& node : padded_graph.nodes)
+    if (node.op_type == "QConv") CHECK(halide_conv_of(node, padded_graph)->workload.OH == 8);
 }
 
 TEST_CASE("Halide depthwise QConv runs float16 activations in fp32", "[halide][conv]") {
