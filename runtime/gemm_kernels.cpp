@@ -18,6 +18,12 @@
 #include "runtime/qmatmul_runner.h"
 
 namespace tetra {
+
+int64_t host_cores() {
+  static const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  return cores;
+}
+
 namespace {
 
 Tensor output_like(DType dtype, const Shape& shape, const std::vector<float>& values) {
@@ -202,7 +208,7 @@ class HalideQConv : public NodeKernel {
             }
           }
       };
-      int64_t workers = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()), OH);
+      int64_t workers = std::min<int64_t>(host_cores(), OH);
       std::vector<std::thread> pool;
       for (int64_t t = 1; t < workers; ++t) pool.emplace_back(rows, OH * t / workers, OH * (t + 1) / workers);
       rows(0, OH / workers);

@@ -81,7 +81,7 @@ class HalideConvTranspose : public NodeKernel {
             }
         }
       };
-      int64_t workers = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()), M);
+      int64_t workers = std::min<int64_t>(host_cores(), M);
       std::vector<std::thread> pool;
       for (int64_t t = 1; t < workers; ++t) pool.emplace_back(channels, M * t / workers, M * (t + 1) / workers);
       channels(0, M / workers);

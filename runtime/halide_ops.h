@@ -84,4 +84,8 @@ std::optional<HalideConv> halide_conv_of(const Node& node, const Graph& graph);
 // quantization grid does not map onto that matrix.
 std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& weight);
 
+// Hardware threads for the host-side loops beside the kernels (im2col, col2im), read once: the query
+// reads /sys on every call, and system calls cost microseconds a piece on a virtual machine.
+int64_t host_cores();
+
 }  // namespace tetra
