@@ -47,7 +47,7 @@ std::vector<PipelineParam> QConvDef::params() const {
   return p;
 }
 
-QConvDef define_qconv(const QConvWorkload& wl) {
+QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding) {
   using namespace Halide;
   QConvDef q(wl.format);
   q.workload = wl;
@@ -65,10 +65,16 @@ QConvDef define_qconv(const QConvWorkload& wl) {
   RVar rkw = q.taps.x, rkh = q.taps.y, rc = q.taps.z;
 
   // Algorithm
-  // constant_exterior marks the in-bounds test `likely`, so Halide splits the loops into a border and
-  // an interior where the test (and the select) is gone.
-  xs(x.var, y.var, ch.var, n.var) =
-      BoundaryConditions::constant_exterior(q.X, 0.0f, {{0, W}, {0, H}})(x.var, y.var, ch.var, n.var);
+  if (padding == InputPadding::Select) {
+    // constant_exterior marks the in-bounds test `likely`, so Halide splits the loops into a border and
+    // an interior where the test (and the select) is gone.
+    xs(x.var, y.var, ch.var, n.var) =
+        BoundaryConditions::constant_exterior(q.X, 0.0f, {{0, W}, {0, H}})(x.var, y.var, ch.var, n.var);
+  } else {
+    q.interior = RDom(0, W, 0, H, "interior");
+    xs(x.var, y.var, ch.var, n.var) = 0.0f;
+    xs(q.interior.x, q.interior.y, ch.var, n.var) = q.X(q.interior.x, q.interior.y, ch.var, n.var);
+  }
   w(kw.var, kh.var, c.var, m.var) = dequantize(q, wl.format, KH, KW, kw.var, kh.var, c.var, m.var);
   // Channels past M (= Mg * C / Cg) read channel M - 1: a schedule may compute whole tiles of channels.
   Expr mc = clamp(m.var, 0, q.Mg * (q.X.dim(2).extent() / q.Cg) - 1);

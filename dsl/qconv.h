@@ -20,7 +20,7 @@
 // (buffer extents, pads, dilations, Cg, Mg, the block size), so one compile serves many shapes.
 //
 // Algorithm (stage names in quotes, as schedules refer to them):
-//   "x"(x, y, ch, n)    = X with zeros outside [0, W) x [0, H)   (a boundary condition; inline or staged)
+//   "x"(x, y, ch, n)    = X with zeros outside [0, W) x [0, H)   (inline or staged; see InputPadding)
 //   "w"(kw, kh, c, m)   = W(m, c, kh, kw), dequantized            (inline or staged per channel)
 //   "acc"(ow, oh, m, n) = bias(m) + sum over the reduction "taps" (rkw, rkh, rc) of x * w
 //   output(ow, oh, m, n) = activation(acc(ow, oh, m, n) [+ residual(ow, oh, m, n)])   (the ConvEpilogue)
@@ -46,7 +46,8 @@ struct QConvDef {
   Halide::ImageParam residual{Halide::Float(32), 4, "residual"};  // (OW, OH, M, N), when the epilogue adds one
   Halide::Param<int> Cg{"Cg"}, Mg{"Mg"}, pad_top{"pad_top"}, pad_left{"pad_left"};
   Halide::Param<int> dil_h{"dil_h"}, dil_w{"dil_w"}, block{"block"};
-  Halide::RDom taps;  // taps.x = kw, taps.y = kh, taps.z = c
+  Halide::RDom taps;      // taps.x = kw, taps.y = kh, taps.z = c
+  Halide::RDom interior;  // InputPadding::ZeroFillThenCopy: the input, [0, W) x [0, H)
 
   explicit QConvDef(const ConvInt4Format& format)
       : packed(format.is_float() ? Halide::Float(format.float_bits) : Halide::UInt(8), 1, "W_packed"),
@@ -57,7 +58,18 @@ struct QConvDef {
   std::vector<PipelineParam> params() const;
 };
 
+// How "x" gets its zeros outside the input.
+enum class InputPadding {
+  // A boundary condition, x = select(in bounds, X(clamped), 0): works inlined and staged per tile, but
+  // a vector straddling the border reads X at clamped lanes, a gather; on 7x7 to 14x14 maps nearly
+  // every vector of a staged plane straddles it.
+  Select,
+  // x = 0, then an update copies the input (`interior`), dense vectors both ways. Only for an "x"
+  // staged as whole planes that cover the input (a strided conv may leave its last rows unread).
+  ZeroFillThenCopy,
+};
+
 // The algorithm for workloads with `workload`'s code_key(); no schedule applied.
-QConvDef define_qconv(const QConvWorkload& workload);
+QConvDef define_qconv(const QConvWorkload& workload, InputPadding padding = InputPadding::Select);
 
 }  // namespace tetra::dsl
