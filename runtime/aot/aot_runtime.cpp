@@ -202,9 +202,12 @@ void tetra_aot_destroy(tetra_aot_instance* instance) {
 
 const char* tetra_aot_last_error(void) { return last_error.c_str(); }
 
+extern "C" void tetra_par_for_set_threads(int threads);
+
 int tetra_aot_set_num_threads(int threads) {
   if (threads < 1) return failed(TETRA_AOT_INVALID_ARGUMENT, "set_num_threads: threads must be at least 1");
-  halide_set_num_threads(threads);
+  halide_set_num_threads(threads);   // nested loops
+  tetra_par_for_set_threads(threads);  // the rest (dsl/par_for_chunks.h, in the library's glue)
   return TETRA_AOT_OK;
 }
 
