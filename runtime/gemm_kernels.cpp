@@ -138,7 +138,11 @@ class HalideQConv : public NodeKernel {
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
-    ConvParams p = conv_params(node_, x.shape(), node_.weight->shape());
+    if (x.shape() != last_x_shape_) {  // attributes read once per input shape
+      last_p_ = conv_params(node_, x.shape(), node_.weight->shape());
+      last_x_shape_ = x.shape();
+    }
+    const ConvParams& p = last_p_;
     int64_t C = p.in_channels, M = p.out_channels, R = 1, P = 1;
     for (int64_t k : p.kernel) R *= k;
     for (int64_t o : p.out_spatial) P *= o;
@@ -220,6 +224,8 @@ class HalideQConv : public NodeKernel {
   QMatMulRunner runner_;
   Epilogue epilogue_;
   std::vector<float> cols_, y_rows_, nhwc_;
+  Shape last_x_shape_;  // the last call's input shape and its parameters
+  ConvParams last_p_;
 };
 
 // Runs a kernel that applies the node's epilogue steps before `first_step`, then the others.

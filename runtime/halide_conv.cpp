@@ -95,13 +95,22 @@ class HalideDirectConv : public NodeKernel {
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
     const Tensor* bias = inputs.size() > 1 && !inputs[1].empty() ? &inputs[1] : nullptr;
-    ConvParams p = conv_params(node_, x.shape(), node_.weight->shape());
+    // The same input shape as the last call (every call of a model with fixed shapes): its parameters,
+    // workload and code as they were, with no attributes to read or key to build.
+    if (!last_code_ || x.shape() != last_x_shape_ || (bias != nullptr) != last_has_bias_) {
+      last_p_ = conv_params(node_, x.shape(), node_.weight->shape());
+      last_wl_ = workload_of(last_p_, bias != nullptr);
+      last_code_ = &code_for(last_wl_);
+      last_x_shape_ = x.shape();
+      last_has_bias_ = bias != nullptr;
+    }
+    const ConvParams& p = last_p_;
+    const dsl::QConvWorkload& wl = last_wl_;
+    const KernelCode& code = *last_code_;
     check(!bias || bias->shape() == Shape{p.out_channels}, ErrorKind::Invalid, [&] {
       return node_.label() + ": bias " + shape_str(bias ? bias->shape() : Shape{}) + " must be [" +
              std::to_string(p.out_channels) + "]";
     });
-    dsl::QConvWorkload wl = workload_of(p, bias != nullptr);
-    const KernelCode& code = code_for(wl);
 
     std::vector<float> x_copy, bias_copy, y_copy;
     Halide::Runtime::Buffer<float> X(const_cast<float*>(float_data(x, x_copy)),
@@ -170,6 +179,11 @@ class HalideDirectConv : public NodeKernel {
   KernelEpilogue epilogue_;
   KernelSource& source_;
   std::map<std::string, KernelCode> codes_;  // by workload key
+  Shape last_x_shape_;                        // the last call's input shape, and what it resolved to
+  bool last_has_bias_ = false;
+  ConvParams last_p_;
+  dsl::QConvWorkload last_wl_;
+  const KernelCode* last_code_ = nullptr;  // in codes_ (map nodes stay put)
   double compile_ms_ = 0;
 };
 

@@ -42,6 +42,13 @@ std::string QMatMulRunner::describe() const {
 }
 
 QMatMulRunner::Compiled& QMatMulRunner::compiled_for(int64_t M) {
+  // The same row count as the last call (every call of a model with fixed shapes): no key to build.
+  if (last_ && last_->workload.M == M) return *last_;
+  last_ = &compiled_for_new(M);
+  return *last_;
+}
+
+QMatMulRunner::Compiled& QMatMulRunner::compiled_for_new(int64_t M) {
   dsl::QMatMulWorkload workload = dsl::qmatmul_workload(*weight_, trans_b_, M, has_bias_).value();
   workload.activation = activation_;
   workload.int8_activations = int8_activations_;  // a request: the source resolves it for its target

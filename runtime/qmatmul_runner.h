@@ -35,6 +35,7 @@ class QMatMulRunner {
     std::shared_ptr<const dsl::PackedInt4Buffers> weight;  // from the source, in the code's memory
   };
   Compiled& compiled_for(int64_t M);
+  Compiled& compiled_for_new(int64_t M);  // by workload key, compiled on first use
 
   std::shared_ptr<const QuantizedWeight> weight_;
   bool trans_b_, has_bias_;
@@ -45,6 +46,7 @@ class QMatMulRunner {
   int64_t K_ = 0, N_ = 0;
   std::map<std::string, std::shared_ptr<const dsl::PackedInt4Buffers>> packed_;  // by layout and format
   std::map<std::string, Compiled> compiled_;              // by workload key (it holds M)
+  Compiled* last_ = nullptr;                              // the last call's (map nodes stay put)
   double compile_ms_ = 0;
 };
 
