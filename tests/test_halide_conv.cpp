@@ -188,3 +188,40 @@ TEST_CASE("Halide QConv 1x64x56x56 timings through the Executor", "[.bench]") {
                 k.detail.c_str());
   }
 }
+
+TEST_CASE("conv kernels follow the input shape from call to call", "[halide][conv]") {
+  // Dense 3x3, depthwise stride 2 and pointwise convs over a dynamic input: each kernel keeps the last
+  // shape's parameters and code, so a shape that changes, and changes back, must be seen.
+  ModelBuilder b(13);
+  b.input("x", DType::Float32, {-1, 8, -1, -1}).output("y", DType::Float32);
+  b.initializer("w1", random_tensor(DType::Float32, {8, 8, 3, 3})).initializer("b1", random_tensor(DType::Float32, {8}));
+  b.initializer("w2", random_tensor(DType::Float32, {8, 1, 3, 3}));
+  b.initializer("w3", random_tensor(DType::Float32, {16, 8, 1, 1}));
+  b.node("Conv", {"x", "w1", "b1"}, {"y1"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+  b.node("Conv", {"y1", "w2"}, {"y2"},
+         {{"group", 8}, {"strides", std::vector<int64_t>{2, 2}}, {"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+  b.node("Conv", {"y2", "w3"}, {"y"});
+  Graph graph = load_model(b.save(temp_dir("halide_conv_dynamic") + "/m.onnx"));
+  Executor halide(graph, ExecutorOptions{Backend::Halide});
+  for (const Shape& shape : {Shape{1, 8, 9, 7}, Shape{2, 8, 5, 12}, Shape{1, 8, 9, 7}}) {
+    TensorMap in{{"x", random_tensor(DType::Float32, shape)}};
+    std::string mismatch = compare_tensors(halide.run(in).at("y"), run_reference(graph, in).at("y"), 1e-4, 1e-4);
+    INFO(shape_str(shape) << ": " << mismatch);
+    CHECK(mismatch.empty());
+  }
+  for (const KernelInfo& k : halide.kernels()) CHECK(k.backend == "halide");
+
+  ModelBuilder mm(13);  // the same for a MatMul's rows
+  mm.input("a", DType::Float32, {-1, 16}).output("y", DType::Float32);
+  mm.initializer("w", random_tensor(DType::Float32, {16, 24}));
+  mm.node("MatMul", {"a", "w"}, {"y"});
+  Graph matmul = load_model(mm.save(temp_dir("halide_matmul_dynamic") + "/m.onnx"));
+  Executor rows(matmul, ExecutorOptions{Backend::Halide});
+  for (int64_t m : {5, 1, 5, 9}) {
+    TensorMap in{{"a", random_tensor(DType::Float32, {m, 16})}};
+    std::string mismatch = compare_tensors(rows.run(in).at("y"), run_reference(matmul, in).at("y"), 1e-4, 1e-4);
+    INFO(m << " rows: " << mismatch);
+    CHECK(mismatch.empty());
+  }
+  CHECK(rows.kernels()[0].backend == "halide");
+}
