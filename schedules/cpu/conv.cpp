@@ -188,15 +188,18 @@ Status apply_cpu_conv(QConvDef& q, const Schedule& s, const TargetSpec& target) 
   Expr cols = window((OW + TW - 1) / TW * TW, wl.SW, wl.KW, q.dil_w);
   // Whole planes also cover the input, which their zero-fill-then-copy definition writes in full.
   auto plane = [&](Expr extent, Expr pad, const char* input) { return max(extent, pad + d.extent(input)); };
-  RVar rx = q.interior.x;
-  RVar rxo("rxo"), rxi("rxi");
+  // The zero-fill-then-copy planes' copy: dense vectors along each input row, the last one guarded.
+  auto vectorized_copy = [&]() {
+    RVar rxo("rxo"), rxi("rxi");
+    return x.update().split(q.interior.x, rxo, rxi, V, TailStrategy::GuardWithIf).vectorize(rxi);
+  };
   if (x_stage == "plane") {
     Expr rows = window((OH + TH - 1) / TH * TH, wl.SH, wl.KH, q.dil_h);
     x.compute_at(out, mn)
         .bound_extent(xv, plane(cols, q.pad_left, "W"))
         .bound_extent(d.var("y"), plane(rows, q.pad_top, "H"))
         .vectorize(xv, V);
-    x.update().split(rx, rxo, rxi, V, TailStrategy::GuardWithIf).vectorize(rxi);
+    vectorized_copy();
   } else if (x_stage == "root") {
     Expr rows = window((OH + TH - 1) / TH * TH, wl.SH, wl.KH, q.dil_h);
     x.compute_root()
@@ -204,7 +207,7 @@ Status apply_cpu_conv(QConvDef& q, const Schedule& s, const TargetSpec& target) 
         .bound_extent(d.var("y"), plane(rows, q.pad_top, "H"))
         .vectorize(xv, V)
         .parallel(d.var("ch"));
-    x.update().split(rx, rxo, rxi, V, TailStrategy::GuardWithIf).vectorize(rxi).parallel(d.var("ch"));
+    vectorized_copy().parallel(d.var("ch"));
   } else if (x_stage == "tile") {
     Expr rows = window(TH, wl.SH, wl.KH, q.dil_h);
     x.compute_at(out, oho).bound_extent(xv, cols).bound_extent(d.var("y"), rows).vectorize(xv, V);
