@@ -105,7 +105,8 @@ StoragePool& storage_pool() {
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
   check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
   size_ = checked_element_count(dtype, shape_);
-  bytes_ = storage_pool().take(size_t(storage_bytes(dtype, size_)), true);
+  byte_size_ = storage_bytes(dtype, size_);
+  bytes_ = storage_pool().take(size_t(byte_size_), true);
 }
 
 Tensor Tensor::for_overwrite(DType dtype, Shape shape) {
@@ -114,7 +115,8 @@ Tensor Tensor::for_overwrite(DType dtype, Shape shape) {
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   t.size_ = checked_element_count(dtype, t.shape_);
-  t.bytes_ = storage_pool().take(size_t(storage_bytes(dtype, t.size_)), false);
+  t.byte_size_ = storage_bytes(dtype, t.size_);
+  t.bytes_ = storage_pool().take(size_t(t.byte_size_), false);
   return t;
 }
 
@@ -124,7 +126,24 @@ Tensor::Tensor(DType dtype, Shape shape, std::vector<uint8_t> bytes) : dtype_(dt
   check(static_cast<int64_t>(bytes.size()) == storage_bytes(dtype, size_), ErrorKind::Malformed,
         "tensor of " + dtype_name(dtype) + shape_str(shape_) + " needs " + std::to_string(storage_bytes(dtype, size_)) +
             " bytes, got " + std::to_string(bytes.size()));
+  byte_size_ = static_cast<int64_t>(bytes.size());
   bytes_ = storage_pool().adopt(new std::vector<uint8_t>(std::move(bytes)));
+}
+
+Tensor Tensor::view(const Tensor& storage, int64_t byte_offset, DType dtype, Shape shape) {
+  check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.size_ = checked_element_count(dtype, t.shape_);
+  t.byte_size_ = storage_bytes(dtype, t.size_);
+  check(byte_offset >= 0 && byte_offset + t.byte_size_ <= storage.byte_size(), ErrorKind::Invalid, [&] {
+    return "a view of " + std::to_string(t.byte_size_) + " bytes at offset " + std::to_string(byte_offset) +
+           " does not fit in " + std::to_string(storage.byte_size()) + " bytes";
+  });
+  t.bytes_ = storage.bytes_;
+  t.offset_ = storage.offset_ + byte_offset;
+  return t;
 }
 
 Tensor Tensor::reshaped(Shape shape) const {
@@ -136,7 +155,7 @@ Tensor Tensor::reshaped(Shape shape) const {
 }
 
 double Tensor::get(int64_t i) const {
-  const uint8_t* p = bytes_->data();
+  const uint8_t* p = bytes();
   switch (dtype_) {
     case DType::Float32: { float v; std::memcpy(&v, p + 4 * i, 4); return v; }
     case DType::Float16: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); return half_to_float(v); }
@@ -147,7 +166,7 @@ double Tensor::get(int64_t i) const {
 }
 
 void Tensor::set(int64_t i, double value) {
-  uint8_t* p = bytes_->data();
+  uint8_t* p = mutable_bytes();
   switch (dtype_) {
     case DType::Float32: { float v = static_cast<float>(value); std::memcpy(p + 4 * i, &v, 4); return; }
     case DType::Float16: { uint16_t v = double_to_half(value); std::memcpy(p + 2 * i, &v, 2); return; }
@@ -157,7 +176,7 @@ void Tensor::set(int64_t i, double value) {
 }
 
 int64_t Tensor::get_int(int64_t i) const {
-  const uint8_t* p = bytes_->data();
+  const uint8_t* p = bytes();
   switch (dtype_) {
     case DType::Int4: return unpack_nibble(p, i, true);
     case DType::UInt4: return unpack_nibble(p, i, false);
@@ -173,7 +192,7 @@ int64_t Tensor::get_int(int64_t i) const {
 }
 
 void Tensor::set_int(int64_t i, int64_t value) {
-  uint8_t* p = bytes_->data();
+  uint8_t* p = mutable_bytes();
   switch (dtype_) {
     case DType::Int4: case DType::UInt4: pack_nibble(p, i, static_cast<int>(value & 0xF)); return;
     case DType::Int8: case DType::UInt8: p[i] = static_cast<uint8_t>(value); return;

@@ -42,12 +42,17 @@ class Tensor {
   int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
   int64_t size() const { return size_; }
   bool empty() const { return dtype_ == DType::Undefined; }
-  int64_t byte_size() const { return static_cast<int64_t>(bytes_->size()); }
-  const uint8_t* bytes() const { return bytes_->data(); }
-  uint8_t* mutable_bytes() { return bytes_->data(); }
+  int64_t byte_size() const { return byte_size_; }
+  const uint8_t* bytes() const { return bytes_->data() + offset_; }
+  uint8_t* mutable_bytes() { return bytes_->data() + offset_; }
 
   // Same bytes, another shape of the same element count (shares storage).
   Tensor reshaped(Shape shape) const;
+  // A tensor of `dtype` and `shape` over bytes [byte_offset, byte_offset + its size) of `storage`'s
+  // bytes (shares storage; the executor's memory plan hands these out). Throws when they do not fit.
+  static Tensor view(const Tensor& storage, int64_t byte_offset, DType dtype, Shape shape);
+  // Whether both tensors are views of one allocation (not necessarily the same bytes of it).
+  bool same_storage(const Tensor& other) const { return bytes_ == other.bytes_; }
 
   // Element access by flat index. get() is exact for every integer type up to 2^53 and for floats;
   // set() expects a value that the type represents (callers round and saturate first).
@@ -63,15 +68,16 @@ class Tensor {
   static Tensor scalar(DType dtype, double value);
 
   template <class T>
-  const T* data() const { return reinterpret_cast<const T*>(bytes_->data()); }
+  const T* data() const { return reinterpret_cast<const T*>(bytes()); }
   template <class T>
-  T* mutable_data() { return reinterpret_cast<T*>(bytes_->data()); }
+  T* mutable_data() { return reinterpret_cast<T*>(mutable_bytes()); }
 
  private:
   DType dtype_ = DType::Undefined;
   Shape shape_;
   int64_t size_ = 0;
   std::shared_ptr<std::vector<uint8_t>> bytes_ = std::make_shared<std::vector<uint8_t>>();
+  int64_t offset_ = 0, byte_size_ = 0;  // this tensor's bytes within *bytes_ (all of them but for views)
 };
 
 // Nibble helpers, the one place that knows the packing order.

@@ -1,9 +1,11 @@
 #include "runtime/executor.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "importer/error.h"
 #include "runtime/kernel_source.h"
+#include "runtime/memory_plan.h"
 #include "runtime/op_registry.h"
 
 namespace tetra {
@@ -67,13 +69,14 @@ std::vector<KernelInfo> Executor::kernels() const {
   return out;
 }
 
-const std::map<std::string, ValueInfo>& Executor::values_for(const TensorMap& inputs) {
+const std::map<std::string, ValueInfo>& Executor::values_for(const TensorMap& inputs, bool* rebound) {
   std::vector<Shape> shapes;
   for (const ValueInfo& in : graph_.inputs) {
     auto it = inputs.find(in.name);
     shapes.push_back(it == inputs.end() ? Shape{-1} : it->second.shape());
   }
-  if (!bound_ || shapes != bound_shapes_) {
+  *rebound = !bound_ || shapes != bound_shapes_;
+  if (*rebound) {
     values_ = bind_inputs(graph_, inputs).values;  // validates the inputs, naming the one at fault
     bound_shapes_ = std::move(shapes);
     bound_ = true;
@@ -85,10 +88,65 @@ const std::map<std::string, ValueInfo>& Executor::values_for(const TensorMap& in
   return values_;
 }
 
+void Executor::drop_memory_plan() {
+  if (!memory_plan_) return;
+  for (auto& kernel : kernels_) kernel->set_places({});
+  memory_plan_.reset();
+}
+
+void Executor::use_memory_plan(MemoryPlan plan, bool predicted) {
+  memory_plan_ = std::make_unique<MemoryPlan>(std::move(plan));
+  plan_predicted_ = predicted;
+  for (size_t k = 0; k < kernels_.size() && k < memory_plan_->places.size(); ++k)
+    kernels_[k]->set_places(memory_plan_->places[k]);
+}
+
+Executor::MemoryStats Executor::memory_stats() const {
+  if (!memory_plan_) return {};
+  return {memory_plan_->arena.byte_size(), memory_plan_->value_bytes, memory_plan_->concats_in_place, plan_predicted_};
+}
+
+namespace {
+
+// The input (or earlier output) of node `n` whose storage result `i` shares; "" when none.
+std::string storage_shared_with(const Node& n, const std::vector<Tensor>& args, const std::vector<Tensor>& results,
+                                size_t i) {
+  for (size_t j = 0; j < args.size(); ++j)
+    if (!n.inputs[j].empty() && !args[j].empty() && results[i].same_storage(args[j])) return n.inputs[j];
+  for (size_t j = 0; j < i; ++j)
+    if (!n.outputs[j].empty() && results[i].same_storage(results[j])) return n.outputs[j];
+  return "";
+}
+
+// A fresh copy of `t` (a result found where the memory plan did not put it).
+Tensor fresh_copy(const Tensor& t) {
+  Tensor copy = Tensor::for_overwrite(t.dtype(), t.shape());
+  std::copy_n(t.bytes(), t.byte_size(), copy.mutable_bytes());
+  return copy;
+}
+
+}  // namespace
+
 TensorMap Executor::run(const TensorMap& inputs, std::vector<double>* node_ms) {
-  const std::map<std::string, ValueInfo>& values = values_for(inputs);
+  bool rebound = false;
+  const std::map<std::string, ValueInfo>& values = values_for(inputs, &rebound);
+  if (rebound) {
+    drop_memory_plan();
+    plan_from_a_run_ = false;
+  }
+  if (!memory_plan_ && !plan_from_a_run_) {
+    std::optional<RunObservation> predicted = predicted_writes(graph_, values, inputs);
+    if (predicted) use_memory_plan(plan_memory(graph_, *predicted), true);
+  }
+  // Without a plan, this run records what each node writes and the plan is made from it.
+  const bool observe = !memory_plan_;
+  bool plan_broken = false;
+  RunObservation seen;
   TensorMap env;  // inputs and intermediates; initializers are read from the graph
-  for (const ValueInfo& in : graph_.inputs) env[in.name] = inputs.at(in.name);
+  for (const ValueInfo& in : graph_.inputs) {
+    env[in.name] = inputs.at(in.name);
+    if (observe) seen[in.name] = {env[in.name].dtype(), env[in.name].shape(), env[in.name].byte_size(), ""};
+  }
   auto value = [&](const std::string& name) -> const Tensor& {
     auto it = env.find(name);
     return it != env.end() ? it->second : graph_.initializers.at(name);
@@ -114,12 +172,29 @@ TensorMap Executor::run(const TensorMap& inputs, std::vector<double>* node_ms) {
                      " for output '" + n.outputs[i] + "' but inference said " + dtype_name(expected.dtype) +
                      shape_str(expected.shape);
             });
+      if (observe) {
+        seen[n.outputs[i]] = {results[i].dtype(), results[i].shape(), results[i].byte_size(),
+                              storage_shared_with(n, args, results, i)};
+      } else if (results[i].same_storage(memory_plan_->arena)) {
+        // In the arena only where the plan put it: a kernel that returns a view the plan did not
+        // expect gets a copy, and the next plan is made from a run.
+        auto a = memory_plan_->address.find(n.outputs[i]);
+        if (a == memory_plan_->address.end() || results[i].bytes() != memory_plan_->arena.bytes() + a->second) {
+          results[i] = fresh_copy(results[i]);
+          plan_broken = true;
+        }
+      }
       env[n.outputs[i]] = std::move(results[i]);
     }
     for (const std::string& name : free_after_[k]) env.erase(name);
   }
   TensorMap outputs;
   for (const ValueInfo& out : graph_.outputs) outputs[out.name] = value(out.name);
+  if (plan_broken) {
+    drop_memory_plan();
+    plan_from_a_run_ = true;
+  }
+  if (observe) use_memory_plan(plan_memory(graph_, seen), false);
   return outputs;
 }
 

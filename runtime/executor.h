@@ -18,6 +18,7 @@ std::string backend_name(Backend backend);
 
 class ScheduleSource;  // runtime/schedule_source.h
 class KernelSource;    // runtime/kernel_source.h
+struct MemoryPlan;     // runtime/memory_plan.h
 
 struct ExecutorOptions {
   Backend backend = Backend::Halide;
@@ -42,6 +43,20 @@ struct KernelInfo {
   std::string backend;  // "halide" or "reference"
   std::string detail;   // the schedule used, or why the node fell back to the reference kernel
   double compile_ms = 0;
+  // Copies of an activation into another layout, inside this kernel, per run (im2col's channels-last
+  // input, say). There are none between kernels: every kernel reads and writes row-major NCHW.
+  int layout_conversions = 0;
+};
+
+// Where a kernel writes its outputs. The executor's memory plan gives each output a place: a view
+// into one arena that no other live value uses while this one is live (runtime/memory_plan.h). A
+// kernel that writes its output whole takes its storage with make(); kernels that return views of an
+// input, or that have no place, get fresh storage.
+struct OutputPlaces {
+  std::vector<Tensor> places;  // by output index; empty tensors where there is none
+
+  // Output i's storage: its place when it has this element type and byte size, else fresh storage.
+  Tensor make(size_t i, DType dtype, Shape shape) const;
 };
 
 // One node's executable form.
@@ -50,6 +65,12 @@ class NodeKernel {
   virtual ~NodeKernel() = default;
   virtual std::vector<Tensor> run(const std::vector<Tensor>& inputs) = 0;
   virtual KernelInfo info() const = 0;
+  // The memory plan's places for this node's outputs (set once per plan). A kernel that wraps others
+  // passes them on to whichever writes the outputs.
+  virtual void set_places(OutputPlaces places) { places_ = std::move(places); }
+
+ protected:
+  OutputPlaces places_;
 };
 
 class Executor {
@@ -69,10 +90,22 @@ class Executor {
   const Graph& graph() const { return graph_; }
   std::vector<KernelInfo> kernels() const;
 
+  // The memory plan in use (runtime/memory_plan.h), for `bench`: none before the first run.
+  struct MemoryStats {
+    int64_t arena_bytes = 0;  // the arena holding every planned intermediate
+    int64_t value_bytes = 0;  // those intermediates' bytes without sharing
+    int concats_in_place = 0;
+    bool predicted = false;  // made from the inferred values before running, not from a run
+  };
+  MemoryStats memory_stats() const;
+
  private:
   // Every value's type for these inputs' shapes: inferred at the first run and again only when the
-  // input shapes change (inference costs as much as a small kernel per node).
-  const std::map<std::string, ValueInfo>& values_for(const TensorMap& inputs);
+  // input shapes change (inference costs as much as a small kernel per node). Sets `rebound` when it
+  // inferred them anew.
+  const std::map<std::string, ValueInfo>& values_for(const TensorMap& inputs, bool* rebound);
+  void drop_memory_plan();
+  void use_memory_plan(MemoryPlan plan, bool predicted);
 
   Graph graph_;
   std::shared_ptr<KernelSource> source_;  // outlives the kernels that hold references to it
@@ -81,6 +114,11 @@ class Executor {
   bool bound_ = false;
   std::vector<Shape> bound_shapes_;                   // the input shapes values_ was inferred for
   std::map<std::string, ValueInfo> values_;
+  // Made before the first run at these input shapes from the inferred values, or, where they are not
+  // all known or the plan proved wrong, from a run that records what every node wrote.
+  std::unique_ptr<MemoryPlan> memory_plan_;
+  bool plan_from_a_run_ = false;
+  bool plan_predicted_ = false;
 };
 
 // The reference kernel of one node (every backend's fallback).

@@ -4,7 +4,9 @@
 // elementwise families, or fall back to their reference kernels, with the reason. No libHalide here:
 // the code comes from a KernelSource.
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <numeric>
 #include <thread>
 
 #include "HalideBuffer.h"
@@ -26,8 +28,8 @@ int64_t host_cores() {
 
 namespace {
 
-Tensor output_like(DType dtype, const Shape& shape, const std::vector<float>& values) {
-  Tensor out = Tensor::for_overwrite(dtype, shape);
+Tensor output_like(const OutputPlaces& places, DType dtype, const Shape& shape, const std::vector<float>& values) {
+  Tensor out = places.make(0, dtype, shape);
   for (int64_t i = 0; i < out.size(); ++i) out.set(i, values[i]);
   return out;
 }
@@ -70,6 +72,14 @@ class Epilogue {
     return y;
   }
 
+  // Passes the fused node's output places to the last step (the earlier steps' results are
+  // temporaries); false when there are no steps, and the kernel before them writes the output.
+  bool take_places(OutputPlaces& places) {
+    if (kernels_.empty()) return false;
+    kernels_.back()->set_places(std::move(places));
+    return true;
+  }
+
   double compile_ms() const {
     double ms = 0;
     for (const auto& k : kernels_) ms += k->info().compile_ms;
@@ -105,14 +115,18 @@ class HalideQMatMul : public NodeKernel {
     const float* bias = inputs.size() > 1 && !inputs[1].empty() ? float_data(inputs[1], bias_copy) : nullptr;
     Tensor y;
     if (a.dtype() == DType::Float32) {
-      y = Tensor::for_overwrite(DType::Float32, out_shape);
+      y = places_.make(0, DType::Float32, out_shape);
       runner_.run(a_data, M, y.mutable_data<float>(), bias, alpha_, beta_);
     } else {
       std::vector<float> values(M * N);
       runner_.run(a_data, M, values.data(), bias, alpha_, beta_);
-      y = output_like(a.dtype(), out_shape, values);
+      y = output_like(places_, a.dtype(), out_shape, values);
     }
     return {epilogue_.apply(std::move(y), inputs)};
+  }
+
+  void set_places(OutputPlaces places) override {
+    if (!epilogue_.take_places(places)) places_ = std::move(places);
   }
 
   KernelInfo info() const override {
@@ -141,6 +155,12 @@ class HalideQConv : public NodeKernel {
     if (x.shape() != last_x_shape_) {  // attributes read once per input shape
       last_p_ = conv_params(node_, x.shape(), node_.weight->shape());
       last_x_shape_ = x.shape();
+      // The input goes channels-last for im2col, and the GEMM's [position, channel] rows go back to
+      // NCHW: real permutations unless there is a single position (a squeeze-excite conv's 1x1 input).
+      auto positions = [](const Shape& s) {
+        return std::accumulate(s.begin(), s.end(), int64_t(1), std::multiplies<>());
+      };
+      layout_conversions_ = (positions(last_p_.in_spatial) > 1) + (positions(last_p_.out_spatial) > 1);
     }
     const ConvParams& p = last_p_;
     int64_t C = p.in_channels, M = p.out_channels, R = 1, P = 1;
@@ -162,7 +182,7 @@ class HalideQConv : public NodeKernel {
     // [n, position, m] -> [n, m, position]
     Shape out_shape = {p.batch, M};
     out_shape.insert(out_shape.end(), p.out_spatial.begin(), p.out_spatial.end());
-    Tensor y = Tensor::for_overwrite(x.dtype(), out_shape);
+    Tensor y = places_.make(0, x.dtype(), out_shape);
     for (int64_t n = 0; n < p.batch; ++n)
       for (int64_t m = 0; m < M; ++m) {
         const float* src = y_rows.data() + n * P * M + m;
@@ -177,9 +197,13 @@ class HalideQConv : public NodeKernel {
     return {epilogue_.apply(std::move(y), inputs)};
   }
 
+  void set_places(OutputPlaces places) override {
+    if (!epilogue_.take_places(places)) places_ = std::move(places);
+  }
+
   KernelInfo info() const override {
     return {node_.label(), "halide", kernel_detail(node_, "im2col + " + runner_.describe()),
-            runner_.compile_ms() + epilogue_.compile_ms()};
+            runner_.compile_ms() + epilogue_.compile_ms(), layout_conversions_};
   }
 
  private:
@@ -226,6 +250,7 @@ class HalideQConv : public NodeKernel {
   std::vector<float> cols_, y_rows_, nhwc_;
   Shape last_x_shape_;  // the last call's input shape and its parameters
   ConvParams last_p_;
+  int layout_conversions_ = 0;
 };
 
 // Runs a kernel that applies the node's epilogue steps before `first_step`, then the others.
@@ -238,6 +263,9 @@ class WithEpilogue : public NodeKernel {
     std::vector<Tensor> out = inner_->run(inputs);
     out[0] = epilogue_.apply(std::move(out[0]), inputs);
     return out;
+  }
+  void set_places(OutputPlaces places) override {
+    if (!epilogue_.take_places(places)) inner_->set_places(std::move(places));
   }
   KernelInfo info() const override {
     KernelInfo info = inner_->info();

@@ -117,7 +117,7 @@ class HalideDirectConv : public NodeKernel {
                                      {int(wl.W), int(wl.H), int(wl.C), int(wl.N)});
     Halide::Runtime::Buffer<float> B;
     if (bias) B = Halide::Runtime::Buffer<float>(const_cast<float*>(float_data(*bias, bias_copy)), int(wl.M));
-    Tensor y = Tensor::for_overwrite(x.dtype(), {wl.N, wl.M, p.out_spatial[0], p.out_spatial[1]});
+    Tensor y = places_.make(0, x.dtype(), {wl.N, wl.M, p.out_spatial[0], p.out_spatial[1]});
     float* y_data = y.dtype() == DType::Float32 ? y.mutable_data<float>() : nullptr;
     if (!y_data) {
       y_copy.resize(size_t(y.size()));

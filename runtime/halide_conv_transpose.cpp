@@ -38,6 +38,9 @@ class HalideConvTranspose : public NodeKernel {
     // So the adjoint's output (OH, OW) is this node's input (H, W), and its input this node's output.
     const Conv2d g = Conv2d::of(p);
     const int64_t H = g.OH, W = g.OW, OH = g.H, OW = g.W, KH = g.KH, KW = g.KW;
+    // The input goes to [position, channel] rows for the GEMM (col2im writes NCHW): a permutation
+    // unless there is one position.
+    layout_conversions_ = H * W > 1 ? 1 : 0;
     const int64_t SH = g.SH, SW = g.SW, DH = g.DH, DW = g.DW, PT = g.PT, PL = g.PL;
     int64_t C = p.out_channels, M = p.in_channels;
     check(!bias || bias->size() == M, ErrorKind::Invalid, [&] {
@@ -50,7 +53,7 @@ class HalideConvTranspose : public NodeKernel {
 
     Shape out_shape = {p.batch, M};
     out_shape.insert(out_shape.end(), p.in_spatial.begin(), p.in_spatial.end());
-    Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
+    Tensor y = places_.make(0, DType::Float32, out_shape);
     float* yd = y.mutable_data<float>();
     const int64_t N = M * KH * KW;
     a_.resize(size_t(H * W * C));
@@ -88,13 +91,13 @@ class HalideConvTranspose : public NodeKernel {
       for (std::thread& t : pool) t.join();
     }
     if (x.dtype() == DType::Float32) return {y};
-    Tensor out = Tensor::for_overwrite(x.dtype(), out_shape);
+    Tensor out = places_.make(0, x.dtype(), out_shape);
     for (int64_t i = 0; i < y.size(); ++i) out.set(i, yd[i]);  // rounds once, to float16
     return {out};
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide", "GEMM + col2im: " + runner_.describe(), runner_.compile_ms()};
+    return {node_.label(), "halide", "GEMM + col2im: " + runner_.describe(), runner_.compile_ms(), layout_conversions_};
   }
 
  private:
@@ -102,6 +105,7 @@ class HalideConvTranspose : public NodeKernel {
   Shape weight_shape_;
   QMatMulRunner runner_;
   std::vector<float> a_, cols_;  // scratch, kept: fresh large allocations cost page faults every run
+  int layout_conversions_ = 0;   // in the last run
 };
 
 class HalideConvTransposeDirect : public NodeKernel {
@@ -147,7 +151,7 @@ class HalideConvTransposeDirect : public NodeKernel {
 
     Shape out_shape = {p.batch, M};
     out_shape.insert(out_shape.end(), p.in_spatial.begin(), p.in_spatial.end());
-    Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
+    Tensor y = places_.make(0, DType::Float32, out_shape);
     Halide::Runtime::Buffer<float> X(const_cast<float*>(xd), {int(W), int(H), int(C), int(p.batch)});
     Halide::Runtime::Buffer<float> Wt(weight_.data(), {int(C), int(g.KW), int(g.KH), int(M)});
     Halide::Runtime::Buffer<float> B(bias_values.data(), int(M));
@@ -157,7 +161,7 @@ class HalideConvTransposeDirect : public NodeKernel {
     check(st.ok(), ErrorKind::Invalid,
           [&] { return node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
     if (x.dtype() == DType::Float32) return {y};
-    Tensor out = Tensor::for_overwrite(x.dtype(), out_shape);
+    Tensor out = places_.make(0, x.dtype(), out_shape);
     for (int64_t i = 0; i < y.size(); ++i) out.set(i, y.data<float>()[i]);  // rounds once, to float16
     return {out};
   }

@@ -146,9 +146,9 @@ struct CopyPlan {
   std::vector<Tensor> outputs;
   std::vector<Copy> copies;
 };
-using PlanFn = std::function<CopyPlan(const Node& node, const std::vector<Tensor>& inputs)>;
+using PlanFn = std::function<CopyPlan(const Node& node, const std::vector<Tensor>& inputs, const OutputPlaces& places)>;
 
-CopyPlan plan_transpose(const Node& node, const std::vector<Tensor>& in) {
+CopyPlan plan_transpose(const Node& node, const std::vector<Tensor>& in, const OutputPlaces& places) {
   const Tensor& x = input_required(node, in, 0);
   std::vector<int64_t> perm = transpose_permutation(node, x.rank()), in_strides = strides_of(x.shape());
   Copy c{x.bytes(), nullptr, {}, {}, {}};
@@ -156,14 +156,14 @@ CopyPlan plan_transpose(const Node& node, const std::vector<Tensor>& in) {
     c.extents.push_back(x.shape()[p]);
     c.src_strides.push_back(in_strides[p]);
   }
-  CopyPlan plan{{Tensor::for_overwrite(x.dtype(), c.extents)}, {}};
+  CopyPlan plan{{places.make(0, x.dtype(), c.extents)}, {}};
   c.dst = plan.outputs[0].mutable_bytes();
   c.dst_strides = strides_of(c.extents);
   plan.copies.push_back(c);
   return plan;
 }
 
-CopyPlan plan_slice(const Node& node, const std::vector<Tensor>& in) {
+CopyPlan plan_slice(const Node& node, const std::vector<Tensor>& in, const OutputPlaces& places) {
   const Tensor& x = input_required(node, in, 0);
   std::vector<SliceRange> ranges = slice_ranges(node, in);
   std::vector<int64_t> in_strides = strides_of(x.shape());
@@ -174,7 +174,7 @@ CopyPlan plan_slice(const Node& node, const std::vector<Tensor>& in) {
     c.src_strides.push_back(in_strides[d] * ranges[d].step);
     start += ranges[d].start * in_strides[d];
   }
-  CopyPlan plan{{Tensor::for_overwrite(x.dtype(), c.extents)}, {}};
+  CopyPlan plan{{places.make(0, x.dtype(), c.extents)}, {}};
   if (plan.outputs[0].size() == 0) return plan;
   c.src += start * element_bytes(x);
   c.dst = plan.outputs[0].mutable_bytes();
@@ -183,22 +183,23 @@ CopyPlan plan_slice(const Node& node, const std::vector<Tensor>& in) {
   return plan;
 }
 
-CopyPlan plan_concat(const Node& node, const std::vector<Tensor>& in) {
+CopyPlan plan_concat(const Node& node, const std::vector<Tensor>& in, const OutputPlaces& places) {
   int64_t axis;
-  CopyPlan plan{{Tensor::for_overwrite(in.at(0).dtype(), concat_output_shape(node, in, &axis))}, {}};
+  CopyPlan plan{{places.make(0, in.at(0).dtype(), concat_output_shape(node, in, &axis))}, {}};
   Tensor& out = plan.outputs[0];
   std::vector<int64_t> out_strides = strides_of(out.shape());
   int64_t offset = 0;
   for (const Tensor& t : in) {
-    if (t.size() > 0)
-      plan.copies.push_back(Copy{t.bytes(), out.mutable_bytes() + offset * out_strides[axis] * element_bytes(out),
-                                 t.shape(), strides_of(t.shape()), out_strides});
+    uint8_t* dst = out.mutable_bytes() + offset * out_strides[axis] * element_bytes(out);
+    // An input the memory plan placed in its slice of the output is there already.
+    if (t.size() > 0 && t.bytes() != dst)
+      plan.copies.push_back(Copy{t.bytes(), dst, t.shape(), strides_of(t.shape()), out_strides});
     offset += t.shape()[axis];
   }
   return plan;
 }
 
-CopyPlan plan_split(const Node& node, const std::vector<Tensor>& in) {
+CopyPlan plan_split(const Node& node, const std::vector<Tensor>& in, const OutputPlaces& places) {
   const Tensor& x = input_required(node, in, 0);
   int64_t axis;
   std::vector<int64_t> sizes = split_output_sizes(node, in, &axis), in_strides = strides_of(x.shape());
@@ -207,7 +208,7 @@ CopyPlan plan_split(const Node& node, const std::vector<Tensor>& in) {
   for (int64_t size : sizes) {
     Shape shape = x.shape();
     shape[axis] = size;
-    plan.outputs.emplace_back(x.dtype(), shape);
+    plan.outputs.push_back(places.make(plan.outputs.size(), x.dtype(), shape));
     Tensor& out = plan.outputs.back();
     if (out.size() > 0)
       plan.copies.push_back(Copy{x.bytes() + offset * in_strides[axis] * element_bytes(x), out.mutable_bytes(), shape,
@@ -219,7 +220,7 @@ CopyPlan plan_split(const Node& node, const std::vector<Tensor>& in) {
 
 // Pad, constant mode: the output filled with the value, then one copy of the input (less any cropped
 // edges) into its window.
-CopyPlan plan_pad(const Node& node, const std::vector<Tensor>& in) {
+CopyPlan plan_pad(const Node& node, const std::vector<Tensor>& in, const OutputPlaces& places) {
   const Tensor& x = input_required(node, in, 0);
   auto given = [&](size_t i) { return i < in.size() && !in[i].empty() ? &in[i] : nullptr; };
   std::optional<PadArgs> a = pad_args(node, x.rank(), given(1), given(2), given(3));
@@ -233,10 +234,12 @@ CopyPlan plan_pad(const Node& node, const std::vector<Tensor>& in) {
     extents[d] -= std::max<int64_t>(0, -a->begin[d]) + std::max<int64_t>(0, -a->end[d]);
     src_offset += std::max<int64_t>(0, -a->begin[d]) * in_strides[d];
   }
-  // Zero is the pool's fill; any other value is written here (a copy then overwrites the window).
-  CopyPlan plan{{a->value == 0 ? Tensor(x.dtype(), out_shape) : Tensor::for_overwrite(x.dtype(), out_shape)}, {}};
+  // The output filled with the value, then a copy overwrites the window.
+  CopyPlan plan{{places.make(0, x.dtype(), out_shape)}, {}};
   Tensor& out = plan.outputs[0];
-  if (a->value != 0) {
+  if (a->value == 0) {
+    std::fill_n(out.mutable_bytes(), out.byte_size(), uint8_t(0));
+  } else {
     if (out.dtype() == DType::Float32) std::fill(out.mutable_data<float>(), out.mutable_data<float>() + out.size(), float(a->value));
     else
       for (int64_t i = 0; i < out.size(); ++i) {
@@ -267,7 +270,7 @@ class CopyKernel : public HalideKernel {
   }
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
-    CopyPlan plan = plan_(node_, inputs);
+    CopyPlan plan = plan_(node_, inputs, places_);
     if (plan.outputs.empty()) return {};
     halide_type_t type = moved_type(dtype_bits(plan.outputs[0].dtype()));
     for (const Copy& c : plan.copies) {
@@ -304,7 +307,7 @@ class WhereKernel : public HalideKernel {
         dtype_bits(in[1].dtype()) < 8)
       return reference(in);  // it reports the bad types
     Shape out_shape = broadcast_shapes(node_, broadcast_shapes(node_, in[0].shape(), in[1].shape()), in[2].shape());
-    Tensor out = Tensor::for_overwrite(in[1].dtype(), out_shape);
+    Tensor out = places_.make(0, in[1].dtype(), out_shape);
     if (out.size() == 0) return {out};
     StridedNest nest{out_shape, {}};
     for (size_t k = 0; k < 3; ++k) nest.strides.push_back(broadcast_strides(in[k].shape(), out_shape));
@@ -355,7 +358,7 @@ class GatherKernel : public HalideKernel {
     Shape out_shape(s.begin(), s.begin() + axis);
     out_shape.insert(out_shape.end(), indices.shape().begin(), indices.shape().end());
     out_shape.insert(out_shape.end(), s.begin() + axis + 1, s.end());
-    Tensor out = Tensor::for_overwrite(x.dtype(), out_shape);
+    Tensor out = places_.make(0, x.dtype(), out_shape);
     if (out.size() == 0) return {out};
     halide_type_t type = moved_type(dtype_bits(x.dtype()));
     HalideBuffer data = dense_buffer(node_, type, x.bytes(), {inner, dim, outer});
@@ -386,7 +389,7 @@ class ResizeKernel : public HalideKernel {
   std::vector<Tensor> run(const std::vector<Tensor>& in) override {
     const Tensor& x = input_required(node_, in, 0);
     ResizePlan plan = resize_plan(node_, in);
-    Tensor y = Tensor::for_overwrite(DType::Float32, plan.out_shape);
+    Tensor y = places_.make(0, DType::Float32, plan.out_shape);
     if (x.size() == 0 || y.size() == 0) return reference(in);
     std::vector<float> x_copy;
     const float* xd = float_data(x, x_copy);
@@ -464,7 +467,7 @@ class ReduceKernel : public HalideKernel {
     for (int64_t d = 0; d < x.rank(); ++d)
       if (!axes.reduced[d] || axes.keepdims) out_shape.push_back(axes.reduced[d] ? 1 : x.shape()[d]);
     if (kept.size() > 3 || reduced.size() > 3) return reference(in);
-    Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
+    Tensor y = places_.make(0, DType::Float32, out_shape);
     std::vector<float> x_copy;
     const float* xd = float_data(x, x_copy);
     Shape extents = kept;
@@ -510,8 +513,7 @@ bool is_data_movement(const std::string& op) {
 std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, const Graph& graph,
                                                              KernelSource& source, std::string* why_not) {
   const std::string& op = node.op_type;
-  if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze")
-    return std::make_unique<ViewKernel>(node, source);
+  if (op_for(node).output_views_input) return std::make_unique<ViewKernel>(node, source);
   if (op == "Shape" || op == "Constant" || op == "ConstantOfShape")
     return decline(why_not, op + " makes a small int64 tensor from the graph (folded at load when its input is known)");
   if (op == "Cast" || op == "CastLike" || op == "Equal")

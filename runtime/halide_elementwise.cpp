@@ -120,7 +120,7 @@ class ElementwiseKernel : public HalideKernel {
     std::vector<Shape> shapes;
     for (const Tensor& t : a.operands) shapes.push_back(t.shape());
     const Plan& plan = plan_for(shapes);
-    Tensor y = Tensor::for_overwrite(DType::Float32, plan.broadcast.out_shape);
+    Tensor y = places_.make(0, DType::Float32, plan.broadcast.out_shape);
     if (y.size() == 0) return {as_dtype(y, a.operands[0].dtype())};
     std::vector<std::vector<float>> storage(a.operands.size());
     std::vector<Halide::Runtime::Buffer<float>> buffers;
@@ -319,7 +319,7 @@ class RowKernel : public HalideKernel {
     bool global = kind_ == Kind::GlobalAverage || kind_ == Kind::GlobalMax;
     Shape out_shape = x.shape();
     if (global) std::fill(out_shape.begin() + 2, out_shape.end(), 1);
-    Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
+    Tensor y = places_.make(0, DType::Float32, out_shape);
     if (x.size() == 0 || y.size() == 0) return reference(inputs);
     std::vector<float> x_copy;
     std::vector<Halide::Runtime::Buffer<float>> buffers{
@@ -472,7 +472,7 @@ class PoolKernel : public HalideKernel {
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
     const Geometry& g = geometry_for(x.shape());
-    Tensor y = Tensor::for_overwrite(DType::Float32, g.out_shape);
+    Tensor y = places_.make(0, DType::Float32, g.out_shape);
     if (x.size() == 0 || y.size() == 0) return reference(inputs);
     std::vector<float> x_copy;
     std::vector<Halide::Runtime::Buffer<float>> buffers{wrap(float_data(x, x_copy), g.in_extents),

@@ -60,7 +60,7 @@ class HalideBatchMatMul : public NodeKernel {
     std::vector<float> a_copy, b_copy;
     const float* ad = float_data(a, a_copy);
     const float* bd = float_data(b, b_copy);
-    Tensor y = Tensor::for_overwrite(DType::Float32, [&] {
+    Tensor y = places_.make(0, DType::Float32, [&] {
       Shape s = batch;
       if (!a_vector) s.push_back(M);
       if (!b_vector) s.push_back(N);
@@ -88,7 +88,7 @@ class HalideBatchMatMul : public NodeKernel {
             [&] { return node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
     }
     if (a.dtype() == DType::Float32) return {y};
-    Tensor out = Tensor::for_overwrite(a.dtype(), y.shape());
+    Tensor out = places_.make(0, a.dtype(), y.shape());
     for (int64_t i = 0; i < y.size(); ++i) out.set(i, yd[i]);  // rounds once, to float16
     return {out};
   }
@@ -142,7 +142,7 @@ class HalideAttention : public NodeKernel {
             [&] { return node_.label() + ": a tensor is too large for a Halide kernel's 32-bit strides"; });
     Shape out_shape = as;
     out_shape.back() = D;
-    Tensor y = Tensor::for_overwrite(DType::Float32, out_shape);
+    Tensor y = places_.make(0, DType::Float32, out_shape);
     if (y.size() == 0) return {y};
     check(N > 0, ErrorKind::Invalid, [&] { return node_.label() + ": attention over no keys"; });
     auto buffer = [](const float* data, int64_t inner, int64_t rows, int64_t batches) {

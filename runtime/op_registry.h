@@ -31,6 +31,9 @@ struct OpDef {
   std::string op_type;
   InferFn infer;
   ComputeFn compute;
+  // Output 0 is input 0's bytes under another shape (Reshape, Identity): every kernel of the op
+  // returns a view, and the memory plan keeps the input's storage live as long as the view.
+  bool output_views_input = false;
 };
 
 class OpRegistry {

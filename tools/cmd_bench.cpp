@@ -101,12 +101,28 @@ void bench(const BenchOptions& opt) {
   getrusage(RUSAGE_SELF, &usage);
   double peak_rss_mb = double(usage.ru_maxrss) / 1024;  // Linux reports KiB
   std::vector<KernelInfo> kernels = executor.kernels();
+  // The memory plan the timed runs used: the arena, and what its intermediates take without sharing.
+  Executor::MemoryStats memory = executor.memory_stats();
+  double arena_mb = double(memory.arena_bytes) / (1 << 20), intermediates_mb = double(memory.value_bytes) / (1 << 20);
+  int layout_conversions = 0;
+  for (const KernelInfo& k : kernels) layout_conversions += k.layout_conversions;
 
-  nlohmann::json report = {{"model", opt.model},      {"backend", opt.backend}, {"threads", opt.threads},
-                           {"repeat", opt.repeat},    {"median_ms", whole.median}, {"min_ms", whole.min},
-                           {"max_ms", whole.max},     {"kernel_sum_ms", kernel_sum},
-                           {"overhead_us_per_node", overhead_us}, {"nodes", graph.nodes.size()},
-                           {"reference_nodes", 0},    {"peak_rss_mb", peak_rss_mb},
+  nlohmann::json report = {{"model", opt.model},
+                           {"backend", opt.backend},
+                           {"threads", opt.threads},
+                           {"repeat", opt.repeat},
+                           {"median_ms", whole.median},
+                           {"min_ms", whole.min},
+                           {"max_ms", whole.max},
+                           {"kernel_sum_ms", kernel_sum},
+                           {"overhead_us_per_node", overhead_us},
+                           {"nodes", graph.nodes.size()},
+                           {"reference_nodes", 0},
+                           {"peak_rss_mb", peak_rss_mb},
+                           {"arena_mb", arena_mb},
+                           {"intermediates_mb", intermediates_mb},
+                           {"concats_in_place", memory.concats_in_place},
+                           {"layout_conversions", layout_conversions},
                            {"kernels", nlohmann::json::array()}};
   // Accuracy, when the test data holds expected outputs: the largest error against them, and the
   // largest expected magnitude it is measured against.
@@ -133,6 +149,7 @@ void bench(const BenchOptions& opt) {
                              {"median_ms", s.median},           {"min_ms", s.min},
                              {"max_ms", s.max},                 {"compile_ms", kernels[k].compile_ms},
                              {"detail", kernels[k].detail}};
+    if (kernels[k].layout_conversions > 0) kernel["layout_conversions"] = kernels[k].layout_conversions;
     if (flops > 0) {
       kernel["gflops"] = flops / (s.median * 1e6);
       kernel["weight_gbps"] = bytes / (s.median * 1e6);
@@ -149,6 +166,9 @@ void bench(const BenchOptions& opt) {
             << "kernels " << kernel_sum << " ms in all; executor overhead " << std::setprecision(1) << overhead_us
             << " us a node over " << graph.nodes.size() << " nodes (" << report["reference_nodes"].get<int>()
             << " on reference kernels); peak RSS " << peak_rss_mb << " MB\n"
+            << "memory plan: intermediates of " << intermediates_mb << " MB in an arena of " << arena_mb << " MB, "
+            << memory.concats_in_place << " Concat nodes written in place by their producers; " << layout_conversions
+            << " layout conversions a run, all inside kernels\n"
             << std::setprecision(3);
   if (report.contains("max_abs_error"))
     std::cout << "max abs error against the test data's outputs " << std::setprecision(6)

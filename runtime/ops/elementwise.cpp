@@ -458,7 +458,8 @@ void register_elementwise_ops(OpRegistry& r) {
   r.add({"", "Clip", clip_infer, clip_compute});
   r.add({"", "Identity",
          [](const InferContext& ctx) { return std::vector<ValueInfo>{with_dtype(ctx.input(0), ctx.input(0).dtype)}; },
-         [](const Node& node, const std::vector<Tensor>& in) { return std::vector<Tensor>{input(node, in, 0)}; }});
+         [](const Node& node, const std::vector<Tensor>& in) { return std::vector<Tensor>{input(node, in, 0)}; },
+         true});
 }
 
 }  // namespace tetra

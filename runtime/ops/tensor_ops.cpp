@@ -106,6 +106,10 @@ void copy_along_axis(const Tensor& src, int64_t src_first, Tensor& dst, int64_t 
 void add(OpRegistry& r, const std::string& op, InferFn infer, ComputeFn compute) {
   r.add(OpDef{"", op, std::move(infer), std::move(compute)});
 }
+// Registers an ai.onnx operator whose output is a view of its input (OpDef::output_views_input).
+void add_view(OpRegistry& r, const std::string& op, InferFn infer, ComputeFn compute) {
+  r.add(OpDef{"", op, std::move(infer), std::move(compute), true});
+}
 
 // ---- Reshape ---------------------------------------------------------------------------------------
 
@@ -167,7 +171,8 @@ SymbolicShape reshape_shape(const Node& node, const SymbolicShape* in, const std
 bool reshape_allowzero(const Node& node) { return node.opset >= 14 && node.attr_flag("allowzero", false); }
 
 void register_reshape(OpRegistry& r) {
-  add(r, "Reshape",
+  add_view(
+      r, "Reshape",
       [](const InferContext& ctx) {
         const ValueInfo& x = ctx.input(0);
         if (const Tensor* target = ctx.constant(1))
@@ -287,7 +292,8 @@ SymbolicShape unsqueeze_shape(const Node& node, const SymbolicShape& in, const s
 }
 
 void register_reshape_like(OpRegistry& r) {
-  add(r, "Flatten",
+  add_view(
+      r, "Flatten",
       [](const InferContext& ctx) {
         const ValueInfo& x = ctx.input(0);
         if (!x.has_shape) return std::vector<ValueInfo>{make_info(x.dtype, unknown_dims(2))};
@@ -297,7 +303,8 @@ void register_reshape_like(OpRegistry& r) {
         const Tensor& x = input_required(node, in, 0);
         return std::vector<Tensor>{x.reshaped(to_shape(flatten_shape(node, to_symbolic(x.shape()))))};
       });
-  add(r, "Squeeze",
+  add_view(
+      r, "Squeeze",
       [](const InferContext& ctx) {
         const ValueInfo& x = ctx.input(0);
         IntsArg axes = ints_arg(ctx, 1, "axes", 13);
@@ -313,7 +320,8 @@ void register_reshape_like(OpRegistry& r) {
         auto out = squeeze_shape(node, to_symbolic(x.shape()), ints_arg(node, in, 1, "axes", 13));
         return std::vector<Tensor>{x.reshaped(to_shape(*out))};
       });
-  add(r, "Unsqueeze",
+  add_view(
+      r, "Unsqueeze",
       [](const InferContext& ctx) {
         const ValueInfo& x = ctx.input(0);
         IntsArg axes = ints_arg(ctx, 1, "axes", 13);
