@@ -108,7 +108,7 @@ class Planner {
     for (Group& g : groups_) {
       int roots = 0;
       for (const std::string& m : g.members) {
-        pinned_or(g, pinned.count(m) > 0 || !producer.count(m));
+        pin_if(g, pinned.count(m) > 0 || !producer.count(m));
         auto s = seen_.find(m);
         if (s != seen_.end() && s->second.view_of.empty()) {
           g.bytes = s->second.bytes;
@@ -121,10 +121,10 @@ class Planner {
         }
       }
       // Storage of its own exactly once, else the observation does not describe one buffer.
-      pinned_or(g, roots != 1 || g.bytes == 0);
+      pin_if(g, roots != 1 || g.bytes == 0);
     }
   }
-  static void pinned_or(Group& g, bool pinned) { g.pinned = g.pinned || pinned; }
+  static void pin_if(Group& g, bool pin) { g.pinned = g.pinned || pin; }
 
   bool planned(const std::string& name) const {
     auto it = group_of_.find(name);
@@ -144,30 +144,30 @@ class Planner {
       int64_t outer = 1;
       for (int64_t d = 0; d < axis; ++d) outer *= out.shape[d];
       if (outer != 1) continue;
+      // Every input's bytes known and adding up to the output's, or nothing is placed.
+      std::vector<int64_t> bytes;
+      for (const std::string& in : n.inputs) bytes.push_back(bytes_of(in));
+      int64_t total = 0;
+      for (int64_t b : bytes) total = b < 0 || total < 0 ? -1 : total + b;
+      if (total != out.bytes) continue;
       int parent = group_of_.at(n.outputs[0]);
+      std::set<int> used{parent};
       int64_t offset = 0;
       bool all_placed = true;
-      std::set<int> used{parent};
-      for (const std::string& in : n.inputs) {
-        int64_t bytes = bytes_of(in);
-        if (bytes < 0) {  // an input the run did not show: the offsets after it are unknown
-          all_placed = false;
-          break;
-        }
-        bool placeable = !in.empty() && planned(in);
-        int g = placeable ? group_of_.at(in) : -1;
-        placeable = placeable && groups_[g].parent < 0 && !used.count(g) && !has_ancestor(parent, g) &&
-                    groups_[g].bytes == bytes;
-        if (placeable) {
+      for (size_t i = 0; i < n.inputs.size(); ++i) {
+        const std::string& in = n.inputs[i];
+        int g = !in.empty() && planned(in) ? group_of_.at(in) : -1;
+        if (g >= 0 && groups_[g].parent < 0 && !used.count(g) && !has_ancestor(parent, g) &&
+            groups_[g].bytes == bytes[i]) {
           groups_[g].parent = parent;
           groups_[g].offset_in_parent = offset;
           used.insert(g);
         } else {
-          all_placed = all_placed && bytes == 0;
+          all_placed = all_placed && bytes[i] == 0;
         }
-        offset += bytes;
+        offset += bytes[i];
       }
-      if (all_placed && offset == out.bytes) ++concats_in_place_;
+      if (all_placed) ++concats_in_place_;
     }
   }
   int64_t bytes_of(const std::string& name) const {
@@ -195,12 +195,10 @@ class Planner {
   MemoryPlan lay_out() {
     // A top-level group lives from the first write of anything placed in it to the last read.
     std::vector<LiveBuffer> buffers;
-    std::vector<int> tops;
     for (size_t g = 0; g < groups_.size(); ++g)
       if (!groups_[g].members.empty() && !groups_[g].pinned && groups_[g].parent < 0) {
         groups_[g].buffer = static_cast<int>(buffers.size());
         buffers.push_back({groups_[g].bytes, groups_[g].first, groups_[g].last});
-        tops.push_back(static_cast<int>(g));
       }
     MemoryPlan plan;
     for (size_t g = 0; g < groups_.size(); ++g) {
