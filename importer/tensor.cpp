@@ -109,13 +109,18 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   bytes_ = storage_pool().take(size_t(byte_size_), true);
 }
 
-Tensor Tensor::for_overwrite(DType dtype, Shape shape) {
+Tensor Tensor::header(DType dtype, Shape shape) {
   check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   t.size_ = checked_element_count(dtype, t.shape_);
   t.byte_size_ = storage_bytes(dtype, t.size_);
+  return t;
+}
+
+Tensor Tensor::for_overwrite(DType dtype, Shape shape) {
+  Tensor t = header(dtype, std::move(shape));
   t.bytes_ = storage_pool().take(size_t(t.byte_size_), false);
   return t;
 }
@@ -131,12 +136,7 @@ Tensor::Tensor(DType dtype, Shape shape, std::vector<uint8_t> bytes) : dtype_(dt
 }
 
 Tensor Tensor::view(const Tensor& storage, int64_t byte_offset, DType dtype, Shape shape) {
-  check(dtype_supported(dtype), ErrorKind::Unsupported, "element type " + dtype_name(dtype) + " is not supported");
-  Tensor t;
-  t.dtype_ = dtype;
-  t.shape_ = std::move(shape);
-  t.size_ = checked_element_count(dtype, t.shape_);
-  t.byte_size_ = storage_bytes(dtype, t.size_);
+  Tensor t = header(dtype, std::move(shape));
   check(byte_offset >= 0 && byte_offset + t.byte_size_ <= storage.byte_size(), ErrorKind::Invalid, [&] {
     return "a view of " + std::to_string(t.byte_size_) + " bytes at offset " + std::to_string(byte_offset) +
            " does not fit in " + std::to_string(storage.byte_size()) + " bytes";

@@ -73,6 +73,9 @@ class Tensor {
   T* mutable_data() { return reinterpret_cast<T*>(mutable_bytes()); }
 
  private:
+  // A tensor of this type and shape, checked and sized, with no storage yet.
+  static Tensor header(DType dtype, Shape shape);
+
   DType dtype_ = DType::Undefined;
   Shape shape_;
   int64_t size_ = 0;
