@@ -4,9 +4,7 @@
 // elementwise families, or fall back to their reference kernels, with the reason. No libHalide here:
 // the code comes from a KernelSource.
 #include <algorithm>
-#include <functional>
 #include <map>
-#include <numeric>
 #include <thread>
 
 #include "HalideBuffer.h"
@@ -157,10 +155,7 @@ class HalideQConv : public NodeKernel {
       last_x_shape_ = x.shape();
       // The input goes channels-last for im2col, and the GEMM's [position, channel] rows go back to
       // NCHW: real permutations unless there is a single position (a squeeze-excite conv's 1x1 input).
-      auto positions = [](const Shape& s) {
-        return std::accumulate(s.begin(), s.end(), int64_t(1), std::multiplies<>());
-      };
-      layout_conversions_ = (positions(last_p_.in_spatial) > 1) + (positions(last_p_.out_spatial) > 1);
+      layout_conversions_ = (num_elements(last_p_.in_spatial) > 1) + (num_elements(last_p_.out_spatial) > 1);
     }
     const ConvParams& p = last_p_;
     int64_t C = p.in_channels, M = p.out_channels, R = 1, P = 1;
