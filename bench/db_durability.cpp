@@ -33,10 +33,12 @@ const char* kToolchain = "halide-14.0.0";
 
 TuningRecord record_for(int writer, int serial) {
   TuningRecord r;
-  r.workload.key = "qmatmul m1 k" + std::to_string(64 * (writer + 1)) + " n64 int4 blocked(k,32) f32";
-  r.workload.op = "qmatmul";
-  r.workload.dims = {{"M", 1}, {"K", 64 * (writer + 1)}, {"N", 64}};
-  r.workload.format = "int4 blocked(k,32) f32";
+  tetra::dsl::QMatMulWorkload w;  // "qmatmul m1 kK n64 int4 blocked(k,32) f32", K per writer
+  w.K = 64 * (writer + 1);
+  w.N = 64;
+  w.format.k_group = 32;
+  w.format.per_n = true;
+  r.workload = tetra::tuner::workload_desc(w, kTarget);
   r.target = kTarget;
   r.toolchain = kToolchain;
   r.schedule.template_name = "cpu_int4_gemm";

@@ -81,7 +81,7 @@ QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding) {
   acc(ow.var, oh.var, m.var, n.var) = wl.has_bias ? q.bias(mc) : Expr(0.0f);
   Expr in_x = ow.var * SW - q.pad_left + rkw * q.dil_w;
   Expr in_y = oh.var * SH - q.pad_top + rkh * q.dil_h;
-  // A dense conv (group 1, compiled in: code_key() says "dense") reads channel rc for every m, which
+  // A dense conv (group 1, compiled in: the kernel spec says "dense") reads channel rc for every m, which
   // lets a schedule that computes several output channels at once load each input vector once.
   Expr in_c = wl.group == 1 ? Expr(rc) : (mc / q.Mg) * q.Cg + rc;
   acc(ow.var, oh.var, m.var, n.var) += xs(in_x, in_y, in_c, n.var) * w(rkw, rkh, rc, mc);

@@ -38,7 +38,7 @@ namespace tetra::dsl {
 
 struct QConvDef {
   ComputeDef def;
-  QConvWorkload workload;  // the one it was defined for; its code_key() parts are compiled in
+  QConvWorkload workload;  // the one it was defined for; the parts its kernel spec names are compiled in
   Halide::ImageParam X{Halide::Float(32), 4, "X"};
   Halide::ImageParam packed;  // the int4 bytes, or the float weight's values
   Halide::ImageParam scale, zero{Halide::Int(8), 4, "W_zero"};
@@ -69,7 +69,7 @@ enum class InputPadding {
   ZeroFillThenCopy,
 };
 
-// The algorithm for workloads with `workload`'s code_key(); no schedule applied.
+// The algorithm for workloads with `workload`'s kernel spec (dsl/core/kernel_spec.h); no schedule applied.
 QConvDef define_qconv(const QConvWorkload& workload, InputPadding padding = InputPadding::Select);
 
 }  // namespace tetra::dsl

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "dsl/json_reader.h"
-#include "dsl/kernel_spec.h"
+#include "dsl/core/json_reader.h"
+#include "dsl/core/kernel_spec.h"
 
 namespace tetra::dsl {
 
@@ -47,19 +47,10 @@ Result<QMatMulWorkload> qmatmul_workload_from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json qconv_workload_to_json(const QConvWorkload& w) {
-  const ConvInt4Format& f = w.format;
-  nlohmann::json weight = {{"type", f.is_float() ? (f.float_bits == 32 ? "f32" : "f16") : f.is_signed ? "int4" : "uint4"}};
-  if (!f.is_float()) {
-    const char* grids[] = {"per-tensor", "per-axis", "blocked"};
-    weight["zero_point"] = f.has_zero_point;
-    weight["scale"] = f.f16_scale ? "f16" : "f32";
-    weight["grid"] = grids[int(f.grid)];
-    weight["axis"] = f.axis;
-  }
   return {{"op", "qconv"}, {"N", w.N},   {"C", w.C},   {"H", w.H},   {"W", w.W},   {"M", w.M},
           {"group", w.group}, {"KH", w.KH}, {"KW", w.KW}, {"SH", w.SH}, {"SW", w.SW}, {"DH", w.DH},
           {"DW", w.DW}, {"pads", {w.pad_top, w.pad_left, w.pad_bottom, w.pad_right}},
-          {"OH", w.OH}, {"OW", w.OW}, {"weight", weight}, {"block", w.block}, {"bias", w.has_bias},
+          {"OH", w.OH}, {"OW", w.OW}, {"weight", conv_format_to_json(w.format)}, {"block", w.block}, {"bias", w.has_bias},
           {"epilogue", {{"residual", w.epilogue.residual}, {"activation", w.epilogue.activation},
                         {"params", w.epilogue.params}}}};
 }
@@ -97,18 +88,9 @@ Result<QConvWorkload> qconv_workload_from_json(const nlohmann::json& j) {
   w.pad_bottom = (*pads)[2].get<int64_t>();
   w.pad_right = (*pads)[3].get<int64_t>();
 
-  JsonReader f(*weight, "conv weight format");
-  int type = f.choice("type", {"int4", "uint4", "f32", "f16"});
-  if (type >= 2) {
-    w.format.float_bits = type == 2 ? 32 : 16;
-  } else {
-    w.format.is_signed = type == 0;
-    w.format.has_zero_point = f.flag("zero_point");
-    w.format.f16_scale = f.choice("scale", {"f32", "f16"}) == 1;
-    w.format.grid = ConvInt4Format::Grid(f.choice("grid", {"per-tensor", "per-axis", "blocked"}));
-    w.format.axis = int(f.integer("axis", 0, 3));
-  }
-  if (!f.ok()) return f.failure();
+  Result<ConvInt4Format> format = conv_format_from_json(*weight);
+  if (!format) return format.failure();
+  w.format = format.value();
 
   JsonReader e(*epilogue, "conv epilogue");
   w.epilogue.residual = e.flag("residual");

@@ -73,7 +73,7 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
       plan.info.schedule = choice.schedule.to_string();
       plan.info.source = choice.source + (note.empty() ? "" : "; " + note);
       plan.info.layout = schedules::layout_of(choice.schedule);
-      plan.info.format = workload.format;
+      plan.info.spec = dsl::kernel_spec(workload, target.name);
       plan.define = [=]() -> dsl::Result<dsl::ScheduledPipeline> {
         auto s = schedules::schedule_qmatmul(workload, choice.schedule, target);
         if (!s) return s.failure();
@@ -86,6 +86,7 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
       plan.code_key = schedules::qconv_code_key(r.qconv, choice.schedule, target);
       plan.info.schedule = choice.schedule.to_string();
       plan.info.source = choice.source;
+      plan.info.spec = dsl::kernel_spec(r.qconv, target.name);
       plan.define = [=]() { return schedules::schedule_qconv(r.qconv, choice.schedule, target); };
       break;
     }

@@ -32,7 +32,7 @@ std::string KernelRequest::key() const {
 
 dsl::Result<std::shared_ptr<const dsl::PackedInt4Buffers>> KernelSource::prepare_qmatmul_weight(
     const QuantizedWeight& weight, bool trans_b, const KernelCode& code) {
-  auto packed = dsl::pack_int4_weight(weight, trans_b, code.layout, &code.format);
+  auto packed = dsl::pack_int4_weight(weight, trans_b, code.layout, &code.spec.weight);
   if (!packed) return packed.failure();
   return std::make_shared<const dsl::PackedInt4Buffers>(std::move(packed).value());
 }

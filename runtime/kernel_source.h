@@ -13,6 +13,7 @@
 
 #include "dsl/core/compiled_pipeline.h"
 #include "dsl/core/int4_format.h"
+#include "dsl/core/kernel_spec.h"
 #include "dsl/core/qconv_format.h"
 #include "dsl/core/qmatmul_workload.h"
 
@@ -59,7 +60,8 @@ struct KernelCode {
   std::string schedule;     // QMatMul / QConv: the schedule as JSON; empty for fixed pipelines
   std::string source;       // where the schedule came from ("database exact", "default schedule (...)")
   dsl::Int4Layout layout;   // QMatMul: the weight layout the code reads
-  dsl::Int4Format format;   // QMatMul: the weight format compiled in (weights are packed as this)
+  dsl::KernelSpec spec;     // QMatMul, QConv: what the code was compiled for, resolved for its target
+                            // (a QMatMul's weights are packed in spec.weight)
   double compile_ms = 0;    // spent compiling for this request; 0 when cached or ahead of time
   bool from_disk_cache = false;
 };

@@ -62,9 +62,9 @@ QMatMulRunner::Compiled& QMatMulRunner::compiled_for_new(int64_t M) {
   KernelCode code = source_.get(request);
   compile_ms_ += code.compile_ms;
   // As compiled: the source may have fallen back to float32 activations (the vnni layout says).
-  workload.format = code.format;
+  workload.format = code.spec.weight;
   workload.int8_activations = code.layout.vnni;
-  std::string layout = code.layout.describe() + " " + code.format.describe();
+  std::string layout = code.layout.describe() + " " + code.spec.weight.describe();
   auto packed = packed_.find(layout);
   if (packed == packed_.end()) {
     auto p = source_.prepare_qmatmul_weight(*weight_, trans_b_, code);

@@ -1,7 +1,7 @@
 #include "schedules/qmatmul_kernel.h"
 
-#include "dsl/kernel_spec.h"
 #include "dsl/object_cache.h"
+#include "dsl/spec_resolve.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra::schedules {

@@ -1,6 +1,6 @@
 #include "schedules/qmatmul_templates.h"
 
-#include "dsl/kernel_spec.h"
+#include "dsl/spec_resolve.h"
 #include "schedules/cpu/templates.h"
 
 namespace tetra::schedules {

@@ -43,7 +43,7 @@ dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, 
 // template, one for another target family, a knob outside the template's space, a knob conflict.
 Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
 
-// What a target runs for a requested QMatMul: dsl::resolve (dsl/kernel_spec.h) applied to the
+// What a target runs for a requested QMatMul: dsl::resolve (dsl/spec_resolve.h) applied to the
 // workload's kernel spec, the shapes kept.
 struct ResolvedQMatMul {
   QMatMulWorkload workload;

@@ -2,16 +2,17 @@
 // compile -> link (C and C++, through CMake) -> run, checked against `tetra run` and the reference
 // evaluator; the C API's error codes and concurrency (tests/aot/api_check.cpp); no libHalide, libonnx
 // or protobuf at run time; a library for another x86 target; the compiler's own errors.
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
-#include <catch2/catch.hpp>
-
+#include "dsl/core/kernel_spec.h"
+#include "dsl/target.h"
 #include "examples/example_models.h"
 #include "importer/error.h"
-#include "dsl/target.h"
 #include "runtime/graph_io.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
@@ -170,6 +171,33 @@ TEST_CASE("a compiled MLP links from C and C++ through CMake and matches tetra r
   INFO(out);
   CHECK(rc == 0);
   CHECK_THAT(out, Catch::Contains(", 0 failed"));
+}
+
+TEST_CASE("a float-weight MLP compiles into a library whose table carries each kernel's spec", "[aot]") {
+  std::string dir = temp_dir("aot_float");
+  std::string model = example_mlp(rng()).save(dir + "/mlp.onnx");  // float32 weights, not quantized
+  compile(model, dir + "/lib", "--name tmlpf --shape x=3,64");
+  // The table names each kernel's spec: its weight format (float32 here), layout and target.
+  nlohmann::json table = nlohmann::json::parse(std::ifstream(dir + "/lib/tmlpf.kernels.json"));
+  int specs = 0;
+  for (const nlohmann::json& k : table) {
+    if (!k.contains("spec")) continue;
+    ++specs;
+    dsl::Result<dsl::KernelSpec> spec = dsl::KernelSpec::from_json(k["spec"]);
+    REQUIRE(spec.ok());
+    CHECK(spec.value().weight.float_bits == 32);
+    CHECK(spec.value().target == dsl::host_target().name);
+  }
+  CHECK(specs > 0);
+
+  Input x = write_input(dir, "x", {3, 64});
+  Tensor jit = jit_output(model, dir, "x", x.pb);
+  std::string program = build_program(source_dir() + "/examples/aot_c", dir + "/lib", "tmlpf", dir + "/c", "run_model");
+  std::string out;
+  REQUIRE(run_command(program + " " + x.raw, &out) == 0);
+  Tensor got = printed_output(out, {3, 10});
+  CHECK(compare_tensors(got, jit, 1e-6, 1e-5) == "");
+  check_against_reference(got, model, "x", x.tensor);
 }
 
 TEST_CASE("a library compiled with int8 activations runs the JIT's int8 kernels", "[aot][int8]") {

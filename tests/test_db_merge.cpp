@@ -26,12 +26,12 @@ const std::string kTarget = "x86-64-avx2";
 const std::string kToolchain = "halide-14.0.0";
 
 WorkloadDesc qmatmul(int64_t M) {
-  WorkloadDesc w;
-  w.key = "qmatmul m" + std::to_string(M) + " k512 n512 int4 blocked(k,32) f32";
-  w.op = "qmatmul";
-  w.dims = {{"M", M}, {"K", 512}, {"N", 512}};
-  w.format = "int4 blocked(k,32) f32";
-  return w;
+  dsl::QMatMulWorkload w;  // "qmatmul mM k512 n512 int4 blocked(k,32) f32"
+  w.M = M;
+  w.K = w.N = 512;
+  w.format.k_group = 32;
+  w.format.per_n = true;
+  return tuner::workload_desc(w, kTarget);
 }
 
 TuningRecord record(int64_t M, int64_t tile_n, double median_ms, const std::string& measured_on = "Test CPU") {
@@ -67,7 +67,7 @@ std::vector<std::string> make_shards(const std::string& root) {
   TuningRecord failed = record(4, 64, 0);
   failed.error = "Run: timed out";
   TuningRecord gpu = record(1, 16, 0.1);
-  gpu.target = "hip-gfx90a";
+  gpu.target = gpu.workload.spec.target = "hip-gfx90a";
   std::vector<std::vector<TuningRecord>> contents = {
       {record(1, 16, 1.0), record(1, 32, 2.0), gpu},
       {record(1, 16, 0.8), record(4, 16, 3.0), failed},

@@ -1,10 +1,10 @@
 // The kernel spec and the workloads as JSON: keys, round trips, the one resolve of fall-backs, and
 // malformed JSON as a Failure naming the field.
+#include <catch2/catch.hpp>
 #include <random>
 
-#include <catch2/catch.hpp>
-
-#include "dsl/kernel_spec.h"
+#include "dsl/core/kernel_spec.h"
+#include "dsl/spec_resolve.h"
 #include "dsl/target.h"
 #include "dsl/workload_json.h"
 #include "tuner/measure.h"
@@ -80,6 +80,12 @@ TEST_CASE("a kernel spec has one key and one JSON form that round-trips", "[kern
   w.K = 64, w.N = 24;
   KernelSpec spec = kernel_spec(w, "x86-64-avx2");
   CHECK(spec.key() == "qmatmul int4 per-tensor f32 panel x86-64-avx2");
+  w.has_bias = true, w.activation = Activation::Relu, w.int8_activations = true, w.format.k_group = 32,
+  w.format.per_n = true;
+  CHECK(kernel_spec(w, "x86-64-avx512-vnni").key() ==
+        "qmatmul int4 blocked(k,32) f32 bias Relu a8 vnni x86-64-avx512-vnni");
+  w = QMatMulWorkload{};
+  w.K = 64, w.N = 24;
   CHECK(kernel_spec(w, "x86-64-avx512").key() != spec.key());  // the target names the key
   w.M = 100;
   CHECK(kernel_spec(w, "x86-64-avx2") == spec);  // shapes are not part of the code
@@ -88,7 +94,83 @@ TEST_CASE("a kernel spec has one key and one JSON form that round-trips", "[kern
   Result<QConvWorkload> conv_back = qconv_workload_from_json(nlohmann::json::parse(qconv_workload_to_json(conv).dump()));
   REQUIRE(conv_back.ok());
   CHECK(conv_back.value().key() == conv.key());
-  CHECK(conv_back.value().code_key() == conv.code_key());
+  CHECK(kernel_spec(conv_back.value(), "x86-64-avx2") == kernel_spec(conv, "x86-64-avx2"));
+}
+
+TEST_CASE("a conv's spec names what its code compiles in, and round-trips", "[kernel_spec]") {
+  QConvWorkload conv = depthwise_conv();
+  KernelSpec spec = kernel_spec(conv, "x86-64-avx2");
+  CHECK(spec.key() == "qconv int4 blocked(1) zp f32 k3x3 s2x1 bias +residual Clip(0,6) panel x86-64-avx2");
+  // Shapes, pads, dilations and the group (beyond dense or not) are run-time values: the same code.
+  QConvWorkload other = conv;
+  other.H = 30, other.OH = 15, other.C = other.M = other.group = 16, other.DH = 2, other.pad_top = 0;
+  CHECK(kernel_spec(other, "x86-64-avx2") == spec);
+  other.group = 1;  // a dense conv is other code
+  CHECK(kernel_spec(other, "x86-64-avx2").key() ==
+        "qconv int4 blocked(1) zp f32 k3x3 s2x1 dense bias +residual Clip(0,6) panel x86-64-avx2");
+  // The tuning form drops the epilogue, not the bias.
+  CHECK(spec.for_tuning().key() == "qconv int4 blocked(1) zp f32 k3x3 s2x1 bias panel x86-64-avx2");
+
+  std::set<std::string> keys;
+  for (int type = 0; type < 4; ++type)
+    for (int grid = 0; grid < 3; ++grid)
+      for (bool zp : {false, true})
+        for (bool f16 : {false, true}) {
+          if (type >= 2 && (grid > 0 || zp || f16)) continue;  // a float weight has no grid
+          QConvWorkload w = conv;
+          w.format = ConvInt4Format{};
+          if (type >= 2) w.format.float_bits = type == 2 ? 32 : 16;
+          w.format.is_signed = type != 1;
+          w.format.grid = ConvInt4Format::Grid(grid);
+          w.format.axis = grid == 0 ? 0 : 1;
+          w.format.has_zero_point = type < 2 && zp;
+          w.format.f16_scale = type < 2 && f16;
+          KernelSpec s = kernel_spec(w, "x86-64-avx2");
+          Result<KernelSpec> back = KernelSpec::from_json(nlohmann::json::parse(s.to_json().dump()));
+          REQUIRE(back.ok());
+          CHECK(back.value() == s);
+          CHECK(back.value().conv_weight == s.conv_weight);
+          CHECK(back.value().window == s.window);
+          keys.insert(s.key());
+        }
+  CHECK(keys.size() == 26);  // 2 float + 2 types x 3 grids x 2 x 2, each its own key
+}
+
+TEST_CASE("malformed kernel specs are failures naming the field", "[kernel_spec]") {
+  QConvWorkload conv = depthwise_conv();
+  nlohmann::json good = kernel_spec(conv, "x86-64-avx2").to_json();
+  REQUIRE(KernelSpec::from_json(good).ok());
+  auto message = [](const nlohmann::json& j) {
+    Result<KernelSpec> r = KernelSpec::from_json(j);
+    return r.ok() ? std::string("accepted") : r.failure().describe();
+  };
+  nlohmann::json j = good;
+  j.erase("window");
+  CHECK_THAT(message(j), Catch::Contains("\"window\" is missing"));
+  j = good;
+  j["window"]["kernel"] = {3, 0};
+  CHECK_THAT(message(j), Catch::Contains("\"kernel\" must be two integers >= 1"));
+  j = good;
+  j["weight"]["grid"] = "per-row";
+  CHECK_THAT(message(j), Catch::Contains("\"grid\" must be one of"));
+  j = good;
+  j["op"] = "conv";
+  CHECK_THAT(message(j), Catch::Contains("\"op\" must be one of \"qmatmul\", \"qconv\""));
+  j = good;
+  j["layout"] = "vnni";  // the vnni layout is for int8 activations only
+  CHECK_THAT(message(j), Catch::Contains("does not go with"));
+  j = good;
+  j["epilogue"]["params"] = {0, "6"};
+  CHECK_THAT(message(j), Catch::Contains("\"params\" must be an array of numbers"));
+
+  QMatMulWorkload w;
+  w.K = 64, w.N = 24;
+  nlohmann::json mm = kernel_spec(w, "x86-64-avx2").to_json();
+  mm["epilogue"]["residual"] = true;  // a QMatMul kernel adds no residual
+  CHECK_THAT(message(mm), Catch::Contains("a qmatmul's epilogue"));
+  mm = kernel_spec(w, "x86-64-avx2").to_json();
+  mm["weight"]["k_group"] = -1;
+  CHECK_THAT(message(mm), Catch::Contains("\"k_group\" must be an integer in [0"));
 }
 
 TEST_CASE("resolve decides the int8 fall-backs in one place, keeping float16 scales", "[kernel_spec]") {

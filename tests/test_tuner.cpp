@@ -535,7 +535,7 @@ TEST_CASE("estimated records neither block a measurement nor count as one", "[tu
   std::vector<tuner::TuningRecord> estimates;
   for (const tuner::TuningTask& t : tuner::extract_tasks(g, host)) {
     tuner::TuningRecord r;
-    r.workload = t.desc();
+    r.workload = t.desc(host.name);
     r.target = host.name;
     r.toolchain = dsl::toolchain_id();
     r.schedule = tuner::default_schedule(t, host);
@@ -624,7 +624,7 @@ TEST_CASE("convs are tuning tasks: direct conv schedules are searched, checked a
   REQUIRE(db.records().size() == 4);
   int failed = 0;
   for (const tuner::TuningRecord& r : db.records()) {
-    CHECK(r.workload.op == "qconv");
+    CHECK(r.workload.op() == "qconv");
     CHECK(r.schedule.template_name == "cpu_int4_dense_conv");
     if (r.failed()) {
       ++failed;

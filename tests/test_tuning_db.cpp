@@ -36,21 +36,37 @@ const std::string kTarget = "x86-64-avx2";
 const std::string kToolchain = dsl::toolchain_id();  // what `tetra db` uses
 const std::string kOtherToolchain = "halide-0.0.0-other";
 
+// A QMatMul workload for records of `target`, its format and epilogue written as in its key:
+// qmatmul(1, 64, 64, "uint4 per-n zp f16", "bias relu").
 WorkloadDesc qmatmul(int64_t M, int64_t K, int64_t N, const std::string& format = "int4 blocked(k,32) f32",
-                     const std::string& epilogue = "bias") {
-  WorkloadDesc w;
-  w.key = "qmatmul m" + std::to_string(M) + " k" + std::to_string(K) + " n" + std::to_string(N) + " " + format +
-          (epilogue.empty() ? "" : " " + epilogue);
-  w.op = "qmatmul";
-  w.dims = {{"M", M}, {"K", K}, {"N", N}};
-  w.format = format;
-  w.epilogue = epilogue;
-  return w;
+                     const std::string& epilogue = "bias", const std::string& target = kTarget) {
+  dsl::QMatMulWorkload w;
+  w.M = M, w.K = K, w.N = N;
+  std::istringstream words(format);
+  for (std::string word; words >> word;) {
+    if (word == "uint4")
+      w.format.is_signed = false;
+    else if (word == "zp")
+      w.format.has_zero_point = true;
+    else if (word == "f16")
+      w.format.f16_scale = true;
+    else if (word == "per-n")
+      w.format.per_n = true;
+    else if (word.rfind("blocked(k,", 0) == 0)
+      w.format.k_group = std::stoi(word.substr(10)), w.format.per_n = true;
+  }
+  w.has_bias = epilogue.find("bias") != std::string::npos;
+  if (epilogue.find("relu") != std::string::npos) w.activation = dsl::Activation::Relu;
+  WorkloadDesc d = tuner::workload_desc(w, target);
+  REQUIRE(d.key == "qmatmul m" + std::to_string(M) + " k" + std::to_string(K) + " n" + std::to_string(N) + " " +
+                       format + (epilogue.empty() ? "" : " " + epilogue));
+  return d;
 }
 
 TuningRecord record(const WorkloadDesc& w, int64_t tile_n, double median_ms, const std::string& target = kTarget) {
   TuningRecord r;
   r.workload = w;
+  r.workload.spec.target = target;
   r.target = target;
   r.toolchain = kToolchain;
   r.schedule.template_name = "cpu_int4_gemm";
@@ -152,25 +168,36 @@ TEST_CASE("tuning db: records round-trip through the JSON schema", "[db]") {
   wl.format.k_group = 32;
   wl.has_bias = true;
   wl.activation = dsl::Activation::Relu;
-  WorkloadDesc desc = tuner::workload_desc(wl);
+  WorkloadDesc desc = tuner::workload_desc(wl, kTarget);
   CHECK(desc.key == wl.key());
-  CHECK(desc.op == "qmatmul");
+  CHECK(desc.op() == "qmatmul");
   CHECK(desc.dims == std::map<std::string, int64_t>{{"M", 1}, {"K", 4096}, {"N", 4096}});
-  CHECK(desc.format == wl.format.describe());
-  CHECK(desc.epilogue == "bias relu");
+  CHECK(desc.spec == dsl::kernel_spec(wl, kTarget));
+  // The record holds the spec's JSON, which reads back as the same spec.
+  WorkloadDesc back = TuningRecord::from_json(record(desc, 16, 1.0).to_json(), "record").workload;
+  CHECK(back == desc);
 
-  // A depthwise conv's kernel and strides are part of its format: never the nearest of a grouped conv.
+  // A conv's kernel and strides are part of its spec; a depthwise conv is never the nearest of a
+  // grouped one, and the epilogue does not take part.
   dsl::QConvWorkload conv;
   conv.C = conv.M = conv.group = 64;
   conv.H = conv.W = 56;
   conv.KH = conv.KW = 3;
-  WorkloadDesc conv_desc = tuner::workload_desc(conv);
+  conv.epilogue.activation = "Relu";
+  WorkloadDesc conv_desc = tuner::workload_desc(conv, kTarget);
   CHECK(conv_desc.key == conv.key());
-  CHECK(conv_desc.op == "qconv");
-  CHECK_THAT(conv_desc.format, Catch::StartsWith("k3x3 s1x1 depthwise "));
+  CHECK(conv_desc.op() == "qconv");
+  CHECK(conv_desc.spec.key() == "qconv int4 per-tensor f32 k3x3 s1x1 panel " + kTarget);
   CHECK(conv_desc.dims.at("H") == 56);
+  dsl::QConvWorkload bigger = conv;
+  bigger.H = bigger.W = 112;
+  bigger.epilogue = dsl::ConvEpilogue{};
+  CHECK(tuner::workload_distance(conv_desc, tuner::workload_desc(bigger, kTarget)) == Approx(2 * std::log(2.0)));
+  dsl::QConvWorkload grouped = conv;
+  grouped.group = 32;
+  CHECK(std::isinf(tuner::workload_distance(conv_desc, tuner::workload_desc(grouped, kTarget))));
   conv.group = 1;
-  CHECK(std::isinf(tuner::workload_distance(conv_desc, tuner::workload_desc(conv))));
+  CHECK(std::isinf(tuner::workload_distance(conv_desc, tuner::workload_desc(conv, kTarget))));
 
   CHECK(tuner::utc_timestamp().size() == 20);
   CHECK_FALSE(tuner::host_cpu_model().empty());
@@ -493,7 +520,7 @@ TEST_CASE("tuning db: compaction keeps every record, and replaying a compacted j
   failed.error = "Run: timed out";
   db.commit({record(qmatmul(1, 64, 64), 16, 1.0), failed, record(qmatmul(1, 64, 64), 8, 0.5, "hip-gfx90a")});
   // A record of another schema version, as a newer tetra would append it: kept verbatim.
-  nlohmann::json newer = {{"schema_version", 2}, {"workload", "w"}, {"ms", 0.1}};
+  nlohmann::json newer = {{"schema_version", tuner::kSchemaVersion + 1}, {"workload", "w"}, {"ms", 0.1}};
   append_text(dir + "/journal.jsonl", newer.dump() + "\n");
   db.commit({record(qmatmul(1, 128, 128), 16, 2.0)});
   const std::string journal = read_text(dir + "/journal.jsonl");
@@ -573,17 +600,17 @@ TEST_CASE("tuning db: lookup is exact, then the nearest shape of this target, th
     CHECK_FALSE(none.schedule);
     CHECK(none.record == nullptr);
   }
-  WorkloadDesc conv;
-  conv.key = "qconv n1 c64 h56 w56 m64 g64 k3x3 s1x1 d1x1 p1,1,1,1 int4 per-axis(0) f32 bias";
-  conv.op = "qconv";
-  conv.dims = {{"N", 1}, {"C", 64}, {"H", 56}, {"W", 56}, {"M", 64}};
-  conv.format = "int4 blocked(k,32) f32";
-  conv.epilogue = "bias";
-  CHECK(db.best(conv).source == "default");  // another op
+  dsl::QConvWorkload conv;
+  conv.C = conv.M = conv.group = 64;
+  conv.H = conv.W = conv.OH = conv.OW = 56;
+  conv.KH = conv.KW = 3;
+  conv.has_bias = true;
+  CHECK(db.best(tuner::workload_desc(conv, kTarget)).source == "default");  // another op
 
   // A database opened for the other target sees only its own record.
   TuningDatabase avx512 = TuningDatabase::open(dir, "x86-64-avx512", kToolchain);
-  CHECK(avx512.best(qmatmul(1, 4096, 4096)).schedule->get_int("tile_n") == 8);
+  CHECK(avx512.best(qmatmul(1, 4096, 4096, "int4 blocked(k,32) f32", "bias", "x86-64-avx512"))
+            .schedule->get_int("tile_n") == 8);
   CHECK(TuningDatabase::open(dir, kTarget, kOtherToolchain).best(qmatmul(1, 4096, 4096)).source == "default");
 }
 
@@ -714,4 +741,67 @@ TEST_CASE("tetra db: list, show, merge, prune, export and their errors", "[db][c
   }
   CHECK(read_text(corrupt + "/records.json") == "{\"format\": \"tetra-tuning-db\", \"schema_vers");
   CHECK(run_command(cli + "list", &out) != 0);  // usage error from the parser
+}
+
+TEST_CASE("tuning db: version-1 records are read as current ones when their key rebuilds the workload", "[db]") {
+  std::string dir = temp_dir("db_v1");
+  auto v1 = [](const std::string& key, const std::string& op, const nlohmann::json& dims, const std::string& format,
+               const std::string& epilogue, int64_t tile) {
+    return nlohmann::json{
+        {"workload", {{"key", key}, {"op", op}, {"dims", dims}, {"format", format}, {"epilogue", epilogue}}},
+        {"target", kTarget},
+        {"toolchain", kToolchain},
+        {"schema_version", 1},
+        {"schedule", {{"template", "cpu_int4_gemm"}, {"knobs", {{"tile_n", tile}}}}},
+        {"cost", {{"median_ms", 1.0}, {"min_ms", 1.0}, {"max_ms", 1.0}, {"runs", 10}}},
+        {"measured", true},
+        {"measured_on", {{"device", "Test CPU"}, {"threads", 2}}},
+        {"timestamp", "2025-01-31T12:00:00Z"}};
+  };
+  const std::string conv_key = "qconv n1 c32 h40 w40 m32 g32 k3x3 s2x2 d1x1 p1,1,1,1 uint4 blocked(1) zp f16 b16 bias";
+  nlohmann::json records = {
+      v1("qmatmul m4 k256 n512 uint4 k-groups(64) zp f16 bias relu a8", "qmatmul", {{"M", 4}, {"K", 256}, {"N", 512}},
+         "uint4 k-groups(64) zp f16 a8", "bias relu", 24),
+      v1("qmatmul m1 k64 n64 f16 weight", "qmatmul", {{"M", 1}, {"K", 64}, {"N", 64}}, "f16 weight", "", 8),
+      v1(conv_key, "qconv", {{"N", 1}, {"C", 32}}, "k3x3 s2x2 depthwise uint4 blocked(1) zp f16", "bias", 16),
+      // A key this tetra would not write: kept as it is, never used.
+      v1("qmatmul m1 k64 n64 int4 per-tile f32", "qmatmul", {{"M", 1}}, "int4 per-tile f32", "", 4)};
+  write_db(dir, records, 1);
+
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  REQUIRE(db.records().size() == 3);
+  dsl::QMatMulWorkload int8;
+  int8.M = 4, int8.K = 256, int8.N = 512;
+  int8.format.is_signed = false, int8.format.has_zero_point = true, int8.format.f16_scale = true;
+  int8.format.k_group = 64;
+  int8.has_bias = true, int8.activation = dsl::Activation::Relu, int8.int8_activations = true;
+  TuningDatabase::Lookup hit = db.best(tuner::workload_desc(int8, kTarget));
+  CHECK(hit.source == "exact");
+  CHECK(hit.schedule->get_int("tile_n") == 24);
+  CHECK(hit.record->workload.spec.layout == dsl::LayoutKind::Vnni);
+
+  dsl::QMatMulWorkload f16;
+  f16.M = 1, f16.K = f16.N = 64;
+  f16.format.float_bits = 16;
+  CHECK(db.best(tuner::workload_desc(f16, kTarget)).schedule->get_int("tile_n") == 8);
+
+  dsl::QConvWorkload conv;
+  conv.C = conv.M = conv.group = 32, conv.H = conv.W = 40, conv.KH = conv.KW = 3, conv.SH = conv.SW = 2;
+  conv.pad_top = conv.pad_left = conv.pad_bottom = conv.pad_right = 1;
+  conv.OH = conv.OW = 20;
+  conv.format.is_signed = false, conv.format.has_zero_point = true, conv.format.f16_scale = true;
+  conv.format.grid = dsl::ConvInt4Format::Grid::Blocked, conv.format.axis = 1, conv.block = 16;
+  conv.has_bias = true;
+  REQUIRE(conv.key() == conv_key);
+  CHECK(db.best(tuner::workload_desc(conv, kTarget)).schedule->get_int("tile_n") == 16);
+
+  // Compaction writes the upgraded records in the current version and the other one as it was.
+  db.compact();
+  nlohmann::json file = nlohmann::json::parse(read_text(dir + "/records.json"));
+  CHECK(file["schema_version"] == tuner::kSchemaVersion);
+  int current = 0;
+  for (const nlohmann::json& r : file["records"]) current += r["schema_version"] == tuner::kSchemaVersion;
+  CHECK(current == 3);
+  CHECK(file["records"].size() == 4);
+  CHECK(file["records"].dump().find("per-tile") != std::string::npos);
 }

@@ -1,8 +1,15 @@
 #include "tuner/database.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -11,11 +18,6 @@
 #include <optional>
 #include <set>
 #include <sstream>
-
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "importer/error.h"
 
@@ -42,15 +44,6 @@ std::optional<int64_t> json_int64(const json& v) {
   }
   if (v.is_number_integer()) return v.get<int64_t>();
   return std::nullopt;
-}
-
-// ---- workloads --------------------------------------------------------------------------------------
-
-std::string join_words(const std::vector<std::string>& words) {
-  std::string out;
-  for (const std::string& w : words)
-    if (!w.empty()) out += (out.empty() ? "" : " ") + w;
-  return out;
 }
 
 // ---- reading records ----------------------------------------------------------------------------------
@@ -103,15 +96,15 @@ class Fields {
 
 WorkloadDesc workload_from_json(const json& j, const std::string& where) {
   Fields f(j, where);
-  f.only({"key", "op", "dims", "format", "epilogue"});
+  f.only({"key", "dims", "spec"});
   WorkloadDesc w;
   w.key = f.str("key");
-  w.op = f.str("op");
-  w.format = f.str("format");
-  w.epilogue = f.str("epilogue");
   Fields dims(f.get("dims"), where + ", dims");
   for (auto it = j.at("dims").begin(); it != j.at("dims").end(); ++it) w.dims[it.key()] = dims.integer(it.key());
   if (w.key.empty()) f.bad("\"key\" is empty");
+  dsl::Result<dsl::KernelSpec> spec = dsl::KernelSpec::from_json(f.get("spec"));
+  if (!spec) f.bad("bad spec: " + spec.failure().describe());
+  w.spec = spec.value();
   return w;
 }
 
@@ -188,7 +181,7 @@ void write_file_atomically(const std::string& path, const std::string& text) {
 }
 
 nlohmann::ordered_json ordered_workload(const WorkloadDesc& w) {
-  return {{"key", w.key}, {"op", w.op}, {"dims", w.dims}, {"format", w.format}, {"epilogue", w.epilogue}};
+  return {{"key", w.key}, {"dims", w.dims}, {"spec", w.spec.to_json()}};
 }
 
 // Fields in reading order (workload first) for the file; to_json() has them sorted.
@@ -266,33 +259,25 @@ std::vector<TuningRecord> merge_record_sets(std::vector<TuningRecord> records) {
 
 json WorkloadDesc::to_json() const { return json(ordered_workload(*this)); }
 
-WorkloadDesc workload_desc(const dsl::QMatMulWorkload& w) {
-  WorkloadDesc d;
-  d.key = w.key();
-  d.op = "qmatmul";
-  d.dims = {{"M", w.M}, {"K", w.K}, {"N", w.N}};
-  // int8-activation workloads have their own template: never the nearest of a float32 one.
-  d.format = w.format.describe() + (w.int8_activations ? " a8" : "");
-  d.epilogue = join_words({w.has_bias ? "bias" : "",
-                           w.activation == dsl::Activation::None ? "" : dsl::activation_name(w.activation)});
-  return d;
+WorkloadDesc workload_desc(const dsl::QMatMulWorkload& w, const std::string& target) {
+  // int8-activation workloads have their own template and layout, which the spec names: never the
+  // nearest of a float32 one.
+  return {w.key(), {{"M", w.M}, {"K", w.K}, {"N", w.N}}, dsl::kernel_spec(w, target).for_tuning()};
 }
 
-WorkloadDesc workload_desc(const dsl::QConvWorkload& w) {
-  auto x = [](int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); };
-  WorkloadDesc d;
-  d.key = w.key();
-  d.op = "qconv";
-  d.dims = {{"N", w.N}, {"C", w.C}, {"H", w.H}, {"W", w.W}, {"M", w.M}, {"group", w.group}, {"kh", w.KH}, {"kw", w.KW}};
+WorkloadDesc workload_desc(const dsl::QConvWorkload& w, const std::string& target) {
+  WorkloadDesc d{
+      w.key(),
+      {{"N", w.N}, {"C", w.C}, {"H", w.H}, {"W", w.W}, {"M", w.M}, {"group", w.group}, {"kh", w.KH}, {"kw", w.KW}},
+      dsl::kernel_spec(w, target).for_tuning()};
   // Depthwise and grouped convs use different templates: never the nearest of each other.
-  d.format = join_words({"k" + x(w.KH, w.KW), "s" + x(w.SH, w.SW), w.depthwise() ? "depthwise" : "", w.format.describe()});
-  d.epilogue = w.has_bias ? "bias" : "";
+  if (w.depthwise()) d.dims["depthwise"] = 1;
   return d;
 }
 
 double workload_distance(const WorkloadDesc& a, const WorkloadDesc& b) {
   constexpr double kInf = std::numeric_limits<double>::infinity();
-  if (a.op != b.op || a.format != b.format || a.epilogue != b.epilogue || a.dims.size() != b.dims.size()) return kInf;
+  if (a.spec != b.spec || a.dims.size() != b.dims.size()) return kInf;
   double distance = 0;
   for (const auto& [name, va] : a.dims) {
     auto it = b.dims.find(name);
@@ -340,6 +325,8 @@ TuningRecord TuningRecord::from_json(const json& j, const std::string& where) {
   r.timestamp = f.str("timestamp");
   if (j.contains("error")) r.error = f.str("error");
   if (r.target.empty() || r.toolchain.empty()) f.bad("\"target\" and \"toolchain\" must not be empty");
+  if (r.workload.spec.target != r.target)
+    f.bad("the workload's spec is for target \"" + r.workload.spec.target + "\", the record for \"" + r.target + "\"");
   return r;
 }
 
@@ -469,6 +456,125 @@ int record_version(const json& r, const std::string& where) {
   return int(version);
 }
 
+// ---- schema version 1 ----------------------------------------------------------------------------------
+// Version 1 described a workload by its key and by format and epilogue strings. Its records are read
+// by rebuilding the workload from the key, which names every field (QMatMulWorkload::key,
+// QConvWorkload::key), and are used only when the rebuilt workload has that very key.
+
+// One word of an Int4Format::describe(); false for a word it does not know.
+bool parse_format_word(const std::string& word, dsl::Int4Format& f) {
+  int64_t n = 0;
+  if (word == "int4" || word == "uint4")
+    f.is_signed = word == "int4";
+  else if (word == "zp")
+    f.has_zero_point = true;
+  else if (word == "f16" || word == "f32")
+    f.f16_scale = word == "f16";
+  else if (word == "per-n")
+    f.per_n = true;
+  else if (word == "per-k")
+    f.k_group = 1;
+  else if (word == "per-tensor") {
+  } else if (std::sscanf(word.c_str(), "blocked(k,%" SCNd64 ")", &n) == 1)
+    f.k_group = n, f.per_n = true;
+  else if (std::sscanf(word.c_str(), "k-groups(%" SCNd64 ")", &n) == 1)
+    f.k_group = n;
+  else
+    return false;
+  return true;
+}
+
+std::optional<WorkloadDesc> workload_of_v1_key(const std::string& key, const std::string& target) {
+  std::istringstream in(key);
+  std::vector<std::string> words;
+  for (std::string w; in >> w;) words.push_back(w);
+  if (words.empty()) return std::nullopt;
+  // "f32 weight" / "f16 weight": an unquantized weight.
+  int float_bits = 0;
+  for (size_t i = 0; i + 1 < words.size(); ++i)
+    if (words[i + 1] == "weight" && (words[i] == "f32" || words[i] == "f16")) float_bits = words[i] == "f32" ? 32 : 16;
+  std::optional<WorkloadDesc> desc;
+  if (words[0] == "qmatmul" && words.size() >= 5) {
+    dsl::QMatMulWorkload w;
+    if (std::sscanf(key.c_str(), "qmatmul m%" SCNd64 " k%" SCNd64 " n%" SCNd64, &w.M, &w.K, &w.N) != 3)
+      return std::nullopt;
+    w.format.float_bits = float_bits;
+    for (size_t i = 4; i < words.size(); ++i) {
+      const std::string& word = words[i];
+      if (word == "bias")
+        w.has_bias = true;
+      else if (word == "relu")
+        w.activation = dsl::Activation::Relu;
+      else if (word == "a8")
+        w.int8_activations = true;
+      else if (!(float_bits && word == "weight") && !parse_format_word(word, w.format))
+        return std::nullopt;
+    }
+    desc = workload_desc(w, target);
+  } else if (words[0] == "qconv" && words.size() >= 12) {
+    dsl::QConvWorkload w;
+    if (std::sscanf(key.c_str(),
+                    "qconv n%" SCNd64 " c%" SCNd64 " h%" SCNd64 " w%" SCNd64 " m%" SCNd64 " g%" SCNd64 " k%" SCNd64
+                    "x%" SCNd64 " s%" SCNd64 "x%" SCNd64 " d%" SCNd64 "x%" SCNd64 " p%" SCNd64 ",%" SCNd64 ",%" SCNd64
+                    ",%" SCNd64,
+                    &w.N, &w.C, &w.H, &w.W, &w.M, &w.group, &w.KH, &w.KW, &w.SH, &w.SW, &w.DH, &w.DW, &w.pad_top,
+                    &w.pad_left, &w.pad_bottom, &w.pad_right) != 16 ||
+        w.group <= 0 || w.SH <= 0 || w.SW <= 0)
+      return std::nullopt;
+    w.format.float_bits = float_bits;
+    for (size_t i = 11; i < words.size(); ++i) {
+      const std::string& word = words[i];
+      int axis = 0;
+      int64_t block = 0;
+      if (word == "bias")
+        w.has_bias = true;
+      else if (word == "int4" || word == "uint4")
+        w.format.is_signed = word == "int4";
+      else if (word == "zp")
+        w.format.has_zero_point = true;
+      else if (word == "f16" || word == "f32")
+        w.format.f16_scale = word == "f16";
+      else if (word == "per-tensor")
+        w.format.grid = dsl::ConvInt4Format::Grid::PerTensor;
+      else if (std::sscanf(word.c_str(), "per-axis(%d)", &axis) == 1)
+        w.format.grid = dsl::ConvInt4Format::Grid::PerAxis, w.format.axis = axis;
+      else if (std::sscanf(word.c_str(), "blocked(%d)", &axis) == 1)
+        w.format.grid = dsl::ConvInt4Format::Grid::Blocked, w.format.axis = axis;
+      else if (std::sscanf(word.c_str(), "b%" SCNd64, &block) == 1)
+        w.block = block;
+      else if (!(float_bits && word == "weight"))
+        return std::nullopt;
+    }
+    auto extent = [](int64_t in, int64_t pads, int64_t k, int64_t d, int64_t s) {
+      return (in + pads - d * (k - 1) - 1) / s + 1;
+    };
+    w.OH = extent(w.H, w.pad_top + w.pad_bottom, w.KH, w.DH, w.SH);
+    w.OW = extent(w.W, w.pad_left + w.pad_right, w.KW, w.DW, w.SW);
+    desc = workload_desc(w, target);
+  }
+  if (!desc || desc->key != key) return std::nullopt;
+  return desc;
+}
+
+// A version-1 record as a current one; nullopt when it does not read as one (then it is kept as it is,
+// like a record of any other version).
+std::optional<TuningRecord> upgrade_v1_record(const json& r) {
+  if (!(r.is_object() && r.contains("workload") && r["workload"].is_object() && r["workload"].contains("key") &&
+        r["workload"]["key"].is_string() && r.contains("target") && r["target"].is_string()))
+    return std::nullopt;
+  std::optional<WorkloadDesc> desc =
+      workload_of_v1_key(r["workload"]["key"].get<std::string>(), r["target"].get<std::string>());
+  if (!desc) return std::nullopt;
+  json upgraded = r;
+  upgraded["workload"] = desc->to_json();
+  upgraded["schema_version"] = kSchemaVersion;
+  try {
+    return TuningRecord::from_json(upgraded, "a version-1 record");
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
 TuningRecord read_record(const json& r, const std::string& where) {
   try {
     return TuningRecord::from_json(r, where);
@@ -509,11 +615,14 @@ TuningDatabase::Contents TuningDatabase::read_file(const std::string& path, File
   const json& records = j["records"];
   for (size_t i = 0; i < records.size(); ++i) {
     std::string where = path + ": record " + std::to_string(i);
-    if (record_version(records[i], where) != kSchemaVersion) {
+    const int version = record_version(records[i], where);
+    std::optional<TuningRecord> upgraded = version == 1 ? upgrade_v1_record(records[i]) : std::nullopt;
+    if (upgraded)
+      contents.records.push_back(*upgraded);
+    else if (version == kSchemaVersion)
+      contents.records.push_back(read_record(records[i], where));
+    else
       contents.other_schema.push_back(records[i]);  // another layout: kept verbatim, not read
-      continue;
-    }
-    contents.records.push_back(read_record(records[i], where));
   }
   return contents;
 }
@@ -534,11 +643,14 @@ void TuningDatabase::read_journal(const std::string& path, JournalPosition* posi
     std::string line = f.text.substr(start, end - start);
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // a blank line holds no record
     json r = parse_bounded(line, where);
-    if (record_version(r, where) != kSchemaVersion) {
-      if (other_schema.insert(r.dump()).second) contents->other_schema.push_back(r);
-      continue;
-    }
-    contents->records.push_back(read_record(r, where));
+    const int version = record_version(r, where);
+    std::optional<TuningRecord> upgraded = version == 1 ? upgrade_v1_record(r) : std::nullopt;
+    if (upgraded)
+      contents->records.push_back(*upgraded);
+    else if (version == kSchemaVersion)
+      contents->records.push_back(read_record(r, where));
+    else if (other_schema.insert(r.dump()).second)
+      contents->other_schema.push_back(r);
   }
   // What follows the last newline is a line a killed writer did not finish: never read.
   position->offset += int64_t(start);

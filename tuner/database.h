@@ -8,18 +8,18 @@
 // versions stay in the file, untouched, so one database can serve several machines.
 //
 //   auto db = tuner::TuningDatabase::open("tuning_db", dsl::host_target().name, dsl::toolchain_id());
-//   auto hit = db.best(tuner::workload_desc(workload));   // exact, nearest shape, or default
+//   auto hit = db.best(tuner::workload_desc(workload, db.target()));   // exact, nearest shape, or default
 //   if (hit.schedule) ... else use the template default
 //   db.commit({record, ...});                             // appended to the journal, safe with concurrent writers
 #pragma once
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "dsl/core/kernel_spec.h"
 #include "dsl/qconv.h"
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
@@ -27,32 +27,34 @@
 namespace tetra::tuner {
 
 // The record layout this tetra reads and writes. Bump it when a record's fields change meaning;
-// records of another version are kept in the file but not used.
-constexpr int kSchemaVersion = 1;
+// records of another version are kept in the file but not used. Version 2: the workload carries its
+// kernel spec (dsl/core/kernel_spec.h) instead of format and epilogue strings.
+constexpr int kSchemaVersion = 2;
 
-// A workload as the database sees it. `key` is the workload's own key() (exact lookups); the rest
-// lets a lookup find the nearest shape: same op, format and epilogue, the same dim names, and the
-// smallest sum over dims of |log(a / b)|.
+// A workload as the database sees it: its key (exact lookups), its shape, and the kernel spec of the
+// code it runs (what the generated code depends on, in its tuning form: KernelSpec::for_tuning). A
+// lookup finds the nearest shape among workloads of the same spec and dim names, by the smallest sum
+// over dims of |log(a / b)|.
 struct WorkloadDesc {
   std::string key;                      // "qmatmul m1 k4096 n4096 int4 blocked(k,32) f32 bias"
-  std::string op;                       // "qmatmul", "qconv"
-  std::map<std::string, int64_t> dims;  // {M, K, N}; {N, C, H, W, M, kh, kw, ...}
-  std::string format;                   // "int4 blocked(k,32) f32": what the generated code depends on
-  std::string epilogue;                 // "bias relu", "" for none
+  std::map<std::string, int64_t> dims;  // {M, K, N}; {N, C, H, W, M, group, kh, kw}
+  dsl::KernelSpec spec;                 // its target is the record's
 
+  std::string op() const { return dsl::kernel_op_name(spec.op); }
   nlohmann::json to_json() const;
-  bool operator==(const WorkloadDesc& o) const {
-    return key == o.key && op == o.op && dims == o.dims && format == o.format && epilogue == o.epilogue;
-  }
+  bool operator==(const WorkloadDesc& o) const { return key == o.key && dims == o.dims && spec == o.spec; }
 };
 
-WorkloadDesc workload_desc(const dsl::QMatMulWorkload& workload);
-// Conv: the kernel size, strides, dilations and group are compiled into the code, so they are part of
-// `format` (a nearest conv has the same ones); N, C, H, W, M and the pads are the dims.
-WorkloadDesc workload_desc(const dsl::QConvWorkload& workload);
+// The workload's description for records of `target` (a canonical TargetSpec name).
+WorkloadDesc workload_desc(const dsl::QMatMulWorkload& workload, const std::string& target);
+// Conv: the kernel size, strides and whether it is dense are compiled into the code, so they are part
+// of the spec (a nearest conv has the same ones); N, C, H, W, M, the group and the kernel are the dims.
+// A depthwise conv also has the dim "depthwise" = 1: its template differs, so it is never the nearest of
+// a grouped one.
+WorkloadDesc workload_desc(const dsl::QConvWorkload& workload, const std::string& target);
 
 // The sum over dims of |log(a / b)| (|log((a + 1) / (b + 1))| where a dim is 0, a pad say);
-// infinity when the two are not comparable (another op, format, epilogue or set of dims).
+// infinity when the two are not comparable (another spec or set of dims).
 double workload_distance(const WorkloadDesc& a, const WorkloadDesc& b);
 
 // One tuning measurement (or cost-model estimate) of one schedule.

@@ -9,12 +9,12 @@ class DatabaseScheduleSource : public ScheduleSource {
  public:
   explicit DatabaseScheduleSource(const TuningDatabase& db) : db_(db) {}
   std::optional<ScheduleChoice> for_qmatmul(const dsl::QMatMulWorkload& workload) const override {
-    TuningDatabase::Lookup hit = db_.best(workload_desc(workload));
+    TuningDatabase::Lookup hit = db_.best(workload_desc(workload, db_.target()));
     if (!hit.schedule) return std::nullopt;
     return ScheduleChoice{*hit.schedule, "database " + hit.source};
   }
   std::optional<ScheduleChoice> for_qconv(const dsl::QConvWorkload& workload) const override {
-    TuningDatabase::Lookup hit = db_.best(workload_desc(workload));
+    TuningDatabase::Lookup hit = db_.best(workload_desc(workload, db_.target()));
     if (!hit.schedule) return std::nullopt;
     return ScheduleChoice{*hit.schedule, "database " + hit.source};
   }

@@ -15,7 +15,7 @@
 #include <random>
 #include <thread>
 
-#include "dsl/json_reader.h"
+#include "dsl/core/json_reader.h"
 #include "dsl/workload_json.h"
 #include "runtime/jit_kernel_source.h"
 #include "schedules/cpu/conv.h"

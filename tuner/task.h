@@ -27,7 +27,9 @@ struct TuningTask {
   int occurrences = 1;
 
   std::string key() const { return conv ? conv->key() : workload.key(); }
-  WorkloadDesc desc() const { return conv ? workload_desc(*conv) : workload_desc(workload); }
+  WorkloadDesc desc(const std::string& target) const {
+    return conv ? workload_desc(*conv, target) : workload_desc(workload, target);
+  }
   double flops() const { return 2.0 * workload.M * workload.K * workload.N; }
 };
 

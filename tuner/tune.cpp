@@ -48,7 +48,7 @@ std::string format_ms(double ms) {
 // shape; the nearest kPriorWorkloads of them), which warm-start the xgb strategy's cost model.
 std::vector<PriorMeasurement> prior_measurements(const TuningDatabase& db, const dsl::QMatMulWorkload& w) {
   constexpr size_t kPriorWorkloads = 8;
-  const WorkloadDesc desc = workload_desc(w);
+  const WorkloadDesc desc = workload_desc(w, db.target());
   std::map<std::string, double> distance;  // workload key -> distance
   for (const TuningRecord& r : db.records()) {
     double d = workload_distance(desc, r.workload);
@@ -224,7 +224,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
   auto record = [&](TaskState& s, const dsl::Schedule& candidate, const MeasureResult& r) {
     TaskSummary& sum = s.summary;
     TuningRecord rec;
-    rec.workload = s.task.desc();
+    rec.workload = s.task.desc(target.name);
     rec.target = target.name;
     rec.toolchain = dsl::toolchain_id();
     rec.schedule = candidate;

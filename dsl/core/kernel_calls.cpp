@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "dsl/core/kernel_spec.h"
+
 namespace tetra::dsl {
 namespace {
 
@@ -47,8 +49,8 @@ Status call_qconv(const CompiledPipeline& code, const QConvWorkload& compiled, c
                   const QConvCall& c) {
   auto bad = [](const std::string& why) { return Failure{FailureKind::Run, "qconv", why}; };
   if (!c.X || !c.weight || !c.Y) return bad("X, W and Y are required");
-  if (wl.code_key() != compiled.code_key())
-    return bad("this kernel is compiled for " + compiled.code_key() + ", not " + wl.code_key());
+  const std::string compiled_key = kernel_spec(compiled, "").key(), key = kernel_spec(wl, "").key();
+  if (key != compiled_key) return bad("this kernel is compiled for " + compiled_key + ", not " + key);
   // The output size must be the one the pads, strides and dilations give (the kernel reads no pad_end).
   auto out_size = [](int64_t in, int64_t pb, int64_t pe, int64_t k, int64_t s, int64_t d) {
     return (in + pb + pe - (k - 1) * d - 1) / s + 1;

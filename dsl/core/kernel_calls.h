@@ -23,7 +23,7 @@ struct QMatMulCall {
 Status call_qmatmul(const CompiledPipeline& code, const QMatMulWorkload& compiled, const Int4Layout& layout,
                     const QMatMulCall& call);
 
-// Y = conv(X, W) + bias for `workload`, which must have the code_key() of `compiled`, the workload
+// Y = conv(X, W) + bias for `workload`, which must have the kernel spec of `compiled`, the workload
 // the code was compiled for.
 // X is (W, H, C, N), Y (OW, OH, M, N), bias (M), float32.
 struct QConvCall {

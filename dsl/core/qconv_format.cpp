@@ -77,12 +77,6 @@ std::string ConvEpilogue::describe() const {
   return s;
 }
 
-std::string QConvWorkload::code_key() const {
-  auto x = [](int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); };
-  return "k" + x(KH, KW) + " s" + x(SH, SW) + " " + format.describe() + (has_bias ? " bias" : "") +
-         (group == 1 ? " dense" : "") + (epilogue.empty() ? "" : " " + epilogue.describe());
-}
-
 int64_t ConvInt4Buffers::bytes() const {
   return buffer_bytes(packed) + buffer_bytes(scale) + buffer_bytes(zero);
 }

@@ -71,9 +71,6 @@ struct QConvWorkload {
 
   // "qconv n1 c64 h56 w56 m64 g64 k3x3 s1x1 d1x1 p1,1,1,1 int4 per-axis(0) f32 bias": the tuning key.
   std::string key() const;
-  // The part of the workload the generated code depends on: "k3x3 s1x1 int4 per-axis(0) f32 bias dense"
-  // ("dense": group 1), then the epilogue's description.
-  std::string code_key() const;
 };
 
 // The weight as kernel inputs: the packed bytes as they are, and the scale / zero-point grids.

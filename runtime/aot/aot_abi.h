@@ -11,7 +11,7 @@
 extern "C" {
 #endif
 
-#define TETRA_AOT_ABI_VERSION 2
+#define TETRA_AOT_ABI_VERSION 3
 
 /* One compiled kernel: the KernelRequest key it answers, its Halide argv entry point, and what the
  * node kernels need to call it. */
@@ -20,10 +20,8 @@ typedef struct tetra_aot_kernel {
   int (*fn)(void** argv);
   const char* schedule; /* JSON; "" for fixed pipelines */
   const char* source;   /* where the schedule came from */
+  const char* spec;     /* QMatMul, QConv: the kernel spec as JSON (dsl/core/kernel_spec.h); "" otherwise */
   int panel, k_align;   /* QMatMul: the weight layout the code reads */
-  int is_signed, has_zero_point, per_n, f16_scale;
-  int64_t k_group;      /* QMatMul: the weight format compiled in */
-  int vnni;             /* QMatMul: int8 activations over the int8-dot-product weight packing */
 } tetra_aot_kernel;
 
 typedef struct tetra_aot_model {

@@ -43,7 +43,8 @@ class RecordingSource : public KernelSource {
 // A kernel as the library table lists it.
 struct TableEntry {
   std::string key, function, source;
-  KernelCode info;  // schedule, layout, format
+  KernelCode info;   // schedule, layout, spec
+  std::string spec;  // QMatMul, QConv: info.spec as JSON; "" for fixed pipelines
 };
 
 std::string c_string(const std::string& s) {
@@ -326,8 +327,11 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
     std::string source = plan.info.schedule.empty() ? "fixed pipeline" : plan.info.source;
     log << "kernel " << function << "  " << key << "\n    " << source
         << (plan.info.schedule.empty() ? "" : ": " + plan.info.schedule) << "\n";
-    table.push_back({key, function, source, plan.info});
+    const bool has_spec = request.kind == KernelRequest::Kind::QMatMul || request.kind == KernelRequest::Kind::QConv;
+    const std::string spec = has_spec ? plan.info.spec.to_json().dump() : "";
+    table.push_back({key, function, source, plan.info, spec});
     manifest.push_back({{"key", key}, {"function", function}, {"schedule", plan.info.schedule}, {"source", source}});
+    if (has_spec) manifest.back()["spec"] = plan.info.spec.to_json();
   }
   fs::path runtime_object = work / "halide_runtime.o";
   try {
@@ -354,11 +358,9 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   for (const auto& [code, function] : function_of_code) glue << "extern int " << function << "_argv(void**);\n";
   glue << "\nstatic const tetra_aot_kernel kernels[] = {\n";
   for (const TableEntry& e : table) {
-    const dsl::Int4Format& f = e.info.format;
     glue << "  {" << c_string(e.key) << ", " << e.function << "_argv, " << c_string(e.info.schedule) << ", "
-         << c_string(e.source) << ", " << e.info.layout.panel << ", " << e.info.layout.k_align << ", " << f.is_signed
-         << ", " << f.has_zero_point << ", " << f.per_n << ", " << f.f16_scale << ", " << f.k_group << ", "
-         << e.info.layout.vnni << "},\n";
+         << c_string(e.source) << ", " << c_string(e.spec) << ", " << e.info.layout.panel << ", "
+         << e.info.layout.k_align << "},\n";
   }
   glue << "};\n\n";
   if (!opt.weights_file) {

@@ -5,18 +5,18 @@
 //
 // Thread safety: instances are independent; one instance runs one call at a time (its calls are
 // serialised by a mutex). The deserialised graph is shared by the instances of a library.
-#include "runtime/aot/aot_abi.h"
-
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <new>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
 
 #include "HalideRuntime.h"
 #include "importer/error.h"
+#include "runtime/aot/aot_abi.h"
 #include "runtime/executor.h"
 #include "runtime/graph_io.h"
 #include "runtime/kernel_source.h"
@@ -52,12 +52,14 @@ class TableKernelSource : public KernelSource {
     code.pipeline = std::make_shared<dsl::ArgvFunction>(k.fn);
     code.schedule = k.schedule;
     code.source = std::string("compiled ahead of time, ") + k.source;
-    code.layout = {k.panel, k.k_align, k.vnni != 0};
-    code.format.is_signed = k.is_signed != 0;
-    code.format.has_zero_point = k.has_zero_point != 0;
-    code.format.per_n = k.per_n != 0;
-    code.format.f16_scale = k.f16_scale != 0;
-    code.format.k_group = k.k_group;
+    if (*k.spec) {
+      nlohmann::json j = nlohmann::json::parse(k.spec, nullptr, /*allow_exceptions=*/false);
+      dsl::Result<dsl::KernelSpec> spec = dsl::KernelSpec::from_json(j);
+      check(spec.ok(), ErrorKind::Malformed,
+            "the library's kernel '" + key + "' has a bad spec: " + (spec.ok() ? "" : spec.failure().describe()));
+      code.spec = spec.value();
+    }
+    code.layout = {k.panel, k.k_align, code.spec.layout == dsl::LayoutKind::Vnni};
     return code;
   }
   int vector_lanes() const override { return model_.vector_lanes; }

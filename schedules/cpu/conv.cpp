@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "dsl/core/kernel_spec.h"
 #include "dsl/object_cache.h"
 #include "schedules/cpu/common.h"
 
@@ -233,7 +234,7 @@ dsl::Result<dsl::ScheduledPipeline> schedule_qconv(const QConvWorkload& workload
 }
 
 std::string qconv_code_key(const QConvWorkload& workload, const Schedule& schedule, const TargetSpec& target) {
-  return dsl::code_key("qconv " + workload.code_key() + " " + schedule.to_string(), target.halide);
+  return dsl::code_key(dsl::kernel_spec(workload, target.name).key() + " " + schedule.to_string(), target.halide);
 }
 
 dsl::Result<QConvKernel> compile_qconv(const QConvWorkload& workload, const Schedule& schedule,

@@ -20,7 +20,7 @@
 //   auto kernel = schedules::compile_qconv(wl, schedule, dsl::host_target()).value();
 //   auto W = dsl::pack_conv_weight(*node.weight).value();        // once, at load time
 //   Halide::Buffer<float> X(x_ptr, W, H, C, N), Y(y_ptr, OW, OH, M, N);
-//   dsl::Status st = kernel.run(wl, X, W, Y);                    // any workload with the same code_key()
+//   dsl::Status st = kernel.run(wl, X, W, Y);                    // any workload with the same kernel spec
 #pragma once
 #include <memory>
 #include <string>
@@ -69,7 +69,7 @@ class QConvKernel {
   const QConvWorkload& workload() const { return workload_; }  // the one it was compiled for
   const Schedule& schedule() const { return schedule_; }
 
-  // Y = conv(X, W) + bias for `workload`, which must have the compiled workload's code_key().
+  // Y = conv(X, W) + bias for `workload`, which must have the compiled workload's kernel spec.
   // X is (W, H, C, N), Y (OW, OH, M, N). Shape mismatches and Halide errors come back as a Failure.
   // `residual` (shaped as Y) is required when the workload's epilogue adds one.
   Status run(const QConvWorkload& workload, const Halide::Buffer<float>& X, const dsl::ConvInt4Buffers& weight,
@@ -95,7 +95,7 @@ class QConvKernel {
 dsl::Result<dsl::ScheduledPipeline> schedule_qconv(const QConvWorkload& workload, const Schedule& schedule,
                                                    const TargetSpec& target);
 
-// The code key (dsl::code_key) of a QConv kernel: the workload's code_key() and the schedule (not the
+// The code key (dsl::code_key) of a QConv kernel: its kernel spec's key and the schedule (not the
 // shapes), and the target's Halide target.
 std::string qconv_code_key(const QConvWorkload& workload, const Schedule& schedule, const TargetSpec& target);
 

@@ -5,7 +5,6 @@
 // A kernel depends only on the kernel size, strides, weight format and bias, so each one is compiled
 // once (test-local cache) and run on many shapes.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +14,7 @@
 #include <random>
 #include <sstream>
 
+#include "dsl/core/kernel_spec.h"
 #include "runtime/ops/conv_core.h"
 #include "schedules/cpu/conv.h"
 
@@ -153,10 +153,10 @@ QConvWorkload workload_of(const Case& c, const QuantizedWeight& w) {
   return wl;
 }
 
-// Kernels compiled by this test binary, by code_key and schedule.
+// Kernels compiled by this test binary, by kernel spec and schedule.
 const QConvKernel& compiled(const QConvWorkload& wl, const Schedule& s) {
   static std::map<std::string, QConvKernel> cache;
-  std::string key = wl.code_key() + " " + s.to_string();
+  std::string key = kernel_spec(wl, host_target().name).key() + " " + s.to_string();
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   Result<QConvKernel> k = compile_qconv(wl, s, host_target());

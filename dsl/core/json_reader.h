@@ -2,10 +2,9 @@
 // the wrong type becomes a Failure naming the object and the field, never a crash or a silent default.
 #pragma once
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "dsl/core/result.h"
 

@@ -1,0 +1,30 @@
+#include "dsl/spec_resolve.h"
+
+namespace tetra::dsl {
+
+ResolvedSpec resolve(const KernelSpec& requested, const TargetSpec& target) {
+  ResolvedSpec resolved{requested, ""};
+  KernelSpec& spec = resolved.spec;
+  spec.target = target.name;
+  if (requested.activations == ActivationMode::Int8) {
+    QMatMulWorkload blocks;  // int8_activations_supported reads only the format's k-blocks
+    blocks.format = requested.weight;
+    std::string why;
+    if (requested.op != KernelOp::QMatMul)
+      why = "only QMatMul kernels take int8 activations";
+    else if (!target.has_int8_dot())
+      why = target.name + " has no int8 dot products (AVX512-VNNI)";
+    else if (Status st = int8_activations_supported(blocks); !st)
+      why = st.failure().message;
+    if (why.empty()) {
+      spec.weight = int8_kernel_format(requested.weight);
+    } else {
+      spec.activations = ActivationMode::Float32;  // the weight's own scales, float16 ones included
+      resolved.note = "float32 activations: " + why;
+    }
+  }
+  spec.layout = spec.activations == ActivationMode::Int8 ? LayoutKind::Vnni : LayoutKind::Panel;
+  return resolved;
+}
+
+}  // namespace tetra::dsl
