@@ -51,8 +51,7 @@ nlohmann::json qconv_workload_to_json(const QConvWorkload& w) {
           {"group", w.group}, {"KH", w.KH}, {"KW", w.KW}, {"SH", w.SH}, {"SW", w.SW}, {"DH", w.DH},
           {"DW", w.DW}, {"pads", {w.pad_top, w.pad_left, w.pad_bottom, w.pad_right}},
           {"OH", w.OH}, {"OW", w.OW}, {"weight", conv_format_to_json(w.format)}, {"block", w.block}, {"bias", w.has_bias},
-          {"epilogue", {{"residual", w.epilogue.residual}, {"activation", w.epilogue.activation},
-                        {"params", w.epilogue.params}}}};
+          {"epilogue", epilogue_to_json(w.epilogue)}};
 }
 
 Result<QConvWorkload> qconv_workload_from_json(const nlohmann::json& j) {
@@ -92,14 +91,9 @@ Result<QConvWorkload> qconv_workload_from_json(const nlohmann::json& j) {
   if (!format) return format.failure();
   w.format = format.value();
 
-  JsonReader e(*epilogue, "conv epilogue");
-  w.epilogue.residual = e.flag("residual");
-  w.epilogue.activation = e.text("activation");
-  const nlohmann::json* params = e.field("params");
-  if (params && !(params->is_array() && std::all_of(params->begin(), params->end(), [](const auto& p) { return p.is_number(); })))
-    e.fail_with("\"params\" must be an array of numbers, not " + params->dump());
-  if (!e.ok()) return e.failure();
-  for (const nlohmann::json& p : *params) w.epilogue.params.push_back(p.get<float>());
+  Result<ConvEpilogue> read = epilogue_from_json(*epilogue);
+  if (!read) return read.failure();
+  w.epilogue = read.value();
 
   // The shapes must agree, or the kernel and the reference would read past the buffers.
   auto bad = [](const std::string& why) { return Failure{FailureKind::BadJson, "workload", why}; };

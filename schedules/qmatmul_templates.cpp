@@ -2,6 +2,7 @@
 
 #include "dsl/spec_resolve.h"
 #include "schedules/cpu/templates.h"
+#include "schedules/gpu/templates.h"
 
 namespace tetra::schedules {
 
@@ -12,7 +13,7 @@ const std::vector<QMatMulTemplate>& qmatmul_templates() {
   // Every family's table (schedules/<family>/templates.h), joined: template names are unique across them.
   static const std::vector<QMatMulTemplate> templates = [] {
     std::vector<QMatMulTemplate> all;
-    for (const std::vector<QMatMulTemplate>* family : {&cpu_qmatmul_templates()})
+    for (const std::vector<QMatMulTemplate>* family : {&cpu_qmatmul_templates(), &gpu_qmatmul_templates()})
       all.insert(all.end(), family->begin(), family->end());
     return all;
   }();
@@ -26,8 +27,16 @@ const QMatMulTemplate* find_qmatmul_template(const std::string& name) {
 }
 
 dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, const TargetSpec& target) {
+  if (target.family == dsl::TargetFamily::Hip) {
+    std::string name = gpu_default_qmatmul_template(workload);
+    if (name.empty())
+      return Failure{FailureKind::Unsupported, target.name,
+                     "no GPU template for " + workload.key() + " yet (only the GEMV, M <= 8)"};
+    return find_qmatmul_template(name)->default_schedule(workload, target);
+  }
   if (!target.is_cpu())
-    return Failure{FailureKind::WrongTarget, target.name, "no QMatMul templates for GPUs yet"};
+    return Failure{FailureKind::WrongTarget, target.name,
+                   "no QMatMul templates for " + dsl::family_name(target.family) + " yet"};
   if (workload.int8_activations && !target.has_int8_dot())
     return Failure{FailureKind::WrongTarget, target.name, "has no int8 dot products for int8 activations"};
   return find_qmatmul_template(cpu_default_qmatmul_template(workload))->default_schedule(workload, target);

@@ -41,18 +41,30 @@ nlohmann::json int4_format_to_json(const Int4Format& f) {
           {"scale", f.f16_scale ? "f16" : "f32"}};
 }
 
+namespace {
+
+// The fields both weight formats share: the type (a float weight has no others), zero points and the
+// scale type. False for a float weight.
+bool read_quantized(JsonReader& r, int* float_bits, bool* is_signed, bool* zero_point, bool* f16_scale) {
+  int type = r.choice("type", {"int4", "uint4", "f32", "f16"});
+  if (type >= 2) {
+    *float_bits = type == 2 ? 32 : 16;
+    return false;
+  }
+  *is_signed = type == 0;
+  *zero_point = r.flag("zero_point");
+  *f16_scale = r.choice("scale", {"f32", "f16"}) == 1;
+  return true;
+}
+
+}  // namespace
+
 Result<Int4Format> int4_format_from_json(const nlohmann::json& j) {
   JsonReader r(j, "weight format");
   Int4Format f;
-  int type = r.choice("type", {"int4", "uint4", "f32", "f16"});
-  if (type >= 2) {
-    f.float_bits = type == 2 ? 32 : 16;
-  } else {
-    f.is_signed = type == 0;
-    f.has_zero_point = r.flag("zero_point");
+  if (read_quantized(r, &f.float_bits, &f.is_signed, &f.has_zero_point, &f.f16_scale)) {
     f.k_group = r.integer("k_group", 0, int64_t(1) << 31);
     f.per_n = r.flag("per_n");
-    f.f16_scale = r.choice("scale", {"f32", "f16"}) == 1;
   }
   if (!r.ok()) return r.failure();
   return f;
@@ -74,18 +86,29 @@ nlohmann::json conv_format_to_json(const ConvInt4Format& f) {
 Result<ConvInt4Format> conv_format_from_json(const nlohmann::json& j) {
   JsonReader r(j, "conv weight format");
   ConvInt4Format f;
-  int type = r.choice("type", {"int4", "uint4", "f32", "f16"});
-  if (type >= 2) {
-    f.float_bits = type == 2 ? 32 : 16;
-  } else {
-    f.is_signed = type == 0;
-    f.has_zero_point = r.flag("zero_point");
-    f.f16_scale = r.choice("scale", {"f32", "f16"}) == 1;
+  if (read_quantized(r, &f.float_bits, &f.is_signed, &f.has_zero_point, &f.f16_scale)) {
     f.grid = ConvInt4Format::Grid(r.choice("grid", kConvGrids));
     f.axis = int(r.integer("axis", 0, 3));
   }
   if (!r.ok()) return r.failure();
   return f;
+}
+
+nlohmann::json epilogue_to_json(const ConvEpilogue& e) {
+  return {{"residual", e.residual}, {"activation", e.activation}, {"params", e.params}};
+}
+
+Result<ConvEpilogue> epilogue_from_json(const nlohmann::json& j) {
+  JsonReader r(j, "epilogue");
+  ConvEpilogue e;
+  e.residual = r.flag("residual");
+  e.activation = r.text("activation");
+  const nlohmann::json* params = r.field("params");
+  if (params && !(params->is_array() && std::all_of(params->begin(), params->end(), [](const auto& p) { return p.is_number(); })))
+    r.fail_with("\"params\" must be an array of numbers, not " + params->dump());
+  if (!r.ok()) return r.failure();
+  for (const nlohmann::json& p : *params) e.params.push_back(p.get<float>());
+  return e;
 }
 
 nlohmann::json KernelSpec::to_json() const {
@@ -99,7 +122,7 @@ nlohmann::json KernelSpec::to_json() const {
   j["layout"] = layout_kind_name(layout);
   j["activations"] = activation_mode_name(activations);
   j["bias"] = has_bias;
-  j["epilogue"] = {{"residual", epilogue.residual}, {"activation", epilogue.activation}, {"params", epilogue.params}};
+  j["epilogue"] = epilogue_to_json(epilogue);
   j["target"] = target;
   return j;
 }
@@ -152,18 +175,13 @@ Result<KernelSpec> KernelSpec::from_json(const nlohmann::json& j) {
     s.weight = format.value();
   }
 
-  JsonReader e(*epilogue, "kernel epilogue");
-  s.epilogue.residual = e.flag("residual");
-  s.epilogue.activation = e.text("activation");
-  const nlohmann::json* params = e.field("params");
-  if (params &&
-      !(params->is_array() && std::all_of(params->begin(), params->end(), [](const auto& p) { return p.is_number(); })))
-    e.fail_with("\"params\" must be an array of numbers, not " + params->dump());
-  if (e.ok() && s.op == KernelOp::QMatMul &&
-      (s.epilogue.residual || !(s.epilogue.activation.empty() || s.epilogue.activation == "Relu") || !params->empty()))
-    e.fail_with("a qmatmul's epilogue is \"Relu\" or none, with no residual and no params, not " + epilogue->dump());
-  if (!e.ok()) return e.failure();
-  for (const nlohmann::json& p : *params) s.epilogue.params.push_back(p.get<float>());
+  Result<ConvEpilogue> read = epilogue_from_json(*epilogue);
+  if (!read) return read.failure();
+  s.epilogue = read.value();
+  if (s.op == KernelOp::QMatMul &&
+      (s.epilogue.residual || !(s.epilogue.activation.empty() || s.epilogue.activation == "Relu") || !s.epilogue.params.empty()))
+    return Failure{FailureKind::BadJson, "kernel spec",
+                   "a qmatmul's epilogue is \"Relu\" or none, with no residual and no params, not " + epilogue->dump()};
 
   // The int8 kernels read only the vnni packing, and the float32 ones only panels.
   if ((s.activations == ActivationMode::Int8) != (s.layout == LayoutKind::Vnni))

@@ -47,7 +47,8 @@ TEST_CASE("schedules round-trip through JSON", "[schedule]") {
       wl.int8_activations = true;
       wl = resolve_qmatmul(wl, vnni).workload;
     }
-    const TargetSpec& target = t.int8_activations ? vnni : avx512();
+    static const TargetSpec gpu = parse_target("hip:gfx90a").value();
+    const TargetSpec& target = t.family == TargetFamily::Hip ? gpu : t.int8_activations ? vnni : avx512();
     KnobSpace space = t.space(wl, target);
     CHECK(space.size() > 10);
     for (int i = 0; i < 20; ++i) {
@@ -146,7 +147,12 @@ TEST_CASE("compiling an illegal schedule fails as data, not a crash", "[schedule
 TEST_CASE("the default template follows the number of rows", "[schedule]") {
   CHECK(default_qmatmul_schedule(workload(1, 4096, 4096), avx512()).value().template_name == "cpu_int4_gemv");
   CHECK(default_qmatmul_schedule(workload(128, 4096, 4096), avx512()).value().template_name == "cpu_int4_gemm");
-  CHECK(default_qmatmul_schedule(workload(1, 64, 64), parse_target("hip:gfx90a").value()).failure().kind ==
+  // A GPU: the decode GEMV for few rows; no template yet for more (a failure, not a CPU schedule).
+  CHECK(default_qmatmul_schedule(workload(1, 64, 64), parse_target("hip:gfx90a").value()).value().template_name ==
+        "gpu_int4_gemv");
+  CHECK(default_qmatmul_schedule(workload(64, 64, 64), parse_target("hip:gfx90a").value()).failure().kind ==
+        FailureKind::Unsupported);
+  CHECK(default_qmatmul_schedule(workload(1, 64, 64), parse_target("cuda:sm_80").value()).failure().kind ==
         FailureKind::WrongTarget);
   // Defaults are legal on every CPU tier and shape, including tiny ones.
   for (const char* t : {"x86-64-sse41", "x86-64-avx2", "x86-64-avx512", "x86-64-avx512-vnni"})

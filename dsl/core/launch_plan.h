@@ -1,0 +1,56 @@
+// How the host launches a captured GPU kernel (dsl/gpu/capture_kernels.h), as data that needs no
+// libHalide: the entry point, its parameters in order, and the values of its scalar parameters and of its
+// grid as integer expressions of the launch's inputs: the buffers' mins, extents and strides
+// ("A.extent.0") and the pipeline's scalar parameters. They are evaluated at each launch: block and
+// thread counts are never fixed when the code is emitted.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "dsl/core/result.h"
+
+namespace tetra::dsl {
+
+// An integer expression of a launch's inputs. JSON: a number, an input's name, or [op, operands...]
+// with op one of + - * / % min max < <= == != && || (two operands), ! (one) or select (three: c, a, b).
+// / and % are Euclidean (the remainder is never negative), as Halide's are; comparisons give 0 or 1.
+struct IndexExpr {
+  enum class Op { Const, Input, Add, Sub, Mul, Div, Mod, Min, Max, Lt, Le, Eq, Ne, And, Or, Not, Select };
+  Op op = Op::Const;
+  int64_t value = 0;  // Const
+  std::string input;  // Input: its name
+  std::vector<IndexExpr> operands;
+
+  static IndexExpr constant(int64_t v) { return IndexExpr{Op::Const, v, "", {}}; }
+  static IndexExpr named(std::string name) { return IndexExpr{Op::Input, 0, std::move(name), {}}; }
+};
+
+// One parameter of a kernel: a buffer (a pointer to `type` elements, the buffer named `name`) or a
+// scalar of `type` whose value is `value`.
+struct KernelParam {
+  std::string name;
+  bool is_buffer = false;
+  std::string type;                  // "f32", "f16", "i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64"
+  bool read = false, write = false;  // buffers
+  IndexExpr value;                   // integer scalars; a float scalar is the input of its name
+  int bytes() const;                 // of one element or of the scalar
+};
+
+struct LaunchPlan {
+  std::string kernel;  // the entry point
+  std::vector<KernelParam> params;
+  std::array<IndexExpr, 3> blocks, threads;  // x, y, z
+  int64_t shared_bytes = 0;                  // workgroup memory, declared inside the kernel
+
+  nlohmann::json to_json() const;
+  static Result<LaunchPlan> from_json(const nlohmann::json& j);
+};
+
+// `e` for these inputs. A missing input or a division by zero is a Failure.
+Result<int64_t> evaluate(const IndexExpr& e, const std::map<std::string, int64_t>& inputs);
+
+}  // namespace tetra::dsl

@@ -1,0 +1,160 @@
+#include "dsl/gpu/capture_kernels.h"
+
+#include <cstring>
+#include <memory>
+
+namespace tetra::dsl::gpu {
+
+using namespace Halide;
+using namespace Halide::Internal;
+
+namespace {
+
+// The launch extents and the workgroup memory of one kernel's loop nest.
+class KernelShape : public IRVisitor {
+ public:
+  Expr blocks[3] = {1, 1, 1}, threads[3] = {1, 1, 1};
+  int64_t shared_bytes = 0;
+  std::string error;
+
+ private:
+  using IRVisitor::visit;
+  void visit(const For* op) override {
+    bool block = false;
+    int axis = gpu_loop_axis(op->name, &block);
+    if (axis >= 0) (block ? blocks : threads)[axis] = op->extent;
+    IRVisitor::visit(op);
+  }
+  void visit(const Allocate* op) override {
+    if (op->memory_type == MemoryType::GPUShared) {
+      const int64_t elements = op->constant_allocation_size();
+      if (elements > 0)
+        shared_bytes += elements * op->type.bytes();
+      else
+        error = "the shared allocation " + op->name +
+                " has no constant size (split its loops with TailStrategy::GuardWithIf)";
+    }
+    IRVisitor::visit(op);
+  }
+};
+
+// The scalar variables an expression reads.
+class FreeVariables : public IRVisitor {
+ public:
+  std::vector<std::pair<std::string, Type>> found;
+
+ private:
+  using IRVisitor::visit;
+  void visit(const Variable* op) override {
+    for (const auto& f : found)
+      if (f.first == op->name) return;
+    found.emplace_back(op->name, op->type);
+  }
+};
+
+// The lowering pass: records every outermost GPU block loop nest as a kernel.
+class CaptureKernels : public IRMutator {
+ public:
+  CaptureKernels(std::string name, CapturedPipeline* out, std::string* error)
+      : name_(std::move(name)), out_(out), error_(error) {}
+
+  Stmt mutate(const Stmt& s) override {
+    if (!seen_top_) {  // the whole lowered statement: keep it as the host's
+      seen_top_ = true;
+      Stmt result = IRMutator::mutate(s);
+      out_->host = result;
+      return result;
+    }
+    return IRMutator::mutate(s);
+  }
+  using IRMutator::mutate;
+
+ private:
+  Stmt visit(const For* op) override {
+    if (op->for_type != ForType::GPUBlock) return IRMutator::visit(op);
+    DeviceKernel k;
+    k.name = name_ + "_k" + std::to_string(out_->kernels.size());
+    k.body = op;
+    HostClosure closure;
+    k.body.accept(&closure);
+    k.args = closure.arguments();
+    KernelShape shape;
+    k.body.accept(&shape);
+    if (!shape.error.empty() && error_->empty()) *error_ = shape.error;
+    for (int i = 0; i < 3; ++i) k.blocks[i] = in_inputs(shape.blocks[i]), k.threads[i] = in_inputs(shape.threads[i]);
+    for (const DeviceArgument& a : k.args)
+      k.arg_values.push_back(a.is_buffer ? Expr() : in_inputs(Variable::make(a.type, a.name)));
+    k.shared_bytes = shape.shared_bytes;
+    out_->kernels.push_back(std::move(k));
+    return op;  // CapturedPipeline::host keeps the loop as Halide lowered it
+  }
+
+  // A buffer's min, extent or stride, which the launch is given: "A.extent.0".
+  static bool is_buffer_field(const std::string& name) {
+    for (const char* field : {".min.", ".extent.", ".stride."}) {
+      size_t at = name.rfind(field);
+      if (at != std::string::npos && at > 0 && at + std::strlen(field) < name.size() &&
+          name.find_first_not_of("0123456789", at + std::strlen(field)) == std::string::npos)
+        return true;
+    }
+    return false;
+  }
+
+  // `e` in terms of the launch's inputs: the host's lets it reads substituted, innermost binding first,
+  // until only buffer fields and the pipeline's own scalar parameters remain.
+  Expr in_inputs(Expr e) const {
+    for (int round = 0; round < 64; ++round) {
+      FreeVariables vars;
+      e.accept(&vars);
+      bool changed = false;
+      for (const auto& var : vars.found) {
+        if (is_buffer_field(var.first)) continue;
+        for (auto let = lets_.rbegin(); let != lets_.rend(); ++let)
+          if (let->first == var.first) {
+            e = substitute(let->first, let->second, e);
+            changed = true;
+            break;
+          }
+      }
+      if (!changed) break;
+    }
+    return simplify(e);
+  }
+
+  Stmt visit(const LetStmt* op) override {
+    lets_.emplace_back(op->name, op->value);
+    Stmt s = IRMutator::visit(op);
+    lets_.pop_back();
+    return s;
+  }
+
+  std::vector<std::pair<std::string, Expr>> lets_;  // the host's lets around the current statement
+  std::string name_;
+  CapturedPipeline* out_;
+  std::string* error_;
+  bool seen_top_ = false;
+};
+
+}  // namespace
+
+Result<CapturedPipeline> capture_kernels(const std::vector<Func>& outputs, const std::vector<Argument>& args,
+                                         const std::string& name) {
+  CapturedPipeline captured;
+  std::string error;
+  try {
+    Pipeline pipeline(outputs);
+    pipeline.add_custom_lowering_pass(new CaptureKernels(name, &captured, &error));
+    // The stand-in GPU feature: Halide validates GPU schedules only for a target with one (with
+    // float16, which every AMD GPU has).
+    Target stand_in = Target("x86-64-linux-opencl-cl_half");
+    pipeline.compile_to_module(args, name, stand_in);
+  } catch (const Halide::Error& e) {
+    return Failure{FailureKind::Compile, name, e.what()};
+  }
+  if (!error.empty()) return Failure{FailureKind::Unsupported, name, error};
+  if (captured.kernels.empty())
+    return Failure{FailureKind::Unsupported, name, "no GPU block loop: not scheduled for a GPU"};
+  return captured;
+}
+
+}  // namespace tetra::dsl::gpu

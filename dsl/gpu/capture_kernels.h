@@ -1,0 +1,26 @@
+// Capturing the GPU kernels of a pipeline scheduled for a GPU. Halide 14 lowers the schedule with a
+// stand-in GPU feature (OpenCL); a custom lowering pass then takes each outermost block loop nest as a
+// DeviceKernel, before Halide's own device code generation would see it. What Halide validated (loop
+// nests, bounds, GPUShared allocations, barriers) is kept; the device code is tetra's
+// (dsl/gpu/emit_kernel.h).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "dsl/core/result.h"
+#include "dsl/gpu/device_kernel.h"
+
+namespace tetra::dsl::gpu {
+
+struct CapturedPipeline {
+  std::vector<DeviceKernel> kernels;  // in the order the host launches them
+  Halide::Internal::Stmt host;        // the lowered host statement, kernels included
+};
+
+// Lowers `outputs` (scheduled with gpu_blocks / gpu_threads) for `args` and captures its kernels, named
+// `name`_k0, `name`_k1, ... A pipeline with no GPU loop, or whose shared allocations have no constant
+// size, is a Failure.
+Result<CapturedPipeline> capture_kernels(const std::vector<Halide::Func>& outputs,
+                                         const std::vector<Halide::Argument>& args, const std::string& name);
+
+}  // namespace tetra::dsl::gpu

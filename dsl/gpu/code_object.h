@@ -1,0 +1,33 @@
+// Device code from emitted sources, with one compiler for every arch: Debian's clang-19 and lld-19
+// (ROCm 5.2's clang-15 rejects gfx942 and gfx1201). AMD code objects are built at code-object version 4,
+// the version the HIP runtime of ROCm 5.2 (Debian's libamdhip64-5) loads; CUDA sources become PTX.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "dsl/core/result.h"
+
+namespace tetra::dsl::gpu {
+
+// The AMD archs tetra builds for: CDNA (gfx906 .. gfx942) and RDNA 2-4 (gfx1030 .. gfx1201).
+const std::vector<std::string>& amd_archs();
+
+// The compiler, "clang-19" unless TETRA_CLANG names another; Failure when it cannot run.
+Result<std::string> device_compiler();
+
+// Builds HIP `source` (emit_kernels' Dialect::Hip) into an AMD code object for `arch` at `path`.
+Status build_hip_code_object(const std::string& source, const std::string& arch, const std::string& path);
+// Builds CUDA `source` into PTX for `sm` ("sm_80") at `path`.
+Status build_ptx(const std::string& source, const std::string& sm, const std::string& path);
+
+// What one kernel of a code object uses, from its metadata notes (llvm-readelf --notes).
+struct KernelResources {
+  std::string name;
+  int vgprs = 0, sgprs = 0, agprs = 0;
+  int vgpr_spills = 0, sgpr_spills = 0;
+  int lds_bytes = 0, scratch_bytes = 0;  // workgroup (LDS) and per-lane private memory
+  int wavefront = 0;
+};
+Result<std::vector<KernelResources>> read_kernel_resources(const std::string& code_object);
+
+}  // namespace tetra::dsl::gpu

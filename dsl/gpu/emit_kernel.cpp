@@ -1,0 +1,272 @@
+#include "dsl/gpu/emit_kernel.h"
+
+#include <sstream>
+
+namespace tetra::dsl::gpu {
+
+using namespace Halide;
+using namespace Halide::Internal;
+
+namespace {
+
+// What differs between the dialects; the kernel bodies differ only through this.
+struct DialectTable {
+  const char* prelude;
+  const char* entry;      // before "void NAME("
+  const char* global;     // qualifies a buffer parameter's pointer
+  const char* restrict_;  // qualifies a buffer parameter
+  const char* shared;     // qualifies a workgroup array
+  const char* block_id[3];
+  const char* thread_id[3];
+  const char* barrier;
+  const char* bit_cast;  // reinterprets the bits of %s (an expression) as the type %t
+};
+
+// Fixed-width integer names as Halide's C printer spells them, for dialects without <stdint.h>.
+#define TETRA_C_INTS                                                                         \
+  "typedef signed char int8_t;\ntypedef unsigned char uint8_t;\ntypedef short int16_t;\n"    \
+  "typedef unsigned short uint16_t;\ntypedef int int32_t;\ntypedef unsigned int uint32_t;\n" \
+  "typedef long long int64_t;\ntypedef unsigned long long uint64_t;\ntypedef _Float16 float16_t;\n"
+
+// Helpers Halide's C printer calls, in each dialect's terms.
+#define TETRA_CPP_HELPERS                                                                     \
+  "template <typename T> __device__ inline T tetra_max(T a, T b) { return a > b ? a : b; }\n" \
+  "template <typename T> __device__ inline T tetra_min(T a, T b) { return a < b ? a : b; }\n" \
+  "__device__ inline float float_from_bits(uint32_t b) { return __builtin_bit_cast(float, b); }\n"
+
+const DialectTable kHip = {
+    "// HIP, self-contained: amdgcn builtins, no device headers or libraries.\n"
+    "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
+    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS,
+    "extern \"C\" __global__ ",
+    "",
+    " __restrict__",
+    "__shared__ ",
+    {"__builtin_amdgcn_workgroup_id_x()", "__builtin_amdgcn_workgroup_id_y()", "__builtin_amdgcn_workgroup_id_z()"},
+    {"__builtin_amdgcn_workitem_id_x()", "__builtin_amdgcn_workitem_id_y()", "__builtin_amdgcn_workitem_id_z()"},
+    "__builtin_amdgcn_fence(__ATOMIC_RELEASE, \"workgroup\"); __builtin_amdgcn_s_barrier(); "
+    "__builtin_amdgcn_fence(__ATOMIC_ACQUIRE, \"workgroup\");",
+    "__builtin_bit_cast(%t, %s)",
+};
+
+const DialectTable kOpenCL = {
+    "// OpenCL C 1.2.\n"
+    "typedef char int8_t;\ntypedef uchar uint8_t;\ntypedef short int16_t;\ntypedef ushort uint16_t;\n"
+    "typedef int int32_t;\ntypedef uint uint32_t;\ntypedef long int64_t;\ntypedef ulong uint64_t;\n"
+    // float16 without cl_khr_fp16 (which pocl's CPU device lacks): values live in float, loads convert
+    // with vload_half, and a cast to float16 rounds through vstore_half_rte.
+    "inline float tetra_round_f16(float x) { ushort b; vstore_half_rte(x, 0, (half*)&b); return vload_half(0, (const half*)&b); }\n"
+    "#define tetra_max(a, b) max(a, b)\n#define tetra_min(a, b) min(a, b)\n"
+    "#define float_from_bits(b) as_float((uint)(b))\n",
+    "__kernel ",
+    "__global ",
+    " restrict",
+    "__local ",
+    {"(int)get_group_id(0)", "(int)get_group_id(1)", "(int)get_group_id(2)"},
+    {"(int)get_local_id(0)", "(int)get_local_id(1)", "(int)get_local_id(2)"},
+    "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
+    "as_%t(%s)",
+};
+
+const DialectTable kCuda = {
+    "// CUDA, self-contained: NVVM builtins, no CUDA headers or libraries.\n"
+    "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
+    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS,
+    "extern \"C\" __global__ ",
+    "",
+    " __restrict__",
+    "__shared__ ",
+    {"__nvvm_read_ptx_sreg_ctaid_x()", "__nvvm_read_ptx_sreg_ctaid_y()", "__nvvm_read_ptx_sreg_ctaid_z()"},
+    {"__nvvm_read_ptx_sreg_tid_x()", "__nvvm_read_ptx_sreg_tid_y()", "__nvvm_read_ptx_sreg_tid_z()"},
+    "__nvvm_bar_sync(0);",
+    "__builtin_bit_cast(%t, %s)",
+};
+
+const DialectTable& table_of(Dialect d) {
+  switch (d) {
+    case Dialect::Hip:
+      return kHip;
+    case Dialect::OpenCL:
+      return kOpenCL;
+    case Dialect::Cuda:
+      return kCuda;
+  }
+  return kHip;
+}
+
+class KernelPrinter : public CodeGen_C {
+ public:
+  KernelPrinter(std::ostringstream& out, const DialectTable& table)
+      : CodeGen_C(out, Target("x86-64-linux"), CImplementation), out_(out), table_(table), dialect_(&table) {
+    out_.str("");  // the base printed its C++ prelude; device code has its own
+    out_.clear();
+    if (&table == &kOpenCL) integer_suffix_style = IntegerSuffixStyle::OpenCL;  // 1ul, not 1ull
+  }
+
+  void kernel(const DeviceKernel& k) {
+    cache.clear();
+    error_.clear();
+    stream << table_.entry << "void " << k.name << "(";
+    for (size_t i = 0; i < k.args.size(); ++i) {
+      const DeviceArgument& a = k.args[i];
+      if (i) stream << ", ";
+      if (a.is_buffer) {
+        // OpenCL names float16 elements "half" (usable through pointers without cl_khr_fp16).
+        std::string element = opencl() && is_f16(a.type) ? "half" : print_type(a.type);
+        stream << table_.global << (a.write ? "" : "const ") << element << " *" << table_.restrict_ << " "
+               << print_name(a.name);
+        allocations.push(a.name, {a.type});
+      } else {
+        stream << print_type(a.type.is_bool() ? Int(32) : a.type) << " " << print_name(a.name);  // no bool parameters
+      }
+    }
+    stream << ") ";
+    open_scope();
+    print_stmt(k.body);
+    close_scope(k.name);
+    for (const DeviceArgument& a : k.args)
+      if (a.is_buffer) allocations.pop(a.name);
+    if (!error_.empty()) throw std::runtime_error(k.name + ": " + error_);
+  }
+
+ private:
+  using CodeGen_C::visit;
+
+  std::string print_type(Type t, AppendSpaceIfNeeded space = DoNotAppendSpace) override {
+    if (t.lanes() != 1) error_ = "vector type " + type_to_c_type(t, false) + " (device code is scalar per lane)";
+    if (opencl() && t.is_float() && t.bits() == 16) return "float";  // float16 values are carried in float
+    return CodeGen_C::print_type(t.element_of(), space);
+  }
+
+  bool opencl() const { return dialect_ == &kOpenCL; }
+  static bool is_f16(Type t) { return t.is_float() && t.bits() == 16; }
+
+  // OpenCL without cl_khr_fp16: a float16 element is read with vload_half.
+  void visit(const Load* op) override {
+    if (!(opencl() && is_f16(op->type))) return CodeGen_C::visit(op);
+    if (!is_const_one(op->predicate)) error_ = "a predicated float16 load";
+    std::string index = print_expr(op->index);
+    print_assignment(Float(32), "vload_half(" + index + ", " + print_name(op->name) + ")");
+  }
+  void visit(const Store* op) override {
+    if (opencl() && is_f16(op->value.type())) error_ = "a float16 store (OpenCL devices without cl_khr_fp16)";
+    CodeGen_C::visit(op);
+  }
+  void visit(const Cast* op) override {
+    if (!(opencl() && (is_f16(op->type) || is_f16(op->value.type())))) return CodeGen_C::visit(op);
+    std::string value = print_expr(op->value);
+    if (is_f16(op->type) && !is_f16(op->value.type()))
+      print_assignment(Float(32), "tetra_round_f16((float)(" + value + "))");
+    else
+      print_assignment(op->type.is_float() && op->type.bits() == 32 ? Float(32) : op->type,
+                       "(" + print_type(op->type) + ")(" + value + ")");
+  }
+
+  void visit(const For* op) override {
+    bool block = false;
+    int axis = gpu_loop_axis(op->name, &block);
+    if (axis < 0) return CodeGen_C::visit(op);
+    if (!is_const_zero(op->min)) error_ = "GPU loop " + op->name + " does not start at 0";
+    stream << get_indent() << "int " << print_name(op->name) << " = "
+           << (block ? table_.block_id[axis] : table_.thread_id[axis]) << ";\n";
+    op->body.accept(this);
+  }
+
+  void visit(const Allocate* op) override {
+    const int64_t elements = op->constant_allocation_size();
+    if (elements <= 0) {
+      error_ = "allocation " + op->name + " has no constant size";
+      return;
+    }
+    stream << get_indent() << (op->memory_type == MemoryType::GPUShared ? table_.shared : "") << print_type(op->type)
+           << " " << print_name(op->name) << "[" << elements << "];\n";
+    allocations.push(op->name, {op->type});
+    op->body.accept(this);
+    allocations.pop(op->name);
+  }
+
+  std::string print_reinterpret(Type t, const Expr& e) override {
+    std::string value = print_expr(e);
+    if (t.is_int_or_uint() && e.type().is_int_or_uint())  // same width: a plain conversion keeps the bits
+      return "((" + print_type(t) + ")(" + value + "))";
+    // OpenCL names the type in the function (as_uint, as_float); C++ dialects take the type.
+    std::string type = dialect_ == &kOpenCL ? opencl_type(t) : print_type(t);
+    std::string text = table_.bit_cast;
+    text.replace(text.find("%t"), 2, type);
+    text.replace(text.find("%s"), 2, value);
+    return text;
+  }
+  static std::string opencl_type(Type t) {
+    if (t.is_float()) return t.bits() == 64 ? "double" : t.bits() == 16 ? "half" : "float";
+    const char* names[] = {"char", "short", "int", "long"};
+    int i = t.bits() == 8 ? 0 : t.bits() == 16 ? 1 : t.bits() == 32 ? 2 : 3;
+    return std::string(t.is_uint() ? "u" : "") + names[i];
+  }
+
+  void visit(const Min* op) override { print_pair("tetra_min", op->type, op->a, op->b); }
+  void visit(const Max* op) override { print_pair("tetra_max", op->type, op->a, op->b); }
+  void print_pair(const char* fn, Type t, const Expr& a, const Expr& b) {
+    std::string x = print_expr(a), y = print_expr(b);
+    print_assignment(t, std::string(fn) + "(" + x + ", " + y + ")");
+  }
+
+  void visit(const Free*) override {}  // workgroup and private arrays end with their scope
+
+  // A check Halide could not prove at compile time, left inside the loops: a device cannot report it.
+  void visit(const AssertStmt* op) override {
+    std::ostringstream s;
+    s << "a run-time check inside the kernel (" << op->condition
+      << "): the schedule leaves Halide a bound it cannot prove";
+    error_ = s.str();
+  }
+
+  void visit(const Evaluate* op) override {
+    const Call* call = op->value.as<Call>();
+    if (call && call->is_intrinsic(Call::gpu_thread_barrier)) {
+      stream << get_indent() << table_.barrier << "\n";
+      return;
+    }
+    CodeGen_C::visit(op);
+  }
+
+  void visit(const Call* op) override {
+    if (op->is_intrinsic(Call::gpu_thread_barrier)) {
+      error_ = "a barrier inside an expression";
+      return;
+    }
+    CodeGen_C::visit(op);
+  }
+
+  std::ostringstream& out_;
+  const DialectTable& table_;
+  const DialectTable* dialect_;
+  std::string error_;
+};
+
+}  // namespace
+
+std::string dialect_name(Dialect d) {
+  switch (d) {
+    case Dialect::Hip:
+      return "hip";
+    case Dialect::OpenCL:
+      return "opencl";
+    case Dialect::Cuda:
+      return "cuda";
+  }
+  return "";
+}
+
+Result<std::string> emit_kernels(const std::vector<DeviceKernel>& kernels, Dialect dialect) {
+  const DialectTable& table = table_of(dialect);
+  std::ostringstream body;
+  try {
+    KernelPrinter printer(body, table);
+    for (const DeviceKernel& k : kernels) printer.kernel(k);
+  } catch (const std::exception& e) {
+    return Failure{FailureKind::Unsupported, dialect_name(dialect), e.what()};
+  }
+  return std::string(table.prelude) + "\n" + body.str();
+}
+
+}  // namespace tetra::dsl::gpu

@@ -1,0 +1,24 @@
+// One emitter for device code in three dialects. A subclass of Halide's C code generator prints each
+// kernel body once; everything that differs between HIP, OpenCL C and CUDA (qualifiers, block and thread
+// ids, barriers, the prelude of types and math functions) comes from one table per dialect. The sources
+// need no device headers or libraries: HIP builds with -nogpulib -nogpuinc for every gfx arch, CUDA with
+// -nocudainc -nocudalib.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "dsl/core/result.h"
+#include "dsl/gpu/device_kernel.h"
+
+namespace tetra::dsl::gpu {
+
+enum class Dialect { Hip, OpenCL, Cuda };
+std::string dialect_name(Dialect dialect);  // "hip", "opencl", "cuda"
+
+// The source of `kernels` in `dialect`: the dialect's prelude, then each kernel as an entry point named
+// kernel.name whose parameters are kernel.args in order (buffers as pointers to their element type,
+// scalars by value). A construct the emitter does not support (a vector type, an allocation of no
+// constant size) is a Failure naming the kernel.
+Result<std::string> emit_kernels(const std::vector<DeviceKernel>& kernels, Dialect dialect);
+
+}  // namespace tetra::dsl::gpu

@@ -1,0 +1,84 @@
+#include "schedules/gpu/int4_gemv.h"
+
+namespace tetra::schedules {
+
+using dsl::Failure;
+using dsl::FailureKind;
+using dsl::KnobSpace;
+using namespace Halide;
+
+namespace {
+constexpr const char* kName = "gpu_int4_gemv";
+}  // namespace
+
+KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  KnobSpace s;
+  s.template_name = kName;
+  s.family = target.family;
+  s.knobs = {
+      // Columns per block (the panel width): whole waves.
+      {"tile_n", dsl::int_values({wave, 2 * wave, 4 * wave})},
+      {"unroll_k", dsl::int_values({1, 2, 4, 8})},
+      // Threads per column: 1, or S threads each summing one S-th of k, reduced in workgroup memory.
+      {"split_k", dsl::int_values(w.K >= 64 ? std::vector<int64_t>{1, 2, 4, 8} : std::vector<int64_t>{1})},
+  };
+  return s;
+}
+
+Schedule gpu_int4_gemv_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  Schedule s;
+  s.template_name = kName;
+  // Few columns: split the reduction so that every block still has a few waves of threads.
+  s.knobs = {{"tile_n", wave}, {"unroll_k", int64_t(4)}, {"split_k", int64_t(w.N <= 4 * wave && w.K >= 256 ? 4 : 1)}};
+  return s;
+}
+
+Status gpu_int4_gemv_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
+  // Threads per block: tile_n x split_k, at most 1024 on every GPU tetra targets.
+  if (s.get_int("tile_n") * s.get_int("split_k") > 1024)
+    return Failure{FailureKind::KnobConflict, "split_k", "tile_n x split_k threads exceed 1024 per block"};
+  if (w.int8_activations) return Failure{FailureKind::Unsupported, kName, "float32 activations only"};
+  return dsl::ok_status();
+}
+
+dsl::Int4Layout gpu_int4_gemv_layout(const Schedule& s) { return {int(s.get_int("tile_n")), 2}; }
+
+Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const int P = int(s.get_int("tile_n")), U = int(s.get_int("unroll_k")), S = int(s.get_int("split_k"));
+  const dsl::ComputeDef& d = q.def;
+  Func out = d.output, acc = d.stage("acc");
+  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
+  RVar k = d.reduce("k").rvar();
+
+  // Blocks over (panel, row); a thread per column. The last panel is guarded, so N needs no padding.
+  Var no("no"), ni("ni");
+  out.split(n, no, ni, P, TailStrategy::GuardWithIf).reorder(ni, no, m).gpu_blocks(no, m).gpu_threads(ni);
+  // acc(j, p, m): one panel of one row per block, a thread per column j, in workgroup memory; the output
+  // threads read it after Halide's barrier.
+  acc.compute_at(out, no).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1).gpu_threads(j);
+  RVar ko("ko"), ki("ki");
+  if (S == 1) {
+    acc.update().split(k, ko, ki, U, TailStrategy::GuardWithIf).unroll(ki).gpu_threads(j);
+    return dsl::ok_status();
+  }
+  // part(j, p, m, u): thread (j, u) sums the k-pairs u, u + S, u + 2S, ... of column j (whole packed
+  // bytes), in workgroup memory (P x S floats). acc adds a column's S parts after Halide's barrier.
+  // Interleaved, the part count is S exactly, a constant Halide needs no run-time check of.
+  RVar kq("kq"), kp("kp"), ku("ku"), kio("kio"), kii("kii");
+  Var u("u");
+  acc.update().split(k, kq, kp, 2, TailStrategy::GuardWithIf).split(kq, ko, ku, S, TailStrategy::GuardWithIf);
+  Func part = acc.update().rfactor(ku, u);
+  acc.update().gpu_threads(j);
+  part.compute_at(out, no).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1).gpu_threads(j, u);
+  part.update()
+      .split(ko, kio, kii, U, TailStrategy::GuardWithIf)
+      .reorder(kp, kii, kio, j, u)
+      .unroll(kp)
+      .unroll(kii)
+      .gpu_threads(j, u);
+  return dsl::ok_status();
+}
+
+}  // namespace tetra::schedules

@@ -1,0 +1,20 @@
+// int4 GEMV on GPUs (decode: few rows of A, the weight's K*N/2 bytes read once per row).
+//
+// The grid is (panels of tile_n columns) x (rows of A). In a block, thread t owns column p*P + t:
+//   split_k = 1:  acc = sum over all k of A[m, k] * dequant(W[k, n])          (unroll_k at a time)
+//   split_k = S:  S threads per column each sum every S-th pair of k into workgroup memory; after a
+//                 barrier, thread t adds up its column's S partial sums.
+// Consecutive threads read consecutive bytes of a panel row (the panel layout of dsl/core/int4_format.h),
+// so the weight loads of a wave coalesce. A's row is read by every thread (a broadcast, cached).
+#pragma once
+#include "schedules/qmatmul_templates.h"
+
+namespace tetra::schedules {
+
+dsl::KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& workload, const TargetSpec& target);
+Schedule gpu_int4_gemv_default(const QMatMulWorkload& workload, const TargetSpec& target);
+Status gpu_int4_gemv_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+dsl::Int4Layout gpu_int4_gemv_layout(const Schedule& schedule);
+Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
+
+}  // namespace tetra::schedules

@@ -1,0 +1,283 @@
+// GPU kernels end to end, without a GPU: a GPU schedule template is lowered by Halide, its kernels are
+// captured and emitted by tetra (dsl/gpu/), run on an OpenCL device (pocl here) by tetra-device in a
+// process of its own, and checked against the plain-loop reference on fresh random data. The same
+// kernels' HIP source is built for every AMD arch with 0 spills, and their CUDA source to PTX.
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "dsl/gpu/capture_kernels.h"
+#include "dsl/gpu/code_object.h"
+#include "dsl/gpu/emit_kernel.h"
+#include "dsl/gpu/launch_plan_of.h"
+#include "dsl/process.h"
+#include "schedules/gpu/int4_gemv.h"
+#include "tests/halide/qmatmul_reference.h"
+
+using namespace tetra;
+using namespace tetra::dsl;
+using namespace tetra::dsl::gpu;
+namespace fs = std::filesystem;
+
+namespace {
+
+const TargetSpec& gfx942() {
+  static const TargetSpec t = parse_target("hip:gfx942").value();
+  return t;
+}
+
+fs::path work_dir(const std::string& tag) {
+  fs::path dir = fs::temp_directory_path() / ("tetra_gpu_" + tag + "_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+// The kernels of `schedule` for `workload`, captured (a Failure ends the test).
+CapturedPipeline capture(const QMatMulWorkload& w, const Schedule& s) {
+  REQUIRE(schedules::gpu_int4_gemv_check(w, s, gfx942()).ok());
+  QMatMulDef q = define_qmatmul(w, int(s.get_int("tile_n")));
+  REQUIRE(schedules::apply_gpu_int4_gemv(q, s, gfx942()).ok());
+  Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "gemv");
+  INFO(s.to_string() << ": " << (captured.ok() ? "" : captured.failure().describe()));
+  REQUIRE(captured.ok());
+  return captured.value();
+}
+
+void write_bytes(const fs::path& path, const void* data, size_t bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(static_cast<const char*>(data), std::streamsize(bytes));
+  REQUIRE(bool(out));
+}
+
+// A job entry for a dense Halide buffer, its bytes written to DIR/NAME.bin.
+template <class B>
+nlohmann::json buffer_entry(const fs::path& dir, const std::string& name, const B& b, const std::string& type) {
+  nlohmann::json extents = nlohmann::json::array();
+  int64_t stride = 1;
+  for (int d = 0; d < b.dimensions(); ++d) {
+    REQUIRE(b.dim(d).stride() == stride);  // tetra-device's buffers are dense
+    REQUIRE(b.dim(d).min() == 0);
+    extents.push_back(b.dim(d).extent());
+    stride *= b.dim(d).extent();
+  }
+  fs::path file = dir / (name + ".bin");
+  write_bytes(file, b.data(), b.size_in_bytes());
+  return {{"type", type}, {"extents", extents}, {"file", file.string()}};
+}
+
+struct DeviceRun {
+  int status = -1;
+  std::string output;
+  Halide::Buffer<float> Y;
+};
+
+// Runs the OpenCL source of `captured` (after `edit`) on fresh random data of `spec` through
+// tetra-device; Y as the device left it.
+DeviceRun run_on_device(const QMatMulWorkload& w, const Schedule& s, const CapturedPipeline& captured,
+                        const test::WeightSpec& spec, uint64_t seed, const fs::path& dir, test::Reference* ref,
+                        const std::function<std::string(std::string)>& edit = nullptr) {
+  Result<std::string> source = emit_kernels(captured.kernels, Dialect::OpenCL);
+  INFO((source.ok() ? "" : source.failure().describe()));
+  REQUIRE(source.ok());
+  std::string text = edit ? edit(source.value()) : source.value();
+  write_bytes(dir / "kernels.cl", text.data(), text.size());
+
+  QuantizedWeight weight = test::random_weight(w.K, w.N, spec, seed);
+  Halide::Buffer<float> A = test::random_matrix(int(w.K), int(w.M), seed + 1);
+  Result<PackedInt4Buffers> packed = pack_int4_weight(weight, false, schedules::gpu_int4_gemv_layout(s));
+  REQUIRE(packed.ok());
+  *ref = test::reference_qmatmul(A, weight, false);
+
+  nlohmann::json job = {{"source", (dir / "kernels.cl").string()},
+                        {"kernels", nlohmann::json::array()},
+                        {"scalars", {{"alpha", 1.0}, {"beta", 1.0}}}};
+  std::string output;  // the output's name: Halide numbers Funcs of one name ("qmatmul$2")
+  for (const DeviceKernel& k : captured.kernels) {
+    Result<LaunchPlan> plan = launch_plan_of(k);
+    INFO((plan.ok() ? "" : plan.failure().describe()));
+    REQUIRE(plan.ok());
+    job["kernels"].push_back(plan.value().to_json());
+    for (const KernelParam& p : plan.value().params)
+      if (p.is_buffer && p.write && p.name.rfind("qmatmul", 0) == 0) output = p.name;
+  }
+  REQUIRE(!output.empty());
+  const PackedInt4Buffers& p = packed.value();
+  job["buffers"]["A"] = buffer_entry(dir, "A", A, "f32");
+  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, "u8");
+  if (p.scale.data())
+    job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, w.format.f16_scale ? "f16" : "f32");
+  if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero, "i8");
+  job["buffers"][output] = {{"type", "f32"}, {"extents", {w.N, w.M}}, {"output", (dir / "Y.bin").string()}};
+  std::ofstream(dir / "job.json") << job.dump(1);
+
+  DeviceRun run;
+  ProgramRun r = run_program({std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "run", (dir / "job.json").string()});
+  run.status = r.status;
+  run.output = r.output;
+  run.Y = Halide::Buffer<float>(int(w.N), int(w.M));
+  if (r.ok()) {
+    std::ifstream in(dir / "Y.bin", std::ios::binary);
+    in.read(reinterpret_cast<char*>(run.Y.data()), std::streamsize(run.Y.size_in_bytes()));
+  }
+  return run;
+}
+
+QMatMulWorkload workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, int64_t N) {
+  QuantizedWeight probe = test::random_weight(K, N, spec, 1);
+  Result<QMatMulWorkload> w = qmatmul_workload(probe, false, M, false);
+  REQUIRE(w.ok());
+  return w.value();
+}
+
+}  // namespace
+
+TEST_CASE("GPU int4 GEMV: random knob points on random data match the reference on an OpenCL device", "[gpu]") {
+  ProgramRun info = run_program({std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "info"});
+  INFO(info.output);
+  REQUIRE(info.ok());  // pocl (scripts/setup.sh) gives every machine an OpenCL device
+  fs::path dir = work_dir("gemv");
+  std::mt19937_64 rng(20261204);
+  std::vector<test::WeightSpec> specs(4);
+  specs[1].type = DType::UInt4, specs[1].zero_point = true, specs[1].granularity = test::Granularity::PerN;
+  specs[2].granularity = test::Granularity::BlockedK, specs[2].block = 16, specs[2].zero_point = true;
+  specs[3].f16_scale = true;
+  int runs = 0;
+  for (const auto& [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 256, 200}, {3, 96, 130}, {2, 512, 64}})
+    for (size_t f = 0; f < specs.size(); ++f) {
+      QMatMulWorkload w = workload_of(specs[f], M, K, N);
+      KnobSpace space = schedules::gpu_int4_gemv_space(w, gfx942());
+      for (int i = 0; i < 2; ++i) {
+        Schedule s = i == 0 ? schedules::gpu_int4_gemv_default(w, gfx942()) : space.sample(rng);
+        if (!schedules::gpu_int4_gemv_check(w, s, gfx942()).ok()) continue;
+        INFO(w.key() << " " << s.to_string());
+        CapturedPipeline captured = capture(w, s);
+        test::Reference ref;
+        DeviceRun run = run_on_device(w, s, captured, specs[f], 100 + runs, dir, &ref);
+        INFO(run.output);
+        REQUIRE(run.status == 0);
+        CHECK(test::compare(run.Y, ref, K) == "");
+        ++runs;
+      }
+    }
+  CHECK(runs >= 12);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("GPU int4 GEMV: a split-k kernel with its barrier removed fails the check", "[gpu]") {
+  fs::path dir = work_dir("barrier");
+  test::WeightSpec spec;
+  QMatMulWorkload w = workload_of(spec, 1, 256, 128);
+  Schedule s = schedules::gpu_int4_gemv_default(w, gfx942());
+  s.knobs["split_k"] = int64_t(4);
+  CapturedPipeline captured = capture(w, s);
+  REQUIRE(captured.kernels.front().shared_bytes > 0);  // the partial sums live in workgroup memory
+  test::Reference ref;
+  DeviceRun good = run_on_device(w, s, captured, spec, 7, dir, &ref);
+  INFO(good.output);
+  REQUIRE(good.status == 0);
+  CHECK(test::compare(good.Y, ref, w.K) == "");
+
+  const std::string barrier = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);";
+  int removed = 0;
+  DeviceRun bad = run_on_device(w, s, captured, spec, 7, dir, &ref, [&](std::string text) {
+    for (size_t at; (at = text.find(barrier)) != std::string::npos; ++removed) text.erase(at, barrier.size());
+    return text;
+  });
+  REQUIRE(removed > 0);
+  INFO(bad.output);
+  REQUIRE(bad.status == 0);
+  CHECK(test::compare(bad.Y, ref, w.K) != "");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("GPU int4 GEMV: HIP code objects for every AMD arch with no spills, and PTX", "[gpu]") {
+  REQUIRE(device_compiler().ok());  // clang-19 (scripts/setup.sh)
+  fs::path dir = work_dir("archs");
+  // int4 blocks of 32 with float32 scales, split_k 1; with float16 scales (float16 arithmetic), split_k 4.
+  for (int64_t split_k : {int64_t(1), int64_t(4)}) {
+    test::WeightSpec spec;
+    spec.f16_scale = split_k > 1;
+    QMatMulWorkload w = workload_of(spec, 1, 4096, 4096);
+    Schedule s = schedules::gpu_int4_gemv_default(w, gfx942());
+    s.knobs["split_k"] = split_k;
+    CapturedPipeline captured = capture(w, s);
+    Result<std::string> hip = emit_kernels(captured.kernels, Dialect::Hip);
+    REQUIRE(hip.ok());
+    for (const std::string& arch : amd_archs()) {
+      INFO(arch << " " << s.to_string());
+      std::string object = (dir / (arch + ".co")).string();
+      Status built = build_hip_code_object(hip.value(), arch, object);
+      INFO((built.ok() ? "" : built.failure().describe()));
+      REQUIRE(built.ok());
+      Result<std::vector<KernelResources>> resources = read_kernel_resources(object);
+      INFO((resources.ok() ? "" : resources.failure().describe()));
+      REQUIRE(resources.ok());
+      REQUIRE(resources.value().size() == captured.kernels.size());
+      for (const KernelResources& k : resources.value()) {
+        CHECK(k.name == captured.kernels.front().name);
+        CHECK(k.vgpr_spills == 0);
+        CHECK(k.sgpr_spills == 0);
+        CHECK(k.scratch_bytes == 0);
+        CHECK(k.vgprs > 0);
+        CHECK(k.lds_bytes == captured.kernels.front().shared_bytes);
+        CHECK(k.wavefront == (arch.rfind("gfx9", 0) == 0 ? 64 : 32));
+      }
+    }
+    Result<std::string> cuda = emit_kernels(captured.kernels, Dialect::Cuda);
+    REQUIRE(cuda.ok());
+    std::string ptx = (dir / "k.ptx").string();
+    Status built = build_ptx(cuda.value(), "sm_80", ptx);
+    INFO((built.ok() ? "" : built.failure().describe()));
+    REQUIRE(built.ok());
+    std::ifstream in(ptx);
+    std::stringstream text;
+    text << in.rdbuf();
+    CHECK_THAT(text.str(), Catch::Contains(".entry " + captured.kernels.front().name));
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("tetra-device refuses a malformed job by name, without crashing", "[gpu]") {
+  fs::path dir = work_dir("jobs");
+  std::ofstream(dir / "k.cl") << "__kernel void k(__global float* y) { y[get_global_id(0)] = 1.0f; }\n";
+  const std::string plan =
+      R"({"kernel": "k", "shared_bytes": 0, "params": [{"name": "y", "kind": "buffer", "type": "f32", "read": false,
+          "write": true}], "blocks": [["/", "y.extent.0", 4], 1, 1], "threads": [4, 1, 1]})";
+  auto run = [&](const std::string& job) {
+    std::ofstream(dir / "job.json") << job;
+    return run_program({std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "run", (dir / "job.json").string()});
+  };
+  const std::string source = "\"source\": \"" + (dir / "k.cl").string() + "\"";
+  ProgramRun good = run("{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": "
+                        "\"f32\", \"extents\": [8], \"output\": \"" + (dir / "y.bin").string() + "\"}}}");
+  INFO(good.output);
+  REQUIRE(good.ok());
+  std::vector<float> y(8, 0.0f);
+  std::ifstream(dir / "y.bin", std::ios::binary).read(reinterpret_cast<char*>(y.data()), 32);
+  CHECK(y == std::vector<float>(8, 1.0f));
+
+  struct Case {
+    std::string job, message;
+  };
+  for (const Case& c : {
+           Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
+                "\"extents\": [\"8\"]}}}", "\"extents\" must be integers"},
+           Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f64\", "
+                "\"extents\": [8]}}}", "\"type\" must be one of"},
+           Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {}}", "no device buffer y"},
+           Case{"{" + source + ", \"kernels\": {}, \"scalars\": {}, \"buffers\": {}}", "\"kernels\" is an array"},
+           Case{"{\"source\": \"/nonexistent.cl\", \"kernels\": [], \"scalars\": {}, \"buffers\": {}}", "cannot read"},
+           Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {\"n\": \"x\"}, \"buffers\": {}}",
+                "a scalar input is a number"},
+           Case{"{\"source\": ", "not a readable JSON job"},
+       }) {
+    ProgramRun r = run(c.job);
+    INFO(c.job << "\n" << r.output);
+    CHECK(r.status == 1);
+    CHECK_THAT(r.output, Catch::Contains(c.message));
+  }
+  fs::remove_all(dir);
+}

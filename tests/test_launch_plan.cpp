@@ -1,0 +1,76 @@
+// Launch plans: the host side of a GPU kernel as data (dsl/core/launch_plan.h). Their JSON round-trips,
+// their expressions evaluate as Halide's integer arithmetic does, and malformed plans are failures
+// naming what is wrong.
+#include <catch2/catch.hpp>
+
+#include "dsl/core/launch_plan.h"
+
+using namespace tetra::dsl;
+
+TEST_CASE("a launch plan round-trips through JSON and evaluates its grid from the launch's inputs", "[gpu]") {
+  nlohmann::json j = nlohmann::json::parse(R"({
+    "kernel": "gemv_k0", "shared_bytes": 1024,
+    "params": [{"name": "K", "kind": "scalar", "type": "i32", "value": ["*", ["/", "A.extent.0", 32], 2]},
+               {"name": "tail", "kind": "scalar", "type": "i32", "value": ["!=", ["%", "A.extent.0", 4], 0]},
+               {"name": "A", "kind": "buffer", "type": "f32", "read": true, "write": false},
+               {"name": "Y", "kind": "buffer", "type": "f32", "read": false, "write": true}],
+    "blocks": [["/", ["+", "Y.extent.0", 63], 64], "Y.extent.1", 1],
+    "threads": [64, ["select", ["<", "Y.extent.0", 32], 1, 4], 1]})");
+  Result<LaunchPlan> plan = LaunchPlan::from_json(j);
+  REQUIRE(plan.ok());
+  CHECK(LaunchPlan::from_json(plan.value().to_json()).value().to_json() == plan.value().to_json());
+  CHECK(plan.value().to_json() == j);
+
+  std::map<std::string, int64_t> inputs = {{"A.extent.0", 100}, {"Y.extent.0", 200}, {"Y.extent.1", 3}};
+  CHECK(evaluate(plan.value().blocks[0], inputs).value() == 4);  // ceil(200 / 64)
+  CHECK(evaluate(plan.value().blocks[1], inputs).value() == 3);
+  CHECK(evaluate(plan.value().threads[1], inputs).value() == 4);
+  CHECK(evaluate(plan.value().params[0].value, inputs).value() == 6);
+  CHECK(evaluate(plan.value().params[1].value, inputs).value() == 0);
+  CHECK(plan.value().params[2].bytes() == 4);
+
+  // Halide's division is Euclidean: the remainder is never negative.
+  auto eval = [](const char* text) {
+    return evaluate(LaunchPlan::from_json(
+                        nlohmann::json::parse(std::string(R"({"kernel": "k", "shared_bytes": 0, "params": [],
+                                                "threads": [1, 1, 1], "blocks": [)") +
+                                              text + ", 1, 1]}"))
+                        .value()
+                        .blocks[0],
+                    {})
+        .value();
+  };
+  CHECK(eval(R"(["/", -7, 2])") == -4);
+  CHECK(eval(R"(["%", -7, 2])") == 1);
+  CHECK(eval(R"(["/", 7, -2])") == -3);
+  CHECK(eval(R"(["%", 7, -2])") == 1);
+  CHECK(eval(R"(["min", 3, ["max", 1, 2]])") == 2);
+  CHECK(eval(R"(["&&", 1, ["!", 0]])") == 1);
+
+  CHECK_FALSE(evaluate(plan.value().blocks[0], {}).ok());  // an input the launch lacks
+  CHECK_THAT(evaluate(plan.value().blocks[0], {}).failure().message, Catch::Contains("Y.extent.0"));
+}
+
+TEST_CASE("malformed launch plans are failures naming the fault", "[gpu]") {
+  auto message = [](const std::string& text) {
+    Result<LaunchPlan> plan = LaunchPlan::from_json(nlohmann::json::parse(text));
+    return plan.ok() ? std::string("accepted") : plan.failure().describe();
+  };
+  const std::string head = R"({"kernel": "k", "shared_bytes": 0, "params": [], "threads": [1, 1, 1], )";
+  CHECK_THAT(message(head + R"("blocks": [1, 1]})"), Catch::Contains("3 extents"));
+  CHECK_THAT(message(head + R"("blocks": [["^", 1, 2], 1, 1]})"), Catch::Contains("unknown operator"));
+  CHECK_THAT(message(head + R"("blocks": [["+", 1], 1, 1]})"), Catch::Contains("takes 2 operands"));
+  CHECK_THAT(message(head + R"("blocks": [1.5, 1, 1]})"), Catch::Contains("a number, an input or"));
+  CHECK_THAT(message(R"({"kernel": "k", "shared_bytes": 0, "params": [{"name": "x", "kind": "scalar", "type": "f64",
+                         "value": 1}], "threads": [1, 1, 1], "blocks": [1, 1, 1]})"),
+             Catch::Contains("\"type\" must be one of"));
+  CHECK_THAT(message(R"({"kernel": "k", "params": [], "threads": [1, 1, 1], "blocks": [1, 1, 1]})"),
+             Catch::Contains("\"shared_bytes\" is missing"));
+  std::string deep = "1";
+  for (int i = 0; i < 100; ++i) deep = "[\"+\", 1, " + deep + "]";
+  CHECK_THAT(message(head + "\"blocks\": [" + deep + ", 1, 1]}"), Catch::Contains("nested too deep"));
+  // A division by zero at launch is a failure, not a crash.
+  Result<LaunchPlan> zero = LaunchPlan::from_json(nlohmann::json::parse(head + R"("blocks": [["/", 1, "n"], 1, 1]})"));
+  REQUIRE(zero.ok());
+  CHECK_THAT(evaluate(zero.value().blocks[0], {{"n", 0}}).failure().message, Catch::Contains("divides by zero"));
+}
