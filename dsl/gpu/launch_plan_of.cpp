@@ -1,5 +1,7 @@
 #include "dsl/gpu/launch_plan_of.h"
 
+#include <sstream>
+
 namespace tetra::dsl::gpu {
 
 using namespace Halide;
@@ -85,6 +87,8 @@ Result<LaunchPlan> launch_plan_of(const DeviceKernel& k) {
     p.write = a.is_buffer && a.write;
     if (p.type.empty())
       return Failure{FailureKind::Unsupported, k.name, "parameter " + a.name + " has a type kernels cannot take"};
+    if (!a.is_buffer && a.type.is_float() && a.type.bits() != 32)
+      return Failure{FailureKind::Unsupported, k.name, "scalar parameter " + a.name + ": float scalars are float32 only"};
     if (!a.is_buffer && a.type.is_float()) {
       p.value = IndexExpr::named(a.name);  // a float parameter of the pipeline, given as it is
     } else if (!a.is_buffer) {
