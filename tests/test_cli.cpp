@@ -46,6 +46,40 @@ TEST_CASE("tetra inspect lists int4 weights and unsupported ops", "[cli]") {
   CHECK_THAT(out, Catch::Contains("\"int4_weights\""));
 }
 
+TEST_CASE("tetra inspect --target hip:ARCH builds the GPU kernels and reports their resources", "[cli][gpu]") {
+  std::string dir = temp_dir("cli_inspect_gpu");
+  std::string model = int4_model(dir);
+  std::string out;
+  // The decode GEMV, for a 64-wide (gfx9) and a 32-wide (gfx11) wave.
+  for (const auto& [arch, wave] : {std::pair<std::string, int>{"gfx90a", 64}, {"gfx1100", 32}}) {
+    REQUIRE(run_command(tetra_cli() + " inspect --json " + model + " --target hip:" + arch + " --shape x=1,20", &out) ==
+            0);
+    nlohmann::json gpu = nlohmann::json::parse(out)["gpu"];
+    INFO(gpu.dump(1));
+    CHECK(gpu["arch"] == arch);
+    REQUIRE(gpu["kernels"].size() == 1);
+    const nlohmann::json& k = gpu["kernels"][0];
+    CHECK(k["schedule"]["template"] == "gpu_int4_gemv");
+    CHECK(k["schedule"]["knobs"]["tile_n"] == wave);  // a block is whole waves
+    REQUIRE(k["resources"].size() == 1);
+    CHECK(k["resources"][0]["wavefront"] == wave);
+    CHECK(k["resources"][0]["vgprs"].get<int>() > 0);
+    CHECK(k["resources"][0]["spills"] == 0);
+    CHECK(k["resources"][0]["scratch_bytes"] == 0);
+  }
+  REQUIRE(run_command(tetra_cli() + " inspect " + model + " --target hip:gfx942 --shape x=1,20", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("GPU kernels for hip-gfx942"));
+  CHECK_THAT(out, Catch::Contains("0 spills, wave 64"));
+  // More rows than the GEMV takes: said per kernel, not an error.
+  REQUIRE(run_command(tetra_cli() + " inspect " + model + " --target hip:gfx942 --shape x=64,20", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("no GPU template for qmatmul m64"));
+  // A dynamic input left unbound, and a target that is not a GPU: clear errors.
+  CHECK(run_command(tetra_cli() + " inspect " + model + " --target hip:gfx942", &out) != 0);
+  CHECK_THAT(out, Catch::Contains("bind it with --shape x="));
+  CHECK(run_command(tetra_cli() + " inspect " + model + " --target x86-64-avx2 --shape x=1,20", &out) != 0);
+  CHECK_THAT(out, Catch::Contains("give hip:ARCH"));
+}
+
 TEST_CASE("tetra run: test-data folders, --input files, random inputs, dynamic shapes", "[cli]") {
   std::string dir = temp_dir("cli_run");
   std::string model = int4_model(dir);

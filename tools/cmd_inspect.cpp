@@ -1,24 +1,77 @@
 // tetra inspect: what a model contains, which int4 weights tetra recognised, and what it cannot run.
+#include <unistd.h>
+
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
+#include "dsl/target.h"
 #include "importer/error.h"
 #include "importer/onnx_loader.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
+#include "schedules/gpu/build.h"
+#include "tools/cli_util.h"
 #include "tools/commands.h"
+#include "tuner/task.h"
 
 namespace tetra::cli {
 namespace {
 
+namespace fs = std::filesystem;
+
 struct InspectOptions {
   std::string model;
   bool json = false;
+  std::string target;               // hip:ARCH: also report the model's GPU kernels for that arch
+  std::vector<std::string> shapes;  // NAME=dims for dynamic inputs (with --target)
 };
+
+// The model's QMatMul kernels for `target` (hip:ARCH): each task's default schedule built for the
+// arch, with what its code object uses. Tasks without a GPU template yet say so.
+nlohmann::json gpu_kernels(const InspectOptions& opt, const dsl::TargetSpec& target) {
+  std::map<std::string, Shape> shapes;
+  for (const std::string& s : opt.shapes) shapes.insert(parse_shape_binding(s));
+  Graph graph = load_model(opt.model, shapes);
+  for (const ValueInfo& v : graph.inputs)
+    check(shapes.count(v.name) || (v.has_shape && fully_known(v.shape)), ErrorKind::Invalid,
+          "input " + v.name + " has a dynamic shape: bind it with --shape " + v.name + "=...");
+  fs::path dir = fs::temp_directory_path() / ("tetra_inspect_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  nlohmann::json kernels = nlohmann::json::array();
+  for (const tuner::TuningTask& task : tuner::extract_tasks(graph, target)) {
+    nlohmann::json k = {{"node", task.node}, {"workload", task.key()}, {"occurrences", task.occurrences}};
+    dsl::Result<dsl::Schedule> schedule =
+        task.conv ? dsl::Result<dsl::Schedule>(
+                        dsl::Failure{dsl::FailureKind::Unsupported, task.key(), "no GPU conv template yet"})
+                  : schedules::default_qmatmul_schedule(task.workload, target);
+    dsl::Result<schedules::GpuKernelBuild> build =
+        schedule ? schedules::build_gpu_qmatmul(task.workload, schedule.value(), target, (dir / "kernel.co").string())
+                 : dsl::Result<schedules::GpuKernelBuild>(schedule.failure());
+    if (!build) {
+      k["status"] = build.failure().describe();
+    } else {
+      k["schedule"] = build.value().schedule.to_json();
+      k["source"] = "default schedule";
+      for (const dsl::gpu::KernelResources& r : build.value().resources)
+        k["resources"].push_back({{"kernel", r.name},
+                                  {"vgprs", r.vgprs},
+                                  {"sgprs", r.sgprs},
+                                  {"agprs", r.agprs},
+                                  {"lds_bytes", r.lds_bytes},
+                                  {"scratch_bytes", r.scratch_bytes},
+                                  {"spills", r.vgpr_spills + r.sgpr_spills},
+                                  {"wavefront", r.wavefront}});
+    }
+    kernels.push_back(k);
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return {{"target", target.name}, {"arch", target.gpu_arch}, {"kernels", kernels}};
+}
 
 std::string value_line(const ValueInfo& v) {
   return v.name + ": " + dtype_name(v.dtype) + (v.has_shape ? shape_str(v.shape) : std::string("[rank unknown]"));
@@ -61,6 +114,15 @@ void inspect(const InspectOptions& opt) {
   report["int4_weights"] = nlohmann::json::array();
   for (const Node* n : graph.quantized_nodes()) report["int4_weights"].push_back(weight_json(*n));
   report["unsupported"] = unsupported;
+  if (!opt.target.empty()) {
+    dsl::Result<dsl::TargetSpec> target = dsl::parse_target(opt.target);
+    check(target.ok(), ErrorKind::Invalid, target.ok() ? "" : target.failure().describe());
+    check(target.value().family == dsl::TargetFamily::Hip, ErrorKind::Unsupported,
+          "inspect --target reports GPU kernels: give hip:ARCH (such as hip:gfx942), not " + opt.target);
+    check(unsupported.empty(), ErrorKind::Unsupported,
+          "the model has unsupported ops; see tetra inspect without --target");
+    report["gpu"] = gpu_kernels(opt, target.value());
+  }
   // Which nodes the Halide backend compiles, and why the others fall back to the reference kernels.
   if (unsupported.empty()) {
     ExecutorOptions options;  // the Halide backend
@@ -115,6 +177,23 @@ void inspect(const InspectOptions& opt) {
     }
     std::cout << "unsupported ops: " << (unsupported.empty() ? "none" : "") << "\n";
     for (const std::string& u : unsupported) std::cout << "  " << u << "\n";
+    if (report.contains("gpu")) {
+      std::cout << "GPU kernels for " << report["gpu"]["target"].get<std::string>()
+                << " (default schedules; registers, LDS, scratch and spills from the code object):\n";
+      for (const auto& k : report["gpu"]["kernels"]) {
+        std::cout << "  " << k["node"].get<std::string>() << "  " << k["workload"].get<std::string>() << "\n";
+        if (k.contains("status")) {
+          std::cout << "    " << k["status"].get<std::string>() << "\n";
+          continue;
+        }
+        std::cout << "    " << k["schedule"].dump() << "\n";
+        for (const auto& r : k["resources"])
+          std::cout << "    " << r["kernel"].get<std::string>() << ": " << r["vgprs"].get<int>() << " VGPRs, "
+                    << r["sgprs"].get<int>() << " SGPRs, " << r["agprs"].get<int>() << " AGPRs, "
+                    << r["lds_bytes"].get<int>() << " B LDS, " << r["scratch_bytes"].get<int>() << " B scratch, "
+                    << r["spills"].get<int>() << " spills, wave " << r["wavefront"].get<int>() << "\n";
+      }
+    }
   }
 }
 
@@ -125,6 +204,10 @@ void add_inspect_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("inspect", "Describe a model: opsets, inputs, ops, int4 weights, unsupported ops");
   cmd->add_option("model", opt->model, "ONNX model file")->required();
   cmd->add_flag("--json", opt->json, "print a machine-readable report");
+  cmd->add_option("--target", opt->target,
+                  "also build the model's GPU kernels for this AMD GPU (hip:gfx942, ...) and report their "
+                  "registers, LDS, scratch and spills");
+  cmd->add_option("--shape", opt->shapes, "NAME=d0,d1,... for a dynamic input (with --target)");
   cmd->callback([opt] { inspect(*opt); });
 }
 

@@ -89,11 +89,18 @@ DeviceRun run_on_device(const QMatMulWorkload& w, const Schedule& s, const Captu
   Halide::Buffer<float> A = test::random_matrix(int(w.K), int(w.M), seed + 1);
   Result<PackedInt4Buffers> packed = pack_int4_weight(weight, false, schedules::gpu_int4_gemv_layout(s));
   REQUIRE(packed.ok());
-  *ref = test::reference_qmatmul(A, weight, false);
+  // The epilogue, when the workload has one: Y = act(0.75 * A W + 1.25 * bias).
+  const float alpha = 0.75f, beta = 1.25f;
+  Halide::Buffer<float> bias = test::random_matrix(int(w.N), 1, seed + 2);
+  std::vector<float> bias_values(bias.data(), bias.data() + w.N);
+  *ref = w.has_bias ? test::reference_qmatmul(A, weight, false, &bias_values, alpha, beta)
+                    : test::reference_qmatmul(A, weight, false, nullptr, alpha, 1.0f);
+  if (w.activation == Activation::Relu)
+    for (double& y : ref->y) y = std::max(y, 0.0);
 
   nlohmann::json job = {{"source", (dir / "kernels.cl").string()},
                         {"kernels", nlohmann::json::array()},
-                        {"scalars", {{"alpha", 1.0}, {"beta", 1.0}}}};
+                        {"scalars", {{"alpha", alpha}, {"beta", beta}}}};
   std::string output;  // the output's name: Halide numbers Funcs of one name ("qmatmul$2")
   for (const DeviceKernel& k : captured.kernels) {
     Result<LaunchPlan> plan = launch_plan_of(k);
@@ -106,6 +113,10 @@ DeviceRun run_on_device(const QMatMulWorkload& w, const Schedule& s, const Captu
   REQUIRE(!output.empty());
   const PackedInt4Buffers& p = packed.value();
   job["buffers"]["A"] = buffer_entry(dir, "A", A, "f32");
+  if (w.has_bias) {
+    Halide::Buffer<float> bias_1d(bias.data(), int(w.N));
+    job["buffers"]["bias"] = buffer_entry(dir, "bias", bias_1d, "f32");
+  }
   job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, "u8");
   if (p.scale.data())
     job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, w.format.f16_scale ? "f16" : "f32");
@@ -133,11 +144,14 @@ bool opencl_runs_here() {
   return false;
 }
 
-QMatMulWorkload workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, int64_t N) {
+// With `bias_relu`, the workload adds a bias and applies ReLU in its output stage.
+QMatMulWorkload workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, int64_t N, bool bias_relu = false) {
   QuantizedWeight probe = test::random_weight(K, N, spec, 1);
-  Result<QMatMulWorkload> w = qmatmul_workload(probe, false, M, false);
+  Result<QMatMulWorkload> w = qmatmul_workload(probe, false, M, bias_relu);
   REQUIRE(w.ok());
-  return w.value();
+  QMatMulWorkload out = w.value();
+  if (bias_relu) out.activation = Activation::Relu;
+  return out;
 }
 
 }  // namespace
@@ -156,7 +170,8 @@ TEST_CASE("GPU int4 GEMV: random knob points on random data match the reference 
   int runs = 0;
   for (const auto& [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 256, 200}, {3, 96, 130}, {2, 512, 64}})
     for (size_t f = 0; f < specs.size(); ++f) {
-      QMatMulWorkload w = workload_of(specs[f], M, K, N);
+      // The bias and ReLU epilogue on every other format.
+      QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
       KnobSpace space = schedules::gpu_int4_gemv_space(w, gfx942());
       for (int i = 0; i < 2; ++i) {
         Schedule s = i == 0 ? schedules::gpu_int4_gemv_default(w, gfx942()) : space.sample(rng);
