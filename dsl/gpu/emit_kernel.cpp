@@ -20,6 +20,10 @@ struct DialectTable {
   const char* thread_id[3];
   const char* barrier;
   const char* bit_cast;  // reinterprets the bits of %s (an expression) as the type %t
+  // OpenCL C: %t is the OpenCL type name (as_uint), integer literals take OpenCL's suffixes, and float16
+  // (without cl_khr_fp16) is carried in float: loads through vload_half, rounding through
+  // tetra_round_f16, "half" only behind buffer pointers.
+  bool opencl_c;
 };
 
 // Fixed-width integer names as Halide's C printer spells them, for dialects without <stdint.h>.
@@ -47,6 +51,7 @@ const DialectTable kHip = {
     "__builtin_amdgcn_fence(__ATOMIC_RELEASE, \"workgroup\"); __builtin_amdgcn_s_barrier(); "
     "__builtin_amdgcn_fence(__ATOMIC_ACQUIRE, \"workgroup\");",
     "__builtin_bit_cast(%t, %s)",
+    false,
 };
 
 const DialectTable kOpenCL = {
@@ -66,6 +71,7 @@ const DialectTable kOpenCL = {
     {"(int)get_local_id(0)", "(int)get_local_id(1)", "(int)get_local_id(2)"},
     "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
     "as_%t(%s)",
+    true,
 };
 
 const DialectTable kCuda = {
@@ -80,6 +86,7 @@ const DialectTable kCuda = {
     {"__nvvm_read_ptx_sreg_tid_x()", "__nvvm_read_ptx_sreg_tid_y()", "__nvvm_read_ptx_sreg_tid_z()"},
     "__nvvm_bar_sync(0);",
     "__builtin_bit_cast(%t, %s)",
+    false,
 };
 
 const DialectTable& table_of(Dialect d) {
@@ -97,10 +104,10 @@ const DialectTable& table_of(Dialect d) {
 class KernelPrinter : public CodeGen_C {
  public:
   KernelPrinter(std::ostringstream& out, const DialectTable& table)
-      : CodeGen_C(out, Target("x86-64-linux"), CImplementation), out_(out), table_(table), dialect_(&table) {
+      : CodeGen_C(out, Target("x86-64-linux"), CImplementation), out_(out), table_(table) {
     out_.str("");  // the base printed its C++ prelude; device code has its own
     out_.clear();
-    if (&table == &kOpenCL) integer_suffix_style = IntegerSuffixStyle::OpenCL;  // 1ul, not 1ull
+    if (table.opencl_c) integer_suffix_style = IntegerSuffixStyle::OpenCL;  // 1ul, not 1ull
   }
 
   void kernel(const DeviceKernel& k) {
@@ -138,7 +145,7 @@ class KernelPrinter : public CodeGen_C {
     return CodeGen_C::print_type(t.element_of(), space);
   }
 
-  bool opencl() const { return dialect_ == &kOpenCL; }
+  bool opencl() const { return table_.opencl_c; }
   static bool is_f16(Type t) { return t.is_float() && t.bits() == 16; }
 
   // OpenCL without cl_khr_fp16: a float16 element is read with vload_half.
@@ -190,7 +197,7 @@ class KernelPrinter : public CodeGen_C {
     if (t.is_int_or_uint() && e.type().is_int_or_uint())  // same width: a plain conversion keeps the bits
       return "((" + print_type(t) + ")(" + value + "))";
     // OpenCL names the type in the function (as_uint, as_float); C++ dialects take the type.
-    std::string type = dialect_ == &kOpenCL ? opencl_type(t) : print_type(t);
+    std::string type = opencl() ? opencl_type(t) : print_type(t);
     std::string text = table_.bit_cast;
     text.replace(text.find("%t"), 2, type);
     text.replace(text.find("%s"), 2, value);
@@ -239,7 +246,6 @@ class KernelPrinter : public CodeGen_C {
 
   std::ostringstream& out_;
   const DialectTable& table_;
-  const DialectTable* dialect_;
   std::string error_;
 };
 
