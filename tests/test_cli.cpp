@@ -57,21 +57,25 @@ TEST_CASE("tetra inspect --target hip:ARCH builds the GPU kernels and reports th
     nlohmann::json gpu = nlohmann::json::parse(out)["gpu"];
     INFO(gpu.dump(1));
     CHECK(gpu["arch"] == arch);
-    REQUIRE(gpu["kernels"].size() == 1);
-    const nlohmann::json& k = gpu["kernels"][0];
-    CHECK(k["schedule"]["template"] == "gpu_int4_gemv");
-    CHECK(k["schedule"]["knobs"]["tile_n"] == wave);  // a block is whole waves
-    REQUIRE(k["resources"].size() == 1);
-    CHECK(k["resources"][0]["wavefront"] == wave);
-    CHECK(k["resources"][0]["vgprs"].get<int>() > 0);
-    CHECK(k["resources"][0]["spills"] == 0);
-    CHECK(k["resources"][0]["scratch_bytes"] == 0);
+    REQUIRE(gpu["workloads"].size() == 1);
+    const nlohmann::json& w = gpu["workloads"][0];
+    CHECK(w["schedule"]["template"] == "gpu_int4_gemv");
+    CHECK(w["schedule"]["knobs"]["tile_n"] == wave);  // a block is whole waves
+    CHECK(w["schedule_source"] == "default schedule");
+    REQUIRE(w["kernels"].size() == 1);
+    const nlohmann::json& r = w["kernels"][0]["resources"];
+    CHECK(r["wavefront"] == wave);
+    CHECK(r["vgprs"].get<int>() > 0);
+    CHECK(r["spills"] == 0);
+    CHECK(r["scratch_bytes"] == 0);
+    CHECK(r["waves_per_simd"].get<int>() > 0);
   }
   REQUIRE(run_command(tetra_cli() + " inspect " + model + " --target hip:gfx942 --shape x=1,20", &out) == 0);
   CHECK_THAT(out, Catch::Contains("GPU kernels for hip-gfx942"));
-  CHECK_THAT(out, Catch::Contains("0 spills, wave 64"));
+  CHECK_THAT(out, Catch::Contains("0 spills, wave 64, 8 waves per SIMD"));
   // More rows than the GEMV takes: said per kernel, not an error.
   REQUIRE(run_command(tetra_cli() + " inspect " + model + " --target hip:gfx942 --shape x=64,20", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("no GPU kernels: "));
   CHECK_THAT(out, Catch::Contains("no GPU template for qmatmul m64"));
   // A dynamic input left unbound, and a target that is not a GPU: clear errors.
   CHECK(run_command(tetra_cli() + " inspect " + model + " --target hip:gfx942", &out) != 0);

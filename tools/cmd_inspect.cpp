@@ -7,16 +7,17 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "dsl/core/amd_arch.h"
 #include "dsl/target.h"
 #include "importer/error.h"
 #include "importer/onnx_loader.h"
+#include "runtime/aot/gpu_kernels.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
-#include "schedules/gpu/build.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
-#include "tuner/task.h"
+#include "tuner/database_source.h"
 
 namespace tetra::cli {
 namespace {
@@ -30,8 +31,8 @@ struct InspectOptions {
   std::vector<std::string> shapes;  // NAME=dims for dynamic inputs (with --target)
 };
 
-// The model's QMatMul kernels for `target` (hip:ARCH): each task's default schedule built for the
-// arch, with what its code object uses. Tasks without a GPU template yet say so.
+// The model's GPU kernels for `target` (hip:ARCH), as `tetra compile --target` builds them
+// (runtime/aot/gpu_kernels.h), with the records of the database beside the model, if any.
 nlohmann::json gpu_kernels(const InspectOptions& opt, const dsl::TargetSpec& target) {
   std::map<std::string, Shape> shapes;
   for (const std::string& s : opt.shapes) shapes.insert(parse_shape_binding(s));
@@ -39,38 +40,17 @@ nlohmann::json gpu_kernels(const InspectOptions& opt, const dsl::TargetSpec& tar
   for (const ValueInfo& v : graph.inputs)
     check(shapes.count(v.name) || (v.has_shape && fully_known(v.shape)), ErrorKind::Invalid,
           "input " + v.name + " has a dynamic shape: bind it with --shape " + v.name + "=...");
+  std::optional<tuner::TuningDatabase> db = open_tuning_database("", opt.model, target.name);
+  std::optional<tuner::DatabaseScheduleSource> tuned;
+  if (db) tuned.emplace(*db);
   fs::path dir = fs::temp_directory_path() / ("tetra_inspect_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  nlohmann::json kernels = nlohmann::json::array();
-  for (const tuner::TuningTask& task : tuner::extract_tasks(graph, target)) {
-    nlohmann::json k = {{"node", task.node}, {"workload", task.key()}, {"occurrences", task.occurrences}};
-    dsl::Result<dsl::Schedule> schedule =
-        task.conv ? dsl::Result<dsl::Schedule>(
-                        dsl::Failure{dsl::FailureKind::Unsupported, task.key(), "no GPU conv template yet"})
-                  : schedules::default_qmatmul_schedule(task.workload, target);
-    dsl::Result<schedules::GpuKernelBuild> build =
-        schedule ? schedules::build_gpu_qmatmul(task.workload, schedule.value(), target, (dir / "kernel.co").string())
-                 : dsl::Result<schedules::GpuKernelBuild>(schedule.failure());
-    if (!build) {
-      k["status"] = build.failure().describe();
-    } else {
-      k["schedule"] = build.value().schedule.to_json();
-      k["source"] = "default schedule";
-      for (const dsl::gpu::KernelResources& r : build.value().resources)
-        k["resources"].push_back({{"kernel", r.name},
-                                  {"vgprs", r.vgprs},
-                                  {"sgprs", r.sgprs},
-                                  {"agprs", r.agprs},
-                                  {"lds_bytes", r.lds_bytes},
-                                  {"scratch_bytes", r.scratch_bytes},
-                                  {"spills", r.vgpr_spills + r.sgpr_spills},
-                                  {"wavefront", r.wavefront}});
-    }
-    kernels.push_back(k);
-  }
+  dsl::Result<GpuArchKernels> built =
+      build_gpu_model_kernels(graph, target, tuned ? &*tuned : nullptr, (dir / "kernels.co").string());
   std::error_code ec;
   fs::remove_all(dir, ec);
-  return {{"target", target.name}, {"arch", target.gpu_arch}, {"kernels", kernels}};
+  check(built.ok(), ErrorKind::Unsupported, target.gpu_arch + ": " + (built.ok() ? "" : built.failure().describe()));
+  return built.value().report_json();
 }
 
 std::string value_line(const ValueInfo& v) {
@@ -119,6 +99,8 @@ void inspect(const InspectOptions& opt) {
     check(target.ok(), ErrorKind::Invalid, target.ok() ? "" : target.failure().describe());
     check(target.value().family == dsl::TargetFamily::Hip, ErrorKind::Unsupported,
           "inspect --target reports GPU kernels: give hip:ARCH (such as hip:gfx942), not " + opt.target);
+    dsl::Status known = dsl::check_amd_arch(target.value().gpu_arch);
+    check(known.ok(), ErrorKind::Unsupported, "--target: " + (known.ok() ? "" : known.failure().describe()));
     check(unsupported.empty(), ErrorKind::Unsupported,
           "the model has unsupported ops; see tetra inspect without --target");
     report["gpu"] = gpu_kernels(opt, target.value());
@@ -179,19 +161,22 @@ void inspect(const InspectOptions& opt) {
     for (const std::string& u : unsupported) std::cout << "  " << u << "\n";
     if (report.contains("gpu")) {
       std::cout << "GPU kernels for " << report["gpu"]["target"].get<std::string>()
-                << " (default schedules; registers, LDS, scratch and spills from the code object):\n";
-      for (const auto& k : report["gpu"]["kernels"]) {
-        std::cout << "  " << k["node"].get<std::string>() << "  " << k["workload"].get<std::string>() << "\n";
-        if (k.contains("status")) {
-          std::cout << "    " << k["status"].get<std::string>() << "\n";
+                << " (registers, LDS, scratch and spills from the code object; waves per SIMD from them):\n";
+      for (const auto& w : report["gpu"]["workloads"]) {
+        std::cout << "  " << w["node"].get<std::string>() << "  " << w["workload"].get<std::string>() << "\n";
+        if (w.contains("unsupported")) {
+          std::cout << "    no GPU kernels: " << w["unsupported"].get<std::string>() << "\n";
           continue;
         }
-        std::cout << "    " << k["schedule"].dump() << "\n";
-        for (const auto& r : k["resources"])
-          std::cout << "    " << r["kernel"].get<std::string>() << ": " << r["vgprs"].get<int>() << " VGPRs, "
+        std::cout << "    " << w["schedule"].dump() << " (" << w["schedule_source"].get<std::string>() << ")\n";
+        for (const auto& k : w["kernels"]) {
+          const auto& r = k["resources"];
+          std::cout << "    " << k["kernel"].get<std::string>() << ": " << r["vgprs"].get<int>() << " VGPRs, "
                     << r["sgprs"].get<int>() << " SGPRs, " << r["agprs"].get<int>() << " AGPRs, "
                     << r["lds_bytes"].get<int>() << " B LDS, " << r["scratch_bytes"].get<int>() << " B scratch, "
-                    << r["spills"].get<int>() << " spills, wave " << r["wavefront"].get<int>() << "\n";
+                    << r["spills"].get<int>() << " spills, wave " << r["wavefront"].get<int>() << ", "
+                    << r["waves_per_simd"].get<int>() << " waves per SIMD\n";
+        }
       }
     }
   }

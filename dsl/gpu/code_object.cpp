@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "dsl/core/amd_arch.h"
 #include "dsl/process.h"
 
 namespace tetra::dsl::gpu {
@@ -12,8 +13,11 @@ namespace tetra::dsl::gpu {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& amd_archs() {
-  static const std::vector<std::string> archs = {"gfx906",  "gfx908",  "gfx90a",  "gfx942",  "gfx1030",
-                                                 "gfx1100", "gfx1101", "gfx1151", "gfx1200", "gfx1201"};
+  static const std::vector<std::string> archs = [] {
+    std::vector<std::string> names;
+    for (const AmdArch& a : amd_arch_table()) names.push_back(a.name);
+    return names;
+  }();
   return archs;
 }
 
@@ -25,6 +29,18 @@ Result<std::string> device_compiler() {
     return Failure{FailureKind::Unsupported, clang,
                    "cannot run it; GPU code needs clang-19 and lld-19 (Debian: apt install clang-19 lld-19)"};
   return clang;
+}
+
+Result<std::string> device_compiler_version() {
+  Result<std::string> clang = device_compiler();
+  if (!clang) return clang.failure();
+  ProgramRun run = run_program({clang.value(), "--version"});
+  // "Debian clang version 19.1.7 (3+b1)" or "clang version 19.1.7 (...)".
+  size_t at = run.output.find("clang version ");
+  if (!run.ok() || at == std::string::npos)
+    return Failure{FailureKind::Unsupported, clang.value(), "cannot read its version:\n" + run.output};
+  std::string version = run.output.substr(at + 14);
+  return "clang-" + version.substr(0, version.find_first_of(" \n"));
 }
 
 namespace {
@@ -119,6 +135,8 @@ Result<std::vector<KernelResources>> read_kernel_resources(const std::string& co
       k.scratch_bytes = number();
     else if (key == "wavefront_size")
       k.wavefront = number();
+    else if (key == "max_flat_workgroup_size")
+      k.max_threads_per_block = number();
   }
   if (kernels.empty()) return Failure{FailureKind::Compile, code_object, "no kernel metadata in its notes"};
   return kernels;

@@ -9,11 +9,14 @@
 
 namespace tetra::dsl::gpu {
 
-// The AMD archs tetra builds for: CDNA (gfx906 .. gfx942) and RDNA 2-4 (gfx1030 .. gfx1201).
+// The AMD archs tetra builds for (dsl/core/amd_arch.h): CDNA (gfx906 .. gfx942) and RDNA 2-4 (gfx1030 ..
+// gfx1201).
 const std::vector<std::string>& amd_archs();
 
 // The compiler, "clang-19" unless TETRA_CLANG names another; Failure when it cannot run.
 Result<std::string> device_compiler();
+// Its version, "clang-19.1.7": part of what a built kernel depends on.
+Result<std::string> device_compiler_version();
 
 // Builds HIP `source` (emit_kernels' Dialect::Hip) into an AMD code object for `arch` at `path`.
 Status build_hip_code_object(const std::string& source, const std::string& arch, const std::string& path);
@@ -27,6 +30,8 @@ struct KernelResources {
   int vgpr_spills = 0, sgpr_spills = 0;
   int lds_bytes = 0, scratch_bytes = 0;  // workgroup (LDS) and per-lane private memory
   int wavefront = 0;
+  int max_threads_per_block = 0;  // what the code was compiled for: the emitted launch bound, else 1024
+  int waves_per_simd = 0;         // occupancy (dsl/core/amd_arch.h), set where the block size is known
 };
 Result<std::vector<KernelResources>> read_kernel_resources(const std::string& code_object);
 

@@ -26,6 +26,17 @@ struct DeviceKernel {
   int64_t shared_bytes = 0;
 };
 
+// Threads per block when the schedule fixes them (the templates do), else 0.
+inline int64_t constant_threads_per_block(const DeviceKernel& k) {
+  int64_t threads = 1;
+  for (const Halide::Expr& e : k.threads) {
+    const int64_t* n = Halide::Internal::as_const_int(e);
+    if (!n) return 0;
+    threads *= *n;
+  }
+  return threads;
+}
+
 // The axis (0, 1, 2 for x, y, z) of a GPU loop variable, with *block saying whether it is a block id;
 // -1 for any other loop.
 inline int gpu_loop_axis(const std::string& name, bool* block) {

@@ -13,6 +13,9 @@ namespace {
 struct DialectTable {
   const char* prelude;
   const char* entry;      // before "void NAME("
+  // After the entry, where the threads per block are a constant %n: the register allocator's budget
+  // (without it, AMD kernels are compiled for blocks of 1024 threads).
+  const char* launch_bounds;
   const char* global;     // qualifies a buffer parameter's pointer
   const char* restrict_;  // qualifies a buffer parameter
   const char* shared;     // qualifies a workgroup array
@@ -43,6 +46,7 @@ const DialectTable kHip = {
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
     "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS,
     "extern \"C\" __global__ ",
+    "__attribute__((amdgpu_flat_work_group_size(1, %n))) ",
     "",
     " __restrict__",
     "__shared__ ",
@@ -60,10 +64,12 @@ const DialectTable kOpenCL = {
     "typedef int int32_t;\ntypedef uint uint32_t;\ntypedef long int64_t;\ntypedef ulong uint64_t;\n"
     // float16 without cl_khr_fp16 (which pocl's CPU device lacks): values live in float, loads convert
     // with vload_half, and a cast to float16 rounds through vstore_half_rte.
-    "inline float tetra_round_f16(float x) { ushort b; vstore_half_rte(x, 0, (half*)&b); return vload_half(0, (const half*)&b); }\n"
+    "inline float tetra_round_f16(float x) { ushort b; vstore_half_rte(x, 0, (half*)&b); return vload_half(0, (const "
+    "half*)&b); }\n"
     "#define tetra_max(a, b) max(a, b)\n#define tetra_min(a, b) min(a, b)\n"
     "#define float_from_bits(b) as_float((uint)(b))\n",
     "__kernel ",
+    "",
     "__global ",
     " restrict",
     "__local ",
@@ -79,6 +85,7 @@ const DialectTable kCuda = {
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
     "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS,
     "extern \"C\" __global__ ",
+    "__attribute__((launch_bounds(%n))) ",
     "",
     " __restrict__",
     "__shared__ ",
@@ -113,7 +120,13 @@ class KernelPrinter : public CodeGen_C {
   void kernel(const DeviceKernel& k) {
     cache.clear();
     error_.clear();
-    stream << table_.entry << "void " << k.name << "(";
+    stream << table_.entry;
+    if (int64_t threads = constant_threads_per_block(k); threads > 0 && *table_.launch_bounds) {
+      std::string bounds = table_.launch_bounds;
+      bounds.replace(bounds.find("%n"), 2, std::to_string(threads));
+      stream << bounds;
+    }
+    stream << "void " << k.name << "(";
     for (size_t i = 0; i < k.args.size(); ++i) {
       const DeviceArgument& a = k.args[i];
       if (i) stream << ", ";

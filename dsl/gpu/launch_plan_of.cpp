@@ -20,6 +20,15 @@ std::string param_type_name(const Type& t) {
 
 namespace {
 
+// The name the host binds: Halide numbers Funcs that share a name ("qmatmul$5"), which depends on what
+// else the process built, so the number is dropped ("qmatmul", "qmatmul.extent.0").
+std::string host_name(const std::string& name) {
+  size_t dollar = name.find('$');
+  if (dollar == std::string::npos) return name;
+  size_t end = name.find_first_not_of("0123456789", dollar + 1);
+  return name.substr(0, dollar) + (end == std::string::npos ? "" : name.substr(end));
+}
+
 Result<IndexExpr> index_expr(const Expr& e, const std::string& kernel) {
   auto bad = [&] {
     std::ostringstream s;
@@ -28,7 +37,7 @@ Result<IndexExpr> index_expr(const Expr& e, const std::string& kernel) {
   };
   if (const int64_t* c = as_const_int(e)) return IndexExpr::constant(*c);
   if (const uint64_t* c = as_const_uint(e)) return IndexExpr::constant(int64_t(*c));
-  if (const Variable* v = e.as<Variable>()) return IndexExpr::named(v->name);
+  if (const Variable* v = e.as<Variable>()) return IndexExpr::named(host_name(v->name));
   if (const Cast* c = e.as<Cast>()) {
     if (c->type.is_int() && c->value.type().is_int() && c->type.bits() >= c->value.type().bits())
       return index_expr(c->value, kernel);  // widening keeps the value
@@ -80,7 +89,10 @@ Result<LaunchPlan> launch_plan_of(const DeviceKernel& k) {
   for (size_t i = 0; i < k.args.size(); ++i) {
     const DeviceArgument& a = k.args[i];
     KernelParam p;
-    p.name = a.name;
+    p.name = host_name(a.name);
+    for (const KernelParam& q : plan.params)
+      if (q.name == p.name)
+        return Failure{FailureKind::Unsupported, k.name, "parameters " + a.name + " and " + q.name + " share a name"};
     p.is_buffer = a.is_buffer;
     p.type = param_type_name(a.type);
     p.read = a.is_buffer && a.read;
@@ -90,7 +102,7 @@ Result<LaunchPlan> launch_plan_of(const DeviceKernel& k) {
     if (!a.is_buffer && a.type.is_float() && a.type.bits() != 32)
       return Failure{FailureKind::Unsupported, k.name, "scalar parameter " + a.name + ": float scalars are float32 only"};
     if (!a.is_buffer && a.type.is_float()) {
-      p.value = IndexExpr::named(a.name);  // a float parameter of the pipeline, given as it is
+      p.value = IndexExpr::named(p.name);  // a float parameter of the pipeline, given as it is
     } else if (!a.is_buffer) {
       Result<IndexExpr> v = index_expr(k.arg_values.at(i), k.name);
       if (!v) return v.failure();

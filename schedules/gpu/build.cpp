@@ -1,37 +1,68 @@
 #include "schedules/gpu/build.h"
 
+#include <map>
+
+#include "dsl/core/amd_arch.h"
 #include "dsl/gpu/capture_kernels.h"
 #include "dsl/gpu/emit_kernel.h"
 #include "dsl/gpu/launch_plan_of.h"
 
 namespace tetra::schedules {
 
-dsl::Result<GpuKernelBuild> build_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
-                                              const TargetSpec& target, const std::string& code_object) {
+namespace {
+dsl::Status check_hip_target(const TargetSpec& target) {
   if (target.family != dsl::TargetFamily::Hip || target.gpu_arch.empty())
     return dsl::Failure{dsl::FailureKind::WrongTarget, target.name, "GPU kernels are built for hip:ARCH targets"};
+  return dsl::check_amd_arch(target.gpu_arch);
+}
+}  // namespace
+
+dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
+                                          const TargetSpec& target, const std::string& name) {
+  if (Status st = check_hip_target(target); !st) return st.failure();
   if (Status st = check_qmatmul_schedule(workload, schedule, target); !st) return st.failure();
   const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
   QMatMulDef q = dsl::define_qmatmul(workload, t->layout(schedule).panel);
   if (Status st = t->apply(q, schedule, target); !st) return st.failure();
-  auto captured = dsl::gpu::capture_kernels({q.def.output}, q.def.arguments, "qmatmul");
+  auto captured = dsl::gpu::capture_kernels({q.def.output}, q.def.arguments, name);
   if (!captured) return captured.failure();
-  GpuKernelBuild build;
-  build.schedule = schedule;
-  for (const dsl::gpu::DeviceKernel& k : captured.value().kernels) {
+  GpuKernels lowered;
+  lowered.schedule = schedule;
+  lowered.kernels = captured.value().kernels;
+  for (const dsl::gpu::DeviceKernel& k : lowered.kernels) {
     auto plan = dsl::gpu::launch_plan_of(k);
     if (!plan) return plan.failure();
-    build.launches.push_back(plan.value());
+    lowered.launches.push_back(plan.value());
   }
-  auto source = dsl::gpu::emit_kernels(captured.value().kernels, dsl::gpu::Dialect::Hip);
+  return lowered;
+}
+
+dsl::Result<std::vector<dsl::gpu::KernelResources>> build_gpu_code_object(
+    const std::vector<dsl::gpu::DeviceKernel>& kernels, const TargetSpec& target, const std::string& path,
+    std::string* hip_source) {
+  if (Status st = check_hip_target(target); !st) return st.failure();
+  auto source = dsl::gpu::emit_kernels(kernels, dsl::gpu::Dialect::Hip);
   if (!source) return source.failure();
-  build.hip_source = source.value();
-  if (Status st = dsl::gpu::build_hip_code_object(build.hip_source, target.gpu_arch, code_object); !st)
-    return st.failure();
-  auto resources = dsl::gpu::read_kernel_resources(code_object);
-  if (!resources) return resources.failure();
-  build.resources = resources.value();
-  return build;
+  if (hip_source) *hip_source = source.value();
+  if (Status st = dsl::gpu::build_hip_code_object(source.value(), target.gpu_arch, path); !st) return st.failure();
+  auto read = dsl::gpu::read_kernel_resources(path);
+  if (!read) return read.failure();
+  // The notes list kernels in their own order, by symbol name.
+  std::map<std::string, dsl::gpu::KernelResources> by_name;
+  for (const dsl::gpu::KernelResources& r : read.value()) by_name[r.name] = r;
+  std::vector<dsl::gpu::KernelResources> resources;
+  for (const dsl::gpu::DeviceKernel& k : kernels) {
+    auto it = by_name.find(k.name);
+    if (it == by_name.end())
+      return dsl::Failure{dsl::FailureKind::Compile, path, "kernel " + k.name + " is missing from the code object"};
+    dsl::gpu::KernelResources r = it->second;
+    // Blocks of unknown size count as the largest, 1024 threads, against the LDS.
+    int64_t threads = dsl::gpu::constant_threads_per_block(k);
+    r.waves_per_simd = dsl::waves_per_simd(*dsl::find_amd_arch(target.gpu_arch), r.vgprs, r.agprs, r.lds_bytes,
+                                           int(threads > 0 ? threads : 1024));
+    resources.push_back(r);
+  }
+  return resources;
 }
 
 }  // namespace tetra::schedules

@@ -1,26 +1,34 @@
-// Building a GPU QMatMul kernel end to end for one arch: the template's schedule applied, the kernels
-// captured and emitted as HIP, built into a code object, and its resources read back. What
-// `tetra inspect --target hip:ARCH` prints, and the step a multi-arch model library repeats per arch.
+// Building GPU QMatMul kernels for one arch: the template's schedule applied and its kernels captured
+// (lower_gpu_qmatmul), then the kernels of any number of workloads emitted as HIP into one code object
+// and its resources read back (build_gpu_code_object). `tetra inspect --target hip:ARCH` and
+// `tetra compile --target hip:...` both go through runtime/aot/gpu_kernels.h, which repeats this per arch.
 #pragma once
 #include <string>
 #include <vector>
 
 #include "dsl/core/launch_plan.h"
 #include "dsl/gpu/code_object.h"
+#include "dsl/gpu/device_kernel.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra::schedules {
 
-struct GpuKernelBuild {
+// One workload's kernels for a GPU target, captured but not yet compiled.
+struct GpuKernels {
   Schedule schedule;
-  std::string hip_source;
-  std::vector<dsl::LaunchPlan> launches;             // one per kernel, in launch order
-  std::vector<dsl::gpu::KernelResources> resources;  // from the code object, one per kernel
+  std::vector<dsl::gpu::DeviceKernel> kernels;  // named `name`_k0, `name`_k1, ... in launch order
+  std::vector<dsl::LaunchPlan> launches;        // one per kernel
 };
 
-// `schedule` (checked against `target`, a hip target) for `workload`, built for target.gpu_arch with its
-// code object written to `code_object`. Every step's failure names the step.
-dsl::Result<GpuKernelBuild> build_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
-                                              const TargetSpec& target, const std::string& code_object);
+// `schedule` (checked against `target`, a hip target) applied to `workload`, its kernels captured under
+// `name` (a C identifier). Every step's failure names the step.
+dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
+                                          const TargetSpec& target, const std::string& name);
+
+// `kernels` emitted as HIP and built for target.gpu_arch into the code object `path`; the resources of
+// each kernel, in the order of `kernels`. *hip_source, when given, receives the source.
+dsl::Result<std::vector<dsl::gpu::KernelResources>> build_gpu_code_object(
+    const std::vector<dsl::gpu::DeviceKernel>& kernels, const TargetSpec& target, const std::string& path,
+    std::string* hip_source = nullptr);
 
 }  // namespace tetra::schedules

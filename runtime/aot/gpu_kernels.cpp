@@ -1,0 +1,181 @@
+#include "runtime/aot/gpu_kernels.h"
+
+#include <unistd.h>
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+
+#include "importer/error.h"
+#include "schedules/gpu/build.h"
+#include "tuner/task.h"
+
+namespace tetra {
+
+namespace fs = std::filesystem;
+
+int GpuArchKernels::kernel_count() const {
+  int n = 0;
+  for (const GpuTaskKernels& t : tasks) n += int(t.launches.size());
+  return n;
+}
+
+nlohmann::json GpuArchKernels::report_json() const {
+  nlohmann::json entries = nlohmann::json::array();
+  for (const GpuTaskKernels& t : tasks) {
+    nlohmann::json e = {{"node", t.node}, {"workload", t.workload}, {"occurrences", t.occurrences}};
+    if (!t.unsupported.empty()) {
+      e["unsupported"] = t.unsupported;
+      entries.push_back(e);
+      continue;
+    }
+    e["schedule"] = t.schedule.to_json();
+    e["schedule_source"] = t.schedule_source;
+    for (const dsl::gpu::KernelResources& r : t.resources)
+      e["kernels"].push_back({{"kernel", r.name},
+                              {"resources",
+                               {{"vgprs", r.vgprs},
+                                {"sgprs", r.sgprs},
+                                {"agprs", r.agprs},
+                                {"lds_bytes", r.lds_bytes},
+                                {"scratch_bytes", r.scratch_bytes},
+                                {"spills", r.vgpr_spills + r.sgpr_spills},
+                                {"wavefront", r.wavefront},
+                                {"max_threads_per_block", r.max_threads_per_block},
+                                {"waves_per_simd", r.waves_per_simd}}}});
+    entries.push_back(e);
+  }
+  return {{"target", target.name}, {"arch", target.gpu_arch}, {"workloads", entries}};
+}
+
+nlohmann::json GpuArchKernels::launch_json() const {
+  nlohmann::json workloads = nlohmann::json::object();
+  for (const GpuTaskKernels& t : tasks) {
+    if (!t.unsupported.empty()) continue;
+    nlohmann::json plans = nlohmann::json::array();
+    for (const dsl::LaunchPlan& p : t.launches) plans.push_back(p.to_json());
+    workloads[t.workload] = plans;
+  }
+  return {{"arch", target.gpu_arch}, {"workloads", workloads}};
+}
+
+dsl::Result<GpuArchKernels> build_gpu_model_kernels(const Graph& graph, const dsl::TargetSpec& target,
+                                                    const ScheduleSource* schedules, const std::string& code_object) {
+  GpuArchKernels built;
+  built.target = target;
+  std::vector<dsl::gpu::DeviceKernel> kernels;
+  std::vector<std::pair<size_t, size_t>> owner;  // kernels[i] is launch owner[i].second of task owner[i].first
+  for (const tuner::TuningTask& task : tuner::extract_tasks(graph, target)) {
+    GpuTaskKernels t;
+    t.node = task.node;
+    t.workload = task.key();
+    t.occurrences = task.occurrences;
+    if (task.conv) {
+      t.unsupported = "no GPU conv template yet";
+      built.tasks.push_back(t);
+      continue;
+    }
+    std::optional<ScheduleChoice> tuned = schedules ? schedules->for_qmatmul(task.workload) : std::nullopt;
+    dsl::Result<schedules::GpuKernels> lowered = dsl::Failure{dsl::FailureKind::Unsupported, t.workload, ""};
+    std::string kernel_name = "tetra_qmatmul" + std::to_string(built.tasks.size());
+    if (tuned) {
+      lowered = schedules::lower_gpu_qmatmul(task.workload, tuned->schedule, target, kernel_name);
+      t.schedule_source = tuned->source;
+      if (!lowered)
+        t.schedule_source = "default schedule (the database's failed: " + lowered.failure().describe() + ")";
+    }
+    if (!tuned || !lowered) {
+      if (!tuned) t.schedule_source = "default schedule";
+      dsl::Result<dsl::Schedule> fallback = schedules::default_qmatmul_schedule(task.workload, target);
+      lowered = fallback ? schedules::lower_gpu_qmatmul(task.workload, fallback.value(), target, kernel_name)
+                         : dsl::Result<schedules::GpuKernels>(fallback.failure());
+    }
+    if (!lowered) {
+      t.unsupported = lowered.failure().describe();
+      built.tasks.push_back(t);
+      continue;
+    }
+    t.schedule = lowered.value().schedule;
+    t.launches = lowered.value().launches;
+    for (size_t k = 0; k < lowered.value().kernels.size(); ++k) {
+      kernels.push_back(lowered.value().kernels[k]);
+      owner.emplace_back(built.tasks.size(), k);
+    }
+    built.tasks.push_back(t);
+  }
+  if (kernels.empty()) return built;
+  auto resources = schedules::build_gpu_code_object(kernels, target, code_object);
+  if (!resources) return resources.failure();
+  for (size_t i = 0; i < kernels.size(); ++i) built.tasks[owner[i].first].resources.push_back(resources.value()[i]);
+  return built;
+}
+
+std::vector<std::string> compile_gpu_kernels(const Graph& graph, const GpuLibraryOptions& opt, std::ostream& log) {
+  bool identifier = !opt.name.empty() && !std::isdigit(static_cast<unsigned char>(opt.name[0]));
+  for (char c : opt.name) identifier = identifier && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  check(identifier, ErrorKind::Invalid, "the library name '" + opt.name + "' is not a C identifier");
+  fs::path out(opt.out_dir);
+  std::error_code ec;
+  check(!fs::exists(out, ec) || fs::is_directory(out, ec), ErrorKind::Invalid,
+        "the output '" + out.string() + "' exists and is not a folder");
+  fs::create_directories(out, ec);
+  check(!ec, ErrorKind::Io, "cannot create the output folder '" + out.string() + "': " + ec.message());
+  // Everything is built in a folder of its own and renamed into place at the end.
+  fs::path work = out / (".tetra-compile-" + std::to_string(getpid()));
+  fs::remove_all(work, ec);
+  fs::create_directories(work);
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{work};
+  auto write_json = [&](const std::string& file, const nlohmann::json& j) {
+    std::ofstream f(work / file);
+    f << j.dump(2) << "\n";
+    check(bool(f), ErrorKind::Io, "cannot write " + (work / file).string());
+  };
+
+  nlohmann::json report = {{"model", opt.model}, {"name", opt.name}, {"archs", nlohmann::json::array()}};
+  dsl::Result<std::string> compiler = dsl::gpu::device_compiler_version();
+  check(compiler.ok(), ErrorKind::Unsupported, compiler.ok() ? "" : compiler.failure().describe());
+  report["compiler"] = compiler.value();
+  std::vector<std::string> files;
+  for (size_t i = 0; i < opt.targets.size(); ++i) {
+    const dsl::TargetSpec& target = opt.targets[i];
+    std::string code_object = opt.name + "." + target.gpu_arch + ".co";
+    const ScheduleSource* tuned = i < opt.schedules.size() ? opt.schedules[i] : nullptr;
+    dsl::Result<GpuArchKernels> built = build_gpu_model_kernels(graph, target, tuned, (work / code_object).string());
+    check(built.ok(), ErrorKind::Unsupported, target.gpu_arch + ": " + (built.ok() ? "" : built.failure().describe()));
+    const GpuArchKernels& arch = built.value();
+    nlohmann::json entry = arch.report_json();
+    int from_db = 0, without = 0;
+    for (const GpuTaskKernels& t : arch.tasks) {
+      if (!t.unsupported.empty())
+        ++without;
+      else if (t.schedule_source.rfind("database", 0) == 0)
+        ++from_db;
+    }
+    if (arch.kernel_count() > 0) {
+      entry["code_object"] = code_object;
+      files.push_back(code_object);
+      std::string launch = opt.name + "." + target.gpu_arch + ".launch.json";
+      write_json(launch, arch.launch_json());
+      files.push_back(launch);
+    }
+    report["archs"].push_back(entry);
+    log << target.gpu_arch << ": " << arch.kernel_count() << " kernels for " << arch.tasks.size() - without << " of "
+        << arch.tasks.size() << " workloads, " << from_db << " with schedules from the database" << std::endl;
+    for (const GpuTaskKernels& t : arch.tasks)
+      if (!t.unsupported.empty())
+        log << "  no GPU kernels for " << t.node << " (" << t.workload << "): " << t.unsupported << "\n";
+  }
+  std::string manifest = opt.name + ".kernels.json";
+  write_json(manifest, report);
+  files.push_back(manifest);
+  for (const std::string& f : files) fs::rename(work / f, out / f);
+  return files;
+}
+
+}  // namespace tetra
