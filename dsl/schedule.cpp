@@ -74,21 +74,28 @@ const std::vector<KnobInfo>& knob_vocabulary() {
       {"vector_width", true, true, true, "fp32 lanes per vector (CPU) or per-thread vector loads (GPU)"},
       {"unroll_k", true, true, true, "reduction steps unrolled in the inner loop"},
       {"split_k", true, true, true, "reduction split into this many parallel parts, summed at the end (rfactor)"},
-      {"block_sums", true, true, true, "the k-block size: sum each block of a * (q - zp), then apply its scale once; 0: per weight"},
-      {"zero_point", false, true, true, "with block sums, where q - zp is formed: per_weight, or per_block (sum a * u, u = q - zp + offset, minus offset * sum a)"},
+      {"block_sums", true, true, true,
+       "the k-block size: sum each block of a * (q - zp), then apply its scale once; 0: per weight"},
+      {"zero_point", false, true, true,
+       "with block sums, where q - zp is formed: per_weight, or per_block (sum a * u, u = q - zp + offset, minus "
+       "offset * sum a)"},
       {"block", true, true, true, "the k-block A is quantized in, for int8 activations (fixed by the workload)"},
       {"w_stage", false, true, true, "where the dequantized weight is staged: inline, panel, kblock (conv: channel)"},
       {"a_stage", false, true, true, "how A reaches the inner loop: inline (in place), packed (transposed copy)"},
       // CPU only
-      {"parallel", false, true, false, "the loop spread over threads: n (panels), m (row tiles; conv: planes), oh, none"},
+      {"parallel", false, true, false,
+       "the loop spread over threads: n (panels), m (row tiles; conv: planes), oh, none"},
       {"tile_oh", true, true, false, "conv output rows per tile"},
       {"tile_ow", true, true, false, "conv output columns per tile"},
-      {"x_stage", false, true, false, "where a conv's zero-padded input is staged: inline, plane, tile, root (once, all channels)"},
+      {"x_stage", false, true, false,
+       "where a conv's zero-padded input is staged: inline, plane, tile, root (once, all channels)"},
       // GPU only (declared for the HIP/CUDA templates to come)
       {"gpu_blocks", false, false, true, "the loops mapped to GPU blocks: n, mn, mnk"},
       {"gpu_threads", true, false, true, "threads per block"},
       {"wavefront", true, false, true, "wavefront/warp width the schedule assumes: 32 or 64"},
       {"shared_stage", false, false, true, "what is staged in shared memory (LDS): none, a, w, aw"},
+      {"thread_n", true, false, true, "output columns of each thread's register tile"},
+      {"thread_m", true, false, true, "output rows of each thread's register tile"},
   };
   return knobs;
 }

@@ -1,7 +1,10 @@
 #include "dsl/gpu/capture_kernels.h"
 
 #include <cstring>
+#include <functional>
 #include <memory>
+
+#include "dsl/gpu/private_arrays.h"
 
 namespace tetra::dsl::gpu {
 
@@ -52,6 +55,31 @@ class FreeVariables : public IRVisitor {
   }
 };
 
+// Gives each shared allocation whose size the host computes (Halide sizes an allocation for a guarded
+// tail from the loop bounds) the constant upper bound of that size, found by `bound`; workgroup memory
+// is declared with a constant size in every dialect. One without a constant bound is left as it was.
+class ConstantSharedSizes : public IRMutator {
+ public:
+  explicit ConstantSharedSizes(std::function<Expr(const Expr&)> bound) : bound_(std::move(bound)) {}
+
+ private:
+  using IRMutator::visit;
+  Stmt visit(const Allocate* op) override {
+    Stmt body = mutate(op->body);
+    if (op->memory_type != MemoryType::GPUShared || op->constant_allocation_size() > 0)
+      return Allocate::make(op->name, op->type, op->memory_type, op->extents, op->condition, body, op->new_expr,
+                            op->free_function);
+    std::vector<Expr> extents;
+    for (const Expr& e : op->extents) {
+      Expr b = bound_(e);
+      extents.push_back(b.defined() && as_const_int(b) ? b : e);
+    }
+    return Allocate::make(op->name, op->type, op->memory_type, extents, op->condition, body, op->new_expr,
+                          op->free_function);
+  }
+  std::function<Expr(const Expr&)> bound_;
+};
+
 // The lowering pass: records every outermost GPU block loop nest as a kernel.
 class CaptureKernels : public IRMutator {
  public:
@@ -74,7 +102,10 @@ class CaptureKernels : public IRMutator {
     if (op->for_type != ForType::GPUBlock) return IRMutator::visit(op);
     DeviceKernel k;
     k.name = name_ + "_k" + std::to_string(out_->kernels.size());
-    k.body = op;
+    k.body = ConstantSharedSizes([&](const Expr& e) {
+               return find_constant_bound(in_inputs(e), Direction::Upper);
+             }).mutate(Stmt(op));
+    k.body = localize_private_arrays(k.body);
     HostClosure closure;
     k.body.accept(&closure);
     k.args = closure.arguments();

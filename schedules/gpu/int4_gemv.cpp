@@ -55,9 +55,14 @@ Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
   // Blocks over (panel, row); a thread per column. The last panel is guarded, so N needs no padding.
   Var no("no"), ni("ni");
   out.split(n, no, ni, P, TailStrategy::GuardWithIf).reorder(ni, no, m).gpu_blocks(no, m).gpu_threads(ni);
-  // acc(j, p, m): one panel of one row per block, a thread per column j, in workgroup memory; the output
-  // threads read it after Halide's barrier.
-  acc.compute_at(out, no).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1).gpu_threads(j);
+  // acc(j, p, m): one panel of one row per block, a thread per column j, each thread's value in its
+  // registers (dsl/gpu/private_arrays.h).
+  acc.compute_at(out, no)
+      .store_in(MemoryType::Register)
+      .bound_extent(j, P)
+      .bound_extent(p, 1)
+      .bound_extent(m, 1)
+      .gpu_threads(j);
   RVar ko("ko"), ki("ki");
   if (S == 1) {
     acc.update().split(k, ko, ki, U, TailStrategy::GuardWithIf).unroll(ki).gpu_threads(j);

@@ -11,8 +11,8 @@ namespace tetra::schedules {
 
 const std::vector<QMatMulTemplate>& gpu_qmatmul_templates();
 
-// The GPU template a workload starts from, or "" when the family has none for it yet (only the decode
-// GEMV, M <= 8, with float32 activations, so far).
+// The GPU template a workload starts from: the decode GEMV for M <= 8, else the GEMM; "" for int8
+// activations, which the GPU templates do not take yet.
 std::string gpu_default_qmatmul_template(const QMatMulWorkload& workload);
 
 }  // namespace tetra::schedules

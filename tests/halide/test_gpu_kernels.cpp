@@ -14,6 +14,7 @@
 #include "dsl/gpu/emit_kernel.h"
 #include "dsl/gpu/launch_plan_of.h"
 #include "dsl/process.h"
+#include "schedules/gpu/int4_gemm.h"
 #include "schedules/gpu/int4_gemv.h"
 #include "tests/halide/qmatmul_reference.h"
 
@@ -37,9 +38,11 @@ fs::path work_dir(const std::string& tag) {
 
 // The kernels of `schedule` for `workload`, captured (a Failure ends the test).
 CapturedPipeline capture(const QMatMulWorkload& w, const Schedule& s) {
-  REQUIRE(schedules::gpu_int4_gemv_check(w, s, gfx942()).ok());
-  QMatMulDef q = define_qmatmul(w, int(s.get_int("tile_n")));
-  REQUIRE(schedules::apply_gpu_int4_gemv(q, s, gfx942()).ok());
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(s.template_name);
+  REQUIRE(t);
+  REQUIRE(schedules::check_qmatmul_schedule(w, s, gfx942()).ok());
+  QMatMulDef q = define_qmatmul(w, t->layout(s).panel);
+  REQUIRE(t->apply(q, s, gfx942()).ok());
   Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "gemv");
   INFO(s.to_string() << ": " << (captured.ok() ? "" : captured.failure().describe()));
   REQUIRE(captured.ok());
@@ -87,7 +90,8 @@ DeviceRun run_on_device(const QMatMulWorkload& w, const Schedule& s, const Captu
 
   QuantizedWeight weight = test::random_weight(w.K, w.N, spec, seed);
   Halide::Buffer<float> A = test::random_matrix(int(w.K), int(w.M), seed + 1);
-  Result<PackedInt4Buffers> packed = pack_int4_weight(weight, false, schedules::gpu_int4_gemv_layout(s));
+  Result<PackedInt4Buffers> packed =
+      pack_int4_weight(weight, false, schedules::find_qmatmul_template(s.template_name)->layout(s));
   REQUIRE(packed.ok());
   // The epilogue, when the workload has one: Y = act(0.75 * A W + 1.25 * bias).
   const float alpha = 0.75f, beta = 1.25f;
@@ -156,49 +160,62 @@ QMatMulWorkload workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, 
 
 }  // namespace
 
-TEST_CASE("GPU int4 GEMV: random knob points on random data match the reference on an OpenCL device", "[gpu]") {
-  if (!opencl_runs_here()) return;
+// The template's default and `samples` random legal knob points, on shapes x formats, each run on the
+// OpenCL device against the reference; returns how many ran.
+int run_random_points(const std::string& template_name,
+                      const std::vector<std::tuple<int64_t, int64_t, int64_t>>& shapes, int samples, uint64_t seed) {
   ProgramRun info = run_program({std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "info"});
   INFO(info.output);
   REQUIRE(info.ok());  // pocl (scripts/setup.sh) gives every machine an OpenCL device
-  fs::path dir = work_dir("gemv");
-  std::mt19937_64 rng(20261204);
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(template_name);
+  REQUIRE(t);
+  fs::path dir = work_dir(template_name);
+  std::mt19937_64 rng(seed);
   std::vector<test::WeightSpec> specs(4);
   specs[1].type = DType::UInt4, specs[1].zero_point = true, specs[1].granularity = test::Granularity::PerN;
   specs[2].granularity = test::Granularity::BlockedK, specs[2].block = 16, specs[2].zero_point = true;
   specs[3].f16_scale = true;
   int runs = 0;
-  for (const auto& [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 256, 200}, {3, 96, 130}, {2, 512, 64}})
+  for (const auto& [M, K, N] : shapes)
     for (size_t f = 0; f < specs.size(); ++f) {
       // The bias and ReLU epilogue on every other format.
       QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
-      KnobSpace space = schedules::gpu_int4_gemv_space(w, gfx942());
-      for (int i = 0; i < 2; ++i) {
-        Schedule s = i == 0 ? schedules::gpu_int4_gemv_default(w, gfx942()) : space.sample(rng);
-        if (!schedules::gpu_int4_gemv_check(w, s, gfx942()).ok()) continue;
+      KnobSpace space = t->space(w, gfx942());
+      for (int i = 0, tries = 0; i <= samples && tries < 100; ++tries) {
+        Schedule s = i == 0 ? t->default_schedule(w, gfx942()) : space.sample(rng);
+        if (!t->check_conflicts(w, s, gfx942()).ok()) continue;
+        ++i;
         INFO(w.key() << " " << s.to_string());
         CapturedPipeline captured = capture(w, s);
         test::Reference ref;
-        DeviceRun run = run_on_device(w, s, captured, specs[f], 100 + runs, dir, &ref);
+        DeviceRun run = run_on_device(w, s, captured, specs[f], seed + runs, dir, &ref);
         INFO(run.output);
         REQUIRE(run.status == 0);
         CHECK(test::compare(run.Y, ref, K) == "");
         ++runs;
       }
     }
-  CHECK(runs >= 12);
   fs::remove_all(dir);
+  return runs;
 }
 
-TEST_CASE("GPU int4 GEMV: a split-k kernel with its barrier removed fails the check", "[gpu]") {
+TEST_CASE("GPU int4 GEMV: random knob points on random data match the reference on an OpenCL device", "[gpu]") {
   if (!opencl_runs_here()) return;
-  fs::path dir = work_dir("barrier");
+  CHECK(run_random_points("gpu_int4_gemv", {{1, 256, 200}, {3, 96, 130}, {2, 512, 64}}, 1, 20261204) == 24);
+}
+
+TEST_CASE("GPU int4 GEMM: random knob points on random data match the reference on an OpenCL device", "[gpu]") {
+  if (!opencl_runs_here()) return;
+  // Partial row and column tiles, K not a multiple of tile_k or of the blocks, M just past the GEMV's.
+  CHECK(run_random_points("gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 1, 20261205) == 24);
+}
+
+// `s` on `w` is right on the device, and wrong with its barriers removed.
+void check_barriers_matter(const QMatMulWorkload& w, const Schedule& s, const std::string& tag) {
+  fs::path dir = work_dir(tag);
   test::WeightSpec spec;
-  QMatMulWorkload w = workload_of(spec, 1, 256, 128);
-  Schedule s = schedules::gpu_int4_gemv_default(w, gfx942());
-  s.knobs["split_k"] = int64_t(4);
   CapturedPipeline captured = capture(w, s);
-  REQUIRE(captured.kernels.front().shared_bytes > 0);  // the partial sums live in workgroup memory
+  REQUIRE(captured.kernels.front().shared_bytes > 0);  // something lives in workgroup memory
   test::Reference ref;
   DeviceRun good = run_on_device(w, s, captured, spec, 7, dir, &ref);
   INFO(good.output);
@@ -218,16 +235,37 @@ TEST_CASE("GPU int4 GEMV: a split-k kernel with its barrier removed fails the ch
   fs::remove_all(dir);
 }
 
-TEST_CASE("GPU int4 GEMV: HIP code objects for every AMD arch with no spills, and PTX", "[gpu]") {
+TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV, staged GEMM", "[gpu]") {
+  if (!opencl_runs_here()) return;
+  test::WeightSpec spec;
+  // The GEMV's partial sums live in workgroup memory.
+  QMatMulWorkload gemv = workload_of(spec, 1, 256, 128);
+  Schedule s = schedules::gpu_int4_gemv_default(gemv, gfx942());
+  s.knobs["split_k"] = int64_t(4);
+  check_barriers_matter(gemv, s, "barrier_gemv");
+  // The GEMM's A chunks are staged there: without the barriers threads read a chunk before it is written,
+  // or after the next one overwrote it.
+  QMatMulWorkload gemm = workload_of(spec, 40, 256, 96);
+  Schedule g = schedules::gpu_int4_gemm_default(gemm, gfx942());
+  REQUIRE(g.get_string("shared_stage") == "a");
+  check_barriers_matter(gemm, g, "barrier_gemm");
+}
+
+TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no spills, and PTX", "[gpu]") {
   REQUIRE(device_compiler().ok());  // clang-19 (scripts/setup.sh)
   fs::path dir = work_dir("archs");
-  // int4 blocks of 32 with float32 scales, split_k 1; with float16 scales (float16 arithmetic), split_k 4.
-  for (int64_t split_k : {int64_t(1), int64_t(4)}) {
+  // The GEMV: int4 blocks of 32 with float32 scales, split_k 1; with float16 scales (float16
+  // arithmetic), split_k 4. The GEMM (A staged in workgroup memory, accumulators in registers).
+  for (int variant = 0; variant < 3; ++variant) {
     test::WeightSpec spec;
-    spec.f16_scale = split_k > 1;
-    QMatMulWorkload w = workload_of(spec, 1, 4096, 4096);
-    Schedule s = schedules::gpu_int4_gemv_default(w, gfx942());
-    s.knobs["split_k"] = split_k;
+    spec.f16_scale = variant == 1;
+    QMatMulWorkload w = workload_of(spec, variant == 2 ? 64 : 1, 4096, 4096);
+    Schedule s =
+        variant == 2 ? schedules::gpu_int4_gemm_default(w, gfx942()) : schedules::gpu_int4_gemv_default(w, gfx942());
+    if (variant < 2) s.knobs["split_k"] = int64_t(variant == 0 ? 1 : 4);
+    const int64_t threads =
+        variant == 2 ? (s.get_int("tile_n") / s.get_int("thread_n")) * (s.get_int("tile_m") / s.get_int("thread_m"))
+                     : s.get_int("tile_n") * s.get_int("split_k");
     CapturedPipeline captured = capture(w, s);
     Result<std::string> hip = emit_kernels(captured.kernels, Dialect::Hip);
     REQUIRE(hip.ok());
@@ -250,7 +288,7 @@ TEST_CASE("GPU int4 GEMV: HIP code objects for every AMD arch with no spills, an
         CHECK(k.lds_bytes == captured.kernels.front().shared_bytes);
         CHECK(k.wavefront == (arch.rfind("gfx9", 0) == 0 ? 64 : 32));
         // Compiled for the schedule's block, not the default 1024 threads: the register budget.
-        CHECK(k.max_threads_per_block == s.get_int("tile_n") * split_k);
+        CHECK(k.max_threads_per_block == threads);
       }
     }
     Result<std::string> cuda = emit_kernels(captured.kernels, Dialect::Cuda);
@@ -263,7 +301,7 @@ TEST_CASE("GPU int4 GEMV: HIP code objects for every AMD arch with no spills, an
     std::stringstream text;
     text << in.rdbuf();
     CHECK_THAT(text.str(), Catch::Contains(".entry " + captured.kernels.front().name));
-    CHECK_THAT(text.str(), Catch::Contains(".maxntid " + std::to_string(s.get_int("tile_n") * split_k)));
+    CHECK_THAT(text.str(), Catch::Contains(".maxntid " + std::to_string(threads)));
   }
   fs::remove_all(dir);
 }

@@ -1,0 +1,145 @@
+#include "dsl/gpu/private_arrays.h"
+
+#include <map>
+#include <set>
+
+#include "dsl/gpu/device_kernel.h"
+
+namespace tetra::dsl::gpu {
+
+using namespace Halide;
+using namespace Halide::Internal;
+
+namespace {
+
+// `e` as base + constant (the constant 0 when there is none).
+std::pair<Expr, int64_t> split_constant(const Expr& e) {
+  Expr s = simplify(e);
+  if (const int64_t* c = as_const_int(s)) return {Expr(), *c};
+  if (const Add* add = s.as<Add>())
+    if (const int64_t* c = as_const_int(add->b)) return {add->a, *c};
+  if (const Sub* sub = s.as<Sub>())
+    if (const int64_t* c = as_const_int(sub->b)) return {sub->a, -*c};
+  return {s, 0};
+}
+
+// The accesses of one array inside its allocation, and the names bound inside it.
+class Accesses : public IRVisitor {
+ public:
+  explicit Accesses(std::string name) : name_(std::move(name)) {}
+  // Each access (by its node) with its index, the lets around it substituted.
+  std::vector<std::pair<const IRNode*, Expr>> indices;
+  bool vector_access = false;
+  std::set<std::string> bound_inside;
+
+ private:
+  using IRVisitor::visit;
+  void record(const IRNode* node, bool scalar, Expr index) {
+    if (!scalar) {
+      vector_access = true;
+      return;
+    }
+    for (auto let = lets_.rbegin(); let != lets_.rend(); ++let) index = substitute(let->first, let->second, index);
+    indices.emplace_back(node, index);
+  }
+  void visit(const Load* op) override {
+    if (op->name == name_) record(op, op->type.is_scalar(), op->index);
+    IRVisitor::visit(op);
+  }
+  void visit(const Store* op) override {
+    if (op->name == name_) record(op, op->value.type().is_scalar(), op->index);
+    IRVisitor::visit(op);
+  }
+  void visit(const For* op) override {
+    bool block = false;  // a GPU block or thread id is fixed for the thread's lifetime
+    if (gpu_loop_axis(op->name, &block) < 0) bound_inside.insert(op->name);
+    IRVisitor::visit(op);
+  }
+  void visit(const LetStmt* op) override {
+    bound_inside.insert(op->name);
+    op->value.accept(this);
+    lets_.emplace_back(op->name, op->value);
+    op->body.accept(this);
+    lets_.pop_back();
+  }
+  void visit(const Let* op) override {
+    bound_inside.insert(op->name);
+    op->value.accept(this);
+    lets_.emplace_back(op->name, op->value);
+    op->body.accept(this);
+    lets_.pop_back();
+  }
+  std::string name_;
+  std::vector<std::pair<std::string, Expr>> lets_;
+};
+
+// Whether `e` reads a name bound inside the allocation (a loop variable, say): then the base would
+// not be fixed for the array's lifetime.
+bool reads_any(const Expr& e, const std::set<std::string>& names) {
+  struct Reads : IRVisitor {
+    const std::set<std::string>* names;
+    bool found = false;
+    using IRVisitor::visit;
+    void visit(const Variable* v) override { found = found || names->count(v->name); }
+  } reads;
+  reads.names = &names;
+  e.accept(&reads);
+  return reads.found;
+}
+
+// Gives each access of the array its new constant index.
+class SetIndices : public IRMutator {
+ public:
+  SetIndices(std::string name, std::map<const IRNode*, int32_t> index) : name_(std::move(name)), index_(index) {}
+
+ private:
+  using IRMutator::visit;
+  Expr visit(const Load* op) override {
+    if (op->name != name_) return IRMutator::visit(op);
+    return Load::make(op->type, op->name, index_.at(op), op->image, op->param, op->predicate, op->alignment);
+  }
+  Stmt visit(const Store* op) override {
+    if (op->name != name_) return IRMutator::visit(op);
+    return Store::make(op->name, mutate(op->value), index_.at(op), op->param, op->predicate, op->alignment);
+  }
+  std::string name_;
+  std::map<const IRNode*, int32_t> index_;
+};
+
+class LocalizePrivateArrays : public IRMutator {
+  using IRMutator::visit;
+  Stmt visit(const Allocate* op) override {
+    Stmt body = mutate(op->body);
+    Stmt same = Allocate::make(op->name, op->type, op->memory_type, op->extents, op->condition, body, op->new_expr,
+                               op->free_function);
+    if (op->memory_type != MemoryType::Register || op->new_expr.defined()) return same;
+    Accesses accesses(op->name);
+    body.accept(&accesses);
+    if (accesses.vector_access || accesses.indices.empty()) return same;
+    Expr base;
+    int64_t lo = 0, hi = 0;
+    std::map<const IRNode*, int64_t> constant;
+    for (size_t i = 0; i < accesses.indices.size(); ++i) {
+      auto [b, c] = split_constant(accesses.indices[i].second);
+      if (i == 0) {
+        base = b, lo = hi = c;
+      } else if (base.defined() != b.defined() || (b.defined() && !graph_equal(base, b))) {
+        return same;
+      }
+      lo = std::min(lo, c), hi = std::max(hi, c);
+      constant[accesses.indices[i].first] = c;
+    }
+    if (base.defined() && reads_any(base, accesses.bound_inside)) return same;
+    std::map<const IRNode*, int32_t> index;
+    for (const auto& [node, c] : constant) index[node] = int32_t(c - lo);
+    Stmt shifted = SetIndices(op->name, index).mutate(body);
+    return Allocate::make(op->name, op->type, op->memory_type, {Expr(int32_t(hi - lo + 1))}, op->condition, shifted,
+                          op->new_expr, op->free_function);
+  }
+};
+
+}  // namespace
+
+Stmt localize_private_arrays(const Stmt& kernel) { return LocalizePrivateArrays().mutate(kernel); }
+
+}  // namespace tetra::dsl::gpu

@@ -1,0 +1,128 @@
+#include "schedules/gpu/int4_gemm.h"
+
+namespace tetra::schedules {
+
+using dsl::Failure;
+using dsl::FailureKind;
+using dsl::KnobSpace;
+using namespace Halide;
+
+namespace {
+constexpr const char* kName = "gpu_int4_gemm";
+}  // namespace
+
+KnobSpace gpu_int4_gemm_space(const QMatMulWorkload&, const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  KnobSpace s;
+  s.template_name = kName;
+  s.family = target.family;
+  s.knobs = {
+      // Columns per block (the weight's panel width).
+      {"tile_n", dsl::int_values({wave / 2, wave, 2 * wave})},
+      {"tile_m", dsl::int_values({8, 16, 32, 64})},
+      // Each thread's register tile.
+      {"thread_n", dsl::int_values({1, 2, 4})},
+      {"thread_m", dsl::int_values({1, 2, 4, 8})},
+      {"unroll_k", dsl::int_values({1, 2, 4})},
+      // A's rows of the block in workgroup memory, tile_k values of k at a time ("a"), or read directly.
+      {"shared_stage", dsl::string_values({"none", "a"})},
+      {"tile_k", dsl::int_values({16, 32, 64})},
+  };
+  return s;
+}
+
+Schedule gpu_int4_gemm_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  Schedule s;
+  s.template_name = kName;
+  // A wave of columns by 32 rows (16 when M is small), 2 x 4 outputs a thread: (wave / 2) x 8 threads,
+  // 4 waves a block; A staged 32 values of k at a time.
+  const int64_t tile_m = w.M >= 32 ? 32 : 16;
+  s.knobs = {{"tile_n", wave},         {"tile_m", tile_m},
+             {"thread_n", int64_t(2)}, {"thread_m", int64_t(tile_m / 8)},
+             {"unroll_k", int64_t(2)}, {"shared_stage", std::string("a")},
+             {"tile_k", int64_t(32)}};
+  return s;
+}
+
+Status gpu_int4_gemm_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
+  const int64_t tile_n = s.get_int("tile_n"), tile_m = s.get_int("tile_m");
+  const int64_t thread_n = s.get_int("thread_n"), thread_m = s.get_int("thread_m");
+  if (tile_n % thread_n) return Failure{FailureKind::KnobConflict, "thread_n", "tile_n must be a multiple of thread_n"};
+  if (tile_m % thread_m) return Failure{FailureKind::KnobConflict, "thread_m", "tile_m must be a multiple of thread_m"};
+  if ((tile_n / thread_n) * (tile_m / thread_m) > 1024)
+    return Failure{FailureKind::KnobConflict, "thread_n", "more than 1024 threads per block"};
+  if (s.get_string("shared_stage") == "a" && s.get_int("tile_k") % s.get_int("unroll_k"))
+    return Failure{FailureKind::KnobConflict, "tile_k", "tile_k must be a multiple of unroll_k"};
+  if (w.int8_activations) return Failure{FailureKind::Unsupported, kName, "float32 activations only"};
+  return dsl::ok_status();
+}
+
+// Panels of a thread's columns: a thread reads its thread_n columns of a k-pair as adjacent bytes, the
+// weight is padded to whole panels (no thread reads past it), and acc(n % thread_n, n / thread_n, m) is
+// one panel per thread, a footprint Halide can bound.
+dsl::Int4Layout gpu_int4_gemm_layout(const Schedule& s) { return {int(s.get_int("thread_n")), 2}; }
+
+Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const int P = int(s.get_int("tile_n")), TM = int(s.get_int("tile_m"));
+  const int VN = int(s.get_int("thread_n")), VM = int(s.get_int("thread_m")), U = int(s.get_int("unroll_k"));
+  const dsl::ComputeDef& d = q.def;
+  Func out = d.output, acc = d.stage("acc"), a = d.stage("a");
+  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
+  RVar k = d.reduce("k").rvar();
+
+  // Blocks over (panel, row tile); threads over (thread column, thread row); each thread's tile unrolled.
+  Var no("no"), ni("ni"), mo("mo"), mi("mi"), nt("nt"), nv("nv"), mt("mt"), mv("mv");
+  out.split(n, no, ni, P, TailStrategy::GuardWithIf)
+      .split(m, mo, mi, TM, TailStrategy::GuardWithIf)
+      .split(ni, nt, nv, VN)
+      .split(mi, mt, mv, VM)
+      .reorder(nv, mv, nt, mt, no, mo)
+      .gpu_blocks(no, mo)
+      .gpu_threads(nt, mt)
+      .unroll(nv)
+      .unroll(mv);
+  // acc(j, p, m): the block's outputs, a thread per (panel, thread_m rows). It is the block's Func so
+  // that A can be staged between its k-chunks, and each thread's share stays in its registers
+  // (dsl/gpu/private_arrays.h sizes the array for one thread).
+  Var at("at"), av("av");
+  acc.compute_at(out, no)
+      .store_in(MemoryType::Register)
+      .bound_extent(j, VN)
+      .bound_extent(p, P / VN)
+      .bound_extent(m, TM)
+      .split(m, at, av, VM)
+      .reorder(j, av, p, at)
+      .gpu_threads(p, at)
+      .unroll(j)
+      .unroll(av);
+  RVar ko("ko"), ki("ki");
+  Stage update = acc.update();
+  const bool stage_a = s.get_string("shared_stage") == "a";
+  const int C = int(s.get_int("tile_k"));
+  RVar kc("kc"), kr("kr");
+  if (stage_a)
+    update.split(k, kc, kr, C, TailStrategy::GuardWithIf).split(kr, ko, ki, U);
+  else
+    update.split(k, ko, ki, U, TailStrategy::GuardWithIf);
+  update.split(m, at, av, VM);
+  if (stage_a)
+    update.reorder(j, av, ki, ko, p, at, kc);
+  else
+    update.reorder(j, av, ki, ko, p, at);
+  update.gpu_threads(p, at).unroll(j).unroll(av).unroll(ki);
+  if (stage_a) {
+    // A's tile_m rows x tile_k values in workgroup memory, copied by the block's threads together.
+    Var ak = a.args()[0], am = a.args()[1], ako("ako"), akt("akt"), amo("amo"), amt("amt");
+    a.compute_at(acc, kc)
+        .store_in(MemoryType::GPUShared)
+        .bound_extent(am, TM)
+        .split(ak, ako, akt, P / VN, TailStrategy::GuardWithIf)
+        .split(am, amo, amt, TM / VM, TailStrategy::GuardWithIf)
+        .reorder(akt, amt, ako, amo)
+        .gpu_threads(akt, amt);
+  }
+  return dsl::ok_status();
+}
+
+}  // namespace tetra::schedules

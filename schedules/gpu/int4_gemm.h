@@ -1,0 +1,23 @@
+// int4 GEMM on GPUs (prefill, batches: M > 8), tiled in blocks and threads.
+//
+// The grid is (panels of tile_n columns) x (tiles of tile_m rows). In a block, each thread owns a
+// thread_n x thread_m tile of outputs, held in registers across the whole reduction:
+//   acc[c][r] += A[m0 + r, k] * dequant(W[k, n0 + c])      for k in steps of unroll_k
+// The accumulators are the block's Func (so that A can be staged between k-chunks), each thread's share
+// in its registers (dsl/gpu/private_arrays.h). With shared_stage "a", the block's tile_m rows of A are
+// first copied to workgroup memory, tile_k values of k at a time, by all its threads together (a
+// barrier each side); every thread then reads A from there instead of from global memory. W is in
+// panels of thread_n columns (dsl/core/int4_format.h): a thread reads its columns of a k-pair as
+// adjacent bytes, and the weight is padded to whole panels, so no thread reads past it.
+#pragma once
+#include "schedules/qmatmul_templates.h"
+
+namespace tetra::schedules {
+
+dsl::KnobSpace gpu_int4_gemm_space(const QMatMulWorkload& workload, const TargetSpec& target);
+Schedule gpu_int4_gemm_default(const QMatMulWorkload& workload, const TargetSpec& target);
+Status gpu_int4_gemm_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+dsl::Int4Layout gpu_int4_gemm_layout(const Schedule& schedule);
+Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
+
+}  // namespace tetra::schedules
