@@ -3,6 +3,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <set>
 
 #include "dsl/gpu/private_arrays.h"
 
@@ -183,6 +184,19 @@ Result<CapturedPipeline> capture_kernels(const std::vector<Func>& outputs, const
     return Failure{FailureKind::Compile, name, e.what()};
   }
   if (!error.empty()) return Failure{FailureKind::Unsupported, name, error};
+  // Every buffer a kernel takes must be one the launch is given. Anything else is an intermediate Halide
+  // placed in device global memory, which no launch allocates.
+  std::set<std::string> given;
+  for (const Argument& a : args)
+    if (a.is_buffer()) given.insert(a.name);
+  for (const Func& f : outputs) given.insert(f.name());
+  for (const DeviceKernel& k : captured.kernels)
+    for (const DeviceArgument& a : k.args)
+      if (a.is_buffer && !given.count(a.name))
+        return Failure{FailureKind::Unsupported, k.name,
+                       "the intermediate " + a.name +
+                           " would live in device global memory: compute it inside the kernel, in registers "
+                           "(store_in(MemoryType::Register)) or workgroup memory (MemoryType::GPUShared)"};
   if (captured.kernels.empty())
     return Failure{FailureKind::Unsupported, name, "no GPU block loop: not scheduled for a GPU"};
   return captured;

@@ -348,3 +348,19 @@ TEST_CASE("tetra-device refuses a malformed job by name, without crashing", "[gp
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE("GPU capture refuses an intermediate left in device global memory, by name", "[gpu]") {
+  // acc computed in a kernel of its own, into a buffer no launch allocates.
+  test::WeightSpec spec;
+  QMatMulWorkload w = workload_of(spec, 4, 64, 64);
+  QMatMulDef q = define_qmatmul(w, 64);
+  Halide::Var n = q.def.var("n"), j = q.def.var("j");
+  Halide::Var no("no"), ni("ni"), jo("jo"), ji("ji");
+  q.def.output.gpu_tile(n, no, ni, 64);
+  q.def.stage("acc").compute_root().gpu_tile(j, jo, ji, 64);
+  q.def.stage("acc").update().gpu_tile(j, jo, ji, 64);
+  Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "split");
+  REQUIRE_FALSE(captured.ok());
+  CHECK_THAT(captured.failure().describe(), Catch::Contains("the intermediate acc"));
+  CHECK_THAT(captured.failure().describe(), Catch::Contains("device global memory"));
+}
