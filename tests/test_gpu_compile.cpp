@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dsl/core/amd_arch.h"
+#include "dsl/core/gpu_estimate.h"
 #include "dsl/core/launch_plan.h"
 #include "dsl/gpu/code_object.h"
 #include "dsl/target.h"
@@ -103,6 +104,9 @@ TEST_CASE("tetra compile --target hip: code objects, launch plans and kernels.js
       CHECK(w["schedule"]["template"] == "gpu_int4_gemv");
       CHECK(w["schedule"]["knobs"]["tile_n"].get<int>() % facts->wavefront == 0);
       CHECK(w["schedule_source"] == "default schedule");
+      // The static estimate on the arch's reference GPU.
+      CHECK(w["estimate"]["device"] == dsl::reference_gpu(name)->name);
+      CHECK(w["estimate"]["time_us"].get<double>() > 0);
       // The launch plans of the workload, one per kernel, read back as plans.
       const nlohmann::json& plans = launches["workloads"][w["workload"].get<std::string>()];
       REQUIRE(plans.size() == w["kernels"].size());

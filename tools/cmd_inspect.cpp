@@ -177,6 +177,13 @@ void inspect(const InspectOptions& opt) {
                     << r["spills"].get<int>() << " spills, wave " << r["wavefront"].get<int>() << ", "
                     << r["waves_per_simd"].get<int>() << " waves per SIMD\n";
         }
+        if (w.contains("estimate")) {
+          const auto& e = w["estimate"];
+          std::cout << std::setprecision(3) << "    estimate on " << e["device"].get<std::string>() << ": "
+                    << e["time_us"].get<double>() << " us, " << e["bound"].get<std::string>() << "-bound (memory "
+                    << e["memory_us"].get<double>() << " us, ALU " << e["valu_us"].get<double>() << " us, LDS "
+                    << e["lds_us"].get<double>() << " us)\n";
+        }
       }
     }
   }

@@ -8,6 +8,7 @@
 
 #include "importer/error.h"
 #include "schedules/gpu/build.h"
+#include "schedules/gpu/templates.h"
 #include "tuner/task.h"
 
 namespace tetra {
@@ -43,6 +44,7 @@ nlohmann::json GpuArchKernels::report_json() const {
                                 {"wavefront", r.wavefront},
                                 {"max_threads_per_block", r.max_threads_per_block},
                                 {"waves_per_simd", r.waves_per_simd}}}});
+    if (t.estimate) e["estimate"] = t.estimate->to_json();
     entries.push_back(e);
   }
   return {{"target", target.name}, {"arch", target.gpu_arch}, {"workloads", entries}};
@@ -65,7 +67,8 @@ dsl::Result<GpuArchKernels> build_gpu_model_kernels(const Graph& graph, const ds
   built.target = target;
   std::vector<dsl::gpu::DeviceKernel> kernels;
   std::vector<std::pair<size_t, size_t>> owner;  // kernels[i] is launch owner[i].second of task owner[i].first
-  for (const tuner::TuningTask& task : tuner::extract_tasks(graph, target)) {
+  const std::vector<tuner::TuningTask> tasks = tuner::extract_tasks(graph, target);
+  for (const tuner::TuningTask& task : tasks) {
     GpuTaskKernels t;
     t.node = task.node;
     t.workload = task.key();
@@ -107,6 +110,16 @@ dsl::Result<GpuArchKernels> build_gpu_model_kernels(const Graph& graph, const ds
   auto resources = schedules::build_gpu_code_object(kernels, target, code_object);
   if (!resources) return resources.failure();
   for (size_t i = 0; i < kernels.size(); ++i) built.tasks[owner[i].first].resources.push_back(resources.value()[i]);
+  const dsl::AmdArch* arch = dsl::find_amd_arch(target.gpu_arch);
+  const dsl::GpuDevice* device = dsl::reference_gpu(target.gpu_arch);
+  for (size_t i = 0; i < built.tasks.size(); ++i) {
+    GpuTaskKernels& t = built.tasks[i];
+    if (!t.unsupported.empty() || !arch || !device) continue;
+    int waves = t.resources.front().waves_per_simd;
+    for (const dsl::gpu::KernelResources& r : t.resources) waves = std::min(waves, r.waves_per_simd);
+    t.estimate =
+        dsl::estimate_kernel(schedules::gpu_qmatmul_traffic(tasks[i].workload, t.schedule), *arch, *device, waves);
+  }
   return built;
 }
 

@@ -10,14 +10,16 @@
 //   OUT/NAME.ARCH.co           the code object of each arch (ELF, amdgcn-amd-amdhsa--ARCH)
 //   OUT/NAME.ARCH.launch.json  how to launch its kernels: per workload key, the launch plans in order
 //                              (dsl/core/launch_plan.h)
-//   OUT/NAME.kernels.json      per arch and workload: the schedule, where it came from, and each
-//                              kernel's resources
+//   OUT/NAME.kernels.json      per arch and workload: the schedule, where it came from, each
+//                              kernel's resources, and the static estimate on the arch's reference GPU
 #pragma once
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "dsl/core/gpu_estimate.h"
 #include "dsl/core/launch_plan.h"
 #include "dsl/gpu/code_object.h"
 #include "dsl/schedule.h"
@@ -36,6 +38,9 @@ struct GpuTaskKernels {
   std::string schedule_source;                       // "default schedule" or "database ..."
   std::vector<dsl::LaunchPlan> launches;             // in launch order
   std::vector<dsl::gpu::KernelResources> resources;  // one per launch
+  // On the arch's reference device (dsl/core/gpu_estimate.h), from the template's traffic and the
+  // code object's occupancy.
+  std::optional<dsl::GpuEstimate> estimate;
 };
 
 struct GpuArchKernels {

@@ -1,5 +1,7 @@
 #include "schedules/gpu/int4_gemm.h"
 
+#include "schedules/gpu/templates.h"
+
 namespace tetra::schedules {
 
 using dsl::Failure;
@@ -123,6 +125,22 @@ Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
         .gpu_threads(akt, amt);
   }
   return dsl::ok_status();
+}
+
+dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& w, const Schedule& s) {
+  // Each row tile of blocks reads the whole weight; each column tile reads A (into LDS when staged).
+  // A thread dequantizes its columns once per k for its thread_m rows.
+  const int64_t P = s.get_int("tile_n"), TM = s.get_int("tile_m"), VN = s.get_int("thread_n"),
+                VM = s.get_int("thread_m");
+  const double M = double(w.M), K = double(w.K), N = double(w.N);
+  const double row_tiles = double((w.M + TM - 1) / TM), column_tiles = double((w.N + P - 1) / P);
+  dsl::KernelTraffic t;
+  t.global_bytes = row_tiles * gpu_weight_bytes(w) + column_tiles * M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
+  t.valu_ops = row_tiles * double(TM / VM) * K * N * 4 + M * K * N;
+  t.lds_bytes = s.get_string("shared_stage") == "a" ? M * K * (N / double(VN)) * 4 + M * K * column_tiles * 4 : 0;
+  t.blocks = int64_t(row_tiles * column_tiles);
+  t.threads_per_block = (P / VN) * (TM / VM);
+  return t;
 }
 
 }  // namespace tetra::schedules

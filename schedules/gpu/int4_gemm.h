@@ -10,6 +10,7 @@
 // panels of thread_n columns (dsl/core/int4_format.h): a thread reads its columns of a k-pair as
 // adjacent bytes, and the weight is padded to whole panels, so no thread reads past it.
 #pragma once
+#include "dsl/core/gpu_estimate.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra::schedules {
@@ -19,5 +20,6 @@ Schedule gpu_int4_gemm_default(const QMatMulWorkload& workload, const TargetSpec
 Status gpu_int4_gemm_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
 dsl::Int4Layout gpu_int4_gemm_layout(const Schedule& schedule);
 Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
+dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
 }  // namespace tetra::schedules

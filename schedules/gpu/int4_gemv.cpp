@@ -1,5 +1,7 @@
 #include "schedules/gpu/int4_gemv.h"
 
+#include "schedules/gpu/templates.h"
+
 namespace tetra::schedules {
 
 using dsl::Failure;
@@ -21,7 +23,9 @@ KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target
       {"tile_n", dsl::int_values({wave, 2 * wave, 4 * wave})},
       {"unroll_k", dsl::int_values({1, 2, 4, 8})},
       // Threads per column: 1, or S threads each summing one S-th of k, reduced in workgroup memory.
-      {"split_k", dsl::int_values(w.K >= 64 ? std::vector<int64_t>{1, 2, 4, 8} : std::vector<int64_t>{1})},
+      {"split_k", dsl::int_values(w.K >= 1024 ? std::vector<int64_t>{1, 2, 4, 8, 16}
+                                  : w.K >= 64 ? std::vector<int64_t>{1, 2, 4, 8}
+                                              : std::vector<int64_t>{1})},
   };
   return s;
 }
@@ -30,8 +34,15 @@ Schedule gpu_int4_gemv_default(const QMatMulWorkload& w, const TargetSpec& targe
   const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
   Schedule s;
   s.template_name = kName;
-  // Few columns: split the reduction so that every block still has a few waves of threads.
-  s.knobs = {{"tile_n", wave}, {"unroll_k", int64_t(4)}, {"split_k", int64_t(w.N <= 4 * wave && w.K >= 256 ? 4 : 1)}};
+  // Split the reduction until the grid gives the arch's reference GPU (dsl/core/gpu_estimate.h) about 4
+  // waves per SIMD, which hides memory latency, while each thread still sums at least 64 values of k.
+  const dsl::GpuDevice* device = dsl::reference_gpu(target.gpu_arch);
+  const int64_t simds = device ? int64_t(device->cus) * 4 : 256;
+  const int64_t blocks = (w.N + wave - 1) / wave * w.M;  // each one wave at split_k 1
+  const int64_t most = w.K >= 1024 ? 16 : 8;
+  int64_t split = 1;
+  while (split < most && blocks * split < 4 * simds && w.K / (2 * split) >= 64) split *= 2;
+  s.knobs = {{"tile_n", wave}, {"unroll_k", int64_t(4)}, {"split_k", split}};
   return s;
 }
 
@@ -84,6 +95,20 @@ Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
       .unroll(kii)
       .gpu_threads(j, u);
   return dsl::ok_status();
+}
+
+dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& w, const Schedule& s) {
+  // Each row of A is its own blocks, which read the whole weight and dequantize every value; A is read
+  // by every block (from cache: counted once), Y written once.
+  const int64_t P = s.get_int("tile_n"), S = s.get_int("split_k");
+  const double M = double(w.M), K = double(w.K), N = double(w.N);
+  dsl::KernelTraffic t;
+  t.global_bytes = M * gpu_weight_bytes(w) + M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
+  t.valu_ops = M * K * N * 5;                           // nibble, convert, zero point, scale, multiply-add
+  t.lds_bytes = S > 1 ? M * N * double(S) * 4 * 2 : 0;  // the partial sums, written and read
+  t.blocks = (w.N + P - 1) / P * w.M;
+  t.threads_per_block = P * S;
+  return t;
 }
 
 }  // namespace tetra::schedules

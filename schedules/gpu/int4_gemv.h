@@ -7,6 +7,7 @@
 // Consecutive threads read consecutive bytes of a panel row (the panel layout of dsl/core/int4_format.h),
 // so the weight loads of a wave coalesce. A's row is read by every thread (a broadcast, cached).
 #pragma once
+#include "dsl/core/gpu_estimate.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra::schedules {
@@ -16,5 +17,6 @@ Schedule gpu_int4_gemv_default(const QMatMulWorkload& workload, const TargetSpec
 Status gpu_int4_gemv_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
 dsl::Int4Layout gpu_int4_gemv_layout(const Schedule& schedule);
 Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
+dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
 }  // namespace tetra::schedules

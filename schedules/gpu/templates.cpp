@@ -15,6 +15,20 @@ const std::vector<QMatMulTemplate>& gpu_qmatmul_templates() {
   return templates;
 }
 
+double gpu_weight_bytes(const QMatMulWorkload& w) {
+  const dsl::Int4Format& f = w.format;
+  if (f.is_float()) return double(w.K) * double(w.N) * f.float_bits / 8;
+  const double groups = f.k_group > 0 ? double((w.K + f.k_group - 1) / f.k_group) : 1.0;
+  const double scales = groups * (f.per_n ? double(w.N) : 1.0);
+  return double(w.K) * double(w.N) / 2 + scales * (f.f16_scale ? 2 : 4) + (f.has_zero_point ? scales / 2 : 0);
+}
+
+dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Schedule& schedule) {
+  if (schedule.template_name == "gpu_int4_gemv") return gpu_int4_gemv_traffic(workload, schedule);
+  if (schedule.template_name == "gpu_int4_gemm") return gpu_int4_gemm_traffic(workload, schedule);
+  return {};
+}
+
 std::string gpu_default_qmatmul_template(const QMatMulWorkload& workload) {
   if (workload.int8_activations) return "";
   return workload.M <= 8 ? "gpu_int4_gemv" : "gpu_int4_gemm";

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "dsl/core/gpu_estimate.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra::schedules {
@@ -14,5 +15,12 @@ const std::vector<QMatMulTemplate>& gpu_qmatmul_templates();
 // The GPU template a workload starts from: the decode GEMV for M <= 8, else the GEMM; "" for int8
 // activations, which the GPU templates do not take yet.
 std::string gpu_default_qmatmul_template(const QMatMulWorkload& workload);
+
+// The traffic of `schedule`'s kernels for `workload`, summed, for dsl/core/gpu_estimate.h; each template
+// models its own (int4_gemv.h, int4_gemm.h).
+dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
+
+// The bytes of a workload's packed weight: the codes (two a byte), the scales and the zero points.
+double gpu_weight_bytes(const QMatMulWorkload& workload);
 
 }  // namespace tetra::schedules

@@ -1,0 +1,53 @@
+// The static estimate of a GPU kernel's time on a device tetra cannot run: what ranks candidates for an
+// arch without that GPU, and what says whether a kernel is memory-bound there. No libHalide.
+//
+// A template gives a kernel's traffic: bytes moved to and from global memory, vector ALU operations
+// (per lane) and workgroup-memory (LDS) bytes read. Against a reference device of the arch:
+//   memory = global bytes / bandwidth
+//   valu   = ALU operations / (CUs x 64 lanes x clock)       (fp32, unpacked, one issue a clock)
+//   lds    = LDS bytes / (CUs x 128 bytes a clock x clock)
+// Latency is hidden with about 4 resident waves per SIMD, so memory time is divided by
+// min(1, waves resident per SIMD / 4), where the waves resident are the occupancy, or fewer when the
+// grid is too small to give every SIMD that many; ALU and LDS time are divided by the fraction of the
+// SIMDs the grid fills. The estimate is the largest of the three, and names it: "memory", "valu", "lds",
+// or "latency" when memory time is largest only because too few waves are resident.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "dsl/core/amd_arch.h"
+
+namespace tetra::dsl {
+
+// A GPU's public figures.
+struct GpuDevice {
+  const char* name;      // "MI300X"
+  const char* arch;      // "gfx942"
+  int cus;               // compute units
+  double clock_ghz;      // peak engine clock
+  double bandwidth_gbs;  // peak memory bandwidth, GB/s
+};
+
+// Reference devices, one or more per arch in amd_arch_table(); the first of an arch is its reference.
+const std::vector<GpuDevice>& reference_gpus();
+const GpuDevice* reference_gpu(const std::string& arch);
+
+struct KernelTraffic {
+  double global_bytes = 0, valu_ops = 0, lds_bytes = 0;
+  int64_t blocks = 0, threads_per_block = 0;
+};
+
+struct GpuEstimate {
+  std::string device;
+  double memory_us = 0, valu_us = 0, lds_us = 0;
+  double waves_resident = 0;  // per SIMD
+  double time_us = 0;
+  std::string bound;  // "memory", "latency", "valu" or "lds"
+  nlohmann::json to_json() const;
+};
+
+GpuEstimate estimate_kernel(const KernelTraffic& traffic, const AmdArch& arch, const GpuDevice& device,
+                            int waves_per_simd);
+
+}  // namespace tetra::dsl

@@ -1,0 +1,95 @@
+// The arch facts (dsl/core/amd_arch.h), occupancy, and the static GPU estimate (dsl/core/gpu_estimate.h)
+// on hand-computed cases; the GPU templates' traffic models and the GEMV's default split of k.
+#include <catch2/catch.hpp>
+
+#include "dsl/core/amd_arch.h"
+#include "dsl/core/gpu_estimate.h"
+#include "schedules/gpu/int4_gemv.h"
+#include "schedules/gpu/templates.h"
+
+using namespace tetra;
+using namespace tetra::dsl;
+
+namespace {
+const AmdArch& arch(const std::string& name) {
+  const AmdArch* a = find_amd_arch(name);
+  REQUIRE(a);
+  return *a;
+}
+}  // namespace
+
+TEST_CASE("AMD arch facts: occupancy from registers and LDS", "[gpu]") {
+  // gfx942: 512 registers a lane shared with AGPRs, granule 8, at most 8 waves.
+  CHECK(waves_per_simd(arch("gfx942"), 10, 0, 0, 64) == 8);
+  CHECK(waves_per_simd(arch("gfx942"), 128, 0, 0, 64) == 4);
+  CHECK(waves_per_simd(arch("gfx942"), 64, 64, 0, 64) == 4);  // AGPRs count
+  // gfx906: 256 registers, granule 4, at most 10 waves: 65 -> 68 registers -> 3 waves.
+  CHECK(waves_per_simd(arch("gfx906"), 65, 0, 0, 64) == 3);
+  CHECK(waves_per_simd(arch("gfx908"), 32, 100, 0, 64) == 2);  // separate AGPR file: the larger counts
+  // gfx1100: 1536 registers in wave32, granule 24: 97 -> 120 -> 12 waves; gfx1030: 1024, granule 16.
+  CHECK(waves_per_simd(arch("gfx1100"), 97, 0, 0, 32) == 12);
+  CHECK(waves_per_simd(arch("gfx1030"), 97, 0, 0, 32) == 9);
+  // LDS: 40000 bytes a block of 256 threads on gfx90a: one block (4 waves) on the CU's 4 SIMDs.
+  CHECK(waves_per_simd(arch("gfx90a"), 16, 0, 40000, 256) == 1);
+  CHECK(waves_per_simd(arch("gfx90a"), 16, 0, 70000, 256) == 0);  // does not fit
+  // RDNA's WGP shares 128 KiB: 3 blocks of 40000 bytes, 8 waves each, over 4 SIMDs.
+  CHECK(waves_per_simd(arch("gfx1201"), 16, 0, 40000, 256) == 6);
+  CHECK_FALSE(check_amd_arch("gfx9999").ok());
+  for (const AmdArch& a : amd_arch_table()) {
+    INFO(a.name);
+    CHECK(reference_gpu(a.name) != nullptr);  // every arch has a reference device
+    CHECK(a.wavefront == (std::string(a.name).rfind("gfx9", 0) == 0 ? 64 : 32));
+  }
+}
+
+TEST_CASE("GPU estimate: memory, latency and ALU bounds on hand-computed cases", "[gpu]") {
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  REQUIRE(std::string(mi300x.name) == "MI300X");
+  KernelTraffic t;
+  t.global_bytes = 10.6e6;  // 2 us at 5.3 TB/s
+  t.valu_ops = 1e6;
+  t.blocks = 304 * 4 * 8;  // 8 waves for each of the 1216 SIMDs
+  t.threads_per_block = 64;
+  GpuEstimate e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
+  CHECK(e.memory_us == Approx(2.0));
+  CHECK(e.valu_us == Approx(1e6 / (304 * 64 * 2.1e3)));
+  CHECK(e.time_us == Approx(2.0));
+  CHECK(e.bound == "memory");
+  // One wave per SIMD: a quarter of what hides latency, so four times as long.
+  t.blocks = 304 * 4;
+  e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
+  CHECK(e.waves_resident == Approx(1.0));
+  CHECK(e.time_us == Approx(8.0));
+  CHECK(e.bound == "latency");
+  // Occupancy limits it the same way when the grid is large.
+  t.blocks = 304 * 4 * 8;
+  CHECK(estimate_kernel(t, arch("gfx942"), mi300x, 2).time_us == Approx(4.0));
+  // Much arithmetic on little data.
+  t.valu_ops = 1e10;
+  e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
+  CHECK(e.bound == "valu");
+  CHECK(e.time_us == Approx(1e10 / (304 * 64 * 2.1e3)));
+}
+
+TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
+  QMatMulWorkload w;
+  w.M = 1, w.K = 4096, w.N = 4096;
+  w.format.k_group = 32, w.format.per_n = true;
+  // 8 MiB of codes, 128 x 4096 float32 scales; A and Y once.
+  CHECK(schedules::gpu_weight_bytes(w) == Approx(4096.0 * 4096 / 2 + 128.0 * 4096 * 4));
+  TargetSpec gfx942 = parse_target("hip:gfx942").value(), gfx1200 = parse_target("hip:gfx1200").value();
+  Schedule s = schedules::gpu_int4_gemv_default(w, gfx942);
+  KernelTraffic t = schedules::gpu_qmatmul_traffic(w, s);
+  CHECK(t.global_bytes == Approx(schedules::gpu_weight_bytes(w) + 4096 * 4 * 2));
+  CHECK(t.valu_ops == Approx(4096.0 * 4096 * 5));
+  // 64 blocks of one wave at split 1 are far from 4 waves on each of MI300X's 1216 SIMDs: the most, 16.
+  CHECK(s.get_int("split_k") == 16);
+  CHECK(t.blocks * t.threads_per_block == 4096 * 16);
+  // RX 9060 XT's 128 SIMDs: 128 blocks x 4 = 512 waves.
+  CHECK(schedules::gpu_int4_gemv_default(w, gfx1200).get_int("split_k") == 4);
+  // A short k keeps at least 64 values a thread.
+  w.K = 256;
+  CHECK(schedules::gpu_int4_gemv_default(w, gfx942).get_int("split_k") == 4);
+  w.K = 128;
+  CHECK(schedules::gpu_int4_gemv_default(w, gfx942).get_int("split_k") == 2);
+}
