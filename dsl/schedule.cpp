@@ -82,11 +82,11 @@ const std::vector<KnobInfo>& knob_vocabulary() {
       {"block", true, true, true, "the k-block A is quantized in, for int8 activations (fixed by the workload)"},
       {"w_stage", false, true, true, "where the dequantized weight is staged: inline, panel, kblock (conv: channel)"},
       {"a_stage", false, true, true, "how A reaches the inner loop: inline (in place), packed (transposed copy)"},
+      {"tile_oh", true, true, true, "conv output rows per tile (GPU: threads in y)"},
+      {"tile_ow", true, true, true, "conv output columns per tile (GPU: threads in x)"},
       // CPU only
       {"parallel", false, true, false,
        "the loop spread over threads: n (panels), m (row tiles; conv: planes), oh, none"},
-      {"tile_oh", true, true, false, "conv output rows per tile"},
-      {"tile_ow", true, true, false, "conv output columns per tile"},
       {"x_stage", false, true, false,
        "where a conv's zero-padded input is staged: inline, plane, tile, root (once, all channels)"},
       // GPU only (declared for the HIP/CUDA templates to come)

@@ -31,7 +31,7 @@ dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, 
     std::string name = gpu_default_qmatmul_template(workload);
     if (name.empty())
       return Failure{FailureKind::Unsupported, target.name,
-                     "no GPU template for " + workload.key() + " yet (only the GEMV, M <= 8)"};
+                     "no GPU template for " + workload.key() + " yet (int8 activations)"};
     return find_qmatmul_template(name)->default_schedule(workload, target);
   }
   if (!target.is_cpu())

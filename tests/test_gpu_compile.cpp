@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "dsl/core/amd_arch.h"
 #include "dsl/core/gpu_estimate.h"
@@ -163,6 +164,14 @@ TEST_CASE("tetra compile --target hip uses the database's records for each arch"
   r.measured_on = "static estimate";
   r.timestamp = "2026-12-01T00:00:00Z";
   tuner::TuningDatabase::open(dir + "/tuning_db", gfx942.name, dsl::toolchain_id()).commit({r});
+  // For gfx1100, a record whose schedule is not legal there (k is too short to split 16 ways): the default
+  // is used, and kernels.json says why.
+  dsl::TargetSpec gfx1100 = dsl::parse_target("hip:gfx1100").value();
+  tuner::TuningRecord bad = r;
+  bad.workload = tasks[1].desc(gfx1100.name);
+  bad.target = gfx1100.name;
+  bad.schedule.knobs = {{"tile_n", int64_t(128)}, {"unroll_k", int64_t(2)}, {"split_k", int64_t(16)}};
+  tuner::TuningDatabase::open(dir + "/tuning_db", gfx1100.name, dsl::toolchain_id()).commit({bad});
 
   fs::path out = fs::path(dir) / "out";
   std::string log;
@@ -177,32 +186,30 @@ TEST_CASE("tetra compile --target hip uses the database's records for each arch"
   for (const nlohmann::json& arch : report["archs"]) {
     for (const nlohmann::json& w : arch["workloads"]) {
       bool tuned = arch["arch"] == "gfx942" && w["workload"] == tasks[0].key();
-      CHECK(w["schedule_source"].get<std::string>().rfind(tuned ? "database" : "default", 0) == 0);
+      bool failed = arch["arch"] == "gfx1100" && w["workload"] == tasks[1].key();
+      const std::string source = w["schedule_source"];
+      CHECK(source.rfind(tuned ? "database" : "default", 0) == 0);
       if (tuned) CHECK(w["schedule"] == r.schedule.to_json());
+      if (failed) CHECK_THAT(source, Catch::Contains("the database's failed") && Catch::Contains("split_k"));
     }
   }
 }
 
-TEST_CASE("tetra compile --target hip: workloads without GPU kernels are listed, bad targets refused", "[cli][gpu]") {
+TEST_CASE("tetra compile --target hip: convs get GPU kernels; bad targets are refused", "[cli][gpu]") {
   std::string dir = temp_dir("gpu_compile_errors");
   std::string model = two_layer_model(dir);
   fs::path out = fs::path(dir) / "out";
   std::string log;
-  // The conv has no GPU template yet: said per workload; the MatMul's kernel is built.
+  // A conv and a MatMul: the conv runs on gpu_int4_conv.
   REQUIRE(run_command(tetra_cli() + " compile " + conv_model(dir) + " --target hip:gfx942 -o " + out.string(), &log) ==
           0);
   INFO(log);
-  CHECK_THAT(log, Catch::Contains("gfx942: 1 kernels for 1 of 2 workloads"));
-  CHECK_THAT(log, Catch::Contains("no GPU kernels for"));
+  CHECK_THAT(log, Catch::Contains("gfx942: 2 kernels for 2 of 2 workloads"));
   nlohmann::json report = read_json(out / "model.kernels.json");
   INFO(report.dump(1));
-  int unsupported = 0;
-  for (const nlohmann::json& w : report["archs"][0]["workloads"])
-    if (w.contains("unsupported")) {
-      CHECK(w["unsupported"] == "no GPU conv template yet");
-      ++unsupported;
-    }
-  CHECK(unsupported == 1);
+  std::set<std::string> templates;
+  for (const nlohmann::json& w : report["archs"][0]["workloads"]) templates.insert(w["schedule"]["template"]);
+  CHECK(templates == std::set<std::string>{"gpu_int4_conv", "gpu_int4_gemv"});
   CHECK(fs::exists(out / "model.gfx942.co"));
 
   // Each refused with a message naming what is wrong, and nothing written.

@@ -117,24 +117,28 @@ class LocalizePrivateArrays : public IRMutator {
     body.accept(&accesses);
     if (accesses.vector_access || accesses.indices.empty()) return same;
     Expr base;
-    int64_t lo = 0, hi = 0;
     std::map<const IRNode*, int64_t> constant;
     for (size_t i = 0; i < accesses.indices.size(); ++i) {
       auto [b, c] = split_constant(accesses.indices[i].second);
       if (i == 0) {
-        base = b, lo = hi = c;
+        base = b;
       } else if (base.defined() != b.defined() || (b.defined() && !graph_equal(base, b))) {
         return same;
       }
-      lo = std::min(lo, c), hi = std::max(hi, c);
       constant[accesses.indices[i].first] = c;
     }
     if (base.defined() && reads_any(base, accesses.bound_inside)) return same;
+    // Each distinct constant gets the next slot: a relabelling, so the array is as small as the
+    // values it holds.
+    std::map<int64_t, int32_t> slot;
+    for (const auto& [node, c] : constant) slot.emplace(c, 0);
+    int32_t next = 0;
+    for (auto& [c, s] : slot) s = next++;
     std::map<const IRNode*, int32_t> index;
-    for (const auto& [node, c] : constant) index[node] = int32_t(c - lo);
+    for (const auto& [node, c] : constant) index[node] = slot.at(c);
     Stmt shifted = SetIndices(op->name, index).mutate(body);
-    return Allocate::make(op->name, op->type, op->memory_type, {Expr(int32_t(hi - lo + 1))}, op->condition, shifted,
-                          op->new_expr, op->free_function);
+    return Allocate::make(op->name, op->type, op->memory_type, {Expr(next)}, op->condition, shifted, op->new_expr,
+                          op->free_function);
   }
 };
 

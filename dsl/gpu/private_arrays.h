@@ -8,9 +8,10 @@
 //
 // Every access of such an array is base + c, where the base is one expression of values fixed for the
 // array's lifetime (thread and block ids, values bound outside it) and c is a constant. Each thread's
-// copy is its own, so shifting all of a thread's indices by its base is a relabelling that changes no
-// value: the array becomes `float acc[66]` indexed by constants, which LLVM keeps in registers. An array
-// whose accesses do not have that form is left as it is (its scratch shows in the code object).
+// copy is its own, so any one-to-one relabelling of a thread's slots changes no value: each distinct c
+// gets the next slot, and the array becomes `float acc[4]` indexed by constants, which LLVM keeps in
+// registers. An array whose accesses do not have that form is left as it is (its scratch shows in the
+// code object).
 #pragma once
 #include "Halide.h"
 

@@ -8,6 +8,7 @@
 
 #include "importer/error.h"
 #include "schedules/gpu/build.h"
+#include "schedules/gpu/conv.h"
 #include "schedules/gpu/templates.h"
 #include "tuner/task.h"
 
@@ -73,25 +74,25 @@ dsl::Result<GpuArchKernels> build_gpu_model_kernels(const Graph& graph, const ds
     t.node = task.node;
     t.workload = task.key();
     t.occurrences = task.occurrences;
-    if (task.conv) {
-      t.unsupported = "no GPU conv template yet";
-      built.tasks.push_back(t);
-      continue;
-    }
-    std::optional<ScheduleChoice> tuned = schedules ? schedules->for_qmatmul(task.workload) : std::nullopt;
+    const std::string kernel_name = "tetra_k" + std::to_string(built.tasks.size());
+    auto lower = [&](const dsl::Schedule& s) {
+      return task.conv ? schedules::lower_gpu_qconv(*task.conv, s, target, kernel_name)
+                       : schedules::lower_gpu_qmatmul(task.workload, s, target, kernel_name);
+    };
+    // The database's schedule for this arch, else (or when it fails) the template default.
+    std::optional<ScheduleChoice> tuned;
+    if (schedules) tuned = task.conv ? schedules->for_qconv(*task.conv) : schedules->for_qmatmul(task.workload);
     dsl::Result<schedules::GpuKernels> lowered = dsl::Failure{dsl::FailureKind::Unsupported, t.workload, ""};
-    std::string kernel_name = "tetra_qmatmul" + std::to_string(built.tasks.size());
+    t.schedule_source = "default schedule";
     if (tuned) {
-      lowered = schedules::lower_gpu_qmatmul(task.workload, tuned->schedule, target, kernel_name);
-      t.schedule_source = tuned->source;
-      if (!lowered)
-        t.schedule_source = "default schedule (the database's failed: " + lowered.failure().describe() + ")";
+      lowered = lower(tuned->schedule);
+      t.schedule_source =
+          lowered ? tuned->source : "default schedule (the database's failed: " + lowered.failure().describe() + ")";
     }
     if (!tuned || !lowered) {
-      if (!tuned) t.schedule_source = "default schedule";
-      dsl::Result<dsl::Schedule> fallback = schedules::default_qmatmul_schedule(task.workload, target);
-      lowered = fallback ? schedules::lower_gpu_qmatmul(task.workload, fallback.value(), target, kernel_name)
-                         : dsl::Result<schedules::GpuKernels>(fallback.failure());
+      dsl::Result<dsl::Schedule> fallback = task.conv ? schedules::default_qconv_schedule(*task.conv, target)
+                                                      : schedules::default_qmatmul_schedule(task.workload, target);
+      lowered = fallback ? lower(fallback.value()) : dsl::Result<schedules::GpuKernels>(fallback.failure());
     }
     if (!lowered) {
       t.unsupported = lowered.failure().describe();

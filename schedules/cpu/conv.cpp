@@ -21,7 +21,7 @@ static const char* template_name_for(const QConvWorkload& w) {
   return w.depthwise() ? kDepthwise : w.group == 1 ? kDense : kGrouped;
 }
 
-const std::vector<QConvTemplate>& qconv_templates() {
+const std::vector<QConvTemplate>& cpu_qconv_templates() {
   static const std::vector<QConvTemplate> templates = {
       {kDepthwise, dsl::TargetFamily::Cpu, cpu_conv_space, cpu_conv_default, cpu_conv_check, apply_cpu_conv},
       {kGrouped, dsl::TargetFamily::Cpu, cpu_conv_space, cpu_conv_default, cpu_conv_check, apply_cpu_conv},
@@ -30,42 +30,7 @@ const std::vector<QConvTemplate>& qconv_templates() {
   return templates;
 }
 
-const QConvTemplate* find_qconv_template(const std::string& name) {
-  for (const QConvTemplate& t : qconv_templates())
-    if (t.name == name) return &t;
-  return nullptr;
-}
-
-dsl::Result<const QConvTemplate*> qconv_template_for(const QConvWorkload& w, const TargetSpec& target) {
-  if (!target.is_cpu()) return Failure{FailureKind::WrongTarget, target.name, "no QConv templates for GPUs yet"};
-  return find_qconv_template(template_name_for(w));
-}
-
-dsl::Result<Schedule> default_qconv_schedule(const QConvWorkload& w, const TargetSpec& target) {
-  dsl::Result<const QConvTemplate*> t = qconv_template_for(w, target);
-  if (!t) return t.failure();
-  return t.value()->default_schedule(w, target);
-}
-
-Status check_qconv_schedule(const QConvWorkload& w, const Schedule& schedule, const TargetSpec& target) {
-  const QConvTemplate* t = find_qconv_template(schedule.template_name);
-  if (!t)
-    return Failure{FailureKind::UnknownTemplate, schedule.template_name,
-                   std::string("QConv templates are ") + kDepthwise + ", " + kGrouped + ", " + kDense};
-  if (t->family != target.family)
-    return Failure{FailureKind::WrongTarget, schedule.template_name,
-                   "is a " + dsl::family_name(t->family) + " template; the target " + target.name + " is " +
-                       dsl::family_name(target.family)};
-  if (w.N <= 0 || w.C <= 0 || w.M <= 0 || w.OH <= 0 || w.OW <= 0 || w.KH <= 0 || w.KW <= 0 || w.group <= 0 ||
-      w.C % w.group != 0 || w.M % w.group != 0)
-    return Failure{FailureKind::Unsupported, w.key(), "sizes must be positive and group must divide C and M"};
-  if (t->name != template_name_for(w))
-    return Failure{FailureKind::Unsupported, w.key(),
-                   std::string("runs with ") + template_name_for(w) + ", not " + t->name +
-                       " (the templates are for depthwise, grouped and dense (group 1) convs)"};
-  if (Status st = t->space(w, target).check(schedule); !st) return st;
-  return t->check_conflicts(w, schedule, target);
-}
+const char* cpu_qconv_template_for(const QConvWorkload& w) { return template_name_for(w); }
 
 KnobSpace cpu_conv_space(const QConvWorkload& w, const TargetSpec& target) {
   KnobSpace s;

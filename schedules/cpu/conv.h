@@ -26,38 +26,19 @@
 #include <string>
 #include <vector>
 
-#include "dsl/jit_pipeline.h"
 #include "dsl/core/kernel_calls.h"
+#include "dsl/jit_pipeline.h"
 #include "dsl/qconv.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"
+#include "schedules/qconv_templates.h"
 
 namespace tetra::schedules {
 
-using dsl::QConvDef;
-using dsl::QConvWorkload;
-using dsl::Schedule;
-using dsl::Status;
-using dsl::TargetSpec;
-
-struct QConvTemplate {
-  std::string name;
-  dsl::TargetFamily family;
-  dsl::KnobSpace (*space)(const QConvWorkload&, const TargetSpec&);
-  Schedule (*default_schedule)(const QConvWorkload&, const TargetSpec&);
-  Status (*check_conflicts)(const QConvWorkload&, const Schedule&, const TargetSpec&);
-  Status (*apply)(QConvDef&, const Schedule&, const TargetSpec&);
-};
-
-const std::vector<QConvTemplate>& qconv_templates();
-const QConvTemplate* find_qconv_template(const std::string& name);
-
-// The template for a workload: cpu_int4_depthwise_conv when Cg = 1, else cpu_int4_grouped_conv.
-dsl::Result<const QConvTemplate*> qconv_template_for(const QConvWorkload& workload, const TargetSpec& target);
-dsl::Result<Schedule> default_qconv_schedule(const QConvWorkload& workload, const TargetSpec& target);
-
-// Everything that makes a schedule illegal for this workload and target, with the reason.
-Status check_qconv_schedule(const QConvWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+// The CPU family's QConv templates, in the order of their table.
+const std::vector<QConvTemplate>& cpu_qconv_templates();
+// cpu_int4_depthwise_conv when Cg = 1, cpu_int4_dense_conv for group 1, else cpu_int4_grouped_conv.
+const char* cpu_qconv_template_for(const QConvWorkload& workload);
 
 dsl::KnobSpace cpu_conv_space(const QConvWorkload& workload, const TargetSpec& target);
 Schedule cpu_conv_default(const QConvWorkload& workload, const TargetSpec& target);

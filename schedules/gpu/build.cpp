@@ -15,16 +15,10 @@ dsl::Status check_hip_target(const TargetSpec& target) {
     return dsl::Failure{dsl::FailureKind::WrongTarget, target.name, "GPU kernels are built for hip:ARCH targets"};
   return dsl::check_amd_arch(target.gpu_arch);
 }
-}  // namespace
 
-dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
-                                          const TargetSpec& target, const std::string& name) {
-  if (Status st = check_hip_target(target); !st) return st.failure();
-  if (Status st = check_qmatmul_schedule(workload, schedule, target); !st) return st.failure();
-  const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
-  QMatMulDef q = dsl::define_qmatmul(workload, t->layout(schedule).panel);
-  if (Status st = t->apply(q, schedule, target); !st) return st.failure();
-  auto captured = dsl::gpu::capture_kernels({q.def.output}, q.def.arguments, name);
+// The kernels of a scheduled definition, captured, with their launch plans.
+dsl::Result<GpuKernels> capture(const dsl::ComputeDef& def, const Schedule& schedule, const std::string& name) {
+  auto captured = dsl::gpu::capture_kernels({def.output}, def.arguments, name);
   if (!captured) return captured.failure();
   GpuKernels lowered;
   lowered.schedule = schedule;
@@ -35,6 +29,35 @@ dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const
     lowered.launches.push_back(plan.value());
   }
   return lowered;
+}
+
+}  // namespace
+
+dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
+                                          const TargetSpec& target, const std::string& name) {
+  if (Status st = check_hip_target(target); !st) return st.failure();
+  if (Status st = check_qmatmul_schedule(workload, schedule, target); !st) return st.failure();
+  const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
+  QMatMulDef q = dsl::define_qmatmul(workload, t->layout(schedule).panel);
+  try {
+    if (Status st = t->apply(q, schedule, target); !st) return st.failure();
+  } catch (const Halide::Error& e) {
+    return dsl::Failure{dsl::FailureKind::Compile, schedule.to_string(), e.what()};
+  }
+  return capture(q.def, schedule, name);
+}
+
+dsl::Result<GpuKernels> lower_gpu_qconv(const dsl::QConvWorkload& workload, const Schedule& schedule,
+                                        const TargetSpec& target, const std::string& name) {
+  if (Status st = check_hip_target(target); !st) return st.failure();
+  if (Status st = check_qconv_schedule(workload, schedule, target); !st) return st.failure();
+  dsl::QConvDef q = dsl::define_qconv(workload);
+  try {
+    if (Status st = find_qconv_template(schedule.template_name)->apply(q, schedule, target); !st) return st.failure();
+  } catch (const Halide::Error& e) {
+    return dsl::Failure{dsl::FailureKind::Compile, schedule.to_string(), e.what()};
+  }
+  return capture(q.def, schedule, name);
 }
 
 dsl::Result<std::vector<dsl::gpu::KernelResources>> build_gpu_code_object(

@@ -9,6 +9,7 @@
 #include "dsl/core/launch_plan.h"
 #include "dsl/gpu/code_object.h"
 #include "dsl/gpu/device_kernel.h"
+#include "schedules/qconv_templates.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra::schedules {
@@ -24,6 +25,10 @@ struct GpuKernels {
 // `name` (a C identifier). Every step's failure names the step.
 dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
                                           const TargetSpec& target, const std::string& name);
+
+// The same for a conv: `schedule` (a GPU conv template's) applied to `workload`.
+dsl::Result<GpuKernels> lower_gpu_qconv(const dsl::QConvWorkload& workload, const Schedule& schedule,
+                                        const TargetSpec& target, const std::string& name);
 
 // `kernels` emitted as HIP and built for target.gpu_arch into the code object `path`; the resources of
 // each kernel, in the order of `kernels`. *hip_source, when given, receives the source.

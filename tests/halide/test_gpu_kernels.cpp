@@ -16,24 +16,20 @@
 #include "dsl/process.h"
 #include "schedules/gpu/int4_gemm.h"
 #include "schedules/gpu/int4_gemv.h"
+#include "tests/halide/gpu_device_job.h"
 #include "tests/halide/qmatmul_reference.h"
 
 using namespace tetra;
 using namespace tetra::dsl;
 using namespace tetra::dsl::gpu;
 namespace fs = std::filesystem;
+using namespace tetra::gpu_test;
 
 namespace {
 
 const TargetSpec& gfx942() {
   static const TargetSpec t = parse_target("hip:gfx942").value();
   return t;
-}
-
-fs::path work_dir(const std::string& tag) {
-  fs::path dir = fs::temp_directory_path() / ("tetra_gpu_" + tag + "_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir;
 }
 
 // The kernels of `schedule` for `workload`, captured (a Failure ends the test).
@@ -47,28 +43,6 @@ CapturedPipeline capture(const QMatMulWorkload& w, const Schedule& s) {
   INFO(s.to_string() << ": " << (captured.ok() ? "" : captured.failure().describe()));
   REQUIRE(captured.ok());
   return captured.value();
-}
-
-void write_bytes(const fs::path& path, const void* data, size_t bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(static_cast<const char*>(data), std::streamsize(bytes));
-  REQUIRE(bool(out));
-}
-
-// A job entry for a dense Halide buffer, its bytes written to DIR/NAME.bin.
-template <class B>
-nlohmann::json buffer_entry(const fs::path& dir, const std::string& name, const B& b, const std::string& type) {
-  nlohmann::json extents = nlohmann::json::array();
-  int64_t stride = 1;
-  for (int d = 0; d < b.dimensions(); ++d) {
-    REQUIRE(b.dim(d).stride() == stride);  // tetra-device's buffers are dense
-    REQUIRE(b.dim(d).min() == 0);
-    extents.push_back(b.dim(d).extent());
-    stride *= b.dim(d).extent();
-  }
-  fs::path file = dir / (name + ".bin");
-  write_bytes(file, b.data(), b.size_in_bytes());
-  return {{"type", type}, {"extents", extents}, {"file", file.string()}};
 }
 
 struct DeviceRun {
@@ -126,10 +100,8 @@ DeviceRun run_on_device(const QMatMulWorkload& w, const Schedule& s, const Captu
     job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, w.format.f16_scale ? "f16" : "f32");
   if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero, "i8");
   job["buffers"][output] = {{"type", "f32"}, {"extents", {w.N, w.M}}, {"output", (dir / "Y.bin").string()}};
-  std::ofstream(dir / "job.json") << job.dump(1);
-
   DeviceRun run;
-  ProgramRun r = run_program({std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "run", (dir / "job.json").string()});
+  ProgramRun r = run_job(job, dir);
   run.status = r.status;
   run.output = r.output;
   run.Y = Halide::Buffer<float>(int(w.N), int(w.M));
@@ -138,14 +110,6 @@ DeviceRun run_on_device(const QMatMulWorkload& w, const Schedule& s, const Captu
     in.read(reinterpret_cast<char*>(run.Y.data()), std::streamsize(run.Y.size_in_bytes()));
   }
   return run;
-}
-
-// Whether pocl can run here: it finds its CPU device through sysfs, and aborts without it (a bare chroot
-// mounts no /sys). Everywhere else the OpenCL runs are required to work.
-bool opencl_runs_here() {
-  if (fs::exists("/sys/devices/system/cpu")) return true;
-  WARN("no /sys/devices/system/cpu: pocl cannot find its CPU device here, so the OpenCL runs are skipped");
-  return false;
 }
 
 // With `bias_relu`, the workload adds a bias and applies ReLU in its output stage.

@@ -147,11 +147,11 @@ TEST_CASE("compiling an illegal schedule fails as data, not a crash", "[schedule
 TEST_CASE("the default template follows the number of rows", "[schedule]") {
   CHECK(default_qmatmul_schedule(workload(1, 4096, 4096), avx512()).value().template_name == "cpu_int4_gemv");
   CHECK(default_qmatmul_schedule(workload(128, 4096, 4096), avx512()).value().template_name == "cpu_int4_gemm");
-  // A GPU: the decode GEMV for few rows; no template yet for more (a failure, not a CPU schedule).
+  // A GPU: the decode GEMV for few rows, the GEMM for more (never a CPU schedule).
   CHECK(default_qmatmul_schedule(workload(1, 64, 64), parse_target("hip:gfx90a").value()).value().template_name ==
         "gpu_int4_gemv");
-  CHECK(default_qmatmul_schedule(workload(64, 64, 64), parse_target("hip:gfx90a").value()).failure().kind ==
-        FailureKind::Unsupported);
+  CHECK(default_qmatmul_schedule(workload(64, 64, 64), parse_target("hip:gfx90a").value()).value().template_name ==
+        "gpu_int4_gemm");
   CHECK(default_qmatmul_schedule(workload(1, 64, 64), parse_target("cuda:sm_80").value()).failure().kind ==
         FailureKind::WrongTarget);
   // Defaults are legal on every CPU tier and shape, including tiny ones.
