@@ -95,7 +95,8 @@ const std::vector<KnobInfo>& knob_vocabulary() {
       {"wavefront", true, false, true, "wavefront/warp width the schedule assumes: 32 or 64"},
       {"shared_stage", false, false, true, "what is staged in shared memory (LDS): none, a, w, aw"},
       {"thread_n", true, false, true, "output columns of each thread's register tile"},
-      {"thread_m", true, false, true, "output rows of each thread's register tile"},
+      {"thread_m", true, false, true, "output rows of each thread's register tile (conv: output channels)"},
+      {"thread_ow", true, false, true, "conv output columns of each thread's register tile"},
   };
   return knobs;
 }
