@@ -1,10 +1,12 @@
 // `tetra compile --target hip:ARCH,...`: a model's GPU kernels for several AMD archs, with one code object
 // and one launch-plan file per arch and a kernels.json naming each kernel's schedule, where it came from
 // and its resources; the database's records for an arch are used for that arch only; bad targets are
-// refused with nothing written. Occupancy follows dsl/core/amd_arch.h.
+// refused with nothing written. Occupancy follows dsl/core/amd_arch.h. `tetra tune --estimate` ranks an
+// arch's candidates without that GPU, and compile uses the estimated records.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -230,4 +232,52 @@ TEST_CASE("tetra compile --target hip: convs get GPU kernels; bad targets are re
   // An unbound dynamic input.
   CHECK(run_command(tetra_cli() + " compile " + model + " --target hip:gfx942 -o " + out.string(), &log) == 2);
   CHECK_THAT(log, Catch::Contains("bind it with --shape x="));
+}
+
+TEST_CASE("tetra tune --estimate ranks an AMD arch's candidates, and compile uses the estimated records",
+          "[cli][gpu]") {
+  std::string dir = temp_dir("gpu_tune_estimate");
+  std::string model = two_layer_model(dir);
+  std::string db = dir + "/db", log;
+  const std::string tune =
+      tetra_cli() + " tune " + model + " --db " + db + " --shape x=1,64 --trials 4 --strategy random";
+  REQUIRE(run_command(tune + " --target hip:gfx942 --estimate", &log) == 0);
+  INFO(log);
+  tuner::TuningDatabase records = tuner::TuningDatabase::open(db, "hip-gfx942", dsl::toolchain_id());
+  std::map<std::string, std::vector<tuner::TuningRecord>> by_task;
+  for (const tuner::TuningRecord& r : records.records()) by_task[r.workload.key].push_back(r);
+  REQUIRE(by_task.size() == 2);
+  std::map<std::string, tuner::TuningRecord> best;
+  for (const auto& [key, rs] : by_task) {
+    CHECK(rs.size() == 4);
+    for (const tuner::TuningRecord& r : rs) {
+      CHECK_FALSE(r.measured);
+      CHECK(r.measured_on == "static estimate on MI300X (gfx942)");
+      CHECK(r.runs == 0);
+      if (!r.failed() && (!best.count(key) || r.median_ms < best[key].median_ms)) best[key] = r;
+    }
+    REQUIRE(best.count(key));
+  }
+  // Resumed: the estimated records count toward --trials, so nothing more is estimated.
+  REQUIRE(run_command(tune + " --target hip:gfx942 --estimate", &log) == 0);
+  CHECK(tuner::TuningDatabase::open(db, "hip-gfx942", dsl::toolchain_id()).records().size() == 8);
+
+  // compile takes the best estimate of each workload for that arch.
+  fs::path out = fs::path(dir) / "out";
+  REQUIRE(run_command(tetra_cli() + " compile " + model + " --target hip:gfx942 --db " + db + " --shape x=1,64 -o " +
+                          out.string(),
+                      &log) == 0);
+  CHECK_THAT(log, Catch::Contains("gfx942: 2 kernels for 2 of 2 workloads, 2 with schedules from the database"));
+  nlohmann::json report = read_json(out / "model.kernels.json");
+  for (const nlohmann::json& w : report["archs"][0]["workloads"]) {
+    INFO(w.dump());
+    CHECK(w["schedule_source"].get<std::string>().rfind("database", 0) == 0);
+    CHECK(w["schedule"] == best[w["workload"].get<std::string>()].schedule.to_json());
+  }
+
+  // Without --estimate an AMD arch cannot be tuned here, and --estimate is for AMD archs only.
+  CHECK(run_command(tune + " --target hip:gfx942", &log) == 2);
+  CHECK_THAT(log, Catch::Contains("--estimate"));
+  CHECK(run_command(tune + " --target host --estimate", &log) == 2);
+  CHECK_THAT(log, Catch::Contains("--estimate ranks kernels for AMD GPUs"));
 }

@@ -1,11 +1,14 @@
 // The arch facts (dsl/core/amd_arch.h), occupancy, and the static GPU estimate (dsl/core/gpu_estimate.h)
-// on hand-computed cases; the GPU templates' traffic models and the GEMV's default split of k.
+// on hand-computed cases; the GPU templates' traffic models and the GEMV's default split of k; the
+// estimate runner that `tetra tune --estimate` uses.
 #include <catch2/catch.hpp>
+#include <filesystem>
 
 #include "dsl/core/amd_arch.h"
 #include "dsl/core/gpu_estimate.h"
 #include "schedules/gpu/int4_gemv.h"
 #include "schedules/gpu/templates.h"
+#include "tuner/estimate_runner.h"
 
 using namespace tetra;
 using namespace tetra::dsl;
@@ -92,4 +95,35 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   CHECK(schedules::gpu_int4_gemv_default(w, gfx942).get_int("split_k") == 4);
   w.K = 128;
   CHECK(schedules::gpu_int4_gemv_default(w, gfx942).get_int("split_k") == 2);
+}
+
+TEST_CASE("the estimate runner builds a GPU candidate and ranks it without running it", "[gpu]") {
+  QMatMulWorkload w;
+  w.M = 1, w.K = 4096, w.N = 4096;
+  w.format.k_group = 32, w.format.per_n = true;
+  TargetSpec gfx942 = parse_target("hip:gfx942").value();
+  tuner::MeasureJob job;
+  job.qmatmul = w;
+  job.target = gfx942.name;
+  job.schedule = schedules::gpu_int4_gemv_default(w, gfx942);
+  tuner::EstimateRunner runner((std::filesystem::temp_directory_path() / "tetra_estimate_test").string());
+  tuner::MeasureResult r = runner.run(job);
+  INFO(r.error);
+  REQUIRE(r.ok);
+  CHECK(r.runs == 0);  // nothing was timed
+  CHECK(r.median_ms > 0);
+  CHECK(r.median_ms < 1.0);  // microseconds on MI300X, not milliseconds
+  // One column per thread and no split of k launches 64 waves: slower by the estimate.
+  job.schedule.knobs["split_k"] = int64_t(1);
+  tuner::MeasureResult unsplit = runner.run(job);
+  REQUIRE(unsplit.ok);
+  CHECK(unsplit.median_ms > r.median_ms);
+  // Failures are results naming the cause.
+  job.schedule.knobs["split_k"] = int64_t(32);
+  tuner::MeasureResult illegal = runner.run(job);
+  CHECK_FALSE(illegal.ok);
+  CHECK_THAT(illegal.error, Catch::Contains("split_k"));
+  job.schedule = schedules::gpu_int4_gemv_default(w, gfx942);
+  job.target = "x86-64-avx2";
+  CHECK_FALSE(runner.run(job).ok);
 }

@@ -57,6 +57,7 @@ std::string shard_command(const TuneCliOptions& opt, const std::string& index) {
   if (t.time_budget_s > 0) argv.insert(argv.end(), {"--time-budget", std::to_string(t.time_budget_s)});
   for (const std::string& s : opt.shapes) argv.insert(argv.end(), {"--shape", s});
   if (t.int8_activations) argv.push_back("--int8-activations");
+  if (t.estimate) argv.push_back("--estimate");
   // The shard's own folder and index stay outside the quoting, so that a shell variable expands. Each
   // shard logs its trials beside its records, so a run's merged database can be checked against them.
   std::string folder = dsl::describe_command({shard_db(t.db_dir, "")}) + index;
@@ -168,9 +169,13 @@ void print_status(const std::vector<tuner::TaskSummary>& tasks) {
 }
 
 void tune(TuneCliOptions& opt) {
-  // Tuning measures real runs: a target this machine cannot run is refused.
-  auto target = dsl::parse_runnable_target(opt.target);
-  check(target.ok(), ErrorKind::Invalid, "--target: " + (target.ok() ? "" : target.failure().describe()));
+  // Tuning measures real runs: a target this machine cannot run is refused, except an AMD GPU whose
+  // candidates --estimate ranks (tuner/estimate_runner.h).
+  auto target = opt.tune.estimate ? dsl::parse_target(opt.target) : dsl::parse_runnable_target(opt.target);
+  const bool amd = opt.target.rfind("hip", 0) == 0;
+  check(target.ok(), ErrorKind::Invalid,
+        "--target: " + (target.ok() ? "" : target.failure().describe()) +
+            (amd && !opt.tune.estimate ? " (rank an AMD GPU's candidates without it: --estimate)" : ""));
   opt.tune.target = target.value();
   for (const std::string& s : opt.shapes) opt.tune.shapes.insert(parse_shape_binding(s));
   opt.tune.strategy = tuner::parse_strategy(opt.strategy);
@@ -209,7 +214,7 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--db", opt->tune.db_dir, "tuning database folder (created if missing)")->required();
   cmd->add_option("--target", opt->target,
                   "host (default) or a target this machine runs, such as x86-64-avx2 on an AVX-512 CPU "
-                  "(tuning measures real runs here); records are stored under its name");
+                  "(tuning measures real runs here), or hip:ARCH with --estimate; records are stored under its name");
   cmd->add_option("--trials", opt->tune.trials, "measured records per task in total, those already in the database and the default schedule's included "
                   "(default 64; a resumed run measures the rest)");
   cmd->add_option("--time-budget", opt->tune.time_budget_s, "stop after this many seconds (default: none)");
@@ -228,6 +233,10 @@ void add_tune_command(CLI::App& app) {
                   "write best-so-far against trials per task: an SVG, or for F.html a page with a table of the tasks too");
   cmd->add_option("--seed", opt->tune.seed, "seed of the search");
   cmd->add_flag("--int8-activations", opt->tune.int8_activations, kInt8ActivationsHelp);
+  cmd->add_flag("--estimate", opt->tune.estimate,
+                "for an AMD GPU this machine does not have (--target hip:ARCH): build each candidate for the arch, "
+                "reject those that spill, and rank the rest by the static estimate; records are stored as estimated "
+                "and never outrank a measurement");
   cmd->add_option("--shard", opt->shard, "tune only shard i/N of the run (docs/distributed_tuning.md); the shard's records go to --db");
   cmd->add_flag("--status", opt->status, "print per task the trials done and planned, the best so far and what is left; measures nothing");
   cmd->add_option("--shards", opt->shards,

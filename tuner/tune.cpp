@@ -1,5 +1,7 @@
 #include "tuner/tune.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -7,13 +9,15 @@
 #include <fstream>
 #include <sstream>
 
+#include "dsl/core/amd_arch.h"
 #include "dsl/target.h"
-#include "runtime/executor.h"
 #include "importer/error.h"
+#include "runtime/executor.h"
 #include "runtime/model.h"
 #include "schedules/qmatmul_templates.h"
 #include "tuner/builder.h"
 #include "tuner/database.h"
+#include "tuner/estimate_runner.h"
 #include "tuner/measure.h"
 #include "tuner/report.h"
 #include "tuner/task.h"
@@ -82,10 +86,20 @@ void check_options(const TuneOptions& opt) {
         "--timeout must be from 1 to 86400 seconds, got " + std::to_string(opt.timeout_s));
   check(opt.jobs == 1 || !opt.kernel_cache.empty(), ErrorKind::Invalid, "--jobs above 1 needs a kernel cache folder");
   check(!opt.worker.empty(), ErrorKind::Invalid, "no tune worker given");
+  if (opt.estimate) {
+    // Estimates are for GPUs this machine does not have: their kernels are built, never run.
+    check(opt.target.family == dsl::TargetFamily::Hip, ErrorKind::Unsupported,
+          "--estimate ranks kernels for AMD GPUs (hip:ARCH); " + opt.target.name + " is measured for real");
+    dsl::Status known = dsl::check_amd_arch(opt.target.gpu_arch);
+    check(known.ok(), ErrorKind::Unsupported, known.ok() ? "" : known.failure().describe());
+    check(opt.jobs == 1, ErrorKind::Invalid, "--estimate builds one candidate at a time: drop --jobs");
+    return;
+  }
   // Tuning measures real runs: the target's code must run here.
   dsl::Status runs = dsl::runs_on_host(opt.target);
   check(runs.ok(), ErrorKind::Unsupported,
-        "cannot tune for " + opt.target.name + ": " + (runs.ok() ? "" : runs.failure().describe()));
+        "cannot tune for " + opt.target.name + ": " + (runs.ok() ? "" : runs.failure().describe()) +
+            (opt.target.family == dsl::TargetFamily::Hip ? " (rank its candidates with --estimate)" : ""));
 }
 
 // The model's tasks.
@@ -103,8 +117,9 @@ ShardPlan shard_plan(const TuneOptions& opt, const std::vector<TuningTask>& task
 }
 
 // The tasks this run (or shard) tunes, each with what the database already holds for it: that is
-// neither measured again nor lost, and counts toward the task's planned records. An estimate is not a
-// measurement: it neither blocks measuring its schedule nor enters the best so far.
+// neither measured again nor lost, and counts toward the task's planned records. Only records of this
+// run's kind count: an estimate is not a measurement, so it neither blocks measuring its schedule nor
+// enters the best so far of a measuring run (and the other way round for an estimating run).
 std::vector<TaskState> task_states(const TuneOptions& opt, const std::vector<TuningTask>& tasks,
                                    const TuningDatabase& db, const ShardPlan& plan) {
   std::vector<TaskState> states;
@@ -121,7 +136,7 @@ std::vector<TaskState> task_states(const TuneOptions& opt, const std::vector<Tun
     s.summary.occurrences = t.occurrences;
     s.summary.planned = plan.trial_share(opt.trials);
     for (const TuningRecord& r : db.records()) {
-      if (r.workload.key != s.summary.key || !r.measured) continue;
+      if (r.workload.key != s.summary.key || r.measured == opt.estimate) continue;
       ++s.summary.earlier_trials;
       s.seen.insert(r.schedule.to_string());
       s.history.push_back({r.schedule, r.failed() ? INFINITY : r.median_ms});
@@ -156,6 +171,15 @@ std::vector<TaskSummary> tuning_status(const TuneOptions& opt) {
 }
 
 std::vector<TaskSummary> tune(const TuneOptions& opt) {
+  if (opt.estimate) {
+    std::filesystem::path work =
+        std::filesystem::temp_directory_path() / ("tetra_estimate_" + std::to_string(::getpid()));
+    EstimateRunner runner(work.string());
+    std::vector<TaskSummary> out = tune(opt, runner);
+    std::error_code ec;
+    std::filesystem::remove_all(work, ec);
+    return out;
+  }
   IsolatedRunner runner(opt.worker, opt.timeout_s);
   return tune(opt, runner);
 }
@@ -232,9 +256,9 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
     rec.min_ms = r.min_ms;
     rec.max_ms = r.max_ms;
     rec.runs = r.runs;
-    rec.measured_on = host_cpu_model();
-    rec.threads = opt.threads;
-    rec.measured = true;
+    rec.measured_on = opt.estimate ? estimate_device_note(target.gpu_arch) : host_cpu_model();
+    rec.threads = opt.estimate ? 0 : opt.threads;
+    rec.measured = !opt.estimate;
     rec.timestamp = utc_timestamp();
     rec.error = r.ok ? "" : r.error;
     db.commit({rec});

@@ -20,7 +20,8 @@ struct TuneOptions {
   std::string model;
   std::map<std::string, Shape> shapes;  // binds dynamic input dims
   std::string db_dir;
-  dsl::TargetSpec target = dsl::host_target();  // tuned for; this machine must run it (dsl::runs_on_host)
+  dsl::TargetSpec target = dsl::host_target();  // tuned for; this machine must run it (dsl::runs_on_host),
+                                                // or, with `estimate`, an AMD GPU arch
   int trials = 64;             // measured records per task in total: earlier runs' and the default's included
   double time_budget_s = 0;    // 0: no limit
   Strategy strategy = Strategy::Evolution;
@@ -36,6 +37,9 @@ struct TuneOptions {
   unsigned seed = 1;
   bool int8_activations = false;  // tune the int8-activation kernels (mark_int8_activations)
   ShardSpec shard;             // this process tunes shard i of N (tuner/shard.h); 0/1: the whole run
+  // Rank candidates by the static estimate instead of timing them (tuner/estimate_runner.h): for an AMD
+  // GPU this machine does not have. Records are stored as estimated; trials count estimated records.
+  bool estimate = false;
   std::function<void(const std::string&)> progress;  // status lines for a person
 };
 
@@ -53,7 +57,8 @@ struct TaskSummary {
   std::vector<double> best_so_far;  // after each trial of this run
 };
 
-// Candidates are checked and timed by an IsolatedRunner of `options.worker`.
+// Candidates are checked and timed by an IsolatedRunner of `options.worker` (estimated by an
+// EstimateRunner with `options.estimate`).
 std::vector<TaskSummary> tune(const TuneOptions& options);
 // The same with another runner (tests wrap the isolated one to make candidates fail).
 std::vector<TaskSummary> tune(const TuneOptions& options, Runner& runner);
