@@ -6,6 +6,7 @@
 
 #include "importer/error.h"
 #include "runtime/executor.h"
+#include "runtime/model.h"
 
 namespace tetra::cli {
 
@@ -19,6 +20,16 @@ void apply_int8_activations(Graph& graph, bool on) {
   int marked = mark_int8_activations(graph);
   std::cerr << "int8 activations: " << marked << " int4 MatMul node" << (marked == 1 ? "" : "s")
             << " quantize A to int8 per k-block\n";
+}
+
+Graph load_model_with_fixed_shapes(const std::string& model, const std::vector<std::string>& shape_bindings) {
+  std::map<std::string, Shape> shapes;
+  for (const std::string& s : shape_bindings) shapes.insert(parse_shape_binding(s));
+  Graph graph = load_model(model, shapes);
+  for (const ValueInfo& v : graph.inputs)
+    check(shapes.count(v.name) || (v.has_shape && fully_known(v.shape)), ErrorKind::Invalid,
+          "input " + v.name + " has a dynamic shape: bind it with --shape " + v.name + "=...");
+  return graph;
 }
 
 std::pair<std::string, std::string> parse_file_binding(const std::string& text) {

@@ -13,6 +13,9 @@ namespace tetra::cli {
 
 // "NAME=1,3,320,320" -> {NAME, shape}; fails clearly on bad syntax.
 std::pair<std::string, Shape> parse_shape_binding(const std::string& text);
+// The model with every dynamic input dim bound by `shape_bindings` ("NAME=dims", --shape): what kernels
+// built ahead of time for fixed shapes need. An input left unbound is an error naming it.
+Graph load_model_with_fixed_shapes(const std::string& model, const std::vector<std::string>& shape_bindings);
 // "NAME=PATH" -> {NAME, PATH}.
 std::pair<std::string, std::string> parse_file_binding(const std::string& text);
 

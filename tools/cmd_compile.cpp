@@ -57,12 +57,7 @@ std::vector<dsl::TargetSpec> hip_targets(const std::string& text) {
 
 // The model's GPU kernels for each arch (runtime/aot/gpu_kernels.h).
 void compile_gpu(const CompileOptions& opt, const std::vector<dsl::TargetSpec>& targets) {
-  std::map<std::string, Shape> shapes;
-  for (const std::string& s : opt.shapes) shapes.insert(parse_shape_binding(s));
-  Graph graph = load_model(opt.model, shapes);
-  for (const ValueInfo& v : graph.inputs)
-    check(shapes.count(v.name) || (v.has_shape && fully_known(v.shape)), ErrorKind::Invalid,
-          "input " + v.name + " has a dynamic shape: bind it with --shape " + v.name + "=...");
+  Graph graph = load_model_with_fixed_shapes(opt.model, opt.shapes);
   apply_int8_activations(graph, opt.int8_activations);
   GpuLibraryOptions lib;
   lib.name = opt.name.empty() ? "model" : opt.name;

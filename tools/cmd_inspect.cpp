@@ -34,12 +34,7 @@ struct InspectOptions {
 // The model's GPU kernels for `target` (hip:ARCH), as `tetra compile --target` builds them
 // (runtime/aot/gpu_kernels.h), with the records of the database beside the model, if any.
 nlohmann::json gpu_kernels(const InspectOptions& opt, const dsl::TargetSpec& target) {
-  std::map<std::string, Shape> shapes;
-  for (const std::string& s : opt.shapes) shapes.insert(parse_shape_binding(s));
-  Graph graph = load_model(opt.model, shapes);
-  for (const ValueInfo& v : graph.inputs)
-    check(shapes.count(v.name) || (v.has_shape && fully_known(v.shape)), ErrorKind::Invalid,
-          "input " + v.name + " has a dynamic shape: bind it with --shape " + v.name + "=...");
+  Graph graph = load_model_with_fixed_shapes(opt.model, opt.shapes);
   std::optional<tuner::TuningDatabase> db = open_tuning_database("", opt.model, target.name);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (db) tuned.emplace(*db);

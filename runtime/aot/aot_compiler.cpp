@@ -6,16 +6,16 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
 #include "Halide.h"
-#include "importer/error.h"
-#include "dsl/process.h"
 #include "dsl/par_for_chunks.h"
+#include "dsl/process.h"
+#include "importer/error.h"
 #include "runtime/aot/aot_abi_text.h"
+#include "runtime/aot/staging_folder.h"
 #include "runtime/executor.h"
 #include "runtime/graph_io.h"
 #include "runtime/jit_kernel_source.h"
@@ -281,26 +281,12 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
           std::string("cannot find ") + archive + " in '" + lib_dir.string() + "' (set TETRA_LIB_DIR)");
 
   fs::path out(opt.out_dir);
-  std::error_code ec;
-  check(!fs::exists(out, ec) || fs::is_directory(out, ec), ErrorKind::Invalid,
-        "the output '" + out.string() + "' exists and is not a folder");
+  StagingFolder staging(out);
+  const fs::path& work = staging.path();
 
   // 1. The kernels the model asks for at these shapes.
   auto recorder = std::make_shared<RecordingSource>(opt.kernel_cache);
   Executor(graph, recorder).run(sample_inputs);
-
-  fs::create_directories(out, ec);
-  check(!ec, ErrorKind::Io, "cannot create the output folder '" + out.string() + "': " + ec.message());
-  fs::path work = out / (".tetra-compile-" + std::to_string(getpid()));
-  fs::remove_all(work);
-  fs::create_directories(work);
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{work};
 
   // 2. Each compiled ahead of time for the target, with the target's schedule; equal code once.
   LibraryReport report;
@@ -426,10 +412,7 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   if (opt.weights_file) report.files.push_back(name + ".weights");
 
   // 6. Into place, each file by a rename.
-  for (const std::string& file : report.files) {
-    fs::create_directories((out / file).parent_path());
-    fs::rename(work / file, out / file);
-  }
+  for (const std::string& file : report.files) staging.publish(file);
   return report;
 }
 

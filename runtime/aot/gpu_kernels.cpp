@@ -1,12 +1,11 @@
 #include "runtime/aot/gpu_kernels.h"
 
-#include <unistd.h>
-
 #include <cctype>
 #include <filesystem>
 #include <fstream>
 
 #include "importer/error.h"
+#include "runtime/aot/staging_folder.h"
 #include "schedules/gpu/build.h"
 #include "schedules/gpu/conv.h"
 #include "schedules/gpu/templates.h"
@@ -129,22 +128,8 @@ std::vector<std::string> compile_gpu_kernels(const Graph& graph, const GpuLibrar
   for (char c : opt.name) identifier = identifier && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
   check(identifier, ErrorKind::Invalid, "the library name '" + opt.name + "' is not a C identifier");
   fs::path out(opt.out_dir);
-  std::error_code ec;
-  check(!fs::exists(out, ec) || fs::is_directory(out, ec), ErrorKind::Invalid,
-        "the output '" + out.string() + "' exists and is not a folder");
-  fs::create_directories(out, ec);
-  check(!ec, ErrorKind::Io, "cannot create the output folder '" + out.string() + "': " + ec.message());
-  // Everything is built in a folder of its own and renamed into place at the end.
-  fs::path work = out / (".tetra-compile-" + std::to_string(getpid()));
-  fs::remove_all(work, ec);
-  fs::create_directories(work);
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{work};
+  StagingFolder staging(out);
+  const fs::path& work = staging.path();
   auto write_json = [&](const std::string& file, const nlohmann::json& j) {
     std::ofstream f(work / file);
     f << j.dump(2) << "\n";
@@ -188,7 +173,7 @@ std::vector<std::string> compile_gpu_kernels(const Graph& graph, const GpuLibrar
   std::string manifest = opt.name + ".kernels.json";
   write_json(manifest, report);
   files.push_back(manifest);
-  for (const std::string& f : files) fs::rename(work / f, out / f);
+  for (const std::string& f : files) staging.publish(f);
   return files;
 }
 
