@@ -210,7 +210,13 @@ TEST_CASE("tetra compile --target hip: convs get GPU kernels; bad targets are re
   nlohmann::json report = read_json(out / "model.kernels.json");
   INFO(report.dump(1));
   std::set<std::string> templates;
-  for (const nlohmann::json& w : report["archs"][0]["workloads"]) templates.insert(w["schedule"]["template"]);
+  for (const nlohmann::json& w : report["archs"][0]["workloads"]) {
+    templates.insert(w["schedule"]["template"]);
+    // Each template models its own traffic: a conv's estimate is a few microseconds, not empty.
+    const double time_us = w["estimate"]["time_us"].get<double>();
+    CHECK(time_us > 0);
+    CHECK(time_us < 1000);
+  }
   CHECK(templates == std::set<std::string>{"gpu_int4_conv", "gpu_int4_gemv"});
   CHECK(fs::exists(out / "model.gfx942.co"));
 

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <filesystem>
 
-#include "dsl/core/amd_arch.h"
 #include "dsl/core/gpu_estimate.h"
 #include "schedules/gpu/build.h"
 #include "schedules/gpu/conv.h"
@@ -26,9 +25,6 @@ MeasureResult EstimateRunner::run(const MeasureJob& job) {
   auto start = std::chrono::steady_clock::now();
   dsl::Result<dsl::TargetSpec> target = dsl::parse_target(job.target);
   if (!target) return fail(target.failure().describe());
-  const dsl::AmdArch* arch = dsl::find_amd_arch(target.value().gpu_arch);
-  const dsl::GpuDevice* device = dsl::reference_gpu(target.value().gpu_arch);
-  if (!arch || !device) return fail("no static estimate for " + job.target);
   dsl::Result<schedules::GpuKernels> lowered =
       job.qconv ? schedules::lower_gpu_qconv(*job.qconv, job.schedule, target.value(), "candidate")
                 : schedules::lower_gpu_qmatmul(*job.qmatmul, job.schedule, target.value(), "candidate");
@@ -39,19 +35,18 @@ MeasureResult EstimateRunner::run(const MeasureJob& job) {
   std::error_code ec;
   std::filesystem::remove(object, ec);
   if (!resources) return fail(resources.failure().describe());
-  int waves = arch->max_waves_per_simd;
   for (const dsl::gpu::KernelResources& r : resources.value()) {
     if (r.vgpr_spills + r.sgpr_spills > 0 || r.scratch_bytes > 0)
       return fail(r.name + " spills (" + std::to_string(r.vgpr_spills + r.sgpr_spills) + " registers, " +
                   std::to_string(r.scratch_bytes) + " bytes of scratch): rejected without running");
     if (r.waves_per_simd == 0) return fail(r.name + " does not fit on a CU (LDS): rejected without running");
-    waves = std::min(waves, r.waves_per_simd);
   }
   dsl::KernelTraffic traffic = job.qconv ? schedules::gpu_conv_traffic(*job.qconv, job.schedule)
                                          : schedules::gpu_qmatmul_traffic(*job.qmatmul, job.schedule);
-  dsl::GpuEstimate estimate = dsl::estimate_kernel(traffic, *arch, *device, waves);
+  dsl::Result<dsl::GpuEstimate> estimate = schedules::estimate_gpu_kernels(traffic, resources.value(), target.value());
+  if (!estimate) return fail(estimate.failure().describe());
   result.ok = true;
-  result.median_ms = result.min_ms = result.max_ms = estimate.time_us / 1000;
+  result.median_ms = result.min_ms = result.max_ms = estimate.value().time_us / 1000;
   result.runs = 0;  // estimated, not timed
   result.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return result;

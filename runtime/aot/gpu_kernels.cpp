@@ -110,15 +110,13 @@ dsl::Result<GpuArchKernels> build_gpu_model_kernels(const Graph& graph, const ds
   auto resources = schedules::build_gpu_code_object(kernels, target, code_object);
   if (!resources) return resources.failure();
   for (size_t i = 0; i < kernels.size(); ++i) built.tasks[owner[i].first].resources.push_back(resources.value()[i]);
-  const dsl::AmdArch* arch = dsl::find_amd_arch(target.gpu_arch);
-  const dsl::GpuDevice* device = dsl::reference_gpu(target.gpu_arch);
   for (size_t i = 0; i < built.tasks.size(); ++i) {
     GpuTaskKernels& t = built.tasks[i];
-    if (!t.unsupported.empty() || !arch || !device) continue;
-    int waves = t.resources.front().waves_per_simd;
-    for (const dsl::gpu::KernelResources& r : t.resources) waves = std::min(waves, r.waves_per_simd);
-    t.estimate =
-        dsl::estimate_kernel(schedules::gpu_qmatmul_traffic(tasks[i].workload, t.schedule), *arch, *device, waves);
+    if (!t.unsupported.empty()) continue;
+    dsl::KernelTraffic traffic = tasks[i].conv ? schedules::gpu_conv_traffic(*tasks[i].conv, t.schedule)
+                                               : schedules::gpu_qmatmul_traffic(tasks[i].workload, t.schedule);
+    dsl::Result<dsl::GpuEstimate> estimate = schedules::estimate_gpu_kernels(traffic, t.resources, target);
+    if (estimate) t.estimate = estimate.value();
   }
   return built;
 }

@@ -1,5 +1,6 @@
 #include "schedules/gpu/build.h"
 
+#include <algorithm>
 #include <map>
 
 #include "dsl/core/amd_arch.h"
@@ -86,6 +87,17 @@ dsl::Result<std::vector<dsl::gpu::KernelResources>> build_gpu_code_object(
     resources.push_back(r);
   }
   return resources;
+}
+
+dsl::Result<dsl::GpuEstimate> estimate_gpu_kernels(const dsl::KernelTraffic& traffic,
+                                                   const std::vector<dsl::gpu::KernelResources>& resources,
+                                                   const TargetSpec& target) {
+  const dsl::AmdArch* arch = dsl::find_amd_arch(target.gpu_arch);
+  const dsl::GpuDevice* device = dsl::reference_gpu(target.gpu_arch);
+  if (!arch || !device) return dsl::Failure{dsl::FailureKind::Unsupported, target.name, "no static estimate for it"};
+  int waves = arch->max_waves_per_simd;
+  for (const dsl::gpu::KernelResources& r : resources) waves = std::min(waves, r.waves_per_simd);
+  return dsl::estimate_kernel(traffic, *arch, *device, waves);
 }
 
 }  // namespace tetra::schedules

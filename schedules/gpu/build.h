@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "dsl/core/gpu_estimate.h"
 #include "dsl/core/launch_plan.h"
 #include "dsl/gpu/code_object.h"
 #include "dsl/gpu/device_kernel.h"
@@ -35,5 +36,11 @@ dsl::Result<GpuKernels> lower_gpu_qconv(const dsl::QConvWorkload& workload, cons
 dsl::Result<std::vector<dsl::gpu::KernelResources>> build_gpu_code_object(
     const std::vector<dsl::gpu::DeviceKernel>& kernels, const TargetSpec& target, const std::string& path,
     std::string* hip_source = nullptr);
+
+// The static estimate (dsl/core/gpu_estimate.h) of one workload's kernels, built for target.gpu_arch,
+// on the arch's reference GPU: `traffic` from the template, occupancy the lowest of the kernels'.
+dsl::Result<dsl::GpuEstimate> estimate_gpu_kernels(const dsl::KernelTraffic& traffic,
+                                                   const std::vector<dsl::gpu::KernelResources>& resources,
+                                                   const TargetSpec& target);
 
 }  // namespace tetra::schedules
