@@ -190,22 +190,30 @@ Result<TargetSpec> parse_hip(const std::string& text, const std::string& arch) {
 
 Result<TargetSpec> parse_cuda(const std::string& text, std::string arch) {
   if (arch.compare(0, 3, "sm_") == 0) arch = "sm" + arch.substr(3);
+  const bool digits = arch.size() >= 4 && arch.size() <= 5 && arch.compare(0, 2, "sm") == 0 &&
+                      std::all_of(arch.begin() + 2, arch.end(), [](char c) { return std::isdigit(c); });
+  const int capability = digits ? std::stoi(arch.substr(2)) : 0;
+  static const std::vector<int> known = {30, 32, 35, 37, 50, 52, 53,  60,  61,  62,  70, 72,
+                                         75, 80, 86, 87, 89, 90, 100, 101, 103, 120, 121};
+  if (std::find(known.begin(), known.end(), capability) == known.end())
+    return bad_target(text, "not an NVIDIA GPU arch (sm_30 .. sm_121, as clang names them)");
+  // tetra emits its own CUDA kernels (dsl/gpu/emit_kernel.h), so any arch clang builds PTX for is a
+  // target; the Halide feature (Halide 14 knows up to sm_86) is the newest it has at or below it.
   using T = Halide::Target;
-  static const std::vector<std::pair<std::string, T::Feature>> caps = {
-      {"sm30", T::CUDACapability30}, {"sm32", T::CUDACapability32}, {"sm35", T::CUDACapability35},
-      {"sm50", T::CUDACapability50}, {"sm61", T::CUDACapability61}, {"sm70", T::CUDACapability70},
-      {"sm75", T::CUDACapability75}, {"sm80", T::CUDACapability80}, {"sm86", T::CUDACapability86}};
-  for (auto& [name, feature] : caps) {
-    if (name != arch) continue;
-    TargetSpec spec = cpu_spec(host_target().halide);
-    spec.family = TargetFamily::Cuda;
-    spec.halide = spec.halide.with_feature(T::CUDA).with_feature(feature);
-    spec.gpu_arch = "sm_" + arch.substr(2);
-    spec.wavefront = 32;
-    spec.name = "cuda-" + arch;
-    return spec;
-  }
-  return bad_target(text, "Halide 14 knows CUDA capabilities sm_30 .. sm_86");
+  static const std::vector<std::pair<int, T::Feature>> caps = {
+      {30, T::CUDACapability30}, {32, T::CUDACapability32}, {35, T::CUDACapability35},
+      {50, T::CUDACapability50}, {61, T::CUDACapability61}, {70, T::CUDACapability70},
+      {75, T::CUDACapability75}, {80, T::CUDACapability80}, {86, T::CUDACapability86}};
+  T::Feature feature = caps.front().second;
+  for (auto& [cap, f] : caps)
+    if (cap <= capability) feature = f;
+  TargetSpec spec = cpu_spec(host_target().halide);
+  spec.family = TargetFamily::Cuda;
+  spec.halide = spec.halide.with_feature(T::CUDA).with_feature(feature);
+  spec.gpu_arch = "sm_" + arch.substr(2);
+  spec.wavefront = 32;
+  spec.name = "cuda-" + arch;
+  return spec;
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <chrono>
+
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 
@@ -18,11 +20,12 @@ dsl::Failure cl_failure(const std::string& what, cl_int err) {
 // The entry points tetra calls, from the loader.
 struct OpenCLDevice::Api {
   void* library = nullptr;
-#define TETRA_CL_FUNCTIONS(X)                                                                                     \
-  X(clGetPlatformIDs)                                                                                             \
-  X(clGetDeviceIDs) X(clGetDeviceInfo) X(clCreateContext) X(clCreateCommandQueue) X(clCreateProgramWithSource)    \
-      X(clBuildProgram) X(clGetProgramBuildInfo) X(clCreateKernel) X(clSetKernelArg) X(clCreateBuffer)            \
-          X(clEnqueueWriteBuffer) X(clEnqueueReadBuffer) X(clEnqueueNDRangeKernel) X(clFinish) X(clReleaseKernel) \
+#define TETRA_CL_FUNCTIONS(X)                                                                                    \
+  X(clGetPlatformIDs)                                                                                            \
+  X(clGetDeviceIDs)                                                                                              \
+  X(clGetDeviceInfo) X(clCreateContext) X(clCreateCommandQueue) X(clCreateProgramWithSource) X(clBuildProgram)   \
+      X(clGetProgramBuildInfo) X(clCreateKernel) X(clSetKernelArg) X(clCreateBuffer) X(clEnqueueWriteBuffer)     \
+          X(clEnqueueReadBuffer) X(clEnqueueNDRangeKernel) X(clFinish) X(clReleaseKernel) X(clEnqueueCopyBuffer) \
               X(clReleaseProgram) X(clReleaseMemObject) X(clReleaseCommandQueue) X(clReleaseContext)
 #define TETRA_CL_POINTER(name) decltype(&::name) name = nullptr;
   TETRA_CL_FUNCTIONS(TETRA_CL_POINTER)
@@ -76,6 +79,7 @@ dsl::Result<std::unique_ptr<OpenCLDevice>> OpenCLDevice::open() {
 OpenCLDevice::~OpenCLDevice() {
   if (!api_ || !api_->library) return;
   for (auto& [name, mem] : buffers_) api_->clReleaseMemObject(static_cast<cl_mem>(mem));
+  for (auto& [name, kernel] : kernels_) api_->clReleaseKernel(static_cast<cl_kernel>(kernel));
   if (program_) api_->clReleaseProgram(static_cast<cl_program>(program_));
   if (queue_) api_->clReleaseCommandQueue(static_cast<cl_command_queue>(queue_));
   if (context_) api_->clReleaseContext(static_cast<cl_context>(context_));
@@ -87,6 +91,8 @@ dsl::Status OpenCLDevice::build(const std::string& source) {
   cl_int err = CL_SUCCESS;
   cl_program program = api_->clCreateProgramWithSource(static_cast<cl_context>(context_), 1, &text, &length, &err);
   if (err != CL_SUCCESS) return cl_failure("clCreateProgramWithSource", err);
+  for (auto& [name, kernel] : kernels_) api_->clReleaseKernel(static_cast<cl_kernel>(kernel));
+  kernels_.clear();
   if (program_) api_->clReleaseProgram(static_cast<cl_program>(program_));
   program_ = program;
   cl_device_id device = static_cast<cl_device_id>(device_);
@@ -140,13 +146,12 @@ dsl::Status OpenCLDevice::read(const std::string& name, void* data, int64_t byte
 dsl::Status OpenCLDevice::launch(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) {
   if (!program_) return dsl::Failure{dsl::FailureKind::Run, plan.kernel, "no program was built"};
   cl_int err = CL_SUCCESS;
-  cl_kernel kernel = api_->clCreateKernel(static_cast<cl_program>(program_), plan.kernel.c_str(), &err);
-  if (err != CL_SUCCESS) return cl_failure("finding kernel " + plan.kernel, err);
-  struct Release {
-    Api& api;
-    cl_kernel k;
-    ~Release() { api.clReleaseKernel(k); }
-  } release{*api_, kernel};
+  cl_kernel kernel = static_cast<cl_kernel>(kernels_[plan.kernel]);
+  if (!kernel) {
+    kernel = api_->clCreateKernel(static_cast<cl_program>(program_), plan.kernel.c_str(), &err);
+    if (err != CL_SUCCESS) return cl_failure("finding kernel " + plan.kernel, err);
+    kernels_[plan.kernel] = kernel;
+  }
   for (size_t i = 0; i < plan.params.size(); ++i) {
     const dsl::KernelParam& p = plan.params[i];
     if (p.is_buffer) {
@@ -174,9 +179,30 @@ dsl::Status OpenCLDevice::launch(const dsl::LaunchPlan& plan, const std::map<std
   }
   err = api_->clEnqueueNDRangeKernel(static_cast<cl_command_queue>(queue_), kernel, 3, nullptr, global, local, 0,
                                      nullptr, nullptr);
-  if (err != CL_SUCCESS) return cl_failure("launching " + plan.kernel, err);
-  err = api_->clFinish(static_cast<cl_command_queue>(queue_));
-  return err == CL_SUCCESS ? dsl::ok_status() : dsl::Status(cl_failure("running " + plan.kernel, err));
+  return err == CL_SUCCESS ? dsl::ok_status() : dsl::Status(cl_failure("launching " + plan.kernel, err));
+}
+
+dsl::Status OpenCLDevice::copy(const std::string& from, const std::string& to, int64_t bytes) {
+  dsl::Result<void*> src = buffer(from, bytes), dst = buffer(to, bytes);
+  if (!src) return src.failure();
+  if (!dst) return dst.failure();
+  cl_int err = api_->clEnqueueCopyBuffer(static_cast<cl_command_queue>(queue_), static_cast<cl_mem>(src.value()),
+                                         static_cast<cl_mem>(dst.value()), 0, 0, size_t(bytes), 0, nullptr, nullptr);
+  return err == CL_SUCCESS ? dsl::ok_status() : dsl::Status(cl_failure("copying " + from + " to " + to, err));
+}
+
+dsl::Status OpenCLDevice::finish() {
+  cl_int err = api_->clFinish(static_cast<cl_command_queue>(queue_));
+  return err == CL_SUCCESS ? dsl::ok_status() : dsl::Status(cl_failure("running the enqueued work", err));
+}
+
+dsl::Result<double> OpenCLDevice::time_runs(const std::function<dsl::Status()>& enqueue, int runs) {
+  if (dsl::Status st = finish(); !st) return st.failure();
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < runs; ++i)
+    if (dsl::Status st = enqueue(); !st) return st.failure();
+  if (dsl::Status st = finish(); !st) return st.failure();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / runs;
 }
 
 }  // namespace tetra::gpu

@@ -1,7 +1,5 @@
-// An OpenCL device, reached through the system's ICD loader (libOpenCL.so.1) opened with dlopen: tetra
-// needs no OpenCL to build or to run on the CPU. It runs kernels emitted in the OpenCL dialect
-// (dsl/gpu/emit_kernel.h) by their launch plans (dsl/core/launch_plan.h). No libHalide: pocl's LLVM
-// and libHalide's cannot share a process.
+// An OpenCL device (runtime/gpu/device.h), reached through the system's ICD loader (libOpenCL.so.1)
+// opened with dlopen. It runs kernels emitted in the OpenCL dialect.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -9,43 +7,39 @@
 #include <string>
 #include <vector>
 
-#include "dsl/core/launch_plan.h"
-#include "dsl/core/result.h"
+#include "runtime/gpu/device.h"
 
 namespace tetra::gpu {
 
-class OpenCLDevice {
+class OpenCLDevice : public Device {
  public:
   // The first GPU of the first platform that has one, else the first device; a Failure says what was
   // missing (the loader, a platform, a device).
   static dsl::Result<std::unique_ptr<OpenCLDevice>> open();
-  ~OpenCLDevice();
+  ~OpenCLDevice() override;
   OpenCLDevice(const OpenCLDevice&) = delete;
   OpenCLDevice& operator=(const OpenCLDevice&) = delete;
 
-  std::string name() const { return name_; }  // "pthread-skylake-avx512-AMD EPYC", "gfx90a"
-
-  // Builds `source`; the build log is in the Failure.
-  dsl::Status build(const std::string& source);
-
-  // A device buffer of `bytes`, named for launches; its contents are undefined until written.
-  dsl::Status allocate(const std::string& name, int64_t bytes);
-  dsl::Status write(const std::string& name, const void* data, int64_t bytes);
-  dsl::Status read(const std::string& name, void* data, int64_t bytes);
-
-  // Launches the plan's kernel of the built program: buffers bound by name, scalar parameters and the
-  // grid evaluated from `inputs`. Waits for it to finish.
-  dsl::Status launch(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs);
+  std::string name() const override { return name_; }
+  dsl::Status build(const std::string& source) override;
+  dsl::Status allocate(const std::string& name, int64_t bytes) override;
+  dsl::Status write(const std::string& name, const void* data, int64_t bytes) override;
+  dsl::Status read(const std::string& name, void* data, int64_t bytes) override;
+  dsl::Status launch(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) override;
+  dsl::Status copy(const std::string& from, const std::string& to, int64_t bytes) override;
+  dsl::Result<double> time_runs(const std::function<dsl::Status()>& enqueue, int runs) override;
 
  private:
   OpenCLDevice() = default;
   dsl::Result<void*> buffer(const std::string& name, int64_t bytes) const;  // a cl_mem of at least `bytes`
+  dsl::Status finish();
   struct Api;
   std::unique_ptr<Api> api_;
   void* context_ = nullptr;
   void* queue_ = nullptr;
   void* device_ = nullptr;
   void* program_ = nullptr;
+  std::map<std::string, void*> kernels_;  // of the built program, by name
   std::map<std::string, void*> buffers_;
   std::map<std::string, int64_t> sizes_;
   std::string name_;

@@ -4,6 +4,9 @@
 
 #include <fstream>
 
+#include "dsl/gpu/code_object.h"
+#include "dsl/gpu/launch_plan_of.h"
+
 namespace tetra::gpu_test {
 
 fs::path work_dir(const std::string& tag) {
@@ -16,6 +19,41 @@ void write_bytes(const fs::path& path, const void* data, size_t bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(static_cast<const char*>(data), std::streamsize(bytes));
   REQUIRE(bool(out));
+}
+
+nlohmann::json check_entry(const fs::path& dir, const std::string& name, const std::vector<float>& want,
+                           const std::vector<float>& tolerance) {
+  REQUIRE(want.size() == tolerance.size());
+  write_bytes(dir / (name + ".expect.bin"), want.data(), want.size() * sizeof(float));
+  write_bytes(dir / (name + ".tolerance.bin"), tolerance.data(), tolerance.size() * sizeof(float));
+  return {{"buffer", name}, {"expect", name + ".expect.bin"}, {"tolerance", name + ".tolerance.bin"}};
+}
+
+nlohmann::json kernel_job(const std::vector<dsl::gpu::DeviceKernel>& kernels, const JobDialect& d, const fs::path& dir,
+                          const std::function<std::string(std::string)>& edit) {
+  using namespace dsl::gpu;
+  dsl::Result<std::string> source = emit_kernels(kernels, d.dialect);
+  INFO((source.ok() ? "" : source.failure().describe()));
+  REQUIRE(source.ok());
+  const std::string text = edit ? edit(source.value()) : source.value();
+  std::string file = "kernels.cl";
+  if (d.dialect == Dialect::Cuda) {
+    file = "kernels.ptx";
+    dsl::Status built = build_ptx(text, d.sm, (dir / file).string());
+    INFO((built.ok() ? "" : built.failure().describe()));
+    REQUIRE(built.ok());
+  } else {
+    REQUIRE(d.dialect == Dialect::OpenCL);
+    write_bytes(dir / file, text.data(), text.size());
+  }
+  nlohmann::json job = {{"dialect", dialect_name(d.dialect)}, {"source", file}, {"kernels", nlohmann::json::array()}};
+  for (const DeviceKernel& k : kernels) {
+    dsl::Result<dsl::LaunchPlan> plan = launch_plan_of(k);
+    INFO((plan.ok() ? "" : plan.failure().describe()));
+    REQUIRE(plan.ok());
+    job["kernels"].push_back(plan.value().to_json());
+  }
+  return job;
 }
 
 bool opencl_runs_here() {

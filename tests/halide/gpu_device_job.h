@@ -1,11 +1,17 @@
 // Running captured GPU kernels in the tests: tetra-device (a process of its own, since pocl's LLVM and
-// libHalide's cannot share one) runs a job of OpenCL source, launch plans and buffers on pocl.
+// libHalide's cannot share one) runs a job of kernel source, launch plans, buffers and checks
+// (tools/device_main.cpp). The tests run OpenCL jobs on pocl; the same jobs, built as PTX, are the GPU
+// check bundle that scripts/gpu-check.sh runs on an NVIDIA GPU (test_gpu_bundle.cpp).
 #pragma once
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
+#include "dsl/gpu/capture_kernels.h"
+#include "dsl/gpu/emit_kernel.h"
 #include "dsl/process.h"
 
 namespace tetra::gpu_test {
@@ -17,7 +23,8 @@ fs::path work_dir(const std::string& tag);
 
 void write_bytes(const fs::path& path, const void* data, size_t bytes);
 
-// A job entry for a dense Halide buffer, its bytes written to DIR/NAME.bin.
+// A job entry for a dense Halide buffer, its bytes written to DIR/NAME.bin (named relative to DIR, the
+// job's folder).
 template <class B>
 nlohmann::json buffer_entry(const fs::path& dir, const std::string& name, const B& b, const std::string& type) {
   nlohmann::json extents = nlohmann::json::array();
@@ -28,10 +35,24 @@ nlohmann::json buffer_entry(const fs::path& dir, const std::string& name, const 
     extents.push_back(b.dim(d).extent());
     stride *= b.dim(d).extent();
   }
-  fs::path file = dir / (name + ".bin");
-  write_bytes(file, b.data(), b.size_in_bytes());
-  return {{"type", type}, {"extents", extents}, {"file", file.string()}};
+  write_bytes(dir / (name + ".bin"), b.data(), b.size_in_bytes());
+  return {{"type", type}, {"extents", extents}, {"file", name + ".bin"}};
 }
+
+// A check of float32 buffer `name` against `want` within `tolerance`, their files written to DIR.
+nlohmann::json check_entry(const fs::path& dir, const std::string& name, const std::vector<float>& want,
+                           const std::vector<float>& tolerance);
+
+// Where the jobs' kernels run: OpenCL C for pocl here, or PTX for an NVIDIA GPU of arch `sm`.
+struct JobDialect {
+  dsl::gpu::Dialect dialect = dsl::gpu::Dialect::OpenCL;
+  std::string sm = "sm_90";
+};
+
+// Emits `kernels` in the dialect (after `edit`, for tests that break them) into DIR, and starts their job:
+// the source, the launch plans, the dialect.
+nlohmann::json kernel_job(const std::vector<dsl::gpu::DeviceKernel>& kernels, const JobDialect& dialect,
+                          const fs::path& dir, const std::function<std::string(std::string)>& edit = nullptr);
 
 // Whether pocl can run here: it finds its CPU device through sysfs, and aborts without it (a bare chroot
 // mounts no /sys). Everywhere else the OpenCL runs are required to work; where they cannot, a warning.

@@ -166,11 +166,9 @@ ConvBuffers random_buffers(const Case& c, const QConvWorkload& wl, std::mt19937_
   return b;
 }
 
-std::string compare_with_reference(const Case& c, const QuantizedWeight& w, const ConvBuffers& b,
-                                   const ConvEpilogue& epilogue) {
+Expected expected_outputs(const Case& c, const QuantizedWeight& w, const ConvBuffers& b, const ConvEpilogue& epilogue) {
   const Halide::Buffer<float>& X = b.X;
   const Halide::Buffer<float>& B = b.B;
-  const Halide::Buffer<float>& Y = b.Y;
   const Halide::Buffer<float>& R = b.R;
   // X's flat NCHW index is Halide's (w, h, c, n) dense offset.
   ConvParams p = conv_params(c.node(), {c.N, c.C, c.H, c.W}, w.shape());
@@ -182,20 +180,32 @@ std::string compare_with_reference(const Case& c, const QuantizedWeight& w, cons
   std::vector<double> mag = conv_reference(
       p, [&](int64_t i) { return std::fabs(double(X.data()[i])); },
       [&](int64_t i) { return std::fabs(double(w.value(i))); }, c.bias ? &abs_bias : nullptr);
-  if (ref.size() != size_t(Y.number_of_elements())) return "the output has the wrong size";
   // fp32 accumulation in any order: error <= taps * 2^-24 * sum |x w|, with room.
   double taps = double(c.C / c.group * c.KH * c.KW + 1);
-  int bad = 0;
-  std::ostringstream report;
+  Expected e;
   for (size_t i = 0; i < ref.size(); ++i) {
     double residual = epilogue.residual ? R.data()[i] : 0.0;  // Y and R share the dense (w, h, m, n) order
     double want = activate(epilogue, ref[i] + residual);
     // The activations' slopes are at most ~1.13 (Gelu); their expressions are within 1e-6 relative.
     double tol = 1.2 * (4 * taps * std::ldexp(mag[i] + std::fabs(residual), -24)) + 1e-6 * std::fabs(want) + 1e-30;
     if (epilogue.empty()) tol = 4 * taps * std::ldexp(mag[i], -24) + 1e-30;
+    e.want.push_back(float(want));
+    e.tolerance.push_back(float(tol));
+  }
+  return e;
+}
+
+std::string compare_with_reference(const Case& c, const QuantizedWeight& w, const ConvBuffers& b,
+                                   const ConvEpilogue& epilogue) {
+  const Expected e = expected_outputs(c, w, b, epilogue);
+  const Halide::Buffer<float>& Y = b.Y;
+  if (e.want.size() != size_t(Y.number_of_elements())) return "the output has the wrong size";
+  int bad = 0;
+  std::ostringstream report;
+  for (size_t i = 0; i < e.want.size(); ++i) {
     double got = Y.data()[i];
-    if (!(std::fabs(got - want) <= tol) && bad++ < 5)
-      report << "  y[" << i << "] = " << got << ", expected " << want << "\n";
+    if (!(std::fabs(got - e.want[i]) <= e.tolerance[i]) && bad++ < 5)
+      report << "  y[" << i << "] = " << got << ", expected " << e.want[i] << "\n";
   }
   if (bad == 0) return "";
   return std::to_string(bad) + " outputs differ:\n" + report.str();

@@ -64,6 +64,13 @@ struct ConvBuffers {
 };
 ConvBuffers random_buffers(const Case& c, const QConvWorkload& wl, std::mt19937_64& rng);
 
+// The reference conv of b.X with `w` (with the bias when c.bias, and the epilogue), in Y's dense order,
+// and how far an fp32 kernel may be from each output.
+struct Expected {
+  std::vector<float> want, tolerance;
+};
+Expected expected_outputs(const Case& c, const QuantizedWeight& w, const ConvBuffers& b, const ConvEpilogue& epilogue);
+
 // "" when b.Y is the reference conv of b.X with `w` (with the bias when c.bias, and the epilogue) within
 // fp32 accumulation error; else how many outputs differ, and the first few.
 std::string compare_with_reference(const Case& c, const QuantizedWeight& w, const ConvBuffers& b,

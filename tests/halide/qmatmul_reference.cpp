@@ -134,17 +134,24 @@ Reference reference_qmatmul(const Halide::Buffer<float>& A, const QuantizedWeigh
   return r;
 }
 
+std::vector<float> tolerances(const Reference& ref, int64_t K) {
+  const double factor = 8.0 * std::sqrt(double(K) + 1) * std::ldexp(1.0, -24);
+  std::vector<float> tol(ref.abs_sum.size());
+  for (size_t i = 0; i < tol.size(); ++i) tol[i] = float(factor * ref.abs_sum[i] + 1e-30);
+  return tol;
+}
+
 std::string compare(const Halide::Buffer<float>& Y, const Reference& ref, int64_t K) {
   int64_t N = Y.dim(0).extent(), M = Y.dim(1).extent();
-  double factor = 8.0 * std::sqrt(double(K) + 1) * std::ldexp(1.0, -24);
+  const std::vector<float> tol = tolerances(ref, K);
   std::ostringstream out;
   int bad = 0;
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t n = 0; n < N; ++n) {
       double got = Y(int(n), int(m)), want = ref.y[size_t(m * N + n)];
-      double tol = factor * ref.abs_sum[size_t(m * N + n)] + 1e-30;
-      if (!(std::fabs(got - want) <= tol)) {  // NaN (an unwritten sentinel) fails too
-        if (bad < 5) out << "Y[m=" << m << ", n=" << n << "] = " << got << ", want " << want << " (tol " << tol << ")\n";
+      double t = tol[size_t(m * N + n)];
+      if (!(std::fabs(got - want) <= t)) {  // NaN (an unwritten sentinel) fails too
+        if (bad < 5) out << "Y[m=" << m << ", n=" << n << "] = " << got << ", want " << want << " (tol " << t << ")\n";
         ++bad;
       }
     }

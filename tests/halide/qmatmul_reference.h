@@ -52,8 +52,11 @@ struct KernelRun {
 KernelRun run_on_random_data(const schedules::QMatMulKernel& kernel, const WeightSpec& spec, int M, int K, int N,
                              uint64_t seed);
 
-// Compares Y (N, M) with the reference; returns "" or a description of the first mismatches.
-// Tolerance: 8 * sqrt(K) * 2^-24 * abs_sum (fp32 accumulation in any order).
+// How far a kernel's fp32 result may be from each reference output: 8 * sqrt(K) * 2^-24 * abs_sum
+// (fp32 accumulation in any order).
+std::vector<float> tolerances(const Reference& ref, int64_t K);
+
+// Compares Y (N, M) with the reference within `tolerances`; returns "" or the first mismatches.
 std::string compare(const Halide::Buffer<float>& Y, const Reference& ref, int64_t K);
 
 }  // namespace tetra::test

@@ -1,0 +1,48 @@
+// A GPU reached through its vendor's driver, opened with dlopen: tetra needs no GPU SDK to build, and no
+// GPU to run on the CPU. It runs emitted kernels (dsl/gpu/emit_kernel.h) by their launch plans
+// (dsl/core/launch_plan.h), with no libHalide in the process (pocl's LLVM and libHalide's cannot share
+// one). Two drivers: OpenCL (any OpenCL device, pocl on the CPU among them) and CUDA (PTX).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "dsl/core/launch_plan.h"
+#include "dsl/core/result.h"
+
+namespace tetra::gpu {
+
+class Device {
+ public:
+  virtual ~Device() = default;
+
+  // "NVIDIA H200 (sm_90, 132 SMs)", "cpu-skylake-avx512-AMD EPYC": the device and what sizes it.
+  virtual std::string name() const = 0;
+
+  // Builds the program the launches run: OpenCL C source, or PTX. The build log is in the Failure.
+  virtual dsl::Status build(const std::string& source) = 0;
+
+  // A device buffer of `bytes`, named for launches; its contents are undefined until written.
+  virtual dsl::Status allocate(const std::string& name, int64_t bytes) = 0;
+  // write and read wait for the work enqueued before them.
+  virtual dsl::Status write(const std::string& name, const void* data, int64_t bytes) = 0;
+  virtual dsl::Status read(const std::string& name, void* data, int64_t bytes) = 0;
+
+  // Enqueues the plan's kernel of the built program: buffers bound by name, scalar parameters and the
+  // grid evaluated from `inputs`. An empty grid enqueues nothing.
+  virtual dsl::Status launch(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) = 0;
+  // Enqueues a copy of `bytes` from one buffer to another.
+  virtual dsl::Status copy(const std::string& from, const std::string& to, int64_t bytes) = 0;
+
+  // Milliseconds per run of `enqueue` over `runs` runs back to back, timed by the device's own events
+  // where it has them (CUDA), else from the host around the runs and a wait for them.
+  virtual dsl::Result<double> time_runs(const std::function<dsl::Status()>& enqueue, int runs) = 0;
+};
+
+// The driver of a kernel dialect: "opencl" or "cuda". A Failure says what was missing (the driver
+// library, a platform, a device) with FailureKind::Unsupported.
+dsl::Result<std::unique_ptr<Device>> open_device(const std::string& dialect);
+
+}  // namespace tetra::gpu

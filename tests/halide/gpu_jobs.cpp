@@ -1,0 +1,116 @@
+#include "tests/halide/gpu_jobs.h"
+
+#include "schedules/gpu/build.h"
+#include "schedules/gpu/conv.h"
+#include "schedules/qmatmul_kernel.h"
+
+namespace tetra::gpu_test {
+
+using namespace tetra::dsl;
+using namespace tetra::dsl::gpu;
+
+CapturedPipeline capture_qmatmul(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(s.template_name);
+  REQUIRE(t);
+  REQUIRE(schedules::check_qmatmul_schedule(w, s, target).ok());
+  QMatMulDef q = define_qmatmul(w, t->layout(s).panel);
+  REQUIRE(t->apply(q, s, target).ok());
+  Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "gemv");
+  INFO(s.to_string() << ": " << (captured.ok() ? "" : captured.failure().describe()));
+  REQUIRE(captured.ok());
+  return captured.value();
+}
+
+QMatMulWorkload qmatmul_workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, int64_t N, bool bias_relu) {
+  QuantizedWeight probe = test::random_weight(K, N, spec, 1);
+  Result<QMatMulWorkload> w = qmatmul_workload(probe, false, M, bias_relu);
+  REQUIRE(w.ok());
+  QMatMulWorkload out = w.value();
+  if (bias_relu) out.activation = Activation::Relu;
+  return out;
+}
+
+nlohmann::json qmatmul_job(const QMatMulWorkload& w, const Schedule& s, const CapturedPipeline& captured,
+                           const test::WeightSpec& spec, uint64_t seed, const fs::path& dir, const JobDialect& dialect,
+                           const std::function<std::string(std::string)>& edit) {
+  nlohmann::json job = kernel_job(captured.kernels, dialect, dir, edit);
+  QuantizedWeight weight = test::random_weight(w.K, w.N, spec, seed);
+  Halide::Buffer<float> A = test::random_matrix(int(w.K), int(w.M), seed + 1);
+  Result<PackedInt4Buffers> packed =
+      pack_int4_weight(weight, false, schedules::find_qmatmul_template(s.template_name)->layout(s));
+  REQUIRE(packed.ok());
+  // The epilogue, when the workload has one: Y = act(0.75 * A W + 1.25 * bias).
+  const float alpha = 0.75f, beta = 1.25f;
+  Halide::Buffer<float> bias = test::random_matrix(int(w.N), 1, seed + 2);
+  std::vector<float> bias_values(bias.data(), bias.data() + w.N);
+  test::Reference ref = w.has_bias ? test::reference_qmatmul(A, weight, false, &bias_values, alpha, beta)
+                                   : test::reference_qmatmul(A, weight, false, nullptr, alpha, 1.0f);
+  if (w.activation == Activation::Relu)
+    for (double& y : ref.y) y = std::max(y, 0.0);
+  job["scalars"] = {{"alpha", alpha}, {"beta", beta}};
+  std::string output;  // the output's name
+  for (const nlohmann::json& plan : job["kernels"])
+    for (const nlohmann::json& p : plan["params"])
+      if (p["kind"] == "buffer" && p["write"].get<bool>()) output = p["name"];
+  REQUIRE(output == "qmatmul");  // the output Func's name, however many others share it
+  const PackedInt4Buffers& p = packed.value();
+  job["buffers"]["A"] = buffer_entry(dir, "A", A, "f32");
+  if (w.has_bias) {
+    Halide::Buffer<float> bias_1d(bias.data(), int(w.N));
+    job["buffers"]["bias"] = buffer_entry(dir, "bias", bias_1d, "f32");
+  }
+  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, "u8");
+  if (p.scale.data())
+    job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, w.format.f16_scale ? "f16" : "f32");
+  if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero, "i8");
+  job["buffers"][output] = {{"type", "f32"}, {"extents", {w.N, w.M}}, {"output", "Y.bin"}};
+  std::vector<float> want(ref.y.begin(), ref.y.end());
+  job["check"] = {check_entry(dir, output, want, test::tolerances(ref, w.K))};
+  return job;
+}
+
+namespace {
+
+std::string type_name(const Halide::Runtime::Buffer<>& b) {
+  const halide_type_t t = b.type();
+  if (t.code == halide_type_float) return t.bits == 16 ? "f16" : "f32";
+  return t.code == halide_type_int ? "i8" : "u8";
+}
+
+}  // namespace
+
+nlohmann::json qconv_job(const qconv_test::Case& c, const QuantizedWeight& w, const QConvWorkload& wl,
+                         const Schedule& s, const TargetSpec& target, std::mt19937_64& rng, const fs::path& dir,
+                         const JobDialect& dialect) {
+  INFO(c.describe() << "\nweight " << wl.format.describe() << " block " << wl.block << "\nschedule " << s.to_string()
+                    << (wl.epilogue.empty() ? "" : " " + wl.epilogue.describe()));
+  REQUIRE(schedules::check_qconv_schedule(wl, s, target).ok());
+  QConvDef q = define_qconv(wl);
+  REQUIRE(schedules::apply_gpu_conv(q, s, target).ok());
+  Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "conv");
+  INFO((captured.ok() ? "" : captured.failure().describe()));
+  REQUIRE(captured.ok());
+  nlohmann::json job = kernel_job(captured.value().kernels, dialect, dir);
+  qconv_test::ConvBuffers b = qconv_test::random_buffers(c, wl, rng);
+  Result<ConvInt4Buffers> packed = pack_conv_weight(w);
+  REQUIRE(packed.ok());
+  const ConvInt4Buffers& p = packed.value();
+  job["scalars"] = {{"Cg", wl.Cg()},
+                    {"Mg", wl.Mg()},
+                    {"pad_top", wl.pad_top},
+                    {"pad_left", wl.pad_left},
+                    {"dil_h", wl.DH},
+                    {"dil_w", wl.DW},
+                    {"block", wl.block > 0 ? wl.block : 1}};
+  job["buffers"]["X"] = buffer_entry(dir, "X", b.X, "f32");
+  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, type_name(p.packed));
+  if (p.scale.data()) job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, type_name(p.scale));
+  if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero, "i8");
+  if (c.bias) job["buffers"]["bias"] = buffer_entry(dir, "bias", b.B, "f32");
+  job["buffers"]["qconv"] = {{"type", "f32"}, {"extents", {wl.OW, wl.OH, wl.M, wl.N}}, {"output", "Y.bin"}};
+  qconv_test::Expected e = qconv_test::expected_outputs(c, w, b, wl.epilogue);
+  job["check"] = {check_entry(dir, "qconv", e.want, e.tolerance)};
+  return job;
+}
+
+}  // namespace tetra::gpu_test

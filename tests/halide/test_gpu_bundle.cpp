@@ -1,0 +1,243 @@
+// The GPU check bundle: the GPU tests' jobs (test_gpu_kernels.cpp, test_gpu_conv.cpp) written to a folder
+// for a GPU elsewhere, plus the int4 decode GEMV at bandwidth-bound sizes over a grid of knob points.
+// scripts/gpu-check.sh writes it here (where Halide is) and runs it with tetra-device on the GPU machine,
+// which needs nothing else of tetra. Hidden: it runs only when asked for by its tag, with
+//   TETRA_GPU_BUNDLE    the folder to write (required)
+//   TETRA_GPU_DIALECT   cuda (PTX, the default) or opencl
+//   TETRA_GPU_SM        the PTX arch, sm_90 by default
+//   TETRA_GPU_GEMV      the GEMV sizes, "KxN,KxN" (default 16384x32768,8192x57344: about 300 MB of int4
+//                       weights and float16 scales each, several times the last-level cache of today's GPUs)
+//   TETRA_GPU_COPY_MB   the device-to-device copy the GEMV is measured against, 1024 MiB by default
+// The GEMV's inputs are too large to ship: the jobs fill them from seeds on the device, and the reference
+// made here from the same seeds (dsl/core/seeded_fill.h) is computed by the plain algorithm (no schedule)
+// in float64 on the CPU.
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "dsl/core/seeded_fill.h"
+#include "dsl/qmatmul.h"
+#include "schedules/gpu/conv.h"
+#include "schedules/gpu/int4_gemm.h"
+#include "schedules/gpu/int4_gemv.h"
+#include "schedules/qmatmul_kernel.h"
+#include "tests/halide/gpu_jobs.h"
+
+using namespace tetra;
+using namespace tetra::dsl;
+using namespace tetra::dsl::gpu;
+using namespace tetra::gpu_test;
+
+namespace {
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+struct Bundle {
+  fs::path dir;
+  JobDialect dialect;
+  TargetSpec target;
+  nlohmann::json jobs = nlohmann::json::array();
+
+  // A fresh folder for the next job.
+  fs::path next(const std::string& name) {
+    jobs.push_back(name);
+    fs::create_directories(dir / name);
+    return dir / name;
+  }
+  void add(const fs::path& job_dir, nlohmann::json job, const std::string& title) {
+    job["title"] = title;
+    std::ofstream(job_dir / "job.json") << job.dump(1) << "\n";
+  }
+};
+
+void add_qmatmul_jobs(Bundle& b, const std::string& template_name,
+                      const std::vector<std::tuple<int64_t, int64_t, int64_t>>& shapes, uint64_t seed) {
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(template_name);
+  REQUIRE(t);
+  std::mt19937_64 rng(seed);
+  std::vector<test::WeightSpec> specs(4);
+  specs[1].type = DType::UInt4, specs[1].zero_point = true, specs[1].granularity = test::Granularity::PerN;
+  specs[2].granularity = test::Granularity::BlockedK, specs[2].block = 16, specs[2].zero_point = true;
+  specs[3].f16_scale = true;
+  for (const auto& [M, K, N] : shapes)
+    for (size_t f = 0; f < specs.size(); ++f) {
+      QMatMulWorkload w = qmatmul_workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
+      KnobSpace space = t->space(w, b.target);
+      for (int i = 0, tries = 0; i < 2 && tries < 100; ++tries) {
+        Schedule s = i == 0 ? t->default_schedule(w, b.target) : space.sample(rng);
+        if (!t->check_conflicts(w, s, b.target).ok()) continue;
+        std::ostringstream name;
+        name << template_name << "_" << M << "x" << K << "x" << N << "_f" << f << "_" << i;
+        fs::path dir = b.next(name.str());
+        b.add(dir, qmatmul_job(w, s, capture_qmatmul(w, s, b.target), specs[f], seed + b.jobs.size(), dir, b.dialect),
+              template_name + " " + std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N) + " " +
+                  specs[f].describe() + " " + s.to_string());
+        ++i;
+      }
+    }
+}
+
+void add_conv_jobs(Bundle& b, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<qconv_test::WeightSpec> specs = qconv_test::all_specs();
+  const int64_t kernels[][4] = {{3, 3, 1, 1}, {3, 3, 2, 2}, {1, 1, 1, 1}, {5, 3, 1, 2}};
+  for (size_t trial = 0; trial < 12; ++trial) {
+    const int64_t* k = kernels[trial % 4];
+    qconv_test::Case c = qconv_test::random_case(k[0], k[1], k[2], k[3], rng,
+                                                 trial % 3 == 0   ? 2
+                                                 : trial % 3 == 1 ? 1
+                                                                  : 0);
+    QuantizedWeight w = qconv_test::random_weight(c.weight_shape(), specs[trial % specs.size()], rng);
+    QConvWorkload wl = qconv_test::workload_of(c, w);
+    if (trial % 2) wl.epilogue = ConvEpilogue{false, "Relu", {}};
+    Schedule s = schedules::gpu_conv_default(wl, b.target);
+    for (int i = 0; i < 2; ++i) {
+      if (i == 1) {
+        KnobSpace space = schedules::gpu_conv_space(wl, b.target);
+        do s = space.sample(rng);
+        while (!schedules::gpu_conv_check(wl, s, b.target).ok());
+      }
+      fs::path dir = b.next("conv_" + std::to_string(trial) + "_" + std::to_string(i));
+      b.add(dir, qconv_job(c, w, wl, s, b.target, rng, dir, b.dialect), "conv " + c.describe() + " " + s.to_string());
+    }
+  }
+}
+
+// Halide buffer `like` with its last dimension `extent` long.
+Halide::Runtime::Buffer<> with_last_extent(const Halide::Runtime::Buffer<>& like, int extent) {
+  std::vector<int> sizes;
+  for (int d = 0; d < like.dimensions(); ++d) sizes.push_back(like.dim(d).extent());
+  sizes.back() = extent;
+  return Halide::Runtime::Buffer<>(like.type(), sizes);
+}
+
+std::string fill_type(const halide_type_t& t) {
+  if (t.code == halide_type_float) return t.bits == 16 ? "f16" : "f32";
+  return t.code == halide_type_int ? "i8" : "u8";
+}
+
+// A job entry whose contents tetra-device makes from `seed`; `host` gets the same values here.
+template <class B>
+nlohmann::json fill_entry(B& host, uint64_t seed, double lo, double hi) {
+  const std::string type = fill_type(host.type());
+  REQUIRE(seeded_fill(host.data(), int64_t(host.number_of_elements()), type, seed, lo, hi));
+  nlohmann::json extents = nlohmann::json::array();
+  for (int d = 0; d < host.dimensions(); ++d) extents.push_back(host.dim(d).extent());
+  return {{"type", type}, {"extents", extents}, {"fill", {{"seed", seed}, {"lo", lo}, {"hi", hi}}}};
+}
+
+// The int4 decode GEMV (M = 1; int4 in k-blocks of 32 with float16 scales, the common LLM form) of
+// K x N at `s`, on seeded data, timed: 50 runs back to back.
+void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s) {
+  test::WeightSpec spec;
+  spec.f16_scale = true;
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(s.template_name);
+  const Int4Layout layout = t->layout(s);
+  // The workload and packed shapes of one panel, then widened to N: only the panel count depends on N.
+  QMatMulWorkload w = qmatmul_workload_of(spec, 1, K, layout.panel);
+  w.N = N;
+  REQUIRE(schedules::check_qmatmul_schedule(w, s, b.target).ok());
+  QuantizedWeight one_panel = test::random_weight(K, layout.panel, spec, 1);
+  Result<PackedInt4Buffers> packed_panel = pack_int4_weight(one_panel, false, layout);
+  REQUIRE(packed_panel.ok());
+  const int panels = int((N + layout.panel - 1) / layout.panel);
+  PackedInt4Buffers packed = packed_panel.value();
+  packed.N = N;
+  packed.packed = with_last_extent(packed_panel.value().packed, panels);
+  packed.scale = with_last_extent(packed_panel.value().scale, panels);
+  REQUIRE(!packed.zero.data());
+
+  std::ostringstream name;
+  name << "bandwidth_gemv_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
+       << s.get_int("unroll_k");
+  fs::path dir = b.next(name.str());
+  CapturedPipeline captured = capture_qmatmul(w, s, b.target);
+  nlohmann::json job = kernel_job(captured.kernels, b.dialect, dir);
+  Halide::Buffer<float> A(static_cast<int>(K), 1);
+  job["scalars"] = {{"alpha", 1.0}, {"beta", 1.0}};
+  job["buffers"]["A"] = fill_entry(A, 101, -1.0, 1.0);
+  job["buffers"]["W_packed"] = fill_entry(packed.packed, 102, 0, 255);
+  job["buffers"]["W_scale"] = fill_entry(packed.scale, 103, 0.002, 0.02);
+  job["buffers"]["qmatmul"] = {{"type", "f32"}, {"extents", {N, 1}}};
+
+  // The reference: the algorithm over the same packed bytes, unscheduled, in float64.
+  QMatMulDef q = define_qmatmul(w, layout.panel);
+  Halide::ParamMap params;
+  REQUIRE(q.W.bind(params, packed).ok());
+  params.set(q.A, A);
+  Halide::Var n("n"), no("no"), ni("ni");
+  Halide::RDom k(0, int(K));
+  Halide::Expr a = Halide::cast<double>(q.A(k, 0)), wv = Halide::cast<double>(q.W(k, n));
+  Halide::Func ref("ref"), mag("mag");
+  ref(n) = Halide::sum(a * wv);
+  mag(n) = Halide::sum(Halide::abs(a) * Halide::abs(wv));
+  for (Halide::Func* f : {&ref, &mag}) f->split(n, no, ni, 256).parallel(no);
+  Halide::Buffer<double> want(static_cast<int>(N)), abs_sum(static_cast<int>(N));
+  Halide::Pipeline({ref, mag}).realize({want, abs_sum}, host_target().halide, params);
+  test::Reference r;
+  r.y.assign(want.data(), want.data() + N);
+  r.abs_sum.assign(abs_sum.data(), abs_sum.data() + N);
+  job["check"] = {check_entry(dir, "qmatmul", std::vector<float>(r.y.begin(), r.y.end()), test::tolerances(r, K))};
+  const int64_t bytes = packed.bytes() + K * 4 + N * 4;  // weights and scales, A, Y
+  job["timing"] = {{"runs", 50}, {"bytes", bytes}};
+  b.add(dir, job,
+        "GEMV 1x" + std::to_string(K) + "x" + std::to_string(N) + " int4/32 f16 (" + std::to_string(bytes >> 20) +
+            " MiB) " + s.to_string());
+}
+
+}  // namespace
+
+TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written for a GPU elsewhere", "[.gpu-bundle]") {
+  const std::string out = env_or("TETRA_GPU_BUNDLE", "");
+  INFO("TETRA_GPU_BUNDLE names the folder to write");
+  REQUIRE(!out.empty());
+  Bundle b;
+  b.dir = out;
+  const std::string dialect = env_or("TETRA_GPU_DIALECT", "cuda");
+  REQUIRE((dialect == "cuda" || dialect == "opencl"));
+  b.dialect.dialect = dialect == "cuda" ? Dialect::Cuda : Dialect::OpenCL;
+  b.dialect.sm = env_or("TETRA_GPU_SM", "sm_90");
+  // The knob spaces and defaults of a GPU with 32-thread waves, as NVIDIA's warps are, for PTX (the GPU
+  // templates are tuned per AMD arch); gfx942's for OpenCL, as the OpenCL tests use.
+  Result<TargetSpec> target = parse_target(dialect == "cuda" ? "hip:gfx1100" : "hip:gfx942");
+  REQUIRE(target.ok());
+  b.target = target.value();
+  fs::remove_all(b.dir);
+  fs::create_directories(b.dir);
+
+  add_qmatmul_jobs(b, "gpu_int4_gemv", {{1, 256, 200}, {3, 96, 130}, {2, 512, 64}}, 20261204);
+  add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
+  add_conv_jobs(b, 20261206);
+  // The bandwidth grid: every legal (tile_n, split_k) at unroll_k 4, and the default.
+  std::istringstream sizes(env_or("TETRA_GPU_GEMV", "16384x32768,8192x57344"));
+  for (std::string size; std::getline(sizes, size, ',');) {
+    int64_t K = 0, N = 0;
+    char x = 0;
+    std::istringstream(size) >> K >> x >> N;
+    INFO("TETRA_GPU_GEMV: " << size);
+    REQUIRE((K > 0 && N > 0 && x == 'x'));
+    test::WeightSpec spec;
+    spec.f16_scale = true;
+    QMatMulWorkload w = qmatmul_workload_of(spec, 1, K, 64);
+    w.N = N;
+    Schedule d = schedules::gpu_int4_gemv_default(w, b.target);
+    std::vector<Schedule> points = {d};
+    for (int64_t tile_n : {32, 64, 128})
+      for (int64_t split_k : {1, 2, 4, 8, 16}) {
+        Schedule s = d;
+        s.knobs["tile_n"] = tile_n, s.knobs["split_k"] = split_k, s.knobs["unroll_k"] = int64_t(4);
+        if (s.to_string() != d.to_string() && schedules::check_qmatmul_schedule(w, s, b.target).ok())
+          points.push_back(s);
+      }
+    for (const Schedule& s : points) add_bandwidth_job(b, K, N, s);
+  }
+  const int64_t copy_bytes = std::stoll(env_or("TETRA_GPU_COPY_MB", "1024")) << 20;
+  std::ofstream(b.dir / "bundle.json")
+      << nlohmann::json{{"dialect", dialect}, {"copy_bytes", copy_bytes}, {"jobs", b.jobs}}.dump(1) << "\n";
+  CHECK(b.jobs.size() > 72);  // 48 QMatMul and 24 conv jobs, then the GEMV grid
+}
