@@ -190,37 +190,37 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s) {
             " MiB) " + s.to_string());
 }
 
-}  // namespace
+struct BundleOptions {
+  fs::path dir;
+  std::string dialect = "cuda";  // or "opencl"
+  std::string sm = "sm_90";
+  bool kernel_jobs = true;  // the GPU tests' QMatMul and conv jobs
+  std::vector<std::pair<int64_t, int64_t>> gemv = {{16384, 32768}, {8192, 57344}};  // K x N
+  int64_t copy_bytes = int64_t(1) << 30;
+};
 
-TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written for a GPU elsewhere", "[.gpu-bundle]") {
-  const std::string out = env_or("TETRA_GPU_BUNDLE", "");
-  INFO("TETRA_GPU_BUNDLE names the folder to write");
-  REQUIRE(!out.empty());
+// Writes the bundle; returns how many jobs it holds.
+size_t write_bundle(const BundleOptions& o) {
   Bundle b;
-  b.dir = out;
-  const std::string dialect = env_or("TETRA_GPU_DIALECT", "cuda");
-  REQUIRE((dialect == "cuda" || dialect == "opencl"));
-  b.dialect.dialect = dialect == "cuda" ? Dialect::Cuda : Dialect::OpenCL;
-  b.dialect.sm = env_or("TETRA_GPU_SM", "sm_90");
+  b.dir = o.dir;
+  REQUIRE((o.dialect == "cuda" || o.dialect == "opencl"));
+  b.dialect.dialect = o.dialect == "cuda" ? Dialect::Cuda : Dialect::OpenCL;
+  b.dialect.sm = o.sm;
   // The knob spaces and defaults of a GPU with 32-thread waves, as NVIDIA's warps are, for PTX (the GPU
   // templates are tuned per AMD arch); gfx942's for OpenCL, as the OpenCL tests use.
-  Result<TargetSpec> target = parse_target(dialect == "cuda" ? "hip:gfx1100" : "hip:gfx942");
+  Result<TargetSpec> target = parse_target(o.dialect == "cuda" ? "hip:gfx1100" : "hip:gfx942");
   REQUIRE(target.ok());
   b.target = target.value();
   fs::remove_all(b.dir);
   fs::create_directories(b.dir);
 
-  add_qmatmul_jobs(b, "gpu_int4_gemv", {{1, 256, 200}, {3, 96, 130}, {2, 512, 64}}, 20261204);
-  add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
-  add_conv_jobs(b, 20261206);
+  if (o.kernel_jobs) {
+    add_qmatmul_jobs(b, "gpu_int4_gemv", {{1, 256, 200}, {3, 96, 130}, {2, 512, 64}}, 20261204);
+    add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
+    add_conv_jobs(b, 20261206);
+  }
   // The bandwidth grid: every legal (tile_n, split_k) at unroll_k 4, and the default.
-  std::istringstream sizes(env_or("TETRA_GPU_GEMV", "16384x32768,8192x57344"));
-  for (std::string size; std::getline(sizes, size, ',');) {
-    int64_t K = 0, N = 0;
-    char x = 0;
-    std::istringstream(size) >> K >> x >> N;
-    INFO("TETRA_GPU_GEMV: " << size);
-    REQUIRE((K > 0 && N > 0 && x == 'x'));
+  for (const auto& [K, N] : o.gemv) {
     test::WeightSpec spec;
     spec.f16_scale = true;
     QMatMulWorkload w = qmatmul_workload_of(spec, 1, K, 64);
@@ -236,8 +236,75 @@ TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written f
       }
     for (const Schedule& s : points) add_bandwidth_job(b, K, N, s);
   }
-  const int64_t copy_bytes = std::stoll(env_or("TETRA_GPU_COPY_MB", "1024")) << 20;
   std::ofstream(b.dir / "bundle.json")
-      << nlohmann::json{{"dialect", dialect}, {"copy_bytes", copy_bytes}, {"jobs", b.jobs}}.dump(1) << "\n";
-  CHECK(b.jobs.size() > 72);  // 48 QMatMul and 24 conv jobs, then the GEMV grid
+      << nlohmann::json{{"dialect", o.dialect}, {"copy_bytes", o.copy_bytes}, {"jobs", b.jobs}}.dump(1) << "\n";
+  return b.jobs.size();
+}
+
+}  // namespace
+
+TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written for a GPU elsewhere", "[.gpu-bundle]") {
+  BundleOptions o;
+  o.dir = env_or("TETRA_GPU_BUNDLE", "");
+  INFO("TETRA_GPU_BUNDLE names the folder to write");
+  REQUIRE(!o.dir.empty());
+  o.dialect = env_or("TETRA_GPU_DIALECT", o.dialect);
+  o.sm = env_or("TETRA_GPU_SM", o.sm);
+  o.copy_bytes = std::stoll(env_or("TETRA_GPU_COPY_MB", "1024")) << 20;
+  if (std::getenv("TETRA_GPU_GEMV")) {
+    o.gemv.clear();
+    std::istringstream sizes(env_or("TETRA_GPU_GEMV", ""));
+    for (std::string size; std::getline(sizes, size, ',');) {
+      int64_t K = 0, N = 0;
+      char x = 0;
+      std::istringstream(size) >> K >> x >> N;
+      INFO("TETRA_GPU_GEMV: " << size);
+      REQUIRE((K > 0 && N > 0 && x == 'x'));
+      o.gemv.push_back({K, N});
+    }
+  }
+  CHECK(write_bundle(o) > (o.kernel_jobs ? 72u : 0u));  // 48 QMatMul and 24 conv jobs, then the GEMV grid
+}
+
+// The bundle's path end to end on pocl: seeded inputs made by tetra-device, the reference made here from
+// the same seeds, timing, the table and results.json; and a wrong expected output fails its job by name.
+TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and a wrong reference fails it", "[gpu]") {
+  if (!opencl_runs_here()) return;
+  BundleOptions o;
+  o.dir = work_dir("bundle");
+  o.dialect = "opencl";
+  o.kernel_jobs = false;
+  o.gemv = {{256, 320}};  // N not a multiple of any panel width
+  o.copy_bytes = 1 << 20;
+  const size_t jobs = write_bundle(o);
+  REQUIRE(jobs >= 8);  // the default and the legal grid points for K = 256
+  const std::string device = std::string(TETRA_BINARY_DIR) + "/bin/tetra-device";
+  ProgramRun good = run_program({device, "check", o.dir.string()});
+  INFO(good.output);
+  REQUIRE(good.status == 0);
+  CHECK_THAT(good.output, Catch::Contains("copy bandwidth:"));
+  CHECK_THAT(good.output, Catch::Contains(std::to_string(jobs) + " jobs, 0 failed"));
+  std::ifstream in(o.dir / "results.json");
+  nlohmann::json results = nlohmann::json::parse(in);
+  REQUIRE(results["jobs"].size() == jobs);
+  for (const nlohmann::json& row : results["jobs"]) {
+    CHECK_FALSE(row.contains("error"));
+    CHECK(row["gb_per_s"].get<double>() > 0);
+  }
+
+  // One output of the first job's reference moved past its tolerance.
+  const std::string first = results["jobs"][0]["job"];
+  const fs::path expect = o.dir / first / "qmatmul.expect.bin";
+  std::vector<float> want(320);
+  std::ifstream(expect, std::ios::binary).read(reinterpret_cast<char*>(want.data()), 320 * 4);
+  want[77] += 1.0f;
+  write_bytes(expect, want.data(), want.size() * 4);
+  ProgramRun bad = run_program({device, "check", o.dir.string()});
+  INFO(bad.output);
+  CHECK(bad.status == 1);
+  CHECK_THAT(bad.output, Catch::Contains("FAIL"));
+  CHECK_THAT(bad.output, Catch::Contains("1 of 320 outputs differ"));
+  CHECK_THAT(bad.output, Catch::Contains("qmatmul[77]"));
+  CHECK_THAT(bad.output, Catch::Contains(std::to_string(jobs) + " jobs, 1 failed"));
+  fs::remove_all(o.dir);
 }

@@ -214,16 +214,34 @@ TEST_CASE("tetra-device refuses a malformed job by name, without crashing", "[gp
     std::string job, message;
   };
   for (const Case& c : {
-           Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
-                "\"extents\": [\"8\"]}}}", "\"extents\" must be integers"},
-           Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f64\", "
-                "\"extents\": [8]}}}", "\"type\" must be one of"},
-           Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {}}", "no device buffer y"},
+           Case{"{" + source + ", \"kernels\": [" + plan +
+                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
+                    "\"extents\": [\"8\"]}}}",
+                "\"extents\" must be integers"},
+           Case{"{" + source + ", \"kernels\": [" + plan +
+                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f64\", "
+                    "\"extents\": [8]}}}",
+                "\"type\" must be one of"},
+           Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {}}",
+                "no device buffer y"},
            Case{"{" + source + ", \"kernels\": {}, \"scalars\": {}, \"buffers\": {}}", "\"kernels\" is an array"},
            Case{"{\"source\": \"/nonexistent.cl\", \"kernels\": [], \"scalars\": {}, \"buffers\": {}}", "cannot read"},
            Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {\"n\": \"x\"}, \"buffers\": {}}",
                 "a scalar input is a number"},
            Case{"{\"source\": ", "not a readable JSON job"},
+           Case{"{" + source + ", \"kernels\": [" + plan +
+                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
+                    "\"extents\": [8], \"fill\": {\"seed\": -1, \"lo\": 0, \"hi\": 1}}}}",
+                "\"fill\" is {\"seed\""},
+           Case{"{" + source + ", \"kernels\": [" + plan +
+                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
+                    "\"extents\": [8]}}, \"check\": [{\"buffer\": \"y\", \"expect\": \"none.bin\", \"tolerance\": "
+                    "\"none.bin\"}]}",
+                "does not hold 8 float32 values for y"},
+           Case{"{" + source + ", \"kernels\": [" + plan +
+                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
+                    "\"extents\": [8]}}, \"timing\": {\"runs\": 0, \"bytes\": 32}}",
+                "\"runs\" must be"},
        }) {
     ProgramRun r = run(c.job);
     INFO(c.job << "\n" << r.output);
@@ -231,6 +249,25 @@ TEST_CASE("tetra-device refuses a malformed job by name, without crashing", "[gp
     CHECK_THAT(r.output, Catch::Contains(c.message));
   }
   fs::remove_all(dir);
+}
+
+TEST_CASE("tetra-device names the driver a dialect needs when it is missing", "[gpu]") {
+  const std::string device = std::string(TETRA_BINARY_DIR) + "/bin/tetra-device";
+  // CUDA: an NVIDIA GPU and its driver where there is one, else exit 2 naming libcuda.
+  ProgramRun cuda = run_program({device, "info", "--dialect", "cuda"});
+  INFO(cuda.output);
+  if (cuda.status == 0) {
+    CHECK_THAT(cuda.output, Catch::Contains("sm_"));
+  } else {
+    CHECK(cuda.status == 2);
+    CHECK_THAT(cuda.output, Catch::Contains("CUDA"));
+  }
+  ProgramRun other = run_program({device, "info", "--dialect", "vulkan"});
+  CHECK(other.status == 2);
+  CHECK_THAT(other.output, Catch::Contains("no device runs the \"vulkan\" dialect"));
+  ProgramRun usage = run_program({device, "check"});
+  CHECK(usage.status == 2);
+  CHECK_THAT(usage.output, Catch::Contains("usage"));
 }
 
 TEST_CASE("GPU capture refuses an intermediate left in device global memory, by name", "[gpu]") {
