@@ -2,11 +2,15 @@
 
 namespace tetra::dsl {
 
-PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni)
+PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni, bool words)
     : format_(format),
       panel_(panel),
       vnni_(vnni),
-      packed_(format.is_float() ? Halide::Float(format.float_bits) : Halide::UInt(8), 3, name + "_packed"),
+      words_(words),
+      packed_(format.is_float() ? Halide::Float(format.float_bits)
+              : words           ? Halide::UInt(32)
+                                : Halide::UInt(8),
+              3, name + "_packed"),
       scale_(format.f16_scale && !vnni ? Halide::Float(16) : Halide::Float(32), 3, name + "_scale"),
       zero_(Halide::Int(8), 3, name + "_zero") {
   // Constant panel width and strides let LLVM fold the address arithmetic.
@@ -18,27 +22,51 @@ PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int pa
   }
 }
 
+Halide::Expr PackedInt4::container(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
+  using namespace Halide;
+  if (words_) return reinterpret<int32_t>(packed_(j, k / 8, p));
+  return cast<int32_t>(packed_(j, k / 2, p));
+}
+
+Halide::Expr PackedInt4::nibble_shift(const Halide::Expr& k) const { return 4 * (k % (words_ ? 8 : 2)); }
+
 Halide::Expr PackedInt4::code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
   using namespace Halide;
-  // k's parity picks the nibble; it is a constant once a schedule unrolls k by 2. Both nibbles come
-  // from one zero-extended int32 vector: two shifts move a nibble to the top and back down, the
-  // arithmetic one sign-extending (left shifts are on uint32: Halide would cancel a signed pair).
-  Expr z = cast<int32_t>(packed_(j, k / 2, p));
-  Expr odd = k % 2 == 1;
+  // k's position in its byte (or word) picks the nibble; it is a constant once a schedule unrolls k by
+  // 2 (or 8). Bytes: both nibbles come from one zero-extended int32 vector. Two shifts move a nibble to
+  // the top and back down, the arithmetic one sign-extending (left shifts are on uint32: Halide would
+  // cancel a signed pair).
+  Expr z = container(j, k, p);
+  Expr g = format_.k_group > 0 ? k / int(format_.k_group) : Expr(0);
+  if (words_) {
+    // The unsigned code u (two's complement nibbles XOR 8) becomes a float without a conversion
+    // instruction: 0x4B000000 | u is the float 2^23 + u. Then q - zp = u - offset, exactly.
+    Expr u = (reinterpret<uint32_t>(z) >> cast<uint32_t>(nibble_shift(k))) & cast<uint32_t>(15);
+    if (format_.signed_nibbles()) u = u ^ cast<uint32_t>(8);
+    Expr as_float = reinterpret<float>(u | cast<uint32_t>(0x4B000000)) - 8388608.0f;
+    Expr offset = Expr(format_.signed_nibbles() ? 8 : 0);
+    if (format_.has_zero_point) offset += cast<int32_t>(zero_(grid_j(j), g, grid_p(p)));
+    return as_float - cast<float>(offset);
+  }
   Expr q;
   if (format_.signed_nibbles()) {
+    Expr odd = k % 2 == 1;
     Expr zu = reinterpret<uint32_t>(z);
     q = select(odd, reinterpret<int32_t>(zu << 24) >> 28, reinterpret<int32_t>(zu << 28) >> 28);
   } else {
-    q = select(odd, z >> 4, z & 15);
+    q = select(k % 2 == 1, z >> 4, z & 15);
   }
-  Expr g = format_.k_group > 0 ? k / int(format_.k_group) : Expr(0);
   if (format_.has_zero_point) q -= cast<int32_t>(zero_(grid_j(j), g, grid_p(p)));  // exact: |q - zp| <= 15
   return cast<float>(q);
 }
 
 Halide::Expr PackedInt4::offset_code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
   using namespace Halide;
+  if (words_) {
+    Expr u = (reinterpret<uint32_t>(container(j, k, p)) >> cast<uint32_t>(nibble_shift(k))) & cast<uint32_t>(15);
+    if (format_.signed_nibbles()) u = u ^ cast<uint32_t>(8);  // two's complement q -> q + 8
+    return cast<float>(u);
+  }
   Expr b = packed_(j, k / 2, p);
   if (format_.signed_nibbles()) b = b ^ cast<uint8_t>(0x88);  // two's complement q -> q + 8, both nibbles
   return cast<float>(select(k % 2 == 1, b >> 4, b & cast<uint8_t>(15)));
@@ -94,10 +122,11 @@ std::vector<Halide::Argument> PackedInt4::arguments() const {
 }
 
 Status PackedInt4::bind(Halide::ParamMap& params, const PackedInt4Buffers& b) const {
-  if (b.layout.panel != panel_ || b.layout.vnni != vnni_)
+  if (b.layout.panel != panel_ || b.layout.vnni != vnni_ || b.layout.words != words_)
     return Failure{FailureKind::Run, packed_.name(),
                    "the weight is packed as " + b.layout.describe() + ", the kernel expects panels of " +
-                       std::to_string(panel_) + (vnni_ ? " vnni" : "") + " (repack it for this kernel)"};
+                       std::to_string(panel_) + (vnni_ ? " vnni" : "") + (words_ ? " words" : "") +
+                       " (repack it for this kernel)"};
   if (!(b.format == format_))
     return Failure{FailureKind::Run, packed_.name(),
                    "the weight is " + b.format.describe() + ", the kernel was compiled for " + format_.describe()};

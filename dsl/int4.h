@@ -13,7 +13,8 @@ namespace tetra::dsl {
 class PackedInt4 {
  public:
   // `vnni`: the int8-dot-product packing (dsl/core/int4_format.h); only byte(), offset() and scale() apply.
-  PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni = false);
+  // `words`: the nibbles of 8 k in one uint32 (Int4Layout::words); code, offset_code and panel apply.
+  PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni = false, bool words = false);
 
   // W(k, n) at n = p*P + j: reads one packed byte, takes the nibble of k's parity, subtracts the
   // zero point and multiplies the scale, in fp32 (a float weight: the stored value, widened). Meant to be inlined into a consumer's loop nest
@@ -47,8 +48,11 @@ class PackedInt4 {
   Halide::Expr grid_p(const Halide::Expr& p) const;
   Int4Format format_;
   int panel_;
-  bool vnni_;
+  bool vnni_, words_;
   Halide::ImageParam packed_, scale_, zero_;
+  // The packed element holding k's nibble as an int32, and the nibble's position in it (0, 4, ...).
+  Halide::Expr container(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
+  Halide::Expr nibble_shift(const Halide::Expr& k) const;
 };
 
 }  // namespace tetra::dsl

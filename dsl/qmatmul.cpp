@@ -21,8 +21,13 @@ bool block_sums_apply(const QMatMulWorkload& w) {
 }
 
 QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, BlockSums block_sums) {
+  return define_qmatmul(workload, Int4Layout{panel, 2}, block_sums);
+}
+
+QMatMulDef define_qmatmul(const QMatMulWorkload& workload, const Int4Layout& layout, BlockSums block_sums) {
   using namespace Halide;
-  QMatMulDef q(workload.format, panel);
+  const int panel = layout.panel;
+  QMatMulDef q(workload.format, panel, false, layout.words);
   ComputeDef& d = q.def;
   d.op = "qmatmul";
   Axis n = make_axis("n"), m = make_axis("m"), j = make_axis("j"), p = make_axis("p"), k = make_axis("k");

@@ -31,8 +31,8 @@ struct QMatMulDef {
   Halide::Param<float> beta{"beta", 1.0f};
   int panel = 0;
 
-  QMatMulDef(const Int4Format& format, int panel_width, bool vnni = false)
-      : W("W", format, panel_width, vnni), panel(panel_width) {}
+  QMatMulDef(const Int4Format& format, int panel_width, bool vnni = false, bool words = false)
+      : W("W", format, panel_width, vnni, words), panel(panel_width) {}
 };
 
 // The algorithm for `workload` with the weight in panels of `panel` columns; no schedule applied.
@@ -49,6 +49,9 @@ struct QMatMulDef {
 //   "acc"(j, p, m)       += (partial - offset(j, g, p) * a_sum) * scale(j, g, p)
 enum class BlockSums { Off, ZeroPointPerWeight, ZeroPointPerBlock };
 QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, BlockSums block_sums = BlockSums::Off);
+// The same for a weight packed as `layout` (its panel, and Int4Layout::words).
+QMatMulDef define_qmatmul(const QMatMulWorkload& workload, const Int4Layout& layout,
+                          BlockSums block_sums = BlockSums::Off);
 bool block_sums_apply(const QMatMulWorkload& workload);
 
 // The int8-activation algorithm (workload.int8_activations; the weight in the vnni packing of

@@ -97,6 +97,8 @@ const std::vector<KnobInfo>& knob_vocabulary() {
       {"thread_n", true, false, true, "output columns of each thread's register tile"},
       {"thread_m", true, false, true, "output rows of each thread's register tile (conv: output channels)"},
       {"thread_ow", true, false, true, "conv output columns of each thread's register tile"},
+      {"load_bytes", true, false, true,
+       "bytes of weight a GPU thread loads at once: 1 (2 weights) or 4 (8, Int4Layout::words)"},
   };
   return knobs;
 }

@@ -17,7 +17,7 @@ std::string Int4Format::describe() const {
 }
 
 std::string Int4Layout::describe() const {
-  return std::to_string(panel) + "/" + std::to_string(k_align) + (vnni ? " vnni" : "");
+  return std::to_string(panel) + "/" + std::to_string(k_align) + (vnni ? " vnni" : "") + (words ? " words" : "");
 }
 
 namespace {
@@ -183,9 +183,11 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
                                            const Int4Format* as) {
   Result<Int4Format> format = int4_format_of(w, trans_b);
   if (!format) return format.failure();
-  if (layout.panel <= 0 || layout.k_align <= 0 || layout.k_align % (layout.vnni ? 8 : 2) != 0)
+  const bool by_eight = layout.vnni || layout.words;
+  if (layout.panel <= 0 || layout.k_align <= 0 || layout.k_align % (by_eight ? 8 : 2) != 0 ||
+      (layout.vnni && layout.words))
     return unsupported(w, std::string("the panel width must be positive and k_align a positive multiple of ") +
-                              (layout.vnni ? "8" : "2"));
+                              (by_eight ? "8" : "2") + ", and words and vnni exclusive");
   Int4Format weight_format = layout.vnni ? int8_kernel_format(format.value()) : format.value();
   if (as) {
     if (Status st = check_packable(weight_format, *as); !st) return st.failure();
@@ -196,7 +198,7 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
   int64_t K = trans_b ? w.shape()[1] : w.shape()[0];
   int64_t N = trans_b ? w.shape()[0] : w.shape()[1];
   if (f.is_float()) {
-    if (layout.vnni) return unsupported(w, "a float weight has no int8-dot-product packing");
+    if (layout.vnni || layout.words) return unsupported(w, "a float weight has no int8-dot-product or word packing");
     return pack_float(w, trans_b, layout, f, K, N);
   }
   if (layout.vnni) {
@@ -258,6 +260,17 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
         int8_t zp = out.zero.data()[(f.per_n ? j : 0) + gj * (g + groups * (f.per_n ? p : 0))];
         dst[j + P * (k / 2 + KP * p)] |= uint8_t((zp & 0xF) << ((k & 1) * 4));
       }
+  }
+  if (layout.words) {  // four packed rows (8 k) of a column in one word, the first row in the low byte
+    Halide::Runtime::Buffer<uint32_t> words(int(P), int(KP / 4), int(panels));
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t kw = 0; kw < KP / 4; ++kw)
+        for (int64_t j = 0; j < P; ++j) {
+          uint32_t word = 0;
+          for (int64_t b = 0; b < 4; ++b) word |= uint32_t(dst[j + P * (4 * kw + b + KP * p)]) << (8 * b);
+          words(int(j), int(kw), int(p)) = word;
+        }
+    out.packed = std::move(words);
   }
   return out;
 }

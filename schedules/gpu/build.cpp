@@ -39,7 +39,7 @@ dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const
   if (Status st = check_hip_target(target); !st) return st.failure();
   if (Status st = check_qmatmul_schedule(workload, schedule, target); !st) return st.failure();
   const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
-  QMatMulDef q = dsl::define_qmatmul(workload, t->layout(schedule).panel);
+  QMatMulDef q = dsl::define_qmatmul(workload, t->layout(schedule));
   try {
     if (Status st = t->apply(q, schedule, target); !st) return st.failure();
   } catch (const Halide::Error& e) {

@@ -2,10 +2,12 @@
 //
 // The grid is (panels of tile_n columns) x (rows of A). In a block, thread t owns column p*P + t:
 //   split_k = 1:  acc = sum over all k of A[m, k] * dequant(W[k, n])          (unroll_k at a time)
-//   split_k = S:  S threads per column each sum every S-th pair of k into workgroup memory; after a
-//                 barrier, thread t adds up its column's S partial sums.
-// Consecutive threads read consecutive bytes of a panel row (the panel layout of dsl/core/int4_format.h),
-// so the weight loads of a wave coalesce. A's row is read by every thread (a broadcast, cached).
+//   split_k = S:  S threads per column each sum every S-th pair (or word) of k in a register, then
+//                 write it to workgroup memory; after a barrier, thread t adds up its column's S sums.
+// load_bytes: a thread loads a byte (2 weights) or a 32-bit word (8 weights, Int4Layout::words) at a
+// time. Consecutive threads read consecutive bytes or words of a panel row (the panel layout of
+// dsl/core/int4_format.h), so the weight loads of a wave coalesce. A's row is read by every thread (a
+// broadcast, cached).
 #pragma once
 #include "dsl/core/gpu_estimate.h"
 #include "schedules/qmatmul_templates.h"

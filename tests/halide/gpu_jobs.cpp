@@ -13,7 +13,7 @@ CapturedPipeline capture_qmatmul(const QMatMulWorkload& w, const Schedule& s, co
   const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(s.template_name);
   REQUIRE(t);
   REQUIRE(schedules::check_qmatmul_schedule(w, s, target).ok());
-  QMatMulDef q = define_qmatmul(w, t->layout(s).panel);
+  QMatMulDef q = define_qmatmul(w, t->layout(s));
   REQUIRE(t->apply(q, s, target).ok());
   Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "gemv");
   INFO(s.to_string() << ": " << (captured.ok() ? "" : captured.failure().describe()));
@@ -59,25 +59,14 @@ nlohmann::json qmatmul_job(const QMatMulWorkload& w, const Schedule& s, const Ca
     Halide::Buffer<float> bias_1d(bias.data(), int(w.N));
     job["buffers"]["bias"] = buffer_entry(dir, "bias", bias_1d, "f32");
   }
-  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, "u8");
-  if (p.scale.data())
-    job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, w.format.f16_scale ? "f16" : "f32");
+  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, element_type(p.packed.type()));
+  if (p.scale.data()) job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, element_type(p.scale.type()));
   if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero, "i8");
   job["buffers"][output] = {{"type", "f32"}, {"extents", {w.N, w.M}}, {"output", "Y.bin"}};
   std::vector<float> want(ref.y.begin(), ref.y.end());
   job["check"] = {check_entry(dir, output, want, test::tolerances(ref, w.K))};
   return job;
 }
-
-namespace {
-
-std::string type_name(const Halide::Runtime::Buffer<>& b) {
-  const halide_type_t t = b.type();
-  if (t.code == halide_type_float) return t.bits == 16 ? "f16" : "f32";
-  return t.code == halide_type_int ? "i8" : "u8";
-}
-
-}  // namespace
 
 nlohmann::json qconv_job(const qconv_test::Case& c, const QuantizedWeight& w, const QConvWorkload& wl,
                          const Schedule& s, const TargetSpec& target, std::mt19937_64& rng, const fs::path& dir,
@@ -103,8 +92,8 @@ nlohmann::json qconv_job(const qconv_test::Case& c, const QuantizedWeight& w, co
                     {"dil_w", wl.DW},
                     {"block", wl.block > 0 ? wl.block : 1}};
   job["buffers"]["X"] = buffer_entry(dir, "X", b.X, "f32");
-  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, type_name(p.packed));
-  if (p.scale.data()) job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, type_name(p.scale));
+  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, element_type(p.packed.type()));
+  if (p.scale.data()) job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, element_type(p.scale.type()));
   if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero, "i8");
   if (c.bias) job["buffers"]["bias"] = buffer_entry(dir, "bias", b.B, "f32");
   job["buffers"]["qconv"] = {{"type", "f32"}, {"extents", {wl.OW, wl.OH, wl.M, wl.N}}, {"output", "Y.bin"}};

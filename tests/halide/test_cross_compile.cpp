@@ -20,7 +20,7 @@ std::string assembly_for(const QMatMulWorkload& wl, const TargetSpec& target) {
   Schedule s = default_qmatmul_schedule(wl, target).value();
   const QMatMulTemplate* t = find_qmatmul_template(s.template_name);
   REQUIRE(t != nullptr);
-  QMatMulDef def = define_qmatmul(wl, t->layout(s).panel);
+  QMatMulDef def = define_qmatmul(wl, t->layout(s));
   REQUIRE(t->apply(def, s, target).ok());
   std::string path = (std::filesystem::temp_directory_path() / ("tetra_cross_" + target.name + ".s")).string();
   Halide::Pipeline(def.def.output).compile_to_assembly(path, def.def.arguments, "qmatmul", target.halide);

@@ -12,6 +12,7 @@
 // made here from the same seeds (dsl/core/seeded_fill.h) is computed by the plain algorithm (no schedule)
 // in float64 on the CPU.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -116,26 +117,21 @@ Halide::Runtime::Buffer<> with_last_extent(const Halide::Runtime::Buffer<>& like
   return Halide::Runtime::Buffer<>(like.type(), sizes);
 }
 
-std::string fill_type(const halide_type_t& t) {
-  if (t.code == halide_type_float) return t.bits == 16 ? "f16" : "f32";
-  return t.code == halide_type_int ? "i8" : "u8";
-}
-
 // A job entry whose contents tetra-device makes from `seed`; `host` gets the same values here.
 template <class B>
 nlohmann::json fill_entry(B& host, uint64_t seed, double lo, double hi) {
-  const std::string type = fill_type(host.type());
+  const std::string type = element_type(host.type());
   REQUIRE(seeded_fill(host.data(), int64_t(host.number_of_elements()), type, seed, lo, hi));
   nlohmann::json extents = nlohmann::json::array();
   for (int d = 0; d < host.dimensions(); ++d) extents.push_back(host.dim(d).extent());
   return {{"type", type}, {"extents", extents}, {"fill", {{"seed", seed}, {"lo", lo}, {"hi", hi}}}};
 }
 
-// The int4 decode GEMV (M = 1; int4 in k-blocks of 32 with float16 scales, the common LLM form) of
-// K x N at `s`, on seeded data, timed: 50 runs back to back.
-void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s) {
+// The int4 decode GEMV (M = 1; int4 in k-blocks of 32 with float16 scales, the common LLM form, or
+// float32 ones) of K x N at `s`, on seeded data, timed: 50 runs back to back.
+void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool f16_scale) {
   test::WeightSpec spec;
-  spec.f16_scale = true;
+  spec.f16_scale = f16_scale;
   const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(s.template_name);
   const Int4Layout layout = t->layout(s);
   // The workload and packed shapes of one panel, then widened to N: only the panel count depends on N.
@@ -154,19 +150,20 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s) {
 
   std::ostringstream name;
   name << "bandwidth_gemv_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
-       << s.get_int("unroll_k");
+       << s.get_int("unroll_k") << "_" << s.get_int("load_bytes", 1) << (f16_scale ? "" : "_f32");
   fs::path dir = b.next(name.str());
   CapturedPipeline captured = capture_qmatmul(w, s, b.target);
   nlohmann::json job = kernel_job(captured.kernels, b.dialect, dir);
   Halide::Buffer<float> A(static_cast<int>(K), 1);
   job["scalars"] = {{"alpha", 1.0}, {"beta", 1.0}};
   job["buffers"]["A"] = fill_entry(A, 101, -1.0, 1.0);
-  job["buffers"]["W_packed"] = fill_entry(packed.packed, 102, 0, 255);
+  job["buffers"]["W_packed"] = fill_entry(packed.packed, 102, 0, std::ldexp(1.0, packed.packed.type().bits) - 1);
   job["buffers"]["W_scale"] = fill_entry(packed.scale, 103, 0.002, 0.02);
+  REQUIRE(job["buffers"]["W_scale"]["type"] == (f16_scale ? "f16" : "f32"));
   job["buffers"]["qmatmul"] = {{"type", "f32"}, {"extents", {N, 1}}};
 
   // The reference: the algorithm over the same packed bytes, unscheduled, in float64.
-  QMatMulDef q = define_qmatmul(w, layout.panel);
+  QMatMulDef q = define_qmatmul(w, layout);
   Halide::ParamMap params;
   REQUIRE(q.W.bind(params, packed).ok());
   params.set(q.A, A);
@@ -186,8 +183,8 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s) {
   const int64_t bytes = packed.bytes() + K * 4 + N * 4;  // weights and scales, A, Y
   job["timing"] = {{"runs", 50}, {"bytes", bytes}};
   b.add(dir, job,
-        "GEMV 1x" + std::to_string(K) + "x" + std::to_string(N) + " int4/32 f16 (" + std::to_string(bytes >> 20) +
-            " MiB) " + s.to_string());
+        "GEMV 1x" + std::to_string(K) + "x" + std::to_string(N) + " int4/32 " + (f16_scale ? "f16" : "f32") + " (" +
+            std::to_string(bytes >> 20) + " MiB) " + s.to_string());
 }
 
 struct BundleOptions {
@@ -219,22 +216,29 @@ size_t write_bundle(const BundleOptions& o) {
     add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
     add_conv_jobs(b, 20261206);
   }
-  // The bandwidth grid: every legal (tile_n, split_k) at unroll_k 4, and the default.
+  // The bandwidth grid: every legal (tile_n, split_k, load_bytes) at unroll_k 4, and the default.
   for (const auto& [K, N] : o.gemv) {
     test::WeightSpec spec;
     spec.f16_scale = true;
     QMatMulWorkload w = qmatmul_workload_of(spec, 1, K, 64);
     w.N = N;
     Schedule d = schedules::gpu_int4_gemv_default(w, b.target);
+    d.knobs.emplace("load_bytes", int64_t(1));  // as a schedule without it means, so the grid skips it
     std::vector<Schedule> points = {d};
     for (int64_t tile_n : {32, 64, 128})
-      for (int64_t split_k : {1, 2, 4, 8, 16}) {
-        Schedule s = d;
-        s.knobs["tile_n"] = tile_n, s.knobs["split_k"] = split_k, s.knobs["unroll_k"] = int64_t(4);
-        if (s.to_string() != d.to_string() && schedules::check_qmatmul_schedule(w, s, b.target).ok())
-          points.push_back(s);
-      }
-    for (const Schedule& s : points) add_bandwidth_job(b, K, N, s);
+      for (int64_t split_k : {1, 2, 4, 8, 16})
+        for (int64_t load_bytes : {1, 4}) {
+          Schedule s = d;
+          s.knobs["tile_n"] = tile_n, s.knobs["split_k"] = split_k, s.knobs["unroll_k"] = int64_t(4);
+          s.knobs["load_bytes"] = load_bytes;
+          if (s.to_string() != d.to_string() && schedules::check_qmatmul_schedule(w, s, b.target).ok())
+            points.push_back(s);
+        }
+    for (const Schedule& s : points) add_bandwidth_job(b, K, N, s, true);
+    // Float32 scales on the first size: the cost of float16's rounding of each weight.
+    if (K == o.gemv.front().first && N == o.gemv.front().second)
+      for (const Schedule& s : points)
+        if (s.get_int("load_bytes") == 4) add_bandwidth_job(b, K, N, s, false);
   }
   std::ofstream(b.dir / "bundle.json")
       << nlohmann::json{{"dialect", o.dialect}, {"copy_bytes", o.copy_bytes}, {"jobs", b.jobs}}.dump(1) << "\n";

@@ -96,6 +96,67 @@ TEST_CASE("GPU int4 GEMM: random knob points on random data match the reference 
   CHECK(run_random_points("gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 1, 20261205) == 24);
 }
 
+TEST_CASE("GPU int4 GEMV with word loads: 8 weights a load, K not a multiple of 8, every format", "[gpu]") {
+  if (!opencl_runs_here()) return;
+  fs::path dir = work_dir("gemv_words");
+  std::vector<test::WeightSpec> specs(4);
+  specs[1].type = DType::UInt4, specs[1].zero_point = true, specs[1].granularity = test::Granularity::PerN;
+  specs[2].granularity = test::Granularity::BlockedK, specs[2].block = 16, specs[2].zero_point = true;
+  specs[3].f16_scale = true;
+  int runs = 0;
+  for (const auto& [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 100, 70}, {2, 264, 130}})
+    for (size_t f = 0; f < specs.size(); ++f)
+      for (int64_t split : {1, 4}) {
+        QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
+        Schedule s = schedules::gpu_int4_gemv_default(w, gfx942());
+        s.knobs["load_bytes"] = int64_t(4), s.knobs["split_k"] = split, s.knobs["unroll_k"] = int64_t(2);
+        INFO(w.key() << " " << s.to_string());
+        CapturedPipeline captured = capture(w, s);
+        // The weight is read as 32-bit words.
+        Result<std::string> source = emit_kernels(captured.kernels, Dialect::OpenCL);
+        REQUIRE(source.ok());
+        CHECK_THAT(source.value(), Catch::Contains("const uint32_t * restrict _W_packed"));
+        ProgramRun run = run_on_device(w, s, captured, specs[f], 40 + runs, dir);
+        INFO(run.output);
+        CHECK(run.status == 0);  // ran, and matched the reference
+        ++runs;
+      }
+  CHECK(runs == 16);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("The words packing holds a column's 8 consecutive k in one uint32, first k in the low nibble", "[gpu]") {
+  for (const test::WeightSpec& spec :
+       {test::WeightSpec{}, test::WeightSpec{DType::UInt4, true, test::Granularity::PerN}}) {
+    QuantizedWeight weight = test::random_weight(37, 21, spec, 5);
+    PackedInt4Buffers bytes = pack_int4_weight(weight, false, Int4Layout{8, 8}).value();
+    Int4Layout layout{8, 8};
+    layout.words = true;
+    PackedInt4Buffers words = pack_int4_weight(weight, false, layout).value();
+    REQUIRE(words.packed.type() == halide_type_t(halide_type_uint, 32));
+    REQUIRE(words.packed.dim(0).extent() == 8);
+    REQUIRE(words.packed.dim(1).extent() == 5);  // 37 k padded to 40, 8 a word
+    REQUIRE(words.packed.dim(2).extent() == 3);
+    const uint8_t* b = static_cast<const uint8_t*>(bytes.packed.data());
+    const uint32_t* u = static_cast<const uint32_t*>(words.packed.data());
+    for (int p = 0; p < 3; ++p)
+      for (int kw = 0; kw < 5; ++kw)
+        for (int j = 0; j < 8; ++j)
+          for (int nib = 0; nib < 8; ++nib) {
+            const int kq = 4 * kw + nib / 2;
+            const uint32_t want = (b[j + 8 * (kq + 20 * p)] >> (4 * (nib % 2))) & 15;
+            CHECK(((u[j + 8 * (kw + 5 * p)] >> (4 * nib)) & 15) == want);
+          }
+    // The layouts do not mix: words with vnni, or words with a k_align of 2, are refused.
+    Int4Layout bad = layout;
+    bad.vnni = true;
+    CHECK_FALSE(pack_int4_weight(weight, false, bad).ok());
+    bad = Int4Layout{8, 2};
+    bad.words = true;
+    CHECK_FALSE(pack_int4_weight(weight, false, bad).ok());
+  }
+}
+
 // `s` on `w` is right on the device, and wrong with its barriers removed.
 void check_barriers_matter(const QMatMulWorkload& w, const Schedule& s, const std::string& tag) {
   fs::path dir = work_dir(tag);
