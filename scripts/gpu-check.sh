@@ -5,7 +5,8 @@
 #
 #   scripts/gpu-check.sh              build, write the bundle and run it, on a machine with both tetra's
 #                                     build dependencies (scripts/setup.sh) and an NVIDIA GPU
-#   scripts/gpu-check.sh bundle DIR   build and write the bundle to DIR; needs no GPU. DIR holds the jobs
+#   scripts/gpu-check.sh bundle DIR   install what is missing (scripts/setup.sh), build, and write the
+#                                     bundle to DIR; needs no GPU. DIR holds the jobs
 #                                     (PTX, launch plans, inputs, reference outputs) and bin/tetra-device
 #   scripts/gpu-check.sh run DIR      run a bundle on this machine's GPU; needs only the NVIDIA driver
 #
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/.."
 
 make_bundle() {
   local dir=$1
+  scripts/setup.sh >/dev/null
   scripts/build.sh --target tetra_halide_tests tetra-device >/dev/null
   TETRA_GPU_BUNDLE="$dir" build/bin/tetra_halide_tests "[.gpu-bundle]" >/dev/null
   mkdir -p "$dir/bin"

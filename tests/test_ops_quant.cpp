@@ -598,7 +598,9 @@ TEST_CASE("Quantization ops match ONNX Runtime", "[quant][ort]") {
     ModelBuilder c;
     c.input("x", DType::UInt8, {1, 4, 6, 6}).output("y", DType::UInt8);
     c.initializer("xs", floats(DType::Float32, {}, {0.04})).initializer("xz", ints(DType::UInt8, {}, {120}));
-    c.initializer("w", random_tensor(DType::Int8, {6, 2, 3, 3}, -127, 127));
+    // 7-bit weights: on x86 without VNNI, ORT's uint8 x int8 kernels add pairs of products in int16
+    // (vpmaddubsw), which saturates for 255 * 127 * 2; ORT's quantizer keeps weights in 7 bits there.
+    c.initializer("w", random_tensor(DType::Int8, {6, 2, 3, 3}, -63, 63));
     c.initializer("ws", random_scales(DType::Float32, {6})).initializer("wz", ints(DType::Int8, {6}, {0, 0, 0, 0, 0, 0}));
     c.initializer("ys", floats(DType::Float32, {}, {0.5})).initializer("yz", ints(DType::UInt8, {}, {100}));
     c.initializer("bias", random_tensor(DType::Int32, {6}, -500, 500));

@@ -177,4 +177,22 @@ Result<int64_t> evaluate(const IndexExpr& e, const std::map<std::string, int64_t
   return Failure{FailureKind::Run, "launch plan", "unknown operator"};
 }
 
+bool LaunchGrid::empty() const {
+  for (size_t i = 0; i < 3; ++i)
+    if (blocks[i] < 1 || threads[i] < 1) return true;
+  return false;
+}
+
+Result<LaunchGrid> evaluate_grid(const LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) {
+  LaunchGrid grid;
+  for (size_t i = 0; i < 3; ++i) {
+    Result<int64_t> b = evaluate(plan.blocks[i], inputs), t = evaluate(plan.threads[i], inputs);
+    if (!b) return b.failure();
+    if (!t) return t.failure();
+    grid.blocks[i] = b.value();
+    grid.threads[i] = t.value();
+  }
+  return grid;
+}
+
 }  // namespace tetra::dsl

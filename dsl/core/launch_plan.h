@@ -53,4 +53,12 @@ struct LaunchPlan {
 // `e` for these inputs. A missing input or a division by zero is a Failure.
 Result<int64_t> evaluate(const IndexExpr& e, const std::map<std::string, int64_t>& inputs);
 
+// The plan's grid for these inputs: blocks and threads per block in x, y, z. empty() when any count is
+// below 1: nothing to launch.
+struct LaunchGrid {
+  std::array<int64_t, 3> blocks{}, threads{};
+  bool empty() const;
+};
+Result<LaunchGrid> evaluate_grid(const LaunchPlan& plan, const std::map<std::string, int64_t>& inputs);
+
 }  // namespace tetra::dsl

@@ -215,17 +215,13 @@ dsl::Status CudaDevice::launch(const dsl::LaunchPlan& plan, const std::map<std::
     }
     params[i] = &values[i];
   }
-  unsigned grid[3], block[3];
-  for (size_t i = 0; i < 3; ++i) {
-    dsl::Result<int64_t> b = dsl::evaluate(plan.blocks[i], inputs), t = dsl::evaluate(plan.threads[i], inputs);
-    if (!b) return b.failure();
-    if (!t) return t.failure();
-    if (b.value() < 1 || t.value() < 1) return dsl::ok_status();  // an empty grid: nothing to run
-    grid[i] = unsigned(b.value());
-    block[i] = unsigned(t.value());
-  }
-  CUresult err = api_->cuLaunchKernel(function, grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, stream_,
-                                      params.data(), nullptr);
+  dsl::Result<dsl::LaunchGrid> grid = dsl::evaluate_grid(plan, inputs);
+  if (!grid) return grid.failure();
+  if (grid.value().empty()) return dsl::ok_status();
+  const auto& b = grid.value().blocks;
+  const auto& t = grid.value().threads;
+  CUresult err = api_->cuLaunchKernel(function, unsigned(b[0]), unsigned(b[1]), unsigned(b[2]), unsigned(t[0]),
+                                      unsigned(t[1]), unsigned(t[2]), 0, stream_, params.data(), nullptr);
   return err == 0 ? dsl::ok_status() : dsl::Status(api_->failure("launching " + plan.kernel, err));
 }
 

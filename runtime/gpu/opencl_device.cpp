@@ -168,14 +168,13 @@ dsl::Status OpenCLDevice::launch(const dsl::LaunchPlan& plan, const std::map<std
     }
     if (err != CL_SUCCESS) return cl_failure("setting parameter " + p.name + " of " + plan.kernel, err);
   }
+  dsl::Result<dsl::LaunchGrid> grid = dsl::evaluate_grid(plan, inputs);
+  if (!grid) return grid.failure();
+  if (grid.value().empty()) return dsl::ok_status();
   size_t global[3], local[3];
   for (size_t i = 0; i < 3; ++i) {
-    dsl::Result<int64_t> b = dsl::evaluate(plan.blocks[i], inputs), t = dsl::evaluate(plan.threads[i], inputs);
-    if (!b) return b.failure();
-    if (!t) return t.failure();
-    if (b.value() < 1 || t.value() < 1) return dsl::ok_status();  // an empty grid: nothing to run
-    local[i] = size_t(t.value());
-    global[i] = size_t(b.value() * t.value());
+    local[i] = size_t(grid.value().threads[i]);
+    global[i] = size_t(grid.value().blocks[i] * grid.value().threads[i]);
   }
   err = api_->clEnqueueNDRangeKernel(static_cast<cl_command_queue>(queue_), kernel, 3, nullptr, global, local, 0,
                                      nullptr, nullptr);
