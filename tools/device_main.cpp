@@ -2,15 +2,18 @@
 // libHalide (pocl's LLVM and libHalide's cannot share one), so it also runs on a GPU machine that has
 // nothing of tetra but this binary. tetra's GPU tests and scripts/gpu-check.sh hand it jobs:
 //
-//   tetra-device info [--dialect D]  the device of dialect D (opencl, the default, or cuda), or why there
-//                                    is none (exit 2)
+//   tetra-device info [--dialect D]  the device of dialect D (opencl, the default, cuda or hip), or why
+//                                    there is none (exit 2)
 //   tetra-device run JOB.json        builds the job's source and runs its kernels in order
 //   tetra-device check BUNDLE        runs every job of a bundle (BUNDLE/bundle.json: {"dialect": D,
 //                                    "copy_bytes": B, "jobs": [folder, ...]}, each folder holding a
 //                                    job.json), after timing a device-to-device copy of B bytes; prints a
 //                                    table, writes BUNDLE/results.json, exits 0 when every check passed
 //
-// JOB.json: {"dialect": "opencl" | "cuda", "source": FILE (OpenCL C, or PTX),
+// JOB.json: {"dialect": "opencl" | "cuda" | "hip",
+//            "source": FILE (OpenCL C, PTX, or an AMD code object)
+//                      | {ARCH: FILE, ...} (hip: a code object per arch, "gfx942"; the device's arch
+//                                           picks one by the part of its target ID before ':'),
 //            "kernels": [launch plan, ...] (dsl/core/launch_plan.h),
 //            "buffers": {NAME: {"type": "f32", "extents": [innermost first],
 //                               "file": IN | "fill": {"seed": S, "lo": L, "hi": H}, "output": OUT}},
@@ -38,6 +41,8 @@
 #include "dsl/core/launch_plan.h"
 #include "dsl/core/seeded_fill.h"
 #include "runtime/gpu/device.h"
+#include "runtime/gpu/hip_device.h"
+#include "runtime/gpu/pick_code_object.h"
 
 namespace {
 
@@ -108,15 +113,31 @@ Status check_outputs(const nlohmann::json& checks, tetra::gpu::Device& device, c
   return tetra::dsl::ok_status();
 }
 
+// The file of the job's program: "source" itself, or the code object of the device's arch when a HIP
+// job offers one per arch.
+Result<std::string> source_file(const nlohmann::json& source, tetra::gpu::Device& device) {
+  if (source.is_string()) return source.get<std::string>();
+  const auto* hip = dynamic_cast<const tetra::gpu::HipDevice*>(&device);
+  if (!hip || !source.is_object() || source.empty() ||
+      !std::all_of(source.begin(), source.end(), [](const nlohmann::json& f) { return f.is_string(); }))
+    return Failure{
+        FailureKind::BadJson, "device job",
+        "\"source\" must be a file, or for a hip job an object of code-object files by arch, not " + source.dump()};
+  return tetra::gpu::pick_code_object(source.get<std::map<std::string, std::string>>(), hip->arch());
+}
+
 Result<JobResult> run_job(const nlohmann::json& job, const fs::path& dir, tetra::gpu::Device& device) {
   tetra::dsl::JsonReader r(job, "device job");
-  std::string source_path = r.text("source");
+  const nlohmann::json* source_field = r.field("source");
   const nlohmann::json* kernels = r.field("kernels");
   const nlohmann::json* buffers = r.field("buffers");
   const nlohmann::json* scalars = r.field("scalars");
   if (!r.ok()) return r.failure();
   if (!kernels->is_array() || !buffers->is_object() || !scalars->is_object())
     return Failure{FailureKind::BadJson, "device job", "\"kernels\" is an array, \"buffers\" and \"scalars\" objects"};
+  Result<std::string> source_name = source_file(*source_field, device);
+  if (!source_name) return source_name.failure();
+  const std::string& source_path = source_name.value();
   bool ok = false;
   std::string source = read_text(dir / source_path, &ok);
   if (!ok) return Failure{FailureKind::Run, source_path, "cannot read the kernel source"};
@@ -304,7 +325,7 @@ int main(int argc, char** argv) {
   const bool info = command == "info" && (args.size() == 1 || (args.size() == 3 && args[1] == "--dialect"));
   if (!info && !((command == "run" || command == "check") && args.size() == 2)) {
     std::fprintf(stderr,
-                 "usage: tetra-device info [--dialect opencl|cuda] | tetra-device run JOB.json | "
+                 "usage: tetra-device info [--dialect opencl|cuda|hip] | tetra-device run JOB.json | "
                  "tetra-device check BUNDLE\n");
     return 2;
   }

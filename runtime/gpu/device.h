@@ -1,7 +1,8 @@
 // A GPU reached through its vendor's driver, opened with dlopen: tetra needs no GPU SDK to build, and no
 // GPU to run on the CPU. It runs emitted kernels (dsl/gpu/emit_kernel.h) by their launch plans
 // (dsl/core/launch_plan.h), with no libHalide in the process (pocl's LLVM and libHalide's cannot share
-// one). Two drivers: OpenCL (any OpenCL device, pocl on the CPU among them) and CUDA (PTX).
+// one). Three drivers: OpenCL (any OpenCL device, pocl on the CPU among them), CUDA (PTX) and HIP (AMD
+// code objects).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -21,7 +22,8 @@ class Device {
   // "NVIDIA H200 (sm_90, 132 SMs)", "cpu-skylake-avx512-AMD EPYC": the device and what sizes it.
   virtual std::string name() const = 0;
 
-  // Builds the program the launches run: OpenCL C source, or PTX. The build log is in the Failure.
+  // Builds the program the launches run: OpenCL C source, PTX, or an AMD code object. The build log is in
+  // the Failure.
   virtual dsl::Status build(const std::string& source) = 0;
 
   // A device buffer of `bytes`, named for launches; its contents are undefined until written.
@@ -37,11 +39,11 @@ class Device {
   virtual dsl::Status copy(const std::string& from, const std::string& to, int64_t bytes) = 0;
 
   // Milliseconds per run of `enqueue` over `runs` runs back to back, timed by the device's own events
-  // where it has them (CUDA), else from the host around the runs and a wait for them.
+  // where it has them (CUDA, HIP), else from the host around the runs and a wait for them.
   virtual dsl::Result<double> time_runs(const std::function<dsl::Status()>& enqueue, int runs) = 0;
 };
 
-// The driver of a kernel dialect: "opencl" or "cuda". A Failure says what was missing (the driver
+// The driver of a kernel dialect: "opencl", "cuda" or "hip". A Failure says what was missing (the driver
 // library, a platform, a device) with FailureKind::Unsupported.
 dsl::Result<std::unique_ptr<Device>> open_device(const std::string& dialect);
 
