@@ -24,7 +24,12 @@ PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int pa
 
 Halide::Expr PackedInt4::container(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
   using namespace Halide;
-  if (words_) return reinterpret<int32_t>(packed_(j, k / 8, p));
+  if (words_) {
+    // Two's complement nibbles become unsigned codes u = q + 8 with one XOR of the word, shared by its 8 k.
+    Expr w = reinterpret<uint32_t>(packed_(j, k / 8, p));
+    if (format_.signed_nibbles()) w = w ^ Internal::UIntImm::make(UInt(32), 0x88888888u);
+    return reinterpret<int32_t>(w);
+  }
   return cast<int32_t>(packed_(j, k / 2, p));
 }
 
@@ -42,11 +47,8 @@ Halide::Expr PackedInt4::code(const Halide::Expr& j, const Halide::Expr& k, cons
     // The unsigned code u (two's complement nibbles XOR 8) becomes a float without a conversion
     // instruction: 0x4B000000 | u is the float 2^23 + u. Then q - zp = u - offset, exactly.
     Expr u = (reinterpret<uint32_t>(z) >> cast<uint32_t>(nibble_shift(k))) & cast<uint32_t>(15);
-    if (format_.signed_nibbles()) u = u ^ cast<uint32_t>(8);
     Expr as_float = reinterpret<float>(u | cast<uint32_t>(0x4B000000)) - 8388608.0f;
-    Expr offset = Expr(format_.signed_nibbles() ? 8 : 0);
-    if (format_.has_zero_point) offset += cast<int32_t>(zero_(grid_j(j), g, grid_p(p)));
-    return as_float - cast<float>(offset);
+    return as_float - cast<float>(word_offset(j, g, p));
   }
   Expr q;
   if (format_.signed_nibbles()) {
@@ -63,9 +65,8 @@ Halide::Expr PackedInt4::code(const Halide::Expr& j, const Halide::Expr& k, cons
 Halide::Expr PackedInt4::offset_code(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
   using namespace Halide;
   if (words_) {
-    Expr u = (reinterpret<uint32_t>(container(j, k, p)) >> cast<uint32_t>(nibble_shift(k))) & cast<uint32_t>(15);
-    if (format_.signed_nibbles()) u = u ^ cast<uint32_t>(8);  // two's complement q -> q + 8
-    return cast<float>(u);
+    return cast<float>((reinterpret<uint32_t>(container(j, k, p)) >> cast<uint32_t>(nibble_shift(k))) &
+                       cast<uint32_t>(15));
   }
   Expr b = packed_(j, k / 2, p);
   if (format_.signed_nibbles()) b = b ^ cast<uint8_t>(0x88);  // two's complement q -> q + 8, both nibbles
@@ -80,6 +81,13 @@ Halide::Expr PackedInt4::code_offset(const Halide::Expr& j, const Halide::Expr& 
   return cast<float>(offset);
 }
 
+Halide::Expr PackedInt4::word_offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const {
+  using namespace Halide;
+  Expr offset = Expr(format_.signed_nibbles() ? 8 : 0);
+  if (format_.has_zero_point) offset += cast<int32_t>(zero_(grid_j(j), g, grid_p(p)));
+  return offset;
+}
+
 Halide::Expr PackedInt4::scale(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const {
   return Halide::cast<float>(scale_(grid_j(j), g, grid_p(p)));
 }
@@ -87,6 +95,19 @@ Halide::Expr PackedInt4::scale(const Halide::Expr& j, const Halide::Expr& g, con
 Halide::Expr PackedInt4::panel(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const {
   if (format_.is_float()) return Halide::cast<float>(packed_(j, k, p));
   Halide::Expr g = format_.k_group > 0 ? k / int(format_.k_group) : Halide::Expr(0);
+  if (words_ && !format_.f16_scale) {
+    // Two integer operations and one multiply-add a weight: (q - zp) s = (16 + u) s - (16 + offset) s, where
+    // 16 + u is u moved into the mantissa of 16.0 (exact), and (16 + offset) s is per group, hoisted out of
+    // the group's k. Within one rounding of the direct product: the product is in [16 s, 32 s).
+    using namespace Halide;
+    Expr u = (reinterpret<uint32_t>(container(j, k, p)) >> cast<uint32_t>(nibble_shift(k))) & cast<uint32_t>(15);
+    Expr sixteen_plus = reinterpret<float>((u << cast<uint32_t>(19)) | cast<uint32_t>(0x41800000));
+    Expr s = scale(j, g, p);
+    // An explicit multiply-add: written as a product and a difference, Halide factors out s, which costs
+    // a subtraction and a product a weight.
+    Expr group_offset = cast<float>(16 + word_offset(j, g, p)) * s;
+    return Internal::Call::make(Float(32), "tetra_fma", {sixteen_plus, s, -group_offset}, Internal::Call::PureExtern);
+  }
   Halide::Expr v = code(j, k, p) * scale(j, g, p);
   if (format_.f16_scale) v = Halide::cast<float>(Halide::cast<Halide::float16_t>(v));
   return v;

@@ -50,8 +50,12 @@ class PackedInt4 {
   int panel_;
   bool vnni_, words_;
   Halide::ImageParam packed_, scale_, zero_;
-  // The packed element holding k's nibble as an int32, and the nibble's position in it (0, 4, ...).
+  // The packed element holding k's nibble as an int32, and the nibble's position in it (0, 4, ...). A word
+  // holds unsigned codes u = q + 8 when nibbles are two's complement (one XOR for its 8 k).
   Halide::Expr container(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
+  // Words: what a word's unsigned code u is offset by, u - offset = q - zp: 8 for two's complement,
+  // plus the stored zero point.
+  Halide::Expr word_offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
   Halide::Expr nibble_shift(const Halide::Expr& k) const;
 };
 

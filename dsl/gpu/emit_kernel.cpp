@@ -35,11 +35,12 @@ struct DialectTable {
   "typedef unsigned short uint16_t;\ntypedef int int32_t;\ntypedef unsigned int uint32_t;\n" \
   "typedef long long int64_t;\ntypedef unsigned long long uint64_t;\ntypedef _Float16 float16_t;\n"
 
-// Helpers Halide's C printer calls, in each dialect's terms.
-#define TETRA_CPP_HELPERS                                                                     \
-  "template <typename T> __device__ inline T tetra_max(T a, T b) { return a > b ? a : b; }\n" \
-  "template <typename T> __device__ inline T tetra_min(T a, T b) { return a < b ? a : b; }\n" \
-  "__device__ inline float float_from_bits(uint32_t b) { return __builtin_bit_cast(float, b); }\n"
+// Helpers Halide's C printer calls (and tetra_fma, an explicit multiply-add), in each dialect's terms.
+#define TETRA_CPP_HELPERS                                                                          \
+  "template <typename T> __device__ inline T tetra_max(T a, T b) { return a > b ? a : b; }\n"      \
+  "template <typename T> __device__ inline T tetra_min(T a, T b) { return a < b ? a : b; }\n"      \
+  "__device__ inline float float_from_bits(uint32_t b) { return __builtin_bit_cast(float, b); }\n" \
+  "__device__ inline float tetra_fma(float a, float b, float c) { return __builtin_fmaf(a, b, c); }\n"
 
 const DialectTable kHip = {
     "// HIP, self-contained: amdgcn builtins, no device headers or libraries.\n"
@@ -67,7 +68,7 @@ const DialectTable kOpenCL = {
     "inline float tetra_round_f16(float x) { ushort b; vstore_half_rte(x, 0, (half*)&b); return vload_half(0, (const "
     "half*)&b); }\n"
     "#define tetra_max(a, b) max(a, b)\n#define tetra_min(a, b) min(a, b)\n"
-    "#define float_from_bits(b) as_float((uint)(b))\n",
+    "#define float_from_bits(b) as_float((uint)(b))\n#define tetra_fma(a, b, c) fma(a, b, c)\n",
     "__kernel ",
     "",
     "__global ",

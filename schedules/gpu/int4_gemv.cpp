@@ -23,9 +23,12 @@ KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target
       {"tile_n", dsl::int_values({wave, 2 * wave, 4 * wave})},
       {"unroll_k", dsl::int_values({1, 2, 4, 8})},
       // Threads per column: 1, or S threads each summing one S-th of k, reduced in workgroup memory.
-      {"split_k", dsl::int_values(w.K >= 1024 ? std::vector<int64_t>{1, 2, 4, 8, 16}
-                                  : w.K >= 64 ? std::vector<int64_t>{1, 2, 4, 8}
-                                              : std::vector<int64_t>{1})},
+      {"split_k", dsl::int_values(w.K >= 8192   ? std::vector<int64_t>{1, 2, 4, 8, 16, 32}
+                                  : w.K >= 1024 ? std::vector<int64_t>{1, 2, 4, 8, 16}
+                                  : w.K >= 64   ? std::vector<int64_t>{1, 2, 4, 8}
+                                                : std::vector<int64_t>{1})},
+      // Adjacent columns per thread (split-k only): each activation load serves thread_n weights.
+      {"thread_n", dsl::int_values({1, 2, 4}), dsl::KnobValue(int64_t(1))},
       // Weight bytes per load: a byte (2 weights), or a 32-bit word of 8 (the words layout; int4 only).
       {"load_bytes", dsl::int_values(w.format.is_float() ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 4}),
        dsl::KnobValue(int64_t(1))},
@@ -53,9 +56,13 @@ Schedule gpu_int4_gemv_default(const QMatMulWorkload& w, const TargetSpec& targe
 }
 
 Status gpu_int4_gemv_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
-  // Threads per block: tile_n x split_k, at most 1024 on every GPU tetra targets.
-  if (s.get_int("tile_n") * s.get_int("split_k") > 1024)
-    return Failure{FailureKind::KnobConflict, "split_k", "tile_n x split_k threads exceed 1024 per block"};
+  // Threads per block: tile_n / thread_n x split_k, at most 1024 on every GPU tetra targets.
+  if (s.get_int("tile_n") / s.get_int("thread_n", 1) * s.get_int("split_k") > 1024)
+    return Failure{FailureKind::KnobConflict, "split_k", "tile_n / thread_n x split_k threads exceed 1024 per block"};
+  if (s.get_int("thread_n", 1) > 1 && s.get_int("split_k") == 1)
+    return Failure{FailureKind::KnobConflict, "thread_n", "columns per thread are scheduled with split_k"};
+  if (s.get_int("tile_n") % s.get_int("thread_n", 1) != 0)
+    return Failure{FailureKind::KnobConflict, "thread_n", "thread_n must divide tile_n"};
   if (w.int8_activations) return Failure{FailureKind::Unsupported, kName, "float32 activations only"};
   if (s.get_int("load_bytes", 1) == 4 && w.format.is_float())
     return Failure{FailureKind::KnobConflict, "load_bytes", "a float weight is loaded an element at a time"};
@@ -71,6 +78,7 @@ dsl::Int4Layout gpu_int4_gemv_layout(const Schedule& s) {
 
 Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
   const int P = int(s.get_int("tile_n")), U = int(s.get_int("unroll_k")), S = int(s.get_int("split_k"));
+  const int C = int(s.get_int("thread_n", 1));
   // The k that one load serves, unrolled together so that they share it.
   const int L = s.get_int("load_bytes", 1) == 4 ? 8 : 2;
   const dsl::ComputeDef& d = q.def;
@@ -78,17 +86,21 @@ Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
   Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
   RVar k = d.reduce("k").rvar();
 
-  // Blocks over (panel, row); a thread per column. The last panel is guarded, so N needs no padding.
-  Var no("no"), ni("ni");
-  out.split(n, no, ni, P, TailStrategy::GuardWithIf).reorder(ni, no, m).gpu_blocks(no, m).gpu_threads(ni);
-  // acc(j, p, m): one panel of one row per block, a thread per column j, each thread's value in its
-  // registers (dsl/gpu/private_arrays.h).
-  acc.compute_at(out, no)
-      .store_in(MemoryType::Register)
-      .bound_extent(j, P)
-      .bound_extent(p, 1)
-      .bound_extent(m, 1)
-      .gpu_threads(j);
+  // Blocks over (panel, row); a thread per C adjacent columns. The last panel is guarded, so N needs no
+  // padding.
+  Var no("no"), ni("ni"), nt("nt"), nc("nc"), jt("jt"), jc("jc");
+  out.split(n, no, ni, P, TailStrategy::GuardWithIf).reorder(ni, no, m).gpu_blocks(no, m);
+  if (C == 1)
+    out.gpu_threads(ni);
+  else
+    out.split(ni, nt, nc, C).reorder(nc, nt).gpu_threads(nt).unroll(nc);
+  // acc(j, p, m): one panel of one row per block, each thread's values in its registers
+  // (dsl/gpu/private_arrays.h).
+  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1);
+  if (C == 1)
+    acc.gpu_threads(j);
+  else
+    acc.split(j, jt, jc, C).reorder(jc, jt).gpu_threads(jt).unroll(jc);
   RVar ko("ko"), ki("ki");
   if (S == 1) {
     if (L == 8) {  // a word's 8 k, unroll_k words at a time
@@ -111,12 +123,25 @@ Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
   Var u("u");
   acc.update().split(k, kq, kp, L, TailStrategy::GuardWithIf).split(kq, ko, ku, S, TailStrategy::GuardWithIf);
   Func part = acc.update().rfactor(ku, u);
-  acc.update().gpu_threads(j);
-  // Each thread sums its part in a register and writes it to workgroup memory once.
+  if (C == 1)
+    acc.update().gpu_threads(j);
+  else
+    acc.update().split(j, jt, jc, C).gpu_threads(jt).unroll(jc);
+  // Each thread sums its part in registers and writes it to workgroup memory once.
   Func shared = part.in(acc);
-  shared.compute_at(out, no).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1).gpu_threads(j, u);
-  part.compute_at(shared, j).store_in(MemoryType::Register);
-  part.update().split(ko, kio, kii, U, TailStrategy::GuardWithIf).reorder(kp, kii, kio).unroll(kp).unroll(kii);
+  shared.compute_at(out, no).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1);
+  part.update().split(ko, kio, kii, U, TailStrategy::GuardWithIf);
+  if (C == 1) {
+    shared.gpu_threads(j, u);
+    part.compute_at(shared, j).store_in(MemoryType::Register);
+    part.update().reorder(kp, kii, kio).unroll(kp).unroll(kii);
+    return dsl::ok_status();
+  }
+  // Thread (jt, u) sums columns C jt .. C jt + C - 1: adjacent words of a row, and the columns innermost
+  // so that each activation value is loaded once for all C.
+  shared.split(j, jt, jc, C).reorder(jc, jt, u).gpu_threads(jt, u).unroll(jc);
+  part.compute_at(shared, jt).store_in(MemoryType::Register).bound_extent(j, C);
+  part.update().reorder(j, kp, kii, kio).unroll(j).unroll(kp).unroll(kii);
   return dsl::ok_status();
 }
 
@@ -130,7 +155,7 @@ dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& w, const Schedul
   t.valu_ops = M * K * N * 5;                           // nibble, convert, zero point, scale, multiply-add
   t.lds_bytes = S > 1 ? M * N * double(S) * 4 * 2 : 0;  // the partial sums, written and read
   t.blocks = (w.N + P - 1) / P * w.M;
-  t.threads_per_block = P * S;
+  t.threads_per_block = P / s.get_int("thread_n", 1) * S;
   return t;
 }
 

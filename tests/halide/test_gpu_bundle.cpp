@@ -150,7 +150,8 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
 
   std::ostringstream name;
   name << "bandwidth_gemv_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
-       << s.get_int("unroll_k") << "_" << s.get_int("load_bytes", 1) << (f16_scale ? "" : "_f32");
+       << s.get_int("unroll_k") << "_" << s.get_int("load_bytes", 1) << "_" << s.get_int("thread_n", 1)
+       << (f16_scale ? "" : "_f32");
   fs::path dir = b.next(name.str());
   CapturedPipeline captured = capture_qmatmul(w, s, b.target);
   nlohmann::json job = kernel_job(captured.kernels, b.dialect, dir);
@@ -169,7 +170,13 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   params.set(q.A, A);
   Halide::Var n("n"), no("no"), ni("ni");
   Halide::RDom k(0, int(K));
-  Halide::Expr a = Halide::cast<double>(q.A(k, 0)), wv = Halide::cast<double>(q.W(k, n));
+  // Each weight from its parts (the kernels' own dequantization is what is checked): the exact product of
+  // code and scale, rounded to float16 where the scales are.
+  const int P = layout.panel;
+  Halide::Expr wv = Halide::cast<double>(q.W.code(n % P, k, n / P)) *
+                    Halide::cast<double>(q.W.scale(n % P, k / int(w.format.k_group), n / P));
+  if (f16_scale) wv = Halide::cast<double>(Halide::cast<Halide::float16_t>(wv));
+  Halide::Expr a = Halide::cast<double>(q.A(k, 0));
   Halide::Func ref("ref"), mag("mag");
   ref(n) = Halide::sum(a * wv);
   mag(n) = Halide::sum(Halide::abs(a) * Halide::abs(wv));
@@ -216,7 +223,8 @@ size_t write_bundle(const BundleOptions& o) {
     add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
     add_conv_jobs(b, 20261206);
   }
-  // The bandwidth grid: every legal (tile_n, split_k, load_bytes) at unroll_k 4, and the default.
+  // The bandwidth grid: the default, and every legal (tile_n, split_k, thread_n) with word loads (byte
+  // loads were slower at every point measured, and unroll_k 8 no faster than 4: docs/gpu.md).
   for (const auto& [K, N] : o.gemv) {
     test::WeightSpec spec;
     spec.f16_scale = true;
@@ -226,19 +234,17 @@ size_t write_bundle(const BundleOptions& o) {
     d.knobs.emplace("load_bytes", int64_t(1));  // as a schedule without it means, so the grid skips it
     std::vector<Schedule> points = {d};
     for (int64_t tile_n : {32, 64, 128})
-      for (int64_t split_k : {1, 2, 4, 8, 16})
-        for (int64_t load_bytes : {1, 4}) {
+      for (int64_t split_k : {8, 16, 32})
+        for (int64_t thread_n : {1, 2, 4}) {
           Schedule s = d;
           s.knobs["tile_n"] = tile_n, s.knobs["split_k"] = split_k, s.knobs["unroll_k"] = int64_t(4);
-          s.knobs["load_bytes"] = load_bytes;
+          s.knobs["load_bytes"] = int64_t(4), s.knobs["thread_n"] = thread_n;
           if (s.to_string() != d.to_string() && schedules::check_qmatmul_schedule(w, s, b.target).ok())
             points.push_back(s);
         }
-    for (const Schedule& s : points) add_bandwidth_job(b, K, N, s, true);
-    // Float32 scales on the first size: the cost of float16's rounding of each weight.
-    if (K == o.gemv.front().first && N == o.gemv.front().second)
-      for (const Schedule& s : points)
-        if (s.get_int("load_bytes") == 4) add_bandwidth_job(b, K, N, s, false);
+    // Float16 and float32 scales: float16's rounding of each weight costs conversions.
+    for (bool f16_scale : {true, false})
+      for (const Schedule& s : points) add_bandwidth_job(b, K, N, s, f16_scale);
   }
   std::ofstream(b.dir / "bundle.json")
       << nlohmann::json{{"dialect", o.dialect}, {"copy_bytes", o.copy_bytes}, {"jobs", b.jobs}}.dump(1) << "\n";

@@ -96,7 +96,8 @@ TEST_CASE("GPU int4 GEMM: random knob points on random data match the reference 
   CHECK(run_random_points("gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 1, 20261205) == 24);
 }
 
-TEST_CASE("GPU int4 GEMV with word loads: 8 weights a load, K not a multiple of 8, every format", "[gpu]") {
+TEST_CASE("GPU int4 GEMV with word loads: 8 weights a load, K not a multiple of 8, columns per thread, every format",
+          "[gpu]") {
   if (!opencl_runs_here()) return;
   fs::path dir = work_dir("gemv_words");
   std::vector<test::WeightSpec> specs(4);
@@ -110,6 +111,8 @@ TEST_CASE("GPU int4 GEMV with word loads: 8 weights a load, K not a multiple of 
         QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
         Schedule s = schedules::gpu_int4_gemv_default(w, gfx942());
         s.knobs["load_bytes"] = int64_t(4), s.knobs["split_k"] = split, s.knobs["unroll_k"] = int64_t(2);
+        // Split k: 2 or 4 adjacent columns a thread, the last panel partial.
+        if (split > 1) s.knobs["thread_n"] = int64_t(f % 2 == 0 ? 4 : 2);
         INFO(w.key() << " " << s.to_string());
         CapturedPipeline captured = capture(w, s);
         // The weight is read as 32-bit words.
@@ -322,6 +325,15 @@ TEST_CASE("tetra-device names the driver a dialect needs when it is missing", "[
   } else {
     CHECK(cuda.status == 2);
     CHECK_THAT(cuda.output, Catch::Contains("CUDA"));
+  }
+  // HIP: an AMD GPU and its runtime where there are both, else exit 2 saying which was missing.
+  ProgramRun hip = run_program({device, "info", "--dialect", "hip"});
+  INFO(hip.output);
+  if (hip.status == 0) {
+    CHECK_THAT(hip.output, Catch::Contains("(gfx"));
+  } else {
+    CHECK(hip.status == 2);
+    CHECK_THAT(hip.output, Catch::Contains("no HIP runtime (libamdhip64.so") || Catch::Contains("no HIP device"));
   }
   ProgramRun other = run_program({device, "info", "--dialect", "vulkan"});
   CHECK(other.status == 2);
