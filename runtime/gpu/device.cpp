@@ -6,6 +6,27 @@
 
 namespace tetra::gpu {
 
+dsl::Status pack_kernel_arguments(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs,
+                                  const std::function<dsl::Result<uint64_t>(const std::string&)>& address_of,
+                                  KernelArguments& args) {
+  args.values.assign(plan.params.size(), 0);
+  args.pointers.assign(plan.params.size(), nullptr);
+  for (size_t i = 0; i < plan.params.size(); ++i) {
+    const dsl::KernelParam& p = plan.params[i];
+    if (p.is_buffer) {
+      dsl::Result<uint64_t> address = address_of(p.name);
+      if (!address) return address.failure();
+      args.values[i] = address.value();
+    } else {
+      dsl::Result<int64_t> v = dsl::evaluate(p.value, inputs);
+      if (!v) return v.failure();
+      args.values[i] = uint64_t(v.value());
+    }
+    args.pointers[i] = &args.values[i];
+  }
+  return dsl::ok_status();
+}
+
 dsl::Result<std::unique_ptr<Device>> open_device(const std::string& dialect) {
   if (dialect == "opencl") {
     auto d = OpenCLDevice::open();

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dsl/core/launch_plan.h"
 #include "dsl/core/result.h"
@@ -42,6 +43,22 @@ class Device {
   // where it has them (CUDA, HIP), else from the host around the runs and a wait for them.
   virtual dsl::Result<double> time_runs(const std::function<dsl::Status()>& enqueue, int runs) = 0;
 };
+
+// A launch's kernel arguments as cuLaunchKernel and hipModuleLaunchKernel take them: a pointer to each
+// argument's value, which the driver reads for as many bytes as the kernel declares (a scalar's low
+// bytes, little-endian; a buffer's device address). `pointers` point into `values`: not copyable.
+struct KernelArguments {
+  KernelArguments() = default;
+  KernelArguments(const KernelArguments&) = delete;
+  KernelArguments& operator=(const KernelArguments&) = delete;
+  std::vector<uint64_t> values;
+  std::vector<void*> pointers;
+};
+// Fills `args` with the plan's parameters: buffers by `address_of` their name, scalars evaluated from
+// `inputs`.
+dsl::Status pack_kernel_arguments(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs,
+                                  const std::function<dsl::Result<uint64_t>(const std::string&)>& address_of,
+                                  KernelArguments& args);
 
 // The driver of a kernel dialect: "opencl", "cuda" or "hip". A Failure says what was missing (the driver
 // library, a platform, a device) with FailureKind::Unsupported.

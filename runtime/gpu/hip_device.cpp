@@ -236,31 +236,25 @@ dsl::Status HipDevice::launch(const dsl::LaunchPlan& plan, const std::map<std::s
       return api_->failure("finding kernel " + plan.kernel, err);
     functions_[plan.kernel] = function;
   }
-  // hipModuleLaunchKernel reads each parameter through a pointer, as many bytes as the kernel declares: a
-  // scalar's low bytes (little-endian), a float input's bits in the low 32.
-  std::vector<uint64_t> values(plan.params.size());
-  std::vector<void*> params(plan.params.size());
-  for (size_t i = 0; i < plan.params.size(); ++i) {
-    const dsl::KernelParam& p = plan.params[i];
-    if (p.is_buffer) {
-      dsl::Result<void*> ptr = buffer(p.name, 0);
-      if (!ptr) return ptr.failure();
-      values[i] = uint64_t(uintptr_t(ptr.value()));
-    } else {
-      dsl::Result<int64_t> v = dsl::evaluate(p.value, inputs);
-      if (!v) return v.failure();
-      values[i] = uint64_t(v.value());
-    }
-    params[i] = &values[i];
-  }
+  KernelArguments args;
+  dsl::Status packed = pack_kernel_arguments(
+      plan, inputs,
+      [&](const std::string& name) -> dsl::Result<uint64_t> {
+        dsl::Result<void*> ptr = buffer(name, 0);
+        if (!ptr) return ptr.failure();
+        return uint64_t(uintptr_t(ptr.value()));
+      },
+      args);
+  if (!packed.ok()) return packed;
   dsl::Result<dsl::LaunchGrid> grid = dsl::evaluate_grid(plan, inputs);
   if (!grid) return grid.failure();
   if (grid.value().empty()) return dsl::ok_status();
   const auto& b = grid.value().blocks;
   const auto& t = grid.value().threads;
   // No dynamic shared memory: the plan's shared_bytes are declared inside the kernel, in the code object.
-  hipError_t err = api_->hipModuleLaunchKernel(function, unsigned(b[0]), unsigned(b[1]), unsigned(b[2]), unsigned(t[0]),
-                                               unsigned(t[1]), unsigned(t[2]), 0, stream_, params.data(), nullptr);
+  hipError_t err =
+      api_->hipModuleLaunchKernel(function, unsigned(b[0]), unsigned(b[1]), unsigned(b[2]), unsigned(t[0]),
+                                  unsigned(t[1]), unsigned(t[2]), 0, stream_, args.pointers.data(), nullptr);
   return err == 0 ? dsl::ok_status() : dsl::Status(api_->failure("launching " + plan.kernel, err));
 }
 
