@@ -23,12 +23,12 @@ KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target
       {"tile_n", dsl::int_values({wave, 2 * wave, 4 * wave})},
       {"unroll_k", dsl::int_values({1, 2, 4, 8})},
       // Threads per column: 1, or S threads each summing one S-th of k, reduced in workgroup memory.
-      {"split_k", dsl::int_values(w.K >= 8192   ? std::vector<int64_t>{1, 2, 4, 8, 16, 32}
+      {"split_k", dsl::int_values(w.K >= 8192   ? std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64}
                                   : w.K >= 1024 ? std::vector<int64_t>{1, 2, 4, 8, 16}
                                   : w.K >= 64   ? std::vector<int64_t>{1, 2, 4, 8}
                                                 : std::vector<int64_t>{1})},
       // Adjacent columns per thread (split-k only): each activation load serves thread_n weights.
-      {"thread_n", dsl::int_values({1, 2, 4}), dsl::KnobValue(int64_t(1))},
+      {"thread_n", dsl::int_values({1, 2, 4, 8}), dsl::KnobValue(int64_t(1))},
       // Weight bytes per load: a byte (2 weights), or a 32-bit word of 8 (the words layout; int4 only).
       {"load_bytes", dsl::int_values(w.format.is_float() ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 4}),
        dsl::KnobValue(int64_t(1))},

@@ -111,8 +111,8 @@ TEST_CASE("GPU int4 GEMV with word loads: 8 weights a load, K not a multiple of 
         QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
         Schedule s = schedules::gpu_int4_gemv_default(w, gfx942());
         s.knobs["load_bytes"] = int64_t(4), s.knobs["split_k"] = split, s.knobs["unroll_k"] = int64_t(2);
-        // Split k: 2 or 4 adjacent columns a thread, the last panel partial.
-        if (split > 1) s.knobs["thread_n"] = int64_t(f % 2 == 0 ? 4 : 2);
+        // Split k: 2, 4 or 8 adjacent columns a thread, the last panel partial.
+        if (split > 1) s.knobs["thread_n"] = int64_t(f == 0 ? 8 : f % 2 == 0 ? 4 : 2);
         INFO(w.key() << " " << s.to_string());
         CapturedPipeline captured = capture(w, s);
         // The weight is read as 32-bit words.
