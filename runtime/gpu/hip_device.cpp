@@ -8,6 +8,8 @@
 #include <cstring>
 #include <vector>
 
+#include "runtime/gpu/pick_code_object.h"
+
 namespace tetra::gpu {
 
 namespace {
@@ -26,41 +28,9 @@ constexpr int kAttributeMultiprocessorCount = 63;
 // hipDeviceProp_t changed in ROCm 6: 792 bytes with gcnArchName at 396 in ROCm 5.2, 1472 and 1160 in
 // ROCm 6's hipDeviceProp_tR0600. ROCm 6 exports the plain hipGetDeviceProperties for the old layout, but
 // which one a runtime fills is its choice, so tetra assumes neither: it hands over a zeroed buffer far
-// larger than both and looks for the arch in it. Both layouts begin with char name[256].
+// larger than both and looks for the arch in it (target_id_in_properties). Both layouts begin with char
+// name[256].
 constexpr size_t kDevicePropBytes = 16384;
-constexpr size_t kDeviceNameBytes = 256;
-
-// A target ID, "gfx942" or "gfx90a:sramecc+:xnack-": "gfx" and the processor's digits and letters, then
-// ":feature+" or ":feature-" for each feature the device reports.
-bool is_target_id(const std::string& s) {
-  size_t colon = s.find(':');
-  std::string processor = s.substr(0, colon);
-  if (processor.size() < 4 || processor.compare(0, 3, "gfx") != 0 ||
-      !std::all_of(processor.begin() + 3, processor.end(), [](char c) { return std::isalnum((unsigned char)c); }))
-    return false;
-  while (colon != std::string::npos) {
-    size_t next = s.find(':', colon + 1);
-    std::string feature = s.substr(colon + 1, next == std::string::npos ? std::string::npos : next - colon - 1);
-    if (feature.size() < 2 || (feature.back() != '+' && feature.back() != '-') ||
-        !std::all_of(feature.begin(), feature.end() - 1, [](char c) { return std::isalnum((unsigned char)c); }))
-      return false;
-    colon = next;
-  }
-  return true;
-}
-
-// The device's target ID in a hipDeviceProp_t of either layout: the first NUL-terminated target ID past
-// the name, which is gcnArchName (the other fields there hold numbers and raw bytes).
-std::string find_target_id(const std::vector<char>& props) {
-  for (size_t at = kDeviceNameBytes; at + 4 < props.size(); ++at) {
-    if (std::memcmp(props.data() + at, "gfx", 3) != 0) continue;
-    const char* end = static_cast<const char*>(std::memchr(props.data() + at, '\0', props.size() - at));
-    if (!end) break;
-    std::string s(props.data() + at, end);
-    if (is_target_id(s)) return s;
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -154,10 +124,10 @@ dsl::Result<std::unique_ptr<HipDevice>> HipDevice::open() {
   std::vector<char> props(kDevicePropBytes, '\0');
   if (hipError_t err = api.hipGetDeviceProperties(props.data(), d->device_); err != 0)
     return api.failure("hipGetDeviceProperties", err);
-  d->arch_ = find_target_id(props);
+  d->arch_ = target_id_in_properties(props);
   if (d->arch_.empty())
     return dsl::Failure{dsl::FailureKind::Unsupported, "hip", "the HIP runtime reported no gfx arch for device 0"};
-  std::string name(props.data(), strnlen(props.data(), kDeviceNameBytes - 1));
+  std::string name(props.data(), strnlen(props.data(), kDevicePropertiesNameBytes - 1));
   int cus = 0, runtime = 0;
   api.hipDeviceGetAttribute(&cus, kAttributeMultiprocessorCount, d->device_);
   api.hipRuntimeGetVersion(&runtime);
