@@ -234,7 +234,7 @@ size_t write_bundle(const BundleOptions& o) {
     d.knobs.emplace("load_bytes", int64_t(1));  // as a schedule without it means, so the grid skips it
     std::vector<Schedule> points = {d};
     for (int64_t tile_n : {32, 64, 128})
-      for (int64_t split_k : {16, 32, 64})
+      for (int64_t split_k : {8, 16, 32, 64})
         for (int64_t thread_n : {1, 2, 4, 8}) {
           Schedule s = d;
           s.knobs["tile_n"] = tile_n, s.knobs["split_k"] = split_k, s.knobs["unroll_k"] = int64_t(4);
