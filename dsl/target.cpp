@@ -24,8 +24,30 @@ std::string family_name(TargetFamily family) {
     case TargetFamily::Cpu: return "cpu";
     case TargetFamily::Hip: return "hip";
     case TargetFamily::Cuda: return "cuda";
+    case TargetFamily::OpenCL:
+      return "opencl";
   }
   return "?";
+}
+
+bool templates_serve(TargetFamily template_family, TargetFamily target_family) {
+  const bool gpu_template = template_family != TargetFamily::Cpu, gpu_target = target_family != TargetFamily::Cpu;
+  return gpu_template == gpu_target;
+}
+
+std::string opencl_target_name(const std::string& device_name) {
+  std::string name = "opencl";
+  bool gap = true;
+  for (unsigned char ch : device_name) {
+    if (std::isalnum(ch)) {
+      if (gap) name += '-';
+      name += char(std::tolower(ch));
+      gap = false;
+    } else {
+      gap = true;
+    }
+  }
+  return name;
 }
 
 std::string CpuFeatures::describe() const {
@@ -170,8 +192,9 @@ bool all_alnum(const std::string& s) {
 
 Failure bad_target(const std::string& text, const std::string& why) {
   return Failure{FailureKind::BadTarget, text,
-                 why + " (expected \"host\", x86-64[-sse41|-avx|-avx2|-avx512|-avx512-vnni|-avx512-fp16], "
-                       "arm-64[-linux], hip:gfxNNN, cuda:sm_NN or a Halide target string)"};
+                 why +
+                     " (expected \"host\", x86-64[-sse41|-avx|-avx2|-avx512|-avx512-vnni|-avx512-fp16], "
+                     "arm-64[-linux], hip:gfxNNN, cuda:sm_NN, opencl[-DEVICE] or a Halide target string)"};
 }
 
 // gfx9 (GCN, CDNA: gfx900..gfx942) runs 64-wide wavefronts; gfx10 and later (RDNA) default to 32.
@@ -185,6 +208,19 @@ Result<TargetSpec> parse_hip(const std::string& text, const std::string& arch) {
   if (major < 6) return bad_target(text, "unknown AMD GPU architecture");
   spec.wavefront = major >= 10 ? 32 : 64;
   spec.name = "hip-" + arch;
+  return spec;
+}
+
+// An OpenCL device says nothing portable about its SIMD width, so its kernels use 32-wide waves:
+// NVIDIA's warp and RDNA's wave, and half a CDNA wave (the templates' tiles are whole multiples of it).
+Result<TargetSpec> parse_opencl(const std::string& text, const std::string& device) {
+  if (opencl_target_name(device) != "opencl" + (device.empty() ? "" : "-" + device))
+    return bad_target(text,
+                      "an OpenCL target is \"opencl\" or opencl-DEVICE, its name in lower-case words joined by '-'");
+  TargetSpec spec = cpu_spec(host_target().halide);
+  spec.family = TargetFamily::OpenCL;
+  spec.wavefront = 32;
+  spec.name = "opencl" + (device.empty() ? "" : "-" + device);
   return spec;
 }
 
@@ -307,6 +343,8 @@ Result<TargetSpec> parse_target(const std::string& raw) {
   if (text == "host") return host_target();
   for (const char* prefix : {"hip:", "hip-"})
     if (text.compare(0, 4, prefix) == 0) return parse_hip(raw, text.substr(4));
+  if (text == "opencl") return parse_opencl(raw, "");
+  if (text.compare(0, 7, "opencl-") == 0 && text.size() > 7) return parse_opencl(raw, text.substr(7));
   for (const char* prefix : {"cuda:", "cuda-"})
     if (text.compare(0, 5, prefix) == 0) return parse_cuda(raw, text.substr(5));
 

@@ -13,6 +13,8 @@
 //   arm-64[-dotprod][-fp16][-sve2]
 //   hip-gfx90a, hip-gfx1100, ...   (AMD GPUs; wavefront 64 on gfx9 CDNA/GCN, 32 on gfx10+ RDNA)
 //   cuda-sm80, ...
+//   opencl-DEVICE        an OpenCL device, named by its device name ("opencl-pthread-haswell-amd-epyc" for
+//                        pocl on this CPU): `tune --target opencl` measures the GPU templates on it
 // parse_target(name) gives back the same name for every canonical name.
 #pragma once
 #include <string>
@@ -22,8 +24,12 @@
 
 namespace tetra::dsl {
 
-enum class TargetFamily { Cpu, Hip, Cuda };
-std::string family_name(TargetFamily family);  // "cpu", "hip", "cuda"
+enum class TargetFamily { Cpu, Hip, Cuda, OpenCL };
+std::string family_name(TargetFamily family);  // "cpu", "hip", "cuda", "opencl"
+
+// Whether a template of `template_family` serves targets of `target_family`. The GPU templates are
+// written once, registered as hip, and emitted in each GPU family's dialect (dsl/gpu/emit_kernel.h).
+bool templates_serve(TargetFamily template_family, TargetFamily target_family);
 
 // The x86 features that change code generation, as CPUID and the OS (XCR0) report them.
 struct CpuFeatures {
@@ -76,10 +82,16 @@ const TargetSpec& host_target();
 // model library need it.
 Status runs_on_host(const TargetSpec& target);
 
+// The target of an OpenCL device by its name: "opencl-" and the name in lower case, each run of
+// other characters than letters and digits one '-' ("pthread-haswell-AMD EPYC" ->
+// "opencl-pthread-haswell-amd-epyc"). Its kernels use 32-wide waves (dsl/target.cpp says why).
+std::string opencl_target_name(const std::string& device_name);
+
 // parse_target(text), refused unless it runs_on_host: the targets `tune` and `run` take.
 Result<TargetSpec> parse_runnable_target(const std::string& text);
 
-// "host", a canonical name above, "hip:gfx90a" / "cuda:sm_80" (colon or dash), or a Halide target
+// "host", a canonical name above, "hip:gfx90a" / "cuda:sm_80" (colon or dash), "opencl-DEVICE" (an
+// opencl_target_name; plain "opencl" is the generic OpenCL target), or a Halide target
 // string such as "x86-64-linux-avx2-fma" or "arm-64-linux" (named by its tier).
 Result<TargetSpec> parse_target(const std::string& text);
 

@@ -28,11 +28,7 @@ const QConvTemplate* find_qconv_template(const std::string& name) {
 namespace {
 // The template a workload runs with on `target`'s family, or Failure.
 dsl::Result<std::string> template_name(const QConvWorkload& w, const TargetSpec& target) {
-  if (target.family == dsl::TargetFamily::Hip) return std::string(gpu_qconv_template_for(w));
-  if (!target.is_cpu())
-    return Failure{FailureKind::WrongTarget, target.name,
-                   "no QConv templates for " + dsl::family_name(target.family) + " yet"};
-  return std::string(cpu_qconv_template_for(w));
+  return std::string(target.is_cpu() ? cpu_qconv_template_for(w) : gpu_qconv_template_for(w));
 }
 }  // namespace
 
@@ -55,7 +51,7 @@ Status check_qconv_schedule(const QConvWorkload& w, const Schedule& schedule, co
     for (const QConvTemplate& k : qconv_templates()) names += (names.empty() ? "" : ", ") + k.name;
     return Failure{FailureKind::UnknownTemplate, schedule.template_name, "QConv templates are " + names};
   }
-  if (t->family != target.family)
+  if (!dsl::templates_serve(t->family, target.family))
     return Failure{FailureKind::WrongTarget, schedule.template_name,
                    "is a " + dsl::family_name(t->family) + " template; the target " + target.name + " is " +
                        dsl::family_name(target.family)};

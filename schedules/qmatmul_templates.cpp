@@ -27,16 +27,13 @@ const QMatMulTemplate* find_qmatmul_template(const std::string& name) {
 }
 
 dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, const TargetSpec& target) {
-  if (target.family == dsl::TargetFamily::Hip) {
+  if (!target.is_cpu()) {
     std::string name = gpu_default_qmatmul_template(workload);
     if (name.empty())
       return Failure{FailureKind::Unsupported, target.name,
                      "no GPU template for " + workload.key() + " yet (int8 activations)"};
     return find_qmatmul_template(name)->default_schedule(workload, target);
   }
-  if (!target.is_cpu())
-    return Failure{FailureKind::WrongTarget, target.name,
-                   "no QMatMul templates for " + dsl::family_name(target.family) + " yet"};
   if (workload.int8_activations && !target.has_int8_dot())
     return Failure{FailureKind::WrongTarget, target.name, "has no int8 dot products for int8 activations"};
   return find_qmatmul_template(cpu_default_qmatmul_template(workload))->default_schedule(workload, target);
@@ -49,7 +46,7 @@ Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& s
     for (const QMatMulTemplate& k : qmatmul_templates()) names += (names.empty() ? "" : ", ") + k.name;
     return Failure{FailureKind::UnknownTemplate, schedule.template_name, "QMatMul templates are " + names};
   }
-  if (t->family != target.family)
+  if (!dsl::templates_serve(t->family, target.family))
     return Failure{FailureKind::WrongTarget, schedule.template_name,
                    "is a " + dsl::family_name(t->family) + " template; the target " + target.name + " is " +
                        dsl::family_name(target.family)};

@@ -11,6 +11,13 @@
 namespace tetra::schedules {
 
 namespace {
+// Kernels are lowered for any GPU target; code objects are built for AMD archs.
+dsl::Status check_gpu_target(const TargetSpec& target) {
+  if (target.is_cpu())
+    return dsl::Failure{dsl::FailureKind::WrongTarget, target.name, "GPU kernels are lowered for GPU targets"};
+  return dsl::ok_status();
+}
+
 dsl::Status check_hip_target(const TargetSpec& target) {
   if (target.family != dsl::TargetFamily::Hip || target.gpu_arch.empty())
     return dsl::Failure{dsl::FailureKind::WrongTarget, target.name, "GPU kernels are built for hip:ARCH targets"};
@@ -36,7 +43,7 @@ dsl::Result<GpuKernels> capture(const dsl::ComputeDef& def, const Schedule& sche
 
 dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
                                           const TargetSpec& target, const std::string& name) {
-  if (Status st = check_hip_target(target); !st) return st.failure();
+  if (Status st = check_gpu_target(target); !st) return st.failure();
   if (Status st = check_qmatmul_schedule(workload, schedule, target); !st) return st.failure();
   const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
   QMatMulDef q = dsl::define_qmatmul(workload, t->layout(schedule));
@@ -50,7 +57,7 @@ dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const
 
 dsl::Result<GpuKernels> lower_gpu_qconv(const dsl::QConvWorkload& workload, const Schedule& schedule,
                                         const TargetSpec& target, const std::string& name) {
-  if (Status st = check_hip_target(target); !st) return st.failure();
+  if (Status st = check_gpu_target(target); !st) return st.failure();
   if (Status st = check_qconv_schedule(workload, schedule, target); !st) return st.failure();
   dsl::QConvDef q = dsl::define_qconv(workload);
   try {

@@ -152,8 +152,15 @@ TEST_CASE("the default template follows the number of rows", "[schedule]") {
         "gpu_int4_gemv");
   CHECK(default_qmatmul_schedule(workload(64, 64, 64), parse_target("hip:gfx90a").value()).value().template_name ==
         "gpu_int4_gemm");
-  CHECK(default_qmatmul_schedule(workload(1, 64, 64), parse_target("cuda:sm_80").value()).failure().kind ==
-        FailureKind::WrongTarget);
+  // The GPU templates serve every GPU family: each emits them in its own dialect.
+  for (const char* gpu : {"cuda:sm_80", "opencl-pthread-haswell-amd-epyc"}) {
+    TargetSpec target = parse_target(gpu).value();
+    CHECK(default_qmatmul_schedule(workload(1, 64, 64), target).value().template_name == "gpu_int4_gemv");
+    CHECK(check_qmatmul_schedule(workload(1, 64, 64), default_qmatmul_schedule(workload(1, 64, 64), avx512()).value(),
+                                 target)
+              .failure()
+              .kind == FailureKind::WrongTarget);
+  }
   // Defaults are legal on every CPU tier and shape, including tiny ones.
   for (const char* t : {"x86-64-sse41", "x86-64-avx2", "x86-64-avx512", "x86-64-avx512-vnni"})
     for (int64_t N : {1, 5, 16, 100, 4096})

@@ -124,9 +124,28 @@ TEST_CASE("GPU targets carry the architecture and wavefront", "[target]") {
   CHECK(h200.halide.has_feature(HT::CUDACapability86));
 }
 
+TEST_CASE("an OpenCL target is named after its device and parses back", "[target]") {
+  CHECK(opencl_target_name("pthread-haswell-AMD EPYC") == "opencl-pthread-haswell-amd-epyc");
+  CHECK(opencl_target_name("  gfx1100 (Navi 31) ") == "opencl-gfx1100-navi-31");
+  CHECK(opencl_target_name("") == "opencl");
+  TargetSpec pocl = parse_target("opencl-pthread-haswell-amd-epyc").value();
+  CHECK(pocl.family == TargetFamily::OpenCL);
+  CHECK(pocl.name == "opencl-pthread-haswell-amd-epyc");
+  CHECK(pocl.wavefront == 32);
+  CHECK(pocl.gpu_arch.empty());
+  CHECK(parse_target("opencl").value().name == "opencl");
+  CHECK_FALSE(runs_on_host(pocl).ok());  // a device's code, not the host's
+  // The GPU templates serve every GPU family, the CPU ones only CPUs.
+  CHECK(templates_serve(TargetFamily::Hip, TargetFamily::OpenCL));
+  CHECK(templates_serve(TargetFamily::Hip, TargetFamily::Cuda));
+  CHECK_FALSE(templates_serve(TargetFamily::Hip, TargetFamily::Cpu));
+  CHECK_FALSE(templates_serve(TargetFamily::Cpu, TargetFamily::OpenCL));
+}
+
 TEST_CASE("bad target strings are rejected with a reason", "[target]") {
-  for (const char* bad : {"", "x86-64-avx9000", "hip:", "hip:sm_80", "hip:gfx", "cuda:sm_99", "cuda:sm_8",
-                          "cuda:gfx90a", "arm-64-neon2", "riscv-banana", "x86-64-linux-cuda"}) {
+  for (const char* bad :
+       {"", "x86-64-avx9000", "hip:", "hip:sm_80", "hip:gfx", "cuda:sm_99", "cuda:sm_8", "cuda:gfx90a", "arm-64-neon2",
+        "riscv-banana", "x86-64-linux-cuda", "opencl-", "opencl-AMD EPYC", "opencl-a--b", "opencl:gfx90a"}) {
     Result<TargetSpec> t = parse_target(bad);
     INFO("'" << bad << "'");
     REQUIRE_FALSE(t.ok());
