@@ -2,8 +2,9 @@
 // libHalide (pocl's LLVM and libHalide's cannot share one), so it also runs on a GPU machine that has
 // nothing of tetra but this binary. tetra's GPU tests and scripts/gpu-check.sh hand it jobs:
 //
-//   tetra-device info [--dialect D]  the device of dialect D (opencl, the default, cuda or hip), or why
-//                                    there is none (exit 2)
+//   tetra-device info [--dialect D]  the device of dialect D (opencl, the default, cuda or hip) as
+//                                    {"device": name, "dialect": D, "arch": sm_NN, a gfx target ID or ""},
+//                                    or why there is none (exit 2)
 //   tetra-device run JOB.json        builds the job's source and runs its kernels in order
 //   tetra-device check BUNDLE        runs every job of a bundle (BUNDLE/bundle.json: {"dialect": D,
 //                                    "copy_bytes": B, "jobs": [folder, ...]}, each folder holding a
@@ -19,16 +20,23 @@
 //                               "file": IN | "fill": {"seed": S, "lo": L, "hi": H}, "output": OUT}},
 //            "scalars": {NAME: number},               (a float goes to the kernel as float32)
 //            "check": [{"buffer": NAME, "expect": FILE, "tolerance": FILE}],   (optional; float32 each)
-//            "timing": {"runs": R, "bytes": B},       (optional: R more runs, timed; B bytes moved a run)
+//            "timing": {"runs": R, "bytes": B,        (optional: R more runs, timed; B bytes moved a run)
+//                       "rotate": {"buffers": [NAME, ...], "bytes": C}},   (optional: the runs read copies of
+//                                  these buffers in turn, enough sets to hold C bytes, at most 256; the last
+//                                  set is checked too)
 //            "title": TEXT}                           (optional: the job's line in check's table)
 // Files are relative to the job's folder. Buffers are dense with mins of 0: their fields ("A.extent.0",
 // "A.stride.1", "A.min.0") and the scalars are the launch's inputs. "fill" makes the contents from a
 // seed (dsl/core/seeded_fill.h). After the first run, each checked buffer must be within its tolerance
-// of the expected values, element by element (NaN fails). run prints {"device": ..., "ms": ...} and exits
-// 0, or prints the error (a failed check among them) and exits 1.
+// of the expected values, element by element (NaN fails). run prints {"device": ..., "ms": ...} (and with
+// timing "timing": {"ms", "gb_per_s", "copies"}) and exits 0, or prints the error (a failed check among
+// them) and exits 1.
+#include <sys/prctl.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -77,7 +85,54 @@ struct JobResult {
   double ms = 0;        // the first run, from the host
   double timed_ms = 0;  // per timed run, when the job asks for timing
   double gb_per_s = 0;
+  int copies = 1;  // sets of the rotated buffers the timed runs went through
 };
+
+// Timed runs that read their inputs cold: the named buffers copied on the device until the copies
+// together hold "bytes", at most 256 sets, and each run reading the next set.
+struct Rotation {
+  std::vector<std::vector<tetra::dsl::LaunchPlan>> plans;  // per set: the launches, bound to its copies
+  std::vector<std::string> copies;                         // the buffers made, to free after timing
+};
+
+Result<Rotation> rotate_buffers(const nlohmann::json& timing, const std::vector<tetra::dsl::LaunchPlan>& plans,
+                                const std::map<std::string, int64_t>& buffer_bytes, tetra::gpu::Device& device) {
+  Rotation rotation;
+  rotation.plans = {plans};
+  if (!timing.contains("rotate")) return rotation;
+  tetra::dsl::JsonReader r(timing["rotate"], "rotate");
+  const nlohmann::json* names = r.field("buffers");
+  const int64_t target = r.integer("bytes", 0, int64_t(1) << 40);
+  if (!r.ok()) return r.failure();
+  if (!names->is_array() || names->empty())
+    return Failure{FailureKind::BadJson, "rotate", "\"buffers\" is a non-empty array of buffer names"};
+  int64_t set_bytes = 0;
+  for (const nlohmann::json& name : *names) {
+    auto it = name.is_string() ? buffer_bytes.find(name.get<std::string>()) : buffer_bytes.end();
+    if (it == buffer_bytes.end())
+      return Failure{FailureKind::BadJson, "rotate", "rotates only the job's buffers, not " + name.dump()};
+    set_bytes += it->second;
+  }
+  const int64_t sets = std::clamp<int64_t>((target + set_bytes - 1) / std::max<int64_t>(set_bytes, 1), 1, 256);
+  for (int64_t c = 1; c < sets; ++c) {
+    std::map<std::string, std::string> rename;
+    for (const nlohmann::json& name : *names) {
+      const std::string from = name.get<std::string>(), to = from + "@" + std::to_string(c);
+      const int64_t bytes = buffer_bytes.at(from);
+      if (Status st = device.allocate(to, bytes); !st) return st.failure();
+      if (Status st = device.copy(from, to, bytes); !st) return st.failure();
+      rotation.copies.push_back(to);
+      rename[from] = to;
+    }
+    // A copy has its original's shape: only the bound buffer changes, never the inputs naming its fields.
+    std::vector<tetra::dsl::LaunchPlan> set = plans;
+    for (tetra::dsl::LaunchPlan& plan : set)
+      for (tetra::dsl::KernelParam& p : plan.params)
+        if (p.is_buffer && rename.count(p.name)) p.name = rename[p.name];
+    rotation.plans.push_back(std::move(set));
+  }
+  return rotation;
+}
 
 // Each checked buffer against its expected values; the first mismatches in the Failure.
 Status check_outputs(const nlohmann::json& checks, tetra::gpu::Device& device, const fs::path& dir,
@@ -161,6 +216,7 @@ Result<JobResult> run_job(const nlohmann::json& job, const fs::path& dir, tetra:
   };
   std::vector<Output> outputs;
   std::map<std::string, int64_t> float_elements;  // the float32 buffers, which a check may name
+  std::map<std::string, int64_t> buffer_bytes;
   if (Status st = device.build(source); !st) return st.failure();
   for (auto it = buffers->begin(); it != buffers->end(); ++it) {
     tetra::dsl::JsonReader b(*it, "buffer " + it.key());
@@ -191,6 +247,7 @@ Result<JobResult> run_job(const nlohmann::json& job, const fs::path& dir, tetra:
     }
     const int64_t bytes = count * element.bytes();
     if (element.type == "f32") float_elements[it.key()] = count;
+    buffer_bytes[it.key()] = bytes;
     if (Status st = device.allocate(it.key(), bytes); !st) return st.failure();
     if (!file.empty()) {
       std::string data = read_text(dir / file, &ok);
@@ -234,10 +291,28 @@ Result<JobResult> run_job(const nlohmann::json& job, const fs::path& dir, tetra:
     tetra::dsl::JsonReader t(job["timing"], "timing");
     int64_t runs = t.integer("runs", 1, 100000), bytes = t.integer("bytes", 0, int64_t(1) << 50);
     if (!t.ok()) return t.failure();
-    Result<double> ms = device.time_runs(run_all, int(runs));
+    Result<Rotation> rotation = rotate_buffers(job["timing"], plans, buffer_bytes, device);
+    if (!rotation) return rotation.failure();
+    const std::vector<std::vector<tetra::dsl::LaunchPlan>>& sets = rotation.value().plans;
+    size_t next = 0;
+    auto run_next = [&]() -> Status {
+      for (const tetra::dsl::LaunchPlan& plan : sets[next++ % sets.size()])
+        if (Status st = device.launch(plan, inputs); !st) return st;
+      return tetra::dsl::ok_status();
+    };
+    Result<double> ms = device.time_runs(run_next, int(runs));
     if (!ms) return ms.failure();
     result.timed_ms = ms.value();
     result.gb_per_s = double(bytes) / (ms.value() * 1e6);
+    result.copies = int(sets.size());
+    // The last copy computes what the first did: a copy the runs read is whole.
+    if (sets.size() > 1 && job.contains("check")) {
+      next = sets.size() - 1;
+      if (Status st = run_next(); !st) return st.failure();
+      if (Status st = check_outputs(job["check"], device, dir, float_elements); !st)
+        return Failure{FailureKind::Run, st.failure().subject, "with the last weight copy: " + st.failure().message};
+    }
+    for (const std::string& copy : rotation.value().copies) device.allocate(copy, 0);
   }
   return result;
 }
@@ -320,6 +395,9 @@ int check_bundle(const fs::path& bundle_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A job dies with whoever started it: a tuning worker killed at its timeout or with its tuner must not
+  // leave a kernel running on the device.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   std::vector<std::string> args(argv + 1, argv + argc);
   const std::string command = args.empty() ? "" : args[0];
   const bool info = command == "info" && (args.size() == 1 || (args.size() == 3 && args[1] == "--dialect"));
@@ -342,7 +420,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (info) {
-    std::cout << nlohmann::json{{"device", device.value()->name()}, {"dialect", dialect}}.dump() << "\n";
+    std::cout << nlohmann::json{{"device", device.value()->name()},
+                                {"dialect", dialect},
+                                {"arch", device.value()->arch()}}
+                     .dump()
+              << "\n";
     return 0;
   }
   Result<JobResult> run = run_job(job.value(), fs::path(args[1]).parent_path(), *device.value());
@@ -351,7 +433,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   nlohmann::json out = {{"device", device.value()->name()}, {"ms", run.value().ms}};
-  if (run.value().timed_ms > 0) out["timing"] = {{"ms", run.value().timed_ms}, {"gb_per_s", run.value().gb_per_s}};
+  if (run.value().timed_ms > 0)
+    out["timing"] = {{"ms", run.value().timed_ms}, {"gb_per_s", run.value().gb_per_s}, {"copies", run.value().copies}};
   std::cout << out.dump() << "\n";
   return 0;
 }

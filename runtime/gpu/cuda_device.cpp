@@ -121,8 +121,9 @@ dsl::Result<std::unique_ptr<CudaDevice>> CudaDevice::open() {
   api.cuDeviceGetAttribute(&major, kAttributeComputeCapabilityMajor, d->device_);
   api.cuDeviceGetAttribute(&minor, kAttributeComputeCapabilityMinor, d->device_);
   api.cuDriverGetVersion(&driver);
-  d->name_ = std::string(name) + " (sm_" + std::to_string(major * 10 + minor) + ", " + std::to_string(sms) +
-             " SMs, CUDA driver " + std::to_string(driver / 1000) + "." + std::to_string(driver % 1000 / 10) + ")";
+  d->arch_ = "sm_" + std::to_string(major * 10 + minor);
+  d->name_ = std::string(name) + " (" + d->arch_ + ", " + std::to_string(sms) + " SMs, CUDA driver " +
+             std::to_string(driver / 1000) + "." + std::to_string(driver % 1000 / 10) + ")";
   CUcontext context = nullptr;
   if (CUresult err = api.cuDevicePrimaryCtxRetain(&context, d->device_); err != 0)
     return api.failure("cuDevicePrimaryCtxRetain", err);

@@ -20,6 +20,7 @@ class CudaDevice : public Device {
   CudaDevice& operator=(const CudaDevice&) = delete;
 
   std::string name() const override { return name_; }
+  std::string arch() const override { return arch_; }
   dsl::Status build(const std::string& ptx) override;
   dsl::Status allocate(const std::string& name, int64_t bytes) override;
   dsl::Status write(const std::string& name, const void* data, int64_t bytes) override;
@@ -40,7 +41,7 @@ class CudaDevice : public Device {
   std::map<std::string, void*> functions_;  // of the built module, by name
   std::map<std::string, uint64_t> buffers_;
   std::map<std::string, int64_t> sizes_;
-  std::string name_;
+  std::string name_, arch_;
 };
 
 }  // namespace tetra::gpu

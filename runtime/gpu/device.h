@@ -22,6 +22,9 @@ class Device {
 
   // "NVIDIA H200 (sm_90, 132 SMs)", "cpu-skylake-avx512-AMD EPYC": the device and what sizes it.
   virtual std::string name() const = 0;
+  // What code runs on it: "sm_90", an AMD target ID "gfx942:sramecc+:xnack-"; "" for an OpenCL device
+  // (it builds OpenCL C itself).
+  virtual std::string arch() const { return ""; }
 
   // Builds the program the launches run: OpenCL C source, PTX, or an AMD code object. The build log is in
   // the Failure.

@@ -23,7 +23,7 @@ class HipDevice : public Device {
   // "AMD Instinct MI300X (gfx942:sramecc+:xnack-, 304 CUs, HIP runtime 60032830)"
   std::string name() const override { return name_; }
   // The device's target ID, "gfx942:sramecc+:xnack-": the processor, then the features it runs with.
-  const std::string& arch() const { return arch_; }
+  std::string arch() const override { return arch_; }
 
   dsl::Status build(const std::string& code_object) override;
   dsl::Status allocate(const std::string& name, int64_t bytes) override;

@@ -315,6 +315,41 @@ TEST_CASE("tetra-device refuses a malformed job by name, without crashing", "[gp
   fs::remove_all(dir);
 }
 
+TEST_CASE("tetra-device times a GEMV over copies of its weight, the last copy checked too", "[gpu]") {
+  if (!opencl_runs_here()) return;
+  const test::WeightSpec spec;  // int4 in blocks of 32 along k, float32 scales
+  QMatMulWorkload w = workload_of(spec, 1, 256, 96);
+  Schedule s = schedules::gpu_int4_gemv_default(w, gfx942());
+  fs::path dir = work_dir("rotate");
+  nlohmann::json job = qmatmul_job(w, s, capture(w, s), spec, 7, dir, JobDialect{});
+  int64_t set_bytes = 0;
+  for (const char* name : {"W_packed", "W_scale"}) {
+    REQUIRE(job["buffers"].contains(name));
+    set_bytes += int64_t(fs::file_size(dir / job["buffers"][name]["file"].get<std::string>()));
+  }
+  // Enough bytes for 9.5 sets: ten, the original among them.
+  job["timing"] = {
+      {"runs", 12}, {"bytes", 1}, {"rotate", {{"buffers", {"W_packed", "W_scale"}}, {"bytes", set_bytes * 19 / 2}}}};
+  ProgramRun run = run_job(job, dir);
+  INFO(run.output);
+  REQUIRE(run.ok());
+  nlohmann::json answer = nlohmann::json::parse(run.output.substr(run.output.rfind("{\"device\"")));
+  CHECK(answer["timing"]["copies"] == 10);
+
+  // Far more bytes than 256 sets hold: 256 sets.
+  job["timing"]["rotate"]["bytes"] = set_bytes * 1000;
+  run = run_job(job, dir);
+  REQUIRE(run.ok());
+  CHECK(nlohmann::json::parse(run.output.substr(run.output.rfind("{\"device\"")))["timing"]["copies"] == 256);
+
+  // Only the job's own buffers rotate.
+  job["timing"]["rotate"]["buffers"] = {"W_packed", "nope"};
+  run = run_job(job, dir);
+  CHECK(run.status == 1);
+  CHECK_THAT(run.output, Catch::Contains("rotates only the job's buffers, not \"nope\""));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("tetra-device names the driver a dialect needs when it is missing", "[gpu]") {
   const std::string device = std::string(TETRA_BINARY_DIR) + "/bin/tetra-device";
   // CUDA: an NVIDIA GPU and its driver where there is one, else exit 2 naming libcuda.
