@@ -13,6 +13,7 @@
 #include "runtime/model.h"
 #include "schedules/cpu/conv.h"
 #include "schedules/qmatmul_templates.h"
+#include "tests/faulty_runner.h"
 #include "tests/test_support.h"
 #include "tools/model_builder.h"
 #include "tuner/database.h"
@@ -62,25 +63,6 @@ tuner::TuneOptions options(const std::string& model, const std::string& db, int 
   o.timeout_s = 60;
   return o;
 }
-
-// The real isolated runner, whose worker misbehaves ("crash", "hang" or "wrong") on each task's second
-// candidate: the fault reaches the worker process through its environment.
-class FaultyRunner : public tuner::Runner {
- public:
-  FaultyRunner(std::string fault, double timeout_s) : fault_(std::move(fault)), real_(tetra_cli(), timeout_s) {}
-  tuner::MeasureResult run(const tuner::MeasureJob& job) override {
-    bool inject = ++runs_[job.qmatmul ? job.qmatmul->key() : job.qconv->key()] == 2;
-    if (inject) ::setenv("TETRA_TEST_WORKER_FAULT", fault_.c_str(), 1);
-    tuner::MeasureResult result = real_.run(job);
-    if (inject) ::unsetenv("TETRA_TEST_WORKER_FAULT");
-    return result;
-  }
-
- private:
-  std::string fault_;
-  tuner::IsolatedRunner real_;
-  std::map<std::string, int> runs_;  // per task, by its workload key
-};
 
 }  // namespace
 

@@ -1,7 +1,9 @@
 // tetra tune: search schedules for a model's int4 kernels on this machine and keep the best in a
 // tuning database; `tune-worker` is the isolated process that builds and times one candidate.
+#include <sys/prctl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -40,6 +42,43 @@ std::string this_executable() {
   ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
   check(n > 0, ErrorKind::Io, "cannot find the tetra executable for the tuning workers");
   return std::string(path, n);
+}
+
+// A GPU target measured for real: the device of its family on this machine, as tetra-device (beside
+// this executable) finds it. An OpenCL target is named after its device; a HIP or CUDA one must name
+// the device's arch. A missing runtime, device or arch is an error that says which.
+void use_gpu_device(TuneCliOptions& opt) {
+  const dsl::TargetSpec target = dsl::parse_target(opt.target).value();
+  const std::string dialect = dsl::family_name(target.family);
+  const std::string given = "--target " + opt.target + ": ";
+  const std::string device = (std::filesystem::path(this_executable()).parent_path() / "tetra-device").string();
+  check(std::filesystem::exists(device), ErrorKind::Unsupported,
+        given + "no " + device + " to run the candidates (build the tetra-device target)");
+  const std::string estimate_hint =
+      target.family == dsl::TargetFamily::Hip ? " (rank its candidates without the GPU: --estimate)" : "";
+  dsl::ProgramRun info = dsl::run_program({device, "info", "--dialect", dialect});
+  std::string text = info.output;
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (text.rfind("tetra-device: ", 0) == 0) text = text.substr(14);
+  check(info.ok(), ErrorKind::Unsupported, given + text + estimate_hint);
+  nlohmann::json answer = nlohmann::json::parse(text, nullptr, false);
+  check(answer.is_object() && answer.value("device", nlohmann::json()).is_string() &&
+            answer.value("arch", nlohmann::json()).is_string(),
+        ErrorKind::Unsupported, given + "tetra-device did not describe the device: " + text);
+  const std::string name = answer["device"].get<std::string>();
+  if (target.family == dsl::TargetFamily::OpenCL) {
+    const std::string found = dsl::opencl_target_name(name);
+    check(opt.target == "opencl" || target.name == found, ErrorKind::Unsupported,
+          given + "this machine's OpenCL device is " + found + " (" + name + ")");
+    opt.target = found;
+  } else {
+    // The device's arch, without an AMD target ID's features: "gfx90a:sramecc+:xnack-" runs gfx90a code.
+    const std::string arch = answer["arch"].get<std::string>();
+    check(arch.substr(0, arch.find(':')) == target.gpu_arch, ErrorKind::Unsupported,
+          given + "this machine's " + dialect + " device is " + name + ", not " + target.gpu_arch + estimate_hint);
+  }
+  opt.tune.device_program = device;
+  opt.tune.device_name = name;
 }
 
 // The folder of shard i's database in a distributed run into DB: DB/shards/i.
@@ -169,13 +208,15 @@ void print_status(const std::vector<tuner::TaskSummary>& tasks) {
 }
 
 void tune(TuneCliOptions& opt) {
-  // Tuning measures real runs: a target this machine cannot run is refused, except an AMD GPU whose
-  // candidates --estimate ranks (tuner/estimate_runner.h).
-  auto target = opt.tune.estimate ? dsl::parse_target(opt.target) : dsl::parse_runnable_target(opt.target);
-  const bool amd = opt.target.rfind("hip", 0) == 0;
-  check(target.ok(), ErrorKind::Invalid,
-        "--target: " + (target.ok() ? "" : target.failure().describe()) +
-            (amd && !opt.tune.estimate ? " (rank an AMD GPU's candidates without it: --estimate)" : ""));
+  // Tuning measures real runs: a CPU target this machine cannot run is refused, and a GPU target needs
+  // its device here (tetra-device runs the candidates), except an AMD GPU whose candidates --estimate
+  // ranks (tuner/estimate_runner.h).
+  auto parsed = dsl::parse_target(opt.target);
+  check(parsed.ok(), ErrorKind::Invalid, "--target: " + (parsed.ok() ? "" : parsed.failure().describe()));
+  const bool gpu = !parsed.value().is_cpu();
+  if (gpu && !opt.tune.estimate) use_gpu_device(opt);
+  auto target = opt.tune.estimate || gpu ? dsl::parse_target(opt.target) : dsl::parse_runnable_target(opt.target);
+  check(target.ok(), ErrorKind::Invalid, "--target: " + (target.ok() ? "" : target.failure().describe()));
   opt.tune.target = target.value();
   for (const std::string& s : opt.shapes) opt.tune.shapes.insert(parse_shape_binding(s));
   opt.tune.strategy = tuner::parse_strategy(opt.strategy);
@@ -214,7 +255,9 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--db", opt->tune.db_dir, "tuning database folder (created if missing)")->required();
   cmd->add_option("--target", opt->target,
                   "host (default) or a target this machine runs, such as x86-64-avx2 on an AVX-512 CPU "
-                  "(tuning measures real runs here), or hip:ARCH with --estimate; records are stored under its name");
+                  "(tuning measures real runs here); a GPU of this machine: opencl (its OpenCL device), hip:ARCH or "
+                  "cuda:sm_NN, whose candidates tetra-device runs; or hip:ARCH with --estimate, without the GPU. "
+                  "Records are stored under the target's name");
   cmd->add_option("--trials", opt->tune.trials, "measured records per task in total, those already in the database and the default schedule's included "
                   "(default 64; a resumed run measures the rest)");
   cmd->add_option("--time-budget", opt->tune.time_budget_s, "stop after this many seconds (default: none)");
@@ -250,6 +293,9 @@ void add_tune_command(CLI::App& app) {
   worker->group("");
   worker->add_option("job", *job, "the job as JSON")->required();
   worker->callback([job] {
+    // A worker dies with its tuner (Ctrl-C, kill -9): it leads a process group of its own (for its
+    // timeout), so the terminal's signals no longer reach it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     tuner::MeasureResult r;
     try {
       dsl::Result<tuner::MeasureJob> parsed = tuner::MeasureJob::from_json(nlohmann::json::parse(*job));

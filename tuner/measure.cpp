@@ -21,7 +21,9 @@
 #include "schedules/cpu/conv.h"
 #include "schedules/qmatmul_kernel.h"
 #include "schedules/qmatmul_templates.h"
+#include "tuner/measure_device.h"
 #include "tuner/random_weights.h"
+#include "tuner/reference_values.h"
 
 extern char** environ;
 
@@ -33,9 +35,9 @@ nlohmann::json MeasureJob::to_json() const {
   nlohmann::json workload = qmatmul ? dsl::qmatmul_workload_to_json(*qmatmul)
                             : qconv ? dsl::qconv_workload_to_json(*qconv)
                                     : nlohmann::json();
-  return {{"workload", workload},         {"target", target},   {"schedule", schedule.to_json()},
-          {"repeats", repeats},           {"warmup", warmup},   {"threads", threads},
-          {"kernel_cache", kernel_cache}, {"build_only", build_only}};
+  return {{"workload", workload},         {"target", target},         {"schedule", schedule.to_json()},
+          {"repeats", repeats},           {"warmup", warmup},         {"threads", threads},
+          {"kernel_cache", kernel_cache}, {"build_only", build_only}, {"device_program", device_program}};
 }
 
 dsl::Result<MeasureJob> MeasureJob::from_json(const nlohmann::json& j) {
@@ -49,6 +51,7 @@ dsl::Result<MeasureJob> MeasureJob::from_json(const nlohmann::json& j) {
   job.threads = int(r.integer("threads", 0, 4096));
   job.kernel_cache = r.text("kernel_cache");
   job.build_only = r.flag("build_only");
+  if (j.is_object() && j.contains("device_program")) job.device_program = r.text("device_program");
   if (!r.ok()) return r.failure();
   dsl::JsonReader op(*workload, "workload");
   if (op.choice("op", {"qmatmul", "qconv"}) == 1) {
@@ -118,39 +121,19 @@ MeasureResult failed(const std::string& why) {
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-// Checks Y against double-precision dot products over the dequantized weight at up to 512 sampled
-// positions (all of them when Y is small). Y was filled with NaN first, so an unwritten element fails.
+// Checks Y against the reference at up to 512 sampled positions (all of them when Y is small). Y was
+// filled with NaN first, so an unwritten element fails.
 std::string check_output(const dsl::QMatMulWorkload& wl, const QuantizedWeight& w, const std::vector<float>& a,
                          const std::vector<float>& bias, const std::vector<float>& y, std::mt19937& rng) {
-  const int64_t M = wl.M, K = wl.K, N = wl.N;
-  std::vector<int64_t> picks;
-  if (M * N <= 512) {
-    for (int64_t i = 0; i < M * N; ++i) picks.push_back(i);
-  } else {
-    std::uniform_int_distribution<int64_t> any(0, M * N - 1);
-    for (int i = 0; i < 512; ++i) picks.push_back(any(rng));
-  }
   // int8 activations: against the same quantization of A, so a wrong schedule still shows.
   std::optional<dsl::Int8ActivationReference> int8;
-  if (wl.int8_activations) int8.emplace(a.data(), M, K, wl.activation_block());
-  for (int64_t idx : picks) {
-    int64_t m = idx / N, n = idx % N;
-    double acc = 0, magnitude = 0;
-    if (int8) {
-      acc = int8->value(w, /*trans_b=*/false, m, n, &magnitude);
-    } else {
-      for (int64_t k = 0; k < K; ++k) {
-        double wv = w.value(k * N + n);  // the random weights are [K, N]
-        acc += a[m * K + k] * wv;
-        magnitude += std::fabs(a[m * K + k] * wv);
-      }
-    }
-    if (wl.has_bias) acc += bias[n];
-    if (wl.activation == dsl::Activation::Relu) acc = std::max(acc, 0.0);
-    double got = y[idx];
-    if (!(std::fabs(got - acc) <= 1e-5 * (1 + magnitude)))
-      return "wrong result at (" + std::to_string(m) + ", " + std::to_string(n) + "): " + std::to_string(got) +
-             " instead of " + std::to_string(acc);
+  if (wl.int8_activations) int8.emplace(a.data(), wl.M, wl.K, wl.activation_block());
+  for (int64_t idx : checked_outputs(wl.M * wl.N, 512, 512, rng)) {
+    int64_t m = idx / wl.N, n = idx % wl.N;
+    ReferenceValue want = qmatmul_reference(wl, w, a.data(), bias.data(), int8 ? &*int8 : nullptr, m, n);
+    if (!want.accepts(y[idx]))
+      return "wrong result at (" + std::to_string(m) + ", " + std::to_string(n) + "): " + std::to_string(y[idx]) +
+             " instead of " + std::to_string(want.value);
   }
   return "";
 }
@@ -208,28 +191,14 @@ MeasureResult measure_conv(const MeasureJob& job, const dsl::QConvWorkload& wl, 
   if (!st.ok()) return failed(st.failure().describe());
   if (fault == "wrong") Y(int(wl.OW) / 2, int(wl.OH) / 2, int(wl.M) / 2, 0) += 1.0f;
 
-  const int64_t Cg = wl.Cg(), Mg = wl.Mg(), outputs = wl.N * wl.M * wl.OH * wl.OW;
-  const bool every = outputs <= 65536;
-  std::uniform_int_distribution<int64_t> any(0, outputs - 1);
-  for (int64_t s = 0; s < (every ? outputs : 4096); ++s) {
-    int64_t idx = every ? s : any(rng);
+  for (int64_t idx : checked_outputs(wl.N * wl.M * wl.OH * wl.OW, 65536, 4096, rng)) {
     int64_t ow = idx % wl.OW, oh = idx / wl.OW % wl.OH, m = idx / (wl.OW * wl.OH) % wl.M, n = idx / (wl.OW * wl.OH * wl.M);
-    double acc = bias ? B(int(m)) : 0.0, magnitude = std::fabs(acc);
-    for (int64_t c = 0; c < Cg; ++c)
-      for (int64_t i = 0; i < wl.KH; ++i)
-        for (int64_t j = 0; j < wl.KW; ++j) {
-          int64_t ih = oh * wl.SH - wl.pad_top + i * wl.DH, iw = ow * wl.SW - wl.pad_left + j * wl.DW;
-          if (ih < 0 || ih >= wl.H || iw < 0 || iw >= wl.W) continue;
-          double term = double(X(int(iw), int(ih), int((m / Mg) * Cg + c), int(n))) *
-                        w.value(((m * Cg + c) * wl.KH + i) * wl.KW + j);
-          acc += term;
-          magnitude += std::fabs(term);
-        }
+    ReferenceValue want = qconv_reference(wl, w, X.data(), B.data(), n, m, oh, ow);
     double got = Y(int(ow), int(oh), int(m), int(n));
-    if (!(std::fabs(got - acc) <= 1e-5 * (1 + magnitude)))
+    if (!want.accepts(got))
       return failed("wrong result at (n " + std::to_string(n) + ", m " + std::to_string(m) + ", oh " +
                     std::to_string(oh) + ", ow " + std::to_string(ow) + "): " + std::to_string(got) + " instead of " +
-                    std::to_string(acc));
+                    std::to_string(want.value));
   }
   time_runs(job, [&](int) { (void)kernel.value().run(wl, X, weight.value(), Y, bias); }, result);
   return result;
@@ -241,6 +210,9 @@ MeasureResult measure_here(const MeasureJob& job, const std::string& fault) {
   if (fault == "crash") std::raise(SIGSEGV);
   if (fault == "hang") std::this_thread::sleep_for(std::chrono::hours(1));
   set_halide_threads(job.threads);
+  // A GPU candidate runs on its device, through tetra-device.
+  if (auto gpu = dsl::parse_target(job.target); gpu && !gpu.value().is_cpu())
+    return measure_on_device(job, gpu.value(), fault);
   auto target = dsl::parse_runnable_target(job.target.empty() ? "host" : job.target);
   if (!target) return failed(target.failure().describe());
   if (job.qconv) return measure_conv(job, *job.qconv, target.value(), fault);
@@ -298,9 +270,16 @@ MeasureResult measure_isolated(const MeasureJob& job, const std::string& worker,
   std::string job_text = job.to_json().dump();
   std::vector<char*> argv = {const_cast<char*>(worker.c_str()), const_cast<char*>("tune-worker"),
                              const_cast<char*>(job_text.c_str()), nullptr};
+  // The worker leads a process group of its own, so that a timeout also kills what it started (the
+  // tetra-device of a GPU candidate).
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attributes, 0);
   pid_t pid;
-  int rc = posix_spawn(&pid, worker.c_str(), &actions, nullptr, argv.data(), environ);
+  int rc = posix_spawn(&pid, worker.c_str(), &actions, &attributes, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
   close(out[1]);
   if (rc != 0) {
     close(out[0]);
@@ -323,7 +302,7 @@ MeasureResult measure_isolated(const MeasureJob& job, const std::string& worker,
     text.append(buffer, n);
   }
   close(out[0]);
-  if (timed_out) kill(pid, SIGKILL);
+  if (timed_out) kill(-pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
   if (timed_out) return failed("timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s");

@@ -26,6 +26,7 @@ struct MeasureJob {
   int threads = 0;
   std::string kernel_cache;  // compile through this on-disk kernel cache ("" : JIT in the worker)
   bool build_only = false;   // compile into `kernel_cache` and stop: the parallel builds of --jobs
+  std::string device_program;  // GPU targets: tetra-device, which runs the candidate (tuner/measure_device.h)
 
   // {"workload": dsl/workload_json.h, "target", "schedule", ...}
   nlohmann::json to_json() const;

@@ -95,6 +95,14 @@ void check_options(const TuneOptions& opt) {
     check(opt.jobs == 1, ErrorKind::Invalid, "--estimate builds one candidate at a time: drop --jobs");
     return;
   }
+  if (!opt.target.is_cpu() && !opt.device_program.empty()) {
+    // Measured on a GPU of this machine, found by the caller (cmd_tune.cpp asks tetra-device).
+    check(opt.jobs == 1, ErrorKind::Invalid,
+          "--jobs builds CPU kernels ahead; a GPU candidate is built where it runs: drop --jobs");
+    check(!opt.int8_activations, ErrorKind::Unsupported,
+          "GPU kernels take float32 activations: drop --int8-activations");
+    return;
+  }
   // Tuning measures real runs: the target's code must run here.
   dsl::Status runs = dsl::runs_on_host(opt.target);
   check(runs.ok(), ErrorKind::Unsupported,
@@ -256,7 +264,9 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
     rec.min_ms = r.min_ms;
     rec.max_ms = r.max_ms;
     rec.runs = r.runs;
-    rec.measured_on = opt.estimate ? estimate_device_note(target.gpu_arch) : host_cpu_model();
+    rec.measured_on = opt.estimate               ? estimate_device_note(target.gpu_arch)
+                      : !opt.device_name.empty() ? opt.device_name
+                                                 : host_cpu_model();
     rec.threads = opt.estimate ? 0 : opt.threads;
     rec.measured = !opt.estimate;
     rec.timestamp = utc_timestamp();
@@ -315,6 +325,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
       if (s.task.conv) job.qconv = s.task.conv;
       else job.qmatmul = s.task.workload;  // resolved for the target by extract_tasks
       job.target = target.name;
+      job.device_program = opt.device_program;
       job.schedule = c;
       job.repeats = opt.repeats;
       job.threads = opt.threads;

@@ -21,7 +21,11 @@ struct TuneOptions {
   std::map<std::string, Shape> shapes;  // binds dynamic input dims
   std::string db_dir;
   dsl::TargetSpec target = dsl::host_target();  // tuned for; this machine must run it (dsl::runs_on_host),
-                                                // or, with `estimate`, an AMD GPU arch
+                                                // be a GPU device here (device_program), or, with
+                                                // `estimate`, be an AMD GPU arch
+  // A GPU target's: tetra-device, which runs each candidate on the device, and the device's name, which
+  // its records say they were measured on.
+  std::string device_program, device_name;
   int trials = 64;             // measured records per task in total: earlier runs' and the default's included
   double time_budget_s = 0;    // 0: no limit
   Strategy strategy = Strategy::Evolution;

@@ -79,16 +79,25 @@ Status call_qconv(const CompiledPipeline& code, const QConvWorkload& compiled, c
       if (extent(c.residual, d) != extent(c.Y, d)) return bad("the residual must have the output's shape");
   }
 
-  int Cg = int(wl.Cg()), Mg = int(wl.Mg()), pad_top = int(wl.pad_top), pad_left = int(wl.pad_left);
-  int dil_h = int(wl.DH), dil_w = int(wl.DW), block = int(w.block > 0 ? w.block : 1);
+  std::vector<std::pair<std::string, int>> ints = qconv_int_arguments(wl, w.block);
   std::vector<void*> argv = {const_cast<halide_buffer_t*>(c.X), const_cast<halide_buffer_t*>(w.packed.raw_buffer())};
   if (!wl.format.is_float()) argv.push_back(const_cast<halide_buffer_t*>(w.scale.raw_buffer()));
   if (wl.format.has_zero_point) argv.push_back(const_cast<halide_buffer_t*>(w.zero.raw_buffer()));
   if (wl.has_bias) argv.push_back(const_cast<halide_buffer_t*>(c.bias));
   if (wl.epilogue.residual) argv.push_back(const_cast<halide_buffer_t*>(c.residual));
-  for (int* v : {&Cg, &Mg, &pad_top, &pad_left, &dil_h, &dil_w, &block}) argv.push_back(v);
+  for (auto& [name, value] : ints) argv.push_back(&value);
   argv.push_back(c.Y);
   return call_pipeline(code, argv.data(), "qconv");
+}
+
+std::vector<std::pair<std::string, int>> qconv_int_arguments(const QConvWorkload& wl, int64_t weight_block) {
+  return {{"Cg", int(wl.Cg())},
+          {"Mg", int(wl.Mg())},
+          {"pad_top", int(wl.pad_top)},
+          {"pad_left", int(wl.pad_left)},
+          {"dil_h", int(wl.DH)},
+          {"dil_w", int(wl.DW)},
+          {"block", int(weight_block > 0 ? weight_block : 1)}};
 }
 
 }  // namespace tetra::dsl

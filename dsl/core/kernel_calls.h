@@ -3,6 +3,10 @@
 // kernels, the kernel cache and model libraries compiled ahead of time all call through here. No
 // libHalide needed.
 #pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "dsl/core/compiled_pipeline.h"
 #include "dsl/core/qconv_format.h"
 #include "dsl/core/qmatmul_workload.h"
@@ -35,5 +39,9 @@ struct QConvCall {
 };
 Status call_qconv(const CompiledPipeline& code, const QConvWorkload& compiled, const QConvWorkload& workload,
                   const QConvCall& call);
+
+// The ints a QConv pipeline takes after its buffers, by their parameter names (dsl/qconv.h), in call
+// order, for `workload` and a weight of `weight_block` (0: not blocked).
+std::vector<std::pair<std::string, int>> qconv_int_arguments(const QConvWorkload& workload, int64_t weight_block);
 
 }  // namespace tetra::dsl

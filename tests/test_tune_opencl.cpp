@@ -1,0 +1,206 @@
+// `tetra tune --target opencl` on this machine's OpenCL device (pocl on the CPU): the whole GPU tuning
+// loop. Each candidate is lowered by a GPU template, emitted as OpenCL C, run by tetra-device in a
+// process of its own, checked against the reference on fresh random data and timed; the records are
+// stored under the device's name. A wrong, crashing or hanging candidate is a failed record, and tuning
+// goes on.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "dsl/target.h"
+#include "tests/faulty_runner.h"
+#include "tests/test_support.h"
+#include "tools/model_builder.h"
+#include "tuner/database.h"
+#include "tuner/runner.h"
+#include "tuner/tune.h"
+
+using namespace tetra;
+using namespace tetra::test;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string device_program() { return std::string(TETRA_BINARY_DIR) + "/bin/tetra-device"; }
+
+// pocl finds its CPU device through sysfs and aborts without it (a bare chroot mounts no /sys).
+bool opencl_runs_here() {
+  if (fs::exists("/sys/devices/system/cpu")) return true;
+  WARN("no /sys/devices/system/cpu: pocl cannot find its CPU device here, so the OpenCL tuning is skipped");
+  return false;
+}
+
+// The OpenCL device's name, as tetra-device reports it.
+std::string opencl_device_name() {
+  std::string out;
+  REQUIRE(run_command(device_program() + " info --dialect opencl", &out) == 0);
+  nlohmann::json info = nlohmann::json::parse(out);
+  return info.at("device").get<std::string>();
+}
+
+// An int4 GEMV (a's batch bound to 1) and an int4 direct conv: one task of each GPU kind.
+std::string gemv_and_conv_model(const std::string& dir) {
+  ModelBuilder b(21);
+  b.input("a", DType::Float32, {-1, 64});
+  b.input("x", DType::Float32, {1, 8, 12, 12});
+  b.output("y", DType::Float32);
+  b.output("c", DType::Float32);
+  b.initializer("w", random_tensor(DType::Int4, {64, 96}, -8, 7));
+  b.initializer("w_s", random_tensor(DType::Float32, {2, 96}, 0.01, 0.1));
+  b.node("DequantizeLinear", {"w", "w_s"}, {"w_f"}, {{"axis", 0}, {"block_size", 32}});
+  b.node("MatMul", {"a", "w_f"}, {"y"});
+  b.initializer("k", random_tensor(DType::Int4, {16, 8, 3, 3}, -8, 7));
+  b.initializer("k_s", random_tensor(DType::Float32, {16}, 0.01, 0.1));
+  b.initializer("bias", random_tensor(DType::Float32, {16}, -0.1, 0.1));
+  b.node("DequantizeLinear", {"k", "k_s"}, {"k_f"}, {{"axis", 0}});
+  b.node("Conv", {"x", "k_f", "bias"}, {"c"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+  return b.save(dir + "/gemv_conv.onnx");
+}
+
+// Whether a running process's command line mentions `text`.
+bool process_mentions(const std::string& text) {
+  for (const fs::directory_entry& e : fs::directory_iterator("/proc")) {
+    std::ifstream in(e.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("tune --target opencl measures GPU candidates on the OpenCL device and stores them under its name",
+          "[tuner][opencl]") {
+  if (!opencl_runs_here()) return;
+  const std::string dir = temp_dir("tune_opencl");
+  const std::string model = gemv_and_conv_model(dir);
+  const std::string device = opencl_device_name();
+  const std::string target = dsl::opencl_target_name(device);
+  std::string out;
+  int rc = run_command(tetra_cli() + " tune " + model + " --target opencl --db " + dir + "/db --trials 3 --repeats 3" +
+                           " --strategy random --shape a=1,64 2>&1",
+                       &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK_THAT(out, Catch::Contains("for " + target));
+
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", target, dsl::toolchain_id());
+  std::map<std::string, int> per_task;
+  for (const tuner::TuningRecord& r : db.records()) {
+    INFO(r.workload.key << " " << r.schedule.to_string() << ": " << r.error);
+    ++per_task[r.workload.key];
+    CHECK(r.target == target);
+    CHECK_FALSE(r.failed());
+    CHECK(r.measured);
+    CHECK(r.runs == 3);
+    CHECK(r.median_ms > 0);
+    CHECK(r.measured_on == device);
+    CHECK_THAT(r.schedule.template_name, Catch::StartsWith("gpu_"));
+  }
+  REQUIRE(per_task.size() == 2);
+  for (const auto& [key, count] : per_task) CHECK(count == 3);
+  CHECK(per_task.begin()->first.rfind("qconv n1 c8 h12 w12 m16", 0) == 0);
+  CHECK(std::next(per_task.begin())->first.rfind("qmatmul m1 k64 n96 int4", 0) == 0);
+
+  // A run resumes: the database holds every planned trial, so nothing is measured again.
+  rc = run_command(
+      tetra_cli() + " tune " + model + " --target opencl --db " + dir + "/db --trials 3 --shape a=1,64 --status 2>&1",
+      &out);
+  CHECK(rc == 0);
+  CHECK_THAT(out, Catch::Contains("6 trials done, 0 left"));
+
+  // Another OpenCL device's target is refused, naming this machine's.
+  rc = run_command(tetra_cli() + " tune " + model + " --target opencl-some-other-gpu --db " + dir + "/db2 2>&1", &out);
+  CHECK(rc == 2);
+  CHECK_THAT(out, Catch::Contains("this machine's OpenCL device is " + target));
+  CHECK_FALSE(fs::exists(dir + "/db2/records.json"));
+}
+
+TEST_CASE("tune --target opencl: a wrong, crashing or hanging candidate is a failed record and tuning goes on",
+          "[tuner][opencl]") {
+  if (!opencl_runs_here()) return;
+  const std::string dir = temp_dir("tune_opencl_faults");
+  const std::string model = gemv_and_conv_model(dir);
+  const std::string device = opencl_device_name();
+  // The workers' job folders go here, so that what a killed worker left behind can be looked for.
+  const std::string jobs = dir + "/tmp";
+  fs::create_directories(jobs);
+  const char* old_tmpdir = std::getenv("TMPDIR");
+  const std::string saved = old_tmpdir ? old_tmpdir : "";
+  ::setenv("TMPDIR", jobs.c_str(), 1);
+
+  // The worker's own faults, and the device's: a kernel that spins forever in tetra-device.
+  const std::vector<std::pair<std::string, std::string>> faults = {
+      {"wrong", "outputs differ"}, {"crash", "crashed"}, {"hang", "timed out"}, {"device-hang", "timed out"}};
+  for (const auto& [fault, error] : faults) {
+    SECTION(fault) {
+      tuner::TuneOptions o;
+      o.model = model;
+      o.shapes = {{"a", {1, 64}}};
+      o.db_dir = dir + "/db_" + fault;
+      o.trials = 3;
+      o.strategy = tuner::Strategy::Random;
+      o.repeats = 2;
+      o.worker = tetra_cli();
+      o.timeout_s = 10;  // pocl builds a candidate in a second or two
+      o.target = dsl::parse_target(dsl::opencl_target_name(device)).value();
+      o.device_program = device_program();
+      o.device_name = device;
+      FaultyRunner runner(fault, o.timeout_s);
+      tuner::tune(o, runner);
+
+      tuner::TuningDatabase db = tuner::TuningDatabase::open(o.db_dir, o.target.name, dsl::toolchain_id());
+      std::map<std::string, int> records, failed;
+      for (const tuner::TuningRecord& r : db.records()) {
+        INFO(r.workload.key << " " << r.schedule.to_string() << ": " << r.error);
+        ++records[r.workload.key];
+        if (r.failed()) {
+          ++failed[r.workload.key];
+          CHECK_THAT(r.error, Catch::Contains(error));
+        }
+      }
+      REQUIRE(records.size() == 2);
+      for (const auto& [key, count] : records) {
+        CHECK(count == 3);
+        CHECK(failed[key] == 1);  // the second candidate; the third ran after it
+      }
+      // A timed-out worker's tetra-device was killed with it, and its job folder removed by a later worker.
+      CHECK_FALSE(process_mentions(jobs));
+      for (const fs::directory_entry& e : fs::directory_iterator(jobs)) FAIL("left behind: " << e.path());
+    }
+  }
+  if (old_tmpdir)
+    ::setenv("TMPDIR", saved.c_str(), 1);
+  else
+    ::unsetenv("TMPDIR");
+}
+
+TEST_CASE("killing tune --target opencl ends the kernel its worker left spinning on the device", "[tuner][opencl]") {
+  if (!opencl_runs_here()) return;
+  const std::string dir = temp_dir("tune_opencl_killed");
+  const std::string model = gemv_and_conv_model(dir);
+  const std::string jobs = dir + "/tmp";
+  fs::create_directories(jobs);
+  std::string pid_text;
+  REQUIRE(run_command("TMPDIR=" + jobs + " TETRA_TEST_WORKER_FAULT=device-hang " + tetra_cli() + " tune " + model +
+                          " --target opencl --db " + dir + "/db --trials 1 --timeout 600 --shape a=1,64" +
+                          " >/dev/null 2>&1 & echo $!",
+                      &pid_text) == 0);
+  const pid_t tuner = pid_t(std::stol(pid_text));
+  auto device_job_running = [&] { return process_mentions(jobs + "/tetra_device_job_"); };
+  for (int i = 0; i < 600 && !device_job_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(device_job_running());  // tetra-device spins in the candidate's kernel
+  ::kill(tuner, SIGKILL);
+  for (int i = 0; i < 100 && device_job_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK_FALSE(device_job_running());  // the worker died with the tuner, and tetra-device with the worker
+  ::waitpid(tuner, nullptr, WNOHANG);
+}
