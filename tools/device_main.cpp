@@ -310,7 +310,7 @@ Result<JobResult> run_job(const nlohmann::json& job, const fs::path& dir, tetra:
       next = sets.size() - 1;
       if (Status st = run_next(); !st) return st.failure();
       if (Status st = check_outputs(job["check"], device, dir, float_elements); !st)
-        return Failure{FailureKind::Run, st.failure().subject, "with the last weight copy: " + st.failure().message};
+        return Failure{FailureKind::Run, st.failure().subject, "with the last rotated copy: " + st.failure().message};
     }
     for (const std::string& copy : rotation.value().copies) device.allocate(copy, 0);
   }

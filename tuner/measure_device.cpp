@@ -11,6 +11,7 @@
 
 #include "dsl/core/kernel_calls.h"
 #include "dsl/gpu/emit_kernel.h"
+#include "dsl/gpu/launch_plan_of.h"
 #include "dsl/process.h"
 #include "importer/error.h"
 #include "schedules/gpu/build.h"
@@ -103,10 +104,6 @@ void write_file(const fs::path& path, const void* data, size_t bytes) {
   check(bool(out), ErrorKind::Io, "cannot write " + path.string());
 }
 
-std::string element_type(const halide_type_t& t) {
-  return (t.code == halide_type_float ? "f" : t.code == halide_type_int ? "i" : "u") + std::to_string(t.bits);
-}
-
 // A job's entry for a dense buffer, its bytes in DIR/NAME.bin.
 nlohmann::json buffer_entry(const fs::path& dir, const std::string& name, const halide_buffer_t& b) {
   nlohmann::json extents = nlohmann::json::array();
@@ -118,7 +115,7 @@ nlohmann::json buffer_entry(const fs::path& dir, const std::string& name, const 
     stride *= b.dim[d].extent;
   }
   write_file(dir / (name + ".bin"), b.host, size_t(stride) * b.type.bytes());
-  return {{"type", element_type(b.type)}, {"extents", extents}, {"file", name + ".bin"}};
+  return {{"type", dsl::gpu::param_type_name(Halide::Type(b.type))}, {"extents", extents}, {"file", name + ".bin"}};
 }
 
 nlohmann::json floats_entry(const fs::path& dir, const std::string& name, const std::vector<float>& values,
@@ -144,7 +141,7 @@ nlohmann::json output_check(const fs::path& dir, const std::string& output, int6
   for (int64_t i : picks) {
     ReferenceValue r = reference_at(i);
     want[size_t(i)] = float(r.value);
-    tolerance[size_t(i)] = float(1e-5 * (1 + r.magnitude));
+    tolerance[size_t(i)] = float(r.tolerance());
   }
   if (fault == "wrong") want[size_t(picks[picks.size() / 2])] += 1.0f;
   write_file(dir / "expect.bin", want.data(), want.size() * sizeof(float));

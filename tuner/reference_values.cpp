@@ -5,7 +5,7 @@
 
 namespace tetra::tuner {
 
-bool ReferenceValue::accepts(double got) const { return std::fabs(got - value) <= 1e-5 * (1 + magnitude); }
+bool ReferenceValue::accepts(double got) const { return std::fabs(got - value) <= tolerance(); }
 
 ReferenceValue qmatmul_reference(const dsl::QMatMulWorkload& wl, const QuantizedWeight& w, const float* a,
                                  const float* bias, const dsl::Int8ActivationReference* int8, int64_t m, int64_t n) {

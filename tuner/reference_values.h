@@ -16,7 +16,9 @@ struct ReferenceValue {
   double value = 0;
   double magnitude = 0;  // the sum of the terms' magnitudes, which the rounding error grows with
 
-  // Whether a float32 kernel's `got` is this value: within 1e-5 of (1 + magnitude). NaN never is.
+  // How far a float32 kernel's result may be from it: 1e-5 of (1 + magnitude).
+  double tolerance() const { return 1e-5 * (1 + magnitude); }
+  // Whether a float32 kernel's `got` is this value, within the tolerance. NaN never is.
   bool accepts(double got) const;
 };
 
