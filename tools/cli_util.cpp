@@ -1,9 +1,14 @@
 #include "tools/cli_util.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "dsl/process.h"
+#include "dsl/target.h"
 #include "importer/error.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
@@ -71,6 +76,50 @@ std::optional<tuner::TuningDatabase> open_tuning_database(const std::string& db_
   tuner::TuningDatabase db = tuner::TuningDatabase::open(dir, target.empty() ? dsl::host_target().name : target, dsl::toolchain_id());
   if (!db.note().empty()) std::cerr << "tetra: " << db.note() << "\n";
   return db;
+}
+
+std::string this_executable() {
+  char path[4096];
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  check(n > 0, ErrorKind::Io, "cannot find the tetra executable");
+  return std::string(path, n);
+}
+
+GpuDeviceInfo find_gpu_device(const std::string& target_text, const std::string& purpose, const std::string& hip_hint) {
+  dsl::Result<dsl::TargetSpec> parsed = dsl::parse_target(target_text);
+  check(parsed.ok(), ErrorKind::Invalid,
+        [&] { return "--target " + target_text + ": " + parsed.failure().describe(); });
+  const dsl::TargetSpec& target = parsed.value();
+  const std::string dialect = dsl::family_name(target.family);
+  const std::string given = "--target " + target_text + ": ";
+  GpuDeviceInfo info;
+  info.program = (std::filesystem::path(this_executable()).parent_path() / "tetra-device").string();
+  check(std::filesystem::exists(info.program), ErrorKind::Unsupported,
+        given + "no " + info.program + " " + purpose + " (build the tetra-device target)");
+  const std::string estimate_hint = target.family == dsl::TargetFamily::Hip ? hip_hint : "";
+  dsl::ProgramRun run = dsl::run_program({info.program, "info", "--dialect", dialect});
+  std::string text = run.output;
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (text.rfind("tetra-device: ", 0) == 0) text = text.substr(14);
+  check(run.ok(), ErrorKind::Unsupported, given + text + estimate_hint);
+  nlohmann::json answer = nlohmann::json::parse(text, nullptr, false);
+  check(answer.is_object() && answer.value("device", nlohmann::json()).is_string() &&
+            answer.value("arch", nlohmann::json()).is_string(),
+        ErrorKind::Unsupported, given + "tetra-device did not describe the device: " + text);
+  info.name = answer["device"].get<std::string>();
+  info.target = target.name;
+  if (target.family == dsl::TargetFamily::OpenCL) {
+    const std::string found = dsl::opencl_target_name(info.name);
+    check(target_text == "opencl" || target.name == found, ErrorKind::Unsupported,
+          given + "this machine's OpenCL device is " + found + " (" + info.name + ")");
+    info.target = found;
+  } else {
+    // The device's arch, without an AMD target ID's features: "gfx90a:sramecc+:xnack-" runs gfx90a code.
+    const std::string arch = answer["arch"].get<std::string>();
+    check(arch.substr(0, arch.find(':')) == target.gpu_arch, ErrorKind::Unsupported,
+          given + "this machine's " + dialect + " device is " + info.name + ", not " + target.gpu_arch + estimate_hint);
+  }
+  return info;
 }
 
 }  // namespace tetra::cli

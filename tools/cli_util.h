@@ -36,4 +36,19 @@ void apply_int8_activations(Graph& graph, bool on);
 std::optional<tuner::TuningDatabase> open_tuning_database(const std::string& db_dir, const std::string& model,
                                                           const std::string& target = "");
 
+// This executable's path: the tuning workers run it, and tetra-device lies beside it.
+std::string this_executable();
+
+// A GPU target's device on this machine, as tetra-device (beside this executable) finds it.
+struct GpuDeviceInfo {
+  std::string program;  // tetra-device
+  std::string name;     // the device's name
+  std::string target;   // the target, canonical: "opencl" becomes the device's opencl-... name
+};
+// `target` (opencl, opencl-DEVICE, hip:ARCH or cuda:sm_NN) must be this machine's device: an OpenCL
+// target names it, a HIP or CUDA one its arch. A missing tetra-device, runtime, device or arch is an
+// error that says which; `purpose` says what the device is for ("to run the candidates"), and a HIP
+// target's error ends with `hip_hint`.
+GpuDeviceInfo find_gpu_device(const std::string& target, const std::string& purpose, const std::string& hip_hint = "");
+
 }  // namespace tetra::cli

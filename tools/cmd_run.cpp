@@ -4,16 +4,17 @@
 #include <iomanip>
 #include <iostream>
 
+#include "dsl/object_cache.h"
 #include "importer/error.h"
 #include "runtime/executor.h"
 #include "runtime/jit_kernel_source.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
 #include "runtime/tensor_io.h"
-#include "tools/model_inputs.h"
-#include "dsl/object_cache.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
+#include "tools/gpu_run.h"
+#include "tools/model_inputs.h"
 #include "tuner/database_source.h"
 
 namespace tetra::cli {
@@ -100,7 +101,31 @@ bool check_against_reference(const Graph& graph, const TensorMap& inputs, const 
   return ok;
 }
 
+void report(const RunOptions& opt, const Graph& graph, const TensorMap& inputs, const TensorMap& outputs,
+            Backend backend);
+
+// The whole model on this machine's GPU (gpu_run.h).
+TensorMap run_gpu(const RunOptions& opt, Graph& graph, const TensorMap& inputs) {
+  check(opt.backend == "halide", ErrorKind::Invalid,
+        "--target " + opt.target + " runs GPU kernels, not --backend " + opt.backend);
+  check(!opt.int8_activations, ErrorKind::Unsupported, "--int8-activations: the GPU kernels take float32 activations");
+  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, 0);
+  graph = std::move(run.graph);
+  std::cout << "device: " << run.device << " (" << run.target << "), " << run.launches << " kernel launches, "
+            << std::setprecision(3) << run.first_ms << " ms with uploads\n";
+  if (opt.explain)
+    for (const auto& [node, what] : run.kernels) std::cout << "kernel " << node << ": " << what << "\n";
+  return std::move(run.outputs);
+}
+
 void run(const RunOptions& opt) {
+  if (!opt.target.empty() && is_gpu_target(opt.target)) {
+    Graph graph = load_model(opt.model);
+    TensorMap inputs = gather_inputs(graph, opt.inputs);
+    TensorMap outputs = run_gpu(opt, graph, inputs);
+    report(opt, graph, inputs, outputs, Backend::Halide);
+    return;
+  }
   Backend backend = parse_backend(opt.backend);
   // The kernels' target, canonical: it keys the tuning records too. Refused unless this machine runs it.
   const std::string target = opt.target.empty() ? "" : kernel_target(opt.target).name;
@@ -116,6 +141,12 @@ void run(const RunOptions& opt) {
     for (const KernelInfo& k : executor.kernels())
       std::cout << "kernel " << k.node << ": " << k.backend << (k.detail.empty() ? "" : " (" + k.detail + ")") << "\n";
   }
+  report(opt, graph, inputs, outputs, backend);
+}
+
+// --check, --output-dir and the expected outputs, or the outputs printed.
+void report(const RunOptions& opt, const Graph& graph, const TensorMap& inputs, const TensorMap& outputs,
+            Backend backend) {
   if (opt.check_reference && backend != Backend::Reference &&
       !check_against_reference(graph, inputs, outputs, opt.int8_activations))
     exit_status = 1;
@@ -161,7 +192,8 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
   cmd->add_option("--target", opt->target,
                   "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
-                  "CPU), with its tuning records (default: host)");
+                  "CPU), with its tuning records (default: host); opencl, cuda:sm_NN or hip:ARCH runs the whole "
+                  "model on this machine's GPU");
   add_threads_option(cmd, opt->threads);
   cmd->callback([opt] { run(*opt); });
 }

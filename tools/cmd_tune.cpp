@@ -37,48 +37,13 @@ struct TuneCliOptions {
   std::string sbatch_args;  // extra sbatch arguments, split at spaces
 };
 
-std::string this_executable() {
-  char path[4096];
-  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-  check(n > 0, ErrorKind::Io, "cannot find the tetra executable for the tuning workers");
-  return std::string(path, n);
-}
-
-// A GPU target measured for real: the device of its family on this machine, as tetra-device (beside
-// this executable) finds it. An OpenCL target is named after its device; a HIP or CUDA one must name
-// the device's arch. A missing runtime, device or arch is an error that says which.
+// A GPU target measured for real on this machine's device (cli_util.h).
 void use_gpu_device(TuneCliOptions& opt) {
-  const dsl::TargetSpec target = dsl::parse_target(opt.target).value();
-  const std::string dialect = dsl::family_name(target.family);
-  const std::string given = "--target " + opt.target + ": ";
-  const std::string device = (std::filesystem::path(this_executable()).parent_path() / "tetra-device").string();
-  check(std::filesystem::exists(device), ErrorKind::Unsupported,
-        given + "no " + device + " to run the candidates (build the tetra-device target)");
-  const std::string estimate_hint =
-      target.family == dsl::TargetFamily::Hip ? " (rank its candidates without the GPU: --estimate)" : "";
-  dsl::ProgramRun info = dsl::run_program({device, "info", "--dialect", dialect});
-  std::string text = info.output;
-  while (!text.empty() && text.back() == '\n') text.pop_back();
-  if (text.rfind("tetra-device: ", 0) == 0) text = text.substr(14);
-  check(info.ok(), ErrorKind::Unsupported, given + text + estimate_hint);
-  nlohmann::json answer = nlohmann::json::parse(text, nullptr, false);
-  check(answer.is_object() && answer.value("device", nlohmann::json()).is_string() &&
-            answer.value("arch", nlohmann::json()).is_string(),
-        ErrorKind::Unsupported, given + "tetra-device did not describe the device: " + text);
-  const std::string name = answer["device"].get<std::string>();
-  if (target.family == dsl::TargetFamily::OpenCL) {
-    const std::string found = dsl::opencl_target_name(name);
-    check(opt.target == "opencl" || target.name == found, ErrorKind::Unsupported,
-          given + "this machine's OpenCL device is " + found + " (" + name + ")");
-    opt.target = found;
-  } else {
-    // The device's arch, without an AMD target ID's features: "gfx90a:sramecc+:xnack-" runs gfx90a code.
-    const std::string arch = answer["arch"].get<std::string>();
-    check(arch.substr(0, arch.find(':')) == target.gpu_arch, ErrorKind::Unsupported,
-          given + "this machine's " + dialect + " device is " + name + ", not " + target.gpu_arch + estimate_hint);
-  }
-  opt.tune.device_program = device;
-  opt.tune.device_name = name;
+  const GpuDeviceInfo device =
+      find_gpu_device(opt.target, "to run the candidates", " (rank its candidates without the GPU: --estimate)");
+  opt.target = device.target;
+  opt.tune.device_program = device.program;
+  opt.tune.device_name = device.name;
 }
 
 // The folder of shard i's database in a distributed run into DB: DB/shards/i.

@@ -17,7 +17,9 @@
 //                                           picks one by the part of its target ID before ':'),
 //            "kernels": [launch plan, ...] (dsl/core/launch_plan.h),
 //            "buffers": {NAME: {"type": "f32", "extents": [innermost first],
-//                               "file": IN | "fill": {"seed": S, "lo": L, "hi": H}, "output": OUT}},
+//                               "file": IN | "fill": {"seed": S, "lo": L, "hi": H}, "output": OUT}
+//                              | {"type", "extents", "alias": BUFFER}},   (a view: a kernel binding BUFFER
+//                                                                           reads NAME's fields)
 //            "scalars": {NAME: number},               (a float goes to the kernel as float32)
 //            "check": [{"buffer": NAME, "expect": FILE, "tolerance": FILE}],   (optional; float32 each)
 //            "timing": {"runs": R, "bytes": B,        (optional: R more runs, timed; B bytes moved a run)
@@ -218,7 +220,13 @@ Result<JobResult> run_job(const nlohmann::json& job, const fs::path& dir, tetra:
   std::map<std::string, int64_t> float_elements;  // the float32 buffers, which a check may name
   std::map<std::string, int64_t> buffer_bytes;
   if (Status st = device.build(source); !st) return st.failure();
-  for (auto it = buffers->begin(); it != buffers->end(); ++it) {
+  // Views ("alias") after the buffers they view.
+  std::vector<nlohmann::json::const_iterator> entries;
+  for (auto it = buffers->cbegin(); it != buffers->cend(); ++it)
+    if (!it->contains("alias")) entries.push_back(it);
+  for (auto it = buffers->cbegin(); it != buffers->cend(); ++it)
+    if (it->contains("alias")) entries.push_back(it);
+  for (const nlohmann::json::const_iterator& it : entries) {
     tetra::dsl::JsonReader b(*it, "buffer " + it.key());
     tetra::dsl::KernelParam element;
     element.type = b.text("type");
@@ -246,6 +254,18 @@ Result<JobResult> run_job(const nlohmann::json& job, const fs::path& dir, tetra:
       count *= e;
     }
     const int64_t bytes = count * element.bytes();
+    if (it->contains("alias")) {  // a view: its own fields over another buffer's memory, which kernels bind
+      const std::string of = b.text("alias");
+      auto base = buffer_bytes.find(of);
+      if (b.ok() && (base == buffer_bytes.end() || (*buffers)[of].contains("alias")))
+        b.fail_with("\"alias\" names a buffer of the job that is no view, not \"" + of + "\"");
+      if (b.ok() && (base->second < bytes || (*buffers)[of]["type"] != (*it)["type"]))
+        b.fail_with("views more than " + of + " holds, or as another type");
+      if (b.ok() && (!file.empty() || fill || !output.empty()))
+        b.fail_with("a view has no contents of its own (\"file\", \"fill\", \"output\")");
+      if (!b.ok()) return b.failure();
+      continue;
+    }
     if (element.type == "f32") float_elements[it.key()] = count;
     buffer_bytes[it.key()] = bytes;
     if (Status st = device.allocate(it.key(), bytes); !st) return st.failure();

@@ -42,10 +42,38 @@ struct DialectTable {
   "__device__ inline float float_from_bits(uint32_t b) { return __builtin_bit_cast(float, b); }\n" \
   "__device__ inline float tetra_fma(float a, float b, float c) { return __builtin_fmaf(a, b, c); }\n"
 
+// Halide's float math (exp_f32, ...) as each dialect has it, with no device library: clang's builtins,
+// which the AMDGPU backend lowers to its own instructions; NVPTX's base-2 approximations, within a few
+// ulp; OpenCL C's own functions.
+#define TETRA_AMDGPU_MATH                                                        \
+  "__device__ inline float exp_f32(float x) { return __builtin_expf(x); }\n"     \
+  "__device__ inline float log_f32(float x) { return __builtin_logf(x); }\n"     \
+  "__device__ inline float sqrt_f32(float x) { return __builtin_sqrtf(x); }\n"   \
+  "__device__ inline float floor_f32(float x) { return __builtin_floorf(x); }\n" \
+  "__device__ inline float ceil_f32(float x) { return __builtin_ceilf(x); }\n"   \
+  "__device__ inline float round_f32(float x) { return __builtin_rintf(x); }\n"  \
+  "__device__ inline float trunc_f32(float x) { return __builtin_truncf(x); }\n" \
+  "__device__ inline float abs_f32(float x) { return __builtin_fabsf(x); }\n"    \
+  "__device__ inline bool is_nan_f32(float x) { return __builtin_isnan(x); }\n"
+#define TETRA_NVPTX_MATH                                                                                  \
+  "__device__ inline float exp_f32(float x) { return __nvvm_ex2_approx_f(x * 1.44269504088896341f); }\n"  \
+  "__device__ inline float log_f32(float x) { return __nvvm_lg2_approx_f(x) * 0.693147180559945309f; }\n" \
+  "__device__ inline float sqrt_f32(float x) { return __nvvm_sqrt_rn_f(x); }\n"                           \
+  "__device__ inline float floor_f32(float x) { return __builtin_floorf(x); }\n"                          \
+  "__device__ inline float ceil_f32(float x) { return __builtin_ceilf(x); }\n"                            \
+  "__device__ inline float round_f32(float x) { return __builtin_rintf(x); }\n"                           \
+  "__device__ inline float trunc_f32(float x) { return __builtin_truncf(x); }\n"                          \
+  "__device__ inline float abs_f32(float x) { return __builtin_fabsf(x); }\n"                             \
+  "__device__ inline bool is_nan_f32(float x) { return __builtin_isnan(x); }\n"
+#define TETRA_OPENCL_MATH                                                                      \
+  "#define exp_f32(x) exp(x)\n#define log_f32(x) log(x)\n#define sqrt_f32(x) sqrt(x)\n"        \
+  "#define floor_f32(x) floor(x)\n#define ceil_f32(x) ceil(x)\n#define round_f32(x) rint(x)\n" \
+  "#define trunc_f32(x) trunc(x)\n#define abs_f32(x) fabs(x)\n#define is_nan_f32(x) isnan(x)\n"
+
 const DialectTable kHip = {
     "// HIP, self-contained: amdgcn builtins, no device headers or libraries.\n"
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
-    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS,
+    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_AMDGPU_MATH,
     "extern \"C\" __global__ ",
     "__attribute__((amdgpu_flat_work_group_size(1, %n))) ",
     "",
@@ -68,7 +96,7 @@ const DialectTable kOpenCL = {
     "inline float tetra_round_f16(float x) { ushort b; vstore_half_rte(x, 0, (half*)&b); return vload_half(0, (const "
     "half*)&b); }\n"
     "#define tetra_max(a, b) max(a, b)\n#define tetra_min(a, b) min(a, b)\n"
-    "#define float_from_bits(b) as_float((uint)(b))\n#define tetra_fma(a, b, c) fma(a, b, c)\n",
+    "#define float_from_bits(b) as_float((uint)(b))\n#define tetra_fma(a, b, c) fma(a, b, c)\n" TETRA_OPENCL_MATH,
     "__kernel ",
     "",
     "__global ",
@@ -84,7 +112,7 @@ const DialectTable kOpenCL = {
 const DialectTable kCuda = {
     "// CUDA, self-contained: NVVM builtins, no CUDA headers or libraries.\n"
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
-    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS,
+    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_NVPTX_MATH,
     "extern \"C\" __global__ ",
     "__attribute__((launch_bounds(%n))) ",
     "",

@@ -24,9 +24,15 @@ dsl::Status check_hip_target(const TargetSpec& target) {
   return dsl::check_amd_arch(target.gpu_arch);
 }
 
-// The kernels of a scheduled definition, captured, with their launch plans.
 dsl::Result<GpuKernels> capture(const dsl::ComputeDef& def, const Schedule& schedule, const std::string& name) {
-  auto captured = dsl::gpu::capture_kernels({def.output}, def.arguments, name);
+  return capture_gpu_kernels(def.output, def.arguments, schedule, name);
+}
+
+}  // namespace
+
+dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const std::vector<Halide::Argument>& args,
+                                            const Schedule& schedule, const std::string& name) {
+  auto captured = dsl::gpu::capture_kernels({output}, args, name);
   if (!captured) return captured.failure();
   GpuKernels lowered;
   lowered.schedule = schedule;
@@ -38,8 +44,6 @@ dsl::Result<GpuKernels> capture(const dsl::ComputeDef& def, const Schedule& sche
   }
   return lowered;
 }
-
-}  // namespace
 
 dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
                                           const TargetSpec& target, const std::string& name) {

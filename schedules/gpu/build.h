@@ -22,6 +22,11 @@ struct GpuKernels {
   std::vector<dsl::LaunchPlan> launches;        // one per kernel
 };
 
+// The kernels of `output`, scheduled for a GPU, captured under `name` with their launch plans; `args` are
+// the pipeline's inputs in order.
+dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const std::vector<Halide::Argument>& args,
+                                            const Schedule& schedule, const std::string& name);
+
 // `schedule` (checked against `target`, a hip target) applied to `workload`, its kernels captured under
 // `name` (a C identifier). Every step's failure names the step.
 dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,

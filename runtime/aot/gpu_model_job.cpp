@@ -1,0 +1,403 @@
+#include "runtime/aot/gpu_model_job.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "dsl/gpu/code_object.h"
+#include "dsl/gpu/emit_kernel.h"
+#include "dsl/gpu/launch_plan_of.h"
+#include "importer/error.h"
+#include "runtime/epilogue.h"
+#include "runtime/halide_kernel.h"
+#include "runtime/halide_ops.h"
+#include "schedules/gpu/elementwise.h"
+#include "schedules/qmatmul_templates.h"
+
+namespace tetra {
+
+namespace {
+
+namespace fs = std::filesystem;
+using dsl::Failure;
+using dsl::FailureKind;
+using schedules::GpuKernels;
+
+// Ops that only rename memory: their output is a view of their first input.
+const std::set<std::string> kViewOps = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"};
+
+std::vector<int64_t> innermost_first(const Shape& shape) {
+  std::vector<int64_t> e(shape.rbegin(), shape.rend());
+  if (e.empty()) e.push_back(1);
+  return e;
+}
+
+// `e` with every input named by a key of `rename` (or starting "KEY.") renamed.
+dsl::IndexExpr renamed(dsl::IndexExpr e, const std::map<std::string, std::string>& buffers,
+                       const std::string& scalars) {
+  if (e.op == dsl::IndexExpr::Op::Input) {
+    const std::string head = e.input.substr(0, e.input.find('.'));
+    auto it = buffers.find(head);
+    e.input = it != buffers.end() ? it->second + e.input.substr(head.size()) : scalars + e.input;
+  }
+  for (dsl::IndexExpr& o : e.operands) o = renamed(std::move(o), buffers, scalars);
+  return e;
+}
+
+class JobBuilder {
+ public:
+  JobBuilder(const Graph& graph, const dsl::TargetSpec& target, const ScheduleSource* schedules, fs::path dir)
+      : graph_(graph), target_(target), schedules_(schedules), dir_(std::move(dir)) {}
+
+  // The storage of a graph value: made (and filled) at its first use for inputs and constants.
+  std::string storage_of(const std::string& value) {
+    if (auto it = storage_.find(value); it != storage_.end()) return it->second;
+    auto constant = graph_.initializers.find(value);
+    check(constant != graph_.initializers.end(), ErrorKind::Invalid,
+          "value '" + value + "' has no buffer on the device");
+    return storage_[value] = float_storage(value, constant->second);
+  }
+
+  // A new storage buffer of `count` float32 elements, or filled from `t` (float32) when given.
+  std::string new_storage(int64_t count) {
+    const std::string name = "s" + std::to_string(buffers_.size());
+    buffers_[name] = {{"type", "f32"}, {"extents", {count}}};
+    return name;
+  }
+  std::string float_storage(const std::string& value, const Tensor& t) {
+    check(
+        t.dtype() == DType::Float32, ErrorKind::Unsupported,
+        "value '" + value + "' is " + dtype_name(t.dtype()) + ": the GPU path takes float32 activations and constants");
+    const std::string name = new_storage(t.size());
+    write(name, t.bytes(), size_t(t.size()) * 4);
+    return name;
+  }
+  // A storage holding a packed weight buffer as it is (dense from 0).
+  std::string raw_storage(const std::string& what, const halide_buffer_t& b) {
+    int64_t count = 1;
+    for (int d = 0; d < b.dimensions; ++d) {
+      check(b.dim[d].stride == count && b.dim[d].min == 0, ErrorKind::Invalid, what + " is not dense");
+      count *= b.dim[d].extent;
+    }
+    const std::string name = "s" + std::to_string(buffers_.size());
+    buffers_[name] = {{"type", dsl::gpu::param_type_name(Halide::Type(b.type))}, {"extents", {count}}};
+    write(name, b.host, size_t(count) * b.type.bytes());
+    weight_bytes_ += count * b.type.bytes();
+    return name;
+  }
+  void set_value(const std::string& value, const std::string& storage) { storage_[value] = storage; }
+
+  // A view of `storage` with these extents (innermost first) and its element type.
+  std::string view(const std::string& storage, const std::vector<int64_t>& extents) {
+    const std::string name = "v" + std::to_string(views_++);
+    buffers_[name] = {{"type", buffers_[storage]["type"]}, {"extents", extents}, {"alias", storage}};
+    return name;
+  }
+
+  // The launches of `lowered`, each pipeline buffer bound to a view, each scalar to its value.
+  void add(const std::string& node, const std::string& what, const GpuKernels& lowered,
+           const std::map<std::string, std::string>& views, const std::map<std::string, double>& scalars) {
+    const std::string prefix = "k" + std::to_string(steps_++) + ".";
+    for (const auto& [name, value] : scalars) scalars_[prefix + name] = value;
+    for (dsl::LaunchPlan plan : lowered.launches) {
+      for (dsl::KernelParam& p : plan.params) {
+        if (p.is_buffer) {
+          auto it = views.find(p.name);
+          check(it != views.end(), ErrorKind::Invalid,
+                node + ": its kernel " + plan.kernel + " reads a buffer '" + p.name + "' the GPU job does not bind");
+          p.name = buffers_[it->second]["alias"].get<std::string>();
+        } else {
+          // A float scalar is the job's scalar of its name; an integer one an expression of the inputs.
+          check(p.type != "f32" || scalars.count(p.name), ErrorKind::Invalid,
+                node + ": no value for the kernel's scalar " + p.name);
+          if (p.type == "f32") p.name = prefix + p.name;
+          p.value = renamed(p.value, views, prefix);
+        }
+      }
+      for (int a = 0; a < 3; ++a) {
+        plan.blocks[a] = renamed(plan.blocks[a], views, prefix);
+        plan.threads[a] = renamed(plan.threads[a], views, prefix);
+      }
+      launches_.push_back(plan.to_json());
+    }
+    kernels_.insert(kernels_.end(), lowered.kernels.begin(), lowered.kernels.end());
+    described_.push_back({node, what});
+  }
+
+  std::string kernel_name() const { return "tetra_n" + std::to_string(steps_); }
+
+  void write(const std::string& buffer, const void* data, size_t bytes) {
+    std::ofstream out(dir_ / (buffer + ".bin"), std::ios::binary);
+    out.write(static_cast<const char*>(data), std::streamsize(bytes));
+    check(bool(out), ErrorKind::Io, "cannot write " + (dir_ / (buffer + ".bin")).string());
+    buffers_[buffer]["file"] = buffer + ".bin";
+  }
+
+  const Graph& graph_;
+  const dsl::TargetSpec target_;
+  const ScheduleSource* schedules_;
+  fs::path dir_;
+  nlohmann::json buffers_ = nlohmann::json::object(), scalars_ = nlohmann::json::object();
+  nlohmann::json launches_ = nlohmann::json::array();
+  std::vector<dsl::gpu::DeviceKernel> kernels_;
+  std::vector<std::pair<std::string, std::string>> described_;
+  std::map<std::string, std::string> storage_;
+  int views_ = 0, steps_ = 0;
+  int64_t weight_bytes_ = 0;
+};
+
+Shape shape_of(const Graph& graph, const std::string& value) {
+  std::optional<Shape> s = static_shape(graph, value);
+  check(s.has_value(), ErrorKind::Invalid,
+        "value '" + value + "' has no concrete shape (bind the model's input shapes)");
+  return *s;
+}
+
+template <class T>
+T value_or_fail(dsl::Result<T> r, const std::string& node) {
+  check(r.ok(), ErrorKind::Unsupported, [&] { return node + ": " + r.failure().describe(); });
+  return std::move(r).value();
+}
+
+// An elementwise kernel of `key` over `operands` (values with these shapes, and their storages) into a new
+// storage, which it returns with the output's shape.
+std::string elementwise(JobBuilder& b, const std::string& node, const std::string& key,
+                        const std::vector<float>& floats, const std::vector<std::string>& operands,
+                        const std::vector<Shape>& shapes, Shape* out_shape) {
+  size_t rank = 0;
+  for (const Shape& s : shapes) rank = std::max(rank, s.size());
+  Shape out(rank, 1);
+  for (const Shape& s : shapes)
+    for (size_t d = 0; d < s.size(); ++d) {
+      int64_t& o = out[rank - s.size() + d];
+      check(s[d] == o || s[d] == 1 || o == 1, ErrorKind::Invalid, node + ": operands do not broadcast");
+      if (s[d] != 1) o = s[d];
+    }
+  const std::vector<int64_t> out_extents = innermost_first(out);
+  std::vector<std::vector<bool>> broadcast;
+  std::map<std::string, std::string> views;
+  for (size_t k = 0; k < operands.size(); ++k) {
+    Shape padded(rank - shapes[k].size(), 1);
+    padded.insert(padded.end(), shapes[k].begin(), shapes[k].end());
+    std::vector<int64_t> extents = innermost_first(padded);
+    std::vector<bool> read;
+    for (size_t d = 0; d < out_extents.size(); ++d) read.push_back(extents[d] == out_extents[d]);
+    broadcast.push_back(read);
+    views["in" + std::to_string(k)] = b.view(operands[k], extents);
+  }
+  GpuKernels lowered = value_or_fail(
+      schedules::lower_gpu_elementwise(key, int(floats.size()), broadcast, b.target_, b.kernel_name()), node);
+  const std::string y = b.new_storage(num_elements(out));
+  views["out"] = b.view(y, out_extents);
+  std::map<std::string, double> scalars;
+  for (size_t k = 0; k < floats.size(); ++k) scalars["p" + std::to_string(k)] = floats[k];
+  b.add(node, "gpu elementwise " + key, lowered, views, scalars);
+  *out_shape = out;
+  return y;
+}
+
+// The elementwise op key and float parameters of an activation or arithmetic node; nullopt when it has none.
+std::optional<ActivationCall> elementwise_call(const Node& node, const Graph& graph) {
+  if (std::optional<ActivationCall> call = activation_call(node, graph)) return call;
+  if (!node.domain.empty()) return std::nullopt;
+  auto it = elementwise_ops().find(node.op_type);
+  if (it == elementwise_ops().end() || it->second.floats != 0) return std::nullopt;
+  if (int(node.inputs.size()) != it->second.operands) return std::nullopt;
+  return ActivationCall{node.op_type, {}};
+}
+
+// A node whose output is the storage `y` of shape `shape` gets its epilogue steps from `first`, each an
+// elementwise kernel; returns the last storage.
+std::string epilogue(JobBuilder& b, const Node& node, size_t first, std::string y, Shape shape) {
+  for (size_t s = first; s < node.epilogue.size(); ++s) {
+    const Node& step = node.epilogue[s];
+    std::optional<ActivationCall> call = elementwise_call(step, b.graph_);
+    check(call.has_value(), ErrorKind::Unsupported,
+          node.label() + ": epilogue step " + step.label() + " has no GPU kernel yet");
+    std::vector<std::string> operands = {y};
+    std::vector<Shape> shapes = {shape};
+    for (size_t i = 1; i < step.inputs.size(); ++i) {
+      operands.push_back(b.storage_of(step.inputs[i]));
+      shapes.push_back(shape_of(b.graph_, step.inputs[i]));
+    }
+    y = elementwise(b, node.label() + " (" + step.op_type + ")", call->key, call->params, operands, shapes, &shape);
+  }
+  return y;
+}
+
+void add_qmatmul(JobBuilder& b, const Node& node) {
+  std::optional<HalideGemm> gemm = halide_gemm_of(node, b.graph_);
+  check(gemm.has_value(), ErrorKind::Unsupported, node.label() + ": its GEMM has no concrete shapes");
+  const dsl::QMatMulWorkload& wl = gemm->workload;
+  check(!wl.int8_activations, ErrorKind::Unsupported, node.label() + ": GPU kernels take float32 activations");
+  std::optional<ScheduleChoice> tuned = b.schedules_ ? b.schedules_->for_qmatmul(wl) : std::nullopt;
+  ScheduleChoice choice =
+      tuned ? *tuned
+            : ScheduleChoice{value_or_fail(schedules::default_qmatmul_schedule(wl, b.target_), node.label()),
+                             "default schedule"};
+  GpuKernels lowered =
+      value_or_fail(schedules::lower_gpu_qmatmul(wl, choice.schedule, b.target_, b.kernel_name()), node.label());
+  dsl::PackedInt4Buffers packed = value_or_fail(
+      dsl::pack_int4_weight(*gemm->weight, gemm->trans_b, schedules::layout_of(choice.schedule)), node.label());
+
+  std::map<std::string, std::string> views;
+  views["A"] = b.view(b.storage_of(node.input(0)), {wl.K, wl.M});
+  if (wl.has_bias) views["bias"] = b.view(b.storage_of(node.input(1)), {wl.N});
+  auto weight_view = [&](const char* name, const halide_buffer_t& buf) {
+    std::vector<int64_t> extents;
+    for (int d = 0; d < buf.dimensions; ++d) extents.push_back(buf.dim[d].extent);
+    views[name] = b.view(b.raw_storage(node.label() + " " + name, buf), extents);
+  };
+  weight_view("W_packed", *packed.packed.raw_buffer());
+  if (packed.scale.data()) weight_view("W_scale", *packed.scale.raw_buffer());
+  if (packed.zero.data()) weight_view("W_zero", *packed.zero.raw_buffer());
+  const std::string y = b.new_storage(wl.M * wl.N);
+  for (const dsl::LaunchPlan& plan : lowered.launches)
+    for (const dsl::KernelParam& p : plan.params)
+      if (p.is_buffer && p.write && !views.count(p.name)) views[p.name] = b.view(y, {wl.N, wl.M});
+  b.add(node.label(), choice.schedule.to_string() + " (" + choice.source + ")", lowered, views,
+        {{"alpha", node.attr_float("alpha", 1.0)}, {"beta", node.attr_float("beta", 1.0)}});
+  // The kernel applies a lone Relu itself (dsl::QMatMulWorkload::activation).
+  const size_t first = wl.activation == dsl::Activation::Relu ? 1 : 0;
+  b.set_value(node.outputs[0], epilogue(b, node, first, y, shape_of(b.graph_, node.outputs[0])));
+}
+
+void add_rows(JobBuilder& b, const Node& node) {
+  const Shape x = shape_of(b.graph_, node.input(0));
+  const int64_t rank = int64_t(x.size());
+  const bool softmax = node.op_type == "Softmax";
+  int64_t axis = softmax ? node.attr_int("axis", node.opset < 13 ? 1 : -1) : node.attr_int("axis", -1);
+  check(axis >= -rank && axis < std::max<int64_t>(rank, 1), ErrorKind::Invalid, node.label() + ": axis out of range");
+  if (axis < 0) axis += rank;
+  check(!softmax || node.opset < 13 || axis == rank - 1, ErrorKind::Unsupported,
+        node.label() + ": a Softmax over a non-last axis has no GPU kernel yet");
+  int64_t n = 1, rows = 1;
+  for (int64_t d = 0; d < rank; ++d) (d < axis ? rows : n) *= x[d];
+  std::map<std::string, std::string> views;
+  std::map<std::string, double> scalars;
+  views["x"] = b.view(b.storage_of(node.input(0)), {n, rows});
+  const bool has_bias = !softmax && node.has_input(2);
+  if (!softmax) {
+    for (size_t i = 1; i < node.outputs.size(); ++i)
+      check(node.outputs[i].empty(), ErrorKind::Unsupported,
+            node.label() + ": the Mean / InvStdDev outputs have no GPU kernel yet");
+    for (size_t i = 1; i <= (has_bias ? 2u : 1u); ++i)
+      check(num_elements(shape_of(b.graph_, node.input(i))) == n, ErrorKind::Unsupported,
+            node.label() + ": a Scale or B broadcast within rows has no GPU kernel yet");
+    views["scale"] = b.view(b.storage_of(node.input(1)), {n});
+    if (has_bias) views["bias"] = b.view(b.storage_of(node.input(2)), {n});
+    scalars["epsilon"] = node.attr_float("epsilon", 1e-5);
+    scalars["count"] = double(n);
+  }
+  GpuKernels lowered =
+      value_or_fail(schedules::lower_gpu_rows(softmax ? schedules::GpuRowOp::Softmax : schedules::GpuRowOp::LayerNorm,
+                                              has_bias, b.target_, b.kernel_name()),
+                    node.label());
+  const std::string y = b.new_storage(n * rows);
+  views["out"] = b.view(y, {n, rows});
+  b.add(node.label(), softmax ? "gpu softmax, a thread per row" : "gpu layer norm, a thread per row", lowered, views,
+        scalars);
+  b.set_value(node.outputs[0], y);
+}
+
+void add_node(JobBuilder& b, const Node& node) {
+  if (node.domain == "tetra" && node.op_type == "QMatMul") return add_qmatmul(b, node);
+  if (node.domain.empty() && kViewOps.count(node.op_type)) {
+    b.set_value(node.outputs[0], b.storage_of(node.input(0)));
+    return;
+  }
+  if (node.domain.empty() && (node.op_type == "Softmax" || node.op_type == "LayerNormalization"))
+    return add_rows(b, node);
+  std::optional<ActivationCall> call = elementwise_call(node, b.graph_);
+  check(call.has_value(), ErrorKind::Unsupported,
+        node.label() + ": " + (node.domain.empty() ? "" : node.domain + ".") + node.op_type +
+            " has no GPU kernel yet, so the model cannot stay on the device");
+  std::vector<std::string> operands;
+  std::vector<Shape> shapes;
+  const size_t count = node.op_type == "Clip" ? 1 : node.inputs.size();  // Clip's bounds are parameters
+  for (size_t i = 0; i < count; ++i) {
+    operands.push_back(b.storage_of(node.input(i)));
+    shapes.push_back(shape_of(b.graph_, node.input(i)));
+  }
+  Shape shape;
+  std::string y = elementwise(b, node.label(), call->key, call->params, operands, shapes, &shape);
+  b.set_value(node.outputs[0], epilogue(b, node, 0, y, shape));
+}
+
+}  // namespace
+
+dsl::Result<GpuModelJob> write_gpu_model_job(const Graph& graph, const std::map<std::string, Tensor>& inputs,
+                                             const dsl::TargetSpec& target, const ScheduleSource* schedules,
+                                             const std::string& dir, int timing_runs) {
+  try {
+    JobBuilder b(graph, target, schedules, dir);
+    for (const ValueInfo& in : graph.inputs) {
+      auto it = inputs.find(in.name);
+      check(it != inputs.end(), ErrorKind::Invalid, "input '" + in.name + "' is not given");
+      b.set_value(in.name, b.float_storage(in.name, it->second));
+    }
+    for (const Node& node : graph.nodes) add_node(b, node);
+    std::set<std::string> written;
+    for (size_t i = 0; i < graph.outputs.size(); ++i) {
+      const std::string s = b.storage_of(graph.outputs[i].name);
+      check(
+          written.insert(s).second && !b.buffers_[s].contains("file"), ErrorKind::Unsupported,
+          "output '" + graph.outputs[i].name + "' is an input, a constant or another output: not computed on the GPU");
+      b.buffers_[s]["output"] = "output_" + std::to_string(i) + ".bin";
+    }
+    using dsl::gpu::Dialect;
+    const Dialect dialect = target.family == dsl::TargetFamily::OpenCL ? Dialect::OpenCL
+                            : target.family == dsl::TargetFamily::Cuda ? Dialect::Cuda
+                                                                       : Dialect::Hip;
+    dsl::Result<std::string> source = dsl::gpu::emit_kernels(b.kernels_, dialect);
+    if (!source) return source.failure();
+    std::string program;
+    if (dialect == Dialect::OpenCL) {
+      program = "kernels.cl";
+      std::ofstream(fs::path(dir) / program) << source.value();
+    } else {
+      program = dialect == Dialect::Cuda ? "kernels.ptx" : "kernels.co";
+      const std::string path = (fs::path(dir) / program).string();
+      dsl::Status built = dialect == Dialect::Cuda
+                              ? dsl::gpu::build_ptx(source.value(), target.gpu_arch, path)
+                              : dsl::gpu::build_hip_code_object(source.value(), target.gpu_arch, path);
+      if (!built) return built.failure();
+    }
+    nlohmann::json job = {{"dialect", dsl::gpu::dialect_name(dialect)},
+                          {"source", program},
+                          {"kernels", b.launches_},
+                          {"buffers", b.buffers_},
+                          {"scalars", b.scalars_},
+                          {"title", graph.name}};
+    if (timing_runs > 0) job["timing"] = {{"runs", timing_runs}, {"bytes", b.weight_bytes_}};
+    GpuModelJob out;
+    out.job_file = (fs::path(dir) / "job.json").string();
+    std::ofstream file(out.job_file);
+    file << job.dump(1);
+    check(bool(file), ErrorKind::Io, "cannot write " + out.job_file);
+    out.kernels = b.described_;
+    out.launches = int(b.launches_.size());
+    out.weight_bytes = b.weight_bytes_;
+    return out;
+  } catch (const Error& e) {
+    return Failure{FailureKind::Unsupported, target.name, e.what()};
+  }
+}
+
+dsl::Result<std::map<std::string, Tensor>> read_gpu_model_outputs(const Graph& graph, const std::string& dir) {
+  std::map<std::string, Tensor> outputs;
+  for (size_t i = 0; i < graph.outputs.size(); ++i) {
+    const std::string& name = graph.outputs[i].name;
+    std::optional<Shape> shape = static_shape(graph, name);
+    if (!shape) return Failure{FailureKind::Unsupported, name, "has no concrete shape"};
+    const fs::path path = fs::path(dir) / ("output_" + std::to_string(i) + ".bin");
+    std::ifstream in(path, std::ios::binary);
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (int64_t(bytes.size()) != num_elements(*shape) * 4)
+      return Failure{FailureKind::Run, path.string(), "does not hold output '" + name + "'"};
+    outputs[name] = Tensor(DType::Float32, *shape, std::move(bytes));
+  }
+  return outputs;
+}
+
+}  // namespace tetra

@@ -1,0 +1,113 @@
+#include "schedules/gpu/elementwise.h"
+
+#include "dsl/elementwise_expr.h"
+
+namespace tetra::schedules {
+
+using dsl::Failure;
+using dsl::FailureKind;
+using namespace Halide;
+
+namespace {
+
+// Threads per block: a whole wave on every GPU (32 or 64 lanes), and enough blocks for small tensors.
+constexpr int kBlockThreads = 256;
+constexpr int kRowsPerBlock = 64;
+
+dsl::Result<GpuKernels> capture_fixed(const Func& out, const std::vector<Argument>& args,
+                                      const std::string& template_name, const TargetSpec& target,
+                                      const std::string& name) {
+  if (target.is_cpu()) return Failure{FailureKind::WrongTarget, target.name, "GPU kernels are lowered for GPU targets"};
+  Schedule schedule;
+  schedule.template_name = template_name;
+  try {
+    return capture_gpu_kernels(out, args, schedule, name);
+  } catch (const Halide::Error& e) {
+    return Failure{FailureKind::Compile, template_name, e.what()};
+  }
+}
+
+}  // namespace
+
+dsl::Result<GpuKernels> lower_gpu_elementwise(const std::string& op_key, int floats,
+                                              const std::vector<std::vector<bool>>& broadcast, const TargetSpec& target,
+                                              const std::string& name) {
+  const dsl::ElementwiseExpr* expr = dsl::find_elementwise_expr(op_key);
+  if (!expr) return Failure{FailureKind::Unsupported, op_key, "has no GPU elementwise kernel"};
+  const size_t rank = broadcast.empty() ? 0 : broadcast[0].size();
+  for (const std::vector<bool>& b : broadcast)
+    if (b.size() != rank || rank == 0)
+      return Failure{FailureKind::Unsupported, op_key,
+                     "operands are broadcast over one output shape of rank 1 or more"};
+  std::vector<Var> v;
+  for (size_t d = 0; d < rank; ++d) v.emplace_back("d" + std::to_string(d));
+  std::vector<Argument> args;
+  dsl::Exprs x, p;
+  for (size_t k = 0; k < broadcast.size(); ++k) {
+    ImageParam in(Float(32), int(rank), "in" + std::to_string(k));
+    std::vector<Expr> at;
+    for (size_t d = 0; d < rank; ++d) at.push_back(broadcast[k][d] ? Expr(v[d]) : Expr(0));
+    x.push_back(in(at));
+    args.push_back(in);
+  }
+  for (int k = 0; k < floats; ++k) {
+    Param<float> param("p" + std::to_string(k));
+    p.push_back(param);
+    args.push_back(param);
+  }
+  Func out("out");
+  out(v) = (*expr)(x, p);
+  // One thread per output element, the dims fused into one index.
+  Var all = v[0];
+  for (size_t d = 1; d < rank; ++d) {
+    Var fused("f" + std::to_string(d));
+    out.fuse(all, v[d], fused);
+    all = fused;
+  }
+  Var block("block"), thread("thread");
+  out.gpu_tile(all, block, thread, kBlockThreads, TailStrategy::GuardWithIf);
+  return capture_fixed(out, args, "gpu_elementwise", target, name);
+}
+
+dsl::Result<GpuKernels> lower_gpu_rows(GpuRowOp op, bool has_bias, const TargetSpec& target, const std::string& name) {
+  ImageParam x(Float(32), 2, "x"), scale(Float(32), 1, "scale"), bias(Float(32), 1, "bias");
+  Param<float> epsilon("epsilon");
+  Var i("i"), row("row");
+  Expr n = x.dim(0).extent();
+  RDom r(0, n, "r");
+  Func out("out");
+  std::vector<Func> per_row;  // computed by each row's thread
+  std::vector<Argument> args = {x};
+  if (op == GpuRowOp::Softmax) {
+    Func top("top"), total("total");
+    top(row) = maximum(x(r, row));
+    total(row) = sum(exp(x(r, row) - top(row)));
+    out(i, row) = exp(x(i, row) - top(row)) / total(row);
+    per_row = {top, total};
+  } else {
+    // Two passes, the mean first: no cancellation in the variance.
+    // n as a float parameter: a float the host computed from n would be a kernel argument no launch plan
+    // can carry (they evaluate integers).
+    Param<float> count("count");
+    Func mean("mean"), variance("variance");
+    mean(row) = sum(x(r, row)) / count;
+    Expr centred = x(r, row) - mean(row);
+    variance(row) = sum(centred * centred) / count;
+    Expr y = (x(i, row) - mean(row)) / sqrt(variance(row) + epsilon) * scale(i);
+    out(i, row) = has_bias ? y + bias(i) : y;
+    per_row = {mean, variance};
+    args.push_back(scale);
+    if (has_bias) args.push_back(bias);
+    args.push_back(epsilon);
+    args.push_back(count);
+  }
+  Var block("block"), thread("thread");
+  out.split(row, block, thread, kRowsPerBlock, TailStrategy::GuardWithIf)
+      .reorder(i, thread, block)
+      .gpu_blocks(block)
+      .gpu_threads(thread);
+  for (Func& f : per_row) f.compute_at(out, thread);
+  return capture_fixed(out, args, op == GpuRowOp::Softmax ? "gpu_softmax" : "gpu_layer_norm", target, name);
+}
+
+}  // namespace tetra::schedules

@@ -1,0 +1,27 @@
+// The GPU kernels of the nodes around the GEMMs and convs, so that a whole model stays on the device
+// (runtime/aot/gpu_model_job.h): elementwise ops with numpy broadcasting, and softmax and layer norm
+// over rows. They are fixed schedules, not tuning templates: a thread per output element, or a thread
+// per row, in blocks of one wave's multiple. Their bandwidth is not what bounds a decoding model.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "schedules/gpu/build.h"
+
+namespace tetra::schedules {
+
+// An elementwise op over operands broadcast to one output shape. The expression is
+// dsl/elementwise_expr.h's for `op_key` ("Relu", "Add", "Clip:min,max"); `floats` float parameters
+// named p0, p1, ... follow it. `broadcast[k][d]`: whether operand k is read along dim d of the output
+// (innermost first) or broadcast there (its extent is 1). Buffers: in0, in1, ..., then out.
+dsl::Result<GpuKernels> lower_gpu_elementwise(const std::string& op_key, int floats,
+                                              const std::vector<std::vector<bool>>& broadcast, const TargetSpec& target,
+                                              const std::string& name);
+
+// Rows of `x` (n, rows), innermost first, normalized: a softmax along each row, or a layer norm with a
+// per-element scale (n) and, when `has_bias`, bias (n), and the float parameters epsilon and count (n).
+// Buffers: x, scale, bias, then out (n, rows).
+enum class GpuRowOp { Softmax, LayerNorm };
+dsl::Result<GpuKernels> lower_gpu_rows(GpuRowOp op, bool has_bias, const TargetSpec& target, const std::string& name);
+
+}  // namespace tetra::schedules

@@ -1,0 +1,31 @@
+// `tetra run|bench --target opencl|cuda:sm_NN|hip:ARCH`: the whole model on this machine's GPU, as one
+// device job (runtime/aot/gpu_model_job.h) that tetra-device runs in a process of its own (pocl's LLVM
+// and libHalide's cannot share one).
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "importer/graph.h"
+
+namespace tetra::cli {
+
+// Whether `target` names a GPU family (opencl..., cuda:..., hip:...).
+bool is_gpu_target(const std::string& target);
+
+struct GpuRun {
+  std::string device, target;  // the device's name; the target, canonical
+  Graph graph;                 // the model with the inputs' shapes bound
+  std::map<std::string, Tensor> outputs;
+  std::vector<std::pair<std::string, std::string>> kernels;  // per node: what ran it
+  int launches = 0;
+  double first_ms = 0;  // the first run, uploads and downloads included
+  double timed_ms = 0;  // per timed run (timing_runs > 0): the kernels alone, weights and activations resident
+};
+
+// Runs `model` on `inputs` on the target's device, then `timing_runs` more times, timed. `db`: the tuning
+// database folder ("" for the one beside the model, if any).
+GpuRun run_on_gpu(const std::string& model, const std::map<std::string, Tensor>& inputs, const std::string& target,
+                  const std::string& db, int timing_runs);
+
+}  // namespace tetra::cli
