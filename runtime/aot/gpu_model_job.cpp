@@ -4,6 +4,7 @@
 #include <fstream>
 #include <set>
 
+#include "dsl/core/kernel_calls.h"
 #include "dsl/gpu/code_object.h"
 #include "dsl/gpu/emit_kernel.h"
 #include "dsl/gpu/launch_plan_of.h"
@@ -11,7 +12,10 @@
 #include "runtime/epilogue.h"
 #include "runtime/halide_kernel.h"
 #include "runtime/halide_ops.h"
+#include "runtime/ops/conv_core.h"
+#include "runtime/ops/resize.h"
 #include "schedules/gpu/elementwise.h"
+#include "schedules/qconv_templates.h"
 #include "schedules/qmatmul_templates.h"
 
 namespace tetra {
@@ -85,6 +89,14 @@ class JobBuilder {
     weight_bytes_ += count * b.type.bytes();
     return name;
   }
+  // A table the host computed once (float32 or int32).
+  std::string constant_storage(const std::string& what, const Tensor& t) {
+    check(t.dtype() == DType::Float32 || t.dtype() == DType::Int32, ErrorKind::Invalid, what + " is no 32-bit table");
+    const std::string name = new_storage(t.size());
+    buffers_[name]["type"] = t.dtype() == DType::Float32 ? "f32" : "i32";
+    write(name, t.bytes(), size_t(t.size()) * 4);
+    return name;
+  }
   void set_value(const std::string& value, const std::string& storage) { storage_[value] = storage; }
 
   // A view of `storage` with these extents (innermost first) and its element type.
@@ -96,9 +108,9 @@ class JobBuilder {
 
   // The launches of `lowered`, each pipeline buffer bound to a view, each scalar to its value.
   void add(const std::string& node, const std::string& what, const GpuKernels& lowered,
-           const std::map<std::string, std::string>& views, const std::map<std::string, double>& scalars) {
+           const std::map<std::string, std::string>& views, const nlohmann::json& scalars) {
     const std::string prefix = "k" + std::to_string(steps_++) + ".";
-    for (const auto& [name, value] : scalars) scalars_[prefix + name] = value;
+    for (auto it = scalars.begin(); it != scalars.end(); ++it) scalars_[prefix + it.key()] = *it;
     for (dsl::LaunchPlan plan : lowered.launches) {
       for (dsl::KernelParam& p : plan.params) {
         if (p.is_buffer) {
@@ -108,7 +120,7 @@ class JobBuilder {
           p.name = buffers_[it->second]["alias"].get<std::string>();
         } else {
           // A float scalar is the job's scalar of its name; an integer one an expression of the inputs.
-          check(p.type != "f32" || scalars.count(p.name), ErrorKind::Invalid,
+          check(p.type != "f32" || scalars.contains(p.name), ErrorKind::Invalid,
                 node + ": no value for the kernel's scalar " + p.name);
           if (p.type == "f32") p.name = prefix + p.name;
           p.value = renamed(p.value, views, prefix);
@@ -189,8 +201,8 @@ std::string elementwise(JobBuilder& b, const std::string& node, const std::strin
       schedules::lower_gpu_elementwise(key, int(floats.size()), broadcast, b.target_, b.kernel_name()), node);
   const std::string y = b.new_storage(num_elements(out));
   views["out"] = b.view(y, out_extents);
-  std::map<std::string, double> scalars;
-  for (size_t k = 0; k < floats.size(); ++k) scalars["p" + std::to_string(k)] = floats[k];
+  nlohmann::json scalars = nlohmann::json::object();
+  for (size_t k = 0; k < floats.size(); ++k) scalars["p" + std::to_string(k)] = double(floats[k]);
   b.add(node, "gpu elementwise " + key, lowered, views, scalars);
   *out_shape = out;
   return y;
@@ -255,8 +267,9 @@ void add_qmatmul(JobBuilder& b, const Node& node) {
   for (const dsl::LaunchPlan& plan : lowered.launches)
     for (const dsl::KernelParam& p : plan.params)
       if (p.is_buffer && p.write && !views.count(p.name)) views[p.name] = b.view(y, {wl.N, wl.M});
-  b.add(node.label(), choice.schedule.to_string() + " (" + choice.source + ")", lowered, views,
-        {{"alpha", node.attr_float("alpha", 1.0)}, {"beta", node.attr_float("beta", 1.0)}});
+  b.add(
+      node.label(), choice.schedule.to_string() + " (" + choice.source + ")", lowered, views,
+      nlohmann::json{{"alpha", double(node.attr_float("alpha", 1.0))}, {"beta", double(node.attr_float("beta", 1.0))}});
   // The kernel applies a lone Relu itself (dsl::QMatMulWorkload::activation).
   const size_t first = wl.activation == dsl::Activation::Relu ? 1 : 0;
   b.set_value(node.outputs[0], epilogue(b, node, first, y, shape_of(b.graph_, node.outputs[0])));
@@ -274,7 +287,7 @@ void add_rows(JobBuilder& b, const Node& node) {
   int64_t n = 1, rows = 1;
   for (int64_t d = 0; d < rank; ++d) (d < axis ? rows : n) *= x[d];
   std::map<std::string, std::string> views;
-  std::map<std::string, double> scalars;
+  nlohmann::json scalars = nlohmann::json::object();
   views["x"] = b.view(b.storage_of(node.input(0)), {n, rows});
   const bool has_bias = !softmax && node.has_input(2);
   if (!softmax) {
@@ -300,8 +313,138 @@ void add_rows(JobBuilder& b, const Node& node) {
   b.set_value(node.outputs[0], y);
 }
 
+// A view of a packed weight buffer, uploaded once.
+std::string weight_view(JobBuilder& b, const std::string& what, const halide_buffer_t& buf) {
+  std::vector<int64_t> extents;
+  for (int d = 0; d < buf.dimensions; ++d) extents.push_back(buf.dim[d].extent);
+  return b.view(b.raw_storage(what, buf), extents);
+}
+
+// A direct 2-D conv on the GPU conv template, then its epilogue on elementwise kernels.
+void add_qconv(JobBuilder& b, const Node& node) {
+  std::optional<HalideConv> conv = halide_conv_of(node, b.graph_);
+  check(conv.has_value(), ErrorKind::Unsupported,
+        node.label() + ": only 2-D convs with more than one output position have a GPU kernel yet");
+  dsl::QConvWorkload wl = conv->workload;
+  wl.epilogue = {};  // applied by the elementwise kernels after it
+  std::optional<ScheduleChoice> tuned = b.schedules_ ? b.schedules_->for_qconv(wl) : std::nullopt;
+  ScheduleChoice choice =
+      tuned ? *tuned
+            : ScheduleChoice{value_or_fail(schedules::default_qconv_schedule(wl, b.target_), node.label()),
+                             "default schedule"};
+  GpuKernels lowered =
+      value_or_fail(schedules::lower_gpu_qconv(wl, choice.schedule, b.target_, b.kernel_name()), node.label());
+  dsl::ConvInt4Buffers packed = value_or_fail(dsl::pack_conv_weight(*conv->weight), node.label());
+  std::map<std::string, std::string> views;
+  views["X"] = b.view(b.storage_of(node.input(0)), {wl.W, wl.H, wl.C, wl.N});
+  if (wl.has_bias) views["bias"] = b.view(b.storage_of(node.input(1)), {wl.M});
+  views["W_packed"] = weight_view(b, node.label() + " W_packed", *packed.packed.raw_buffer());
+  if (packed.scale.data()) views["W_scale"] = weight_view(b, node.label() + " W_scale", *packed.scale.raw_buffer());
+  if (packed.zero.data()) views["W_zero"] = weight_view(b, node.label() + " W_zero", *packed.zero.raw_buffer());
+  const std::string y = b.new_storage(wl.N * wl.M * wl.OH * wl.OW);
+  for (const dsl::LaunchPlan& plan : lowered.launches)
+    for (const dsl::KernelParam& p : plan.params)
+      if (p.is_buffer && p.write && !views.count(p.name)) views[p.name] = b.view(y, {wl.OW, wl.OH, wl.M, wl.N});
+  nlohmann::json scalars = nlohmann::json::object();
+  for (const auto& [name, value] : dsl::qconv_int_arguments(wl, packed.block)) scalars[name] = int64_t(value);
+  b.add(node.label(), choice.schedule.to_string() + " (" + choice.source + ")", lowered, views, scalars);
+  b.set_value(node.outputs[0], epilogue(b, node, 0, y, shape_of(b.graph_, node.outputs[0])));
+}
+
+// GlobalAveragePool, GlobalMaxPool: each (n, c) plane reduced.
+void add_global_pool(JobBuilder& b, const Node& node) {
+  const Shape x = shape_of(b.graph_, node.input(0));
+  check(x.size() >= 3, ErrorKind::Invalid, node.label() + ": the input must be [N, C, spatial...]");
+  const int64_t rows = x[0] * x[1], n = num_elements(x) / std::max<int64_t>(rows, 1);
+  const bool is_max = node.op_type == "GlobalMaxPool";
+  GpuKernels lowered =
+      value_or_fail(schedules::lower_gpu_global_pool(is_max, b.target_, b.kernel_name()), node.label());
+  const std::string y = b.new_storage(rows);
+  std::map<std::string, std::string> views = {{"x", b.view(b.storage_of(node.input(0)), {n, rows})},
+                                              {"out", b.view(y, {rows})}};
+  nlohmann::json scalars = nlohmann::json::object();
+  if (!is_max) scalars["count"] = double(n);
+  b.add(node.label(), is_max ? "gpu global max pool" : "gpu global average pool", lowered, views, scalars);
+  b.set_value(node.outputs[0], y);
+}
+
+// MaxPool, AveragePool of 2-D windows.
+void add_pool(JobBuilder& b, const Node& node) {
+  const Shape x = shape_of(b.graph_, node.input(0)), out = shape_of(b.graph_, node.outputs[0]);
+  check(x.size() == 4 && node.outputs.size() == 1, ErrorKind::Unsupported,
+        node.label() + ": only 2-D pools without indices have a GPU kernel yet");
+  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
+  check(kernel.size() == 2 && kernel[0] * kernel[1] <= 64, ErrorKind::Unsupported,
+        node.label() + ": a window of more than 64 taps has no GPU kernel yet");
+  const ConvParams g = conv_params(node, Shape{x[0], 1, x[2], x[3]}, Shape{1, 1, kernel[0], kernel[1]});
+  schedules::GpuPoolWindow w;
+  w.is_max = node.op_type == "MaxPool";
+  w.count_include_pad = node.attr_flag("count_include_pad", false);
+  w.kh = int(g.kernel[0]), w.kw = int(g.kernel[1]), w.sh = int(g.strides[0]), w.sw = int(g.strides[1]);
+  w.dh = int(g.dilations[0]), w.dw = int(g.dilations[1]);
+  GpuKernels lowered = value_or_fail(schedules::lower_gpu_pool(w, b.target_, b.kernel_name()), node.label());
+  const std::string y = b.new_storage(num_elements(out));
+  std::map<std::string, std::string> views = {{"x", b.view(b.storage_of(node.input(0)), {x[3], x[2], x[0] * x[1]})},
+                                              {"out", b.view(y, {out[3], out[2], out[0] * out[1]})}};
+  nlohmann::json scalars = {{"pad_top", g.pads_begin[0]},
+                            {"pad_left", g.pads_begin[1]},
+                            {"pad_bottom", g.pads_end[0]},
+                            {"pad_right", g.pads_end[1]}};
+  b.add(
+      node.label(),
+      std::string(w.is_max ? "gpu max pool " : "gpu average pool ") + std::to_string(w.kh) + "x" + std::to_string(w.kw),
+      lowered, views, scalars);
+  b.set_value(node.outputs[0], y);
+}
+
+// Resize of H and W from sample tables computed here, once (the shapes are fixed).
+void add_resize(JobBuilder& b, const Node& node) {
+  const Shape x = shape_of(b.graph_, node.input(0));
+  check(x.size() == 4, ErrorKind::Unsupported, node.label() + ": only 4-D Resize has a GPU kernel yet");
+  std::vector<Tensor> inputs = {Tensor(DType::Float32, x)};
+  for (size_t i = 1; i < node.inputs.size(); ++i) {
+    check(node.inputs[i].empty() || b.graph_.is_constant(node.inputs[i]), ErrorKind::Unsupported,
+          node.label() + ": Resize with computed scales or sizes has no GPU kernel yet");
+    inputs.push_back(node.inputs[i].empty() ? Tensor() : b.graph_.initializers.at(node.inputs[i]));
+  }
+  const ResizePlan plan = resize_plan(node, inputs);
+  check(plan.out_shape[0] == x[0] && plan.out_shape[1] == x[1], ErrorKind::Unsupported,
+        node.label() + ": a Resize of N or C has no GPU kernel yet");
+  std::map<std::string, std::string> views;
+  auto table = [&](const std::string& name, const std::vector<ResizeSample>& samples, int which) {
+    const int64_t n = int64_t(samples.size());
+    Tensor t(which == 2 ? DType::Float32 : DType::Int32, {n});
+    for (int64_t k = 0; k < n; ++k) {
+      const ResizeSample& s = samples[size_t(k)];
+      if (which == 2)
+        t.mutable_data<float>()[k] = float(s.w1);
+      else
+        t.mutable_data<int32_t>()[k] = int32_t(which == 0 ? s.i0 : s.i1);
+    }
+    views[name] = b.view(b.constant_storage(node.label() + " " + name, t), {n});
+  };
+  table("w0", plan.w, 0), table("h0", plan.h, 0);
+  if (!plan.nearest)
+    table("w1", plan.w, 1), table("w_weight", plan.w, 2), table("h1", plan.h, 1), table("h_weight", plan.h, 2);
+  GpuKernels lowered =
+      value_or_fail(schedules::lower_gpu_resize(plan.nearest, b.target_, b.kernel_name()), node.label());
+  const Shape& o = plan.out_shape;
+  const std::string y = b.new_storage(num_elements(o));
+  views["x"] = b.view(b.storage_of(node.input(0)), {x[3], x[2], x[0] * x[1]});
+  views["out"] = b.view(y, {o[3], o[2], o[0] * o[1]});
+  b.add(node.label(), plan.nearest ? "gpu resize nearest" : "gpu resize linear", lowered, views,
+        nlohmann::json::object());
+  b.set_value(node.outputs[0], y);
+}
+
 void add_node(JobBuilder& b, const Node& node) {
   if (node.domain == "tetra" && node.op_type == "QMatMul") return add_qmatmul(b, node);
+  if (node.domain == "tetra" && node.op_type == "QConv") return add_qconv(b, node);
+  if (node.domain.empty()) {
+    if (node.op_type == "GlobalAveragePool" || node.op_type == "GlobalMaxPool") return add_global_pool(b, node);
+    if (node.op_type == "MaxPool" || node.op_type == "AveragePool") return add_pool(b, node);
+    if (node.op_type == "Resize") return add_resize(b, node);
+  }
   if (node.domain.empty() && kViewOps.count(node.op_type)) {
     b.set_value(node.outputs[0], b.storage_of(node.input(0)));
     return;
@@ -330,6 +473,9 @@ dsl::Result<GpuModelJob> write_gpu_model_job(const Graph& graph, const std::map<
                                              const dsl::TargetSpec& target, const ScheduleSource* schedules,
                                              const std::string& dir, int timing_runs) {
   try {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    check(fs::is_directory(dir), ErrorKind::Io, "cannot make the job's folder " + dir);
     JobBuilder b(graph, target, schedules, dir);
     for (const ValueInfo& in : graph.inputs) {
       auto it = inputs.find(in.name);

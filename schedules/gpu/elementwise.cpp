@@ -110,4 +110,65 @@ dsl::Result<GpuKernels> lower_gpu_rows(GpuRowOp op, bool has_bias, const TargetS
   return capture_fixed(out, args, op == GpuRowOp::Softmax ? "gpu_softmax" : "gpu_layer_norm", target, name);
 }
 
+dsl::Result<GpuKernels> lower_gpu_global_pool(bool is_max, const TargetSpec& target, const std::string& name) {
+  ImageParam x(Float(32), 2, "x");
+  Param<float> count("count");
+  Var row("row");
+  RDom r(0, x.dim(0).extent(), "r");
+  Func out("out");
+  out(row) = is_max ? maximum(x(r, row)) : sum(x(r, row)) / count;
+  Var block("block"), thread("thread");
+  out.gpu_tile(row, block, thread, kRowsPerBlock, TailStrategy::GuardWithIf);
+  std::vector<Argument> args = {x};
+  if (!is_max) args.push_back(count);
+  return capture_fixed(out, args, is_max ? "gpu_global_max_pool" : "gpu_global_average_pool", target, name);
+}
+
+dsl::Result<GpuKernels> lower_gpu_pool(const GpuPoolWindow& w, const TargetSpec& target, const std::string& name) {
+  ImageParam x(Float(32), 3, "x");
+  Param<int> top("pad_top"), left("pad_left"), bottom("pad_bottom"), right("pad_right");
+  Var ox("ox"), oy("oy"), p("p");
+  const Expr W = x.dim(0).extent(), H = x.dim(1).extent();
+  Expr value = Expr(w.is_max ? -INFINITY : 0.0f), taps = Expr(0);
+  // The window unrolled: kh x kw taps, each read where it lies inside the input.
+  for (int ky = 0; ky < w.kh; ++ky)
+    for (int kx = 0; kx < w.kw; ++kx) {
+      Expr ix = ox * w.sw - left + kx * w.dw, iy = oy * w.sh - top + ky * w.dh;
+      Expr inside = ix >= 0 && ix < W && iy >= 0 && iy < H;
+      Expr v = x(clamp(ix, 0, W - 1), clamp(iy, 0, H - 1), p);
+      value = w.is_max ? select(inside, max(value, v), value) : value + select(inside, v, 0.0f);
+      Expr counted = w.count_include_pad ? (ix >= -left && ix < W + right && iy >= -top && iy < H + bottom) : inside;
+      taps = taps + select(counted, 1, 0);
+    }
+  Func out("out");
+  out(ox, oy, p) = w.is_max ? value : value / cast<float>(max(taps, 1));
+  Var all("all"), block("block"), thread("thread");
+  out.fuse(ox, oy, all).fuse(all, p, all).gpu_tile(all, block, thread, kBlockThreads, TailStrategy::GuardWithIf);
+  return capture_fixed(out, {x, top, left, bottom, right}, w.is_max ? "gpu_max_pool" : "gpu_average_pool", target,
+                       name);
+}
+
+dsl::Result<GpuKernels> lower_gpu_resize(bool nearest, const TargetSpec& target, const std::string& name) {
+  ImageParam x(Float(32), 3, "x");
+  ImageParam w0(Int(32), 1, "w0"), w1(Int(32), 1, "w1"), ww(Float(32), 1, "w_weight");
+  ImageParam h0(Int(32), 1, "h0"), h1(Int(32), 1, "h1"), hw(Float(32), 1, "h_weight");
+  Var ox("ox"), oy("oy"), p("p");
+  auto col = [&](const ImageParam& t, const Expr& at) { return clamp(t(at), 0, x.dim(0).extent() - 1); };
+  auto row = [&](const ImageParam& t, const Expr& at) { return clamp(t(at), 0, x.dim(1).extent() - 1); };
+  Func out("out");
+  if (nearest) {
+    out(ox, oy, p) = x(col(w0, ox), row(h0, oy), p);
+  } else {
+    auto along_w = [&](const Expr& iy) {
+      return (1.0f - ww(ox)) * x(col(w0, ox), iy, p) + ww(ox) * x(col(w1, ox), iy, p);
+    };
+    out(ox, oy, p) = (1.0f - hw(oy)) * along_w(row(h0, oy)) + hw(oy) * along_w(row(h1, oy));
+  }
+  Var all("all"), block("block"), thread("thread");
+  out.fuse(ox, oy, all).fuse(all, p, all).gpu_tile(all, block, thread, kBlockThreads, TailStrategy::GuardWithIf);
+  std::vector<Argument> args = {x, w0, h0};
+  if (!nearest) args = {x, w0, w1, ww, h0, h1, hw};
+  return capture_fixed(out, args, nearest ? "gpu_resize_nearest" : "gpu_resize_linear", target, name);
+}
+
 }  // namespace tetra::schedules

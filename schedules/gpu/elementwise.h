@@ -24,4 +24,22 @@ dsl::Result<GpuKernels> lower_gpu_elementwise(const std::string& op_key, int flo
 enum class GpuRowOp { Softmax, LayerNorm };
 dsl::Result<GpuKernels> lower_gpu_rows(GpuRowOp op, bool has_bias, const TargetSpec& target, const std::string& name);
 
+// A global pool: each row of `x` (n, rows) reduced to one value, its mean or its max. Buffers: x, out
+// (rows); the float parameter count (n).
+dsl::Result<GpuKernels> lower_gpu_global_pool(bool is_max, const TargetSpec& target, const std::string& name);
+
+// A 2-D max or average pool of `x` (W, H, planes) into out (OW, OH, planes): a thread per output. The
+// window is compiled in; the pads (pad_top, pad_left, pad_bottom, pad_right) are int parameters. An
+// average divides by the taps inside the input, or with `count_include_pad` inside the padded input.
+struct GpuPoolWindow {
+  bool is_max = true, count_include_pad = false;
+  int kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+};
+dsl::Result<GpuKernels> lower_gpu_pool(const GpuPoolWindow& window, const TargetSpec& target, const std::string& name);
+
+// Resize of the two inner dims of `x` (W, H, planes) into out (OW, OH, planes) from per-column and per-row
+// sample tables (runtime/ops/resize.h): w0, w1 (int32), w_weight (the weight of w1), and h0, h1, h_weight.
+// Nearest reads x(w0, h0); linear interpolates the four samples.
+dsl::Result<GpuKernels> lower_gpu_resize(bool nearest, const TargetSpec& target, const std::string& name);
+
 }  // namespace tetra::schedules

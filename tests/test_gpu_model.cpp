@@ -1,0 +1,205 @@
+// Whole models on a GPU (runtime/aot/gpu_model_job.h), on this machine's OpenCL device (pocl on the
+// CPU): every node's kernels in one program, the weights packed and uploaded once, the activations
+// resident on the device, checked against the reference evaluator on fresh random inputs.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "dsl/target.h"
+#include "examples/example_models.h"
+#include "runtime/aot/gpu_model_job.h"
+#include "runtime/model.h"
+#include "runtime/reference_evaluator.h"
+#include "tests/test_support.h"
+#include "tools/model_builder.h"
+
+using namespace tetra;
+using namespace tetra::test;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string device_program() { return std::string(TETRA_BINARY_DIR) + "/bin/tetra-device"; }
+
+// pocl finds its CPU device through sysfs and aborts without it (a bare chroot mounts no /sys).
+bool opencl_runs_here() {
+  if (fs::exists("/sys/devices/system/cpu")) return true;
+  WARN("no /sys/devices/system/cpu: pocl cannot find its CPU device here, so the GPU model tests are skipped");
+  return false;
+}
+
+// A fresh seed per run, reported when a check fails.
+uint32_t fresh_seed() { return std::random_device{}(); }
+
+Tensor uniform(std::mt19937& gen, const Shape& shape, float lo, float hi) {
+  Tensor t(DType::Float32, shape);
+  std::uniform_real_distribution<float> u(lo, hi);
+  for (int64_t i = 0; i < t.size(); ++i) t.mutable_data<float>()[i] = u(gen);
+  return t;
+}
+
+struct GpuRunResult {
+  GpuModelJob job;
+  TensorMap outputs, expected;
+};
+
+// `model` with these inputs through the job and tetra-device, and through the reference evaluator.
+GpuRunResult run_model_on_opencl(const std::string& model, const TensorMap& inputs) {
+  std::map<std::string, Shape> shapes;
+  for (const auto& [name, t] : inputs) shapes[name] = t.shape();
+  Graph graph = load_model(model, shapes);
+  const std::string dir = temp_dir("gpu_model");
+  dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, inputs, dsl::parse_target("opencl").value(), nullptr, dir);
+  INFO((job.ok() ? "" : job.failure().describe()));
+  REQUIRE(job.ok());
+  std::string out;
+  const int status = run_command(device_program() + " run " + job.value().job_file, &out);
+  INFO(out);
+  REQUIRE(status == 0);
+  dsl::Result<TensorMap> outputs = read_gpu_model_outputs(graph, dir);
+  REQUIRE(outputs.ok());
+  return {job.value(), outputs.value(), run_reference(graph, inputs)};
+}
+
+// Every output within 1e-4 of (1 + the reference's largest magnitude): float32 sums in another order.
+void check_outputs(const GpuRunResult& r) {
+  REQUIRE(r.outputs.size() == r.expected.size());
+  for (const auto& [name, want] : r.expected) {
+    const Tensor& got = r.outputs.at(name);
+    REQUIRE(got.shape() == want.shape());
+    double scale = 0;
+    for (int64_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(want.get(i)));
+    INFO("output " << name);
+    CHECK(compare_tensors(got, want, 1e-4 * (1 + scale), 0) == "");
+  }
+}
+
+// The nodes the GPU path runs besides GEMMs, each with its awkward cases: an int4 conv with zero points
+// and pads and a residual, broadcasting against constants of lower rank, both average-pool divisors,
+// a linear resize, a global max pool, a flatten, a blocked int4 GEMV, a layer norm with bias and a softmax.
+std::string ops_model(const std::string& dir, std::mt19937& gen) {
+  ModelBuilder b(21, "gpu_ops");
+  b.input("x", DType::Float32, {2, 4, 9, 11});
+  b.output("probs", DType::Float32);
+  b.output("resized", DType::Float32);
+  b.initializer("k", random_tensor(DType::UInt4, {8, 4, 3, 3}, 0, 15));
+  b.initializer("k_s", uniform(gen, {8}, 0.01f, 0.1f));
+  b.initializer("k_z", random_tensor(DType::UInt4, {8}, 0, 15));
+  b.initializer("k_b", uniform(gen, {8}, -0.5f, 0.5f));
+  b.node("DequantizeLinear", {"k", "k_s", "k_z"}, {"k_f"}, {{"axis", 0}});
+  b.node("Conv", {"x", "k_f", "k_b"}, {"c"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+  b.initializer("skip", uniform(gen, {2, 8, 9, 11}, -1, 1));
+  b.node("Add", {"c", "skip"}, {"c2"});
+  b.initializer("per_channel", uniform(gen, {8, 1, 1}, 0.5f, 1.5f));
+  b.node("Mul", {"c2", "per_channel"}, {"m"});
+  b.initializer("shift", uniform(gen, {1}, -0.3f, 0.3f));
+  b.node("Sub", {"m", "shift"}, {"s"});
+  b.node("Tanh", {"s"}, {"t"});
+  const std::vector<Attr> pool = {{"kernel_shape", std::vector<int64_t>{3, 3}},
+                                  {"strides", std::vector<int64_t>{2, 2}},
+                                  {"pads", std::vector<int64_t>{1, 1, 1, 1}}};
+  b.node("AveragePool", {"t"}, {"p1"}, pool);
+  std::vector<Attr> pool_with_pad = pool;
+  pool_with_pad.push_back({"count_include_pad", int64_t(1)});
+  b.node("AveragePool", {"t"}, {"p2"}, pool_with_pad);
+  b.node("Max", {"p1", "p2"}, {"q"});
+  b.initializer("scales", Tensor(DType::Float32, {4}, [] {
+                  std::vector<uint8_t> bytes(16);
+                  const float s[4] = {1, 1, 2, 1.5f};
+                  std::memcpy(bytes.data(), s, 16);
+                  return bytes;
+                }()));
+  b.node("Resize", {"q", "", "scales"}, {"resized"}, {{"mode", "linear"}});
+  b.node("GlobalMaxPool", {"resized"}, {"g"});
+  b.node("Flatten", {"g"}, {"f"});
+  b.initializer("w", random_tensor(DType::Int4, {8, 24}, -8, 7));
+  b.initializer("w_s", uniform(gen, {2, 24}, 0.05f, 0.2f));
+  b.node("DequantizeLinear", {"w", "w_s"}, {"w_f"}, {{"axis", 0}, {"block_size", 4}});
+  b.node("MatMul", {"f", "w_f"}, {"h"});
+  b.initializer("ln_s", uniform(gen, {24}, 0.5f, 1.5f));
+  b.initializer("ln_b", uniform(gen, {24}, -0.5f, 0.5f));
+  b.node("LayerNormalization", {"h", "ln_s", "ln_b"}, {"ln"}, {{"axis", -1}});
+  b.node("Softmax", {"ln"}, {"probs"}, {{"axis", -1}});
+  return b.save(dir + "/gpu_ops.onnx");
+}
+
+}  // namespace
+
+TEST_CASE("The example models run whole on the OpenCL device and match the reference", "[gpu_model][opencl]") {
+  if (!opencl_runs_here()) return;
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  const std::string dir = temp_dir("gpu_model_examples");
+  std::mt19937 weights(seed + 1);
+  const std::string mlp = example_mlp(weights).save(dir + "/mlp.onnx");
+  const std::string cnn = example_cnn(weights).save(dir + "/cnn.onnx");
+
+  SECTION("the MLP decoding: GEMVs, a bias and residual epilogue, a layer norm, a gated activation") {
+    GpuRunResult r = run_model_on_opencl(mlp, {{"x", uniform(gen, {3, 64}, -2, 2)}});
+    check_outputs(r);
+    CHECK(r.job.kernels.front().second.find("gpu_int4_gemv") != std::string::npos);
+  }
+  SECTION("the MLP on a batch of 24 rows: the GEMM template") {
+    GpuRunResult r = run_model_on_opencl(mlp, {{"x", uniform(gen, {24, 64}, -2, 2)}});
+    check_outputs(r);
+    CHECK(r.job.kernels.front().second.find("gpu_int4_gemm") != std::string::npos);
+  }
+  SECTION("the CNN: int4 convs with folded batch norms and epilogues, pools, a resize, a softmax") {
+    GpuRunResult r = run_model_on_opencl(cnn, {{"image", uniform(gen, {1, 3, 32, 32}, -1, 1)}});
+    check_outputs(r);
+    CHECK(r.job.weight_bytes > 0);
+  }
+}
+
+TEST_CASE("Every GPU model kernel kind matches the reference on the OpenCL device", "[gpu_model][opencl]") {
+  if (!opencl_runs_here()) return;
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  const std::string model = ops_model(temp_dir("gpu_model_ops"), gen);
+  GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 4, 9, 11}, -2, 2)}});
+  check_outputs(r);
+  std::string kinds;
+  for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
+  for (const char* kind :
+       {"gpu_int4_conv", "gpu elementwise Add", "gpu elementwise Mul", "gpu average pool 3x3", "gpu resize linear",
+        "gpu global max pool", "gpu_int4_gemv", "gpu layer norm", "gpu softmax"})
+    CHECK(kinds.find(kind) != std::string::npos);
+}
+
+TEST_CASE("A node with no GPU kernel is an error that names it, before anything runs", "[gpu_model]") {
+  ModelBuilder b(21, "no_gpu_kernel");
+  b.input("x", DType::Float32, {2, 3});
+  b.output("y", DType::Float32);
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Transpose", {"r"}, {"y"}, {{"perm", std::vector<int64_t>{1, 0}}});
+  const std::string dir = temp_dir("gpu_model_refused");
+  Graph graph = load_model(b.save(dir + "/m.onnx"));
+  dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, {{"x", random_tensor(DType::Float32, {2, 3})}},
+                                                     dsl::parse_target("opencl").value(), nullptr, dir + "/job");
+  REQUIRE_FALSE(job.ok());
+  CHECK_THAT(job.failure().message, Catch::Contains("Transpose") && Catch::Contains("no GPU kernel"));
+  CHECK_FALSE(fs::exists(dir + "/job/job.json"));
+}
+
+TEST_CASE("tetra run --target opencl runs a model on the device and checks it", "[gpu_model][opencl][cli]") {
+  if (!opencl_runs_here()) return;
+  const std::string dir = temp_dir("gpu_model_cli");
+  std::mt19937 weights(fresh_seed());
+  const std::string mlp = example_mlp(weights).save(dir + "/mlp.onnx");
+  std::string out;
+  const int status = run_command(
+      tetra_cli() + " run " + mlp + " --target opencl --random-inputs --shape x=2,64 --check --explain", &out);
+  INFO(out);
+  CHECK(status == 0);
+  CHECK_THAT(out, Catch::Contains("device: ") && Catch::Contains("kernel tetra.QMatMul") &&
+                      Catch::Contains("gpu layer norm") && !Catch::Contains("FAIL"));
+  // A target naming another OpenCL device is refused, naming this one.
+  CHECK(run_command(tetra_cli() + " run " + mlp + " --target opencl-other-device --random-inputs --shape x=2,64",
+                    &out) == 2);
+  CHECK_THAT(out, Catch::Contains("this machine's OpenCL device is opencl-"));
+}
