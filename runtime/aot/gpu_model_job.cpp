@@ -323,8 +323,17 @@ std::string weight_view(JobBuilder& b, const std::string& what, const halide_buf
 // A direct 2-D conv on the GPU conv template, then its epilogue on elementwise kernels.
 void add_qconv(JobBuilder& b, const Node& node) {
   std::optional<HalideConv> conv = halide_conv_of(node, b.graph_);
+  if (!conv) {
+    // A 1x1 conv of 1x1 planes (squeeze-excite's, after a global pool) is a GEMM of the planes as they lie.
+    const Shape x = shape_of(b.graph_, node.input(0));
+    std::optional<HalideGemm> gemm = halide_gemm_of(node, b.graph_);
+    if (gemm && x.size() == 4 && x[2] * x[3] == 1 && gemm->workload.K == x[1] && gemm->workload.M == x[0])
+      return add_qmatmul(b, node);
+  }
   check(conv.has_value(), ErrorKind::Unsupported,
-        node.label() + ": only 2-D convs with more than one output position have a GPU kernel yet");
+        node.label() +
+            ": only 2-D convs with more than one output position, and 1x1 convs of 1x1 planes, have a "
+            "GPU kernel yet");
   dsl::QConvWorkload wl = conv->workload;
   wl.epilogue = {};  // applied by the elementwise kernels after it
   std::optional<ScheduleChoice> tuned = b.schedules_ ? b.schedules_->for_qconv(wl) : std::nullopt;
@@ -437,6 +446,152 @@ void add_resize(JobBuilder& b, const Node& node) {
   b.set_value(node.outputs[0], y);
 }
 
+// A copy kernel from `input` into a new storage of `out` (ONNX shapes): output dim i reads input dim
+// source[i] at start[i] + step[i] * position.
+std::string copy(JobBuilder& b, const Node& node, const std::string& input, const Shape& in, const Shape& out,
+                 const std::vector<int64_t>& source, const std::vector<int64_t>& start,
+                 const std::vector<int64_t>& step, const std::string& what) {
+  const int rank = int(in.size());
+  check(rank >= 1 && int(out.size()) == rank, ErrorKind::Unsupported,
+        node.label() + ": a copy of rank 0 or between ranks has no GPU kernel yet");
+  // Innermost first: output dim i is inner dim rank-1-i.
+  std::vector<int> out_dim(static_cast<size_t>(rank), 0);
+  nlohmann::json scalars = nlohmann::json::object();
+  for (int i = 0; i < rank; ++i) {
+    const int j = rank - 1 - int(source[size_t(i)]);  // the input's inner dim
+    out_dim[size_t(j)] = rank - 1 - i;
+    scalars["start" + std::to_string(j)] = start[size_t(i)];
+    scalars["step" + std::to_string(j)] = step[size_t(i)];
+  }
+  GpuKernels lowered = value_or_fail(schedules::lower_gpu_copy(out_dim, b.target_, b.kernel_name()), node.label());
+  const std::string y = b.new_storage(num_elements(out));
+  std::map<std::string, std::string> views = {{"in", b.view(input, innermost_first(in))},
+                                              {"out", b.view(y, innermost_first(out))}};
+  b.add(node.label(), what, lowered, views, scalars);
+  return y;
+}
+
+// The integers of a constant input, or of the attribute `attr` before `opset` (Slice, Split).
+std::vector<int64_t> constant_ints(JobBuilder& b, const Node& node, size_t input, const std::string& attr,
+                                   bool from_input) {
+  if (!from_input) return node.attr_ints(attr);
+  if (!node.has_input(input)) return {};
+  check(b.graph_.is_constant(node.input(input)), ErrorKind::Unsupported,
+        node.label() + ": a computed '" + attr + "' has no GPU kernel yet");
+  const Tensor& t = b.graph_.initializers.at(node.input(input));
+  std::vector<int64_t> v;
+  for (int64_t i = 0; i < t.size(); ++i) v.push_back(t.get_int(i));
+  return v;
+}
+
+void add_transpose(JobBuilder& b, const Node& node) {
+  const Shape in = shape_of(b.graph_, node.input(0)), out = shape_of(b.graph_, node.outputs[0]);
+  std::vector<int64_t> perm = node.attr_ints("perm");
+  if (perm.empty())
+    for (int64_t i = int64_t(in.size()) - 1; i >= 0; --i) perm.push_back(i);
+  b.set_value(node.outputs[0],
+              copy(b, node, b.storage_of(node.input(0)), in, out, perm, std::vector<int64_t>(in.size(), 0),
+                   std::vector<int64_t>(in.size(), 1), "gpu transpose"));
+}
+
+void add_slice(JobBuilder& b, const Node& node) {
+  const Shape in = shape_of(b.graph_, node.input(0)), out = shape_of(b.graph_, node.outputs[0]);
+  const int64_t rank = int64_t(in.size());
+  const bool inputs = node.opset >= 10;
+  std::vector<int64_t> starts = constant_ints(b, node, 1, "starts", inputs);
+  std::vector<int64_t> axes = constant_ints(b, node, 3, "axes", inputs);
+  std::vector<int64_t> steps = inputs ? constant_ints(b, node, 4, "steps", true) : std::vector<int64_t>{};
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(int64_t(i));
+  std::vector<int64_t> source, start(size_t(rank), 0), step(size_t(rank), 1);
+  for (int64_t d = 0; d < rank; ++d) source.push_back(d);
+  for (size_t i = 0; i < axes.size() && i < starts.size(); ++i) {
+    const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
+    check(a >= 0 && a < rank, ErrorKind::Invalid, node.label() + ": axis out of range");
+    const int64_t dim = in[size_t(a)], st = i < steps.size() ? steps[i] : 1;
+    check(st != 0, ErrorKind::Invalid, node.label() + ": a step of 0");
+    int64_t s0 = starts[i] < 0 ? starts[i] + dim : starts[i];
+    s0 = st > 0 ? std::clamp<int64_t>(s0, 0, dim) : std::clamp<int64_t>(s0, 0, dim - 1);
+    start[size_t(a)] = s0;
+    step[size_t(a)] = st;
+  }
+  b.set_value(node.outputs[0], copy(b, node, b.storage_of(node.input(0)), in, out, source, start, step, "gpu slice"));
+}
+
+void add_split(JobBuilder& b, const Node& node) {
+  const Shape in = shape_of(b.graph_, node.input(0));
+  const int64_t rank = int64_t(in.size());
+  int64_t axis = node.attr_int("axis", 0);
+  if (axis < 0) axis += rank;
+  check(axis >= 0 && axis < rank, ErrorKind::Invalid, node.label() + ": axis out of range");
+  std::vector<int64_t> source;
+  for (int64_t d = 0; d < rank; ++d) source.push_back(d);
+  int64_t at = 0;
+  for (const std::string& output : node.outputs) {
+    if (output.empty()) continue;
+    const Shape out = shape_of(b.graph_, output);
+    std::vector<int64_t> start(size_t(rank), 0);
+    start[size_t(axis)] = at;
+    at += out[size_t(axis)];
+    b.set_value(output, copy(b, node, b.storage_of(node.input(0)), in, out, source, start,
+                             std::vector<int64_t>(size_t(rank), 1), "gpu split"));
+  }
+}
+
+void add_concat(JobBuilder& b, const Node& node) {
+  const Shape out = shape_of(b.graph_, node.outputs[0]);
+  const int64_t rank = int64_t(out.size());
+  int64_t axis = node.attr_int("axis", 0);
+  if (axis < 0) axis += rank;
+  check(rank >= 1 && axis >= 0 && axis < rank, ErrorKind::Unsupported, node.label() + ": axis out of range");
+  std::map<std::string, std::string> views;
+  int inputs = 0;
+  for (const std::string& input : node.inputs) {
+    const Shape in = shape_of(b.graph_, input);
+    if (num_elements(in) == 0) continue;  // an empty input adds nothing
+    views["in" + std::to_string(inputs++)] = b.view(b.storage_of(input), innermost_first(in));
+  }
+  GpuKernels lowered = value_or_fail(
+      schedules::lower_gpu_concat(inputs, int(rank), int(rank - 1 - axis), b.target_, b.kernel_name()), node.label());
+  const std::string y = b.new_storage(num_elements(out));
+  views["out"] = b.view(y, innermost_first(out));
+  b.add(node.label(), "gpu concat of " + std::to_string(inputs), lowered, views, nlohmann::json::object());
+  b.set_value(node.outputs[0], y);
+}
+
+// A ConvTranspose whose kernel equals its stride (the usual 2x upsampling), its weight as float32.
+void add_conv_transpose(JobBuilder& b, const Node& node) {
+  check(conv_transpose_runs_direct(node, b.graph_), ErrorKind::Unsupported,
+        node.label() + ": only a ConvTranspose whose kernel equals its stride has a GPU kernel yet");
+  const Tensor& weight = b.graph_.initializers.at(node.input(1));
+  const Shape x = shape_of(b.graph_, node.input(0)), out = shape_of(b.graph_, node.outputs[0]);
+  check(weight.rank() == 4 && x.size() == 4, ErrorKind::Unsupported,
+        node.label() + ": only a 2-D ConvTranspose has a GPU kernel yet");
+  const Shape& ws = weight.shape();  // [C, M, kh, kw]
+  Tensor w32(DType::Float32, ws), bias(DType::Float32, {ws[1]});
+  for (int64_t i = 0; i < weight.size(); ++i) w32.mutable_data<float>()[i] = float(weight.get(i));
+  if (node.has_input(2)) {
+    const Tensor& given =
+        b.graph_.initializers.count(node.input(2)) ? b.graph_.initializers.at(node.input(2)) : Tensor();
+    check(given.size() == ws[1], ErrorKind::Unsupported, node.label() + ": a computed bias has no GPU kernel yet");
+    for (int64_t m = 0; m < ws[1]; ++m) bias.mutable_data<float>()[m] = float(given.get(m));
+  } else {
+    for (int64_t m = 0; m < ws[1]; ++m) bias.mutable_data<float>()[m] = 0.0f;
+  }
+  GpuKernels lowered = value_or_fail(
+      schedules::lower_gpu_conv_transpose(int(ws[2]), int(ws[3]), b.target_, b.kernel_name()), node.label());
+  const std::string y = b.new_storage(num_elements(out));
+  std::map<std::string, std::string> views = {
+      {"x", b.view(b.storage_of(node.input(0)), innermost_first(x))},
+      {"w", b.view(b.constant_storage(node.label() + " weight", w32), innermost_first(ws))},
+      {"bias", b.view(b.constant_storage(node.label() + " bias", bias), {ws[1]})},
+      {"out", b.view(y, innermost_first(out))}};
+  b.weight_bytes_ += (w32.size() + bias.size()) * 4;
+  b.add(node.label(), "gpu conv transpose " + std::to_string(ws[2]) + "x" + std::to_string(ws[3]) + ", float32 weight",
+        lowered, views, nlohmann::json::object());
+  b.set_value(node.outputs[0], epilogue(b, node, 0, y, out));
+}
+
 void add_node(JobBuilder& b, const Node& node) {
   if (node.domain == "tetra" && node.op_type == "QMatMul") return add_qmatmul(b, node);
   if (node.domain == "tetra" && node.op_type == "QConv") return add_qconv(b, node);
@@ -444,6 +599,11 @@ void add_node(JobBuilder& b, const Node& node) {
     if (node.op_type == "GlobalAveragePool" || node.op_type == "GlobalMaxPool") return add_global_pool(b, node);
     if (node.op_type == "MaxPool" || node.op_type == "AveragePool") return add_pool(b, node);
     if (node.op_type == "Resize") return add_resize(b, node);
+    if (node.op_type == "Transpose") return add_transpose(b, node);
+    if (node.op_type == "Slice") return add_slice(b, node);
+    if (node.op_type == "Split") return add_split(b, node);
+    if (node.op_type == "Concat") return add_concat(b, node);
+    if (node.op_type == "ConvTranspose") return add_conv_transpose(b, node);
   }
   if (node.domain.empty() && kViewOps.count(node.op_type)) {
     b.set_value(node.outputs[0], b.storage_of(node.input(0)));

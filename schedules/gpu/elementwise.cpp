@@ -27,7 +27,92 @@ dsl::Result<GpuKernels> capture_fixed(const Func& out, const std::vector<Argumen
   }
 }
 
+// One thread per output element: the dims fused into one index, in blocks of kBlockThreads. Returns the
+// thread loop, where per-element intermediates are computed.
+Var one_thread_per_element(Func out, const std::vector<Var>& v) {
+  Var all = v[0];
+  for (size_t d = 1; d < v.size(); ++d) {
+    Var fused("f" + std::to_string(d));
+    out.fuse(all, v[d], fused);
+    all = fused;
+  }
+  Var block("block"), thread("thread");
+  out.gpu_tile(all, block, thread, kBlockThreads, TailStrategy::GuardWithIf);
+  return thread;
+}
+
+std::vector<Var> dims(size_t rank) {
+  std::vector<Var> v;
+  for (size_t d = 0; d < rank; ++d) v.emplace_back("d" + std::to_string(d));
+  return v;
+}
+
 }  // namespace
+
+dsl::Result<GpuKernels> lower_gpu_copy(const std::vector<int>& out_dim, const TargetSpec& target,
+                                       const std::string& name) {
+  const int rank = int(out_dim.size());
+  if (rank == 0) return Failure{FailureKind::Unsupported, "copy", "copies tensors of rank 1 or more"};
+  ImageParam in(Float(32), rank, "in");
+  std::vector<Var> v = dims(size_t(rank));
+  std::vector<Argument> args = {in};
+  std::vector<Expr> at;
+  for (int j = 0; j < rank; ++j) {
+    Param<int> start("start" + std::to_string(j)), step("step" + std::to_string(j));
+    at.push_back(v[size_t(out_dim[size_t(j)])] * step + start);
+    args.push_back(start);
+    args.push_back(step);
+  }
+  Func out("out");
+  out(v) = in(at);
+  one_thread_per_element(out, v);
+  return capture_fixed(out, args, "gpu_copy", target, name);
+}
+
+dsl::Result<GpuKernels> lower_gpu_concat(int inputs, int rank, int axis, const TargetSpec& target,
+                                         const std::string& name) {
+  if (inputs < 1 || rank < 1 || axis < 0 || axis >= rank)
+    return Failure{FailureKind::Unsupported, "concat", "joins one or more inputs along one of their dims"};
+  std::vector<Var> v = dims(size_t(rank));
+  std::vector<ImageParam> in;
+  std::vector<Expr> offset = {0};  // where each input starts along the axis
+  for (int k = 0; k < inputs; ++k) {
+    in.emplace_back(Float(32), rank, "in" + std::to_string(k));
+    offset.push_back(offset.back() + in.back().dim(axis).extent());
+  }
+  // The input that holds each position, read inside its bounds wherever the select does not take it.
+  auto read = [&](int k) {
+    std::vector<Expr> at(v.begin(), v.end());
+    at[size_t(axis)] = clamp(v[size_t(axis)] - offset[size_t(k)], 0, in[size_t(k)].dim(axis).extent() - 1);
+    return in[size_t(k)](at);
+  };
+  Expr value = read(inputs - 1);
+  for (int k = inputs - 2; k >= 0; --k) value = select(v[size_t(axis)] < offset[size_t(k) + 1], read(k), value);
+  Func out("out");
+  out(v) = value;
+  one_thread_per_element(out, v);
+  return capture_fixed(out, std::vector<Argument>(in.begin(), in.end()), "gpu_concat", target, name);
+}
+
+dsl::Result<GpuKernels> lower_gpu_conv_transpose(int kh, int kw, const TargetSpec& target, const std::string& name) {
+  ImageParam x(Float(32), 4, "x"), w(Float(32), 4, "w"), bias(Float(32), 1, "bias");
+  Var ox("ox"), oy("oy"), m("m"), n("n");
+  RDom c(0, x.dim(2).extent(), "c");
+  // The sum accumulates in the output itself: two kernels, the bias, then the taps, a thread per output.
+  Func out("out");
+  out(ox, oy, m, n) = bias(m);
+  out(ox, oy, m, n) += x(ox / kw, oy / kh, c, n) * w(ox % kw, oy % kh, m, c);
+  one_thread_per_element(out, {ox, oy, m, n});
+  Var all = ox;
+  for (const Var& v : {oy, m, n}) {
+    Var fused("u" + v.name());
+    out.update().fuse(all, v, fused);
+    all = fused;
+  }
+  Var block("ublock"), thread("uthread");
+  out.update().gpu_tile(all, block, thread, kBlockThreads, TailStrategy::GuardWithIf);
+  return capture_fixed(out, {x, w, bias}, "gpu_conv_transpose", target, name);
+}
 
 dsl::Result<GpuKernels> lower_gpu_elementwise(const std::string& op_key, int floats,
                                               const std::vector<std::vector<bool>>& broadcast, const TargetSpec& target,
@@ -57,15 +142,7 @@ dsl::Result<GpuKernels> lower_gpu_elementwise(const std::string& op_key, int flo
   }
   Func out("out");
   out(v) = (*expr)(x, p);
-  // One thread per output element, the dims fused into one index.
-  Var all = v[0];
-  for (size_t d = 1; d < rank; ++d) {
-    Var fused("f" + std::to_string(d));
-    out.fuse(all, v[d], fused);
-    all = fused;
-  }
-  Var block("block"), thread("thread");
-  out.gpu_tile(all, block, thread, kBlockThreads, TailStrategy::GuardWithIf);
+  one_thread_per_element(out, v);
   return capture_fixed(out, args, "gpu_elementwise", target, name);
 }
 

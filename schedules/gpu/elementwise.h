@@ -42,4 +42,19 @@ dsl::Result<GpuKernels> lower_gpu_pool(const GpuPoolWindow& window, const Target
 // Nearest reads x(w0, h0); linear interpolates the four samples.
 dsl::Result<GpuKernels> lower_gpu_resize(bool nearest, const TargetSpec& target, const std::string& name);
 
+// A copy of `in` into `out` of the same rank: input dim j is read at v[out_dim[j]] * step_j + start_j,
+// where v is the output position (dims innermost first) and start0, step0, start1, ... are int parameters.
+// Transpose (a permutation), Slice and Split (starts and steps).
+dsl::Result<GpuKernels> lower_gpu_copy(const std::vector<int>& out_dim, const TargetSpec& target,
+                                       const std::string& name);
+
+// Inputs in0, in1, ... of one rank joined along dim `axis` (innermost first) into out.
+dsl::Result<GpuKernels> lower_gpu_concat(int inputs, int rank, int axis, const TargetSpec& target,
+                                         const std::string& name);
+
+// A 2-D ConvTranspose whose kernel equals its stride (no pads, dilations or groups): each output takes
+// one tap, out(ox, oy, m, n) = bias(m) + sum over c of x(ox / kw, oy / kh, c, n) * w(ox % kw, oy % kh, m, c).
+// Buffers x (W, H, C, N), w (kw, kh, M, C): ONNX's [C, M, kh, kw], float32, bias (M), out (W*kw, H*kh, M, N).
+dsl::Result<GpuKernels> lower_gpu_conv_transpose(int kh, int kw, const TargetSpec& target, const std::string& name);
+
 }  // namespace tetra::schedules
