@@ -221,7 +221,7 @@ TEST_CASE("A node with no GPU kernel is an error that names it, before anything 
   CHECK_FALSE(fs::exists(dir + "/job/job.json"));
 }
 
-TEST_CASE("tetra run --target opencl runs a model on the device and checks it", "[gpu_model][opencl][cli]") {
+TEST_CASE("tetra run and bench --target opencl run a model on the device", "[gpu_model][opencl][cli]") {
   if (!opencl_runs_here()) return;
   const std::string dir = temp_dir("gpu_model_cli");
   std::mt19937 weights(fresh_seed());
@@ -233,6 +233,12 @@ TEST_CASE("tetra run --target opencl runs a model on the device and checks it", 
   CHECK(status == 0);
   CHECK_THAT(out, Catch::Contains("device: ") && Catch::Contains("kernel tetra.QMatMul") &&
                       Catch::Contains("gpu layer norm") && !Catch::Contains("FAIL"));
+  // bench times the runs on the device, weights and activations resident.
+  REQUIRE(run_command(tetra_cli() + " bench " + mlp + " --target opencl --shape x=2,64 --repeat 5 --json", &out) == 0);
+  nlohmann::json report = nlohmann::json::parse(out.substr(out.find('{')));
+  CHECK(report["mean_ms"].get<double>() > 0);
+  CHECK(report["launches"].get<int>() >= 6);
+  CHECK(report["target"].get<std::string>().rfind("opencl-", 0) == 0);
   // A target naming another OpenCL device is refused, naming this one.
   CHECK(run_command(tetra_cli() + " run " + mlp + " --target opencl-other-device --random-inputs --shape x=2,64",
                     &out) == 2);

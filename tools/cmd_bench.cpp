@@ -1,24 +1,25 @@
 // tetra bench: whole-model and per-kernel latency on a backend, with the weight bandwidth and the
 // arithmetic rate of each int4 kernel.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iomanip>
-#include <sys/resource.h>
 #include <iostream>
-
 #include <nlohmann/json.hpp>
 
+#include "dsl/object_cache.h"
 #include "importer/error.h"
 #include "runtime/executor.h"
 #include "runtime/jit_kernel_source.h"
 #include "runtime/model.h"
 #include "runtime/tensor_io.h"
-#include "dsl/object_cache.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
-#include "tuner/database_source.h"
+#include "tools/gpu_run.h"
 #include "tools/model_inputs.h"
+#include "tuner/database_source.h"
 
 namespace tetra::cli {
 namespace {
@@ -63,8 +64,36 @@ std::pair<double, double> work_of(const Node& n, const Graph& bound) {
   return {2.0 * outputs * reduction, weight_bytes};
 }
 
+// The whole model on this machine's GPU (gpu_run.h): tetra-device times `repeat` runs back to back, with
+// the weights and activations resident, after a first run that uploads and builds. Per-kernel times are
+// not taken: the device runs the launches as one sequence.
+void bench_gpu(const BenchOptions& opt) {
+  check(opt.backend == "halide", ErrorKind::Invalid,
+        "--target " + opt.target + " runs GPU kernels, not --backend " + opt.backend);
+  check(!opt.int8_activations, ErrorKind::Unsupported, "--int8-activations: the GPU kernels take float32 activations");
+  Graph graph = load_model(opt.model);
+  TensorMap inputs = gather_inputs(graph, opt.inputs);
+  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, opt.repeat);
+  nlohmann::json report = {{"model", opt.model},       {"target", run.target},
+                           {"device", run.device},     {"repeat", opt.repeat},
+                           {"mean_ms", run.timed_ms},  {"first_run_ms", run.first_ms},
+                           {"launches", run.launches}, {"kernels", nlohmann::json::array()}};
+  for (const auto& [node, what] : run.kernels) report["kernels"].push_back({{"node", node}, {"detail", what}});
+  if (opt.json) {
+    std::cout << report.dump(2) << "\n";
+    return;
+  }
+  std::cout << std::fixed << std::setprecision(3) << opt.model << " on " << run.device << " (" << run.target << "), "
+            << opt.repeat << " runs: mean " << run.timed_ms << " ms a run, weights and activations resident\n"
+            << "first run " << run.first_ms << " ms with the program build and the uploads; " << run.launches
+            << " kernel launches a run\n";
+  if (opt.explain)
+    for (const auto& [node, what] : run.kernels) std::cout << "kernel " << node << ": " << what << "\n";
+}
+
 void bench(const BenchOptions& opt) {
   check(opt.repeat >= 1, ErrorKind::Invalid, "--repeat must be at least 1");
+  if (!opt.target.empty() && is_gpu_target(opt.target)) return bench_gpu(opt);
   // The kernels' target, canonical: it keys the tuning records too. Refused unless this machine runs it.
   const std::string target = opt.target.empty() ? "" : kernel_target(opt.target).name;
   Graph graph = load_model(opt.model);
@@ -203,7 +232,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
   cmd->add_option("--target", opt->target,
                   "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
-                  "CPU), with its tuning records (default: host)");
+                  "CPU), with its tuning records (default: host); opencl, cuda:sm_NN or hip:ARCH times the whole "
+                  "model on this machine's GPU");
   add_threads_option(cmd, opt->threads);
   cmd->add_option("--repeat", opt->repeat, "timed runs after the warm-up (default 20)")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2; the first compiles)");
