@@ -161,6 +161,29 @@ std::string movement_model(const std::string& dir, std::mt19937& gen) {
   return b.save(dir + "/gpu_movement.onnx");
 }
 
+// Attention written out (fused into tetra.Attention), a MatMul of two activations, Gathers of one index
+// and of a run of indices, and reductions over a middle and the last axis.
+std::string attention_model(const std::string& dir) {
+  ModelBuilder b(17, "gpu_attention");
+  b.input("x", DType::Float32, {2, 5, 8});
+  for (const char* out : {"attended", "scores", "picked", "every_other", "mean", "top"}) b.output(out, DType::Float32);
+  b.node("Transpose", {"x"}, {"xt"}, {{"perm", std::vector<int64_t>{0, 2, 1}}});
+  b.node("MatMul", {"x", "xt"}, {"s"});
+  b.node("Softmax", {"s"}, {"p"}, {{"axis", int64_t(-1)}});
+  b.node("MatMul", {"p", "x"}, {"attended"});
+  b.node("MatMul", {"x", "xt"}, {"scores"});
+  Tensor one(DType::Int64, {}), run(DType::Int64, {3});
+  one.mutable_data<int64_t>()[0] = -2;
+  for (int64_t i = 0; i < 3; ++i) run.mutable_data<int64_t>()[i] = 2 * i;
+  b.initializer("one", one);
+  b.initializer("run", run);
+  b.node("Gather", {"x", "one"}, {"picked"}, {{"axis", int64_t(1)}});
+  b.node("Gather", {"x", "run"}, {"every_other"}, {{"axis", int64_t(1)}});
+  b.node("ReduceMean", {"x"}, {"mean"}, {{"axes", std::vector<int64_t>{1}}});
+  b.node("ReduceMax", {"x"}, {"top"}, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", int64_t(0)}});
+  return b.save(dir + "/gpu_attention.onnx");
+}
+
 }  // namespace
 
 TEST_CASE("The example models run whole on the OpenCL device and match the reference", "[gpu_model][opencl]") {
@@ -211,13 +234,16 @@ TEST_CASE("A node with no GPU kernel is an error that names it, before anything 
   b.input("x", DType::Float32, {2, 3});
   b.output("y", DType::Float32);
   b.node("Relu", {"x"}, {"r"});
-  b.node("ReduceMax", {"r"}, {"y"}, {{"keepdims", int64_t(1)}});
+  Tensor pads(DType::Int64, {4});
+  for (int64_t i = 0; i < 4; ++i) pads.mutable_data<int64_t>()[i] = 1;
+  b.initializer("pads", pads);
+  b.node("Pad", {"r", "pads"}, {"y"});
   const std::string dir = temp_dir("gpu_model_refused");
   Graph graph = load_model(b.save(dir + "/m.onnx"));
   dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, {{"x", random_tensor(DType::Float32, {2, 3})}},
                                                      dsl::parse_target("opencl").value(), nullptr, dir + "/job");
   REQUIRE_FALSE(job.ok());
-  CHECK_THAT(job.failure().message, Catch::Contains("ReduceMax") && Catch::Contains("no GPU kernel"));
+  CHECK_THAT(job.failure().message, Catch::Contains("Pad '") && Catch::Contains("no GPU kernel"));
   CHECK_FALSE(fs::exists(dir + "/job/job.json"));
 }
 
@@ -261,9 +287,26 @@ TEST_CASE("Data movement, ConvTranspose and squeeze-excite convs match the refer
     CHECK(kinds.find(kind) != std::string::npos);
 }
 
-// The int4 detector (ConvTranspose, Concat, Resize) and the fp32 classifier (float weights in the GPU
-// templates, squeeze-excite convs), at 64x64: pocl compiles each model's kernels for about 30 s here.
-TEST_CASE("The exported detector (int4) and classifier (fp32) run whole on the OpenCL device",
+// The int4 detector (ConvTranspose, Concat, Resize), the fp32 classifier (float weights in the GPU
+// templates, squeeze-excite convs) and the int4 recognizer (attention, Gathers, reductions), at 64x64
+// (32x64 for the recognizer): pocl compiles each model's kernels for 15 to 50 s here.
+TEST_CASE("Attention, activation MatMuls, Gathers and reductions match the reference on the OpenCL device",
+          "[gpu_model][opencl]") {
+  if (!opencl_runs_here()) return;
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  const std::string model = attention_model(temp_dir("gpu_model_attention"));
+  GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 5, 8}, -2, 2)}});
+  check_outputs(r);
+  std::string kinds;
+  for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
+  for (const char* kind : {"gpu attention scores", "gpu attention softmax", "gpu attention output", "gpu batch matmul",
+                           "gpu gather", "gpu reduce mean", "gpu reduce max"})
+    CHECK(kinds.find(kind) != std::string::npos);
+}
+
+TEST_CASE("The exported detector (int4), classifier (fp32) and recognizer (int4) run whole on the OpenCL device",
           "[gpu_model][opencl][exported]") {
   if (!opencl_runs_here()) return;
   const uint32_t seed = fresh_seed();
@@ -271,7 +314,7 @@ TEST_CASE("The exported detector (int4) and classifier (fp32) run whole on the O
   std::mt19937 gen(seed);
   const std::string dir = temp_dir("gpu_model_exported");
   for (const auto& [name, int4] :
-       std::vector<std::pair<std::string, bool>>{{"detector", true}, {"classifier", false}}) {
+       std::vector<std::pair<std::string, bool>>{{"detector", true}, {"classifier", false}, {"recognizer", true}}) {
     INFO(name << (int4 ? " int4" : " fp32"));
     const ExportedModel* m = nullptr;
     for (const ExportedModel& e : exported_models())
@@ -280,9 +323,10 @@ TEST_CASE("The exported detector (int4) and classifier (fp32) run whole on the O
     std::mt19937 weights(seed + 1);
     ExportedModelOptions options;
     options.int4 = int4;
-    options.height = options.width = 64;
+    options.height = name == "recognizer" ? 32 : 64;
+    options.width = 64;
     const std::string path = m->build(weights, options).save(dir + "/" + name + (int4 ? "_int4" : "_fp32") + ".onnx");
-    GpuRunResult r = run_model_on_opencl(path, {{"x", uniform(gen, {1, 3, 64, 64}, -1, 1)}});
+    GpuRunResult r = run_model_on_opencl(path, {{"x", uniform(gen, {1, 3, options.height, 64}, -1, 1)}});
     check_outputs(r);
   }
 }

@@ -1,5 +1,6 @@
 #include "runtime/aot/gpu_model_job.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -592,9 +593,122 @@ void add_conv_transpose(JobBuilder& b, const Node& node) {
   b.set_value(node.outputs[0], epilogue(b, node, 0, y, out));
 }
 
+// Gather of constant indices that step evenly (one index, or a run such as 0, 1, 2): a strided copy.
+void add_gather(JobBuilder& b, const Node& node) {
+  const Shape data = shape_of(b.graph_, node.input(0));
+  const int64_t rank = int64_t(data.size());
+  int64_t axis = node.attr_int("axis", 0);
+  if (axis < 0) axis += rank;
+  check(axis >= 0 && axis < rank, ErrorKind::Invalid, node.label() + ": axis out of range");
+  std::vector<int64_t> at = constant_ints(b, node, 1, "indices", true);
+  const Tensor& indices = b.graph_.initializers.at(node.input(1));
+  check(!at.empty() && indices.rank() <= 1, ErrorKind::Unsupported,
+        node.label() + ": only a scalar or 1-D run of indices has a GPU kernel yet");
+  for (int64_t& i : at) {
+    if (i < 0) i += data[size_t(axis)];
+    check(i >= 0 && i < data[size_t(axis)], ErrorKind::Invalid, node.label() + ": an index out of range");
+  }
+  const int64_t step = at.size() > 1 ? at[1] - at[0] : 1;
+  for (size_t k = 1; k < at.size(); ++k)
+    check(at[k] - at[k - 1] == step && step != 0, ErrorKind::Unsupported,
+          node.label() + ": indices that do not step evenly have no GPU kernel yet");
+  Shape out = data;
+  out[size_t(axis)] = int64_t(at.size());
+  std::vector<int64_t> source, start(size_t(rank), 0), steps(size_t(rank), 1);
+  for (int64_t d = 0; d < rank; ++d) source.push_back(d);
+  start[size_t(axis)] = at[0];
+  steps[size_t(axis)] = step;
+  // The output has the index's rank in place of the axis; the same elements, in the same order.
+  b.set_value(node.outputs[0],
+              copy(b, node, b.storage_of(node.input(0)), data, out, source, start, steps, "gpu gather (strided copy)"));
+}
+
+// ReduceSum/Mean/Max/Min over contiguous axes: the input seen as (inner, reduced, outer).
+void add_reduce(JobBuilder& b, const Node& node) {
+  const Shape x = shape_of(b.graph_, node.input(0));
+  const int64_t rank = int64_t(x.size());
+  std::vector<int64_t> axes = node.has_input(1) ? constant_ints(b, node, 1, "axes", true) : node.attr_ints("axes");
+  if (axes.empty()) {
+    check(!node.attr_flag("noop_with_empty_axes", false), ErrorKind::Unsupported, node.label() + ": a no-op reduction");
+    for (int64_t d = 0; d < rank; ++d) axes.push_back(d);
+  }
+  for (int64_t& a : axes) a = a < 0 ? a + rank : a;
+  std::sort(axes.begin(), axes.end());
+  for (size_t k = 1; k < axes.size(); ++k)
+    check(axes[k] == axes[k - 1] + 1, ErrorKind::Unsupported,
+          node.label() + ": a reduction over axes that are not adjacent has no GPU kernel yet");
+  int64_t inner = 1, reduced = 1, outer = 1;
+  for (int64_t d = 0; d < rank; ++d) (d < axes.front() ? outer : d > axes.back() ? inner : reduced) *= x[size_t(d)];
+  const std::string op = node.op_type == "ReduceMean"  ? "mean"
+                         : node.op_type == "ReduceMax" ? "max"
+                         : node.op_type == "ReduceMin" ? "min"
+                                                       : "sum";
+  GpuKernels lowered = value_or_fail(schedules::lower_gpu_reduce(op, b.target_, b.kernel_name()), node.label());
+  const std::string y = b.new_storage(inner * outer);
+  std::map<std::string, std::string> views = {{"x", b.view(b.storage_of(node.input(0)), {inner, reduced, outer})},
+                                              {"out", b.view(y, {inner, outer})}};
+  nlohmann::json scalars = nlohmann::json::object();
+  if (op == "mean") scalars["count"] = double(reduced);
+  b.add(node.label(), "gpu reduce " + op, lowered, views, scalars);
+  b.set_value(node.outputs[0], y);
+}
+
+// out = a x b for each batch index: a (K, M, B), b (N, K, B) innermost first.
+std::string batch_matmul(JobBuilder& b, const std::string& node, const std::string& a_storage,
+                         const std::string& b_storage, int64_t batch, int64_t M, int64_t K, int64_t N,
+                         const std::string& what) {
+  GpuKernels lowered = value_or_fail(schedules::lower_gpu_batch_matmul(b.target_, b.kernel_name()), node);
+  const std::string y = b.new_storage(batch * M * N);
+  std::map<std::string, std::string> views = {{"a", b.view(a_storage, {K, M, batch})},
+                                              {"b", b.view(b_storage, {N, K, batch})},
+                                              {"out", b.view(y, {N, M, batch})}};
+  b.add(node, what, lowered, views, nlohmann::json::object());
+  return y;
+}
+
+// The batch size of [..., X, Y] shapes whose batch dims must agree.
+int64_t batch_of(const Node& node, const std::vector<Shape>& shapes) {
+  const size_t rank = shapes[0].size();
+  int64_t batch = 1;
+  for (const Shape& s : shapes)
+    check(s.size() == rank && rank >= 2 && std::equal(s.begin(), s.end() - 2, shapes[0].begin()),
+          ErrorKind::Unsupported, node.label() + ": broadcast batch dims have no GPU kernel yet");
+  for (size_t d = 0; d + 2 < rank; ++d) batch *= shapes[0][d];
+  return batch;
+}
+
+// MatMul of two activations.
+void add_matmul(JobBuilder& b, const Node& node) {
+  const Shape a = shape_of(b.graph_, node.input(0)), w = shape_of(b.graph_, node.input(1));
+  const int64_t batch = batch_of(node, {a, w});
+  const int64_t M = a[a.size() - 2], K = a.back(), N = w.back();
+  std::string y = batch_matmul(b, node.label(), b.storage_of(node.input(0)), b.storage_of(node.input(1)), batch, M, K,
+                               N, "gpu batch matmul");
+  b.set_value(node.outputs[0], epilogue(b, node, 0, y, shape_of(b.graph_, node.outputs[0])));
+}
+
+// tetra.Attention, softmax(A x B) x V: the scores through device memory (a matmul, a softmax, a matmul).
+void add_attention(JobBuilder& b, const Node& node) {
+  const Shape a = shape_of(b.graph_, node.input(0)), k = shape_of(b.graph_, node.input(1)),
+              v = shape_of(b.graph_, node.input(2));
+  const int64_t batch = batch_of(node, {a, k, v});
+  const int64_t M = a[a.size() - 2], K = a.back(), N = k.back(), D = v.back();
+  const std::string scores = batch_matmul(b, node.label(), b.storage_of(node.input(0)), b.storage_of(node.input(1)),
+                                          batch, M, K, N, "gpu attention scores (batch matmul)");
+  GpuKernels softmax = value_or_fail(
+      schedules::lower_gpu_rows(schedules::GpuRowOp::Softmax, false, b.target_, b.kernel_name()), node.label());
+  const std::string p = b.new_storage(batch * M * N);
+  b.add(node.label(), "gpu attention softmax", softmax,
+        {{"x", b.view(scores, {N, M * batch})}, {"out", b.view(p, {N, M * batch})}}, nlohmann::json::object());
+  const std::string y = batch_matmul(b, node.label(), p, b.storage_of(node.input(2)), batch, M, N, D,
+                                     "gpu attention output (batch matmul)");
+  b.set_value(node.outputs[0], epilogue(b, node, 0, y, shape_of(b.graph_, node.outputs[0])));
+}
+
 void add_node(JobBuilder& b, const Node& node) {
   if (node.domain == "tetra" && node.op_type == "QMatMul") return add_qmatmul(b, node);
   if (node.domain == "tetra" && node.op_type == "QConv") return add_qconv(b, node);
+  if (node.domain == "tetra" && node.op_type == "Attention") return add_attention(b, node);
   if (node.domain.empty()) {
     if (node.op_type == "GlobalAveragePool" || node.op_type == "GlobalMaxPool") return add_global_pool(b, node);
     if (node.op_type == "MaxPool" || node.op_type == "AveragePool") return add_pool(b, node);
@@ -604,6 +718,11 @@ void add_node(JobBuilder& b, const Node& node) {
     if (node.op_type == "Split") return add_split(b, node);
     if (node.op_type == "Concat") return add_concat(b, node);
     if (node.op_type == "ConvTranspose") return add_conv_transpose(b, node);
+    if (node.op_type == "Gather") return add_gather(b, node);
+    if (node.op_type == "MatMul") return add_matmul(b, node);
+    if (node.op_type == "ReduceMean" || node.op_type == "ReduceSum" || node.op_type == "ReduceMax" ||
+        node.op_type == "ReduceMin")
+      return add_reduce(b, node);
   }
   if (node.domain.empty() && kViewOps.count(node.op_type)) {
     b.set_value(node.outputs[0], b.storage_of(node.input(0)));

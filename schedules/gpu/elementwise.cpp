@@ -41,6 +41,18 @@ Var one_thread_per_element(Func out, const std::vector<Var>& v) {
   return thread;
 }
 
+// The same for an update stage of a Func (`tag` keeps its loop names apart from the pure stage's).
+void one_thread_per_element(Stage stage, const std::vector<Var>& v, const std::string& tag) {
+  Var all = v[0];
+  for (size_t d = 1; d < v.size(); ++d) {
+    Var fused(tag + "f" + std::to_string(d));
+    stage.fuse(all, v[d], fused);
+    all = fused;
+  }
+  Var block(tag + "block"), thread(tag + "thread");
+  stage.gpu_tile(all, block, thread, kBlockThreads, TailStrategy::GuardWithIf);
+}
+
 std::vector<Var> dims(size_t rank) {
   std::vector<Var> v;
   for (size_t d = 0; d < rank; ++d) v.emplace_back("d" + std::to_string(d));
@@ -103,15 +115,43 @@ dsl::Result<GpuKernels> lower_gpu_conv_transpose(int kh, int kw, const TargetSpe
   out(ox, oy, m, n) = bias(m);
   out(ox, oy, m, n) += x(ox / kw, oy / kh, c, n) * w(ox % kw, oy % kh, m, c);
   one_thread_per_element(out, {ox, oy, m, n});
-  Var all = ox;
-  for (const Var& v : {oy, m, n}) {
-    Var fused("u" + v.name());
-    out.update().fuse(all, v, fused);
-    all = fused;
-  }
-  Var block("ublock"), thread("uthread");
-  out.update().gpu_tile(all, block, thread, kBlockThreads, TailStrategy::GuardWithIf);
+  one_thread_per_element(out.update(), {ox, oy, m, n}, "u");
   return capture_fixed(out, {x, w, bias}, "gpu_conv_transpose", target, name);
+}
+
+dsl::Result<GpuKernels> lower_gpu_batch_matmul(const TargetSpec& target, const std::string& name) {
+  ImageParam a(Float(32), 3, "a"), b(Float(32), 3, "b");
+  Var n("n"), m("m"), batch("batch");
+  RDom k(0, a.dim(0).extent(), "k");
+  Func out("out");
+  out(n, m, batch) = 0.0f;
+  out(n, m, batch) += a(k, m, batch) * b(n, k, batch);
+  one_thread_per_element(out, {n, m, batch});
+  one_thread_per_element(out.update(), {n, m, batch}, "u");
+  return capture_fixed(out, {a, b}, "gpu_batch_matmul", target, name);
+}
+
+dsl::Result<GpuKernels> lower_gpu_reduce(const std::string& op, const TargetSpec& target, const std::string& name) {
+  const bool is_max = op == "max", is_min = op == "min", is_mean = op == "mean";
+  if (!is_max && !is_min && !is_mean && op != "sum")
+    return Failure{FailureKind::Unsupported, op, "reductions are sum, mean, max or min"};
+  ImageParam x(Float(32), 3, "x");
+  Param<float> count("count");
+  Var i("i"), o("o");
+  RDom r(0, x.dim(1).extent(), "r");
+  Func out("out");
+  out(i, o) = Expr(is_max ? -INFINITY : is_min ? INFINITY : 0.0f);
+  Expr v = x(i, r, o);
+  out(i, o) = is_max ? max(out(i, o), v) : is_min ? min(out(i, o), v) : out(i, o) + v;
+  one_thread_per_element(out, {i, o});
+  one_thread_per_element(out.update(0), {i, o}, "u");
+  std::vector<Argument> args = {x};
+  if (is_mean) {
+    out(i, o) = out(i, o) / count;
+    one_thread_per_element(out.update(1), {i, o}, "m");
+    args.push_back(count);
+  }
+  return capture_fixed(out, args, "gpu_reduce_" + op, target, name);
 }
 
 dsl::Result<GpuKernels> lower_gpu_elementwise(const std::string& op_key, int floats,

@@ -57,4 +57,12 @@ dsl::Result<GpuKernels> lower_gpu_concat(int inputs, int rank, int axis, const T
 // Buffers x (W, H, C, N), w (kw, kh, M, C): ONNX's [C, M, kh, kw], float32, bias (M), out (W*kw, H*kh, M, N).
 dsl::Result<GpuKernels> lower_gpu_conv_transpose(int kh, int kw, const TargetSpec& target, const std::string& name);
 
+// A batched matmul of two activations: out(n, m, batch) = sum over k of a(k, m, batch) * b(n, k, batch),
+// innermost first (ONNX's A [batch, M, K] x B [batch, K, N]). Two kernels: zeros, then the sum.
+dsl::Result<GpuKernels> lower_gpu_batch_matmul(const TargetSpec& target, const std::string& name);
+
+// A reduction of the middle dim of x (inner, reduced, outer) into out (inner, outer): "sum", "mean" (by
+// the float parameter count), "max" or "min".
+dsl::Result<GpuKernels> lower_gpu_reduce(const std::string& op, const TargetSpec& target, const std::string& name);
+
 }  // namespace tetra::schedules
