@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "dsl/target.h"
@@ -329,4 +330,36 @@ TEST_CASE("The exported detector (int4), classifier (fp32) and recognizer (int4)
     GpuRunResult r = run_model_on_opencl(path, {{"x", uniform(gen, {1, 3, options.height, 64}, -1, 1)}});
     check_outputs(r);
   }
+}
+
+// Without those GPUs, the jobs still build: every kernel kind in one HIP code object per arch, and in PTX.
+TEST_CASE("Whole-model GPU jobs build for AMD archs and for NVIDIA", "[gpu_model][hip][cuda]") {
+  const std::string dir = temp_dir("gpu_model_archs");
+  std::mt19937 gen(fresh_seed());
+  std::mt19937 weights(fresh_seed());
+  const std::vector<std::pair<std::string, TensorMap>> models = {
+      {example_cnn(weights).save(dir + "/cnn.onnx"), {{"image", uniform(gen, {1, 3, 32, 32}, -1, 1)}}},
+      {ops_model(dir, gen), {{"x", uniform(gen, {2, 4, 9, 11}, -1, 1)}}},
+      {movement_model(dir, gen), {{"x", uniform(gen, {2, 6, 5, 4}, -1, 1)}}},
+      {attention_model(dir), {{"x", uniform(gen, {2, 5, 8}, -1, 1)}}}};
+  for (const char* target : {"hip:gfx90a", "hip:gfx1201", "cuda:sm_90"})
+    for (const auto& [model, inputs] : models) {
+      INFO(target << " " << model);
+      std::map<std::string, Shape> shapes;
+      for (const auto& [name, t] : inputs) shapes[name] = t.shape();
+      Graph graph = load_model(model, shapes);
+      const std::string job_dir = temp_dir("gpu_model_arch_job");
+      dsl::Result<GpuModelJob> job =
+          write_gpu_model_job(graph, inputs, dsl::parse_target(target).value(), nullptr, job_dir);
+      INFO((job.ok() ? "" : job.failure().describe()));
+      REQUIRE(job.ok());
+      const nlohmann::json j = nlohmann::json::parse(std::ifstream(job.value().job_file));
+      const std::string program = job_dir + "/" + j["source"].get<std::string>();
+      CHECK(fs::file_size(program) > 1000);
+      if (std::string(target).rfind("hip:", 0) == 0) {
+        std::string notes;
+        REQUIRE(run_command("llvm-readelf-19 --notes " + program, &notes) == 0);
+        CHECK_THAT(notes, Catch::Contains(std::string("amdgcn-amd-amdhsa--") + (std::string(target).substr(4))));
+      }
+    }
 }
