@@ -363,3 +363,29 @@ TEST_CASE("Whole-model GPU jobs build for AMD archs and for NVIDIA", "[gpu_model
       }
     }
 }
+
+// No AMD GPU here: --target hip:ARCH says so and exits 2, and with --fallback cpu runs on the CPU.
+TEST_CASE("tetra run|bench --target hip --fallback cpu run on the CPU when there is no AMD GPU",
+          "[gpu_model][hip][cli]") {
+  std::string info;
+  if (run_command(std::string(TETRA_BINARY_DIR) + "/bin/tetra-device info --dialect hip", &info) == 0) {
+    WARN("this machine has a HIP device, so the fallback is not exercised: " << info);
+    return;
+  }
+  const std::string dir = temp_dir("gpu_model_fallback");
+  std::mt19937 weights(fresh_seed());
+  const std::string mlp = example_mlp(weights).save(dir + "/mlp.onnx");
+  const std::string run = tetra_cli() + " run " + mlp + " --target hip:gfx942 --random-inputs --shape x=2,64";
+  std::string out;
+  CHECK(run_command(run, &out) == 2);
+  CHECK_THAT(out, Catch::Contains("--target hip:gfx942: ") && Catch::Contains("no HIP"));
+  CHECK(run_command(run + " --fallback cpu --check", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("no HIP") &&
+                      Catch::Contains("running on this machine's CPU instead (--fallback cpu)") &&
+                      Catch::Contains("check 'logits' against the reference") && !Catch::Contains("FAIL"));
+  CHECK(run_command(tetra_cli() + " bench " + mlp + " --target hip:gfx942 --fallback cpu --shape x=2,64 --repeat 2",
+                    &out) == 0);
+  CHECK_THAT(out, Catch::Contains("on halide"));
+  CHECK(run_command(run + " --fallback gpu", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("--fallback takes cpu"));
+}

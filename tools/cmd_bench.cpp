@@ -30,6 +30,7 @@ struct BenchOptions {
   int threads = 0;
   std::string db;
   std::string target;  // "": this machine
+  std::string fallback;  // "cpu": run on the CPU when the GPU target's device is missing
   std::string kernel_cache = dsl::default_kernel_cache_dir();
   int repeat = 20;
   int warmup = 2;
@@ -91,7 +92,9 @@ void bench_gpu(const BenchOptions& opt) {
     for (const auto& [node, what] : run.kernels) std::cout << "kernel " << node << ": " << what << "\n";
 }
 
-void bench(const BenchOptions& opt) {
+void bench(const BenchOptions& given) {
+  BenchOptions opt = given;
+  opt.target = target_or_fallback(given.target, given.fallback);
   check(opt.repeat >= 1, ErrorKind::Invalid, "--repeat must be at least 1");
   if (!opt.target.empty() && is_gpu_target(opt.target)) return bench_gpu(opt);
   // The kernels' target, canonical: it keys the tuning records too. Refused unless this machine runs it.
@@ -234,6 +237,8 @@ void add_bench_command(CLI::App& app) {
                   "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
                   "CPU), with its tuning records (default: host); opencl, cuda:sm_NN or hip:ARCH times the whole "
                   "model on this machine's GPU");
+  cmd->add_option("--fallback", opt->fallback,
+                  "cpu: time on this machine's CPU when the --target GPU or its runtime is missing (it says which)");
   add_threads_option(cmd, opt->threads);
   cmd->add_option("--repeat", opt->repeat, "timed runs after the warm-up (default 20)")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2; the first compiles)");

@@ -32,6 +32,7 @@ struct RunOptions {
   int threads = 0;
   std::string db;
   std::string target;  // "": this machine
+  std::string fallback;  // "cpu": run on the CPU when the GPU target's device is missing
   std::string kernel_cache = dsl::default_kernel_cache_dir();
   InputOptions inputs;
 };
@@ -118,7 +119,9 @@ TensorMap run_gpu(const RunOptions& opt, Graph& graph, const TensorMap& inputs) 
   return std::move(run.outputs);
 }
 
-void run(const RunOptions& opt) {
+void run(const RunOptions& given) {
+  RunOptions opt = given;
+  opt.target = target_or_fallback(given.target, given.fallback);
   if (!opt.target.empty() && is_gpu_target(opt.target)) {
     Graph graph = load_model(opt.model);
     TensorMap inputs = gather_inputs(graph, opt.inputs);
@@ -194,6 +197,8 @@ void add_run_command(CLI::App& app) {
                   "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
                   "CPU), with its tuning records (default: host); opencl, cuda:sm_NN or hip:ARCH runs the whole "
                   "model on this machine's GPU");
+  cmd->add_option("--fallback", opt->fallback,
+                  "cpu: run on this machine's CPU when the --target GPU or its runtime is missing (it says which)");
   add_threads_option(cmd, opt->threads);
   cmd->callback([opt] { run(*opt); });
 }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -50,6 +51,19 @@ std::string device_error(const dsl::ProgramRun& run) {
 bool is_gpu_target(const std::string& target) {
   dsl::Result<dsl::TargetSpec> t = dsl::parse_target(target);
   return t.ok() && !t.value().is_cpu();
+}
+
+std::string target_or_fallback(const std::string& target, const std::string& fallback) {
+  check(fallback.empty() || fallback == "cpu", ErrorKind::Invalid, "--fallback takes cpu, not '" + fallback + "'");
+  if (fallback.empty() || target.empty() || !is_gpu_target(target)) return target;
+  try {
+    find_gpu_device(target, "to run the model");
+    return target;
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Unsupported) throw;
+    std::cerr << "tetra: " << e.what() << "; running on this machine's CPU instead (--fallback cpu)\n";
+    return "";
+  }
 }
 
 GpuRun run_on_gpu(const std::string& model, const std::map<std::string, Tensor>& inputs, const std::string& target,

@@ -13,6 +13,10 @@ namespace tetra::cli {
 // Whether `target` names a GPU family (opencl..., cuda:..., hip:...).
 bool is_gpu_target(const std::string& target);
 
+// The target a run uses: `target`, or "" (this machine's CPU) when `fallback` is "cpu" and the GPU
+// target's device or runtime is missing here, which it says on stderr. "" and "cpu" are the only fallbacks.
+std::string target_or_fallback(const std::string& target, const std::string& fallback);
+
 struct GpuRun {
   std::string device, target;  // the device's name; the target, canonical
   Graph graph;                 // the model with the inputs' shapes bound
