@@ -4,6 +4,7 @@
 // code depends only on the element size (Copy, Where, Gather), the Resize mode and the reduction.
 #include <string>
 
+#include "dsl/resize_def.h"
 #include "runtime/elementwise_pipelines.h"
 
 namespace tetra {
@@ -88,27 +89,14 @@ dsl::ScheduledPipeline build_gather(int bits, const dsl::TargetSpec& target) {
   return {Halide::Pipeline(out), {data, indices}};
 }
 
-// x (W, H, planes) float32 and per output column / row the samples (i0, i1, weight of i1) ->
-// (OW, OH, planes). Linear interpolates along W on the two sampled rows, then along H.
+// dsl/resize_def.h's definition, vectors along W.
 dsl::ScheduledPipeline build_resize(bool nearest, const dsl::TargetSpec& target) {
-  ImageParam x(Halide::Float(32), 3, "x");
-  ImageParam w0(Halide::Int(32), 1, "w0"), w1(Halide::Int(32), 1, "w1"), ww(Halide::Float(32), 1, "w_weight");
-  ImageParam h0(Halide::Int(32), 1, "h0"), h1(Halide::Int(32), 1, "h1"), hw(Halide::Float(32), 1, "h_weight");
-  Var ox("ox"), oy("oy"), p("p");
-  auto col = [&](const ImageParam& t, const Expr& at) { return clamp(t(at), 0, x.dim(0).extent() - 1); };
-  auto row = [&](const ImageParam& t, const Expr& at) { return clamp(t(at), 0, x.dim(1).extent() - 1); };
-  Func out("resize");
-  if (nearest) {
-    out(ox, oy, p) = x(col(w0, ox), row(h0, oy), p);
-  } else {
-    auto along_w = [&](const Expr& iy) {
-      return (1.0f - ww(ox)) * x(col(w0, ox), iy, p) + ww(ox) * x(col(w1, ox), iy, p);
-    };
-    out(ox, oy, p) = (1.0f - hw(oy)) * along_w(row(h0, oy)) + hw(oy) * along_w(row(h1, oy));
-  }
-  schedule_strided(out, {ox, oy, p}, target.natural_lanes(Halide::Float(32)), 4, out.output_buffer().dim(0).extent());
-  std::vector<dsl::PipelineParam> params{x, w0, w1, ww, h0, h1, hw};
-  return {Halide::Pipeline(out), params};
+  dsl::ResizeDef r = dsl::define_resize(nearest, "resize");
+  schedule_strided(r.out, {r.ox, r.oy, r.p}, target.natural_lanes(Halide::Float(32)), 4,
+                   r.out.output_buffer().dim(0).extent());
+  const std::vector<ImageParam> tables = r.params();
+  std::vector<dsl::PipelineParam> params(tables.begin(), tables.end());
+  return {Halide::Pipeline(r.out), params};
 }
 
 // x float32 (kept dims 0..2, reduced dims 3..5, any strides) -> out (kept dims): the sum, the mean,

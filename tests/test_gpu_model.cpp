@@ -24,15 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string device_program() { return std::string(TETRA_BINARY_DIR) + "/bin/tetra-device"; }
-
-// pocl finds its CPU device through sysfs and aborts without it (a bare chroot mounts no /sys).
-bool opencl_runs_here() {
-  if (fs::exists("/sys/devices/system/cpu")) return true;
-  WARN("no /sys/devices/system/cpu: pocl cannot find its CPU device here, so the GPU model tests are skipped");
-  return false;
-}
-
 // A fresh seed per run, reported when a check fails.
 uint32_t fresh_seed() { return std::random_device{}(); }
 
@@ -58,7 +49,7 @@ GpuRunResult run_model_on_opencl(const std::string& model, const TensorMap& inpu
   INFO((job.ok() ? "" : job.failure().describe()));
   REQUIRE(job.ok());
   std::string out;
-  const int status = run_command(device_program() + " run " + job.value().job_file, &out);
+  const int status = run_command(tetra_device_program() + " run " + job.value().job_file, &out);
   INFO(out);
   REQUIRE(status == 0);
   dsl::Result<TensorMap> outputs = read_gpu_model_outputs(graph, dir);
@@ -188,7 +179,7 @@ std::string attention_model(const std::string& dir) {
 }  // namespace
 
 TEST_CASE("The example models run whole on the OpenCL device and match the reference", "[gpu_model][opencl]") {
-  if (!opencl_runs_here()) return;
+  if (!opencl_runs_here("the GPU model tests")) return;
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 gen(seed);
@@ -215,7 +206,7 @@ TEST_CASE("The example models run whole on the OpenCL device and match the refer
 }
 
 TEST_CASE("Every GPU model kernel kind matches the reference on the OpenCL device", "[gpu_model][opencl]") {
-  if (!opencl_runs_here()) return;
+  if (!opencl_runs_here("the GPU model tests")) return;
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 gen(seed);
@@ -249,7 +240,7 @@ TEST_CASE("A node with no GPU kernel is an error that names it, before anything 
 }
 
 TEST_CASE("tetra run and bench --target opencl run a model on the device", "[gpu_model][opencl][cli]") {
-  if (!opencl_runs_here()) return;
+  if (!opencl_runs_here("the GPU model tests")) return;
   const std::string dir = temp_dir("gpu_model_cli");
   std::mt19937 weights(fresh_seed());
   const std::string mlp = example_mlp(weights).save(dir + "/mlp.onnx");
@@ -274,7 +265,7 @@ TEST_CASE("tetra run and bench --target opencl run a model on the device", "[gpu
 
 TEST_CASE("Data movement, ConvTranspose and squeeze-excite convs match the reference on the OpenCL device",
           "[gpu_model][opencl]") {
-  if (!opencl_runs_here()) return;
+  if (!opencl_runs_here("the GPU model tests")) return;
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 gen(seed);
@@ -293,7 +284,7 @@ TEST_CASE("Data movement, ConvTranspose and squeeze-excite convs match the refer
 // (32x64 for the recognizer): pocl compiles each model's kernels for 15 to 50 s here.
 TEST_CASE("Attention, activation MatMuls, Gathers and reductions match the reference on the OpenCL device",
           "[gpu_model][opencl]") {
-  if (!opencl_runs_here()) return;
+  if (!opencl_runs_here("the GPU model tests")) return;
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 gen(seed);
@@ -309,7 +300,7 @@ TEST_CASE("Attention, activation MatMuls, Gathers and reductions match the refer
 
 TEST_CASE("The exported detector (int4), classifier (fp32) and recognizer (int4) run whole on the OpenCL device",
           "[gpu_model][opencl][exported]") {
-  if (!opencl_runs_here()) return;
+  if (!opencl_runs_here("the GPU model tests")) return;
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 gen(seed);
@@ -368,7 +359,7 @@ TEST_CASE("Whole-model GPU jobs build for AMD archs and for NVIDIA", "[gpu_model
 TEST_CASE("tetra run|bench --target hip --fallback cpu run on the CPU when there is no AMD GPU",
           "[gpu_model][hip][cli]") {
   std::string info;
-  if (run_command(std::string(TETRA_BINARY_DIR) + "/bin/tetra-device info --dialect hip", &info) == 0) {
+  if (run_command(tetra_device_program() + " info --dialect hip", &info) == 0) {
     WARN("this machine has a HIP device, so the fallback is not exercised: " << info);
     return;
   }

@@ -72,6 +72,13 @@ int run_command(const std::string& command, std::string* output) {
 }
 
 std::string tetra_cli() { return std::string(TETRA_BINARY_DIR) + "/bin/tetra"; }
+std::string tetra_device_program() { return std::string(TETRA_BINARY_DIR) + "/bin/tetra-device"; }
+
+bool opencl_runs_here(const std::string& skipped) {
+  if (std::filesystem::exists("/sys/devices/system/cpu")) return true;
+  WARN("no /sys/devices/system/cpu: pocl cannot find its CPU device here, so " << skipped << " are skipped");
+  return false;
+}
 std::string source_dir() { return TETRA_SOURCE_DIR; }
 
 std::string compare_tensors(const Tensor& got, const Tensor& expected, double atol, double rtol) {

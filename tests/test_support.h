@@ -19,8 +19,12 @@ Tensor random_tensor(DType dtype, const Shape& shape, double lo = -1.0, double h
 std::string temp_dir(const std::string& tag);
 // Runs a shell command, returns its exit code; stdout+stderr are captured into `output`.
 int run_command(const std::string& command, std::string* output = nullptr);
-// Path of the built CLI and of the source tree.
+// Path of the built CLI, of tetra-device (which runs GPU jobs) and of the source tree.
 std::string tetra_cli();
+std::string tetra_device_program();
+// Whether pocl can run here: it finds its CPU device through sysfs and aborts without it (a bare chroot
+// mounts no /sys). When not, says so (a Catch warning naming `skipped`).
+bool opencl_runs_here(const std::string& skipped);
 std::string source_dir();
 // Max |a - b| > atol + rtol*|b| anywhere? Returns a description of the worst element, "" if close.
 std::string compare_tensors(const Tensor& got, const Tensor& expected, double atol, double rtol);

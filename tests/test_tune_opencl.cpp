@@ -30,19 +30,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string device_program() { return std::string(TETRA_BINARY_DIR) + "/bin/tetra-device"; }
-
-// pocl finds its CPU device through sysfs and aborts without it (a bare chroot mounts no /sys).
-bool opencl_runs_here() {
-  if (fs::exists("/sys/devices/system/cpu")) return true;
-  WARN("no /sys/devices/system/cpu: pocl cannot find its CPU device here, so the OpenCL tuning is skipped");
-  return false;
-}
-
 // The OpenCL device's name, as tetra-device reports it.
 std::string opencl_device_name() {
   std::string out;
-  REQUIRE(run_command(device_program() + " info --dialect opencl", &out) == 0);
+  REQUIRE(run_command(tetra_device_program() + " info --dialect opencl", &out) == 0);
   nlohmann::json info = nlohmann::json::parse(out);
   return info.at("device").get<std::string>();
 }
@@ -81,7 +72,7 @@ bool process_mentions(const std::string& text) {
 
 TEST_CASE("tune --target opencl measures GPU candidates on the OpenCL device and stores them under its name",
           "[tuner][opencl]") {
-  if (!opencl_runs_here()) return;
+  if (!opencl_runs_here("the OpenCL tuning tests")) return;
   const std::string dir = temp_dir("tune_opencl");
   const std::string model = gemv_and_conv_model(dir);
   const std::string device = opencl_device_name();
@@ -128,7 +119,7 @@ TEST_CASE("tune --target opencl measures GPU candidates on the OpenCL device and
 
 TEST_CASE("tune --target opencl: a wrong, crashing or hanging candidate is a failed record and tuning goes on",
           "[tuner][opencl]") {
-  if (!opencl_runs_here()) return;
+  if (!opencl_runs_here("the OpenCL tuning tests")) return;
   const std::string dir = temp_dir("tune_opencl_faults");
   const std::string model = gemv_and_conv_model(dir), gemv_model = gemv_and_conv_model(dir, false);
   const std::string device = opencl_device_name();
@@ -156,7 +147,7 @@ TEST_CASE("tune --target opencl: a wrong, crashing or hanging candidate is a fai
       o.worker = tetra_cli();
       o.timeout_s = 20;  // pocl builds a candidate in a second or two, a few under a loaded machine
       o.target = dsl::parse_target(dsl::opencl_target_name(device)).value();
-      o.device_program = device_program();
+      o.device_program = tetra_device_program();
       o.device_name = device;
       FaultyRunner runner(fault, o.timeout_s);
       tuner::tune(o, runner);
@@ -188,7 +179,7 @@ TEST_CASE("tune --target opencl: a wrong, crashing or hanging candidate is a fai
 }
 
 TEST_CASE("killing tune --target opencl ends the kernel its worker left spinning on the device", "[tuner][opencl]") {
-  if (!opencl_runs_here()) return;
+  if (!opencl_runs_here("the OpenCL tuning tests")) return;
   const std::string dir = temp_dir("tune_opencl_killed");
   const std::string model = gemv_and_conv_model(dir);
   const std::string jobs = dir + "/tmp";

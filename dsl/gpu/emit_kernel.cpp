@@ -45,32 +45,26 @@ struct DialectTable {
 // Halide's float math (exp_f32, ...) as each dialect has it, with no device library: clang's builtins,
 // which the AMDGPU backend lowers to its own instructions; NVPTX's base-2 approximations, within a few
 // ulp; OpenCL C's own functions.
-#define TETRA_AMDGPU_MATH                                                        \
+#define TETRA_CLANG_MATH                                                         \
   "__device__ inline float inf_f32() { return __builtin_inff(); }\n"             \
   "__device__ inline float neg_inf_f32() { return -__builtin_inff(); }\n"        \
   "__device__ inline float nan_f32() { return __builtin_nanf(\"\"); }\n"         \
-  "__device__ inline float exp_f32(float x) { return __builtin_expf(x); }\n"     \
-  "__device__ inline float log_f32(float x) { return __builtin_logf(x); }\n"     \
-  "__device__ inline float sqrt_f32(float x) { return __builtin_sqrtf(x); }\n"   \
   "__device__ inline float floor_f32(float x) { return __builtin_floorf(x); }\n" \
   "__device__ inline float ceil_f32(float x) { return __builtin_ceilf(x); }\n"   \
   "__device__ inline float round_f32(float x) { return __builtin_rintf(x); }\n"  \
   "__device__ inline float trunc_f32(float x) { return __builtin_truncf(x); }\n" \
   "__device__ inline float abs_f32(float x) { return __builtin_fabsf(x); }\n"    \
   "__device__ inline bool is_nan_f32(float x) { return __builtin_isnan(x); }\n"
+#define TETRA_AMDGPU_MATH                                                    \
+  TETRA_CLANG_MATH                                                           \
+  "__device__ inline float exp_f32(float x) { return __builtin_expf(x); }\n" \
+  "__device__ inline float log_f32(float x) { return __builtin_logf(x); }\n" \
+  "__device__ inline float sqrt_f32(float x) { return __builtin_sqrtf(x); }\n"
 #define TETRA_NVPTX_MATH                                                                                  \
-  "__device__ inline float inf_f32() { return __builtin_inff(); }\n"                                      \
-  "__device__ inline float neg_inf_f32() { return -__builtin_inff(); }\n"                                 \
-  "__device__ inline float nan_f32() { return __builtin_nanf(\"\"); }\n"                                  \
+  TETRA_CLANG_MATH                                                                                        \
   "__device__ inline float exp_f32(float x) { return __nvvm_ex2_approx_f(x * 1.44269504088896341f); }\n"  \
   "__device__ inline float log_f32(float x) { return __nvvm_lg2_approx_f(x) * 0.693147180559945309f; }\n" \
-  "__device__ inline float sqrt_f32(float x) { return __nvvm_sqrt_rn_f(x); }\n"                           \
-  "__device__ inline float floor_f32(float x) { return __builtin_floorf(x); }\n"                          \
-  "__device__ inline float ceil_f32(float x) { return __builtin_ceilf(x); }\n"                            \
-  "__device__ inline float round_f32(float x) { return __builtin_rintf(x); }\n"                           \
-  "__device__ inline float trunc_f32(float x) { return __builtin_truncf(x); }\n"                          \
-  "__device__ inline float abs_f32(float x) { return __builtin_fabsf(x); }\n"                             \
-  "__device__ inline bool is_nan_f32(float x) { return __builtin_isnan(x); }\n"
+  "__device__ inline float sqrt_f32(float x) { return __nvvm_sqrt_rn_f(x); }\n"
 #define TETRA_OPENCL_MATH                                                                      \
   "#define inf_f32() INFINITY\n#define neg_inf_f32() (-INFINITY)\n#define nan_f32() NAN\n"     \
   "#define exp_f32(x) exp(x)\n#define log_f32(x) log(x)\n#define sqrt_f32(x) sqrt(x)\n"        \

@@ -238,6 +238,13 @@ std::string epilogue(JobBuilder& b, const Node& node, size_t first, std::string 
   return y;
 }
 
+// A view of a packed weight buffer, uploaded once.
+std::string weight_view(JobBuilder& b, const std::string& what, const halide_buffer_t& buf) {
+  std::vector<int64_t> extents;
+  for (int d = 0; d < buf.dimensions; ++d) extents.push_back(buf.dim[d].extent);
+  return b.view(b.raw_storage(what, buf), extents);
+}
+
 void add_qmatmul(JobBuilder& b, const Node& node) {
   std::optional<HalideGemm> gemm = halide_gemm_of(node, b.graph_);
   check(gemm.has_value(), ErrorKind::Unsupported, node.label() + ": its GEMM has no concrete shapes");
@@ -256,14 +263,9 @@ void add_qmatmul(JobBuilder& b, const Node& node) {
   std::map<std::string, std::string> views;
   views["A"] = b.view(b.storage_of(node.input(0)), {wl.K, wl.M});
   if (wl.has_bias) views["bias"] = b.view(b.storage_of(node.input(1)), {wl.N});
-  auto weight_view = [&](const char* name, const halide_buffer_t& buf) {
-    std::vector<int64_t> extents;
-    for (int d = 0; d < buf.dimensions; ++d) extents.push_back(buf.dim[d].extent);
-    views[name] = b.view(b.raw_storage(node.label() + " " + name, buf), extents);
-  };
-  weight_view("W_packed", *packed.packed.raw_buffer());
-  if (packed.scale.data()) weight_view("W_scale", *packed.scale.raw_buffer());
-  if (packed.zero.data()) weight_view("W_zero", *packed.zero.raw_buffer());
+  views["W_packed"] = weight_view(b, node.label() + " W_packed", *packed.packed.raw_buffer());
+  if (packed.scale.data()) views["W_scale"] = weight_view(b, node.label() + " W_scale", *packed.scale.raw_buffer());
+  if (packed.zero.data()) views["W_zero"] = weight_view(b, node.label() + " W_zero", *packed.zero.raw_buffer());
   const std::string y = b.new_storage(wl.M * wl.N);
   for (const dsl::LaunchPlan& plan : lowered.launches)
     for (const dsl::KernelParam& p : plan.params)
@@ -312,13 +314,6 @@ void add_rows(JobBuilder& b, const Node& node) {
   b.add(node.label(), softmax ? "gpu softmax, a thread per row" : "gpu layer norm, a thread per row", lowered, views,
         scalars);
   b.set_value(node.outputs[0], y);
-}
-
-// A view of a packed weight buffer, uploaded once.
-std::string weight_view(JobBuilder& b, const std::string& what, const halide_buffer_t& buf) {
-  std::vector<int64_t> extents;
-  for (int d = 0; d < buf.dimensions; ++d) extents.push_back(buf.dim[d].extent);
-  return b.view(b.raw_storage(what, buf), extents);
 }
 
 // A direct 2-D conv on the GPU conv template, then its epilogue on elementwise kernels.

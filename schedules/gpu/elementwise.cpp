@@ -1,6 +1,7 @@
 #include "schedules/gpu/elementwise.h"
 
 #include "dsl/elementwise_expr.h"
+#include "dsl/resize_def.h"
 
 namespace tetra::schedules {
 
@@ -266,26 +267,11 @@ dsl::Result<GpuKernels> lower_gpu_pool(const GpuPoolWindow& w, const TargetSpec&
 }
 
 dsl::Result<GpuKernels> lower_gpu_resize(bool nearest, const TargetSpec& target, const std::string& name) {
-  ImageParam x(Float(32), 3, "x");
-  ImageParam w0(Int(32), 1, "w0"), w1(Int(32), 1, "w1"), ww(Float(32), 1, "w_weight");
-  ImageParam h0(Int(32), 1, "h0"), h1(Int(32), 1, "h1"), hw(Float(32), 1, "h_weight");
-  Var ox("ox"), oy("oy"), p("p");
-  auto col = [&](const ImageParam& t, const Expr& at) { return clamp(t(at), 0, x.dim(0).extent() - 1); };
-  auto row = [&](const ImageParam& t, const Expr& at) { return clamp(t(at), 0, x.dim(1).extent() - 1); };
-  Func out("out");
-  if (nearest) {
-    out(ox, oy, p) = x(col(w0, ox), row(h0, oy), p);
-  } else {
-    auto along_w = [&](const Expr& iy) {
-      return (1.0f - ww(ox)) * x(col(w0, ox), iy, p) + ww(ox) * x(col(w1, ox), iy, p);
-    };
-    out(ox, oy, p) = (1.0f - hw(oy)) * along_w(row(h0, oy)) + hw(oy) * along_w(row(h1, oy));
-  }
-  Var all("all"), block("block"), thread("thread");
-  out.fuse(ox, oy, all).fuse(all, p, all).gpu_tile(all, block, thread, kBlockThreads, TailStrategy::GuardWithIf);
-  std::vector<Argument> args = {x, w0, h0};
-  if (!nearest) args = {x, w0, w1, ww, h0, h1, hw};
-  return capture_fixed(out, args, nearest ? "gpu_resize_nearest" : "gpu_resize_linear", target, name);
+  dsl::ResizeDef r = dsl::define_resize(nearest, "out");
+  one_thread_per_element(r.out, {r.ox, r.oy, r.p});
+  const std::vector<ImageParam> params = r.params();
+  return capture_fixed(r.out, std::vector<Argument>(params.begin(), params.end()),
+                       nearest ? "gpu_resize_nearest" : "gpu_resize_linear", target, name);
 }
 
 }  // namespace tetra::schedules

@@ -37,9 +37,7 @@ struct GpuPoolWindow {
 };
 dsl::Result<GpuKernels> lower_gpu_pool(const GpuPoolWindow& window, const TargetSpec& target, const std::string& name);
 
-// Resize of the two inner dims of `x` (W, H, planes) into out (OW, OH, planes) from per-column and per-row
-// sample tables (runtime/ops/resize.h): w0, w1 (int32), w_weight (the weight of w1), and h0, h1, h_weight.
-// Nearest reads x(w0, h0); linear interpolates the four samples.
+// dsl/resize_def.h's Resize of x (W, H, planes) into out (OW, OH, planes), a thread per output.
 dsl::Result<GpuKernels> lower_gpu_resize(bool nearest, const TargetSpec& target, const std::string& name);
 
 // A copy of `in` into `out` of the same rank: input dim j is read at v[out_dim[j]] * step_j + start_j,
