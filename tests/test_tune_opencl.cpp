@@ -110,6 +110,15 @@ TEST_CASE("tune --target opencl measures GPU candidates on the OpenCL device and
   CHECK(rc == 0);
   CHECK_THAT(out, Catch::Contains("6 trials done, 0 left"));
 
+  // tetra run on the device uses the records: tune, database, run, on the OpenCL path.
+  rc = run_command(tetra_cli() + " run " + model + " --target opencl --db " + dir +
+                       "/db --shape a=1,64 --random-inputs --check --explain 2>&1",
+                   &out);
+  CHECK(rc == 0);
+  CHECK_THAT(out, Catch::Contains("kernel tetra.QMatMul") && Catch::Contains("kernel tetra.QConv") &&
+                      Catch::Contains("(database ") && !Catch::Contains("default schedule") &&
+                      !Catch::Contains("FAIL"));
+
   // Another OpenCL device's target is refused, naming this machine's.
   rc = run_command(tetra_cli() + " tune " + model + " --target opencl-some-other-gpu --db " + dir + "/db2 2>&1", &out);
   CHECK(rc == 2);

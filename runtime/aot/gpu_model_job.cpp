@@ -238,6 +238,24 @@ std::string epilogue(JobBuilder& b, const Node& node, size_t first, std::string 
   return y;
 }
 
+// A GEMM's or conv's kernels under its tuning record, or the template default when there is none or the
+// record's schedule does not lower for this workload (a nearest record can be of another shape).
+template <class Default, class Lower>
+GpuKernels lower_with_record(std::optional<ScheduleChoice> tuned, Default default_schedule, Lower lower,
+                             const std::string& node, ScheduleChoice* choice) {
+  std::string why;
+  if (tuned) {
+    dsl::Result<GpuKernels> lowered = lower(tuned->schedule);
+    if (lowered.ok()) {
+      *choice = *tuned;
+      return std::move(lowered).value();
+    }
+    why = " (the " + tuned->source + " record does not lower: " + lowered.failure().describe() + ")";
+  }
+  *choice = ScheduleChoice{value_or_fail(default_schedule(), node), "default schedule" + why};
+  return value_or_fail(lower(choice->schedule), node);
+}
+
 // A view of a packed weight buffer, uploaded once.
 std::string weight_view(JobBuilder& b, const std::string& what, const halide_buffer_t& buf) {
   std::vector<int64_t> extents;
@@ -250,13 +268,12 @@ void add_qmatmul(JobBuilder& b, const Node& node) {
   check(gemm.has_value(), ErrorKind::Unsupported, node.label() + ": its GEMM has no concrete shapes");
   const dsl::QMatMulWorkload& wl = gemm->workload;
   check(!wl.int8_activations, ErrorKind::Unsupported, node.label() + ": GPU kernels take float32 activations");
-  std::optional<ScheduleChoice> tuned = b.schedules_ ? b.schedules_->for_qmatmul(wl) : std::nullopt;
-  ScheduleChoice choice =
-      tuned ? *tuned
-            : ScheduleChoice{value_or_fail(schedules::default_qmatmul_schedule(wl, b.target_), node.label()),
-                             "default schedule"};
-  GpuKernels lowered =
-      value_or_fail(schedules::lower_gpu_qmatmul(wl, choice.schedule, b.target_, b.kernel_name()), node.label());
+  ScheduleChoice choice;
+  GpuKernels lowered = lower_with_record(
+      b.schedules_ ? b.schedules_->for_qmatmul(wl) : std::nullopt,
+      [&] { return schedules::default_qmatmul_schedule(wl, b.target_); },
+      [&](const dsl::Schedule& s) { return schedules::lower_gpu_qmatmul(wl, s, b.target_, b.kernel_name()); },
+      node.label(), &choice);
   dsl::PackedInt4Buffers packed = value_or_fail(
       dsl::pack_int4_weight(*gemm->weight, gemm->trans_b, schedules::layout_of(choice.schedule)), node.label());
 
@@ -332,13 +349,12 @@ void add_qconv(JobBuilder& b, const Node& node) {
             "GPU kernel yet");
   dsl::QConvWorkload wl = conv->workload;
   wl.epilogue = {};  // applied by the elementwise kernels after it
-  std::optional<ScheduleChoice> tuned = b.schedules_ ? b.schedules_->for_qconv(wl) : std::nullopt;
-  ScheduleChoice choice =
-      tuned ? *tuned
-            : ScheduleChoice{value_or_fail(schedules::default_qconv_schedule(wl, b.target_), node.label()),
-                             "default schedule"};
-  GpuKernels lowered =
-      value_or_fail(schedules::lower_gpu_qconv(wl, choice.schedule, b.target_, b.kernel_name()), node.label());
+  ScheduleChoice choice;
+  GpuKernels lowered = lower_with_record(
+      b.schedules_ ? b.schedules_->for_qconv(wl) : std::nullopt,
+      [&] { return schedules::default_qconv_schedule(wl, b.target_); },
+      [&](const dsl::Schedule& s) { return schedules::lower_gpu_qconv(wl, s, b.target_, b.kernel_name()); },
+      node.label(), &choice);
   dsl::ConvInt4Buffers packed = value_or_fail(dsl::pack_conv_weight(*conv->weight), node.label());
   std::map<std::string, std::string> views;
   views["X"] = b.view(b.storage_of(node.input(0)), {wl.W, wl.H, wl.C, wl.N});
