@@ -154,24 +154,12 @@ nlohmann::json output_check(const fs::path& dir, const std::string& output, int6
 // The kernels' program in the target's dialect, in DIR: OpenCL C, PTX or an AMD code object.
 dsl::Result<std::string> write_program(const schedules::GpuKernels& lowered, const dsl::TargetSpec& target,
                                        const fs::path& dir, const std::string& fault, std::string* dialect) {
-  using dsl::gpu::Dialect;
-  const Dialect d = target.family == dsl::TargetFamily::OpenCL ? Dialect::OpenCL
-                    : target.family == dsl::TargetFamily::Cuda ? Dialect::Cuda
-                                                               : Dialect::Hip;
+  const dsl::gpu::Dialect d = dsl::gpu::dialect_of(target.family);
   *dialect = dsl::gpu::dialect_name(d);
-  dsl::Result<std::string> source = dsl::gpu::emit_kernels(lowered.kernels, d);
-  if (!source) return source.failure();
-  if (d == Dialect::OpenCL) {
-    const std::string text = fault == "device-hang" ? spin_forever(source.value()) : source.value();
-    write_file(dir / "kernels.cl", text.data(), text.size());
-    return std::string("kernels.cl");
-  }
-  const std::string file = d == Dialect::Cuda ? "kernels.ptx" : "kernels.co";
-  dsl::Status built = d == Dialect::Cuda
-                          ? dsl::gpu::build_ptx(source.value(), target.gpu_arch, (dir / file).string())
-                          : dsl::gpu::build_hip_code_object(source.value(), target.gpu_arch, (dir / file).string());
-  if (!built) return built.failure();
-  return file;
+  return dsl::gpu::write_device_program(lowered.kernels, d, target.gpu_arch, dir.string(),
+                                        fault == "device-hang" && d == dsl::gpu::Dialect::OpenCL
+                                            ? std::function<std::string(const std::string&)>(spin_forever)
+                                            : nullptr);
 }
 
 // The name of the buffer the kernels write last: the output.

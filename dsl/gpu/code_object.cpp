@@ -142,4 +142,25 @@ Result<std::vector<KernelResources>> read_kernel_resources(const std::string& co
   return kernels;
 }
 
+Result<std::string> write_device_program(const std::vector<DeviceKernel>& kernels, Dialect dialect,
+                                         const std::string& arch, const std::string& dir,
+                                         const std::function<std::string(const std::string&)>& edit) {
+  Result<std::string> source = emit_kernels(kernels, dialect);
+  if (!source) return source.failure();
+  const std::string text = edit ? edit(source.value()) : source.value();
+  const std::string file = dialect == Dialect::OpenCL ? "kernels.cl"
+                           : dialect == Dialect::Cuda ? "kernels.ptx"
+                                                      : "kernels.co";
+  const std::string path = (std::filesystem::path(dir) / file).string();
+  if (dialect == Dialect::OpenCL) {
+    std::ofstream out(path);
+    out << text;
+    if (!out) return Failure{FailureKind::Run, path, "cannot write the OpenCL program"};
+    return file;
+  }
+  Status built = dialect == Dialect::Cuda ? build_ptx(text, arch, path) : build_hip_code_object(text, arch, path);
+  if (!built) return built.failure();
+  return file;
+}
+
 }  // namespace tetra::dsl::gpu

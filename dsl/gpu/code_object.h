@@ -2,10 +2,12 @@
 // (ROCm 5.2's clang-15 rejects gfx942 and gfx1201). AMD code objects are built at code-object version 4,
 // the version the HIP runtime of ROCm 5.2 (Debian's libamdhip64-5) loads; CUDA sources become PTX.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "dsl/core/result.h"
+#include "dsl/gpu/emit_kernel.h"
 
 namespace tetra::dsl::gpu {
 
@@ -22,6 +24,13 @@ Result<std::string> device_compiler_version();
 Status build_hip_code_object(const std::string& source, const std::string& arch, const std::string& path);
 // Builds CUDA `source` into PTX for `sm` ("sm_80") at `path`.
 Status build_ptx(const std::string& source, const std::string& sm, const std::string& path);
+
+// `kernels` as the program a device of `dialect` loads, written into the folder `dir`: OpenCL C
+// (kernels.cl), an AMD code object for `arch` (kernels.co) or PTX for `arch` (kernels.ptx). `edit`, when
+// given, rewrites the emitted source first (the tuner's fault tests). Returns the file's name.
+Result<std::string> write_device_program(const std::vector<DeviceKernel>& kernels, Dialect dialect,
+                                         const std::string& arch, const std::string& dir,
+                                         const std::function<std::string(const std::string&)>& edit = nullptr);
 
 // What one kernel of a code object uses, from its metadata notes (llvm-readelf --notes).
 struct KernelResources {

@@ -294,6 +294,10 @@ class KernelPrinter : public CodeGen_C {
 
 }  // namespace
 
+Dialect dialect_of(TargetFamily family) {
+  return family == TargetFamily::OpenCL ? Dialect::OpenCL : family == TargetFamily::Cuda ? Dialect::Cuda : Dialect::Hip;
+}
+
 std::string dialect_name(Dialect d) {
   switch (d) {
     case Dialect::Hip:

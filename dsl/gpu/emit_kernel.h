@@ -9,11 +9,14 @@
 
 #include "dsl/core/result.h"
 #include "dsl/gpu/device_kernel.h"
+#include "dsl/target.h"
 
 namespace tetra::dsl::gpu {
 
 enum class Dialect { Hip, OpenCL, Cuda };
 std::string dialect_name(Dialect dialect);  // "hip", "opencl", "cuda"
+// The dialect a GPU target family's devices load: OpenCL C, CUDA, else HIP.
+Dialect dialect_of(TargetFamily family);
 
 // The source of `kernels` in `dialect`: the dialect's prelude, then each kernel as an entry point named
 // kernel.name whose parameters are kernel.args in order (buffers as pointers to their element type,

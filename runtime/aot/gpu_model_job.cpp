@@ -781,26 +781,11 @@ dsl::Result<GpuModelJob> write_gpu_model_job(const Graph& graph, const std::map<
           "output '" + graph.outputs[i].name + "' is an input, a constant or another output: not computed on the GPU");
       b.buffers_[s]["output"] = "output_" + std::to_string(i) + ".bin";
     }
-    using dsl::gpu::Dialect;
-    const Dialect dialect = target.family == dsl::TargetFamily::OpenCL ? Dialect::OpenCL
-                            : target.family == dsl::TargetFamily::Cuda ? Dialect::Cuda
-                                                                       : Dialect::Hip;
-    dsl::Result<std::string> source = dsl::gpu::emit_kernels(b.kernels_, dialect);
-    if (!source) return source.failure();
-    std::string program;
-    if (dialect == Dialect::OpenCL) {
-      program = "kernels.cl";
-      std::ofstream(fs::path(dir) / program) << source.value();
-    } else {
-      program = dialect == Dialect::Cuda ? "kernels.ptx" : "kernels.co";
-      const std::string path = (fs::path(dir) / program).string();
-      dsl::Status built = dialect == Dialect::Cuda
-                              ? dsl::gpu::build_ptx(source.value(), target.gpu_arch, path)
-                              : dsl::gpu::build_hip_code_object(source.value(), target.gpu_arch, path);
-      if (!built) return built.failure();
-    }
+    const dsl::gpu::Dialect dialect = dsl::gpu::dialect_of(target.family);
+    dsl::Result<std::string> program = dsl::gpu::write_device_program(b.kernels_, dialect, target.gpu_arch, dir);
+    if (!program) return program.failure();
     nlohmann::json job = {{"dialect", dsl::gpu::dialect_name(dialect)},
-                          {"source", program},
+                          {"source", program.value()},
                           {"kernels", b.launches_},
                           {"buffers", b.buffers_},
                           {"scalars", b.scalars_},
