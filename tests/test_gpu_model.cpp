@@ -279,6 +279,22 @@ TEST_CASE("Data movement, ConvTranspose and squeeze-excite convs match the refer
     CHECK(kinds.find(kind) != std::string::npos);
 }
 
+TEST_CASE("Attention, activation MatMuls, Gathers and reductions match the reference on the OpenCL device",
+          "[gpu_model][opencl]") {
+  if (!opencl_runs_here("the GPU model tests")) return;
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  const std::string model = attention_model(temp_dir("gpu_model_attention"));
+  GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 5, 8}, -2, 2)}});
+  check_outputs(r);
+  std::string kinds;
+  for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
+  for (const char* kind : {"gpu attention scores", "gpu attention softmax", "gpu attention output", "gpu batch matmul",
+                           "gpu gather", "gpu reduce mean", "gpu reduce max"})
+    CHECK(kinds.find(kind) != std::string::npos);
+}
+
 // The int4 detector (ConvTranspose, Concat, Resize) and the int4 recognizer (attention, Gathers,
 // reductions), at 64x64 and 32x64: pocl compiles each model's kernels for 15 to 30 s here. (The
 // classifier's kinds are in the models above, and float weights in the GPU kernel tests.)
