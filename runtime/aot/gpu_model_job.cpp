@@ -263,6 +263,20 @@ std::string weight_view(JobBuilder& b, const std::string& what, const halide_buf
   return b.view(b.raw_storage(what, buf), extents);
 }
 
+// A GEMM's or conv's packed weight (dsl::PackedInt4Buffers, dsl::ConvInt4Buffers) bound to its kernels'
+// W_packed, W_scale and W_zero, and the buffer they write bound to a view of `y` of these extents.
+template <class Packed>
+void bind_weight_and_output(JobBuilder& b, const Node& node, const Packed& packed, const GpuKernels& lowered,
+                            const std::string& y, const std::vector<int64_t>& y_extents,
+                            std::map<std::string, std::string>& views) {
+  views["W_packed"] = weight_view(b, node.label() + " W_packed", *packed.packed.raw_buffer());
+  if (packed.scale.data()) views["W_scale"] = weight_view(b, node.label() + " W_scale", *packed.scale.raw_buffer());
+  if (packed.zero.data()) views["W_zero"] = weight_view(b, node.label() + " W_zero", *packed.zero.raw_buffer());
+  for (const dsl::LaunchPlan& plan : lowered.launches)
+    for (const dsl::KernelParam& p : plan.params)
+      if (p.is_buffer && p.write && !views.count(p.name)) views[p.name] = b.view(y, y_extents);
+}
+
 void add_qmatmul(JobBuilder& b, const Node& node) {
   std::optional<HalideGemm> gemm = halide_gemm_of(node, b.graph_);
   check(gemm.has_value(), ErrorKind::Unsupported, node.label() + ": its GEMM has no concrete shapes");
@@ -280,13 +294,8 @@ void add_qmatmul(JobBuilder& b, const Node& node) {
   std::map<std::string, std::string> views;
   views["A"] = b.view(b.storage_of(node.input(0)), {wl.K, wl.M});
   if (wl.has_bias) views["bias"] = b.view(b.storage_of(node.input(1)), {wl.N});
-  views["W_packed"] = weight_view(b, node.label() + " W_packed", *packed.packed.raw_buffer());
-  if (packed.scale.data()) views["W_scale"] = weight_view(b, node.label() + " W_scale", *packed.scale.raw_buffer());
-  if (packed.zero.data()) views["W_zero"] = weight_view(b, node.label() + " W_zero", *packed.zero.raw_buffer());
   const std::string y = b.new_storage(wl.M * wl.N);
-  for (const dsl::LaunchPlan& plan : lowered.launches)
-    for (const dsl::KernelParam& p : plan.params)
-      if (p.is_buffer && p.write && !views.count(p.name)) views[p.name] = b.view(y, {wl.N, wl.M});
+  bind_weight_and_output(b, node, packed, lowered, y, {wl.N, wl.M}, views);
   b.add(
       node.label(), choice.schedule.to_string() + " (" + choice.source + ")", lowered, views,
       nlohmann::json{{"alpha", double(node.attr_float("alpha", 1.0))}, {"beta", double(node.attr_float("beta", 1.0))}});
@@ -359,13 +368,8 @@ void add_qconv(JobBuilder& b, const Node& node) {
   std::map<std::string, std::string> views;
   views["X"] = b.view(b.storage_of(node.input(0)), {wl.W, wl.H, wl.C, wl.N});
   if (wl.has_bias) views["bias"] = b.view(b.storage_of(node.input(1)), {wl.M});
-  views["W_packed"] = weight_view(b, node.label() + " W_packed", *packed.packed.raw_buffer());
-  if (packed.scale.data()) views["W_scale"] = weight_view(b, node.label() + " W_scale", *packed.scale.raw_buffer());
-  if (packed.zero.data()) views["W_zero"] = weight_view(b, node.label() + " W_zero", *packed.zero.raw_buffer());
   const std::string y = b.new_storage(wl.N * wl.M * wl.OH * wl.OW);
-  for (const dsl::LaunchPlan& plan : lowered.launches)
-    for (const dsl::KernelParam& p : plan.params)
-      if (p.is_buffer && p.write && !views.count(p.name)) views[p.name] = b.view(y, {wl.OW, wl.OH, wl.M, wl.N});
+  bind_weight_and_output(b, node, packed, lowered, y, {wl.OW, wl.OH, wl.M, wl.N}, views);
   nlohmann::json scalars = nlohmann::json::object();
   for (const auto& [name, value] : dsl::qconv_int_arguments(wl, packed.block)) scalars[name] = int64_t(value);
   b.add(node.label(), choice.schedule.to_string() + " (" + choice.source + ")", lowered, views, scalars);
