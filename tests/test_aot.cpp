@@ -70,10 +70,15 @@ Input write_input(const std::string& dir, const std::string& name, const Shape& 
 Tensor printed_output(const std::string& text, const Shape& shape) {
   std::vector<double> values;
   std::istringstream lines(text);
-  std::string name;
-  size_t index;
-  double value;
-  while (lines >> name >> index >> value) values.push_back(value);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("device: ", 0) == 0 || line.rfind("not on a GPU: ", 0) == 0) continue;  // on stderr
+    std::istringstream fields(line);
+    std::string name;
+    size_t index;
+    double value;
+    REQUIRE((fields >> name >> index >> value));
+    values.push_back(value);
+  }
   REQUIRE(int64_t(values.size()) == num_elements(shape));
   return Tensor::from_doubles(DType::Float32, shape, values);
 }
@@ -264,16 +269,88 @@ TEST_CASE("a CNN compiled for AVX2 with a weights file runs here, and a damaged 
   CHECK_THAT(out, Catch::Contains("checksum"));
 }
 
+TEST_CASE("a library for several GPUs and the CPU runs on the first GPU present, else the CPU, and says why",
+          "[aot][gpu]") {
+  std::string dir = temp_dir("aot_gpus");
+  std::string model = int4_example(dir, "cnn");
+  compile(model, dir + "/lib", "--name tgpu --target opencl,hip:gfx90a,gfx1201,host");
+  nlohmann::json kernels = nlohmann::json::parse(std::ifstream(dir + "/lib/tgpu.kernels.json"));
+  REQUIRE(kernels.contains("host"));
+  REQUIRE(kernels["gpu"].size() == 3);
+  CHECK(kernels["gpu"][1]["target"] == "hip-gfx90a");
+  for (const nlohmann::json& gpu : kernels["gpu"]) CHECK(gpu["launches"].get<int>() >= 8);
+  std::string header;
+  REQUIRE(run_command("grep GPU_TARGETS " + dir + "/lib/include/tgpu.h", &header) == 0);
+  CHECK_THAT(header, Catch::Contains("\"opencl,hip-gfx90a,hip-gfx1201\""));
+
+  // Each AMD code object is in the library, in a section of its own, valid for its arch.
+  REQUIRE(run_command("cd " + dir + " && ar x lib/lib/libtgpu.a tgpu_glue.o") == 0);
+  for (const std::string arch : {"gfx90a", "gfx1201"}) {
+    const std::string co = dir + "/" + arch + ".co";
+    REQUIRE(run_command("objcopy --dump-section .rodata.tetra_program.hip_" + arch + "=" + co + " " + dir +
+                        "/tgpu_glue.o " + dir + "/scratch.o") == 0);
+    std::string notes;
+    REQUIRE(run_command("llvm-readelf-19 --notes " + co, &notes) == 0);
+    CHECK_THAT(notes, Catch::Contains("amdgcn-amd-amdhsa--" + arch));
+  }
+
+  Input image = write_input(dir, "image", {1, 3, 32, 32});
+  Tensor jit = jit_output(model, dir, "image", image.pb);
+  std::string program = build_program(source_dir() + "/examples/aot_c", dir + "/lib", "tgpu", dir + "/c", "run_model");
+  auto run_on = [&](const std::string& device, std::string* out) {
+    return run_command("(" + program + " --device " + device + " " + image.raw + " 2>" + dir + "/stderr)", out);
+  };
+  auto stderr_text = [&] {
+    std::string text;
+    run_command("cat " + dir + "/stderr", &text);
+    return text;
+  };
+  std::string out;
+  REQUIRE(run_on("cpu", &out) == 0);
+  CHECK_THAT(stderr_text(), Catch::Contains("device: cpu"));
+  Tensor on_cpu = printed_output(out, {1, 10});
+  CHECK(compare_tensors(on_cpu, jit, 1e-6, 1e-5) == "");
+  check_against_reference(on_cpu, model, "image", image.tensor);
+
+  // No AMD GPU here: HIP is never chosen, and asking for it says what was missing.
+  REQUIRE(run_on("hip", &out) == 1);
+  CHECK_THAT(stderr_text(), Catch::Contains("no device for 'hip'") && Catch::Contains("hip: "));
+  REQUIRE(run_on("hip:gfx90a", &out) == 1);
+  REQUIRE(run_on("tpu", &out) == 1);
+  CHECK_THAT(stderr_text(), Catch::Contains("opencl, hip-gfx90a, hip-gfx1201"));
+
+  // By default: the first GPU present (pocl's OpenCL device, where it runs), else the CPU with the reasons.
+  REQUIRE(run_on("auto", &out) == 0);
+  Tensor got = printed_output(out, {1, 10});
+  if (opencl_runs_here("the library's OpenCL job")) {
+    CHECK_THAT(stderr_text(), Catch::Contains("device: opencl"));
+    CHECK(compare_tensors(got, on_cpu, 1e-5, 1e-4) == "");
+    check_against_reference(got, model, "image", image.tensor);
+    // The C API's rules hold on the GPU too: error codes, bindings, instances on concurrent threads.
+    std::string api_check = build_program(source_dir() + "/tests/aot", dir + "/lib", "tgpu", dir + "/api", "api_check");
+    int rc = run_command(api_check, &out);
+    INFO(out);
+    CHECK(rc == 0);
+    CHECK_THAT(out, Catch::Contains("runs on opencl") && Catch::Contains(", 0 failed"));
+  } else {
+    CHECK_THAT(stderr_text(), Catch::Contains("device: cpu") && Catch::Contains("not on a GPU: opencl: "));
+    CHECK(compare_tensors(got, on_cpu, 0, 0) == "");
+  }
+}
+
 TEST_CASE("tetra compile refuses what it cannot build, naming the cause, and writes nothing", "[aot][errors]") {
   std::string dir = temp_dir("aot_errors");
   std::string model = int4_example(dir, "mlp");
   struct Case {
     std::string args, message;
   };
-  for (const Case& c : {Case{"--name m", "--shape x="},  // the batch dim is dynamic
-                        Case{"--name m --shape x=2,64 --target arm-64-linux", "x86-64"},
-                        Case{"--name 2bad --shape x=2,64", "C identifier"},
-                        Case{"--name m --shape x=2,64 --target sparc", "target"}}) {
+  for (const Case& c :
+       {Case{"--name m", "--shape x="},  // the batch dim is dynamic
+        Case{"--name m --shape x=2,64 --target arm-64-linux", "x86-64"},
+        Case{"--name 2bad --shape x=2,64", "C identifier"}, Case{"--name m --shape x=2,64 --target sparc", "target"},
+        Case{"--name m --shape x=2,64 --target opencl", "opencl,host"},
+        Case{"--name m --shape x=2,64 --target hip:gfx90a,gfx90a,host", "named twice"},
+        Case{"--name m --shape x=2,64 --target opencl,host --weights-file", "--weights-file"}}) {
     std::string out;
     CHECK(run_command(tetra_cli() + " compile " + model + " -o " + dir + "/out " + c.args, &out) == 2);
     CHECK_THAT(out, Catch::Contains(c.message));

@@ -224,7 +224,7 @@ TEST_CASE("tetra compile --target hip: convs get GPU kernels; bad targets are re
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"hip:gfx942,gfx942", "gfx942 is named twice"},
       {"hip:gfx9999", "tetra builds GPU kernels for gfx906"},
-      {"hip:gfx90a,host", "not built yet"},
+      {"hip:gfx90a,opencl", "name its CPU target as well"},
       {"hip:", "a HIP target names an AMD GPU architecture"},
   };
   for (const auto& [target, message] : bad) {

@@ -1,5 +1,6 @@
 // tetra compile: a model and its tuned schedules become a library an application links
 // (runtime/aot/aot_compiler.h).
+#include <algorithm>
 #include <deque>
 #include <iostream>
 #include <map>
@@ -31,26 +32,40 @@ struct CompileOptions {
   std::string kernel_cache = dsl::default_kernel_cache_dir();
 };
 
-// "hip:gfx90a,gfx942,...": one target per arch; empty for any other --target.
-std::vector<dsl::TargetSpec> hip_targets(const std::string& text) {
-  if (text.rfind("hip:", 0) != 0 && text.rfind("hip-", 0) != 0) return {};
-  std::vector<dsl::TargetSpec> targets;
-  std::string archs = text.substr(4);
-  for (size_t start = 0; start <= archs.size();) {
-    size_t comma = std::min(archs.find(',', start), archs.size());
-    std::string arch = archs.substr(start, comma - start);
-    check(arch != "host", ErrorKind::Unsupported,
-          "--target " + text +
-              ": a library of GPU kernels with CPU kernels beside them is not built yet; "
-              "compile the host library separately");
-    auto target = dsl::parse_target("hip:" + arch);
-    check(target.ok(), ErrorKind::Invalid, "--target: " + (target.ok() ? "" : target.failure().describe()));
-    dsl::Status known = dsl::check_amd_arch(arch);
-    check(known.ok(), ErrorKind::Unsupported, "--target: " + (known.ok() ? "" : known.failure().describe()));
-    for (const dsl::TargetSpec& t : targets)
-      check(t.gpu_arch != arch, ErrorKind::Invalid, "--target " + text + ": " + arch + " is named twice");
-    targets.push_back(target.value());
+// What --target names: a CPU target for a library's CPU kernels, and GPU targets, in the order given.
+// "hip:gfx90a,gfx942,opencl,host": after "hip:", bare gfx names are more AMD archs.
+struct CompileTargets {
+  std::optional<dsl::TargetSpec> cpu;
+  std::vector<dsl::TargetSpec> gpus;
+  bool only_hip() const {
+    return !cpu && std::all_of(gpus.begin(), gpus.end(), [](auto& t) { return t.family == dsl::TargetFamily::Hip; });
+  }
+};
+
+CompileTargets parse_compile_targets(const std::string& text) {
+  CompileTargets targets;
+  bool in_hip = false;
+  for (size_t start = 0; start <= text.size();) {
+    size_t comma = std::min(text.find(',', start), text.size());
+    std::string item = text.substr(start, comma - start);
     start = comma + 1;
+    const bool hip = item.rfind("hip:", 0) == 0 || item.rfind("hip-", 0) == 0;
+    in_hip = hip || (in_hip && item.rfind("gfx", 0) == 0);
+    if (in_hip) item = "hip:" + (hip ? item.substr(4) : item);
+    auto target = dsl::parse_target(item);
+    check(target.ok(), ErrorKind::Invalid, "--target: " + (target.ok() ? "" : target.failure().describe()));
+    if (in_hip) {
+      dsl::Status known = dsl::check_amd_arch(target.value().gpu_arch);
+      check(known.ok(), ErrorKind::Unsupported, "--target: " + (known.ok() ? "" : known.failure().describe()));
+    }
+    if (target.value().is_cpu()) {
+      check(!targets.cpu, ErrorKind::Invalid, "--target " + text + ": a library has one CPU target");
+      targets.cpu = target.value();
+      continue;
+    }
+    for (const dsl::TargetSpec& t : targets.gpus)
+      check(t.name != target.value().name, ErrorKind::Invalid, "--target " + text + ": " + item + " is named twice");
+    targets.gpus.push_back(target.value());
   }
   return targets;
 }
@@ -79,9 +94,14 @@ void compile_gpu(const CompileOptions& opt, const std::vector<dsl::TargetSpec>& 
 }
 
 void compile(const CompileOptions& opt) {
-  if (std::vector<dsl::TargetSpec> gpus = hip_targets(opt.target); !gpus.empty()) return compile_gpu(opt, gpus);
-  auto target = dsl::parse_target(opt.target);
-  check(target.ok(), ErrorKind::Invalid, "--target: " + (target.ok() ? "" : target.failure().describe()));
+  CompileTargets targets = parse_compile_targets(opt.target);
+  if (!targets.gpus.empty() && targets.only_hip()) return compile_gpu(opt, targets.gpus);
+  check(bool(targets.cpu), ErrorKind::Invalid,
+        "--target " + opt.target +
+            ": a model library runs on its CPU kernels where none of its GPUs is present; name its CPU "
+            "target as well (" +
+            opt.target + ",host)");
+  const dsl::TargetSpec& target = *targets.cpu;
   std::map<std::string, Shape> shapes;
   for (const std::string& s : opt.shapes) shapes.insert(parse_shape_binding(s));
   Graph graph = load_model(opt.model, shapes);
@@ -92,20 +112,29 @@ void compile(const CompileOptions& opt) {
   TensorMap inputs = gather_inputs(graph, sample);
 
   // Schedules tuned for the library's target, not for this machine.
-  std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model, target.value().name);
+  std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model, target.name);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (db) tuned.emplace(*db);
+  // And for each GPU target (a deque: the sources keep references).
+  std::deque<std::optional<tuner::TuningDatabase>> gpu_dbs;
+  std::vector<std::unique_ptr<tuner::DatabaseScheduleSource>> gpu_sources;
+  for (const dsl::TargetSpec& t : targets.gpus) {
+    gpu_dbs.push_back(open_tuning_database(opt.db, opt.model, t.name));
+    gpu_sources.push_back(gpu_dbs.back() ? std::make_unique<tuner::DatabaseScheduleSource>(*gpu_dbs.back()) : nullptr);
+  }
 
   LibraryOptions lib;
   lib.name = opt.name.empty() ? "model" : opt.name;
-  lib.target = target.value();
+  lib.target = target;
+  lib.gpu_targets = targets.gpus;
+  for (const auto& source : gpu_sources) lib.gpu_schedules.push_back(source.get());
   lib.schedules = tuned ? &*tuned : nullptr;
   lib.out_dir = opt.out_dir;
   lib.shared = opt.shared;
   lib.weights_file = opt.weights_file;
   lib.runtime_lib_dir = default_runtime_lib_dir();
   lib.kernel_cache = opt.kernel_cache;
-  std::cout << "compiling '" << opt.model << "' for " << lib.target.name << " into " << opt.out_dir << std::endl;
+  std::cout << "compiling '" << opt.model << "' for " << opt.target << " into " << opt.out_dir << std::endl;
   LibraryReport report = compile_model_library(graph, inputs, lib, std::cout);
   std::cout << report.kernels << " kernels compiled ahead of time, " << report.tuned
             << " with tuned schedules from the database, " << report.kernels - report.tuned
@@ -122,8 +151,10 @@ void add_compile_command(CLI::App& app) {
   cmd->add_option("-o,--output", opt->out_dir, "output folder (include/, lib/, lib/cmake/, lib/pkgconfig/)")->required();
   cmd->add_option("--name", opt->name, "library and API prefix, a C identifier (default: model)");
   cmd->add_option("--target", opt->target,
-                  "host (default), an x86-64 target this machine runs (x86-64-avx2), or AMD GPUs "
-                  "(hip:gfx90a,gfx942,...: their code objects, launch plans and NAME.kernels.json)");
+                  "host (default) or an x86-64 target this machine runs (x86-64-avx2); AMD GPUs alone "
+                  "(hip:gfx90a,gfx942,...: their kernels' code objects, launch plans and NAME.kernels.json); "
+                  "or GPUs and a CPU target (hip:gfx90a,gfx942,cuda:sm_90,opencl,host): one library that runs "
+                  "the whole model on the first of those GPUs present, else on the CPU");
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
   cmd->add_option("--shape", opt->shapes, "NAME=D0,D1,... binds the dynamic dims of an input (libraries have fixed shapes)");
   cmd->add_flag("--shared", opt->shared, "also build libNAME.so");

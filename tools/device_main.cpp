@@ -26,7 +26,9 @@
 //                       "rotate": {"buffers": [NAME, ...], "bytes": C}},   (optional: the runs read copies of
 //                                  these buffers in turn, enough sets to hold C bytes, at most 256; the last
 //                                  set is checked too)
-//            "title": TEXT}                           (optional: the job's line in check's table)
+//            "title": TEXT,                           (optional: the job's line in check's table)
+//            "model": {"inputs": {NAME: BUFFER, ...}, "outputs": {NAME: BUFFER, ...}}}   (optional: the buffers
+//                      of a model's inputs and outputs, by the graph's names; model libraries bind them)
 // Files are relative to the job's folder. Buffers are dense with mins of 0: their fields ("A.extent.0",
 // "A.stride.1", "A.min.0") and the scalars are the launch's inputs. "fill" makes the contents from a
 // seed (dsl/core/seeded_fill.h). After the first run, each checked buffer must be within its tolerance
@@ -49,10 +51,8 @@
 
 #include "dsl/core/json_reader.h"
 #include "dsl/core/launch_plan.h"
-#include "dsl/core/seeded_fill.h"
 #include "runtime/gpu/device.h"
-#include "runtime/gpu/hip_device.h"
-#include "runtime/gpu/pick_code_object.h"
+#include "runtime/gpu/device_job.h"
 
 namespace {
 
@@ -170,139 +170,28 @@ Status check_outputs(const nlohmann::json& checks, tetra::gpu::Device& device, c
   return tetra::dsl::ok_status();
 }
 
-// The file of the job's program: "source" itself, or the code object of the device's arch when a HIP
-// job offers one per arch.
-Result<std::string> source_file(const nlohmann::json& source, tetra::gpu::Device& device) {
-  if (source.is_string()) return source.get<std::string>();
-  const auto* hip = dynamic_cast<const tetra::gpu::HipDevice*>(&device);
-  if (!hip || !source.is_object() || source.empty() ||
-      !std::all_of(source.begin(), source.end(), [](const nlohmann::json& f) { return f.is_string(); }))
-    return Failure{
-        FailureKind::BadJson, "device job",
-        "\"source\" must be a file, or for a hip job an object of code-object files by arch, not " + source.dump()};
-  return tetra::gpu::pick_code_object(source.get<std::map<std::string, std::string>>(), hip->arch());
-}
-
 Result<JobResult> run_job(const nlohmann::json& job, const fs::path& dir, tetra::gpu::Device& device) {
-  tetra::dsl::JsonReader r(job, "device job");
-  const nlohmann::json* source_field = r.field("source");
-  const nlohmann::json* kernels = r.field("kernels");
-  const nlohmann::json* buffers = r.field("buffers");
-  const nlohmann::json* scalars = r.field("scalars");
-  if (!r.ok()) return r.failure();
-  if (!kernels->is_array() || !buffers->is_object() || !scalars->is_object())
-    return Failure{FailureKind::BadJson, "device job", "\"kernels\" is an array, \"buffers\" and \"scalars\" objects"};
-  Result<std::string> source_name = source_file(*source_field, device);
-  if (!source_name) return source_name.failure();
-  const std::string& source_path = source_name.value();
-  bool ok = false;
-  std::string source = read_text(dir / source_path, &ok);
-  if (!ok) return Failure{FailureKind::Run, source_path, "cannot read the kernel source"};
-
-  std::map<std::string, int64_t> inputs;
-  for (auto it = scalars->begin(); it != scalars->end(); ++it) {
-    if (it->is_number_integer()) {
-      inputs[it.key()] = it->get<int64_t>();
-    } else if (it->is_number_float()) {  // a float parameter goes by its float32 bits
-      float f = it->get<float>();
-      uint32_t bits = 0;
-      std::memcpy(&bits, &f, sizeof bits);
-      inputs[it.key()] = int64_t(bits);
-    } else {
-      return Failure{FailureKind::BadJson, it.key(), "a scalar input is a number"};
-    }
-  }
-  struct Output {
-    std::string name, path;
-    int64_t bytes;
+  auto read_file = [&](const std::string& file) -> Result<std::string> {
+    bool ok = false;
+    std::string text = read_text(dir / file, &ok);
+    if (!ok) return Failure{FailureKind::Run, file, "cannot read the job's file"};
+    return text;
   };
-  std::vector<Output> outputs;
-  std::map<std::string, int64_t> float_elements;  // the float32 buffers, which a check may name
-  std::map<std::string, int64_t> buffer_bytes;
-  if (Status st = device.build(source); !st) return st.failure();
-  // Views ("alias") after the buffers they view.
-  std::vector<nlohmann::json::const_iterator> entries;
-  for (auto it = buffers->cbegin(); it != buffers->cend(); ++it)
-    if (!it->contains("alias")) entries.push_back(it);
-  for (auto it = buffers->cbegin(); it != buffers->cend(); ++it)
-    if (it->contains("alias")) entries.push_back(it);
-  for (const nlohmann::json::const_iterator& it : entries) {
-    tetra::dsl::JsonReader b(*it, "buffer " + it.key());
-    tetra::dsl::KernelParam element;
-    element.type = b.text("type");
-    const nlohmann::json* extents = b.field("extents");
-    const std::string file = it->contains("file") ? b.text("file") : "";
-    const std::string output = it->contains("output") ? b.text("output") : "";
-    const nlohmann::json* fill = it->contains("fill") ? b.field("fill") : nullptr;
-    if (b.ok() && !(extents->is_array() && std::all_of(extents->begin(), extents->end(), [](const nlohmann::json& e) {
-                      return e.is_number_integer() && e.get<int64_t>() >= 0 && e.get<int64_t>() < (int64_t(1) << 31);
-                    })))
-      b.fail_with("\"extents\" must be integers from 0 to 2^31");
-    if (b.ok() && element.bytes() == 4 && element.type != "f32" && element.type != "i32" && element.type != "u32")
-      b.fail_with("\"type\" must be one of f32 f16 i8 u8 i16 u16 i32 u32 i64 u64, not \"" + element.type + "\"");
-    if (b.ok() && fill &&
-        !(fill->is_object() && fill->contains("seed") && (*fill)["seed"].is_number_unsigned() && fill->contains("lo") &&
-          (*fill)["lo"].is_number() && fill->contains("hi") && (*fill)["hi"].is_number()))
-      b.fail_with("\"fill\" is {\"seed\": an unsigned integer, \"lo\": a number, \"hi\": a number}");
-    if (!b.ok()) return b.failure();
-    int64_t count = 1;
-    for (size_t d = 0; d < extents->size(); ++d) {
-      int64_t e = (*extents)[d].get<int64_t>();
-      inputs[it.key() + ".min." + std::to_string(d)] = 0;
-      inputs[it.key() + ".extent." + std::to_string(d)] = e;
-      inputs[it.key() + ".stride." + std::to_string(d)] = count;
-      count *= e;
-    }
-    const int64_t bytes = count * element.bytes();
-    if (it->contains("alias")) {  // a view: its own fields over another buffer's memory, which kernels bind
-      const std::string of = b.text("alias");
-      auto base = buffer_bytes.find(of);
-      if (b.ok() && (base == buffer_bytes.end() || (*buffers)[of].contains("alias")))
-        b.fail_with("\"alias\" names a buffer of the job that is no view, not \"" + of + "\"");
-      if (b.ok() && (base->second < bytes || (*buffers)[of]["type"] != (*it)["type"]))
-        b.fail_with("views more than " + of + " holds, or as another type");
-      if (b.ok() && (!file.empty() || fill || !output.empty()))
-        b.fail_with("a view has no contents of its own (\"file\", \"fill\", \"output\")");
-      if (!b.ok()) return b.failure();
-      continue;
-    }
-    if (element.type == "f32") float_elements[it.key()] = count;
-    buffer_bytes[it.key()] = bytes;
-    if (Status st = device.allocate(it.key(), bytes); !st) return st.failure();
-    if (!file.empty()) {
-      std::string data = read_text(dir / file, &ok);
-      if (!ok || int64_t(data.size()) != bytes)
-        return Failure{FailureKind::Run, it.key(), "its file does not hold " + std::to_string(bytes) + " bytes"};
-      if (Status st = device.write(it.key(), data.data(), bytes); !st) return st.failure();
-    } else if (fill) {
-      std::vector<char> data(static_cast<size_t>(bytes));
-      if (!tetra::dsl::seeded_fill(data.data(), count, element.type, (*fill)["seed"].get<uint64_t>(),
-                                   (*fill)["lo"].get<double>(), (*fill)["hi"].get<double>()))
-        return Failure{FailureKind::BadJson, it.key(), "no fill for type " + element.type};
-      if (Status st = device.write(it.key(), data.data(), bytes); !st) return st.failure();
-    }
-    if (!output.empty()) outputs.push_back({it.key(), output, bytes});
-  }
-  std::vector<tetra::dsl::LaunchPlan> plans;
-  for (const nlohmann::json& k : *kernels) {
-    auto plan = tetra::dsl::LaunchPlan::from_json(k);
-    if (!plan) return plan.failure();
-    plans.push_back(plan.value());
-  }
-  auto run_all = [&]() -> Status {
-    for (const tetra::dsl::LaunchPlan& plan : plans)
-      if (Status st = device.launch(plan, inputs); !st) return st;
-    return tetra::dsl::ok_status();
-  };
+  Result<tetra::gpu::LoadedJob> loaded = tetra::gpu::load_job(job, read_file, device);
+  if (!loaded) return loaded.failure();
+  const std::vector<tetra::dsl::LaunchPlan>& plans = loaded.value().plans;
+  const std::map<std::string, int64_t>& inputs = loaded.value().inputs;
+  const std::map<std::string, int64_t>& buffer_bytes = loaded.value().buffer_bytes;
+  const std::map<std::string, int64_t>& float_elements = loaded.value().float_elements;
   JobResult result;
   auto start = std::chrono::steady_clock::now();
-  if (Status st = run_all(); !st) return st.failure();
-  for (const Output& o : outputs) {
+  if (Status st = loaded.value().enqueue(device); !st) return st.failure();
+  for (const tetra::gpu::LoadedJob::Output& o : loaded.value().outputs) {
     std::string data(size_t(o.bytes), '\0');
-    if (Status st = device.read(o.name, data.data(), o.bytes); !st) return st.failure();
-    std::ofstream out(dir / o.path, std::ios::binary);
+    if (Status st = device.read(o.buffer, data.data(), o.bytes); !st) return st.failure();
+    std::ofstream out(dir / o.file, std::ios::binary);
     out.write(data.data(), std::streamsize(data.size()));
-    if (!out) return Failure{FailureKind::Run, o.path, "cannot write the output"};
+    if (!out) return Failure{FailureKind::Run, o.file, "cannot write the output"};
   }
   if (job.contains("check"))
     if (Status st = check_outputs(job["check"], device, dir, float_elements); !st) return st.failure();

@@ -1,8 +1,10 @@
 /* Runs a compiled model on raw input files (the bytes of each input, in the model's order) and prints
  * every output value, one per line: "NAME INDEX VALUE". Float32 inputs and outputs.
- *   run_model input0.bin [input1.bin ...] */
+ * It says on stderr which device ran it (and, on the CPU, why not a GPU the library has code for).
+ *   run_model [--device auto|cpu|gpu|hip|cuda|opencl|TARGET] input0.bin [input1.bin ...] */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include MODEL_HEADER
 
@@ -16,14 +18,23 @@ static size_t elements(const int64_t* shape, int rank) {
   return n;
 }
 
-static int fail(const char* what) {
-  fprintf(stderr, "%s: %s\n", what, API(last_error)());
+/* The library's messages name the call that failed. */
+static int fail(void) {
+  fprintf(stderr, "%s\n", API(last_error)());
   return 1;
 }
 
 int main(int argc, char** argv) {
   API(model)* model = NULL;
-  if (API(create)(&model) != 0) return fail("create");
+  const char* device = NULL; /* auto: the first GPU present the library has code for, else the CPU */
+  if (argc > 2 && strcmp(argv[1], "--device") == 0) {
+    device = argv[2];
+    argv += 2;
+    argc -= 2;
+  }
+  if (API(create_on)(device, &model) != 0) return fail();
+  fprintf(stderr, "device: %s\n", API(device)(model));
+  if (*API(device_note)(model)) fprintf(stderr, "not on a GPU: %s\n", API(device_note)(model));
   int inputs = API(num_inputs)(model), outputs = API(num_outputs)(model);
   if (argc - 1 != inputs) {
     fprintf(stderr, "usage: %s <one raw float32 file per input: %d>\n", argv[0], inputs);
@@ -42,15 +53,15 @@ int main(int argc, char** argv) {
       return 2;
     }
     fclose(f);
-    if (API(bind_input)(model, i, API(FLOAT32), shape, rank, in[i]) != 0) return fail("bind_input");
+    if (API(bind_input)(model, i, API(FLOAT32), shape, rank, in[i]) != 0) return fail();
   }
   for (int i = 0; i < outputs; ++i) {
     const int64_t* shape = API(output_shape)(model, i);
     int rank = API(output_rank)(model, i);
     out[i] = malloc(elements(shape, rank) * sizeof(float));
-    if (API(bind_output)(model, i, API(FLOAT32), shape, rank, out[i]) != 0) return fail("bind_output");
+    if (API(bind_output)(model, i, API(FLOAT32), shape, rank, out[i]) != 0) return fail();
   }
-  if (API(run)(model) != 0) return fail("run");
+  if (API(run)(model) != 0) return fail();
   for (int i = 0; i < outputs; ++i) {
     size_t n = elements(API(output_shape)(model, i), API(output_rank)(model, i));
     for (size_t k = 0; k < n; ++k) printf("%s %zu %.9g\n", API(output_name)(model, i), k, out[i][k]);

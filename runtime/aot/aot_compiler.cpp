@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,10 +12,12 @@
 #include <sstream>
 
 #include "Halide.h"
+#include "dsl/gpu/emit_kernel.h"
 #include "dsl/par_for_chunks.h"
 #include "dsl/process.h"
 #include "importer/error.h"
 #include "runtime/aot/aot_abi_text.h"
+#include "runtime/aot/gpu_model_job.h"
 #include "runtime/aot/staging_folder.h"
 #include "runtime/executor.h"
 #include "runtime/graph_io.h"
@@ -125,6 +128,7 @@ extern "C" {
 #endif
 
 #define @NAME@_TARGET "@TARGET@"
+#define @NAME@_GPU_TARGETS "@GPU_TARGETS@" /* the GPUs it has code for, in the order create tries them */
 @WEIGHTS_DEFINE@
 /* Status codes */
 #define @NAME@_OK 0
@@ -132,6 +136,7 @@ extern "C" {
 #define @NAME@_BAD_WEIGHTS 2      /* the weights file is missing, unreadable or of another model */
 #define @NAME@_RUN_FAILED 3       /* a kernel failed; the message names the node */
 #define @NAME@_OUT_OF_MEMORY 4
+#define @NAME@_NO_DEVICE 5        /* create_on: none of the devices asked for is here (the message says why) */
 
 /* Element types (ONNX's TensorProto numbering) */
 #define @NAME@_FLOAT32 1
@@ -149,6 +154,15 @@ typedef struct @NAME@_model @NAME@_model;
 int @NAME@_create(@NAME@_model** model);
 /* A new instance reading the weights file written beside the library (checksummed). */
 int @NAME@_create_from_file(const char* weights_path, @NAME@_model** model);
+/* A new instance (built-in weights) on the device asked for: "auto" or NULL (what _create does: the first
+ * of @NAME@_GPU_TARGETS whose device is here, else the CPU), "cpu", "gpu" (the first present, never the
+ * CPU), a driver ("hip", "cuda", "opencl") or one of @NAME@_GPU_TARGETS ("hip-gfx942" or "hip:gfx942"). */
+int @NAME@_create_on(const char* device, @NAME@_model** model);
+/* The device the instance runs on: "cpu" or one of @NAME@_GPU_TARGETS ("hip-gfx942"). */
+const char* @NAME@_device(const @NAME@_model* model);
+/* Why an instance on the CPU is not on one of the library's GPUs, per driver or target ("" when it has
+ * none): "hip: cannot load libamdhip64.so ...", "hip-gfx942: the device is ...". */
+const char* @NAME@_device_note(const @NAME@_model* model);
 void @NAME@_destroy(@NAME@_model* model);
 /* The calling thread's last error message ("" after a success). */
 const char* @NAME@_last_error(void);
@@ -170,6 +184,13 @@ const int64_t* @NAME@_output_shape(const @NAME@_model* model, int index);
  * checked). Bindings stay until bound again; outputs are written by @NAME@_run. */
 int @NAME@_bind_input(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank, const void* data);
 int @NAME@_bind_output(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank, void* data);
+/* On a HIP or CUDA GPU, device memory of that GPU (a hipDeviceptr_t or CUdeviceptr, checked as above)
+ * in place of host memory: the kernels read and write it in place, and _run returns when the outputs
+ * are written. Binding host memory again ends it. An instance on the CPU or OpenCL refuses it. */
+int @NAME@_bind_input_device(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank,
+                             const void* device_ptr);
+int @NAME@_bind_output_device(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank,
+                              void* device_ptr);
 int @NAME@_run(@NAME@_model* model);
 
 #ifdef __cplusplus
@@ -183,6 +204,11 @@ int @NAME@_create(@NAME@_model** model) { return tetra_aot_create(&model_info, N
 int @NAME@_create_from_file(const char* weights_path, @NAME@_model** model) {
   return tetra_aot_create(&model_info, weights_path ? weights_path : "", (tetra_aot_instance**)model);
 }
+int @NAME@_create_on(const char* device, @NAME@_model** model) {
+  return tetra_aot_create_on(&model_info, NULL, device, (tetra_aot_instance**)model);
+}
+const char* @NAME@_device(const @NAME@_model* m) { return tetra_aot_device((const tetra_aot_instance*)m); }
+const char* @NAME@_device_note(const @NAME@_model* m) { return tetra_aot_device_note((const tetra_aot_instance*)m); }
 void @NAME@_destroy(@NAME@_model* model) { tetra_aot_destroy((tetra_aot_instance*)model); }
 const char* @NAME@_last_error(void) { return tetra_aot_last_error(); }
 int @NAME@_set_num_threads(int threads) { return tetra_aot_set_num_threads(threads); }
@@ -201,6 +227,12 @@ int @NAME@_bind_input(@NAME@_model* m, int i, int dtype, const int64_t* shape, i
 }
 int @NAME@_bind_output(@NAME@_model* m, int i, int dtype, const int64_t* shape, int rank, void* data) {
   return tetra_aot_bind((tetra_aot_instance*)m, 1, i, dtype, shape, rank, data);
+}
+int @NAME@_bind_input_device(@NAME@_model* m, int i, int dtype, const int64_t* shape, int rank, const void* data) {
+  return tetra_aot_bind_device((tetra_aot_instance*)m, 0, i, dtype, shape, rank, (void*)data);
+}
+int @NAME@_bind_output_device(@NAME@_model* m, int i, int dtype, const int64_t* shape, int rank, void* data) {
+  return tetra_aot_bind_device((tetra_aot_instance*)m, 1, i, dtype, shape, rank, data);
 }
 int @NAME@_run(@NAME@_model* m) { return tetra_aot_run((tetra_aot_instance*)m); }
 )";
@@ -236,9 +268,10 @@ Cflags: -I${includedir}
 )";
 
 const std::vector<std::string> kApiSuffixes = {
-    "create",      "create_from_file", "destroy",      "last_error",   "set_num_threads", "num_inputs",
-    "num_outputs", "input_name",       "output_name",  "input_dtype",  "output_dtype",    "input_rank",
-    "output_rank", "input_shape",      "output_shape", "bind_input",   "bind_output",     "run"};
+    "create",      "create_from_file", "destroy",      "last_error",        "set_num_threads",   "num_inputs",
+    "num_outputs", "input_name",       "output_name",  "input_dtype",       "output_dtype",      "input_rank",
+    "output_rank", "input_shape",      "output_shape", "bind_input",        "bind_output",       "run",
+    "create_on",   "device",           "device_note",  "bind_input_device", "bind_output_device"};
 
 }  // namespace
 
@@ -275,6 +308,9 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   for (const ValueInfo& o : graph.outputs)
     check(o.has_shape && fully_known(o.shape), ErrorKind::Invalid,
           "output '" + o.name + "' has the shape " + shape_str(o.shape) + " after inference: it must be fixed");
+  check(!opt.weights_file || opt.gpu_targets.empty(), ErrorKind::Unsupported,
+        "--weights-file keeps the CPU kernels' weights beside the library; the GPU jobs' packed weights are "
+        "built in: compile GPU targets without it");
   fs::path lib_dir(opt.runtime_lib_dir);
   for (const char* archive : {"libtetra_core.a", "libtetra_aot_runtime.a"})
     check(fs::exists(lib_dir / archive), ErrorKind::Io,
@@ -332,8 +368,49 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   fs::path blob_path = work / (name + (opt.weights_file ? ".weights" : ".graph"));
   write_file(blob_path, blob.data(), blob.size());
 
+  // 3b. Per GPU target, the model as one GPU job. Its inputs are written at each run: their sample
+  // contents stay out.
+  struct EmbeddedJob {
+    const dsl::TargetSpec* target;
+    fs::path job;
+    std::vector<std::pair<std::string, fs::path>> files;  // as the job names them; the program first
+  };
+  std::vector<EmbeddedJob> gpu_jobs;
+  nlohmann::json gpu_manifest = nlohmann::json::array();
+  std::string gpu_targets;
+  for (size_t i = 0; i < opt.gpu_targets.size(); ++i) {
+    const dsl::TargetSpec& target = opt.gpu_targets[i];
+    const fs::path dir = work / "gpu" / std::to_string(i);
+    dsl::Result<GpuModelJob> built = write_gpu_model_job(
+        graph, sample_inputs, target, i < opt.gpu_schedules.size() ? opt.gpu_schedules[i] : nullptr, dir.string());
+    check(
+        built.ok(), ErrorKind::Unsupported,
+        "cannot build the model's GPU job for " + target.name + ": " + (built.ok() ? "" : built.failure().describe()));
+    std::ifstream in(built.value().job_file);
+    nlohmann::json job = nlohmann::json::parse(in);
+    for (const auto& [input, buffer] : job["model"]["inputs"].items())
+      job["buffers"][buffer.get<std::string>()].erase("file");
+    EmbeddedJob e{&target,
+                  dir / "library_job.json",
+                  {{job["source"].get<std::string>(), dir / job["source"].get<std::string>()}}};
+    for (const auto& [buffer, b] : job["buffers"].items())
+      if (b.contains("file")) e.files.push_back({b["file"].get<std::string>(), dir / b["file"].get<std::string>()});
+    write_text(e.job, job.dump());
+    gpu_jobs.push_back(e);
+    nlohmann::json nodes = nlohmann::json::array();
+    for (const auto& [node, what] : built.value().kernels) nodes.push_back({{"node", node}, {"kernels", what}});
+    gpu_manifest.push_back({{"target", target.name},
+                            {"launches", built.value().launches},
+                            {"weight_bytes", built.value().weight_bytes},
+                            {"nodes", nodes}});
+    gpu_targets += (gpu_targets.empty() ? "" : ",") + target.name;
+    log << "GPU job for " << target.name << ": " << built.value().launches << " launches, "
+        << built.value().weight_bytes << " weight bytes" << std::endl;
+  }
+
   // 4. The glue: kernel table, model data, the API.
   auto fill = [&](std::string text) {
+    text = replace_all(text, "@GPU_TARGETS@", gpu_targets);
     text = replace_all(text, "@NAME@", name);
     text = replace_all(text, "@TARGET@", opt.target.name);
     return replace_all(text, "@MODEL@", graph.name);
@@ -355,10 +432,47 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
     glue << "__asm__(\".section .rodata\\n.balign 64\\n" << name << "_graph:\\n.incbin "
          << replace_all(c_string(fs::absolute(blob_path).string()), "\"", "\\\"") << "\\n.previous\");\n\n";
   }
+  // Each GPU job's files, read by the assembler; a program in a section named for its target, where
+  // tools (objcopy --dump-section) find it.
+  auto incbin = [&](const std::string& symbol, const fs::path& file, const std::string& section) {
+    glue << "extern const unsigned char " << symbol << "[];\n";
+    glue << "__asm__(\".section " << section << ",\\\"a\\\",@progbits\\n.balign 64\\n"
+         << symbol << ":\\n.incbin " << replace_all(c_string(fs::absolute(file).string()), "\"", "\\\"")
+         << "\\n.previous\");\n";
+    return "{" + c_string(file.filename().string()) + ", " + symbol + ", " + std::to_string(fs::file_size(file)) +
+           "ull}";
+  };
+  std::vector<std::string> job_entries;
+  for (size_t j = 0; j < gpu_jobs.size(); ++j) {
+    const EmbeddedJob& e = gpu_jobs[j];
+    const std::string prefix = name + "_gpu" + std::to_string(j);
+    std::string section = ".rodata.tetra_program." + e.target->name;
+    for (char& c : section)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '_';
+    std::vector<std::string> files;
+    for (size_t k = 0; k < e.files.size(); ++k) {
+      std::string entry = incbin(prefix + "_f" + std::to_string(k), e.files[k].second, k == 0 ? section : ".rodata");
+      files.push_back(replace_all(entry, c_string(e.files[k].second.filename().string()), c_string(e.files[k].first)));
+    }
+    const std::string job = incbin(prefix + "_job", e.job, ".rodata");
+    glue << "static const tetra_aot_file " << prefix << "_files[] = {";
+    for (const std::string& f : files) glue << f << ", ";
+    glue << "};\n";
+    const std::string dialect = dsl::gpu::dialect_name(dsl::gpu::dialect_of(e.target->family));
+    job_entries.push_back("{" + c_string(e.target->name) + ", " + c_string(dialect) + ", " +
+                          c_string(e.target->gpu_arch) + ", " + job + ", " + prefix + "_files, " +
+                          std::to_string(files.size()) + "}");
+  }
+  if (!job_entries.empty()) {
+    glue << "static const tetra_aot_gpu_job gpu_jobs[] = {\n";
+    for (const std::string& e : job_entries) glue << "  " << e << ",\n";
+    glue << "};\n\n";
+  }
   glue << "static const tetra_aot_model model_info = {TETRA_AOT_ABI_VERSION, " << c_string(name) << ", "
-       << c_string(opt.target.name) << ", " << (opt.weights_file ? "NULL" : name + "_graph") << ", "
-       << blob.size() << "ull, " << fnv1a64(blob.data(), blob.size()) << "ull, kernels, "
-       << table.size() << ", " << opt.target.natural_lanes(Halide::Float(32)) << "};\n";
+       << c_string(opt.target.name) << ", " << (opt.weights_file ? "NULL" : name + "_graph") << ", " << blob.size()
+       << "ull, " << fnv1a64(blob.data(), blob.size()) << "ull, kernels, " << table.size() << ", "
+       << opt.target.natural_lanes(Halide::Float(32)) << ", " << (job_entries.empty() ? "NULL" : "gpu_jobs") << ", "
+       << job_entries.size() << "};\n";
   glue << fill(kGlueApi);
   glue << dsl::kParForChunksSource;
   std::string weights_define =
@@ -404,7 +518,9 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
   cmake = replace_all(cmake, "@WEIGHTS_PATH@", opt.weights_file ? "${_" + name + "_prefix}/" + name + ".weights" : "");
   write_text(work / "lib" / "cmake" / name / (name + "Config.cmake"), cmake);
   write_text(work / "lib" / "pkgconfig" / (name + ".pc"), fill(kPkgConfig));
-  write_text(work / (name + ".kernels.json"), manifest.dump(2) + "\n");
+  const nlohmann::json kernels_json =
+      gpu_jobs.empty() ? manifest : nlohmann::json{{"host", manifest}, {"gpu", gpu_manifest}};
+  write_text(work / (name + ".kernels.json"), kernels_json.dump(2) + "\n");
   report.files.push_back("include/" + name + ".h");
   report.files.push_back("lib/cmake/" + name + "/" + name + "Config.cmake");
   report.files.push_back("lib/pkgconfig/" + name + ".pc");

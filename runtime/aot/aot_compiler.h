@@ -14,7 +14,14 @@
 //   OUT/lib/cmake/NAME/NAMEConfig.cmake   find_package(NAME) with CMAKE_PREFIX_PATH=OUT: target NAME::NAME
 //   OUT/lib/pkgconfig/NAME.pc
 //   OUT/NAME.weights                with `weights_file`
-//   OUT/NAME.kernels.json           what was compiled: each kernel's key, schedule and its source
+//   OUT/NAME.kernels.json           what was compiled: each kernel's key, schedule and its source; with
+//                                   GPU targets {"host": those, "gpu": [per target, what runs each node]}
+//
+// With GPU targets the library also holds, per target, the model as one GPU job: the program (an AMD
+// code object in a section .rodata.tetra_program.hip_ARCH of the glue object, PTX, or OpenCL C), the
+// launch plans and the packed weights. The library finds the device at create time (the drivers are
+// opened with dlopen: none is needed to build or link) and runs the whole model there, or on the CPU
+// kernels when none of its GPUs is present.
 // Everything is built in a temporary folder and moved into OUT at the end: a failure leaves OUT as it was.
 #pragma once
 #include <ostream>
@@ -37,6 +44,11 @@ struct LibraryOptions {
   bool weights_file = false;                    // the graph and weights in OUT/NAME.weights
   std::string runtime_lib_dir;                  // holds libtetra_core.a and libtetra_aot_runtime.a
   std::string kernel_cache;                     // the JIT's, for the run on sample inputs
+  // GPU targets (hip:ARCH, cuda:sm_NN, opencl) whose whole-model jobs (runtime/aot/gpu_model_job.h) are
+  // built in beside the CPU kernels; create picks the first whose device is present. With their tuned
+  // schedules, in the same order (null where there are none).
+  std::vector<dsl::TargetSpec> gpu_targets;
+  std::vector<const ScheduleSource*> gpu_schedules;
 };
 
 struct LibraryReport {

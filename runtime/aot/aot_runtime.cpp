@@ -18,6 +18,7 @@
 #include "importer/error.h"
 #include "runtime/aot/aot_abi.h"
 #include "runtime/executor.h"
+#include "runtime/gpu/device_job.h"
 #include "runtime/graph_io.h"
 #include "runtime/kernel_source.h"
 
@@ -101,6 +102,59 @@ std::shared_ptr<const Graph> graph_of(const tetra_aot_model& model, const char* 
   return graph;
 }
 
+// The library's GPU job, loaded on its device: what an instance runs when create chose a GPU.
+struct GpuInstance {
+  std::unique_ptr<gpu::Device> device;
+  gpu::LoadedJob job;
+  std::string target;
+  std::vector<std::string> input_buffers, output_buffers;  // the job's buffers, by graph input/output index
+};
+
+bool is_dialect(const std::string& s) { return s == "hip" || s == "cuda" || s == "opencl"; }
+
+// Whether a device of `device_arch` runs a program built for `arch`: an AMD code object runs on its own
+// processor (the target ID before ':'), PTX on its SM version and newer, OpenCL C anywhere.
+bool runs_program(const tetra_aot_gpu_job& job, const std::string& device_arch) {
+  const std::string dialect = job.dialect, arch = job.arch;
+  if (dialect == "hip") return device_arch.substr(0, device_arch.find(':')) == arch;
+  if (dialect == "cuda") {
+    auto sm = [](const std::string& a) { return a.rfind("sm_", 0) == 0 ? std::atoi(a.c_str() + 3) : -1; };
+    return sm(arch) > 0 && sm(device_arch) >= sm(arch);
+  }
+  return true;
+}
+
+// Loads `job` on `device`, its files read from the library's bytes.
+std::unique_ptr<GpuInstance> load_gpu_job(const tetra_aot_gpu_job& job, std::unique_ptr<gpu::Device> device,
+                                          const Graph& graph) {
+  nlohmann::json j = nlohmann::json::parse(job.job.data, job.job.data + job.job.size, nullptr, false);
+  check(!j.is_discarded() && j.contains("model"), ErrorKind::Malformed,
+        std::string("the library's GPU job for ") + job.target + " is not a model job");
+  auto read_file = [&](const std::string& name) -> dsl::Result<std::string> {
+    for (size_t i = 0; i < job.num_files; ++i)
+      if (name == job.files[i].name)
+        return std::string(reinterpret_cast<const char*>(job.files[i].data), size_t(job.files[i].size));
+    return dsl::Failure{dsl::FailureKind::Run, name, "is not built into the library"};
+  };
+  dsl::Result<gpu::LoadedJob> loaded = gpu::load_job(j, read_file, *device);
+  check(loaded.ok(), ErrorKind::Unsupported,
+        std::string(job.target) + ": " + (loaded.ok() ? "" : loaded.failure().describe()));
+  auto g = std::make_unique<GpuInstance>();
+  g->device = std::move(device);
+  g->job = std::move(loaded).value();
+  g->target = job.target;
+  for (auto [values, list, buffers] : {std::tuple{&graph.inputs, "inputs", &g->input_buffers},
+                                       std::tuple{&graph.outputs, "outputs", &g->output_buffers}})
+    for (const ValueInfo& v : *values) {
+      const nlohmann::json& named = j["model"][list];
+      check(named.contains(v.name) && named[v.name].is_string() && g->job.buffer_bytes.count(named[v.name]),
+            ErrorKind::Malformed,
+            std::string("the library's GPU job for ") + job.target + " has no buffer for '" + v.name + "'");
+      buffers->push_back(named[v.name].get<std::string>());
+    }
+  return g;
+}
+
 }  // namespace
 }  // namespace tetra
 
@@ -110,7 +164,10 @@ struct tetra_aot_instance {
   std::mutex mutex;
   std::shared_ptr<const tetra::Graph> graph;
   std::unique_ptr<tetra::Executor> executor;
+  std::unique_ptr<tetra::GpuInstance> gpu;  // set when the instance runs on a GPU
+  std::string device = "cpu", device_note;
   std::vector<void*> inputs, outputs;  // bound caller memory, nullptr until bound
+  std::vector<bool> input_on_device, output_on_device;  // bound device memory (GPU instances)
   std::vector<std::vector<int64_t>> input_shapes, output_shapes;
 };
 
@@ -166,23 +223,75 @@ int guarded(int invalid, F&& body) {
 extern "C" {
 
 int tetra_aot_create(const tetra_aot_model* model, const char* weights_path, tetra_aot_instance** out) {
+  return tetra_aot_create_on(model, weights_path, "auto", out);
+}
+
+int tetra_aot_create_on(const tetra_aot_model* model, const char* weights_path, const char* device,
+                        tetra_aot_instance** out) {
   if (!out) return failed(TETRA_AOT_INVALID_ARGUMENT, "create: the result pointer is NULL");
   *out = nullptr;
   if (!model || model->abi_version != TETRA_AOT_ABI_VERSION)
     return failed(TETRA_AOT_INVALID_ARGUMENT, "create: the library's glue and runtime do not match");
+  std::string wanted = device && *device ? device : "auto";
+  if (size_t colon = wanted.find(':'); colon != std::string::npos) wanted[colon] = '-';  // hip:gfx942 = hip-gfx942
+  std::string targets;
+  bool known = wanted == "auto" || wanted == "cpu" || wanted == "gpu" || is_dialect(wanted);
+  for (size_t i = 0; i < model->num_gpu_jobs; ++i) {
+    known = known || wanted == model->gpu_jobs[i].target;
+    targets += std::string(", ") + model->gpu_jobs[i].target;
+  }
+  if (!known)
+    return failed(TETRA_AOT_INVALID_ARGUMENT, "create: no device '" + wanted +
+                                                  "': ask for auto, cpu, gpu, hip, cuda, opencl or one of the "
+                                                  "library's GPU targets (" +
+                                                  (targets.empty() ? "it has none" : targets.substr(2)) + ")");
   return guarded(TETRA_AOT_INVALID_ARGUMENT, [&] {
     halide_set_error_handler(halide_error_to_message);
     auto m = std::make_unique<tetra_aot_instance>();
     m->graph = graph_of(*model, weights_path);
-    m->executor = std::make_unique<Executor>(*m->graph, std::make_shared<TableKernelSource>(*model));
+    // The first of the library's GPU jobs whose device is here, in the order of its targets.
+    std::vector<std::string> notes;
+    std::map<std::string, std::string> unavailable;  // dialect -> why its driver or device is missing
+    for (size_t i = 0; i < model->num_gpu_jobs && wanted != "cpu" && !m->gpu; ++i) {
+      const tetra_aot_gpu_job& job = model->gpu_jobs[i];
+      if (wanted != "auto" && wanted != "gpu" && wanted != job.dialect && wanted != job.target) continue;
+      if (unavailable.count(job.dialect)) continue;
+      dsl::Result<std::unique_ptr<gpu::Device>> opened = gpu::open_device(job.dialect);
+      if (!opened) {
+        unavailable[job.dialect] = opened.failure().describe();
+        notes.push_back(std::string(job.dialect) + ": " + opened.failure().describe());
+        continue;
+      }
+      if (!runs_program(job, opened.value()->arch())) {
+        notes.push_back(std::string(job.target) + ": the device is " + opened.value()->name());
+        continue;
+      }
+      try {  // the device is here and runs the code: a failure now is a fault to report, not a reason to fall back
+        m->gpu = load_gpu_job(job, std::move(opened).value(), *m->graph);
+      } catch (const Error& e) {
+        return failed(TETRA_AOT_RUN_FAILED, std::string("create: ") + e.what());
+      }
+      m->device = job.target;
+    }
+    std::string note;
+    for (const std::string& n : notes) note += (note.empty() ? "" : "; ") + n;
+    if (!m->gpu && wanted != "auto" && wanted != "cpu")
+      return failed(TETRA_AOT_NO_DEVICE, "create: no device for '" + wanted +
+                                             "': " + (note.empty() ? "the library has no GPU code for it" : note));
+    if (!m->gpu) {
+      m->executor = std::make_unique<Executor>(*m->graph, std::make_shared<TableKernelSource>(*model));
+      m->device_note = note;
+    }
     m->inputs.resize(m->graph->inputs.size());
     m->outputs.resize(m->graph->outputs.size());
+    m->input_on_device.resize(m->inputs.size());
+    m->output_on_device.resize(m->outputs.size());
     for (const ValueInfo& v : m->graph->inputs) m->input_shapes.push_back(to_shape(v.shape));
     for (const ValueInfo& v : m->graph->outputs) m->output_shapes.push_back(to_shape(v.shape));
     std::lock_guard<std::mutex> lock(live_mutex);
     live_instances().insert(m.get());
     *out = m.release();
-    return TETRA_AOT_OK;
+    return int(TETRA_AOT_OK);
   });
 }
 
@@ -241,28 +350,89 @@ const int64_t* tetra_aot_shape(const tetra_aot_instance* m, int outputs, int ind
   return (outputs ? m->output_shapes : m->input_shapes)[size_t(index)].data();
 }
 
-int tetra_aot_bind(tetra_aot_instance* m, int outputs, int index, int dtype, const int64_t* shape, int rank,
-                   void* data) {
+const char* tetra_aot_device(const tetra_aot_instance* m) { return is_live(m) ? m->device.c_str() : nullptr; }
+
+const char* tetra_aot_device_note(const tetra_aot_instance* m) { return is_live(m) ? m->device_note.c_str() : nullptr; }
+
+}  // extern "C"
+
+namespace {
+
+// Binds caller memory, host or device, after checking the value's type and shape.
+int bind(tetra_aot_instance* m, int outputs, int index, int dtype, const int64_t* shape, int rank, void* data,
+         bool on_device) {
   const char* what = outputs ? "output" : "input";
+  const std::string call = on_device ? "bind_device" : "bind";
   const ValueInfo* v = value_of(m, outputs, index);
   if (!v)
     return failed(TETRA_AOT_INVALID_ARGUMENT,
-                  is_live(m) ? std::string("bind: no ") + what + " " + std::to_string(index) : bad_handle("bind", m));
-  std::string label = std::string(what) + " '" + v->name + "'";
-  if (!data) return failed(TETRA_AOT_INVALID_ARGUMENT, "bind " + label + ": the data pointer is NULL");
+                  is_live(m) ? call + ": no " + what + " " + std::to_string(index) : bad_handle(call.c_str(), m));
+  std::string label = call + " " + what + " '" + v->name + "'";
+  if (!data) return failed(TETRA_AOT_INVALID_ARGUMENT, label + ": the data pointer is NULL");
   if (dtype != int(v->dtype))
-    return failed(TETRA_AOT_INVALID_ARGUMENT, "bind " + label + ": it is " + dtype_name(v->dtype) + ", not " +
+    return failed(TETRA_AOT_INVALID_ARGUMENT, label + ": it is " + dtype_name(v->dtype) + ", not " +
                                                   dtype_name(dtype_from_onnx(dtype)) + " (code " +
                                                   std::to_string(dtype) + ")");
   const std::vector<int64_t>& expected = (outputs ? m->output_shapes : m->input_shapes)[size_t(index)];
   bool shape_given = rank == 0 || (rank > 0 && shape);
   std::vector<int64_t> got = shape_given ? std::vector<int64_t>(shape, shape + rank) : std::vector<int64_t>{};
   if (!shape_given || got != expected)
-    return failed(TETRA_AOT_INVALID_ARGUMENT, "bind " + label + ": its shape is " + shape_str(expected) + ", not " +
+    return failed(TETRA_AOT_INVALID_ARGUMENT, label + ": its shape is " + shape_str(expected) + ", not " +
                                                   (shape_given ? shape_str(got) : std::string("(no shape given)")));
   std::lock_guard<std::mutex> lock(m->mutex);
+  if (on_device && !m->gpu)
+    return failed(TETRA_AOT_INVALID_ARGUMENT,
+                  label + ": the instance runs on the cpu, which has no device memory: bind host memory");
+  if (m->gpu) {
+    const std::string& buffer = (outputs ? m->gpu->output_buffers : m->gpu->input_buffers)[size_t(index)];
+    std::vector<bool>& on = outputs ? m->output_on_device : m->input_on_device;
+    const int64_t bytes = m->gpu->job.buffer_bytes.at(buffer);
+    dsl::Status st = on_device           ? m->gpu->device->adopt(buffer, uint64_t(uintptr_t(data)), bytes)
+                     : on[size_t(index)] ? m->gpu->device->allocate(buffer, bytes)  // the device's own again
+                                         : dsl::ok_status();
+    if (!st)
+      return failed(on_device ? TETRA_AOT_INVALID_ARGUMENT : TETRA_AOT_RUN_FAILED,
+                    label + " on " + m->device + ": " + st.failure().describe());
+    on[size_t(index)] = on_device;
+  }
   (outputs ? m->outputs : m->inputs)[size_t(index)] = data;
   return TETRA_AOT_OK;
+}
+
+// One run on the instance's GPU: host inputs written, the launches, host outputs read back.
+int run_on_gpu(tetra_aot_instance* m) {
+  GpuInstance& g = *m->gpu;
+  auto fault = [&](const dsl::Status& st) {
+    return failed(TETRA_AOT_RUN_FAILED, "run on " + m->device + ": " + st.failure().describe());
+  };
+  for (size_t i = 0; i < m->inputs.size(); ++i)
+    if (!m->input_on_device[i])
+      if (dsl::Status st = g.device->write(g.input_buffers[i], m->inputs[i], g.job.buffer_bytes.at(g.input_buffers[i]));
+          !st)
+        return fault(st);
+  if (dsl::Status st = g.job.enqueue(*g.device); !st) return fault(st);
+  for (size_t i = 0; i < m->outputs.size(); ++i)
+    if (!m->output_on_device[i])
+      if (dsl::Status st =
+              g.device->read(g.output_buffers[i], m->outputs[i], g.job.buffer_bytes.at(g.output_buffers[i]));
+          !st)
+        return fault(st);
+  if (dsl::Status st = g.device->finish(); !st) return fault(st);  // device outputs are written on return
+  return TETRA_AOT_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+int tetra_aot_bind(tetra_aot_instance* m, int outputs, int index, int dtype, const int64_t* shape, int rank,
+                   void* data) {
+  return bind(m, outputs, index, dtype, shape, rank, data, false);
+}
+
+int tetra_aot_bind_device(tetra_aot_instance* m, int outputs, int index, int dtype, const int64_t* shape, int rank,
+                          void* device_ptr) {
+  return bind(m, outputs, index, dtype, shape, rank, device_ptr, true);
 }
 
 int tetra_aot_run(tetra_aot_instance* m) {
@@ -274,6 +444,7 @@ int tetra_aot_run(tetra_aot_instance* m) {
   for (size_t i = 0; i < m->outputs.size(); ++i)
     if (!m->outputs[i])
       return failed(TETRA_AOT_INVALID_ARGUMENT, "run: output '" + m->graph->outputs[i].name + "' is not bound");
+  if (m->gpu) return guarded(TETRA_AOT_RUN_FAILED, [&] { return run_on_gpu(m); });
   return guarded(TETRA_AOT_RUN_FAILED, [&] {
     TensorMap inputs;
     for (size_t i = 0; i < m->inputs.size(); ++i) {

@@ -777,6 +777,8 @@ dsl::Result<GpuModelJob> write_gpu_model_job(const Graph& graph, const std::map<
       b.set_value(in.name, b.float_storage(in.name, it->second));
     }
     for (const Node& node : graph.nodes) add_node(b, node);
+    nlohmann::json model = {{"inputs", nlohmann::json::object()}, {"outputs", nlohmann::json::object()}};
+    for (const ValueInfo& in : graph.inputs) model["inputs"][in.name] = b.storage_of(in.name);
     std::set<std::string> written;
     for (size_t i = 0; i < graph.outputs.size(); ++i) {
       const std::string s = b.storage_of(graph.outputs[i].name);
@@ -784,6 +786,7 @@ dsl::Result<GpuModelJob> write_gpu_model_job(const Graph& graph, const std::map<
           written.insert(s).second && !b.buffers_[s].contains("file"), ErrorKind::Unsupported,
           "output '" + graph.outputs[i].name + "' is an input, a constant or another output: not computed on the GPU");
       b.buffers_[s]["output"] = "output_" + std::to_string(i) + ".bin";
+      model["outputs"][graph.outputs[i].name] = s;
     }
     const dsl::gpu::Dialect dialect = dsl::gpu::dialect_of(target.family);
     dsl::Result<std::string> program = dsl::gpu::write_device_program(b.kernels_, dialect, target.gpu_arch, dir);
@@ -793,6 +796,7 @@ dsl::Result<GpuModelJob> write_gpu_model_job(const Graph& graph, const std::map<
                           {"kernels", b.launches_},
                           {"buffers", b.buffers_},
                           {"scalars", b.scalars_},
+                          {"model", model},
                           {"title", graph.name}};
     if (timing_runs > 0) job["timing"] = {{"runs", timing_runs}, {"bytes", b.weight_bytes_}};
     GpuModelJob out;

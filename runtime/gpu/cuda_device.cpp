@@ -135,7 +135,8 @@ dsl::Result<std::unique_ptr<CudaDevice>> CudaDevice::open() {
 
 CudaDevice::~CudaDevice() {
   if (!api_ || !api_->library || !context_) return;
-  for (auto& [name, ptr] : buffers_) api_->cuMemFree_v2(ptr);
+  for (auto& [name, ptr] : buffers_)
+    if (!adopted_.count(name)) api_->cuMemFree_v2(ptr);
   if (module_) api_->cuModuleUnload(module_);
   if (stream_) api_->cuStreamDestroy_v2(stream_);
   api_->cuDevicePrimaryCtxRelease_v2(device_);
@@ -161,10 +162,25 @@ dsl::Status CudaDevice::allocate(const std::string& name, int64_t bytes) {
   if (CUresult err = api_->cuMemAlloc_v2(&ptr, size_t(std::max<int64_t>(bytes, 1))); err != 0)
     return api_->failure("allocating " + std::to_string(bytes) + " bytes for " + name, err);
   auto it = buffers_.find(name);
-  if (it != buffers_.end()) api_->cuMemFree_v2(it->second);
+  if (it != buffers_.end() && !adopted_.erase(name)) api_->cuMemFree_v2(it->second);
   buffers_[name] = ptr;
   sizes_[name] = bytes;
   return dsl::ok_status();
+}
+
+dsl::Status CudaDevice::adopt(const std::string& name, uint64_t address, int64_t bytes) {
+  if (address == 0) return dsl::Failure{dsl::FailureKind::Run, "cuda", "a null device address for " + name};
+  auto it = buffers_.find(name);
+  if (it != buffers_.end() && !adopted_.count(name)) api_->cuMemFree_v2(it->second);
+  buffers_[name] = address;
+  sizes_[name] = bytes;
+  adopted_.insert(name);
+  return dsl::ok_status();
+}
+
+dsl::Status CudaDevice::finish() {
+  CUresult err = api_->cuStreamSynchronize(stream_);
+  return err == 0 ? dsl::ok_status() : dsl::Status(api_->failure("running the kernels", err));
 }
 
 dsl::Result<uint64_t> CudaDevice::buffer(const std::string& name, int64_t bytes) const {

@@ -5,6 +5,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "runtime/gpu/device.h"
@@ -27,6 +28,8 @@ class CudaDevice : public Device {
   dsl::Status read(const std::string& name, void* data, int64_t bytes) override;
   dsl::Status launch(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) override;
   dsl::Status copy(const std::string& from, const std::string& to, int64_t bytes) override;
+  dsl::Status finish() override;
+  dsl::Status adopt(const std::string& name, uint64_t address, int64_t bytes) override;
   dsl::Result<double> time_runs(const std::function<dsl::Status()>& enqueue, int runs) override;
 
  private:
@@ -41,6 +44,7 @@ class CudaDevice : public Device {
   std::map<std::string, void*> functions_;  // of the built module, by name
   std::map<std::string, uint64_t> buffers_;
   std::map<std::string, int64_t> sizes_;
+  std::set<std::string> adopted_;  // buffers the caller owns: never freed here
   std::string name_, arch_;
 };
 

@@ -27,6 +27,11 @@ dsl::Status pack_kernel_arguments(const dsl::LaunchPlan& plan, const std::map<st
   return dsl::ok_status();
 }
 
+dsl::Status Device::adopt(const std::string& name, uint64_t, int64_t) {
+  return dsl::Failure{dsl::FailureKind::Unsupported, name,
+                      "this device's memory has no addresses to bind: bind host memory instead"};
+}
+
 dsl::Result<std::unique_ptr<Device>> open_device(const std::string& dialect) {
   if (dialect == "opencl") {
     auto d = OpenCLDevice::open();

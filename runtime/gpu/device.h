@@ -41,6 +41,12 @@ class Device {
   virtual dsl::Status launch(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) = 0;
   // Enqueues a copy of `bytes` from one buffer to another.
   virtual dsl::Status copy(const std::string& from, const std::string& to, int64_t bytes) = 0;
+  // Waits for everything enqueued.
+  virtual dsl::Status finish() = 0;
+  // Binds `name` to device memory its caller owns and frees (a hipDeviceptr_t or CUdeviceptr of at least
+  // `bytes`) in place of a buffer of the device's own; allocating `name` again ends the binding. OpenCL
+  // memory has no addresses to bind: Unsupported there.
+  virtual dsl::Status adopt(const std::string& name, uint64_t address, int64_t bytes);
 
   // Milliseconds per run of `enqueue` over `runs` runs back to back, timed by the device's own events
   // where it has them (CUDA, HIP), else from the host around the runs and a wait for them.

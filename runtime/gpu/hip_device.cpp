@@ -139,7 +139,8 @@ dsl::Result<std::unique_ptr<HipDevice>> HipDevice::open() {
 
 HipDevice::~HipDevice() {
   if (!api_ || !api_->library || !stream_) return;
-  for (auto& [name, ptr] : buffers_) api_->hipFree(ptr);
+  for (auto& [name, ptr] : buffers_)
+    if (!adopted_.count(name)) api_->hipFree(ptr);
   if (module_) api_->hipModuleUnload(module_);
   api_->hipStreamDestroy(stream_);
 }
@@ -168,10 +169,25 @@ dsl::Status HipDevice::allocate(const std::string& name, int64_t bytes) {
   if (hipError_t err = api_->hipMalloc(&ptr, size_t(std::max<int64_t>(bytes, 1))); err != 0)
     return api_->failure("allocating " + std::to_string(bytes) + " bytes for " + name, err);
   auto it = buffers_.find(name);
-  if (it != buffers_.end()) api_->hipFree(it->second);
+  if (it != buffers_.end() && !adopted_.erase(name)) api_->hipFree(it->second);
   buffers_[name] = ptr;
   sizes_[name] = bytes;
   return dsl::ok_status();
+}
+
+dsl::Status HipDevice::adopt(const std::string& name, uint64_t address, int64_t bytes) {
+  if (address == 0) return dsl::Failure{dsl::FailureKind::Run, "hip", "a null device address for " + name};
+  auto it = buffers_.find(name);
+  if (it != buffers_.end() && !adopted_.count(name)) api_->hipFree(it->second);
+  buffers_[name] = reinterpret_cast<void*>(uintptr_t(address));
+  sizes_[name] = bytes;
+  adopted_.insert(name);
+  return dsl::ok_status();
+}
+
+dsl::Status HipDevice::finish() {
+  hipError_t err = api_->hipStreamSynchronize(stream_);
+  return err == 0 ? dsl::ok_status() : dsl::Status(api_->failure("running the kernels", err));
 }
 
 dsl::Result<void*> HipDevice::buffer(const std::string& name, int64_t bytes) const {

@@ -27,12 +27,12 @@ class OpenCLDevice : public Device {
   dsl::Status read(const std::string& name, void* data, int64_t bytes) override;
   dsl::Status launch(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) override;
   dsl::Status copy(const std::string& from, const std::string& to, int64_t bytes) override;
+  dsl::Status finish() override;
   dsl::Result<double> time_runs(const std::function<dsl::Status()>& enqueue, int runs) override;
 
  private:
   OpenCLDevice() = default;
   dsl::Result<void*> buffer(const std::string& name, int64_t bytes) const;  // a cl_mem of at least `bytes`
-  dsl::Status finish();
   struct Api;
   std::unique_ptr<Api> api_;
   void* context_ = nullptr;

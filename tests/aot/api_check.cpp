@@ -101,6 +101,22 @@ int main() {
          "a NULL model is refused");
   expect(API(run)(nullptr) == API(INVALID_ARGUMENT), "run(NULL) is refused");
   API(destroy)(nullptr);  // allowed, like free(NULL)
+  // Device memory where the instance's device has no addresses to bind: the CPU, or OpenCL.
+  const std::string device = API(device)(m);
+  std::printf("the instance runs on %s\n", device.c_str());
+  if (device == "cpu" || device == "opencl")
+    expect(API(bind_input_device)(m, 0, API(FLOAT32), in_shape, in_rank, input.data()) == API(INVALID_ARGUMENT) &&
+               (error_mentions("runs on the cpu") || error_mentions("no addresses")),
+           "device memory is refused on " + device);
+  if (std::strlen(API(GPU_TARGETS)) == 0) {  // a library without GPU code
+    expect(device == "cpu" && std::strlen(API(device_note)(m)) == 0, "the instance is on the cpu");
+    API(model)* none = nullptr;
+    expect(API(create_on)("gpu", &none) == API(NO_DEVICE) && !none && error_mentions("no GPU code"),
+           "create_on(gpu) without GPU code is NO_DEVICE");
+  }
+  API(model)* unknown = nullptr;
+  expect(API(create_on)("tpu", &unknown) == API(INVALID_ARGUMENT) && !unknown && error_mentions("no device 'tpu'"),
+         "an unknown device is refused");
 
   // A good run after the bad calls, then the same from fresh instances on concurrent threads.
   std::vector<float> alone = run_once(m, input);
