@@ -83,6 +83,8 @@ const std::map<std::string, ElementwiseExpr>& table() {
       {"Pow:square", [](const Exprs& x, const Exprs&) { return x[0] * x[0]; }},
       {"Min", [](const Exprs& x, const Exprs&) { return nan_propagating(x[0], x[1], min(x[0], x[1])); }},
       {"Max", [](const Exprs& x, const Exprs&) { return nan_propagating(x[0], x[1], max(x[0], x[1])); }},
+      // Where with its condition as a float mask (nonzero: true), as the GPU kernels hold it.
+      {"Where", [](const Exprs& x, const Exprs&) { return select(x[0] != 0.0f, x[1], x[2]); }},
       // BatchNormalization with its parameters folded: x * s + b.
       {"BatchNorm", [](const Exprs& x, const Exprs&) { return x[0] * x[1] + x[2]; }},
   };

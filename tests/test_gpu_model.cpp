@@ -53,6 +53,7 @@ GpuRunResult run_model_on_opencl(const std::string& model, const TensorMap& inpu
   INFO(out);
   REQUIRE(status == 0);
   dsl::Result<TensorMap> outputs = read_gpu_model_outputs(graph, dir);
+  INFO((outputs.ok() ? "" : outputs.failure().describe()));
   REQUIRE(outputs.ok());
   return {job.value(), outputs.value(), run_reference(graph, inputs)};
 }
@@ -153,6 +154,43 @@ std::string movement_model(const std::string& dir, std::mt19937& gen) {
   return b.save(dir + "/gpu_movement.onnx");
 }
 
+// Pads of every mode (and a crop), Where of a constant condition, a Cast to float, and Gathers of uneven
+// and of 2-D indices.
+std::string padding_model(const std::string& dir, std::mt19937& gen) {
+  ModelBuilder b(18, "gpu_padding");
+  b.input("x", DType::Float32, {2, 3, 4, 5});
+  for (const char* out : {"padded", "edged", "reflected", "chosen", "averaged", "picked", "picked2d"})
+    b.output(out, DType::Float32);
+  auto ints = [](const std::vector<int64_t>& v, const Shape& shape) {
+    Tensor t(DType::Int64, shape);
+    for (size_t i = 0; i < v.size(); ++i) t.mutable_data<int64_t>()[i] = v[i];
+    return t;
+  };
+  b.initializer("pads", ints({0, 1, 2, -1, 0, 0, 1, 3}, {8}));  // crops one column at the start of dim 3
+  Tensor value(DType::Float32, {});
+  value.mutable_data<float>()[0] = 0.75f;
+  b.initializer("value", value);
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Pad", {"r", "pads", "value"}, {"padded"});
+  b.initializer("hw_pads", ints({1, 2, 2, 1}, {4}));
+  b.initializer("hw_axes", ints({2, 3}, {2}));
+  b.node("Pad", {"x", "hw_pads", "", "hw_axes"}, {"edged"}, {{"mode", std::string("edge")}});
+  b.node("Pad", {"x", "hw_pads", "", "hw_axes"}, {"reflected"}, {{"mode", std::string("reflect")}});
+  Tensor condition(DType::Bool, {4, 1});
+  for (int64_t i = 0; i < 4; ++i) condition.mutable_data<uint8_t>()[i] = uint8_t(i % 3 == 0);
+  b.initializer("condition", condition);
+  b.initializer("other", uniform(gen, {5}, -1, 1));
+  b.node("Where", {"condition", "x", "other"}, {"chosen"});
+  b.node("Cast", {"x"}, {"xf"}, {{"to", int64_t(1)}});
+  b.initializer("channel_axis", ints({1}, {1}));
+  b.node("ReduceMean", {"xf", "channel_axis"}, {"averaged"});
+  b.initializer("uneven", ints({3, 0, 0, -1}, {4}));
+  b.node("Gather", {"x", "uneven"}, {"picked"}, {{"axis", int64_t(3)}});
+  b.initializer("square", ints({2, 0, 1, 2}, {2, 2}));
+  b.node("Gather", {"x", "square"}, {"picked2d"}, {{"axis", int64_t(1)}});
+  return b.save(dir + "/gpu_padding.onnx");
+}
+
 // Attention written out (fused into tetra.Attention), a MatMul of two activations, Gathers of one index
 // and of a run of indices, and reductions over a middle and the last axis.
 std::string attention_model(const std::string& dir) {
@@ -226,16 +264,15 @@ TEST_CASE("A node with no GPU kernel is an error that names it, before anything 
   b.input("x", DType::Float32, {2, 3});
   b.output("y", DType::Float32);
   b.node("Relu", {"x"}, {"r"});
-  Tensor pads(DType::Int64, {4});
-  for (int64_t i = 0; i < 4; ++i) pads.mutable_data<int64_t>()[i] = 1;
-  b.initializer("pads", pads);
-  b.node("Pad", {"r", "pads"}, {"y"});
+  b.initializer("zero", Tensor(DType::Float32, {}));
+  b.node("Equal", {"r", "zero"}, {"is_zero"});  // a bool activation
+  b.node("Where", {"is_zero", "x", "r"}, {"y"});
   const std::string dir = temp_dir("gpu_model_refused");
   Graph graph = load_model(b.save(dir + "/m.onnx"));
   dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, {{"x", random_tensor(DType::Float32, {2, 3})}},
                                                      dsl::parse_target("opencl").value(), nullptr, dir + "/job");
   REQUIRE_FALSE(job.ok());
-  CHECK_THAT(job.failure().message, Catch::Contains("Pad '") && Catch::Contains("no GPU kernel"));
+  CHECK_THAT(job.failure().message, Catch::Contains("Equal '") && Catch::Contains("no GPU kernel"));
   CHECK_FALSE(fs::exists(dir + "/job/job.json"));
 }
 
@@ -276,6 +313,22 @@ TEST_CASE("Data movement, ConvTranspose and squeeze-excite convs match the refer
   for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
   for (const char* kind : {"gpu transpose", "gpu slice", "gpu split", "gpu concat of 2", "gpu conv transpose 2x2",
                            "gpu_int4_gemv", "gpu elementwise Relu"})
+    CHECK(kinds.find(kind) != std::string::npos);
+}
+
+TEST_CASE("Pads, Where, Cast and Gathers of any indices match the reference on the OpenCL device",
+          "[gpu_model][opencl]") {
+  if (!opencl_runs_here("the GPU model tests")) return;
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  const std::string model = padding_model(temp_dir("gpu_model_padding"), gen);
+  GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 3, 4, 5}, -2, 2)}});
+  check_outputs(r);
+  std::string kinds;
+  for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
+  for (const char* kind :
+       {"gpu pad constant", "gpu pad edge", "gpu pad reflect", "gpu elementwise Where", "gpu gather (index table)"})
     CHECK(kinds.find(kind) != std::string::npos);
 }
 
@@ -331,7 +384,8 @@ TEST_CASE("Whole-model GPU jobs build for AMD archs and for NVIDIA", "[gpu_model
       {example_cnn(weights).save(dir + "/cnn.onnx"), {{"image", uniform(gen, {1, 3, 32, 32}, -1, 1)}}},
       {ops_model(dir, gen), {{"x", uniform(gen, {2, 4, 9, 11}, -1, 1)}}},
       {movement_model(dir, gen), {{"x", uniform(gen, {2, 6, 5, 4}, -1, 1)}}},
-      {attention_model(dir), {{"x", uniform(gen, {2, 5, 8}, -1, 1)}}}};
+      {attention_model(dir), {{"x", uniform(gen, {2, 5, 8}, -1, 1)}}},
+      {padding_model(dir, gen), {{"x", uniform(gen, {2, 3, 4, 5}, -1, 1)}}}};
   for (const char* target : {"hip:gfx90a", "hip:gfx1201", "cuda:sm_90"})
     for (const auto& [model, inputs] : models) {
       INFO(target << " " << model);

@@ -617,16 +617,30 @@ void add_gather(JobBuilder& b, const Node& node) {
   check(axis >= 0 && axis < rank, ErrorKind::Invalid, node.label() + ": axis out of range");
   std::vector<int64_t> at = constant_ints(b, node, 1, "indices", true);
   const Tensor& indices = b.graph_.initializers.at(node.input(1));
-  check(!at.empty() && indices.rank() <= 1, ErrorKind::Unsupported,
-        node.label() + ": only a scalar or 1-D run of indices has a GPU kernel yet");
   for (int64_t& i : at) {
     if (i < 0) i += data[size_t(axis)];
     check(i >= 0 && i < data[size_t(axis)], ErrorKind::Invalid, node.label() + ": an index out of range");
   }
   const int64_t step = at.size() > 1 ? at[1] - at[0] : 1;
-  for (size_t k = 1; k < at.size(); ++k)
-    check(at[k] - at[k - 1] == step && step != 0, ErrorKind::Unsupported,
-          node.label() + ": indices that do not step evenly have no GPU kernel yet");
+  bool even = !at.empty() && indices.rank() <= 1 && step != 0;
+  for (size_t k = 1; k < at.size(); ++k) even = even && at[k] - at[k - 1] == step;
+  if (!even) {  // any other indices: a table of them, the data seen as (inner, axis, outer)
+    int64_t inner = 1, outer = 1;
+    for (int64_t d = axis + 1; d < rank; ++d) inner *= data[size_t(d)];
+    for (int64_t d = 0; d < axis; ++d) outer *= data[size_t(d)];
+    const int64_t m = int64_t(at.size());
+    Tensor table(DType::Int32, {m});
+    for (int64_t k = 0; k < m; ++k) table.mutable_data<int32_t>()[k] = int32_t(at[size_t(k)]);
+    GpuKernels lowered = value_or_fail(schedules::lower_gpu_gather(b.target_, b.kernel_name()), node.label());
+    const std::string y = b.new_storage(inner * m * outer);
+    b.add(node.label(), "gpu gather (index table)", lowered,
+          {{"in", b.view(b.storage_of(node.input(0)), {inner, data[size_t(axis)], outer})},
+           {"idx", b.view(b.constant_storage(node.label() + " indices", table), {m})},
+           {"out", b.view(y, {inner, m, outer})}},
+          nlohmann::json::object());
+    b.set_value(node.outputs[0], y);
+    return;
+  }
   Shape out = data;
   out[size_t(axis)] = int64_t(at.size());
   std::vector<int64_t> source, start(size_t(rank), 0), steps(size_t(rank), 1);
@@ -636,6 +650,62 @@ void add_gather(JobBuilder& b, const Node& node) {
   // The output has the index's rank in place of the axis; the same elements, in the same order.
   b.set_value(node.outputs[0],
               copy(b, node, b.storage_of(node.input(0)), data, out, source, start, steps, "gpu gather (strided copy)"));
+}
+
+// Pad with constant pads (an input from opset 11, with optional axes from 18; an attribute before).
+void add_pad(JobBuilder& b, const Node& node) {
+  const Shape in = shape_of(b.graph_, node.input(0)), out = shape_of(b.graph_, node.outputs[0]);
+  const int64_t rank = int64_t(in.size());
+  const bool inputs = node.opset >= 11;
+  std::vector<int64_t> pads = constant_ints(b, node, 1, "pads", inputs);
+  std::vector<int64_t> axes = inputs ? constant_ints(b, node, 3, "axes", true) : std::vector<int64_t>{};
+  if (axes.empty())
+    for (int64_t d = 0; d < rank; ++d) axes.push_back(d);
+  check(pads.size() == 2 * axes.size(), ErrorKind::Invalid, node.label() + ": pads must hold two values per axis");
+  float value = float(node.attr_float("value", 0.0));
+  if (inputs && node.has_input(2)) {
+    check(b.graph_.is_constant(node.input(2)), ErrorKind::Unsupported,
+          node.label() + ": a computed constant_value has no GPU kernel yet");
+    const Tensor& v = b.graph_.initializers.at(node.input(2));
+    check(v.size() == 1, ErrorKind::Invalid, node.label() + ": constant_value is one value");
+    value = float(v.get(0));
+  }
+  const std::string mode = node.attr_string("mode", "constant");
+  const std::map<std::string, schedules::GpuPadMode> modes = {{"constant", schedules::GpuPadMode::Constant},
+                                                              {"edge", schedules::GpuPadMode::Edge},
+                                                              {"reflect", schedules::GpuPadMode::Reflect}};
+  check(modes.count(mode), ErrorKind::Unsupported, node.label() + ": Pad mode '" + mode + "' has no GPU kernel yet");
+  nlohmann::json scalars = nlohmann::json::object();
+  for (int64_t d = 0; d < rank; ++d) scalars["begin" + std::to_string(rank - 1 - d)] = 0;
+  for (size_t i = 0; i < axes.size(); ++i) {
+    const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
+    check(a >= 0 && a < rank, ErrorKind::Invalid, node.label() + ": axis out of range");
+    check(mode != "reflect" || (pads[i] < in[size_t(a)] && pads[i + axes.size()] < in[size_t(a)]), ErrorKind::Invalid,
+          node.label() + ": a reflect pad must be shorter than its dim");
+    scalars["begin" + std::to_string(rank - 1 - a)] = pads[i];
+  }
+  if (mode == "constant") scalars["value"] = double(value);
+  GpuKernels lowered =
+      value_or_fail(schedules::lower_gpu_pad(modes.at(mode), int(rank), b.target_, b.kernel_name()), node.label());
+  const std::string y = b.new_storage(num_elements(out));
+  b.add(node.label(), "gpu pad " + mode, lowered,
+        {{"in", b.view(b.storage_of(node.input(0)), innermost_first(in))}, {"out", b.view(y, innermost_first(out))}},
+        scalars);
+  b.set_value(node.outputs[0], y);
+}
+
+// Where with a constant condition, held as a float mask.
+void add_where(JobBuilder& b, const Node& node) {
+  check(b.graph_.is_constant(node.input(0)), ErrorKind::Unsupported,
+        node.label() + ": a Where of a computed condition has no GPU kernel yet (the GPU path holds float32 values)");
+  const Tensor& condition = b.graph_.initializers.at(node.input(0));
+  Tensor mask(DType::Float32, condition.shape());
+  for (int64_t i = 0; i < condition.size(); ++i) mask.mutable_data<float>()[i] = condition.get(i) != 0 ? 1.0f : 0.0f;
+  std::vector<std::string> operands = {b.constant_storage(node.label() + " condition", mask),
+                                       b.storage_of(node.input(1)), b.storage_of(node.input(2))};
+  std::vector<Shape> shapes = {condition.shape(), shape_of(b.graph_, node.input(1)), shape_of(b.graph_, node.input(2))};
+  Shape shape;
+  b.set_value(node.outputs[0], elementwise(b, node.label(), "Where", {}, operands, shapes, &shape));
 }
 
 // ReduceSum/Mean/Max/Min over contiguous axes: the input seen as (inner, reduced, outer).
@@ -734,6 +804,14 @@ void add_node(JobBuilder& b, const Node& node) {
     if (node.op_type == "Concat") return add_concat(b, node);
     if (node.op_type == "ConvTranspose") return add_conv_transpose(b, node);
     if (node.op_type == "Gather") return add_gather(b, node);
+    if (node.op_type == "Pad") return add_pad(b, node);
+    if (node.op_type == "Where") return add_where(b, node);
+    if (node.op_type == "Cast") {  // values on the GPU are float32: a Cast to float32 is a view
+      check(node.attr_int("to", 0) == int64_t(DType::Float32), ErrorKind::Unsupported,
+            node.label() + ": a Cast to another type than float32 has no GPU kernel (the GPU path holds float32)");
+      b.set_value(node.outputs[0], b.storage_of(node.input(0)));
+      return;
+    }
     if (node.op_type == "MatMul") return add_matmul(b, node);
     if (node.op_type == "ReduceMean" || node.op_type == "ReduceSum" || node.op_type == "ReduceMax" ||
         node.op_type == "ReduceMin")

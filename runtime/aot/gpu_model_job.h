@@ -10,8 +10,9 @@
 //
 // The kernels: tetra.QMatMul on the GPU GEMV/GEMM templates (a tuning record for the target, else the
 // default) and its epilogue on elementwise kernels; elementwise ops with broadcasting, Softmax and
-// LayerNormalization on the fixed kernels of schedules/gpu/elementwise.h; Reshape, Flatten, Squeeze,
-// Unsqueeze, Identity and Dropout as views. A node with no GPU kernel yet is a Failure naming it:
+// LayerNormalization, and the data movement (Pad, Gather, Transpose, Slice, ...) on the fixed kernels of
+// schedules/gpu/elementwise.h; Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout and Casts to
+// float32 as views. A node with no GPU kernel yet is a Failure naming it:
 // the model does not silently leave the device.
 #pragma once
 #include <map>

@@ -82,6 +82,45 @@ dsl::Result<GpuKernels> lower_gpu_copy(const std::vector<int>& out_dim, const Ta
   return capture_fixed(out, args, "gpu_copy", target, name);
 }
 
+dsl::Result<GpuKernels> lower_gpu_pad(GpuPadMode mode, int rank, const TargetSpec& target, const std::string& name) {
+  if (rank < 1) return Failure{FailureKind::Unsupported, "pad", "pads tensors of rank 1 or more"};
+  ImageParam in(Float(32), rank, "in");
+  std::vector<Var> v = dims(size_t(rank));
+  std::vector<Argument> args = {in};
+  std::vector<Expr> at;
+  Expr inside = Halide::Internal::const_true();
+  for (int j = 0; j < rank; ++j) {
+    Param<int> begin("begin" + std::to_string(j));
+    args.push_back(begin);
+    Expr i = v[size_t(j)] - begin, n = in.dim(j).extent();
+    inside = inside && i >= 0 && i < n;
+    if (mode == GpuPadMode::Reflect) {
+      i = select(i < 0, -i, i);
+      i = select(i >= n, 2 * (n - 1) - i, i);
+    }
+    at.push_back(clamp(i, 0, n - 1));  // also where a Constant pad does not read
+  }
+  Func out("out");
+  if (mode == GpuPadMode::Constant) {
+    Param<float> value("value");
+    args.push_back(value);
+    out(v) = select(inside, in(at), value);
+  } else {
+    out(v) = in(at);
+  }
+  one_thread_per_element(out, v);
+  return capture_fixed(out, args, "gpu_pad", target, name);
+}
+
+dsl::Result<GpuKernels> lower_gpu_gather(const TargetSpec& target, const std::string& name) {
+  ImageParam in(Float(32), 3, "in"), idx(Int(32), 1, "idx");
+  std::vector<Var> v = dims(3);
+  Func out("out");
+  out(v) = in(v[0], clamp(idx(v[1]), 0, in.dim(1).extent() - 1), v[2]);
+  one_thread_per_element(out, v);
+  return capture_fixed(out, {in, idx}, "gpu_gather", target, name);
+}
+
 dsl::Result<GpuKernels> lower_gpu_concat(int inputs, int rank, int axis, const TargetSpec& target,
                                          const std::string& name) {
   if (inputs < 1 || rank < 1 || axis < 0 || axis >= rank)

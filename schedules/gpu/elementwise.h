@@ -46,6 +46,16 @@ dsl::Result<GpuKernels> lower_gpu_resize(bool nearest, const TargetSpec& target,
 dsl::Result<GpuKernels> lower_gpu_copy(const std::vector<int>& out_dim, const TargetSpec& target,
                                        const std::string& name);
 
+// Pad: out(v) reads in at v_j - begin_j along each dim j (innermost first; begin0, begin1, ... are int
+// parameters, negative to crop). Outside the input: the float parameter `value` (Constant), the nearest
+// edge (Edge), or the mirror image without repeating the edge (Reflect).
+enum class GpuPadMode { Constant, Edge, Reflect };
+dsl::Result<GpuKernels> lower_gpu_pad(GpuPadMode mode, int rank, const TargetSpec& target, const std::string& name);
+
+// Gather along the middle dim of in (inner, n, outer) by the int32 indices idx (m), into out (inner, m,
+// outer): out(i, j, o) = in(i, idx(j), o).
+dsl::Result<GpuKernels> lower_gpu_gather(const TargetSpec& target, const std::string& name);
+
 // Inputs in0, in1, ... of one rank joined along dim `axis` (innermost first) into out.
 dsl::Result<GpuKernels> lower_gpu_concat(int inputs, int rank, int axis, const TargetSpec& target,
                                          const std::string& name);
