@@ -292,6 +292,7 @@ TEST_CASE("tetra run and bench --target opencl run a model on the device", "[gpu
   REQUIRE(run_command(tetra_cli() + " bench " + mlp + " --target opencl --shape x=2,64 --repeat 5 --json", &out) == 0);
   nlohmann::json report = nlohmann::json::parse(out.substr(out.find('{')));
   CHECK(report["mean_ms"].get<double>() > 0);
+  CHECK(report["median_ms"].get<double>() > 0);
   CHECK(report["launches"].get<int>() >= 6);
   CHECK(report["target"].get<std::string>().rfind("opencl-", 0) == 0);
   // A target naming another OpenCL device is refused, naming this one.

@@ -95,6 +95,7 @@ TEST_CASE("tune --target opencl measures GPU candidates on the OpenCL device and
     CHECK(r.measured);
     CHECK(r.runs == 3);
     CHECK(r.median_ms > 0);
+    CHECK((r.min_ms <= r.median_ms && r.median_ms <= r.max_ms));  // over batches of the runs
     CHECK(r.measured_on == device);
     CHECK_THAT(r.schedule.template_name, Catch::StartsWith("gpu_"));
   }

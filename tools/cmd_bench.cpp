@@ -75,17 +75,18 @@ void bench_gpu(const BenchOptions& opt) {
   Graph graph = load_model(opt.model);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
   GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, opt.repeat);
-  nlohmann::json report = {{"model", opt.model},       {"target", run.target},
-                           {"device", run.device},     {"repeat", opt.repeat},
-                           {"mean_ms", run.timed_ms},  {"first_run_ms", run.first_ms},
-                           {"launches", run.launches}, {"kernels", nlohmann::json::array()}};
+  nlohmann::json report = {
+      {"model", opt.model},           {"target", run.target},     {"device", run.device},
+      {"repeat", opt.repeat},         {"mean_ms", run.timed_ms},  {"median_ms", run.median_ms},
+      {"first_run_ms", run.first_ms}, {"launches", run.launches}, {"kernels", nlohmann::json::array()}};
   for (const auto& [node, what] : run.kernels) report["kernels"].push_back({{"node", node}, {"detail", what}});
   if (opt.json) {
     std::cout << report.dump(2) << "\n";
     return;
   }
   std::cout << std::fixed << std::setprecision(3) << opt.model << " on " << run.device << " (" << run.target << "), "
-            << opt.repeat << " runs: mean " << run.timed_ms << " ms a run, weights and activations resident\n"
+            << opt.repeat << " runs: mean " << run.timed_ms << " ms a run (median of batches " << run.median_ms
+            << " ms), weights and activations resident\n"
             << "first run " << run.first_ms << " ms with the program build and the uploads; " << run.launches
             << " kernel launches a run\n";
   if (opt.explain)

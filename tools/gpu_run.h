@@ -25,6 +25,7 @@ struct GpuRun {
   int launches = 0;
   double first_ms = 0;  // the first run, uploads and downloads included
   double timed_ms = 0;  // per timed run (timing_runs > 0): the kernels alone, weights and activations resident
+  double median_ms = 0;  // per run, the median over batches of the timed runs
 };
 
 // Runs `model` on `inputs` on the target's device, then `timing_runs` more times, timed. `db`: the tuning

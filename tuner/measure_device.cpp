@@ -273,11 +273,16 @@ MeasureResult measure_on_device(const MeasureJob& job, const dsl::TargetSpec& ta
   if (!run.ok()) return failed(device_error(run));
   const std::string answer = last_line(run.output);
   nlohmann::json out = nlohmann::json::parse(answer, nullptr, false);
-  if (out.is_discarded() || !out.contains("timing") || !out["timing"].contains("ms") ||
-      !out["timing"]["ms"].is_number())
+  auto number = [&](const char* key) {
+    return out.is_object() && out.contains("timing") && out["timing"].contains(key) && out["timing"][key].is_number();
+  };
+  if (!number("median_ms") || !number("min_ms") || !number("max_ms"))
     return failed("tetra-device answered no timing: " + answer);
   result.ok = true;
-  result.median_ms = result.min_ms = result.max_ms = out["timing"]["ms"].get<double>();  // the mean of the runs
+  // Per run, over batches of runs back to back (one launch alone is below the timers' resolution).
+  result.median_ms = out["timing"]["median_ms"].get<double>();
+  result.min_ms = out["timing"]["min_ms"].get<double>();
+  result.max_ms = out["timing"]["max_ms"].get<double>();
   result.runs = job.repeats;
   return result;
 }
