@@ -631,6 +631,35 @@ TEST_CASE("tuning db: an estimate never outranks a measurement, exact or nearest
   CHECK(db.best(qmatmul(1, 4096, 4096, "int4 per-n f32")).source == "exact");
 }
 
+TEST_CASE("tuning db: a GPU's records from a GPU of its compute units come first, others as nearest", "[db]") {
+  CHECK(tuner::compute_units_in("AMD Instinct MI300X (gfx942:sramecc+:xnack-, 304 CUs, HIP runtime 60032830)") == 304);
+  CHECK(tuner::compute_units_in("NVIDIA H200 (sm_90, 132 SMs)") == 132);
+  CHECK(tuner::compute_units_in("pthread-haswell-AMD EPYC") == 0);
+  std::string dir = temp_dir("db_compute_units");
+  TuningDatabase db = TuningDatabase::open(dir, kTarget, kToolchain);
+  auto on = [](TuningRecord r, const std::string& gpu) {
+    r.measured_on = gpu;
+    return r;
+  };
+  const std::string mi300x = "AMD Instinct MI300X (gfx942:sramecc+:xnack-, 304 CUs, HIP runtime 60032830)";
+  const std::string mi300a = "AMD Instinct MI300A (gfx942:sramecc+:xnack-, 228 CUs, HIP runtime 60032830)";
+  db.commit({on(record(qmatmul(1, 4096, 4096), 64, 0.2), mi300a),      // faster, but on another GPU
+             on(record(qmatmul(1, 4096, 4096), 32, 0.3), mi300x),      // this GPU's own
+             on(record(qmatmul(1, 4096, 11008), 128, 0.5), mi300a)});  // only from another GPU
+  TuningDatabase::Lookup own = db.best(qmatmul(1, 4096, 4096), 304);
+  CHECK(own.source == "exact");
+  CHECK(own.schedule->get_int("tile_n") == 32);
+  // No record from a GPU of 304 CUs for this shape except a nearest one: that one, from this GPU.
+  CHECK(db.best(qmatmul(1, 4096, 11008), 304).schedule->get_int("tile_n") == 32);
+  // Another count: the other GPU's exact record, said to be nearest.
+  TuningDatabase::Lookup other = db.best(qmatmul(1, 4096, 4096), 120);
+  CHECK(other.schedule->get_int("tile_n") == 64);
+  CHECK(other.source == "exact (as nearest: measured on 228 compute units, this GPU has 120)");
+  // Without a GPU to match, the fastest record, as before.
+  CHECK(db.best(qmatmul(1, 4096, 4096)).source == "exact");
+  CHECK(db.best(qmatmul(1, 4096, 4096)).schedule->get_int("tile_n") == 64);
+}
+
 TEST_CASE("tuning db: a record without \"measured\" reads as measured", "[db]") {
   std::string dir = temp_dir("db_measured_field");
   nlohmann::json old_record = record(qmatmul(1, 64, 64), 16, 0.5).to_json();

@@ -77,7 +77,7 @@ GpuRun run_on_gpu(const std::string& model, const std::map<std::string, Tensor>&
   run.graph = load_model(model, shapes);
   std::optional<tuner::TuningDatabase> records = open_tuning_database(db, model, device.target);
   std::optional<tuner::DatabaseScheduleSource> tuned;
-  if (records) tuned.emplace(*records);
+  if (records) tuned.emplace(*records, tuner::compute_units_in(device.name));
 
   TempFolder folder;
   dsl::Result<GpuModelJob> job = write_gpu_model_job(run.graph, inputs, dsl::parse_target(device.target).value(),

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -847,18 +848,34 @@ int TuningDatabase::prune(const PruneOptions& options) {
   return removed;
 }
 
-TuningDatabase::Lookup TuningDatabase::best(const WorkloadDesc& workload) const {
-  // Measurements first, the nearest shape's included: an estimate is used only where none exists.
-  if (Lookup measured = best_of(workload, true); measured.record) return measured;
-  return best_of(workload, false);
+int compute_units_in(const std::string& device_name) {
+  static const std::regex units(R"(\b(\d+) (CUs|SMs)\b)");
+  std::smatch m;
+  return std::regex_search(device_name, m, units) ? std::stoi(m[1].str()) : 0;
 }
 
-TuningDatabase::Lookup TuningDatabase::best_of(const WorkloadDesc& workload, bool measured) const {
+TuningDatabase::Lookup TuningDatabase::best(const WorkloadDesc& workload, int compute_units) const {
+  // Measurements first, the nearest shape's included: an estimate is used only where none exists. Of the
+  // measurements, those from a GPU of this many compute units first.
+  if (compute_units > 0)
+    if (Lookup same = best_of(workload, true, compute_units); same.record) return same;
+  if (Lookup measured = best_of(workload, true, 0); measured.record) {
+    const int theirs = compute_units_in(measured.record->measured_on);
+    if (compute_units > 0 && theirs > 0)
+      measured.source += " (as nearest: measured on " + std::to_string(theirs) + " compute units, this GPU has " +
+                         std::to_string(compute_units) + ")";
+    return measured;
+  }
+  return best_of(workload, false, 0);
+}
+
+TuningDatabase::Lookup TuningDatabase::best_of(const WorkloadDesc& workload, bool measured, int compute_units) const {
   const TuningRecord* exact = nullptr;
   const TuningRecord* nearest = nullptr;
   double nearest_distance = std::numeric_limits<double>::infinity();
   for (const TuningRecord& r : all_) {
     if (r.target != target_ || r.toolchain != toolchain_ || r.failed() || r.measured != measured) continue;
+    if (compute_units > 0 && compute_units_in(r.measured_on) != compute_units) continue;
     if (r.workload.key == workload.key) {
       if (!exact || better_record(r, *exact)) exact = &r;
       continue;

@@ -58,6 +58,10 @@ WorkloadDesc workload_desc(const dsl::QConvWorkload& workload, const std::string
 double workload_distance(const WorkloadDesc& a, const WorkloadDesc& b);
 
 // One tuning measurement (or cost-model estimate) of one schedule.
+// The compute units a GPU's name gives, "... (gfx942:sramecc+:xnack-, 304 CUs, ...)" or "(sm_90, 132 SMs)";
+// 0 when it gives none (a CPU, an OpenCL device).
+int compute_units_in(const std::string& device_name);
+
 struct TuningRecord {
   WorkloadDesc workload;
   std::string target;     // canonical TargetSpec::name: "x86-64-avx512-vnni", "hip-gfx90a"
@@ -174,7 +178,10 @@ class TuningDatabase {
   // exists.
   // A nearest schedule was tuned for another shape: check it against the workload's knob space and
   // fall back to the default when it does not fit.
-  Lookup best(const WorkloadDesc& workload) const;
+  // `compute_units` (> 0: the GPU that will run it has that many CUs or SMs) puts measurements from a GPU
+  // of that count first; one from another count is used only where none exists, as a nearest record, and
+  // its source says so ("exact (as nearest: measured on 228 CUs, this GPU has 304)").
+  Lookup best(const WorkloadDesc& workload, int compute_units = 0) const;
 
  private:
   struct Contents {
@@ -188,7 +195,8 @@ class TuningDatabase {
     int64_t lines = 0;
   };
 
-  Lookup best_of(const WorkloadDesc& workload, bool measured) const;  // among measured or estimated records
+  // Among measured or estimated records; with `compute_units` > 0, of GPUs of that many only.
+  Lookup best_of(const WorkloadDesc& workload, bool measured, int compute_units) const;
   static Contents read_file(const std::string& path, FileIdentity* identity);
   // Adds the journal's complete lines from `position` on to `contents`, and moves `position` past them;
   // `torn_bytes`: how many bytes follow the last complete line.
