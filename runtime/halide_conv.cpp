@@ -252,4 +252,33 @@ std::optional<HalideConv> halide_conv_of(const Node& node, const Graph& graph) {
   return HalideConv{conv_workload(p, format.value(), node.weight->block_size, node.has_input(1)), node.weight};
 }
 
+std::optional<HalideConv> halide_conv_as_2d(const Node& node, const Graph& graph) {
+  if (std::optional<HalideConv> conv = halide_conv_of(node, graph)) return conv;
+  if (node.domain != "tetra" || node.op_type != "QConv" || !node.weight || node.weight->shape().size() != 3)
+    return std::nullopt;
+  const ValueInfo* x = node.inputs.empty() ? nullptr : graph.find_value(node.input(0));
+  if (!x || !x->has_shape || !fully_known(x->shape) || x->shape.size() != 3) return std::nullopt;
+  // A unit dim before the kernel's: the packed bytes and the quantization grid (a scale per block or per
+  // output channel) stay as they are.
+  auto lift = [](const Tensor& t) {
+    if (t.rank() != 3) return t;
+    Shape s = t.shape();
+    s.insert(s.begin() + 2, 1);
+    return t.reshaped(s);
+  };
+  auto weight = std::make_shared<QuantizedWeight>(*node.weight);
+  weight->data = lift(weight->data);
+  weight->scale = lift(weight->scale);
+  weight->zero_point = lift(weight->zero_point);
+  if (weight->scale.rank() == 4 && weight->axis >= 2) weight->axis += 1;
+  auto format = dsl::conv_int4_format_of(*weight);
+  if (!format) return std::nullopt;
+  ConvParams p = conv_params(node, to_shape(x->shape), node.weight->shape());
+  p.spatial_rank = 2;
+  for (Shape* dims : {&p.in_spatial, &p.kernel, &p.out_spatial}) dims->insert(dims->begin(), 1);
+  for (std::vector<int64_t>* v : {&p.strides, &p.dilations}) v->insert(v->begin(), 1);
+  for (std::vector<int64_t>* v : {&p.pads_begin, &p.pads_end}) v->insert(v->begin(), 0);
+  return HalideConv{conv_workload(p, format.value(), weight->block_size, node.has_input(1)), weight};
+}
+
 }  // namespace tetra

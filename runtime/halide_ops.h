@@ -79,6 +79,10 @@ struct HalideConv {
   std::shared_ptr<const QuantizedWeight> weight;  // [M, C / group, KH, KW]
 };
 std::optional<HalideConv> halide_conv_of(const Node& node, const Graph& graph);
+// The same, and a 1-D conv as the 2-D conv of height 1 it is (its weight [M, C / group, K] seen as
+// [M, C / group, 1, K], the same bytes), for kernels that take 2-D convs only: the GPU's. (The CPU runs
+// 1-D convs as im2col + GEMM.)
+std::optional<HalideConv> halide_conv_as_2d(const Node& node, const Graph& graph);
 
 // The conv weight [M, C, k...] as a GEMM weight [M, k...*C] (trans_b), still 4-bit; nullopt when its
 // quantization grid does not map onto that matrix.

@@ -154,12 +154,12 @@ std::string movement_model(const std::string& dir, std::mt19937& gen) {
   return b.save(dir + "/gpu_movement.onnx");
 }
 
-// Pads of every mode (and a crop), Where of a constant condition, a Cast to float, and Gathers of uneven
-// and of 2-D indices.
+// Pads of every mode (and a crop), Where of a constant condition, a Cast to float, Gathers of uneven and
+// of 2-D indices, and int4 1-D convs (dense with a stride, depthwise with a dilation).
 std::string padding_model(const std::string& dir, std::mt19937& gen) {
   ModelBuilder b(18, "gpu_padding");
   b.input("x", DType::Float32, {2, 3, 4, 5});
-  for (const char* out : {"padded", "edged", "reflected", "chosen", "averaged", "picked", "picked2d"})
+  for (const char* out : {"padded", "edged", "reflected", "chosen", "averaged", "picked", "picked2d", "conv1d"})
     b.output(out, DType::Float32);
   auto ints = [](const std::vector<int64_t>& v, const Shape& shape) {
     Tensor t(DType::Int64, shape);
@@ -188,6 +188,19 @@ std::string padding_model(const std::string& dir, std::mt19937& gen) {
   b.node("Gather", {"x", "uneven"}, {"picked"}, {{"axis", int64_t(3)}});
   b.initializer("square", ints({2, 0, 1, 2}, {2, 2}));
   b.node("Gather", {"x", "square"}, {"picked2d"}, {{"axis", int64_t(1)}});
+  b.initializer("rows", ints({2, 3, 20}, {3}));
+  b.node("Reshape", {"x", "rows"}, {"seq"});
+  b.initializer("c1_w", random_tensor(DType::Int4, {6, 3, 3}, -8, 7));
+  b.initializer("c1_s", uniform(gen, {6}, 0.05f, 0.2f));
+  b.node("DequantizeLinear", {"c1_w", "c1_s"}, {"c1_f"}, {{"axis", 0}});
+  b.node("Conv", {"seq", "c1_f"}, {"c1"}, {{"pads", std::vector<int64_t>{1, 1}}, {"strides", std::vector<int64_t>{2}}});
+  b.initializer("dw_w", random_tensor(DType::Int4, {6, 1, 3}, -8, 7));
+  b.initializer("dw_s", uniform(gen, {6}, 0.05f, 0.2f));
+  b.node("DequantizeLinear", {"dw_w", "dw_s"}, {"dw_f"}, {{"axis", 0}});
+  b.initializer("dw_b", uniform(gen, {6}, -0.5f, 0.5f));
+  b.node("Conv", {"c1", "dw_f", "dw_b"}, {"dw"},
+         {{"group", int64_t(6)}, {"pads", std::vector<int64_t>{2, 2}}, {"dilations", std::vector<int64_t>{2}}});
+  b.node("Relu", {"dw"}, {"conv1d"});
   return b.save(dir + "/gpu_padding.onnx");
 }
 
@@ -317,7 +330,7 @@ TEST_CASE("Data movement, ConvTranspose and squeeze-excite convs match the refer
     CHECK(kinds.find(kind) != std::string::npos);
 }
 
-TEST_CASE("Pads, Where, Cast and Gathers of any indices match the reference on the OpenCL device",
+TEST_CASE("Pads, Where, Cast, Gathers of any indices and 1-D convs match the reference on the OpenCL device",
           "[gpu_model][opencl]") {
   if (!opencl_runs_here("the GPU model tests")) return;
   const uint32_t seed = fresh_seed();
@@ -328,8 +341,8 @@ TEST_CASE("Pads, Where, Cast and Gathers of any indices match the reference on t
   check_outputs(r);
   std::string kinds;
   for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
-  for (const char* kind :
-       {"gpu pad constant", "gpu pad edge", "gpu pad reflect", "gpu elementwise Where", "gpu gather (index table)"})
+  for (const char* kind : {"gpu pad constant", "gpu pad edge", "gpu pad reflect", "gpu elementwise Where",
+                           "gpu gather (index table)", "gpu_int4_conv"})
     CHECK(kinds.find(kind) != std::string::npos);
 }
 

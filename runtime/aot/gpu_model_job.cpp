@@ -342,9 +342,10 @@ void add_rows(JobBuilder& b, const Node& node) {
   b.set_value(node.outputs[0], y);
 }
 
-// A direct 2-D conv on the GPU conv template, then its epilogue on elementwise kernels.
+// A direct 2-D conv (a 1-D one as 2-D of height 1) on the GPU conv template, then its epilogue on
+// elementwise kernels.
 void add_qconv(JobBuilder& b, const Node& node) {
-  std::optional<HalideConv> conv = halide_conv_of(node, b.graph_);
+  std::optional<HalideConv> conv = halide_conv_as_2d(node, b.graph_);
   if (!conv) {
     // A 1x1 conv of 1x1 planes (squeeze-excite's, after a global pool) is a GEMM of the planes as they lie.
     const Shape x = shape_of(b.graph_, node.input(0));
@@ -354,8 +355,8 @@ void add_qconv(JobBuilder& b, const Node& node) {
   }
   check(conv.has_value(), ErrorKind::Unsupported,
         node.label() +
-            ": only 2-D convs with more than one output position, and 1x1 convs of 1x1 planes, have a "
-            "GPU kernel yet");
+            ": only 1-D and 2-D convs with more than one output position, and 1x1 convs of 1x1 planes, "
+            "have a GPU kernel yet");
   dsl::QConvWorkload wl = conv->workload;
   wl.epilogue = {};  // applied by the elementwise kernels after it
   ScheduleChoice choice;
