@@ -209,7 +209,8 @@ std::string padding_model(const std::string& dir, std::mt19937& gen) {
 std::string attention_model(const std::string& dir) {
   ModelBuilder b(17, "gpu_attention");
   b.input("x", DType::Float32, {2, 5, 8});
-  for (const char* out : {"attended", "scores", "picked", "every_other", "mean", "top"}) b.output(out, DType::Float32);
+  for (const char* out : {"attended", "scores", "picked", "every_other", "mean", "top", "shared", "crossed"})
+    b.output(out, DType::Float32);
   b.node("Transpose", {"x"}, {"xt"}, {{"perm", std::vector<int64_t>{0, 2, 1}}});
   b.node("MatMul", {"x", "xt"}, {"s"});
   b.node("Softmax", {"s"}, {"p"}, {{"axis", int64_t(-1)}});
@@ -224,6 +225,22 @@ std::string attention_model(const std::string& dir) {
   b.node("Gather", {"x", "run"}, {"every_other"}, {{"axis", int64_t(1)}});
   b.node("ReduceMean", {"x"}, {"mean"}, {{"axes", std::vector<int64_t>{1}}});
   b.node("ReduceMax", {"x"}, {"top"}, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", int64_t(0)}});
+  // Broadcast batch dims: a 2-D activation against every batch, and [2, 1] against [1, 2].
+  Tensor first(DType::Int64, {});
+  b.initializer("first", first);
+  b.node("Gather", {"x", "first"}, {"x0"}, {{"axis", int64_t(0)}});  // [5, 8]
+  b.node("Transpose", {"x0"}, {"x0t"});                              // [8, 5]
+  b.node("MatMul", {"x", "x0t"}, {"shared"});                        // [2, 5, 5]
+  auto shape = [](const std::vector<int64_t>& v) {
+    Tensor t(DType::Int64, {int64_t(v.size())});
+    for (size_t i = 0; i < v.size(); ++i) t.mutable_data<int64_t>()[i] = v[i];
+    return t;
+  };
+  b.initializer("rows_shape", shape({2, 1, 5, 8}));
+  b.initializer("cols_shape", shape({1, 2, 8, 5}));
+  b.node("Reshape", {"x", "rows_shape"}, {"x_rows"});
+  b.node("Reshape", {"x", "cols_shape"}, {"x_cols"});
+  b.node("MatMul", {"x_rows", "x_cols"}, {"crossed"});  // [2, 2, 5, 5]
   return b.save(dir + "/gpu_attention.onnx");
 }
 
@@ -358,7 +375,7 @@ TEST_CASE("Attention, activation MatMuls, Gathers and reductions match the refer
   std::string kinds;
   for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
   for (const char* kind : {"gpu attention scores", "gpu attention softmax", "gpu attention output", "gpu batch matmul",
-                           "gpu gather", "gpu reduce mean", "gpu reduce max"})
+                           "gpu gather", "gpu reduce mean", "gpu reduce max", "gpu elementwise Clip:"})
     CHECK(kinds.find(kind) != std::string::npos);
 }
 

@@ -174,13 +174,16 @@ T value_or_fail(dsl::Result<T> r, const std::string& node) {
 
 // An elementwise kernel of `key` over `operands` (values with these shapes, and their storages) into a new
 // storage, which it returns with the output's shape.
+// `broadcast_to` joins the operands' shapes in the broadcast without an operand of its own.
 std::string elementwise(JobBuilder& b, const std::string& node, const std::string& key,
                         const std::vector<float>& floats, const std::vector<std::string>& operands,
-                        const std::vector<Shape>& shapes, Shape* out_shape) {
+                        const std::vector<Shape>& shapes, Shape* out_shape, const Shape& broadcast_to = {}) {
+  std::vector<Shape> all = shapes;
+  all.push_back(broadcast_to);
   size_t rank = 0;
-  for (const Shape& s : shapes) rank = std::max(rank, s.size());
+  for (const Shape& s : all) rank = std::max(rank, s.size());
   Shape out(rank, 1);
-  for (const Shape& s : shapes)
+  for (const Shape& s : all)
     for (size_t d = 0; d < s.size(); ++d) {
       int64_t& o = out[rank - s.size() + d];
       check(s[d] == o || s[d] == 1 || o == 1, ErrorKind::Invalid, node + ": operands do not broadcast");
@@ -753,23 +756,41 @@ std::string batch_matmul(JobBuilder& b, const std::string& node, const std::stri
 }
 
 // The batch size of [..., X, Y] shapes whose batch dims must agree.
-int64_t batch_of(const Node& node, const std::vector<Shape>& shapes) {
-  const size_t rank = shapes[0].size();
-  int64_t batch = 1;
+// The matrices of a batched product with their batch dims broadcast (numpy's rules): an operand whose
+// batch dims are not the broadcast ones is copied out to them first. Returns the number of matrices; the
+// storages in `operands` become those of equal batches.
+int64_t broadcast_batches(JobBuilder& b, const Node& node, std::vector<std::string>& operands,
+                          const std::vector<Shape>& shapes) {
+  size_t rank = 0;
+  for (const Shape& s : shapes) {
+    check(s.size() >= 2, ErrorKind::Unsupported, node.label() + ": a 1-D matmul operand has no GPU kernel yet");
+    rank = std::max(rank, s.size());
+  }
+  Shape batch(rank - 2, 1);
   for (const Shape& s : shapes)
-    check(s.size() == rank && rank >= 2 && std::equal(s.begin(), s.end() - 2, shapes[0].begin()),
-          ErrorKind::Unsupported, node.label() + ": broadcast batch dims have no GPU kernel yet");
-  for (size_t d = 0; d + 2 < rank; ++d) batch *= shapes[0][d];
-  return batch;
+    for (size_t d = 0; d + 2 < s.size(); ++d) {
+      int64_t& o = batch[batch.size() - (s.size() - 2) + d];
+      check(s[d] == o || s[d] == 1 || o == 1, ErrorKind::Invalid, node.label() + ": batch dims do not broadcast");
+      if (s[d] != 1) o = s[d];
+    }
+  for (size_t k = 0; k < shapes.size(); ++k) {
+    Shape full = batch;
+    full.insert(full.end(), shapes[k].end() - 2, shapes[k].end());
+    if (full == shapes[k]) continue;
+    Shape shape;
+    operands[k] =
+        elementwise(b, node.label() + " (batch broadcast)", "Clip:", {}, {operands[k]}, {shapes[k]}, &shape, full);
+  }
+  return num_elements(batch);
 }
 
 // MatMul of two activations.
 void add_matmul(JobBuilder& b, const Node& node) {
   const Shape a = shape_of(b.graph_, node.input(0)), w = shape_of(b.graph_, node.input(1));
-  const int64_t batch = batch_of(node, {a, w});
+  std::vector<std::string> operands = {b.storage_of(node.input(0)), b.storage_of(node.input(1))};
+  const int64_t batch = broadcast_batches(b, node, operands, {a, w});
   const int64_t M = a[a.size() - 2], K = a.back(), N = w.back();
-  std::string y = batch_matmul(b, node.label(), b.storage_of(node.input(0)), b.storage_of(node.input(1)), batch, M, K,
-                               N, "gpu batch matmul");
+  std::string y = batch_matmul(b, node.label(), operands[0], operands[1], batch, M, K, N, "gpu batch matmul");
   b.set_value(node.outputs[0], epilogue(b, node, 0, y, shape_of(b.graph_, node.outputs[0])));
 }
 
@@ -777,17 +798,19 @@ void add_matmul(JobBuilder& b, const Node& node) {
 void add_attention(JobBuilder& b, const Node& node) {
   const Shape a = shape_of(b.graph_, node.input(0)), k = shape_of(b.graph_, node.input(1)),
               v = shape_of(b.graph_, node.input(2));
-  const int64_t batch = batch_of(node, {a, k, v});
+  std::vector<std::string> operands = {b.storage_of(node.input(0)), b.storage_of(node.input(1)),
+                                       b.storage_of(node.input(2))};
+  const int64_t batch = broadcast_batches(b, node, operands, {a, k, v});
   const int64_t M = a[a.size() - 2], K = a.back(), N = k.back(), D = v.back();
-  const std::string scores = batch_matmul(b, node.label(), b.storage_of(node.input(0)), b.storage_of(node.input(1)),
-                                          batch, M, K, N, "gpu attention scores (batch matmul)");
+  const std::string scores =
+      batch_matmul(b, node.label(), operands[0], operands[1], batch, M, K, N, "gpu attention scores (batch matmul)");
   GpuKernels softmax = value_or_fail(
       schedules::lower_gpu_rows(schedules::GpuRowOp::Softmax, false, b.target_, b.kernel_name()), node.label());
   const std::string p = b.new_storage(batch * M * N);
   b.add(node.label(), "gpu attention softmax", softmax,
         {{"x", b.view(scores, {N, M * batch})}, {"out", b.view(p, {N, M * batch})}}, nlohmann::json::object());
-  const std::string y = batch_matmul(b, node.label(), p, b.storage_of(node.input(2)), batch, M, N, D,
-                                     "gpu attention output (batch matmul)");
+  const std::string y =
+      batch_matmul(b, node.label(), p, operands[2], batch, M, N, D, "gpu attention output (batch matmul)");
   b.set_value(node.outputs[0], epilogue(b, node, 0, y, shape_of(b.graph_, node.outputs[0])));
 }
 
