@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -18,6 +19,7 @@
 #include "runtime/reference_evaluator.h"
 #include "runtime/tensor_io.h"
 #include "tests/test_support.h"
+#include "tools/model_builder.h"
 
 namespace fs = std::filesystem;
 using namespace tetra;
@@ -336,6 +338,37 @@ TEST_CASE("a library for several GPUs and the CPU runs on the first GPU present,
     CHECK_THAT(stderr_text(), Catch::Contains("device: cpu") && Catch::Contains("not on a GPU: opencl: "));
     CHECK(compare_tensors(got, on_cpu, 0, 0) == "");
   }
+}
+
+TEST_CASE("a library's GPU instance agrees with its CPU instance, float16 values included", "[aot][gpu]") {
+  if (!opencl_runs_here("the library's OpenCL job")) return;
+  std::string dir = temp_dir("aot_gpu_half");
+  const uint32_t seed = std::random_device{}();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  auto half = [&](const Shape& shape, float lo, float hi) {
+    Tensor t(DType::Float16, shape);
+    std::uniform_real_distribution<float> u(lo, hi);
+    for (int64_t i = 0; i < t.size(); ++i) t.set(i, half_to_float(float_to_half(u(gen))));
+    return t;
+  };
+  ModelBuilder b(17, "half");
+  b.input("x", DType::Float16, {4, 32});
+  b.output("probs", DType::Float16);
+  b.initializer("w", half({32, 16}, -0.3f, 0.3f));
+  b.initializer("bias", half({16}, -0.5f, 0.5f));
+  b.node("MatMul", {"x", "w"}, {"h"});
+  b.node("Add", {"h", "bias"}, {"hb"});
+  b.node("Sigmoid", {"hb"}, {"s"});
+  b.node("Softmax", {"s"}, {"probs"}, {{"axis", int64_t(-1)}});
+  std::string model = b.save(dir + "/half.onnx");
+  compile(model, dir + "/lib", "--name thalf --target opencl,host");
+  std::string check = build_program(source_dir() + "/tests/aot", dir + "/lib", "thalf", dir + "/api", "device_check");
+  std::string out;
+  int rc = run_command(check + " 2e-3", &out);  // float16 outputs: a few of its ulps
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK_THAT(out, Catch::Contains("device_check: opencl"));
 }
 
 TEST_CASE("tetra compile refuses what it cannot build, naming the cause, and writes nothing", "[aot][errors]") {

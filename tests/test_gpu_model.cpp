@@ -34,6 +34,12 @@ Tensor uniform(std::mt19937& gen, const Shape& shape, float lo, float hi) {
   return t;
 }
 
+Tensor as_half(const Tensor& t) {
+  Tensor half(DType::Float16, t.shape());
+  for (int64_t i = 0; i < t.size(); ++i) half.set(i, t.get(i));
+  return half;
+}
+
 struct GpuRunResult {
   GpuModelJob job;
   TensorMap outputs, expected;
@@ -204,6 +210,26 @@ std::string padding_model(const std::string& dir, std::mt19937& gen) {
   return b.save(dir + "/gpu_padding.onnx");
 }
 
+// A float16 model: a float16 input, weights and bias, a MatMul, a layer norm, a softmax, and Casts both ways.
+std::string half_model(const std::string& dir, std::mt19937& gen) {
+  ModelBuilder b(17, "gpu_half");
+  b.input("x", DType::Float16, {3, 16});
+  b.output("probs", DType::Float16);
+  b.output("wide", DType::Float32);
+  b.initializer("w", as_half(uniform(gen, {16, 8}, -0.5f, 0.5f)));
+  b.initializer("bias", as_half(uniform(gen, {8}, -0.5f, 0.5f)));
+  b.initializer("gamma", as_half(uniform(gen, {8}, 0.5f, 1.5f)));
+  b.node("MatMul", {"x", "w"}, {"h"});
+  b.node("Add", {"h", "bias"}, {"hb"});
+  b.node("Relu", {"hb"}, {"r"});
+  b.node("LayerNormalization", {"r", "gamma"}, {"n"}, {{"axis", int64_t(-1)}});
+  b.node("Softmax", {"n"}, {"probs"}, {{"axis", int64_t(-1)}});
+  b.node("Cast", {"n"}, {"n32"}, {{"to", int64_t(1)}});
+  b.node("Cast", {"n32"}, {"n16"}, {{"to", int64_t(10)}});
+  b.node("Cast", {"n16"}, {"wide"}, {{"to", int64_t(1)}});
+  return b.save(dir + "/gpu_half.onnx");
+}
+
 // Attention written out (fused into tetra.Attention), a MatMul of two activations, Gathers of one index
 // and of a run of indices, and reductions over a middle and the last axis.
 std::string attention_model(const std::string& dir) {
@@ -361,6 +387,22 @@ TEST_CASE("Pads, Where, Cast, Gathers of any indices and 1-D convs match the ref
   for (const char* kind : {"gpu pad constant", "gpu pad edge", "gpu pad reflect", "gpu elementwise Where",
                            "gpu gather (index table)", "gpu_int4_conv"})
     CHECK(kinds.find(kind) != std::string::npos);
+}
+
+TEST_CASE("A float16 model runs on the OpenCL device as float32 and matches the reference", "[gpu_model][opencl]") {
+  if (!opencl_runs_here("the GPU model tests")) return;
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  const std::string model = half_model(temp_dir("gpu_model_half"), gen);
+  GpuRunResult r = run_model_on_opencl(model, {{"x", as_half(uniform(gen, {3, 16}, -2, 2))}});
+  CHECK(r.outputs.at("probs").dtype() == DType::Float16);
+  CHECK(r.outputs.at("wide").dtype() == DType::Float32);
+  // The reference rounds every step to float16; the device rounds once, at the end.
+  for (const auto& [name, want] : r.expected) {
+    INFO("output " << name);
+    CHECK(compare_tensors(r.outputs.at(name), want, 4e-3, 4e-3) == "");
+  }
 }
 
 TEST_CASE("Attention, activation MatMuls, Gathers and reductions match the reference on the OpenCL device",

@@ -383,6 +383,9 @@ int bind(tetra_aot_instance* m, int outputs, int index, int dtype, const int64_t
   if (on_device && !m->gpu)
     return failed(TETRA_AOT_INVALID_ARGUMENT,
                   label + ": the instance runs on the cpu, which has no device memory: bind host memory");
+  if (on_device && v->dtype != DType::Float32)
+    return failed(TETRA_AOT_INVALID_ARGUMENT,
+                  label + ": the GPU holds it as float32, not " + dtype_name(v->dtype) + ": bind host memory");
   if (m->gpu) {
     const std::string& buffer = (outputs ? m->gpu->output_buffers : m->gpu->input_buffers)[size_t(index)];
     std::vector<bool>& on = outputs ? m->output_on_device : m->input_on_device;
@@ -405,18 +408,30 @@ int run_on_gpu(tetra_aot_instance* m) {
   auto fault = [&](const dsl::Status& st) {
     return failed(TETRA_AOT_RUN_FAILED, "run on " + m->device + ": " + st.failure().describe());
   };
-  for (size_t i = 0; i < m->inputs.size(); ++i)
-    if (!m->input_on_device[i])
-      if (dsl::Status st = g.device->write(g.input_buffers[i], m->inputs[i], g.job.buffer_bytes.at(g.input_buffers[i]));
-          !st)
-        return fault(st);
+  // Float16 values are float32 on the device: converted on the way in and out.
+  std::vector<float> staging;
+  for (size_t i = 0; i < m->inputs.size(); ++i) {
+    if (m->input_on_device[i]) continue;
+    const int64_t bytes = g.job.buffer_bytes.at(g.input_buffers[i]);
+    const void* data = m->inputs[i];
+    if (m->graph->inputs[i].dtype == DType::Float16) {
+      staging.resize(size_t(bytes / 4));
+      for (size_t k = 0; k < staging.size(); ++k) staging[k] = half_to_float(static_cast<const uint16_t*>(data)[k]);
+      data = staging.data();
+    }
+    if (dsl::Status st = g.device->write(g.input_buffers[i], data, bytes); !st) return fault(st);
+  }
   if (dsl::Status st = g.job.enqueue(*g.device); !st) return fault(st);
-  for (size_t i = 0; i < m->outputs.size(); ++i)
-    if (!m->output_on_device[i])
-      if (dsl::Status st =
-              g.device->read(g.output_buffers[i], m->outputs[i], g.job.buffer_bytes.at(g.output_buffers[i]));
-          !st)
-        return fault(st);
+  for (size_t i = 0; i < m->outputs.size(); ++i) {
+    if (m->output_on_device[i]) continue;
+    const int64_t bytes = g.job.buffer_bytes.at(g.output_buffers[i]);
+    const bool half = m->graph->outputs[i].dtype == DType::Float16;
+    if (half) staging.resize(size_t(bytes / 4));
+    if (dsl::Status st = g.device->read(g.output_buffers[i], half ? staging.data() : m->outputs[i], bytes); !st)
+      return fault(st);
+    if (half)
+      for (size_t k = 0; k < staging.size(); ++k) static_cast<uint16_t*>(m->outputs[i])[k] = float_to_half(staging[k]);
+  }
   if (dsl::Status st = g.device->finish(); !st) return fault(st);  // device outputs are written on return
   return TETRA_AOT_OK;
 }

@@ -31,6 +31,13 @@ using schedules::GpuKernels;
 // Ops that only rename memory: their output is a view of their first input.
 const std::set<std::string> kViewOps = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"};
 
+Tensor as_float32(const Tensor& t) {
+  if (t.dtype() == DType::Float32) return t;
+  Tensor f32(DType::Float32, t.shape());
+  for (int64_t i = 0; i < t.size(); ++i) f32.set(i, t.get(i));
+  return f32;
+}
+
 std::vector<int64_t> innermost_first(const Shape& shape) {
   std::vector<int64_t> e(shape.rbegin(), shape.rend());
   if (e.empty()) e.push_back(1);
@@ -69,12 +76,14 @@ class JobBuilder {
     buffers_[name] = {{"type", "f32"}, {"extents", {count}}};
     return name;
   }
+  // Float16 values are held as float32 on the device: at least fp16's precision, and one set of kernels.
   std::string float_storage(const std::string& value, const Tensor& t) {
-    check(
-        t.dtype() == DType::Float32, ErrorKind::Unsupported,
-        "value '" + value + "' is " + dtype_name(t.dtype()) + ": the GPU path takes float32 activations and constants");
+    check(t.dtype() == DType::Float32 || t.dtype() == DType::Float16, ErrorKind::Unsupported,
+          "value '" + value + "' is " + dtype_name(t.dtype()) +
+              ": the GPU path takes float32 and float16 activations and constants");
     const std::string name = new_storage(t.size());
-    write(name, t.bytes(), size_t(t.size()) * 4);
+    const Tensor f32 = as_float32(t);
+    write(name, f32.bytes(), size_t(f32.size()) * 4);
     return name;
   }
   // A storage holding a packed weight buffer as it is (dense from 0).
@@ -830,9 +839,12 @@ void add_node(JobBuilder& b, const Node& node) {
     if (node.op_type == "Gather") return add_gather(b, node);
     if (node.op_type == "Pad") return add_pad(b, node);
     if (node.op_type == "Where") return add_where(b, node);
-    if (node.op_type == "Cast") {  // values on the GPU are float32: a Cast to float32 is a view
-      check(node.attr_int("to", 0) == int64_t(DType::Float32), ErrorKind::Unsupported,
-            node.label() + ": a Cast to another type than float32 has no GPU kernel (the GPU path holds float32)");
+    if (node.op_type == "Cast") {  // values on the GPU are float32: a Cast between float types is a view
+      const int64_t to = node.attr_int("to", 0);
+      check(to == int64_t(DType::Float32) || to == int64_t(DType::Float16), ErrorKind::Unsupported,
+            node.label() +
+                ": a Cast to another type than float32 or float16 has no GPU kernel (the GPU path holds "
+                "float values)");
       b.set_value(node.outputs[0], b.storage_of(node.input(0)));
       return;
     }
@@ -926,7 +938,14 @@ dsl::Result<std::map<std::string, Tensor>> read_gpu_model_outputs(const Graph& g
     std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (int64_t(bytes.size()) != num_elements(*shape) * 4)
       return Failure{FailureKind::Run, path.string(), "does not hold output '" + name + "'"};
-    outputs[name] = Tensor(DType::Float32, *shape, std::move(bytes));
+    Tensor value(DType::Float32, *shape, std::move(bytes));
+    const ValueInfo* info = graph.find_value(name);
+    if (info && info->dtype == DType::Float16) {  // held as float32 on the device, rounded once at the end
+      Tensor half(DType::Float16, *shape);
+      for (int64_t k = 0; k < value.size(); ++k) half.set(k, value.get(k));
+      value = std::move(half);
+    }
+    outputs[name] = std::move(value);
   }
   return outputs;
 }
