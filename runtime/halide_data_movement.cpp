@@ -163,6 +163,16 @@ CopyPlan plan_transpose(const Node& node, const std::vector<Tensor>& in, const O
   return plan;
 }
 
+// Expand: the input read with stride 0 along its broadcast dims.
+CopyPlan plan_expand(const Node& node, const std::vector<Tensor>& in, const OutputPlaces& places) {
+  const Tensor& x = input_required(node, in, 0);
+  const Shape out = broadcast_shapes(node, x.shape(), input_required(node, in, 1).to_ints());
+  CopyPlan plan{{places.make(0, x.dtype(), out)}, {}};
+  plan.copies.push_back(
+      {x.bytes(), plan.outputs[0].mutable_bytes(), out, broadcast_strides(x.shape(), out), strides_of(out)});
+  return plan;
+}
+
 CopyPlan plan_slice(const Node& node, const std::vector<Tensor>& in, const OutputPlaces& places) {
   const Tensor& x = input_required(node, in, 0);
   std::vector<SliceRange> ranges = slice_ranges(node, in);
@@ -504,9 +514,9 @@ bool tiny_integer(const Node& node, const Graph& graph, DType t) {
 
 bool is_data_movement(const std::string& op) {
   static const std::set<std::string> ops = {
-      "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",     "Concat",    "Split",
-      "Gather",  "Where",   "Resize",  "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "Pad", "Shape",    "Constant", "ConstantOfShape",
-      "Cast",    "CastLike", "Equal"};
+      "Reshape", "Flatten", "Squeeze",  "Unsqueeze",       "Transpose", "Slice",      "Concat",    "Split",
+      "Gather",  "Where",   "Expand",   "Resize",          "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+      "Pad",     "Shape",   "Constant", "ConstantOfShape", "Cast",      "CastLike",   "Equal"};
   return ops.count(op) > 0;
 }
 
@@ -546,6 +556,7 @@ std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, c
   if (bits % 8 != 0) return decline(why_not, "packed " + dtype_name(t) + " tensors run on the reference kernel");
   if (op == "Transpose") return std::make_unique<CopyKernel>(node, source, bits, plan_transpose);
   if (op == "Slice") return std::make_unique<CopyKernel>(node, source, bits, plan_slice);
+  if (op == "Expand") return std::make_unique<CopyKernel>(node, source, bits, plan_expand);
   if (op == "Concat") return std::make_unique<CopyKernel>(node, source, bits, plan_concat);
   if (op == "Split") return std::make_unique<CopyKernel>(node, source, bits, plan_split);
   if (op == "Pad") {

@@ -161,11 +161,12 @@ std::string movement_model(const std::string& dir, std::mt19937& gen) {
 }
 
 // Pads of every mode (and a crop), Where of a constant condition, a Cast to float, Gathers of uneven and
-// of 2-D indices, and int4 1-D convs (dense with a stride, depthwise with a dilation).
+// of 2-D indices, int4 1-D convs (dense with a stride, depthwise with a dilation), and an Expand.
 std::string padding_model(const std::string& dir, std::mt19937& gen) {
   ModelBuilder b(18, "gpu_padding");
   b.input("x", DType::Float32, {2, 3, 4, 5});
-  for (const char* out : {"padded", "edged", "reflected", "chosen", "averaged", "picked", "picked2d", "conv1d"})
+  for (const char* out :
+       {"padded", "edged", "reflected", "chosen", "averaged", "picked", "picked2d", "conv1d", "expanded"})
     b.output(out, DType::Float32);
   auto ints = [](const std::vector<int64_t>& v, const Shape& shape) {
     Tensor t(DType::Int64, shape);
@@ -207,6 +208,8 @@ std::string padding_model(const std::string& dir, std::mt19937& gen) {
   b.node("Conv", {"c1", "dw_f", "dw_b"}, {"dw"},
          {{"group", int64_t(6)}, {"pads", std::vector<int64_t>{2, 2}}, {"dilations", std::vector<int64_t>{2}}});
   b.node("Relu", {"dw"}, {"conv1d"});
+  b.initializer("expand_to", ints({3, 2, 1, 4, 5}, {5}));
+  b.node("Expand", {"averaged", "expand_to"}, {"expanded"});  // [2, 1, 4, 5] to [3, 2, 1, 4, 5]
   return b.save(dir + "/gpu_padding.onnx");
 }
 
@@ -373,7 +376,7 @@ TEST_CASE("Data movement, ConvTranspose and squeeze-excite convs match the refer
     CHECK(kinds.find(kind) != std::string::npos);
 }
 
-TEST_CASE("Pads, Where, Cast, Gathers of any indices and 1-D convs match the reference on the OpenCL device",
+TEST_CASE("Pads, Where, Cast, Expand, Gathers of any indices and 1-D convs match the reference on OpenCL",
           "[gpu_model][opencl]") {
   if (!opencl_runs_here("the GPU model tests")) return;
   const uint32_t seed = fresh_seed();
@@ -385,7 +388,7 @@ TEST_CASE("Pads, Where, Cast, Gathers of any indices and 1-D convs match the ref
   std::string kinds;
   for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
   for (const char* kind : {"gpu pad constant", "gpu pad edge", "gpu pad reflect", "gpu elementwise Where",
-                           "gpu gather (index table)", "gpu_int4_conv"})
+                           "gpu gather (index table)", "gpu_int4_conv", "gpu elementwise Clip:"})
     CHECK(kinds.find(kind) != std::string::npos);
 }
 

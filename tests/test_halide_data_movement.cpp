@@ -167,6 +167,21 @@ TEST_CASE("Halide Where selects with broadcasting", "[halide][data_movement]") {
                         {}, 21, 1, DType::Int64));
 }
 
+TEST_CASE("Expand broadcasts both ways, on the reference and on Halide", "[halide][data_movement]") {
+  // Known values: x [3, 1] = 1, 2, 3 to [2, 1, 4]: [2, 3, 4], each row its x.
+  Outcome known =
+      run_node("Expand", {{"x", Tensor::from_doubles(DType::Float32, {3, 1}, {1, 2, 3})}, ints("s", {2, 1, 4})});
+  check_halide(known);
+  REQUIRE(known.reference[0].shape() == Shape{2, 3, 4});
+  for (int64_t k = 0; k < 24; ++k) CHECK(known.reference[0].get(k) == double(k / 4 % 3 + 1));
+  // A 1 in the shape keeps x's dim; a shape of lower rank; other element types.
+  check_halide(run_node("Expand", {input("x", {2, 1, 5}), ints("s", {3, 1, 4, 1})}));
+  check_halide(run_node("Expand", {input("x", {4, 6}), ints("s", {6})}));
+  check_halide(run_node("Expand", {input("x", {1, 7}, DType::Float16), ints("s", {5, 1})}));
+  check_halide(run_node("Expand", {input("x", {3, 1}, DType::Int64), ints("s", {3, 40})}));
+  CHECK_THROWS_WITH(run_node("Expand", {input("x", {3, 2}), ints("s", {4, 4})}), Catch::Contains("Expand"));
+}
+
 TEST_CASE("Halide Resize matches every nearest mode and coordinate transform", "[halide][data_movement]") {
   In x = input("x", {2, 3, 5, 7});
   const std::vector<std::string> transforms = {"half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",

@@ -838,6 +838,13 @@ void add_node(JobBuilder& b, const Node& node) {
     if (node.op_type == "ConvTranspose") return add_conv_transpose(b, node);
     if (node.op_type == "Gather") return add_gather(b, node);
     if (node.op_type == "Pad") return add_pad(b, node);
+    if (node.op_type == "Expand") {  // a broadcast copy
+      Shape shape;
+      b.set_value(node.outputs[0],
+                  elementwise(b, node.label(), "Clip:", {}, {b.storage_of(node.input(0))},
+                              {shape_of(b.graph_, node.input(0))}, &shape, shape_of(b.graph_, node.outputs[0])));
+      return;
+    }
     if (node.op_type == "Where") return add_where(b, node);
     if (node.op_type == "Cast") {  // values on the GPU are float32: a Cast between float types is a view
       const int64_t to = node.attr_int("to", 0);

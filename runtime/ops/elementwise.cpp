@@ -336,6 +336,24 @@ std::vector<Tensor> where_compute(const Node& node, const std::vector<Tensor>& i
   return {out};
 }
 
+// Expand (opset 8): x broadcast with a shape given as an int64 input, in both directions as numpy does
+// (a dim of 1 in the shape keeps x's dim).
+std::vector<ValueInfo> expand_infer(const InferContext& ctx) {
+  const ValueInfo& x = ctx.input(0);
+  const Tensor* shape = ctx.constant(1);
+  if (!shape || !x.has_shape) return {unknown_rank(x.dtype)};
+  return {make_info(x.dtype, broadcast_shapes(ctx.node, x.shape, to_symbolic(shape->to_ints())))};
+}
+
+std::vector<Tensor> expand_compute(const Node& node, const std::vector<Tensor>& in) {
+  const Tensor& x = input(node, in, 0);
+  const Shape out_shape = broadcast_shapes(node, x.shape(), input(node, in, 1).to_ints());
+  Tensor out(x.dtype(), out_shape);
+  const std::vector<int64_t> from = broadcast_index_map(x.shape(), out_shape);
+  for (int64_t k = 0; k < out.size(); ++k) copy_element(x, from[size_t(k)], out, k);
+  return {out};
+}
+
 // Clip's bounds: float attributes 'min'/'max' before opset 11, optional scalar inputs 1 and 2 from
 // opset 11 on (any numeric type from 12). min(max(x, lo), hi) gives `hi` everywhere when lo > hi, as
 // the spec asks, and keeps NaN.
@@ -455,6 +473,7 @@ void register_elementwise_ops(OpRegistry& r) {
   register_binary(r);
   register_cast(r);
   r.add({"", "Where", where_infer, where_compute});
+  r.add({"", "Expand", expand_infer, expand_compute});
   r.add({"", "Clip", clip_infer, clip_compute});
   r.add({"", "Identity",
          [](const InferContext& ctx) { return std::vector<ValueInfo>{with_dtype(ctx.input(0), ctx.input(0).dtype)}; },
