@@ -69,10 +69,25 @@ TEST_CASE("tetra inspect --target hip:ARCH builds the GPU kernels and reports th
     CHECK(r["spills"] == 0);
     CHECK(r["scratch_bytes"] == 0);
     CHECK(r["waves_per_simd"].get<int>() > 0);
+    CHECK(gpu["whole_model"]["on_device"] == true);
+    CHECK(gpu["whole_model"]["launches"].get<int>() >= 1);
   }
   REQUIRE(run_command(tetra_cli() + " inspect " + model + " --target hip:gfx942 --shape x=1,20", &out) == 0);
   CHECK_THAT(out, Catch::Contains("GPU kernels for hip-gfx942"));
   CHECK_THAT(out, Catch::Contains("0 spills, wave 64, 8 waves per SIMD"));
+  CHECK_THAT(out, Catch::Contains("whole model on hip-gfx942: every node on the device"));
+  // A node with no GPU kernel: named, with why the model would not stay on the device.
+  {
+    ModelBuilder b(21, "masked");
+    b.input("x", DType::Float32, {2, 3});
+    b.output("y", DType::Float32);
+    b.initializer("zero", Tensor(DType::Float32, {}));
+    b.node("Equal", {"x", "zero"}, {"is_zero"});
+    b.node("Where", {"is_zero", "zero", "x"}, {"y"});
+    const std::string masked = b.save(dir + "/masked.onnx");
+    REQUIRE(run_command(tetra_cli() + " inspect " + masked + " --target hip:gfx942", &out) == 0);
+    CHECK_THAT(out, Catch::Contains("whole model on hip-gfx942: no: ") && Catch::Contains("Equal '"));
+  }
   // More rows than the GEMV takes: the GEMM.
   REQUIRE(run_command(tetra_cli() + " inspect " + model + " --target hip:gfx942 --shape x=64,20", &out) == 0);
   CHECK_THAT(out, Catch::Contains("\"template\":\"gpu_int4_gemm\""));

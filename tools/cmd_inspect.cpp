@@ -12,6 +12,7 @@
 #include "importer/error.h"
 #include "importer/onnx_loader.h"
 #include "runtime/aot/gpu_kernels.h"
+#include "runtime/aot/gpu_model_job.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
@@ -45,7 +46,21 @@ nlohmann::json gpu_kernels(const InspectOptions& opt, const dsl::TargetSpec& tar
   std::error_code ec;
   fs::remove_all(dir, ec);
   check(built.ok(), ErrorKind::Unsupported, target.gpu_arch + ": " + (built.ok() ? "" : built.failure().describe()));
-  return built.value().report_json();
+  nlohmann::json report = built.value().report_json();
+  // Whether the whole model stays on the device, as `tetra run --target` would run it: every node's
+  // kernels in one program, or the first node that has none.
+  std::map<std::string, Tensor> inputs;
+  for (const ValueInfo& in : graph.inputs) {
+    const ValueInfo* bound = graph.find_value(in.name);  // the input with --shape's dims
+    inputs[in.name] = Tensor(in.dtype, to_shape((bound ? *bound : in).shape));
+  }
+  dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, inputs, target, tuned ? &*tuned : nullptr, dir.string());
+  fs::remove_all(dir, ec);
+  report["whole_model"] = job.ok() ? nlohmann::json{{"on_device", true},
+                                                    {"launches", job.value().launches},
+                                                    {"weight_bytes", job.value().weight_bytes}}
+                                   : nlohmann::json{{"on_device", false}, {"why", job.failure().message}};
+  return report;
 }
 
 std::string value_line(const ValueInfo& v) {
@@ -155,6 +170,14 @@ void inspect(const InspectOptions& opt) {
     std::cout << "unsupported ops: " << (unsupported.empty() ? "none" : "") << "\n";
     for (const std::string& u : unsupported) std::cout << "  " << u << "\n";
     if (report.contains("gpu")) {
+      const nlohmann::json& whole = report["gpu"]["whole_model"];
+      std::cout << "whole model on " << report["gpu"]["target"].get<std::string>() << ": "
+                << (whole["on_device"].get<bool>()
+                        ? "every node on the device, " + std::to_string(whole["launches"].get<int>()) +
+                              " launches a run, " + std::to_string(whole["weight_bytes"].get<int64_t>()) +
+                              " bytes of weights uploaded once"
+                        : "no: " + whole["why"].get<std::string>())
+                << "\n";
       std::cout << "GPU kernels for " << report["gpu"]["target"].get<std::string>()
                 << " (registers, LDS, scratch and spills from the code object; waves per SIMD from them):\n";
       for (const auto& w : report["gpu"]["workloads"]) {
