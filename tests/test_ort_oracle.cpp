@@ -1,16 +1,17 @@
-// tetra's reference evaluator against ONNX Runtime on random models of every int4 weight pattern.
+// tetra's reference evaluator, its Halide backend and its GPU path (the OpenCL dialect on pocl, the
+// whole model as one device job) against ONNX Runtime on random models of every int4 weight pattern.
 // Each model must also fuse into a packed tetra.QMatMul / tetra.QConv, so the packed path is tested.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <sstream>
 
 #include "dsl/target.h"
+#include "runtime/aot/gpu_model_job.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
-#include "tools/model_builder.h"
 #include "tests/ort_oracle.h"
 #include "tests/test_support.h"
+#include "tools/model_builder.h"
 
 using namespace tetra;
 using namespace tetra::test;
@@ -30,8 +31,33 @@ Tolerance tolerance(DType dtype, int64_t reduction) {
   return {1e-4 * root, 1e-4};
 }
 
-// Saves the model, runs it through ORT and through tetra's reference and Halide backends, and
-// compares every output. The model must fuse into packed int4 nodes.
+// The model's outputs from its whole-model GPU job on pocl's OpenCL device, run by tetra-device.
+std::vector<Tensor> run_on_opencl(const std::string& path, const std::vector<Tensor>& inputs) {
+  Graph graph = load_onnx(path);
+  std::map<std::string, Shape> shapes;
+  TensorMap feeds;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    shapes[graph.inputs[i].name] = inputs[i].shape();
+    feeds[graph.inputs[i].name] = inputs[i];
+  }
+  infer_shapes(graph, shapes);
+  const std::string dir = temp_dir("ort_oracle_opencl");
+  dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, feeds, dsl::parse_target("opencl").value(), nullptr, dir);
+  INFO((job.ok() ? "" : job.failure().describe()));
+  REQUIRE(job.ok());
+  std::string out;
+  const int status = run_command(tetra_device_program() + " run " + job.value().job_file, &out);
+  INFO(out);
+  REQUIRE(status == 0);
+  dsl::Result<TensorMap> results = read_gpu_model_outputs(graph, dir);
+  REQUIRE(results.ok());
+  std::vector<Tensor> outputs;
+  for (const ValueInfo& o : graph.outputs) outputs.push_back(results.value().at(o.name));
+  return outputs;
+}
+
+// Saves the model, runs it through ORT and through tetra's reference and Halide backends and its GPU
+// path on pocl, and compares every output. The model must fuse into packed int4 nodes.
 void check_against_ort(const ModelBuilder& model, const std::vector<Tensor>& inputs, Tolerance tol,
                        const std::string& what) {
   INFO(what);
@@ -47,6 +73,14 @@ void check_against_ort(const ModelBuilder& model, const std::vector<Tensor>& inp
       CHECK(ours[i].dtype() == theirs[i].dtype());
       CHECK(compare_tensors(ours[i], theirs[i], tol.atol, tol.rtol) == "");
     }
+  }
+  if (!opencl_runs_here("the GPU path's checks against ONNX Runtime")) return;
+  INFO("tetra's GPU path: OpenCL on pocl");
+  std::vector<Tensor> on_device = run_on_opencl(path, inputs);
+  REQUIRE(theirs.size() == on_device.size());
+  for (size_t i = 0; i < theirs.size(); ++i) {
+    CHECK(on_device[i].dtype() == theirs[i].dtype());
+    CHECK(compare_tensors(on_device[i], theirs[i], tol.atol, tol.rtol) == "");
   }
 }
 

@@ -289,9 +289,22 @@ void bind_weight_and_output(JobBuilder& b, const Node& node, const Packed& packe
       if (p.is_buffer && p.write && !views.count(p.name)) views[p.name] = b.view(y, y_extents);
 }
 
+std::string copy(JobBuilder& b, const Node& node, const std::string& input, const Shape& in, const Shape& out,
+                 const std::vector<int64_t>& source, const std::vector<int64_t>& start,
+                 const std::vector<int64_t>& step, const std::string& what);
+
 void add_qmatmul(JobBuilder& b, const Node& node) {
-  std::optional<HalideGemm> gemm = halide_gemm_of(node, b.graph_);
+  // Gemm's transA: A [K, M] transposed by a copy first, then the GEMM of the node without it.
+  const bool trans_a = node.attr_flag("trans_a", false);
+  Node plain = node;
+  plain.attrs.erase("trans_a");
+  std::optional<HalideGemm> gemm = halide_gemm_of(plain, b.graph_);
   check(gemm.has_value(), ErrorKind::Unsupported, node.label() + ": its GEMM has no concrete shapes");
+  std::string a = b.storage_of(node.input(0));
+  if (trans_a) {
+    const int64_t M = gemm->workload.M, K = gemm->workload.K;
+    a = copy(b, node, a, {K, M}, {M, K}, {1, 0}, {0, 0}, {1, 1}, "gpu transpose (Gemm's transA)");
+  }
   const dsl::QMatMulWorkload& wl = gemm->workload;
   check(!wl.int8_activations, ErrorKind::Unsupported, node.label() + ": GPU kernels take float32 activations");
   ScheduleChoice choice;
@@ -304,7 +317,7 @@ void add_qmatmul(JobBuilder& b, const Node& node) {
       dsl::pack_int4_weight(*gemm->weight, gemm->trans_b, schedules::layout_of(choice.schedule)), node.label());
 
   std::map<std::string, std::string> views;
-  views["A"] = b.view(b.storage_of(node.input(0)), {wl.K, wl.M});
+  views["A"] = b.view(a, {wl.K, wl.M});
   if (wl.has_bias) views["bias"] = b.view(b.storage_of(node.input(1)), {wl.N});
   const std::string y = b.new_storage(wl.M * wl.N);
   bind_weight_and_output(b, node, packed, lowered, y, {wl.N, wl.M}, views);
