@@ -4,6 +4,7 @@
 // elementwise families, or fall back to their reference kernels, with the reason. No libHalide here:
 // the code comes from a KernelSource.
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <thread>
 
@@ -99,10 +100,14 @@ class HalideQMatMul : public NodeKernel {
                 wants_int8_activations(node), source, node.label()),
         epilogue_(node, graph, source, steps_in_kernel(node)),
         alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
-        beta_(static_cast<float>(node.attr_float("beta", 1.0))) {}
+        beta_(static_cast<float>(node.attr_float("beta", 1.0))),
+        trans_a_(node.attr_flag("trans_a", false)) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
-    const Tensor& a = inputs[0];
+    // Gemm's transA: A [K, M] laid out as [M, K] first (a copy of the activations, not of the weight).
+    Tensor transposed;
+    if (trans_a_) transposed = transpose_2d(inputs[0]);
+    const Tensor& a = trans_a_ ? transposed : inputs[0];
     int64_t K = runner_.K(), N = runner_.N();
     Shape out_shape = a.shape();
     out_shape.back() = N;
@@ -133,10 +138,23 @@ class HalideQMatMul : public NodeKernel {
   }
 
  private:
+  static Tensor transpose_2d(const Tensor& x) {
+    check(x.rank() == 2, ErrorKind::Invalid, "Gemm's A must be a matrix");
+    const int64_t rows = x.shape()[0], cols = x.shape()[1];
+    const size_t bytes = size_t(dtype_bits(x.dtype()) / 8);
+    Tensor t(x.dtype(), {cols, rows});
+    const uint8_t* from = x.bytes();
+    uint8_t* to = t.mutable_bytes();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) std::memcpy(to + (c * rows + r) * bytes, from + (r * cols + c) * bytes, bytes);
+    return t;
+  }
+
   const Node& node_;
   QMatMulRunner runner_;
   Epilogue epilogue_;
   float alpha_, beta_;
+  bool trans_a_;
 };
 
 class HalideQConv : public NodeKernel {
@@ -308,8 +326,8 @@ GemmWeight gemm_weight_of(const Node& node, const Graph& graph) {
     g.trans_b = node.attr_flag("trans_b", false);
     g.matrix = node.weight;
     int64_t N = node.weight->shape()[g.trans_b ? 0 : 1];
-    if (node.attr_flag("trans_a", false)) g.problem = "trans_a=1 has no Halide kernel";
-    else if (!float_input) g.problem = "input is not float";
+    if (!float_input)
+      g.problem = "input is not float";
     else if (!per_column_bias(node, graph, N)) g.problem = "bias is not one value per output column";
     else g.problem = format_problem(*g.matrix, g.trans_b);
     return g;

@@ -294,14 +294,10 @@ std::string copy(JobBuilder& b, const Node& node, const std::string& input, cons
                  const std::vector<int64_t>& step, const std::string& what);
 
 void add_qmatmul(JobBuilder& b, const Node& node) {
-  // Gemm's transA: A [K, M] transposed by a copy first, then the GEMM of the node without it.
-  const bool trans_a = node.attr_flag("trans_a", false);
-  Node plain = node;
-  plain.attrs.erase("trans_a");
-  std::optional<HalideGemm> gemm = halide_gemm_of(plain, b.graph_);
+  std::optional<HalideGemm> gemm = halide_gemm_of(node, b.graph_);
   check(gemm.has_value(), ErrorKind::Unsupported, node.label() + ": its GEMM has no concrete shapes");
   std::string a = b.storage_of(node.input(0));
-  if (trans_a) {
+  if (node.attr_flag("trans_a", false)) {  // Gemm's transA: A [K, M] transposed by a copy first
     const int64_t M = gemm->workload.M, K = gemm->workload.K;
     a = copy(b, node, a, {K, M}, {M, K}, {1, 0}, {0, 0}, {1, 1}, "gpu transpose (Gemm's transA)");
   }
