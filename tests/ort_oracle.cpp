@@ -1,11 +1,11 @@
 #include "tests/ort_oracle.h"
 
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 
-#include <catch2/catch.hpp>
-
+#include "dsl/target.h"
 #include "importer/error.h"
 #include "importer/onnx_loader.h"
 #include "runtime/reference_evaluator.h"
@@ -63,21 +63,42 @@ std::vector<Tensor> run_ort(const std::string& model_path, const std::vector<Ten
 
 std::vector<Tensor> run_tetra(const std::string& model_path, const std::vector<Tensor>& inputs,
                               size_t* quantized_nodes, Backend backend) {
-  Graph graph = load_onnx(model_path);
-  if (quantized_nodes) *quantized_nodes = graph.quantized_nodes().size();
-  check(graph.inputs.size() == inputs.size(), ErrorKind::Invalid,
-        model_path + " takes " + std::to_string(graph.inputs.size()) + " inputs, got " + std::to_string(inputs.size()));
-  std::map<std::string, Shape> shapes;
   TensorMap feeds;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    shapes[graph.inputs[i].name] = inputs[i].shape();
-    feeds[graph.inputs[i].name] = inputs[i];
-  }
-  infer_shapes(graph, shapes);
+  Graph graph = load_with_inputs(model_path, inputs, &feeds);
+  if (quantized_nodes) *quantized_nodes = graph.quantized_nodes().size();
   TensorMap results = Executor(graph, ExecutorOptions{backend}).run(feeds);
   std::vector<Tensor> outputs;
   for (const ValueInfo& out : graph.outputs) outputs.push_back(results.at(out.name));
   return outputs;
+}
+
+Graph load_with_inputs(const std::string& model_path, const std::vector<Tensor>& inputs, TensorMap* feeds) {
+  Graph graph = load_onnx(model_path);
+  check(graph.inputs.size() == inputs.size(), ErrorKind::Invalid,
+        model_path + " takes " + std::to_string(graph.inputs.size()) + " inputs, got " + std::to_string(inputs.size()));
+  std::map<std::string, Shape> shapes;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    shapes[graph.inputs[i].name] = inputs[i].shape();
+    (*feeds)[graph.inputs[i].name] = inputs[i];
+  }
+  infer_shapes(graph, shapes);
+  return graph;
+}
+
+TensorMap run_on_opencl(const Graph& graph, const TensorMap& feeds, GpuModelJob* job) {
+  const std::string dir = temp_dir("opencl_job");
+  dsl::Result<GpuModelJob> built = write_gpu_model_job(graph, feeds, dsl::parse_target("opencl").value(), nullptr, dir);
+  INFO((built.ok() ? "" : built.failure().describe()));
+  REQUIRE(built.ok());
+  std::string out;
+  const int status = run_command(tetra_device_program() + " run " + built.value().job_file, &out);
+  INFO(out);
+  REQUIRE(status == 0);
+  dsl::Result<TensorMap> outputs = read_gpu_model_outputs(graph, dir);
+  INFO((outputs.ok() ? "" : outputs.failure().describe()));
+  REQUIRE(outputs.ok());
+  if (job) *job = built.value();
+  return outputs.value();
 }
 
 }  // namespace tetra::test

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "importer/tensor.h"
+#include "runtime/aot/gpu_model_job.h"
 #include "runtime/executor.h"
 
 namespace tetra::test {
@@ -20,5 +21,10 @@ std::vector<Tensor> run_ort(const std::string& model_path, const std::vector<Ten
 // receives how many fused int4 nodes the loaded graph holds.
 std::vector<Tensor> run_tetra(const std::string& model_path, const std::vector<Tensor>& inputs,
                               size_t* quantized_nodes = nullptr, Backend backend = Backend::Reference);
+// The model with its inputs' shapes bound to `inputs` (by position); `feeds` receives them by name.
+Graph load_with_inputs(const std::string& model_path, const std::vector<Tensor>& inputs, TensorMap* feeds);
+// The graph run as one whole-model GPU job on pocl's OpenCL device by tetra-device (REQUIREs that it
+// builds and runs): its outputs by name. `job`, when given, receives what the job ran.
+TensorMap run_on_opencl(const Graph& graph, const TensorMap& feeds, GpuModelJob* job = nullptr);
 
 }  // namespace tetra::test

@@ -14,6 +14,7 @@
 #include "runtime/aot/gpu_model_job.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
+#include "tests/ort_oracle.h"
 #include "tests/test_support.h"
 #include "tools/model_builder.h"
 
@@ -50,18 +51,9 @@ GpuRunResult run_model_on_opencl(const std::string& model, const TensorMap& inpu
   std::map<std::string, Shape> shapes;
   for (const auto& [name, t] : inputs) shapes[name] = t.shape();
   Graph graph = load_model(model, shapes);
-  const std::string dir = temp_dir("gpu_model");
-  dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, inputs, dsl::parse_target("opencl").value(), nullptr, dir);
-  INFO((job.ok() ? "" : job.failure().describe()));
-  REQUIRE(job.ok());
-  std::string out;
-  const int status = run_command(tetra_device_program() + " run " + job.value().job_file, &out);
-  INFO(out);
-  REQUIRE(status == 0);
-  dsl::Result<TensorMap> outputs = read_gpu_model_outputs(graph, dir);
-  INFO((outputs.ok() ? "" : outputs.failure().describe()));
-  REQUIRE(outputs.ok());
-  return {job.value(), outputs.value(), run_reference(graph, inputs)};
+  GpuModelJob job;
+  TensorMap outputs = run_on_opencl(graph, inputs, &job);
+  return {job, outputs, run_reference(graph, inputs)};
 }
 
 // Every output within 1e-4 of (1 + the reference's largest magnitude): float32 sums in another order.

@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "dsl/target.h"
-#include "runtime/aot/gpu_model_job.h"
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
 #include "tests/ort_oracle.h"
@@ -31,31 +30,6 @@ Tolerance tolerance(DType dtype, int64_t reduction) {
   return {1e-4 * root, 1e-4};
 }
 
-// The model's outputs from its whole-model GPU job on pocl's OpenCL device, run by tetra-device.
-std::vector<Tensor> run_on_opencl(const std::string& path, const std::vector<Tensor>& inputs) {
-  Graph graph = load_onnx(path);
-  std::map<std::string, Shape> shapes;
-  TensorMap feeds;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    shapes[graph.inputs[i].name] = inputs[i].shape();
-    feeds[graph.inputs[i].name] = inputs[i];
-  }
-  infer_shapes(graph, shapes);
-  const std::string dir = temp_dir("ort_oracle_opencl");
-  dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, feeds, dsl::parse_target("opencl").value(), nullptr, dir);
-  INFO((job.ok() ? "" : job.failure().describe()));
-  REQUIRE(job.ok());
-  std::string out;
-  const int status = run_command(tetra_device_program() + " run " + job.value().job_file, &out);
-  INFO(out);
-  REQUIRE(status == 0);
-  dsl::Result<TensorMap> results = read_gpu_model_outputs(graph, dir);
-  REQUIRE(results.ok());
-  std::vector<Tensor> outputs;
-  for (const ValueInfo& o : graph.outputs) outputs.push_back(results.value().at(o.name));
-  return outputs;
-}
-
 // Saves the model, runs it through ORT and through tetra's reference and Halide backends and its GPU
 // path on pocl, and compares every output. The model must fuse into packed int4 nodes.
 void check_against_ort(const ModelBuilder& model, const std::vector<Tensor>& inputs, Tolerance tol,
@@ -75,29 +49,21 @@ void check_against_ort(const ModelBuilder& model, const std::vector<Tensor>& inp
     }
   }
   // Every node of it compiled: none left to the reference kernels.
-  {
-    Graph graph = load_onnx(path);
-    std::map<std::string, Shape> shapes;
-    TensorMap feeds;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      shapes[graph.inputs[i].name] = inputs[i].shape();
-      feeds[graph.inputs[i].name] = inputs[i];
-    }
-    infer_shapes(graph, shapes);
-    Executor halide(graph, ExecutorOptions{Backend::Halide});
-    halide.run(feeds);
-    for (const KernelInfo& k : halide.kernels()) {
-      INFO(k.node << ": " << k.detail);
-      CHECK(k.backend == "halide");
-    }
+  TensorMap feeds;
+  Graph graph = load_with_inputs(path, inputs, &feeds);
+  Executor halide(graph, ExecutorOptions{Backend::Halide});
+  halide.run(feeds);
+  for (const KernelInfo& k : halide.kernels()) {
+    INFO(k.node << ": " << k.detail);
+    CHECK(k.backend == "halide");
   }
   if (!opencl_runs_here("the GPU path's checks against ONNX Runtime")) return;
   INFO("tetra's GPU path: OpenCL on pocl");
-  std::vector<Tensor> on_device = run_on_opencl(path, inputs);
-  REQUIRE(theirs.size() == on_device.size());
+  TensorMap on_device = run_on_opencl(graph, feeds);
   for (size_t i = 0; i < theirs.size(); ++i) {
-    CHECK(on_device[i].dtype() == theirs[i].dtype());
-    CHECK(compare_tensors(on_device[i], theirs[i], tol.atol, tol.rtol) == "");
+    const Tensor& got = on_device.at(graph.outputs[i].name);
+    CHECK(got.dtype() == theirs[i].dtype());
+    CHECK(compare_tensors(got, theirs[i], tol.atol, tol.rtol) == "");
   }
 }
 

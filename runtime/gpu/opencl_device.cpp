@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <chrono>
+#include <filesystem>
 
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
@@ -38,6 +39,11 @@ struct OpenCLDevice::Api {
 
 dsl::Result<std::unique_ptr<OpenCLDevice>> OpenCLDevice::open() {
   auto missing = [](const std::string& why) { return dsl::Failure{dsl::FailureKind::Unsupported, "opencl", why}; };
+  // Drivers enumerate their devices through sysfs, and pocl aborts the process without it (a chroot
+  // that mounts no /sys): refused before any driver is loaded, since a model library runs in its
+  // application's process.
+  if (!std::filesystem::exists("/sys/devices/system/cpu"))
+    return missing("no /sys/devices/system/cpu: OpenCL drivers cannot enumerate devices here (is /sys mounted?)");
   std::unique_ptr<OpenCLDevice> d(new OpenCLDevice);
   d->api_ = std::make_unique<Api>();
   Api& api = *d->api_;
