@@ -166,7 +166,7 @@ CopyPlan plan_transpose(const Node& node, const std::vector<Tensor>& in, const O
 // Expand: the input read with stride 0 along its broadcast dims.
 CopyPlan plan_expand(const Node& node, const std::vector<Tensor>& in, const OutputPlaces& places) {
   const Tensor& x = input_required(node, in, 0);
-  const Shape out = broadcast_shapes(node, x.shape(), input_required(node, in, 1).to_ints());
+  const Shape out = broadcast_shapes(node, x.shape(), expand_dims(node, input_required(node, in, 1)));
   CopyPlan plan{{places.make(0, x.dtype(), out)}, {}};
   plan.copies.push_back(
       {x.bytes(), plan.outputs[0].mutable_bytes(), out, broadcast_strides(x.shape(), out), strides_of(out)});

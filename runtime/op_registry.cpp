@@ -48,8 +48,8 @@ const ArityTable& arity_table() {
          "Reciprocal", "Neg", "Abs", "Identity", "Cast", "Softmax", "Transpose", "Flatten", "Shape",
          "ConstantOfShape", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"},
         1, 1);
-    set({"Add", "Sub", "Mul", "Div", "Pow", "Equal", "CastLike", "MatMul", "Reshape", "Squeeze", "Unsqueeze",
-         "Gather", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin"},
+    set({"Add", "Sub", "Mul", "Div", "Pow", "Equal", "CastLike", "MatMul", "Reshape", "Squeeze", "Unsqueeze", "Gather",
+         "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "Expand"},
         2, 1);
     set({"Where", "Clip", "Gemm", "Conv", "ConvTranspose", "QuantizeLinear", "DequantizeLinear"}, 3, 1);
     set({"Resize", "MatMulInteger", "ConvInteger", "Pad"}, 4, 1);

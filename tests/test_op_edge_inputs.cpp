@@ -36,8 +36,9 @@ struct EdgeCase {
 // Inputs that ONNX types as int64 (axes, shapes, indices, sizes) get an int64 initializer.
 bool int64_input(const std::string& op, int i) {
   static const std::map<std::string, std::vector<int>> positions = {
-      {"Reshape", {1}},  {"Squeeze", {1}},   {"Unsqueeze", {1}},       {"Split", {1}}, {"Slice", {1, 2, 3, 4}},
-      {"Gather", {1}},   {"ReduceSum", {1}}, {"ReduceMean", {1}},      {"Resize", {3}}, {"ConstantOfShape", {0}}};
+      {"Reshape", {1}},        {"Squeeze", {1}},         {"Unsqueeze", {1}}, {"Split", {1}},
+      {"Slice", {1, 2, 3, 4}}, {"Gather", {1}},          {"ReduceSum", {1}}, {"ReduceMean", {1}},
+      {"Resize", {3}},         {"ConstantOfShape", {0}}, {"Expand", {1}}};
   auto it = positions.find(op);
   return it != positions.end() && std::count(it->second.begin(), it->second.end(), i);
 }

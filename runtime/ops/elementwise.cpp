@@ -342,12 +342,12 @@ std::vector<ValueInfo> expand_infer(const InferContext& ctx) {
   const ValueInfo& x = ctx.input(0);
   const Tensor* shape = ctx.constant(1);
   if (!shape || !x.has_shape) return {unknown_rank(x.dtype)};
-  return {make_info(x.dtype, broadcast_shapes(ctx.node, x.shape, to_symbolic(shape->to_ints())))};
+  return {make_info(x.dtype, broadcast_shapes(ctx.node, x.shape, to_symbolic(expand_dims(ctx.node, *shape))))};
 }
 
 std::vector<Tensor> expand_compute(const Node& node, const std::vector<Tensor>& in) {
   const Tensor& x = input(node, in, 0);
-  const Shape out_shape = broadcast_shapes(node, x.shape(), input(node, in, 1).to_ints());
+  const Shape out_shape = broadcast_shapes(node, x.shape(), expand_dims(node, input(node, in, 1)));
   Tensor out(x.dtype(), out_shape);
   const std::vector<int64_t> from = broadcast_index_map(x.shape(), out_shape);
   for (int64_t k = 0; k < out.size(); ++k) copy_element(x, from[size_t(k)], out, k);

@@ -64,6 +64,14 @@ SymbolicShape broadcast_shapes(const Node& node, const SymbolicShape& a, const S
   return out;
 }
 
+Shape expand_dims(const Node& node, const Tensor& shape) {
+  op_check(shape.dtype() == DType::Int64 && shape.rank() == 1, node,
+           "the shape must be a 1-D int64 tensor, got " + dtype_name(shape.dtype()) + shape_str(shape.shape()));
+  Shape dims = shape.to_ints();
+  for (int64_t d : dims) op_check(d >= 0, node, "the shape " + shape_str(dims) + " has a negative dim");
+  return dims;
+}
+
 std::vector<int64_t> broadcast_index_map(const Shape& in, const Shape& out) {
   int64_t n = num_elements(out);
   std::vector<int64_t> map(n);

@@ -27,6 +27,8 @@ int64_t normalize_axis(const Node& node, int64_t axis, int64_t rank);
 Shape broadcast_shapes(const Node& node, const Shape& a, const Shape& b);
 SymbolicShape broadcast_shapes(const Node& node, const SymbolicShape& a, const SymbolicShape& b);
 
+// Expand's shape input as dims, checked: a 1-D int64 tensor of dims of at least 0.
+Shape expand_dims(const Node& node, const Tensor& shape);
 // For each flat index of `out`, the flat index into an input of shape `in` broadcast to `out`.
 std::vector<int64_t> broadcast_index_map(const Shape& in, const Shape& out);
 
