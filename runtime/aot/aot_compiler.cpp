@@ -426,22 +426,19 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
          << e.info.layout.k_align << "},\n";
   }
   glue << "};\n\n";
-  if (!opt.weights_file) {
-    // The graph bytes, read by the assembler straight from the file (weights can be hundreds of MiB).
-    glue << "extern const unsigned char " << name << "_graph[];\n";
-    glue << "__asm__(\".section .rodata\\n.balign 64\\n" << name << "_graph:\\n.incbin "
-         << replace_all(c_string(fs::absolute(blob_path).string()), "\"", "\\\"") << "\\n.previous\");\n\n";
-  }
-  // Each GPU job's files, read by the assembler; a program in a section named for its target, where
-  // tools (objcopy --dump-section) find it.
-  auto incbin = [&](const std::string& symbol, const fs::path& file, const std::string& section) {
+  // Bytes read by the assembler straight from a file (weights can be hundreds of MiB), as `symbol`, in
+  // `section`; a tetra_aot_file entry naming them `entry_name`.
+  auto incbin = [&](const std::string& symbol, const fs::path& file, const std::string& section,
+                    const std::string& entry_name) {
     glue << "extern const unsigned char " << symbol << "[];\n";
     glue << "__asm__(\".section " << section << ",\\\"a\\\",@progbits\\n.balign 64\\n"
          << symbol << ":\\n.incbin " << replace_all(c_string(fs::absolute(file).string()), "\"", "\\\"")
          << "\\n.previous\");\n";
-    return "{" + c_string(file.filename().string()) + ", " + symbol + ", " + std::to_string(fs::file_size(file)) +
-           "ull}";
+    return "{" + c_string(entry_name) + ", " + symbol + ", " + std::to_string(fs::file_size(file)) + "ull}";
   };
+  if (!opt.weights_file) incbin(name + "_graph", blob_path, ".rodata", "");
+  // Each GPU job's files; its program in a section named for its target, where tools find it
+  // (objcopy --dump-section).
   std::vector<std::string> job_entries;
   for (size_t j = 0; j < gpu_jobs.size(); ++j) {
     const EmbeddedJob& e = gpu_jobs[j];
@@ -451,10 +448,10 @@ LibraryReport compile_model_library(const Graph& model, const TensorMap& sample_
       if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '_';
     std::vector<std::string> files;
     for (size_t k = 0; k < e.files.size(); ++k) {
-      std::string entry = incbin(prefix + "_f" + std::to_string(k), e.files[k].second, k == 0 ? section : ".rodata");
-      files.push_back(replace_all(entry, c_string(e.files[k].second.filename().string()), c_string(e.files[k].first)));
+      files.push_back(
+          incbin(prefix + "_f" + std::to_string(k), e.files[k].second, k == 0 ? section : ".rodata", e.files[k].first));
     }
-    const std::string job = incbin(prefix + "_job", e.job, ".rodata");
+    const std::string job = incbin(prefix + "_job", e.job, ".rodata", "job.json");
     glue << "static const tetra_aot_file " << prefix << "_files[] = {";
     for (const std::string& f : files) glue << f << ", ";
     glue << "};\n";

@@ -106,7 +106,6 @@ std::shared_ptr<const Graph> graph_of(const tetra_aot_model& model, const char* 
 struct GpuInstance {
   std::unique_ptr<gpu::Device> device;
   gpu::LoadedJob job;
-  std::string target;
   std::vector<std::string> input_buffers, output_buffers;  // the job's buffers, by graph input/output index
 };
 
@@ -142,7 +141,6 @@ std::unique_ptr<GpuInstance> load_gpu_job(const tetra_aot_gpu_job& job, std::uni
   auto g = std::make_unique<GpuInstance>();
   g->device = std::move(device);
   g->job = std::move(loaded).value();
-  g->target = job.target;
   for (auto [values, list, buffers] : {std::tuple{&graph.inputs, "inputs", &g->input_buffers},
                                        std::tuple{&graph.outputs, "outputs", &g->output_buffers}})
     for (const ValueInfo& v : *values) {
@@ -251,14 +249,14 @@ int tetra_aot_create_on(const tetra_aot_model* model, const char* weights_path, 
     m->graph = graph_of(*model, weights_path);
     // The first of the library's GPU jobs whose device is here, in the order of its targets.
     std::vector<std::string> notes;
-    std::map<std::string, std::string> unavailable;  // dialect -> why its driver or device is missing
+    std::set<std::string> unavailable;  // drivers that did not open, said once in the notes
     for (size_t i = 0; i < model->num_gpu_jobs && wanted != "cpu" && !m->gpu; ++i) {
       const tetra_aot_gpu_job& job = model->gpu_jobs[i];
       if (wanted != "auto" && wanted != "gpu" && wanted != job.dialect && wanted != job.target) continue;
       if (unavailable.count(job.dialect)) continue;
       dsl::Result<std::unique_ptr<gpu::Device>> opened = gpu::open_device(job.dialect);
       if (!opened) {
-        unavailable[job.dialect] = opened.failure().describe();
+        unavailable.insert(job.dialect);
         notes.push_back(std::string(job.dialect) + ": " + opened.failure().describe());
         continue;
       }
