@@ -71,6 +71,25 @@ CompileTargets parse_compile_targets(const std::string& text) {
 }
 
 // The model's GPU kernels for each arch (runtime/aot/gpu_kernels.h).
+// Each target's tuning records, from the one database folder (a deque: the sources keep references to
+// its elements, which a deque never moves).
+struct TargetSchedules {
+  std::deque<std::optional<tuner::TuningDatabase>> dbs;
+  std::vector<std::unique_ptr<tuner::DatabaseScheduleSource>> sources;  // null where a target has none
+
+  TargetSchedules(const CompileOptions& opt, const std::vector<dsl::TargetSpec>& targets) {
+    for (const dsl::TargetSpec& t : targets) {
+      dbs.push_back(open_tuning_database(opt.db, opt.model, t.name));
+      sources.push_back(dbs.back() ? std::make_unique<tuner::DatabaseScheduleSource>(*dbs.back()) : nullptr);
+    }
+  }
+  std::vector<const ScheduleSource*> pointers() const {
+    std::vector<const ScheduleSource*> p;
+    for (const auto& s : sources) p.push_back(s.get());
+    return p;
+  }
+};
+
 void compile_gpu(const CompileOptions& opt, const std::vector<dsl::TargetSpec>& targets) {
   Graph graph = load_model_with_fixed_shapes(opt.model, opt.shapes);
   apply_int8_activations(graph, opt.int8_activations);
@@ -79,14 +98,8 @@ void compile_gpu(const CompileOptions& opt, const std::vector<dsl::TargetSpec>& 
   lib.targets = targets;
   lib.model = opt.model;
   lib.out_dir = opt.out_dir;
-  // Each arch's records, from the one database folder (a deque: the sources keep references).
-  std::deque<std::optional<tuner::TuningDatabase>> dbs;
-  std::vector<std::unique_ptr<tuner::DatabaseScheduleSource>> sources;
-  for (const dsl::TargetSpec& t : targets) {
-    dbs.push_back(open_tuning_database(opt.db, opt.model, t.name));
-    sources.push_back(dbs.back() ? std::make_unique<tuner::DatabaseScheduleSource>(*dbs.back()) : nullptr);
-    lib.schedules.push_back(sources.back().get());
-  }
+  const TargetSchedules tuned(opt, targets);
+  lib.schedules = tuned.pointers();
   std::cout << "compiling the GPU kernels of '" << opt.model << "' for " << opt.target << " into " << opt.out_dir
             << std::endl;
   for (const std::string& f : compile_gpu_kernels(graph, lib, std::cout))
@@ -115,19 +128,13 @@ void compile(const CompileOptions& opt) {
   std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model, target.name);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (db) tuned.emplace(*db);
-  // And for each GPU target (a deque: the sources keep references).
-  std::deque<std::optional<tuner::TuningDatabase>> gpu_dbs;
-  std::vector<std::unique_ptr<tuner::DatabaseScheduleSource>> gpu_sources;
-  for (const dsl::TargetSpec& t : targets.gpus) {
-    gpu_dbs.push_back(open_tuning_database(opt.db, opt.model, t.name));
-    gpu_sources.push_back(gpu_dbs.back() ? std::make_unique<tuner::DatabaseScheduleSource>(*gpu_dbs.back()) : nullptr);
-  }
+  const TargetSchedules gpu_tuned(opt, targets.gpus);
 
   LibraryOptions lib;
   lib.name = opt.name.empty() ? "model" : opt.name;
   lib.target = target;
   lib.gpu_targets = targets.gpus;
-  for (const auto& source : gpu_sources) lib.gpu_schedules.push_back(source.get());
+  lib.gpu_schedules = gpu_tuned.pointers();
   lib.schedules = tuned ? &*tuned : nullptr;
   lib.out_dir = opt.out_dir;
   lib.shared = opt.shared;
