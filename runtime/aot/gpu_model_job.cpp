@@ -14,6 +14,7 @@
 #include "runtime/halide_kernel.h"
 #include "runtime/halide_ops.h"
 #include "runtime/ops/conv_core.h"
+#include "runtime/ops/pad.h"
 #include "runtime/ops/resize.h"
 #include "schedules/gpu/elementwise.h"
 #include "schedules/qconv_templates.h"
@@ -674,43 +675,28 @@ void add_gather(JobBuilder& b, const Node& node) {
               copy(b, node, b.storage_of(node.input(0)), data, out, source, start, steps, "gpu gather (strided copy)"));
 }
 
-// Pad with constant pads (an input from opset 11, with optional axes from 18; an attribute before).
+// Pad with constant arguments (runtime/ops/pad.h resolves them by opset).
 void add_pad(JobBuilder& b, const Node& node) {
   const Shape in = shape_of(b.graph_, node.input(0)), out = shape_of(b.graph_, node.outputs[0]);
   const int64_t rank = int64_t(in.size());
-  const bool inputs = node.opset >= 11;
-  std::vector<int64_t> pads = constant_ints(b, node, 1, "pads", inputs);
-  std::vector<int64_t> axes = inputs ? constant_ints(b, node, 3, "axes", true) : std::vector<int64_t>{};
-  if (axes.empty())
-    for (int64_t d = 0; d < rank; ++d) axes.push_back(d);
-  check(pads.size() == 2 * axes.size(), ErrorKind::Invalid, node.label() + ": pads must hold two values per axis");
-  float value = float(node.attr_float("value", 0.0));
-  if (inputs && node.has_input(2)) {
-    check(b.graph_.is_constant(node.input(2)), ErrorKind::Unsupported,
-          node.label() + ": a computed constant_value has no GPU kernel yet");
-    const Tensor& v = b.graph_.initializers.at(node.input(2));
-    check(v.size() == 1, ErrorKind::Invalid, node.label() + ": constant_value is one value");
-    value = float(v.get(0));
-  }
-  const std::string mode = node.attr_string("mode", "constant");
+  std::optional<PadArgs> args = pad_args(node, b.graph_, rank);
+  check(args.has_value(), ErrorKind::Unsupported, node.label() + ": computed pads have no GPU kernel yet");
   const std::map<std::string, schedules::GpuPadMode> modes = {{"constant", schedules::GpuPadMode::Constant},
                                                               {"edge", schedules::GpuPadMode::Edge},
                                                               {"reflect", schedules::GpuPadMode::Reflect}};
-  check(modes.count(mode), ErrorKind::Unsupported, node.label() + ": Pad mode '" + mode + "' has no GPU kernel yet");
+  check(modes.count(args->mode), ErrorKind::Unsupported,
+        node.label() + ": Pad mode '" + args->mode + "' has no GPU kernel yet");
   nlohmann::json scalars = nlohmann::json::object();
-  for (int64_t d = 0; d < rank; ++d) scalars["begin" + std::to_string(rank - 1 - d)] = 0;
-  for (size_t i = 0; i < axes.size(); ++i) {
-    const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
-    check(a >= 0 && a < rank, ErrorKind::Invalid, node.label() + ": axis out of range");
-    check(mode != "reflect" || (pads[i] < in[size_t(a)] && pads[i + axes.size()] < in[size_t(a)]), ErrorKind::Invalid,
-          node.label() + ": a reflect pad must be shorter than its dim");
-    scalars["begin" + std::to_string(rank - 1 - a)] = pads[i];
+  for (int64_t d = 0; d < rank; ++d) {
+    check(args->mode != "reflect" || (args->begin[size_t(d)] < in[size_t(d)] && args->end[size_t(d)] < in[size_t(d)]),
+          ErrorKind::Invalid, node.label() + ": a reflect pad must be shorter than its dim");
+    scalars["begin" + std::to_string(rank - 1 - d)] = args->begin[size_t(d)];
   }
-  if (mode == "constant") scalars["value"] = double(value);
-  GpuKernels lowered =
-      value_or_fail(schedules::lower_gpu_pad(modes.at(mode), int(rank), b.target_, b.kernel_name()), node.label());
+  if (args->mode == "constant") scalars["value"] = args->value;
+  GpuKernels lowered = value_or_fail(
+      schedules::lower_gpu_pad(modes.at(args->mode), int(rank), b.target_, b.kernel_name()), node.label());
   const std::string y = b.new_storage(num_elements(out));
-  b.add(node.label(), "gpu pad " + mode, lowered,
+  b.add(node.label(), "gpu pad " + args->mode, lowered,
         {{"in", b.view(b.storage_of(node.input(0)), innermost_first(in))}, {"out", b.view(y, innermost_first(out))}},
         scalars);
   b.set_value(node.outputs[0], y);
