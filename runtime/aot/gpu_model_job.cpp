@@ -31,6 +31,9 @@ using schedules::GpuKernels;
 
 // Ops that only rename memory: their output is a view of their first input.
 const std::set<std::string> kViewOps = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"};
+// The elementwise op whose expression is its operand (a Clip without bounds): with the operand broadcast
+// to a larger output, a broadcast copy.
+const char* const kBroadcastCopy = "Clip:";
 
 Tensor as_float32(const Tensor& t) {
   if (t.dtype() == DType::Float32) return t;
@@ -782,8 +785,8 @@ int64_t broadcast_batches(JobBuilder& b, const Node& node, std::vector<std::stri
     full.insert(full.end(), shapes[k].end() - 2, shapes[k].end());
     if (full == shapes[k]) continue;
     Shape shape;
-    operands[k] =
-        elementwise(b, node.label() + " (batch broadcast)", "Clip:", {}, {operands[k]}, {shapes[k]}, &shape, full);
+    operands[k] = elementwise(b, node.label() + " (batch broadcast)", kBroadcastCopy, {}, {operands[k]}, {shapes[k]},
+                              &shape, full);
   }
   return num_elements(batch);
 }
@@ -836,7 +839,7 @@ void add_node(JobBuilder& b, const Node& node) {
     if (node.op_type == "Expand") {  // a broadcast copy
       Shape shape;
       b.set_value(node.outputs[0],
-                  elementwise(b, node.label(), "Clip:", {}, {b.storage_of(node.input(0))},
+                  elementwise(b, node.label(), kBroadcastCopy, {}, {b.storage_of(node.input(0))},
                               {shape_of(b.graph_, node.input(0))}, &shape, shape_of(b.graph_, node.outputs[0])));
       return;
     }
