@@ -56,6 +56,16 @@ GpuRunResult run_model_on_opencl(const std::string& model, const TensorMap& inpu
   return {job, outputs, run_reference(graph, inputs)};
 }
 
+// Each of `kinds` names what ran some node of the job (the kernels its nodes were given).
+void check_kernel_kinds(const GpuRunResult& r, const std::vector<std::string>& kinds) {
+  std::string ran;
+  for (const auto& [node, what] : r.job.kernels) ran += what + "\n";
+  for (const std::string& kind : kinds) {
+    INFO("kernel kind " << kind);
+    CHECK(ran.find(kind) != std::string::npos);
+  }
+}
+
 // Every output within 1e-4 of (1 + the reference's largest magnitude): float32 sums in another order.
 void check_outputs(const GpuRunResult& r) {
   REQUIRE(r.outputs.size() == r.expected.size());
@@ -302,12 +312,8 @@ TEST_CASE("Every GPU model kernel kind matches the reference on the OpenCL devic
   const std::string model = ops_model(temp_dir("gpu_model_ops"), gen);
   GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 4, 9, 11}, -2, 2)}});
   check_outputs(r);
-  std::string kinds;
-  for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
-  for (const char* kind :
-       {"gpu_int4_conv", "gpu elementwise Add", "gpu elementwise Mul", "gpu average pool 3x3", "gpu resize linear",
-        "gpu global max pool", "gpu_int4_gemv", "gpu layer norm", "gpu softmax"})
-    CHECK(kinds.find(kind) != std::string::npos);
+  check_kernel_kinds(r, {"gpu_int4_conv", "gpu elementwise Add", "gpu elementwise Mul", "gpu average pool 3x3",
+                         "gpu resize linear", "gpu global max pool", "gpu_int4_gemv", "gpu layer norm", "gpu softmax"});
 }
 
 TEST_CASE("A node with no GPU kernel is an error that names it, before anything runs", "[gpu_model]") {
@@ -361,11 +367,8 @@ TEST_CASE("Data movement, ConvTranspose and squeeze-excite convs match the refer
   const std::string model = movement_model(temp_dir("gpu_model_movement"), gen);
   GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 6, 5, 4}, -2, 2)}});
   check_outputs(r);
-  std::string kinds;
-  for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
-  for (const char* kind : {"gpu transpose", "gpu slice", "gpu split", "gpu concat of 2", "gpu conv transpose 2x2",
-                           "gpu_int4_gemv", "gpu elementwise Relu"})
-    CHECK(kinds.find(kind) != std::string::npos);
+  check_kernel_kinds(r, {"gpu transpose", "gpu slice", "gpu split", "gpu concat of 2", "gpu conv transpose 2x2",
+                         "gpu_int4_gemv", "gpu elementwise Relu"});
 }
 
 TEST_CASE("Pads, Where, Cast, Expand, Gathers of any indices and 1-D convs match the reference on OpenCL",
@@ -377,11 +380,8 @@ TEST_CASE("Pads, Where, Cast, Expand, Gathers of any indices and 1-D convs match
   const std::string model = padding_model(temp_dir("gpu_model_padding"), gen);
   GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 3, 4, 5}, -2, 2)}});
   check_outputs(r);
-  std::string kinds;
-  for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
-  for (const char* kind : {"gpu pad constant", "gpu pad edge", "gpu pad reflect", "gpu elementwise Where",
-                           "gpu gather (index table)", "gpu_int4_conv", "gpu elementwise Clip:"})
-    CHECK(kinds.find(kind) != std::string::npos);
+  check_kernel_kinds(r, {"gpu pad constant", "gpu pad edge", "gpu pad reflect", "gpu elementwise Where",
+                         "gpu gather (index table)", "gpu_int4_conv", "gpu elementwise Clip:"});
 }
 
 TEST_CASE("A float16 model runs on the OpenCL device as float32 and matches the reference", "[gpu_model][opencl]") {
@@ -409,11 +409,8 @@ TEST_CASE("Attention, activation MatMuls, Gathers and reductions match the refer
   const std::string model = attention_model(temp_dir("gpu_model_attention"));
   GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 5, 8}, -2, 2)}});
   check_outputs(r);
-  std::string kinds;
-  for (const auto& [node, what] : r.job.kernels) kinds += what + "\n";
-  for (const char* kind : {"gpu attention scores", "gpu attention softmax", "gpu attention output", "gpu batch matmul",
-                           "gpu gather", "gpu reduce mean", "gpu reduce max", "gpu elementwise Clip:"})
-    CHECK(kinds.find(kind) != std::string::npos);
+  check_kernel_kinds(r, {"gpu attention scores", "gpu attention softmax", "gpu attention output", "gpu batch matmul",
+                         "gpu gather", "gpu reduce mean", "gpu reduce max", "gpu elementwise Clip:"});
 }
 
 // The int4 detector (ConvTranspose, Concat, Resize) and the int4 recognizer (attention, Gathers,
