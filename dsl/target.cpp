@@ -304,6 +304,12 @@ int TargetSpec::natural_lanes(Halide::Type type) const {
   return std::max(1, halide.natural_vector_size(type));
 }
 
+int TargetSpec::vector_registers() const {
+  if (!is_cpu()) return 0;
+  if (halide.arch == Halide::Target::X86) return halide.has_feature(Halide::Target::AVX512) ? 32 : 16;
+  return halide.arch == Halide::Target::ARM && halide.bits == 64 ? 32 : 16;
+}
+
 const TargetSpec& host_target() {
   static const TargetSpec spec = [] {
     Halide::Target host = Halide::get_host_target();

@@ -58,6 +58,9 @@ struct TargetSpec {
   bool is_cpu() const { return family == TargetFamily::Cpu; }
   // SIMD lanes of `type` in one native vector (16 fp32 lanes with AVX-512); 1 for GPUs.
   int natural_lanes(Halide::Type type = Halide::Float(32)) const;
+  // Architectural SIMD registers: 32 with AVX-512 or on 64-bit Arm, 16 with AVX2; 0 for GPUs. Register
+  // tiles (accumulators plus the operands of one step) are sized from it.
+  int vector_registers() const;
   // 4-way u8 x s8 dot products into int32 (AVX512-VNNI): what the int8-activation kernels need.
   bool has_int8_dot() const;
 };

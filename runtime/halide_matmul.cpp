@@ -160,8 +160,8 @@ class HalideAttention : public NodeKernel {
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide", "attention: scores, softmax and the weighted sum per 8-row tile, no scores in memory",
-            code_.compile_ms};
+    return {node_.label(), "halide",
+            "attention: scores, softmax and the weighted sum per tile of rows, no scores in memory", code_.compile_ms};
   }
 
  private:

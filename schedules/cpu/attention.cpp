@@ -1,5 +1,7 @@
 #include "schedules/cpu/attention.h"
 
+#include <algorithm>
+
 namespace tetra::schedules {
 
 dsl::Result<dsl::ScheduledPipeline> attention_pipeline(const dsl::TargetSpec& target) {
@@ -37,12 +39,13 @@ dsl::Result<dsl::ScheduledPipeline> attention_pipeline(const dsl::TargetSpec& ta
   weighted(d, m, b) += e(rn, m, b) * v(d, rn, b);
   O(d, m, b) = weighted(d, m, b) / sum(m, b);
 
-  // Schedule: tasks of 8 rows of one batch index. Their scores are 2-vector x 8-row register tiles
-  // over k, then exps, sums and the weighted sum of V as 2-vector x 8-row tiles over n (16 of the
-  // registers accumulate). In the exported recognizer (4 heads of 640 tokens x 32, `tetra bench
+  // Schedule: tasks of R rows of one batch index (8 with AVX-512). Their scores are 2-vector x R-row
+  // register tiles over k, then exps, sums and the weighted sum of V as 2-vector x R-row tiles over n
+  // (2R registers accumulate). In the exported recognizer (4 heads of 640 tokens x 32, `tetra bench
   // --json`, Zen 4 VM, 2 threads): 0.88 ms a block, against 2.03 ms for the two MatMuls and the
-  // softmax as separate kernels (docs/benchmarks.md).
-  const int R = 8;
+  // softmax as separate kernels (docs/benchmarks.md). With AVX2's 16 registers, 8 rows spill: 3.1 ms a
+  // block against 2.0 for 6 rows (an AVX2-only EPYC VM).
+  const int R = std::min(8, (target.vector_registers() - 4) / 2);
   Var mo("mo"), mi("mi"), task("task"), no("no"), ni("ni"), dO("dO"), di("di");
   O.split(m, mo, mi, R, TailStrategy::GuardWithIf)
       .fuse(mo, b, task)

@@ -68,17 +68,21 @@ Schedule cpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
   Schedule s;
   s.template_name = template_name_for(w);
   if (w.group == 1) {
-    // 16 accumulators: tile_m = 4 channels x 4 vectors of output pixels, along a row when OW allows;
-    // the padded input staged once for all channels (per-task planes would stage every channel again
-    // for each task). Measured on the Zen 4 VM, 2 threads, 3x3 64->64 56x56 int4 per channel: 64x1
-    // tiles 0.90 ms, 16x4 0.89, 32x2 1.05; tile_m 8 (32 accumulators) 1.09-1.36; tile_m 1 2.2-2.7;
-    // im2col + GEMM, the path before this template, 2.2-2.8 in the same minutes.
-    int64_t v = w.OW >= 16 ? 16 : 8;
+    // Half the vector registers accumulate (16 with AVX-512, 8 with AVX2): tile_m = 4 channels x 4 (2)
+    // vectors of output pixels, along a row when OW allows; the padded input staged once for all
+    // channels (per-task planes would stage every channel again for each task). Measured on the Zen 4
+    // VM, 2 threads, 3x3 64->64 56x56 int4 per channel: 64x1 tiles 0.90 ms, 16x4 0.89, 32x2 1.05;
+    // tile_m 8 (32 accumulators) 1.09-1.36; tile_m 1 2.2-2.7; im2col + GEMM, the path before this
+    // template, 2.2-2.8 in the same minutes. On an AVX2-only EPYC VM (the recognizer's 3x3 64->128
+    // conv, 80 columns, 2 threads), 4 channels x 8-wide vectors: 2 vectors (8 accumulators) 1.35-1.47
+    // ms, 1 vector 1.42, 4 vectors 1.70, 8 vectors (the AVX-512 tile, 16-wide) 2.50.
+    int64_t v = w.OW >= 16 && target.natural_lanes() >= 16 ? 16 : 8;
+    int64_t pixels = target.vector_registers() / 8 * v;  // per channel: 4 vectors with AVX-512, 2 with AVX2
     int64_t tile = v;
-    while (tile < w.OW && tile < 4 * v) tile *= 2;
+    while (tile < w.OW && tile < pixels) tile *= 2;
     s.knobs = {{"vector_width", v},
                {"tile_ow", tile},
-               {"tile_oh", std::min<int64_t>(4 * v / tile, w.OH > 4 ? 8 : 4)},
+               {"tile_oh", std::min<int64_t>(pixels / tile, w.OH > 4 ? 8 : 4)},
                {"tile_m", int64_t(4)},
                {"parallel", std::string(w.N * w.M >= 16 ? "m" : "oh")},
                {"w_stage", std::string("channel")},
