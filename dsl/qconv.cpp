@@ -79,12 +79,21 @@ QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding) {
   // Channels past M (= Mg * C / Cg) read channel M - 1: a schedule may compute whole tiles of channels.
   Expr mc = clamp(m.var, 0, q.Mg * (q.X.dim(2).extent() / q.Cg) - 1);
   acc(ow.var, oh.var, m.var, n.var) = wl.has_bias ? q.bias(mc) : Expr(0.0f);
-  Expr in_x = ow.var * SW - q.pad_left + rkw * q.dil_w;
+  Expr tap_x = rkw * q.dil_w - q.pad_left;  // in_x = ow * SW + tap_x
   Expr in_y = oh.var * SH - q.pad_top + rkh * q.dil_h;
   // A dense conv (group 1, compiled in: the kernel spec says "dense") reads channel rc for every m, which
   // lets a schedule that computes several output channels at once load each input vector once.
   Expr in_c = wl.group == 1 ? Expr(rc) : (mc / q.Mg) * q.Cg + rc;
-  acc(ow.var, oh.var, m.var, n.var) += xs(in_x, in_y, in_c, n.var) * w(rkw, rkh, rc, mc);
+  Expr input = xs(ow.var * SW + tap_x, in_y, in_c, n.var);
+  if (padding == InputPadding::ZeroFillThenCopy && SW > 1) {
+    // ow * SW + tap_x = (ow + tap_x div SW) * SW + tap_x mod SW (Halide's / and % round down).
+    Func phases("x_phases");
+    Var i("i"), r("r");
+    phases(i, r, y.var, ch.var, n.var) = xs(i * SW + r, y.var, ch.var, n.var);
+    input = phases(ow.var + tap_x / SW, tap_x % SW, in_y, in_c, n.var);
+    d.stages["x_phases"] = phases;
+  }
+  acc(ow.var, oh.var, m.var, n.var) += input * w(rkw, rkh, rc, mc);
   Expr result = acc(ow.var, oh.var, m.var, n.var);
   if (wl.epilogue.residual) result += q.residual(ow.var, oh.var, m.var, n.var);
   if (!wl.epilogue.activation.empty()) {
@@ -115,7 +124,7 @@ QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding) {
   q.bias.dim(0).set_min(0);
 
   d.output = output;
-  d.stages = {{"x", xs}, {"w", w}, {"acc", acc}};
+  d.stages.insert({{"x", xs}, {"w", w}, {"acc", acc}});
   for (const PipelineParam& p : q.params()) std::visit([&](const auto& v) { d.arguments.push_back(v); }, p);
   return q;
 }

@@ -66,6 +66,9 @@ enum class InputPadding {
   Select,
   // x = 0, then an update copies the input (`interior`), dense vectors both ways. Only for an "x"
   // staged as whole planes that cover the input (a strided conv may leave its last rows unread).
+  // A conv with stride SW > 1 then reads x through the stage "x_phases", x's columns split by their
+  // remainder mod SW: x_phases(i, r, ...) = x(i * SW + r, ...). Each tap reads one phase at
+  // consecutive i, dense vectors, where x itself would be read at every SW-th column.
   ZeroFillThenCopy,
 };
 
