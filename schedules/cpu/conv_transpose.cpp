@@ -16,13 +16,15 @@ dsl::Result<dsl::ScheduledPipeline> conv_transpose_phases_pipeline(const dsl::Ta
 
   // Algorithm. One Func per column phase px (= ow % KW): its vectors run along the input row (dense
   // loads of X, one broadcast weight per channel), and the output interleaves the phases. Output
-  // tiles past the row's end read X's last column (the stores there are guarded).
+  // tiles past the row's end read X's last column, and channels past M the last channel's weights
+  // (the stores there are guarded).
   Func x = BoundaryConditions::repeat_edge(X, {Range(0, X.dim(0).extent()), Range(), Range(), Range()});
+  Expr mc = min(m, W.dim(3).extent() - 1);
   std::vector<Func> phase;
   for (int px = 0; px < kw; ++px) {
     Func p("phase" + std::to_string(px));
-    p(j, ph, i, m, n) = bias(m);
-    p(j, ph, i, m, n) += x(j, i, c, n) * W(c, px, ph, m);
+    p(j, ph, i, m, n) = bias(mc);
+    p(j, ph, i, m, n) += x(j, i, c, n) * W(c, px, ph, mc);
     phase.push_back(p);
   }
   Expr y = phase[kw - 1](ow / kw, oh % kh, oh / kh, m, n);
@@ -30,31 +32,38 @@ dsl::Result<dsl::ScheduledPipeline> conv_transpose_phases_pipeline(const dsl::Ta
   Func Y("conv_transpose_phases");
   Y(ow, oh, m, n) = y;
 
-  // Schedule: output rows in tiles of KW vectors (2 for KW = 1), each phase computed for the vector of
-  // input columns they cover (the interleave is a shuffle, not a gather); output rows of all channels
-  // spread over the threads.
-  // In the exported detector (`tetra bench --json`, Zen 4 VM, 2 threads, another build running): 2x2
-  // 16->16 channels from 160x160 in 3.1 ms, against 6.6 ms as GEMM + col2im; 16->1 from 320x320 in
-  // 0.83 ms against 2.4 (docs/benchmarks.md).
+  // Schedule: register tiles of MT output channels x A vectors of input columns per phase, reduced
+  // over the input channels (every x vector feeds MT FMAs, and MT x A chains hide the FMA latency);
+  // the output stores each phase's vector at stride KW, which Halide interleaves into dense stores.
+  // Rows of channel tiles are spread over the threads. A single accumulator per phase, as before,
+  // was latency-bound: in the exported detector (2x2 16->16 channels from 160x160, 2 threads) 3.9-4.1
+  // ms on an AVX2-only EPYC VM, and 3.1 ms on the Zen 4 VM (against 6.6 ms as GEMM + col2im there).
   const int V = target.halide.natural_vector_size<float>();
-  const int T = V * std::max(kw, 2);
-  Var io("io"), pi("pi"), owo("owo"), owi("owi"), task("task");
+  const int MT = 4, A = std::max(1, (target.vector_registers() / 2) / MT);  // half the registers accumulate
+  Var io("io"), pi("pi"), oj("oj"), px("px"), ojo("ojo"), oji("oji"), oja("oja"), ojv("ojv");
+  Var mo("mo"), mi("mi"), task("task");
   Y.split(oh, io, pi, kh, TailStrategy::RoundUp)
-      .split(ow, owo, owi, T, TailStrategy::GuardWithIf)
-      .reorder(owi, owo, pi, io, m, n)
-      .vectorize(owi)
+      .split(ow, oj, px, kw, TailStrategy::RoundUp)
+      .split(oj, ojo, oji, A * V, TailStrategy::GuardWithIf)
+      .split(oji, oja, ojv, V)
+      .split(m, mo, mi, MT, TailStrategy::GuardWithIf)
+      .reorder(ojv, px, oja, mi, ojo, pi, mo, io, n)
+      .vectorize(ojv)
+      .unroll(px)
+      .unroll(oja)
+      .unroll(mi)
       .unroll(pi)
-      .fuse(io, m, task)
+      .fuse(mo, io, task)
       .parallel(task);
   for (Func& p : phase) {
-    p.compute_at(Y, owo).bound_extent(j, T / kw).vectorize(j, V);
-    p.update().reorder(j, c).vectorize(j, V).unroll(j);
+    p.compute_at(Y, ojo).bound_extent(j, A * V).bound_extent(m, MT).vectorize(j, V).unroll(j).unroll(m);
+    p.update().reorder(j, m, c).vectorize(j, V).unroll(j).unroll(m);
   }
-
   for (ImageParam* p : {&X, &W})
     for (int d = 0; d < 4; ++d) p->dim(d).set_min(0);
   bias.dim(0).set_min(0);
   // Y's rows are whole kernels: OH = KH * H (the RoundUp split above relies on it).
+  Y.output_buffer().dim(0).set_extent(X.dim(0).extent() * kw);
   Y.output_buffer().dim(1).set_extent(X.dim(1).extent() * kh);
   for (int d = 0; d < 4; ++d) Y.output_buffer().dim(d).set_min(0);
   return dsl::ScheduledPipeline{Pipeline(Y), {X, W, bias}};
