@@ -28,12 +28,18 @@ void expect_same_results(const std::string& path, const TensorMap& inputs) {
   Graph fused = load_model(path);
   Graph plain = load_model(path, {}, without_epilogues());
   TensorMap want = run_reference(plain, inputs);
-  for (Backend backend : {Backend::Reference, Backend::Halide}) {
-    TensorMap got = Executor(fused, ExecutorOptions{backend}).run(inputs);
+  auto check = [&](ExecutorOptions options) {
+    TensorMap got = Executor(fused, options).run(inputs);
     for (const auto& [name, t] : want) {
-      INFO(backend_name(backend) << " output " << name);
+      INFO(backend_name(options.backend) << " on '" << options.target << "', output " << name);
       CHECK(compare_tensors(got.at(name), t, 1e-5, 1e-5) == "");
     }
+  };
+  check(ExecutorOptions{Backend::Reference});
+  for (const std::string& target : cpu_targets_here()) {
+    ExecutorOptions halide{Backend::Halide};
+    halide.target = target;
+    check(halide);
   }
 }
 

@@ -278,18 +278,22 @@ TEST_CASE("ConvTranspose with a constant weight runs directly (kernel = stride) 
     b.node("ConvTranspose", in, {"y"}, c.attrs);
     std::string path = b.save(dir + "/t.onnx");
     Graph graph = load_model(path);
-    Executor halide(graph, ExecutorOptions{Backend::Halide});
-    REQUIRE(halide.kernels().size() == 1);
-    INFO(halide.kernels()[0].detail);
-    CHECK(halide.kernels()[0].backend == "halide");
-    CHECK((halide.kernels()[0].detail.rfind("direct", 0) == 0) == c.direct);
     TensorMap inputs = {{"x", random_tensor(c.dtype, c.x)}};
-    TensorMap got = halide.run(inputs);
     TensorMap want = run_reference(graph, inputs);
-    double tol = c.dtype == DType::Float32 ? 1e-5 : 3e-3;
-    CHECK(compare_tensors(got.at("y"), want.at("y"), tol * c.x[1], tol) == "");
-    // The GEMM path permutes its input to [position, channel] rows: one layout conversion a run.
-    CHECK(halide.kernels()[0].layout_conversions == (c.direct ? 0 : 1));
+    for (const std::string& target : cpu_targets_here()) {
+      ExecutorOptions options{Backend::Halide};
+      options.target = target;
+      Executor halide(graph, options);
+      REQUIRE(halide.kernels().size() == 1);
+      INFO("target '" << target << "': " << halide.kernels()[0].detail);
+      CHECK(halide.kernels()[0].backend == "halide");
+      CHECK((halide.kernels()[0].detail.rfind("direct", 0) == 0) == c.direct);
+      TensorMap got = halide.run(inputs);
+      double tol = c.dtype == DType::Float32 ? 1e-5 : 3e-3;
+      CHECK(compare_tensors(got.at("y"), want.at("y"), tol * c.x[1], tol) == "");
+      // The GEMM path permutes its input to [position, channel] rows: one layout conversion a run.
+      CHECK(halide.kernels()[0].layout_conversions == (c.direct ? 0 : 1));
+    }
   }
 }
 

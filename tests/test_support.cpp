@@ -1,17 +1,18 @@
 #include "tests/test_support.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <array>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
-#include <catch2/catch.hpp>
-
-#include <sys/wait.h>
-#include <unistd.h>
+#include "dsl/target.h"
 
 namespace tetra::test {
 
@@ -80,6 +81,15 @@ bool opencl_runs_here(const std::string& skipped) {
   return false;
 }
 std::string source_dir() { return TETRA_SOURCE_DIR; }
+
+std::vector<std::string> cpu_targets_here() {
+  std::vector<std::string> targets = {""};
+  dsl::Result<dsl::TargetSpec> avx2 = dsl::parse_target("x86-64-avx2");
+  if (avx2.ok() && dsl::runs_on_host(avx2.value()).ok() &&
+      avx2.value().vector_registers() != dsl::host_target().vector_registers())
+    targets.push_back("x86-64-avx2");
+  return targets;
+}
 
 std::string compare_tensors(const Tensor& got, const Tensor& expected, double atol, double rtol) {
   std::ostringstream s;

@@ -26,6 +26,9 @@ std::string tetra_device_program();
 // mounts no /sys). When not, says so (a Catch warning naming `skipped`).
 bool opencl_runs_here(const std::string& skipped);
 std::string source_dir();
+// The CPU targets to run kernels for, as ExecutorOptions::target: "" (this machine) and, where this
+// machine has AVX-512, x86-64-avx2 too, whose register tiles are sized for 16 registers instead of 32.
+std::vector<std::string> cpu_targets_here();
 // Max |a - b| > atol + rtol*|b| anywhere? Returns a description of the worst element, "" if close.
 std::string compare_tensors(const Tensor& got, const Tensor& expected, double atol, double rtol);
 // Adds one `op` node to `b`: input 0 is the graph input "x", the others initializers ("" where
