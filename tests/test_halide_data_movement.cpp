@@ -106,6 +106,8 @@ TEST_CASE("Halide Transpose permutes any rank through run-time strides", "[halid
   // NCHW -> NHWC, float16 and int64 (moved by size, no conversion).
   for (DType t : {DType::Float32, DType::Float16, DType::Int64})
     check_halide(run_node("Transpose", {input("x", {2, 3, 5, 7}, t)}, {{"perm", std::vector<int64_t>{0, 2, 3, 1}}}));
+  // Rows of dim 1 in several tasks, the last one ragged: 2000 rows of 5 values, about 1638 rows a task.
+  check_halide(run_node("Transpose", {input("x", {2000, 3, 5})}, {{"perm", std::vector<int64_t>{1, 0, 2}}}));
   // Rank 8: dims that move together merge, leaving 4.
   check_halide(run_node("Transpose", {input("x", {2, 1, 3, 2, 1, 2, 3, 2})},
                         {{"perm", std::vector<int64_t>{4, 5, 6, 7, 0, 1, 2, 3}}}));
