@@ -27,10 +27,10 @@ dsl::Result<dsl::ScheduledPipeline> batch_matmul_pipeline(const dsl::TargetSpec&
 
   // Schedule: register tiles of 2 vectors x `rows` rows, k innermost over the tile (every A value feeds
   // 2 FMAs, every B vector `rows`); tiles of all batches are spread over the threads. 14 rows keep 28 of
-  // AVX-512's 32 registers accumulating (6 rows, 12 of AVX2's 16), which attention's shapes (hundreds of
-  // rows) fill; a few rows
-  // (decoding one token) take 4-row tiles instead of computing mostly clamped rows. Tails are guarded,
-  // since attention's head size and sequence length are often not multiples of the tile.
+  // AVX-512's 32 registers accumulating (6 rows, 12 of AVX2's 16), which attention's shapes (hundreds
+  // of rows) fill; a few rows (decoding one token) take 4-row tiles instead of computing mostly
+  // clamped rows. Tails are guarded, since attention's head size and sequence length are often not
+  // multiples of the tile.
   const int V = target.halide.natural_vector_size<float>();
   const int kTallRows = (target.vector_registers() - 4) / 2;  // 4 registers for a B row and the A value
   auto tile = [&](Stage y, Func acc, int rows) {

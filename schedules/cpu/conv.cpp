@@ -76,14 +76,16 @@ Schedule cpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
     // template, 2.2-2.8 in the same minutes. On an AVX2-only EPYC VM (the recognizer's 3x3 64->128
     // conv, 80 columns, 2 threads), 4 channels x 8-wide vectors: 2 vectors (8 accumulators) 1.35-1.47
     // ms, 1 vector 1.42, 4 vectors 1.70, 8 vectors (the AVX-512 tile, 16-wide) 2.50.
+    const int64_t tile_m = 4;
     int64_t v = w.OW >= 16 && target.natural_lanes() >= 16 ? 16 : 8;
-    int64_t pixels = target.vector_registers() / 8 * v;  // per channel: 4 vectors with AVX-512, 2 with AVX2
+    int64_t registers_per_vector = std::max<int64_t>(1, v / target.natural_lanes());     // 2 for 8 lanes of NEON
+    int64_t pixels = target.vector_registers() / 2 / tile_m / registers_per_vector * v;  // per channel
     int64_t tile = v;
     while (tile < w.OW && tile < pixels) tile *= 2;
     s.knobs = {{"vector_width", v},
                {"tile_ow", tile},
                {"tile_oh", std::min<int64_t>(pixels / tile, w.OH > 4 ? 8 : 4)},
-               {"tile_m", int64_t(4)},
+               {"tile_m", tile_m},
                {"parallel", std::string(w.N * w.M >= 16 ? "m" : "oh")},
                {"w_stage", std::string("channel")},
                {"x_stage", std::string("root")}};
