@@ -70,7 +70,6 @@ CompileTargets parse_compile_targets(const std::string& text) {
   return targets;
 }
 
-// The model's GPU kernels for each arch (runtime/aot/gpu_kernels.h).
 // Each target's tuning records, from the one database folder (a deque: the sources keep references to
 // its elements, which a deque never moves).
 struct TargetSchedules {
@@ -90,6 +89,7 @@ struct TargetSchedules {
   }
 };
 
+// The model's GPU kernels for each arch (runtime/aot/gpu_kernels.h).
 void compile_gpu(const CompileOptions& opt, const std::vector<dsl::TargetSpec>& targets) {
   Graph graph = load_model_with_fixed_shapes(opt.model, opt.shapes);
   apply_int8_activations(graph, opt.int8_activations);

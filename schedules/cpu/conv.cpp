@@ -193,7 +193,7 @@ Status apply_cpu_conv(QConvDef& q, const Schedule& s, const TargetSpec& target) 
     vectorized_copy().parallel(d.var("ch"));
     if (phased) {
       Func p = phases->second;
-      p.compute_root().vectorize(p.args()[0], V).parallel(p.args()[3]);
+      p.compute_root().vectorize(p.args()[0], V).parallel(d.var("ch"));
     }
   } else if (x_stage == "tile") {
     Expr rows = window(TH, wl.SH, wl.KH, q.dil_h);
