@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include "importer/error.h"
+
 namespace tetra::dsl {
 namespace {
 
@@ -96,6 +98,14 @@ const std::map<std::string, ElementwiseExpr>& table() {
 const ElementwiseExpr* find_elementwise_expr(const std::string& key) {
   auto it = table().find(key);
   return it == table().end() ? nullptr : &it->second;
+}
+
+Expr apply_output_epilogue(Expr y, const OutputEpilogue& epilogue, const Expr& residual) {
+  if (epilogue.residual) y += residual;
+  if (epilogue.activation.empty()) return y;
+  const ElementwiseExpr* act = find_elementwise_expr(epilogue.activation);
+  check(act != nullptr, ErrorKind::Unsupported, "no expression for the epilogue activation " + epilogue.activation);
+  return (*act)(Exprs{y}, Exprs(epilogue.params.begin(), epilogue.params.end()));
 }
 
 }  // namespace tetra::dsl

@@ -94,15 +94,8 @@ QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding) {
     d.stages["x_phases"] = phases;
   }
   acc(ow.var, oh.var, m.var, n.var) += input * w(rkw, rkh, rc, mc);
-  Expr result = acc(ow.var, oh.var, m.var, n.var);
-  if (wl.epilogue.residual) result += q.residual(ow.var, oh.var, m.var, n.var);
-  if (!wl.epilogue.activation.empty()) {
-    const ElementwiseExpr* act = find_elementwise_expr(wl.epilogue.activation);
-    check(act != nullptr, ErrorKind::Unsupported, "no expression for the epilogue activation " + wl.epilogue.activation);
-    Exprs params(wl.epilogue.params.begin(), wl.epilogue.params.end());
-    result = (*act)(Exprs{result}, params);
-  }
-  output(ow.var, oh.var, m.var, n.var) = result;
+  output(ow.var, oh.var, m.var, n.var) =
+      apply_output_epilogue(acc(ow.var, oh.var, m.var, n.var), wl.epilogue, q.residual(ow.var, oh.var, m.var, n.var));
 
   d.reduce_axes = {ReduceAxis{"taps", q.taps, q.Cg * KH * KW}};
   d.extents = {{"OW", output.output_buffer().dim(0).extent()},

@@ -1,20 +1,27 @@
 #include "dsl/qmatmul.h"
 
+#include "dsl/elementwise_expr.h"
+
 namespace tetra::dsl {
 
 namespace {
 
-// The runtime inputs of every QMatMul definition, in dsl::call_qmatmul's order.
-void set_arguments(QMatMulDef& q, const QMatMulWorkload& workload) {
-  std::vector<Halide::Argument>& args = q.def.arguments;
-  args = {q.A};
-  for (const Halide::Argument& arg : q.W.arguments()) args.push_back(arg);
-  if (workload.has_bias) args.push_back(q.bias);
-  args.push_back(q.alpha);
-  args.push_back(q.beta);
+void set_arguments(QMatMulDef& q) {
+  q.def.arguments.clear();
+  for (const PipelineParam& p : q.params()) std::visit([&](const auto& v) { q.def.arguments.push_back(v); }, p);
 }
 
 }  // namespace
+
+std::vector<PipelineParam> QMatMulDef::params() const {
+  std::vector<PipelineParam> p = {A};
+  for (const Halide::ImageParam& w : W.params()) p.push_back(w);
+  if (workload.has_bias) p.push_back(bias);
+  if (workload.epilogue.residual) p.push_back(residual);
+  p.push_back(alpha);
+  p.push_back(beta);
+  return p;
+}
 
 bool block_sums_apply(const QMatMulWorkload& w) {
   return w.format.k_group > 1 && w.format.k_group % 2 == 0 && !w.format.f16_scale;
@@ -27,7 +34,7 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, BlockSums 
 QMatMulDef define_qmatmul(const QMatMulWorkload& workload, const Int4Layout& layout, BlockSums block_sums) {
   using namespace Halide;
   const int panel = layout.panel;
-  QMatMulDef q(workload.format, panel, false, layout.words);
+  QMatMulDef q(workload, panel, false, layout.words);
   ComputeDef& d = q.def;
   d.op = "qmatmul";
   Axis n = make_axis("n"), m = make_axis("m"), j = make_axis("j"), p = make_axis("p"), k = make_axis("k");
@@ -76,8 +83,7 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, const Int4Layout& lay
   }
   Expr y = q.alpha * acc(n.var % panel, n.var / panel, m.var);
   if (workload.has_bias) y += q.beta * q.bias(n.var);
-  if (workload.activation == Activation::Relu) y = max(y, 0.0f);
-  output(n.var, m.var) = y;
+  output(n.var, m.var) = apply_output_epilogue(y, workload.epilogue, q.residual(n.var, m.var));
 
   d.reduce_axes.insert(d.reduce_axes.begin(), r);
   d.extents = {{"M", M}, {"K", K}, {"N", output.output_buffer().dim(0).extent()}};
@@ -85,13 +91,14 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, const Int4Layout& lay
   // Buffers start at 0 and are dense in their first dimension; A's K must not exceed W's.
   q.A.dim(0).set_min(0).dim(1).set_min(0);
   q.bias.dim(0).set_min(0);
+  q.residual.dim(0).set_min(0).dim(1).set_min(0);
   output.output_buffer().dim(0).set_min(0).dim(1).set_min(0);
 
   d.output = output;
   d.stages = {{"a", a}, {"w", w}, {"acc", acc}};
   if (block_sums != BlockSums::Off) d.stages["partial"] = partial;
   if (block_sums == BlockSums::ZeroPointPerBlock) d.stages["a_sum"] = a_sum;
-  set_arguments(q, workload);
+  set_arguments(q);
   return q;
 }
 
@@ -99,7 +106,7 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel) {
   using namespace Halide;
   check(workload.int8_activations && int8_activations_supported(workload).ok() && !workload.format.f16_scale,
         ErrorKind::Invalid, "not an int8-activation workload: " + workload.key());
-  QMatMulDef q(workload.format, panel, /*vnni=*/true);
+  QMatMulDef q(workload, panel, /*vnni=*/true);
   ComputeDef& d = q.def;
   d.op = "qmatmul_int8";
   Axis n = make_axis("n"), m = make_axis("m"), j = make_axis("j"), p = make_axis("p"), k = make_axis("k");
@@ -140,19 +147,19 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel) {
 
   Expr y = q.alpha * acc(n.var % panel, n.var / panel, m.var);
   if (workload.has_bias) y += q.beta * q.bias(n.var);
-  if (workload.activation == Activation::Relu) y = max(y, 0.0f);
-  output(n.var, m.var) = y;
+  output(n.var, m.var) = apply_output_epilogue(y, workload.epilogue, q.residual(n.var, m.var));
 
   d.reduce_axes = {ReduceAxis{"k", blocks, groups_count}, ReduceAxis{"r", r, B}, ReduceAxis{"in_block", in_block, B}};
   d.extents = {{"M", M}, {"K", K}, {"N", output.output_buffer().dim(0).extent()}};
   q.A.dim(0).set_min(0).dim(1).set_min(0);
   q.bias.dim(0).set_min(0);
+  q.residual.dim(0).set_min(0).dim(1).set_min(0);
   output.output_buffer().dim(0).set_min(0).dim(1).set_min(0);
 
   d.output = output;
   d.stages = {{"a", a}, {"a_max", a_max}, {"a_q", a_q}, {"a_pairs", a_pairs}, {"a_sum", a_sum}, {"dot", dot},
               {"acc", acc}};
-  set_arguments(q, workload);
+  set_arguments(q);
   return q;
 }
 

@@ -1,5 +1,5 @@
 // The compute definition of tetra.QMatMul with a packed int4 weight:
-//   Y[m, n] = act(alpha * sum_k A[m, k] * W(k, n) + beta * bias[n])
+//   Y[m, n] = act(alpha * sum_k A[m, k] * W(k, n) + beta * bias[n] [+ residual[m, n]])
 // A is float32 [M, K] (Halide buffer A(k, m)), Y float32 [M, N] (Y(n, m)), bias float32 [N].
 // M, K and N are read from the buffers at run time, so one compiled kernel serves every shape of its
 // format. Leading batch dimensions of A are folded into M by the caller; trans_a is not handled.
@@ -8,16 +8,18 @@
 //   "a"(k, m)      = A(k, clamp(m, 0, M - 1))       rows past M repeat row M-1, so any m tiling is legal
 //   "w"(j, k, p)   = W.panel(j, k, p)                the dequantized weight; inline unless staged
 //   "acc"(j, p, m) = sum_k "a"(k, m) * "w"(j, k, p)  fp32 accumulation, reduction axis "k"
-//   output(n, m)   = epilogue(acc(n % P, n / P, m))
+//   output(n, m)   = act(alpha * acc(n % P, n / P, m) + beta * bias(n) [+ residual(n, m)])
+//                    (the workload's OutputEpilogue, dsl/elementwise_expr.h)
 // Axes: n, m (output), j, p (panel column and panel of acc and w), k (w's pure k).
 #pragma once
 #include <cstdint>
 #include <string>
 
 #include "dsl/compute.h"
-#include "dsl/int4.h"
 #include "dsl/core/qmatmul_workload.h"
 #include "dsl/core/result.h"
+#include "dsl/int4.h"
+#include "dsl/jit_pipeline.h"
 #include "importer/graph.h"
 
 namespace tetra::dsl {
@@ -27,12 +29,18 @@ struct QMatMulDef {
   Halide::ImageParam A{Halide::Float(32), 2, "A"};
   PackedInt4 W;
   Halide::ImageParam bias{Halide::Float(32), 1, "bias"};
+  Halide::ImageParam residual{Halide::Float(32), 2, "residual"};  // (N, M), when the epilogue adds one
   Halide::Param<float> alpha{"alpha", 1.0f};
   Halide::Param<float> beta{"beta", 1.0f};
   int panel = 0;
+  QMatMulWorkload workload;  // what it was defined for
 
-  QMatMulDef(const Int4Format& format, int panel_width, bool vnni = false, bool words = false)
-      : W("W", format, panel_width, vnni, words), panel(panel_width) {}
+  QMatMulDef(const QMatMulWorkload& wl, int panel_width, bool vnni = false, bool words = false)
+      : W("W", wl.format, panel_width, vnni, words), panel(panel_width), workload(wl) {}
+
+  // The pipeline's inputs in dsl::call_qmatmul's order: A, the weight's buffers, bias and residual
+  // where the workload has them, alpha, beta.
+  std::vector<PipelineParam> params() const;
 };
 
 // The algorithm for `workload` with the weight in panels of `panel` columns; no schedule applied.

@@ -22,10 +22,14 @@ Status check_op(const nlohmann::json& j, const std::string& op) {
 }  // namespace
 
 nlohmann::json qmatmul_workload_to_json(const QMatMulWorkload& w) {
-  return {{"op", "qmatmul"},        {"M", w.M},
-          {"K", w.K},               {"N", w.N},
-          {"weight", int4_format_to_json(w.format)}, {"bias", w.has_bias},
-          {"activation", activation_name(w.activation)}, {"int8_activations", w.int8_activations}};
+  return {{"op", "qmatmul"},
+          {"M", w.M},
+          {"K", w.K},
+          {"N", w.N},
+          {"weight", int4_format_to_json(w.format)},
+          {"bias", w.has_bias},
+          {"epilogue", epilogue_to_json(w.epilogue)},
+          {"int8_activations", w.int8_activations}};
 }
 
 Result<QMatMulWorkload> qmatmul_workload_from_json(const nlohmann::json& j) {
@@ -37,12 +41,15 @@ Result<QMatMulWorkload> qmatmul_workload_from_json(const nlohmann::json& j) {
   w.N = r.integer("N", 1, kMaxDim);
   const nlohmann::json* weight = r.field("weight");
   w.has_bias = r.flag("bias");
-  w.activation = r.choice("activation", {"none", "relu"}) == 1 ? Activation::Relu : Activation::None;
+  const nlohmann::json* epilogue = r.field("epilogue");
   w.int8_activations = r.flag("int8_activations");
   if (!r.ok()) return r.failure();
   Result<Int4Format> format = int4_format_from_json(*weight);
   if (!format) return format.failure();
   w.format = format.value();
+  Result<OutputEpilogue> read = epilogue_from_json(*epilogue);
+  if (!read) return read.failure();
+  w.epilogue = read.value();
   return w;
 }
 
@@ -91,7 +98,7 @@ Result<QConvWorkload> qconv_workload_from_json(const nlohmann::json& j) {
   if (!format) return format.failure();
   w.format = format.value();
 
-  Result<ConvEpilogue> read = epilogue_from_json(*epilogue);
+  Result<OutputEpilogue> read = epilogue_from_json(*epilogue);
   if (!read) return read.failure();
   w.epilogue = read.value();
 

@@ -10,7 +10,8 @@
 
 namespace tetra::dsl {
 
-// {"op": "qmatmul", "M", "K", "N", "weight": int4_format_to_json, "bias", "activation", "int8_activations"}
+// {"op": "qmatmul", "M", "K", "N", "weight": int4_format_to_json, "bias", "epilogue": {"residual",
+//  "activation", "params"}, "int8_activations"}
 nlohmann::json qmatmul_workload_to_json(const QMatMulWorkload& workload);
 Result<QMatMulWorkload> qmatmul_workload_from_json(const nlohmann::json& j);
 

@@ -28,9 +28,12 @@ Tensor apply_epilogue(const Node& node, Tensor y, const std::vector<Tensor>& inp
   return y;
 }
 
-std::string describe_epilogue(const Node& node) {
+std::string describe_epilogue(const Node& node, size_t first_step) {
   std::string out;
-  for (const Node& step : node.epilogue) out += (out.empty() ? "" : ", ") + (step.op_type == "Add" ? "+residual" : step.op_type);
+  for (size_t s = first_step; s < node.epilogue.size(); ++s) {
+    const Node& step = node.epilogue[s];
+    out += (out.empty() ? "" : ", ") + (step.op_type == "Add" ? "+residual" : step.op_type);
+  }
   return out;
 }
 
@@ -59,6 +62,31 @@ std::optional<ActivationCall> activation_call(const Node& step, const Graph& gra
     call.key += std::string(call.key.back() == ':' ? "" : ",") + names[i - 1];
   }
   return call;
+}
+
+KernelEpilogue kernel_epilogue(const Node& node, const Graph& graph) {
+  KernelEpilogue k;
+  const ValueInfo* y = graph.find_value(node.outputs[0]);
+  if (!node.epilogue.empty() && node.epilogue[0].domain.empty() && node.epilogue[0].op_type == "Add" && y &&
+      y->has_shape && fully_known(y->shape)) {
+    const std::string& residual = node.epilogue[0].input(1);
+    const ValueInfo* r = graph.find_value(residual);
+    for (size_t j = 2; j < node.inputs.size() && r; ++j)
+      if (node.inputs[j] == residual && r->has_shape && fully_known(r->shape) &&
+          to_shape(r->shape) == to_shape(y->shape) && (r->dtype == DType::Float32 || r->dtype == DType::Float16)) {
+        k.epilogue.residual = true;
+        k.residual_input = j;
+        k.steps = 1;
+        break;
+      }
+  }
+  if (k.steps < node.epilogue.size())
+    if (std::optional<ActivationCall> act = activation_call(node.epilogue[k.steps], graph)) {
+      k.epilogue.activation = act->key;
+      k.epilogue.params = act->params;
+      ++k.steps;
+    }
+  return k;
 }
 
 }  // namespace tetra

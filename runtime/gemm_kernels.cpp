@@ -35,16 +35,13 @@ Tensor output_like(const OutputPlaces& places, DType dtype, const Shape& shape, 
 
 bool wants_int8_activations(const Node& node) { return node.attr_int(kInt8ActivationsAttr, 0) != 0; }
 
-// The epilogue's leading Relu runs inside the kernel; later steps run after it.
-dsl::Activation kernel_activation(const Node& node) {
-  return node.epilogue.size() == 1 && node.epilogue[0].op_type == "Relu" ? dsl::Activation::Relu
-                                                                         : dsl::Activation::None;
-}
-size_t steps_in_kernel(const Node& node) { return kernel_activation(node) == dsl::Activation::None ? 0 : 1; }
-
-std::string kernel_detail(const Node& node, const std::string& schedule) {
-  std::string epilogue = describe_epilogue(node);
-  return schedule + (epilogue.empty() ? "" : "; epilogue: " + epilogue);
+// The epilogue as tuned (dsl::QMatMulWorkload::for_tuning): a lone Relu, which the im2col GEMMs and
+// the GPU jobs also apply inside the kernel; they run any other steps after it.
+KernelEpilogue lone_relu_epilogue(const Node& node) {
+  KernelEpilogue k;
+  if (node.epilogue.size() == 1 && node.epilogue[0].domain.empty() && node.epilogue[0].op_type == "Relu")
+    k.epilogue = dsl::OutputEpilogue::relu(), k.steps = 1;
+  return k;
 }
 
 // The epilogue steps of a fused node from `first_step` on (those its kernel does not apply itself),
@@ -85,6 +82,8 @@ class Epilogue {
     return ms;
   }
 
+  std::string describe() const { return describe_epilogue(node_, first_step_); }
+
  private:
   const Node& node_;
   size_t first_step_;
@@ -92,13 +91,22 @@ class Epilogue {
   std::vector<std::unique_ptr<NodeKernel>> kernels_;
 };
 
+// "SCHEDULE; in the kernel: +residual Gelu; after it: Mul", for KernelInfo::detail.
+std::string kernel_detail(const std::string& schedule, const dsl::OutputEpilogue& in_kernel, const Epilogue& after) {
+  std::string out = schedule;
+  if (!in_kernel.empty()) out += "; in the kernel: " + in_kernel.describe();
+  if (std::string steps = after.describe(); !steps.empty()) out += "; after it: " + steps;
+  return out;
+}
+
 class HalideQMatMul : public NodeKernel {
  public:
   HalideQMatMul(const Node& node, const Graph& graph, bool has_bias, KernelSource& source)
       : node_(node),
-        runner_(node.weight, node.attr_flag("trans_b", false), has_bias, kernel_activation(node),
+        in_kernel_(kernel_epilogue(node, graph)),
+        runner_(node.weight, node.attr_flag("trans_b", false), has_bias, in_kernel_.epilogue,
                 wants_int8_activations(node), source, node.label()),
-        epilogue_(node, graph, source, steps_in_kernel(node)),
+        epilogue_(node, graph, source, in_kernel_.steps),
         alpha_(static_cast<float>(node.attr_float("alpha", 1.0))),
         beta_(static_cast<float>(node.attr_float("beta", 1.0))),
         trans_a_(node.attr_flag("trans_a", false)) {}
@@ -116,13 +124,23 @@ class HalideQMatMul : public NodeKernel {
     std::vector<float> a_copy, bias_copy;
     const float* a_data = float_data(a, a_copy);
     const float* bias = inputs.size() > 1 && !inputs[1].empty() ? float_data(inputs[1], bias_copy) : nullptr;
+    std::vector<float> residual_copy;
+    const float* residual = nullptr;
+    if (in_kernel_.epilogue.residual) {
+      const Tensor& r = inputs.at(in_kernel_.residual_input);
+      check(r.shape() == out_shape, ErrorKind::Invalid, [&] {
+        return node_.label() + ": residual " + shape_str(r.shape()) + " must have the output's shape " +
+               shape_str(out_shape);
+      });
+      residual = float_data(r, residual_copy);
+    }
     Tensor y;
     if (a.dtype() == DType::Float32) {
       y = places_.make(0, DType::Float32, out_shape);
-      runner_.run(a_data, M, y.mutable_data<float>(), bias, alpha_, beta_);
+      runner_.run(a_data, M, y.mutable_data<float>(), bias, alpha_, beta_, residual);
     } else {
       std::vector<float> values(M * N);
-      runner_.run(a_data, M, values.data(), bias, alpha_, beta_);
+      runner_.run(a_data, M, values.data(), bias, alpha_, beta_, residual);
       y = output_like(places_, a.dtype(), out_shape, values);
     }
     return {epilogue_.apply(std::move(y), inputs)};
@@ -133,7 +151,7 @@ class HalideQMatMul : public NodeKernel {
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide", kernel_detail(node_, runner_.describe()),
+    return {node_.label(), "halide", kernel_detail(runner_.describe(), in_kernel_.epilogue, epilogue_),
             runner_.compile_ms() + epilogue_.compile_ms()};
   }
 
@@ -151,6 +169,7 @@ class HalideQMatMul : public NodeKernel {
   }
 
   const Node& node_;
+  KernelEpilogue in_kernel_;  // the steps the kernel applies in its output stage
   QMatMulRunner runner_;
   Epilogue epilogue_;
   float alpha_, beta_;
@@ -162,9 +181,9 @@ class HalideQConv : public NodeKernel {
   HalideQConv(const Node& node, const Graph& graph, std::shared_ptr<const QuantizedWeight> matrix, bool has_bias,
               KernelSource& source)
       : node_(node),
-        runner_(std::move(matrix), true, has_bias, kernel_activation(node), wants_int8_activations(node), source,
-                node.label()),
-        epilogue_(node, graph, source, steps_in_kernel(node)) {}
+        runner_(std::move(matrix), true, has_bias, lone_relu_epilogue(node).epilogue, wants_int8_activations(node),
+                source, node.label()),
+        epilogue_(node, graph, source, lone_relu_epilogue(node).steps) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
@@ -215,7 +234,8 @@ class HalideQConv : public NodeKernel {
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide", kernel_detail(node_, "im2col + " + runner_.describe()),
+    return {node_.label(), "halide",
+            kernel_detail("im2col + " + runner_.describe(), lone_relu_epilogue(node_).epilogue, epilogue_),
             runner_.compile_ms() + epilogue_.compile_ms(), layout_conversions_};
   }
 
@@ -282,7 +302,7 @@ class WithEpilogue : public NodeKernel {
   }
   KernelInfo info() const override {
     KernelInfo info = inner_->info();
-    info.detail = kernel_detail(node_, info.detail);
+    info.detail = kernel_detail(info.detail, {}, epilogue_);
     info.compile_ms += epilogue_.compile_ms();
     return info;
   }
@@ -421,7 +441,7 @@ std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
   auto workload = dsl::qmatmul_workload(*g.matrix, g.trans_b, rows, node.has_input(1));
   if (!workload.ok()) return std::nullopt;
   HalideGemm gemm{workload.value(), g.matrix, g.trans_b};
-  gemm.workload.activation = kernel_activation(node);
+  gemm.workload.epilogue = lone_relu_epilogue(node).epilogue;
   gemm.workload.int8_activations = wants_int8_activations(node);  // a request: the source resolves it
   return gemm;
 }

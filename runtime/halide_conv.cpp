@@ -48,40 +48,6 @@ dsl::QConvWorkload conv_workload(const ConvParams& p, const dsl::ConvInt4Format&
   return wl;
 }
 
-// The node's epilogue steps (Node::epilogue) the conv kernel applies in its output stage: a leading
-// residual Add, then an activation with an expression (dsl/elementwise_expr.h). Later steps run after
-// the kernel. `residual_input` is the fused node's input that holds the residual.
-struct KernelEpilogue {
-  dsl::ConvEpilogue epilogue;
-  size_t steps = 0;
-  size_t residual_input = 0;
-};
-
-KernelEpilogue kernel_epilogue(const Node& node, const Graph& graph) {
-  KernelEpilogue k;
-  const ValueInfo* y = graph.find_value(node.outputs[0]);
-  if (!node.epilogue.empty() && node.epilogue[0].domain.empty() && node.epilogue[0].op_type == "Add" && y &&
-      y->has_shape && fully_known(y->shape)) {
-    const std::string& residual = node.epilogue[0].input(1);
-    const ValueInfo* r = graph.find_value(residual);
-    for (size_t j = 2; j < node.inputs.size() && r; ++j)
-      if (node.inputs[j] == residual && r->has_shape && fully_known(r->shape) && to_shape(r->shape) == to_shape(y->shape) &&
-          (r->dtype == DType::Float32 || r->dtype == DType::Float16)) {
-        k.epilogue.residual = true;
-        k.residual_input = j;
-        k.steps = 1;
-        break;
-      }
-  }
-  if (k.steps < node.epilogue.size())
-    if (std::optional<ActivationCall> act = activation_call(node.epilogue[k.steps], graph)) {
-      k.epilogue.activation = act->key;
-      k.epilogue.params = act->params;
-      ++k.steps;
-    }
-  return k;
-}
-
 class HalideDirectConv : public NodeKernel {
  public:
   HalideDirectConv(const Node& node, std::shared_ptr<const dsl::ConvInt4Buffers> weight, KernelEpilogue epilogue,

@@ -28,7 +28,7 @@ class HalideConvTranspose : public NodeKernel {
                       KernelSource& source)
       : node_(node),
         weight_shape_(std::move(weight_shape)),
-        runner_(std::move(matrix), false, false, dsl::Activation::None, false, source, node.label()) {}
+        runner_(std::move(matrix), false, false, dsl::OutputEpilogue{}, false, source, node.label()) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs.at(0);

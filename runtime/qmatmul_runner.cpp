@@ -7,11 +7,12 @@
 namespace tetra {
 
 QMatMulRunner::QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias,
-                             dsl::Activation activation, bool int8_activations, KernelSource& source, std::string label)
+                             dsl::OutputEpilogue epilogue, bool int8_activations, KernelSource& source,
+                             std::string label)
     : weight_(std::move(weight)),
       trans_b_(trans_b),
       has_bias_(has_bias),
-      activation_(activation),
+      epilogue_(std::move(epilogue)),
       int8_activations_(int8_activations),
       source_(source),
       label_(std::move(label)) {
@@ -20,13 +21,23 @@ QMatMulRunner::QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool
   N_ = trans_b_ ? s[0] : s[1];
 }
 
-void QMatMulRunner::run(const float* a, int64_t M, float* y, const float* bias, float alpha, float beta) {
+void QMatMulRunner::run(const float* a, int64_t M, float* y, const float* bias, float alpha, float beta,
+                        const float* residual) {
   Compiled& c = compiled_for(M);
   Halide::Runtime::Buffer<float> A(const_cast<float*>(a), static_cast<int>(K_), static_cast<int>(M));
   Halide::Runtime::Buffer<float> Y(y, static_cast<int>(N_), static_cast<int>(M));
   Halide::Runtime::Buffer<float> B;
   if (bias) B = Halide::Runtime::Buffer<float>(const_cast<float*>(bias), static_cast<int>(N_));
-  dsl::QMatMulCall call{A.raw_buffer(), c.weight.get(), Y.raw_buffer(), bias ? B.raw_buffer() : nullptr, alpha, beta};
+  Halide::Runtime::Buffer<float> R;
+  if (residual)
+    R = Halide::Runtime::Buffer<float>(const_cast<float*>(residual), static_cast<int>(N_), static_cast<int>(M));
+  dsl::QMatMulCall call{A.raw_buffer(),
+                        c.weight.get(),
+                        Y.raw_buffer(),
+                        bias ? B.raw_buffer() : nullptr,
+                        residual ? R.raw_buffer() : nullptr,
+                        alpha,
+                        beta};
   dsl::Status st = dsl::call_qmatmul(*c.code.pipeline, c.workload, c.code.layout, call);
   check(st.ok(), ErrorKind::Invalid,
         [&] { return label_ + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
@@ -50,7 +61,7 @@ QMatMulRunner::Compiled& QMatMulRunner::compiled_for(int64_t M) {
 
 QMatMulRunner::Compiled& QMatMulRunner::compiled_for_new(int64_t M) {
   dsl::QMatMulWorkload workload = dsl::qmatmul_workload(*weight_, trans_b_, M, has_bias_).value();
-  workload.activation = activation_;
+  workload.epilogue = epilogue_;
   workload.int8_activations = int8_activations_;  // a request: the source resolves it for its target
   std::string key = workload.key();
   auto it = compiled_.find(key);

@@ -15,14 +15,15 @@ namespace tetra {
 
 class QMatMulRunner {
  public:
-  // `weight` is [K, N], or [N, K] with trans_b.
-  QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias, dsl::Activation activation,
-                bool int8_activations, KernelSource& source, std::string label);
+  // `weight` is [K, N], or [N, K] with trans_b; the kernels apply `epilogue` in their output stage.
+  QMatMulRunner(std::shared_ptr<const QuantizedWeight> weight, bool trans_b, bool has_bias,
+                dsl::OutputEpilogue epilogue, bool int8_activations, KernelSource& source, std::string label);
   int64_t K() const { return K_; }
   int64_t N() const { return N_; }
 
-  // Y[M, N] = alpha * A[M, K] x W + beta * bias[N], row-major float32.
-  void run(const float* a, int64_t M, float* y, const float* bias, float alpha, float beta);
+  // Y[M, N] = act(alpha * A[M, K] x W + beta * bias[N] [+ residual[M, N]]), row-major float32.
+  void run(const float* a, int64_t M, float* y, const float* bias, float alpha, float beta,
+           const float* residual = nullptr);
 
   std::string describe() const;  // the schedules used and where they came from
   double compile_ms() const { return compile_ms_; }
@@ -39,7 +40,7 @@ class QMatMulRunner {
 
   std::shared_ptr<const QuantizedWeight> weight_;
   bool trans_b_, has_bias_;
-  dsl::Activation activation_;
+  dsl::OutputEpilogue epilogue_;
   bool int8_activations_;
   KernelSource& source_;
   std::string label_;

@@ -38,11 +38,7 @@ dsl::Result<ScheduledQMatMul> schedule_qmatmul(const dsl::QMatMulWorkload& workl
     return Failure{FailureKind::Compile, schedule.to_string(), e.what()};
   }
   out.pipeline.pipeline = Halide::Pipeline(q->def.output);
-  out.pipeline.params = {q->A};
-  for (const Halide::ImageParam& p : q->W.params()) out.pipeline.params.push_back(p);
-  if (workload.has_bias) out.pipeline.params.push_back(q->bias);
-  out.pipeline.params.push_back(q->alpha);
-  out.pipeline.params.push_back(q->beta);
+  out.pipeline.params = q->params();
   return out;
 }
 
@@ -70,7 +66,12 @@ dsl::Result<dsl::PackedInt4Buffers> QMatMulKernel::pack(const QuantizedWeight& w
 
 dsl::Status QMatMulKernel::run(const Halide::Buffer<float>& A, const dsl::PackedInt4Buffers& W,
                                Halide::Buffer<float>& Y, const QMatMulArgs& args) const {
-  dsl::QMatMulCall call{A.raw_buffer(), &W, Y.raw_buffer(), args.bias ? args.bias->raw_buffer() : nullptr, args.alpha,
+  dsl::QMatMulCall call{A.raw_buffer(),
+                        &W,
+                        Y.raw_buffer(),
+                        args.bias ? args.bias->raw_buffer() : nullptr,
+                        args.residual ? args.residual->raw_buffer() : nullptr,
+                        args.alpha,
                         args.beta};
   return dsl::call_qmatmul(*code_, workload_, layout_, call);
 }

@@ -19,7 +19,8 @@
 namespace tetra::schedules {
 
 struct QMatMulArgs {
-  const Halide::Buffer<float>* bias = nullptr;  // [N]; required when the workload has a bias
+  const Halide::Buffer<float>* bias = nullptr;      // [N]; required when the workload has a bias
+  const Halide::Buffer<float>* residual = nullptr;  // (N, M); required when its epilogue adds one
   float alpha = 1.0f, beta = 1.0f;
 };
 

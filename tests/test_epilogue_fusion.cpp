@@ -271,3 +271,37 @@ TEST_CASE("MatMul -> Softmax -> MatMul becomes one attention kernel with no scor
   Graph g = load_model(b.save(dir + "/kept.onnx"));
   CHECK(g.nodes.size() == 3);
 }
+
+TEST_CASE("MatMul -> Add(bias) -> Gelu and MatMul -> Add(residual) run their epilogues in the int4 kernel",
+          "[fusion]") {
+  // A transformer feed-forward block: up-projection with Gelu, down-projection with the skip connection.
+  std::string dir = temp_dir("fuse_matmul_gelu");
+  ModelBuilder b(21);
+  b.input("x", DType::Float32, {2, 5, 40});
+  b.output("y", DType::Float32);
+  b.initializer("w1", random_tensor(DType::Int4, {40, 64}, -8, 7));
+  b.initializer("s1", random_tensor(DType::Float32, {2, 64}, 0.02, 0.1));
+  b.initializer("b1", random_tensor(DType::Float32, {64}));
+  b.initializer("w2", random_tensor(DType::Int4, {64, 40}, -8, 7));
+  b.initializer("s2", random_tensor(DType::Float32, {2, 40}, 0.02, 0.1));
+  b.node("DequantizeLinear", {"w1", "s1"}, {"w1f"}, {{"axis", 0}, {"block_size", 32}});
+  b.node("DequantizeLinear", {"w2", "s2"}, {"w2f"}, {{"axis", 0}, {"block_size", 32}});
+  b.node("MatMul", {"x", "w1f"}, {"h"});
+  b.node("Add", {"h", "b1"}, {"hb"});
+  b.node("Gelu", {"hb"}, {"g"});
+  b.node("MatMul", {"g", "w2f"}, {"d"});
+  b.node("Add", {"d", "x"}, {"y"});
+  std::string path = b.save(dir + "/m.onnx");
+  Graph g = load_model(path);
+  REQUIRE(g.quantized_nodes().size() == 2);
+  CHECK(g.nodes.size() == 2);
+  expect_same_results(path, {{"x", random_tensor(DType::Float32, {2, 5, 40})}});
+
+  Executor halide(g, ExecutorOptions{Backend::Halide});
+  halide.run({{"x", random_tensor(DType::Float32, {2, 5, 40})}});
+  std::vector<std::string> details;
+  for (const KernelInfo& k : halide.kernels()) details.push_back(k.detail);
+  REQUIRE(details.size() == 2);
+  CHECK_THAT(details[0], Catch::EndsWith("in the kernel: Gelu:none"));
+  CHECK_THAT(details[1], Catch::EndsWith("in the kernel: +residual"));
+}

@@ -61,7 +61,7 @@ TEST_CASE("a kernel spec has one key and one JSON form that round-trips", "[kern
   std::set<std::string> keys;
   for (const Int4Format& f : qmatmul_formats()) {
     QMatMulWorkload w;
-    w.K = 64, w.N = 24, w.format = f, w.has_bias = true, w.activation = Activation::Relu;
+    w.K = 64, w.N = 24, w.format = f, w.has_bias = true, w.epilogue = OutputEpilogue::relu();
     KernelSpec spec = kernel_spec(w, "x86-64-avx2");
     Result<KernelSpec> back = KernelSpec::from_json(nlohmann::json::parse(spec.to_json().dump()));
     REQUIRE(back.ok());
@@ -80,7 +80,7 @@ TEST_CASE("a kernel spec has one key and one JSON form that round-trips", "[kern
   w.K = 64, w.N = 24;
   KernelSpec spec = kernel_spec(w, "x86-64-avx2");
   CHECK(spec.key() == "qmatmul int4 per-tensor f32 panel x86-64-avx2");
-  w.has_bias = true, w.activation = Activation::Relu, w.int8_activations = true, w.format.k_group = 32,
+  w.has_bias = true, w.epilogue = OutputEpilogue::relu(), w.int8_activations = true, w.format.k_group = 32,
   w.format.per_n = true;
   CHECK(kernel_spec(w, "x86-64-avx512-vnni").key() ==
         "qmatmul int4 blocked(k,32) f32 bias Relu a8 vnni x86-64-avx512-vnni");
@@ -166,8 +166,10 @@ TEST_CASE("malformed kernel specs are failures naming the field", "[kernel_spec]
   QMatMulWorkload w;
   w.K = 64, w.N = 24;
   nlohmann::json mm = kernel_spec(w, "x86-64-avx2").to_json();
-  mm["epilogue"]["residual"] = true;  // a QMatMul kernel adds no residual
-  CHECK_THAT(message(mm), Catch::Contains("a qmatmul's epilogue"));
+  mm["epilogue"] = {{"residual", true}, {"activation", "Gelu:none"}, {"params", nlohmann::json::array()}};
+  CHECK(message(mm) == "accepted");  // a fused MatMul's kernel adds the residual and applies the Gelu
+  mm["epilogue"]["params"] = "none";
+  CHECK_THAT(message(mm), Catch::Contains("\"params\" must be an array of numbers"));
   mm = kernel_spec(w, "x86-64-avx2").to_json();
   mm["weight"]["k_group"] = -1;
   CHECK_THAT(message(mm), Catch::Contains("\"k_group\" must be an integer in [0"));
@@ -213,7 +215,7 @@ TEST_CASE("malformed specs, workloads and jobs are failures naming the field", "
     std::string message;
   };
   for (const Case& c : {Case{"M", nullptr, "\"M\" is missing"}, Case{"K", 0, "\"K\" must be an integer in [1"},
-                        Case{"N", "24", "\"N\" must be an integer"}, Case{"activation", "gelu", "one of \"none\", \"relu\""},
+                        Case{"N", "24", "\"N\" must be an integer"}, Case{"epilogue", "relu", "epilogue"},
                         Case{"op", "qconv", "\"op\" must be \"qmatmul\""}, Case{"weight", 3, "weight format"}}) {
     INFO(c.field);
     nlohmann::json j = good;

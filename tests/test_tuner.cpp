@@ -185,7 +185,7 @@ TEST_CASE("a worker checks and times every weight format and a direct conv on ra
   const dsl::TargetSpec& host = dsl::host_target();
   std::vector<dsl::QMatMulWorkload> gemms;
   dsl::QMatMulWorkload w;
-  w.M = 3, w.K = 72, w.N = 24, w.has_bias = true, w.activation = dsl::Activation::Relu;
+  w.M = 3, w.K = 72, w.N = 24, w.has_bias = true, w.epilogue = dsl::OutputEpilogue::relu();
   w.format.k_group = 32, w.format.per_n = true, w.format.has_zero_point = true, w.format.f16_scale = true;
   gemms.push_back(w);  // int4 blocked, zero points, float16 scales, a partial last block
   w.format = {};

@@ -56,7 +56,7 @@ WorkloadDesc qmatmul(int64_t M, int64_t K, int64_t N, const std::string& format 
       w.format.k_group = std::stoi(word.substr(10)), w.format.per_n = true;
   }
   w.has_bias = epilogue.find("bias") != std::string::npos;
-  if (epilogue.find("relu") != std::string::npos) w.activation = dsl::Activation::Relu;
+  if (epilogue.find("relu") != std::string::npos) w.epilogue = dsl::OutputEpilogue::relu();
   WorkloadDesc d = tuner::workload_desc(w, target);
   REQUIRE(d.key == "qmatmul m" + std::to_string(M) + " k" + std::to_string(K) + " n" + std::to_string(N) + " " +
                        format + (epilogue.empty() ? "" : " " + epilogue));
@@ -167,7 +167,7 @@ TEST_CASE("tuning db: records round-trip through the JSON schema", "[db]") {
   wl.N = 4096;
   wl.format.k_group = 32;
   wl.has_bias = true;
-  wl.activation = dsl::Activation::Relu;
+  wl.epilogue = dsl::OutputEpilogue::relu();
   WorkloadDesc desc = tuner::workload_desc(wl, kTarget);
   CHECK(desc.key == wl.key());
   CHECK(desc.op() == "qmatmul");
@@ -191,7 +191,7 @@ TEST_CASE("tuning db: records round-trip through the JSON schema", "[db]") {
   CHECK(conv_desc.dims.at("H") == 56);
   dsl::QConvWorkload bigger = conv;
   bigger.H = bigger.W = 112;
-  bigger.epilogue = dsl::ConvEpilogue{};
+  bigger.epilogue = dsl::OutputEpilogue{};
   CHECK(tuner::workload_distance(conv_desc, tuner::workload_desc(bigger, kTarget)) == Approx(2 * std::log(2.0)));
   dsl::QConvWorkload grouped = conv;
   grouped.group = 32;
@@ -803,7 +803,7 @@ TEST_CASE("tuning db: version-1 records are read as current ones when their key 
   int8.M = 4, int8.K = 256, int8.N = 512;
   int8.format.is_signed = false, int8.format.has_zero_point = true, int8.format.f16_scale = true;
   int8.format.k_group = 64;
-  int8.has_bias = true, int8.activation = dsl::Activation::Relu, int8.int8_activations = true;
+  int8.has_bias = true, int8.epilogue = dsl::OutputEpilogue::relu(), int8.int8_activations = true;
   TuningDatabase::Lookup hit = db.best(tuner::workload_desc(int8, kTarget));
   CHECK(hit.source == "exact");
   CHECK(hit.schedule->get_int("tile_n") == 24);

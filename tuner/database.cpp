@@ -505,7 +505,7 @@ std::optional<WorkloadDesc> workload_of_v1_key(const std::string& key, const std
       if (word == "bias")
         w.has_bias = true;
       else if (word == "relu")
-        w.activation = dsl::Activation::Relu;
+        w.epilogue = dsl::OutputEpilogue::relu();
       else if (word == "a8")
         w.int8_activations = true;
       else if (!(float_bits && word == "weight") && !parse_format_word(word, w.format))

@@ -218,6 +218,9 @@ MeasureResult measure_here(const MeasureJob& job, const std::string& fault) {
   if (job.qconv) return measure_conv(job, *job.qconv, target.value(), fault);
   if (!job.qmatmul) return failed("the job holds no workload");
   const dsl::QMatMulWorkload wl = schedules::resolve_qmatmul(*job.qmatmul, target.value()).workload;
+  // Tuning keys name a lone Relu only (QMatMulWorkload::for_tuning), so the check knows no other epilogue.
+  if (!(wl.epilogue.empty() || wl.epilogue.is_lone_relu()))
+    return failed("a matmul is measured with no epilogue or a lone Relu, not with " + wl.epilogue.describe());
 
   auto start = Clock::now();
   auto kernel = schedules::compile_qmatmul(wl, job.schedule, target.value(), job.kernel_cache);

@@ -232,6 +232,8 @@ MeasureResult measure_on_device(const MeasureJob& job, const dsl::TargetSpec& ta
   if (job.qconv && !job.qconv->epilogue.empty())
     return failed("a conv is measured without its epilogue, not with " + job.qconv->epilogue.describe());
   if (job.qmatmul && job.qmatmul->int8_activations) return failed("GPU kernels take float32 activations");
+  if (job.qmatmul && !(job.qmatmul->epilogue.empty() || job.qmatmul->epilogue.is_lone_relu()))
+    return failed("a matmul is measured with no epilogue or a lone Relu, not with " + job.qmatmul->epilogue.describe());
   auto start = Clock::now();
   dsl::Result<schedules::GpuKernels> lowered =
       job.qconv     ? schedules::lower_gpu_qconv(*job.qconv, job.schedule, target, "candidate")

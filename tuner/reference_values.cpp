@@ -23,7 +23,7 @@ ReferenceValue qmatmul_reference(const dsl::QMatMulWorkload& wl, const Quantized
     r.value += bias[n];
     r.magnitude += std::fabs(bias[n]);
   }
-  if (wl.activation == dsl::Activation::Relu) r.value = std::max(r.value, 0.0);
+  if (wl.epilogue.is_lone_relu()) r.value = std::max(r.value, 0.0);
   return r;
 }
 

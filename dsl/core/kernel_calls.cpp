@@ -33,12 +33,17 @@ Status call_qmatmul(const CompiledPipeline& code, const QMatMulWorkload& compile
     return bad("the weight is " + W.format.describe() + ", the kernel was compiled for " + compiled.format.describe());
   if (compiled.has_bias && (!c.bias || c.bias->dimensions != 1 || extent(c.bias, 0) != W.N))
     return bad("this kernel needs a bias of N = " + std::to_string(W.N) + " values");
+  if (compiled.epilogue.residual && (!c.residual || c.residual->dimensions != 2 || extent(c.residual, 0) != W.N ||
+                                     extent(c.residual, 1) != extent(c.A, 1)))
+    return bad("this kernel adds a residual of (N = " + std::to_string(W.N) +
+               ", M = " + std::to_string(extent(c.A, 1)) + ")");
 
   float alpha = c.alpha, beta = c.beta;
   std::vector<void*> argv = {const_cast<halide_buffer_t*>(c.A), const_cast<halide_buffer_t*>(W.packed.raw_buffer())};
   if (!compiled.format.is_float()) argv.push_back(const_cast<halide_buffer_t*>(W.scale.raw_buffer()));
   if (compiled.format.has_zero_point) argv.push_back(const_cast<halide_buffer_t*>(W.zero.raw_buffer()));
   if (compiled.has_bias) argv.push_back(const_cast<halide_buffer_t*>(c.bias));
+  if (compiled.epilogue.residual) argv.push_back(const_cast<halide_buffer_t*>(c.residual));
   argv.push_back(&alpha);
   argv.push_back(&beta);
   argv.push_back(c.Y);

@@ -13,12 +13,14 @@
 
 namespace tetra::dsl {
 
-// Y(n, m) = act(alpha * sum_k A(k, m) W(k, n) + beta * bias(n)); A is (K, M), Y is (N, M), float32.
+// Y(n, m) = act(alpha * sum_k A(k, m) W(k, n) + beta * bias(n) [+ residual(n, m)]); A is (K, M), Y and
+// residual (N, M), float32.
 struct QMatMulCall {
   const halide_buffer_t* A = nullptr;
   const PackedInt4Buffers* W = nullptr;  // packed in the code's layout and format
   halide_buffer_t* Y = nullptr;
-  const halide_buffer_t* bias = nullptr;  // [N]; required when the code has a bias
+  const halide_buffer_t* bias = nullptr;      // [N]; required when the code has a bias
+  const halide_buffer_t* residual = nullptr;  // (N, M); required when the code's epilogue adds one
   float alpha = 1.0f, beta = 1.0f;
 };
 

@@ -28,7 +28,7 @@ std::string KernelSpec::key() const {
 
 KernelSpec KernelSpec::for_tuning() const {
   KernelSpec s = *this;
-  if (op == KernelOp::QConv) s.epilogue = ConvEpilogue{};
+  if (op == KernelOp::QConv || !epilogue.is_lone_relu()) s.epilogue = OutputEpilogue{};
   return s;
 }
 
@@ -94,13 +94,13 @@ Result<ConvInt4Format> conv_format_from_json(const nlohmann::json& j) {
   return f;
 }
 
-nlohmann::json epilogue_to_json(const ConvEpilogue& e) {
+nlohmann::json epilogue_to_json(const OutputEpilogue& e) {
   return {{"residual", e.residual}, {"activation", e.activation}, {"params", e.params}};
 }
 
-Result<ConvEpilogue> epilogue_from_json(const nlohmann::json& j) {
+Result<OutputEpilogue> epilogue_from_json(const nlohmann::json& j) {
   JsonReader r(j, "epilogue");
-  ConvEpilogue e;
+  OutputEpilogue e;
   e.residual = r.flag("residual");
   e.activation = r.text("activation");
   const nlohmann::json* params = r.field("params");
@@ -175,13 +175,9 @@ Result<KernelSpec> KernelSpec::from_json(const nlohmann::json& j) {
     s.weight = format.value();
   }
 
-  Result<ConvEpilogue> read = epilogue_from_json(*epilogue);
+  Result<OutputEpilogue> read = epilogue_from_json(*epilogue);
   if (!read) return read.failure();
   s.epilogue = read.value();
-  if (s.op == KernelOp::QMatMul &&
-      (s.epilogue.residual || !(s.epilogue.activation.empty() || s.epilogue.activation == "Relu") || !s.epilogue.params.empty()))
-    return Failure{FailureKind::BadJson, "kernel spec",
-                   "a qmatmul's epilogue is \"Relu\" or none, with no residual and no params, not " + epilogue->dump()};
 
   // The int8 kernels read only the vnni packing, and the float32 ones only panels.
   if ((s.activations == ActivationMode::Int8) != (s.layout == LayoutKind::Vnni))
@@ -200,7 +196,7 @@ KernelSpec kernel_spec(const QMatMulWorkload& w, const std::string& target) {
   s.activations = w.int8_activations ? ActivationMode::Int8 : ActivationMode::Float32;
   s.layout = w.int8_activations ? LayoutKind::Vnni : LayoutKind::Panel;
   s.has_bias = w.has_bias;
-  if (w.activation == Activation::Relu) s.epilogue.activation = "Relu";
+  s.epilogue = w.epilogue;
   s.target = target;
   return s;
 }

@@ -47,7 +47,7 @@ struct KernelSpec {
   bool has_bias = false;
   // The output stage after the bias: y = activation(acc + bias [+ residual]). A QMatMul has no
   // residual and no activation but "Relu".
-  ConvEpilogue epilogue;
+  OutputEpilogue epilogue;
   std::string target;  // a canonical dsl::TargetSpec name: "x86-64-avx512-vnni"
 
   // "qmatmul int4 blocked(k,32) f32 bias Relu a8 vnni x86-64-avx512-vnni",
@@ -58,8 +58,9 @@ struct KernelSpec {
   // Checks every field; a QMatMul's JSON has no window, a QConv's no k-grid.
   static Result<KernelSpec> from_json(const nlohmann::json& j);
 
-  // The spec as the tuning database keys records: a conv's epilogue does not change which tiling is
-  // best, so it is dropped and records serve convs with any epilogue. The bias stays.
+  // The spec as the tuning database keys records: the epilogue does not change which tiling is best,
+  // so it is dropped (but a QMatMul's lone Relu: OutputEpilogue) and records serve kernels with any
+  // epilogue. The bias stays.
   KernelSpec for_tuning() const;
 
   bool operator==(const KernelSpec& o) const { return key() == o.key(); }
@@ -79,7 +80,7 @@ Result<Int4Format> int4_format_from_json(const nlohmann::json& j);
 nlohmann::json conv_format_to_json(const ConvInt4Format& format);
 Result<ConvInt4Format> conv_format_from_json(const nlohmann::json& j);
 // An epilogue: {"residual": bool, "activation": op key or "", "params": [numbers]}.
-nlohmann::json epilogue_to_json(const ConvEpilogue& epilogue);
-Result<ConvEpilogue> epilogue_from_json(const nlohmann::json& j);
+nlohmann::json epilogue_to_json(const OutputEpilogue& epilogue);
+Result<OutputEpilogue> epilogue_from_json(const nlohmann::json& j);
 
 }  // namespace tetra::dsl

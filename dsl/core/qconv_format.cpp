@@ -65,18 +65,6 @@ std::string QConvWorkload::key() const {
   return s + (has_bias ? " bias" : "");
 }
 
-std::string ConvEpilogue::describe() const {
-  std::string s = residual ? "+residual" : "";
-  if (activation.empty()) return s;
-  s += (s.empty() ? "" : " ") + activation;
-  for (size_t i = 0; i < params.size(); ++i) {
-    char v[32];
-    std::snprintf(v, sizeof v, "%.9g", double(params[i]));  // round-trips a float
-    s += (i == 0 ? "(" : ",") + std::string(v) + (i + 1 == params.size() ? ")" : "");
-  }
-  return s;
-}
-
 int64_t ConvInt4Buffers::bytes() const {
   return buffer_bytes(packed) + buffer_bytes(scale) + buffer_bytes(zero);
 }

@@ -8,6 +8,7 @@
 
 #include "HalideBuffer.h"
 #include "dsl/core/int4_format.h"
+#include "dsl/core/output_epilogue.h"
 #include "dsl/core/result.h"
 #include "importer/graph.h"
 
@@ -38,20 +39,6 @@ struct ConvInt4Format {
 // The format of a tetra.QConv weight, or why it has none (not 4-D, not int4, odd scale types).
 Result<ConvInt4Format> conv_int4_format_of(const QuantizedWeight& weight);
 
-// The elementwise tail a conv kernel applies in its output stage, compiled in:
-//   y = activation(acc + bias [+ residual])
-// `activation` is an op key of dsl/elementwise_expr.h with one operand ("": none), `params` its float
-// attributes. It is part of the code key, not of the tuning key: the elementwise tail does not change
-// which tiling is best, so tuned records serve convs with any epilogue.
-struct ConvEpilogue {
-  bool residual = false;  // adds a float32 tensor shaped as the output (a skip connection)
-  std::string activation;
-  std::vector<float> params;
-
-  bool empty() const { return !residual && activation.empty(); }
-  std::string describe() const;  // "", "+residual", "Relu", "+residual Clip:min,max(0,6)"
-};
-
 // One conv's shapes and attributes, resolved (see runtime/ops/conv_core.h's conv_params).
 struct QConvWorkload {
   int64_t N = 1, C = 0, H = 0, W = 0;  // input
@@ -63,7 +50,7 @@ struct QConvWorkload {
   ConvInt4Format format;
   int64_t block = 0;  // the block size of a Blocked format (a run-time value)
   bool has_bias = false;
-  ConvEpilogue epilogue;
+  OutputEpilogue epilogue;
 
   int64_t Cg() const { return C / group; }  // input channels per group (1: depthwise)
   int64_t Mg() const { return M / group; }  // output channels per group

@@ -4,15 +4,19 @@
 
 namespace tetra::dsl {
 
-std::string activation_name(Activation act) { return act == Activation::Relu ? "relu" : "none"; }
-
 std::string QMatMulWorkload::key() const {
   std::string s = "qmatmul m" + std::to_string(M) + " k" + std::to_string(K) + " n" + std::to_string(N) + " " +
                   format.describe();
   if (has_bias) s += " bias";
-  if (activation != Activation::None) s += " " + activation_name(activation);
+  if (epilogue.is_lone_relu()) s += " relu";
   if (int8_activations) s += " a8";
   return s;
+}
+
+QMatMulWorkload QMatMulWorkload::for_tuning() const {
+  QMatMulWorkload w = *this;
+  if (!w.epilogue.is_lone_relu()) w.epilogue = {};
+  return w;
 }
 
 Status int8_activations_supported(const QMatMulWorkload& w) {

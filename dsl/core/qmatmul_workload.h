@@ -6,13 +6,11 @@
 #include <vector>
 
 #include "dsl/core/int4_format.h"
+#include "dsl/core/output_epilogue.h"
 #include "dsl/core/result.h"
 #include "importer/graph.h"
 
 namespace tetra::dsl {
-
-enum class Activation { None, Relu };
-std::string activation_name(Activation act);
 
 // What a QMatMul kernel is compiled and tuned for. The shapes key the tuning database; the
 // generated code depends only on the format and the epilogue.
@@ -20,7 +18,7 @@ struct QMatMulWorkload {
   int64_t M = 1, K = 0, N = 0;
   Int4Format format;
   bool has_bias = false;
-  Activation activation = Activation::None;
+  OutputEpilogue epilogue;  // its residual is a float32 [M, N] input after the bias
   // Opt-in int8 activations (ONNX Runtime's MatMulNBits accuracy_level 4): each row of A is quantized
   // to int8 per k-block of activation_block() values (symmetric, scale = max|a| / 127, round to
   // nearest even), the block's integer dot product with the int4 codes is exact in int32, and
@@ -32,8 +30,11 @@ struct QMatMulWorkload {
   // The k-block A is quantized in: the weight's k_group when it has one, else 32.
   int64_t activation_block() const { return format.k_group > 0 ? format.k_group : 32; }
 
-  // "qmatmul m1 k4096 n4096 int4 blocked(k,32) f32 bias": the database's workload key.
+  // "qmatmul m1 k4096 n4096 int4 blocked(k,32) f32 bias": the database's workload key. Of the
+  // epilogue it names a lone Relu only (" relu"; see OutputEpilogue).
   std::string key() const;
+  // The workload as tuned and keyed: the epilogue kept only where it is a lone Relu.
+  QMatMulWorkload for_tuning() const;
 };
 
 // Why `w` cannot take int8 activations, or ok: the activation block must be a multiple of 8 (the

@@ -324,8 +324,8 @@ void add_qmatmul(JobBuilder& b, const Node& node) {
   b.add(
       node.label(), choice.schedule.to_string() + " (" + choice.source + ")", lowered, views,
       nlohmann::json{{"alpha", double(node.attr_float("alpha", 1.0))}, {"beta", double(node.attr_float("beta", 1.0))}});
-  // The kernel applies a lone Relu itself (dsl::QMatMulWorkload::activation).
-  const size_t first = wl.activation == dsl::Activation::Relu ? 1 : 0;
+  // The kernel applies a lone Relu itself (halide_gemm_of gives the tuning form of the epilogue).
+  const size_t first = wl.epilogue.is_lone_relu() ? 1 : 0;
   b.set_value(node.outputs[0], epilogue(b, node, first, y, shape_of(b.graph_, node.outputs[0])));
 }
 

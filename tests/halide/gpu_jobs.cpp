@@ -26,7 +26,7 @@ QMatMulWorkload qmatmul_workload_of(const test::WeightSpec& spec, int64_t M, int
   Result<QMatMulWorkload> w = qmatmul_workload(probe, false, M, bias_relu);
   REQUIRE(w.ok());
   QMatMulWorkload out = w.value();
-  if (bias_relu) out.activation = Activation::Relu;
+  if (bias_relu) out.epilogue = OutputEpilogue::relu();
   return out;
 }
 
@@ -45,7 +45,7 @@ nlohmann::json qmatmul_job(const QMatMulWorkload& w, const Schedule& s, const Ca
   std::vector<float> bias_values(bias.data(), bias.data() + w.N);
   test::Reference ref = w.has_bias ? test::reference_qmatmul(A, weight, false, &bias_values, alpha, beta)
                                    : test::reference_qmatmul(A, weight, false, nullptr, alpha, 1.0f);
-  if (w.activation == Activation::Relu)
+  if (w.epilogue.is_lone_relu())
     for (double& y : ref.y) y = std::max(y, 0.0);
   job["scalars"] = {{"alpha", alpha}, {"beta", beta}};
   std::string output;  // the output's name

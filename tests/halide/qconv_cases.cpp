@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "runtime/ops/conv_core.h"
+#include "tests/halide/qmatmul_reference.h"
 
 namespace tetra::qconv_test {
 
@@ -16,21 +17,6 @@ Attribute ints(const std::vector<int64_t>& v) {
   a.kind = Attribute::Kind::Ints;
   a.ints = v;
   return a;
-}
-
-// The epilogue's activation in double, the reference for the kernels' output stage.
-double activate(const ConvEpilogue& e, double v) {
-  const std::string& a = e.activation;
-  if (a.empty()) return v;
-  if (a == "Relu") return v < 0 ? 0 : v;
-  if (a == "LeakyRelu") return v >= 0 ? v : e.params[0] * v;
-  if (a == "Clip:min,max") return std::min(std::max(v, double(e.params[0])), double(e.params[1]));
-  if (a == "HardSwish") return v * std::min(std::max(v / 6 + 0.5, 0.0), 1.0);
-  if (a == "HardSigmoid") return std::min(std::max(e.params[0] * v + e.params[1], 0.0), 1.0);
-  if (a == "Sigmoid") return 1 / (1 + std::exp(-v));
-  if (a == "Gelu:none") return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
-  FAIL("no reference for " << a);
-  return 0;
 }
 
 // Runs `c` with weight `spec` under schedule `s` (the default when empty) and `epilogue`, and compares
@@ -166,7 +152,8 @@ ConvBuffers random_buffers(const Case& c, const QConvWorkload& wl, std::mt19937_
   return b;
 }
 
-Expected expected_outputs(const Case& c, const QuantizedWeight& w, const ConvBuffers& b, const ConvEpilogue& epilogue) {
+Expected expected_outputs(const Case& c, const QuantizedWeight& w, const ConvBuffers& b,
+                          const OutputEpilogue& epilogue) {
   const Halide::Buffer<float>& X = b.X;
   const Halide::Buffer<float>& B = b.B;
   const Halide::Buffer<float>& R = b.R;
@@ -185,7 +172,7 @@ Expected expected_outputs(const Case& c, const QuantizedWeight& w, const ConvBuf
   Expected e;
   for (size_t i = 0; i < ref.size(); ++i) {
     double residual = epilogue.residual ? R.data()[i] : 0.0;  // Y and R share the dense (w, h, m, n) order
-    double want = activate(epilogue, ref[i] + residual);
+    double want = test::reference_activation(epilogue, ref[i] + residual);
     // The activations' slopes are at most ~1.13 (Gelu); their expressions are within 1e-6 relative.
     double tol = 1.2 * (4 * taps * std::ldexp(mag[i] + std::fabs(residual), -24)) + 1e-6 * std::fabs(want) + 1e-30;
     if (epilogue.empty()) tol = 4 * taps * std::ldexp(mag[i], -24) + 1e-30;
@@ -196,7 +183,7 @@ Expected expected_outputs(const Case& c, const QuantizedWeight& w, const ConvBuf
 }
 
 std::string compare_with_reference(const Case& c, const QuantizedWeight& w, const ConvBuffers& b,
-                                   const ConvEpilogue& epilogue) {
+                                   const OutputEpilogue& epilogue) {
   const Expected e = expected_outputs(c, w, b, epilogue);
   const Halide::Buffer<float>& Y = b.Y;
   if (e.want.size() != size_t(Y.number_of_elements())) return "the output has the wrong size";

@@ -13,8 +13,8 @@
 
 namespace tetra::qconv_test {
 
-using dsl::ConvEpilogue;
 using dsl::ConvInt4Format;
+using dsl::OutputEpilogue;
 using dsl::QConvWorkload;
 
 struct WeightSpec {
@@ -69,11 +69,12 @@ ConvBuffers random_buffers(const Case& c, const QConvWorkload& wl, std::mt19937_
 struct Expected {
   std::vector<float> want, tolerance;
 };
-Expected expected_outputs(const Case& c, const QuantizedWeight& w, const ConvBuffers& b, const ConvEpilogue& epilogue);
+Expected expected_outputs(const Case& c, const QuantizedWeight& w, const ConvBuffers& b,
+                          const OutputEpilogue& epilogue);
 
 // "" when b.Y is the reference conv of b.X with `w` (with the bias when c.bias, and the epilogue) within
 // fp32 accumulation error; else how many outputs differ, and the first few.
 std::string compare_with_reference(const Case& c, const QuantizedWeight& w, const ConvBuffers& b,
-                                   const ConvEpilogue& epilogue = {});
+                                   const OutputEpilogue& epilogue = {});
 
 }  // namespace tetra::qconv_test

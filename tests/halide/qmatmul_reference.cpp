@@ -4,8 +4,22 @@
 #include <limits>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 
 namespace tetra::test {
+
+double reference_activation(const dsl::OutputEpilogue& e, double v) {
+  const std::string& a = e.activation;
+  if (a.empty()) return v;
+  if (a == "Relu") return v < 0 ? 0 : v;
+  if (a == "LeakyRelu") return v >= 0 ? v : e.params[0] * v;
+  if (a == "Clip:min,max") return std::min(std::max(v, double(e.params[0])), double(e.params[1]));
+  if (a == "HardSwish") return v * std::min(std::max(v / 6 + 0.5, 0.0), 1.0);
+  if (a == "HardSigmoid") return std::min(std::max(e.params[0] * v + e.params[1], 0.0), 1.0);
+  if (a == "Sigmoid") return 1 / (1 + std::exp(-v));
+  if (a == "Gelu:none") return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+  throw std::runtime_error("no reference for the activation " + a);
+}
 
 std::string WeightSpec::describe() const {
   const char* g[] = {"per-tensor", "per-n", "per-k", "blocked-k", "blocked-n"};
@@ -39,6 +53,10 @@ KernelRun run_on_random_data(const schedules::QMatMulKernel& kernel, const Weigh
   }
   args.alpha = r.alpha;
   args.beta = r.beta;
+  if (wl.epilogue.residual) {
+    r.residual = random_matrix(N, M, seed + 2);
+    args.residual = &r.residual;
+  }
   r.Y = Halide::Buffer<float>(N, M);
   r.Y.fill(std::numeric_limits<float>::quiet_NaN());
   r.status = kernel.run(r.A, packed.value(), r.Y, args);

@@ -30,6 +30,10 @@ QuantizedWeight random_weight(int64_t K, int64_t N, const WeightSpec& spec, uint
 // A(k, m) uniform in [-1, 1), never all zero.
 Halide::Buffer<float> random_matrix(int K, int M, uint64_t seed);
 
+// The epilogue's activation in double, the reference for the kernels' output stage (throws for an
+// activation it does not know).
+double reference_activation(const dsl::OutputEpilogue& epilogue, double v);
+
 struct Reference {
   std::vector<double> y;        // [M * N], row-major
   std::vector<double> abs_sum;  // sum_k |A W| per output: the scale of fp32 rounding error
@@ -45,6 +49,7 @@ Reference reference_qmatmul(const Halide::Buffer<float>& A, const QuantizedWeigh
 struct KernelRun {
   QuantizedWeight w;
   Halide::Buffer<float> A, Y;
+  Halide::Buffer<float> residual;  // (N, M), random, when the workload's epilogue adds one
   std::vector<float> bias;
   float alpha = 1.0f, beta = 1.0f;
   dsl::Status status = dsl::ok_status();

@@ -95,7 +95,7 @@ void add_conv_jobs(Bundle& b, uint64_t seed) {
                                                                   : 0);
     QuantizedWeight w = qconv_test::random_weight(c.weight_shape(), specs[trial % specs.size()], rng);
     QConvWorkload wl = qconv_test::workload_of(c, w);
-    if (trial % 2) wl.epilogue = ConvEpilogue{false, "Relu", {}};
+    if (trial % 2) wl.epilogue = OutputEpilogue{false, "Relu", {}};
     Schedule s = schedules::gpu_conv_default(wl, b.target);
     for (int i = 0; i < 2; ++i) {
       if (i == 1) {

@@ -48,7 +48,7 @@ TEST_CASE("GPU int4 conv: dense, grouped and depthwise convs on an OpenCL device
     const WeightSpec& spec = specs[trial % specs.size()];
     QuantizedWeight w = random_weight(c.weight_shape(), spec, rng);
     QConvWorkload wl = workload_of(c, w);
-    if (trial % 2) wl.epilogue = ConvEpilogue{false, "Relu", {}};
+    if (trial % 2) wl.epilogue = OutputEpilogue{false, "Relu", {}};
     // The default, then a random legal point.
     Schedule s = schedules::gpu_conv_default(wl, gfx90a());
     for (int i = 0; i < 2; ++i) {

@@ -42,7 +42,7 @@ const QConvKernel& compiled(const QConvWorkload& wl, const Schedule& s) {
 // Runs `c` with weight `spec` under schedule `s` (the default when empty) and `epilogue`, and compares
 // with the reference.
 void check_case(const Case& c, const WeightSpec& spec, const Schedule* s, std::mt19937_64& rng,
-                const ConvEpilogue& epilogue = {}) {
+                const OutputEpilogue& epilogue = {}) {
   QuantizedWeight w = random_weight(c.weight_shape(), spec, rng);
   QConvWorkload wl = workload_of(c, w);
   wl.epilogue = epilogue;
@@ -112,10 +112,14 @@ TEST_CASE("QConv random schedules from the knob space match the reference", "[qc
 TEST_CASE("QConv epilogues: a residual and an activation in the output stage", "[qconv][halide]") {
   std::mt19937_64 rng(31);
   std::vector<WeightSpec> specs = all_specs();
-  std::vector<ConvEpilogue> epilogues = {
-      {true, "", {}},          {false, "Relu", {}},          {true, "Clip:min,max", {0.0f, 6.0f}},
-      {false, "HardSwish", {}}, {false, "LeakyRelu", {0.1f}}, {true, "Sigmoid", {}},
-      {false, "Gelu:none", {}}, {true, "HardSigmoid", {0.2f, 0.5f}}};
+  std::vector<OutputEpilogue> epilogues = {{true, "", {}},
+                                           {false, "Relu", {}},
+                                           {true, "Clip:min,max", {0.0f, 6.0f}},
+                                           {false, "HardSwish", {}},
+                                           {false, "LeakyRelu", {0.1f}},
+                                           {true, "Sigmoid", {}},
+                                           {false, "Gelu:none", {}},
+                                           {true, "HardSigmoid", {0.2f, 0.5f}}};
   for (size_t e = 0; e < epilogues.size(); ++e) {
     INFO("epilogue " << epilogues[e].describe());
     // Dense, depthwise and grouped in turn; default schedules of each.

@@ -37,8 +37,12 @@ void check_kernel(const QMatMulKernel& kernel, const WeightSpec& spec, const std
     REQUIRE(run.status.ok());
     test::Reference ref = test::reference_qmatmul(run.A, run.w, spec.trans_b, wl.has_bias ? &run.bias : nullptr,
                                                   run.alpha, run.beta);
-    if (wl.activation == Activation::Relu)
-      for (double& v : ref.y) v = std::max(v, 0.0);
+    for (int m = 0; m < s.M; ++m)
+      for (int n = 0; n < s.N; ++n) {
+        size_t i = size_t(m) * s.N + n;
+        if (wl.epilogue.residual) ref.y[i] += run.residual(n, m), ref.abs_sum[i] += std::fabs(run.residual(n, m));
+        ref.y[i] = test::reference_activation(wl.epilogue, ref.y[i]);
+      }
     std::string diff = test::compare(run.Y, ref, s.K);
     CHECK(diff == "");
   }
@@ -122,11 +126,39 @@ TEST_CASE("epilogue: bias, alpha, beta and relu", "[qmatmul]") {
   WeightSpec spec{DType::UInt4, true, Granularity::BlockedK, 32, true, false};
   for (int M : {1, 32}) {
     QMatMulWorkload wl = workload_for(spec, M, 64, 48, /*bias=*/true);
-    wl.activation = Activation::Relu;
+    wl.epilogue = OutputEpilogue::relu();
     QMatMulKernel kernel = compile(wl, default_qmatmul_schedule(wl, host_target()).value());
     check_kernel(kernel, spec, {{1, 64, 48}, {7, 33, 21}, {40, 65, 50}}, 9000 + uint64_t(M));
     CHECK(kernel.workload().key() == "qmatmul m" + std::to_string(M) + " k64 n48 uint4 blocked(k,32) zp f32 bias relu");
   }
+}
+
+TEST_CASE("epilogue: a residual and an activation in the output stage", "[qmatmul]") {
+  // The epilogues a fused MatMul node applies in its kernel (runtime/epilogue.h kernel_epilogue), on
+  // the default and a random schedule of each CPU template.
+  WeightSpec spec{DType::Int4, false, Granularity::BlockedK, 32, false, false};
+  std::mt19937_64 rng(77);
+  const std::vector<OutputEpilogue> epilogues = {{true, "", {}},
+                                                 {false, "Gelu:none", {}},
+                                                 {true, "Relu", {}},
+                                                 {true, "Clip:min,max", {-0.5f, 0.75f}},
+                                                 {false, "HardSwish", {}}};
+  int compiled = 0;
+  for (const QMatMulTemplate& t : qmatmul_templates()) {
+    if (t.int8_activations || t.family != TargetFamily::Cpu) continue;
+    for (size_t e = 0; e < epilogues.size(); ++e) {
+      QMatMulWorkload wl = workload_for(spec, 16, 96, 40, /*bias=*/e % 2 == 0);
+      wl.epilogue = epilogues[e];
+      Schedule s = t.default_schedule(wl, host_target());
+      if (e % 2 == 0) do
+          s = t.space(wl, host_target()).sample(rng);
+        while (!check_qmatmul_schedule(wl, s, host_target()).ok());
+      INFO(t.name << " " << epilogues[e].describe());
+      check_kernel(compile(wl, s), spec, {{1, 96, 40}, {13, 70, 33}, {40, 96, 40}}, 41000 + uint64_t(e) * 10);
+      ++compiled;
+    }
+  }
+  CHECK(compiled >= 5);
 }
 
 TEST_CASE("every string knob value and the extremes of every integer knob", "[qmatmul]") {

@@ -77,7 +77,7 @@ void check_kernel(const QMatMulKernel& kernel, const WeightSpec& spec, const std
         double magnitude = 0;
         double want = run.alpha * ref.value(run.w, spec.trans_b, m, n, &magnitude);
         if (wl.has_bias) want += run.beta * run.bias[size_t(n)];
-        if (wl.activation == Activation::Relu) want = std::max(want, 0.0);
+        if (wl.epilogue.is_lone_relu()) want = std::max(want, 0.0);
         double got = run.Y(n, m);
         if (!(std::fabs(got - want) <= 1e-5 * (1 + magnitude))) {
           if (bad++ == 0) first << "(" << m << ", " << n << "): " << got << " instead of " << want;
@@ -122,7 +122,7 @@ TEST_CASE("int8 activations: every row count from 1 to 41, relu, random schedule
   if (!host_has_int8_dot()) return;
   WeightSpec spec{DType::UInt4, true, Granularity::BlockedK, 32, true, false};
   QMatMulWorkload wl = int8_workload(spec, 16, 96, 80, true);
-  wl.activation = Activation::Relu;
+  wl.epilogue = OutputEpilogue::relu();
   std::vector<Shape3> rows;
   for (int M = 1; M <= 41; ++M) rows.push_back({M, 77, 45});
   check_kernel(compile(wl, default_qmatmul_schedule(wl, host_target()).value()), spec, rows, 800);
