@@ -17,6 +17,10 @@ const std::set<std::string> kActivations = {"Relu",    "LeakyRelu",   "Clip",   
 
 bool is_activation(const Node& n) { return n.domain.empty() && kActivations.count(n.op_type); }
 
+// A float ConvTranspose (a detector's or decoder's upsampling) takes an activation after it into its
+// output stage; its bias and BatchNormalization are folded elsewhere (fold_conv_transpose_batchnorm).
+bool is_conv_transpose(const Node& n) { return n.domain.empty() && n.op_type == "ConvTranspose"; }
+
 // BatchNormalization `bn` (inference) as y * a + b per channel, a = gamma / sqrt(var + eps) and
 // b = beta - mean * a, with an earlier bias folded in (b += old_bias * a); nullopt unless its four
 // parameters are float constants of `channels` values.
@@ -49,7 +53,8 @@ class EpilogueFuser {
   void run() {
     for (size_t k = 0; k < g_.nodes.size(); ++k) {
       Node& n = g_.nodes[k];
-      if (n.domain != "tetra" || !n.weight || dead_.count(k)) continue;
+      if (!(n.domain == "tetra" && n.weight) && !is_conv_transpose(n)) continue;
+      if (dead_.count(k)) continue;
       while (absorb_next(k)) {
       }
     }
@@ -131,7 +136,10 @@ class EpilogueFuser {
     std::optional<SymbolicShape> y = shape_of(n.outputs[0]);
     if (!y || c.outputs.empty()) return false;
     bool absorbed = false;
-    if (c.domain.empty() && c.op_type == "BatchNormalization") absorbed = fold_batchnorm(n, c);
+    if (is_conv_transpose(n))
+      absorbed = is_activation(c) && c.outputs.size() == 1 && absorb_activation(n, c, k);
+    else if (c.domain.empty() && c.op_type == "BatchNormalization")
+      absorbed = fold_batchnorm(n, c);
     else if (c.domain.empty() && c.op_type == "Add" && c.inputs.size() == 2) absorbed = absorb_add(n, c, *y, k);
     else if (is_activation(c) && c.outputs.size() == 1) absorbed = absorb_activation(n, c, k);
     if (!absorbed) return false;
@@ -352,7 +360,8 @@ int fold_conv_transpose_batchnorms(Graph& g) {
         bn.attr_int("training_mode", 0) != 0 || !uses.single_use(bn.inputs[0]) || !uses.producer.count(bn.inputs[0]))
       continue;
     Node& ct = g.nodes[uses.producer.at(bn.inputs[0])];
-    if (!ct.domain.empty() || ct.op_type != "ConvTranspose" || ct.attr_int("group", 1) != 1 || ct.outputs.size() != 1)
+    if (!ct.domain.empty() || ct.op_type != "ConvTranspose" || ct.attr_int("group", 1) != 1 || ct.outputs.size() != 1 ||
+        !ct.epilogue.empty())
       continue;
     const Tensor* w = constant(ct.input(1));
     const Tensor* old_bias = ct.has_input(2) ? constant(ct.input(2)) : nullptr;
@@ -465,8 +474,10 @@ int fuse_attention(Graph& g) {
 }
 
 void fuse_epilogues(Graph& graph) {
-  // Nothing to fuse into without a fused GEMM or conv (int4 or float weight).
-  if (std::none_of(graph.nodes.begin(), graph.nodes.end(), [](const Node& n) { return n.weight != nullptr; })) return;
+  // Nothing to fuse into without a fused GEMM or conv (int4 or float weight) or a ConvTranspose.
+  if (std::none_of(graph.nodes.begin(), graph.nodes.end(),
+                   [](const Node& n) { return n.weight != nullptr || is_conv_transpose(n); }))
+    return;
   EpilogueFuser(graph).run();
 }
 

@@ -4,6 +4,7 @@
 //   -> Add(constant per output column/channel)   becomes the bias
 //   -> Add(residual of the output's shape)       an epilogue step
 //   -> Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Gelu   an epilogue step
+// A float ConvTranspose takes such an activation as its epilogue step too (nothing else).
 // Runs on a graph whose shapes are inferred (it checks residual shapes); re-infer afterwards.
 #pragma once
 #include "importer/graph.h"

@@ -15,6 +15,7 @@
 
 #include "HalideBuffer.h"
 #include "importer/error.h"
+#include "runtime/epilogue.h"
 #include "runtime/halide_ops.h"
 #include "runtime/ops/conv_core.h"
 #include "runtime/qmatmul_runner.h"
@@ -110,8 +111,10 @@ class HalideConvTranspose : public NodeKernel {
 
 class HalideConvTransposeDirect : public NodeKernel {
  public:
-  HalideConvTransposeDirect(const Node& node, const Tensor& weight, KernelSource& source)
-      : node_(node), weight_shape_(weight.shape()) {
+  // The kernel applies `activation` (an OutputEpilogue with no residual) in its output stage.
+  HalideConvTransposeDirect(const Node& node, const Tensor& weight, dsl::OutputEpilogue activation,
+                            KernelSource& source)
+      : node_(node), weight_shape_(weight.shape()), activation_(std::move(activation)) {
     // [C, M, KH, KW] -> [M, KH, KW, C]: the kernel reads one channel run per tap, innermost.
     const Shape& s = weight_shape_;
     int64_t C = s[0], M = s[1], KH = s.size() == 4 ? s[2] : 1, KW = s.back();
@@ -125,6 +128,7 @@ class HalideConvTransposeDirect : public NodeKernel {
     request.node = node.label();
     request.kernel_h = int(KH);
     request.kernel_w = int(KW);
+    request.epilogue = activation_;
     code_ = source.get(request);
   }
 
@@ -167,13 +171,16 @@ class HalideConvTransposeDirect : public NodeKernel {
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide", "direct: one tap per output (kernel = stride), phases interleaved in vectors",
+    return {node_.label(), "halide",
+            std::string("direct: one tap per output (kernel = stride), phases interleaved in vectors") +
+                (activation_.empty() ? "" : "; in the kernel: " + activation_.describe()),
             code_.compile_ms};
   }
 
  private:
   const Node& node_;
   Shape weight_shape_;
+  dsl::OutputEpilogue activation_;
   std::vector<float> weight_;  // [M, KH, KW, C]
   KernelCode code_;
 };
@@ -228,10 +235,21 @@ std::unique_ptr<NodeKernel> make_halide_conv_transpose_kernel(const Node& node, 
                                                               KernelSource& source, std::string* why_not) {
   std::shared_ptr<const QuantizedWeight> matrix = conv_transpose_gemm_weight(node, graph, why_not);
   if (!matrix) return nullptr;
-  if (conv_transpose_runs_direct(node, graph))
-    return std::make_unique<HalideConvTransposeDirect>(node, graph.initializers.at(node.input(1)), source);
-  Shape weight_shape = graph.initializers.at(node.input(1)).shape();
-  return std::make_unique<HalideConvTranspose>(node, std::move(matrix), weight_shape, source);
+  // A fused activation (importer/epilogue_fusion.h) runs in the direct kernel's output stage, else after
+  // the kernel on an elementwise one.
+  KernelEpilogue in_kernel;
+  std::unique_ptr<NodeKernel> kernel;
+  if (conv_transpose_runs_direct(node, graph)) {
+    in_kernel = kernel_epilogue(node, graph);
+    if (in_kernel.epilogue.residual) in_kernel = {};  // the direct kernel adds no residual
+    kernel = std::make_unique<HalideConvTransposeDirect>(node, graph.initializers.at(node.input(1)), in_kernel.epilogue,
+                                                         source);
+  } else {
+    Shape weight_shape = graph.initializers.at(node.input(1)).shape();
+    kernel = std::make_unique<HalideConvTranspose>(node, std::move(matrix), weight_shape, source);
+  }
+  if (in_kernel.steps == node.epilogue.size()) return kernel;
+  return with_epilogue(node, graph, source, std::move(kernel), in_kernel.steps);
 }
 
 }  // namespace tetra

@@ -99,8 +99,10 @@ KernelPlan plan_kernel(const KernelRequest& r, const ScheduleSource* schedules, 
       plan.define = [=]() { return schedules::attention_pipeline(target); };
       break;
     case KernelRequest::Kind::ConvTransposeDirect:
-      plan.code_key = dsl::code_key(r.key(), plan.halide);  // one code per kernel size, for every shape
-      plan.define = [=]() { return schedules::conv_transpose_phases_pipeline(target, r.kernel_h, r.kernel_w); };
+      plan.code_key = dsl::code_key(r.key(), plan.halide);  // one code per kernel size and activation
+      plan.define = [=]() {
+        return schedules::conv_transpose_phases_pipeline(target, r.kernel_h, r.kernel_w, r.epilogue);
+      };
       break;
     default:
       plan.halide = elementwise_target(target);

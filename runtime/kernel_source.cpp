@@ -20,7 +20,8 @@ std::string KernelRequest::key() const {
     case Kind::BatchMatMul: return "batch matmul";
     case Kind::Attention: return "attention";
     case Kind::ConvTransposeDirect:
-      return "conv transpose direct " + std::to_string(kernel_h) + "x" + std::to_string(kernel_w);
+      return "conv transpose direct " + std::to_string(kernel_h) + "x" + std::to_string(kernel_w) +
+             (epilogue.empty() ? "" : " " + epilogue.describe());
     case Kind::Copy: return "strided copy " + std::to_string(element_bits) + "-bit";
     case Kind::Where: return "where " + std::to_string(element_bits) + "-bit";
     case Kind::Gather: return "gather " + std::to_string(element_bits) + "-bit";

@@ -50,6 +50,7 @@ struct KernelRequest {
   PoolWindow window;             // Pool
   int element_bits = 32;         // Copy, Where, Gather: the element size moved (any type of that size)
   int kernel_h = 0, kernel_w = 0;  // ConvTransposeDirect: the kernel (= the stride)
+  dsl::OutputEpilogue epilogue;    // ConvTransposeDirect: the activation of its output stage (no residual)
 
   // Names the code: equal keys get equal code. Model libraries look their functions up by it.
   std::string key() const;

@@ -184,7 +184,8 @@ TEST_CASE("attention's scalar scale moves from the scores onto the smaller MatMu
   CHECK(g.nodes[2].op_type == "MatMul");
 }
 
-TEST_CASE("BatchNormalization after a ConvTranspose folds into its weight and bias", "[fusion]") {
+TEST_CASE("BatchNormalization after a ConvTranspose folds into its weight and bias, the activation into its epilogue",
+          "[fusion]") {
   std::string dir = temp_dir("fold_conv_transpose_bn");
   for (bool bias : {true, false}) {
     for (int64_t stride : {2, 1}) {  // the direct kernel (kernel = stride) and GEMM + col2im
@@ -207,10 +208,38 @@ TEST_CASE("BatchNormalization after a ConvTranspose folds into its weight and bi
       b.node("Relu", {"n"}, {"y"});
       std::string path = b.save(dir + "/m.onnx");
       Graph g = load_model(path);
-      REQUIRE(g.nodes.size() == 2);
+      REQUIRE(g.nodes.size() == 1);
       CHECK(g.nodes[0].op_type == "ConvTranspose");
+      REQUIRE(g.nodes[0].epilogue.size() == 1);
+      CHECK(g.nodes[0].epilogue[0].op_type == "Relu");
       expect_same_results(path, {{"x", random_tensor(DType::Float32, {1, 6, 9, 11})}});
     }
+  }
+}
+
+TEST_CASE("an activation after a ConvTranspose runs in the direct kernel's output stage", "[fusion]") {
+  std::string dir = temp_dir("conv_transpose_activation");
+  struct Case {
+    std::string op;
+    std::vector<Attr> attrs;
+    int64_t stride;  // 2: the direct kernel (kernel = stride); 1: GEMM + col2im, the activation after it
+  };
+  for (const Case& c : {Case{"LeakyRelu", {{"alpha", 0.2}}, 2}, Case{"HardSwish", {}, 2}, Case{"Sigmoid", {}, 1}}) {
+    INFO(c.op << " stride " << c.stride);
+    ModelBuilder b(14);
+    b.input("x", DType::Float32, {1, 6, 9, 11});
+    b.output("y", DType::Float32);
+    b.initializer("w", random_tensor(DType::Float32, {6, 5, 2, 2}));
+    b.initializer("b", random_tensor(DType::Float32, {5}));
+    b.node("ConvTranspose", {"x", "w", "b"}, {"t"}, {{"strides", std::vector<int64_t>{c.stride, c.stride}}});
+    b.node(c.op, {"t"}, {"y"}, c.attrs);
+    std::string path = b.save(dir + "/" + c.op + ".onnx");
+    Graph g = load_model(path);
+    REQUIRE(g.nodes.size() == 1);
+    expect_same_results(path, {{"x", random_tensor(DType::Float32, {1, 6, 9, 11})}});
+    Executor halide(g, ExecutorOptions{Backend::Halide});
+    const std::string detail = halide.kernels().at(0).detail;
+    CHECK_THAT(detail, Catch::Contains(c.stride == 2 ? "in the kernel: " + c.op : "after it: " + c.op));
   }
 }
 

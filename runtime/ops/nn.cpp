@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "runtime/epilogue.h"
 #include "runtime/ops/conv_core.h"
 #include "runtime/ops/resize.h"
 
@@ -298,7 +299,8 @@ void register_conv_transpose(OpRegistry& r) {
                   }
                 Shape y_shape{p.batch, M};
                 y_shape.insert(y_shape.end(), p.in_spatial.begin(), p.in_spatial.end());
-                return std::vector<Tensor>{Tensor::from_doubles(t, y_shape, y)};
+                // A fused activation (importer/epilogue_fusion.h) runs on its own op's kernel.
+                return std::vector<Tensor>{apply_epilogue(node, Tensor::from_doubles(t, y_shape, y), in)};
               }});
 }
 

@@ -3,13 +3,18 @@
 #include <algorithm>
 #include <vector>
 
+#include "dsl/elementwise_expr.h"
+
 namespace tetra::schedules {
 
-dsl::Result<dsl::ScheduledPipeline> conv_transpose_phases_pipeline(const dsl::TargetSpec& target, int kh, int kw) {
+dsl::Result<dsl::ScheduledPipeline> conv_transpose_phases_pipeline(const dsl::TargetSpec& target, int kh, int kw,
+                                                                   const dsl::OutputEpilogue& epilogue) {
   using namespace Halide;
   if (kh < 1 || kw < 1 || kh > 8 || kw > 8)
     return dsl::Failure{dsl::FailureKind::Unsupported, "conv transpose phases",
                         "kernel " + std::to_string(kh) + "x" + std::to_string(kw) + " (1 to 8 taps a side)"};
+  if (epilogue.residual)
+    return dsl::Failure{dsl::FailureKind::Unsupported, "conv transpose phases", "a residual in the output stage"};
   ImageParam X(Float(32), 4, "X"), W(Float(32), 4, "W"), bias(Float(32), 1, "bias");
   Var j("j"), i("i"), ph("ph"), m("m"), n("n"), ow("ow"), oh("oh");
   RDom c(0, X.dim(2).extent(), "c");
@@ -30,7 +35,7 @@ dsl::Result<dsl::ScheduledPipeline> conv_transpose_phases_pipeline(const dsl::Ta
   Expr y = phase[kw - 1](ow / kw, oh % kh, oh / kh, m, n);
   for (int px = kw - 2; px >= 0; --px) y = select(ow % kw == px, phase[px](ow / kw, oh % kh, oh / kh, m, n), y);
   Func Y("conv_transpose_phases");
-  Y(ow, oh, m, n) = y;
+  Y(ow, oh, m, n) = dsl::apply_output_epilogue(y, epilogue, Expr());
 
   // Schedule: register tiles of MT output channels x A vectors of input columns per phase, reduced
   // over the input channels (every x vector feeds MT FMAs, and MT x A chains hide the FMA latency);
