@@ -2,6 +2,7 @@
 // halide_data_movement.cpp call: strided copies, Where, Gather, Resize and reductions. Shapes,
 // strides, offsets and index tables are run-time buffers, so one compile serves every shape; the
 // code depends only on the element size (Copy, Where, Gather), the Resize mode and the reduction.
+#include <cstdio>
 #include <string>
 
 #include "dsl/resize_def.h"
@@ -103,6 +104,35 @@ dsl::ScheduledPipeline build_resize(bool nearest, const dsl::TargetSpec& target)
   return {Halide::Pipeline(r.out), params};
 }
 
+// Nearest Resize by whole factors: out (W * sw, H * sh, planes) with out(ox, oy) = x(ox / sw, oy / sh),
+// the x2 upsampling of FPNs and decoders. Each dense input vector is stored sw times, the copies
+// interleaved into dense stores (the phases unrolled), with no sample tables and no gathers; rows of
+// planes in runs of about kTaskBytes, in parallel.
+dsl::ScheduledPipeline build_resize_by_factors(int sw, int sh, const dsl::TargetSpec& target) {
+  ImageParam x(Halide::Float(32), 3, "x");
+  Var ox("ox"), oy("oy"), p("p"), j("j"), phase("phase"), jo("jo"), jv("jv"), rows("rows"), row("row"), task("task");
+  Func out("resize_by_factors");
+  out(ox, oy, p) = x(ox / sw, oy / sh, p);
+  const int lanes = target.natural_lanes(Halide::Float(32));
+  Expr rows_per_task = max(1, kTaskBytes / 4 / max(1, out.output_buffer().dim(0).extent()));
+  out.split(ox, j, phase, sw, TailStrategy::RoundUp)
+      .split(j, jo, jv, lanes, TailStrategy::GuardWithIf)
+      .reorder(jv, phase, jo, oy, p)
+      .vectorize(jv)
+      .unroll(phase)
+      .split(oy, rows, row, rows_per_task, TailStrategy::GuardWithIf)
+      .fuse(rows, p, task)
+      .parallel(task);
+  for (int d = 0; d < 3; ++d) {
+    x.dim(d).set_min(0);
+    out.output_buffer().dim(d).set_min(0);
+  }
+  // The output is the input times the factors (the node kernel checks it; the RoundUp split needs it).
+  out.output_buffer().dim(0).set_extent(x.dim(0).extent() * sw);
+  out.output_buffer().dim(1).set_extent(x.dim(1).extent() * sh);
+  return {Halide::Pipeline(out), {x}};
+}
+
 // x float32 (kept dims 0..2, reduced dims 3..5, any strides) -> out (kept dims): the sum, the mean,
 // the max or the min ("sum", "mean", "max", "min") over the reduced dims, in float32. A max or min
 // over no elements is -inf or +inf; NaN propagates.
@@ -148,7 +178,14 @@ dsl::Result<dsl::ScheduledPipeline> data_movement_pipeline(const KernelRequest& 
       case KernelRequest::Kind::Copy: return build_copy(bits, target);
       case KernelRequest::Kind::Where: return build_where(bits, target);
       case KernelRequest::Kind::Gather: return build_gather(bits, target);
-      case KernelRequest::Kind::Resize: return build_resize(r.op == "nearest", target);
+      case KernelRequest::Kind::Resize: {
+        int sw = 0, sh = 0;
+        if (std::sscanf(r.op.c_str(), "nearest by %dx%d", &sw, &sh) == 2 && sw >= 1 && sh >= 1 && sw <= 8 && sh <= 8)
+          return build_resize_by_factors(sw, sh, target);
+        if (r.op != "nearest" && r.op != "linear")
+          return dsl::Failure{dsl::FailureKind::Unsupported, r.key(), "not a Resize mode tetra compiles"};
+        return build_resize(r.op == "nearest", target);
+      }
       case KernelRequest::Kind::Reduce: return build_reduce(r.op, target);
       default: return dsl::Failure{dsl::FailureKind::Unsupported, r.key(), "not a data-movement pipeline"};
     }

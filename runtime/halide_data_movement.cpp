@@ -21,6 +21,8 @@
 #include <cctype>
 #include <cmath>
 #include <functional>
+#include <map>
+#include <optional>
 #include <set>
 
 #include "HalideBuffer.h"
@@ -403,6 +405,14 @@ class ResizeKernel : public HalideKernel {
     if (x.size() == 0 || y.size() == 0) return reference(in);
     std::vector<float> x_copy;
     const float* xd = float_data(x, x_copy);
+    if (std::optional<std::pair<int, int>> f = whole_factors(plan, x.shape())) {
+      const Shape& s = x.shape();
+      HalideBuffer xb = dense_buffer(node_, halide_type_of<float>(), xd, {s[3], s[2], s[0] * s[1]});
+      HalideBuffer yb = dense_buffer(node_, halide_type_of<float>(), y.mutable_data<float>(),
+                                     {plan.out_shape[3], plan.out_shape[2], s[0] * s[1]});
+      call(node_, code_by_factors(*f), {&xb, &yb});
+      return {as_dtype(y, x.dtype())};
+    }
     Tables w = tables(plan.w), h = tables(plan.h);
     const Shape& s = x.shape();
     HalideBuffer xb = dense_buffer(node_, halide_type_of<float>(), xd, {s[3], s[2], s[0] * s[1]});
@@ -424,6 +434,35 @@ class ResizeKernel : public HalideKernel {
     std::vector<int32_t> i0, i1;
     std::vector<float> weight;
   };
+  // (sw, sh) when every sample is nearest at out / factor along W and H, for whole factors up to 8 that
+  // multiply the input's W and H into the output's (the coordinate transform and rounding then agree
+  // on those samples, whatever they are); nullopt otherwise.
+  static std::optional<std::pair<int, int>> whole_factors(const ResizePlan& plan, const Shape& x) {
+    auto factor = [](const std::vector<ResizeSample>& samples, int64_t in) -> int {
+      if (in <= 0 || samples.size() % size_t(in) != 0) return 0;
+      const int64_t f = int64_t(samples.size()) / in;
+      if (f < 1 || f > 8) return 0;
+      for (size_t i = 0; i < samples.size(); ++i)
+        if (samples[i].i0 != int64_t(i) / f) return 0;
+      return int(f);
+    };
+    if (!plan.nearest || x.size() != 4) return std::nullopt;
+    int sw = factor(plan.w, x[3]), sh = factor(plan.h, x[2]);
+    if (sw == 0 || sh == 0) return std::nullopt;
+    return std::make_pair(sw, sh);
+  }
+
+  const KernelCode& code_by_factors(std::pair<int, int> f) {
+    auto it = by_factors_.find(f);
+    if (it != by_factors_.end()) return it->second;
+    KernelRequest request;
+    request.kind = KernelRequest::Kind::Resize;
+    request.op = "nearest by " + std::to_string(f.first) + "x" + std::to_string(f.second);
+    detail_ += "; nearest by whole factors " + std::to_string(f.first) + "x" + std::to_string(f.second) +
+               ": each input vector stored once per factor, no sample tables";
+    return by_factors_.emplace(f, code_for(request)).first->second;
+  }
+
   static Tables tables(const std::vector<ResizeSample>& samples) {
     Tables t;
     for (const ResizeSample& s : samples) {
@@ -435,6 +474,7 @@ class ResizeKernel : public HalideKernel {
   }
 
   KernelCode code_;
+  std::map<std::pair<int, int>, KernelCode> by_factors_;  // nearest by whole factors (sw, sh)
 };
 
 // ---------------------------------------------------------------------------------------------

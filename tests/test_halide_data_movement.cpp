@@ -213,6 +213,37 @@ TEST_CASE("Halide Resize matches every nearest mode and coordinate transform", "
                1e-6, 1e-5);
 }
 
+TEST_CASE("Halide Resize nearest by whole factors stores each input vector per factor", "[halide][data_movement]") {
+  // Widths below, at and past a vector (and ragged), factors 1 to 4 per axis, every transform whose
+  // samples are out / factor; float16. Each must take the whole-factor kernel and match the reference.
+  struct Case {
+    Shape x;
+    double sh, sw;
+    std::string transform, nearest;
+  };
+  const std::vector<Case> cases = {{{1, 3, 5, 7}, 2, 2, "asymmetric", "floor"},
+                                   {{2, 2, 4, 17}, 2, 2, "half_pixel", "round_prefer_floor"},
+                                   {{1, 4, 3, 40}, 1, 2, "asymmetric", "floor"},
+                                   {{1, 1, 6, 9}, 3, 4, "asymmetric", "floor"},
+                                   {{1, 2, 5, 33}, 2, 1, "half_pixel", "round_prefer_floor"}};
+  for (const Case& c : cases) {
+    INFO(shape_str(c.x) << " x" << c.sh << "x" << c.sw << " " << c.transform << " " << c.nearest);
+    for (DType t : {DType::Float32, DType::Float16}) {
+      Outcome o = run_node(
+          "Resize", {input("x", c.x, t), {"", Tensor()}, floats("s", {1, 1, c.sh, c.sw})},
+          {{"mode", "nearest"}, {"coordinate_transformation_mode", c.transform}, {"nearest_mode", c.nearest}}, 13);
+      check_halide(o);
+      CHECK_THAT(o.kernel.detail, Catch::Contains("nearest by whole factors " + std::to_string(int(c.sw)) + "x" +
+                                                  std::to_string(int(c.sh))));
+    }
+  }
+  // Samples that are not out / factor (a factor of 1.5 along H) keep the sample tables.
+  Outcome tables = run_node("Resize", {input("x", {1, 2, 4, 6}), {"", Tensor()}, floats("s", {1, 1, 1.5, 2})},
+                            {{"mode", "nearest"}, {"coordinate_transformation_mode", "asymmetric"}}, 13);
+  check_halide(tables);
+  CHECK_THAT(tables.kernel.detail, !Catch::Contains("whole factors"));
+}
+
 TEST_CASE("Halide ReduceSum and ReduceMean reduce any axes", "[halide][data_movement]") {
   In x = input("x", {3, 4, 5, 6});
   const std::vector<std::vector<int64_t>> axes_lists = {{-1}, {0, 2}, {1}, {0, 1, 2, 3}, {1, 3}, {0, -1}};
