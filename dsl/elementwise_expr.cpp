@@ -101,11 +101,14 @@ const ElementwiseExpr* find_elementwise_expr(const std::string& key) {
 }
 
 Expr apply_output_epilogue(Expr y, const OutputEpilogue& epilogue, const Expr& residual) {
-  if (epilogue.residual) y += residual;
-  if (epilogue.activation.empty()) return y;
-  const ElementwiseExpr* act = find_elementwise_expr(epilogue.activation);
-  check(act != nullptr, ErrorKind::Unsupported, "no expression for the epilogue activation " + epilogue.activation);
-  return (*act)(Exprs{y}, Exprs(epilogue.params.begin(), epilogue.params.end()));
+  if (epilogue.residual && !epilogue.activation_first) y += residual;
+  if (!epilogue.activation.empty()) {
+    const ElementwiseExpr* act = find_elementwise_expr(epilogue.activation);
+    check(act != nullptr, ErrorKind::Unsupported, "no expression for the epilogue activation " + epilogue.activation);
+    y = (*act)(Exprs{y}, Exprs(epilogue.params.begin(), epilogue.params.end()));
+  }
+  if (epilogue.residual && epilogue.activation_first) y += residual;
+  return y;
 }
 
 }  // namespace tetra::dsl

@@ -23,7 +23,8 @@ using ElementwiseExpr = std::function<Halide::Expr(const Exprs& x, const Exprs& 
 // nullptr when there is no expression for `key`.
 const ElementwiseExpr* find_elementwise_expr(const std::string& key);
 
-// activation(y [+ residual]) as `epilogue` says; `residual` is read only where it has one. Fails with
+// activation(y [+ residual]), or activation(y) + residual, as `epilogue` says; `residual` is read only
+// where it has one. Fails with
 // ErrorKind::Unsupported for an activation with no expression.
 Halide::Expr apply_output_epilogue(Halide::Expr y, const OutputEpilogue& epilogue, const Halide::Expr& residual);
 

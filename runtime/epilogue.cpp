@@ -64,27 +64,46 @@ std::optional<ActivationCall> activation_call(const Node& step, const Graph& gra
   return call;
 }
 
+namespace {
+
+// The fused node's input that step `s` adds as a residual (a float tensor of the output's shape),
+// or nullopt.
+std::optional<size_t> residual_input(const Node& node, const Graph& graph, size_t s) {
+  if (s >= node.epilogue.size() || !node.epilogue[s].domain.empty() || node.epilogue[s].op_type != "Add")
+    return std::nullopt;
+  const ValueInfo* y = graph.find_value(node.outputs[0]);
+  const std::string& residual = node.epilogue[s].input(1);
+  const ValueInfo* r = graph.find_value(residual);
+  if (!y || !r || !y->has_shape || !fully_known(y->shape) || !r->has_shape || !fully_known(r->shape) ||
+      to_shape(r->shape) != to_shape(y->shape) || (r->dtype != DType::Float32 && r->dtype != DType::Float16))
+    return std::nullopt;
+  for (size_t j = 2; j < node.inputs.size(); ++j)
+    if (node.inputs[j] == residual) return j;
+  return std::nullopt;
+}
+
+}  // namespace
+
 KernelEpilogue kernel_epilogue(const Node& node, const Graph& graph) {
   KernelEpilogue k;
-  const ValueInfo* y = graph.find_value(node.outputs[0]);
-  if (!node.epilogue.empty() && node.epilogue[0].domain.empty() && node.epilogue[0].op_type == "Add" && y &&
-      y->has_shape && fully_known(y->shape)) {
-    const std::string& residual = node.epilogue[0].input(1);
-    const ValueInfo* r = graph.find_value(residual);
-    for (size_t j = 2; j < node.inputs.size() && r; ++j)
-      if (node.inputs[j] == residual && r->has_shape && fully_known(r->shape) &&
-          to_shape(r->shape) == to_shape(y->shape) && (r->dtype == DType::Float32 || r->dtype == DType::Float16)) {
-        k.epilogue.residual = true;
-        k.residual_input = j;
-        k.steps = 1;
-        break;
-      }
+  if (std::optional<size_t> j = residual_input(node, graph, 0)) {
+    k.epilogue.residual = true;
+    k.residual_input = *j;
+    k.steps = 1;
   }
   if (k.steps < node.epilogue.size())
     if (std::optional<ActivationCall> act = activation_call(node.epilogue[k.steps], graph)) {
       k.epilogue.activation = act->key;
       k.epilogue.params = act->params;
       ++k.steps;
+    }
+  // An activation, then the residual (a block that adds its skip connection after the Relu).
+  if (!k.epilogue.residual && k.steps == 1)
+    if (std::optional<size_t> j = residual_input(node, graph, 1)) {
+      k.epilogue.residual = true;
+      k.epilogue.activation_first = true;
+      k.residual_input = *j;
+      k.steps = 2;
     }
   return k;
 }

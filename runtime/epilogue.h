@@ -32,8 +32,8 @@ std::optional<ActivationCall> activation_call(const Node& step, const Graph& gra
 
 // The node's epilogue steps (Node::epilogue) a conv or matmul kernel applies in its output stage: a
 // leading residual Add of a float tensor shaped as the output, then an activation with an expression
-// (dsl/elementwise_expr.h). Later steps run after the kernel. `residual_input` is the fused node's
-// input that holds the residual.
+// (dsl/elementwise_expr.h); or the activation, then the residual Add. Later steps run after the kernel.
+// `residual_input` is the fused node's input that holds the residual.
 struct KernelEpilogue {
   dsl::OutputEpilogue epilogue;
   size_t steps = 0;

@@ -334,3 +334,24 @@ TEST_CASE("MatMul -> Add(bias) -> Gelu and MatMul -> Add(residual) run their epi
   CHECK_THAT(details[0], Catch::EndsWith("in the kernel: Gelu:none"));
   CHECK_THAT(details[1], Catch::EndsWith("in the kernel: +residual"));
 }
+
+TEST_CASE("Conv -> Relu -> Add(residual) runs the activation, then the residual, in the int4 kernel", "[fusion]") {
+  std::string dir = temp_dir("fuse_conv_relu_add");
+  ModelBuilder b(21);
+  b.input("x", DType::Float32, {1, 8, 10, 12});
+  b.output("y", DType::Float32);
+  add_int4_conv_weight(b, 8, 8, false);
+  b.node("Conv", {"x", "wf"}, {"c"}, {{"pads", std::vector<int64_t>{1, 1, 1, 1}}});
+  b.node("Relu", {"c"}, {"r"});
+  b.node("Add", {"r", "x"}, {"y"});
+  std::string path = b.save(dir + "/m.onnx");
+  Graph g = load_model(path);
+  const Node& conv = only_fused_node(g);
+  REQUIRE(conv.epilogue.size() == 2);
+  CHECK(conv.epilogue[0].op_type == "Relu");
+  CHECK(conv.epilogue[1].op_type == "Add");
+  expect_same_results(path, {{"x", random_tensor(DType::Float32, {1, 8, 10, 12})}});
+  Executor halide(g, ExecutorOptions{Backend::Halide});
+  halide.run({{"x", random_tensor(DType::Float32, {1, 8, 10, 12})}});
+  CHECK_THAT(halide.kernels().at(0).detail, Catch::EndsWith("in the kernel: Relu +residual"));
+}

@@ -110,6 +110,19 @@ TEST_CASE("a conv's spec names what its code compiles in, and round-trips", "[ke
         "qconv int4 blocked(1) zp f32 k3x3 s2x1 dense bias +residual Clip(0,6) panel x86-64-avx2");
   // The tuning form drops the epilogue, not the bias.
   CHECK(spec.for_tuning().key() == "qconv int4 blocked(1) zp f32 k3x3 s2x1 bias panel x86-64-avx2");
+  // The residual after the activation is other code, and its JSON says so (and only then).
+  QConvWorkload after = conv;
+  after.epilogue.activation_first = true;
+  KernelSpec after_spec = kernel_spec(after, "x86-64-avx2");
+  CHECK(after_spec.key() == "qconv int4 blocked(1) zp f32 k3x3 s2x1 bias Clip(0,6) +residual panel x86-64-avx2");
+  CHECK(after_spec.to_json()["epilogue"]["activation_first"] == true);
+  CHECK_FALSE(spec.to_json()["epilogue"].contains("activation_first"));
+  Result<KernelSpec> after_back = KernelSpec::from_json(after_spec.to_json());
+  REQUIRE(after_back.ok());
+  CHECK(after_back.value() == after_spec);
+  nlohmann::json bad = after_spec.to_json();
+  bad["epilogue"]["activation_first"] = "yes";
+  CHECK_THAT(KernelSpec::from_json(bad).failure().describe(), Catch::Contains("\"activation_first\" must be true"));
 
   std::set<std::string> keys;
   for (int type = 0; type < 4; ++type)

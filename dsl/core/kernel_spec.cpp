@@ -95,7 +95,9 @@ Result<ConvInt4Format> conv_format_from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json epilogue_to_json(const OutputEpilogue& e) {
-  return {{"residual", e.residual}, {"activation", e.activation}, {"params", e.params}};
+  nlohmann::json j = {{"residual", e.residual}, {"activation", e.activation}, {"params", e.params}};
+  if (e.activation_first) j["activation_first"] = true;  // absent otherwise: older records read the same
+  return j;
 }
 
 Result<OutputEpilogue> epilogue_from_json(const nlohmann::json& j) {
@@ -106,6 +108,12 @@ Result<OutputEpilogue> epilogue_from_json(const nlohmann::json& j) {
   const nlohmann::json* params = r.field("params");
   if (params && !(params->is_array() && std::all_of(params->begin(), params->end(), [](const auto& p) { return p.is_number(); })))
     r.fail_with("\"params\" must be an array of numbers, not " + params->dump());
+  if (j.is_object() && j.contains("activation_first")) {
+    if (!j.at("activation_first").is_boolean())
+      r.fail_with("\"activation_first\" must be true or false, not " + j.at("activation_first").dump());
+    else
+      e.activation_first = j.at("activation_first").get<bool>();
+  }
   if (!r.ok()) return r.failure();
   for (const nlohmann::json& p : *params) e.params.push_back(p.get<float>());
   return e;

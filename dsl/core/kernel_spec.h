@@ -79,7 +79,8 @@ nlohmann::json int4_format_to_json(const Int4Format& format);
 Result<Int4Format> int4_format_from_json(const nlohmann::json& j);
 nlohmann::json conv_format_to_json(const ConvInt4Format& format);
 Result<ConvInt4Format> conv_format_from_json(const nlohmann::json& j);
-// An epilogue: {"residual": bool, "activation": op key or "", "params": [numbers]}.
+// An epilogue: {"residual": bool, "activation": op key or "", "params": [numbers]}, and
+// "activation_first": true where the residual comes after the activation.
 nlohmann::json epilogue_to_json(const OutputEpilogue& epilogue);
 Result<OutputEpilogue> epilogue_from_json(const nlohmann::json& j);
 

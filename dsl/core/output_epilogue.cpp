@@ -5,15 +5,15 @@
 namespace tetra::dsl {
 
 std::string OutputEpilogue::describe() const {
-  std::string s = residual ? "+residual" : "";
-  if (activation.empty()) return s;
-  s += (s.empty() ? "" : " ") + activation;
+  std::string act = activation;
   for (size_t i = 0; i < params.size(); ++i) {
     char v[32];
     std::snprintf(v, sizeof v, "%.9g", double(params[i]));  // round-trips a float
-    s += (i == 0 ? "(" : ",") + std::string(v) + (i + 1 == params.size() ? ")" : "");
+    act += (i == 0 ? "(" : ",") + std::string(v) + (i + 1 == params.size() ? ")" : "");
   }
-  return s;
+  if (!residual) return act;
+  if (act.empty()) return "+residual";
+  return activation_first ? act + " +residual" : "+residual " + act;
 }
 
 }  // namespace tetra::dsl

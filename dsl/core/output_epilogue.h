@@ -1,5 +1,6 @@
 // The elementwise tail a QConv or QMatMul kernel applies in its output stage, compiled in:
-//   y = activation(acc + bias [+ residual])
+//   y = activation(acc + bias [+ residual])       or, with activation_first,
+//   y = activation(acc + bias) + residual         (a residual Add after the activation)
 #pragma once
 #include <string>
 #include <vector>
@@ -14,13 +15,16 @@ struct OutputEpilogue {
   bool residual = false;  // adds a float32 tensor shaped as the output (a skip connection)
   std::string activation;
   std::vector<float> params;
+  bool activation_first = false;  // the residual is added after the activation
 
   static OutputEpilogue relu() { return {false, "Relu", {}}; }
   bool empty() const { return !residual && activation.empty(); }
   bool is_lone_relu() const { return !residual && activation == "Relu" && params.empty(); }
-  std::string describe() const;  // "", "+residual", "Relu", "+residual Clip:min,max(0,6)"
+  // "", "+residual", "Relu", "+residual Clip:min,max(0,6)", "Relu +residual" (activation first)
+  std::string describe() const;
   bool operator==(const OutputEpilogue& o) const {
-    return residual == o.residual && activation == o.activation && params == o.params;
+    return residual == o.residual && activation == o.activation && params == o.params &&
+           activation_first == o.activation_first;
   }
 };
 

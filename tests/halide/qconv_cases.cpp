@@ -172,7 +172,7 @@ Expected expected_outputs(const Case& c, const QuantizedWeight& w, const ConvBuf
   Expected e;
   for (size_t i = 0; i < ref.size(); ++i) {
     double residual = epilogue.residual ? R.data()[i] : 0.0;  // Y and R share the dense (w, h, m, n) order
-    double want = test::reference_activation(epilogue, ref[i] + residual);
+    double want = test::reference_epilogue(epilogue, ref[i], residual);
     // The activations' slopes are at most ~1.13 (Gelu); their expressions are within 1e-6 relative.
     double tol = 1.2 * (4 * taps * std::ldexp(mag[i] + std::fabs(residual), -24)) + 1e-6 * std::fabs(want) + 1e-30;
     if (epilogue.empty()) tol = 4 * taps * std::ldexp(mag[i], -24) + 1e-30;

@@ -21,6 +21,11 @@ double reference_activation(const dsl::OutputEpilogue& e, double v) {
   throw std::runtime_error("no reference for the activation " + a);
 }
 
+double reference_epilogue(const dsl::OutputEpilogue& e, double y, double residual) {
+  if (!e.residual) return reference_activation(e, y);
+  return e.activation_first ? reference_activation(e, y) + residual : reference_activation(e, y + residual);
+}
+
 std::string WeightSpec::describe() const {
   const char* g[] = {"per-tensor", "per-n", "per-k", "blocked-k", "blocked-n"};
   std::string s = dtype_name(type) + " " + g[int(granularity)];

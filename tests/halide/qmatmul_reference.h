@@ -33,6 +33,9 @@ Halide::Buffer<float> random_matrix(int K, int M, uint64_t seed);
 // The epilogue's activation in double, the reference for the kernels' output stage (throws for an
 // activation it does not know).
 double reference_activation(const dsl::OutputEpilogue& epilogue, double v);
+// The whole epilogue: activation(y + residual), or activation(y) + residual with activation_first
+// (`residual` is ignored where the epilogue has none).
+double reference_epilogue(const dsl::OutputEpilogue& epilogue, double y, double residual);
 
 struct Reference {
   std::vector<double> y;        // [M * N], row-major

@@ -119,7 +119,9 @@ TEST_CASE("QConv epilogues: a residual and an activation in the output stage", "
                                            {false, "LeakyRelu", {0.1f}},
                                            {true, "Sigmoid", {}},
                                            {false, "Gelu:none", {}},
-                                           {true, "HardSigmoid", {0.2f, 0.5f}}};
+                                           {true, "HardSigmoid", {0.2f, 0.5f}},
+                                           {true, "Relu", {}, /*activation_first=*/true},
+                                           {true, "Clip:min,max", {0.0f, 6.0f}, /*activation_first=*/true}};
   for (size_t e = 0; e < epilogues.size(); ++e) {
     INFO("epilogue " << epilogues[e].describe());
     // Dense, depthwise and grouped in turn; default schedules of each.

@@ -40,8 +40,9 @@ void check_kernel(const QMatMulKernel& kernel, const WeightSpec& spec, const std
     for (int m = 0; m < s.M; ++m)
       for (int n = 0; n < s.N; ++n) {
         size_t i = size_t(m) * s.N + n;
-        if (wl.epilogue.residual) ref.y[i] += run.residual(n, m), ref.abs_sum[i] += std::fabs(run.residual(n, m));
-        ref.y[i] = test::reference_activation(wl.epilogue, ref.y[i]);
+        const double residual = wl.epilogue.residual ? run.residual(n, m) : 0.0;
+        ref.y[i] = test::reference_epilogue(wl.epilogue, ref.y[i], residual);
+        ref.abs_sum[i] += std::fabs(residual);
       }
     std::string diff = test::compare(run.Y, ref, s.K);
     CHECK(diff == "");
@@ -138,11 +139,10 @@ TEST_CASE("epilogue: a residual and an activation in the output stage", "[qmatmu
   // the default and a random schedule of each CPU template.
   WeightSpec spec{DType::Int4, false, Granularity::BlockedK, 32, false, false};
   std::mt19937_64 rng(77);
-  const std::vector<OutputEpilogue> epilogues = {{true, "", {}},
-                                                 {false, "Gelu:none", {}},
-                                                 {true, "Relu", {}},
-                                                 {true, "Clip:min,max", {-0.5f, 0.75f}},
-                                                 {false, "HardSwish", {}}};
+  const std::vector<OutputEpilogue> epilogues = {
+      {true, "", {}},           {false, "Gelu:none", {}},
+      {true, "Relu", {}},       {true, "Clip:min,max", {-0.5f, 0.75f}},
+      {false, "HardSwish", {}}, {true, "Relu", {}, /*activation_first=*/true}};
   int compiled = 0;
   for (const QMatMulTemplate& t : qmatmul_templates()) {
     if (t.int8_activations || t.family != TargetFamily::Cpu) continue;
