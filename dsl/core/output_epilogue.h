@@ -2,6 +2,7 @@
 //   y = activation(acc + bias [+ residual])       or, with activation_first,
 //   y = activation(acc + bias) + residual         (a residual Add after the activation)
 #pragma once
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,17 @@ struct OutputEpilogue {
   bool empty() const { return !residual && activation.empty(); }
   bool is_lone_relu() const { return !residual && activation == "Relu" && params.empty(); }
   // "", "+residual", "Relu", "+residual Clip:min,max(0,6)", "Relu +residual" (activation first)
-  std::string describe() const;
+  std::string describe() const {
+    std::string act = activation;
+    for (size_t i = 0; i < params.size(); ++i) {
+      char v[32];
+      std::snprintf(v, sizeof v, "%.9g", double(params[i]));  // round-trips a float
+      act += (i == 0 ? "(" : ",") + std::string(v) + (i + 1 == params.size() ? ")" : "");
+    }
+    if (!residual) return act;
+    if (act.empty()) return "+residual";
+    return activation_first ? act + " +residual" : "+residual " + act;
+  }
   bool operator==(const OutputEpilogue& o) const {
     return residual == o.residual && activation == o.activation && params == o.params &&
            activation_first == o.activation_first;
