@@ -10,8 +10,13 @@ std::string PoolWindow::signature() const {
 
 std::string KernelRequest::key() const {
   switch (kind) {
-    case Kind::QMatMul: return qmatmul.key();
-    case Kind::QConv: return qconv.key();
+    // The workload keys name the tuning form; the code also depends on the rest of the epilogue.
+    case Kind::QMatMul:
+      return qmatmul.key() + (qmatmul.epilogue.empty() || qmatmul.epilogue.is_lone_relu()
+                                  ? ""
+                                  : " epilogue " + qmatmul.epilogue.describe());
+    case Kind::QConv:
+      return qconv.key() + (qconv.epilogue.empty() ? "" : " epilogue " + qconv.epilogue.describe());
     case Kind::Elementwise: return "elementwise " + op + " [" + pattern + "]";
     case Kind::Softmax: return "softmax";
     case Kind::LayerNorm: return flag ? "layer norm bias" : "layer norm";

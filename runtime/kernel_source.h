@@ -52,7 +52,8 @@ struct KernelRequest {
   int kernel_h = 0, kernel_w = 0;  // ConvTransposeDirect: the kernel (= the stride)
   dsl::OutputEpilogue epilogue;    // ConvTransposeDirect: the activation of its output stage (no residual)
 
-  // Names the code: equal keys get equal code. Model libraries look their functions up by it.
+  // Names the code: equal keys get equal code (a QMatMul's and a QConv's name the epilogue their tuning
+  // keys leave out). Model libraries look their functions up by it.
   std::string key() const;
 };
 

@@ -207,6 +207,38 @@ TEST_CASE("a float-weight MLP compiles into a library whose table carries each k
   check_against_reference(got, model, "x", x.tensor);
 }
 
+TEST_CASE("GEMMs of one shape with different epilogues get a kernel each in a library", "[aot]") {
+  // y = (x W1) W2 + x W1: two int4 GEMMs of the same workload key, the second with a residual in its
+  // kernel. Keyed by workload alone, the library would hold one kernel for both.
+  std::string dir = temp_dir("aot_epilogues");
+  ModelBuilder b(21);
+  b.input("x", DType::Float32, {3, 64});
+  b.output("y", DType::Float32);
+  for (const char* w : {"1", "2"}) {
+    b.initializer(std::string("w") + w, random_tensor(DType::Int4, {64, 64}, -8, 7));
+    b.initializer(std::string("s") + w, random_tensor(DType::Float32, {2, 64}, 0.02, 0.1));
+    b.node("DequantizeLinear", {std::string("w") + w, std::string("s") + w}, {std::string("wf") + w},
+           {{"axis", 0}, {"block_size", 32}});
+  }
+  b.node("MatMul", {"x", "wf1"}, {"h"});
+  b.node("MatMul", {"h", "wf2"}, {"d"});
+  b.node("Add", {"d", "h"}, {"y"});
+  std::string model = b.save(dir + "/m.onnx");
+  compile(model, dir + "/lib", "--name tepi --shape x=3,64");
+  nlohmann::json table = nlohmann::json::parse(std::ifstream(dir + "/lib/tepi.kernels.json"));
+  int gemms = 0;
+  for (const nlohmann::json& k : table) gemms += k.contains("spec") && k["spec"]["op"] == "qmatmul";
+  CHECK(gemms == 2);
+
+  Input x = write_input(dir, "x", {3, 64});
+  Tensor jit = jit_output(model, dir, "x", x.pb);
+  std::string program = build_program(source_dir() + "/examples/aot_c", dir + "/lib", "tepi", dir + "/c", "run_model");
+  std::string out;
+  REQUIRE(run_command(program + " " + x.raw, &out) == 0);
+  CHECK(compare_tensors(printed_output(out, {3, 64}), jit, 1e-6, 1e-5) == "");
+  check_against_reference(printed_output(out, {3, 64}), model, "x", x.tensor);
+}
+
 TEST_CASE("a library compiled with int8 activations runs the JIT's int8 kernels", "[aot][int8]") {
   if (!dsl::host_target().has_int8_dot()) {
     WARN("this CPU has no AVX512-VNNI: no int8-activation kernels to compile");
