@@ -181,9 +181,10 @@ class HalideQConv : public NodeKernel {
   HalideQConv(const Node& node, const Graph& graph, std::shared_ptr<const QuantizedWeight> matrix, bool has_bias,
               KernelSource& source)
       : node_(node),
-        runner_(std::move(matrix), true, has_bias, lone_relu_epilogue(node).epilogue, wants_int8_activations(node),
-                source, node.label()),
-        epilogue_(node, graph, source, lone_relu_epilogue(node).steps) {}
+        in_kernel_(lone_relu_epilogue(node)),
+        runner_(std::move(matrix), true, has_bias, in_kernel_.epilogue, wants_int8_activations(node), source,
+                node.label()),
+        epilogue_(node, graph, source, in_kernel_.steps) {}
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     const Tensor& x = inputs[0];
@@ -234,8 +235,7 @@ class HalideQConv : public NodeKernel {
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide",
-            kernel_detail("im2col + " + runner_.describe(), lone_relu_epilogue(node_).epilogue, epilogue_),
+    return {node_.label(), "halide", kernel_detail("im2col + " + runner_.describe(), in_kernel_.epilogue, epilogue_),
             runner_.compile_ms() + epilogue_.compile_ms(), layout_conversions_};
   }
 
@@ -278,6 +278,7 @@ class HalideQConv : public NodeKernel {
   }
 
   const Node& node_;
+  KernelEpilogue in_kernel_;  // a lone Relu, applied by the GEMM
   QMatMulRunner runner_;
   Epilogue epilogue_;
   std::vector<float> cols_, y_rows_, nhwc_;

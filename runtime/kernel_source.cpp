@@ -12,9 +12,8 @@ std::string KernelRequest::key() const {
   switch (kind) {
     // The workload keys name the tuning form; the code also depends on the rest of the epilogue.
     case Kind::QMatMul:
-      return qmatmul.key() + (qmatmul.epilogue.empty() || qmatmul.epilogue.is_lone_relu()
-                                  ? ""
-                                  : " epilogue " + qmatmul.epilogue.describe());
+      return qmatmul.key() +
+             (qmatmul.epilogue == qmatmul.for_tuning().epilogue ? "" : " epilogue " + qmatmul.epilogue.describe());
     case Kind::QConv:
       return qconv.key() + (qconv.epilogue.empty() ? "" : " epilogue " + qconv.epilogue.describe());
     case Kind::Elementwise: return "elementwise " + op + " [" + pattern + "]";
