@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 
+#include "importer/attention_layout.h"
 #include "importer/error.h"
 #include "runtime/ops/pad.h"
 
@@ -471,6 +472,141 @@ int fuse_attention(Graph& g) {
   }
   erase_nodes(g, removed);
   return static_cast<int>(removed.size() / 2);
+}
+
+int fold_attention_layouts(Graph& g) {
+  if (!std::any_of(g.nodes.begin(), g.nodes.end(),
+                   [](const Node& n) { return n.domain == "tetra" && n.op_type == "Attention"; }))
+    return 0;
+  ValueUses uses(g);
+  auto known = [&](const std::string& value) -> std::optional<Shape> {
+    const ValueInfo* v = g.find_value(value);
+    if (!v || v->dtype != DType::Float32 || !v->has_shape || !fully_known(v->shape)) return std::nullopt;
+    return to_shape(v->shape);
+  };
+  // A rank-0 integer constant: the one index of a Gather that drops its axis.
+  auto scalar_index = [&](const std::string& value) -> std::optional<int64_t> {
+    auto it = g.initializers.find(value);
+    if (it == g.initializers.end() || it->second.rank() != 0 ||
+        (it->second.dtype() != DType::Int64 && it->second.dtype() != DType::Int32))
+      return std::nullopt;
+    return it->second.get_int(0);
+  };
+
+  std::set<size_t> walked_nodes;  // copies some attention now reads past; removed below when unread
+  std::set<size_t> removed;       // the Transposes that attention results are now written as
+  for (size_t k = 0; k < g.nodes.size(); ++k) {
+    Node& att = g.nodes[k];
+    if (att.domain != "tetra" || att.op_type != "Attention" || att.inputs.size() != 3 || att.outputs.size() != 1 ||
+        !AttentionLayout::of(att, {}).plain())
+      continue;
+    AttentionLayout layout;
+    // A scalar Mul or Div of Q or K (hoist_matmul_scales's) scales the scores in the kernel.
+    for (size_t slot = 0; slot < 2; ++slot) {
+      auto p = uses.producer.find(att.inputs[slot]);
+      if (p == uses.producer.end()) continue;
+      const Node& n = g.nodes[p->second];
+      if (!n.domain.empty() || (n.op_type != "Mul" && n.op_type != "Div") || n.inputs.size() != 2 ||
+          n.outputs.size() != 1 || !known(n.inputs[0]) || !known(n.inputs[1]))
+        continue;
+      auto scalar = [&](const std::string& value) -> std::optional<double> {
+        auto it = g.initializers.find(value);
+        if (it == g.initializers.end() || it->second.size() != 1 || it->second.dtype() != DType::Float32)
+          return std::nullopt;
+        return it->second.get(0);
+      };
+      size_t x = scalar(n.inputs[1]) ? 0 : 1;
+      std::optional<double> c = scalar(n.inputs[1 - x]);
+      // Only a scalar that leaves the operand's shape: the value read has it already.
+      if (!c || (n.op_type == "Div" && x != 0) || *known(n.inputs[x]) != *known(n.outputs[0])) continue;
+      layout.scale *= n.op_type == "Mul" ? *c : 1 / *c;
+      att.inputs[slot] = n.inputs[x];
+      walked_nodes.insert(p->second);
+    }
+    OperandView* views[] = {&layout.a, &layout.b, &layout.v};
+    for (size_t slot = 0; slot < 3; ++slot) {
+      std::optional<Shape> operand = known(att.inputs[slot]);
+      if (!operand) continue;
+      // Walk back from the operand: `base` and the view of it that gives the operand.
+      std::string base = att.inputs[slot];
+      OperandView view;
+      for (size_t d = 0; d < operand->size(); ++d) view.dims.push_back(int64_t(d));
+      view.fixed.assign(operand->size(), -1);
+      std::vector<size_t> through;
+      for (;;) {
+        auto p = uses.producer.find(base);
+        if (p == uses.producer.end()) break;
+        const Node& n = g.nodes[p->second];
+        if (!n.domain.empty() || n.outputs.size() != 1 || n.inputs.empty()) break;
+        std::optional<Shape> in = known(n.inputs[0]);
+        if (!in) break;
+        const size_t rank = in->size();
+        std::vector<int64_t> in_dim(view.fixed.size());  // the input dim of each dim of `base`
+        std::vector<int64_t> fixed(rank, -1);
+        if (n.op_type == "Transpose") {
+          std::vector<int64_t> perm = n.attr_ints("perm");
+          if (perm.empty())
+            for (size_t d = rank; d-- > 0;) perm.push_back(int64_t(d));
+          if (perm.size() != rank || view.fixed.size() != rank) break;
+          in_dim = perm;
+        } else if (n.op_type == "Gather" && n.inputs.size() == 2) {
+          std::optional<int64_t> index = scalar_index(n.inputs[1]);
+          int64_t axis = n.attr_int("axis", 0);
+          if (axis < 0) axis += int64_t(rank);
+          if (!index || axis < 0 || axis >= int64_t(rank) || view.fixed.size() + 1 != rank) break;
+          const int64_t extent = (*in)[size_t(axis)], at = *index < 0 ? *index + extent : *index;
+          if (at < 0 || at >= extent) break;
+          for (size_t d = 0; d < in_dim.size(); ++d) in_dim[d] = int64_t(d) < axis ? int64_t(d) : int64_t(d) + 1;
+          fixed[size_t(axis)] = at;
+        } else {
+          break;
+        }
+        for (size_t d = 0; d < in_dim.size(); ++d) fixed[size_t(in_dim[d])] = view.fixed[d];
+        for (int64_t& d : view.dims) d = in_dim[size_t(d)];
+        view.fixed = std::move(fixed);
+        through.push_back(p->second);
+        base = n.inputs[0];
+      }
+      // Vector loads of A and V need their innermost dim dense; B is staged by the kernel.
+      const int64_t base_rank = int64_t(view.fixed.size());
+      if (through.empty() || (slot != 1 && view.dims.back() != base_rank - 1)) continue;
+      *views[slot] = std::move(view);
+      att.inputs[slot] = base;
+      walked_nodes.insert(through.begin(), through.end());
+    }
+    // The result written where its only reader, a Transpose keeping the innermost dim, would copy it.
+    const std::string& y = att.outputs[0];
+    if (uses.single_use(y)) {
+      Node& t = g.nodes[uses.readers.at(y)[0]];
+      std::optional<Shape> result = known(y);
+      std::vector<int64_t> perm = t.attr_ints("perm");
+      if (t.domain.empty() && t.op_type == "Transpose" && t.outputs.size() == 1 && result && !perm.empty() &&
+          perm.size() == result->size() && perm.back() == int64_t(result->size()) - 1) {
+        layout.y_perm = perm;
+        removed.insert(uses.readers.at(y)[0]);
+        att.outputs[0] = t.outputs[0];
+      }
+    }
+    layout.write_to(att);
+  }
+  // The copies walked through that nothing reads any more, from the last back: a Gather's removal
+  // can leave the Transpose before it unread.
+  for (bool changed = true; changed;) {
+    changed = false;
+    uses = ValueUses(g);
+    for (auto it = walked_nodes.rbegin(); it != walked_nodes.rend(); ++it) {
+      if (removed.count(*it)) continue;
+      const std::string& out = g.nodes[*it].outputs[0];
+      bool read = uses.graph_outputs.count(out) != 0;
+      if (auto r = uses.readers.find(out); r != uses.readers.end())
+        for (size_t reader : r->second) read = read || !removed.count(reader);
+      if (read) continue;
+      removed.insert(*it);
+      changed = true;
+    }
+  }
+  erase_nodes(g, removed);
+  return static_cast<int>(removed.size());
 }
 
 void fuse_epilogues(Graph& graph) {

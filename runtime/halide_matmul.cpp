@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "HalideBuffer.h"
+#include "importer/attention_layout.h"
 #include "importer/error.h"
 #include "runtime/halide_ops.h"
 
@@ -113,8 +114,9 @@ class HalideBatchMatMul : public NodeKernel {
   double compile_ms_ = 0;
 };
 
-// tetra.Attention on schedules/cpu/attention.h: the batch dims (the same in all three inputs) become
-// the kernel's one batch dim.
+// tetra.Attention on schedules/cpu/attention.h. Its operands are strided views of its inputs and its
+// result may be written transposed (importer/attention_layout.h): the batch dims that merge into one
+// stride in all four become the kernel's batch dim, and any outer ones are looped over here.
 class HalideAttention : public NodeKernel {
  public:
   HalideAttention(const Node& node, KernelSource& source) : node_(node) {
@@ -125,43 +127,101 @@ class HalideAttention : public NodeKernel {
   }
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
-    const Tensor &a = inputs.at(0), &b = inputs.at(1), &v = inputs.at(2);
-    const Shape &as = a.shape(), &bs = b.shape(), &vs = v.shape();
+    const Tensor &a_in = inputs.at(0), &b_in = inputs.at(1), &v_in = inputs.at(2);
+    check(a_in.dtype() == DType::Float32 && b_in.dtype() == DType::Float32 && v_in.dtype() == DType::Float32,
+          ErrorKind::Invalid, [&] { return node_.label() + ": inputs must be float32"; });
+    const AttentionLayout l =
+        AttentionLayout::of(node_, {a_in.shape().size(), b_in.shape().size(), v_in.shape().size()});
+    struct Operand {
+      const float* data;
+      Shape shape;
+      std::vector<int64_t> strides;
+    };
+    auto operand = [&](const Tensor& t, const OperandView& view) {
+      for (size_t d = 0; d < view.fixed.size(); ++d)
+        check(view.fixed[d] < t.shape()[d], ErrorKind::Invalid,
+              [&] { return node_.label() + ": a view holds an index past its input " + shape_str(t.shape()); });
+      return Operand{t.data<float>() + view.offset(t.shape()), view.shape(t.shape()), view.strides(t.shape())};
+    };
+    const Operand a = operand(a_in, l.a), b = operand(b_in, l.b), v = operand(v_in, l.v);
+    const Shape &as = a.shape, &bs = b.shape, &vs = v.shape;
     size_t r = as.size();
-    check(r >= 2 && bs.size() == r && vs.size() == r && a.dtype() == DType::Float32 && b.dtype() == DType::Float32 &&
-              v.dtype() == DType::Float32 && std::equal(as.begin(), as.end() - 2, bs.begin()) &&
-              std::equal(as.begin(), as.end() - 2, vs.begin()) && as[r - 1] == bs[r - 2] && bs[r - 1] == vs[r - 2],
+    check(r >= 2 && bs.size() == r && vs.size() == r && std::equal(as.begin(), as.end() - 2, bs.begin()) &&
+              std::equal(as.begin(), as.end() - 2, vs.begin()) && as[r - 1] == bs[r - 2] && bs[r - 1] == vs[r - 2] &&
+              (l.y_perm.empty() || l.y_perm.size() == r),
           ErrorKind::Invalid, [&] {
-            return node_.label() + ": inputs " + shape_str(as) + ", " + shape_str(bs) + ", " + shape_str(vs) +
-                   " are not float32 [..., M, K], [..., K, N], [..., N, D] with the same batch dims";
+            return node_.label() + ": operands " + shape_str(as) + ", " + shape_str(bs) + ", " + shape_str(vs) +
+                   " are not [..., M, K], [..., K, N], [..., N, D] with the same batch dims";
           });
-    int64_t M = as[r - 2], K = as[r - 1], N = bs[r - 1], D = vs[r - 1], batch = 1;
-    for (size_t d = 0; d + 2 < r; ++d) batch *= as[d];
-    for (const Tensor* t : {&a, &b, &v})
-      check(t->size() <= INT32_MAX && M * D * batch <= INT32_MAX, ErrorKind::Invalid,
-            [&] { return node_.label() + ": a tensor is too large for a Halide kernel's 32-bit strides"; });
-    Shape out_shape = as;
-    out_shape.back() = D;
-    Tensor y = places_.make(0, DType::Float32, out_shape);
+    const int64_t M = as[r - 2], K = as[r - 1], N = bs[r - 1], D = vs[r - 1];
+    Shape result = as;
+    result.back() = D;
+    Tensor y = places_.make(0, DType::Float32, permuted(result, l.y_perm));
     if (y.size() == 0) return {y};
     check(N > 0, ErrorKind::Invalid, [&] { return node_.label() + ": attention over no keys"; });
-    auto buffer = [](const float* data, int64_t inner, int64_t rows, int64_t batches) {
-      halide_dimension_t dims[3] = {{0, int32_t(inner), 1, 0}, {0, int32_t(rows), int32_t(inner), 0},
-                                    {0, int32_t(batches), int32_t(inner * rows), 0}};
+    // The result's strides as computed (dim y_perm[i] is the written tensor's dim i).
+    std::vector<int64_t> y_strides = strides_of(y.shape());
+    if (!l.y_perm.empty()) {
+      std::vector<int64_t> by_result(r);
+      for (size_t i = 0; i < r; ++i) by_result[size_t(l.y_perm[i])] = y_strides[i];
+      y_strides = by_result;
+    }
+    for (const Tensor* t : {&a_in, &b_in, &v_in})
+      check(t->size() <= INT32_MAX && y.size() <= INT32_MAX, ErrorKind::Invalid,
+            [&] { return node_.label() + ": a tensor is too large for a Halide kernel's 32-bit strides"; });
+
+    // Batch dims, innermost first, merged where the next one steps over the whole inner run in all four.
+    const std::vector<int64_t>* strides[4] = {&a.strides, &b.strides, &v.strides, &y_strides};
+    struct BatchDim {
+      int64_t extent;
+      int64_t stride[4];
+    };
+    std::vector<BatchDim> batch;
+    for (size_t d = r - 2; d-- > 0;) {
+      if (as[d] == 1) continue;
+      BatchDim dim{as[d], {}};
+      for (int i = 0; i < 4; ++i) dim.stride[i] = (*strides[i])[d];
+      bool merges = !batch.empty();
+      for (int i = 0; i < 4 && merges; ++i) merges = dim.stride[i] == batch.back().stride[i] * batch.back().extent;
+      if (merges)
+        batch.back().extent *= dim.extent;
+      else
+        batch.push_back(dim);
+    }
+    if (batch.empty()) batch.push_back(BatchDim{1, {0, 0, 0, 0}});
+    int64_t outer = 1;
+    for (size_t i = 1; i < batch.size(); ++i) outer *= batch[i].extent;
+
+    auto buffer = [&](const float* data, int i, int64_t inner, int64_t rows) {
+      const std::vector<int64_t>& s = *strides[i];
+      halide_dimension_t dims[3] = {{0, int32_t(inner), int32_t(s[r - 1]), 0},
+                                    {0, int32_t(rows), int32_t(s[r - 2]), 0},
+                                    {0, int32_t(batch[0].extent), int32_t(batch[0].stride[i]), 0}};
       return Halide::Runtime::Buffer<float>(const_cast<float*>(data), 3, dims);
     };
-    Halide::Runtime::Buffer<float> A = buffer(a.data<float>(), K, M, batch), B = buffer(b.data<float>(), N, K, batch);
-    Halide::Runtime::Buffer<float> V = buffer(v.data<float>(), D, N, batch), Y = buffer(y.mutable_data<float>(), D, M, batch);
-    void* argv[] = {A.raw_buffer(), B.raw_buffer(), V.raw_buffer(), Y.raw_buffer()};
-    dsl::Status st = dsl::call_pipeline(*code_.pipeline, argv, "attention");
-    check(st.ok(), ErrorKind::Invalid,
-          [&] { return node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
+    float scale = float(l.scale);
+    for (int64_t o = 0; o < outer; ++o) {
+      int64_t at[4] = {0, 0, 0, 0};
+      for (size_t i = 1, rest = size_t(o); i < batch.size(); rest /= size_t(batch[i].extent), ++i)
+        for (int k = 0; k < 4; ++k) at[k] += int64_t(rest % size_t(batch[i].extent)) * batch[i].stride[k];
+      Halide::Runtime::Buffer<float> A = buffer(a.data + at[0], 0, K, M), B = buffer(b.data + at[1], 1, N, K);
+      Halide::Runtime::Buffer<float> V = buffer(v.data + at[2], 2, D, N);
+      Halide::Runtime::Buffer<float> Y = buffer(y.mutable_data<float>() + at[3], 3, D, M);
+      void* argv[] = {A.raw_buffer(), B.raw_buffer(), V.raw_buffer(), &scale, Y.raw_buffer()};
+      dsl::Status st = dsl::call_pipeline(*code_.pipeline, argv, "attention");
+      check(st.ok(), ErrorKind::Invalid,
+            [&] { return node_.label() + ": Halide kernel failed: " + (st.ok() ? "" : st.failure().describe()); });
+    }
     return {y};
   }
 
   KernelInfo info() const override {
-    return {node_.label(), "halide",
-            "attention: scores, softmax and the weighted sum per tile of rows, no scores in memory", code_.compile_ms};
+    std::string detail = "attention: scores, softmax and the weighted sum per tile of rows, no scores in memory";
+    const AttentionLayout l = AttentionLayout::of(node_, {});
+    if (!l.a.identity() || !l.b.identity() || !l.v.identity())
+      detail += "; operands read in place as strided views of their inputs";
+    if (!l.y_perm.empty()) detail += "; the result written transposed";
+    return {node_.label(), "halide", detail, code_.compile_ms};
   }
 
  private:

@@ -25,6 +25,7 @@ Graph prepare(Graph graph, const std::string& what, const std::map<std::string, 
     bool rewritten = hoist_matmul_scales(graph) + fold_conv_transpose_batchnorms(graph) + fold_pads_into_convs(graph) > 0;
     if (rewritten) infer_shapes(graph, input_shapes);  // fuse_attention reads the new values' shapes
     rewritten = fuse_attention(graph) > 0 || rewritten;
+    rewritten = fold_attention_layouts(graph) > 0 || rewritten;
     fuse_epilogues(graph);  // needs the shapes just inferred
     if (rewritten || graph.nodes.size() != nodes) infer_shapes(graph, input_shapes);  // each fused step removed a node
   }

@@ -239,6 +239,44 @@ TEST_CASE("GEMMs of one shape with different epilogues get a kernel each in a li
   check_against_reference(printed_output(out, {3, 64}), model, "x", x.tensor);
 }
 
+TEST_CASE("a library runs attention that reads a packed QKV projection in place", "[aot][attention]") {
+  // x [1, T, 3*H*D] -> Q, K, V by Reshape, Transpose and Gathers -> scaled attention -> Transpose back:
+  // the library's attention kernel takes the views, the scale and the transposed result.
+  const int64_t T = 21, H = 2, D = 8;
+  std::string dir = temp_dir("aot_attention");
+  ModelBuilder b(13);
+  b.input("x", DType::Float32, {1, T, 3 * H * D});
+  b.output("y", DType::Float32);
+  b.initializer("packed", Tensor::from_ints(DType::Int64, {5}, {1, T, 3, H, D}));
+  b.initializer("merged", Tensor::from_ints(DType::Int64, {3}, {1, T, H * D}));
+  for (int64_t i = 0; i < 3; ++i) b.initializer("i" + std::to_string(i), Tensor::from_ints(DType::Int64, {}, {i}));
+  b.initializer("c", Tensor::scalar(DType::Float32, 0.3));
+  b.node("Reshape", {"x", "packed"}, {"x5"});
+  b.node("Transpose", {"x5"}, {"qkv"}, {{"perm", std::vector<int64_t>{2, 0, 3, 1, 4}}});
+  b.node("Gather", {"qkv", "i0"}, {"q"}, {{"axis", int64_t(0)}});
+  b.node("Gather", {"qkv", "i1"}, {"k"}, {{"axis", int64_t(0)}});
+  b.node("Gather", {"qkv", "i2"}, {"v"}, {{"axis", int64_t(0)}});
+  b.node("Transpose", {"k"}, {"kt"}, {{"perm", std::vector<int64_t>{0, 1, 3, 2}}});
+  b.node("MatMul", {"q", "kt"}, {"s"});
+  b.node("Mul", {"s", "c"}, {"scaled"});
+  b.node("Softmax", {"scaled"}, {"p"}, {{"axis", int64_t(-1)}});
+  b.node("MatMul", {"p", "v"}, {"o"});
+  b.node("Transpose", {"o"}, {"ot"}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}});
+  b.node("Reshape", {"ot", "merged"}, {"y"});
+  std::string model = b.save(dir + "/m.onnx");
+  const Shape shape = {1, T, 3 * H * D};
+  compile(model, dir + "/lib", "--name tatt --shape x=1," + std::to_string(T) + "," + std::to_string(3 * H * D));
+
+  Input x = write_input(dir, "x", shape);
+  Tensor jit = jit_output(model, dir, "x", x.pb);
+  std::string program = build_program(source_dir() + "/examples/aot_c", dir + "/lib", "tatt", dir + "/c", "run_model");
+  std::string out;
+  REQUIRE(run_command(program + " " + x.raw, &out) == 0);
+  const Shape y_shape = {1, T, H * D};
+  CHECK(compare_tensors(printed_output(out, y_shape), jit, 1e-6, 1e-5) == "");
+  check_against_reference(printed_output(out, y_shape), model, "x", x.tensor);
+}
+
 TEST_CASE("a library compiled with int8 activations runs the JIT's int8 kernels", "[aot][int8]") {
   if (!dsl::host_target().has_int8_dot()) {
     WARN("this CPU has no AVX512-VNNI: no int8-activation kernels to compile");

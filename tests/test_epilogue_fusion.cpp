@@ -301,6 +301,78 @@ TEST_CASE("MatMul -> Softmax -> MatMul becomes one attention kernel with no scor
   CHECK(g.nodes.size() == 3);
 }
 
+TEST_CASE("Attention reads Q, K and V in place from a packed QKV projection and writes its result transposed",
+          "[fusion][attention]") {
+  // The exporters' form: x [B, T, 3*H*D] -> Reshape [B, T, 3, H, D] -> Transpose -> Gather(0|1|2) per
+  // operand, the scores scaled, and the result Transpose(0, 2, 1, 3) -> Reshape [B, T, H*D].
+  std::string dir = temp_dir("attention_layouts");
+  struct Case {
+    int64_t batch, tokens, heads, head_size;
+    bool k_by_second_transpose;  // Kᵀ from its own 5-D Transpose instead of a Transpose after the Gather
+    bool divide;                 // the scores divided by sqrt(D) instead of multiplied by a constant
+    bool q_also_output;          // Q is a graph output too: its copies stay
+  };
+  std::vector<Case> cases = {
+      {1, 40, 4, 16, false, false, false},  // the recognizer's form (one batch: the batch dims merge)
+      {2, 37, 3, 12, true, true, false},    // two batches: the kernel runs once per batch
+      {1, 9, 2, 8, false, true, true},      // fewer rows than a task; Q's Gather kept for its reader
+  };
+  for (const Case& c : cases) {
+    const int64_t B = c.batch, T = c.tokens, H = c.heads, D = c.head_size;
+    INFO("batch " << B << ", tokens " << T << ", heads " << H << ", head size " << D);
+    ModelBuilder b(13);
+    b.input("x", DType::Float32, {B, T, 3 * H * D});
+    b.output("y", DType::Float32);
+    if (c.q_also_output) b.output("q", DType::Float32);
+    b.initializer("packed", Tensor::from_ints(DType::Int64, {5}, {B, T, 3, H, D}));
+    b.initializer("merged", Tensor::from_ints(DType::Int64, {3}, {B, T, H * D}));
+    for (int64_t i = 0; i < 3; ++i) b.initializer("i" + std::to_string(i), Tensor::from_ints(DType::Int64, {}, {i}));
+    b.initializer("c", Tensor::scalar(DType::Float32, c.divide ? std::sqrt(double(D)) : 0.35));
+    b.node("Reshape", {"x", "packed"}, {"x5"});
+    b.node("Transpose", {"x5"}, {"qkv"}, {{"perm", std::vector<int64_t>{2, 0, 3, 1, 4}}});  // [3, B, H, T, D]
+    b.node("Gather", {"qkv", "i0"}, {"q"}, {{"axis", int64_t(0)}});
+    b.node("Gather", {"qkv", "i2"}, {"v"}, {{"axis", int64_t(0)}});
+    if (c.k_by_second_transpose) {
+      b.node("Transpose", {"x5"}, {"qkv_t"}, {{"perm", std::vector<int64_t>{2, 0, 3, 4, 1}}});  // [3, B, H, D, T]
+      b.node("Gather", {"qkv_t", "i1"}, {"kt"}, {{"axis", int64_t(0)}});
+    } else {
+      b.node("Gather", {"qkv", "i1"}, {"k"}, {{"axis", int64_t(0)}});
+      b.node("Transpose", {"k"}, {"kt"}, {{"perm", std::vector<int64_t>{0, 1, 3, 2}}});
+    }
+    b.node("MatMul", {"q", "kt"}, {"s"});
+    b.node(c.divide ? "Div" : "Mul", {"s", "c"}, {"scaled"});
+    b.node("Softmax", {"scaled"}, {"p"}, {{"axis", int64_t(-1)}});
+    b.node("MatMul", {"p", "v"}, {"o"});
+    b.node("Transpose", {"o"}, {"ot"}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}});
+    b.node("Reshape", {"ot", "merged"}, {"y"});
+    std::string path = b.save(dir + "/m.onnx");
+
+    Graph g = load_model(path);
+    std::map<std::string, int> ops;
+    for (const Node& n : g.nodes) ++ops[n.op_type];
+    CHECK(ops["Attention"] == 1);
+    CHECK(ops["Mul"] + ops["Div"] == 0);  // the scale is the kernel's
+    // Every copy goes but Q's own Transpose and Gather when Q is read elsewhere.
+    CHECK(ops["Transpose"] == (c.q_also_output ? 1 : 0));
+    CHECK(ops["Gather"] == (c.q_also_output ? 1 : 0));
+    for (const Node& n : g.nodes)
+      if (n.op_type == "Attention") {
+        CHECK(n.has_attr("a_dims"));
+        CHECK(n.has_attr("b_dims"));
+        CHECK(n.has_attr("v_dims"));
+        CHECK(n.attr_ints("y_perm") == std::vector<int64_t>{0, 2, 1, 3});
+        CHECK(n.attr_float("scale", 1) == Approx(c.divide ? 1 / std::sqrt(double(D)) : 0.35));
+      }
+    Executor halide(g, ExecutorOptions{Backend::Halide});
+    int in_place = 0;
+    for (const KernelInfo& k : halide.kernels())
+      in_place += k.detail.find("read in place") != std::string::npos &&
+                  k.detail.find("the result written transposed") != std::string::npos;
+    CHECK(in_place == 1);
+    expect_same_results(path, {{"x", random_tensor(DType::Float32, {B, T, 3 * H * D}, -2, 2)}});
+  }
+}
+
 TEST_CASE("MatMul -> Add(bias) -> Gelu and MatMul -> Add(residual) run their epilogues in the int4 kernel",
           "[fusion]") {
   // A transformer feed-forward block: up-projection with Gelu, down-projection with the skip connection.

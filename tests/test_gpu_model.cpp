@@ -409,8 +409,9 @@ TEST_CASE("Attention, activation MatMuls, Gathers and reductions match the refer
   const std::string model = attention_model(temp_dir("gpu_model_attention"));
   GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 5, 8}, -2, 2)}});
   check_outputs(r);
-  check_kernel_kinds(r, {"gpu attention scores", "gpu attention softmax", "gpu attention output", "gpu batch matmul",
-                         "gpu gather", "gpu reduce mean", "gpu reduce max", "gpu elementwise Clip:"});
+  check_kernel_kinds(
+      r, {"gpu attention operand (view copy)", "gpu attention scores", "gpu attention softmax", "gpu attention output",
+          "gpu batch matmul", "gpu gather", "gpu reduce mean", "gpu reduce max", "gpu elementwise Clip:"});
 }
 
 // The int4 detector (ConvTranspose, Concat, Resize) and the int4 recognizer (attention, Gathers,

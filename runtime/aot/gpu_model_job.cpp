@@ -9,6 +9,7 @@
 #include "dsl/gpu/code_object.h"
 #include "dsl/gpu/emit_kernel.h"
 #include "dsl/gpu/launch_plan_of.h"
+#include "importer/attention_layout.h"
 #include "importer/error.h"
 #include "runtime/epilogue.h"
 #include "runtime/halide_kernel.h"
@@ -801,13 +802,49 @@ void add_matmul(JobBuilder& b, const Node& node) {
   b.set_value(node.outputs[0], epilogue(b, node, 0, y, shape_of(b.graph_, node.outputs[0])));
 }
 
-// tetra.Attention, softmax(A x B) x V: the scores through device memory (a matmul, a softmax, a matmul).
+// tetra.Attention, softmax(scale * A x B) x V: the scores through device memory (a matmul, a softmax,
+// a matmul). Operands that are views of their inputs are copied out first, a scale multiplies A, and a
+// transposed result is copied into place (importer/attention_layout.h).
 void add_attention(JobBuilder& b, const Node& node) {
-  const Shape a = shape_of(b.graph_, node.input(0)), k = shape_of(b.graph_, node.input(1)),
-              v = shape_of(b.graph_, node.input(2));
-  std::vector<std::string> operands = {b.storage_of(node.input(0)), b.storage_of(node.input(1)),
-                                       b.storage_of(node.input(2))};
-  const int64_t batch = broadcast_batches(b, node, operands, {a, k, v});
+  std::vector<Shape> bases;
+  for (size_t i = 0; i < 3; ++i) bases.push_back(shape_of(b.graph_, node.input(i)));
+  const AttentionLayout l = AttentionLayout::of(node, {bases[0].size(), bases[1].size(), bases[2].size()});
+  const OperandView* views[] = {&l.a, &l.b, &l.v};
+  std::vector<Shape> shapes;
+  std::vector<std::string> operands;
+  for (size_t i = 0; i < 3; ++i) {
+    const OperandView& view = *views[i];
+    const Shape& base = bases[i];
+    shapes.push_back(view.shape(base));
+    operands.push_back(b.storage_of(node.input(i)));
+    if (view.identity()) continue;
+    // A copy of the base's rank: the held dims first (extent 1, at their index), then the walked ones.
+    std::vector<int64_t> source, start, step(base.size(), 1);
+    Shape out;
+    for (size_t d = 0; d < base.size(); ++d)
+      if (view.fixed[d] >= 0) {
+        source.push_back(int64_t(d));
+        start.push_back(view.fixed[d]);
+        out.push_back(1);
+      }
+    for (int64_t d : view.dims) {
+      source.push_back(d);
+      start.push_back(0);
+      out.push_back(base[size_t(d)]);
+    }
+    operands.back() =
+        copy(b, node, operands.back(), base, out, source, start, step, "gpu attention operand (view copy)");
+  }
+  if (l.scale != 1) {
+    Tensor c(DType::Float32, {1});
+    c.mutable_data<float>()[0] = float(l.scale);
+    Shape scaled;
+    operands[0] =
+        elementwise(b, node.label() + " (scale)", "Mul", {},
+                    {operands[0], b.constant_storage(node.label() + " scale", c)}, {shapes[0], Shape{1}}, &scaled);
+  }
+  const Shape &a = shapes[0], &k = shapes[1], &v = shapes[2];
+  const int64_t batch = broadcast_batches(b, node, operands, shapes);
   const int64_t M = a[a.size() - 2], K = a.back(), N = k.back(), D = v.back();
   const std::string scores =
       batch_matmul(b, node.label(), operands[0], operands[1], batch, M, K, N, "gpu attention scores (batch matmul)");
@@ -816,8 +853,13 @@ void add_attention(JobBuilder& b, const Node& node) {
   const std::string p = b.new_storage(batch * M * N);
   b.add(node.label(), "gpu attention softmax", softmax,
         {{"x", b.view(scores, {N, M * batch})}, {"out", b.view(p, {N, M * batch})}}, nlohmann::json::object());
-  const std::string y =
-      batch_matmul(b, node.label(), p, operands[2], batch, M, N, D, "gpu attention output (batch matmul)");
+  std::string y = batch_matmul(b, node.label(), p, operands[2], batch, M, N, D, "gpu attention output (batch matmul)");
+  if (!l.y_perm.empty()) {
+    Shape result = a;
+    result.back() = D;
+    y = copy(b, node, y, result, permuted(result, l.y_perm), l.y_perm, std::vector<int64_t>(result.size(), 0),
+             std::vector<int64_t>(result.size(), 1), "gpu attention result (transposed copy)");
+  }
   b.set_value(node.outputs[0], epilogue(b, node, 0, y, shape_of(b.graph_, node.outputs[0])));
 }
 

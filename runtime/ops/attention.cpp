@@ -1,9 +1,11 @@
-// tetra.Attention, the reference kernel: softmax(A · B) · V along the last axis, for each index of the
-// batch dims (the same in all three inputs), accumulated in double. importer/epilogue_fusion.h's
-// fuse_attention puts it in place of MatMul -> Softmax -> MatMul.
+// tetra.Attention, the reference kernel: softmax(scale * A · B) · V along the last axis, for each index
+// of the batch dims (the same in all three inputs), accumulated in double. importer/epilogue_fusion.h's
+// fuse_attention puts it in place of MatMul -> Softmax -> MatMul; fold_attention_layouts makes its
+// operands views of their inputs and its result transposed (importer/attention_layout.h).
 #include <algorithm>
 #include <cmath>
 
+#include "importer/attention_layout.h"
 #include "runtime/ops/op_util.h"
 
 namespace tetra {
@@ -32,13 +34,54 @@ std::vector<ValueInfo> attention_infer(const InferContext& ctx) {
   op_check(a.dtype == DType::Float32 && b.dtype == DType::Float32 && v.dtype == DType::Float32, ctx.node,
            "inputs must be float32");
   if (!a.has_shape || !b.has_shape || !v.has_shape) return {unknown_rank(a.dtype)};
-  return {make_info(a.dtype, attention_shape(ctx.node, a.shape, b.shape, v.shape))};
+  const AttentionLayout l = AttentionLayout::of(ctx.node, {a.shape.size(), b.shape.size(), v.shape.size()});
+  SymbolicShape y = attention_shape(ctx.node, l.a.shape(a.shape), l.b.shape(b.shape), l.v.shape(v.shape));
+  return {make_info(a.dtype, permuted(y, l.y_perm))};
+}
+
+// The operand that `view` makes of `base`, as a dense tensor; fails naming the node where the view
+// holds an index past the base's extent.
+Tensor gathered(const Node& node, const Tensor& base, const OperandView& view) {
+  if (view.identity()) return base;
+  for (size_t d = 0; d < view.fixed.size(); ++d)
+    op_check(view.fixed[d] < base.shape()[d], node,
+             "a view holds index " + std::to_string(view.fixed[d]) + " of dim " + std::to_string(d) + " of " +
+                 shape_str(base.shape()));
+  const Shape shape = view.shape(base.shape());
+  const std::vector<int64_t> strides = view.strides(base.shape());
+  Tensor out(DType::Float32, shape);
+  const float* from = base.data<float>() + view.offset(base.shape());
+  float* to = out.mutable_data<float>();
+  std::vector<int64_t> idx(shape.size(), 0);
+  for (int64_t i = 0; i < out.size(); ++i) {
+    int64_t at = 0;
+    for (size_t d = 0; d < shape.size(); ++d) at += idx[d] * strides[d];
+    to[i] = from[at];
+    for (size_t d = shape.size(); d-- > 0;)
+      if (++idx[d] < shape[d])
+        break;
+      else
+        idx[d] = 0;
+  }
+  return out;
+}
+
+// `y` transposed by `perm` (output dim i is y's dim perm[i]): the view of y that walks its dims so.
+Tensor transposed(const Node& node, const Tensor& y, const std::vector<int64_t>& perm) {
+  if (perm.empty()) return y;
+  OperandView walk;
+  walk.dims = perm;
+  walk.fixed.assign(perm.size(), -1);
+  return gathered(node, y, walk);
 }
 
 std::vector<Tensor> attention_compute(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor &a = input_required(node, in, 0), &b = input_required(node, in, 1), &v = input_required(node, in, 2);
-  op_check(a.dtype() == DType::Float32 && b.dtype() == DType::Float32 && v.dtype() == DType::Float32, node,
+  const Tensor &a_in = input_required(node, in, 0), &b_in = input_required(node, in, 1),
+               &v_in = input_required(node, in, 2);
+  op_check(a_in.dtype() == DType::Float32 && b_in.dtype() == DType::Float32 && v_in.dtype() == DType::Float32, node,
            "inputs must be float32");
+  const AttentionLayout l = AttentionLayout::of(node, {a_in.shape().size(), b_in.shape().size(), v_in.shape().size()});
+  const Tensor a = gathered(node, a_in, l.a), b = gathered(node, b_in, l.b), v = gathered(node, v_in, l.v);
   Shape out_shape = attention_shape(node, a.shape(), b.shape(), v.shape());
   size_t r = out_shape.size();
   int64_t M = a.shape()[r - 2], K = a.shape()[r - 1], N = b.shape()[r - 1], D = v.shape()[r - 1];
@@ -54,7 +97,7 @@ std::vector<Tensor> attention_compute(const Node& node, const std::vector<Tensor
       for (int64_t n = 0; n < N; ++n) {
         double s = 0;
         for (int64_t k = 0; k < K; ++k) s += double(ad[(i * M + m) * K + k]) * bd[(i * K + k) * N + n];
-        p[n] = s;
+        p[n] = s * l.scale;
         top = std::max(top, s);
       }
       double sum = 0;
@@ -65,7 +108,7 @@ std::vector<Tensor> attention_compute(const Node& node, const std::vector<Tensor
         yd[(i * M + m) * D + d] = static_cast<float>(o / sum);
       }
     }
-  return {y};
+  return {transposed(node, y, l.y_perm)};
 }
 
 }  // namespace

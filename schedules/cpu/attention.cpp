@@ -8,6 +8,7 @@ dsl::Result<dsl::ScheduledPipeline> attention_pipeline(const dsl::TargetSpec& ta
   using namespace Halide;
   const int V = target.halide.natural_vector_size<float>();
   ImageParam A(Float(32), 3, "A"), B(Float(32), 3, "B"), Vals(Float(32), 3, "V");
+  Param<float> scale("scale");
   Var n("n"), m("m"), b("b"), d("d"), l("l");
   Expr N = B.dim(0).extent(), K = A.dim(0).extent(), M = A.dim(1).extent(), D = Vals.dim(0).extent();
   RDom k(0, K, "k"), rn(0, N, "rn"), rj(0, (N + V - 1) / V, "rj");
@@ -15,14 +16,18 @@ dsl::Result<dsl::ScheduledPipeline> attention_pipeline(const dsl::TargetSpec& ta
   // Algorithm. Register tiles cover whole tiles past M, N and D at the edges (the stores there are
   // guarded): the operands repeat their last row or column, so those reads stay in bounds; scores
   // past N are duplicates (harmless to the max) and their exps are 0.
+  // B is staged dense per call: its view may have any strides (a K read in place from a packed QKV
+  // projection walks the tokens with a stride of the projection's row).
+  Func b_dense("b_dense");
+  b_dense(n, d, b) = B(n, d, b);  // d: any pure Var for the k dim (k is the reduction)
   Func a = BoundaryConditions::repeat_edge(A, {Range(), Range(0, M), Range()});
-  Func bt = BoundaryConditions::repeat_edge(B, {Range(0, N), Range(), Range()});
+  Func bt = BoundaryConditions::repeat_edge(b_dense, {Range(0, N), Range(), Range()});
   Func v = BoundaryConditions::repeat_edge(Vals, {Range(0, D), Range(), Range()});
   Func score_tile("score_tile"), scores("scores"), top_lanes("top_lanes"), top("top"), e("e");
   Func sum_lanes("sum_lanes"), sum("sum"), weighted("weighted"), O("attention");
   score_tile(n, m, b) = 0.0f;
   score_tile(n, m, b) += a(k, m, b) * bt(n, k, b);
-  scores(n, m, b) = score_tile(n, m, b);
+  scores(n, m, b) = score_tile(n, m, b) * scale;
   // Row max and row sum as V lanes each, then across the lanes: no loop-carried chain per element.
   top_lanes(l, m, b) = -INFINITY;
   top_lanes(l, m, b) = max(top_lanes(l, m, b), scores(rj * V + l, m, b));
@@ -71,14 +76,19 @@ dsl::Result<dsl::ScheduledPipeline> attention_pipeline(const dsl::TargetSpec& ta
   sum.compute_at(O, task);
   weighted.compute_at(O, dO).bound_extent(d, 2 * V).bound_extent(m, R).vectorize(d, V).unroll(d).unroll(m);
   weighted.update().reorder(d, m, rn).vectorize(d, V).unroll(d).unroll(m);
+  // A dense B is copied by vectors; a strided one by gathers (4 heads x 640 x 32: a few microseconds).
+  b_dense.compute_root().parallel(b).vectorize(n, V, TailStrategy::GuardWithIf);
+  b_dense.specialize(B.dim(0).stride() == 1);
 
-  // Dense rows (Halide's default stride-1 innermost dim); every buffer starts at 0.
+  // A, V and the result have dense rows (Halide's default stride-1 innermost dim), B any strides;
+  // every buffer starts at 0.
+  B.dim(0).set_stride(Expr());
   for (ImageParam* p : {&A, &B, &Vals})
     for (int dim = 0; dim < 3; ++dim) p->dim(dim).set_min(0);
   B.dim(1).set_extent(K);
   Vals.dim(1).set_extent(N);
   for (int dim = 0; dim < 3; ++dim) O.output_buffer().dim(dim).set_min(0);
-  return dsl::ScheduledPipeline{Pipeline(O), {A, B, Vals}};
+  return dsl::ScheduledPipeline{Pipeline(O), {A, B, Vals, scale}};
 }
 
 }  // namespace tetra::schedules
