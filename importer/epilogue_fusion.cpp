@@ -6,8 +6,8 @@
 #include <optional>
 #include <set>
 
-#include "importer/attention_layout.h"
 #include "importer/error.h"
+#include "runtime/ops/attention_layout.h"
 #include "runtime/ops/pad.h"
 
 namespace tetra {

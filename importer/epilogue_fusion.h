@@ -37,7 +37,7 @@ int fuse_attention(Graph& graph);
 // tetra.Attention reads each operand reached through Transpose and single-index Gather nodes (Q, K and
 // V taken from one packed QKV projection) as a strided view of the tensor those nodes copy from, and
 // writes its result already transposed when a Transpose (keeping the innermost dim) is its only
-// reader: attributes of importer/attention_layout.h. A and V keep a dense innermost dim; B may be any
+// reader: attributes of runtime/ops/attention_layout.h. A and V keep a dense innermost dim; B may be any
 // view (the kernel stages it). Copies no other node reads are removed. Returns the number of copy
 // nodes removed; re-infer shapes afterwards.
 int fold_attention_layouts(Graph& graph);

@@ -6,9 +6,9 @@
 #include <algorithm>
 
 #include "HalideBuffer.h"
-#include "importer/attention_layout.h"
 #include "importer/error.h"
 #include "runtime/halide_ops.h"
+#include "runtime/ops/attention_layout.h"
 
 namespace tetra {
 namespace {
@@ -115,7 +115,7 @@ class HalideBatchMatMul : public NodeKernel {
 };
 
 // tetra.Attention on schedules/cpu/attention.h. Its operands are strided views of its inputs and its
-// result may be written transposed (importer/attention_layout.h): the batch dims that merge into one
+// result may be written transposed (runtime/ops/attention_layout.h): the batch dims that merge into one
 // stride in all four become the kernel's batch dim, and any outer ones are looped over here.
 class HalideAttention : public NodeKernel {
  public:

@@ -9,11 +9,11 @@
 #include "dsl/gpu/code_object.h"
 #include "dsl/gpu/emit_kernel.h"
 #include "dsl/gpu/launch_plan_of.h"
-#include "importer/attention_layout.h"
 #include "importer/error.h"
 #include "runtime/epilogue.h"
 #include "runtime/halide_kernel.h"
 #include "runtime/halide_ops.h"
+#include "runtime/ops/attention_layout.h"
 #include "runtime/ops/conv_core.h"
 #include "runtime/ops/pad.h"
 #include "runtime/ops/resize.h"
@@ -804,7 +804,7 @@ void add_matmul(JobBuilder& b, const Node& node) {
 
 // tetra.Attention, softmax(scale * A x B) x V: the scores through device memory (a matmul, a softmax,
 // a matmul). Operands that are views of their inputs are copied out first, a scale multiplies A, and a
-// transposed result is copied into place (importer/attention_layout.h).
+// transposed result is copied into place (runtime/ops/attention_layout.h).
 void add_attention(JobBuilder& b, const Node& node) {
   std::vector<Shape> bases;
   for (size_t i = 0; i < 3; ++i) bases.push_back(shape_of(b.graph_, node.input(i)));

@@ -1,11 +1,11 @@
 // tetra.Attention, the reference kernel: softmax(scale * A · B) · V along the last axis, for each index
 // of the batch dims (the same in all three inputs), accumulated in double. importer/epilogue_fusion.h's
 // fuse_attention puts it in place of MatMul -> Softmax -> MatMul; fold_attention_layouts makes its
-// operands views of their inputs and its result transposed (importer/attention_layout.h).
+// operands views of their inputs and its result transposed (runtime/ops/attention_layout.h).
 #include <algorithm>
 #include <cmath>
 
-#include "importer/attention_layout.h"
+#include "runtime/ops/attention_layout.h"
 #include "runtime/ops/op_util.h"
 
 namespace tetra {

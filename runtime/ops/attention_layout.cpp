@@ -1,4 +1,4 @@
-#include "importer/attention_layout.h"
+#include "runtime/ops/attention_layout.h"
 
 #include <string>
 
