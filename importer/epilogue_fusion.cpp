@@ -291,15 +291,26 @@ void erase_nodes(Graph& g, const std::set<size_t>& removed) {
   g.nodes = std::move(kept);
 }
 
+// The value of a one-element float constant.
+std::optional<double> scalar_float_constant(const Graph& g, const std::string& name) {
+  auto it = g.initializers.find(name);
+  if (it == g.initializers.end() || it->second.size() != 1 || !is_float(it->second.dtype())) return std::nullopt;
+  return it->second.get(0);
+}
+
+// The shape of a float32 value whose dims are all known.
+std::optional<Shape> known_float32_shape(const Graph& g, const std::string& value) {
+  const ValueInfo* v = g.find_value(value);
+  if (!v || v->dtype != DType::Float32 || !v->has_shape || !fully_known(v->shape)) return std::nullopt;
+  return to_shape(v->shape);
+}
+
 }  // namespace
 
 int hoist_matmul_scales(Graph& g) {
   if (!has_op(g, "MatMul")) return 0;
   const ValueUses uses(g);
-  auto scalar_constant = [&](const std::string& name) {
-    auto it = g.initializers.find(name);
-    return it != g.initializers.end() && it->second.size() == 1 && is_float(it->second.dtype());
-  };
+  auto scalar_constant = [&](const std::string& name) { return scalar_float_constant(g, name).has_value(); };
 
   std::set<size_t> removed;
   std::map<size_t, Node> inserted_before;  // the operand's scaling, placed before its MatMul
@@ -436,11 +447,7 @@ int fuse_attention(Graph& g) {
     const Node& n = g.nodes[p->second];
     return n.domain.empty() && n.op_type == op && n.outputs.size() == 1 ? &n : nullptr;
   };
-  auto float_shape = [&](const std::string& value) -> std::optional<Shape> {
-    const ValueInfo* v = g.find_value(value);
-    if (!v || v->dtype != DType::Float32 || !v->has_shape || !fully_known(v->shape)) return std::nullopt;
-    return to_shape(v->shape);
-  };
+  auto float_shape = [&](const std::string& value) { return known_float32_shape(g, value); };
 
   std::set<size_t> removed;
   for (Node& pv : g.nodes) {
@@ -479,11 +486,7 @@ int fold_attention_layouts(Graph& g) {
                    [](const Node& n) { return n.domain == "tetra" && n.op_type == "Attention"; }))
     return 0;
   ValueUses uses(g);
-  auto known = [&](const std::string& value) -> std::optional<Shape> {
-    const ValueInfo* v = g.find_value(value);
-    if (!v || v->dtype != DType::Float32 || !v->has_shape || !fully_known(v->shape)) return std::nullopt;
-    return to_shape(v->shape);
-  };
+  auto known = [&](const std::string& value) { return known_float32_shape(g, value); };
   // A rank-0 integer constant: the one index of a Gather that drops its axis.
   auto scalar_index = [&](const std::string& value) -> std::optional<int64_t> {
     auto it = g.initializers.find(value);
@@ -509,12 +512,7 @@ int fold_attention_layouts(Graph& g) {
       if (!n.domain.empty() || (n.op_type != "Mul" && n.op_type != "Div") || n.inputs.size() != 2 ||
           n.outputs.size() != 1 || !known(n.inputs[0]) || !known(n.inputs[1]))
         continue;
-      auto scalar = [&](const std::string& value) -> std::optional<double> {
-        auto it = g.initializers.find(value);
-        if (it == g.initializers.end() || it->second.size() != 1 || it->second.dtype() != DType::Float32)
-          return std::nullopt;
-        return it->second.get(0);
-      };
+      auto scalar = [&](const std::string& value) { return scalar_float_constant(g, value); };
       size_t x = scalar(n.inputs[1]) ? 0 : 1;
       std::optional<double> c = scalar(n.inputs[1 - x]);
       // Only a scalar that leaves the operand's shape: the value read has it already.
