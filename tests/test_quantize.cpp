@@ -86,16 +86,6 @@ double max_abs(const Tensor& t) {
   return m;
 }
 
-// ||a - b|| / ||b||
-double relative_l2(const Tensor& a, const Tensor& b) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < a.size(); ++i) {
-    num += (a.get(i) - b.get(i)) * (a.get(i) - b.get(i));
-    den += b.get(i) * b.get(i);
-  }
-  return std::sqrt(num / den);
-}
-
 // Quantizes `model` in every format/range combination and checks each result.
 void check_quantize(const ModelBuilder& model, int weights, const Tensor& input, const std::string& what) {
   const bool ort = require_ort();

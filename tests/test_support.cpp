@@ -48,6 +48,15 @@ static void remove_temp_dirs_at_exit(const std::string& dir) {
   made.push_back(dir);
 }
 
+double relative_l2(const Tensor& a, const Tensor& b) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < a.size(); ++i) {
+    num += (a.get(i) - b.get(i)) * (a.get(i) - b.get(i));
+    den += b.get(i) * b.get(i);
+  }
+  return std::sqrt(num / den);
+}
+
 std::string temp_dir(const std::string& tag) {
   namespace fs = std::filesystem;
   static int counter = 0;

@@ -14,6 +14,8 @@ namespace tetra::test {
 std::mt19937& rng();
 // Uniform values in [lo, hi], guaranteed not all equal.
 Tensor random_tensor(DType dtype, const Shape& shape, double lo = -1.0, double hi = 1.0);
+// ||a - b|| / ||b|| over every element.
+double relative_l2(const Tensor& a, const Tensor& b);
 // A fresh empty folder under the build tree, removed when the test binary exits
 // (kept when TETRA_KEEP_TEST_FILES is set, for debugging).
 std::string temp_dir(const std::string& tag);

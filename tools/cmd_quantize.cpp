@@ -56,8 +56,12 @@ void run_quantize(Options opt) {
               opt.quantize.format.c_str(), opt.plain_max ? ", max-abs scales" : ", searched clip ratios",
               human_size(r.weight_bytes_before).c_str(), human_size(r.weight_bytes_after).c_str(), int4_share);
   if (calibrated)
-    std::printf("calibration: %d data set(s), %zu weight(s) kept in float, output cosine %.6f (target %g)\n",
-                r.calibration_sets, r.kept_float.size(), *r.cosine, opt.quantize.min_cosine);
+    std::printf(
+        "calibration: %d data set(s), %d int4 layer(s) bias-corrected, %zu weight(s) kept in float, output cosine %.6f "
+        "(target %g)\n",
+        r.calibration_sets, r.bias_corrected, r.kept_float.size(), *r.cosine, opt.quantize.min_cosine);
+  if (r.validation_cosine)
+    std::printf("validation: output cosine %.6f on the data of --validation-data\n", *r.validation_cosine);
   std::printf("wrote %s\n", opt.output.c_str());
 }
 
@@ -76,6 +80,13 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--calibration-data", opt->quantize.calibration_data,
                   "folder of test_data_set_*/input_<i>.pb: keep in float the layers the output needs")->check(CLI::ExistingDirectory);
   cmd->add_option("--min-cosine", opt->quantize.min_cosine, "output cosine against fp32 to keep with --calibration-data")->capture_default_str();
+  cmd->add_option(
+         "--validation-data", opt->quantize.validation_data,
+         "with --calibration-data: inputs not calibrated on, in the same layout, to report the output cosine on")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_flag(
+      "--no-bias-correction", [opt](int64_t) { opt->quantize.bias_correction = false; },
+      "with --calibration-data: leave the biases as they are");
   cmd->add_option("--backend", opt->backend, "executor for the calibration runs: halide or reference")->capture_default_str();
   cmd->callback([opt] { run_quantize(*opt); });
 }

@@ -53,12 +53,28 @@ std::vector<InputSet> read_calibration_data(const std::string& dir) {
 CalibrationRunner::CalibrationRunner(std::vector<InputSet> inputs, Backend backend, std::string base_dir)
     : inputs_(std::move(inputs)), backend_(backend), base_dir_(std::move(base_dir)) {}
 
-std::vector<OutputSet> CalibrationRunner::run(const onnx::ModelProto& model) const {
-  Graph graph = load_model(model, base_dir_, "the model being calibrated");
+CalibrationRun CalibrationRunner::run(const onnx::ModelProto& model, const std::vector<ChannelProbe>& probes) const {
+  // Probes are read as extra graph outputs of a copy; the executor keeps a graph output's value
+  // even where it would otherwise fuse it away.
+  onnx::ModelProto probed;
+  const onnx::ModelProto* to_run = &model;
+  if (!probes.empty()) {
+    probed = model;
+    for (const ChannelProbe& p : probes) {
+      onnx::ValueInfoProto* out = probed.mutable_graph()->add_output();
+      out->set_name(p.value);
+      out->mutable_type()->mutable_tensor_type()->set_elem_type(static_cast<int32_t>(p.dtype));
+    }
+    to_run = &probed;
+  }
+  Graph graph = load_model(*to_run, base_dir_, "the model being calibrated");
   ExecutorOptions options;
   options.backend = backend_;
   Executor executor(graph, options);
-  std::vector<OutputSet> outputs;
+  const size_t model_outputs = graph.outputs.size() - probes.size();
+  CalibrationRun result;
+  result.channel_means.resize(probes.size());
+  result.values_per_channel.assign(probes.size(), 0);
   for (size_t s = 0; s < inputs_.size(); ++s) {
     const InputSet& set = inputs_[s];
     check(set.size() == graph.inputs.size(), ErrorKind::Invalid,
@@ -66,12 +82,34 @@ std::vector<OutputSet> CalibrationRunner::run(const onnx::ModelProto& model) con
               " inputs; the model takes " + std::to_string(graph.inputs.size()));
     TensorMap bound;
     for (size_t i = 0; i < set.size(); ++i) bound[graph.inputs[i].name] = set[i];
-    TensorMap result = executor.run(bound);
+    TensorMap values = executor.run(bound);
     OutputSet out;
-    for (const ValueInfo& o : graph.outputs) out.push_back(result.at(o.name));
-    outputs.push_back(std::move(out));
+    for (size_t o = 0; o < model_outputs; ++o) out.push_back(values.at(graph.outputs[o].name));
+    result.outputs.push_back(std::move(out));
+    for (size_t p = 0; p < probes.size(); ++p) {
+      auto found = values.find(probes[p].value);
+      check(found != values.end(), ErrorKind::Invalid,
+            "calibration probe '" + probes[p].value + "' is not a value the model computes");
+      const Tensor& t = found->second;
+      const int64_t rank = static_cast<int64_t>(t.shape().size());
+      const int64_t axis = probes[p].channel_axis < 0 ? probes[p].channel_axis + rank : probes[p].channel_axis;
+      check(axis >= 0 && axis < rank, ErrorKind::Invalid,
+            "calibration probe '" + probes[p].value + "' has rank " + std::to_string(rank) + ", no channel axis " +
+                std::to_string(probes[p].channel_axis));
+      int64_t channels = t.shape()[axis], inner = 1;
+      for (int64_t d = axis + 1; d < rank; ++d) inner *= t.shape()[d];
+      std::vector<double>& sums = result.channel_means[p];
+      if (sums.empty()) sums.assign(channels, 0.0);
+      check(static_cast<int64_t>(sums.size()) == channels, ErrorKind::Invalid,
+            "calibration probe '" + probes[p].value + "' changes its channel count between data sets");
+      for (int64_t i = 0; i < t.size(); ++i) sums[(i / inner) % channels] += t.get(i);
+      result.values_per_channel[p] += channels ? t.size() / channels : 0;
+    }
   }
-  return outputs;
+  for (size_t p = 0; p < probes.size(); ++p)
+    for (double& sum : result.channel_means[p])
+      sum /= static_cast<double>(std::max<int64_t>(1, result.values_per_channel[p]));
+  return result;
 }
 
 double worst_cosine(const std::vector<OutputSet>& got, const std::vector<OutputSet>& expected) {

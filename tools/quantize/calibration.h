@@ -21,13 +21,26 @@ using OutputSet = std::vector<Tensor>;
 // Fails naming the folder when it holds none, or the set whose input count differs.
 std::vector<InputSet> read_calibration_data(const std::string& dir);
 
+// An intermediate value whose mean per channel a calibration run measures.
+struct ChannelProbe {
+  std::string value;
+  int64_t channel_axis = 1;  // counted from the end when negative
+  DType dtype = DType::Float32;
+};
+
+struct CalibrationRun {
+  std::vector<OutputSet> outputs;                  // per input set, in model order
+  std::vector<std::vector<double>> channel_means;  // per probe, over every element of every set
+  std::vector<int64_t> values_per_channel;         // per probe: how many values each mean averages
+};
+
 // Runs models on the calibration inputs.
 class CalibrationRunner {
  public:
   CalibrationRunner(std::vector<InputSet> inputs, Backend backend, std::string base_dir);
-  // The model's outputs on every input set, in model order. Fails naming the set whose input count
-  // does not match the model.
-  std::vector<OutputSet> run(const onnx::ModelProto& model) const;
+  // The model's outputs on every input set, and the probes' channel means. Fails naming the set
+  // whose input count does not match the model, or the probe the model does not compute.
+  CalibrationRun run(const onnx::ModelProto& model, const std::vector<ChannelProbe>& probes = {}) const;
   size_t sets() const { return inputs_.size(); }
 
  private:

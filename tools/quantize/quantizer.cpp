@@ -1,17 +1,18 @@
 #include "tools/quantize/quantizer.h"
 
+#include <onnx/onnx_pb.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
-#include <unistd.h>
-
-#include <onnx/onnx_pb.h>
 
 #include "importer/error.h"
 #include "importer/onnx_loader.h"
+#include "tools/quantize/bias_correction.h"
 #include "tools/quantize/calibration.h"
 #include "tools/quantize/opset_upgrade.h"
 #include "tools/quantize/proto_util.h"
@@ -24,6 +25,10 @@ namespace fs = std::filesystem;
 constexpr int64_t kDqOpset = 21;        // DequantizeLinear with int4 and block_size
 constexpr int64_t kInt4IrVersion = 10;  // int4 element types
 constexpr int64_t kProtobufLimit = (int64_t(1) << 31) - 1;
+// Bias correction needs input means it can trust on data it was not fitted to: a mean of n values
+// cancels 1/n of the layer's error on the calibration data that it cannot cancel elsewhere, so
+// with fewer values (a classifier head sees one per data set) the greedy choice would be fooled.
+constexpr int64_t kMinValuesPerMean = 32;
 
 // One weight to quantize and how; a shared weight has one job for all its consumers.
 struct Job {
@@ -34,6 +39,7 @@ struct Job {
   bool transposed = false;     // Gemm transB=1: the weight is stored [N, K]
   bool nbits = false;          // becomes MatMulNBits instead
   QuantizedWeight q;           // dq: as stored; nbits: as [N, K]
+  Tensor rounding;             // dequantized minus float, in the weight's own layout
   LayerReport report;
 };
 
@@ -197,6 +203,9 @@ class Quantizer {
     } else {
       job.q = quantize_weight(w, job.weight, job.axis, job.block, opt_.weights);
     }
+    job.rounding = Tensor(DType::Float32, job.q.shape());
+    for (int64_t i = 0; i < reference.size(); ++i) job.rounding.set(i, double(job.q.value(i)) - reference.get(i));
+    if (job.nbits && !job.transposed) job.rounding = transpose_2d(job.rounding);
     job.report = {job.layer, n.op_type(), job.weight, shape_str(w.shape()),
                   job.nbits ? "MatMulNBits(block " + std::to_string(opt_.block_size) + ")" : job.q.granularity(),
                   measure(job.q, reference), w.byte_size(), std::nullopt};
@@ -266,6 +275,7 @@ class Quantizer {
       set_attr(&n, "bits", int64_t(4));
       set_attr(&n, "block_size", opt_.block_size);
     }
+    correct_biases(*g, chosen);
     if (any_dq) out.set_ir_version(std::max<int64_t>(out.ir_version(), kInt4IrVersion));
     if (any_nbits) set_opset(&out, "com.microsoft", 1);
     // DequantizeLinear nodes read only initializers: put them first, keeping topological order.
@@ -279,6 +289,29 @@ class Quantizer {
     return out;
   }
 
+  // Takes each chosen layer's mean output shift (bias_correction.h) off its bias, once the input
+  // means have been measured. Nodes of `g` still sit at their indices in model_, and each correction
+  // may add a node after its layer, so layers are corrected from the last to the first.
+  void correct_biases(onnx::GraphProto& g, const std::vector<bool>& chosen) {
+    if (input_means_.empty()) return;
+    std::vector<std::pair<int, size_t>> layers;
+    for (size_t j = 0; j < jobs_.size(); ++j)
+      if (chosen[j])
+        for (int c : jobs_[j].consumers) layers.push_back({c, j});
+    std::sort(layers.rbegin(), layers.rend());
+    report_.bias_corrected = 0;
+    for (auto [node, j] : layers) {
+      const onnx::NodeProto& layer = graph().node(node);
+      if (!input_means_.count(layer.input(0))) continue;
+      std::vector<double> shift = output_shift(layer, jobs_[j].rounding, input_means_.at(layer.input(0)));
+      for (double& v : shift) v = -v;
+      Shape shape = {static_cast<int64_t>(shift.size())};
+      if (layer.op_type() == "Conv" || layer.op_type() == "ConvTranspose") shape.resize(jobs_[j].rounding.rank(), 1);
+      add_output_shift(g, node, Tensor::from_doubles(jobs_[j].q.value_dtype(), shape, shift), base_dir_);
+      ++report_.bias_corrected;
+    }
+  }
+
   // Keeps in float the weights whose int4 error hurts the output most for the bytes they save: each
   // weight's damage is 1 - the output cosine with it alone in int4; weights go back to float in
   // order of damage per float byte (a small first conv or classifier head before a large hidden
@@ -288,8 +321,31 @@ class Quantizer {
   std::vector<bool> calibrate() {
     CalibrationRunner runner(read_calibration_data(opt_.calibration_data), opt_.calibration_backend, base_dir_);
     report_.calibration_sets = static_cast<int>(runner.sets());
-    const std::vector<OutputSet> reference = runner.run(model_);
-    auto cosine_of = [&](const std::vector<bool>& chosen) { return worst_cosine(runner.run(apply(chosen)), reference); };
+    std::vector<ChannelProbe> probes;
+    if (opt_.bias_correction) {
+      std::set<std::string> probed;
+      for (const Job& job : jobs_)
+        for (int c : job.consumers)
+          if (!initializer(graph().node(c).input(0)) && probed.insert(graph().node(c).input(0)).second)
+            probes.push_back(input_probe(graph().node(c), job.q.value_dtype()));
+    }
+    CalibrationRun fp32 = runner.run(model_, probes);
+    for (size_t p = 0; p < probes.size(); ++p) {
+      if (fp32.values_per_channel[p] >= kMinValuesPerMean) {
+        input_means_[probes[p].value] = std::move(fp32.channel_means[p]);
+        continue;
+      }
+      for (const Job& job : jobs_)
+        for (int c : job.consumers)
+          if (graph().node(c).input(0) == probes[p].value)
+            report_.notes.push_back(label(graph().node(c)) + " is not bias-corrected: the calibration data give " +
+                                    std::to_string(fp32.values_per_channel[p]) +
+                                    " values per input channel, fewer than " + std::to_string(kMinValuesPerMean));
+    }
+    const std::vector<OutputSet>& reference = fp32.outputs;
+    auto cosine_of = [&](const std::vector<bool>& chosen) {
+      return worst_cosine(runner.run(apply(chosen)).outputs, reference);
+    };
 
     std::vector<size_t> order(jobs_.size());
     std::vector<double> damage_per_byte(jobs_.size());
@@ -319,6 +375,10 @@ class Quantizer {
       else chosen[j] = false;
     }
     report_.cosine = cosine;
+    if (!opt_.validation_data.empty()) {
+      CalibrationRunner validation(read_calibration_data(opt_.validation_data), opt_.calibration_backend, base_dir_);
+      report_.validation_cosine = worst_cosine(validation.run(apply(chosen)).outputs, validation.run(model_).outputs);
+    }
     return chosen;
   }
 
@@ -326,6 +386,7 @@ class Quantizer {
   std::string base_dir_;
   const QuantizeOptions& opt_;
   std::vector<Job> jobs_;
+  std::map<std::string, std::vector<double>> input_means_;  // per layer input, measured for bias correction
   QuantizeReport report_;
 };
 
@@ -382,6 +443,8 @@ void validate(const QuantizeOptions& opt) {
   check(opt.format != "matmulnbits" || (opt.block_size >= 16 && (opt.block_size & (opt.block_size - 1)) == 0),
         ErrorKind::Invalid,
         "--block-size " + std::to_string(opt.block_size) + ": MatMulNBits needs a power of two >= 16");
+  check(opt.validation_data.empty() || !opt.calibration_data.empty(), ErrorKind::Invalid,
+        "--validation-data needs --calibration-data");
   check(opt.min_cosine > 0 && opt.min_cosine <= 1, ErrorKind::Invalid,
         "--min-cosine " + std::to_string(opt.min_cosine) + " must lie in (0, 1]");
 }

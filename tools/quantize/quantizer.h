@@ -11,8 +11,9 @@
 //      block_size when the axis is longer than a block, else one scale per output channel/column.
 //      Conv blocks run over the input channels, which keeps every block inside one kernel position,
 //      the only blocking DequantizeLinear can express for conv weights;
-//   5. with calibration data, keep in float the layers whose int4 error hurts the output most
-//      (calibration.h);
+//   5. with calibration data, correct each int4 layer's bias for the mean shift its rounding causes
+//      (bias_correction.h), and keep in float the layers whose int4 error still hurts the output
+//      most (calibration.h);
 //   6. write the chosen weights as
 //        dq:          int4/uint4 initializer -> DequantizeLinear (axis, block_size) -> the consumer;
 //        matmulnbits: MatMul and Gemm (transA=0, alpha=1; bias folded with beta) become
@@ -37,7 +38,9 @@ struct QuantizeOptions {
   WeightQuantOptions weights;
   std::string calibration_data;  // a folder of test_data_set_*/input_<i>.pb; "" quantizes every weight
   double min_cosine = 0.99;      // the output cosine against fp32 that calibration must keep
+  std::string validation_data;   // with calibration: inputs not calibrated on, to report the cosine on
   Backend calibration_backend = Backend::Halide;
+  bool bias_correction = true;  // with calibration data: take each int4 layer's mean output shift off its bias
 };
 // Fails naming the option at fault.
 void validate(const QuantizeOptions& options);
@@ -59,6 +62,8 @@ struct QuantizeReport {
   int64_t candidate_weight_bytes = 0;   // every constant MatMul/Gemm/Conv/ConvTranspose weight, in float
   std::optional<double> cosine;         // with calibration: the written model's output cosine (worst data set)
   int calibration_sets = 0;
+  std::optional<double> validation_cosine;  // the same on the validation data
+  int bias_corrected = 0;                   // int4 layers whose bias took their mean output shift
 };
 
 // Quantizes `model` in place (external data read under `base_dir`); throws a tetra::Error naming
