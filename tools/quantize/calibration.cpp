@@ -1,10 +1,11 @@
 #include "tools/quantize/calibration.h"
 
+#include <onnx/onnx_pb.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-
-#include <onnx/onnx_pb.h>
+#include <set>
 
 #include "importer/error.h"
 #include "runtime/model.h"
@@ -60,7 +61,10 @@ CalibrationRun CalibrationRunner::run(const onnx::ModelProto& model, const std::
   const onnx::ModelProto* to_run = &model;
   if (!probes.empty()) {
     probed = model;
+    std::set<std::string> outputs;
+    for (const auto& o : model.graph().output()) outputs.insert(o.name());
     for (const ChannelProbe& p : probes) {
+      if (!outputs.insert(p.value).second) continue;  // already an output
       onnx::ValueInfoProto* out = probed.mutable_graph()->add_output();
       out->set_name(p.value);
       out->mutable_type()->mutable_tensor_type()->set_elem_type(static_cast<int32_t>(p.dtype));
@@ -71,7 +75,7 @@ CalibrationRun CalibrationRunner::run(const onnx::ModelProto& model, const std::
   ExecutorOptions options;
   options.backend = backend_;
   Executor executor(graph, options);
-  const size_t model_outputs = graph.outputs.size() - probes.size();
+  const size_t model_outputs = size_t(model.graph().output_size());
   CalibrationRun result;
   result.channel_means.resize(probes.size());
   result.values_per_channel.assign(probes.size(), 0);
