@@ -410,7 +410,8 @@ TEST_CASE("a library for several GPUs and the CPU runs on the first GPU present,
   }
 }
 
-TEST_CASE("a library's GPU instance agrees with its CPU instance, float16 values included", "[aot][gpu]") {
+TEST_CASE("a library's GPU instance agrees with its CPU instance, float16 values and int64 indices included",
+          "[aot][gpu]") {
   if (!opencl_runs_here("the library's OpenCL job")) return;
   std::string dir = temp_dir("aot_gpu_half");
   const uint32_t seed = std::random_device{}();
@@ -431,6 +432,12 @@ TEST_CASE("a library's GPU instance agrees with its CPU instance, float16 values
   b.node("Add", {"h", "bias"}, {"hb"});
   b.node("Sigmoid", {"hb"}, {"s"});
   b.node("Softmax", {"s"}, {"probs"}, {{"axis", int64_t(-1)}});
+  // Token ids as a transformer takes them: int64, narrowed to int32 on the way to the device.
+  b.input("ids", DType::Int64, {2, 3});
+  b.output("picked", DType::Float16);
+  b.initializer("emb", half({8, 16}, -2.0f, 2.0f));
+  b.node("Gather", {"emb", "ids"}, {"rows"});
+  b.node("Sigmoid", {"rows"}, {"picked"});
   std::string model = b.save(dir + "/half.onnx");
   compile(model, dir + "/lib", "--name thalf --target opencl,host");
   std::string check = build_program(source_dir() + "/tests/aot", dir + "/lib", "thalf", dir + "/api", "device_check");

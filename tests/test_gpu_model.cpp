@@ -333,6 +333,69 @@ TEST_CASE("A node with no GPU kernel is an error that names it, before anything 
   CHECK_FALSE(fs::exists(dir + "/job/job.json"));
 }
 
+// Integer inputs as transformers take them: token ids (int64) into an embedding table, and int32
+// indices into a computed activation, negative ones counting from the end.
+std::string indices_model(const std::string& dir, std::mt19937& gen) {
+  ModelBuilder b(17, "gpu_indices");
+  b.input("x", DType::Float32, {2, 5, 8}).input("ids", DType::Int64, {2, 3}).input("pick", DType::Int32, {4});
+  b.output("h", DType::Float32).output("picked", DType::Float32);
+  b.initializer("emb", uniform(gen, {10, 8}, -1, 1));
+  b.initializer("w", uniform(gen, {8, 6}, -0.5f, 0.5f));
+  b.node("Gather", {"emb", "ids"}, {"e"});
+  b.node("MatMul", {"e", "w"}, {"h"});
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Gather", {"r", "pick"}, {"picked"}, {{"axis", int64_t(1)}});
+  return b.save(dir + "/gpu_indices.onnx");
+}
+
+Tensor random_indices(std::mt19937& gen, DType dtype, const Shape& shape, int64_t lo, int64_t hi) {
+  Tensor t(dtype, shape);
+  std::uniform_int_distribution<int64_t> u(lo, hi);
+  for (int64_t i = 0; i < t.size(); ++i) t.set_int(i, u(gen));
+  return t;
+}
+
+TEST_CASE("Gathers of integer inputs (token ids, negative indices) match the reference on the OpenCL device",
+          "[gpu_model][opencl]") {
+  if (!opencl_runs_here("the GPU model tests")) return;
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  const std::string model = indices_model(temp_dir("gpu_model_indices"), gen);
+  GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {2, 5, 8}, -2, 2)},
+                                               {"ids", random_indices(gen, DType::Int64, {2, 3}, -10, 9)},
+                                               {"pick", random_indices(gen, DType::Int32, {4}, -5, 4)}});
+  check_outputs(r);
+  check_kernel_kinds(r, {"gpu gather (computed indices)"});
+}
+
+TEST_CASE("An integer value read as a float on the GPU is an error naming it", "[gpu_model]") {
+  ModelBuilder b(17, "gpu_int_as_float");
+  b.input("ids", DType::Int64, {4});
+  b.output("y", DType::Float32);
+  b.node("Cast", {"ids"}, {"f"}, {{"to", int64_t(1)}});
+  b.node("Relu", {"f"}, {"y"});
+  const std::string dir = temp_dir("gpu_model_int_as_float");
+  Graph graph = load_model(b.save(dir + "/m.onnx"));
+  Tensor ids(DType::Int64, {4});
+  for (int64_t i = 0; i < 4; ++i) ids.set_int(i, i - 1);
+  dsl::Result<GpuModelJob> job =
+      write_gpu_model_job(graph, {{"ids", ids}}, dsl::parse_target("opencl").value(), nullptr, dir + "/job");
+  REQUIRE_FALSE(job.ok());
+  CHECK_THAT(job.failure().message, Catch::Contains("'ids' is an integer"));
+  // An index beyond int32 is refused where the input is taken, naming it.
+  ids.set_int(0, int64_t(1) << 40);
+  ModelBuilder g(17, "gpu_big_index");
+  g.input("ids", DType::Int64, {4});
+  g.output("y", DType::Float32);
+  g.initializer("emb", random_tensor(DType::Float32, {3, 2}));
+  g.node("Gather", {"emb", "ids"}, {"y"});
+  Graph gather = load_model(g.save(dir + "/g.onnx"));
+  job = write_gpu_model_job(gather, {{"ids", ids}}, dsl::parse_target("opencl").value(), nullptr, dir + "/job2");
+  REQUIRE_FALSE(job.ok());
+  CHECK_THAT(job.failure().message, Catch::Contains("input 'ids' holds 1099511627776"));
+}
+
 TEST_CASE("tetra run and bench --target opencl run a model on the device", "[gpu_model][opencl][cli]") {
   if (!opencl_runs_here("the GPU model tests")) return;
   const std::string dir = temp_dir("gpu_model_cli");

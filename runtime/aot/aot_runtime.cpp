@@ -5,6 +5,7 @@
 //
 // Thread safety: instances are independent; one instance runs one call at a time (its calls are
 // serialised by a mutex). The deserialised graph is shared by the instances of a library.
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -381,9 +382,10 @@ int bind(tetra_aot_instance* m, int outputs, int index, int dtype, const int64_t
   if (on_device && !m->gpu)
     return failed(TETRA_AOT_INVALID_ARGUMENT,
                   label + ": the instance runs on the cpu, which has no device memory: bind host memory");
-  if (on_device && v->dtype != DType::Float32)
-    return failed(TETRA_AOT_INVALID_ARGUMENT,
-                  label + ": the GPU holds it as float32, not " + dtype_name(v->dtype) + ": bind host memory");
+  if (on_device && v->dtype != DType::Float32 && v->dtype != DType::Int32)
+    return failed(TETRA_AOT_INVALID_ARGUMENT, label + ": the GPU holds it as " +
+                                                  (v->dtype == DType::Int64 ? "int32" : "float32") + ", not " +
+                                                  dtype_name(v->dtype) + ": bind host memory");
   if (m->gpu) {
     const std::string& buffer = (outputs ? m->gpu->output_buffers : m->gpu->input_buffers)[size_t(index)];
     std::vector<bool>& on = outputs ? m->output_on_device : m->input_on_device;
@@ -406,8 +408,10 @@ int run_on_gpu(tetra_aot_instance* m) {
   auto fault = [&](const dsl::Status& st) {
     return failed(TETRA_AOT_RUN_FAILED, "run on " + m->device + ": " + st.failure().describe());
   };
-  // Float16 values are float32 on the device: converted on the way in and out.
+  // Float16 values are float32 on the device, int64 inputs (indices) int32: converted on the way in
+  // and out.
   std::vector<float> staging;
+  std::vector<int32_t> indices;
   for (size_t i = 0; i < m->inputs.size(); ++i) {
     if (m->input_on_device[i]) continue;
     const int64_t bytes = g.job.buffer_bytes.at(g.input_buffers[i]);
@@ -416,6 +420,17 @@ int run_on_gpu(tetra_aot_instance* m) {
       staging.resize(size_t(bytes / 4));
       for (size_t k = 0; k < staging.size(); ++k) staging[k] = half_to_float(static_cast<const uint16_t*>(data)[k]);
       data = staging.data();
+    }
+    if (m->graph->inputs[i].dtype == DType::Int64) {
+      indices.resize(size_t(bytes / 4));
+      for (size_t k = 0; k < indices.size(); ++k) {
+        const int64_t v = static_cast<const int64_t*>(data)[k];
+        if (v < INT32_MIN || v > INT32_MAX)
+          return failed(TETRA_AOT_INVALID_ARGUMENT, "run: input '" + m->graph->inputs[i].name + "' holds " +
+                                                        std::to_string(v) + ", beyond the int32 the GPU holds it in");
+        indices[k] = int32_t(v);
+      }
+      data = indices.data();
     }
     if (dsl::Status st = g.device->write(g.input_buffers[i], data, bytes); !st) return fault(st);
   }

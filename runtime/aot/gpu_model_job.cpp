@@ -1,6 +1,7 @@
 #include "runtime/aot/gpu_model_job.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -66,13 +67,34 @@ class JobBuilder {
   JobBuilder(const Graph& graph, const dsl::TargetSpec& target, const ScheduleSource* schedules, fs::path dir)
       : graph_(graph), target_(target), schedules_(schedules), dir_(std::move(dir)) {}
 
-  // The storage of a graph value: made (and filled) at its first use for inputs and constants.
+  // The storage of a float graph value, which every kernel reads but a Gather's indices: made (and
+  // filled) at its first use for constants.
   std::string storage_of(const std::string& value) {
+    const std::string storage = any_storage_of(value);
+    check(buffers_[storage]["type"] == "f32", ErrorKind::Unsupported,
+          "value '" + value + "' is an integer: on the GPU, integers are only read as the indices of a Gather");
+    return storage;
+  }
+  // The storage of a graph value of either type the device holds: float32, or int32 (indices).
+  std::string any_storage_of(const std::string& value) {
     if (auto it = storage_.find(value); it != storage_.end()) return it->second;
     auto constant = graph_.initializers.find(value);
     check(constant != graph_.initializers.end(), ErrorKind::Invalid,
           "value '" + value + "' has no buffer on the device");
     return storage_[value] = float_storage(value, constant->second);
+  }
+  // A graph input: float types as float32 storage; integers (token ids, indices) as int32, which
+  // holds every index of a tensor the device can address.
+  std::string input_storage(const std::string& value, const Tensor& t) {
+    if (t.dtype() != DType::Int64 && t.dtype() != DType::Int32) return float_storage(value, t);
+    Tensor narrow(DType::Int32, t.shape());
+    for (int64_t i = 0; i < t.size(); ++i) {
+      const int64_t v = t.get_int(i);
+      check(v >= INT32_MIN && v <= INT32_MAX, ErrorKind::Invalid,
+            "input '" + value + "' holds " + std::to_string(v) + ", beyond the int32 the GPU holds integers in");
+      narrow.mutable_data<int32_t>()[i] = int32_t(v);
+    }
+    return constant_storage("input '" + value + "'", narrow);
   }
 
   // A new storage buffer of `count` float32 elements, or filled from `t` (float32) when given.
@@ -85,7 +107,7 @@ class JobBuilder {
   std::string float_storage(const std::string& value, const Tensor& t) {
     check(t.dtype() == DType::Float32 || t.dtype() == DType::Float16, ErrorKind::Unsupported,
           "value '" + value + "' is " + dtype_name(t.dtype()) +
-              ": the GPU path takes float32 and float16 activations and constants");
+              ": the GPU path takes float32 and float16 activations and constants, and integer inputs");
     const std::string name = new_storage(t.size());
     const Tensor f32 = as_float32(t);
     write(name, f32.bytes(), size_t(f32.size()) * 4);
@@ -642,6 +664,27 @@ void add_gather(JobBuilder& b, const Node& node) {
   int64_t axis = node.attr_int("axis", 0);
   if (axis < 0) axis += rank;
   check(axis >= 0 && axis < rank, ErrorKind::Invalid, node.label() + ": axis out of range");
+  // The data seen as (inner, axis, outer), for the kernel that reads indices from a buffer.
+  int64_t inner = 1, outer = 1;
+  for (int64_t d = axis + 1; d < rank; ++d) inner *= data[size_t(d)];
+  for (int64_t d = 0; d < axis; ++d) outer *= data[size_t(d)];
+  auto gather_by_table = [&](const std::string& indices, int64_t m, const std::string& what) {
+    GpuKernels lowered = value_or_fail(schedules::lower_gpu_gather(b.target_, b.kernel_name()), node.label());
+    const std::string y = b.new_storage(inner * m * outer);
+    b.add(node.label(), what, lowered,
+          {{"in", b.view(b.storage_of(node.input(0)), {inner, data[size_t(axis)], outer})},
+           {"idx", b.view(indices, {m})},
+           {"out", b.view(y, {inner, m, outer})}},
+          nlohmann::json::object());
+    b.set_value(node.outputs[0], y);
+  };
+  if (!b.graph_.is_constant(node.input(1))) {  // indices computed or given at run time (token ids)
+    const std::string indices = b.any_storage_of(node.input(1));
+    check(b.buffers_[indices]["type"] == "i32", ErrorKind::Unsupported,
+          node.label() + ": its indices '" + node.input(1) + "' are not integers");
+    gather_by_table(indices, num_elements(shape_of(b.graph_, node.input(1))), "gpu gather (computed indices)");
+    return;
+  }
   std::vector<int64_t> at = constant_ints(b, node, 1, "indices", true);
   const Tensor& indices = b.graph_.initializers.at(node.input(1));
   for (int64_t& i : at) {
@@ -651,21 +694,11 @@ void add_gather(JobBuilder& b, const Node& node) {
   const int64_t step = at.size() > 1 ? at[1] - at[0] : 1;
   bool even = !at.empty() && indices.rank() <= 1 && step != 0;
   for (size_t k = 1; k < at.size(); ++k) even = even && at[k] - at[k - 1] == step;
-  if (!even) {  // any other indices: a table of them, the data seen as (inner, axis, outer)
-    int64_t inner = 1, outer = 1;
-    for (int64_t d = axis + 1; d < rank; ++d) inner *= data[size_t(d)];
-    for (int64_t d = 0; d < axis; ++d) outer *= data[size_t(d)];
+  if (!even) {  // any other indices: a table of them
     const int64_t m = int64_t(at.size());
     Tensor table(DType::Int32, {m});
     for (int64_t k = 0; k < m; ++k) table.mutable_data<int32_t>()[k] = int32_t(at[size_t(k)]);
-    GpuKernels lowered = value_or_fail(schedules::lower_gpu_gather(b.target_, b.kernel_name()), node.label());
-    const std::string y = b.new_storage(inner * m * outer);
-    b.add(node.label(), "gpu gather (index table)", lowered,
-          {{"in", b.view(b.storage_of(node.input(0)), {inner, data[size_t(axis)], outer})},
-           {"idx", b.view(b.constant_storage(node.label() + " indices", table), {m})},
-           {"out", b.view(y, {inner, m, outer})}},
-          nlohmann::json::object());
-    b.set_value(node.outputs[0], y);
+    gather_by_table(b.constant_storage(node.label() + " indices", table), m, "gpu gather (index table)");
     return;
   }
   Shape out = data;
@@ -935,11 +968,11 @@ dsl::Result<GpuModelJob> write_gpu_model_job(const Graph& graph, const std::map<
     for (const ValueInfo& in : graph.inputs) {
       auto it = inputs.find(in.name);
       check(it != inputs.end(), ErrorKind::Invalid, "input '" + in.name + "' is not given");
-      b.set_value(in.name, b.float_storage(in.name, it->second));
+      b.set_value(in.name, b.input_storage(in.name, it->second));
     }
     for (const Node& node : graph.nodes) add_node(b, node);
     nlohmann::json model = {{"inputs", nlohmann::json::object()}, {"outputs", nlohmann::json::object()}};
-    for (const ValueInfo& in : graph.inputs) model["inputs"][in.name] = b.storage_of(in.name);
+    for (const ValueInfo& in : graph.inputs) model["inputs"][in.name] = b.any_storage_of(in.name);
     std::set<std::string> written;
     for (size_t i = 0; i < graph.outputs.size(); ++i) {
       const std::string s = b.storage_of(graph.outputs[i].name);

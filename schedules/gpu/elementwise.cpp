@@ -116,7 +116,9 @@ dsl::Result<GpuKernels> lower_gpu_gather(const TargetSpec& target, const std::st
   ImageParam in(Float(32), 3, "in"), idx(Int(32), 1, "idx");
   std::vector<Var> v = dims(3);
   Func out("out");
-  out(v) = in(v[0], clamp(idx(v[1]), 0, in.dim(1).extent() - 1), v[2]);
+  // Negative indices count from the end (ONNX); one out of range is clamped, so that it cannot fault.
+  Expr i = idx(v[1]), n = in.dim(1).extent();
+  out(v) = in(v[0], clamp(select(i < 0, i + n, i), 0, n - 1), v[2]);
   one_thread_per_element(out, v);
   return capture_fixed(out, {in, idx}, "gpu_gather", target, name);
 }

@@ -53,7 +53,8 @@ enum class GpuPadMode { Constant, Edge, Reflect };
 dsl::Result<GpuKernels> lower_gpu_pad(GpuPadMode mode, int rank, const TargetSpec& target, const std::string& name);
 
 // Gather along the middle dim of in (inner, n, outer) by the int32 indices idx (m), into out (inner, m,
-// outer): out(i, j, o) = in(i, idx(j), o).
+// outer): out(i, j, o) = in(i, idx(j), o). A negative index counts from the end, as in ONNX; one
+// outside [-n, n) reads the nearest row instead of faulting the device (a kernel cannot report it).
 dsl::Result<GpuKernels> lower_gpu_gather(const TargetSpec& target, const std::string& name);
 
 // Inputs in0, in1, ... of one rank joined along dim `axis` (innermost first) into out.

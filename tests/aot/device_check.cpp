@@ -1,5 +1,6 @@
 // Runs a model library on the device create picks by default and on the CPU, with the same random inputs
-// (float32 or float16), and compares every output: "device_check: DEVICE, max error E of scale S" and
+// (float32 or float16 in [-2, 2]; int64 indices in [-4, 3], so any axis of 4 or more takes them), and
+// compares every output: "device_check: DEVICE, max error E of scale S" and
 // exit 0 when each output is within TOLERANCE * (1 + its largest magnitude) of the CPU's, else exit 1.
 //   device_check TOLERANCE
 #include <cmath>
@@ -90,6 +91,7 @@ int main(int argc, char** argv) {
   }
   std::mt19937 rng(20261205);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  std::uniform_int_distribution<int64_t> index(-4, 3);
   std::vector<Value> inputs(size_t(API(num_inputs)(device)));
   for (int i = 0; i < API(num_inputs)(device); ++i) {
     Value& v = inputs[size_t(i)];
@@ -97,7 +99,11 @@ int main(int argc, char** argv) {
     const size_t n = count(API(input_shape)(device, i), API(input_rank)(device, i));
     for (size_t k = 0; k < n; ++k) {
       const float x = u(rng);
-      if (v.dtype == API(FLOAT16)) {
+      if (v.dtype == API(INT64)) {
+        const int64_t i = index(rng);
+        v.bytes.insert(v.bytes.end(), reinterpret_cast<const unsigned char*>(&i),
+                       reinterpret_cast<const unsigned char*>(&i) + 8);
+      } else if (v.dtype == API(FLOAT16)) {
         const uint16_t h = float_to_half(x);
         v.bytes.insert(v.bytes.end(), reinterpret_cast<const unsigned char*>(&h),
                        reinterpret_cast<const unsigned char*>(&h) + 2);
@@ -106,7 +112,7 @@ int main(int argc, char** argv) {
                        reinterpret_cast<const unsigned char*>(&x) + 4);
       }
     }
-    // Device memory is for float32 values only.
+    // Device memory is for float32 values only here (int32 too; int64 is narrowed on the way in).
     if (v.dtype != API(FLOAT32) &&
         API(bind_input_device)(device, i, v.dtype, API(input_shape)(device, i), API(input_rank)(device, i),
                                v.bytes.data()) != API(INVALID_ARGUMENT)) {
