@@ -41,6 +41,9 @@ Expr powf_call(const Expr& a, const Expr& b) {
   return Halide::Internal::Call::make(Halide::Float(32), "powf", {a, b}, Halide::Internal::Call::PureExtern);
 }
 
+// A bool as the GPU kernels hold it: a float mask.
+Expr mask(const Expr& condition) { return select(condition, 1.0f, 0.0f); }
+
 // NaN wins in Min and Max, as in numpy (x86 min/max would return the second operand).
 Expr nan_propagating(const Expr& a, const Expr& b, const Expr& value) {
   return select(is_nan(a) || is_nan(b), a + b, value);
@@ -87,6 +90,9 @@ const std::map<std::string, ElementwiseExpr>& table() {
       {"Max", [](const Exprs& x, const Exprs&) { return nan_propagating(x[0], x[1], max(x[0], x[1])); }},
       // Where with its condition as a float mask (nonzero: true), as the GPU kernels hold it.
       {"Where", [](const Exprs& x, const Exprs&) { return select(x[0] != 0.0f, x[1], x[2]); }},
+      // Equal and a Cast to bool on the GPU, whose bool values are float masks (1: true, 0: false).
+      {"Equal:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] == x[1]); }},
+      {"Cast:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] != 0.0f); }},
       // BatchNormalization with its parameters folded: x * s + b.
       {"BatchNorm", [](const Exprs& x, const Exprs&) { return x[0] * x[1] + x[2]; }},
   };

@@ -320,16 +320,16 @@ TEST_CASE("A node with no GPU kernel is an error that names it, before anything 
   ModelBuilder b(21, "no_gpu_kernel");
   b.input("x", DType::Float32, {2, 3});
   b.output("y", DType::Float32);
-  b.node("Relu", {"x"}, {"r"});
-  b.initializer("zero", Tensor(DType::Float32, {}));
-  b.node("Equal", {"r", "zero"}, {"is_zero"});  // a bool activation
-  b.node("Where", {"is_zero", "x", "r"}, {"y"});
+  b.initializer("scale", Tensor::scalar(DType::Float32, 0.05));
+  b.initializer("zero_point", Tensor(DType::Int8, {}));
+  b.node("QuantizeLinear", {"x", "scale", "zero_point"}, {"q"});  // an int8 activation
+  b.node("DequantizeLinear", {"q", "scale", "zero_point"}, {"y"});
   const std::string dir = temp_dir("gpu_model_refused");
   Graph graph = load_model(b.save(dir + "/m.onnx"));
   dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, {{"x", random_tensor(DType::Float32, {2, 3})}},
                                                      dsl::parse_target("opencl").value(), nullptr, dir + "/job");
   REQUIRE_FALSE(job.ok());
-  CHECK_THAT(job.failure().message, Catch::Contains("Equal '") && Catch::Contains("no GPU kernel"));
+  CHECK_THAT(job.failure().message, Catch::Contains("QuantizeLinear '") && Catch::Contains("no GPU kernel"));
   CHECK_FALSE(fs::exists(dir + "/job/job.json"));
 }
 
@@ -369,7 +369,32 @@ TEST_CASE("Gathers of integer inputs (token ids, negative indices) match the ref
   check_kernel_kinds(r, {"gpu gather (computed indices)"});
 }
 
-TEST_CASE("An integer value read as a float on the GPU is an error naming it", "[gpu_model]") {
+TEST_CASE("A Where of a computed condition (Equal, Casts to and from bool) matches the reference on OpenCL",
+          "[gpu_model][opencl]") {
+  if (!opencl_runs_here("the GPU model tests")) return;
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  ModelBuilder b(17, "gpu_masks");
+  b.input("x", DType::Float32, {3, 8});
+  b.output("y", DType::Float32).output("z", DType::Float32).output("positive", DType::Float32);
+  b.initializer("zero", Tensor(DType::Float32, {}));
+  b.initializer("keep", random_tensor(DType::Bool, {8}, 0, 1));  // a bool constant
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Equal", {"r", "zero"}, {"is_zero"});  // true where x <= 0
+  b.node("Where", {"is_zero", "x", "r"}, {"w"});
+  b.node("Neg", {"w"}, {"y"});
+  b.node("Cast", {"r"}, {"is_positive"}, {{"to", int64_t(DType::Bool)}});
+  b.node("Equal", {"is_positive", "keep"}, {"agree"});  // two bools
+  b.node("Where", {"agree", "x", "zero"}, {"z"});
+  b.node("Cast", {"is_positive"}, {"positive"}, {{"to", int64_t(DType::Float32)}});
+  const std::string model = b.save(temp_dir("gpu_model_masks") + "/masks.onnx");
+  GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {3, 8}, -2, 2)}});
+  check_outputs(r);
+  check_kernel_kinds(r, {"gpu elementwise Equal:mask", "gpu elementwise Cast:mask", "gpu elementwise Where"});
+}
+
+TEST_CASE("An integer value read as a float, or a bool output, is an error naming it on the GPU", "[gpu_model]") {
   ModelBuilder b(17, "gpu_int_as_float");
   b.input("ids", DType::Int64, {4});
   b.output("y", DType::Float32);
@@ -394,6 +419,17 @@ TEST_CASE("An integer value read as a float on the GPU is an error naming it", "
   job = write_gpu_model_job(gather, {{"ids", ids}}, dsl::parse_target("opencl").value(), nullptr, dir + "/job2");
   REQUIRE_FALSE(job.ok());
   CHECK_THAT(job.failure().message, Catch::Contains("input 'ids' holds 1099511627776"));
+  // A bool output would come back as a float mask: refused, naming it.
+  ModelBuilder m(17, "gpu_bool_output");
+  m.input("x", DType::Float32, {4});
+  m.output("b", DType::Bool);
+  m.initializer("zero", Tensor(DType::Float32, {}));
+  m.node("Equal", {"x", "zero"}, {"b"});
+  Graph masks = load_model(m.save(dir + "/m2.onnx"));
+  job = write_gpu_model_job(masks, {{"x", random_tensor(DType::Float32, {4})}}, dsl::parse_target("opencl").value(),
+                            nullptr, dir + "/job3");
+  REQUIRE_FALSE(job.ok());
+  CHECK_THAT(job.failure().message, Catch::Contains("output 'b' is bool"));
 }
 
 TEST_CASE("tetra run and bench --target opencl run a model on the device", "[gpu_model][opencl][cli]") {

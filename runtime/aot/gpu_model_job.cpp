@@ -33,6 +33,8 @@ using schedules::GpuKernels;
 
 // Ops that only rename memory: their output is a view of their first input.
 const std::set<std::string> kViewOps = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"};
+// Operators with a bool result, which is a float mask on the GPU (dsl/elementwise_expr.h's ":mask" keys).
+const std::set<std::string> kMaskOps = {"Equal"};
 // The elementwise op whose expression is its operand (a Clip without bounds): with the operand broadcast
 // to a larger output, a broadcast copy.
 const char* const kBroadcastCopy = "Clip:";
@@ -81,6 +83,11 @@ class JobBuilder {
     auto constant = graph_.initializers.find(value);
     check(constant != graph_.initializers.end(), ErrorKind::Invalid,
           "value '" + value + "' has no buffer on the device");
+    if (constant->second.dtype() == DType::Bool) {  // a bool constant: a float mask
+      Tensor mask(DType::Float32, constant->second.shape());
+      for (int64_t i = 0; i < mask.size(); ++i) mask.mutable_data<float>()[i] = constant->second.get(i) != 0 ? 1 : 0;
+      return storage_[value] = constant_storage("constant '" + value + "'", mask);
+    }
     return storage_[value] = float_storage(value, constant->second);
   }
   // A graph input: float types as float32 storage; integers (token ids, indices) as int32, which
@@ -739,16 +746,20 @@ void add_pad(JobBuilder& b, const Node& node) {
   b.set_value(node.outputs[0], y);
 }
 
-// Where with a constant condition, held as a float mask.
+// Where of a condition held as a float mask: a constant one made here, a computed one by the mask ops.
 void add_where(JobBuilder& b, const Node& node) {
-  check(b.graph_.is_constant(node.input(0)), ErrorKind::Unsupported,
-        node.label() + ": a Where of a computed condition has no GPU kernel yet (the GPU path holds float32 values)");
-  const Tensor& condition = b.graph_.initializers.at(node.input(0));
-  Tensor mask(DType::Float32, condition.shape());
-  for (int64_t i = 0; i < condition.size(); ++i) mask.mutable_data<float>()[i] = condition.get(i) != 0 ? 1.0f : 0.0f;
-  std::vector<std::string> operands = {b.constant_storage(node.label() + " condition", mask),
-                                       b.storage_of(node.input(1)), b.storage_of(node.input(2))};
-  std::vector<Shape> shapes = {condition.shape(), shape_of(b.graph_, node.input(1)), shape_of(b.graph_, node.input(2))};
+  std::string condition;
+  if (b.graph_.is_constant(node.input(0))) {
+    const Tensor& c = b.graph_.initializers.at(node.input(0));
+    Tensor mask(DType::Float32, c.shape());
+    for (int64_t i = 0; i < c.size(); ++i) mask.mutable_data<float>()[i] = c.get(i) != 0 ? 1.0f : 0.0f;
+    condition = b.constant_storage(node.label() + " condition", mask);
+  } else {
+    condition = b.storage_of(node.input(0));
+  }
+  std::vector<std::string> operands = {condition, b.storage_of(node.input(1)), b.storage_of(node.input(2))};
+  std::vector<Shape> shapes = {shape_of(b.graph_, node.input(0)), shape_of(b.graph_, node.input(1)),
+                               shape_of(b.graph_, node.input(2))};
   Shape shape;
   b.set_value(node.outputs[0], elementwise(b, node.label(), "Where", {}, operands, shapes, &shape));
 }
@@ -919,12 +930,29 @@ void add_node(JobBuilder& b, const Node& node) {
       return;
     }
     if (node.op_type == "Where") return add_where(b, node);
-    if (node.op_type == "Cast") {  // values on the GPU are float32: a Cast between float types is a view
+    if (kMaskOps.count(node.op_type)) {  // bools are float masks on the GPU
+      std::vector<std::string> operands;
+      std::vector<Shape> shapes;
+      for (const std::string& in : node.inputs) {
+        operands.push_back(b.storage_of(in));
+        shapes.push_back(shape_of(b.graph_, in));
+      }
+      Shape shape;
+      b.set_value(node.outputs[0], elementwise(b, node.label(), node.op_type + ":mask", {}, operands, shapes, &shape));
+      return;
+    }
+    if (node.op_type == "Cast") {  // float values are float32 and bools float masks on the GPU
       const int64_t to = node.attr_int("to", 0);
+      if (to == int64_t(DType::Bool)) {
+        Shape shape;
+        b.set_value(node.outputs[0], elementwise(b, node.label(), "Cast:mask", {}, {b.storage_of(node.input(0))},
+                                                 {shape_of(b.graph_, node.input(0))}, &shape));
+        return;
+      }
       check(to == int64_t(DType::Float32) || to == int64_t(DType::Float16), ErrorKind::Unsupported,
             node.label() +
-                ": a Cast to another type than float32 or float16 has no GPU kernel (the GPU path holds "
-                "float values)");
+                ": a Cast to another type than float32, float16 or bool has no GPU kernel (the GPU path holds "
+                "float values, bools as float masks)");
       b.set_value(node.outputs[0], b.storage_of(node.input(0)));
       return;
     }
@@ -975,6 +1003,10 @@ dsl::Result<GpuModelJob> write_gpu_model_job(const Graph& graph, const std::map<
     for (const ValueInfo& in : graph.inputs) model["inputs"][in.name] = b.any_storage_of(in.name);
     std::set<std::string> written;
     for (size_t i = 0; i < graph.outputs.size(); ++i) {
+      const ValueInfo* info = graph.find_value(graph.outputs[i].name);
+      check(!info || is_float(info->dtype), ErrorKind::Unsupported,
+            "output '" + graph.outputs[i].name + "' is " + (info ? dtype_name(info->dtype) : "") +
+                ": the GPU path returns float outputs (bools are float masks there, integers only indices)");
       const std::string s = b.storage_of(graph.outputs[i].name);
       check(
           written.insert(s).second && !b.buffers_[s].contains("file"), ErrorKind::Unsupported,
