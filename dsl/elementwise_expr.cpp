@@ -90,8 +90,16 @@ const std::map<std::string, ElementwiseExpr>& table() {
       {"Max", [](const Exprs& x, const Exprs&) { return nan_propagating(x[0], x[1], max(x[0], x[1])); }},
       // Where with its condition as a float mask (nonzero: true), as the GPU kernels hold it.
       {"Where", [](const Exprs& x, const Exprs&) { return select(x[0] != 0.0f, x[1], x[2]); }},
-      // Equal and a Cast to bool on the GPU, whose bool values are float masks (1: true, 0: false).
+      // Comparisons, logic and a Cast to bool on the GPU, whose bools are float masks (1: true, 0: false).
       {"Equal:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] == x[1]); }},
+      {"Less:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] < x[1]); }},
+      {"LessOrEqual:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] <= x[1]); }},
+      {"Greater:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] > x[1]); }},
+      {"GreaterOrEqual:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] >= x[1]); }},
+      {"Not:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] == 0.0f); }},
+      {"And:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] != 0.0f && x[1] != 0.0f); }},
+      {"Or:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] != 0.0f || x[1] != 0.0f); }},
+      {"Xor:mask", [](const Exprs& x, const Exprs&) { return mask((x[0] != 0.0f) != (x[1] != 0.0f)); }},
       {"Cast:mask", [](const Exprs& x, const Exprs&) { return mask(x[0] != 0.0f); }},
       // BatchNormalization with its parameters folded: x * s + b.
       {"BatchNorm", [](const Exprs& x, const Exprs&) { return x[0] * x[1] + x[2]; }},

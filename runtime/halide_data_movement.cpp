@@ -556,7 +556,13 @@ bool is_data_movement(const std::string& op) {
   static const std::set<std::string> ops = {
       "Reshape", "Flatten", "Squeeze",  "Unsqueeze",       "Transpose", "Slice",      "Concat",    "Split",
       "Gather",  "Where",   "Expand",   "Resize",          "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
-      "Pad",     "Shape",   "Constant", "ConstantOfShape", "Cast",      "CastLike",   "Equal"};
+      "Pad",     "Shape",   "Constant", "ConstantOfShape", "Cast",      "CastLike"};
+  return ops.count(op) > 0 || is_predicate(op);
+}
+
+bool is_predicate(const std::string& op) {
+  static const std::set<std::string> ops = {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual",
+                                            "Not",   "And",  "Or",          "Xor"};
   return ops.count(op) > 0;
 }
 
@@ -566,7 +572,7 @@ std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, c
   if (op_for(node).output_views_input) return std::make_unique<ViewKernel>(node, source);
   if (op == "Shape" || op == "Constant" || op == "ConstantOfShape")
     return decline(why_not, op + " makes a small int64 tensor from the graph (folded at load when its input is known)");
-  if (op == "Cast" || op == "CastLike" || op == "Equal")
+  if (op == "Cast" || op == "CastLike" || is_predicate(op))
     return decline(why_not, op + " runs on the reference kernel (shape arithmetic and masks, folded at load when "
                                  "their inputs are constants)");
 

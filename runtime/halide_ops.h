@@ -51,6 +51,9 @@ std::shared_ptr<const QuantizedWeight> conv_transpose_gemm_weight(const Node& no
 // Data movement (views, Transpose, Slice, Concat, Split, Gather, Where), Resize and ReduceSum /
 // ReduceMean (halide_data_movement.cpp); is_data_movement() names the ops it decides on.
 bool is_data_movement(const std::string& op_type);
+// Comparisons and logic (Equal, Less, ..., Not, And, Or, Xor): bool results, on the reference kernel on
+// the CPU (masks are small or folded at load) and as float masks on the GPU.
+bool is_predicate(const std::string& op_type);
 std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, const Graph& graph,
                                                              KernelSource& source, std::string* why_not);
 // Direct 2-D tetra.QConv, dense, grouped or depthwise (halide_conv.cpp); 1-D dense convs use im2col.

@@ -44,12 +44,37 @@ const ArityTable& arity_table() {
     auto set = [&](std::initializer_list<const char*> ops, int in, int out, const char* domain = "") {
       for (const char* op : ops) t[domain][op] = {in, out};
     };
-    set({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf", "Sqrt", "Exp", "Log",
-         "Reciprocal", "Neg", "Abs", "Identity", "Cast", "Softmax", "Transpose", "Flatten", "Shape",
-         "ConstantOfShape", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"},
+    set({"Relu",
+         "LeakyRelu",
+         "Sigmoid",
+         "Tanh",
+         "HardSigmoid",
+         "HardSwish",
+         "Gelu",
+         "Erf",
+         "Sqrt",
+         "Exp",
+         "Log",
+         "Reciprocal",
+         "Neg",
+         "Abs",
+         "Identity",
+         "Cast",
+         "Softmax",
+         "Transpose",
+         "Flatten",
+         "Shape",
+         "ConstantOfShape",
+         "AveragePool",
+         "GlobalAveragePool",
+         "GlobalMaxPool",
+         "Not"},
         1, 1);
-    set({"Add", "Sub", "Mul", "Div", "Pow", "Equal", "CastLike", "MatMul", "Reshape", "Squeeze", "Unsqueeze", "Gather",
-         "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "Expand"},
+    set({"Add",        "Sub",       "Mul",         "Div",      "Pow",
+         "Equal",      "Less",      "LessOrEqual", "Greater",  "GreaterOrEqual",
+         "And",        "Or",        "Xor",         "CastLike", "MatMul",
+         "Reshape",    "Squeeze",   "Unsqueeze",   "Gather",   "ReduceSum",
+         "ReduceMean", "ReduceMax", "ReduceMin",   "Expand"},
         2, 1);
     set({"Where", "Clip", "Gemm", "Conv", "ConvTranspose", "QuantizeLinear", "DequantizeLinear"}, 3, 1);
     set({"Resize", "MatMulInteger", "ConvInteger", "Pad"}, 4, 1);

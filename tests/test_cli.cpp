@@ -78,15 +78,16 @@ TEST_CASE("tetra inspect --target hip:ARCH builds the GPU kernels and reports th
   CHECK_THAT(out, Catch::Contains("whole model on hip-gfx942: every node on the device"));
   // A node with no GPU kernel: named, with why the model would not stay on the device.
   {
-    ModelBuilder b(21, "masked");
+    ModelBuilder b(21, "quantized_activation");
     b.input("x", DType::Float32, {2, 3});
     b.output("y", DType::Float32);
-    b.initializer("zero", Tensor(DType::Float32, {}));
-    b.node("Equal", {"x", "zero"}, {"is_zero"});
-    b.node("Where", {"is_zero", "zero", "x"}, {"y"});
-    const std::string masked = b.save(dir + "/masked.onnx");
-    REQUIRE(run_command(tetra_cli() + " inspect " + masked + " --target hip:gfx942", &out) == 0);
-    CHECK_THAT(out, Catch::Contains("whole model on hip-gfx942: no: ") && Catch::Contains("Equal '"));
+    b.initializer("scale", Tensor::scalar(DType::Float32, 0.05));
+    b.initializer("zero_point", Tensor(DType::Int8, {}));
+    b.node("QuantizeLinear", {"x", "scale", "zero_point"}, {"q"});
+    b.node("DequantizeLinear", {"q", "scale", "zero_point"}, {"y"});
+    const std::string quantized = b.save(dir + "/quantized_activation.onnx");
+    REQUIRE(run_command(tetra_cli() + " inspect " + quantized + " --target hip:gfx942", &out) == 0);
+    CHECK_THAT(out, Catch::Contains("whole model on hip-gfx942: no: ") && Catch::Contains("QuantizeLinear '"));
   }
   // More rows than the GEMV takes: the GEMM.
   REQUIRE(run_command(tetra_cli() + " inspect " + model + " --target hip:gfx942 --shape x=64,20", &out) == 0);

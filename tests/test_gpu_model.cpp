@@ -369,8 +369,10 @@ TEST_CASE("Gathers of integer inputs (token ids, negative indices) match the ref
   check_kernel_kinds(r, {"gpu gather (computed indices)"});
 }
 
-TEST_CASE("A Where of a computed condition (Equal, Casts to and from bool) matches the reference on OpenCL",
-          "[gpu_model][opencl]") {
+TEST_CASE(
+    "A Where of a computed condition (comparisons, logic, Casts to and from bool) matches the reference on "
+    "OpenCL",
+    "[gpu_model][opencl]") {
   if (!opencl_runs_here("the GPU model tests")) return;
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
@@ -378,6 +380,7 @@ TEST_CASE("A Where of a computed condition (Equal, Casts to and from bool) match
   ModelBuilder b(17, "gpu_masks");
   b.input("x", DType::Float32, {3, 8});
   b.output("y", DType::Float32).output("z", DType::Float32).output("positive", DType::Float32);
+  b.output("logic", DType::Float32);
   b.initializer("zero", Tensor(DType::Float32, {}));
   b.initializer("keep", random_tensor(DType::Bool, {8}, 0, 1));  // a bool constant
   b.node("Relu", {"x"}, {"r"});
@@ -388,10 +391,25 @@ TEST_CASE("A Where of a computed condition (Equal, Casts to and from bool) match
   b.node("Equal", {"is_positive", "keep"}, {"agree"});  // two bools
   b.node("Where", {"agree", "x", "zero"}, {"z"});
   b.node("Cast", {"is_positive"}, {"positive"}, {{"to", int64_t(DType::Float32)}});
+  // Every comparison and logic operator; Relu's zeros give ties.
+  b.initializer("half", Tensor::scalar(DType::Float32, 0.5));
+  b.node("Less", {"x", "half"}, {"lt"});
+  b.node("LessOrEqual", {"r", "zero"}, {"le"});
+  b.node("Greater", {"x", "half"}, {"gt"});
+  b.node("GreaterOrEqual", {"r", "half"}, {"ge"});
+  b.node("And", {"lt", "is_positive"}, {"small_positive"});
+  b.node("Or", {"gt", "le"}, {"outer"});
+  b.node("Xor", {"ge", "agree"}, {"either"});
+  b.node("Not", {"either"}, {"neither"});
+  b.node("Where", {"small_positive", "x", "half"}, {"s1"});
+  b.node("Where", {"outer", "s1", "zero"}, {"s2"});
+  b.node("Where", {"neither", "s2", "x"}, {"logic"});
   const std::string model = b.save(temp_dir("gpu_model_masks") + "/masks.onnx");
   GpuRunResult r = run_model_on_opencl(model, {{"x", uniform(gen, {3, 8}, -2, 2)}});
   check_outputs(r);
-  check_kernel_kinds(r, {"gpu elementwise Equal:mask", "gpu elementwise Cast:mask", "gpu elementwise Where"});
+  check_kernel_kinds(
+      r, {"gpu elementwise Equal:mask", "gpu elementwise Cast:mask", "gpu elementwise Where", "Less:mask",
+          "LessOrEqual:mask", "Greater:mask", "GreaterOrEqual:mask", "And:mask", "Or:mask", "Xor:mask", "Not:mask"});
 }
 
 TEST_CASE("An integer value read as a float, or a bool output, is an error naming it on the GPU", "[gpu_model]") {

@@ -1,7 +1,6 @@
 // Unit tests of the elementwise ([elementwise]) and reduction ([reduce]) reference kernels:
 // hand-computed edge cases, per-opset attribute/input forms, and shape inference with symbolic dims.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <limits>
 #include <string>
@@ -10,7 +9,9 @@
 #include "importer/error.h"
 #include "runtime/op_registry.h"
 #include "runtime/ops/op_util.h"
+#include "tests/ort_oracle.h"
 #include "tests/test_support.h"
+#include "tools/model_builder.h"
 
 using namespace tetra;
 using namespace tetra::test;
@@ -693,4 +694,52 @@ TEST_CASE("BatchNormalization in inference mode", "[reduce]") {
   Error e = error_of([&] { compute1(training, {x, scale, bias, mean, var}); });
   CHECK(e.kind() == ErrorKind::Unsupported);
   CHECK(std::string(e.what()).find("BatchNormalization 'my_BatchNormalization'") != std::string::npos);
+}
+
+// Comparisons (float and int64, with equal values present and broadcasting) and logic on their bool
+// results, against ONNX Runtime, on the reference and the Halide backends.
+TEST_CASE("Comparisons and logic match ONNX Runtime", "[ops][predicates]") {
+  if (!require_ort()) return;
+  ModelBuilder b(17, "predicates");
+  b.input("a", DType::Float32, {3, 4}).input("b", DType::Float32, {4});
+  b.input("i", DType::Int64, {3, 4}).input("j", DType::Int64, {1, 4});
+  const std::vector<std::string> outputs = {"eq", "lt", "le", "gt", "ge", "ilt", "ige", "and", "or", "xor", "not"};
+  for (const std::string& o : outputs) b.output(o, DType::Bool);
+  b.node("Equal", {"a", "b"}, {"eq"});
+  b.node("Less", {"a", "b"}, {"lt"});
+  b.node("LessOrEqual", {"a", "b"}, {"le"});
+  b.node("Greater", {"a", "b"}, {"gt"});
+  b.node("GreaterOrEqual", {"a", "b"}, {"ge"});
+  b.node("Less", {"i", "j"}, {"ilt"});
+  b.node("GreaterOrEqual", {"i", "j"}, {"ige"});
+  b.node("And", {"lt", "ilt"}, {"and"});
+  b.node("Or", {"gt", "ilt"}, {"or"});
+  b.node("Xor", {"le", "ige"}, {"xor"});
+  b.node("Not", {"eq"}, {"not"});
+  const std::string model = b.save(temp_dir("predicates") + "/predicates.onnx");
+  // Values on a coarse grid, so that equal pairs occur.
+  auto grid = [](DType dtype, const Shape& shape) {
+    Tensor t = random_tensor(DType::Float32, shape, -2, 2);
+    Tensor out(dtype, shape);
+    for (int64_t k = 0; k < t.size(); ++k) out.set(k, std::round(t.get(k)));
+    return out;
+  };
+  const std::vector<Tensor> inputs = {grid(DType::Float32, {3, 4}), grid(DType::Float32, {4}),
+                                      grid(DType::Int64, {3, 4}), grid(DType::Int64, {1, 4})};
+  const std::vector<Tensor> theirs = run_ort(model, inputs);
+  for (Backend backend : {Backend::Reference, Backend::Halide}) {
+    const std::vector<Tensor> ours = run_tetra(model, inputs, nullptr, backend);
+    REQUIRE(ours.size() == outputs.size());
+    for (size_t o = 0; o < outputs.size(); ++o) {
+      INFO(outputs[o] << (backend == Backend::Reference ? " (reference)" : " (halide)"));
+      CHECK(ours[o].dtype() == DType::Bool);
+      CHECK(compare_tensors(ours[o], theirs[o], 0, 0) == "");
+    }
+  }
+  // The logic operators take bools only.
+  ModelBuilder bad(17, "bad_and");
+  bad.input("a", DType::Float32, {2}).output("y", DType::Bool);
+  bad.node("And", {"a", "a"}, {"y"});
+  CHECK_THROWS_WITH(run_tetra(bad.save(temp_dir("predicates") + "/bad.onnx"), {random_tensor(DType::Float32, {2})}),
+                    Catch::Contains("And") && Catch::Contains("float32 is not supported"));
 }

@@ -33,8 +33,6 @@ using schedules::GpuKernels;
 
 // Ops that only rename memory: their output is a view of their first input.
 const std::set<std::string> kViewOps = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"};
-// Operators with a bool result, which is a float mask on the GPU (dsl/elementwise_expr.h's ":mask" keys).
-const std::set<std::string> kMaskOps = {"Equal"};
 // The elementwise op whose expression is its operand (a Clip without bounds): with the operand broadcast
 // to a larger output, a broadcast copy.
 const char* const kBroadcastCopy = "Clip:";
@@ -930,7 +928,7 @@ void add_node(JobBuilder& b, const Node& node) {
       return;
     }
     if (node.op_type == "Where") return add_where(b, node);
-    if (kMaskOps.count(node.op_type)) {  // bools are float masks on the GPU
+    if (is_predicate(node.op_type)) {  // bools are float masks on the GPU (dsl/elementwise_expr.h's ":mask" keys)
       std::vector<std::string> operands;
       std::vector<Shape> shapes;
       for (const std::string& in : node.inputs) {

@@ -19,13 +19,15 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // Shared helpers
 
 // The element types an operator takes, as ONNX's type constraints restricted to tetra's types.
-enum class Accepts { Float, FloatOrSigned, Numeric, Any };
+enum class Accepts { Float, FloatOrSigned, Numeric, Bool, Any };
 
 bool accepts(Accepts a, DType t) {
   switch (a) {
     case Accepts::Float: return is_float(t);
     case Accepts::FloatOrSigned: return is_float(t) || is_signed_int(t);
     case Accepts::Numeric: return t != DType::Bool;
+    case Accepts::Bool:
+      return t == DType::Bool;
     case Accepts::Any: return true;
   }
   return false;
@@ -279,23 +281,38 @@ std::vector<ValueInfo> pow_infer(const InferContext& ctx) {
 }
 
 // Equal compares in the inputs' own type (int64 exactly); NaN equals nothing.
-std::vector<Tensor> equal_compute(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& a = input(node, in, 0);
-  const Tensor& b = input(node, in, 1);
-  check_same_type(node, a.dtype(), b.dtype());
-  Broadcast bc = broadcast(node, {&a, &b});
-  Tensor y(DType::Bool, bc.shape);
-  for (int64_t k = 0; k < y.size(); ++k) {
-    int64_t i = bc.index[0][k], j = bc.index[1][k];
-    bool eq = is_float(a.dtype()) ? a.get(i) == b.get(j) : a.get_int(i) == b.get_int(j);
-    y.set_int(k, eq);
-  }
-  return {y};
+// Comparisons (Equal, Less, LessOrEqual, Greater, GreaterOrEqual) take two numbers of one type;
+// And, Or and Xor two bools. All give a bool, with numpy broadcasting. Integers compare as integers.
+struct Predicate {
+  bool (*real)(double, double);
+  bool (*integer)(int64_t, int64_t);
+};
+
+void add_predicate(OpRegistry& r, const std::string& op, Predicate p, Accepts types) {
+  r.add({"", op,
+         [types](const InferContext& ctx) {
+           check_same_type(ctx.node, ctx.input(0).dtype, ctx.input(1).dtype);
+           check_type(ctx.node, types, ctx.input(0).dtype, "input");
+           return std::vector<ValueInfo>{broadcast_info(ctx, {0, 1}, DType::Bool)};
+         },
+         [p, types](const Node& node, const std::vector<Tensor>& in) {
+           const Tensor& a = input(node, in, 0);
+           const Tensor& b = input(node, in, 1);
+           check_same_type(node, a.dtype(), b.dtype());
+           check_type(node, types, a.dtype(), "input");
+           Broadcast bc = broadcast(node, {&a, &b});
+           Tensor y(DType::Bool, bc.shape);
+           for (int64_t k = 0; k < y.size(); ++k) {
+             int64_t i = bc.index[0][k], j = bc.index[1][k];
+             y.set_int(k, is_float(a.dtype()) ? p.real(a.get(i), b.get(j)) : p.integer(a.get_int(i), b.get_int(j)));
+           }
+           return std::vector<Tensor>{y};
+         }});
 }
 
-std::vector<ValueInfo> equal_infer(const InferContext& ctx) {
-  check_same_type(ctx.node, ctx.input(0).dtype, ctx.input(1).dtype);
-  return {broadcast_info(ctx, {0, 1}, DType::Bool)};
+template <class Op>
+Predicate predicate() {
+  return {[](double a, double b) { return Op()(a, b); }, [](int64_t a, int64_t b) { return Op()(a, b); }};
 }
 
 void register_binary(OpRegistry& r) {
@@ -306,7 +323,29 @@ void register_binary(OpRegistry& r) {
   add_variadic(r, "Min", {nan_min, [](const Node&, int64_t a, int64_t b) { return std::min(a, b); }});
   add_variadic(r, "Max", {nan_max, [](const Node&, int64_t a, int64_t b) { return std::max(a, b); }});
   r.add({"", "Pow", pow_infer, pow_compute});
-  r.add({"", "Equal", equal_infer, equal_compute});
+  add_predicate(r, "Equal", predicate<std::equal_to<>>(), Accepts::Any);
+  add_predicate(r, "Less", predicate<std::less<>>(), Accepts::Numeric);
+  add_predicate(r, "LessOrEqual", predicate<std::less_equal<>>(), Accepts::Numeric);
+  add_predicate(r, "Greater", predicate<std::greater<>>(), Accepts::Numeric);
+  add_predicate(r, "GreaterOrEqual", predicate<std::greater_equal<>>(), Accepts::Numeric);
+  add_predicate(r, "And", predicate<std::logical_and<>>(), Accepts::Bool);
+  add_predicate(r, "Or", predicate<std::logical_or<>>(), Accepts::Bool);
+  add_predicate(r, "Xor",
+                {[](double a, double b) { return (a != 0) != (b != 0); },
+                 [](int64_t a, int64_t b) { return (a != 0) != (b != 0); }},
+                Accepts::Bool);
+  r.add({"", "Not",
+         [](const InferContext& ctx) {
+           check_type(ctx.node, Accepts::Bool, ctx.input(0).dtype, "input");
+           return std::vector<ValueInfo>{broadcast_info(ctx, {0}, DType::Bool)};
+         },
+         [](const Node& node, const std::vector<Tensor>& in) {
+           const Tensor& x = input(node, in, 0);
+           op_check(x.dtype() == DType::Bool, node, "input must be bool, got " + dtype_name(x.dtype()));
+           Tensor y(DType::Bool, x.shape());
+           for (int64_t k = 0; k < y.size(); ++k) y.set_int(k, x.get_int(k) == 0);
+           return std::vector<Tensor>{y};
+         }});
 }
 
 // ---------------------------------------------------------------------------------------------
