@@ -744,22 +744,18 @@ void add_pad(JobBuilder& b, const Node& node) {
   b.set_value(node.outputs[0], y);
 }
 
-// Where of a condition held as a float mask: a constant one made here, a computed one by the mask ops.
-void add_where(JobBuilder& b, const Node& node) {
-  std::string condition;
-  if (b.graph_.is_constant(node.input(0))) {
-    const Tensor& c = b.graph_.initializers.at(node.input(0));
-    Tensor mask(DType::Float32, c.shape());
-    for (int64_t i = 0; i < c.size(); ++i) mask.mutable_data<float>()[i] = c.get(i) != 0 ? 1.0f : 0.0f;
-    condition = b.constant_storage(node.label() + " condition", mask);
-  } else {
-    condition = b.storage_of(node.input(0));
+// A node on the elementwise kernel of `key`, over all its inputs: Where, whose condition is a float
+// mask (a bool constant's storage, or a comparison's result), and the comparisons and logic, which
+// make masks (dsl/elementwise_expr.h's ":mask" keys).
+void add_elementwise_node(JobBuilder& b, const Node& node, const std::string& key) {
+  std::vector<std::string> operands;
+  std::vector<Shape> shapes;
+  for (const std::string& in : node.inputs) {
+    operands.push_back(b.storage_of(in));
+    shapes.push_back(shape_of(b.graph_, in));
   }
-  std::vector<std::string> operands = {condition, b.storage_of(node.input(1)), b.storage_of(node.input(2))};
-  std::vector<Shape> shapes = {shape_of(b.graph_, node.input(0)), shape_of(b.graph_, node.input(1)),
-                               shape_of(b.graph_, node.input(2))};
   Shape shape;
-  b.set_value(node.outputs[0], elementwise(b, node.label(), "Where", {}, operands, shapes, &shape));
+  b.set_value(node.outputs[0], elementwise(b, node.label(), key, {}, operands, shapes, &shape));
 }
 
 // ReduceSum/Mean/Max/Min over contiguous axes: the input seen as (inner, reduced, outer).
@@ -927,18 +923,8 @@ void add_node(JobBuilder& b, const Node& node) {
                               {shape_of(b.graph_, node.input(0))}, &shape, shape_of(b.graph_, node.outputs[0])));
       return;
     }
-    if (node.op_type == "Where") return add_where(b, node);
-    if (is_predicate(node.op_type)) {  // bools are float masks on the GPU (dsl/elementwise_expr.h's ":mask" keys)
-      std::vector<std::string> operands;
-      std::vector<Shape> shapes;
-      for (const std::string& in : node.inputs) {
-        operands.push_back(b.storage_of(in));
-        shapes.push_back(shape_of(b.graph_, in));
-      }
-      Shape shape;
-      b.set_value(node.outputs[0], elementwise(b, node.label(), node.op_type + ":mask", {}, operands, shapes, &shape));
-      return;
-    }
+    if (node.op_type == "Where") return add_elementwise_node(b, node, "Where");
+    if (is_predicate(node.op_type)) return add_elementwise_node(b, node, node.op_type + ":mask");
     if (node.op_type == "Cast") {  // float values are float32 and bools float masks on the GPU
       const int64_t to = node.attr_int("to", 0);
       if (to == int64_t(DType::Bool)) {
