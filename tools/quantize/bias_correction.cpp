@@ -114,7 +114,7 @@ void add_output_shift(onnx::GraphProto& g, int layer, const Tensor& shift, const
     if (n.input_size() > bias && !n.input(bias).empty()) {
       if (shift_in_place(n.input(bias), factor)) return;
     } else {
-      Tensor value = shift.reshaped({channels});
+      Tensor value(shift.dtype(), {channels});  // a copy: Tensors share their bytes
       for (int64_t c = 0; c < channels; ++c) value.set(c, shift.get(c) * factor);
       while (n.input_size() <= bias) n.add_input("");
       n.set_input(bias, new_constant(output + "_bias", value));
