@@ -13,12 +13,16 @@ PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int pa
               3, name + "_packed"),
       scale_(format.f16_scale && !vnni ? Halide::Float(16) : Halide::Float(32), 3, name + "_scale"),
       zero_(Halide::Int(8), 3, name + "_zero") {
-  // Constant panel width and strides let LLVM fold the address arithmetic.
+  // Constant panel width and strides let LLVM fold the address arithmetic. Panels are dense (as
+  // pack_int4 lays them out), so every panel starts at a multiple of the row: with an aligned buffer, a
+  // GPU thread's adjacent columns are one aligned vector load.
   int row = vnni ? 4 * panel : panel;
-  packed_.dim(0).set_bounds(0, row).dim(1).set_min(0).set_stride(row).dim(2).set_min(0);
+  packed_.dim(0).set_bounds(0, row).dim(1).set_min(0).set_stride(row);
+  packed_.dim(2).set_min(0).set_stride(row * packed_.dim(1).extent());
   int gj = format.per_n ? panel : 1;
   for (Halide::ImageParam* grid : {&scale_, &zero_}) {
-    grid->dim(0).set_bounds(0, gj).dim(1).set_min(0).set_stride(gj).dim(2).set_min(0);
+    grid->dim(0).set_bounds(0, gj).dim(1).set_min(0).set_stride(gj);
+    grid->dim(2).set_min(0).set_stride(gj * grid->dim(1).extent());
   }
 }
 

@@ -29,6 +29,11 @@ struct IndexExpr {
   static IndexExpr named(std::string name) { return IndexExpr{Op::Input, 0, std::move(name), {}}; }
 };
 
+// Every buffer a kernel is launched with starts at a multiple of this many bytes, which the kernels are
+// compiled to assume (16-byte vector loads): the drivers' allocations start at 256, and device memory a
+// caller binds in their place is checked (runtime/aot/aot_runtime.cpp).
+constexpr int kDeviceBufferAlignment = 16;
+
 // One parameter of a kernel: a buffer (a pointer to `type` elements, the buffer named `name`) or a
 // scalar of `type` whose value is `value`.
 struct KernelParam {

@@ -2,10 +2,12 @@
 
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 
 #include "dsl/gpu/private_arrays.h"
+#include "dsl/gpu/vector_loads.h"
 
 namespace tetra::dsl::gpu {
 
@@ -107,9 +109,14 @@ class CaptureKernels : public IRMutator {
                return find_constant_bound(in_inputs(e), Direction::Upper);
              }).mutate(Stmt(op));
     k.body = localize_private_arrays(k.body);
+    k.body = with_constrained_fields(k.body);
     HostClosure closure;
     k.body.accept(&closure);
     k.args = closure.arguments();
+    std::set<std::string> read_only;
+    for (const DeviceArgument& a : k.args)
+      if (a.is_buffer && !a.write) read_only.insert(a.name);
+    k.body = combine_vector_loads(k.body, read_only);
     KernelShape shape;
     k.body.accept(&shape);
     if (!shape.error.empty() && error_->empty()) *error_ = shape.error;
@@ -119,6 +126,28 @@ class CaptureKernels : public IRMutator {
     k.shared_bytes = shape.shared_bytes;
     out_->kernels.push_back(std::move(k));
     return op;  // CapturedPipeline::host keeps the loop as Halide lowered it
+  }
+
+  // `body` with each buffer field that the pipeline constrains (ImageParam::dim(i).set_stride(expr))
+  // replaced by its constraint, which the host asserts before any launch: the device compiler then
+  // knows what Halide was told, e.g. that a packed weight's panels start at multiples of its row.
+  Stmt with_constrained_fields(const Stmt& body) const {
+    FreeVariables vars;
+    body.accept(&vars);
+    std::map<std::string, Expr> known;
+    for (const auto& var : vars.found)
+      if (auto it = constrained_.find(var.first); it != constrained_.end()) known[var.first] = in_inputs(it->second);
+    return known.empty() ? body : substitute(known, body);
+  }
+
+  // Halide's check of a constraint: assert(A.stride.2 == (A.extent.1*64), ...).
+  Stmt visit(const AssertStmt* op) override {
+    const EQ* eq = op->condition.as<EQ>();
+    const Variable* field = eq ? eq->a.as<Variable>() : nullptr;
+    const Call* message = op->message.as<Call>();
+    if (field && is_buffer_field(field->name) && message && message->name == "halide_error_constraint_violated")
+      constrained_[field->name] = eq->b;
+    return IRMutator::visit(op);
   }
 
   // A buffer's min, extent or stride, which the launch is given: "A.extent.0".
@@ -161,6 +190,7 @@ class CaptureKernels : public IRMutator {
   }
 
   std::vector<std::pair<std::string, Expr>> lets_;  // the host's lets around the current statement
+  std::map<std::string, Expr> constrained_;         // buffer fields the host asserts equal to an expression
   std::string name_;
   CapturedPipeline* out_;
   std::string* error_;

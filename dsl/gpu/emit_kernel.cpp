@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "dsl/core/launch_plan.h"
+
 namespace tetra::dsl::gpu {
 
 using namespace Halide;
@@ -23,6 +25,11 @@ struct DialectTable {
   const char* thread_id[3];
   const char* barrier;
   const char* bit_cast;  // reinterprets the bits of %s (an expression) as the type %t
+  // After a buffer parameter's name: the compiler may assume it aligned to %n bytes, so that adjacent
+  // loads become one vector load ("" where the dialect has no way to say so).
+  const char* aligned;
+  // A 16-byte load (dsl/gpu/vector_loads.h) of 4 elements of buffer %p from element %i, of vector type %t.
+  const char* vector_load;
   // OpenCL C: %t is the OpenCL type name (as_uint), integer literals take OpenCL's suffixes, and float16
   // (without cl_khr_fp16) is carried in float: loads through vload_half, rounding through
   // tetra_round_f16, "half" only behind buffer pointers.
@@ -30,10 +37,13 @@ struct DialectTable {
 };
 
 // Fixed-width integer names as Halide's C printer spells them, for dialects without <stdint.h>.
-#define TETRA_C_INTS                                                                         \
-  "typedef signed char int8_t;\ntypedef unsigned char uint8_t;\ntypedef short int16_t;\n"    \
-  "typedef unsigned short uint16_t;\ntypedef int int32_t;\ntypedef unsigned int uint32_t;\n" \
-  "typedef long long int64_t;\ntypedef unsigned long long uint64_t;\ntypedef _Float16 float16_t;\n"
+#define TETRA_C_INTS                                                                                \
+  "typedef signed char int8_t;\ntypedef unsigned char uint8_t;\ntypedef short int16_t;\n"           \
+  "typedef unsigned short uint16_t;\ntypedef int int32_t;\ntypedef unsigned int uint32_t;\n"        \
+  "typedef long long int64_t;\ntypedef unsigned long long uint64_t;\ntypedef _Float16 float16_t;\n" \
+  "typedef float tetra_f32x4 __attribute__((ext_vector_type(4)));\n"                                \
+  "typedef int32_t tetra_i32x4 __attribute__((ext_vector_type(4)));\n"                              \
+  "typedef uint32_t tetra_u32x4 __attribute__((ext_vector_type(4)));\n"
 
 // Helpers Halide's C printer calls (and tetra_fma, an explicit multiply-add), in each dialect's terms.
 #define TETRA_CPP_HELPERS                                                                          \
@@ -85,6 +95,8 @@ const DialectTable kHip = {
     "__builtin_amdgcn_fence(__ATOMIC_RELEASE, \"workgroup\"); __builtin_amdgcn_s_barrier(); "
     "__builtin_amdgcn_fence(__ATOMIC_ACQUIRE, \"workgroup\");",
     "__builtin_bit_cast(%t, %s)",
+    " __attribute__((align_value(%n)))",
+    "*(const %t *)(%p + %i)",
     false,
 };
 
@@ -107,6 +119,8 @@ const DialectTable kOpenCL = {
     {"(int)get_local_id(0)", "(int)get_local_id(1)", "(int)get_local_id(2)"},
     "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
     "as_%t(%s)",
+    "",
+    "vload4(0, %p + %i)",
     true,
 };
 
@@ -123,8 +137,18 @@ const DialectTable kCuda = {
     {"__nvvm_read_ptx_sreg_tid_x()", "__nvvm_read_ptx_sreg_tid_y()", "__nvvm_read_ptx_sreg_tid_z()"},
     "__nvvm_bar_sync(0);",
     "__builtin_bit_cast(%t, %s)",
+    " __attribute__((align_value(%n)))",
+    "*(const %t *)(%p + %i)",
     false,
 };
+
+// `pattern` with each placeholder replaced by its value, every occurrence.
+std::string fill(std::string pattern, const std::vector<std::pair<std::string, std::string>>& values) {
+  for (const auto& [key, value] : values)
+    for (size_t at = pattern.find(key); at != std::string::npos; at = pattern.find(key, at + value.size()))
+      pattern.replace(at, key.size(), value);
+  return pattern;
+}
 
 const DialectTable& table_of(Dialect d) {
   switch (d) {
@@ -151,11 +175,8 @@ class KernelPrinter : public CodeGen_C {
     cache.clear();
     error_.clear();
     stream << table_.entry;
-    if (int64_t threads = constant_threads_per_block(k); threads > 0 && *table_.launch_bounds) {
-      std::string bounds = table_.launch_bounds;
-      bounds.replace(bounds.find("%n"), 2, std::to_string(threads));
-      stream << bounds;
-    }
+    if (int64_t threads = constant_threads_per_block(k); threads > 0 && *table_.launch_bounds)
+      stream << fill(table_.launch_bounds, {{"%n", std::to_string(threads)}});
     stream << "void " << k.name << "(";
     for (size_t i = 0; i < k.args.size(); ++i) {
       const DeviceArgument& a = k.args[i];
@@ -164,7 +185,7 @@ class KernelPrinter : public CodeGen_C {
         // OpenCL names float16 elements "half" (usable through pointers without cl_khr_fp16).
         std::string element = opencl() && is_f16(a.type) ? "half" : print_type(a.type);
         stream << table_.global << (a.write ? "" : "const ") << element << " *" << table_.restrict_ << " "
-               << print_name(a.name);
+               << print_name(a.name) << fill(table_.aligned, {{"%n", std::to_string(kDeviceBufferAlignment)}});
         allocations.push(a.name, {a.type});
       } else {
         stream << print_type(a.type.is_bool() ? Int(32) : a.type) << " " << print_name(a.name);  // no bool parameters
@@ -182,7 +203,18 @@ class KernelPrinter : public CodeGen_C {
  private:
   using CodeGen_C::visit;
 
+  // Device code is scalar per lane, but for the 16-byte loads of dsl/gpu/vector_loads.h.
+  static bool is_load_vector(Type t) { return t.lanes() == 4 && t.bits() == 32 && !t.is_bool(); }
   std::string print_type(Type t, AppendSpaceIfNeeded space = DoNotAppendSpace) override {
+    if (is_load_vector(t)) {
+      std::string name = opencl() ? opencl_type(t.element_of()) + "4"
+                                  : std::string("tetra_") +
+                                        (t.is_float() ? "f"
+                                         : t.is_int() ? "i"
+                                                      : "u") +
+                                        "32x4";
+      return space == AppendSpace ? name + " " : name;
+    }
     if (t.lanes() != 1) error_ = "vector type " + type_to_c_type(t, false) + " (device code is scalar per lane)";
     if (opencl() && t.is_float() && t.bits() == 16) return "float";  // float16 values are carried in float
     return CodeGen_C::print_type(t.element_of(), space);
@@ -193,11 +225,31 @@ class KernelPrinter : public CodeGen_C {
 
   // OpenCL without cl_khr_fp16: a float16 element is read with vload_half.
   void visit(const Load* op) override {
+    if (is_load_vector(op->type)) return print_vector_load(op);
     if (!(opencl() && is_f16(op->type))) return CodeGen_C::visit(op);
     if (!is_const_one(op->predicate)) error_ = "a predicated float16 load";
     std::string index = print_expr(op->index);
     print_assignment(Float(32), "vload_half(" + index + ", " + print_name(op->name) + ")");
   }
+  void print_vector_load(const Load* op) {
+    const Ramp* dense = op->index.as<Ramp>();
+    if (!dense || !is_const_one(dense->stride) || !is_const_one(op->predicate)) {
+      error_ = "a vector load of " + op->name + " that is not 4 adjacent elements";
+      return;
+    }
+    std::string base = print_expr(dense->base);
+    print_assignment(
+        op->type, fill(table_.vector_load, {{"%t", print_type(op->type)}, {"%p", print_name(op->name)}, {"%i", base}}));
+  }
+  void visit(const Shuffle* op) override {
+    if (!op->is_extract_element() || !is_load_vector(op->vectors[0].type())) {
+      error_ = "a vector shuffle (device code is scalar per lane)";
+      return;
+    }
+    std::string vector = print_expr(op->vectors[0]);
+    print_assignment(op->type, vector + "." + "xyzw"[op->indices[0]]);
+  }
+
   void visit(const Store* op) override {
     if (opencl() && is_f16(op->value.type())) error_ = "a float16 store (OpenCL devices without cl_khr_fp16)";
     CodeGen_C::visit(op);
@@ -241,10 +293,7 @@ class KernelPrinter : public CodeGen_C {
       return "((" + print_type(t) + ")(" + value + "))";
     // OpenCL names the type in the function (as_uint, as_float); C++ dialects take the type.
     std::string type = opencl() ? opencl_type(t) : print_type(t);
-    std::string text = table_.bit_cast;
-    text.replace(text.find("%t"), 2, type);
-    text.replace(text.find("%s"), 2, value);
-    return text;
+    return fill(table_.bit_cast, {{"%t", type}, {"%s", value}});
   }
   static std::string opencl_type(Type t) {
     if (t.is_float()) return t.bits() == 64 ? "double" : t.bits() == 16 ? "half" : "float";

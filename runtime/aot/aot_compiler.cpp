@@ -184,9 +184,10 @@ const int64_t* @NAME@_output_shape(const @NAME@_model* model, int index);
  * checked). Bindings stay until bound again; outputs are written by @NAME@_run. */
 int @NAME@_bind_input(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank, const void* data);
 int @NAME@_bind_output(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank, void* data);
-/* On a HIP or CUDA GPU, device memory of that GPU (a hipDeviceptr_t or CUdeviceptr, checked as above)
- * in place of host memory: the kernels read and write it in place, and _run returns when the outputs
- * are written. Binding host memory again ends it. An instance on the CPU or OpenCL refuses it. */
+/* On a HIP or CUDA GPU, device memory of that GPU (a hipDeviceptr_t or CUdeviceptr, checked as above,
+ * starting at a multiple of 16 bytes as every allocation does) in place of host memory: the kernels read
+ * and write it in place, and _run returns when the outputs are written. Binding host memory again ends
+ * it. An instance on the CPU or OpenCL refuses it. */
 int @NAME@_bind_input_device(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank,
                              const void* device_ptr);
 int @NAME@_bind_output_device(@NAME@_model* model, int index, int dtype, const int64_t* shape, int rank,

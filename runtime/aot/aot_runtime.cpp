@@ -386,6 +386,10 @@ int bind(tetra_aot_instance* m, int outputs, int index, int dtype, const int64_t
     return failed(TETRA_AOT_INVALID_ARGUMENT, label + ": the GPU holds it as " +
                                                   (v->dtype == DType::Int64 ? "int32" : "float32") + ", not " +
                                                   dtype_name(v->dtype) + ": bind host memory");
+  if (on_device && uintptr_t(data) % dsl::kDeviceBufferAlignment != 0)
+    return failed(TETRA_AOT_INVALID_ARGUMENT, label + ": device memory must start at a multiple of " +
+                                                  std::to_string(dsl::kDeviceBufferAlignment) +
+                                                  " bytes (the kernels load 16 bytes at a time)");
   if (m->gpu) {
     const std::string& buffer = (outputs ? m->gpu->output_buffers : m->gpu->input_buffers)[size_t(index)];
     std::vector<bool>& on = outputs ? m->output_on_device : m->input_on_device;

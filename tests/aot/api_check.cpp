@@ -108,6 +108,10 @@ int main() {
     expect(API(bind_input_device)(m, 0, API(FLOAT32), in_shape, in_rank, input.data()) == API(INVALID_ARGUMENT) &&
                (error_mentions("runs on the cpu") || error_mentions("no addresses")),
            "device memory is refused on " + device);
+  else  // the kernels assume 16-byte aligned buffers
+    expect(API(bind_input_device)(m, 0, API(FLOAT32), in_shape, in_rank, input.data() + 1) == API(INVALID_ARGUMENT) &&
+               error_mentions("multiple of 16 bytes"),
+           "device memory off a 16-byte boundary is refused on " + device);
   if (std::strlen(API(GPU_TARGETS)) == 0) {  // a library without GPU code
     expect(device == "cpu" && std::strlen(API(device_note)(m)) == 0, "the instance is on the cpu");
     API(model)* none = nullptr;

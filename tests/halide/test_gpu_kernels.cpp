@@ -119,12 +119,50 @@ TEST_CASE("GPU int4 GEMV with word loads: 8 weights a load, K not a multiple of 
         Result<std::string> source = emit_kernels(captured.kernels, Dialect::OpenCL);
         REQUIRE(source.ok());
         CHECK_THAT(source.value(), Catch::Contains("const uint32_t * restrict _W_packed"));
+        // 4 or 8 adjacent columns: their words are read 4 at a time (dsl/gpu/vector_loads.h), and the
+        // device ran that code.
+        if (s.get_int("thread_n", 1) >= 4) CHECK_THAT(source.value(), Catch::Contains("vload4(0, _W_packed + "));
         ProgramRun run = run_on_device(w, s, captured, specs[f], 40 + runs, dir);
         INFO(run.output);
         CHECK(run.status == 0);  // ran, and matched the reference
         ++runs;
       }
   CHECK(runs == 16);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("GPU int4 GEMV: a thread's adjacent weight words and scales are 16-byte loads, and only where aligned",
+          "[gpu]") {
+  REQUIRE(device_compiler().ok());  // clang-19 (scripts/setup.sh)
+  fs::path dir = work_dir("vector_loads");
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  QMatMulWorkload w = workload_of(spec, 1, 4096, 4096);
+  for (int64_t columns : {1, 4}) {
+    Schedule s = schedules::gpu_int4_gemv_default(w, gfx942());
+    s.knobs["split_k"] = int64_t(8), s.knobs["thread_n"] = columns, s.knobs["load_bytes"] = int64_t(4);
+    INFO(s.to_string());
+    CapturedPipeline captured = capture(w, s);
+    Result<std::string> opencl = emit_kernels(captured.kernels, Dialect::OpenCL);
+    REQUIRE(opencl.ok());
+    // A row of A starts at an offset Halide cannot prove a multiple of 4: its adjacent k stay scalar.
+    CHECK_THAT(opencl.value(), !Catch::Contains("vload4(0, _A + "));
+    if (columns == 1) {  // one column a thread: nothing adjacent to combine
+      CHECK_THAT(opencl.value(), !Catch::Contains("vload4"));
+      continue;
+    }
+    Result<std::string> cuda = emit_kernels(captured.kernels, Dialect::Cuda);
+    REQUIRE(cuda.ok());
+    std::string ptx = (dir / "k.ptx").string();
+    REQUIRE(build_ptx(cuda.value(), "sm_90", ptx).ok());
+    std::ifstream in(ptx);
+    std::stringstream text;
+    text << in.rdbuf();
+    // Every weight word and every scale, in the main loop and in the guarded tail.
+    CHECK_THAT(text.str(), Catch::Contains("ld.global.nc.v4.u32"));
+    CHECK_THAT(text.str(), Catch::Contains("ld.global.nc.v4.f32"));
+    CHECK_THAT(text.str(), !Catch::Contains("ld.global.nc.u32"));
+  }
   fs::remove_all(dir);
 }
 
