@@ -28,7 +28,8 @@ struct DialectTable {
   // After a buffer parameter's name: the compiler may assume it aligned to %n bytes, so that adjacent
   // loads become one vector load ("" where the dialect has no way to say so).
   const char* aligned;
-  // A 16-byte load (dsl/gpu/vector_loads.h) of 4 elements of buffer %p from element %i, of vector type %t.
+  // A 16- or 8-byte load (dsl/gpu/vector_loads.h) of %n elements of buffer %p from element %i, of vector
+  // type %t.
   const char* vector_load;
   // OpenCL C: %t is the OpenCL type name (as_uint), integer literals take OpenCL's suffixes, and float16
   // (without cl_khr_fp16) is carried in float: loads through vload_half, rounding through
@@ -43,7 +44,10 @@ struct DialectTable {
   "typedef long long int64_t;\ntypedef unsigned long long uint64_t;\ntypedef _Float16 float16_t;\n" \
   "typedef float tetra_f32x4 __attribute__((ext_vector_type(4)));\n"                                \
   "typedef int32_t tetra_i32x4 __attribute__((ext_vector_type(4)));\n"                              \
-  "typedef uint32_t tetra_u32x4 __attribute__((ext_vector_type(4)));\n"
+  "typedef uint32_t tetra_u32x4 __attribute__((ext_vector_type(4)));\n"                             \
+  "typedef float tetra_f32x2 __attribute__((ext_vector_type(2)));\n"                                \
+  "typedef int32_t tetra_i32x2 __attribute__((ext_vector_type(2)));\n"                              \
+  "typedef uint32_t tetra_u32x2 __attribute__((ext_vector_type(2)));\n"
 
 // Helpers Halide's C printer calls (and tetra_fma, an explicit multiply-add), in each dialect's terms.
 #define TETRA_CPP_HELPERS                                                                          \
@@ -120,7 +124,7 @@ const DialectTable kOpenCL = {
     "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);",
     "as_%t(%s)",
     "",
-    "vload4(0, %p + %i)",
+    "vload%n(0, %p + %i)",
     true,
 };
 
@@ -203,16 +207,13 @@ class KernelPrinter : public CodeGen_C {
  private:
   using CodeGen_C::visit;
 
-  // Device code is scalar per lane, but for the 16-byte loads of dsl/gpu/vector_loads.h.
-  static bool is_load_vector(Type t) { return t.lanes() == 4 && t.bits() == 32 && !t.is_bool(); }
+  // Device code is scalar per lane, but for the 16- and 8-byte loads of dsl/gpu/vector_loads.h.
+  static bool is_load_vector(Type t) { return (t.lanes() == 4 || t.lanes() == 2) && t.bits() == 32; }
   std::string print_type(Type t, AppendSpaceIfNeeded space = DoNotAppendSpace) override {
     if (is_load_vector(t)) {
-      std::string name = opencl() ? opencl_type(t.element_of()) + "4"
-                                  : std::string("tetra_") +
-                                        (t.is_float() ? "f"
-                                         : t.is_int() ? "i"
-                                                      : "u") +
-                                        "32x4";
+      const std::string lanes = std::to_string(t.lanes());
+      const char* kind = t.is_float() ? "f" : t.is_int() ? "i" : "u";
+      std::string name = opencl() ? opencl_type(t.element_of()) + lanes : std::string("tetra_") + kind + "32x" + lanes;
       return space == AppendSpace ? name + " " : name;
     }
     if (t.lanes() != 1) error_ = "vector type " + type_to_c_type(t, false) + " (device code is scalar per lane)";
@@ -234,12 +235,14 @@ class KernelPrinter : public CodeGen_C {
   void print_vector_load(const Load* op) {
     const Ramp* dense = op->index.as<Ramp>();
     if (!dense || !is_const_one(dense->stride) || !is_const_one(op->predicate)) {
-      error_ = "a vector load of " + op->name + " that is not 4 adjacent elements";
+      error_ = "a vector load of " + op->name + " that is not of adjacent elements";
       return;
     }
     std::string base = print_expr(dense->base);
-    print_assignment(
-        op->type, fill(table_.vector_load, {{"%t", print_type(op->type)}, {"%p", print_name(op->name)}, {"%i", base}}));
+    print_assignment(op->type, fill(table_.vector_load, {{"%t", print_type(op->type)},
+                                                         {"%n", std::to_string(op->type.lanes())},
+                                                         {"%p", print_name(op->name)},
+                                                         {"%i", base}}));
   }
   void visit(const Shuffle* op) override {
     if (!op->is_extract_element() || !is_load_vector(op->vectors[0].type())) {

@@ -13,8 +13,9 @@ using namespace Halide::Internal;
 
 namespace {
 
-constexpr int kLanes = 4;  // of 32 bits: 16 bytes
-static_assert(kDeviceBufferAlignment % (kLanes * 4) == 0, "a buffer's start must allow 16-byte loads");
+// Lanes of 32 bits a load may combine, widest first: 16 bytes, else 8.
+constexpr int kWidths[] = {4, 2};
+static_assert(kDeviceBufferAlignment % 16 == 0, "a buffer's start must allow 16-byte loads");
 
 // Whether a statement runs straight through: no loop, branch, allocation or barrier inside.
 class ControlFlow : public IRVisitor {
@@ -82,9 +83,13 @@ ModulusRemainder known_modulus(const Expr& e, const Scope<ModulusRemainder>& sco
   return b.found || !e.type().is_int() ? ModulusRemainder() : modulus_remainder(e, scope);
 }
 
-// One stretch's lets, each with the stretch's earlier lets expanded in it.
+// One stretch's integer lets (what an index is made of), each with the earlier ones expanded in it.
+// Other lets stay names: expanding a chain of float lets that reuse each other could grow without bound.
 struct StretchLets {
   std::map<std::string, Expr> values;
+  void bind(const std::string& name, const Expr& value) {
+    if (value.type().is_int() && value.type().is_scalar()) values[name] = expand(value);
+  }
   Expr expand(const Expr& e) const { return simplify(substitute(values, e)); }
 };
 
@@ -105,7 +110,7 @@ class CollectLoads : public IRVisitor {
   using IRVisitor::visit;
   void visit(const LetStmt* op) override {
     op->value.accept(this);
-    lets.values[op->name] = lets.expand(op->value);
+    lets.bind(op->name, op->value);
     op->body.accept(this);
   }
   void visit(const Let* op) override {
@@ -135,42 +140,69 @@ class CollectLoads : public IRVisitor {
   int guarded_ = 0;
 };
 
-// Four loads of one buffer at base, base + 1, base + 2, base + 3, read as one.
-struct VectorLoad {
-  std::string name;  // of the let that holds it
-  const Load* first;
-  Expr base;
+// A load's address as a symbolic part and a constant offset: Halide's simplifier puts an index's
+// constant last, so loads at x, x + 1, x + 2, ... share the part x.
+struct Address {
+  std::string buffer;
+  Type type;
+  Expr part;
+  int64_t offset = 0;
+
+  static Address of(const Load* load, const Expr& index) {
+    Address a{load->name, load->type, index, 0};
+    if (const Add* add = index.as<Add>())
+      if (const int64_t* c = as_const_int(add->b)) a.part = add->a, a.offset = *c;
+    return a;
+  }
+  // Orders addresses by everything but the offset.
+  bool same_row_before(const Address& o) const {
+    if (buffer != o.buffer) return buffer < o.buffer;
+    if (type != o.type) return type.code() != o.type.code() ? type.code() < o.type.code() : type.bits() < o.type.bits();
+    return IRDeepCompare()(part, o.part);
+  }
+};
+struct SameRow {
+  bool operator()(const Address& a, const Address& b) const { return a.same_row_before(b); }
 };
 
-// The lane of `group` that a load at `index` (expanded) of `buffer` reads, or -1.
-int lane_of(const VectorLoad& group, const std::string& buffer, Type type, const Expr& index) {
-  if (group.first->name != buffer || group.first->type != type) return -1;
-  const int64_t* d = as_const_int(simplify(index - group.base));
-  return d && *d >= 0 && *d < kLanes ? int(*d) : -1;
+// `lanes` loads of one buffer at part + first, part + first + 1, ..., read as one.
+struct VectorLoad {
+  std::string name;  // of the let that holds it
+  int64_t first;
+  int lanes;
+};
+using Groups = std::map<Address, std::vector<VectorLoad>, SameRow>;
+
+// The group and lane that read `a`, if any.
+const VectorLoad* group_of(const Groups& groups, const Address& a, int* lane) {
+  auto it = groups.find(a);
+  if (it == groups.end()) return nullptr;
+  for (const VectorLoad& g : it->second)
+    if (a.offset >= g.first && a.offset < g.first + g.lanes) return *lane = int(a.offset - g.first), &g;
+  return nullptr;
 }
 
 // Replaces the grouped loads of one stretch with lanes of their vector loads.
 class UseLanes : public IRMutator {
  public:
-  explicit UseLanes(const std::vector<VectorLoad>& groups) : groups_(groups) {}
+  explicit UseLanes(const Groups& groups) : groups_(groups) {}
 
  private:
   using IRMutator::visit;
   Stmt visit(const LetStmt* op) override {
     Expr value = mutate(op->value);
-    lets_.values[op->name] = lets_.expand(op->value);
+    lets_.bind(op->name, op->value);
     return LetStmt::make(op->name, value, mutate(op->body));
   }
   Expr visit(const Load* op) override {
     if (op->type.lanes() == 1 && is_const_one(op->predicate)) {
-      Expr index = lets_.expand(op->index);
-      for (const VectorLoad& g : groups_)
-        if (int lane = lane_of(g, op->name, op->type, index); lane >= 0)
-          return Shuffle::make_extract_element(Variable::make(op->type.with_lanes(kLanes), g.name), lane);
+      int lane = 0;
+      if (const VectorLoad* g = group_of(groups_, Address::of(op, lets_.expand(op->index)), &lane))
+        return Shuffle::make_extract_element(Variable::make(op->type.with_lanes(g->lanes), g->name), lane);
     }
     return IRMutator::visit(op);
   }
-  const std::vector<VectorLoad>& groups_;
+  const Groups& groups_;
   StretchLets lets_;
 };
 
@@ -216,40 +248,54 @@ class CombineLoads : public IRMutator {
     return Block::make(out);
   }
 
-  bool aligned(const Expr& index) const {
+  bool aligned(const Expr& index, int lanes) const {
     ModulusRemainder m = known_modulus(index, alignment_);
-    return m.modulus % kLanes == 0 && m.remainder % kLanes == 0;
+    return m.modulus % lanes == 0 && m.remainder % lanes == 0;
   }
 
   // One straight-line stretch: its groups found, their loads hoisted to its top.
   Stmt combine(const Stmt& s) {
     CollectLoads found(buffers_);
     s.accept(&found);
-    std::vector<VectorLoad> groups;
-    for (const CollectLoads::Found& a : found.loads) {
+    // Each row of addresses (a buffer, a symbolic part) with the offsets the stretch reads, and one load
+    // of it.
+    std::map<Address, std::map<int64_t, const Load*>, SameRow> rows;
+    for (const CollectLoads::Found& f : found.loads) {
+      Address a = Address::of(f.load, f.index);
+      rows[a].emplace(a.offset, f.load);
+    }
+    Groups groups;
+    struct Hoisted {
+      Expr base;         // the group's first index
+      const Load* load;  // one of the loads it replaces
+      VectorLoad group;
+    };
+    std::vector<Hoisted> hoisted;
+    for (const auto& [row, offsets] : rows) {
       Unhoistable depends(found.inner);
-      a.index.accept(&depends);
-      if (depends.found || !aligned(a.index)) continue;
-      bool known = false;
-      for (const VectorLoad& g : groups) known = known || lane_of(g, a.load->name, a.load->type, a.index) >= 0;
-      if (known) continue;
-      VectorLoad candidate{"", a.load, a.index};
-      bool lanes[kLanes] = {};
-      for (const CollectLoads::Found& b : found.loads)
-        if (int lane = lane_of(candidate, b.load->name, b.load->type, b.index); lane >= 0) lanes[lane] = true;
-      // Every lane is read by the stretch, so all four are in bounds.
-      if (std::all_of(lanes, lanes + kLanes, [](bool x) { return x; })) {
-        candidate.name = a.load->name + ".x4." + std::to_string(counter_++);
-        groups.push_back(candidate);
-      }
+      row.part.accept(&depends);
+      if (depends.found) continue;
+      std::set<int64_t> used;
+      for (int width : kWidths)
+        for (const auto& [first, load] : offsets) {
+          // Every lane is read by the stretch (so all are in bounds), and none is in another group.
+          bool all = true;
+          for (int64_t lane = 0; lane < width && all; ++lane)
+            all = offsets.count(first + lane) && !used.count(first + lane);
+          if (!all || !aligned(simplify(row.part + int(first)), width)) continue;
+          for (int64_t lane = 0; lane < width; ++lane) used.insert(first + lane);
+          VectorLoad g{load->name + ".x" + std::to_string(width) + "." + std::to_string(counter_++), first, width};
+          groups[row].push_back(g);
+          hoisted.push_back({simplify(row.part + int(first)), load, g});
+        }
     }
     if (groups.empty()) return s;
     Stmt body = UseLanes(groups).mutate(s);
-    for (auto g = groups.rbegin(); g != groups.rend(); ++g) {
-      const Load* first = g->first;
-      Expr vector = Load::make(first->type.with_lanes(kLanes), first->name, Ramp::make(g->base, 1, kLanes),
-                               first->image, first->param, const_true(kLanes), ModulusRemainder(kLanes, 0));
-      body = LetStmt::make(g->name, vector, body);
+    for (const Hoisted& h : hoisted) {
+      const int lanes = h.group.lanes;
+      Expr vector = Load::make(h.load->type.with_lanes(lanes), h.load->name, Ramp::make(h.base, 1, lanes),
+                               h.load->image, h.load->param, const_true(lanes), ModulusRemainder(lanes, 0));
+      body = LetStmt::make(h.group.name, vector, body);
     }
     return body;
   }

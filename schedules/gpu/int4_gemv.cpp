@@ -85,6 +85,9 @@ Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
   Func out = d.output, acc = d.stage("acc");
   Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
   RVar k = d.reduce("k").rvar();
+  // A's rows are dense and the workload's K long (as every GPU job binds them): with K a multiple of 4,
+  // a row starts at a multiple of 4, and a thread's adjacent k are 16-byte loads (dsl/gpu/vector_loads.h).
+  q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
 
   // Blocks over (panel, row); a thread per C adjacent columns. The last panel is guarded, so N needs no
   // padding.
