@@ -65,7 +65,7 @@ class Unhoistable : public IRVisitor {
 
 // Halide's modulus analysis of a signed integer (an index), which fails on an expression with a bool
 // or an unsigned constant inside: such an expression is taken as unknown.
-class HasBool : public IRGraphVisitor {
+class NotAnIndex : public IRGraphVisitor {
  public:
   bool found = false;
 
@@ -78,7 +78,7 @@ class HasBool : public IRGraphVisitor {
 };
 
 ModulusRemainder known_modulus(const Expr& e, const Scope<ModulusRemainder>& scope) {
-  HasBool b;
+  NotAnIndex b;
   e.accept(&b);
   return b.found || !e.type().is_int() ? ModulusRemainder() : modulus_remainder(e, scope);
 }
