@@ -2,6 +2,14 @@
 
 namespace tetra::dsl {
 
+namespace {
+// A field of `p` ("extent.1") by name alone: a constraint holding the parameter itself would make a
+// reference cycle (parameter -> constraint -> parameter) that is never freed.
+Halide::Expr field_of(const Halide::ImageParam& p, const std::string& field) {
+  return Halide::Internal::Variable::make(Halide::Int(32), p.name() + "." + field);
+}
+}  // namespace
+
 PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni, bool words)
     : format_(format),
       panel_(panel),
@@ -18,11 +26,11 @@ PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int pa
   // GPU thread's adjacent columns are one aligned vector load.
   int row = vnni ? 4 * panel : panel;
   packed_.dim(0).set_bounds(0, row).dim(1).set_min(0).set_stride(row);
-  packed_.dim(2).set_min(0).set_stride(row * packed_.dim(1).extent());
+  packed_.dim(2).set_min(0).set_stride(row * field_of(packed_, "extent.1"));
   int gj = format.per_n ? panel : 1;
   for (Halide::ImageParam* grid : {&scale_, &zero_}) {
     grid->dim(0).set_bounds(0, gj).dim(1).set_min(0).set_stride(gj);
-    grid->dim(2).set_min(0).set_stride(gj * grid->dim(1).extent());
+    grid->dim(2).set_min(0).set_stride(gj * field_of(*grid, "extent.1"));
   }
 }
 
