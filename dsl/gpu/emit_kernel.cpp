@@ -244,6 +244,11 @@ class KernelPrinter : public CodeGen_C {
                                                          {"%p", print_name(op->name)},
                                                          {"%i", base}}));
   }
+  // Other vectors (a schedule that vectorizes a GPU loop): refused by name, not printed as host C++.
+  void visit(const Ramp* op) override {
+    error_ = "a vector index " + print_type(op->type.element_of()) + " ramp (device code is scalar per lane)";
+  }
+  void visit(const Broadcast*) override { error_ = "a vector broadcast (device code is scalar per lane)"; }
   void visit(const Shuffle* op) override {
     if (!op->is_extract_element() || !is_load_vector(op->vectors[0].type())) {
       error_ = "a vector shuffle (device code is scalar per lane)";

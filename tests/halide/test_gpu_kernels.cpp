@@ -446,3 +446,21 @@ TEST_CASE("GPU capture refuses an intermediate left in device global memory, by 
   CHECK_THAT(captured.failure().describe(), Catch::Contains("the intermediate acc"));
   CHECK_THAT(captured.failure().describe(), Catch::Contains("device global memory"));
 }
+
+TEST_CASE("GPU emitter refuses a schedule that vectorizes a GPU loop, by kernel", "[gpu]") {
+  // Device code is scalar per lane but for the wide loads of dsl/gpu/vector_loads.h.
+  Halide::ImageParam in(Halide::Float(32), 1, "in");
+  Halide::Func out("out");
+  Halide::Var x("x"), xo("xo"), xi("xi"), xv("xv");
+  out(x) = in(x)*2.0f + 1.0f;
+  out.split(x, xo, xi, 256).split(xi, xi, xv, 4).gpu_blocks(xo).gpu_threads(xi).vectorize(xv);
+  Result<CapturedPipeline> captured = capture_kernels({out}, {in}, "vec");
+  REQUIRE(captured.ok());
+  for (Dialect d : {Dialect::Hip, Dialect::OpenCL, Dialect::Cuda}) {
+    Result<std::string> source = emit_kernels(captured.value().kernels, d);
+    INFO(dialect_name(d) << (source.ok() ? "\n" + source.value() : ""));
+    REQUIRE_FALSE(source.ok());
+    CHECK_THAT(source.failure().describe(), Catch::Contains("vec_k0"));
+    CHECK_THAT(source.failure().describe(), Catch::Contains("scalar per lane"));
+  }
+}
