@@ -1,6 +1,5 @@
 #include "dsl/gpu/vector_loads.h"
 
-#include <algorithm>
 #include <map>
 #include <vector>
 
