@@ -1,6 +1,8 @@
 #include "dsl/gpu/private_arrays.h"
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "dsl/gpu/device_kernel.h"
@@ -23,6 +25,70 @@ std::pair<Expr, int64_t> split_constant(const Expr& e) {
   return {s, 0};
 }
 
+// An integer index as a sum of coefficient x variable, plus a constant.
+struct Linear {
+  std::map<std::string, int64_t> terms;
+  int64_t constant = 0;
+};
+
+// `e` as a Linear, where it is one: sums, differences and constant multiples of variables, and a
+// remainder by a constant m that is the identity once the terms that are multiples of m are dropped:
+// ((no * 32 + tx) * 2 + 1) % 64 is tx * 2 + 1 when tx < 32 (`thread_extent`: each thread id's extent).
+// Halide writes a thread's column of a block-wide array so when the column is a guarded tail.
+std::optional<Linear> linear_of(const Expr& e, const std::map<std::string, int64_t>& thread_extent) {
+  if (const int64_t* c = as_const_int(e)) return Linear{{}, *c};
+  if (const Variable* v = e.as<Variable>()) return Linear{{{v->name, 1}}, 0};
+  auto scaled = [](Linear l, int64_t by) {
+    for (auto& [name, coefficient] : l.terms) coefficient *= by;
+    l.constant *= by;
+    return l;
+  };
+  auto sum = [](Linear a, const Linear& b) {
+    for (const auto& [name, coefficient] : b.terms) a.terms[name] += coefficient;
+    a.constant += b.constant;
+    return a;
+  };
+  if (const Add* op = e.as<Add>()) {
+    auto a = linear_of(op->a, thread_extent), b = linear_of(op->b, thread_extent);
+    if (a && b) return sum(*a, *b);
+  } else if (const Sub* op = e.as<Sub>()) {
+    auto a = linear_of(op->a, thread_extent), b = linear_of(op->b, thread_extent);
+    if (a && b) return sum(*a, scaled(*b, -1));
+  } else if (const Mul* op = e.as<Mul>()) {
+    if (const int64_t* c = as_const_int(op->b))
+      if (auto a = linear_of(op->a, thread_extent)) return scaled(*a, *c);
+    if (const int64_t* c = as_const_int(op->a))
+      if (auto b = linear_of(op->b, thread_extent)) return scaled(*b, *c);
+  } else if (const Mod* op = e.as<Mod>()) {
+    const int64_t* m = as_const_int(op->b);
+    auto a = linear_of(op->a, thread_extent);
+    if (!m || *m <= 0 || !a) return std::nullopt;
+    Linear kept;
+    kept.constant = a->constant % *m;
+    int64_t low = kept.constant, high = kept.constant;
+    for (const auto& [name, coefficient] : a->terms) {
+      if (coefficient % *m == 0) continue;
+      auto extent = thread_extent.find(name);
+      if (extent == thread_extent.end()) return std::nullopt;
+      kept.terms[name] = coefficient;
+      (coefficient > 0 ? high : low) += coefficient * (extent->second - 1);
+    }
+    if (low >= 0 && high < *m) return kept;
+  }
+  return std::nullopt;
+}
+
+// A Linear's terms as one expression, in the order of their names (so equal sums are equal graphs).
+Expr sum_of_terms(const Linear& l) {
+  Expr sum;
+  for (const auto& [name, coefficient] : l.terms) {
+    if (coefficient == 0) continue;
+    Expr term = Variable::make(Int(32), name) * Expr(int32_t(coefficient));
+    sum = sum.defined() ? sum + term : term;
+  }
+  return sum;
+}
+
 // The accesses of one array inside its allocation, and the names bound inside it.
 class Accesses : public IRVisitor {
  public:
@@ -31,6 +97,7 @@ class Accesses : public IRVisitor {
   std::vector<std::pair<const IRNode*, Expr>> indices;
   bool vector_access = false;
   std::set<std::string> bound_inside;
+  std::map<std::string, int64_t> thread_extent;  // of the GPU thread loops inside
 
  private:
   using IRVisitor::visit;
@@ -53,6 +120,9 @@ class Accesses : public IRVisitor {
   void visit(const For* op) override {
     bool block = false;  // a GPU block or thread id is fixed for the thread's lifetime
     if (gpu_loop_axis(op->name, &block) < 0) bound_inside.insert(op->name);
+    const int64_t* extent = as_const_int(op->extent);
+    if (gpu_loop_axis(op->name, &block) >= 0 && !block && extent && is_const_zero(op->min))
+      thread_extent[op->name] = *extent;
     IRVisitor::visit(op);
   }
   void visit(const LetStmt* op) override {
@@ -116,10 +186,15 @@ class LocalizePrivateArrays : public IRMutator {
     Accesses accesses(op->name);
     body.accept(&accesses);
     if (accesses.vector_access || accesses.indices.empty()) return same;
+    // Every index as a linear form where all are one (see linear_of), else as simplified.
+    std::vector<std::optional<Linear>> linear;
+    for (const auto& [node, index] : accesses.indices) linear.push_back(linear_of(index, accesses.thread_extent));
+    const bool all_linear = std::all_of(linear.begin(), linear.end(), [](const auto& l) { return l.has_value(); });
     Expr base;
     std::map<const IRNode*, int64_t> constant;
     for (size_t i = 0; i < accesses.indices.size(); ++i) {
-      auto [b, c] = split_constant(accesses.indices[i].second);
+      auto [b, c] = all_linear ? std::make_pair(sum_of_terms(*linear[i]), linear[i]->constant)
+                               : split_constant(accesses.indices[i].second);
       if (i == 0) {
         base = b;
       } else if (base.defined() != b.defined() || (b.defined() && !graph_equal(base, b))) {
