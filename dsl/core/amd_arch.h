@@ -17,6 +17,12 @@
 
 namespace tetra::dsl {
 
+// The 4-way int8 dot product into int32 an arch has (the int8-activation GPU kernels' inner step).
+enum class Int8Dot4 {
+  Signed,  // v_dot4_i32_i8 (__builtin_amdgcn_sdot4): gfx906 .. gfx942 and gfx1030
+  Mixed,   // v_dot4_i32_iu8 (__builtin_amdgcn_sudot4), each operand's signedness a flag: gfx11, gfx12
+};
+
 struct AmdArch {
   const char* name;               // "gfx942"
   const char* family;             // "CDNA3", "RDNA3", ...
@@ -27,6 +33,7 @@ struct AmdArch {
   bool unified_agprs;             // AGPRs count against the same file (gfx90a, gfx942)
   int lds_per_cu;                 // bytes shared by the workgroups resident on one CU (a WGP on RDNA)
   int simds_per_cu;               // SIMDs sharing that LDS
+  Int8Dot4 int8_dot4;             // checked against clang-19 by tests/halide/test_gpu_int8.cpp
   int lds_per_workgroup = 65536;  // the most one workgroup may allocate
 };
 
@@ -34,6 +41,10 @@ struct AmdArch {
 const std::vector<AmdArch>& amd_arch_table();
 // The entry for `name` ("gfx942"), or nullptr.
 const AmdArch* find_amd_arch(const std::string& name);
+
+// The clang macro that selects the arch's int8 dot product in the emitted HIP (dsl/gpu/emit_kernel.cpp):
+// "TETRA_SDOT4" or "TETRA_SUDOT4".
+const char* int8_dot4_macro(const AmdArch& arch);
 
 // Refuses an arch not in the table, naming those that are.
 Status check_amd_arch(const std::string& name);

@@ -70,10 +70,14 @@ Status compile(const std::string& source, const std::string& extension, const st
 }  // namespace
 
 Status build_hip_code_object(const std::string& source, const std::string& arch, const std::string& path) {
-  return compile(source, ".hip",
-                 {"-x", "hip", "--offload-device-only", "--offload-arch=" + arch, "--no-gpu-bundle-output", "-nogpulib",
-                  "-nogpuinc", "-O3", "-std=c++17", "-mcode-object-version=4"},
-                 path, arch);
+  const AmdArch* facts = find_amd_arch(arch);
+  if (!facts) return check_amd_arch(arch);
+  // The source is the same for every arch; what an arch's instructions change is chosen here, from its facts.
+  return compile(
+      source, ".hip",
+      {"-x", "hip", "--offload-device-only", "--offload-arch=" + arch, "--no-gpu-bundle-output", "-nogpulib",
+       "-nogpuinc", "-O3", "-std=c++17", "-mcode-object-version=4", std::string("-D") + int8_dot4_macro(*facts)},
+      path, arch);
 }
 
 Status build_ptx(const std::string& source, const std::string& sm, const std::string& path) {

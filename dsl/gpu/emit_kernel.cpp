@@ -1,5 +1,6 @@
 #include "dsl/gpu/emit_kernel.h"
 
+#include <map>
 #include <sstream>
 
 #include "dsl/core/launch_plan.h"
@@ -21,6 +22,9 @@ struct DialectTable {
   const char* global;     // qualifies a buffer parameter's pointer
   const char* restrict_;  // qualifies a buffer parameter
   const char* shared;     // qualifies a workgroup array
+  // Qualifies a pointer into a workgroup array, as in an element read as another type (Halide packs a
+  // kernel's workgroup arrays into one).
+  const char* shared_pointer;
   const char* block_id[3];
   const char* thread_id[3];
   const char* barrier;
@@ -56,6 +60,24 @@ struct DialectTable {
   "__device__ inline float float_from_bits(uint32_t b) { return __builtin_bit_cast(float, b); }\n" \
   "__device__ inline float tetra_fma(float a, float b, float c) { return __builtin_fmaf(a, b, c); }\n"
 
+// dot4_i8's call, in plain C (each int8 lane widened), for devices without the instruction.
+#define TETRA_DOT4_I8_C                                                                             \
+  "__device__ inline int32_t tetra_dot4_i8_c(uint32_t a, uint32_t b, int32_t c) {\n"                \
+  "  for (int i = 0; i < 32; i += 8) c += (int32_t)(int8_t)(a >> i) * (int32_t)(int8_t)(b >> i);\n" \
+  "  return c;\n}\n"
+// AMD: the instruction the arch has, by the macro build_hip_code_object defines from its facts.
+#define TETRA_AMDGPU_DOT4_I8                                                                               \
+  "__device__ inline int32_t tetra_dot4_i8(uint32_t a, uint32_t b, int32_t c) {\n"                         \
+  "#if defined(TETRA_SDOT4)\n  return __builtin_amdgcn_sdot4((int)a, (int)b, c, false);\n"                 \
+  "#elif defined(TETRA_SUDOT4)\n  return __builtin_amdgcn_sudot4(true, (int)a, true, (int)b, c, false);\n" \
+  "#else\n#error \"no int8 dot product chosen for this arch (TETRA_SDOT4 or TETRA_SUDOT4)\"\n#endif\n}\n"
+#define TETRA_NVPTX_DOT4_I8                                                                             \
+  TETRA_DOT4_I8_C                                                                                       \
+  "__device__ inline int32_t tetra_dot4_i8(uint32_t a, uint32_t b, int32_t c) {\n"                      \
+  "#if __CUDA_ARCH__ >= 610\n"                                                                          \
+  "  int32_t d;\n  asm(\"dp4a.s32.s32 %0, %1, %2, %3;\" : \"=r\"(d) : \"r\"(a), \"r\"(b), \"r\"(c));\n" \
+  "  return d;\n#else\n  return tetra_dot4_i8_c(a, b, c);\n#endif\n}\n"
+
 // Halide's float math (exp_f32, ...) as each dialect has it, with no device library: clang's builtins,
 // which the AMDGPU backend lowers to its own instructions; NVPTX's base-2 approximations, within a few
 // ulp; OpenCL C's own functions.
@@ -88,12 +110,14 @@ struct DialectTable {
 const DialectTable kHip = {
     "// HIP, self-contained: amdgcn builtins, no device headers or libraries.\n"
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
-    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_AMDGPU_MATH,
+    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_AMDGPU_MATH
+        TETRA_AMDGPU_DOT4_I8,
     "extern \"C\" __global__ ",
     "__attribute__((amdgpu_flat_work_group_size(1, %n))) ",
     "",
     " __restrict__",
     "__shared__ ",
+    "",
     {"__builtin_amdgcn_workgroup_id_x()", "__builtin_amdgcn_workgroup_id_y()", "__builtin_amdgcn_workgroup_id_z()"},
     {"__builtin_amdgcn_workitem_id_x()", "__builtin_amdgcn_workitem_id_y()", "__builtin_amdgcn_workitem_id_z()"},
     "__builtin_amdgcn_fence(__ATOMIC_RELEASE, \"workgroup\"); __builtin_amdgcn_s_barrier(); "
@@ -113,11 +137,15 @@ const DialectTable kOpenCL = {
     "inline float tetra_round_f16(float x) { ushort b; vstore_half_rte(x, 0, (half*)&b); return vload_half(0, (const "
     "half*)&b); }\n"
     "#define tetra_max(a, b) max(a, b)\n#define tetra_min(a, b) min(a, b)\n"
-    "#define float_from_bits(b) as_float((uint)(b))\n#define tetra_fma(a, b, c) fma(a, b, c)\n" TETRA_OPENCL_MATH,
+    "#define float_from_bits(b) as_float((uint)(b))\n#define tetra_fma(a, b, c) fma(a, b, c)\n" TETRA_OPENCL_MATH
+    "inline int tetra_dot4_i8(uint a, uint b, int c) {\n"
+    "  char4 x = as_char4(a), y = as_char4(b);\n"
+    "  return c + x.s0 * y.s0 + x.s1 * y.s1 + x.s2 * y.s2 + x.s3 * y.s3;\n}\n",
     "__kernel ",
     "",
     "__global ",
     " restrict",
+    "__local ",
     "__local ",
     {"(int)get_group_id(0)", "(int)get_group_id(1)", "(int)get_group_id(2)"},
     {"(int)get_local_id(0)", "(int)get_local_id(1)", "(int)get_local_id(2)"},
@@ -131,12 +159,13 @@ const DialectTable kOpenCL = {
 const DialectTable kCuda = {
     "// CUDA, self-contained: NVVM builtins, no CUDA headers or libraries.\n"
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
-    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_NVPTX_MATH,
+    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_NVPTX_MATH TETRA_NVPTX_DOT4_I8,
     "extern \"C\" __global__ ",
     "__attribute__((launch_bounds(%n))) ",
     "",
     " __restrict__",
     "__shared__ ",
+    "",
     {"__nvvm_read_ptx_sreg_ctaid_x()", "__nvvm_read_ptx_sreg_ctaid_y()", "__nvvm_read_ptx_sreg_ctaid_z()"},
     {"__nvvm_read_ptx_sreg_tid_x()", "__nvvm_read_ptx_sreg_tid_y()", "__nvvm_read_ptx_sreg_tid_z()"},
     "__nvvm_bar_sync(0);",
@@ -225,8 +254,22 @@ class KernelPrinter : public CodeGen_C {
   static bool is_f16(Type t) { return t.is_float() && t.bits() == 16; }
 
   // OpenCL without cl_khr_fp16: a float16 element is read with vload_half.
+  // An element of a workgroup array read or written as another type than the array's.
+  bool retyped_shared(const std::string& name, Type t) const {
+    auto it = shared_types_.find(name);
+    return it != shared_types_.end() && it->second != t && t.lanes() == 1;
+  }
+  std::string shared_element(const std::string& name, Type t, const Expr& index) {
+    std::string i = print_expr(index);
+    return "((" + std::string(table_.shared_pointer) + print_type(t) + " *)" + print_name(name) + ")[" + i + "]";
+  }
+
   void visit(const Load* op) override {
     if (is_load_vector(op->type)) return print_vector_load(op);
+    if (retyped_shared(op->name, op->type) && is_const_one(op->predicate)) {
+      print_assignment(op->type, shared_element(op->name, op->type, op->index));
+      return;
+    }
     if (!(opencl() && is_f16(op->type))) return CodeGen_C::visit(op);
     if (!is_const_one(op->predicate)) error_ = "a predicated float16 load";
     std::string index = print_expr(op->index);
@@ -260,6 +303,12 @@ class KernelPrinter : public CodeGen_C {
 
   void visit(const Store* op) override {
     if (opencl() && is_f16(op->value.type())) error_ = "a float16 store (OpenCL devices without cl_khr_fp16)";
+    if (retyped_shared(op->name, op->value.type()) && is_const_one(op->predicate)) {
+      std::string value = print_expr(op->value);
+      std::string element = shared_element(op->name, op->value.type(), op->index);
+      stream << get_indent() << element << " = " << value << ";\n";
+      return;
+    }
     CodeGen_C::visit(op);
   }
   void visit(const Cast* op) override {
@@ -291,8 +340,10 @@ class KernelPrinter : public CodeGen_C {
     stream << get_indent() << (op->memory_type == MemoryType::GPUShared ? table_.shared : "") << print_type(op->type)
            << " " << print_name(op->name) << "[" << elements << "];\n";
     allocations.push(op->name, {op->type});
+    if (op->memory_type == MemoryType::GPUShared) shared_types_[op->name] = op->type;
     op->body.accept(this);
     allocations.pop(op->name);
+    shared_types_.erase(op->name);
   }
 
   std::string print_reinterpret(Type t, const Expr& e) override {
@@ -346,10 +397,16 @@ class KernelPrinter : public CodeGen_C {
 
   std::ostringstream& out_;
   const DialectTable& table_;
+  std::map<std::string, Type> shared_types_;  // the workgroup arrays in scope
   std::string error_;
 };
 
 }  // namespace
+
+Halide::Expr dot4_i8(const Halide::Expr& a, const Halide::Expr& b, const Halide::Expr& acc) {
+  return Call::make(Int(32), "tetra_dot4_i8", {cast<uint32_t>(a), cast<uint32_t>(b), cast<int32_t>(acc)},
+                    Call::PureExtern);
+}
 
 Dialect dialect_of(TargetFamily family) {
   return family == TargetFamily::OpenCL ? Dialect::OpenCL : family == TargetFamily::Cuda ? Dialect::Cuda : Dialect::Hip;

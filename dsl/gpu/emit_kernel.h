@@ -18,6 +18,12 @@ std::string dialect_name(Dialect dialect);  // "hip", "opencl", "cuda"
 // The dialect a GPU target family's devices load: OpenCL C, CUDA, else HIP.
 Dialect dialect_of(TargetFamily family);
 
+// acc + the dot product of the four int8 lanes of a and of b (uint32 each, lane 0 in the low byte), as
+// int32: a call that each dialect's prelude defines with its own instruction. HIP: the arch's v_dot4
+// (dsl/core/amd_arch.h, chosen when the code object is built); CUDA: dp4a (sm_61 and later); OpenCL C:
+// plain arithmetic. The int8-activation GPU kernels' inner step.
+Halide::Expr dot4_i8(const Halide::Expr& a, const Halide::Expr& b, const Halide::Expr& acc);
+
 // The source of `kernels` in `dialect`: the dialect's prelude, then each kernel as an entry point named
 // kernel.name whose parameters are kernel.args in order (buffers as pointers to their element type,
 // scalars by value). A construct the emitter does not support (a vector type, an allocation of no
