@@ -24,7 +24,7 @@ PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int pa
   // Constant panel width and strides let LLVM fold the address arithmetic. Panels are dense (as
   // pack_int4 lays them out), so every panel starts at a multiple of the row: with an aligned buffer, a
   // GPU thread's adjacent columns are one aligned vector load.
-  int row = vnni ? 4 * panel : panel;
+  int row = vnni && !words ? 4 * panel : panel;
   packed_.dim(0).set_bounds(0, row).dim(1).set_min(0).set_stride(row);
   packed_.dim(2).set_min(0).set_stride(row * field_of(packed_, "extent.1"));
   int gj = format.per_n ? panel : 1;
@@ -127,6 +127,10 @@ Halide::Expr PackedInt4::panel(const Halide::Expr& j, const Halide::Expr& k, con
 
 Halide::Expr PackedInt4::byte(const Halide::Expr& jb, const Halide::Expr& kq, const Halide::Expr& p) const {
   return packed_(jb, kq, p);
+}
+
+Halide::Expr PackedInt4::dot_word(const Halide::Expr& j, const Halide::Expr& kq, const Halide::Expr& p) const {
+  return packed_(j, kq, p);
 }
 
 Halide::Expr PackedInt4::offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const {

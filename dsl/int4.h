@@ -14,6 +14,7 @@ class PackedInt4 {
  public:
   // `vnni`: the int8-dot-product packing (dsl/core/int4_format.h); only byte(), offset() and scale() apply.
   // `words`: the nibbles of 8 k in one uint32 (Int4Layout::words); code, offset_code and panel apply.
+  // Both: the vnni packing's 4 bytes of a column as one uint32; only dot_word(), offset() and scale() apply.
   PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni = false, bool words = false);
 
   // W(k, n) at n = p*P + j: reads one packed byte, takes the nibble of k's parity, subtracts the
@@ -33,6 +34,9 @@ class PackedInt4 {
   // q - zp (the zero-point grid at k-group g, or the constant 8 for int4, 0 for uint4), as int32.
   Halide::Expr byte(const Halide::Expr& jb, const Halide::Expr& kq, const Halide::Expr& p) const;
   Halide::Expr offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
+  // The vnni packing as words: column j's 8 codes of k = 8kq .. 8kq + 7, k = 8kq + 2b in byte b's low
+  // nibble and 8kq + 2b + 1 in its high one.
+  Halide::Expr dot_word(const Halide::Expr& j, const Halide::Expr& kq, const Halide::Expr& p) const;
   // W(k, n) by logical column; fine for simple consumers, but vectors over n gather (n % P, n / P).
   Halide::Expr operator()(const Halide::Expr& k, const Halide::Expr& n) const;
 

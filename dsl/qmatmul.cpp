@@ -1,6 +1,7 @@
 #include "dsl/qmatmul.h"
 
 #include "dsl/elementwise_expr.h"
+#include "dsl/gpu/emit_kernel.h"
 
 namespace tetra::dsl {
 
@@ -103,10 +104,18 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, const Int4Layout& lay
 }
 
 QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel) {
+  Int4Layout layout{panel, 8};
+  layout.vnni = true;
+  return define_qmatmul_int8(workload, layout);
+}
+
+QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, const Int4Layout& layout) {
   using namespace Halide;
-  check(workload.int8_activations && int8_activations_supported(workload).ok() && !workload.format.f16_scale,
-        ErrorKind::Invalid, "not an int8-activation workload: " + workload.key());
-  QMatMulDef q(workload, panel, /*vnni=*/true);
+  check(workload.int8_activations && int8_activations_supported(workload).ok() && !workload.format.f16_scale &&
+            layout.vnni,
+        ErrorKind::Invalid, "not an int8-activation workload in the vnni packing: " + workload.key());
+  const int panel = layout.panel;
+  QMatMulDef q(workload, panel, /*vnni=*/true, layout.words);
   ComputeDef& d = q.def;
   d.op = "qmatmul_int8";
   Axis n = make_axis("n"), m = make_axis("m"), j = make_axis("j"), p = make_axis("p"), k = make_axis("k");
@@ -116,7 +125,8 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel) {
   const int B = int(workload.activation_block()), BQ = B / 8;
   Expr K = q.A.dim(0).extent(), M = q.A.dim(1).extent();
   Expr groups_count = (K + B - 1) / B;
-  Func output("qmatmul"), a("a"), a_max("a_max"), a_q("a_q"), a_pairs("a_pairs"), a_sum("a_sum");
+  Func output("qmatmul"), a("a"), a_max("a_max"), a_q("a_q"), a_pairs(layout.words ? "a_words" : "a_pairs"),
+      a_sum("a_sum");
   Func dot("dot"), acc("acc");
 
   // The activations, quantized per row and k-block (past K: zeros, which quantize to 0).
@@ -127,17 +137,36 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel) {
   Expr amax = a_max(k.var / B, m.var);
   Expr inverse = select(amax > 0.0f, 127.0f / amax, 0.0f);
   a_q(k.var, m.var) = cast<int8_t>(clamp(round(a(k.var, m.var) * inverse), -127.0f, 127.0f));
-  a_pairs(b.var, h.var, kq.var, m.var) = a_q(8 * kq.var + 2 * b.var + h.var, m.var);
+  if (layout.words) {  // a_words(h, kq, m): the 4 a_q of a_pairs(0..3, h, kq, m) as the bytes of a uint32
+    Expr word = cast<uint32_t>(0);
+    for (int byte = 0; byte < 4; ++byte)
+      word = word | (cast<uint32_t>(cast<uint8_t>(a_q(8 * kq.var + 2 * byte + h.var, m.var))) << (8 * byte));
+    a_pairs(h.var, kq.var, m.var) = word;
+  } else {
+    a_pairs(b.var, h.var, kq.var, m.var) = a_q(8 * kq.var + 2 * b.var + h.var, m.var);
+  }
   a_sum(g.var, m.var) = 0;
   a_sum(g.var, m.var) += cast<int32_t>(a_q(g.var * B + in_block, m.var));
 
   // The block's integer dot products: low nibbles pair with even k, high nibbles with odd k.
-  RDom r(0, 4, 0, 2, 0, BQ, "r");
-  Expr row = g.var * BQ + r.z;
-  Expr packed = q.W.byte(4 * j.var + r.x, row, p.var);
-  Expr code = select(r.y == 0, packed & 15, packed >> 4);
   dot(j.var, g.var, p.var, m.var) = 0;
-  dot(j.var, g.var, p.var, m.var) += cast<int32_t>(code) * cast<int32_t>(a_pairs(r.x, r.y, row, m.var));
+  if (layout.words) {  // a word of 8 codes: two 4-way dot products (gpu::dot4_i8), codes 0..15 as int8
+    RDom r(0, BQ, "r");
+    Expr row = g.var * BQ + r;
+    Expr word = q.W.dot_word(j.var, row, p.var);
+    const Expr low_nibbles = Internal::UIntImm::make(UInt(32), 0x0F0F0F0Fu);
+    Expr previous = dot(j.var, g.var, p.var, m.var);
+    dot(j.var, g.var, p.var, m.var) = gpu::dot4_i8((word >> 4) & low_nibbles, a_pairs(1, row, m.var),
+                                                   gpu::dot4_i8(word & low_nibbles, a_pairs(0, row, m.var), previous));
+    d.reduce_axes.push_back(ReduceAxis{"r", r, BQ});
+  } else {
+    RDom r(0, 4, 0, 2, 0, BQ, "r");
+    Expr row = g.var * BQ + r.z;
+    Expr packed = q.W.byte(4 * j.var + r.x, row, p.var);
+    Expr code = select(r.y == 0, packed & 15, packed >> 4);
+    dot(j.var, g.var, p.var, m.var) += cast<int32_t>(code) * cast<int32_t>(a_pairs(r.x, r.y, row, m.var));
+    d.reduce_axes.push_back(ReduceAxis{"r", r, B});
+  }
 
   RDom blocks(0, groups_count, "blocks");
   Expr wg = workload.format.k_group > 0 ? Expr(blocks) : Expr(0);
@@ -149,7 +178,8 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel) {
   if (workload.has_bias) y += q.beta * q.bias(n.var);
   output(n.var, m.var) = apply_output_epilogue(y, workload.epilogue, q.residual(n.var, m.var));
 
-  d.reduce_axes = {ReduceAxis{"k", blocks, groups_count}, ReduceAxis{"r", r, B}, ReduceAxis{"in_block", in_block, B}};
+  d.reduce_axes.push_back(ReduceAxis{"k", blocks, groups_count});
+  d.reduce_axes.push_back(ReduceAxis{"in_block", in_block, B});
   d.extents = {{"M", M}, {"K", K}, {"N", output.output_buffer().dim(0).extent()}};
   q.A.dim(0).set_min(0).dim(1).set_min(0);
   q.bias.dim(0).set_min(0);
@@ -157,8 +187,8 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel) {
   output.output_buffer().dim(0).set_min(0).dim(1).set_min(0);
 
   d.output = output;
-  d.stages = {{"a", a}, {"a_max", a_max}, {"a_q", a_q}, {"a_pairs", a_pairs}, {"a_sum", a_sum}, {"dot", dot},
-              {"acc", acc}};
+  d.stages = {{"a", a},         {"a_max", a_max}, {"a_q", a_q}, {layout.words ? "a_words" : "a_pairs", a_pairs},
+              {"a_sum", a_sum}, {"dot", dot},     {"acc", acc}};
   set_arguments(q);
   return q;
 }

@@ -73,5 +73,11 @@ bool block_sums_apply(const QMatMulWorkload& workload);
 //                        4-way u8 x s8 dot products once b is vectorized innermost)
 //   "acc"(j, p, m)     = sum over the blocks "k" of float(dot - offset * a_sum) * a_scale * w_scale
 QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel);
+// The same for `layout` (vnni). With layout.words, the GPU form: the weight read a word (8 codes) at a
+// time and A's int8 values packed the same way,
+//   "a_words"(h, kq, m) = a_q(8kq + h), a_q(8kq + 2 + h), ... as the 4 bytes of a uint32
+//   "dot"(j, g, p, m)   = over the block's words "r": dot4_i8(low nibbles of the word, a_words(0, ..)) +
+//                         dot4_i8(high nibbles, a_words(1, ..))    (dsl/gpu/emit_kernel.h)
+QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, const Int4Layout& layout);
 
 }  // namespace tetra::dsl

@@ -184,10 +184,9 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
   Result<Int4Format> format = int4_format_of(w, trans_b);
   if (!format) return format.failure();
   const bool by_eight = layout.vnni || layout.words;
-  if (layout.panel <= 0 || layout.k_align <= 0 || layout.k_align % (by_eight ? 8 : 2) != 0 ||
-      (layout.vnni && layout.words))
+  if (layout.panel <= 0 || layout.k_align <= 0 || layout.k_align % (by_eight ? 8 : 2) != 0)
     return unsupported(w, std::string("the panel width must be positive and k_align a positive multiple of ") +
-                              (by_eight ? "8" : "2") + ", and words and vnni exclusive");
+                              (by_eight ? "8" : "2"));
   Int4Format weight_format = layout.vnni ? int8_kernel_format(format.value()) : format.value();
   if (as) {
     if (Status st = check_packable(weight_format, *as); !st) return st.failure();
@@ -205,7 +204,14 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
     if (f.k_group > 0 && layout.k_align % f.k_group != 0)
       return unsupported(w, "the int8-dot-product packing pads K to whole k-groups: k_align " +
                                 std::to_string(layout.k_align) + " is not a multiple of " + std::to_string(f.k_group));
-    return pack_vnni(w, trans_b, layout, f, K, N);
+    PackedInt4Buffers vnni = pack_vnni(w, trans_b, layout, f, K, N);
+    if (layout.words) {  // the same bytes, a column's 4 as one little-endian uint32
+      const Halide::Runtime::Buffer<>& bytes = vnni.packed;
+      Halide::Runtime::Buffer<uint32_t> words(bytes.dim(0).extent() / 4, bytes.dim(1).extent(), bytes.dim(2).extent());
+      std::memcpy(words.data(), bytes.data(), bytes.size_in_bytes());
+      vnni.packed = std::move(words);
+    }
+    return vnni;
   }
   int64_t P = layout.panel, panels = (N + P - 1) / P;
   int64_t KP = (K + layout.k_align - 1) / layout.k_align * layout.k_align / 2;  // packed rows, padded

@@ -94,7 +94,8 @@ struct Int4Layout {
   bool vnni = false;  // the int8-dot-product packing above (k_align a multiple of 8)
   // The nibbles of 8 consecutive k of one column in one uint32 word (the first k in the low nibble),
   // words laid out as the bytes are: (P, Ka/8, panels). A GPU thread loads 8 weights at once, 128 bytes
-  // a wave of 32. k_align a multiple of 8.
+  // a wave of 32. k_align a multiple of 8. With vnni: the vnni packing's 4 bytes of a column as one
+  // uint32 (P, Ka/8, panels), for GPU int8 dot products.
   bool words = false;
 
   std::string describe() const;  // "64/32", "64/32 vnni"
@@ -105,7 +106,8 @@ struct PackedInt4Buffers {
   int64_t K = 0, N = 0;
   Int4Layout layout;
   Int4Format format;
-  // uint8 (P, ceil(K/2), panels); words: uint32 (P, Ka/8, panels); vnni: (4P, Ka/8, panels); float: (P, Ka, panels)
+  // uint8 (P, ceil(K/2), panels); words: uint32 (P, Ka/8, panels); vnni: (4P, Ka/8, panels), or uint32
+  // (P, Ka/8, panels) with words; float: (P, Ka, panels)
   Halide::Runtime::Buffer<> packed;
   Halide::Runtime::Buffer<> scale;          // (P or 1, groups, panels or 1), float32 or float16
   Halide::Runtime::Buffer<int8_t> zero;     // shaped as scale; undefined without zero points

@@ -45,12 +45,16 @@ dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const st
   return lowered;
 }
 
+QMatMulDef define_gpu_qmatmul(const QMatMulWorkload& workload, const dsl::Int4Layout& layout) {
+  return workload.int8_activations ? dsl::define_qmatmul_int8(workload, layout) : dsl::define_qmatmul(workload, layout);
+}
+
 dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
                                           const TargetSpec& target, const std::string& name) {
   if (Status st = check_gpu_target(target); !st) return st.failure();
   if (Status st = check_qmatmul_schedule(workload, schedule, target); !st) return st.failure();
   const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
-  QMatMulDef q = dsl::define_qmatmul(workload, t->layout(schedule));
+  QMatMulDef q = define_gpu_qmatmul(workload, t->layout(schedule));
   try {
     if (Status st = t->apply(q, schedule, target); !st) return st.failure();
   } catch (const Halide::Error& e) {

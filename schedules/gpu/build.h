@@ -27,6 +27,10 @@ struct GpuKernels {
 dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const std::vector<Halide::Argument>& args,
                                             const Schedule& schedule, const std::string& name);
 
+// The algorithm a GPU template of `layout` computes for `workload`: define_qmatmul, or with int8
+// activations define_qmatmul_int8.
+QMatMulDef define_gpu_qmatmul(const QMatMulWorkload& workload, const dsl::Int4Layout& layout);
+
 // `schedule` (checked against `target`, a hip target) applied to `workload`, its kernels captured under
 // `name` (a C identifier). Every step's failure names the step.
 dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,

@@ -163,3 +163,133 @@ dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& w, const Schedul
 }
 
 }  // namespace tetra::schedules
+
+// ---- int8 activations: gpu_int4_gemv_a8 ----
+
+namespace tetra::schedules {
+
+namespace {
+constexpr const char* kA8Name = "gpu_int4_gemv_a8";
+}  // namespace
+
+KnobSpace gpu_int4_gemv_a8_space(const QMatMulWorkload& w, const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  std::vector<int64_t> splits;
+  for (int64_t s : {1, 2, 4, 8, 16, 32})
+    if (s == 1 || w.K / w.activation_block() >= s) splits.push_back(s);
+  KnobSpace s;
+  s.template_name = kA8Name;
+  s.family = target.family;
+  s.knobs = {
+      {"tile_n", dsl::int_values({wave, 2 * wave, 4 * wave})},
+      // Threads per column: each sums every split_k-th k-block, reduced in workgroup memory.
+      {"split_k", dsl::int_values(splits)},
+      // Adjacent columns per thread: each packed activation word serves thread_n weight words.
+      {"thread_n", dsl::int_values({1, 2, 4})},
+      // Fixed by the workload (the k-block A is quantized in); recorded so the layout follows from the
+      // schedule alone.
+      {"block", dsl::int_values({w.activation_block()})},
+  };
+  return s;
+}
+
+Schedule gpu_int4_gemv_a8_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  // As the float32 GEMV's default: split the k-blocks until the reference GPU has about 4 waves per SIMD.
+  Schedule f = gpu_int4_gemv_default(w, target);
+  const int64_t blocks = w.K / w.activation_block();
+  int64_t split = 1;
+  while (split < f.get_int("split_k") && blocks / (2 * split) >= 2) split *= 2;
+  Schedule s;
+  s.template_name = kA8Name;
+  s.knobs = {
+      {"tile_n", f.get_int("tile_n")}, {"split_k", split}, {"thread_n", int64_t(1)}, {"block", w.activation_block()}};
+  return s;
+}
+
+Status gpu_int4_gemv_a8_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
+  if (!w.int8_activations) return Failure{FailureKind::Unsupported, kA8Name, "int8 activations only"};
+  if (s.get_int("tile_n") / s.get_int("thread_n") * s.get_int("split_k") > 1024)
+    return Failure{FailureKind::KnobConflict, "split_k", "tile_n / thread_n x split_k threads exceed 1024 per block"};
+  if (s.get_int("tile_n") % s.get_int("thread_n") != 0)
+    return Failure{FailureKind::KnobConflict, "thread_n", "thread_n must divide tile_n"};
+  return dsl::ok_status();
+}
+
+dsl::Int4Layout gpu_int4_gemv_a8_layout(const Schedule& s) {
+  dsl::Int4Layout layout{int(s.get_int("tile_n")), int(s.get_int("block")), /*vnni=*/true};
+  layout.words = true;  // a thread loads a column's 8 codes at once
+  return layout;
+}
+
+Status apply_gpu_int4_gemv_a8(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const int P = int(s.get_int("tile_n")), S = int(s.get_int("split_k")), C = int(s.get_int("thread_n"));
+  const int T = P / C;  // threads per column group; the block is T x S threads
+  const dsl::ComputeDef& d = q.def;
+  Func out = d.output, acc = d.stage("acc"), dot = d.stage("dot");
+  Func a_max = d.stage("a_max"), a_words = d.stage("a_words"), a_sum = d.stage("a_sum");
+  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p"), g = d.var("g"), h = d.var("h"), kq = d.var("kq");
+  RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar();
+  // K is the workload's, so the block's staged activations have constant sizes.
+  q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
+
+  Var no("no"), ni("ni"), nt("nt"), nc("nc"), jt("jt"), jc("jc"), u("u");
+  out.split(n, no, ni, P, TailStrategy::GuardWithIf).reorder(ni, no, m).gpu_blocks(no, m);
+  out.split(ni, nt, nc, C).reorder(nc, nt).gpu_threads(nt).unroll(nc);
+
+  // Each block quantizes its row of A into workgroup memory, all T x S threads sharing the work: the
+  // k-blocks' maxima, then the packed int8 words and the blocks' sums (a_q recomputed inline, from a_max).
+  Var xa("xa"), xb("xb"), xo("xo");
+  auto spread = [&](Func f, Var x) {
+    f.compute_at(out, no).store_in(MemoryType::GPUShared);
+    f.split(x, xo, xa, T * S, TailStrategy::GuardWithIf).split(xa, xb, xa, T).reorder(xa, xb, xo).gpu_threads(xa, xb);
+  };
+  spread(a_max, g);
+  a_max.update()
+      .split(g, xo, xa, T * S, TailStrategy::GuardWithIf)
+      .split(xa, xb, xa, T)
+      .reorder(d.reduce("in_block").rvar(), xa, xb, xo)
+      .gpu_threads(xa, xb);
+  spread(a_words, kq);
+  a_words.reorder(h, xa, xb, xo).unroll(h);
+  spread(a_sum, g);
+  a_sum.update()
+      .split(g, xo, xa, T * S, TailStrategy::GuardWithIf)
+      .split(xa, xb, xa, T)
+      .reorder(d.reduce("in_block").rvar(), xa, xb, xo)
+      .gpu_threads(xa, xb);
+
+  // acc(j, p, m): the panel's columns, C a thread (dsl/gpu/private_arrays.h). Thread (jt, u) sums the
+  // k-blocks u, u + S, ... of its C columns in registers (part), then writes them to workgroup memory;
+  // after Halide's barrier, acc adds a column's S parts.
+  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1);
+  acc.split(j, jt, jc, C).reorder(jc, jt).gpu_threads(jt).unroll(jc);
+  RVar ko("ko"), ku("ku");
+  acc.update().split(blocks, ko, ku, S, TailStrategy::GuardWithIf);
+  Func part = acc.update().rfactor(ku, u);
+  acc.update().split(j, jt, jc, C).gpu_threads(jt).unroll(jc);
+  Func shared = part.in(acc);
+  shared.compute_at(out, no).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1);
+  shared.split(j, jt, jc, C).reorder(jc, jt, u).gpu_threads(jt, u).unroll(jc);
+  part.compute_at(shared, jt).store_in(MemoryType::Register).bound_extent(j, C);
+  part.update().reorder(j, ko).unroll(j);
+  // A k-block's integer dot products of the thread's C columns, in registers: its words unrolled.
+  dot.compute_at(part, ko).store_in(MemoryType::Register).unroll(j);
+  dot.update().reorder(j, r).unroll(j).unroll(r);
+  return dsl::ok_status();
+}
+
+dsl::KernelTraffic gpu_int4_gemv_a8_traffic(const QMatMulWorkload& w, const Schedule& s) {
+  // The weight once per row of A; A read and quantized by every block (from cache: counted once); two
+  // 4-way dot products per word of 8 weights, and a multiply-add per k-block and column.
+  const int64_t P = s.get_int("tile_n"), S = s.get_int("split_k");
+  const double M = double(w.M), K = double(w.K), N = double(w.N);
+  dsl::KernelTraffic t;
+  t.global_bytes = M * gpu_weight_bytes(w) + M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
+  t.valu_ops = M * N * K / 8 * 4 + M * N * K / double(w.activation_block()) * 3;
+  t.lds_bytes = M * N * double(S) * 4 * 2 + M * double((w.N + P - 1) / P) * K * 2;
+  t.blocks = (w.N + P - 1) / P * w.M;
+  t.threads_per_block = P / s.get_int("thread_n") * S;
+  return t;
+}
+
+}  // namespace tetra::schedules

@@ -21,4 +21,16 @@ dsl::Int4Layout gpu_int4_gemv_layout(const Schedule& schedule);
 Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
 dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
+// The same GEMV for int8 activations (define_qmatmul_int8 with the vnni words layout): each block
+// quantizes its row of A per k-block into workgroup memory, then a thread's 8 codes of a column (one
+// uint32) meet 8 int8 activations in two 4-way dot products (dsl/gpu/emit_kernel.h dot4_i8: v_dot4 on AMD,
+// dp4a on NVIDIA), one multiply-add per k-block turning the integer sum into float32. split_k threads per
+// column divide the k-blocks; thread_n adjacent columns per thread share each activation word.
+dsl::KnobSpace gpu_int4_gemv_a8_space(const QMatMulWorkload& workload, const TargetSpec& target);
+Schedule gpu_int4_gemv_a8_default(const QMatMulWorkload& workload, const TargetSpec& target);
+Status gpu_int4_gemv_a8_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+dsl::Int4Layout gpu_int4_gemv_a8_layout(const Schedule& schedule);
+Status apply_gpu_int4_gemv_a8(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
+dsl::KernelTraffic gpu_int4_gemv_a8_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
+
 }  // namespace tetra::schedules

@@ -256,17 +256,20 @@ TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no s
   REQUIRE(device_compiler().ok());  // clang-19 (scripts/setup.sh)
   fs::path dir = work_dir("archs");
   // The GEMV: int4 blocks of 32 with float32 scales, split_k 1; with float16 scales (float16
-  // arithmetic), split_k 4. The GEMM (A staged in workgroup memory, accumulators in registers).
-  for (int variant = 0; variant < 3; ++variant) {
+  // arithmetic), split_k 4; word loads, split_k 8, 4 columns a thread (whose block-wide accumulators
+  // dsl/gpu/private_arrays.h must bring down to the thread's 4, guarded tail included). The GEMM (A staged
+  // in workgroup memory, accumulators in registers).
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool gemm = variant == 3;
     test::WeightSpec spec;
     spec.f16_scale = variant == 1;
-    QMatMulWorkload w = workload_of(spec, variant == 2 ? 64 : 1, 4096, 4096);
-    Schedule s =
-        variant == 2 ? schedules::gpu_int4_gemm_default(w, gfx942()) : schedules::gpu_int4_gemv_default(w, gfx942());
-    if (variant < 2) s.knobs["split_k"] = int64_t(variant == 0 ? 1 : 4);
+    QMatMulWorkload w = workload_of(spec, gemm ? 64 : 1, 4096, 4096);
+    Schedule s = gemm ? schedules::gpu_int4_gemm_default(w, gfx942()) : schedules::gpu_int4_gemv_default(w, gfx942());
+    if (!gemm) s.knobs["split_k"] = int64_t(variant == 0 ? 1 : variant == 1 ? 4 : 8);
+    if (variant == 2) s.knobs["thread_n"] = int64_t(4), s.knobs["load_bytes"] = int64_t(4);
     const int64_t threads =
-        variant == 2 ? (s.get_int("tile_n") / s.get_int("thread_n")) * (s.get_int("tile_m") / s.get_int("thread_m"))
-                     : s.get_int("tile_n") * s.get_int("split_k");
+        gemm ? (s.get_int("tile_n") / s.get_int("thread_n")) * (s.get_int("tile_m") / s.get_int("thread_m"))
+             : s.get_int("tile_n") / s.get_int("thread_n", 1) * s.get_int("split_k");
     CapturedPipeline captured = capture(w, s);
     Result<std::string> hip = emit_kernels(captured.kernels, Dialect::Hip);
     REQUIRE(hip.ok());
@@ -463,4 +466,114 @@ TEST_CASE("GPU emitter refuses a schedule that vectorizes a GPU loop, by kernel"
     CHECK_THAT(source.failure().describe(), Catch::Contains("vec_k0"));
     CHECK_THAT(source.failure().describe(), Catch::Contains("scalar per lane"));
   }
+}
+
+namespace {
+
+// What resolving an int8-activation request gives for a weight of `spec` (k-blocked scales, or per n or
+// per tensor): the vnni kernel format, float16 scales widened.
+QMatMulWorkload int8_workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, int64_t N, bool bias_relu) {
+  QMatMulWorkload w = workload_of(spec, M, K, N, bias_relu);
+  w.int8_activations = true;
+  w.format = int8_kernel_format(w.format);
+  REQUIRE(int8_activations_supported(w).ok());
+  return w;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "GPU int8-activation GEMV: every int8 form and random knob points match the int8 reference on an OpenCL "
+    "device",
+    "[gpu][int8]") {
+  if (!opencl_runs_here()) return;
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template("gpu_int4_gemv_a8");
+  REQUIRE(t);
+  REQUIRE(t->int8_activations);
+  fs::path dir = work_dir("gemv_a8");
+  std::vector<test::WeightSpec> specs(5);
+  specs[0].granularity = test::Granularity::BlockedK, specs[0].block = 32;
+  specs[1].type = DType::UInt4, specs[1].zero_point = true;  // MatMulNBits' form
+  specs[1].granularity = test::Granularity::BlockedK, specs[1].block = 16;
+  specs[2].granularity = test::Granularity::PerN;  // blocks of 32 activations, one scale per column
+  specs[3].type = DType::UInt4, specs[3].granularity = test::Granularity::PerTensor;
+  specs[4].granularity = test::Granularity::BlockedK, specs[4].block = 64, specs[4].f16_scale = true;
+  std::mt19937_64 rng(20261205);
+  int runs = 0;
+  // K past a whole number of blocks and of split_k; N past a whole panel; up to 8 rows.
+  for (const auto& [M, K, N] :
+       std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}})
+    for (size_t f = 0; f < specs.size(); ++f) {
+      QMatMulWorkload w = int8_workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
+      KnobSpace space = t->space(w, gfx942());
+      for (int i = 0, tries = 0; i <= 1 && tries < 100; ++tries) {
+        Schedule s = i == 0 ? t->default_schedule(w, gfx942()) : space.sample(rng);
+        if (!t->check_conflicts(w, s, gfx942()).ok()) continue;
+        ++i;
+        INFO(w.key() << " " << s.to_string());
+        CapturedPipeline captured = capture(w, s);
+        ProgramRun run = run_on_device(w, s, captured, specs[f], 7 + runs, dir);
+        INFO(run.output);
+        CHECK(run.status == 0);  // ran, and matched the int8 reference
+        ++runs;
+      }
+    }
+  CHECK(runs == 30);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("GPU int8-activation GEMV: each AMD arch's own 4-way dot instruction, no spills, and dp4a in the PTX",
+          "[gpu][int8]") {
+  Result<std::string> clang = device_compiler();
+  REQUIRE(clang.ok());  // clang-19 (scripts/setup.sh)
+  const std::string objdump = "llvm-objdump" + clang.value().substr(clang.value().find("clang") + 5);
+  fs::path dir = work_dir("gemv_a8_archs");
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  QMatMulWorkload w = int8_workload_of(spec, 1, 4096, 4096, false);
+  Schedule s = schedules::gpu_int4_gemv_a8_default(w, gfx942());
+  s.knobs["split_k"] = int64_t(4), s.knobs["thread_n"] = int64_t(2);
+  CapturedPipeline captured = capture(w, s);
+  Result<std::string> hip = emit_kernels(captured.kernels, Dialect::Hip);
+  REQUIRE(hip.ok());
+  for (const std::string& arch : amd_archs()) {
+    INFO(arch << " " << s.to_string());
+    std::string object = (dir / (arch + ".co")).string();
+    Status built = build_hip_code_object(hip.value(), arch, object);
+    INFO((built.ok() ? "" : built.failure().describe()));
+    REQUIRE(built.ok());
+    Result<std::vector<KernelResources>> resources = read_kernel_resources(object);
+    REQUIRE(resources.ok());
+    for (const KernelResources& k : resources.value()) {
+      CHECK(k.vgpr_spills == 0);
+      CHECK(k.sgpr_spills == 0);
+      CHECK(k.scratch_bytes == 0);
+    }
+    ProgramRun disassembly = run_program({objdump, "-d", object});
+    REQUIRE(disassembly.ok());
+    const std::string& code = disassembly.output;
+    // The instruction the arch's facts name (dsl/core/amd_arch.h), and never the other: a wrong fact
+    // either fails to build or shows here.
+    const bool mixed = find_amd_arch(arch)->int8_dot4 == Int8Dot4::Mixed;
+    CHECK((code.find("v_dot4_i32_iu8") != std::string::npos) == mixed);
+    CHECK((code.find("_i32_i8") != std::string::npos) == !mixed);  // v_dot4_i32_i8 or v_dot4c_i32_i8
+  }
+  Result<std::string> cuda = emit_kernels(captured.kernels, Dialect::Cuda);
+  REQUIRE(cuda.ok());
+  for (const std::string sm : {"sm_90", "sm_52"}) {
+    std::string ptx = (dir / (sm + ".ptx")).string();
+    Status built = build_ptx(cuda.value(), sm, ptx);
+    INFO(sm << " " << (built.ok() ? "" : built.failure().describe()));
+    REQUIRE(built.ok());
+    // dp4a from sm_61 on; before it, the plain arithmetic.
+    CHECK((read_text(ptx).find("dp4a.s32.s32") != std::string::npos) == (sm == std::string("sm_90")));
+  }
+  fs::remove_all(dir);
 }
