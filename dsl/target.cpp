@@ -270,11 +270,12 @@ Halide::Target halide_target_for(const CpuFeatures& f, Halide::Target::OS os) {
 }
 
 bool TargetSpec::has_int8_dot() const {
-  return is_cpu() && halide.arch == Halide::Target::X86 && int(tier_of(halide)) >= int(X86Tier::Avx512Vnni);
+  if (!is_cpu()) return true;
+  return halide.arch == Halide::Target::X86 && int(tier_of(halide)) >= int(X86Tier::Avx512Vnni);
 }
 
 Halide::Target int8_dot_target(const TargetSpec& target) {
-  check(target.has_int8_dot(), ErrorKind::Unsupported, target.name + " has no int8 dot products");
+  check(target.has_int8_dot() && target.is_cpu(), ErrorKind::Unsupported, target.name + " has no int8 dot products");
   return target.halide.with_feature(Halide::Target::AVX512_SapphireRapids);
 }
 

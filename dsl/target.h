@@ -61,7 +61,8 @@ struct TargetSpec {
   // Architectural SIMD registers: 32 with AVX-512 or on 64-bit Arm, 16 with AVX2; 0 for GPUs. Register
   // tiles (accumulators plus the operands of one step) are sized from it.
   int vector_registers() const;
-  // 4-way u8 x s8 dot products into int32 (AVX512-VNNI): what the int8-activation kernels need.
+  // 4-way int8 dot products into int32, what the int8-activation kernels need: AVX512-VNNI on a CPU;
+  // every GPU target, whose kernels choose their instruction per arch (dsl/gpu/emit_kernel.h dot4_i8).
   bool has_int8_dot() const;
 };
 

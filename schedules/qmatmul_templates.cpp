@@ -68,6 +68,13 @@ ResolvedQMatMul resolve_qmatmul(const QMatMulWorkload& requested, const TargetSp
   QMatMulWorkload workload = requested;
   workload.format = resolved.spec.weight;
   workload.int8_activations = resolved.spec.activations == dsl::ActivationMode::Int8;
+  if (workload.int8_activations && !target.is_cpu() && gpu_default_qmatmul_template(workload).empty()) {
+    // The GPU's int8 kernel is a GEMV: more rows run on the float32 GEMM, over the weight's own scales.
+    workload.int8_activations = false;
+    workload.format = requested.format;
+    return {workload,
+            "float32 activations: the GPU int8 kernel is a GEMV (M <= 8), not M = " + std::to_string(workload.M)};
+  }
   return {workload, resolved.note};
 }
 

@@ -475,6 +475,28 @@ TEST_CASE("tetra run and bench --target opencl run a model on the device", "[gpu
   CHECK_THAT(out, Catch::Contains("this machine's OpenCL device is opencl-"));
 }
 
+TEST_CASE("int8 activations on the OpenCL device: the int8 GEMV up to 8 rows, float32 past them",
+          "[gpu_model][opencl]") {
+  if (!opencl_runs_here("the GPU model tests")) return;
+  const std::string dir = temp_dir("gpu_model_int8");
+  std::mt19937 weights(fresh_seed());
+  const std::string fp32 = example_mlp(weights).save(dir + "/mlp.onnx"), mlp = dir + "/mlp_int4.onnx";
+  REQUIRE(run_command(tetra_cli() + " quantize " + fp32 + " -o " + mlp + " --bits 4 --block-size 16") == 0);
+  for (int rows : {2, 16}) {
+    std::string out;
+    const int status =
+        run_command(tetra_cli() + " run " + mlp + " --target opencl --random-inputs --shape x=" + std::to_string(rows) +
+                        ",64 --int8-activations --check --explain",
+                    &out);
+    INFO(out);
+    CHECK(status == 0);  // within the reference's int8 tolerance
+    CHECK_THAT(out, !Catch::Contains("FAIL"));
+    // The int4 MatMuls' kernels: the int8 GEMV for 2 rows; the float32 GEMM for 16, as resolved.
+    CHECK_THAT(out, Catch::Contains(rows <= 8 ? "gpu_int4_gemv_a8" : "gpu_int4_gemm"));
+    if (rows > 8) CHECK_THAT(out, !Catch::Contains("gpu_int4_gemv_a8"));
+  }
+}
+
 TEST_CASE("Data movement, ConvTranspose and squeeze-excite convs match the reference on the OpenCL device",
           "[gpu_model][opencl]") {
   if (!opencl_runs_here("the GPU model tests")) return;

@@ -71,10 +71,9 @@ std::pair<double, double> work_of(const Node& n, const Graph& bound) {
 void bench_gpu(const BenchOptions& opt) {
   check(opt.backend == "halide", ErrorKind::Invalid,
         "--target " + opt.target + " runs GPU kernels, not --backend " + opt.backend);
-  check(!opt.int8_activations, ErrorKind::Unsupported, "--int8-activations: the GPU kernels take float32 activations");
   Graph graph = load_model(opt.model);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
-  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, opt.repeat);
+  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, opt.repeat, opt.int8_activations);
   nlohmann::json report = {
       {"model", opt.model},           {"target", run.target},     {"device", run.device},
       {"repeat", opt.repeat},         {"mean_ms", run.timed_ms},  {"median_ms", run.median_ms},

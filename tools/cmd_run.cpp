@@ -109,8 +109,7 @@ void report(const RunOptions& opt, const Graph& graph, const TensorMap& inputs, 
 TensorMap run_gpu(const RunOptions& opt, Graph& graph, const TensorMap& inputs) {
   check(opt.backend == "halide", ErrorKind::Invalid,
         "--target " + opt.target + " runs GPU kernels, not --backend " + opt.backend);
-  check(!opt.int8_activations, ErrorKind::Unsupported, "--int8-activations: the GPU kernels take float32 activations");
-  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, 0);
+  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, 0, opt.int8_activations);
   graph = std::move(run.graph);
   std::cout << "device: " << run.device << " (" << run.target << "), " << run.launches << " kernel launches, "
             << std::setprecision(3) << run.first_ms << " ms with uploads\n";

@@ -29,8 +29,9 @@ struct GpuRun {
 };
 
 // Runs `model` on `inputs` on the target's device, then `timing_runs` more times, timed. `db`: the tuning
-// database folder ("" for the one beside the model, if any).
+// database folder ("" for the one beside the model, if any). `int8_activations`: its int4 MatMuls quantize
+// A to int8 where a GPU kernel does (apply_int8_activations).
 GpuRun run_on_gpu(const std::string& model, const std::map<std::string, Tensor>& inputs, const std::string& target,
-                  const std::string& db, int timing_runs);
+                  const std::string& db, int timing_runs, bool int8_activations);
 
 }  // namespace tetra::cli

@@ -333,8 +333,8 @@ void add_qmatmul(JobBuilder& b, const Node& node) {
     const int64_t M = gemm->workload.M, K = gemm->workload.K;
     a = copy(b, node, a, {K, M}, {M, K}, {1, 0}, {0, 0}, {1, 1}, "gpu transpose (Gemm's transA)");
   }
-  const dsl::QMatMulWorkload& wl = gemm->workload;
-  check(!wl.int8_activations, ErrorKind::Unsupported, node.label() + ": GPU kernels take float32 activations");
+  // int8 activations (a request): the int8 GEMV where the target runs one, else float32 (resolve_qmatmul).
+  const dsl::QMatMulWorkload wl = schedules::resolve_qmatmul(gemm->workload, b.target_).workload;
   ScheduleChoice choice;
   GpuKernels lowered = lower_with_record(
       b.schedules_ ? b.schedules_->for_qmatmul(wl) : std::nullopt,
