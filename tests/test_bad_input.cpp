@@ -285,7 +285,7 @@ TEST_CASE("a quote in the kernel-cache path is a character of the path, never sh
   CHECK_FALSE(fs::exists(witness));
 }
 
-TEST_CASE("input and argument errors exit 2 naming the culprit; none reaches exit 3", "[bad-input][cli]") {
+TEST_CASE("input and argument errors exit 2 naming the culprit, and none reaches exit 3", "[bad-input][cli]") {
   std::string dir = temp_dir("exit_codes");
   ModelBuilder b(21);
   b.input("x", DType::Float32, {4});

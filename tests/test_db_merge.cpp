@@ -122,7 +122,7 @@ TEST_CASE("db merge: the rule keeps one record per measurement, whatever the ord
   CHECK(dumps(tuner::merge_record_sets(merged)) == expected);  // merging the result again changes nothing
 }
 
-TEST_CASE("db merge: shards merged in any order give the same file; a second merge changes nothing",
+TEST_CASE("db merge: shards merged in any order give the same file, and a second merge changes nothing",
           "[db][merge]") {
   std::string root = temp_dir("db_merge_order");
   std::vector<std::string> shards = make_shards(root);

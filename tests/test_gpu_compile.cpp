@@ -197,7 +197,7 @@ TEST_CASE("tetra compile --target hip uses the database's records for each arch"
   }
 }
 
-TEST_CASE("tetra compile --target hip: convs get GPU kernels; bad targets are refused", "[cli][gpu]") {
+TEST_CASE("tetra compile --target hip: convs get GPU kernels, and bad targets are refused", "[cli][gpu]") {
   std::string dir = temp_dir("gpu_compile_errors");
   std::string model = two_layer_model(dir);
   fs::path out = fs::path(dir) / "out";

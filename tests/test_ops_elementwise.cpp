@@ -494,7 +494,7 @@ TEST_CASE("Cast works for every pair of supported types", "[elementwise]") {
   }
 }
 
-TEST_CASE("CastLike takes the type of input 1; unsupported targets fail", "[elementwise]") {
+TEST_CASE("CastLike takes the type of input 1, and unsupported targets fail", "[elementwise]") {
   Tensor x = floats({3}, {1.5, -2.5, 9});
   Tensor like = ints(DType::Int4, {1}, {0});
   Node n = make_node("CastLike", 21, {{"saturate", int_attr(1)}});
