@@ -68,6 +68,7 @@ void add_qmatmul_jobs(Bundle& b, const std::string& template_name,
   for (const auto& [M, K, N] : shapes)
     for (size_t f = 0; f < specs.size(); ++f) {
       QMatMulWorkload w = qmatmul_workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
+      if (t->int8_activations) w.int8_activations = true, w.format = int8_kernel_format(w.format);
       KnobSpace space = t->space(w, b.target);
       for (int i = 0, tries = 0; i < 2 && tries < 100; ++tries) {
         Schedule s = i == 0 ? t->default_schedule(w, b.target) : space.sample(rng);
@@ -194,6 +195,76 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
             std::to_string(bytes >> 20) + " MiB) " + s.to_string());
 }
 
+// The int8-activation GEMV (gpu_int4_gemv_a8; int4 in k-blocks of 32, float32 scales) of K x N at each of
+// `points`, on seeded data, timed, and checked against the int8 arithmetic computed here in double: A
+// quantized per block as the kernels do (Int8ActivationReference), the codes read from the seeded words.
+void add_int8_bandwidth_jobs(Bundle& b, int64_t K, int64_t N, const std::vector<Schedule>& points) {
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  QMatMulWorkload w = qmatmul_workload_of(spec, 1, K, 64);
+  w.N = N, w.int8_activations = true, w.format = int8_kernel_format(w.format);
+  const int64_t block = w.activation_block(), groups = K / block;
+  REQUIRE(K % block == 0);
+  Halide::Buffer<float> A(static_cast<int>(K), 1);
+  nlohmann::json a_entry = fill_entry(A, 101, -1.0, 1.0);
+  const Int8ActivationReference a8(A.data(), 1, K, block);
+  // The weight's words and scales for the widest panel; a narrower panel is the same values re-laid.
+  std::vector<double> want, magnitude;
+  int reference_panel = 0;
+  for (const Schedule& s : points) {
+    REQUIRE(schedules::check_qmatmul_schedule(w, s, b.target).ok());
+    const Int4Layout layout = schedules::find_qmatmul_template(s.template_name)->layout(s);
+    const int P = layout.panel, panels = int((N + P - 1) / P);
+    // The packed shapes of one panel, widened to N panels.
+    Result<PackedInt4Buffers> one_panel = pack_int4_weight(test::random_weight(K, P, spec, 1), false, layout);
+    REQUIRE(one_panel.ok());
+    REQUIRE(!one_panel.value().zero.data());
+    Halide::Runtime::Buffer<> packed = with_last_extent(one_panel.value().packed, panels);
+    Halide::Runtime::Buffer<> scales = with_last_extent(one_panel.value().scale, panels);
+    REQUIRE(packed.type() == halide_type_of<uint32_t>());
+    REQUIRE(scales.type() == halide_type_of<float>());
+    const bool per_n = scales.dim(0).extent() == P;
+    nlohmann::json packed_entry = fill_entry(packed, 102, 0, std::ldexp(1.0, 32) - 1);
+    nlohmann::json scale_entry = fill_entry(scales, 103, 0.002, 0.02);
+    const Halide::Runtime::Buffer<uint32_t> words(packed);
+    const Halide::Runtime::Buffer<float> scale(scales);
+    if (P != reference_panel) {  // y[n] = sum over blocks of a_scale w_scale sum a_q (u - 8), in double
+      reference_panel = P;
+      want.assign(size_t(N), 0.0), magnitude.assign(size_t(N), 0.0);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t g = 0; g < groups; ++g) {
+          int64_t dot = 0, size = 0;
+          for (int64_t k = g * block; k < (g + 1) * block; ++k) {
+            uint32_t word = words(int(n % P), int(k / 8), int(n / P));
+            int code = int((word >> (8 * ((k % 8) / 2) + 4 * (k % 2))) & 15) - 8;
+            dot += int64_t(a8.q(0, k)) * code, size += std::abs(int64_t(a8.q(0, k)) * code);
+          }
+          const double s = double(a8.scale(0, g)) * double(scale(per_n ? int(n % P) : 0, int(g), int(n / P)));
+          want[size_t(n)] += double(dot) * s, magnitude[size_t(n)] += double(size) * s;
+        }
+    }
+    std::ostringstream name;
+    name << "bandwidth_gemv_a8_" << K << "x" << N << "_" << P << "_" << s.get_int("split_k") << "_"
+         << s.get_int("thread_n");
+    fs::path dir = b.next(name.str());
+    CapturedPipeline captured = capture_qmatmul(w, s, b.target);
+    nlohmann::json job = kernel_job(captured.kernels, b.dialect, dir);
+    job["scalars"] = {{"alpha", 1.0}, {"beta", 1.0}};
+    job["buffers"]["A"] = a_entry;
+    job["buffers"]["W_packed"] = packed_entry;
+    job["buffers"]["W_scale"] = scale_entry;
+    job["buffers"]["qmatmul"] = {{"type", "f32"}, {"extents", {N, 1}}};
+    std::vector<float> tolerance(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) tolerance[size_t(n)] = float(1e-5 * (1 + magnitude[size_t(n)]));
+    job["check"] = {check_entry(dir, "qmatmul", std::vector<float>(want.begin(), want.end()), tolerance)};
+    const int64_t bytes = int64_t(packed.size_in_bytes() + scales.size_in_bytes()) + K * 4 + N * 4;  // W, A, Y
+    job["timing"] = {{"runs", 50}, {"bytes", bytes}};
+    b.add(dir, job,
+          "GEMV 1x" + std::to_string(K) + "x" + std::to_string(N) + " int4/32 f32, int8 activations (" +
+              std::to_string(bytes >> 20) + " MiB) " + s.to_string());
+  }
+}
+
 struct BundleOptions {
   fs::path dir;
   std::string dialect = "cuda";  // or "opencl"
@@ -221,6 +292,7 @@ size_t write_bundle(const BundleOptions& o) {
   if (o.kernel_jobs) {
     add_qmatmul_jobs(b, "gpu_int4_gemv", {{1, 256, 200}, {3, 96, 130}, {2, 512, 64}}, 20261204);
     add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
+    add_qmatmul_jobs(b, "gpu_int4_gemv_a8", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261207);
     add_conv_jobs(b, 20261206);
   }
   // The bandwidth grid: the default, and every legal (tile_n, split_k, thread_n) with word loads (byte
@@ -245,6 +317,24 @@ size_t write_bundle(const BundleOptions& o) {
     // Float16 and float32 scales: float16's rounding of each weight costs conversions.
     for (bool f16_scale : {true, false})
       for (const Schedule& s : points) add_bandwidth_job(b, K, N, s, f16_scale);
+    // int8 activations: the default, and (tile_n, split_k, thread_n) around the float GEMV's best points.
+    test::WeightSpec blocked;
+    blocked.granularity = test::Granularity::BlockedK, blocked.block = 32;
+    QMatMulWorkload w8 = qmatmul_workload_of(blocked, 1, K, 64);
+    w8.N = N, w8.int8_activations = true, w8.format = int8_kernel_format(w8.format);
+    Schedule d8 = schedules::gpu_int4_gemv_a8_default(w8, b.target);
+    std::vector<Schedule> points8 = {d8};
+    for (int64_t tile_n : {64, 128})
+      for (int64_t split_k : {8, 16, 32})
+        for (int64_t thread_n : {1, 2, 4}) {
+          Schedule s = d8;
+          s.knobs["tile_n"] = tile_n, s.knobs["split_k"] = split_k, s.knobs["thread_n"] = thread_n;
+          if (s.to_string() != d8.to_string() && schedules::check_qmatmul_schedule(w8, s, b.target).ok())
+            points8.push_back(s);
+        }
+    std::stable_sort(points8.begin(), points8.end(),
+                     [](const Schedule& x, const Schedule& y) { return x.get_int("tile_n") < y.get_int("tile_n"); });
+    add_int8_bandwidth_jobs(b, K, N, points8);
   }
   std::ofstream(b.dir / "bundle.json")
       << nlohmann::json{{"dialect", o.dialect}, {"copy_bytes", o.copy_bytes}, {"jobs", b.jobs}}.dump(1) << "\n";
@@ -273,7 +363,7 @@ TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written f
       o.gemv.push_back({K, N});
     }
   }
-  CHECK(write_bundle(o) > (o.kernel_jobs ? 72u : 0u));  // 48 QMatMul and 24 conv jobs, then the GEMV grid
+  CHECK(write_bundle(o) > (o.kernel_jobs ? 102u : 0u));  // 78 QMatMul and 24 conv jobs, then the GEMV grids
 }
 
 // The bundle's path end to end on pocl: seeded inputs made by tetra-device, the reference made here from
@@ -297,10 +387,13 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   std::ifstream in(o.dir / "results.json");
   nlohmann::json results = nlohmann::json::parse(in);
   REQUIRE(results["jobs"].size() == jobs);
+  int int8_jobs = 0;
   for (const nlohmann::json& row : results["jobs"]) {
     CHECK_FALSE(row.contains("error"));
     CHECK(row["gb_per_s"].get<double>() > 0);
+    int8_jobs += row["job"].get<std::string>().find("gemv_a8") != std::string::npos;
   }
+  CHECK(int8_jobs >= 4);  // the int8-activation GEMV's default and grid, checked against the int8 arithmetic
 
   // One output of the first job's reference moved past its tolerance.
   const std::string first = results["jobs"][0]["job"];

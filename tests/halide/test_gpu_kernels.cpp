@@ -177,6 +177,7 @@ TEST_CASE("GPU int4 GEMV: a thread's adjacent weight words, scales and activatio
       CHECK(count(code.str(), "ld.global.nc.v4.u32") > 0);
       CHECK(count(code.str(), "ld.global.nc.u32") == 0);
       CHECK(count(code.str(), "ld.global.nc.v4.f32") > 0);
+      CHECK(count(code.str(), "ld.local") == 0);  // the accumulators in registers (dsl/gpu/private_arrays.h)
     }
   fs::remove_all(dir);
 }
