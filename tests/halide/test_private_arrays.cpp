@@ -78,3 +78,23 @@ TEST_CASE("private arrays: an offset that changes in the array's lifetime, or di
   CHECK(is_const(two.extents[0], 1024));
   CHECK_FALSE(is_const(two.indices[0]));
 }
+
+TEST_CASE("private arrays: a remainder the thread extents make the identity is read through, else kept", "[gpu]") {
+  // A guarded tail's column as lowering leaves it: acc[((no*64 + tx)*2 + 1) % 128] is acc[tx*2 + 1], since
+  // no*128 drops out and tx*2 + 1 < 128 for the 64 threads.
+  const Expr no = Variable::make(Int(32), "no");
+  Stmt body = Block::make(store(tx * 2, 1.0f), store(((no * 64 + tx) * 2 + 1) % 128, 2.0f));
+  body = Block::make(body, Evaluate::make(load(tx * 2 + 1)));
+  Seen after = seen(localize_private_arrays(in_thread_loop(body)));
+  REQUIRE(after.extents.size() == 1);
+  CHECK(is_const(after.extents[0], 2));
+  REQUIRE(after.indices.size() == 3);
+  CHECK(is_const(after.indices[0], 0));
+  CHECK(is_const(after.indices[1], 1));
+  CHECK(is_const(after.indices[2], 1));
+  // % 64: tx*2 + 1 reaches 127, so the remainder wraps and the index is not tx*2 + 1.
+  Stmt wraps = Block::make(store(tx * 2, 1.0f), store(((no * 32 + tx) * 2 + 1) % 64, 2.0f));
+  Seen kept = seen(localize_private_arrays(in_thread_loop(wraps)));
+  CHECK(is_const(kept.extents[0], 1024));
+  CHECK_FALSE(is_const(kept.indices[1]));
+}
