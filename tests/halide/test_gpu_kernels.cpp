@@ -4,6 +4,7 @@
 // kernels' HIP source is built for every AMD arch with 0 spills, and their CUDA source to PTX.
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -204,11 +205,20 @@ TEST_CASE("The words packing holds a column's 8 consecutive k in one uint32, fir
             const uint32_t want = (b[j + 8 * (kq + 20 * p)] >> (4 * (nib % 2))) & 15;
             CHECK(((u[j + 8 * (kw + 5 * p)] >> (4 * nib)) & 15) == want);
           }
-    // The layouts do not mix: words with vnni, or words with a k_align of 2, are refused.
-    Int4Layout bad = layout;
-    bad.vnni = true;
-    CHECK_FALSE(pack_int4_weight(weight, false, bad).ok());
-    bad = Int4Layout{8, 2};
+    // Words with vnni (the int8 GEMV's): the vnni packing's bytes, a column's 4 as one uint32 (P, Ka/8, panels).
+    Int4Layout vnni{8, 32, /*vnni=*/true};  // k_align whole k-blocks of 32
+    PackedInt4Buffers vnni_bytes = pack_int4_weight(weight, false, vnni).value();
+    vnni.words = true;
+    PackedInt4Buffers vnni_words = pack_int4_weight(weight, false, vnni).value();
+    REQUIRE(vnni_words.packed.type() == halide_type_t(halide_type_uint, 32));
+    REQUIRE(vnni_words.packed.dim(0).extent() == 8);
+    REQUIRE(vnni_words.packed.dim(1).extent() == 8);  // 37 k padded to 64
+    REQUIRE(vnni_words.packed.dim(2).extent() == 3);
+    REQUIRE(vnni_words.packed.size_in_bytes() == vnni_bytes.packed.size_in_bytes());
+    CHECK(std::memcmp(vnni_words.packed.data(), vnni_bytes.packed.data(), vnni_bytes.packed.size_in_bytes()) == 0);
+    CHECK(vnni_words.format == vnni_bytes.format);
+    // Words with a k_align of 2 are refused.
+    Int4Layout bad = Int4Layout{8, 2};
     bad.words = true;
     CHECK_FALSE(pack_int4_weight(weight, false, bad).ok());
   }
