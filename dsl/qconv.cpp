@@ -75,9 +75,11 @@ QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding) {
     xs(x.var, y.var, ch.var, n.var) = 0.0f;
     xs(q.interior.x, q.interior.y, ch.var, n.var) = q.X(q.interior.x, q.interior.y, ch.var, n.var);
   }
-  w(kw.var, kh.var, c.var, m.var) = dequantize(q, wl.format, KH, KW, kw.var, kh.var, c.var, m.var);
-  // Channels past M (= Mg * C / Cg) read channel M - 1: a schedule may compute whole tiles of channels.
-  Expr mc = clamp(m.var, 0, q.Mg * (q.X.dim(2).extent() / q.Cg) - 1);
+  // Channels past M (= Mg * C / Cg) read channel M - 1: a schedule may compute whole tiles of channels,
+  // and stage whole tiles of the weight.
+  auto clamp_channel = [&](const Expr& channel) { return clamp(channel, 0, q.Mg * (q.X.dim(2).extent() / q.Cg) - 1); };
+  w(kw.var, kh.var, c.var, m.var) = dequantize(q, wl.format, KH, KW, kw.var, kh.var, c.var, clamp_channel(m.var));
+  Expr mc = clamp_channel(m.var);
   acc(ow.var, oh.var, m.var, n.var) = wl.has_bias ? q.bias(mc) : Expr(0.0f);
   Expr tap_x = rkw * q.dil_w - q.pad_left;  // in_x = ow * SW + tap_x
   Expr in_y = oh.var * SH - q.pad_top + rkh * q.dil_h;
@@ -93,7 +95,7 @@ QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding) {
     input = phases(ow.var + tap_x / SW, tap_x % SW, in_y, in_c, n.var);
     d.stages["x_phases"] = phases;
   }
-  acc(ow.var, oh.var, m.var, n.var) += input * w(rkw, rkh, rc, mc);
+  acc(ow.var, oh.var, m.var, n.var) += input * w(rkw, rkh, rc, m.var);
   output(ow.var, oh.var, m.var, n.var) =
       apply_output_epilogue(acc(ow.var, oh.var, m.var, n.var), wl.epilogue, q.residual(ow.var, oh.var, m.var, n.var));
 

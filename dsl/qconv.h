@@ -21,7 +21,7 @@
 //
 // Algorithm (stage names in quotes, as schedules refer to them):
 //   "x"(x, y, ch, n)    = X with zeros outside [0, W) x [0, H)   (inline or staged; see InputPadding)
-//   "w"(kw, kh, c, m)   = W(m, c, kh, kw), dequantized            (inline or staged per channel)
+//   "w"(kw, kh, c, m)   = W(min(m, M - 1), c, kh, kw), dequantized (inline, or staged per channel or tile)
 //   "acc"(ow, oh, m, n) = bias(m) + sum over the reduction "taps" (rkw, rkh, rc) of x * w
 //   output(ow, oh, m, n) = activation(acc(ow, oh, m, n) [+ residual(ow, oh, m, n)])   (the OutputEpilogue)
 #pragma once

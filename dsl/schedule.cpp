@@ -70,7 +70,8 @@ const std::vector<KnobInfo>& knob_vocabulary() {
       // CPU and GPU
       {"tile_n", true, true, true, "output columns per tile; also the weight's panel width"},
       {"tile_m", true, true, true, "output rows per tile (register tile rows on a CPU)"},
-      {"tile_k", true, true, true, "reduction length staged at once (w_stage=kblock, shared memory)"},
+      {"tile_k", true, true, true,
+       "reduction length staged at once (w_stage=kblock, shared memory; GPU conv: input channels of taps)"},
       {"vector_width", true, true, true, "fp32 lanes per vector (CPU) or per-thread vector loads (GPU)"},
       {"unroll_k", true, true, true, "reduction steps unrolled in the inner loop"},
       {"split_k", true, true, true, "reduction split into this many parallel parts, summed at the end (rfactor)"},
@@ -97,6 +98,7 @@ const std::vector<KnobInfo>& knob_vocabulary() {
       {"thread_n", true, false, true, "output columns of each thread's register tile"},
       {"thread_m", true, false, true, "output rows of each thread's register tile (conv: output channels)"},
       {"thread_ow", true, false, true, "conv output columns of each thread's register tile"},
+      {"threads_m", true, false, true, "conv: threads across output channels in a block, thread_m channels each"},
       {"load_bytes", true, false, true,
        "bytes of weight a GPU thread loads at once: 1 (2 weights) or 4 (8, Int4Layout::words)"},
   };

@@ -83,7 +83,7 @@ nlohmann::json qmatmul_job(const QMatMulWorkload& w, const Schedule& s, const Ca
 
 nlohmann::json qconv_job(const qconv_test::Case& c, const QuantizedWeight& w, const QConvWorkload& wl,
                          const Schedule& s, const TargetSpec& target, std::mt19937_64& rng, const fs::path& dir,
-                         const JobDialect& dialect) {
+                         const JobDialect& dialect, const std::function<std::string(std::string)>& edit) {
   INFO(c.describe() << "\nweight " << wl.format.describe() << " block " << wl.block << "\nschedule " << s.to_string()
                     << (wl.epilogue.empty() ? "" : " " + wl.epilogue.describe()));
   REQUIRE(schedules::check_qconv_schedule(wl, s, target).ok());
@@ -92,7 +92,7 @@ nlohmann::json qconv_job(const qconv_test::Case& c, const QuantizedWeight& w, co
   Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "conv");
   INFO((captured.ok() ? "" : captured.failure().describe()));
   REQUIRE(captured.ok());
-  nlohmann::json job = kernel_job(captured.value().kernels, dialect, dir);
+  nlohmann::json job = kernel_job(captured.value().kernels, dialect, dir, edit);
   qconv_test::ConvBuffers b = qconv_test::random_buffers(c, wl, rng);
   Result<ConvInt4Buffers> packed = pack_conv_weight(w);
   REQUIRE(packed.ok());

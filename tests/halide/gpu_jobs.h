@@ -28,9 +28,10 @@ nlohmann::json qmatmul_job(const dsl::QMatMulWorkload& workload, const dsl::Sche
                            const std::function<std::string(std::string)>& edit = nullptr);
 
 // A job for the conv case at `schedule` (checked and applied for `target`) in DIR: fresh random data from `rng`, the
-// output "qconv" written to Y.bin and checked against conv_reference.
+// output "qconv" written to Y.bin and checked against conv_reference; the source after `edit`, when given.
 nlohmann::json qconv_job(const qconv_test::Case& c, const QuantizedWeight& w, const dsl::QConvWorkload& workload,
                          const dsl::Schedule& schedule, const dsl::TargetSpec& target, std::mt19937_64& rng,
-                         const fs::path& dir, const JobDialect& dialect);
+                         const fs::path& dir, const JobDialect& dialect,
+                         const std::function<std::string(std::string)>& edit = nullptr);
 
 }  // namespace tetra::gpu_test

@@ -47,10 +47,6 @@ struct Case {
 // A random conv with this kernel and stride: depthwise (multiplier 1 or 2), groups of 2-3 channels or
 // dense, group 1 with output channels not a multiple of the schedules' channel tiles (kind 1, 0 or 2;
 // -1: depthwise or grouped), odd sizes, dilation 1 or 2, asymmetric pads.
-
-// A random conv with this kernel and stride: depthwise (multiplier 1 or 2), groups of 2-3 channels or
-// dense, group 1 with output channels not a multiple of the schedules' channel tiles (kind 1, 0 or 2;
-// -1: depthwise or grouped), odd sizes, dilation 1 or 2, asymmetric pads.
 Case random_case(int64_t KH, int64_t KW, int64_t SH, int64_t SW, std::mt19937_64& rng, int kind = -1);
 
 QConvWorkload workload_of(const Case& c, const QuantizedWeight& w);

@@ -1,8 +1,8 @@
-// The GPU conv template (schedules/gpu/conv.h) end to end without a GPU: dense, grouped and depthwise
-// convs with odd sizes, strides, dilations and asymmetric pads, every weight format, with a bias and ReLU
-// on some, at the default and random knob points, captured, emitted as OpenCL C, run on pocl by
-// tetra-device and checked against conv_reference; and the default kernel built for every AMD arch with
-// no spills and no scratch.
+// The GPU conv template (schedules/gpu/conv.h), direct and implicit GEMM, end to end without a GPU:
+// dense, grouped and depthwise convs with odd sizes, strides, dilations and asymmetric pads, every weight
+// format, with a bias and ReLU on some, at the default and random knob points, captured, emitted as
+// OpenCL C, run on pocl by tetra-device and checked against conv_reference; the staged weight's barriers
+// shown to matter; and the default kernels built for every AMD arch with no spills and no scratch.
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <random>
@@ -90,11 +90,49 @@ TEST_CASE("GPU int4 conv: code objects for every AMD arch with no spills", "[gpu
       fs::remove(object);
       INFO((r.ok() ? "" : r.failure().describe()));
       REQUIRE(r.ok());
+      // Dense convs default to the implicit GEMM, its weight chunk in workgroup memory.
+      CHECK(s.get_string("shared_stage") == (depthwise ? "none" : "w"));
       for (const KernelResources& k : r.value()) {
+        CHECK((k.lds_bytes > 0) == !depthwise);
         CHECK(k.vgpr_spills + k.sgpr_spills == 0);
         CHECK(k.scratch_bytes == 0);
         CHECK(k.waves_per_simd > 0);
       }
     }
   }
+}
+
+TEST_CASE("GPU int4 conv: the implicit GEMM's weight chunks need their barriers", "[gpu]") {
+  if (!opencl_runs_here()) return;
+  fs::path dir = work_dir("conv_barriers");
+  std::mt19937_64 rng(20261205);
+  // 20 input channels in chunks of 4 (5 chunks), and 24 output channels: a whole tile of 16 and one
+  // past M, whose channels read channel M - 1.
+  Case c{};
+  c.N = 1, c.C = 20, c.H = 13, c.W = 15, c.M = 24, c.group = 1;
+  c.KH = c.KW = 3, c.SH = c.SW = 1, c.DH = c.DW = 1;
+  c.pads = {1, 1, 1, 1};
+  c.bias = true;
+  QuantizedWeight w = random_weight(c.weight_shape(), all_specs().front(), rng);
+  QConvWorkload wl = workload_of(c, w);
+  Schedule s = schedules::gpu_conv_default(wl, gfx90a());
+  REQUIRE(s.get_string("shared_stage") == "w");
+  REQUIRE(s.get_int("threads_m") * s.get_int("thread_m") == 16);
+  s.knobs["tile_k"] = int64_t(4);
+  ProgramRun good = run_job(qconv_job(c, w, wl, s, gfx90a(), rng, dir, JobDialect{}), dir);
+  INFO(good.output);
+  REQUIRE(good.status == 0);
+  // Without them, threads read a chunk before it is written, or after the next one overwrote it.
+  const std::string barrier = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);";
+  int removed = 0;
+  auto strip = [&](std::string text) {
+    for (size_t at; (at = text.find(barrier)) != std::string::npos; ++removed) text.erase(at, barrier.size());
+    return text;
+  };
+  ProgramRun bad = run_job(qconv_job(c, w, wl, s, gfx90a(), rng, dir, JobDialect{}, strip), dir);
+  REQUIRE(removed > 0);
+  INFO(bad.output);
+  CHECK(bad.status == 1);  // it ran, and the check failed
+  CHECK_THAT(bad.output, Catch::Contains("outputs differ"));
+  fs::remove_all(dir);
 }
