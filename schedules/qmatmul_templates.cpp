@@ -28,11 +28,7 @@ const QMatMulTemplate* find_qmatmul_template(const std::string& name) {
 
 dsl::Result<Schedule> default_qmatmul_schedule(const QMatMulWorkload& workload, const TargetSpec& target) {
   if (!target.is_cpu()) {
-    std::string name = gpu_default_qmatmul_template(workload);
-    if (name.empty())
-      return Failure{FailureKind::Unsupported, target.name,
-                     "no GPU template for " + workload.key() + " yet (int8 activations)"};
-    return find_qmatmul_template(name)->default_schedule(workload, target);
+    return find_qmatmul_template(gpu_default_qmatmul_template(workload))->default_schedule(workload, target);
   }
   if (workload.int8_activations && !target.has_int8_dot())
     return Failure{FailureKind::WrongTarget, target.name, "has no int8 dot products for int8 activations"};
@@ -68,13 +64,6 @@ ResolvedQMatMul resolve_qmatmul(const QMatMulWorkload& requested, const TargetSp
   QMatMulWorkload workload = requested;
   workload.format = resolved.spec.weight;
   workload.int8_activations = resolved.spec.activations == dsl::ActivationMode::Int8;
-  if (workload.int8_activations && !target.is_cpu() && gpu_default_qmatmul_template(workload).empty()) {
-    // The GPU's int8 kernel is a GEMV: more rows run on the float32 GEMM, over the weight's own scales.
-    workload.int8_activations = false;
-    workload.format = requested.format;
-    return {workload,
-            "float32 activations: the GPU int8 kernel is a GEMV (M <= 8), not M = " + std::to_string(workload.M)};
-  }
   return {workload, resolved.note};
 }
 

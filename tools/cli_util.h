@@ -26,7 +26,7 @@ CLI::Option* add_threads_option(CLI::App* cmd, int& threads);
 // --int8-activations, shared by run, bench, tune and compile.
 constexpr const char* kInt8ActivationsHelp =
     "quantize the activations of every int4 MatMul to int8 per k-block (ONNX Runtime's accuracy_level 4; "
-    "on a CPU with AVX512-VNNI, and on GPUs for up to 8 rows; elsewhere they stay float32): less exact";
+    "on a CPU with AVX512-VNNI, and on GPUs; elsewhere they stay float32): less exact";
 // Marks the graph's int4 MatMuls for int8 activations when `on`; says how many on stderr.
 void apply_int8_activations(Graph& graph, bool on);
 

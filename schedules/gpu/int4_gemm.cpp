@@ -47,13 +47,21 @@ Schedule gpu_int4_gemm_default(const QMatMulWorkload& w, const TargetSpec& targe
   return s;
 }
 
-Status gpu_int4_gemm_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
+namespace {
+// The block and thread tiles of both GEMMs: whole thread tiles, at most 1024 threads a block.
+Status check_tiles(const Schedule& s) {
   const int64_t tile_n = s.get_int("tile_n"), tile_m = s.get_int("tile_m");
   const int64_t thread_n = s.get_int("thread_n"), thread_m = s.get_int("thread_m");
   if (tile_n % thread_n) return Failure{FailureKind::KnobConflict, "thread_n", "tile_n must be a multiple of thread_n"};
   if (tile_m % thread_m) return Failure{FailureKind::KnobConflict, "thread_m", "tile_m must be a multiple of thread_m"};
   if ((tile_n / thread_n) * (tile_m / thread_m) > 1024)
     return Failure{FailureKind::KnobConflict, "thread_n", "more than 1024 threads per block"};
+  return dsl::ok_status();
+}
+}  // namespace
+
+Status gpu_int4_gemm_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
+  if (Status st = check_tiles(s); !st) return st;
   if (s.get_string("shared_stage") == "a" && s.get_int("tile_k") % s.get_int("unroll_k"))
     return Failure{FailureKind::KnobConflict, "tile_k", "tile_k must be a multiple of unroll_k"};
   if (w.int8_activations) return Failure{FailureKind::Unsupported, kName, "float32 activations only"};
@@ -138,6 +146,162 @@ dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& w, const Schedul
   t.global_bytes = row_tiles * gpu_weight_bytes(w) + column_tiles * M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
   t.valu_ops = row_tiles * double(TM / VM) * K * N * 4 + M * K * N;
   t.lds_bytes = s.get_string("shared_stage") == "a" ? M * K * (N / double(VN)) * 4 + M * K * column_tiles * 4 : 0;
+  t.blocks = int64_t(row_tiles * column_tiles);
+  t.threads_per_block = (P / VN) * (TM / VM);
+  return t;
+}
+
+}  // namespace tetra::schedules
+
+// ---- int8 activations: gpu_int4_gemm_a8 ----
+
+namespace tetra::schedules {
+
+namespace {
+constexpr const char* kA8Name = "gpu_int4_gemm_a8";
+// Workgroup memory the staged chunk of A may take: CUDA's limit for static shared memory.
+constexpr int64_t kMaxStagedBytes = 48 * 1024;
+
+// A chunk of tile_k k-blocks of the block's tile_m rows: the int8 values (a byte each) and per k-block
+// its maximum and its sum (4 bytes each).
+int64_t staged_a8_bytes(const QMatMulWorkload& w, const Schedule& s) {
+  return s.get_int("tile_m") * s.get_int("tile_k") * (w.activation_block() + 8);
+}
+}  // namespace
+
+KnobSpace gpu_int4_gemm_a8_space(const QMatMulWorkload& w, const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  KnobSpace s;
+  s.template_name = kA8Name;
+  s.family = target.family;
+  s.knobs = {
+      {"tile_n", dsl::int_values({wave / 2, wave, 2 * wave})},
+      {"tile_m", dsl::int_values({8, 16, 32, 64})},
+      {"thread_n", dsl::int_values({1, 2, 4})},
+      {"thread_m", dsl::int_values({1, 2, 4, 8})},
+      // k-blocks of A quantized into workgroup memory at a time.
+      {"tile_k", dsl::int_values({1, 2, 4, 8})},
+      // Fixed by the workload (the k-block A is quantized in); recorded so the layout follows from the
+      // schedule alone.
+      {"block", dsl::int_values({w.activation_block()})},
+  };
+  return s;
+}
+
+Schedule gpu_int4_gemm_a8_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  // The float32 GEMM's tiles: a wave of columns by 32 rows (16 when M is small), 2 x 4 outputs a thread;
+  // A quantized 128 values of k at a time.
+  Schedule f = gpu_int4_gemm_default(w, target);
+  int64_t chunk = 1;
+  while (chunk < 8 && 2 * chunk * w.activation_block() <= 128) chunk *= 2;
+  Schedule s;
+  s.template_name = kA8Name;
+  s.knobs = {{"tile_n", f.get_int("tile_n")},
+             {"tile_m", f.get_int("tile_m")},
+             {"thread_n", f.get_int("thread_n")},
+             {"thread_m", f.get_int("thread_m")},
+             {"tile_k", chunk},
+             {"block", w.activation_block()}};
+  return s;
+}
+
+Status gpu_int4_gemm_a8_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
+  if (!w.int8_activations) return Failure{FailureKind::Unsupported, kA8Name, "int8 activations only"};
+  if (Status st = check_tiles(s); !st) return st;
+  if (staged_a8_bytes(w, s) > kMaxStagedBytes)
+    return Failure{FailureKind::KnobConflict, "tile_k",
+                   "the staged chunk of A takes " + std::to_string(staged_a8_bytes(w, s)) +
+                       " bytes of workgroup memory, more than " + std::to_string(kMaxStagedBytes)};
+  return dsl::ok_status();
+}
+
+dsl::Int4Layout gpu_int4_gemm_a8_layout(const Schedule& s) {
+  // Panels of a thread's columns, a column's 8 codes of k in one word.
+  dsl::Int4Layout layout{int(s.get_int("thread_n")), int(s.get_int("block")), /*vnni=*/true};
+  layout.words = true;
+  return layout;
+}
+
+Status apply_gpu_int4_gemm_a8(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const int P = int(s.get_int("tile_n")), TM = int(s.get_int("tile_m"));
+  const int VN = int(s.get_int("thread_n")), VM = int(s.get_int("thread_m")), KC = int(s.get_int("tile_k"));
+  const int X = P / VN, Y = TM / VM;  // threads per block in x and y
+  const dsl::ComputeDef& d = q.def;
+  Func out = d.output, acc = d.stage("acc"), dot = d.stage("dot");
+  Func a_max = d.stage("a_max"), a_words = d.stage("a_words"), a_sum = d.stage("a_sum");
+  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p"), g = d.var("g"), h = d.var("h"), kq = d.var("kq");
+  RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar(), in_block = d.reduce("in_block").rvar();
+
+  // Blocks over (panel, row tile); threads over (thread column, thread row); each thread's tile unrolled.
+  Var no("no"), ni("ni"), mo("mo"), mi("mi"), nt("nt"), nv("nv"), mt("mt"), mv("mv");
+  out.split(n, no, ni, P, TailStrategy::GuardWithIf)
+      .split(m, mo, mi, TM, TailStrategy::GuardWithIf)
+      .split(ni, nt, nv, VN)
+      .split(mi, mt, mv, VM)
+      .reorder(nv, mv, nt, mt, no, mo)
+      .gpu_blocks(no, mo)
+      .gpu_threads(nt, mt)
+      .unroll(nv)
+      .unroll(mv);
+  // acc(j, p, m): the block's outputs, each thread's thread_n x thread_m in its registers
+  // (dsl/gpu/private_arrays.h), over the k-blocks in chunks of tile_k.
+  Var at("at"), av("av");
+  acc.compute_at(out, no)
+      .store_in(MemoryType::Register)
+      .bound_extent(j, VN)
+      .bound_extent(p, P / VN)
+      .bound_extent(m, TM)
+      .split(m, at, av, VM)
+      .reorder(j, av, p, at)
+      .gpu_threads(p, at)
+      .unroll(j)
+      .unroll(av);
+  RVar kc("kc"), kb("kb");
+  acc.update()
+      .split(blocks, kc, kb, KC, TailStrategy::GuardWithIf)
+      .split(m, at, av, VM)
+      .reorder(j, av, kb, p, at, kc)
+      .gpu_threads(p, at)
+      .unroll(j)
+      .unroll(av);
+  // A k-block's integer dot products of the thread's tile, in registers: its words unrolled.
+  dot.compute_at(acc, kb).store_in(MemoryType::Register).unroll(j).unroll(m);
+  dot.update().reorder(j, m, r).unroll(j).unroll(m).unroll(r);
+
+  // Each chunk of A's tile_m rows is quantized into workgroup memory by all the block's threads: the
+  // k-blocks' maxima, then the packed int8 words and the blocks' sums (a_q recomputed inline from a_max).
+  // (Split, not fused: Halide bounds the rows of a fused loop loosely, and would check the bound in the
+  // kernel.)
+  Var xo("xo"), xi("xi"), yo("yo"), yi("yi");
+  auto spread = [&](Stage stage, Var x, Var y, std::vector<VarOrRVar> inner) {
+    stage.split(x, xo, xi, X, TailStrategy::GuardWithIf).split(y, yo, yi, Y, TailStrategy::GuardWithIf);
+    inner.insert(inner.end(), {xi, yi, xo, yo});
+    stage.reorder(inner).gpu_threads(xi, yi);
+  };
+  for (Func per_block : {a_max, a_sum}) {  // a thread per row and k-block
+    per_block.compute_at(acc, kc).store_in(MemoryType::GPUShared).bound_extent(m, TM);
+    spread(per_block, m, g, {});
+    spread(per_block.update(), m, g, {in_block});
+  }
+  a_words.compute_at(acc, kc).store_in(MemoryType::GPUShared).bound_extent(m, TM);
+  spread(a_words, kq, m, {h});
+  a_words.unroll(h);
+  return dsl::ok_status();
+}
+
+dsl::KernelTraffic gpu_int4_gemm_a8_traffic(const QMatMulWorkload& w, const Schedule& s) {
+  // Each row tile reads the whole weight; each column tile reads and quantizes A (the maximum, then the
+  // words and sums: about 4 operations a value). A thread's k-block of a column and row: two 4-way dot
+  // products per word of 8 weights, reading a's words from workgroup memory, and one multiply-add per
+  // k-block turning the sum into float32.
+  const int64_t P = s.get_int("tile_n"), TM = s.get_int("tile_m"), VN = s.get_int("thread_n"),
+                VM = s.get_int("thread_m");
+  const double M = double(w.M), K = double(w.K), N = double(w.N), B = double(w.activation_block());
+  const double row_tiles = double((w.M + TM - 1) / TM), column_tiles = double((w.N + P - 1) / P);
+  dsl::KernelTraffic t;
+  t.global_bytes = row_tiles * gpu_weight_bytes(w) + column_tiles * M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
+  t.valu_ops = M * N * K / 8 * 2 + M * N * K / B * 3 + column_tiles * M * K * 4;
+  t.lds_bytes = M * K * (N / double(VN)) + column_tiles * M * K * 2;
   t.blocks = int64_t(row_tiles * column_tiles);
   t.threads_per_block = (P / VN) * (TM / VM);
   return t;

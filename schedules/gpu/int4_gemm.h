@@ -22,4 +22,17 @@ dsl::Int4Layout gpu_int4_gemm_layout(const Schedule& schedule);
 Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
 dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
+// The same GEMM for int8 activations (define_qmatmul_int8 with the vnni words layout in panels of
+// thread_n columns): for each chunk of tile_k k-blocks, the block quantizes its tile_m rows of A into
+// workgroup memory (the k-blocks' maxima, the int8 values packed four to a uint32, the blocks' sums), all
+// its threads sharing the work; then each thread's k-block of its tile is two 4-way dot products
+// (dot4_i8) per word of 8 weights and row, in registers, and one multiply-add per k-block, column and row
+// turning the integer sum into float32: (dot - offset * a_sum) * a_scale * w_scale.
+dsl::KnobSpace gpu_int4_gemm_a8_space(const QMatMulWorkload& workload, const TargetSpec& target);
+Schedule gpu_int4_gemm_a8_default(const QMatMulWorkload& workload, const TargetSpec& target);
+Status gpu_int4_gemm_a8_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+dsl::Int4Layout gpu_int4_gemm_a8_layout(const Schedule& schedule);
+Status apply_gpu_int4_gemm_a8(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
+dsl::KernelTraffic gpu_int4_gemm_a8_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
+
 }  // namespace tetra::schedules

@@ -13,6 +13,8 @@ const std::vector<QMatMulTemplate>& gpu_qmatmul_templates() {
        gpu_int4_gemm_layout, apply_gpu_int4_gemm},
       {"gpu_int4_gemv_a8", dsl::TargetFamily::Hip, true, gpu_int4_gemv_a8_space, gpu_int4_gemv_a8_default,
        gpu_int4_gemv_a8_check, gpu_int4_gemv_a8_layout, apply_gpu_int4_gemv_a8},
+      {"gpu_int4_gemm_a8", dsl::TargetFamily::Hip, true, gpu_int4_gemm_a8_space, gpu_int4_gemm_a8_default,
+       gpu_int4_gemm_a8_check, gpu_int4_gemm_a8_layout, apply_gpu_int4_gemm_a8},
   };
   return templates;
 }
@@ -29,11 +31,12 @@ dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Sc
   if (schedule.template_name == "gpu_int4_gemv") return gpu_int4_gemv_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm") return gpu_int4_gemm_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemv_a8") return gpu_int4_gemv_a8_traffic(workload, schedule);
+  if (schedule.template_name == "gpu_int4_gemm_a8") return gpu_int4_gemm_a8_traffic(workload, schedule);
   return {};
 }
 
 std::string gpu_default_qmatmul_template(const QMatMulWorkload& workload) {
-  if (workload.int8_activations) return workload.M <= 8 ? "gpu_int4_gemv_a8" : "";
+  if (workload.int8_activations) return workload.M <= 8 ? "gpu_int4_gemv_a8" : "gpu_int4_gemm_a8";
   return workload.M <= 8 ? "gpu_int4_gemv" : "gpu_int4_gemm";
 }
 

@@ -28,9 +28,6 @@ struct WeightSpec {
 
 // A fresh weight [M, Cg, KH, KW]: every code value possible, nonzero scales of both signs. A float32 or
 // float16 `type` gives an unquantized weight of random values.
-
-// A fresh weight [M, Cg, KH, KW]: every code value possible, nonzero scales of both signs. A float32 or
-// float16 `type` gives an unquantized weight of random values.
 QuantizedWeight random_weight(const Shape& shape, const WeightSpec& spec, std::mt19937_64& rng);
 
 // One conv to run: the node's attributes and the input and weight shapes.

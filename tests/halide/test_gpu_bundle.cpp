@@ -110,6 +110,39 @@ void add_conv_jobs(Bundle& b, uint64_t seed) {
   }
 }
 
+// A dense conv of C -> M channels, kernel 3x3, on an H x H map (pad 1, int4 per channel, a bias), timed at
+// the default (the implicit GEMM) and at the direct conv of the same tiles, both checked against
+// conv_reference; and the depthwise conv of M channels at its default.
+void add_conv_timing_jobs(Bundle& b, int64_t C, int64_t M, int64_t H, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (bool depthwise : {false, true}) {
+    qconv_test::Case c{};
+    c.N = 1, c.C = depthwise ? M : C, c.M = M, c.group = depthwise ? M : 1, c.H = c.W = H;
+    c.KH = c.KW = 3, c.SH = c.SW = 1, c.DH = c.DW = 1;
+    c.pads = {1, 1, 1, 1};
+    c.bias = true;
+    QuantizedWeight w = qconv_test::random_weight(c.weight_shape(), qconv_test::WeightSpec{}, rng);  // per channel
+    QConvWorkload wl = qconv_test::workload_of(c, w);
+    Schedule implicit = schedules::gpu_conv_default(wl, b.target);
+    std::vector<Schedule> points = {implicit};
+    if (!depthwise) {
+      Schedule direct = implicit;
+      direct.knobs["shared_stage"] = std::string("none");
+      direct.knobs["threads_m"] = int64_t(1);
+      points.push_back(direct);
+    }
+    for (const Schedule& s : points) {
+      const std::string form = depthwise ? "depthwise" : s.get_string("shared_stage") == "w" ? "implicit" : "direct";
+      fs::path dir =
+          b.next("time_conv_" + form + "_" + std::to_string(C) + "x" + std::to_string(M) + "_" + std::to_string(H));
+      nlohmann::json job = qconv_job(c, w, wl, s, b.target, rng, dir, b.dialect);
+      const int64_t bytes = (c.C + M) * H * H * 4 + c.M * (c.C / c.group) * 9 / 2;  // input, output, weight
+      job["timing"] = {{"runs", 50}, {"bytes", bytes}};
+      b.add(dir, job, "conv " + form + " " + c.describe() + " " + s.to_string());
+    }
+  }
+}
+
 // Halide buffer `like` with its last dimension `extent` long.
 Halide::Runtime::Buffer<> with_last_extent(const Halide::Runtime::Buffer<>& like, int extent) {
   std::vector<int> sizes;
@@ -271,6 +304,8 @@ struct BundleOptions {
   std::string sm = "sm_90";
   bool kernel_jobs = true;  // the GPU tests' QMatMul and conv jobs
   std::vector<std::pair<int64_t, int64_t>> gemv = {{16384, 32768}, {8192, 57344}};  // K x N
+  // Timed convs: C -> M channels on an H x H map (add_conv_timing_jobs). ResNet's 3x3 64 -> 64 on 56x56.
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> convs = {{64, 64, 56}, {128, 128, 28}};
   int64_t copy_bytes = int64_t(1) << 30;
 };
 
@@ -293,6 +328,7 @@ size_t write_bundle(const BundleOptions& o) {
     add_qmatmul_jobs(b, "gpu_int4_gemv", {{1, 256, 200}, {3, 96, 130}, {2, 512, 64}}, 20261204);
     add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
     add_qmatmul_jobs(b, "gpu_int4_gemv_a8", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261207);
+    add_qmatmul_jobs(b, "gpu_int4_gemm_a8", {{9, 96, 72}, {40, 512, 100}}, 20261208);
     add_conv_jobs(b, 20261206);
   }
   // The bandwidth grid: the default, and every legal (tile_n, split_k, thread_n) with word loads (byte
@@ -336,6 +372,7 @@ size_t write_bundle(const BundleOptions& o) {
                      [](const Schedule& x, const Schedule& y) { return x.get_int("tile_n") < y.get_int("tile_n"); });
     add_int8_bandwidth_jobs(b, K, N, points8);
   }
+  for (const auto& [C, M, H] : o.convs) add_conv_timing_jobs(b, C, M, H, 20261209);
   std::ofstream(b.dir / "bundle.json")
       << nlohmann::json{{"dialect", o.dialect}, {"copy_bytes", o.copy_bytes}, {"jobs", b.jobs}}.dump(1) << "\n";
   return b.jobs.size();
@@ -363,7 +400,8 @@ TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written f
       o.gemv.push_back({K, N});
     }
   }
-  CHECK(write_bundle(o) > (o.kernel_jobs ? 102u : 0u));  // 78 QMatMul and 24 conv jobs, then the GEMV grids
+  // 94 QMatMul and 24 conv jobs, the GEMV grids, then 6 timed convs.
+  CHECK(write_bundle(o) > (o.kernel_jobs ? 124u : 0u));
 }
 
 // The bundle's path end to end on pocl: seeded inputs made by tetra-device, the reference made here from
@@ -375,9 +413,10 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   o.dialect = "opencl";
   o.kernel_jobs = false;
   o.gemv = {{256, 320}};  // N not a multiple of any panel width
+  o.convs = {{12, 20, 9}};  // the timed convs' path, small
   o.copy_bytes = 1 << 20;
   const size_t jobs = write_bundle(o);
-  REQUIRE(jobs >= 8);  // the default and the legal grid points for K = 256
+  REQUIRE(jobs >= 11);  // the default and the legal grid points for K = 256, and 3 timed convs
   const std::string device = std::string(TETRA_BINARY_DIR) + "/bin/tetra-device";
   ProgramRun good = run_program({device, "check", o.dir.string()});
   INFO(good.output);
@@ -387,13 +426,15 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   std::ifstream in(o.dir / "results.json");
   nlohmann::json results = nlohmann::json::parse(in);
   REQUIRE(results["jobs"].size() == jobs);
-  int int8_jobs = 0;
+  int int8_jobs = 0, conv_jobs = 0;
   for (const nlohmann::json& row : results["jobs"]) {
     CHECK_FALSE(row.contains("error"));
     CHECK(row["gb_per_s"].get<double>() > 0);
     int8_jobs += row["job"].get<std::string>().find("gemv_a8") != std::string::npos;
+    conv_jobs += row["job"].get<std::string>().find("time_conv") != std::string::npos;
   }
   CHECK(int8_jobs >= 4);  // the int8-activation GEMV's default and grid, checked against the int8 arithmetic
+  CHECK(conv_jobs == 3);  // implicit GEMM, direct and depthwise, timed
 
   // One output of the first job's reference moved past its tolerance.
   const std::string first = results["jobs"][0]["job"];

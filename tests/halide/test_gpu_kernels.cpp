@@ -17,6 +17,7 @@
 #include "dsl/process.h"
 #include "schedules/gpu/int4_gemm.h"
 #include "schedules/gpu/int4_gemv.h"
+#include "schedules/gpu/templates.h"
 #include "tests/halide/gpu_jobs.h"
 #include "tests/halide/qmatmul_reference.h"
 
@@ -247,7 +248,7 @@ void check_barriers_matter(const QMatMulWorkload& w, const Schedule& s, const st
   fs::remove_all(dir);
 }
 
-TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV, staged GEMM", "[gpu]") {
+TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV, staged GEMMs", "[gpu]") {
   if (!opencl_runs_here()) return;
   test::WeightSpec spec;
   // The GEMV's partial sums live in workgroup memory.
@@ -261,6 +262,12 @@ TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV,
   Schedule g = schedules::gpu_int4_gemm_default(gemm, gfx942());
   REQUIRE(g.get_string("shared_stage") == "a");
   check_barriers_matter(gemm, g, "barrier_gemm");
+  // The int8 GEMM's quantized chunks of A are staged there: 16 k-blocks in chunks of 4.
+  QMatMulWorkload gemm_a8 = workload_of(spec, 40, 512, 96);
+  gemm_a8.int8_activations = true;
+  Schedule a8 = schedules::gpu_int4_gemm_a8_default(gemm_a8, gfx942());
+  REQUIRE(a8.get_int("tile_k") == 4);
+  check_barriers_matter(gemm_a8, a8, "barrier_gemm_a8");
 }
 
 TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no spills, and PTX", "[gpu]") {
@@ -500,15 +507,15 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE(
-    "GPU int8-activation GEMV: every int8 form and random knob points match the int8 reference on an OpenCL "
-    "device",
-    "[gpu][int8]") {
-  if (!opencl_runs_here()) return;
-  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template("gpu_int4_gemv_a8");
+namespace {
+
+// Every int8 form at the default and a random knob point of the int8 template `name`, on each shape, on
+// pocl against the int8 reference; the number of runs.
+int check_int8_template(const std::string& name, const std::vector<std::tuple<int64_t, int64_t, int64_t>>& shapes) {
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(name);
   REQUIRE(t);
   REQUIRE(t->int8_activations);
-  fs::path dir = work_dir("gemv_a8");
+  fs::path dir = work_dir(name);
   std::vector<test::WeightSpec> specs(5);
   specs[0].granularity = test::Granularity::BlockedK, specs[0].block = 32;
   specs[1].type = DType::UInt4, specs[1].zero_point = true;  // MatMulNBits' form
@@ -518,11 +525,10 @@ TEST_CASE(
   specs[4].granularity = test::Granularity::BlockedK, specs[4].block = 64, specs[4].f16_scale = true;
   std::mt19937_64 rng(20261205);
   int runs = 0;
-  // K past a whole number of blocks and of split_k; N past a whole panel; up to 8 rows.
-  for (const auto& [M, K, N] :
-       std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}})
+  for (const auto& [M, K, N] : shapes)
     for (size_t f = 0; f < specs.size(); ++f) {
       QMatMulWorkload w = int8_workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
+      REQUIRE(schedules::gpu_default_qmatmul_template(w) == name);
       KnobSpace space = t->space(w, gfx942());
       for (int i = 0, tries = 0; i <= 1 && tries < 100; ++tries) {
         Schedule s = i == 0 ? t->default_schedule(w, gfx942()) : space.sample(rng);
@@ -536,11 +542,31 @@ TEST_CASE(
         ++runs;
       }
     }
-  CHECK(runs == 30);
   fs::remove_all(dir);
+  return runs;
 }
 
-TEST_CASE("GPU int8-activation GEMV: each AMD arch's own 4-way dot instruction, no spills, and dp4a in the PTX",
+}  // namespace
+
+TEST_CASE(
+    "GPU int8-activation GEMV: every int8 form and random knob points match the int8 reference on an OpenCL "
+    "device",
+    "[gpu][int8]") {
+  if (!opencl_runs_here()) return;
+  // K past a whole number of blocks and of split_k; N past a whole panel; up to 8 rows.
+  CHECK(check_int8_template("gpu_int4_gemv_a8", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}}) == 30);
+}
+
+TEST_CASE(
+    "GPU int8-activation GEMM: every int8 form and random knob points match the int8 reference on an OpenCL "
+    "device",
+    "[gpu][int8]") {
+  if (!opencl_runs_here()) return;
+  // Rows past a whole row tile, K past a whole chunk of k-blocks, N past a whole panel.
+  CHECK(check_int8_template("gpu_int4_gemm_a8", {{9, 200, 130}, {40, 512, 96}}) == 20);
+}
+
+TEST_CASE("GPU int8-activation GEMV and GEMM: each AMD arch's own 4-way dot instruction, no spills, dp4a in PTX",
           "[gpu][int8]") {
   Result<std::string> clang = device_compiler();
   REQUIRE(clang.ok());  // clang-19 (scripts/setup.sh)
@@ -548,33 +574,38 @@ TEST_CASE("GPU int8-activation GEMV: each AMD arch's own 4-way dot instruction, 
   fs::path dir = work_dir("gemv_a8_archs");
   test::WeightSpec spec;
   spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  // The GEMV at 4 threads a column and 2 columns a thread; the GEMM at its default.
   QMatMulWorkload w = int8_workload_of(spec, 1, 4096, 4096, false);
   Schedule s = schedules::gpu_int4_gemv_a8_default(w, gfx942());
   s.knobs["split_k"] = int64_t(4), s.knobs["thread_n"] = int64_t(2);
   CapturedPipeline captured = capture(w, s);
-  Result<std::string> hip = emit_kernels(captured.kernels, Dialect::Hip);
-  REQUIRE(hip.ok());
-  for (const std::string& arch : amd_archs()) {
-    INFO(arch << " " << s.to_string());
-    std::string object = (dir / (arch + ".co")).string();
-    Status built = build_hip_code_object(hip.value(), arch, object);
-    INFO((built.ok() ? "" : built.failure().describe()));
-    REQUIRE(built.ok());
-    Result<std::vector<KernelResources>> resources = read_kernel_resources(object);
-    REQUIRE(resources.ok());
-    for (const KernelResources& k : resources.value()) {
-      CHECK(k.vgpr_spills == 0);
-      CHECK(k.sgpr_spills == 0);
-      CHECK(k.scratch_bytes == 0);
+  QMatMulWorkload gemm = int8_workload_of(spec, 128, 4096, 4096, false);
+  Schedule g = schedules::gpu_int4_gemm_a8_default(gemm, gfx942());
+  for (const auto& [kernels, schedule] : {std::pair{captured.kernels, s}, std::pair{capture(gemm, g).kernels, g}}) {
+    Result<std::string> hip = emit_kernels(kernels, Dialect::Hip);
+    REQUIRE(hip.ok());
+    for (const std::string& arch : amd_archs()) {
+      INFO(arch << " " << schedule.to_string());
+      std::string object = (dir / (arch + ".co")).string();
+      Status built = build_hip_code_object(hip.value(), arch, object);
+      INFO((built.ok() ? "" : built.failure().describe()));
+      REQUIRE(built.ok());
+      Result<std::vector<KernelResources>> resources = read_kernel_resources(object);
+      REQUIRE(resources.ok());
+      for (const KernelResources& k : resources.value()) {
+        CHECK(k.vgpr_spills == 0);
+        CHECK(k.sgpr_spills == 0);
+        CHECK(k.scratch_bytes == 0);
+      }
+      ProgramRun disassembly = run_program({objdump, "-d", object});
+      REQUIRE(disassembly.ok());
+      const std::string& code = disassembly.output;
+      // The instruction the arch's facts name (dsl/core/amd_arch.h), and never the other: a wrong fact
+      // either fails to build or shows here.
+      const bool mixed = find_amd_arch(arch)->int8_dot4 == Int8Dot4::Mixed;
+      CHECK((code.find("v_dot4_i32_iu8") != std::string::npos) == mixed);
+      CHECK((code.find("_i32_i8") != std::string::npos) == !mixed);  // v_dot4_i32_i8 or v_dot4c_i32_i8
     }
-    ProgramRun disassembly = run_program({objdump, "-d", object});
-    REQUIRE(disassembly.ok());
-    const std::string& code = disassembly.output;
-    // The instruction the arch's facts name (dsl/core/amd_arch.h), and never the other: a wrong fact
-    // either fails to build or shows here.
-    const bool mixed = find_amd_arch(arch)->int8_dot4 == Int8Dot4::Mixed;
-    CHECK((code.find("v_dot4_i32_iu8") != std::string::npos) == mixed);
-    CHECK((code.find("_i32_i8") != std::string::npos) == !mixed);  // v_dot4_i32_i8 or v_dot4c_i32_i8
   }
   Result<std::string> cuda = emit_kernels(captured.kernels, Dialect::Cuda);
   REQUIRE(cuda.ok());
