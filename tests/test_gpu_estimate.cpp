@@ -6,6 +6,7 @@
 
 #include "dsl/core/amd_arch.h"
 #include "dsl/core/gpu_estimate.h"
+#include "schedules/gpu/conv.h"
 #include "schedules/gpu/int4_gemv.h"
 #include "schedules/gpu/templates.h"
 #include "tuner/estimate_runner.h"
@@ -72,6 +73,30 @@ TEST_CASE("GPU estimate: memory, latency and ALU bounds on hand-computed cases",
   e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
   CHECK(e.bound == "valu");
   CHECK(e.time_us == Approx(1e10 / (304 * 64 * 2.1e3)));
+  // Waves with nothing to compute hide no latency: 2 waves a SIMD launched, half of them idle.
+  t.valu_ops = 1e6;
+  t.blocks = 304 * 4 * 2;
+  t.busy = 0.5;
+  e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
+  CHECK(e.waves_resident == Approx(1.0));
+  CHECK(e.time_us == Approx(8.0));
+}
+
+TEST_CASE("GPU conv: tiles past a small map's edge count as idle in the estimate", "[gpu]") {
+  // The CNN's 3x3 32 -> 64 conv of stride 2: a 16x16 output map.
+  QConvWorkload w;
+  w.N = 1, w.C = 32, w.M = 64, w.group = 1, w.H = w.W = 32, w.OH = w.OW = 16;
+  w.KH = w.KW = 3, w.SH = w.SW = 2;
+  Schedule s;
+  s.template_name = "gpu_int4_conv";
+  s.knobs = {{"tile_ow", int64_t(16)},  {"tile_oh", int64_t(4)},   {"thread_m", int64_t(4)},
+             {"thread_ow", int64_t(2)}, {"threads_m", int64_t(4)}, {"shared_stage", std::string("w")},
+             {"tile_k", int64_t(8)}};
+  CHECK(schedules::gpu_conv_traffic(w, s).busy == Approx(1.0));  // whole tiles
+  s.knobs["tile_ow"] = int64_t(64);                              // three quarters of each block idle
+  CHECK(schedules::gpu_conv_traffic(w, s).busy == Approx(0.25));
+  w.M = 56;  // and 8 of the last tile's 16 channels
+  CHECK(schedules::gpu_conv_traffic(w, s).busy == Approx(0.25 * 56 / 64));
 }
 
 TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {

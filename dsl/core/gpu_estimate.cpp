@@ -36,7 +36,8 @@ GpuEstimate estimate_kernel(const KernelTraffic& t, const AmdArch& arch, const G
   e.valu_us = t.valu_ops / (device.cus * kLanesPerCu * clock_per_us);
   e.lds_us = t.lds_bytes / (device.cus * kLdsBytesPerClock * clock_per_us);
   const double simds = double(device.cus) * arch.simds_per_cu;
-  const double waves = double(t.blocks) * double((t.threads_per_block + arch.wavefront - 1) / arch.wavefront);
+  const double waves =
+      double(t.blocks) * double((t.threads_per_block + arch.wavefront - 1) / arch.wavefront) * std::min(1.0, t.busy);
   e.waves_resident = std::min(double(waves_per_simd), waves / simds);
   const double latency_hidden = std::min(1.0, e.waves_resident / kWavesToHideLatency);
   const double filled = std::min(1.0, waves / simds);

@@ -9,8 +9,9 @@
 // Latency is hidden with about 4 resident waves per SIMD, so memory time is divided by
 // min(1, waves resident per SIMD / 4), where the waves resident are the occupancy, or fewer when the
 // grid is too small to give every SIMD that many; ALU and LDS time are divided by the fraction of the
-// SIMDs the grid fills. The estimate is the largest of the three, and names it: "memory", "valu", "lds",
-// or "latency" when memory time is largest only because too few waves are resident.
+// SIMDs the grid fills. The grid's waves count as busy ones only (KernelTraffic::busy). The estimate is the largest of
+// the three, and names it: "memory", "valu", "lds", or "latency" when memory time is largest only because too few waves
+// are resident.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -36,6 +37,9 @@ const GpuDevice* reference_gpu(const std::string& arch);
 struct KernelTraffic {
   double global_bytes = 0, valu_ops = 0, lds_bytes = 0;
   int64_t blocks = 0, threads_per_block = 0;
+  // The fraction of the launched threads that compute an output: tiles that run past the output's edge
+  // leave the rest idle, and idle waves hide no latency.
+  double busy = 1;
 };
 
 struct GpuEstimate {

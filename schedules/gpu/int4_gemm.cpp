@@ -73,16 +73,16 @@ Status gpu_int4_gemm_check(const QMatMulWorkload& w, const Schedule& s, const Ta
 // one panel per thread, a footprint Halide can bound.
 dsl::Int4Layout gpu_int4_gemm_layout(const Schedule& s) { return {int(s.get_int("thread_n")), 2}; }
 
-Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
-  const int P = int(s.get_int("tile_n")), TM = int(s.get_int("tile_m"));
-  const int VN = int(s.get_int("thread_n")), VM = int(s.get_int("thread_m")), U = int(s.get_int("unroll_k"));
-  const dsl::ComputeDef& d = q.def;
-  Func out = d.output, acc = d.stage("acc"), a = d.stage("a");
+namespace {
+// Both GEMMs' tiles: blocks over (panel, row tile), threads over (thread column, thread row), each
+// thread's tile unrolled. acc(j, p, m) holds the block's outputs, a thread per (panel, thread_m rows): it
+// is the block's Func so that A can be staged between its k-chunks, and each thread's share stays in its
+// registers (dsl/gpu/private_arrays.h sizes the array for one thread). acc's update splits m the same
+// way, into the thread row `at` and the row in the thread's tile `av`.
+void tile_outputs(const dsl::ComputeDef& d, int P, int TM, int VN, int VM) {
+  Func out = d.output, acc = d.stage("acc");
   Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
-  RVar k = d.reduce("k").rvar();
-
-  // Blocks over (panel, row tile); threads over (thread column, thread row); each thread's tile unrolled.
-  Var no("no"), ni("ni"), mo("mo"), mi("mi"), nt("nt"), nv("nv"), mt("mt"), mv("mv");
+  Var no("no"), ni("ni"), mo("mo"), mi("mi"), nt("nt"), nv("nv"), mt("mt"), mv("mv"), at("at"), av("av");
   out.split(n, no, ni, P, TailStrategy::GuardWithIf)
       .split(m, mo, mi, TM, TailStrategy::GuardWithIf)
       .split(ni, nt, nv, VN)
@@ -92,10 +92,6 @@ Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
       .gpu_threads(nt, mt)
       .unroll(nv)
       .unroll(mv);
-  // acc(j, p, m): the block's outputs, a thread per (panel, thread_m rows). It is the block's Func so
-  // that A can be staged between its k-chunks, and each thread's share stays in its registers
-  // (dsl/gpu/private_arrays.h sizes the array for one thread).
-  Var at("at"), av("av");
   acc.compute_at(out, no)
       .store_in(MemoryType::Register)
       .bound_extent(j, VN)
@@ -106,6 +102,19 @@ Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
       .gpu_threads(p, at)
       .unroll(j)
       .unroll(av);
+}
+}  // namespace
+
+Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const int P = int(s.get_int("tile_n")), TM = int(s.get_int("tile_m"));
+  const int VN = int(s.get_int("thread_n")), VM = int(s.get_int("thread_m")), U = int(s.get_int("unroll_k"));
+  const dsl::ComputeDef& d = q.def;
+  Func acc = d.stage("acc"), a = d.stage("a");
+  Var m = d.var("m"), j = d.var("j"), p = d.var("p");
+  RVar k = d.reduce("k").rvar();
+
+  tile_outputs(d, P, TM, VN, VM);
+  Var at("at"), av("av");  // acc's thread row and row in the thread's tile (tile_outputs)
   RVar ko("ko"), ki("ki");
   Stage update = acc.update();
   const bool stage_a = s.get_string("shared_stage") == "a";
@@ -148,6 +157,7 @@ dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& w, const Schedul
   t.lds_bytes = s.get_string("shared_stage") == "a" ? M * K * (N / double(VN)) * 4 + M * K * column_tiles * 4 : 0;
   t.blocks = int64_t(row_tiles * column_tiles);
   t.threads_per_block = (P / VN) * (TM / VM);
+  t.busy = M * N / (row_tiles * double(TM) * column_tiles * double(P));
   return t;
 }
 
@@ -227,35 +237,14 @@ Status apply_gpu_int4_gemm_a8(QMatMulDef& q, const Schedule& s, const TargetSpec
   const int VN = int(s.get_int("thread_n")), VM = int(s.get_int("thread_m")), KC = int(s.get_int("tile_k"));
   const int X = P / VN, Y = TM / VM;  // threads per block in x and y
   const dsl::ComputeDef& d = q.def;
-  Func out = d.output, acc = d.stage("acc"), dot = d.stage("dot");
+  Func acc = d.stage("acc"), dot = d.stage("dot");
   Func a_max = d.stage("a_max"), a_words = d.stage("a_words"), a_sum = d.stage("a_sum");
-  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p"), g = d.var("g"), h = d.var("h"), kq = d.var("kq");
+  Var m = d.var("m"), j = d.var("j"), p = d.var("p"), g = d.var("g"), h = d.var("h"), kq = d.var("kq");
   RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar(), in_block = d.reduce("in_block").rvar();
 
-  // Blocks over (panel, row tile); threads over (thread column, thread row); each thread's tile unrolled.
-  Var no("no"), ni("ni"), mo("mo"), mi("mi"), nt("nt"), nv("nv"), mt("mt"), mv("mv");
-  out.split(n, no, ni, P, TailStrategy::GuardWithIf)
-      .split(m, mo, mi, TM, TailStrategy::GuardWithIf)
-      .split(ni, nt, nv, VN)
-      .split(mi, mt, mv, VM)
-      .reorder(nv, mv, nt, mt, no, mo)
-      .gpu_blocks(no, mo)
-      .gpu_threads(nt, mt)
-      .unroll(nv)
-      .unroll(mv);
-  // acc(j, p, m): the block's outputs, each thread's thread_n x thread_m in its registers
-  // (dsl/gpu/private_arrays.h), over the k-blocks in chunks of tile_k.
-  Var at("at"), av("av");
-  acc.compute_at(out, no)
-      .store_in(MemoryType::Register)
-      .bound_extent(j, VN)
-      .bound_extent(p, P / VN)
-      .bound_extent(m, TM)
-      .split(m, at, av, VM)
-      .reorder(j, av, p, at)
-      .gpu_threads(p, at)
-      .unroll(j)
-      .unroll(av);
+  tile_outputs(d, P, TM, VN, VM);
+  Var at("at"), av("av");  // acc's thread row and row in the thread's tile (tile_outputs)
+  // acc's update over the k-blocks in chunks of tile_k.
   RVar kc("kc"), kb("kb");
   acc.update()
       .split(blocks, kc, kb, KC, TailStrategy::GuardWithIf)
@@ -304,6 +293,7 @@ dsl::KernelTraffic gpu_int4_gemm_a8_traffic(const QMatMulWorkload& w, const Sche
   t.lds_bytes = M * K * (N / double(VN)) + column_tiles * M * K * 2;
   t.blocks = int64_t(row_tiles * column_tiles);
   t.threads_per_block = (P / VN) * (TM / VM);
+  t.busy = M * N / (row_tiles * double(TM) * column_tiles * double(P));
   return t;
 }
 
