@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "schedules/gpu/templates.h"
+
 namespace tetra::schedules {
 
 using dsl::Failure;
@@ -23,12 +25,9 @@ const std::vector<QConvTemplate>& gpu_qconv_templates() {
 const char* gpu_qconv_template_for(const QConvWorkload&) { return kName; }
 
 namespace {
-// Workgroup memory a block's staged weight chunk may take: CUDA's limit for static shared memory, below
-// every AMD arch's 64 KiB.
-constexpr int64_t kMaxStagedBytes = 48 * 1024;
-
-int64_t staged_weight_bytes(const QConvWorkload& w, const Schedule& s) {
-  return w.KH * w.KW * s.get_int("tile_k", 8) * s.get_int("threads_m", 1) * s.get_int("thread_m") * 4;
+// A block's staged weight chunk: `channels` output channels x tile_k input channels x every tap, float32.
+int64_t staged_weight_bytes(const QConvWorkload& w, int64_t tile_k, int64_t channels) {
+  return w.KH * w.KW * tile_k * channels * 4;
 }
 }  // namespace
 
@@ -83,10 +82,8 @@ Schedule gpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
              {"tile_k", int64_t(4)}};
   // The largest chunk of input channels that the channels need and that keeps the stage within 16 KiB.
   for (int64_t k : {8, 16, 32}) {
-    Schedule wider = s;
-    wider.knobs["tile_k"] = k;
-    if (k / 2 >= w.Cg() || staged_weight_bytes(w, wider) > 16 * 1024) break;
-    s = wider;
+    if (k / 2 >= w.Cg() || staged_weight_bytes(w, k, threads_m * thread_m) > 16 * 1024) break;
+    s.knobs["tile_k"] = k;
   }
   return s;
 }
@@ -96,10 +93,10 @@ Status gpu_conv_check(const QConvWorkload& w, const Schedule& s, const TargetSpe
     return Failure{FailureKind::KnobConflict, "thread_ow", "tile_ow must be a multiple of thread_ow"};
   if (s.get_int("tile_ow") / s.get_int("thread_ow") * s.get_int("tile_oh") * s.get_int("threads_m", 1) > 1024)
     return Failure{FailureKind::KnobConflict, "tile_oh", "more than 1024 threads per block"};
-  if (s.get_string("shared_stage", "none") == "w" && staged_weight_bytes(w, s) > kMaxStagedBytes)
-    return Failure{FailureKind::KnobConflict, "tile_k",
-                   "the staged weight chunk takes " + std::to_string(staged_weight_bytes(w, s)) +
-                       " bytes of workgroup memory, more than " + std::to_string(kMaxStagedBytes)};
+  if (s.get_string("shared_stage", "none") == "w")
+    return check_staged_bytes(
+        staged_weight_bytes(w, s.get_int("tile_k", 8), s.get_int("threads_m", 1) * s.get_int("thread_m")), "tile_k",
+        "the staged weight chunk");
   return dsl::ok_status();
 }
 

@@ -11,25 +11,30 @@ using namespace Halide;
 
 namespace {
 constexpr const char* kName = "gpu_int4_gemm";
+
+// Both GEMMs' block and register tiles: columns per block (the weight's panel width; whole or half
+// waves), rows per block, and each thread's tile.
+std::vector<dsl::KnobDecl> tile_knobs(const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  return {{"tile_n", dsl::int_values({wave / 2, wave, 2 * wave})},
+          {"tile_m", dsl::int_values({8, 16, 32, 64})},
+          {"thread_n", dsl::int_values({1, 2, 4})},
+          {"thread_m", dsl::int_values({1, 2, 4, 8})}};
+}
 }  // namespace
 
 KnobSpace gpu_int4_gemm_space(const QMatMulWorkload&, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
   KnobSpace s;
   s.template_name = kName;
   s.family = target.family;
-  s.knobs = {
-      // Columns per block (the weight's panel width).
-      {"tile_n", dsl::int_values({wave / 2, wave, 2 * wave})},
-      {"tile_m", dsl::int_values({8, 16, 32, 64})},
-      // Each thread's register tile.
-      {"thread_n", dsl::int_values({1, 2, 4})},
-      {"thread_m", dsl::int_values({1, 2, 4, 8})},
-      {"unroll_k", dsl::int_values({1, 2, 4})},
-      // A's rows of the block in workgroup memory, tile_k values of k at a time ("a"), or read directly.
-      {"shared_stage", dsl::string_values({"none", "a"})},
-      {"tile_k", dsl::int_values({16, 32, 64})},
-  };
+  s.knobs = tile_knobs(target);
+  s.knobs.insert(s.knobs.end(),
+                 {
+                     {"unroll_k", dsl::int_values({1, 2, 4})},
+                     // A's rows of the block in workgroup memory, tile_k values of k at a time ("a"), or read directly.
+                     {"shared_stage", dsl::string_values({"none", "a"})},
+                     {"tile_k", dsl::int_values({16, 32, 64})},
+                 });
   return s;
 }
 
@@ -169,8 +174,6 @@ namespace tetra::schedules {
 
 namespace {
 constexpr const char* kA8Name = "gpu_int4_gemm_a8";
-// Workgroup memory the staged chunk of A may take: CUDA's limit for static shared memory.
-constexpr int64_t kMaxStagedBytes = 48 * 1024;
 
 // A chunk of tile_k k-blocks of the block's tile_m rows: the int8 values (a byte each) and per k-block
 // its maximum and its sum (4 bytes each).
@@ -180,21 +183,18 @@ int64_t staged_a8_bytes(const QMatMulWorkload& w, const Schedule& s) {
 }  // namespace
 
 KnobSpace gpu_int4_gemm_a8_space(const QMatMulWorkload& w, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
   KnobSpace s;
   s.template_name = kA8Name;
   s.family = target.family;
-  s.knobs = {
-      {"tile_n", dsl::int_values({wave / 2, wave, 2 * wave})},
-      {"tile_m", dsl::int_values({8, 16, 32, 64})},
-      {"thread_n", dsl::int_values({1, 2, 4})},
-      {"thread_m", dsl::int_values({1, 2, 4, 8})},
-      // k-blocks of A quantized into workgroup memory at a time.
-      {"tile_k", dsl::int_values({1, 2, 4, 8})},
-      // Fixed by the workload (the k-block A is quantized in); recorded so the layout follows from the
-      // schedule alone.
-      {"block", dsl::int_values({w.activation_block()})},
-  };
+  s.knobs = tile_knobs(target);
+  s.knobs.insert(s.knobs.end(),
+                 {
+                     // k-blocks of A quantized into workgroup memory at a time.
+                     {"tile_k", dsl::int_values({1, 2, 4, 8})},
+                     // Fixed by the workload (the k-block A is quantized in); recorded so the layout follows from the
+                     // schedule alone.
+                     {"block", dsl::int_values({w.activation_block()})},
+                 });
   return s;
 }
 
@@ -218,11 +218,7 @@ Schedule gpu_int4_gemm_a8_default(const QMatMulWorkload& w, const TargetSpec& ta
 Status gpu_int4_gemm_a8_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
   if (!w.int8_activations) return Failure{FailureKind::Unsupported, kA8Name, "int8 activations only"};
   if (Status st = check_tiles(s); !st) return st;
-  if (staged_a8_bytes(w, s) > kMaxStagedBytes)
-    return Failure{FailureKind::KnobConflict, "tile_k",
-                   "the staged chunk of A takes " + std::to_string(staged_a8_bytes(w, s)) +
-                       " bytes of workgroup memory, more than " + std::to_string(kMaxStagedBytes)};
-  return dsl::ok_status();
+  return check_staged_bytes(staged_a8_bytes(w, s), "tile_k", "the staged chunk of A");
 }
 
 dsl::Int4Layout gpu_int4_gemm_a8_layout(const Schedule& s) {

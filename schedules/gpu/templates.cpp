@@ -19,6 +19,14 @@ const std::vector<QMatMulTemplate>& gpu_qmatmul_templates() {
   return templates;
 }
 
+dsl::Status check_staged_bytes(int64_t bytes, const std::string& knob, const std::string& what) {
+  constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+  if (bytes <= kMaxStaticSharedBytes) return dsl::ok_status();
+  return dsl::Failure{dsl::FailureKind::KnobConflict, knob,
+                      what + " takes " + std::to_string(bytes) + " bytes of workgroup memory, more than " +
+                          std::to_string(kMaxStaticSharedBytes)};
+}
+
 double gpu_weight_bytes(const QMatMulWorkload& w) {
   const dsl::Int4Format& f = w.format;
   if (f.is_float()) return double(w.K) * double(w.N) * f.float_bits / 8;

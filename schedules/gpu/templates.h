@@ -20,6 +20,11 @@ std::string gpu_default_qmatmul_template(const QMatMulWorkload& workload);
 // models its own (int4_gemv.h, int4_gemm.h).
 dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
+// A template's workgroup-memory stage of `bytes` a block, within what every dialect can declare: CUDA's
+// 48 KiB of static shared memory, below every AMD arch's 64 KiB. Else a KnobConflict naming `knob` and
+// `what` is staged.
+dsl::Status check_staged_bytes(int64_t bytes, const std::string& knob, const std::string& what);
+
 // The bytes of a workload's packed weight: the codes (two a byte), the scales and the zero points.
 double gpu_weight_bytes(const QMatMulWorkload& workload);
 

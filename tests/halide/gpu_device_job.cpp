@@ -29,6 +29,12 @@ nlohmann::json check_entry(const fs::path& dir, const std::string& name, const s
   return {{"buffer", name}, {"expect", name + ".expect.bin"}, {"tolerance", name + ".tolerance.bin"}};
 }
 
+std::string remove_opencl_barriers(std::string source, int* removed) {
+  const std::string barrier = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);";
+  for (size_t at; (at = source.find(barrier)) != std::string::npos; ++*removed) source.erase(at, barrier.size());
+  return source;
+}
+
 nlohmann::json kernel_job(const std::vector<dsl::gpu::DeviceKernel>& kernels, const JobDialect& d, const fs::path& dir,
                           const std::function<std::string(std::string)>& edit) {
   using namespace dsl::gpu;

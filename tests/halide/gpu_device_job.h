@@ -63,6 +63,10 @@ nlohmann::json kernel_job(const std::vector<dsl::gpu::DeviceKernel>& kernels, co
 // mounts no /sys). Everywhere else the OpenCL runs are required to work; where they cannot, a warning.
 bool opencl_runs_here();
 
+// OpenCL C `source` with every workgroup barrier removed, counted in *removed: a kernel that must then
+// fail its check shows that its barriers matter.
+std::string remove_opencl_barriers(std::string source, int* removed);
+
 // Writes `job` to DIR/job.json and runs it with tetra-device.
 dsl::ProgramRun run_job(const nlohmann::json& job, const fs::path& dir);
 

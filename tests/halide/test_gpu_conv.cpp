@@ -123,12 +123,8 @@ TEST_CASE("GPU int4 conv: the implicit GEMM's weight chunks need their barriers"
   INFO(good.output);
   REQUIRE(good.status == 0);
   // Without them, threads read a chunk before it is written, or after the next one overwrote it.
-  const std::string barrier = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);";
   int removed = 0;
-  auto strip = [&](std::string text) {
-    for (size_t at; (at = text.find(barrier)) != std::string::npos; ++removed) text.erase(at, barrier.size());
-    return text;
-  };
+  auto strip = [&](std::string text) { return remove_opencl_barriers(std::move(text), &removed); };
   ProgramRun bad = run_job(qconv_job(c, w, wl, s, gfx90a(), rng, dir, JobDialect{}, strip), dir);
   REQUIRE(removed > 0);
   INFO(bad.output);

@@ -15,6 +15,7 @@
 #include "dsl/gpu/emit_kernel.h"
 #include "dsl/gpu/launch_plan_of.h"
 #include "dsl/process.h"
+#include "schedules/gpu/build.h"
 #include "schedules/gpu/int4_gemm.h"
 #include "schedules/gpu/int4_gemv.h"
 #include "schedules/gpu/templates.h"
@@ -235,12 +236,9 @@ void check_barriers_matter(const QMatMulWorkload& w, const Schedule& s, const st
   INFO(good.output);
   REQUIRE(good.status == 0);
 
-  const std::string barrier = "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);";
   int removed = 0;
-  ProgramRun bad = run_on_device(w, s, captured, spec, 7, dir, [&](std::string text) {
-    for (size_t at; (at = text.find(barrier)) != std::string::npos; ++removed) text.erase(at, barrier.size());
-    return text;
-  });
+  ProgramRun bad = run_on_device(w, s, captured, spec, 7, dir,
+                                 [&](std::string text) { return remove_opencl_barriers(std::move(text), &removed); });
   REQUIRE(removed > 0);
   INFO(bad.output);
   CHECK(bad.status == 1);  // it ran, and the check failed
@@ -582,15 +580,12 @@ TEST_CASE("GPU int8-activation GEMV and GEMM: each AMD arch's own 4-way dot inst
   QMatMulWorkload gemm = int8_workload_of(spec, 128, 4096, 4096, false);
   Schedule g = schedules::gpu_int4_gemm_a8_default(gemm, gfx942());
   for (const auto& [kernels, schedule] : {std::pair{captured.kernels, s}, std::pair{capture(gemm, g).kernels, g}}) {
-    Result<std::string> hip = emit_kernels(kernels, Dialect::Hip);
-    REQUIRE(hip.ok());
     for (const std::string& arch : amd_archs()) {
       INFO(arch << " " << schedule.to_string());
       std::string object = (dir / (arch + ".co")).string();
-      Status built = build_hip_code_object(hip.value(), arch, object);
-      INFO((built.ok() ? "" : built.failure().describe()));
-      REQUIRE(built.ok());
-      Result<std::vector<KernelResources>> resources = read_kernel_resources(object);
+      Result<std::vector<KernelResources>> resources =
+          schedules::build_gpu_code_object(kernels, parse_target("hip:" + arch).value(), object);
+      INFO((resources.ok() ? "" : resources.failure().describe()));
       REQUIRE(resources.ok());
       for (const KernelResources& k : resources.value()) {
         CHECK(k.vgpr_spills == 0);
