@@ -1,7 +1,8 @@
 // Writes the benchmark workloads of bench/run.sh as int4 ONNX models that both tetra and ONNX
 // Runtime load, each with a folder holding one random input:
 //   MatMulNBits (block 32, no zero points, accuracy_level 0 = exact fp32) for the GEMV/GEMM shapes,
-//   and NAME_a4.onnx beside each, the same weights with accuracy_level 4 (ORT's int8 activations),
+//   and NAME_a4.onnx beside each, the same weights with accuracy_level 4 (ORT's int8 activations), and
+//   NAME_f16.onnx, the same codes with float16 activations and scales (the GPU's float16 GEMV),
 //   DequantizeLinear (int4, per output channel) -> Conv for the 3x3 conv.
 #include <filesystem>
 #include <iostream>
@@ -43,8 +44,10 @@ void matmul_nbits(const std::string& dir, const std::string& name, int64_t M, in
   b.opset("com.microsoft", 1);
   b.input("a", DType::Float32, {M, K});
   b.output("y", DType::Float32);
-  b.initializer("B", random_bytes({N, blocks, block / 2}));
-  b.initializer("scales", uniform(DType::Float32, {N * blocks}, 0.001, 0.01));
+  const Tensor codes = random_bytes({N, blocks, block / 2}),
+               scales = uniform(DType::Float32, {N * blocks}, 0.001, 0.01);
+  b.initializer("B", codes);
+  b.initializer("scales", scales);
   ModelBuilder int8 = b;
   b.node("MatMulNBits", {"a", "B", "scales"}, {"y"},
          {{"K", K}, {"N", N}, {"bits", 4}, {"block_size", block}, {"accuracy_level", 0}}, "com.microsoft");
@@ -52,6 +55,17 @@ void matmul_nbits(const std::string& dir, const std::string& name, int64_t M, in
   int8.node("MatMulNBits", {"a", "B", "scales"}, {"y"},
             {{"K", K}, {"N", N}, {"bits", 4}, {"block_size", block}, {"accuracy_level", 4}}, "com.microsoft");
   int8.save(dir + "/" + name + "_a4.onnx");
+  ModelBuilder half(21, name + "_f16");
+  half.opset("com.microsoft", 1);
+  half.input("a", DType::Float16, {M, K});
+  half.output("y", DType::Float16);
+  half.initializer("B", codes);
+  Tensor half_scales(DType::Float16, {N * blocks});
+  for (int64_t i = 0; i < half_scales.size(); ++i) half_scales.set(i, scales.get(i));
+  half.initializer("scales", half_scales);
+  half.node("MatMulNBits", {"a", "B", "scales"}, {"y"},
+            {{"K", K}, {"N", N}, {"bits", 4}, {"block_size", block}, {"accuracy_level", 0}}, "com.microsoft");
+  half.save(dir + "/" + name + "_f16.onnx");
   write_input(dir + "/" + name + "_data", "a", {M, K});
 }
 

@@ -93,6 +93,10 @@ Halide::Expr PackedInt4::code_offset(const Halide::Expr& j, const Halide::Expr& 
   return cast<float>(offset);
 }
 
+Halide::Expr PackedInt4::code_word(const Halide::Expr& j, const Halide::Expr& kw, const Halide::Expr& p) const {
+  return Halide::reinterpret<uint32_t>(container(j, kw * 8, p));
+}
+
 Halide::Expr PackedInt4::word_offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const {
   using namespace Halide;
   Expr offset = Expr(format_.signed_nibbles() ? 8 : 0);

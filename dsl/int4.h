@@ -37,6 +37,10 @@ class PackedInt4 {
   // The vnni packing as words: column j's 8 codes of k = 8kq .. 8kq + 7, k = 8kq + 2b in byte b's low
   // nibble and 8kq + 2b + 1 in its high one.
   Halide::Expr dot_word(const Halide::Expr& j, const Halide::Expr& kq, const Halide::Expr& p) const;
+  // The words packing: column j's word kw as uint32, 8 unsigned codes u, k = 8kw + t in bits 4t .. 4t + 3
+  // (two's complement nibbles XOR 8), and what u is offset by at k-group g (u - offset = q - zp), as int32.
+  Halide::Expr code_word(const Halide::Expr& j, const Halide::Expr& kw, const Halide::Expr& p) const;
+  Halide::Expr word_offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
   // W(k, n) by logical column; fine for simple consumers, but vectors over n gather (n % P, n / P).
   Halide::Expr operator()(const Halide::Expr& k, const Halide::Expr& n) const;
 
@@ -57,9 +61,6 @@ class PackedInt4 {
   // The packed element holding k's nibble as an int32, and the nibble's position in it (0, 4, ...). A word
   // holds unsigned codes u = q + 8 when nibbles are two's complement (one XOR for its 8 k).
   Halide::Expr container(const Halide::Expr& j, const Halide::Expr& k, const Halide::Expr& p) const;
-  // Words: what a word's unsigned code u is offset by, u - offset = q - zp: 8 for two's complement,
-  // plus the stored zero point.
-  Halide::Expr word_offset(const Halide::Expr& j, const Halide::Expr& g, const Halide::Expr& p) const;
   Halide::Expr nibble_shift(const Halide::Expr& k) const;
 };
 

@@ -12,6 +12,24 @@ void set_arguments(QMatMulDef& q) {
   for (const PipelineParam& p : q.params()) std::visit([&](const auto& v) { q.def.arguments.push_back(v); }, p);
 }
 
+// What the k-blocked algorithms (int8 and float16 activations) share after "acc": the output stage
+// (alpha, the bias, the epilogue), the reductions over the blocks and within one, extents and buffer mins.
+void finish_blocked_def(QMatMulDef& q, Halide::Func output, Halide::Func acc, const Axis& n, const Axis& m,
+                        const Halide::RDom& blocks, const Halide::Expr& groups_count, const Halide::RDom& in_block) {
+  ComputeDef& d = q.def;
+  Halide::Expr y = q.alpha * acc(n.var % q.panel, n.var / q.panel, m.var);
+  if (q.workload.has_bias) y += q.beta * q.bias(n.var);
+  output(n.var, m.var) = apply_output_epilogue(y, q.workload.epilogue, q.residual(n.var, m.var));
+  d.reduce_axes.push_back(ReduceAxis{"k", blocks, groups_count});
+  d.reduce_axes.push_back(ReduceAxis{"in_block", in_block, int(q.workload.activation_block())});
+  d.extents = {{"M", q.A.dim(1).extent()}, {"K", q.A.dim(0).extent()}, {"N", output.output_buffer().dim(0).extent()}};
+  q.A.dim(0).set_min(0).dim(1).set_min(0);
+  q.bias.dim(0).set_min(0);
+  q.residual.dim(0).set_min(0).dim(1).set_min(0);
+  output.output_buffer().dim(0).set_min(0).dim(1).set_min(0);
+  d.output = output;
+}
+
 }  // namespace
 
 std::vector<PipelineParam> QMatMulDef::params() const {
@@ -174,21 +192,61 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, const Int4Layout
   acc(j.var, p.var, m.var) = 0.0f;
   acc(j.var, p.var, m.var) += cast<float>(exact) * (a_max(blocks, m.var) / 127.0f * q.W.scale(j.var, wg, p.var));
 
-  Expr y = q.alpha * acc(n.var % panel, n.var / panel, m.var);
-  if (workload.has_bias) y += q.beta * q.bias(n.var);
-  output(n.var, m.var) = apply_output_epilogue(y, workload.epilogue, q.residual(n.var, m.var));
-
-  d.reduce_axes.push_back(ReduceAxis{"k", blocks, groups_count});
-  d.reduce_axes.push_back(ReduceAxis{"in_block", in_block, B});
-  d.extents = {{"M", M}, {"K", K}, {"N", output.output_buffer().dim(0).extent()}};
-  q.A.dim(0).set_min(0).dim(1).set_min(0);
-  q.bias.dim(0).set_min(0);
-  q.residual.dim(0).set_min(0).dim(1).set_min(0);
-  output.output_buffer().dim(0).set_min(0).dim(1).set_min(0);
-
-  d.output = output;
+  finish_blocked_def(q, output, acc, n, m, blocks, groups_count, in_block);
   d.stages = {{"a", a},         {"a_max", a_max}, {"a_q", a_q}, {layout.words ? "a_words" : "a_pairs", a_pairs},
               {"a_sum", a_sum}, {"dot", dot},     {"acc", acc}};
+  set_arguments(q);
+  return q;
+}
+
+QMatMulDef define_qmatmul_f16(const QMatMulWorkload& workload, const Int4Layout& layout) {
+  using namespace Halide;
+  const int B = int(workload.activation_block());
+  check(workload.f16_activations && f16_activations_supported(workload).ok() && layout.words && !layout.vnni &&
+            layout.k_align % B == 0,
+        ErrorKind::Invalid, "not a float16-activation workload in words of whole blocks: " + workload.key());
+  const int panel = layout.panel, BW = B / 8;
+  QMatMulDef q(workload, panel, /*vnni=*/false, /*words=*/true);
+  ComputeDef& d = q.def;
+  d.op = "qmatmul_f16";
+  Axis n = make_axis("n"), m = make_axis("m"), j = make_axis("j"), p = make_axis("p"), k = make_axis("k");
+  Axis g = make_axis("g"), t = make_axis("t"), kw = make_axis("kw");
+  d.axes = {n, m, j, p, k, g, t, kw};
+
+  Expr K = q.A.dim(0).extent(), M = q.A.dim(1).extent();
+  Expr groups_count = (K + B - 1) / B;
+  Func output("qmatmul"), a("a"), a_pairs("a_pairs"), a_sum("a_sum"), dot("dot"), acc("acc");
+
+  a(k.var, m.var) = select(k.var < K, q.A(min(k.var, K - 1), clamp(m.var, 0, M - 1)), 0.0f);
+  a_pairs(t.var, kw.var, m.var) = gpu::pack_f16x2(a(8 * kw.var + t.var, m.var), a(8 * kw.var + t.var + 4, m.var));
+  RDom in_block(0, B, "in_block");
+  a_sum(g.var, m.var) = 0.0f;
+  a_sum(g.var, m.var) += cast<float>(cast<float16_t>(a(g.var * B + in_block, m.var)));
+
+  // The block's words: 4 float16 dot products each, into float32.
+  RDom r(0, BW, "r");
+  Expr row = g.var * BW + r;
+  Expr word = q.W.code_word(j.var, row, p.var);
+  const Expr nibble_pair = Internal::UIntImm::make(UInt(32), 0x03C003C0u);
+  const Expr sixteen = Internal::UIntImm::make(UInt(32), 0x4C004C00u);
+  dot(j.var, g.var, p.var, m.var) = 0.0f;
+  Expr sum = dot(j.var, g.var, p.var, m.var);
+  for (int pair = 0; pair < 4; ++pair) {
+    const int shift = 6 - 4 * pair;  // nibble `pair` (and pair + 4, 16 bits up) to mantissa bits 6..9
+    Expr moved = shift >= 0 ? word << cast<uint32_t>(shift) : word >> cast<uint32_t>(-shift);
+    sum = gpu::dot2_f16((moved & nibble_pair) | sixteen, a_pairs(pair, row, m.var), sum);
+  }
+  dot(j.var, g.var, p.var, m.var) = sum;
+  d.reduce_axes.push_back(ReduceAxis{"r", r, BW});
+
+  RDom blocks(0, groups_count, "blocks");
+  Expr wg = workload.format.k_group > 0 ? Expr(blocks) : Expr(0);
+  Expr offset_term = cast<float>(16 + q.W.word_offset(j.var, wg, p.var)) * a_sum(blocks, m.var);
+  acc(j.var, p.var, m.var) = 0.0f;
+  acc(j.var, p.var, m.var) += (dot(j.var, blocks, p.var, m.var) - offset_term) * q.W.scale(j.var, wg, p.var);
+
+  finish_blocked_def(q, output, acc, n, m, blocks, groups_count, in_block);
+  d.stages = {{"a", a}, {"a_pairs", a_pairs}, {"a_sum", a_sum}, {"dot", dot}, {"acc", acc}};
   set_arguments(q);
   return q;
 }

@@ -80,4 +80,18 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, int panel);
 //                         dot4_i8(high nibbles, a_words(1, ..))    (dsl/gpu/emit_kernel.h)
 QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, const Int4Layout& layout);
 
+// The float16-activation algorithm (workload.f16_activations; the weight in words, k_align a multiple of
+// the block B = activation_block(), which is the weight's k-block when it has one). Stages:
+//   "a"(k, m)           = A(k, clamp(m)) for k < K, else 0
+//   "a_pairs"(t, kw, m) = pack_f16x2(a(8kw + t, m), a(8kw + t + 4, m))   t < 4: float16 pairs in the order
+//                         of a code word's nibble pairs (t, t + 4)
+//   "a_sum"(g, m)       = sum over the block of float16(a)
+//   "dot"(j, g, p, m)   = sum over the block's words "r" and t of dot2_f16(pair t of the word, a_pairs(t))
+//   "acc"(j, p, m)      = sum over the blocks "k" of (dot - (16 + offset) * a_sum) * scale
+// A word's nibbles t and t + 4 become the float16 pair (16 + u) by two integer operations: shifted into
+// mantissa bits 6..9, ORed with the bits of 16.0 (ulp 1/64). Every product and the subtraction of the
+// block's offset term are float32; the float16 products are exact, so the result is within float32
+// rounding of sum_k float16(a) * (q - zp) * scale.
+QMatMulDef define_qmatmul_f16(const QMatMulWorkload& workload, const Int4Layout& layout);
+
 }  // namespace tetra::dsl

@@ -23,6 +23,15 @@ ResolvedSpec resolve(const KernelSpec& requested, const TargetSpec& target) {
       resolved.note = "float32 activations: " + why;
     }
   }
+  // Float16 activations have their own kernels on GPUs, for int4 weights whose k-blocks hold whole words
+  // of 8 codes (f16_activations_supported). Elsewhere the float32 kernels compute on the same float16
+  // values exactly, so nothing is lost and there is nothing to note.
+  if (requested.activations == ActivationMode::Float16) {
+    QMatMulWorkload blocks;
+    blocks.format = requested.weight;
+    if (requested.op != KernelOp::QMatMul || target.family == TargetFamily::Cpu || !f16_activations_supported(blocks))
+      spec.activations = ActivationMode::Float32;
+  }
   spec.layout = spec.activations == ActivationMode::Int8 ? LayoutKind::Vnni : LayoutKind::Panel;
   return resolved;
 }

@@ -29,7 +29,8 @@ nlohmann::json qmatmul_workload_to_json(const QMatMulWorkload& w) {
           {"weight", int4_format_to_json(w.format)},
           {"bias", w.has_bias},
           {"epilogue", epilogue_to_json(w.epilogue)},
-          {"int8_activations", w.int8_activations}};
+          {"int8_activations", w.int8_activations},
+          {"f16_activations", w.f16_activations}};
 }
 
 Result<QMatMulWorkload> qmatmul_workload_from_json(const nlohmann::json& j) {
@@ -43,6 +44,7 @@ Result<QMatMulWorkload> qmatmul_workload_from_json(const nlohmann::json& j) {
   w.has_bias = r.flag("bias");
   const nlohmann::json* epilogue = r.field("epilogue");
   w.int8_activations = r.flag("int8_activations");
+  w.f16_activations = r.flag("f16_activations");
   if (!r.ok()) return r.failure();
   Result<Int4Format> format = int4_format_from_json(*weight);
   if (!format) return format.failure();

@@ -11,7 +11,7 @@
 namespace tetra::dsl {
 
 // {"op": "qmatmul", "M", "K", "N", "weight": int4_format_to_json, "bias", "epilogue": {"residual",
-//  "activation", "params"}, "int8_activations"}
+//  "activation", "params"}, "int8_activations", "f16_activations"}
 nlohmann::json qmatmul_workload_to_json(const QMatMulWorkload& workload);
 Result<QMatMulWorkload> qmatmul_workload_from_json(const nlohmann::json& j);
 

@@ -46,11 +46,13 @@ Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& s
     return Failure{FailureKind::WrongTarget, schedule.template_name,
                    "is a " + dsl::family_name(t->family) + " template; the target " + target.name + " is " +
                        dsl::family_name(target.family)};
-  if (t->int8_activations != workload.int8_activations)
+  if (!t->serves(workload)) {
+    const dsl::ActivationMode mode = dsl::kernel_spec(workload, target.name).activations;
     return Failure{FailureKind::Unsupported, schedule.template_name,
-                   std::string(t->int8_activations ? "is for int8 activations; " : "is for float32 activations; ") +
-                       workload.key() + (workload.int8_activations ? " has int8 activations" : " has float32 ones")};
-  if (t->int8_activations && !target.has_int8_dot())
+                   "is for " + dsl::activation_mode_name(t->activations) + " activations; " + workload.key() + " has " +
+                       dsl::activation_mode_name(mode) + " ones"};
+  }
+  if (t->int8() && !target.has_int8_dot())
     return Failure{FailureKind::WrongTarget, schedule.template_name,
                    "needs int8 dot products (AVX512-VNNI), which " + target.name + " lacks"};
   if (workload.K <= 0 || workload.N <= 0 || workload.M <= 0)
@@ -59,11 +61,17 @@ Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& s
   return t->check_conflicts(workload, schedule, target);
 }
 
+bool QMatMulTemplate::serves(const QMatMulWorkload& workload) const {
+  const dsl::ActivationMode mode = dsl::kernel_spec(workload, "").activations;
+  return activations == mode || (activations == dsl::ActivationMode::Float32 && mode == dsl::ActivationMode::Float16);
+}
+
 ResolvedQMatMul resolve_qmatmul(const QMatMulWorkload& requested, const TargetSpec& target) {
   dsl::ResolvedSpec resolved = dsl::resolve(dsl::kernel_spec(requested, target.name), target);
   QMatMulWorkload workload = requested;
   workload.format = resolved.spec.weight;
   workload.int8_activations = resolved.spec.activations == dsl::ActivationMode::Int8;
+  workload.f16_activations = resolved.spec.activations == dsl::ActivationMode::Float16;
   return {workload, resolved.note};
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dsl/core/kernel_spec.h"
 #include "dsl/qmatmul.h"
 #include "dsl/schedule.h"
 #include "dsl/target.h"
@@ -24,12 +25,17 @@ using dsl::TargetSpec;
 struct QMatMulTemplate {
   std::string name;
   dsl::TargetFamily family;
-  bool int8_activations;  // serves the int8-activation workloads (and only those)
+  // The activations of the workloads it serves (dsl::ActivationMode). A float32 template also serves
+  // float16 workloads (exact on float16 values); the others serve only their own.
+  dsl::ActivationMode activations;
   dsl::KnobSpace (*space)(const QMatMulWorkload&, const TargetSpec&);
   Schedule (*default_schedule)(const QMatMulWorkload&, const TargetSpec&);
   Status (*check_conflicts)(const QMatMulWorkload&, const Schedule&, const TargetSpec&);
   dsl::Int4Layout (*layout)(const Schedule&);
   Status (*apply)(QMatMulDef&, const Schedule&, const TargetSpec&);
+
+  bool int8() const { return activations == dsl::ActivationMode::Int8; }
+  bool serves(const QMatMulWorkload& workload) const;
 };
 
 const std::vector<QMatMulTemplate>& qmatmul_templates();

@@ -235,6 +235,27 @@ std::string half_model(const std::string& dir, std::mt19937& gen) {
   return b.save(dir + "/gpu_half.onnx");
 }
 
+// A float16 int4 model of `rows` rows: a MatMulNBits with zero points and ragged blocks of 16, a Relu, and
+// a DequantizeLinear MatMul blocked by 8 along K with float16 scales.
+std::string half_int4_model(const std::string& dir, std::mt19937& gen, int64_t rows) {
+  const int64_t K = 40, N = 24, block = 16, blocks = 3;
+  ModelBuilder b(21, "gpu_half_int4");
+  b.opset("com.microsoft", 1);
+  b.input("a", DType::Float16, {rows, K});
+  b.output("y", DType::Float16);
+  b.initializer("B", random_tensor(DType::UInt8, {N, blocks, block / 2}, 0, 255));
+  b.initializer("scales", as_half(uniform(gen, {N * blocks}, 0.01f, 0.1f)));
+  b.initializer("zp", random_tensor(DType::UInt8, {N * ((blocks + 1) / 2)}, 0, 255));
+  b.node("MatMulNBits", {"a", "B", "scales", "zp"}, {"h"}, {{"K", K}, {"N", N}, {"bits", 4}, {"block_size", block}},
+         "com.microsoft");
+  b.node("Relu", {"h"}, {"r"});
+  b.initializer("w", random_tensor(DType::Int4, {N, 8}, -8, 7));
+  b.initializer("s", as_half(uniform(gen, {N / 8, 8}, 0.05f, 0.2f)));
+  b.node("DequantizeLinear", {"w", "s"}, {"wf"}, {{"axis", int64_t(0)}, {"block_size", int64_t(8)}});
+  b.node("MatMul", {"r", "wf"}, {"y"});
+  return b.save(dir + "/gpu_half_int4_" + std::to_string(rows) + ".onnx");
+}
+
 // Attention written out (fused into tetra.Attention), a MatMul of two activations, Gathers of one index
 // and of a run of indices, and reductions over a middle and the last axis.
 std::string attention_model(const std::string& dir) {
@@ -537,6 +558,31 @@ TEST_CASE("A float16 model runs on the OpenCL device as float32 and matches the 
   for (const auto& [name, want] : r.expected) {
     INFO("output " << name);
     CHECK(compare_tensors(r.outputs.at(name), want, 4e-3, 4e-3) == "");
+  }
+}
+
+TEST_CASE("A float16 int4 model: float16 GEMVs (v_dot2_f32_f16 on AMD) up to 8 rows, the GEMM past them, on OpenCL",
+          "[gpu_model][opencl][f16]") {
+  if (!opencl_runs_here("the GPU model tests")) return;
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 gen(seed);
+  const std::string dir = temp_dir("gpu_model_half_int4");
+  for (int64_t rows : {2, 16}) {
+    INFO(rows << " rows");
+    const std::string model = half_int4_model(dir, gen, rows);
+    GpuRunResult r = run_model_on_opencl(model, {{"a", as_half(uniform(gen, {rows, 40}, -2, 2))}});
+    std::string ran;
+    for (const auto& [node, what] : r.job.kernels) ran += what + "\n";
+    INFO(ran);
+    // Both int4 MatMuls: the float16 GEMV, which reads A as float16, or past 8 rows the float32 GEMM.
+    size_t h2 = 0;
+    for (size_t at = ran.find("gpu_int4_gemv_h2"); at != std::string::npos; at = ran.find("gpu_int4_gemv_h2", at + 1))
+      ++h2;
+    CHECK(h2 == (rows <= 8 ? 2u : 0u));
+    if (rows > 8) CHECK(ran.find("gpu_int4_gemm") != std::string::npos);
+    // The reference rounds every step to float16.
+    CHECK(compare_tensors(r.outputs.at("y"), r.expected.at("y"), 4e-3, 4e-3) == "");
   }
 }
 

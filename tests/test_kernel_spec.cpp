@@ -218,6 +218,41 @@ TEST_CASE("resolve decides the int8 fall-backs in one place, keeping float16 sca
   CHECK_THAT(no_dot.note, Catch::Contains("no int8 dot products"));
 }
 
+TEST_CASE("float16 activations stay on GPUs where the weight allows them, and are float32 elsewhere", "[kernel_spec]") {
+  QMatMulWorkload w;
+  w.M = 1, w.K = 4096, w.N = 512;
+  w.format.k_group = 32;
+  w.format.f16_scale = true;
+  w.f16_activations = true;
+  CHECK_THAT(w.key(), Catch::EndsWith(" a16"));
+  KernelSpec requested = kernel_spec(w, "hip-gfx942");
+  CHECK(requested.activations == ActivationMode::Float16);
+  CHECK_THAT(requested.key(), Catch::Contains(" a16 panel"));
+  CHECK(KernelSpec::from_json(requested.to_json()).value() == requested);
+  CHECK(qmatmul_workload_from_json(qmatmul_workload_to_json(w)).value().key() == w.key());
+
+  ResolvedSpec gpu = resolve(requested, parse_target("hip:gfx942").value());
+  CHECK(gpu.spec.activations == ActivationMode::Float16);
+  CHECK(gpu.spec.layout == LayoutKind::Panel);
+  CHECK(gpu.spec.weight.f16_scale);
+  CHECK(gpu.note.empty());
+  CHECK(resolve(requested, parse_target("opencl").value()).spec.activations == ActivationMode::Float16);
+  // The CPU kernels compute on the float16 values exactly in float32: nothing to note.
+  ResolvedSpec cpu = resolve(requested, parse_target("x86-64-avx2").value());
+  CHECK(cpu.spec.activations == ActivationMode::Float32);
+  CHECK(cpu.note.empty());
+  // k-blocks that split a word of 8 codes, and float weights, have no float16 kernel.
+  requested.weight.k_group = 4;
+  CHECK(resolve(requested, parse_target("hip:gfx942").value()).spec.activations == ActivationMode::Float32);
+  requested.weight = Int4Format{};
+  requested.weight.float_bits = 16;
+  CHECK(resolve(requested, parse_target("hip:gfx942").value()).spec.activations == ActivationMode::Float32);
+  // An unknown activation mode is refused.
+  nlohmann::json other = kernel_spec(w, "hip-gfx942").to_json();
+  other["activations"] = "bf16";
+  CHECK_FALSE(KernelSpec::from_json(other).ok());
+}
+
 TEST_CASE("malformed specs, workloads and jobs are failures naming the field", "[kernel_spec]") {
   QMatMulWorkload w;
   w.M = 2, w.K = 64, w.N = 24;

@@ -127,6 +127,42 @@ TEST_CASE("tune --target opencl measures GPU candidates on the OpenCL device and
   CHECK_FALSE(fs::exists(dir + "/db2/records.json"));
 }
 
+TEST_CASE("tune --target opencl on a float16 model measures the float16 GEMV against float16 activations",
+          "[tuner][opencl][f16]") {
+  if (!opencl_runs_here("the OpenCL tuning tests")) return;
+  const std::string dir = temp_dir("tune_opencl_f16");
+  ModelBuilder b(21);
+  b.input("a", DType::Float16, {-1, 64});
+  b.output("y", DType::Float16);
+  b.initializer("w", random_tensor(DType::Int4, {64, 96}, -8, 7));
+  b.initializer("w_s", random_tensor(DType::Float16, {2, 96}, 0.01, 0.1));
+  b.node("DequantizeLinear", {"w", "w_s"}, {"w_f"}, {{"axis", 0}, {"block_size", 32}});
+  b.node("MatMul", {"a", "w_f"}, {"y"});
+  const std::string model = b.save(dir + "/gemv_f16.onnx");
+  const std::string target = dsl::opencl_target_name(opencl_device_name());
+  std::string out;
+  int rc = run_command(tetra_cli() + " tune " + model + " --target opencl --db " + dir + "/db --trials 4 --repeats 2" +
+                           " --strategy random --shape a=1,64 2>&1",
+                       &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  tuner::TuningDatabase db = tuner::TuningDatabase::open(dir + "/db", target, dsl::toolchain_id());
+  REQUIRE(db.records().size() == 4);
+  int h2 = 0;
+  for (const tuner::TuningRecord& r : db.records()) {
+    INFO(r.workload.key << " " << r.schedule.to_string() << ": " << r.error);
+    CHECK_THAT(r.workload.key, Catch::EndsWith(" a16"));  // a workload of its own
+    CHECK_FALSE(r.failed());  // float16 scales included: checked within the float16 GEMV's tolerance
+    h2 += r.schedule.template_name == "gpu_int4_gemv_h2";
+  }
+  CHECK(h2 >= 1);  // the default comes first
+  rc = run_command(tetra_cli() + " run " + model + " --target opencl --db " + dir +
+                       "/db --shape a=1,64 --random-inputs --check --explain 2>&1",
+                   &out);
+  CHECK(rc == 0);
+  CHECK_THAT(out, Catch::Contains("(database ") && !Catch::Contains("FAIL"));
+}
+
 TEST_CASE("tune --target opencl: a wrong, crashing or hanging candidate is a failed record and tuning goes on",
           "[tuner][opencl]") {
   if (!opencl_runs_here("the OpenCL tuning tests")) return;

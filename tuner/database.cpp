@@ -508,6 +508,8 @@ std::optional<WorkloadDesc> workload_of_v1_key(const std::string& key, const std
         w.epilogue = dsl::OutputEpilogue::relu();
       else if (word == "a8")
         w.int8_activations = true;
+      else if (word == "a16")
+        w.f16_activations = true;
       else if (!(float_bits && word == "weight") && !parse_format_word(word, w.format))
         return std::nullopt;
     }

@@ -13,6 +13,7 @@
 #include "dsl/gpu/emit_kernel.h"
 #include "dsl/gpu/launch_plan_of.h"
 #include "dsl/process.h"
+#include "importer/dtype.h"
 #include "importer/error.h"
 #include "schedules/gpu/build.h"
 #include "tuner/random_weights.h"
@@ -181,6 +182,8 @@ int64_t qmatmul_inputs(const MeasureJob& job, const dsl::QMatMulWorkload& wl, co
   check(packed.ok(), ErrorKind::Invalid, packed.ok() ? "" : packed.failure().describe());
   const dsl::PackedInt4Buffers& p = packed.value();
   std::vector<float> a = random_floats(size_t(wl.M * wl.K), rng), bias = random_floats(size_t(wl.N), rng);
+  if (wl.f16_activations)  // A holds float16 values, as in the float16 model the workload came from
+    for (float& x : a) x = half_to_float(float_to_half(x));
   j["buffers"]["A"] = floats_entry(dir, "A", a, {wl.K, wl.M});
   if (wl.has_bias) j["buffers"]["bias"] = floats_entry(dir, "bias", bias, {wl.N});
   j["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", *p.packed.raw_buffer());

@@ -24,6 +24,7 @@ ReferenceValue qmatmul_reference(const dsl::QMatMulWorkload& wl, const Quantized
     r.magnitude += std::fabs(bias[n]);
   }
   if (wl.epilogue.is_lone_relu()) r.value = std::max(r.value, 0.0);
+  if (wl.f16_activations && wl.format.f16_scale) r.relative = 1e-3;
   return r;
 }
 

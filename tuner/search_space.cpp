@@ -8,7 +8,7 @@ namespace tetra::tuner {
 SearchSpace::SearchSpace(const dsl::QMatMulWorkload& workload, const dsl::TargetSpec& target)
     : workload_(workload), target_(target) {
   for (const schedules::QMatMulTemplate& t : schedules::qmatmul_templates())
-    if (dsl::templates_serve(t.family, target.family) && t.int8_activations == workload.int8_activations)
+    if (dsl::templates_serve(t.family, target.family) && t.serves(workload))
       spaces_.push_back(t.space(workload, target));
 }
 

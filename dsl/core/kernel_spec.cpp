@@ -10,7 +10,16 @@ std::string kernel_op_name(KernelOp op) { return op == KernelOp::QConv ? "qconv"
 
 std::string layout_kind_name(LayoutKind kind) { return kind == LayoutKind::Vnni ? "vnni" : "panel"; }
 
-std::string activation_mode_name(ActivationMode mode) { return mode == ActivationMode::Int8 ? "int8" : "f32"; }
+std::string activation_mode_name(ActivationMode mode) {
+  switch (mode) {
+    case ActivationMode::Int8:
+      return "int8";
+    case ActivationMode::Float16:
+      return "f16";
+    default:
+      return "f32";
+  }
+}
 
 std::string KernelSpec::key() const {
   auto x = [](int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); };
@@ -23,6 +32,7 @@ std::string KernelSpec::key() const {
   if (has_bias) s += " bias";
   if (!epilogue.empty()) s += " " + epilogue.describe();
   if (activations == ActivationMode::Int8) s += " a8";
+  if (activations == ActivationMode::Float16) s += " a16";
   return s + " " + layout_kind_name(layout) + " " + target;
 }
 
@@ -162,7 +172,7 @@ Result<KernelSpec> KernelSpec::from_json(const nlohmann::json& j) {
   const nlohmann::json* weight = r.field("weight");
   const nlohmann::json* window = s.op == KernelOp::QConv ? r.field("window") : nullptr;
   s.layout = r.choice("layout", {"panel", "vnni"}) == 1 ? LayoutKind::Vnni : LayoutKind::Panel;
-  s.activations = r.choice("activations", {"f32", "int8"}) == 1 ? ActivationMode::Int8 : ActivationMode::Float32;
+  s.activations = ActivationMode(r.choice("activations", {"f32", "int8", "f16"}));
   s.has_bias = r.flag("bias");
   const nlohmann::json* epilogue = r.field("epilogue");
   s.target = r.text("target");
@@ -192,7 +202,7 @@ Result<KernelSpec> KernelSpec::from_json(const nlohmann::json& j) {
     return Failure{FailureKind::BadJson, "kernel spec",
                    "\"layout\" \"" + layout_kind_name(s.layout) + "\" does not go with \"activations\" \"" +
                        activation_mode_name(s.activations) + "\""};
-  if (s.op == KernelOp::QConv && s.activations == ActivationMode::Int8)
+  if (s.op == KernelOp::QConv && s.activations != ActivationMode::Float32)
     return Failure{FailureKind::BadJson, "kernel spec", "a qconv has float32 activations only"};
   return s;
 }
@@ -201,7 +211,9 @@ KernelSpec kernel_spec(const QMatMulWorkload& w, const std::string& target) {
   KernelSpec s;
   s.op = KernelOp::QMatMul;
   s.weight = w.format;
-  s.activations = w.int8_activations ? ActivationMode::Int8 : ActivationMode::Float32;
+  s.activations = w.int8_activations  ? ActivationMode::Int8
+                  : w.f16_activations ? ActivationMode::Float16
+                                      : ActivationMode::Float32;
   s.layout = w.int8_activations ? LayoutKind::Vnni : LayoutKind::Panel;
   s.has_bias = w.has_bias;
   s.epilogue = w.epilogue;

@@ -22,10 +22,11 @@ std::string kernel_op_name(KernelOp op);  // "qmatmul", "qconv"
 enum class LayoutKind { Panel, Vnni };
 std::string layout_kind_name(LayoutKind kind);  // "panel", "vnni"
 
-// The arithmetic of the activations: float32, or quantized to int8 per k-block (see
-// QMatMulWorkload::int8_activations).
-enum class ActivationMode { Float32, Int8 };
-std::string activation_mode_name(ActivationMode mode);  // "f32", "int8"
+// The arithmetic of the activations: float32; quantized to int8 per k-block (see
+// QMatMulWorkload::int8_activations); or float16 (QMatMulWorkload::f16_activations: the model's
+// activations are float16, and the kernel multiplies them as float16 with float32 sums).
+enum class ActivationMode { Float32, Int8, Float16 };
+std::string activation_mode_name(ActivationMode mode);  // "f32", "int8", "f16"
 
 // What a conv kernel compiles in besides its weight: the window's size and strides, and whether every
 // output channel reads every input channel (group 1). Dilations, pads, groups and shapes are run-time values.

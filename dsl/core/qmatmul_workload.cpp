@@ -10,6 +10,7 @@ std::string QMatMulWorkload::key() const {
   if (has_bias) s += " bias";
   if (epilogue.is_lone_relu()) s += " relu";
   if (int8_activations) s += " a8";
+  if (f16_activations) s += " a16";
   return s;
 }
 
@@ -17,6 +18,15 @@ QMatMulWorkload QMatMulWorkload::for_tuning() const {
   QMatMulWorkload w = *this;
   if (!w.epilogue.is_lone_relu()) w.epilogue = {};
   return w;
+}
+
+Status f16_activations_supported(const QMatMulWorkload& w) {
+  if (w.format.is_float())
+    return Failure{FailureKind::Unsupported, w.key(), "float16 activations pair with int4 weights, this one is float"};
+  if (w.format.k_group > 0 && w.format.k_group % 8 != 0)
+    return Failure{FailureKind::Unsupported, w.key(),
+                   "float16 activations need k-blocks of a multiple of 8, not " + std::to_string(w.format.k_group)};
+  return ok_status();
 }
 
 Status int8_activations_supported(const QMatMulWorkload& w) {

@@ -27,6 +27,11 @@ struct QMatMulWorkload {
   // Set on a request, this asks for int8 activations; schedules::resolve_qmatmul decides what a
   // target runs, and only a resolved workload is compiled, tuned or keyed in the database.
   bool int8_activations = false;
+  // A holds float16 values: the model's activations at this MatMul are float16. A kernel may then read
+  // them as float16 (exact) and multiply them as float16 pairs with float32 sums (v_dot2_f32_f16 on AMD
+  // GPUs: schedules/gpu/int4_gemv.h gpu_int4_gemv_h2). Key suffix " a16". Set from the model; targets
+  // without such kernels resolve it away (dsl/spec_resolve.h), since float32 arithmetic is exact on it.
+  bool f16_activations = false;
   // The k-block A is quantized in: the weight's k_group when it has one, else 32.
   int64_t activation_block() const { return format.k_group > 0 ? format.k_group : 32; }
 
@@ -40,6 +45,10 @@ struct QMatMulWorkload {
 // Why `w` cannot take int8 activations, or ok: the activation block must be a multiple of 8 (the
 // kernels read the codes 8 k at a time).
 Status int8_activations_supported(const QMatMulWorkload& w);
+
+// Why `w` cannot take float16 activations, or ok: an int4 weight (not float) whose k-blocks, if any,
+// are a multiple of 8 (the kernels read a word of 8 codes, all of one block).
+Status f16_activations_supported(const QMatMulWorkload& w);
 
 // The int8-activation arithmetic in plain C++, the reference the kernels are checked against: A
 // ([M, K] row-major) is quantized here exactly as the kernels quantize it (same float32 operations),

@@ -78,6 +78,25 @@ struct DialectTable {
   "  int32_t d;\n  asm(\"dp4a.s32.s32 %0, %1, %2, %3;\" : \"=r\"(d) : \"r\"(a), \"r\"(b), \"r\"(c));\n" \
   "  return d;\n#else\n  return tetra_dot4_i8_c(a, b, c);\n#endif\n}\n"
 
+// float16 pairs as the two halves of a uint32 (lane 0 low), for the float16-activation kernels: a pair
+// packed from two floats (rounded to nearest even), and acc + a.lo * b.lo + a.hi * b.hi in float32.
+// AMD: v_dot2_f32_f16, which every arch in dsl/core/amd_arch.h has (LLVM's dot10-insts); NVPTX: two
+// multiply-adds of the widened halves.
+#define TETRA_F16X2_TYPES                                               \
+  "typedef _Float16 tetra_f16x2 __attribute__((ext_vector_type(2)));\n" \
+  "__device__ inline uint32_t tetra_pack_f16x2(float lo, float hi) {\n" \
+  "  return __builtin_bit_cast(uint32_t, (tetra_f16x2){(_Float16)lo, (_Float16)hi});\n}\n"
+#define TETRA_AMDGPU_DOT2_F16                                                                                   \
+  TETRA_F16X2_TYPES                                                                                             \
+  "__device__ inline float tetra_dot2_f16(uint32_t a, uint32_t b, float c) {\n"                                 \
+  "  return __builtin_amdgcn_fdot2(__builtin_bit_cast(tetra_f16x2, a), __builtin_bit_cast(tetra_f16x2, b), c, " \
+  "false);\n}\n"
+#define TETRA_NVPTX_DOT2_F16                                                                        \
+  TETRA_F16X2_TYPES                                                                                 \
+  "__device__ inline float tetra_dot2_f16(uint32_t a, uint32_t b, float c) {\n"                     \
+  "  tetra_f16x2 x = __builtin_bit_cast(tetra_f16x2, a), y = __builtin_bit_cast(tetra_f16x2, b);\n" \
+  "  return __builtin_fmaf((float)x.y, (float)y.y, __builtin_fmaf((float)x.x, (float)y.x, c));\n}\n"
+
 // Halide's float math (exp_f32, ...) as each dialect has it, with no device library: clang's builtins,
 // which the AMDGPU backend lowers to its own instructions; NVPTX's base-2 approximations, within a few
 // ulp; OpenCL C's own functions.
@@ -110,8 +129,8 @@ struct DialectTable {
 const DialectTable kHip = {
     "// HIP, self-contained: amdgcn builtins, no device headers or libraries.\n"
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
-    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_AMDGPU_MATH
-        TETRA_AMDGPU_DOT4_I8,
+    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_AMDGPU_MATH TETRA_AMDGPU_DOT4_I8
+        TETRA_AMDGPU_DOT2_F16,
     "extern \"C\" __global__ ",
     "__attribute__((amdgpu_flat_work_group_size(1, %n))) ",
     "",
@@ -140,7 +159,14 @@ const DialectTable kOpenCL = {
     "#define float_from_bits(b) as_float((uint)(b))\n#define tetra_fma(a, b, c) fma(a, b, c)\n" TETRA_OPENCL_MATH
     "inline int tetra_dot4_i8(uint a, uint b, int c) {\n"
     "  char4 x = as_char4(a), y = as_char4(b);\n"
-    "  return c + x.s0 * y.s0 + x.s1 * y.s1 + x.s2 * y.s2 + x.s3 * y.s3;\n}\n",
+    "  return c + x.s0 * y.s0 + x.s1 * y.s1 + x.s2 * y.s2 + x.s3 * y.s3;\n}\n"
+    "inline uint tetra_pack_f16x2(float lo, float hi) {\n"
+    "  ushort h[2];\n  vstore_half_rte(lo, 0, (half*)h);\n  vstore_half_rte(hi, 1, (half*)h);\n"
+    "  return h[0] | ((uint)h[1] << 16);\n}\n"
+    "inline float tetra_dot2_f16(uint a, uint b, float c) {\n"
+    "  ushort h[4] = {(ushort)a, (ushort)(a >> 16), (ushort)b, (ushort)(b >> 16)};\n"
+    "  return fma(vload_half(1, (const half*)h), vload_half(3, (const half*)h), fma(vload_half(0, (const half*)h), "
+    "vload_half(2, (const half*)h), c));\n}\n",
     "__kernel ",
     "",
     "__global ",
@@ -159,7 +185,8 @@ const DialectTable kOpenCL = {
 const DialectTable kCuda = {
     "// CUDA, self-contained: NVVM builtins, no CUDA headers or libraries.\n"
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
-    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_NVPTX_MATH TETRA_NVPTX_DOT4_I8,
+    "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_NVPTX_MATH TETRA_NVPTX_DOT4_I8
+        TETRA_NVPTX_DOT2_F16,
     "extern \"C\" __global__ ",
     "__attribute__((launch_bounds(%n))) ",
     "",
@@ -406,6 +433,15 @@ class KernelPrinter : public CodeGen_C {
 Halide::Expr dot4_i8(const Halide::Expr& a, const Halide::Expr& b, const Halide::Expr& acc) {
   return Call::make(Int(32), "tetra_dot4_i8", {cast<uint32_t>(a), cast<uint32_t>(b), cast<int32_t>(acc)},
                     Call::PureExtern);
+}
+
+Halide::Expr dot2_f16(const Halide::Expr& a, const Halide::Expr& b, const Halide::Expr& acc) {
+  return Call::make(Float(32), "tetra_dot2_f16", {cast<uint32_t>(a), cast<uint32_t>(b), cast<float>(acc)},
+                    Call::PureExtern);
+}
+
+Halide::Expr pack_f16x2(const Halide::Expr& lo, const Halide::Expr& hi) {
+  return Call::make(UInt(32), "tetra_pack_f16x2", {cast<float>(lo), cast<float>(hi)}, Call::PureExtern);
 }
 
 Dialect dialect_of(TargetFamily family) {

@@ -24,6 +24,13 @@ Dialect dialect_of(TargetFamily family);
 // plain arithmetic. The int8-activation GPU kernels' inner step.
 Halide::Expr dot4_i8(const Halide::Expr& a, const Halide::Expr& b, const Halide::Expr& acc);
 
+// Two float16 lanes as the halves of a uint32 (lane 0 low): pack_f16x2 rounds two floats to nearest even;
+// dot2_f16 is acc + a.lo * b.lo + a.hi * b.hi in float32 (HIP: v_dot2_f32_f16, which every arch tetra
+// builds for has; CUDA and OpenCL C: two multiply-adds of the widened halves). The float16-activation GPU
+// kernels' inner step.
+Halide::Expr dot2_f16(const Halide::Expr& a, const Halide::Expr& b, const Halide::Expr& acc);
+Halide::Expr pack_f16x2(const Halide::Expr& lo, const Halide::Expr& hi);
+
 // The source of `kernels` in `dialect`: the dialect's prelude, then each kernel as an entry point named
 // kernel.name whose parameters are kernel.args in order (buffers as pointers to their element type,
 // scalars by value). A construct the emitter does not support (a vector type, an allocation of no

@@ -8,12 +8,12 @@ namespace tetra::schedules {
 
 const std::vector<QMatMulTemplate>& cpu_qmatmul_templates() {
   static const std::vector<QMatMulTemplate> templates = {
-      {"cpu_int4_gemv", dsl::TargetFamily::Cpu, false, cpu_int4_gemv_space, cpu_int4_gemv_default, cpu_int4_gemv_check,
-       cpu_int4_gemv_layout, apply_cpu_int4_gemv},
-      {"cpu_int4_gemm", dsl::TargetFamily::Cpu, false, cpu_int4_gemm_space, cpu_int4_gemm_default, cpu_int4_gemm_check,
-       cpu_int4_gemm_layout, apply_cpu_int4_gemm},
-      {"cpu_int4_vnni", dsl::TargetFamily::Cpu, true, cpu_int4_vnni_space, cpu_int4_vnni_default, cpu_int4_vnni_check,
-       cpu_int4_vnni_layout, apply_cpu_int4_vnni},
+      {"cpu_int4_gemv", dsl::TargetFamily::Cpu, dsl::ActivationMode::Float32, cpu_int4_gemv_space,
+       cpu_int4_gemv_default, cpu_int4_gemv_check, cpu_int4_gemv_layout, apply_cpu_int4_gemv},
+      {"cpu_int4_gemm", dsl::TargetFamily::Cpu, dsl::ActivationMode::Float32, cpu_int4_gemm_space,
+       cpu_int4_gemm_default, cpu_int4_gemm_check, cpu_int4_gemm_layout, apply_cpu_int4_gemm},
+      {"cpu_int4_vnni", dsl::TargetFamily::Cpu, dsl::ActivationMode::Int8, cpu_int4_vnni_space, cpu_int4_vnni_default,
+       cpu_int4_vnni_check, cpu_int4_vnni_layout, apply_cpu_int4_vnni},
   };
   return templates;
 }

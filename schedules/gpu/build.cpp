@@ -45,8 +45,16 @@ dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const st
   return lowered;
 }
 
-QMatMulDef define_gpu_qmatmul(const QMatMulWorkload& workload, const dsl::Int4Layout& layout) {
-  return workload.int8_activations ? dsl::define_qmatmul_int8(workload, layout) : dsl::define_qmatmul(workload, layout);
+QMatMulDef define_gpu_qmatmul(const QMatMulWorkload& workload, const QMatMulTemplate& t, const Schedule& schedule) {
+  const dsl::Int4Layout layout = t.layout(schedule);
+  switch (t.activations) {
+    case dsl::ActivationMode::Int8:
+      return dsl::define_qmatmul_int8(workload, layout);
+    case dsl::ActivationMode::Float16:
+      return dsl::define_qmatmul_f16(workload, layout);
+    default:  // float32 templates also serve float16 workloads, exactly
+      return dsl::define_qmatmul(workload, layout);
+  }
 }
 
 dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
@@ -54,7 +62,7 @@ dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const
   if (Status st = check_gpu_target(target); !st) return st.failure();
   if (Status st = check_qmatmul_schedule(workload, schedule, target); !st) return st.failure();
   const QMatMulTemplate* t = find_qmatmul_template(schedule.template_name);
-  QMatMulDef q = define_gpu_qmatmul(workload, t->layout(schedule));
+  QMatMulDef q = define_gpu_qmatmul(workload, *t, schedule);
   try {
     if (Status st = t->apply(q, schedule, target); !st) return st.failure();
   } catch (const Halide::Error& e) {

@@ -27,9 +27,10 @@ struct GpuKernels {
 dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const std::vector<Halide::Argument>& args,
                                             const Schedule& schedule, const std::string& name);
 
-// The algorithm a GPU template of `layout` computes for `workload`: define_qmatmul, or with int8
-// activations define_qmatmul_int8.
-QMatMulDef define_gpu_qmatmul(const QMatMulWorkload& workload, const dsl::Int4Layout& layout);
+// The algorithm template `t` computes for `workload` at `schedule`'s layout, by the template's
+// activations: define_qmatmul (float32, float16 workloads included), define_qmatmul_int8 or
+// define_qmatmul_f16.
+QMatMulDef define_gpu_qmatmul(const QMatMulWorkload& workload, const QMatMulTemplate& t, const Schedule& schedule);
 
 // `schedule` (checked against `target`, a hip target) applied to `workload`, its kernels captured under
 // `name` (a C identifier). Every step's failure names the step.

@@ -155,7 +155,12 @@ dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& w, const Schedul
   const double M = double(w.M), K = double(w.K), N = double(w.N);
   dsl::KernelTraffic t;
   t.global_bytes = M * gpu_weight_bytes(w) + M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
-  t.valu_ops = M * K * N * 5;                           // nibble, convert, zero point, scale, multiply-add
+  // A weight's operations: bytes take the nibble, convert it, subtract the zero point, scale and
+  // multiply-add (5); words 3 (the nibble into a float's mantissa, the multiply-add: the offset is per
+  // group, dsl/int4.cpp panel()); float16 scales 2 more, rounding each weight to float16.
+  const bool words = s.get_int("load_bytes", 1) == 4;
+  const double per_weight = w.format.f16_scale ? 7 : words ? 3 : 5;
+  t.valu_ops = M * K * N * per_weight;
   t.lds_bytes = S > 1 ? M * N * double(S) * 4 * 2 : 0;  // the partial sums, written and read
   t.blocks = (w.N + P - 1) / P * w.M;
   t.threads_per_block = P / s.get_int("thread_n", 1) * S;
@@ -170,6 +175,52 @@ namespace tetra::schedules {
 
 namespace {
 constexpr const char* kA8Name = "gpu_int4_gemv_a8";
+constexpr const char* kH2Name = "gpu_int4_gemv_h2";
+
+// What the int8 and float16 GEMVs share: a block of T x S threads (T = tile_n / thread_n) per panel and
+// row, which first stages its row of A per k-block in workgroup memory, then sums k-blocks by column.
+
+// Stage `f` (over `x`; with `lanes`, a pure var each thread unrolls) in workgroup memory for the block, all
+// its threads sharing the work; with `in_block`, its update too.
+void stage_for_block(Func f, Var x, int T, int S, Func out, Var no, const Var* lanes, const RVar* in_block) {
+  Var xa("xa"), xb("xb"), xo("xo");
+  f.compute_at(out, no).store_in(MemoryType::GPUShared);
+  f.split(x, xo, xa, T * S, TailStrategy::GuardWithIf).split(xa, xb, xa, T).reorder(xa, xb, xo).gpu_threads(xa, xb);
+  if (lanes) f.reorder(*lanes, xa, xb, xo).unroll(*lanes);
+  if (in_block)
+    f.update()
+        .split(x, xo, xa, T * S, TailStrategy::GuardWithIf)
+        .split(xa, xb, xa, T)
+        .reorder(*in_block, xa, xb, xo)
+        .gpu_threads(xa, xb);
+}
+
+// Blocks over (panel, row); acc(j, p, m) the panel's columns, C a thread (dsl/gpu/private_arrays.h).
+// Thread (jt, u) sums the k-blocks u, u + S, ... of its C columns in registers (part), then writes them
+// to workgroup memory; after Halide's barrier, acc adds a column's S parts. A k-block's "dot" of the
+// thread's C columns is in registers, its words unrolled. Returns the blocks' loop var.
+Var sum_blocks_by_columns(const dsl::ComputeDef& d, int P, int S, int C) {
+  Func out = d.output, acc = d.stage("acc"), dot = d.stage("dot");
+  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
+  RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar();
+  Var no("no"), ni("ni"), nt("nt"), nc("nc"), jt("jt"), jc("jc"), u("u");
+  out.split(n, no, ni, P, TailStrategy::GuardWithIf).reorder(ni, no, m).gpu_blocks(no, m);
+  out.split(ni, nt, nc, C).reorder(nc, nt).gpu_threads(nt).unroll(nc);
+  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1);
+  acc.split(j, jt, jc, C).reorder(jc, jt).gpu_threads(jt).unroll(jc);
+  RVar ko("ko"), ku("ku");
+  acc.update().split(blocks, ko, ku, S, TailStrategy::GuardWithIf);
+  Func part = acc.update().rfactor(ku, u);
+  acc.update().split(j, jt, jc, C).gpu_threads(jt).unroll(jc);
+  Func shared = part.in(acc);
+  shared.compute_at(out, no).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1);
+  shared.split(j, jt, jc, C).reorder(jc, jt, u).gpu_threads(jt, u).unroll(jc);
+  part.compute_at(shared, jt).store_in(MemoryType::Register).bound_extent(j, C);
+  part.update().reorder(j, ko).unroll(j);
+  dot.compute_at(part, ko).store_in(MemoryType::Register).unroll(j);
+  dot.update().reorder(j, r).unroll(j).unroll(r);
+  return no;
+}
 }  // namespace
 
 KnobSpace gpu_int4_gemv_a8_space(const QMatMulWorkload& w, const TargetSpec& target) {
@@ -225,56 +276,16 @@ Status apply_gpu_int4_gemv_a8(QMatMulDef& q, const Schedule& s, const TargetSpec
   const int P = int(s.get_int("tile_n")), S = int(s.get_int("split_k")), C = int(s.get_int("thread_n"));
   const int T = P / C;  // threads per column group; the block is T x S threads
   const dsl::ComputeDef& d = q.def;
-  Func out = d.output, acc = d.stage("acc"), dot = d.stage("dot");
-  Func a_max = d.stage("a_max"), a_words = d.stage("a_words"), a_sum = d.stage("a_sum");
-  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p"), g = d.var("g"), h = d.var("h"), kq = d.var("kq");
-  RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar();
   // K is the workload's, so the block's staged activations have constant sizes.
   q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
-
-  Var no("no"), ni("ni"), nt("nt"), nc("nc"), jt("jt"), jc("jc"), u("u");
-  out.split(n, no, ni, P, TailStrategy::GuardWithIf).reorder(ni, no, m).gpu_blocks(no, m);
-  out.split(ni, nt, nc, C).reorder(nc, nt).gpu_threads(nt).unroll(nc);
-
-  // Each block quantizes its row of A into workgroup memory, all T x S threads sharing the work: the
-  // k-blocks' maxima, then the packed int8 words and the blocks' sums (a_q recomputed inline, from a_max).
-  Var xa("xa"), xb("xb"), xo("xo");
-  auto spread = [&](Func f, Var x) {
-    f.compute_at(out, no).store_in(MemoryType::GPUShared);
-    f.split(x, xo, xa, T * S, TailStrategy::GuardWithIf).split(xa, xb, xa, T).reorder(xa, xb, xo).gpu_threads(xa, xb);
-  };
-  spread(a_max, g);
-  a_max.update()
-      .split(g, xo, xa, T * S, TailStrategy::GuardWithIf)
-      .split(xa, xb, xa, T)
-      .reorder(d.reduce("in_block").rvar(), xa, xb, xo)
-      .gpu_threads(xa, xb);
-  spread(a_words, kq);
-  a_words.reorder(h, xa, xb, xo).unroll(h);
-  spread(a_sum, g);
-  a_sum.update()
-      .split(g, xo, xa, T * S, TailStrategy::GuardWithIf)
-      .split(xa, xb, xa, T)
-      .reorder(d.reduce("in_block").rvar(), xa, xb, xo)
-      .gpu_threads(xa, xb);
-
-  // acc(j, p, m): the panel's columns, C a thread (dsl/gpu/private_arrays.h). Thread (jt, u) sums the
-  // k-blocks u, u + S, ... of its C columns in registers (part), then writes them to workgroup memory;
-  // after Halide's barrier, acc adds a column's S parts.
-  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1);
-  acc.split(j, jt, jc, C).reorder(jc, jt).gpu_threads(jt).unroll(jc);
-  RVar ko("ko"), ku("ku");
-  acc.update().split(blocks, ko, ku, S, TailStrategy::GuardWithIf);
-  Func part = acc.update().rfactor(ku, u);
-  acc.update().split(j, jt, jc, C).gpu_threads(jt).unroll(jc);
-  Func shared = part.in(acc);
-  shared.compute_at(out, no).bound_extent(j, P).bound_extent(p, 1).bound_extent(m, 1);
-  shared.split(j, jt, jc, C).reorder(jc, jt, u).gpu_threads(jt, u).unroll(jc);
-  part.compute_at(shared, jt).store_in(MemoryType::Register).bound_extent(j, C);
-  part.update().reorder(j, ko).unroll(j);
-  // A k-block's integer dot products of the thread's C columns, in registers: its words unrolled.
-  dot.compute_at(part, ko).store_in(MemoryType::Register).unroll(j);
-  dot.update().reorder(j, r).unroll(j).unroll(r);
+  Var no = sum_blocks_by_columns(d, P, S, C);
+  // Each block quantizes its row of A into workgroup memory: the k-blocks' maxima, then the packed int8
+  // words and the blocks' sums (a_q recomputed inline, from a_max).
+  const RVar in_block = d.reduce("in_block").rvar();
+  const Var h = d.var("h");
+  stage_for_block(d.stage("a_max"), d.var("g"), T, S, d.output, no, nullptr, &in_block);
+  stage_for_block(d.stage("a_words"), d.var("kq"), T, S, d.output, no, &h, nullptr);
+  stage_for_block(d.stage("a_sum"), d.var("g"), T, S, d.output, no, nullptr, &in_block);
   return dsl::ok_status();
 }
 
@@ -289,6 +300,79 @@ dsl::KernelTraffic gpu_int4_gemv_a8_traffic(const QMatMulWorkload& w, const Sche
   t.lds_bytes = M * N * double(S) * 4 * 2 + M * double((w.N + P - 1) / P) * K * 2;
   t.blocks = (w.N + P - 1) / P * w.M;
   t.threads_per_block = P / s.get_int("thread_n") * S;
+  return t;
+}
+
+}  // namespace tetra::schedules
+
+// ---- float16 activations: gpu_int4_gemv_h2 ----
+
+namespace tetra::schedules {
+
+namespace {
+// Workgroup memory of the float16 GEMV: A's float16 pairs (2 bytes a k, K padded to whole blocks), the
+// blocks' sums, and the block's P x S partial sums.
+int64_t h2_staged_bytes(const QMatMulWorkload& w, int64_t partial_sums) {
+  const int64_t B = w.activation_block(), blocks = (w.K + B - 1) / B;
+  return blocks * B * 2 + blocks * 4 + partial_sums * 4;
+}
+}  // namespace
+
+bool gpu_int4_gemv_h2_applies(const QMatMulWorkload& w) {
+  // Any knob point's partial sums fit in 1024 threads' worth.
+  return w.f16_activations && w.M <= 8 && dsl::f16_activations_supported(w).ok() &&
+         check_staged_bytes(h2_staged_bytes(w, 1024), "K", "A's row").ok();
+}
+
+KnobSpace gpu_int4_gemv_h2_space(const QMatMulWorkload& w, const TargetSpec& target) {
+  KnobSpace s = gpu_int4_gemv_a8_space(w, target);  // the same tiles over the same k-blocks
+  s.template_name = kH2Name;
+  return s;
+}
+
+Schedule gpu_int4_gemv_h2_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  Schedule s = gpu_int4_gemv_a8_default(w, target);
+  s.template_name = kH2Name;
+  return s;
+}
+
+Status gpu_int4_gemv_h2_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
+  if (!w.f16_activations) return Failure{FailureKind::Unsupported, kH2Name, "float16 activations only"};
+  if (Status st = dsl::f16_activations_supported(w); !st) return st;
+  if (s.get_int("tile_n") / s.get_int("thread_n") * s.get_int("split_k") > 1024)
+    return Failure{FailureKind::KnobConflict, "split_k", "tile_n / thread_n x split_k threads exceed 1024 per block"};
+  if (s.get_int("tile_n") % s.get_int("thread_n") != 0)
+    return Failure{FailureKind::KnobConflict, "thread_n", "thread_n must divide tile_n"};
+  return check_staged_bytes(h2_staged_bytes(w, s.get_int("tile_n") * s.get_int("split_k")), "split_k",
+                            "A's row in float16 with the partial sums");
+}
+
+dsl::Int4Layout gpu_int4_gemv_h2_layout(const Schedule& s) {
+  dsl::Int4Layout layout{int(s.get_int("tile_n")), int(s.get_int("block"))};
+  layout.words = true;  // a thread loads a column's 8 codes at once
+  return layout;
+}
+
+Status apply_gpu_int4_gemv_h2(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const int P = int(s.get_int("tile_n")), S = int(s.get_int("split_k")), C = int(s.get_int("thread_n"));
+  const int T = P / C;
+  const dsl::ComputeDef& d = q.def;
+  q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
+  Var no = sum_blocks_by_columns(d, P, S, C);
+  // Each block rounds its row of A to float16 pairs in workgroup memory, with the blocks' sums.
+  const RVar in_block = d.reduce("in_block").rvar();
+  const Var t = d.var("t");
+  stage_for_block(d.stage("a_pairs"), d.var("kw"), T, S, d.output, no, &t, nullptr);
+  stage_for_block(d.stage("a_sum"), d.var("g"), T, S, d.output, no, nullptr, &in_block);
+  return dsl::ok_status();
+}
+
+dsl::KernelTraffic gpu_int4_gemv_h2_traffic(const QMatMulWorkload& w, const Schedule& s) {
+  // As the int8 GEMV, with a word's 8 weights in 4 float16 dot products, each after a shift and an
+  // and-or of the code pair (12 operations a word, against 3 a weight in the float32 GEMV).
+  dsl::KernelTraffic t = gpu_int4_gemv_a8_traffic(w, s);
+  const double M = double(w.M), K = double(w.K), N = double(w.N);
+  t.valu_ops = M * N * K / 8 * 12 + M * N * K / double(w.activation_block()) * 2;
   return t;
 }
 

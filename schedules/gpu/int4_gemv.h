@@ -33,4 +33,18 @@ dsl::Int4Layout gpu_int4_gemv_a8_layout(const Schedule& schedule);
 Status apply_gpu_int4_gemv_a8(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
 dsl::KernelTraffic gpu_int4_gemv_a8_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
+// The same GEMV for float16 activations (define_qmatmul_f16, the weight in words of whole k-blocks):
+// each block rounds its row of A to float16 pairs in workgroup memory, and a thread's word of 8 codes
+// meets them in 4 float16 dot products into float32 (dsl/gpu/emit_kernel.h dot2_f16: v_dot2_f32_f16 on
+// AMD), the code pairs made float16 by two integer operations each. The knobs are the int8 GEMV's.
+// applies: the default for `workload` on GPUs (float16 activations, at most 8 rows, A's row fits in
+// workgroup memory).
+bool gpu_int4_gemv_h2_applies(const QMatMulWorkload& workload);
+dsl::KnobSpace gpu_int4_gemv_h2_space(const QMatMulWorkload& workload, const TargetSpec& target);
+Schedule gpu_int4_gemv_h2_default(const QMatMulWorkload& workload, const TargetSpec& target);
+Status gpu_int4_gemv_h2_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+dsl::Int4Layout gpu_int4_gemv_h2_layout(const Schedule& schedule);
+Status apply_gpu_int4_gemv_h2(QMatMulDef& q, const Schedule& s, const TargetSpec& target);
+dsl::KernelTraffic gpu_int4_gemv_h2_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
+
 }  // namespace tetra::schedules

@@ -7,14 +7,16 @@ namespace tetra::schedules {
 
 const std::vector<QMatMulTemplate>& gpu_qmatmul_templates() {
   static const std::vector<QMatMulTemplate> templates = {
-      {"gpu_int4_gemv", dsl::TargetFamily::Hip, false, gpu_int4_gemv_space, gpu_int4_gemv_default, gpu_int4_gemv_check,
-       gpu_int4_gemv_layout, apply_gpu_int4_gemv},
-      {"gpu_int4_gemm", dsl::TargetFamily::Hip, false, gpu_int4_gemm_space, gpu_int4_gemm_default, gpu_int4_gemm_check,
-       gpu_int4_gemm_layout, apply_gpu_int4_gemm},
-      {"gpu_int4_gemv_a8", dsl::TargetFamily::Hip, true, gpu_int4_gemv_a8_space, gpu_int4_gemv_a8_default,
-       gpu_int4_gemv_a8_check, gpu_int4_gemv_a8_layout, apply_gpu_int4_gemv_a8},
-      {"gpu_int4_gemm_a8", dsl::TargetFamily::Hip, true, gpu_int4_gemm_a8_space, gpu_int4_gemm_a8_default,
-       gpu_int4_gemm_a8_check, gpu_int4_gemm_a8_layout, apply_gpu_int4_gemm_a8},
+      {"gpu_int4_gemv", dsl::TargetFamily::Hip, dsl::ActivationMode::Float32, gpu_int4_gemv_space,
+       gpu_int4_gemv_default, gpu_int4_gemv_check, gpu_int4_gemv_layout, apply_gpu_int4_gemv},
+      {"gpu_int4_gemm", dsl::TargetFamily::Hip, dsl::ActivationMode::Float32, gpu_int4_gemm_space,
+       gpu_int4_gemm_default, gpu_int4_gemm_check, gpu_int4_gemm_layout, apply_gpu_int4_gemm},
+      {"gpu_int4_gemv_a8", dsl::TargetFamily::Hip, dsl::ActivationMode::Int8, gpu_int4_gemv_a8_space,
+       gpu_int4_gemv_a8_default, gpu_int4_gemv_a8_check, gpu_int4_gemv_a8_layout, apply_gpu_int4_gemv_a8},
+      {"gpu_int4_gemm_a8", dsl::TargetFamily::Hip, dsl::ActivationMode::Int8, gpu_int4_gemm_a8_space,
+       gpu_int4_gemm_a8_default, gpu_int4_gemm_a8_check, gpu_int4_gemm_a8_layout, apply_gpu_int4_gemm_a8},
+      {"gpu_int4_gemv_h2", dsl::TargetFamily::Hip, dsl::ActivationMode::Float16, gpu_int4_gemv_h2_space,
+       gpu_int4_gemv_h2_default, gpu_int4_gemv_h2_check, gpu_int4_gemv_h2_layout, apply_gpu_int4_gemv_h2},
   };
   return templates;
 }
@@ -40,11 +42,13 @@ dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Sc
   if (schedule.template_name == "gpu_int4_gemm") return gpu_int4_gemm_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemv_a8") return gpu_int4_gemv_a8_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm_a8") return gpu_int4_gemm_a8_traffic(workload, schedule);
+  if (schedule.template_name == "gpu_int4_gemv_h2") return gpu_int4_gemv_h2_traffic(workload, schedule);
   return {};
 }
 
 std::string gpu_default_qmatmul_template(const QMatMulWorkload& workload) {
   if (workload.int8_activations) return workload.M <= 8 ? "gpu_int4_gemv_a8" : "gpu_int4_gemm_a8";
+  if (gpu_int4_gemv_h2_applies(workload)) return "gpu_int4_gemv_h2";
   return workload.M <= 8 ? "gpu_int4_gemv" : "gpu_int4_gemm";
 }
 

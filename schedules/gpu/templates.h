@@ -13,7 +13,7 @@ namespace tetra::schedules {
 const std::vector<QMatMulTemplate>& gpu_qmatmul_templates();
 
 // The GPU template a workload starts from: the decode GEMV for M <= 8, else the GEMM, each in its float32
-// or int8-activation form.
+// int8-activation form, or for float16 activations the float16 GEMV where it applies.
 std::string gpu_default_qmatmul_template(const QMatMulWorkload& workload);
 
 // The traffic of `schedule`'s kernels for `workload`, summed, for dsl/core/gpu_estimate.h; each template

@@ -13,7 +13,7 @@ CapturedPipeline capture_qmatmul(const QMatMulWorkload& w, const Schedule& s, co
   const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(s.template_name);
   REQUIRE(t);
   REQUIRE(schedules::check_qmatmul_schedule(w, s, target).ok());
-  QMatMulDef q = schedules::define_gpu_qmatmul(w, t->layout(s));
+  QMatMulDef q = schedules::define_gpu_qmatmul(w, *t, s);
   REQUIRE(t->apply(q, s, target).ok());
   Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "gemv");
   INFO(s.to_string() << ": " << (captured.ok() ? "" : captured.failure().describe()));
@@ -36,6 +36,8 @@ nlohmann::json qmatmul_job(const QMatMulWorkload& w, const Schedule& s, const Ca
   nlohmann::json job = kernel_job(captured.kernels, dialect, dir, edit);
   QuantizedWeight weight = test::random_weight(w.K, w.N, spec, seed);
   Halide::Buffer<float> A = test::random_matrix(int(w.K), int(w.M), seed + 1);
+  // Float16 activations: A holds float16 values, as in a float16 model.
+  if (w.f16_activations) A.for_each_value([](float& a) { a = float(Halide::float16_t(a)); });
   Result<PackedInt4Buffers> packed =
       pack_int4_weight(weight, false, schedules::find_qmatmul_template(s.template_name)->layout(s));
   REQUIRE(packed.ok());
@@ -57,6 +59,13 @@ nlohmann::json qmatmul_job(const QMatMulWorkload& w, const Schedule& s, const Ca
         ref.y[size_t(m * w.N + n)] = y;
         tolerance[size_t(m * w.N + n)] = float(1e-5 * (1 + magnitude));
       }
+  }
+  if (w.f16_activations) {
+    // The float16 kernel sums (16 + u) a and subtracts (16 + offset) times the block's sum of a, in
+    // float32: up to 32 times the terms' magnitude (u - offset is 4 on average). And it scales the whole
+    // block's sum, where float16 scales round each dequantized weight to float16 first.
+    const double unrounded = w.format.f16_scale ? std::ldexp(1.0, -11) : 0.0;
+    for (size_t i = 0; i < tolerance.size(); ++i) tolerance[i] = float(32 * tolerance[i] + unrounded * ref.abs_sum[i]);
   }
   if (w.epilogue.is_lone_relu())
     for (double& y : ref.y) y = std::max(y, 0.0);

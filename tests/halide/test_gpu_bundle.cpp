@@ -68,7 +68,8 @@ void add_qmatmul_jobs(Bundle& b, const std::string& template_name,
   for (const auto& [M, K, N] : shapes)
     for (size_t f = 0; f < specs.size(); ++f) {
       QMatMulWorkload w = qmatmul_workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
-      if (t->int8_activations) w.int8_activations = true, w.format = int8_kernel_format(w.format);
+      if (t->int8()) w.int8_activations = true, w.format = int8_kernel_format(w.format);
+      w.f16_activations = t->activations == ActivationMode::Float16;
       KnobSpace space = t->space(w, b.target);
       for (int i = 0, tries = 0; i < 2 && tries < 100; ++tries) {
         Schedule s = i == 0 ? t->default_schedule(w, b.target) : space.sample(rng);
@@ -162,7 +163,8 @@ nlohmann::json fill_entry(B& host, uint64_t seed, double lo, double hi) {
 }
 
 // The int4 decode GEMV (M = 1; int4 in k-blocks of 32 with float16 scales, the common LLM form, or
-// float32 ones) of K x N at `s`, on seeded data, timed: 50 runs back to back.
+// float32 ones) of K x N at `s`, on seeded data, timed: 50 runs back to back. The float16-activation
+// GEMV (gpu_int4_gemv_h2) reads A as float16, and its reference rounds A so.
 void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool f16_scale) {
   test::WeightSpec spec;
   spec.f16_scale = f16_scale;
@@ -170,7 +172,7 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   const Int4Layout layout = t->layout(s);
   // The workload and packed shapes of one panel, then widened to N: only the panel count depends on N.
   QMatMulWorkload w = qmatmul_workload_of(spec, 1, K, layout.panel);
-  w.N = N;
+  w.N = N, w.f16_activations = t->activations == ActivationMode::Float16;
   REQUIRE(schedules::check_qmatmul_schedule(w, s, b.target).ok());
   QuantizedWeight one_panel = test::random_weight(K, layout.panel, spec, 1);
   Result<PackedInt4Buffers> packed_panel = pack_int4_weight(one_panel, false, layout);
@@ -183,9 +185,13 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   REQUIRE(!packed.zero.data());
 
   std::ostringstream name;
-  name << "bandwidth_gemv_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
-       << s.get_int("unroll_k") << "_" << s.get_int("load_bytes", 1) << "_" << s.get_int("thread_n", 1)
-       << (f16_scale ? "" : "_f32");
+  if (w.f16_activations)
+    name << "bandwidth_gemv_h2_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
+         << s.get_int("thread_n");
+  else
+    name << "bandwidth_gemv_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
+         << s.get_int("unroll_k") << "_" << s.get_int("load_bytes", 1) << "_" << s.get_int("thread_n", 1)
+         << (f16_scale ? "" : "_f32");
   fs::path dir = b.next(name.str());
   CapturedPipeline captured = capture_qmatmul(w, s, b.target);
   nlohmann::json job = kernel_job(captured.kernels, b.dialect, dir);
@@ -210,7 +216,8 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   Halide::Expr wv = Halide::cast<double>(q.W.code(n % P, k, n / P)) *
                     Halide::cast<double>(q.W.scale(n % P, k / int(w.format.k_group), n / P));
   if (f16_scale) wv = Halide::cast<double>(Halide::cast<Halide::float16_t>(wv));
-  Halide::Expr a = Halide::cast<double>(q.A(k, 0));
+  Halide::Expr a = w.f16_activations ? Halide::cast<double>(Halide::cast<Halide::float16_t>(q.A(k, 0)))
+                                     : Halide::cast<double>(q.A(k, 0));
   Halide::Func ref("ref"), mag("mag");
   ref(n) = Halide::sum(a * wv);
   mag(n) = Halide::sum(Halide::abs(a) * Halide::abs(wv));
@@ -220,7 +227,11 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   test::Reference r;
   r.y.assign(want.data(), want.data() + N);
   r.abs_sum.assign(abs_sum.data(), abs_sum.data() + N);
-  job["check"] = {check_entry(dir, "qmatmul", std::vector<float>(r.y.begin(), r.y.end()), test::tolerances(r, K))};
+  std::vector<float> tolerance = test::tolerances(r, K);
+  if (w.f16_activations)  // as tests/halide/gpu_jobs.cpp allows the float16 GEMV
+    for (size_t i = 0; i < tolerance.size(); ++i)
+      tolerance[i] = float(32 * tolerance[i] + (f16_scale ? std::ldexp(1.0, -11) : 0.0) * r.abs_sum[i]);
+  job["check"] = {check_entry(dir, "qmatmul", std::vector<float>(r.y.begin(), r.y.end()), tolerance)};
   const int64_t bytes = packed.bytes() + K * 4 + N * 4;  // weights and scales, A, Y
   job["timing"] = {{"runs", 50}, {"bytes", bytes}};
   b.add(dir, job,
@@ -329,6 +340,7 @@ size_t write_bundle(const BundleOptions& o) {
     add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
     add_qmatmul_jobs(b, "gpu_int4_gemv_a8", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261207);
     add_qmatmul_jobs(b, "gpu_int4_gemm_a8", {{9, 96, 72}, {40, 512, 100}}, 20261208);
+    add_qmatmul_jobs(b, "gpu_int4_gemv_h2", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261210);
     add_conv_jobs(b, 20261206);
   }
   // The bandwidth grid: the default, and every legal (tile_n, split_k, thread_n) with word loads (byte
@@ -371,6 +383,18 @@ size_t write_bundle(const BundleOptions& o) {
     std::stable_sort(points8.begin(), points8.end(),
                      [](const Schedule& x, const Schedule& y) { return x.get_int("tile_n") < y.get_int("tile_n"); });
     add_int8_bandwidth_jobs(b, K, N, points8);
+    // float16 activations (float16 scales, the form of a float16 LLM): the default and the same grid.
+    QMatMulWorkload w16 = qmatmul_workload_of(spec, 1, K, 64);
+    w16.N = N, w16.f16_activations = true;
+    Schedule d16 = schedules::gpu_int4_gemv_h2_default(w16, b.target);
+    std::vector<Schedule> points16 = {d16};
+    for (const Schedule& p8 : points8) {
+      Schedule s = d16;
+      for (const char* knob : {"tile_n", "split_k", "thread_n"}) s.knobs[knob] = p8.get_int(knob);
+      if (s.to_string() != d16.to_string() && schedules::check_qmatmul_schedule(w16, s, b.target).ok())
+        points16.push_back(s);
+    }
+    for (const Schedule& s : points16) add_bandwidth_job(b, K, N, s, /*f16_scale=*/true);
   }
   for (const auto& [C, M, H] : o.convs) add_conv_timing_jobs(b, C, M, H, 20261209);
   std::ofstream(b.dir / "bundle.json")
@@ -400,7 +424,7 @@ TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written f
       o.gemv.push_back({K, N});
     }
   }
-  // 94 QMatMul and 24 conv jobs, the GEMV grids, then 6 timed convs.
+  // 118 QMatMul and 24 conv jobs, the GEMV grids, then 6 timed convs.
   CHECK(write_bundle(o) > (o.kernel_jobs ? 124u : 0u));
 }
 
@@ -426,14 +450,16 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   std::ifstream in(o.dir / "results.json");
   nlohmann::json results = nlohmann::json::parse(in);
   REQUIRE(results["jobs"].size() == jobs);
-  int int8_jobs = 0, conv_jobs = 0;
+  int int8_jobs = 0, f16_jobs = 0, conv_jobs = 0;
   for (const nlohmann::json& row : results["jobs"]) {
     CHECK_FALSE(row.contains("error"));
     CHECK(row["gb_per_s"].get<double>() > 0);
     int8_jobs += row["job"].get<std::string>().find("gemv_a8") != std::string::npos;
+    f16_jobs += row["job"].get<std::string>().find("gemv_h2") != std::string::npos;
     conv_jobs += row["job"].get<std::string>().find("time_conv") != std::string::npos;
   }
   CHECK(int8_jobs >= 4);  // the int8-activation GEMV's default and grid, checked against the int8 arithmetic
+  CHECK(f16_jobs >= 4);   // the float16-activation GEMV's, against A rounded to float16
   CHECK(conv_jobs == 3);  // implicit GEMM, direct and depthwise, timed
 
   // One output of the first job's reference moved past its tolerance.

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -266,6 +267,12 @@ TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV,
   Schedule a8 = schedules::gpu_int4_gemm_a8_default(gemm_a8, gfx942());
   REQUIRE(a8.get_int("tile_k") == 4);
   check_barriers_matter(gemm_a8, a8, "barrier_gemm_a8");
+  // The float16 GEMV's row of A in float16 pairs, and its partial sums.
+  QMatMulWorkload gemv_h2 = workload_of(spec, 1, 256, 128);
+  gemv_h2.f16_activations = true;
+  Schedule h2 = schedules::gpu_int4_gemv_h2_default(gemv_h2, gfx942());
+  h2.knobs["split_k"] = int64_t(2);
+  check_barriers_matter(gemv_h2, h2, "barrier_gemv_h2");
 }
 
 TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no spills, and PTX", "[gpu]") {
@@ -496,6 +503,40 @@ QMatMulWorkload int8_workload_of(const test::WeightSpec& spec, int64_t M, int64_
   return w;
 }
 
+// A float16-activation workload (a float16 model's MatMul).
+QMatMulWorkload f16_workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, int64_t N, bool bias_relu) {
+  QMatMulWorkload w = workload_of(spec, M, K, N, bias_relu);
+  w.f16_activations = true;
+  REQUIRE(f16_activations_supported(w).ok());
+  return w;
+}
+
+// `kernels` built into a code object for every AMD arch, each with no spills or scratch; returns each
+// arch's disassembly.
+std::map<std::string, std::string> disassembly_per_arch(const std::vector<DeviceKernel>& kernels, const fs::path& dir) {
+  Result<std::string> clang = device_compiler();
+  REQUIRE(clang.ok());  // clang-19 (scripts/setup.sh)
+  const std::string objdump = "llvm-objdump" + clang.value().substr(clang.value().find("clang") + 5);
+  std::map<std::string, std::string> code;
+  for (const std::string& arch : amd_archs()) {
+    INFO(arch);
+    std::string object = (dir / (arch + ".co")).string();
+    Result<std::vector<KernelResources>> resources =
+        schedules::build_gpu_code_object(kernels, parse_target("hip:" + arch).value(), object);
+    INFO((resources.ok() ? "" : resources.failure().describe()));
+    REQUIRE(resources.ok());
+    for (const KernelResources& k : resources.value()) {
+      CHECK(k.vgpr_spills == 0);
+      CHECK(k.sgpr_spills == 0);
+      CHECK(k.scratch_bytes == 0);
+    }
+    ProgramRun disassembly = run_program({objdump, "-d", object});
+    REQUIRE(disassembly.ok());
+    code[arch] = disassembly.output;
+  }
+  return code;
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   std::stringstream text;
@@ -509,10 +550,14 @@ namespace {
 
 // Every int8 form at the default and a random knob point of the int8 template `name`, on each shape, on
 // pocl against the int8 reference; the number of runs.
-int check_int8_template(const std::string& name, const std::vector<std::tuple<int64_t, int64_t, int64_t>>& shapes) {
+// The runs of template `name` at its default and a random knob point on 5 weight forms of `shapes`, each
+// workload made by `workload_of` (int8 or float16 activations), checked on the OpenCL device.
+int check_activation_template(const std::string& name, const std::vector<std::tuple<int64_t, int64_t, int64_t>>& shapes,
+                              QMatMulWorkload (*workload_of)(const test::WeightSpec&, int64_t, int64_t, int64_t,
+                                                             bool)) {
   const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(name);
   REQUIRE(t);
-  REQUIRE(t->int8_activations);
+  REQUIRE(t->activations != ActivationMode::Float32);
   fs::path dir = work_dir(name);
   std::vector<test::WeightSpec> specs(5);
   specs[0].granularity = test::Granularity::BlockedK, specs[0].block = 32;
@@ -525,7 +570,7 @@ int check_int8_template(const std::string& name, const std::vector<std::tuple<in
   int runs = 0;
   for (const auto& [M, K, N] : shapes)
     for (size_t f = 0; f < specs.size(); ++f) {
-      QMatMulWorkload w = int8_workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
+      QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
       REQUIRE(schedules::gpu_default_qmatmul_template(w) == name);
       KnobSpace space = t->space(w, gfx942());
       for (int i = 0, tries = 0; i <= 1 && tries < 100; ++tries) {
@@ -536,7 +581,7 @@ int check_int8_template(const std::string& name, const std::vector<std::tuple<in
         CapturedPipeline captured = capture(w, s);
         ProgramRun run = run_on_device(w, s, captured, specs[f], 7 + runs, dir);
         INFO(run.output);
-        CHECK(run.status == 0);  // ran, and matched the int8 reference
+        CHECK(run.status == 0);  // ran, and matched the reference of its activations
         ++runs;
       }
     }
@@ -552,7 +597,8 @@ TEST_CASE(
     "[gpu][int8]") {
   if (!opencl_runs_here()) return;
   // K past a whole number of blocks and of split_k; N past a whole panel; up to 8 rows.
-  CHECK(check_int8_template("gpu_int4_gemv_a8", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}}) == 30);
+  CHECK(check_activation_template("gpu_int4_gemv_a8", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}},
+                                  int8_workload_of) == 30);
 }
 
 TEST_CASE(
@@ -561,14 +607,65 @@ TEST_CASE(
     "[gpu][int8]") {
   if (!opencl_runs_here()) return;
   // Rows past a whole row tile, K past a whole chunk of k-blocks, N past a whole panel.
-  CHECK(check_int8_template("gpu_int4_gemm_a8", {{9, 200, 130}, {40, 512, 96}}) == 20);
+  CHECK(check_activation_template("gpu_int4_gemm_a8", {{9, 200, 130}, {40, 512, 96}}, int8_workload_of) == 20);
+}
+
+TEST_CASE(
+    "GPU float16-activation GEMV: every form and random knob points match the reference on float16 values on an "
+    "OpenCL device",
+    "[gpu][f16]") {
+  if (!opencl_runs_here()) return;
+  // K past a whole number of blocks and of split_k; N past a whole panel; up to 8 rows.
+  CHECK(check_activation_template("gpu_int4_gemv_h2", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}}, f16_workload_of) ==
+        30);
+  // Where it is not the default: many rows, a float weight, k-blocks of 4, a row of A past workgroup memory.
+  test::WeightSpec spec;
+  CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(spec, 9, 512, 64, false)) == "gpu_int4_gemm");
+  CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(spec, 1, 32768, 64, false)) == "gpu_int4_gemv");
+  test::WeightSpec small_blocks;
+  small_blocks.granularity = test::Granularity::BlockedK, small_blocks.block = 4;
+  QMatMulWorkload w4 = workload_of(small_blocks, 1, 64, 64, false);
+  w4.f16_activations = true;
+  CHECK_FALSE(f16_activations_supported(w4).ok());
+  CHECK(schedules::gpu_default_qmatmul_template(w4) == "gpu_int4_gemv");
+  // Nor on CPUs: there float16 activations resolve to float32 (exact on float16 values).
+  CHECK_FALSE(
+      schedules::resolve_qmatmul(f16_workload_of(spec, 1, 512, 64, false), parse_target("x86-64-avx512").value())
+          .workload.f16_activations);
+  CHECK(schedules::resolve_qmatmul(f16_workload_of(spec, 1, 512, 64, false), gfx942()).workload.f16_activations);
+}
+
+TEST_CASE("GPU float16-activation GEMV: v_dot2_f32_f16 on every AMD arch with no spills, and PTX", "[gpu][f16]") {
+  fs::path dir = work_dir("gemv_h2_archs");
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  QMatMulWorkload w = f16_workload_of(spec, 1, 4096, 4096, false);
+  Schedule s = schedules::gpu_int4_gemv_h2_default(w, gfx942());
+  s.knobs["split_k"] = int64_t(4), s.knobs["thread_n"] = int64_t(2);
+  CapturedPipeline captured = capture(w, s);
+  INFO(s.to_string());
+  for (const auto& [arch, code] : disassembly_per_arch(captured.kernels, dir)) {
+    INFO(arch);
+    // v_dot2_f32_f16, or its accumulating forms (v_dot2c_f32_f16 on gfx9 and gfx10, v_dot2acc_f32_f16 on
+    // gfx11, also dual-issued): 4 a word, 4 words a k-block, 2 columns.
+    size_t dots = 0;
+    for (const std::string op : {"_dot2_f32_f16", "_dot2c_f32_f16", "_dot2acc_f32_f16"})
+      for (size_t at = code.find(op); at != std::string::npos; at = code.find(op, at + 1)) ++dots;
+    CHECK(dots >= 32);
+  }
+  Result<std::string> cuda = emit_kernels(captured.kernels, Dialect::Cuda);
+  REQUIRE(cuda.ok());
+  for (const std::string sm : {"sm_90", "sm_52"}) {
+    std::string ptx = (dir / (sm + ".ptx")).string();
+    Status built = build_ptx(cuda.value(), sm, ptx);
+    INFO(sm << " " << (built.ok() ? "" : built.failure().describe()));
+    CHECK(built.ok());
+  }
+  fs::remove_all(dir);
 }
 
 TEST_CASE("GPU int8-activation GEMV and GEMM: each AMD arch's own 4-way dot instruction, no spills, dp4a in PTX",
           "[gpu][int8]") {
-  Result<std::string> clang = device_compiler();
-  REQUIRE(clang.ok());  // clang-19 (scripts/setup.sh)
-  const std::string objdump = "llvm-objdump" + clang.value().substr(clang.value().find("clang") + 5);
   fs::path dir = work_dir("gemv_a8_archs");
   test::WeightSpec spec;
   spec.granularity = test::Granularity::BlockedK, spec.block = 32;
@@ -580,21 +677,9 @@ TEST_CASE("GPU int8-activation GEMV and GEMM: each AMD arch's own 4-way dot inst
   QMatMulWorkload gemm = int8_workload_of(spec, 128, 4096, 4096, false);
   Schedule g = schedules::gpu_int4_gemm_a8_default(gemm, gfx942());
   for (const auto& [kernels, schedule] : {std::pair{captured.kernels, s}, std::pair{capture(gemm, g).kernels, g}}) {
-    for (const std::string& arch : amd_archs()) {
-      INFO(arch << " " << schedule.to_string());
-      std::string object = (dir / (arch + ".co")).string();
-      Result<std::vector<KernelResources>> resources =
-          schedules::build_gpu_code_object(kernels, parse_target("hip:" + arch).value(), object);
-      INFO((resources.ok() ? "" : resources.failure().describe()));
-      REQUIRE(resources.ok());
-      for (const KernelResources& k : resources.value()) {
-        CHECK(k.vgpr_spills == 0);
-        CHECK(k.sgpr_spills == 0);
-        CHECK(k.scratch_bytes == 0);
-      }
-      ProgramRun disassembly = run_program({objdump, "-d", object});
-      REQUIRE(disassembly.ok());
-      const std::string& code = disassembly.output;
+    INFO(schedule.to_string());
+    for (const auto& [arch, code] : disassembly_per_arch(kernels, dir)) {
+      INFO(arch);
       // The instruction the arch's facts name (dsl/core/amd_arch.h), and never the other: a wrong fact
       // either fails to build or shows here.
       const bool mixed = find_amd_arch(arch)->int8_dot4 == Int8Dot4::Mixed;

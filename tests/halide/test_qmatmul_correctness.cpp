@@ -145,7 +145,7 @@ TEST_CASE("epilogue: a residual and an activation in the output stage", "[qmatmu
       {false, "HardSwish", {}}, {true, "Relu", {}, /*activation_first=*/true}};
   int compiled = 0;
   for (const QMatMulTemplate& t : qmatmul_templates()) {
-    if (t.int8_activations || t.family != TargetFamily::Cpu) continue;
+    if (t.int8() || t.family != TargetFamily::Cpu) continue;
     for (size_t e = 0; e < epilogues.size(); ++e) {
       QMatMulWorkload wl = workload_for(spec, 16, 96, 40, /*bias=*/e % 2 == 0);
       wl.epilogue = epilogues[e];
@@ -168,7 +168,7 @@ TEST_CASE("every string knob value and the extremes of every integer knob", "[qm
   const std::vector<Shape3> shapes = {{1, 45, 50}, {14, 300, 33}};
   int compiled = 0, rejected = 0;
   for (const QMatMulTemplate& t : qmatmul_templates()) {
-    if (t.int8_activations) continue;             // tests/halide/test_qmatmul_int8.cpp
+    if (t.int8()) continue;                       // tests/halide/test_qmatmul_int8.cpp
     if (t.family != TargetFamily::Cpu) continue;  // tests/halide/test_gpu_kernels.cpp
     QMatMulWorkload wl = workload_for(spec, 16, 512, 256);
     KnobSpace space = t.space(wl, host_target());
@@ -201,7 +201,7 @@ TEST_CASE("random schedules from each template's knob space", "[qmatmul]") {
   const std::vector<Shape3> shapes = {{1, 45, 50}, {9, 130, 33}, {20, 64, 100}};
   int compiled = 0;
   for (const QMatMulTemplate& t : qmatmul_templates()) {
-    if (t.int8_activations) continue;             // tests/halide/test_qmatmul_int8.cpp
+    if (t.int8()) continue;                       // tests/halide/test_qmatmul_int8.cpp
     if (t.family != TargetFamily::Cpu) continue;  // tests/halide/test_gpu_kernels.cpp
     for (int i = 0; i < 5; ++i) {
       const WeightSpec& spec = specs[rng() % specs.size()];
@@ -224,7 +224,7 @@ TEST_CASE("random schedules of each template with float32 and float16 weights", 
   const std::vector<Shape3> shapes = {{1, 45, 50}, {9, 131, 33}, {20, 64, 100}};
   int compiled = 0;
   for (const QMatMulTemplate& t : qmatmul_templates()) {
-    if (t.int8_activations || t.family != TargetFamily::Cpu) continue;
+    if (t.int8() || t.family != TargetFamily::Cpu) continue;
     for (const WeightSpec& spec : specs) {
       QMatMulWorkload wl = workload_for(spec, 16, 128, 96);
       KnobSpace space = t.space(wl, host_target());

@@ -43,12 +43,13 @@ TEST_CASE("schedules round-trip through JSON", "[schedule]") {
   static const TargetSpec vnni = parse_target("x86-64-avx512-vnni").value();
   for (const QMatMulTemplate& t : qmatmul_templates()) {
     QMatMulWorkload wl = workload(8, 512, 768);
-    if (t.int8_activations) {
+    if (t.int8()) {
       wl.int8_activations = true;
       wl = resolve_qmatmul(wl, vnni).workload;
     }
+    wl.f16_activations = t.activations == ActivationMode::Float16;
     static const TargetSpec gpu = parse_target("hip:gfx90a").value();
-    const TargetSpec& target = t.family == TargetFamily::Hip ? gpu : t.int8_activations ? vnni : avx512();
+    const TargetSpec& target = t.family == TargetFamily::Hip ? gpu : t.int8() ? vnni : avx512();
     KnobSpace space = t.space(wl, target);
     CHECK(space.size() > 10);
     for (int i = 0; i < 20; ++i) {
