@@ -368,11 +368,13 @@ Status apply_gpu_int4_gemv_h2(QMatMulDef& q, const Schedule& s, const TargetSpec
 }
 
 dsl::KernelTraffic gpu_int4_gemv_h2_traffic(const QMatMulWorkload& w, const Schedule& s) {
-  // As the int8 GEMV, with a word's 8 weights in 4 float16 dot products, each after a shift and an
-  // and-or of the code pair (12 operations a word, against 3 a weight in the float32 GEMV).
+  // As the int8 GEMV, with a word's 8 weights in 4 float16 dot products, each after a shift, an and and
+  // an or of the code pair, and one XOR of the word for two's complement: 17 operations a word, against
+  // 3 a weight in the float32 GEMV. (gfx10 and later fuse the and-or into one, 13 a word; gfx9's
+  // VOP3 takes no literal constants, and its code objects show the 17.)
   dsl::KernelTraffic t = gpu_int4_gemv_a8_traffic(w, s);
   const double M = double(w.M), K = double(w.K), N = double(w.N);
-  t.valu_ops = M * N * K / 8 * 12 + M * N * K / double(w.activation_block()) * 2;
+  t.valu_ops = M * N * K / 8 * 17 + M * N * K / double(w.activation_block()) * 2;
   return t;
 }
 
