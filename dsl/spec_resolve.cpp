@@ -6,9 +6,9 @@ ResolvedSpec resolve(const KernelSpec& requested, const TargetSpec& target) {
   ResolvedSpec resolved{requested, ""};
   KernelSpec& spec = resolved.spec;
   spec.target = target.name;
+  QMatMulWorkload blocks;  // the *_activations_supported checks read only the format's k-blocks
+  blocks.format = requested.weight;
   if (requested.activations == ActivationMode::Int8) {
-    QMatMulWorkload blocks;  // int8_activations_supported reads only the format's k-blocks
-    blocks.format = requested.weight;
     std::string why;
     if (requested.op != KernelOp::QMatMul)
       why = "only QMatMul kernels take int8 activations";
@@ -27,8 +27,6 @@ ResolvedSpec resolve(const KernelSpec& requested, const TargetSpec& target) {
   // of 8 codes (f16_activations_supported). Elsewhere the float32 kernels compute on the same float16
   // values exactly, so nothing is lost and there is nothing to note.
   if (requested.activations == ActivationMode::Float16) {
-    QMatMulWorkload blocks;
-    blocks.format = requested.weight;
     if (requested.op != KernelOp::QMatMul || target.family == TargetFamily::Cpu || !f16_activations_supported(blocks))
       spec.activations = ActivationMode::Float32;
   }

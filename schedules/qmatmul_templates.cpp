@@ -46,12 +46,10 @@ Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& s
     return Failure{FailureKind::WrongTarget, schedule.template_name,
                    "is a " + dsl::family_name(t->family) + " template; the target " + target.name + " is " +
                        dsl::family_name(target.family)};
-  if (!t->serves(workload)) {
-    const dsl::ActivationMode mode = dsl::kernel_spec(workload, target.name).activations;
+  if (!t->serves(workload))
     return Failure{FailureKind::Unsupported, schedule.template_name,
                    "is for " + dsl::activation_mode_name(t->activations) + " activations; " + workload.key() + " has " +
-                       dsl::activation_mode_name(mode) + " ones"};
-  }
+                       dsl::activation_mode_name(dsl::activation_mode(workload)) + " ones"};
   if (t->int8() && !target.has_int8_dot())
     return Failure{FailureKind::WrongTarget, schedule.template_name,
                    "needs int8 dot products (AVX512-VNNI), which " + target.name + " lacks"};
@@ -62,7 +60,7 @@ Status check_qmatmul_schedule(const QMatMulWorkload& workload, const Schedule& s
 }
 
 bool QMatMulTemplate::serves(const QMatMulWorkload& workload) const {
-  const dsl::ActivationMode mode = dsl::kernel_spec(workload, "").activations;
+  const dsl::ActivationMode mode = dsl::activation_mode(workload);
   return activations == mode || (activations == dsl::ActivationMode::Float32 && mode == dsl::ActivationMode::Float16);
 }
 

@@ -234,7 +234,8 @@ MeasureResult measure_on_device(const MeasureJob& job, const dsl::TargetSpec& ta
   if (job.device_program.empty()) return failed("no device program (tetra-device) given for " + target.name);
   if (job.qconv && !job.qconv->epilogue.empty())
     return failed("a conv is measured without its epilogue, not with " + job.qconv->epilogue.describe());
-  if (job.qmatmul && job.qmatmul->int8_activations) return failed("GPU kernels take float32 activations");
+  if (job.qmatmul && job.qmatmul->int8_activations)
+    return failed("GPU tuning measures float32 and float16 activations, not int8 ones");
   if (job.qmatmul && !(job.qmatmul->epilogue.empty() || job.qmatmul->epilogue.is_lone_relu()))
     return failed("a matmul is measured with no epilogue or a lone Relu, not with " + job.qmatmul->epilogue.describe());
   auto start = Clock::now();

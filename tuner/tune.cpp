@@ -100,7 +100,7 @@ void check_options(const TuneOptions& opt) {
     check(opt.jobs == 1, ErrorKind::Invalid,
           "--jobs builds CPU kernels ahead; a GPU candidate is built where it runs: drop --jobs");
     check(!opt.int8_activations, ErrorKind::Unsupported,
-          "GPU kernels take float32 activations: drop --int8-activations");
+          "GPU tuning measures float32 and float16 activations, not int8 ones: drop --int8-activations");
     return;
   }
   // Tuning measures real runs: the target's code must run here.

@@ -21,6 +21,12 @@ std::string activation_mode_name(ActivationMode mode) {
   }
 }
 
+ActivationMode activation_mode(const QMatMulWorkload& w) {
+  return w.int8_activations  ? ActivationMode::Int8
+         : w.f16_activations ? ActivationMode::Float16
+                             : ActivationMode::Float32;
+}
+
 std::string KernelSpec::key() const {
   auto x = [](int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); };
   std::string s = kernel_op_name(op) + " ";
@@ -211,9 +217,7 @@ KernelSpec kernel_spec(const QMatMulWorkload& w, const std::string& target) {
   KernelSpec s;
   s.op = KernelOp::QMatMul;
   s.weight = w.format;
-  s.activations = w.int8_activations  ? ActivationMode::Int8
-                  : w.f16_activations ? ActivationMode::Float16
-                                      : ActivationMode::Float32;
+  s.activations = activation_mode(w);
   s.layout = w.int8_activations ? LayoutKind::Vnni : LayoutKind::Panel;
   s.has_bias = w.has_bias;
   s.epilogue = w.epilogue;

@@ -27,6 +27,8 @@ std::string layout_kind_name(LayoutKind kind);  // "panel", "vnni"
 // activations are float16, and the kernel multiplies them as float16 with float32 sums).
 enum class ActivationMode { Float32, Int8, Float16 };
 std::string activation_mode_name(ActivationMode mode);  // "f32", "int8", "f16"
+// A QMatMul workload's: int8 where asked for, else float16 where A is, else float32.
+ActivationMode activation_mode(const QMatMulWorkload& workload);
 
 // What a conv kernel compiles in besides its weight: the window's size and strides, and whether every
 // output channel reads every input channel (group 1). Dilations, pads, groups and shapes are run-time values.

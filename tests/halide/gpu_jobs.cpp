@@ -60,13 +60,7 @@ nlohmann::json qmatmul_job(const QMatMulWorkload& w, const Schedule& s, const Ca
         tolerance[size_t(m * w.N + n)] = float(1e-5 * (1 + magnitude));
       }
   }
-  if (w.f16_activations) {
-    // The float16 kernel sums (16 + u) a and subtracts (16 + offset) times the block's sum of a, in
-    // float32: up to 32 times the terms' magnitude (u - offset is 4 on average). And it scales the whole
-    // block's sum, where float16 scales round each dequantized weight to float16 first.
-    const double unrounded = w.format.f16_scale ? std::ldexp(1.0, -11) : 0.0;
-    for (size_t i = 0; i < tolerance.size(); ++i) tolerance[i] = float(32 * tolerance[i] + unrounded * ref.abs_sum[i]);
-  }
+  if (w.f16_activations) tolerance = test::f16_activation_tolerances(ref, w.K, w.format.f16_scale);
   if (w.epilogue.is_lone_relu())
     for (double& y : ref.y) y = std::max(y, 0.0);
   job["scalars"] = {{"alpha", alpha}, {"beta", beta}};

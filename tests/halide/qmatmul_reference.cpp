@@ -164,6 +164,13 @@ std::vector<float> tolerances(const Reference& ref, int64_t K) {
   return tol;
 }
 
+std::vector<float> f16_activation_tolerances(const Reference& ref, int64_t K, bool f16_scale) {
+  std::vector<float> tol = tolerances(ref, K);
+  const double unrounded = f16_scale ? std::ldexp(1.0, -11) : 0.0;
+  for (size_t i = 0; i < tol.size(); ++i) tol[i] = float(32 * tol[i] + unrounded * ref.abs_sum[i]);
+  return tol;
+}
+
 std::string compare(const Halide::Buffer<float>& Y, const Reference& ref, int64_t K) {
   int64_t N = Y.dim(0).extent(), M = Y.dim(1).extent();
   const std::vector<float> tol = tolerances(ref, K);

@@ -63,6 +63,11 @@ KernelRun run_on_random_data(const schedules::QMatMulKernel& kernel, const Weigh
 // How far a kernel's fp32 result may be from each reference output: 8 * sqrt(K) * 2^-24 * abs_sum
 // (fp32 accumulation in any order).
 std::vector<float> tolerances(const Reference& ref, int64_t K);
+// The same for the float16-activation GEMV (gpu_int4_gemv_h2) on A of float16 values: it sums (16 + u) a
+// and subtracts (16 + offset) times the block's sum of a, in float32, so up to 32 times the above (u -
+// offset is 4 on average); and with float16 scales it scales a block's sum where the reference rounds each
+// dequantized weight to float16 first, 2^-11 of abs_sum more.
+std::vector<float> f16_activation_tolerances(const Reference& ref, int64_t K, bool f16_scale);
 
 // Compares Y (N, M) with the reference within `tolerances`; returns "" or the first mismatches.
 std::string compare(const Halide::Buffer<float>& Y, const Reference& ref, int64_t K);

@@ -227,10 +227,8 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   test::Reference r;
   r.y.assign(want.data(), want.data() + N);
   r.abs_sum.assign(abs_sum.data(), abs_sum.data() + N);
-  std::vector<float> tolerance = test::tolerances(r, K);
-  if (w.f16_activations)  // as tests/halide/gpu_jobs.cpp allows the float16 GEMV
-    for (size_t i = 0; i < tolerance.size(); ++i)
-      tolerance[i] = float(32 * tolerance[i] + (f16_scale ? std::ldexp(1.0, -11) : 0.0) * r.abs_sum[i]);
+  const std::vector<float> tolerance =
+      w.f16_activations ? test::f16_activation_tolerances(r, K, f16_scale) : test::tolerances(r, K);
   job["check"] = {check_entry(dir, "qmatmul", std::vector<float>(r.y.begin(), r.y.end()), tolerance)};
   const int64_t bytes = packed.bytes() + K * 4 + N * 4;  // weights and scales, A, Y
   job["timing"] = {{"runs", 50}, {"bytes", bytes}};

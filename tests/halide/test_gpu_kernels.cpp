@@ -544,6 +544,21 @@ std::string read_text(const std::string& path) {
   return text.str();
 }
 
+// `kernels` in the CUDA dialect built to PTX for sm_90 and for sm_52 (before dp4a); returns each one's PTX.
+std::map<std::string, std::string> ptx_per_sm(const std::vector<DeviceKernel>& kernels, const fs::path& dir) {
+  Result<std::string> cuda = emit_kernels(kernels, Dialect::Cuda);
+  REQUIRE(cuda.ok());
+  std::map<std::string, std::string> ptx;
+  for (const std::string sm : {"sm_90", "sm_52"}) {
+    std::string path = (dir / (sm + ".ptx")).string();
+    Status built = build_ptx(cuda.value(), sm, path);
+    INFO(sm << " " << (built.ok() ? "" : built.failure().describe()));
+    REQUIRE(built.ok());
+    ptx[sm] = read_text(path);
+  }
+  return ptx;
+}
+
 }  // namespace
 
 namespace {
@@ -653,14 +668,7 @@ TEST_CASE("GPU float16-activation GEMV: v_dot2_f32_f16 on every AMD arch with no
       for (size_t at = code.find(op); at != std::string::npos; at = code.find(op, at + 1)) ++dots;
     CHECK(dots >= 32);
   }
-  Result<std::string> cuda = emit_kernels(captured.kernels, Dialect::Cuda);
-  REQUIRE(cuda.ok());
-  for (const std::string sm : {"sm_90", "sm_52"}) {
-    std::string ptx = (dir / (sm + ".ptx")).string();
-    Status built = build_ptx(cuda.value(), sm, ptx);
-    INFO(sm << " " << (built.ok() ? "" : built.failure().describe()));
-    CHECK(built.ok());
-  }
+  CHECK(ptx_per_sm(captured.kernels, dir).size() == 2);
   fs::remove_all(dir);
 }
 
@@ -687,15 +695,10 @@ TEST_CASE("GPU int8-activation GEMV and GEMM: each AMD arch's own 4-way dot inst
       CHECK((code.find("_i32_i8") != std::string::npos) == !mixed);  // v_dot4_i32_i8 or v_dot4c_i32_i8
     }
   }
-  Result<std::string> cuda = emit_kernels(captured.kernels, Dialect::Cuda);
-  REQUIRE(cuda.ok());
-  for (const std::string sm : {"sm_90", "sm_52"}) {
-    std::string ptx = (dir / (sm + ".ptx")).string();
-    Status built = build_ptx(cuda.value(), sm, ptx);
-    INFO(sm << " " << (built.ok() ? "" : built.failure().describe()));
-    REQUIRE(built.ok());
+  for (const auto& [sm, ptx] : ptx_per_sm(captured.kernels, dir)) {
+    INFO(sm);
     // dp4a from sm_61 on; before it, the plain arithmetic.
-    CHECK((read_text(ptx).find("dp4a.s32.s32") != std::string::npos) == (sm == std::string("sm_90")));
+    CHECK((ptx.find("dp4a.s32.s32") != std::string::npos) == (sm == "sm_90"));
   }
   fs::remove_all(dir);
 }
