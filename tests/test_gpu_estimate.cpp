@@ -7,6 +7,7 @@
 #include "dsl/core/amd_arch.h"
 #include "dsl/core/gpu_estimate.h"
 #include "schedules/gpu/conv.h"
+#include "schedules/gpu/int4_gemm.h"
 #include "schedules/gpu/int4_gemv.h"
 #include "schedules/gpu/templates.h"
 #include "tuner/estimate_runner.h"
@@ -123,6 +124,19 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   f16.f16_activations = true;
   Schedule h2 = schedules::gpu_int4_gemv_h2_default(f16, gfx942);
   CHECK(schedules::gpu_qmatmul_traffic(f16, h2).valu_ops == Approx(4096.0 * 4096 * (17.0 / 8 + 2.0 / 32)));
+  // The float16-activation GEMM at 128 rows: a thread makes a word's code pairs once for its 4 rows (13
+  // operations), each row takes 4 dot products a word and 2 operations a k-block; rounding A, 3 a value
+  // per column tile.
+  QMatMulWorkload f16_gemm = f16;
+  f16_gemm.M = 128;
+  Schedule gh2 = schedules::gpu_int4_gemm_h2_default(f16_gemm, gfx942);
+  REQUIRE((gh2.get_int("tile_m") == 32 && gh2.get_int("thread_m") == 4 && gh2.get_int("tile_n") == 64));
+  CHECK(schedules::gpu_qmatmul_traffic(f16_gemm, gh2).valu_ops ==
+        Approx(4.0 * 8 * 4096 * 4096 / 8 * 13 + 128.0 * 4096 * 4096 * (4.0 / 8 + 2.0 / 32) + 64.0 * 128 * 4096 * 3));
+  // Against the float32 GEMM's 4 operations a weight per thread row and one multiply-add a weight per row.
+  Schedule f32_gemm = schedules::gpu_int4_gemm_default(f16_gemm, gfx942);
+  CHECK(schedules::gpu_qmatmul_traffic(f16_gemm, f32_gemm).valu_ops >
+        1.9 * schedules::gpu_qmatmul_traffic(f16_gemm, gh2).valu_ops);
   // 64 blocks of one wave at split 1 are far from 4 waves on each of MI300X's 1216 SIMDs: the most, 16.
   CHECK(s.get_int("split_k") == 16);
   CHECK(t.blocks * t.threads_per_block == 4096 * 16);

@@ -29,7 +29,7 @@ struct QMatMulWorkload {
   bool int8_activations = false;
   // A holds float16 values: the model's activations at this MatMul are float16. A kernel may then read
   // them as float16 (exact) and multiply them as float16 pairs with float32 sums (v_dot2_f32_f16 on AMD
-  // GPUs: schedules/gpu/int4_gemv.h gpu_int4_gemv_h2). Key suffix " a16". Set from the model; targets
+  // GPUs: gpu_int4_gemv_h2 and gpu_int4_gemm_h2 in schedules/gpu/). Key suffix " a16". Set from the model; targets
   // without such kernels resolve it away (dsl/spec_resolve.h), since float32 arithmetic is exact on it.
   bool f16_activations = false;
   // The k-block A is quantized in: the weight's k_group when it has one, else 32.

@@ -182,6 +182,65 @@ int64_t staged_a8_bytes(const QMatMulWorkload& w, const Schedule& s) {
 }
 }  // namespace
 
+namespace {
+// What the int8 and float16 GEMMs share: the tiles of tile_outputs, and acc's update over the k-blocks
+// in chunks of tile_k, each chunk's activations staged in workgroup memory by the block's X x Y threads.
+struct ChunkedBlock {
+  int TM = 0, X = 0, Y = 0;  // rows per block; threads per block in x and y
+  RVar chunk{"kc"};          // acc's loop over chunks: the staged stages are computed at it
+
+  // `stage`'s loops over (x, y) spread over the block's threads, `inner` innermost. (Split, not fused:
+  // Halide bounds the rows of a fused loop loosely, and would check the bound in the kernel.)
+  void spread(Stage stage, Var x, Var y, std::vector<VarOrRVar> inner) const {
+    Var xo("xo"), xi("xi"), yo("yo"), yi("yi");
+    stage.split(x, xo, xi, X, TailStrategy::GuardWithIf).split(y, yo, yi, Y, TailStrategy::GuardWithIf);
+    inner.insert(inner.end(), {xi, yi, xo, yo});
+    stage.reorder(inner).gpu_threads(xi, yi);
+  }
+};
+
+// The output tiles, and acc's update over the k-blocks in chunks of tile_k; a k-block's dot products of
+// the thread's tile ("dot") in registers, its words unrolled.
+ChunkedBlock sum_blocks_in_chunks(const dsl::ComputeDef& d, const Schedule& s) {
+  const int P = int(s.get_int("tile_n")), TM = int(s.get_int("tile_m"));
+  const int VN = int(s.get_int("thread_n")), VM = int(s.get_int("thread_m")), KC = int(s.get_int("tile_k"));
+  ChunkedBlock block{TM, P / VN, TM / VM};
+  Func acc = d.stage("acc"), dot = d.stage("dot");
+  Var m = d.var("m"), j = d.var("j"), p = d.var("p");
+  RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar();
+  tile_outputs(d, P, TM, VN, VM);
+  Var at("at"), av("av");  // acc's thread row and row in the thread's tile (tile_outputs)
+  RVar kb("kb");
+  acc.update()
+      .split(blocks, block.chunk, kb, KC, TailStrategy::GuardWithIf)
+      .split(m, at, av, VM)
+      .reorder(j, av, kb, p, at, block.chunk)
+      .gpu_threads(p, at)
+      .unroll(j)
+      .unroll(av);
+  dot.compute_at(acc, kb).store_in(MemoryType::Register).unroll(j).unroll(m);
+  dot.update().reorder(j, m, r).unroll(j).unroll(m).unroll(r);
+  return block;
+}
+
+// A per-k-block stage of A's chunk (g, m) with an update over the block's values: a thread per row and
+// k-block.
+void stage_per_block(const ChunkedBlock& block, Func per_block, const dsl::ComputeDef& d) {
+  Var m = d.var("m"), g = d.var("g");
+  per_block.compute_at(d.stage("acc"), block.chunk).store_in(MemoryType::GPUShared).bound_extent(m, block.TM);
+  block.spread(per_block, m, g, {});
+  block.spread(per_block.update(), m, g, {d.reduce("in_block").rvar()});
+}
+
+// A's chunk packed in words (x, m), `lanes` the values of a word each thread unrolls: a thread per word
+// and row.
+void stage_words(const ChunkedBlock& block, Func words, Var x, Var lanes, const dsl::ComputeDef& d) {
+  words.compute_at(d.stage("acc"), block.chunk).store_in(MemoryType::GPUShared).bound_extent(d.var("m"), block.TM);
+  block.spread(words, x, d.var("m"), {lanes});
+  words.unroll(lanes);
+}
+}  // namespace
+
 KnobSpace gpu_int4_gemm_a8_space(const QMatMulWorkload& w, const TargetSpec& target) {
   KnobSpace s;
   s.template_name = kA8Name;
@@ -229,48 +288,13 @@ dsl::Int4Layout gpu_int4_gemm_a8_layout(const Schedule& s) {
 }
 
 Status apply_gpu_int4_gemm_a8(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
-  const int P = int(s.get_int("tile_n")), TM = int(s.get_int("tile_m"));
-  const int VN = int(s.get_int("thread_n")), VM = int(s.get_int("thread_m")), KC = int(s.get_int("tile_k"));
-  const int X = P / VN, Y = TM / VM;  // threads per block in x and y
   const dsl::ComputeDef& d = q.def;
-  Func acc = d.stage("acc"), dot = d.stage("dot");
-  Func a_max = d.stage("a_max"), a_words = d.stage("a_words"), a_sum = d.stage("a_sum");
-  Var m = d.var("m"), j = d.var("j"), p = d.var("p"), g = d.var("g"), h = d.var("h"), kq = d.var("kq");
-  RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar(), in_block = d.reduce("in_block").rvar();
-
-  tile_outputs(d, P, TM, VN, VM);
-  Var at("at"), av("av");  // acc's thread row and row in the thread's tile (tile_outputs)
-  // acc's update over the k-blocks in chunks of tile_k.
-  RVar kc("kc"), kb("kb");
-  acc.update()
-      .split(blocks, kc, kb, KC, TailStrategy::GuardWithIf)
-      .split(m, at, av, VM)
-      .reorder(j, av, kb, p, at, kc)
-      .gpu_threads(p, at)
-      .unroll(j)
-      .unroll(av);
-  // A k-block's integer dot products of the thread's tile, in registers: its words unrolled.
-  dot.compute_at(acc, kb).store_in(MemoryType::Register).unroll(j).unroll(m);
-  dot.update().reorder(j, m, r).unroll(j).unroll(m).unroll(r);
-
+  ChunkedBlock block = sum_blocks_in_chunks(d, s);
   // Each chunk of A's tile_m rows is quantized into workgroup memory by all the block's threads: the
   // k-blocks' maxima, then the packed int8 words and the blocks' sums (a_q recomputed inline from a_max).
-  // (Split, not fused: Halide bounds the rows of a fused loop loosely, and would check the bound in the
-  // kernel.)
-  Var xo("xo"), xi("xi"), yo("yo"), yi("yi");
-  auto spread = [&](Stage stage, Var x, Var y, std::vector<VarOrRVar> inner) {
-    stage.split(x, xo, xi, X, TailStrategy::GuardWithIf).split(y, yo, yi, Y, TailStrategy::GuardWithIf);
-    inner.insert(inner.end(), {xi, yi, xo, yo});
-    stage.reorder(inner).gpu_threads(xi, yi);
-  };
-  for (Func per_block : {a_max, a_sum}) {  // a thread per row and k-block
-    per_block.compute_at(acc, kc).store_in(MemoryType::GPUShared).bound_extent(m, TM);
-    spread(per_block, m, g, {});
-    spread(per_block.update(), m, g, {in_block});
-  }
-  a_words.compute_at(acc, kc).store_in(MemoryType::GPUShared).bound_extent(m, TM);
-  spread(a_words, kq, m, {h});
-  a_words.unroll(h);
+  stage_per_block(block, d.stage("a_max"), d);
+  stage_per_block(block, d.stage("a_sum"), d);
+  stage_words(block, d.stage("a_words"), d.var("kq"), d.var("h"), d);
   return dsl::ok_status();
 }
 
@@ -290,6 +314,82 @@ dsl::KernelTraffic gpu_int4_gemm_a8_traffic(const QMatMulWorkload& w, const Sche
   t.blocks = int64_t(row_tiles * column_tiles);
   t.threads_per_block = (P / VN) * (TM / VM);
   t.busy = M * N / (row_tiles * double(TM) * column_tiles * double(P));
+  return t;
+}
+
+}  // namespace tetra::schedules
+
+// ---- float16 activations: gpu_int4_gemm_h2 ----
+
+namespace tetra::schedules {
+
+namespace {
+constexpr const char* kH2Name = "gpu_int4_gemm_h2";
+
+// A chunk of tile_k k-blocks of the block's tile_m rows: float16 values (2 bytes each) and per k-block
+// their sum (4 bytes).
+int64_t staged_h2_bytes(const QMatMulWorkload& w, const Schedule& s) {
+  return s.get_int("tile_m") * s.get_int("tile_k") * (w.activation_block() * 2 + 4);
+}
+}  // namespace
+
+bool gpu_int4_gemm_h2_applies(const QMatMulWorkload& w) {
+  return w.f16_activations && w.M > 8 && dsl::f16_activations_supported(w).ok() &&
+         check_staged_bytes(staged_h2_bytes(w, gpu_int4_gemm_h2_default(w, TargetSpec{})), "tile_k", "A's chunk").ok();
+}
+
+KnobSpace gpu_int4_gemm_h2_space(const QMatMulWorkload& w, const TargetSpec& target) {
+  KnobSpace s = gpu_int4_gemm_a8_space(w, target);  // the same tiles over the same k-blocks
+  s.template_name = kH2Name;
+  return s;
+}
+
+Schedule gpu_int4_gemm_h2_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  Schedule s = gpu_int4_gemm_a8_default(w, target);
+  s.template_name = kH2Name;
+  return s;
+}
+
+Status gpu_int4_gemm_h2_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
+  if (!w.f16_activations) return Failure{FailureKind::Unsupported, kH2Name, "float16 activations only"};
+  if (Status st = dsl::f16_activations_supported(w); !st) return st;
+  if (Status st = check_tiles(s); !st) return st;
+  return check_staged_bytes(staged_h2_bytes(w, s), "tile_k", "the staged chunk of A in float16");
+}
+
+dsl::Int4Layout gpu_int4_gemm_h2_layout(const Schedule& s) {
+  // Panels of a thread's columns, a column's 8 codes of k in one word.
+  dsl::Int4Layout layout{int(s.get_int("thread_n")), int(s.get_int("block"))};
+  layout.words = true;
+  return layout;
+}
+
+Status apply_gpu_int4_gemm_h2(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const dsl::ComputeDef& d = q.def;
+  // K is the workload's, so the chunks' extents are constants, not kernel arguments in scalar registers
+  // (gfx9 has 102, and takes its constant operands from them too). With K an argument, pocl 3.1 also
+  // summed A's k-blocks wrong in this kernel, where the int8 GEMM's, alike, passes.
+  q.A.dim(0).set_extent(int(q.workload.K));
+  ChunkedBlock block = sum_blocks_in_chunks(d, s);
+  // Each chunk of A's tile_m rows is rounded to float16 pairs in workgroup memory by all the block's
+  // threads, with the k-blocks' sums.
+  stage_per_block(block, d.stage("a_sum"), d);
+  stage_words(block, d.stage("a_pairs"), d.var("kw"), d.var("t"), d);
+  return dsl::ok_status();
+}
+
+dsl::KernelTraffic gpu_int4_gemm_h2_traffic(const QMatMulWorkload& w, const Schedule& s) {
+  // As the int8 GEMM. A thread makes each word of its columns 4 float16 code pairs once for its thread_m
+  // rows (an XOR, then a shift, an and and an or a pair: 13 operations by gfx9's count), then each row
+  // takes 4 dot products a word and 2 operations a k-block. Rounding A and summing it: about 3 a value.
+  dsl::KernelTraffic t = gpu_int4_gemm_a8_traffic(w, s);
+  const int64_t P = s.get_int("tile_n"), TM = s.get_int("tile_m"), VN = s.get_int("thread_n"),
+                VM = s.get_int("thread_m");
+  const double M = double(w.M), K = double(w.K), N = double(w.N);
+  const double row_tiles = double((w.M + TM - 1) / TM), column_tiles = double((w.N + P - 1) / P);
+  t.valu_ops = row_tiles * double(TM / VM) * N * K / 8 * 13 + M * N * K / 8 * 4 +
+               M * N * K / double(w.activation_block()) * 2 + column_tiles * M * K * 3;
+  t.lds_bytes = M * K * (N / double(VN)) * 2 + column_tiles * M * K * 2;
   return t;
 }
 

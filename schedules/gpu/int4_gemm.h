@@ -35,4 +35,20 @@ dsl::Int4Layout gpu_int4_gemm_a8_layout(const Schedule& schedule);
 Status apply_gpu_int4_gemm_a8(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
 dsl::KernelTraffic gpu_int4_gemm_a8_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
+// The same GEMM for float16 activations (define_qmatmul_f16, the weight in words of whole k-blocks, in
+// panels of thread_n columns): for each chunk of tile_k k-blocks, the block rounds its tile_m rows of A
+// to float16 pairs in workgroup memory, with the blocks' sums; then a thread makes each word of its
+// columns 4 float16 code pairs once (two integer operations a pair), and meets them with every row of its
+// tile in 4 float16 dot products into float32 (dot2_f16: v_dot2_f32_f16 on AMD), and one multiply-add
+// per k-block, column and row removes the offset: (dot - (16 + offset) * a_sum) * scale.
+// applies: the default for `workload` on GPUs (float16 activations, more than 8 rows, a chunk of the
+// default's fits in workgroup memory).
+bool gpu_int4_gemm_h2_applies(const QMatMulWorkload& workload);
+dsl::KnobSpace gpu_int4_gemm_h2_space(const QMatMulWorkload& workload, const TargetSpec& target);
+Schedule gpu_int4_gemm_h2_default(const QMatMulWorkload& workload, const TargetSpec& target);
+Status gpu_int4_gemm_h2_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+dsl::Int4Layout gpu_int4_gemm_h2_layout(const Schedule& schedule);
+Status apply_gpu_int4_gemm_h2(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
+dsl::KernelTraffic gpu_int4_gemm_h2_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
+
 }  // namespace tetra::schedules

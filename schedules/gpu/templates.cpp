@@ -17,6 +17,8 @@ const std::vector<QMatMulTemplate>& gpu_qmatmul_templates() {
        gpu_int4_gemm_a8_default, gpu_int4_gemm_a8_check, gpu_int4_gemm_a8_layout, apply_gpu_int4_gemm_a8},
       {"gpu_int4_gemv_h2", dsl::TargetFamily::Hip, dsl::ActivationMode::Float16, gpu_int4_gemv_h2_space,
        gpu_int4_gemv_h2_default, gpu_int4_gemv_h2_check, gpu_int4_gemv_h2_layout, apply_gpu_int4_gemv_h2},
+      {"gpu_int4_gemm_h2", dsl::TargetFamily::Hip, dsl::ActivationMode::Float16, gpu_int4_gemm_h2_space,
+       gpu_int4_gemm_h2_default, gpu_int4_gemm_h2_check, gpu_int4_gemm_h2_layout, apply_gpu_int4_gemm_h2},
   };
   return templates;
 }
@@ -43,12 +45,14 @@ dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Sc
   if (schedule.template_name == "gpu_int4_gemv_a8") return gpu_int4_gemv_a8_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm_a8") return gpu_int4_gemm_a8_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemv_h2") return gpu_int4_gemv_h2_traffic(workload, schedule);
+  if (schedule.template_name == "gpu_int4_gemm_h2") return gpu_int4_gemm_h2_traffic(workload, schedule);
   return {};
 }
 
 std::string gpu_default_qmatmul_template(const QMatMulWorkload& workload) {
   if (workload.int8_activations) return workload.M <= 8 ? "gpu_int4_gemv_a8" : "gpu_int4_gemm_a8";
   if (gpu_int4_gemv_h2_applies(workload)) return "gpu_int4_gemv_h2";
+  if (gpu_int4_gemm_h2_applies(workload)) return "gpu_int4_gemm_h2";
   return workload.M <= 8 ? "gpu_int4_gemv" : "gpu_int4_gemm";
 }
 

@@ -339,6 +339,7 @@ size_t write_bundle(const BundleOptions& o) {
     add_qmatmul_jobs(b, "gpu_int4_gemv_a8", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261207);
     add_qmatmul_jobs(b, "gpu_int4_gemm_a8", {{9, 96, 72}, {40, 512, 100}}, 20261208);
     add_qmatmul_jobs(b, "gpu_int4_gemv_h2", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261210);
+    add_qmatmul_jobs(b, "gpu_int4_gemm_h2", {{9, 96, 72}, {40, 512, 100}}, 20261211);
     add_conv_jobs(b, 20261206);
   }
   // The bandwidth grid: the default, and every legal (tile_n, split_k, thread_n) with word loads (byte
@@ -422,8 +423,8 @@ TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written f
       o.gemv.push_back({K, N});
     }
   }
-  // 118 QMatMul and 24 conv jobs, the GEMV grids, then 6 timed convs.
-  CHECK(write_bundle(o) > (o.kernel_jobs ? 124u : 0u));
+  // 8 QMatMul jobs a shape of each template (128), 24 conv jobs, the GEMV grids, then 6 timed convs.
+  CHECK(write_bundle(o) > (o.kernel_jobs ? 152u : 0u));
 }
 
 // The bundle's path end to end on pocl: seeded inputs made by tetra-device, the reference made here from

@@ -273,6 +273,12 @@ TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV,
   Schedule h2 = schedules::gpu_int4_gemv_h2_default(gemv_h2, gfx942());
   h2.knobs["split_k"] = int64_t(2);
   check_barriers_matter(gemv_h2, h2, "barrier_gemv_h2");
+  // The float16 GEMM's chunks of A in float16 pairs: 16 k-blocks in chunks of 4.
+  QMatMulWorkload gemm_h2 = workload_of(spec, 40, 512, 96);
+  gemm_h2.f16_activations = true;
+  Schedule gh2 = schedules::gpu_int4_gemm_h2_default(gemm_h2, gfx942());
+  REQUIRE(gh2.get_int("tile_k") == 4);
+  check_barriers_matter(gemm_h2, gh2, "barrier_gemm_h2");
 }
 
 TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no spills, and PTX", "[gpu]") {
@@ -633,9 +639,10 @@ TEST_CASE(
   // K past a whole number of blocks and of split_k; N past a whole panel; up to 8 rows.
   CHECK(check_activation_template("gpu_int4_gemv_h2", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}}, f16_workload_of) ==
         30);
-  // Where it is not the default: many rows, a float weight, k-blocks of 4, a row of A past workgroup memory.
+  // Where it is not the default: many rows (the float16 GEMM), k-blocks of 4, a row of A past workgroup
+  // memory (the float32 GEMV).
   test::WeightSpec spec;
-  CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(spec, 9, 512, 64, false)) == "gpu_int4_gemm");
+  CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(spec, 9, 512, 64, false)) == "gpu_int4_gemm_h2");
   CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(spec, 1, 32768, 64, false)) == "gpu_int4_gemv");
   test::WeightSpec small_blocks;
   small_blocks.granularity = test::Granularity::BlockedK, small_blocks.block = 4;
@@ -650,7 +657,24 @@ TEST_CASE(
   CHECK(schedules::resolve_qmatmul(f16_workload_of(spec, 1, 512, 64, false), gfx942()).workload.f16_activations);
 }
 
-TEST_CASE("GPU float16-activation GEMV: v_dot2_f32_f16 on every AMD arch with no spills, and PTX", "[gpu][f16]") {
+TEST_CASE(
+    "GPU float16-activation GEMM: every form and random knob points match the reference on float16 values on an "
+    "OpenCL device",
+    "[gpu][f16]") {
+  if (!opencl_runs_here()) return;
+  // Rows past a whole row tile, K past a whole chunk of k-blocks, N past a whole panel.
+  CHECK(check_activation_template("gpu_int4_gemm_h2", {{9, 200, 130}, {40, 512, 96}}, f16_workload_of) == 20);
+  // Where it is not the default: k-blocks so long that the default's chunk of 32 rows is past workgroup
+  // memory (the float32 GEMM).
+  test::WeightSpec long_blocks;
+  long_blocks.granularity = test::Granularity::BlockedK, long_blocks.block = 1024;
+  CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(long_blocks, 9, 2048, 64, false)) ==
+        "gpu_int4_gemm_h2");
+  CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(long_blocks, 40, 2048, 64, false)) == "gpu_int4_gemm");
+}
+
+TEST_CASE("GPU float16-activation GEMV and GEMM: v_dot2_f32_f16 on every AMD arch with no spills, and PTX",
+          "[gpu][f16]") {
   fs::path dir = work_dir("gemv_h2_archs");
   test::WeightSpec spec;
   spec.granularity = test::Granularity::BlockedK, spec.block = 32;
@@ -658,15 +682,23 @@ TEST_CASE("GPU float16-activation GEMV: v_dot2_f32_f16 on every AMD arch with no
   Schedule s = schedules::gpu_int4_gemv_h2_default(w, gfx942());
   s.knobs["split_k"] = int64_t(4), s.knobs["thread_n"] = int64_t(2);
   CapturedPipeline captured = capture(w, s);
-  INFO(s.to_string());
-  for (const auto& [arch, code] : disassembly_per_arch(captured.kernels, dir)) {
-    INFO(arch);
-    // v_dot2_f32_f16, or its accumulating forms (v_dot2c_f32_f16 on gfx9 and gfx10, v_dot2acc_f32_f16 on
-    // gfx11, also dual-issued): 4 a word, 4 words a k-block, 2 columns.
-    size_t dots = 0;
-    for (const std::string op : {"_dot2_f32_f16", "_dot2c_f32_f16", "_dot2acc_f32_f16"})
-      for (size_t at = code.find(op); at != std::string::npos; at = code.find(op, at + 1)) ++dots;
-    CHECK(dots >= 32);
+  // The GEMM at its default: 2 columns x 4 rows a thread.
+  QMatMulWorkload gemm = f16_workload_of(spec, 128, 4096, 4096, false);
+  Schedule g = schedules::gpu_int4_gemm_h2_default(gemm, gfx942());
+  REQUIRE(g.get_int("thread_n") * g.get_int("thread_m") == 8);
+  // v_dot2_f32_f16, or its accumulating forms (v_dot2c_f32_f16 on gfx9 and gfx10, v_dot2acc_f32_f16 on
+  // gfx11, also dual-issued), unrolled over a k-block's 4 words of 4 pairs: 2 columns make 32, and the
+  // GEMM's 8 outputs 128.
+  for (const auto& [kernels, schedule, least] :
+       {std::tuple{captured.kernels, s, size_t(32)}, std::tuple{capture(gemm, g).kernels, g, size_t(128)}}) {
+    INFO(schedule.to_string());
+    for (const auto& [arch, code] : disassembly_per_arch(kernels, dir)) {
+      INFO(arch);
+      size_t dots = 0;
+      for (const std::string op : {"_dot2_f32_f16", "_dot2c_f32_f16", "_dot2acc_f32_f16"})
+        for (size_t at = code.find(op); at != std::string::npos; at = code.find(op, at + 1)) ++dots;
+      CHECK(dots >= least);
+    }
   }
   CHECK(ptx_per_sm(captured.kernels, dir).size() == 2);
   fs::remove_all(dir);
