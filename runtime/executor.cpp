@@ -198,14 +198,31 @@ TensorMap Executor::run(const TensorMap& inputs, std::vector<double>* node_ms) {
   return outputs;
 }
 
-int mark_int8_activations(Graph& graph) {
+namespace {
+int mark_qmatmuls(Graph& graph, const char* attr) {
   int marked = 0;
   for (Node& node : graph.nodes) {
     if (node.domain != "tetra" || node.op_type != "QMatMul") continue;
-    node.attrs[kInt8ActivationsAttr] = int_attr(1);
+    node.attrs[attr] = int_attr(1);
     ++marked;
   }
   return marked;
+}
+}  // namespace
+
+int mark_int8_activations(Graph& graph) { return mark_qmatmuls(graph, kInt8ActivationsAttr); }
+int mark_f16_activations(Graph& graph) { return mark_qmatmuls(graph, kF16ActivationsAttr); }
+
+int mark_activation_opt_in(Graph& graph, ActivationOptIn opt_in) {
+  switch (opt_in) {
+    case ActivationOptIn::Int8:
+      return mark_int8_activations(graph);
+    case ActivationOptIn::Float16:
+      return mark_f16_activations(graph);
+    case ActivationOptIn::Exact:
+      break;
+  }
+  return 0;
 }
 
 }  // namespace tetra

@@ -36,6 +36,18 @@ struct ExecutorOptions {
 // returns how many it marked. Convs stay float32.
 inline constexpr const char* kInt8ActivationsAttr = "int8_activations";
 int mark_int8_activations(Graph& graph);
+// The opt-in float16-activation mode: f16_activations = 1 on a tetra.QMatMul node lets its kernel round A
+// to float16 and multiply it in float16 pairs with float32 sums (dsl::QMatMulWorkload::f16_activations,
+// v_dot2_f32_f16 on AMD) where the target has such kernels (GPUs); elsewhere the node stays exact.
+// Activations past the float16 range (65504) become infinite. mark_f16_activations() marks every
+// tetra.QMatMul and returns how many.
+inline constexpr const char* kF16ActivationsAttr = "f16_activations";
+int mark_f16_activations(Graph& graph);
+
+// What a run asks of its int4 MatMuls' activations: exact (the default), or one of the opt-ins above.
+enum class ActivationOptIn { Exact, Int8, Float16 };
+// Marks the graph's int4 MatMuls for `opt_in`; returns how many (0 for Exact).
+int mark_activation_opt_in(Graph& graph, ActivationOptIn opt_in);
 
 // What ran a node, for `tetra inspect`, `run --explain` and `bench`.
 struct KernelInfo {

@@ -444,9 +444,10 @@ std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
   HalideGemm gemm{workload.value(), g.matrix, g.trans_b};
   gemm.workload.epilogue = lone_relu_epilogue(node).epilogue;
   gemm.workload.int8_activations = wants_int8_activations(node);  // a request: the source resolves it
-  // A float16 A (a float16 model): float16 kernels may read it as it is (resolve_qmatmul decides).
+  // A float16 A (a float16 model): float16 kernels may read it as it is; or the float16 opt-in, which
+  // lets them round it. A request: resolve_qmatmul decides.
   const ValueInfo* a = graph.find_value(node.input(0));
-  gemm.workload.f16_activations = a && a->dtype == DType::Float16;
+  gemm.workload.f16_activations = (a && a->dtype == DType::Float16) || node.attr_int(kF16ActivationsAttr, 0) != 0;
   return gemm;
 }
 

@@ -549,7 +549,7 @@ TEST_CASE("tuning int8 activations: their own records, checked against the int8 
   std::string dir = temp_dir("tuner_int8");
   std::string model = two_task_model(dir);
   tuner::TuneOptions o = options(model, dir + "/db", 3);
-  o.int8_activations = true;
+  o.activations = ActivationOptIn::Int8;
   FaultyRunner wrong("wrong", o.timeout_s);  // one output off by 1.0: the int8 reference must catch it too
   std::vector<tuner::TaskSummary> tasks = tuner::tune(o, wrong);
   REQUIRE(tasks.size() == 2);

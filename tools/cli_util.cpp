@@ -20,11 +20,26 @@ CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
       ->check(CLI::Range(1, kMaxThreads));
 }
 
-void apply_int8_activations(Graph& graph, bool on) {
-  if (!on) return;
-  int marked = mark_int8_activations(graph);
-  std::cerr << "int8 activations: " << marked << " int4 MatMul node" << (marked == 1 ? "" : "s")
-            << " quantize A to int8 per k-block\n";
+void add_activation_flags(CLI::App* cmd, ActivationOptIn& opt_in) {
+  CLI::Option* int8 = cmd->add_flag_callback(
+      "--int8-activations", [&opt_in] { opt_in = ActivationOptIn::Int8; },
+      "quantize the activations of every int4 MatMul to int8 per k-block (ONNX Runtime's accuracy_level 4; "
+      "on a CPU with AVX512-VNNI, and on GPUs; elsewhere they stay float32): less exact");
+  CLI::Option* f16 = cmd->add_flag_callback(
+      "--f16-activations", [&opt_in] { opt_in = ActivationOptIn::Float16; },
+      "round the activations of every int4 MatMul to float16 and multiply them in float16 pairs with float32 "
+      "sums (v_dot2_f32_f16; on GPUs, elsewhere they stay float32): less exact, and values past 65504 "
+      "become infinite");
+  int8->excludes(f16);
+}
+
+void apply_activation_opt_in(Graph& graph, ActivationOptIn opt_in) {
+  if (opt_in == ActivationOptIn::Exact) return;
+  int marked = mark_activation_opt_in(graph, opt_in);
+  std::cerr << (opt_in == ActivationOptIn::Int8 ? "int8" : "float16") << " activations: " << marked
+            << " int4 MatMul node" << (marked == 1 ? "" : "s")
+            << (opt_in == ActivationOptIn::Int8 ? " quantize A to int8 per k-block\n"
+                                                : " may round A to float16 where a kernel multiplies in float16\n");
 }
 
 Graph load_model_with_fixed_shapes(const std::string& model, const std::vector<std::string>& shape_bindings) {

@@ -7,6 +7,7 @@
 
 #include "importer/graph.h"
 #include "importer/tensor.h"
+#include "runtime/executor.h"
 #include "tuner/database.h"
 
 namespace tetra::cli {
@@ -23,12 +24,10 @@ std::pair<std::string, std::string> parse_file_binding(const std::string& text);
 constexpr int kMaxThreads = 1024;
 CLI::Option* add_threads_option(CLI::App* cmd, int& threads);
 
-// --int8-activations, shared by run, bench, tune and compile.
-constexpr const char* kInt8ActivationsHelp =
-    "quantize the activations of every int4 MatMul to int8 per k-block (ONNX Runtime's accuracy_level 4; "
-    "on a CPU with AVX512-VNNI, and on GPUs; elsewhere they stay float32): less exact";
-// Marks the graph's int4 MatMuls for int8 activations when `on`; says how many on stderr.
-void apply_int8_activations(Graph& graph, bool on);
+// --int8-activations and --f16-activations (at most one), shared by run, bench, tune and compile.
+void add_activation_flags(CLI::App* cmd, ActivationOptIn& opt_in);
+// Marks the graph's int4 MatMuls for `opt_in`; says how many on stderr.
+void apply_activation_opt_in(Graph& graph, ActivationOptIn opt_in);
 
 // The tuning database for `model`: `db_dir` when given (it must be an existing folder), else a tuning_db/ folder beside the model
 // when it holds records; nullopt when there is none. Records are those of `target` (default: this

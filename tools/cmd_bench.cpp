@@ -36,7 +36,7 @@ struct BenchOptions {
   int warmup = 2;
   bool json = false;
   bool explain = false;
-  bool int8_activations = false;
+  ActivationOptIn activations = ActivationOptIn::Exact;
   InputOptions inputs;
 };
 
@@ -73,7 +73,7 @@ void bench_gpu(const BenchOptions& opt) {
         "--target " + opt.target + " runs GPU kernels, not --backend " + opt.backend);
   Graph graph = load_model(opt.model);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
-  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, opt.repeat, opt.int8_activations);
+  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, opt.repeat, opt.activations);
   nlohmann::json report = {
       {"model", opt.model},           {"target", run.target},     {"device", run.device},
       {"repeat", opt.repeat},         {"mean_ms", run.timed_ms},  {"median_ms", run.median_ms},
@@ -100,7 +100,7 @@ void bench(const BenchOptions& given) {
   // The kernels' target, canonical: it keys the tuning records too. Refused unless this machine runs it.
   const std::string target = opt.target.empty() ? "" : kernel_target(opt.target).name;
   Graph graph = load_model(opt.model);
-  apply_int8_activations(graph, opt.int8_activations);
+  apply_activation_opt_in(graph, opt.activations);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
   Graph bound = bind_inputs(graph, inputs);
   std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model, target);
@@ -244,7 +244,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2; the first compiles)");
   cmd->add_flag("--json", opt->json, "print a machine-readable summary (median_ms, per-kernel figures)");
   cmd->add_flag("--explain", opt->explain, "print each kernel's schedule or fallback reason");
-  cmd->add_flag("--int8-activations", opt->int8_activations, kInt8ActivationsHelp);
+  add_activation_flags(cmd, opt->activations);
   add_input_options(cmd, opt->inputs);
   opt->inputs.random_inputs = true;  // benchmarks default to random inputs
   cmd->callback([opt] { bench(*opt); });

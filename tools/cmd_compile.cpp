@@ -27,7 +27,7 @@ struct CompileOptions {
   std::string name;
   bool shared = false;
   bool weights_file = false;
-  bool int8_activations = false;
+  ActivationOptIn activations = ActivationOptIn::Exact;
   std::vector<std::string> shapes;
   std::string kernel_cache = dsl::default_kernel_cache_dir();
 };
@@ -92,7 +92,7 @@ struct TargetSchedules {
 // The model's GPU kernels for each arch (runtime/aot/gpu_kernels.h).
 void compile_gpu(const CompileOptions& opt, const std::vector<dsl::TargetSpec>& targets) {
   Graph graph = load_model_with_fixed_shapes(opt.model, opt.shapes);
-  apply_int8_activations(graph, opt.int8_activations);
+  apply_activation_opt_in(graph, opt.activations);
   GpuLibraryOptions lib;
   lib.name = opt.name.empty() ? "model" : opt.name;
   lib.targets = targets;
@@ -118,7 +118,7 @@ void compile(const CompileOptions& opt) {
   std::map<std::string, Shape> shapes;
   for (const std::string& s : opt.shapes) shapes.insert(parse_shape_binding(s));
   Graph graph = load_model(opt.model, shapes);
-  apply_int8_activations(graph, opt.int8_activations);
+  apply_activation_opt_in(graph, opt.activations);
   InputOptions sample;
   sample.shapes = opt.shapes;
   sample.random_inputs = true;
@@ -166,7 +166,7 @@ void add_compile_command(CLI::App& app) {
   cmd->add_option("--shape", opt->shapes, "NAME=D0,D1,... binds the dynamic dims of an input (libraries have fixed shapes)");
   cmd->add_flag("--shared", opt->shared, "also build libNAME.so");
   cmd->add_flag("--weights-file", opt->weights_file, "keep the graph and weights in NAME.weights beside the library");
-  cmd->add_flag("--int8-activations", opt->int8_activations, kInt8ActivationsHelp);
+  add_activation_flags(cmd, opt->activations);
   cmd->add_option("--kernel-cache", opt->kernel_cache, "the JIT's kernel cache, for the run on sample inputs");
   cmd->callback([opt] { compile(*opt); });
 }

@@ -28,7 +28,7 @@ struct RunOptions {
   std::string backend = "halide";
   bool check_reference = false;
   bool explain = false;
-  bool int8_activations = false;
+  ActivationOptIn activations = ActivationOptIn::Exact;
   int threads = 0;
   std::string db;
   std::string target;  // "": this machine
@@ -80,9 +80,11 @@ bool compare_outputs(const Graph& graph, const TensorMap& outputs, const std::ve
 
 // --check: the backend's outputs against the reference evaluator's, with a tolerance for fp32
 // arithmetic in another order: max abs error <= 1e-4 (2e-3 for fp16) times (1 + the largest reference
-// magnitude). Integer outputs must match exactly. With int8 activations the reference stays exact:
-// the error printed is the mode's accuracy, and 5e-2 only catches a broken kernel.
-bool check_against_reference(const Graph& graph, const TensorMap& inputs, const TensorMap& outputs, bool int8) {
+// magnitude). Integer outputs must match exactly. With an activation opt-in the reference stays exact:
+// the error printed is the mode's accuracy, and 5e-2 (int8) or 1e-2 (float16: each activation rounded by
+// up to 2^-11, in every int4 MatMul) only catches a broken kernel.
+bool check_against_reference(const Graph& graph, const TensorMap& inputs, const TensorMap& outputs,
+                             ActivationOptIn activations) {
   TensorMap expected = run_reference(graph, inputs);
   bool ok = true;
   for (const ValueInfo& out : graph.outputs) {
@@ -91,7 +93,11 @@ bool check_against_reference(const Graph& graph, const TensorMap& inputs, const 
     double max_abs = 0, scale = 0;
     for (int64_t k = 0; k < ref.size(); ++k) scale = std::max(scale, std::fabs(ref.get(k)));
     for (int64_t k = 0; k < ref.size(); ++k) max_abs = std::max(max_abs, std::fabs(got.get(k) - ref.get(k)));
-    double relative = is_float(ref.dtype()) ? (int8 ? 5e-2 : ref.dtype() == DType::Float16 ? 2e-3 : 1e-4) : 0;
+    double relative = !is_float(ref.dtype())                    ? 0
+                      : activations == ActivationOptIn::Int8    ? 5e-2
+                      : activations == ActivationOptIn::Float16 ? 1e-2
+                      : ref.dtype() == DType::Float16           ? 2e-3
+                                                                : 1e-4;
     double tolerance = relative * (1 + scale);
     bool pass = got.shape() == ref.shape() && max_abs <= tolerance;
     std::cout << "check '" << out.name << "' against the reference: max abs error " << std::setprecision(3) << max_abs
@@ -109,7 +115,7 @@ void report(const RunOptions& opt, const Graph& graph, const TensorMap& inputs, 
 TensorMap run_gpu(const RunOptions& opt, Graph& graph, const TensorMap& inputs) {
   check(opt.backend == "halide", ErrorKind::Invalid,
         "--target " + opt.target + " runs GPU kernels, not --backend " + opt.backend);
-  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, 0, opt.int8_activations);
+  GpuRun run = run_on_gpu(opt.model, inputs, opt.target, opt.db, 0, opt.activations);
   graph = std::move(run.graph);
   std::cout << "device: " << run.device << " (" << run.target << "), " << run.launches << " kernel launches, "
             << std::setprecision(3) << run.first_ms << " ms with uploads\n";
@@ -132,7 +138,7 @@ void run(const RunOptions& given) {
   // The kernels' target, canonical: it keys the tuning records too. Refused unless this machine runs it.
   const std::string target = opt.target.empty() ? "" : kernel_target(opt.target).name;
   Graph graph = load_model(opt.model);
-  apply_int8_activations(graph, opt.int8_activations);
+  apply_activation_opt_in(graph, opt.activations);
   TensorMap inputs = gather_inputs(graph, opt.inputs);
   std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model, target);
   std::optional<tuner::DatabaseScheduleSource> tuned;
@@ -150,7 +156,7 @@ void run(const RunOptions& given) {
 void report(const RunOptions& opt, const Graph& graph, const TensorMap& inputs, const TensorMap& outputs,
             Backend backend) {
   if (opt.check_reference && backend != Backend::Reference &&
-      !check_against_reference(graph, inputs, outputs, opt.int8_activations))
+      !check_against_reference(graph, inputs, outputs, opt.activations))
     exit_status = 1;
 
   if (!opt.output_dir.empty()) {
@@ -188,7 +194,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--backend", opt->backend, "halide (compiled kernels, the default) or reference (the plain evaluator)");
   cmd->add_flag("--check", opt->check_reference, "also run the reference evaluator and compare (exit 1 when off)");
   cmd->add_flag("--explain", opt->explain, "print which kernel ran each node, and its schedule or fallback reason");
-  cmd->add_flag("--int8-activations", opt->int8_activations, kInt8ActivationsHelp);
+  add_activation_flags(cmd, opt->activations);
   cmd->add_option("--kernel-cache", opt->kernel_cache,
                   "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");

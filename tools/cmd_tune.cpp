@@ -60,7 +60,8 @@ std::string shard_command(const TuneCliOptions& opt, const std::string& index) {
   if (t.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(t.threads)});
   if (t.time_budget_s > 0) argv.insert(argv.end(), {"--time-budget", std::to_string(t.time_budget_s)});
   for (const std::string& s : opt.shapes) argv.insert(argv.end(), {"--shape", s});
-  if (t.int8_activations) argv.push_back("--int8-activations");
+  if (t.activations == ActivationOptIn::Int8) argv.push_back("--int8-activations");
+  if (t.activations == ActivationOptIn::Float16) argv.push_back("--f16-activations");
   if (t.estimate) argv.push_back("--estimate");
   // The shard's own folder and index stay outside the quoting, so that a shell variable expands. Each
   // shard logs its trials beside its records, so a run's merged database can be checked against them.
@@ -240,7 +241,7 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--report", opt->tune.report_path,
                   "write best-so-far against trials per task: an SVG, or for F.html a page with a table of the tasks too");
   cmd->add_option("--seed", opt->tune.seed, "seed of the search");
-  cmd->add_flag("--int8-activations", opt->tune.int8_activations, kInt8ActivationsHelp);
+  add_activation_flags(cmd, opt->tune.activations);
   cmd->add_flag("--estimate", opt->tune.estimate,
                 "for an AMD GPU this machine does not have (--target hip:ARCH): build each candidate for the arch, "
                 "reject those that spill, and rank the rest by the static estimate; records are stored as estimated "

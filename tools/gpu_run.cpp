@@ -67,7 +67,7 @@ std::string target_or_fallback(const std::string& target, const std::string& fal
 }
 
 GpuRun run_on_gpu(const std::string& model, const std::map<std::string, Tensor>& inputs, const std::string& target,
-                  const std::string& db, int timing_runs, bool int8_activations) {
+                  const std::string& db, int timing_runs, ActivationOptIn activations) {
   const GpuDeviceInfo device = find_gpu_device(target, "to run the model");
   GpuRun run;
   run.device = device.name;
@@ -75,7 +75,7 @@ GpuRun run_on_gpu(const std::string& model, const std::map<std::string, Tensor>&
   std::map<std::string, Shape> shapes;
   for (const auto& [name, t] : inputs) shapes[name] = t.shape();
   run.graph = load_model(model, shapes);
-  apply_int8_activations(run.graph, int8_activations);
+  apply_activation_opt_in(run.graph, activations);
   std::optional<tuner::TuningDatabase> records = open_tuning_database(db, model, device.target);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (records) tuned.emplace(*records, tuner::compute_units_in(device.name));

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "importer/graph.h"
+#include "runtime/executor.h"
 
 namespace tetra::cli {
 
@@ -29,9 +30,9 @@ struct GpuRun {
 };
 
 // Runs `model` on `inputs` on the target's device, then `timing_runs` more times, timed. `db`: the tuning
-// database folder ("" for the one beside the model, if any). `int8_activations`: its int4 MatMuls quantize
-// A to int8 where a GPU kernel does (apply_int8_activations).
+// database folder ("" for the one beside the model, if any). `activations`: the opt-in of its int4 MatMuls
+// (apply_activation_opt_in).
 GpuRun run_on_gpu(const std::string& model, const std::map<std::string, Tensor>& inputs, const std::string& target,
-                  const std::string& db, int timing_runs, bool int8_activations);
+                  const std::string& db, int timing_runs, ActivationOptIn activations);
 
 }  // namespace tetra::cli

@@ -99,7 +99,7 @@ void check_options(const TuneOptions& opt) {
     // Measured on a GPU of this machine, found by the caller (cmd_tune.cpp asks tetra-device).
     check(opt.jobs == 1, ErrorKind::Invalid,
           "--jobs builds CPU kernels ahead; a GPU candidate is built where it runs: drop --jobs");
-    check(!opt.int8_activations, ErrorKind::Unsupported,
+    check(opt.activations != ActivationOptIn::Int8, ErrorKind::Unsupported,
           "GPU tuning measures float32 and float16 activations, not int8 ones: drop --int8-activations");
     return;
   }
@@ -113,7 +113,7 @@ void check_options(const TuneOptions& opt) {
 // The model's tasks.
 std::vector<TuningTask> model_tasks(const TuneOptions& opt) {
   Graph graph = load_model(opt.model, opt.shapes);
-  if (opt.int8_activations) mark_int8_activations(graph);
+  mark_activation_opt_in(graph, opt.activations);
   return extract_tasks(graph, opt.target);
 }
 

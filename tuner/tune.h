@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "importer/tensor.h"
+#include "runtime/executor.h"
 #include "tuner/runner.h"
 #include "tuner/search_strategy.h"
 #include "tuner/shard.h"
@@ -39,7 +40,7 @@ struct TuneOptions {
   std::string log_path;        // one JSON line per trial
   std::string report_path;     // best-so-far against trials per task: SVG, or HTML with a table for *.html
   unsigned seed = 1;
-  bool int8_activations = false;  // tune the int8-activation kernels (mark_int8_activations)
+  ActivationOptIn activations = ActivationOptIn::Exact;  // tune an opt-in's kernels (mark_activation_opt_in)
   ShardSpec shard;             // this process tunes shard i of N (tuner/shard.h); 0/1: the whole run
   // Rank candidates by the static estimate instead of timing them (tuner/estimate_runner.h): for an AMD
   // GPU this machine does not have. Records are stored as estimated; trials count estimated records.
