@@ -511,54 +511,33 @@ TEST_CASE("tetra run and bench --target opencl run a model on the device", "[gpu
   CHECK_THAT(out, Catch::Contains("this machine's OpenCL device is opencl-"));
 }
 
-TEST_CASE("int8 activations on the OpenCL device: the int8 GEMV up to 8 rows, the int8 GEMM past them",
-          "[gpu_model][opencl]") {
-  if (!opencl_runs_here("the GPU model tests")) return;
-  const std::string dir = temp_dir("gpu_model_int8");
-  std::mt19937 weights(fresh_seed());
-  const std::string fp32 = example_mlp(weights).save(dir + "/mlp.onnx"), mlp = dir + "/mlp_int4.onnx";
-  REQUIRE(run_command(tetra_cli() + " quantize " + fp32 + " -o " + mlp + " --bits 4 --block-size 16") == 0);
-  for (int rows : {2, 16}) {
-    std::string out;
-    const int status =
-        run_command(tetra_cli() + " run " + mlp + " --target opencl --random-inputs --shape x=" + std::to_string(rows) +
-                        ",64 --int8-activations --check --explain",
-                    &out);
-    INFO(out);
-    CHECK(status == 0);  // within the reference's int8 tolerance
-    CHECK_THAT(out, !Catch::Contains("FAIL"));
-    // The int4 MatMuls' kernels: the int8 GEMV for 2 rows, the int8 GEMM for 16; no float32 kernel.
-    CHECK_THAT(out, Catch::Contains(rows <= 8 ? "gpu_int4_gemv_a8" : "gpu_int4_gemm_a8"));
-    CHECK_THAT(out, !Catch::Contains(rows <= 8 ? "gpu_int4_gemm" : "gpu_int4_gemv"));
-    CHECK_THAT(out, !Catch::Contains("\"gpu_int4_gemm\""));
-  }
-}
-
-TEST_CASE("float16 activations as an opt-in for a float32 model: the float16 GEMV and GEMM on the OpenCL device",
+TEST_CASE("Activation opt-ins on the OpenCL device: int8 and float16 GEMVs up to 8 rows, their GEMMs past them",
           "[gpu_model][opencl][f16]") {
   if (!opencl_runs_here("the GPU model tests")) return;
-  const std::string dir = temp_dir("gpu_model_f16_opt_in");
+  const std::string dir = temp_dir("gpu_model_opt_ins");
   std::mt19937 weights(fresh_seed());
   const std::string fp32 = example_mlp(weights).save(dir + "/mlp.onnx"), mlp = dir + "/mlp_int4.onnx";
   REQUIRE(run_command(tetra_cli() + " quantize " + fp32 + " -o " + mlp + " --bits 4 --block-size 16") == 0);
-  for (int rows : {2, 16}) {
-    std::string out;
-    const int status =
-        run_command(tetra_cli() + " run " + mlp + " --target opencl --random-inputs --shape x=" + std::to_string(rows) +
-                        ",64 --f16-activations --check --explain",
-                    &out);
-    INFO(out);
-    CHECK(status == 0);  // within the reference's float16-activation tolerance
-    CHECK_THAT(out, Catch::Contains("float16 activations: 3 int4 MatMul nodes") && !Catch::Contains("FAIL"));
-    // The int4 MatMuls' kernels: the float16 GEMV for 2 rows, the float16 GEMM for 16; no float32 one.
-    CHECK_THAT(out, Catch::Contains(rows <= 8 ? "gpu_int4_gemv_h2" : "gpu_int4_gemm_h2"));
-    CHECK_THAT(out, !Catch::Contains("\"gpu_int4_gemm\"") && !Catch::Contains("\"gpu_int4_gemv\""));
+  for (const std::string kind : {"int8", "f16"}) {
+    const std::string templates = kind == "int8" ? "_a8" : "_h2";
+    for (int rows : {2, 16}) {
+      std::string out;
+      const int status = run_command(tetra_cli() + " run " + mlp + " --target opencl --random-inputs --shape x=" +
+                                         std::to_string(rows) + ",64 --" + kind + "-activations --check --explain",
+                                     &out);
+      INFO(out);
+      CHECK(status == 0);  // within the reference's tolerance for the opt-in
+      CHECK_THAT(out, Catch::Contains("activations: 3 int4 MatMul nodes") && !Catch::Contains("FAIL"));
+      // The int4 MatMuls' kernels: the opt-in's GEMV for 2 rows, its GEMM for 16; no float32 kernel.
+      CHECK_THAT(out, Catch::Contains(rows <= 8 ? "gpu_int4_gemv" + templates : "gpu_int4_gemm" + templates));
+      CHECK_THAT(out, !Catch::Contains(rows <= 8 ? "gpu_int4_gemm" : "gpu_int4_gemv"));
+      CHECK_THAT(out, !Catch::Contains("\"gpu_int4_gemm\""));
+    }
   }
   // One opt-in at a time.
   std::string out;
   CHECK(run_command(tetra_cli() + " run " + mlp +
-                        " --target opencl --random-inputs --shape x=2,64 "
-                        "--f16-activations --int8-activations",
+                        " --target opencl --random-inputs --shape x=2,64 --f16-activations --int8-activations",
                     &out) != 0);
   CHECK_THAT(out, Catch::Contains("excludes"));
 }
