@@ -334,6 +334,7 @@ int64_t staged_h2_bytes(const QMatMulWorkload& w, const Schedule& s) {
 }  // namespace
 
 bool gpu_int4_gemm_h2_applies(const QMatMulWorkload& w) {
+  // The default's staged chunk (tile_m rows of tile_k k-blocks) depends on the workload alone, not the target.
   return w.f16_activations && w.M > 8 && dsl::f16_activations_supported(w).ok() &&
          check_staged_bytes(staged_h2_bytes(w, gpu_int4_gemm_h2_default(w, TargetSpec{})), "tile_k", "A's chunk").ok();
 }
