@@ -20,13 +20,25 @@ CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
       ->check(CLI::Range(1, kMaxThreads));
 }
 
+std::string activation_flag(ActivationOptIn opt_in) {
+  switch (opt_in) {
+    case ActivationOptIn::Int8:
+      return "--int8-activations";
+    case ActivationOptIn::Float16:
+      return "--f16-activations";
+    case ActivationOptIn::Exact:
+      break;
+  }
+  return "";
+}
+
 void add_activation_flags(CLI::App* cmd, ActivationOptIn& opt_in) {
   CLI::Option* int8 = cmd->add_flag_callback(
-      "--int8-activations", [&opt_in] { opt_in = ActivationOptIn::Int8; },
+      activation_flag(ActivationOptIn::Int8), [&opt_in] { opt_in = ActivationOptIn::Int8; },
       "quantize the activations of every int4 MatMul to int8 per k-block (ONNX Runtime's accuracy_level 4; "
       "on a CPU with AVX512-VNNI, and on GPUs; elsewhere they stay float32): less exact");
   CLI::Option* f16 = cmd->add_flag_callback(
-      "--f16-activations", [&opt_in] { opt_in = ActivationOptIn::Float16; },
+      activation_flag(ActivationOptIn::Float16), [&opt_in] { opt_in = ActivationOptIn::Float16; },
       "round the activations of every int4 MatMul to float16 and multiply them in float16 pairs with float32 "
       "sums (v_dot2_f32_f16; on GPUs, elsewhere they stay float32): less exact, and values past 65504 "
       "become infinite");

@@ -26,6 +26,8 @@ CLI::Option* add_threads_option(CLI::App* cmd, int& threads);
 
 // --int8-activations and --f16-activations (at most one), shared by run, bench, tune and compile.
 void add_activation_flags(CLI::App* cmd, ActivationOptIn& opt_in);
+// The flag that asks for `opt_in` ("" for Exact), as a command line passes it on.
+std::string activation_flag(ActivationOptIn opt_in);
 // Marks the graph's int4 MatMuls for `opt_in`; says how many on stderr.
 void apply_activation_opt_in(Graph& graph, ActivationOptIn opt_in);
 

@@ -60,8 +60,7 @@ std::string shard_command(const TuneCliOptions& opt, const std::string& index) {
   if (t.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(t.threads)});
   if (t.time_budget_s > 0) argv.insert(argv.end(), {"--time-budget", std::to_string(t.time_budget_s)});
   for (const std::string& s : opt.shapes) argv.insert(argv.end(), {"--shape", s});
-  if (t.activations == ActivationOptIn::Int8) argv.push_back("--int8-activations");
-  if (t.activations == ActivationOptIn::Float16) argv.push_back("--f16-activations");
+  if (t.activations != ActivationOptIn::Exact) argv.push_back(activation_flag(t.activations));
   if (t.estimate) argv.push_back("--estimate");
   // The shard's own folder and index stay outside the quoting, so that a shell variable expands. Each
   // shard logs its trials beside its records, so a run's merged database can be checked against them.
