@@ -125,6 +125,38 @@ TEST_CASE("every search strategy proposes legal schedules not measured yet", "[t
   CHECK_THROWS_WITH(tuner::parse_strategy("annealing"), Catch::Contains("unknown search strategy"));
 }
 
+TEST_CASE("random points give every template an equal share whatever the size of its space", "[tuner]") {
+  // The float16 prefill GEMM on MI300X: the float16 GEMM's knob space is several times smaller than
+  // the float32 GEMM's, and a share by size once gave it 2 trials in 48.
+  dsl::QMatMulWorkload w;
+  w.M = 128;
+  w.K = 4096;
+  w.N = 4096;
+  w.format.k_group = 32;
+  w.f16_activations = true;
+  tuner::SearchSpace space(w, dsl::parse_target("hip:gfx942").value());
+  REQUIRE(space.spaces().size() >= 2);
+  double smallest = space.spaces()[0].size(), largest = smallest;
+  for (const dsl::KnobSpace& k : space.spaces())
+    smallest = std::min(smallest, k.size()), largest = std::max(largest, k.size());
+  REQUIRE(largest > 3 * smallest);  // else the check below would hold for a share by size too
+
+  std::map<std::string, int> draws;
+  std::mt19937_64 rng(11);
+  const int total = 600;
+  for (int i = 0; i < total; ++i) {
+    std::optional<dsl::Schedule> s = space.random(rng);
+    REQUIRE(s);
+    CHECK(space.legal(*s));
+    ++draws[s->template_name];
+  }
+  const double fair = double(total) / space.spaces().size();
+  for (const dsl::KnobSpace& k : space.spaces()) {
+    INFO(k.template_name << ": " << draws[k.template_name] << " of " << total << ", space " << k.size());
+    CHECK(draws[k.template_name] > 0.7 * fair);
+  }
+}
+
 TEST_CASE("a worker's result is its delimited last line, whatever JSON its messages hold", "[tuner]") {
   tuner::MeasureResult failure;
   failure.error = "cannot compile schedule {\"template\": \"cpu_int4_gemv\", \"knobs\": {\"tile_n\": 16}}";

@@ -39,18 +39,11 @@ const dsl::KnobSpace* SearchSpace::space_of(const std::string& name) const {
 std::optional<dsl::Schedule> SearchSpace::random(std::mt19937_64& rng) const {
   if (spaces_.empty()) return std::nullopt;
   for (int attempt = 0; attempt < 200; ++attempt) {
-    // Pick a template in proportion to its space's size, then a point in it.
-    std::uniform_real_distribution<double> pick(0, size());
-    double r = pick(rng);
-    const dsl::KnobSpace* space = &spaces_.back();
-    for (const dsl::KnobSpace& s : spaces_) {
-      if (r < s.size()) {
-        space = &s;
-        break;
-      }
-      r -= s.size();
-    }
-    dsl::Schedule s = space->sample(rng);
+    // Every template gets an equal share, then a point of it: templates differ in structure, and the
+    // number of knob values a template exposes says nothing about how fast it is. Sampling in proportion
+    // to the spaces' sizes gave a small template a few trials in a hundred.
+    const dsl::KnobSpace& space = spaces_[std::uniform_int_distribution<size_t>(0, spaces_.size() - 1)(rng)];
+    dsl::Schedule s = space.sample(rng);
     if (legal(s)) return s;
   }
   return std::nullopt;

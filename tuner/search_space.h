@@ -25,6 +25,7 @@ class SearchSpace {
   // A direct conv: its template's space; `gemm_view` stands for it in the cost model's features.
   SearchSpace(const dsl::QConvWorkload& conv, const dsl::QMatMulWorkload& gemm_view, const dsl::TargetSpec& target);
   double size() const;
+  // A legal point: a template drawn uniformly, then a point of its space.
   std::optional<dsl::Schedule> random(std::mt19937_64& rng) const;
   // All legal points when there are at most `limit`, else empty.
   std::vector<dsl::Schedule> enumerate(size_t limit) const;
