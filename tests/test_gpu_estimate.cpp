@@ -83,6 +83,30 @@ TEST_CASE("GPU estimate: memory, latency and ALU bounds on hand-computed cases",
   CHECK(e.time_us == Approx(8.0));
 }
 
+TEST_CASE("GPU estimate: re-reads of an operand that fits in L2 are served from it", "[gpu]") {
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  REQUIRE(mi300x.l2_mib == 4);
+  KernelTraffic t;
+  t.global_bytes = 10.6e6;  // 2 us at 5.3 TB/s
+  t.blocks = 304 * 4 * 8;
+  t.threads_per_block = 64;
+  const double l2_bytes_per_us = 304 * 64 * 2.1e3;
+  // 100 re-reads of a 2 MiB operand: from L2, at 64 bytes a clock a CU.
+  t.rereads = {{100 * 2.0 * 1024 * 1024, 2.0 * 1024 * 1024}};
+  GpuEstimate e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
+  CHECK(e.memory_us == Approx(2.0));
+  CHECK(e.cache_us == Approx(t.rereads[0].bytes / l2_bytes_per_us));
+  CHECK(e.time_us == Approx(e.memory_us + e.cache_us));
+  CHECK(e.bound == "memory");
+  // Past L2 (the 8 MiB of a 4096 x 4096 int4 weight), they come from memory.
+  t.rereads = {{3 * 8.0 * 1024 * 1024, 8.0 * 1024 * 1024}};
+  e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
+  CHECK(e.cache_us == 0);
+  CHECK(e.memory_us == Approx((10.6e6 + t.rereads[0].bytes) / 5300e3));
+  // MI210's L2 holds 8 MiB.
+  CHECK(estimate_kernel(t, arch("gfx90a"), *reference_gpu("gfx90a"), 8).cache_us > 0);
+}
+
 TEST_CASE("GPU conv: tiles past a small map's edge count as idle in the estimate", "[gpu]") {
   // The CNN's 3x3 32 -> 64 conv of stride 2: a 16x16 output map.
   QConvWorkload w;
@@ -133,6 +157,15 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   REQUIRE((gh2.get_int("tile_m") == 32 && gh2.get_int("thread_m") == 4 && gh2.get_int("tile_n") == 64));
   CHECK(schedules::gpu_qmatmul_traffic(f16_gemm, gh2).valu_ops ==
         Approx(4.0 * 8 * 4096 * 4096 / 8 * 13 + 128.0 * 4096 * 4096 * (4.0 / 8 + 2.0 / 32) + 64.0 * 128 * 4096 * 3));
+  // The weight from memory once and again by each of the other 3 row tiles; A (2 MiB) once and again by
+  // each of the other 63 column tiles; Y once.
+  const KernelTraffic gemm_reads = schedules::gpu_qmatmul_traffic(f16_gemm, gh2);
+  const double a_bytes = 128.0 * 4096 * 4, weight_bytes = schedules::gpu_weight_bytes(f16_gemm);
+  CHECK(gemm_reads.global_bytes == Approx(weight_bytes + a_bytes + a_bytes));
+  REQUIRE(gemm_reads.rereads.size() == 2);
+  CHECK(gemm_reads.rereads[0].bytes == Approx(3 * weight_bytes));
+  CHECK(gemm_reads.rereads[1].bytes == Approx(63 * a_bytes));
+  CHECK(gemm_reads.rereads[1].operand_bytes == Approx(a_bytes));
   // Against the float32 GEMM's 4 operations a weight per thread row and one multiply-add a weight per row.
   Schedule f32_gemm = schedules::gpu_int4_gemm_default(f16_gemm, gfx942);
   CHECK(schedules::gpu_qmatmul_traffic(f16_gemm, f32_gemm).valu_ops >

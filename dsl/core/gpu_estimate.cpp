@@ -5,13 +5,13 @@
 namespace tetra::dsl {
 
 const std::vector<GpuDevice>& reference_gpus() {
-  // Vendor specifications: compute units, peak engine clock, peak memory bandwidth.
+  // Vendor specifications: compute units, peak engine clock, peak memory bandwidth, L2 size.
   static const std::vector<GpuDevice> devices = {
-      {"MI50", "gfx906", 60, 1.725, 1024},      {"MI100", "gfx908", 120, 1.502, 1229},
-      {"MI210", "gfx90a", 104, 1.7, 1638},      {"MI300X", "gfx942", 304, 2.1, 5300},
-      {"RX 6900 XT", "gfx1030", 80, 2.25, 512}, {"RX 7900 XTX", "gfx1100", 96, 2.5, 960},
-      {"RX 7800 XT", "gfx1101", 60, 2.43, 624}, {"Ryzen AI Max+ 395", "gfx1151", 40, 2.9, 256},
-      {"RX 9060 XT", "gfx1200", 32, 3.13, 320}, {"RX 9070 XT", "gfx1201", 64, 2.97, 640},
+      {"MI50", "gfx906", 60, 1.725, 1024, 4},      {"MI100", "gfx908", 120, 1.502, 1229, 8},
+      {"MI210", "gfx90a", 104, 1.7, 1638, 8},      {"MI300X", "gfx942", 304, 2.1, 5300, 4},
+      {"RX 6900 XT", "gfx1030", 80, 2.25, 512, 4}, {"RX 7900 XTX", "gfx1100", 96, 2.5, 960, 6},
+      {"RX 7800 XT", "gfx1101", 60, 2.43, 624, 4}, {"Ryzen AI Max+ 395", "gfx1151", 40, 2.9, 256, 2},
+      {"RX 9060 XT", "gfx1200", 32, 3.13, 320, 4}, {"RX 9070 XT", "gfx1201", 64, 2.97, 640, 8},
   };
   return devices;
 }
@@ -23,16 +23,27 @@ const GpuDevice* reference_gpu(const std::string& arch) {
 }
 
 nlohmann::json GpuEstimate::to_json() const {
-  return {{"device", device},   {"memory_us", memory_us},           {"valu_us", valu_us}, {"lds_us", lds_us},
-          {"time_us", time_us}, {"waves_resident", waves_resident}, {"bound", bound}};
+  return {{"device", device},
+          {"memory_us", memory_us},
+          {"cache_us", cache_us},
+          {"valu_us", valu_us},
+          {"lds_us", lds_us},
+          {"time_us", time_us},
+          {"waves_resident", waves_resident},
+          {"bound", bound}};
 }
 
 GpuEstimate estimate_kernel(const KernelTraffic& t, const AmdArch& arch, const GpuDevice& device, int waves_per_simd) {
-  constexpr double kLanesPerCu = 64, kLdsBytesPerClock = 128, kWavesToHideLatency = 4;
+  // A CU's vector cache fills 64 bytes a clock from L2 (gfx9's figure, taken for every arch).
+  constexpr double kLanesPerCu = 64, kLdsBytesPerClock = 128, kL2BytesPerClock = 64, kWavesToHideLatency = 4;
   GpuEstimate e;
   e.device = device.name;
   const double clock_per_us = device.clock_ghz * 1e3;
-  e.memory_us = t.global_bytes / (device.bandwidth_gbs * 1e3);
+  double memory_bytes = t.global_bytes, cache_bytes = 0;
+  for (const Reread& r : t.rereads)
+    (r.operand_bytes <= device.l2_mib * 1024 * 1024 ? cache_bytes : memory_bytes) += r.bytes;
+  e.memory_us = memory_bytes / (device.bandwidth_gbs * 1e3);
+  e.cache_us = cache_bytes / (device.cus * kL2BytesPerClock * clock_per_us);
   e.valu_us = t.valu_ops / (device.cus * kLanesPerCu * clock_per_us);
   e.lds_us = t.lds_bytes / (device.cus * kLdsBytesPerClock * clock_per_us);
   const double simds = double(device.cus) * arch.simds_per_cu;
@@ -41,7 +52,7 @@ GpuEstimate estimate_kernel(const KernelTraffic& t, const AmdArch& arch, const G
   e.waves_resident = std::min(double(waves_per_simd), waves / simds);
   const double latency_hidden = std::min(1.0, e.waves_resident / kWavesToHideLatency);
   const double filled = std::min(1.0, waves / simds);
-  const double memory = latency_hidden > 0 ? e.memory_us / latency_hidden : 1e30;
+  const double memory = latency_hidden > 0 ? (e.memory_us + e.cache_us) / latency_hidden : 1e30;
   const double valu = filled > 0 ? e.valu_us / filled : 1e30;
   const double lds = filled > 0 ? e.lds_us / filled : 1e30;
   e.time_us = std::max({memory, valu, lds});

@@ -4,14 +4,19 @@
 // A template gives a kernel's traffic: bytes moved to and from global memory, vector ALU operations
 // (per lane) and workgroup-memory (LDS) bytes read. Against a reference device of the arch:
 //   memory = global bytes / bandwidth
+//   cache  = re-read bytes whose operand fits in L2 / (CUs x 64 bytes a clock x clock)
 //   valu   = ALU operations / (CUs x 64 lanes x clock)       (fp32, unpacked, one issue a clock)
 //   lds    = LDS bytes / (CUs x 128 bytes a clock x clock)
-// Latency is hidden with about 4 resident waves per SIMD, so memory time is divided by
+// Global bytes are what must come from memory (each operand once, the output once). A tiled kernel
+// also reads an operand again once per tile of the other dimension; those re-reads hit L2 when the
+// operand fits in it, and otherwise count as global bytes. (The Infinity Cache behind L2 on MI300 and
+// RDNA is not modelled: re-reads past L2 are charged at memory bandwidth.)
+// Latency is hidden with about 4 resident waves per SIMD, so memory and cache time are divided by
 // min(1, waves resident per SIMD / 4), where the waves resident are the occupancy, or fewer when the
 // grid is too small to give every SIMD that many; ALU and LDS time are divided by the fraction of the
 // SIMDs the grid fills. The grid's waves count as busy ones only (KernelTraffic::busy). The estimate is the largest of
-// the three, and names it: "memory", "valu", "lds", or "latency" when memory time is largest only because too few waves
-// are resident.
+// the three (memory and cache time together), and names it: "memory", "valu", "lds", or "latency" when memory time is
+// largest only because too few waves are resident.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -28,14 +33,23 @@ struct GpuDevice {
   int cus;               // compute units
   double clock_ghz;      // peak engine clock
   double bandwidth_gbs;  // peak memory bandwidth, GB/s
+  double l2_mib;         // the L2 a block's reads go through (per XCD on MI300X)
 };
 
 // Reference devices, one or more per arch in amd_arch_table(); the first of an arch is its reference.
 const std::vector<GpuDevice>& reference_gpus();
 const GpuDevice* reference_gpu(const std::string& arch);
 
+// Reads of an operand beyond the first, by the blocks of other tiles: a cache serves them when the whole
+// operand fits in it.
+struct Reread {
+  double bytes = 0;          // all the repeated reads together
+  double operand_bytes = 0;  // what must stay cached for them to hit
+};
+
 struct KernelTraffic {
   double global_bytes = 0, valu_ops = 0, lds_bytes = 0;
+  std::vector<Reread> rereads;
   int64_t blocks = 0, threads_per_block = 0;
   // The fraction of the launched threads that compute an output: tiles that run past the output's edge
   // leave the rest idle, and idle waves hide no latency.
@@ -44,7 +58,7 @@ struct KernelTraffic {
 
 struct GpuEstimate {
   std::string device;
-  double memory_us = 0, valu_us = 0, lds_us = 0;
+  double memory_us = 0, cache_us = 0, valu_us = 0, lds_us = 0;
   double waves_resident = 0;  // per SIMD
   double time_us = 0;
   std::string bound;  // "memory", "latency", "valu" or "lds"

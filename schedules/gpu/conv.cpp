@@ -70,8 +70,9 @@ Schedule gpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
   // Dense and grouped convs as an implicit GEMM: a block of about two waves of pixels (2 columns a thread)
   // times up to 4 threads of 4 channels, its weight tile dequantized into workgroup memory once per
   // chunk of input channels, so a thread's inner loop is 2 input loads, one 16-byte LDS read and 8
-  // multiply-adds per tap. (By the static estimate, blocks of two waves in all did worse on a 56x56 map:
-  // 11.8 against 10.0 us on MI300X, the weight read by four times as many pixel tiles.)
+  // multiply-adds per tap. (Blocks of two waves in all, one thread across channels, read the weight by
+  // four times as many pixel tiles; on a 56x56 map they tie with this by the static estimate on MI300X,
+  // 8.9 us, and spill 2 SGPRs on gfx942.)
   const int64_t thread_ow = 2, thread_m = 4;
   const int64_t tile_ow = w.OW >= 16 * thread_ow ? 16 * thread_ow : 8 * thread_ow;
   int64_t threads_m = 1;
@@ -187,9 +188,13 @@ dsl::KernelTraffic gpu_conv_traffic(const QConvWorkload& w, const Schedule& s) {
   const double pixel_tiles = double((w.OW + TW - 1) / TW * ((w.OH + TH - 1) / TH));
   const double channel_tiles = double((w.M + TM * MT - 1) / (TM * MT));
   const double weight_bytes = double(w.M) * taps / 2;
+  // The input once from memory, and the rest of what the channel tiles read again; the weight likewise.
+  const double input_reads = channel_tiles * double(w.N * w.Cg() * w.H * w.W) * 4;
+  const double input_bytes = std::min(input_reads, double(w.N * w.C * w.H * w.W) * 4);
+  const double weight_reads = double(w.N) * pixel_tiles;
   dsl::KernelTraffic t;
-  t.global_bytes = channel_tiles * double(w.N * w.Cg() * w.H * w.W) * 4 + double(w.N) * pixel_tiles * weight_bytes +
-                   outputs * 4 + (w.has_bias ? double(w.M) * 4 : 0);
+  t.global_bytes = input_bytes + weight_bytes + outputs * 4 + (w.has_bias ? double(w.M) * 4 : 0);
+  t.rereads = {{input_reads - input_bytes, input_bytes}, {(weight_reads - 1) * weight_bytes, weight_bytes}};
   const double dequantized = stage_w ? double(w.N) * pixel_tiles * double(w.M) * taps : outputs * taps / VW;
   t.valu_ops = outputs * taps + dequantized * 4;
   if (stage_w) t.lds_bytes = dequantized * 4 + outputs * taps / VW * 4;

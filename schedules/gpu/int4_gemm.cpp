@@ -156,8 +156,7 @@ dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& w, const Schedul
                 VM = s.get_int("thread_m");
   const double M = double(w.M), K = double(w.K), N = double(w.N);
   const double row_tiles = double((w.M + TM - 1) / TM), column_tiles = double((w.N + P - 1) / P);
-  dsl::KernelTraffic t;
-  t.global_bytes = row_tiles * gpu_weight_bytes(w) + column_tiles * M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, row_tiles, column_tiles);
   t.valu_ops = row_tiles * double(TM / VM) * K * N * 4 + M * K * N;
   t.lds_bytes = s.get_string("shared_stage") == "a" ? M * K * (N / double(VN)) * 4 + M * K * column_tiles * 4 : 0;
   t.blocks = int64_t(row_tiles * column_tiles);
@@ -307,8 +306,7 @@ dsl::KernelTraffic gpu_int4_gemm_a8_traffic(const QMatMulWorkload& w, const Sche
                 VM = s.get_int("thread_m");
   const double M = double(w.M), K = double(w.K), N = double(w.N), B = double(w.activation_block());
   const double row_tiles = double((w.M + TM - 1) / TM), column_tiles = double((w.N + P - 1) / P);
-  dsl::KernelTraffic t;
-  t.global_bytes = row_tiles * gpu_weight_bytes(w) + column_tiles * M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, row_tiles, column_tiles);
   t.valu_ops = M * N * K / 8 * 2 + M * N * K / B * 3 + column_tiles * M * K * 4;
   t.lds_bytes = M * K * (N / double(VN)) + column_tiles * M * K * 2;
   t.blocks = int64_t(row_tiles * column_tiles);

@@ -150,11 +150,10 @@ Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
 
 dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& w, const Schedule& s) {
   // Each row of A is its own blocks, which read the whole weight and dequantize every value; A is read
-  // by every block (from cache: counted once), Y written once.
+  // by every block (from the vector cache: counted once), Y written once.
   const int64_t P = s.get_int("tile_n"), S = s.get_int("split_k");
   const double M = double(w.M), K = double(w.K), N = double(w.N);
-  dsl::KernelTraffic t;
-  t.global_bytes = M * gpu_weight_bytes(w) + M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, 1);
   // A weight's operations: bytes take the nibble, convert it, subtract the zero point, scale and
   // multiply-add (5); words 3 (the nibble into a float's mantissa, the multiply-add: the offset is per
   // group, dsl/int4.cpp panel()); float16 scales 2 more, rounding each weight to float16.
@@ -294,8 +293,7 @@ dsl::KernelTraffic gpu_int4_gemv_a8_traffic(const QMatMulWorkload& w, const Sche
   // 4-way dot products per word of 8 weights, and a multiply-add per k-block and column.
   const int64_t P = s.get_int("tile_n"), S = s.get_int("split_k");
   const double M = double(w.M), K = double(w.K), N = double(w.N);
-  dsl::KernelTraffic t;
-  t.global_bytes = M * gpu_weight_bytes(w) + M * K * 4 + M * N * 4 + (w.has_bias ? N * 4 : 0);
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, 1);
   t.valu_ops = M * N * K / 8 * 4 + M * N * K / double(w.activation_block()) * 3;
   t.lds_bytes = M * N * double(S) * 4 * 2 + M * double((w.N + P - 1) / P) * K * 2;
   t.blocks = (w.N + P - 1) / P * w.M;

@@ -39,6 +39,14 @@ double gpu_weight_bytes(const QMatMulWorkload& w) {
   return double(w.K) * double(w.N) / 2 + scales * (f.f16_scale ? 2 : 4) + (f.has_zero_point ? scales / 2 : 0);
 }
 
+dsl::KernelTraffic gpu_qmatmul_reads(const QMatMulWorkload& w, double weight_reads, double a_reads) {
+  const double weight = gpu_weight_bytes(w), a = double(w.M) * double(w.K) * 4, y = double(w.M) * double(w.N) * 4;
+  dsl::KernelTraffic t;
+  t.global_bytes = weight + a + y + (w.has_bias ? double(w.N) * 4 : 0);
+  t.rereads = {{(weight_reads - 1) * weight, weight}, {(a_reads - 1) * a, a}};
+  return t;
+}
+
 dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Schedule& schedule) {
   if (schedule.template_name == "gpu_int4_gemv") return gpu_int4_gemv_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm") return gpu_int4_gemm_traffic(workload, schedule);

@@ -28,4 +28,9 @@ dsl::Status check_staged_bytes(int64_t bytes, const std::string& knob, const std
 // The bytes of a workload's packed weight: the codes (two a byte), the scales and the zero points.
 double gpu_weight_bytes(const QMatMulWorkload& workload);
 
+// A GEMV's or GEMM's global traffic when the packed weight is read `weight_reads` times (once per row
+// tile of blocks) and A `a_reads` times (once per column tile): each once from memory, the rest as
+// re-reads a cache may serve, and the output written once.
+dsl::KernelTraffic gpu_qmatmul_reads(const QMatMulWorkload& workload, double weight_reads, double a_reads);
+
 }  // namespace tetra::schedules
