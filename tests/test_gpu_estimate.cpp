@@ -81,6 +81,17 @@ TEST_CASE("GPU estimate: memory, latency and ALU bounds on hand-computed cases",
   e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
   CHECK(e.waves_resident == Approx(1.0));
   CHECK(e.time_us == Approx(8.0));
+  // Blocks of 16 threads use a quarter of each 64-wide wave: 8 waves a SIMD keep the loads of 2 in flight,
+  // and the ALU does a quarter of the work an issue.
+  t.busy = 1;
+  t.blocks = 304 * 4 * 8;
+  t.threads_per_block = 16;
+  e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
+  CHECK(e.waves_resident == Approx(8.0));
+  CHECK(e.time_us == Approx(4.0));
+  CHECK(e.bound == "latency");
+  t.valu_ops = 1e10;
+  CHECK(estimate_kernel(t, arch("gfx942"), mi300x, 8).time_us == Approx(4 * 1e10 / (304 * 64 * 2.1e3)));
 }
 
 TEST_CASE("GPU estimate: re-reads of an operand that fits in L2 are served from it", "[gpu]") {

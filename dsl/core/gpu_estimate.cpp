@@ -47,11 +47,14 @@ GpuEstimate estimate_kernel(const KernelTraffic& t, const AmdArch& arch, const G
   e.valu_us = t.valu_ops / (device.cus * kLanesPerCu * clock_per_us);
   e.lds_us = t.lds_bytes / (device.cus * kLdsBytesPerClock * clock_per_us);
   const double simds = double(device.cus) * arch.simds_per_cu;
-  const double waves =
-      double(t.blocks) * double((t.threads_per_block + arch.wavefront - 1) / arch.wavefront) * std::min(1.0, t.busy);
+  const double waves_per_block = double((t.threads_per_block + arch.wavefront - 1) / arch.wavefront);
+  const double waves = double(t.blocks) * waves_per_block * std::min(1.0, t.busy);
+  // A block of fewer threads than its waves' lanes (16 threads in a 64-wide wave) leaves the rest idle:
+  // each instruction costs a whole wave's issue, and keeps only that share of loads in flight.
+  const double lanes_used = double(t.threads_per_block) / (waves_per_block * arch.wavefront);
   e.waves_resident = std::min(double(waves_per_simd), waves / simds);
-  const double latency_hidden = std::min(1.0, e.waves_resident / kWavesToHideLatency);
-  const double filled = std::min(1.0, waves / simds);
+  const double latency_hidden = std::min(1.0, e.waves_resident * lanes_used / kWavesToHideLatency);
+  const double filled = std::min(1.0, waves / simds) * lanes_used;
   const double memory = latency_hidden > 0 ? (e.memory_us + e.cache_us) / latency_hidden : 1e30;
   const double valu = filled > 0 ? e.valu_us / filled : 1e30;
   const double lds = filled > 0 ? e.lds_us / filled : 1e30;

@@ -14,9 +14,10 @@
 // Latency is hidden with about 4 resident waves per SIMD, so memory and cache time are divided by
 // min(1, waves resident per SIMD / 4), where the waves resident are the occupancy, or fewer when the
 // grid is too small to give every SIMD that many; ALU and LDS time are divided by the fraction of the
-// SIMDs the grid fills. The grid's waves count as busy ones only (KernelTraffic::busy). The estimate is the largest of
-// the three (memory and cache time together), and names it: "memory", "valu", "lds", or "latency" when memory time is
-// largest only because too few waves are resident.
+// SIMDs the grid fills. The grid's waves count as busy ones only (KernelTraffic::busy). A block of fewer threads than
+// its waves' lanes uses only that share of them: ALU and LDS time are divided by it, and so is the latency hidden. The
+// estimate is the largest of the three (memory and cache time together), and names it: "memory", "valu", "lds", or
+// "latency" when memory time is largest only because too few waves are resident.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
