@@ -97,6 +97,9 @@ int main(int argc, char** argv) {
     matmul_nbits(dir, "gemm_128x4096x4096", 128, 4096, 4096);
     matmul_nbits(dir, "gemm_1024x1024x1024", 1024, 1024, 1024);
     conv3x3(dir, "conv3x3_64x64_56", 64, 64, 56);
+    // ResNet's later stages: small maps, many channels (the GPU estimate's small-grid cases).
+    conv3x3(dir, "conv3x3_256x256_14", 256, 256, 14);
+    conv3x3(dir, "conv3x3_512x512_7", 512, 512, 7);
   } catch (const Error& e) {
     std::cerr << "tetra_make_bench_models: " << e.what() << "\n";
     return 2;
