@@ -128,11 +128,49 @@ TEST_CASE("GPU conv: tiles past a small map's edge count as idle in the estimate
   s.knobs = {{"tile_ow", int64_t(16)},  {"tile_oh", int64_t(4)},   {"thread_m", int64_t(4)},
              {"thread_ow", int64_t(2)}, {"threads_m", int64_t(4)}, {"shared_stage", std::string("w")},
              {"tile_k", int64_t(8)}};
-  CHECK(schedules::gpu_conv_traffic(w, s).busy == Approx(1.0));  // whole tiles
-  s.knobs["tile_ow"] = int64_t(64);                              // three quarters of each block idle
-  CHECK(schedules::gpu_conv_traffic(w, s).busy == Approx(0.25));
+  KernelTraffic t = schedules::gpu_conv_traffic(w, s);
+  CHECK((t.busy == Approx(1.0) && t.lanes_busy == Approx(1.0)));  // whole tiles
+  s.knobs["tile_ow"] = int64_t(64);                               // three quarters of each row's lanes idle
+  t = schedules::gpu_conv_traffic(w, s);
+  CHECK((t.busy == Approx(1.0) && t.lanes_busy == Approx(0.25)));
+  s.knobs["tile_oh"] = int64_t(32);  // and half the rows: whole waves
+  t = schedules::gpu_conv_traffic(w, s);
+  CHECK((t.busy == Approx(0.5) && t.lanes_busy == Approx(0.25)));
   w.M = 56;  // and 8 of the last tile's 16 channels
-  CHECK(schedules::gpu_conv_traffic(w, s).busy == Approx(0.25 * 56 / 64));
+  CHECK(schedules::gpu_conv_traffic(w, s).busy == Approx(0.5 * 56 / 64));
+  // Idle lanes cost a whole wave's issue: the same grid with three quarters of its lanes idle takes 4
+  // times as long when ALU-bound.
+  KernelTraffic full;
+  full.valu_ops = 1e10, full.blocks = 304 * 4 * 8, full.threads_per_block = 64;
+  KernelTraffic quarter = full;
+  quarter.lanes_busy = 0.25;
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  CHECK(estimate_kernel(quarter, arch("gfx942"), mi300x, 8).time_us ==
+        Approx(4 * estimate_kernel(full, arch("gfx942"), mi300x, 8).time_us));
+}
+
+TEST_CASE("GPU conv: on small maps the default gives a thread 2 channels, which fills more of the GPU", "[gpu]") {
+  // ResNet's last stage: 3x3, 512 -> 512 channels on 7x7.
+  QConvWorkload w;
+  w.N = 1, w.C = w.M = 512, w.group = 1, w.H = w.W = w.OH = w.OW = 7;
+  w.KH = w.KW = 3, w.pad_top = w.pad_left = w.pad_bottom = w.pad_right = 1;
+  const TargetSpec gfx942 = parse_target("hip:gfx942").value();
+  Schedule s = schedules::gpu_conv_default(w, gfx942);
+  CHECK(s.get_int("thread_m") == 2);
+  CHECK(s.get_int("tile_ow") == 8);  // the map's width rounded up
+  // 4 channels a thread and 16 columns a block, as on large maps: half the threads, and lanes idle.
+  Schedule large_map_tiles = s;
+  large_map_tiles.knobs["thread_m"] = int64_t(4), large_map_tiles.knobs["tile_ow"] = int64_t(16);
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  const double small = estimate_kernel(schedules::gpu_conv_traffic(w, s), arch("gfx942"), mi300x, 4).time_us;
+  const double large =
+      estimate_kernel(schedules::gpu_conv_traffic(w, large_map_tiles), arch("gfx942"), mi300x, 4).time_us;
+  CHECK(small < 0.6 * large);
+  // A map that fills the GPU keeps 4 channels a thread: ResNet's 56x56 x 64 on RX 7900 XTX.
+  w.C = w.M = 64, w.H = w.W = w.OH = w.OW = 56;
+  Schedule wide = schedules::gpu_conv_default(w, parse_target("hip:gfx1100").value());
+  CHECK(wide.get_int("thread_m") == 4);
+  CHECK(wide.get_int("tile_ow") == 32);
 }
 
 TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {

@@ -51,7 +51,8 @@ GpuEstimate estimate_kernel(const KernelTraffic& t, const AmdArch& arch, const G
   const double waves = double(t.blocks) * waves_per_block * std::min(1.0, t.busy);
   // A block of fewer threads than its waves' lanes (16 threads in a 64-wide wave) leaves the rest idle:
   // each instruction costs a whole wave's issue, and keeps only that share of loads in flight.
-  const double lanes_used = double(t.threads_per_block) / (waves_per_block * arch.wavefront);
+  const double lanes_used =
+      double(t.threads_per_block) / (waves_per_block * arch.wavefront) * std::min(1.0, t.lanes_busy);
   e.waves_resident = std::min(double(waves_per_simd), waves / simds);
   const double latency_hidden = std::min(1.0, e.waves_resident * lanes_used / kWavesToHideLatency);
   const double filled = std::min(1.0, waves / simds) * lanes_used;

@@ -15,7 +15,8 @@
 // min(1, waves resident per SIMD / 4), where the waves resident are the occupancy, or fewer when the
 // grid is too small to give every SIMD that many; ALU and LDS time are divided by the fraction of the
 // SIMDs the grid fills. The grid's waves count as busy ones only (KernelTraffic::busy). A block of fewer threads than
-// its waves' lanes uses only that share of them: ALU and LDS time are divided by it, and so is the latency hidden. The
+// its waves' lanes uses only that share of them, as do tiles past the output's innermost edge
+// (KernelTraffic::lanes_busy): ALU and LDS time are divided by it, and so is the latency hidden. The
 // estimate is the largest of the three (memory and cache time together), and names it: "memory", "valu", "lds", or
 // "latency" when memory time is largest only because too few waves are resident.
 #pragma once
@@ -52,9 +53,12 @@ struct KernelTraffic {
   double global_bytes = 0, valu_ops = 0, lds_bytes = 0;
   std::vector<Reread> rereads;
   int64_t blocks = 0, threads_per_block = 0;
-  // The fraction of the launched threads that compute an output: tiles that run past the output's edge
-  // leave the rest idle, and idle waves hide no latency.
+  // The share of the launched waves that compute an output: tiles that run past the output's edge in an
+  // outer thread dimension (rows, channels) leave whole waves idle, and idle waves hide no latency.
   double busy = 1;
+  // The share of a running wave's lanes that compute an output: tiles past the edge in the innermost
+  // thread dimension (columns) leave lanes idle in every wave, each still issuing every instruction.
+  double lanes_busy = 1;
 };
 
 struct GpuEstimate {

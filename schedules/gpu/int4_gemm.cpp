@@ -161,7 +161,8 @@ dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& w, const Schedul
   t.lds_bytes = s.get_string("shared_stage") == "a" ? M * K * (N / double(VN)) * 4 + M * K * column_tiles * 4 : 0;
   t.blocks = int64_t(row_tiles * column_tiles);
   t.threads_per_block = (P / VN) * (TM / VM);
-  t.busy = M * N / (row_tiles * double(TM) * column_tiles * double(P));
+  t.busy = M / (row_tiles * double(TM));          // rows past M: whole waves
+  t.lanes_busy = N / (column_tiles * double(P));  // columns past N: lanes of every wave
   return t;
 }
 
@@ -311,7 +312,8 @@ dsl::KernelTraffic gpu_int4_gemm_a8_traffic(const QMatMulWorkload& w, const Sche
   t.lds_bytes = M * K * (N / double(VN)) + column_tiles * M * K * 2;
   t.blocks = int64_t(row_tiles * column_tiles);
   t.threads_per_block = (P / VN) * (TM / VM);
-  t.busy = M * N / (row_tiles * double(TM) * column_tiles * double(P));
+  t.busy = M / (row_tiles * double(TM));          // rows past M: whole waves
+  t.lanes_busy = N / (column_tiles * double(P));  // columns past N: lanes of every wave
   return t;
 }
 

@@ -42,8 +42,7 @@ Schedule gpu_int4_gemv_default(const QMatMulWorkload& w, const TargetSpec& targe
   s.template_name = kName;
   // Split the reduction until the grid gives the arch's reference GPU (dsl/core/gpu_estimate.h) about 4
   // waves per SIMD, which hides memory latency, while each thread still sums at least 64 values of k.
-  const dsl::GpuDevice* device = dsl::reference_gpu(target.gpu_arch);
-  const int64_t simds = device ? int64_t(device->cus) * 4 : 256;
+  const int64_t simds = reference_simds(target);
   const int64_t blocks = (w.N + wave - 1) / wave * w.M;  // each one wave at split_k 1
   const int64_t most = w.K >= 1024 ? 16 : 8;
   int64_t split = 1;

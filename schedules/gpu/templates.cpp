@@ -31,6 +31,12 @@ dsl::Status check_staged_bytes(int64_t bytes, const std::string& knob, const std
                           std::to_string(kMaxStaticSharedBytes)};
 }
 
+int64_t reference_simds(const TargetSpec& target) {
+  const dsl::GpuDevice* device = dsl::reference_gpu(target.gpu_arch);
+  const dsl::AmdArch* arch = dsl::find_amd_arch(target.gpu_arch);
+  return device && arch ? int64_t(device->cus) * arch->simds_per_cu : 256;
+}
+
 double gpu_weight_bytes(const QMatMulWorkload& w) {
   const dsl::Int4Format& f = w.format;
   if (f.is_float()) return double(w.K) * double(w.N) * f.float_bits / 8;

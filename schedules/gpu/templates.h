@@ -25,6 +25,10 @@ dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Sc
 // `what` is staged.
 dsl::Status check_staged_bytes(int64_t bytes, const std::string& knob, const std::string& what);
 
+// The SIMDs of the target arch's reference GPU (dsl/core/gpu_estimate.h), which defaults size their grids
+// for; 256 for a target with none (OpenCL, CUDA).
+int64_t reference_simds(const TargetSpec& target);
+
 // The bytes of a workload's packed weight: the codes (two a byte), the scales and the zero points.
 double gpu_weight_bytes(const QMatMulWorkload& workload);
 
