@@ -74,9 +74,8 @@ Schedule gpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
   // idle, so a thread takes 2 channels instead of 4 when the outputs would give the arch's reference GPU
   // less than a wave per SIMD: by the static estimate 2x faster at 7x7 x 512 channels on MI300X and RX
   // 7900 XTX. Not 1: the estimate counts no load issue, and a thread would then load an input per 2
-  // multiply-adds. (Blocks of two waves in all, one thread across channels, read the weight by
-  // four times as many pixel tiles; on a 56x56 map they tie with this by the static estimate on MI300X,
-  // 8.9 us, and spill 2 SGPRs on gfx942.)
+  // multiply-adds. (Blocks of two waves in all, one thread across channels, read the weight by four
+  // times as many pixel tiles, and spill 2 SGPRs on gfx942.)
   const int64_t thread_ow = 2;
   const double outputs = double(w.N) * double(w.M) * double(w.OH) * double(w.OW);
   const bool fills = outputs / double(thread_ow * 4) >= double(reference_simds(target) * wave);
