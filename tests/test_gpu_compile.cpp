@@ -195,6 +195,17 @@ TEST_CASE("tetra compile --target hip uses the database's records for each arch"
       if (failed) CHECK_THAT(source, Catch::Contains("the database's failed") && Catch::Contains("split_k"));
     }
   }
+  // tetra inspect shows the same kernel with the records of a database elsewhere (--db), and the default
+  // without them.
+  const std::string elsewhere = dir + "/elsewhere";
+  fs::rename(dir + "/tuning_db", elsewhere);
+  const std::string inspect = tetra_cli() + " inspect " + model + " --target hip:gfx942 --shape x=1,64";
+  REQUIRE(run_command(inspect + " --db " + elsewhere, &log) == 0);
+  CHECK_THAT(log, Catch::Contains(r.schedule.to_string() + " (database exact)"));
+  REQUIRE(run_command(inspect, &log) == 0);
+  CHECK_THAT(log, !Catch::Contains("(database"));
+  CHECK(run_command(inspect + " --db " + dir + "/no_such_db", &log) != 0);
+  CHECK_THAT(log, Catch::Contains("no tuning database folder"));
 }
 
 TEST_CASE("tetra compile --target hip: convs get GPU kernels, and bad targets are refused", "[cli][gpu]") {

@@ -30,13 +30,14 @@ struct InspectOptions {
   bool json = false;
   std::string target;               // hip:ARCH: also report the model's GPU kernels for that arch
   std::vector<std::string> shapes;  // NAME=dims for dynamic inputs (with --target)
+  std::string db;                   // the tuning database for --target's kernels; empty: tuning_db/ beside the model
 };
 
 // The model's GPU kernels for `target` (hip:ARCH), as `tetra compile --target` builds them
-// (runtime/aot/gpu_kernels.h), with the records of the database beside the model, if any.
+// (runtime/aot/gpu_kernels.h), with the records of --db or of the database beside the model, if any.
 nlohmann::json gpu_kernels(const InspectOptions& opt, const dsl::TargetSpec& target) {
   Graph graph = load_model_with_fixed_shapes(opt.model, opt.shapes);
-  std::optional<tuner::TuningDatabase> db = open_tuning_database("", opt.model, target.name);
+  std::optional<tuner::TuningDatabase> db = open_tuning_database(opt.db, opt.model, target.name);
   std::optional<tuner::DatabaseScheduleSource> tuned;
   if (db) tuned.emplace(*db);
   fs::path dir = fs::temp_directory_path() / ("tetra_inspect_" + std::to_string(::getpid()));
@@ -218,6 +219,9 @@ void add_inspect_command(CLI::App& app) {
                   "also build the model's GPU kernels for this AMD GPU (hip:gfx942, ...) and report their "
                   "registers, LDS, scratch and spills");
   cmd->add_option("--shape", opt->shapes, "NAME=d0,d1,... for a dynamic input (with --target)");
+  cmd->add_option("--db", opt->db,
+                  "tuning database folder whose records the --target kernels use (default: tuning_db/ beside the "
+                  "model, if any)");
   cmd->callback([opt] { inspect(*opt); });
 }
 
