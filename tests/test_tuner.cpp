@@ -157,6 +157,48 @@ TEST_CASE("random points give every template an equal share whatever the size of
   }
 }
 
+namespace {
+// Every candidate takes the same time: nothing ever improves on the first.
+class SameTimeRunner : public tuner::Runner {
+ public:
+  tuner::MeasureResult run(const tuner::MeasureJob&) override {
+    tuner::MeasureResult r;
+    r.ok = true;
+    r.median_ms = r.min_ms = r.max_ms = 1.0;
+    r.runs = 1;
+    return r;
+  }
+};
+}  // namespace
+
+TEST_CASE("a task stops after --early-stop trials without a 1% improvement, and says so", "[tuner]") {
+  std::string dir = temp_dir("tuner_early_stop");
+  std::string model = two_task_model(dir);
+  SameTimeRunner runner;
+  std::vector<std::string> said;
+  tuner::TuneOptions o = options(model, dir + "/db", 20);
+  o.early_stop = 4;
+  o.progress = [&](const std::string& line) { said.push_back(line); };
+  std::vector<tuner::TaskSummary> tasks = tuner::tune(o, runner);
+  REQUIRE(tasks.size() == 2);
+  for (const tuner::TaskSummary& t : tasks) {
+    INFO(t.key);
+    CHECK(t.trials == 5);  // the default, then 4 that do not improve on it
+    CHECK(t.stopped_early);
+    CHECK(std::count_if(said.begin(), said.end(), [&](const std::string& line) {
+            return line.find(t.key) != std::string::npos && line.find("stopped early: 4 trials") != std::string::npos;
+          }) == 1);
+  }
+  // With a patience longer than the trials, every planned trial runs.
+  o.db_dir = dir + "/db_patient";
+  o.trials = 8;
+  o.early_stop = 100;
+  for (const tuner::TaskSummary& t : tuner::tune(o, runner)) {
+    CHECK(t.trials == 8);
+    CHECK_FALSE(t.stopped_early);
+  }
+}
+
 TEST_CASE("a worker's result is its delimited last line, whatever JSON its messages hold", "[tuner]") {
   tuner::MeasureResult failure;
   failure.error = "cannot compile schedule {\"template\": \"cpu_int4_gemv\", \"knobs\": {\"tile_n\": 16}}";

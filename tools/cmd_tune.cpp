@@ -206,7 +206,8 @@ void tune(TuneCliOptions& opt) {
     std::cout << std::left << std::setw(60) << t.key.substr(0, 59) << std::right << std::setw(8) << t.trials
               << std::setw(8) << t.failed << std::fixed << std::setprecision(3) << std::setw(12) << t.default_ms
               << std::setw(10) << t.best_ms << std::setw(8) << std::setprecision(2)
-              << (t.default_ms > 0 && t.best_ms > 0 ? t.default_ms / t.best_ms : 1.0) << "x\n";
+              << (t.default_ms > 0 && t.best_ms > 0 ? t.default_ms / t.best_ms : 1.0) << "x"
+              << (t.stopped_early ? "  stopped early" : "") << "\n";
   }
   std::cout << "records in " << opt.tune.db_dir << "\n";
 }
@@ -227,7 +228,9 @@ void add_tune_command(CLI::App& app) {
                   "(default 64; a resumed run measures the rest)");
   cmd->add_option("--time-budget", opt->tune.time_budget_s, "stop after this many seconds (default: none)");
   cmd->add_option("--strategy", opt->strategy, "random, exhaustive, evolution (default) or xgb (XGBoost cost model)");
-  cmd->add_option("--early-stop", opt->tune.early_stop, "stop a task after this many trials without improvement");
+  cmd->add_option("--early-stop", opt->tune.early_stop,
+                  "stop a task after this many trials in a row without a 1% improvement (default " +
+                      std::to_string(opt->tune.early_stop) + ")");
   cmd->add_option("--repeats", opt->tune.repeats, "timed runs per candidate (default 10)");
   add_threads_option(cmd, opt->tune.threads);
   cmd->add_option("--timeout", opt->tune.timeout_s, "seconds before a candidate is killed (default 120)");

@@ -301,7 +301,12 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
     say("  [" + sum.key + "] trial " + std::to_string(sum.earlier_trials + sum.trials) + "/" +
         std::to_string(sum.planned) + ": " + status +
         "; best " + format_ms(sum.best_ms) + "; ETA " + std::to_string(static_cast<int>(per_trial * left)) + " s");
-    if (trials_left(s) <= 0 || s.since_improvement >= opt.early_stop) s.done = true;
+    if (trials_left(s) > 0 && s.since_improvement >= opt.early_stop) {
+      sum.stopped_early = true;
+      say("  [" + sum.key + "] stopped early: " + std::to_string(opt.early_stop) +
+          " trials without a 1% improvement (--early-stop)");
+    }
+    if (trials_left(s) <= 0 || sum.stopped_early) s.done = true;
   };
 
   // Up to `count` trials of one task. With jobs > 1 the candidates are first compiled in parallel

@@ -56,6 +56,7 @@ struct TaskSummary {
   int earlier_trials = 0;  // measured records already in the database (they count toward --trials)
   int planned = 0;   // records this run (or shard) wants in total: --trials, or the shard's share of them
   int failed = 0;
+  bool stopped_early = false;  // --early-stop trials in a row without a 1% improvement ended it
   double default_ms = 0;  // the template default's time (0 when it was measured in an earlier run)
   double best_ms = 0;     // best so far, earlier runs included
   std::string best_schedule;
