@@ -229,8 +229,8 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--time-budget", opt->tune.time_budget_s, "stop after this many seconds (default: none)");
   cmd->add_option("--strategy", opt->strategy, "random, exhaustive, evolution (default) or xgb (XGBoost cost model)");
   cmd->add_option("--early-stop", opt->tune.early_stop,
-                  "stop a task after this many trials in a row without a 1% improvement (default " +
-                      std::to_string(opt->tune.early_stop) + ")");
+                  "stop a task after this many trials in a row without a " + tuner::min_improvement_text() +
+                      " improvement (default " + std::to_string(opt->tune.early_stop) + ")");
   cmd->add_option("--repeats", opt->tune.repeats, "timed runs per candidate (default 10)");
   add_threads_option(cmd, opt->tune.threads);
   cmd->add_option("--timeout", opt->tune.timeout_s, "seconds before a candidate is killed (default 120)");

@@ -192,6 +192,8 @@ std::vector<TaskSummary> tune(const TuneOptions& opt) {
   return tune(opt, runner);
 }
 
+std::string min_improvement_text() { return std::to_string(std::lround(kMinImprovement * 100)) + "%"; }
+
 std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
   check_options(opt);
   auto say = [&](const std::string& line) {
@@ -280,7 +282,7 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
     if (!r.ok) ++sum.failed;
     dsl::Schedule fallback = default_schedule(s.task, target);
     if (candidate.to_string() == fallback.to_string() && r.ok) sum.default_ms = r.median_ms;
-    bool improved = r.ok && (sum.best_ms == 0 || r.median_ms < sum.best_ms * 0.99);
+    bool improved = r.ok && (sum.best_ms == 0 || r.median_ms < sum.best_ms * (1 - kMinImprovement));
     if (r.ok && (sum.best_ms == 0 || r.median_ms < sum.best_ms)) {
       sum.best_ms = r.median_ms;
       sum.best_schedule = candidate.to_string();
@@ -303,8 +305,8 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
         "; best " + format_ms(sum.best_ms) + "; ETA " + std::to_string(static_cast<int>(per_trial * left)) + " s");
     if (trials_left(s) > 0 && s.since_improvement >= opt.early_stop) {
       sum.stopped_early = true;
-      say("  [" + sum.key + "] stopped early: " + std::to_string(opt.early_stop) +
-          " trials without a 1% improvement (--early-stop)");
+      say("  [" + sum.key + "] stopped early: " + std::to_string(opt.early_stop) + " trials without a " +
+          min_improvement_text() + " improvement (--early-stop)");
     }
     if (trials_left(s) <= 0 || sum.stopped_early) s.done = true;
   };

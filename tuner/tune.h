@@ -17,6 +17,12 @@
 
 namespace tetra::tuner {
 
+// A trial improves on a task's best when it is faster by at least this share; `early_stop` counts the
+// trials in a row that do not.
+constexpr double kMinImprovement = 0.01;
+// "1%", as messages and help say it.
+std::string min_improvement_text();
+
 struct TuneOptions {
   std::string model;
   std::map<std::string, Shape> shapes;  // binds dynamic input dims
@@ -30,7 +36,7 @@ struct TuneOptions {
   int trials = 64;             // measured records per task in total: earlier runs' and the default's included
   double time_budget_s = 0;    // 0: no limit
   Strategy strategy = Strategy::Evolution;
-  int early_stop = 32;         // a task stops after this many trials without a 1% improvement
+  int early_stop = 32;         // a task stops after this many trials without a kMinImprovement gain
   int repeats = 10;            // timed runs per candidate
   int threads = 0;
   double timeout_s = 120;      // per candidate, compile and check included
@@ -56,7 +62,7 @@ struct TaskSummary {
   int earlier_trials = 0;  // measured records already in the database (they count toward --trials)
   int planned = 0;   // records this run (or shard) wants in total: --trials, or the shard's share of them
   int failed = 0;
-  bool stopped_early = false;  // --early-stop trials in a row without a 1% improvement ended it
+  bool stopped_early = false;  // early_stop trials in a row without a kMinImprovement gain ended it
   double default_ms = 0;  // the template default's time (0 when it was measured in an earlier run)
   double best_ms = 0;     // best so far, earlier runs included
   std::string best_schedule;

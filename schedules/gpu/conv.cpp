@@ -209,7 +209,7 @@ dsl::KernelTraffic gpu_conv_traffic(const QConvWorkload& w, const Schedule& s) {
   t.threads_per_block = TW / int64_t(VW) * TH * MT;
   // Columns past the map idle lanes of every row's waves; rows and channels past it, whole waves.
   t.lanes_busy = double(w.OW) / (double((w.OW + TW - 1) / TW) * double(TW));
-  t.busy = outputs / (double(w.N) * pixel_tiles * double(TW * TH) * channel_tiles * double(TM * MT)) / t.lanes_busy;
+  t.busy = double(w.OH) / (double((w.OH + TH - 1) / TH) * double(TH)) * double(w.M) / (channel_tiles * double(TM * MT));
   return t;
 }
 
