@@ -3,6 +3,7 @@
 // the algorithm only; schedules (dsl/schedule.h, schedules/) act on it by these names.
 #pragma once
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct ComputeDef {
   std::map<std::string, Halide::Func> stages;   // intermediates a schedule may place: "acc", "w", ...
   std::map<std::string, Halide::Expr> extents;  // runtime sizes schedules may test: "M", "N", "K"
   std::vector<Halide::Argument> arguments;      // the runtime inputs, in a fixed order
+  // Inputs, by name, that a schedule reads once and asks to stream past the caches (GPU kernels load them
+  // nontemporally), so that what is read again keeps its cache lines.
+  std::set<std::string> streamed_inputs;
 
   const Halide::Var& var(const std::string& name) const {
     for (const Axis& a : axes)

@@ -86,8 +86,8 @@ class ConstantSharedSizes : public IRMutator {
 // The lowering pass: records every outermost GPU block loop nest as a kernel.
 class CaptureKernels : public IRMutator {
  public:
-  CaptureKernels(std::string name, CapturedPipeline* out, std::string* error)
-      : name_(std::move(name)), out_(out), error_(error) {}
+  CaptureKernels(std::string name, CapturedPipeline* out, std::string* error, std::set<std::string> streamed)
+      : name_(std::move(name)), out_(out), error_(error), streamed_(std::move(streamed)) {}
 
   Stmt mutate(const Stmt& s) override {
     if (!seen_top_) {  // the whole lowered statement: keep it as the host's
@@ -116,6 +116,8 @@ class CaptureKernels : public IRMutator {
     std::set<std::string> read_only;
     for (const DeviceArgument& a : k.args)
       if (a.is_buffer && !a.write) read_only.insert(a.name);
+    for (const std::string& s : streamed_)
+      if (read_only.count(s)) k.streamed_buffers.insert(s);
     k.body = combine_vector_loads(k.body, read_only);
     KernelShape shape;
     k.body.accept(&shape);
@@ -194,18 +196,19 @@ class CaptureKernels : public IRMutator {
   std::string name_;
   CapturedPipeline* out_;
   std::string* error_;
+  std::set<std::string> streamed_;
   bool seen_top_ = false;
 };
 
 }  // namespace
 
 Result<CapturedPipeline> capture_kernels(const std::vector<Func>& outputs, const std::vector<Argument>& args,
-                                         const std::string& name) {
+                                         const std::string& name, const std::set<std::string>& streamed) {
   CapturedPipeline captured;
   std::string error;
   try {
     Pipeline pipeline(outputs);
-    pipeline.add_custom_lowering_pass(new CaptureKernels(name, &captured, &error));
+    pipeline.add_custom_lowering_pass(new CaptureKernels(name, &captured, &error, streamed));
     // The stand-in GPU feature: Halide validates GPU schedules only for a target with one (with
     // float16, which every AMD GPU has).
     Target stand_in = Target("x86-64-linux-opencl-cl_half");

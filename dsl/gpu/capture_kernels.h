@@ -19,8 +19,9 @@ struct CapturedPipeline {
 
 // Lowers `outputs` (scheduled with gpu_blocks / gpu_threads) for `args` and captures its kernels, named
 // `name`_k0, `name`_k1, ... A pipeline with no GPU loop, or whose shared allocations have no constant
-// size, is a Failure.
+// size, is a Failure. Each kernel streams the buffers of `streamed` it reads (DeviceKernel::streamed_buffers).
 Result<CapturedPipeline> capture_kernels(const std::vector<Halide::Func>& outputs,
-                                         const std::vector<Halide::Argument>& args, const std::string& name);
+                                         const std::vector<Halide::Argument>& args, const std::string& name,
+                                         const std::set<std::string>& streamed = {});
 
 }  // namespace tetra::dsl::gpu

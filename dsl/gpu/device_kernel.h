@@ -3,6 +3,7 @@
 // prints its body in a device dialect; the launch plan (dsl/gpu/launch_plan.h) evaluates its extents at
 // run time.
 #pragma once
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ struct DeviceKernel {
   // The block loops and everything inside them. Block and thread loop variables end in
   // ".__block_id_x" ... ".__thread_id_z" (Halide's names), and start at 0.
   Halide::Internal::Stmt body;
+  // Read-only buffers among args that the kernel streams: its loads of them are nontemporal where the
+  // dialect can say so (ComputeDef::streamed_inputs).
+  std::set<std::string> streamed_buffers;
   // The closure: the buffers it reads or writes (by the name of their host pointer), then the scalars.
   std::vector<Halide::Internal::DeviceArgument> args;
   // The value of each scalar argument (undefined for buffers), and the blocks and threads per block in

@@ -35,6 +35,9 @@ struct DialectTable {
   // A 16- or 8-byte load (dsl/gpu/vector_loads.h) of %n elements of buffer %p from element %i, of vector
   // type %t.
   const char* vector_load;
+  // A load from the address %a that the caches keep no line for (a nontemporal load), of type %t; ""
+  // where the dialect has none, and the load is a plain one.
+  const char* streaming_load;
   // OpenCL C: %t is the OpenCL type name (as_uint), integer literals take OpenCL's suffixes, and float16
   // (without cl_khr_fp16) is carried in float: loads through vload_half, rounding through
   // tetra_round_f16, "half" only behind buffer pointers.
@@ -144,6 +147,7 @@ const DialectTable kHip = {
     "__builtin_bit_cast(%t, %s)",
     " __attribute__((align_value(%n)))",
     "*(const %t *)(%p + %i)",
+    "__builtin_nontemporal_load(%a)",  // the arch's streaming bits: slc (gfx9-11), nt (gfx940), TH_LOAD_NT (gfx12)
     false,
 };
 
@@ -179,6 +183,7 @@ const DialectTable kOpenCL = {
     "as_%t(%s)",
     "",
     "vload%n(0, %p + %i)",
+    "",
     true,
 };
 
@@ -199,6 +204,7 @@ const DialectTable kCuda = {
     "__builtin_bit_cast(%t, %s)",
     " __attribute__((align_value(%n)))",
     "*(const %t *)(%p + %i)",
+    "__builtin_nontemporal_load(%a)",  // a hint NVPTX may drop
     false,
 };
 
@@ -234,6 +240,7 @@ class KernelPrinter : public CodeGen_C {
   void kernel(const DeviceKernel& k) {
     cache.clear();
     error_.clear();
+    streamed_ = *table_.streaming_load ? k.streamed_buffers : std::set<std::string>{};
     stream << table_.entry;
     if (int64_t threads = constant_threads_per_block(k); threads > 0 && *table_.launch_bounds)
       stream << fill(table_.launch_bounds, {{"%n", std::to_string(threads)}});
@@ -297,6 +304,12 @@ class KernelPrinter : public CodeGen_C {
       print_assignment(op->type, shared_element(op->name, op->type, op->index));
       return;
     }
+    if (streamed_.count(op->name) && is_const_one(op->predicate)) {
+      std::string index = print_expr(op->index);
+      print_assignment(op->type, streaming_load(op->type, "((const " + print_type(op->type) + " *)" +
+                                                              print_name(op->name) + " + " + index + ")"));
+      return;
+    }
     if (!(opencl() && is_f16(op->type))) return CodeGen_C::visit(op);
     if (!is_const_one(op->predicate)) error_ = "a predicated float16 load";
     std::string index = print_expr(op->index);
@@ -309,10 +322,18 @@ class KernelPrinter : public CodeGen_C {
       return;
     }
     std::string base = print_expr(dense->base);
+    if (streamed_.count(op->name)) {
+      const std::string address = "(const " + print_type(op->type) + " *)(" + print_name(op->name) + " + " + base + ")";
+      print_assignment(op->type, streaming_load(op->type, address));
+      return;
+    }
     print_assignment(op->type, fill(table_.vector_load, {{"%t", print_type(op->type)},
                                                          {"%n", std::to_string(op->type.lanes())},
                                                          {"%p", print_name(op->name)},
                                                          {"%i", base}}));
+  }
+  std::string streaming_load(Type t, const std::string& address) {
+    return fill(table_.streaming_load, {{"%t", print_type(t)}, {"%a", address}});
   }
   // Other vectors (a schedule that vectorizes a GPU loop): refused by name, not printed as host C++.
   void visit(const Ramp* op) override {
@@ -424,6 +445,7 @@ class KernelPrinter : public CodeGen_C {
 
   std::ostringstream& out_;
   const DialectTable& table_;
+  std::set<std::string> streamed_;            // the kernel's streamed buffers, where the dialect can stream
   std::map<std::string, Type> shared_types_;  // the workgroup arrays in scope
   std::string error_;
 };

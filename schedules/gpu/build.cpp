@@ -25,14 +25,15 @@ dsl::Status check_hip_target(const TargetSpec& target) {
 }
 
 dsl::Result<GpuKernels> capture(const dsl::ComputeDef& def, const Schedule& schedule, const std::string& name) {
-  return capture_gpu_kernels(def.output, def.arguments, schedule, name);
+  return capture_gpu_kernels(def.output, def.arguments, schedule, name, def.streamed_inputs);
 }
 
 }  // namespace
 
 dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const std::vector<Halide::Argument>& args,
-                                            const Schedule& schedule, const std::string& name) {
-  auto captured = dsl::gpu::capture_kernels({output}, args, name);
+                                            const Schedule& schedule, const std::string& name,
+                                            const std::set<std::string>& streamed) {
+  auto captured = dsl::gpu::capture_kernels({output}, args, name, streamed);
   if (!captured) return captured.failure();
   GpuKernels lowered;
   lowered.schedule = schedule;

@@ -3,6 +3,7 @@
 // and its resources read back (build_gpu_code_object). `tetra inspect --target hip:ARCH` and
 // `tetra compile --target hip:...` both go through runtime/aot/gpu_kernels.h, which repeats this per arch.
 #pragma once
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,10 @@ struct GpuKernels {
 };
 
 // The kernels of `output`, scheduled for a GPU, captured under `name` with their launch plans; `args` are
-// the pipeline's inputs in order.
+// the pipeline's inputs in order, `streamed` those its kernels stream (dsl::ComputeDef::streamed_inputs).
 dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const std::vector<Halide::Argument>& args,
-                                            const Schedule& schedule, const std::string& name);
+                                            const Schedule& schedule, const std::string& name,
+                                            const std::set<std::string>& streamed = {});
 
 // The algorithm template `t` computes for `workload` at `schedule`'s layout, by the template's
 // activations: define_qmatmul (float32, float16 workloads included), define_qmatmul_int8 or

@@ -11,6 +11,18 @@ using namespace Halide;
 
 namespace {
 constexpr const char* kName = "gpu_int4_gemv";
+
+// How the GEMVs load the weight, which each block reads once and no block reads again: through the caches
+// ("cached"), or nontemporally ("streaming"), so that its lines do not evict what is read again (the
+// activations, the next kernel's inputs). A hint whose worth depends on the GPU's caches: tuned, not assumed.
+dsl::KnobDecl weight_loads_knob() {
+  return {"weight_loads", dsl::string_values({"cached", "streaming"}), dsl::KnobValue(std::string("cached"))};
+}
+
+void apply_weight_loads(QMatMulDef& q, const Schedule& s) {
+  if (s.get_string("weight_loads", "cached") != "streaming") return;
+  for (const ImageParam& p : q.W.params()) q.def.streamed_inputs.insert(p.name());
+}
 }  // namespace
 
 KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target) {
@@ -32,6 +44,7 @@ KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target
       // Weight bytes per load: a byte (2 weights), or a 32-bit word of 8 (the words layout; int4 only).
       {"load_bytes", dsl::int_values(w.format.is_float() ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 4}),
        dsl::KnobValue(int64_t(1))},
+      weight_loads_knob(),
   };
   return s;
 }
@@ -80,6 +93,7 @@ Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
   const int C = int(s.get_int("thread_n", 1));
   // The k that one load serves, unrolled together so that they share it.
   const int L = s.get_int("load_bytes", 1) == 4 ? 8 : 2;
+  apply_weight_loads(q, s);
   const dsl::ComputeDef& d = q.def;
   Func out = d.output, acc = d.stage("acc");
   Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
@@ -238,6 +252,7 @@ KnobSpace gpu_int4_gemv_a8_space(const QMatMulWorkload& w, const TargetSpec& tar
       // Fixed by the workload (the k-block A is quantized in); recorded so the layout follows from the
       // schedule alone.
       {"block", dsl::int_values({w.activation_block()})},
+      weight_loads_knob(),
   };
   return s;
 }
@@ -273,6 +288,7 @@ dsl::Int4Layout gpu_int4_gemv_a8_layout(const Schedule& s) {
 Status apply_gpu_int4_gemv_a8(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
   const int P = int(s.get_int("tile_n")), S = int(s.get_int("split_k")), C = int(s.get_int("thread_n"));
   const int T = P / C;  // threads per column group; the block is T x S threads
+  apply_weight_loads(q, s);
   const dsl::ComputeDef& d = q.def;
   // K is the workload's, so the block's staged activations have constant sizes.
   q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
@@ -353,6 +369,7 @@ dsl::Int4Layout gpu_int4_gemv_h2_layout(const Schedule& s) {
 Status apply_gpu_int4_gemv_h2(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
   const int P = int(s.get_int("tile_n")), S = int(s.get_int("split_k")), C = int(s.get_int("thread_n"));
   const int T = P / C;
+  apply_weight_loads(q, s);
   const dsl::ComputeDef& d = q.def;
   q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
   Var no = sum_blocks_by_columns(d, P, S, C);

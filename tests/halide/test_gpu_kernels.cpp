@@ -704,6 +704,63 @@ TEST_CASE("GPU float16-activation GEMV and GEMM: v_dot2_f32_f16 on every AMD arc
   fs::remove_all(dir);
 }
 
+TEST_CASE("GPU GEMVs: streamed weights load nontemporally on every AMD arch, and only they", "[gpu]") {
+  fs::path dir = work_dir("gemv_streaming"), cached_dir = work_dir("gemv_cached");
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  // The three GEMVs, the float32 one at 2 columns a thread (16-byte weight loads).
+  Schedule f32 = schedules::gpu_int4_gemv_default(workload_of(spec, 1, 4096, 4096), gfx942());
+  f32.knobs["split_k"] = int64_t(4), f32.knobs["thread_n"] = int64_t(2);
+  const std::vector<std::pair<QMatMulWorkload, Schedule>> gemvs = {
+      {workload_of(spec, 1, 4096, 4096), f32},
+      {int8_workload_of(spec, 1, 4096, 4096, false),
+       schedules::gpu_int4_gemv_a8_default(int8_workload_of(spec, 1, 4096, 4096, false), gfx942())},
+      {f16_workload_of(spec, 1, 4096, 4096, false),
+       schedules::gpu_int4_gemv_h2_default(f16_workload_of(spec, 1, 4096, 4096, false), gfx942())}};
+  // A global load with the arch's streaming bits: slc (gfx9 to gfx11), nt (gfx942), TH_LOAD_NT (gfx12).
+  auto loads = [](const std::string& code, bool streaming) {
+    size_t count = 0;
+    std::istringstream lines(code);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("global_load") == std::string::npos) continue;
+      const bool marked = line.find(" slc") != std::string::npos || line.find(" nt ") != std::string::npos ||
+                          line.find("TH_LOAD_NT") != std::string::npos;
+      count += marked == streaming;
+    }
+    return count;
+  };
+  for (const auto& [w, cached] : gemvs) {
+    Schedule streaming = cached;
+    streaming.knobs["weight_loads"] = std::string("streaming");
+    INFO(streaming.to_string());
+    CapturedPipeline plain = capture(w, cached), streamed = capture(w, streaming);
+    REQUIRE(streamed.kernels.size() == 1);
+    // The weight's buffers, not A nor the output.
+    CHECK(streamed.kernels[0].streamed_buffers.count("W_packed"));
+    CHECK(streamed.kernels[0].streamed_buffers.count("W_scale"));
+    CHECK_FALSE(streamed.kernels[0].streamed_buffers.count("A"));
+    CHECK(plain.kernels[0].streamed_buffers.empty());
+    // HIP and CUDA say so in the source; OpenCL C has no way to.
+    const std::string nontemporal = "__builtin_nontemporal_load(";
+    CHECK(emit_kernels(streamed.kernels, Dialect::Hip).value().find(nontemporal) != std::string::npos);
+    CHECK(emit_kernels(streamed.kernels, Dialect::Cuda).value().find(nontemporal) != std::string::npos);
+    CHECK(emit_kernels(plain.kernels, Dialect::Hip).value().find(nontemporal) == std::string::npos);
+    CHECK(emit_kernels(streamed.kernels, Dialect::OpenCL).value().find("nontemporal") == std::string::npos);
+    CHECK(ptx_per_sm(streamed.kernels, dir).size() == 2);  // and CUDA builds it
+    std::map<std::string, std::string> cached_code = disassembly_per_arch(plain.kernels, cached_dir);
+    for (const auto& [arch, code] : disassembly_per_arch(streamed.kernels, dir)) {
+      INFO(arch);
+      CHECK(loads(cached_code[arch], true) == 0);
+      // Every weight load streams, A's do not, and the loads are as wide as the cached kernel's.
+      CHECK(loads(code, true) > 0);
+      CHECK(loads(code, false) > 0);
+      CHECK(loads(code, true) + loads(code, false) == loads(cached_code[arch], false));
+    }
+  }
+  fs::remove_all(dir);
+  fs::remove_all(cached_dir);
+}
+
 TEST_CASE("GPU int8-activation GEMV and GEMM: each AMD arch's own 4-way dot instruction, no spills, dp4a in PTX",
           "[gpu][int8]") {
   fs::path dir = work_dir("gemv_a8_archs");
