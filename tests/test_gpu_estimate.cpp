@@ -199,13 +199,29 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   CHECK(schedules::gpu_qmatmul_traffic(f16, h2).valu_ops == Approx(4096.0 * 4096 * (17.0 / 8 + 2.0 / 32)));
   // The float16-activation GEMM at 128 rows: a thread makes a word's code pairs once for its 4 rows (13
   // operations), each row takes 4 dot products a word and 2 operations a k-block; rounding A, 3 a value
-  // per column tile.
+  // per column tile; the 2 partial sums of each output (split_k) added.
   QMatMulWorkload f16_gemm = f16;
   f16_gemm.M = 128;
   Schedule gh2 = schedules::gpu_int4_gemm_h2_default(f16_gemm, gfx942);
   REQUIRE((gh2.get_int("tile_m") == 32 && gh2.get_int("thread_m") == 4 && gh2.get_int("tile_n") == 64));
+  // 256 tiles of 4 waves leave some of MI300X's 1216 SIMDs idle: two threads a tile.
+  REQUIRE(gh2.get_int("split_k") == 2);
   CHECK(schedules::gpu_qmatmul_traffic(f16_gemm, gh2).valu_ops ==
-        Approx(4.0 * 8 * 4096 * 4096 / 8 * 13 + 128.0 * 4096 * 4096 * (4.0 / 8 + 2.0 / 32) + 64.0 * 128 * 4096 * 3));
+        Approx(4.0 * 8 * 4096 * 4096 / 8 * 13 + 128.0 * 4096 * 4096 * (4.0 / 8 + 2.0 / 32) + 64.0 * 128 * 4096 * 3 +
+               128.0 * 4096 * 2));
+  // split_k: twice the threads in as many blocks, each output's 2 partial sums written to LDS and read.
+  Schedule unsplit = gh2;
+  unsplit.knobs.erase("split_k");
+  const KernelTraffic split_traffic = schedules::gpu_qmatmul_traffic(f16_gemm, gh2),
+                      unsplit_traffic = schedules::gpu_qmatmul_traffic(f16_gemm, unsplit);
+  CHECK(split_traffic.blocks == unsplit_traffic.blocks);
+  CHECK(split_traffic.threads_per_block == 2 * unsplit_traffic.threads_per_block);
+  CHECK(split_traffic.lds_bytes - unsplit_traffic.lds_bytes == Approx(128.0 * 4096 * 2 * 4 * 2));
+  // MI210's 416 SIMDs have a wave each from the 256 tiles: no split; nor for 4 times the rows on MI300X.
+  CHECK(schedules::gpu_int4_gemm_h2_default(f16_gemm, parse_target("hip:gfx90a").value()).get_int("split_k", 1) == 1);
+  QMatMulWorkload f16_gemm_512 = f16_gemm;
+  f16_gemm_512.M = 512;
+  CHECK(schedules::gpu_int4_gemm_h2_default(f16_gemm_512, gfx942).get_int("split_k", 1) == 1);
   // The weight from memory once and again by each of the other 3 row tiles; A (2 MiB) once and again by
   // each of the other 63 column tiles; Y once.
   const KernelTraffic gemm_reads = schedules::gpu_qmatmul_traffic(f16_gemm, gh2);

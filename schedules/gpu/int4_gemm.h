@@ -6,7 +6,10 @@
 // The accumulators are the block's Func (so that A can be staged between k-chunks), each thread's share
 // in its registers (dsl/gpu/private_arrays.h). With shared_stage "a", the block's tile_m rows of A are
 // first copied to workgroup memory, tile_k values of k at a time, by all its threads together (a
-// barrier each side); every thread then reads A from there instead of from global memory. W is in
+// barrier each side); every thread then reads A from there instead of from global memory. With split_k
+// S > 1 the block has S threads per output tile, each summing a contiguous S-th of every chunk of k (or
+// every S-th step of unroll_k) into a partial tile in its registers; each writes its tile to workgroup
+// memory once, and after a barrier a thread per tile adds the S parts. W is in
 // panels of thread_n columns (dsl/core/int4_format.h): a thread reads its columns of a k-pair as
 // adjacent bytes, and the weight is padded to whole panels, so no thread reads past it.
 #pragma once

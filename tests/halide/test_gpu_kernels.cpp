@@ -100,6 +100,39 @@ TEST_CASE("GPU int4 GEMM: random knob points on random data match the reference 
   CHECK(run_random_points("gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 1, 20261205) == 24);
 }
 
+TEST_CASE("GPU int4 GEMM with split_k: threads sharing a tile's k, staged or not, every format, partial tiles",
+          "[gpu]") {
+  if (!opencl_runs_here()) return;
+  fs::path dir = work_dir("gemm_split_k");
+  std::vector<test::WeightSpec> specs(4);
+  specs[1].type = DType::UInt4, specs[1].zero_point = true, specs[1].granularity = test::Granularity::PerN;
+  specs[2].granularity = test::Granularity::BlockedK, specs[2].block = 16, specs[2].zero_point = true;
+  specs[3].f16_scale = true;
+  int runs = 0;
+  // Partial row and column tiles; K past a whole chunk, and past a whole step of split_k x unroll_k.
+  for (const auto& [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{9, 200, 72}, {40, 100, 33}})
+    for (size_t f = 0; f < specs.size(); ++f)
+      for (const std::string stage : {"a", "none"}) {
+        QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
+        Schedule s = schedules::gpu_int4_gemm_default(w, gfx942());
+        s.knobs["shared_stage"] = stage, s.knobs["split_k"] = int64_t(f % 2 ? 4 : 2);
+        INFO(w.key() << " " << s.to_string());
+        REQUIRE(schedules::gpu_int4_gemm_check(w, s, gfx942()).ok());
+        CapturedPipeline captured = capture(w, s);
+        REQUIRE(captured.kernels.size() == 1);
+        // The block is split_k times the threads of the tile, and holds the partial tiles.
+        CHECK(constant_threads_per_block(captured.kernels[0]) == s.get_int("tile_n") / s.get_int("thread_n") *
+                                                                     s.get_int("tile_m") / s.get_int("thread_m") *
+                                                                     s.get_int("split_k"));
+        ProgramRun run = run_on_device(w, s, captured, specs[f], 60 + runs, dir);
+        INFO(run.output);
+        CHECK(run.status == 0);  // ran, and matched the reference
+        ++runs;
+      }
+  CHECK(runs == 16);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("GPU int4 GEMV with word loads: 8 weights a load, K not a multiple of 8, columns per thread, every format",
           "[gpu]") {
   if (!opencl_runs_here()) return;
@@ -229,6 +262,7 @@ TEST_CASE("The words packing holds a column's 8 consecutive k in one uint32, fir
 
 // `s` on `w` is right on the device, and wrong with its barriers removed.
 void check_barriers_matter(const QMatMulWorkload& w, const Schedule& s, const std::string& tag) {
+  INFO(tag << " " << s.to_string());
   fs::path dir = work_dir(tag);
   test::WeightSpec spec;
   CapturedPipeline captured = capture(w, s);
@@ -247,7 +281,7 @@ void check_barriers_matter(const QMatMulWorkload& w, const Schedule& s, const st
   fs::remove_all(dir);
 }
 
-TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV, staged GEMMs", "[gpu]") {
+TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV, staged and split-k GEMMs", "[gpu]") {
   if (!opencl_runs_here()) return;
   test::WeightSpec spec;
   // The GEMV's partial sums live in workgroup memory.
@@ -261,6 +295,10 @@ TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV,
   Schedule g = schedules::gpu_int4_gemm_default(gemm, gfx942());
   REQUIRE(g.get_string("shared_stage") == "a");
   check_barriers_matter(gemm, g, "barrier_gemm");
+  // With split_k and A read directly, the one barrier is between the partial tiles and their sum.
+  Schedule split = g;
+  split.knobs["shared_stage"] = std::string("none"), split.knobs["split_k"] = int64_t(2);
+  check_barriers_matter(gemm, split, "barrier_gemm_split_k");
   // The int8 GEMM's quantized chunks of A are staged there: 16 k-blocks in chunks of 4.
   QMatMulWorkload gemm_a8 = workload_of(spec, 40, 512, 96);
   gemm_a8.int8_activations = true;
@@ -273,12 +311,16 @@ TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV,
   Schedule h2 = schedules::gpu_int4_gemv_h2_default(gemv_h2, gfx942());
   h2.knobs["split_k"] = int64_t(2);
   check_barriers_matter(gemv_h2, h2, "barrier_gemv_h2");
-  // The float16 GEMM's chunks of A in float16 pairs: 16 k-blocks in chunks of 4.
+  // The float16 GEMM's chunks of A in float16 pairs: 16 k-blocks in chunks of 4, each shared by 2 threads.
   QMatMulWorkload gemm_h2 = workload_of(spec, 40, 512, 96);
   gemm_h2.f16_activations = true;
   Schedule gh2 = schedules::gpu_int4_gemm_h2_default(gemm_h2, gfx942());
   REQUIRE(gh2.get_int("tile_k") == 4);
   check_barriers_matter(gemm_h2, gh2, "barrier_gemm_h2");
+  // For so few tiles the default splits k, so its partial tiles were in workgroup memory too; unsplit:
+  REQUIRE(gh2.get_int("split_k", 1) == 2);
+  gh2.knobs["split_k"] = int64_t(1);
+  check_barriers_matter(gemm_h2, gh2, "barrier_gemm_h2_unsplit");
 }
 
 TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no spills, and PTX", "[gpu]") {
@@ -287,18 +329,20 @@ TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no s
   // The GEMV: int4 blocks of 32 with float32 scales, split_k 1; with float16 scales (float16
   // arithmetic), split_k 4; word loads, split_k 8, 4 columns a thread (whose block-wide accumulators
   // dsl/gpu/private_arrays.h must bring down to the thread's 4, guarded tail included). The GEMM (A staged
-  // in workgroup memory, accumulators in registers).
-  for (int variant = 0; variant < 4; ++variant) {
-    const bool gemm = variant == 3;
+  // in workgroup memory, accumulators in registers), and with split_k 2 (a partial tile in each thread's
+  // registers too).
+  for (int variant = 0; variant < 5; ++variant) {
+    const bool gemm = variant >= 3;
     test::WeightSpec spec;
     spec.f16_scale = variant == 1;
     QMatMulWorkload w = workload_of(spec, gemm ? 64 : 1, 4096, 4096);
     Schedule s = gemm ? schedules::gpu_int4_gemm_default(w, gfx942()) : schedules::gpu_int4_gemv_default(w, gfx942());
     if (!gemm) s.knobs["split_k"] = int64_t(variant == 0 ? 1 : variant == 1 ? 4 : 8);
     if (variant == 2) s.knobs["thread_n"] = int64_t(4), s.knobs["load_bytes"] = int64_t(4);
-    const int64_t threads =
-        gemm ? (s.get_int("tile_n") / s.get_int("thread_n")) * (s.get_int("tile_m") / s.get_int("thread_m"))
-             : s.get_int("tile_n") / s.get_int("thread_n", 1) * s.get_int("split_k");
+    if (variant == 4) s.knobs["split_k"] = int64_t(2);
+    const int64_t threads = gemm ? (s.get_int("tile_n") / s.get_int("thread_n")) *
+                                       (s.get_int("tile_m") / s.get_int("thread_m")) * s.get_int("split_k", 1)
+                                 : s.get_int("tile_n") / s.get_int("thread_n", 1) * s.get_int("split_k");
     CapturedPipeline captured = capture(w, s);
     Result<std::string> hip = emit_kernels(captured.kernels, Dialect::Hip);
     REQUIRE(hip.ok());
@@ -671,6 +715,41 @@ TEST_CASE(
   CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(long_blocks, 9, 2048, 64, false)) ==
         "gpu_int4_gemm_h2");
   CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(long_blocks, 40, 2048, 64, false)) == "gpu_int4_gemm");
+}
+
+TEST_CASE("GPU float16-activation GEMM with split_k: each chunk's k-blocks shared by threads", "[gpu][f16]") {
+  if (!opencl_runs_here()) return;
+  fs::path dir = work_dir("gemm_h2_split_k");
+  test::WeightSpec blocked, nbits;
+  blocked.granularity = test::Granularity::BlockedK, blocked.block = 32;
+  nbits.type = DType::UInt4, nbits.zero_point = true;  // MatMulNBits' form
+  nbits.granularity = test::Granularity::BlockedK, nbits.block = 16;
+  int runs = 0;
+  for (const test::WeightSpec& spec : {blocked, nbits})
+    for (int64_t blocks : {13, 16})  // K past a whole chunk of 4 k-blocks, and whole chunks
+      for (int64_t split : {2, 4}) {
+        // Rows past a whole row tile, N past a whole panel.
+        QMatMulWorkload w = f16_workload_of(spec, 40, blocks * spec.block, 72, split == 4);
+        Schedule s = schedules::gpu_int4_gemm_h2_default(w, gfx942());
+        s.knobs["tile_k"] = int64_t(4), s.knobs["split_k"] = split;
+        INFO(w.key() << " " << s.to_string());
+        REQUIRE(schedules::gpu_int4_gemm_h2_check(w, s, gfx942()).ok());
+        CapturedPipeline captured = capture(w, s);
+        CHECK(constant_threads_per_block(captured.kernels[0]) ==
+              s.get_int("tile_n") / s.get_int("thread_n") * s.get_int("tile_m") / s.get_int("thread_m") * split);
+        ProgramRun run = run_on_device(w, s, captured, spec, 80 + runs, dir);
+        INFO(run.output);
+        CHECK(run.status == 0);  // ran, and matched the reference of its activations
+        ++runs;
+      }
+  CHECK(runs == 8);
+  // The int8 GEMM does not split k (schedules/gpu/int4_gemm.cpp says why).
+  QMatMulWorkload a8 = int8_workload_of(blocked, 40, 512, 72, false);
+  Schedule s = schedules::gpu_int4_gemm_a8_default(a8, gfx942());
+  CHECK(s.get_int("split_k", 1) == 1);
+  s.knobs["split_k"] = int64_t(2);
+  CHECK_FALSE(schedules::gpu_int4_gemm_a8_check(a8, s, gfx942()).ok());
+  fs::remove_all(dir);
 }
 
 TEST_CASE("GPU float16-activation GEMV and GEMM: v_dot2_f32_f16 on every AMD arch with no spills, and PTX",
