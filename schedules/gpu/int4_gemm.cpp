@@ -33,6 +33,9 @@ int64_t partial_tile_bytes(const Schedule& s) {
   return S > 1 ? s.get_int("tile_n") * s.get_int("tile_m") * S * 4 : 0;
 }
 
+// Bytes of the packed weight per value: two codes a byte, or the float weight's own element.
+double code_bytes(const dsl::Int4Format& f) { return f.is_float() ? f.float_bits / 8.0 : 0.5; }
+
 // What split_k adds to a GEMM's traffic: split_k times the threads a block, and each output's split_k
 // partial sums written to workgroup memory, read back and added.
 void add_split_k(dsl::KernelTraffic& t, const QMatMulWorkload& w, const Schedule& s) {
@@ -54,7 +57,9 @@ KnobSpace gpu_int4_gemm_space(const QMatMulWorkload&, const TargetSpec& target) 
                  {
                      {"unroll_k", dsl::int_values({1, 2, 4})},
                      // A's rows of the block in workgroup memory, tile_k values of k at a time ("a"), or read directly.
-                     {"shared_stage", dsl::string_values({"none", "a"})},
+                     // "aw": the block's packed weight too, tile_k values of k of its tile_n columns, which each
+                     // thread row of the block then reads from there instead of through the caches.
+                     {"shared_stage", dsl::string_values({"none", "a", "aw"})},
                      {"tile_k", dsl::int_values({16, 32, 64})},
                      split_k_knob(),
                  });
@@ -96,12 +101,15 @@ Status check_tiles(const Schedule& s) {
 Status gpu_int4_gemm_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
   if (Status st = check_tiles(s); !st) return st;
   const int64_t S = s.get_int("split_k", 1), U = s.get_int("unroll_k");
-  const bool stage_a = s.get_string("shared_stage") == "a";
-  if (stage_a && s.get_int("tile_k") % (S * U))
+  const std::string stage = s.get_string("shared_stage");
+  if (stage != "none" && s.get_int("tile_k") % (S * U))
     return Failure{FailureKind::KnobConflict, "tile_k", "tile_k must be a multiple of split_k x unroll_k"};
   if (w.int8_activations) return Failure{FailureKind::Unsupported, kName, "float32 activations only"};
-  const int64_t staged_a = stage_a ? s.get_int("tile_m") * s.get_int("tile_k") * 4 : 0;
-  return check_staged_bytes(staged_a + partial_tile_bytes(s), "split_k", "A's chunk and the partial tiles");
+  const int64_t staged_a = stage != "none" ? s.get_int("tile_m") * s.get_int("tile_k") * 4 : 0;
+  const int64_t staged_w =
+      stage == "aw" ? int64_t(double(s.get_int("tile_n") * s.get_int("tile_k")) * code_bytes(w.format)) : 0;
+  return check_staged_bytes(staged_a + staged_w + partial_tile_bytes(s), "shared_stage",
+                            "the staged chunks and the partial tiles");
 }
 
 // Panels of a thread's columns: a thread reads its thread_n columns of a k-pair as adjacent bytes, the
@@ -184,6 +192,7 @@ void sum_threads(const dsl::ComputeDef& d, Stage update, std::vector<VarOrRVar> 
 }  // namespace
 
 Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const std::string stage = s.get_string("shared_stage");
   const int P = int(s.get_int("tile_n")), TM = int(s.get_int("tile_m"));
   const int VN = int(s.get_int("thread_n")), VM = int(s.get_int("thread_m")), U = int(s.get_int("unroll_k"));
   const int S = int(s.get_int("split_k", 1));
@@ -195,7 +204,7 @@ Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
   tile_outputs(d, P, TM, VN, VM);
   Var at("at"), av("av");  // acc's thread row and row in the thread's tile (tile_outputs)
   RVar ko("ko"), ki("ki"), ku("ku");
-  const bool stage_a = s.get_string("shared_stage") == "a";
+  const bool stage_a = stage != "none";
   const int C = int(s.get_int("tile_k"));
   RVar kc("kc"), kr("kr");
   // k in chunks of tile_k when A is staged, split_k threads taking a contiguous share of each; else in
@@ -223,19 +232,36 @@ Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
         .reorder(akt, amt, ako, amo)
         .gpu_threads(akt, amt);
   }
+  if (stage == "aw") {
+    // The block's panels x tile_k values of k of the packed weight in workgroup memory: a thread per
+    // panel (its thread_n columns' bytes adjacent) and row of packed k, copied with A's chunk.
+    Func w = q.W.params()[0].in();
+    Var wj = w.args()[0], wk = w.args()[1], wp = w.args()[2], wko("wko"), wkt("wkt");
+    w.compute_at(sum, kc)
+        .store_in(MemoryType::GPUShared)
+        .bound_extent(wj, VN)
+        .bound_extent(wp, P / VN)
+        .split(wk, wko, wkt, TM / VM, TailStrategy::GuardWithIf)
+        .reorder(wj, wp, wkt, wko)
+        .gpu_threads(wp, wkt)
+        .unroll(wj);
+  }
   return dsl::ok_status();
 }
 
 dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& w, const Schedule& s) {
   // Each row tile of blocks reads the whole weight; each column tile reads A (into LDS when staged).
-  // A thread dequantizes its columns once per k for its thread_m rows.
+  // A thread dequantizes its columns once per k for its thread_m rows. A staged weight is written to
+  // LDS once per row tile and read there by each of the block's thread rows.
   const int64_t P = s.get_int("tile_n"), TM = s.get_int("tile_m"), VN = s.get_int("thread_n"),
                 VM = s.get_int("thread_m");
   const double M = double(w.M), K = double(w.K), N = double(w.N);
   const double row_tiles = double((w.M + TM - 1) / TM), column_tiles = double((w.N + P - 1) / P);
   dsl::KernelTraffic t = gpu_qmatmul_reads(w, row_tiles, column_tiles);
   t.valu_ops = row_tiles * double(TM / VM) * K * N * 4 + M * K * N;
-  t.lds_bytes = s.get_string("shared_stage") == "a" ? M * K * (N / double(VN)) * 4 + M * K * column_tiles * 4 : 0;
+  const std::string stage = s.get_string("shared_stage");
+  t.lds_bytes = stage != "none" ? M * K * (N / double(VN)) * 4 + M * K * column_tiles * 4 : 0;
+  if (stage == "aw") t.lds_bytes += row_tiles * K * N * code_bytes(w.format) * double(1 + TM / VM);
   t.blocks = int64_t(row_tiles * column_tiles);
   t.threads_per_block = (P / VN) * (TM / VM);
   t.busy = M / (row_tiles * double(TM));          // rows past M: whole waves

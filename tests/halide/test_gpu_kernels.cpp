@@ -100,7 +100,7 @@ TEST_CASE("GPU int4 GEMM: random knob points on random data match the reference 
   CHECK(run_random_points("gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 1, 20261205) == 24);
 }
 
-TEST_CASE("GPU int4 GEMM with split_k: threads sharing a tile's k, staged or not, every format, partial tiles",
+TEST_CASE("GPU int4 GEMM with split_k or the weight staged: A and W staged or not, every format, partial tiles",
           "[gpu]") {
   if (!opencl_runs_here()) return;
   fs::path dir = work_dir("gemm_split_k");
@@ -112,13 +112,17 @@ TEST_CASE("GPU int4 GEMM with split_k: threads sharing a tile's k, staged or not
   // Partial row and column tiles; K past a whole chunk, and past a whole step of split_k x unroll_k.
   for (const auto& [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{9, 200, 72}, {40, 100, 33}})
     for (size_t f = 0; f < specs.size(); ++f)
-      for (const std::string stage : {"a", "none"}) {
+      for (const std::string stage : {"a", "none", "aw"}) {
         QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
         Schedule s = schedules::gpu_int4_gemm_default(w, gfx942());
         s.knobs["shared_stage"] = stage, s.knobs["split_k"] = int64_t(f % 2 ? 4 : 2);
+        if (stage == "aw") s.knobs["split_k"] = int64_t(f % 2 ? 2 : 1);
         INFO(w.key() << " " << s.to_string());
         REQUIRE(schedules::gpu_int4_gemm_check(w, s, gfx942()).ok());
         CapturedPipeline captured = capture(w, s);
+        // The weight is read from workgroup memory, through Halide's wrapper of it, only when staged.
+        CHECK((emit_kernels(captured.kernels, Dialect::OpenCL).value().find("W_packed_im") != std::string::npos) ==
+              (stage == "aw"));
         REQUIRE(captured.kernels.size() == 1);
         // The block is split_k times the threads of the tile, and holds the partial tiles.
         CHECK(constant_threads_per_block(captured.kernels[0]) == s.get_int("tile_n") / s.get_int("thread_n") *
@@ -129,7 +133,7 @@ TEST_CASE("GPU int4 GEMM with split_k: threads sharing a tile's k, staged or not
         CHECK(run.status == 0);  // ran, and matched the reference
         ++runs;
       }
-  CHECK(runs == 16);
+  CHECK(runs == 24);
   fs::remove_all(dir);
 }
 
@@ -295,6 +299,10 @@ TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV,
   Schedule g = schedules::gpu_int4_gemm_default(gemm, gfx942());
   REQUIRE(g.get_string("shared_stage") == "a");
   check_barriers_matter(gemm, g, "barrier_gemm");
+  // With the weight staged too.
+  Schedule staged_w = g;
+  staged_w.knobs["shared_stage"] = std::string("aw");
+  check_barriers_matter(gemm, staged_w, "barrier_gemm_aw");
   // With split_k and A read directly, the one barrier is between the partial tiles and their sum.
   Schedule split = g;
   split.knobs["shared_stage"] = std::string("none"), split.knobs["split_k"] = int64_t(2);
@@ -329,9 +337,9 @@ TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no s
   // The GEMV: int4 blocks of 32 with float32 scales, split_k 1; with float16 scales (float16
   // arithmetic), split_k 4; word loads, split_k 8, 4 columns a thread (whose block-wide accumulators
   // dsl/gpu/private_arrays.h must bring down to the thread's 4, guarded tail included). The GEMM (A staged
-  // in workgroup memory, accumulators in registers), and with split_k 2 (a partial tile in each thread's
-  // registers too).
-  for (int variant = 0; variant < 5; ++variant) {
+  // in workgroup memory, accumulators in registers), with split_k 2 (a partial tile in each thread's
+  // registers too), and with the weight staged as well.
+  for (int variant = 0; variant < 6; ++variant) {
     const bool gemm = variant >= 3;
     test::WeightSpec spec;
     spec.f16_scale = variant == 1;
@@ -340,6 +348,7 @@ TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no s
     if (!gemm) s.knobs["split_k"] = int64_t(variant == 0 ? 1 : variant == 1 ? 4 : 8);
     if (variant == 2) s.knobs["thread_n"] = int64_t(4), s.knobs["load_bytes"] = int64_t(4);
     if (variant == 4) s.knobs["split_k"] = int64_t(2);
+    if (variant == 5) s.knobs["shared_stage"] = std::string("aw");
     const int64_t threads = gemm ? (s.get_int("tile_n") / s.get_int("thread_n")) *
                                        (s.get_int("tile_m") / s.get_int("thread_m")) * s.get_int("split_k", 1)
                                  : s.get_int("tile_n") / s.get_int("thread_n", 1) * s.get_int("split_k");
