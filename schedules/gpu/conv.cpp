@@ -49,6 +49,10 @@ KnobSpace gpu_conv_space(const QConvWorkload&, const TargetSpec& target) {
       // weights it uses.
       {"shared_stage", dsl::string_values({"none", "w"}), dsl::KnobValue(std::string("none"))},
       {"tile_k", dsl::int_values({4, 8, 16, 32}), dsl::KnobValue(int64_t(8))},
+      // Threads per output tile over the input channels (in z, so threads_m 1): each sums a share of
+      // every chunk (or every split_c-th input channel) into partial outputs in its registers, added in
+      // workgroup memory. More waves for the same tiles, where small maps leave a GPU's SIMDs idle.
+      {"split_c", dsl::int_values({1, 2, 4}), dsl::KnobValue(int64_t(1))},
   };
   return s;
 }
@@ -97,15 +101,18 @@ Schedule gpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
 }
 
 Status gpu_conv_check(const QConvWorkload& w, const Schedule& s, const TargetSpec&) {
+  const int64_t S = s.get_int("split_c", 1), channels = s.get_int("threads_m", 1) * s.get_int("thread_m");
+  const bool stage_w = s.get_string("shared_stage", "none") == "w";
   if (s.get_int("tile_ow") % s.get_int("thread_ow"))
     return Failure{FailureKind::KnobConflict, "thread_ow", "tile_ow must be a multiple of thread_ow"};
-  if (s.get_int("tile_ow") / s.get_int("thread_ow") * s.get_int("tile_oh") * s.get_int("threads_m", 1) > 1024)
+  if (s.get_int("tile_ow") / s.get_int("thread_ow") * s.get_int("tile_oh") * s.get_int("threads_m", 1) * S > 1024)
     return Failure{FailureKind::KnobConflict, "tile_oh", "more than 1024 threads per block"};
-  if (s.get_string("shared_stage", "none") == "w")
-    return check_staged_bytes(
-        staged_weight_bytes(w, s.get_int("tile_k", 8), s.get_int("threads_m", 1) * s.get_int("thread_m")), "tile_k",
-        "the staged weight chunk");
-  return dsl::ok_status();
+  if (S > 1 && s.get_int("threads_m", 1) != 1)
+    return Failure{FailureKind::KnobConflict, "split_c", "split_c takes the threads in z: threads_m must be 1"};
+  // Workgroup memory: the staged weight chunk, and with split_c the block's partial outputs.
+  const int64_t staged = (stage_w ? staged_weight_bytes(w, s.get_int("tile_k", 8), channels) : 0) +
+                         (S > 1 ? s.get_int("tile_ow") * s.get_int("tile_oh") * channels * S * 4 : 0);
+  return check_staged_bytes(staged, stage_w ? "tile_k" : "split_c", "the staged weight chunk and partial outputs");
 }
 
 Status apply_gpu_conv(QConvDef& q, const Schedule& s, const TargetSpec&) {
@@ -150,14 +157,51 @@ Status apply_gpu_conv(QConvDef& q, const Schedule& s, const TargetSpec&) {
       .gpu_threads(at, oh, amt)
       .unroll(amv)
       .unroll(av);
-  Stage update = acc.update();
+  // The input channels: in chunks of tile_k when the weight is staged, split_c threads taking a
+  // contiguous share of each; else every split_c-th channel a thread.
+  const int S = int(s.get_int("split_c", 1));
+  RVar kc("kc"), kci("kci"), ku("ku"), kr("kr");
+  if (stage_w && S > 1)
+    acc.update().split(rc, kc, kci, C, TailStrategy::GuardWithIf).split(kci, ku, kci, C / S);  // tile_k 4..32
+  else if (stage_w)
+    acc.update().split(rc, kc, kci, C, TailStrategy::GuardWithIf);
+  else if (S > 1)
+    acc.update().split(rc, kr, ku, S, TailStrategy::GuardWithIf);
+  // The Func that sums the taps: acc, or with split_c its factor part(ow, oh, m, n, u), thread (at, oh,
+  // u)'s partial outputs in its registers as acc's are in its threads'; each thread writes them to
+  // workgroup memory once, and after a barrier acc adds each output's split_c parts.
+  Func sum = acc;
+  Var u("u");
+  if (S > 1) {
+    sum = acc.update().rfactor(ku, u);
+    acc.update().split(ow, at, av, VW).split(m, amt, amv, TM).gpu_threads(at, oh, amt).unroll(amv).unroll(av);
+    Func shared = sum.in(acc);
+    for (Func f : {sum, shared})
+      f.compute_at(out, n)
+          .bound_extent(ow, TW)
+          .bound_extent(oh, TH)
+          .bound_extent(m, channels)
+          .bound_extent(n, 1)
+          .bound_extent(u, S)
+          .split(ow, at, av, VW)
+          .split(m, amt, amv, TM)
+          .reorder(amv, av, at, oh, amt, u)
+          .gpu_threads(at, oh, u)
+          .unroll(amv)
+          .unroll(av);
+    sum.store_in(MemoryType::Register);
+    shared.store_in(MemoryType::GPUShared);
+  }
+  Stage update = sum.update();
   update.split(ow, at, av, VW).split(m, amt, amv, TM);
-  RVar kc("kc"), kci("kci");
+  const Var z = S > 1 ? u : amt;  // the threads in z: the split_c thread, else the channel thread
   if (stage_w)
-    update.split(rc, kc, kci, C, TailStrategy::GuardWithIf).reorder(amv, av, rkw, rkh, kci, at, oh, amt, kc);
+    update.reorder(amv, av, rkw, rkh, kci, at, oh, z, kc);
+  else if (S > 1)
+    update.reorder(amv, av, rkw, rkh, kr, at, oh, z);
   else
-    update.reorder(amv, av, rkw, rkh, rc, at, oh, amt);
-  update.gpu_threads(at, oh, amt).unroll(amv).unroll(av).unroll(rkw);
+    update.reorder(amv, av, rkw, rkh, rc, at, oh, z);
+  update.gpu_threads(at, oh, z).unroll(amv).unroll(av).unroll(rkw);
   if (stage_w) {
     // The block's channels x (tile_k input channels x every tap) of dequantized weight, computed by all
     // its threads together (the taps and channels of input spread over x and y, the output channels over
@@ -165,7 +209,7 @@ Status apply_gpu_conv(QConvDef& q, const Schedule& s, const TargetSpec&) {
     Var wkw = w.args()[0], wkh = w.args()[1], wc = w.args()[2], wm = w.args()[3];
     Var wt("wt"), wf("wf"), wfo("wfo"), wfi("wfi"), wfy("wfy"), wfx("wfx"), wmo("wmo"), wmi("wmi");
     const int X = TW / VW, Y = TH;
-    w.compute_at(acc, kc)
+    w.compute_at(sum, kc)
         .store_in(MemoryType::GPUShared)
         .bound_extent(wm, channels)
         .reorder_storage(wm, wkw, wkh, wc)
@@ -207,6 +251,12 @@ dsl::KernelTraffic gpu_conv_traffic(const QConvWorkload& w, const Schedule& s) {
   if (stage_w) t.lds_bytes = dequantized * 4 + outputs * taps / VW * 4;
   t.blocks = int64_t(pixel_tiles * channel_tiles);
   t.threads_per_block = TW / int64_t(VW) * TH * MT;
+  // split_c: as many times the threads, and each output's split_c partial sums through LDS and added.
+  if (const int64_t S = s.get_int("split_c", 1); S > 1) {
+    t.threads_per_block *= S;
+    t.lds_bytes += outputs * double(S) * 4 * 2;
+    t.valu_ops += outputs * double(S);
+  }
   // Columns past the map idle lanes of every row's waves; rows and channels past it, whole waves.
   t.lanes_busy = double(w.OW) / (double((w.OW + TW - 1) / TW) * double(TW));
   t.busy = double(w.OH) / (double((w.OH + TH - 1) / TH) * double(TH)) * double(w.M) / (channel_tiles * double(TM * MT));

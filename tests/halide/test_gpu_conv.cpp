@@ -67,6 +67,41 @@ TEST_CASE("GPU int4 conv: dense, grouped and depthwise convs on an OpenCL device
   fs::remove_all(dir);
 }
 
+TEST_CASE("GPU int4 conv with split_c: threads sharing the input channels, staged or not, dense and grouped", "[gpu]") {
+  if (!opencl_runs_here()) return;
+  fs::path dir = work_dir("conv_split_c");
+  std::mt19937_64 rng(20261206);
+  std::vector<WeightSpec> specs = all_specs();
+  int runs = 0;
+  for (size_t trial = 0; trial < 8; ++trial) {
+    // Dense and grouped convs, 3x3 and 1x1, stride 1 and 2.
+    Case c =
+        random_case(trial % 4 < 2 ? 3 : 1, trial % 4 < 2 ? 3 : 1, 1 + trial % 2, 1 + trial % 2, rng, trial % 2 ? 2 : 0);
+    if (trial == 0) c.C = 64, c.M = 24, c.group = 1, c.H = c.W = 7, c.pads = {1, 1, 1, 1}, c.DH = c.DW = 1;  // 7x7
+    QuantizedWeight w = random_weight(c.weight_shape(), specs[trial % specs.size()], rng);
+    QConvWorkload wl = workload_of(c, w);
+    if (trial % 2) wl.epilogue = OutputEpilogue{false, "Relu", {}};
+    Schedule s = schedules::gpu_conv_default(wl, gfx90a());
+    s.knobs["threads_m"] = int64_t(1), s.knobs["split_c"] = int64_t(trial % 3 == 2 ? 4 : 2);
+    s.knobs["shared_stage"] = std::string(trial < 4 ? "w" : "none");
+    s.knobs["tile_k"] = int64_t(8);
+    INFO(c.describe() << " " << s.to_string());
+    REQUIRE(schedules::gpu_conv_check(wl, s, gfx90a()).ok());
+    Result<schedules::GpuKernels> lowered = schedules::lower_gpu_qconv(wl, s, gfx90a(), "conv");
+    INFO((lowered.ok() ? "" : lowered.failure().describe()));
+    REQUIRE(lowered.ok());
+    // The block is split_c times the threads of its tile.
+    CHECK(constant_threads_per_block(lowered.value().kernels[0]) ==
+          s.get_int("tile_ow") / s.get_int("thread_ow") * s.get_int("tile_oh") * s.get_int("split_c"));
+    ProgramRun r = run_job(qconv_job(c, w, wl, s, gfx90a(), rng, dir, JobDialect{}), dir);
+    INFO(r.output);
+    CHECK(r.status == 0);  // ran, and matched the reference
+    ++runs;
+  }
+  CHECK(runs == 8);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("GPU int4 conv: code objects for every AMD arch with no spills", "[gpu]") {
   // ResNet's 3x3 64 -> 64 on 56x56, and MobileNet's depthwise 3x3 on 112x112.
   for (bool depthwise : {false, true}) {
