@@ -162,7 +162,9 @@ Status apply_gpu_conv(QConvDef& q, const Schedule& s, const TargetSpec&) {
   const int S = int(s.get_int("split_c", 1));
   RVar kc("kc"), kci("kci"), ku("ku"), kr("kr");
   if (stage_w && S > 1)
-    acc.update().split(rc, kc, kci, C, TailStrategy::GuardWithIf).split(kci, ku, kci, C / S);  // tile_k 4..32
+    acc.update()
+        .split(rc, kc, kci, C, TailStrategy::GuardWithIf)
+        .split(kci, ku, kci, C / S);  // every tile_k divides by every split_c
   else if (stage_w)
     acc.update().split(rc, kc, kci, C, TailStrategy::GuardWithIf);
   else if (S > 1)

@@ -235,7 +235,7 @@ Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
   if (stage == "aw") {
     // The block's panels x tile_k values of k of the packed weight in workgroup memory: a thread per
     // panel (its thread_n columns' bytes adjacent) and row of packed k, copied with A's chunk.
-    Func w = q.W.params()[0].in();
+    Func w = q.W.params()[0].in();  // the packed codes (PackedInt4::params)
     Var wj = w.args()[0], wk = w.args()[1], wp = w.args()[2], wko("wko"), wkt("wkt");
     w.compute_at(sum, kc)
         .store_in(MemoryType::GPUShared)
