@@ -1,8 +1,8 @@
 // One emitter for device code in three dialects. A subclass of Halide's C code generator prints each
 // kernel body once; everything that differs between HIP, OpenCL C and CUDA (qualifiers, block and thread
 // ids, barriers, bit casts, the prelude of types and helpers, OpenCL C's float16 without cl_khr_fp16)
-// comes from one table per dialect. The sources need no device headers or libraries: HIP builds with
-// -nogpulib -nogpuinc for every gfx arch, CUDA with -nocudainc -nocudalib.
+// comes from one table per dialect, as do the nontemporal loads of a kernel's streamed buffers. The sources need no
+// device headers or libraries: HIP builds with -nogpulib -nogpuinc for every gfx arch, CUDA with -nocudainc -nocudalib.
 #pragma once
 #include <string>
 #include <vector>

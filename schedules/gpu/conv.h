@@ -15,6 +15,8 @@
 //     thread_ow * thread_m multiply-adds. The input is read from global memory (the threads of a pixel
 //     share it through the cache): a staged input window would need the dilation, which is read at run
 //     time, to size it. The default for dense and grouped convs.
+// With split_c S > 1 (threads_m 1) each output tile has S threads in z, each summing a contiguous share of
+// the input channels into partial outputs in its registers, added in workgroup memory after a barrier.
 #pragma once
 #include "dsl/core/gpu_estimate.h"
 #include "schedules/qconv_templates.h"

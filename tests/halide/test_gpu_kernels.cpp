@@ -796,7 +796,7 @@ TEST_CASE("GPU GEMVs: streamed weights load nontemporally on every AMD arch, and
   fs::path dir = work_dir("gemv_streaming"), cached_dir = work_dir("gemv_cached");
   test::WeightSpec spec;
   spec.granularity = test::Granularity::BlockedK, spec.block = 32;
-  // The three GEMVs, the float32 one at 2 columns a thread (16-byte weight loads).
+  // The three GEMVs, the float32 one at 2 columns a thread (8-byte weight loads).
   Schedule f32 = schedules::gpu_int4_gemv_default(workload_of(spec, 1, 4096, 4096), gfx942());
   f32.knobs["split_k"] = int64_t(4), f32.knobs["thread_n"] = int64_t(2);
   const std::vector<std::pair<QMatMulWorkload, Schedule>> gemvs = {
@@ -839,7 +839,8 @@ TEST_CASE("GPU GEMVs: streamed weights load nontemporally on every AMD arch, and
     for (const auto& [arch, code] : disassembly_per_arch(streamed.kernels, dir)) {
       INFO(arch);
       CHECK(loads(cached_code[arch], true) == 0);
-      // Every weight load streams, A's do not, and the loads are as wide as the cached kernel's.
+      // Some loads stream (the weight's) and some do not (A's), and there are as many loads as in the
+      // cached kernel: streaming loads are combined as wide.
       CHECK(loads(code, true) > 0);
       CHECK(loads(code, false) > 0);
       CHECK(loads(code, true) + loads(code, false) == loads(cached_code[arch], false));
