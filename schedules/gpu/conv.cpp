@@ -120,6 +120,7 @@ Status apply_gpu_conv(QConvDef& q, const Schedule& s, const TargetSpec&) {
   const int VW = int(s.get_int("thread_ow")), MT = int(s.get_int("threads_m", 1));
   const bool stage_w = s.get_string("shared_stage", "none") == "w";
   const int C = int(s.get_int("tile_k", 8));
+  const int S = int(s.get_int("split_c", 1));
   const int channels = MT * TM;  // per block
   const dsl::ComputeDef& d = q.def;
   Func out = d.output, acc = d.stage("acc"), w = d.stage("w");
@@ -144,22 +145,23 @@ Status apply_gpu_conv(QConvDef& q, const Schedule& s, const TargetSpec&) {
   // acc: the block's, each thread's thread_ow x thread_m outputs in its registers
   // (dsl/gpu/private_arrays.h). Channels past M read channel M - 1 (dsl/qconv.h), so whole channel tiles
   // are computed.
-  Var at("at"), av("av"), amt("amt"), amv("amv");
-  acc.compute_at(out, n)
-      .store_in(MemoryType::Register)
-      .bound_extent(ow, TW)
-      .bound_extent(oh, TH)
-      .bound_extent(m, channels)
-      .bound_extent(n, 1)
-      .split(ow, at, av, VW)
-      .split(m, amt, amv, TM)
-      .reorder(amv, av, at, oh, amt, n)
-      .gpu_threads(at, oh, amt)
-      .unroll(amv)
-      .unroll(av);
+  Var at("at"), av("av"), amt("amt"), amv("amv"), u("u");
+  // A Func of the block's outputs (acc; with split_c also its factor and the factor's copy in workgroup
+  // memory, each with its part u) at the batch loop: a thread per thread_ow columns, row and, in z, the
+  // thread_m channels or the part; its outputs unrolled.
+  auto place_in_block = [&](Func f, bool with_parts) {
+    f.compute_at(out, n).bound_extent(ow, TW).bound_extent(oh, TH).bound_extent(m, channels).bound_extent(n, 1);
+    f.split(ow, at, av, VW).split(m, amt, amv, TM).unroll(amv).unroll(av);
+    if (!with_parts) {
+      f.reorder(amv, av, at, oh, amt).gpu_threads(at, oh, amt);
+      return;
+    }
+    f.bound_extent(u, S).reorder(amv, av, at, oh, amt, u).gpu_threads(at, oh, u);
+  };
+  place_in_block(acc, false);
+  acc.store_in(MemoryType::Register);
   // The input channels: in chunks of tile_k when the weight is staged, split_c threads taking a
   // contiguous share of each; else every split_c-th channel a thread.
-  const int S = int(s.get_int("split_c", 1));
   RVar kc("kc"), kci("kci"), ku("ku"), kr("kr");
   if (stage_w && S > 1)
     acc.update()
@@ -173,24 +175,12 @@ Status apply_gpu_conv(QConvDef& q, const Schedule& s, const TargetSpec&) {
   // u)'s partial outputs in its registers as acc's are in its threads'; each thread writes them to
   // workgroup memory once, and after a barrier acc adds each output's split_c parts.
   Func sum = acc;
-  Var u("u");
   if (S > 1) {
     sum = acc.update().rfactor(ku, u);
     acc.update().split(ow, at, av, VW).split(m, amt, amv, TM).gpu_threads(at, oh, amt).unroll(amv).unroll(av);
     Func shared = sum.in(acc);
-    for (Func f : {sum, shared})
-      f.compute_at(out, n)
-          .bound_extent(ow, TW)
-          .bound_extent(oh, TH)
-          .bound_extent(m, channels)
-          .bound_extent(n, 1)
-          .bound_extent(u, S)
-          .split(ow, at, av, VW)
-          .split(m, amt, amv, TM)
-          .reorder(amv, av, at, oh, amt, u)
-          .gpu_threads(at, oh, u)
-          .unroll(amv)
-          .unroll(av);
+    place_in_block(sum, true);
+    place_in_block(shared, true);
     sum.store_in(MemoryType::Register);
     shared.store_in(MemoryType::GPUShared);
   }

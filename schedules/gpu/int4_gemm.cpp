@@ -118,6 +118,21 @@ Status gpu_int4_gemm_check(const QMatMulWorkload& w, const Schedule& s, const Ta
 dsl::Int4Layout gpu_int4_gemm_layout(const Schedule& s) { return {int(s.get_int("thread_n")), 2}; }
 
 namespace {
+// A Func of the block's outputs j, p, m (acc; with split_k S > 1 also its factor and that factor's copy
+// in workgroup memory, each with its part u) placed at tile_outputs' block loop "no": a thread per thread
+// column p, thread row `at` (m split into `at` and the row in the thread's tile `av`) and part, its tile
+// unrolled.
+void place_in_block(const dsl::ComputeDef& d, Func f, int P, int TM, int VN, int VM, int S) {
+  Var m = d.var("m"), j = d.var("j"), p = d.var("p"), at("at"), av("av"), u("u");
+  f.compute_at(d.output, Var("no")).bound_extent(j, VN).bound_extent(p, P / VN).bound_extent(m, TM);
+  f.split(m, at, av, VM).unroll(j).unroll(av);
+  if (S == 1) {
+    f.reorder(j, av, p, at).gpu_threads(p, at);
+    return;
+  }
+  f.bound_extent(u, S).reorder(j, av, p, at, u).gpu_threads(p, at, u);
+}
+
 // Both GEMMs' tiles: blocks over (panel, row tile), threads over (thread column, thread row), each
 // thread's tile unrolled. acc(j, p, m) holds the block's outputs, a thread per (panel, thread_m rows): it
 // is the block's Func so that A can be staged between its k-chunks, and each thread's share stays in its
@@ -125,8 +140,8 @@ namespace {
 // way, into the thread row `at` and the row in the thread's tile `av`.
 void tile_outputs(const dsl::ComputeDef& d, int P, int TM, int VN, int VM) {
   Func out = d.output, acc = d.stage("acc");
-  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
-  Var no("no"), ni("ni"), mo("mo"), mi("mi"), nt("nt"), nv("nv"), mt("mt"), mv("mv"), at("at"), av("av");
+  Var n = d.var("n"), m = d.var("m");
+  Var no("no"), ni("ni"), mo("mo"), mi("mi"), nt("nt"), nv("nv"), mt("mt"), mv("mv");
   out.split(n, no, ni, P, TailStrategy::GuardWithIf)
       .split(m, mo, mi, TM, TailStrategy::GuardWithIf)
       .split(ni, nt, nv, VN)
@@ -136,16 +151,8 @@ void tile_outputs(const dsl::ComputeDef& d, int P, int TM, int VN, int VM) {
       .gpu_threads(nt, mt)
       .unroll(nv)
       .unroll(mv);
-  acc.compute_at(out, no)
-      .store_in(MemoryType::Register)
-      .bound_extent(j, VN)
-      .bound_extent(p, P / VN)
-      .bound_extent(m, TM)
-      .split(m, at, av, VM)
-      .reorder(j, av, p, at)
-      .gpu_threads(p, at)
-      .unroll(j)
-      .unroll(av);
+  place_in_block(d, acc, P, TM, VN, VM, 1);
+  acc.store_in(MemoryType::Register);
 }
 
 // The Func whose update sums a GEMM's k: acc itself, or with split_k S > 1 (`ku`, an RVar of acc's
@@ -160,17 +167,8 @@ Func factor_split_k(const dsl::ComputeDef& d, RVar ku, int P, int TM, int VN, in
   Func part = acc.update().rfactor(ku, u);
   acc.update().split(m, at, av, VM).reorder(j, av, p, at).gpu_threads(p, at).unroll(j).unroll(av);
   Func shared = part.in(acc);
-  for (Func f : {part, shared})
-    f.compute_at(d.output, Var("no"))  // tile_outputs' block loop
-        .bound_extent(j, VN)
-        .bound_extent(p, P / VN)
-        .bound_extent(m, TM)
-        .bound_extent(u, S)
-        .split(m, at, av, VM)
-        .reorder(j, av, p, at, u)
-        .gpu_threads(p, at, u)
-        .unroll(j)
-        .unroll(av);
+  place_in_block(d, part, P, TM, VN, VM, S);
+  place_in_block(d, shared, P, TM, VN, VM, S);
   part.store_in(MemoryType::Register);
   shared.store_in(MemoryType::GPUShared);
   return part;
@@ -291,7 +289,7 @@ namespace {
 // in chunks of tile_k, each chunk's activations staged in workgroup memory by the block's X x Y threads.
 struct ChunkedBlock {
   int TM = 0, X = 0, Y = 0;  // rows per block; threads per block in x and y
-  Func sum;                  // acc, or its split_k factor (factor_split_k)
+  Func sum = Func();         // acc, or its split_k factor (factor_split_k)
   RVar chunk{"kc"};          // sum's loop over chunks: the staged stages are computed at it
 
   // `stage`'s loops over (x, y) spread over the block's threads, `inner` innermost. (Split, not fused:

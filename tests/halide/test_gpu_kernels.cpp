@@ -52,6 +52,16 @@ ProgramRun run_on_device(const QMatMulWorkload& w, const Schedule& s, const Capt
 
 }  // namespace
 
+// The weight forms the float32 kernels are run on: int4 in the default blocks, uint4 per column with
+// zero points, int4 in blocks of 16 with zero points, float16 scales.
+std::vector<test::WeightSpec> float32_kernel_formats() {
+  std::vector<test::WeightSpec> specs(4);
+  specs[1].type = DType::UInt4, specs[1].zero_point = true, specs[1].granularity = test::Granularity::PerN;
+  specs[2].granularity = test::Granularity::BlockedK, specs[2].block = 16, specs[2].zero_point = true;
+  specs[3].f16_scale = true;
+  return specs;
+}
+
 // The template's default and `samples` random legal knob points, on shapes x formats, each run on the
 // OpenCL device against the reference; returns how many ran.
 int run_random_points(const std::string& template_name,
@@ -63,10 +73,7 @@ int run_random_points(const std::string& template_name,
   REQUIRE(t);
   fs::path dir = work_dir(template_name);
   std::mt19937_64 rng(seed);
-  std::vector<test::WeightSpec> specs(4);
-  specs[1].type = DType::UInt4, specs[1].zero_point = true, specs[1].granularity = test::Granularity::PerN;
-  specs[2].granularity = test::Granularity::BlockedK, specs[2].block = 16, specs[2].zero_point = true;
-  specs[3].f16_scale = true;
+  const std::vector<test::WeightSpec> specs = float32_kernel_formats();
   int runs = 0;
   for (const auto& [M, K, N] : shapes)
     for (size_t f = 0; f < specs.size(); ++f) {
@@ -104,10 +111,7 @@ TEST_CASE("GPU int4 GEMM with split_k or the weight staged: A and W staged or no
           "[gpu]") {
   if (!opencl_runs_here()) return;
   fs::path dir = work_dir("gemm_split_k");
-  std::vector<test::WeightSpec> specs(4);
-  specs[1].type = DType::UInt4, specs[1].zero_point = true, specs[1].granularity = test::Granularity::PerN;
-  specs[2].granularity = test::Granularity::BlockedK, specs[2].block = 16, specs[2].zero_point = true;
-  specs[3].f16_scale = true;
+  const std::vector<test::WeightSpec> specs = float32_kernel_formats();
   int runs = 0;
   // Partial row and column tiles; K past a whole chunk, and past a whole step of split_k x unroll_k.
   for (const auto& [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{9, 200, 72}, {40, 100, 33}})
@@ -141,10 +145,7 @@ TEST_CASE("GPU int4 GEMV with word loads: 8 weights a load, K not a multiple of 
           "[gpu]") {
   if (!opencl_runs_here()) return;
   fs::path dir = work_dir("gemv_words");
-  std::vector<test::WeightSpec> specs(4);
-  specs[1].type = DType::UInt4, specs[1].zero_point = true, specs[1].granularity = test::Granularity::PerN;
-  specs[2].granularity = test::Granularity::BlockedK, specs[2].block = 16, specs[2].zero_point = true;
-  specs[3].f16_scale = true;
+  const std::vector<test::WeightSpec> specs = float32_kernel_formats();
   int runs = 0;
   for (const auto& [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 100, 70}, {2, 264, 130}})
     for (size_t f = 0; f < specs.size(); ++f)
