@@ -10,23 +10,25 @@ Halide::Expr field_of(const Halide::ImageParam& p, const std::string& field) {
 }
 }  // namespace
 
-PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni, bool words)
+PackedInt4::PackedInt4(const std::string& name, const Int4Format& format, const Int4Layout& layout)
     : format_(format),
-      panel_(panel),
-      vnni_(vnni),
-      words_(words),
+      layout_(layout),
+      vnni_(layout.vnni),
+      words_(layout.words),
       packed_(format.is_float() ? Halide::Float(format.float_bits)
-              : words           ? Halide::UInt(32)
+              : words_          ? Halide::UInt(32)
                                 : Halide::UInt(8),
               3, name + "_packed"),
-      scale_(format.f16_scale && !vnni ? Halide::Float(16) : Halide::Float(32), 3, name + "_scale"),
+      scale_(format.f16_scale && !vnni_ ? Halide::Float(16) : Halide::Float(32), 3, name + "_scale"),
       zero_(Halide::Int(8), 3, name + "_zero") {
   // Constant panel width and strides let LLVM fold the address arithmetic. Panels are dense (as
-  // pack_int4 lays them out), so every panel starts at a multiple of the row: with an aligned buffer, a
-  // GPU thread's adjacent columns are one aligned vector load.
-  int row = vnni && !words ? 4 * panel : panel;
+  // pack_int4_weight lays them out) up to the layout's padding, a multiple of 16 bytes: with an aligned
+  // buffer, a GPU thread's adjacent columns are one aligned vector load.
+  const int panel = layout.panel;
+  const int row = vnni_ && !words_ ? 4 * panel : panel;
+  const int pad = layout.panel_pad_bytes / packed_.type().bytes();
   packed_.dim(0).set_bounds(0, row).dim(1).set_min(0).set_stride(row);
-  packed_.dim(2).set_min(0).set_stride(row * field_of(packed_, "extent.1"));
+  packed_.dim(2).set_min(0).set_stride(row * field_of(packed_, "extent.1") + pad);
   int gj = format.per_n ? panel : 1;
   for (Halide::ImageParam* grid : {&scale_, &zero_}) {
     grid->dim(0).set_bounds(0, gj).dim(1).set_min(0).set_stride(gj);
@@ -146,7 +148,7 @@ Halide::Expr PackedInt4::grid_j(const Halide::Expr& j) const { return format_.pe
 Halide::Expr PackedInt4::grid_p(const Halide::Expr& p) const { return format_.per_n ? p : Halide::Expr(0); }
 
 Halide::Expr PackedInt4::operator()(const Halide::Expr& k, const Halide::Expr& n) const {
-  return panel(n % panel_, k, n / panel_);
+  return panel(n % layout_.panel, k, n / layout_.panel);
 }
 
 std::vector<Halide::ImageParam> PackedInt4::params() const {
@@ -163,10 +165,12 @@ std::vector<Halide::Argument> PackedInt4::arguments() const {
 }
 
 Status PackedInt4::bind(Halide::ParamMap& params, const PackedInt4Buffers& b) const {
-  if (b.layout.panel != panel_ || b.layout.vnni != vnni_ || b.layout.words != words_)
+  if (b.layout.panel != layout_.panel || b.layout.vnni != vnni_ || b.layout.words != words_ ||
+      b.layout.panel_pad_bytes != layout_.panel_pad_bytes)
     return Failure{FailureKind::Run, packed_.name(),
                    "the weight is packed as " + b.layout.describe() + ", the kernel expects panels of " +
-                       std::to_string(panel_) + (vnni_ ? " vnni" : "") + (words_ ? " words" : "") +
+                       std::to_string(layout_.panel) + (vnni_ ? " vnni" : "") + (words_ ? " words" : "") +
+                       (layout_.panel_pad_bytes ? " pad " + std::to_string(layout_.panel_pad_bytes) : "") +
                        " (repack it for this kernel)"};
   if (!(b.format == format_))
     return Failure{FailureKind::Run, packed_.name(),

@@ -12,10 +12,11 @@ namespace tetra::dsl {
 // The packed weight as Halide inputs, and the dequantizing access expression.
 class PackedInt4 {
  public:
-  // `vnni`: the int8-dot-product packing (dsl/core/int4_format.h); only byte(), offset() and scale() apply.
-  // `words`: the nibbles of 8 k in one uint32 (Int4Layout::words); code, offset_code and panel apply.
-  // Both: the vnni packing's 4 bytes of a column as one uint32; only dot_word(), offset() and scale() apply.
-  PackedInt4(const std::string& name, const Int4Format& format, int panel, bool vnni = false, bool words = false);
+  // The layout's `vnni`: the int8-dot-product packing (dsl/core/int4_format.h); only byte(), offset() and
+  // scale() apply. `words`: the nibbles of 8 k in one uint32; code, offset_code and panel apply. Both: the
+  // vnni packing's 4 bytes of a column as one uint32; only dot_word(), offset() and scale() apply. Its
+  // k_align is the packer's alone.
+  PackedInt4(const std::string& name, const Int4Format& format, const Int4Layout& layout);
 
   // W(k, n) at n = p*P + j: reads one packed byte, takes the nibble of k's parity, subtracts the
   // zero point and multiplies the scale, in fp32 (a float weight: the stored value, widened). Meant to be inlined into a consumer's loop nest
@@ -45,7 +46,7 @@ class PackedInt4 {
   Halide::Expr operator()(const Halide::Expr& k, const Halide::Expr& n) const;
 
   const Int4Format& format() const { return format_; }
-  int panel_width() const { return panel_; }
+  int panel_width() const { return layout_.panel; }
   std::vector<Halide::Argument> arguments() const;
   std::vector<Halide::ImageParam> params() const;  // the same, as the ImageParams
   // Binds `buffers` to this weight's ImageParams (they must have this format and panel).
@@ -55,8 +56,8 @@ class PackedInt4 {
   Halide::Expr grid_j(const Halide::Expr& j) const;  // the scale grid's j and p: 0 unless per-n
   Halide::Expr grid_p(const Halide::Expr& p) const;
   Int4Format format_;
-  int panel_;
-  bool vnni_, words_;
+  Int4Layout layout_;
+  bool vnni_, words_;  // the layout's
   Halide::ImageParam packed_, scale_, zero_;
   // The packed element holding k's nibble as an int32, and the nibble's position in it (0, 4, ...). A word
   // holds unsigned codes u = q + 8 when nibbles are two's complement (one XOR for its 8 k).

@@ -53,7 +53,7 @@ QMatMulDef define_qmatmul(const QMatMulWorkload& workload, int panel, BlockSums 
 QMatMulDef define_qmatmul(const QMatMulWorkload& workload, const Int4Layout& layout, BlockSums block_sums) {
   using namespace Halide;
   const int panel = layout.panel;
-  QMatMulDef q(workload, panel, false, layout.words);
+  QMatMulDef q(workload, layout);
   ComputeDef& d = q.def;
   d.op = "qmatmul";
   Axis n = make_axis("n"), m = make_axis("m"), j = make_axis("j"), p = make_axis("p"), k = make_axis("k");
@@ -133,7 +133,7 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, const Int4Layout
             layout.vnni,
         ErrorKind::Invalid, "not an int8-activation workload in the vnni packing: " + workload.key());
   const int panel = layout.panel;
-  QMatMulDef q(workload, panel, /*vnni=*/true, layout.words);
+  QMatMulDef q(workload, layout);
   ComputeDef& d = q.def;
   d.op = "qmatmul_int8";
   Axis n = make_axis("n"), m = make_axis("m"), j = make_axis("j"), p = make_axis("p"), k = make_axis("k");
@@ -206,7 +206,7 @@ QMatMulDef define_qmatmul_f16(const QMatMulWorkload& workload, const Int4Layout&
             layout.k_align % B == 0,
         ErrorKind::Invalid, "not a float16-activation workload in words of whole blocks: " + workload.key());
   const int panel = layout.panel, BW = B / 8;
-  QMatMulDef q(workload, panel, /*vnni=*/false, /*words=*/true);
+  QMatMulDef q(workload, layout);
   ComputeDef& d = q.def;
   d.op = "qmatmul_f16";
   Axis n = make_axis("n"), m = make_axis("m"), j = make_axis("j"), p = make_axis("p"), k = make_axis("k");

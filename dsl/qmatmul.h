@@ -35,8 +35,8 @@ struct QMatMulDef {
   int panel = 0;
   QMatMulWorkload workload;  // what it was defined for
 
-  QMatMulDef(const QMatMulWorkload& wl, int panel_width, bool vnni = false, bool words = false)
-      : W("W", wl.format, panel_width, vnni, words), panel(panel_width), workload(wl) {}
+  QMatMulDef(const QMatMulWorkload& wl, const Int4Layout& layout)
+      : W("W", wl.format, layout), panel(layout.panel), workload(wl) {}
 
   // The pipeline's inputs in dsl::call_qmatmul's order: A, the weight's buffers, bias and residual
   // where the workload has them, alpha, beta.

@@ -327,6 +327,15 @@ TEST_CASE("The example models run whole on the OpenCL device and match the refer
     GpuRunResult r = run_model_on_opencl(mlp, {{"x", uniform(gen, {3, 64}, -2, 2)}});
     check_outputs(r);
     CHECK(r.job.kernels.front().second.find("gpu_int4_gemv") != std::string::npos);
+    // Its weights' panels are padded (64 x 64 columns of int4 make 2 KiB), and uploaded so: a view with
+    // strides over storage that holds the padding.
+    CHECK(r.job.kernels.front().second.find("\"panel_pad\":256") != std::string::npos);
+    std::ifstream in(r.job.job_file);
+    const nlohmann::json job = nlohmann::json::parse(in);
+    int padded_views = 0;
+    for (const auto& [name, buffer] : job["buffers"].items())
+      padded_views += buffer.contains("strides") && buffer.contains("alias");
+    CHECK(padded_views > 0);
   }
   SECTION("the MLP on a batch of 24 rows: the GEMM template") {
     GpuRunResult r = run_model_on_opencl(mlp, {{"x", uniform(gen, {24, 64}, -2, 2)}});

@@ -16,10 +16,10 @@
 //                      | {ARCH: FILE, ...} (hip: a code object per arch, "gfx942"; the device's arch
 //                                           picks one by the part of its target ID before ':'),
 //            "kernels": [launch plan, ...] (dsl/core/launch_plan.h),
-//            "buffers": {NAME: {"type": "f32", "extents": [innermost first],
+//            "buffers": {NAME: {"type": "f32", "extents": [innermost first], "strides": [...] (optional),
 //                               "file": IN | "fill": {"seed": S, "lo": L, "hi": H}, "output": OUT}
-//                              | {"type", "extents", "alias": BUFFER}},   (a view: a kernel binding BUFFER
-//                                                                           reads NAME's fields)
+//                              | {"type", "extents", "strides", "alias": BUFFER}},   (a view: a kernel
+//                                                                     binding BUFFER reads NAME's fields)
 //            "scalars": {NAME: number},               (a float goes to the kernel as float32)
 //            "check": [{"buffer": NAME, "expect": FILE, "tolerance": FILE}],   (optional; float32 each)
 //            "timing": {"runs": R, "bytes": B,        (optional: R more runs, timed; B bytes moved a run)
@@ -29,13 +29,14 @@
 //            "title": TEXT,                           (optional: the job's line in check's table)
 //            "model": {"inputs": {NAME: BUFFER, ...}, "outputs": {NAME: BUFFER, ...}}}   (optional: the buffers
 //                      of a model's inputs and outputs, by the graph's names; model libraries bind them)
-// Files are relative to the job's folder. Buffers are dense with mins of 0: their fields ("A.extent.0",
-// "A.stride.1", "A.min.0") and the scalars are the launch's inputs. "fill" makes the contents from a
-// seed (dsl/core/seeded_fill.h). After the first run, each checked buffer must be within its tolerance
-// of the expected values, element by element (NaN fails). run prints {"device": ..., "ms": ...} (and with
-// timing "timing": {"ms": the mean over every timed run, "median_ms", "min_ms", "max_ms": per run over up to
-// five batches of them, "batches", "gb_per_s" at the median, "copies"}) and exits 0, or prints the error (a failed
-// check among them) and exits 1.
+// Files are relative to the job's folder. Buffers have mins of 0 and are dense unless "strides" (in
+// elements) says otherwise: their fields ("A.extent.0", "A.stride.1", "A.min.0") and the scalars are the
+// launch's inputs. A buffer's memory, its file's bytes and its fill span its elements from the first to
+// one past the last, gaps included. "fill" makes the contents from a seed (dsl/core/seeded_fill.h). After the first
+// run, each checked buffer must be within its tolerance of the expected values, element by element (NaN fails). run
+// prints {"device": ..., "ms": ...} (and with timing "timing": {"ms": the mean over every timed run, "median_ms",
+// "min_ms", "max_ms": per run over up to five batches of them, "batches", "gb_per_s" at the median, "copies"}) and
+// exits 0, or prints the error (a failed check among them) and exits 1.
 #include <sys/prctl.h>
 
 #include <algorithm>

@@ -105,18 +105,15 @@ void write_file(const fs::path& path, const void* data, size_t bytes) {
   check(bool(out), ErrorKind::Io, "cannot write " + path.string());
 }
 
-// A job's entry for a dense buffer, its bytes in DIR/NAME.bin.
+// A job's entry for a buffer (dense, or strided as a padded weight is), its bytes in DIR/NAME.bin.
 nlohmann::json buffer_entry(const fs::path& dir, const std::string& name, const halide_buffer_t& b) {
-  nlohmann::json extents = nlohmann::json::array();
-  int64_t stride = 1;
-  for (int d = 0; d < b.dimensions; ++d) {
-    check(b.dim[d].stride == stride && b.dim[d].min == 0, ErrorKind::Invalid,
-          "buffer " + name + " is not dense from 0: the device job cannot carry it");
-    extents.push_back(b.dim[d].extent);
-    stride *= b.dim[d].extent;
-  }
-  write_file(dir / (name + ".bin"), b.host, size_t(stride) * b.type.bytes());
-  return {{"type", dsl::gpu::param_type_name(Halide::Type(b.type))}, {"extents", extents}, {"file", name + ".bin"}};
+  int64_t bytes = 0;
+  dsl::Result<nlohmann::json> entry = dsl::gpu::job_buffer_entry(name, b, &bytes);
+  check(entry.ok(), ErrorKind::Invalid, entry.ok() ? "" : entry.failure().describe());
+  write_file(dir / (name + ".bin"), b.host, size_t(bytes));
+  nlohmann::json e = entry.value();
+  e["file"] = name + ".bin";
+  return e;
 }
 
 nlohmann::json floats_entry(const fs::path& dir, const std::string& name, const std::vector<float>& values,

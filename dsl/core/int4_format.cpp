@@ -17,7 +17,8 @@ std::string Int4Format::describe() const {
 }
 
 std::string Int4Layout::describe() const {
-  return std::to_string(panel) + "/" + std::to_string(k_align) + (vnni ? " vnni" : "") + (words ? " words" : "");
+  return std::to_string(panel) + "/" + std::to_string(k_align) + (vnni ? " vnni" : "") + (words ? " words" : "") +
+         (panel_pad_bytes ? " pad " + std::to_string(panel_pad_bytes) : "");
 }
 
 namespace {
@@ -177,10 +178,23 @@ PackedInt4Buffers pack_float(const QuantizedWeight& w, bool trans_b, const Int4L
   return out;
 }
 
-}  // namespace
+// `dense` (row, rows, panels) with `pad` zero elements after each panel (the layout's panel padding).
+Halide::Runtime::Buffer<> with_panel_padding(const Halide::Runtime::Buffer<>& dense, int pad) {
+  halide_dimension_t dims[3];
+  for (int d = 0; d < 3; ++d) dims[d] = dense.raw_buffer()->dim[d];
+  dims[2].stride = dims[1].stride * dims[1].extent + pad;
+  Halide::Runtime::Buffer<> padded(dense.type(), nullptr, 3, dims);
+  padded.allocate();
+  std::memset(padded.data(), 0, padded.size_in_bytes());
+  const size_t panel_bytes = size_t(dims[1].stride) * size_t(dims[1].extent) * dense.type().bytes();
+  for (int p = 0; p < dims[2].extent; ++p)
+    std::memcpy(static_cast<uint8_t*>(padded.data()) + size_t(p) * size_t(dims[2].stride) * dense.type().bytes(),
+                static_cast<const uint8_t*>(dense.data()) + size_t(p) * panel_bytes, panel_bytes);
+  return padded;
+}
 
-Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout,
-                                           const Int4Format* as) {
+Result<PackedInt4Buffers> pack_dense(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout,
+                                     const Int4Format* as) {
   Result<Int4Format> format = int4_format_of(w, trans_b);
   if (!format) return format.failure();
   const bool by_eight = layout.vnni || layout.words;
@@ -278,6 +292,20 @@ Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_
         }
     out.packed = std::move(words);
   }
+  return out;
+}
+
+}  // namespace
+
+Result<PackedInt4Buffers> pack_int4_weight(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout,
+                                           const Int4Format* as) {
+  if (layout.panel_pad_bytes < 0 || layout.panel_pad_bytes % 16 != 0)
+    return unsupported(
+        w, "the panel padding must be a multiple of 16 bytes, not " + std::to_string(layout.panel_pad_bytes));
+  Result<PackedInt4Buffers> packed = pack_dense(w, trans_b, layout, as);
+  if (!packed || layout.panel_pad_bytes == 0) return packed;
+  PackedInt4Buffers out = std::move(packed).value();
+  out.packed = with_panel_padding(out.packed, layout.panel_pad_bytes / out.packed.type().bytes());
   return out;
 }
 

@@ -97,8 +97,13 @@ struct Int4Layout {
   // a wave of 32. k_align a multiple of 8. With vnni: the vnni packing's 4 bytes of a column as one
   // uint32 (P, Ka/8, panels), for GPU int8 dot products.
   bool words = false;
+  // Bytes of padding after each panel (a multiple of 16, so that vector loads stay aligned): a GPU's
+  // memory channels interleave every few hundred bytes, and panels that start at a multiple of the
+  // channels' period put every block's first loads on one channel. The packed buffer then has
+  // dim(2).stride = P * dim(1).extent + panel_pad_bytes / element bytes; its pad bytes are zero.
+  int panel_pad_bytes = 0;
 
-  std::string describe() const;  // "64/32", "64/32 vnni"
+  std::string describe() const;  // "64/32", "64/32 vnni", "64/8 words pad 256"
 };
 
 // The weight repacked into panels, ready to bind to a kernel's inputs.
@@ -107,7 +112,7 @@ struct PackedInt4Buffers {
   Int4Layout layout;
   Int4Format format;
   // uint8 (P, ceil(K/2), panels); words: uint32 (P, Ka/8, panels); vnni: (4P, Ka/8, panels), or uint32
-  // (P, Ka/8, panels) with words; float: (P, Ka, panels)
+  // (P, Ka/8, panels) with words; float: (P, Ka, panels). Dense, except for the layout's panel padding.
   Halide::Runtime::Buffer<> packed;
   Halide::Runtime::Buffer<> scale;          // (P or 1, groups, panels or 1), float32 or float16
   Halide::Runtime::Buffer<int8_t> zero;     // shaped as scale; undefined without zero points

@@ -21,7 +21,8 @@ Status call_qmatmul(const CompiledPipeline& code, const QMatMulWorkload& compile
     return bad("A has K = " + std::to_string(extent(c.A, 0)) + ", the weight " + std::to_string(W.K));
   if (extent(c.Y, 0) != W.N || extent(c.Y, 1) != extent(c.A, 1))
     return bad("Y must be (N = " + std::to_string(W.N) + ", M = " + std::to_string(extent(c.A, 1)) + ")");
-  if (W.layout.panel != layout.panel || W.layout.vnni != layout.vnni)
+  if (W.layout.panel != layout.panel || W.layout.vnni != layout.vnni ||
+      W.layout.panel_pad_bytes != layout.panel_pad_bytes)
     return bad("the weight is packed as " + W.layout.describe() + ", the kernel reads " + layout.describe() +
                " (repack it for this kernel)");
   if (layout.vnni != compiled.int8_activations)

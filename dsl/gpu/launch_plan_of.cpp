@@ -18,6 +18,29 @@ std::string param_type_name(const Type& t) {
   return "";
 }
 
+Result<nlohmann::json> job_buffer_entry(const std::string& name, const halide_buffer_t& b, int64_t* span_bytes) {
+  const std::string type = param_type_name(Type(b.type));
+  if (type.empty()) return Failure{FailureKind::Unsupported, name, "a device job holds no buffers of its type"};
+  nlohmann::json extents = nlohmann::json::array(), strides = nlohmann::json::array();
+  int64_t dense = 1, last = 0;
+  bool is_dense = true, empty = false;
+  for (int d = 0; d < b.dimensions; ++d) {
+    const halide_dimension_t& dim = b.dim[d];
+    if (dim.min != 0 || dim.stride <= 0)
+      return Failure{FailureKind::Unsupported, name, "a device job's buffers start at 0 with positive strides"};
+    extents.push_back(dim.extent);
+    strides.push_back(dim.stride);
+    is_dense = is_dense && dim.stride == dense;
+    dense *= dim.extent;
+    empty = empty || dim.extent == 0;
+    last += int64_t(dim.extent - 1) * dim.stride;
+  }
+  *span_bytes = empty ? 0 : (last + 1) * b.type.bytes();
+  nlohmann::json entry = {{"type", type}, {"extents", extents}};
+  if (!is_dense) entry["strides"] = strides;
+  return entry;
+}
+
 namespace {
 
 // The name the host binds: Halide numbers Funcs that share a name ("qmatmul$5"), which depends on what

@@ -62,6 +62,12 @@ dsl::IndexExpr renamed(dsl::IndexExpr e, const std::map<std::string, std::string
   return e;
 }
 
+template <class T>
+T value_or_fail(dsl::Result<T> r, const std::string& node) {
+  check(r.ok(), ErrorKind::Unsupported, [&] { return node + ": " + r.failure().describe(); });
+  return std::move(r).value();
+}
+
 class JobBuilder {
  public:
   JobBuilder(const Graph& graph, const dsl::TargetSpec& target, const ScheduleSource* schedules, fs::path dir)
@@ -118,17 +124,18 @@ class JobBuilder {
     write(name, f32.bytes(), size_t(f32.size()) * 4);
     return name;
   }
-  // A storage holding a packed weight buffer as it is (dense from 0).
-  std::string raw_storage(const std::string& what, const halide_buffer_t& b) {
-    int64_t count = 1;
-    for (int d = 0; d < b.dimensions; ++d) {
-      check(b.dim[d].stride == count && b.dim[d].min == 0, ErrorKind::Invalid, what + " is not dense");
-      count *= b.dim[d].extent;
-    }
-    const std::string name = "s" + std::to_string(buffers_.size());
-    buffers_[name] = {{"type", dsl::gpu::param_type_name(Halide::Type(b.type))}, {"extents", {count}}};
-    write(name, b.host, size_t(count) * b.type.bytes());
-    weight_bytes_ += count * b.type.bytes();
+  // A storage holding a packed weight buffer as it is (from 0, its panel padding included), and a view of it
+  // with the buffer's extents and strides.
+  std::string weight_view(const std::string& what, const halide_buffer_t& b) {
+    int64_t bytes = 0;
+    nlohmann::json view = value_or_fail(dsl::gpu::job_buffer_entry(what, b, &bytes), what);
+    const std::string storage = "s" + std::to_string(buffers_.size());
+    buffers_[storage] = {{"type", view["type"]}, {"extents", {bytes / b.type.bytes()}}};
+    write(storage, b.host, size_t(bytes));
+    weight_bytes_ += bytes;
+    const std::string name = "v" + std::to_string(views_++);
+    view["alias"] = storage;
+    buffers_[name] = view;
     return name;
   }
   // A table the host computed once (float32 or int32).
@@ -205,12 +212,6 @@ Shape shape_of(const Graph& graph, const std::string& value) {
   check(s.has_value(), ErrorKind::Invalid,
         "value '" + value + "' has no concrete shape (bind the model's input shapes)");
   return *s;
-}
-
-template <class T>
-T value_or_fail(dsl::Result<T> r, const std::string& node) {
-  check(r.ok(), ErrorKind::Unsupported, [&] { return node + ": " + r.failure().describe(); });
-  return std::move(r).value();
 }
 
 // An elementwise kernel of `key` over `operands` (values with these shapes, and their storages) into a new
@@ -300,22 +301,15 @@ GpuKernels lower_with_record(std::optional<ScheduleChoice> tuned, Default defaul
   return value_or_fail(lower(choice->schedule), node);
 }
 
-// A view of a packed weight buffer, uploaded once.
-std::string weight_view(JobBuilder& b, const std::string& what, const halide_buffer_t& buf) {
-  std::vector<int64_t> extents;
-  for (int d = 0; d < buf.dimensions; ++d) extents.push_back(buf.dim[d].extent);
-  return b.view(b.raw_storage(what, buf), extents);
-}
-
 // A GEMM's or conv's packed weight (dsl::PackedInt4Buffers, dsl::ConvInt4Buffers) bound to its kernels'
 // W_packed, W_scale and W_zero, and the buffer they write bound to a view of `y` of these extents.
 template <class Packed>
 void bind_weight_and_output(JobBuilder& b, const Node& node, const Packed& packed, const GpuKernels& lowered,
                             const std::string& y, const std::vector<int64_t>& y_extents,
                             std::map<std::string, std::string>& views) {
-  views["W_packed"] = weight_view(b, node.label() + " W_packed", *packed.packed.raw_buffer());
-  if (packed.scale.data()) views["W_scale"] = weight_view(b, node.label() + " W_scale", *packed.scale.raw_buffer());
-  if (packed.zero.data()) views["W_zero"] = weight_view(b, node.label() + " W_zero", *packed.zero.raw_buffer());
+  views["W_packed"] = b.weight_view(node.label() + " W_packed", *packed.packed.raw_buffer());
+  if (packed.scale.data()) views["W_scale"] = b.weight_view(node.label() + " W_scale", *packed.scale.raw_buffer());
+  if (packed.zero.data()) views["W_zero"] = b.weight_view(node.label() + " W_zero", *packed.zero.raw_buffer());
   for (const dsl::LaunchPlan& plan : lowered.launches)
     for (const dsl::KernelParam& p : plan.params)
       if (p.is_buffer && p.write && !views.count(p.name)) views[p.name] = b.view(y, y_extents);

@@ -80,10 +80,16 @@ Result<LoadedJob> load_job(const nlohmann::json& job, const JobFileReader& read_
     const std::string file = it->contains("file") ? b.text("file") : "";
     const std::string output = it->contains("output") ? b.text("output") : "";
     const nlohmann::json* fill = it->contains("fill") ? b.field("fill") : nullptr;
-    if (b.ok() && !(extents->is_array() && std::all_of(extents->begin(), extents->end(), [](const nlohmann::json& e) {
-                      return e.is_number_integer() && e.get<int64_t>() >= 0 && e.get<int64_t>() < (int64_t(1) << 31);
-                    })))
+    const nlohmann::json* strides = it->contains("strides") ? b.field("strides") : nullptr;
+    auto below_2_31 = [](const nlohmann::json& e) {
+      return e.is_number_integer() && e.get<int64_t>() >= 0 && e.get<int64_t>() < (int64_t(1) << 31);
+    };
+    if (b.ok() && !(extents->is_array() && std::all_of(extents->begin(), extents->end(), below_2_31)))
       b.fail_with("\"extents\" must be integers from 0 to 2^31");
+    if (b.ok() && strides &&
+        !(strides->is_array() && strides->size() == extents->size() &&
+          std::all_of(strides->begin(), strides->end(), below_2_31)))
+      b.fail_with("\"strides\" must be as many integers from 0 to 2^31 as \"extents\"");
     if (b.ok() && element.bytes() == 4 && element.type != "f32" && element.type != "i32" && element.type != "u32")
       b.fail_with("\"type\" must be one of f32 f16 i8 u8 i16 u16 i32 u32 i64 u64, not \"" + element.type + "\"");
     if (b.ok() && fill &&
@@ -91,14 +97,23 @@ Result<LoadedJob> load_job(const nlohmann::json& job, const JobFileReader& read_
           (*fill)["lo"].is_number() && fill->contains("hi") && (*fill)["hi"].is_number()))
       b.fail_with("\"fill\" is {\"seed\": an unsigned integer, \"lo\": a number, \"hi\": a number}");
     if (!b.ok()) return b.failure();
-    int64_t count = 1;
+    // `count`: the elements the buffer's memory spans, from the first to one past the last.
+    int64_t dense = 1, last = 0;
+    bool empty = false;
     for (size_t d = 0; d < extents->size(); ++d) {
-      int64_t e = (*extents)[d].get<int64_t>();
+      const int64_t e = (*extents)[d].get<int64_t>(), stride = strides ? (*strides)[d].get<int64_t>() : dense;
       inputs[it.key() + ".min." + std::to_string(d)] = 0;
       inputs[it.key() + ".extent." + std::to_string(d)] = e;
-      inputs[it.key() + ".stride." + std::to_string(d)] = count;
-      count *= e;
+      inputs[it.key() + ".stride." + std::to_string(d)] = stride;
+      dense *= e;
+      empty = empty || e == 0;
+      last += (e - 1) * stride;
+      if (last >= (int64_t(1) << 40)) {
+        b.fail_with("spans more than 2^40 elements");
+        return b.failure();
+      }
     }
+    const int64_t count = empty ? 0 : last + 1;
     const int64_t bytes = count * element.bytes();
     if (it->contains("alias")) {  // a view: its own fields over another buffer's memory, which kernels bind
       const std::string of = b.text("alias");

@@ -19,6 +19,24 @@ dsl::KnobDecl weight_loads_knob() {
   return {"weight_loads", dsl::string_values({"cached", "streaming"}), dsl::KnobValue(std::string("cached"))};
 }
 
+// Bytes of padding after each weight panel (Int4Layout::panel_pad_bytes). A GPU interleaves its memory
+// channels every few hundred bytes; every block starts streaming its panel at the same moment, and panels
+// of a multiple of 512 bytes would start them all on the same channels. 256 bytes moves each panel's
+// start to the next channels, at a cost of 256 bytes a panel (0.2% at 4096 x 64 columns).
+dsl::KnobDecl panel_pad_knob() { return {"panel_pad", dsl::int_values({0, 256}), dsl::KnobValue(int64_t(0))}; }
+
+// The default: 256 bytes where the dense panels are a multiple of 512 bytes, else none.
+int64_t default_panel_pad(const QMatMulWorkload& w, const dsl::Int4Layout& layout) {
+  const int64_t Ka = (w.K + layout.k_align - 1) / layout.k_align * layout.k_align;
+  const int64_t panel_bytes = w.format.is_float() ? layout.panel * Ka * w.format.float_bits / 8 : layout.panel * Ka / 2;
+  return panel_bytes % 512 == 0 ? 256 : 0;
+}
+
+dsl::Int4Layout with_panel_pad(dsl::Int4Layout layout, const Schedule& s) {
+  layout.panel_pad_bytes = int(s.get_int("panel_pad", 0));
+  return layout;
+}
+
 void apply_weight_loads(QMatMulDef& q, const Schedule& s) {
   if (s.get_string("weight_loads", "cached") != "streaming") return;
   for (const ImageParam& p : q.W.params()) q.def.streamed_inputs.insert(p.name());
@@ -45,6 +63,7 @@ KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target
       {"load_bytes", dsl::int_values(w.format.is_float() ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 4}),
        dsl::KnobValue(int64_t(1))},
       weight_loads_knob(),
+      panel_pad_knob(),
   };
   return s;
 }
@@ -64,6 +83,7 @@ Schedule gpu_int4_gemv_default(const QMatMulWorkload& w, const TargetSpec& targe
   // Word loads: on an H200 (docs/gpu.md) faster than byte loads at every measured split (1.1x to 4.9x;
   // best against best, 1.4x), with fewer load instructions and no integer-to-float conversions.
   if (!w.format.is_float()) s.knobs["load_bytes"] = int64_t(4);
+  s.knobs["panel_pad"] = default_panel_pad(w, gpu_int4_gemv_layout(s));
   return s;
 }
 
@@ -85,7 +105,7 @@ dsl::Int4Layout gpu_int4_gemv_layout(const Schedule& s) {
   const bool words = s.get_int("load_bytes", 1) == 4;
   dsl::Int4Layout layout{int(s.get_int("tile_n")), words ? 8 : 2};
   layout.words = words;
-  return layout;
+  return with_panel_pad(layout, s);
 }
 
 Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
@@ -253,6 +273,7 @@ KnobSpace gpu_int4_gemv_a8_space(const QMatMulWorkload& w, const TargetSpec& tar
       // schedule alone.
       {"block", dsl::int_values({w.activation_block()})},
       weight_loads_knob(),
+      panel_pad_knob(),
   };
   return s;
 }
@@ -267,6 +288,7 @@ Schedule gpu_int4_gemv_a8_default(const QMatMulWorkload& w, const TargetSpec& ta
   s.template_name = kA8Name;
   s.knobs = {
       {"tile_n", f.get_int("tile_n")}, {"split_k", split}, {"thread_n", int64_t(1)}, {"block", w.activation_block()}};
+  s.knobs["panel_pad"] = default_panel_pad(w, gpu_int4_gemv_a8_layout(s));
   return s;
 }
 
@@ -282,7 +304,7 @@ Status gpu_int4_gemv_a8_check(const QMatMulWorkload& w, const Schedule& s, const
 dsl::Int4Layout gpu_int4_gemv_a8_layout(const Schedule& s) {
   dsl::Int4Layout layout{int(s.get_int("tile_n")), int(s.get_int("block")), /*vnni=*/true};
   layout.words = true;  // a thread loads a column's 8 codes at once
-  return layout;
+  return with_panel_pad(layout, s);
 }
 
 Status apply_gpu_int4_gemv_a8(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
@@ -363,7 +385,7 @@ Status gpu_int4_gemv_h2_check(const QMatMulWorkload& w, const Schedule& s, const
 dsl::Int4Layout gpu_int4_gemv_h2_layout(const Schedule& s) {
   dsl::Int4Layout layout{int(s.get_int("tile_n")), int(s.get_int("block"))};
   layout.words = true;  // a thread loads a column's 8 codes at once
-  return layout;
+  return with_panel_pad(layout, s);
 }
 
 Status apply_gpu_int4_gemv_h2(QMatMulDef& q, const Schedule& s, const TargetSpec&) {

@@ -12,6 +12,7 @@
 
 #include "dsl/gpu/capture_kernels.h"
 #include "dsl/gpu/emit_kernel.h"
+#include "dsl/gpu/launch_plan_of.h"
 #include "dsl/process.h"
 
 namespace tetra::gpu_test {
@@ -28,20 +29,17 @@ inline std::string element_type(const halide_type_t& t) {
   return (t.code == halide_type_float ? "f" : t.code == halide_type_int ? "i" : "u") + std::to_string(t.bits);
 }
 
-// A job entry for a dense Halide buffer, its bytes written to DIR/NAME.bin (named relative to DIR, the
-// job's folder).
+// A job entry for a Halide buffer (dense, or strided as a padded weight is), its bytes written to
+// DIR/NAME.bin (named relative to DIR, the job's folder).
 template <class B>
-nlohmann::json buffer_entry(const fs::path& dir, const std::string& name, const B& b, const std::string& type) {
-  nlohmann::json extents = nlohmann::json::array();
-  int64_t stride = 1;
-  for (int d = 0; d < b.dimensions(); ++d) {
-    REQUIRE(b.dim(d).stride() == stride);  // tetra-device's buffers are dense
-    REQUIRE(b.dim(d).min() == 0);
-    extents.push_back(b.dim(d).extent());
-    stride *= b.dim(d).extent();
-  }
-  write_bytes(dir / (name + ".bin"), b.data(), b.size_in_bytes());
-  return {{"type", type}, {"extents", extents}, {"file", name + ".bin"}};
+nlohmann::json buffer_entry(const fs::path& dir, const std::string& name, const B& b) {
+  int64_t bytes = 0;
+  dsl::Result<nlohmann::json> entry = dsl::gpu::job_buffer_entry(name, *b.raw_buffer(), &bytes);
+  REQUIRE(entry.ok());
+  write_bytes(dir / (name + ".bin"), b.data(), size_t(bytes));
+  nlohmann::json e = entry.value();
+  e["file"] = name + ".bin";
+  return e;
 }
 
 // A check of float32 buffer `name` against `want` within `tolerance`, their files written to DIR.

@@ -70,14 +70,14 @@ nlohmann::json qmatmul_job(const QMatMulWorkload& w, const Schedule& s, const Ca
       if (p["kind"] == "buffer" && p["write"].get<bool>()) output = p["name"];
   REQUIRE(output == "qmatmul");  // the output Func's name, however many others share it
   const PackedInt4Buffers& p = packed.value();
-  job["buffers"]["A"] = buffer_entry(dir, "A", A, "f32");
+  job["buffers"]["A"] = buffer_entry(dir, "A", A);
   if (w.has_bias) {
     Halide::Buffer<float> bias_1d(bias.data(), int(w.N));
-    job["buffers"]["bias"] = buffer_entry(dir, "bias", bias_1d, "f32");
+    job["buffers"]["bias"] = buffer_entry(dir, "bias", bias_1d);
   }
-  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, element_type(p.packed.type()));
-  if (p.scale.data()) job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, element_type(p.scale.type()));
-  if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero, "i8");
+  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed);
+  if (p.scale.data()) job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale);
+  if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero);
   job["buffers"][output] = {{"type", "f32"}, {"extents", {w.N, w.M}}, {"output", "Y.bin"}};
   std::vector<float> want(ref.y.begin(), ref.y.end());
   job["check"] = {check_entry(dir, output, want, tolerance)};
@@ -107,11 +107,11 @@ nlohmann::json qconv_job(const qconv_test::Case& c, const QuantizedWeight& w, co
                     {"dil_h", wl.DH},
                     {"dil_w", wl.DW},
                     {"block", wl.block > 0 ? wl.block : 1}};
-  job["buffers"]["X"] = buffer_entry(dir, "X", b.X, "f32");
-  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed, element_type(p.packed.type()));
-  if (p.scale.data()) job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale, element_type(p.scale.type()));
-  if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero, "i8");
-  if (c.bias) job["buffers"]["bias"] = buffer_entry(dir, "bias", b.B, "f32");
+  job["buffers"]["X"] = buffer_entry(dir, "X", b.X);
+  job["buffers"]["W_packed"] = buffer_entry(dir, "W_packed", p.packed);
+  if (p.scale.data()) job["buffers"]["W_scale"] = buffer_entry(dir, "W_scale", p.scale);
+  if (p.zero.data()) job["buffers"]["W_zero"] = buffer_entry(dir, "W_zero", p.zero);
+  if (c.bias) job["buffers"]["bias"] = buffer_entry(dir, "bias", b.B);
   job["buffers"]["qconv"] = {{"type", "f32"}, {"extents", {wl.OW, wl.OH, wl.M, wl.N}}, {"output", "Y.bin"}};
   qconv_test::Expected e = qconv_test::expected_outputs(c, w, b, wl.epilogue);
   job["check"] = {check_entry(dir, "qconv", e.want, e.tolerance)};

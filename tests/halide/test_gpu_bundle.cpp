@@ -146,20 +146,24 @@ void add_conv_timing_jobs(Bundle& b, int64_t C, int64_t M, int64_t H, uint64_t s
 
 // Halide buffer `like` with its last dimension `extent` long.
 Halide::Runtime::Buffer<> with_last_extent(const Halide::Runtime::Buffer<>& like, int extent) {
-  std::vector<int> sizes;
-  for (int d = 0; d < like.dimensions(); ++d) sizes.push_back(like.dim(d).extent());
-  sizes.back() = extent;
-  return Halide::Runtime::Buffer<>(like.type(), sizes);
+  std::vector<halide_dimension_t> dims(like.raw_buffer()->dim, like.raw_buffer()->dim + like.dimensions());
+  dims.back().extent = extent;  // the strides stay: a padded weight's panels stay padded
+  Halide::Runtime::Buffer<> b(like.type(), nullptr, int(dims.size()), dims.data());
+  b.allocate();
+  return b;
 }
 
 // A job entry whose contents tetra-device makes from `seed`; `host` gets the same values here.
+// A strided buffer's fill covers the memory it spans, gaps included, as tetra-device's does.
 template <class B>
 nlohmann::json fill_entry(B& host, uint64_t seed, double lo, double hi) {
-  const std::string type = element_type(host.type());
-  REQUIRE(seeded_fill(host.data(), int64_t(host.number_of_elements()), type, seed, lo, hi));
-  nlohmann::json extents = nlohmann::json::array();
-  for (int d = 0; d < host.dimensions(); ++d) extents.push_back(host.dim(d).extent());
-  return {{"type", type}, {"extents", extents}, {"fill", {{"seed", seed}, {"lo", lo}, {"hi", hi}}}};
+  int64_t bytes = 0;
+  Result<nlohmann::json> entry = dsl::gpu::job_buffer_entry("fill", *host.raw_buffer(), &bytes);
+  REQUIRE(entry.ok());
+  nlohmann::json e = entry.value();
+  REQUIRE(seeded_fill(host.data(), bytes / host.type().bytes(), e["type"].get<std::string>(), seed, lo, hi));
+  e["fill"] = {{"seed", seed}, {"lo", lo}, {"hi", hi}};
+  return e;
 }
 
 // The int4 decode GEMV (M = 1; int4 in k-blocks of 32 with float16 scales, the common LLM form, or

@@ -422,6 +422,18 @@ TEST_CASE("tetra-device refuses a malformed job by name, without crashing", "[gp
                     "\"extents\": [\"8\"]}}}",
                 "\"extents\" must be integers"},
            Case{"{" + source + ", \"kernels\": [" + plan +
+                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
+                    "\"extents\": [8], \"strides\": [1, 8]}}}",
+                "\"strides\" must be as many integers"},
+           Case{"{" + source + ", \"kernels\": [" + plan +
+                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
+                    "\"extents\": [8], \"strides\": [-2]}}}",
+                "\"strides\" must be as many integers"},
+           Case{"{" + source + ", \"kernels\": [" + plan +
+                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", \"extents\": [8]}, "
+                    "\"v\": {\"type\": \"f32\", \"extents\": [4], \"strides\": [3], \"alias\": \"y\"}}}",
+                "views more than y holds"},
+           Case{"{" + source + ", \"kernels\": [" + plan +
                     "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f64\", "
                     "\"extents\": [8]}}}",
                 "\"type\" must be one of"},
@@ -674,6 +686,47 @@ TEST_CASE(
   // K past a whole number of blocks and of split_k; N past a whole panel; up to 8 rows.
   CHECK(check_activation_template("gpu_int4_gemv_a8", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}},
                                   int8_workload_of) == 30);
+}
+
+TEST_CASE("GPU GEMVs with weight panels padded off the channel period match the reference on an OpenCL device",
+          "[gpu]") {
+  if (!opencl_runs_here()) return;
+  fs::path dir = work_dir("gemv_panel_pad");
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  auto float32_workload_of = [](const test::WeightSpec& s, int64_t M, int64_t K, int64_t N, bool bias_relu) {
+    return workload_of(s, M, K, N, bias_relu);
+  };
+  const std::vector<std::pair<std::string, std::function<QMatMulWorkload(int64_t K)>>> gemvs = {
+      {"gpu_int4_gemv", [&](int64_t K) { return float32_workload_of(spec, 2, K, 200, true); }},
+      {"gpu_int4_gemv_a8", [&](int64_t K) { return int8_workload_of(spec, 2, K, 200, true); }},
+      {"gpu_int4_gemv_h2", [&](int64_t K) { return f16_workload_of(spec, 2, K, 200, true); }}};
+  int runs = 0;
+  for (const auto& [name, workload] : gemvs) {
+    const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(name);
+    // 64 columns a panel on gfx942: 512 values of k make panels of 16 KiB, a multiple of 512 bytes, which the
+    // default pads. The float32 GEMV's panels over 200 are 6400 bytes, which it leaves dense (the others pad
+    // K to whole blocks of 32, so their panels are always whole KiB).
+    if (name == "gpu_int4_gemv") CHECK(t->default_schedule(workload(200), gfx942()).get_int("panel_pad") == 0);
+    const QMatMulWorkload w = workload(512);
+    for (int64_t split_k : {1, 4}) {
+      Schedule s = t->default_schedule(w, gfx942());
+      CHECK(s.get_int("panel_pad") == 256);
+      s.knobs["split_k"] = split_k;
+      INFO(w.key() << " " << s.to_string());
+      REQUIRE(t->check_conflicts(w, s, gfx942()).ok());
+      CHECK(t->layout(s).panel_pad_bytes == 256);
+      nlohmann::json job = qmatmul_job(w, s, capture(w, s), spec, 90 + runs, dir, JobDialect{}, nullptr);
+      // The job holds the weight as packed: panels of 64 x 512/8 words, each followed by 64 words of zeros.
+      CHECK(job["buffers"]["W_packed"]["strides"] == nlohmann::json({1, 64, 64 * 64 + 64}));
+      ProgramRun run = run_job(job, dir);
+      INFO(run.output);
+      CHECK(run.status == 0);  // every panel past the first is read at its padded place
+      ++runs;
+    }
+  }
+  CHECK(runs == 6);
+  fs::remove_all(dir);
 }
 
 TEST_CASE(

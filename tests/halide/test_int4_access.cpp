@@ -18,7 +18,7 @@ namespace {
 // Realizes W(k, n) over [0, K) x [0, N) through the packed panels, vectorised over the panel.
 Halide::Buffer<float> dequantize(const PackedInt4Buffers& packed, const Halide::Target& target = host_target().halide) {
   const int panel = packed.layout.panel;
-  PackedInt4 W("W", packed.format, panel);
+  PackedInt4 W("W", packed.format, packed.layout);
   Halide::Func f("f");
   Halide::Var j("j"), k("k"), p("p");
   f(j, k, p) = W.panel(j, k, p);
@@ -104,4 +104,67 @@ TEST_CASE("the format names the quantization", "[int4]") {
   Result<Int4Format> r = int4_format_of(bad, false);
   REQUIRE_FALSE(r.ok());
   CHECK(r.failure().kind == FailureKind::Unsupported);
+}
+
+TEST_CASE("Padded panels hold the dense packing's values with zeros between panels, and read back bit for bit",
+          "[int4]") {
+  const WeightSpec spec{DType::Int4, true, Granularity::BlockedK, 16, false, false};
+  QuantizedWeight w = test::random_weight(100, 70, spec, 91);
+  Int4Layout bytes{16, 2}, words{16, 8}, vnni{8, 32, true}, vnni_words{8, 32, true};
+  words.words = vnni_words.words = true;
+  for (const Int4Layout& dense_layout : {bytes, words, vnni, vnni_words})
+    for (int pad : {16, 256}) {
+      const PackedInt4Buffers dense = pack_int4_weight(w, false, dense_layout).value();
+      Int4Layout layout = dense_layout;
+      layout.panel_pad_bytes = pad;
+      INFO(layout.describe());
+      Result<PackedInt4Buffers> padded = pack_int4_weight(w, false, layout);
+      REQUIRE(padded.ok());
+      const Halide::Runtime::Buffer<>& d = dense.packed;
+      const Halide::Runtime::Buffer<>& p = padded.value().packed;
+      const int element = d.type().bytes();
+      REQUIRE(p.type() == d.type());
+      for (int i = 0; i < 3; ++i) REQUIRE(p.dim(i).extent() == d.dim(i).extent());
+      CHECK(p.dim(1).stride() == d.dim(1).stride());
+      CHECK(p.dim(2).stride() == d.dim(2).stride() + pad / element);
+      const int64_t panel_bytes = int64_t(d.dim(2).stride()) * element;
+      const auto* dense_bytes = static_cast<const uint8_t*>(d.data());
+      const auto* padded_bytes = static_cast<const uint8_t*>(p.data());
+      int mismatches = 0, nonzero_pad = 0;
+      for (int panel = 0; panel < d.dim(2).extent(); ++panel) {
+        const int64_t at = panel * (panel_bytes + pad);
+        mismatches += std::memcmp(padded_bytes + at, dense_bytes + panel * panel_bytes, size_t(panel_bytes)) != 0;
+        if (panel + 1 < d.dim(2).extent())
+          for (int b = 0; b < pad; ++b) nonzero_pad += padded_bytes[at + panel_bytes + b] != 0;
+      }
+      CHECK(mismatches == 0);
+      CHECK(nonzero_pad == 0);
+      CHECK(int64_t(p.size_in_bytes()) == int64_t(d.size_in_bytes()) + (d.dim(2).extent() - 1) * pad);
+    }
+
+  SECTION("a kernel of the padded layout reads the weight bit for bit, and a dense one refuses it") {
+    Int4Layout layout{16, 2};
+    layout.panel_pad_bytes = 48;
+    const PackedInt4Buffers padded = pack_int4_weight(w, false, layout).value();
+    Halide::Buffer<float> got = dequantize(padded);
+    int mismatches = 0;
+    for (int k = 0; k < 100; ++k)
+      for (int n = 0; n < 70; ++n) {
+        float want = w.value(int64_t(k) * 70 + n), have = got(n % 16, k, n / 16);
+        mismatches += std::memcmp(&want, &have, sizeof(float)) != 0;
+      }
+    CHECK(mismatches == 0);
+    PackedInt4 dense_kernel("W", padded.format, Int4Layout{16, 2});
+    Halide::ParamMap params;
+    Status st = dense_kernel.bind(params, padded);
+    REQUIRE_FALSE(st.ok());
+    CHECK_THAT(st.failure().message, Catch::Contains("pad 48") && Catch::Contains("repack"));
+  }
+  SECTION("padding that would misalign vector loads is refused") {
+    Int4Layout layout{16, 2};
+    layout.panel_pad_bytes = 8;
+    Result<PackedInt4Buffers> r = pack_int4_weight(w, false, layout);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.failure().message, Catch::Contains("multiple of 16 bytes"));
+  }
 }
