@@ -21,6 +21,12 @@ std::string Int4Layout::describe() const {
          (panel_pad_bytes ? " pad " + std::to_string(panel_pad_bytes) : "");
 }
 
+int64_t dense_panel_bytes(const Int4Layout& layout, const Int4Format& format, int64_t K) {
+  const int64_t Ka = (K + layout.k_align - 1) / layout.k_align * layout.k_align;
+  // A float weight holds an element a k; every int4 packing two k a byte.
+  return format.is_float() ? layout.panel * Ka * format.float_bits / 8 : layout.panel * Ka / 2;
+}
+
 namespace {
 
 Failure unsupported(const QuantizedWeight& w, const std::string& why) {

@@ -106,6 +106,10 @@ struct Int4Layout {
   std::string describe() const;  // "64/32", "64/32 vnni", "64/8 words pad 256"
 };
 
+// The bytes of one dense panel of `layout` holding K values of k of a weight of format `format` (the
+// packings above, before the layout's padding).
+int64_t dense_panel_bytes(const Int4Layout& layout, const Int4Format& format, int64_t K);
+
 // The weight repacked into panels, ready to bind to a kernel's inputs.
 struct PackedInt4Buffers {
   int64_t K = 0, N = 0;

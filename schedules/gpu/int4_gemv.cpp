@@ -27,9 +27,7 @@ dsl::KnobDecl panel_pad_knob() { return {"panel_pad", dsl::int_values({0, 256}),
 
 // The default: 256 bytes where the dense panels are a multiple of 512 bytes, else none.
 int64_t default_panel_pad(const QMatMulWorkload& w, const dsl::Int4Layout& layout) {
-  const int64_t Ka = (w.K + layout.k_align - 1) / layout.k_align * layout.k_align;
-  const int64_t panel_bytes = w.format.is_float() ? layout.panel * Ka * w.format.float_bits / 8 : layout.panel * Ka / 2;
-  return panel_bytes % 512 == 0 ? 256 : 0;
+  return dsl::dense_panel_bytes(layout, w.format, w.K) % 512 == 0 ? 256 : 0;
 }
 
 dsl::Int4Layout with_panel_pad(dsl::Int4Layout layout, const Schedule& s) {

@@ -128,6 +128,7 @@ TEST_CASE("Padded panels hold the dense packing's values with zeros between pane
       CHECK(p.dim(1).stride() == d.dim(1).stride());
       CHECK(p.dim(2).stride() == d.dim(2).stride() + pad / element);
       const int64_t panel_bytes = int64_t(d.dim(2).stride()) * element;
+      CHECK(panel_bytes == dense_panel_bytes(dense_layout, dense.format, 100));
       const auto* dense_bytes = static_cast<const uint8_t*>(d.data());
       const auto* padded_bytes = static_cast<const uint8_t*>(p.data());
       int mismatches = 0, nonzero_pad = 0;
