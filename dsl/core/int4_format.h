@@ -51,10 +51,11 @@
 
 namespace tetra::dsl {
 
-// Bytes held by a kernel input buffer (0 when it has none).
+// The bytes of a kernel input buffer's elements (0 when it has none): what a kernel that reads it all
+// streams. Padding between a weight's panels is not counted: no kernel reads it.
 template <class T>
 int64_t buffer_bytes(const Halide::Runtime::Buffer<T>& b) {
-  return b.data() ? int64_t(b.size_in_bytes()) : 0;
+  return b.data() ? int64_t(b.number_of_elements()) * b.type().bytes() : 0;
 }
 
 // What the generated code depends on (shapes do not: K and N are read from the buffers).

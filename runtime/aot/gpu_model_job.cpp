@@ -128,15 +128,12 @@ class JobBuilder {
   // with the buffer's extents and strides.
   std::string weight_view(const std::string& what, const halide_buffer_t& b) {
     int64_t bytes = 0;
-    nlohmann::json view = value_or_fail(dsl::gpu::job_buffer_entry(what, b, &bytes), what);
+    const nlohmann::json entry = value_or_fail(dsl::gpu::job_buffer_entry(what, b, &bytes), what);
     const std::string storage = "s" + std::to_string(buffers_.size());
-    buffers_[storage] = {{"type", view["type"]}, {"extents", {bytes / b.type.bytes()}}};
+    buffers_[storage] = {{"type", entry["type"]}, {"extents", {bytes / b.type.bytes()}}};
     write(storage, b.host, size_t(bytes));
     weight_bytes_ += bytes;
-    const std::string name = "v" + std::to_string(views_++);
-    view["alias"] = storage;
-    buffers_[name] = view;
-    return name;
+    return view_of(storage, entry);
   }
   // A table the host computed once (float32 or int32).
   std::string constant_storage(const std::string& what, const Tensor& t) {
@@ -150,8 +147,14 @@ class JobBuilder {
 
   // A view of `storage` with these extents (innermost first) and its element type.
   std::string view(const std::string& storage, const std::vector<int64_t>& extents) {
+    return view_of(storage, {{"extents", extents}});
+  }
+  // A view of `storage` of this shape ("extents", and "strides" unless dense) and its element type.
+  std::string view_of(const std::string& storage, nlohmann::json shape) {
     const std::string name = "v" + std::to_string(views_++);
-    buffers_[name] = {{"type", buffers_[storage]["type"]}, {"extents", extents}, {"alias", storage}};
+    shape["type"] = buffers_[storage]["type"];
+    shape["alias"] = storage;
+    buffers_[name] = std::move(shape);
     return name;
   }
 

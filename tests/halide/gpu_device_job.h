@@ -24,11 +24,6 @@ fs::path work_dir(const std::string& tag);
 
 void write_bytes(const fs::path& path, const void* data, size_t bytes);
 
-// A job's element type for a Halide type: "f32", "u8", "u32", ...
-inline std::string element_type(const halide_type_t& t) {
-  return (t.code == halide_type_float ? "f" : t.code == halide_type_int ? "i" : "u") + std::to_string(t.bits);
-}
-
 // A job entry for a Halide buffer (dense, or strided as a padded weight is), its bytes written to
 // DIR/NAME.bin (named relative to DIR, the job's folder).
 template <class B>

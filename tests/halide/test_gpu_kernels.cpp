@@ -405,8 +405,12 @@ TEST_CASE("tetra-device refuses a malformed job by name, without crashing", "[gp
     return run_program({std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "run", (dir / "job.json").string()});
   };
   const std::string source = "\"source\": \"" + (dir / "k.cl").string() + "\"";
-  ProgramRun good = run("{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": "
-                        "\"f32\", \"extents\": [8], \"output\": \"" + (dir / "y.bin").string() + "\"}}}");
+  // The job of kernel k with these buffers (a JSON object's text) and `more` top-level fields.
+  auto job_with = [&](const std::string& buffers, const std::string& more = "") {
+    return "{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": " + buffers + more + "}";
+  };
+  ProgramRun good =
+      run(job_with(R"({"y": {"type": "f32", "extents": [8], "output": ")" + (dir / "y.bin").string() + R"("}})"));
   INFO(good.output);
   REQUIRE(good.ok());
   std::vector<float> y(8, 0.0f);
@@ -416,47 +420,28 @@ TEST_CASE("tetra-device refuses a malformed job by name, without crashing", "[gp
   struct Case {
     std::string job, message;
   };
+  const std::string y8 = R"({"y": {"type": "f32", "extents": [8]}})";
   for (const Case& c : {
-           Case{"{" + source + ", \"kernels\": [" + plan +
-                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
-                    "\"extents\": [\"8\"]}}}",
-                "\"extents\" must be integers"},
-           Case{"{" + source + ", \"kernels\": [" + plan +
-                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
-                    "\"extents\": [8], \"strides\": [1, 8]}}}",
+           Case{job_with(R"({"y": {"type": "f32", "extents": ["8"]}})"), "\"extents\" must be integers"},
+           Case{job_with(R"({"y": {"type": "f32", "extents": [8], "strides": [1, 8]}})"),
                 "\"strides\" must be as many integers"},
-           Case{"{" + source + ", \"kernels\": [" + plan +
-                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
-                    "\"extents\": [8], \"strides\": [-2]}}}",
+           Case{job_with(R"({"y": {"type": "f32", "extents": [8], "strides": [-2]}})"),
                 "\"strides\" must be as many integers"},
-           Case{"{" + source + ", \"kernels\": [" + plan +
-                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", \"extents\": [8]}, "
-                    "\"v\": {\"type\": \"f32\", \"extents\": [4], \"strides\": [3], \"alias\": \"y\"}}}",
+           Case{job_with(R"({"y": {"type": "f32", "extents": [8]},
+                             "v": {"type": "f32", "extents": [4], "strides": [3], "alias": "y"}})"),
                 "views more than y holds"},
-           Case{"{" + source + ", \"kernels\": [" + plan +
-                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f64\", "
-                    "\"extents\": [8]}}}",
-                "\"type\" must be one of"},
-           Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {}, \"buffers\": {}}",
-                "no device buffer y"},
+           Case{job_with(R"({"y": {"type": "f64", "extents": [8]}})"), "\"type\" must be one of"},
+           Case{job_with("{}"), "no device buffer y"},
            Case{"{" + source + ", \"kernels\": {}, \"scalars\": {}, \"buffers\": {}}", "\"kernels\" is an array"},
            Case{"{\"source\": \"/nonexistent.cl\", \"kernels\": [], \"scalars\": {}, \"buffers\": {}}", "cannot read"},
            Case{"{" + source + ", \"kernels\": [" + plan + "], \"scalars\": {\"n\": \"x\"}, \"buffers\": {}}",
                 "a scalar input is a number"},
            Case{"{\"source\": ", "not a readable JSON job"},
-           Case{"{" + source + ", \"kernels\": [" + plan +
-                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
-                    "\"extents\": [8], \"fill\": {\"seed\": -1, \"lo\": 0, \"hi\": 1}}}}",
+           Case{job_with(R"({"y": {"type": "f32", "extents": [8], "fill": {"seed": -1, "lo": 0, "hi": 1}}})"),
                 "\"fill\" is {\"seed\""},
-           Case{"{" + source + ", \"kernels\": [" + plan +
-                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
-                    "\"extents\": [8]}}, \"check\": [{\"buffer\": \"y\", \"expect\": \"none.bin\", \"tolerance\": "
-                    "\"none.bin\"}]}",
+           Case{job_with(y8, R"(, "check": [{"buffer": "y", "expect": "none.bin", "tolerance": "none.bin"}])"),
                 "does not hold 8 float32 values for y"},
-           Case{"{" + source + ", \"kernels\": [" + plan +
-                    "], \"scalars\": {}, \"buffers\": {\"y\": {\"type\": \"f32\", "
-                    "\"extents\": [8]}}, \"timing\": {\"runs\": 0, \"bytes\": 32}}",
-                "\"runs\" must be"},
+           Case{job_with(y8, R"(, "timing": {"runs": 0, "bytes": 32})"), "\"runs\" must be"},
        }) {
     ProgramRun r = run(c.job);
     INFO(c.job << "\n" << r.output);
@@ -694,11 +679,8 @@ TEST_CASE("GPU GEMVs with weight panels padded off the channel period match the 
   fs::path dir = work_dir("gemv_panel_pad");
   test::WeightSpec spec;
   spec.granularity = test::Granularity::BlockedK, spec.block = 32;
-  auto float32_workload_of = [](const test::WeightSpec& s, int64_t M, int64_t K, int64_t N, bool bias_relu) {
-    return workload_of(s, M, K, N, bias_relu);
-  };
   const std::vector<std::pair<std::string, std::function<QMatMulWorkload(int64_t K)>>> gemvs = {
-      {"gpu_int4_gemv", [&](int64_t K) { return float32_workload_of(spec, 2, K, 200, true); }},
+      {"gpu_int4_gemv", [&](int64_t K) { return workload_of(spec, 2, K, 200, true); }},
       {"gpu_int4_gemv_a8", [&](int64_t K) { return int8_workload_of(spec, 2, K, 200, true); }},
       {"gpu_int4_gemv_h2", [&](int64_t K) { return f16_workload_of(spec, 2, K, 200, true); }}};
   int runs = 0;
