@@ -43,6 +43,9 @@ struct ComputeDef {
   // Inputs, by name, that a schedule reads once and asks to stream past the caches (GPU kernels load them
   // nontemporally), so that what is read again keeps its cache lines.
   std::set<std::string> streamed_inputs;
+  // Register Funcs, by name, whose values a wave's lanes add up by cross-lane exchanges
+  // (dsl/gpu/private_arrays.h lower_lane_sums).
+  std::set<std::string> lane_sums;
 
   const Halide::Var& var(const std::string& name) const {
     for (const Axis& a : axes)

@@ -86,8 +86,13 @@ class ConstantSharedSizes : public IRMutator {
 // The lowering pass: records every outermost GPU block loop nest as a kernel.
 class CaptureKernels : public IRMutator {
  public:
-  CaptureKernels(std::string name, CapturedPipeline* out, std::string* error, std::set<std::string> streamed)
-      : name_(std::move(name)), out_(out), error_(error), streamed_(std::move(streamed)) {}
+  CaptureKernels(std::string name, CapturedPipeline* out, std::string* error, std::set<std::string> streamed,
+                 std::set<std::string> lane_sums)
+      : name_(std::move(name)),
+        out_(out),
+        error_(error),
+        streamed_(std::move(streamed)),
+        lane_sums_(std::move(lane_sums)) {}
 
   Stmt mutate(const Stmt& s) override {
     if (!seen_top_) {  // the whole lowered statement: keep it as the host's
@@ -108,6 +113,10 @@ class CaptureKernels : public IRMutator {
     k.body = ConstantSharedSizes([&](const Expr& e) {
                return find_constant_bound(in_inputs(e), Direction::Upper);
              }).mutate(Stmt(op));
+    if (Result<Stmt> summed = lower_lane_sums(k.body, lane_sums_); summed.ok())
+      k.body = summed.value();
+    else if (error_->empty())
+      *error_ = summed.failure().describe();
     k.body = localize_private_arrays(k.body);
     k.body = with_constrained_fields(k.body);
     HostClosure closure;
@@ -197,18 +206,20 @@ class CaptureKernels : public IRMutator {
   CapturedPipeline* out_;
   std::string* error_;
   std::set<std::string> streamed_;
+  std::set<std::string> lane_sums_;
   bool seen_top_ = false;
 };
 
 }  // namespace
 
 Result<CapturedPipeline> capture_kernels(const std::vector<Func>& outputs, const std::vector<Argument>& args,
-                                         const std::string& name, const std::set<std::string>& streamed) {
+                                         const std::string& name, const std::set<std::string>& streamed,
+                                         const std::set<std::string>& lane_sums) {
   CapturedPipeline captured;
   std::string error;
   try {
     Pipeline pipeline(outputs);
-    pipeline.add_custom_lowering_pass(new CaptureKernels(name, &captured, &error, streamed));
+    pipeline.add_custom_lowering_pass(new CaptureKernels(name, &captured, &error, streamed, lane_sums));
     // The stand-in GPU feature: Halide validates GPU schedules only for a target with one (with
     // float16, which every AMD GPU has).
     Target stand_in = Target("x86-64-linux-opencl-cl_half");

@@ -19,9 +19,11 @@ struct CapturedPipeline {
 
 // Lowers `outputs` (scheduled with gpu_blocks / gpu_threads) for `args` and captures its kernels, named
 // `name`_k0, `name`_k1, ... A pipeline with no GPU loop, or whose shared allocations have no constant
-// size, is a Failure. Each kernel streams the buffers of `streamed` it reads (DeviceKernel::streamed_buffers).
+// size, is a Failure. Each kernel streams the buffers of `streamed` it reads (DeviceKernel::streamed_buffers);
+// the register Funcs of `lane_sums` are added up across lanes (dsl/gpu/private_arrays.h lower_lane_sums).
 Result<CapturedPipeline> capture_kernels(const std::vector<Halide::Func>& outputs,
                                          const std::vector<Halide::Argument>& args, const std::string& name,
-                                         const std::set<std::string>& streamed = {});
+                                         const std::set<std::string>& streamed = {},
+                                         const std::set<std::string>& lane_sums = {});
 
 }  // namespace tetra::dsl::gpu

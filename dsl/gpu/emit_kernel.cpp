@@ -38,6 +38,11 @@ struct DialectTable {
   // A load from the address %a that the caches keep no line for (a nontemporal load), of type %t; ""
   // where the dialect has none, and the load is a plain one.
   const char* streaming_load;
+  // The sum of the float %v over the %n adjacent lanes of its group (dsl/gpu/private_arrays.h
+  // lower_lane_sums), which every lane of the block calls together; and what a kernel that calls it declares
+  // first, for a block of %n threads ("" where nothing).
+  const char* lane_sum;
+  const char* lane_scratch;
   // OpenCL C: %t is the OpenCL type name (as_uint), integer literals take OpenCL's suffixes, and float16
   // (without cl_khr_fp16) is carried in float: loads through vload_half, rounding through
   // tetra_round_f16, "half" only behind buffer pointers.
@@ -100,6 +105,24 @@ struct DialectTable {
   "  tetra_f16x2 x = __builtin_bit_cast(tetra_f16x2, a), y = __builtin_bit_cast(tetra_f16x2, b);\n" \
   "  return __builtin_fmaf((float)x.y, (float)y.y, __builtin_fmaf((float)x.x, (float)y.x, c));\n}\n"
 
+// The lanes' butterfly of lower_lane_sums: at each step a lane adds the value of the lane whose id differs
+// in one bit, so every lane of the group ends with the same sum, in the same order in every dialect. AMD:
+// ds_bpermute (a cross-lane read that uses no workgroup memory) from the lane's id in the wave; NVIDIA:
+// shfl.sync.bfly over the whole warp, which every lane reaches. A group wider than the arch's wave is a
+// compile error, not a wrong sum.
+#define TETRA_AMDGPU_LANE_SUM                                                                                        \
+  "template <int lanes> __device__ inline float tetra_lane_sum(float v) {\n"                                         \
+  "  static_assert(lanes <= __AMDGCN_WAVEFRONT_SIZE__, \"a lane sum wider than this arch's wave\");\n"               \
+  "  const int lane = __builtin_amdgcn_mbcnt_hi(~0u, __builtin_amdgcn_mbcnt_lo(~0u, 0u));\n"                         \
+  "  for (int o = lanes / 2; o > 0; o /= 2)\n"                                                                       \
+  "    v += __builtin_bit_cast(float, __builtin_amdgcn_ds_bpermute((lane ^ o) << 2, __builtin_bit_cast(int, v)));\n" \
+  "  return v;\n}\n"
+#define TETRA_NVPTX_LANE_SUM                                                                            \
+  "template <int lanes> __device__ inline float tetra_lane_sum(float v) {\n"                            \
+  "  static_assert(lanes <= 32, \"a lane sum wider than a warp\");\n"                                   \
+  "  for (int o = lanes / 2; o > 0; o /= 2) v += __nvvm_shfl_sync_bfly_f32(0xffffffffu, v, o, 0x1f);\n" \
+  "  return v;\n}\n"
+
 // Halide's float math (exp_f32, ...) as each dialect has it, with no device library: clang's builtins,
 // which the AMDGPU backend lowers to its own instructions; NVPTX's base-2 approximations, within a few
 // ulp; OpenCL C's own functions.
@@ -133,7 +156,7 @@ const DialectTable kHip = {
     "// HIP, self-contained: amdgcn builtins, no device headers or libraries.\n"
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
     "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_AMDGPU_MATH TETRA_AMDGPU_DOT4_I8
-        TETRA_AMDGPU_DOT2_F16,
+        TETRA_AMDGPU_DOT2_F16 TETRA_AMDGPU_LANE_SUM,
     "extern \"C\" __global__ ",
     "__attribute__((amdgpu_flat_work_group_size(1, %n))) ",
     "",
@@ -148,6 +171,8 @@ const DialectTable kHip = {
     " __attribute__((align_value(%n)))",
     "*(const %t *)(%p + %i)",
     "__builtin_nontemporal_load(%a)",  // the arch's streaming bits: slc (gfx9-11), nt (gfx940), TH_LOAD_NT (gfx12)
+    "tetra_lane_sum<%n>(%v)",
+    "",
     false,
 };
 
@@ -170,7 +195,14 @@ const DialectTable kOpenCL = {
     "inline float tetra_dot2_f16(uint a, uint b, float c) {\n"
     "  ushort h[4] = {(ushort)a, (ushort)(a >> 16), (ushort)b, (ushort)(b >> 16)};\n"
     "  return fma(vload_half(1, (const half*)h), vload_half(3, (const half*)h), fma(vload_half(0, (const half*)h), "
-    "vload_half(2, (const half*)h), c));\n}\n",
+    "vload_half(2, (const half*)h), c));\n}\n"
+    // OpenCL C 1.2 has no cross-lane operations (pocl's CPU device offers no subgroups): the same butterfly
+    // through workgroup memory, a barrier each half-step, which every work-item reaches.
+    "inline float tetra_lane_sum(float v, int lanes, __local float* scratch) {\n"
+    "  const int i = get_local_id(0) + get_local_size(0) * (get_local_id(1) + get_local_size(1) * get_local_id(2));\n"
+    "  for (int o = lanes / 2; o > 0; o /= 2) {\n"
+    "    scratch[i] = v;\n    barrier(CLK_LOCAL_MEM_FENCE);\n    v += scratch[i ^ o];\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n  }\n  return v;\n}\n",
     "__kernel ",
     "",
     "__global ",
@@ -184,6 +216,8 @@ const DialectTable kOpenCL = {
     "",
     "vload%n(0, %p + %i)",
     "",
+    "tetra_lane_sum(%v, %n, tetra_lanes)",
+    "__local float tetra_lanes[%n];",
     true,
 };
 
@@ -191,7 +225,7 @@ const DialectTable kCuda = {
     "// CUDA, self-contained: NVVM builtins, no CUDA headers or libraries.\n"
     "#define __global__ __attribute__((global))\n#define __device__ __attribute__((device))\n"
     "#define __shared__ __attribute__((shared))\n" TETRA_C_INTS TETRA_CPP_HELPERS TETRA_NVPTX_MATH TETRA_NVPTX_DOT4_I8
-        TETRA_NVPTX_DOT2_F16,
+        TETRA_NVPTX_DOT2_F16 TETRA_NVPTX_LANE_SUM,
     "extern \"C\" __global__ ",
     "__attribute__((launch_bounds(%n))) ",
     "",
@@ -205,8 +239,26 @@ const DialectTable kCuda = {
     " __attribute__((align_value(%n)))",
     "*(const %t *)(%p + %i)",
     "__builtin_nontemporal_load(%a)",  // a hint NVPTX may drop
+    "tetra_lane_sum<%n>(%v)",
+    "",
     false,
 };
+
+// Whether `s` calls the function `name`.
+bool calls(const Stmt& s, const std::string& name) {
+  struct Finder : IRVisitor {
+    const std::string* name;
+    bool found = false;
+    using IRVisitor::visit;
+    void visit(const Call* op) override {
+      found = found || op->name == *name;
+      IRVisitor::visit(op);
+    }
+  } finder;
+  finder.name = &name;
+  s.accept(&finder);
+  return finder.found;
+}
 
 // `pattern` with each placeholder replaced by its value, every occurrence.
 std::string fill(std::string pattern, const std::vector<std::pair<std::string, std::string>>& values) {
@@ -260,6 +312,11 @@ class KernelPrinter : public CodeGen_C {
     }
     stream << ") ";
     open_scope();
+    if (*table_.lane_scratch && calls(k.body, "tetra_lane_sum")) {
+      const int64_t threads = constant_threads_per_block(k);
+      if (threads <= 0) error_ = "lane sums in a block of no constant size";
+      stream << get_indent() << fill(table_.lane_scratch, {{"%n", std::to_string(threads)}}) << "\n";
+    }
     print_stmt(k.body);
     close_scope(k.name);
     for (const DeviceArgument& a : k.args)
@@ -438,6 +495,11 @@ class KernelPrinter : public CodeGen_C {
   void visit(const Call* op) override {
     if (op->is_intrinsic(Call::gpu_thread_barrier)) {
       error_ = "a barrier inside an expression";
+      return;
+    }
+    if (op->name == "tetra_lane_sum" && op->args.size() == 2) {
+      std::string value = print_expr(op->args[0]), lanes = print_expr(op->args[1]);
+      print_assignment(op->type, fill(table_.lane_sum, {{"%v", value}, {"%n", lanes}}));
       return;
     }
     CodeGen_C::visit(op);

@@ -217,8 +217,200 @@ class LocalizePrivateArrays : public IRMutator {
   }
 };
 
+// ---- lower_lane_sums ----
+
+// Whether the allocation `alloc` is the storage of the Func `func` (Halide names it func.N).
+bool stores_func(const std::string& alloc, const std::string& func) {
+  if (alloc.size() <= func.size() + 1 || alloc.compare(0, func.size() + 1, func + ".") != 0) return false;
+  return std::all_of(alloc.begin() + long(func.size()) + 1, alloc.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The one write of an array, and what surrounds it: the x thread loop (the lanes), the outermost condition
+// on thread ids (to hoist the write out of), the names bound inside that condition, and whether a serial
+// loop of thread-dependent bounds encloses it (then lanes would exchange different numbers of times).
+class FindLaneWrite : public IRVisitor {
+ public:
+  explicit FindLaneWrite(std::string name) : name_(std::move(name)) {}
+  const Store* write = nullptr;
+  int writes = 0;
+  std::string lane_var;
+  int64_t lanes = 0;
+  const IfThenElse* outer_if = nullptr;
+  std::set<std::string> bound_in_if;
+  bool uneven_loop = false;
+
+ private:
+  using IRVisitor::visit;
+  struct Around {
+    const IRNode* node;
+    std::string name;  // a loop's or let's
+  };
+  bool thread_dependent(const Expr& e) const { return reads_any(e, thread_dependent_); }
+  void visit(const Store* op) override {
+    IRVisitor::visit(op);
+    if (op->name != name_) return;
+    ++writes;
+    write = op;
+    bool inside = false;
+    for (const Around& a : around_) {
+      if (const For* f = dynamic_cast<const For*>(a.node)) {
+        bool block = false;
+        const int axis = gpu_loop_axis(f->name, &block);
+        if (axis == 0 && !block) {
+          lane_var = f->name;
+          const int64_t* extent = as_const_int(f->extent);
+          lanes = extent && is_const_zero(f->min) ? *extent : 0;
+        }
+        if (axis < 0 && (thread_dependent(f->min) || thread_dependent(f->extent))) uneven_loop = true;
+      }
+      const IfThenElse* i = dynamic_cast<const IfThenElse*>(a.node);
+      if (!outer_if && i && thread_dependent(i->condition)) outer_if = i, inside = true;
+      if (inside && !a.name.empty()) bound_in_if.insert(a.name);
+    }
+  }
+  void visit(const For* op) override {
+    bool block = false;
+    if (gpu_loop_axis(op->name, &block) >= 0 && !block) thread_dependent_.insert(op->name);
+    around_.push_back({op, op->name});
+    IRVisitor::visit(op);
+    around_.pop_back();
+  }
+  void visit(const IfThenElse* op) override {
+    around_.push_back({op, ""});
+    IRVisitor::visit(op);
+    around_.pop_back();
+  }
+  void visit(const LetStmt* op) override {
+    if (thread_dependent(op->value)) thread_dependent_.insert(op->name);
+    around_.push_back({op, op->name});
+    IRVisitor::visit(op);
+    around_.pop_back();
+  }
+  std::string name_;
+  std::vector<Around> around_;
+  std::set<std::string> thread_dependent_;
+};
+
+// The rewrite of one lane-summed array: its write, hoisted out of `outer_if` where there is one, becomes the
+// lanes' sum; a read of lane 0's slot (`reads` true) reads the thread's own slot, and a read of another
+// lane's (false) is dropped from the sum it is added to: that part is in the sum now.
+class SumAcrossLanes : public IRMutator {
+ public:
+  SumAcrossLanes(const FindLaneWrite& found, Expr own_index, std::map<const IRNode*, bool> reads)
+      : found_(found),
+        own_index_(std::move(own_index)),
+        reads_(std::move(reads)),
+        temp_(found.write->name + ".lane"),
+        dropped_(make_zero(found.write->value.type())) {}
+
+ private:
+  using IRMutator::visit;
+  Type type() const { return found_.write->value.type(); }
+  Expr sum(const Expr& value) const {
+    return Call::make(type(), "tetra_lane_sum", {value, Expr(int32_t(found_.lanes))}, Call::Extern);
+  }
+  Stmt store(const std::string& name, const Expr& value, const Expr& index) const {
+    return Store::make(name, value, index, Parameter(), const_true(), ModulusRemainder());
+  }
+  Stmt visit(const Store* op) override {
+    if (op != found_.write) return IRMutator::visit(op);
+    Expr value = mutate(op->value);
+    return found_.outer_if ? store(temp_, value, 0) : store(op->name, sum(value), own_index_);
+  }
+  Stmt visit(const IfThenElse* op) override {
+    if (op != found_.outer_if) return IRMutator::visit(op);
+    // temp = 0; if (...) { ... temp = value; } temp = sum(temp); array[own] = temp
+    Expr temp = Load::make(type(), temp_, 0, Buffer<>(), Parameter(), const_true(), ModulusRemainder());
+    Stmt body = Block::make({store(temp_, make_zero(type()), 0), IRMutator::visit(op), store(temp_, sum(temp), 0),
+                             store(found_.write->name, temp, own_index_)});
+    return Allocate::make(temp_, type(), MemoryType::Register, {1}, const_true(), body);
+  }
+  Expr visit(const Load* op) override {
+    auto it = reads_.find(op);
+    if (it == reads_.end()) return IRMutator::visit(op);
+    if (!it->second) return dropped_;
+    return Load::make(op->type, op->name, own_index_, op->image, op->param, op->predicate, op->alignment);
+  }
+  // `x + dropped` is x. (Not Halide's simplifier: it would also rewrite the own-slot reads' indices by the
+  // conditions around them, and they would no longer be the write's.)
+  Expr visit(const Add* op) override {
+    Expr a = mutate(op->a), b = mutate(op->b);
+    if (b.same_as(dropped_)) return a;
+    if (a.same_as(dropped_)) return b;
+    return a.same_as(op->a) && b.same_as(op->b) ? Expr(op) : Add::make(a, b);
+  }
+  const FindLaneWrite& found_;
+  Expr own_index_;
+  std::map<const IRNode*, bool> reads_;
+  std::string temp_;
+  Expr dropped_;
+};
+
+class LowerLaneSums : public IRMutator {
+ public:
+  explicit LowerLaneSums(const std::set<std::string>& funcs) : funcs_(funcs) {}
+  std::string error;
+
+ private:
+  using IRMutator::visit;
+  Stmt visit(const Allocate* op) override {
+    Stmt s = IRMutator::visit(op);
+    const bool marked =
+        std::any_of(funcs_.begin(), funcs_.end(), [&](const auto& f) { return stores_func(op->name, f); });
+    if (!marked || !error.empty()) return s;
+    const Allocate* a = s.as<Allocate>();
+    auto fail = [&](const std::string& why) {
+      error = "the lane sum " + op->name + ": " + why;
+      return s;
+    };
+    if (a->memory_type != MemoryType::Register) return fail("not in registers");
+    FindLaneWrite found(a->name);
+    a->body.accept(&found);
+    if (found.writes != 1) return fail("written " + std::to_string(found.writes) + " times, not once");
+    if (!found.write->value.type().is_float() || found.write->value.type().bits() != 32 ||
+        !found.write->value.type().is_scalar())
+      return fail("not of float32 values");
+    if (found.lanes < 1 || (found.lanes & (found.lanes - 1)) != 0)
+      return fail("the x threads around its write are not a power of two from 0");
+    if (found.uneven_loop) return fail("written in a loop whose bounds depend on the thread");
+    Accesses accesses(a->name);
+    a->body.accept(&accesses);
+    auto write = std::find_if(accesses.indices.begin(), accesses.indices.end(),
+                              [&](const auto& i) { return i.first == found.write; });
+    if (write == accesses.indices.end()) return fail("its write is not a scalar");
+    const Expr own = write->second;
+    if (found.outer_if && reads_any(own, found.bound_in_if))
+      return fail("its index reads a name bound inside the condition around it");
+    // The lanes' slots of one column are own + c * stride, c = 0 .. lanes - 1.
+    const Expr at_lane0 = simplify(substitute(found.lane_var, 0, own));
+    const int64_t* stride = as_const_int(simplify(substitute(found.lane_var, 1, own) - at_lane0));
+    if (!stride || *stride == 0) return fail("its index is not linear in the lane");
+    std::map<const IRNode*, bool> reads;  // whether it reads lane 0's slot
+    std::set<int64_t> lanes_read;
+    for (const auto& [node, index] : accesses.indices) {
+      if (node == found.write) continue;
+      const int64_t* offset = as_const_int(simplify(index - at_lane0));
+      if (!offset || *offset % *stride != 0 || *offset / *stride < 0 || *offset / *stride >= found.lanes ||
+          !lanes_read.insert(*offset / *stride).second)
+        return fail("a read other than one of each lane of the reading thread's column (unroll the lanes' loop)");
+      reads[node] = *offset == 0;
+    }
+    if (int64_t(lanes_read.size()) != found.lanes) return fail("its reads do not cover every lane");
+    return SumAcrossLanes(found, own, reads).mutate(s);
+  }
+  const std::set<std::string>& funcs_;
+};
+
 }  // namespace
 
 Stmt localize_private_arrays(const Stmt& kernel) { return LocalizePrivateArrays().mutate(kernel); }
+
+Result<Stmt> lower_lane_sums(const Stmt& kernel, const std::set<std::string>& funcs) {
+  if (funcs.empty()) return kernel;
+  LowerLaneSums lower(funcs);
+  Stmt s = lower.mutate(kernel);
+  if (!lower.error.empty()) return Failure{FailureKind::Unsupported, "lane sums", lower.error};
+  return s;
+}
 
 }  // namespace tetra::dsl::gpu

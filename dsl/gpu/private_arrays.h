@@ -13,10 +13,32 @@
 // registers. An array whose accesses do not have that form is left as it is (its scratch shows in the
 // code object).
 #pragma once
+#include <set>
+#include <string>
+
 #include "Halide.h"
+#include "dsl/core/result.h"
 
 namespace tetra::dsl::gpu {
 
 Halide::Internal::Stmt localize_private_arrays(const Halide::Internal::Stmt& kernel);
+
+// Cross-lane sums of register arrays (dsl::ComputeDef::lane_sums; run before localize_private_arrays).
+//
+// A schedule that splits a column's reduction across the x threads of a block (the lanes: rfactor, the
+// partial sums' wrapper in registers, gpu_threads(u, ...) with u the fastest) leaves Halide's form of the
+// sum: each lane writes its slot of a block-sized register array, and the consumer, on one lane, reads the
+// X slots of its column: `acc += lanes[y + 4 * c]` for c = 0..X-1, unrolled. Registers are private, so
+// as lowered that reads what other lanes wrote. Here the lanes add up their values instead, in a
+// butterfly of X / 2, X / 4, ..., 1 exchanges (the call tetra_lane_sum(value, X); dsl/gpu/emit_kernel.h):
+// after it, every lane's slot holds its column's total, so the consumer's read of lane 0's slot becomes a
+// read of its own slot and the other reads become 0.
+//
+// Every lane must take part in each exchange: the write is hoisted out of a condition on thread ids (a
+// guarded tail of columns), the lanes that fail it giving 0. What does not have this form (a write in a
+// loop, a read of another column, a consumer reading other than each lane once, X not a power of two) is
+// a Failure naming the array.
+Result<Halide::Internal::Stmt> lower_lane_sums(const Halide::Internal::Stmt& kernel,
+                                               const std::set<std::string>& funcs);
 
 }  // namespace tetra::dsl::gpu

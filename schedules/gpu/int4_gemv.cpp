@@ -199,6 +199,127 @@ dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& w, const Schedul
 
 }  // namespace tetra::schedules
 
+// ---- a column's k across a wave's lanes: gpu_int4_gemv_wave ----
+
+namespace tetra::schedules {
+
+namespace {
+constexpr const char* kWaveName = "gpu_int4_gemv_wave";
+}  // namespace
+
+KnobSpace gpu_int4_gemv_wave_space(const QMatMulWorkload&, const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  std::vector<int64_t> lanes;
+  for (int64_t l : {8, 16, 32, 64})
+    if (l <= wave) lanes.push_back(l);
+  KnobSpace s;
+  s.template_name = kWaveName;
+  s.family = target.family;
+  s.knobs = {
+      // Lanes per column, the k split: at most a wave, so that the lanes' sums meet without workgroup memory.
+      {"lanes", dsl::int_values(lanes)},
+      // Columns per block.
+      {"columns", dsl::int_values({1, 2, 4, 8, 16})},
+      // Adjacent weight words a lane loads at once: 4, 8 or 16 bytes.
+      {"vector", dsl::int_values({1, 2, 4})},
+      // Loads of each lane unrolled together, in flight at once.
+      {"unroll_k", dsl::int_values({1, 2, 4})},
+      weight_loads_knob(),
+  };
+  return s;
+}
+
+Schedule gpu_int4_gemv_wave_default(const QMatMulWorkload&, const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  // A wave per column (the 64 lanes on CDNA, 32 on RDNA), 16-byte loads, 4 waves a block.
+  Schedule s;
+  s.template_name = kWaveName;
+  s.knobs = {{"lanes", wave}, {"columns", int64_t(4)}, {"vector", int64_t(4)}, {"unroll_k", int64_t(2)}};
+  return s;
+}
+
+Status gpu_int4_gemv_wave_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
+  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t threads = s.get_int("lanes") * s.get_int("columns");
+  if (threads > 1024) return Failure{FailureKind::KnobConflict, "columns", "lanes x columns exceed 1024 threads"};
+  // Every lane of a wave takes part in the exchanges: the block is whole waves.
+  if (threads % wave != 0)
+    return Failure{FailureKind::KnobConflict, "columns",
+                   "lanes x columns must be whole waves of " + std::to_string(wave) + " lanes"};
+  if (s.get_int("lanes") > wave)
+    return Failure{FailureKind::KnobConflict, "lanes", "a column's lanes must be in one wave"};
+  if (w.int8_activations) return Failure{FailureKind::Unsupported, kWaveName, "float32 activations only"};
+  if (w.format.is_float()) return Failure{FailureKind::Unsupported, kWaveName, "int4 weights only (packed words)"};
+  return dsl::ok_status();
+}
+
+dsl::Int4Layout gpu_int4_gemv_wave_layout(const Schedule&) {
+  dsl::Int4Layout layout{1, 8};  // a column a panel: its words k-contiguous
+  layout.words = true;
+  return layout;
+}
+
+Status apply_gpu_int4_gemv_wave(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const int S = int(s.get_int("lanes")), R = int(s.get_int("columns")), V = int(s.get_int("vector"));
+  const int U = int(s.get_int("unroll_k"));
+  apply_weight_loads(q, s);
+  dsl::ComputeDef& d = q.def;
+  Func out = d.output, acc = d.stage("acc");
+  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
+  RVar k = d.reduce("k").rvar();
+  q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
+  // A column's words are the workload's ceil(K / 8): with K a multiple of 32, each column starts 16-byte
+  // aligned, and a lane's `vector` adjacent words are one load (dsl/gpu/vector_loads.h).
+  for (ImageParam w : q.W.params())
+    if (w.dimensions() == 3 && w.type() == UInt(32)) w.dim(1).set_extent(int((q.workload.K + 7) / 8));
+
+  // Blocks over (R columns, row). Thread (u, c) is lane u of column c: u is the fastest thread id, so a
+  // column's lanes are adjacent lanes of one wave. acc and the output run on lane 0 (x extent 1).
+  Var no("no"), ni("ni"), nx("nx"), u("u"), px("px");
+  out.split(n, no, ni, R, TailStrategy::GuardWithIf)
+      .split(ni, ni, nx, 1)
+      .reorder(nx, ni, no, m)
+      .gpu_blocks(no, m)
+      .gpu_threads(nx, ni);
+  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, 1).bound_extent(m, 1);
+  acc.split(p, p, px, 1).reorder(j, px, p).gpu_threads(px, p);
+  // k = ((ko S + u) V + v) 8 + l: lane u's word, V adjacent words, a word's 8 values.
+  RVar kw("kw"), kl("kl"), kq("kq"), kv("kv"), ko("ko"), ku("ku"), koo("koo"), koi("koi");
+  acc.update()
+      .split(k, kw, kl, 8, TailStrategy::GuardWithIf)
+      .split(kw, kq, kv, V, TailStrategy::GuardWithIf)
+      .split(kq, ko, ku, S, TailStrategy::GuardWithIf);
+  Func part = acc.update().rfactor(ku, u);
+  acc.update().split(p, p, px, 1).reorder(ku, j, px, p).gpu_threads(px, p).unroll(ku);
+  // lanes(j, p, m, u): each lane's sum, in its registers; lower_lane_sums turns acc's reads of the
+  // column's lanes into one butterfly of exchanges.
+  Func lanes = part.in(acc);
+  d.lane_sums.insert(lanes.name());
+  lanes.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, 1).bound_extent(m, 1);
+  lanes.reorder(j, u, p, m).gpu_threads(u, p);
+  part.compute_at(lanes, u).store_in(MemoryType::Register);
+  part.update()
+      .split(ko, koo, koi, U, TailStrategy::GuardWithIf)
+      .reorder(kl, kv, koi, koo)
+      .unroll(kl)
+      .unroll(kv)
+      .unroll(koi);
+  return dsl::ok_status();
+}
+
+dsl::KernelTraffic gpu_int4_gemv_wave_traffic(const QMatMulWorkload& w, const Schedule& s) {
+  // As the float32 GEMV with word loads: the weight once per row of A, 3 operations a weight; no
+  // workgroup memory (the lanes exchange their sums in registers).
+  const double M = double(w.M), K = double(w.K), N = double(w.N);
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, 1);
+  t.valu_ops = M * K * N * (w.format.f16_scale ? 5 : 3);
+  t.blocks = (w.N + s.get_int("columns") - 1) / s.get_int("columns") * w.M;
+  t.threads_per_block = s.get_int("lanes") * s.get_int("columns");
+  return t;
+}
+
+}  // namespace tetra::schedules
+
 // ---- int8 activations: gpu_int4_gemv_a8 ----
 
 namespace tetra::schedules {

@@ -21,6 +21,20 @@ dsl::Int4Layout gpu_int4_gemv_layout(const Schedule& schedule);
 Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
 dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
+// The same GEMV with a column's k split across the lanes of one wave, added up by cross-lane operations
+// (gpu_int4_gemv_wave): the weight packed a column to a panel (k contiguous), lane u of a column's
+// `lanes` sums the words u, u + lanes, ... (`vector` adjacent words a load: 16 bytes at 4), so a wave's
+// loads of a column are one contiguous stretch. The lanes' sums meet in a butterfly of cross-lane
+// exchanges (dsl/gpu/private_arrays.h lower_lane_sums; ds_bpermute on AMD, shfl.bfly on NVIDIA, workgroup
+// memory in OpenCL C), with no workgroup memory or barrier on a GPU; lane 0 writes the column.
+// A block is `columns` columns of `lanes` lanes.
+dsl::KnobSpace gpu_int4_gemv_wave_space(const QMatMulWorkload& workload, const TargetSpec& target);
+Schedule gpu_int4_gemv_wave_default(const QMatMulWorkload& workload, const TargetSpec& target);
+Status gpu_int4_gemv_wave_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+dsl::Int4Layout gpu_int4_gemv_wave_layout(const Schedule& schedule);
+Status apply_gpu_int4_gemv_wave(QMatMulDef& q, const Schedule& schedule, const TargetSpec& target);
+dsl::KernelTraffic gpu_int4_gemv_wave_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
+
 // The same GEMV for int8 activations (define_qmatmul_int8 with the vnni words layout): each block
 // quantizes its row of A per k-block into workgroup memory, then a thread's 8 codes of a column (one
 // uint32) meet 8 int8 activations in two 4-way dot products (dsl/gpu/emit_kernel.h dot4_i8: v_dot4 on AMD,

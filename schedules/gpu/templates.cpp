@@ -9,6 +9,8 @@ const std::vector<QMatMulTemplate>& gpu_qmatmul_templates() {
   static const std::vector<QMatMulTemplate> templates = {
       {"gpu_int4_gemv", dsl::TargetFamily::Hip, dsl::ActivationMode::Float32, gpu_int4_gemv_space,
        gpu_int4_gemv_default, gpu_int4_gemv_check, gpu_int4_gemv_layout, apply_gpu_int4_gemv},
+      {"gpu_int4_gemv_wave", dsl::TargetFamily::Hip, dsl::ActivationMode::Float32, gpu_int4_gemv_wave_space,
+       gpu_int4_gemv_wave_default, gpu_int4_gemv_wave_check, gpu_int4_gemv_wave_layout, apply_gpu_int4_gemv_wave},
       {"gpu_int4_gemm", dsl::TargetFamily::Hip, dsl::ActivationMode::Float32, gpu_int4_gemm_space,
        gpu_int4_gemm_default, gpu_int4_gemm_check, gpu_int4_gemm_layout, apply_gpu_int4_gemm},
       {"gpu_int4_gemv_a8", dsl::TargetFamily::Hip, dsl::ActivationMode::Int8, gpu_int4_gemv_a8_space,
@@ -55,6 +57,7 @@ dsl::KernelTraffic gpu_qmatmul_reads(const QMatMulWorkload& w, double weight_rea
 
 dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Schedule& schedule) {
   if (schedule.template_name == "gpu_int4_gemv") return gpu_int4_gemv_traffic(workload, schedule);
+  if (schedule.template_name == "gpu_int4_gemv_wave") return gpu_int4_gemv_wave_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm") return gpu_int4_gemm_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemv_a8") return gpu_int4_gemv_a8_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm_a8") return gpu_int4_gemm_a8_traffic(workload, schedule);

@@ -339,6 +339,7 @@ size_t write_bundle(const BundleOptions& o) {
 
   if (o.kernel_jobs) {
     add_qmatmul_jobs(b, "gpu_int4_gemv", {{1, 256, 200}, {3, 96, 130}, {2, 512, 64}}, 20261204);
+    add_qmatmul_jobs(b, "gpu_int4_gemv_wave", {{1, 512, 64}, {3, 200, 130}, {2, 1024, 33}}, 20261212);
     add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
     add_qmatmul_jobs(b, "gpu_int4_gemv_a8", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261207);
     add_qmatmul_jobs(b, "gpu_int4_gemm_a8", {{9, 96, 72}, {40, 512, 100}}, 20261208);

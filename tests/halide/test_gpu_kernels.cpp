@@ -916,3 +916,106 @@ TEST_CASE("GPU int8-activation GEMV and GEMM: each AMD arch's own 4-way dot inst
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE(
+    "GPU int4 GEMV with a column's k across a wave's lanes: random knob points match the reference on an "
+    "OpenCL device, and fail it without the lanes' exchanges",
+    "[gpu]") {
+  if (!opencl_runs_here()) return;
+  // K a multiple of the lanes' words, past them, and odd; N past a whole block of columns.
+  CHECK(run_random_points("gpu_int4_gemv_wave", {{1, 512, 64}, {3, 200, 130}, {2, 1024, 33}}, 2, 20261206) == 36);
+  // The lanes of a column hold parts of its sum, and only their exchanges add them up: a butterfly that
+  // exchanges nothing leaves lane 0's part as the column's value.
+  fs::path dir = work_dir("gemv_wave_exchanges");
+  test::WeightSpec spec;
+  QMatMulWorkload w = workload_of(spec, 1, 2048, 96);
+  Schedule s = schedules::gpu_int4_gemv_wave_default(w, gfx942());
+  CapturedPipeline captured = capture(w, s);
+  ProgramRun good = run_on_device(w, s, captured, spec, 11, dir);
+  INFO(good.output);
+  CHECK(good.status == 0);
+  const std::string exchange = "v += scratch[i ^ o];";
+  ProgramRun bad = run_on_device(w, s, captured, spec, 11, dir, [&](std::string source) {
+    REQUIRE(source.find(exchange) != std::string::npos);
+    return source.replace(source.find(exchange), exchange.size(), "");
+  });
+  INFO(bad.output);
+  CHECK(bad.status != 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE(
+    "GPU int4 GEMV with a column's k across a wave's lanes: cross-lane reads and no workgroup memory on every "
+    "AMD arch, 16-byte weight loads, shfl.bfly in PTX",
+    "[gpu]") {
+  fs::path dir = work_dir("gemv_wave_archs");
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  QMatMulWorkload w = workload_of(spec, 1, 4096, 4096);
+  Result<std::string> clang = device_compiler();
+  REQUIRE(clang.ok());  // clang-19 (scripts/setup.sh)
+  const std::string objdump = "llvm-objdump" + clang.value().substr(clang.value().find("clang") + 5);
+  // The default for a wave of 64 (gfx9) and of 32 (gfx10 and later): a wave a column.
+  for (const char* wave_target : {"hip:gfx942", "hip:gfx1100"}) {
+    const TargetSpec target = parse_target(wave_target).value();
+    Schedule s = schedules::gpu_int4_gemv_wave_default(w, target);
+    CHECK(s.get_int("lanes") == target.wavefront);
+    CapturedPipeline captured = capture_qmatmul(w, s, target);
+    REQUIRE(captured.kernels.size() == 1);
+    CHECK(captured.kernels[0].shared_bytes == 0);
+    Result<std::string> opencl = emit_kernels(captured.kernels, Dialect::OpenCL);
+    REQUIRE(opencl.ok());
+    // A lane's 4 adjacent words of its column: one 16-byte load.
+    CHECK_THAT(opencl.value(), Catch::Contains("vload4(0, _W_packed + "));
+    CHECK_THAT(opencl.value(), !Catch::Contains("_W_packed["));
+    for (const std::string& arch : amd_archs()) {
+      const TargetSpec built_for = parse_target("hip:" + arch).value();
+      INFO(wave_target << " built for " << arch);
+      std::string object = (dir / (arch + ".co")).string();
+      Result<std::vector<KernelResources>> resources =
+          schedules::build_gpu_code_object(captured.kernels, built_for, object);
+      if (built_for.wavefront < s.get_int("lanes")) {
+        // 64 lanes do not fit a wave of 32: refused when built, not summed wrong.
+        REQUIRE_FALSE(resources.ok());
+        CHECK_THAT(resources.failure().describe(), Catch::Contains("wider than this arch's wave"));
+        continue;
+      }
+      INFO((resources.ok() ? "" : resources.failure().describe()));
+      REQUIRE(resources.ok());
+      for (const KernelResources& k : resources.value()) {
+        CHECK(k.vgpr_spills == 0);
+        CHECK(k.sgpr_spills == 0);
+        CHECK(k.scratch_bytes == 0);
+        CHECK(k.lds_bytes == 0);  // the lanes' sums meet without workgroup memory
+      }
+      ProgramRun disassembly = run_program({objdump, "-d", object});
+      REQUIRE(disassembly.ok());
+      CHECK_THAT(disassembly.output, Catch::Contains("ds_bpermute_b32"));
+    }
+    if (target.wavefront == 32)
+      for (const auto& [sm, ptx] : ptx_per_sm(captured.kernels, dir)) {
+        INFO(sm);
+        CHECK_THAT(ptx, Catch::Contains("shfl.sync.bfly.b32"));
+      }
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("GPU capture refuses a lane sum of an array that is not one lane's write and its column's reads, by name",
+          "[gpu]") {
+  test::WeightSpec spec;
+  QMatMulWorkload w = workload_of(spec, 1, 512, 64);
+  Schedule s = schedules::gpu_int4_gemv_wave_default(w, gfx942());
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(s.template_name);
+  REQUIRE(t);
+  QMatMulDef q = schedules::define_gpu_qmatmul(w, *t, s);
+  REQUIRE(t->apply(q, s, gfx942()).ok());
+  // The accumulators are written twice (set to 0, then summed into): not a lane's one value.
+  std::set<std::string> marked = q.def.lane_sums;
+  marked.insert(q.def.stage("acc").name());
+  Result<CapturedPipeline> captured =
+      capture_kernels({q.def.output}, q.def.arguments, "gemv", q.def.streamed_inputs, marked);
+  REQUIRE_FALSE(captured.ok());
+  CHECK_THAT(captured.failure().describe(), Catch::Contains("the lane sum acc"));
+  CHECK_THAT(captured.failure().describe(), Catch::Contains("times, not once"));
+}
