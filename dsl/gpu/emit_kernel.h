@@ -1,8 +1,9 @@
 // One emitter for device code in three dialects. A subclass of Halide's C code generator prints each
 // kernel body once; everything that differs between HIP, OpenCL C and CUDA (qualifiers, block and thread
-// ids, barriers, bit casts, the prelude of types and helpers, OpenCL C's float16 without cl_khr_fp16)
-// comes from one table per dialect, as do the nontemporal loads of a kernel's streamed buffers. The sources need no
-// device headers or libraries: HIP builds with -nogpulib -nogpuinc for every gfx arch, CUDA with -nocudainc -nocudalib.
+// ids, barriers, bit casts, the lanes' sums of dsl/gpu/private_arrays.h lower_lane_sums, the prelude of types and
+// helpers, OpenCL C's float16 without cl_khr_fp16) comes from one table per dialect, as do the nontemporal loads of a
+// kernel's streamed buffers. The sources need no device headers or libraries: HIP builds with -nogpulib -nogpuinc for
+// every gfx arch, CUDA with -nocudainc -nocudalib.
 #pragma once
 #include <string>
 #include <vector>

@@ -225,17 +225,18 @@ bool stores_func(const std::string& alloc, const std::string& func) {
   return std::all_of(alloc.begin() + long(func.size()) + 1, alloc.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// The one write of an array, and what surrounds it: the x thread loop (the lanes), the outermost condition
-// on thread ids (to hoist the write out of), the names bound inside that condition, and whether a serial
-// loop of thread-dependent bounds encloses it (then lanes would exchange different numbers of times).
-class FindLaneWrite : public IRVisitor {
+// The writes of an array (a thread's one slot per column it sums), and what surrounds them: the x thread
+// loop (the lanes), the outermost condition on thread ids (to hoist the writes out of; the same for all),
+// the names bound inside it, and whether a serial loop of thread-dependent bounds encloses a write (then
+// lanes would exchange different numbers of times).
+class FindLaneWrites : public IRVisitor {
  public:
-  explicit FindLaneWrite(std::string name) : name_(std::move(name)) {}
-  const Store* write = nullptr;
-  int writes = 0;
+  explicit FindLaneWrites(std::string name) : name_(std::move(name)) {}
+  std::vector<const Store*> writes;
   std::string lane_var;
   int64_t lanes = 0;
   const IfThenElse* outer_if = nullptr;
+  bool same_condition = true;  // every write inside outer_if, or every one outside any such condition
   std::set<std::string> bound_in_if;
   bool uneven_loop = false;
 
@@ -249,9 +250,7 @@ class FindLaneWrite : public IRVisitor {
   void visit(const Store* op) override {
     IRVisitor::visit(op);
     if (op->name != name_) return;
-    ++writes;
-    write = op;
-    bool inside = false;
+    const IfThenElse* outer = nullptr;
     for (const Around& a : around_) {
       if (const For* f = dynamic_cast<const For*>(a.node)) {
         bool block = false;
@@ -264,9 +263,12 @@ class FindLaneWrite : public IRVisitor {
         if (axis < 0 && (thread_dependent(f->min) || thread_dependent(f->extent))) uneven_loop = true;
       }
       const IfThenElse* i = dynamic_cast<const IfThenElse*>(a.node);
-      if (!outer_if && i && thread_dependent(i->condition)) outer_if = i, inside = true;
-      if (inside && !a.name.empty()) bound_in_if.insert(a.name);
+      if (!outer && i && thread_dependent(i->condition)) outer = i;
+      if (outer && !a.name.empty()) bound_in_if.insert(a.name);
     }
+    if (!writes.empty() && outer != outer_if) same_condition = false;
+    outer_if = outer;
+    writes.push_back(op);
   }
   void visit(const For* op) override {
     bool block = false;
@@ -291,58 +293,87 @@ class FindLaneWrite : public IRVisitor {
   std::set<std::string> thread_dependent_;
 };
 
-// The rewrite of one lane-summed array: its write, hoisted out of `outer_if` where there is one, becomes the
-// lanes' sum; a read of lane 0's slot (`reads` true) reads the thread's own slot, and a read of another
-// lane's (false) is dropped from the sum it is added to: that part is in the sum now.
+// A read of a lane-summed array: the write whose column it reads, and whether it reads lane 0's slot.
+struct LaneRead {
+  size_t write;
+  bool lane0;
+};
+
+// The rewrite of one lane-summed array: each write, hoisted out of `outer_if` where there is one, becomes
+// the lanes' sum; a read of lane 0's slot reads the thread's own slot of that column, and a read of another
+// lane's is dropped from the sum it is added to: that part is in the sum now.
 class SumAcrossLanes : public IRMutator {
  public:
-  SumAcrossLanes(const FindLaneWrite& found, Expr own_index, std::map<const IRNode*, bool> reads)
-      : found_(found),
-        own_index_(std::move(own_index)),
-        reads_(std::move(reads)),
-        temp_(found.write->name + ".lane"),
-        dropped_(make_zero(found.write->value.type())) {}
+  SumAcrossLanes(const FindLaneWrites& found, std::vector<Expr> own_index, std::map<const IRNode*, LaneRead> reads)
+      : found_(found), own_index_(std::move(own_index)), reads_(std::move(reads)), dropped_(make_zero(type())) {}
+
+  // Whether `s` still holds a dropped read: one that was not a term of a sum (a max, say), which the
+  // exchanges' sum does not stand for.
+  bool holds_dropped(const Stmt& s) const {
+    struct Find : IRVisitor {
+      const IRNode* dropped;
+      bool found = false;
+      using IRVisitor::visit;
+      void visit(const FloatImm* op) override { found = found || op == dropped; }
+    } find;
+    find.dropped = dropped_.get();
+    s.accept(&find);
+    return find.found;
+  }
 
  private:
   using IRMutator::visit;
-  Type type() const { return found_.write->value.type(); }
+  Type type() const { return found_.writes.front()->value.type(); }
+  const std::string& array() const { return found_.writes.front()->name; }
+  std::string temp(size_t i) const { return array() + ".lane" + std::to_string(i); }
   Expr sum(const Expr& value) const {
     return Call::make(type(), "tetra_lane_sum", {value, Expr(int32_t(found_.lanes))}, Call::Extern);
   }
   Stmt store(const std::string& name, const Expr& value, const Expr& index) const {
     return Store::make(name, value, index, Parameter(), const_true(), ModulusRemainder());
   }
+  Expr load_temp(size_t i) const {
+    return Load::make(type(), temp(i), 0, Buffer<>(), Parameter(), const_true(), ModulusRemainder());
+  }
   Stmt visit(const Store* op) override {
-    if (op != found_.write) return IRMutator::visit(op);
+    auto it = std::find(found_.writes.begin(), found_.writes.end(), op);
+    if (it == found_.writes.end()) return IRMutator::visit(op);
+    const size_t i = size_t(it - found_.writes.begin());
     Expr value = mutate(op->value);
-    return found_.outer_if ? store(temp_, value, 0) : store(op->name, sum(value), own_index_);
+    return found_.outer_if ? store(temp(i), value, 0) : store(op->name, sum(value), own_index_[i]);
   }
   Stmt visit(const IfThenElse* op) override {
     if (op != found_.outer_if) return IRMutator::visit(op);
-    // temp = 0; if (...) { ... temp = value; } temp = sum(temp); array[own] = temp
-    Expr temp = Load::make(type(), temp_, 0, Buffer<>(), Parameter(), const_true(), ModulusRemainder());
-    Stmt body = Block::make({store(temp_, make_zero(type()), 0), IRMutator::visit(op), store(temp_, sum(temp), 0),
-                             store(found_.write->name, temp, own_index_)});
-    return Allocate::make(temp_, type(), MemoryType::Register, {1}, const_true(), body);
+    // temp_i = 0; if (...) { ... temp_i = value_i; } temp_i = sum(temp_i); array[own_i] = temp_i
+    std::vector<Stmt> steps;
+    for (size_t i = 0; i < found_.writes.size(); ++i) steps.push_back(store(temp(i), make_zero(type()), 0));
+    steps.push_back(IRMutator::visit(op));
+    for (size_t i = 0; i < found_.writes.size(); ++i) steps.push_back(store(temp(i), sum(load_temp(i)), 0));
+    for (size_t i = 0; i < found_.writes.size(); ++i) steps.push_back(store(array(), load_temp(i), own_index_[i]));
+    Stmt body = Block::make(steps);
+    for (size_t i = 0; i < found_.writes.size(); ++i)
+      body = Allocate::make(temp(i), type(), MemoryType::Register, {1}, const_true(), body);
+    return body;
   }
   Expr visit(const Load* op) override {
     auto it = reads_.find(op);
     if (it == reads_.end()) return IRMutator::visit(op);
-    if (!it->second) return dropped_;
-    return Load::make(op->type, op->name, own_index_, op->image, op->param, op->predicate, op->alignment);
+    if (!it->second.lane0) return dropped_;
+    return Load::make(op->type, op->name, own_index_[it->second.write], op->image, op->param, op->predicate,
+                      op->alignment);
   }
   // `x + dropped` is x. (Not Halide's simplifier: it would also rewrite the own-slot reads' indices by the
-  // conditions around them, and they would no longer be the write's.)
+  // conditions around them, and they would no longer be the writes'.)
   Expr visit(const Add* op) override {
     Expr a = mutate(op->a), b = mutate(op->b);
     if (b.same_as(dropped_)) return a;
     if (a.same_as(dropped_)) return b;
     return a.same_as(op->a) && b.same_as(op->b) ? Expr(op) : Add::make(a, b);
   }
-  const FindLaneWrite& found_;
-  Expr own_index_;
-  std::map<const IRNode*, bool> reads_;
-  std::string temp_;
+
+  const FindLaneWrites& found_;
+  std::vector<Expr> own_index_;  // each write's, the lets around it substituted
+  std::map<const IRNode*, LaneRead> reads_;
   Expr dropped_;
 };
 
@@ -364,39 +395,56 @@ class LowerLaneSums : public IRMutator {
       return s;
     };
     if (a->memory_type != MemoryType::Register) return fail("not in registers");
-    FindLaneWrite found(a->name);
+    FindLaneWrites found(a->name);
     a->body.accept(&found);
-    if (found.writes != 1) return fail("written " + std::to_string(found.writes) + " times, not once");
-    if (!found.write->value.type().is_float() || found.write->value.type().bits() != 32 ||
-        !found.write->value.type().is_scalar())
-      return fail("not of float32 values");
+    if (found.writes.empty()) return fail("never written");
+    const Type t = found.writes.front()->value.type();
+    if (!t.is_float() || t.bits() != 32 || !t.is_scalar()) return fail("not of float32 values");
     if (found.lanes < 1 || (found.lanes & (found.lanes - 1)) != 0)
-      return fail("the x threads around its write are not a power of two from 0");
+      return fail("the x threads around its writes are not a power of two from 0");
     if (found.uneven_loop) return fail("written in a loop whose bounds depend on the thread");
+    if (!found.same_condition) return fail("written under different conditions on the thread");
     Accesses accesses(a->name);
     a->body.accept(&accesses);
-    auto write = std::find_if(accesses.indices.begin(), accesses.indices.end(),
-                              [&](const auto& i) { return i.first == found.write; });
-    if (write == accesses.indices.end()) return fail("its write is not a scalar");
-    const Expr own = write->second;
-    if (found.outer_if && reads_any(own, found.bound_in_if))
-      return fail("its index reads a name bound inside the condition around it");
-    // The lanes' slots of one column are own + c * stride, c = 0 .. lanes - 1.
-    const Expr at_lane0 = simplify(substitute(found.lane_var, 0, own));
-    const int64_t* stride = as_const_int(simplify(substitute(found.lane_var, 1, own) - at_lane0));
-    if (!stride || *stride == 0) return fail("its index is not linear in the lane");
-    std::map<const IRNode*, bool> reads;  // whether it reads lane 0's slot
-    std::set<int64_t> lanes_read;
-    for (const auto& [node, index] : accesses.indices) {
-      if (node == found.write) continue;
-      const int64_t* offset = as_const_int(simplify(index - at_lane0));
-      if (!offset || *offset % *stride != 0 || *offset / *stride < 0 || *offset / *stride >= found.lanes ||
-          !lanes_read.insert(*offset / *stride).second)
-        return fail("a read other than one of each lane of the reading thread's column (unroll the lanes' loop)");
-      reads[node] = *offset == 0;
+    std::map<const IRNode*, Expr> index(accesses.indices.begin(), accesses.indices.end());
+    // Each write's slot, the slot of lane 0 of its column, and the distance between lanes' slots.
+    std::vector<Expr> own, at_lane0;
+    int64_t stride = 0;
+    for (const Store* w : found.writes) {
+      if (!index.count(w)) return fail("a write of a vector");
+      for (const Expr& other : own)
+        if (can_prove(other == index.at(w))) return fail("a slot written twice (a lane's value is written once)");
+      own.push_back(index.at(w));
+      if (found.outer_if && reads_any(own.back(), found.bound_in_if))
+        return fail("its index reads a name bound inside the condition around it");
+      at_lane0.push_back(simplify(substitute(found.lane_var, 0, own.back())));
+      const int64_t* s1 = as_const_int(simplify(substitute(found.lane_var, 1, own.back()) - at_lane0.back()));
+      if (!s1 || *s1 == 0 || (stride && *s1 != stride)) return fail("its index is not linear in the lane");
+      stride = *s1;
     }
-    if (int64_t(lanes_read.size()) != found.lanes) return fail("its reads do not cover every lane");
-    return SumAcrossLanes(found, own, reads).mutate(s);
+    // Each read is of lane c of one write's column (c * stride from its lane-0 slot), each lane of each
+    // column read once.
+    std::map<const IRNode*, LaneRead> reads;
+    std::set<std::pair<size_t, int64_t>> lanes_read;
+    for (const auto& [node, i] : accesses.indices) {
+      if (std::find(found.writes.begin(), found.writes.end(), node) != found.writes.end()) continue;
+      std::optional<LaneRead> read;
+      for (size_t w = 0; w < found.writes.size() && !read; ++w) {
+        const int64_t* offset = as_const_int(simplify(i - at_lane0[w]));
+        if (!offset || *offset % stride != 0 || *offset / stride < 0 || *offset / stride >= found.lanes) continue;
+        if (!lanes_read.insert({w, *offset / stride}).second)
+          return fail("a lane of a column read twice (unroll the lanes' loop)");
+        read = LaneRead{w, *offset == 0};
+      }
+      if (!read) return fail("a read other than of the lanes of the reading thread's columns (unroll the lanes' loop)");
+      reads[node] = *read;
+    }
+    if (int64_t(lanes_read.size()) != found.lanes * int64_t(found.writes.size()))
+      return fail("its reads do not cover every lane of every column");
+    SumAcrossLanes across(found, own, reads);
+    Stmt summed = across.mutate(s);
+    if (across.holds_dropped(summed)) return fail("a read of another lane's slot that is not a term of a sum");
+    return summed;
   }
   const std::set<std::string>& funcs_;
 };

@@ -224,6 +224,8 @@ KnobSpace gpu_int4_gemv_wave_space(const QMatMulWorkload&, const TargetSpec& tar
       {"vector", dsl::int_values({1, 2, 4})},
       // Loads of each lane unrolled together, in flight at once.
       {"unroll_k", dsl::int_values({1, 2, 4})},
+      // Columns a lane sums (a wave's rows of the weight): each activation load serves thread_n weights.
+      {"thread_n", dsl::int_values({1, 2, 4}), dsl::KnobValue(int64_t(1))},
       weight_loads_knob(),
   };
   return s;
@@ -240,12 +242,14 @@ Schedule gpu_int4_gemv_wave_default(const QMatMulWorkload&, const TargetSpec& ta
 
 Status gpu_int4_gemv_wave_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
   const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
-  const int64_t threads = s.get_int("lanes") * s.get_int("columns");
+  if (s.get_int("columns") % s.get_int("thread_n", 1) != 0)
+    return Failure{FailureKind::KnobConflict, "thread_n", "thread_n must divide columns"};
+  const int64_t threads = s.get_int("lanes") * s.get_int("columns") / s.get_int("thread_n", 1);
   if (threads > 1024) return Failure{FailureKind::KnobConflict, "columns", "lanes x columns exceed 1024 threads"};
   // Every lane of a wave takes part in the exchanges: the block is whole waves.
   if (threads % wave != 0)
     return Failure{FailureKind::KnobConflict, "columns",
-                   "lanes x columns must be whole waves of " + std::to_string(wave) + " lanes"};
+                   "lanes x columns / thread_n must be whole waves of " + std::to_string(wave) + " lanes"};
   if (s.get_int("lanes") > wave)
     return Failure{FailureKind::KnobConflict, "lanes", "a column's lanes must be in one wave"};
   if (w.int8_activations) return Failure{FailureKind::Unsupported, kWaveName, "float32 activations only"};
@@ -253,36 +257,41 @@ Status gpu_int4_gemv_wave_check(const QMatMulWorkload& w, const Schedule& s, con
   return dsl::ok_status();
 }
 
-dsl::Int4Layout gpu_int4_gemv_wave_layout(const Schedule&) {
-  dsl::Int4Layout layout{1, 8};  // a column a panel: its words k-contiguous
+dsl::Int4Layout gpu_int4_gemv_wave_layout(const Schedule& s) {
+  // Panels of thread_n columns: a panel's words at one k adjacent, its k contiguous.
+  dsl::Int4Layout layout{int(s.get_int("thread_n", 1)), 8};
   layout.words = true;
   return layout;
 }
 
 Status apply_gpu_int4_gemv_wave(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
   const int S = int(s.get_int("lanes")), R = int(s.get_int("columns")), V = int(s.get_int("vector"));
-  const int U = int(s.get_int("unroll_k"));
+  const int U = int(s.get_int("unroll_k")), C = int(s.get_int("thread_n", 1));
   apply_weight_loads(q, s);
   dsl::ComputeDef& d = q.def;
   Func out = d.output, acc = d.stage("acc");
   Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
   RVar k = d.reduce("k").rvar();
   q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
-  // A column's words are the workload's ceil(K / 8): with K a multiple of 32, each column starts 16-byte
-  // aligned, and a lane's `vector` adjacent words are one load (dsl/gpu/vector_loads.h).
+  // A panel's rows are the workload's ceil(K / 8) words: where C x K / 8 is a multiple of 4, every panel
+  // starts 16-byte aligned, and a lane's C x `vector` adjacent words are 16-byte loads
+  // (dsl/gpu/vector_loads.h).
   for (ImageParam w : q.W.params())
     if (w.dimensions() == 3 && w.type() == UInt(32)) w.dim(1).set_extent(int((q.workload.K + 7) / 8));
 
-  // Blocks over (R columns, row). Thread (u, c) is lane u of column c: u is the fastest thread id, so a
-  // column's lanes are adjacent lanes of one wave. acc and the output run on lane 0 (x extent 1).
-  Var no("no"), ni("ni"), nx("nx"), u("u"), px("px");
+  // Blocks over (R columns, row). Thread (u, p) is lane u of the panel p of C columns: u is the fastest
+  // thread id, so a panel's lanes are adjacent lanes of one wave. acc and the output run on lane 0 (x
+  // extent 1), a thread's C columns unrolled, so that it reads the slots it wrote.
+  Var no("no"), ni("ni"), nt("nt"), nc("nc"), nx("nx"), u("u"), px("px");
   out.split(n, no, ni, R, TailStrategy::GuardWithIf)
-      .split(ni, ni, nx, 1)
-      .reorder(nx, ni, no, m)
+      .split(ni, nt, nc, C)
+      .split(nt, nt, nx, 1)
+      .reorder(nc, nx, nt, no, m)
       .gpu_blocks(no, m)
-      .gpu_threads(nx, ni);
-  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, 1).bound_extent(m, 1);
-  acc.split(p, p, px, 1).reorder(j, px, p).gpu_threads(px, p);
+      .gpu_threads(nx, nt)
+      .unroll(nc);
+  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
+  acc.split(p, p, px, 1).reorder(j, px, p).gpu_threads(px, p).unroll(j);
   // k = ((ko S + u) V + v) 8 + l: lane u's word, V adjacent words, a word's 8 values.
   RVar kw("kw"), kl("kl"), kq("kq"), kv("kv"), ko("ko"), ku("ku"), koo("koo"), koi("koi");
   acc.update()
@@ -290,17 +299,20 @@ Status apply_gpu_int4_gemv_wave(QMatMulDef& q, const Schedule& s, const TargetSp
       .split(kw, kq, kv, V, TailStrategy::GuardWithIf)
       .split(kq, ko, ku, S, TailStrategy::GuardWithIf);
   Func part = acc.update().rfactor(ku, u);
-  acc.update().split(p, p, px, 1).reorder(ku, j, px, p).gpu_threads(px, p).unroll(ku);
-  // lanes(j, p, m, u): each lane's sum, in its registers; lower_lane_sums turns acc's reads of the
-  // column's lanes into one butterfly of exchanges.
+  acc.update().split(p, p, px, 1).reorder(ku, j, px, p).gpu_threads(px, p).unroll(j).unroll(ku);
+  // lanes(j, p, m, u): each lane's sums of its panel's C columns, in its registers; lower_lane_sums turns
+  // acc's reads of a column's lanes into one butterfly of exchanges.
   Func lanes = part.in(acc);
   d.lane_sums.insert(lanes.name());
-  lanes.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, 1).bound_extent(m, 1);
-  lanes.reorder(j, u, p, m).gpu_threads(u, p);
-  part.compute_at(lanes, u).store_in(MemoryType::Register);
+  lanes.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
+  lanes.reorder(j, u, p, m).gpu_threads(u, p).unroll(j);
+  // The panel's C columns innermost: each activation value a lane loads serves C weights, and the C x V
+  // words a lane loads at a k are adjacent.
+  part.compute_at(lanes, u).store_in(MemoryType::Register).bound_extent(j, C);
   part.update()
       .split(ko, koo, koi, U, TailStrategy::GuardWithIf)
-      .reorder(kl, kv, koi, koo)
+      .reorder(j, kl, kv, koi, koo)
+      .unroll(j)
       .unroll(kl)
       .unroll(kv)
       .unroll(koi);
@@ -314,7 +326,7 @@ dsl::KernelTraffic gpu_int4_gemv_wave_traffic(const QMatMulWorkload& w, const Sc
   dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, 1);
   t.valu_ops = M * K * N * (w.format.f16_scale ? 5 : 3);
   t.blocks = (w.N + s.get_int("columns") - 1) / s.get_int("columns") * w.M;
-  t.threads_per_block = s.get_int("lanes") * s.get_int("columns");
+  t.threads_per_block = s.get_int("lanes") * s.get_int("columns") / s.get_int("thread_n", 1);
   return t;
 }
 

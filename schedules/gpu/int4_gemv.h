@@ -22,12 +22,13 @@ Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& schedule, const Target
 dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
 // The same GEMV with a column's k split across the lanes of one wave, added up by cross-lane operations
-// (gpu_int4_gemv_wave): the weight packed a column to a panel (k contiguous), lane u of a column's
-// `lanes` sums the words u, u + lanes, ... (`vector` adjacent words a load: 16 bytes at 4), so a wave's
-// loads of a column are one contiguous stretch. The lanes' sums meet in a butterfly of cross-lane
-// exchanges (dsl/gpu/private_arrays.h lower_lane_sums; ds_bpermute on AMD, shfl.bfly on NVIDIA, workgroup
-// memory in OpenCL C), with no workgroup memory or barrier on a GPU; lane 0 writes the column.
-// A block is `columns` columns of `lanes` lanes.
+// (gpu_int4_gemv_wave): the weight packed in panels of thread_n columns (k contiguous, a panel's words at
+// one k adjacent), lane u of a panel's `lanes` sums its words u, u + lanes, ... (`vector` adjacent words of
+// each column a load: 16 bytes at 4), so a wave's loads of a panel are one contiguous stretch. The lanes' sums meet in
+// a butterfly of cross-lane exchanges (dsl/gpu/private_arrays.h lower_lane_sums; ds_bpermute on AMD, shfl.bfly on
+// NVIDIA, workgroup memory in OpenCL C), with no workgroup memory or barrier on a GPU; lane 0 writes the column. A
+// block is `columns` columns; a lane sums `thread_n` of them (a wave's rows of the weight), so that each activation
+// value it loads serves thread_n weights.
 dsl::KnobSpace gpu_int4_gemv_wave_space(const QMatMulWorkload& workload, const TargetSpec& target);
 Schedule gpu_int4_gemv_wave_default(const QMatMulWorkload& workload, const TargetSpec& target);
 Status gpu_int4_gemv_wave_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);

@@ -189,7 +189,10 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   REQUIRE(!packed.zero.data());
 
   std::ostringstream name;
-  if (w.f16_activations)
+  if (s.template_name == "gpu_int4_gemv_wave")
+    name << "bandwidth_gemv_wave_" << K << "x" << N << "_" << s.get_int("lanes") << "_" << s.get_int("columns") << "_"
+         << s.get_int("thread_n") << "_" << s.get_int("unroll_k") << (f16_scale ? "" : "_f32");
+  else if (w.f16_activations)
     name << "bandwidth_gemv_h2_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
          << s.get_int("thread_n");
   else
@@ -366,6 +369,19 @@ size_t write_bundle(const BundleOptions& o) {
           if (s.to_string() != d.to_string() && schedules::check_qmatmul_schedule(w, s, b.target).ok())
             points.push_back(s);
         }
+    // A column's k across a warp's lanes (gpu_int4_gemv_wave): the default, and (lanes, columns, thread_n)
+    // around it, 16-byte loads.
+    Schedule dw = schedules::gpu_int4_gemv_wave_default(w, b.target);
+    dw.knobs.emplace("thread_n", int64_t(1));
+    points.push_back(dw);
+    for (int64_t lanes : {16, 32})
+      for (int64_t columns : {4, 8})
+        for (int64_t thread_n : {1, 2, 4}) {
+          Schedule s = dw;
+          s.knobs["lanes"] = lanes, s.knobs["columns"] = columns, s.knobs["thread_n"] = thread_n;
+          if (s.to_string() != dw.to_string() && schedules::check_qmatmul_schedule(w, s, b.target).ok())
+            points.push_back(s);
+        }
     // Float16 and float32 scales: float16's rounding of each weight costs conversions.
     for (bool f16_scale : {true, false})
       for (const Schedule& s : points) add_bandwidth_job(b, K, N, s, f16_scale);
@@ -428,8 +444,8 @@ TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written f
       o.gemv.push_back({K, N});
     }
   }
-  // 8 QMatMul jobs a shape of each template (128), 24 conv jobs, the GEMV grids, then 6 timed convs.
-  CHECK(write_bundle(o) > (o.kernel_jobs ? 152u : 0u));
+  // 8 QMatMul jobs a shape of each template (152), 24 conv jobs, the GEMV grids, then 6 timed convs.
+  CHECK(write_bundle(o) > (o.kernel_jobs ? 176u : 0u));
 }
 
 // The bundle's path end to end on pocl: seeded inputs made by tetra-device, the reference made here from
