@@ -38,13 +38,17 @@ const dsl::KnobSpace* SearchSpace::space_of(const std::string& name) const {
 
 std::optional<dsl::Schedule> SearchSpace::random(std::mt19937_64& rng) const {
   if (spaces_.empty()) return std::nullopt;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    // Every template gets an equal share, then a point of it: templates differ in structure, and the
-    // number of knob values a template exposes says nothing about how fast it is. Sampling in proportion
-    // to the spaces' sizes gave a small template a few trials in a hundred.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    // Every template gets an equal share, then a legal point of it: templates differ in structure, and
+    // neither the number of knob values a template exposes nor the share of them its checks refuse says
+    // anything about how fast it is. Sampling in proportion to the spaces' sizes gave a small template a
+    // few trials in a hundred; redrawing the template after an illegal point, too few to one whose knobs
+    // conflict often.
     const dsl::KnobSpace& space = spaces_[std::uniform_int_distribution<size_t>(0, spaces_.size() - 1)(rng)];
-    dsl::Schedule s = space.sample(rng);
-    if (legal(s)) return s;
+    for (int tries = 0; tries < 50; ++tries) {
+      dsl::Schedule s = space.sample(rng);
+      if (legal(s)) return s;
+    }
   }
   return std::nullopt;
 }
