@@ -38,6 +38,13 @@ const TargetSpec& gfx942() {
 
 CapturedPipeline capture(const QMatMulWorkload& w, const Schedule& s) { return capture_qmatmul(w, s, gfx942()); }
 
+// How many times `what` occurs in `text`.
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 QMatMulWorkload workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, int64_t N, bool bias_relu = false) {
   return qmatmul_workload_of(spec, M, K, N, bias_relu);
 }
@@ -179,11 +186,6 @@ TEST_CASE("GPU int4 GEMV: a thread's adjacent weight words, scales and activatio
   fs::path dir = work_dir("vector_loads");
   test::WeightSpec spec;
   spec.granularity = test::Granularity::BlockedK, spec.block = 32;
-  auto count = [](const std::string& text, const std::string& what) {
-    size_t n = 0;
-    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-  };
   // K a multiple of 4, so that A's rows start at multiples of 16 bytes; of 2 (8 bytes); odd.
   for (int64_t K : {4096, 4094, 4093})
     for (int64_t columns : {1, 2, 4}) {
@@ -197,15 +199,15 @@ TEST_CASE("GPU int4 GEMV: a thread's adjacent weight words, scales and activatio
       const std::string& text = opencl.value();
       // A word's 8 k: two 16-byte loads of A where its rows start at multiples of 16 bytes, four 8-byte
       // loads at multiples of 8, else 8 scalar loads.
-      CHECK((count(text, "vload4(0, _A + ") > 0) == (K % 4 == 0));
-      CHECK((count(text, "vload2(0, _A + ") > 0) == (K % 4 == 2));
-      CHECK((count(text, "_A[") > 0) == (K % 2 == 1));
+      CHECK((count_of(text, "vload4(0, _A + ") > 0) == (K % 4 == 0));
+      CHECK((count_of(text, "vload2(0, _A + ") > 0) == (K % 4 == 2));
+      CHECK((count_of(text, "_A[") > 0) == (K % 2 == 1));
       // A thread's columns: 4 adjacent words (and scales) are one 16-byte load, 2 one 8-byte load; one
       // column has nothing adjacent to combine.
       const std::string wide = columns == 4 ? "vload4(0, _W_packed + " : "vload2(0, _W_packed + ";
-      CHECK((count(text, wide) > 0) == (columns > 1));
-      CHECK((count(text, "_W_packed[") > 0) == (columns == 1));
-      CHECK((count(text, "vload" + std::to_string(columns) + "(0, _W_scale + ") > 0) == (columns > 1));
+      CHECK((count_of(text, wide) > 0) == (columns > 1));
+      CHECK((count_of(text, "_W_packed[") > 0) == (columns == 1));
+      CHECK((count_of(text, "vload" + std::to_string(columns) + "(0, _W_scale + ") > 0) == (columns > 1));
       if (columns != 4) continue;
       // The CUDA dialect's loads, as the PTX has them: every weight word a 16-byte load, in the main loop
       // and in the guarded tail.
@@ -216,10 +218,10 @@ TEST_CASE("GPU int4 GEMV: a thread's adjacent weight words, scales and activatio
       std::ifstream in(ptx);
       std::stringstream code;
       code << in.rdbuf();
-      CHECK(count(code.str(), "ld.global.nc.v4.u32") > 0);
-      CHECK(count(code.str(), "ld.global.nc.u32") == 0);
-      CHECK(count(code.str(), "ld.global.nc.v4.f32") > 0);
-      CHECK(count(code.str(), "ld.local") == 0);  // the accumulators in registers (dsl/gpu/private_arrays.h)
+      CHECK(count_of(code.str(), "ld.global.nc.v4.u32") > 0);
+      CHECK(count_of(code.str(), "ld.global.nc.u32") == 0);
+      CHECK(count_of(code.str(), "ld.global.nc.v4.f32") > 0);
+      CHECK(count_of(code.str(), "ld.local") == 0);  // the accumulators in registers (dsl/gpu/private_arrays.h)
     }
   fs::remove_all(dir);
 }
@@ -568,14 +570,16 @@ QMatMulWorkload f16_workload_of(const test::WeightSpec& spec, int64_t M, int64_t
   return w;
 }
 
-// `kernels` built into a code object for every AMD arch, each with no spills or scratch; returns each
-// arch's disassembly.
-std::map<std::string, std::string> disassembly_per_arch(const std::vector<DeviceKernel>& kernels, const fs::path& dir) {
+// `kernels` built into a code object for every AMD arch of `archs`, each with no spills or scratch; returns
+// each arch's disassembly, and in *resources, when given, each arch's kernel resources.
+std::map<std::string, std::string> disassembly_per_arch(
+    const std::vector<DeviceKernel>& kernels, const fs::path& dir, const std::vector<std::string>& archs = amd_archs(),
+    std::map<std::string, std::vector<KernelResources>>* resources_per_arch = nullptr) {
   Result<std::string> clang = device_compiler();
   REQUIRE(clang.ok());  // clang-19 (scripts/setup.sh)
   const std::string objdump = "llvm-objdump" + clang.value().substr(clang.value().find("clang") + 5);
   std::map<std::string, std::string> code;
-  for (const std::string& arch : amd_archs()) {
+  for (const std::string& arch : archs) {
     INFO(arch);
     std::string object = (dir / (arch + ".co")).string();
     Result<std::vector<KernelResources>> resources =
@@ -590,6 +594,7 @@ std::map<std::string, std::string> disassembly_per_arch(const std::vector<Device
     ProgramRun disassembly = run_program({objdump, "-d", object});
     REQUIRE(disassembly.ok());
     code[arch] = disassembly.output;
+    if (resources_per_arch) (*resources_per_arch)[arch] = resources.value();
   }
   return code;
 }
@@ -944,14 +949,6 @@ TEST_CASE(
   fs::remove_all(dir);
 }
 
-namespace {
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-}  // namespace
-
 TEST_CASE(
     "GPU int4 GEMV with a column's k across a wave's lanes: cross-lane reads and no workgroup memory on every "
     "AMD arch, 16-byte weight loads, shfl.bfly in PTX",
@@ -960,9 +957,6 @@ TEST_CASE(
   test::WeightSpec spec;
   spec.granularity = test::Granularity::BlockedK, spec.block = 32;
   QMatMulWorkload w = workload_of(spec, 1, 4096, 4096);
-  Result<std::string> clang = device_compiler();
-  REQUIRE(clang.ok());  // clang-19 (scripts/setup.sh)
-  const std::string objdump = "llvm-objdump" + clang.value().substr(clang.value().find("clang") + 5);
   // The default for a wave of 64 (gfx9) and of 32 (gfx10 and later): a wave a column; and a wave of 32 for
   // 2 columns a lane (2 lane sums a thread).
   for (const auto& [wave_target, columns_a_lane] :
@@ -979,31 +973,26 @@ TEST_CASE(
     // A lane's 4 adjacent words of each of its columns: one 16-byte load each.
     CHECK_THAT(opencl.value(), Catch::Contains("vload4(0, _W_packed + "));
     CHECK_THAT(opencl.value(), !Catch::Contains("_W_packed["));
+    // Built for the archs whose wave holds a column's lanes; refused for the others (64 lanes in a wave of
+    // 32), not summed wrong.
+    std::vector<std::string> fits;
     for (const std::string& arch : amd_archs()) {
-      const TargetSpec built_for = parse_target("hip:" + arch).value();
-      INFO(wave_target << " built for " << arch);
-      std::string object = (dir / (arch + ".co")).string();
-      Result<std::vector<KernelResources>> resources =
-          schedules::build_gpu_code_object(captured.kernels, built_for, object);
-      if (built_for.wavefront < s.get_int("lanes")) {
-        // 64 lanes do not fit a wave of 32: refused when built, not summed wrong.
-        REQUIRE_FALSE(resources.ok());
-        CHECK_THAT(resources.failure().describe(), Catch::Contains("wider than this arch's wave"));
+      if (parse_target("hip:" + arch).value().wavefront >= s.get_int("lanes")) {
+        fits.push_back(arch);
         continue;
       }
-      INFO((resources.ok() ? "" : resources.failure().describe()));
-      REQUIRE(resources.ok());
-      for (const KernelResources& k : resources.value()) {
-        CHECK(k.vgpr_spills == 0);
-        CHECK(k.sgpr_spills == 0);
-        CHECK(k.scratch_bytes == 0);
-        CHECK(k.lds_bytes == 0);  // the lanes' sums meet without workgroup memory
-      }
-      ProgramRun disassembly = run_program({objdump, "-d", object});
-      REQUIRE(disassembly.ok());
-      CHECK_THAT(disassembly.output, Catch::Contains("ds_bpermute_b32"));
+      INFO(wave_target << " built for " << arch);
+      Result<std::vector<KernelResources>> refused = schedules::build_gpu_code_object(
+          captured.kernels, parse_target("hip:" + arch).value(), (dir / (arch + ".co")).string());
+      REQUIRE_FALSE(refused.ok());
+      CHECK_THAT(refused.failure().describe(), Catch::Contains("wider than this arch's wave"));
     }
-    CHECK(count_of(opencl.value(), "tetra_lane_sum(") == 1 + size_t(columns_a_lane));  // the helper, the calls
+    std::map<std::string, std::vector<KernelResources>> resources;
+    for (const auto& [arch, code] : disassembly_per_arch(captured.kernels, dir, fits, &resources)) {
+      INFO(wave_target << " built for " << arch);
+      CHECK_THAT(code, Catch::Contains("ds_bpermute_b32"));
+      for (const KernelResources& k : resources.at(arch)) CHECK(k.lds_bytes == 0);  // no workgroup memory
+    }
     if (target.wavefront == 32)
       for (const auto& [sm, ptx] : ptx_per_sm(captured.kernels, dir)) {
         INFO(sm);
