@@ -233,7 +233,7 @@ KnobSpace gpu_int4_gemv_wave_space(const QMatMulWorkload&, const TargetSpec& tar
 
 Schedule gpu_int4_gemv_wave_default(const QMatMulWorkload&, const TargetSpec& target) {
   const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
-  // A wave per column (the 64 lanes on CDNA, 32 on RDNA), 16-byte loads, 4 waves a block.
+  // A wave per column (64 lanes on CDNA, 32 on RDNA), 16-byte loads, 4 waves a block.
   Schedule s;
   s.template_name = kWaveName;
   s.knobs = {{"lanes", wave}, {"columns", int64_t(4)}, {"vector", int64_t(4)}, {"unroll_k", int64_t(2)}};
