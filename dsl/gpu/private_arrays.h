@@ -27,17 +27,19 @@ Halide::Internal::Stmt localize_private_arrays(const Halide::Internal::Stmt& ker
 //
 // A schedule that splits a column's reduction across the x threads of a block (the lanes: rfactor, the
 // partial sums' wrapper in registers, gpu_threads(u, ...) with u the fastest) leaves Halide's form of the
-// sum: each lane writes its slot of a block-sized register array, and the consumer, on one lane, reads the
-// X slots of its column: `acc += lanes[y + 4 * c]` for c = 0..X-1, unrolled. Registers are private, so
-// as lowered that reads what other lanes wrote. Here the lanes add up their values instead, in a
-// butterfly of X / 2, X / 4, ..., 1 exchanges (the call tetra_lane_sum(value, X); dsl/gpu/emit_kernel.h):
-// after it, every lane's slot holds its column's total, so the consumer's read of lane 0's slot becomes a
-// read of its own slot and the other reads become 0.
+// sum: each lane writes its slot of a block-sized register array (one slot per column it sums), and the
+// consumer, on one lane, reads the X slots of each column: `acc += lanes[y + 4 * c]` for c = 0..X-1,
+// unrolled. Registers are private, so as lowered that reads what other lanes wrote. Here the lanes add
+// up their values instead, in a butterfly of X / 2, X / 4, ..., 1 exchanges per column (the call
+// tetra_lane_sum(value, X); dsl/gpu/emit_kernel.h): after it, every lane's slot holds its column's total,
+// so the consumer's read of lane 0's slot becomes a read of its own slot, and the reads of the other
+// lanes' slots drop out of the sum they are terms of.
 //
-// Every lane must take part in each exchange: the write is hoisted out of a condition on thread ids (a
-// guarded tail of columns), the lanes that fail it giving 0. What does not have this form (a write in a
-// loop, a read of another column, a consumer reading other than each lane once, X not a power of two) is
-// a Failure naming the array.
+// Every lane must take part in each exchange: the writes are hoisted out of a condition on thread ids (a
+// guarded tail of columns), the lanes that fail it giving 0. What does not have this form is a Failure
+// naming the array: a slot written twice, writes under different conditions or in a loop whose bounds
+// depend on the thread, a read other than each lane of the reading thread's columns once, a dropped read
+// that is not a term of a sum, X not a power of two.
 Result<Halide::Internal::Stmt> lower_lane_sums(const Halide::Internal::Stmt& kernel,
                                                const std::set<std::string>& funcs);
 
