@@ -58,7 +58,7 @@ KnobSpace gpu_conv_space(const QConvWorkload&, const TargetSpec& target) {
 }
 
 Schedule gpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t wave = wave_of(target);
   Schedule s;
   s.template_name = kName;
   if (w.depthwise()) {

@@ -15,7 +15,7 @@ constexpr const char* kName = "gpu_int4_gemm";
 // Both GEMMs' block and register tiles: columns per block (the weight's panel width; whole or half
 // waves), rows per block, and each thread's tile.
 std::vector<dsl::KnobDecl> tile_knobs(const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t wave = wave_of(target);
   return {{"tile_n", dsl::int_values({wave / 2, wave, 2 * wave})},
           {"tile_m", dsl::int_values({8, 16, 32, 64})},
           {"thread_n", dsl::int_values({1, 2, 4})},
@@ -67,7 +67,7 @@ KnobSpace gpu_int4_gemm_space(const QMatMulWorkload&, const TargetSpec& target) 
 }
 
 Schedule gpu_int4_gemm_default(const QMatMulWorkload& w, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t wave = wave_of(target);
   Schedule s;
   s.template_name = kName;
   // A wave of columns by 32 rows (16 when M is small), 2 x 4 outputs a thread: (wave / 2) x 8 threads,

@@ -42,7 +42,7 @@ void apply_weight_loads(QMatMulDef& q, const Schedule& s) {
 }  // namespace
 
 KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t wave = wave_of(target);
   KnobSpace s;
   s.template_name = kName;
   s.family = target.family;
@@ -67,7 +67,7 @@ KnobSpace gpu_int4_gemv_space(const QMatMulWorkload& w, const TargetSpec& target
 }
 
 Schedule gpu_int4_gemv_default(const QMatMulWorkload& w, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t wave = wave_of(target);
   Schedule s;
   s.template_name = kName;
   // Split the reduction until the grid gives the arch's reference GPU (dsl/core/gpu_estimate.h) about 4
@@ -208,7 +208,7 @@ constexpr const char* kWaveName = "gpu_int4_gemv_wave";
 }  // namespace
 
 KnobSpace gpu_int4_gemv_wave_space(const QMatMulWorkload&, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t wave = wave_of(target);
   std::vector<int64_t> lanes;
   for (int64_t l : {8, 16, 32, 64})
     if (l <= wave) lanes.push_back(l);
@@ -232,7 +232,7 @@ KnobSpace gpu_int4_gemv_wave_space(const QMatMulWorkload&, const TargetSpec& tar
 }
 
 Schedule gpu_int4_gemv_wave_default(const QMatMulWorkload&, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t wave = wave_of(target);
   // A wave per column (64 lanes on CDNA, 32 on RDNA), 16-byte loads, 4 waves a block.
   Schedule s;
   s.template_name = kWaveName;
@@ -241,7 +241,7 @@ Schedule gpu_int4_gemv_wave_default(const QMatMulWorkload&, const TargetSpec& ta
 }
 
 Status gpu_int4_gemv_wave_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t wave = wave_of(target);
   if (s.get_int("columns") % s.get_int("thread_n", 1) != 0)
     return Failure{FailureKind::KnobConflict, "thread_n", "thread_n must divide columns"};
   const int64_t threads = s.get_int("lanes") * s.get_int("columns") / s.get_int("thread_n", 1);
@@ -387,7 +387,7 @@ Var sum_blocks_by_columns(const dsl::ComputeDef& d, int P, int S, int C) {
 }  // namespace
 
 KnobSpace gpu_int4_gemv_a8_space(const QMatMulWorkload& w, const TargetSpec& target) {
-  const int64_t wave = target.wavefront > 0 ? target.wavefront : 64;
+  const int64_t wave = wave_of(target);
   std::vector<int64_t> splits;
   for (int64_t s : {1, 2, 4, 8, 16, 32})
     if (s == 1 || w.K / w.activation_block() >= s) splits.push_back(s);

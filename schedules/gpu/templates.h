@@ -29,6 +29,9 @@ dsl::Status check_staged_bytes(int64_t bytes, const std::string& knob, const std
 // for; 256 for a target with none (OpenCL, CUDA).
 int64_t reference_simds(const TargetSpec& target);
 
+// Threads per wave on `target`: its wavefront, 64 where the target does not say.
+inline int64_t wave_of(const TargetSpec& target) { return target.wavefront > 0 ? target.wavefront : 64; }
+
 // The bytes of a workload's packed weight: the codes (two a byte), the scales and the zero points.
 double gpu_weight_bytes(const QMatMulWorkload& workload);
 

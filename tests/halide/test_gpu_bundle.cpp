@@ -372,7 +372,7 @@ size_t write_bundle(const BundleOptions& o) {
     // A column's k across a warp's lanes (gpu_int4_gemv_wave): the default, and (lanes, columns, thread_n)
     // around it, 16-byte loads.
     Schedule dw = schedules::gpu_int4_gemv_wave_default(w, b.target);
-    dw.knobs.emplace("thread_n", int64_t(1));
+    dw.knobs.emplace("thread_n", int64_t(1));  // as a schedule without it means, so the grid skips it
     points.push_back(dw);
     for (int64_t lanes : {16, 32})
       for (int64_t columns : {4, 8})
