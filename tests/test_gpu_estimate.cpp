@@ -267,6 +267,53 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   CHECK(schedules::gpu_int4_gemv_default(w, gfx942).get_int("split_k") == 2);
 }
 
+TEST_CASE("GPU GEMVs read A's row once per block of columns; the float16 lanes' GEMV fills MI300X by the estimate",
+          "[gpu]") {
+  QMatMulWorkload w;
+  w.M = 1, w.K = 4096, w.N = 4096;
+  w.format.k_group = 32, w.format.per_n = true;
+  w.f16_activations = true;
+  const TargetSpec gfx942 = parse_target("hip:gfx942").value();
+  const double a_bytes = 4096.0 * 4;
+  // Every GEMV's blocks each read A's row: the split-k GEMV's 64 panels, the lanes' GEMVs' blocks of 16
+  // columns; once from memory, the rest from L2.
+  const Schedule split = schedules::gpu_int4_gemv_h2_default(w, gfx942),
+                 lanes = schedules::gpu_int4_gemv_h2_wave_default(w, gfx942);
+  REQUIRE(lanes.get_int("columns") == 16);
+  for (const auto& [s, blocks] :
+       {std::pair{split, 64}, {lanes, 256}, {schedules::gpu_int4_gemv_wave_default(w, gfx942), 256}}) {
+    INFO(s.to_string());
+    const KernelTraffic t = schedules::gpu_qmatmul_traffic(w, s);
+    CHECK(t.blocks == blocks);
+    REQUIRE(t.rereads.size() == 2);
+    CHECK(t.rereads[0].bytes == 0);  // the weight, once
+    CHECK(t.rereads[1].bytes == Approx((blocks - 1) * a_bytes));
+  }
+  // The lanes' float16 GEMV: the split-k one's operations; in LDS the row of A written by each block and
+  // read by each column's lanes, no partial sums; a wave a column.
+  const KernelTraffic t_lanes = schedules::gpu_qmatmul_traffic(w, lanes),
+                      t_split = schedules::gpu_qmatmul_traffic(w, split);
+  CHECK(t_lanes.valu_ops == Approx(t_split.valu_ops));
+  CHECK(t_lanes.lds_bytes == Approx(256 * 4096.0 * 2 + 4096 * 4096.0 * 2));
+  CHECK(t_lanes.threads_per_block == 64 * 16);
+  // MI300X: 256 blocks of 16 waves give 3.4 waves a SIMD, where the split-k default's 64 blocks use 64 of
+  // its 304 CUs; by the estimate, at 8 waves a SIMD each, more than 3x faster.
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  const double lanes_us = estimate_kernel(t_lanes, arch("gfx942"), mi300x, 8).time_us;
+  const double split_us = estimate_kernel(t_split, arch("gfx942"), mi300x, 8).time_us;
+  CHECK(lanes_us * 3 < split_us);
+  // Its knobs: a column's lanes in one wave, whole waves a block, thread_n dividing the columns.
+  Schedule wide = lanes;
+  wide.knobs["lanes"] = int64_t(64);
+  CHECK_FALSE(schedules::gpu_int4_gemv_h2_wave_check(w, wide, parse_target("hip:gfx1100").value()).ok());
+  Schedule partial = lanes;
+  partial.knobs["lanes"] = int64_t(16), partial.knobs["columns"] = int64_t(2);
+  CHECK_FALSE(schedules::gpu_int4_gemv_h2_wave_check(w, partial, gfx942).ok());
+  QMatMulWorkload f32 = w;
+  f32.f16_activations = false;
+  CHECK_FALSE(schedules::gpu_int4_gemv_h2_wave_check(f32, lanes, gfx942).ok());
+}
+
 TEST_CASE("the estimate runner builds a GPU candidate and ranks it without running it", "[gpu]") {
   QMatMulWorkload w;
   w.M = 1, w.K = 4096, w.N = 4096;

@@ -1,5 +1,7 @@
 #include "schedules/gpu/int4_gemv.h"
 
+#include <algorithm>
+
 #include "schedules/gpu/templates.h"
 
 namespace tetra::schedules {
@@ -180,11 +182,12 @@ Status apply_gpu_int4_gemv(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
 }
 
 dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& w, const Schedule& s) {
-  // Each row of A is its own blocks, which read the whole weight and dequantize every value; A is read
-  // by every block (from the vector cache: counted once), Y written once.
+  // Each row of A is its own blocks, which read the whole weight and dequantize every value; A's row is
+  // read by every block of its row (once from memory, the rest from L2, as a GEMM's column tiles), Y
+  // written once.
   const int64_t P = s.get_int("tile_n"), S = s.get_int("split_k");
   const double M = double(w.M), K = double(w.K), N = double(w.N);
-  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, 1);
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, double((w.N + P - 1) / P));
   // A weight's operations: bytes take the nibble, convert it, subtract the zero point, scale and
   // multiply-add (5); words 3 (the nibble into a float's mantissa, the multiply-add: the offset is per
   // group, dsl/int4.cpp panel()); float16 scales 2 more, rounding each weight to float16.
@@ -233,14 +236,18 @@ KnobSpace gpu_int4_gemv_wave_space(const QMatMulWorkload&, const TargetSpec& tar
 
 Schedule gpu_int4_gemv_wave_default(const QMatMulWorkload&, const TargetSpec& target) {
   const int64_t wave = wave_of(target);
-  // A wave per column (64 lanes on CDNA, 32 on RDNA), 16-byte loads, 4 waves a block.
+  // A wave per column (64 lanes on CDNA, 32 on RDNA), 16-byte loads, 16 columns a block: a block's waves
+  // share its CU's reads of A from L2, which at 4 columns a block cost the static estimate at 1 x 4096 x
+  // 4096 up to a fifth of the memory time (docs/design.md).
   Schedule s;
   s.template_name = kWaveName;
-  s.knobs = {{"lanes", wave}, {"columns", int64_t(4)}, {"vector", int64_t(4)}, {"unroll_k", int64_t(2)}};
+  s.knobs = {{"lanes", wave}, {"columns", int64_t(16)}, {"vector", int64_t(4)}, {"unroll_k", int64_t(2)}};
   return s;
 }
 
-Status gpu_int4_gemv_wave_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
+namespace {
+// The lanes' GEMVs' blocks: `lanes` of one wave a column, whole waves of columns / thread_n panels.
+Status check_lanes_and_columns(const Schedule& s, const TargetSpec& target) {
   const int64_t wave = wave_of(target);
   if (s.get_int("columns") % s.get_int("thread_n", 1) != 0)
     return Failure{FailureKind::KnobConflict, "thread_n", "thread_n must divide columns"};
@@ -252,6 +259,12 @@ Status gpu_int4_gemv_wave_check(const QMatMulWorkload& w, const Schedule& s, con
                    "lanes x columns / thread_n must be whole waves of " + std::to_string(wave) + " lanes"};
   if (s.get_int("lanes") > wave)
     return Failure{FailureKind::KnobConflict, "lanes", "a column's lanes must be in one wave"};
+  return dsl::ok_status();
+}
+}  // namespace
+
+Status gpu_int4_gemv_wave_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
+  if (Status st = check_lanes_and_columns(s, target); !st) return st;
   if (w.int8_activations) return Failure{FailureKind::Unsupported, kWaveName, "float32 activations only"};
   if (w.format.is_float()) return Failure{FailureKind::Unsupported, kWaveName, "int4 weights only (packed words)"};
   return dsl::ok_status();
@@ -320,10 +333,10 @@ Status apply_gpu_int4_gemv_wave(QMatMulDef& q, const Schedule& s, const TargetSp
 }
 
 dsl::KernelTraffic gpu_int4_gemv_wave_traffic(const QMatMulWorkload& w, const Schedule& s) {
-  // As the float32 GEMV with word loads: the weight once per row of A, 3 operations a weight; no
-  // workgroup memory (the lanes exchange their sums in registers).
+  // As the float32 GEMV with word loads: the weight once per row of A, A's row by each block, 3
+  // operations a weight; no workgroup memory (the lanes exchange their sums in registers).
   const double M = double(w.M), K = double(w.K), N = double(w.N);
-  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, 1);
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, double((w.N + s.get_int("columns") - 1) / s.get_int("columns")));
   t.valu_ops = M * K * N * (w.format.f16_scale ? 5 : 3);
   t.blocks = (w.N + s.get_int("columns") - 1) / s.get_int("columns") * w.M;
   t.threads_per_block = s.get_int("lanes") * s.get_int("columns") / s.get_int("thread_n", 1);
@@ -457,11 +470,11 @@ Status apply_gpu_int4_gemv_a8(QMatMulDef& q, const Schedule& s, const TargetSpec
 }
 
 dsl::KernelTraffic gpu_int4_gemv_a8_traffic(const QMatMulWorkload& w, const Schedule& s) {
-  // The weight once per row of A; A read and quantized by every block (from cache: counted once); two
-  // 4-way dot products per word of 8 weights, and a multiply-add per k-block and column.
+  // The weight once per row of A; A's row read and quantized by every block of its row; two 4-way dot
+  // products per word of 8 weights, and a multiply-add per k-block and column.
   const int64_t P = s.get_int("tile_n"), S = s.get_int("split_k");
   const double M = double(w.M), K = double(w.K), N = double(w.N);
-  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, 1);
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, double((w.N + P - 1) / P));
   t.valu_ops = M * N * K / 8 * 4 + M * N * K / double(w.activation_block()) * 3;
   t.lds_bytes = M * N * double(S) * 4 * 2 + M * double((w.N + P - 1) / P) * K * 2;
   t.blocks = (w.N + P - 1) / P * w.M;
@@ -542,6 +555,116 @@ dsl::KernelTraffic gpu_int4_gemv_h2_traffic(const QMatMulWorkload& w, const Sche
   dsl::KernelTraffic t = gpu_int4_gemv_a8_traffic(w, s);
   const double M = double(w.M), K = double(w.K), N = double(w.N);
   t.valu_ops = M * N * K / 8 * 17 + M * N * K / double(w.activation_block()) * 2;
+  return t;
+}
+
+}  // namespace tetra::schedules
+
+// ---- float16 activations, a column's k-blocks across a wave's lanes: gpu_int4_gemv_h2_wave ----
+
+namespace tetra::schedules {
+
+namespace {
+constexpr const char* kH2WaveName = "gpu_int4_gemv_h2_wave";
+}  // namespace
+
+KnobSpace gpu_int4_gemv_h2_wave_space(const QMatMulWorkload& w, const TargetSpec& target) {
+  KnobSpace s = gpu_int4_gemv_wave_space(w, target);
+  s.template_name = kH2WaveName;
+  // A lane loads a k-block's words of its columns at once (4 words, 16 bytes, a column at blocks of 32):
+  // no `vector` or `unroll_k` of its own.
+  s.knobs.erase(std::remove_if(s.knobs.begin(), s.knobs.end(),
+                               [](const dsl::KnobDecl& k) { return k.name == "vector" || k.name == "unroll_k"; }),
+                s.knobs.end());
+  s.knobs.push_back({"block", dsl::int_values({w.activation_block()})});
+  return s;
+}
+
+Schedule gpu_int4_gemv_h2_wave_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  // A wave a column, as the float32 lanes' GEMV, and 16 columns a block, so that each block's staging of A
+  // serves 16 columns. By the static estimate at 1 x 4096 x 4096 (docs/design.md), the best of lanes (16,
+  // 32, wave) x columns (4, 8, 16) x thread_n (1, 2, 4) on gfx90a, gfx942, gfx1100 and gfx1201; on gfx942
+  // 2.3 us, against 8.8 for the split-k default, whose 64 blocks fill 64 of MI300X's 304 CUs.
+  Schedule s;
+  s.template_name = kH2WaveName;
+  s.knobs = {
+      {"lanes", wave_of(target)}, {"columns", int64_t(16)}, {"thread_n", int64_t(1)}, {"block", w.activation_block()}};
+  return s;
+}
+
+Status gpu_int4_gemv_h2_wave_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
+  if (!w.f16_activations) return Failure{FailureKind::Unsupported, kH2WaveName, "float16 activations only"};
+  if (Status st = dsl::f16_activations_supported(w); !st) return st;
+  if (Status st = check_lanes_and_columns(s, target); !st) return st;
+  return check_staged_bytes(h2_staged_bytes(w, 0), "K", "A's row in float16");
+}
+
+dsl::Int4Layout gpu_int4_gemv_h2_wave_layout(const Schedule& s) {
+  // Panels of thread_n columns: a lane's k-block of its columns is thread_n x block / 8 adjacent words.
+  dsl::Int4Layout layout{int(s.get_int("thread_n", 1)), int(s.get_int("block"))};
+  layout.words = true;
+  return layout;
+}
+
+Status apply_gpu_int4_gemv_h2_wave(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const int S = int(s.get_int("lanes")), R = int(s.get_int("columns")), C = int(s.get_int("thread_n", 1));
+  const int64_t B = q.workload.activation_block();
+  apply_weight_loads(q, s);
+  dsl::ComputeDef& d = q.def;
+  Func out = d.output, acc = d.stage("acc"), dot = d.stage("dot");
+  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
+  RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar();
+  q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
+  // A panel's rows are K's whole blocks of words: every panel starts 16-byte aligned, and a lane's words of
+  // a k-block are 16-byte loads (dsl/gpu/vector_loads.h).
+  for (ImageParam w : q.W.params())
+    if (w.dimensions() == 3 && w.type() == UInt(32)) w.dim(1).set_extent(int((q.workload.K + B - 1) / B * B / 8));
+
+  // The threads as the float32 lanes' GEMV's (u the lane, p the panel of C columns in the block; acc and
+  // the output on lane 0), with k-blocks in place of words: lane u sums the k-blocks u, u + S, ...
+  Var no("no"), ni("ni"), nt("nt"), nc("nc"), nx("nx"), u("u"), px("px");
+  out.split(n, no, ni, R, TailStrategy::GuardWithIf)
+      .split(ni, nt, nc, C)
+      .split(nt, nt, nx, 1)
+      .reorder(nc, nx, nt, no, m)
+      .gpu_blocks(no, m)
+      .gpu_threads(nx, nt)
+      .unroll(nc);
+  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
+  acc.split(p, p, px, 1).reorder(j, px, p).gpu_threads(px, p).unroll(j);
+  RVar ko("ko"), ku("ku");
+  acc.update().split(blocks, ko, ku, S, TailStrategy::GuardWithIf);
+  Func part = acc.update().rfactor(ku, u);
+  acc.update().split(p, p, px, 1).reorder(ku, j, px, p).gpu_threads(px, p).unroll(j).unroll(ku);
+  Func lanes = part.in(acc);
+  d.lane_sums.insert(lanes.name());
+  lanes.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
+  lanes.reorder(j, u, p, m).gpu_threads(u, p).unroll(j);
+  part.compute_at(lanes, u).store_in(MemoryType::Register).bound_extent(j, C);
+  part.update().reorder(j, ko).unroll(j);
+  // A k-block's dot products of the lane's C columns in registers, its words unrolled.
+  dot.compute_at(part, ko).store_in(MemoryType::Register).unroll(j);
+  dot.update().reorder(j, r).unroll(j).unroll(r);
+  // The block rounds its row of A to float16 pairs in workgroup memory, with the k-blocks' sums, every
+  // thread taking a share: lane u the fastest.
+  const RVar in_block = d.reduce("in_block").rvar();
+  const Var t = d.var("t");
+  stage_for_block(d.stage("a_pairs"), d.var("kw"), S, R / C, out, no, &t, nullptr);
+  stage_for_block(d.stage("a_sum"), d.var("g"), S, R / C, out, no, nullptr, &in_block);
+  return dsl::ok_status();
+}
+
+dsl::KernelTraffic gpu_int4_gemv_h2_wave_traffic(const QMatMulWorkload& w, const Schedule& s) {
+  // The float16 GEMV's operations and reads; in workgroup memory, each block's staged row of A, written
+  // once and read by each of its lanes' panels, and no partial sums (the lanes exchange them in registers).
+  const double M = double(w.M), K = double(w.K), N = double(w.N);
+  const int64_t R = s.get_int("columns"), C = s.get_int("thread_n", 1);
+  const double blocks = double((w.N + R - 1) / R) * M;
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, blocks / M);
+  t.valu_ops = M * N * K / 8 * 17 + M * N * K / double(w.activation_block()) * 2;
+  t.lds_bytes = blocks * K * 2 + M * double((w.N + C - 1) / C) * K * 2;
+  t.blocks = int64_t(blocks);
+  t.threads_per_block = s.get_int("lanes") * R / C;
   return t;
 }
 

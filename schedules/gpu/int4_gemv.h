@@ -62,4 +62,15 @@ dsl::Int4Layout gpu_int4_gemv_h2_layout(const Schedule& schedule);
 Status apply_gpu_int4_gemv_h2(QMatMulDef& q, const Schedule& s, const TargetSpec& target);
 dsl::KernelTraffic gpu_int4_gemv_h2_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
+// The float16 GEMV with a column's k-blocks split across the lanes of one wave (gpu_int4_gemv_h2_wave): the
+// float16 GEMV's arithmetic and staged row of A, the float32 lanes' GEMV's threads and exchanges. The weight
+// is in panels of thread_n columns, so a lane's k-block of its columns is thread_n x block / 8 adjacent
+// words; lane u sums the k-blocks u, u + lanes, ...; no partial sums in workgroup memory.
+dsl::KnobSpace gpu_int4_gemv_h2_wave_space(const QMatMulWorkload& workload, const TargetSpec& target);
+Schedule gpu_int4_gemv_h2_wave_default(const QMatMulWorkload& workload, const TargetSpec& target);
+Status gpu_int4_gemv_h2_wave_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+dsl::Int4Layout gpu_int4_gemv_h2_wave_layout(const Schedule& schedule);
+Status apply_gpu_int4_gemv_h2_wave(QMatMulDef& q, const Schedule& s, const TargetSpec& target);
+dsl::KernelTraffic gpu_int4_gemv_h2_wave_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
+
 }  // namespace tetra::schedules

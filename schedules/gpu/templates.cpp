@@ -19,6 +19,9 @@ const std::vector<QMatMulTemplate>& gpu_qmatmul_templates() {
        gpu_int4_gemm_a8_default, gpu_int4_gemm_a8_check, gpu_int4_gemm_a8_layout, apply_gpu_int4_gemm_a8},
       {"gpu_int4_gemv_h2", dsl::TargetFamily::Hip, dsl::ActivationMode::Float16, gpu_int4_gemv_h2_space,
        gpu_int4_gemv_h2_default, gpu_int4_gemv_h2_check, gpu_int4_gemv_h2_layout, apply_gpu_int4_gemv_h2},
+      {"gpu_int4_gemv_h2_wave", dsl::TargetFamily::Hip, dsl::ActivationMode::Float16, gpu_int4_gemv_h2_wave_space,
+       gpu_int4_gemv_h2_wave_default, gpu_int4_gemv_h2_wave_check, gpu_int4_gemv_h2_wave_layout,
+       apply_gpu_int4_gemv_h2_wave},
       {"gpu_int4_gemm_h2", dsl::TargetFamily::Hip, dsl::ActivationMode::Float16, gpu_int4_gemm_h2_space,
        gpu_int4_gemm_h2_default, gpu_int4_gemm_h2_check, gpu_int4_gemm_h2_layout, apply_gpu_int4_gemm_h2},
   };
@@ -62,6 +65,7 @@ dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Sc
   if (schedule.template_name == "gpu_int4_gemv_a8") return gpu_int4_gemv_a8_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm_a8") return gpu_int4_gemm_a8_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemv_h2") return gpu_int4_gemv_h2_traffic(workload, schedule);
+  if (schedule.template_name == "gpu_int4_gemv_h2_wave") return gpu_int4_gemv_h2_wave_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm_h2") return gpu_int4_gemm_h2_traffic(workload, schedule);
   return {};
 }

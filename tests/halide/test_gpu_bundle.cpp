@@ -168,7 +168,7 @@ nlohmann::json fill_entry(B& host, uint64_t seed, double lo, double hi) {
 
 // The int4 decode GEMV (M = 1; int4 in k-blocks of 32 with float16 scales, the common LLM form, or
 // float32 ones) of K x N at `s`, on seeded data, timed: 50 runs back to back. The float16-activation
-// GEMV (gpu_int4_gemv_h2) reads A as float16, and its reference rounds A so.
+// GEMVs (gpu_int4_gemv_h2, _h2_wave) read A as float16, and their reference rounds A so.
 void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool f16_scale) {
   test::WeightSpec spec;
   spec.f16_scale = f16_scale;
@@ -192,6 +192,9 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   if (s.template_name == "gpu_int4_gemv_wave")
     name << "bandwidth_gemv_wave_" << K << "x" << N << "_" << s.get_int("lanes") << "_" << s.get_int("columns") << "_"
          << s.get_int("thread_n") << "_" << s.get_int("unroll_k") << (f16_scale ? "" : "_f32");
+  else if (s.template_name == "gpu_int4_gemv_h2_wave")
+    name << "bandwidth_gemv_h2_wave_" << K << "x" << N << "_" << s.get_int("lanes") << "_" << s.get_int("columns")
+         << "_" << s.get_int("thread_n");
   else if (w.f16_activations)
     name << "bandwidth_gemv_h2_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
          << s.get_int("thread_n");
@@ -347,6 +350,7 @@ size_t write_bundle(const BundleOptions& o) {
     add_qmatmul_jobs(b, "gpu_int4_gemv_a8", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261207);
     add_qmatmul_jobs(b, "gpu_int4_gemm_a8", {{9, 96, 72}, {40, 512, 100}}, 20261208);
     add_qmatmul_jobs(b, "gpu_int4_gemv_h2", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261210);
+    add_qmatmul_jobs(b, "gpu_int4_gemv_h2_wave", {{1, 512, 64}, {3, 200, 130}, {8, 1024, 64}}, 20261213);
     add_qmatmul_jobs(b, "gpu_int4_gemm_h2", {{9, 96, 72}, {40, 512, 100}}, 20261211);
     add_conv_jobs(b, 20261206);
   }
@@ -375,7 +379,7 @@ size_t write_bundle(const BundleOptions& o) {
     dw.knobs.emplace("thread_n", int64_t(1));  // as a schedule without it means, so the grid skips it
     points.push_back(dw);
     for (int64_t lanes : {16, 32})
-      for (int64_t columns : {4, 8})
+      for (int64_t columns : {4, 16})
         for (int64_t thread_n : {1, 2, 4}) {
           Schedule s = dw;
           s.knobs["lanes"] = lanes, s.knobs["columns"] = columns, s.knobs["thread_n"] = thread_n;
@@ -414,6 +418,18 @@ size_t write_bundle(const BundleOptions& o) {
       if (s.to_string() != d16.to_string() && schedules::check_qmatmul_schedule(w16, s, b.target).ok())
         points16.push_back(s);
     }
+    // And a column's k-blocks across a warp's lanes (gpu_int4_gemv_h2_wave): the default and (lanes,
+    // columns, thread_n) around it.
+    Schedule dh = schedules::gpu_int4_gemv_h2_wave_default(w16, b.target);
+    points16.push_back(dh);
+    for (int64_t lanes : {16, 32})
+      for (int64_t columns : {8, 16})
+        for (int64_t thread_n : {1, 2}) {
+          Schedule s = dh;
+          s.knobs["lanes"] = lanes, s.knobs["columns"] = columns, s.knobs["thread_n"] = thread_n;
+          if (s.to_string() != dh.to_string() && schedules::check_qmatmul_schedule(w16, s, b.target).ok())
+            points16.push_back(s);
+        }
     for (const Schedule& s : points16) add_bandwidth_job(b, K, N, s, /*f16_scale=*/true);
   }
   for (const auto& [C, M, H] : o.convs) add_conv_timing_jobs(b, C, M, H, 20261209);
@@ -444,8 +460,8 @@ TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written f
       o.gemv.push_back({K, N});
     }
   }
-  // 8 QMatMul jobs a shape of each template (152), 24 conv jobs, the GEMV grids, then 6 timed convs.
-  CHECK(write_bundle(o) > (o.kernel_jobs ? 176u : 0u));
+  // 8 QMatMul jobs a shape of each template (176), 24 conv jobs, the GEMV grids, then 6 timed convs.
+  CHECK(write_bundle(o) > (o.kernel_jobs ? 200u : 0u));
 }
 
 // The bundle's path end to end on pocl: seeded inputs made by tetra-device, the reference made here from

@@ -648,7 +648,9 @@ int check_activation_template(const std::string& name, const std::vector<std::tu
   for (const auto& [M, K, N] : shapes)
     for (size_t f = 0; f < specs.size(); ++f) {
       QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
-      REQUIRE(schedules::gpu_default_qmatmul_template(w) == name);
+      // A workload of the template's activations.
+      REQUIRE(schedules::find_qmatmul_template(schedules::gpu_default_qmatmul_template(w))->activations ==
+              t->activations);
       KnobSpace space = t->space(w, gfx942());
       for (int i = 0, tries = 0; i <= 1 && tries < 100; ++tries) {
         Schedule s = i == 0 ? t->default_schedule(w, gfx942()) : space.sample(rng);
@@ -802,7 +804,7 @@ TEST_CASE("GPU float16-activation GEMM with split_k: each chunk's k-blocks share
   fs::remove_all(dir);
 }
 
-TEST_CASE("GPU float16-activation GEMV and GEMM: v_dot2_f32_f16 on every AMD arch with no spills, and PTX",
+TEST_CASE("GPU float16-activation GEMVs and GEMM: v_dot2_f32_f16 on every AMD arch with no spills, and PTX",
           "[gpu][f16]") {
   fs::path dir = work_dir("gemv_h2_archs");
   test::WeightSpec spec;
@@ -815,11 +817,15 @@ TEST_CASE("GPU float16-activation GEMV and GEMM: v_dot2_f32_f16 on every AMD arc
   QMatMulWorkload gemm = f16_workload_of(spec, 128, 4096, 4096, false);
   Schedule g = schedules::gpu_int4_gemm_h2_default(gemm, gfx942());
   REQUIRE(g.get_int("thread_n") * g.get_int("thread_m") == 8);
+  // The lanes' GEMV at a wave of 32 (which every arch's wave holds), 2 columns a lane.
+  Schedule lanes = schedules::gpu_int4_gemv_h2_wave_default(w, parse_target("hip:gfx1100").value());
+  lanes.knobs["thread_n"] = int64_t(2);
   // v_dot2_f32_f16, or its accumulating forms (v_dot2c_f32_f16 on gfx9 and gfx10, v_dot2acc_f32_f16 on
   // gfx11, also dual-issued), unrolled over a k-block's 4 words of 4 pairs: 2 columns make 32, and the
   // GEMM's 8 outputs 128.
   for (const auto& [kernels, schedule, least] :
-       {std::tuple{captured.kernels, s, size_t(32)}, std::tuple{capture(gemm, g).kernels, g, size_t(128)}}) {
+       {std::tuple{captured.kernels, s, size_t(32)}, std::tuple{capture(gemm, g).kernels, g, size_t(128)},
+        std::tuple{capture(w, lanes).kernels, lanes, size_t(32)}}) {
     INFO(schedule.to_string());
     for (const auto& [arch, code] : disassembly_per_arch(kernels, dir)) {
       INFO(arch);
@@ -827,8 +833,15 @@ TEST_CASE("GPU float16-activation GEMV and GEMM: v_dot2_f32_f16 on every AMD arc
       for (const std::string op : {"_dot2_f32_f16", "_dot2c_f32_f16", "_dot2acc_f32_f16"})
         for (size_t at = code.find(op); at != std::string::npos; at = code.find(op, at + 1)) ++dots;
       CHECK(dots >= least);
+      // The lanes' sums meet through cross-lane reads.
+      if (schedule.template_name == lanes.template_name) CHECK(code.find("ds_bpermute_b32") != std::string::npos);
     }
   }
+  // The lanes' GEMV: a lane's k-block of each of its columns is 4 adjacent words, one 16-byte load.
+  Result<std::string> opencl = emit_kernels(capture(w, lanes).kernels, Dialect::OpenCL);
+  REQUIRE(opencl.ok());
+  CHECK_THAT(opencl.value(), Catch::Contains("vload4(0, _W_packed + "));
+  CHECK_THAT(opencl.value(), !Catch::Contains("_W_packed["));
   CHECK(ptx_per_sm(captured.kernels, dir).size() == 2);
   fs::remove_all(dir);
 }
@@ -1001,6 +1014,33 @@ TEST_CASE(
         CHECK_THAT(ptx, Catch::Contains("shfl.sync.bfly.b32"));
       }
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE(
+    "GPU float16-activation GEMV with a column's k-blocks across a wave's lanes: every form and random knob points "
+    "match the reference on float16 values on an OpenCL device, and fail it without the lanes' exchanges",
+    "[gpu][f16]") {
+  if (!opencl_runs_here()) return;
+  // K past a whole number of blocks and of lanes; N past a whole block of columns; up to 8 rows.
+  CHECK(check_activation_template("gpu_int4_gemv_h2_wave", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}},
+                                  f16_workload_of) == 30);
+  fs::path dir = work_dir("gemv_h2_wave_exchanges");
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  QMatMulWorkload w = f16_workload_of(spec, 1, 2048, 96, false);
+  Schedule s = schedules::gpu_int4_gemv_h2_wave_default(w, gfx942());
+  CapturedPipeline captured = capture(w, s);
+  ProgramRun good = run_on_device(w, s, captured, spec, 12, dir);
+  INFO(good.output);
+  CHECK(good.status == 0);
+  const std::string exchange = "v += scratch[i ^ o];";
+  ProgramRun bad = run_on_device(w, s, captured, spec, 12, dir, [&](std::string source) {
+    REQUIRE(source.find(exchange) != std::string::npos);
+    return source.replace(source.find(exchange), exchange.size(), "");
+  });
+  INFO(bad.output);
+  CHECK(bad.status != 0);
   fs::remove_all(dir);
 }
 
