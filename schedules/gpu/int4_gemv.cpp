@@ -208,6 +208,40 @@ namespace tetra::schedules {
 
 namespace {
 constexpr const char* kWaveName = "gpu_int4_gemv_wave";
+
+// The lanes' GEMVs' threads, once acc's update has been split so that `ku` is a lane's share of k.
+struct LaneThreads {
+  Func part;   // part(j, p, m, u): lane u's sums of its C columns, to be scheduled at lanes' u by the caller
+  Var blocks;  // the output's loop over blocks of columns
+};
+
+// Blocks over (R columns, row). Thread (u, p) is lane u of the panel p of C columns: u is the fastest
+// thread id, so a panel's lanes are adjacent lanes of one wave. acc and the output run on lane 0 (x extent
+// 1), a thread's C columns unrolled, so that it reads the slots it wrote. lanes(j, p, m, u), each lane's
+// sums in its registers, is marked for lower_lane_sums, which turns acc's reads of a column's lanes into
+// one butterfly of exchanges.
+LaneThreads schedule_lanes(dsl::ComputeDef& d, RVar ku, int R, int C) {
+  Func out = d.output, acc = d.stage("acc");
+  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
+  Var no("no"), ni("ni"), nt("nt"), nc("nc"), nx("nx"), u("u"), px("px");
+  out.split(n, no, ni, R, TailStrategy::GuardWithIf)
+      .split(ni, nt, nc, C)
+      .split(nt, nt, nx, 1)
+      .reorder(nc, nx, nt, no, m)
+      .gpu_blocks(no, m)
+      .gpu_threads(nx, nt)
+      .unroll(nc);
+  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
+  acc.split(p, p, px, 1).reorder(j, px, p).gpu_threads(px, p).unroll(j);
+  Func part = acc.update().rfactor(ku, u);
+  acc.update().split(p, p, px, 1).reorder(ku, j, px, p).gpu_threads(px, p).unroll(j).unroll(ku);
+  Func lanes = part.in(acc);
+  d.lane_sums.insert(lanes.name());
+  lanes.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
+  lanes.reorder(j, u, p, m).gpu_threads(u, p).unroll(j);
+  part.compute_at(lanes, u).store_in(MemoryType::Register).bound_extent(j, C);
+  return {part, no};
+}
 }  // namespace
 
 KnobSpace gpu_int4_gemv_wave_space(const QMatMulWorkload&, const TargetSpec& target) {
@@ -282,8 +316,8 @@ Status apply_gpu_int4_gemv_wave(QMatMulDef& q, const Schedule& s, const TargetSp
   const int U = int(s.get_int("unroll_k")), C = int(s.get_int("thread_n", 1));
   apply_weight_loads(q, s);
   dsl::ComputeDef& d = q.def;
-  Func out = d.output, acc = d.stage("acc");
-  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
+  Func acc = d.stage("acc");
+  Var j = d.var("j");
   RVar k = d.reduce("k").rvar();
   q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
   // A panel's rows are the workload's ceil(K / 8) words: where C x K / 8 is a multiple of 4, every panel
@@ -292,36 +326,15 @@ Status apply_gpu_int4_gemv_wave(QMatMulDef& q, const Schedule& s, const TargetSp
   for (ImageParam w : q.W.params())
     if (w.dimensions() == 3 && w.type() == UInt(32)) w.dim(1).set_extent(int((q.workload.K + 7) / 8));
 
-  // Blocks over (R columns, row). Thread (u, p) is lane u of the panel p of C columns: u is the fastest
-  // thread id, so a panel's lanes are adjacent lanes of one wave. acc and the output run on lane 0 (x
-  // extent 1), a thread's C columns unrolled, so that it reads the slots it wrote.
-  Var no("no"), ni("ni"), nt("nt"), nc("nc"), nx("nx"), u("u"), px("px");
-  out.split(n, no, ni, R, TailStrategy::GuardWithIf)
-      .split(ni, nt, nc, C)
-      .split(nt, nt, nx, 1)
-      .reorder(nc, nx, nt, no, m)
-      .gpu_blocks(no, m)
-      .gpu_threads(nx, nt)
-      .unroll(nc);
-  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
-  acc.split(p, p, px, 1).reorder(j, px, p).gpu_threads(px, p).unroll(j);
   // k = ((ko S + u) V + v) 8 + l: lane u's word, V adjacent words, a word's 8 values.
   RVar kw("kw"), kl("kl"), kq("kq"), kv("kv"), ko("ko"), ku("ku"), koo("koo"), koi("koi");
   acc.update()
       .split(k, kw, kl, 8, TailStrategy::GuardWithIf)
       .split(kw, kq, kv, V, TailStrategy::GuardWithIf)
       .split(kq, ko, ku, S, TailStrategy::GuardWithIf);
-  Func part = acc.update().rfactor(ku, u);
-  acc.update().split(p, p, px, 1).reorder(ku, j, px, p).gpu_threads(px, p).unroll(j).unroll(ku);
-  // lanes(j, p, m, u): each lane's sums of its panel's C columns, in its registers; lower_lane_sums turns
-  // acc's reads of a column's lanes into one butterfly of exchanges.
-  Func lanes = part.in(acc);
-  d.lane_sums.insert(lanes.name());
-  lanes.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
-  lanes.reorder(j, u, p, m).gpu_threads(u, p).unroll(j);
+  Func part = schedule_lanes(d, ku, R, C).part;
   // The panel's C columns innermost: each activation value a lane loads serves C weights, and the C x V
   // words a lane loads at a k are adjacent.
-  part.compute_at(lanes, u).store_in(MemoryType::Register).bound_extent(j, C);
   part.update()
       .split(ko, koo, koi, U, TailStrategy::GuardWithIf)
       .reorder(j, kl, kv, koi, koo)
@@ -611,8 +624,8 @@ Status apply_gpu_int4_gemv_h2_wave(QMatMulDef& q, const Schedule& s, const Targe
   const int64_t B = q.workload.activation_block();
   apply_weight_loads(q, s);
   dsl::ComputeDef& d = q.def;
-  Func out = d.output, acc = d.stage("acc"), dot = d.stage("dot");
-  Var n = d.var("n"), m = d.var("m"), j = d.var("j"), p = d.var("p");
+  Func acc = d.stage("acc"), dot = d.stage("dot");
+  Var j = d.var("j");
   RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar();
   q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
   // A panel's rows are K's whole blocks of words: every panel starts 16-byte aligned, and a lane's words of
@@ -620,37 +633,20 @@ Status apply_gpu_int4_gemv_h2_wave(QMatMulDef& q, const Schedule& s, const Targe
   for (ImageParam w : q.W.params())
     if (w.dimensions() == 3 && w.type() == UInt(32)) w.dim(1).set_extent(int((q.workload.K + B - 1) / B * B / 8));
 
-  // The threads as the float32 lanes' GEMV's (u the lane, p the panel of C columns in the block; acc and
-  // the output on lane 0), with k-blocks in place of words: lane u sums the k-blocks u, u + S, ...
-  Var no("no"), ni("ni"), nt("nt"), nc("nc"), nx("nx"), u("u"), px("px");
-  out.split(n, no, ni, R, TailStrategy::GuardWithIf)
-      .split(ni, nt, nc, C)
-      .split(nt, nt, nx, 1)
-      .reorder(nc, nx, nt, no, m)
-      .gpu_blocks(no, m)
-      .gpu_threads(nx, nt)
-      .unroll(nc);
-  acc.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
-  acc.split(p, p, px, 1).reorder(j, px, p).gpu_threads(px, p).unroll(j);
+  // Lane u sums the k-blocks u, u + S, ... of its columns.
   RVar ko("ko"), ku("ku");
   acc.update().split(blocks, ko, ku, S, TailStrategy::GuardWithIf);
-  Func part = acc.update().rfactor(ku, u);
-  acc.update().split(p, p, px, 1).reorder(ku, j, px, p).gpu_threads(px, p).unroll(j).unroll(ku);
-  Func lanes = part.in(acc);
-  d.lane_sums.insert(lanes.name());
-  lanes.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
-  lanes.reorder(j, u, p, m).gpu_threads(u, p).unroll(j);
-  part.compute_at(lanes, u).store_in(MemoryType::Register).bound_extent(j, C);
-  part.update().reorder(j, ko).unroll(j);
+  LaneThreads threads = schedule_lanes(d, ku, R, C);
+  threads.part.update().reorder(j, ko).unroll(j);
   // A k-block's dot products of the lane's C columns in registers, its words unrolled.
-  dot.compute_at(part, ko).store_in(MemoryType::Register).unroll(j);
+  dot.compute_at(threads.part, ko).store_in(MemoryType::Register).unroll(j);
   dot.update().reorder(j, r).unroll(j).unroll(r);
   // The block rounds its row of A to float16 pairs in workgroup memory, with the k-blocks' sums, every
   // thread taking a share: lane u the fastest.
   const RVar in_block = d.reduce("in_block").rvar();
   const Var t = d.var("t");
-  stage_for_block(d.stage("a_pairs"), d.var("kw"), S, R / C, out, no, &t, nullptr);
-  stage_for_block(d.stage("a_sum"), d.var("g"), S, R / C, out, no, nullptr, &in_block);
+  stage_for_block(d.stage("a_pairs"), d.var("kw"), S, R / C, d.output, threads.blocks, &t, nullptr);
+  stage_for_block(d.stage("a_sum"), d.var("g"), S, R / C, d.output, threads.blocks, nullptr, &in_block);
   return dsl::ok_status();
 }
 
