@@ -267,7 +267,7 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   CHECK(schedules::gpu_int4_gemv_default(w, gfx942).get_int("split_k") == 2);
 }
 
-TEST_CASE("GPU GEMVs read A's row once per block of columns; the float16 lanes' GEMV fills MI300X by the estimate",
+TEST_CASE("GPU GEMVs read A's row once per block of columns, and the float16 lanes' GEMV fills MI300X by the estimate",
           "[gpu]") {
   QMatMulWorkload w;
   w.M = 1, w.K = 4096, w.N = 4096;
