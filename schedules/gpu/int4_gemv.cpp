@@ -272,7 +272,7 @@ Schedule gpu_int4_gemv_wave_default(const QMatMulWorkload&, const TargetSpec& ta
   const int64_t wave = wave_of(target);
   // A wave per column (64 lanes on CDNA, 32 on RDNA), 16-byte loads, 16 columns a block: a block's waves
   // share its CU's reads of A from L2, which at 4 columns a block cost the static estimate at 1 x 4096 x
-  // 4096 up to a fifth of the memory time (docs/design.md).
+  // 4096 up to a quarter of the memory time (docs/design.md).
   Schedule s;
   s.template_name = kWaveName;
   s.knobs = {{"lanes", wave}, {"columns", int64_t(16)}, {"vector", int64_t(4)}, {"unroll_k", int64_t(2)}};

@@ -288,6 +288,27 @@ void check_barriers_matter(const QMatMulWorkload& w, const Schedule& s, const st
   fs::remove_all(dir);
 }
 
+// The lanes of a column hold parts of its sum, and only their exchanges add them up: `s` (a lanes' GEMV)
+// passes the check on the OpenCL device, and fails it with the butterfly's add removed, which leaves lane
+// 0's part as the column's value.
+void check_exchanges_matter(const QMatMulWorkload& w, const Schedule& s, const test::WeightSpec& spec,
+                            const std::string& tag) {
+  INFO(tag << " " << s.to_string());
+  fs::path dir = work_dir(tag);
+  CapturedPipeline captured = capture(w, s);
+  ProgramRun good = run_on_device(w, s, captured, spec, 11, dir);
+  INFO(good.output);
+  CHECK(good.status == 0);
+  const std::string exchange = "v += scratch[i ^ o];";
+  ProgramRun bad = run_on_device(w, s, captured, spec, 11, dir, [&](std::string source) {
+    REQUIRE(source.find(exchange) != std::string::npos);
+    return source.replace(source.find(exchange), exchange.size(), "");
+  });
+  INFO(bad.output);
+  CHECK(bad.status != 0);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV, staged and split-k GEMMs", "[gpu]") {
   if (!opencl_runs_here()) return;
   test::WeightSpec spec;
@@ -942,24 +963,9 @@ TEST_CASE(
   if (!opencl_runs_here()) return;
   // K a multiple of the lanes' words, past them, and odd; N past a whole block of columns.
   CHECK(run_random_points("gpu_int4_gemv_wave", {{1, 512, 64}, {3, 200, 130}, {2, 1024, 33}}, 2, 20261206) == 36);
-  // The lanes of a column hold parts of its sum, and only their exchanges add them up: a butterfly that
-  // exchanges nothing leaves lane 0's part as the column's value.
-  fs::path dir = work_dir("gemv_wave_exchanges");
   test::WeightSpec spec;
   QMatMulWorkload w = workload_of(spec, 1, 2048, 96);
-  Schedule s = schedules::gpu_int4_gemv_wave_default(w, gfx942());
-  CapturedPipeline captured = capture(w, s);
-  ProgramRun good = run_on_device(w, s, captured, spec, 11, dir);
-  INFO(good.output);
-  CHECK(good.status == 0);
-  const std::string exchange = "v += scratch[i ^ o];";
-  ProgramRun bad = run_on_device(w, s, captured, spec, 11, dir, [&](std::string source) {
-    REQUIRE(source.find(exchange) != std::string::npos);
-    return source.replace(source.find(exchange), exchange.size(), "");
-  });
-  INFO(bad.output);
-  CHECK(bad.status != 0);
-  fs::remove_all(dir);
+  check_exchanges_matter(w, schedules::gpu_int4_gemv_wave_default(w, gfx942()), spec, "gemv_wave_exchanges");
 }
 
 TEST_CASE(
@@ -1025,23 +1031,10 @@ TEST_CASE(
   // K past a whole number of blocks and of lanes; N past a whole block of columns; up to 8 rows.
   CHECK(check_activation_template("gpu_int4_gemv_h2_wave", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}},
                                   f16_workload_of) == 30);
-  fs::path dir = work_dir("gemv_h2_wave_exchanges");
   test::WeightSpec spec;
   spec.granularity = test::Granularity::BlockedK, spec.block = 32;
   QMatMulWorkload w = f16_workload_of(spec, 1, 2048, 96, false);
-  Schedule s = schedules::gpu_int4_gemv_h2_wave_default(w, gfx942());
-  CapturedPipeline captured = capture(w, s);
-  ProgramRun good = run_on_device(w, s, captured, spec, 12, dir);
-  INFO(good.output);
-  CHECK(good.status == 0);
-  const std::string exchange = "v += scratch[i ^ o];";
-  ProgramRun bad = run_on_device(w, s, captured, spec, 12, dir, [&](std::string source) {
-    REQUIRE(source.find(exchange) != std::string::npos);
-    return source.replace(source.find(exchange), exchange.size(), "");
-  });
-  INFO(bad.output);
-  CHECK(bad.status != 0);
-  fs::remove_all(dir);
+  check_exchanges_matter(w, schedules::gpu_int4_gemv_h2_wave_default(w, gfx942()), spec, "gemv_h2_wave_exchanges");
 }
 
 TEST_CASE("GPU capture refuses a lane sum of an array that is not one lane's write and its column's reads, by name",
