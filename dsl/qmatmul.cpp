@@ -132,7 +132,6 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, const Int4Layout
   check(workload.int8_activations && int8_activations_supported(workload).ok() && !workload.format.f16_scale &&
             layout.vnni,
         ErrorKind::Invalid, "not an int8-activation workload in the vnni packing: " + workload.key());
-  const int panel = layout.panel;
   QMatMulDef q(workload, layout);
   ComputeDef& d = q.def;
   d.op = "qmatmul_int8";
@@ -205,7 +204,7 @@ QMatMulDef define_qmatmul_f16(const QMatMulWorkload& workload, const Int4Layout&
   check(workload.f16_activations && f16_activations_supported(workload).ok() && layout.words && !layout.vnni &&
             layout.k_align % B == 0,
         ErrorKind::Invalid, "not a float16-activation workload in words of whole blocks: " + workload.key());
-  const int panel = layout.panel, BW = B / 8;
+  const int BW = B / 8;
   QMatMulDef q(workload, layout);
   ComputeDef& d = q.def;
   d.op = "qmatmul_f16";

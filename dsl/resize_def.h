@@ -14,7 +14,7 @@ namespace tetra::dsl {
 struct ResizeDef {
   Halide::ImageParam x, w0, w1, w_weight, h0, h1, h_weight;
   Halide::Var ox{"ox"}, oy{"oy"}, p{"p"};
-  Halide::Func out;  // (OW, OH, planes)
+  Halide::Func out{};  // (OW, OH, planes), named by define_resize
 
   std::vector<Halide::ImageParam> params() const { return {x, w0, w1, w_weight, h0, h1, h_weight}; }
 };

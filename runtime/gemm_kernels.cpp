@@ -292,7 +292,7 @@ class WithEpilogue : public NodeKernel {
  public:
   WithEpilogue(const Node& node, const Graph& graph, KernelSource& source, std::unique_ptr<NodeKernel> inner,
                size_t first_step)
-      : node_(node), inner_(std::move(inner)), epilogue_(node, graph, source, first_step) {}
+      : inner_(std::move(inner)), epilogue_(node, graph, source, first_step) {}
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
     std::vector<Tensor> out = inner_->run(inputs);
     out[0] = epilogue_.apply(std::move(out[0]), inputs);
@@ -309,7 +309,6 @@ class WithEpilogue : public NodeKernel {
   }
 
  private:
-  const Node& node_;
   std::unique_ptr<NodeKernel> inner_;
   Epilogue epilogue_;
 };

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config git libpng-dev libjpeg-dev
           libhalide14-0-dev libonnx-dev libprotobuf-dev protobuf-compiler
           nlohmann-json3-dev catch2 libcli11-dev libxgboost-dev xgboost
-          clang libclang-rt-14-dev  # clang and its libFuzzer runtime: scripts/fuzz.sh
+          clang libclang-rt-14-dev  # clang and its sanitizer and libFuzzer runtimes: scripts/sanitized-build.sh
           slurm-wlm munge           # a local Slurm cluster for the distributed-tuning tests (scripts/slurm-local.sh)
           parallel                  # GNU parallel: the other way to run a sharded tune (tests/slurm/tune_with_parallel.sh)
           clang-19 lld-19 llvm-19   # GPU code: AMD code objects for every gfx arch, PTX (clang-15 rejects gfx942, gfx1201)
