@@ -192,7 +192,7 @@ dsl::KernelTraffic gpu_int4_gemv_traffic(const QMatMulWorkload& w, const Schedul
   // multiply-add (5); words 3 (the nibble into a float's mantissa, the multiply-add: the offset is per
   // group, dsl/int4.cpp panel()); float16 scales 2 more, rounding each weight to float16.
   const bool words = s.get_int("load_bytes", 1) == 4;
-  const double per_weight = w.format.f16_scale ? 7 : words ? 3 : 5;
+  const double per_weight = (words ? 3 : 5) + (w.format.f16_scale ? 2 : 0);
   t.valu_ops = M * K * N * per_weight;
   t.lds_bytes = S > 1 ? M * N * double(S) * 4 * 2 : 0;  // the partial sums, written and read
   t.blocks = (w.N + P - 1) / P * w.M;
