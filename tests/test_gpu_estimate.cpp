@@ -315,6 +315,37 @@ TEST_CASE("GPU GEMVs read A's row once per block of columns, and the float16 lan
   CHECK_FALSE(schedules::gpu_int4_gemv_h2_wave_check(f32, lanes, gfx942).ok());
 }
 
+TEST_CASE("the int8 lanes' GEMV: the split-k int8 GEMV's operations, A staged as int8, MI300X filled by the estimate",
+          "[gpu]") {
+  QMatMulWorkload w;
+  w.M = 1, w.K = 4096, w.N = 4096;
+  w.format.k_group = 32, w.format.per_n = true;
+  w.int8_activations = true;
+  const TargetSpec gfx942 = parse_target("hip:gfx942").value();
+  const Schedule split = schedules::gpu_int4_gemv_a8_default(w, gfx942),
+                 lanes = schedules::gpu_int4_gemv_a8_wave_default(w, gfx942);
+  const KernelTraffic t_lanes = schedules::gpu_qmatmul_traffic(w, lanes),
+                      t_split = schedules::gpu_qmatmul_traffic(w, split);
+  CHECK(t_lanes.valu_ops == Approx(t_split.valu_ops));
+  // A wave a column, 16 columns a block; in LDS the int8 row of A written by each block and read by each
+  // column's lanes, no partial sums.
+  CHECK(t_lanes.blocks == 256);
+  CHECK(t_lanes.threads_per_block == 64 * 16);
+  CHECK(t_lanes.lds_bytes == Approx(256 * 4096.0 + 4096 * 4096.0));
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  const double lanes_us = estimate_kernel(t_lanes, arch("gfx942"), mi300x, 8).time_us;
+  const double split_us = estimate_kernel(t_split, arch("gfx942"), mi300x, 8).time_us;
+  // MI300X: 256 blocks of 16 waves, against the split-k default's 64 blocks (2.5 against 9.5 us).
+  CHECK(lanes_us * 3 < split_us);
+  // Its activations: int8 only.
+  QMatMulWorkload f16 = w, f32 = w;
+  f16.int8_activations = false, f16.f16_activations = true;
+  f32.int8_activations = false;
+  CHECK_FALSE(schedules::gpu_int4_gemv_a8_wave_check(f16, lanes, gfx942).ok());
+  CHECK_FALSE(schedules::gpu_int4_gemv_a8_wave_check(f32, lanes, gfx942).ok());
+  CHECK(schedules::gpu_int4_gemv_a8_wave_check(w, lanes, gfx942).ok());
+}
+
 TEST_CASE("the estimate runner builds a GPU candidate and ranks it without running it", "[gpu]") {
   QMatMulWorkload w;
   w.M = 1, w.K = 4096, w.N = 4096;

@@ -410,6 +410,23 @@ Var sum_blocks_by_columns(const dsl::ComputeDef& d, int P, int S, int C) {
   dot.update().reorder(j, r).unroll(j).unroll(r);
   return no;
 }
+
+// Each block quantizes its row of A into workgroup memory, its fast x slow threads sharing the work: the
+// k-blocks' maxima, then the packed int8 words and the blocks' sums (a_q recomputed inline, from a_max).
+void stage_int8_row(const dsl::ComputeDef& d, int fast, int slow, Var blocks) {
+  const RVar in_block = d.reduce("in_block").rvar();
+  const Var h = d.var("h");
+  stage_for_block(d.stage("a_max"), d.var("g"), fast, slow, d.output, blocks, nullptr, &in_block);
+  stage_for_block(d.stage("a_words"), d.var("kq"), fast, slow, d.output, blocks, &h, nullptr);
+  stage_for_block(d.stage("a_sum"), d.var("g"), fast, slow, d.output, blocks, nullptr, &in_block);
+}
+
+// A k-block GEMV's operations on a word of 8 weights, and on a k-block of a column.
+struct GemvOps {
+  double a_word, a_block;
+};
+// int8 activations: two 4-way dot products a word, and a multiply-add per k-block and column.
+constexpr GemvOps kInt8GemvOps{4, 3};
 }  // namespace
 
 KnobSpace gpu_int4_gemv_a8_space(const QMatMulWorkload& w, const TargetSpec& target) {
@@ -471,24 +488,16 @@ Status apply_gpu_int4_gemv_a8(QMatMulDef& q, const Schedule& s, const TargetSpec
   const dsl::ComputeDef& d = q.def;
   // K is the workload's, so the block's staged activations have constant sizes.
   q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
-  Var no = sum_blocks_by_columns(d, P, S, C);
-  // Each block quantizes its row of A into workgroup memory: the k-blocks' maxima, then the packed int8
-  // words and the blocks' sums (a_q recomputed inline, from a_max).
-  const RVar in_block = d.reduce("in_block").rvar();
-  const Var h = d.var("h");
-  stage_for_block(d.stage("a_max"), d.var("g"), T, S, d.output, no, nullptr, &in_block);
-  stage_for_block(d.stage("a_words"), d.var("kq"), T, S, d.output, no, &h, nullptr);
-  stage_for_block(d.stage("a_sum"), d.var("g"), T, S, d.output, no, nullptr, &in_block);
+  stage_int8_row(d, T, S, sum_blocks_by_columns(d, P, S, C));
   return dsl::ok_status();
 }
 
 dsl::KernelTraffic gpu_int4_gemv_a8_traffic(const QMatMulWorkload& w, const Schedule& s) {
-  // The weight once per row of A; A's row read and quantized by every block of its row; two 4-way dot
-  // products per word of 8 weights, and a multiply-add per k-block and column.
+  // The weight once per row of A; A's row read and quantized by every block of its row; kInt8GemvOps.
   const int64_t P = s.get_int("tile_n"), S = s.get_int("split_k");
   const double M = double(w.M), K = double(w.K), N = double(w.N);
   dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, double((w.N + P - 1) / P));
-  t.valu_ops = M * N * K / 8 * 4 + M * N * K / double(w.activation_block()) * 3;
+  t.valu_ops = M * N * K / 8 * kInt8GemvOps.a_word + M * N * K / double(w.activation_block()) * kInt8GemvOps.a_block;
   t.lds_bytes = M * N * double(S) * 4 * 2 + M * double((w.N + P - 1) / P) * K * 2;
   t.blocks = (w.N + P - 1) / P * w.M;
   t.threads_per_block = P / s.get_int("thread_n") * S;
@@ -508,6 +517,21 @@ int64_t h2_staged_bytes(const QMatMulWorkload& w, int64_t partial_sums) {
   const int64_t B = w.activation_block(), blocks = (w.K + B - 1) / B;
   return blocks * B * 2 + blocks * 4 + partial_sums * 4;
 }
+
+// Each block rounds its row of A to float16 pairs in workgroup memory, with the k-blocks' sums, its fast x
+// slow threads sharing the work.
+void stage_f16_row(const dsl::ComputeDef& d, int fast, int slow, Var blocks) {
+  const RVar in_block = d.reduce("in_block").rvar();
+  const Var t = d.var("t");
+  stage_for_block(d.stage("a_pairs"), d.var("kw"), fast, slow, d.output, blocks, &t, nullptr);
+  stage_for_block(d.stage("a_sum"), d.var("g"), fast, slow, d.output, blocks, nullptr, &in_block);
+}
+
+// float16 activations: a word's 8 weights in 4 float16 dot products, each after a shift, an and and an or
+// of the code pair, and one XOR of the word for two's complement: 17 operations a word, against 3 a weight
+// in the float32 GEMV. (gfx10 and later fuse the and-or into one, 13 a word; gfx9's VOP3 takes no literal
+// constants, and its code objects show the 17.) Then a multiply-add and the k-block sum's term.
+constexpr GemvOps kF16GemvOps{17, 2};
 }  // namespace
 
 bool gpu_int4_gemv_h2_applies(const QMatMulWorkload& w) {
@@ -551,41 +575,34 @@ Status apply_gpu_int4_gemv_h2(QMatMulDef& q, const Schedule& s, const TargetSpec
   apply_weight_loads(q, s);
   const dsl::ComputeDef& d = q.def;
   q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
-  Var no = sum_blocks_by_columns(d, P, S, C);
-  // Each block rounds its row of A to float16 pairs in workgroup memory, with the blocks' sums.
-  const RVar in_block = d.reduce("in_block").rvar();
-  const Var t = d.var("t");
-  stage_for_block(d.stage("a_pairs"), d.var("kw"), T, S, d.output, no, &t, nullptr);
-  stage_for_block(d.stage("a_sum"), d.var("g"), T, S, d.output, no, nullptr, &in_block);
+  stage_f16_row(d, T, S, sum_blocks_by_columns(d, P, S, C));
   return dsl::ok_status();
 }
 
 dsl::KernelTraffic gpu_int4_gemv_h2_traffic(const QMatMulWorkload& w, const Schedule& s) {
-  // As the int8 GEMV, with a word's 8 weights in 4 float16 dot products, each after a shift, an and and
-  // an or of the code pair, and one XOR of the word for two's complement: 17 operations a word, against
-  // 3 a weight in the float32 GEMV. (gfx10 and later fuse the and-or into one, 13 a word; gfx9's
-  // VOP3 takes no literal constants, and its code objects show the 17.)
+  // As the int8 GEMV, with kF16GemvOps.
   dsl::KernelTraffic t = gpu_int4_gemv_a8_traffic(w, s);
   const double M = double(w.M), K = double(w.K), N = double(w.N);
-  t.valu_ops = M * N * K / 8 * 17 + M * N * K / double(w.activation_block()) * 2;
+  t.valu_ops = M * N * K / 8 * kF16GemvOps.a_word + M * N * K / double(w.activation_block()) * kF16GemvOps.a_block;
   return t;
 }
 
 }  // namespace tetra::schedules
 
-// ---- float16 activations, a column's k-blocks across a wave's lanes: gpu_int4_gemv_h2_wave ----
+// ---- a column's k-blocks across a wave's lanes: gpu_int4_gemv_h2_wave (float16 activations) and
+// gpu_int4_gemv_a8_wave (int8) ----
 
 namespace tetra::schedules {
 
 namespace {
 constexpr const char* kH2WaveName = "gpu_int4_gemv_h2_wave";
-}  // namespace
+constexpr const char* kA8WaveName = "gpu_int4_gemv_a8_wave";
 
-KnobSpace gpu_int4_gemv_h2_wave_space(const QMatMulWorkload& w, const TargetSpec& target) {
+// The float32 lanes' GEMV's knobs, less `vector` and `unroll_k`: a lane loads a k-block's words of its
+// columns at once (4 words, 16 bytes, a column at blocks of 32).
+KnobSpace kblock_lanes_space(const QMatMulWorkload& w, const TargetSpec& target, const char* name) {
   KnobSpace s = gpu_int4_gemv_wave_space(w, target);
-  s.template_name = kH2WaveName;
-  // A lane loads a k-block's words of its columns at once (4 words, 16 bytes, a column at blocks of 32):
-  // no `vector` or `unroll_k` of its own.
+  s.template_name = name;
   s.knobs.erase(std::remove_if(s.knobs.begin(), s.knobs.end(),
                                [](const dsl::KnobDecl& k) { return k.name == "vector" || k.name == "unroll_k"; }),
                 s.knobs.end());
@@ -593,16 +610,67 @@ KnobSpace gpu_int4_gemv_h2_wave_space(const QMatMulWorkload& w, const TargetSpec
   return s;
 }
 
-Schedule gpu_int4_gemv_h2_wave_default(const QMatMulWorkload& w, const TargetSpec& target) {
-  // A wave a column, as the float32 lanes' GEMV, and 16 columns a block, so that each block's staging of A
-  // serves 16 columns. By the static estimate at 1 x 4096 x 4096 (docs/design.md), the best of lanes (16,
-  // 32, wave) x columns (4, 8, 16) x thread_n (1, 2, 4) on gfx90a, gfx942, gfx1100 and gfx1201; on gfx942
-  // 2.3 us, against 8.8 for the split-k default, whose 64 blocks fill 64 of MI300X's 304 CUs.
+// A wave a column, as the float32 lanes' GEMV, and 16 columns a block, so that each block's staging of A
+// serves 16 columns. By the static estimate at 1 x 4096 x 4096 (docs/design.md), the best of lanes (16, 32,
+// wave) x columns (4, 8, 16) x thread_n (1, 2, 4) for float16 activations on gfx90a, gfx942, gfx1100 and
+// gfx1201; on gfx942 2.3 us, against 8.8 for the split-k default, whose 64 blocks fill 64 of MI300X's 304
+// CUs.
+Schedule kblock_lanes_default(const QMatMulWorkload& w, const TargetSpec& target, const char* name) {
   Schedule s;
-  s.template_name = kH2WaveName;
+  s.template_name = name;
   s.knobs = {
       {"lanes", wave_of(target)}, {"columns", int64_t(16)}, {"thread_n", int64_t(1)}, {"block", w.activation_block()}};
   return s;
+}
+
+// The threads of both: lane u sums the k-blocks u, u + lanes, ... of its thread_n columns, a k-block's dot
+// products in registers; the weight in panels of thread_n columns of K's whole blocks of words. Returns the
+// blocks' loop var, where the caller stages A's row.
+Var schedule_kblock_lanes(QMatMulDef& q, const Schedule& s) {
+  const int S = int(s.get_int("lanes")), R = int(s.get_int("columns")), C = int(s.get_int("thread_n", 1));
+  const int64_t B = q.workload.activation_block();
+  apply_weight_loads(q, s);
+  dsl::ComputeDef& d = q.def;
+  Func acc = d.stage("acc"), dot = d.stage("dot");
+  Var j = d.var("j");
+  RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar();
+  q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
+  // A panel's rows are K's whole blocks of words: every panel starts 16-byte aligned, and a lane's words of
+  // a k-block are 16-byte loads (dsl/gpu/vector_loads.h).
+  for (ImageParam w : q.W.params())
+    if (w.dimensions() == 3 && w.type() == UInt(32)) w.dim(1).set_extent(int((q.workload.K + B - 1) / B * B / 8));
+
+  RVar ko("ko"), ku("ku");
+  acc.update().split(blocks, ko, ku, S, TailStrategy::GuardWithIf);
+  LaneThreads threads = schedule_lanes(d, ku, R, C);
+  threads.part.update().reorder(j, ko).unroll(j);
+  dot.compute_at(threads.part, ko).store_in(MemoryType::Register).unroll(j);
+  dot.update().reorder(j, r).unroll(j).unroll(r);
+  return threads.blocks;
+}
+
+// The traffic of both, given a k's bytes of A staged and the operations: in workgroup memory, each block's
+// staged row of A, written once and read by each of its lanes' panels, and no partial sums (the lanes
+// exchange them in registers).
+dsl::KernelTraffic kblock_lanes_traffic(const QMatMulWorkload& w, const Schedule& s, double a_bytes, GemvOps ops) {
+  const double M = double(w.M), K = double(w.K), N = double(w.N);
+  const int64_t R = s.get_int("columns"), C = s.get_int("thread_n", 1);
+  const double blocks = double((w.N + R - 1) / R) * M;
+  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, blocks / M);
+  t.valu_ops = M * N * K / 8 * ops.a_word + M * N * K / double(w.activation_block()) * ops.a_block;
+  t.lds_bytes = (blocks * K + M * double((w.N + C - 1) / C) * K) * a_bytes;
+  t.blocks = int64_t(blocks);
+  t.threads_per_block = s.get_int("lanes") * R / C;
+  return t;
+}
+}  // namespace
+
+KnobSpace gpu_int4_gemv_h2_wave_space(const QMatMulWorkload& w, const TargetSpec& target) {
+  return kblock_lanes_space(w, target, kH2WaveName);
+}
+
+Schedule gpu_int4_gemv_h2_wave_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  return kblock_lanes_default(w, target, kH2WaveName);
 }
 
 Status gpu_int4_gemv_h2_wave_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
@@ -620,48 +688,44 @@ dsl::Int4Layout gpu_int4_gemv_h2_wave_layout(const Schedule& s) {
 }
 
 Status apply_gpu_int4_gemv_h2_wave(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
-  const int S = int(s.get_int("lanes")), R = int(s.get_int("columns")), C = int(s.get_int("thread_n", 1));
-  const int64_t B = q.workload.activation_block();
-  apply_weight_loads(q, s);
-  dsl::ComputeDef& d = q.def;
-  Func acc = d.stage("acc"), dot = d.stage("dot");
-  Var j = d.var("j");
-  RVar blocks = d.reduce("k").rvar(), r = d.reduce("r").rvar();
-  q.A.dim(0).set_extent(int(q.workload.K)).dim(1).set_stride(int(q.workload.K));
-  // A panel's rows are K's whole blocks of words: every panel starts 16-byte aligned, and a lane's words of
-  // a k-block are 16-byte loads (dsl/gpu/vector_loads.h).
-  for (ImageParam w : q.W.params())
-    if (w.dimensions() == 3 && w.type() == UInt(32)) w.dim(1).set_extent(int((q.workload.K + B - 1) / B * B / 8));
-
-  // Lane u sums the k-blocks u, u + S, ... of its columns.
-  RVar ko("ko"), ku("ku");
-  acc.update().split(blocks, ko, ku, S, TailStrategy::GuardWithIf);
-  LaneThreads threads = schedule_lanes(d, ku, R, C);
-  threads.part.update().reorder(j, ko).unroll(j);
-  // A k-block's dot products of the lane's C columns in registers, its words unrolled.
-  dot.compute_at(threads.part, ko).store_in(MemoryType::Register).unroll(j);
-  dot.update().reorder(j, r).unroll(j).unroll(r);
-  // The block rounds its row of A to float16 pairs in workgroup memory, with the k-blocks' sums, every
-  // thread taking a share: lane u the fastest.
-  const RVar in_block = d.reduce("in_block").rvar();
-  const Var t = d.var("t");
-  stage_for_block(d.stage("a_pairs"), d.var("kw"), S, R / C, d.output, threads.blocks, &t, nullptr);
-  stage_for_block(d.stage("a_sum"), d.var("g"), S, R / C, d.output, threads.blocks, nullptr, &in_block);
+  const Var blocks = schedule_kblock_lanes(q, s);
+  stage_f16_row(q.def, int(s.get_int("lanes")), int(s.get_int("columns") / s.get_int("thread_n", 1)), blocks);
   return dsl::ok_status();
 }
 
 dsl::KernelTraffic gpu_int4_gemv_h2_wave_traffic(const QMatMulWorkload& w, const Schedule& s) {
-  // The float16 GEMV's operations and reads; in workgroup memory, each block's staged row of A, written
-  // once and read by each of its lanes' panels, and no partial sums (the lanes exchange them in registers).
-  const double M = double(w.M), K = double(w.K), N = double(w.N);
-  const int64_t R = s.get_int("columns"), C = s.get_int("thread_n", 1);
-  const double blocks = double((w.N + R - 1) / R) * M;
-  dsl::KernelTraffic t = gpu_qmatmul_reads(w, M, blocks / M);
-  t.valu_ops = M * N * K / 8 * 17 + M * N * K / double(w.activation_block()) * 2;
-  t.lds_bytes = blocks * K * 2 + M * double((w.N + C - 1) / C) * K * 2;
-  t.blocks = int64_t(blocks);
-  t.threads_per_block = s.get_int("lanes") * R / C;
-  return t;
+  return kblock_lanes_traffic(w, s, 2, kF16GemvOps);  // A staged as float16
+}
+
+KnobSpace gpu_int4_gemv_a8_wave_space(const QMatMulWorkload& w, const TargetSpec& target) {
+  return kblock_lanes_space(w, target, kA8WaveName);
+}
+
+Schedule gpu_int4_gemv_a8_wave_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  return kblock_lanes_default(w, target, kA8WaveName);
+}
+
+Status gpu_int4_gemv_a8_wave_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec& target) {
+  if (!w.int8_activations) return Failure{FailureKind::Unsupported, kA8WaveName, "int8 activations only"};
+  return check_lanes_and_columns(s, target);
+}
+
+dsl::Int4Layout gpu_int4_gemv_a8_wave_layout(const Schedule& s) {
+  // Panels of thread_n columns of the int8 dot products' words: a lane's k-block of its columns is
+  // thread_n x block / 8 adjacent words.
+  dsl::Int4Layout layout{int(s.get_int("thread_n", 1)), int(s.get_int("block")), /*vnni=*/true};
+  layout.words = true;
+  return layout;
+}
+
+Status apply_gpu_int4_gemv_a8_wave(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
+  const Var blocks = schedule_kblock_lanes(q, s);
+  stage_int8_row(q.def, int(s.get_int("lanes")), int(s.get_int("columns") / s.get_int("thread_n", 1)), blocks);
+  return dsl::ok_status();
+}
+
+dsl::KernelTraffic gpu_int4_gemv_a8_wave_traffic(const QMatMulWorkload& w, const Schedule& s) {
+  return kblock_lanes_traffic(w, s, 1, kInt8GemvOps);  // A staged as int8
 }
 
 }  // namespace tetra::schedules

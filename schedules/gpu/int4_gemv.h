@@ -73,4 +73,14 @@ dsl::Int4Layout gpu_int4_gemv_h2_wave_layout(const Schedule& schedule);
 Status apply_gpu_int4_gemv_h2_wave(QMatMulDef& q, const Schedule& s, const TargetSpec& target);
 dsl::KernelTraffic gpu_int4_gemv_h2_wave_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
 
+// The int8 GEMV's arithmetic and staged row of A (gpu_int4_gemv_a8) on the same lanes' threads
+// (gpu_int4_gemv_a8_wave), with its knobs: a column's k-blocks across `lanes` of one wave, the lanes' sums
+// exchanged in registers.
+dsl::KnobSpace gpu_int4_gemv_a8_wave_space(const QMatMulWorkload& workload, const TargetSpec& target);
+Schedule gpu_int4_gemv_a8_wave_default(const QMatMulWorkload& workload, const TargetSpec& target);
+Status gpu_int4_gemv_a8_wave_check(const QMatMulWorkload& workload, const Schedule& schedule, const TargetSpec& target);
+dsl::Int4Layout gpu_int4_gemv_a8_wave_layout(const Schedule& schedule);
+Status apply_gpu_int4_gemv_a8_wave(QMatMulDef& q, const Schedule& s, const TargetSpec& target);
+dsl::KernelTraffic gpu_int4_gemv_a8_wave_traffic(const QMatMulWorkload& workload, const Schedule& schedule);
+
 }  // namespace tetra::schedules

@@ -15,6 +15,9 @@ const std::vector<QMatMulTemplate>& gpu_qmatmul_templates() {
        gpu_int4_gemm_default, gpu_int4_gemm_check, gpu_int4_gemm_layout, apply_gpu_int4_gemm},
       {"gpu_int4_gemv_a8", dsl::TargetFamily::Hip, dsl::ActivationMode::Int8, gpu_int4_gemv_a8_space,
        gpu_int4_gemv_a8_default, gpu_int4_gemv_a8_check, gpu_int4_gemv_a8_layout, apply_gpu_int4_gemv_a8},
+      {"gpu_int4_gemv_a8_wave", dsl::TargetFamily::Hip, dsl::ActivationMode::Int8, gpu_int4_gemv_a8_wave_space,
+       gpu_int4_gemv_a8_wave_default, gpu_int4_gemv_a8_wave_check, gpu_int4_gemv_a8_wave_layout,
+       apply_gpu_int4_gemv_a8_wave},
       {"gpu_int4_gemm_a8", dsl::TargetFamily::Hip, dsl::ActivationMode::Int8, gpu_int4_gemm_a8_space,
        gpu_int4_gemm_a8_default, gpu_int4_gemm_a8_check, gpu_int4_gemm_a8_layout, apply_gpu_int4_gemm_a8},
       {"gpu_int4_gemv_h2", dsl::TargetFamily::Hip, dsl::ActivationMode::Float16, gpu_int4_gemv_h2_space,
@@ -63,6 +66,7 @@ dsl::KernelTraffic gpu_qmatmul_traffic(const QMatMulWorkload& workload, const Sc
   if (schedule.template_name == "gpu_int4_gemv_wave") return gpu_int4_gemv_wave_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm") return gpu_int4_gemm_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemv_a8") return gpu_int4_gemv_a8_traffic(workload, schedule);
+  if (schedule.template_name == "gpu_int4_gemv_a8_wave") return gpu_int4_gemv_a8_wave_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemm_a8") return gpu_int4_gemm_a8_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemv_h2") return gpu_int4_gemv_h2_traffic(workload, schedule);
   if (schedule.template_name == "gpu_int4_gemv_h2_wave") return gpu_int4_gemv_h2_wave_traffic(workload, schedule);

@@ -296,8 +296,12 @@ void add_int8_bandwidth_jobs(Bundle& b, int64_t K, int64_t N, const std::vector<
         }
     }
     std::ostringstream name;
-    name << "bandwidth_gemv_a8_" << K << "x" << N << "_" << P << "_" << s.get_int("split_k") << "_"
-         << s.get_int("thread_n");
+    if (s.template_name == "gpu_int4_gemv_a8_wave")
+      name << "bandwidth_gemv_a8_wave_" << K << "x" << N << "_" << s.get_int("lanes") << "_" << s.get_int("columns")
+           << "_" << s.get_int("thread_n");
+    else
+      name << "bandwidth_gemv_a8_" << K << "x" << N << "_" << P << "_" << s.get_int("split_k") << "_"
+           << s.get_int("thread_n");
     fs::path dir = b.next(name.str());
     CapturedPipeline captured = capture_qmatmul(w, s, b.target);
     nlohmann::json job = kernel_job(captured.kernels, b.dialect, dir);
@@ -348,6 +352,7 @@ size_t write_bundle(const BundleOptions& o) {
     add_qmatmul_jobs(b, "gpu_int4_gemv_wave", {{1, 512, 64}, {3, 200, 130}, {2, 1024, 33}}, 20261212);
     add_qmatmul_jobs(b, "gpu_int4_gemm", {{9, 96, 72}, {40, 160, 100}, {67, 64, 33}}, 20261205);
     add_qmatmul_jobs(b, "gpu_int4_gemv_a8", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261207);
+    add_qmatmul_jobs(b, "gpu_int4_gemv_a8_wave", {{1, 512, 64}, {3, 200, 130}, {8, 1024, 64}}, 20261214);
     add_qmatmul_jobs(b, "gpu_int4_gemm_a8", {{9, 96, 72}, {40, 512, 100}}, 20261208);
     add_qmatmul_jobs(b, "gpu_int4_gemv_h2", {{1, 256, 200}, {3, 96, 130}, {8, 512, 64}}, 20261210);
     add_qmatmul_jobs(b, "gpu_int4_gemv_h2_wave", {{1, 512, 64}, {3, 200, 130}, {8, 1024, 64}}, 20261213);
@@ -404,8 +409,22 @@ size_t write_bundle(const BundleOptions& o) {
           if (s.to_string() != d8.to_string() && schedules::check_qmatmul_schedule(w8, s, b.target).ok())
             points8.push_back(s);
         }
+    // And a column's k-blocks across a warp's lanes (gpu_int4_gemv_a8_wave): the default and (lanes,
+    // columns, thread_n) around it.
+    Schedule d8w = schedules::gpu_int4_gemv_a8_wave_default(w8, b.target);
+    points8.push_back(d8w);
+    for (int64_t lanes : {16, 32})
+      for (int64_t columns : {8, 16})
+        for (int64_t thread_n : {1, 2}) {
+          Schedule s = d8w;
+          s.knobs["lanes"] = lanes, s.knobs["columns"] = columns, s.knobs["thread_n"] = thread_n;
+          if (s.to_string() != d8w.to_string() && schedules::check_qmatmul_schedule(w8, s, b.target).ok())
+            points8.push_back(s);
+        }
+    // Points of one panel width together: they share the reference.
+    auto panel = [](const Schedule& x) { return schedules::find_qmatmul_template(x.template_name)->layout(x).panel; };
     std::stable_sort(points8.begin(), points8.end(),
-                     [](const Schedule& x, const Schedule& y) { return x.get_int("tile_n") < y.get_int("tile_n"); });
+                     [&](const Schedule& x, const Schedule& y) { return panel(x) < panel(y); });
     add_int8_bandwidth_jobs(b, K, N, points8);
     // float16 activations (float16 scales, the form of a float16 LLM): the default and the same grid.
     QMatMulWorkload w16 = qmatmul_workload_of(spec, 1, K, 64);
@@ -413,6 +432,7 @@ size_t write_bundle(const BundleOptions& o) {
     Schedule d16 = schedules::gpu_int4_gemv_h2_default(w16, b.target);
     std::vector<Schedule> points16 = {d16};
     for (const Schedule& p8 : points8) {
+      if (p8.template_name != d8.template_name) continue;
       Schedule s = d16;
       for (const char* knob : {"tile_n", "split_k", "thread_n"}) s.knobs[knob] = p8.get_int(knob);
       if (s.to_string() != d16.to_string() && schedules::check_qmatmul_schedule(w16, s, b.target).ok())
@@ -460,7 +480,7 @@ TEST_CASE("GPU check bundle: the GPU jobs and the GEMV bandwidth grid, written f
       o.gemv.push_back({K, N});
     }
   }
-  // 8 QMatMul jobs a shape of each template (176), 24 conv jobs, the GEMV grids, then 6 timed convs.
+  // 8 QMatMul jobs a shape of each template (200), 24 conv jobs, the GEMV grids, then 6 timed convs.
   CHECK(write_bundle(o) > (o.kernel_jobs ? 200u : 0u));
 }
 
@@ -486,15 +506,17 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   std::ifstream in(o.dir / "results.json");
   nlohmann::json results = nlohmann::json::parse(in);
   REQUIRE(results["jobs"].size() == jobs);
-  int int8_jobs = 0, f16_jobs = 0, conv_jobs = 0;
+  int int8_jobs = 0, int8_lanes_jobs = 0, f16_jobs = 0, conv_jobs = 0;
   for (const nlohmann::json& row : results["jobs"]) {
     CHECK_FALSE(row.contains("error"));
     CHECK(row["gb_per_s"].get<double>() > 0);
     int8_jobs += row["job"].get<std::string>().find("gemv_a8") != std::string::npos;
+    int8_lanes_jobs += row["job"].get<std::string>().find("gemv_a8_wave") != std::string::npos;
     f16_jobs += row["job"].get<std::string>().find("gemv_h2") != std::string::npos;
     conv_jobs += row["job"].get<std::string>().find("time_conv") != std::string::npos;
   }
   CHECK(int8_jobs >= 4);  // the int8-activation GEMV's default and grid, checked against the int8 arithmetic
+  CHECK(int8_lanes_jobs >= 2);  // among them the int8 lanes' GEMV's
   CHECK(f16_jobs >= 4);   // the float16-activation GEMV's, against A rounded to float16
   CHECK(conv_jobs == 3);  // implicit GEMM, direct and depthwise, timed
 

@@ -937,7 +937,11 @@ TEST_CASE("GPU int8-activation GEMV and GEMM: each AMD arch's own 4-way dot inst
   CapturedPipeline captured = capture(w, s);
   QMatMulWorkload gemm = int8_workload_of(spec, 128, 4096, 4096, false);
   Schedule g = schedules::gpu_int4_gemm_a8_default(gemm, gfx942());
-  for (const auto& [kernels, schedule] : {std::pair{captured.kernels, s}, std::pair{capture(gemm, g).kernels, g}}) {
+  // The lanes' GEMV at a wave of 32 (which every arch's wave holds), 2 columns a lane.
+  Schedule lanes = schedules::gpu_int4_gemv_a8_wave_default(w, parse_target("hip:gfx1100").value());
+  lanes.knobs["thread_n"] = int64_t(2);
+  for (const auto& [kernels, schedule] : {std::pair{captured.kernels, s}, std::pair{capture(gemm, g).kernels, g},
+                                          std::pair{capture(w, lanes).kernels, lanes}}) {
     INFO(schedule.to_string());
     for (const auto& [arch, code] : disassembly_per_arch(kernels, dir)) {
       INFO(arch);
@@ -946,8 +950,15 @@ TEST_CASE("GPU int8-activation GEMV and GEMM: each AMD arch's own 4-way dot inst
       const bool mixed = find_amd_arch(arch)->int8_dot4 == Int8Dot4::Mixed;
       CHECK((code.find("v_dot4_i32_iu8") != std::string::npos) == mixed);
       CHECK((code.find("_i32_i8") != std::string::npos) == !mixed);  // v_dot4_i32_i8 or v_dot4c_i32_i8
+      // The lanes' sums meet through cross-lane reads.
+      if (schedule.template_name == lanes.template_name) CHECK_THAT(code, Catch::Contains("ds_bpermute_b32"));
     }
   }
+  // The lanes' GEMV: a lane's k-block of each of its columns is 4 adjacent words, one 16-byte load.
+  Result<std::string> opencl = emit_kernels(capture(w, lanes).kernels, Dialect::OpenCL);
+  REQUIRE(opencl.ok());
+  CHECK_THAT(opencl.value(), Catch::Contains("vload4(0, _W_packed + "));
+  CHECK_THAT(opencl.value(), !Catch::Contains("_W_packed["));
   for (const auto& [sm, ptx] : ptx_per_sm(captured.kernels, dir)) {
     INFO(sm);
     // dp4a from sm_61 on; before it, the plain arithmetic.
@@ -1035,6 +1046,20 @@ TEST_CASE(
   spec.granularity = test::Granularity::BlockedK, spec.block = 32;
   QMatMulWorkload w = f16_workload_of(spec, 1, 2048, 96, false);
   check_exchanges_matter(w, schedules::gpu_int4_gemv_h2_wave_default(w, gfx942()), spec, "gemv_h2_wave_exchanges");
+}
+
+TEST_CASE(
+    "GPU int8-activation GEMV with a column's k-blocks across a wave's lanes: every int8 form and random knob "
+    "points match the int8 reference on an OpenCL device, and fail it without the lanes' exchanges",
+    "[gpu][int8]") {
+  if (!opencl_runs_here()) return;
+  // K past a whole number of blocks and of lanes; N past a whole block of columns; up to 8 rows.
+  CHECK(check_activation_template("gpu_int4_gemv_a8_wave", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}},
+                                  int8_workload_of) == 30);
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  QMatMulWorkload w = int8_workload_of(spec, 1, 2048, 96, false);
+  check_exchanges_matter(w, schedules::gpu_int4_gemv_a8_wave_default(w, gfx942()), spec, "gemv_a8_wave_exchanges");
 }
 
 TEST_CASE("GPU capture refuses a lane sum of an array that is not one lane's write and its column's reads, by name",
