@@ -171,6 +171,42 @@ class SameTimeRunner : public tuner::Runner {
 };
 }  // namespace
 
+namespace {
+// Records the schedules it is asked to measure, per workload, in order; each takes 1 ms.
+class OrderRunner : public tuner::Runner {
+ public:
+  std::map<std::string, std::vector<std::string>> order;
+  tuner::MeasureResult run(const tuner::MeasureJob& job) override {
+    order[job.qmatmul->key()].push_back(job.schedule.to_string());
+    return SameTimeRunner().run(job);
+  }
+};
+}  // namespace
+
+TEST_CASE("a search measures the task's default, then every other template's default, then sampled points", "[tuner]") {
+  // On MI300X the two-task model's GEMVs (2 rows) have several templates, each its own default.
+  std::string dir = temp_dir("tuner_defaults_first");
+  std::string model = two_task_model(dir);
+  const dsl::TargetSpec gfx942 = dsl::parse_target("hip:gfx942").value();
+  tuner::TuneOptions o = options(model, dir + "/db", 10);
+  o.target = gfx942;
+  o.estimate = true;
+  OrderRunner runner;
+  REQUIRE(tuner::tune(o, runner).size() == 2);
+  Graph g = load_model(model, {{"a", {2, 64}}});
+  for (const tuner::TuningTask& t : tuner::extract_tasks(g, gfx942)) {
+    INFO(t.key());
+    const tuner::SearchSpace space(t.workload, gfx942);
+    std::vector<std::string> want = {tuner::default_schedule(t, gfx942).to_string()};
+    for (const dsl::Schedule& d : space.defaults())
+      if (d.to_string() != want[0]) want.push_back(d.to_string());
+    REQUIRE(want.size() >= 2);  // the split-k GEMV's and the lanes' GEMV's
+    const std::vector<std::string>& measured = runner.order.at(t.workload.key());
+    REQUIRE(measured.size() == 10);
+    CHECK(std::vector<std::string>(measured.begin(), measured.begin() + long(want.size())) == want);
+  }
+}
+
 TEST_CASE("a task stops after --early-stop trials without a 1% improvement, and says so", "[tuner]") {
   std::string dir = temp_dir("tuner_early_stop");
   std::string model = two_task_model(dir);

@@ -8,15 +8,19 @@ namespace tetra::tuner {
 SearchSpace::SearchSpace(const dsl::QMatMulWorkload& workload, const dsl::TargetSpec& target)
     : workload_(workload), target_(target) {
   for (const schedules::QMatMulTemplate& t : schedules::qmatmul_templates())
-    if (dsl::templates_serve(t.family, target.family) && t.serves(workload))
+    if (dsl::templates_serve(t.family, target.family) && t.serves(workload)) {
       spaces_.push_back(t.space(workload, target));
+      if (dsl::Schedule d = t.default_schedule(workload, target); legal(d)) defaults_.push_back(std::move(d));
+    }
 }
 
 SearchSpace::SearchSpace(const dsl::QConvWorkload& conv, const dsl::QMatMulWorkload& gemm_view,
                          const dsl::TargetSpec& target)
     : workload_(gemm_view), conv_(conv), target_(target) {
   auto t = schedules::qconv_template_for(conv, target);
-  if (t.ok()) spaces_.push_back(t.value()->space(conv, target));
+  if (!t.ok()) return;
+  spaces_.push_back(t.value()->space(conv, target));
+  if (dsl::Schedule d = t.value()->default_schedule(conv, target); legal(d)) defaults_.push_back(std::move(d));
 }
 
 double SearchSpace::size() const {

@@ -36,6 +36,9 @@ class SearchSpace {
   bool legal(const dsl::Schedule& s) const;
   const dsl::QMatMulWorkload& workload() const { return workload_; }
   const std::vector<dsl::KnobSpace>& spaces() const { return spaces_; }
+  // Each template's default point, where legal: a template's author's best guess, measured before any
+  // sampled point so that no template is judged only by its random points.
+  const std::vector<dsl::Schedule>& defaults() const { return defaults_; }
 
  private:
   const dsl::KnobSpace* space_of(const std::string& template_name) const;
@@ -43,6 +46,7 @@ class SearchSpace {
   std::optional<dsl::QConvWorkload> conv_;
   dsl::TargetSpec target_;
   std::vector<dsl::KnobSpace> spaces_;
+  std::vector<dsl::Schedule> defaults_;
 };
 
 }  // namespace tetra::tuner

@@ -161,12 +161,24 @@ std::vector<TaskState> task_states(const TuneOptions& opt, const std::vector<Tun
 
 }  // namespace
 
+namespace {
+// What every search measures first: the task's default (the baseline), then the other templates'.
+std::vector<dsl::Schedule> first_candidates(const TuningTask& task, const SearchSpace& space,
+                                            const dsl::TargetSpec& target) {
+  std::vector<dsl::Schedule> first = {default_schedule(task, target)};
+  for (const dsl::Schedule& d : space.defaults())
+    if (d.to_string() != first[0].to_string()) first.push_back(d);
+  return first;
+}
+}  // namespace
+
 std::vector<dsl::Schedule> exhaustive_order(const TuningTask& task, const SearchSpace& space,
                                             const dsl::TargetSpec& target) {
-  dsl::Schedule first = default_schedule(task, target);
-  std::vector<dsl::Schedule> order = {first};
+  std::vector<dsl::Schedule> order = first_candidates(task, space, target);
+  std::set<std::string> first;
+  for (const dsl::Schedule& s : order) first.insert(s.to_string());
   for (dsl::Schedule& s : space.enumerate(kExhaustiveLimit))
-    if (s.to_string() != first.to_string()) order.push_back(std::move(s));
+    if (!first.count(s.to_string())) order.push_back(std::move(s));
   return order;
 }
 
@@ -241,14 +253,18 @@ std::vector<TaskSummary> tune(const TuneOptions& opt, Runner& runner) {
     return it != s.candidate_index.end() && plan.owns_candidate(it->second);
   };
 
-  // A candidate for `s`: the template default first (the baseline every speed-up is measured
-  // against), then the strategy's proposals; nullopt when the space is exhausted.
+  // A candidate for `s`: the task's default first (the baseline every speed-up is measured against),
+  // then the other templates' defaults, then the strategy's proposals; nullopt when the space is
+  // exhausted.
   auto next_candidate = [&](TaskState& s) -> std::optional<dsl::Schedule> {
     while (true) {
-      dsl::Schedule fallback = default_schedule(s.task, target);
       std::optional<dsl::Schedule> candidate;
-      if (!s.seen.count(fallback.to_string())) candidate = fallback;
-      else candidate = s.strategy->propose(s.space, s.history, s.seen, rng);
+      for (const dsl::Schedule& first : first_candidates(s.task, s.space, target))
+        if (!s.seen.count(first.to_string())) {
+          candidate = first;
+          break;
+        }
+      if (!candidate) candidate = s.strategy->propose(s.space, s.history, s.seen, rng);
       if (!candidate) return std::nullopt;
       s.seen.insert(candidate->to_string());
       if (owned(s, *candidate)) return candidate;

@@ -75,9 +75,9 @@ std::vector<TaskSummary> tune(const TuneOptions& options);
 // The same with another runner (tests wrap the isolated one to make candidates fail).
 std::vector<TaskSummary> tune(const TuneOptions& options, Runner& runner);
 
-// The order an exhaustive run measures a task's candidates in: the template default (the baseline),
-// then the rest of the space in SearchSpace::enumerate's order. A shard of a candidate split owns the
-// indices of this order that are its own (tuner/shard.h).
+// The order an exhaustive run measures a task's candidates in: the task's default (the baseline), the
+// other templates' defaults, then the rest of the space in SearchSpace::enumerate's order. A shard of a candidate split
+// owns the indices of this order that are its own (tuner/shard.h).
 std::vector<dsl::Schedule> exhaustive_order(const TuningTask& task, const SearchSpace& space,
                                             const dsl::TargetSpec& target);
 
