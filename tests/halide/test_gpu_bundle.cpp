@@ -166,6 +166,21 @@ nlohmann::json fill_entry(B& host, uint64_t seed, double lo, double hi) {
   return e;
 }
 
+// A lanes' GEMV's bandwidth points: its default `d`, then every legal point of (`lanes` 16, 32) x `columns`
+// x `thread_n` around it.
+std::vector<Schedule> lanes_grid(const Schedule& d, const QMatMulWorkload& w, const TargetSpec& target,
+                                 std::initializer_list<int64_t> columns, std::initializer_list<int64_t> thread_ns) {
+  std::vector<Schedule> points = {d};
+  for (int64_t lanes : {16, 32})
+    for (int64_t c : columns)
+      for (int64_t thread_n : thread_ns) {
+        Schedule s = d;
+        s.knobs["lanes"] = lanes, s.knobs["columns"] = c, s.knobs["thread_n"] = thread_n;
+        if (s.to_string() != d.to_string() && schedules::check_qmatmul_schedule(w, s, target).ok()) points.push_back(s);
+      }
+  return points;
+}
+
 // The int4 decode GEMV (M = 1; int4 in k-blocks of 32 with float16 scales, the common LLM form, or
 // float32 ones) of K x N at `s`, on seeded data, timed: 50 runs back to back. The float16-activation
 // GEMVs (gpu_int4_gemv_h2, _h2_wave) read A as float16, and their reference rounds A so.
@@ -382,15 +397,7 @@ size_t write_bundle(const BundleOptions& o) {
     // around it, 16-byte loads.
     Schedule dw = schedules::gpu_int4_gemv_wave_default(w, b.target);
     dw.knobs.emplace("thread_n", int64_t(1));  // as a schedule without it means, so the grid skips it
-    points.push_back(dw);
-    for (int64_t lanes : {16, 32})
-      for (int64_t columns : {4, 16})
-        for (int64_t thread_n : {1, 2, 4}) {
-          Schedule s = dw;
-          s.knobs["lanes"] = lanes, s.knobs["columns"] = columns, s.knobs["thread_n"] = thread_n;
-          if (s.to_string() != dw.to_string() && schedules::check_qmatmul_schedule(w, s, b.target).ok())
-            points.push_back(s);
-        }
+    for (Schedule& s : lanes_grid(dw, w, b.target, {4, 16}, {1, 2, 4})) points.push_back(std::move(s));
     // Float16 and float32 scales: float16's rounding of each weight costs conversions.
     for (bool f16_scale : {true, false})
       for (const Schedule& s : points) add_bandwidth_job(b, K, N, s, f16_scale);
@@ -411,16 +418,9 @@ size_t write_bundle(const BundleOptions& o) {
         }
     // And a column's k-blocks across a warp's lanes (gpu_int4_gemv_a8_wave): the default and (lanes,
     // columns, thread_n) around it.
-    Schedule d8w = schedules::gpu_int4_gemv_a8_wave_default(w8, b.target);
-    points8.push_back(d8w);
-    for (int64_t lanes : {16, 32})
-      for (int64_t columns : {8, 16})
-        for (int64_t thread_n : {1, 2}) {
-          Schedule s = d8w;
-          s.knobs["lanes"] = lanes, s.knobs["columns"] = columns, s.knobs["thread_n"] = thread_n;
-          if (s.to_string() != d8w.to_string() && schedules::check_qmatmul_schedule(w8, s, b.target).ok())
-            points8.push_back(s);
-        }
+    for (Schedule& s :
+         lanes_grid(schedules::gpu_int4_gemv_a8_wave_default(w8, b.target), w8, b.target, {8, 16}, {1, 2}))
+      points8.push_back(std::move(s));
     // Points of one panel width together: they share the reference.
     auto panel = [](const Schedule& x) { return schedules::find_qmatmul_template(x.template_name)->layout(x).panel; };
     std::stable_sort(points8.begin(), points8.end(),
@@ -440,16 +440,9 @@ size_t write_bundle(const BundleOptions& o) {
     }
     // And a column's k-blocks across a warp's lanes (gpu_int4_gemv_h2_wave): the default and (lanes,
     // columns, thread_n) around it.
-    Schedule dh = schedules::gpu_int4_gemv_h2_wave_default(w16, b.target);
-    points16.push_back(dh);
-    for (int64_t lanes : {16, 32})
-      for (int64_t columns : {8, 16})
-        for (int64_t thread_n : {1, 2}) {
-          Schedule s = dh;
-          s.knobs["lanes"] = lanes, s.knobs["columns"] = columns, s.knobs["thread_n"] = thread_n;
-          if (s.to_string() != dh.to_string() && schedules::check_qmatmul_schedule(w16, s, b.target).ok())
-            points16.push_back(s);
-        }
+    for (Schedule& s :
+         lanes_grid(schedules::gpu_int4_gemv_h2_wave_default(w16, b.target), w16, b.target, {8, 16}, {1, 2}))
+      points16.push_back(std::move(s));
     for (const Schedule& s : points16) add_bandwidth_job(b, K, N, s, /*f16_scale=*/true);
   }
   for (const auto& [C, M, H] : o.convs) add_conv_timing_jobs(b, C, M, H, 20261209);
