@@ -121,7 +121,9 @@ std::string run_edge_case(const ModelBuilder& b, const std::string& path, const 
   *ran = true;
   TensorMap got;
   try {
-    got = Executor(g, ExecutorOptions{Backend::Halide, 1, nullptr, ""}).run(inputs);
+    ExecutorOptions one_thread;
+    one_thread.threads = 1;
+    got = Executor(g, one_thread).run(inputs);
   } catch (const Error& e) {
     return std::string("the reference ran but the Halide backend failed: ") + e.what();
   }
