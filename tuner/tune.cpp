@@ -159,9 +159,6 @@ std::vector<TaskState> task_states(const TuneOptions& opt, const std::vector<Tun
   return states;
 }
 
-}  // namespace
-
-namespace {
 // What every search measures first: the task's default (the baseline), then the other templates'.
 std::vector<dsl::Schedule> first_candidates(const TuningTask& task, const SearchSpace& space,
                                             const dsl::TargetSpec& target) {
