@@ -21,6 +21,14 @@ const AmdArch& arch(const std::string& name) {
   REQUIRE(a);
   return *a;
 }
+
+// The decode GEMV the estimate tests share: 1 x 4096 x 4096, int4 in k-blocks of 32, a scale per column.
+QMatMulWorkload decode_gemv_4096() {
+  QMatMulWorkload w;
+  w.M = 1, w.K = 4096, w.N = 4096;
+  w.format.k_group = 32, w.format.per_n = true;
+  return w;
+}
 }  // namespace
 
 TEST_CASE("AMD arch facts: occupancy from registers and LDS", "[gpu]") {
@@ -194,9 +202,7 @@ TEST_CASE("GPU conv: on small maps the default gives a thread 2 channels, which 
 }
 
 TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
-  QMatMulWorkload w;
-  w.M = 1, w.K = 4096, w.N = 4096;
-  w.format.k_group = 32, w.format.per_n = true;
+  QMatMulWorkload w = decode_gemv_4096();
   // 8 MiB of codes, 128 x 4096 float32 scales; A and Y once.
   CHECK(schedules::gpu_weight_bytes(w) == Approx(4096.0 * 4096 / 2 + 128.0 * 4096 * 4));
   TargetSpec gfx942 = parse_target("hip:gfx942").value(), gfx1200 = parse_target("hip:gfx1200").value();
@@ -270,9 +276,7 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
 
 TEST_CASE("GPU GEMVs read A's row once per block of columns, and the float16 lanes' GEMV fills MI300X by the estimate",
           "[gpu]") {
-  QMatMulWorkload w;
-  w.M = 1, w.K = 4096, w.N = 4096;
-  w.format.k_group = 32, w.format.per_n = true;
+  QMatMulWorkload w = decode_gemv_4096();
   w.f16_activations = true;
   const TargetSpec gfx942 = parse_target("hip:gfx942").value();
   const double a_bytes = 4096.0 * 4;
@@ -317,9 +321,7 @@ TEST_CASE("GPU GEMVs read A's row once per block of columns, and the float16 lan
 
 TEST_CASE("the int8 lanes' GEMV: the split-k int8 GEMV's operations, A staged as int8, MI300X filled by the estimate",
           "[gpu]") {
-  QMatMulWorkload w;
-  w.M = 1, w.K = 4096, w.N = 4096;
-  w.format.k_group = 32, w.format.per_n = true;
+  QMatMulWorkload w = decode_gemv_4096();
   w.int8_activations = true;
   const TargetSpec gfx942 = parse_target("hip:gfx942").value();
   const Schedule split = schedules::gpu_int4_gemv_a8_default(w, gfx942),
@@ -347,9 +349,7 @@ TEST_CASE("the int8 lanes' GEMV: the split-k int8 GEMV's operations, A staged as
 }
 
 TEST_CASE("the estimate runner builds a GPU candidate and ranks it without running it", "[gpu]") {
-  QMatMulWorkload w;
-  w.M = 1, w.K = 4096, w.N = 4096;
-  w.format.k_group = 32, w.format.per_n = true;
+  QMatMulWorkload w = decode_gemv_4096();
   TargetSpec gfx942 = parse_target("hip:gfx942").value();
   tuner::MeasureJob job;
   job.qmatmul = w;

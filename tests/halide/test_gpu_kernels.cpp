@@ -1034,18 +1034,30 @@ TEST_CASE(
   fs::remove_all(dir);
 }
 
+namespace {
+// A lanes' GEMV over k-blocks (gpu_int4_gemv_h2_wave or _a8_wave, its workloads made by `workload_of`):
+// every form at its default and a random knob point on the OpenCL device, then its default with and
+// without the lanes' exchanges.
+void check_kblock_lanes_template(const std::string& name,
+                                 QMatMulWorkload (*workload_of)(const test::WeightSpec&, int64_t, int64_t, int64_t,
+                                                                bool)) {
+  // K past a whole number of blocks and of lanes; N past a whole block of columns; up to 8 rows.
+  CHECK(check_activation_template(name, {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}}, workload_of) == 30);
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  QMatMulWorkload w = workload_of(spec, 1, 2048, 96, false);
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(name);
+  REQUIRE(t);
+  check_exchanges_matter(w, t->default_schedule(w, gfx942()), spec, name + "_exchanges");
+}
+}  // namespace
+
 TEST_CASE(
     "GPU float16-activation GEMV with a column's k-blocks across a wave's lanes: every form and random knob points "
     "match the reference on float16 values on an OpenCL device, and fail it without the lanes' exchanges",
     "[gpu][f16]") {
   if (!opencl_runs_here()) return;
-  // K past a whole number of blocks and of lanes; N past a whole block of columns; up to 8 rows.
-  CHECK(check_activation_template("gpu_int4_gemv_h2_wave", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}},
-                                  f16_workload_of) == 30);
-  test::WeightSpec spec;
-  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
-  QMatMulWorkload w = f16_workload_of(spec, 1, 2048, 96, false);
-  check_exchanges_matter(w, schedules::gpu_int4_gemv_h2_wave_default(w, gfx942()), spec, "gemv_h2_wave_exchanges");
+  check_kblock_lanes_template("gpu_int4_gemv_h2_wave", f16_workload_of);
 }
 
 TEST_CASE(
@@ -1053,13 +1065,7 @@ TEST_CASE(
     "points match the int8 reference on an OpenCL device, and fail it without the lanes' exchanges",
     "[gpu][int8]") {
   if (!opencl_runs_here()) return;
-  // K past a whole number of blocks and of lanes; N past a whole block of columns; up to 8 rows.
-  CHECK(check_activation_template("gpu_int4_gemv_a8_wave", {{1, 512, 200}, {3, 200, 130}, {8, 1024, 64}},
-                                  int8_workload_of) == 30);
-  test::WeightSpec spec;
-  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
-  QMatMulWorkload w = int8_workload_of(spec, 1, 2048, 96, false);
-  check_exchanges_matter(w, schedules::gpu_int4_gemv_a8_wave_default(w, gfx942()), spec, "gemv_a8_wave_exchanges");
+  check_kblock_lanes_template("gpu_int4_gemv_a8_wave", int8_workload_of);
 }
 
 TEST_CASE("GPU capture refuses a lane sum of an array that is not one lane's write and its column's reads, by name",
