@@ -80,10 +80,23 @@ Status build_hip_code_object(const std::string& source, const std::string& arch,
       path, arch);
 }
 
+namespace {
+// The oldest PTX ISA that has `sm` ("sm_80"), and 6.0 at least (the *.sync warp shuffles): the PTX runs on
+// every driver that knows the GPU. clang would take the version from a CUDA toolkit it finds, and without
+// one, 4.2, which has no shuffles; so the PTX is the same with or without a toolkit installed.
+std::string ptx_isa_feature(const std::string& sm) {
+  const int n = std::atoi(sm.c_str() + (sm.rfind("sm_", 0) == 0 ? 3 : 0));
+  const int isa = n >= 89 ? 78 : n >= 87 ? 74 : n >= 86 ? 71 : n >= 80 ? 70 : n >= 75 ? 63 : 60;
+  return "+ptx" + std::to_string(isa);
+}
+}  // namespace
+
 Status build_ptx(const std::string& source, const std::string& sm, const std::string& path) {
+  // No CUDA toolkit is looked for (the kernels need none of its headers or libraries).
   return compile(source, ".cu",
-                 {"-x", "cuda", "--cuda-device-only", "--cuda-gpu-arch=" + sm, "-nocudainc", "-nocudalib", "-O3",
-                  "-std=c++17", "-S", "-Wno-unknown-cuda-version"},
+                 {"-x", "cuda", "--cuda-device-only", "--cuda-gpu-arch=" + sm, "--cuda-path=/nonexistent", "-nocudainc",
+                  "-nocudalib", "-Xclang", "-target-feature", "-Xclang", ptx_isa_feature(sm), "-O3", "-std=c++17", "-S",
+                  "-Wno-unknown-cuda-version"},
                  path, sm);
 }
 

@@ -412,6 +412,8 @@ TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no s
     text << in.rdbuf();
     CHECK_THAT(text.str(), Catch::Contains(".entry " + captured.kernels.front().name));
     CHECK_THAT(text.str(), Catch::Contains(".maxntid " + std::to_string(threads)));
+    // sm_80's own PTX ISA, whether or not a CUDA toolkit is installed (clang would take its version).
+    CHECK_THAT(text.str(), Catch::Contains(".version 7.0"));
   }
   fs::remove_all(dir);
 }
