@@ -32,6 +32,20 @@ inline ReduceAxis make_reduce_axis(const std::string& name, const Halide::Expr& 
   return ReduceAxis{name, Halide::RDom(0, extent, name), extent};
 }
 
+// What a schedule asks of the GPU kernels a ComputeDef lowers to, beyond Halide's schedule
+// (dsl/gpu/capture_kernels.h).
+struct GpuKernelHints {
+  // Inputs, by name, that a schedule reads once and asks to stream past the caches (GPU kernels load them
+  // nontemporally), so that what is read again keeps its cache lines.
+  std::set<std::string> streamed_inputs;
+  // Register Funcs, by name, whose values a wave's lanes add up by cross-lane exchanges
+  // (dsl/gpu/private_arrays.h lower_lane_sums).
+  std::set<std::string> lane_sums;
+  // Serial loops over chunks staged in workgroup memory, by the last part of their name ("kc"), that stage
+  // the next chunk while computing on this one (dsl/gpu/double_buffer.h).
+  std::set<std::string> double_buffered;
+};
+
 struct ComputeDef {
   std::string op;                               // "qmatmul"
   Halide::Func output;
@@ -40,12 +54,7 @@ struct ComputeDef {
   std::map<std::string, Halide::Func> stages;   // intermediates a schedule may place: "acc", "w", ...
   std::map<std::string, Halide::Expr> extents;  // runtime sizes schedules may test: "M", "N", "K"
   std::vector<Halide::Argument> arguments;      // the runtime inputs, in a fixed order
-  // Inputs, by name, that a schedule reads once and asks to stream past the caches (GPU kernels load them
-  // nontemporally), so that what is read again keeps its cache lines.
-  std::set<std::string> streamed_inputs;
-  // Register Funcs, by name, whose values a wave's lanes add up by cross-lane exchanges
-  // (dsl/gpu/private_arrays.h lower_lane_sums).
-  std::set<std::string> lane_sums;
+  GpuKernelHints gpu;
 
   const Halide::Var& var(const std::string& name) const {
     for (const Axis& a : axes)

@@ -6,6 +6,7 @@
 #include <memory>
 #include <set>
 
+#include "dsl/gpu/double_buffer.h"
 #include "dsl/gpu/private_arrays.h"
 #include "dsl/gpu/vector_loads.h"
 
@@ -86,13 +87,9 @@ class ConstantSharedSizes : public IRMutator {
 // The lowering pass: records every outermost GPU block loop nest as a kernel.
 class CaptureKernels : public IRMutator {
  public:
-  CaptureKernels(std::string name, CapturedPipeline* out, std::string* error, std::set<std::string> streamed,
-                 std::set<std::string> lane_sums)
-      : name_(std::move(name)),
-        out_(out),
-        error_(error),
-        streamed_(std::move(streamed)),
-        lane_sums_(std::move(lane_sums)) {}
+  CaptureKernels(std::string name, CapturedPipeline* out, std::string* error, GpuKernelHints hints,
+                 std::set<std::string>* double_buffered)
+      : name_(std::move(name)), out_(out), error_(error), hints_(std::move(hints)), double_buffered_(double_buffered) {}
 
   Stmt mutate(const Stmt& s) override {
     if (!seen_top_) {  // the whole lowered statement: keep it as the host's
@@ -113,7 +110,11 @@ class CaptureKernels : public IRMutator {
     k.body = ConstantSharedSizes([&](const Expr& e) {
                return find_constant_bound(in_inputs(e), Direction::Upper);
              }).mutate(Stmt(op));
-    if (Result<Stmt> summed = lower_lane_sums(k.body, lane_sums_); summed.ok())
+    if (Result<Stmt> buffered = double_buffer_chunks(k.body, hints_.double_buffered, double_buffered_); buffered.ok())
+      k.body = buffered.value();
+    else if (error_->empty())
+      *error_ = buffered.failure().describe();
+    if (Result<Stmt> summed = lower_lane_sums(k.body, hints_.lane_sums); summed.ok())
       k.body = summed.value();
     else if (error_->empty())
       *error_ = summed.failure().describe();
@@ -125,7 +126,7 @@ class CaptureKernels : public IRMutator {
     std::set<std::string> read_only;
     for (const DeviceArgument& a : k.args)
       if (a.is_buffer && !a.write) read_only.insert(a.name);
-    for (const std::string& s : streamed_)
+    for (const std::string& s : hints_.streamed_inputs)
       if (read_only.count(s)) k.streamed_buffers.insert(s);
     k.body = combine_vector_loads(k.body, read_only);
     KernelShape shape;
@@ -205,21 +206,21 @@ class CaptureKernels : public IRMutator {
   std::string name_;
   CapturedPipeline* out_;
   std::string* error_;
-  std::set<std::string> streamed_;
-  std::set<std::string> lane_sums_;
+  GpuKernelHints hints_;
+  std::set<std::string>* double_buffered_;  // the loops of hints_.double_buffered rewritten so far
   bool seen_top_ = false;
 };
 
 }  // namespace
 
 Result<CapturedPipeline> capture_kernels(const std::vector<Func>& outputs, const std::vector<Argument>& args,
-                                         const std::string& name, const std::set<std::string>& streamed,
-                                         const std::set<std::string>& lane_sums) {
+                                         const std::string& name, const GpuKernelHints& hints) {
   CapturedPipeline captured;
   std::string error;
+  std::set<std::string> double_buffered;
   try {
     Pipeline pipeline(outputs);
-    pipeline.add_custom_lowering_pass(new CaptureKernels(name, &captured, &error, streamed, lane_sums));
+    pipeline.add_custom_lowering_pass(new CaptureKernels(name, &captured, &error, hints, &double_buffered));
     // The stand-in GPU feature: Halide validates GPU schedules only for a target with one (with
     // float16, which every AMD GPU has).
     Target stand_in = Target("x86-64-linux-opencl-cl_half");
@@ -228,6 +229,9 @@ Result<CapturedPipeline> capture_kernels(const std::vector<Func>& outputs, const
     return Failure{FailureKind::Compile, name, e.what()};
   }
   if (!error.empty()) return Failure{FailureKind::Unsupported, name, error};
+  for (const std::string& loop : hints.double_buffered)
+    if (!double_buffered.count(loop))
+      return Failure{FailureKind::Unsupported, name, "no kernel has the chunk loop " + loop + " to double-buffer"};
   // Every buffer a kernel takes must be one the launch is given. Anything else is an intermediate Halide
   // placed in device global memory, which no launch allocates.
   std::set<std::string> given;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "dsl/compute.h"
 #include "dsl/core/result.h"
 #include "dsl/gpu/device_kernel.h"
 
@@ -19,11 +20,12 @@ struct CapturedPipeline {
 
 // Lowers `outputs` (scheduled with gpu_blocks / gpu_threads) for `args` and captures its kernels, named
 // `name`_k0, `name`_k1, ... A pipeline with no GPU loop, or whose shared allocations have no constant
-// size, is a Failure. Each kernel streams the buffers of `streamed` it reads (DeviceKernel::streamed_buffers);
-// the register Funcs of `lane_sums` are added up across lanes (dsl/gpu/private_arrays.h lower_lane_sums).
+// size, is a Failure. `hints` apply: each kernel streams the buffers of hints.streamed_inputs it reads
+// (DeviceKernel::streamed_buffers); the register Funcs of hints.lane_sums are added up across lanes
+// (dsl/gpu/private_arrays.h lower_lane_sums); the loops of hints.double_buffered are double-buffered
+// (dsl/gpu/double_buffer.h), and one that no kernel has is a Failure.
 Result<CapturedPipeline> capture_kernels(const std::vector<Halide::Func>& outputs,
                                          const std::vector<Halide::Argument>& args, const std::string& name,
-                                         const std::set<std::string>& streamed = {},
-                                         const std::set<std::string>& lane_sums = {});
+                                         const GpuKernelHints& hints = {});
 
 }  // namespace tetra::dsl::gpu

@@ -17,7 +17,7 @@ struct DeviceKernel {
   // ".__block_id_x" ... ".__thread_id_z" (Halide's names), and start at 0.
   Halide::Internal::Stmt body;
   // Read-only buffers among args that the kernel streams: its loads of them are nontemporal where the
-  // dialect can say so (ComputeDef::streamed_inputs).
+  // dialect can say so (GpuKernelHints::streamed_inputs).
   std::set<std::string> streamed_buffers;
   // The closure: the buffers it reads or writes (by the name of their host pointer), then the scalars.
   std::vector<Halide::Internal::DeviceArgument> args;

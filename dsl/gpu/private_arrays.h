@@ -23,7 +23,7 @@ namespace tetra::dsl::gpu {
 
 Halide::Internal::Stmt localize_private_arrays(const Halide::Internal::Stmt& kernel);
 
-// Cross-lane sums of register arrays (dsl::ComputeDef::lane_sums; run before localize_private_arrays).
+// Cross-lane sums of register arrays (dsl::GpuKernelHints::lane_sums; run before localize_private_arrays).
 //
 // A schedule that splits a column's reduction across the x threads of a block (the lanes: rfactor, the
 // partial sums' wrapper in registers, gpu_threads(u, ...) with u the fastest) leaves Halide's form of the

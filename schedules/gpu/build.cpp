@@ -25,16 +25,15 @@ dsl::Status check_hip_target(const TargetSpec& target) {
 }
 
 dsl::Result<GpuKernels> capture(const dsl::ComputeDef& def, const Schedule& schedule, const std::string& name) {
-  return capture_gpu_kernels(def.output, def.arguments, schedule, name, def.streamed_inputs, def.lane_sums);
+  return capture_gpu_kernels(def.output, def.arguments, schedule, name, def.gpu);
 }
 
 }  // namespace
 
 dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const std::vector<Halide::Argument>& args,
                                             const Schedule& schedule, const std::string& name,
-                                            const std::set<std::string>& streamed,
-                                            const std::set<std::string>& lane_sums) {
-  auto captured = dsl::gpu::capture_kernels({output}, args, name, streamed, lane_sums);
+                                            const dsl::GpuKernelHints& hints) {
+  auto captured = dsl::gpu::capture_kernels({output}, args, name, hints);
   if (!captured) return captured.failure();
   GpuKernels lowered;
   lowered.schedule = schedule;

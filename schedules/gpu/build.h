@@ -24,12 +24,10 @@ struct GpuKernels {
 };
 
 // The kernels of `output`, scheduled for a GPU, captured under `name` with their launch plans; `args` are
-// the pipeline's inputs in order, `streamed` those its kernels stream (dsl::ComputeDef::streamed_inputs),
-// `lane_sums` the register Funcs added up across lanes (dsl::ComputeDef::lane_sums).
+// the pipeline's inputs in order, `hints` what the schedule asks of its kernels (dsl::ComputeDef::gpu).
 dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const std::vector<Halide::Argument>& args,
                                             const Schedule& schedule, const std::string& name,
-                                            const std::set<std::string>& streamed = {},
-                                            const std::set<std::string>& lane_sums = {});
+                                            const dsl::GpuKernelHints& hints = {});
 
 // The algorithm template `t` computes for `workload` at `schedule`'s layout, by the template's
 // activations: define_qmatmul (float32, float16 workloads included), define_qmatmul_int8 or

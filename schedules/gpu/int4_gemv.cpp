@@ -39,7 +39,7 @@ dsl::Int4Layout with_panel_pad(dsl::Int4Layout layout, const Schedule& s) {
 
 void apply_weight_loads(QMatMulDef& q, const Schedule& s) {
   if (s.get_string("weight_loads", "cached") != "streaming") return;
-  for (const ImageParam& p : q.W.params()) q.def.streamed_inputs.insert(p.name());
+  for (const ImageParam& p : q.W.params()) q.def.gpu.streamed_inputs.insert(p.name());
 }
 }  // namespace
 
@@ -236,7 +236,7 @@ LaneThreads schedule_lanes(dsl::ComputeDef& d, RVar ku, int R, int C) {
   Func part = acc.update().rfactor(ku, u);
   acc.update().split(p, p, px, 1).reorder(ku, j, px, p).gpu_threads(px, p).unroll(j).unroll(ku);
   Func lanes = part.in(acc);
-  d.lane_sums.insert(lanes.name());
+  d.gpu.lane_sums.insert(lanes.name());
   lanes.compute_at(out, no).store_in(MemoryType::Register).bound_extent(j, C).bound_extent(m, 1);
   lanes.reorder(j, u, p, m).gpu_threads(u, p).unroll(j);
   part.compute_at(lanes, u).store_in(MemoryType::Register).bound_extent(j, C);

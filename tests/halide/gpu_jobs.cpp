@@ -15,8 +15,7 @@ CapturedPipeline capture_qmatmul(const QMatMulWorkload& w, const Schedule& s, co
   REQUIRE(schedules::check_qmatmul_schedule(w, s, target).ok());
   QMatMulDef q = schedules::define_gpu_qmatmul(w, *t, s);
   REQUIRE(t->apply(q, s, target).ok());
-  Result<CapturedPipeline> captured =
-      capture_kernels({q.def.output}, q.def.arguments, "gemv", q.def.streamed_inputs, q.def.lane_sums);
+  Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "gemv", q.def.gpu);
   INFO(s.to_string() << ": " << (captured.ok() ? "" : captured.failure().describe()));
   REQUIRE(captured.ok());
   return captured.value();

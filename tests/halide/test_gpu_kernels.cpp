@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <regex>
 #include <sstream>
 
 #include "dsl/gpu/capture_kernels.h"
@@ -1080,10 +1081,126 @@ TEST_CASE("GPU capture refuses a lane sum of an array that is not one lane's wri
   QMatMulDef q = schedules::define_gpu_qmatmul(w, *t, s);
   REQUIRE(t->apply(q, s, gfx942()).ok());
   // The accumulators: lane 0's, set to 0 and then summed into, not each lane's one value of a column.
-  std::set<std::string> marked = q.def.lane_sums;
-  marked.insert(q.def.stage("acc").name());
-  Result<CapturedPipeline> captured =
-      capture_kernels({q.def.output}, q.def.arguments, "gemv", q.def.streamed_inputs, marked);
+  GpuKernelHints marked = q.def.gpu;
+  marked.lane_sums.insert(q.def.stage("acc").name());
+  Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "gemv", marked);
   REQUIRE_FALSE(captured.ok());
   CHECK_THAT(captured.failure().describe(), Catch::Contains("the lane sum acc"));
+}
+
+namespace {
+// The barriers a chunk of the GEMM in `hip` meets: those inside its loop over chunks (RVar "kc").
+size_t barriers_per_chunk(const std::string& hip) {
+  std::smatch loop;
+  REQUIRE(std::regex_search(hip, loop, std::regex(R"(for \(int (\w+_kc) = )")));
+  const size_t begin = size_t(loop.position(0)), end = hip.find("} // for " + loop[1].str(), begin);
+  REQUIRE(end != std::string::npos);
+  return count_of(hip.substr(begin, end - begin), "__builtin_amdgcn_s_barrier()");
+}
+}  // namespace
+
+TEST_CASE(
+    "GPU GEMMs double-buffered: one barrier a chunk fewer in twice the workgroup memory, right on an OpenCL "
+    "device, wrong without their barriers, and without spills on AMD archs",
+    "[gpu]") {
+  const bool runs_here = opencl_runs_here();
+  fs::path dir = work_dir("double_buffer");
+  test::WeightSpec blocked, nbits;
+  nbits.type = DType::UInt4, nbits.zero_point = true;  // MatMulNBits' form
+  nbits.granularity = test::Granularity::BlockedK, nbits.block = 16;
+  struct Case {
+    QMatMulWorkload w;
+    Schedule s;
+    test::WeightSpec spec;
+  };
+  std::vector<Case> cases;
+  // The float32 GEMM with A staged: 7 whole chunks of 32 and a part (the last chunk prefetched is an even
+  // one), and 8 whole chunks.
+  for (int64_t K : {232, 256}) {
+    QMatMulWorkload w = workload_of(nbits, 40, K, 72, /*bias_relu=*/K == 232);
+    cases.push_back({w, schedules::gpu_int4_gemm_default(w, gfx942()), nbits});
+  }
+  {  // A and the weight staged, split_k 2, a partial row and column tile.
+    QMatMulWorkload w = workload_of(blocked, 9, 200, 130);
+    Schedule s = schedules::gpu_int4_gemm_default(w, gfx942());
+    s.knobs["shared_stage"] = std::string("aw"), s.knobs["split_k"] = int64_t(2), s.knobs["tile_k"] = int64_t(16);
+    cases.push_back({w, s, blocked});
+  }
+  {  // The float16 GEMM with split_k 2: 16 k-blocks in chunks of 4.
+    QMatMulWorkload w = f16_workload_of(nbits, 40, 16 * 16, 72, true);
+    Schedule s = schedules::gpu_int4_gemm_h2_default(w, gfx942());
+    s.knobs["tile_k"] = int64_t(4), s.knobs["split_k"] = int64_t(2);
+    cases.push_back({w, s, nbits});
+  }
+  int runs = 0;
+  for (const Case& c : cases) {
+    Schedule once = c.s, twice = c.s;
+    once.knobs["double_buffer"] = int64_t(0), twice.knobs["double_buffer"] = int64_t(1);
+    INFO(c.w.key() << " " << twice.to_string());
+    REQUIRE(schedules::check_qmatmul_schedule(c.w, twice, gfx942()).ok());
+    CapturedPipeline plain = capture(c.w, once), buffered = capture(c.w, twice);
+    REQUIRE(buffered.kernels.size() == 1);
+    CHECK(buffered.kernels[0].shared_bytes == 2 * plain.kernels[0].shared_bytes);
+    // The float32 GEMM's staging copies: the next chunk is held in registers across the arithmetic, and a
+    // chunk meets one barrier. The float16 GEMM's rounds A and sums its k-blocks, between barriers of its own.
+    const std::string hip = emit_kernels(buffered.kernels, Dialect::Hip).value();
+    const size_t barriers = barriers_per_chunk(emit_kernels(plain.kernels, Dialect::Hip).value());
+    const bool copies = c.s.template_name == "gpu_int4_gemm";
+    CHECK(barriers_per_chunk(hip) == (copies ? 1 : barriers - 1));
+    CHECK((hip.find("_kc_next_") != std::string::npos) == copies);
+    std::map<std::string, std::vector<KernelResources>> resources;
+    disassembly_per_arch(buffered.kernels, dir, {"gfx90a", "gfx1201"}, &resources);  // no spills or scratch
+    for (const auto& [arch, kernels] : resources) CHECK(kernels.at(0).lds_bytes == buffered.kernels[0].shared_bytes);
+    if (!runs_here) continue;
+    ProgramRun run = run_on_device(c.w, twice, buffered, c.spec, 90 + runs, dir);
+    INFO(run.output);
+    CHECK(run.status == 0);  // ran, and matched the reference of its activations
+    ++runs;
+  }
+  if (runs_here) {
+    CHECK(runs == 4);
+    // The one barrier a chunk is what keeps a chunk from being read before it is written, or overwritten
+    // while it is read.
+    QMatMulWorkload w = workload_of(blocked, 40, 256, 96);
+    Schedule s = schedules::gpu_int4_gemm_default(w, gfx942());
+    s.knobs["double_buffer"] = int64_t(1);
+    check_barriers_matter(w, s, "barrier_gemm_double_buffer");
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("GPU capture refuses to double-buffer a loop that stages no chunk, or that no kernel has, by name", "[gpu]") {
+  test::WeightSpec spec;
+  QMatMulWorkload w = workload_of(spec, 40, 256, 96);
+  Schedule s = schedules::gpu_int4_gemm_default(w, gfx942());
+  REQUIRE(s.get_string("shared_stage") == "a");
+  const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(s.template_name);
+  REQUIRE(t);
+  QMatMulDef q = schedules::define_gpu_qmatmul(w, *t, s);
+  REQUIRE(t->apply(q, s, gfx942()).ok());
+  // The loop over a chunk's k (inside the chunk loop) has no barrier of its own.
+  GpuKernelHints hints = q.def.gpu;
+  hints.double_buffered = {"ko"};
+  Result<CapturedPipeline> inner = capture_kernels({q.def.output}, q.def.arguments, "gemm", hints);
+  REQUIRE_FALSE(inner.ok());
+  CHECK_THAT(inner.failure().describe(), Catch::Contains(".kr.ko cannot be double-buffered"));
+  CHECK_THAT(inner.failure().describe(), Catch::Contains("does not end in a barrier"));
+  hints.double_buffered = {"kz"};
+  Result<CapturedPipeline> missing = capture_kernels({q.def.output}, q.def.arguments, "gemm", hints);
+  REQUIRE_FALSE(missing.ok());
+  CHECK_THAT(missing.failure().describe(), Catch::Contains("no kernel has the chunk loop kz"));
+  // The int8 GEMM does not offer it (schedules/gpu/int4_gemm.cpp says why).
+  QMatMulWorkload a8 = int8_workload_of(spec, 40, 512, 96, false);
+  Schedule a8_s = schedules::gpu_int4_gemm_a8_default(a8, gfx942());
+  a8_s.knobs["double_buffer"] = int64_t(1);
+  CHECK_FALSE(schedules::gpu_int4_gemm_a8_check(a8, a8_s, gfx942()).ok());
+  // Nor does the template offer it where nothing is staged, or k is one chunk (Halide then drops the loop).
+  s.knobs["double_buffer"] = int64_t(1);
+  CHECK(schedules::gpu_int4_gemm_check(w, s, gfx942()).ok());
+  QMatMulWorkload one_chunk = workload_of(spec, 40, s.get_int("tile_k"), 96);
+  Status single = schedules::gpu_int4_gemm_check(one_chunk, s, gfx942());
+  REQUIRE_FALSE(single.ok());
+  CHECK_THAT(single.failure().describe(), Catch::Contains("no next chunk"));
+  s.knobs["shared_stage"] = std::string("none");
+  CHECK_FALSE(schedules::gpu_int4_gemm_check(w, s, gfx942()).ok());
 }
