@@ -154,7 +154,7 @@ class SplitCopy : public IRMutator {
     }
     const Type t = op->value.type();
     const std::string array = prefix_ + "." + (t.is_float() ? "f" : t.is_uint() ? "u" : "i") + std::to_string(t.bits());
-    auto [it, added] = arrays.emplace(array, std::make_pair(op->value.type(), 0));
+    auto it = arrays.emplace(array, std::make_pair(t, 0)).first;
     const int32_t slot = it->second.second++;
     if (fetch_) return Store::make(array, op->value, slot, Parameter(), const_true(), ModulusRemainder());
     return Store::make(
@@ -283,7 +283,7 @@ class DoubleBuffer : public IRMutator {
 
   // The loop body where the staging only copies (it reads no workgroup memory, and its stretches' loops have
   // constant extents): the next chunk's values fetched into registers before the arithmetic and stored to
-  // workgroup memory after it, so that a wave's loads are in flight while it computes; its stretches need no
+  // workgroup memory after it, so that a wave's loads of it are in flight with the arithmetic's; its stretches need no
   // barriers between them, as none reads what another writes. Undefined where the staging does more.
   Stmt held_in_registers(const std::vector<Stmt>& stretches, const Accesses& staged, const std::string& loop,
                          const Expr& has_next, const Stmt& compute, const Stmt& barrier) const {

@@ -20,7 +20,8 @@
 // The block meets at half the barriers, and its waves no longer all wait for the slowest copy before any
 // computes. Where the staging only copies (it reads no workgroup memory, and its loops have constant
 // extents: a GEMM's chunks of A and of the packed weight), the next chunk is also held in registers
-// across the arithmetic, so that a wave's own loads are in flight while it computes:
+// across the arithmetic, so that a wave's loads of it are in flight with the arithmetic's own loads
+// instead of waited for on their own:
 //
 //     if (kc + 1 < min + extent) fetch chunk kc + 1 into registers (the copy's loops unrolled)
 //     C(kc)

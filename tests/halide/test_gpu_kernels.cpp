@@ -825,6 +825,11 @@ TEST_CASE("GPU float16-activation GEMM with split_k: each chunk's k-blocks share
   CHECK(s.get_int("split_k", 1) == 1);
   s.knobs["split_k"] = int64_t(2);
   CHECK_FALSE(schedules::gpu_int4_gemm_a8_check(a8, s, gfx942()).ok());
+  // Nor take one row a thread (it says why too).
+  s.knobs["split_k"] = int64_t(1);
+  REQUIRE(schedules::gpu_int4_gemm_a8_check(a8, s, gfx942()).ok());
+  s.knobs["thread_m"] = int64_t(1);
+  CHECK_FALSE(schedules::gpu_int4_gemm_a8_check(a8, s, gfx942()).ok());
   fs::remove_all(dir);
 }
 
