@@ -157,9 +157,8 @@ class SplitCopy : public IRMutator {
     auto it = arrays.emplace(array, std::make_pair(t, 0)).first;
     const int32_t slot = it->second.second++;
     if (fetch_) return Store::make(array, op->value, slot, Parameter(), const_true(), ModulusRemainder());
-    return Store::make(
-        op->name, Load::make(op->value.type(), array, slot, Buffer<>(), Parameter(), const_true(), ModulusRemainder()),
-        op->index, op->param, op->predicate, op->alignment);
+    return Store::make(op->name, Load::make(t, array, slot, Buffer<>(), Parameter(), const_true(), ModulusRemainder()),
+                       op->index, op->param, op->predicate, op->alignment);
   }
   Stmt visit(const For* op) override {
     ok = false;
@@ -314,26 +313,36 @@ class DoubleBuffer : public IRMutator {
   std::set<std::string>* rewritten_;
 };
 
-// Workgroup memory allocations: their constant sizes in bytes, or each of `doubled` given twice its size.
-class SharedAllocations : public IRMutator {
+// Each workgroup memory allocation of constant size, and its bytes.
+std::map<std::string, int64_t> shared_bytes(const Stmt& kernel) {
+  struct Sizes : public IRVisitor {
+    std::map<std::string, int64_t> bytes;
+    using IRVisitor::visit;
+    void visit(const Allocate* op) override {
+      if (op->memory_type == MemoryType::GPUShared && op->constant_allocation_size() > 0)
+        bytes[op->name] = op->constant_allocation_size() * op->type.bytes();
+      IRVisitor::visit(op);
+    }
+  } sizes;
+  kernel.accept(&sizes);
+  return sizes.bytes;
+}
+
+// The workgroup memory allocations of `doubled` at twice their size.
+class DoubleAllocations : public IRMutator {
  public:
-  std::map<std::string, int64_t> bytes;
-  const std::set<std::string>* doubled = nullptr;
+  explicit DoubleAllocations(const std::set<std::string>& doubled) : doubled_(doubled) {}
 
  private:
   using IRMutator::visit;
   Stmt visit(const Allocate* op) override {
     Stmt s = IRMutator::visit(op);
-    if (op->memory_type != MemoryType::GPUShared) return s;
-    if (!doubled) {
-      if (op->constant_allocation_size() > 0) bytes[op->name] = op->constant_allocation_size() * op->type.bytes();
-      return s;
-    }
-    if (!doubled->count(op->name)) return s;
+    if (op->memory_type != MemoryType::GPUShared || !doubled_.count(op->name)) return s;
     op = s.as<Allocate>();
     return Allocate::make(op->name, op->type, op->memory_type, {int32_t(2 * op->constant_allocation_size())},
                           op->condition, op->body, op->new_expr, op->free_function);
   }
+  const std::set<std::string>& doubled_;
 };
 
 }  // namespace
@@ -341,14 +350,11 @@ class SharedAllocations : public IRMutator {
 Result<Stmt> double_buffer_chunks(const Stmt& kernel, const std::set<std::string>& loops,
                                   std::set<std::string>* rewritten) {
   if (loops.empty()) return kernel;
-  SharedAllocations sizes;
-  sizes.mutate(kernel);
-  DoubleBuffer pass(loops, sizes.bytes, rewritten);
+  const std::map<std::string, int64_t> bytes = shared_bytes(kernel);
+  DoubleBuffer pass(loops, bytes, rewritten);
   Stmt body = pass.mutate(kernel);
   if (!pass.error.empty()) return Failure{FailureKind::Unsupported, "double_buffer", pass.error};
-  SharedAllocations doubling;
-  doubling.doubled = &pass.doubled;
-  return doubling.mutate(body);
+  return DoubleAllocations(pass.doubled).mutate(body);
 }
 
 }  // namespace tetra::dsl::gpu
