@@ -258,8 +258,10 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   CHECK(gemm_reads.rereads[0].bytes == Approx(3 * weight_bytes));
   CHECK(gemm_reads.rereads[1].bytes == Approx(63 * a_bytes));
   CHECK(gemm_reads.rereads[1].operand_bytes == Approx(a_bytes));
-  // Against the float32 GEMM's 4 operations a weight per thread row and one multiply-add a weight per row.
+  // Against the float32 GEMM's 4 operations a weight per thread row and one multiply-add a weight per row
+  // (where each thread row dequantizes its columns: not the default at 128 rows).
   Schedule f32_gemm = schedules::gpu_int4_gemm_default(f16_gemm, gfx942);
+  f32_gemm.knobs["shared_stage"] = std::string("a"), f32_gemm.knobs["thread_n"] = int64_t(2);
   CHECK(schedules::gpu_qmatmul_traffic(f16_gemm, f32_gemm).valu_ops >
         1.9 * schedules::gpu_qmatmul_traffic(f16_gemm, gh2).valu_ops);
   // 64 blocks of one wave at split 1 are far from 4 waves on each of MI300X's 1216 SIMDs: the most, 16.
@@ -272,6 +274,46 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   CHECK(schedules::gpu_int4_gemv_default(w, gfx942).get_int("split_k") == 4);
   w.K = 128;
   CHECK(schedules::gpu_int4_gemv_default(w, gfx942).get_int("split_k") == 2);
+}
+
+TEST_CASE("GPU GEMM: the weight dequantized once a block in LDS takes the float32 GEMM toward its multiply-adds",
+          "[gpu]") {
+  QMatMulWorkload w = decode_gemv_4096();
+  w.M = 128;
+  const TargetSpec gfx942 = parse_target("hip:gfx942").value();
+  // The default at 128 rows: the weight dequantized once a block, 4 columns a thread, split_k 2.
+  const Schedule fallback = schedules::gpu_int4_gemm_default(w, gfx942);
+  REQUIRE((fallback.get_int("tile_m") == 32 && fallback.get_int("thread_m") == 4 && fallback.get_int("tile_n") == 64 &&
+           fallback.get_int("thread_n") == 4 && fallback.get_string("shared_stage") == "aw_dequant" &&
+           fallback.get_int("split_k") == 2));
+  // Against each thread row dequantizing its 2 columns, the default at fewer rows.
+  Schedule s = fallback;
+  s.knobs["shared_stage"] = std::string("a"), s.knobs["thread_n"] = int64_t(2);
+  QMatMulWorkload fewer_rows = w;
+  fewer_rows.M = 64;
+  CHECK(schedules::gpu_int4_gemm_default(fewer_rows, gfx942).get_string("shared_stage") == "a");
+  Schedule dequant = s;
+  dequant.knobs["shared_stage"] = std::string("aw_dequant");
+  REQUIRE(schedules::gpu_int4_gemm_check(w, dequant, gfx942).ok());
+  const KernelTraffic t = schedules::gpu_qmatmul_traffic(w, s), td = schedules::gpu_qmatmul_traffic(w, dequant);
+  const double KN = 4096.0 * 4096;
+  // 4 row tiles: 4 operations a weight by each of a block's 8 thread rows, or by the block once.
+  CHECK(t.valu_ops - td.valu_ops == Approx(4 * (8 - 1) * KN * 4));
+  // The block writes its chunk, a float a weight, and each of its 8 thread rows reads it.
+  CHECK(td.lds_bytes - t.lds_bytes == Approx(4 * KN * 4 * (1 + 8)));
+  CHECK(td.global_bytes == Approx(t.global_bytes));
+  // On MI300X, occupancy alike: the ALU time falls to the multiply-adds and an eighth (and the split sums), but with 2
+  // columns a thread, 3 LDS bytes a multiply-add (A and the weight) make the LDS the bound; 4 columns a thread take 2,
+  // and the estimate's time falls by a third (105 to 70 us).
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  const GpuEstimate e = estimate_kernel(t, arch("gfx942"), mi300x, 8),
+                    ed = estimate_kernel(td, arch("gfx942"), mi300x, 8);
+  CHECK(ed.valu_us == Approx(e.valu_us * (128 + 16 + 1.0 / 16) / (128 + 128 + 1.0 / 16)));
+  CHECK(ed.bound == "lds");
+  REQUIRE(schedules::gpu_int4_gemm_check(w, fallback, gfx942).ok());
+  const GpuEstimate ew = estimate_kernel(schedules::gpu_qmatmul_traffic(w, fallback), arch("gfx942"), mi300x, 8);
+  CHECK(ew.bound == "valu");
+  CHECK(ew.time_us < 0.7 * e.time_us);
 }
 
 TEST_CASE("GPU GEMVs read A's row once per block of columns, and the float16 lanes' GEMV fills MI300X by the estimate",

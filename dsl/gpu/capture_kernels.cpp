@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 
 #include "dsl/gpu/double_buffer.h"
 #include "dsl/gpu/private_arrays.h"
@@ -37,9 +38,12 @@ class KernelShape : public IRVisitor {
       const int64_t elements = op->constant_allocation_size();
       if (elements > 0)
         shared_bytes += elements * op->type.bytes();
-      else
-        error = "the shared allocation " + op->name +
-                " has no constant size (split its loops with TailStrategy::GuardWithIf)";
+      else {
+        std::ostringstream extents;
+        for (const Expr& e : op->extents) extents << "[" << e << "]";
+        error = "the shared allocation " + op->name + " has no constant size " + extents.str() +
+                " (split its loops with TailStrategy::GuardWithIf)";
+      }
     }
     IRVisitor::visit(op);
   }
@@ -174,7 +178,8 @@ class CaptureKernels : public IRMutator {
   }
 
   // `e` in terms of the launch's inputs: the host's lets it reads substituted, innermost binding first,
-  // until only buffer fields and the pipeline's own scalar parameters remain.
+  // until only buffer fields and the pipeline's own scalar parameters remain; and the lets inside it, which
+  // neither the launch's evaluator nor Halide's constant bounds see through.
   Expr in_inputs(Expr e) const {
     for (int round = 0; round < 64; ++round) {
       FreeVariables vars;
@@ -191,7 +196,7 @@ class CaptureKernels : public IRMutator {
       }
       if (!changed) break;
     }
-    return simplify(e);
+    return simplify(substitute_in_all_lets(e));
   }
 
   Stmt visit(const LetStmt* op) override {

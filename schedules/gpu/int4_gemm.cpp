@@ -57,6 +57,12 @@ int64_t partial_tile_bytes(const Schedule& s) {
 // Bytes of the packed weight per value: two codes a byte, or the float weight's own element.
 double code_bytes(const dsl::Int4Format& f) { return f.is_float() ? f.float_bits / 8.0 : 0.5; }
 
+// Workgroup memory per staged weight value under shared_stage: the packed codes ("aw"), a float32
+// ("aw_dequant"), or none.
+double staged_weight_bytes(const std::string& stage, const dsl::Int4Format& f) {
+  return stage == "aw" ? code_bytes(f) : stage == "aw_dequant" ? 4.0 : 0.0;
+}
+
 // What split_k adds to a GEMM's traffic: split_k times the threads a block, and each output's split_k
 // partial sums written to workgroup memory, read back and added.
 void add_split_k(dsl::KernelTraffic& t, const QMatMulWorkload& w, const Schedule& s) {
@@ -80,7 +86,9 @@ KnobSpace gpu_int4_gemm_space(const QMatMulWorkload&, const TargetSpec& target) 
                      // A's rows of the block in workgroup memory, tile_k values of k at a time ("a"), or read directly.
                      // "aw": the block's packed weight too, tile_k values of k of its tile_n columns, which each
                      // thread row of the block then reads from there instead of through the caches.
-                     {"shared_stage", dsl::string_values({"none", "a", "aw"})},
+                     // "aw_dequant": that weight chunk dequantized to float32 by the block's threads together,
+                     // so that it is dequantized once a block instead of once a thread row.
+                     {"shared_stage", dsl::string_values({"none", "a", "aw", "aw_dequant"})},
                      {"tile_k", dsl::int_values({16, 32, 64})},
                      split_k_knob(),
                      double_buffer_knob(),
@@ -88,22 +96,36 @@ KnobSpace gpu_int4_gemm_space(const QMatMulWorkload&, const TargetSpec& target) 
   return s;
 }
 
-Schedule gpu_int4_gemm_default(const QMatMulWorkload& w, const TargetSpec& target) {
+namespace {
+// The tiles every GEMM's default starts from: a wave of columns by 32 rows (16 when M is small), 8 thread
+// rows of tile_m / 8, `thread_n` columns a thread. Two threads a tile (split_k 2), each summing half of
+// every chunk, where the tiles would give the arch's reference GPU less than a wave per SIMD: the 128-row
+// prefill on MI300X at 4 x 4 outputs a thread has 512 waves for 1216 SIMDs, and by the static estimate
+// runs in 70 us instead of 140.
+Schedule default_tiles(const QMatMulWorkload& w, const TargetSpec& target, int64_t thread_n) {
   const int64_t wave = wave_of(target);
-  Schedule s;
-  s.template_name = kName;
-  // A wave of columns by 32 rows (16 when M is small), 2 x 4 outputs a thread: (wave / 2) x 8 threads,
-  // 4 waves a block; A staged 32 values of k at a time.
   const int64_t tile_m = w.M >= 32 ? 32 : 16;
-  s.knobs = {{"tile_n", wave},         {"tile_m", tile_m},
-             {"thread_n", int64_t(2)}, {"thread_m", int64_t(tile_m / 8)},
-             {"unroll_k", int64_t(2)}, {"shared_stage", std::string("a")},
-             {"tile_k", int64_t(32)}};
-  // Two threads a tile, each summing half of every chunk, where the tiles would give the arch's reference
-  // GPU less than a wave per SIMD: the 128-row prefill on MI300X has 1024 waves for 1216 SIMDs, and by the
-  // static estimate runs in 105 us instead of 125.
+  Schedule s;
+  s.knobs = {{"tile_n", wave}, {"tile_m", tile_m}, {"thread_n", thread_n}, {"thread_m", int64_t(tile_m / 8)}};
   const int64_t tiles = (w.N + wave - 1) / wave * ((w.M + tile_m - 1) / tile_m);
-  if (tiles * 4 < reference_simds(target)) s.knobs["split_k"] = int64_t(2);  // 4 waves a tile
+  const int64_t waves_per_tile = (wave / thread_n) * 8 / wave;
+  if (tiles * waves_per_tile < reference_simds(target)) s.knobs["split_k"] = int64_t(2);
+  return s;
+}
+}  // namespace
+
+Schedule gpu_int4_gemm_default(const QMatMulWorkload& w, const TargetSpec& target) {
+  // From 4 row tiles of 32 on, the block's weight chunk is dequantized once into workgroup memory, and a
+  // thread takes 4 x 4 outputs (2 x 4 would make it LDS-bound): by the static estimate the 128-row
+  // prefill runs in 70 us instead of 105 on MI300X, 157 instead of 280 on the RX 7900 XTX. With fewer
+  // rows each thread dequantizes its 2 columns for its rows, which keeps more waves for the fewer tiles.
+  // A is staged 32 values of k at a time.
+  const bool dequantize_once = w.M >= 128;
+  Schedule s = default_tiles(w, target, dequantize_once ? 4 : 2);
+  s.template_name = kName;
+  s.knobs["unroll_k"] = int64_t(2);
+  s.knobs["shared_stage"] = std::string(dequantize_once ? "aw_dequant" : "a");
+  s.knobs["tile_k"] = int64_t(32);
   return s;
 }
 
@@ -130,9 +152,9 @@ Status gpu_int4_gemm_check(const QMatMulWorkload& w, const Schedule& s, const Ta
   if (stage == "none" && s.get_int("double_buffer", 0))
     return Failure{FailureKind::KnobConflict, "double_buffer", "only staged chunks are double-buffered"};
   if (Status st = check_double_buffer(s, w.K); !st) return st;
-  const int64_t staged_a = stage != "none" ? s.get_int("tile_m") * s.get_int("tile_k") * 4 : 0;
-  const int64_t staged_w =
-      stage == "aw" ? int64_t(double(s.get_int("tile_n") * s.get_int("tile_k")) * code_bytes(w.format)) : 0;
+  const int64_t staged_a = stage != "none" ? s.get_int("tile_m") * (s.get_int("tile_k") + 1) * 4 : 0;  // rows padded
+  const auto staged_w =
+      int64_t(double(s.get_int("tile_n") * s.get_int("tile_k")) * staged_weight_bytes(stage, w.format));
   return check_staged_bytes(buffered_bytes(s, staged_a + staged_w + partial_tile_bytes(s)), "shared_stage",
                             "the staged chunks and the partial tiles");
 }
@@ -245,10 +267,13 @@ Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
   update.split(m, at, av, VM).unroll(j).unroll(av).unroll(ki);
   sum_threads(d, update, {j, av, ki, ko, p, at}, stage_a ? std::vector<VarOrRVar>{kc} : std::vector<VarOrRVar>{}, S);
   if (stage_a) {
-    // A's tile_m rows x tile_k values in workgroup memory, copied by the block's threads together.
+    // A's tile_m rows x tile_k values in workgroup memory, copied by the block's threads together. A row
+    // takes tile_k + 1 words: the thread rows of a wave read rows thread_m apart at the same k, which
+    // with tile_k words a row would all be in one bank.
     Var ak = a.args()[0], am = a.args()[1], ako("ako"), akt("akt"), amo("amo"), amt("amt");
     a.compute_at(sum, kc)
         .store_in(MemoryType::GPUShared)
+        .align_storage(ak, C + 1)
         .bound_extent(am, TM)
         .split(ak, ako, akt, P / VN, TailStrategy::GuardWithIf)
         .split(am, amo, amt, TM / VM, TailStrategy::GuardWithIf)
@@ -269,23 +294,41 @@ Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
         .gpu_threads(wp, wkt)
         .unroll(wj);
   }
+  if (stage == "aw_dequant") {
+    // The block's tile_k x tile_n dequantized weights in workgroup memory, a thread per panel and row of
+    // k, its thread_n columns unrolled. Stored with the panels inside k, so that the threads of a wave,
+    // which differ in their panel, read adjacent words.
+    Func w = d.stage("w");
+    Var wj = w.args()[0], wk = w.args()[1], wp = w.args()[2], wko("wko"), wkt("wkt");
+    w.compute_at(sum, kc)
+        .store_in(MemoryType::GPUShared)
+        .bound_extent(wj, VN)
+        .bound_extent(wp, P / VN)
+        .reorder_storage(wj, wp, wk)
+        .split(wk, wko, wkt, TM / VM, TailStrategy::GuardWithIf)
+        .reorder(wj, wp, wkt, wko)
+        .gpu_threads(wp, wkt)
+        .unroll(wj);
+  }
   apply_double_buffer(q, s);
   return dsl::ok_status();
 }
 
 dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& w, const Schedule& s) {
   // Each row tile of blocks reads the whole weight; each column tile reads A (into LDS when staged).
-  // A thread dequantizes its columns once per k for its thread_m rows. A staged weight is written to
-  // LDS once per row tile and read there by each of the block's thread rows.
+  // A thread dequantizes its columns once per k for its thread_m rows, or with "aw_dequant" the block
+  // dequantizes its chunk once. A staged weight is written to LDS once per row tile and read there by
+  // each of the block's thread rows.
   const int64_t P = s.get_int("tile_n"), TM = s.get_int("tile_m"), VN = s.get_int("thread_n"),
                 VM = s.get_int("thread_m");
   const double M = double(w.M), K = double(w.K), N = double(w.N);
   const double row_tiles = double((w.M + TM - 1) / TM), column_tiles = double((w.N + P - 1) / P);
   dsl::KernelTraffic t = gpu_qmatmul_reads(w, row_tiles, column_tiles);
-  t.valu_ops = row_tiles * double(TM / VM) * K * N * 4 + M * K * N;
   const std::string stage = s.get_string("shared_stage");
+  const double dequantizations = stage == "aw_dequant" ? 1 : double(TM / VM);  // of each weight, per row tile
+  t.valu_ops = row_tiles * dequantizations * K * N * 4 + M * K * N;
   t.lds_bytes = stage != "none" ? M * K * (N / double(VN)) * 4 + M * K * column_tiles * 4 : 0;
-  if (stage == "aw") t.lds_bytes += row_tiles * K * N * code_bytes(w.format) * double(1 + TM / VM);
+  t.lds_bytes += row_tiles * K * N * staged_weight_bytes(stage, w.format) * double(1 + TM / VM);
   t.blocks = int64_t(row_tiles * column_tiles);
   t.threads_per_block = (P / VN) * (TM / VM);
   t.busy = M / (row_tiles * double(TM));          // rows past M: whole waves
@@ -395,9 +438,9 @@ KnobSpace gpu_int4_gemm_a8_space(const QMatMulWorkload& w, const TargetSpec& tar
 }
 
 Schedule gpu_int4_gemm_a8_default(const QMatMulWorkload& w, const TargetSpec& target) {
-  // The float32 GEMM's tiles: a wave of columns by 32 rows (16 when M is small), 2 x 4 outputs a thread;
-  // A quantized 128 values of k at a time.
-  Schedule f = gpu_int4_gemm_default(w, target);
+  // The GEMMs' tiles at 2 x 4 outputs a thread (default_tiles), unsplit; A quantized 128 values of k at a
+  // time.
+  Schedule f = default_tiles(w, target, 2);
   int64_t chunk = 1;
   while (chunk < 8 && 2 * chunk * w.activation_block() <= 128) chunk *= 2;
   Schedule s;
@@ -496,8 +539,8 @@ KnobSpace gpu_int4_gemm_h2_space(const QMatMulWorkload& w, const TargetSpec& tar
 Schedule gpu_int4_gemm_h2_default(const QMatMulWorkload& w, const TargetSpec& target) {
   Schedule s = gpu_int4_gemm_a8_default(w, target);
   s.template_name = kH2Name;
-  // The float32 GEMM's split_k, where it divides the chunk and workgroup memory holds the partial tiles too.
-  const int64_t split = gpu_int4_gemm_default(w, target).get_int("split_k", 1);
+  // The tiles' split_k, where it divides the chunk and workgroup memory holds the partial tiles too.
+  const int64_t split = default_tiles(w, target, s.get_int("thread_n")).get_int("split_k", 1);
   Schedule split_s = s;
   split_s.knobs["split_k"] = split;
   if (split > 1 && s.get_int("tile_k") % split == 0 &&

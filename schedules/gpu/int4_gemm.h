@@ -10,7 +10,9 @@
 // S > 1 the block has S threads per output tile, each summing a contiguous S-th of every chunk of k (or
 // every S-th step of unroll_k) into a partial tile in its registers; each writes its tile to workgroup
 // memory once, and after a barrier the tile's thread adds each of its outputs' S parts. With shared_stage
-// "aw" the block's chunk of the packed weight is staged beside A's. W is in
+// "aw" the block's chunk of the packed weight is staged beside A's; with "aw_dequant" that chunk is
+// dequantized to float32 there by the block's threads together, once a block where each thread row
+// dequantized its columns again. W is in
 // panels of thread_n columns (dsl/core/int4_format.h): a thread reads its columns of a k-pair as
 // adjacent bytes, and the weight is padded to whole panels, so no thread reads past it.
 #pragma once

@@ -183,14 +183,15 @@ std::vector<Schedule> lanes_grid(const Schedule& d, const QMatMulWorkload& w, co
 
 // The int4 decode GEMV (M = 1; int4 in k-blocks of 32 with float16 scales, the common LLM form, or
 // float32 ones) of K x N at `s`, on seeded data, timed: 50 runs back to back. The float16-activation
-// GEMVs (gpu_int4_gemv_h2, _h2_wave) read A as float16, and their reference rounds A so.
-void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool f16_scale) {
+// GEMVs (gpu_int4_gemv_h2, _h2_wave) read A as float16, and their reference rounds A so. With M > 1, the
+// prefill GEMM of M rows.
+void add_bandwidth_job(Bundle& b, int64_t M, int64_t K, int64_t N, const Schedule& s, bool f16_scale) {
   test::WeightSpec spec;
   spec.f16_scale = f16_scale;
   const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(s.template_name);
   const Int4Layout layout = t->layout(s);
   // The workload and packed shapes of one panel, then widened to N: only the panel count depends on N.
-  QMatMulWorkload w = qmatmul_workload_of(spec, 1, K, layout.panel);
+  QMatMulWorkload w = qmatmul_workload_of(spec, M, K, layout.panel);
   w.N = N, w.f16_activations = t->activations == ActivationMode::Float16;
   REQUIRE(schedules::check_qmatmul_schedule(w, s, b.target).ok());
   QuantizedWeight one_panel = test::random_weight(K, layout.panel, spec, 1);
@@ -210,6 +211,9 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   else if (s.template_name == "gpu_int4_gemv_h2_wave")
     name << "bandwidth_gemv_h2_wave_" << K << "x" << N << "_" << s.get_int("lanes") << "_" << s.get_int("columns")
          << "_" << s.get_int("thread_n");
+  else if (s.template_name == "gpu_int4_gemm")
+    name << "time_gemm_" << M << "x" << K << "x" << N << "_" << s.get_string("shared_stage") << "_"
+         << s.get_int("thread_n") << "_" << s.get_int("split_k", 1) << (f16_scale ? "" : "_f32");
   else if (w.f16_activations)
     name << "bandwidth_gemv_h2_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
          << s.get_int("thread_n");
@@ -220,46 +224,50 @@ void add_bandwidth_job(Bundle& b, int64_t K, int64_t N, const Schedule& s, bool 
   fs::path dir = b.next(name.str());
   CapturedPipeline captured = capture_qmatmul(w, s, b.target);
   nlohmann::json job = kernel_job(captured.kernels, b.dialect, dir);
-  Halide::Buffer<float> A(static_cast<int>(K), 1);
+  Halide::Buffer<float> A(static_cast<int>(K), static_cast<int>(M));
   job["scalars"] = {{"alpha", 1.0}, {"beta", 1.0}};
   job["buffers"]["A"] = fill_entry(A, 101, -1.0, 1.0);
   job["buffers"]["W_packed"] = fill_entry(packed.packed, 102, 0, std::ldexp(1.0, packed.packed.type().bits) - 1);
   job["buffers"]["W_scale"] = fill_entry(packed.scale, 103, 0.002, 0.02);
   REQUIRE(job["buffers"]["W_scale"]["type"] == (f16_scale ? "f16" : "f32"));
-  job["buffers"]["qmatmul"] = {{"type", "f32"}, {"extents", {N, 1}}};
+  job["buffers"]["qmatmul"] = {{"type", "f32"}, {"extents", {N, M}}};
 
   // The reference: the algorithm over the same packed bytes, unscheduled, in float64.
   QMatMulDef q = define_qmatmul(w, layout);
   Halide::ParamMap params;
   REQUIRE(q.W.bind(params, packed).ok());
   params.set(q.A, A);
-  Halide::Var n("n"), no("no"), ni("ni");
+  Halide::Var n("n"), m("m"), no("no"), ni("ni");
   Halide::RDom k(0, int(K));
   // Each weight from its parts (the kernels' own dequantization is what is checked): the exact product of
   // code and scale, rounded to float16 where the scales are.
   const int P = layout.panel;
-  Halide::Expr wv = Halide::cast<double>(q.W.code(n % P, k, n / P)) *
-                    Halide::cast<double>(q.W.scale(n % P, k / int(w.format.k_group), n / P));
+  Halide::Var kv("kv");
+  Halide::Expr wv = Halide::cast<double>(q.W.code(n % P, kv, n / P)) *
+                    Halide::cast<double>(q.W.scale(n % P, kv / int(w.format.k_group), n / P));
   if (f16_scale) wv = Halide::cast<double>(Halide::cast<Halide::float16_t>(wv));
-  Halide::Expr a = w.f16_activations ? Halide::cast<double>(Halide::cast<Halide::float16_t>(q.A(k, 0)))
-                                     : Halide::cast<double>(q.A(k, 0));
-  Halide::Func ref("ref"), mag("mag");
-  ref(n) = Halide::sum(a * wv);
-  mag(n) = Halide::sum(Halide::abs(a) * Halide::abs(wv));
-  for (Halide::Func* f : {&ref, &mag}) f->split(n, no, ni, 256).parallel(no);
-  Halide::Buffer<double> want(static_cast<int>(N)), abs_sum(static_cast<int>(N));
+  Halide::Expr a = w.f16_activations ? Halide::cast<double>(Halide::cast<Halide::float16_t>(q.A(k, m)))
+                                     : Halide::cast<double>(q.A(k, m));
+  Halide::Func weight("weight"), ref("ref"), mag("mag");
+  weight(n, kv) = wv;
+  ref(n, m) = Halide::sum(a * weight(n, k));
+  mag(n, m) = Halide::sum(Halide::abs(a) * Halide::abs(weight(n, k)));
+  if (M > 1) weight.compute_root().parallel(kv);  // once, not once a row
+  for (Halide::Func* f : {&ref, &mag}) f->split(n, no, ni, 256, Halide::TailStrategy::GuardWithIf).parallel(no);
+  Halide::Buffer<double> want(static_cast<int>(N), static_cast<int>(M)),
+      abs_sum(static_cast<int>(N), static_cast<int>(M));
   Halide::Pipeline({ref, mag}).realize({want, abs_sum}, host_target().halide, params);
   test::Reference r;
-  r.y.assign(want.data(), want.data() + N);
-  r.abs_sum.assign(abs_sum.data(), abs_sum.data() + N);
+  r.y.assign(want.data(), want.data() + N * M);
+  r.abs_sum.assign(abs_sum.data(), abs_sum.data() + N * M);
   const std::vector<float> tolerance =
       w.f16_activations ? test::f16_activation_tolerances(r, K, f16_scale) : test::tolerances(r, K);
   job["check"] = {check_entry(dir, "qmatmul", std::vector<float>(r.y.begin(), r.y.end()), tolerance)};
-  const int64_t bytes = packed.bytes() + K * 4 + N * 4;  // weights and scales, A, Y
+  const int64_t bytes = packed.bytes() + (K + N) * M * 4;  // weights and scales, A, Y
   job["timing"] = {{"runs", 50}, {"bytes", bytes}};
   b.add(dir, job,
-        "GEMV 1x" + std::to_string(K) + "x" + std::to_string(N) + " int4/32 " + (f16_scale ? "f16" : "f32") + " (" +
-            std::to_string(bytes >> 20) + " MiB) " + s.to_string());
+        std::string(M > 1 ? "GEMM " : "GEMV ") + std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N) +
+            " int4/32 " + (f16_scale ? "f16" : "f32") + " (" + std::to_string(bytes >> 20) + " MiB) " + s.to_string());
 }
 
 // The int8-activation GEMV (gpu_int4_gemv_a8; int4 in k-blocks of 32, float32 scales) of K x N at each of
@@ -342,6 +350,8 @@ struct BundleOptions {
   std::string sm = "sm_90";
   bool kernel_jobs = true;  // the GPU tests' QMatMul and conv jobs
   std::vector<std::pair<int64_t, int64_t>> gemv = {{16384, 32768}, {8192, 57344}};  // K x N
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> gemms = {{128, 4096, 4096}};   // M x K x N, timed
+  bool gemm_grid = true;  // each GEMM at its default and over (shared_stage, thread_n, split_k), or at 2 points
   // Timed convs: C -> M channels on an H x H map (add_conv_timing_jobs). ResNet's 3x3 64 -> 64 on 56x56.
   std::vector<std::tuple<int64_t, int64_t, int64_t>> convs = {{64, 64, 56}, {128, 128, 28}};
   int64_t copy_bytes = int64_t(1) << 30;
@@ -400,7 +410,7 @@ size_t write_bundle(const BundleOptions& o) {
     for (Schedule& s : lanes_grid(dw, w, b.target, {4, 16}, {1, 2, 4})) points.push_back(std::move(s));
     // Float16 and float32 scales: float16's rounding of each weight costs conversions.
     for (bool f16_scale : {true, false})
-      for (const Schedule& s : points) add_bandwidth_job(b, K, N, s, f16_scale);
+      for (const Schedule& s : points) add_bandwidth_job(b, 1, K, N, s, f16_scale);
     // int8 activations: the default, and (tile_n, split_k, thread_n) around the float GEMV's best points.
     test::WeightSpec blocked;
     blocked.granularity = test::Granularity::BlockedK, blocked.block = 32;
@@ -443,7 +453,27 @@ size_t write_bundle(const BundleOptions& o) {
     for (Schedule& s :
          lanes_grid(schedules::gpu_int4_gemv_h2_wave_default(w16, b.target), w16, b.target, {8, 16}, {1, 2}))
       points16.push_back(std::move(s));
-    for (const Schedule& s : points16) add_bandwidth_job(b, K, N, s, /*f16_scale=*/true);
+    for (const Schedule& s : points16) add_bandwidth_job(b, 1, K, N, s, /*f16_scale=*/true);
+  }
+  // The prefill GEMM, float32 scales: the default (from 128 rows the block dequantizes its weight chunk once,
+  // into workgroup memory) against each thread row dequantizing its columns (the default for fewer rows) and
+  // against the weight staged packed.
+  for (const auto& [M, K, N] : o.gemms) {
+    test::WeightSpec spec;
+    QMatMulWorkload w = qmatmul_workload_of(spec, M, K, 64);
+    w.N = N;
+    const Schedule d = schedules::gpu_int4_gemm_default(w, b.target);
+    std::vector<Schedule> points = {d};
+    for (const char* stage : {"a", "aw", "aw_dequant"})
+      for (int64_t thread_n : {2, 4})
+        for (int64_t split_k : {1, 2}) {
+          if (!o.gemm_grid && (stage != std::string("a") || thread_n != 2 || split_k != 1)) continue;
+          Schedule s = d;
+          s.knobs["shared_stage"] = std::string(stage), s.knobs["thread_n"] = thread_n, s.knobs["split_k"] = split_k;
+          if (s.to_string() != d.to_string() && schedules::check_qmatmul_schedule(w, s, b.target).ok())
+            points.push_back(s);
+        }
+    for (const Schedule& s : points) add_bandwidth_job(b, M, K, N, s, /*f16_scale=*/false);
   }
   for (const auto& [C, M, H] : o.convs) add_conv_timing_jobs(b, C, M, H, 20261209);
   std::ofstream(b.dir / "bundle.json")
@@ -486,6 +516,8 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   o.dialect = "opencl";
   o.kernel_jobs = false;
   o.gemv = {{256, 320}};  // N not a multiple of any panel width
+  o.gemms = {{130, 96, 72}};  // the default dequantizes once a block from 128 rows; a partial row tile
+  o.gemm_grid = false;        // and each thread row dequantizing (the kernels' own tests run the grid)
   o.convs = {{12, 20, 9}};  // the timed convs' path, small
   o.copy_bytes = 1 << 20;
   const size_t jobs = write_bundle(o);
@@ -499,7 +531,7 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   std::ifstream in(o.dir / "results.json");
   nlohmann::json results = nlohmann::json::parse(in);
   REQUIRE(results["jobs"].size() == jobs);
-  int int8_jobs = 0, int8_lanes_jobs = 0, f16_jobs = 0, conv_jobs = 0;
+  int int8_jobs = 0, int8_lanes_jobs = 0, f16_jobs = 0, conv_jobs = 0, gemm_jobs = 0;
   for (const nlohmann::json& row : results["jobs"]) {
     CHECK_FALSE(row.contains("error"));
     CHECK(row["gb_per_s"].get<double>() > 0);
@@ -507,11 +539,13 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
     int8_lanes_jobs += row["job"].get<std::string>().find("gemv_a8_wave") != std::string::npos;
     f16_jobs += row["job"].get<std::string>().find("gemv_h2") != std::string::npos;
     conv_jobs += row["job"].get<std::string>().find("time_conv") != std::string::npos;
+    gemm_jobs += row["job"].get<std::string>().find("time_gemm_130x96x72_") != std::string::npos;
   }
   CHECK(int8_jobs >= 4);  // the int8-activation GEMV's default and grid, checked against the int8 arithmetic
   CHECK(int8_lanes_jobs >= 2);  // among them the int8 lanes' GEMV's
   CHECK(f16_jobs >= 4);   // the float16-activation GEMV's, against A rounded to float16
   CHECK(conv_jobs == 3);  // implicit GEMM, direct and depthwise, timed
+  CHECK(gemm_jobs == 2);  // the GEMM's default and the per-row form, checked against the reference
 
   // One output of the first job's reference moved past its tolerance.
   const std::string first = results["jobs"][0]["job"];

@@ -124,11 +124,11 @@ TEST_CASE("GPU int4 GEMM with split_k or the weight staged: A and W staged or no
   // Partial row and column tiles; K past a whole chunk, and past a whole step of split_k x unroll_k.
   for (const auto& [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{9, 200, 72}, {40, 100, 33}})
     for (size_t f = 0; f < specs.size(); ++f)
-      for (const std::string stage : {"a", "none", "aw"}) {
+      for (const std::string stage : {"a", "none", "aw", "aw_dequant"}) {
         QMatMulWorkload w = workload_of(specs[f], M, K, N, /*bias_relu=*/f % 2 == 1);
         Schedule s = schedules::gpu_int4_gemm_default(w, gfx942());
         s.knobs["shared_stage"] = stage, s.knobs["split_k"] = int64_t(f % 2 ? 4 : 2);
-        if (stage == "aw") s.knobs["split_k"] = int64_t(f % 2 ? 2 : 1);
+        if (stage.rfind("aw", 0) == 0) s.knobs["split_k"] = int64_t(f % 2 ? 2 : 1);
         INFO(w.key() << " " << s.to_string());
         REQUIRE(schedules::gpu_int4_gemm_check(w, s, gfx942()).ok());
         CapturedPipeline captured = capture(w, s);
@@ -136,6 +136,17 @@ TEST_CASE("GPU int4 GEMM with split_k or the weight staged: A and W staged or no
         CHECK((emit_kernels(captured.kernels, Dialect::OpenCL).value().find("W_packed_im") != std::string::npos) ==
               (stage == "aw"));
         REQUIRE(captured.kernels.size() == 1);
+        // Workgroup memory holds A's chunk of tile_m rows (each a word longer than tile_k) and the weight's of
+        // tile_n columns, a float each when dequantized there, and the partial tiles (Halide may place them
+        // over the chunks).
+        const int64_t chunks = (s.get_int("tile_m") * (s.get_int("tile_k") + 1) +
+                                s.get_int("tile_n") * s.get_int("tile_k")) *
+                               4,
+                      partials = s.get_int("tile_n") * s.get_int("tile_m") * s.get_int("split_k") * 4;
+        if (stage == "aw_dequant") {
+          CHECK(captured.kernels[0].shared_bytes >= chunks);
+          CHECK(captured.kernels[0].shared_bytes <= chunks + (s.get_int("split_k") > 1 ? partials : 0));
+        }
         // The block is split_k times the threads of the tile, and holds the partial tiles.
         CHECK(constant_threads_per_block(captured.kernels[0]) == s.get_int("tile_n") / s.get_int("thread_n") *
                                                                      s.get_int("tile_m") / s.get_int("thread_m") *
@@ -145,7 +156,7 @@ TEST_CASE("GPU int4 GEMM with split_k or the weight staged: A and W staged or no
         CHECK(run.status == 0);  // ran, and matched the reference
         ++runs;
       }
-  CHECK(runs == 24);
+  CHECK(runs == 32);
   fs::remove_all(dir);
 }
 
@@ -328,6 +339,9 @@ TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV,
   Schedule staged_w = g;
   staged_w.knobs["shared_stage"] = std::string("aw");
   check_barriers_matter(gemm, staged_w, "barrier_gemm_aw");
+  // With the weight dequantized there.
+  staged_w.knobs["shared_stage"] = std::string("aw_dequant");
+  check_barriers_matter(gemm, staged_w, "barrier_gemm_aw_dequant");
   // With split_k and A read directly, the one barrier is between the partial tiles and their sum.
   Schedule split = g;
   split.knobs["shared_stage"] = std::string("none"), split.knobs["split_k"] = int64_t(2);
@@ -363,8 +377,8 @@ TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no s
   // arithmetic), split_k 4; word loads, split_k 8, 4 columns a thread (whose block-wide accumulators
   // dsl/gpu/private_arrays.h must bring down to the thread's 4, guarded tail included). The GEMM (A staged
   // in workgroup memory, accumulators in registers), with split_k 2 (a partial tile in each thread's
-  // registers too), and with the weight staged as well.
-  for (int variant = 0; variant < 6; ++variant) {
+  // registers too), with the weight staged as well, and dequantized there.
+  for (int variant = 0; variant < 7; ++variant) {
     const bool gemm = variant >= 3;
     test::WeightSpec spec;
     spec.f16_scale = variant == 1;
@@ -374,6 +388,7 @@ TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no s
     if (variant == 2) s.knobs["thread_n"] = int64_t(4), s.knobs["load_bytes"] = int64_t(4);
     if (variant == 4) s.knobs["split_k"] = int64_t(2);
     if (variant == 5) s.knobs["shared_stage"] = std::string("aw");
+    if (variant == 6) s.knobs["shared_stage"] = std::string("aw_dequant");
     const int64_t threads = gemm ? (s.get_int("tile_n") / s.get_int("thread_n")) *
                                        (s.get_int("tile_m") / s.get_int("thread_m")) * s.get_int("split_k", 1)
                                  : s.get_int("tile_n") / s.get_int("thread_n", 1) * s.get_int("split_k");
@@ -1130,6 +1145,12 @@ TEST_CASE(
     Schedule s = schedules::gpu_int4_gemm_default(w, gfx942());
     s.knobs["shared_stage"] = std::string("aw"), s.knobs["split_k"] = int64_t(2), s.knobs["tile_k"] = int64_t(16);
     cases.push_back({w, s, blocked});
+    // The weight dequantized in workgroup memory (MatMulNBits' form): the fetch into registers dequantizes;
+    // 5 chunks of 16 and a part.
+    QMatMulWorkload dq = workload_of(nbits, 40, 88, 72);
+    s = schedules::gpu_int4_gemm_default(dq, gfx942());
+    s.knobs["shared_stage"] = std::string("aw_dequant"), s.knobs["tile_k"] = int64_t(16);
+    cases.push_back({dq, s, nbits});
   }
   {  // The float16 GEMM with split_k 2: 16 k-blocks in chunks of 4.
     QMatMulWorkload w = f16_workload_of(nbits, 40, 16 * 16, 72, true);
@@ -1147,10 +1168,11 @@ TEST_CASE(
     REQUIRE(buffered.kernels.size() == 1);
     CHECK(buffered.kernels[0].shared_bytes == 2 * plain.kernels[0].shared_bytes);
     // The float32 GEMM's staging copies: the next chunk is held in registers across the arithmetic, and a
-    // chunk meets one barrier. The float16 GEMM's rounds A and sums its k-blocks, between barriers of its own.
+    // chunk meets one barrier. The float16 GEMM's rounds A and sums its k-blocks, between barriers of its own;
+    // the float32 GEMM's dequantizing staging has loops that end at K, which registers cannot hold.
     const std::string hip = emit_kernels(buffered.kernels, Dialect::Hip).value();
     const size_t barriers = barriers_per_chunk(emit_kernels(plain.kernels, Dialect::Hip).value());
-    const bool copies = c.s.template_name == "gpu_int4_gemm";
+    const bool copies = c.s.template_name == "gpu_int4_gemm" && c.s.get_string("shared_stage") != "aw_dequant";
     CHECK(barriers_per_chunk(hip) == (copies ? 1 : barriers - 1));
     CHECK((hip.find("_kc_next_") != std::string::npos) == copies);
     std::map<std::string, std::vector<KernelResources>> resources;
@@ -1163,7 +1185,7 @@ TEST_CASE(
     ++runs;
   }
   if (runs_here) {
-    CHECK(runs == 4);
+    CHECK(runs == 5);
     // The one barrier a chunk is what keeps a chunk from being read before it is written, or overwritten
     // while it is read.
     QMatMulWorkload w = workload_of(blocked, 40, 256, 96);
