@@ -282,12 +282,12 @@ TEST_CASE("GPU GEMM: the weight dequantized once a block in LDS takes the float3
   w.M = 128;
   const TargetSpec gfx942 = parse_target("hip:gfx942").value();
   // The default at 128 rows: the weight dequantized once a block, 4 columns a thread, split_k 2.
-  const Schedule fallback = schedules::gpu_int4_gemm_default(w, gfx942);
-  REQUIRE((fallback.get_int("tile_m") == 32 && fallback.get_int("thread_m") == 4 && fallback.get_int("tile_n") == 64 &&
-           fallback.get_int("thread_n") == 4 && fallback.get_string("shared_stage") == "aw_dequant" &&
-           fallback.get_int("split_k") == 2));
+  const Schedule prefill_default = schedules::gpu_int4_gemm_default(w, gfx942);
+  REQUIRE((prefill_default.get_int("tile_m") == 32 && prefill_default.get_int("thread_m") == 4 &&
+           prefill_default.get_int("tile_n") == 64 && prefill_default.get_int("thread_n") == 4 &&
+           prefill_default.get_string("shared_stage") == "aw_dequant" && prefill_default.get_int("split_k") == 2));
   // Against each thread row dequantizing its 2 columns, the default at fewer rows.
-  Schedule s = fallback;
+  Schedule s = prefill_default;
   s.knobs["shared_stage"] = std::string("a"), s.knobs["thread_n"] = int64_t(2);
   QMatMulWorkload fewer_rows = w;
   fewer_rows.M = 64;
@@ -310,8 +310,8 @@ TEST_CASE("GPU GEMM: the weight dequantized once a block in LDS takes the float3
                     ed = estimate_kernel(td, arch("gfx942"), mi300x, 8);
   CHECK(ed.valu_us == Approx(e.valu_us * (128 + 16 + 1.0 / 16) / (128 + 128 + 1.0 / 16)));
   CHECK(ed.bound == "lds");
-  REQUIRE(schedules::gpu_int4_gemm_check(w, fallback, gfx942).ok());
-  const GpuEstimate ew = estimate_kernel(schedules::gpu_qmatmul_traffic(w, fallback), arch("gfx942"), mi300x, 8);
+  REQUIRE(schedules::gpu_int4_gemm_check(w, prefill_default, gfx942).ok());
+  const GpuEstimate ew = estimate_kernel(schedules::gpu_qmatmul_traffic(w, prefill_default), arch("gfx942"), mi300x, 8);
   CHECK(ew.bound == "valu");
   CHECK(ew.time_us < 0.7 * e.time_us);
 }

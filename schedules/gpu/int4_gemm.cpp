@@ -57,6 +57,10 @@ int64_t partial_tile_bytes(const Schedule& s) {
 // Bytes of the packed weight per value: two codes a byte, or the float weight's own element.
 double code_bytes(const dsl::Int4Format& f) { return f.is_float() ? f.float_bits / 8.0 : 0.5; }
 
+// Words of each of A's rows staged in workgroup memory: a word more than tile_k, since the thread rows of a
+// wave read rows thread_m apart at the same k, which with tile_k words a row would all be in one bank.
+int64_t staged_a_row_words(const Schedule& s) { return s.get_int("tile_k") + 1; }
+
 // Workgroup memory per staged weight value under shared_stage: the packed codes ("aw"), a float32
 // ("aw_dequant"), or none.
 double staged_weight_bytes(const std::string& stage, const dsl::Int4Format& f) {
@@ -108,7 +112,7 @@ Schedule default_tiles(const QMatMulWorkload& w, const TargetSpec& target, int64
   Schedule s;
   s.knobs = {{"tile_n", wave}, {"tile_m", tile_m}, {"thread_n", thread_n}, {"thread_m", int64_t(tile_m / 8)}};
   const int64_t tiles = (w.N + wave - 1) / wave * ((w.M + tile_m - 1) / tile_m);
-  const int64_t waves_per_tile = (wave / thread_n) * 8 / wave;
+  const int64_t waves_per_tile = 8 / thread_n;  // (wave / thread_n) x 8 threads
   if (tiles * waves_per_tile < reference_simds(target)) s.knobs["split_k"] = int64_t(2);
   return s;
 }
@@ -152,7 +156,7 @@ Status gpu_int4_gemm_check(const QMatMulWorkload& w, const Schedule& s, const Ta
   if (stage == "none" && s.get_int("double_buffer", 0))
     return Failure{FailureKind::KnobConflict, "double_buffer", "only staged chunks are double-buffered"};
   if (Status st = check_double_buffer(s, w.K); !st) return st;
-  const int64_t staged_a = stage != "none" ? s.get_int("tile_m") * (s.get_int("tile_k") + 1) * 4 : 0;  // rows padded
+  const int64_t staged_a = stage != "none" ? s.get_int("tile_m") * staged_a_row_words(s) * 4 : 0;
   const auto staged_w =
       int64_t(double(s.get_int("tile_n") * s.get_int("tile_k")) * staged_weight_bytes(stage, w.format));
   return check_staged_bytes(buffered_bytes(s, staged_a + staged_w + partial_tile_bytes(s)), "shared_stage",
@@ -267,13 +271,12 @@ Status apply_gpu_int4_gemm(QMatMulDef& q, const Schedule& s, const TargetSpec&) 
   update.split(m, at, av, VM).unroll(j).unroll(av).unroll(ki);
   sum_threads(d, update, {j, av, ki, ko, p, at}, stage_a ? std::vector<VarOrRVar>{kc} : std::vector<VarOrRVar>{}, S);
   if (stage_a) {
-    // A's tile_m rows x tile_k values in workgroup memory, copied by the block's threads together. A row
-    // takes tile_k + 1 words: the thread rows of a wave read rows thread_m apart at the same k, which
-    // with tile_k words a row would all be in one bank.
+    // A's tile_m rows x tile_k values in workgroup memory (rows of staged_a_row_words), copied by the
+    // block's threads together.
     Var ak = a.args()[0], am = a.args()[1], ako("ako"), akt("akt"), amo("amo"), amt("amt");
     a.compute_at(sum, kc)
         .store_in(MemoryType::GPUShared)
-        .align_storage(ak, C + 1)
+        .align_storage(ak, int(staged_a_row_words(s)))
         .bound_extent(am, TM)
         .split(ak, ako, akt, P / VN, TailStrategy::GuardWithIf)
         .split(am, amo, amt, TM / VM, TailStrategy::GuardWithIf)
