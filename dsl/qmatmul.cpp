@@ -214,7 +214,7 @@ QMatMulDef define_qmatmul_f16(const QMatMulWorkload& workload, const Int4Layout&
 
   Expr K = q.A.dim(0).extent(), M = q.A.dim(1).extent();
   Expr groups_count = (K + B - 1) / B;
-  Func output("qmatmul"), a("a"), a_pairs("a_pairs"), a_sum("a_sum"), dot("dot"), acc("acc");
+  Func output("qmatmul"), a("a"), a_pairs("a_pairs"), a_sum("a_sum"), w_pairs("w_pairs"), dot("dot"), acc("acc");
 
   a(k.var, m.var) = select(k.var < K, q.A(min(k.var, K - 1), clamp(m.var, 0, M - 1)), 0.0f);
   a_pairs(t.var, kw.var, m.var) = gpu::pack_f16x2(a(8 * kw.var + t.var, m.var), a(8 * kw.var + t.var + 4, m.var));
@@ -222,19 +222,20 @@ QMatMulDef define_qmatmul_f16(const QMatMulWorkload& workload, const Int4Layout&
   a_sum(g.var, m.var) = 0.0f;
   a_sum(g.var, m.var) += cast<float>(cast<float16_t>(a(g.var * B + in_block, m.var)));
 
+  // Word kw's nibbles t and t + 4 (16 bits up) shifted to mantissa bits 6..9 of the pair (16 + u, 16 + u').
+  Expr word = q.W.code_word(j.var, kw.var, p.var);
+  Expr moved = select(t.var < 2, word << cast<uint32_t>(6 - 4 * t.var), word >> cast<uint32_t>(4 * t.var - 6));
+  const Expr nibble_pair = Internal::UIntImm::make(UInt(32), 0x03C003C0u);
+  const Expr sixteen = Internal::UIntImm::make(UInt(32), 0x4C004C00u);
+  w_pairs(t.var, j.var, kw.var, p.var) = (moved & nibble_pair) | sixteen;
+
   // The block's words: 4 float16 dot products each, into float32.
   RDom r(0, BW, "r");
   Expr row = g.var * BW + r;
-  Expr word = q.W.code_word(j.var, row, p.var);
-  const Expr nibble_pair = Internal::UIntImm::make(UInt(32), 0x03C003C0u);
-  const Expr sixteen = Internal::UIntImm::make(UInt(32), 0x4C004C00u);
   dot(j.var, g.var, p.var, m.var) = 0.0f;
   Expr sum = dot(j.var, g.var, p.var, m.var);
-  for (int pair = 0; pair < 4; ++pair) {
-    const int shift = 6 - 4 * pair;  // nibble `pair` (and pair + 4, 16 bits up) to mantissa bits 6..9
-    Expr moved = shift >= 0 ? word << cast<uint32_t>(shift) : word >> cast<uint32_t>(-shift);
-    sum = gpu::dot2_f16((moved & nibble_pair) | sixteen, a_pairs(pair, row, m.var), sum);
-  }
+  for (int pair = 0; pair < 4; ++pair)
+    sum = gpu::dot2_f16(w_pairs(pair, j.var, row, p.var), a_pairs(pair, row, m.var), sum);
   dot(j.var, g.var, p.var, m.var) = sum;
   d.reduce_axes.push_back(ReduceAxis{"r", r, BW});
 
@@ -245,7 +246,7 @@ QMatMulDef define_qmatmul_f16(const QMatMulWorkload& workload, const Int4Layout&
   acc(j.var, p.var, m.var) += (dot(j.var, blocks, p.var, m.var) - offset_term) * q.W.scale(j.var, wg, p.var);
 
   finish_blocked_def(q, output, acc, n, m, blocks, groups_count, in_block);
-  d.stages = {{"a", a}, {"a_pairs", a_pairs}, {"a_sum", a_sum}, {"dot", dot}, {"acc", acc}};
+  d.stages = {{"a", a}, {"a_pairs", a_pairs}, {"a_sum", a_sum}, {"w_pairs", w_pairs}, {"dot", dot}, {"acc", acc}};
   set_arguments(q);
   return q;
 }

@@ -86,7 +86,8 @@ QMatMulDef define_qmatmul_int8(const QMatMulWorkload& workload, const Int4Layout
 //   "a_pairs"(t, kw, m) = pack_f16x2(a(8kw + t, m), a(8kw + t + 4, m))   t < 4: float16 pairs in the order
 //                         of a code word's nibble pairs (t, t + 4)
 //   "a_sum"(g, m)       = sum over the block of float16(a)
-//   "dot"(j, g, p, m)   = sum over the block's words "r" and t of dot2_f16(pair t of the word, a_pairs(t))
+//   "w_pairs"(t, j, kw, p) = the float16 pair (16 + u, 16 + u') of word kw's nibbles t and t + 4 (uint32)
+//   "dot"(j, g, p, m)   = sum over the block's words "r" and t of dot2_f16(w_pairs(t, ..), a_pairs(t, ..))
 //   "acc"(j, p, m)      = sum over the blocks "k" of (dot - (16 + offset) * a_sum) * scale
 // A word's nibbles t and t + 4 become the float16 pair (16 + u) by two integer operations: shifted into
 // mantissa bits 6..9, ORed with the bits of 16.0 (ulp 1/64). Every product and the subtraction of the

@@ -224,13 +224,16 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   f16.f16_activations = true;
   Schedule h2 = schedules::gpu_int4_gemv_h2_default(f16, gfx942);
   CHECK(schedules::gpu_qmatmul_traffic(f16, h2).valu_ops == Approx(4096.0 * 4096 * (17.0 / 8 + 2.0 / 32)));
-  // The float16-activation GEMM at 128 rows: a thread makes a word's code pairs once for its 4 rows (13
-  // operations), each row takes 4 dot products a word and 2 operations a k-block; rounding A, 3 a value
-  // per column tile; the 2 partial sums of each output (split_k) added.
+  // The float16-activation GEMM at 128 rows, each thread row making its columns' code pairs (the default
+  // below 128 rows): a thread makes a word's code pairs once for its 4 rows (13 operations), each row takes
+  // 4 dot products a word and 2 operations a k-block; rounding A, 3 a value per column tile; the 2 partial
+  // sums of each output (split_k) added.
   QMatMulWorkload f16_gemm = f16;
   f16_gemm.M = 128;
   Schedule gh2 = schedules::gpu_int4_gemm_h2_default(f16_gemm, gfx942);
-  REQUIRE((gh2.get_int("tile_m") == 32 && gh2.get_int("thread_m") == 4 && gh2.get_int("tile_n") == 64));
+  gh2.knobs["shared_stage"] = std::string("a");
+  REQUIRE((gh2.get_int("tile_m") == 32 && gh2.get_int("thread_m") == 4 && gh2.get_int("tile_n") == 64 &&
+           gh2.get_int("thread_n") == 2));
   // 256 tiles of 4 waves leave some of MI300X's 1216 SIMDs idle: two threads a tile.
   REQUIRE(gh2.get_int("split_k") == 2);
   CHECK(schedules::gpu_qmatmul_traffic(f16_gemm, gh2).valu_ops ==
@@ -244,11 +247,11 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   CHECK(split_traffic.blocks == unsplit_traffic.blocks);
   CHECK(split_traffic.threads_per_block == 2 * unsplit_traffic.threads_per_block);
   CHECK(split_traffic.lds_bytes - unsplit_traffic.lds_bytes == Approx(128.0 * 4096 * 2 * 4 * 2));
-  // MI210's 416 SIMDs have a wave each from the 256 tiles: no split; nor for 4 times the rows on MI300X.
-  CHECK(schedules::gpu_int4_gemm_h2_default(f16_gemm, parse_target("hip:gfx90a").value()).get_int("split_k", 1) == 1);
-  QMatMulWorkload f16_gemm_512 = f16_gemm;
-  f16_gemm_512.M = 512;
-  CHECK(schedules::gpu_int4_gemm_h2_default(f16_gemm_512, gfx942).get_int("split_k", 1) == 1);
+  // At 64 rows MI210's 416 SIMDs have a wave each from the 128 tiles: no split.
+  QMatMulWorkload f16_gemm_64 = f16_gemm;
+  f16_gemm_64.M = 64;
+  CHECK(schedules::gpu_int4_gemm_h2_default(f16_gemm_64, parse_target("hip:gfx90a").value()).get_int("split_k", 1) ==
+        1);
   // The weight from memory once and again by each of the other 3 row tiles; A (2 MiB) once and again by
   // each of the other 63 column tiles; Y once.
   const KernelTraffic gemm_reads = schedules::gpu_qmatmul_traffic(f16_gemm, gh2);
@@ -314,6 +317,59 @@ TEST_CASE("GPU GEMM: the weight dequantized once a block in LDS takes the float3
   const GpuEstimate ew = estimate_kernel(schedules::gpu_qmatmul_traffic(w, prefill_default), arch("gfx942"), mi300x, 8);
   CHECK(ew.bound == "valu");
   CHECK(ew.time_us < 0.7 * e.time_us);
+}
+
+TEST_CASE("GPU float16 GEMM: the weight's code pairs made once a block in LDS take it toward its dot products",
+          "[gpu]") {
+  QMatMulWorkload w = decode_gemv_4096();
+  w.M = 128, w.f16_activations = true;
+  const TargetSpec gfx942 = parse_target("hip:gfx942").value(), gfx90a = parse_target("hip:gfx90a").value();
+  // The default at 128 rows: the pairs made once a block, 64 values of k a chunk (2 k-blocks of 32), split in
+  // two. On MI210 at 4 x 4 outputs a thread; MI300X's 1216 SIMDs would have less than a wave each from 4 x 4
+  // tiles, so 2 x 4 there.
+  const Schedule on_mi300x = schedules::gpu_int4_gemm_h2_default(w, gfx942),
+                 on_mi210 = schedules::gpu_int4_gemm_h2_default(w, gfx90a);
+  for (const Schedule& s : {on_mi300x, on_mi210}) {
+    INFO(s.to_string());
+    CHECK((s.get_string("shared_stage") == "aw_dequant" && s.get_int("tile_k") == 2 && s.get_int("split_k") == 2 &&
+           s.get_int("thread_m") == 4));
+  }
+  CHECK(on_mi300x.get_int("thread_n") == 2);
+  CHECK(on_mi210.get_int("thread_n") == 4);
+  // From 256 rows MI300X has the waves for 4 x 4; below 128 rows each thread row makes its own pairs.
+  QMatMulWorkload more_rows = w, fewer_rows = w;
+  more_rows.M = 256, fewer_rows.M = 64;
+  CHECK(schedules::gpu_int4_gemm_h2_default(more_rows, gfx942).get_int("thread_n") == 4);
+  CHECK(schedules::gpu_int4_gemm_h2_default(fewer_rows, gfx942).get_string("shared_stage", "a") == "a");
+  // Against each thread row making its own pairs, at the same tiles.
+  Schedule per_row = on_mi300x;
+  per_row.knobs["shared_stage"] = std::string("a");
+  const KernelTraffic t = schedules::gpu_qmatmul_traffic(w, per_row), ts = schedules::gpu_qmatmul_traffic(w, on_mi300x);
+  const double words = 4096.0 * 4096 / 8;
+  // 4 row tiles: 13 operations a word by each of a block's 8 thread rows, or by the block once.
+  CHECK(t.valu_ops - ts.valu_ops == Approx(4 * (8 - 1) * words * 13));
+  // The block writes its chunk's pairs, 16 bytes a word, and each of its 8 thread rows reads them.
+  CHECK(ts.lds_bytes - t.lds_bytes == Approx(4 * words * 16 * (1 + 8)));
+  CHECK(ts.global_bytes == Approx(t.global_bytes));
+  // The estimate: at 2 x 4 the pairs' 16 bytes a word and row tile make the LDS the bound on MI300X; at 4 x 4 on
+  // MI210 the ALU is, and the time falls by a third.
+  REQUIRE(schedules::gpu_int4_gemm_h2_check(w, on_mi300x, gfx942).ok());
+  REQUIRE(schedules::gpu_int4_gemm_h2_check(w, on_mi210, gfx90a).ok());
+  const GpuEstimate e = estimate_kernel(t, arch("gfx942"), *reference_gpu("gfx942"), 6),
+                    es = estimate_kernel(ts, arch("gfx942"), *reference_gpu("gfx942"), 6);
+  CHECK(es.bound == "lds");
+  CHECK(es.time_us < 0.85 * e.time_us);
+  // (Against the default below 128 rows: 2 x 4, 128 values of k a chunk, unsplit, 6 waves a SIMD; the new
+  // default has registers for 3.)
+  Schedule per_row_mi210 = on_mi210;
+  per_row_mi210.knobs["shared_stage"] = std::string("a"), per_row_mi210.knobs["thread_n"] = int64_t(2);
+  per_row_mi210.knobs["tile_k"] = int64_t(4), per_row_mi210.knobs.erase("split_k");
+  const GpuEstimate e210 = estimate_kernel(schedules::gpu_qmatmul_traffic(w, per_row_mi210), arch("gfx90a"),
+                                           *reference_gpu("gfx90a"), 6),
+                    es210 = estimate_kernel(schedules::gpu_qmatmul_traffic(w, on_mi210), arch("gfx90a"),
+                                            *reference_gpu("gfx90a"), 3);
+  CHECK(es210.bound == "valu");
+  CHECK(es210.time_us < 0.7 * e210.time_us);
 }
 
 TEST_CASE("GPU GEMVs read A's row once per block of columns, and the float16 lanes' GEMV fills MI300X by the estimate",

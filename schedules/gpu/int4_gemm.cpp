@@ -106,14 +106,19 @@ namespace {
 // every chunk, where the tiles would give the arch's reference GPU less than a wave per SIMD: the 128-row
 // prefill on MI300X at 4 x 4 outputs a thread has 512 waves for 1216 SIMDs, and by the static estimate
 // runs in 70 us instead of 140.
+int64_t default_tile_m(const QMatMulWorkload& w) { return w.M >= 32 ? 32 : 16; }
+
+// The waves of the default tiles at `thread_n` columns a thread, unsplit: (wave / thread_n) x 8 threads a tile.
+int64_t default_waves(const QMatMulWorkload& w, const TargetSpec& target, int64_t thread_n) {
+  const int64_t wave = wave_of(target), tile_m = default_tile_m(w);
+  return (w.N + wave - 1) / wave * ((w.M + tile_m - 1) / tile_m) * (8 / thread_n);
+}
+
 Schedule default_tiles(const QMatMulWorkload& w, const TargetSpec& target, int64_t thread_n) {
-  const int64_t wave = wave_of(target);
-  const int64_t tile_m = w.M >= 32 ? 32 : 16;
+  const int64_t tile_m = default_tile_m(w);
   Schedule s;
-  s.knobs = {{"tile_n", wave}, {"tile_m", tile_m}, {"thread_n", thread_n}, {"thread_m", int64_t(tile_m / 8)}};
-  const int64_t tiles = (w.N + wave - 1) / wave * ((w.M + tile_m - 1) / tile_m);
-  const int64_t waves_per_tile = 8 / thread_n;  // (wave / thread_n) x 8 threads
-  if (tiles * waves_per_tile < reference_simds(target)) s.knobs["split_k"] = int64_t(2);
+  s.knobs = {{"tile_n", wave_of(target)}, {"tile_m", tile_m}, {"thread_n", thread_n}, {"thread_m", tile_m / 8}};
+  if (default_waves(w, target, thread_n) < reference_simds(target)) s.knobs["split_k"] = int64_t(2);
   return s;
 }
 }  // namespace
@@ -518,10 +523,15 @@ namespace tetra::schedules {
 namespace {
 constexpr const char* kH2Name = "gpu_int4_gemm_h2";
 
+// Whether the block's chunk of the weight is made float16 code pairs once in workgroup memory
+// (shared_stage "aw_dequant"), rather than by each thread row for its own rows ("a").
+bool h2_pairs_staged(const Schedule& s) { return s.get_string("shared_stage", "a") == "aw_dequant"; }
+
 // A chunk of tile_k k-blocks of the block's tile_m rows: float16 values (2 bytes each) and per k-block
-// their sum (4 bytes).
+// their sum (4 bytes); with the weight staged, its tile_n columns' code pairs too (2 bytes a value).
 int64_t staged_h2_bytes(const QMatMulWorkload& w, const Schedule& s) {
-  return s.get_int("tile_m") * s.get_int("tile_k") * (w.activation_block() * 2 + 4);
+  const int64_t a = s.get_int("tile_m") * s.get_int("tile_k") * (w.activation_block() * 2 + 4);
+  return a + (h2_pairs_staged(s) ? s.get_int("tile_n") * s.get_int("tile_k") * w.activation_block() * 2 : 0);
 }
 }  // namespace
 
@@ -536,19 +546,42 @@ KnobSpace gpu_int4_gemm_h2_space(const QMatMulWorkload& w, const TargetSpec& tar
   s.template_name = kH2Name;
   s.knobs.push_back(split_k_knob());
   s.knobs.push_back(double_buffer_knob());
+  // A's chunk alone in workgroup memory, each thread row making the weight's words float16 code pairs for
+  // its own rows ("a"), or the block's chunk of the weight made code pairs there once, by the block's
+  // threads together ("aw_dequant"; records from before the knob mean "a").
+  s.knobs.push_back({"shared_stage", dsl::string_values({"a", "aw_dequant"}), dsl::KnobValue(std::string("a"))});
   return s;
 }
 
 Schedule gpu_int4_gemm_h2_default(const QMatMulWorkload& w, const TargetSpec& target) {
   Schedule s = gpu_int4_gemm_a8_default(w, target);
   s.template_name = kH2Name;
-  // The tiles' split_k, where it divides the chunk and workgroup memory holds the partial tiles too.
-  const int64_t split = default_tiles(w, target, s.get_int("thread_n")).get_int("split_k", 1);
+  int64_t split = default_tiles(w, target, s.get_int("thread_n")).get_int("split_k", 1);
+  // From 4 row tiles of 32 on, as the float32 GEMM: the block makes its weight chunk code pairs once in
+  // workgroup memory, where each thread row made them for its own rows (13 of a word's 29 operations at
+  // 2 x 4 outputs a thread), in chunks of 64 values of k, not 128 (the pairs take 2 bytes a value: more
+  // blocks fit a CU). A thread then takes 4 x 4 outputs, split in two: as many waves as 2 x 4 unsplit, and
+  // a k-block of each chunk a thread (unsplit, its 2 k-blocks' loads took RDNA 180 VGPRs). Where that
+  // leaves the reference GPU less than a wave per SIMD, 2 x 4 split, LDS-bound by the estimate but twice
+  // the waves. By the estimate for 128 x 4096 x 4096: MI300X 53.4 -> 42 us (2 x 4), MI210 193 -> 125 us,
+  // RX 7900 XTX 149 -> 98.9 us (4 x 4).
+  if (w.M >= 128) {
+    Schedule staged = s;
+    int64_t chunk = 1;
+    while (2 * chunk * w.activation_block() <= 64) chunk *= 2;
+    staged.knobs["shared_stage"] = std::string("aw_dequant"), staged.knobs["tile_k"] = chunk;
+    if (check_staged_bytes(staged_h2_bytes(w, staged), "", "").ok()) {
+      s = staged;
+      if (default_waves(w, target, 2) >= reference_simds(target)) s.knobs["thread_n"] = int64_t(4), split = 2;
+    }
+  }
+  // The split, where it divides the chunk and workgroup memory holds the partial tiles too.
   Schedule split_s = s;
   split_s.knobs["split_k"] = split;
   if (split > 1 && s.get_int("tile_k") % split == 0 &&
       check_staged_bytes(staged_h2_bytes(w, split_s) + partial_tile_bytes(split_s), "", "").ok())
     return split_s;
+  if (s.get_int("thread_n") == 4) s.knobs["thread_n"] = int64_t(2);  // 4 x 4 only split
   return s;
 }
 
@@ -560,7 +593,9 @@ Status gpu_int4_gemm_h2_check(const QMatMulWorkload& w, const Schedule& s, const
     return Failure{FailureKind::KnobConflict, "split_k", "tile_k must be a multiple of split_k"};
   if (Status st = check_double_buffer(s, (w.K + w.activation_block() - 1) / w.activation_block()); !st) return st;
   return check_staged_bytes(buffered_bytes(s, staged_h2_bytes(w, s) + partial_tile_bytes(s)), "tile_k",
-                            "the staged chunk of A in float16 and the partial tiles");
+                            h2_pairs_staged(s)
+                                ? "the staged chunks of A and of the weight's code pairs, and the partial tiles"
+                                : "the staged chunk of A in float16 and the partial tiles");
 }
 
 dsl::Int4Layout gpu_int4_gemm_h2_layout(const Schedule& s) {
@@ -581,23 +616,40 @@ Status apply_gpu_int4_gemm_h2(QMatMulDef& q, const Schedule& s, const TargetSpec
   // threads, with the k-blocks' sums.
   stage_per_block(block, d.stage("a_sum"), d);
   stage_words(block, d.stage("a_pairs"), d.var("kw"), d.var("t"), d);
+  if (h2_pairs_staged(s)) {
+    // The block's code pairs, a thread per panel and word row, its thread_n columns' 4 pairs unrolled and
+    // stored together, the panels next: a thread's pairs are adjacent words, and so are the threads of a wave.
+    Func w_pairs = d.stage("w_pairs");
+    Var t = d.var("t"), j = d.var("j"), kw = d.var("kw"), p = d.var("p");
+    w_pairs.compute_at(block.sum, block.chunk)
+        .store_in(MemoryType::GPUShared)
+        .bound_extent(t, 4)
+        .bound_extent(j, int(s.get_int("thread_n")))
+        .bound_extent(p, block.X)
+        .reorder_storage(t, j, p, kw);
+    block.spread(w_pairs, p, kw, {t, j});
+    w_pairs.unroll(t).unroll(j);
+  }
   apply_double_buffer(q, s);
   return dsl::ok_status();
 }
 
 dsl::KernelTraffic gpu_int4_gemm_h2_traffic(const QMatMulWorkload& w, const Schedule& s) {
   // As the int8 GEMM. A thread makes each word of its columns 4 float16 code pairs once for its thread_m
-  // rows (an XOR, then a shift, an and and an or a pair: 13 operations by gfx9's count), then each row
-  // takes 4 dot products a word and 2 operations a k-block. Rounding A and summing it: about 3 a value.
-  // split_k's share is added last (the int8 GEMM has none).
+  // rows (an XOR, then a shift, an and and an or a pair: 13 operations by gfx9's count), or with the pairs
+  // staged the block makes them once, writes them to LDS (16 bytes a word) and each thread row reads them
+  // there; then each row takes 4 dot products a word and 2 operations a k-block. Rounding A and summing
+  // it: about 3 a value. split_k's share is added last (the int8 GEMM has none).
   dsl::KernelTraffic t = gpu_int4_gemm_a8_traffic(w, s);
   const int64_t P = s.get_int("tile_n"), TM = s.get_int("tile_m"), VN = s.get_int("thread_n"),
                 VM = s.get_int("thread_m");
   const double M = double(w.M), K = double(w.K), N = double(w.N);
   const double row_tiles = double((w.M + TM - 1) / TM), column_tiles = double((w.N + P - 1) / P);
-  t.valu_ops = row_tiles * double(TM / VM) * N * K / 8 * 13 + M * N * K / 8 * 4 +
+  const double pair_makers = h2_pairs_staged(s) ? 1 : double(TM / VM);  // of each word, per row tile
+  t.valu_ops = row_tiles * pair_makers * N * K / 8 * 13 + M * N * K / 8 * 4 +
                M * N * K / double(w.activation_block()) * 2 + column_tiles * M * K * 3;
   t.lds_bytes = M * K * (N / double(VN)) * 2 + column_tiles * M * K * 2;
+  if (h2_pairs_staged(s)) t.lds_bytes += row_tiles * N * K / 8 * 16 * double(1 + TM / VM);
   add_split_k(t, w, s);
   return t;
 }

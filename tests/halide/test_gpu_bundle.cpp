@@ -211,9 +211,10 @@ void add_bandwidth_job(Bundle& b, int64_t M, int64_t K, int64_t N, const Schedul
   else if (s.template_name == "gpu_int4_gemv_h2_wave")
     name << "bandwidth_gemv_h2_wave_" << K << "x" << N << "_" << s.get_int("lanes") << "_" << s.get_int("columns")
          << "_" << s.get_int("thread_n");
-  else if (s.template_name == "gpu_int4_gemm")
-    name << "time_gemm_" << M << "x" << K << "x" << N << "_" << s.get_string("shared_stage") << "_"
-         << s.get_int("thread_n") << "_" << s.get_int("split_k", 1) << (f16_scale ? "" : "_f32");
+  else if (s.template_name == "gpu_int4_gemm" || s.template_name == "gpu_int4_gemm_h2")
+    name << (w.f16_activations ? "time_gemm_h2_" : "time_gemm_") << M << "x" << K << "x" << N << "_"
+         << s.get_string("shared_stage", "a") << "_" << s.get_int("thread_n") << "_" << s.get_int("split_k", 1)
+         << (f16_scale ? "" : "_f32");
   else if (w.f16_activations)
     name << "bandwidth_gemv_h2_" << K << "x" << N << "_" << s.get_int("tile_n") << "_" << s.get_int("split_k") << "_"
          << s.get_int("thread_n");
@@ -474,6 +475,22 @@ size_t write_bundle(const BundleOptions& o) {
             points.push_back(s);
         }
     for (const Schedule& s : points) add_bandwidth_job(b, M, K, N, s, /*f16_scale=*/false);
+    // The same GEMM over float16 activations (float16 scales, a float16 model's prefill): the default, and
+    // each thread row making its columns' code pairs against the block making them once, at 2 and 4 columns
+    // a thread.
+    QMatMulWorkload w16 = w;
+    w16.f16_activations = true;
+    const Schedule d16 = schedules::gpu_int4_gemm_h2_default(w16, b.target);
+    std::vector<Schedule> points16 = {d16};
+    for (const char* stage : {"a", "aw_dequant"})
+      for (int64_t thread_n : {2, 4}) {
+        if (!o.gemm_grid && thread_n != 2) continue;
+        Schedule s = d16;
+        s.knobs["shared_stage"] = std::string(stage), s.knobs["thread_n"] = thread_n;
+        if (s.to_string() != d16.to_string() && schedules::check_qmatmul_schedule(w16, s, b.target).ok())
+          points16.push_back(s);
+      }
+    for (const Schedule& s : points16) add_bandwidth_job(b, M, K, N, s, /*f16_scale=*/true);
   }
   for (const auto& [C, M, H] : o.convs) add_conv_timing_jobs(b, C, M, H, 20261209);
   std::ofstream(b.dir / "bundle.json")
@@ -531,7 +548,7 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   std::ifstream in(o.dir / "results.json");
   nlohmann::json results = nlohmann::json::parse(in);
   REQUIRE(results["jobs"].size() == jobs);
-  int int8_jobs = 0, int8_lanes_jobs = 0, f16_jobs = 0, conv_jobs = 0, gemm_jobs = 0;
+  int int8_jobs = 0, int8_lanes_jobs = 0, f16_jobs = 0, conv_jobs = 0, gemm_jobs = 0, gemm_h2_jobs = 0;
   for (const nlohmann::json& row : results["jobs"]) {
     CHECK_FALSE(row.contains("error"));
     CHECK(row["gb_per_s"].get<double>() > 0);
@@ -540,12 +557,16 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
     f16_jobs += row["job"].get<std::string>().find("gemv_h2") != std::string::npos;
     conv_jobs += row["job"].get<std::string>().find("time_conv") != std::string::npos;
     gemm_jobs += row["job"].get<std::string>().find("time_gemm_130x96x72_") != std::string::npos;
+    gemm_h2_jobs += row["job"].get<std::string>().find("time_gemm_h2_130x96x72_") != std::string::npos;
   }
   CHECK(int8_jobs >= 4);  // the int8-activation GEMV's default and grid, checked against the int8 arithmetic
   CHECK(int8_lanes_jobs >= 2);  // among them the int8 lanes' GEMV's
   CHECK(f16_jobs >= 4);   // the float16-activation GEMV's, against A rounded to float16
   CHECK(conv_jobs == 3);  // implicit GEMM, direct and depthwise, timed
   CHECK(gemm_jobs == 2);  // the GEMM's default and the per-row form, checked against the reference
+  // The float16 GEMM's default (the code pairs made once a block, 2 columns a thread for so few tiles) and the
+  // per-row form, against A rounded to float16.
+  CHECK(gemm_h2_jobs == 2);
 
   // One output of the first job's reference moved past its tolerance.
   const std::string first = results["jobs"][0]["job"];

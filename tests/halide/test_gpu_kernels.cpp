@@ -376,6 +376,9 @@ TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV,
   REQUIRE(gh2.get_int("split_k", 1) == 2);
   gh2.knobs["split_k"] = int64_t(1);
   check_barriers_matter(gemm_h2, gh2, "barrier_gemm_h2_unsplit");
+  // And with the weight's code pairs staged beside A's chunk, unsplit.
+  gh2.knobs["shared_stage"] = std::string("aw_dequant"), gh2.knobs["tile_k"] = int64_t(2);
+  check_barriers_matter(gemm_h2, gh2, "barrier_gemm_h2_aw_dequant");
 }
 
 TEST_CASE("GPU int4 GEMV and GEMM: HIP code objects for every AMD arch with no spills, and PTX", "[gpu]") {
@@ -816,7 +819,8 @@ TEST_CASE(
   CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(long_blocks, 40, 2048, 64, false)) == "gpu_int4_gemm");
 }
 
-TEST_CASE("GPU float16-activation GEMM with split_k: each chunk's k-blocks shared by threads", "[gpu][f16]") {
+TEST_CASE("GPU float16-activation GEMM with split_k or the weight's code pairs staged: every form of k-blocks",
+          "[gpu][f16]") {
   if (!opencl_runs_here()) return;
   fs::path dir = work_dir("gemm_h2_split_k");
   test::WeightSpec blocked, nbits;
@@ -842,6 +846,31 @@ TEST_CASE("GPU float16-activation GEMM with split_k: each chunk's k-blocks share
         ++runs;
       }
   CHECK(runs == 8);
+  // The weight's code pairs made once a block in workgroup memory (shared_stage "aw_dequant"), at 4 x 4
+  // outputs a thread, split and not: K past a whole chunk of 2 k-blocks, and whole chunks.
+  for (const test::WeightSpec& spec : {blocked, nbits})
+    for (int64_t blocks : {13, 16})
+      for (int64_t split : {1, 2}) {
+        QMatMulWorkload w = f16_workload_of(spec, 40, blocks * spec.block, 72, split == 2);
+        Schedule s = schedules::gpu_int4_gemm_h2_default(w, gfx942());
+        s.knobs["shared_stage"] = std::string("aw_dequant"), s.knobs["tile_k"] = int64_t(2);
+        s.knobs["thread_n"] = int64_t(4), s.knobs["split_k"] = split;
+        INFO(w.key() << " " << s.to_string());
+        REQUIRE(schedules::gpu_int4_gemm_h2_check(w, s, gfx942()).ok());
+        CapturedPipeline captured = capture(w, s);
+        REQUIRE(captured.kernels.size() == 1);
+        // Workgroup memory holds A's chunk (tile_m rows of 2 k-blocks in float16, and their sums) and the
+        // weight's, a float16 code a value, and the partial tiles (Halide may place them over the chunks).
+        const int64_t B = spec.block, TM = s.get_int("tile_m"), P = s.get_int("tile_n");
+        const int64_t chunks = TM * 2 * (B * 2 + 4) + P * 2 * B * 2, partials = P * TM * split * 4;
+        CHECK(captured.kernels[0].shared_bytes >= chunks);
+        CHECK(captured.kernels[0].shared_bytes <= chunks + (split > 1 ? partials : 0));
+        ProgramRun run = run_on_device(w, s, captured, spec, 80 + runs, dir);
+        INFO(run.output);
+        CHECK(run.status == 0);  // ran, and matched the reference of its activations
+        ++runs;
+      }
+  CHECK(runs == 16);
   // The int8 GEMM does not split k (schedules/gpu/int4_gemm.cpp says why).
   QMatMulWorkload a8 = int8_workload_of(blocked, 40, 512, 72, false);
   Schedule s = schedules::gpu_int4_gemm_a8_default(a8, gfx942());
@@ -865,18 +894,22 @@ TEST_CASE("GPU float16-activation GEMVs and GEMM: v_dot2_f32_f16 on every AMD ar
   Schedule s = schedules::gpu_int4_gemv_h2_default(w, gfx942());
   s.knobs["split_k"] = int64_t(4), s.knobs["thread_n"] = int64_t(2);
   CapturedPipeline captured = capture(w, s);
-  // The GEMM at its default: 2 columns x 4 rows a thread.
+  // The GEMM at its default on MI300X (2 columns x 4 rows a thread, the weight's code pairs made once a
+  // block) and on MI210 (4 x 4).
   QMatMulWorkload gemm = f16_workload_of(spec, 128, 4096, 4096, false);
-  Schedule g = schedules::gpu_int4_gemm_h2_default(gemm, gfx942());
+  Schedule g = schedules::gpu_int4_gemm_h2_default(gemm, gfx942()),
+           g4 = schedules::gpu_int4_gemm_h2_default(gemm, parse_target("hip:gfx90a").value());
   REQUIRE(g.get_int("thread_n") * g.get_int("thread_m") == 8);
+  REQUIRE(g4.get_int("thread_n") * g4.get_int("thread_m") == 16);
   // The lanes' GEMV at a wave of 32 (which every arch's wave holds), 2 columns a lane.
   Schedule lanes = schedules::gpu_int4_gemv_h2_wave_default(w, parse_target("hip:gfx1100").value());
   lanes.knobs["thread_n"] = int64_t(2);
   // v_dot2_f32_f16, or its accumulating forms (v_dot2c_f32_f16 on gfx9 and gfx10, v_dot2acc_f32_f16 on
   // gfx11, also dual-issued), unrolled over a k-block's 4 words of 4 pairs: 2 columns make 32, and the
-  // GEMM's 8 outputs 128.
+  // GEMM's 8 outputs 128 (16: 256).
   for (const auto& [kernels, schedule, least] :
        {std::tuple{captured.kernels, s, size_t(32)}, std::tuple{capture(gemm, g).kernels, g, size_t(128)},
+        std::tuple{capture(gemm, g4).kernels, g4, size_t(256)},
         std::tuple{capture(w, lanes).kernels, lanes, size_t(32)}}) {
     INFO(schedule.to_string());
     for (const auto& [arch, code] : disassembly_per_arch(kernels, dir)) {
@@ -1165,6 +1198,11 @@ TEST_CASE(
     Schedule s = schedules::gpu_int4_gemm_h2_default(w, gfx942());
     s.knobs["tile_k"] = int64_t(4), s.knobs["split_k"] = int64_t(2);
     cases.push_back({w, s, nbits});
+    // With the weight's code pairs staged too, 4 x 4 outputs a thread: 13 k-blocks in chunks of 2.
+    QMatMulWorkload pairs = f16_workload_of(nbits, 40, 13 * 16, 72, false);
+    s.knobs["shared_stage"] = std::string("aw_dequant"), s.knobs["tile_k"] = int64_t(2);
+    s.knobs["thread_n"] = int64_t(4);
+    cases.push_back({pairs, s, nbits});
   }
   int runs = 0;
   for (const Case& c : cases) {
@@ -1193,7 +1231,7 @@ TEST_CASE(
     ++runs;
   }
   if (runs_here) {
-    CHECK(runs == 5);
+    CHECK(runs == 6);
     // The one barrier a chunk is what keeps a chunk from being read before it is written, or overwritten
     // while it is read.
     QMatMulWorkload w = workload_of(blocked, 40, 256, 96);
