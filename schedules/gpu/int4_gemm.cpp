@@ -101,11 +101,7 @@ KnobSpace gpu_int4_gemm_space(const QMatMulWorkload&, const TargetSpec& target) 
 }
 
 namespace {
-// The tiles every GEMM's default starts from: a wave of columns by 32 rows (16 when M is small), 8 thread
-// rows of tile_m / 8, `thread_n` columns a thread. Two threads a tile (split_k 2), each summing half of
-// every chunk, where the tiles would give the arch's reference GPU less than a wave per SIMD: the 128-row
-// prefill on MI300X at 4 x 4 outputs a thread has 512 waves for 1216 SIMDs, and by the static estimate
-// runs in 70 us instead of 140.
+// The default tiles' rows: 32 (16 when M is small).
 int64_t default_tile_m(const QMatMulWorkload& w) { return w.M >= 32 ? 32 : 16; }
 
 // The waves of the default tiles at `thread_n` columns a thread, unsplit: (wave / thread_n) x 8 threads a tile.
@@ -114,6 +110,11 @@ int64_t default_waves(const QMatMulWorkload& w, const TargetSpec& target, int64_
   return (w.N + wave - 1) / wave * ((w.M + tile_m - 1) / tile_m) * (8 / thread_n);
 }
 
+// The tiles every GEMM's default starts from: a wave of columns by 32 rows (16 when M is small), 8 thread
+// rows of tile_m / 8, `thread_n` columns a thread. Two threads a tile (split_k 2), each summing half of
+// every chunk, where the tiles would give the arch's reference GPU less than a wave per SIMD: the 128-row
+// prefill on MI300X at 4 x 4 outputs a thread has 512 waves for 1216 SIMDs, and by the static estimate
+// runs in 70 us instead of 140.
 Schedule default_tiles(const QMatMulWorkload& w, const TargetSpec& target, int64_t thread_n) {
   const int64_t tile_m = default_tile_m(w);
   Schedule s;
