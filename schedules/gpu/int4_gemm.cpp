@@ -562,7 +562,7 @@ Schedule gpu_int4_gemm_h2_default(const QMatMulWorkload& w, const TargetSpec& ta
   // workgroup memory, where each thread row made them for its own rows (13 of a word's 29 operations at
   // 2 x 4 outputs a thread), in chunks of 64 values of k, not 128 (the pairs take 2 bytes a value: more
   // blocks fit a CU). A thread then takes 4 x 4 outputs, split in two: as many waves as 2 x 4 unsplit, and
-  // a k-block of each chunk a thread (unsplit, its 2 k-blocks' loads took RDNA 180 VGPRs). Where that
+  // a k-block of each chunk a thread (unsplit, its 2 k-blocks' loads took over 180 VGPRs on RDNA). Where that
   // leaves the reference GPU less than a wave per SIMD, 2 x 4 split, LDS-bound by the estimate but twice
   // the waves. By the estimate for 128 x 4096 x 4096: MI300X 53.4 -> 42 us (2 x 4), MI210 193 -> 125 us,
   // RX 7900 XTX 149 -> 98.9 us (4 x 4).

@@ -59,10 +59,14 @@ QMatMulWorkload workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, 
 ProgramRun run_on_device(const QMatMulWorkload& w, const Schedule& s, const CapturedPipeline& captured,
                          const test::WeightSpec& spec, uint64_t seed, const fs::path& dir,
                          const std::function<std::string(std::string)>& edit = nullptr) {
+  const char* flags = "POCL_EXTRA_BUILD_FLAGS";
+  const char* before = std::getenv(flags);
+  const std::string kept = before ? before : "";  // the caller's flags, put back after the run
   const bool unoptimized = s.template_name == "gpu_int4_gemm_a8";
-  if (unoptimized) ::setenv("POCL_EXTRA_BUILD_FLAGS", "-cl-opt-disable", 1);
+  if (unoptimized) ::setenv(flags, (kept + " -cl-opt-disable").c_str(), 1);
   ProgramRun run = run_job(qmatmul_job(w, s, captured, spec, seed, dir, JobDialect{}, edit), dir);
-  if (unoptimized) ::unsetenv("POCL_EXTRA_BUILD_FLAGS");
+  if (unoptimized && before) ::setenv(flags, kept.c_str(), 1);
+  if (unoptimized && !before) ::unsetenv(flags);
   return run;
 }
 
