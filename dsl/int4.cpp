@@ -166,11 +166,9 @@ std::vector<Halide::Argument> PackedInt4::arguments() const {
 
 Status PackedInt4::bind(Halide::ParamMap& params, const PackedInt4Buffers& b) const {
   if (b.layout.panel != layout_.panel || b.layout.vnni != vnni_ || b.layout.words != words_ ||
-      b.layout.panel_pad_bytes != layout_.panel_pad_bytes)
+      b.layout.panel_pad_bytes != layout_.panel_pad_bytes || b.layout.panel_multiple != layout_.panel_multiple)
     return Failure{FailureKind::Run, packed_.name(),
-                   "the weight is packed as " + b.layout.describe() + ", the kernel expects panels of " +
-                       std::to_string(layout_.panel) + (vnni_ ? " vnni" : "") + (words_ ? " words" : "") +
-                       (layout_.panel_pad_bytes ? " pad " + std::to_string(layout_.panel_pad_bytes) : "") +
+                   "the weight is packed as " + b.layout.describe() + ", the kernel expects " + layout_.describe() +
                        " (repack it for this kernel)"};
   if (!(b.format == format_))
     return Failure{FailureKind::Run, packed_.name(),

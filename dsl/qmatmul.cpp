@@ -213,7 +213,9 @@ QMatMulDef define_qmatmul_f16(const QMatMulWorkload& workload, const Int4Layout&
   d.axes = {n, m, j, p, k, g, t, kw};
 
   Expr K = q.A.dim(0).extent(), M = q.A.dim(1).extent();
-  Expr groups_count = (K + B - 1) / B;
+  // The k-blocks of the packed weight, K padded to layout.k_align (a whole number of blocks): those past K
+  // add nothing, A being 0 there, and a schedule taking k-blocks in chunks of k_align needs no tail.
+  Expr groups_count = (K + layout.k_align - 1) / layout.k_align * (layout.k_align / B);
   Func output("qmatmul"), a("a"), a_pairs("a_pairs"), a_sum("a_sum"), w_pairs("w_pairs"), dot("dot"), acc("acc");
 
   a(k.var, m.var) = select(k.var < K, q.A(min(k.var, K - 1), clamp(m.var, 0, M - 1)), 0.0f);

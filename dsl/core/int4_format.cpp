@@ -18,7 +18,13 @@ std::string Int4Format::describe() const {
 
 std::string Int4Layout::describe() const {
   return std::to_string(panel) + "/" + std::to_string(k_align) + (vnni ? " vnni" : "") + (words ? " words" : "") +
-         (panel_pad_bytes ? " pad " + std::to_string(panel_pad_bytes) : "");
+         (panel_pad_bytes ? " pad " + std::to_string(panel_pad_bytes) : "") +
+         (panel_multiple > 1 ? " tiles of " + std::to_string(panel_multiple) : "");
+}
+
+int64_t packed_panels(const Int4Layout& layout, int64_t N) {
+  const int64_t panels = (N + layout.panel - 1) / layout.panel, tile = std::max(layout.panel_multiple, 1);
+  return (panels + tile - 1) / tile * tile;
 }
 
 int64_t dense_panel_bytes(const Int4Layout& layout, const Int4Format& format, int64_t K) {
@@ -121,7 +127,7 @@ namespace {
 // The int8-dot-product packing (the header's second table); `f` is the kernel's format.
 PackedInt4Buffers pack_vnni(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout, const Int4Format& f,
                             int64_t K, int64_t N) {
-  int64_t P = layout.panel, panels = (N + P - 1) / P;
+  int64_t P = layout.panel, panels = packed_panels(layout, N);
   int64_t KQ = (K + layout.k_align - 1) / layout.k_align * layout.k_align / 8;  // 8 k per 32-bit lane
   PackedInt4Buffers out;
   out.K = K;
@@ -165,7 +171,7 @@ PackedInt4Buffers pack_vnni(const QuantizedWeight& w, bool trans_b, const Int4La
 // An unquantized float weight in panels of one element per k (the header's third table).
 PackedInt4Buffers pack_float(const QuantizedWeight& w, bool trans_b, const Int4Layout& layout, const Int4Format& f,
                              int64_t K, int64_t N) {
-  int64_t P = layout.panel, panels = (N + P - 1) / P;
+  int64_t P = layout.panel, panels = packed_panels(layout, N);
   int64_t Ka = (K + layout.k_align - 1) / layout.k_align * layout.k_align;
   PackedInt4Buffers out;
   out.K = K;
@@ -233,7 +239,7 @@ Result<PackedInt4Buffers> pack_dense(const QuantizedWeight& w, bool trans_b, con
     }
     return vnni;
   }
-  int64_t P = layout.panel, panels = (N + P - 1) / P;
+  int64_t P = layout.panel, panels = packed_panels(layout, N);
   int64_t KP = (K + layout.k_align - 1) / layout.k_align * layout.k_align / 2;  // packed rows, padded
 
   PackedInt4Buffers out;

@@ -103,9 +103,16 @@ struct Int4Layout {
   // channels' period put every block's first loads on one channel. The packed buffer then has
   // dim(2).stride = P * dim(1).extent + panel_pad_bytes / element bytes; its pad bytes are zero.
   int panel_pad_bytes = 0;
+  // The panel count is rounded up to a multiple of this, the extra panels zero. A GPU GEMM's block
+  // computes whole tiles of this many panels, and its columns past N, never stored, still read the
+  // weight: within the buffer, not past it.
+  int panel_multiple = 1;
 
-  std::string describe() const;  // "64/32", "64/32 vnni", "64/8 words pad 256"
+  std::string describe() const;  // "64/32", "64/32 vnni", "64/8 words pad 256", "4/2 tiles of 16"
 };
+
+// The panels a weight of N columns is packed in (Int4Layout::panel_multiple included).
+int64_t packed_panels(const Int4Layout& layout, int64_t N);
 
 // The bytes of one dense panel of `layout` holding K values of k of a weight of format `format` (the
 // packings above, before the layout's padding).

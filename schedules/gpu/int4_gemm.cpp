@@ -169,10 +169,22 @@ Status gpu_int4_gemm_check(const QMatMulWorkload& w, const Schedule& s, const Ta
                             "the staged chunks and the partial tiles");
 }
 
-// Panels of a thread's columns: a thread reads its thread_n columns of a k-pair as adjacent bytes, the
-// weight is padded to whole panels (no thread reads past it), and acc(n % thread_n, n / thread_n, m) is
-// one panel per thread, a footprint Halide can bound.
-dsl::Int4Layout gpu_int4_gemm_layout(const Schedule& s) { return {int(s.get_int("thread_n")), 2}; }
+namespace {
+// `layout` with its panels in whole column tiles: a block computes all tile_n of its columns, and those
+// past N (never stored) read the weight's padding, not past its end.
+dsl::Int4Layout in_whole_tiles(dsl::Int4Layout layout, const Schedule& s) {
+  layout.panel_multiple = int(s.get_int("tile_n") / s.get_int("thread_n"));
+  return layout;
+}
+}  // namespace
+
+// Panels of a thread's columns: a thread reads its thread_n columns of a k-pair as adjacent bytes, and
+// acc(n % thread_n, n / thread_n, m) is one panel per thread, a footprint Halide can bound. A staged
+// weight ("aw") is copied a whole chunk of tile_k values at a time, so K is padded to whole chunks.
+dsl::Int4Layout gpu_int4_gemm_layout(const Schedule& s) {
+  const int k_align = s.get_string("shared_stage", "a") == "aw" ? int(s.get_int("tile_k")) : 2;
+  return in_whole_tiles({int(s.get_int("thread_n")), k_align}, s);
+}
 
 namespace {
 // A Func of the block's outputs j, p, m (acc; with split_k S > 1 also its factor and that factor's copy
@@ -482,7 +494,7 @@ dsl::Int4Layout gpu_int4_gemm_a8_layout(const Schedule& s) {
   // Panels of a thread's columns, a column's 8 codes of k in one word.
   dsl::Int4Layout layout{int(s.get_int("thread_n")), int(s.get_int("block")), /*vnni=*/true};
   layout.words = true;
-  return layout;
+  return in_whole_tiles(layout, s);
 }
 
 Status apply_gpu_int4_gemm_a8(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
@@ -600,10 +612,12 @@ Status gpu_int4_gemm_h2_check(const QMatMulWorkload& w, const Schedule& s, const
 }
 
 dsl::Int4Layout gpu_int4_gemm_h2_layout(const Schedule& s) {
-  // Panels of a thread's columns, a column's 8 codes of k in one word.
-  dsl::Int4Layout layout{int(s.get_int("thread_n")), int(s.get_int("block"))};
+  // Panels of a thread's columns, a column's 8 codes of k in one word. Code pairs made once a block are
+  // made a whole chunk of tile_k k-blocks at a time, so K is padded to whole chunks.
+  const int64_t chunk = h2_pairs_staged(s) ? s.get_int("tile_k") : 1;
+  dsl::Int4Layout layout{int(s.get_int("thread_n")), int(chunk * s.get_int("block"))};
   layout.words = true;
-  return layout;
+  return in_whole_tiles(layout, s);
 }
 
 Status apply_gpu_int4_gemm_h2(QMatMulDef& q, const Schedule& s, const TargetSpec&) {
@@ -627,6 +641,7 @@ Status apply_gpu_int4_gemm_h2(QMatMulDef& q, const Schedule& s, const TargetSpec
         .bound_extent(t, 4)
         .bound_extent(j, int(s.get_int("thread_n")))
         .bound_extent(p, block.X)
+        .bound_extent(kw, int(s.get_int("tile_k") * s.get_int("block") / 8))  // a whole chunk's words
         .reorder_storage(t, j, p, kw);
     block.spread(w_pairs, p, kw, {t, j});
     w_pairs.unroll(t).unroll(j);

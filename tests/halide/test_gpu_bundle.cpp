@@ -197,7 +197,7 @@ void add_bandwidth_job(Bundle& b, int64_t M, int64_t K, int64_t N, const Schedul
   QuantizedWeight one_panel = test::random_weight(K, layout.panel, spec, 1);
   Result<PackedInt4Buffers> packed_panel = pack_int4_weight(one_panel, false, layout);
   REQUIRE(packed_panel.ok());
-  const int panels = int((N + layout.panel - 1) / layout.panel);
+  const int panels = int(packed_panels(layout, N));
   PackedInt4Buffers packed = packed_panel.value();
   packed.N = N;
   packed.packed = with_last_extent(packed_panel.value().packed, panels);
@@ -290,7 +290,7 @@ void add_int8_bandwidth_jobs(Bundle& b, int64_t K, int64_t N, const std::vector<
   for (const Schedule& s : points) {
     REQUIRE(schedules::check_qmatmul_schedule(w, s, b.target).ok());
     const Int4Layout layout = schedules::find_qmatmul_template(s.template_name)->layout(s);
-    const int P = layout.panel, panels = int((N + P - 1) / P);
+    const int P = layout.panel, panels = int(packed_panels(layout, N));
     // The packed shapes of one panel, widened to N panels.
     Result<PackedInt4Buffers> one_panel = pack_int4_weight(test::random_weight(K, P, spec, 1), false, layout);
     REQUIRE(one_panel.ok());

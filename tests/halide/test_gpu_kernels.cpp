@@ -851,22 +851,24 @@ TEST_CASE("GPU float16-activation GEMM with split_k or the weight's code pairs s
       }
   CHECK(runs == 8);
   // The weight's code pairs made once a block in workgroup memory (shared_stage "aw_dequant"), at 4 x 4
-  // outputs a thread, split and not: K past a whole chunk of 2 k-blocks, and whole chunks.
+  // outputs a thread, split and not: K past a whole chunk of 2 (or split, 4) k-blocks, and whole chunks.
+  // Split, the chunk's pairs are bounded whole: else Halide's bounds of the weight grow past its end.
   for (const test::WeightSpec& spec : {blocked, nbits})
     for (int64_t blocks : {13, 16})
       for (int64_t split : {1, 2}) {
         QMatMulWorkload w = f16_workload_of(spec, 40, blocks * spec.block, 72, split == 2);
         Schedule s = schedules::gpu_int4_gemm_h2_default(w, gfx942());
-        s.knobs["shared_stage"] = std::string("aw_dequant"), s.knobs["tile_k"] = int64_t(2);
+        const int64_t KC = split == 2 ? 4 : 2;
+        s.knobs["shared_stage"] = std::string("aw_dequant"), s.knobs["tile_k"] = KC;
         s.knobs["thread_n"] = int64_t(4), s.knobs["split_k"] = split;
         INFO(w.key() << " " << s.to_string());
         REQUIRE(schedules::gpu_int4_gemm_h2_check(w, s, gfx942()).ok());
         CapturedPipeline captured = capture(w, s);
         REQUIRE(captured.kernels.size() == 1);
-        // Workgroup memory holds A's chunk (tile_m rows of 2 k-blocks in float16, and their sums) and the
+        // Workgroup memory holds A's chunk (tile_m rows of KC k-blocks in float16, and their sums) and the
         // weight's, a float16 code a value, and the partial tiles (Halide may place them over the chunks).
         const int64_t B = spec.block, TM = s.get_int("tile_m"), P = s.get_int("tile_n");
-        const int64_t chunks = TM * 2 * (B * 2 + 4) + P * 2 * B * 2, partials = P * TM * split * 4;
+        const int64_t chunks = TM * KC * (B * 2 + 4) + P * KC * B * 2, partials = P * TM * split * 4;
         CHECK(captured.kernels[0].shared_bytes >= chunks);
         CHECK(captured.kernels[0].shared_bytes <= chunks + (split > 1 ? partials : 0));
         ProgramRun run = run_on_device(w, s, captured, spec, 80 + runs, dir);
