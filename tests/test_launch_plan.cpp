@@ -74,3 +74,36 @@ TEST_CASE("malformed launch plans are failures naming the fault", "[gpu]") {
   REQUIRE(zero.ok());
   CHECK_THAT(evaluate(zero.value().blocks[0], {{"n", 0}}).failure().message, Catch::Contains("divides by zero"));
 }
+
+TEST_CASE("a launch plan's touched ranges must lie within the buffers a job binds, checked by name", "[gpu]") {
+  // W's panels in whole tiles of 32 (ceil(Y.extent.0 / 64) * 32), as Halide's bounds gave them for a GEMM
+  // of 2 columns a panel: 130 columns touch 96 panels, past a weight of 65.
+  nlohmann::json j = nlohmann::json::parse(R"({
+    "kernel": "gemm_k0", "shared_bytes": 0, "params": [],
+    "blocks": [1, 1, 1], "threads": [1, 1, 1],
+    "touched": [{"buffer": "W", "dim": 2, "min": 0, "max": ["-", ["*", ["/", ["+", "Y.extent.0", 63], 64], 32], 1]},
+                {"buffer": "Y", "dim": 0, "min": 0, "max": ["-", "Y.extent.0", 1]}]})");
+  Result<LaunchPlan> plan = LaunchPlan::from_json(j);
+  REQUIRE(plan.ok());
+  CHECK(plan.value().to_json() == j);
+  std::map<std::string, int64_t> inputs = {{"Y.min.0", 0}, {"Y.extent.0", 130}, {"W.min.2", 0}, {"W.extent.2", 96}};
+  CHECK(check_touched(plan.value(), inputs).ok());
+  inputs["W.extent.2"] = 65;
+  Status past = check_touched(plan.value(), inputs);
+  REQUIRE_FALSE(past.ok());
+  CHECK(past.failure().subject == "gemm_k0");
+  CHECK(past.failure().message == "touches W beyond the buffer: dimension 2 over [0, 95], and it holds [0, 64]");
+  inputs["W.extent.2"] = 96, inputs["W.min.2"] = 1;  // starting past what is touched is as wrong
+  CHECK_THAT(check_touched(plan.value(), inputs).failure().describe(), Catch::Contains("it holds [1, 96]"));
+  // A range touching nothing (an empty output) is no fault; a buffer the job lacks is, by name.
+  inputs["W.min.2"] = 0, inputs["Y.extent.0"] = 0;
+  CHECK(check_touched(plan.value(), inputs).ok());
+  inputs.erase("W.extent.2");
+  inputs["Y.extent.0"] = 130;
+  CHECK_THAT(check_touched(plan.value(), inputs).failure().describe(), Catch::Contains("W.extent.2"));
+  // Plans from before the field touch nothing that is checked; a malformed range is named.
+  j.erase("touched");
+  CHECK(LaunchPlan::from_json(j).value().touched.empty());
+  j["touched"] = {{{"buffer", "W"}, {"dim", 2}, {"min", 0}}};
+  CHECK_THAT(LaunchPlan::from_json(j).failure().describe(), Catch::Contains("\"max\""));
+}

@@ -32,7 +32,8 @@
 // Files are relative to the job's folder. Buffers have mins of 0 and are dense unless "strides" (in
 // elements) says otherwise: their fields ("A.extent.0", "A.stride.1", "A.min.0") and the scalars are the
 // launch's inputs. A buffer's memory, its file's bytes and its fill span its elements from the first to
-// one past the last, gaps included. "fill" makes the contents from a seed (dsl/core/seeded_fill.h). After the first
+// one past the last, gaps included. A launch plan's "touched" ranges must lie within its buffers, or the job is
+// refused before anything runs. "fill" makes the contents from a seed (dsl/core/seeded_fill.h). After the first
 // run, each checked buffer must be within its tolerance of the expected values, element by element (NaN fails). run
 // prints {"device": ..., "ms": ...} (and with timing "timing": {"ms": the mean over every timed run, "median_ms",
 // "min_ms", "max_ms": per run over up to five batches of them, "batches", "gb_per_s" at the median, "copies"}) and

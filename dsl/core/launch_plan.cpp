@@ -80,8 +80,14 @@ nlohmann::json LaunchPlan::to_json() const {
     blocks_j.push_back(expr_to_json(blocks[size_t(i)]));
     threads_j.push_back(expr_to_json(threads[size_t(i)]));
   }
-  return {
+  nlohmann::json j = {
       {"kernel", kernel}, {"params", ps}, {"blocks", blocks_j}, {"threads", threads_j}, {"shared_bytes", shared_bytes}};
+  if (!touched.empty()) {
+    nlohmann::json& t = j["touched"] = nlohmann::json::array();
+    for (const TouchedRange& r : touched)
+      t.push_back({{"buffer", r.buffer}, {"dim", r.dim}, {"min", expr_to_json(r.min)}, {"max", expr_to_json(r.max)}});
+  }
+  return j;
 }
 
 Result<LaunchPlan> LaunchPlan::from_json(const nlohmann::json& j) {
@@ -120,6 +126,23 @@ Result<LaunchPlan> LaunchPlan::from_json(const nlohmann::json& j) {
       Result<IndexExpr> e = expr_from_json((*source)[i]);
       if (!e) return e.failure();
       (*dest)[i] = e.value();
+    }
+  }
+  if (j.contains("touched")) {
+    if (!j["touched"].is_array()) return Failure{FailureKind::BadJson, "launch plan", "\"touched\" must be an array"};
+    for (const nlohmann::json& tj : j["touched"]) {
+      JsonReader t(tj, "touched range of " + plan.kernel);
+      TouchedRange range;
+      range.buffer = t.text("buffer");
+      range.dim = int(t.integer("dim", 0, 15));
+      const nlohmann::json* min = t.field("min");
+      const nlohmann::json* max = t.field("max");
+      if (!t.ok()) return t.failure();
+      Result<IndexExpr> lo = expr_from_json(*min), hi = expr_from_json(*max);
+      if (!lo) return lo.failure();
+      if (!hi) return hi.failure();
+      range.min = lo.value(), range.max = hi.value();
+      plan.touched.push_back(range);
     }
   }
   return plan;
@@ -181,6 +204,25 @@ bool LaunchGrid::empty() const {
   for (size_t i = 0; i < 3; ++i)
     if (blocks[i] < 1 || threads[i] < 1) return true;
   return false;
+}
+
+Status check_touched(const LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) {
+  for (const TouchedRange& t : plan.touched) {
+    const std::string field = "." + std::to_string(t.dim);
+    Result<int64_t> lo = evaluate(t.min, inputs), hi = evaluate(t.max, inputs),
+                    min = evaluate(IndexExpr::named(t.buffer + ".min" + field), inputs),
+                    extent = evaluate(IndexExpr::named(t.buffer + ".extent" + field), inputs);
+    for (const Result<int64_t>* r : {&lo, &hi, &min, &extent})
+      if (!*r)
+        return Failure{FailureKind::Run, plan.kernel, "touched range of " + t.buffer + ": " + r->failure().describe()};
+    if (hi.value() < lo.value()) continue;  // touches nothing
+    if (lo.value() < min.value() || hi.value() > min.value() + extent.value() - 1)
+      return Failure{FailureKind::Run, plan.kernel,
+                     "touches " + t.buffer + " beyond the buffer: dimension " + std::to_string(t.dim) + " over [" +
+                         std::to_string(lo.value()) + ", " + std::to_string(hi.value()) + "], and it holds [" +
+                         std::to_string(min.value()) + ", " + std::to_string(min.value() + extent.value() - 1) + "]"};
+  }
+  return ok_status();
 }
 
 Result<LaunchGrid> evaluate_grid(const LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) {

@@ -45,11 +45,20 @@ struct KernelParam {
   int bytes() const;                 // of one element or of the scalar
 };
 
+// The elements [min, max] of dimension `dim` of buffer `buffer` that a kernel may touch.
+struct TouchedRange {
+  std::string buffer;
+  int dim = 0;
+  IndexExpr min, max;
+};
+
 struct LaunchPlan {
   std::string kernel;  // the entry point
   std::vector<KernelParam> params;
   std::array<IndexExpr, 3> blocks, threads;  // x, y, z
   int64_t shared_bytes = 0;                  // workgroup memory, declared inside the kernel
+  // What it touches of its buffers (plans from before this field touch nothing that is checked).
+  std::vector<TouchedRange> touched;
 
   nlohmann::json to_json() const;
   static Result<LaunchPlan> from_json(const nlohmann::json& j);
@@ -65,5 +74,10 @@ struct LaunchGrid {
   bool empty() const;
 };
 Result<LaunchGrid> evaluate_grid(const LaunchPlan& plan, const std::map<std::string, int64_t>& inputs);
+
+// Whether the buffers these inputs describe hold every element the plan touches; a Failure names the
+// kernel, the buffer, its dimension, and both ranges. A kernel reading past its buffer would read another
+// allocation's memory, or fault the device, so a job checks this once, before anything launches.
+Status check_touched(const LaunchPlan& plan, const std::map<std::string, int64_t>& inputs);
 
 }  // namespace tetra::dsl

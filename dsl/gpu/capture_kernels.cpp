@@ -156,13 +156,24 @@ class CaptureKernels : public IRMutator {
     return known.empty() ? body : substitute(known, body);
   }
 
-  // Halide's check of a constraint: assert(A.stride.2 == (A.extent.1*64), ...).
+  // Halide's check of a constraint: assert(A.stride.2 == (A.extent.1*64), ...); and of the elements a
+  // buffer must hold: assert(..., halide_error_access_out_of_bounds("Input buffer W", 2, min touched, max
+  // touched, W.min.2, ...)).
   Stmt visit(const AssertStmt* op) override {
     const EQ* eq = op->condition.as<EQ>();
     const Variable* field = eq ? eq->a.as<Variable>() : nullptr;
     const Call* message = op->message.as<Call>();
     if (field && is_buffer_field(field->name) && message && message->name == "halide_error_constraint_violated")
       constrained_[field->name] = eq->b;
+    if (message && message->name == "halide_error_access_out_of_bounds" && message->args.size() >= 5) {
+      const int64_t* dim = as_const_int(message->args[1]);
+      const Variable* min = message->args[4].as<Variable>();  // the buffer's own min: "W.min.2"
+      const std::string field = ".min." + (dim ? std::to_string(*dim) : "");
+      if (dim && min && min->name.size() > field.size() &&
+          min->name.compare(min->name.size() - field.size(), field.size(), field) == 0)
+        out_->touched.push_back({min->name.substr(0, min->name.size() - field.size()), int(*dim),
+                                 in_inputs(message->args[2]), in_inputs(message->args[3])});
+    }
     return IRMutator::visit(op);
   }
 
@@ -252,6 +263,10 @@ Result<CapturedPipeline> capture_kernels(const std::vector<Func>& outputs, const
                            "(store_in(MemoryType::Register)) or workgroup memory (MemoryType::GPUShared)"};
   if (captured.kernels.empty())
     return Failure{FailureKind::Unsupported, name, "no GPU block loop: not scheduled for a GPU"};
+  for (DeviceKernel& k : captured.kernels)
+    for (const DeviceKernel::Touched& t : captured.touched)
+      for (const DeviceArgument& a : k.args)
+        if (a.is_buffer && a.name == t.buffer) k.touched.push_back(t);
   return captured;
 }
 

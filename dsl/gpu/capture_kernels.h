@@ -16,6 +16,9 @@ namespace tetra::dsl::gpu {
 struct CapturedPipeline {
   std::vector<DeviceKernel> kernels;  // in the order the host launches them
   Halide::Internal::Stmt host;        // the lowered host statement, kernels included
+  // What the pipeline touches of each of its buffers, by Halide's bounds inference; each kernel keeps
+  // the ranges of its own buffers (DeviceKernel::touched).
+  std::vector<DeviceKernel::Touched> touched;
 };
 
 // Lowers `outputs` (scheduled with gpu_blocks / gpu_threads) for `args` and captures its kernels, named

@@ -26,6 +26,15 @@ struct DeviceKernel {
   // ("A.extent.0") and the pipeline's scalar parameters.
   std::vector<Halide::Expr> arg_values;
   Halide::Expr blocks[3], threads[3];
+  // The elements [min, max] of dimension `dim` of each buffer among args that the pipeline may touch, as
+  // Halide's bounds inference found them (the host's checks before its launches): a launch whose buffers
+  // hold less is refused.
+  struct Touched {
+    std::string buffer;
+    int dim = 0;
+    Halide::Expr min, max;
+  };
+  std::vector<Touched> touched;
   // Bytes of workgroup memory (GPUShared allocations), a constant: the templates keep shared sizes fixed.
   int64_t shared_bytes = 0;
 };

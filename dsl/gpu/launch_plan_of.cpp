@@ -140,6 +140,12 @@ Result<LaunchPlan> launch_plan_of(const DeviceKernel& k) {
     plan.blocks[i] = b.value();
     plan.threads[i] = t.value();
   }
+  for (const DeviceKernel::Touched& t : k.touched) {
+    Result<IndexExpr> min = index_expr(t.min, k.name), max = index_expr(t.max, k.name);
+    if (!min) return min.failure();
+    if (!max) return max.failure();
+    plan.touched.push_back({host_name(t.buffer), t.dim, min.value(), max.value()});
+  }
   return plan;
 }
 

@@ -182,6 +182,14 @@ class JobBuilder {
         plan.blocks[a] = renamed(plan.blocks[a], views, prefix);
         plan.threads[a] = renamed(plan.threads[a], views, prefix);
       }
+      for (dsl::TouchedRange& t : plan.touched) {  // checked against the views the kernel reads through
+        auto it = views.find(t.buffer);
+        check(it != views.end(), ErrorKind::Invalid,
+              node + ": its kernel " + plan.kernel + " touches a buffer '" + t.buffer + "' the GPU job does not bind");
+        t.buffer = it->second;
+        t.min = renamed(t.min, views, prefix);
+        t.max = renamed(t.max, views, prefix);
+      }
       launches_.push_back(plan.to_json());
     }
     kernels_.insert(kernels_.end(), lowered.kernels.begin(), lowered.kernels.end());

@@ -148,6 +148,7 @@ Result<LoadedJob> load_job(const nlohmann::json& job, const JobFileReader& read_
   for (const nlohmann::json& k : *kernels) {
     auto plan = dsl::LaunchPlan::from_json(k);
     if (!plan) return plan.failure();
+    if (Status st = dsl::check_touched(plan.value(), loaded.inputs); !st) return st.failure();
     loaded.plans.push_back(plan.value());
   }
   return loaded;

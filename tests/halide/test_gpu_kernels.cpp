@@ -823,6 +823,48 @@ TEST_CASE(
   CHECK(schedules::gpu_default_qmatmul_template(f16_workload_of(long_blocks, 40, 2048, 64, false)) == "gpu_int4_gemm");
 }
 
+TEST_CASE("GPU GEMMs: the columns past N read the weight's padding, and a weight without it is refused by name",
+          "[gpu]") {
+  if (!opencl_runs_here()) return;
+  fs::path dir = work_dir("gemm_touched");
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32;
+  // 130 columns in tiles of 64, 2 a thread: the block of columns 128..191 reads 32 panels, of which the
+  // weight's 65 hold one. Packed in whole tiles, the weight has 96, the last 31 zero.
+  const QMatMulWorkload float32 = workload_of(spec, 9, 96, 130), int8 = int8_workload_of(spec, 9, 96, 130, false),
+                        float16 = f16_workload_of(spec, 9, 96, 130, false);
+  for (const auto& [w, name] : {std::pair{float32, "gpu_int4_gemm"}, std::pair{int8, "gpu_int4_gemm_a8"},
+                                std::pair{float16, "gpu_int4_gemm_h2"}}) {
+    const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(name);
+    Schedule s = t->default_schedule(w, gfx942());
+    s.knobs["tile_n"] = int64_t(64), s.knobs["thread_n"] = int64_t(2);
+    INFO(w.key() << " " << s.to_string());
+    REQUIRE(t->check_conflicts(w, s, gfx942()).ok());
+    CHECK(t->layout(s).panel_multiple == 32);
+    CHECK(packed_panels(t->layout(s), w.N) == 96);
+    nlohmann::json job = qmatmul_job(w, s, capture(w, s), spec, 5, dir, JobDialect{}, nullptr);
+    CHECK(job["buffers"]["W_packed"]["extents"][2] == 96);
+    ProgramRun run = run_job(job, dir);
+    INFO(run.output);
+    CHECK(run.status == 0);
+    // The same job with the weight cut to the panels that hold columns: the launch is refused before it
+    // reads past the weight, naming the kernel, the buffer and the panels.
+    const nlohmann::json& packed = job["buffers"]["W_packed"];
+    const int64_t panel_bytes =
+        (packed.contains("strides") ? packed["strides"][2].get<int64_t>()
+                                    : packed["extents"][0].get<int64_t>() * packed["extents"][1].get<int64_t>()) *
+        (packed["type"] == "u32" ? 4 : 1);
+    job["buffers"]["W_packed"]["extents"][2] = 65;
+    fs::resize_file(dir / packed["file"].get<std::string>(), uintmax_t(65 * panel_bytes));
+    ProgramRun cut = run_job(job, dir);
+    INFO(cut.output);
+    CHECK(cut.status != 0);
+    CHECK_THAT(cut.output, Catch::Contains("touches W_packed beyond the buffer: dimension 2 over [0, 95], and it "
+                                           "holds [0, 64]"));
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("GPU float16-activation GEMM with split_k or the weight's code pairs staged: every form of k-blocks",
           "[gpu][f16]") {
   if (!opencl_runs_here()) return;
