@@ -47,7 +47,7 @@ std::vector<PipelineParam> QConvDef::params() const {
   return p;
 }
 
-QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding) {
+QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding, WeightChannels channels) {
   using namespace Halide;
   QConvDef q(wl.format);
   q.workload = wl;
@@ -78,7 +78,8 @@ QConvDef define_qconv(const QConvWorkload& wl, InputPadding padding) {
   // Channels past M (= Mg * C / Cg) read channel M - 1: a schedule may compute whole tiles of channels,
   // and stage whole tiles of the weight.
   auto clamp_channel = [&](const Expr& channel) { return clamp(channel, 0, q.Mg * (q.X.dim(2).extent() / q.Cg) - 1); };
-  w(kw.var, kh.var, c.var, m.var) = dequantize(q, wl.format, KH, KW, kw.var, kh.var, c.var, clamp_channel(m.var));
+  const Expr weight_c = channels == WeightChannels::Clamped ? min(c.var, q.Cg - 1) : Expr(c.var);
+  w(kw.var, kh.var, c.var, m.var) = dequantize(q, wl.format, KH, KW, kw.var, kh.var, weight_c, clamp_channel(m.var));
   Expr mc = clamp_channel(m.var);
   acc(ow.var, oh.var, m.var, n.var) = wl.has_bias ? q.bias(mc) : Expr(0.0f);
   Expr tap_x = rkw * q.dil_w - q.pad_left;  // in_x = ow * SW + tap_x

@@ -72,7 +72,16 @@ enum class InputPadding {
   ZeroFillThenCopy,
 };
 
+// How the weight "w" is read at input channel c of a group.
+enum class WeightChannels {
+  Exact,  // at c itself: each tap's own channel (the CPU schedules)
+  // At min(c, Cg - 1): a GPU schedule stages whole chunks of tile_k channels, and in the last chunk the
+  // channels past Cg read the last one, so that the weight is never read past its end.
+  Clamped,
+};
+
 // The algorithm for workloads with `workload`'s kernel spec (dsl/core/kernel_spec.h); no schedule applied.
-QConvDef define_qconv(const QConvWorkload& workload, InputPadding padding = InputPadding::Select);
+QConvDef define_qconv(const QConvWorkload& workload, InputPadding padding = InputPadding::Select,
+                      WeightChannels channels = WeightChannels::Exact);
 
 }  // namespace tetra::dsl

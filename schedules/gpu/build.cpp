@@ -58,6 +58,10 @@ QMatMulDef define_gpu_qmatmul(const QMatMulWorkload& workload, const QMatMulTemp
   }
 }
 
+dsl::QConvDef define_gpu_qconv(const dsl::QConvWorkload& workload) {
+  return dsl::define_qconv(workload, dsl::InputPadding::Select, dsl::WeightChannels::Clamped);
+}
+
 dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,
                                           const TargetSpec& target, const std::string& name) {
   if (Status st = check_gpu_target(target); !st) return st.failure();
@@ -76,7 +80,7 @@ dsl::Result<GpuKernels> lower_gpu_qconv(const dsl::QConvWorkload& workload, cons
                                         const TargetSpec& target, const std::string& name) {
   if (Status st = check_gpu_target(target); !st) return st.failure();
   if (Status st = check_qconv_schedule(workload, schedule, target); !st) return st.failure();
-  dsl::QConvDef q = dsl::define_qconv(workload);
+  dsl::QConvDef q = define_gpu_qconv(workload);
   try {
     if (Status st = find_qconv_template(schedule.template_name)->apply(q, schedule, target); !st) return st.failure();
   } catch (const Halide::Error& e) {

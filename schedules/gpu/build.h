@@ -34,6 +34,9 @@ dsl::Result<GpuKernels> capture_gpu_kernels(const Halide::Func& output, const st
 // define_qmatmul_f16.
 QMatMulDef define_gpu_qmatmul(const QMatMulWorkload& workload, const QMatMulTemplate& t, const Schedule& schedule);
 
+// The conv's algorithm as the GPU templates take it (dsl::WeightChannels::Clamped).
+dsl::QConvDef define_gpu_qconv(const dsl::QConvWorkload& workload);
+
 // `schedule` (checked against `target`, a hip target) applied to `workload`, its kernels captured under
 // `name` (a C identifier). Every step's failure names the step.
 dsl::Result<GpuKernels> lower_gpu_qmatmul(const QMatMulWorkload& workload, const Schedule& schedule,

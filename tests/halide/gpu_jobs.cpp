@@ -90,7 +90,7 @@ nlohmann::json qconv_job(const qconv_test::Case& c, const QuantizedWeight& w, co
   INFO(c.describe() << "\nweight " << wl.format.describe() << " block " << wl.block << "\nschedule " << s.to_string()
                     << (wl.epilogue.empty() ? "" : " " + wl.epilogue.describe()));
   REQUIRE(schedules::check_qconv_schedule(wl, s, target).ok());
-  QConvDef q = define_qconv(wl);
+  QConvDef q = schedules::define_gpu_qconv(wl);
   REQUIRE(schedules::apply_gpu_conv(q, s, target).ok());
   Result<CapturedPipeline> captured = capture_kernels({q.def.output}, q.def.arguments, "conv");
   INFO((captured.ok() ? "" : captured.failure().describe()));
