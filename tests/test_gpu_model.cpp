@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "dsl/target.h"
@@ -376,6 +377,49 @@ TEST_CASE("A node with no GPU kernel is an error that names it, before anything 
   REQUIRE_FALSE(job.ok());
   CHECK_THAT(job.failure().message, Catch::Contains("QuantizeLinear '") && Catch::Contains("no GPU kernel"));
   CHECK_FALSE(fs::exists(dir + "/job/job.json"));
+}
+
+TEST_CASE("A kernel refused or failing on the device names the graph node it runs for", "[gpu_model][opencl]") {
+  if (!opencl_runs_here("the GPU model tests")) return;
+  ModelBuilder b(17, "gpu_named_failure");
+  b.input("x", DType::Float32, {4, 8});
+  b.output("y", DType::Float32);
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Sigmoid", {"r"}, {"y"});
+  const std::string dir = temp_dir("gpu_model_named_failure");
+  Graph graph = load_model(b.save(dir + "/m.onnx"));
+  dsl::Result<GpuModelJob> job = write_gpu_model_job(graph, {{"x", random_tensor(DType::Float32, {4, 8})}},
+                                                     dsl::parse_target("opencl").value(), nullptr, dir + "/job");
+  REQUIRE(job.ok());
+  REQUIRE(job.value().kernels.size() == 2);
+  const std::string sigmoid = job.value().kernels[1].first;
+  CHECK_THAT(sigmoid, Catch::Contains("Sigmoid"));
+  nlohmann::json plan;
+  std::ifstream(job.value().job_file) >> plan;
+  REQUIRE(plan["kernels"].size() == 2);
+  CHECK(plan["kernels"][1]["node"] == sigmoid);
+  auto run_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json edited = plan;
+    edit(edited["kernels"][1]);
+    std::ofstream(job.value().job_file) << edited.dump();
+    std::string out;
+    CHECK(run_command(tetra_device_program() + " run " + job.value().job_file, &out) != 0);
+    return out;
+  };
+  // Refused before anything runs: a range past the buffer it reads.
+  std::string read;  // the first buffer it binds
+  for (const nlohmann::json& p : plan["kernels"][1]["params"])
+    if (read.empty() && p["kind"] == "buffer") read = p["name"];
+  REQUIRE_FALSE(read.empty());
+  std::string out = run_with([&](nlohmann::json& k) {
+    k["touched"] = {{{"buffer", read}, {"dim", 0}, {"min", 0}, {"max", 1000}}};
+  });
+  CHECK_THAT(out, Catch::Contains(plan["kernels"][1]["kernel"].get<std::string>() + " (" + sigmoid + ")") &&
+                      Catch::Contains("touches " + read + " beyond the buffer"));
+  // Failing at launch: a workgroup larger than any device takes.
+  out = run_with([](nlohmann::json& k) { k["threads"] = {1 << 20, 1, 1}; });
+  CHECK_THAT(out,
+             Catch::Contains("running " + sigmoid + ": launching " + plan["kernels"][1]["kernel"].get<std::string>()));
 }
 
 // Integer inputs as transformers take them: token ids (int64) into an embedding table, and int32

@@ -92,6 +92,13 @@ TEST_CASE("a launch plan's touched ranges must lie within the buffers a job bind
   Status past = check_touched(plan.value(), inputs);
   REQUIRE_FALSE(past.ok());
   CHECK(past.failure().subject == "gemm_k0");
+  // A model job's plan names its node, and so do its failures.
+  j["node"] = "MatMul 'fc1'";
+  plan = LaunchPlan::from_json(j);
+  REQUIRE(plan.ok());
+  CHECK(plan.value().to_json() == j);
+  CHECK(check_touched(plan.value(), inputs).failure().subject == "gemm_k0 (MatMul 'fc1')");
+  j.erase("node");
   CHECK(past.failure().message == "touches W beyond the buffer: dimension 2 over [0, 95], and it holds [0, 64]");
   inputs["W.extent.2"] = 96, inputs["W.min.2"] = 1;  // starting past what is touched is as wrong
   CHECK_THAT(check_touched(plan.value(), inputs).failure().describe(), Catch::Contains("it holds [1, 96]"));

@@ -33,11 +33,12 @@
 // elements) says otherwise: their fields ("A.extent.0", "A.stride.1", "A.min.0") and the scalars are the
 // launch's inputs. A buffer's memory, its file's bytes and its fill span its elements from the first to
 // one past the last, gaps included. A launch plan's "touched" ranges must lie within its buffers, or the job is
-// refused before anything runs. "fill" makes the contents from a seed (dsl/core/seeded_fill.h). After the first
-// run, each checked buffer must be within its tolerance of the expected values, element by element (NaN fails). run
-// prints {"device": ..., "ms": ...} (and with timing "timing": {"ms": the mean over every timed run, "median_ms",
-// "min_ms", "max_ms": per run over up to five batches of them, "batches", "gb_per_s" at the median, "copies"}) and
-// exits 0, or prints the error (a failed check among them) and exits 1.
+// refused before anything runs; its "node" (optional) is the graph node it runs for, which failures name. "fill" makes
+// the contents from a seed (dsl/core/seeded_fill.h). After the first run, each checked buffer must be within its
+// tolerance of the expected values, element by element (NaN fails). run prints {"device": ..., "ms": ...} (and with
+// timing "timing": {"ms": the mean over every timed run, "median_ms", "min_ms", "max_ms": per run over up to five
+// batches of them, "batches", "gb_per_s" at the median, "copies"}) and exits 0, or prints the error (a failed check
+// among them) and exits 1.
 #include <sys/prctl.h>
 
 #include <algorithm>
@@ -211,7 +212,7 @@ Result<JobResult> run_job(const nlohmann::json& job, const fs::path& dir, tetra:
     size_t next = 0;
     auto run_next = [&]() -> Status {
       for (const tetra::dsl::LaunchPlan& plan : sets[next++ % sets.size()])
-        if (Status st = device.launch(plan, inputs); !st) return st;
+        if (Status st = tetra::gpu::launch(device, plan, inputs); !st) return st;
       return tetra::dsl::ok_status();
     };
     // In up to five batches of runs back to back, each timed by the device: the median batch is robust

@@ -82,6 +82,7 @@ nlohmann::json LaunchPlan::to_json() const {
   }
   nlohmann::json j = {
       {"kernel", kernel}, {"params", ps}, {"blocks", blocks_j}, {"threads", threads_j}, {"shared_bytes", shared_bytes}};
+  if (!node.empty()) j["node"] = node;
   if (!touched.empty()) {
     nlohmann::json& t = j["touched"] = nlohmann::json::array();
     for (const TouchedRange& r : touched)
@@ -90,10 +91,13 @@ nlohmann::json LaunchPlan::to_json() const {
   return j;
 }
 
+std::string LaunchPlan::label() const { return node.empty() ? kernel : kernel + " (" + node + ")"; }
+
 Result<LaunchPlan> LaunchPlan::from_json(const nlohmann::json& j) {
   JsonReader r(j, "launch plan");
   LaunchPlan plan;
   plan.kernel = r.text("kernel");
+  if (j.contains("node")) plan.node = r.text("node");
   const nlohmann::json* params = r.field("params");
   const nlohmann::json* blocks = r.field("blocks");
   const nlohmann::json* threads = r.field("threads");
@@ -214,10 +218,10 @@ Status check_touched(const LaunchPlan& plan, const std::map<std::string, int64_t
                     extent = evaluate(IndexExpr::named(t.buffer + ".extent" + field), inputs);
     for (const Result<int64_t>* r : {&lo, &hi, &min, &extent})
       if (!*r)
-        return Failure{FailureKind::Run, plan.kernel, "touched range of " + t.buffer + ": " + r->failure().describe()};
+        return Failure{FailureKind::Run, plan.label(), "touched range of " + t.buffer + ": " + r->failure().describe()};
     if (hi.value() < lo.value()) continue;  // touches nothing
     if (lo.value() < min.value() || hi.value() > min.value() + extent.value() - 1)
-      return Failure{FailureKind::Run, plan.kernel,
+      return Failure{FailureKind::Run, plan.label(),
                      "touches " + t.buffer + " beyond the buffer: dimension " + std::to_string(t.dim) + " over [" +
                          std::to_string(lo.value()) + ", " + std::to_string(hi.value()) + "], and it holds [" +
                          std::to_string(min.value()) + ", " + std::to_string(min.value() + extent.value() - 1) + "]"};

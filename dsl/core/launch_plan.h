@@ -54,11 +54,15 @@ struct TouchedRange {
 
 struct LaunchPlan {
   std::string kernel;  // the entry point
+  std::string node;    // the graph node it runs for, where a model job says ("Conv 'conv1'"); may be empty
   std::vector<KernelParam> params;
   std::array<IndexExpr, 3> blocks, threads;  // x, y, z
   int64_t shared_bytes = 0;                  // workgroup memory, declared inside the kernel
   // What it touches of its buffers (plans from before this field touch nothing that is checked).
   std::vector<TouchedRange> touched;
+
+  // "tetra_n3_k0 (Conv 'conv1')" where the plan names its node, else the kernel: what failures name.
+  std::string label() const;
 
   nlohmann::json to_json() const;
   static Result<LaunchPlan> from_json(const nlohmann::json& j);

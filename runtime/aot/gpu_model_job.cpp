@@ -164,6 +164,7 @@ class JobBuilder {
     const std::string prefix = "k" + std::to_string(steps_++) + ".";
     for (auto it = scalars.begin(); it != scalars.end(); ++it) scalars_[prefix + it.key()] = *it;
     for (dsl::LaunchPlan plan : lowered.launches) {
+      plan.node = node;
       for (dsl::KernelParam& p : plan.params) {
         if (p.is_buffer) {
           auto it = views.find(p.name);

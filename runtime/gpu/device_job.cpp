@@ -31,9 +31,17 @@ Result<std::string> source_file(const nlohmann::json& source, Device& device) {
 
 }  // namespace
 
+Status launch(Device& device, const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) {
+  Status st = device.launch(plan, inputs);
+  if (st || plan.node.empty()) return st;
+  Failure named = st.failure();
+  named.message = "running " + plan.node + ": " + named.message;
+  return named;
+}
+
 Status LoadedJob::enqueue(Device& device) const {
   for (const dsl::LaunchPlan& plan : plans)
-    if (Status st = device.launch(plan, inputs); !st) return st;
+    if (Status st = launch(device, plan, inputs); !st) return st;
   return dsl::ok_status();
 }
 

@@ -33,6 +33,9 @@ struct LoadedJob {
   dsl::Status enqueue(Device& device) const;
 };
 
+// device.launch(plan, inputs), whose Failure names the graph node the plan runs for, where it names one.
+dsl::Status launch(Device& device, const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs);
+
 // Builds the job's program on `device` (the code object of the device's arch, where a hip job offers one
 // per arch), allocates its buffers and writes those with a "file" or a "fill". A Failure names the buffer
 // or field at fault.
