@@ -12,6 +12,7 @@ packages=(build-essential cmake pkg-config git libpng-dev libjpeg-dev
           parallel                  # GNU parallel: the other way to run a sharded tune (tests/slurm/tune_with_parallel.sh)
           clang-19 lld-19 llvm-19   # GPU code: AMD code objects for every gfx arch, PTX (clang-15 rejects gfx942, gfx1201)
           pocl-opencl-icd ocl-icd-opencl-dev opencl-headers  # an OpenCL device on the CPU: the GPU path's tests
+          oclgrind                  # an OpenCL simulator that finds GPU kernels' reads past a buffer and data races
           libamdhip64-5)            # ROCm's HIP runtime, which tetra-device loads with dlopen (it says "no HIP device" here)
 missing=()
 for p in "${packages[@]}"; do

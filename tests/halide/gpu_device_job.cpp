@@ -6,6 +6,7 @@
 
 #include "dsl/gpu/code_object.h"
 #include "dsl/gpu/launch_plan_of.h"
+#include "tests/oclgrind.h"
 
 namespace tetra::gpu_test {
 
@@ -71,6 +72,12 @@ bool opencl_runs_here() {
 dsl::ProgramRun run_job(const nlohmann::json& job, const fs::path& dir) {
   std::ofstream(dir / "job.json") << job.dump(1);
   return dsl::run_program({std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "run", (dir / "job.json").string()});
+}
+
+dsl::ProgramRun run_job_on_oclgrind(const nlohmann::json& job, const fs::path& dir) {
+  std::ofstream(dir / "job.json") << job.dump(1);
+  return test::run_on_oclgrind(
+      {std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "run", (dir / "job.json").string()}, dir);
 }
 
 }  // namespace tetra::gpu_test

@@ -63,4 +63,7 @@ std::string remove_opencl_barriers(std::string source, int* removed);
 // Writes `job` to DIR/job.json and runs it with tetra-device.
 dsl::ProgramRun run_job(const nlohmann::json& job, const fs::path& dir);
 
+// Writes `job` to DIR/job.json and runs it with tetra-device on Oclgrind (tests/oclgrind.h).
+dsl::ProgramRun run_job_on_oclgrind(const nlohmann::json& job, const fs::path& dir);
+
 }  // namespace tetra::gpu_test

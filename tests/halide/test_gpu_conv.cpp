@@ -15,6 +15,7 @@
 #include "schedules/gpu/conv.h"
 #include "tests/halide/gpu_jobs.h"
 #include "tests/halide/qconv_cases.h"
+#include "tests/oclgrind.h"
 
 using namespace tetra;
 using namespace tetra::dsl;
@@ -166,5 +167,40 @@ TEST_CASE("GPU int4 conv: the implicit GEMM's weight chunks need their barriers"
   INFO(bad.output);
   CHECK(bad.status == 1);  // it ran, and the check failed
   CHECK_THAT(bad.output, Catch::Contains("outputs differ"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("GPU int4 convs on Oclgrind: no access past a buffer, no data race, and the reference matched",
+          "[gpu][oclgrind]") {
+  if (!opencl_runs_here()) return;
+  REQUIRE_FALSE(test::oclgrind_icd().empty());  // scripts/setup.sh installs oclgrind
+  fs::path dir = work_dir("oclgrind_conv");
+  std::mt19937_64 rng(20261207);
+  const std::vector<WeightSpec> specs = all_specs();
+  int runs = 0;
+  // Dense (whose weight chunks are staged), depthwise and grouped, 3x3 and 1x1, with split_c and without.
+  for (size_t trial = 0; trial < 6; ++trial) {
+    const int64_t k = trial % 3 == 2 ? 1 : 3;
+    Case c = random_case(k, k, 1 + trial % 2, 1 + trial % 2, rng, trial < 2 ? 2 : trial < 4 ? 1 : 0);
+    // A 1x1 conv of 40 channels, staged in chunks of 32: its last chunk is partial.
+    if (trial == 5) c.C = 40, c.M = 24, c.group = 1;
+    QuantizedWeight w = random_weight(c.weight_shape(), specs[trial % specs.size()], rng);
+    QConvWorkload wl = workload_of(c, w);
+    if (trial % 2) wl.epilogue = OutputEpilogue{false, "Relu", {}};
+    Schedule s = schedules::gpu_conv_default(wl, gfx90a());
+    if (trial == 1 || trial == 5) {
+      s.knobs["threads_m"] = int64_t(1), s.knobs["split_c"] = int64_t(2);
+      s.knobs["shared_stage"] = std::string("w"), s.knobs["tile_k"] = int64_t(trial == 5 ? 32 : 8);
+    }
+    INFO(c.describe() << " " << s.to_string());
+    REQUIRE(schedules::gpu_conv_check(wl, s, gfx90a()).ok());
+    ProgramRun r = run_job_on_oclgrind(qconv_job(c, w, wl, s, gfx90a(), rng, dir, JobDialect{}), dir);
+    INFO(r.output);
+    CHECK(test::oclgrind_faults(r.output).empty());
+    CHECK(r.status == 0);  // ran, and matched the reference
+    CHECK_THAT(r.output, Catch::Contains("Oclgrind Simulator"));
+    ++runs;
+  }
+  CHECK(runs == 6);
   fs::remove_all(dir);
 }

@@ -23,6 +23,7 @@
 #include "schedules/gpu/templates.h"
 #include "tests/halide/gpu_jobs.h"
 #include "tests/halide/qmatmul_reference.h"
+#include "tests/oclgrind.h"
 
 using namespace tetra;
 using namespace tetra::dsl;
@@ -1324,4 +1325,82 @@ TEST_CASE("GPU capture refuses to double-buffer a loop that stages no chunk, or 
   CHECK_THAT(single.failure().describe(), Catch::Contains("no next chunk"));
   s.knobs["shared_stage"] = std::string("none");
   CHECK_FALSE(schedules::gpu_int4_gemm_check(w, s, gfx942()).ok());
+}
+
+TEST_CASE(
+    "GPU GEMVs and GEMMs on Oclgrind: no access past a buffer, no data race, no barrier left to part of a block, and "
+    "the reference matched",
+    "[gpu][oclgrind]") {
+  if (!opencl_runs_here()) return;
+  REQUIRE_FALSE(test::oclgrind_icd().empty());  // scripts/setup.sh installs oclgrind
+  fs::path dir = work_dir("oclgrind_qmatmul");
+  // Blocks of 32 with zero points: the scales and zero points are read too. Partial row and column tiles,
+  // K past a whole chunk of every tile_k.
+  test::WeightSpec spec;
+  spec.granularity = test::Granularity::BlockedK, spec.block = 32, spec.zero_point = true;
+  const QMatMulWorkload gemv = workload_of(spec, 3, 160, 130, true), gemm = workload_of(spec, 40, 160, 130, true);
+  const QMatMulWorkload gemv_a8 = int8_workload_of(spec, 3, 160, 130, false),
+                        gemm_a8 = int8_workload_of(spec, 40, 160, 130, false);
+  const QMatMulWorkload gemv_h2 = f16_workload_of(spec, 3, 160, 130, true),
+                        gemm_h2 = f16_workload_of(spec, 40, 160, 130, true);
+  struct Point {
+    const QMatMulWorkload& w;
+    std::string template_name;
+    std::map<std::string, KnobValue> knobs;  // over the default
+  };
+  const std::vector<Point> points = {
+      {gemv, "gpu_int4_gemv", {}},
+      {gemv, "gpu_int4_gemv", {{"split_k", int64_t(4)}}},
+      {gemv, "gpu_int4_gemv_wave", {}},
+      {gemm, "gpu_int4_gemm", {{"shared_stage", std::string("a")}}},
+      {gemm, "gpu_int4_gemm", {{"shared_stage", std::string("aw")}, {"split_k", int64_t(2)}}},
+      {gemm, "gpu_int4_gemm", {{"shared_stage", std::string("aw_dequant")}, {"split_k", int64_t(2)}}},
+      {gemm, "gpu_int4_gemm", {{"shared_stage", std::string("none")}, {"split_k", int64_t(2)}}},
+      {gemv_a8, "gpu_int4_gemv_a8", {}},
+      {gemv_a8, "gpu_int4_gemv_a8_wave", {}},
+      {gemm_a8, "gpu_int4_gemm_a8", {}},
+      {gemv_h2, "gpu_int4_gemv_h2", {{"split_k", int64_t(2)}}},
+      {gemv_h2, "gpu_int4_gemv_h2_wave", {}},
+      {gemm_h2, "gpu_int4_gemm_h2", {}},
+      {gemm_h2, "gpu_int4_gemm_h2", {{"shared_stage", std::string("aw_dequant")}, {"tile_k", int64_t(2)}}},
+  };
+  int runs = 0;
+  for (const Point& p : points) {
+    const schedules::QMatMulTemplate* t = schedules::find_qmatmul_template(p.template_name);
+    REQUIRE(t);
+    Schedule s = t->default_schedule(p.w, gfx942());
+    for (const auto& [knob, value] : p.knobs) s.knobs[knob] = value;
+    INFO(p.w.key() << " " << s.to_string());
+    REQUIRE(t->check_conflicts(p.w, s, gfx942()).ok());
+    ProgramRun run = run_job_on_oclgrind(qmatmul_job(p.w, s, capture(p.w, s), spec, 70 + runs, dir, JobDialect{}), dir);
+    INFO(run.output);
+    CHECK(test::oclgrind_faults(run.output).empty());
+    CHECK(run.status == 0);                                         // ran, and matched the reference
+    CHECK_THAT(run.output, Catch::Contains("Oclgrind Simulator"));  // the device it ran on
+    ++runs;
+  }
+  CHECK(runs == 14);
+  // The simulator sees what pocl cannot: the staged GEMM without its barriers races on its chunks, and with
+  // its weight cut (the launch plan's ranges dropped, so nothing refuses it first) reads past it.
+  Schedule staged = schedules::gpu_int4_gemm_default(gemm, gfx942());
+  staged.knobs["shared_stage"] = std::string("aw");
+  int removed = 0;
+  auto strip = [&](std::string text) { return remove_opencl_barriers(std::move(text), &removed); };
+  ProgramRun racing =
+      run_job_on_oclgrind(qmatmul_job(gemm, staged, capture(gemm, staged), spec, 90, dir, JobDialect{}, strip), dir);
+  REQUIRE(removed > 0);
+  CHECK_THAT(test::oclgrind_faults(racing.output), Catch::Contains("data race"));
+  nlohmann::json cut = qmatmul_job(gemm, staged, capture(gemm, staged), spec, 91, dir, JobDialect{});
+  for (nlohmann::json& k : cut["kernels"]) k.erase("touched");
+  nlohmann::json& packed = cut["buffers"]["W_packed"];
+  const int64_t panels = packed["extents"][2].get<int64_t>(),
+                panel_bytes = (packed.contains("strides")
+                                   ? packed["strides"][2].get<int64_t>()
+                                   : packed["extents"][0].get<int64_t>() * packed["extents"][1].get<int64_t>()) *
+                              (packed["type"] == "u32" ? 4 : 1);
+  packed["extents"][2] = panels - 1;
+  fs::resize_file(dir / packed["file"].get<std::string>(), uintmax_t((panels - 1) * panel_bytes));
+  ProgramRun past = run_job_on_oclgrind(cut, dir);
+  CHECK_THAT(test::oclgrind_faults(past.output), Catch::Contains("Invalid read"));
+  fs::remove_all(dir);
 }
