@@ -448,13 +448,10 @@ KnobSpace gpu_int4_gemm_a8_space(const QMatMulWorkload& w, const TargetSpec& tar
                      // schedule alone.
                      {"block", dsl::int_values({w.activation_block()})},
                  });
+  s.knobs.push_back(double_buffer_knob());
   // No split_k: its shares of a chunk have constant sizes only with K compiled in, and with K compiled in
   // pocl 3.1's default work-group method (loopvec) computes this kernel wrong where K is a whole number
   // of chunks (its cbs and loops methods compute it right), so the OpenCL check could not vouch for it.
-  // Nor double_buffer: the check failed a point with it (thread_m 8, tile_k 8, tile_n 128, a per-column
-  // weight), and pocl's loopvec and loops methods each compute other points of this template wrong
-  // without it (thread_m 1 under loopvec, the default under loops), so the check cannot yet tell the
-  // template's faults from pocl's.
   return s;
 }
 
@@ -480,14 +477,8 @@ Status gpu_int4_gemm_a8_check(const QMatMulWorkload& w, const Schedule& s, const
   if (Status st = check_tiles(s); !st) return st;
   if (s.get_int("split_k", 1) != 1)
     return Failure{FailureKind::Unsupported, "split_k", "the int8 GEMM does not split k"};
-  if (s.get_int("double_buffer", 0))
-    return Failure{FailureKind::Unsupported, "double_buffer", "the int8 GEMM is not double-buffered"};
-  // pocl 3.1 (its default loopvec method) computes A's quantized chunk wrong at some points with one row a
-  // thread, the same wrong values at every tile_n, thread_n and tile_m (its loops method computes them
-  // right), so the OpenCL check cannot vouch for them.
-  if (s.get_int("thread_m") == 1)
-    return Failure{FailureKind::Unsupported, "thread_m", "the int8 GEMM takes at least 2 rows a thread"};
-  return check_staged_bytes(staged_a8_bytes(w, s), "tile_k", "the staged chunk of A");
+  if (Status st = check_double_buffer(s, (w.K + w.activation_block() - 1) / w.activation_block()); !st) return st;
+  return check_staged_bytes(buffered_bytes(s, staged_a8_bytes(w, s)), "tile_k", "the staged chunk of A");
 }
 
 dsl::Int4Layout gpu_int4_gemm_a8_layout(const Schedule& s) {
@@ -505,6 +496,7 @@ Status apply_gpu_int4_gemm_a8(QMatMulDef& q, const Schedule& s, const TargetSpec
   stage_per_block(block, d.stage("a_max"), d);
   stage_per_block(block, d.stage("a_sum"), d);
   stage_words(block, d.stage("a_words"), d.var("kq"), d.var("h"), d);
+  apply_double_buffer(q, s);
   return dsl::ok_status();
 }
 

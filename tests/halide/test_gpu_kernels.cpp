@@ -1253,6 +1253,18 @@ TEST_CASE(
     s.knobs["thread_n"] = int64_t(4);
     cases.push_back({pairs, s, nbits});
   }
+  {  // The int8 GEMM: 16 k-blocks in chunks of 4; and 4 rows a thread in chunks of 8 k-blocks, a column's
+     // scale, 128 columns a block.
+    test::WeightSpec per_column;
+    per_column.granularity = test::Granularity::PerN;
+    QMatMulWorkload w = int8_workload_of(blocked, 40, 512, 96, false);
+    cases.push_back({w, schedules::gpu_int4_gemm_a8_default(w, gfx942()), blocked});
+    QMatMulWorkload wide = int8_workload_of(per_column, 40, 512, 130, false);
+    Schedule s = schedules::gpu_int4_gemm_a8_default(wide, gfx942());
+    s.knobs["thread_m"] = int64_t(4), s.knobs["tile_m"] = int64_t(32), s.knobs["tile_k"] = int64_t(8);
+    s.knobs["tile_n"] = int64_t(128);
+    cases.push_back({wide, s, per_column});
+  }
   int runs = 0;
   for (const Case& c : cases) {
     Schedule once = c.s, twice = c.s;
@@ -1263,8 +1275,9 @@ TEST_CASE(
     REQUIRE(buffered.kernels.size() == 1);
     CHECK(buffered.kernels[0].shared_bytes == 2 * plain.kernels[0].shared_bytes);
     // The float32 GEMM's staging copies: the next chunk is held in registers across the arithmetic, and a
-    // chunk meets one barrier. The float16 GEMM's rounds A and sums its k-blocks, between barriers of its own;
-    // the float32 GEMM's dequantizing staging has loops that end at K, which registers cannot hold.
+    // chunk meets one barrier. The float16 GEMM's rounds A and sums its k-blocks, and the int8 GEMM's
+    // quantizes them, between barriers of their own; the float32 GEMM's dequantizing staging has loops that
+    // end at K, which registers cannot hold.
     const std::string hip = emit_kernels(buffered.kernels, Dialect::Hip).value();
     const size_t barriers = barriers_per_chunk(emit_kernels(plain.kernels, Dialect::Hip).value());
     const bool copies = c.s.template_name == "gpu_int4_gemm" && c.s.get_string("shared_stage") != "aw_dequant";
@@ -1280,7 +1293,7 @@ TEST_CASE(
     ++runs;
   }
   if (runs_here) {
-    CHECK(runs == 6);
+    CHECK(runs == 8);
     // The one barrier a chunk is what keeps a chunk from being read before it is written, or overwritten
     // while it is read.
     QMatMulWorkload w = workload_of(blocked, 40, 256, 96);
@@ -1311,11 +1324,20 @@ TEST_CASE("GPU capture refuses to double-buffer a loop that stages no chunk, or 
   Result<CapturedPipeline> missing = capture_kernels({q.def.output}, q.def.arguments, "gemm", hints);
   REQUIRE_FALSE(missing.ok());
   CHECK_THAT(missing.failure().describe(), Catch::Contains("no kernel has the chunk loop kz"));
-  // The int8 GEMM does not offer it (schedules/gpu/int4_gemm.cpp says why).
-  QMatMulWorkload a8 = int8_workload_of(spec, 40, 512, 96, false);
-  Schedule a8_s = schedules::gpu_int4_gemm_a8_default(a8, gfx942());
-  a8_s.knobs["double_buffer"] = int64_t(1);
-  CHECK_FALSE(schedules::gpu_int4_gemm_a8_check(a8, a8_s, gfx942()).ok());
+  // The int8 and float16 GEMMs count k in k-blocks: 4 of them are one chunk of 4.
+  for (bool int8 : {true, false}) {
+    QMatMulWorkload one =
+        int8 ? int8_workload_of(spec, 40, 4 * 32, 96, false) : f16_workload_of(spec, 40, 4 * 32, 96, false);
+    Schedule one_s =
+        int8 ? schedules::gpu_int4_gemm_a8_default(one, gfx942()) : schedules::gpu_int4_gemm_h2_default(one, gfx942());
+    one_s.knobs["tile_k"] = int64_t(4), one_s.knobs["double_buffer"] = int64_t(1);
+    if (!int8) one_s.knobs["split_k"] = int64_t(1);
+    INFO(one_s.to_string());
+    CHECK_THAT(schedules::check_qmatmul_schedule(one, one_s, gfx942()).failure().describe(),
+               Catch::Contains("no next chunk"));
+    one = int8 ? int8_workload_of(spec, 40, 5 * 32, 96, false) : f16_workload_of(spec, 40, 5 * 32, 96, false);
+    CHECK(schedules::check_qmatmul_schedule(one, one_s, gfx942()).ok());
+  }
   // Nor does the template offer it where nothing is staged, or k is one chunk (Halide then drops the loop).
   s.knobs["double_buffer"] = int64_t(1);
   CHECK(schedules::gpu_int4_gemm_check(w, s, gfx942()).ok());
@@ -1359,6 +1381,8 @@ TEST_CASE(
       {gemv_a8, "gpu_int4_gemv_a8", {}},
       {gemv_a8, "gpu_int4_gemv_a8_wave", {}},
       {gemm_a8, "gpu_int4_gemm_a8", {}},
+      {gemm_a8, "gpu_int4_gemm_a8", {{"thread_m", int64_t(1)}}},
+      {gemm_a8, "gpu_int4_gemm_a8", {{"double_buffer", int64_t(1)}}},
       {gemv_h2, "gpu_int4_gemv_h2", {{"split_k", int64_t(2)}}},
       {gemv_h2, "gpu_int4_gemv_h2_wave", {}},
       {gemm_h2, "gpu_int4_gemm_h2", {}},
@@ -1379,7 +1403,7 @@ TEST_CASE(
     CHECK_THAT(run.output, Catch::Contains("Oclgrind Simulator"));  // the device it ran on
     ++runs;
   }
-  CHECK(runs == 14);
+  CHECK(runs == 16);
   // The simulator sees what pocl cannot: the staged GEMM without its barriers races on its chunks, and with
   // its weight cut (the launch plan's ranges dropped, so nothing refuses it first) reads past it.
   Schedule staged = schedules::gpu_int4_gemm_default(gemm, gfx942());
