@@ -319,6 +319,36 @@ TEST_CASE("GPU GEMM: the weight dequantized once a block in LDS takes the float3
   CHECK(ew.time_us < 0.7 * e.time_us);
 }
 
+TEST_CASE("GPU int8 GEMM: split in two on MI300X at 128 rows, which doubles its waves and halves the estimate",
+          "[gpu]") {
+  QMatMulWorkload w = decode_gemv_4096();
+  w.M = 128, w.int8_activations = true;
+  const TargetSpec gfx942 = parse_target("hip:gfx942").value(), gfx90a = parse_target("hip:gfx90a").value();
+  // 4 row tiles of 32 x 64 tiles at 2 x 4 outputs a thread: 256 blocks of 4 waves leave MI300X's 1216 SIMDs
+  // less than a wave each, so the default splits; MI210's 416 have one.
+  const Schedule split = schedules::gpu_int4_gemm_a8_default(w, gfx942);
+  CHECK(split.get_int("split_k") == 2);
+  CHECK(schedules::gpu_int4_gemm_a8_default(w, gfx90a).get_int("split_k", 1) == 1);
+  // Nor on OpenCL, where no reference GPU's estimate backs a split (schedules/gpu/int4_gemm.cpp says why).
+  CHECK(schedules::gpu_int4_gemm_a8_default(w, parse_target("opencl").value()).get_int("split_k", 1) == 1);
+  REQUIRE(schedules::gpu_int4_gemm_a8_check(w, split, gfx942).ok());
+  Schedule unsplit = split;
+  unsplit.knobs["split_k"] = int64_t(1);
+  const KernelTraffic t = schedules::gpu_qmatmul_traffic(w, unsplit), ts = schedules::gpu_qmatmul_traffic(w, split);
+  // Twice the threads; the partial tiles written and read in LDS, and summed.
+  CHECK(ts.threads_per_block == 2 * t.threads_per_block);
+  CHECK(ts.lds_bytes - t.lds_bytes == Approx(128.0 * 4096 * 2 * 4 * 2));
+  CHECK(ts.valu_ops - t.valu_ops == Approx(128.0 * 4096 * 2));
+  CHECK(ts.global_bytes == Approx(t.global_bytes));
+  // Latency-bound unsplit: the launched waves are what hide it.
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  const GpuEstimate e = estimate_kernel(t, arch("gfx942"), mi300x, 8),
+                    es = estimate_kernel(ts, arch("gfx942"), mi300x, 8);
+  CHECK(e.bound == "latency");
+  CHECK(es.waves_resident == Approx(2 * e.waves_resident));
+  CHECK(es.time_us < 0.6 * e.time_us);
+}
+
 TEST_CASE("GPU float16 GEMM: the weight's code pairs made once a block in LDS take it toward its dot products",
           "[gpu]") {
   QMatMulWorkload w = decode_gemv_4096();

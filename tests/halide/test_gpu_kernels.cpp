@@ -364,6 +364,7 @@ TEST_CASE("GPU kernels with their barriers removed fail the check: split-k GEMV,
   gemm_a8.int8_activations = true;
   Schedule a8 = schedules::gpu_int4_gemm_a8_default(gemm_a8, gfx942());
   REQUIRE(a8.get_int("tile_k") == 4);
+  a8.knobs["split_k"] = int64_t(1);  // (split, its partial tiles too: the int8 GEMM's split_k test)
   check_barriers_matter(gemm_a8, a8, "barrier_gemm_a8");
   // The float16 GEMV's row of A in float16 pairs, and its partial sums.
   QMatMulWorkload gemv_h2 = workload_of(spec, 1, 256, 128);
@@ -866,6 +867,41 @@ TEST_CASE("GPU GEMMs: the columns past N read the weight's padding, and a weight
   fs::remove_all(dir);
 }
 
+TEST_CASE("GPU int8-activation GEMM split in k, or one row a thread: every form of k-blocks, partial tiles", "[gpu]") {
+  if (!opencl_runs_here()) return;
+  fs::path dir = work_dir("gemm_a8_split_k");
+  test::WeightSpec blocked, per_column;
+  blocked.granularity = test::Granularity::BlockedK, blocked.block = 32, blocked.zero_point = true;
+  per_column.granularity = test::Granularity::PerN;
+  int runs = 0;
+  for (const test::WeightSpec& spec : {blocked, per_column})
+    for (int64_t blocks : {13, 16})  // K past a whole chunk of 4 k-blocks, and whole chunks
+      for (int64_t split : {1, 2, 4}) {
+        // Rows past a whole row tile, N past a whole panel; unsplit, one row a thread.
+        QMatMulWorkload w = int8_workload_of(spec, 40, blocks * 32, 72, false);
+        Schedule s = schedules::gpu_int4_gemm_a8_default(w, gfx942());
+        s.knobs["tile_k"] = int64_t(4), s.knobs["split_k"] = split;
+        if (split == 1) s.knobs["thread_m"] = int64_t(1);
+        INFO(w.key() << " " << s.to_string());
+        REQUIRE(schedules::gpu_int4_gemm_a8_check(w, s, gfx942()).ok());
+        CapturedPipeline captured = capture(w, s);
+        REQUIRE(captured.kernels.size() == 1);
+        CHECK(constant_threads_per_block(captured.kernels[0]) ==
+              s.get_int("tile_n") / s.get_int("thread_n") * s.get_int("tile_m") / s.get_int("thread_m") * split);
+        ProgramRun run = run_on_device(w, s, captured, spec, 120 + runs, dir);
+        INFO(run.output);
+        CHECK(run.status == 0);  // ran, and matched the int8 reference
+        ++runs;
+      }
+  CHECK(runs == 12);
+  // Split, the block's partial tiles are summed in workgroup memory: without its barriers the sum is wrong.
+  QMatMulWorkload w = int8_workload_of(test::WeightSpec{}, 40, 512, 96, false);
+  Schedule s = schedules::gpu_int4_gemm_a8_default(w, gfx942());
+  s.knobs["split_k"] = int64_t(2);
+  check_barriers_matter(w, s, "barrier_gemm_a8_split_k");
+  fs::remove_all(dir);
+}
+
 TEST_CASE("GPU float16-activation GEMM with split_k or the weight's code pairs staged: every form of k-blocks",
           "[gpu][f16]") {
   if (!opencl_runs_here()) return;
@@ -920,17 +956,6 @@ TEST_CASE("GPU float16-activation GEMM with split_k or the weight's code pairs s
         ++runs;
       }
   CHECK(runs == 16);
-  // The int8 GEMM does not split k (schedules/gpu/int4_gemm.cpp says why).
-  QMatMulWorkload a8 = int8_workload_of(blocked, 40, 512, 72, false);
-  Schedule s = schedules::gpu_int4_gemm_a8_default(a8, gfx942());
-  CHECK(s.get_int("split_k", 1) == 1);
-  s.knobs["split_k"] = int64_t(2);
-  CHECK_FALSE(schedules::gpu_int4_gemm_a8_check(a8, s, gfx942()).ok());
-  // Nor take one row a thread (it says why too).
-  s.knobs["split_k"] = int64_t(1);
-  REQUIRE(schedules::gpu_int4_gemm_a8_check(a8, s, gfx942()).ok());
-  s.knobs["thread_m"] = int64_t(1);
-  CHECK_FALSE(schedules::gpu_int4_gemm_a8_check(a8, s, gfx942()).ok());
   fs::remove_all(dir);
 }
 
@@ -1253,8 +1278,8 @@ TEST_CASE(
     s.knobs["thread_n"] = int64_t(4);
     cases.push_back({pairs, s, nbits});
   }
-  {  // The int8 GEMM: 16 k-blocks in chunks of 4; and 4 rows a thread in chunks of 8 k-blocks, a column's
-     // scale, 128 columns a block.
+  {  // The int8 GEMM: 16 k-blocks in chunks of 4 (the default: split in two); and unsplit, 4 rows a thread in
+     // chunks of 8 k-blocks, a column's scale, 128 columns a block.
     test::WeightSpec per_column;
     per_column.granularity = test::Granularity::PerN;
     QMatMulWorkload w = int8_workload_of(blocked, 40, 512, 96, false);
@@ -1262,7 +1287,7 @@ TEST_CASE(
     QMatMulWorkload wide = int8_workload_of(per_column, 40, 512, 130, false);
     Schedule s = schedules::gpu_int4_gemm_a8_default(wide, gfx942());
     s.knobs["thread_m"] = int64_t(4), s.knobs["tile_m"] = int64_t(32), s.knobs["tile_k"] = int64_t(8);
-    s.knobs["tile_n"] = int64_t(128);
+    s.knobs["tile_n"] = int64_t(128), s.knobs["split_k"] = int64_t(1);
     cases.push_back({wide, s, per_column});
   }
   int runs = 0;
@@ -1381,8 +1406,8 @@ TEST_CASE(
       {gemv_a8, "gpu_int4_gemv_a8", {}},
       {gemv_a8, "gpu_int4_gemv_a8_wave", {}},
       {gemm_a8, "gpu_int4_gemm_a8", {}},
-      {gemm_a8, "gpu_int4_gemm_a8", {{"thread_m", int64_t(1)}}},
-      {gemm_a8, "gpu_int4_gemm_a8", {{"double_buffer", int64_t(1)}}},
+      {gemm_a8, "gpu_int4_gemm_a8", {{"thread_m", int64_t(1)}, {"split_k", int64_t(1)}}},
+      {gemm_a8, "gpu_int4_gemm_a8", {{"double_buffer", int64_t(1)}, {"split_k", int64_t(2)}}},
       {gemv_h2, "gpu_int4_gemv_h2", {{"split_k", int64_t(2)}}},
       {gemv_h2, "gpu_int4_gemv_h2_wave", {}},
       {gemm_h2, "gpu_int4_gemm_h2", {}},
