@@ -69,15 +69,20 @@ bool opencl_runs_here() {
   return false;
 }
 
-dsl::ProgramRun run_job(const nlohmann::json& job, const fs::path& dir) {
+namespace {
+// Writes `job` to DIR/job.json; the command that runs it.
+std::vector<std::string> write_job(const nlohmann::json& job, const fs::path& dir) {
   std::ofstream(dir / "job.json") << job.dump(1);
-  return dsl::run_program({std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "run", (dir / "job.json").string()});
+  return {std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "run", (dir / "job.json").string()};
+}
+}  // namespace
+
+dsl::ProgramRun run_job(const nlohmann::json& job, const fs::path& dir) {
+  return dsl::run_program(write_job(job, dir));
 }
 
 dsl::ProgramRun run_job_on_oclgrind(const nlohmann::json& job, const fs::path& dir) {
-  std::ofstream(dir / "job.json") << job.dump(1);
-  return test::run_on_oclgrind(
-      {std::string(TETRA_BINARY_DIR) + "/bin/tetra-device", "run", (dir / "job.json").string()}, dir);
+  return test::run_on_oclgrind(write_job(job, dir), dir);
 }
 
 }  // namespace tetra::gpu_test
