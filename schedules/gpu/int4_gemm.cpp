@@ -477,7 +477,7 @@ Schedule gpu_int4_gemm_a8_default(const QMatMulWorkload& w, const TargetSpec& ta
   // Split in two, as the other GEMMs, where the tiles would give the arch's reference GPU less than a wave
   // per SIMD and workgroup memory holds the partial tiles too: the 128-row prefill on MI300X, 57.6 -> 28.8 us
   // by the static estimate. Only for an AMD arch that has a reference GPU: elsewhere no estimate backs the
-  // split, and pocl 3.1's optimized build computes the split kernel wrong for signed int4 weights (right
+  // split, and pocl 3.1's optimized build computes it wrong split in two (every weight form tried; right
   // unoptimized and on Oclgrind), so an OpenCL default split would be wrong on this machine's own device.
   Schedule s = chunked_default(w, target, kA8Name);
   if (!dsl::reference_gpu(target.gpu_arch)) return s;

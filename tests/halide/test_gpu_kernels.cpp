@@ -54,9 +54,9 @@ QMatMulWorkload workload_of(const test::WeightSpec& spec, int64_t M, int64_t K, 
 // Runs a job of `s`'s kernels on the OpenCL device.
 //
 // The int8 GEMM is built with pocl's optimizer off: pocl 3.1's optimized build of it computes every output
-// wrong for signed int4 weights in k-blocks at some points (at every point on an AVX2-only host; split in k,
-// or one row a thread, on Zen 4), where the same source is right unoptimized and on Oclgrind, so the
-// optimized build could not tell the template's faults from pocl's.
+// wrong at some points (on an AVX2-only host every point with signed int4 weights in k-blocks; on Zen 4
+// split in two, and some with one row a thread), where the same source is right unoptimized and on
+// Oclgrind, so the optimized build could not tell the template's faults from pocl's.
 ProgramRun run_schedule_job(const nlohmann::json& job, const Schedule& s, const fs::path& dir) {
   const char* flags = "POCL_EXTRA_BUILD_FLAGS";
   const char* before = std::getenv(flags);
