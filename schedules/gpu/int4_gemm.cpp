@@ -1,5 +1,8 @@
 #include "schedules/gpu/int4_gemm.h"
 
+#include <functional>
+#include <optional>
+
 #include "dsl/core/gpu_estimate.h"
 #include "schedules/gpu/templates.h"
 
@@ -53,6 +56,19 @@ Status check_double_buffer(const Schedule& s, int64_t units) {
 int64_t partial_tile_bytes(const Schedule& s) {
   const int64_t S = s.get_int("split_k", 1);
   return S > 1 ? s.get_int("tile_n") * s.get_int("tile_m") * S * 4 : 0;
+}
+
+// `s` split `split` ways, where that divides its chunk of k-blocks and workgroup memory holds the staged chunk
+// (`staged_bytes` of a schedule) and the partial tiles too; nullopt otherwise. The int8 and float16 GEMMs'
+// defaults.
+std::optional<Schedule> split_chunks(const Schedule& s, int64_t split,
+                                     const std::function<int64_t(const Schedule&)>& staged_bytes) {
+  Schedule split_s = s;
+  split_s.knobs["split_k"] = split;
+  if (split > 1 && s.get_int("tile_k") % split == 0 &&
+      check_staged_bytes(staged_bytes(split_s) + partial_tile_bytes(split_s), "", "").ok())
+    return split_s;
+  return std::nullopt;
 }
 
 // Bytes of the packed weight per value: two codes a byte, or the float weight's own element.
@@ -481,12 +497,9 @@ Schedule gpu_int4_gemm_a8_default(const QMatMulWorkload& w, const TargetSpec& ta
   // unoptimized and on Oclgrind), so an OpenCL default split would be wrong on this machine's own device.
   Schedule s = chunked_default(w, target, kA8Name);
   if (!dsl::reference_gpu(target.gpu_arch)) return s;
-  Schedule split = s;
-  split.knobs["split_k"] = default_tiles(w, target, 2).get_int("split_k", 1);
-  if (split.get_int("split_k") > 1 && s.get_int("tile_k") % split.get_int("split_k") == 0 &&
-      check_staged_bytes(staged_a8_bytes(w, split) + partial_tile_bytes(split), "", "").ok())
-    return split;
-  return s;
+  std::optional<Schedule> split = split_chunks(s, default_tiles(w, target, 2).get_int("split_k", 1),
+                                               [&](const Schedule& x) { return staged_a8_bytes(w, x); });
+  return split ? *split : s;
 }
 
 Status gpu_int4_gemm_a8_check(const QMatMulWorkload& w, const Schedule& s, const TargetSpec&) {
@@ -606,12 +619,9 @@ Schedule gpu_int4_gemm_h2_default(const QMatMulWorkload& w, const TargetSpec& ta
       if (default_waves(w, target, 2) >= reference_simds(target)) s.knobs["thread_n"] = int64_t(4), split = 2;
     }
   }
-  // The split, where it divides the chunk and workgroup memory holds the partial tiles too.
-  Schedule split_s = s;
-  split_s.knobs["split_k"] = split;
-  if (split > 1 && s.get_int("tile_k") % split == 0 &&
-      check_staged_bytes(staged_h2_bytes(w, split_s) + partial_tile_bytes(split_s), "", "").ok())
-    return split_s;
+  if (std::optional<Schedule> split_s =
+          split_chunks(s, split, [&](const Schedule& x) { return staged_h2_bytes(w, x); }))
+    return *split_s;
   if (s.get_int("thread_n") == 4) s.knobs["thread_n"] = int64_t(2);  // 4 x 4 only split
   return s;
 }
