@@ -201,7 +201,8 @@ void inspect(const InspectOptions& opt) {
           std::cout << std::setprecision(3) << "    estimate on " << e["device"].get<std::string>() << ": "
                     << e["time_us"].get<double>() << " us, " << e["bound"].get<std::string>() << "-bound (memory "
                     << e["memory_us"].get<double>() << " us, L2 " << e["cache_us"].get<double>() << " us, ALU "
-                    << e["valu_us"].get<double>() << " us, LDS " << e["lds_us"].get<double>() << " us)\n";
+                    << e["valu_us"].get<double>() << " us, LDS " << e["lds_us"].get<double>() << " us, loads "
+                    << e["loads_us"].get<double>() << " us)\n";
         }
       }
     }

@@ -7,6 +7,7 @@
 //   cache  = re-read bytes whose operand fits in L2 / (CUs x 64 bytes a clock x clock)
 //   valu   = ALU operations / (CUs x 64 lanes x clock)       (fp32, unpacked, one issue a clock)
 //   lds    = LDS bytes / (CUs x 128 bytes a clock x clock)
+//   loads  = bytes returned to the lanes by global loads / (CUs x 64 bytes a clock x clock)
 // Global bytes are what must come from memory (each operand once, the output once). A tiled kernel
 // also reads an operand again once per tile of the other dimension; those re-reads hit L2 when the
 // operand fits in it, and otherwise count as global bytes. (The Infinity Cache behind L2 on MI300 and
@@ -17,8 +18,13 @@
 // SIMDs the grid fills. The grid's waves count as busy ones only (KernelTraffic::busy). A block of fewer threads than
 // its waves' lanes uses only that share of them, as do tiles past the output's innermost edge
 // (KernelTraffic::lanes_busy): ALU and LDS time are divided by it, and so is the latency hidden. The
-// estimate is the largest of the three (memory and cache time together), and names it: "memory", "valu", "lds", or
-// "latency" when memory time is largest only because too few waves are resident.
+// The loads term counts every lane's bytes: the memory and cache bytes, and the bytes a block's threads load again
+// after another of its threads loaded them, which its CU's vector cache (L1) serves (KernelTraffic::repeated_loads),
+// as each thread row of a GEMM loading the block's weight words. The vector cache returns 64 bytes a clock however
+// many lanes share them (gfx9's figure, taken for every arch); its time is divided by the fraction of the SIMDs
+// the grid fills. The estimate is the largest of the four (memory and cache time together), and names it:
+// "memory", "valu", "lds", "loads", or "latency" when memory time is largest only because too few waves are
+// resident.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -52,6 +58,9 @@ struct Reread {
 struct KernelTraffic {
   double global_bytes = 0, valu_ops = 0, lds_bytes = 0;
   std::vector<Reread> rereads;
+  // Bytes the threads of a block load again after another of its threads loaded them: the CU's vector cache
+  // serves them, but returns each lane's bytes through its own 64 bytes a clock.
+  double repeated_loads = 0;
   int64_t blocks = 0, threads_per_block = 0;
   // The share of the launched waves that compute an output: tiles that run past the output's edge in an
   // outer thread dimension (rows, channels) leave whole waves idle, and idle waves hide no latency.
@@ -63,10 +72,10 @@ struct KernelTraffic {
 
 struct GpuEstimate {
   std::string device;
-  double memory_us = 0, cache_us = 0, valu_us = 0, lds_us = 0;
+  double memory_us = 0, cache_us = 0, valu_us = 0, lds_us = 0, loads_us = 0;
   double waves_resident = 0;  // per SIMD
   double time_us = 0;
-  std::string bound;  // "memory", "latency", "valu" or "lds"
+  std::string bound;  // "memory", "latency", "valu", "lds" or "loads"
   nlohmann::json to_json() const;
 };
 

@@ -94,6 +94,18 @@ void add_split_k(dsl::KernelTraffic& t, const QMatMulWorkload& w, const Schedule
   t.lds_bytes += partials * 4 * 2;
   t.valu_ops += partials;
 }
+
+// The block's `loaders` threads that each load the same `bytes` themselves, rather than from a copy the block
+// staged, load them again after the first, in each of `tiles` blocks: the CU's vector cache serves the repeats.
+void add_repeated_loads(dsl::KernelTraffic& t, double tiles, double loaders, double bytes) {
+  t.repeated_loads += tiles * (loaders - 1) * bytes;
+}
+
+// Each of a block's thread rows loads the block's columns of the weight itself.
+void add_thread_row_weight_loads(dsl::KernelTraffic& t, const QMatMulWorkload& w, const Schedule& s) {
+  const int64_t TM = s.get_int("tile_m");
+  add_repeated_loads(t, double((w.M + TM - 1) / TM), double(TM / s.get_int("thread_m")), gpu_weight_bytes(w));
+}
 }  // namespace
 
 KnobSpace gpu_int4_gemm_space(const QMatMulWorkload&, const TargetSpec& target) {
@@ -367,6 +379,8 @@ dsl::KernelTraffic gpu_int4_gemm_traffic(const QMatMulWorkload& w, const Schedul
   t.valu_ops = row_tiles * dequantizations * K * N * 4 + M * K * N;
   t.lds_bytes = stage != "none" ? M * K * (N / double(VN)) * 4 + M * K * column_tiles * 4 : 0;
   t.lds_bytes += row_tiles * K * N * staged_weight_bytes(stage, w.format) * double(1 + TM / VM);
+  if (staged_weight_bytes(stage, w.format) == 0) add_thread_row_weight_loads(t, w, s);
+  if (stage == "none") add_repeated_loads(t, column_tiles, double(P / VN), M * K * 4);
   t.blocks = int64_t(row_tiles * column_tiles);
   t.threads_per_block = (P / VN) * (TM / VM);
   t.busy = M / (row_tiles * double(TM));          // rows past M: whole waves
@@ -555,6 +569,7 @@ dsl::KernelTraffic unsplit_a8_traffic(const QMatMulWorkload& w, const Schedule& 
 
 dsl::KernelTraffic gpu_int4_gemm_a8_traffic(const QMatMulWorkload& w, const Schedule& s) {
   dsl::KernelTraffic t = unsplit_a8_traffic(w, s);
+  add_thread_row_weight_loads(t, w, s);
   add_split_k(t, w, s);
   return t;
 }
@@ -693,7 +708,10 @@ dsl::KernelTraffic gpu_int4_gemm_h2_traffic(const QMatMulWorkload& w, const Sche
   t.valu_ops = row_tiles * pair_makers * N * K / 8 * 13 + M * N * K / 8 * 4 +
                M * N * K / double(w.activation_block()) * 2 + column_tiles * M * K * 3;
   t.lds_bytes = M * K * (N / double(VN)) * 2 + column_tiles * M * K * 2;
-  if (h2_pairs_staged(s)) t.lds_bytes += row_tiles * N * K / 8 * 16 * double(1 + TM / VM);
+  if (h2_pairs_staged(s))
+    t.lds_bytes += row_tiles * N * K / 8 * 16 * double(1 + TM / VM);
+  else
+    add_thread_row_weight_loads(t, w, s);
   add_split_k(t, w, s);
   return t;
 }
