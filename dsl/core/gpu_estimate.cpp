@@ -57,8 +57,9 @@ GpuEstimate estimate_kernel(const KernelTraffic& t, const AmdArch& arch, const G
   const double memory = latency_hidden > 0 ? (e.memory_us + e.cache_us) / latency_hidden : 1e30;
   const double valu = filled > 0 ? e.valu_us / filled : 1e30;
   const double lds = filled > 0 ? e.lds_us / filled : 1e30;
-  // Idle lanes load nothing: the bytes are the busy lanes' already, so only the SIMDs the grid fills count.
-  const double loads = waves > 0 ? e.loads_us / std::min(1.0, waves / simds) : 1e30;
+  // Each CU's vector cache serves the blocks on that CU, however few their waves: only the CUs the grid fills
+  // count. (Idle lanes load nothing: the bytes are the busy lanes' already.)
+  const double loads = t.blocks > 0 ? e.loads_us / std::min(1.0, double(t.blocks) / device.cus) : 1e30;
   e.time_us = std::max({memory, valu, lds, loads});
   // Memory time that too few waves stretch is latency, not bandwidth: more parallelism is the remedy.
   e.bound = e.time_us == memory ? (latency_hidden < 1 ? "latency" : "memory")

@@ -20,11 +20,11 @@
 // (KernelTraffic::lanes_busy): ALU and LDS time are divided by it, and so is the latency hidden. The
 // The loads term counts every lane's bytes: the memory and cache bytes, and the bytes a block's threads load again
 // after another of its threads loaded them, which its CU's vector cache (L1) serves (KernelTraffic::repeated_loads),
-// as each thread row of a GEMM loading the block's weight words. The vector cache returns 64 bytes a clock however
-// many lanes share them (gfx9's figure, taken for every arch); its time is divided by the fraction of the SIMDs
-// the grid fills. The estimate is the largest of the four (memory and cache time together), and names it:
-// "memory", "valu", "lds", "loads", or "latency" when memory time is largest only because too few waves are
-// resident.
+// as each thread row of a GEMM loading the block's weight words, or each conv thread its own inputs. The vector cache
+// returns 64 bytes a clock however many lanes share them (gfx9's figure, taken for every arch); its time is divided by
+// the fraction of the CUs the grid's blocks fill. The estimate is the largest of the four (memory and cache time
+// together), and names it: "memory", "valu", "lds", "loads", or "latency" when memory time is largest only because too
+// few waves are resident.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>

@@ -77,9 +77,11 @@ Schedule gpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
   // multiply-adds per tap. On small maps (ResNet's 14x14 and 7x7) that grid leaves most of a large GPU
   // idle, so a thread takes 2 channels instead of 4 when the outputs would give the arch's reference GPU
   // less than a wave per SIMD: by the static estimate 2x faster at 7x7 x 512 channels on MI300X and RX
-  // 7900 XTX. Not 1: the estimate counts no load issue, and a thread would then load an input per 2
-  // multiply-adds. (Blocks of two waves in all, one thread across channels, read the weight by four
-  // times as many pixel tiles, and spill 2 SGPRs on gfx942.)
+  // 7900 XTX. Not 1: a thread would then load 4 inputs per 6 multiply-adds, and by the estimate its loads
+  // bound it (14x14 x 256 channels: 27 us against 23 on MI210, 20 against 15 on RX 7900 XTX); only on 7x7
+  // maps of CDNA's many CUs, which neither fills, does 1 come out ahead, where split_c is the better remedy.
+  // (Blocks of two waves in all, one thread across channels, read the weight by four times as many pixel
+  // tiles, and spill 2 SGPRs on gfx942.)
   const int64_t thread_ow = 2;
   const double outputs = double(w.N) * double(w.M) * double(w.OH) * double(w.OW);
   const bool fills = outputs / double(thread_ow * 4) >= double(reference_simds(target) * wave);
@@ -238,6 +240,14 @@ dsl::KernelTraffic gpu_conv_traffic(const QConvWorkload& w, const Schedule& s) {
   dsl::KernelTraffic t;
   t.global_bytes = input_bytes + weight_bytes + outputs * 4 + (w.has_bias ? double(w.M) * 4 : 0);
   t.rereads = {{input_reads - input_bytes, input_bytes}, {(weight_reads - 1) * weight_bytes, weight_bytes}};
+  // Every thread loads its own inputs: per input channel and kernel row, the columns its thread_ow outputs'
+  // taps span (a column that two unrolled taps share is one load); and, unstaged, its channels' weights of
+  // every tap. Past the reads counted above, the vector cache serves them again.
+  const double threads = outputs / (VW * double(TM));
+  const double row_span = std::min(VW * double(w.KW), (VW - 1) * double(w.SW) + double((w.KW - 1) * w.DW) + 1);
+  const double input_loads = threads * double(w.Cg() * w.KH) * row_span * 4;
+  t.repeated_loads = std::max(0.0, input_loads - input_reads);
+  if (!stage_w) t.repeated_loads += std::max(0.0, threads * double(TM) * taps / 2 - weight_reads * weight_bytes);
   const double dequantized = stage_w ? double(w.N) * pixel_tiles * double(w.M) * taps : outputs * taps / VW;
   t.valu_ops = outputs * taps + dequantized * 4;
   if (stage_w) t.lds_bytes = dequantized * 4 + outputs * taps / VW * 4;
