@@ -47,6 +47,9 @@ TEST_CASE("AMD arch facts: occupancy from registers and LDS", "[gpu]") {
   CHECK(waves_per_simd(arch("gfx90a"), 16, 0, 70000, 256) == 0);  // does not fit
   // RDNA's WGP shares 128 KiB: 3 blocks of 40000 bytes, 8 waves each, over 4 SIMDs.
   CHECK(waves_per_simd(arch("gfx1201"), 16, 0, 40000, 256) == 6);
+  // Vendors count CUs on RDNA too, of 2 SIMDs each: RX 7900 XTX's 96 CUs are 192 SIMDs; MI300X's 304, 1216.
+  CHECK(simds_of(arch("gfx1100"), 96) == 192);
+  CHECK(simds_of(arch("gfx942"), 304) == 1216);
   CHECK_FALSE(check_amd_arch("gfx9999").ok());
   for (const AmdArch& a : amd_arch_table()) {
     INFO(a.name);
@@ -394,8 +397,8 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   // 64 blocks of one wave at split 1 are far from 4 waves on each of MI300X's 1216 SIMDs: the most, 16.
   CHECK(s.get_int("split_k") == 16);
   CHECK(t.blocks * t.threads_per_block == 4096 * 16);
-  // RX 9060 XT's 128 SIMDs: 128 blocks x 4 = 512 waves.
-  CHECK(schedules::gpu_int4_gemv_default(w, gfx1200).get_int("split_k") == 4);
+  // RX 9060 XT's 64 SIMDs (32 CUs of 2 SIMDs): 128 blocks x 2 = 256 waves.
+  CHECK(schedules::gpu_int4_gemv_default(w, gfx1200).get_int("split_k") == 2);
   // A short k keeps at least 64 values a thread.
   w.K = 256;
   CHECK(schedules::gpu_int4_gemv_default(w, gfx942).get_int("split_k") == 4);

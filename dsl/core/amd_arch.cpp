@@ -8,16 +8,16 @@ const std::vector<AmdArch>& amd_arch_table() {
   // RDNA counts are in wave32, tetra's wave size there. RDNA runs in WGP mode: two CUs (4 SIMDs) share
   // 128 KiB of LDS. gfx11 and gfx12 have the 1.5x register file (1536, granule 24); gfx10.3 1024 (16).
   static const std::vector<AmdArch> table = {
-      {"gfx906", "GCN5 (MI50/MI60)", 64, 10, 256, 4, false, 65536, 4, Int8Dot4::Signed},
-      {"gfx908", "CDNA1 (MI100)", 64, 10, 256, 4, false, 65536, 4, Int8Dot4::Signed},
-      {"gfx90a", "CDNA2 (MI210/MI250)", 64, 8, 512, 8, true, 65536, 4, Int8Dot4::Signed},
-      {"gfx942", "CDNA3 (MI300)", 64, 8, 512, 8, true, 65536, 4, Int8Dot4::Signed},
-      {"gfx1030", "RDNA2 (RX 6800/6900)", 32, 16, 1024, 16, false, 131072, 4, Int8Dot4::Signed},
-      {"gfx1100", "RDNA3 (RX 7900)", 32, 16, 1536, 24, false, 131072, 4, Int8Dot4::Mixed},
-      {"gfx1101", "RDNA3 (RX 7800/7700)", 32, 16, 1536, 24, false, 131072, 4, Int8Dot4::Mixed},
-      {"gfx1151", "RDNA3.5 (Strix Halo)", 32, 16, 1536, 24, false, 131072, 4, Int8Dot4::Mixed},
-      {"gfx1200", "RDNA4 (RX 9060)", 32, 16, 1536, 24, false, 131072, 4, Int8Dot4::Mixed},
-      {"gfx1201", "RDNA4 (RX 9070)", 32, 16, 1536, 24, false, 131072, 4, Int8Dot4::Mixed},
+      {"gfx906", "GCN5 (MI50/MI60)", 64, 10, 256, 4, false, 65536, 4, 1, Int8Dot4::Signed},
+      {"gfx908", "CDNA1 (MI100)", 64, 10, 256, 4, false, 65536, 4, 1, Int8Dot4::Signed},
+      {"gfx90a", "CDNA2 (MI210/MI250)", 64, 8, 512, 8, true, 65536, 4, 1, Int8Dot4::Signed},
+      {"gfx942", "CDNA3 (MI300)", 64, 8, 512, 8, true, 65536, 4, 1, Int8Dot4::Signed},
+      {"gfx1030", "RDNA2 (RX 6800/6900)", 32, 16, 1024, 16, false, 131072, 4, 2, Int8Dot4::Signed},
+      {"gfx1100", "RDNA3 (RX 7900)", 32, 16, 1536, 24, false, 131072, 4, 2, Int8Dot4::Mixed},
+      {"gfx1101", "RDNA3 (RX 7800/7700)", 32, 16, 1536, 24, false, 131072, 4, 2, Int8Dot4::Mixed},
+      {"gfx1151", "RDNA3.5 (Strix Halo)", 32, 16, 1536, 24, false, 131072, 4, 2, Int8Dot4::Mixed},
+      {"gfx1200", "RDNA4 (RX 9060)", 32, 16, 1536, 24, false, 131072, 4, 2, Int8Dot4::Mixed},
+      {"gfx1201", "RDNA4 (RX 9070)", 32, 16, 1536, 24, false, 131072, 4, 2, Int8Dot4::Mixed},
   };
   return table;
 }
@@ -25,6 +25,8 @@ const std::vector<AmdArch>& amd_arch_table() {
 const char* int8_dot4_macro(const AmdArch& arch) {
   return arch.int8_dot4 == Int8Dot4::Signed ? "TETRA_SDOT4" : "TETRA_SUDOT4";
 }
+
+int simds_of(const AmdArch& arch, int cus) { return cus / arch.cus_per_lds * arch.simds_per_cu; }
 
 const AmdArch* find_amd_arch(const std::string& name) {
   for (const AmdArch& a : amd_arch_table())

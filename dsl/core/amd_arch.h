@@ -33,6 +33,7 @@ struct AmdArch {
   bool unified_agprs;             // AGPRs count against the same file (gfx90a, gfx942)
   int lds_per_cu;                 // bytes shared by the workgroups resident on one CU (a WGP on RDNA)
   int simds_per_cu;               // SIMDs sharing that LDS
+  int cus_per_lds;                // CUs sharing it: 1, or on RDNA 2 (a WGP: two CUs of 2 SIMDs each)
   Int8Dot4 int8_dot4;             // checked against clang-19 by tests/halide/test_gpu_int8.cpp
   int lds_per_workgroup = 65536;  // the most one workgroup may allocate
 };
@@ -48,6 +49,9 @@ const char* int8_dot4_macro(const AmdArch& arch);
 
 // Refuses an arch not in the table, naming those that are.
 Status check_amd_arch(const std::string& name);
+
+// The SIMDs of a GPU of `cus` compute units (vendors count CUs, also on RDNA).
+int simds_of(const AmdArch& arch, int cus);
 
 // Waves of one kernel resident per SIMD, by the rules above, for blocks of `threads_per_block`; 0 when
 // one block's LDS does not fit.

@@ -44,7 +44,7 @@ GpuEstimate estimate_kernel(const KernelTraffic& t, const AmdArch& arch, const G
   e.valu_us = t.valu_ops / (device.cus * kLanesPerCu * clock_per_us);
   e.lds_us = t.lds_bytes / (device.cus * kLdsBytesPerClock * clock_per_us);
   e.loads_us = (memory_bytes + cache_bytes + t.repeated_loads) / (device.cus * kL1BytesPerClock * clock_per_us);
-  const double simds = double(device.cus) * arch.simds_per_cu;
+  const double simds = simds_of(arch, device.cus);
   const double waves_per_block = double((t.threads_per_block + arch.wavefront - 1) / arch.wavefront);
   const double waves = double(t.blocks) * waves_per_block * std::min(1.0, t.busy);
   // A block of fewer threads than its waves' lanes (16 threads in a 64-wide wave) leaves the rest idle:
@@ -57,9 +57,10 @@ GpuEstimate estimate_kernel(const KernelTraffic& t, const AmdArch& arch, const G
   const double memory = latency_hidden > 0 ? (e.memory_us + e.cache_us) / latency_hidden : 1e30;
   const double valu = filled > 0 ? e.valu_us / filled : 1e30;
   const double lds = filled > 0 ? e.lds_us / filled : 1e30;
-  // Each CU's vector cache serves the blocks on that CU, however few their waves: only the CUs the grid fills
-  // count. (Idle lanes load nothing: the bytes are the busy lanes' already.)
-  const double loads = t.blocks > 0 ? e.loads_us / std::min(1.0, double(t.blocks) / device.cus) : 1e30;
+  // Each CU's vector cache serves the blocks on that CU (on RDNA, a block's WGP has two), however few their
+  // waves: only the CUs the grid fills count. (Idle lanes load nothing: the bytes are the busy lanes' already.)
+  const double cus_filled = std::min(1.0, double(t.blocks) * arch.cus_per_lds / device.cus);
+  const double loads = cus_filled > 0 ? e.loads_us / cus_filled : 1e30;
   e.time_us = std::max({memory, valu, lds, loads});
   // Memory time that too few waves stretch is latency, not bandwidth: more parallelism is the remedy.
   e.bound = e.time_us == memory ? (latency_hidden < 1 ? "latency" : "memory")

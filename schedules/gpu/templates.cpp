@@ -42,7 +42,7 @@ dsl::Status check_staged_bytes(int64_t bytes, const std::string& knob, const std
 int64_t reference_simds(const TargetSpec& target) {
   const dsl::GpuDevice* device = dsl::reference_gpu(target.gpu_arch);
   const dsl::AmdArch* arch = dsl::find_amd_arch(target.gpu_arch);
-  return device && arch ? int64_t(device->cus) * arch->simds_per_cu : 256;
+  return device && arch ? int64_t(dsl::simds_of(*arch, device->cus)) : 256;
 }
 
 double gpu_weight_bytes(const QMatMulWorkload& w) {
