@@ -78,8 +78,8 @@ Schedule gpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
   // idle, so a thread takes 2 channels instead of 4 when the outputs would give the arch's reference GPU
   // less than a wave per SIMD: by the static estimate 2x faster at 7x7 x 512 channels on MI300X and RX
   // 7900 XTX. Not 1: a thread would then load 4 inputs per 6 multiply-adds, and by the estimate its loads
-  // bound it (14x14 x 256 channels: 27 us against 23 on MI210, 20 against 15 on RX 7900 XTX); only on 7x7
-  // maps of CDNA's many CUs, which neither fills, does 1 come out ahead, where split_c is the better remedy.
+  // bound it (14x14 x 256 channels on MI210: 27 us against 23); only on 7x7 maps of CDNA's many CUs, which
+  // neither fills, does 1 come out ahead, where split_c is the better remedy.
   // (Blocks of two waves in all, one thread across channels, read the weight by four times as many pixel
   // tiles, and spill 2 SGPRs on gfx942.)
   const int64_t thread_ow = 2;
