@@ -263,6 +263,10 @@ TEST_CASE("GPU conv: each thread's own input loads, and unstaged weight loads, a
   CHECK(schedules::gpu_conv_traffic(w, s).repeated_loads == Approx(threads * 256 * 3 * 5 * 4 - 32 * input));
   w.SW = 4;
   CHECK(schedules::gpu_conv_traffic(w, s).repeated_loads == Approx(threads * 256 * 3 * 6 * 4 - 32 * input));
+  // Stride 2 and dilation 2: the second output's taps read columns 2, 4 and 6, two of them the first's.
+  w.SW = 2, w.DW = 2;
+  CHECK(schedules::gpu_conv_traffic(w, s).repeated_loads == Approx(threads * 256 * 3 * 4 * 4 - 32 * input));
+  w.DW = 1;
   // On a map whose blocks fill MI210 (3x3, 64 -> 64 channels on 112x112; the default gives a thread 4
   // channels), one channel a thread loads 4 inputs per 6 multiply-adds, not 24: by the estimate it is bound
   // by its loads and slower than the default, where without them the two tied (both bound by their ALU work).

@@ -1,6 +1,7 @@
 #include "schedules/gpu/conv.h"
 
 #include <algorithm>
+#include <set>
 
 #include "schedules/gpu/templates.h"
 
@@ -241,11 +242,13 @@ dsl::KernelTraffic gpu_conv_traffic(const QConvWorkload& w, const Schedule& s) {
   t.global_bytes = input_bytes + weight_bytes + outputs * 4 + (w.has_bias ? double(w.M) * 4 : 0);
   t.rereads = {{input_reads - input_bytes, input_bytes}, {(weight_reads - 1) * weight_bytes, weight_bytes}};
   // Every thread loads its own inputs: per input channel and kernel row, the columns its thread_ow outputs'
-  // taps span (a column that two unrolled taps share is one load); and, unstaged, its channels' weights of
+  // taps read (a column that two unrolled taps share is one load); and, unstaged, its channels' weights of
   // every tap. Past the reads counted above, the vector cache serves them again.
   const double threads = outputs / (VW * double(TM));
-  const double row_span = std::min(VW * double(w.KW), (VW - 1) * double(w.SW) + double((w.KW - 1) * w.DW) + 1);
-  const double input_loads = threads * double(w.Cg() * w.KH) * row_span * 4;
+  std::set<int64_t> columns;
+  for (int64_t v = 0; v < int64_t(VW); ++v)
+    for (int64_t k = 0; k < w.KW; ++k) columns.insert(v * w.SW + k * w.DW);
+  const double input_loads = threads * double(w.Cg() * w.KH) * double(columns.size()) * 4;
   t.repeated_loads = std::max(0.0, input_loads - input_reads);
   if (!stage_w) t.repeated_loads += std::max(0.0, threads * double(TM) * taps / 2 - weight_reads * weight_bytes);
   const double dequantized = stage_w ? double(w.N) * pixel_tiles * double(w.M) * taps : outputs * taps / VW;
