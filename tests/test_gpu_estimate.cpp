@@ -156,6 +156,13 @@ TEST_CASE("GPU estimate: what a block's threads load again is charged at the vec
   CHECK(e.bound == "loads");
   t.threads_per_block = 256;
   CHECK(estimate_kernel(t, arch("gfx942"), mi300x, 8).time_us == Approx(20.0));
+  // On RDNA a block's WGP has two CUs, each with its vector cache: 24 blocks of 8 waves keep half of RX 7900
+  // XTX's 96 CUs loading.
+  const GpuDevice& rx7900xtx = *reference_gpu("gfx1100");
+  t.blocks = 24;
+  e = estimate_kernel(t, arch("gfx1100"), rx7900xtx, 16);
+  CHECK(e.bound == "loads");
+  CHECK(e.time_us == Approx(2 * e.loads_us));
 }
 
 TEST_CASE("GPU GEMMs: each thread row loading the weight itself is charged, so one row a thread is not the fastest",
