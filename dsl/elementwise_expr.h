@@ -2,7 +2,7 @@
 // the attribute choices that change the code ("Relu", "Clip:min,max", "Gelu:tanh", "Pow:square"). One
 // table for the elementwise kernels (runtime/elementwise_pipelines.cpp) and for the epilogues that
 // conv and matmul kernels apply in their output stage (dsl/qconv.h, dsl/qmatmul.h). The arities are
-// runtime/halide_ops.h's elementwise_ops().
+// runtime/halide_backend.h's elementwise_ops().
 //
 // Numerics: exp, log and erf are Halide's vectorized versions; tanh is built on exp (libm's tanhf
 // runs scalar, 12x slower); Pow calls libm's powf (Halide's pow loses up to ~1e-6 relative).

@@ -9,7 +9,7 @@
 
 #include "dsl/elementwise_expr.h"
 #include "importer/error.h"
-#include "runtime/halide_ops.h"
+#include "runtime/halide_backend.h"
 
 namespace tetra {
 namespace {

@@ -24,8 +24,8 @@ struct ExecutorOptions {
   Backend backend = Backend::Halide;
   int threads = 0;                         // Halide's thread pool size; 0: one per core
   const ScheduleSource* schedules = nullptr;  // tuned schedules; must outlive the executor
-  std::string kernel_cache;  // folder of compiled kernels reused across processes; "" compiles in memory
-  std::string target;        // what the kernels are compiled for (dsl::parse_target; this machine must
+  std::string kernel_cache{};  // folder of compiled kernels reused across processes; "" compiles in memory
+  std::string target{};        // what the kernels are compiled for (dsl::parse_target; this machine must
                              // run it); "": this machine
 };
 

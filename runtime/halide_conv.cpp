@@ -8,7 +8,8 @@
 #include "dsl/core/kernel_calls.h"
 #include "importer/error.h"
 #include "runtime/epilogue.h"
-#include "runtime/halide_ops.h"
+#include "runtime/halide_backend.h"
+#include "runtime/halide_epilogue.h"
 #include "runtime/ops/conv_core.h"
 
 namespace tetra {

@@ -16,7 +16,8 @@
 #include "HalideBuffer.h"
 #include "importer/error.h"
 #include "runtime/epilogue.h"
-#include "runtime/halide_ops.h"
+#include "runtime/halide_backend.h"
+#include "runtime/halide_epilogue.h"
 #include "runtime/ops/conv_core.h"
 #include "runtime/qmatmul_runner.h"
 

@@ -26,8 +26,8 @@
 #include <set>
 
 #include "HalideBuffer.h"
+#include "runtime/halide_backend.h"
 #include "runtime/halide_kernel.h"
-#include "runtime/halide_ops.h"
 #include "runtime/op_registry.h"
 #include "runtime/ops/op_util.h"
 #include "runtime/ops/pad.h"

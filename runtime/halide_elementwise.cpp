@@ -26,11 +26,10 @@
 
 #include "HalideBuffer.h"
 #include "importer/error.h"
+#include "runtime/halide_backend.h"
 #include "runtime/halide_kernel.h"
-#include "runtime/halide_ops.h"
 #include "runtime/op_registry.h"
 #include "runtime/ops/conv_core.h"
-
 
 namespace tetra {
 namespace {

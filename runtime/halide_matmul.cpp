@@ -7,7 +7,7 @@
 
 #include "HalideBuffer.h"
 #include "importer/error.h"
-#include "runtime/halide_ops.h"
+#include "runtime/halide_backend.h"
 #include "runtime/ops/attention_layout.h"
 
 namespace tetra {

@@ -5,7 +5,7 @@
 //     this process, picking QMatMul schedules from a tuning database;
 //   * a model library compiled ahead of time (runtime/aot/) looks the key up in the table of the
 //     functions `tetra compile` compiled into it.
-// The node kernels themselves (runtime/gemm_kernels.cpp, halide_conv.cpp, halide_elementwise.cpp)
+// The node kernels themselves (runtime/halide_gemm.cpp, halide_conv.cpp, halide_elementwise.cpp)
 // need no libHalide, so the same code runs in the JIT runtime and in model libraries.
 #pragma once
 #include <memory>

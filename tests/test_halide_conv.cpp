@@ -2,15 +2,14 @@
 // on its direct Halide kernel (runtime/halide_conv.cpp), not the reference fallback, and match the
 // reference evaluator on fresh random data. Cases share kernel sizes and formats where they can:
 // one JIT compile per (kernel, stride, format, bias, schedule).
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 
 #include "runtime/executor.h"
-#include "runtime/halide_ops.h"
+#include "runtime/halide_backend.h"
 #include "runtime/model.h"
 #include "tests/test_support.h"
 #include "tools/model_builder.h"

@@ -2,7 +2,7 @@
 
 #include <map>
 
-#include "runtime/halide_ops.h"
+#include "runtime/halide_backend.h"
 #include "schedules/cpu/conv.h"
 #include "schedules/qmatmul_templates.h"
 

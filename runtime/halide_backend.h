@@ -1,11 +1,10 @@
-// Entry points of the Halide backend's kernel families; make_halide_kernel() (gemm_kernels.cpp)
+// Entry points of the Halide backend's kernel families; make_halide_kernel() (halide_backend.cpp)
 // asks each in turn. Each returns nullptr and sets `why_not` when it does not handle the node.
 #pragma once
-#include <memory>
-#include <string>
-
 #include <map>
+#include <memory>
 #include <optional>
+#include <string>
 
 #include "dsl/core/qconv_format.h"
 #include "dsl/core/qmatmul_workload.h"
@@ -29,10 +28,10 @@ const std::map<std::string, ElementwiseArity>& elementwise_ops();
 // Elementwise, normalization, pooling and reduction ops (halide_elementwise.cpp).
 std::unique_ptr<NodeKernel> make_halide_elementwise_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                            std::string* why_not);
-// `inner`, which applies a fused node's epilogue steps before `first_step`, then the remaining ones (each
-// on a Halide elementwise kernel where there is one).
-std::unique_ptr<NodeKernel> with_epilogue(const Node& node, const Graph& graph, KernelSource& source,
-                                          std::unique_ptr<NodeKernel> inner, size_t first_step);
+// The int4 GEMMs: tetra.QMatMul, and a group-1 tetra.QConv that does not run direct, as im2col + GEMM
+// (halide_gemm.cpp).
+std::unique_ptr<NodeKernel> make_halide_gemm_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                                    std::string* why_not);
 // tetra.Attention: softmax(A·B)·V without the scores in memory (halide_matmul.cpp).
 std::unique_ptr<NodeKernel> make_halide_attention_kernel(const Node& node, KernelSource& source);
 // Activation x activation MatMul (neither input constant), batched and broadcast (halide_matmul.cpp).
@@ -47,23 +46,24 @@ std::unique_ptr<NodeKernel> make_halide_conv_transpose_kernel(const Node& node, 
 bool conv_transpose_runs_direct(const Node& node, const Graph& graph);
 // The GEMM weight of such a ConvTranspose, [C, M*KH*KW] (its own weight, viewed), or nullptr and why not.
 std::shared_ptr<const QuantizedWeight> conv_transpose_gemm_weight(const Node& node, const Graph& graph,
-                                                                   std::string* why_not);
+                                                                  std::string* why_not);
 // Data movement (views, Transpose, Slice, Concat, Split, Gather, Where), Resize and ReduceSum /
 // ReduceMean (halide_data_movement.cpp); is_data_movement() names the ops it decides on.
 bool is_data_movement(const std::string& op_type);
 // Comparisons and logic (Equal, Less, ..., Not, And, Or, Xor): bool results, on the reference kernel on
 // the CPU (masks are small or folded at load) and as float masks on the GPU.
 bool is_predicate(const std::string& op_type);
-std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, const Graph& graph,
-                                                             KernelSource& source, std::string* why_not);
+std::unique_ptr<NodeKernel> make_halide_data_movement_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                                             std::string* why_not);
 // Direct 2-D tetra.QConv, dense, grouped or depthwise (halide_conv.cpp); 1-D dense convs use im2col.
 // The kernel applies the leading residual Add and activation of Node::epilogue itself, the rest after.
 std::unique_ptr<NodeKernel> make_halide_conv_kernel(const Node& node, const Graph& graph, KernelSource& source,
                                                     std::string* why_not);
 
 // The GEMM a node runs as on the Halide backend (tetra.QMatMul, a group-1 1-D tetra.QConv through
-// im2col, or a ConvTranspose before its col2im) for the shapes in `graph`, with its weight as the GEMM sees it. The runtime's kernels and
-// the tuner's tasks both come from here, so their workload keys agree. nullopt: not a Halide GEMM.
+// im2col, or a ConvTranspose before its col2im) for the shapes in `graph`, with its weight as the GEMM sees it. The
+// runtime's kernels and the tuner's tasks both come from here, so their workload keys agree. nullopt: not a Halide
+// GEMM.
 struct HalideGemm {
   dsl::QMatMulWorkload workload;
   std::shared_ptr<const QuantizedWeight> weight;

@@ -1,11 +1,8 @@
-// The Halide backend's int4 GEMM node kernels, and the backend's entry point. tetra.QMatMul runs as
-// a compiled QMatMul over the packed int4 weight; a 1-D dense tetra.QConv, or one with a single output position, runs as im2col + the same
-// kernel over the conv weight laid out as a [M, kh*kw*C] matrix. Other nodes go to the conv and
-// elementwise families, or fall back to their reference kernels, with the reason. No libHalide here:
-// the code comes from a KernelSource.
+// The Halide backend's int4 GEMM family. tetra.QMatMul runs as a compiled QMatMul over the packed int4
+// weight; a group-1 tetra.QConv that does not run direct (a 1-D conv, or one with a single output
+// position) runs as im2col + the same kernel over the conv weight laid out as a [M, kh*kw*C] matrix.
 #include <algorithm>
 #include <cstring>
-#include <map>
 #include <thread>
 
 #include "HalideBuffer.h"
@@ -13,17 +10,13 @@
 #include "importer/error.h"
 #include "runtime/epilogue.h"
 #include "runtime/executor.h"
-#include "runtime/halide_ops.h"
+#include "runtime/halide_backend.h"
+#include "runtime/halide_epilogue.h"
 #include "runtime/kernel_source.h"
 #include "runtime/ops/conv_core.h"
 #include "runtime/qmatmul_runner.h"
 
 namespace tetra {
-
-int64_t host_cores() {
-  static const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
-  return cores;
-}
 
 namespace {
 
@@ -42,61 +35,6 @@ KernelEpilogue lone_relu_epilogue(const Node& node) {
   if (node.epilogue.size() == 1 && node.epilogue[0].domain.empty() && node.epilogue[0].op_type == "Relu")
     k.epilogue = dsl::OutputEpilogue::relu(), k.steps = 1;
   return k;
-}
-
-// The epilogue steps of a fused node from `first_step` on (those its kernel does not apply itself),
-// each on a Halide elementwise kernel where there is one, else on the step's reference kernel.
-class Epilogue {
- public:
-  Epilogue(const Node& node, const Graph& graph, KernelSource& source, size_t first_step)
-      : node_(node), first_step_(first_step) {
-    for (size_t s = first_step; s < node.epilogue.size(); ++s) {
-      // The running value takes the name of the fused node's output, which has its type and shape.
-      auto step = std::make_unique<Node>(node.epilogue[s]);
-      step->inputs[0] = node.outputs[0];
-      std::string why_not;
-      std::unique_ptr<NodeKernel> kernel = make_halide_elementwise_kernel(*step, graph, source, &why_not);
-      kernels_.push_back(kernel ? std::move(kernel) : make_reference_kernel(node.epilogue[s], why_not));
-      steps_.push_back(std::move(step));
-    }
-  }
-
-  // `inputs` are the fused node's.
-  Tensor apply(Tensor y, const std::vector<Tensor>& inputs) {
-    for (size_t k = 0; k < kernels_.size(); ++k)
-      y = kernels_[k]->run(epilogue_step_args(node_, node_.epilogue[first_step_ + k], y, inputs)).at(0);
-    return y;
-  }
-
-  // Passes the fused node's output places to the last step (the earlier steps' results are
-  // temporaries); false when there are no steps, and the kernel before them writes the output.
-  bool take_places(OutputPlaces& places) {
-    if (kernels_.empty()) return false;
-    kernels_.back()->set_places(std::move(places));
-    return true;
-  }
-
-  double compile_ms() const {
-    double ms = 0;
-    for (const auto& k : kernels_) ms += k->info().compile_ms;
-    return ms;
-  }
-
-  std::string describe() const { return describe_epilogue(node_, first_step_); }
-
- private:
-  const Node& node_;
-  size_t first_step_;
-  std::vector<std::unique_ptr<Node>> steps_;  // the kernels hold references to them
-  std::vector<std::unique_ptr<NodeKernel>> kernels_;
-};
-
-// "SCHEDULE; in the kernel: +residual Gelu; after it: Mul", for KernelInfo::detail.
-std::string kernel_detail(const std::string& schedule, const dsl::OutputEpilogue& in_kernel, const Epilogue& after) {
-  std::string out = schedule;
-  if (!in_kernel.empty()) out += "; in the kernel: " + in_kernel.describe();
-  if (std::string steps = after.describe(); !steps.empty()) out += "; after it: " + steps;
-  return out;
 }
 
 class HalideQMatMul : public NodeKernel {
@@ -171,7 +109,7 @@ class HalideQMatMul : public NodeKernel {
   const Node& node_;
   KernelEpilogue in_kernel_;  // the steps the kernel applies in its output stage
   QMatMulRunner runner_;
-  Epilogue epilogue_;
+  EpilogueSteps epilogue_;
   float alpha_, beta_;
   bool trans_a_;
 };
@@ -263,8 +201,10 @@ class HalideQConv : public NodeKernel {
               for (int64_t j = 0; j < KW; ++j) {
                 int64_t iw = ow * SW - PW + j * DW;
                 float* dst = row + (i * KW + j) * C;
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) std::fill(dst, dst + C, 0.0f);
-                else std::copy_n(nhwc.data() + (ih * W + iw) * C, C, dst);
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                  std::fill(dst, dst + C, 0.0f);
+                else
+                  std::copy_n(nhwc.data() + (ih * W + iw) * C, C, dst);
               }
             }
           }
@@ -280,37 +220,11 @@ class HalideQConv : public NodeKernel {
   const Node& node_;
   KernelEpilogue in_kernel_;  // a lone Relu, applied by the GEMM
   QMatMulRunner runner_;
-  Epilogue epilogue_;
+  EpilogueSteps epilogue_;
   std::vector<float> cols_, y_rows_, nhwc_;
   Shape last_x_shape_;  // the last call's input shape and its parameters
   ConvParams last_p_;
   int layout_conversions_ = 0;
-};
-
-// Runs a kernel that applies the node's epilogue steps before `first_step`, then the others.
-class WithEpilogue : public NodeKernel {
- public:
-  WithEpilogue(const Node& node, const Graph& graph, KernelSource& source, std::unique_ptr<NodeKernel> inner,
-               size_t first_step)
-      : inner_(std::move(inner)), epilogue_(node, graph, source, first_step) {}
-  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override {
-    std::vector<Tensor> out = inner_->run(inputs);
-    out[0] = epilogue_.apply(std::move(out[0]), inputs);
-    return out;
-  }
-  void set_places(OutputPlaces places) override {
-    if (!epilogue_.take_places(places)) inner_->set_places(std::move(places));
-  }
-  KernelInfo info() const override {
-    KernelInfo info = inner_->info();
-    info.detail = kernel_detail(info.detail, {}, epilogue_);
-    info.compile_ms += epilogue_.compile_ms();
-    return info;
-  }
-
- private:
-  std::unique_ptr<NodeKernel> inner_;
-  Epilogue epilogue_;
 };
 
 // A bias the kernels take: float, and one value per output column.
@@ -326,10 +240,6 @@ std::string format_problem(const QuantizedWeight& w, bool trans_b) {
   auto format = dsl::int4_format_of(w, trans_b);
   return format.ok() ? "" : format.failure().describe();
 }
-
-}  // namespace
-
-namespace {
 
 // The weight of a node that runs as a Halide GEMM, as the GEMM sees it, or the reason it cannot.
 struct GemmWeight {
@@ -348,8 +258,10 @@ GemmWeight gemm_weight_of(const Node& node, const Graph& graph) {
     int64_t N = node.weight->shape()[g.trans_b ? 0 : 1];
     if (!float_input)
       g.problem = "input is not float";
-    else if (!per_column_bias(node, graph, N)) g.problem = "bias is not one value per output column";
-    else g.problem = format_problem(*g.matrix, g.trans_b);
+    else if (!per_column_bias(node, graph, N))
+      g.problem = "bias is not one value per output column";
+    else
+      g.problem = format_problem(*g.matrix, g.trans_b);
     return g;
   }
   if (conv_runs_direct(node, graph)) {
@@ -360,11 +272,16 @@ GemmWeight gemm_weight_of(const Node& node, const Graph& graph) {
     g.trans_b = true;
     std::optional<QuantizedWeight> matrix = conv_weight_as_matrix(*node.weight);
     int64_t rank = node.weight->shape().size();
-    if (!per_column_bias(node, graph, node.weight->shape()[0])) g.problem = "bias is not one value per output channel";
-    else if (rank != 3 && rank != 4) g.problem = "only 1-D and 2-D convs have a Halide kernel";
-    else if (!float_input) g.problem = "input is not float";
-    else if (!matrix) g.problem = "weight quantization does not map onto a [M, kh*kw*C] matrix";
-    else g.problem = format_problem(*matrix, true);
+    if (!per_column_bias(node, graph, node.weight->shape()[0]))
+      g.problem = "bias is not one value per output channel";
+    else if (rank != 3 && rank != 4)
+      g.problem = "only 1-D and 2-D convs have a Halide kernel";
+    else if (!float_input)
+      g.problem = "input is not float";
+    else if (!matrix)
+      g.problem = "weight quantization does not map onto a [M, kh*kw*C] matrix";
+    else
+      g.problem = format_problem(*matrix, true);
     if (g.problem.empty()) g.matrix = std::make_shared<QuantizedWeight>(std::move(*matrix));
     return g;
   }
@@ -374,8 +291,8 @@ GemmWeight gemm_weight_of(const Node& node, const Graph& graph) {
 
 }  // namespace
 
-// The GEMM order of a conv weight is k = (kernel position, channel): blocks along C stay contiguous runs of k when C is a multiple of
-// the block size. Still 4-bit: the codes and scales are moved, never dequantized.
+// The GEMM order of a conv weight is k = (kernel position, channel): blocks along C stay contiguous runs of k when C is
+// a multiple of the block size. Still 4-bit: the codes and scales are moved, never dequantized.
 std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& w) {
   const Shape& s = w.shape();
   int64_t M = s[0], C = s[1], R = 1;
@@ -390,8 +307,10 @@ std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& w) {
     for (int64_t c = 0; c < C; ++c)
       for (int64_t r = 0; r < R; ++r) {
         int64_t to = (o * R + r) * C + c, from = (o * C + c) * R + r;
-        if (w.is_float()) m.data.set(to, w.data.get(from));
-        else m.data.set_int(to, w.data.get_int(from));
+        if (w.is_float())
+          m.data.set(to, w.data.get(from));
+        else
+          m.data.set_int(to, w.data.get_int(from));
       }
   if (blocked_c) {
     int64_t G = C / w.block_size;  // scale [M, G, kh, kw] -> [M, R*G]
@@ -401,8 +320,10 @@ std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& w) {
         for (int64_t g = 0; g < G; ++g)
           for (int64_t r = 0; r < R; ++r) {
             int64_t from = (o * G + g) * R + r, to = (o * R + r) * G + g;
-            if (is_float(t.dtype())) out.set(to, t.get(from));
-            else out.set_int(to, t.get_int(from));
+            if (is_float(t.dtype()))
+              out.set(to, t.get(from));
+            else
+              out.set_int(to, t.get_int(from));
           }
       return out;
     };
@@ -411,11 +332,6 @@ std::optional<QuantizedWeight> conv_weight_as_matrix(const QuantizedWeight& w) {
     m.axis = 1;
   }
   return m;
-}
-
-std::unique_ptr<NodeKernel> with_epilogue(const Node& node, const Graph& graph, KernelSource& source,
-                                          std::unique_ptr<NodeKernel> inner, size_t first_step) {
-  return std::make_unique<WithEpilogue>(node, graph, source, std::move(inner), first_step);
 }
 
 std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
@@ -450,30 +366,13 @@ std::optional<HalideGemm> halide_gemm_of(const Node& node, const Graph& graph) {
   return gemm;
 }
 
-const float* float_data(const Tensor& t, std::vector<float>& storage) {
-  if (t.dtype() == DType::Float32) return t.data<float>();
-  storage.resize(size_t(t.size()));
-  for (int64_t i = 0; i < t.size(); ++i) storage[size_t(i)] = static_cast<float>(t.get(i));
-  return storage.data();
-}
-
-std::unique_ptr<NodeKernel> make_halide_kernel(const Node& node, const Graph& graph, KernelSource& source,
-                                               std::string* why_not) {
-  // 2-D convs and grouped ones have direct kernels; 1-D dense convs and GEMV-like ones run as im2col + GEMM.
-  if (node.domain == "tetra" && node.op_type == "QConv" && (node.attr_int("group", 1) != 1 || conv_runs_direct(node, graph)))
-    return make_halide_conv_kernel(node, graph, source, why_not);
-  if (node.domain == "tetra" && node.weight) {
-    GemmWeight g = gemm_weight_of(node, graph);
-    *why_not = g.problem;
-    if (!g.problem.empty()) return nullptr;
-    if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, graph, node.has_input(1), source);
-    return std::make_unique<HalideQConv>(node, graph, g.matrix, node.has_input(1), source);
-  }
-  if (node.domain.empty() && node.op_type == "MatMul") return make_halide_matmul_kernel(node, graph, source, why_not);
-  if (node.domain == "tetra" && node.op_type == "Attention") return make_halide_attention_kernel(node, source);
-  if (node.domain.empty() && node.op_type == "ConvTranspose")
-    return make_halide_conv_transpose_kernel(node, graph, source, why_not);
-  return make_halide_elementwise_kernel(node, graph, source, why_not);
+std::unique_ptr<NodeKernel> make_halide_gemm_kernel(const Node& node, const Graph& graph, KernelSource& source,
+                                                    std::string* why_not) {
+  GemmWeight g = gemm_weight_of(node, graph);
+  *why_not = g.problem;
+  if (!g.problem.empty()) return nullptr;
+  if (node.op_type == "QMatMul") return std::make_unique<HalideQMatMul>(node, graph, node.has_input(1), source);
+  return std::make_unique<HalideQConv>(node, graph, g.matrix, node.has_input(1), source);
 }
 
 }  // namespace tetra
