@@ -26,7 +26,7 @@ struct ExecutorOptions {
   const ScheduleSource* schedules = nullptr;  // tuned schedules; must outlive the executor
   std::string kernel_cache{};  // folder of compiled kernels reused across processes; "" compiles in memory
   std::string target{};        // what the kernels are compiled for (dsl::parse_target; this machine must
-                             // run it); "": this machine
+                               // run it); "": this machine
 };
 
 // The opt-in int8-activation mode (ONNX Runtime's MatMulNBits accuracy_level 4): the attribute

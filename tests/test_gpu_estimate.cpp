@@ -105,6 +105,35 @@ TEST_CASE("GPU estimate: memory, latency and ALU bounds on hand-computed cases",
   CHECK(estimate_kernel(t, arch("gfx942"), mi300x, 8).time_us == Approx(4 * 1e10 / (304 * 64 * 2.1e3)));
 }
 
+TEST_CASE("GPU estimate: a block's waves share one CU's SIMDs, so few large blocks leave CUs idle", "[gpu]") {
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  const double valu_us = 1e10 / (304 * 64 * 2.1e3);  // every SIMD busy
+  KernelTraffic t;
+  t.global_bytes = 1e3;
+  t.valu_ops = 1e10;
+  // 152 blocks of 8 waves: 1216 waves, one for each SIMD, but on half the CUs, 2 waves a SIMD there.
+  t.blocks = 152;
+  t.threads_per_block = 512;
+  GpuEstimate e = estimate_kernel(t, arch("gfx942"), mi300x, 8);
+  CHECK(e.bound == "valu");
+  CHECK(e.time_us == Approx(2 * valu_us));
+  // The same waves in 608 blocks of 2 fill every CU.
+  t.blocks = 608;
+  t.threads_per_block = 128;
+  CHECK(estimate_kernel(t, arch("gfx942"), mi300x, 8).time_us == Approx(valu_us));
+  // 152 blocks of 4 waves: a wave for each SIMD of half the CUs, as before.
+  t.blocks = 152;
+  t.threads_per_block = 256;
+  CHECK(estimate_kernel(t, arch("gfx942"), mi300x, 8).time_us == Approx(2 * valu_us));
+  // On RDNA a block's WGP has 4 SIMDs: 24 blocks of 8 waves of 32 fill half of RX 7900 XTX's 48 WGPs.
+  const GpuDevice& rx7900xtx = *reference_gpu("gfx1100");
+  t.blocks = 24;
+  e = estimate_kernel(t, arch("gfx1100"), rx7900xtx, 16);
+  CHECK(e.time_us == Approx(2 * e.valu_us));
+  t.blocks = 48;
+  CHECK(estimate_kernel(t, arch("gfx1100"), rx7900xtx, 16).time_us == Approx(e.valu_us));
+}
+
 TEST_CASE("GPU estimate: re-reads of an operand that fits in L2 are served from it", "[gpu]") {
   const GpuDevice& mi300x = *reference_gpu("gfx942");
   REQUIRE(mi300x.l2_mib == 4);
@@ -245,15 +274,16 @@ TEST_CASE("GPU conv: tiles past a small map's edge count as idle in the estimate
 }
 
 TEST_CASE("GPU conv: each thread's own input loads, and unstaged weight loads, are charged", "[gpu]") {
-  // ResNet's 3x3, 256 -> 256 channels on 14x14; the default there: 2 channels and 2 columns a thread, 4 threads
-  // across channels, the weight staged.
+  // ResNet's 3x3, 256 -> 256 channels on 14x14: 2 channels and 2 columns a thread, 4 threads across
+  // channels, blocks of 16 x 8 outputs, the weight staged.
   QConvWorkload w;
   w.N = 1, w.C = w.M = 256, w.group = 1, w.H = w.W = w.OH = w.OW = 14;
   w.KH = w.KW = 3, w.pad_top = w.pad_left = w.pad_bottom = w.pad_right = 1;
-  const TargetSpec gfx942 = parse_target("hip:gfx942").value();
-  const Schedule s = schedules::gpu_conv_default(w, gfx942);
-  REQUIRE((s.get_int("thread_m") == 2 && s.get_int("thread_ow") == 2 && s.get_int("threads_m") == 4 &&
-           s.get_string("shared_stage") == "w"));
+  Schedule s;
+  s.template_name = "gpu_int4_conv";
+  s.knobs = {{"tile_ow", int64_t(16)},  {"tile_oh", int64_t(8)},   {"thread_m", int64_t(2)},
+             {"thread_ow", int64_t(2)}, {"threads_m", int64_t(4)}, {"shared_stage", std::string("w")},
+             {"tile_k", int64_t(16)}};
   // 12544 threads, each loading per input channel and kernel row the 4 columns its 2 outputs' 3 taps span;
   // less the input's first read by each of the 32 channel tiles.
   const double threads = 256.0 * 14 * 14 / 4, input = 256.0 * 14 * 14 * 4;
@@ -339,6 +369,36 @@ TEST_CASE("GPU conv: on small maps the default gives a thread 2 channels, which 
   CHECK(wide.get_int("tile_ow") == 32);
 }
 
+TEST_CASE("GPU conv: where its blocks would leave CUs idle, the default makes smaller blocks", "[gpu]") {
+  // ResNet's 3x3, 64 -> 64 channels on 56x56, batch 1: blocks of 32 x 8 outputs and 4 threads across
+  // channels of 2 would make 112 blocks of 8 waves, for MI300X's 304 CUs of 4 SIMDs.
+  QConvWorkload w;
+  w.N = 1, w.C = w.M = 64, w.group = 1, w.H = w.W = w.OH = w.OW = 56;
+  w.KH = w.KW = 3, w.pad_top = w.pad_left = w.pad_bottom = w.pad_right = 1;
+  const TargetSpec gfx942 = parse_target("hip:gfx942").value();
+  const Schedule s = schedules::gpu_conv_default(w, gfx942);
+  CHECK(s.get_int("threads_m") == 2);
+  const KernelTraffic t = schedules::gpu_conv_traffic(w, s);
+  CHECK(t.blocks == 224);
+  CHECK(t.threads_per_block == 4 * 64);
+  Schedule crowded = s;
+  crowded.knobs["threads_m"] = int64_t(4);
+  REQUIRE(schedules::gpu_conv_traffic(w, crowded).blocks == 112);
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  const double fewer = estimate_kernel(t, arch("gfx942"), mi300x, 8).time_us;
+  CHECK(fewer < 0.6 * estimate_kernel(schedules::gpu_conv_traffic(w, crowded), arch("gfx942"), mi300x, 8).time_us);
+  // Blocks of 2 waves add no SIMDs, and 32 channel tiles read the input again: slower by the estimate.
+  Schedule smaller = s;
+  smaller.knobs["threads_m"] = int64_t(1);
+  CHECK(estimate_kernel(schedules::gpu_conv_traffic(w, smaller), arch("gfx942"), mi300x, 8).time_us > fewer);
+  // MI210's 104 CUs: the 112 blocks fill them, and the default keeps them.
+  CHECK(schedules::gpu_conv_default(w, parse_target("hip:gfx90a").value()).get_int("threads_m") == 4);
+  // 3x3, 256 -> 256 on 14x14 on MI300X: 64 blocks of 4 waves, as before.
+  w.C = w.M = 256, w.H = w.W = w.OH = w.OW = 14;
+  const Schedule small_map = schedules::gpu_conv_default(w, gfx942);
+  CHECK((small_map.get_int("threads_m") == 4 && small_map.get_int("tile_oh") == 8));
+}
+
 TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   QMatMulWorkload w = decode_gemv_4096();
   // 8 MiB of codes, 128 x 4096 float32 scales; A and Y once.
@@ -368,10 +428,18 @@ TEST_CASE("GPU GEMV: traffic model and the default split of k", "[gpu]") {
   // sums of each output (split_k) added.
   QMatMulWorkload f16_gemm = f16;
   f16_gemm.M = 128;
-  Schedule gh2 = schedules::gpu_int4_gemm_h2_default(f16_gemm, gfx942);
-  gh2.knobs["shared_stage"] = std::string("a");
-  REQUIRE((gh2.get_int("tile_m") == 32 && gh2.get_int("thread_m") == 4 && gh2.get_int("tile_n") == 64 &&
-           gh2.get_int("thread_n") == 2));
+  const Schedule h2_default = schedules::gpu_int4_gemm_h2_default(f16_gemm, gfx942);
+  Schedule gh2 = h2_default;
+  gh2.knobs["shared_stage"] = std::string("a"), gh2.knobs["tile_n"] = int64_t(64);
+  REQUIRE((gh2.get_int("tile_m") == 32 && gh2.get_int("thread_m") == 4 && gh2.get_int("thread_n") == 2));
+  // The default's blocks take 32 columns, not 64: 256 blocks of 8 waves (split in two) would leave 48 of
+  // MI300X's 304 CUs idle.
+  CHECK(h2_default.get_int("tile_n") == 32);
+  Schedule wide = h2_default;
+  wide.knobs["tile_n"] = int64_t(64);
+  const GpuDevice& mi300x = *reference_gpu("gfx942");
+  CHECK(estimate_kernel(schedules::gpu_qmatmul_traffic(f16_gemm, h2_default), arch("gfx942"), mi300x, 4).time_us <
+        estimate_kernel(schedules::gpu_qmatmul_traffic(f16_gemm, wide), arch("gfx942"), mi300x, 4).time_us);
   // 256 tiles of 4 waves leave some of MI300X's 1216 SIMDs idle: two threads a tile.
   REQUIRE(gh2.get_int("split_k") == 2);
   CHECK(schedules::gpu_qmatmul_traffic(f16_gemm, gh2).valu_ops ==

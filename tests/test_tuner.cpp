@@ -2,29 +2,29 @@
 // wrong candidates become failed records and tuning goes on), resumption, and the runtime using
 // what it found.
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 
-#include <catch2/catch.hpp>
-
 #include "runtime/executor.h"
 #include "runtime/model.h"
 #include "schedules/cpu/conv.h"
+#include "schedules/qconv_templates.h"
 #include "schedules/qmatmul_templates.h"
 #include "tests/faulty_runner.h"
 #include "tests/test_support.h"
 #include "tools/model_builder.h"
 #include "tuner/database.h"
-#include "tuner/db_merge.h"
 #include "tuner/database_source.h"
+#include "tuner/db_merge.h"
 #include "tuner/measure.h"
 #include "tuner/report.h"
 #include "tuner/runner.h"
 #include "tuner/search_strategy.h"
-#include "tuner/task_scheduler.h"
 #include "tuner/task.h"
+#include "tuner/task_scheduler.h"
 #include "tuner/tune.h"
 
 using namespace tetra;
@@ -90,6 +90,28 @@ TEST_CASE("the task scheduler warms up every task, then picks the most model tim
   CHECK(scheduler.next_task(tasks) == 2u);  // 3 ms
   tasks[0].done = tasks[2].done = true;
   CHECK_FALSE(scheduler.next_task(tasks));
+}
+
+TEST_CASE("every template's search space declares each knob once", "[tuner]") {
+  // A knob declared twice counts twice in the space's size, and in the cost model's features.
+  const dsl::TargetSpec gpu = dsl::parse_target("hip:gfx942").value();
+  auto check_unique = [](const dsl::KnobSpace& space) {
+    std::map<std::string, int> declared;
+    for (const dsl::KnobDecl& k : space.knobs) ++declared[k.name];
+    for (const auto& [name, count] : declared) {
+      INFO(space.template_name << ": " << name);
+      CHECK(count == 1);
+    }
+  };
+  dsl::QMatMulWorkload gemm;
+  gemm.M = 128, gemm.K = 4096, gemm.N = 4096;
+  gemm.format.k_group = 32, gemm.format.per_n = true;
+  for (const schedules::QMatMulTemplate& t : schedules::qmatmul_templates())
+    check_unique(t.space(gemm, t.family == dsl::TargetFamily::Cpu ? dsl::host_target() : gpu));
+  schedules::QConvWorkload conv;
+  conv.N = 1, conv.C = conv.M = 64, conv.group = 1, conv.H = conv.W = conv.OH = conv.OW = 56, conv.KH = conv.KW = 3;
+  for (const schedules::QConvTemplate& t : schedules::qconv_templates())
+    check_unique(t.space(conv, t.family == dsl::TargetFamily::Cpu ? dsl::host_target() : gpu));
 }
 
 TEST_CASE("every search strategy proposes legal schedules not measured yet", "[tuner]") {

@@ -26,7 +26,9 @@ const char* int8_dot4_macro(const AmdArch& arch) {
   return arch.int8_dot4 == Int8Dot4::Signed ? "TETRA_SDOT4" : "TETRA_SUDOT4";
 }
 
-int simds_of(const AmdArch& arch, int cus) { return cus / arch.cus_per_lds * arch.simds_per_cu; }
+int block_units_of(const AmdArch& arch, int cus) { return cus / arch.cus_per_lds; }
+
+int simds_of(const AmdArch& arch, int cus) { return block_units_of(arch, cus) * arch.simds_per_cu; }
 
 const AmdArch* find_amd_arch(const std::string& name) {
   for (const AmdArch& a : amd_arch_table())

@@ -50,7 +50,10 @@ const char* int8_dot4_macro(const AmdArch& arch);
 // Refuses an arch not in the table, naming those that are.
 Status check_amd_arch(const std::string& name);
 
-// The SIMDs of a GPU of `cus` compute units (vendors count CUs, also on RDNA).
+// What one block runs on, all its waves together, in a GPU of `cus` compute units (vendors count CUs, also
+// on RDNA): a CU, or on RDNA a WGP of two.
+int block_units_of(const AmdArch& arch, int cus);
+// The SIMDs of such a GPU.
 int simds_of(const AmdArch& arch, int cus);
 
 // Waves of one kernel resident per SIMD, by the rules above, for blocks of `threads_per_block`; 0 when

@@ -53,13 +53,17 @@ GpuEstimate estimate_kernel(const KernelTraffic& t, const AmdArch& arch, const G
       double(t.threads_per_block) / (waves_per_block * arch.wavefront) * std::min(1.0, t.lanes_busy);
   e.waves_resident = std::min(double(waves_per_simd), waves / simds);
   const double latency_hidden = std::min(1.0, e.waves_resident * lanes_used / kWavesToHideLatency);
-  const double filled = std::min(1.0, waves / simds) * lanes_used;
+  // A block runs on one CU (on RDNA, one WGP), its waves on that CU's SIMDs only: a grid of fewer blocks
+  // than CUs leaves the other CUs idle, however many waves each block has.
+  const double units = block_units_of(arch, device.cus), units_used = std::min(double(t.blocks), units);
+  const double simds_busy = units_used > 0 ? units_used * std::min(double(arch.simds_per_cu), waves / units_used) : 0;
+  const double filled = std::min(1.0, simds_busy / simds) * lanes_used;
   const double memory = latency_hidden > 0 ? (e.memory_us + e.cache_us) / latency_hidden : 1e30;
   const double valu = filled > 0 ? e.valu_us / filled : 1e30;
   const double lds = filled > 0 ? e.lds_us / filled : 1e30;
   // Each CU's vector cache serves the blocks on that CU (on RDNA, a block's WGP has two), however few their
   // waves: only the CUs the grid fills count. (Idle lanes load nothing: the bytes are the busy lanes' already.)
-  const double cus_filled = std::min(1.0, double(t.blocks) * arch.cus_per_lds / device.cus);
+  const double cus_filled = units_used / units;
   const double loads = cus_filled > 0 ? e.loads_us / cus_filled : 1e30;
   e.time_us = std::max({memory, valu, lds, loads});
   // Memory time that too few waves stretch is latency, not bandwidth: more parallelism is the remedy.

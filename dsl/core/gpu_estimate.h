@@ -15,9 +15,11 @@
 // Latency is hidden with about 4 resident waves per SIMD, so memory and cache time are divided by
 // min(1, waves resident per SIMD / 4), where the waves resident are the occupancy, or fewer when the
 // grid is too small to give every SIMD that many; ALU and LDS time are divided by the fraction of the
-// SIMDs the grid fills. The grid's waves count as busy ones only (KernelTraffic::busy). A block of fewer threads than
-// its waves' lanes uses only that share of them, as do tiles past the output's innermost edge
-// (KernelTraffic::lanes_busy): ALU and LDS time are divided by it, and so is the latency hidden.
+// SIMDs the grid fills. A block's waves share one CU's SIMDs (on RDNA one WGP's), so a grid of fewer blocks
+// than CUs fills only blocks x min(SIMDs a CU, waves a block) of them. The grid's waves count as busy ones
+// only (KernelTraffic::busy). A block of fewer threads than its waves' lanes uses only that share of them,
+// as do tiles past the output's innermost edge (KernelTraffic::lanes_busy): ALU and LDS time are divided
+// by it, and so is the latency hidden.
 // The loads term counts every lane's bytes: the memory and cache bytes, and the bytes a block's threads load again
 // after another of its threads loaded them, which its CU's vector cache (L1) serves (KernelTraffic::repeated_loads),
 // as each thread row of a GEMM loading the block's weight words, or each conv thread its own inputs. The vector cache

@@ -45,6 +45,12 @@ int64_t reference_simds(const TargetSpec& target) {
   return device && arch ? int64_t(dsl::simds_of(*arch, device->cus)) : 256;
 }
 
+int64_t reference_block_units(const TargetSpec& target) {
+  const dsl::GpuDevice* device = dsl::reference_gpu(target.gpu_arch);
+  const dsl::AmdArch* arch = dsl::find_amd_arch(target.gpu_arch);
+  return device && arch ? int64_t(dsl::block_units_of(*arch, device->cus)) : 64;
+}
+
 double gpu_weight_bytes(const QMatMulWorkload& w) {
   const dsl::Int4Format& f = w.format;
   if (f.is_float()) return double(w.K) * double(w.N) * f.float_bits / 8;
