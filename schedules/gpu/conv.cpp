@@ -92,16 +92,15 @@ Schedule gpu_conv_default(const QConvWorkload& w, const TargetSpec& target) {
   int64_t threads_m = 1;
   while (threads_m < 4 && threads_m * thread_m < w.M) threads_m *= 2;
   int64_t tile_oh = std::min<int64_t>(8, 2 * wave * thread_ow / tile_ow);
-  // A block's waves all run on one CU (a WGP on RDNA), on its 4 SIMDs. Where the blocks are fewer than the
-  // reference GPU's CUs and have more waves than that, the extra waves wait while other CUs idle (a batch-1
-  // 56x56 map on MI300X: 112 blocks of 8 waves for 304 CUs): fewer threads across channels, then fewer
-  // rows, make smaller blocks and more of them, down to 4 waves a block (by the estimate 10.3 -> 5.2 us
-  // there). Smaller still gains no SIMDs, and the channel tiles read the input again.
+  // Where the blocks crowd the reference GPU's CUs (crowds_cus: a batch-1 56x56 map on MI300X makes 112
+  // blocks of 8 waves for 304 CUs), fewer threads across channels, then fewer rows, make smaller blocks and
+  // more of them, down to 4 waves a block (by the estimate 10.3 -> 5.2 us there). Smaller still gains no
+  // SIMDs, and the channel tiles read the input again.
   auto tiles = [](int64_t extent, int64_t tile) { return (extent + tile - 1) / tile; };
-  auto blocks = [&] { return tiles(w.OW, tile_ow) * tiles(w.OH, tile_oh) * tiles(w.M, threads_m * thread_m); };
-  auto waves_a_block = [&] { return tiles(tile_ow / thread_ow * tile_oh * threads_m, wave); };
-  const int64_t units = reference_block_units(target), simds_a_unit = reference_simds(target) / units;
-  auto crowded = [&] { return blocks() < units && waves_a_block() > simds_a_unit; };
+  auto crowded = [&] {
+    return crowds_cus(target, tiles(w.OW, tile_ow) * tiles(w.OH, tile_oh) * tiles(w.M, threads_m * thread_m),
+                      tile_ow / thread_ow * tile_oh * threads_m);
+  };
   while (crowded() && threads_m > 1) threads_m /= 2;
   while (crowded() && tile_oh > 1) tile_oh /= 2;
   s.knobs = {{"tile_ow", tile_ow},     {"tile_oh", tile_oh},     {"thread_m", thread_m},

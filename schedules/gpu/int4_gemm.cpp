@@ -152,17 +152,15 @@ Schedule default_tiles(const QMatMulWorkload& w, const TargetSpec& target, int64
   return s;
 }
 
-// A block's waves all run on one CU (a WGP on RDNA), on its 4 SIMDs. Where the blocks are fewer than the
-// reference GPU's CUs and have more waves than that (split_k's threads count too), the extra waves wait
-// while other CUs idle: half the columns a block make twice the blocks. The float16 GEMM's 128-row prefill
-// on MI300X, 256 blocks of 8 waves for 304 CUs: 49.9 -> 42.8 us by the static estimate.
+// Half the columns a block, twice the blocks, while the blocks crowd the reference GPU's CUs (crowds_cus;
+// split_k's threads count too). The float16 GEMM's 128-row prefill on MI300X, 256 blocks of 8 waves for
+// 304 CUs: 49.9 -> 42.8 us by the static estimate.
 Schedule spread_over_cus(Schedule s, const QMatMulWorkload& w, const TargetSpec& target) {
   auto tiles = [](int64_t extent, int64_t tile) { return (extent + tile - 1) / tile; };
-  const int64_t units = reference_block_units(target), simds_a_unit = reference_simds(target) / units;
   auto crowded = [&] {
     const int64_t tile_n = s.get_int("tile_n"), tile_m = s.get_int("tile_m");
     const int64_t threads = tile_n / s.get_int("thread_n") * (tile_m / s.get_int("thread_m")) * s.get_int("split_k", 1);
-    return tiles(w.N, tile_n) * tiles(w.M, tile_m) < units && tiles(threads, wave_of(target)) > simds_a_unit;
+    return crowds_cus(target, tiles(w.N, tile_n) * tiles(w.M, tile_m), threads);
   };
   while (crowded() && s.get_int("tile_n") >= 16 * s.get_int("thread_n")) s.knobs["tile_n"] = s.get_int("tile_n") / 2;
   return s;

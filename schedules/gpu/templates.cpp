@@ -45,10 +45,12 @@ int64_t reference_simds(const TargetSpec& target) {
   return device && arch ? int64_t(dsl::simds_of(*arch, device->cus)) : 256;
 }
 
-int64_t reference_block_units(const TargetSpec& target) {
+bool crowds_cus(const TargetSpec& target, int64_t blocks, int64_t threads_per_block) {
   const dsl::GpuDevice* device = dsl::reference_gpu(target.gpu_arch);
   const dsl::AmdArch* arch = dsl::find_amd_arch(target.gpu_arch);
-  return device && arch ? int64_t(dsl::block_units_of(*arch, device->cus)) : 64;
+  const int64_t units = device && arch ? dsl::block_units_of(*arch, device->cus) : 64;
+  const int64_t waves = (threads_per_block + wave_of(target) - 1) / wave_of(target);
+  return blocks < units && waves > reference_simds(target) / units;
 }
 
 double gpu_weight_bytes(const QMatMulWorkload& w) {

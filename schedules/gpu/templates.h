@@ -28,9 +28,11 @@ dsl::Status check_staged_bytes(int64_t bytes, const std::string& knob, const std
 // The SIMDs of the target arch's reference GPU (dsl/core/gpu_estimate.h), which defaults size their grids
 // for; 256 for a target with none (OpenCL, CUDA).
 int64_t reference_simds(const TargetSpec& target);
-// The blocks that GPU runs side by side, one a CU (a WGP on RDNA): fewer leave CUs idle. 64 for a target
-// with none.
-int64_t reference_block_units(const TargetSpec& target);
+// Whether a grid crowds that GPU's CUs: a block's waves all run on one CU (a WGP on RDNA), on its 4 SIMDs,
+// so where the blocks are fewer than the CUs and have more waves than that, the extra waves wait while
+// other CUs idle. Smaller blocks, more of them, are the remedy. (A target with no reference GPU counts 64
+// CUs of 4 SIMDs.)
+bool crowds_cus(const TargetSpec& target, int64_t blocks, int64_t threads_per_block);
 
 // Threads per wave on `target`: its wavefront, 64 where the target does not say.
 inline int64_t wave_of(const TargetSpec& target) { return target.wavefront > 0 ? target.wavefront : 64; }
