@@ -5,8 +5,6 @@
 #include <cstring>
 #include <thread>
 
-#include "HalideBuffer.h"
-#include "dsl/core/kernel_calls.h"
 #include "importer/error.h"
 #include "runtime/epilogue.h"
 #include "runtime/executor.h"
