@@ -93,7 +93,7 @@ TEST_CASE("the task scheduler warms up every task, then picks the most model tim
 }
 
 TEST_CASE("every template's search space declares each knob once", "[tuner]") {
-  // A knob declared twice counts twice in the space's size, and in the cost model's features.
+  // A knob declared twice counts twice in the space's size, and an enumeration of the space lists each point again.
   const dsl::TargetSpec gpu = dsl::parse_target("hip:gfx942").value();
   auto check_unique = [](const dsl::KnobSpace& space) {
     std::map<std::string, int> declared;
