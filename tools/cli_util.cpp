@@ -2,11 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
+#include "dsl/core/amd_arch.h"
 #include "dsl/process.h"
 #include "dsl/target.h"
 #include "importer/error.h"
@@ -112,18 +115,27 @@ std::string this_executable() {
   return std::string(path, n);
 }
 
+std::string bare_gpu_dialect(const std::string& target) {
+  std::string lower = target;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  return lower == "hip" || lower == "cuda" ? lower : "";
+}
+
 GpuDeviceInfo find_gpu_device(const std::string& target_text, const std::string& purpose, const std::string& hip_hint) {
-  dsl::Result<dsl::TargetSpec> parsed = dsl::parse_target(target_text);
-  check(parsed.ok(), ErrorKind::Invalid,
-        [&] { return "--target " + target_text + ": " + parsed.failure().describe(); });
-  const dsl::TargetSpec& target = parsed.value();
-  const std::string dialect = dsl::family_name(target.family);
   const std::string given = "--target " + target_text + ": ";
+  std::string dialect = bare_gpu_dialect(target_text);
+  std::optional<dsl::TargetSpec> target;  // none for a bare dialect: the device names it
+  if (dialect.empty()) {
+    dsl::Result<dsl::TargetSpec> parsed = dsl::parse_target(target_text);
+    check(parsed.ok(), ErrorKind::Invalid, [&] { return given + parsed.failure().describe(); });
+    target = parsed.value();
+    dialect = dsl::family_name(target->family);
+  }
   GpuDeviceInfo info;
   info.program = (std::filesystem::path(this_executable()).parent_path() / "tetra-device").string();
   check(std::filesystem::exists(info.program), ErrorKind::Unsupported,
         given + "no " + info.program + " " + purpose + " (build the tetra-device target)");
-  const std::string estimate_hint = target.family == dsl::TargetFamily::Hip ? hip_hint : "";
+  const std::string estimate_hint = dialect == "hip" ? hip_hint : "";
   dsl::ProgramRun run = dsl::run_program({info.program, "info", "--dialect", dialect});
   std::string text = run.output;
   while (!text.empty() && text.back() == '\n') text.pop_back();
@@ -134,18 +146,30 @@ GpuDeviceInfo find_gpu_device(const std::string& target_text, const std::string&
             answer.value("arch", nlohmann::json()).is_string(),
         ErrorKind::Unsupported, given + "tetra-device did not describe the device: " + text);
   info.name = answer["device"].get<std::string>();
-  info.target = target.name;
-  if (target.family == dsl::TargetFamily::OpenCL) {
+  if (dialect == "opencl") {
     const std::string found = dsl::opencl_target_name(info.name);
-    check(target_text == "opencl" || target.name == found, ErrorKind::Unsupported,
+    check(target_text == "opencl" || target->name == found, ErrorKind::Unsupported,
           given + "this machine's OpenCL device is " + found + " (" + info.name + ")");
     info.target = found;
-  } else {
-    // The device's arch, without an AMD target ID's features: "gfx90a:sramecc+:xnack-" runs gfx90a code.
-    const std::string arch = answer["arch"].get<std::string>();
-    check(arch.substr(0, arch.find(':')) == target.gpu_arch, ErrorKind::Unsupported,
-          given + "this machine's " + dialect + " device is " + info.name + ", not " + target.gpu_arch + estimate_hint);
+    return info;
   }
+  // The device's arch, without an AMD target ID's features: "gfx90a:sramecc+:xnack-" runs gfx90a code.
+  const std::string arch = answer["arch"].get<std::string>();
+  const std::string processor = arch.substr(0, arch.find(':'));
+  const std::string device_kind = (dialect == "hip" ? "HIP" : "CUDA") + std::string(" device");
+  if (target) {
+    check(processor == target->gpu_arch, ErrorKind::Unsupported,
+          given + "this machine's " + device_kind + " is " + info.name + ", not " + target->gpu_arch + estimate_hint);
+    info.target = target->name;
+    return info;
+  }
+  dsl::Result<dsl::TargetSpec> found = dsl::parse_target(dialect + ":" + processor);
+  dsl::Status known = found.ok() && dialect == "hip" ? dsl::check_amd_arch(processor) : dsl::ok_status();
+  check(found.ok() && known.ok(), ErrorKind::Unsupported, [&] {
+    return given + "this machine's " + device_kind + " is " + info.name + ", which tetra does not build for: " +
+           (found.ok() ? known.failure().describe() : found.failure().describe());
+  });
+  info.target = found.value().name;
   return info;
 }
 

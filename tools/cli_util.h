@@ -46,10 +46,14 @@ struct GpuDeviceInfo {
   std::string name;     // the device's name
   std::string target;   // the target, canonical: "opencl" becomes the device's opencl-... name
 };
+// "hip" or "cuda" alone, any case: this machine's device of that dialect, whatever its arch. The dialect
+// ("hip" or "cuda"), or "" for any other target.
+std::string bare_gpu_dialect(const std::string& target);
 // `target` (opencl, opencl-DEVICE, hip:ARCH or cuda:sm_NN) must be this machine's device: an OpenCL
-// target names it, a HIP or CUDA one its arch. A missing tetra-device, runtime, device or arch is an
-// error that says which; `purpose` says what the device is for ("to run the candidates"), and a HIP
-// target's error ends with `hip_hint`.
+// target names it, a HIP or CUDA one its arch; opencl, hip and cuda alone take the device's (so the
+// returned target is "hip-gfx942" for "hip" on an MI300X). A missing tetra-device, runtime, device or
+// arch is an error that says which; `purpose` says what the device is for ("to run the candidates"),
+// and a HIP target's error ends with `hip_hint`.
 GpuDeviceInfo find_gpu_device(const std::string& target, const std::string& purpose, const std::string& hip_hint = "");
 
 }  // namespace tetra::cli

@@ -200,8 +200,8 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
   cmd->add_option("--target", opt->target,
                   "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
-                  "CPU), with its tuning records (default: host); opencl, cuda:sm_NN or hip:ARCH runs the whole "
-                  "model on this machine's GPU");
+                  "CPU), with its tuning records (default: host); opencl, cuda[:sm_NN] or hip[:ARCH] runs the whole "
+                  "model on this machine's GPU (hip or cuda alone: whatever its arch)");
   cmd->add_option("--fallback", opt->fallback,
                   "cpu: run on this machine's CPU when the --target GPU or its runtime is missing (it says which)");
   add_threads_option(cmd, opt->threads);

@@ -176,9 +176,16 @@ void tune(TuneCliOptions& opt) {
   // Tuning measures real runs: a CPU target this machine cannot run is refused, and a GPU target needs
   // its device here (tetra-device runs the candidates), except an AMD GPU whose candidates --estimate
   // ranks (tuner/estimate_runner.h).
-  auto parsed = dsl::parse_target(opt.target);
-  check(parsed.ok(), ErrorKind::Invalid, "--target: " + (parsed.ok() ? "" : parsed.failure().describe()));
-  const bool gpu = !parsed.value().is_cpu();
+  // hip or cuda alone: the device's arch, which use_gpu_device finds.
+  const bool bare_dialect = !bare_gpu_dialect(opt.target).empty();
+  check(!bare_dialect || !opt.tune.estimate, ErrorKind::Invalid,
+        "--target " + opt.target + " --estimate: the estimate is for an arch; name it, as hip:gfx942");
+  bool gpu = bare_dialect;
+  if (!bare_dialect) {
+    auto parsed = dsl::parse_target(opt.target);
+    check(parsed.ok(), ErrorKind::Invalid, "--target: " + (parsed.ok() ? "" : parsed.failure().describe()));
+    gpu = !parsed.value().is_cpu();
+  }
   if (gpu && !opt.tune.estimate) use_gpu_device(opt);
   auto target = opt.tune.estimate || gpu ? dsl::parse_target(opt.target) : dsl::parse_runnable_target(opt.target);
   check(target.ok(), ErrorKind::Invalid, "--target: " + (target.ok() ? "" : target.failure().describe()));
@@ -202,14 +209,29 @@ void tune(TuneCliOptions& opt) {
   std::cout << "\n" << std::left << std::setw(60) << "task" << std::right << std::setw(8) << "trials" << std::setw(8)
             << "failed" << std::setw(12) << "default ms" << std::setw(10) << "best ms" << std::setw(9) << "speedup"
             << "\n";
+  // "-" where nothing was measured: a default timed in an earlier run, a task whose every trial failed.
+  auto ms = [](double v) {
+    std::ostringstream text;
+    text << std::fixed << std::setprecision(3) << v;
+    return v > 0 ? text.str() : std::string("-");
+  };
+  std::vector<std::string> unschedulable;  // tasks with no working schedule at all, earlier runs included
   for (const tuner::TaskSummary& t : tasks) {
+    std::ostringstream speedup;
+    speedup << std::fixed << std::setprecision(2) << t.default_ms / t.best_ms << "x";
     std::cout << std::left << std::setw(60) << t.key.substr(0, 59) << std::right << std::setw(8) << t.trials
-              << std::setw(8) << t.failed << std::fixed << std::setprecision(3) << std::setw(12) << t.default_ms
-              << std::setw(10) << t.best_ms << std::setw(8) << std::setprecision(2)
-              << (t.default_ms > 0 && t.best_ms > 0 ? t.default_ms / t.best_ms : 1.0) << "x"
+              << std::setw(8) << t.failed << std::setw(12) << ms(t.default_ms) << std::setw(10) << ms(t.best_ms)
+              << std::setw(9) << (t.default_ms > 0 && t.best_ms > 0 ? speedup.str() : "-")
               << (t.stopped_early ? "  stopped early" : "") << "\n";
+    if (t.trials > 0 && t.best_ms == 0) unschedulable.push_back(t.key);
   }
   std::cout << "records in " << opt.tune.db_dir << "\n";
+  if (!unschedulable.empty()) {
+    // A model whose kernel has no working schedule on this target must not look tuned: its run would fail.
+    std::cerr << "tetra: every trial failed for " << unschedulable.size() << " task(s), first '" << unschedulable[0]
+              << "': no schedule for them works on " << opt.target << " (the trials' errors are above)\n";
+    exit_status = 1;
+  }
 }
 
 }  // namespace
@@ -221,8 +243,8 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--db", opt->tune.db_dir, "tuning database folder (created if missing)")->required();
   cmd->add_option("--target", opt->target,
                   "host (default) or a target this machine runs, such as x86-64-avx2 on an AVX-512 CPU "
-                  "(tuning measures real runs here); a GPU of this machine: opencl (its OpenCL device), hip:ARCH or "
-                  "cuda:sm_NN, whose candidates tetra-device runs; or hip:ARCH with --estimate, without the GPU. "
+                  "(tuning measures real runs here); a GPU of this machine: opencl (its OpenCL device), hip[:ARCH] or "
+                  "cuda[:sm_NN], whose candidates tetra-device runs; or hip:ARCH with --estimate, without the GPU. "
                   "Records are stored under the target's name");
   cmd->add_option("--trials", opt->tune.trials, "measured records per task in total, those already in the database and the default schedule's included "
                   "(default 64; a resumed run measures the rest)");

@@ -49,6 +49,7 @@ std::string device_error(const dsl::ProgramRun& run) {
 }  // namespace
 
 bool is_gpu_target(const std::string& target) {
+  if (!bare_gpu_dialect(target).empty()) return true;
   dsl::Result<dsl::TargetSpec> t = dsl::parse_target(target);
   return t.ok() && !t.value().is_cpu();
 }

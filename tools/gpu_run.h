@@ -1,4 +1,4 @@
-// `tetra run|bench --target opencl|cuda:sm_NN|hip:ARCH`: the whole model on this machine's GPU, as one
+// `tetra run|bench --target opencl|cuda[:sm_NN]|hip[:ARCH]`: the whole model on this machine's GPU, as one
 // device job (runtime/aot/gpu_model_job.h) that tetra-device runs in a process of its own (pocl's LLVM
 // and libHalide's cannot share one).
 #pragma once
@@ -11,7 +11,7 @@
 
 namespace tetra::cli {
 
-// Whether `target` names a GPU family (opencl..., cuda:..., hip:...).
+// Whether `target` names a GPU family (opencl..., cuda..., hip...).
 bool is_gpu_target(const std::string& target);
 
 // The target a run uses: `target`, or "" (this machine's CPU) when `fallback` is "cpu" and the GPU
