@@ -1,8 +1,12 @@
 // Checks a model library's C API (one float32 input, one float32 output): every bad argument is a
-// status code with a message naming what is wrong, never a crash; instances run concurrently from
-// several threads and agree with one instance run alone; one instance shared by threads serialises.
+// status code with a message naming what is wrong, never a crash; on a HIP or CUDA device, a run from and
+// into device memory agrees with one from and into host memory; instances run concurrently from several
+// threads and agree with one instance run alone; one instance shared by threads serialises.
 // Prints "api_check: N passed, 0 failed" or the failed checks (exit 1).
+#include <dlfcn.h>
+
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -55,6 +59,36 @@ std::vector<float> run_once(API(model)* m, const std::vector<float>& input) {
   return out;
 }
 
+// Device memory of a HIP or CUDA instance's GPU, from the runtime the library opens (the same library
+// loaded once: its allocations are the instance's device's). Addresses are 64-bit either way: a
+// hipDeviceptr_t is a pointer, a CUdeviceptr an integer, and both pass the same way.
+struct DeviceMemory {
+  void* library = nullptr;
+  int (*allocate)(uint64_t*, size_t) = nullptr;
+  int (*release)(uint64_t) = nullptr;
+  int (*to_device)(uint64_t, const void*, size_t) = nullptr;
+  int (*to_host)(void*, uint64_t, size_t) = nullptr;
+
+  explicit DeviceMemory(const std::string& device) {
+    const bool hip = device.rfind("hip", 0) == 0;
+    for (const char* name : hip ? std::vector<const char*>{"libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5"}
+                                : std::vector<const char*>{"libcuda.so.1"})
+      if (!library) library = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!library) return;
+    auto find = [&](const char* name, auto& entry) {
+      entry = reinterpret_cast<decltype(+entry)>(dlsym(library, name));
+    };
+    find(hip ? "hipMalloc" : "cuMemAlloc_v2", allocate);
+    find(hip ? "hipFree" : "cuMemFree_v2", release);
+    find(hip ? "hipMemcpyHtoD" : "cuMemcpyHtoD_v2", to_device);
+    find(hip ? "hipMemcpyDtoH" : "cuMemcpyDtoH_v2", to_host);
+  }
+  ~DeviceMemory() {
+    if (library) dlclose(library);
+  }
+  bool ok() const { return allocate && release && to_device && to_host; }
+};
+
 }  // namespace
 
 int main() {
@@ -63,9 +97,9 @@ int main() {
   API(model)* m = nullptr;
   expect(API(create)(&m) == API(OK) && m, "create succeeds");
   if (!m) return 1;
-  expect(API(create_from_file)("/nonexistent.weights", &m) != API(OK) && m == nullptr,
+  API(model)* from_file = m;
+  expect(API(create_from_file)("/nonexistent.weights", &from_file) != API(OK) && from_file == nullptr,
          "create_from_file on a library with built-in weights fails and sets the result to NULL");
-  API(create)(&m);
   expect(API(num_inputs)(m) == 1 && API(num_outputs)(m) == 1, "one input, one output");
   expect(API(num_inputs)(nullptr) == -1, "num_inputs(NULL) is -1");
   expect(API(input_name)(m, 1) == nullptr && API(input_name)(m, -1) == nullptr, "input_name out of range is NULL");
@@ -128,6 +162,34 @@ int main() {
   bool finite = !alone.empty();
   for (float v : alone) finite = finite && std::isfinite(v);
   expect(finite, "the outputs are finite");
+
+  // Device memory in and out on a HIP or CUDA instance: the same outputs as host memory's run.
+  if (device.rfind("hip", 0) == 0 || device.rfind("cuda", 0) == 0) {
+    DeviceMemory memory(device);
+    expect(memory.ok(), "the device's runtime gives device memory");
+    const int64_t* out_shape = API(output_shape)(m, 0);
+    const int out_rank = API(output_rank)(m, 0);
+    const size_t in_bytes = input.size() * sizeof(float), out_bytes = count(out_shape, out_rank) * sizeof(float);
+    uint64_t in_device = 0, out_device = 0;
+    std::vector<float> back(count(out_shape, out_rank), NAN);
+    if (memory.ok() && memory.allocate(&in_device, in_bytes) == 0 && memory.allocate(&out_device, out_bytes) == 0 &&
+        memory.to_device(in_device, input.data(), in_bytes) == 0) {
+      expect(
+          API(bind_input_device)(m, 0, API(FLOAT32), in_shape, in_rank, reinterpret_cast<void*>(in_device)) == API(OK),
+          "device memory binds as the input");
+      expect(API(bind_output_device)(m, 0, API(FLOAT32), out_shape, out_rank, reinterpret_cast<void*>(out_device)) ==
+                 API(OK),
+             "device memory binds as the output");
+      expect(API(run)(m) == API(OK) && memory.to_host(back.data(), out_device, out_bytes) == 0 && back == alone,
+             "a run from and into device memory gives the outputs of a run from and into host memory");
+    } else {
+      expect(false, "device memory for the input and output");
+    }
+    // Host memory again, for the checks below; the instance never frees the caller's device memory.
+    expect(!run_once(m, input).empty(), "host memory binds again after device memory");
+    if (in_device) expect(memory.release(in_device) == 0, "the caller frees its input's device memory");
+    if (out_device) expect(memory.release(out_device) == 0, "the caller frees its output's device memory");
+  }
 
   const int threads = 4, runs = 10;
   std::vector<std::vector<float>> inputs, expected;
