@@ -410,6 +410,56 @@ TEST_CASE("a library for several GPUs and the CPU runs on the first GPU present,
   }
 }
 
+TEST_CASE("a library for several AMD archs runs on the device's arch through the HIP runtime, else the CPU",
+          "[aot][gpu][hip]") {
+  // The stand-in HIP runtime (tests/fake_hip) runs no kernel, so the GPU's outputs are not checked here;
+  // it checks each call the library makes (the code object's arch, its kernels, each copy's bounds) and
+  // that nothing is left allocated or loaded.
+  std::string dir = temp_dir("aot_hip");
+  std::string model = int4_example(dir, "cnn");
+  compile(model, dir + "/lib", "--name thip --target hip:gfx90a,gfx942,host");
+  Input image = write_input(dir, "image", {1, 3, 32, 32});
+  std::string program = build_program(source_dir() + "/examples/aot_c", dir + "/lib", "thip", dir + "/c", "run_model");
+  const std::string log = dir + "/hip.log";
+  auto run_on = [&](const std::string& arch, const std::string& device, const std::string& settings, std::string* out) {
+    return run_command(hip_stand_in(arch, log, settings) + program + " --device " + device + " " + image.raw, out);
+  };
+  std::string on_cpu;
+  REQUIRE(run_on("gfx942", "cpu", "", &on_cpu) == 0);
+  check_against_reference(printed_output(on_cpu, {1, 10}), model, "image", image.tensor);
+
+  // An MI300X's target ID picks the gfx942 code object, past the gfx90a one it does not run.
+  std::string out;
+  REQUIRE(run_on("gfx942:sramecc+:xnack-", "auto", "", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("device: hip-gfx942"));
+  nlohmann::json last = hip_stand_in_reports(log).back();
+  CHECK(last["launches"].get<int>() >= 8);
+  // The C API's rules on the HIP device: error codes, device memory's alignment, concurrent instances.
+  std::string api_check = build_program(source_dir() + "/tests/aot", dir + "/lib", "thip", dir + "/api", "api_check");
+  int rc = run_command(hip_stand_in("gfx942:sramecc+:xnack-", log) + api_check, &out);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK_THAT(out, Catch::Contains("runs on hip-gfx942") && Catch::Contains(", 0 failed"));
+
+  // A device whose arch the library has no code for: the CPU, saying why, with the CPU's answer.
+  REQUIRE(run_on("gfx1100", "auto", "", &out) == 0);
+  CHECK_THAT(out, Catch::Contains("device: cpu") &&
+                      Catch::Contains("hip-gfx942: the device is Stand-in AMD GPU (gfx1100, 304 CUs"));
+  CHECK(compare_tensors(printed_output(out, {1, 10}), printed_output(on_cpu, {1, 10}), 0, 0) == "");
+  CHECK(run_on("gfx1100", "hip", "", &out) == 1);
+  CHECK_THAT(out, Catch::Contains("no device for 'hip'"));
+
+  // A device fault is an error code with the runtime's words, not an abort.
+  CHECK(run_on("gfx90a", "hip:gfx90a", "TETRA_FAKE_HIP_FAIL_LAUNCH=2", &out) == 1);
+  CHECK_THAT(out, Catch::Contains("unspecified launch failure (719)"));
+  for (const nlohmann::json& report : hip_stand_in_reports(log)) {
+    INFO(report.dump());
+    CHECK(report["refused"].empty());
+    CHECK(report["live_allocations"] == 0);
+    CHECK(report["live_modules"] == 0);
+  }
+}
+
 TEST_CASE("a library's GPU instance agrees with its CPU instance, float16 values and int64 indices included",
           "[aot][gpu]") {
   if (!opencl_runs_here("the library's OpenCL job")) return;

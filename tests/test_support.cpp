@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -83,6 +84,18 @@ int run_command(const std::string& command, std::string* output) {
 
 std::string tetra_cli() { return std::string(TETRA_BINARY_DIR) + "/bin/tetra"; }
 std::string tetra_device_program() { return std::string(TETRA_BINARY_DIR) + "/bin/tetra-device"; }
+
+std::string hip_stand_in(const std::string& arch, const std::string& log, const std::string& settings) {
+  return "LD_LIBRARY_PATH=" + std::string(TETRA_BINARY_DIR) + "/fake_hip TETRA_FAKE_HIP_ARCH=" + arch +
+         " TETRA_FAKE_HIP_LOG=" + log + " " + settings + " ";
+}
+
+std::vector<nlohmann::json> hip_stand_in_reports(const std::string& log) {
+  std::vector<nlohmann::json> reports;
+  std::ifstream in(log);
+  for (std::string line; std::getline(in, line);) reports.push_back(nlohmann::json::parse(line));
+  return reports;
+}
 
 bool opencl_runs_here(const std::string& skipped) {
   if (std::filesystem::exists("/sys/devices/system/cpu")) return true;

@@ -1,6 +1,7 @@
 // Helpers shared by the tests: random data (never zeros), temporary folders, running the CLI.
 #pragma once
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -28,6 +29,12 @@ std::string tetra_device_program();
 // mounts no /sys). When not, says so (a Catch warning naming `skipped`).
 bool opencl_runs_here(const std::string& skipped);
 std::string source_dir();
+// The environment, as a shell command's prefix, under which tetra opens the stand-in HIP runtime
+// (tests/fake_hip/fake_amdhip64.cpp) as a device of target ID `arch`, which appends its report to `log`
+// when a process unloads it; `settings` adds more ("TETRA_FAKE_HIP_FAIL_LAUNCH=3").
+std::string hip_stand_in(const std::string& arch, const std::string& log, const std::string& settings = "");
+// The stand-in's reports in `log`, one a process that unloaded it, in order.
+std::vector<nlohmann::json> hip_stand_in_reports(const std::string& log);
 // The CPU targets to run kernels for, as ExecutorOptions::target: "" (this machine) and, where this
 // machine has AVX-512, x86-64-avx2 too, whose register tiles are sized for 16 registers instead of 32.
 std::vector<std::string> cpu_targets_here();

@@ -1,0 +1,392 @@
+// A stand-in for the HIP runtime (libamdhip64.so) for the tests of tetra's HIP path on machines without an
+// AMD GPU. It is built as build/fake_hip/libamdhip64.so; a test puts that folder first in
+// LD_LIBRARY_PATH, and tetra's dlopen finds it instead of ROCm's.
+//
+// It runs no kernels: device memory is host memory, and a launch only checks what it is given. What it
+// checks is what a real runtime would refuse, or what would fault a real device:
+// - a code object must be an AMD GPU ELF for the device's processor (EF_AMDGPU_MACH in its header), with
+//   xnack and sramecc settings the device runs;
+// - a kernel must be one of the code object's (a NAME.kd kernel descriptor in its symbols);
+// - a copy must stay inside one allocation; a free must be of a live allocation;
+// - a launch needs a grid and a block of at least one, and at most 1024 threads a block;
+// - streams, events, modules and functions must be live handles.
+//
+// The environment configures it:
+// - TETRA_FAKE_HIP_ARCH: the device's target ID (default "gfx942:sramecc+:xnack-");
+// - TETRA_FAKE_HIP_DEVICES: how many devices (default 1);
+// - TETRA_FAKE_HIP_FAIL_LAUNCH=N: the Nth launch (from 1) faults the device: it and every later launch,
+//   wait and copy fail with hipErrorLaunchFailure;
+// - TETRA_FAKE_HIP_LOG=FILE: when the library is unloaded it appends one JSON line to FILE: the launches,
+//   the allocations left live, and each call it refused, with why.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace {
+
+// hip_runtime_api.h's error codes, those used here.
+constexpr int kSuccess = 0;
+constexpr int kInvalidValue = 1;
+constexpr int kOutOfMemory = 2;
+constexpr int kNoDevice = 100;
+constexpr int kInvalidDevice = 101;
+constexpr int kInvalidImage = 200;
+constexpr int kNoBinaryForGpu = 209;
+constexpr int kInvalidHandle = 400;
+constexpr int kNotFound = 500;
+constexpr int kLaunchFailure = 719;
+
+// ROCm 5.2's hipDeviceProp_t: 792 bytes, gcnArchName (256 bytes) at 396.
+constexpr size_t kPropertiesBytes = 792;
+constexpr size_t kArchNameOffset = 396;
+constexpr int kAttributeMultiprocessorCount = 63;
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value && *value ? value : fallback;
+}
+
+std::string device_target_id() { return env_or("TETRA_FAKE_HIP_ARCH", "gfx942:sramecc+:xnack-"); }
+
+// The processor's number in an AMD GPU ELF's e_flags (EF_AMDGPU_MACH, LLVM's AMDGPUUsage).
+int machine_of(const std::string& processor) {
+  static const std::map<std::string, int> machines = {
+      {"gfx900", 0x2c},  {"gfx906", 0x2f},  {"gfx908", 0x30},  {"gfx90a", 0x3f},  {"gfx940", 0x40},
+      {"gfx941", 0x4b},  {"gfx942", 0x4c},  {"gfx1030", 0x36}, {"gfx1100", 0x41}, {"gfx1101", 0x46},
+      {"gfx1102", 0x47}, {"gfx1200", 0x48}, {"gfx1201", 0x4e}};
+  auto it = machines.find(processor);
+  return it == machines.end() ? -1 : it->second;
+}
+
+struct Allocation {
+  size_t bytes;
+  std::unique_ptr<char[]> memory;
+};
+
+struct Module {
+  std::set<std::string> kernels;  // the names with a NAME.kd kernel descriptor
+};
+
+struct Function {
+  Module* module;
+  std::string name;
+};
+
+// Everything the runtime holds, and what it reports on unloading.
+struct Runtime {
+  std::map<uintptr_t, Allocation> allocations;  // by address
+  std::set<void*> streams, events;
+  std::map<void*, std::unique_ptr<Module>> modules;
+  std::map<void*, std::unique_ptr<Function>> functions;
+  long launches = 0, bytes_copied = 0, allocations_made = 0;
+  std::vector<std::string> refused;
+  bool faulted = false;  // a launch failed: like a real device's, the fault sticks to every later wait and copy
+
+  int refuse(int error, const std::string& why) {
+    refused.push_back(why);
+    return error;
+  }
+
+  // The allocation [address, address + bytes) lies in, or null.
+  Allocation* holding(const void* address, size_t bytes) {
+    auto a = uintptr_t(address);
+    auto it = allocations.upper_bound(a);
+    if (it == allocations.begin()) return nullptr;
+    --it;
+    if (a < it->first || a + bytes > it->first + it->second.bytes) return nullptr;
+    return &it->second;
+  }
+
+  ~Runtime() {
+    const std::string log = env_or("TETRA_FAKE_HIP_LOG", "");
+    if (log.empty()) return;
+    FILE* f = std::fopen(log.c_str(), "a");
+    if (!f) return;
+    std::string line = "{\"launches\": " + std::to_string(launches) +
+                       ", \"allocations\": " + std::to_string(allocations_made) +
+                       ", \"live_allocations\": " + std::to_string(allocations.size()) +
+                       ", \"bytes_copied\": " + std::to_string(bytes_copied) +
+                       ", \"live_modules\": " + std::to_string(modules.size()) + ", \"refused\": [";
+    for (size_t i = 0; i < refused.size(); ++i) {
+      std::string quoted;
+      for (char ch : refused[i]) quoted += (ch == '"' || ch == '\\') ? std::string("\\") + ch : std::string(1, ch);
+      line += (i ? ", \"" : "\"") + quoted + "\"";
+    }
+    std::fprintf(f, "%s]}\n", line.c_str());
+    std::fclose(f);
+  }
+};
+
+Runtime runtime;
+// The HIP runtime is thread-safe: model instances on several threads share it.
+std::recursive_mutex calls;
+
+template <typename T>
+T read_at(const unsigned char* image, size_t offset) {
+  T value;
+  std::memcpy(&value, image + offset, sizeof value);
+  return value;
+}
+
+// Checks an AMD GPU ELF against the device and lists its kernels; 0, or the error to return.
+int read_code_object(const unsigned char* image, Module& module) {
+  if (std::memcmp(image, "\177ELF", 4) != 0)
+    return runtime.refuse(kInvalidImage, "a code object without an ELF header");
+  if (image[4] != 2 || read_at<uint16_t>(image, 18) != 224)
+    return runtime.refuse(kInvalidImage, "an ELF that is not a 64-bit AMD GPU code object");
+  const std::string target_id = device_target_id();
+  const std::string processor = target_id.substr(0, target_id.find(':'));
+  const auto flags = read_at<uint32_t>(image, 48);
+  if (int(flags & 0xff) != machine_of(processor))
+    return runtime.refuse(kNoBinaryForGpu, "a code object for machine " + std::to_string(flags & 0xff) +
+                                               ", not the device's " + processor);
+  // xnack (bits 8-9) and sramecc (10-11): 0 unsupported, 1 any, 2 off, 3 on. Off or on must match the device.
+  for (auto [feature, shift] : {std::pair<const char*, int>{"xnack", 8}, {"sramecc", 10}}) {
+    const unsigned setting = (flags >> shift) & 3;
+    const bool device_on = target_id.find(std::string(":") + feature + "+") != std::string::npos;
+    if ((setting == 2 && device_on) || (setting == 3 && !device_on))
+      return runtime.refuse(kNoBinaryForGpu,
+                            std::string("a code object whose ") + feature + " setting the device lacks");
+  }
+  // The dynamic symbols: NAME.kd marks kernel NAME.
+  const auto section_offset = read_at<uint64_t>(image, 40);
+  const auto section_size = read_at<uint16_t>(image, 58), sections = read_at<uint16_t>(image, 60);
+  for (unsigned s = 0; s < sections; ++s) {
+    const unsigned char* header = image + section_offset + s * section_size;
+    if (read_at<uint32_t>(header, 4) != 11) continue;  // SHT_DYNSYM
+    const auto offset = read_at<uint64_t>(header, 24), size = read_at<uint64_t>(header, 32);
+    const auto link = read_at<uint32_t>(header, 40);
+    const auto entry = read_at<uint64_t>(header, 56);
+    const unsigned char* strings_header = image + section_offset + link * section_size;
+    const char* strings = reinterpret_cast<const char*>(image + read_at<uint64_t>(strings_header, 24));
+    for (uint64_t at = offset; entry && at + entry <= offset + size; at += entry) {
+      std::string name = strings + read_at<uint32_t>(image, at);
+      if (name.size() > 3 && name.compare(name.size() - 3, 3, ".kd") == 0)
+        module.kernels.insert(name.substr(0, name.size() - 3));
+    }
+  }
+  if (module.kernels.empty()) return runtime.refuse(kInvalidImage, "a code object with no kernels");
+  return kSuccess;
+}
+
+int check_stream(void* stream) {
+  if (stream && !runtime.streams.count(stream)) return runtime.refuse(kInvalidHandle, "an unknown stream");
+  return runtime.faulted ? kLaunchFailure : kSuccess;
+}
+
+int copy(void* to, const void* from, size_t bytes, bool to_device, bool from_device, const char* call) {
+  if (runtime.faulted) return kLaunchFailure;
+  if ((to_device && !runtime.holding(to, bytes)) || (from_device && !runtime.holding(from, bytes)))
+    return runtime.refuse(kInvalidValue,
+                          std::string(call) + " of " + std::to_string(bytes) + " bytes outside an allocation");
+  std::memmove(to, from, bytes);
+  runtime.bytes_copied += long(bytes);
+  return kSuccess;
+}
+
+}  // namespace
+
+extern "C" {
+
+int hipInit(unsigned) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  return std::atoi(env_or("TETRA_FAKE_HIP_DEVICES", "1").c_str()) > 0 ? kSuccess : kNoDevice;
+}
+
+int hipRuntimeGetVersion(int* version) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  *version = 50231000;  // ROCm 5.2's numbering
+  return kSuccess;
+}
+
+int hipGetDeviceCount(int* count) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  *count = std::atoi(env_or("TETRA_FAKE_HIP_DEVICES", "1").c_str());
+  return *count > 0 ? kSuccess : kNoDevice;
+}
+
+int hipSetDevice(int device) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  return device == 0 ? kSuccess : kInvalidDevice;
+}
+
+int hipGetDeviceProperties(void* properties, int device) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (device != 0) return kInvalidDevice;
+  char* p = static_cast<char*>(properties);
+  std::memset(p, 0, kPropertiesBytes);
+  std::snprintf(p, 256, "%s", "Stand-in AMD GPU");
+  std::snprintf(p + kArchNameOffset, 256, "%s", device_target_id().c_str());
+  return kSuccess;
+}
+
+int hipDeviceGetAttribute(int* value, int attribute, int device) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (device != 0) return kInvalidDevice;
+  if (attribute != kAttributeMultiprocessorCount) return runtime.refuse(kInvalidValue, "an attribute not faked");
+  *value = 304;
+  return kSuccess;
+}
+
+int hipStreamCreate(void** stream) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  *stream = new char;
+  runtime.streams.insert(*stream);
+  return kSuccess;
+}
+
+int hipStreamDestroy(void* stream) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (!runtime.streams.erase(stream)) return runtime.refuse(kInvalidHandle, "destroying an unknown stream");
+  delete static_cast<char*>(stream);
+  return kSuccess;
+}
+
+int hipStreamSynchronize(void* stream) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  return check_stream(stream);
+}
+
+int hipModuleLoadData(void** module, const void* image) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  auto loaded = std::make_unique<Module>();
+  if (int err = read_code_object(static_cast<const unsigned char*>(image), *loaded); err != kSuccess) return err;
+  *module = loaded.get();
+  runtime.modules[*module] = std::move(loaded);
+  return kSuccess;
+}
+
+int hipModuleUnload(void* module) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (!runtime.modules.count(module)) return runtime.refuse(kInvalidHandle, "unloading an unknown module");
+  for (auto it = runtime.functions.begin(); it != runtime.functions.end();)
+    it = it->second->module == module ? runtime.functions.erase(it) : std::next(it);
+  runtime.modules.erase(module);
+  return kSuccess;
+}
+
+int hipModuleGetFunction(void** function, void* module, const char* name) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  auto it = runtime.modules.find(module);
+  if (it == runtime.modules.end()) return runtime.refuse(kInvalidHandle, "a function of an unknown module");
+  if (!it->second->kernels.count(name)) return runtime.refuse(kNotFound, std::string("no kernel ") + name);
+  auto f = std::make_unique<Function>(Function{it->second.get(), name});
+  *function = f.get();
+  runtime.functions[*function] = std::move(f);
+  return kSuccess;
+}
+
+int hipMalloc(void** address, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (bytes == 0) {  // as HIP does: no memory, and no error
+    *address = nullptr;
+    return kSuccess;
+  }
+  if (bytes > (size_t(1) << 36)) return kOutOfMemory;
+  Allocation a{bytes, std::make_unique<char[]>(bytes)};
+  *address = a.memory.get();
+  runtime.allocations[uintptr_t(*address)] = std::move(a);
+  ++runtime.allocations_made;
+  return kSuccess;
+}
+
+int hipFree(void* address) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (!address) return kSuccess;
+  if (!runtime.allocations.erase(uintptr_t(address)))
+    return runtime.refuse(kInvalidValue, "freeing an unknown address");
+  return kSuccess;
+}
+
+int hipMemcpyHtoD(void* to, const void* from, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  return copy(to, from, bytes, true, false, "hipMemcpyHtoD");
+}
+
+int hipMemcpyDtoH(void* to, void* from, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  return copy(to, from, bytes, false, true, "hipMemcpyDtoH");
+}
+
+int hipMemcpyDtoDAsync(void* to, void* from, size_t bytes, void* stream) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (int err = check_stream(stream); err != kSuccess) return err;
+  return copy(to, from, bytes, true, true, "hipMemcpyDtoDAsync");
+}
+
+int hipModuleLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                          unsigned shared_bytes, void* stream, void** params, void** extra) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  auto it = runtime.functions.find(function);
+  if (it == runtime.functions.end()) return runtime.refuse(kInvalidHandle, "launching an unknown function");
+  if (int err = check_stream(stream); err != kSuccess) return err;
+  const std::string& name = it->second->name;
+  if (!gx || !gy || !gz || !bx || !by || !bz || uint64_t(bx) * by * bz > 1024)
+    return runtime.refuse(kInvalidValue, "launching " + name + " on a grid of " + std::to_string(gx) + "x" +
+                                             std::to_string(gy) + "x" + std::to_string(gz) + " blocks of " +
+                                             std::to_string(bx) + "x" + std::to_string(by) + "x" + std::to_string(bz));
+  if (shared_bytes || extra) return runtime.refuse(kInvalidValue, "launching " + name + " with dynamic LDS or extra");
+  if (!params) return runtime.refuse(kInvalidValue, "launching " + name + " without its arguments");
+  ++runtime.launches;
+  if (std::atol(env_or("TETRA_FAKE_HIP_FAIL_LAUNCH", "0").c_str()) == runtime.launches) runtime.faulted = true;
+  return runtime.faulted ? kLaunchFailure : kSuccess;
+}
+
+int hipEventCreate(void** event) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  *event = new char;
+  runtime.events.insert(*event);
+  return kSuccess;
+}
+
+int hipEventDestroy(void* event) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (!runtime.events.erase(event)) return runtime.refuse(kInvalidHandle, "destroying an unknown event");
+  delete static_cast<char*>(event);
+  return kSuccess;
+}
+
+int hipEventRecord(void* event, void* stream) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (!runtime.events.count(event)) return runtime.refuse(kInvalidHandle, "recording an unknown event");
+  return check_stream(stream);
+}
+
+int hipEventSynchronize(void* event) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (!runtime.events.count(event)) return runtime.refuse(kInvalidHandle, "waiting on an unknown event");
+  return runtime.faulted ? kLaunchFailure : kSuccess;
+}
+
+int hipEventElapsedTime(float* ms, void* start, void* stop) {
+  std::lock_guard<std::recursive_mutex> lock(calls);
+  if (!runtime.events.count(start) || !runtime.events.count(stop))
+    return runtime.refuse(kInvalidHandle, "timing an unknown event");
+  *ms = 0.25f;
+  return kSuccess;
+}
+
+const char* hipGetErrorString(int error) {
+  static const std::map<int, const char*> words = {
+      {kSuccess, "no error"},
+      {kInvalidValue, "invalid argument"},
+      {kOutOfMemory, "out of memory"},
+      {kNoDevice, "no ROCm-capable device is detected"},
+      {kInvalidDevice, "invalid device ordinal"},
+      {kInvalidImage, "device kernel image is invalid"},
+      {kNoBinaryForGpu, "no kernel image is available for execution on the device"},
+      {kInvalidHandle, "invalid resource handle"},
+      {kNotFound, "named symbol not found"},
+      {kLaunchFailure, "unspecified launch failure"}};
+  auto it = words.find(error);
+  return it == words.end() ? "unknown error" : it->second;
+}
+
+}  // extern "C"

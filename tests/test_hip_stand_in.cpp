@@ -1,0 +1,124 @@
+// tetra's HIP path where there is no AMD GPU: `tetra run|tune --target hip` and tetra-device against a
+// stand-in HIP runtime (tests/fake_hip/fake_amdhip64.cpp). It runs no kernels, so no output is checked
+// here (the kernels' own tests check their results on pocl); it checks every call tetra makes: each code
+// object is for the device's arch and has the kernels launched, each copy stays inside its buffer, and
+// nothing is left allocated or loaded. A device fault, a missing device and an arch tetra has no code
+// for are errors that say so.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <string>
+
+#include "examples/example_models.h"
+#include "tests/test_support.h"
+
+using namespace tetra;
+using namespace tetra::test;
+
+namespace {
+
+// The example model `kind` ("mlp" or "cnn") quantized to int4 blocks of 16, in `dir`.
+std::string int4_example(const std::string& dir, const std::string& kind) {
+  std::string fp32 = (kind == "mlp" ? example_mlp(rng()) : example_cnn(rng())).save(dir + "/" + kind + ".onnx");
+  std::string int4 = dir + "/" + kind + "_int4.onnx";
+  REQUIRE(run_command(tetra_cli() + " quantize " + fp32 + " -o " + int4 + " --bits 4 --block-size 16") == 0);
+  return int4;
+}
+
+// The stand-in's last report checks out: it refused no call and the process left nothing behind.
+void check_clean(const nlohmann::json& report) {
+  INFO(report.dump());
+  CHECK(report["refused"].empty());
+  CHECK(report["live_allocations"] == 0);
+  CHECK(report["live_modules"] == 0);
+}
+
+}  // namespace
+
+TEST_CASE("tetra-device opens the HIP runtime and reads the device's target ID and CUs", "[gpu][hip]") {
+  const std::string dir = temp_dir("hip_device_info");
+  const std::string log = dir + "/hip.log";
+  std::string out;
+  REQUIRE(run_command(hip_stand_in("gfx90a:sramecc+:xnack-", log) + tetra_device_program() + " info --dialect hip",
+                      &out) == 0);
+  CHECK_THAT(out, Catch::Contains("\"arch\":\"gfx90a:sramecc+:xnack-\""));
+  CHECK_THAT(out, Catch::Contains("Stand-in AMD GPU (gfx90a:sramecc+:xnack-, 304 CUs, HIP runtime 50231000)"));
+  // No device: exit 2, naming what was missing.
+  CHECK(run_command(
+            hip_stand_in("gfx90a", log, "TETRA_FAKE_HIP_DEVICES=0") + tetra_device_program() + " info --dialect hip",
+            &out) == 2);
+  CHECK_THAT(out, Catch::Contains("no HIP device (hipInit failed: no ROCm-capable device is detected (100))"));
+  for (const nlohmann::json& report : hip_stand_in_reports(log)) check_clean(report);
+}
+
+TEST_CASE("tetra run --target hip runs a whole model on the device's arch through the HIP runtime", "[gpu][hip]") {
+  const std::string dir = temp_dir("hip_run");
+  const std::string model = int4_example(dir, "cnn");
+  const std::string run = tetra_cli() + " run " + model + " --random-inputs --explain ";
+  std::string out;
+
+  // `hip` alone takes the device's arch, features and all: code for gfx942 on an MI300X's target ID.
+  for (const std::string arch : {"gfx942:sramecc+:xnack-", "gfx1100"}) {
+    const std::string processor = arch.substr(0, arch.find(':'));
+    const std::string log = dir + "/" + processor + ".log";
+    int rc = run_command(hip_stand_in(arch, log) + run + "--target hip", &out);
+    INFO(out);
+    REQUIRE(rc == 0);
+    CHECK_THAT(out, Catch::Contains("device: Stand-in AMD GPU (" + arch + ", 304 CUs") &&
+                        Catch::Contains("(hip-" + processor + ")"));
+    // Every node ran on the GPU, with one launch the stand-in counted for each the job planned.
+    CHECK_THAT(out, !Catch::Contains("reference"));
+    const std::string launches = out.substr(out.find(" kernel launches") - 2, 2);
+    std::vector<nlohmann::json> reports = hip_stand_in_reports(log);
+    REQUIRE(reports.size() == 2);  // tetra-device info, then run
+    CHECK(reports[1]["launches"] == std::stoi(launches));
+    CHECK(reports[1]["launches"].get<int>() >= 8);
+    CHECK(reports[1]["allocations"].get<int>() > reports[1]["launches"].get<int>());  // weights, values, views
+    for (const nlohmann::json& report : reports) check_clean(report);
+  }
+
+  // An arch given must be the device's; an arch tetra does not build for is named.
+  const std::string log = dir + "/errors.log";
+  CHECK(run_command(hip_stand_in("gfx1100", log) + run + "--target hip:gfx942", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("this machine's HIP device is Stand-in AMD GPU (gfx1100, 304 CUs") &&
+                      Catch::Contains("not gfx942"));
+  CHECK(run_command(hip_stand_in("gfx1036", log) + run + "--target hip", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("(gfx1036, 304 CUs") && Catch::Contains("which tetra does not build for"));
+
+  // A device fault in the third launch fails the run, naming the kernel; every buffer is still freed.
+  CHECK(run_command(hip_stand_in("gfx942", log, "TETRA_FAKE_HIP_FAIL_LAUNCH=3") + run + "--target hip", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("the model failed on Stand-in AMD GPU") &&
+                      Catch::Contains("failed: unspecified launch failure (719)"));
+  CHECK(hip_stand_in_reports(log).back()["launches"] == 3);
+
+  // No device: an error saying so, or with --fallback cpu the CPU's answer, checked against the reference.
+  CHECK(run_command(hip_stand_in("gfx942", log, "TETRA_FAKE_HIP_DEVICES=0") + run + "--target hip", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("--target hip: unsupported 'hip': no HIP device"));
+  CHECK(
+      run_command(hip_stand_in("gfx942", log, "TETRA_FAKE_HIP_DEVICES=0") + run + "--target hip --fallback cpu --check",
+                  &out) == 0);
+  CHECK_THAT(out, Catch::Contains("running on this machine's CPU instead") &&
+                      Catch::Contains("check 'probs' against the reference") && !Catch::Contains("FAIL"));
+  for (const nlohmann::json& report : hip_stand_in_reports(log)) check_clean(report);
+}
+
+TEST_CASE("tetra tune --target hip measures on the device and refuses kernels that return nothing",
+          "[gpu][hip][tuner]") {
+  // The stand-in runs no kernel, so every candidate's output is left unwritten: each trial must fail its
+  // check against the reference, and the tune must say that no schedule works rather than look done.
+  const std::string dir = temp_dir("hip_tune");
+  const std::string model = int4_example(dir, "mlp");
+  const std::string log = dir + "/hip.log";
+  std::string out;
+  int rc = run_command(hip_stand_in("gfx90a:sramecc+:xnack-", log) + tetra_cli() + " tune " + model + " --db " + dir +
+                           "/db --target hip --trials 2 --shape x=1,64",
+                       &out);
+  INFO(out);
+  CHECK(rc == 1);
+  CHECK_THAT(out, Catch::Contains("outputs differ") && Catch::Contains("no schedule for them works on hip-gfx90a"));
+  std::vector<nlohmann::json> reports = hip_stand_in_reports(log);
+  REQUIRE(reports.size() >= 3);  // tetra-device info, then a run a candidate
+  for (const nlohmann::json& report : reports) check_clean(report);
+  // Ranking by the estimate needs the arch named: the device's would be a guess where there is none.
+  CHECK(run_command(tetra_cli() + " tune " + model + " --db " + dir + "/db --target hip --estimate", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("the estimate is for an arch; name it, as hip:gfx942"));
+}
