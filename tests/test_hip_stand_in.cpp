@@ -76,6 +76,14 @@ TEST_CASE("tetra run --target hip runs a whole model on the device's arch throug
     for (const nlohmann::json& report : reports) check_clean(report);
   }
 
+  // bench times the runs with the runtime's events (the stand-in's take 0.25 ms).
+  const std::string bench_log = dir + "/bench.log";
+  REQUIRE(run_command(hip_stand_in("gfx942", bench_log) + tetra_cli() + " bench " + model +
+                          " --random-inputs --repeat 3 --target hip",
+                      &out) == 0);
+  CHECK_THAT(out, Catch::Contains("on Stand-in AMD GPU (gfx942, 304 CUs") && Catch::Contains("mean 0.250 ms a run"));
+  for (const nlohmann::json& report : hip_stand_in_reports(bench_log)) check_clean(report);
+
   // An arch given must be the device's; an arch tetra does not build for is named.
   const std::string log = dir + "/errors.log";
   CHECK(run_command(hip_stand_in("gfx1100", log) + run + "--target hip:gfx942", &out) == 2);
