@@ -8,8 +8,10 @@
 #include <filesystem>
 #include <string>
 
+#include "dsl/target.h"
 #include "examples/example_models.h"
 #include "tests/test_support.h"
+#include "tuner/database.h"
 
 using namespace tetra;
 using namespace tetra::test;
@@ -129,4 +131,45 @@ TEST_CASE("tetra tune --target hip measures on the device and refuses kernels th
   // Ranking by the estimate needs the arch named: the device's would be a guess where there is none.
   CHECK(run_command(tetra_cli() + " tune " + model + " --db " + dir + "/db --target hip --estimate", &out) == 2);
   CHECK_THAT(out, Catch::Contains("the estimate is for an arch; name it, as hip:gfx942"));
+}
+
+TEST_CASE("tetra run --target hip takes the device's records: measured first, from its CU count first", "[gpu][hip]") {
+  const std::string dir = temp_dir("hip_records");
+  const std::string model = int4_example(dir, "cnn");
+  const std::string db = dir + "/db";
+  std::string out;
+  REQUIRE(run_command(tetra_cli() + " tune " + model + " --db " + db + " --target hip:gfx942 --estimate --trials 2",
+                      &out) == 0);
+  const std::string log = dir + "/hip.log";
+  const std::string run = tetra_cli() + " run " + model + " --db " + db + " --random-inputs --explain --target hip";
+
+  // Only estimates: each conv runs the best, and --explain says it is an estimate.
+  REQUIRE(run_command(hip_stand_in("gfx942:sramecc+:xnack-", log) + run, &out) == 0);
+  CHECK_THAT(out, Catch::Contains("kernel tetra.QConv 'Conv_0': ") && Catch::Contains("(database exact (estimated))"));
+  REQUIRE(out.find("kernel tetra.QConv 'Conv_0': ") != std::string::npos);
+
+  // A measurement of the first conv's worse estimate, from an MI300A (228 CUs), outranks the estimates.
+  tuner::TuningDatabase records = tuner::TuningDatabase::open(db, "hip-gfx942", dsl::toolchain_id());
+  const std::string first_conv = "kernel tetra.QConv 'Conv_0': ";
+  const size_t at = out.find(first_conv) + first_conv.size();
+  const std::string chosen = out.substr(at, out.find(" (database", at) - at);
+  const tuner::TuningRecord* estimate = nullptr;  // the chosen schedule's record: its workload is Conv_0's
+  for (const tuner::TuningRecord& r : records.records())
+    if (r.schedule.to_string() == chosen && r.workload.key.rfind("qconv", 0) == 0) estimate = &r;
+  REQUIRE(estimate);
+  std::optional<tuner::TuningRecord> measured;
+  for (const tuner::TuningRecord& r : records.records())
+    if (r.workload.key == estimate->workload.key && !r.failed() && r.schedule.to_string() != chosen) measured = r;
+  REQUIRE(measured);
+  measured->measured = true;
+  measured->measured_on = "AMD Instinct MI300A (gfx942:sramecc+:xnack-, 228 CUs, HIP runtime 60032830)";
+  measured->runs = 10;
+  records.commit({*measured});
+  const std::string want = first_conv + measured->schedule.to_string() + " (database exact";
+  // On an MI300X (304 CUs), as nearest; on an MI300A, as its own.
+  REQUIRE(run_command(hip_stand_in("gfx942:sramecc+:xnack-", log) + run, &out) == 0);
+  CHECK_THAT(out, Catch::Contains(want + " (as nearest: measured on 228 compute units, this GPU has 304))"));
+  REQUIRE(run_command(hip_stand_in("gfx942:sramecc+:xnack-", log, "TETRA_FAKE_HIP_CUS=228") + run, &out) == 0);
+  CHECK_THAT(out, Catch::Contains(want + ")"));
+  for (const nlohmann::json& report : hip_stand_in_reports(log)) check_clean(report);
 }

@@ -868,7 +868,9 @@ TuningDatabase::Lookup TuningDatabase::best(const WorkloadDesc& workload, int co
                          std::to_string(compute_units) + ")";
     return measured;
   }
-  return best_of(workload, false, 0);
+  Lookup estimated = best_of(workload, false, 0);
+  if (estimated.record) estimated.source += " (estimated)";
+  return estimated;
 }
 
 TuningDatabase::Lookup TuningDatabase::best_of(const WorkloadDesc& workload, bool measured, int compute_units) const {

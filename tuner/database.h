@@ -169,13 +169,13 @@ class TuningDatabase {
 
   struct Lookup {
     std::optional<dsl::Schedule> schedule;  // empty: use the template default
-    std::string source;                     // "exact", "nearest: <key>", "default"
+    std::string source;                     // "exact", "nearest: <key>", "default"; an estimate's ends " (estimated)"
     const TuningRecord* record = nullptr;   // the record used; valid until the next commit or prune
   };
   // The best working schedule of this target and toolchain for `workload`: the exact workload's, else
   // the nearest workload's (same op, format and epilogue, closest shape), else none ("default").
   // Measured records come first: an estimate is returned only when no measurement, exact or nearest,
-  // exists.
+  // exists, and its source says it is one ("exact (estimated)").
   // A nearest schedule was tuned for another shape: check it against the workload's knob space and
   // fall back to the default when it does not fit.
   // `compute_units` (> 0: the GPU that will run it has that many CUs or SMs) puts measurements from a GPU

@@ -14,6 +14,7 @@
 // The environment configures it:
 // - TETRA_FAKE_HIP_ARCH: the device's target ID (default "gfx942:sramecc+:xnack-");
 // - TETRA_FAKE_HIP_DEVICES: how many devices (default 1);
+// - TETRA_FAKE_HIP_CUS: its compute units (default 304, an MI300X's);
 // - TETRA_FAKE_HIP_FAIL_LAUNCH=N: the Nth launch (from 1) faults the device: it and every later launch,
 //   wait and copy fail with hipErrorLaunchFailure;
 // - TETRA_FAKE_HIP_LOG=FILE: when the library is unloaded it appends one JSON line to FILE: the launches,
@@ -231,7 +232,7 @@ int hipDeviceGetAttribute(int* value, int attribute, int device) {
   std::lock_guard<std::recursive_mutex> lock(calls);
   if (device != 0) return kInvalidDevice;
   if (attribute != kAttributeMultiprocessorCount) return runtime.refuse(kInvalidValue, "an attribute not faked");
-  *value = 304;
+  *value = std::atoi(env_or("TETRA_FAKE_HIP_CUS", "304").c_str());
   return kSuccess;
 }
 
