@@ -6,7 +6,9 @@
 // checks is what a real runtime would refuse, or what would fault a real device:
 // - a code object must be an AMD GPU ELF for the device's processor (EF_AMDGPU_MACH in its header), with
 //   xnack and sramecc settings the device runs;
-// - a kernel must be one of the code object's (a NAME.kd kernel descriptor in its symbols);
+// - a kernel must be one of the code object's (a NAME.kd kernel descriptor in its symbols), and a launch
+//   must keep to its metadata: no more threads a block than its .max_flat_workgroup_size, and an argument
+//   for each it declares, a device address inside a live allocation for each buffer;
 // - a copy must stay inside one allocation; a free must be of a live allocation;
 // - a launch needs a grid and a block of at least one, and at most 1024 threads a block;
 // - streams, events, modules and functions must be live handles.
@@ -71,9 +73,117 @@ struct Allocation {
   std::unique_ptr<char[]> memory;
 };
 
-struct Module {
-  std::set<std::string> kernels;  // the names with a NAME.kd kernel descriptor
+// A kernel's launch contract, from the code object's metadata note.
+struct KernelArgument {
+  uint64_t size = 0;
+  std::string kind;  // .value_kind: "by_value", "global_buffer", "hidden_..."
 };
+struct KernelContract {
+  uint64_t max_threads = 0;  // .max_flat_workgroup_size
+  std::vector<KernelArgument> arguments;
+};
+
+struct Module {
+  std::set<std::string> kernels;                    // the names with a NAME.kd kernel descriptor
+  std::map<std::string, KernelContract> contracts;  // by .name, from the metadata
+};
+
+// A MessagePack value (the AMDGPU metadata note's encoding), as far as the metadata uses it.
+struct Packed {
+  enum Kind { Nil, Bool, Integer, Real, Text, Array, Map } kind = Nil;
+  int64_t integer = 0;
+  std::string text;
+  std::vector<Packed> items;                       // an array's
+  std::vector<std::pair<Packed, Packed>> entries;  // a map's
+  const Packed* at(const std::string& key) const {
+    for (const auto& [k, v] : entries)
+      if (k.kind == Text && k.text == key) return &v;
+    return nullptr;
+  }
+};
+
+// Reads one MessagePack value; `ok` turns false on anything malformed or not understood.
+struct Unpacker {
+  const unsigned char *p, *end;
+  bool ok = true;
+  uint64_t number(int bytes) {  // big-endian
+    uint64_t v = 0;
+    if (end - p < bytes) return ok = false, 0;
+    for (int i = 0; i < bytes; ++i) v = v << 8 | *p++;
+    return v;
+  }
+  Packed read(int depth = 0) {
+    Packed v;
+    if (p >= end || depth > 32) return ok = false, v;
+    const unsigned char tag = *p++;
+    auto text = [&](uint64_t n) {
+      if (uint64_t(end - p) < n) return void(ok = false);
+      v.kind = Packed::Text, v.text.assign(reinterpret_cast<const char*>(p), n), p += n;
+    };
+    auto array = [&](uint64_t n) {
+      v.kind = Packed::Array;
+      for (uint64_t i = 0; i < n && ok; ++i) v.items.push_back(read(depth + 1));
+    };
+    auto map = [&](uint64_t n) {
+      v.kind = Packed::Map;
+      for (uint64_t i = 0; i < n && ok; ++i) {
+        Packed key = read(depth + 1);
+        v.entries.emplace_back(std::move(key), read(depth + 1));
+      }
+    };
+    if (tag <= 0x7f)
+      v.kind = Packed::Integer, v.integer = tag;
+    else if (tag >= 0xe0)
+      v.kind = Packed::Integer, v.integer = int8_t(tag);
+    else if ((tag & 0xf0) == 0x80)
+      map(tag & 0x0f);
+    else if ((tag & 0xf0) == 0x90)
+      array(tag & 0x0f);
+    else if ((tag & 0xe0) == 0xa0)
+      text(tag & 0x1f);
+    else if (tag == 0xc0)
+      v.kind = Packed::Nil;
+    else if (tag == 0xc2 || tag == 0xc3)
+      v.kind = Packed::Bool, v.integer = tag == 0xc3;
+    else if (tag == 0xca)
+      v.kind = Packed::Real, number(4);
+    else if (tag == 0xcb)
+      v.kind = Packed::Real, number(8);
+    else if (tag >= 0xcc && tag <= 0xcf)
+      v.kind = Packed::Integer, v.integer = int64_t(number(1 << (tag - 0xcc)));
+    else if (tag >= 0xd0 && tag <= 0xd3)
+      v.kind = Packed::Integer, v.integer = int64_t(number(1 << (tag - 0xd0)));
+    else if (tag >= 0xd9 && tag <= 0xdb)
+      text(number(1 << (tag - 0xd9)));
+    else if (tag == 0xdc || tag == 0xdd)
+      array(number(tag == 0xdc ? 2 : 4));
+    else if (tag == 0xde || tag == 0xdf)
+      map(number(tag == 0xde ? 2 : 4));
+    else
+      ok = false;
+    return v;
+  }
+};
+
+// The kernels' contracts in an NT_AMDGPU_METADATA note's MessagePack: false if it does not read.
+bool read_contracts(const unsigned char* data, size_t bytes, Module& module) {
+  Unpacker unpacker{data, data + bytes};
+  const Packed root = unpacker.read();
+  const Packed* kernels = root.at("amdhsa.kernels");
+  if (!unpacker.ok || !kernels || kernels->kind != Packed::Array) return false;
+  for (const Packed& k : kernels->items) {
+    const Packed *name = k.at(".name"), *threads = k.at(".max_flat_workgroup_size"), *args = k.at(".args");
+    if (!name || name->kind != Packed::Text || !threads || threads->kind != Packed::Integer) return false;
+    KernelContract& contract = module.contracts[name->text];
+    contract.max_threads = uint64_t(threads->integer);
+    for (size_t i = 0; args && i < args->items.size(); ++i) {
+      const Packed *size = args->items[i].at(".size"), *kind = args->items[i].at(".value_kind");
+      if (!size || !kind || kind->kind != Packed::Text) return false;
+      contract.arguments.push_back({uint64_t(size->integer), kind->text});
+    }
+  }
+  return true;
+}
 
 struct Function {
   Module* module;
@@ -156,13 +266,26 @@ int read_code_object(const unsigned char* image, Module& module) {
       return runtime.refuse(kNoBinaryForGpu,
                             std::string("a code object whose ") + feature + " setting the device lacks");
   }
-  // The dynamic symbols: NAME.kd marks kernel NAME.
+  // The dynamic symbols, where NAME.kd marks kernel NAME, and the metadata note, which gives each
+  // kernel's arguments and largest block.
   const auto section_offset = read_at<uint64_t>(image, 40);
   const auto section_size = read_at<uint16_t>(image, 58), sections = read_at<uint16_t>(image, 60);
   for (unsigned s = 0; s < sections; ++s) {
     const unsigned char* header = image + section_offset + s * section_size;
-    if (read_at<uint32_t>(header, 4) != 11) continue;  // SHT_DYNSYM
     const auto offset = read_at<uint64_t>(header, 24), size = read_at<uint64_t>(header, 32);
+    if (read_at<uint32_t>(header, 4) == 7) {  // SHT_NOTE: name size, description size, type, name, description
+      for (uint64_t at = offset; at + 12 <= offset + size;) {
+        const auto name_bytes = read_at<uint32_t>(image, at), bytes = read_at<uint32_t>(image, at + 4);
+        const auto type = read_at<uint32_t>(image, at + 8);
+        const uint64_t description = at + 12 + ((name_bytes + 3) & ~3u);
+        const bool amdgpu = std::strncmp(reinterpret_cast<const char*>(image + at + 12), "AMDGPU", 6) == 0;
+        if (amdgpu && type == 32 && !read_contracts(image + description, bytes, module))  // NT_AMDGPU_METADATA
+          return runtime.refuse(kInvalidImage, "a code object whose metadata does not read");
+        at = description + ((bytes + 3) & ~3u);
+      }
+      continue;
+    }
+    if (read_at<uint32_t>(header, 4) != 11) continue;  // SHT_DYNSYM
     const auto link = read_at<uint32_t>(header, 40);
     const auto entry = read_at<uint64_t>(header, 56);
     const unsigned char* strings_header = image + section_offset + link * section_size;
@@ -278,6 +401,8 @@ int hipModuleGetFunction(void** function, void* module, const char* name) {
   auto it = runtime.modules.find(module);
   if (it == runtime.modules.end()) return runtime.refuse(kInvalidHandle, "a function of an unknown module");
   if (!it->second->kernels.count(name)) return runtime.refuse(kNotFound, std::string("no kernel ") + name);
+  if (!it->second->contracts.count(name))
+    return runtime.refuse(kInvalidImage, std::string("no metadata for kernel ") + name);
   auto f = std::make_unique<Function>(Function{it->second.get(), name});
   *function = f.get();
   runtime.functions[*function] = std::move(f);
@@ -334,7 +459,25 @@ int hipModuleLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz,
                                              std::to_string(gy) + "x" + std::to_string(gz) + " blocks of " +
                                              std::to_string(bx) + "x" + std::to_string(by) + "x" + std::to_string(bz));
   if (shared_bytes || extra) return runtime.refuse(kInvalidValue, "launching " + name + " with dynamic LDS or extra");
-  if (!params) return runtime.refuse(kInvalidValue, "launching " + name + " without its arguments");
+  const Function& f = *it->second;
+  const KernelContract& contract = f.module->contracts.at(name);
+  if (uint64_t(bx) * by * bz > contract.max_threads)
+    return runtime.refuse(kInvalidValue, "launching " + name + " with " + std::to_string(uint64_t(bx) * by * bz) +
+                                             " threads a block, past its " + std::to_string(contract.max_threads));
+  // Each argument the kernel declares is read from its pointer in `params`, as the runtime would; a
+  // buffer's must be a device address inside a live allocation.
+  for (size_t i = 0; i < contract.arguments.size(); ++i) {
+    const KernelArgument& a = contract.arguments[i];
+    if (a.kind.rfind("hidden_", 0) == 0) continue;  // the runtime's own, after the explicit ones
+    if (!params || !params[i])
+      return runtime.refuse(kInvalidValue, "launching " + name + " without argument " + std::to_string(i));
+    if (a.kind != "global_buffer") continue;
+    uint64_t address = 0;
+    std::memcpy(&address, params[i], sizeof address);
+    if (!runtime.holding(reinterpret_cast<void*>(address), 1))
+      return runtime.refuse(kInvalidValue, "launching " + name + " with argument " + std::to_string(i) +
+                                               ", a buffer, not at a device address");
+  }
   ++runtime.launches;
   if (std::atol(env_or("TETRA_FAKE_HIP_FAIL_LAUNCH", "0").c_str()) == runtime.launches) runtime.faulted = true;
   return runtime.faulted ? kLaunchFailure : kSuccess;
