@@ -44,6 +44,11 @@ TEST_CASE("tetra-device opens the HIP runtime and reads the device's target ID a
                       &out) == 0);
   CHECK_THAT(out, Catch::Contains("\"arch\":\"gfx90a:sramecc+:xnack-\""));
   CHECK_THAT(out, Catch::Contains("Stand-in AMD GPU (gfx90a:sramecc+:xnack-, 304 CUs, HIP runtime 50231000)"));
+  // ROCm 6 moved the arch's name in the device properties: it is found there too.
+  REQUIRE(run_command(hip_stand_in("gfx1201", log, "TETRA_FAKE_HIP_ROCM=6 TETRA_FAKE_HIP_CUS=32") +
+                          tetra_device_program() + " info --dialect hip",
+                      &out) == 0);
+  CHECK_THAT(out, Catch::Contains("Stand-in AMD GPU (gfx1201, 32 CUs, HIP runtime 60032830)"));
   // No device: exit 2, naming what was missing.
   CHECK(run_command(
             hip_stand_in("gfx90a", log, "TETRA_FAKE_HIP_DEVICES=0") + tetra_device_program() + " info --dialect hip",

@@ -17,6 +17,7 @@
 // - TETRA_FAKE_HIP_ARCH: the device's target ID (default "gfx942:sramecc+:xnack-");
 // - TETRA_FAKE_HIP_DEVICES: how many devices (default 1);
 // - TETRA_FAKE_HIP_CUS: its compute units (default 304, an MI300X's);
+// - TETRA_FAKE_HIP_ROCM: 5 (the default) or 6, the release whose hipDeviceProp_t layout and version it gives;
 // - TETRA_FAKE_HIP_FAIL_LAUNCH=N: the Nth launch (from 1) faults the device: it and every later launch,
 //   wait and copy fail with hipErrorLaunchFailure;
 // - TETRA_FAKE_HIP_LOG=FILE: when the library is unloaded it appends one JSON line to FILE: the launches,
@@ -46,9 +47,13 @@ constexpr int kInvalidHandle = 400;
 constexpr int kNotFound = 500;
 constexpr int kLaunchFailure = 719;
 
-// ROCm 5.2's hipDeviceProp_t: 792 bytes, gcnArchName (256 bytes) at 396.
-constexpr size_t kPropertiesBytes = 792;
-constexpr size_t kArchNameOffset = 396;
+// hipDeviceProp_t, which begins with the name (256 bytes), and its gcnArchName (256 bytes): ROCm 5.2's is
+// 792 bytes with gcnArchName at 396, ROCm 6's 1472 with it at 1160.
+struct PropertiesLayout {
+  size_t bytes, arch_name_at;
+  int runtime_version;
+};
+PropertiesLayout properties_layout();
 constexpr int kAttributeMultiprocessorCount = 63;
 
 std::string env_or(const char* name, const std::string& fallback) {
@@ -57,6 +62,11 @@ std::string env_or(const char* name, const std::string& fallback) {
 }
 
 std::string device_target_id() { return env_or("TETRA_FAKE_HIP_ARCH", "gfx942:sramecc+:xnack-"); }
+
+PropertiesLayout properties_layout() {
+  if (env_or("TETRA_FAKE_HIP_ROCM", "5") == "6") return {1472, 1160, 60032830};
+  return {792, 396, 50231000};
+}
 
 // The processor's number in an AMD GPU ELF's e_flags (EF_AMDGPU_MACH, LLVM's AMDGPUUsage).
 int machine_of(const std::string& processor) {
@@ -326,7 +336,7 @@ int hipInit(unsigned) {
 
 int hipRuntimeGetVersion(int* version) {
   std::lock_guard<std::recursive_mutex> lock(calls);
-  *version = 50231000;  // ROCm 5.2's numbering
+  *version = properties_layout().runtime_version;
   return kSuccess;
 }
 
@@ -345,9 +355,13 @@ int hipGetDeviceProperties(void* properties, int device) {
   std::lock_guard<std::recursive_mutex> lock(calls);
   if (device != 0) return kInvalidDevice;
   char* p = static_cast<char*>(properties);
-  std::memset(p, 0, kPropertiesBytes);
+  const PropertiesLayout layout = properties_layout();
+  // Between the name and the arch, numbers and a UUID: bytes of any value, none of them text.
+  for (size_t i = 0; i < layout.bytes; ++i) p[i] = char((i * 2654435761u) >> 13);
+  std::memset(p, 0, 256);
   std::snprintf(p, 256, "%s", "Stand-in AMD GPU");
-  std::snprintf(p + kArchNameOffset, 256, "%s", device_target_id().c_str());
+  std::memset(p + layout.arch_name_at, 0, 256);
+  std::snprintf(p + layout.arch_name_at, 256, "%s", device_target_id().c_str());
   return kSuccess;
 }
 
