@@ -23,6 +23,21 @@ CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
       ->check(CLI::Range(1, kMaxThreads));
 }
 
+void add_target_options(CLI::App* cmd, std::string& kernel_cache, std::string& db, std::string& target,
+                        std::string& fallback, const std::string& verb) {
+  cmd->add_option(
+      "--kernel-cache", kernel_cache,
+      "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
+  cmd->add_option("--db", db, "tuning database folder (default: tuning_db/ beside the model, if any)");
+  cmd->add_option("--target", target,
+                  "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
+                  "CPU), with its tuning records (default: host); opencl, cuda[:sm_NN] or hip[:ARCH] " +
+                      verb + "s the whole model on this machine's GPU (hip or cuda alone: whatever its arch)");
+  cmd->add_option(
+      "--fallback", fallback,
+      "cpu: " + verb + " on this machine's CPU when the --target GPU or its runtime is missing (it says which)");
+}
+
 std::string activation_flag(ActivationOptIn opt_in) {
   switch (opt_in) {
     case ActivationOptIn::Int8:

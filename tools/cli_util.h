@@ -24,6 +24,11 @@ std::pair<std::string, std::string> parse_file_binding(const std::string& text);
 constexpr int kMaxThreads = 1024;
 CLI::Option* add_threads_option(CLI::App* cmd, int& threads);
 
+// --kernel-cache, --db, --target and --fallback, shared by run and bench; `verb` ("run", "time") says what
+// they do with the model.
+void add_target_options(CLI::App* cmd, std::string& kernel_cache, std::string& db, std::string& target,
+                        std::string& fallback, const std::string& verb);
+
 // --int8-activations and --f16-activations (at most one), shared by run, bench, tune and compile.
 void add_activation_flags(CLI::App* cmd, ActivationOptIn& opt_in);
 // The flag that asks for `opt_in` ("" for Exact), as a command line passes it on.

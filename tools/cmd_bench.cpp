@@ -230,15 +230,7 @@ void add_bench_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("bench", "Time a model: whole-model and per-kernel latency");
   cmd->add_option("model", opt->model, "ONNX model file")->required();
   cmd->add_option("--backend", opt->backend, "halide (default) or reference");
-  cmd->add_option("--kernel-cache", opt->kernel_cache,
-                  "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
-  cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
-  cmd->add_option("--target", opt->target,
-                  "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
-                  "CPU), with its tuning records (default: host); opencl, cuda[:sm_NN] or hip[:ARCH] times the whole "
-                  "model on this machine's GPU (hip or cuda alone: whatever its arch)");
-  cmd->add_option("--fallback", opt->fallback,
-                  "cpu: time on this machine's CPU when the --target GPU or its runtime is missing (it says which)");
+  add_target_options(cmd, opt->kernel_cache, opt->db, opt->target, opt->fallback, "time");
   add_threads_option(cmd, opt->threads);
   cmd->add_option("--repeat", opt->repeat, "timed runs after the warm-up (default 20)")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2; the first compiles)");

@@ -195,15 +195,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_flag("--check", opt->check_reference, "also run the reference evaluator and compare (exit 1 when off)");
   cmd->add_flag("--explain", opt->explain, "print which kernel ran each node, and its schedule or fallback reason");
   add_activation_flags(cmd, opt->activations);
-  cmd->add_option("--kernel-cache", opt->kernel_cache,
-                  "folder of compiled kernels shared across runs (default ~/.cache/tetra/kernels; '' compiles in memory)");
-  cmd->add_option("--db", opt->db, "tuning database folder (default: tuning_db/ beside the model, if any)");
-  cmd->add_option("--target", opt->target,
-                  "compile the kernels for this target, which this machine must run (x86-64-avx2 on an AVX-512 "
-                  "CPU), with its tuning records (default: host); opencl, cuda[:sm_NN] or hip[:ARCH] runs the whole "
-                  "model on this machine's GPU (hip or cuda alone: whatever its arch)");
-  cmd->add_option("--fallback", opt->fallback,
-                  "cpu: run on this machine's CPU when the --target GPU or its runtime is missing (it says which)");
+  add_target_options(cmd, opt->kernel_cache, opt->db, opt->target, opt->fallback, "run");
   add_threads_option(cmd, opt->threads);
   cmd->callback([opt] { run(*opt); });
 }
