@@ -348,6 +348,9 @@ Result<TargetSpec> parse_target(const std::string& raw) {
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char ch) { return std::tolower(ch); });
   if (text.empty()) return bad_target(raw, "empty target");
   if (text == "host") return host_target();
+  if (text == "hip" || text == "cuda")  // run, bench and tune resolve these to this machine's GPU first
+    return bad_target(raw, "name the GPU's arch, as hip:gfx942 or cuda:sm_90 (tetra run, bench and tune take " + text +
+                               " alone for this machine's GPU)");
   for (const char* prefix : {"hip:", "hip-"})
     if (text.compare(0, 4, prefix) == 0) return parse_hip(raw, text.substr(4));
   if (text == "opencl") return parse_opencl(raw, "");

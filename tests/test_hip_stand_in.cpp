@@ -133,6 +133,9 @@ TEST_CASE("tetra tune --target hip measures on the device and refuses kernels th
   std::vector<nlohmann::json> reports = hip_stand_in_reports(log);
   REQUIRE(reports.size() >= 3);  // tetra-device info, then a run a candidate
   for (const nlohmann::json& report : reports) check_clean(report);
+  // Compiling ahead of time needs the arch named too.
+  CHECK(run_command(tetra_cli() + " compile " + model + " -o " + dir + "/lib --shape x=1,64 --target hip", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("name the GPU's arch, as hip:gfx942 or cuda:sm_90"));
   // Ranking by the estimate needs the arch named: the device's would be a guess where there is none.
   CHECK(run_command(tetra_cli() + " tune " + model + " --db " + dir + "/db --target hip --estimate", &out) == 2);
   CHECK_THAT(out, Catch::Contains("the estimate is for an arch; name it, as hip:gfx942"));
