@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: tetra's GPU kernels on a real GPU (NVIDIA: the CUDA dialect built to PTX with clang-19,
 # run through the CUDA driver), each checked against the reference, the int4 decode GEMV timed
-# against the card's own copy bandwidth over a grid of knob points, and the prefill GEMM timed at each
-# of its stagings of the weight.
+# against the card's own copy bandwidth over a grid of knob points, the prefill GEMM timed at each
+# of its stagings of the weight, and whole int4 models (detector, classifier, recognizer at their real
+# sizes) checked against the reference evaluator and timed.
 #
 #   scripts/gpu-check.sh              build, write the bundle and run it, on a machine with both tetra's
 #                                     build dependencies (scripts/setup.sh) and an NVIDIA GPU

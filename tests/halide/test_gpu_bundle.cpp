@@ -1,5 +1,6 @@
 // The GPU check bundle: the GPU tests' jobs (test_gpu_kernels.cpp, test_gpu_conv.cpp) written to a folder
-// for a GPU elsewhere, plus the int4 decode GEMV at bandwidth-bound sizes over a grid of knob points.
+// for a GPU elsewhere, plus the int4 decode GEMV at bandwidth-bound sizes over a grid of knob points, and
+// whole int4 models checked against the reference evaluator and timed.
 // scripts/gpu-check.sh writes it here (where Halide is) and runs it with tetra-device on the GPU machine,
 // which needs nothing else of tetra. Hidden: it runs only when asked for by its tag, with
 //   TETRA_GPU_BUNDLE    the folder to write (required)
@@ -20,6 +21,10 @@
 
 #include "dsl/core/seeded_fill.h"
 #include "dsl/qmatmul.h"
+#include "examples/exported_models.h"
+#include "runtime/aot/gpu_model_job.h"
+#include "runtime/model.h"
+#include "runtime/reference_evaluator.h"
 #include "schedules/gpu/conv.h"
 #include "schedules/gpu/int4_gemm.h"
 #include "schedules/gpu/int4_gemv.h"
@@ -345,6 +350,56 @@ void add_int8_bandwidth_jobs(Bundle& b, int64_t K, int64_t N, const std::vector<
   }
 }
 
+// A whole model for the bundle: one of the exported int4 networks (examples/exported_models.h) at an image size.
+struct ModelCase {
+  std::string name;  // "detector", "classifier", "recognizer"
+  int64_t height, width;
+};
+
+// Whole models as `tetra run --target cuda|opencl` runs them (runtime/aot/gpu_model_job.h): every node's
+// kernels in one program, every activation on the device. Each output is checked against the reference
+// evaluator within 1e-4 x (1 + its largest magnitude), as the GPU model tests check them (float32 sums in
+// another order), and the model is timed.
+void add_model_jobs(Bundle& b, const std::vector<ModelCase>& models, const TargetSpec& target, uint64_t seed) {
+  std::mt19937 gen{uint32_t(seed)};
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (const ModelCase& c : models) {
+    const ExportedModel* m = nullptr;
+    for (const ExportedModel& e : exported_models())
+      if (e.name == c.name) m = &e;
+    REQUIRE(m);
+    ExportedModelOptions options;
+    options.int4 = true, options.height = c.height, options.width = c.width;
+    const std::string size = std::to_string(c.height) + "x" + std::to_string(c.width);
+    const fs::path dir = b.next("model_" + c.name + "_" + size);
+    const fs::path onnx = dir / "model.onnx";
+    m->build(gen, options).save(onnx.string());
+    Tensor x(DType::Float32, {1, 3, c.height, c.width});
+    for (int64_t i = 0; i < x.size(); ++i) x.mutable_data<float>()[i] = u(gen);
+    const Graph graph = load_model(onnx.string(), {{"x", x.shape()}});
+    fs::remove(onnx);  // the job carries the weights it needs
+    const TensorMap inputs = {{"x", x}};
+    Result<GpuModelJob> written = write_gpu_model_job(graph, inputs, target, nullptr, dir.string(), /*timing_runs=*/20);
+    INFO(c.name << " " << size);
+    REQUIRE(written.ok());
+    nlohmann::json job = nlohmann::json::parse(std::ifstream(written.value().job_file));
+    job["check"] = nlohmann::json::array();
+    for (const auto& [name, want] : run_reference(graph, inputs)) {
+      REQUIRE(want.dtype() == DType::Float32);
+      double scale = 0;
+      for (int64_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(want.get(i)));
+      const std::vector<float> tolerance(size_t(want.size()), float(1e-4 * (1 + scale)));
+      write_bytes(dir / (name + ".expect.bin"), want.bytes(), size_t(want.byte_size()));
+      write_bytes(dir / (name + ".tolerance.bin"), tolerance.data(), tolerance.size() * 4);
+      job["check"].push_back({{"buffer", job["model"]["outputs"][name]},
+                              {"expect", name + ".expect.bin"},
+                              {"tolerance", name + ".tolerance.bin"}});
+    }
+    b.add(dir, job,
+          c.name + " int4 " + size + ", the whole model: " + std::to_string(written.value().launches) + " launches");
+  }
+}
+
 struct BundleOptions {
   fs::path dir;
   std::string dialect = "cuda";  // or "opencl"
@@ -355,6 +410,8 @@ struct BundleOptions {
   bool gemm_grid = true;  // each GEMM at its default and over (shared_stage, thread_n, split_k), or at 2 points
   // Timed convs: C -> M channels on an H x H map (add_conv_timing_jobs). ResNet's 3x3 64 -> 64 on 56x56.
   std::vector<std::tuple<int64_t, int64_t, int64_t>> convs = {{64, 64, 56}, {128, 128, 28}};
+  // Whole models, at their real image sizes.
+  std::vector<ModelCase> models = {{"detector", 640, 640}, {"classifier", 224, 224}, {"recognizer", 32, 320}};
   int64_t copy_bytes = int64_t(1) << 30;
 };
 
@@ -493,6 +550,9 @@ size_t write_bundle(const BundleOptions& o) {
     for (const Schedule& s : points16) add_bandwidth_job(b, M, K, N, s, /*f16_scale=*/true);
   }
   for (const auto& [C, M, H] : o.convs) add_conv_timing_jobs(b, C, M, H, 20261209);
+  Result<TargetSpec> model_target = parse_target(o.dialect == "cuda" ? "cuda:" + o.sm : "opencl");
+  REQUIRE(model_target.ok());
+  add_model_jobs(b, o.models, model_target.value(), 20261208);
   std::ofstream(b.dir / "bundle.json")
       << nlohmann::json{{"dialect", o.dialect}, {"copy_bytes", o.copy_bytes}, {"jobs", b.jobs}}.dump(1) << "\n";
   return b.jobs.size();
@@ -536,9 +596,10 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   o.gemms = {{130, 96, 72}};  // the default dequantizes once a block from 128 rows; a partial row tile
   o.gemm_grid = false;        // and each thread row dequantizing (the kernels' own tests run the grid)
   o.convs = {{12, 20, 9}};  // the timed convs' path, small
+  o.models = {{"recognizer", 32, 64}};  // a whole model's path, small
   o.copy_bytes = 1 << 20;
   const size_t jobs = write_bundle(o);
-  REQUIRE(jobs >= 11);  // the default and the legal grid points for K = 256, and 3 timed convs
+  REQUIRE(jobs >= 12);  // the default and the legal grid points for K = 256, 3 timed convs and a model
   const std::string device = std::string(TETRA_BINARY_DIR) + "/bin/tetra-device";
   ProgramRun good = run_program({device, "check", o.dir.string()});
   INFO(good.output);
@@ -548,7 +609,7 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   std::ifstream in(o.dir / "results.json");
   nlohmann::json results = nlohmann::json::parse(in);
   REQUIRE(results["jobs"].size() == jobs);
-  int int8_jobs = 0, int8_lanes_jobs = 0, f16_jobs = 0, conv_jobs = 0, gemm_jobs = 0, gemm_h2_jobs = 0;
+  int int8_jobs = 0, int8_lanes_jobs = 0, f16_jobs = 0, conv_jobs = 0, gemm_jobs = 0, gemm_h2_jobs = 0, models = 0;
   for (const nlohmann::json& row : results["jobs"]) {
     CHECK_FALSE(row.contains("error"));
     CHECK(row["gb_per_s"].get<double>() > 0);
@@ -558,6 +619,7 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
     conv_jobs += row["job"].get<std::string>().find("time_conv") != std::string::npos;
     gemm_jobs += row["job"].get<std::string>().find("time_gemm_130x96x72_") != std::string::npos;
     gemm_h2_jobs += row["job"].get<std::string>().find("time_gemm_h2_130x96x72_") != std::string::npos;
+    models += row["job"] == "model_recognizer_32x64";
   }
   CHECK(int8_jobs >= 4);  // the int8-activation GEMV's default and grid, checked against the int8 arithmetic
   CHECK(int8_lanes_jobs >= 2);  // among them the int8 lanes' GEMV's
@@ -567,6 +629,7 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   // The float16 GEMM's default (the code pairs made once a block, 2 columns a thread for so few tiles) and the
   // per-row form, against A rounded to float16.
   CHECK(gemm_h2_jobs == 2);
+  CHECK(models == 1);  // the whole recognizer, checked against the reference evaluator
 
   // One output of the first job's reference moved past its tolerance.
   const std::string first = results["jobs"][0]["job"];
@@ -575,12 +638,19 @@ TEST_CASE("GPU check bundle: an OpenCL bundle runs with tetra-device check, and 
   std::ifstream(expect, std::ios::binary).read(reinterpret_cast<char*>(want.data()), 320 * 4);
   want[77] += 1.0f;
   write_bytes(expect, want.data(), want.size() * 4);
+  // And one of the whole model's outputs.
+  const fs::path model_expect = o.dir / "model_recognizer_32x64" / "probs.expect.bin";
+  std::vector<float> probs(fs::file_size(model_expect) / 4);
+  std::ifstream(model_expect, std::ios::binary).read(reinterpret_cast<char*>(probs.data()), probs.size() * 4);
+  probs[3] += 0.5f;
+  write_bytes(model_expect, probs.data(), probs.size() * 4);
   ProgramRun bad = run_program({device, "check", o.dir.string()});
   INFO(bad.output);
   CHECK(bad.status == 1);
   CHECK_THAT(bad.output, Catch::Contains("FAIL"));
   CHECK_THAT(bad.output, Catch::Contains("1 of 320 outputs differ"));
   CHECK_THAT(bad.output, Catch::Contains("qmatmul[77]"));
-  CHECK_THAT(bad.output, Catch::Contains(std::to_string(jobs) + " jobs, 1 failed"));
+  CHECK_THAT(bad.output, Catch::Contains("1 of " + std::to_string(probs.size()) + " outputs differ"));
+  CHECK_THAT(bad.output, Catch::Contains(std::to_string(jobs) + " jobs, 2 failed"));
   fs::remove_all(o.dir);
 }
