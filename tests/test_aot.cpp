@@ -412,7 +412,7 @@ TEST_CASE("a library for several GPUs and the CPU runs on the first GPU present,
 
 TEST_CASE("a library for several AMD archs runs on the device's arch through the HIP runtime, else the CPU",
           "[aot][gpu][hip]") {
-  // The stand-in HIP runtime (tests/fake_hip) runs no kernel, so the GPU's outputs are not checked here;
+  // The stand-in HIP runtime (tests/fake_gpu) runs no kernel, so the GPU's outputs are not checked here;
   // it checks each call the library makes (the code object's arch, its kernels, each copy's bounds) and
   // that nothing is left allocated or loaded.
   std::string dir = temp_dir("aot_hip");
@@ -432,7 +432,7 @@ TEST_CASE("a library for several AMD archs runs on the device's arch through the
   std::string out;
   REQUIRE(run_on("gfx942:sramecc+:xnack-", "auto", "", &out) == 0);
   CHECK_THAT(out, Catch::Contains("device: hip-gfx942"));
-  nlohmann::json last = hip_stand_in_reports(log).back();
+  nlohmann::json last = stand_in_reports(log).back();
   CHECK(last["launches"].get<int>() >= 8);
   // The C API's rules on the HIP device: error codes, device memory's alignment, concurrent instances.
   std::string api_check = build_program(source_dir() + "/tests/aot", dir + "/lib", "thip", dir + "/api", "api_check");
@@ -452,7 +452,41 @@ TEST_CASE("a library for several AMD archs runs on the device's arch through the
   // A device fault is an error code with the runtime's words, not an abort.
   CHECK(run_on("gfx90a", "hip:gfx90a", "TETRA_FAKE_HIP_FAIL_LAUNCH=2", &out) == 1);
   CHECK_THAT(out, Catch::Contains("unspecified launch failure (719)"));
-  for (const nlohmann::json& report : hip_stand_in_reports(log)) {
+  for (const nlohmann::json& report : stand_in_reports(log)) {
+    INFO(report.dump());
+    CHECK(report["refused"].empty());
+    CHECK(report["live_allocations"] == 0);
+    CHECK(report["live_modules"] == 0);
+  }
+}
+
+TEST_CASE("a library for NVIDIA runs through the CUDA driver, from any thread, else the CPU", "[aot][gpu][cuda]") {
+  // The stand-in CUDA driver (tests/fake_gpu) runs no kernel; it checks each call, the context current
+  // on the calling thread included: the driver's contexts are per thread.
+  std::string dir = temp_dir("aot_cuda");
+  std::string model = int4_example(dir, "cnn");
+  compile(model, dir + "/lib", "--name tcuda --target cuda:sm_80,host");
+  Input image = write_input(dir, "image", {1, 3, 32, 32});
+  std::string program = build_program(source_dir() + "/examples/aot_c", dir + "/lib", "tcuda", dir + "/c", "run_model");
+  const std::string log = dir + "/cuda.log";
+  std::string out;
+  // PTX for sm_80 runs on sm_90, not on sm_75, where the library says why and runs on the CPU.
+  REQUIRE(run_command(cuda_stand_in(90, log) + program + " " + image.raw, &out) == 0);
+  CHECK_THAT(out, Catch::Contains("device: cuda-sm80"));
+  REQUIRE(run_command(cuda_stand_in(75, log) + program + " " + image.raw, &out) == 0);
+  CHECK_THAT(out, Catch::Contains("device: cpu") &&
+                      Catch::Contains("cuda-sm80: the device is Stand-in NVIDIA GPU (sm_75, 132 SMs"));
+  check_against_reference(printed_output(out, {1, 10}), model, "image", image.tensor);
+  // The C API's rules on the CUDA device: device memory, concurrent instances, one instance shared by
+  // threads other than the one that made it.
+  std::string api_check = build_program(source_dir() + "/tests/aot", dir + "/lib", "tcuda", dir + "/api", "api_check");
+  int rc = run_command(cuda_stand_in(90, log) + api_check, &out);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK_THAT(out, Catch::Contains("runs on cuda-sm80") && Catch::Contains(", 0 failed"));
+  CHECK(run_command(cuda_stand_in(90, log, "TETRA_FAKE_CUDA_FAIL_LAUNCH=2") + program + " " + image.raw, &out) == 1);
+  CHECK_THAT(out, Catch::Contains("CUDA_ERROR_LAUNCH_FAILED (719)"));
+  for (const nlohmann::json& report : stand_in_reports(log)) {
     INFO(report.dump());
     CHECK(report["refused"].empty());
     CHECK(report["live_allocations"] == 0);

@@ -90,7 +90,12 @@ std::string hip_stand_in(const std::string& arch, const std::string& log, const 
          " TETRA_FAKE_HIP_LOG=" + log + " " + settings + " ";
 }
 
-std::vector<nlohmann::json> hip_stand_in_reports(const std::string& log) {
+std::string cuda_stand_in(int sm, const std::string& log, const std::string& settings) {
+  return "LD_LIBRARY_PATH=" + std::string(TETRA_BINARY_DIR) + "/fake_cuda TETRA_FAKE_CUDA_SM=" + std::to_string(sm) +
+         " TETRA_FAKE_CUDA_LOG=" + log + " " + settings + " ";
+}
+
+std::vector<nlohmann::json> stand_in_reports(const std::string& log) {
   std::vector<nlohmann::json> reports;
   std::ifstream in(log);
   for (std::string line; std::getline(in, line);) reports.push_back(nlohmann::json::parse(line));

@@ -30,11 +30,13 @@ std::string tetra_device_program();
 bool opencl_runs_here(const std::string& skipped);
 std::string source_dir();
 // The environment, as a shell command's prefix, under which tetra opens the stand-in HIP runtime
-// (tests/fake_hip/fake_amdhip64.cpp) as a device of target ID `arch`, which appends its report to `log`
-// when a process unloads it; `settings` adds more ("TETRA_FAKE_HIP_FAIL_LAUNCH=3").
+// (tests/fake_gpu/fake_amdhip64.cpp) as a device of target ID `arch`, or the stand-in CUDA driver
+// (fake_cuda.cpp) as a device of SM version `sm` (90), which appends its report to `log` when a process
+// unloads it; `settings` adds more ("TETRA_FAKE_HIP_FAIL_LAUNCH=3").
 std::string hip_stand_in(const std::string& arch, const std::string& log, const std::string& settings = "");
-// The stand-in's reports in `log`, one a process that unloaded it, in order.
-std::vector<nlohmann::json> hip_stand_in_reports(const std::string& log);
+std::string cuda_stand_in(int sm, const std::string& log, const std::string& settings = "");
+// A stand-in's reports in `log`, one a process that unloaded it, in order.
+std::vector<nlohmann::json> stand_in_reports(const std::string& log);
 // The CPU targets to run kernels for, as ExecutorOptions::target: "" (this machine) and, where this
 // machine has AVX-512, x86-64-avx2 too, whose register tiles are sized for 16 registers instead of 32.
 std::vector<std::string> cpu_targets_here();

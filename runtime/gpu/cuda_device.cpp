@@ -37,7 +37,8 @@ struct CudaDevice::Api {
   CUresult (*cuDeviceGetAttribute)(int*, int, CUdevice) = nullptr;
   CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice) = nullptr;
   CUresult (*cuDevicePrimaryCtxRelease_v2)(CUdevice) = nullptr;
-  CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
+  CUresult (*cuCtxPushCurrent_v2)(CUcontext) = nullptr;
+  CUresult (*cuCtxPopCurrent_v2)(CUcontext*) = nullptr;
   CUresult (*cuStreamCreate)(CUstream*, unsigned) = nullptr;
   CUresult (*cuStreamDestroy_v2)(CUstream) = nullptr;
   CUresult (*cuStreamSynchronize)(CUstream) = nullptr;
@@ -71,6 +72,25 @@ struct CudaDevice::Api {
   }
 };
 
+class CudaDevice::ContextScope {
+ public:
+  explicit ContextScope(const CudaDevice& device)
+      : api_(*device.api_), err_(api_.cuCtxPushCurrent_v2(device.context_)) {}
+  ~ContextScope() {
+    CUcontext popped = nullptr;
+    if (err_ == 0) api_.cuCtxPopCurrent_v2(&popped);
+  }
+  ContextScope(const ContextScope&) = delete;
+  ContextScope& operator=(const ContextScope&) = delete;
+  dsl::Status status() const {
+    return err_ == 0 ? dsl::ok_status() : dsl::Status(api_.failure("making the device's context current", err_));
+  }
+
+ private:
+  Api& api_;
+  CUresult err_;
+};
+
 dsl::Result<std::unique_ptr<CudaDevice>> CudaDevice::open() {
   auto missing = [](const std::string& why) { return dsl::Failure{dsl::FailureKind::Unsupported, "cuda", why}; };
   std::unique_ptr<CudaDevice> d(new CudaDevice);
@@ -89,7 +109,8 @@ dsl::Result<std::unique_ptr<CudaDevice>> CudaDevice::open() {
   TETRA_CUDA_LOAD(cuDeviceGetAttribute)
   TETRA_CUDA_LOAD(cuDevicePrimaryCtxRetain)
   TETRA_CUDA_LOAD(cuDevicePrimaryCtxRelease_v2)
-  TETRA_CUDA_LOAD(cuCtxSetCurrent)
+  TETRA_CUDA_LOAD(cuCtxPushCurrent_v2)
+  TETRA_CUDA_LOAD(cuCtxPopCurrent_v2)
   TETRA_CUDA_LOAD(cuStreamCreate)
   TETRA_CUDA_LOAD(cuStreamDestroy_v2)
   TETRA_CUDA_LOAD(cuStreamSynchronize)
@@ -128,21 +149,29 @@ dsl::Result<std::unique_ptr<CudaDevice>> CudaDevice::open() {
   if (CUresult err = api.cuDevicePrimaryCtxRetain(&context, d->device_); err != 0)
     return api.failure("cuDevicePrimaryCtxRetain", err);
   d->context_ = context;
-  if (CUresult err = api.cuCtxSetCurrent(context); err != 0) return api.failure("cuCtxSetCurrent", err);
-  if (CUresult err = api.cuStreamCreate(&d->stream_, 0); err != 0) return api.failure("cuStreamCreate", err);
+  {
+    ContextScope scope(*d);
+    if (dsl::Status st = scope.status(); !st) return st.failure();
+    if (CUresult err = api.cuStreamCreate(&d->stream_, 0); err != 0) return api.failure("cuStreamCreate", err);
+  }
   return d;
 }
 
 CudaDevice::~CudaDevice() {
   if (!api_ || !api_->library || !context_) return;
-  for (auto& [name, ptr] : buffers_)
-    if (!adopted_.count(name)) api_->cuMemFree_v2(ptr);
-  if (module_) api_->cuModuleUnload(module_);
-  if (stream_) api_->cuStreamDestroy_v2(stream_);
+  {
+    ContextScope scope(*this);
+    for (auto& [name, ptr] : buffers_)
+      if (!adopted_.count(name)) api_->cuMemFree_v2(ptr);
+    if (module_) api_->cuModuleUnload(module_);
+    if (stream_) api_->cuStreamDestroy_v2(stream_);
+  }
   api_->cuDevicePrimaryCtxRelease_v2(device_);
 }
 
 dsl::Status CudaDevice::build(const std::string& ptx) {
+  ContextScope scope(*this);
+  if (dsl::Status st = scope.status(); !st) return st;
   std::vector<char> log(16384, '\0');
   int options[] = {kJitErrorLogBuffer, kJitErrorLogBufferSizeBytes};
   void* values[] = {log.data(), reinterpret_cast<void*>(uintptr_t(log.size() - 1))};
@@ -158,6 +187,8 @@ dsl::Status CudaDevice::build(const std::string& ptx) {
 }
 
 dsl::Status CudaDevice::allocate(const std::string& name, int64_t bytes) {
+  ContextScope scope(*this);
+  if (dsl::Status st = scope.status(); !st) return st;
   CUdeviceptr ptr = 0;
   if (CUresult err = api_->cuMemAlloc_v2(&ptr, size_t(std::max<int64_t>(bytes, 1))); err != 0)
     return api_->failure("allocating " + std::to_string(bytes) + " bytes for " + name, err);
@@ -169,6 +200,8 @@ dsl::Status CudaDevice::allocate(const std::string& name, int64_t bytes) {
 }
 
 dsl::Status CudaDevice::adopt(const std::string& name, uint64_t address, int64_t bytes) {
+  ContextScope scope(*this);
+  if (dsl::Status st = scope.status(); !st) return st;
   if (address == 0) return dsl::Failure{dsl::FailureKind::Run, "cuda", "a null device address for " + name};
   auto it = buffers_.find(name);
   if (it != buffers_.end() && !adopted_.count(name)) api_->cuMemFree_v2(it->second);
@@ -179,6 +212,8 @@ dsl::Status CudaDevice::adopt(const std::string& name, uint64_t address, int64_t
 }
 
 dsl::Status CudaDevice::finish() {
+  ContextScope scope(*this);
+  if (dsl::Status st = scope.status(); !st) return st;
   CUresult err = api_->cuStreamSynchronize(stream_);
   return err == 0 ? dsl::ok_status() : dsl::Status(api_->failure("running the kernels", err));
 }
@@ -192,6 +227,8 @@ dsl::Result<uint64_t> CudaDevice::buffer(const std::string& name, int64_t bytes)
 }
 
 dsl::Status CudaDevice::write(const std::string& name, const void* data, int64_t bytes) {
+  ContextScope scope(*this);
+  if (dsl::Status st = scope.status(); !st) return st;
   dsl::Result<uint64_t> ptr = buffer(name, bytes);
   if (!ptr) return ptr.failure();
   if (CUresult err = api_->cuStreamSynchronize(stream_); err != 0) return api_->failure("running the kernels", err);
@@ -200,6 +237,8 @@ dsl::Status CudaDevice::write(const std::string& name, const void* data, int64_t
 }
 
 dsl::Status CudaDevice::read(const std::string& name, void* data, int64_t bytes) {
+  ContextScope scope(*this);
+  if (dsl::Status st = scope.status(); !st) return st;
   dsl::Result<uint64_t> ptr = buffer(name, bytes);
   if (!ptr) return ptr.failure();
   if (CUresult err = api_->cuStreamSynchronize(stream_); err != 0) return api_->failure("running the kernels", err);
@@ -208,6 +247,8 @@ dsl::Status CudaDevice::read(const std::string& name, void* data, int64_t bytes)
 }
 
 dsl::Status CudaDevice::launch(const dsl::LaunchPlan& plan, const std::map<std::string, int64_t>& inputs) {
+  ContextScope scope(*this);
+  if (dsl::Status st = scope.status(); !st) return st;
   if (!module_) return dsl::Failure{dsl::FailureKind::Run, plan.kernel, "no program was built"};
   CUfunction function = functions_[plan.kernel];
   if (!function) {
@@ -230,6 +271,8 @@ dsl::Status CudaDevice::launch(const dsl::LaunchPlan& plan, const std::map<std::
 }
 
 dsl::Status CudaDevice::copy(const std::string& from, const std::string& to, int64_t bytes) {
+  ContextScope scope(*this);
+  if (dsl::Status st = scope.status(); !st) return st;
   dsl::Result<uint64_t> src = buffer(from, bytes), dst = buffer(to, bytes);
   if (!src) return src.failure();
   if (!dst) return dst.failure();
@@ -238,6 +281,8 @@ dsl::Status CudaDevice::copy(const std::string& from, const std::string& to, int
 }
 
 dsl::Result<double> CudaDevice::time_runs(const std::function<dsl::Status()>& enqueue, int runs) {
+  ContextScope scope(*this);
+  if (dsl::Status st = scope.status(); !st) return st.failure();
   CUevent start = nullptr, stop = nullptr;
   if (CUresult err = api_->cuEventCreate(&start, 0); err != 0) return api_->failure("cuEventCreate", err);
   if (CUresult err = api_->cuEventCreate(&stop, 0); err != 0) {

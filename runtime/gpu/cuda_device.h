@@ -36,6 +36,9 @@ class CudaDevice : public Device {
   CudaDevice() = default;
   dsl::Result<uint64_t> buffer(const std::string& name, int64_t bytes) const;  // a CUdeviceptr
   struct Api;
+  // The driver's contexts are per thread, and a device may be called from any thread (a model library's
+  // instance, say): each call makes the device's context current for its span, then the caller's again.
+  class ContextScope;
   std::unique_ptr<Api> api_;
   int device_ = 0;
   void* context_ = nullptr;  // the device's primary context

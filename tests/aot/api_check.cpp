@@ -61,13 +61,17 @@ std::vector<float> run_once(API(model)* m, const std::vector<float>& input) {
 
 // Device memory of a HIP or CUDA instance's GPU, from the runtime the library opens (the same library
 // loaded once: its allocations are the instance's device's). Addresses are 64-bit either way: a
-// hipDeviceptr_t is a pointer, a CUdeviceptr an integer, and both pass the same way.
+// hipDeviceptr_t is a pointer, a CUdeviceptr an integer, and both pass the same way. With the CUDA driver
+// the caller makes the device's primary context current on its thread, as a CUDA program does.
 struct DeviceMemory {
   void* library = nullptr;
   int (*allocate)(uint64_t*, size_t) = nullptr;
   int (*release)(uint64_t) = nullptr;
   int (*to_device)(uint64_t, const void*, size_t) = nullptr;
   int (*to_host)(void*, uint64_t, size_t) = nullptr;
+  void* context = nullptr;  // CUDA: the primary context, pushed on this thread
+  int (*pop_context)(void**) = nullptr;
+  int (*release_context)(int) = nullptr;
 
   explicit DeviceMemory(const std::string& device) {
     const bool hip = device.rfind("hip", 0) == 0;
@@ -82,8 +86,25 @@ struct DeviceMemory {
     find(hip ? "hipFree" : "cuMemFree_v2", release);
     find(hip ? "hipMemcpyHtoD" : "cuMemcpyHtoD_v2", to_device);
     find(hip ? "hipMemcpyDtoH" : "cuMemcpyDtoH_v2", to_host);
+    if (hip) return;
+    int (*init)(unsigned) = nullptr;
+    int (*retain)(void**, int) = nullptr;
+    int (*push)(void*) = nullptr;
+    find("cuInit", init);
+    find("cuDevicePrimaryCtxRetain", retain);
+    find("cuCtxPushCurrent_v2", push);
+    find("cuCtxPopCurrent_v2", pop_context);
+    find("cuDevicePrimaryCtxRelease_v2", release_context);
+    if (!init || !retain || !push || !pop_context || !release_context || init(0) != 0 || retain(&context, 0) != 0 ||
+        push(context) != 0)
+      allocate = nullptr;  // not ok()
   }
   ~DeviceMemory() {
+    if (context && pop_context) {
+      void* popped = nullptr;
+      pop_context(&popped);
+      release_context(0);
+    }
     if (library) dlclose(library);
   }
   bool ok() const { return allocate && release && to_device && to_host; }

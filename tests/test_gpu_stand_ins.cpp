@@ -1,9 +1,9 @@
-// tetra's HIP path where there is no AMD GPU: `tetra run|tune --target hip` and tetra-device against a
-// stand-in HIP runtime (tests/fake_hip/fake_amdhip64.cpp). It runs no kernels, so no output is checked
-// here (the kernels' own tests check their results on pocl); it checks every call tetra makes: each code
-// object is for the device's arch and has the kernels launched, each copy stays inside its buffer, and
-// nothing is left allocated or loaded. A device fault, a missing device and an arch tetra has no code
-// for are errors that say so.
+// tetra's HIP and CUDA paths where there is no AMD or NVIDIA GPU: `tetra run|bench|tune --target hip|cuda`
+// and tetra-device against stand-ins for the HIP runtime and the CUDA driver (tests/fake_gpu/). They run no
+// kernels, so no output is checked here (the kernels' own tests check their results on pocl); they check
+// every call tetra makes: each program is for the device's arch and has the kernels launched, with their
+// arguments, each copy stays inside its buffer, and nothing is left allocated or loaded. A device fault, a
+// missing device and an arch tetra has no code for are errors that say so.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <string>
@@ -54,7 +54,7 @@ TEST_CASE("tetra-device opens the HIP runtime and reads the device's target ID a
             hip_stand_in("gfx90a", log, "TETRA_FAKE_HIP_DEVICES=0") + tetra_device_program() + " info --dialect hip",
             &out) == 2);
   CHECK_THAT(out, Catch::Contains("no HIP device (hipInit failed: no ROCm-capable device is detected (100))"));
-  for (const nlohmann::json& report : hip_stand_in_reports(log)) check_clean(report);
+  for (const nlohmann::json& report : stand_in_reports(log)) check_clean(report);
 }
 
 TEST_CASE("tetra run --target hip runs a whole model on the device's arch through the HIP runtime", "[gpu][hip]") {
@@ -75,7 +75,7 @@ TEST_CASE("tetra run --target hip runs a whole model on the device's arch throug
     // Every node ran on the GPU, with one launch the stand-in counted for each the job planned.
     CHECK_THAT(out, !Catch::Contains("reference"));
     const std::string launches = out.substr(out.find(" kernel launches") - 2, 2);
-    std::vector<nlohmann::json> reports = hip_stand_in_reports(log);
+    std::vector<nlohmann::json> reports = stand_in_reports(log);
     REQUIRE(reports.size() == 2);  // tetra-device info, then run
     CHECK(reports[1]["launches"] == std::stoi(launches));
     CHECK(reports[1]["launches"].get<int>() >= 8);
@@ -89,7 +89,7 @@ TEST_CASE("tetra run --target hip runs a whole model on the device's arch throug
                           " --random-inputs --repeat 3 --target hip",
                       &out) == 0);
   CHECK_THAT(out, Catch::Contains("on Stand-in AMD GPU (gfx942, 304 CUs") && Catch::Contains("mean 0.250 ms a run"));
-  for (const nlohmann::json& report : hip_stand_in_reports(bench_log)) check_clean(report);
+  for (const nlohmann::json& report : stand_in_reports(bench_log)) check_clean(report);
 
   // An arch given must be the device's; an arch tetra does not build for is named.
   const std::string log = dir + "/errors.log";
@@ -103,7 +103,7 @@ TEST_CASE("tetra run --target hip runs a whole model on the device's arch throug
   CHECK(run_command(hip_stand_in("gfx942", log, "TETRA_FAKE_HIP_FAIL_LAUNCH=3") + run + "--target hip", &out) == 2);
   CHECK_THAT(out, Catch::Contains("the model failed on Stand-in AMD GPU") &&
                       Catch::Contains("failed: unspecified launch failure (719)"));
-  CHECK(hip_stand_in_reports(log).back()["launches"] == 3);
+  CHECK(stand_in_reports(log).back()["launches"] == 3);
 
   // No device: an error saying so, or with --fallback cpu the CPU's answer, checked against the reference.
   CHECK(run_command(hip_stand_in("gfx942", log, "TETRA_FAKE_HIP_DEVICES=0") + run + "--target hip", &out) == 2);
@@ -113,7 +113,7 @@ TEST_CASE("tetra run --target hip runs a whole model on the device's arch throug
                   &out) == 0);
   CHECK_THAT(out, Catch::Contains("running on this machine's CPU instead") &&
                       Catch::Contains("check 'probs' against the reference") && !Catch::Contains("FAIL"));
-  for (const nlohmann::json& report : hip_stand_in_reports(log)) check_clean(report);
+  for (const nlohmann::json& report : stand_in_reports(log)) check_clean(report);
 }
 
 TEST_CASE("tetra tune --target hip measures on the device and refuses kernels that return nothing",
@@ -130,7 +130,7 @@ TEST_CASE("tetra tune --target hip measures on the device and refuses kernels th
   INFO(out);
   CHECK(rc == 1);
   CHECK_THAT(out, Catch::Contains("outputs differ") && Catch::Contains("no schedule for them works on hip-gfx90a"));
-  std::vector<nlohmann::json> reports = hip_stand_in_reports(log);
+  std::vector<nlohmann::json> reports = stand_in_reports(log);
   REQUIRE(reports.size() >= 3);  // tetra-device info, then a run a candidate
   for (const nlohmann::json& report : reports) check_clean(report);
   // Compiling ahead of time needs the arch named too.
@@ -179,5 +179,28 @@ TEST_CASE("tetra run --target hip takes the device's records: measured first, fr
   CHECK_THAT(out, Catch::Contains(want + " (as nearest: measured on 228 compute units, this GPU has 304))"));
   REQUIRE(run_command(hip_stand_in("gfx942:sramecc+:xnack-", log, "TETRA_FAKE_HIP_CUS=228") + run, &out) == 0);
   CHECK_THAT(out, Catch::Contains(want + ")"));
-  for (const nlohmann::json& report : hip_stand_in_reports(log)) check_clean(report);
+  for (const nlohmann::json& report : stand_in_reports(log)) check_clean(report);
+}
+
+TEST_CASE("tetra run --target cuda runs a whole model through the CUDA driver", "[gpu][cuda]") {
+  const std::string dir = temp_dir("cuda_run");
+  const std::string model = int4_example(dir, "cnn");
+  const std::string run = tetra_cli() + " run " + model + " --random-inputs ";
+  const std::string log = dir + "/cuda.log";
+  std::string out;
+  // `cuda` alone takes the device's SM version; PTX for an older one runs too, as the driver compiles it.
+  int rc = run_command(cuda_stand_in(90, log) + run + "--target cuda", &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK_THAT(out, Catch::Contains("device: Stand-in NVIDIA GPU (sm_90, 132 SMs, CUDA driver 12.4) (cuda-sm90)"));
+  const std::string launches = out.substr(out.find(" kernel launches") - 2, 2);
+  CHECK(stand_in_reports(log).back()["launches"] == std::stoi(launches));
+  CHECK(run_command(cuda_stand_in(90, log) + run + "--target cuda:sm_80", &out) == 2);
+  CHECK_THAT(
+      out, Catch::Contains("this machine's CUDA device is Stand-in NVIDIA GPU (sm_90") && Catch::Contains("not sm_80"));
+  CHECK(run_command(cuda_stand_in(90, log, "TETRA_FAKE_CUDA_FAIL_LAUNCH=4") + run + "--target cuda", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("failed: CUDA_ERROR_LAUNCH_FAILED (719)"));
+  CHECK(run_command(cuda_stand_in(90, log, "TETRA_FAKE_CUDA_DEVICES=0") + run + "--target cuda", &out) == 2);
+  CHECK_THAT(out, Catch::Contains("--target cuda: unsupported 'cuda': ") && Catch::Contains("CUDA_ERROR_NO_DEVICE"));
+  for (const nlohmann::json& report : stand_in_reports(log)) check_clean(report);
 }

@@ -22,18 +22,13 @@
 //   wait and copy fail with hipErrorLaunchFailure;
 // - TETRA_FAKE_HIP_LOG=FILE: when the library is unloaded it appends one JSON line to FILE: the launches,
 //   the allocations left live, and each call it refused, with why.
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <map>
-#include <memory>
 #include <mutex>
-#include <set>
-#include <string>
-#include <vector>
+
+#include "tests/fake_gpu/device_state.h"
 
 namespace {
+
+using tetra::fake_gpu::env_or;
 
 // hip_runtime_api.h's error codes, those used here.
 constexpr int kSuccess = 0;
@@ -56,11 +51,6 @@ struct PropertiesLayout {
 PropertiesLayout properties_layout();
 constexpr int kAttributeMultiprocessorCount = 63;
 
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* value = std::getenv(name);
-  return value && *value ? value : fallback;
-}
-
 std::string device_target_id() { return env_or("TETRA_FAKE_HIP_ARCH", "gfx942:sramecc+:xnack-"); }
 
 PropertiesLayout properties_layout() {
@@ -77,11 +67,6 @@ int machine_of(const std::string& processor) {
   auto it = machines.find(processor);
   return it == machines.end() ? -1 : it->second;
 }
-
-struct Allocation {
-  size_t bytes;
-  std::unique_ptr<char[]> memory;
-};
 
 // A kernel's launch contract, from the code object's metadata note.
 struct KernelArgument {
@@ -201,48 +186,10 @@ struct Function {
 };
 
 // Everything the runtime holds, and what it reports on unloading.
-struct Runtime {
-  std::map<uintptr_t, Allocation> allocations;  // by address
-  std::set<void*> streams, events;
+struct Runtime : tetra::fake_gpu::DeviceState {
   std::map<void*, std::unique_ptr<Module>> modules;
   std::map<void*, std::unique_ptr<Function>> functions;
-  long launches = 0, bytes_copied = 0, allocations_made = 0;
-  std::vector<std::string> refused;
-  bool faulted = false;  // a launch failed: like a real device's, the fault sticks to every later wait and copy
-
-  int refuse(int error, const std::string& why) {
-    refused.push_back(why);
-    return error;
-  }
-
-  // The allocation [address, address + bytes) lies in, or null.
-  Allocation* holding(const void* address, size_t bytes) {
-    auto a = uintptr_t(address);
-    auto it = allocations.upper_bound(a);
-    if (it == allocations.begin()) return nullptr;
-    --it;
-    if (a < it->first || a + bytes > it->first + it->second.bytes) return nullptr;
-    return &it->second;
-  }
-
-  ~Runtime() {
-    const std::string log = env_or("TETRA_FAKE_HIP_LOG", "");
-    if (log.empty()) return;
-    FILE* f = std::fopen(log.c_str(), "a");
-    if (!f) return;
-    std::string line = "{\"launches\": " + std::to_string(launches) +
-                       ", \"allocations\": " + std::to_string(allocations_made) +
-                       ", \"live_allocations\": " + std::to_string(allocations.size()) +
-                       ", \"bytes_copied\": " + std::to_string(bytes_copied) +
-                       ", \"live_modules\": " + std::to_string(modules.size()) + ", \"refused\": [";
-    for (size_t i = 0; i < refused.size(); ++i) {
-      std::string quoted;
-      for (char ch : refused[i]) quoted += (ch == '"' || ch == '\\') ? std::string("\\") + ch : std::string(1, ch);
-      line += (i ? ", \"" : "\"") + quoted + "\"";
-    }
-    std::fprintf(f, "%s]}\n", line.c_str());
-    std::fclose(f);
-  }
+  ~Runtime() { report("TETRA_FAKE_HIP_LOG", modules.size()); }
 };
 
 Runtime runtime;
@@ -317,12 +264,7 @@ int check_stream(void* stream) {
 
 int copy(void* to, const void* from, size_t bytes, bool to_device, bool from_device, const char* call) {
   if (runtime.faulted) return kLaunchFailure;
-  if ((to_device && !runtime.holding(to, bytes)) || (from_device && !runtime.holding(from, bytes)))
-    return runtime.refuse(kInvalidValue,
-                          std::string(call) + " of " + std::to_string(bytes) + " bytes outside an allocation");
-  std::memmove(to, from, bytes);
-  runtime.bytes_copied += long(bytes);
-  return kSuccess;
+  return runtime.copy(to, from, bytes, to_device, from_device, call) ? kSuccess : kInvalidValue;
 }
 
 }  // namespace
@@ -430,18 +372,14 @@ int hipMalloc(void** address, size_t bytes) {
     return kSuccess;
   }
   if (bytes > (size_t(1) << 36)) return kOutOfMemory;
-  Allocation a{bytes, std::make_unique<char[]>(bytes)};
-  *address = a.memory.get();
-  runtime.allocations[uintptr_t(*address)] = std::move(a);
-  ++runtime.allocations_made;
+  *address = runtime.allocate(bytes);
   return kSuccess;
 }
 
 int hipFree(void* address) {
   std::lock_guard<std::recursive_mutex> lock(calls);
   if (!address) return kSuccess;
-  if (!runtime.allocations.erase(uintptr_t(address)))
-    return runtime.refuse(kInvalidValue, "freeing an unknown address");
+  if (!runtime.release(address)) return runtime.refuse(kInvalidValue, "freeing an unknown address");
   return kSuccess;
 }
 
@@ -488,13 +426,11 @@ int hipModuleLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz,
     if (a.kind != "global_buffer") continue;
     uint64_t address = 0;
     std::memcpy(&address, params[i], sizeof address);
-    if (!runtime.holding(reinterpret_cast<void*>(address), 1))
+    if (!runtime.holds(reinterpret_cast<void*>(address), 1))
       return runtime.refuse(kInvalidValue, "launching " + name + " with argument " + std::to_string(i) +
                                                ", a buffer, not at a device address");
   }
-  ++runtime.launches;
-  if (std::atol(env_or("TETRA_FAKE_HIP_FAIL_LAUNCH", "0").c_str()) == runtime.launches) runtime.faulted = true;
-  return runtime.faulted ? kLaunchFailure : kSuccess;
+  return runtime.launch_faults("TETRA_FAKE_HIP_FAIL_LAUNCH") ? kLaunchFailure : kSuccess;
 }
 
 int hipEventCreate(void** event) {
