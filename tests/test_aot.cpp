@@ -452,12 +452,7 @@ TEST_CASE("a library for several AMD archs runs on the device's arch through the
   // A device fault is an error code with the runtime's words, not an abort.
   CHECK(run_on("gfx90a", "hip:gfx90a", "TETRA_FAKE_HIP_FAIL_LAUNCH=2", &out) == 1);
   CHECK_THAT(out, Catch::Contains("unspecified launch failure (719)"));
-  for (const nlohmann::json& report : stand_in_reports(log)) {
-    INFO(report.dump());
-    CHECK(report["refused"].empty());
-    CHECK(report["live_allocations"] == 0);
-    CHECK(report["live_modules"] == 0);
-  }
+  check_stand_in_reports(log);
 }
 
 TEST_CASE("a library for NVIDIA runs through the CUDA driver, from any thread, else the CPU", "[aot][gpu][cuda]") {
@@ -486,12 +481,7 @@ TEST_CASE("a library for NVIDIA runs through the CUDA driver, from any thread, e
   CHECK_THAT(out, Catch::Contains("runs on cuda-sm80") && Catch::Contains(", 0 failed"));
   CHECK(run_command(cuda_stand_in(90, log, "TETRA_FAKE_CUDA_FAIL_LAUNCH=2") + program + " " + image.raw, &out) == 1);
   CHECK_THAT(out, Catch::Contains("CUDA_ERROR_LAUNCH_FAILED (719)"));
-  for (const nlohmann::json& report : stand_in_reports(log)) {
-    INFO(report.dump());
-    CHECK(report["refused"].empty());
-    CHECK(report["live_allocations"] == 0);
-    CHECK(report["live_modules"] == 0);
-  }
+  check_stand_in_reports(log);
 }
 
 TEST_CASE("a library's GPU instance agrees with its CPU instance, float16 values and int64 indices included",

@@ -26,14 +26,6 @@ std::string int4_example(const std::string& dir, const std::string& kind) {
   return int4;
 }
 
-// The stand-in's last report checks out: it refused no call and the process left nothing behind.
-void check_clean(const nlohmann::json& report) {
-  INFO(report.dump());
-  CHECK(report["refused"].empty());
-  CHECK(report["live_allocations"] == 0);
-  CHECK(report["live_modules"] == 0);
-}
-
 }  // namespace
 
 TEST_CASE("tetra-device opens the HIP runtime and reads the device's target ID and CUs", "[gpu][hip]") {
@@ -54,7 +46,7 @@ TEST_CASE("tetra-device opens the HIP runtime and reads the device's target ID a
             hip_stand_in("gfx90a", log, "TETRA_FAKE_HIP_DEVICES=0") + tetra_device_program() + " info --dialect hip",
             &out) == 2);
   CHECK_THAT(out, Catch::Contains("no HIP device (hipInit failed: no ROCm-capable device is detected (100))"));
-  for (const nlohmann::json& report : stand_in_reports(log)) check_clean(report);
+  check_stand_in_reports(log);
 }
 
 TEST_CASE("tetra run --target hip runs a whole model on the device's arch through the HIP runtime", "[gpu][hip]") {
@@ -80,7 +72,7 @@ TEST_CASE("tetra run --target hip runs a whole model on the device's arch throug
     CHECK(reports[1]["launches"] == std::stoi(launches));
     CHECK(reports[1]["launches"].get<int>() >= 8);
     CHECK(reports[1]["allocations"].get<int>() > reports[1]["launches"].get<int>());  // weights, values, views
-    for (const nlohmann::json& report : reports) check_clean(report);
+    check_stand_in_reports(log);
   }
 
   // bench times the runs with the runtime's events (the stand-in's take 0.25 ms).
@@ -89,7 +81,7 @@ TEST_CASE("tetra run --target hip runs a whole model on the device's arch throug
                           " --random-inputs --repeat 3 --target hip",
                       &out) == 0);
   CHECK_THAT(out, Catch::Contains("on Stand-in AMD GPU (gfx942, 304 CUs") && Catch::Contains("mean 0.250 ms a run"));
-  for (const nlohmann::json& report : stand_in_reports(bench_log)) check_clean(report);
+  check_stand_in_reports(bench_log);
 
   // An arch given must be the device's; an arch tetra does not build for is named.
   const std::string log = dir + "/errors.log";
@@ -113,7 +105,7 @@ TEST_CASE("tetra run --target hip runs a whole model on the device's arch throug
                   &out) == 0);
   CHECK_THAT(out, Catch::Contains("running on this machine's CPU instead") &&
                       Catch::Contains("check 'probs' against the reference") && !Catch::Contains("FAIL"));
-  for (const nlohmann::json& report : stand_in_reports(log)) check_clean(report);
+  check_stand_in_reports(log);
 }
 
 TEST_CASE("tetra tune --target hip measures on the device and refuses kernels that return nothing",
@@ -130,9 +122,8 @@ TEST_CASE("tetra tune --target hip measures on the device and refuses kernels th
   INFO(out);
   CHECK(rc == 1);
   CHECK_THAT(out, Catch::Contains("outputs differ") && Catch::Contains("no schedule for them works on hip-gfx90a"));
-  std::vector<nlohmann::json> reports = stand_in_reports(log);
-  REQUIRE(reports.size() >= 3);  // tetra-device info, then a run a candidate
-  for (const nlohmann::json& report : reports) check_clean(report);
+  REQUIRE(stand_in_reports(log).size() >= 3);  // tetra-device info, then a run a candidate
+  check_stand_in_reports(log);
   // Compiling ahead of time needs the arch named too.
   CHECK(run_command(tetra_cli() + " compile " + model + " -o " + dir + "/lib --shape x=1,64 --target hip", &out) == 2);
   CHECK_THAT(out, Catch::Contains("name the GPU's arch, as hip:gfx942 or cuda:sm_90"));
@@ -179,7 +170,7 @@ TEST_CASE("tetra run --target hip takes the device's records: measured first, fr
   CHECK_THAT(out, Catch::Contains(want + " (as nearest: measured on 228 compute units, this GPU has 304))"));
   REQUIRE(run_command(hip_stand_in("gfx942:sramecc+:xnack-", log, "TETRA_FAKE_HIP_CUS=228") + run, &out) == 0);
   CHECK_THAT(out, Catch::Contains(want + ")"));
-  for (const nlohmann::json& report : stand_in_reports(log)) check_clean(report);
+  check_stand_in_reports(log);
 }
 
 TEST_CASE("tetra run --target cuda runs a whole model through the CUDA driver", "[gpu][cuda]") {
@@ -202,5 +193,5 @@ TEST_CASE("tetra run --target cuda runs a whole model through the CUDA driver", 
   CHECK_THAT(out, Catch::Contains("failed: CUDA_ERROR_LAUNCH_FAILED (719)"));
   CHECK(run_command(cuda_stand_in(90, log, "TETRA_FAKE_CUDA_DEVICES=0") + run + "--target cuda", &out) == 2);
   CHECK_THAT(out, Catch::Contains("--target cuda: unsupported 'cuda': ") && Catch::Contains("CUDA_ERROR_NO_DEVICE"));
-  for (const nlohmann::json& report : stand_in_reports(log)) check_clean(report);
+  check_stand_in_reports(log);
 }

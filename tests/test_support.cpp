@@ -102,6 +102,15 @@ std::vector<nlohmann::json> stand_in_reports(const std::string& log) {
   return reports;
 }
 
+void check_stand_in_reports(const std::string& log) {
+  for (const nlohmann::json& report : stand_in_reports(log)) {
+    INFO(log << ": " << report.dump());
+    CHECK(report["refused"].empty());
+    CHECK(report["live_allocations"] == 0);
+    CHECK(report["live_modules"] == 0);
+  }
+}
+
 bool opencl_runs_here(const std::string& skipped) {
   if (std::filesystem::exists("/sys/devices/system/cpu")) return true;
   WARN("no /sys/devices/system/cpu: pocl cannot find its CPU device here, so " << skipped << " are skipped");

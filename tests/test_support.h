@@ -37,6 +37,9 @@ std::string hip_stand_in(const std::string& arch, const std::string& log, const 
 std::string cuda_stand_in(int sm, const std::string& log, const std::string& settings = "");
 // A stand-in's reports in `log`, one a process that unloaded it, in order.
 std::vector<nlohmann::json> stand_in_reports(const std::string& log);
+// Checks each report in `log`: the stand-in refused no call, and each process left nothing allocated or
+// loaded.
+void check_stand_in_reports(const std::string& log);
 // The CPU targets to run kernels for, as ExecutorOptions::target: "" (this machine) and, where this
 // machine has AVX-512, x86-64-avx2 too, whose register tiles are sized for 16 registers instead of 32.
 std::vector<std::string> cpu_targets_here();

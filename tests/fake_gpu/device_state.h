@@ -30,6 +30,30 @@ struct DeviceState {
   std::vector<std::string> refused;
   bool faulted = false;  // a launch failed: like a real device's, the fault sticks to every later wait and copy
 
+  // Streams and events: handles of their own, live from open_handle to close_handle.
+  static void* open_handle(std::set<void*>& handles) {
+    void* handle = new char;
+    handles.insert(handle);
+    return handle;
+  }
+  static bool close_handle(std::set<void*>& handles, void* handle) {
+    if (!handles.erase(handle)) return false;
+    delete static_cast<char*>(handle);
+    return true;
+  }
+  static constexpr float kEventMs = 0.25f;  // what every timed span takes
+
+  // Unloads a module and drops the functions found in it (each holds a `module` pointer); false if it is
+  // not loaded.
+  template <typename Modules, typename Functions>
+  static bool unload(Modules& modules, Functions& functions, void* module) {
+    if (!modules.count(module)) return false;
+    for (auto it = functions.begin(); it != functions.end();)
+      it = it->second->module == module ? functions.erase(it) : std::next(it);
+    modules.erase(module);
+    return true;
+  }
+
   // Records a call refused, for the report; returns `error`, the runtime's code for it.
   int refuse(int error, const std::string& why) {
     refused.push_back(why);

@@ -317,15 +317,14 @@ int hipDeviceGetAttribute(int* value, int attribute, int device) {
 
 int hipStreamCreate(void** stream) {
   std::lock_guard<std::recursive_mutex> lock(calls);
-  *stream = new char;
-  runtime.streams.insert(*stream);
+  *stream = runtime.open_handle(runtime.streams);
   return kSuccess;
 }
 
 int hipStreamDestroy(void* stream) {
   std::lock_guard<std::recursive_mutex> lock(calls);
-  if (!runtime.streams.erase(stream)) return runtime.refuse(kInvalidHandle, "destroying an unknown stream");
-  delete static_cast<char*>(stream);
+  if (!runtime.close_handle(runtime.streams, stream))
+    return runtime.refuse(kInvalidHandle, "destroying an unknown stream");
   return kSuccess;
 }
 
@@ -345,10 +344,8 @@ int hipModuleLoadData(void** module, const void* image) {
 
 int hipModuleUnload(void* module) {
   std::lock_guard<std::recursive_mutex> lock(calls);
-  if (!runtime.modules.count(module)) return runtime.refuse(kInvalidHandle, "unloading an unknown module");
-  for (auto it = runtime.functions.begin(); it != runtime.functions.end();)
-    it = it->second->module == module ? runtime.functions.erase(it) : std::next(it);
-  runtime.modules.erase(module);
+  if (!runtime.unload(runtime.modules, runtime.functions, module))
+    return runtime.refuse(kInvalidHandle, "unloading an unknown module");
   return kSuccess;
 }
 
@@ -435,15 +432,14 @@ int hipModuleLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz,
 
 int hipEventCreate(void** event) {
   std::lock_guard<std::recursive_mutex> lock(calls);
-  *event = new char;
-  runtime.events.insert(*event);
+  *event = runtime.open_handle(runtime.events);
   return kSuccess;
 }
 
 int hipEventDestroy(void* event) {
   std::lock_guard<std::recursive_mutex> lock(calls);
-  if (!runtime.events.erase(event)) return runtime.refuse(kInvalidHandle, "destroying an unknown event");
-  delete static_cast<char*>(event);
+  if (!runtime.close_handle(runtime.events, event))
+    return runtime.refuse(kInvalidHandle, "destroying an unknown event");
   return kSuccess;
 }
 
@@ -463,7 +459,7 @@ int hipEventElapsedTime(float* ms, void* start, void* stop) {
   std::lock_guard<std::recursive_mutex> lock(calls);
   if (!runtime.events.count(start) || !runtime.events.count(stop))
     return runtime.refuse(kInvalidHandle, "timing an unknown event");
-  *ms = 0.25f;
+  *ms = runtime.kEventMs;
   return kSuccess;
 }
 

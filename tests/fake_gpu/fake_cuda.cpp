@@ -199,15 +199,14 @@ int cuCtxPopCurrent_v2(void** context) {
 int cuStreamCreate(void** stream, unsigned) {
   std::lock_guard<std::recursive_mutex> lock(calls);
   if (int err = check_context("cuStreamCreate"); err != kSuccess) return err;
-  *stream = new char;
-  runtime.streams.insert(*stream);
+  *stream = runtime.open_handle(runtime.streams);
   return kSuccess;
 }
 
 int cuStreamDestroy_v2(void* stream) {
   std::lock_guard<std::recursive_mutex> lock(calls);
-  if (!runtime.streams.erase(stream)) return runtime.refuse(kInvalidHandle, "destroying an unknown stream");
-  delete static_cast<char*>(stream);
+  if (!runtime.close_handle(runtime.streams, stream))
+    return runtime.refuse(kInvalidHandle, "destroying an unknown stream");
   return kSuccess;
 }
 
@@ -239,10 +238,8 @@ int cuModuleLoadDataEx(void** module, const void* image, unsigned options, int* 
 
 int cuModuleUnload(void* module) {
   std::lock_guard<std::recursive_mutex> lock(calls);
-  if (!runtime.modules.count(module)) return runtime.refuse(kInvalidHandle, "unloading an unknown module");
-  for (auto it = runtime.functions.begin(); it != runtime.functions.end();)
-    it = it->second->module == module ? runtime.functions.erase(it) : std::next(it);
-  runtime.modules.erase(module);
+  if (!runtime.unload(runtime.modules, runtime.functions, module))
+    return runtime.refuse(kInvalidHandle, "unloading an unknown module");
   return kSuccess;
 }
 
@@ -318,15 +315,14 @@ int cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, unsign
 int cuEventCreate(void** event, unsigned) {
   std::lock_guard<std::recursive_mutex> lock(calls);
   if (int err = check_context("cuEventCreate"); err != kSuccess) return err;
-  *event = new char;
-  runtime.events.insert(*event);
+  *event = runtime.open_handle(runtime.events);
   return kSuccess;
 }
 
 int cuEventDestroy_v2(void* event) {
   std::lock_guard<std::recursive_mutex> lock(calls);
-  if (!runtime.events.erase(event)) return runtime.refuse(kInvalidHandle, "destroying an unknown event");
-  delete static_cast<char*>(event);
+  if (!runtime.close_handle(runtime.events, event))
+    return runtime.refuse(kInvalidHandle, "destroying an unknown event");
   return kSuccess;
 }
 
@@ -346,7 +342,7 @@ int cuEventElapsedTime(float* ms, void* start, void* stop) {
   std::lock_guard<std::recursive_mutex> lock(calls);
   if (!runtime.events.count(start) || !runtime.events.count(stop))
     return runtime.refuse(kInvalidHandle, "timing an unknown event");
-  *ms = 0.25f;
+  *ms = runtime.kEventMs;
   return kSuccess;
 }
 
