@@ -176,10 +176,9 @@ void tune(TuneCliOptions& opt) {
   // Tuning measures real runs: a CPU target this machine cannot run is refused, and a GPU target needs
   // its device here (tetra-device runs the candidates), except an AMD GPU whose candidates --estimate
   // ranks (tuner/estimate_runner.h).
-  // hip or cuda alone: the device's arch, which use_gpu_device finds.
+  // hip or cuda alone: the device's arch, which use_gpu_device finds (with --estimate, parse_target asks
+  // for the arch).
   const bool bare_dialect = !bare_gpu_dialect(opt.target).empty();
-  check(!bare_dialect || !opt.tune.estimate, ErrorKind::Invalid,
-        "--target " + opt.target + " --estimate: the estimate is for an arch; name it, as hip:gfx942");
   bool gpu = bare_dialect;
   if (!bare_dialect) {
     auto parsed = dsl::parse_target(opt.target);
