@@ -434,7 +434,7 @@ TEST_CASE("a library for several AMD archs runs on the device's arch through the
   CHECK_THAT(out, Catch::Contains("device: hip-gfx942"));
   nlohmann::json last = stand_in_reports(log).back();
   CHECK(last["launches"].get<int>() >= 8);
-  // The C API's rules on the HIP device: error codes, device memory's alignment, concurrent instances.
+  // The C API's rules on the HIP device: error codes, device memory in and out, concurrent instances.
   std::string api_check = build_program(source_dir() + "/tests/aot", dir + "/lib", "thip", dir + "/api", "api_check");
   int rc = run_command(hip_stand_in("gfx942:sramecc+:xnack-", log) + api_check, &out);
   INFO(out);
