@@ -18,6 +18,7 @@
 #include "runtime/model.h"
 #include "runtime/reference_evaluator.h"
 #include "runtime/tensor_io.h"
+#include "tests/example_files.h"
 #include "tests/test_support.h"
 #include "tools/model_builder.h"
 
@@ -26,14 +27,6 @@ using namespace tetra;
 using namespace tetra::test;
 
 namespace {
-
-// The example model `kind` ("mlp" or "cnn") quantized to int4 blocks of 16, in `dir`.
-std::string int4_example(const std::string& dir, const std::string& kind) {
-  std::string fp32 = (kind == "mlp" ? example_mlp(rng()) : example_cnn(rng())).save(dir + "/" + kind + ".onnx");
-  std::string int4 = dir + "/" + kind + "_int4.onnx";
-  REQUIRE(run_command(tetra_cli() + " quantize " + fp32 + " -o " + int4 + " --bits 4 --block-size 16") == 0);
-  return int4;
-}
 
 std::string compile(const std::string& model, const std::string& out, const std::string& args) {
   std::string log;

@@ -10,23 +10,12 @@
 
 #include "dsl/target.h"
 #include "examples/example_models.h"
+#include "tests/example_files.h"
 #include "tests/test_support.h"
 #include "tuner/database.h"
 
 using namespace tetra;
 using namespace tetra::test;
-
-namespace {
-
-// The example model `kind` ("mlp" or "cnn") quantized to int4 blocks of 16, in `dir`.
-std::string int4_example(const std::string& dir, const std::string& kind) {
-  std::string fp32 = (kind == "mlp" ? example_mlp(rng()) : example_cnn(rng())).save(dir + "/" + kind + ".onnx");
-  std::string int4 = dir + "/" + kind + "_int4.onnx";
-  REQUIRE(run_command(tetra_cli() + " quantize " + fp32 + " -o " + int4 + " --bits 4 --block-size 16") == 0);
-  return int4;
-}
-
-}  // namespace
 
 TEST_CASE("tetra-device opens the HIP runtime and reads the device's target ID and CUs", "[gpu][hip]") {
   const std::string dir = temp_dir("hip_device_info");
